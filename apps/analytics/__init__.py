@@ -1,0 +1,1 @@
+"""The analytics service (database analytics_db)."""

@@ -1,0 +1,23 @@
+"""The catalog service's tables."""
+
+from __future__ import annotations
+
+from advanced_alchemy.base import AdvancedDeclarativeBase
+from sqlalchemy.ext.asyncio import AsyncAttrs
+
+from outbox.models import AggregateVersionMixin, OutboxEventMixin
+
+
+class Base(AdvancedDeclarativeBase, AsyncAttrs):
+    """Every catalog table lives on this service's own metadata (bind key "catalog")."""
+
+    __abstract__ = True
+    __bind_key__ = "catalog"
+
+
+class EventStore(OutboxEventMixin, Base):
+    """The catalog outbox (the seed's event_store)."""
+
+
+class AggregateVersion(AggregateVersionMixin, Base):
+    """Per-aggregate event_version counter."""

@@ -1,0 +1,1 @@
+"""The checkout service (database checkout_db)."""

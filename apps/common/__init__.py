@@ -1,0 +1,1 @@
+"""What every service shares: topology, settings, app plumbing (kept once, not copied per service)."""

@@ -1,0 +1,62 @@
+"""Database configuration shared by every service: the seed's pool settings as overridable defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from advanced_alchemy.config import AlembicAsyncConfig, AsyncSessionConfig, SQLAlchemyAsyncConfig
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from apps.common.topology import ServiceSpec, database_url
+
+APPS = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """The seed's Go pool settings mapped onto SQLAlchemy's QueuePool.
+
+    MaxOpenConns 25 = pool_size + max_overflow; MaxIdleConns 5 = pool_size (overflow connections are
+    closed when returned, which is what ConnMaxIdleTime bounds); ConnMaxLifetime 5 min = pool_recycle.
+    """
+
+    size: int = 5
+    max_overflow: int = 20
+    recycle_s: int = 300
+    timeout_s: float = 10.0
+
+    @classmethod
+    def from_env(cls, prefix: str = "DB_POOL_") -> PoolSettings:
+        defaults = cls()
+        return cls(
+            size=int(os.environ.get(f"{prefix}SIZE", defaults.size)),
+            max_overflow=int(os.environ.get(f"{prefix}MAX_OVERFLOW", defaults.max_overflow)),
+            recycle_s=int(os.environ.get(f"{prefix}RECYCLE_S", defaults.recycle_s)),
+            timeout_s=float(os.environ.get(f"{prefix}TIMEOUT_S", defaults.timeout_s)),
+        )
+
+
+def alchemy_config(spec: ServiceSpec, pool: PoolSettings | None = None) -> SQLAlchemyAsyncConfig:
+    """advanced-alchemy config for one service: its own engine, metadata (bind key) and migrations."""
+    pool = pool or PoolSettings.from_env()
+    engine = create_async_engine(
+        database_url(spec),
+        pool_size=pool.size,
+        max_overflow=pool.max_overflow,
+        pool_recycle=pool.recycle_s,
+        pool_timeout=pool.timeout_s,
+        pool_pre_ping=False,
+    )
+    return SQLAlchemyAsyncConfig(
+        engine_instance=engine,
+        bind_key=spec.name,
+        # Write paths commit explicitly; nothing commits behind the handler's back.
+        session_config=AsyncSessionConfig(expire_on_commit=False, autoflush=False),
+        alembic_config=AlembicAsyncConfig(
+            script_location=str(APPS / spec.name / "migrations"),
+            version_table_name="alembic_version",
+        ),
+        create_all=False,
+    )

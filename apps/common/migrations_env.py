@@ -1,0 +1,45 @@
+"""The body of every service's Alembic env.py (online and offline), so it is written once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, cast
+
+from advanced_alchemy.base import AdvancedDeclarativeBase
+from alembic import context
+from sqlalchemy import pool
+from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config
+
+if TYPE_CHECKING:
+    from advanced_alchemy.alembic.commands import AlembicCommandConfig
+    from sqlalchemy.engine import Connection
+
+
+def run() -> None:
+    config = cast("AlembicCommandConfig", context.config)
+    metadata = AdvancedDeclarativeBase.__metadata_registry__.get(config.bind_key)
+    options: dict[str, Any] = {
+        "target_metadata": metadata,
+        "compare_type": True,
+        "version_table": config.version_table_name,
+    }
+    if context.is_offline_mode():
+        context.configure(url=config.db_url, literal_binds=True, **options)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
+    def do_run(connection: Connection) -> None:
+        context.configure(connection=connection, **options)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def online() -> None:
+        engine = cast("AsyncEngine | None", config.engine) or async_engine_from_config(
+            {"sqlalchemy.url": config.db_url}, prefix="sqlalchemy.", poolclass=pool.NullPool
+        )
+        async with engine.connect() as connection:
+            await connection.run_sync(do_run)
+        await engine.dispose()
+
+    asyncio.run(online())

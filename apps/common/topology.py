@@ -1,0 +1,90 @@
+"""The services, their ports and databases: the one list that infra, connectors and apps agree on."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """A service as the platform sees it: name, HTTP port, database and login role."""
+
+    name: str
+    port: int
+    database: str
+    aggregates: tuple[str, ...]
+
+    @property
+    def role(self) -> str:
+        return f"{self.name}_svc"
+
+    @property
+    def publication(self) -> str:
+        return f"{self.name}_outbox"
+
+    @property
+    def slot(self) -> str:
+        return f"{self.name}_outbox"
+
+    @property
+    def password_env(self) -> str:
+        return f"{self.name.upper()}_DB_PASSWORD"
+
+    def password(self) -> str:
+        # Local development default; production sets the variable from its secret store.
+        return os.environ.get(self.password_env, f"{self.name}-local-pw")
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("catalog", 8001, "catalog_db", ("product", "category")),
+    ServiceSpec("customer", 8002, "customer_db", ("customer",)),
+    ServiceSpec("checkout", 8003, "checkout_db", ("checkout",)),
+    ServiceSpec("order", 8004, "order_db", ("order",)),
+    ServiceSpec("payment", 8005, "payment_db", ("payment",)),
+    ServiceSpec("warehouse", 8006, "warehouse_db", ("inventory",)),
+    ServiceSpec("returns", 8007, "return_db", ("return",)),
+    ServiceSpec("analytics", 8008, "analytics_db", ("analytics",)),
+)
+
+BY_NAME = {spec.name: spec for spec in SERVICES}
+
+CDC_ROLE = "debezium"
+CDC_PASSWORD_ENV = "DEBEZIUM_DB_PASSWORD"
+TOPIC_PREFIX = "commerce"
+
+
+def cdc_password() -> str:
+    return os.environ.get(CDC_PASSWORD_ENV, "debezium-local-pw")
+
+
+def pg_host() -> str:
+    return os.environ.get("PGHOST_OVERRIDE", "127.0.0.1")
+
+
+def pg_port() -> int:
+    return int(os.environ.get("PG_PORT", "5432"))
+
+
+def kafka_bootstrap() -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+
+
+def connect_url() -> str:
+    return os.environ.get("CONNECT_URL", "http://127.0.0.1:8083")
+
+
+def redis_url() -> str:
+    return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def database_url(spec: ServiceSpec, driver: str = "postgresql+asyncpg") -> str:
+    return os.environ.get(
+        f"{spec.name.upper()}_DATABASE_URL",
+        f"{driver}://{spec.role}:{spec.password()}@{pg_host()}:{pg_port()}/{spec.database}",
+    )
+
+
+def topic_for(aggregate: str) -> str:
+    """Debezium's EventRouter routes each aggregate type to its own topic."""
+    return f"{TOPIC_PREFIX}.{aggregate}"

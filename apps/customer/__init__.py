@@ -1,0 +1,1 @@
+"""The customer service (database customer_db)."""

@@ -1,0 +1,1 @@
+"""The order service (database order_db)."""

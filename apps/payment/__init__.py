@@ -1,0 +1,1 @@
+"""The payment service (database payment_db)."""

@@ -1,0 +1,1 @@
+"""The returns service (database return_db)."""

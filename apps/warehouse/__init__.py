@@ -1,0 +1,1 @@
+"""The warehouse service (database warehouse_db)."""

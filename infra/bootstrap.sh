@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install what the local stack needs and is missing: Debian packages (PostgreSQL 15, Redis, Maven, a JDK)
+# and the locked Python environment. Safe to run again; it only installs what is absent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15 postgresql-client-15)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v mvn >/dev/null || missing+=(maven)
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v wrk >/dev/null || missing+=(wrk)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v uv >/dev/null || python3 -m pip install --quiet "uv>=0.13"
+uv sync --frozen --quiet

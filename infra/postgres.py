@@ -1,0 +1,200 @@
+"""PostgreSQL 15 as an unprivileged system user: logical WAL, one database and role per service."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+from apps.common.topology import CDC_ROLE, SERVICES, cdc_password, pg_port
+from infra import proc
+from infra.paths import STATE
+
+NAME = "postgres"
+BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def _pg_dir() -> Path:
+    """The data folder must be reachable by the unprivileged user; a clone under a private folder isn't."""
+    preferred = STATE / "pg"
+    blocked = [p for p in preferred.parents if p.exists() and not p.stat().st_mode & 0o001]
+    if os.geteuid() != 0 or not blocked:
+        return preferred
+    digest = hashlib.sha256(str(STATE).encode()).hexdigest()[:12]
+    return Path("/var/tmp") / f"commerce-outbox-pg-{digest}"
+
+
+PG_DIR = _pg_dir()
+DATA = PG_DIR / "data"
+SOCKET_DIR = PG_DIR / "run"
+
+SETTINGS = {
+    "listen_addresses": "'127.0.0.1'",
+    "wal_level": "logical",
+    # One slot and one WAL sender per service connector, with room for a second Connect cluster.
+    "max_replication_slots": "20",
+    "max_wal_senders": "20",
+    # Eight services with pools of up to 25 (+ overflow), consumers and Debezium.
+    "max_connections": "400",
+    "shared_buffers": "256MB",
+    "track_commit_timestamp": "on",
+    "log_min_duration_statement": "5000",
+    "log_line_prefix": "'%m [%p] %q%u@%d '",
+}
+
+
+def os_user() -> str:
+    """PostgreSQL refuses to run as root; use the Debian 'postgres' user (created if missing)."""
+    name = os.environ.get("PG_OS_USER", "postgres")
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", name], check=True)
+    return name
+
+
+def _as_pg(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    cmd = argv if os.geteuid() != 0 else ["runuser", "-u", os_user(), "--", *argv]
+    return subprocess.run(cmd, text=True, capture_output=True, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+
+def _chown_for_pg(path: Path) -> None:
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(os_user())
+        shutil.chown(path, user.pw_uid, user.pw_gid)
+
+
+def initialised() -> bool:
+    return (DATA / "PG_VERSION").exists()
+
+
+def init() -> None:
+    for folder in (PG_DIR, SOCKET_DIR):
+        folder.mkdir(parents=True, exist_ok=True)
+        _chown_for_pg(folder)
+    probe = _as_pg(["test", "-w", str(PG_DIR)])
+    if probe.returncode != 0:
+        raise proc.StartError(
+            f"postgres: user {os_user()!r} cannot write {PG_DIR}; every parent folder must be traversable"
+        )
+    result = _as_pg(
+        [
+            str(BIN / "initdb"),
+            "-D",
+            str(DATA),
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--auth-local=peer",
+            "--auth-host=scram-sha-256",
+        ]
+    )
+    if result.returncode != 0:
+        raise proc.StartError(f"postgres: initdb failed:\n{result.stdout}\n{result.stderr}")
+    conf = DATA / "postgresql.conf"
+    lines = [f"{key} = {value}" for key, value in SETTINGS.items()]
+    lines.append(f"port = {pg_port()}")
+    lines.append(f"unix_socket_directories = '{SOCKET_DIR}'")
+    with conf.open("a") as handle:
+        handle.write("\n# commerce-outbox local stack\n" + "\n".join(lines) + "\n")
+    hba = DATA / "pg_hba.conf"
+    hba.write_text(
+        "# local socket: the postgres superuser only, by OS identity (used by the stack's bootstrap)\n"
+        "local   all          postgres                 peer\n"
+        "# TCP: every role by password; Debezium's role may also open replication connections\n"
+        "host    all          all        127.0.0.1/32  scram-sha-256\n"
+        f"host    replication  {CDC_ROLE}   127.0.0.1/32  scram-sha-256\n"
+    )
+
+
+def running() -> bool:
+    return _as_pg([str(BIN / "pg_ctl"), "status", "-D", str(DATA)]).returncode == 0
+
+
+def ready() -> bool:
+    result = subprocess.run([str(BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(pg_port())], check=False)
+    return result.returncode == 0
+
+
+def start() -> None:
+    if not initialised():
+        init()
+    pid = None
+    if not running():
+        # Our process opens the log, so the postgres user needs no access to .stack/logs.
+        pid = proc.spawn(NAME, [str(BIN / "postgres"), "-D", str(DATA)], user=os_user() if os.geteuid() == 0 else None)
+    proc.wait_until(NAME, ready, timeout=60, pid=pid)
+    bootstrap()
+
+
+def stop() -> bool:
+    if not initialised() or not running():
+        return False
+    _as_pg([str(BIN / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(DATA)])
+    proc.stop(NAME, timeout=5)
+    return True
+
+
+def psql_admin(sql: str, database: str = "postgres") -> str:
+    """Run SQL as the superuser over the private socket."""
+    result = _as_pg(
+        [
+            str(BIN / "psql"),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-At",
+            "-h",
+            str(SOCKET_DIR),
+            "-p",
+            str(pg_port()),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-c",
+            sql,
+        ]
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"psql failed: {result.stderr.strip()}\nSQL: {sql}")
+    return result.stdout
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def bootstrap() -> None:
+    """Roles and databases, idempotently: each service role reaches only its own database."""
+    psql_admin(_role_sql(CDC_ROLE, cdc_password(), "LOGIN REPLICATION"))
+    existing = set(psql_admin("SELECT datname FROM pg_database").split())
+    for spec in SERVICES:
+        psql_admin(_role_sql(spec.role, spec.password(), "LOGIN"))
+        if spec.database not in existing:
+            psql_admin(f"CREATE DATABASE {spec.database} OWNER {spec.role}")
+        psql_admin(
+            f"REVOKE ALL ON DATABASE {spec.database} FROM PUBLIC;"
+            f" GRANT CONNECT, TEMPORARY ON DATABASE {spec.database} TO {spec.role};"
+            f" GRANT CONNECT ON DATABASE {spec.database} TO {CDC_ROLE};"
+        )
+        # The CDC role may read only what each service's migration grants it (the outbox tables).
+        psql_admin(
+            f"REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO {CDC_ROLE}",
+            database=spec.database,
+        )
+
+
+def _role_sql(role: str, password: str, attributes: str) -> str:
+    return (
+        "DO $$BEGIN "
+        f"IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {_literal(role)}) THEN "
+        f"CREATE ROLE {role} {attributes} PASSWORD {_literal(password)}; "
+        f"ELSE ALTER ROLE {role} {attributes} PASSWORD {_literal(password)}; END IF; END$$"
+    )

@@ -1,0 +1,148 @@
+"""Start, stop and watch the stack's background processes by pid file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from infra.paths import ensure_dirs, log_file, pid_file
+
+
+class StartError(RuntimeError):
+    """A component did not become ready; the message names it and its log."""
+
+
+def read_pid(component: str) -> int | None:
+    path = pid_file(component)
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); it is not running.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def running(component: str) -> bool:
+    pid = read_pid(component)
+    return pid is not None and pid_alive(pid)
+
+
+def spawn(
+    component: str,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    user: str | None = None,
+) -> int:
+    """Run argv detached in its own session, output appended to the component's log."""
+    ensure_dirs()
+    full_env = {**os.environ, **(env or {})}
+    if user is not None:
+        argv = ["runuser", "-u", user, "--", *argv]
+    with log_file(component).open("ab") as log:
+        log.write(f"\n--- starting {component} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        log.flush()
+        process = subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    pid_file(component).write_text(f"{process.pid}\n")
+    return process.pid
+
+
+def stop(component: str, timeout: float = 30.0) -> bool:
+    """SIGTERM the component's process group, then SIGKILL if it outlives the timeout."""
+    pid = read_pid(component)
+    if pid is None or not pid_alive(pid):
+        pid_file(component).unlink(missing_ok=True)
+        return False
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(pid):
+        _reap(pid)
+        time.sleep(0.1)
+    if pid_alive(pid):
+        _signal_group(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    _reap(pid)
+    pid_file(component).unlink(missing_ok=True)
+    return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def wait_until(
+    component: str,
+    probe: Callable[[], bool],
+    *,
+    timeout: float,
+    pid: int | None = None,
+    interval: float = 0.5,
+) -> None:
+    """Poll a real readiness probe; fail early if the process died, naming its log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if probe():
+                return
+        except Exception:
+            pass
+        if pid is not None and not pid_alive(pid):
+            raise StartError(f"{component} exited during start-up; see its log: {log_file(component)}")
+        if time.monotonic() > deadline:
+            raise StartError(f"{component} was not ready after {timeout:.0f}s; see its log: {log_file(component)}")
+        time.sleep(interval)
+
+
+def tail(component: str, lines: int = 40) -> str:
+    path = log_file(component)
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def kill(component: str) -> None:
+    """SIGKILL the component's process group: a crash, not a shutdown (used by failure tests)."""
+    pid = read_pid(component)
+    if pid is None:
+        return
+    _signal_group(pid, signal.SIGKILL)
+    while pid_alive(pid):
+        _reap(pid)
+        time.sleep(0.05)
+    pid_file(component).unlink(missing_ok=True)

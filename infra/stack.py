@@ -1,0 +1,212 @@
+"""The local stack in one command: up, down, status, logs.
+
+Order: PostgreSQL -> Redis -> Kafka -> Kafka Connect -> migrations -> connectors -> services and consumers.
+Each step waits for real readiness (a query, a PING, a metadata request, a REST call), and a second
+``up`` leaves running components alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from apps.common.topology import SERVICES, ServiceSpec, connect_url
+from infra import connectors, kafka, migrate, postgres, proc, redis
+from infra.paths import LOGS, REPO, log_file
+
+
+@dataclass(frozen=True)
+class Process:
+    """A Python process of ours (an HTTP service or a consumer group) run in the background."""
+
+    name: str
+    argv: list[str]
+    probe: Callable[[], bool]
+    url: str | None = None
+
+
+def _http_ok(url: str) -> Callable[[], bool]:
+    def probe() -> bool:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+
+    return probe
+
+
+def _service_port(spec: ServiceSpec) -> int:
+    return int(os.environ.get(f"{spec.name.upper()}_PORT", spec.port))
+
+
+def app_processes() -> list[Process]:
+    """Every service that has an app, and every consumer module, found in apps/ (none is hard-coded)."""
+    found: list[Process] = []
+    python = sys.executable
+    for spec in SERVICES:
+        folder = REPO / "apps" / spec.name
+        if (folder / "app.py").exists():
+            port = _service_port(spec)
+            found.append(
+                Process(
+                    name=f"{spec.name}-api",
+                    argv=[
+                        python,
+                        "-m",
+                        "uvicorn",
+                        f"apps.{spec.name}.app:create_app",
+                        "--factory",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--no-access-log",
+                    ],
+                    probe=_http_ok(f"http://127.0.0.1:{port}/health"),
+                    url=f"http://127.0.0.1:{port}",
+                )
+            )
+        if (folder / "consumers.py").exists():
+            found.append(
+                Process(
+                    name=f"{spec.name}-consumer",
+                    argv=[python, "-m", "outbox.runner", f"apps.{spec.name}.consumers"],
+                    probe=lambda: True,
+                )
+            )
+    return found
+
+
+def start_process(process: Process) -> None:
+    if proc.running(process.name):
+        return
+    pid = proc.spawn(process.name, process.argv, cwd=REPO, env={"PYTHONUNBUFFERED": "1"})
+    proc.wait_until(process.name, process.probe, timeout=60, pid=pid)
+
+
+STEPS: list[tuple[str, Callable[[], object]]] = [
+    ("postgres", postgres.start),
+    ("redis", redis.start),
+    ("kafka", kafka.start_kafka),
+    ("connect", kafka.start_connect),
+    ("migrations", migrate.upgrade_all),
+    ("connectors", connectors.deploy_all),
+]
+
+
+def up(*, infra_only: bool = False) -> None:
+    started = time.monotonic()
+    for name, step in STEPS:
+        t0 = time.monotonic()
+        try:
+            step()
+        except proc.StartError as exc:
+            raise SystemExit(f"FAILED {name}: {exc}") from exc
+        except Exception as exc:
+            raise SystemExit(f"FAILED {name}: {exc!r}; logs in {LOGS}") from exc
+        print(f"  {name:<12} ready ({time.monotonic() - t0:.1f}s)", flush=True)
+    if not infra_only:
+        for process in app_processes():
+            try:
+                start_process(process)
+            except proc.StartError as exc:
+                raise SystemExit(f"FAILED {process.name}: {exc}\n{proc.tail(process.name)}") from exc
+            print(f"  {process.name:<12} ready", flush=True)
+    print(f"stack up in {time.monotonic() - started:.1f}s\n")
+    print_urls()
+
+
+def print_urls() -> None:
+    print("PostgreSQL      postgresql://127.0.0.1:5432  (just psql SERVICE)")
+    print("Redis           redis://127.0.0.1:6379")
+    print("Kafka           127.0.0.1:9092")
+    print(f"Kafka Connect   {connect_url()}/connectors")
+    for process in app_processes():
+        if process.url:
+            print(
+                f"{process.name:<15} {process.url}  (docs {process.url}/schema/swagger, metrics {process.url}/metrics)"
+            )
+    print(f"logs            {LOGS}")
+
+
+def down() -> None:
+    for process in reversed(app_processes()):
+        if proc.stop(process.name):
+            print(f"  {process.name:<12} stopped")
+    for name, stop in (
+        ("connect", kafka.stop_connect),
+        ("kafka", kafka.stop_kafka),
+        ("redis", redis.stop),
+        ("postgres", postgres.stop),
+    ):
+        print(f"  {name:<12} {'stopped' if stop() else 'was not running'}")
+
+
+def _safe(probe: Callable[[], bool]) -> bool:
+    try:
+        return probe()
+    except Exception:
+        return False
+
+
+def status() -> int:
+    rows: list[tuple[str, bool, str]] = [
+        ("postgres", _safe(postgres.ready), "127.0.0.1:5432"),
+        ("redis", _safe(redis.ready), "127.0.0.1:6379"),
+        ("kafka", _safe(kafka.kafka_ready), "127.0.0.1:9092"),
+        ("connect", _safe(kafka.connect_ready), connect_url()),
+    ]
+    if rows[-1][1]:
+        for path in sorted(connectors.CONNECTORS.glob("*.json")):
+            name, _ = connectors.load(path, {})
+            try:
+                state, tasks = connectors.status(name, connect_url())
+                task_states = ",".join(t["state"] for t in tasks) or "no tasks"
+                ok = state == "RUNNING" and bool(tasks) and all(t["state"] == "RUNNING" for t in tasks)
+                rows.append((f"connector {name}", ok, f"{state} (tasks: {task_states})"))
+            except Exception:
+                rows.append((f"connector {name}", False, "not deployed"))
+    for process in app_processes():
+        alive = proc.running(process.name) and _safe(process.probe)
+        rows.append((process.name, alive, process.url or f"log {log_file(process.name)}"))
+    width = max(len(name) for name, _, _ in rows)
+    for name, ok, detail in rows:
+        print(f"{name:<{width}}  {'up  ' if ok else 'DOWN'}  {detail}")
+    return 0 if all(ok for _, ok, _ in rows) else 1
+
+
+def logs(component: str | None, follow: bool) -> None:
+    files = [log_file(component)] if component else sorted(LOGS.glob("*.log"))
+    if not files or not all(path.exists() for path in files):
+        raise SystemExit(f"no logs yet in {LOGS}")
+    subprocess.run(["tail", "-n", "100", *(["-F"] if follow else []), *map(str, files)], check=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up_parser = sub.add_parser("up", help="start everything (idempotent)")
+    up_parser.add_argument("--infra-only", action="store_true", help="components, migrations and connectors only")
+    sub.add_parser("down", help="stop everything by pid")
+    sub.add_parser("status", help="each component: up or DOWN (exit 1 if any is down)")
+    logs_parser = sub.add_parser("logs", help="show logs (all, or one component)")
+    logs_parser.add_argument("component", nargs="?")
+    logs_parser.add_argument("-f", "--follow", action="store_true")
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        up(infra_only=args.infra_only)
+    elif args.command == "down":
+        down()
+    elif args.command == "status":
+        return status()
+    elif args.command == "logs":
+        logs(args.component, args.follow)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+# commerce-outbox: `just up` runs everything, `just test` tests it. `just --list` shows the rest.
+set positional-arguments
+
+python := "uv run --frozen python"
+
+# List the recipes
+default:
+    @just --list
+
+# Install what is missing (apt packages, the locked Python env); `up` and `test` run it first
+bootstrap:
+    @infra/bootstrap.sh
+
+# Start the whole stack, every service and consumer, deploy the connectors, print the URLs
+up: bootstrap
+    {{python}} -m infra.stack up
+
+# Stop everything the stack started
+down:
+    {{python}} -m infra.stack down
+
+# Each component up or DOWN; exits non-zero if any is down
+status:
+    {{python}} -m infra.stack status
+
+# Show logs: `just logs` (all), `just logs connect`, `just logs kafka -f`
+logs *args:
+    {{python}} -m infra.stack logs "$@"
+
+# Run the test suite (starts the stack once if it is not running); extra args reach pytest
+test *args: bootstrap
+    uv run --frozen pytest "$@"
+
+# ruff (lint and format check) and mypy
+lint:
+    uv run --frozen ruff check .
+    uv run --frozen ruff format --check .
+    uv run --frozen mypy apps outbox infra
+
+# psql on a service's database as its own role: `just psql order -c "select 1"`
+psql service *args:
+    @{{python}} -m infra.psql "$@"
+
+# Create or update every connector in connectors/ and wait until each task is RUNNING
+connectors-deploy *args:
+    {{python}} -m infra.connectors "$@"
+
+# Apply every service's migrations (or name services: `just migrate order customer`)
+migrate *args:
+    {{python}} -m infra.migrate "$@"

@@ -1,0 +1,90 @@
+"""Alembic operations that create the outbox and inbox tables in a service's own migration.
+
+Published migrations call these by name; a later schema change gets a new function (``..._v2``) so
+that an old migration keeps meaning what it meant when it ran.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql as pg
+
+from outbox.models import HEARTBEAT_TABLE, INBOX_TABLE, OUTBOX_TABLE, VERSION_TABLE
+
+RETENTION_COMMENT = "Outbox and audit log: kept one year, deleted by the retention job (never published)."
+
+
+def create_outbox_v1(*, publication: str, cdc_role: str = "debezium") -> None:
+    """event_store + per-aggregate versions + heartbeat table, and an insert-only publication."""
+    op.create_table(
+        OUTBOX_TABLE,
+        sa.Column("id", pg.UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")),
+        sa.Column("aggregate_id", pg.UUID(as_uuid=True), nullable=False),
+        sa.Column("aggregate_type", sa.String(100), nullable=False),
+        sa.Column("event_type", sa.String(100), nullable=False),
+        sa.Column("event_data", pg.JSONB, nullable=False),
+        sa.Column("event_version", sa.Integer, nullable=False),
+        sa.Column("schema_version", sa.SmallInteger, nullable=False, server_default="1"),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        comment=RETENTION_COMMENT,
+    )
+    # The seed's idx_event_store_aggregate, made unique: two events can never share a version.
+    op.create_index("idx_event_store_aggregate", OUTBOX_TABLE, ["aggregate_id", "event_version"], unique=True)
+    op.create_index("idx_event_store_created", OUTBOX_TABLE, ["created_at"])
+    op.create_table(
+        VERSION_TABLE,
+        sa.Column("aggregate_id", pg.UUID(as_uuid=True), primary_key=True),
+        sa.Column("aggregate_type", sa.String(100), nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+    )
+    op.create_table(
+        HEARTBEAT_TABLE,
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("ts", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    )
+    # Inserts only: the retention job's deletes never reach Kafka.
+    op.execute(
+        f"CREATE PUBLICATION {publication} FOR TABLE {OUTBOX_TABLE}, {HEARTBEAT_TABLE} WITH (publish = 'insert')"
+    )
+    grant_cdc_read(cdc_role)
+
+
+def grant_cdc_read(cdc_role: str) -> None:
+    """Let the CDC role read the outbox and write heartbeats, if that role exists in this cluster."""
+    op.execute(
+        "DO $$BEGIN "
+        f"IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{cdc_role}') THEN "
+        f"GRANT SELECT ON {OUTBOX_TABLE} TO {cdc_role}; "
+        f"GRANT SELECT, INSERT, DELETE ON {HEARTBEAT_TABLE} TO {cdc_role}; "
+        "END IF; END$$"
+    )
+
+
+def drop_outbox_v1(*, publication: str) -> None:
+    op.execute(f"DROP PUBLICATION IF EXISTS {publication}")
+    op.drop_table(HEARTBEAT_TABLE)
+    op.drop_table(VERSION_TABLE)
+    op.drop_table(OUTBOX_TABLE)
+
+
+def create_inbox_v1() -> None:
+    """The consumer inbox: one row per (group, event id), inserted before the handler runs."""
+    op.create_table(
+        INBOX_TABLE,
+        sa.Column("consumer_group", sa.String(200), primary_key=True),
+        sa.Column("event_id", pg.UUID(as_uuid=True), primary_key=True),
+        sa.Column("aggregate_id", pg.UUID(as_uuid=True)),
+        sa.Column("event_type", sa.String(100), nullable=False),
+        sa.Column("event_version", sa.Integer),
+        sa.Column("outcome", sa.String(20), nullable=False),
+        sa.Column("topic", sa.String(255), nullable=False),
+        sa.Column("kafka_partition", sa.Integer, nullable=False),
+        sa.Column("kafka_offset", sa.BigInteger, nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    )
+    op.create_index("idx_inbox_aggregate", INBOX_TABLE, ["consumer_group", "aggregate_id", "event_version"])
+
+
+def drop_inbox_v1() -> None:
+    op.drop_table(INBOX_TABLE)

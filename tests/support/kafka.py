@@ -1,0 +1,73 @@
+"""Read what arrives on a topic from 'now' on, with a deadline (no fixed sleeps)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from apps.common.topology import kafka_bootstrap
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    headers: dict[str, str]
+    value: bytes
+
+    @property
+    def event_id(self) -> str:
+        return self.headers["id"]
+
+
+def _received(message: Message) -> Received:
+    key = message.key()
+    return Received(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=key.decode() if key is not None else None,
+        headers={name: (value or b"").decode() for name, value in (message.headers() or [])},
+        value=message.value() or b"",
+    )
+
+
+class TopicTail:
+    """Assigned to every partition of a topic at its current end, so only new records are seen."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": kafka_bootstrap(),
+                "group.id": f"test-tail-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
+        metadata = self.consumer.list_topics(topic, timeout=10)
+        partitions = []
+        for partition in metadata.topics[topic].partitions:
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            partitions.append(TopicPartition(topic, partition, high))
+        self.consumer.assign(partitions)
+
+    def read_until(self, done: Callable[[list[Received]], bool], timeout: float = 60.0) -> list[Received]:
+        seen: list[Received] = []
+        deadline = time.monotonic() + timeout
+        while not done(seen):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.topic}: condition not met in {timeout}s; saw {len(seen)} records")
+            for message in self.consumer.consume(500, 0.5):
+                if message.error() is None:
+                    seen.append(_received(message))
+        return seen
+
+    def close(self) -> None:
+        self.consumer.close()
