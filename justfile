@@ -48,3 +48,19 @@ connectors-deploy *args:
 # Apply every service's migrations (or name services: `just migrate order customer`)
 migrate *args:
     {{python}} -m infra.migrate "$@"
+
+# Reset a consumer group's offsets: `just replay customer-stats --to-earliest [--rebuild] [--dry-run] [--follow]`
+replay group *args:
+    {{python}} -m outbox.replay "$@"
+
+# Dead letters: `just dlq list customer-stats`, `just dlq redrive customer-stats [--event-id ID]`
+dlq *args:
+    @{{python}} -m outbox.dlq "$@"
+
+# Kafka's own consumer-group tool (kafka-consumer-groups.sh), e.g. `just kafka-consumer-groups --list`
+kafka-consumer-groups *args:
+    @{{python}} -m infra.kafka_tools consumer-groups "$@"
+
+# Events applied per second by the consumer runtime next to a bare confluent-kafka consumer
+bench-consumer *args: bootstrap
+    {{python}} -m bench.consumer "$@"

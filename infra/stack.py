@@ -71,11 +71,20 @@ def app_processes() -> list[Process]:
                 )
             )
         if (folder / "consumers.py").exists():
+            metrics_port = _service_port(spec) + 100
             found.append(
                 Process(
                     name=f"{spec.name}-consumer",
-                    argv=[python, "-m", "outbox.runner", f"apps.{spec.name}.consumers"],
-                    probe=lambda: True,
+                    argv=[
+                        python,
+                        "-m",
+                        "outbox.runner",
+                        f"apps.{spec.name}.consumers",
+                        "--metrics-port",
+                        str(metrics_port),
+                    ],
+                    probe=_http_ok(f"http://127.0.0.1:{metrics_port}/metrics"),
+                    url=f"http://127.0.0.1:{metrics_port}/metrics",
                 )
             )
     return found
@@ -126,10 +135,10 @@ def print_urls() -> None:
     print("Kafka           127.0.0.1:9092")
     print(f"Kafka Connect   {connect_url()}/connectors")
     for process in app_processes():
-        if process.url:
-            print(
-                f"{process.name:<15} {process.url}  (docs {process.url}/schema/swagger, metrics {process.url}/metrics)"
-            )
+        if process.name.endswith("-consumer"):
+            print(f"{process.name:<18} metrics {process.url}")
+        elif process.url:
+            print(f"{process.name:<18} {process.url}  (docs /schema/swagger, metrics /metrics)")
     print(f"logs            {LOGS}")
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from outbox.config import TOPIC_PREFIX, kafka_bootstrap, topic_for
+
+__all__ = ["BY_NAME", "SERVICES", "TOPIC_PREFIX", "ServiceSpec", "kafka_bootstrap", "topic_for"]
+
 
 @dataclass(frozen=True, slots=True)
 class ServiceSpec:
@@ -51,7 +55,6 @@ BY_NAME = {spec.name: spec for spec in SERVICES}
 
 CDC_ROLE = "debezium"
 CDC_PASSWORD_ENV = "DEBEZIUM_DB_PASSWORD"
-TOPIC_PREFIX = "commerce"
 
 
 def cdc_password() -> str:
@@ -64,10 +67,6 @@ def pg_host() -> str:
 
 def pg_port() -> int:
     return int(os.environ.get("PG_PORT", "5432"))
-
-
-def kafka_bootstrap() -> str:
-    return os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 
 
 def connect_url() -> str:
@@ -83,8 +82,3 @@ def database_url(spec: ServiceSpec, driver: str = "postgresql+asyncpg") -> str:
         f"{spec.name.upper()}_DATABASE_URL",
         f"{driver}://{spec.role}:{spec.password()}@{pg_host()}:{pg_port()}/{spec.database}",
     )
-
-
-def topic_for(aggregate: str) -> str:
-    """Debezium's EventRouter routes each aggregate type to its own topic."""
-    return f"{TOPIC_PREFIX}.{aggregate}"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from advanced_alchemy.base import AdvancedDeclarativeBase
-from sqlalchemy.ext.asyncio import AsyncAttrs
+import datetime as dt
+from decimal import Decimal
 
-from outbox.models import AggregateVersionMixin, OutboxEventMixin
+from advanced_alchemy.base import AdvancedDeclarativeBase
+from sqlalchemy import DateTime, Integer, Numeric, String, func
+from sqlalchemy.ext.asyncio import AsyncAttrs
+from sqlalchemy.orm import Mapped, mapped_column
+
+from outbox.models import AggregateVersionMixin, InboxMixin, OutboxEventMixin
 
 
 class Base(AdvancedDeclarativeBase, AsyncAttrs):
@@ -21,3 +26,20 @@ class EventStore(OutboxEventMixin, Base):
 
 class AggregateVersion(AggregateVersionMixin, Base):
     """Per-aggregate event_version counter."""
+
+
+class Inbox(InboxMixin, Base):
+    """Events the customer-stats group applied here (insert-first idempotency)."""
+
+
+class CustomerStats(Base):
+    """Projection fed by order events: one row per customer (or guest) id."""
+
+    __tablename__ = "customer_stats"
+
+    customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    orders_count: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled_count: Mapped[int] = mapped_column(Integer, default=0)
+    total_spent: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    last_order_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,0 +1,57 @@
+"""The customer-stats consumer group: order events -> customer_stats (orders, spend, cancellations)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from sqlalchemy import text
+
+from apps.common.topology import BY_NAME
+from apps.customer.rules import fold
+from apps.order.events import OrderCancelled, OrderCreated
+from outbox.consumer import ConsumerGroup, EventContext
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+service = BY_NAME["customer"]
+group = ConsumerGroup("customer-stats")
+# What a rebuild empties before replaying (python -m outbox.replay customer-stats --rebuild).
+projection_tables = ("customer_stats",)
+
+# One set-based upsert per batch; the arithmetic happens in rules.fold.
+_APPLY = text(
+    """
+    INSERT INTO customer_stats AS s (customer_id, orders_count, cancelled_count, total_spent, last_order_at)
+    SELECT * FROM unnest(CAST(:ids AS varchar[]), CAST(:orders AS int[]), CAST(:cancelled AS int[]),
+                         CAST(:spent AS numeric[]), CAST(:last AS timestamptz[]))
+    ON CONFLICT (customer_id) DO UPDATE SET
+        orders_count = s.orders_count + excluded.orders_count,
+        cancelled_count = s.cancelled_count + excluded.cancelled_count,
+        total_spent = s.total_spent + excluded.total_spent,
+        last_order_at = GREATEST(s.last_order_at, excluded.last_order_at),
+        updated_at = now()
+    """
+)
+
+
+async def apply_order_events(
+    session: AsyncSession, items: Sequence[tuple[OrderCreated | OrderCancelled, EventContext]]
+) -> None:
+    deltas = fold(event for event, _ in items)
+    ids = sorted(deltas)  # a stable lock order, so two batches never deadlock on the same customers
+    await session.execute(
+        _APPLY,
+        {
+            "ids": ids,
+            "orders": [deltas[i].orders for i in ids],
+            "cancelled": [deltas[i].cancelled for i in ids],
+            "spent": [deltas[i].spent for i in ids],
+            "last": [deltas[i].last_order_at for i in ids],
+        },
+    )
+
+
+group.batch_handler("order.created")(apply_order_events)
+group.batch_handler("order.cancelled")(apply_order_events)

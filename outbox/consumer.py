@@ -1,0 +1,123 @@
+"""A consumer group's definition: which events it handles and the async handlers that apply them.
+
+    stats = ConsumerGroup("customer-stats")
+
+    @stats.handler("order.created")
+    async def count_order(session: AsyncSession, event: OrderCreated, ctx: EventContext) -> None: ...
+
+Handlers run inside the runtime's database transaction (never commit in a handler) after the event id
+went into the inbox, so each event is applied once per group however often Kafka delivers it.
+A batch handler receives every event of its type in a polled batch at once, for set-based SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from outbox.config import topic_for
+from outbox.events import Event, EventRegistry, default_registry
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = ["BatchHandler", "ConsumerGroup", "EventContext", "Handler"]
+
+
+@dataclass(frozen=True, slots=True)
+class EventContext:
+    """Where an event came from, and what this group last applied for its aggregate."""
+
+    event_id: uuid.UUID
+    aggregate_id: uuid.UUID | None
+    aggregate_type: str
+    event_type: str
+    event_version: int | None
+    schema_version: int
+    topic: str
+    partition: int
+    offset: int
+    timestamp: dt.datetime
+    # The highest event_version this group applied for the aggregate before this event (None: first seen).
+    previous_version: int | None = None
+
+    @property
+    def is_gap(self) -> bool:
+        """True when at least one earlier version of this aggregate was never applied here."""
+        return (
+            self.previous_version is not None
+            and self.event_version is not None
+            and self.event_version > self.previous_version + 1
+        )
+
+    @property
+    def is_stale(self) -> bool:
+        """True when a newer version of this aggregate was applied already (an out-of-order event)."""
+        return (
+            self.previous_version is not None
+            and self.event_version is not None
+            and self.event_version <= self.previous_version
+        )
+
+
+Handler = Callable[["AsyncSession", Any, EventContext], Awaitable[None]]
+BatchHandler = Callable[["AsyncSession", Sequence[tuple[Any, EventContext]]], Awaitable[None]]
+
+
+@dataclass
+class ConsumerGroup:
+    """A Kafka consumer group and its handlers; the runtime subscribes to the topics they imply."""
+
+    name: str
+    registry: EventRegistry = field(default=default_registry)
+    handlers: dict[str, Handler] = field(default_factory=dict)
+    batch_handlers: dict[str, BatchHandler] = field(default_factory=dict)
+    extra_topics: set[str] = field(default_factory=set)
+
+    def handler(self, event_type: str) -> Callable[[Handler], Handler]:
+        """Register an async handler applied to one event at a time, in partition order."""
+
+        def register(fn: Handler) -> Handler:
+            self._claim(event_type)
+            self.handlers[event_type] = fn
+            return fn
+
+        return register
+
+    def batch_handler(self, event_type: str) -> Callable[[BatchHandler], BatchHandler]:
+        """Register a handler that gets all of a batch's events of this type, in partition order."""
+
+        def register(fn: BatchHandler) -> BatchHandler:
+            self._claim(event_type)
+            self.batch_handlers[event_type] = fn
+            return fn
+
+        return register
+
+    def _claim(self, event_type: str) -> None:
+        if event_type in self.handlers or event_type in self.batch_handlers:
+            raise ValueError(f"{self.name}: {event_type} already has a handler")
+        self.registry.aggregate_of(event_type)  # fails early for an unregistered event type
+
+    @property
+    def event_types(self) -> set[str]:
+        return set(self.handlers) | set(self.batch_handlers)
+
+    @property
+    def topics(self) -> list[str]:
+        aggregates = {self.registry.aggregate_of(event_type) for event_type in self.event_types}
+        return sorted({topic_for(aggregate) for aggregate in aggregates} | self.extra_topics)
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.name}.dlq"
+
+    def handles(self, event_type: str) -> bool:
+        return event_type in self.handlers or event_type in self.batch_handlers
+
+
+def is_event(value: object) -> bool:
+    return isinstance(value, Event)

@@ -1,0 +1,182 @@
+"""Replay a consumer group: reset its offsets (to earliest, a time, or an offset) and let it catch up.
+
+    python -m outbox.replay customer-stats --to-earliest --dry-run
+    python -m outbox.replay customer-stats --to-earliest --rebuild --follow
+
+Refuses while the group has live members (stop its consumers first). Without --rebuild the inbox makes
+the replay a no-op for events already applied, which is right for a plain redelivery; --rebuild first
+empties the group's projection tables and its inbox rows in one transaction, so the projection is
+rebuilt from the events. Kafka's own `kafka-consumer-groups.sh --reset-offsets` works just as well: the
+consumers do not care how their offsets moved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from apps.common.topology import database_url
+from outbox import groups
+from outbox.config import kafka_bootstrap
+from outbox.models import INBOX_TABLE
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    topic: str
+    partition: int
+    current: int  # committed offset, -1 if none
+    target: int
+    end: int
+
+    def describe(self) -> str:
+        current = "none" if self.current < 0 else str(self.current)
+        return (
+            f"{self.topic}[{self.partition}]  committed {current:>8} -> {self.target:>8}"
+            f"  (end {self.end}, {self.end - self.target} to re-read)"
+        )
+
+
+def live_members(admin: AdminClient, group: str) -> int:
+    description = admin.describe_consumer_groups([group])[group].result()
+    return len(description.members)
+
+
+def plan(
+    group: str,
+    topics: list[str],
+    *,
+    to_earliest: bool,
+    to_datetime: dt.datetime | None,
+    to_offset: int | None,
+    bootstrap: str,
+) -> list[PartitionPlan]:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ]
+        committed = {
+            (tp.topic, tp.partition): tp.offset
+            for tp in admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, partitions)])[group]
+            .result()
+            .topic_partitions
+        }
+        if to_datetime is not None:
+            millis = int(to_datetime.timestamp() * 1000)
+            by_time = consumer.offsets_for_times([TopicPartition(tp.topic, tp.partition, millis) for tp in partitions])
+        plans = []
+        for index, tp in enumerate(partitions):
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            if to_earliest:
+                target = low
+            elif to_datetime is not None:
+                found = by_time[index].offset
+                target = high if found < 0 else found  # no record at or after the time: nothing to re-read
+            else:
+                assert to_offset is not None
+                target = min(max(to_offset, low), high)
+            plans.append(
+                PartitionPlan(tp.topic, tp.partition, committed.get((tp.topic, tp.partition), -1), target, high)
+            )
+        return plans
+    finally:
+        consumer.close()
+
+
+def reset(group: str, plans: list[PartitionPlan], bootstrap: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(p.topic, p.partition, p.target) for p in plans])
+    admin.alter_consumer_group_offsets([request])[group].result()
+
+
+async def rebuild(group: str, database_url_: str, tables: tuple[str, ...]) -> None:
+    """Empty the projection and forget the inbox in one transaction: all of it, or none of it."""
+    engine = create_async_engine(database_url_)
+    try:
+        async with engine.begin() as conn:
+            for table in tables:
+                await conn.execute(text(f'DELETE FROM "{table}"'))
+            await conn.execute(text(f"DELETE FROM {INBOX_TABLE} WHERE consumer_group = :g"), {"g": group})
+            print(f"rebuild: emptied {', '.join(tables) or 'no tables'} and the inbox of {group}")
+    finally:
+        await engine.dispose()
+
+
+def follow(group: str, topics: list[str], bootstrap: str, timeout: float) -> bool:
+    """Print the group's lag per partition until it reaches zero (the consumers must be running)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        plans = plan(group, topics, to_earliest=False, to_datetime=None, to_offset=0, bootstrap=bootstrap)
+        lag = {f"{p.topic}[{p.partition}]": p.end - max(p.current, 0) for p in plans}
+        print("lag " + "  ".join(f"{name}={value}" for name, value in lag.items()), flush=True)
+        if all(value == 0 for value in lag.values()) and all(p.current >= 0 or p.end == 0 for p in plans):
+            return True
+        time.sleep(2)
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("group")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to-earliest", action="store_true")
+    target.add_argument(
+        "--to-datetime", type=dt.datetime.fromisoformat, help="ISO 8601, e.g. 2026-11-25T10:00:00+00:00"
+    )
+    target.add_argument("--to-offset", type=int)
+    parser.add_argument("--dry-run", action="store_true", help="show what would change per partition")
+    parser.add_argument("--rebuild", action="store_true", help="empty the projection and the group's inbox first")
+    parser.add_argument("--follow", action="store_true", help="print the lag until the group has caught up")
+    parser.add_argument("--follow-timeout", type=float, default=600.0)
+    parser.add_argument("--bootstrap", default=None)
+    args = parser.parse_args(argv)
+
+    bootstrap = args.bootstrap or kafka_bootstrap()
+    module = groups.find(args.group)
+    topics = module.group.topics
+    when = args.to_datetime
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    plans = plan(
+        args.group,
+        topics,
+        to_earliest=args.to_earliest,
+        to_datetime=when,
+        to_offset=args.to_offset,
+        bootstrap=bootstrap,
+    )
+    for p in plans:
+        print(p.describe())
+    if args.dry_run:
+        print(
+            "dry run: nothing changed" + (" (--rebuild would empty the projection and inbox)" if args.rebuild else "")
+        )
+        return 0
+    members = live_members(AdminClient({"bootstrap.servers": bootstrap}), args.group)
+    if members:
+        print(f"refusing: group {args.group} has {members} live member(s); stop its consumers first", file=sys.stderr)
+        return 2
+    if args.rebuild:
+        asyncio.run(rebuild(args.group, database_url(module.service), tuple(getattr(module, "projection_tables", ()))))
+    reset(args.group, plans, bootstrap)
+    print(f"offsets of {args.group} reset; start its consumers to replay")
+    if args.follow:
+        return 0 if follow(args.group, topics, bootstrap, args.follow_timeout) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

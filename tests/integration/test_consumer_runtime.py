@@ -1,0 +1,297 @@
+"""The consumer runtime against the real stack: order events -> Debezium -> Kafka -> customer_stats.
+
+Every test uses its own customer id, so the shared projection can be read per test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from apps.common.topology import kafka_bootstrap, topic_for
+from infra import kafka_tools
+from outbox import replay
+from tests.support import consumers
+from tests.support.db import connect
+from tests.support.kafka import TopicTail
+from tests.support.orders import (
+    eventually,
+    order_cancelled,
+    order_created,
+    order_engine,
+    produce_raw,
+    stats,
+    stats_checksum,
+    write_events,
+)
+
+pytestmark = pytest.mark.usefixtures("stack")
+
+GROUP = "customer-stats"
+CONSUMER = "customer-consumer"
+ORDER_TOPIC = topic_for("order")
+
+
+def new_customer() -> str:
+    return str(uuid.uuid4())
+
+
+async def orders_count_is(customer: str, expected: int) -> bool:
+    row = await stats(customer)
+    return row is not None and row["orders_count"] == expected
+
+
+async def inbox_rows(event_ids: list[uuid.UUID]) -> list[dict[str, Any]]:
+    conn = await connect("customer")
+    try:
+        rows = await conn.fetch(
+            "SELECT event_id, outcome FROM inbox WHERE consumer_group = $1 AND event_id = ANY($2::uuid[])",
+            GROUP,
+            event_ids,
+        )
+        return [dict(r) for r in rows]
+    finally:
+        await conn.close()
+
+
+async def caught_up() -> bool:
+    plans = await asyncio.to_thread(
+        replay.plan,
+        GROUP,
+        [ORDER_TOPIC],
+        to_earliest=False,
+        to_datetime=None,
+        to_offset=0,
+        bootstrap=kafka_bootstrap(),
+    )
+    return all(p.current == p.end for p in plans)
+
+
+async def test_event_written_in_a_transaction_is_applied_exactly_once() -> None:
+    customer = new_customer()
+    engine = order_engine()
+    events = [order_created(customer, total) for total in ("10.00", "20.50", "7.25")]
+    records = await write_events(engine, events)
+    await eventually(lambda: orders_count_is(customer, 3), what="three orders applied")
+
+    # Deliver every event a second time (what Debezium does after a crash), then one new order.
+    for record, ev in zip(records, events, strict=True):
+        from outbox.events import payload_as_dict
+
+        produce_raw(
+            ORDER_TOPIC,
+            key=str(ev.order_id),
+            event_type=record.event_type,
+            payload=payload_as_dict(ev),
+            event_id=record.event_id,
+        )
+    await write_events(engine, [order_created(customer, "1.00")])
+    await engine.dispose()
+    await eventually(lambda: orders_count_is(customer, 4), what="the fourth order applied")
+
+    row = await stats(customer)
+    assert row is not None
+    assert row["total_spent"] == Decimal("38.75")
+    assert sorted(r["outcome"] for r in await inbox_rows([r.event_id for r in records])) == ["applied"] * 3
+
+
+async def test_rolled_back_transaction_is_never_applied() -> None:
+    customer = new_customer()
+    engine = order_engine()
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from outbox.writer import add_event
+
+    doomed = order_created(customer, "999.00")
+    async with async_sessionmaker(engine)() as session:
+        await session.begin()
+        await add_event(session, doomed.order_id, doomed)
+        await session.rollback()
+    await write_events(engine, [order_created(customer, "5.00")])  # the marker that must arrive
+    await engine.dispose()
+    await eventually(lambda: orders_count_is(customer, 1), what="the committed order applied")
+
+    row = await stats(customer)
+    assert row is not None
+    assert (row["orders_count"], row["total_spent"]) == (1, Decimal("5.00"))
+
+
+async def test_cancellation_counts_and_removes_spend() -> None:
+    customer = new_customer()
+    engine = order_engine()
+    created = order_created(customer, "40.00")
+    await write_events(engine, [created, order_created(customer, "2.00"), order_cancelled(created)])
+    await engine.dispose()
+
+    async def cancelled() -> bool:
+        row = await stats(customer)
+        return row is not None and row["cancelled_count"] == 1 and row["orders_count"] == 2
+
+    await eventually(cancelled, what="the cancellation applied")
+    row = await stats(customer)
+    assert row is not None
+    assert row["total_spent"] == Decimal("2.00")
+
+
+async def test_concurrent_writers_on_one_aggregate_get_consecutive_versions() -> None:
+    engine = order_engine()
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from outbox.writer import add_event
+
+    created = order_created(new_customer())
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def write_one() -> int:
+        async with sessions() as session, session.begin():
+            record = await add_event(session, created.order_id, created)
+            await asyncio.sleep(0.01)  # hold the lock a little, so writers really overlap
+            return record.event_version
+
+    versions = await asyncio.gather(*(write_one() for _ in range(20)))
+    await engine.dispose()
+    assert sorted(versions) == list(range(1, 21))
+
+
+async def test_poison_messages_go_to_the_dead_letter_topic_and_later_events_apply() -> None:
+    customer = new_customer()
+    dlq = TopicTail(f"{GROUP}.dlq")
+    undecodable = produce_raw(
+        ORDER_TOPIC, key=str(uuid.uuid4()), event_type="order.created", payload={"order_id": "not-a-uuid"}
+    )
+    too_long = order_created("x" * 40)  # decodes, but the projection's customer_id is VARCHAR(36)
+    from outbox.events import payload_as_dict
+
+    rejected = produce_raw(
+        ORDER_TOPIC, key=str(too_long.order_id), event_type="order.created", payload=payload_as_dict(too_long)
+    )
+    engine = order_engine()
+    await write_events(engine, [order_created(customer, "3.00")])
+    await engine.dispose()
+    await eventually(lambda: orders_count_is(customer, 1), what="the event after the poison applied")
+
+    letters = await asyncio.to_thread(
+        dlq.read_until, lambda seen: {str(undecodable), str(rejected)} <= {r.event_id for r in seen}
+    )
+    dlq.close()
+    by_id = {r.event_id: r for r in letters}
+    assert "order_id" in by_id[str(undecodable)].headers["dlq.error"]
+    assert by_id[str(undecodable)].headers["dlq.original_topic"] == ORDER_TOPIC
+    assert by_id[str(rejected)].headers["dlq.error_type"] in {
+        "DataError",
+        "DBAPIError",
+        "StringDataRightTruncationError",
+    }
+    assert [r["outcome"] for r in await inbox_rows([rejected])] == ["dead_lettered"]
+
+
+async def test_redrive_sends_a_dead_letter_back_to_its_topic() -> None:
+    from outbox import dlq as dead_letters
+    from outbox.events import payload_as_dict
+
+    too_long = order_created("y" * 40)
+    rejected = produce_raw(
+        ORDER_TOPIC, key=str(too_long.order_id), event_type="order.created", payload=payload_as_dict(too_long)
+    )
+    await eventually(lambda: _outcome_is(rejected, "dead_lettered"), what="the rejected event dead-lettered")
+    tail = TopicTail(ORDER_TOPIC)
+    sent = await asyncio.to_thread(dead_letters.redrive, GROUP, {rejected})
+    assert sent >= 1
+    records = await asyncio.to_thread(tail.read_until, lambda seen: str(rejected) in {r.event_id for r in seen})
+    tail.close()
+    again = next(r for r in records if r.event_id == str(rejected))
+    assert again.key == str(too_long.order_id)
+    assert not any(name.startswith("dlq.") for name in again.headers)
+
+
+async def _outcome_is(event_id: uuid.UUID, outcome: str) -> bool:
+    return [r["outcome"] for r in await inbox_rows([event_id])] == [outcome]
+
+
+async def test_consumer_metrics_are_exposed() -> None:
+    async with httpx.AsyncClient() as client:
+        body = (await client.get("http://127.0.0.1:8102/metrics")).text
+    assert 'outbox_consumer_events_total{event_type="order.created",group="customer-stats",outcome="applied"}' in body
+    assert "outbox_consumer_lag" in body
+    assert "outbox_consumer_batch_seconds_bucket" in body
+
+
+@pytest.mark.slow
+async def test_consumer_killed_mid_batch_applies_every_event_once_after_restart() -> None:
+    customer = new_customer()
+    total_events = 3000
+    await consumers.stop(CONSUMER)
+    try:
+        engine = order_engine()
+        await write_events(engine, [order_created(customer, "1.25") for _ in range(total_events)], per_transaction=100)
+        await engine.dispose()
+        await consumers.start(CONSUMER, "--batch-size", "20")
+
+        async def partly_applied() -> bool:
+            row = await stats(customer)
+            return row is not None and row["orders_count"] > 0
+
+        await eventually(partly_applied, what="some batches applied")
+        await consumers.kill(CONSUMER)  # SIGKILL: no graceful shutdown, offsets of the batch in flight not committed
+        row = await stats(customer)
+        assert row is not None and row["orders_count"] < total_events, "the crash came too late to prove anything"
+    finally:
+        await consumers.start(CONSUMER)
+    await eventually(lambda: orders_count_is(customer, total_events), within=120, what="all events applied")
+    row = await stats(customer)
+    assert row is not None
+    assert row["total_spent"] == Decimal("1.25") * total_events
+
+
+@pytest.mark.slow
+async def test_replay_refuses_while_the_group_has_live_members(capsys: pytest.CaptureFixture[str]) -> None:
+    code = await asyncio.to_thread(replay.main, [GROUP, "--to-earliest"])
+    assert code == 2
+    assert "live member" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+async def test_replay_from_earliest_with_rebuild_leaves_the_projection_identical() -> None:
+    await eventually(caught_up, within=120, what="the group caught up before the replay")
+    before = await stats_checksum()
+    await consumers.stop(CONSUMER)
+    try:
+        code = await asyncio.to_thread(replay.main, [GROUP, "--to-earliest", "--rebuild"])
+        assert code == 0
+        assert await stats_checksum() == await _empty_checksum()
+    finally:
+        await consumers.start(CONSUMER)
+    await eventually(caught_up, within=180, what="the replay caught up")
+    assert await stats_checksum() == before
+
+
+@pytest.mark.slow
+async def test_kafka_tool_reset_to_earliest_is_a_no_op_for_the_projection() -> None:
+    await eventually(caught_up, within=120, what="the group caught up before the reset")
+    before = await stats_checksum()
+    await consumers.stop(CONSUMER)
+    try:
+        argv = kafka_tools.command(
+            "consumer-groups",
+            ["--group", GROUP, "--topic", ORDER_TOPIC, "--reset-offsets", "--to-earliest", "--execute"],
+        )
+        process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
+        out, _ = await process.communicate()
+        assert process.returncode == 0, out
+    finally:
+        await consumers.start(CONSUMER)
+    await eventually(caught_up, within=180, what="the redelivery caught up")
+    assert await stats_checksum() == before
+
+
+async def _empty_checksum() -> str:
+    conn = await connect("customer")
+    try:
+        return str(await conn.fetchval("SELECT md5('')"))
+    finally:
+        await conn.close()

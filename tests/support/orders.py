@@ -1,0 +1,123 @@
+"""Write order events the way the order service does (outbox writer), and read customer stats."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+from confluent_kafka import Producer
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from apps.common.topology import BY_NAME, database_url, kafka_bootstrap
+from apps.order.events import OrderCancelled, OrderCreated, OrderLine
+from outbox.writer import OutboxRecord, add_event
+from tests.support.db import connect
+
+
+def order_engine() -> AsyncEngine:
+    return create_async_engine(database_url(BY_NAME["order"]), pool_size=5, max_overflow=20)
+
+
+def order_created(customer_id: str, total: str = "10.00", order_id: uuid.UUID | None = None) -> OrderCreated:
+    order_id = order_id or uuid.uuid4()
+    amount = Decimal(total)
+    return OrderCreated(
+        order_id=order_id,
+        order_number=f"ORD-{order_id.hex[:12].upper()}",
+        customer_id=customer_id,
+        status="confirmed",
+        currency="USD",
+        total_amount=amount,
+        items=[OrderLine(product_id=uuid.uuid4(), sku="SKU-T", quantity=1, unit_price=amount, total_price=amount)],
+        created_at=dt.datetime.now(dt.UTC),
+    )
+
+
+def order_cancelled(created: OrderCreated) -> OrderCancelled:
+    return OrderCancelled(
+        order_id=created.order_id,
+        customer_id=created.customer_id,
+        currency=created.currency,
+        total_amount=created.total_amount,
+        items=created.items,
+        reason="test",
+        cancelled_at=dt.datetime.now(dt.UTC),
+    )
+
+
+async def write_events(
+    engine: AsyncEngine, events: list[OrderCreated | OrderCancelled], per_transaction: int = 1
+) -> list[OutboxRecord]:
+    """Write events through the outbox writer, ``per_transaction`` events per committed transaction."""
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    records = []
+    for start in range(0, len(events), per_transaction):
+        async with sessions() as session, session.begin():
+            for ev in events[start : start + per_transaction]:
+                records.append(await add_event(session, ev.order_id, ev))
+    return records
+
+
+async def stats(customer_id: str) -> dict[str, Any] | None:
+    conn = await connect("customer")
+    try:
+        row = await conn.fetchrow("SELECT * FROM customer_stats WHERE customer_id = $1", customer_id)
+        return dict(row) if row else None
+    finally:
+        await conn.close()
+
+
+async def stats_checksum() -> str:
+    conn = await connect("customer")
+    try:
+        value = await conn.fetchval(
+            """SELECT md5(coalesce(string_agg(concat_ws('|', customer_id, orders_count, cancelled_count,
+                      total_spent, last_order_at), ',' ORDER BY customer_id), ''))
+               FROM customer_stats"""
+        )
+        return str(value)
+    finally:
+        await conn.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached within {within}s")
+        await asyncio.sleep(0.1)
+
+
+def produce_raw(
+    topic: str,
+    *,
+    key: str,
+    event_type: str,
+    payload: bytes | dict[str, Any],
+    event_id: uuid.UUID | None = None,
+    event_version: int = 1,
+) -> uuid.UUID:
+    """Produce a record shaped like Debezium's EventRouter output (for duplicates and poison messages)."""
+    event_id = event_id or uuid.uuid4()
+    value = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap()})
+    producer.produce(
+        topic,
+        key=key.encode(),
+        value=value,
+        headers=[
+            ("id", str(event_id).encode()),
+            ("event_type", event_type.encode()),
+            ("event_version", str(event_version).encode()),
+            ("schema_version", b"1"),
+            ("aggregate_type", topic.split(".")[-1].encode()),
+        ],
+    )
+    assert producer.flush(10) == 0
+    return event_id

@@ -1,0 +1,64 @@
+"""Pure parts of the consumer side: stats folding, version gaps, retry classification."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from apps.customer.rules import fold
+from outbox.consumer import EventContext
+from outbox.errors import RejectedEvent, RetryableError
+from outbox.runtime import is_retryable
+from tests.support.orders import order_cancelled, order_created
+
+
+def ctx(version: int | None, previous: int | None) -> EventContext:
+    return EventContext(
+        event_id=uuid.uuid4(),
+        aggregate_id=uuid.uuid4(),
+        aggregate_type="order",
+        event_type="order.created",
+        event_version=version,
+        schema_version=1,
+        topic="commerce.order",
+        partition=0,
+        offset=0,
+        timestamp=dt.datetime.now(dt.UTC),
+        previous_version=previous,
+    )
+
+
+def test_fold_counts_orders_and_removes_cancelled_spend() -> None:
+    first = order_created("c1", "10.00")
+    deltas = fold([first, order_created("c1", "5.50"), order_cancelled(first), order_created("c2", "1.00")])
+    assert (deltas["c1"].orders, deltas["c1"].cancelled, deltas["c1"].spent) == (2, 1, Decimal("5.50"))
+    assert deltas["c2"].spent == Decimal("1.00")
+    assert deltas["c1"].last_order_at is not None
+
+
+def test_a_skipped_version_is_a_gap_and_an_old_one_is_stale() -> None:
+    assert ctx(3, 1).is_gap and not ctx(3, 1).is_stale
+    assert ctx(2, 1).is_gap is False
+    assert ctx(1, 2).is_stale
+    assert not ctx(1, None).is_gap and not ctx(1, None).is_stale
+
+
+class _PgError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+def test_transient_errors_are_retried_and_data_errors_are_not() -> None:
+    assert is_retryable(OperationalError("select 1", {}, Exception("connection refused")))
+    assert is_retryable(DBAPIError("update", {}, _PgError("40P01")))  # deadlock
+    assert is_retryable(DBAPIError("update", {}, _PgError("40001")))  # serialization failure
+    assert is_retryable(RetryableError("later"))
+    assert is_retryable(ConnectionRefusedError())
+    assert not is_retryable(IntegrityError("insert", {}, _PgError("23505")))
+    assert not is_retryable(DBAPIError("insert", {}, _PgError("22001")))  # value too long
+    assert not is_retryable(RejectedEvent("no"))
+    assert not is_retryable(ValueError("bug"))
