@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["BatchHandler", "ConsumerGroup", "EventContext", "Handler"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventContext:
     """Where an event came from, and what this group last applied for its aggregate."""
 
@@ -41,7 +41,8 @@ class EventContext:
     partition: int
     offset: int
     timestamp: dt.datetime
-    # The highest event_version this group applied for the aggregate before this event (None: first seen).
+    # The highest event_version this group applied for the aggregate before this event (None: first
+    # seen). Stamped by the runtime inside the batch's transaction; handlers treat the context as read-only.
     previous_version: int | None = None
 
     @property
@@ -76,6 +77,8 @@ class ConsumerGroup:
     handlers: dict[str, Handler] = field(default_factory=dict)
     batch_handlers: dict[str, BatchHandler] = field(default_factory=dict)
     extra_topics: set[str] = field(default_factory=set)
+    # Read these topics instead of the ones the handlers imply (benchmarks, migrations between topics).
+    topic_override: list[str] | None = None
 
     def handler(self, event_type: str) -> Callable[[Handler], Handler]:
         """Register an async handler applied to one event at a time, in partition order."""
@@ -108,6 +111,8 @@ class ConsumerGroup:
 
     @property
     def topics(self) -> list[str]:
+        if self.topic_override is not None:
+            return sorted(self.topic_override)
         aggregates = {self.registry.aggregate_of(event_type) for event_type in self.event_types}
         return sorted({topic_for(aggregate) for aggregate in aggregates} | self.extra_topics)
 

@@ -14,6 +14,7 @@ import logging
 import random
 import time
 import uuid
+from collections import Counter as CounterOf
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import groupby
@@ -55,6 +56,16 @@ class Poison:
     error: str
     error_type: str
     event_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One poll's messages, decoded: what to apply, what is poison, what this group does not handle."""
+
+    messages: list[Message]
+    parsed: list[Parsed]
+    poison: list[Poison]
+    ignored: list[Message]
 
 
 class Stopped(Exception):
@@ -132,6 +143,7 @@ class ConsumerRuntime:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._last_lag_check = 0.0
+        self._pending_offsets: list[TopicPartition] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -160,23 +172,38 @@ class ConsumerRuntime:
         await asyncio.to_thread(self._open)
         consumer = self._consumer
         assert consumer is not None
+        # The next batch is polled and decoded in a worker thread while this one is applied: Kafka and
+        # Python decoding overlap the database round trips. A prefetched batch that is never applied is
+        # simply not committed, so Kafka redelivers it.
+        prefetch = asyncio.create_task(asyncio.to_thread(self._fetch))
         try:
             while not self.stop_requested.is_set():
-                messages = await asyncio.to_thread(consumer.consume, self.batch_size, self.poll_timeout)
-                batch = [m for m in messages if self._usable(m)]
-                if batch:
+                batch = await prefetch
+                prefetch = asyncio.create_task(asyncio.to_thread(self._fetch))
+                if batch.messages:
                     try:
-                        await self.process(batch)
+                        await self.apply_batch(batch)
                     except Stopped:
                         break
                 self._report_lag()
         finally:
+            with contextlib.suppress(Exception):
+                await prefetch
             await asyncio.to_thread(self._close)
 
     def stop(self) -> None:
         self.stop_requested.set()
 
+    def _fetch(self) -> Batch:
+        consumer = self._consumer
+        assert consumer is not None
+        messages = [m for m in consumer.consume(self.batch_size, self.poll_timeout) if self._usable(m)]
+        return self._parse(messages)
+
     def _close(self) -> None:
+        if self._consumer is not None and self._pending_offsets:
+            with contextlib.suppress(Exception):
+                self._consumer.commit(offsets=self._pending_offsets, asynchronous=False)
         if self._producer is not None:
             self._producer.flush(10)
         if self._consumer is not None:
@@ -194,9 +221,13 @@ class ConsumerRuntime:
     # -- one batch ---------------------------------------------------------------------------------
 
     async def process(self, messages: Sequence[Message]) -> None:
-        """Apply a batch exactly once, retrying transient errors, then commit its offsets."""
+        """Apply a batch of raw messages exactly once, then commit their offsets."""
+        await self.apply_batch(self._parse([m for m in messages if self._usable(m)]))
+
+    async def apply_batch(self, batch: Batch) -> None:
+        """Apply a decoded batch exactly once, retrying transient errors, then commit its offsets."""
         started = time.perf_counter()
-        parsed, poison, ignored = self._parse(messages)
+        parsed, poison, ignored = batch.parsed, batch.poison, batch.ignored
         isolate = False
         attempt = 0
         while True:
@@ -218,11 +249,11 @@ class ConsumerRuntime:
                     raise Stopped from exc
         for message in ignored:
             metrics.EVENTS.labels(self.group.name, _header_map(message).get("event_type", "?"), "ignored").inc()
-        await asyncio.to_thread(self._commit_offsets, messages)
+        self._commit_offsets(batch.messages)
         metrics.BATCHES.labels(self.group.name).inc()
         metrics.BATCH_SECONDS.labels(self.group.name).observe(time.perf_counter() - started)
 
-    def _parse(self, messages: Sequence[Message]) -> tuple[list[Parsed], list[Poison], list[Message]]:
+    def _parse(self, messages: list[Message]) -> Batch:
         parsed: list[Parsed] = []
         poison: list[Poison] = []
         ignored: list[Message] = []
@@ -237,7 +268,7 @@ class ConsumerRuntime:
             except (PoisonMessage, ValueError, KeyError) as exc:
                 event_id = _maybe_uuid(headers.get("id"))
                 poison.append(Poison(message, str(exc) or repr(exc), type(exc).__name__, event_id))
-        return parsed, poison, ignored
+        return Batch(messages, parsed, poison, ignored)
 
     def _decode(self, message: Message, headers: dict[str, str]) -> Parsed:
         if "id" not in headers or "event_type" not in headers:
@@ -268,7 +299,8 @@ class ConsumerRuntime:
             previous = await inbox.last_versions(
                 session, group, {p.ctx.aggregate_id for p in unique if p.ctx.aggregate_id is not None}
             )
-            unique = [_with_previous(p, previous) for p in unique]
+            for p in unique:
+                _stamp_previous(p.ctx, previous)
             fresh = await inbox.claim(session, group, [p.ctx for p in unique])
             to_apply = [p for p in unique if p.ctx.event_id in fresh]
             rejected = await self._run_handlers(session, to_apply, isolate=isolate)
@@ -278,14 +310,17 @@ class ConsumerRuntime:
                 await asyncio.to_thread(self._dead_letter, dead)
         # Metrics only after the commit: a rolled-back batch applied nothing.
         applied = {p.ctx.event_id for p in to_apply} - {d.event_id for d in rejected}
+        outcomes: CounterOf[tuple[str, str]] = CounterOf()
         for p in parsed:
             outcome = "applied" if p.ctx.event_id in applied else "duplicate"
             if outcome == "applied":
                 applied.discard(p.ctx.event_id)  # a second copy in the same batch is a duplicate
                 self._note_versions(p.ctx)
-            metrics.EVENTS.labels(group, p.ctx.event_type, outcome).inc()
+            outcomes[(p.ctx.event_type, outcome)] += 1
         for d in dead:
-            metrics.EVENTS.labels(group, _header_map(d.message).get("event_type", "?"), "dead_lettered").inc()
+            outcomes[(_header_map(d.message).get("event_type", "?"), "dead_lettered")] += 1
+        for (event_type, outcome), count in outcomes.items():
+            metrics.EVENTS.labels(group, event_type, outcome).inc(count)
 
     def _note_versions(self, ctx: EventContext) -> None:
         if ctx.is_gap:
@@ -384,8 +419,11 @@ class ConsumerRuntime:
             topic, partition, offset = _where(message)
             latest[(topic, partition)] = max(latest.get((topic, partition), -1), offset)
         offsets = [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in latest.items()]
+        # Asynchronous: the database already holds the truth (the inbox), so a lost commit only means a
+        # harmless redelivery. The last offsets are committed synchronously on shutdown.
+        self._pending_offsets = offsets
         try:
-            consumer.commit(offsets=offsets, asynchronous=False)
+            consumer.commit(offsets=offsets, asynchronous=True)
         except Exception as exc:  # a rebalance took the partitions; the next owner re-reads (inbox dedupes)
             log.warning("group %s: offset commit failed: %s", self.group.name, exc)
 
@@ -417,18 +455,11 @@ def _first_occurrences(items: list[Parsed]) -> list[Parsed]:
     return unique
 
 
-def _with_previous(item: Parsed, last: dict[uuid.UUID, int]) -> Parsed:
-    """Stamp previous_version, advancing the running maximum through the batch."""
-    aggregate = item.ctx.aggregate_id
-    version = item.ctx.event_version
-    if aggregate is None:
-        return item
-    previous = last.get(aggregate)
-    if version is not None and (previous is None or version > previous):
-        last[aggregate] = version
-    ctx = EventContext(**{**_ctx_fields(item.ctx), "previous_version": previous})
-    return Parsed(item.message, item.event, ctx)
-
-
-def _ctx_fields(ctx: EventContext) -> dict[str, Any]:
-    return {name: getattr(ctx, name) for name in ctx.__slots__}
+def _stamp_previous(ctx: EventContext, last: dict[uuid.UUID, int]) -> None:
+    """Set previous_version, advancing the running maximum through the batch."""
+    if ctx.aggregate_id is None:
+        return
+    previous = last.get(ctx.aggregate_id)
+    if ctx.event_version is not None and (previous is None or ctx.event_version > previous):
+        last[ctx.aggregate_id] = ctx.event_version
+    ctx.previous_version = previous
