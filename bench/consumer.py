@@ -34,7 +34,7 @@ def produce(topic: str, events: int, customers: int, run: str) -> None:
     producer = Producer({"bootstrap.servers": kafka_bootstrap(), "linger.ms": 20, "batch.num.messages": 10000})
     for i in range(events):
         ev = order_created(f"bench-{run}-{i % customers}", "9.99")
-        headers = [
+        headers: list[tuple[str, str | bytes | None]] = [
             ("id", str(uuid.uuid4())),
             ("event_type", "order.created"),
             ("event_version", "1"),
@@ -79,6 +79,7 @@ async def runtime_rate(topic: str, events: int, batch_size: int, run: str) -> fl
     group = ConsumerGroup(f"bench-runtime-{run}", topic_override=[topic])
     done = asyncio.Event()
     applied, first = 0, 0.0
+    enough = asyncio.Event()
 
     async def counting(session: AsyncSession, items: Sequence[tuple[object, EventContext]]) -> None:
         nonlocal applied, first
@@ -86,14 +87,15 @@ async def runtime_rate(topic: str, events: int, batch_size: int, run: str) -> fl
             first = time.perf_counter()
         await apply_order_events(session, items)  # type: ignore[arg-type]
         applied += len(items)
+        if applied >= events:
+            enough.set()
 
     group.batch_handler("order.created")(counting)
     runtime = ConsumerRuntime(group, async_sessionmaker(engine, expire_on_commit=False), batch_size=batch_size)
 
     async def watch() -> None:
         # Counted in the handler, before its commit; the runtime stops after committing that batch.
-        while applied < events:
-            await asyncio.sleep(0.01)
+        await enough.wait()
         done.set()
         runtime.stop()
 

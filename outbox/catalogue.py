@@ -57,7 +57,8 @@ def build_catalogue(registry: EventRegistry = default_registry) -> dict[str, Any
     events: dict[str, Any] = {}
     for event_type, version, cls in registry:
         entry = events.setdefault(event_type, {"aggregate": cls.aggregate_type, "versions": {}})
-        entry["versions"][str(version)] = _canonical(msgspec.json.schema(cls))
+        # A JSON round trip makes the in-memory schema equal to the committed file (tuples become lists).
+        entry["versions"][str(version)] = _canonical(json.loads(json.dumps(msgspec.json.schema(cls))))
     # The registry iterates sorted by type then numeric version, so "10" correctly follows "9".
     return {"events": events}
 

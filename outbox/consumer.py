@@ -24,7 +24,10 @@ from outbox.events import Event, EventRegistry, default_registry
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["BatchHandler", "ConsumerGroup", "EventContext", "Handler"]
+__all__ = ["REDRIVE_HEADER", "BatchHandler", "ConsumerGroup", "EventContext", "Handler"]
+
+# Header a redriven message carries: the group whose dead letter it was, and which may now apply it.
+REDRIVE_HEADER = "redrive.group"
 
 
 @dataclass(slots=True)
@@ -44,6 +47,8 @@ class EventContext:
     # The highest event_version this group applied for the aggregate before this event (None: first
     # seen). Stamped by the runtime inside the batch's transaction; handlers treat the context as read-only.
     previous_version: int | None = None
+    # Sent back from this group's dead-letter topic by an operator (python -m outbox.dlq redrive).
+    redriven: bool = False
 
     @property
     def is_gap(self) -> bool:

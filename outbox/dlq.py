@@ -21,6 +21,7 @@ from typing import cast
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from outbox.config import kafka_bootstrap
+from outbox.consumer import REDRIVE_HEADER
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class DeadLetter:
     @property
     def original_headers(self) -> list[tuple[str, str | bytes | None]]:
         raw = cast("list[tuple[str, bytes | None]]", self.message.headers() or [])
-        return [(k, v) for k, v in raw if not k.startswith("dlq.")]
+        return [(k, v) for k, v in raw if not k.startswith("dlq.") and k != REDRIVE_HEADER]
 
 
 def dead_letter_topic(group: str) -> str:
@@ -108,7 +109,7 @@ def redrive(group: str, event_ids: set[uuid.UUID] | None = None) -> int:
             letter.headers["dlq.original_topic"],
             key=letter.message.key(),
             value=letter.message.value(),
-            headers=letter.original_headers,
+            headers=[*letter.original_headers, (REDRIVE_HEADER, group)],
         )
         sent += 1
         if producer.flush(30):

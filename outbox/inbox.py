@@ -16,10 +16,9 @@ if TYPE_CHECKING:
 APPLIED = "applied"
 DEAD_LETTERED = "dead_lettered"
 
-# One statement for the whole batch. A dead-lettered event that comes back (a redrive) may be applied;
-# an applied one never again.
-_CLAIM = text(
-    """
+# One statement for the whole batch. A plain redelivery of a dead-lettered event stays dead-lettered
+# (it would only fail again); a redrive (a deliberate resend from the dead-letter topic) may apply it.
+_CLAIM_SQL = """
     INSERT INTO inbox AS i (consumer_group, event_id, aggregate_id, event_type, event_version, outcome,
                             topic, kafka_partition, kafka_offset)
     SELECT :group, t.event_id, t.aggregate_id, t.event_type, t.event_version, 'applied',
@@ -28,12 +27,17 @@ _CLAIM = text(
                 CAST(:event_versions AS int[]), CAST(:topics AS text[]), CAST(:partitions AS int[]),
                 CAST(:offsets AS bigint[]))
          AS t(event_id, aggregate_id, event_type, event_version, topic, kafka_partition, kafka_offset)
-    ON CONFLICT (consumer_group, event_id) DO UPDATE
+    {on_conflict}
+    RETURNING event_id
+"""
+_CLAIM = text(_CLAIM_SQL.format(on_conflict="ON CONFLICT (consumer_group, event_id) DO NOTHING"))
+_CLAIM_REDRIVEN = text(
+    _CLAIM_SQL.format(
+        on_conflict="""ON CONFLICT (consumer_group, event_id) DO UPDATE
         SET outcome = 'applied', processed_at = now(), topic = excluded.topic,
             kafka_partition = excluded.kafka_partition, kafka_offset = excluded.kafka_offset
-        WHERE i.outcome = 'dead_lettered'
-    RETURNING event_id
-    """
+        WHERE i.outcome = 'dead_lettered'"""
+    )
 )
 
 _LAST_VERSIONS = text(
@@ -56,12 +60,14 @@ async def last_versions(session: AsyncSession, group: str, aggregate_ids: set[uu
     return {row.aggregate_id: row.version for row in rows}
 
 
-async def claim(session: AsyncSession, group: str, contexts: Sequence[EventContext]) -> set[uuid.UUID]:
-    """Insert the batch's event ids; return the ones that are new to this group (to be applied)."""
+async def claim(
+    session: AsyncSession, group: str, contexts: Sequence[EventContext], *, redriven: bool = False
+) -> set[uuid.UUID]:
+    """Insert the batch's event ids; return the ones this group must apply now."""
     if not contexts:
         return set()
     rows = await session.execute(
-        _CLAIM,
+        _CLAIM_REDRIVEN if redriven else _CLAIM,
         {
             "group": group,
             "event_ids": [c.event_id for c in contexts],

@@ -28,7 +28,12 @@ def load(module_name: str) -> tuple[ConsumerGroup, ServiceSpec]:
 
 async def serve(module_name: str, *, batch_size: int, metrics_port: int | None) -> None:
     group, service = load(module_name)
-    engine = create_async_engine(database_url(service), pool_size=2, max_overflow=2)
+    engine = create_async_engine(
+        database_url(service),
+        pool_size=2,
+        max_overflow=2,
+        connect_args={"server_settings": {"application_name": f"consumer:{group.name}"}},
+    )
     runtime = ConsumerRuntime(group, async_sessionmaker(engine, expire_on_commit=False), batch_size=batch_size)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from outbox import inbox, metrics
 from outbox.config import kafka_bootstrap
-from outbox.consumer import ConsumerGroup, EventContext
+from outbox.consumer import REDRIVE_HEADER, ConsumerGroup, EventContext
 from outbox.errors import PoisonMessage, RetryableError
 from outbox.events import Event, decode_payload
 from outbox.topics import ensure_topics
@@ -143,7 +143,7 @@ class ConsumerRuntime:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._last_lag_check = 0.0
-        self._pending_offsets: list[TopicPartition] = []
+        self._offsets: dict[tuple[str, int], int] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -201,9 +201,9 @@ class ConsumerRuntime:
         return self._parse(messages)
 
     def _close(self) -> None:
-        if self._consumer is not None and self._pending_offsets:
+        if self._consumer is not None and self._offsets:
             with contextlib.suppress(Exception):
-                self._consumer.commit(offsets=self._pending_offsets, asynchronous=False)
+                self._consumer.commit(offsets=self._offset_list(), asynchronous=False)
         if self._producer is not None:
             self._producer.flush(10)
         if self._consumer is not None:
@@ -289,6 +289,7 @@ class ConsumerRuntime:
             partition=partition,
             offset=offset,
             timestamp=_timestamp(message),
+            redriven=headers.get(REDRIVE_HEADER) == self.group.name,
         )
         return Parsed(message, event, ctx)
 
@@ -301,7 +302,8 @@ class ConsumerRuntime:
             )
             for p in unique:
                 _stamp_previous(p.ctx, previous)
-            fresh = await inbox.claim(session, group, [p.ctx for p in unique])
+            fresh = await inbox.claim(session, group, [p.ctx for p in unique if not p.ctx.redriven])
+            fresh |= await inbox.claim(session, group, [p.ctx for p in unique if p.ctx.redriven], redriven=True)
             to_apply = [p for p in unique if p.ctx.event_id in fresh]
             rejected = await self._run_handlers(session, to_apply, isolate=isolate)
             dead = poison + rejected
@@ -414,18 +416,18 @@ class ConsumerRuntime:
     def _commit_offsets(self, messages: Sequence[Message]) -> None:
         consumer = self._consumer
         assert consumer is not None
-        latest: dict[tuple[str, int], int] = {}
         for message in messages:
             topic, partition, offset = _where(message)
-            latest[(topic, partition)] = max(latest.get((topic, partition), -1), offset)
-        offsets = [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in latest.items()]
+            self._offsets[(topic, partition)] = max(self._offsets.get((topic, partition), -1), offset + 1)
         # Asynchronous: the database already holds the truth (the inbox), so a lost commit only means a
-        # harmless redelivery. The last offsets are committed synchronously on shutdown.
-        self._pending_offsets = offsets
+        # harmless redelivery. Every partition's latest offset is committed synchronously on shutdown.
         try:
-            consumer.commit(offsets=offsets, asynchronous=True)
+            consumer.commit(offsets=self._offset_list(), asynchronous=True)
         except Exception as exc:  # a rebalance took the partitions; the next owner re-reads (inbox dedupes)
             log.warning("group %s: offset commit failed: %s", self.group.name, exc)
+
+    def _offset_list(self) -> list[TopicPartition]:
+        return [TopicPartition(topic, partition, offset) for (topic, partition), offset in self._offsets.items()]
 
     def _report_lag(self) -> None:
         now = time.monotonic()

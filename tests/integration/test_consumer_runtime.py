@@ -207,6 +207,7 @@ async def test_redrive_sends_a_dead_letter_back_to_its_topic() -> None:
     again = next(r for r in records if r.event_id == str(rejected))
     assert again.key == str(too_long.order_id)
     assert not any(name.startswith("dlq.") for name in again.headers)
+    assert again.headers["redrive.group"] == GROUP
 
 
 async def _outcome_is(event_id: uuid.UUID, outcome: str) -> bool:
@@ -246,6 +247,54 @@ async def test_consumer_killed_mid_batch_applies_every_event_once_after_restart(
     row = await stats(customer)
     assert row is not None
     assert row["total_spent"] == Decimal("1.25") * total_events
+
+
+@pytest.mark.slow
+async def test_database_connections_dropped_mid_stream_are_retried_without_losing_an_event() -> None:
+    customer = new_customer()
+    total_events = 2000
+    engine = order_engine()
+    await write_events(engine, [order_created(customer, "0.50")])
+    await eventually(lambda: orders_count_is(customer, 1), what="the warm-up event applied")
+    retries_before = await _metric("outbox_consumer_retries_total")
+    # The consumer's pooled connections die while it is idle, and again and again while it works.
+    await _terminate_consumer_connections()
+    written = asyncio.Event()
+
+    async def write() -> None:
+        try:
+            more = [order_created(customer, "0.50") for _ in range(total_events - 1)]
+            await write_events(engine, more, per_transaction=50)
+        finally:
+            written.set()
+
+    async def keep_terminating() -> None:
+        while not written.is_set():
+            await _terminate_consumer_connections()
+            await asyncio.sleep(0.1)
+
+    await asyncio.gather(write(), keep_terminating())
+    await engine.dispose()
+    await eventually(lambda: orders_count_is(customer, total_events), within=120, what="all events applied")
+    row = await stats(customer)
+    assert row is not None and row["total_spent"] == Decimal("0.50") * total_events
+    assert await _metric("outbox_consumer_retries_total") > retries_before
+
+
+async def _terminate_consumer_connections() -> None:
+    conn = await connect("customer")
+    try:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", f"consumer:{GROUP}"
+        )
+    finally:
+        await conn.close()
+
+
+async def _metric(name: str) -> float:
+    async with httpx.AsyncClient() as client:
+        body = (await client.get("http://127.0.0.1:8102/metrics")).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(name + "{"))
 
 
 @pytest.mark.slow

@@ -1,0 +1,85 @@
+"""HTTP routes of the catalog: decode, call one ProductService method, return a schema."""
+
+from __future__ import annotations
+
+# Litestar resolves handler annotations at runtime: everything named in a signature is a real import.
+import uuid
+from typing import Annotated, TypeAlias
+
+from litestar import Controller, delete, get, patch, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from apps.catalog.schemas import (
+    ProductCreate,
+    ProductOut,
+    ProductPage,
+    ProductUpdate,
+    ValidatedProducts,
+    ValidateProducts,
+    to_product_out,
+    to_valid_product,
+)
+from apps.catalog.services import ProductService
+
+__all__ = ["ProductController", "provide_product_service"]
+
+# The request's ProductService (see provide_product_service), injected by parameter name.
+Products: TypeAlias = NamedDependency[ProductService]
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+
+def provide_product_service(db_session: NamedDependency[AsyncSession]) -> ProductService:
+    return ProductService(db_session)
+
+
+class ProductController(Controller):
+    """Products: create, read, change, withdraw, list, and validate for pricing."""
+
+    path = "/api/products"
+    tags = ["products"]
+    dependencies = {"products": Provide(provide_product_service, sync_to_thread=False)}
+
+    @post(status_code=HTTP_201_CREATED)
+    async def create_product(self, data: JSONBody[ProductCreate], products: Products) -> ProductOut:
+        """Create a product; 409 if its sku is taken (also by a deleted product)."""
+        return to_product_out(await products.create(data))
+
+    @get("/{product_id:uuid}")
+    async def get_product(self, product_id: FromPath[uuid.UUID], products: Products) -> ProductOut:
+        """One product; 404 if unknown or deleted."""
+        return to_product_out(await products.get(product_id))
+
+    @patch("/{product_id:uuid}")
+    async def update_product(
+        self, product_id: FromPath[uuid.UUID], data: JSONBody[ProductUpdate], products: Products
+    ) -> ProductOut:
+        """Change some fields of a product."""
+        return to_product_out(await products.update(product_id, data))
+
+    @delete("/{product_id:uuid}", status_code=HTTP_204_NO_CONTENT)
+    async def delete_product(self, product_id: FromPath[uuid.UUID], products: Products) -> None:
+        """Withdraw a product (soft delete)."""
+        await products.delete(product_id)
+
+    @get()
+    async def list_products(
+        self,
+        products: Products,
+        cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+        category_id: FromQuery[uuid.UUID | None] = None,
+    ) -> ProductPage:
+        """Live products, newest first, one page at a time."""
+        page = await products.list_page(limit=limit, cursor=cursor, category_id=category_id)
+        return ProductPage(items=[to_product_out(p) for p in page.items], next_cursor=page.next_cursor)
+
+    @post("/validate", status_code=HTTP_200_OK)
+    async def validate_products(self, data: JSONBody[ValidateProducts], products: Products) -> ValidatedProducts:
+        """Which of these products can be sold, and at what price (used to price orders)."""
+        valid, invalid = await products.validate(data.product_ids)
+        return ValidatedProducts(valid=[to_valid_product(p) for p in valid], invalid=invalid)

@@ -1,0 +1,117 @@
+"""Pure catalog rules: what a valid price, currency, sku, name and status change look like. No I/O."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Final, Literal
+
+__all__ = [
+    "ACTIVE",
+    "CURRENCY_PATTERN",
+    "DELETED",
+    "INACTIVE",
+    "MAX_NAME_LENGTH",
+    "MAX_PRICE",
+    "MAX_SKU_LENGTH",
+    "SKU_PATTERN",
+    "RuleViolation",
+    "Status",
+    "check_currency",
+    "check_name",
+    "check_price",
+    "check_sku",
+    "check_status_change",
+]
+
+Status = Literal["active", "inactive", "deleted"]
+ACTIVE: Final = "active"
+INACTIVE: Final = "inactive"
+DELETED: Final = "deleted"
+
+# products.price is NUMERIC(10,2): eight integer digits and cents. Checking here turns what would be a
+# database overflow (a 500, or a rolled-back transaction) into a 400 that names the field.
+PRICE_EXPONENT: Final = Decimal("0.01")
+MAX_PRICE: Final = Decimal("99999999.99")
+
+# ISO 4217 alphabetic codes: three uppercase Latin letters. Whether a code is currently assigned is a
+# pricing policy question, not a format one, so it is not checked here.
+CURRENCY_PATTERN: Final = r"^[A-Z]{3}$"
+_CURRENCY_RE: Final = re.compile(CURRENCY_PATTERN)
+
+# SKUs are copied into orders, carts, returns and warehouse rows, and typed by people: letters, digits
+# and a few separators, starting with a letter or digit, no whitespace.
+MAX_SKU_LENGTH: Final = 64
+SKU_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_SKU_RE: Final = re.compile(SKU_PATTERN)
+
+MAX_NAME_LENGTH: Final = 500  # products.name is VARCHAR(500)
+
+# Statuses a client may set; "deleted" is only reached through a delete, and never left.
+_SETTABLE: Final = frozenset({ACTIVE, INACTIVE})
+
+
+class RuleViolation(ValueError):
+    """Input that breaks a catalog rule; ``field`` names the offending input for the client."""
+
+    def __init__(self, field: str, message: str, *, source: str = "body") -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.source = source
+
+
+def check_price(price: Decimal) -> Decimal:
+    """Return ``price`` with exactly two decimal places, or raise if it is not a valid price."""
+    if not price.is_finite():
+        raise RuleViolation("price", "must be a finite number")
+    if price < 0:
+        raise RuleViolation("price", "must be greater than or equal to 0")
+    if price > MAX_PRICE:
+        raise RuleViolation("price", f"must be at most {MAX_PRICE}")
+    try:
+        quantized = price.quantize(PRICE_EXPONENT)
+    except InvalidOperation:  # pragma: no cover - bounded above, so quantize cannot overflow
+        raise RuleViolation("price", "is not a valid amount") from None
+    # quantize rounds; comparing refuses a third decimal instead of silently rounding it away
+    # ("1.500" is still fine: it equals 1.50).
+    if quantized != price:
+        raise RuleViolation("price", "must have at most 2 decimal places")
+    # -0.00 compares equal to 0 but would be stored and shown with its sign.
+    return quantized.copy_abs() if quantized.is_zero() else quantized
+
+
+def check_currency(currency: str) -> str:
+    """Return the currency code if it is three uppercase letters (ISO 4217 format)."""
+    if not _CURRENCY_RE.fullmatch(currency):
+        raise RuleViolation("currency", "must be an ISO 4217 code: three uppercase letters, e.g. USD")
+    return currency
+
+
+def check_sku(sku: str) -> str:
+    """Return the sku if it has the catalog's sku format."""
+    if not _SKU_RE.fullmatch(sku):
+        raise RuleViolation(
+            "sku",
+            f"must be 1 to {MAX_SKU_LENGTH} letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+    return sku
+
+
+def check_name(name: str) -> str:
+    """Return the name without surrounding whitespace; it must not be blank or too long."""
+    stripped = name.strip()
+    if not stripped:
+        raise RuleViolation("name", "must not be blank")
+    if len(stripped) > MAX_NAME_LENGTH:
+        raise RuleViolation("name", f"must be at most {MAX_NAME_LENGTH} characters")
+    return stripped
+
+
+def check_status_change(current: str, new: str) -> str:
+    """Return the new status if a client may move a product from ``current`` to it."""
+    if new not in _SETTABLE:
+        raise RuleViolation("status", f"must be one of: {', '.join(sorted(_SETTABLE))}")
+    if current == DELETED:
+        raise RuleViolation("status", "a deleted product cannot change status")
+    return new

@@ -1,0 +1,167 @@
+"""Request and response bodies of the catalog API, and the opaque list cursor.
+
+Money travels as a decimal string ("19.90"). Shape constraints (lengths, patterns) sit on the fields so
+that Litestar names the field when they fail and OpenAPI shows them; the domain rules themselves live in
+rules.py and are applied by the service, for every caller.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+# msgspec and Litestar resolve these annotations at runtime: they stay real imports.
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from apps.catalog.rules import CURRENCY_PATTERN, MAX_NAME_LENGTH, MAX_SKU_LENGTH, SKU_PATTERN, RuleViolation
+
+if TYPE_CHECKING:
+    from apps.catalog.models import Product
+
+__all__ = [
+    "MAX_VALIDATE_IDS",
+    "ProductCreate",
+    "ProductOut",
+    "ProductPage",
+    "ProductUpdate",
+    "ValidProduct",
+    "ValidateProducts",
+    "ValidatedProducts",
+    "decode_cursor",
+    "encode_cursor",
+    "to_product_out",
+    "to_valid_product",
+]
+
+MAX_DESCRIPTION_LENGTH = 10_000
+MAX_VALIDATE_IDS = 500  # an order has far fewer lines; the cap keeps one request's IN list bounded
+
+Sku = Annotated[str, Meta(min_length=1, max_length=MAX_SKU_LENGTH, pattern=SKU_PATTERN, examples=["TSHIRT-RED-M"])]
+Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
+Currency = Annotated[str, Meta(pattern=CURRENCY_PATTERN, description="ISO 4217 code", examples=["USD"])]
+Description = Annotated[str, Meta(max_length=MAX_DESCRIPTION_LENGTH)]
+Money = Annotated[Decimal, Meta(description="decimal string, at most 2 decimal places", examples=["19.90"])]
+
+
+class ProductCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """POST /api/products. Unknown fields are refused, so a misspelt field is a 400, not silently lost."""
+
+    sku: Sku
+    name: Name
+    price: Money
+    currency: Currency = "USD"
+    description: Description | None = None
+    category_id: uuid.UUID | None = None
+
+
+class ProductUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """PATCH /api/products/{id}: only the fields present change; ``null`` clears an optional field.
+
+    The sku is not updatable: orders, carts and stock rows copy it as the product's business key.
+    """
+
+    name: Name | UnsetType = UNSET
+    price: Money | UnsetType = UNSET
+    currency: Currency | UnsetType = UNSET
+    description: Description | UnsetType | None = UNSET
+    category_id: uuid.UUID | UnsetType | None = UNSET
+    status: Literal["active", "inactive"] | UnsetType = UNSET
+
+
+class ProductOut(msgspec.Struct, kw_only=True):
+    """A product as the API shows it."""
+
+    id: uuid.UUID
+    sku: str
+    name: str
+    price: Money
+    currency: str
+    status: str
+    description: str | None
+    category_id: uuid.UUID | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ProductPage(msgspec.Struct, kw_only=True):
+    """One page of products, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+
+    items: list[ProductOut]
+    next_cursor: str | None
+
+
+class ValidateProducts(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """POST /api/products/validate: the products an order or a cart wants to sell."""
+
+    product_ids: Annotated[list[uuid.UUID], Meta(min_length=1, max_length=MAX_VALIDATE_IDS)]
+
+
+class ValidProduct(msgspec.Struct, kw_only=True):
+    """A sellable product with the price to charge."""
+
+    id: uuid.UUID
+    sku: str
+    name: str
+    price: Money
+    currency: str
+
+
+class ValidatedProducts(msgspec.Struct, kw_only=True):
+    """Sellable products (active, not deleted) and the ids that are not, each in request order."""
+
+    valid: list[ValidProduct]
+    invalid: list[uuid.UUID]
+
+
+def to_product_out(product: Product) -> ProductOut:
+    return ProductOut(
+        id=product.id,
+        sku=product.sku,
+        name=product.name,
+        price=product.price,
+        currency=product.currency,
+        status=product.status,
+        description=product.description,
+        category_id=product.category_id,
+        created_at=product.created_at,
+        updated_at=product.updated_at,
+    )
+
+
+def to_valid_product(product: Product) -> ValidProduct:
+    return ValidProduct(
+        id=product.id, sku=product.sku, name=product.name, price=product.price, currency=product.currency
+    )
+
+
+# --- the list cursor ------------------------------------------------------------------------------
+
+
+class _Cursor(msgspec.Struct, array_like=True, frozen=True):
+    created_at: dt.datetime
+    id: uuid.UUID
+
+
+def encode_cursor(created_at: dt.datetime, product_id: uuid.UUID) -> str:
+    """The position after a row, as an opaque token: clients must not build or parse it."""
+    raw = msgspec.json.encode(_Cursor(created_at, product_id))
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(token: str) -> tuple[dt.datetime, uuid.UUID]:
+    """The (created_at, id) a cursor stands for; a token we did not issue is the client's error."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        cursor = msgspec.json.decode(raw, type=_Cursor)
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        # msgspec.ValidationError is a DecodeError; binascii.Error is a ValueError.
+        raise RuleViolation("cursor", "is not a cursor returned by this API", source="query") from None
+    if cursor.created_at.tzinfo is None:
+        raise RuleViolation("cursor", "is not a cursor returned by this API", source="query")
+    return cursor.created_at, cursor.id
