@@ -8,17 +8,19 @@ Each step waits for real readiness (a query, a PING, a metadata request, a REST 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from apps.common.topology import SERVICES, ServiceSpec, connect_url
 from infra import connectors, kafka, migrate, postgres, proc, redis
-from infra.paths import LOGS, REPO, log_file
+from infra.paths import LOGS, REPO, STATE, ensure_dirs, log_file
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,21 @@ STEPS: list[tuple[str, Callable[[], object]]] = [
 ]
 
 
+@contextlib.contextmanager
+def _exclusive() -> Iterator[None]:
+    """One `up` at a time on this machine (two test sessions starting together would race)."""
+    ensure_dirs()
+    with (STATE / "up.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def up(*, infra_only: bool = False) -> None:
+    with _exclusive():
+        _up(infra_only=infra_only)
+
+
+def _up(*, infra_only: bool) -> None:
     started = time.monotonic()
     for name, step in STEPS:
         t0 = time.monotonic()
