@@ -64,3 +64,7 @@ kafka-consumer-groups *args:
 # Events applied per second by the consumer runtime next to a bare confluent-kafka consumer
 bench-consumer *args: bootstrap
     {{python}} -m bench.consumer "$@"
+
+# Orders per second through POST /api/orders (wrk) next to pgbench's ceiling, and end-to-end delay
+bench *args: up
+    {{python}} -m bench.orders "$@"

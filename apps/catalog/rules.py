@@ -6,6 +6,8 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Final, Literal
 
+from apps.common.errors import InvalidField
+
 __all__ = [
     "ACTIVE",
     "CURRENCY_PATTERN",
@@ -51,14 +53,8 @@ MAX_NAME_LENGTH: Final = 500  # products.name is VARCHAR(500)
 _SETTABLE: Final = frozenset({ACTIVE, INACTIVE})
 
 
-class RuleViolation(ValueError):
-    """Input that breaks a catalog rule; ``field`` names the offending input for the client."""
-
-    def __init__(self, field: str, message: str, *, source: str = "body") -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-        self.source = source
+class RuleViolation(InvalidField):
+    """Input that breaks a catalog rule; ``field`` names the offending input for the client (400)."""
 
 
 def check_price(price: Decimal) -> Decimal:

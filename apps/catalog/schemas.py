@@ -7,9 +7,6 @@ rules.py and are applied by the service, for every caller.
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 # msgspec and Litestar resolve these annotations at runtime: they stay real imports.
 import datetime as dt
 import uuid
@@ -19,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from apps.catalog.rules import CURRENCY_PATTERN, MAX_NAME_LENGTH, MAX_SKU_LENGTH, SKU_PATTERN, RuleViolation
+from apps.catalog.rules import CURRENCY_PATTERN, MAX_NAME_LENGTH, MAX_SKU_LENGTH, SKU_PATTERN
 
 if TYPE_CHECKING:
     from apps.catalog.models import Product
@@ -33,8 +30,6 @@ __all__ = [
     "ValidProduct",
     "ValidateProducts",
     "ValidatedProducts",
-    "decode_cursor",
-    "encode_cursor",
     "to_product_out",
     "to_valid_product",
 ]
@@ -141,27 +136,3 @@ def to_valid_product(product: Product) -> ValidProduct:
 
 
 # --- the list cursor ------------------------------------------------------------------------------
-
-
-class _Cursor(msgspec.Struct, array_like=True, frozen=True):
-    created_at: dt.datetime
-    id: uuid.UUID
-
-
-def encode_cursor(created_at: dt.datetime, product_id: uuid.UUID) -> str:
-    """The position after a row, as an opaque token: clients must not build or parse it."""
-    raw = msgspec.json.encode(_Cursor(created_at, product_id))
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def decode_cursor(token: str) -> tuple[dt.datetime, uuid.UUID]:
-    """The (created_at, id) a cursor stands for; a token we did not issue is the client's error."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        cursor = msgspec.json.decode(raw, type=_Cursor)
-    except (binascii.Error, ValueError, msgspec.DecodeError):
-        # msgspec.ValidationError is a DecodeError; binascii.Error is a ValueError.
-        raise RuleViolation("cursor", "is not a cursor returned by this API", source="query") from None
-    if cursor.created_at.tzinfo is None:
-        raise RuleViolation("cursor", "is not a cursor returned by this API", source="query")
-    return cursor.created_at, cursor.id

@@ -28,7 +28,7 @@ from apps.catalog.rules import (
     check_sku,
     check_status_change,
 )
-from apps.catalog.schemas import decode_cursor, encode_cursor
+from apps.common.pagination import decode_cursor, encode_cursor
 from outbox.writer import add_event
 
 if TYPE_CHECKING:

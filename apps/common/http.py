@@ -59,6 +59,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from apps.common.db import alchemy_config
+from apps.common.errors import DependencyUnavailable, FieldProblem
 from apps.common.topology import ServiceSpec
 
 __all__ = [
@@ -311,6 +312,28 @@ def database_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     return _error_response(request, status_code, detail, headers=headers)
 
 
+def field_problem_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A service's FieldProblem: its own status (400, 409, 422) and the field at fault."""
+    assert isinstance(exc, FieldProblem)
+    entry = {"message": exc.message, "key": exc.field, "source": exc.source}
+    _log_error(request, exc.status_code, exc)
+    return _error_response(request, exc.status_code, exc.message, extra=[entry])
+
+
+def dependency_unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Another service is down or too slow: 503 naming it, so the client knows retrying may help."""
+    assert isinstance(exc, DependencyUnavailable)
+    _log_error(request, HTTP_503_SERVICE_UNAVAILABLE, exc)
+    detail = f"The {exc.dependency} service is unavailable; retry later"
+    return _error_response(
+        request,
+        HTTP_503_SERVICE_UNAVAILABLE,
+        detail,
+        extra=[{"dependency": exc.dependency}],
+        headers={"Retry-After": "5"},
+    )
+
+
 def exception_handlers(field_errors: Sequence[type[Exception]] = ()) -> dict[int | type[Exception], Handler]:
     """The handler map every service uses; ``field_errors`` are its rule exceptions (see ``FieldError``)."""
     handlers: dict[int | type[Exception], Handler] = {
@@ -323,6 +346,8 @@ def exception_handlers(field_errors: Sequence[type[Exception]] = ()) -> dict[int
         # Litestar gives the 500 handler every exception that is not an HTTPException and has no
         # handler of its own type.
         HTTP_500_INTERNAL_SERVER_ERROR: database_error_handler,
+        FieldProblem: field_problem_handler,
+        DependencyUnavailable: dependency_unavailable_handler,
     }
     handlers.update(dict.fromkeys(field_errors, field_error_handler))
     return handlers

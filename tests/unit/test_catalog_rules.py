@@ -17,7 +17,8 @@ from apps.catalog.rules import (
     check_sku,
     check_status_change,
 )
-from apps.catalog.schemas import decode_cursor, encode_cursor
+from apps.common.errors import InvalidField
+from apps.common.pagination import decode_cursor, encode_cursor
 
 pytestmark = pytest.mark.unit
 
@@ -104,9 +105,10 @@ def test_deleted_is_neither_settable_nor_left(current: str, new: str) -> None:
     assert caught.value.field == "status"
 
 
-def test_a_rule_violation_is_a_value_error_that_says_which_field() -> None:
+def test_a_rule_violation_is_a_400_field_problem_that_says_which_field() -> None:
     violation = RuleViolation("cursor", "is not a cursor", source="query")
-    assert isinstance(violation, ValueError)
+    assert isinstance(violation, InvalidField)
+    assert violation.status_code == 400
     assert str(violation) == "cursor: is not a cursor"
     assert violation.source == "query"
 
@@ -121,6 +123,6 @@ def test_cursor_round_trips_and_is_url_safe() -> None:
 
 @pytest.mark.parametrize("token", ["zzz", "not base64 !", "", "W10", "WyJub3QtYS1kYXRlIiwibm9wZSJd", "e30"])
 def test_a_cursor_we_did_not_issue_is_a_query_error(token: str) -> None:
-    with pytest.raises(RuleViolation) as caught:
+    with pytest.raises(InvalidField) as caught:
         decode_cursor(token)
     assert (caught.value.field, caught.value.source) == ("cursor", "query")

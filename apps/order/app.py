@@ -1,0 +1,14 @@
+"""The order service's Litestar app: wiring only (run: uvicorn apps.order.app:create_app --factory)."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+
+from apps.common.http import create_service_app
+from apps.common.topology import BY_NAME
+from apps.order.clients import dependencies_lifespan
+from apps.order.controllers import OrderController
+
+
+def create_app() -> Litestar:
+    return create_service_app(BY_NAME["order"], controllers=[OrderController], lifespan=[dependencies_lifespan])

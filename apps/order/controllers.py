@@ -1,0 +1,122 @@
+"""HTTP routes of the order service: decode, call one OrderService method, return a schema."""
+
+from __future__ import annotations
+
+# Litestar resolves handler annotations at runtime: everything named in a signature is a real import.
+import uuid
+from typing import Annotated, TypeAlias
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from apps.order.schemas import (
+    Address,
+    CancelRequest,
+    OrderCreate,
+    OrderLineOut,
+    OrderOut,
+    OrderPage,
+    StatusChange,
+)
+from apps.order.services import OrderService, OrderView
+
+Orders: TypeAlias = NamedDependency[OrderService]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="retries with the same key and body return the first order instead of placing another",
+    ),
+]
+
+
+def provide_order_service(db_session: NamedDependency[AsyncSession], state: State) -> OrderService:
+    return OrderService(db_session, state.dependencies)
+
+
+def to_order_out(view: OrderView) -> OrderOut:
+    order = view.order
+    return OrderOut(
+        id=order.id,
+        order_number=order.order_number,
+        customer_id=order.customer_id,
+        status=order.status,
+        currency=order.currency,
+        subtotal=order.subtotal,
+        tax_amount=order.tax_amount,
+        shipping_amount=order.shipping_amount,
+        discount_amount=order.discount_amount,
+        total_amount=order.total_amount,
+        items=[
+            OrderLineOut(
+                product_id=i.product_id,
+                sku=i.product_sku,
+                name=i.product_name,
+                quantity=i.quantity,
+                unit_price=i.unit_price,
+                total_price=i.total_price,
+            )
+            for i in view.items
+        ],
+        shipping_address=msgspec.convert(order.shipping_address, Address) if order.shipping_address else None,
+        billing_address=msgspec.convert(order.billing_address, Address) if order.billing_address else None,
+        notes=order.notes,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+        cancelled_at=order.cancelled_at,
+    )
+
+
+class OrderController(Controller):
+    """Orders: place (idempotently), read, list a customer's, move along the status flow, cancel."""
+
+    path = "/api/orders"
+    tags = ["orders"]
+    dependencies = {"orders": Provide(provide_order_service, sync_to_thread=False)}
+
+    @post(status_code=HTTP_201_CREATED)
+    async def place_order(
+        self, data: JSONBody[OrderCreate], orders: Orders, idempotency_key: IdempotencyKeyHeader = None
+    ) -> Response[OrderOut]:
+        """Place an order: 201; 422 for an unknown customer or product; 503 if a dependency is down."""
+        placed = await orders.place(data, idempotency_key)
+        headers = {"Idempotent-Replayed": "true"} if placed.replayed else {}
+        return Response(to_order_out(placed.view), status_code=HTTP_201_CREATED, headers=headers)
+
+    @get("/{order_id:uuid}")
+    async def get_order(self, order_id: FromPath[uuid.UUID], orders: Orders) -> OrderOut:
+        """One order with its items; 404 if unknown."""
+        return to_order_out(await orders.get(order_id))
+
+    @get()
+    async def list_orders(
+        self,
+        orders: Orders,
+        customer_id: Annotated[uuid.UUID, QueryParameter(description="whose orders")],
+        cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+    ) -> OrderPage:
+        """A customer's orders, newest first, one page at a time."""
+        views, next_cursor = await orders.list_for_customer(customer_id, limit=limit, cursor=cursor)
+        return OrderPage(items=[to_order_out(v) for v in views], next_cursor=next_cursor)
+
+    @post("/{order_id:uuid}/status", status_code=HTTP_200_OK)
+    async def change_status(
+        self, order_id: FromPath[uuid.UUID], data: JSONBody[StatusChange], orders: Orders
+    ) -> OrderOut:
+        """Move an order along an allowed transition (409 otherwise); every change is in its history."""
+        return to_order_out(await orders.change_status(order_id, data.status, data.reason))
+
+    @post("/{order_id:uuid}/cancel", status_code=HTTP_200_OK)
+    async def cancel_order(self, order_id: FromPath[uuid.UUID], orders: Orders, request: Request) -> OrderOut:  # type: ignore[type-arg]
+        """Cancel an order that has not shipped (409 otherwise); the body {reason?} is optional."""
+        body = await request.body()
+        data = msgspec.json.decode(body, type=CancelRequest) if body.strip() else CancelRequest()
+        return to_order_out(await orders.cancel(order_id, data.reason))

@@ -1,0 +1,128 @@
+"""Pure order rules: which status may follow which, how an order is priced, what a request looks like.
+
+No I/O here: the service layer fetches customers and products, these functions decide.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Final
+
+from apps.common.errors import InvalidField, StateConflict, UnknownReference
+
+CONFIRMED: Final = "confirmed"
+PROCESSING: Final = "processing"
+SHIPPED: Final = "shipped"
+DELIVERED: Final = "delivered"
+CANCELLED: Final = "cancelled"
+
+# An order is confirmed when placed (the seed's default), then moves forward only; it can be cancelled
+# until it ships. Delivered and cancelled are final.
+TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
+    CONFIRMED: frozenset({PROCESSING, CANCELLED}),
+    PROCESSING: frozenset({SHIPPED, CANCELLED}),
+    SHIPPED: frozenset({DELIVERED}),
+    DELIVERED: frozenset(),
+    CANCELLED: frozenset(),
+}
+STATUSES: Final = tuple(TRANSITIONS)
+ZERO: Final = Decimal("0.00")
+CENT: Final = Decimal("0.01")
+
+
+def check_transition(current: str, target: str) -> None:
+    """Raise StateConflict unless an order in ``current`` may move to ``target``."""
+    if target == current:
+        raise StateConflict("status", f"the order is already {current}")
+    if target not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (final status)"
+        raise StateConflict("status", f"cannot change from {current} to {target}; allowed: {allowed}")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestedLine:
+    product_id: uuid.UUID
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogPrice:
+    """What the catalog says about a product that may be sold."""
+
+    product_id: uuid.UUID
+    sku: str
+    name: str
+    price: Decimal
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class PricedLine:
+    product_id: uuid.UUID
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Decimal
+    total_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A priced order. Tax, shipping and discounts have no rules yet and are zero."""
+
+    currency: str
+    lines: tuple[PricedLine, ...]
+    subtotal: Decimal
+    tax_amount: Decimal = ZERO
+    shipping_amount: Decimal = ZERO
+    discount_amount: Decimal = ZERO
+
+    @property
+    def total_amount(self) -> Decimal:
+        return self.subtotal + self.tax_amount + self.shipping_amount - self.discount_amount
+
+
+def check_lines(lines: Sequence[RequestedLine]) -> None:
+    """One line per product: a repeated product is most likely a client bug, so it is refused."""
+    seen: set[uuid.UUID] = set()
+    for index, line in enumerate(lines):
+        if line.product_id in seen:
+            raise InvalidField(f"items[{index}].product_id", "this product appears on more than one line")
+        seen.add(line.product_id)
+
+
+def price_order(lines: Sequence[RequestedLine], catalog: Mapping[uuid.UUID, CatalogPrice]) -> Quote:
+    """Price each line from the catalog; every product must be sellable and in one currency."""
+    check_lines(lines)
+    priced: list[PricedLine] = []
+    currency: str | None = None
+    for index, line in enumerate(lines):
+        product = catalog.get(line.product_id)
+        if product is None:
+            raise UnknownReference(f"items[{index}].product_id", "unknown product, or not for sale")
+        if currency is None:
+            currency = product.currency
+        elif product.currency != currency:
+            raise InvalidField(
+                f"items[{index}].product_id", f"priced in {product.currency}, the order's other items in {currency}"
+            )
+        unit = product.price.quantize(CENT)
+        total = (unit * line.quantity).quantize(CENT)
+        priced.append(PricedLine(line.product_id, product.sku, product.name, line.quantity, unit, total))
+    assert currency is not None  # the schema guarantees at least one line
+    return Quote(currency=currency, lines=tuple(priced), subtotal=sum((p.total_price for p in priced), ZERO))
+
+
+def order_number(order_id: uuid.UUID, placed_at: dt.datetime) -> str:
+    """Human-readable and unique: the day, then the random tail of the (time-ordered) order id."""
+    return f"ORD-{placed_at:%Y%m%d}-{order_id.hex[-10:].upper()}"
+
+
+def fingerprint(body: bytes) -> str:
+    """What an Idempotency-Key is bound to: the same key with another request is refused."""
+    return hashlib.sha256(body).hexdigest()

@@ -1,0 +1,266 @@
+"""OrderService: places, reads and moves orders. Every write puts the order rows, a status history row and
+the order's event in one transaction and commits it before answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import msgspec
+from advanced_alchemy.exceptions import NotFoundError
+from sqlalchemy import literal, select, tuple_
+from sqlalchemy.exc import IntegrityError
+from uuid_utils.compat import uuid7
+
+from apps.common.errors import StateConflict, UnknownReference
+from apps.common.pagination import decode_cursor, encode_cursor
+from apps.order.events import OrderCancelled, OrderCreated, OrderLine, OrderStatusChanged
+from apps.order.models import IdempotencyKey, Order, OrderItem, OrderStatusHistory
+from apps.order.rules import (
+    CANCELLED,
+    CONFIRMED,
+    DELIVERED,
+    RequestedLine,
+    check_lines,
+    check_transition,
+    fingerprint,
+    order_number,
+    price_order,
+)
+from outbox.writer import add_event
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from apps.order.clients import Dependencies
+    from apps.order.schemas import OrderCreate
+
+SERVICE = "order-service"
+
+
+@dataclass(frozen=True)
+class OrderView:
+    order: Order
+    items: list[OrderItem]
+
+
+@dataclass(frozen=True)
+class Placed:
+    view: OrderView
+    replayed: bool  # True when an Idempotency-Key matched an earlier identical request
+
+
+class OrderService:
+    def __init__(self, session: AsyncSession, dependencies: Dependencies) -> None:
+        self.session = session
+        self.dependencies = dependencies
+
+    # -- placing an order --------------------------------------------------------------------------
+
+    async def place(self, data: OrderCreate, idempotency_key: str | None) -> Placed:
+        """Check the customer, price from the catalog, then write everything in one transaction."""
+        request_hash = fingerprint(msgspec.json.encode(data))
+        if idempotency_key is not None and (earlier := await self._replay(idempotency_key, request_hash)):
+            return earlier
+        lines = [RequestedLine(item.product_id, item.quantity) for item in data.items]
+        check_lines(lines)  # before any network call: a malformed order costs no round trip
+        exists, prices = await asyncio.gather(
+            self.dependencies.customer_exists(data.customer_id),
+            self.dependencies.prices([line.product_id for line in lines]),
+        )
+        if not exists:
+            raise UnknownReference("customer_id", "unknown customer")
+        quote = price_order(lines, prices)
+
+        now = dt.datetime.now(dt.UTC)
+        order_id = uuid7()
+        order = Order(
+            id=order_id,
+            order_number=order_number(order_id, now),
+            customer_id=str(data.customer_id),
+            status=CONFIRMED,
+            currency=quote.currency,
+            subtotal=quote.subtotal,
+            tax_amount=quote.tax_amount,
+            shipping_amount=quote.shipping_amount,
+            discount_amount=quote.discount_amount,
+            total_amount=quote.total_amount,
+            payment_status="pending",
+            shipping_address=msgspec.to_builtins(data.shipping_address),
+            billing_address=msgspec.to_builtins(data.billing_address),
+            notes=data.notes,
+            metadata_={},
+            created_at=now,
+            updated_at=now,
+            created_by_service=SERVICE,
+        )
+        items = [
+            OrderItem(
+                order_id=order_id,
+                product_id=line.product_id,
+                product_sku=line.sku,
+                product_name=line.name,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                total_price=line.total_price,
+                metadata_={},
+            )
+            for line in quote.lines
+        ]
+        self.session.add(order)
+        await self.session.flush()  # the order row first: items, history and the key refer to it
+        self.session.add_all(items)
+        self.session.add(OrderStatusHistory(order_id=order_id, status_to=CONFIRMED, changed_by=SERVICE, metadata_={}))
+        if idempotency_key is not None:
+            self.session.add(IdempotencyKey(key=idempotency_key, request_hash=request_hash, order_id=order_id))
+        await add_event(
+            self.session,
+            order_id,
+            OrderCreated(
+                order_id=order_id,
+                order_number=order.order_number,
+                customer_id=order.customer_id,
+                status=CONFIRMED,
+                currency=quote.currency,
+                total_amount=quote.total_amount,
+                items=[_line(item) for item in items],
+                created_at=now,
+            ),
+        )
+        try:
+            await self.session.commit()
+        except IntegrityError:
+            # Another request with the same Idempotency-Key committed first: answer as it did.
+            await self.session.rollback()
+            if idempotency_key is not None and (earlier := await self._replay(idempotency_key, request_hash)):
+                return earlier
+            raise
+        return Placed(OrderView(order, items), replayed=False)
+
+    async def _replay(self, key: str, request_hash: str) -> Placed | None:
+        seen = await self.session.get(IdempotencyKey, key)
+        if seen is None:
+            return None
+        if seen.request_hash != request_hash:
+            raise StateConflict("Idempotency-Key", "this key was used for a different request", source="header")
+        return Placed(await self.get(seen.order_id), replayed=True)
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    async def get(self, order_id: uuid.UUID) -> OrderView:
+        order = await self.session.get(Order, order_id)
+        if order is None:
+            raise NotFoundError(detail="order not found")
+        return OrderView(order, (await self._items([order_id])).get(order_id, []))
+
+    async def list_for_customer(
+        self, customer_id: uuid.UUID, *, limit: int, cursor: str | None
+    ) -> tuple[list[OrderView], str | None]:
+        """A customer's orders, newest first, by keyset over (created_at, id)."""
+        query = select(Order).where(Order.customer_id == str(customer_id))
+        if cursor is not None:
+            created_at, last_id = decode_cursor(cursor)
+            query = query.where(tuple_(Order.created_at, Order.id) < tuple_(literal(created_at), literal(last_id)))
+        query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
+        orders = list((await self.session.scalars(query)).all())
+        page = orders[:limit]
+        items = await self._items([o.id for o in page])
+        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(orders) > limit else None
+        return [OrderView(o, items.get(o.id, [])) for o in page], next_cursor
+
+    async def _items(self, order_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[OrderItem]]:
+        if not order_ids:
+            return {}
+        rows = await self.session.scalars(
+            select(OrderItem).where(OrderItem.order_id.in_(order_ids)).order_by(OrderItem.id)
+        )
+        grouped: dict[uuid.UUID, list[OrderItem]] = {}
+        for item in rows:
+            grouped.setdefault(item.order_id, []).append(item)
+        return grouped
+
+    # -- moving an order along -----------------------------------------------------------------------
+
+    async def change_status(self, order_id: uuid.UUID, target: str, reason: str | None) -> OrderView:
+        """Move along an allowed transition; a cancellation through here is the same as cancel()."""
+        if target == CANCELLED:
+            return await self.cancel(order_id, reason)
+        order, items = await self._locked(order_id)
+        check_transition(order.status, target)
+        previous, now = self._move(order, target, reason)
+        if target == DELIVERED:
+            order.completed_at = now
+        await add_event(
+            self.session,
+            order.id,
+            OrderStatusChanged(
+                order_id=order.id,
+                customer_id=order.customer_id,
+                status_from=previous,
+                status_to=target,
+                reason=reason,
+                changed_at=now,
+            ),
+        )
+        await self.session.commit()
+        return OrderView(order, items)
+
+    async def cancel(self, order_id: uuid.UUID, reason: str | None) -> OrderView:
+        order, items = await self._locked(order_id)
+        check_transition(order.status, CANCELLED)
+        _, now = self._move(order, CANCELLED, reason)
+        order.cancelled_at = now
+        await add_event(
+            self.session,
+            order.id,
+            OrderCancelled(
+                order_id=order.id,
+                customer_id=order.customer_id,
+                currency=order.currency,
+                total_amount=order.total_amount,
+                items=[_line(i) for i in items],
+                reason=reason,
+                cancelled_at=now,
+            ),
+        )
+        await self.session.commit()
+        return OrderView(order, items)
+
+    async def _locked(self, order_id: uuid.UUID) -> tuple[Order, list[OrderItem]]:
+        """The order row locked until commit, so two concurrent changes apply one after the other."""
+        order = await self.session.scalar(select(Order).where(Order.id == order_id).with_for_update())
+        if order is None:
+            raise NotFoundError(detail="order not found")
+        return order, (await self._items([order_id])).get(order_id, [])
+
+    def _move(self, order: Order, target: str, reason: str | None) -> tuple[str, dt.datetime]:
+        """Record the change in the history and on the order; return the previous status and the time."""
+        now = dt.datetime.now(dt.UTC)
+        previous = order.status
+        self.session.add(
+            OrderStatusHistory(
+                order_id=order.id,
+                status_from=order.status,
+                status_to=target,
+                changed_by=SERVICE,
+                reason=reason,
+                metadata_={},
+            )
+        )
+        order.status = target
+        order.updated_at = now
+        return previous, now
+
+
+def _line(item: OrderItem) -> OrderLine:
+    return OrderLine(
+        product_id=item.product_id,
+        sku=item.product_sku,
+        quantity=item.quantity,
+        unit_price=item.unit_price,
+        total_price=item.total_price,
+    )

@@ -1,0 +1,228 @@
+"""The order service in-process, against the real database and the real customer and catalog services."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from apps.order.app import create_app
+from tests.support.db import connect
+from tests.support.http import create_customer, create_product
+
+pytestmark = pytest.mark.usefixtures("stack")
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[AsyncTestClient[Any]]:
+    async with AsyncTestClient(app=create_app()) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def customer() -> dict[str, Any]:
+    return await create_customer()
+
+
+def order_body(customer: dict[str, Any], *lines: tuple[dict[str, Any], int]) -> dict[str, Any]:
+    return {
+        "customer_id": customer["id"],
+        "items": [{"product_id": product["id"], "quantity": quantity} for product, quantity in lines],
+        "shipping_address": {"address_line1": "1 Main St", "city": "Springfield", "country": "US"},
+    }
+
+
+async def orders_of(customer_id: str) -> int:
+    conn = await connect("order")
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM orders WHERE customer_id = $1", customer_id))
+    finally:
+        await conn.close()
+
+
+async def events_about(customer_id: str) -> list[str]:
+    conn = await connect("order")
+    try:
+        rows = await conn.fetch(
+            "SELECT event_type FROM event_store WHERE event_data->>'customer_id' = $1 ORDER BY created_at", customer_id
+        )
+        return [r["event_type"] for r in rows]
+    finally:
+        await conn.close()
+
+
+async def test_placing_an_order_prices_it_from_the_catalog_and_writes_rows_and_event(
+    client: AsyncTestClient[Any], customer: dict[str, Any]
+) -> None:
+    shirt, mug = await create_product("19.90"), await create_product("5.05")
+    response = await client.post("/api/orders", json=order_body(customer, (shirt, 2), (mug, 3)))
+    assert response.status_code == 201, response.text
+    order = response.json()
+    assert order["status"] == "confirmed"
+    assert order["total_amount"] == "54.95" and order["currency"] == "USD"
+    assert [(i["sku"], i["quantity"], i["total_price"]) for i in order["items"]] == [
+        (shirt["sku"], 2, "39.80"),
+        (mug["sku"], 3, "15.15"),
+    ]
+    assert order["order_number"].startswith("ORD-")
+    assert await events_about(customer["id"]) == ["order.created"]
+    conn = await connect("order")
+    try:
+        history = await conn.fetch(
+            "SELECT status_from, status_to FROM order_status_history WHERE order_id = $1", uuid.UUID(order["id"])
+        )
+    finally:
+        await conn.close()
+    assert [(h["status_from"], h["status_to"]) for h in history] == [(None, "confirmed")]
+    fetched = await client.get(f"/api/orders/{order['id']}")
+    assert fetched.status_code == 200 and fetched.json() == order
+
+
+async def test_an_idempotency_key_places_the_order_once(client: AsyncTestClient[Any], customer: dict[str, Any]) -> None:
+    product = await create_product("3.00")
+    body = order_body(customer, (product, 1))
+    key = f"key-{uuid.uuid4()}"
+    answers = await asyncio.gather(
+        *(client.post("/api/orders", json=body, headers={"Idempotency-Key": key}) for _ in range(8))
+    )
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers) == 7
+    assert await orders_of(customer["id"]) == 1
+    assert await events_about(customer["id"]) == ["order.created"]
+
+    other = await client.post("/api/orders", json=order_body(customer, (product, 2)), headers={"Idempotency-Key": key})
+    assert other.status_code == 409
+    assert other.json()["extra"][0]["key"] == "Idempotency-Key"
+
+
+def one_line(line: bytes, extra: bytes = b"") -> bytes:
+    return b'{"customer_id": "%(customer)s", "items": [' + line + b"]" + extra + b"}"
+
+
+PRODUCT_LINE = b'{"product_id": "%(product)s", "quantity": 1}'
+
+BAD_BODIES = [
+    (b'{"customer_id": ', 400, "body"),
+    (b"[]", 400, "body"),
+    (b'{"customer_id": 12, "items": []}', 400, "customer_id"),
+    (b'{"items": [' + PRODUCT_LINE + b"]}", 400, "customer_id"),
+    (one_line(b""), 400, "items"),
+    (one_line(b'{"product_id": "%(product)s", "quantity": 0}'), 400, "items[0].quantity"),
+    (one_line(b'{"product_id": "%(product)s", "quantity": -3}'), 400, "items[0].quantity"),
+    (one_line(b'{"product_id": "%(product)s", "quantity": "two"}'), 400, "items[0].quantity"),
+    (one_line(b'{"product_id": "%(product)s", "quantity": 1.5}'), 400, "items[0].quantity"),
+    (b'{"customer_id": "%(customer)s", "items": "everything"}', 400, "items"),
+    (one_line(b'{"product_id": "nope", "quantity": 1}'), 400, "items[0].product_id"),
+    (one_line(PRODUCT_LINE, b', "surprise": 1'), 400, "surprise"),
+    (one_line(PRODUCT_LINE + b", " + PRODUCT_LINE), 400, "items[1].product_id"),
+    (one_line(b'{"product_id": "%(unknown)s", "quantity": 1}'), 422, "items[0].product_id"),
+    (b'{"customer_id": "%(unknown)s", "items": [' + PRODUCT_LINE + b"]}", 422, "customer_id"),
+]
+
+
+@pytest.mark.parametrize(("template", "status", "field"), BAD_BODIES)
+async def test_bad_orders_get_a_clear_4xx_naming_the_field_and_write_nothing(
+    client: AsyncTestClient[Any], customer: dict[str, Any], template: bytes, status: int, field: str
+) -> None:
+    product = await create_product()
+    body = template % {
+        b"customer": customer["id"].encode(),
+        b"product": product["id"].encode(),
+        b"unknown": str(uuid.uuid4()).encode(),
+    }
+    response = await client.post("/api/orders", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == status, response.text
+    assert field in [e.get("key") for e in response.json().get("extra", [])], response.text
+    assert await orders_of(customer["id"]) == 0
+    assert await events_about(customer["id"]) == []
+
+
+async def test_mixed_currencies_are_refused(client: AsyncTestClient[Any], customer: dict[str, Any]) -> None:
+    usd, eur = await create_product("1.00", "USD"), await create_product("1.00", "EUR")
+    response = await client.post("/api/orders", json=order_body(customer, (usd, 1), (eur, 1)))
+    assert response.status_code == 400
+    assert response.json()["extra"][0]["key"] == "items[1].product_id"
+    assert await orders_of(customer["id"]) == 0
+
+
+async def test_an_oversized_body_is_413(client: AsyncTestClient[Any]) -> None:
+    response = await client.post(
+        "/api/orders", content=b"{" + b" " * (2 * 1024 * 1024) + b"}", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+async def test_status_moves_along_allowed_transitions_only(
+    client: AsyncTestClient[Any], customer: dict[str, Any]
+) -> None:
+    product = await create_product()
+    order = (await client.post("/api/orders", json=order_body(customer, (product, 1)))).json()
+    for status in ("processing", "shipped"):
+        moved = await client.post(f"/api/orders/{order['id']}/status", json={"status": status, "reason": "ops"})
+        assert moved.status_code == 200 and moved.json()["status"] == status
+    backwards = await client.post(f"/api/orders/{order['id']}/status", json={"status": "confirmed"})
+    assert backwards.status_code == 409 and backwards.json()["extra"][0]["key"] == "status"
+    too_late = await client.post(f"/api/orders/{order['id']}/cancel", json={"reason": "changed my mind"})
+    assert too_late.status_code == 409
+    unknown_status = await client.post(f"/api/orders/{order['id']}/status", json={"status": "teleported"})
+    assert unknown_status.status_code == 400 and unknown_status.json()["extra"][0]["key"] == "status"
+    assert await events_about(customer["id"]) == ["order.created", "order.status_changed", "order.status_changed"]
+
+
+async def test_cancelling_writes_history_and_an_event(client: AsyncTestClient[Any], customer: dict[str, Any]) -> None:
+    product = await create_product("7.00")
+    order = (await client.post("/api/orders", json=order_body(customer, (product, 2)))).json()
+    cancelled = await client.post(f"/api/orders/{order['id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["cancelled_at"] is not None
+    again = await client.post(f"/api/orders/{order['id']}/cancel", json={})
+    assert again.status_code == 409
+    assert await events_about(customer["id"]) == ["order.created", "order.cancelled"]
+
+
+async def test_unknown_orders_are_404(client: AsyncTestClient[Any]) -> None:
+    assert (await client.get(f"/api/orders/{uuid.uuid4()}")).status_code == 404
+    assert (await client.post(f"/api/orders/{uuid.uuid4()}/cancel")).status_code == 404
+
+
+async def test_a_customers_orders_are_listed_newest_first_by_cursor(
+    client: AsyncTestClient[Any], customer: dict[str, Any]
+) -> None:
+    product = await create_product()
+    placed = [
+        (await client.post("/api/orders", json=order_body(customer, (product, n)))).json()["id"] for n in (1, 2, 3)
+    ]
+    first = (await client.get("/api/orders", params={"customer_id": customer["id"], "limit": 2})).json()
+    second = (
+        await client.get(
+            "/api/orders", params={"customer_id": customer["id"], "limit": 2, "cursor": first["next_cursor"]}
+        )
+    ).json()
+    assert [o["id"] for o in first["items"] + second["items"]] == placed[::-1]
+    assert second["next_cursor"] is None
+    bad = await client.get("/api/orders", params={"customer_id": customer["id"], "cursor": "garbage"})
+    assert bad.status_code == 400 and bad.json()["extra"][0]["key"] == "cursor"
+
+
+async def test_a_dependency_that_is_down_is_a_503_naming_it(
+    monkeypatch: pytest.MonkeyPatch, customer: dict[str, Any]
+) -> None:
+    monkeypatch.setenv("CATALOG_URL", "http://127.0.0.1:9")  # nothing listens there: connection refused
+    product = {"id": str(uuid.uuid4())}
+    async with AsyncTestClient(app=create_app()) as down:
+        response = await down.post("/api/orders", json=order_body(customer, (product, 1)))
+    assert response.status_code == 503
+    assert response.json()["extra"] == [{"dependency": "catalog"}]
+    assert await orders_of(customer["id"]) == 0
+
+
+async def test_money_is_exact(client: AsyncTestClient[Any], customer: dict[str, Any]) -> None:
+    product = await create_product("0.10")
+    order = (await client.post("/api/orders", json=order_body(customer, (product, 3)))).json()
+    assert Decimal(order["total_amount"]) == Decimal("0.30")
