@@ -1,11 +1,19 @@
-"""The analytics service's tables."""
+"""The analytics service's tables: the outbox, the consumer inbox and the sales projections."""
 
 from __future__ import annotations
 
-from advanced_alchemy.base import AdvancedDeclarativeBase
-from sqlalchemy.ext.asyncio import AsyncAttrs
+import datetime as dt
+import uuid
+from decimal import Decimal
 
-from outbox.models import AggregateVersionMixin, OutboxEventMixin
+from advanced_alchemy.base import AdvancedDeclarativeBase
+from sqlalchemy import BigInteger, CheckConstraint, Date, DateTime, Index, Integer, Numeric, func, text
+from sqlalchemy.dialects.postgresql import CHAR
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.ext.asyncio import AsyncAttrs
+from sqlalchemy.orm import Mapped, mapped_column
+
+from outbox.models import AggregateVersionMixin, InboxMixin, OutboxEventMixin
 
 
 class Base(AdvancedDeclarativeBase, AsyncAttrs):
@@ -21,3 +29,37 @@ class EventStore(OutboxEventMixin, Base):
 
 class AggregateVersion(AggregateVersionMixin, Base):
     """Per-aggregate event_version counter."""
+
+
+class Inbox(InboxMixin, Base):
+    """Events the analytics group applied here (insert-first idempotency)."""
+
+
+class DailySales(Base):
+    """Projection: per UTC day and currency, orders placed, net revenue and cancellations (see rules.py)."""
+
+    __tablename__ = "daily_sales"
+    __table_args__ = (CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),)
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    currency: Mapped[str] = mapped_column(CHAR(3), primary_key=True)
+    orders: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    revenue: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0.00"), server_default="0")
+    cancellations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ProductSales(Base):
+    """Projection: per product and currency, units sold and line revenue net of cancellations."""
+
+    __tablename__ = "product_sales"
+    __table_args__ = (
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
+        Index("idx_product_sales_top", text("revenue DESC"), text("units DESC"), "product_id"),
+    )
+
+    product_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
+    currency: Mapped[str] = mapped_column(CHAR(3), primary_key=True)
+    units: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    revenue: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0.00"), server_default="0")
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,12 +1,30 @@
-"""The customer service's tables."""
+"""The customer service's tables: the seed's customers and customer_addresses, customer_stats, outbox, inbox."""
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from decimal import Decimal
+from typing import Any
 
 from advanced_alchemy.base import AdvancedDeclarativeBase
-from sqlalchemy import DateTime, Integer, Numeric, String, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -43,3 +61,81 @@ class CustomerStats(Base):
     total_spent: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
     last_order_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Customer(Base):
+    """The seed's customers (see migration customer_0003 for where it departs from the seed).
+
+    Emails are stored lower-cased (a CHECK holds it), so the seed's UNIQUE(email) is case-insensitive.
+    Columns with a server default also get a Python default: the INSERT then carries every value and
+    nothing is expired after the flush, so no lazy load (impossible under asyncio) is ever needed.
+    """
+
+    __tablename__ = "customers"
+    __table_args__ = (
+        CheckConstraint("email = lower(email)", name="email_lowercase"),
+        Index("idx_customers_email_status", "email", "status"),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    customer_number: Mapped[str | None] = mapped_column(String(50), unique=True)
+    email: Mapped[str] = mapped_column(String(255), unique=True)
+    phone: Mapped[str | None] = mapped_column(String(20))
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    date_of_birth: Mapped[dt.date | None] = mapped_column(Date)
+    gender: Mapped[str | None] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20), default="active", server_default="active")
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    phone_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # "metadata" is reserved on declarative classes; the column keeps the seed's name.
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONB, default=dict, server_default=text("'{}'::jsonb")
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CustomerAddress(Base):
+    """The seed's customer_addresses: a customer's shipping and billing addresses."""
+
+    __tablename__ = "customer_addresses"
+    __table_args__ = (
+        CheckConstraint("type IN ('shipping', 'billing')", name="type_known"),
+        CheckConstraint("country ~ '^[A-Z]{2}$'", name="country_iso"),
+        Index("idx_customer_addresses_customer_type", "customer_id", "type"),
+        # At most one default address per customer and type.
+        Index(
+            "uq_customer_addresses_default",
+            "customer_id",
+            "type",
+            unique=True,
+            postgresql_where=text("is_default"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), ForeignKey("customers.id"))
+    type: Mapped[str] = mapped_column(String(20))
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    last_name: Mapped[str | None] = mapped_column(String(100))
+    company: Mapped[str | None] = mapped_column(String(255))
+    address_line1: Mapped[str] = mapped_column(String(255))
+    address_line2: Mapped[str | None] = mapped_column(String(255))
+    city: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str | None] = mapped_column(String(100))
+    postal_code: Mapped[str | None] = mapped_column(String(20))
+    country: Mapped[str] = mapped_column(String(2))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())

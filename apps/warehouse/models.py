@@ -1,11 +1,31 @@
-"""The warehouse service's tables."""
+"""The warehouse service's tables: warehouses, stock levels, reservations (one per order), the outbox and inbox."""
 
 from __future__ import annotations
 
-from advanced_alchemy.base import AdvancedDeclarativeBase
-from sqlalchemy.ext.asyncio import AsyncAttrs
+import datetime as dt
+import uuid
+from typing import Any
 
-from outbox.models import AggregateVersionMixin, OutboxEventMixin
+from advanced_alchemy.base import AdvancedDeclarativeBase
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.ext.asyncio import AsyncAttrs
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from outbox.models import AggregateVersionMixin, InboxMixin, OutboxEventMixin
 
 
 class Base(AdvancedDeclarativeBase, AsyncAttrs):
@@ -21,3 +41,95 @@ class EventStore(OutboxEventMixin, Base):
 
 class AggregateVersion(AggregateVersionMixin, Base):
     """Per-aggregate event_version counter."""
+
+
+class Inbox(InboxMixin, Base):
+    """Events the warehouse-reservations group applied here (insert-first idempotency)."""
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Warehouse(Base):
+    """A place that holds stock. The migration creates the default one (rules.DEFAULT_WAREHOUSE_ID)."""
+
+    __tablename__ = "warehouses"
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    code: Mapped[str] = mapped_column(String(50), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+
+
+class StockLevel(Base):
+    """Units of a product in a warehouse: on_hand, of which reserved are held for orders.
+
+    The primary key leads with product_id: a product's rows over every warehouse are one index range,
+    read (and locked, in key order) by reservations and summed by GET /api/inventory/{product_id}.
+    """
+
+    __tablename__ = "stock_levels"
+    __table_args__ = (
+        CheckConstraint("reserved >= 0", name="reserved_nonnegative"),
+        # With reserved >= 0 this also keeps on_hand >= 0: stock never goes negative.
+        CheckConstraint("on_hand >= reserved", name="on_hand_covers_reserved"),
+    )
+
+    product_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
+    warehouse_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("warehouses.id"), primary_key=True
+    )
+    on_hand: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    reserved: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+
+
+class Reservation(Base):
+    """What the warehouse decided for one order: its units held (reserved), given back (released), or
+    nothing held (failed, with the reason and shortages). order_id is unique: one decision per order."""
+
+    __tablename__ = "reservations"
+    __table_args__ = (
+        CheckConstraint("status IN ('reserved', 'released', 'failed')", name="status_known"),
+        CheckConstraint("(status = 'failed') = (reason IS NOT NULL)", name="reason_iff_failed"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), unique=True)
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(50))
+    # [{product_id, requested, available}] as published in inventory.reservation_failed.
+    shortages: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default=text("'[]'::jsonb"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+    released_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    # lazy="raise": under asyncio a lazy load cannot happen; reads ask for the items explicitly.
+    items: Mapped[list[ReservationItem]] = relationship(
+        back_populates="reservation", lazy="raise", order_by="ReservationItem.id"
+    )
+
+
+class ReservationItem(Base):
+    """Units of one product held in one warehouse by a reservation (kept after release, as a record)."""
+
+    __tablename__ = "reservation_items"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        UniqueConstraint("reservation_id", "product_id", "warehouse_id", name="uq_reservation_items_line"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    reservation_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("reservations.id", ondelete="CASCADE")
+    )
+    product_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True))
+    warehouse_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), ForeignKey("warehouses.id"))
+    quantity: Mapped[int] = mapped_column(Integer)
+
+    reservation: Mapped[Reservation] = relationship(back_populates="items", lazy="raise")

@@ -1,0 +1,82 @@
+"""HTTP routes of analytics: decode the query, call one SalesService method, return schemas."""
+
+from __future__ import annotations
+
+# Litestar resolves handler annotations at runtime: everything named in a signature is a real import.
+import uuid
+from typing import Annotated, TypeAlias
+
+from litestar import Controller, get
+from litestar.di import NamedDependency, Provide
+from litestar.openapi.spec import OpenAPIFormat
+from litestar.params import FromPath, QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from apps.analytics.rules import CURRENCY_PATTERN, DEFAULT_WINDOW_DAYS, MAX_WINDOW_DAYS
+from apps.analytics.schemas import DailySalesOut, ProductSalesOut, to_daily_sales_out, to_product_sales_out
+from apps.analytics.services import SalesService
+
+__all__ = ["SalesController", "provide_sales_service"]
+
+# The request's SalesService (see provide_sales_service), injected by parameter name.
+Sales: TypeAlias = NamedDependency[SalesService]
+
+DEFAULT_TOP = 10
+MAX_TOP = 100
+
+CurrencyFilter = Annotated[
+    str | None,
+    QueryParameter(pattern=CURRENCY_PATTERN, description="only rows in this ISO 4217 currency, e.g. USD"),
+]
+
+
+def provide_sales_service(db_session: NamedDependency[AsyncSession]) -> SalesService:
+    return SalesService(db_session)
+
+
+class SalesController(Controller):
+    """Sales reports read from the projections that the analytics consumer group maintains."""
+
+    path = "/api/analytics"
+    tags = ["analytics"]
+    dependencies = {"sales": Provide(provide_sales_service, sync_to_thread=False)}
+
+    @get("/sales/daily")
+    async def daily_sales(
+        self,
+        sales: Sales,
+        # Strings parsed by the service's rules, so that a bad value is reported as `from`, not `from_`.
+        from_: Annotated[
+            str | None,
+            QueryParameter(
+                name="from",
+                format=OpenAPIFormat.DATE,
+                description=f"first day, YYYY-MM-DD (default: {DEFAULT_WINDOW_DAYS - 1} days before `to`)",
+            ),
+        ] = None,
+        to: Annotated[
+            str | None,
+            QueryParameter(
+                format=OpenAPIFormat.DATE,
+                description=f"last day, inclusive (default: today, UTC); at most {MAX_WINDOW_DAYS} days in all",
+            ),
+        ] = None,
+        currency: CurrencyFilter = None,
+    ) -> list[DailySalesOut]:
+        """Per UTC day and currency: orders, net revenue, cancellations; only days with activity, oldest first."""
+        return [to_daily_sales_out(row) for row in await sales.daily(from_, to, currency=currency)]
+
+    @get("/products/top")
+    async def top_products(
+        self,
+        sales: Sales,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_TOP)] = DEFAULT_TOP,
+        currency: CurrencyFilter = None,
+    ) -> list[ProductSalesOut]:
+        """Best-selling products by net revenue, then units; pass ``currency`` to rank within one currency."""
+        return [to_product_sales_out(row) for row in await sales.top_products(limit=limit, currency=currency)]
+
+    @get("/products/{product_id:uuid}")
+    async def product_sales(self, sales: Sales, product_id: FromPath[uuid.UUID]) -> list[ProductSalesOut]:
+        """One product's net units and revenue, a row per currency; empty if it never sold."""
+        return [to_product_sales_out(row) for row in await sales.product(product_id)]

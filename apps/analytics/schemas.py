@@ -1,0 +1,54 @@
+"""Response bodies of the analytics API.
+
+Money travels as a decimal string ("19.90"). Every row names its currency: amounts of different
+currencies are never added up, so a row without its currency would be ambiguous as soon as a second one
+appears, and a response shape that changed with the data would break clients.
+"""
+
+from __future__ import annotations
+
+# msgspec and Litestar resolve these annotations at runtime: they stay real imports.
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated
+
+import msgspec
+from msgspec import Meta
+
+if TYPE_CHECKING:
+    from apps.analytics.models import DailySales, ProductSales
+
+__all__ = ["DailySalesOut", "ProductSalesOut", "to_daily_sales_out", "to_product_sales_out"]
+
+Money = Annotated[Decimal, Meta(description="decimal string with 2 decimal places", examples=["19.90"])]
+Currency = Annotated[str, Meta(description="ISO 4217 code", examples=["USD"])]
+
+
+class DailySalesOut(msgspec.Struct, kw_only=True):
+    """One UTC day in one currency: orders placed, net revenue, cancellations."""
+
+    day: dt.date
+    currency: Currency
+    orders: int
+    revenue: Annotated[Money, Meta(description="order totals placed that day minus totals cancelled that day")]
+    cancellations: int
+
+
+class ProductSalesOut(msgspec.Struct, kw_only=True):
+    """One product in one currency: units and line revenue, net of cancellations."""
+
+    product_id: uuid.UUID
+    currency: Currency
+    units: int
+    revenue: Money
+
+
+def to_daily_sales_out(row: DailySales) -> DailySalesOut:
+    return DailySalesOut(
+        day=row.day, currency=row.currency, orders=row.orders, revenue=row.revenue, cancellations=row.cancellations
+    )
+
+
+def to_product_sales_out(row: ProductSales) -> ProductSalesOut:
+    return ProductSalesOut(product_id=row.product_id, currency=row.currency, units=row.units, revenue=row.revenue)

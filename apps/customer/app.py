@@ -1,0 +1,14 @@
+"""The customer service's Litestar app: wiring only (run: uvicorn apps.customer.app:create_app --factory)."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+
+from apps.common.http import create_service_app
+from apps.common.topology import BY_NAME
+from apps.customer.controllers import CustomerController
+from apps.customer.validation import RuleViolation
+
+
+def create_app() -> Litestar:
+    return create_service_app(BY_NAME["customer"], controllers=[CustomerController], field_errors=[RuleViolation])

@@ -1,0 +1,78 @@
+"""HTTP routes of the customer service: decode, call one CustomerService method, return a schema."""
+
+from __future__ import annotations
+
+# Litestar resolves handler annotations at runtime: everything named in a signature is a real import.
+import uuid
+from typing import TypeAlias
+
+from litestar import Controller, get, patch, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_201_CREATED
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from apps.customer.schemas import (
+    AddressCreate,
+    AddressOut,
+    CustomerCreate,
+    CustomerOut,
+    CustomerStatsOut,
+    CustomerUpdate,
+    to_address_out,
+    to_customer_out,
+    to_stats_out,
+)
+from apps.customer.services import CustomerService
+
+__all__ = ["CustomerController", "provide_customer_service"]
+
+# The request's CustomerService (see provide_customer_service), injected by parameter name.
+Customers: TypeAlias = NamedDependency[CustomerService]
+
+
+def provide_customer_service(db_session: NamedDependency[AsyncSession]) -> CustomerService:
+    return CustomerService(db_session)
+
+
+class CustomerController(Controller):
+    """Customers: register, read, change; their addresses and their order stats."""
+
+    path = "/api/customers"
+    tags = ["customers"]
+    dependencies = {"customers": Provide(provide_customer_service, sync_to_thread=False)}
+
+    @post(status_code=HTTP_201_CREATED)
+    async def register_customer(self, data: JSONBody[CustomerCreate], customers: Customers) -> CustomerOut:
+        """Register a customer; 409 if the email is taken (compared case-insensitively)."""
+        return to_customer_out(await customers.register(data))
+
+    @get("/{customer_id:uuid}")
+    async def get_customer(self, customer_id: FromPath[uuid.UUID], customers: Customers) -> CustomerOut:
+        """One customer; 404 if unknown. Other services call this to check that a customer exists."""
+        return to_customer_out(await customers.get(customer_id))
+
+    @patch("/{customer_id:uuid}")
+    async def update_customer(
+        self, customer_id: FromPath[uuid.UUID], data: JSONBody[CustomerUpdate], customers: Customers
+    ) -> CustomerOut:
+        """Change some fields of a customer; 409 if a new email is taken."""
+        return to_customer_out(await customers.update(customer_id, data))
+
+    @get("/{customer_id:uuid}/addresses")
+    async def list_addresses(self, customer_id: FromPath[uuid.UUID], customers: Customers) -> list[AddressOut]:
+        """The customer's addresses, oldest first; 404 if the customer is unknown."""
+        return [to_address_out(a) for a in await customers.list_addresses(customer_id)]
+
+    @post("/{customer_id:uuid}/addresses", status_code=HTTP_201_CREATED)
+    async def add_address(
+        self, customer_id: FromPath[uuid.UUID], data: JSONBody[AddressCreate], customers: Customers
+    ) -> AddressOut:
+        """Add a shipping or billing address; ``is_default`` replaces the default of that type."""
+        return to_address_out(await customers.add_address(customer_id, data))
+
+    @get("/{customer_id:uuid}/stats")
+    async def get_stats(self, customer_id: FromPath[uuid.UUID], customers: Customers) -> CustomerStatsOut:
+        """Orders, cancellations and spend (from order events, so eventually consistent); zeros before the
+        first order; 404 if the customer is unknown."""
+        return to_stats_out(await customers.get_stats(customer_id))

@@ -1,0 +1,46 @@
+"""Events the customer service publishes (topic commerce.customer, key = customer id).
+
+Personal data is kept to what consumers need to recognise and address a customer: id, email, first and
+last name. Phone, date of birth, gender and addresses never enter an event: Kafka keeps events for a year
+and every consumer copies them, so whatever is published cannot be erased in one place. Consumers that
+need more ask the API (GET /api/customers/{id}, /addresses).
+
+customer.updated carries the same fields' state after the change rather than a diff, so a consumer can
+build its projection from any single event, and a replay or a redelivery converges on the same state.
+"""
+
+from __future__ import annotations
+
+# msgspec resolves struct annotations at runtime: these stay real imports.
+import datetime as dt
+import uuid
+
+from outbox.events import Event, event
+
+__all__ = ["CustomerRegistered", "CustomerUpdated"]
+
+
+@event("customer.registered", version=1, aggregate="customer")
+class CustomerRegistered(Event, frozen=True, kw_only=True):
+    """A customer registered."""
+
+    id: uuid.UUID
+    email: str  # lower-cased: unique per customer, case-insensitively
+    first_name: str
+    last_name: str
+    created_at: dt.datetime
+
+
+@event("customer.updated", version=1, aggregate="customer")
+class CustomerUpdated(Event, frozen=True, kw_only=True):
+    """A customer changed; the payload is the published fields' state after the change."""
+
+    id: uuid.UUID
+    email: str
+    first_name: str
+    last_name: str
+    status: str
+    # Which fields this change touched, e.g. ["email"]. It may name a field that is not published
+    # (a phone change reads ["phone"]): consumers learn that something changed, never the value.
+    changed: tuple[str, ...] = ()
+    updated_at: dt.datetime

@@ -1,0 +1,200 @@
+"""Request and response bodies of the customer API.
+
+Shape constraints (lengths, patterns) sit on the fields so that Litestar names the field when they fail
+and OpenAPI shows them; the rules themselves (normalising emails and phones, assigned country codes,
+blank or control characters) live in validation.py and are applied by the service, for every caller.
+Money travels as a decimal string ("19.90").
+"""
+
+from __future__ import annotations
+
+# msgspec and Litestar resolve these annotations at runtime: they stay real imports.
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from apps.customer.validation import (
+    COUNTRY_PATTERN,
+    EMAIL_PATTERN,
+    MAX_ADDRESS_LINE_LENGTH,
+    MAX_CITY_LENGTH,
+    MAX_COMPANY_LENGTH,
+    MAX_EMAIL_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_PHONE_INPUT_LENGTH,
+    MAX_POSTAL_CODE_LENGTH,
+    MAX_STATE_LENGTH,
+    PHONE_PATTERN,
+    POSTAL_CODE_PATTERN,
+    AddressType,
+)
+
+if TYPE_CHECKING:
+    from apps.customer.models import Customer, CustomerAddress, CustomerStats
+
+__all__ = [
+    "AddressCreate",
+    "AddressOut",
+    "CustomerCreate",
+    "CustomerOut",
+    "CustomerStatsOut",
+    "CustomerUpdate",
+    "to_address_out",
+    "to_customer_out",
+    "to_stats_out",
+]
+
+Email = Annotated[
+    str,
+    Meta(
+        max_length=MAX_EMAIL_LENGTH,
+        pattern=EMAIL_PATTERN,
+        description="stored and shown lower-cased; unique case-insensitively",
+        examples=["ada@example.com"],
+    ),
+]
+Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH, examples=["Ada"])]
+Phone = Annotated[
+    str,
+    Meta(
+        max_length=MAX_PHONE_INPUT_LENGTH,
+        pattern=PHONE_PATTERN,
+        description="7 to 15 digits, optional leading '+'; stored without separators",
+        examples=["+44 20 7946 0958"],
+    ),
+]
+AddressLine = Annotated[str, Meta(min_length=1, max_length=MAX_ADDRESS_LINE_LENGTH)]
+City = Annotated[str, Meta(min_length=1, max_length=MAX_CITY_LENGTH)]
+State = Annotated[str, Meta(max_length=MAX_STATE_LENGTH)]
+Company = Annotated[str, Meta(max_length=MAX_COMPANY_LENGTH)]
+PostalCode = Annotated[str, Meta(max_length=MAX_POSTAL_CODE_LENGTH, pattern=POSTAL_CODE_PATTERN)]
+Country = Annotated[str, Meta(pattern=COUNTRY_PATTERN, description="ISO 3166-1 alpha-2 code", examples=["DE"])]
+Money = Annotated[Decimal, Meta(description="decimal string", examples=["149.90"])]
+
+
+class CustomerCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """POST /api/customers. Unknown fields are refused, so a misspelt field is a 400, not silently lost."""
+
+    email: Email
+    first_name: Name
+    last_name: Name
+    phone: Phone | None = None
+
+
+class CustomerUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """PATCH /api/customers/{id}: only the fields present change; ``"phone": null`` clears the phone."""
+
+    email: Email | UnsetType = UNSET
+    first_name: Name | UnsetType = UNSET
+    last_name: Name | UnsetType = UNSET
+    phone: Phone | UnsetType | None = UNSET
+
+
+class CustomerOut(msgspec.Struct, kw_only=True):
+    """A customer as the API shows it."""
+
+    id: uuid.UUID
+    email: str
+    first_name: str
+    last_name: str
+    phone: str | None
+    status: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class AddressCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """POST /api/customers/{id}/addresses. ``is_default`` makes it the customer's default of its type."""
+
+    type: AddressType
+    address_line1: AddressLine
+    address_line2: AddressLine | None = None
+    city: City
+    state: State | None = None
+    postal_code: PostalCode | None = None
+    country: Country
+    first_name: Name | None = None
+    last_name: Name | None = None
+    company: Company | None = None
+    phone: Phone | None = None
+    is_default: bool = False
+
+
+class AddressOut(msgspec.Struct, kw_only=True):
+    """One of a customer's addresses."""
+
+    id: int
+    customer_id: uuid.UUID
+    type: str
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    address_line1: str
+    address_line2: str | None
+    city: str
+    state: str | None
+    postal_code: str | None
+    country: str
+    phone: str | None
+    is_default: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class CustomerStatsOut(msgspec.Struct, kw_only=True):
+    """A customer's order numbers, from the customer_stats projection (eventually consistent with orders)."""
+
+    orders_count: int
+    cancelled_count: int
+    total_spent: Money
+    last_order_at: dt.datetime | None
+
+
+def to_customer_out(customer: Customer) -> CustomerOut:
+    return CustomerOut(
+        id=customer.id,
+        email=customer.email,
+        first_name=customer.first_name,
+        last_name=customer.last_name,
+        phone=customer.phone,
+        status=customer.status,
+        created_at=customer.created_at,
+        updated_at=customer.updated_at,
+    )
+
+
+def to_address_out(address: CustomerAddress) -> AddressOut:
+    return AddressOut(
+        id=address.id,
+        customer_id=address.customer_id,
+        type=address.type,
+        first_name=address.first_name,
+        last_name=address.last_name,
+        company=address.company,
+        address_line1=address.address_line1,
+        address_line2=address.address_line2,
+        city=address.city,
+        state=address.state,
+        postal_code=address.postal_code,
+        country=address.country,
+        phone=address.phone,
+        is_default=address.is_default,
+        created_at=address.created_at,
+        updated_at=address.updated_at,
+    )
+
+
+def to_stats_out(stats: CustomerStats | None) -> CustomerStatsOut:
+    """A customer with no stats row yet (no order seen) has zeros and no last order."""
+    if stats is None:
+        return CustomerStatsOut(orders_count=0, cancelled_count=0, total_spent=Decimal("0.00"), last_order_at=None)
+    return CustomerStatsOut(
+        orders_count=stats.orders_count,
+        cancelled_count=stats.cancelled_count,
+        total_spent=stats.total_spent,
+        last_order_at=stats.last_order_at,
+    )

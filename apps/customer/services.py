@@ -1,0 +1,255 @@
+"""CustomerService: every customer write changes its rows and adds its event in one transaction, then commits.
+
+The service owns the commit. A commit that fails (the outbox insert refused, the connection lost) raises
+to the caller, so the client gets an error and never a "created" for something that was rolled back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import TYPE_CHECKING, Final
+
+from advanced_alchemy.exceptions import DuplicateKeyError, ErrorMessages, NotFoundError, wrap_sqlalchemy_exception
+from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from msgspec import UNSET
+from sqlalchemy import cast, select, update
+from sqlalchemy.types import String
+from uuid_utils.compat import uuid7
+
+from apps.customer.events import CustomerRegistered, CustomerUpdated
+from apps.customer.models import Customer, CustomerAddress, CustomerStats
+from apps.customer.validation import (
+    ACTIVE,
+    MAX_ADDRESS_LINE_LENGTH,
+    MAX_CITY_LENGTH,
+    MAX_COMPANY_LENGTH,
+    MAX_STATE_LENGTH,
+    check_address_type,
+    check_country,
+    check_email,
+    check_name,
+    check_optional_text,
+    check_phone,
+    check_postal_code,
+    check_text,
+)
+from outbox.writer import add_event
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy import Select
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from apps.customer.schemas import AddressCreate, CustomerCreate, CustomerUpdate
+
+__all__ = ["AddressRepository", "CustomerRepository", "CustomerService"]
+
+# Our wording for what the repository wraps, so no database text (SQL, values) reaches a client.
+_ERROR_MESSAGES: Final[ErrorMessages] = {
+    "duplicate_key": "a customer with this email already exists",
+    "integrity": "the customer conflicts with existing data",
+    "foreign_key": "the customer refers to something that does not exist",
+    "check_constraint": "a customer value is out of range",
+    "not_found": "customer not found",
+    "multiple_rows": "more than one customer matched",
+    "other": "the customer database failed",
+}
+# The only unique key a customer write can hit is the email (ids are fresh UUIDv7s, customer_number is
+# not written by this API). The email itself stays out of the message: it would land in the logs.
+_EMAIL_TAKEN: Final = "a customer with this email already exists"
+
+
+class CustomerRepository(SQLAlchemyAsyncRepository[Customer]):
+    """advanced-alchemy repository over the customers table."""
+
+    model_type = Customer
+
+
+class AddressRepository(SQLAlchemyAsyncRepository[CustomerAddress]):
+    """advanced-alchemy repository over the customer_addresses table."""
+
+    model_type = CustomerAddress
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _not_found(customer_id: uuid.UUID) -> NotFoundError:
+    return NotFoundError(detail=f"customer {customer_id} not found")
+
+
+def _live(statement: Select[tuple[Customer]]) -> Select[tuple[Customer]]:
+    return statement.where(Customer.deleted_at.is_(None))
+
+
+class CustomerService:
+    """Customers: register, read, change; their addresses; their order stats."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        # auto_refresh off: every column is set in Python (models.py), so a re-read after flush is waste.
+        self.repository = CustomerRepository(session=session, auto_refresh=False, error_messages=_ERROR_MESSAGES)
+        self.addresses = AddressRepository(session=session, auto_refresh=False, error_messages=_ERROR_MESSAGES)
+
+    async def register(self, data: CustomerCreate) -> Customer:
+        now = _now()
+        customer = Customer(
+            id=uuid7(),  # time-ordered: new rows land at the end of the primary-key index
+            email=check_email(data.email),
+            first_name=check_name(data.first_name, field="first_name"),
+            last_name=check_name(data.last_name, field="last_name"),
+            phone=None if data.phone is None else check_phone(data.phone),
+            status=ACTIVE,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            # The flush runs the INSERT: the unique email constraint, not a racy look-up, decides.
+            await self.repository.add(customer)
+        except DuplicateKeyError:
+            # `from None`: the wrapped error carries database text; this message is for the client.
+            raise DuplicateKeyError(detail=_EMAIL_TAKEN) from None
+        await add_event(self.session, customer.id, _registered(customer))
+        await self.session.commit()
+        return customer
+
+    async def get(self, customer_id: uuid.UUID) -> Customer:
+        """One primary-key look-up (other services call this to check that a customer exists)."""
+        customer = await self.repository.get_one_or_none(
+            statement=_live(select(Customer).where(Customer.id == customer_id))
+        )
+        if customer is None:
+            raise _not_found(customer_id)
+        return customer
+
+    async def update(self, customer_id: uuid.UUID, changes: CustomerUpdate) -> Customer:
+        new_values = _checked(changes)  # before any I/O: a bad field costs no lock
+        customer = await self._get_for_write(customer_id)
+        changed = [field for field, value in new_values.items() if getattr(customer, field) != value]
+        if not changed:
+            return customer  # nothing to say: no event, and the session closes without a write
+        for field in changed:
+            setattr(customer, field, new_values[field])
+        customer.updated_at = _now()
+        try:
+            with wrap_sqlalchemy_exception(error_messages=_ERROR_MESSAGES, dialect_name="postgresql"):
+                await self.session.flush()  # a new email meets the unique constraint here
+        except DuplicateKeyError:
+            raise DuplicateKeyError(detail=_EMAIL_TAKEN) from None
+        await add_event(self.session, customer.id, _updated(customer, changed))
+        await self.session.commit()
+        return customer
+
+    async def list_addresses(self, customer_id: uuid.UUID) -> Sequence[CustomerAddress]:
+        await self.get(customer_id)
+        statement = (
+            select(CustomerAddress).where(CustomerAddress.customer_id == customer_id).order_by(CustomerAddress.id)
+        )
+        return await self.addresses.get_many(statement=statement)
+
+    async def add_address(self, customer_id: uuid.UUID, data: AddressCreate) -> CustomerAddress:
+        """Add an address; with ``is_default`` it replaces the customer's default of that type.
+
+        No event: addresses are personal data that no consumer needs (see events.py); checkout and
+        order read them from this API.
+        """
+        address = _new_address(customer_id, data)
+        # The customer's row lock serialises address writes per customer: two concurrent "default"
+        # addresses cannot both clear the old default and then collide on the one-default index.
+        await self._get_for_write(customer_id)
+        if address.is_default:
+            await self.session.execute(
+                update(CustomerAddress)
+                .where(
+                    CustomerAddress.customer_id == customer_id,
+                    CustomerAddress.type == address.type,
+                    CustomerAddress.is_default.is_(True),
+                )
+                .values(is_default=False, updated_at=address.updated_at)
+            )
+        await self.addresses.add(address)
+        await self.session.commit()
+        return address
+
+    async def get_stats(self, customer_id: uuid.UUID) -> CustomerStats | None:
+        """The customer's stats row (None before their first order), in one round trip; 404 if unknown."""
+        # customer_stats is keyed by the order's customer_id: VARCHAR(36), a customer's UUID as text.
+        statement = (
+            select(Customer.id, CustomerStats)
+            .outerjoin(CustomerStats, CustomerStats.customer_id == cast(Customer.id, String))
+            .where(Customer.id == customer_id, Customer.deleted_at.is_(None))
+        )
+        row = (await self.session.execute(statement)).one_or_none()
+        if row is None:
+            raise _not_found(customer_id)
+        stats: CustomerStats | None = row[1]
+        return stats
+
+    async def _get_for_write(self, customer_id: uuid.UUID) -> Customer:
+        # FOR UPDATE: two concurrent changes of one customer are serialised, so each event's snapshot is
+        # the state its own commit produced, in the order the commits happened.
+        statement = _live(select(Customer).where(Customer.id == customer_id)).with_for_update()
+        customer = await self.repository.get_one_or_none(statement=statement)
+        if customer is None:
+            raise _not_found(customer_id)
+        return customer
+
+
+def _checked(changes: CustomerUpdate) -> dict[str, str | None]:
+    """The PATCH's fields, each through its rule; absent (UNSET) fields are left out."""
+    values: dict[str, str | None] = {}
+    if changes.email is not UNSET:
+        values["email"] = check_email(changes.email)
+    if changes.first_name is not UNSET:
+        values["first_name"] = check_name(changes.first_name, field="first_name")
+    if changes.last_name is not UNSET:
+        values["last_name"] = check_name(changes.last_name, field="last_name")
+    if changes.phone is not UNSET:
+        values["phone"] = None if changes.phone is None else check_phone(changes.phone)
+    return values
+
+
+def _new_address(customer_id: uuid.UUID, data: AddressCreate) -> CustomerAddress:
+    now = _now()
+    return CustomerAddress(
+        customer_id=customer_id,
+        type=check_address_type(data.type),
+        first_name=None if data.first_name is None else check_name(data.first_name, field="first_name"),
+        last_name=None if data.last_name is None else check_name(data.last_name, field="last_name"),
+        company=check_optional_text("company", data.company, max_length=MAX_COMPANY_LENGTH),
+        address_line1=check_text("address_line1", data.address_line1, max_length=MAX_ADDRESS_LINE_LENGTH),
+        address_line2=check_optional_text("address_line2", data.address_line2, max_length=MAX_ADDRESS_LINE_LENGTH),
+        city=check_text("city", data.city, max_length=MAX_CITY_LENGTH),
+        state=check_optional_text("state", data.state, max_length=MAX_STATE_LENGTH),
+        postal_code=check_postal_code(data.postal_code),
+        country=check_country(data.country),
+        phone=None if data.phone is None else check_phone(data.phone),
+        is_default=data.is_default,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _registered(customer: Customer) -> CustomerRegistered:
+    return CustomerRegistered(
+        id=customer.id,
+        email=customer.email,
+        first_name=customer.first_name,
+        last_name=customer.last_name,
+        created_at=customer.created_at,
+    )
+
+
+def _updated(customer: Customer, changed: Sequence[str]) -> CustomerUpdated:
+    return CustomerUpdated(
+        id=customer.id,
+        email=customer.email,
+        first_name=customer.first_name,
+        last_name=customer.last_name,
+        status=customer.status,
+        changed=tuple(changed),
+        updated_at=customer.updated_at,
+    )

@@ -1,0 +1,72 @@
+"""HTTP routes of the warehouse: decode, call one service method, return a schema."""
+
+from __future__ import annotations
+
+# Litestar resolves handler annotations at runtime: everything named in a signature is a real import.
+import uuid
+from typing import TypeAlias
+
+from litestar import Controller, get, put
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from apps.warehouse.schemas import (
+    ReservationOut,
+    StockLevelOut,
+    StockOut,
+    StockUpdate,
+    to_reservation_out,
+    to_stock_level_out,
+    to_stock_out,
+)
+from apps.warehouse.services import ReservationService, StockService
+
+__all__ = ["InventoryController", "ReservationController", "provide_reservation_service", "provide_stock_service"]
+
+# The request's services, injected by parameter name.
+Stocks: TypeAlias = NamedDependency[StockService]
+Reservations: TypeAlias = NamedDependency[ReservationService]
+
+
+def provide_stock_service(db_session: NamedDependency[AsyncSession]) -> StockService:
+    return StockService(db_session)
+
+
+def provide_reservation_service(db_session: NamedDependency[AsyncSession]) -> ReservationService:
+    return ReservationService(db_session)
+
+
+class InventoryController(Controller):
+    """Stock levels per product: set on hand, read on hand / reserved / available."""
+
+    path = "/api/inventory"
+    tags = ["inventory"]
+    dependencies = {"stocks": Provide(provide_stock_service, sync_to_thread=False)}
+
+    @put("/{product_id:uuid}")
+    async def set_stock(
+        self, product_id: FromPath[uuid.UUID], data: JSONBody[StockUpdate], stocks: Stocks
+    ) -> StockLevelOut:
+        """Set the units on hand in a warehouse (the default one if none is named); 409 below what is reserved."""
+        return to_stock_level_out(await stocks.set_on_hand(product_id, data.quantity, data.warehouse_id))
+
+    @get("/{product_id:uuid}")
+    async def get_stock(self, product_id: FromPath[uuid.UUID], stocks: Stocks) -> StockOut:
+        """A product's stock over every warehouse; zeros (not 404) when its stock was never set."""
+        return to_stock_out(product_id, await stocks.levels(product_id))
+
+
+class ReservationController(Controller):
+    """What the warehouse decided for orders (reservations are made by the order.created consumer)."""
+
+    path = "/api/reservations"
+    tags = ["reservations"]
+    dependencies = {"reservations": Provide(provide_reservation_service, sync_to_thread=False)}
+
+    @get()
+    async def list_reservations(
+        self, order_id: FromQuery[uuid.UUID], reservations: Reservations
+    ) -> list[ReservationOut]:
+        """The order's reservation with its items and status; an empty list while none was decided."""
+        return [to_reservation_out(r) for r in await reservations.for_order(order_id)]
