@@ -52,12 +52,13 @@ async def register_customers(count: int) -> list[str]:
         return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
-def run_wrk(url: str, script_args: list[str], seconds: int, connections: int) -> str:
+def run_wrk(url: str, data_file: str, seconds: int, connections: int) -> str:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk (just bootstrap does it)")
+    threads = min(2, connections)  # the Lua script splits the customers between wrk's threads
     argv = [
         "wrk",
-        "-t2",
+        f"-t{threads}",
         f"-c{connections}",
         f"-d{seconds}s",
         "--latency",
@@ -65,7 +66,8 @@ def run_wrk(url: str, script_args: list[str], seconds: int, connections: int) ->
         str(HERE / "orders.lua"),
         url,
         "--",
-        *script_args,
+        data_file,
+        str(threads),
     ]
     return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
 
@@ -136,7 +138,7 @@ async def main_async(seconds: int, connections: int, customers: int) -> dict[str
         handle.write(f"{product_a['id']},{product_b['id']}\n" + "\n".join(ids) + "\n")
         data_file = handle.name
 
-    output = await asyncio.to_thread(run_wrk, service_url("order"), [data_file, "2"], seconds, connections)
+    output = await asyncio.to_thread(run_wrk, service_url("order"), data_file, seconds, connections)
     print(output, flush=True)
     order_query = (
         "SELECT customer_id, pg_xact_commit_timestamp(xmin) AS committed FROM orders "

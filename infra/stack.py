@@ -53,6 +53,7 @@ def app_processes() -> list[Process]:
         folder = REPO / "apps" / spec.name
         if (folder / "app.py").exists():
             port = _service_port(spec)
+            workers = os.environ.get(f"{spec.name.upper()}_WORKERS", str(spec.workers))
             found.append(
                 Process(
                     name=f"{spec.name}-api",
@@ -66,6 +67,8 @@ def app_processes() -> list[Process]:
                         "127.0.0.1",
                         "--port",
                         str(port),
+                        "--workers",
+                        workers,
                         "--no-access-log",
                     ],
                     probe=_http_ok(f"http://127.0.0.1:{port}/health"),

@@ -197,7 +197,12 @@ class ConsumerRuntime:
     def _fetch(self) -> Batch:
         consumer = self._consumer
         assert consumer is not None
-        messages = [m for m in consumer.consume(self.batch_size, self.poll_timeout) if self._usable(m)]
+        # Wait for the first record, then take only what is already buffered: consume(n, timeout) would
+        # otherwise hold a lone event until n arrive or the timeout passes (latency, not throughput).
+        # Under load the buffer fills while a batch is applied, so batches grow by themselves.
+        first = consumer.consume(1, self.poll_timeout)
+        rest = consumer.consume(self.batch_size - 1, 0) if first and self.batch_size > 1 else []
+        messages = [m for m in first + rest if self._usable(m)]
         return self._parse(messages)
 
     def _close(self) -> None:
