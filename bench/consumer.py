@@ -74,9 +74,9 @@ def bare_rate(topic: str, events: int) -> float:
     return events / elapsed
 
 
-async def runtime_rate(topic: str, events: int, batch_size: int, run: str) -> float:
+async def runtime_rate(topic: str, events: int, batch_size: int, run: str, *, track_versions: bool) -> float:
     engine = create_async_engine(database_url(BY_NAME["customer"]), pool_size=2)
-    group = ConsumerGroup(f"bench-runtime-{run}", topic_override=[topic])
+    group = ConsumerGroup(f"bench-runtime-{run}", topic_override=[topic], track_versions=track_versions)
     done = asyncio.Event()
     applied, first = 0, 0.0
     enough = asyncio.Event()
@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--customers", type=int, default=2_000)
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--no-versions", action="store_true", help="run the group with track_versions=False")
     args = parser.parse_args()
     run = uuid.uuid4().hex[:8]
     topic = f"bench.order.{run}"
@@ -124,7 +125,7 @@ def main() -> None:
     print(f"produced {args.events} events to {topic} in {time.perf_counter() - started:.1f}s", flush=True)
     bare = bare_rate(topic, args.events)
     print(f"bare confluent-kafka consumer: {bare:,.0f} events/s", flush=True)
-    applied = asyncio.run(runtime_rate(topic, args.events, args.batch_size, run))
+    applied = asyncio.run(runtime_rate(topic, args.events, args.batch_size, run, track_versions=not args.no_versions))
     print(f"outbox runtime (inbox + customer-stats, batch {args.batch_size}): {applied:,.0f} events/s", flush=True)
     print(json.dumps({"applied_per_s": round(applied), "bare_per_s": round(bare), "ratio": round(applied / bare, 3)}))
 

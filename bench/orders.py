@@ -124,6 +124,27 @@ async def wait_for_stats(ids: list[str], expected: int, within: float = 300) -> 
         await asyncio.sleep(0.5)
 
 
+async def wait_until_streamed(service: str, within: float = 120) -> None:
+    """Let Debezium finish streaming the set-up's events, so the measured run starts from a quiet stack."""
+    spec = BY_NAME[service]
+    conn = await asyncpg.connect(database_url(spec, driver="postgresql"))
+    try:
+        target = await conn.fetchval("SELECT pg_current_wal_lsn()")
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            behind = await conn.fetchval(
+                "SELECT pg_wal_lsn_diff($1::pg_lsn, confirmed_flush_lsn) FROM pg_replication_slots"
+                " WHERE slot_name = $2",
+                target,
+                spec.slot,
+            )
+            if behind is not None and behind <= 0:
+                return
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -134,6 +155,7 @@ async def main_async(seconds: int, connections: int, customers: int) -> dict[str
     started = time.perf_counter()
     ids = await register_customers(customers)
     print(f"registered {len(ids)} customers in {time.perf_counter() - started:.1f}s", flush=True)
+    await wait_until_streamed("customer")
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
         handle.write(f"{product_a['id']},{product_b['id']}\n" + "\n".join(ids) + "\n")
         data_file = handle.name

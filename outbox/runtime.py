@@ -302,11 +302,16 @@ class ConsumerRuntime:
         group = self.group.name
         async with self.session_factory() as session, session.begin():
             unique = _first_occurrences(parsed)
-            previous = await inbox.last_versions(
-                session, group, {p.ctx.aggregate_id for p in unique if p.ctx.aggregate_id is not None}
+            previous = (
+                await inbox.last_versions(
+                    session, group, {p.ctx.aggregate_id for p in unique if p.ctx.aggregate_id is not None}
+                )
+                if self.group.track_versions
+                else None
             )
-            for p in unique:
-                _stamp_previous(p.ctx, previous)
+            if previous is not None:
+                for p in unique:
+                    _stamp_previous(p.ctx, previous)
             fresh = await inbox.claim(session, group, [p.ctx for p in unique if not p.ctx.redriven])
             fresh |= await inbox.claim(session, group, [p.ctx for p in unique if p.ctx.redriven], redriven=True)
             to_apply = [p for p in unique if p.ctx.event_id in fresh]

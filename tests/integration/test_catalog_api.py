@@ -19,7 +19,7 @@ from litestar.testing import AsyncTestClient
 
 from apps.catalog.app import create_app
 from apps.common.http import MAX_BODY_BYTES
-from tests.support.db import connect
+from tests.support.db import db_fixture
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -32,13 +32,7 @@ async def client(stack: None) -> AsyncIterator[Client]:
         yield test_client
 
 
-@pytest.fixture
-async def db() -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect("catalog")
-    try:
-        yield conn
-    finally:
-        await conn.close()
+db = db_fixture("catalog")
 
 
 def new_sku() -> str:

@@ -14,7 +14,7 @@ from litestar.testing import AsyncTestClient
 
 from apps.catalog.app import create_app
 from apps.common.topology import topic_for
-from tests.support.db import connect
+from tests.support.db import connect, outbox_fails_at_commit
 from tests.support.kafka import Received, TopicTail
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -56,28 +56,10 @@ async def test_product_created_reaches_kafka_keyed_by_product_id(client: Client)
 async def test_a_failed_commit_answers_an_error_and_leaves_no_product(client: Client) -> None:
     """The style guide's test: the outbox insert fails AT COMMIT, after the handler has done its work."""
     sku = f"T-{uuid.uuid4()}"
-    name = f"fail_outbox_{uuid.uuid4().hex}"  # our own function and trigger: concurrent tests are unaffected
     conn = await connect("catalog")
     try:
-        # A deferred constraint trigger runs at COMMIT, so flush, add_event and the INSERTs all succeed
-        # first: exactly the case an autocommit-after-response handler would have answered with a 201.
-        await conn.execute(
-            f"""
-            CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF NEW.event_data->>'sku' = '{sku}' THEN
-                    RAISE EXCEPTION 'outbox refused at commit (test)';
-                END IF;
-                RETURN NULL;
-            END $$;
-            CREATE CONSTRAINT TRIGGER {name} AFTER INSERT ON event_store
-                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {name}();
-            """
-        )
-        try:
+        async with outbox_fails_at_commit(conn, "sku", sku):
             response = await client.post("/api/products", json={"sku": sku, "name": "Never sold", "price": "1.00"})
-        finally:
-            await conn.execute(f"DROP TRIGGER IF EXISTS {name} ON event_store; DROP FUNCTION IF EXISTS {name}();")
 
         assert response.status_code >= 500, response.text
         assert "outbox refused" not in response.text  # database text stays in the server's log

@@ -344,3 +344,50 @@ async def _empty_checksum() -> str:
         return str(await conn.fetchval("SELECT md5('')"))
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize("track_versions", [True, False])
+async def test_a_handler_sees_skipped_and_repeated_versions_of_an_aggregate(track_versions: bool) -> None:
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from apps.common.topology import BY_NAME, database_url
+    from outbox.consumer import ConsumerGroup, EventContext
+    from outbox.events import payload_as_dict
+    from outbox.runtime import ConsumerRuntime
+    from outbox.topics import ensure_topics
+
+    topic = f"test.versions.{uuid.uuid4().hex[:8]}"
+    ensure_topics(kafka_bootstrap(), [topic], partitions=1)
+    order = order_created(new_customer())
+    for version in (1, 3, 2):  # v2 never arrived before v3: a gap; then v2 arrives late: stale
+        produce_raw(
+            topic,
+            key=str(order.order_id),
+            event_type="order.created",
+            payload=payload_as_dict(order),
+            event_version=version,
+        )
+    group = ConsumerGroup(
+        f"test-versions-{uuid.uuid4().hex[:8]}", topic_override=[topic], track_versions=track_versions
+    )
+    seen: list[EventContext] = []
+
+    @group.handler("order.created")
+    async def record(session: Any, event: Any, ctx: EventContext) -> None:
+        seen.append(ctx)
+        if len(seen) == 3:
+            runtime.stop()
+
+    engine = create_async_engine(database_url(BY_NAME["customer"]))
+    runtime = ConsumerRuntime(group, async_sessionmaker(engine), batch_size=1)
+    try:
+        await asyncio.wait_for(runtime.run(), timeout=60)
+    finally:
+        await engine.dispose()
+    assert [c.event_version for c in seen] == [1, 3, 2]
+    if track_versions:
+        assert [c.previous_version for c in seen] == [None, 1, 3]
+        assert [c.is_gap for c in seen] == [False, True, False]
+        assert [c.is_stale for c in seen] == [False, False, True]
+    else:
+        assert [c.previous_version for c in seen] == [None, None, None]

@@ -21,7 +21,7 @@ from litestar.testing import AsyncTestClient
 from apps.common.http import MAX_BODY_BYTES
 from apps.common.topology import topic_for
 from apps.customer.app import create_app
-from tests.support.db import connect
+from tests.support.db import db_fixture, outbox_fails_at_commit
 from tests.support.kafka import Received, TopicTail
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -37,13 +37,7 @@ async def client(stack: None) -> AsyncIterator[Client]:
         yield test_client
 
 
-@pytest.fixture
-async def db() -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect("customer")
-    try:
-        yield conn
-    finally:
-        await conn.close()
+db = db_fixture("customer")
 
 
 def new_email() -> str:
@@ -549,25 +543,8 @@ async def test_customer_registered_reaches_kafka_keyed_by_customer_id(client: Cl
 async def test_a_failed_commit_answers_an_error_and_leaves_no_customer(client: Client, db: asyncpg.Connection) -> None:
     """The outbox insert fails AT COMMIT, after the handler has done its work: no 201, no row."""
     email = new_email()
-    name = f"fail_outbox_{uuid.uuid4().hex}"  # our own function and trigger: concurrent tests are unaffected
-    # A deferred constraint trigger runs at COMMIT, so the flush, add_event and the INSERTs all succeed first.
-    await db.execute(
-        f"""
-        CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            IF NEW.event_data->>'email' = '{email}' THEN
-                RAISE EXCEPTION 'outbox refused at commit (test)';
-            END IF;
-            RETURN NULL;
-        END $$;
-        CREATE CONSTRAINT TRIGGER {name} AFTER INSERT ON event_store
-            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {name}();
-        """
-    )
-    try:
+    async with outbox_fails_at_commit(db, "email", email):
         response = await client.post("/api/customers", json=customer_body(email=email))
-    finally:
-        await db.execute(f"DROP TRIGGER IF EXISTS {name} ON event_store; DROP FUNCTION IF EXISTS {name}();")
 
     assert response.status_code >= 500, response.text
     assert "outbox refused" not in response.text

@@ -12,7 +12,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from apps.order.app import create_app
-from tests.support.db import connect
+from tests.support.db import connect, outbox_fails_at_commit
 from tests.support.http import create_customer, create_product
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -226,3 +226,19 @@ async def test_money_is_exact(client: AsyncTestClient[Any], customer: dict[str, 
     product = await create_product("0.10")
     order = (await client.post("/api/orders", json=order_body(customer, (product, 3)))).json()
     assert Decimal(order["total_amount"]) == Decimal("0.30")
+
+
+async def test_a_failed_commit_answers_an_error_and_leaves_no_order(
+    client: AsyncTestClient[Any], customer: dict[str, Any]
+) -> None:
+    product = await create_product()
+    conn = await connect("order")
+    try:
+        async with outbox_fails_at_commit(conn, "customer_id", customer["id"]):
+            response = await client.post("/api/orders", json=order_body(customer, (product, 1)))
+    finally:
+        await conn.close()
+    assert response.status_code >= 500, response.text
+    assert "outbox refused" not in response.text
+    assert await orders_of(customer["id"]) == 0
+    assert await events_about(customer["id"]) == []

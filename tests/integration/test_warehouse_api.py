@@ -17,7 +17,7 @@ from litestar.testing import AsyncTestClient
 
 from apps.warehouse.app import create_app
 from apps.warehouse.rules import DEFAULT_WAREHOUSE_ID, MAX_QUANTITY
-from tests.support.db import connect
+from tests.support.db import db_fixture
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -31,13 +31,7 @@ async def client(stack: None) -> AsyncIterator[Client]:
         yield test_client
 
 
-@pytest.fixture
-async def db() -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect("warehouse")
-    try:
-        yield conn
-    finally:
-        await conn.close()
+db = db_fixture("warehouse")
 
 
 def new_product() -> str:

@@ -28,7 +28,7 @@ from apps.common.topology import topic_for
 from apps.order.events import OrderCreated, OrderLine
 from apps.warehouse.app import create_app
 from apps.warehouse.rules import DEFAULT_WAREHOUSE_ID
-from tests.support.db import connect
+from tests.support.db import db_fixture
 from tests.support.kafka import Received, TopicTail
 from tests.support.orders import eventually, order_cancelled, order_engine, write_events
 
@@ -48,13 +48,7 @@ async def client(stack: None) -> AsyncIterator[Client]:
         yield test_client
 
 
-@pytest.fixture
-async def db() -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect("warehouse")
-    try:
-        yield conn
-    finally:
-        await conn.close()
+db = db_fixture("warehouse")
 
 
 @pytest.fixture
