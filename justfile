@@ -35,7 +35,7 @@ test *args: bootstrap
 lint:
     uv run --frozen ruff check .
     uv run --frozen ruff format --check .
-    uv run --frozen mypy apps outbox infra
+    uv run --frozen mypy apps outbox infra bench
 
 # psql on a service's database as its own role: `just psql order -c "select 1"`
 psql service *args:
