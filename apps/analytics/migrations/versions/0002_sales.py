@@ -2,7 +2,7 @@
 
 Revision ID: analytics_0002
 Revises: analytics_0001
-Create Date: 2026-11-27
+Create Date: 2026-11-25
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Revision ID: catalog_0002
 Revises: catalog_0001
-Create Date: 2026-11-26
+Create Date: 2026-11-25
 """
 
 from __future__ import annotations

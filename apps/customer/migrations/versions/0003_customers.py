@@ -6,7 +6,7 @@ address type and country, an identity column instead of BIGSERIAL, and one defau
 
 Revision ID: customer_0003
 Revises: customer_0002
-Create Date: 2026-11-27
+Create Date: 2026-11-25
 """
 
 from __future__ import annotations

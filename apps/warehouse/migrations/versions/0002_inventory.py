@@ -2,7 +2,7 @@
 
 Revision ID: warehouse_0002
 Revises: warehouse_0001
-Create Date: 2026-11-27
+Create Date: 2026-11-25
 """
 
 from __future__ import annotations
