@@ -21,8 +21,14 @@ def consumer_modules(package: str = "apps") -> list[ModuleType]:
     return modules
 
 
+def database_url(module: ModuleType) -> str:
+    """The SQLAlchemy URL of the database holding a group's inbox and projection (its module says)."""
+    value = module.database_url
+    return str(value() if callable(value) else value)
+
+
 def find(group_name: str) -> ModuleType:
-    """The module that defines `group` with this name (and `service`, `projection_tables`)."""
+    """The module that defines `group` with this name (and `database_url`, `projection_tables`)."""
     known = []
     for module in consumer_modules():
         group = getattr(module, "group", None)

@@ -24,7 +24,6 @@ from confluent_kafka.admin import AdminClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from apps.common.topology import database_url
 from outbox import groups
 from outbox.config import kafka_bootstrap
 from outbox.models import INBOX_TABLE
@@ -170,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"refusing: group {args.group} has {members} live member(s); stop its consumers first", file=sys.stderr)
         return 2
     if args.rebuild:
-        asyncio.run(rebuild(args.group, database_url(module.service), tuple(getattr(module, "projection_tables", ()))))
+        asyncio.run(rebuild(args.group, groups.database_url(module), tuple(getattr(module, "projection_tables", ()))))
     reset(args.group, plans, bootstrap)
     print(f"offsets of {args.group} reset; start its consumers to replay")
     if args.follow:

@@ -1,7 +1,9 @@
 """Run a service's consumer group as a process: `python -m outbox.runner apps.customer.consumers`.
 
-The module names `group` (a ConsumerGroup) and `service` (its ServiceSpec: the database holding the
-group's inbox and projection). SIGTERM/SIGINT finish the batch in flight, commit it, and exit.
+The module names `group` (a ConsumerGroup) and `database_url` (a string, or a function returning one:
+the SQLAlchemy asyncpg URL of the database holding the group's inbox and projection), and optionally
+`projection_tables` (what `outbox.replay --rebuild` empties). SIGTERM/SIGINT finish the batch in flight,
+commit it, and exit.
 """
 
 from __future__ import annotations
@@ -16,20 +18,20 @@ import signal
 from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from apps.common.topology import ServiceSpec, database_url
+from outbox import groups
 from outbox.consumer import ConsumerGroup
 from outbox.runtime import ConsumerRuntime
 
 
-def load(module_name: str) -> tuple[ConsumerGroup, ServiceSpec]:
+def load(module_name: str) -> tuple[ConsumerGroup, str]:
     module = importlib.import_module(module_name)
-    return module.group, module.service
+    return module.group, groups.database_url(module)
 
 
 async def serve(module_name: str, *, batch_size: int, metrics_port: int | None) -> None:
-    group, service = load(module_name)
+    group, url = load(module_name)
     engine = create_async_engine(
-        database_url(service),
+        url,
         pool_size=2,
         max_overflow=2,
         connect_args={"server_settings": {"application_name": f"consumer:{group.name}"}},

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from apps.analytics.rules import fold
 from apps.analytics.services import SalesService
 from apps.common.topology import BY_NAME
+from apps.common.topology import database_url as topology_database_url
 from apps.order.events import OrderCancelled, OrderCreated
 from outbox.consumer import ConsumerGroup, EventContext
 
@@ -25,6 +26,13 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
 service = BY_NAME["analytics"]
+
+
+def database_url() -> str:
+    """The database that holds this group's inbox and projection (read by outbox.runner and replay)."""
+    return topology_database_url(service)
+
+
 group = ConsumerGroup("analytics")
 # What a rebuild empties before replaying (python -m outbox.replay analytics --rebuild).
 projection_tables = ("daily_sales", "product_sales")

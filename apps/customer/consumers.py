@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import text
 
 from apps.common.topology import BY_NAME
+from apps.common.topology import database_url as topology_database_url
 from apps.customer.rules import fold
 from apps.order.events import OrderCancelled, OrderCreated
 from outbox.consumer import ConsumerGroup, EventContext
@@ -16,6 +17,13 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
 service = BY_NAME["customer"]
+
+
+def database_url() -> str:
+    """The database that holds this group's inbox and projection (read by outbox.runner and replay)."""
+    return topology_database_url(service)
+
+
 group = ConsumerGroup("customer-stats")
 # What a rebuild empties before replaying (python -m outbox.replay customer-stats --rebuild).
 projection_tables = ("customer_stats",)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from apps.common.topology import BY_NAME
+from apps.common.topology import database_url as topology_database_url
 from apps.order.events import OrderCancelled, OrderCreated
 from apps.warehouse.rules import Line
 from apps.warehouse.services import ReservationRequest, ReservationService
@@ -21,6 +22,13 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
 service = BY_NAME["warehouse"]
+
+
+def database_url() -> str:
+    """The database that holds this group's inbox and projection (read by outbox.runner and replay)."""
+    return topology_database_url(service)
+
+
 group = ConsumerGroup("warehouse-reservations")
 # Nothing for a rebuild to empty: reservations are decisions that were published and that stock_levels
 # counts, not a projection that a replay can recompute. A replay is a no-op per order (order_id is unique).
