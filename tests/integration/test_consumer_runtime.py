@@ -391,3 +391,54 @@ async def test_a_handler_sees_skipped_and_repeated_versions_of_an_aggregate(trac
         assert [c.is_stale for c in seen] == [False, False, True]
     else:
         assert [c.previous_version for c in seen] == [None, None, None]
+
+
+@pytest.mark.slow
+async def test_sigterm_finishes_the_batch_in_flight_and_commits_its_offsets() -> None:
+    customer = new_customer()
+    engine = order_engine()
+    await write_events(engine, [order_created(customer, "1.00") for _ in range(1500)], per_transaction=100)
+    await engine.dispose()
+    await consumers.stop(CONSUMER)
+    await consumers.start(CONSUMER, "--batch-size", "20")
+    try:
+
+        async def started_applying() -> bool:
+            row = await stats(customer)
+            return row is not None and row["orders_count"] > 0
+
+        await eventually(started_applying, what="the consumer working through the backlog")
+        await consumers.stop(CONSUMER)  # SIGTERM, and wait for the process to exit
+        applied = await _max_applied_offsets()
+        committed = {
+            p.partition: p.current
+            for p in await asyncio.to_thread(
+                replay.plan,
+                GROUP,
+                [ORDER_TOPIC],
+                to_earliest=False,
+                to_datetime=None,
+                to_offset=0,
+                bootstrap=kafka_bootstrap(),
+            )
+        }
+        # Everything the database applied had its offset committed before the process exited.
+        for partition, offset in applied.items():
+            assert committed[partition] >= offset + 1, (partition, offset, committed)
+    finally:
+        await consumers.start(CONSUMER)
+    await eventually(lambda: orders_count_is(customer, 1500), within=120, what="the rest applied after restart")
+
+
+async def _max_applied_offsets() -> dict[int, int]:
+    conn = await connect("customer")
+    try:
+        rows = await conn.fetch(
+            "SELECT kafka_partition, max(kafka_offset) AS offset FROM inbox"
+            " WHERE consumer_group = $1 AND topic = $2 GROUP BY kafka_partition",
+            GROUP,
+            ORDER_TOPIC,
+        )
+        return {r["kafka_partition"]: r["offset"] for r in rows}
+    finally:
+        await conn.close()
