@@ -68,3 +68,7 @@ bench-consumer *args: bootstrap
 # Orders per second through POST /api/orders (wrk) next to pgbench's ceiling, and end-to-end delay
 bench *args: up
     {{python}} -m bench.orders "$@"
+
+# Delete outbox rows older than a year and inbox rows past the replay window, in every service database
+retention *args:
+    {{python}} -m infra.retention "$@"
