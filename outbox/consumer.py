@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from outbox.config import topic_for
-from outbox.events import Event, EventRegistry, default_registry
+from outbox.events import EventRegistry, default_registry
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -131,7 +131,3 @@ class ConsumerGroup:
 
     def handles(self, event_type: str) -> bool:
         return event_type in self.handlers or event_type in self.batch_handlers
-
-
-def is_event(value: object) -> bool:
-    return isinstance(value, Event)
