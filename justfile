@@ -19,6 +19,16 @@ up: bootstrap
 down:
     {{python}} -m infra.stack down
 
+# One component at a time: `just stop order-api`, `just start connect`, `just restart customer-consumer`
+stop component:
+    {{python}} -m infra.stack stop "$@"
+
+start component:
+    {{python}} -m infra.stack start "$@"
+
+restart component:
+    {{python}} -m infra.stack restart "$@"
+
 # Each component up or DOWN; exits non-zero if any is down
 status:
     {{python}} -m infra.stack status

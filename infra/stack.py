@@ -1,4 +1,4 @@
-"""The local stack in one command: up, down, status, logs.
+"""The local stack in one command: up, down, status, logs, and one component at a time: stop, start, restart.
 
 Order: PostgreSQL -> Redis -> Kafka -> Kafka Connect -> migrations -> connectors -> services and consumers.
 Each step waits for real readiness (a query, a PING, a metadata request, a REST call), and a second
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import os
 import subprocess
 import sys
@@ -110,6 +111,58 @@ STEPS: list[tuple[str, Callable[[], object]]] = [
     ("migrations", migrate.upgrade_all),
     ("connectors", connectors.deploy_all),
 ]
+
+
+@dataclass(frozen=True)
+class Component:
+    """Something `just stop|start|restart NAME` controls: an infrastructure process or one of ours."""
+
+    name: str
+    start: Callable[[], object]
+    stop: Callable[[], bool]
+
+
+def _infra_components() -> list[Component]:
+    return [
+        Component("postgres", postgres.start, postgres.stop),
+        Component("redis", redis.start, redis.stop),
+        Component("kafka", kafka.start_kafka, kafka.stop_kafka),
+        Component("connect", kafka.start_connect, kafka.stop_connect),
+    ]
+
+
+def components() -> dict[str, Component]:
+    """Every controllable component by name, in start order."""
+    found = {c.name: c for c in _infra_components()}
+    for process in app_processes():
+        found[process.name] = Component(
+            process.name,
+            start=functools.partial(start_process, process),
+            stop=functools.partial(proc.stop, process.name),
+        )
+    return found
+
+
+def component(name: str) -> Component:
+    known = components()
+    if name not in known:
+        raise SystemExit(f"unknown component {name!r}; one of: {', '.join(known)}")
+    return known[name]
+
+
+def stop_component(name: str) -> None:
+    print(f"  {name:<18} {'stopped' if component(name).stop() else 'was not running'}", flush=True)
+
+
+def start_component(name: str) -> None:
+    target = component(name)
+    with _exclusive():
+        t0 = time.monotonic()
+        try:
+            target.start()
+        except proc.StartError as exc:
+            raise SystemExit(f"FAILED {name}: {exc}\n{proc.tail(name)}") from exc
+    print(f"  {name:<18} ready ({time.monotonic() - t0:.1f}s)", flush=True)
 
 
 @contextlib.contextmanager
@@ -221,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     up_parser.add_argument("--infra-only", action="store_true", help="components, migrations and connectors only")
     sub.add_parser("down", help="stop everything by pid")
     sub.add_parser("status", help="each component: up or DOWN (exit 1 if any is down)")
+    for verb in ("stop", "start", "restart"):
+        verb_parser = sub.add_parser(verb, help=f"{verb} one component (postgres, kafka, connect, order-api, ...)")
+        verb_parser.add_argument("component")
     logs_parser = sub.add_parser("logs", help="show logs (all, or one component)")
     logs_parser.add_argument("component", nargs="?")
     logs_parser.add_argument("-f", "--follow", action="store_true")
@@ -231,6 +287,12 @@ def main(argv: list[str] | None = None) -> int:
         down()
     elif args.command == "status":
         return status()
+    elif args.command in ("stop", "restart"):
+        stop_component(args.component)
+        if args.command == "restart":
+            start_component(args.component)
+    elif args.command == "start":
+        start_component(args.component)
     elif args.command == "logs":
         logs(args.component, args.follow)
     return 0
