@@ -1,0 +1,69 @@
+"""Events the checkout service publishes (topic commerce.checkout, key = checkout session id)."""
+
+from __future__ import annotations
+
+# msgspec resolves struct annotations at runtime: these stay real imports.
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import msgspec
+
+from outbox.events import Event, event
+
+
+class CheckoutLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One line as the checkout session priced it: the order copies it as is."""
+
+    product_id: uuid.UUID
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Decimal
+    total_price: Decimal
+
+
+class CheckoutAddress(msgspec.Struct, frozen=True, kw_only=True):
+    """A postal address in the order API's shape, as it was when the checkout completed."""
+
+    address_line1: str
+    city: str
+    country: str
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    address_line2: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    phone: str | None = None
+
+
+@event("checkout.completed", version=1, aggregate="checkout")
+class CheckoutCompleted(Event, frozen=True, kw_only=True):
+    """A buyer completed a checkout: everything the order service needs to create the order.
+
+    ``customer_id`` is the seed's orders.customer_id: the customer's id, or for a guest the cart's
+    session id (``cs_`` + 32 hex characters, never a UUID); ``is_guest`` says which. ``order_id`` is
+    allocated here, so creating the order from a redelivered event is idempotent by primary key.
+    The payment method is the provider's token reference, never a card number.
+    """
+
+    checkout_id: uuid.UUID
+    order_id: uuid.UUID
+    cart_id: uuid.UUID
+    customer_id: str
+    is_guest: bool
+    currency: str
+    lines: list[CheckoutLine]
+    shipping_address: CheckoutAddress
+    billing_address: CheckoutAddress
+    shipping_method_id: str
+    shipping_method_name: str
+    payment_method_type: str
+    payment_method_id: str
+    subtotal: Decimal
+    tax_amount: Decimal
+    shipping_amount: Decimal
+    discount_amount: Decimal
+    total_amount: Decimal
+    completed_at: dt.datetime

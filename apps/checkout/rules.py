@@ -1,0 +1,231 @@
+"""Pure checkout rules: cart states, guest tokens, line pricing, tax and shipping, session expiry.
+
+No I/O here: the services fetch prices, addresses and configuration rows; these functions decide.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import secrets
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Final
+
+from apps.common.errors import FieldProblem, InvalidField, StateConflict, UnknownReference
+
+ACTIVE: Final = "active"
+CONVERTED: Final = "converted"
+ABANDONED: Final = "abandoned"
+INITIALIZED: Final = "initialized"
+COMPLETED: Final = "completed"
+ZERO: Final = Decimal("0.00")
+CENT: Final = Decimal("0.01")
+MAX_QUANTITY: Final = 1000
+GUEST_HEADER: Final = "X-Guest-Token"
+GUEST_PREFIX: Final = "cs_"
+
+
+class GuestAccessDenied(FieldProblem):
+    """A guest's cart or checkout asked for without its token, or with another guest's: 403."""
+
+    status_code = 403
+
+    def __init__(self, message: str) -> None:
+        super().__init__(GUEST_HEADER, message, source="header")
+
+
+# -- identities -------------------------------------------------------------------------------------
+
+
+def new_guest_token() -> str:
+    """An opaque bearer token for a guest's cart: 256 random bits."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """What is stored and used as a key: a leaked table or Redis dump opens no cart."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_session_id() -> str:
+    """A cart's session id. For a guest it becomes the order's customer_id (VARCHAR(36)): the prefix
+    keeps it apart from a customer's UUID."""
+    return GUEST_PREFIX + secrets.token_hex(16)
+
+
+def new_checkout_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def check_guest_access(stored_hash: str | None, token: str | None) -> None:
+    """A guest cart opens only with its own token; a customer's cart needs none."""
+    if stored_hash is None:
+        return
+    if not token:
+        raise GuestAccessDenied("this is a guest cart: send its token in the X-Guest-Token header")
+    if not secrets.compare_digest(hash_token(token), stored_hash):
+        raise GuestAccessDenied("this token does not open this cart")
+
+
+def guest_session_alive(expires_at: dt.datetime | None, now: dt.datetime) -> bool:
+    return expires_at is None or expires_at > now
+
+
+# -- cart states ------------------------------------------------------------------------------------
+
+
+def check_cart_open(status: str) -> None:
+    """Only an active cart changes; a converted or abandoned one is history."""
+    if status != ACTIVE:
+        raise StateConflict("cart_id", f"the cart is {status}; start a new cart")
+
+
+def cart_expires_at(changed_at: dt.datetime, idle: dt.timedelta) -> dt.datetime:
+    """When an untouched cart becomes abandoned (and a guest's token stops opening it)."""
+    return changed_at + idle
+
+
+# -- pricing ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogPrice:
+    """What the catalog says about a product that may be sold."""
+
+    product_id: uuid.UUID
+    sku: str
+    name: str
+    price: Decimal
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class PricedLine:
+    product_id: uuid.UUID
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Decimal
+    total_price: Decimal
+
+
+def line_total(unit_price: Decimal, quantity: int) -> Decimal:
+    return (unit_price.quantize(CENT) * quantity).quantize(CENT)
+
+
+def check_line_currency(product: CatalogPrice, cart_currency: str | None, field: str) -> str:
+    """A cart holds one currency, set by its first line."""
+    if cart_currency is not None and product.currency != cart_currency:
+        raise InvalidField(field, f"priced in {product.currency}, the cart's other items in {cart_currency}")
+    return product.currency
+
+
+@dataclass(frozen=True, slots=True)
+class CartLine:
+    product_id: uuid.UUID
+    quantity: int
+
+
+def reprice(
+    lines: Sequence[CartLine], catalog: Mapping[uuid.UUID, CatalogPrice], currency: str
+) -> tuple[PricedLine, ...]:
+    """Price every line at today's catalog price; a product withdrawn since it was added is named."""
+    priced: list[PricedLine] = []
+    for index, line in enumerate(lines):
+        field = f"items[{index}].product_id"
+        product = catalog.get(line.product_id)
+        if product is None:
+            raise UnknownReference(field, f"product {line.product_id} is unknown or no longer for sale")
+        check_line_currency(product, currency, field)
+        unit = product.price.quantize(CENT)
+        priced.append(
+            PricedLine(line.product_id, product.sku, product.name, line.quantity, unit, line_total(unit, line.quantity))
+        )
+    return tuple(priced)
+
+
+# -- shipping, tax, totals --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ShippingOption:
+    id: str
+    name: str
+    cost: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    currency: str
+    lines: tuple[PricedLine, ...]
+    subtotal: Decimal
+    tax_amount: Decimal
+    shipping: ShippingOption
+    discount_amount: Decimal = ZERO
+
+    @property
+    def shipping_amount(self) -> Decimal:
+        return self.shipping.cost
+
+    @property
+    def total_amount(self) -> Decimal:
+        return self.subtotal - self.discount_amount + self.tax_amount + self.shipping_amount
+
+
+def tax_on(amount: Decimal, rate: Decimal) -> Decimal:
+    """Tax on the goods (after discounts), rounded half-up to the cent."""
+    return (amount * rate).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def quote(lines: Sequence[PricedLine], currency: str, shipping: ShippingOption, tax_rate: Decimal) -> Quote:
+    """Totals of a checkout: goods, then tax on the goods, then the shipping method's fixed cost.
+    There are no discount rules yet, so discount_amount is zero."""
+    if not lines:
+        raise StateConflict("cart_id", "the cart is empty")
+    subtotal = sum((line.total_price for line in lines), ZERO)
+    return Quote(currency, tuple(lines), subtotal, tax_on(subtotal, tax_rate), shipping)
+
+
+# -- payment method ---------------------------------------------------------------------------------
+
+_CARD_LIKE = re.compile(r"[\d \-]{12,}")
+
+
+def _luhn_valid(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def check_payment_token(token: str) -> str:
+    """The payment provider's token, never a card number: something that looks like one is refused
+    (and not stored or logged)."""
+    digits = re.sub(r"[ \-]", "", token)
+    if _CARD_LIKE.fullmatch(token) and digits.isdigit() and 12 <= len(digits) <= 19 and _luhn_valid(digits):
+        raise InvalidField("payment_method.token", "looks like a card number; send the payment provider's token")
+    return token
+
+
+# -- checkout sessions ------------------------------------------------------------------------------
+
+
+def check_session_open(status: str, expires_at: dt.datetime, now: dt.datetime) -> None:
+    """A session completes once, before it expires."""
+    if status != INITIALIZED:
+        raise StateConflict("checkout_id", f"the checkout session is {status}")
+    if expires_at <= now:
+        raise StateConflict("checkout_id", "the checkout session has expired; start a new checkout")
+
+
+def check_cart_unchanged(session_cart_version: str | None, cart_version: str) -> None:
+    """The session was priced from the cart as it was; a cart changed since needs a new checkout."""
+    if session_cart_version != cart_version:
+        raise StateConflict("cart_id", "the cart changed after this checkout started; start a new checkout")
