@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final
 
+from apps.common.errors import InvalidField
 from apps.order.events import OrderCancelled, OrderCreated, OrderLine
 from outbox.errors import RejectedEvent
 
@@ -44,7 +45,6 @@ __all__ = [
     "MAX_WINDOW_DAYS",
     "DayDelta",
     "ProductDelta",
-    "RuleViolation",
     "SalesDelta",
     "check_window",
     "fold",
@@ -68,16 +68,6 @@ _ZERO: Final = Decimal("0.00")
 
 def _zero() -> Decimal:
     return _ZERO
-
-
-class RuleViolation(ValueError):
-    """A report parameter that breaks a rule; ``field`` names it for the client (a 400)."""
-
-    def __init__(self, field: str, message: str, *, source: str = "query") -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-        self.source = source
 
 
 @dataclass
@@ -158,7 +148,7 @@ def parse_day(field: str, value: str) -> dt.date:
             return dt.date.fromisoformat(value)
         except ValueError:
             pass  # the right shape but not a day of the calendar, e.g. 2001-02-30
-    raise RuleViolation(field, "must be a calendar date in ISO format, YYYY-MM-DD")
+    raise InvalidField(field, "must be a calendar date in ISO format, YYYY-MM-DD", source="query")
 
 
 def report_window(first: str | None, last: str | None, *, today: dt.date) -> tuple[dt.date, dt.date]:
@@ -174,7 +164,9 @@ def report_window(first: str | None, last: str | None, *, today: dt.date) -> tup
 def check_window(first: dt.date, last: dt.date) -> tuple[dt.date, dt.date]:
     """Refuse a reversed or overlong range, naming the parameter to change."""
     if first > last:
-        raise RuleViolation("from", "must not be after `to` (which defaults to today, UTC)")
+        raise InvalidField("from", "must not be after `to` (which defaults to today, UTC)", source="query")
     if (last - first).days + 1 > MAX_WINDOW_DAYS:
-        raise RuleViolation("to", f"the range from `from` to `to` may cover at most {MAX_WINDOW_DAYS} days")
+        raise InvalidField(
+            "to", f"the range from `from` to `to` may cover at most {MAX_WINDOW_DAYS} days", source="query"
+        )
     return first, last

@@ -17,7 +17,6 @@ __all__ = [
     "MAX_PRICE",
     "MAX_SKU_LENGTH",
     "SKU_PATTERN",
-    "RuleViolation",
     "Status",
     "check_currency",
     "check_name",
@@ -53,26 +52,22 @@ MAX_NAME_LENGTH: Final = 500  # products.name is VARCHAR(500)
 _SETTABLE: Final = frozenset({ACTIVE, INACTIVE})
 
 
-class RuleViolation(InvalidField):
-    """Input that breaks a catalog rule; ``field`` names the offending input for the client (400)."""
-
-
 def check_price(price: Decimal) -> Decimal:
     """Return ``price`` with exactly two decimal places, or raise if it is not a valid price."""
     if not price.is_finite():
-        raise RuleViolation("price", "must be a finite number")
+        raise InvalidField("price", "must be a finite number")
     if price < 0:
-        raise RuleViolation("price", "must be greater than or equal to 0")
+        raise InvalidField("price", "must be greater than or equal to 0")
     if price > MAX_PRICE:
-        raise RuleViolation("price", f"must be at most {MAX_PRICE}")
+        raise InvalidField("price", f"must be at most {MAX_PRICE}")
     try:
         quantized = price.quantize(PRICE_EXPONENT)
     except InvalidOperation:  # pragma: no cover - bounded above, so quantize cannot overflow
-        raise RuleViolation("price", "is not a valid amount") from None
+        raise InvalidField("price", "is not a valid amount") from None
     # quantize rounds; comparing refuses a third decimal instead of silently rounding it away
     # ("1.500" is still fine: it equals 1.50).
     if quantized != price:
-        raise RuleViolation("price", "must have at most 2 decimal places")
+        raise InvalidField("price", "must have at most 2 decimal places")
     # -0.00 compares equal to 0 but would be stored and shown with its sign.
     return quantized.copy_abs() if quantized.is_zero() else quantized
 
@@ -80,14 +75,14 @@ def check_price(price: Decimal) -> Decimal:
 def check_currency(currency: str) -> str:
     """Return the currency code if it is three uppercase letters (ISO 4217 format)."""
     if not _CURRENCY_RE.fullmatch(currency):
-        raise RuleViolation("currency", "must be an ISO 4217 code: three uppercase letters, e.g. USD")
+        raise InvalidField("currency", "must be an ISO 4217 code: three uppercase letters, e.g. USD")
     return currency
 
 
 def check_sku(sku: str) -> str:
     """Return the sku if it has the catalog's sku format."""
     if not _SKU_RE.fullmatch(sku):
-        raise RuleViolation(
+        raise InvalidField(
             "sku",
             f"must be 1 to {MAX_SKU_LENGTH} letters, digits, '.', '_' or '-', starting with a letter or digit",
         )
@@ -98,16 +93,16 @@ def check_name(name: str) -> str:
     """Return the name without surrounding whitespace; it must not be blank or too long."""
     stripped = name.strip()
     if not stripped:
-        raise RuleViolation("name", "must not be blank")
+        raise InvalidField("name", "must not be blank")
     if len(stripped) > MAX_NAME_LENGTH:
-        raise RuleViolation("name", f"must be at most {MAX_NAME_LENGTH} characters")
+        raise InvalidField("name", f"must be at most {MAX_NAME_LENGTH} characters")
     return stripped
 
 
 def check_status_change(current: str, new: str) -> str:
     """Return the new status if a client may move a product from ``current`` to it."""
     if new not in _SETTABLE:
-        raise RuleViolation("status", f"must be one of: {', '.join(sorted(_SETTABLE))}")
+        raise InvalidField("status", f"must be one of: {', '.join(sorted(_SETTABLE))}")
     if current == DELETED:
-        raise RuleViolation("status", "a deleted product cannot change status")
+        raise InvalidField("status", "a deleted product cannot change status")
     return new

@@ -11,7 +11,6 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from advanced_alchemy.exceptions import DuplicateKeyError, ErrorMessages, NotFoundError
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from msgspec import UNSET
 from sqlalchemy import literal, select, tuple_
@@ -29,6 +28,7 @@ from apps.catalog.rules import (
     check_status_change,
 )
 from apps.common.pagination import decode_cursor, encode_cursor
+from apps.common.repository import error_messages, get_live, unique
 from outbox.writer import add_event
 
 if TYPE_CHECKING:
@@ -41,16 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ProductPageResult", "ProductRepository", "ProductService"]
 
-# Our wording for what the repository wraps, so no database text (SQL, values) reaches a client.
-_ERROR_MESSAGES: Final[ErrorMessages] = {
-    "duplicate_key": "a product with this sku already exists",
-    "integrity": "the product conflicts with existing data",
-    "foreign_key": "the product refers to something that does not exist",
-    "check_constraint": "a product value is out of range",
-    "not_found": "product not found",
-    "multiple_rows": "more than one product matched",
-    "other": "the catalog database failed",
-}
+_ERROR_MESSAGES: Final = error_messages("product", "catalog", duplicate="a product with this sku already exists")
 
 # Fields a PATCH may change, with the rule each new value must pass (None: the schema's type suffices).
 _UPDATABLE: Final[dict[str, Callable[[Any], Any] | None]] = {
@@ -80,10 +71,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _not_found(product_id: uuid.UUID) -> NotFoundError:
-    return NotFoundError(detail=f"product {product_id} not found")
-
-
 def _live(statement: Select[tuple[Product]]) -> Select[tuple[Product]]:
     return statement.where(Product.deleted_at.is_(None))
 
@@ -111,23 +98,14 @@ class ProductService:
             created_at=now,
             updated_at=now,
         )
-        try:
-            # The flush runs the INSERT: the unique sku constraint, not a racy look-up, decides.
-            await self.repository.add(product)
-        except DuplicateKeyError:
-            # `from None`: the wrapped error carries database text; this message is for the client.
-            raise DuplicateKeyError(detail=f"sku {sku!r} is already taken") from None
+        with unique("sku", f"sku {sku!r} is already taken", _ERROR_MESSAGES):
+            await self.repository.add(product)  # the flush runs the INSERT
         await add_event(self.session, product.id, _created(product))
         await self.session.commit()
         return product
 
     async def get(self, product_id: uuid.UUID) -> Product:
-        product = await self.repository.get_one_or_none(
-            statement=_live(select(Product).where(Product.id == product_id))
-        )
-        if product is None:
-            raise _not_found(product_id)
-        return product
+        return await get_live(self.repository, product_id, noun="product")
 
     async def update(self, product_id: uuid.UUID, changes: ProductUpdate) -> Product:
         product = await self._get_for_write(product_id)
@@ -178,13 +156,7 @@ class ProductService:
         return [found[i] for i in wanted if i in found], [i for i in wanted if i not in found]
 
     async def _get_for_write(self, product_id: uuid.UUID) -> Product:
-        # FOR UPDATE: two concurrent changes of one product are serialised, so each event's snapshot is
-        # the state its own commit produced, in the order the commits happened.
-        statement = _live(select(Product).where(Product.id == product_id)).with_for_update()
-        product = await self.repository.get_one_or_none(statement=statement)
-        if product is None:
-            raise _not_found(product_id)
-        return product
+        return await get_live(self.repository, product_id, noun="product", for_update=True)
 
 
 def _apply(product: Product, changes: ProductUpdate) -> list[str]:

@@ -1,12 +1,14 @@
-"""Database configuration shared by every service: the seed's pool settings as overridable defaults."""
+"""Database configuration shared by every service: the seed's pool settings as overridable defaults, and the
+session-per-request config the HTTP apps use."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from advanced_alchemy.config import AlembicAsyncConfig, AsyncSessionConfig, SQLAlchemyAsyncConfig
+from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig as LitestarAlchemyConfig
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from apps.common.topology import ServiceSpec, database_url
@@ -64,3 +66,14 @@ def alchemy_config(spec: ServiceSpec, pool: PoolSettings | None = None) -> SQLAl
         ),
         create_all=False,
     )
+
+
+def litestar_alchemy_config(spec: ServiceSpec) -> LitestarAlchemyConfig:
+    """The service's ``alchemy_config`` as advanced-alchemy's Litestar config (session per request).
+
+    The default before-send handler only closes the session; there is deliberately no autocommit handler,
+    which would log a failed commit and still send the 2xx.
+    """
+    base = alchemy_config(spec)
+    shared = {f.name: getattr(base, f.name) for f in fields(base) if f.init}
+    return LitestarAlchemyConfig(**shared, set_default_exception_handler=False)

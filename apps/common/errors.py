@@ -1,15 +1,36 @@
-"""Domain errors every service raises from its service layer; apps/common/http.py maps them to HTTP.
+"""The one error vocabulary of every service; ``apps/common/error_handlers.py`` maps each to its HTTP answer.
 
-They name the field at fault so the client can fix its request, and carry our own wording only.
+- ``InvalidField`` (400): well-formed input that breaks a rule (a quantity of zero, mixed currencies).
+- ``UnknownReference`` (422): a field names something that does not exist (a customer, a product).
+- ``StateConflict`` (409): valid, but not in the resource's current state (a taken sku, a wrong status).
+- ``NotFound`` (404): the resource the path names does not exist.
+- ``DependencyUnavailable`` (503): another service did not answer in time or failed.
+
+The field errors name the field at fault so the client can fix its request. Every message is our own
+wording: no SQL, no parameter values.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+__all__ = [
+    "DependencyUnavailable",
+    "FieldProblem",
+    "InvalidField",
+    "NotFound",
+    "StateConflict",
+    "UnknownReference",
+]
+
 
 class FieldProblem(Exception):
-    """Base: a problem with one input field (``field`` is a dotted path like ``items[2].product_id``)."""
+    """Base: a problem with one input field (``field`` is a dotted path like ``items[2].product_id``).
 
-    status_code = 400
+    ``source`` says where the field came from: "body", "query", "path" or "header".
+    """
+
+    status_code: ClassVar[int] = 400
 
     def __init__(self, field: str, message: str, *, source: str = "body") -> None:
         super().__init__(f"{field}: {message}")
@@ -29,13 +50,26 @@ class UnknownReference(FieldProblem):
 
 
 class StateConflict(FieldProblem):
-    """The request is valid but not in the resource's current state (a wrong status transition): 409."""
+    """The request is valid but not in the resource's current state (a wrong status transition, a taken
+    unique value, stock below what is reserved): 409."""
 
     status_code = 409
 
 
+class NotFound(Exception):
+    """The resource named by the path does not exist (or is soft-deleted): 404 with ``detail``."""
+
+    status_code: ClassVar[int] = 404
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 class DependencyUnavailable(Exception):
     """Another service did not answer in time or failed: 503, naming the dependency."""
+
+    status_code: ClassVar[int] = 503
 
     def __init__(self, dependency: str, reason: str) -> None:
         super().__init__(f"{dependency} service unavailable: {reason}")

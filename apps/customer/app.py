@@ -7,8 +7,7 @@ from litestar import Litestar
 from apps.common.http import create_service_app
 from apps.common.topology import BY_NAME
 from apps.customer.controllers import CustomerController
-from apps.customer.validation import RuleViolation
 
 
 def create_app() -> Litestar:
-    return create_service_app(BY_NAME["customer"], controllers=[CustomerController], field_errors=[RuleViolation])
+    return create_service_app(BY_NAME["customer"], controllers=[CustomerController])

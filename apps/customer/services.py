@@ -10,13 +10,13 @@ import datetime as dt
 import uuid
 from typing import TYPE_CHECKING, Final
 
-from advanced_alchemy.exceptions import DuplicateKeyError, ErrorMessages, NotFoundError, wrap_sqlalchemy_exception
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from msgspec import UNSET
 from sqlalchemy import cast, select, update
 from sqlalchemy.types import String
 from uuid_utils.compat import uuid7
 
+from apps.common.repository import error_messages, get_live, not_found, unique
 from apps.customer.events import CustomerRegistered, CustomerUpdated
 from apps.customer.models import Customer, CustomerAddress, CustomerStats
 from apps.customer.validation import (
@@ -39,26 +39,16 @@ from outbox.writer import add_event
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from sqlalchemy import Select
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from apps.customer.schemas import AddressCreate, CustomerCreate, CustomerUpdate
 
 __all__ = ["AddressRepository", "CustomerRepository", "CustomerService"]
 
-# Our wording for what the repository wraps, so no database text (SQL, values) reaches a client.
-_ERROR_MESSAGES: Final[ErrorMessages] = {
-    "duplicate_key": "a customer with this email already exists",
-    "integrity": "the customer conflicts with existing data",
-    "foreign_key": "the customer refers to something that does not exist",
-    "check_constraint": "a customer value is out of range",
-    "not_found": "customer not found",
-    "multiple_rows": "more than one customer matched",
-    "other": "the customer database failed",
-}
 # The only unique key a customer write can hit is the email (ids are fresh UUIDv7s, customer_number is
 # not written by this API). The email itself stays out of the message: it would land in the logs.
 _EMAIL_TAKEN: Final = "a customer with this email already exists"
+_ERROR_MESSAGES: Final = error_messages("customer", "customer", duplicate=_EMAIL_TAKEN)
 
 
 class CustomerRepository(SQLAlchemyAsyncRepository[Customer]):
@@ -75,14 +65,6 @@ class AddressRepository(SQLAlchemyAsyncRepository[CustomerAddress]):
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _not_found(customer_id: uuid.UUID) -> NotFoundError:
-    return NotFoundError(detail=f"customer {customer_id} not found")
-
-
-def _live(statement: Select[tuple[Customer]]) -> Select[tuple[Customer]]:
-    return statement.where(Customer.deleted_at.is_(None))
 
 
 class CustomerService:
@@ -106,24 +88,15 @@ class CustomerService:
             created_at=now,
             updated_at=now,
         )
-        try:
-            # The flush runs the INSERT: the unique email constraint, not a racy look-up, decides.
-            await self.repository.add(customer)
-        except DuplicateKeyError:
-            # `from None`: the wrapped error carries database text; this message is for the client.
-            raise DuplicateKeyError(detail=_EMAIL_TAKEN) from None
+        with unique("email", _EMAIL_TAKEN, _ERROR_MESSAGES):
+            await self.repository.add(customer)  # the flush runs the INSERT
         await add_event(self.session, customer.id, _registered(customer))
         await self.session.commit()
         return customer
 
     async def get(self, customer_id: uuid.UUID) -> Customer:
         """One primary-key look-up (other services call this to check that a customer exists)."""
-        customer = await self.repository.get_one_or_none(
-            statement=_live(select(Customer).where(Customer.id == customer_id))
-        )
-        if customer is None:
-            raise _not_found(customer_id)
-        return customer
+        return await get_live(self.repository, customer_id, noun="customer")
 
     async def update(self, customer_id: uuid.UUID, changes: CustomerUpdate) -> Customer:
         new_values = _checked(changes)  # before any I/O: a bad field costs no lock
@@ -134,11 +107,8 @@ class CustomerService:
         for field in changed:
             setattr(customer, field, new_values[field])
         customer.updated_at = _now()
-        try:
-            with wrap_sqlalchemy_exception(error_messages=_ERROR_MESSAGES, dialect_name="postgresql"):
-                await self.session.flush()  # a new email meets the unique constraint here
-        except DuplicateKeyError:
-            raise DuplicateKeyError(detail=_EMAIL_TAKEN) from None
+        with unique("email", _EMAIL_TAKEN, _ERROR_MESSAGES):
+            await self.session.flush()  # a new email meets the unique constraint here
         await add_event(self.session, customer.id, _updated(customer, changed))
         await self.session.commit()
         return customer
@@ -184,18 +154,12 @@ class CustomerService:
         )
         row = (await self.session.execute(statement)).one_or_none()
         if row is None:
-            raise _not_found(customer_id)
+            raise not_found("customer", customer_id)
         stats: CustomerStats | None = row[1]
         return stats
 
     async def _get_for_write(self, customer_id: uuid.UUID) -> Customer:
-        # FOR UPDATE: two concurrent changes of one customer are serialised, so each event's snapshot is
-        # the state its own commit produced, in the order the commits happened.
-        statement = _live(select(Customer).where(Customer.id == customer_id)).with_for_update()
-        customer = await self.repository.get_one_or_none(statement=statement)
-        if customer is None:
-            raise _not_found(customer_id)
-        return customer
+        return await get_live(self.repository, customer_id, noun="customer", for_update=True)
 
 
 def _checked(changes: CustomerUpdate) -> dict[str, str | None]:

@@ -1,7 +1,7 @@
 """Pure rules for customer input: what a valid email, name, phone, address line and country look like. No I/O.
 
 (rules.py holds the customer_stats projection's arithmetic; these are the API's input rules.)
-Each check returns the value as it is stored (normalised) or raises ``RuleViolation`` naming the field.
+Each check returns the value as it is stored (normalised) or raises ``InvalidField`` naming the field.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ __all__ = [
     "PHONE_PATTERN",
     "POSTAL_CODE_PATTERN",
     "AddressType",
-    "RuleViolation",
     "check_address_type",
     "check_country",
     "check_email",
@@ -91,20 +90,16 @@ _ISO_3166_ALPHA2: Final = """
 COUNTRY_CODES: Final = frozenset(_ISO_3166_ALPHA2.split())
 
 
-class RuleViolation(InvalidField):
-    """Input that breaks a customer rule; ``field`` names the offending input for the client (400)."""
-
-
 def check_email(email: str, *, field: str = "email") -> str:
     """Return the address lower-cased (emails are unique case-insensitively), or raise if it is not one."""
     address = email.strip()
     if len(address) > MAX_EMAIL_LENGTH:
-        raise RuleViolation(field, f"must be at most {MAX_EMAIL_LENGTH} characters")
+        raise InvalidField(field, f"must be at most {MAX_EMAIL_LENGTH} characters")
     if not _EMAIL_RE.fullmatch(address):
-        raise RuleViolation(field, "is not a valid email address")
+        raise InvalidField(field, "is not a valid email address")
     local, _, _domain = address.rpartition("@")
     if len(local) > MAX_EMAIL_LOCAL_LENGTH:
-        raise RuleViolation(field, f"the part before '@' must be at most {MAX_EMAIL_LOCAL_LENGTH} characters")
+        raise InvalidField(field, f"the part before '@' must be at most {MAX_EMAIL_LOCAL_LENGTH} characters")
     return address.lower()
 
 
@@ -113,11 +108,11 @@ def check_text(field: str, value: str, *, max_length: int) -> str:
     characters (PostgreSQL refuses NUL outright; newlines and tabs do not belong in a name or a line)."""
     stripped = value.strip()
     if not stripped:
-        raise RuleViolation(field, "must not be blank")
+        raise InvalidField(field, "must not be blank")
     if len(stripped) > max_length:
-        raise RuleViolation(field, f"must be at most {max_length} characters")
+        raise InvalidField(field, f"must be at most {max_length} characters")
     if any(unicodedata.category(char) == "Cc" for char in stripped):
-        raise RuleViolation(field, "must not contain control characters")
+        raise InvalidField(field, "must not contain control characters")
     return stripped
 
 
@@ -137,7 +132,7 @@ def check_phone(phone: str, *, field: str = "phone") -> str:
     """Return the number without separators ("+44 20 7946-0958" -> "+442079460958")."""
     compact = phone.strip().translate(_PHONE_SEPARATORS)
     if not _PHONE_STORED_RE.fullmatch(compact):
-        raise RuleViolation(
+        raise InvalidField(
             field, "must be 7 to 15 digits, optionally starting with '+' (spaces, '-', '.', '(', ')' allowed)"
         )
     return compact
@@ -146,7 +141,7 @@ def check_phone(phone: str, *, field: str = "phone") -> str:
 def check_country(country: str, *, field: str = "country") -> str:
     """Return the country if it is an assigned ISO 3166-1 alpha-2 code (uppercase, e.g. DE)."""
     if country not in COUNTRY_CODES:
-        raise RuleViolation(field, "must be an ISO 3166-1 alpha-2 country code in uppercase, e.g. DE")
+        raise InvalidField(field, "must be an ISO 3166-1 alpha-2 country code in uppercase, e.g. DE")
     return country
 
 
@@ -154,7 +149,7 @@ def check_postal_code(postal_code: str | None, *, field: str = "postal_code") ->
     """Return the trimmed postal code (letters, digits, spaces, '-'), or None when not given."""
     code = check_optional_text(field, postal_code, max_length=MAX_POSTAL_CODE_LENGTH)
     if code is not None and not _POSTAL_CODE_RE.fullmatch(code):
-        raise RuleViolation(field, "may only contain letters, digits, spaces and '-'")
+        raise InvalidField(field, "may only contain letters, digits, spaces and '-'")
     return code
 
 
@@ -164,4 +159,4 @@ def check_address_type(address_type: str, *, field: str = "type") -> AddressType
         return "shipping"
     if address_type == "billing":
         return "billing"
-    raise RuleViolation(field, f"must be one of: {', '.join(sorted(ADDRESS_TYPES))}")
+    raise InvalidField(field, f"must be one of: {', '.join(sorted(ADDRESS_TYPES))}")

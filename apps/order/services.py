@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
-from advanced_alchemy.exceptions import NotFoundError
 from sqlalchemy import literal, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from uuid_utils.compat import uuid7
 
-from apps.common.errors import StateConflict, UnknownReference
+from apps.common.errors import NotFound, StateConflict, UnknownReference
 from apps.common.pagination import decode_cursor, encode_cursor
 from apps.order.events import OrderCancelled, OrderCreated, OrderLine, OrderStatusChanged
 from apps.order.models import IdempotencyKey, Order, OrderItem, OrderStatusHistory
@@ -154,7 +153,7 @@ class OrderService:
     async def get(self, order_id: uuid.UUID) -> OrderView:
         order = await self.session.get(Order, order_id)
         if order is None:
-            raise NotFoundError(detail="order not found")
+            raise NotFound("order not found")
         return OrderView(order, (await self._items([order_id])).get(order_id, []))
 
     async def list_for_customer(
@@ -234,7 +233,7 @@ class OrderService:
         """The order row locked until commit, so two concurrent changes apply one after the other."""
         order = await self.session.scalar(select(Order).where(Order.id == order_id).with_for_update())
         if order is None:
-            raise NotFoundError(detail="order not found")
+            raise NotFound("order not found")
         return order, (await self._items([order_id])).get(order_id, [])
 
     def _move(self, order: Order, target: str, reason: str | None) -> tuple[str, dt.datetime]:

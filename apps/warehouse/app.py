@@ -7,10 +7,7 @@ from litestar import Litestar
 from apps.common.http import create_service_app
 from apps.common.topology import BY_NAME
 from apps.warehouse.controllers import InventoryController, ReservationController
-from apps.warehouse.rules import RuleViolation
 
 
 def create_app() -> Litestar:
-    return create_service_app(
-        BY_NAME["warehouse"], controllers=[InventoryController, ReservationController], field_errors=[RuleViolation]
-    )
+    return create_service_app(BY_NAME["warehouse"], controllers=[InventoryController, ReservationController])

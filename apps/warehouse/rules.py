@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from apps.common.errors import InvalidField, StateConflict
+
 __all__ = [
     "DEFAULT_WAREHOUSE_ID",
     "FAILED",
@@ -27,11 +29,9 @@ __all__ = [
     "Ledger",
     "Line",
     "Plan",
-    "RuleViolation",
     "Shortage",
     "Status",
     "Stock",
-    "StockConflict",
     "can_release",
     "check_on_hand",
     "check_quantity",
@@ -55,20 +55,6 @@ FAILED: Final = "failed"
 INSUFFICIENT_STOCK: Final = "insufficient_stock"
 INVALID_QUANTITY: Final = "invalid_quantity"
 NO_ITEMS: Final = "no_items"
-
-
-class RuleViolation(ValueError):
-    """Input that breaks a warehouse rule; ``field`` names the offending input for the client."""
-
-    def __init__(self, field: str, message: str, *, source: str = "body") -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-        self.source = source
-
-
-class StockConflict(ValueError):
-    """A stock change that the current reservations forbid (the API answers 409)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,18 +113,19 @@ class Plan:
 def check_quantity(quantity: int, field: str = "quantity") -> int:
     """Return a stock quantity if it is a whole number of units within range."""
     if quantity < 0:
-        raise RuleViolation(field, "must be greater than or equal to 0")
+        raise InvalidField(field, "must be greater than or equal to 0")
     if quantity > MAX_QUANTITY:
-        raise RuleViolation(field, f"must be at most {MAX_QUANTITY}")
+        raise InvalidField(field, f"must be at most {MAX_QUANTITY}")
     return quantity
 
 
 def check_on_hand(on_hand: int, reserved: int) -> int:
     """Return the new on_hand if it still covers what is reserved: stock never goes negative."""
     if on_hand < reserved:
-        raise StockConflict(
+        raise StateConflict(
+            "quantity",
             f"on_hand cannot be set to {on_hand}: {reserved} units are reserved for orders; "
-            f"set at least {reserved}, or wait until reservations are released"
+            f"set at least {reserved}, or wait until reservations are released",
         )
     return on_hand
 
@@ -226,8 +213,9 @@ class Ledger:
         reserved = row.reserved + quantity
         if reserved < 0 or reserved > row.on_hand:
             # The database's CHECK constraints would refuse it too; failing here names the row.
-            raise StockConflict(
-                f"product {key[0]} in warehouse {key[1]}: reserved would be {reserved} of {row.on_hand} on hand"
+            raise StateConflict(
+                "quantity",
+                f"product {key[0]} in warehouse {key[1]}: reserved would be {reserved} of {row.on_hand} on hand",
             )
         self._rows[key] = Stock(row.product_id, row.warehouse_id, row.on_hand, reserved)
         self._delta[key] += quantity

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from advanced_alchemy.exceptions import IntegrityError
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import selectinload
 from uuid_utils.compat import uuid7
 
+from apps.common.errors import InvalidField
 from apps.warehouse.events import (
     InventoryReleased,
     InventoryReservationFailed,
@@ -43,9 +43,7 @@ from apps.warehouse.rules import (
     Ledger,
     Line,
     Plan,
-    RuleViolation,
     Stock,
-    StockConflict,
     can_release,
     check_on_hand,
     check_quantity,
@@ -135,11 +133,8 @@ class StockService:
             .on_conflict_do_nothing(index_elements=[StockLevel.product_id, StockLevel.warehouse_id])
         )
         reserved = (await self.session.execute(select(StockLevel.reserved).where(*key).with_for_update())).scalar_one()
-        try:
-            check_on_hand(quantity, reserved)
-        except StockConflict as exc:
-            # The request's session is rolled back when it closes; `from None`: our message, no chain.
-            raise IntegrityError(detail=str(exc)) from None
+        # A StateConflict (409) here leaves the request's session to roll back when it closes.
+        check_on_hand(quantity, reserved)
         await self.session.execute(
             update(StockLevel)
             .where(*key)
@@ -161,7 +156,7 @@ class StockService:
     async def _require_warehouse(self, warehouse_id: uuid.UUID) -> None:
         found = await self.session.scalar(select(Warehouse.id).where(Warehouse.id == warehouse_id))
         if found is None:
-            raise RuleViolation("warehouse_id", f"no warehouse has the id {warehouse_id}")
+            raise InvalidField("warehouse_id", f"no warehouse has the id {warehouse_id}")
 
 
 class ReservationService:

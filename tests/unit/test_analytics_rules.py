@@ -12,13 +12,13 @@ from apps.analytics.rules import (
     MAX_WINDOW_DAYS,
     DayDelta,
     ProductDelta,
-    RuleViolation,
     SalesDelta,
     fold,
     parse_day,
     report_window,
     utc_day,
 )
+from apps.common.errors import InvalidField
 from apps.order.events import OrderCancelled, OrderCreated, OrderLine
 from outbox.errors import RejectedEvent
 
@@ -238,13 +238,13 @@ def test_window_is_inclusive_and_may_be_a_single_day() -> None:
 
 
 def test_window_from_after_to_is_refused_naming_from() -> None:
-    with pytest.raises(RuleViolation) as refused:
+    with pytest.raises(InvalidField) as refused:
         report_window("2001-03-15", "2001-03-14", today=TODAY)
     assert (refused.value.field, refused.value.source) == ("from", "query")
 
 
 def test_window_from_in_the_future_without_to_is_refused_naming_from() -> None:
-    with pytest.raises(RuleViolation) as refused:
+    with pytest.raises(InvalidField) as refused:
         report_window("2026-11-26", None, today=TODAY)
     assert refused.value.field == "from"
 
@@ -253,7 +253,7 @@ def test_window_of_at_most_a_year_is_accepted_and_longer_is_refused_naming_to() 
     first = dt.date(2001, 1, 1)
     last = first + dt.timedelta(days=MAX_WINDOW_DAYS - 1)
     assert report_window(first.isoformat(), last.isoformat(), today=TODAY) == (first, last)
-    with pytest.raises(RuleViolation) as refused:
+    with pytest.raises(InvalidField) as refused:
         report_window(first.isoformat(), (last + dt.timedelta(days=1)).isoformat(), today=TODAY)
     assert refused.value.field == "to"
 
@@ -261,7 +261,7 @@ def test_window_of_at_most_a_year_is_accepted_and_longer_is_refused_naming_to() 
 @pytest.mark.parametrize("value", ["", "yesterday", "2001-3-14", "20010314", "2001-02-30", "2001-13-01", "2001-W11-3"])
 @pytest.mark.parametrize("field", ["from", "to"])
 def test_a_date_that_is_not_a_yyyy_mm_dd_calendar_day_is_refused_naming_its_field(field: str, value: str) -> None:
-    with pytest.raises(RuleViolation) as refused:
+    with pytest.raises(InvalidField) as refused:
         parse_day(field, value)
     assert (refused.value.field, refused.value.source) == (field, "query")
     assert field in str(refused.value)

@@ -10,14 +10,13 @@ import pytest
 
 from apps.catalog.rules import (
     MAX_PRICE,
-    RuleViolation,
     check_currency,
     check_name,
     check_price,
     check_sku,
     check_status_change,
 )
-from apps.common.errors import InvalidField
+from apps.common.errors import FieldProblem, InvalidField
 from apps.common.pagination import decode_cursor, encode_cursor
 
 pytestmark = pytest.mark.unit
@@ -54,7 +53,7 @@ def test_valid_prices_are_returned_with_exactly_two_decimals(given: str, expecte
     ],
 )
 def test_invalid_prices_name_the_price_field(given: str, message: str) -> None:
-    with pytest.raises(RuleViolation) as caught:
+    with pytest.raises(InvalidField) as caught:
         check_price(Decimal(given))
     assert caught.value.field == "price"
     assert message in caught.value.message
@@ -67,7 +66,7 @@ def test_three_uppercase_letters_are_a_currency(code: str) -> None:
 
 @pytest.mark.parametrize("code", ["usd", "US", "USDT", "U5D", "", " USD", "USD\n", "ÜSD"])
 def test_anything_else_is_not_a_currency(code: str) -> None:
-    with pytest.raises(RuleViolation) as caught:
+    with pytest.raises(InvalidField) as caught:
         check_currency(code)
     assert caught.value.field == "currency"
 
@@ -79,7 +78,7 @@ def test_valid_skus(sku: str) -> None:
 
 @pytest.mark.parametrize("sku", ["", "-LEADING-DASH", ".dot", "has space", "tab\t", "X" * 65, "ÄÖÜ", "a/b", "a\n"])
 def test_invalid_skus_name_the_sku_field(sku: str) -> None:
-    with pytest.raises(RuleViolation) as caught:
+    with pytest.raises(InvalidField) as caught:
         check_sku(sku)
     assert caught.value.field == "sku"
 
@@ -87,7 +86,7 @@ def test_invalid_skus_name_the_sku_field(sku: str) -> None:
 def test_names_are_stripped_and_must_not_be_blank_or_too_long() -> None:
     assert check_name("  Red shirt ") == "Red shirt"
     for bad in ("", "   ", "\t\n", "x" * 501):
-        with pytest.raises(RuleViolation) as caught:
+        with pytest.raises(InvalidField) as caught:
             check_name(bad)
         assert caught.value.field == "name"
 
@@ -100,14 +99,14 @@ def test_a_client_may_switch_between_active_and_inactive() -> None:
 
 @pytest.mark.parametrize(("current", "new"), [("active", "deleted"), ("active", "archived"), ("deleted", "active")])
 def test_deleted_is_neither_settable_nor_left(current: str, new: str) -> None:
-    with pytest.raises(RuleViolation) as caught:
+    with pytest.raises(InvalidField) as caught:
         check_status_change(current, new)
     assert caught.value.field == "status"
 
 
 def test_a_rule_violation_is_a_400_field_problem_that_says_which_field() -> None:
-    violation = RuleViolation("cursor", "is not a cursor", source="query")
-    assert isinstance(violation, InvalidField)
+    violation = InvalidField("cursor", "is not a cursor", source="query")
+    assert isinstance(violation, FieldProblem)
     assert violation.status_code == 400
     assert str(violation) == "cursor: is not a cursor"
     assert violation.source == "query"

@@ -6,11 +6,11 @@ import re
 
 import pytest
 
+from apps.common.errors import InvalidField
 from apps.customer.validation import (
     COUNTRY_CODES,
     EMAIL_PATTERN,
     MAX_NAME_LENGTH,
-    RuleViolation,
     check_address_type,
     check_country,
     check_email,
@@ -72,22 +72,22 @@ def test_valid_emails_are_stored_lower_cased(given: str, stored: str) -> None:
     ],
 )
 def test_invalid_emails_name_the_email_field(given: str) -> None:
-    with pytest.raises(RuleViolation) as caught:
+    with pytest.raises(InvalidField) as caught:
         check_email(given)
     assert caught.value.field == "email"
 
 
 def test_email_length_limits_are_rfc_5321s() -> None:
-    with pytest.raises(RuleViolation, match="before '@' must be at most 64"):
+    with pytest.raises(InvalidField, match="before '@' must be at most 64"):
         check_email("x" * 65 + "@example.com")
     longest = "x@" + ("d" * 61 + ".") * 4 + "com"  # 2 + 248 + 3 = 253 characters
     assert check_email(longest) == longest
-    with pytest.raises(RuleViolation, match="at most 254"):
+    with pytest.raises(InvalidField, match="at most 254"):
         check_email("xy@" + ("d" * 61 + ".") * 4 + "info")
 
 
 def test_the_field_name_can_be_chosen() -> None:
-    with pytest.raises(RuleViolation) as caught:
+    with pytest.raises(InvalidField) as caught:
         check_email("nope", field="new_email")
     assert (caught.value.field, caught.value.source) == ("new_email", "body")
 
@@ -126,7 +126,7 @@ def test_names_are_trimmed() -> None:
     ],
 )
 def test_invalid_names_name_their_field(given: str, message: str) -> None:
-    with pytest.raises(RuleViolation) as caught:
+    with pytest.raises(InvalidField) as caught:
         check_name(given, field="last_name")
     assert caught.value.field == "last_name"
     assert message in caught.value.message
@@ -140,12 +140,12 @@ def test_optional_text_turns_blank_into_none() -> None:
     assert check_optional_text("address_line2", None, max_length=10) is None
     assert check_optional_text("address_line2", "   ", max_length=10) is None
     assert check_optional_text("address_line2", " Apt 4 ", max_length=10) == "Apt 4"
-    with pytest.raises(RuleViolation, match="at most 10"):
+    with pytest.raises(InvalidField, match="at most 10"):
         check_optional_text("address_line2", "x" * 11, max_length=10)
 
 
 def test_required_text_must_not_be_blank() -> None:
-    with pytest.raises(RuleViolation) as caught:
+    with pytest.raises(InvalidField) as caught:
         check_text("city", " ", max_length=100)
     assert caught.value.field == "city"
 
@@ -171,7 +171,7 @@ def test_phones_are_stored_without_separators(given: str, stored: str) -> None:
     "given", ["", "123456", "1234567890123456", "+49 CALL", "49+30123456", "++4930123456", "+", "phone"]
 )
 def test_invalid_phones_name_the_phone_field(given: str) -> None:
-    with pytest.raises(RuleViolation) as caught:
+    with pytest.raises(InvalidField) as caught:
         check_phone(given)
     assert caught.value.field == "phone"
 
@@ -186,7 +186,7 @@ def test_assigned_country_codes_are_accepted(code: str) -> None:
 
 @pytest.mark.parametrize("code", ["de", "De", "XX", "UK", "EU", "XK", "DEU", "D", "", " DE"])
 def test_other_country_codes_are_refused(code: str) -> None:
-    with pytest.raises(RuleViolation) as caught:
+    with pytest.raises(InvalidField) as caught:
         check_country(code)
     assert caught.value.field == "country"
 
@@ -210,7 +210,7 @@ def test_an_absent_postal_code_is_none(given: str | None) -> None:
 
 @pytest.mark.parametrize("given", ["10115;", "-10115", "1" * 21, "10\n115"])
 def test_invalid_postal_codes_name_the_field(given: str) -> None:
-    with pytest.raises(RuleViolation) as caught:
+    with pytest.raises(InvalidField) as caught:
         check_postal_code(given)
     assert caught.value.field == "postal_code"
 
@@ -218,6 +218,6 @@ def test_invalid_postal_codes_name_the_field(given: str) -> None:
 def test_address_types_are_shipping_and_billing() -> None:
     assert check_address_type("shipping") == "shipping"
     assert check_address_type("billing") == "billing"
-    with pytest.raises(RuleViolation) as caught:
+    with pytest.raises(InvalidField) as caught:
         check_address_type("home")
     assert caught.value.field == "type"

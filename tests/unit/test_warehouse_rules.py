@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from apps.common.errors import InvalidField, StateConflict
 from apps.warehouse.rules import (
     DEFAULT_WAREHOUSE_ID,
     INSUFFICIENT_STOCK,
@@ -15,10 +16,8 @@ from apps.warehouse.rules import (
     Allocation,
     Ledger,
     Line,
-    RuleViolation,
     Shortage,
     Stock,
-    StockConflict,
     can_release,
     check_on_hand,
     check_quantity,
@@ -49,7 +48,7 @@ def test_quantities_in_range_are_accepted(quantity: int) -> None:
 
 @pytest.mark.parametrize(("quantity", "message"), [(-1, "greater than or equal to 0"), (MAX_QUANTITY + 1, "at most")])
 def test_quantities_out_of_range_name_the_quantity_field(quantity: int, message: str) -> None:
-    with pytest.raises(RuleViolation) as caught:
+    with pytest.raises(InvalidField) as caught:
         check_quantity(quantity)
     assert caught.value.field == "quantity"
     assert message in caught.value.message
@@ -58,7 +57,7 @@ def test_quantities_out_of_range_name_the_quantity_field(quantity: int, message:
 def test_on_hand_may_go_down_to_what_is_reserved_but_not_below() -> None:
     assert check_on_hand(5, reserved=5) == 5
     assert check_on_hand(0, reserved=0) == 0
-    with pytest.raises(StockConflict, match="4 units are reserved"):
+    with pytest.raises(StateConflict, match="4 units are reserved"):
         check_on_hand(3, reserved=4)
 
 
@@ -187,7 +186,7 @@ def test_changes_come_in_lock_order_and_leave_out_rows_that_net_to_zero() -> Non
 def test_releasing_more_than_is_reserved_is_refused() -> None:
     p = product()
     ledger = Ledger([stock(p, 5, reserved=1)])
-    with pytest.raises(StockConflict):
+    with pytest.raises(StateConflict):
         ledger.release([Allocation(p, DEFAULT_WAREHOUSE_ID, 2)])
     with pytest.raises(KeyError):
         ledger.release([Allocation(product(), DEFAULT_WAREHOUSE_ID, 1)])

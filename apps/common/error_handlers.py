@@ -1,0 +1,233 @@
+"""Every service's exception handlers: each error becomes a status and a body we wrote.
+
+Bad input is a 4xx naming the field, an unknown id a 404, a conflict a 409 with our own message, a
+database or dependency outage a 503 with ``Retry-After``; no response ever carries SQL, parameter values
+or a traceback. Bodies have the shape of Litestar's own errors: ``{"status_code", "detail", "extra"?}``.
+A 500 is what is left for bugs: it is logged with its traceback and answered without one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator
+from typing import Any, Final
+
+import msgspec
+from advanced_alchemy.exceptions import IntegrityError as RepositoryIntegrityError
+from advanced_alchemy.exceptions import NotFoundError, RepositoryError
+from litestar import MediaType, Request, Response
+from litestar.exceptions import ClientException, HTTPException, SerializationException, ValidationException
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+from sqlalchemy import exc as sa_exc
+
+from apps.common.errors import DependencyUnavailable, FieldProblem, NotFound
+
+__all__ = ["Handler", "classify_database_error", "exception_handlers"]
+
+log = logging.getLogger("apps.http")
+
+Handler = Callable[[Request[Any, Any, Any], Exception], Response[Any]]
+
+_UNAVAILABLE: Final = (
+    OSError,  # refused or dropped connections, timeouts (TimeoutError is an OSError)
+    sa_exc.OperationalError,  # the server is shutting down, out of connections, a query was cancelled
+    sa_exc.InterfaceError,  # the connection is gone
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,  # no pooled connection within pool_timeout
+)
+_CONFLICT_DETAIL: Final = "The request conflicts with existing data"
+_INVALID_VALUE_DETAIL: Final = "A value is invalid or out of range"
+_UNAVAILABLE_DETAIL: Final = "Service temporarily unavailable: a backing service could not be reached; retry later"
+RETRY_AFTER_S: Final = "5"
+
+
+# --- shared by every handler ----------------------------------------------------------------------
+
+
+def _error_response(
+    status_code: int,
+    detail: str,
+    *,
+    extra: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Any]:
+    # The same body shape as Litestar's own errors: {"status_code", "detail", "extra"?}.
+    body: dict[str, Any] = {"status_code": status_code, "detail": detail}
+    if extra:
+        body["extra"] = extra
+    return Response(body, status_code=status_code, headers=headers, media_type=MediaType.JSON)
+
+
+def _log_error(request: Request[Any, Any, Any], status_code: int, exc: Exception) -> None:
+    fields_ = {"method": request.method, "path": request.url.path, "status": status_code, "error": type(exc).__name__}
+    if status_code == HTTP_503_SERVICE_UNAVAILABLE:
+        # An outage, not a bug: every request fails the same way until the dependency is back.
+        log.warning("request failed: dependency unavailable", extra=fields_, exc_info=exc)
+    elif status_code >= HTTP_500_INTERNAL_SERVER_ERROR:
+        # Server side we keep everything, traceback and database text included.
+        log.error("request failed", extra=fields_, exc_info=exc)
+    else:
+        log.info("request refused", extra={**fields_, "reason": str(exc)[:500]})
+
+
+def _validation_failed(request: Request[Any, Any, Any]) -> str:
+    return f"Validation failed for {request.method} {request.url.path}"
+
+
+# --- our vocabulary (apps/common/errors.py) -------------------------------------------------------
+
+
+def field_problem_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """InvalidField, UnknownReference, StateConflict: their own status (400, 422, 409) and the field at fault.
+
+    A 400 reads like Litestar's own validation errors ("Validation failed for ..."), so a client handles
+    every bad field alike; a 409 or 422 says what is wrong in ``detail``.
+    """
+    assert isinstance(exc, FieldProblem)
+    entry = {"message": exc.message, "key": exc.field, "source": exc.source}
+    _log_error(request, exc.status_code, exc)
+    detail = _validation_failed(request) if exc.status_code == HTTP_400_BAD_REQUEST else exc.message
+    return _error_response(exc.status_code, detail, extra=[entry])
+
+
+def not_found_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """NotFound: 404 with the service's own detail ("product ... not found")."""
+    assert isinstance(exc, NotFound)
+    _log_error(request, exc.status_code, exc)
+    return _error_response(exc.status_code, exc.detail)
+
+
+def dependency_unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Another service is down or too slow: 503 naming it, so the client knows retrying may help."""
+    assert isinstance(exc, DependencyUnavailable)
+    _log_error(request, exc.status_code, exc)
+    detail = f"The {exc.dependency} service is unavailable; retry later"
+    return _error_response(
+        exc.status_code, detail, extra=[{"dependency": exc.dependency}], headers={"Retry-After": RETRY_AFTER_S}
+    )
+
+
+# --- what Litestar and msgspec raise ----------------------------------------------------------------
+
+_OBJECT_FIELD = re.compile(r"(?:unknown|missing required) field `(?P<field>[^`]+)`")
+
+
+def _name_the_field(entry: Any) -> Any:
+    """Litestar reports body-wide problems under the handler argument ``data``; name the real culprit."""
+    if not isinstance(entry, dict) or entry.get("key") != "data":
+        return entry
+    if match := _OBJECT_FIELD.search(str(entry.get("message", ""))):
+        return {**entry, "key": match["field"]}
+    if entry.get("message") == "'data'":  # the KeyError text Litestar shows when there is no body at all
+        return {**entry, "message": "a JSON body is required", "key": "body"}
+    return {**entry, "key": "body"}  # the body as a whole, e.g. an array where an object belongs
+
+
+def validation_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Litestar's 400 as it is (its ``extra`` names the field: key, message, source), plus a log line."""
+    assert isinstance(exc, HTTPException)
+    _log_error(request, exc.status_code, exc)
+    extra = exc.extra if isinstance(exc.extra, list) else ([exc.extra] if exc.extra else [])
+    return _error_response(exc.status_code, exc.detail, extra=[_name_the_field(e) for e in extra], headers=exc.headers)
+
+
+def client_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Other 4xx raised by Litestar (404, 405, 413, unreadable JSON): logged, and an unreadable body is
+    reported like any other bad field (key ``body``)."""
+    assert isinstance(exc, HTTPException)
+    _log_error(request, exc.status_code, exc)
+    extra = exc.extra if isinstance(exc.extra, list) else None
+    detail = exc.detail
+    if isinstance(exc.__cause__, SerializationException):
+        # Litestar re-raises the decoder's message ("JSON is malformed: ...") as a bare 400.
+        detail = "Malformed JSON body"
+        extra = [{"message": exc.detail, "key": "body", "source": "body"}]
+    return _error_response(exc.status_code, detail, extra=extra, headers=exc.headers)
+
+
+# msgspec's messages end with the JSON path of the bad value: "Expected `int`, got `str` - at `$.items[0].qty`".
+_MSGSPEC_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+
+
+def msgspec_validation_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A msgspec validation error raised by our own decoding: 400 with the field taken from its path."""
+    message = str(exc)
+    entry: dict[str, Any] = {"message": message}
+    if match := _MSGSPEC_PATH.search(message):
+        entry = {"message": message[: match.start()], "key": match["path"]}
+    _log_error(request, HTTP_400_BAD_REQUEST, exc)
+    return _error_response(HTTP_400_BAD_REQUEST, _validation_failed(request), extra=[entry])
+
+
+# --- the database, and whatever else escapes a handler ---------------------------------------------
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _raised_by_us(exc: BaseException) -> bool:
+    """advanced-alchemy wraps database errors ``from`` the SQLAlchemy error, with text derived from the
+    database (SQL, parameter values); an error a service raised itself has no such cause."""
+    return not isinstance(exc.__cause__, sa_exc.SQLAlchemyError)
+
+
+def classify_database_error(exc: BaseException) -> tuple[int, str]:
+    """Status code and client-safe detail for a database or repository error."""
+    chain = list(_chain(exc))
+    if any(
+        isinstance(e, _UNAVAILABLE) or (isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated) for e in chain
+    ):
+        return HTTP_503_SERVICE_UNAVAILABLE, _UNAVAILABLE_DETAIL
+    if isinstance(exc, NotFoundError):
+        return HTTP_404_NOT_FOUND, exc.detail if _raised_by_us(exc) and exc.detail else "Not found"
+    if isinstance(exc, RepositoryIntegrityError) and _raised_by_us(exc):
+        return HTTP_409_CONFLICT, exc.detail or _CONFLICT_DETAIL
+    if any(isinstance(e, sa_exc.IntegrityError) for e in chain):
+        return HTTP_409_CONFLICT, _CONFLICT_DETAIL
+    if any(isinstance(e, sa_exc.DataError) for e in chain):
+        # A value the database refused (overflow, bad encoding): input that slipped past validation.
+        return HTTP_400_BAD_REQUEST, _INVALID_VALUE_DETAIL
+    return HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error"
+
+
+def database_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Repository, database and unexpected errors: 404, 409, 400, 503 or 500, with a detail we wrote.
+
+    Also the catch-all: an outage can surface as any exception type, and whatever else escapes a handler
+    is logged with its traceback and answered without one.
+    """
+    status_code, detail = classify_database_error(exc)
+    _log_error(request, status_code, exc)
+    headers = {"Retry-After": RETRY_AFTER_S} if status_code == HTTP_503_SERVICE_UNAVAILABLE else None
+    return _error_response(status_code, detail, headers=headers)
+
+
+def exception_handlers() -> dict[int | type[Exception], Handler]:
+    """The handler map every service uses: one handler per kind of error."""
+    return {
+        FieldProblem: field_problem_handler,
+        NotFound: not_found_handler,
+        DependencyUnavailable: dependency_unavailable_handler,
+        ValidationException: validation_exception_handler,
+        ClientException: client_error_handler,
+        msgspec.ValidationError: msgspec_validation_handler,
+        RepositoryError: database_error_handler,
+        sa_exc.SQLAlchemyError: database_error_handler,
+        OSError: database_error_handler,
+        # Litestar gives the 500 handler every exception that is not an HTTPException and has no
+        # handler of its own type.
+        HTTP_500_INTERNAL_SERVER_ERROR: database_error_handler,
+    }

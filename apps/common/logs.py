@@ -1,0 +1,115 @@
+"""Every service's logs: one JSON object per line, and one access-log line per request."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import time
+from typing import Any, Final
+
+from litestar.enums import ScopeType
+from litestar.logging.config import LoggingConfig
+from litestar.middleware import ASGIMiddleware
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from apps.common.topology import ServiceSpec
+
+__all__ = ["AccessLogMiddleware", "JsonLogFormatter", "logging_config"]
+
+log = logging.getLogger("apps.http")
+
+# Attributes every LogRecord has; anything else on a record came in through ``extra=`` and is logged.
+# (uvicorn adds "color_message", the same text with terminal colours.)
+_RECORD_ATTRS: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, service, the record's extras, exc."""
+
+    def __init__(self, service: str = "") -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if self.service:
+            entry["service"] = self.service
+        entry.update({k: v for k, v in record.__dict__.items() if k not in _RECORD_ATTRS and not k.startswith("_")})
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def logging_config(spec: ServiceSpec) -> LoggingConfig:
+    """Litestar's logging set-up with every line (ours, Litestar's, uvicorn's) as JSON."""
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    json_formatter = {"()": JsonLogFormatter, "service": spec.name}
+    via_queue = {"level": level, "handlers": ["queue_listener"], "propagate": False}
+    return LoggingConfig(
+        # Overriding "standard" makes Litestar's own console and queue handlers emit JSON too.
+        formatters={"standard": json_formatter},
+        loggers={
+            "litestar": via_queue,
+            "apps": via_queue,
+            "outbox": via_queue,
+            # Only uvicorn's server log: naming "uvicorn" itself would reset its children, turning its
+            # access log back on under `--no-access-log`. Ours is AccessLogMiddleware.
+            "uvicorn.error": via_queue,
+        },
+        root={"handlers": ["queue_listener"], "level": level},
+        # Our exception handlers log each error once, at the right level; Litestar's would repeat it.
+        log_exceptions="never",
+    )
+
+
+_NOT_ACCESS_LOGGED: Final = frozenset({"/health", "/ready", "/metrics"})
+
+
+def _is_probe_or_scrape(scope: Scope) -> bool:
+    # Every few seconds per replica: logging them would drown the requests that matter.
+    return scope["path"] in _NOT_ACCESS_LOGGED
+
+
+class AccessLogMiddleware(ASGIMiddleware):
+    """One line per request: method, route, status, duration. Probes and scrapes are not logged."""
+
+    scopes = (ScopeType.HTTP,)
+    should_bypass_for_scope = staticmethod(_is_probe_or_scrape)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        started = time.perf_counter()
+        status = HTTP_500_INTERNAL_SERVER_ERROR
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await next_app(scope, receive, send_wrapper)
+        finally:
+            log.info(
+                "request",
+                extra={
+                    "method": scope.get("method"),
+                    # The route template, not the raw path: ids stay out of the access log's keys.
+                    "route": scope.get("path_template", scope.get("path")),
+                    "path": scope.get("path"),
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
