@@ -37,7 +37,7 @@ from litestar.types import ControllerRouterHandler
 from apps.common.db import litestar_alchemy_config
 from apps.common.error_handlers import Handler, exception_handlers
 from apps.common.logs import AccessLogMiddleware, logging_config
-from apps.common.probes import MetricsController, ProbeController
+from apps.common.probes import READINESS_CHECKS, MetricsController, ProbeController, ReadinessCheck
 from apps.common.topology import ServiceSpec
 
 __all__ = ["MAX_BODY_BYTES", "create_service_app"]
@@ -54,6 +54,7 @@ def create_service_app(
     on_startup: Sequence[Callable[[Litestar], Any]] = (),
     on_shutdown: Sequence[Callable[[Litestar], Any]] = (),
     lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[Any]]] = (),
+    readiness_checks: Mapping[str, ReadinessCheck] | None = None,
     extra_exception_handlers: Mapping[int | type[Exception], Handler] | None = None,
     middleware: Sequence[Any] = (),
     signature_namespace: Mapping[str, Any] | None = None,
@@ -66,7 +67,8 @@ def create_service_app(
     Services raise the errors of ``apps/common/errors.py``; each has its handler already.
     ``on_startup``/``on_shutdown`` hooks take the app; ``lifespan`` context managers (also given the app)
     suit clients opened at start and closed at stop (Redis, a Kafka producer, HTTP sessions): nothing does
-    I/O at import time.
+    I/O at import time. ``readiness_checks`` name optional dependencies whose failure makes ``/ready``
+    say "degraded" (200) rather than down (see ``apps/common/probes.py``).
     """
     handlers = exception_handlers()
     handlers.update(extra_exception_handlers or {})
@@ -92,6 +94,6 @@ def create_service_app(
         lifespan=list(lifespan),
         signature_namespace=dict(signature_namespace or {}),
         request_max_body_size=request_max_body_size,
-        state=State({"service": spec.name}),
+        state=State({"service": spec.name, READINESS_CHECKS: dict(readiness_checks or {})}),
         debug=debug,
     )
