@@ -59,9 +59,9 @@ connectors-deploy *args:
 migrate *args:
     {{python}} -m infra.migrate "$@"
 
-# Reset a consumer group's offsets: `just replay customer-stats --to-earliest [--rebuild] [--dry-run] [--follow]`
+# Reset a consumer group's offsets: `just replay customer-stats --to-earliest [--rebuild] [--restart] [--dry-run]`
 replay group *args:
-    {{python}} -m outbox.replay "$@"
+    {{python}} -m infra.replay "$@"
 
 # Dead letters: `just dlq list customer-stats`, `just dlq redrive customer-stats [--event-id ID]`
 dlq *args:
