@@ -7,18 +7,18 @@ import uuid
 from typing import Annotated, TypeAlias
 
 from litestar import Controller, get
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.openapi.spec import OpenAPIFormat
 from litestar.params import FromPath, QueryParameter
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from apps.analytics.rules import CURRENCY_PATTERN, DEFAULT_WINDOW_DAYS, MAX_WINDOW_DAYS
 from apps.analytics.schemas import DailySalesOut, ProductSalesOut, to_daily_sales_out, to_product_sales_out
 from apps.analytics.services import SalesService
+from apps.common.providers import create_service_provider
 
-__all__ = ["SalesController", "provide_sales_service"]
+__all__ = ["SalesController"]
 
-# The request's SalesService (see provide_sales_service), injected by parameter name.
+# The request's SalesService, injected by parameter name.
 Sales: TypeAlias = NamedDependency[SalesService]
 
 DEFAULT_TOP = 10
@@ -30,16 +30,12 @@ CurrencyFilter = Annotated[
 ]
 
 
-def provide_sales_service(db_session: NamedDependency[AsyncSession]) -> SalesService:
-    return SalesService(db_session)
-
-
 class SalesController(Controller):
     """Sales reports read from the projections that the analytics consumer group maintains."""
 
     path = "/api/analytics"
     tags = ["analytics"]
-    dependencies = {"sales": Provide(provide_sales_service, sync_to_thread=False)}
+    dependencies = {"sales": create_service_provider(SalesService)}
 
     @get("/sales/daily")
     async def daily_sales(

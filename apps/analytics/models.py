@@ -6,33 +6,16 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
-from advanced_alchemy.base import AdvancedDeclarativeBase
 from sqlalchemy import BigInteger, CheckConstraint, Date, DateTime, Index, Integer, Numeric, func, text
 from sqlalchemy.dialects.postgresql import CHAR
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
-from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import Mapped, mapped_column
 
-from outbox.models import AggregateVersionMixin, InboxMixin, OutboxEventMixin
+from apps.common.models import ServiceBase
 
 
-class Base(AdvancedDeclarativeBase, AsyncAttrs):
-    """Every analytics table lives on this service's own metadata (bind key "analytics")."""
-
-    __abstract__ = True
-    __bind_key__ = "analytics"
-
-
-class EventStore(OutboxEventMixin, Base):
-    """The analytics outbox (the seed's event_store)."""
-
-
-class AggregateVersion(AggregateVersionMixin, Base):
-    """Per-aggregate event_version counter."""
-
-
-class Inbox(InboxMixin, Base):
-    """Events the analytics group applied here (insert-first idempotency)."""
+class Base(ServiceBase, bind_key="analytics", inbox=True):
+    """Every analytics table lives on this service's own metadata, next to its outbox tables."""
 
 
 class DailySales(Base):

@@ -7,10 +7,9 @@ import uuid
 from typing import Annotated, TypeAlias
 
 from litestar import Controller, delete, get, patch, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from apps.catalog.schemas import (
     ProductCreate,
@@ -23,18 +22,16 @@ from apps.catalog.schemas import (
     to_valid_product,
 )
 from apps.catalog.services import ProductService
+from apps.common.pagination import Cursor
+from apps.common.providers import create_service_provider
 
-__all__ = ["ProductController", "provide_product_service"]
+__all__ = ["ProductController"]
 
-# The request's ProductService (see provide_product_service), injected by parameter name.
+# The request's ProductService, injected by parameter name.
 Products: TypeAlias = NamedDependency[ProductService]
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
-
-
-def provide_product_service(db_session: NamedDependency[AsyncSession]) -> ProductService:
-    return ProductService(db_session)
 
 
 class ProductController(Controller):
@@ -42,7 +39,7 @@ class ProductController(Controller):
 
     path = "/api/products"
     tags = ["products"]
-    dependencies = {"products": Provide(provide_product_service, sync_to_thread=False)}
+    dependencies = {"products": create_service_provider(ProductService)}
 
     @post(status_code=HTTP_201_CREATED)
     async def create_product(self, data: JSONBody[ProductCreate], products: Products) -> ProductOut:
@@ -70,7 +67,7 @@ class ProductController(Controller):
     async def list_products(
         self,
         products: Products,
-        cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
+        cursor: Cursor = None,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
         category_id: FromQuery[uuid.UUID | None] = None,
     ) -> ProductPage:

@@ -7,7 +7,6 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from advanced_alchemy.base import AdvancedDeclarativeBase
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -20,34 +19,17 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import CHAR, JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
-from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import Mapped, mapped_column
 
-from outbox.models import AggregateVersionMixin, OutboxEventMixin
+from apps.common.models import ServiceBase, timestamp
 
 
-class Base(AdvancedDeclarativeBase, AsyncAttrs):
-    """Every catalog table lives on this service's own metadata (bind key "catalog")."""
-
-    __abstract__ = True
-    __bind_key__ = "catalog"
-
-
-class EventStore(OutboxEventMixin, Base):
-    """The catalog outbox (the seed's event_store)."""
-
-
-class AggregateVersion(AggregateVersionMixin, Base):
-    """Per-aggregate event_version counter."""
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+class Base(ServiceBase, bind_key="catalog"):
+    """Every catalog table lives on this service's own metadata, next to its outbox tables."""
 
 
 class Product(Base):
@@ -99,8 +81,8 @@ class Product(Base):
     )
     price: Mapped[Decimal] = mapped_column(Numeric(10, 2))
     currency: Mapped[str] = mapped_column(CHAR(3), default="USD", server_default="USD")
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+    created_at: Mapped[dt.datetime] = timestamp()
+    updated_at: Mapped[dt.datetime] = timestamp()
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -122,8 +104,8 @@ class Category(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONB, default=dict, server_default=text("'{}'::jsonb")
     )
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+    created_at: Mapped[dt.datetime] = timestamp()
+    updated_at: Mapped[dt.datetime] = timestamp()
 
 
 class ProductAttribute(Base):
@@ -139,4 +121,4 @@ class ProductAttribute(Base):
     attribute_name: Mapped[str] = mapped_column(String(100))
     attribute_value: Mapped[str | None] = mapped_column(Text)
     attribute_type: Mapped[str] = mapped_column(String(50), default="text", server_default="text")
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+    created_at: Mapped[dt.datetime] = timestamp()

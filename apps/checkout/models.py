@@ -11,29 +11,16 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from advanced_alchemy.base import AdvancedDeclarativeBase
 from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Identity, Integer, Numeric, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
-from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import Mapped, mapped_column
 
-from outbox.models import AggregateVersionMixin, OutboxEventMixin
+from apps.common.models import ServiceBase
 
 
-class Base(AdvancedDeclarativeBase, AsyncAttrs):
-    """Every checkout table lives on this service's own metadata (bind key "checkout")."""
-
-    __abstract__ = True
-    __bind_key__ = "checkout"
-
-
-class EventStore(OutboxEventMixin, Base):
-    """The checkout outbox (the seed's event_store)."""
-
-
-class AggregateVersion(AggregateVersionMixin, Base):
-    """Per-aggregate event_version counter."""
+class Base(ServiceBase, bind_key="checkout"):
+    """Every checkout table lives on this service's own metadata, next to its outbox tables."""
 
 
 Money = Numeric(10, 2)

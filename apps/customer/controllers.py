@@ -7,11 +7,11 @@ import uuid
 from typing import TypeAlias
 
 from litestar import Controller, get, patch, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from apps.common.providers import create_service_provider
 from apps.customer.schemas import (
     AddressCreate,
     AddressOut,
@@ -25,14 +25,10 @@ from apps.customer.schemas import (
 )
 from apps.customer.services import CustomerService
 
-__all__ = ["CustomerController", "provide_customer_service"]
+__all__ = ["CustomerController"]
 
-# The request's CustomerService (see provide_customer_service), injected by parameter name.
+# The request's CustomerService, injected by parameter name.
 Customers: TypeAlias = NamedDependency[CustomerService]
-
-
-def provide_customer_service(db_session: NamedDependency[AsyncSession]) -> CustomerService:
-    return CustomerService(db_session)
 
 
 class CustomerController(Controller):
@@ -40,7 +36,7 @@ class CustomerController(Controller):
 
     path = "/api/customers"
     tags = ["customers"]
-    dependencies = {"customers": Provide(provide_customer_service, sync_to_thread=False)}
+    dependencies = {"customers": create_service_provider(CustomerService)}
 
     @post(status_code=HTTP_201_CREATED)
     async def register_customer(self, data: JSONBody[CustomerCreate], customers: Customers) -> CustomerOut:

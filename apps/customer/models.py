@@ -7,7 +7,6 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from advanced_alchemy.base import AdvancedDeclarativeBase
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -25,29 +24,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
-from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import Mapped, mapped_column
 
-from outbox.models import AggregateVersionMixin, InboxMixin, OutboxEventMixin
+from apps.common.models import ServiceBase, timestamp
 
 
-class Base(AdvancedDeclarativeBase, AsyncAttrs):
-    """Every customer table lives on this service's own metadata (bind key "customer")."""
-
-    __abstract__ = True
-    __bind_key__ = "customer"
-
-
-class EventStore(OutboxEventMixin, Base):
-    """The customer outbox (the seed's event_store)."""
-
-
-class AggregateVersion(AggregateVersionMixin, Base):
-    """Per-aggregate event_version counter."""
-
-
-class Inbox(InboxMixin, Base):
-    """Events the customer-stats group applied here (insert-first idempotency)."""
+class Base(ServiceBase, bind_key="customer", inbox=True):
+    """Every customer table lives on this service's own metadata, next to its outbox tables."""
 
 
 class CustomerStats(Base):
@@ -61,10 +44,6 @@ class CustomerStats(Base):
     total_spent: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
     last_order_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class Customer(Base):
@@ -100,8 +79,8 @@ class Customer(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONB, default=dict, server_default=text("'{}'::jsonb")
     )
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+    created_at: Mapped[dt.datetime] = timestamp()
+    updated_at: Mapped[dt.datetime] = timestamp()
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -137,5 +116,5 @@ class CustomerAddress(Base):
     country: Mapped[str] = mapped_column(String(2))
     phone: Mapped[str | None] = mapped_column(String(20))
     is_default: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+    created_at: Mapped[dt.datetime] = timestamp()
+    updated_at: Mapped[dt.datetime] = timestamp()

@@ -8,12 +8,12 @@ from typing import Annotated, TypeAlias
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from apps.common.pagination import Cursor
+from apps.common.providers import create_service_provider
 from apps.order.schemas import (
     Address,
     CancelRequest,
@@ -35,10 +35,6 @@ IdempotencyKeyHeader = Annotated[
         description="retries with the same key and body return the first order instead of placing another",
     ),
 ]
-
-
-def provide_order_service(db_session: NamedDependency[AsyncSession], state: State) -> OrderService:
-    return OrderService(db_session, state.dependencies)
 
 
 def to_order_out(view: OrderView) -> OrderOut:
@@ -79,7 +75,7 @@ class OrderController(Controller):
 
     path = "/api/orders"
     tags = ["orders"]
-    dependencies = {"orders": Provide(provide_order_service, sync_to_thread=False)}
+    dependencies = {"orders": create_service_provider(OrderService, from_state=["dependencies"])}
 
     @post(status_code=HTTP_201_CREATED)
     async def place_order(
@@ -100,7 +96,7 @@ class OrderController(Controller):
         self,
         orders: Orders,
         customer_id: Annotated[uuid.UUID, QueryParameter(description="whose orders")],
-        cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
+        cursor: Cursor = None,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
     ) -> OrderPage:
         """A customer's orders, newest first, one page at a time."""

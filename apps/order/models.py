@@ -7,31 +7,18 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from advanced_alchemy.base import AdvancedDeclarativeBase
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Integer, Numeric, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
-from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import Mapped, mapped_column
 
-from outbox.models import AggregateVersionMixin, OutboxEventMixin
+from apps.common.models import ServiceBase
 
 Money = Numeric(10, 2)
 
 
-class Base(AdvancedDeclarativeBase, AsyncAttrs):
-    """Every order table lives on this service's own metadata (bind key "order")."""
-
-    __abstract__ = True
-    __bind_key__ = "order"
-
-
-class EventStore(OutboxEventMixin, Base):
-    """The order outbox (the seed's event_store)."""
-
-
-class AggregateVersion(AggregateVersionMixin, Base):
-    """Per-aggregate event_version counter."""
+class Base(ServiceBase, bind_key="order"):
+    """Every order table lives on this service's own metadata, next to its outbox tables."""
 
 
 class Order(Base):

@@ -2,22 +2,8 @@
 
 from __future__ import annotations
 
-from advanced_alchemy.base import AdvancedDeclarativeBase
-from sqlalchemy.ext.asyncio import AsyncAttrs
-
-from outbox.models import AggregateVersionMixin, OutboxEventMixin
+from apps.common.models import ServiceBase
 
 
-class Base(AdvancedDeclarativeBase, AsyncAttrs):
-    """Every returns table lives on this service's own metadata (bind key "returns")."""
-
-    __abstract__ = True
-    __bind_key__ = "returns"
-
-
-class EventStore(OutboxEventMixin, Base):
-    """The returns outbox (the seed's event_store)."""
-
-
-class AggregateVersion(AggregateVersionMixin, Base):
-    """Per-aggregate event_version counter."""
+class Base(ServiceBase, bind_key="returns"):
+    """Every returns table lives on this service's own metadata, next to its outbox tables."""

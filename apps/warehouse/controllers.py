@@ -7,10 +7,10 @@ import uuid
 from typing import TypeAlias
 
 from litestar import Controller, get, put
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from apps.common.providers import create_service_provider
 from apps.warehouse.schemas import (
     ReservationOut,
     StockLevelOut,
@@ -22,19 +22,11 @@ from apps.warehouse.schemas import (
 )
 from apps.warehouse.services import ReservationService, StockService
 
-__all__ = ["InventoryController", "ReservationController", "provide_reservation_service", "provide_stock_service"]
+__all__ = ["InventoryController", "ReservationController"]
 
 # The request's services, injected by parameter name.
 Stocks: TypeAlias = NamedDependency[StockService]
 Reservations: TypeAlias = NamedDependency[ReservationService]
-
-
-def provide_stock_service(db_session: NamedDependency[AsyncSession]) -> StockService:
-    return StockService(db_session)
-
-
-def provide_reservation_service(db_session: NamedDependency[AsyncSession]) -> ReservationService:
-    return ReservationService(db_session)
 
 
 class InventoryController(Controller):
@@ -42,7 +34,7 @@ class InventoryController(Controller):
 
     path = "/api/inventory"
     tags = ["inventory"]
-    dependencies = {"stocks": Provide(provide_stock_service, sync_to_thread=False)}
+    dependencies = {"stocks": create_service_provider(StockService)}
 
     @put("/{product_id:uuid}")
     async def set_stock(
@@ -62,7 +54,7 @@ class ReservationController(Controller):
 
     path = "/api/reservations"
     tags = ["reservations"]
-    dependencies = {"reservations": Provide(provide_reservation_service, sync_to_thread=False)}
+    dependencies = {"reservations": create_service_provider(ReservationService)}
 
     @get()
     async def list_reservations(

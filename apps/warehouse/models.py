@@ -6,7 +6,6 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from advanced_alchemy.base import AdvancedDeclarativeBase
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -17,38 +16,17 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
-from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from outbox.models import AggregateVersionMixin, InboxMixin, OutboxEventMixin
+from apps.common.models import ServiceBase, timestamp
 
 
-class Base(AdvancedDeclarativeBase, AsyncAttrs):
-    """Every warehouse table lives on this service's own metadata (bind key "warehouse")."""
-
-    __abstract__ = True
-    __bind_key__ = "warehouse"
-
-
-class EventStore(OutboxEventMixin, Base):
-    """The warehouse outbox (the seed's event_store)."""
-
-
-class AggregateVersion(AggregateVersionMixin, Base):
-    """Per-aggregate event_version counter."""
-
-
-class Inbox(InboxMixin, Base):
-    """Events the warehouse-reservations group applied here (insert-first idempotency)."""
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+class Base(ServiceBase, bind_key="warehouse", inbox=True):
+    """Every warehouse table lives on this service's own metadata, next to its outbox tables."""
 
 
 class Warehouse(Base):
@@ -62,8 +40,8 @@ class Warehouse(Base):
     code: Mapped[str] = mapped_column(String(50), unique=True)
     name: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+    created_at: Mapped[dt.datetime] = timestamp()
+    updated_at: Mapped[dt.datetime] = timestamp()
 
 
 class StockLevel(Base):
@@ -86,7 +64,7 @@ class StockLevel(Base):
     )
     on_hand: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     reserved: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+    updated_at: Mapped[dt.datetime] = timestamp()
 
 
 class Reservation(Base):
@@ -105,8 +83,8 @@ class Reservation(Base):
     reason: Mapped[str | None] = mapped_column(String(50))
     # [{product_id, requested, available}] as published in inventory.reservation_failed.
     shortages: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default=text("'[]'::jsonb"))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, server_default=func.now())
+    created_at: Mapped[dt.datetime] = timestamp()
+    updated_at: Mapped[dt.datetime] = timestamp()
     released_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     # lazy="raise": under asyncio a lazy load cannot happen; reads ask for the items explicitly.
