@@ -54,7 +54,10 @@ class SalesController(Controller):
             str | None,
             QueryParameter(
                 format=OpenAPIFormat.DATE,
-                description=f"last day, inclusive (default: today, UTC); at most {MAX_WINDOW_DAYS} days in all",
+                description=(
+                    f"last day, inclusive (default: today, UTC); a longer range than {MAX_WINDOW_DAYS} days is cut "
+                    "to its first days, one after its end is empty"
+                ),
             ),
         ] = None,
         currency: CurrencyFilter = None,

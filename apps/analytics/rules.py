@@ -46,7 +46,7 @@ __all__ = [
     "DayDelta",
     "ProductDelta",
     "SalesDelta",
-    "check_window",
+    "clamp_window",
     "fold",
     "parse_day",
     "report_window",
@@ -154,19 +154,24 @@ def parse_day(field: str, value: str) -> dt.date:
 def report_window(first: str | None, last: str | None, *, today: dt.date) -> tuple[dt.date, dt.date]:
     """The inclusive day range of a daily report from the raw ``from`` and ``to`` query values.
 
-    ``to`` defaults to today (UTC); ``from`` to 29 days before ``to``, so the default is 30 days.
+    ``to`` defaults to today (UTC); ``from`` to 29 days before ``to``, so the default is 30 days. Every
+    pair of calendar days is a range: one that starts after it ends is empty, and one longer than
+    ``MAX_WINDOW_DAYS`` is cut to its first ``MAX_WINDOW_DAYS`` days (the client asks again from the day
+    after). Date arithmetic stops at the calendar's ends (0001-01-01, 9999-12-31) instead of overflowing.
     """
     end = today if last is None else parse_day("to", last)
-    start = end - dt.timedelta(days=DEFAULT_WINDOW_DAYS - 1) if first is None else parse_day("from", first)
-    return check_window(start, end)
+    start = _days_before(end, DEFAULT_WINDOW_DAYS - 1) if first is None else parse_day("from", first)
+    return clamp_window(start, end)
 
 
-def check_window(first: dt.date, last: dt.date) -> tuple[dt.date, dt.date]:
-    """Refuse a reversed or overlong range, naming the parameter to change."""
-    if first > last:
-        raise InvalidField("from", "must not be after `to` (which defaults to today, UTC)", source="query")
-    if (last - first).days + 1 > MAX_WINDOW_DAYS:
-        raise InvalidField(
-            "to", f"the range from `from` to `to` may cover at most {MAX_WINDOW_DAYS} days", source="query"
-        )
-    return first, last
+def clamp_window(first: dt.date, last: dt.date) -> tuple[dt.date, dt.date]:
+    """At most ``MAX_WINDOW_DAYS`` days from ``first``; ``first`` after ``last`` stays an empty range."""
+    return first, min(last, _days_after(first, MAX_WINDOW_DAYS - 1))
+
+
+def _days_before(day: dt.date, days: int) -> dt.date:
+    return day - dt.timedelta(days=min(days, (day - dt.date.min).days))
+
+
+def _days_after(day: dt.date, days: int) -> dt.date:
+    return day + dt.timedelta(days=min(days, (dt.date.max - day).days))

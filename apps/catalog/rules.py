@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Final, Literal
 
 from apps.common.errors import InvalidField
+from apps.common.fields import has_control_characters
 
 __all__ = [
     "ACTIVE",
@@ -16,6 +17,7 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_PRICE",
     "MAX_SKU_LENGTH",
+    "PRICE_PATTERN",
     "SKU_PATTERN",
     "Status",
     "check_currency",
@@ -34,6 +36,10 @@ DELETED: Final = "deleted"
 # database overflow (a 500, or a rolled-back transaction) into a 400 that names the field.
 PRICE_EXPONENT: Final = Decimal("0.01")
 MAX_PRICE: Final = Decimal("99999999.99")
+# A price as a decimal string: at most eight integer digits (no leading zero) and at most two decimals.
+PRICE_PATTERN: Final = r"^(0|[1-9][0-9]{0,7})(\.[0-9]{1,2})?$"
+_PRICE_RE: Final = re.compile(PRICE_PATTERN)
+_PRICE_FORMAT: Final = f"must be a decimal string from 0 to {MAX_PRICE} with at most 2 decimal places, e.g. 19.90"
 
 # ISO 4217 alphabetic codes: three uppercase Latin letters. Whether a code is currently assigned is a
 # pricing policy question, not a format one, so it is not checked here.
@@ -52,8 +58,18 @@ MAX_NAME_LENGTH: Final = 500  # products.name is VARCHAR(500)
 _SETTABLE: Final = frozenset({ACTIVE, INACTIVE})
 
 
-def check_price(price: Decimal) -> Decimal:
-    """Return ``price`` with exactly two decimal places, or raise if it is not a valid price."""
+def check_price(price: Decimal | str | float) -> Decimal:
+    """Return ``price`` with exactly two decimal places, or raise if it is not a valid price.
+
+    A string must match ``PRICE_PATTERN`` (what the request schema declares). A JSON number is a binary
+    float to most clients, so it is taken to the nearest cent once it is within the limits.
+    """
+    if isinstance(price, str):
+        if not _PRICE_RE.fullmatch(price):
+            raise InvalidField("price", _PRICE_FORMAT)
+        price = Decimal(price)
+    elif isinstance(price, float):
+        return _price_from_number(price)
     if not price.is_finite():
         raise InvalidField("price", "must be a finite number")
     if price < 0:
@@ -70,6 +86,14 @@ def check_price(price: Decimal) -> Decimal:
         raise InvalidField("price", "must have at most 2 decimal places")
     # -0.00 compares equal to 0 but would be stored and shown with its sign.
     return quantized.copy_abs() if quantized.is_zero() else quantized
+
+
+def _price_from_number(number: float) -> Decimal:
+    price = Decimal(repr(number))  # the shortest decimal that reads back as this float: what the client wrote
+    if not price.is_finite() or price < 0 or price > MAX_PRICE:
+        raise InvalidField("price", f"must be between 0 and {MAX_PRICE}")
+    rounded = price.quantize(PRICE_EXPONENT, rounding=ROUND_HALF_EVEN)
+    return rounded.copy_abs() if rounded.is_zero() else rounded
 
 
 def check_currency(currency: str) -> str:
@@ -90,7 +114,10 @@ def check_sku(sku: str) -> str:
 
 
 def check_name(name: str) -> str:
-    """Return the name without surrounding whitespace; it must not be blank or too long."""
+    """Return the name without surrounding whitespace; it must not be blank, too long or hold control
+    characters (``LINE_PATTERN``, which the request schema declares)."""
+    if has_control_characters(name):
+        raise InvalidField("name", "must not contain control characters")
     stripped = name.strip()
     if not stripped:
         raise InvalidField("name", "must not be blank")

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from apps.catalog.rules import CURRENCY_PATTERN, MAX_NAME_LENGTH, MAX_SKU_LENGTH, SKU_PATTERN
+from apps.catalog.rules import (
+    CURRENCY_PATTERN,
+    MAX_NAME_LENGTH,
+    MAX_PRICE,
+    MAX_SKU_LENGTH,
+    PRICE_PATTERN,
+    SKU_PATTERN,
+)
+from apps.common.fields import LINE_PATTERN, NO_NUL_PATTERN
 
 if TYPE_CHECKING:
     from apps.catalog.models import Product
@@ -38,10 +46,22 @@ MAX_DESCRIPTION_LENGTH = 10_000
 MAX_VALIDATE_IDS = 500  # an order has far fewer lines; the cap keeps one request's IN list bounded
 
 Sku = Annotated[str, Meta(min_length=1, max_length=MAX_SKU_LENGTH, pattern=SKU_PATTERN, examples=["TSHIRT-RED-M"])]
-Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
+Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH, pattern=LINE_PATTERN, examples=["Red shirt"])]
 Currency = Annotated[str, Meta(pattern=CURRENCY_PATTERN, description="ISO 4217 code", examples=["USD"])]
-Description = Annotated[str, Meta(max_length=MAX_DESCRIPTION_LENGTH)]
+Description = Annotated[str, Meta(max_length=MAX_DESCRIPTION_LENGTH, pattern=NO_NUL_PATTERN)]
 Money = Annotated[Decimal, Meta(description="decimal string, at most 2 decimal places", examples=["19.90"])]
+# A price in a request: a decimal string (exact), or a JSON number, which is taken to the nearest cent.
+PriceIn = (
+    Annotated[
+        str,
+        Meta(
+            pattern=PRICE_PATTERN,
+            description=f"decimal string, 0 to {MAX_PRICE}, at most 2 decimal places",
+            examples=["19.90"],
+        ),
+    ]
+    | Annotated[float, Meta(ge=0, le=float(MAX_PRICE), description="a number, rounded to the cent")]
+)
 
 
 class ProductCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -49,7 +69,7 @@ class ProductCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     sku: Sku
     name: Name
-    price: Money
+    price: PriceIn
     currency: Currency = "USD"
     description: Description | None = None
     category_id: uuid.UUID | None = None
@@ -62,7 +82,7 @@ class ProductUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """
 
     name: Name | UnsetType = UNSET
-    price: Money | UnsetType = UNSET
+    price: PriceIn | UnsetType = UNSET
     currency: Currency | UnsetType = UNSET
     description: Description | UnsetType | None = UNSET
     category_id: uuid.UUID | UnsetType | None = UNSET

@@ -3,17 +3,27 @@ session-per-request config the HTTP apps use."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from advanced_alchemy.config import AlembicAsyncConfig, AsyncSessionConfig, SQLAlchemyAsyncConfig
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig as LitestarAlchemyConfig
-from sqlalchemy.ext.asyncio import create_async_engine
+from advanced_alchemy.extensions.litestar._utils import delete_aa_scope_state, get_aa_scope_state
+from advanced_alchemy.extensions.litestar.plugins.init.config.common import SESSION_TERMINUS_ASGI_EVENTS
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from apps.common.topology import ServiceSpec, database_url
 
+if TYPE_CHECKING:
+    from litestar.types import Message, Scope
+
 APPS = Path(__file__).resolve().parent.parent
+log = logging.getLogger("apps.db")
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,9 @@ def alchemy_config(spec: ServiceSpec, pool: PoolSettings | None = None) -> SQLAl
         max_overflow=pool.max_overflow,
         pool_recycle=pool.recycle_s,
         pool_timeout=pool.timeout_s,
-        pool_pre_ping=False,
+        # After a PostgreSQL restart every pooled connection is dead; without a ping each one failed its
+        # next request with a 503. The ping (one round trip at checkout) finds it dead and reconnects.
+        pool_pre_ping=True,
     )
     return SQLAlchemyAsyncConfig(
         engine_instance=engine,
@@ -76,4 +88,29 @@ def litestar_alchemy_config(spec: ServiceSpec) -> LitestarAlchemyConfig:
     """
     base = alchemy_config(spec)
     shared = {f.name: getattr(base, f.name) for f in fields(base) if f.init}
-    return LitestarAlchemyConfig(**shared, set_default_exception_handler=False)
+    config = LitestarAlchemyConfig(**shared, set_default_exception_handler=False)
+    config.before_send_handler = session_closer(config.session_scope_key)
+    return config
+
+
+def session_closer(session_scope_key: str) -> Callable[[Message, Scope], Awaitable[None]]:
+    """The before-send hook that closes the request's session as its answer starts, and never raises.
+
+    It runs as the response starts, so an error here would turn an answer already decided (a 503 while
+    PostgreSQL restarts) into the server's 500: closing rolls back on a connection that may be dead. A
+    failed close is logged and the session's connections invalidated, so the pool never reuses them.
+    """
+
+    async def close_session(message: Message, scope: Scope) -> None:
+        session = cast("AsyncSession | None", get_aa_scope_state(scope, session_scope_key))
+        if session is None or message["type"] not in SESSION_TERMINUS_ASGI_EVENTS:
+            return
+        delete_aa_scope_state(scope, session_scope_key)
+        try:
+            await session.close()
+        except Exception as exc:  # whatever the close hits, the client's answer stands
+            log.warning("session close failed; connection discarded", extra={"error": type(exc).__name__})
+            with contextlib.suppress(Exception):
+                await session.invalidate()
+
+    return close_session

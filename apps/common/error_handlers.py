@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
+import asyncpg
 import msgspec
 from advanced_alchemy.exceptions import IntegrityError as RepositoryIntegrityError
 from advanced_alchemy.exceptions import NotFoundError, RepositoryError
@@ -41,10 +42,19 @@ _UNAVAILABLE: Final = (
     sa_exc.InterfaceError,  # the connection is gone
     sa_exc.DisconnectionError,
     sa_exc.TimeoutError,  # no pooled connection within pool_timeout
+    asyncpg.InterfaceError,  # "connection is closed": asyncpg's own, often wrapped as a plain DBAPIError
 )
+# SQLSTATE classes of an outage rather than a bad request: 08 connection exception (the connection
+# was lost), 53 insufficient resources (too many connections), 57 operator intervention (the server is
+# shutting down or "starting up", a query was cancelled). asyncpg raises them as its own classes, which
+# SQLAlchemy wraps as a plain DBAPIError, so they are told apart by code.
+_UNAVAILABLE_SQLSTATE_CLASSES: Final = frozenset({"08", "53", "57"})
+# Class 22, data exception: a value the database refused (numeric overflow, a NUL in a text, a date out
+# of range), also a plain DBAPIError.
+_DATA_SQLSTATE_CLASS: Final = "22"
 _CONFLICT_DETAIL: Final = "The request conflicts with existing data"
 _INVALID_VALUE_DETAIL: Final = "A value is invalid or out of range"
-_UNAVAILABLE_DETAIL: Final = "Service temporarily unavailable: a backing service could not be reached; retry later"
+_UNAVAILABLE_DETAIL: Final = "The database is unavailable; retry later"
 RETRY_AFTER_S: Final = "5"
 
 
@@ -184,12 +194,23 @@ def _raised_by_us(exc: BaseException) -> bool:
     return not isinstance(exc.__cause__, sa_exc.SQLAlchemyError)
 
 
+def _sqlstate_class(exc: BaseException) -> str:
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return code[:2] if isinstance(code, str) else ""
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, _UNAVAILABLE)
+        or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated)
+        or _sqlstate_class(exc) in _UNAVAILABLE_SQLSTATE_CLASSES
+    )
+
+
 def classify_database_error(exc: BaseException) -> tuple[int, str]:
     """Status code and client-safe detail for a database or repository error."""
     chain = list(_chain(exc))
-    if any(
-        isinstance(e, _UNAVAILABLE) or (isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated) for e in chain
-    ):
+    if any(_is_unavailable(e) for e in chain):
         return HTTP_503_SERVICE_UNAVAILABLE, _UNAVAILABLE_DETAIL
     if isinstance(exc, NotFoundError):
         return HTTP_404_NOT_FOUND, exc.detail if _raised_by_us(exc) and exc.detail else "Not found"
@@ -197,7 +218,7 @@ def classify_database_error(exc: BaseException) -> tuple[int, str]:
         return HTTP_409_CONFLICT, exc.detail or _CONFLICT_DETAIL
     if any(isinstance(e, sa_exc.IntegrityError) for e in chain):
         return HTTP_409_CONFLICT, _CONFLICT_DETAIL
-    if any(isinstance(e, sa_exc.DataError) for e in chain):
+    if any(isinstance(e, sa_exc.DataError) or _sqlstate_class(e) == _DATA_SQLSTATE_CLASS for e in chain):
         # A value the database refused (overflow, bad encoding): input that slipped past validation.
         return HTTP_400_BAD_REQUEST, _INVALID_VALUE_DETAIL
     return HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error"
@@ -211,8 +232,11 @@ def database_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     """
     status_code, detail = classify_database_error(exc)
     _log_error(request, status_code, exc)
-    headers = {"Retry-After": RETRY_AFTER_S} if status_code == HTTP_503_SERVICE_UNAVAILABLE else None
-    return _error_response(status_code, detail, headers=headers)
+    if status_code == HTTP_503_SERVICE_UNAVAILABLE:
+        return _error_response(
+            status_code, detail, extra=[{"dependency": "database"}], headers={"Retry-After": RETRY_AFTER_S}
+        )
+    return _error_response(status_code, detail)
 
 
 def exception_handlers() -> dict[int | type[Exception], Handler]:

@@ -17,6 +17,8 @@ What every service gets from it, each from its own module:
 - JSON log lines (one object per line) and one access-log line per request (``apps/common/logs.py``).
 - Errors mapped (``apps/common/error_handlers.py``) so that bad input is a 4xx naming the field and a
   database outage a 503, and no response ever carries SQL, parameter values or a traceback.
+- An OpenAPI document that says what the service does (``apps/common/openapi.py``): every operation's
+  error answers, unknown body fields refused, ``Allow`` listing every method of a path.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from litestar.types import ControllerRouterHandler
 
 from apps.common.db import litestar_alchemy_config
 from apps.common.error_handlers import Handler, exception_handlers
-from apps.common.logs import AccessLogMiddleware, logging_config
+from apps.common.logs import AccessLogMiddleware, SentStatusPrometheusMiddleware, logging_config
+from apps.common.openapi import AllowHeaderMiddleware, StrictStructSchemaPlugin, document_error_responses
 from apps.common.probes import READINESS_CHECKS, MetricsController, ProbeController, ReadinessCheck
 from apps.common.topology import ServiceSpec
 
@@ -72,15 +75,14 @@ def create_service_app(
     """
     handlers = exception_handlers()
     handlers.update(extra_exception_handlers or {})
-    return Litestar(
+    metrics = PrometheusConfig(
+        app_name=spec.name, prefix="commerce", group_path=True, middleware_class=SentStatusPrometheusMiddleware
+    )
+    app = Litestar(
         route_handlers=[ProbeController, MetricsController, *controllers],
         dependencies=dict(dependencies or {}),
-        plugins=[SQLAlchemyPlugin(config=litestar_alchemy_config(spec))],
-        middleware=[
-            PrometheusConfig(app_name=spec.name, prefix="commerce", group_path=True).middleware,
-            AccessLogMiddleware(),
-            *middleware,
-        ],
+        plugins=[SQLAlchemyPlugin(config=litestar_alchemy_config(spec)), StrictStructSchemaPlugin()],
+        middleware=[metrics.middleware, AccessLogMiddleware(), AllowHeaderMiddleware(), *middleware],
         exception_handlers=handlers,
         logging_config=logging_config(spec),
         openapi_config=OpenAPIConfig(
@@ -97,3 +99,5 @@ def create_service_app(
         state=State({"service": spec.name, READINESS_CHECKS: dict(readiness_checks or {})}),
         debug=debug,
     )
+    document_error_responses(app)
+    return app

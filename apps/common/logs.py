@@ -7,17 +7,19 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from litestar.enums import ScopeType
 from litestar.logging.config import LoggingConfig
 from litestar.middleware import ASGIMiddleware
+from litestar.plugins.prometheus import PrometheusMiddleware
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from apps.common.topology import ServiceSpec
 
-__all__ = ["AccessLogMiddleware", "JsonLogFormatter", "logging_config"]
+__all__ = ["AccessLogMiddleware", "JsonLogFormatter", "SentStatusPrometheusMiddleware", "logging_config"]
 
 log = logging.getLogger("apps.http")
 
@@ -84,7 +86,8 @@ def _is_probe_or_scrape(scope: Scope) -> bool:
 
 
 class AccessLogMiddleware(ASGIMiddleware):
-    """One line per request: method, route, status, duration. Probes and scrapes are not logged."""
+    """One line per request: method, route, the status the client received, duration. Probes and scrapes
+    are not logged."""
 
     scopes = (ScopeType.HTTP,)
     should_bypass_for_scope = staticmethod(_is_probe_or_scrape)
@@ -95,9 +98,11 @@ class AccessLogMiddleware(ASGIMiddleware):
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
+            await send(message)
+            # Only once it is sent: a start that fails to go out (a before-send hook raising) becomes
+            # the server's own 500, and a status sent before the app raised stays what the client got.
             if message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
 
         try:
             await next_app(scope, receive, send_wrapper)
@@ -113,3 +118,25 @@ class AccessLogMiddleware(ASGIMiddleware):
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
+
+
+class SentStatusPrometheusMiddleware(PrometheusMiddleware):
+    """Litestar's HTTP metrics, counted under the status the client received.
+
+    The stock middleware takes the status from the start message before passing it on, and counts a
+    request that raised before any answer as a 200; here the status is recorded once the start is sent,
+    and a request that never sent one counts as the server's 500.
+    """
+
+    def _get_wrapped_send(self, send: Send, request_span: dict[str, float]) -> Callable[[Message], Any]:
+        request_span["status_code"] = HTTP_500_INTERNAL_SERVER_ERROR
+
+        async def wrapped_send(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                request_span["end_time"] = time.perf_counter()
+                request_span["duration"] = request_span["end_time"] - request_span["start_time"]
+            await send(message)
+            if message["type"] == "http.response.start":
+                request_span["status_code"] = message["status"]
+
+        return wrapped_send

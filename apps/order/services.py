@@ -161,7 +161,7 @@ class OrderService:
     ) -> tuple[list[OrderView], str | None]:
         """A customer's orders, newest first, by keyset over (created_at, id)."""
         query = select(Order).where(Order.customer_id == str(customer_id))
-        if cursor is not None:
+        if cursor:
             created_at, last_id = decode_cursor(cursor)
             query = query.where(tuple_(Order.created_at, Order.id) < tuple_(literal(created_at), literal(last_id)))
         query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)

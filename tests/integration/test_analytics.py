@@ -306,13 +306,34 @@ async def test_top_products_of_all_currencies_are_ordered_by_revenue_then_units(
 
 
 @pytest.mark.parametrize(
+    ("params", "first", "last"),
+    [
+        # Regression: the default `from` (29 days before `to`) overflowed before year 1 and answered 500.
+        ({"to": "0001-01-01"}, "0001-01-01", "0001-01-01"),
+        ({"from": "9999-12-31", "to": "9999-12-31"}, "9999-12-31", "9999-12-31"),
+        ({"from": "2001-03-15", "to": "2001-03-14"}, None, None),  # starts after it ends: empty
+        ({"from": "2001-01-01", "to": "2002-01-02"}, "2001-01-01", "2001-12-31"),  # 367 days: cut to 366
+    ],
+)
+async def test_any_two_calendar_days_are_a_range_answered_with_200(
+    client: Client, params: dict[str, str], first: str | None, last: str | None
+) -> None:
+    response = await client.get(DAILY, params=params)
+
+    assert response.status_code == 200, response.text
+    days = [row["day"] for row in response.json()]
+    if first is None or last is None:
+        assert days == []
+    else:
+        assert all(first <= day <= last for day in days)
+
+
+@pytest.mark.parametrize(
     ("path", "params", "field"),
     [
-        (DAILY, {"from": "2001-03-15", "to": "2001-03-14"}, "from"),
         (DAILY, {"from": "14.03.2001"}, "from"),
         (DAILY, {"from": ""}, "from"),
         (DAILY, {"to": "2001-02-30"}, "to"),
-        (DAILY, {"from": "2001-01-01", "to": "2002-01-02"}, "to"),  # 367 days
         (DAILY, {"currency": "usd"}, "currency"),
         (TOP, {"limit": "0"}, "limit"),
         (TOP, {"limit": "101"}, "limit"),

@@ -1,0 +1,35 @@
+"""Patterns for text fields that the request schemas declare (so OpenAPI shows them) and the rules enforce.
+
+A pattern here says exactly what the service accepts: the schema refuses what it does not match, and the
+rules accept everything it does match, so the document and the server agree (a fuzzer checks both ways).
+Patterns are anchored and use only syntax that Python's ``re`` and ECMA-262 (JSON Schema) read alike.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = ["LINE_PATTERN", "NO_NUL_PATTERN", "has_control_characters"]
+
+# Unicode category Cc: C0 controls, DEL, C1 controls. PostgreSQL refuses NUL outright; the others do not
+# belong in a name or an address line.
+_CONTROLS: Final = r"\x00-\x1f\x7f-\x9f"
+# What str.strip() removes besides controls (str.isspace), spelt out: ECMA's \s and Python's differ.
+_SPACES: Final = r" \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+# One line of text: no control characters anywhere, and something besides spaces.
+LINE_PATTERN: Final = rf"^[^{_CONTROLS}]*[^{_CONTROLS}{_SPACES}][^{_CONTROLS}]*$"
+# Free text (a description, a note): anything but NUL, which PostgreSQL cannot store.
+NO_NUL_PATTERN: Final = r"^[^\x00]*$"
+
+_CONTROL_RE: Final = re.compile(f"[{_CONTROLS}]")
+
+
+def has_control_characters(value: str) -> bool:
+    """Whether ``value`` holds a control character anywhere, a trailing newline included.
+
+    Rules check this on the raw value: Python's ``$`` also matches before a final newline, so a pattern
+    alone would let ``"Ada\\n"`` through where JSON Schema refuses it.
+    """
+    return _CONTROL_RE.search(value) is not None
