@@ -1,0 +1,85 @@
+"""The sandbox provider's HTTP API, shaped like a card provider's (run: python -m apps.payment_sandbox).
+
+    POST /v1/authorizations                 {amount, currency, source: token, reference}  201 | 402 declined
+    POST /v1/authorizations/{id}/capture    {amount?}                                     200
+    POST /v1/authorizations/{id}/void       {}                                            200
+    POST /v1/refunds                        {authorization, amount?}                      201
+    GET  /v1/ledger?reference=              authorizations made for a reference, live count, requests
+    GET  /health
+
+Every POST needs an Idempotency-Key header. Errors are {"error": {type, code, message}}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from litestar import Litestar, Request, Response, get, post
+from litestar.datastructures import State
+
+from apps.payment_sandbox.ledger import Answer, Ledger
+from apps.payment_sandbox.provider import Provider, error
+
+__all__ = ["create_app", "ledger_path"]
+
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+def ledger_path() -> Path:
+    return Path(os.environ.get("PAYMENT_SANDBOX_DB", REPO / ".stack" / "payment-sandbox" / "ledger.sqlite3"))
+
+
+def _respond(answer: Answer) -> Response[Any]:
+    return Response(answer.body, status_code=answer.status_code)
+
+
+@post("/v1/{path:path}", status_code=200)
+async def provider_call(request: Request[Any, Any, Any], path: str, state: State) -> Response[Any]:
+    key = request.headers.get("idempotency-key", "")
+    if not key or len(key) > 255:
+        return _respond(error(400, "invalid_request_error", "idempotency_key_missing", "Idempotency-Key is required"))
+    try:
+        params = msgspec.json.decode(await request.body() or b"{}")
+    except msgspec.DecodeError:
+        params = None
+    if not isinstance(params, dict):
+        return _respond(error(400, "invalid_request_error", "body_invalid", "the body must be a JSON object"))
+    provider: Provider = state.provider
+    answer = provider.call(key, f"/v1/{path.strip('/')}", params)
+    # tok_slow: the decision is made and stored already; only the answer waits (for every caller of the key).
+    delay = answer.ready_at - time.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+    return _respond(answer)
+
+
+@get("/v1/ledger")
+async def ledger_for(reference: str, state: State) -> dict[str, Any]:
+    provider: Provider = state.provider
+    return provider.ledger.for_reference(reference)
+
+
+@get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@asynccontextmanager
+async def _open_ledger(app: Litestar) -> AsyncIterator[None]:
+    ledger = Ledger(ledger_path())
+    app.state.provider = Provider(ledger)
+    try:
+        yield
+    finally:
+        ledger.close()
+
+
+def create_app() -> Litestar:
+    return Litestar(route_handlers=[provider_call, ledger_for, health], lifespan=[_open_ledger], openapi_config=None)

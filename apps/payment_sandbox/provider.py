@@ -1,0 +1,156 @@
+"""What the sandbox provider decides, in a card provider's style (amounts in integer minor units).
+
+Every call carries an Idempotency-Key: the first answer for a key is stored and every later call with the
+same key and the same parameters gets it again without doing anything (no second charge); the same key
+with other parameters is refused. Transient failures (5xx) are not stored, so a retry may succeed.
+
+Test tokens: ``tok_visa`` / ``tok_mastercard`` approve, ``tok_chargeDeclined`` (and
+``tok_chargeDeclinedInsufficientFunds``) decline with a 402, ``tok_slow`` approves but the answer is sent
+only after SANDBOX_SLOW_DELAY_S (to every call with that key until then), ``tok_flaky`` answers 503 twice
+per key and then approves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Any, Final
+
+from apps.payment_sandbox.ledger import Answer, Ledger
+
+__all__ = ["Provider"]
+
+APPROVING: Final = frozenset({"tok_visa", "tok_mastercard", "tok_slow", "tok_flaky"})
+DECLINES: Final = {"tok_chargeDeclined": "card_declined", "tok_chargeDeclinedInsufficientFunds": "insufficient_funds"}
+FLAKY_FAILURES: Final = 2
+
+
+def slow_delay_s() -> float:
+    return float(os.environ.get("SANDBOX_SLOW_DELAY_S", "8"))
+
+
+def error(status_code: int, kind: str, code: str, message: str) -> Answer:
+    return Answer(status_code, {"error": {"type": kind, "code": code, "message": message}})
+
+
+def _invalid(code: str, message: str) -> Answer:
+    return error(400, "invalid_request_error", code, message)
+
+
+def fingerprint(path: str, params: dict[str, Any]) -> str:
+    return hashlib.sha256(f"{path} {json.dumps(params, sort_keys=True)}".encode()).hexdigest()
+
+
+def _positive_amount(params: dict[str, Any], field: str = "amount") -> int | None:
+    value = params.get(field)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+class Provider:
+    """The sandbox's decisions on top of its ledger."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def call(self, key: str, path: str, params: dict[str, Any]) -> Answer:
+        """Answer a call idempotently: the stored answer for the key, or a new decision (stored unless 5xx)."""
+        print_ = fingerprint(path, params)
+        stored = self.ledger.stored(key)
+        if stored is not None:
+            replay = stored.answer
+            if stored.fingerprint != print_:
+                replay = _invalid("idempotency_key_reused", "this Idempotency-Key was used with other parameters")
+            self.ledger.log_request(key, path, replay.status_code, replayed=True)
+            return replay
+        answer = self._decide(key, path, params)
+        if answer.status_code < 500:
+            self.ledger.store(key, print_, answer)
+        self.ledger.log_request(key, path, answer.status_code, replayed=False)
+        return answer
+
+    def _decide(self, key: str, path: str, params: dict[str, Any]) -> Answer:
+        parts = path.strip("/").split("/")
+        if parts == ["v1", "authorizations"]:
+            return self._authorize(key, params)
+        if len(parts) == 4 and parts[:2] == ["v1", "authorizations"] and parts[3] == "capture":
+            return self._capture(parts[2], params)
+        if len(parts) == 4 and parts[:2] == ["v1", "authorizations"] and parts[3] == "void":
+            return self._void(parts[2])
+        if parts == ["v1", "refunds"]:
+            return self._refund(params)
+        return error(404, "invalid_request_error", "unknown_endpoint", f"no endpoint {path}")
+
+    def _authorize(self, key: str, params: dict[str, Any]) -> Answer:
+        amount = _positive_amount(params)
+        currency, token, reference = params.get("currency"), params.get("source"), params.get("reference")
+        if amount is None:
+            return _invalid("parameter_invalid_integer", "amount must be a positive integer (minor units)")
+        if not isinstance(currency, str) or len(currency) != 3:
+            return _invalid("parameter_invalid_currency", "currency must be a 3-letter code")
+        if not isinstance(reference, str) or not reference:
+            return _invalid("parameter_missing", "reference is required")
+        if not isinstance(token, str) or (token not in APPROVING and token not in DECLINES):
+            return _invalid("token_invalid", f"no such token: {token!r}")
+        if token == "tok_flaky" and self.ledger.count_transient_failure(key) < FLAKY_FAILURES:
+            return error(503, "api_error", "service_unavailable", "temporary failure, retry with the same key")
+        if token in DECLINES:
+            return error(402, "card_error", DECLINES[token], "the card was declined")
+        auth = self.ledger.add_authorization(
+            reference=reference, key=key, token=token, amount=amount, currency=currency.upper()
+        )
+        ready_at = time.time() + slow_delay_s() if token == "tok_slow" else 0.0
+        return Answer(201, _authorization_body(auth), ready_at)
+
+    def _capture(self, auth_id: str, params: dict[str, Any]) -> Answer:
+        auth = self.ledger.authorization(auth_id)
+        if auth is None:
+            return error(404, "invalid_request_error", "resource_missing", f"no authorization {auth_id}")
+        amount = _positive_amount(params) if "amount" in params else auth["amount"]
+        if amount is None or amount > auth["amount"]:
+            return _invalid("amount_too_large", "amount must be positive and at most the authorized amount")
+        if auth["status"] != "authorized":
+            return error(409, "invalid_request_error", "authorization_not_capturable", f"it is {auth['status']}")
+        return Answer(
+            200, _authorization_body(self.ledger.set_authorization(auth_id, status="captured", amount_captured=amount))
+        )
+
+    def _void(self, auth_id: str) -> Answer:
+        auth = self.ledger.authorization(auth_id)
+        if auth is None:
+            return error(404, "invalid_request_error", "resource_missing", f"no authorization {auth_id}")
+        if auth["status"] != "authorized":
+            return error(409, "invalid_request_error", "authorization_not_voidable", f"it is {auth['status']}")
+        return Answer(200, _authorization_body(self.ledger.set_authorization(auth_id, status="voided")))
+
+    def _refund(self, params: dict[str, Any]) -> Answer:
+        auth_id = str(params.get("authorization", ""))
+        auth = self.ledger.authorization(auth_id)
+        if auth is None:
+            return error(404, "invalid_request_error", "resource_missing", f"no authorization {auth_id}")
+        if auth["status"] != "captured":
+            return error(409, "invalid_request_error", "charge_not_refundable", f"it is {auth['status']}")
+        left = auth["amount_captured"] - auth["amount_refunded"]
+        amount = _positive_amount(params) if "amount" in params else left
+        if amount is None or amount > left:
+            return _invalid("amount_too_large", f"at most {left} can be refunded")
+        refund_id = self.ledger.add_refund(auth_id, amount)
+        refunded = auth["amount_refunded"] + amount
+        status = "refunded" if refunded >= auth["amount_captured"] else "captured"
+        self.ledger.set_authorization(auth_id, amount_refunded=refunded, status=status)
+        body = {"id": refund_id, "object": "refund", "authorization": auth_id, "amount": amount, "status": "succeeded"}
+        return Answer(201, body)
+
+
+def _authorization_body(auth: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": auth["id"],
+        "object": "authorization",
+        "status": auth["status"],
+        "amount": auth["amount"],
+        "amount_captured": auth["amount_captured"],
+        "amount_refunded": auth["amount_refunded"],
+        "currency": auth["currency"],
+        "reference": auth["reference"],
+    }

@@ -1,0 +1,119 @@
+"""Unit tests for the provider sandbox's decisions (apps/payment_sandbox/provider.py) on a throwaway ledger
+file: test tokens, idempotency keys, capture/void/refund rules, and a ledger that survives a reopen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from apps.payment_sandbox.ledger import Ledger
+from apps.payment_sandbox.provider import Provider
+
+pytestmark = pytest.mark.unit
+
+AUTH = "/v1/authorizations"
+
+
+def authorization(token: str, reference: str = "order-1", amount: int = 1234) -> dict[str, Any]:
+    return {"amount": amount, "currency": "USD", "source": token, "reference": reference}
+
+
+@pytest.fixture
+def ledger_file(tmp_path: Path) -> Path:
+    return tmp_path / "ledger.sqlite3"
+
+
+@pytest.fixture
+def provider(ledger_file: Path) -> Iterator[Provider]:
+    ledger = Ledger(ledger_file)
+    try:
+        yield Provider(ledger)
+    finally:
+        ledger.close()
+
+
+def test_tok_visa_approves_and_the_same_key_answers_the_same_without_a_second_charge(provider: Provider) -> None:
+    first = provider.call("k1", AUTH, authorization("tok_visa"))
+    again = provider.call("k1", AUTH, authorization("tok_visa"))
+    assert first.status_code == 201
+    assert first.body["status"] == "authorized"
+    assert again == first
+    books = provider.ledger.for_reference("order-1")
+    assert len(books["authorizations"]) == 1
+    assert books["live_authorizations"] == 1
+    assert [r["replayed"] for r in books["authorizations"][0]["requests"]] == [0, 1]
+
+
+def test_the_same_key_with_other_parameters_is_refused(provider: Provider) -> None:
+    provider.call("k1", AUTH, authorization("tok_visa"))
+    reused = provider.call("k1", AUTH, authorization("tok_visa", amount=999))
+    assert reused.status_code == 400
+    assert reused.body["error"]["code"] == "idempotency_key_reused"
+    assert len(provider.ledger.for_reference("order-1")["authorizations"]) == 1
+
+
+def test_tok_charge_declined_declines_with_a_402_every_time(provider: Provider) -> None:
+    declined = provider.call("k1", AUTH, authorization("tok_chargeDeclined"))
+    assert declined.status_code == 402
+    assert declined.body["error"]["code"] == "card_declined"
+    assert provider.call("k1", AUTH, authorization("tok_chargeDeclined")) == declined
+    assert provider.ledger.for_reference("order-1")["authorizations"] == []
+
+
+def test_tok_flaky_fails_twice_per_key_then_approves_once(provider: Provider) -> None:
+    answers = [provider.call("k1", AUTH, authorization("tok_flaky")).status_code for _ in range(4)]
+    assert answers == [503, 503, 201, 201]
+    assert len(provider.ledger.for_reference("order-1")["authorizations"]) == 1
+    # Another key starts its own count.
+    assert provider.call("k2", AUTH, authorization("tok_flaky", "order-2")).status_code == 503
+
+
+def test_tok_slow_decides_at_once_but_answers_after_the_delay(
+    provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SANDBOX_SLOW_DELAY_S", "30")
+    slow = provider.call("k1", AUTH, authorization("tok_slow"))
+    assert slow.status_code == 201
+    assert slow.ready_at > 0
+    assert provider.call("k1", AUTH, authorization("tok_slow")).ready_at == slow.ready_at
+
+
+def test_unknown_tokens_and_bad_parameters_are_400s(provider: Provider) -> None:
+    assert provider.call("k1", AUTH, authorization("tok_nope")).status_code == 400
+    assert provider.call("k2", AUTH, authorization("tok_visa", amount=0)).status_code == 400
+    assert provider.call("k3", AUTH, {**authorization("tok_visa"), "currency": "DOLLARS"}).status_code == 400
+
+
+def test_capture_void_and_refunds_follow_the_authorization(provider: Provider) -> None:
+    auth_id = provider.call("a", AUTH, authorization("tok_visa")).body["id"]
+    assert provider.call("c0", f"{AUTH}/{auth_id}/capture", {"amount": 2000}).status_code == 400
+    captured = provider.call("c1", f"{AUTH}/{auth_id}/capture", {"amount": 1000})
+    assert (captured.status_code, captured.body["amount_captured"]) == (200, 1000)
+    assert provider.call("v", f"{AUTH}/{auth_id}/void", {}).status_code == 409
+    assert provider.call("r1", "/v1/refunds", {"authorization": auth_id, "amount": 600}).status_code == 201
+    assert provider.call("r2", "/v1/refunds", {"authorization": auth_id, "amount": 401}).status_code == 400
+    assert provider.call("r3", "/v1/refunds", {"authorization": auth_id, "amount": 400}).status_code == 201
+    books = provider.ledger.for_reference("order-1")
+    assert books["authorizations"][0]["status"] == "refunded"
+    assert books["live_authorizations"] == 0
+
+
+def test_a_voided_authorization_is_not_live(provider: Provider) -> None:
+    auth_id = provider.call("a", AUTH, authorization("tok_visa")).body["id"]
+    assert provider.call("v", f"{AUTH}/{auth_id}/void", {}).status_code == 200
+    assert provider.ledger.for_reference("order-1")["live_authorizations"] == 0
+
+
+def test_the_ledger_survives_a_restart(ledger_file: Path) -> None:
+    ledger = Ledger(ledger_file)
+    first = Provider(ledger).call("k1", AUTH, authorization("tok_visa"))
+    ledger.close()
+    reopened = Ledger(ledger_file)
+    try:
+        assert Provider(reopened).call("k1", AUTH, authorization("tok_visa")) == first
+        assert len(reopened.for_reference("order-1")["authorizations"]) == 1
+    finally:
+        reopened.close()
