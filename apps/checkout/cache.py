@@ -1,0 +1,138 @@
+"""The checkout service's Redis keys: cached cart views and guest sessions. PostgreSQL stays the truth.
+
+``checkout:cart:{cart_id}`` (hash, TTL = cart view TTL)
+    ``gen``: bumped after every committed change of the cart; ``view``: the cart as JSON, stored only if
+    ``gen`` is still the one read before the database read (a Lua check-and-set), so a reader that raced
+    a writer can never put back a view older than the writer's change.
+``checkout:guest:{sha256(token)}`` (string -> cart id, sliding TTL = cart idle time)
+    A guest's session: every use pushes its expiry out (GETEX ... EX).
+
+Every command goes through ``RedisStore.run``: with Redis down, reads come from PostgreSQL and an
+invalidation that could not be sent is retried on the next command that reaches Redis.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, cast
+
+import msgspec
+from prometheus_client import Counter
+
+from apps.checkout.schemas import CartOut
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from apps.common.redis_store import RedisStore
+
+CART_CACHE = Counter("checkout_cart_cache", "Cart view reads by cache outcome", ["outcome"])
+
+# KEYS[1] cart key; ARGV: generation read before the database read, view JSON, TTL in ms.
+_FILL_IF_CURRENT: Final = """
+if (redis.call('HGET', KEYS[1], 'gen') or '0') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'view', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+# KEYS[1] cart key; ARGV[1] TTL in ms. The generation outlives the view so late fills are refused.
+_INVALIDATE: Final = """
+redis.call('HINCRBY', KEYS[1], 'gen', 1)
+redis.call('HDEL', KEYS[1], 'view')
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+class CachedCart(msgspec.Struct, kw_only=True):
+    """A cart view plus what an access check needs, so a hit needs no database read."""
+
+    view: CartOut
+    guest_token_hash: str | None
+    guest_expires_at: dt.datetime | None
+
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.Decoder(CachedCart)
+
+
+def cart_key(cart_id: uuid.UUID) -> str:
+    return f"checkout:cart:{cart_id}"
+
+
+def guest_key(token_hash: str) -> str:
+    return f"checkout:guest:{token_hash}"
+
+
+@dataclass(frozen=True, slots=True)
+class CartRead:
+    cached: CachedCart | None
+    generation: str  # to pass to fill(); "0" when unknown
+    guest_session_cart: str | None  # the cart id the guest key maps to (None: missing or Redis down)
+
+
+@dataclass
+class CartCache:
+    store: RedisStore
+    view_ttl: dt.timedelta
+    guest_ttl: dt.timedelta
+    _pending: set[uuid.UUID] = field(default_factory=set)
+
+    async def read(self, cart_id: uuid.UUID, token_hash: str | None) -> CartRead:
+        """The cached view and, for a guest, the session key (touched: its TTL slides) in one round trip."""
+        await self._flush_pending()
+
+        async def command(client: Redis) -> list[object]:
+            pipe = client.pipeline(transaction=False)
+            pipe.hmget(cart_key(cart_id), ["gen", "view"])
+            if token_hash is not None:
+                pipe.getex(guest_key(token_hash), ex=self.guest_ttl)
+            return list(await pipe.execute())
+
+        result = await self.store.run(command, "read cart")
+        if result is None:
+            CART_CACHE.labels("unavailable").inc()
+            return CartRead(None, "0", None)
+        gen, view = cast("list[bytes | None]", result[0])
+        guest = result[1] if token_hash is not None else None
+        cached = _decode.decode(view) if view else None
+        CART_CACHE.labels("hit" if cached else "miss").inc()
+        return CartRead(cached, (gen or b"0").decode(), guest.decode() if isinstance(guest, bytes) else None)
+
+    async def fill(self, cart_id: uuid.UUID, generation: str, cached: CachedCart) -> None:
+        ttl_ms = int(self.view_ttl.total_seconds() * 1000)
+
+        async def command(client: Redis) -> object:
+            return await client.eval(_FILL_IF_CURRENT, 1, cart_key(cart_id), generation, _encode(cached), ttl_ms)
+
+        await self.store.run(command, "fill cart view")
+
+    async def invalidate(self, cart_id: uuid.UUID) -> None:
+        """After a committed change; if Redis cannot be told now, it is told on the next command."""
+        self._pending.add(cart_id)
+        await self._flush_pending()
+
+    async def _flush_pending(self) -> None:
+        if not self._pending or self.store.cooling_down:
+            return
+        pending = list(self._pending)
+        ttl_ms = int(self.view_ttl.total_seconds() * 1000)
+
+        async def command(client: Redis) -> object:
+            pipe = client.pipeline(transaction=False)
+            for cart_id in pending:
+                pipe.eval(_INVALIDATE, 1, cart_key(cart_id), ttl_ms)
+            return await pipe.execute()
+
+        if await self.store.run(command, "invalidate cart views") is not None:
+            self._pending.difference_update(pending)
+
+    async def start_guest_session(self, token_hash: str, cart_id: uuid.UUID) -> None:
+        async def command(client: Redis) -> object:
+            return await client.set(guest_key(token_hash), str(cart_id), ex=self.guest_ttl)
+
+        await self.store.run(command, "start guest session")

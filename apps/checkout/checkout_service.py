@@ -1,0 +1,236 @@
+"""CheckoutService: prices a cart into a checkout session (catalog prices, tax, shipping, addresses) and
+completes it once: checkout.completed and the converted cart commit in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from sqlalchemy import select, update
+from uuid_utils.compat import uuid7
+
+from apps.checkout.events import CheckoutAddress, CheckoutCompleted, CheckoutLine
+from apps.checkout.models import CartItem, CheckoutSession, ShippingMethod, TaxRate
+from apps.checkout.rules import (
+    COMPLETED,
+    CONVERTED,
+    INITIALIZED,
+    CartLine,
+    Quote,
+    ShippingOption,
+    check_cart_open,
+    check_cart_unchanged,
+    check_guest_access,
+    check_payment_token,
+    check_session_open,
+    new_checkout_token,
+    quote,
+    reprice,
+)
+from apps.checkout.schemas import lines_to_json
+from apps.checkout.services import now
+from apps.common.errors import InvalidField, NotFound, StateConflict, UnknownReference
+from outbox.writer import add_event
+
+if TYPE_CHECKING:
+    from apps.checkout.clients import SavedAddress
+    from apps.checkout.schemas import Address, CheckoutCreate
+    from apps.checkout.services import CartService
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    session: CheckoutSession
+    replayed: bool  # True when the session had already been completed (by this or another key)
+
+
+def display_status(session: CheckoutSession, at: dt.datetime) -> str:
+    """An open session past its expiry shows as expired (nothing rewrites the row for it)."""
+    return "expired" if session.status == INITIALIZED and session.expires_at <= at else session.status
+
+
+class CheckoutService:
+    def __init__(self, carts: CartService) -> None:
+        self.carts = carts
+        self.session = carts.session
+        self.dependencies = carts.dependencies
+
+    async def start(self, data: CheckoutCreate, token: str | None) -> CheckoutSession:
+        """Price the cart as it is now into a session that can be completed until it expires."""
+        _check_address_choice(data.shipping_address, data.customer_shipping_address_id, "shipping")
+        _check_address_choice(data.billing_address, data.customer_billing_address_id, "billing")
+        check_payment_token(data.payment_method.token)
+        try:
+            cart = await self.carts.open_cart(data.cart_id, token)
+        except NotFound:
+            raise UnknownReference("cart_id", "unknown cart") from None
+        if cart.customer_id is None:
+            for name in ("customer_shipping_address_id", "customer_billing_address_id"):
+                if getattr(data, name) is not None:
+                    raise InvalidField(name, "a guest has no saved addresses: send the address itself")
+        items = await self.carts.items(cart.id)
+        if not items or cart.currency is None:
+            raise StateConflict("cart_id", "the cart is empty")
+        wanted = [CartLine(i.product_id, i.quantity) for i in items]
+        version, currency = cart.updated_at.isoformat(), cart.currency
+        customer_id, guest_hash = cart.customer_id, cart.guest_token
+        await self.session.rollback()  # no pooled connection held during the dependency calls
+
+        wants_saved = data.customer_shipping_address_id or data.customer_billing_address_id
+        prices, saved = await asyncio.gather(
+            self.dependencies.prices([line.product_id for line in wanted]),
+            self.dependencies.addresses(customer_id) if customer_id and wants_saved else _none(),
+        )
+        lines = reprice(wanted, prices, currency)
+        shipping_to = _address(data.shipping_address, data.customer_shipping_address_id, saved, "shipping")
+        billing_to = _address(data.billing_address, data.customer_billing_address_id, saved, "billing")
+        country_field = "customer_shipping_address_id" if data.customer_shipping_address_id else "shipping_address"
+        priced = quote(
+            lines,
+            currency,
+            await self._shipping_option(data.shipping_method_id, currency),
+            await self._tax_rate(shipping_to["country"], f"{country_field}.country"),
+        )
+
+        locked = await self.carts.open_cart(data.cart_id, token, lock=True)
+        check_cart_unchanged(version, locked.updated_at.isoformat())
+        await self._refresh_cart_prices(locked.id, priced)
+        at = now()
+        session = CheckoutSession(
+            id=uuid7(),
+            session_token=new_checkout_token(),
+            customer_id=customer_id or locked.session_id,
+            cart_id=locked.id,
+            status=INITIALIZED,
+            shipping_address=shipping_to,
+            billing_address=billing_to,
+            customer_shipping_address_id=_str(data.customer_shipping_address_id),
+            customer_billing_address_id=_str(data.customer_billing_address_id),
+            payment_method_id=data.payment_method.token,
+            payment_method_type=data.payment_method.type,
+            shipping_method_id=priced.shipping.id,
+            shipping_method_name=priced.shipping.name,
+            shipping_cost=priced.shipping.cost,
+            subtotal=priced.subtotal,
+            tax_amount=priced.tax_amount,
+            shipping_amount=priced.shipping_amount,
+            discount_amount=priced.discount_amount,
+            total_amount=priced.total_amount,
+            currency=currency,
+            metadata_={"lines": lines_to_json(priced.lines), "cart_version": version, "guest_token_hash": guest_hash},
+            created_at=at,
+            updated_at=at,
+            expires_at=at + self.carts.settings.checkout_session_ttl,
+        )
+        self.session.add(session)
+        await self.session.commit()
+        await self.carts.cache.invalidate(locked.id)  # its lines may carry new prices
+        return session
+
+    async def get(self, checkout_id: uuid.UUID, token: str | None, *, lock: bool = False) -> CheckoutSession:
+        query = select(CheckoutSession).where(CheckoutSession.id == checkout_id)
+        session: CheckoutSession | None = await self.session.scalar(query.with_for_update() if lock else query)
+        if session is None:
+            raise NotFound(f"checkout session {checkout_id} not found")
+        check_guest_access(session.metadata_.get("guest_token_hash"), token)
+        return session
+
+    async def complete(self, checkout_id: uuid.UUID, token: str | None, idempotency_key: str) -> Completed:
+        """Once per session, whatever the key: the row lock makes concurrent calls wait for the first."""
+        session = await self.get(checkout_id, token, lock=True)
+        if session.status == COMPLETED:
+            return Completed(session, replayed=True)
+        at = now()
+        check_session_open(session.status, session.expires_at, at)
+        if session.cart_id is None:
+            raise StateConflict("cart_id", "the cart of this checkout no longer exists")
+        cart = await self.carts.get(session.cart_id, lock=True)
+        check_cart_open(cart.status)
+        check_cart_unchanged(session.metadata_.get("cart_version"), cart.updated_at.isoformat())
+        session.status, session.completed_at, session.updated_at = COMPLETED, at, at
+        session.order_id = uuid7()
+        session.metadata_ = {**session.metadata_, "idempotency_key": idempotency_key}
+        cart.status, cart.updated_at = CONVERTED, at
+        await add_event(self.session, session.id, _completed(session, is_guest=cart.customer_id is None))
+        await self.session.commit()
+        await self.carts.cache.invalidate(cart.id)
+        return Completed(session, replayed=False)
+
+    async def _shipping_option(self, method_id: str, currency: str) -> ShippingOption:
+        method = await self.session.get(ShippingMethod, (method_id, currency))
+        if method is None or not method.is_active:
+            raise UnknownReference("shipping_method_id", f"no shipping method {method_id!r} for {currency}")
+        return ShippingOption(method.id, method.name, method.cost)
+
+    async def _tax_rate(self, country: str, field: str) -> Decimal:
+        rate = await self.session.get(TaxRate, country)
+        if rate is None:
+            raise UnknownReference(field, f"we do not ship to {country}")
+        return rate.rate
+
+    async def _refresh_cart_prices(self, cart_id: uuid.UUID, priced: Quote) -> None:
+        """The cart shows what the checkout charges: today's catalog prices (the cart's version stays)."""
+        for line in priced.lines:
+            await self.session.execute(
+                update(CartItem)
+                .where(CartItem.cart_session_id == cart_id, CartItem.product_id == line.product_id)
+                .where(CartItem.unit_price.is_distinct_from(line.unit_price))
+                .values(unit_price=line.unit_price, total_price=line.total_price, updated_at=now())
+            )
+
+
+async def _none() -> None:
+    return None
+
+
+def _str(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _check_address_choice(inline: Address | None, saved_id: int | None, kind: str) -> None:
+    if inline is not None and saved_id is not None:
+        raise InvalidField(f"customer_{kind}_address_id", f"send {kind}_address or this, not both")
+    if inline is None and saved_id is None:
+        raise InvalidField(f"{kind}_address", f"required (or customer_{kind}_address_id)")
+
+
+def _address(
+    inline: Address | None, saved_id: int | None, saved: list[SavedAddress] | None, kind: str
+) -> dict[str, Any]:
+    if inline is not None:
+        return dict(msgspec.to_builtins(inline))
+    match = next((a for a in saved or [] if a.id == saved_id), None)
+    if match is None:
+        raise UnknownReference(f"customer_{kind}_address_id", "not one of the customer's saved addresses")
+    fields = msgspec.to_builtins(match)
+    return {k: v for k, v in fields.items() if k not in ("id", "type")}
+
+
+def _completed(session: CheckoutSession, *, is_guest: bool) -> CheckoutCompleted:
+    assert session.order_id is not None and session.cart_id is not None and session.completed_at is not None
+    return CheckoutCompleted(
+        checkout_id=session.id,
+        order_id=session.order_id,
+        cart_id=session.cart_id,
+        customer_id=session.customer_id,
+        is_guest=is_guest,
+        currency=session.currency,
+        lines=msgspec.convert(session.metadata_["lines"], list[CheckoutLine], strict=False),
+        shipping_address=msgspec.convert(session.shipping_address, CheckoutAddress),
+        billing_address=msgspec.convert(session.billing_address, CheckoutAddress),
+        shipping_method_id=session.shipping_method_id or "",
+        shipping_method_name=session.shipping_method_name or "",
+        payment_method_type=session.payment_method_type or "",
+        payment_method_id=session.payment_method_id or "",
+        subtotal=session.subtotal,
+        tax_amount=session.tax_amount,
+        shipping_amount=session.shipping_amount,
+        discount_amount=session.discount_amount,
+        total_amount=session.total_amount,
+        completed_at=session.completed_at,
+    )

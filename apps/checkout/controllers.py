@@ -1,0 +1,155 @@
+"""HTTP routes of the checkout service: decode, call one service method, return a schema."""
+
+from __future__ import annotations
+
+# Litestar resolves handler annotations at runtime: everything named in a signature is a real import.
+import uuid
+from typing import Annotated, TypeAlias
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, HeaderParameter, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from apps.checkout.checkout_service import CheckoutService, display_status
+from apps.checkout.rules import GUEST_HEADER
+from apps.checkout.schemas import (
+    CartCreate,
+    CartOut,
+    CheckoutCreate,
+    CheckoutOut,
+    CompleteOut,
+    ItemAdd,
+    ItemUpdate,
+    to_checkout_out,
+)
+from apps.checkout.services import CartService, now
+from apps.checkout.settings import settings
+from apps.common.errors import InvalidField
+
+Carts: TypeAlias = NamedDependency[CartService]
+Checkouts: TypeAlias = NamedDependency[CheckoutService]
+GuestToken = Annotated[
+    str | None,
+    HeaderParameter(name=GUEST_HEADER, max_length=255, description="a guest cart's token (from POST /api/carts)"),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(name="Idempotency-Key", max_length=255, description="required; a retry completes nothing twice"),
+]
+
+
+def provide_cart_service(db_session: NamedDependency[AsyncSession], state: State) -> CartService:
+    return CartService(db_session, state.dependencies, state.cart_cache, settings())
+
+
+def provide_checkout_service(carts: Carts) -> CheckoutService:
+    return CheckoutService(carts)
+
+
+def _cart_create(body: bytes) -> CartCreate:
+    """The body is optional (no body: a guest cart); a malformed one is still a 400 naming it."""
+    if not body.strip():
+        return CartCreate()
+    try:
+        return msgspec.json.decode(body, type=CartCreate)
+    except msgspec.ValidationError as exc:
+        if "at `$." in str(exc):
+            raise  # the handler names the field from msgspec's path
+        raise InvalidField("body", str(exc)) from None
+    except msgspec.DecodeError:
+        raise InvalidField("body", "is not valid JSON") from None
+
+
+class CartController(Controller):
+    """Carts of customers and guests, and their lines (priced by the catalog)."""
+
+    path = "/api/carts"
+    tags = ["carts"]
+    dependencies = {"carts": Provide(provide_cart_service, sync_to_thread=False)}
+
+    @post(status_code=HTTP_201_CREATED)
+    async def create_cart(self, carts: Carts, request: Request) -> Response[CartOut]:  # type: ignore[type-arg]
+        """A guest cart (201, with its ``guest_token``: send it as X-Guest-Token), or a customer's: 201 when
+        new, 200 with the customer's active cart when there is one; 422 for an unknown customer."""
+        data = _cart_create(await request.body())
+        view, created = await carts.create(data.customer_id)
+        return Response(view, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+
+    @get("/{cart_id:uuid}")
+    async def get_cart(self, cart_id: FromPath[uuid.UUID], carts: Carts, guest_token: GuestToken = None) -> CartOut:
+        """The cart with its lines and subtotal; 403 for a guest cart without its token; 404 if unknown."""
+        return await carts.view(cart_id, guest_token)
+
+    @post("/{cart_id:uuid}/items", status_code=HTTP_200_OK)
+    async def add_item(
+        self, cart_id: FromPath[uuid.UUID], data: JSONBody[ItemAdd], carts: Carts, guest_token: GuestToken = None
+    ) -> CartOut:
+        """Add a product (or raise its line's quantity); 422 naming an unknown or withdrawn product."""
+        return await carts.add_item(cart_id, guest_token, data.product_id, data.quantity)
+
+    @patch("/{cart_id:uuid}/items/{item_id:int}")
+    async def set_quantity(
+        self,
+        cart_id: FromPath[uuid.UUID],
+        item_id: FromPath[int],
+        data: JSONBody[ItemUpdate],
+        carts: Carts,
+        guest_token: GuestToken = None,
+    ) -> CartOut:
+        """Set a line's quantity (1..1000); remove a line with DELETE."""
+        return await carts.set_quantity(cart_id, guest_token, item_id, data.quantity)
+
+    @delete("/{cart_id:uuid}/items/{item_id:int}", status_code=HTTP_200_OK)
+    async def remove_item(
+        self, cart_id: FromPath[uuid.UUID], item_id: FromPath[int], carts: Carts, guest_token: GuestToken = None
+    ) -> CartOut:
+        """Remove a line; answers the cart as it is now."""
+        return await carts.remove_item(cart_id, guest_token, item_id)
+
+
+class CheckoutController(Controller):
+    """Checkout sessions: price a cart (tax, shipping, addresses), then complete it once."""
+
+    path = "/api/checkout"
+    tags = ["checkout"]
+    dependencies = {
+        "carts": Provide(provide_cart_service, sync_to_thread=False),
+        "checkouts": Provide(provide_checkout_service, sync_to_thread=False),
+    }
+
+    @post(status_code=HTTP_201_CREATED)
+    async def start_checkout(
+        self, data: JSONBody[CheckoutCreate], checkouts: Checkouts, guest_token: GuestToken = None
+    ) -> CheckoutOut:
+        """Price the cart at today's catalog prices, with tax for the destination and the shipping method."""
+        session = await checkouts.start(data, guest_token)
+        return to_checkout_out(session, display_status(session, now()))
+
+    @get("/{checkout_id:uuid}")
+    async def get_checkout(
+        self, checkout_id: FromPath[uuid.UUID], checkouts: Checkouts, guest_token: GuestToken = None
+    ) -> CheckoutOut:
+        """A checkout session; ``expired`` once past expires_at without being completed."""
+        session = await checkouts.get(checkout_id, guest_token)
+        return to_checkout_out(session, display_status(session, now()))
+
+    @post("/{checkout_id:uuid}/complete", status_code=HTTP_202_ACCEPTED)
+    async def complete_checkout(
+        self,
+        checkout_id: FromPath[uuid.UUID],
+        checkouts: Checkouts,
+        guest_token: GuestToken = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CompleteOut]:
+        """Complete once: checkout.completed and the converted cart in one transaction; 202 because the
+        order is created from the event. A repeat (any key) answers the same; 409 once expired."""
+        if not idempotency_key:
+            raise InvalidField("Idempotency-Key", "required", source="header")
+        done = await checkouts.complete(checkout_id, guest_token, idempotency_key)
+        body = CompleteOut(checkout_id=done.session.id, status=done.session.status, order_id=done.session.order_id)
+        headers = {"Idempotent-Replayed": "true"} if done.replayed else {}
+        return Response(body, status_code=HTTP_202_ACCEPTED, headers=headers)

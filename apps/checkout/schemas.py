@@ -1,0 +1,207 @@
+"""Request and response bodies of the carts and checkout API. Money is a decimal string ("19.90")."""
+
+from __future__ import annotations
+
+# msgspec and Litestar resolve these annotations at runtime: they stay real imports.
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from apps.checkout.rules import MAX_QUANTITY, PricedLine
+
+if TYPE_CHECKING:
+    from apps.checkout.models import CartItem, CartSession, CheckoutSession
+
+Quantity = Annotated[int, Meta(ge=1, le=MAX_QUANTITY, description="units, 1..1000")]
+Short = Annotated[str, Meta(min_length=1, max_length=255)]
+Country = Annotated[str, Meta(pattern="^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
+SavedAddressId = Annotated[int, Meta(ge=1, description="id of one of the customer's saved addresses")]
+PaymentType = Literal["card", "paypal", "bank_transfer", "wallet"]
+
+
+class CartCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """POST /api/carts: a customer's cart, or without customer_id a guest's."""
+
+    customer_id: uuid.UUID | None = None
+
+
+class ItemAdd(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    product_id: uuid.UUID
+    quantity: Quantity
+
+
+class ItemUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    quantity: Quantity
+
+
+class CartItemOut(msgspec.Struct, kw_only=True):
+    id: int
+    product_id: uuid.UUID
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Decimal
+    total_price: Decimal
+
+
+class CartOut(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A cart. ``guest_token`` is in the creation response of a guest cart only: keep it."""
+
+    id: uuid.UUID
+    session_id: str
+    customer_id: str | None
+    status: str
+    items: list[CartItemOut]
+    subtotal: Decimal
+    currency: str | None
+    expires_at: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    guest_token: str | None = None
+
+
+class Address(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A postal address in the order API's shape."""
+
+    address_line1: Short
+    city: Short
+    country: Country
+    first_name: Short | None = None
+    last_name: Short | None = None
+    company: Short | None = None
+    address_line2: Short | None = None
+    state: Short | None = None
+    postal_code: Annotated[str, Meta(min_length=1, max_length=20)] | None = None
+    phone: Annotated[str, Meta(min_length=1, max_length=20)] | None = None
+
+
+class PaymentMethod(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The payment provider's reference to a payment method; never a card number."""
+
+    type: PaymentType
+    token: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[\x21-\x7e ]+$")]
+
+
+class CheckoutCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """POST /api/checkout: each address inline or as one of the customer's saved addresses."""
+
+    cart_id: uuid.UUID
+    shipping_method_id: Short
+    payment_method: PaymentMethod
+    shipping_address: Address | None = None
+    customer_shipping_address_id: SavedAddressId | None = None
+    billing_address: Address | None = None
+    customer_billing_address_id: SavedAddressId | None = None
+
+
+class CheckoutLineOut(msgspec.Struct, kw_only=True):
+    product_id: uuid.UUID
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Decimal
+    total_price: Decimal
+
+
+class CheckoutOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    session_token: str
+    cart_id: uuid.UUID | None
+    customer_id: str
+    status: str
+    items: list[CheckoutLineOut]
+    shipping_address: Address | None
+    billing_address: Address | None
+    shipping_method_id: str | None
+    shipping_method_name: str | None
+    payment_method_type: str | None
+    subtotal: Decimal
+    tax_amount: Decimal
+    shipping_amount: Decimal
+    discount_amount: Decimal
+    total_amount: Decimal
+    currency: str
+    expires_at: dt.datetime
+    created_at: dt.datetime
+    completed_at: dt.datetime | None
+    order_id: uuid.UUID | None
+
+
+class CompleteOut(msgspec.Struct, kw_only=True):
+    """The answer to complete: the order is created asynchronously from checkout.completed."""
+
+    checkout_id: uuid.UUID
+    status: str
+    order_id: uuid.UUID | None
+
+
+def to_cart_out(cart: CartSession, items: list[CartItem]) -> CartOut:
+    lines = [
+        CartItemOut(
+            id=i.id,
+            product_id=i.product_id,
+            sku=i.product_sku,
+            name=i.product_name,
+            quantity=i.quantity,
+            unit_price=i.unit_price or Decimal("0.00"),
+            total_price=i.total_price or Decimal("0.00"),
+        )
+        for i in sorted(items, key=lambda item: item.id)
+    ]
+    return CartOut(
+        id=cart.id,
+        session_id=cart.session_id,
+        customer_id=cart.customer_id,
+        status=cart.status,
+        items=lines,
+        subtotal=sum((line.total_price for line in lines), Decimal("0.00")),
+        currency=cart.currency,
+        expires_at=cart.expires_at,
+        created_at=cart.created_at,
+        updated_at=cart.updated_at,
+    )
+
+
+def lines_to_json(lines: tuple[PricedLine, ...]) -> list[dict[str, str | int]]:
+    """The priced lines as stored in the session's metadata (money as strings, exact)."""
+    return [
+        {
+            "product_id": str(line.product_id),
+            "sku": line.sku,
+            "name": line.name,
+            "quantity": line.quantity,
+            "unit_price": str(line.unit_price),
+            "total_price": str(line.total_price),
+        }
+        for line in lines
+    ]
+
+
+def to_checkout_out(session: CheckoutSession, status: str) -> CheckoutOut:
+    return CheckoutOut(
+        id=session.id,
+        session_token=session.session_token,
+        cart_id=session.cart_id,
+        customer_id=session.customer_id,
+        status=status,
+        items=msgspec.convert(session.metadata_.get("lines", []), list[CheckoutLineOut], strict=False),
+        shipping_address=msgspec.convert(session.shipping_address, Address) if session.shipping_address else None,
+        billing_address=msgspec.convert(session.billing_address, Address) if session.billing_address else None,
+        shipping_method_id=session.shipping_method_id,
+        shipping_method_name=session.shipping_method_name,
+        payment_method_type=session.payment_method_type,
+        subtotal=session.subtotal,
+        tax_amount=session.tax_amount,
+        shipping_amount=session.shipping_amount,
+        discount_amount=session.discount_amount,
+        total_amount=session.total_amount,
+        currency=session.currency,
+        expires_at=session.expires_at,
+        created_at=session.created_at,
+        completed_at=session.completed_at,
+        order_id=session.order_id,
+    )

@@ -1,0 +1,229 @@
+"""CartService: carts and their lines. Every change locks the cart row, writes, commits, then invalidates
+the cached view; reads come from Redis when they can and from PostgreSQL when they must."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from uuid_utils.compat import uuid7
+
+from apps.checkout.cache import CachedCart, CartCache
+from apps.checkout.models import CartItem, CartSession
+from apps.checkout.rules import (
+    ACTIVE,
+    MAX_QUANTITY,
+    GuestAccessDenied,
+    cart_expires_at,
+    check_cart_open,
+    check_guest_access,
+    check_line_currency,
+    guest_session_alive,
+    hash_token,
+    new_guest_token,
+    new_session_id,
+)
+from apps.checkout.schemas import CartOut, to_cart_out
+from apps.common.errors import InvalidField, NotFound, UnknownReference
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from apps.checkout.clients import Dependencies
+    from apps.checkout.settings import CheckoutSettings
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class CartService:
+    def __init__(
+        self, session: AsyncSession, dependencies: Dependencies, cache: CartCache, settings: CheckoutSettings
+    ) -> None:
+        self.session = session
+        self.dependencies = dependencies
+        self.cache = cache
+        self.settings = settings
+
+    # -- creating --------------------------------------------------------------------------------------
+
+    async def create(self, customer_id: uuid.UUID | None) -> tuple[CartOut, bool]:
+        """A guest cart (with its token, shown once), or the customer's active cart; True if new."""
+        if customer_id is None:
+            return await self._create_guest_cart(), True
+        if not await self.dependencies.customer_exists(customer_id):
+            raise UnknownReference("customer_id", "unknown customer")
+        existing = await self._active_cart_of(str(customer_id))
+        if existing is not None:
+            return to_cart_out(existing, await self.items(existing.id)), False
+        cart = self._new_cart(customer_id=str(customer_id))
+        self.session.add(cart)
+        try:
+            await self.session.commit()
+        except IntegrityError:
+            # A concurrent request created it first (one active cart per customer): answer with that one.
+            await self.session.rollback()
+            existing = await self._active_cart_of(str(customer_id))
+            if existing is None:
+                raise
+            return to_cart_out(existing, await self.items(existing.id)), False
+        return to_cart_out(cart, []), True
+
+    async def _create_guest_cart(self) -> CartOut:
+        token = new_guest_token()
+        cart = self._new_cart(guest_token=hash_token(token))
+        self.session.add(cart)
+        await self.session.commit()
+        await self.cache.start_guest_session(hash_token(token), cart.id)
+        view = to_cart_out(cart, [])
+        view.guest_token = token
+        return view
+
+    def _new_cart(self, *, customer_id: str | None = None, guest_token: str | None = None) -> CartSession:
+        at = now()
+        return CartSession(
+            id=uuid7(),
+            session_id=new_session_id(),
+            customer_id=customer_id,
+            guest_token=guest_token,
+            status=ACTIVE,
+            expires_at=cart_expires_at(at, self.settings.cart_idle),
+            metadata_={},
+            created_at=at,
+            updated_at=at,
+        )
+
+    async def _active_cart_of(self, customer_id: str) -> CartSession | None:
+        query = select(CartSession).where(CartSession.customer_id == customer_id, CartSession.status == ACTIVE)
+        cart: CartSession | None = await self.session.scalar(query)
+        return cart
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    async def view(self, cart_id: uuid.UUID, token: str | None) -> CartOut:
+        """The cart from the cache, or from the database (and then cached)."""
+        token_hash = hash_token(token) if token else None
+        read = await self.cache.read(cart_id, token_hash)
+        cached = read.cached
+        if cached is None:
+            cart = await self.get(cart_id)
+            cached = CachedCart(
+                view=to_cart_out(cart, await self.items(cart_id)),
+                guest_token_hash=cart.guest_token,
+                guest_expires_at=cart.expires_at,
+            )
+            await self.cache.fill(cart_id, read.generation, cached)
+        check_guest_access(cached.guest_token_hash, token)
+        if cached.guest_token_hash is not None and read.guest_session_cart != str(cart_id):
+            await self._revive_guest_session(cart_id, cached.guest_token_hash, cached.guest_expires_at)
+        return cached.view
+
+    async def get(self, cart_id: uuid.UUID, *, lock: bool = False) -> CartSession:
+        query = select(CartSession).where(CartSession.id == cart_id)
+        cart = await self.session.scalar(query.with_for_update() if lock else query)
+        if cart is None:
+            raise NotFound(f"cart {cart_id} not found")
+        return cart
+
+    async def items(self, cart_id: uuid.UUID) -> list[CartItem]:
+        query = select(CartItem).where(CartItem.cart_session_id == cart_id).order_by(CartItem.id)
+        return list((await self.session.scalars(query.execution_options(populate_existing=True))).all())
+
+    async def open_cart(self, cart_id: uuid.UUID, token: str | None, *, lock: bool = False) -> CartSession:
+        """The cart, if this caller may change it: its guest token (if a guest's), still active."""
+        cart = await self.get(cart_id, lock=lock)
+        check_guest_access(cart.guest_token, token)
+        if cart.guest_token is not None and not guest_session_alive(cart.expires_at, now()):
+            # PostgreSQL slides the expiry on changes only; Redis also on reads: it may know better.
+            read = await self.cache.read(cart_id, cart.guest_token)
+            if read.guest_session_cart != str(cart_id):
+                raise GuestAccessDenied("the guest session has expired")
+        check_cart_open(cart.status)
+        return cart
+
+    async def _revive_guest_session(self, cart_id: uuid.UUID, token_hash: str, expires_at: dt.datetime | None) -> None:
+        """Redis lost the session (flushed, restarted, or down): PostgreSQL decides, and Redis relearns it."""
+        if not guest_session_alive(expires_at, now()):
+            raise GuestAccessDenied("the guest session has expired")
+        await self.cache.start_guest_session(token_hash, cart_id)
+
+    # -- changing lines --------------------------------------------------------------------------------
+
+    async def add_item(self, cart_id: uuid.UUID, token: str | None, product_id: uuid.UUID, quantity: int) -> CartOut:
+        """Add a line, or raise the quantity of the product's line, at today's catalog price."""
+        await self.open_cart(cart_id, token)
+        await self.session.rollback()  # no pooled connection held during the catalog call
+        product = (await self.dependencies.prices([product_id])).get(product_id)
+        if product is None:
+            raise UnknownReference("product_id", f"product {product_id} is unknown or no longer for sale")
+        cart = await self.open_cart(cart_id, token, lock=True)
+        cart.currency = check_line_currency(product, cart.currency, "product_id")
+        at = now()
+        unit = product.price
+        statement = insert(CartItem).values(
+            cart_session_id=cart_id,
+            product_id=product_id,
+            product_sku=product.sku,
+            product_name=product.name,
+            quantity=quantity,
+            unit_price=unit,
+            total_price=unit * quantity,
+            added_at=at,
+            updated_at=at,
+        )
+        merged = CartItem.quantity + statement.excluded.quantity
+        statement = statement.on_conflict_do_update(
+            constraint="uq_cart_items_cart_product",
+            set_={
+                "quantity": merged,
+                "unit_price": statement.excluded.unit_price,
+                "total_price": statement.excluded.unit_price * merged,
+                "product_sku": statement.excluded.product_sku,
+                "product_name": statement.excluded.product_name,
+                "updated_at": at,
+            },
+            where=merged <= MAX_QUANTITY,
+        )
+        if await self.session.scalar(statement.returning(CartItem.id)) is None:
+            raise InvalidField("quantity", f"the line would exceed {MAX_QUANTITY} units")
+        return await self._commit_change(cart, at)
+
+    async def set_quantity(self, cart_id: uuid.UUID, token: str | None, item_id: int, quantity: int) -> CartOut:
+        cart = await self.open_cart(cart_id, token, lock=True)
+        at = now()
+        changed = await self.session.scalar(
+            update(CartItem)
+            .where(CartItem.id == item_id, CartItem.cart_session_id == cart_id)
+            .values(quantity=quantity, total_price=CartItem.unit_price * quantity, updated_at=at)
+            .returning(CartItem.id)
+        )
+        if changed is None:
+            raise NotFound(f"item {item_id} not found in cart {cart_id}")
+        return await self._commit_change(cart, at)
+
+    async def remove_item(self, cart_id: uuid.UUID, token: str | None, item_id: int) -> CartOut:
+        cart = await self.open_cart(cart_id, token, lock=True)
+        removed = await self.session.scalar(
+            delete(CartItem).where(CartItem.id == item_id, CartItem.cart_session_id == cart_id).returning(CartItem.id)
+        )
+        if removed is None:
+            raise NotFound(f"item {item_id} not found in cart {cart_id}")
+        return await self._commit_change(cart, now())
+
+    async def _commit_change(self, cart: CartSession, at: dt.datetime) -> CartOut:
+        """Slide the cart's expiry, commit, then tell Redis (the view is stale, the guest session alive)."""
+        items = await self.items(cart.id)
+        if not items:
+            cart.currency = None  # an empty cart takes the currency of its next first line
+        cart.updated_at = at
+        cart.expires_at = cart_expires_at(at, self.settings.cart_idle)
+        await self.session.commit()
+        await self.cache.invalidate(cart.id)
+        if cart.guest_token is not None:
+            await self.cache.start_guest_session(cart.guest_token, cart.id)
+        return to_cart_out(cart, items)
