@@ -1,0 +1,139 @@
+"""Redis as the checkout's cache and guest-session store, with PostgreSQL as the truth: flushed, stopped,
+back again. Nothing else in the stack uses Redis, so flushing and stopping it disturbs no other test."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from apps.checkout.app import create_app
+from apps.checkout.cache import CachedCart, CartCache, cart_key, guest_key
+from apps.checkout.rules import hash_token
+from apps.checkout.schemas import CartOut
+from apps.common.redis_store import RedisStore, create_redis_client
+from tests.support.checkout import Client, add, checkout_body, guest_cart
+from tests.support.http import create_product
+
+pytestmark = pytest.mark.usefixtures("stack")
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[Client]:
+    async with AsyncTestClient(app=create_app()) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[RedisStore]:
+    store = RedisStore(create_redis_client(timeout_s=2.0), cooldown_s=0)
+    yield store
+    await store.close()
+
+
+async def cache_reads(client: Client) -> dict[str, float]:
+    text = (await client.get("/metrics")).text
+    found = re.findall(r'^checkout_cart_cache_total\{outcome="(\w+)"\} ([0-9.e+]+)$', text, re.MULTILINE)
+    return {outcome: float(value) for outcome, value in found}
+
+
+def stack_command(*args: str) -> None:
+    subprocess.run(["just", *args], check=True, capture_output=True, timeout=120)
+
+
+async def test_a_change_invalidates_the_cached_view(client: Client) -> None:
+    cart, headers = await guest_cart(client)
+    product = await create_product("3.00")
+    await add(client, cart, headers, product, 1)
+    url = f"/api/carts/{cart['id']}"
+    before = await cache_reads(client)
+    first, second = (await client.get(url, headers=headers)).json(), (await client.get(url, headers=headers)).json()
+    after = await cache_reads(client)
+    assert first == second
+    assert after.get("miss", 0) - before.get("miss", 0) == 1 and after.get("hit", 0) - before.get("hit", 0) == 1
+    await add(client, cart, headers, product, 4)
+    assert [i["quantity"] for i in (await client.get(url, headers=headers)).json()["items"]] == [5]
+
+
+async def test_a_guest_session_slides_in_redis(client: Client, redis: RedisStore) -> None:
+    cart, headers = await guest_cart(client)
+    key = guest_key(hash_token(headers["X-Guest-Token"]))
+    assert await redis.client.get(key) == cart["id"].encode()
+    await redis.client.expire(key, 60)
+    assert (await client.get(f"/api/carts/{cart['id']}", headers=headers)).status_code == 200
+    assert await redis.client.ttl(key) > 6 * 24 * 3600, "every use pushes the session's expiry out"
+
+
+async def test_flushall_mid_session_loses_nothing(client: Client, redis: RedisStore) -> None:
+    cart, headers = await guest_cart(client)
+    shirt, mug = await create_product("9.00"), await create_product("2.00")
+    await add(client, cart, headers, shirt, 2)
+    url = f"/api/carts/{cart['id']}"
+    before = (await client.get(url, headers=headers)).json()
+    await redis.client.flushall()
+    assert (await client.get(url, headers=headers)).json() == before
+    assert await redis.client.exists(guest_key(hash_token(headers["X-Guest-Token"]))), "the session is relearnt"
+    await redis.client.flushall()
+    await add(client, cart, headers, mug, 1)
+    session = await client.post("/api/checkout", json=checkout_body(cart["id"]), headers=headers)
+    assert session.status_code == 201 and session.json()["subtotal"] == "20.00"
+    assert (await client.get(url)).status_code == 403, "a flushed cache opens no guest cart"
+
+
+async def test_with_redis_stopped_carts_work_from_postgres_and_ready_says_degraded(client: Client) -> None:
+    product = await create_product("6.00")
+    stack_command("stop", "redis")
+    try:
+        ready = await client.get("/ready")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["status"] == "degraded" and ready.json()["database"] == "ok"
+        assert ready.json()["redis"] != "ok"
+        cart, headers = await guest_cart(client)
+        await add(client, cart, headers, product, 2)
+        url = f"/api/carts/{cart['id']}"
+        view = await client.get(url, headers=headers)
+        assert view.status_code == 200 and view.json()["subtotal"] == "12.00"
+        assert (await client.get(url)).status_code == 403, "the token is still checked, against PostgreSQL"
+        session = await client.post("/api/checkout", json=checkout_body(cart["id"]), headers=headers)
+        assert session.status_code == 201, session.text
+    finally:
+        stack_command("start", "redis")
+    ready = await client.get("/ready")
+    assert ready.json() == {"status": "ready", "database": "ok", "redis": "ok"}
+    before = await cache_reads(client)
+    for _ in range(3):
+        assert (await client.get(url, headers=headers)).status_code == 200
+    after = await cache_reads(client)
+    assert after["hit"] - before.get("hit", 0) == 2, "Redis back: the cache is used again"
+
+
+async def test_a_reader_that_raced_a_writer_cannot_store_a_stale_view(redis: RedisStore) -> None:
+    cache = CartCache(redis, view_ttl=dt.timedelta(minutes=5), guest_ttl=dt.timedelta(days=7))
+    cart_id = uuid.uuid4()
+    at = dt.datetime.now(dt.UTC)
+    old = CartOut(
+        id=cart_id,
+        session_id="cs_x",
+        customer_id=None,
+        status="active",
+        items=[],
+        subtotal=Decimal("0.00"),
+        currency=None,
+        expires_at=None,
+        created_at=at,
+        updated_at=at,
+    )
+    read = await cache.read(cart_id, None)  # a reader misses and goes to the database ...
+    await cache.invalidate(cart_id)  # ... a writer commits and invalidates ...
+    await cache.fill(cart_id, read.generation, CachedCart(view=old, guest_token_hash=None, guest_expires_at=None))
+    assert (await cache.read(cart_id, None)).cached is None, "the stale view was refused"
+    fresh = await cache.read(cart_id, None)
+    await cache.fill(cart_id, fresh.generation, CachedCart(view=old, guest_token_hash=None, guest_expires_at=None))
+    assert (await cache.read(cart_id, None)).cached is not None
+    assert await redis.client.ttl(cart_key(cart_id)) > 0
