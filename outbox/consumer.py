@@ -19,15 +19,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from outbox.config import topic_for
+from outbox.dead_letters import REDRIVE_HEADER, dead_letter_topic
 from outbox.events import EventRegistry, default_registry
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = ["REDRIVE_HEADER", "BatchHandler", "ConsumerGroup", "EventContext", "Handler"]
-
-# Header a redriven message carries: the group whose dead letter it was, and which may now apply it.
-REDRIVE_HEADER = "redrive.group"
 
 
 @dataclass(slots=True)
@@ -127,7 +125,7 @@ class ConsumerGroup:
 
     @property
     def dead_letter_topic(self) -> str:
-        return f"{self.name}.dlq"
+        return dead_letter_topic(self.name)
 
     def handles(self, event_type: str) -> bool:
         return event_type in self.handlers or event_type in self.batch_handlers

@@ -16,12 +16,13 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import cast
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
+from outbox import dead_letters as dl
 from outbox.config import kafka_bootstrap
-from outbox.consumer import REDRIVE_HEADER
+from outbox.dead_letters import REDRIVE_HEADER, dead_letter_topic
+from outbox.decoding import raw_headers
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,7 @@ class DeadLetter:
 
     @property
     def original_headers(self) -> list[tuple[str, str | bytes | None]]:
-        raw = cast("list[tuple[str, bytes | None]]", self.message.headers() or [])
-        return [(k, v) for k, v in raw if not k.startswith("dlq.") and k != REDRIVE_HEADER]
-
-
-def dead_letter_topic(group: str) -> str:
-    return f"{group}.dlq"
+        return [(k, v) for k, v in raw_headers(self.message) if not dl.is_dead_letter_header(k)]
 
 
 def read(group: str, *, from_start: bool, bootstrap: str | None = None) -> Iterator[tuple[Consumer, DeadLetter]]:
@@ -73,8 +69,7 @@ def read(group: str, *, from_start: bool, bootstrap: str | None = None) -> Itera
                     if error.code() == -191:  # _PARTITION_EOF
                         remaining.discard(message.partition() or 0)
                     continue
-                raw = cast("list[tuple[str, bytes | None]]", message.headers() or [])
-                headers = {k: (v or b"").decode("utf-8", "replace") for k, v in raw}
+                headers = {k: (v or b"").decode("utf-8", "replace") for k, v in raw_headers(message)}
                 yield consumer, DeadLetter(message, headers)
     finally:
         consumer.close()
@@ -86,8 +81,8 @@ def list_dead_letters(group: str) -> int:
         h = letter.headers
         print(
             f"{letter.message.partition()}:{letter.message.offset()}  {h.get('event_type', '?'):<24} "
-            f"id={h.get('id', '?')}  from {h.get('dlq.original_topic')}@{h.get('dlq.original_offset')}  "
-            f"{h.get('dlq.error_type')}: {h.get('dlq.error', '')[:160]}"
+            f"id={h.get('id', '?')}  from {h.get(dl.ORIGINAL_TOPIC)}@{h.get(dl.ORIGINAL_OFFSET)}  "
+            f"{h.get(dl.ERROR_TYPE)}: {h.get(dl.ERROR, '')[:160]}"
         )
         count += 1
     print(f"{count} dead letters in {dead_letter_topic(group)}")
@@ -106,7 +101,7 @@ def redrive(group: str, event_ids: set[uuid.UUID] | None = None) -> int:
         if event_ids is not None and (event_id is None or uuid.UUID(event_id) not in event_ids):
             continue
         producer.produce(
-            letter.headers["dlq.original_topic"],
+            letter.headers[dl.ORIGINAL_TOPIC],
             key=letter.message.key(),
             value=letter.message.value(),
             headers=[*letter.original_headers, (REDRIVE_HEADER, group)],

@@ -3,7 +3,15 @@
 The module names `group` (a ConsumerGroup) and `database_url` (a string, or a function returning one:
 the SQLAlchemy asyncpg URL of the database holding the group's inbox and projection), and optionally
 `projection_tables` (what `outbox.replay --rebuild` empties). SIGTERM/SIGINT finish the batch in flight,
-commit it, and exit.
+commit it, leave the group and exit.
+
+With --metrics-port, the process serves GET /metrics, /ready (200 once it owns partitions and its
+database answered, 503 before) and /health on that port (outbox.probes).
+
+Membership is dynamic, with a 6 s session timeout (the broker's minimum; outbox.kafka_client): a consumer
+killed with SIGKILL and restarted applies again within seconds. Measured on the reference machine, a
+restart resumes in 5-7 s, most of it the process's own start; static membership (--instance-id) was no
+faster here, and a static member that outlives a broker restart can be fenced for good.
 """
 
 from __future__ import annotations
@@ -15,11 +23,11 @@ import logging
 import os
 import signal
 
-from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from outbox import groups
 from outbox.consumer import ConsumerGroup
+from outbox.probes import serve_probes
 from outbox.runtime import ConsumerRuntime
 
 
@@ -28,7 +36,7 @@ def load(module_name: str) -> tuple[ConsumerGroup, str]:
     return module.group, groups.database_url(module)
 
 
-async def serve(module_name: str, *, batch_size: int, metrics_port: int | None) -> None:
+async def serve(module_name: str, *, batch_size: int, metrics_port: int | None, instance_id: str | None = None) -> None:
     group, url = load(module_name)
     engine = create_async_engine(
         url,
@@ -36,26 +44,36 @@ async def serve(module_name: str, *, batch_size: int, metrics_port: int | None) 
         max_overflow=2,
         connect_args={"server_settings": {"application_name": f"consumer:{group.name}"}},
     )
-    runtime = ConsumerRuntime(group, async_sessionmaker(engine, expire_on_commit=False), batch_size=batch_size)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    runtime = ConsumerRuntime(group, sessions, batch_size=batch_size, instance_id=instance_id or None)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runtime.stop)
-    if metrics_port:
-        start_http_server(metrics_port, addr="127.0.0.1")
+    probes = serve_probes(metrics_port, runtime.readiness) if metrics_port else None
+    logging.getLogger("outbox.runtime").info("group %s: instance %s", group.name, instance_id or "(dynamic)")
     try:
         await runtime.run()
     finally:
+        if probes is not None:
+            probes.shutdown()
         await engine.dispose()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("module", help="module defining `group` and `service`, e.g. apps.customer.consumers")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("module", help="module defining `group` and `database_url`, e.g. apps.customer.consumers")
     parser.add_argument("--batch-size", type=int, default=int(os.environ.get("OUTBOX_BATCH_SIZE", "1000")))
     parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("OUTBOX_METRICS_PORT", "0")) or None)
+    parser.add_argument(
+        "--instance-id",
+        default=os.environ.get("OUTBOX_INSTANCE_ID"),
+        help="group.instance.id: a static member (KIP-345); unique per process, stable across its restarts",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(serve(args.module, batch_size=args.batch_size, metrics_port=args.metrics_port))
+    asyncio.run(
+        serve(args.module, batch_size=args.batch_size, metrics_port=args.metrics_port, instance_id=args.instance_id)
+    )
 
 
 if __name__ == "__main__":

@@ -222,6 +222,13 @@ async def test_consumer_metrics_are_exposed() -> None:
     assert "outbox_consumer_batch_seconds_bucket" in body
 
 
+async def test_a_running_consumer_is_ready_once_it_owns_partitions_and_reached_its_database() -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.get("http://127.0.0.1:8102/ready")
+    assert response.status_code == 200
+    assert response.json() == {"ready": True, "group": GROUP, "partitions": 3, "database": True}
+
+
 @pytest.mark.slow
 async def test_consumer_killed_mid_batch_applies_every_event_once_after_restart() -> None:
     customer = new_customer()

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
 
+from apps.common.topology import kafka_bootstrap
 from infra import proc, stack
+from infra.paths import REPO, ensure_dirs, log_file
+from outbox.events import payload_as_dict
+from outbox.topics import ensure_topics
+from tests.support.db import connect
+from tests.support.orders import order_created, produce_raw
 
 
 def _process(name: str) -> stack.Process:
@@ -24,3 +35,87 @@ async def start(name: str, *extra_args: str) -> None:
     if extra_args:
         process = stack.Process(process.name, [*process.argv, *extra_args], process.probe, process.url)
     await asyncio.to_thread(stack.start_process, process)
+
+
+class ThrowawayConsumer:
+    """A consumer process of its own (tests.support.throwaway_group) on its own group, topic and table.
+
+    It is started and killed like the stack's consumers (python -m outbox.runner), but nothing else reads
+    its topic or its table, so a test may crash it, starve it of its database, or restart it at will.
+    """
+
+    def __init__(self, *, metrics_port: int | None = None, database_url: str | None = None) -> None:
+        tag = uuid.uuid4().hex[:10]
+        self.group = f"test-throwaway-{tag}"
+        self.topic = f"test.throwaway.{tag}"
+        self.table = f"throwaway_{tag}"
+        self.metrics_port = metrics_port
+        self.database_url = database_url
+        self.log = log_file(f"throwaway-{tag}")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def __aenter__(self) -> ThrowawayConsumer:
+        ensure_topics(kafka_bootstrap(), [self.topic], partitions=1)
+        conn = await connect("customer")
+        try:
+            await conn.execute(f'CREATE TABLE "{self.table}" (event_id uuid NOT NULL)')
+        finally:
+            await conn.close()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.kill()
+        conn = await connect("customer")
+        try:
+            await conn.execute(f'DROP TABLE IF EXISTS "{self.table}"')
+            await conn.execute("DELETE FROM inbox WHERE consumer_group = $1", self.group)
+        finally:
+            await conn.close()
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "THROWAWAY_GROUP": self.group,
+            "THROWAWAY_TOPIC": self.topic,
+            "THROWAWAY_TABLE": self.table,
+        }
+        if self.database_url:
+            env["THROWAWAY_DATABASE_URL"] = self.database_url
+        argv = [sys.executable, "-m", "outbox.runner", "tests.support.throwaway_group", "--batch-size", "50"]
+        if self.metrics_port:
+            argv += ["--metrics-port", str(self.metrics_port)]
+        ensure_dirs()
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, no graceful shutdown, no offset commit, no leave-group request."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    async def terminate(self) -> int:
+        """SIGTERM, and the exit status once the process is gone (the event loop keeps serving meanwhile)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return await asyncio.to_thread(self.process.wait, 60)
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def produce(self) -> uuid.UUID:
+        created = order_created(str(uuid.uuid4()))
+        return produce_raw(
+            self.topic, key=str(created.order_id), event_type="order.created", payload=payload_as_dict(created)
+        )
+
+    async def applied(self, event_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+        """Every row the handler wrote for these events (a duplicate would appear twice)."""
+        conn = await connect("customer")
+        try:
+            rows = await conn.fetch(f'SELECT event_id FROM "{self.table}" WHERE event_id = ANY($1::uuid[])', event_ids)
+            return [r["event_id"] for r in rows]
+        finally:
+            await conn.close()

@@ -6,12 +6,14 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+import asyncpg
+import pytest
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from apps.customer.rules import fold
+from apps.customer.projections import fold
 from outbox.consumer import EventContext
 from outbox.errors import RejectedEvent, RetryableError
-from outbox.runtime import is_retryable
+from outbox.retry import backoff_delay, is_retryable
 from tests.support.orders import order_cancelled, order_created
 
 
@@ -62,3 +64,55 @@ def test_transient_errors_are_retried_and_data_errors_are_not() -> None:
     assert not is_retryable(DBAPIError("insert", {}, _PgError("22001")))  # value too long
     assert not is_retryable(RejectedEvent("no"))
     assert not is_retryable(ValueError("bug"))
+
+
+# What SQLAlchemy's asyncpg dialect lets through unwrapped while it opens a connection, as seen against a
+# server that is starting up, out of slots, or gone (reproduced with tests/support/pg_fault.py).
+CONNECTION_PHASE_ERRORS = [
+    asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+    asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already"),
+    asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+    asyncpg.exceptions.ConnectionFailureError("connection failure"),
+    ConnectionRefusedError(111, "Connect call failed"),
+    ConnectionResetError(),
+    OSError(113, "No route to host"),
+    TimeoutError(),
+]
+
+
+@pytest.mark.parametrize("error", CONNECTION_PHASE_ERRORS, ids=lambda e: type(e).__name__)
+def test_connection_phase_errors_are_retried_raw(error: Exception) -> None:
+    assert is_retryable(error)
+
+
+@pytest.mark.parametrize("error", CONNECTION_PHASE_ERRORS, ids=lambda e: type(e).__name__)
+def test_connection_phase_errors_are_retried_wrapped_by_sqlalchemy(error: Exception) -> None:
+    assert is_retryable(DBAPIError("select 1", {}, error))
+    assert is_retryable(OperationalError("select 1", {}, error))
+    assert is_retryable(InterfaceError("select 1", {}, error))
+
+
+def test_an_invalidated_connection_is_retried_whatever_its_error() -> None:
+    assert is_retryable(DBAPIError("select 1", {}, Exception("?"), connection_invalidated=True))
+
+
+def test_a_transient_cause_makes_the_wrapper_transient() -> None:
+    try:
+        try:
+            raise asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+        except Exception as exc:
+            raise RuntimeError("could not check out a connection") from exc
+    except RuntimeError as wrapped:
+        assert is_retryable(wrapped)
+
+
+def test_data_and_programming_errors_from_the_driver_are_not_retried() -> None:
+    assert not is_retryable(asyncpg.exceptions.StringDataRightTruncationError("value too long"))
+    assert not is_retryable(asyncpg.exceptions.UniqueViolationError("duplicate key"))
+    assert not is_retryable(asyncpg.exceptions.UndefinedTableError("no such table"))
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    assert 0.1 <= backoff_delay(0, 30) <= 0.2
+    assert backoff_delay(3, 30) <= 1.6
+    assert all(15 <= backoff_delay(20, 30) <= 30 for _ in range(20))

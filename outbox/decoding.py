@@ -1,0 +1,140 @@
+"""From Kafka records to events: headers, payload decoding, and the split of a batch into what to apply,
+what is poison (a dead letter) and what this group does not handle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+from outbox.consumer import EventContext
+from outbox.dead_letters import REDRIVE_HEADER, DeadLetterOrigin
+from outbox.errors import PoisonMessage
+from outbox.events import Event, decode_payload
+
+if TYPE_CHECKING:
+    from confluent_kafka import Message
+
+    from outbox.consumer import ConsumerGroup
+
+RawHeaders = list[tuple[str, bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A message that decoded into an event this group handles."""
+
+    message: Message
+    event: Event
+    ctx: EventContext
+
+
+@dataclass(frozen=True, slots=True)
+class Poison:
+    """A message that can never be applied; it goes to the dead-letter topic."""
+
+    message: Message
+    error: str
+    error_type: str
+    event_id: uuid.UUID | None = None
+
+    @classmethod
+    def of(cls, message: Message, exc: BaseException, event_id: uuid.UUID | None) -> Poison:
+        return cls(message, str(exc) or repr(exc), type(exc).__name__, event_id)
+
+    def dead_letter(self) -> DeadLetterOrigin:
+        topic, partition, offset = where(self.message)
+        return DeadLetterOrigin(
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=self.message.key(),
+            value=self.message.value(),
+            headers=raw_headers(self.message),
+            error=self.error,
+            error_type=self.error_type,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One poll's messages, decoded: what to apply, what is poison, what this group does not handle."""
+
+    messages: list[Message]
+    parsed: list[Parsed]
+    poison: list[Poison]
+    ignored: list[Message]
+
+
+def parse(group: ConsumerGroup, messages: list[Message]) -> Batch:
+    """Decode every message; a message that cannot be decoded becomes poison, never an exception."""
+    parsed: list[Parsed] = []
+    poison: list[Poison] = []
+    ignored: list[Message] = []
+    for message in messages:
+        headers = header_map(message)
+        event_type = headers.get("event_type", "")
+        if event_type and not group.handles(event_type):
+            ignored.append(message)
+            continue
+        try:
+            parsed.append(decode(group, message, headers))
+        except (PoisonMessage, ValueError, KeyError) as exc:
+            poison.append(Poison.of(message, exc, maybe_uuid(headers.get("id"))))
+    return Batch(messages, parsed, poison, ignored)
+
+
+def decode(group: ConsumerGroup, message: Message, headers: dict[str, str]) -> Parsed:
+    if "id" not in headers or "event_type" not in headers:
+        raise PoisonMessage("missing 'id' or 'event_type' header")
+    event_type = headers["event_type"]
+    schema_version = int(headers.get("schema_version", "1"))
+    event = decode_payload(event_type, schema_version, message.value() or b"", group.registry)
+    key = message.key()
+    topic, partition, offset = where(message)
+    ctx = EventContext(
+        event_id=uuid.UUID(headers["id"]),
+        aggregate_id=maybe_uuid(key.decode() if key else None),
+        aggregate_type=headers.get("aggregate_type", event.aggregate_type),
+        event_type=event_type,
+        event_version=int(headers["event_version"]) if headers.get("event_version") else None,
+        schema_version=schema_version,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp=timestamp(message),
+        redriven=headers.get(REDRIVE_HEADER) == group.name,
+    )
+    return Parsed(message, event, ctx)
+
+
+def raw_headers(message: Message) -> RawHeaders:
+    return cast("RawHeaders", message.headers() or [])
+
+
+def header_map(message: Message) -> dict[str, str]:
+    return {name: value.decode("utf-8", "replace") for name, value in raw_headers(message) if value is not None}
+
+
+def event_type_of(message: Message) -> str:
+    return header_map(message).get("event_type", "?")
+
+
+def where(message: Message) -> tuple[str, int, int]:
+    """Topic, partition and offset of a consumed (error-free) message, which always has all three."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return topic, partition, offset
+
+
+def timestamp(message: Message) -> dt.datetime:
+    _, millis = message.timestamp()
+    return dt.datetime.fromtimestamp(max(millis, 0) / 1000, tz=dt.UTC)
+
+
+def maybe_uuid(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None

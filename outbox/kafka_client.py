@@ -1,0 +1,154 @@
+"""The runtime's Kafka side: consumer and producer set-up, polling, offset commits, lag, assignment.
+
+Every call here blocks (librdkafka); the runtime runs them in worker threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from outbox import dead_letters, metrics
+from outbox.decoding import where
+from outbox.topics import ensure_topics
+
+log = logging.getLogger("outbox.runtime")
+
+# A member that stops heartbeating (a crash) is declared dead after this long, and only then do its
+# partitions move: with Kafka's default of 45 s a consumer restarted after SIGKILL applied nothing for
+# ~45 s. 6 s is the broker's minimum (group.min.session.timeout.ms); heartbeats come from librdkafka's
+# own thread, so a busy Python loop does not miss them.
+SESSION_TIMEOUT_MS = 6_000
+
+
+def consumer_config(
+    group: str, bootstrap: str, *, instance_id: str | None = None, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": SESSION_TIMEOUT_MS,
+        "heartbeat.interval.ms": SESSION_TIMEOUT_MS // 4,
+        "fetch.wait.max.ms": 100,
+        "topic.metadata.refresh.interval.ms": 10000,
+    }
+    if instance_id:
+        config["group.instance.id"] = instance_id
+    return {**config, **(overrides or {})}
+
+
+class KafkaSide:
+    """One consumer (the group's subscription) and one idempotent producer (its dead letters)."""
+
+    def __init__(
+        self,
+        group: str,
+        topics: list[str],
+        bootstrap: str,
+        *,
+        instance_id: str | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.group = group
+        self.topics = topics
+        self.bootstrap = bootstrap
+        self.config = consumer_config(group, bootstrap, instance_id=instance_id, overrides=overrides)
+        # Partitions this member owns now: assigned and not yet revoked or lost.
+        self.owned: set[tuple[str, int]] = set()
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._last_lag_check = 0.0
+
+    @property
+    def consumer(self) -> Consumer:
+        assert self._consumer is not None, "KafkaSide.open() first"
+        return self._consumer
+
+    def open(self) -> None:
+        ensure_topics(self.bootstrap, [*self.topics, dead_letters.dead_letter_topic(self.group)])
+        self._consumer = Consumer(self.config)
+        self._producer = Producer(
+            {"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 5}
+        )
+        self._consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked)
+        log.info("group %s subscribed to %s", self.group, ", ".join(self.topics))
+
+    def _assigned(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        self.owned |= {(tp.topic, tp.partition) for tp in partitions}
+        log.info("group %s: assigned %s", self.group, _names(partitions))
+
+    def _revoked(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        self.owned -= {(tp.topic, tp.partition) for tp in partitions}
+        log.info("group %s: revoked %s", self.group, _names(partitions))
+
+    def fetch(self, batch_size: int, timeout: float) -> list[Message]:
+        # Wait for the first record, then take only what is already buffered: consume(n, timeout) would
+        # otherwise hold a lone event until n arrive or the timeout passes (latency, not throughput).
+        # Under load the buffer fills while a batch is applied, so batches grow by themselves.
+        first = self.consumer.consume(1, timeout)
+        rest = self.consumer.consume(batch_size - 1, 0) if first and batch_size > 1 else []
+        return [m for m in first + rest if self._usable(m)]
+
+    def _usable(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return True
+        if error.fatal():  # e.g. fenced by another process with our group.instance.id: stop, loudly
+            raise KafkaException(error)
+        if error.code() not in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+            log.warning("group %s: kafka error %s", self.group, error)
+        return False
+
+    def send_dead_letters(self, letters: Sequence[dead_letters.DeadLetterOrigin]) -> None:
+        assert self._producer is not None
+        dead_letters.produce(self._producer, self.group, letters)
+
+    def commit(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            topic, partition, offset = where(message)
+            self._offsets[(topic, partition)] = max(self._offsets.get((topic, partition), -1), offset + 1)
+        # Asynchronous: the database already holds the truth (the inbox), so a lost commit only means a
+        # harmless redelivery. Every partition's latest offset is committed synchronously on close.
+        try:
+            self.consumer.commit(offsets=self._offset_list(), asynchronous=True)
+        except Exception as exc:  # a rebalance took the partitions; the next owner re-reads (inbox dedupes)
+            log.warning("group %s: offset commit failed: %s", self.group, exc)
+
+    def _offset_list(self) -> list[TopicPartition]:
+        return [TopicPartition(topic, partition, offset) for (topic, partition), offset in self._offsets.items()]
+
+    def report_lag(self, every: float = 5.0) -> None:
+        now = time.monotonic()
+        if now - self._last_lag_check < every or self._consumer is None:
+            return
+        self._last_lag_check = now
+        for tp in self._consumer.position(self._consumer.assignment()):
+            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if tp.offset >= 0 and high >= 0:
+                metrics.LAG.labels(self.group, tp.topic, str(tp.partition)).set(high - tp.offset)
+
+    def close(self) -> None:
+        """Commit what was applied, flush dead letters, and leave the group (a replay may start at once)."""
+        consumer = self._consumer
+        if consumer is not None and self._offsets:
+            with contextlib.suppress(Exception):
+                consumer.commit(offsets=self._offset_list(), asynchronous=False)
+        if self._producer is not None:
+            self._producer.flush(10)
+        if consumer is not None:
+            consumer.close()
+        self.owned.clear()
+        log.info("group %s closed", self.group)
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"

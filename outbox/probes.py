@@ -1,0 +1,53 @@
+"""A consumer process's HTTP endpoints: Prometheus metrics and a readiness probe.
+
+GET /metrics   Prometheus exposition (every outbox_consumer_* metric)
+GET /ready     200 once the consumer owns partitions and its database answered, 503 before (and while
+               its database is failing); the body says which
+GET /health    200 while the process serves HTTP at all (liveness)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+__all__ = ["ReadinessState", "serve_probes"]
+
+# () -> (ready, details for the body)
+ReadinessState = Callable[[], tuple[bool, dict[str, object]]]
+
+
+def serve_probes(port: int, readiness: ReadinessState, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """Serve /metrics, /ready and /health from a daemon thread; returns the server (shutdown() stops it)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/ready":
+                ready, details = readiness()
+                self._send(200 if ready else 503, "application/json", json.dumps(details).encode())
+            elif path == "/health":
+                self._send(200, "application/json", b'{"status": "ok"}')
+            elif path in ("/metrics", "/"):
+                self._send(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
+            else:
+                self._send(404, "text/plain", b"not found\n")
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # probes every half second would drown the consumer's log
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="probes", daemon=True).start()
+    return server

@@ -1,0 +1,66 @@
+"""Which failures are transient (retry the batch with backoff) and which are the message's fault.
+
+A consumer must outlive its database: refused connections, a server that is starting up or out of
+connection slots, connections dropped mid-batch, deadlocks and serialization failures all end in a retry,
+never in an exit or a dead letter. Connection-phase errors reach us in two shapes: wrapped by SQLAlchemy
+(DBAPIError and subclasses, with the driver's error in ``orig``) or raw from the driver, because
+SQLAlchemy's asyncpg dialect lets errors raised while *opening* a connection through unwrapped.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from outbox.errors import RetryableError
+
+__all__ = ["RETRYABLE_SQLSTATES", "backoff_delay", "is_retryable"]
+
+# Serialization failure, deadlock, lock timeout, admin/crash shutdown, "cannot connect now" (the server is
+# starting up or shutting down), too many connections, out of memory/disk. Class 08 (connection
+# exception) is retryable as a whole.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300", "53200", "53100"})
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for a transient failure of the database or the network; False when the event is at fault."""
+    return any(_transient(error) for error in _causes(exc))
+
+
+def backoff_delay(attempt: int, cap: float) -> float:
+    """Capped exponential backoff with jitter: 0.2 s, 0.4 s, ... up to ``cap`` (randomised down to half)."""
+    return min(cap, 0.2 * 2.0 ** min(attempt, 10)) * random.uniform(0.5, 1.0)
+
+
+def _transient(error: BaseException) -> bool:
+    if isinstance(error, RetryableError | OSError | TimeoutError | PoolTimeout):
+        return True  # OSError covers ConnectionRefusedError, ConnectionResetError and socket timeouts
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    state = _sqlstate(error)
+    return state is not None and (state in RETRYABLE_SQLSTATES or state.startswith("08"))
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    # asyncpg errors carry `sqlstate`, psycopg's `pgcode`/`sqlstate`; SQLAlchemy wrappers only through `orig`.
+    state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+    return state if isinstance(state, str) else None
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The error, the driver error a SQLAlchemy wrapper holds, and what each was raised from."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen or len(seen) > 16:
+            continue
+        seen.add(id(error))
+        yield error
+        orig = getattr(error, "orig", None)
+        pending += [orig if isinstance(orig, BaseException) else None, error.__cause__]

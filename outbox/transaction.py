@@ -1,0 +1,170 @@
+"""The exactly-once step: one database transaction per batch for inbox claims, handlers and dead letters.
+
+In the transaction: the batch's event ids go into the inbox (new ones only), the handlers run on the new
+ones in partition order, rejected events are marked dead-lettered and their dead letters are produced and
+acknowledged by Kafka. The caller commits offsets only after this returns, so a crash anywhere before
+redelivers the batch and the inbox makes that a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from itertools import groupby
+from typing import TYPE_CHECKING
+
+from outbox import inbox, metrics
+from outbox.decoding import Parsed, Poison, event_type_of
+from outbox.retry import is_retryable
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from outbox.consumer import ConsumerGroup, EventContext
+    from outbox.dead_letters import DeadLetterOrigin
+
+log = logging.getLogger("outbox.runtime")
+
+SendDeadLetters = Callable[[Sequence["DeadLetterOrigin"]], None]
+
+
+class IsolateBatch(Exception):
+    """A handler failed for good in the fast path; rerun the batch one savepoint per event."""
+
+
+class BatchTransaction:
+    """Applies decoded batches of one group in its database."""
+
+    def __init__(
+        self,
+        group: ConsumerGroup,
+        session_factory: async_sessionmaker[AsyncSession],
+        send_dead_letters: SendDeadLetters,
+    ) -> None:
+        self.group = group
+        self.session_factory = session_factory
+        self.send_dead_letters = send_dead_letters
+
+    async def apply(self, parsed: list[Parsed], poison: list[Poison], *, isolate: bool) -> None:
+        """One attempt. Raises IsolateBatch (rerun with isolate=True), or a transient error (retry)."""
+        group = self.group.name
+        async with self.session_factory() as session, session.begin():
+            unique = _first_occurrences(parsed)
+            if self.group.track_versions:
+                await self._stamp_previous_versions(session, unique)
+            fresh = await inbox.claim(session, group, [p.ctx for p in unique if not p.ctx.redriven])
+            fresh |= await inbox.claim(session, group, [p.ctx for p in unique if p.ctx.redriven], redriven=True)
+            to_apply = [p for p in unique if p.ctx.event_id in fresh]
+            rejected = await self._run_handlers(session, to_apply, isolate=isolate)
+            dead = poison + rejected
+            if dead:
+                await inbox.mark_dead_lettered(session, group, [d.event_id for d in rejected if d.event_id])
+                await asyncio.to_thread(self.send_dead_letters, [d.dead_letter() for d in dead])
+                metrics.DEAD_LETTERS.labels(group).inc(len(dead))
+        # Metrics only after the commit: a rolled-back batch applied nothing.
+        self._count_outcomes(parsed, {p.ctx.event_id for p in to_apply} - {d.event_id for d in rejected}, dead)
+
+    async def _stamp_previous_versions(self, session: AsyncSession, unique: list[Parsed]) -> None:
+        aggregates = {p.ctx.aggregate_id for p in unique if p.ctx.aggregate_id is not None}
+        previous = await inbox.last_versions(session, self.group.name, aggregates)
+        for p in unique:
+            _stamp_previous(p.ctx, previous)
+
+    def _count_outcomes(self, parsed: list[Parsed], applied: set[uuid.UUID], dead: list[Poison]) -> None:
+        outcomes: Counter[tuple[str, str]] = Counter()
+        for p in parsed:
+            outcome = "applied" if p.ctx.event_id in applied else "duplicate"
+            if outcome == "applied":
+                applied.discard(p.ctx.event_id)  # a second copy in the same batch is a duplicate
+                self._note_versions(p.ctx)
+            outcomes[(p.ctx.event_type, outcome)] += 1
+        for d in dead:
+            outcomes[(event_type_of(d.message), "dead_lettered")] += 1
+        for (event_type, outcome), count in outcomes.items():
+            metrics.EVENTS.labels(self.group.name, event_type, outcome).inc(count)
+
+    def _note_versions(self, ctx: EventContext) -> None:
+        if ctx.is_gap:
+            metrics.VERSION_GAPS.labels(self.group.name, ctx.event_type).inc()
+            log.warning(
+                "group %s: %s %s v%s follows v%s (gap)",
+                self.group.name,
+                ctx.event_type,
+                ctx.aggregate_id,
+                ctx.event_version,
+                ctx.previous_version,
+            )
+        elif ctx.is_stale:
+            metrics.STALE_EVENTS.labels(self.group.name, ctx.event_type).inc()
+
+    async def _run_handlers(self, session: AsyncSession, items: list[Parsed], *, isolate: bool) -> list[Poison]:
+        """Run handlers in partition order; runs of one batch-handled type go to its batch handler at once."""
+        rejected: list[Poison] = []
+        for (event_type, is_batch), run in groupby(items, key=self._handler_kind):
+            chunk = list(run)
+            if is_batch:
+                rejected += await self._call(session, chunk, isolate, batch_of=event_type)
+            else:
+                for item in chunk:
+                    rejected += await self._call(session, [item], isolate)
+        return rejected
+
+    def _handler_kind(self, item: Parsed) -> tuple[str, bool]:
+        event_type = item.ctx.event_type
+        return event_type, event_type in self.group.batch_handlers
+
+    async def _invoke(self, session: AsyncSession, items: list[Parsed], batch_of: str | None) -> None:
+        if batch_of is not None:
+            await self.group.batch_handlers[batch_of](session, [(p.event, p.ctx) for p in items])
+        else:
+            await self.group.handlers[items[0].ctx.event_type](session, items[0].event, items[0].ctx)
+
+    async def _call(
+        self, session: AsyncSession, chunk: list[Parsed], isolate: bool, batch_of: str | None = None
+    ) -> list[Poison]:
+        if not isolate:
+            try:
+                await self._invoke(session, chunk, batch_of)
+            except Exception as exc:
+                if is_retryable(exc):
+                    raise
+                raise IsolateBatch from exc
+            return []
+        try:
+            async with session.begin_nested():
+                await self._invoke(session, chunk, batch_of)
+            return []
+        except Exception as exc:
+            if is_retryable(exc):
+                raise
+            if len(chunk) > 1:  # find the culprit(s) of a failed batch call one event at a time
+                rejected: list[Poison] = []
+                for item in chunk:
+                    rejected += await self._call(session, [item], True, batch_of)
+                return rejected
+            item = chunk[0]
+            log.error("group %s: %s %s rejected: %r", self.group.name, item.ctx.event_type, item.ctx.event_id, exc)
+            return [Poison.of(item.message, exc, item.ctx.event_id)]
+
+
+def _first_occurrences(items: list[Parsed]) -> list[Parsed]:
+    seen: set[uuid.UUID] = set()
+    unique = []
+    for item in items:
+        if item.ctx.event_id not in seen:
+            seen.add(item.ctx.event_id)
+            unique.append(item)
+    return unique
+
+
+def _stamp_previous(ctx: EventContext, last: dict[uuid.UUID, int]) -> None:
+    """Set previous_version, advancing the running maximum through the batch."""
+    if ctx.aggregate_id is None:
+        return
+    previous = last.get(ctx.aggregate_id)
+    if ctx.event_version is not None and (previous is None or ctx.event_version > previous):
+        last[ctx.aggregate_id] = ctx.event_version
+    ctx.previous_version = previous

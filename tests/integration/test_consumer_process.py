@@ -1,0 +1,91 @@
+"""A consumer process (python -m outbox.runner) crashed, restarted, and starved of its database.
+
+Each test runs a group of its own (tests.support.throwaway_group) on its own topic and table, so the
+stack's consumers are never disturbed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import httpx
+import pytest
+
+from tests.support.consumers import ThrowawayConsumer
+from tests.support.orders import eventually
+from tests.support.pg_fault import PgFaultProxy, free_port
+
+pytestmark = pytest.mark.usefixtures("stack")
+
+
+async def _ready_status(port: int) -> int | None:
+    try:
+        async with httpx.AsyncClient(timeout=2) as client:
+            return (await client.get(f"http://127.0.0.1:{port}/ready")).status_code
+    except httpx.TransportError:
+        return None
+
+
+async def _all_applied_once(consumer: ThrowawayConsumer, event_ids: list[uuid.UUID]) -> bool:
+    return sorted(await consumer.applied(event_ids)) == sorted(event_ids)
+
+
+@pytest.mark.slow
+async def test_a_consumer_restarted_after_sigkill_applies_a_new_event_within_10_s() -> None:
+    async with ThrowawayConsumer() as consumer:
+        consumer.start()
+        first = consumer.produce()
+        await eventually(lambda: _all_applied_once(consumer, [first]), what="the first event applied")
+
+        consumer.kill()  # SIGKILL: the broker still counts the dead member until its session expires
+        restarted = time.monotonic()
+        consumer.start()
+        second = consumer.produce()
+        await eventually(lambda: _all_applied_once(consumer, [second]), within=30, what="the event after restart")
+        recovery = time.monotonic() - restarted
+        print(f"consumer recovery after SIGKILL: {recovery:.1f}s from restart to the next event applied")
+        assert recovery < 10, f"a restarted consumer took {recovery:.1f}s to apply a new event"
+        assert sorted(await consumer.applied([first, second])) == sorted([first, second])
+
+
+@pytest.mark.slow
+async def test_a_consumer_backs_off_while_its_database_refuses_connections_and_applies_everything_after() -> None:
+    metrics_port = free_port()
+    async with PgFaultProxy() as proxy:
+        url = _through(proxy.port)
+        async with ThrowawayConsumer(metrics_port=metrics_port, database_url=url) as consumer:
+            consumer.start()
+            events = [consumer.produce() for _ in range(20)]
+            await eventually(lambda: _answers(metrics_port), within=30, what="the probe server up")
+            # Refused, then "the database system is starting up", then "too many clients": each for a while,
+            # long enough for several retries; the process must neither exit nor apply anything, nor say ready.
+            for mode in ("refuse", "starting_up", "too_many"):
+                await proxy.set_mode(mode)
+                await asyncio.sleep(4)
+                assert consumer.alive, f"the consumer exited while its database answered {mode!r}"
+                assert await _ready_status(metrics_port) == 503, mode
+            assert await consumer.applied(events) == []
+
+            await proxy.set_mode("forward")
+            await eventually(lambda: _all_applied_once(consumer, events), within=60, what="every event applied")
+            await eventually(lambda: _is_ready(metrics_port), within=10, what="/ready answering 200")
+            assert consumer.alive
+            assert await consumer.terminate() == 0
+            assert sorted(await consumer.applied(events)) == sorted(events)  # once each, none twice
+
+
+async def _answers(port: int) -> bool:
+    return await _ready_status(port) is not None
+
+
+async def _is_ready(port: int) -> bool:
+    return await _ready_status(port) == 200
+
+
+def _through(port: int) -> str:
+    from apps.common.topology import BY_NAME, database_url, pg_port
+
+    url = database_url(BY_NAME["customer"])
+    return url.replace(f":{pg_port()}/", f":{port}/")
