@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from apps.common.topology import SERVICES, ServiceSpec, connect_url
+from apps.common.topology import PROCESSES, SERVICES, ServiceSpec, connect_url
 from infra import connectors, kafka, migrate, postgres, proc, redis
 from infra.paths import LOGS, REPO, STATE, ensure_dirs, log_file
 
@@ -93,6 +93,10 @@ def app_processes() -> list[Process]:
                     url=f"http://127.0.0.1:{metrics_port}/metrics",
                 )
             )
+    for extra in PROCESSES:  # sandboxes, workers, sweepers: apps.common.topology.PROCESSES
+        port = int(os.environ.get(extra.port_env, extra.port))
+        argv = [python, "-m", extra.module, "--port", str(port)]
+        found.append(Process(extra.name, argv, _http_ok(f"http://127.0.0.1:{port}/health"), f"http://127.0.0.1:{port}"))
     return found
 
 

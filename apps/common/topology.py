@@ -85,3 +85,28 @@ def database_url(spec: ServiceSpec, driver: str = "postgresql+asyncpg") -> str:
         f"{spec.name.upper()}_DATABASE_URL",
         f"{driver}://{spec.role}:{spec.password()}@{pg_host()}:{pg_port()}/{spec.database}",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    """A process of ours beside the services' APIs and consumers (a provider sandbox, a worker, a sweeper).
+
+    The stack runs ``python -m <module> --port <port>`` and waits for ``GET /health`` on that port;
+    ``just start|stop|restart <name>`` controls it like any other component.
+    """
+
+    name: str
+    module: str
+    port: int
+
+    @property
+    def port_env(self) -> str:
+        return f"{self.name.upper().replace('-', '_')}_PORT"
+
+
+PROCESSES: tuple[ProcessSpec, ...] = (
+    # The card-provider sandbox the payment service calls (a real provider replaces it: PAYMENT_PROVIDER_URL).
+    ProcessSpec("payment-sandbox", "apps.payment_sandbox", 8009),
+    # Calls the provider for the payment ledger's pending operations (service port + 200).
+    ProcessSpec("payment-worker", "apps.payment.worker", 8205),
+)

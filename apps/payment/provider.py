@@ -1,0 +1,179 @@
+"""The payment provider behind a small interface, and its HTTP implementation.
+
+``PaymentProvider`` is what services.py calls: authorize, capture, void, refund, each with the idempotency
+key of the ledger row it answers. ``HttpProvider`` speaks the card-provider API that the local sandbox
+(apps/payment_sandbox) implements; PAYMENT_PROVIDER_URL (and PAYMENT_PROVIDER_API_KEY) point it at a real
+one. Amounts cross this boundary in the currency's minor units.
+
+Retries: a timeout, a refused connection, a 5xx or a 409 "request in progress" is transient: the same
+request is sent again WITH THE SAME KEY (so the provider never does it twice), after a capped exponential
+backoff, up to ``max_attempts``. When every attempt was transient the outcome is UNKNOWN: the provider may
+or may not have acted, so the ledger row stays pending and the worker asks again later, with that key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Final, Protocol
+
+import aiohttp
+import msgspec
+
+from apps.common.topology import PROCESSES
+from apps.payment.rules import OP_DECLINED, OP_FAILED, PENDING, SUCCEEDED, to_minor
+
+__all__ = ["HttpProvider", "PaymentProvider", "ProviderResult", "RetryPolicy", "provider_from_env"]
+
+UNKNOWN: Final = PENDING  # the ledger's word for "no answer yet"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderResult:
+    """One operation's outcome: succeeded, declined, failed (definite) or pending (unknown, retry later)."""
+
+    outcome: str
+    reference: str | None = None
+    code: str | None = None
+    response: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 1
+
+    @property
+    def known(self) -> bool:
+        return self.outcome != UNKNOWN
+
+
+class PaymentProvider(Protocol):
+    """A card provider. Every call is idempotent by ``key``: the same key never acts twice."""
+
+    name: str
+
+    async def authorize(
+        self, *, key: str, amount: Decimal, currency: str, token: str, reference: str
+    ) -> ProviderResult: ...
+
+    async def capture(self, *, key: str, authorization: str, amount: Decimal, currency: str) -> ProviderResult: ...
+
+    async def void(self, *, key: str, authorization: str) -> ProviderResult: ...
+
+    async def refund(self, *, key: str, authorization: str, amount: Decimal, currency: str) -> ProviderResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Per-attempt timeout, attempts and backoff (first delay, cap) for transient failures."""
+
+    timeout_s: float = 3.0
+    max_attempts: int = 4
+    backoff_s: float = 0.1
+    backoff_cap_s: float = 1.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.backoff_cap_s, self.backoff_s * 2.0 ** (attempt - 1)))
+
+    @classmethod
+    def from_env(cls) -> RetryPolicy:
+        default = cls()
+        return cls(
+            timeout_s=float(os.environ.get("PAYMENT_PROVIDER_TIMEOUT_S", default.timeout_s)),
+            max_attempts=int(os.environ.get("PAYMENT_PROVIDER_ATTEMPTS", default.max_attempts)),
+        )
+
+
+def _is_transient(status: int, body: dict[str, Any]) -> bool:
+    in_progress = status == 409 and _error_code(body) == "idempotency_request_in_progress"
+    return status >= 500 or status == 429 or in_progress
+
+
+def _error_code(body: dict[str, Any]) -> str | None:
+    err = body.get("error")
+    return str(err.get("code")) if isinstance(err, dict) and err.get("code") else None
+
+
+def classify(status: int, body: dict[str, Any], attempts: int) -> ProviderResult:
+    """A definite answer: 2xx succeeded, 402 declined (a card error), any other 4xx failed."""
+    if 200 <= status < 300:
+        ref = body.get("id")
+        return ProviderResult(SUCCEEDED, str(ref) if ref else None, None, body, attempts)
+    code = _error_code(body) or f"http_{status}"
+    return ProviderResult(OP_DECLINED if status == 402 else OP_FAILED, None, code, body, attempts)
+
+
+class HttpProvider:
+    """The card-provider HTTP API (the sandbox's, or a real provider's at the configured URL)."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, *, name: str = "sandbox", policy: RetryPolicy | None = None
+    ) -> None:
+        self.session = session
+        self.name = name
+        self.policy = policy or RetryPolicy()
+
+    async def authorize(
+        self, *, key: str, amount: Decimal, currency: str, token: str, reference: str
+    ) -> ProviderResult:
+        body = {"amount": to_minor(amount, currency), "currency": currency, "source": token, "reference": reference}
+        return await self._post("/v1/authorizations", body, key)
+
+    async def capture(self, *, key: str, authorization: str, amount: Decimal, currency: str) -> ProviderResult:
+        return await self._post(
+            f"/v1/authorizations/{authorization}/capture", {"amount": to_minor(amount, currency)}, key
+        )
+
+    async def void(self, *, key: str, authorization: str) -> ProviderResult:
+        return await self._post(f"/v1/authorizations/{authorization}/void", {}, key)
+
+    async def refund(self, *, key: str, authorization: str, amount: Decimal, currency: str) -> ProviderResult:
+        body = {"authorization": authorization, "amount": to_minor(amount, currency)}
+        return await self._post("/v1/refunds", body, key)
+
+    async def _post(self, path: str, body: dict[str, Any], key: str) -> ProviderResult:
+        last: dict[str, Any] = {}
+        for attempt in range(1, self.policy.max_attempts + 1):
+            if attempt > 1:
+                await asyncio.sleep(self.policy.delay(attempt - 1))
+            try:
+                status, answer = await self._send(path, body, key)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                last = {"error": {"type": "transport", "code": type(exc).__name__, "message": str(exc)[:200]}}
+                continue
+            if not _is_transient(status, answer):
+                return classify(status, answer, attempt)
+            last = answer or {"error": {"code": f"http_{status}"}}
+        return ProviderResult(UNKNOWN, None, _error_code(last) or "unknown", last, self.policy.max_attempts)
+
+    async def _send(self, path: str, body: dict[str, Any], key: str) -> tuple[int, dict[str, Any]]:
+        headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
+        api_key = os.environ.get("PAYMENT_PROVIDER_API_KEY")
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
+        async with self.session.post(path, data=msgspec.json.encode(body), headers=headers, timeout=timeout) as resp:
+            raw = await resp.read()
+        try:
+            decoded = msgspec.json.decode(raw) if raw else {}
+        except msgspec.DecodeError:
+            decoded = {"error": {"code": "unreadable_answer"}}
+        return resp.status, decoded if isinstance(decoded, dict) else {"body": decoded}
+
+
+def provider_url() -> str:
+    sandbox = next(p for p in PROCESSES if p.name == "payment-sandbox")
+    default = f"http://127.0.0.1:{os.environ.get(sandbox.port_env, sandbox.port)}"
+    return os.environ.get("PAYMENT_PROVIDER_URL", default)
+
+
+def provider_name() -> str:
+    return os.environ.get("PAYMENT_PROVIDER_NAME", "sandbox")
+
+
+def open_provider_session() -> aiohttp.ClientSession:
+    """The pooled session to the provider; open it in a lifespan (no I/O at import time)."""
+    connector = aiohttp.TCPConnector(limit=64, keepalive_timeout=30)
+    return aiohttp.ClientSession(base_url=provider_url(), connector=connector)
+
+
+def provider_from_env(session: aiohttp.ClientSession) -> HttpProvider:
+    return HttpProvider(session, name=provider_name(), policy=RetryPolicy.from_env())

@@ -1,0 +1,273 @@
+"""PaymentService: what the order saga and the HTTP API ask of payments, written down as ledger rows.
+
+Asking never calls the provider. Each command writes the payment row and a PENDING ledger operation
+(payment_operations, with the idempotency key the provider will see) and, where a request is refused,
+the refusal event, all in the caller's transaction: the consumer runtime's (with the inbox row) or the
+HTTP request's. The provider is called afterwards, outside any transaction, by apps/payment/operations.py
+(the worker, or the refund endpoint inline), which writes the answer, the payment's new status and its
+payment.* event in one transaction. A crash in between leaves a pending row, retried with the same key.
+
+Concurrency: every command locks the payment row (SELECT ... FOR UPDATE) before deciding, so two commands
+on one payment decide one after the other on the state the first one left.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import selectinload
+from uuid_utils.compat import uuid7
+
+from apps.common.errors import FieldProblem, NotFound, StateConflict
+from apps.common.models import utc_now
+from apps.payment.events import PaymentCaptureFailed
+from apps.payment.models import Payment, PaymentOperation
+from apps.payment.rules import (
+    AUTHORIZE,
+    CAPTURE,
+    FINAL,
+    PENDING,
+    REFUND,
+    check_capture,
+    check_refund,
+    compensation,
+)
+from outbox.writer import add_event
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = ["AuthorizationRequest", "IdempotencyKeyReused", "PaymentService"]
+
+# An operation the API executes itself is leased to it for this long before the worker may retry it.
+INLINE_LEASE_S = 30.0
+
+
+class IdempotencyKeyReused(FieldProblem):
+    """The Idempotency-Key was used before for a different request: 422 (as the IETF draft says)."""
+
+    status_code = 422
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRequest:
+    """Authorize ``amount`` for an order with a provider token; ``key`` makes it one payment however often."""
+
+    order_id: uuid.UUID
+    amount: Decimal
+    currency: str
+    method_type: str
+    token: str
+    key: str
+    provider: str
+
+
+class PaymentService:
+    """Payments and their ledger; never commits (the caller owns the transaction), never calls out."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --- the saga's requests (consumer) ------------------------------------------------------------
+
+    async def request_authorization(self, request: AuthorizationRequest) -> uuid.UUID:
+        """The payment for this key: created pending with its authorize operation, or the one that exists."""
+        now = utc_now()
+        payment_id: uuid.UUID = uuid7()
+        inserted = await self.session.scalar(
+            pg_insert(Payment)
+            .values(
+                id=payment_id,
+                order_id=request.order_id,
+                amount=request.amount,
+                currency=request.currency.upper(),
+                status=PENDING,
+                provider=request.provider,
+                payment_method_type=request.method_type,
+                idempotency_key=request.key,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=[Payment.idempotency_key])
+            .returning(Payment.id)
+        )
+        if inserted is None:
+            existing = await self.session.scalar(select(Payment.id).where(Payment.idempotency_key == request.key))
+            assert existing is not None  # the conflict was on this key
+            return existing
+        # The token travels in the operation's request: the worker sends exactly this, again if need be.
+        await self._add_operation(payment_id, AUTHORIZE, request.key, request.amount, {"token": request.token}, now=now)
+        return payment_id
+
+    async def request_capture(self, order_id: uuid.UUID, amount: Decimal | None) -> None:
+        """Queue the capture of the order's authorized payment, or publish why it cannot be captured."""
+        payments = await self._lock_for_order(order_id)
+        payment = next((p for p in reversed(payments) if p.status not in FINAL), None)
+        if payment is None:
+            await self._capture_refused(None, order_id, "no_authorized_payment")
+            return
+        try:
+            amount = check_capture(payment.status, payment.amount, amount)
+        except FieldProblem as exc:
+            await self._capture_refused(payment.id, order_id, exc.message)
+            return
+        if payment.cancel_requested_at is not None:
+            await self._capture_refused(payment.id, order_id, "payment_cancelled")
+            return
+        await self._add_operation(payment.id, CAPTURE, f"{payment.id}:capture", amount, {})
+
+    async def request_cancel(self, order_id: uuid.UUID, reason: str) -> None:
+        """Mark every payment of the order to be undone, and queue what undoes each one now (if anything)."""
+        now = utc_now()
+        for payment in await self._lock_for_order(order_id):
+            if payment.cancel_requested_at is None:
+                payment.cancel_requested_at = now
+                payment.cancel_reason = reason[:100]
+                payment.updated_at = now
+            await self.compensate(payment)
+        await self.session.flush()
+
+    async def compensate(self, payment: Payment) -> None:
+        """Queue the void or refund a cancelled payment needs, once no other operation awaits an answer."""
+        if payment.cancel_requested_at is None:
+            return
+        undo = compensation(
+            payment.status,
+            payment.amount,
+            payment.captured_amount,
+            payment.refunded_amount,
+            operation_in_flight=await self._has_pending(payment.id),
+        )
+        if undo is not None:
+            request = {"reason": payment.cancel_reason}
+            await self._add_operation(payment.id, undo.kind, f"{payment.id}:{undo.kind}:cancel", undo.amount, request)
+
+    # --- refunds asked over HTTP ---------------------------------------------------------------------
+
+    async def request_refund(
+        self, payment_id: uuid.UUID, amount: Decimal | None, reason: str, client_key: str
+    ) -> uuid.UUID:
+        """The refund operation for this client key (the existing one on a retry), leased to the caller."""
+        payment = await self._lock(payment_id)
+        key = f"{payment.id}:refund:{client_key}"
+        asked = {"requested_amount": None if amount is None else str(amount), "reason": reason}
+        existing = await self.session.scalar(select(PaymentOperation).where(PaymentOperation.idempotency_key == key))
+        if existing is not None:
+            if {k: existing.request.get(k) for k in asked} != asked:
+                raise IdempotencyKeyReused(
+                    "Idempotency-Key", "this key was used for a different refund", source="header"
+                )
+            return existing.id
+        pending = await self.session.scalar(
+            select(func.coalesce(func.sum(PaymentOperation.amount), 0)).where(
+                PaymentOperation.payment_id == payment.id,
+                PaymentOperation.kind == REFUND,
+                PaymentOperation.outcome == PENDING,
+            )
+        )
+        refund = check_refund(
+            payment.status, payment.captured_amount, payment.refunded_amount, Decimal(pending or 0), amount
+        )
+        now = utc_now()
+        return await self._add_operation(
+            payment.id, REFUND, key, refund, asked, now=now, leased_until=now + dt.timedelta(seconds=INLINE_LEASE_S)
+        )
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    async def get(self, payment_id: uuid.UUID) -> Payment:
+        statement = select(Payment).where(Payment.id == payment_id).options(selectinload(Payment.operations))
+        payment = await self.session.scalar(statement.execution_options(populate_existing=True))
+        if payment is None:
+            raise NotFound(f"payment {payment_id} not found")
+        return payment
+
+    async def for_order(self, order_id: uuid.UUID) -> Sequence[Payment]:
+        statement = (
+            select(Payment)
+            .where(Payment.order_id == order_id)
+            .options(selectinload(Payment.operations))
+            .order_by(Payment.created_at, Payment.id)
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.scalars(statement)).all()
+
+    # --- helpers -------------------------------------------------------------------------------------
+
+    async def _lock(self, payment_id: uuid.UUID) -> Payment:
+        statement = select(Payment).where(Payment.id == payment_id).with_for_update()
+        payment = await self.session.scalar(statement.execution_options(populate_existing=True))
+        if payment is None:
+            raise NotFound(f"payment {payment_id} not found")
+        return payment
+
+    async def _lock_for_order(self, order_id: uuid.UUID) -> Sequence[Payment]:
+        statement = (
+            select(Payment)
+            .where(Payment.order_id == order_id)
+            .order_by(Payment.created_at, Payment.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.scalars(statement)).all()
+
+    async def _has_pending(self, payment_id: uuid.UUID) -> bool:
+        found = await self.session.scalar(
+            select(PaymentOperation.id)
+            .where(PaymentOperation.payment_id == payment_id, PaymentOperation.outcome == PENDING)
+            .limit(1)
+        )
+        return found is not None
+
+    async def _add_operation(
+        self,
+        payment_id: uuid.UUID,
+        kind: str,
+        key: str,
+        amount: Decimal,
+        request: dict[str, Any],
+        *,
+        now: dt.datetime | None = None,
+        leased_until: dt.datetime | None = None,
+    ) -> uuid.UUID:
+        """A pending ledger row (nothing if one with this provider key exists: a repeated command)."""
+        now = now or utc_now()
+        op_id: uuid.UUID = uuid7()
+        inserted = await self.session.scalar(
+            pg_insert(PaymentOperation)
+            .values(
+                id=op_id,
+                payment_id=payment_id,
+                kind=kind,
+                idempotency_key=key,
+                amount=amount,
+                outcome=PENDING,
+                reason=request.get("reason"),
+                request=request,
+                attempts=1 if leased_until else 0,
+                next_attempt_at=leased_until or now,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=[PaymentOperation.idempotency_key])
+            .returning(PaymentOperation.id)
+        )
+        if inserted is None:
+            existing = await self.session.scalar(
+                select(PaymentOperation.id).where(PaymentOperation.idempotency_key == key)
+            )
+            if existing is None:  # pragma: no cover - the conflict was on this key
+                raise StateConflict("idempotency_key", "the operation conflicts with another")
+            return existing
+        return op_id
+
+    async def _capture_refused(self, payment_id: uuid.UUID | None, order_id: uuid.UUID, reason: str) -> None:
+        refused = PaymentCaptureFailed(payment_id=payment_id, order_id=order_id, reason=reason, failed_at=utc_now())
+        await add_event(self.session, order_id, refused)

@@ -1,0 +1,122 @@
+"""Unit tests for the HTTP provider adapter (apps/payment/provider.py) against a scripted local server:
+transient failures are retried with the same idempotency key, definite answers are not, and an answer
+that never comes is UNKNOWN (pending) rather than a failure."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from apps.payment.provider import HttpProvider, ProviderResult, RetryPolicy
+from apps.payment.rules import OP_DECLINED, OP_FAILED, PENDING, SUCCEEDED
+
+pytestmark = pytest.mark.unit
+
+Start = Callable[["Script"], Awaitable[HttpProvider]]
+FAST = RetryPolicy(timeout_s=0.3, max_attempts=4, backoff_s=0.01, backoff_cap_s=0.05)
+
+
+@dataclass
+class Script:
+    """The answers the fake provider gives, in order (the last one repeats), and the keys it saw."""
+
+    answers: list[tuple[int, dict[str, object], float]]
+    keys: list[str] = field(default_factory=list)
+    bodies: list[object] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.keys.append(request.headers.get("Idempotency-Key", ""))
+        self.bodies.append(await request.json())
+        status, body, delay = self.answers[min(len(self.keys), len(self.answers)) - 1]
+        if delay:
+            await asyncio.sleep(delay)
+        return web.json_response(body, status=status)
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Start]:
+    runners: list[web.AppRunner] = []
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def start(script: Script) -> HttpProvider:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", script.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        session = aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}")
+        sessions.append(session)
+        return HttpProvider(session, policy=FAST)
+
+    yield start
+    for session in sessions:
+        await session.close()
+    for runner in runners:
+        await runner.cleanup()
+
+
+AUTHORIZED = (201, {"id": "auth_1", "status": "authorized"}, 0.0)
+UNAVAILABLE = (503, {"error": {"code": "service_unavailable"}}, 0.0)
+
+
+async def authorize(provider: HttpProvider, key: str = "key-1") -> ProviderResult:
+    return await provider.authorize(key=key, amount=Decimal("12.34"), currency="USD", token="tok_x", reference="o1")
+
+
+async def test_transient_failures_are_retried_with_the_same_key(serve: Start) -> None:
+    script = Script([UNAVAILABLE, UNAVAILABLE, AUTHORIZED])
+    provider = await serve(script)
+    result = await authorize(provider)
+    assert (result.outcome, result.reference, result.attempts) == (SUCCEEDED, "auth_1", 3)
+    assert script.keys == ["key-1"] * 3
+    assert script.bodies[0] == {"amount": 1234, "currency": "USD", "source": "tok_x", "reference": "o1"}
+    assert script.bodies.count(script.bodies[0]) == 3
+
+
+async def test_a_request_in_progress_is_retried(serve: Start) -> None:
+    in_progress = (409, {"error": {"code": "idempotency_request_in_progress"}}, 0.0)
+    script = Script([in_progress, AUTHORIZED])
+    result = await authorize(await serve(script))
+    assert result.outcome == SUCCEEDED
+    assert len(script.keys) == 2
+
+
+async def test_a_decline_is_definite_and_not_retried(serve: Start) -> None:
+    script = Script([(402, {"error": {"type": "card_error", "code": "card_declined"}}, 0.0)])
+    result = await authorize(await serve(script))
+    assert (result.outcome, result.code) == (OP_DECLINED, "card_declined")
+    assert len(script.keys) == 1
+
+
+async def test_a_client_error_is_a_definite_failure(serve: Start) -> None:
+    script = Script([(400, {"error": {"code": "token_invalid"}}, 0.0)])
+    result = await authorize(await serve(script))
+    assert (result.outcome, result.code) == (OP_FAILED, "token_invalid")
+    assert len(script.keys) == 1
+
+
+async def test_no_answer_in_time_is_unknown_after_bounded_attempts(serve: Start) -> None:
+    script = Script([(201, {"id": "auth_late"}, 1.0)])
+    started = asyncio.get_running_loop().time()
+    result = await authorize(await serve(script))
+    elapsed = asyncio.get_running_loop().time() - started
+    assert result.outcome == PENDING
+    assert result.attempts == FAST.max_attempts
+    assert script.keys == ["key-1"] * FAST.max_attempts
+    # Bounded: attempts x timeout plus the capped backoff, nowhere near the server's delay x attempts.
+    assert elapsed < FAST.max_attempts * FAST.timeout_s + FAST.max_attempts * FAST.backoff_cap_s + 0.5
+
+
+async def test_an_unreachable_provider_is_unknown() -> None:
+    async with aiohttp.ClientSession(base_url="http://127.0.0.1:9") as session:
+        result = await authorize(HttpProvider(session, policy=FAST))
+    assert result.outcome == PENDING
