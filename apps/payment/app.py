@@ -1,0 +1,25 @@
+"""The payment service's Litestar app: wiring only (run: uvicorn apps.payment.app:create_app --factory)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+
+from apps.common.http import create_service_app
+from apps.common.topology import BY_NAME
+from apps.payment.controllers import PaymentController
+from apps.payment.provider import open_provider_session, provider_from_env
+
+
+@asynccontextmanager
+async def _provider(app: Litestar) -> AsyncIterator[None]:
+    """The provider client the refund endpoint calls (opened at start, closed at stop)."""
+    async with open_provider_session() as session:
+        app.state.payment_provider = provider_from_env(session)
+        yield
+
+
+def create_app() -> Litestar:
+    return create_service_app(BY_NAME["payment"], controllers=[PaymentController], lifespan=[_provider])

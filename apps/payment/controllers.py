@@ -1,0 +1,77 @@
+"""HTTP routes of the payment service: read payments with their ledger, refund a captured payment."""
+
+from __future__ import annotations
+
+# Litestar resolves handler annotations at runtime: everything named in a signature is a real import.
+import uuid
+from typing import Annotated, TypeAlias
+
+from litestar import Controller, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody
+from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
+
+from apps.common.errors import StateConflict
+from apps.common.providers import create_service_provider
+from apps.payment.operations import execute
+from apps.payment.rules import PENDING, SUCCEEDED
+from apps.payment.schemas import PaymentOut, RefundOut, RefundRequest, to_operation_out, to_payment_out
+from apps.payment.services import PaymentService
+
+__all__ = ["PaymentController"]
+
+Payments: TypeAlias = NamedDependency[PaymentService]
+RequiredIdempotencyKey = Annotated[
+    str,
+    HeaderParameter(
+        name="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="a retry with the same key and body answers the first refund instead of refunding again",
+    ),
+]
+
+
+class PaymentController(Controller):
+    """Payments are created by the order saga's requests (the consumer); here they are read and refunded."""
+
+    path = "/api/payments"
+    tags = ["payments"]
+    dependencies = {"payments": create_service_provider(PaymentService)}
+
+    @get("/{payment_id:uuid}")
+    async def get_payment(self, payment_id: FromPath[uuid.UUID], payments: Payments) -> PaymentOut:
+        """A payment with its ledger of provider operations (authorize, capture, void, refund)."""
+        return to_payment_out(await payments.get(payment_id))
+
+    @get()
+    async def list_payments(self, order_id: FromQuery[uuid.UUID], payments: Payments) -> list[PaymentOut]:
+        """The order's payments, oldest first (usually one; an empty list before the saga asked for one)."""
+        return [to_payment_out(p) for p in await payments.for_order(order_id)]
+
+    @post("/{payment_id:uuid}/refund", status_code=HTTP_201_CREATED)
+    async def refund(
+        self,
+        payment_id: FromPath[uuid.UUID],
+        data: JSONBody[RefundRequest],
+        payments: Payments,
+        idempotency_key: RequiredIdempotencyKey,
+        state: State,
+    ) -> Response[RefundOut]:
+        """Refund ``amount`` (all that is refundable when absent) of a captured payment.
+
+        201 with the refund once the provider agreed; 202 while its answer is awaited (the worker keeps
+        asking with the same key; GET the payment, or retry with the same Idempotency-Key); 409 above
+        what was captured and not yet refunded, or when the provider refuses; 422 when the key was used
+        for another refund.
+        """
+        refund_id = await payments.request_refund(payment_id, data.amount, data.reason, idempotency_key)
+        await payments.session.commit()  # the pending ledger row exists before the provider hears of it
+        await execute(payments.session, state.payment_provider, refund_id)
+        payment = await payments.get(payment_id)
+        refund = next(op for op in payment.operations if op.id == refund_id)
+        if refund.outcome not in (SUCCEEDED, PENDING):
+            raise StateConflict("amount", f"the provider refused the refund: {refund.error}")
+        body = RefundOut(refund=to_operation_out(refund), payment=to_payment_out(payment))
+        return Response(body, status_code=HTTP_202_ACCEPTED if refund.outcome == PENDING else HTTP_201_CREATED)

@@ -1,0 +1,99 @@
+"""Request and response bodies of the payment API. Money is a decimal string ("19.90")."""
+
+from __future__ import annotations
+
+# msgspec and Litestar resolve these annotations at runtime: they stay real imports.
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated
+
+import msgspec
+from msgspec import Meta
+
+if TYPE_CHECKING:
+    from apps.payment.models import Payment, PaymentOperation
+
+__all__ = ["OperationOut", "PaymentOut", "RefundOut", "RefundRequest", "to_operation_out", "to_payment_out"]
+
+
+class RefundRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """POST /api/payments/{id}/refund: give back ``amount`` (all that is refundable when absent)."""
+
+    reason: Annotated[str, Meta(min_length=1, max_length=255, examples=["returned"])]
+    amount: Annotated[Decimal, Meta(description="at most what was captured and not refunded yet")] | None = None
+
+
+class OperationOut(msgspec.Struct, kw_only=True):
+    """One provider operation of the payment's ledger; outcome ``pending`` while its answer is awaited."""
+
+    id: uuid.UUID
+    kind: str
+    amount: Decimal
+    outcome: str
+    reason: str | None
+    error: str | None
+    attempts: int
+    created_at: dt.datetime
+    completed_at: dt.datetime | None
+
+
+class PaymentOut(msgspec.Struct, kw_only=True):
+    """A payment with its ledger of provider operations, oldest first."""
+
+    id: uuid.UUID
+    order_id: uuid.UUID
+    amount: Decimal
+    currency: str
+    status: str
+    provider: str
+    provider_reference: str | None
+    payment_method_type: str
+    captured_amount: Decimal
+    refunded_amount: Decimal
+    failure_code: str | None
+    cancel_reason: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    operations: list[OperationOut]
+
+
+class RefundOut(msgspec.Struct, kw_only=True):
+    """The refund operation (``pending`` if the provider's answer is still awaited) and the payment after it."""
+
+    refund: OperationOut
+    payment: PaymentOut
+
+
+def to_operation_out(op: PaymentOperation) -> OperationOut:
+    return OperationOut(
+        id=op.id,
+        kind=op.kind,
+        amount=op.amount,
+        outcome=op.outcome,
+        reason=op.reason,
+        error=op.error,
+        attempts=op.attempts,
+        created_at=op.created_at,
+        completed_at=op.completed_at,
+    )
+
+
+def to_payment_out(payment: Payment) -> PaymentOut:
+    return PaymentOut(
+        id=payment.id,
+        order_id=payment.order_id,
+        amount=payment.amount,
+        currency=payment.currency,
+        status=payment.status,
+        provider=payment.provider,
+        provider_reference=payment.provider_reference,
+        payment_method_type=payment.payment_method_type,
+        captured_amount=payment.captured_amount,
+        refunded_amount=payment.refunded_amount,
+        failure_code=payment.failure_code,
+        cancel_reason=payment.cancel_reason,
+        created_at=payment.created_at,
+        updated_at=payment.updated_at,
+        operations=[to_operation_out(op) for op in payment.operations],
+    )
