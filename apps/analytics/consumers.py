@@ -17,22 +17,15 @@ from typing import TYPE_CHECKING
 
 from apps.analytics.rules import fold
 from apps.analytics.services import SalesService
-from apps.common.topology import BY_NAME
-from apps.common.topology import database_url as topology_database_url
+from apps.common.consumer_db import consumer_database_url
 from apps.order.events import OrderCancelled, OrderCreated
 from outbox.consumer import ConsumerGroup, EventContext
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-service = BY_NAME["analytics"]
-
-
-def database_url() -> str:
-    """The database that holds this group's inbox and projection (read by outbox.runner and replay)."""
-    return topology_database_url(service)
-
-
+# The database holding this group's inbox and projections (outbox.runner and outbox.replay read it).
+database_url = consumer_database_url("analytics")
 group = ConsumerGroup("analytics")
 # What a rebuild empties before replaying (python -m outbox.replay analytics --rebuild).
 projection_tables = ("daily_sales", "product_sales")

@@ -7,28 +7,21 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 
-from apps.common.topology import BY_NAME
-from apps.common.topology import database_url as topology_database_url
-from apps.customer.rules import fold
+from apps.common.consumer_db import consumer_database_url
+from apps.customer.projections import fold
 from apps.order.events import OrderCancelled, OrderCreated
 from outbox.consumer import ConsumerGroup, EventContext
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-service = BY_NAME["customer"]
-
-
-def database_url() -> str:
-    """The database that holds this group's inbox and projection (read by outbox.runner and replay)."""
-    return topology_database_url(service)
-
-
+# The database holding this group's inbox and projections (outbox.runner and outbox.replay read it).
+database_url = consumer_database_url("customer")
 group = ConsumerGroup("customer-stats")
 # What a rebuild empties before replaying (python -m outbox.replay customer-stats --rebuild).
 projection_tables = ("customer_stats",)
 
-# One set-based upsert per batch; the arithmetic happens in rules.fold.
+# One set-based upsert per batch; the arithmetic happens in projections.fold.
 _APPLY = text(
     """
     INSERT INTO customer_stats AS s (customer_id, orders_count, cancelled_count, total_spent, last_order_at)

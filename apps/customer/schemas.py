@@ -2,7 +2,7 @@
 
 Shape constraints (lengths, patterns) sit on the fields so that Litestar names the field when they fail
 and OpenAPI shows them; the rules themselves (normalising emails and phones, assigned country codes,
-blank or control characters) live in validation.py and are applied by the service, for every caller.
+blank or control characters) live in rules.py and are applied by the service, for every caller.
 Money travels as a decimal string ("19.90").
 """
 
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from apps.customer.validation import (
+from apps.customer.rules import (
     COUNTRY_PATTERN,
     EMAIL_PATTERN,
     MAX_ADDRESS_LINE_LENGTH,

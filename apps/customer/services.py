@@ -19,7 +19,7 @@ from uuid_utils.compat import uuid7
 from apps.common.repository import error_messages, get_live, not_found, unique
 from apps.customer.events import CustomerRegistered, CustomerUpdated
 from apps.customer.models import Customer, CustomerAddress, CustomerStats
-from apps.customer.validation import (
+from apps.customer.rules import (
     ACTIVE,
     MAX_ADDRESS_LINE_LENGTH,
     MAX_CITY_LENGTH,

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from apps.common.topology import BY_NAME
-from apps.common.topology import database_url as topology_database_url
+from apps.common.consumer_db import consumer_database_url
 from apps.order.events import OrderCancelled, OrderCreated
 from apps.warehouse.rules import Line
 from apps.warehouse.services import ReservationRequest, ReservationService
@@ -21,14 +20,8 @@ from outbox.consumer import ConsumerGroup, EventContext
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-service = BY_NAME["warehouse"]
-
-
-def database_url() -> str:
-    """The database that holds this group's inbox and projection (read by outbox.runner and replay)."""
-    return topology_database_url(service)
-
-
+# The database holding this group's inbox and projections (outbox.runner and outbox.replay read it).
+database_url = consumer_database_url("warehouse")
 group = ConsumerGroup("warehouse-reservations")
 # Nothing for a rebuild to empty: reservations are decisions that were published and that stock_levels
 # counts, not a projection that a replay can recompute. A replay is a no-op per order (order_id is unique).

@@ -1,4 +1,4 @@
-"""Unit tests for the customer service's pure input rules (apps/customer/validation.py)."""
+"""Unit tests for the customer service's pure input rules (apps/customer/rules.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import pytest
 
 from apps.common.errors import InvalidField
-from apps.customer.validation import (
+from apps.customer.rules import (
     COUNTRY_CODES,
     EMAIL_PATTERN,
     MAX_NAME_LENGTH,

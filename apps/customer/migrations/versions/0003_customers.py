@@ -51,7 +51,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_customers"),
         sa.UniqueConstraint("customer_number", name="uq_customers_customer_number"),
         sa.UniqueConstraint("email", name="uq_customers_email"),
-        # The service lower-cases every email (apps/customer/validation.py); with this CHECK the seed's
+        # The service lower-cases every email (apps/customer/rules.py); with this CHECK the seed's
         # UNIQUE(email) is a case-insensitive guarantee, and the plain (email, status) index serves look-ups.
         sa.CheckConstraint("email = lower(email)", name=op.f("ck_customers_email_lowercase")),
     )
@@ -80,7 +80,7 @@ def upgrade() -> None:
         _timestamp("created_at"),
         _timestamp("updated_at"),
         sa.PrimaryKeyConstraint("id", name="pk_customer_addresses"),
-        # The application checks both (apps/customer/validation.py); the database refuses what slips past.
+        # The application checks both (apps/customer/rules.py); the database refuses what slips past.
         sa.CheckConstraint("type IN ('shipping', 'billing')", name=op.f("ck_customer_addresses_type_known")),
         sa.CheckConstraint("country ~ '^[A-Z]{2}$'", name=op.f("ck_customer_addresses_country_iso")),
     )

@@ -1,0 +1,38 @@
+"""The customer_stats projection's pure fold: how order events change a customer's numbers. No I/O.
+
+consumers.py adds the folded deltas to the table in one upsert per batch."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from apps.order.events import OrderCancelled, OrderCreated
+
+
+@dataclass
+class StatsDelta:
+    """What a batch of events adds to one customer's stats."""
+
+    orders: int = 0
+    cancelled: int = 0
+    spent: Decimal = field(default_factory=lambda: Decimal("0.00"))
+    last_order_at: dt.datetime | None = None
+
+
+def fold(events: Iterable[OrderCreated | OrderCancelled]) -> dict[str, StatsDelta]:
+    """Sum events per customer. A cancelled order stays counted as an order but is no longer spend."""
+    deltas: dict[str, StatsDelta] = {}
+    for ev in events:
+        delta = deltas.setdefault(ev.customer_id, StatsDelta())
+        if isinstance(ev, OrderCreated):
+            delta.orders += 1
+            delta.spent += ev.total_amount
+            if delta.last_order_at is None or ev.created_at > delta.last_order_at:
+                delta.last_order_at = ev.created_at
+        else:
+            delta.cancelled += 1
+            delta.spent -= ev.total_amount
+    return deltas
