@@ -12,7 +12,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from apps.order.app import create_app
-from tests.support.db import connect, outbox_fails_at_commit
+from tests.support.db import connect, fetch, outbox_fails_at_commit
 from tests.support.http import create_customer, create_product
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -54,6 +54,16 @@ async def events_about(customer_id: str) -> list[str]:
         return [r["event_type"] for r in rows]
     finally:
         await conn.close()
+
+
+async def status_history(order_id: str) -> list[tuple[str | None, str, str | None, str | None]]:
+    """The order's order_status_history rows, oldest first: (status_from, status_to, reason, changed_by)."""
+    rows = await fetch(
+        "order",
+        "SELECT status_from, status_to, reason, changed_by FROM order_status_history WHERE order_id = $1 ORDER BY id",
+        uuid.UUID(order_id),
+    )
+    return [(r["status_from"], r["status_to"], r["reason"], r["changed_by"]) for r in rows]
 
 
 async def test_placing_an_order_prices_it_from_the_catalog_and_writes_rows_and_event(
@@ -173,17 +183,35 @@ async def test_status_moves_along_allowed_transitions_only(
     unknown_status = await client.post(f"/api/orders/{order['id']}/status", json={"status": "teleported"})
     assert unknown_status.status_code == 400 and unknown_status.json()["extra"][0]["key"] == "status"
     assert await events_about(customer["id"]) == ["order.created", "order.status_changed", "order.status_changed"]
+    # One history row per status entered; the refused changes left none.
+    assert await status_history(order["id"]) == [
+        (None, "confirmed", None, "order-service"),
+        ("confirmed", "processing", "ops", "order-service"),
+        ("processing", "shipped", "ops", "order-service"),
+    ]
 
 
 async def test_cancelling_writes_history_and_an_event(client: AsyncTestClient[Any], customer: dict[str, Any]) -> None:
     product = await create_product("7.00")
     order = (await client.post("/api/orders", json=order_body(customer, (product, 2)))).json()
-    cancelled = await client.post(f"/api/orders/{order['id']}/cancel")
+    cancelled = await client.post(f"/api/orders/{order['id']}/cancel", json={"reason": "changed my mind"})
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["status"] == "cancelled" and cancelled.json()["cancelled_at"] is not None
     again = await client.post(f"/api/orders/{order['id']}/cancel", json={})
     assert again.status_code == 409
     assert await events_about(customer["id"]) == ["order.created", "order.cancelled"]
+    assert await status_history(order["id"]) == [
+        (None, "confirmed", None, "order-service"),
+        ("confirmed", "cancelled", "changed my mind", "order-service"),
+    ]
+
+
+async def test_cancelling_without_a_body_is_recorded_without_a_reason(
+    client: AsyncTestClient[Any], customer: dict[str, Any]
+) -> None:
+    order = (await client.post("/api/orders", json=order_body(customer, (await create_product(), 1)))).json()
+    assert (await client.post(f"/api/orders/{order['id']}/cancel")).status_code == 200
+    assert (await status_history(order["id"]))[-1] == ("confirmed", "cancelled", None, "order-service")
 
 
 async def test_unknown_orders_are_404(client: AsyncTestClient[Any]) -> None:

@@ -18,6 +18,15 @@ async def connect(service: str) -> asyncpg.Connection:
     return await asyncpg.connect(url)
 
 
+async def fetch(service: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    """One query on ``service``'s database on a connection of its own."""
+    conn = await connect(service)
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
+
+
 def db_fixture(service: str) -> Callable[..., Any]:
     """A function-scoped `db` fixture: a connection to ``service``'s database, closed after the test."""
 
