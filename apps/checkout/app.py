@@ -18,8 +18,9 @@ from apps.common.topology import BY_NAME
 
 @asynccontextmanager
 async def cart_cache_lifespan(app: Litestar) -> AsyncIterator[None]:
-    """One cart cache per process: it remembers invalidations Redis could not be told yet."""
+    """One cart cache per process (it remembers invalidations Redis could not be told yet), and the settings."""
     config = settings()
+    app.state.checkout_settings = config
     app.state.cart_cache = CartCache(app.state.redis, view_ttl=config.cart_view_ttl, guest_ttl=config.cart_idle)
     yield
 

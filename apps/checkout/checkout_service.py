@@ -33,14 +33,17 @@ from apps.checkout.rules import (
     reprice,
 )
 from apps.checkout.schemas import lines_to_json
-from apps.checkout.services import now
+from apps.checkout.services import CartService, now
 from apps.common.errors import InvalidField, NotFound, StateConflict, UnknownReference
 from outbox.writer import add_event
 
 if TYPE_CHECKING:
-    from apps.checkout.clients import SavedAddress
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from apps.checkout.cache import CartCache
+    from apps.checkout.clients import Dependencies, SavedAddress
     from apps.checkout.schemas import Address, CheckoutCreate
-    from apps.checkout.services import CartService
+    from apps.checkout.settings import CheckoutSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +58,12 @@ def display_status(session: CheckoutSession, at: dt.datetime) -> str:
 
 
 class CheckoutService:
-    def __init__(self, carts: CartService) -> None:
-        self.carts = carts
-        self.session = carts.session
-        self.dependencies = carts.dependencies
+    def __init__(
+        self, session: AsyncSession, dependencies: Dependencies, cache: CartCache, settings: CheckoutSettings
+    ) -> None:
+        self.carts = CartService(session, dependencies, cache, settings)
+        self.session = session
+        self.dependencies = dependencies
 
     async def start(self, data: CheckoutCreate, token: str | None) -> CheckoutSession:
         """Price the cart as it is now into a session that can be completed until it expires."""

@@ -8,11 +8,9 @@ from typing import Annotated, TypeAlias
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from apps.checkout.checkout_service import CheckoutService, display_status
 from apps.checkout.rules import GUEST_HEADER
@@ -27,8 +25,8 @@ from apps.checkout.schemas import (
     to_checkout_out,
 )
 from apps.checkout.services import CartService, now
-from apps.checkout.settings import settings
 from apps.common.errors import InvalidField
+from apps.common.providers import create_service_provider
 
 Carts: TypeAlias = NamedDependency[CartService]
 Checkouts: TypeAlias = NamedDependency[CheckoutService]
@@ -42,12 +40,8 @@ IdempotencyKey = Annotated[
 ]
 
 
-def provide_cart_service(db_session: NamedDependency[AsyncSession], state: State) -> CartService:
-    return CartService(db_session, state.dependencies, state.cart_cache, settings())
-
-
-def provide_checkout_service(carts: Carts) -> CheckoutService:
-    return CheckoutService(carts)
+# Opened once in the app's lifespan (apps/checkout/app.py) and shared by every request.
+FROM_STATE = ["dependencies", "cart_cache", "checkout_settings"]
 
 
 def _cart_create(body: bytes) -> CartCreate:
@@ -69,7 +63,7 @@ class CartController(Controller):
 
     path = "/api/carts"
     tags = ["carts"]
-    dependencies = {"carts": Provide(provide_cart_service, sync_to_thread=False)}
+    dependencies = {"carts": create_service_provider(CartService, from_state=FROM_STATE)}
 
     @post(status_code=HTTP_201_CREATED)
     async def create_cart(self, carts: Carts, request: Request) -> Response[CartOut]:  # type: ignore[type-arg]
@@ -116,10 +110,7 @@ class CheckoutController(Controller):
 
     path = "/api/checkout"
     tags = ["checkout"]
-    dependencies = {
-        "carts": Provide(provide_cart_service, sync_to_thread=False),
-        "checkouts": Provide(provide_checkout_service, sync_to_thread=False),
-    }
+    dependencies = {"checkouts": create_service_provider(CheckoutService, from_state=FROM_STATE)}
 
     @post(status_code=HTTP_201_CREATED)
     async def start_checkout(
