@@ -27,7 +27,9 @@ class OrderCreated(Event, frozen=True, kw_only=True):
 
     order_id: uuid.UUID
     order_number: str
-    # The seed's customer_id: a customer's UUID, or a guest checkout's session id (VARCHAR(36)).
+    # The placing customer's UUID as text: POST /api/orders requires an existing customer today. The
+    # column keeps the seed's VARCHAR(36) because guest checkout (the checkout issue) will put a guest's
+    # session id here; consumers must not assume a registered customer.
     customer_id: str
     status: str
     currency: str
