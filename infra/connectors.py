@@ -13,6 +13,7 @@ from typing import Any
 
 from apps.common.topology import SERVICES, connect_url, kafka_bootstrap, topic_for
 from infra.paths import REPO
+from outbox.config import topic_prefix
 
 CONNECTORS = REPO / "connectors"
 # Event topics keep their events for the replay window: delete policy, one year, never compaction.
@@ -28,9 +29,19 @@ def _request(method: str, url: str, body: object | None = None) -> Any:
     return json.loads(raw) if raw else None
 
 
+TOPIC_REPLACEMENT = "transforms.outbox.route.topic.replacement"
+
+
+def topic_replacement(prefix: str | None = None) -> str:
+    """The EventRouter's topic for an aggregate: the outbox library's topic_for, in Debezium's syntax."""
+    return f"{prefix or topic_prefix()}.${{routedByValue}}"
+
+
 def load(path: Path, overrides: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """A connector file's name and config; the topic prefix is the project's ([tool.outbox] topic_prefix,
+    OUTBOX_TOPIC_PREFIX), so the files' literal (checked against it by a unit test) never drifts."""
     spec = json.loads(path.read_text())
-    return spec["name"], {**spec["config"], **overrides}
+    return spec["name"], {**spec["config"], TOPIC_REPLACEMENT: topic_replacement(), **overrides}
 
 
 def ensure_event_topics(bootstrap: str) -> None:

@@ -7,11 +7,13 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from apps.common.topology import CDC_ROLE, SERVICES, cdc_password, pg_port
+from apps.common.topology import CDC_ROLE, SERVICES, ServiceSpec, cdc_password, pg_port
 from infra import proc
-from infra.paths import STATE
+from infra.paths import REPO, STATE
 
 NAME = "postgres"
 BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -173,22 +175,73 @@ def _literal(value: str) -> str:
 
 def bootstrap() -> None:
     """Roles and databases, idempotently: each service role reaches only its own database."""
-    psql_admin(_role_sql(CDC_ROLE, cdc_password(), "LOGIN REPLICATION"))
     existing = set(psql_admin("SELECT datname FROM pg_database").split())
+    for database, statements in setup_statements(cdc_password(), lambda spec: spec.password(), existing):
+        psql_admin("; ".join(statements), database=database)
+
+
+Statements = list[tuple[str, list[str]]]
+
+
+def setup_statements(
+    cdc_secret: str, password_of: Callable[[ServiceSpec], str], existing: set[str] | frozenset[str] = frozenset()
+) -> Statements:
+    """The roles, databases and grants of every service, as (database to run in, statements) in order.
+
+    The one source for both the local stack (bootstrap, idempotent) and the compose stack's initdb script
+    (initdb_sql, for an empty cluster).
+    """
+    steps: Statements = [("postgres", [_role_sql(CDC_ROLE, cdc_secret, "LOGIN REPLICATION")])]
     for spec in SERVICES:
-        psql_admin(_role_sql(spec.role, spec.password(), "LOGIN"))
+        steps.append(("postgres", [_role_sql(spec.role, password_of(spec), "LOGIN")]))
         if spec.database not in existing:
-            psql_admin(f"CREATE DATABASE {spec.database} OWNER {spec.role}")
-        psql_admin(
-            f"REVOKE ALL ON DATABASE {spec.database} FROM PUBLIC;"
-            f" GRANT CONNECT, TEMPORARY ON DATABASE {spec.database} TO {spec.role};"
-            f" GRANT CONNECT ON DATABASE {spec.database} TO {CDC_ROLE};"
+            # CREATE DATABASE cannot run inside a transaction block, so it is a step of its own.
+            steps.append(("postgres", [f"CREATE DATABASE {spec.database} OWNER {spec.role}"]))
+        steps.append(
+            (
+                "postgres",
+                [
+                    f"REVOKE ALL ON DATABASE {spec.database} FROM PUBLIC",
+                    f"GRANT CONNECT, TEMPORARY ON DATABASE {spec.database} TO {spec.role}",
+                    f"GRANT CONNECT ON DATABASE {spec.database} TO {CDC_ROLE}",
+                ],
+            )
         )
         # The CDC role may read only what each service's migration grants it (the outbox tables).
-        psql_admin(
-            f"REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO {CDC_ROLE}",
-            database=spec.database,
+        steps.append(
+            (spec.database, ["REVOKE ALL ON SCHEMA public FROM PUBLIC", f"GRANT USAGE ON SCHEMA public TO {CDC_ROLE}"])
         )
+    return steps
+
+
+INITDB_SQL = REPO / "infra" / "compose" / "initdb.sql"
+
+
+def initdb_sql() -> str:
+    """infra/compose/initdb.sql: the same roles and databases for the compose stack's first start.
+
+    Passwords are the local development defaults (`<service>-local-pw`), as in the local stack.
+    """
+    lines = [
+        "-- Roles and databases for the compose stack, generated from infra/postgres.py (setup_statements):",
+        "-- do not edit; run `python -m infra.postgres initdb-sql > infra/compose/initdb.sql`.",
+    ]
+    current = "postgres"
+    for database, statements in setup_statements(DEFAULT_CDC_PASSWORD, _local_password):
+        if database != current:
+            lines.append(f"\\connect {database}")
+            current = database
+        lines += [f"{statement};" for statement in statements]
+    if current != "postgres":
+        lines.append("\\connect postgres")
+    return "\n".join(lines) + "\n"
+
+
+DEFAULT_CDC_PASSWORD = "debezium-local-pw"
+
+
+def _local_password(spec: ServiceSpec) -> str:
+    return f"{spec.name}-local-pw"
 
 
 def _role_sql(role: str, password: str, attributes: str) -> str:
@@ -198,3 +251,9 @@ def _role_sql(role: str, password: str, attributes: str) -> str:
         f"CREATE ROLE {role} {attributes} PASSWORD {_literal(password)}; "
         f"ELSE ALTER ROLE {role} {attributes} PASSWORD {_literal(password)}; END IF; END$$"
     )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["initdb-sql"]:
+        raise SystemExit("usage: python -m infra.postgres initdb-sql > infra/compose/initdb.sql")
+    sys.stdout.write(initdb_sql())

@@ -1,10 +1,86 @@
-"""The few settings the outbox library needs, read from the environment."""
+"""The outbox library's settings: where a project keeps its events and consumers, where the event catalogue
+is written, and the prefix of the event topics.
+
+The library assumes nothing about the project using it; the project says it once, in its pyproject.toml:
+
+    [tool.outbox]
+    packages = ["apps"]                              # <package>.<name>.events / .consumers are discovered
+    topic_prefix = "commerce"                        # aggregate X is published to "<prefix>.X"
+    catalogue_json = "docs/events/catalogue.json"    # relative to the project root (the pyproject's folder)
+    catalogue_markdown = "docs/events/README.md"
+
+The file is found by walking up from the working directory (OUTBOX_CONFIG may name it instead), read on
+first use, never at import. OUTBOX_TOPIC_PREFIX and KAFKA_BOOTSTRAP override from the environment, and the
+CLIs take flags. Without any configuration nothing is discovered and topics are Debezium's own default,
+``outbox.event.<aggregate>``.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-TOPIC_PREFIX = os.environ.get("OUTBOX_TOPIC_PREFIX", "commerce")
+__all__ = ["OutboxSettings", "kafka_bootstrap", "load_settings", "settings", "topic_for", "topic_prefix"]
+
+DEBEZIUM_DEFAULT_PREFIX = "outbox.event"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSettings:
+    """What a project told the library; the catalogue paths are relative to ``root``."""
+
+    root: Path
+    packages: tuple[str, ...] = ()
+    topic_prefix: str = DEBEZIUM_DEFAULT_PREFIX
+    catalogue_json: Path | None = None
+    catalogue_markdown: Path | None = None
+    source: Path | None = field(default=None, compare=False)
+
+
+def load_settings(start: Path | None = None) -> OutboxSettings:
+    """Read [tool.outbox] from the nearest pyproject.toml that has one (or the file OUTBOX_CONFIG names)."""
+    explicit = os.environ.get("OUTBOX_CONFIG")
+    path = Path(explicit) if explicit else _find_pyproject(start or Path.cwd())
+    if path is None:
+        return OutboxSettings(root=(start or Path.cwd()).resolve())
+    table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("outbox", {})
+    return _from_table(table, path.resolve().parent, path)
+
+
+def _find_pyproject(start: Path) -> Path | None:
+    for folder in [start.resolve(), *start.resolve().parents]:
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file() and "[tool.outbox]" in candidate.read_text(encoding="utf-8"):
+            return candidate
+    return None
+
+
+def _from_table(table: dict[str, Any], root: Path, source: Path) -> OutboxSettings:
+    packages = table.get("packages", [])
+    if isinstance(packages, str):
+        packages = [packages]
+    return OutboxSettings(
+        root=root,
+        packages=tuple(str(p) for p in packages),
+        topic_prefix=str(table.get("topic_prefix", DEBEZIUM_DEFAULT_PREFIX)),
+        catalogue_json=Path(table["catalogue_json"]) if "catalogue_json" in table else None,
+        catalogue_markdown=Path(table["catalogue_markdown"]) if "catalogue_markdown" in table else None,
+        source=source,
+    )
+
+
+@functools.cache
+def settings() -> OutboxSettings:
+    """The project's settings, read once per process."""
+    return load_settings()
+
+
+def topic_prefix() -> str:
+    return os.environ.get("OUTBOX_TOPIC_PREFIX") or settings().topic_prefix
 
 
 def kafka_bootstrap() -> str:
@@ -13,4 +89,11 @@ def kafka_bootstrap() -> str:
 
 def topic_for(aggregate: str) -> str:
     """Debezium's EventRouter routes each aggregate type to its own topic (route.topic.replacement)."""
-    return f"{TOPIC_PREFIX}.{aggregate}"
+    return f"{topic_prefix()}.{aggregate}"
+
+
+def __getattr__(name: str) -> str:
+    # TOPIC_PREFIX was a module constant read at import; it stays importable, read on first use.
+    if name == "TOPIC_PREFIX":
+        return topic_prefix()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

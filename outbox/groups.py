@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from collections.abc import Iterable
 from types import ModuleType
 
 from outbox.consumer import ConsumerGroup
+from outbox.discovery import import_service_modules
 
 
-def consumer_modules(package: str = "apps") -> list[ModuleType]:
-    root = importlib.import_module(package)
-    modules = []
-    for info in pkgutil.iter_modules(root.__path__):
-        try:
-            modules.append(importlib.import_module(f"{package}.{info.name}.consumers"))
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{package}.{info.name}.consumers":
-                raise
-    return modules
+def consumer_modules(packages: str | Iterable[str] | None = None) -> list[ModuleType]:
+    """Every `<package>.<name>.consumers` module of the project's packages (outbox.config)."""
+    return import_service_modules(packages, "consumers")
 
 
 def database_url(module: ModuleType) -> str:
@@ -27,10 +20,10 @@ def database_url(module: ModuleType) -> str:
     return str(value() if callable(value) else value)
 
 
-def find(group_name: str) -> ModuleType:
+def find(group_name: str, packages: str | Iterable[str] | None = None) -> ModuleType:
     """The module that defines `group` with this name (and `database_url`, `projection_tables`)."""
     known = []
-    for module in consumer_modules():
+    for module in consumer_modules(packages):
         group = getattr(module, "group", None)
         if isinstance(group, ConsumerGroup):
             known.append(group.name)

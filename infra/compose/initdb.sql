@@ -1,6 +1,7 @@
--- Roles and databases for the compose stack (the local stack runs the same in infra/postgres.py).
-CREATE ROLE debezium LOGIN REPLICATION PASSWORD 'debezium-local-pw';
-CREATE ROLE catalog_svc LOGIN PASSWORD 'catalog-local-pw';
+-- Roles and databases for the compose stack, generated from infra/postgres.py (setup_statements):
+-- do not edit; run `python -m infra.postgres initdb-sql > infra/compose/initdb.sql`.
+DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'debezium') THEN CREATE ROLE debezium LOGIN REPLICATION PASSWORD 'debezium-local-pw'; ELSE ALTER ROLE debezium LOGIN REPLICATION PASSWORD 'debezium-local-pw'; END IF; END$$;
+DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'catalog_svc') THEN CREATE ROLE catalog_svc LOGIN PASSWORD 'catalog-local-pw'; ELSE ALTER ROLE catalog_svc LOGIN PASSWORD 'catalog-local-pw'; END IF; END$$;
 CREATE DATABASE catalog_db OWNER catalog_svc;
 REVOKE ALL ON DATABASE catalog_db FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE catalog_db TO catalog_svc;
@@ -9,7 +10,7 @@ GRANT CONNECT ON DATABASE catalog_db TO debezium;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO debezium;
 \connect postgres
-CREATE ROLE customer_svc LOGIN PASSWORD 'customer-local-pw';
+DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'customer_svc') THEN CREATE ROLE customer_svc LOGIN PASSWORD 'customer-local-pw'; ELSE ALTER ROLE customer_svc LOGIN PASSWORD 'customer-local-pw'; END IF; END$$;
 CREATE DATABASE customer_db OWNER customer_svc;
 REVOKE ALL ON DATABASE customer_db FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE customer_db TO customer_svc;
@@ -18,7 +19,7 @@ GRANT CONNECT ON DATABASE customer_db TO debezium;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO debezium;
 \connect postgres
-CREATE ROLE checkout_svc LOGIN PASSWORD 'checkout-local-pw';
+DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'checkout_svc') THEN CREATE ROLE checkout_svc LOGIN PASSWORD 'checkout-local-pw'; ELSE ALTER ROLE checkout_svc LOGIN PASSWORD 'checkout-local-pw'; END IF; END$$;
 CREATE DATABASE checkout_db OWNER checkout_svc;
 REVOKE ALL ON DATABASE checkout_db FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE checkout_db TO checkout_svc;
@@ -27,7 +28,7 @@ GRANT CONNECT ON DATABASE checkout_db TO debezium;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO debezium;
 \connect postgres
-CREATE ROLE order_svc LOGIN PASSWORD 'order-local-pw';
+DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'order_svc') THEN CREATE ROLE order_svc LOGIN PASSWORD 'order-local-pw'; ELSE ALTER ROLE order_svc LOGIN PASSWORD 'order-local-pw'; END IF; END$$;
 CREATE DATABASE order_db OWNER order_svc;
 REVOKE ALL ON DATABASE order_db FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE order_db TO order_svc;
@@ -36,7 +37,7 @@ GRANT CONNECT ON DATABASE order_db TO debezium;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO debezium;
 \connect postgres
-CREATE ROLE payment_svc LOGIN PASSWORD 'payment-local-pw';
+DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'payment_svc') THEN CREATE ROLE payment_svc LOGIN PASSWORD 'payment-local-pw'; ELSE ALTER ROLE payment_svc LOGIN PASSWORD 'payment-local-pw'; END IF; END$$;
 CREATE DATABASE payment_db OWNER payment_svc;
 REVOKE ALL ON DATABASE payment_db FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE payment_db TO payment_svc;
@@ -45,7 +46,7 @@ GRANT CONNECT ON DATABASE payment_db TO debezium;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO debezium;
 \connect postgres
-CREATE ROLE warehouse_svc LOGIN PASSWORD 'warehouse-local-pw';
+DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'warehouse_svc') THEN CREATE ROLE warehouse_svc LOGIN PASSWORD 'warehouse-local-pw'; ELSE ALTER ROLE warehouse_svc LOGIN PASSWORD 'warehouse-local-pw'; END IF; END$$;
 CREATE DATABASE warehouse_db OWNER warehouse_svc;
 REVOKE ALL ON DATABASE warehouse_db FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE warehouse_db TO warehouse_svc;
@@ -54,7 +55,7 @@ GRANT CONNECT ON DATABASE warehouse_db TO debezium;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO debezium;
 \connect postgres
-CREATE ROLE returns_svc LOGIN PASSWORD 'returns-local-pw';
+DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'returns_svc') THEN CREATE ROLE returns_svc LOGIN PASSWORD 'returns-local-pw'; ELSE ALTER ROLE returns_svc LOGIN PASSWORD 'returns-local-pw'; END IF; END$$;
 CREATE DATABASE return_db OWNER returns_svc;
 REVOKE ALL ON DATABASE return_db FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE return_db TO returns_svc;
@@ -63,7 +64,7 @@ GRANT CONNECT ON DATABASE return_db TO debezium;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO debezium;
 \connect postgres
-CREATE ROLE analytics_svc LOGIN PASSWORD 'analytics-local-pw';
+DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'analytics_svc') THEN CREATE ROLE analytics_svc LOGIN PASSWORD 'analytics-local-pw'; ELSE ALTER ROLE analytics_svc LOGIN PASSWORD 'analytics-local-pw'; END IF; END$$;
 CREATE DATABASE analytics_db OWNER analytics_svc;
 REVOKE ALL ON DATABASE analytics_db FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE analytics_db TO analytics_svc;

@@ -7,14 +7,13 @@ import decimal
 import json
 import sys
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import pytest
 
 from outbox.catalogue import (
-    CATALOGUE_JSON,
-    CATALOGUE_MD,
     build_catalogue,
     check_compatibility,
     discover_event_modules,
@@ -26,7 +25,6 @@ from outbox.events import Event, EventRegistry, default_registry
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 pytestmark = pytest.mark.unit
 
@@ -414,8 +412,14 @@ def test_discover_on_the_real_apps_package_does_not_fail() -> None:
 # --- CLI --------------------------------------------------------------------------------------------
 
 
+# The library has no paths of its own: the project names them ([tool.outbox]) or the CLI gets them.
+CATALOGUE_JSON = Path("docs/events/catalogue.json")
+CATALOGUE_MD = Path("docs/events/README.md")
+
+
 def run(root: Path, *args: str, registry: EventRegistry) -> int:
-    return main([*args, "--root", str(root)], registry=registry)
+    paths = ["--json", str(CATALOGUE_JSON), "--markdown", str(CATALOGUE_MD)]
+    return main([*args, "--root", str(root), *paths], registry=registry)
 
 
 def test_write_then_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -490,3 +494,38 @@ def test_check_reports_invalid_committed_json(tmp_path: Path, capsys: pytest.Cap
 
 def test_tests_never_touch_the_default_registry() -> None:
     assert not any(cls.__module__ == __name__ for _, _, cls in default_registry)
+
+
+def test_catalogue_paths_come_from_the_projects_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from outbox import config
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.outbox]\npackages = []\ncatalogue_json = "events/schemas.json"\ncatalogue_markdown = "events/index.md"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OUTBOX_CONFIG", raising=False)
+    config.settings.cache_clear()
+    try:
+        assert main(["write"], registry=registry_of(PAYMENT_V1)) == 0
+    finally:
+        config.settings.cache_clear()
+    assert "payment.captured" in (tmp_path / "events" / "schemas.json").read_text()
+    assert (tmp_path / "events" / "index.md").read_text().startswith("# Event catalogue")
+
+
+def test_without_paths_the_cli_says_where_to_set_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from outbox import config
+
+    monkeypatch.chdir(tmp_path)  # no pyproject.toml with [tool.outbox] above a pytest tmp folder
+    monkeypatch.delenv("OUTBOX_CONFIG", raising=False)
+    config.settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit):
+            main(["check"], registry=registry_of(PAYMENT_V1))
+    finally:
+        config.settings.cache_clear()
+    assert "[tool.outbox] catalogue_json" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""connectors/*.json agree with the topology the migrations and the stack use."""
+"""connectors/*.json and infra/compose/initdb.sql agree with the topology, the outbox settings and
+infra/postgres.py, from which they are written or deployed."""
 
 from __future__ import annotations
 
@@ -7,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from apps.common.topology import SERVICES
+from apps.common.topology import CDC_PASSWORD_ENV, SERVICES, ServiceSpec, cdc_password
+from infra import connectors, postgres
+from outbox.config import load_settings, settings, topic_for
 
-CONNECTORS = Path(__file__).resolve().parents[2] / "connectors"
+REPO = Path(__file__).resolve().parents[2]
+CONNECTORS = REPO / "connectors"
 
 
 @pytest.mark.parametrize("spec", SERVICES, ids=lambda spec: spec.name)
-def test_each_service_database_has_its_own_outbox_connector(spec: object) -> None:
-    from apps.common.topology import ServiceSpec
-
-    assert isinstance(spec, ServiceSpec)
+def test_each_service_database_has_its_own_outbox_connector(spec: ServiceSpec) -> None:
     body = json.loads((CONNECTORS / f"{spec.name}.json").read_text())
     config = body["config"]
     assert body["name"] == f"{spec.name}-outbox"
@@ -36,3 +37,48 @@ def test_no_connector_file_holds_a_literal_password() -> None:
     for path in CONNECTORS.glob("*.json"):
         config = json.loads(path.read_text())["config"]
         assert config["database.password"].startswith("${env:"), path.name
+
+
+def test_every_connector_routes_to_the_projects_topic_prefix() -> None:
+    # The files work as they are (curl -d "$(jq .config ...)"), so their literal must be the project's prefix.
+    project_prefix = load_settings(REPO).topic_prefix
+    assert project_prefix == "commerce"
+    for path in sorted(CONNECTORS.glob("*.json")):
+        config = json.loads(path.read_text())["config"]
+        assert config[connectors.TOPIC_REPLACEMENT] == f"{project_prefix}.${{routedByValue}}", path.name
+        assert config[connectors.TOPIC_REPLACEMENT].replace("${routedByValue}", "order") == topic_for("order")
+
+
+def test_the_deploy_fills_in_the_topic_prefix_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OUTBOX_TOPIC_PREFIX", "staging")
+    _, config = connectors.load(CONNECTORS / "order.json", {})
+    assert config[connectors.TOPIC_REPLACEMENT] == "staging.${routedByValue}"
+    assert topic_for("order") == "staging.order"
+
+
+def test_outbox_settings_come_from_the_projects_pyproject() -> None:
+    project = settings()
+    assert project.packages == ("apps",)
+    assert project.catalogue_json == Path("docs/events/catalogue.json")
+    assert project.catalogue_markdown == Path("docs/events/README.md")
+
+
+def test_without_a_project_table_the_library_assumes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OUTBOX_CONFIG", raising=False)
+    bare = load_settings(tmp_path)
+    assert (bare.packages, bare.catalogue_json, bare.topic_prefix) == ((), None, "outbox.event")
+
+
+def test_compose_initdb_is_generated_from_infra_postgres() -> None:
+    committed = (REPO / "infra" / "compose" / "initdb.sql").read_text()
+    assert committed == postgres.initdb_sql(), "run `python -m infra.postgres initdb-sql > infra/compose/initdb.sql`"
+    for spec in SERVICES:
+        assert f"CREATE DATABASE {spec.database} OWNER {spec.role};" in committed
+
+
+def test_initdb_uses_the_same_local_passwords_as_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CDC_PASSWORD_ENV, raising=False)
+    assert cdc_password() == postgres.DEFAULT_CDC_PASSWORD
+    for spec in SERVICES:
+        monkeypatch.delenv(spec.password_env, raising=False)
+        assert postgres._local_password(spec) == spec.password()

@@ -1,0 +1,72 @@
+"""The catalogue as a markdown page: one table row per event version, then the versioning rules."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from outbox.catalogue.compatibility import VERSIONING_RULES
+from outbox.catalogue.schema import Schema, describe, ref_name, split, versions
+
+WRITE_HINT = "run `python -m outbox.catalogue write`"
+
+
+def _cell(text: str) -> str:
+    # GFM splits table cells on "|" even inside code spans unless it is escaped.
+    return text.replace("|", "\\|")
+
+
+def _fields(obj: Schema, defs: dict[str, Schema]) -> list[str]:
+    required = set(obj.get("required", []))
+    lines = []
+    for field, sub in obj.get("properties", {}).items():
+        text = f"`{field}`: `{describe(sub, defs, named=True)}`"
+        if field in required:
+            text += " **required**"
+        elif "default" in sub:
+            text += f", default `{json.dumps(sub['default'])}`"
+        lines.append(text)
+    return lines
+
+
+def _fields_cell(schema: Schema) -> str:
+    root, defs = split(schema)
+    lines = _fields(root, defs)
+    root_name = ref_name(schema)
+    for name in sorted(defs):
+        if name == root_name:
+            continue
+        nested = defs[name]
+        if "properties" in nested:
+            lines.append(f"*{name}*: " + ", ".join(_fields(nested, defs)))
+        else:
+            lines.append(f"*{name}*: `{describe(nested, defs, named=False)}`")
+    return _cell("<br>".join(lines))
+
+
+def render_markdown(catalogue: dict[str, Any]) -> str:
+    """Render the catalogue as a markdown page: one table row per event version, then the rules."""
+    lines = [
+        "# Event catalogue",
+        "",
+        f"Generated from the registered event schemas; do not edit by hand, {WRITE_HINT}.",
+        "The JSON Schemas live in [catalogue.json](catalogue.json).",
+        "",
+        "| Event | Schema version | Aggregate | Fields |",
+        "| --- | --- | --- | --- |",
+    ]
+    events: dict[str, Any] = catalogue.get("events", {})
+    for event_type in sorted(events):
+        aggregate = events[event_type].get("aggregate", "")
+        for version, schema in sorted(versions(catalogue, event_type).items()):
+            lines.append(f"| `{event_type}` | {version} | `{aggregate}` | {_fields_cell(schema)} |")
+    if not events:
+        lines.append("| *(no events registered)* | | | |")
+    lines += [
+        "",
+        "Fields marked **required** have no default. `string(decimal)` is an exact decimal (money)",
+        "carried as a JSON string; `string(uuid)` is a UUID; datetimes are ISO 8601 strings.",
+        "",
+        "",
+    ]
+    return "\n".join(lines) + VERSIONING_RULES
