@@ -131,6 +131,15 @@ class CartCache:
         if await self.store.run(command, "invalidate cart views") is not None:
             self._pending.difference_update(pending)
 
+    async def guest_session_cart(self, token_hash: str) -> str | None:
+        """The cart id a live guest session maps to (and its TTL slides); None if gone or Redis is down."""
+
+        async def command(client: Redis) -> object:
+            return await client.getex(guest_key(token_hash), ex=self.guest_ttl)
+
+        value = await self.store.run(command, "touch guest session")
+        return value.decode() if isinstance(value, bytes) else None
+
     async def start_guest_session(self, token_hash: str, cart_id: uuid.UUID) -> None:
         async def command(client: Redis) -> object:
             return await client.set(guest_key(token_hash), str(cart_id), ex=self.guest_ttl)

@@ -138,11 +138,13 @@ class CartService:
         """The cart, if this caller may change it: its guest token (if a guest's), still active."""
         cart = await self.get(cart_id, lock=lock)
         check_guest_access(cart.guest_token, token)
-        if cart.guest_token is not None and not guest_session_alive(cart.expires_at, now()):
-            # PostgreSQL slides the expiry on changes only; Redis also on reads: it may know better.
-            read = await self.cache.read(cart_id, cart.guest_token)
-            if read.guest_session_cart != str(cart_id):
-                raise GuestAccessDenied("the guest session has expired")
+        # PostgreSQL slides a guest's expiry on changes only; Redis also on reads, so it may know better.
+        if (
+            cart.guest_token is not None
+            and not guest_session_alive(cart.expires_at, now())
+            and await self.cache.guest_session_cart(cart.guest_token) != str(cart_id)
+        ):
+            raise GuestAccessDenied("the guest session has expired")
         check_cart_open(cart.status)
         return cart
 

@@ -18,7 +18,7 @@ from apps.checkout.cache import CachedCart, CartCache, cart_key, guest_key
 from apps.checkout.rules import hash_token
 from apps.checkout.schemas import CartOut
 from apps.common.redis_store import RedisStore, create_redis_client
-from tests.support.checkout import Client, add, checkout_body, guest_cart
+from tests.support.checkout import Client, add, checkout_body, execute, guest_cart
 from tests.support.http import create_product
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -137,3 +137,25 @@ async def test_a_reader_that_raced_a_writer_cannot_store_a_stale_view(redis: Red
     await cache.fill(cart_id, fresh.generation, CachedCart(view=old, guest_token_hash=None, guest_expires_at=None))
     assert (await cache.read(cart_id, None)).cached is not None
     assert await redis.client.ttl(cart_key(cart_id)) > 0
+
+
+async def test_an_expired_guest_session_opens_nothing_and_a_live_one_in_redis_still_does(
+    client: Client, redis: RedisStore
+) -> None:
+    cart, headers = await guest_cart(client)
+    product = await create_product("1.00")
+    await execute(
+        "UPDATE cart_sessions SET expires_at = now() - interval '1 minute' WHERE id = $1", uuid.UUID(cart["id"])
+    )
+    # Redis still has the session (reads slid it): a change is allowed, and slides PostgreSQL's expiry too.
+    await add(client, cart, headers, product, 1)
+    await execute(
+        "UPDATE cart_sessions SET expires_at = now() - interval '1 minute' WHERE id = $1", uuid.UUID(cart["id"])
+    )
+    await redis.client.flushall()
+    url = f"/api/carts/{cart['id']}"
+    for response in (
+        await client.get(url, headers=headers),
+        await client.post(f"{url}/items", json={"product_id": product["id"], "quantity": 1}, headers=headers),
+    ):
+        assert response.status_code == 403 and "expired" in response.text, response.text
