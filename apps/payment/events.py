@@ -134,12 +134,13 @@ class PaymentCaptured(Event, frozen=True, kw_only=True):
 
 @event("payment.capture_failed", version=1, aggregate="payment")
 class PaymentCaptureFailed(Event, frozen=True, kw_only=True):
-    """A capture was refused: by the provider, or because there was no authorized payment to capture."""
+    """A capture was refused: by the provider, or because there was no authorized payment to capture
+    (then ``payment_id`` is null, and absent on Kafka: Debezium's expanded JSON drops null fields)."""
 
-    payment_id: uuid.UUID | None
     order_id: uuid.UUID
     reason: str
     failed_at: dt.datetime
+    payment_id: uuid.UUID | None = None
 
 
 @event("payment.voided", version=1, aggregate="payment")

@@ -1,0 +1,270 @@
+"""The payment service's side of the saga through the real stack.
+
+The order saga's requests (order.payment_requested / _capture_requested / _cancel_requested) are written
+into order_db's outbox exactly as the order service will write them; Debezium carries them to
+commerce.order; the payment consumer writes pending ledger rows; the payment worker calls the provider
+sandbox; the payment.* events come back on commerce.payment through payment_db's outbox. The sandbox's own
+ledger (GET /v1/ledger) says how many authorizations exist: the proof that retries never charge twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from apps.common.topology import BY_NAME, PROCESSES, database_url, topic_for
+from apps.payment.events import (
+    OrderPaymentCancelRequested,
+    OrderPaymentCaptureRequested,
+    OrderPaymentRequested,
+    PaymentMethod,
+)
+from apps.payment.models import PaymentOperation
+from apps.payment.provider import HttpProvider
+from apps.payment.services import AuthorizationRequest, PaymentService
+from outbox.events import Event
+from outbox.writer import add_event
+from tests.support.db import db_fixture
+from tests.support.http import service_url
+from tests.support.kafka import Received, TopicTail
+from tests.support.orders import eventually, order_engine
+
+pytestmark = pytest.mark.usefixtures("stack")
+
+SANDBOX = f"http://127.0.0.1:{next(p.port for p in PROCESSES if p.name == 'payment-sandbox')}"
+# The consumer may be catching up on other tests' order events first.
+WITHIN = 120.0
+
+db = db_fixture("payment")
+
+
+@pytest.fixture(scope="module")
+async def orders(stack: None) -> AsyncIterator[AsyncEngine]:
+    engine = order_engine()
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def tail() -> Iterator[TopicTail]:
+    topic_tail = TopicTail(topic_for("payment"))
+    try:
+        yield topic_tail
+    finally:
+        topic_tail.close()
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def payment_requested(order_id: uuid.UUID, token: str, amount: str = "25.00") -> OrderPaymentRequested:
+    return OrderPaymentRequested(
+        order_id=order_id,
+        amount=Decimal(amount),
+        currency="USD",
+        payment_method=PaymentMethod(type="card", token=token),
+        customer_id=str(uuid.uuid4()),
+        requested_at=now(),
+    )
+
+
+async def send(engine: AsyncEngine, *events: Event) -> list[uuid.UUID]:
+    """Each request in its own committed transaction of order_db's outbox, keyed by its order."""
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    ids = []
+    for event in events:
+        async with sessions() as session, session.begin():
+            ids.append((await add_event(session, event.order_id, event)).event_id)  # type: ignore[attr-defined]
+    return ids
+
+
+async def payments_of(order_id: uuid.UUID) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=service_url("payment")) as http:
+        response = await http.get("/api/payments", params={"order_id": str(order_id)})
+    assert response.status_code == 200, response.text
+    return list(response.json())
+
+
+async def wait_for(order_id: uuid.UUID, status: str, within: float = WITHIN) -> dict[str, Any]:
+    async def reached() -> bool:
+        found = await payments_of(order_id)
+        return len(found) == 1 and found[0]["status"] == status
+
+    await eventually(reached, within=within, what=f"payment of {order_id} {status}")
+    return (await payments_of(order_id))[0]
+
+
+async def sandbox_books(order_id: uuid.UUID) -> dict[str, Any]:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{SANDBOX}/v1/ledger", params={"reference": str(order_id)})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def payment_events(tail: TopicTail, order_id: uuid.UUID, *expected: str) -> list[Received]:
+    """The order's payment.* events, once every expected type arrived (keyed by the order id)."""
+
+    def mine(seen: list[Received]) -> list[Received]:
+        return [r for r in seen if r.key == str(order_id)]
+
+    def arrived(seen: list[Received]) -> bool:
+        return all(t in {r.headers["event_type"] for r in mine(seen)} for t in expected)
+
+    return mine(tail.read_until(arrived, timeout=WITHIN))
+
+
+def kinds(payment: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(op["kind"], op["outcome"]) for op in payment["operations"]]
+
+
+async def test_authorize_capture_and_refund_on_cancel(orders: AsyncEngine, tail: TopicTail) -> None:
+    order_id = uuid.uuid4()
+    await send(orders, payment_requested(order_id, "tok_visa", "25.00"))
+    authorized = await wait_for(order_id, "authorized")
+    assert (authorized["amount"], authorized["provider"]) == ("25.00", "sandbox")
+    assert authorized["provider_reference"].startswith("auth_")
+    await send(orders, OrderPaymentCaptureRequested(order_id=order_id, requested_at=now()))
+    await wait_for(order_id, "captured")
+    await send(orders, OrderPaymentCancelRequested(order_id=order_id, reason="customer_request", requested_at=now()))
+    refunded = await wait_for(order_id, "refunded")
+    assert (refunded["captured_amount"], refunded["refunded_amount"]) == ("25.00", "25.00")
+    assert kinds(refunded) == [("authorize", "succeeded"), ("capture", "succeeded"), ("refund", "succeeded")]
+    events = payment_events(tail, order_id, "payment.authorized", "payment.captured", "payment.refunded")
+    assert [r.headers["event_type"] for r in events] == ["payment.authorized", "payment.captured", "payment.refunded"]
+    authorized_event = json.loads(events[0].value)
+    assert (authorized_event["payment_id"], authorized_event["amount"]) == (authorized["id"], "25.00")
+    books = await sandbox_books(order_id)
+    assert [a["status"] for a in books["authorizations"]] == ["refunded"]
+    assert books["live_authorizations"] == 0
+
+
+async def test_a_declined_card_is_declined_and_nothing_is_held(orders: AsyncEngine, tail: TopicTail) -> None:
+    order_id = uuid.uuid4()
+    await send(orders, payment_requested(order_id, "tok_chargeDeclined"))
+    declined = await wait_for(order_id, "declined")
+    assert declined["failure_code"] == "card_declined"
+    event = json.loads(payment_events(tail, order_id, "payment.declined")[0].value)
+    assert (event["decline_code"], event["order_id"]) == ("card_declined", str(order_id))
+    assert (await sandbox_books(order_id))["authorizations"] == []
+
+
+async def test_transient_provider_errors_end_in_one_charge(orders: AsyncEngine) -> None:
+    order_id = uuid.uuid4()
+    await send(orders, payment_requested(order_id, "tok_flaky"))
+    authorized = await wait_for(order_id, "authorized")
+    books = await sandbox_books(order_id)
+    assert len(books["authorizations"]) == 1
+    assert books["live_authorizations"] == 1
+    # Three calls with one key: two 503s, then the approval.
+    assert [r["status_code"] for r in books["authorizations"][0]["requests"]] == [503, 503, 201]
+    assert kinds(authorized) == [("authorize", "succeeded")]
+
+
+async def test_a_repeated_request_is_one_payment_and_one_charge(orders: AsyncEngine, db: asyncpg.Connection) -> None:
+    order_id = uuid.uuid4()
+    request = payment_requested(order_id, "tok_visa")
+    event_ids = await send(orders, request, request)
+    await wait_for(order_id, "authorized")
+
+    async def both_applied() -> bool:
+        count = await db.fetchval(
+            "SELECT count(*) FROM inbox WHERE consumer_group = 'payment' AND event_id = ANY($1::uuid[])", event_ids
+        )
+        return bool(count == 2)
+
+    await eventually(both_applied, within=WITHIN, what="both requests applied")
+    assert len(await payments_of(order_id)) == 1
+    assert len((await sandbox_books(order_id))["authorizations"]) == 1
+
+
+async def test_cancel_after_authorization_voids(orders: AsyncEngine, tail: TopicTail) -> None:
+    order_id = uuid.uuid4()
+    await send(orders, payment_requested(order_id, "tok_visa"))
+    await wait_for(order_id, "authorized")
+    await send(orders, OrderPaymentCancelRequested(order_id=order_id, reason="out_of_stock", requested_at=now()))
+    voided = await wait_for(order_id, "voided")
+    assert voided["cancel_reason"] == "out_of_stock"
+    event = json.loads(payment_events(tail, order_id, "payment.voided")[-1].value)
+    assert event["reason"] == "out_of_stock"
+    assert (await sandbox_books(order_id))["live_authorizations"] == 0
+
+
+@pytest.mark.slow
+async def test_a_late_authorization_after_cancel_is_voided(orders: AsyncEngine, tail: TopicTail) -> None:
+    """tok_slow answers after the sandbox's delay; the order gave up before and asked to cancel."""
+    order_id = uuid.uuid4()
+    await send(orders, payment_requested(order_id, "tok_slow"))
+    await send(orders, OrderPaymentCancelRequested(order_id=order_id, reason="timeout", requested_at=now()))
+    voided = await wait_for(order_id, "voided")
+    assert kinds(voided) == [("authorize", "succeeded"), ("void", "succeeded")]
+    types = [r.headers["event_type"] for r in payment_events(tail, order_id, "payment.voided")]
+    assert types == ["payment.authorized", "payment.voided"]
+    books = await sandbox_books(order_id)
+    assert len(books["authorizations"]) == 1
+    assert books["live_authorizations"] == 0
+
+
+async def test_capture_without_an_authorized_payment_is_refused(orders: AsyncEngine, tail: TopicTail) -> None:
+    order_id = uuid.uuid4()
+    await send(orders, OrderPaymentCaptureRequested(order_id=order_id, requested_at=now()))
+    event = json.loads(payment_events(tail, order_id, "payment.capture_failed")[0].value)
+    assert (event.get("payment_id"), event["reason"]) == (None, "no_authorized_payment")
+
+
+async def test_a_request_breaking_the_contract_is_dead_lettered(orders: AsyncEngine, db: asyncpg.Connection) -> None:
+    order_id = uuid.uuid4()
+    [event_id] = await send(orders, payment_requested(order_id, "tok_visa", amount="-5.00"))
+
+    async def dead_lettered() -> bool:
+        outcome = await db.fetchval(
+            "SELECT outcome FROM inbox WHERE consumer_group = 'payment' AND event_id = $1", event_id
+        )
+        return bool(outcome == "dead_lettered")
+
+    await eventually(dead_lettered, within=WITHIN, what="the bad request dead-lettered")
+    assert await payments_of(order_id) == []
+
+
+async def test_a_crash_between_the_provider_call_and_the_commit_is_recovered_with_the_same_key() -> None:
+    """The worker called the provider and died before writing the answer: the row is still pending. The
+    next claim calls again with the same key; the sandbox replays its first answer, no second charge."""
+    engine = create_async_engine(database_url(BY_NAME["payment"]), pool_size=2)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    order_id = uuid.uuid4()
+    key = f"test:{order_id}"
+    try:
+        async with sessions() as session:
+            request = AuthorizationRequest(order_id, Decimal("9.99"), "USD", "card", "tok_visa", key, "sandbox")
+            await PaymentService(session).request_authorization(request)
+            # As if the dead worker had claimed it: leased for a few seconds.
+            await session.execute(
+                update(PaymentOperation)
+                .where(PaymentOperation.idempotency_key == key)
+                .values(next_attempt_at=now() + dt.timedelta(seconds=3), attempts=1)
+            )
+            await session.commit()
+        async with aiohttp.ClientSession(base_url=SANDBOX) as http:
+            answered = await HttpProvider(http).authorize(
+                key=key, amount=Decimal("9.99"), currency="USD", token="tok_visa", reference=str(order_id)
+            )
+        assert answered.outcome == "succeeded"
+        assert (await payments_of(order_id))[0]["status"] == "pending"
+        authorized = await wait_for(order_id, "authorized")
+        assert authorized["provider_reference"] == answered.reference
+        books = await sandbox_books(order_id)
+        assert len(books["authorizations"]) == 1
+        assert [r["replayed"] for r in books["authorizations"][0]["requests"]] == [0, 1]
+    finally:
+        await engine.dispose()
