@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from outbox.consumer import EventContext
 from outbox.dead_letters import REDRIVE_HEADER, DeadLetterOrigin
@@ -21,8 +21,7 @@ if TYPE_CHECKING:
 RawHeaders = list[tuple[str, bytes | None]]
 
 
-@dataclass(frozen=True, slots=True)
-class Parsed:
+class Parsed(NamedTuple):
     """A message that decoded into an event this group handles."""
 
     message: Message

@@ -8,14 +8,16 @@ GET /health    200 while the process serves HTTP at all (liveness)
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-__all__ = ["ReadinessState", "serve_probes"]
+__all__ = ["ReadinessState", "run_until_signalled", "serve_probes"]
 
 # () -> (ready, details for the body)
 ReadinessState = Callable[[], tuple[bool, dict[str, object]]]
@@ -51,3 +53,29 @@ def serve_probes(port: int, readiness: ReadinessState, host: str = "127.0.0.1") 
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="probes", daemon=True).start()
     return server
+
+
+async def run_until_signalled(
+    run: Callable[[], Awaitable[None]],
+    stop: Callable[[], None],
+    *,
+    port: int | None,
+    readiness: ReadinessState,
+    cleanup: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """A long-running process: ``run()`` until SIGTERM/SIGINT call ``stop()``, serving probes on ``port``.
+
+    ``run`` is expected to return soon after ``stop`` (finishing its work in flight); the probe server
+    goes down and ``cleanup`` (e.g. an engine's dispose) runs whatever happens.
+    """
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    probes = serve_probes(port, readiness) if port else None
+    try:
+        await run()
+    finally:
+        if probes is not None:
+            probes.shutdown()
+        if cleanup is not None:
+            await cleanup()

@@ -36,24 +36,28 @@ _PURGE_INBOX = text(
 _HAS_INBOX = text("SELECT to_regclass(:name) IS NOT NULL")
 
 
-async def _purge(engine: AsyncEngine, statement: TextClause, cutoff: dt.datetime) -> int:
+async def in_batches(engine: AsyncEngine, statement: TextClause, cutoff: dt.datetime, batch: int = BATCH) -> int:
+    """Run ``statement`` (bound to :cutoff and :batch) until a batch touches fewer than ``batch`` rows.
+
+    Each batch commits on its own, so a large backlog never holds long locks; returns the rows touched.
+    """
     total = 0
     while True:
         async with engine.begin() as conn:
-            deleted = (await conn.execute(statement, {"cutoff": cutoff, "batch": BATCH})).rowcount
-        total += deleted
-        if deleted < BATCH:
+            touched = int((await conn.execute(statement, {"cutoff": cutoff, "batch": batch})).rowcount)
+        total += touched
+        if touched < batch:
             return total
 
 
 async def purge(engine: AsyncEngine, *, outbox_days: int = 365, inbox_days: int = 400) -> dict[str, int]:
     """Delete what is past its keeping time; return how many rows went from each table."""
     now = dt.datetime.now(dt.UTC)
-    result = {OUTBOX_TABLE: await _purge(engine, _PURGE_OUTBOX, now - dt.timedelta(days=outbox_days))}
+    result = {OUTBOX_TABLE: await in_batches(engine, _PURGE_OUTBOX, now - dt.timedelta(days=outbox_days))}
     async with engine.connect() as conn:
         has_inbox = bool(await conn.scalar(_HAS_INBOX, {"name": INBOX_TABLE}))
     if has_inbox:
-        result[INBOX_TABLE] = await _purge(engine, _PURGE_INBOX, now - dt.timedelta(days=inbox_days))
+        result[INBOX_TABLE] = await in_batches(engine, _PURGE_INBOX, now - dt.timedelta(days=inbox_days))
     return result
 
 

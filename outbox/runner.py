@@ -21,13 +21,12 @@ import asyncio
 import importlib
 import logging
 import os
-import signal
 
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from outbox import groups
 from outbox.consumer import ConsumerGroup
-from outbox.probes import serve_probes
+from outbox.probes import run_until_signalled
 from outbox.runtime import ConsumerRuntime
 
 
@@ -46,17 +45,10 @@ async def serve(module_name: str, *, batch_size: int, metrics_port: int | None, 
     )
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     runtime = ConsumerRuntime(group, sessions, batch_size=batch_size, instance_id=instance_id or None)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, runtime.stop)
-    probes = serve_probes(metrics_port, runtime.readiness) if metrics_port else None
     logging.getLogger("outbox.runtime").info("group %s: instance %s", group.name, instance_id or "(dynamic)")
-    try:
-        await runtime.run()
-    finally:
-        if probes is not None:
-            probes.shutdown()
-        await engine.dispose()
+    await run_until_signalled(
+        runtime.run, runtime.stop, port=metrics_port, readiness=runtime.readiness, cleanup=engine.dispose
+    )
 
 
 def main() -> None:

@@ -85,12 +85,13 @@ async def add_event(
             },
         )
     ).one()
+    # Positional, in the dataclass's field order.
     return OutboxRecord(
-        event_id=event_id,
-        aggregate_id=aggregate_id,
-        aggregate_type=event.aggregate_type,
-        event_type=event.event_type,
-        event_version=row.event_version,
-        schema_version=event.schema_version,
-        created_at=row.created_at,
+        event_id,
+        aggregate_id,
+        event.aggregate_type,
+        event.event_type,
+        row.event_version,
+        event.schema_version,
+        row.created_at,
     )
