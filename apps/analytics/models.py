@@ -19,7 +19,7 @@ class Base(ServiceBase, bind_key="analytics", inbox=True):
 
 
 class DailySales(Base):
-    """Projection: per UTC day and currency, orders placed, net revenue and cancellations (see rules.py)."""
+    """Projection: per UTC day and currency, orders placed, net revenue and cancellations (see projections.py)."""
 
     __tablename__ = "daily_sales"
     __table_args__ = (CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),)

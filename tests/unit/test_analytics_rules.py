@@ -1,4 +1,4 @@
-"""Unit tests for the sales projections' pure rules (apps/analytics/rules.py): the fold and the report window."""
+"""Unit tests for analytics' pure parts: the sales fold (projections.py) and the report window (rules.py)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from apps.analytics.rules import (
-    MAX_WINDOW_DAYS,
-    DayDelta,
-    ProductDelta,
-    SalesDelta,
-    fold,
-    parse_day,
-    report_window,
-    utc_day,
-)
+from apps.analytics.projections import DayDelta, ProductDelta, SalesDelta, fold, utc_day
+from apps.analytics.rules import MAX_WINDOW_DAYS, parse_day, report_window
 from apps.common.errors import InvalidField
 from apps.order.events import OrderCancelled, OrderCreated, OrderLine
 from outbox.errors import RejectedEvent
