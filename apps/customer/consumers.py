@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import text
 
 from apps.common.consumer_db import consumer_database_url
+from apps.common.projections import add_deltas
 from apps.customer.projections import fold
 from apps.order.events import OrderCancelled, OrderCreated
 from outbox.consumer import ConsumerGroup, EventContext
@@ -25,8 +26,8 @@ projection_tables = ("customer_stats",)
 _APPLY = text(
     """
     INSERT INTO customer_stats AS s (customer_id, orders_count, cancelled_count, total_spent, last_order_at)
-    SELECT * FROM unnest(CAST(:ids AS varchar[]), CAST(:orders AS int[]), CAST(:cancelled AS int[]),
-                         CAST(:spent AS numeric[]), CAST(:last AS timestamptz[]))
+    SELECT * FROM unnest(CAST(:customer_id AS varchar[]), CAST(:orders AS int[]), CAST(:cancelled AS int[]),
+                         CAST(:spent AS numeric[]), CAST(:last_order_at AS timestamptz[]))
     ON CONFLICT (customer_id) DO UPDATE SET
         orders_count = s.orders_count + excluded.orders_count,
         cancelled_count = s.cancelled_count + excluded.cancelled_count,
@@ -40,18 +41,8 @@ _APPLY = text(
 async def apply_order_events(
     session: AsyncSession, items: Sequence[tuple[OrderCreated | OrderCancelled, EventContext]]
 ) -> None:
-    deltas = fold(event for event, _ in items)
-    ids = sorted(deltas)  # a stable lock order, so two batches never deadlock on the same customers
-    await session.execute(
-        _APPLY,
-        {
-            "ids": ids,
-            "orders": [deltas[i].orders for i in ids],
-            "cancelled": [deltas[i].cancelled for i in ids],
-            "spent": [deltas[i].spent for i in ids],
-            "last": [deltas[i].last_order_at for i in ids],
-        },
-    )
+    """Fold the batch's order events and add the result to customer_stats in one upsert."""
+    await add_deltas(session, _APPLY, ["customer_id"], fold(event for event, _ in items))
 
 
 group.batch_handler("order.created")(apply_order_events)
