@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
+from litestar.openapi.spec import OpenAPIType, Schema
 from msgspec import UNSET, Meta, UnsetType
 
 from apps.catalog.rules import (
@@ -51,17 +52,21 @@ Currency = Annotated[str, Meta(pattern=CURRENCY_PATTERN, description="ISO 4217 c
 Description = Annotated[str, Meta(max_length=MAX_DESCRIPTION_LENGTH, pattern=NO_NUL_PATTERN)]
 Money = Annotated[Decimal, Meta(description="decimal string, at most 2 decimal places", examples=["19.90"])]
 # A price in a request: a decimal string (exact), or a JSON number, which is taken to the nearest cent.
-PriceIn = (
-    Annotated[
-        str,
-        Meta(
-            pattern=PRICE_PATTERN,
-            description=f"decimal string, 0 to {MAX_PRICE}, at most 2 decimal places",
-            examples=["19.90"],
-        ),
-    ]
-    | Annotated[float, Meta(ge=0, le=float(MAX_PRICE), description="a number, rounded to the cent")]
-)
+# check_price enforces both arms; Litestar drops constraints inside a union, so the document gets them here.
+PriceIn = Annotated[
+    str | float,
+    Meta(
+        description=f"0 to {MAX_PRICE}: a decimal string, at most 2 decimal places, or a number (rounded to the cent)",
+        extra_json_schema={
+            "extra": {
+                "one_of": [
+                    Schema(type=OpenAPIType.STRING, pattern=PRICE_PATTERN, examples=["19.90"]),
+                    Schema(type=OpenAPIType.NUMBER, minimum=0, maximum=float(MAX_PRICE)),
+                ]
+            }
+        },
+    ),
+]
 
 
 class ProductCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -2,6 +2,7 @@
 
 - ``InvalidField`` (400): well-formed input that breaks a rule (a quantity of zero, mixed currencies).
 - ``UnknownReference`` (422): a field names something that does not exist (a customer, a product).
+- ``OutOfRange`` (422): valid fields that together exceed a stated limit (an order total too large).
 - ``StateConflict`` (409): valid, but not in the resource's current state (a taken sku, a wrong status).
 - ``NotFound`` (404): the resource the path names does not exist.
 - ``DependencyUnavailable`` (503): another service did not answer in time or failed.
@@ -19,6 +20,7 @@ __all__ = [
     "FieldProblem",
     "InvalidField",
     "NotFound",
+    "OutOfRange",
     "StateConflict",
     "UnknownReference",
 ]
@@ -45,6 +47,13 @@ class InvalidField(FieldProblem):
 
 class UnknownReference(FieldProblem):
     """The field refers to something that does not exist (an unknown customer or product): 422."""
+
+    status_code = 422
+
+
+class OutOfRange(FieldProblem):
+    """Each field is valid, but what they add up to is beyond a limit the service states (an order total
+    larger than an amount can hold): 422."""
 
     status_code = 422
 

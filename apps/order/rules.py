@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-from apps.common.errors import InvalidField, StateConflict, UnknownReference
+from apps.common.errors import InvalidField, OutOfRange, StateConflict, UnknownReference
 
 CONFIRMED: Final = "confirmed"
 PROCESSING: Final = "processing"
@@ -33,6 +33,9 @@ TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
 STATUSES: Final = tuple(TRANSITIONS)
 ZERO: Final = Decimal("0.00")
 CENT: Final = Decimal("0.01")
+# Every amount column is NUMERIC(10,2): a line total, the subtotal or the total beyond this is refused
+# (422 naming the items) instead of overflowing in the database.
+MAX_AMOUNT: Final = Decimal("99999999.99")
 
 
 def check_transition(current: str, target: str) -> None:
@@ -113,9 +116,14 @@ def price_order(lines: Sequence[RequestedLine], catalog: Mapping[uuid.UUID, Cata
             )
         unit = product.price.quantize(CENT)
         total = (unit * line.quantity).quantize(CENT)
+        if total > MAX_AMOUNT:
+            raise OutOfRange(f"items[{index}].quantity", f"the line's total {total} is over {MAX_AMOUNT}")
         priced.append(PricedLine(line.product_id, product.sku, product.name, line.quantity, unit, total))
     assert currency is not None  # the schema guarantees at least one line
-    return Quote(currency=currency, lines=tuple(priced), subtotal=sum((p.total_price for p in priced), ZERO))
+    quote = Quote(currency=currency, lines=tuple(priced), subtotal=sum((p.total_price for p in priced), ZERO))
+    if quote.subtotal > MAX_AMOUNT or quote.total_amount > MAX_AMOUNT:
+        raise OutOfRange("items", f"the order's total_amount {quote.total_amount} is over {MAX_AMOUNT}")
+    return quote
 
 
 def order_number(order_id: uuid.UUID, placed_at: dt.datetime) -> str:

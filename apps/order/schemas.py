@@ -11,14 +11,16 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from apps.common.fields import LINE_PATTERN, NO_NUL_PATTERN
 from apps.order.rules import STATUSES
 
 MAX_LINES = 100
 MAX_QUANTITY = 1000
 
 Quantity = Annotated[int, Meta(ge=1, le=MAX_QUANTITY, description="units, 1..1000")]
-Text = Annotated[str, Meta(max_length=2000)]
-Short = Annotated[str, Meta(min_length=1, max_length=255)]
+Text = Annotated[str, Meta(max_length=2000, pattern=NO_NUL_PATTERN)]
+Short = Annotated[str, Meta(min_length=1, max_length=255, pattern=LINE_PATTERN)]
+Code = Annotated[str, Meta(min_length=1, max_length=20, pattern=LINE_PATTERN)]
 Country = Annotated[str, Meta(pattern="^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
 Status = Literal["confirmed", "processing", "shipped", "delivered", "cancelled"]
 assert set(Status.__args__) == set(STATUSES)  # type: ignore[attr-defined]
@@ -35,8 +37,8 @@ class Address(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     company: Short | None = None
     address_line2: Short | None = None
     state: Short | None = None
-    postal_code: Annotated[str, Meta(min_length=1, max_length=20)] | None = None
-    phone: Annotated[str, Meta(min_length=1, max_length=20)] | None = None
+    postal_code: Code | None = None
+    phone: Code | None = None
 
 
 class OrderLineIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

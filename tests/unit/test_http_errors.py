@@ -1,0 +1,99 @@
+"""The error mapping and the records of what a client received: pure, with the real exception types."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar.types import Message, Receive, Scope, Send
+from sqlalchemy import exc as sa_exc
+
+from apps.common.error_handlers import classify_database_error
+from apps.common.logs import AccessLogMiddleware
+
+pytestmark = pytest.mark.unit
+
+
+def wrapped(orig: BaseException) -> sa_exc.DBAPIError:
+    """What SQLAlchemy's asyncpg dialect raises for an asyncpg error it has no class for: a plain DBAPIError."""
+    try:
+        try:
+            raise orig
+        except BaseException as inner:
+            raise sa_exc.DBAPIError("SELECT 1", None, inner) from inner
+    except sa_exc.DBAPIError as outer:
+        return outer
+
+
+@pytest.mark.parametrize(
+    "orig",
+    [
+        asyncpg.CannotConnectNowError("the database system is starting up"),
+        asyncpg.TooManyConnectionsError("sorry, too many clients already"),
+        asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+        asyncpg.InterfaceError("connection is closed"),
+        ConnectionRefusedError(111, "Connect call failed"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_a_database_that_cannot_be_reached_is_a_503(orig: BaseException) -> None:
+    assert classify_database_error(wrapped(orig))[0] == 503
+    assert classify_database_error(orig)[0] == 503  # also when it reaches the handler unwrapped
+
+
+@pytest.mark.parametrize(
+    "orig",
+    [
+        asyncpg.NumericValueOutOfRangeError("numeric field overflow"),
+        asyncpg.CharacterNotInRepertoireError('invalid byte sequence for encoding "UTF8": 0x00'),
+        asyncpg.DataError("invalid input for query argument $1"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_a_value_the_database_refuses_is_a_400_not_a_500(orig: BaseException) -> None:
+    status, detail = classify_database_error(wrapped(orig))
+    assert status == 400
+    assert "SELECT" not in detail and "$1" not in detail
+
+
+def test_anything_else_is_still_a_500() -> None:
+    assert classify_database_error(wrapped(asyncpg.UndefinedTableError("relation does not exist")))[0] == 500
+
+
+async def test_access_log_records_500_when_the_answer_never_went_out(caplog: pytest.LogCaptureFixture) -> None:
+    """A start message that fails to go out (a before-send hook raising) is the server's 500 to the
+    client, whatever status the app chose."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 503, "headers": []})
+
+    async def broken_send(message: Message) -> None:
+        raise RuntimeError("rollback on a dead connection")
+
+    scope: Any = {"type": "http", "method": "GET", "path": "/api/products", "path_template": "/api/products"}
+    with caplog.at_level(logging.INFO, logger="apps.http"), pytest.raises(RuntimeError):
+        await AccessLogMiddleware().handle(scope, _no_receive, broken_send, app)
+    assert [r.__dict__["status"] for r in caplog.records if r.getMessage() == "request"] == [500]
+
+
+async def test_access_log_records_the_status_sent_even_if_the_app_raises_afterwards(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 503, "headers": []})
+        raise RuntimeError("after the start")
+
+    async def sent(message: Message) -> None:
+        return None
+
+    scope: Any = {"type": "http", "method": "GET", "path": "/api/products", "path_template": "/api/products"}
+    with caplog.at_level(logging.INFO, logger="apps.http"), pytest.raises(RuntimeError):
+        await AccessLogMiddleware().handle(scope, _no_receive, sent, app)
+    assert [r.__dict__["status"] for r in caplog.records if r.getMessage() == "request"] == [503]
+
+
+async def _no_receive() -> Message:
+    raise AssertionError("not read")
