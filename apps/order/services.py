@@ -186,37 +186,20 @@ class OrderService:
 
     async def change_status(self, order_id: uuid.UUID, target: str, reason: str | None) -> OrderView:
         """Move along an allowed transition; a cancellation through here is the same as cancel()."""
-        if target == CANCELLED:
-            return await self.cancel(order_id, reason)
+        return await self._transition(order_id, target, reason)
+
+    async def cancel(self, order_id: uuid.UUID, reason: str | None) -> OrderView:
+        return await self._transition(order_id, CANCELLED, reason)
+
+    async def _transition(self, order_id: uuid.UUID, target: str, reason: str | None) -> OrderView:
+        """Lock, check, record the history row, change the order and add its event, then commit."""
         order, items = await self._locked(order_id)
         check_transition(order.status, target)
         previous, now = self._move(order, target, reason)
-        if target == DELIVERED:
-            order.completed_at = now
-        await add_event(
-            self.session,
-            order.id,
-            OrderStatusChanged(
-                order_id=order.id,
-                customer_id=order.customer_id,
-                status_from=previous,
-                status_to=target,
-                reason=reason,
-                changed_at=now,
-            ),
-        )
-        await self.session.commit()
-        return OrderView(order, items)
-
-    async def cancel(self, order_id: uuid.UUID, reason: str | None) -> OrderView:
-        order, items = await self._locked(order_id)
-        check_transition(order.status, CANCELLED)
-        _, now = self._move(order, CANCELLED, reason)
-        order.cancelled_at = now
-        await add_event(
-            self.session,
-            order.id,
-            OrderCancelled(
+        event: OrderCancelled | OrderStatusChanged
+        if target == CANCELLED:
+            order.cancelled_at = now
+            event = OrderCancelled(
                 order_id=order.id,
                 customer_id=order.customer_id,
                 currency=order.currency,
@@ -224,8 +207,19 @@ class OrderService:
                 items=[_line(i) for i in items],
                 reason=reason,
                 cancelled_at=now,
-            ),
-        )
+            )
+        else:
+            if target == DELIVERED:
+                order.completed_at = now
+            event = OrderStatusChanged(
+                order_id=order.id,
+                customer_id=order.customer_id,
+                status_from=previous,
+                status_to=target,
+                reason=reason,
+                changed_at=now,
+            )
+        await add_event(self.session, order.id, event)
         await self.session.commit()
         return OrderView(order, items)
 
