@@ -16,13 +16,14 @@ import sys
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from apps.checkout.settings import CheckoutSettings, settings
 from apps.common.topology import BY_NAME, database_url
+from outbox.retention import in_batches
 
-BATCH: Final = 5_000
+BATCH: Final = 5_000  # rows per transaction
 
 # The outer conditions repeat the inner ones: a row changed by a request after the inner SELECT is
 # re-checked by PostgreSQL before it is updated, so a cart touched a moment ago is not abandoned.
@@ -67,25 +68,13 @@ def cutoffs(now: dt.datetime, config: CheckoutSettings) -> Cutoffs:
     )
 
 
-async def in_batches(engine: AsyncEngine, statement: TextClause, cutoff: dt.datetime, batch: int = BATCH) -> int:
-    """Run ``statement`` until a batch touches fewer than ``batch`` rows; each batch commits on its own."""
-    total = 0
-    while True:
-        async with engine.begin() as conn:
-            touched = (await conn.execute(statement, {"cutoff": cutoff, "batch": batch})).rowcount
-        total += touched
-        if touched < batch:
-            return total
-
-
 async def run(engine: AsyncEngine, now: dt.datetime, config: CheckoutSettings) -> dict[str, int]:
     """Abandon first, so a cart abandoned today is not deleted before its 30 days."""
     at = cutoffs(now, config)
-    return {
-        "carts abandoned": await in_batches(engine, _ABANDON_IDLE_CARTS, at.abandon_changed_before),
-        "abandoned carts deleted": await in_batches(engine, _DELETE_ABANDONED_CARTS, at.delete_abandoned_before),
-        "checkout sessions deleted": await in_batches(engine, _DELETE_EXPIRED_SESSIONS, at.delete_expired_before),
-    }
+    abandoned = await in_batches(engine, _ABANDON_IDLE_CARTS, at.abandon_changed_before, BATCH)
+    deleted = await in_batches(engine, _DELETE_ABANDONED_CARTS, at.delete_abandoned_before, BATCH)
+    sessions = await in_batches(engine, _DELETE_EXPIRED_SESSIONS, at.delete_expired_before, BATCH)
+    return {"carts abandoned": abandoned, "abandoned carts deleted": deleted, "checkout sessions deleted": sessions}
 
 
 async def _main() -> None:

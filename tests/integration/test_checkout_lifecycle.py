@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from apps.checkout import lifecycle
 from apps.checkout.settings import CheckoutSettings
 from apps.common.topology import BY_NAME, database_url
+from outbox.retention import in_batches
 from tests.support.db import connect
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -110,9 +111,7 @@ async def test_batches_stop_when_a_batch_is_short(db: asyncpg.Connection) -> Non
     carts = [await cart(db, "abandoned", 60) for _ in range(5)]
     engine = create_async_engine(database_url(BY_NAME["checkout"]))
     try:
-        deleted = await lifecycle.in_batches(
-            engine, lifecycle._DELETE_ABANDONED_CARTS, NOW - dt.timedelta(days=30), batch=2
-        )
+        deleted = await in_batches(engine, lifecycle._DELETE_ABANDONED_CARTS, NOW - dt.timedelta(days=30), batch=2)
     finally:
         await engine.dispose()
     assert deleted >= 5
