@@ -15,7 +15,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 from apps.common.errors import StateConflict
 from apps.common.providers import create_service_provider
 from apps.payment.operations import execute
-from apps.payment.rules import PENDING, SUCCEEDED
+from apps.payment.rules import PENDING, SUCCEEDED, check_reason, parse_amount
 from apps.payment.schemas import PaymentOut, RefundOut, RefundRequest, to_operation_out, to_payment_out
 from apps.payment.services import PaymentService
 
@@ -66,7 +66,8 @@ class PaymentController(Controller):
         what was captured and not yet refunded, or when the provider refuses; 422 when the key was used
         for another refund.
         """
-        refund_id = await payments.request_refund(payment_id, data.amount, data.reason, idempotency_key)
+        amount, reason = parse_amount(data.amount), check_reason(data.reason)
+        refund_id = await payments.request_refund(payment_id, amount, reason, idempotency_key)
         await payments.session.commit()  # the pending ledger row exists before the provider hears of it
         await execute(payments.session, state.payment_provider, refund_id)
         payment = await payments.get(payment_id)

@@ -7,11 +7,13 @@ are the backstop.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
 from apps.common.errors import InvalidField, StateConflict
+from apps.common.fields import has_control_characters
 
 __all__ = [
     "KINDS",
@@ -21,11 +23,13 @@ __all__ = [
     "Compensation",
     "check_authorization",
     "check_capture",
+    "check_reason",
     "check_refund",
     "check_transition",
     "check_void",
     "compensation",
     "from_minor",
+    "parse_amount",
     "refundable",
     "retry_delay",
     "status_after_refund",
@@ -73,6 +77,9 @@ _ZERO_DECIMAL: Final = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF
 MAX_RETRY_DELAY_S: Final = 30.0
 # NUMERIC(12, 2): the largest amount a payment row holds.
 MAX_AMOUNT: Final = Decimal("9999999999.99")
+# An amount in a request, exactly what is_money accepts: above zero, at most 10 digits and 2 decimals.
+AMOUNT_PATTERN: Final = r"^(?!0+(\.0{1,2})?$)(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$"
+_AMOUNT_RE: Final = re.compile(AMOUNT_PATTERN)
 
 
 def check_transition(current: str, new: str) -> None:
@@ -123,6 +130,22 @@ def check_refund(
 def is_money(amount: Decimal) -> bool:
     """A finite amount above zero that a payment row can hold (NUMERIC(12, 2))."""
     return amount.is_finite() and Decimal(0) < amount <= MAX_AMOUNT and amount == amount.quantize(Decimal("0.01"))
+
+
+def parse_amount(raw: str | None, field: str = "amount") -> Decimal | None:
+    """A request's decimal string as money (None stays None), or 400 naming the field."""
+    if raw is None:
+        return None
+    if not _AMOUNT_RE.fullmatch(raw):
+        raise InvalidField(field, f"must be a decimal string above 0 and at most {MAX_AMOUNT}, e.g. 19.90")
+    return Decimal(raw)
+
+
+def check_reason(reason: str) -> str:
+    """A refund's reason: one line of text (no control characters), not only spaces."""
+    if has_control_characters(reason) or not reason.strip():
+        raise InvalidField("reason", "must be one line of text")
+    return reason
 
 
 def status_after_refund(captured: Decimal, refunded: Decimal) -> str:

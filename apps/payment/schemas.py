@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 import msgspec
 from msgspec import Meta
 
+from apps.common.fields import LINE_PATTERN
+from apps.payment.rules import AMOUNT_PATTERN, MAX_AMOUNT
+
 if TYPE_CHECKING:
     from apps.payment.models import Payment, PaymentOperation
 
@@ -20,8 +23,19 @@ __all__ = ["OperationOut", "PaymentOut", "RefundOut", "RefundRequest", "to_opera
 class RefundRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """POST /api/payments/{id}/refund: give back ``amount`` (all that is refundable when absent)."""
 
-    reason: Annotated[str, Meta(min_length=1, max_length=255, examples=["returned"])]
-    amount: Annotated[Decimal, Meta(description="at most what was captured and not refunded yet")] | None = None
+    reason: Annotated[str, Meta(min_length=1, max_length=255, pattern=LINE_PATTERN, examples=["returned"])]
+    amount: (
+        Annotated[
+            str,
+            Meta(
+                pattern=AMOUNT_PATTERN,
+                description=f"decimal string above 0 and at most {MAX_AMOUNT}, 2 decimals at most; "
+                "at most what was captured and not refunded yet",
+                examples=["19.90"],
+            ),
+        ]
+        | None
+    ) = None
 
 
 class OperationOut(msgspec.Struct, kw_only=True):

@@ -49,6 +49,7 @@ __all__ = ["AuthorizationRequest", "IdempotencyKeyReused", "PaymentService"]
 
 # An operation the API executes itself is leased to it for this long before the worker may retry it.
 INLINE_LEASE_S = 30.0
+CENT = Decimal("0.01")
 
 
 class IdempotencyKeyReused(FieldProblem):
@@ -158,7 +159,8 @@ class PaymentService:
         """The refund operation for this client key (the existing one on a retry), leased to the caller."""
         payment = await self._lock(payment_id)
         key = f"{payment.id}:refund:{client_key}"
-        asked = {"requested_amount": None if amount is None else str(amount), "reason": reason}
+        # Compared on a retry with the same key: "10.5" and "10.50" are the same request.
+        asked = {"requested_amount": None if amount is None else str(amount.quantize(CENT)), "reason": reason}
         existing = await self.session.scalar(select(PaymentOperation).where(PaymentOperation.idempotency_key == key))
         if existing is not None:
             if {k: existing.request.get(k) for k in asked} != asked:
