@@ -6,6 +6,7 @@ payment worker calls the sandbox); the API reads them and refunds them. Every te
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -200,3 +201,33 @@ async def test_refusing_to_refund_a_payment_that_was_not_captured(engine: AsyncE
     response = await refund(api, payment["id"], {"reason": "returned"}, f"k-{uuid.uuid4()}")
     assert response.status_code == 409
     assert field_of(response) == {"status"}
+
+
+async def test_concurrent_refunds_never_exceed_what_was_captured(engine: AsyncEngine, api: httpx.AsyncClient) -> None:
+    payment = await captured_payment(engine, api, "10.00")
+    body = {"reason": "returned", "amount": "3.00"}
+    answers = await asyncio.gather(*(refund(api, payment["id"], body, f"c-{uuid.uuid4()}") for _ in range(8)))
+    assert sorted(a.status_code for a in answers) == [201, 201, 201, 409, 409, 409, 409, 409]
+    after = (await api.get(f"/api/payments/{payment['id']}")).json()
+    assert (after["status"], after["refunded_amount"]) == ("partially_refunded", "9.00")
+    books = await sandbox_books(payment["order_id"])
+    assert [r["amount"] for r in books["authorizations"][0]["refunds"]] == [300, 300, 300]
+
+
+async def test_concurrent_requests_for_one_authorization_make_one_payment(
+    engine: AsyncEngine, api: httpx.AsyncClient
+) -> None:
+    order_id = uuid.uuid4()
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    request = AuthorizationRequest(order_id, Decimal("8.00"), "USD", "card", "tok_visa", f"test:{order_id}", "sandbox")
+
+    async def ask() -> uuid.UUID:
+        async with sessions() as session:
+            payment_id = await PaymentService(session).request_authorization(request)
+            await session.commit()
+            return payment_id
+
+    assert len(set(await asyncio.gather(*(ask() for _ in range(5))))) == 1
+    await wait_for(api, order_id, "authorized")
+    assert len(await payments_of(api, order_id)) == 1
+    assert len((await sandbox_books(str(order_id)))["authorizations"]) == 1
