@@ -14,16 +14,8 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from apps.common.pagination import Cursor
 from apps.common.providers import create_service_provider
-from apps.order.schemas import (
-    Address,
-    CancelRequest,
-    OrderCreate,
-    OrderLineOut,
-    OrderOut,
-    OrderPage,
-    StatusChange,
-)
-from apps.order.services import OrderService, OrderView
+from apps.order.schemas import CancelRequest, OrderCreate, OrderOut, OrderPage, StatusChange, to_order_out
+from apps.order.services import OrderService
 
 Orders: TypeAlias = NamedDependency[OrderService]
 IdempotencyKeyHeader = Annotated[
@@ -35,39 +27,6 @@ IdempotencyKeyHeader = Annotated[
         description="retries with the same key and body return the first order instead of placing another",
     ),
 ]
-
-
-def to_order_out(view: OrderView) -> OrderOut:
-    order = view.order
-    return OrderOut(
-        id=order.id,
-        order_number=order.order_number,
-        customer_id=order.customer_id,
-        status=order.status,
-        currency=order.currency,
-        subtotal=order.subtotal,
-        tax_amount=order.tax_amount,
-        shipping_amount=order.shipping_amount,
-        discount_amount=order.discount_amount,
-        total_amount=order.total_amount,
-        items=[
-            OrderLineOut(
-                product_id=i.product_id,
-                sku=i.product_sku,
-                name=i.product_name,
-                quantity=i.quantity,
-                unit_price=i.unit_price,
-                total_price=i.total_price,
-            )
-            for i in view.items
-        ],
-        shipping_address=msgspec.convert(order.shipping_address, Address) if order.shipping_address else None,
-        billing_address=msgspec.convert(order.billing_address, Address) if order.billing_address else None,
-        notes=order.notes,
-        created_at=order.created_at,
-        updated_at=order.updated_at,
-        cancelled_at=order.cancelled_at,
-    )
 
 
 class OrderController(Controller):

@@ -1,4 +1,7 @@
-"""Request and response bodies of the order API. Money is a decimal string ("19.90")."""
+"""Request and response bodies of the order API, and the mapper from an order to its response.
+
+Money is a decimal string ("19.90").
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,16 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 
 from apps.common.fields import LINE_PATTERN, NO_NUL_PATTERN
 from apps.order.rules import STATUSES
+
+if TYPE_CHECKING:
+    from apps.order.services import OrderView
 
 MAX_LINES = 100
 MAX_QUANTITY = 1000
@@ -97,3 +103,36 @@ class OrderOut(msgspec.Struct, kw_only=True):
 class OrderPage(msgspec.Struct, kw_only=True):
     items: list[OrderOut]
     next_cursor: str | None
+
+
+def to_order_out(view: OrderView) -> OrderOut:
+    order = view.order
+    return OrderOut(
+        id=order.id,
+        order_number=order.order_number,
+        customer_id=order.customer_id,
+        status=order.status,
+        currency=order.currency,
+        subtotal=order.subtotal,
+        tax_amount=order.tax_amount,
+        shipping_amount=order.shipping_amount,
+        discount_amount=order.discount_amount,
+        total_amount=order.total_amount,
+        items=[
+            OrderLineOut(
+                product_id=i.product_id,
+                sku=i.product_sku,
+                name=i.product_name,
+                quantity=i.quantity,
+                unit_price=i.unit_price,
+                total_price=i.total_price,
+            )
+            for i in view.items
+        ],
+        shipping_address=msgspec.convert(order.shipping_address, Address) if order.shipping_address else None,
+        billing_address=msgspec.convert(order.billing_address, Address) if order.billing_address else None,
+        notes=order.notes,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+        cancelled_at=order.cancelled_at,
+    )
