@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["LINE_PATTERN", "NO_NUL_PATTERN", "has_control_characters"]
+__all__ = ["LINE_PATTERN", "NO_CONTROL_PATTERN", "NO_NUL_PATTERN", "has_control_characters"]
 
 # Unicode category Cc: C0 controls, DEL, C1 controls. PostgreSQL refuses NUL outright; the others do not
 # belong in a name or an address line.
@@ -20,6 +20,8 @@ _SPACES: Final = r" \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 
 # One line of text: no control characters anywhere, and something besides spaces.
 LINE_PATTERN: Final = rf"^[^{_CONTROLS}]*[^{_CONTROLS}{_SPACES}][^{_CONTROLS}]*$"
+# An optional line, which may be blank: no control characters.
+NO_CONTROL_PATTERN: Final = rf"^[^{_CONTROLS}]*$"
 # Free text (a description, a note): anything but NUL, which PostgreSQL cannot store.
 NO_NUL_PATTERN: Final = r"^[^\x00]*$"
 

@@ -15,10 +15,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
 import msgspec
+from litestar.openapi.spec import Schema
 from msgspec import UNSET, Meta, UnsetType
 
+from apps.common.fields import LINE_PATTERN, NO_CONTROL_PATTERN
 from apps.customer.rules import (
     COUNTRY_PATTERN,
+    EMAIL_LOCAL_PART_PATTERN,
     EMAIL_PATTERN,
     MAX_ADDRESS_LINE_LENGTH,
     MAX_CITY_LENGTH,
@@ -53,11 +56,13 @@ Email = Annotated[
     Meta(
         max_length=MAX_EMAIL_LENGTH,
         pattern=EMAIL_PATTERN,
-        description="stored and shown lower-cased; unique case-insensitively",
+        description="at most 64 characters before '@'; stored and shown lower-cased; unique case-insensitively",
         examples=["ada@example.com"],
+        # The local part's limit as a second pattern: the document says what check_email enforces.
+        extra_json_schema={"extra": {"all_of": [Schema(pattern=EMAIL_LOCAL_PART_PATTERN)]}},
     ),
 ]
-Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH, examples=["Ada"])]
+Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH, pattern=LINE_PATTERN, examples=["Ada"])]
 Phone = Annotated[
     str,
     Meta(
@@ -67,12 +72,17 @@ Phone = Annotated[
         examples=["+44 20 7946 0958"],
     ),
 ]
-AddressLine = Annotated[str, Meta(min_length=1, max_length=MAX_ADDRESS_LINE_LENGTH)]
-City = Annotated[str, Meta(min_length=1, max_length=MAX_CITY_LENGTH)]
-State = Annotated[str, Meta(max_length=MAX_STATE_LENGTH)]
-Company = Annotated[str, Meta(max_length=MAX_COMPANY_LENGTH)]
+# Required lines must hold something besides spaces; optional ones may be blank (stored as NULL). None may
+# hold control characters (rules.check_text).
+AddressLine = Annotated[str, Meta(min_length=1, max_length=MAX_ADDRESS_LINE_LENGTH, pattern=LINE_PATTERN)]
+OptionalLine = Annotated[str, Meta(max_length=MAX_ADDRESS_LINE_LENGTH, pattern=NO_CONTROL_PATTERN)]
+City = Annotated[str, Meta(min_length=1, max_length=MAX_CITY_LENGTH, pattern=LINE_PATTERN)]
+State = Annotated[str, Meta(max_length=MAX_STATE_LENGTH, pattern=NO_CONTROL_PATTERN)]
+Company = Annotated[str, Meta(max_length=MAX_COMPANY_LENGTH, pattern=NO_CONTROL_PATTERN)]
 PostalCode = Annotated[str, Meta(max_length=MAX_POSTAL_CODE_LENGTH, pattern=POSTAL_CODE_PATTERN)]
-Country = Annotated[str, Meta(pattern=COUNTRY_PATTERN, description="ISO 3166-1 alpha-2 code", examples=["DE"])]
+Country = Annotated[
+    str, Meta(pattern=COUNTRY_PATTERN, description="an assigned ISO 3166-1 alpha-2 code", examples=["DE"])
+]
 Money = Annotated[Decimal, Meta(description="decimal string", examples=["149.90"])]
 
 
@@ -112,7 +122,7 @@ class AddressCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     type: AddressType
     address_line1: AddressLine
-    address_line2: AddressLine | None = None
+    address_line2: OptionalLine | None = None
     city: City
     state: State | None = None
     postal_code: PostalCode | None = None
