@@ -35,6 +35,7 @@ from apps.payment.provider import HttpProvider
 from apps.payment.services import AuthorizationRequest, PaymentService
 from outbox.events import Event
 from outbox.writer import add_event
+from tests.support import consumers
 from tests.support.db import db_fixture
 from tests.support.http import service_url
 from tests.support.kafka import Received, TopicTail
@@ -268,3 +269,41 @@ async def test_a_crash_between_the_provider_call_and_the_commit_is_recovered_wit
         assert [r["replayed"] for r in books["authorizations"][0]["requests"]] == [0, 1]
     finally:
         await engine.dispose()
+
+
+@pytest.mark.slow
+async def test_the_worker_killed_mid_call_leaves_the_row_pending_and_its_successor_charges_once(
+    orders: AsyncEngine, db: asyncpg.Connection
+) -> None:
+    """SIGKILL the payment worker while it waits on the provider (tok_slow): the ledger row stays pending
+    under the dead worker's lease; once the lease is over (here: ended by the test instead of waited for),
+    the restarted worker asks again with the same key and the sandbox holds one authorization."""
+    order_id = uuid.uuid4()
+    await send(orders, payment_requested(order_id, "tok_slow"))
+    query = (
+        "SELECT o.attempts FROM payment_operations o JOIN payments p ON p.id = o.payment_id "
+        "WHERE p.order_id = $1 AND o.kind = 'authorize' AND o.outcome = 'pending'"
+    )
+
+    async def claimed() -> bool:
+        return bool((await db.fetchval(query, order_id) or 0) >= 1)
+
+    await eventually(claimed, within=WITHIN, what="the authorization claimed by the worker")
+    await consumers.kill("payment-worker")
+    try:
+        assert (await payments_of(order_id))[0]["status"] == "pending"
+        await db.execute(
+            "UPDATE payment_operations o SET next_attempt_at = now() FROM payments p "
+            "WHERE p.id = o.payment_id AND p.order_id = $1 AND o.outcome = 'pending'",
+            order_id,
+        )
+    finally:
+        await consumers.start("payment-worker")
+    authorized = await wait_for(order_id, "authorized")
+    assert kinds(authorized) == [("authorize", "succeeded")]
+    books = await sandbox_books(order_id)
+    assert len(books["authorizations"]) == 1
+    requests = books["authorizations"][0]["requests"]
+    assert requests[0]["replayed"] == 0
+    assert all(r["replayed"] == 1 for r in requests[1:])
+    assert len(requests) >= 2
