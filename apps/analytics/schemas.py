@@ -44,11 +44,10 @@ class ProductSalesOut(msgspec.Struct, kw_only=True):
     revenue: Money
 
 
+# The response structs name a subset of the row's columns: each mapper reads those attributes.
 def to_daily_sales_out(row: DailySales) -> DailySalesOut:
-    return DailySalesOut(
-        day=row.day, currency=row.currency, orders=row.orders, revenue=row.revenue, cancellations=row.cancellations
-    )
+    return msgspec.convert(row, DailySalesOut, from_attributes=True)
 
 
 def to_product_sales_out(row: ProductSales) -> ProductSalesOut:
-    return ProductSalesOut(product_id=row.product_id, currency=row.currency, units=row.units, revenue=row.revenue)
+    return msgspec.convert(row, ProductSalesOut, from_attributes=True)

@@ -139,25 +139,10 @@ class ValidatedProducts(msgspec.Struct, kw_only=True):
     invalid: list[uuid.UUID]
 
 
+# The response structs name a subset of the row's columns: each mapper reads those attributes.
 def to_product_out(product: Product) -> ProductOut:
-    return ProductOut(
-        id=product.id,
-        sku=product.sku,
-        name=product.name,
-        price=product.price,
-        currency=product.currency,
-        status=product.status,
-        description=product.description,
-        category_id=product.category_id,
-        created_at=product.created_at,
-        updated_at=product.updated_at,
-    )
+    return msgspec.convert(product, ProductOut, from_attributes=True)
 
 
 def to_valid_product(product: Product) -> ValidProduct:
-    return ValidProduct(
-        id=product.id, sku=product.sku, name=product.name, price=product.price, currency=product.currency
-    )
-
-
-# --- the list cursor ------------------------------------------------------------------------------
+    return msgspec.convert(product, ValidProduct, from_attributes=True)

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from msgspec import UNSET
 from sqlalchemy import literal, select, tuple_
@@ -180,29 +181,10 @@ def _apply(product: Product, changes: ProductUpdate) -> list[str]:
 
 
 def _created(product: Product) -> ProductCreated:
-    return ProductCreated(
-        id=product.id,
-        sku=product.sku,
-        name=product.name,
-        price=product.price,
-        currency=product.currency,
-        status=product.status,
-        category_id=product.category_id,
-        description=product.description,
-        created_at=product.created_at,
-    )
+    # The event is the product's full current state: its fields are the row's attributes of that name.
+    return msgspec.convert(product, ProductCreated, from_attributes=True)
 
 
 def _updated(product: Product, changed: Sequence[str]) -> ProductUpdated:
-    return ProductUpdated(
-        id=product.id,
-        sku=product.sku,
-        name=product.name,
-        price=product.price,
-        currency=product.currency,
-        status=product.status,
-        category_id=product.category_id,
-        description=product.description,
-        changed=tuple(changed),
-        updated_at=product.updated_at,
-    )
+    snapshot = msgspec.convert(product, ProductUpdated, from_attributes=True)
+    return msgspec.structs.replace(snapshot, changed=tuple(changed))

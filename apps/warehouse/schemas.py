@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 from msgspec import Meta
@@ -103,49 +103,21 @@ class ReservationOut(msgspec.Struct, kw_only=True):
     released_at: dt.datetime | None
 
 
+# The response structs name attributes of the rows (and of Stock, whose ``available`` is a property):
+# each mapper reads those attributes.
 def to_stock_level_out(stock: Stock) -> StockLevelOut:
-    return StockLevelOut(
-        product_id=stock.product_id,
-        warehouse_id=stock.warehouse_id,
-        on_hand=stock.on_hand,
-        reserved=stock.reserved,
-        available=stock.available,
-    )
+    return msgspec.convert(stock, StockLevelOut, from_attributes=True)
 
 
 def to_stock_out(product_id: uuid.UUID, rows: Sequence[Stock]) -> StockOut:
     on_hand = sum(row.on_hand for row in rows)
     reserved = sum(row.reserved for row in rows)
+    warehouses = [msgspec.convert(row, WarehouseStockOut, from_attributes=True) for row in rows]
     return StockOut(
-        product_id=product_id,
-        on_hand=on_hand,
-        reserved=reserved,
-        available=on_hand - reserved,
-        warehouses=[
-            WarehouseStockOut(
-                warehouse_id=row.warehouse_id, on_hand=row.on_hand, reserved=row.reserved, available=row.available
-            )
-            for row in rows
-        ],
+        product_id=product_id, on_hand=on_hand, reserved=reserved, available=on_hand - reserved, warehouses=warehouses
     )
-
-
-def _shortage(data: dict[str, Any]) -> ShortageOut:
-    return msgspec.convert(data, ShortageOut, strict=False)
 
 
 def to_reservation_out(reservation: Reservation) -> ReservationOut:
-    return ReservationOut(
-        id=reservation.id,
-        order_id=reservation.order_id,
-        status=reservation.status,
-        reason=reservation.reason,
-        shortages=[_shortage(s) for s in reservation.shortages],
-        items=[
-            ReservationItemOut(product_id=item.product_id, warehouse_id=item.warehouse_id, quantity=item.quantity)
-            for item in reservation.items
-        ],
-        created_at=reservation.created_at,
-        updated_at=reservation.updated_at,
-        released_at=reservation.released_at,
-    )
+    # strict=False: the shortages are JSONB, so their ids arrive as strings.
+    return msgspec.convert(reservation, ReservationOut, from_attributes=True, strict=False)
