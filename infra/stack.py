@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from apps.common.topology import PROCESSES, SERVICES, ServiceSpec, connect_url
 from infra import connectors, kafka, migrate, postgres, proc, redis
-from infra.paths import LOGS, REPO, STATE, ensure_dirs, log_file
+from infra.paths import LOGS, PIDS, REPO, STATE, ensure_dirs, log_file
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,9 @@ def app_processes() -> list[Process]:
                         "--metrics-port",
                         str(metrics_port),
                     ],
-                    probe=_http_ok(f"http://127.0.0.1:{metrics_port}/metrics"),
+                    # /ready, not /metrics: up means it owns partitions and its database answers, so a
+                    # start (or `just status`) does not call a consumer up while it still waits to join.
+                    probe=_http_ok(f"http://127.0.0.1:{metrics_port}/ready"),
                     url=f"http://127.0.0.1:{metrics_port}/metrics",
                 )
             )
@@ -101,10 +103,23 @@ def app_processes() -> list[Process]:
 
 
 def start_process(process: Process) -> None:
-    if proc.running(process.name):
-        return
-    pid = proc.spawn(process.name, process.argv, cwd=REPO, env={"PYTHONUNBUFFERED": "1"})
-    proc.wait_until(process.name, process.probe, timeout=60, pid=pid)
+    with _starting(process.name):
+        if proc.running(process.name):
+            proc.wait_until(process.name, process.probe, timeout=60)  # started by someone else: ready yet?
+            return
+        pid = proc.spawn(process.name, process.argv, cwd=REPO, env={"PYTHONUNBUFFERED": "1"})
+        proc.wait_until(process.name, process.probe, timeout=60, pid=pid)
+
+
+@contextlib.contextmanager
+def _starting(name: str) -> Iterator[None]:
+    """One starter per component across processes. Tests start consumers without the `up` lock; two
+    starters racing once left a consumer running under an overwritten pid file, and every later start
+    failed on its port."""
+    ensure_dirs()
+    with (PIDS / f"{name}.start.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 STEPS: list[tuple[str, Callable[[], object]]] = [
@@ -160,8 +175,8 @@ def stop_component(name: str) -> None:
 
 def start_component(name: str) -> None:
     target = component(name)
+    t0 = time.monotonic()  # before the lock: waiting for another `up` is part of what the caller waits
     with _exclusive():
-        t0 = time.monotonic()
         try:
             target.start()
         except proc.StartError as exc:
