@@ -210,6 +210,7 @@ async def test_postgres_restart_under_load_never_answers_500() -> None:
         await asyncio.sleep(2)
         down_at = time.monotonic()
         await asyncio.to_thread(stop_component, "postgres")
+        stopped_at = time.monotonic()
         await asyncio.sleep(3)
         await asyncio.to_thread(start_component, "postgres")
         ready_at = time.monotonic()
@@ -222,7 +223,8 @@ async def test_postgres_restart_under_load_never_answers_500() -> None:
 
     recovered_s = max(load.last_failure_at - ready_at, 0.0)
     print(
-        f"\nPostgreSQL down {ready_at - down_at:.1f}s; answers {dict(sorted(load.statuses.items()))}; "
+        f"\nPostgreSQL stop {stopped_at - down_at:.1f}s, start {ready_at - stopped_at - 3:.1f}s, "
+        f"down {ready_at - down_at:.1f}s; answers {dict(sorted(load.statuses.items()))}; "
         f"first requests after ready {first}; last failure {recovered_s:.2f}s after ready"
     )
     assert not [key for key in load.statuses if (key[1] >= 500 and key[1] != 503) or key[1] == 0], load.statuses

@@ -11,7 +11,7 @@ from litestar.types import Message, Receive, Scope, Send
 from sqlalchemy import exc as sa_exc
 
 from apps.common.error_handlers import classify_database_error
-from apps.common.logs import AccessLogMiddleware
+from apps.common.logs import AccessLogMiddleware, SentStatusPrometheusMiddleware
 
 pytestmark = pytest.mark.unit
 
@@ -97,3 +97,23 @@ async def test_access_log_records_the_status_sent_even_if_the_app_raises_afterwa
 
 async def _no_receive() -> Message:
     raise AssertionError("not read")
+
+
+async def test_metrics_count_500_when_the_answer_never_went_out() -> None:
+    """Litestar's middleware took the status before sending it and defaulted to 200; ours counts what left."""
+    span: dict[str, float] = {"start_time": 0.0, "end_time": 0, "duration": 0, "status_code": 200}
+
+    async def broken_send(message: Message) -> None:
+        raise RuntimeError("rollback on a dead connection")
+
+    wrapped = SentStatusPrometheusMiddleware._get_wrapped_send(None, broken_send, span)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        await wrapped({"type": "http.response.start", "status": 503, "headers": []})
+    assert span["status_code"] == 500
+
+    async def sent(message: Message) -> None:
+        return None
+
+    wrapped = SentStatusPrometheusMiddleware._get_wrapped_send(None, sent, span)  # type: ignore[arg-type]
+    await wrapped({"type": "http.response.start", "status": 503, "headers": []})
+    assert span["status_code"] == 503
