@@ -20,7 +20,6 @@ import signal
 import uuid
 
 from prometheus_client import Counter
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from apps.common.topology import BY_NAME, database_url
@@ -67,7 +66,9 @@ class Worker:
         try:
             async with self.sessions() as session:
                 claimed = await claim_due(session, limit=self.batch, lease_s=self.lease_s)
-        except (SQLAlchemyError, OSError) as exc:
+        except Exception as exc:
+            # Whatever the database throws while it restarts (asyncpg raises CannotConnectNowError unwrapped
+            # at connect time): the worker waits and tries again, it never dies of an outage.
             self.healthy = False
             ROUNDS_FAILED.inc()
             log.warning("claiming failed: %r", exc)
