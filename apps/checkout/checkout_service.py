@@ -68,7 +68,9 @@ class CheckoutService:
     async def start(self, data: CheckoutCreate, token: str | None) -> CheckoutSession:
         """Price the cart as it is now into a session that can be completed until it expires."""
         _check_address_choice(data.shipping_address, data.customer_shipping_address_id, "shipping")
-        _check_address_choice(data.billing_address, data.customer_billing_address_id, "billing")
+        billing_given = data.billing_address is not None or data.customer_billing_address_id is not None
+        if billing_given:  # none given: bill to the shipping address
+            _check_address_choice(data.billing_address, data.customer_billing_address_id, "billing")
         check_payment_token(data.payment_method.token)
         try:
             cart = await self.carts.open_cart(data.cart_id, token)
@@ -93,7 +95,11 @@ class CheckoutService:
         )
         lines = reprice(wanted, prices, currency)
         shipping_to = _address(data.shipping_address, data.customer_shipping_address_id, saved, "shipping")
-        billing_to = _address(data.billing_address, data.customer_billing_address_id, saved, "billing")
+        billing_to = (
+            _address(data.billing_address, data.customer_billing_address_id, saved, "billing")
+            if billing_given
+            else shipping_to
+        )
         country_field = "customer_shipping_address_id" if data.customer_shipping_address_id else "shipping_address"
         priced = quote(
             lines,

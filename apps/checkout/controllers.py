@@ -36,7 +36,10 @@ GuestToken = Annotated[
 ]
 IdempotencyKey = Annotated[
     str | None,
-    HeaderParameter(name="Idempotency-Key", max_length=255, description="required; a retry completes nothing twice"),
+    # Documented as required; checked in the handler so that the 400 names the header like every other.
+    HeaderParameter(
+        name="Idempotency-Key", required=True, max_length=255, description="retries complete nothing twice"
+    ),
 ]
 
 

@@ -87,7 +87,8 @@ class PaymentMethod(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class CheckoutCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """POST /api/checkout: each address inline or as one of the customer's saved addresses."""
+    """POST /api/checkout: each address inline or as one of the customer's saved addresses; without a
+    billing address the order is billed to the shipping address."""
 
     cart_id: uuid.UUID
     shipping_method_id: Short

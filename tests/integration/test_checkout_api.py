@@ -236,11 +236,13 @@ async def test_saved_addresses_come_from_the_customer_service(client: Client) ->
     cart = (await client.post("/api/carts", json={"customer_id": customer["id"]})).json()
     await add(client, cart, {}, await create_product("10.00"), 1)
     body = checkout_body(cart["id"], shipping_address=None, customer_shipping_address_id=saved.json()["id"])
+    del body["billing_address"]
     response = await client.post("/api/checkout", json=body)
     assert response.status_code == 201, response.text
     session = response.json()
     assert session["shipping_address"]["city"] == "Paris" and session["tax_amount"] == "2.00"  # FR 20 %
     assert session["customer_id"] == customer["id"]
+    assert session["billing_address"] == session["shipping_address"], "billed to the shipping address by default"
     other = checkout_body(cart["id"], shipping_address=None, customer_shipping_address_id=999_999_999)
     refused = await client.post("/api/checkout", json=other)
     assert refused.status_code == 422 and keys(refused) == ["customer_shipping_address_id"]
