@@ -164,47 +164,17 @@ class CustomerStatsOut(msgspec.Struct, kw_only=True):
     last_order_at: dt.datetime | None
 
 
+# The response structs name a subset of the row's columns: each mapper reads those attributes.
 def to_customer_out(customer: Customer) -> CustomerOut:
-    return CustomerOut(
-        id=customer.id,
-        email=customer.email,
-        first_name=customer.first_name,
-        last_name=customer.last_name,
-        phone=customer.phone,
-        status=customer.status,
-        created_at=customer.created_at,
-        updated_at=customer.updated_at,
-    )
+    return msgspec.convert(customer, CustomerOut, from_attributes=True)
 
 
 def to_address_out(address: CustomerAddress) -> AddressOut:
-    return AddressOut(
-        id=address.id,
-        customer_id=address.customer_id,
-        type=address.type,
-        first_name=address.first_name,
-        last_name=address.last_name,
-        company=address.company,
-        address_line1=address.address_line1,
-        address_line2=address.address_line2,
-        city=address.city,
-        state=address.state,
-        postal_code=address.postal_code,
-        country=address.country,
-        phone=address.phone,
-        is_default=address.is_default,
-        created_at=address.created_at,
-        updated_at=address.updated_at,
-    )
+    return msgspec.convert(address, AddressOut, from_attributes=True)
 
 
 def to_stats_out(stats: CustomerStats | None) -> CustomerStatsOut:
     """A customer with no stats row yet (no order seen) has zeros and no last order."""
     if stats is None:
         return CustomerStatsOut(orders_count=0, cancelled_count=0, total_spent=Decimal("0.00"), last_order_at=None)
-    return CustomerStatsOut(
-        orders_count=stats.orders_count,
-        cancelled_count=stats.cancelled_count,
-        total_spent=stats.total_spent,
-        last_order_at=stats.last_order_at,
-    )
+    return msgspec.convert(stats, CustomerStatsOut, from_attributes=True)

@@ -10,6 +10,7 @@ import datetime as dt
 import uuid
 from typing import TYPE_CHECKING, Final
 
+import msgspec
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from msgspec import UNSET
 from sqlalchemy import cast, select, update
@@ -198,22 +199,10 @@ def _new_address(customer_id: uuid.UUID, data: AddressCreate) -> CustomerAddress
 
 
 def _registered(customer: Customer) -> CustomerRegistered:
-    return CustomerRegistered(
-        id=customer.id,
-        email=customer.email,
-        first_name=customer.first_name,
-        last_name=customer.last_name,
-        created_at=customer.created_at,
-    )
+    # The event's fields are the row's attributes of that name (only the published ones).
+    return msgspec.convert(customer, CustomerRegistered, from_attributes=True)
 
 
 def _updated(customer: Customer, changed: Sequence[str]) -> CustomerUpdated:
-    return CustomerUpdated(
-        id=customer.id,
-        email=customer.email,
-        first_name=customer.first_name,
-        last_name=customer.last_name,
-        status=customer.status,
-        changed=tuple(changed),
-        updated_at=customer.updated_at,
-    )
+    snapshot = msgspec.convert(customer, CustomerUpdated, from_attributes=True)
+    return msgspec.structs.replace(snapshot, changed=tuple(changed))
