@@ -18,6 +18,7 @@ CLIs take flags. Without any configuration nothing is discovered and topics are 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -46,7 +47,13 @@ def load_settings(start: Path | None = None) -> OutboxSettings:
     explicit = os.environ.get("OUTBOX_CONFIG")
     path = Path(explicit) if explicit else _find_pyproject(start or Path.cwd())
     if path is None:
-        return OutboxSettings(root=(start or Path.cwd()).resolve())
+        root = (start or Path.cwd()).resolve()
+        logging.getLogger("outbox.config").warning(
+            "no pyproject.toml with [tool.outbox] in %s or above: nothing is discovered, topics are %s.<aggregate>",
+            root,
+            DEBEZIUM_DEFAULT_PREFIX,
+        )
+        return OutboxSettings(root=root)
     table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("outbox", {})
     return _from_table(table, path.resolve().parent, path)
 
