@@ -136,13 +136,32 @@ def tail(component: str, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def kill(component: str) -> None:
-    """SIGKILL the component's process group: a crash, not a shutdown (used by failure tests)."""
+def kill(component: str, timeout: float = 10.0) -> None:
+    """SIGKILL the component's process group: a crash, not a shutdown (used by failure tests).
+
+    Returns once no process of the group is left, zombies included: a killed postmaster that init has not
+    reaped yet still passes `pg_ctl status`, and a start in that moment would wait for it instead of
+    starting a new one.
+    """
     pid = read_pid(component)
     if pid is None:
         return
     _signal_group(pid, signal.SIGKILL)
-    while pid_alive(pid):
+    deadline = time.monotonic() + timeout
+    while (pid_alive(pid) or _group_members(pid)) and time.monotonic() < deadline:
         _reap(pid)
         time.sleep(0.05)
     pid_file(component).unlink(missing_ok=True)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Pids whose process group is pgid, zombies included (they are listed until their parent reaps them)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state_ppid_pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, IndexError):
+            continue
+        if len(state_ppid_pgrp) == 3 and int(state_ppid_pgrp[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
