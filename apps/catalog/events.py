@@ -17,10 +17,8 @@ from outbox.events import Event, event
 __all__ = ["ProductCreated", "ProductDeleted", "ProductUpdated"]
 
 
-@event("product.created", version=1, aggregate="product")
-class ProductCreated(Event, frozen=True, kw_only=True):
-    """A product was added to the catalog."""
-
+class _ProductState(Event, frozen=True, kw_only=True):
+    # The product's published state, first in both payloads (not an event of its own).
     id: uuid.UUID
     sku: str
     name: str
@@ -29,21 +27,19 @@ class ProductCreated(Event, frozen=True, kw_only=True):
     status: str
     category_id: uuid.UUID | None = None
     description: str | None = None
+
+
+@event("product.created", version=1, aggregate="product")
+class ProductCreated(_ProductState, frozen=True, kw_only=True):
+    """A product was added to the catalog."""
+
     created_at: dt.datetime
 
 
 @event("product.updated", version=1, aggregate="product")
-class ProductUpdated(Event, frozen=True, kw_only=True):
+class ProductUpdated(_ProductState, frozen=True, kw_only=True):
     """A product changed; the payload is its state after the change."""
 
-    id: uuid.UUID
-    sku: str
-    name: str
-    price: Decimal
-    currency: str
-    status: str
-    category_id: uuid.UUID | None = None
-    description: str | None = None
     # Which fields this change touched, e.g. ["price"]: lets a consumer skip changes it ignores.
     changed: tuple[str, ...] = ()
     updated_at: dt.datetime

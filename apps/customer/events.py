@@ -20,25 +20,25 @@ from outbox.events import Event, event
 __all__ = ["CustomerRegistered", "CustomerUpdated"]
 
 
-@event("customer.registered", version=1, aggregate="customer")
-class CustomerRegistered(Event, frozen=True, kw_only=True):
-    """A customer registered."""
-
+class _CustomerState(Event, frozen=True, kw_only=True):
+    # The customer's published fields, first in both payloads (not an event of its own).
     id: uuid.UUID
     email: str  # lower-cased: unique per customer, case-insensitively
     first_name: str
     last_name: str
+
+
+@event("customer.registered", version=1, aggregate="customer")
+class CustomerRegistered(_CustomerState, frozen=True, kw_only=True):
+    """A customer registered."""
+
     created_at: dt.datetime
 
 
 @event("customer.updated", version=1, aggregate="customer")
-class CustomerUpdated(Event, frozen=True, kw_only=True):
+class CustomerUpdated(_CustomerState, frozen=True, kw_only=True):
     """A customer changed; the payload is the published fields' state after the change."""
 
-    id: uuid.UUID
-    email: str
-    first_name: str
-    last_name: str
     status: str
     # Which fields this change touched, e.g. ["email"]. It may name a field that is not published
     # (a phone change reads ["phone"]): consumers learn that something changed, never the value.

@@ -34,13 +34,17 @@ class StockShortage(msgspec.Struct, frozen=True, kw_only=True):
     available: int
 
 
-@event("inventory.reserved", version=1, aggregate="inventory")
-class InventoryReserved(Event, frozen=True, kw_only=True):
-    """Every line of an order is held in stock until the order ships or is cancelled."""
-
+class _ReservationItems(Event, frozen=True, kw_only=True):
+    # What a reservation holds, first in both payloads (not an event of its own).
     order_id: uuid.UUID
     reservation_id: uuid.UUID
     items: list[ReservedItem]
+
+
+@event("inventory.reserved", version=1, aggregate="inventory")
+class InventoryReserved(_ReservationItems, frozen=True, kw_only=True):
+    """Every line of an order is held in stock until the order ships or is cancelled."""
+
     reserved_at: dt.datetime
 
 
@@ -56,10 +60,7 @@ class InventoryReservationFailed(Event, frozen=True, kw_only=True):
 
 
 @event("inventory.released", version=1, aggregate="inventory")
-class InventoryReleased(Event, frozen=True, kw_only=True):
+class InventoryReleased(_ReservationItems, frozen=True, kw_only=True):
     """An order's held units went back to available stock (the order was cancelled)."""
 
-    order_id: uuid.UUID
-    reservation_id: uuid.UUID
-    items: list[ReservedItem]
     released_at: dt.datetime
