@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from apps.common.topology import BY_NAME, PROCESSES, database_url
 from apps.payment.services import AuthorizationRequest, PaymentService
+from tests.support import consumers
 from tests.support.db import db_fixture
 from tests.support.http import service_url
 from tests.support.orders import eventually
@@ -231,3 +232,32 @@ async def test_concurrent_requests_for_one_authorization_make_one_payment(
     await wait_for(api, order_id, "authorized")
     assert len(await payments_of(api, order_id)) == 1
     assert len((await sandbox_books(str(order_id)))["authorizations"]) == 1
+
+
+@pytest.mark.slow
+async def test_a_refund_the_provider_did_not_answer_is_finished_by_the_worker(
+    engine: AsyncEngine, api: httpx.AsyncClient
+) -> None:
+    """Provider down: the refund answers 202 (pending, not failed: the provider may have acted); once it is
+    back the worker asks again with the same key, and a retry of the request answers the finished refund."""
+    payment = await captured_payment(engine, api, "15.00")
+    key = f"refund-{uuid.uuid4()}"
+    body = {"reason": "returned", "amount": "5.00"}
+    await consumers.stop("payment-sandbox")
+    try:
+        pending = await refund(api, payment["id"], body, key)
+        assert pending.status_code == 202, pending.text
+        assert pending.json()["refund"]["outcome"] == "pending"
+        assert pending.json()["payment"]["status"] == "captured"
+    finally:
+        await consumers.start("payment-sandbox")
+
+    async def refunded() -> bool:
+        return bool((await api.get(f"/api/payments/{payment['id']}")).json()["refunded_amount"] == "5.00")
+
+    await eventually(refunded, within=WITHIN, what="the refund finished by the worker")
+    again = await refund(api, payment["id"], body, key)
+    assert again.status_code == 201, again.text
+    assert again.json()["refund"]["id"] == pending.json()["refund"]["id"]
+    books = await sandbox_books(payment["order_id"])
+    assert [r["amount"] for r in books["authorizations"][0]["refunds"]] == [500]
