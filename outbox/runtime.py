@@ -78,12 +78,9 @@ class ConsumerRuntime:
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
         """The readiness verdict and what it rests on (the body of GET /ready)."""
-        details: dict[str, object] = {
-            "group": self.group.name,
-            "partitions": len(self.kafka.owned),
-            "database": self.database_ok,
-        }
-        return self.ready, {"ready": self.ready, **details}
+        partitions, database = len(self.kafka.owned), self.database_ok  # read once: other threads move them
+        ready = partitions > 0 and database
+        return ready, {"ready": ready, "group": self.group.name, "partitions": partitions, "database": database}
 
     async def run(self) -> None:
         """Consume until stop() is called; the batch in flight finishes and commits first."""
