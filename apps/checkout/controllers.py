@@ -9,12 +9,13 @@ from typing import Annotated, TypeAlias
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, HeaderParameter, JSONBody
+from litestar.params import Body, FromPath, HeaderParameter, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from apps.checkout.checkout_service import CheckoutService, display_status
 from apps.checkout.rules import GUEST_HEADER
 from apps.checkout.schemas import (
+    CHECKOUT_CREATE_RULES,
     CartCreate,
     CartOut,
     CheckoutCreate,
@@ -38,7 +39,7 @@ IdempotencyKey = Annotated[
     str | None,
     # Documented as required; checked in the handler so that the 400 names the header like every other.
     HeaderParameter(
-        name="Idempotency-Key", required=True, max_length=255, description="retries complete nothing twice"
+        name="Idempotency-Key", required=True, min_length=1, max_length=255, description="retries do nothing twice"
     ),
 ]
 
@@ -117,7 +118,10 @@ class CheckoutController(Controller):
 
     @post(status_code=HTTP_201_CREATED)
     async def start_checkout(
-        self, data: JSONBody[CheckoutCreate], checkouts: Checkouts, guest_token: GuestToken = None
+        self,
+        data: Annotated[CheckoutCreate, Body(schema_extra=CHECKOUT_CREATE_RULES)],
+        checkouts: Checkouts,
+        guest_token: GuestToken = None,
     ) -> CheckoutOut:
         """Price the cart at today's catalog prices, with tax for the destination and the shipping method."""
         session = await checkouts.start(data, guest_token)

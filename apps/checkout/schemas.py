@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
+from litestar.openapi.spec import OpenAPIType, Schema
 from msgspec import Meta
 
 from apps.checkout.rules import MAX_QUANTITY, PricedLine
@@ -206,3 +207,23 @@ def to_checkout_out(session: CheckoutSession, status: str) -> CheckoutOut:
         completed_at=session.completed_at,
         order_id=session.order_id,
     )
+
+
+def _present(field: str, json_type: OpenAPIType) -> Schema:
+    return Schema(required=[field], properties={field: Schema(type=json_type)})
+
+
+# What the handler checks beyond the fields' own types, said in the document too: exactly one shipping
+# address (inline or saved), at most one billing address (none: billed to the shipping address).
+CHECKOUT_CREATE_RULES: dict[str, Any] = {
+    "oneOf": [
+        _present("shipping_address", OpenAPIType.OBJECT),
+        _present("customer_shipping_address_id", OpenAPIType.INTEGER),
+    ],
+    "not": Schema(
+        all_of=[
+            _present("billing_address", OpenAPIType.OBJECT),
+            _present("customer_billing_address_id", OpenAPIType.INTEGER),
+        ]
+    ),
+}
