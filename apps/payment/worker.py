@@ -19,7 +19,8 @@ import os
 import signal
 import uuid
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from apps.common.topology import BY_NAME, database_url
@@ -31,6 +32,16 @@ log = logging.getLogger("apps.payment.worker")
 
 OPERATIONS = Counter("payment_worker_operations_total", "Provider operations carried out", ["outcome"])
 ROUNDS_FAILED = Counter("payment_worker_rounds_failed_total", "Claim rounds that failed (database errors)")
+PENDING = Gauge(
+    "payment_operations_pending",
+    "Ledger operations awaiting the provider's answer, and the oldest's age",
+    ["kind", "measure"],
+)
+KINDS = ("authorize", "capture", "void", "refund")
+_PENDING_BY_KIND = text(
+    "SELECT kind, count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) "
+    "FROM payment_operations WHERE outcome = 'pending' GROUP BY kind"
+)
 
 
 class Worker:
@@ -54,7 +65,28 @@ class Worker:
     def stop(self) -> None:
         self.stopping.set()
 
+    async def gauge_pending(self, every_s: float = 5.0) -> None:
+        """Every few seconds: how many operations of each kind await an answer, and since when (dashboards)."""
+        while not self.stopping.is_set():
+            with contextlib.suppress(Exception):  # a metric must never stop the worker
+                async with self.sessions() as session:
+                    found = {kind: (n, age) for kind, n, age in (await session.execute(_PENDING_BY_KIND)).tuples()}
+                for kind in KINDS:
+                    count, age = found.get(kind, (0, 0))
+                    PENDING.labels(kind, "count").set(count)
+                    PENDING.labels(kind, "oldest_age_seconds").set(float(age))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=every_s)
+
     async def run(self) -> None:
+        gauges = asyncio.create_task(self.gauge_pending())
+        try:
+            await self._loop()
+        finally:
+            self.stopping.set()
+            await gauges
+
+    async def _loop(self) -> None:
         while not self.stopping.is_set():
             done = await self.round()
             if done < self.batch:
