@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -137,13 +138,16 @@ async def client(
 
 
 async def in_inbox(service: str, group: str, order_id: str) -> bool:
-    conn = await connect(service)
     try:
-        found = await conn.fetchval(
-            "SELECT 1 FROM inbox WHERE consumer_group = $1 AND aggregate_id = $2::uuid", group, order_id
-        )
-    finally:
-        await conn.close()
+        conn = await connect(service)
+        try:
+            found = await conn.fetchval(
+                "SELECT 1 FROM inbox WHERE consumer_group = $1 AND aggregate_id = $2::uuid", group, order_id
+            )
+        finally:
+            await conn.close()
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):  # PostgreSQL on its way back: not yet
+        return False
     return found is not None
 
 
@@ -230,8 +234,14 @@ async def test_every_component_killed_under_load_loses_nothing_and_applies_nothi
         finally:
             stop.set()
             crashed = [r for r in await asyncio.gather(*clients, return_exceptions=True) if r is not None]
-            await asyncio.to_thread(stack.up)
+            # Always leave the stack up; a failure here must not hide the one that brought us here.
+            try:
+                await asyncio.to_thread(stack.up)
+                up_failed = None
+            except (SystemExit, Exception) as exc:
+                up_failed = repr(exc)
     assert not crashed, crashed
+    assert up_failed is None, f"`just up` after the faults failed: {up_failed}"
     report = summary(seen, recoveries, new_error_lines(log_file("order-api"), log_start))
     (STATE / "fault-recovery.json").write_text(json.dumps(report, indent=2, default=str))
     print(json.dumps(report, indent=2, default=str))
