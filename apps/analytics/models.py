@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, CheckConstraint, Date, DateTime, Index, Integer, Numeric, func, text
+import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import CHAR
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -22,14 +22,14 @@ class DailySales(Base):
     """Projection: per UTC day and currency, orders placed, net revenue and cancellations (see projections.py)."""
 
     __tablename__ = "daily_sales"
-    __table_args__ = (CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),)
+    __table_args__ = (sa.CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),)
 
-    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    day: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
     currency: Mapped[str] = mapped_column(CHAR(3), primary_key=True)
-    orders: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    revenue: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0.00"), server_default="0")
-    cancellations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    orders: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    revenue: Mapped[Decimal] = mapped_column(sa.Numeric(14, 2), default=Decimal("0.00"), server_default="0")
+    cancellations: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
 
 
 class ProductSales(Base):
@@ -37,12 +37,12 @@ class ProductSales(Base):
 
     __tablename__ = "product_sales"
     __table_args__ = (
-        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
-        Index("idx_product_sales_top", text("revenue DESC"), text("units DESC"), "product_id"),
+        sa.CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
+        sa.Index("idx_product_sales_top", sa.text("revenue DESC"), sa.text("units DESC"), "product_id"),
     )
 
     product_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
     currency: Mapped[str] = mapped_column(CHAR(3), primary_key=True)
-    units: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    revenue: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0.00"), server_default="0")
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    units: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    revenue: Mapped[Decimal] = mapped_column(sa.Numeric(14, 2), default=Decimal("0.00"), server_default="0")
+    updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())

@@ -7,20 +7,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    CheckConstraint,
-    DateTime,
-    ForeignKey,
-    Identity,
-    Index,
-    Integer,
-    Numeric,
-    String,
-    Text,
-    text,
-)
+import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import CHAR, JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -41,49 +28,49 @@ class Product(Base):
 
     __tablename__ = "products"
     __table_args__ = (
-        CheckConstraint("price >= 0", name="price_nonnegative"),
-        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
-        Index("idx_products_category_status", "category_id", "status"),
-        Index("idx_products_sku_status", "sku", "status"),
-        Index(
+        sa.CheckConstraint("price >= 0", name="price_nonnegative"),
+        sa.CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
+        sa.Index("idx_products_category_status", "category_id", "status"),
+        sa.Index("idx_products_sku_status", "sku", "status"),
+        sa.Index(
             "idx_products_active",
             "category_id",
-            text("created_at DESC"),
-            postgresql_where=text("status = 'active' AND deleted_at IS NULL"),
+            sa.text("created_at DESC"),
+            postgresql_where=sa.text("status = 'active' AND deleted_at IS NULL"),
         ),
         # Keyset pagination walks (created_at, id) newest first over the live rows.
-        Index(
+        sa.Index(
             "idx_products_listing",
-            text("created_at DESC"),
-            text("id DESC"),
-            postgresql_where=text("deleted_at IS NULL"),
+            sa.text("created_at DESC"),
+            sa.text("id DESC"),
+            postgresql_where=sa.text("deleted_at IS NULL"),
         ),
     )
     __mapper_args__ = {"eager_defaults": True}
 
     id: Mapped[uuid.UUID] = mapped_column(
-        PG_UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+        PG_UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")
     )
-    sku: Mapped[str] = mapped_column(String(255), unique=True)
-    name: Mapped[str] = mapped_column(String(500))
-    description: Mapped[str | None] = mapped_column(Text)
-    short_description: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20), default="active", server_default="active")
-    type: Mapped[str] = mapped_column(String(50), default="simple", server_default="simple")
-    weight: Mapped[Decimal | None] = mapped_column(Numeric(8, 2))
+    sku: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(500))
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    short_description: Mapped[str | None] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(20), default="active", server_default="active")
+    type: Mapped[str] = mapped_column(sa.String(50), default="simple", server_default="simple")
+    weight: Mapped[Decimal | None] = mapped_column(sa.Numeric(8, 2))
     dimensions: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     category_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
     brand_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
     manufacturer_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
     # "metadata" is reserved on declarative classes; the column keeps the seed's name.
     metadata_: Mapped[dict[str, Any]] = mapped_column(
-        "metadata", JSONB, default=dict, server_default=text("'{}'::jsonb")
+        "metadata", JSONB, default=dict, server_default=sa.text("'{}'::jsonb")
     )
-    price: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    price: Mapped[Decimal] = mapped_column(sa.Numeric(10, 2))
     currency: Mapped[str] = mapped_column(CHAR(3), default="USD", server_default="USD")
     created_at: Mapped[dt.datetime] = timestamp()
     updated_at: Mapped[dt.datetime] = timestamp()
-    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 class Category(Base):
@@ -92,17 +79,17 @@ class Category(Base):
     __tablename__ = "categories"
 
     id: Mapped[uuid.UUID] = mapped_column(
-        PG_UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+        PG_UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")
     )
-    parent_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True), ForeignKey("categories.id"))
-    name: Mapped[str] = mapped_column(String(255))
-    slug: Mapped[str] = mapped_column(String(255), unique=True)
-    description: Mapped[str | None] = mapped_column(Text)
-    image_url: Mapped[str | None] = mapped_column(String(500))
-    sort_order: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True), sa.ForeignKey("categories.id"))
+    name: Mapped[str] = mapped_column(sa.String(255))
+    slug: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    image_url: Mapped[str | None] = mapped_column(sa.String(500))
+    sort_order: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.text("true"))
     metadata_: Mapped[dict[str, Any]] = mapped_column(
-        "metadata", JSONB, default=dict, server_default=text("'{}'::jsonb")
+        "metadata", JSONB, default=dict, server_default=sa.text("'{}'::jsonb")
     )
     created_at: Mapped[dt.datetime] = timestamp()
     updated_at: Mapped[dt.datetime] = timestamp()
@@ -114,11 +101,11 @@ class ProductAttribute(Base):
     __tablename__ = "product_attributes"
     # Not in the seed: without it, reading a product's attributes (or checking the foreign key when a
     # product row is deleted) scans the whole table.
-    __table_args__ = (Index("idx_product_attributes_product", "product_id"),)
+    __table_args__ = (sa.Index("idx_product_attributes_product", "product_id"),)
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    product_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), ForeignKey("products.id"))
-    attribute_name: Mapped[str] = mapped_column(String(100))
-    attribute_value: Mapped[str | None] = mapped_column(Text)
-    attribute_type: Mapped[str] = mapped_column(String(50), default="text", server_default="text")
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    product_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), sa.ForeignKey("products.id"))
+    attribute_name: Mapped[str] = mapped_column(sa.String(100))
+    attribute_value: Mapped[str | None] = mapped_column(sa.Text)
+    attribute_type: Mapped[str] = mapped_column(sa.String(50), default="text", server_default="text")
     created_at: Mapped[dt.datetime] = timestamp()

@@ -7,21 +7,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    CheckConstraint,
-    Date,
-    DateTime,
-    ForeignKey,
-    Identity,
-    Index,
-    Integer,
-    Numeric,
-    String,
-    func,
-    text,
-)
+import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -38,12 +24,12 @@ class CustomerStats(Base):
 
     __tablename__ = "customer_stats"
 
-    customer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    orders_count: Mapped[int] = mapped_column(Integer, default=0)
-    cancelled_count: Mapped[int] = mapped_column(Integer, default=0)
-    total_spent: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
-    last_order_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    customer_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    orders_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    cancelled_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    total_spent: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2), default=Decimal("0"))
+    last_order_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
 
 
 class Customer(Base):
@@ -56,32 +42,32 @@ class Customer(Base):
 
     __tablename__ = "customers"
     __table_args__ = (
-        CheckConstraint("email = lower(email)", name="email_lowercase"),
-        Index("idx_customers_email_status", "email", "status"),
+        sa.CheckConstraint("email = lower(email)", name="email_lowercase"),
+        sa.Index("idx_customers_email_status", "email", "status"),
     )
     __mapper_args__ = {"eager_defaults": True}
 
     id: Mapped[uuid.UUID] = mapped_column(
-        PG_UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+        PG_UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")
     )
-    customer_number: Mapped[str | None] = mapped_column(String(50), unique=True)
-    email: Mapped[str] = mapped_column(String(255), unique=True)
-    phone: Mapped[str | None] = mapped_column(String(20))
-    first_name: Mapped[str] = mapped_column(String(100))
-    last_name: Mapped[str] = mapped_column(String(100))
-    date_of_birth: Mapped[dt.date | None] = mapped_column(Date)
-    gender: Mapped[str | None] = mapped_column(String(10))
-    status: Mapped[str] = mapped_column(String(20), default="active", server_default="active")
-    email_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
-    phone_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
-    marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    customer_number: Mapped[str | None] = mapped_column(sa.String(50), unique=True)
+    email: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    phone: Mapped[str | None] = mapped_column(sa.String(20))
+    first_name: Mapped[str] = mapped_column(sa.String(100))
+    last_name: Mapped[str] = mapped_column(sa.String(100))
+    date_of_birth: Mapped[dt.date | None] = mapped_column(sa.Date)
+    gender: Mapped[str | None] = mapped_column(sa.String(10))
+    status: Mapped[str] = mapped_column(sa.String(20), default="active", server_default="active")
+    email_verified: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.text("false"))
+    phone_verified: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.text("false"))
+    marketing_consent: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.text("false"))
     # "metadata" is reserved on declarative classes; the column keeps the seed's name.
     metadata_: Mapped[dict[str, Any]] = mapped_column(
-        "metadata", JSONB, default=dict, server_default=text("'{}'::jsonb")
+        "metadata", JSONB, default=dict, server_default=sa.text("'{}'::jsonb")
     )
     created_at: Mapped[dt.datetime] = timestamp()
     updated_at: Mapped[dt.datetime] = timestamp()
-    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 class CustomerAddress(Base):
@@ -89,32 +75,32 @@ class CustomerAddress(Base):
 
     __tablename__ = "customer_addresses"
     __table_args__ = (
-        CheckConstraint("type IN ('shipping', 'billing')", name="type_known"),
-        CheckConstraint("country ~ '^[A-Z]{2}$'", name="country_iso"),
-        Index("idx_customer_addresses_customer_type", "customer_id", "type"),
+        sa.CheckConstraint("type IN ('shipping', 'billing')", name="type_known"),
+        sa.CheckConstraint("country ~ '^[A-Z]{2}$'", name="country_iso"),
+        sa.Index("idx_customer_addresses_customer_type", "customer_id", "type"),
         # At most one default address per customer and type.
-        Index(
+        sa.Index(
             "uq_customer_addresses_default",
             "customer_id",
             "type",
             unique=True,
-            postgresql_where=text("is_default"),
+            postgresql_where=sa.text("is_default"),
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    customer_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), ForeignKey("customers.id"))
-    type: Mapped[str] = mapped_column(String(20))
-    first_name: Mapped[str | None] = mapped_column(String(100))
-    last_name: Mapped[str | None] = mapped_column(String(100))
-    company: Mapped[str | None] = mapped_column(String(255))
-    address_line1: Mapped[str] = mapped_column(String(255))
-    address_line2: Mapped[str | None] = mapped_column(String(255))
-    city: Mapped[str] = mapped_column(String(100))
-    state: Mapped[str | None] = mapped_column(String(100))
-    postal_code: Mapped[str | None] = mapped_column(String(20))
-    country: Mapped[str] = mapped_column(String(2))
-    phone: Mapped[str | None] = mapped_column(String(20))
-    is_default: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), sa.ForeignKey("customers.id"))
+    type: Mapped[str] = mapped_column(sa.String(20))
+    first_name: Mapped[str | None] = mapped_column(sa.String(100))
+    last_name: Mapped[str | None] = mapped_column(sa.String(100))
+    company: Mapped[str | None] = mapped_column(sa.String(255))
+    address_line1: Mapped[str] = mapped_column(sa.String(255))
+    address_line2: Mapped[str | None] = mapped_column(sa.String(255))
+    city: Mapped[str] = mapped_column(sa.String(100))
+    state: Mapped[str | None] = mapped_column(sa.String(100))
+    postal_code: Mapped[str | None] = mapped_column(sa.String(20))
+    country: Mapped[str] = mapped_column(sa.String(2))
+    phone: Mapped[str | None] = mapped_column(sa.String(20))
+    is_default: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.text("false"))
     created_at: Mapped[dt.datetime] = timestamp()
     updated_at: Mapped[dt.datetime] = timestamp()

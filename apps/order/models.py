@@ -7,14 +7,14 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Integer, Numeric, String, Text, func, text
+import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from apps.common.models import ServiceBase
 
-Money = Numeric(10, 2)
+Money = sa.Numeric(10, 2)
 
 
 class Base(ServiceBase, bind_key="order"):
@@ -28,27 +28,27 @@ class Order(Base):
     __mapper_args__ = {"eager_defaults": True}
 
     id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
-    order_number: Mapped[str] = mapped_column(String(50), unique=True)
-    customer_id: Mapped[str] = mapped_column(String(36))
-    status: Mapped[str] = mapped_column(String(20))
-    currency: Mapped[str] = mapped_column(String(3))
+    order_number: Mapped[str] = mapped_column(sa.String(50), unique=True)
+    customer_id: Mapped[str] = mapped_column(sa.String(36))
+    status: Mapped[str] = mapped_column(sa.String(20))
+    currency: Mapped[str] = mapped_column(sa.String(3))
     subtotal: Mapped[Decimal] = mapped_column(Money)
     tax_amount: Mapped[Decimal] = mapped_column(Money)
     shipping_amount: Mapped[Decimal] = mapped_column(Money)
     discount_amount: Mapped[Decimal] = mapped_column(Money)
     total_amount: Mapped[Decimal] = mapped_column(Money)
-    payment_id: Mapped[str | None] = mapped_column(String(255))
-    payment_method: Mapped[str | None] = mapped_column(String(50))
-    payment_status: Mapped[str] = mapped_column(String(20))
+    payment_id: Mapped[str | None] = mapped_column(sa.String(255))
+    payment_method: Mapped[str | None] = mapped_column(sa.String(50))
+    payment_status: Mapped[str] = mapped_column(sa.String(20))
     shipping_address: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     billing_address: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    notes: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[str | None] = mapped_column(sa.Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    created_by_service: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    completed_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    created_by_service: Mapped[str] = mapped_column(sa.String(50))
 
 
 class OrderItem(Base):
@@ -56,12 +56,12 @@ class OrderItem(Base):
 
     __tablename__ = "order_items"
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    order_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), ForeignKey("orders.id"))
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), sa.ForeignKey("orders.id"))
     product_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True))
-    product_sku: Mapped[str] = mapped_column(String(255))
-    product_name: Mapped[str] = mapped_column(String(500))
-    quantity: Mapped[int] = mapped_column(Integer)
+    product_sku: Mapped[str] = mapped_column(sa.String(255))
+    product_name: Mapped[str] = mapped_column(sa.String(500))
+    quantity: Mapped[int] = mapped_column(sa.Integer)
     unit_price: Mapped[Decimal] = mapped_column(Money)
     total_price: Mapped[Decimal] = mapped_column(Money)
     discount_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
@@ -76,14 +76,14 @@ class OrderStatusHistory(Base):
 
     __tablename__ = "order_status_history"
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    order_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), ForeignKey("orders.id"))
-    status_from: Mapped[str | None] = mapped_column(String(20))
-    status_to: Mapped[str] = mapped_column(String(20))
-    changed_by: Mapped[str | None] = mapped_column(String(255))
-    reason: Mapped[str | None] = mapped_column(Text)
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), sa.ForeignKey("orders.id"))
+    status_from: Mapped[str | None] = mapped_column(sa.String(20))
+    status_to: Mapped[str] = mapped_column(sa.String(20))
+    changed_by: Mapped[str | None] = mapped_column(sa.String(255))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
 
 
 class IdempotencyKey(Base):
@@ -91,7 +91,7 @@ class IdempotencyKey(Base):
 
     __tablename__ = "idempotency_keys"
 
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    request_hash: Mapped[str] = mapped_column(String(64))
-    order_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), ForeignKey("orders.id"))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))
+    key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(sa.String(64))
+    order_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), sa.ForeignKey("orders.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.text("now()"))

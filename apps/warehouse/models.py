@@ -6,18 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    CheckConstraint,
-    DateTime,
-    ForeignKey,
-    Identity,
-    Integer,
-    String,
-    UniqueConstraint,
-    text,
-)
+import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -35,11 +24,11 @@ class Warehouse(Base):
     __tablename__ = "warehouses"
 
     id: Mapped[uuid.UUID] = mapped_column(
-        PG_UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+        PG_UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")
     )
-    code: Mapped[str] = mapped_column(String(50), unique=True)
-    name: Mapped[str] = mapped_column(String(255))
-    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    code: Mapped[str] = mapped_column(sa.String(50), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.text("true"))
     created_at: Mapped[dt.datetime] = timestamp()
     updated_at: Mapped[dt.datetime] = timestamp()
 
@@ -53,17 +42,17 @@ class StockLevel(Base):
 
     __tablename__ = "stock_levels"
     __table_args__ = (
-        CheckConstraint("reserved >= 0", name="reserved_nonnegative"),
+        sa.CheckConstraint("reserved >= 0", name="reserved_nonnegative"),
         # With reserved >= 0 this also keeps on_hand >= 0: stock never goes negative.
-        CheckConstraint("on_hand >= reserved", name="on_hand_covers_reserved"),
+        sa.CheckConstraint("on_hand >= reserved", name="on_hand_covers_reserved"),
     )
 
     product_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
     warehouse_id: Mapped[uuid.UUID] = mapped_column(
-        PG_UUID(as_uuid=True), ForeignKey("warehouses.id"), primary_key=True
+        PG_UUID(as_uuid=True), sa.ForeignKey("warehouses.id"), primary_key=True
     )
-    on_hand: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    reserved: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    on_hand: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    reserved: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     updated_at: Mapped[dt.datetime] = timestamp()
 
 
@@ -73,19 +62,19 @@ class Reservation(Base):
 
     __tablename__ = "reservations"
     __table_args__ = (
-        CheckConstraint("status IN ('reserved', 'released', 'failed')", name="status_known"),
-        CheckConstraint("(status = 'failed') = (reason IS NOT NULL)", name="reason_iff_failed"),
+        sa.CheckConstraint("status IN ('reserved', 'released', 'failed')", name="status_known"),
+        sa.CheckConstraint("(status = 'failed') = (reason IS NOT NULL)", name="reason_iff_failed"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
     order_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), unique=True)
-    status: Mapped[str] = mapped_column(String(20))
-    reason: Mapped[str | None] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(sa.String(20))
+    reason: Mapped[str | None] = mapped_column(sa.String(50))
     # [{product_id, requested, available}] as published in inventory.reservation_failed.
-    shortages: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default=text("'[]'::jsonb"))
+    shortages: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default=sa.text("'[]'::jsonb"))
     created_at: Mapped[dt.datetime] = timestamp()
     updated_at: Mapped[dt.datetime] = timestamp()
-    released_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    released_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     # lazy="raise": under asyncio a lazy load cannot happen; reads ask for the items explicitly.
     items: Mapped[list[ReservationItem]] = relationship(
@@ -98,16 +87,16 @@ class ReservationItem(Base):
 
     __tablename__ = "reservation_items"
     __table_args__ = (
-        CheckConstraint("quantity > 0", name="quantity_positive"),
-        UniqueConstraint("reservation_id", "product_id", "warehouse_id", name="uq_reservation_items_line"),
+        sa.CheckConstraint("quantity > 0", name="quantity_positive"),
+        sa.UniqueConstraint("reservation_id", "product_id", "warehouse_id", name="uq_reservation_items_line"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
     reservation_id: Mapped[uuid.UUID] = mapped_column(
-        PG_UUID(as_uuid=True), ForeignKey("reservations.id", ondelete="CASCADE")
+        PG_UUID(as_uuid=True), sa.ForeignKey("reservations.id", ondelete="CASCADE")
     )
     product_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True))
-    warehouse_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), ForeignKey("warehouses.id"))
-    quantity: Mapped[int] = mapped_column(Integer)
+    warehouse_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), sa.ForeignKey("warehouses.id"))
+    quantity: Mapped[int] = mapped_column(sa.Integer)
 
     reservation: Mapped[Reservation] = relationship(back_populates="items", lazy="raise")
