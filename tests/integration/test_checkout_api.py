@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -27,6 +28,7 @@ from tests.support.checkout import (
     set_price,
     withdraw,
 )
+from tests.support.db import connect, outbox_fails_at_commit
 from tests.support.http import create_customer, create_product, service_url
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -330,8 +332,6 @@ async def test_the_event_carries_what_the_order_needs(client: Client) -> None:
         "SELECT event_data FROM event_store WHERE aggregate_id = $1 AND aggregate_type = 'checkout'",
         uuid.UUID(session["id"]),
     )
-    import json
-
     event = json.loads(data)
     assert event["is_guest"] is True and event["customer_id"] == session["customer_id"]
     assert event["lines"][0]["quantity"] == 2 and event["lines"][0]["unit_price"] == "8.00"
@@ -378,3 +378,21 @@ async def test_a_customer_checkout_completes_with_the_customer_id(client: Client
     assert data == customer["id"]
     fresh = await client.post("/api/carts", json={"customer_id": customer["id"]})
     assert fresh.status_code == 201 and fresh.json()["id"] != cart["id"], "a converted cart is not the active one"
+
+
+async def test_a_failed_commit_answers_an_error_and_completes_nothing(client: Client) -> None:
+    cart, session, headers = await start(client)
+    conn = await connect("checkout")
+    try:
+        async with outbox_fails_at_commit(conn, "checkout_id", session["id"]):
+            response = await client.post(
+                f"/api/checkout/{session['id']}/complete", headers={**headers, "Idempotency-Key": "k"}
+            )
+    finally:
+        await conn.close()
+    assert response.status_code >= 500 and "outbox refused" not in response.text
+    assert await completed_events(session["id"]) == 0
+    assert await scalar("SELECT status FROM checkout_sessions WHERE id = $1", uuid.UUID(session["id"])) == "initialized"
+    assert await scalar("SELECT status FROM cart_sessions WHERE id = $1", uuid.UUID(cart["id"])) == "active"
+    retried = await client.post(f"/api/checkout/{session['id']}/complete", headers={**headers, "Idempotency-Key": "k"})
+    assert retried.status_code == 202 and await completed_events(session["id"]) == 1
