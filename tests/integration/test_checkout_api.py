@@ -78,8 +78,8 @@ async def test_a_customer_has_one_active_cart(client: Client) -> None:
     assert first.json()["id"] == again.json()["id"] and first.json()["customer_id"] == customer["id"]
     assert "guest_token" not in first.json()
     assert (await client.get(f"/api/carts/{first.json()['id']}")).status_code == 200
-    racing = await asyncio.gather(*(client.post("/api/carts", json={"customer_id": str(uuid.uuid4())}) for _ in [1]))
-    assert racing[0].status_code == 422 and keys(racing[0]) == ["customer_id"]
+    unknown = await client.post("/api/carts", json={"customer_id": str(uuid.uuid4())})
+    assert unknown.status_code == 422 and keys(unknown) == ["customer_id"]
 
 
 async def test_concurrent_first_carts_of_a_customer_give_one_cart(client: Client) -> None:
@@ -314,7 +314,7 @@ async def test_complete_writes_one_event_and_converts_the_cart(client: Client) -
     late = await client.post(
         f"/api/carts/{cart['id']}/items", json={"product_id": view["items"][0]["product_id"], "quantity": 1}
     )
-    assert late.status_code in (403, 409)
+    assert late.status_code == 403, "a converted guest cart still needs its token"
     late = await client.post(
         f"/api/carts/{cart['id']}/items",
         json={"product_id": view["items"][0]["product_id"], "quantity": 1},
