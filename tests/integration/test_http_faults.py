@@ -97,28 +97,43 @@ class ProxyThread:
 
     def __exit__(self, *exc: object) -> None:
         self._call(self.proxy.__aexit__(None, None, None))
+        self._call(self._drop())  # and wait until every pipe has closed its sockets
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
+        self.loop.close()
 
     def set_mode(self, mode: Any) -> None:
         self._call(self.proxy.set_mode(mode))
 
+    def drop_connections(self) -> None:
+        """Close every connection through the proxy, as a PostgreSQL restart does to a pool."""
+        self._call(self._drop())
+
+    async def _drop(self) -> None:
+        pipes = list(self.proxy._pipes)
+        for task in pipes:
+            task.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
+
     def _call(self, coroutine: Coroutine[Any, Any, None]) -> None:
         asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
+
+
+def catalog_app_through(proxied: ProxyThread) -> Any:
+    spec = BY_NAME["catalog"]
+    url = f"postgresql+asyncpg://{spec.role}:{spec.password()}@127.0.0.1:{proxied.proxy.port}/{spec.database}"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CATALOG_DATABASE_URL", url)
+        return create_catalog_app()
 
 
 @pytest.mark.parametrize("mode", ["refuse", "starting_up", "too_many"])
 async def test_a_database_refusing_connections_is_a_503_with_retry_after(mode: Any) -> None:
     """asyncpg's CannotConnectNowError (57P03), TooManyConnectionsError (53300) and a refused connection
     were 500s; each is an outage the client should retry."""
-    spec = BY_NAME["catalog"]
     with ProxyThread() as proxied:
         proxied.set_mode(mode)
-        url = f"postgresql+asyncpg://{spec.role}:{spec.password()}@127.0.0.1:{proxied.proxy.port}/{spec.database}"
-        with pytest.MonkeyPatch.context() as env:
-            env.setenv("CATALOG_DATABASE_URL", url)
-            app = create_catalog_app()
-        async with AsyncTestClient(app=app) as client:
+        async with AsyncTestClient(app=catalog_app_through(proxied)) as client:
             started = time.monotonic()
             down = await client.get(f"/api/products/{uuid.uuid4()}")
             answered_in = time.monotonic() - started
@@ -130,6 +145,20 @@ async def test_a_database_refusing_connections_is_a_503_with_retry_after(mode: A
     assert int(down.headers["retry-after"]) > 0
     assert down.json()["extra"] == [{"dependency": "database"}]
     assert back.status_code == 404, back.text
+
+
+async def test_pooled_connections_a_restart_dropped_are_replaced_on_first_use() -> None:
+    """Regression: after a PostgreSQL restart each stale pooled connection failed its next request with a
+    503; the pool now pings a connection before handing it out and reconnects."""
+    with ProxyThread() as proxied:
+        proxied.set_mode("forward")
+        async with AsyncTestClient(app=catalog_app_through(proxied)) as client:
+            before = [await client.get(f"/api/products/{uuid.uuid4()}") for _ in range(3)]
+            proxied.drop_connections()
+            after = await client.get(f"/api/products/{uuid.uuid4()}")
+
+    assert [r.status_code for r in before] == [404, 404, 404]
+    assert after.status_code == 404, after.text
 
 
 # --- what the document promises ---------------------------------------------------------------------
