@@ -6,7 +6,6 @@ to the caller, so the client gets an error and never a "created" for something t
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -28,6 +27,7 @@ from apps.catalog.rules import (
     check_sku,
     check_status_change,
 )
+from apps.common.models import utc_now
 from apps.common.pagination import decode_cursor, encode_cursor
 from apps.common.repository import error_messages, get_live, unique
 from outbox.writer import add_event
@@ -68,10 +68,6 @@ class ProductPageResult:
     next_cursor: str | None
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _live(statement: Select[tuple[Product]]) -> Select[tuple[Product]]:
     return statement.where(Product.deleted_at.is_(None))
 
@@ -86,7 +82,7 @@ class ProductService:
 
     async def create(self, data: ProductCreate) -> Product:
         sku = check_sku(data.sku)
-        now = _now()
+        now = utc_now()
         product = Product(
             id=uuid7(),  # time-ordered: new rows land at the end of the primary-key index
             sku=sku,
@@ -113,7 +109,7 @@ class ProductService:
         changed = _apply(product, changes)
         if not changed:
             return product  # nothing to say: no event, and the session closes without a write
-        product.updated_at = _now()
+        product.updated_at = utc_now()
         await self.session.flush()
         await add_event(self.session, product.id, _updated(product, changed))
         await self.session.commit()
@@ -122,7 +118,7 @@ class ProductService:
     async def delete(self, product_id: uuid.UUID) -> None:
         """Soft delete: the row stays (orders refer to it, its sku stays taken) but is gone from the API."""
         product = await self._get_for_write(product_id)
-        now = _now()
+        now = utc_now()
         product.status = DELETED
         product.deleted_at = now
         product.updated_at = now

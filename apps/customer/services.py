@@ -6,7 +6,6 @@ to the caller, so the client gets an error and never a "created" for something t
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import TYPE_CHECKING, Final
 
@@ -17,6 +16,7 @@ from sqlalchemy import cast, select, update
 from sqlalchemy.types import String
 from uuid_utils.compat import uuid7
 
+from apps.common.models import utc_now
 from apps.common.repository import error_messages, get_live, not_found, unique
 from apps.customer.events import CustomerRegistered, CustomerUpdated
 from apps.customer.models import Customer, CustomerAddress, CustomerStats
@@ -64,10 +64,6 @@ class AddressRepository(SQLAlchemyAsyncRepository[CustomerAddress]):
     model_type = CustomerAddress
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class CustomerService:
     """Customers: register, read, change; their addresses; their order stats."""
 
@@ -78,7 +74,7 @@ class CustomerService:
         self.addresses = AddressRepository(session=session, auto_refresh=False, error_messages=_ERROR_MESSAGES)
 
     async def register(self, data: CustomerCreate) -> Customer:
-        now = _now()
+        now = utc_now()
         customer = Customer(
             id=uuid7(),  # time-ordered: new rows land at the end of the primary-key index
             email=check_email(data.email),
@@ -107,7 +103,7 @@ class CustomerService:
             return customer  # nothing to say: no event, and the session closes without a write
         for field in changed:
             setattr(customer, field, new_values[field])
-        customer.updated_at = _now()
+        customer.updated_at = utc_now()
         with unique("email", _EMAIL_TAKEN, _ERROR_MESSAGES):
             await self.session.flush()  # a new email meets the unique constraint here
         await add_event(self.session, customer.id, _updated(customer, changed))
@@ -178,7 +174,7 @@ def _checked(changes: CustomerUpdate) -> dict[str, str | None]:
 
 
 def _new_address(customer_id: uuid.UUID, data: AddressCreate) -> CustomerAddress:
-    now = _now()
+    now = utc_now()
     return CustomerAddress(
         customer_id=customer_id,
         type=check_address_type(data.type),

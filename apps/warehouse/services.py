@@ -26,6 +26,7 @@ from sqlalchemy.orm import selectinload
 from uuid_utils.compat import uuid7
 
 from apps.common.errors import InvalidField
+from apps.common.models import utc_now
 from apps.warehouse.events import (
     InventoryReleased,
     InventoryReservationFailed,
@@ -57,10 +58,6 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = ["ReservationRequest", "ReservationService", "StockService"]
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +126,7 @@ class StockService:
         # Make sure the row exists, then lock it: the check below holds until our commit.
         await self.session.execute(
             pg_insert(StockLevel)
-            .values(product_id=product_id, warehouse_id=warehouse_id, on_hand=0, reserved=0, updated_at=_now())
+            .values(product_id=product_id, warehouse_id=warehouse_id, on_hand=0, reserved=0, updated_at=utc_now())
             .on_conflict_do_nothing(index_elements=[StockLevel.product_id, StockLevel.warehouse_id])
         )
         reserved = (await self.session.execute(select(StockLevel.reserved).where(*key).with_for_update())).scalar_one()
@@ -138,7 +135,7 @@ class StockService:
         await self.session.execute(
             update(StockLevel)
             .where(*key)
-            .values(on_hand=quantity, updated_at=_now())
+            .values(on_hand=quantity, updated_at=utc_now())
             .execution_options(synchronize_session=False)
         )
         await self.session.commit()
@@ -181,7 +178,7 @@ class ReservationService:
         # rows, so it has committed (and is seen below) or waits for us.
         ledger = Ledger(await _lock_stock(self.session, (line.product_id for r in requests for line in r.lines)))
         decided = await self._orders_with_reservation({r.order_id for r in requests})
-        now = _now()
+        now = utc_now()
         reservations: list[dict[str, Any]] = []
         items: list[dict[str, Any]] = []
         events: list[InventoryReserved | InventoryReservationFailed] = []
@@ -235,7 +232,7 @@ class ReservationService:
         for reservation_id in held:
             ledger.release(allocations[reservation_id])
         await _adjust_reserved(self.session, ledger.changes())
-        now = _now()
+        now = utc_now()
         await self.session.execute(
             update(Reservation)
             .where(Reservation.id.in_(list(held)))
