@@ -93,8 +93,8 @@ def customers_named_between(start: dict[int, int], end: dict[int, int]) -> set[s
             assert time.monotonic() < deadline, f"the topic did not reach the committed offsets {pending}"
             message = consumer.poll(1)
             if message is not None and message.error() is None:
-                partition, offset = message.partition(), message.offset()
-                if offset < pending.get(partition, -1):
+                partition, offset = message.partition() or 0, message.offset() or 0
+                if offset < end.get(partition, 0):
                     payload: dict[str, Any] = json.loads(message.value() or b"{}")
                     named.add(str(payload.get("customer_id")))
             # Positions, not the last offset seen: offsets may have gaps (transaction markers).
