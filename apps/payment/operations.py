@@ -208,18 +208,26 @@ def _move(payment: Payment, status: str) -> bool:
     return True
 
 
+def _money(payment: Payment, amount: Decimal | None = None) -> dict[str, Any]:
+    """The fields every payment.* event about an amount opens with (``amount``: the payment's, unless given)."""
+    return {
+        "payment_id": payment.id,
+        "order_id": payment.order_id,
+        "amount": payment.amount if amount is None else amount,
+        "currency": payment.currency,
+    }
+
+
 def _apply_to_payment(payment: Payment, op: PaymentOperation, result: ProviderResult) -> Event | None:
     now = utc_now()
     ok = result.outcome == SUCCEEDED
     code = result.code or result.outcome
+    ids = {"payment_id": payment.id, "order_id": payment.order_id}
     if op.kind == AUTHORIZE:
         if ok and _move(payment, AUTHORIZED):
             payment.provider_reference = result.reference
             return PaymentAuthorized(
-                payment_id=payment.id,
-                order_id=payment.order_id,
-                amount=payment.amount,
-                currency=payment.currency,
+                **_money(payment),
                 provider=payment.provider,
                 provider_reference=result.reference or "",
                 authorized_at=now,
@@ -227,53 +235,25 @@ def _apply_to_payment(payment: Payment, op: PaymentOperation, result: ProviderRe
         if not ok and _move(payment, DECLINED if result.outcome == OP_DECLINED else FAILED):
             payment.failure_code = code[:100]
             if payment.status == DECLINED:
-                return PaymentDeclined(
-                    payment_id=payment.id,
-                    order_id=payment.order_id,
-                    amount=payment.amount,
-                    currency=payment.currency,
-                    decline_code=code,
-                    declined_at=now,
-                )
-            return PaymentFailed(
-                payment_id=payment.id,
-                order_id=payment.order_id,
-                amount=payment.amount,
-                currency=payment.currency,
-                reason=code,
-                failed_at=now,
-            )
+                return PaymentDeclined(**_money(payment), decline_code=code, declined_at=now)
+            return PaymentFailed(**_money(payment), reason=code, failed_at=now)
         return None
     if op.kind == CAPTURE:
         if ok and _move(payment, CAPTURED):
             payment.captured_amount = op.amount
-            return PaymentCaptured(
-                payment_id=payment.id,
-                order_id=payment.order_id,
-                amount=op.amount,
-                currency=payment.currency,
-                captured_at=now,
-            )
-        return PaymentCaptureFailed(payment_id=payment.id, order_id=payment.order_id, reason=code, failed_at=now)
+            return PaymentCaptured(**_money(payment, op.amount), captured_at=now)
+        return PaymentCaptureFailed(**ids, reason=code, failed_at=now)
     if op.kind == VOID:
         if ok and _move(payment, VOIDED):
-            return PaymentVoided(
-                payment_id=payment.id,
-                order_id=payment.order_id,
-                amount=payment.amount,
-                currency=payment.currency,
-                reason=payment.cancel_reason,
-                voided_at=now,
-            )
-        return PaymentVoidFailed(payment_id=payment.id, order_id=payment.order_id, reason=code, failed_at=now)
+            return PaymentVoided(**_money(payment), reason=payment.cancel_reason, voided_at=now)
+        return PaymentVoidFailed(**ids, reason=code, failed_at=now)
     assert op.kind == REFUND
     if ok:
         refunded = payment.refunded_amount + op.amount
         if _move(payment, status_after_refund(payment.captured_amount, refunded)):
             payment.refunded_amount = refunded
             return PaymentRefunded(
-                payment_id=payment.id,
-                order_id=payment.order_id,
+                **ids,
                 refund_id=op.id,
                 amount=op.amount,
                 refunded_total=refunded,
@@ -284,6 +264,4 @@ def _apply_to_payment(payment: Payment, op: PaymentOperation, result: ProviderRe
                 refunded_at=now,
             )
         return None
-    return PaymentRefundFailed(
-        payment_id=payment.id, order_id=payment.order_id, refund_id=op.id, amount=op.amount, reason=code, failed_at=now
-    )
+    return PaymentRefundFailed(**ids, refund_id=op.id, amount=op.amount, reason=code, failed_at=now)

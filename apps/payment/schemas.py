@@ -80,34 +80,9 @@ class RefundOut(msgspec.Struct, kw_only=True):
 
 
 def to_operation_out(op: PaymentOperation) -> OperationOut:
-    return OperationOut(
-        id=op.id,
-        kind=op.kind,
-        amount=op.amount,
-        outcome=op.outcome,
-        reason=op.reason,
-        error=op.error,
-        attempts=op.attempts,
-        created_at=op.created_at,
-        completed_at=op.completed_at,
-    )
+    return msgspec.convert(op, OperationOut, from_attributes=True)
 
 
 def to_payment_out(payment: Payment) -> PaymentOut:
-    return PaymentOut(
-        id=payment.id,
-        order_id=payment.order_id,
-        amount=payment.amount,
-        currency=payment.currency,
-        status=payment.status,
-        provider=payment.provider,
-        provider_reference=payment.provider_reference,
-        payment_method_type=payment.payment_method_type,
-        captured_amount=payment.captured_amount,
-        refunded_amount=payment.refunded_amount,
-        failure_code=payment.failure_code,
-        cancel_reason=payment.cancel_reason,
-        created_at=payment.created_at,
-        updated_at=payment.updated_at,
-        operations=[to_operation_out(op) for op in payment.operations],
-    )
+    """The payment and its loaded operations: every field of the answer is the row's attribute of that name."""
+    return msgspec.convert(payment, PaymentOut, from_attributes=True)

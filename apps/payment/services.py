@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import selectinload
 from uuid_utils.compat import uuid7
@@ -186,40 +186,29 @@ class PaymentService:
     # --- reads -------------------------------------------------------------------------------------
 
     async def get(self, payment_id: uuid.UUID) -> Payment:
-        statement = select(Payment).where(Payment.id == payment_id).options(selectinload(Payment.operations))
-        payment = await self.session.scalar(statement.execution_options(populate_existing=True))
-        if payment is None:
-            raise NotFound(f"payment {payment_id} not found")
-        return payment
+        return await self._by_id(payment_id, lock=False)
 
     async def for_order(self, order_id: uuid.UUID) -> Sequence[Payment]:
-        statement = (
-            select(Payment)
-            .where(Payment.order_id == order_id)
-            .options(selectinload(Payment.operations))
-            .order_by(Payment.created_at, Payment.id)
-            .execution_options(populate_existing=True)
-        )
-        return (await self.session.scalars(statement)).all()
+        return await self._of_order(order_id, lock=False)
 
     # --- helpers -------------------------------------------------------------------------------------
 
     async def _lock(self, payment_id: uuid.UUID) -> Payment:
-        statement = select(Payment).where(Payment.id == payment_id).with_for_update()
-        payment = await self.session.scalar(statement.execution_options(populate_existing=True))
+        return await self._by_id(payment_id, lock=True)
+
+    async def _lock_for_order(self, order_id: uuid.UUID) -> Sequence[Payment]:
+        return await self._of_order(order_id, lock=True)
+
+    async def _by_id(self, payment_id: uuid.UUID, *, lock: bool) -> Payment:
+        payment = await self.session.scalar(_fresh(select(Payment).where(Payment.id == payment_id), lock=lock))
         if payment is None:
             raise NotFound(f"payment {payment_id} not found")
         return payment
 
-    async def _lock_for_order(self, order_id: uuid.UUID) -> Sequence[Payment]:
-        statement = (
-            select(Payment)
-            .where(Payment.order_id == order_id)
-            .order_by(Payment.created_at, Payment.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        return (await self.session.scalars(statement)).all()
+    async def _of_order(self, order_id: uuid.UUID, *, lock: bool) -> Sequence[Payment]:
+        """The order's payments, oldest first."""
+        statement = select(Payment).where(Payment.order_id == order_id).order_by(Payment.created_at, Payment.id)
+        return (await self.session.scalars(_fresh(statement, lock=lock))).all()
 
     async def _has_pending(self, payment_id: uuid.UUID) -> bool:
         found = await self.session.scalar(
@@ -273,3 +262,10 @@ class PaymentService:
     async def _capture_refused(self, payment_id: uuid.UUID | None, order_id: uuid.UUID, reason: str) -> None:
         refused = PaymentCaptureFailed(payment_id=payment_id, order_id=order_id, reason=reason, failed_at=utc_now())
         await add_event(self.session, order_id, refused)
+
+
+def _fresh(statement: Select[tuple[Payment]], *, lock: bool) -> Select[tuple[Payment]]:
+    """Read from the database even if the session holds the rows (populate_existing): locked FOR UPDATE
+    for a write, or with their operations for an answer."""
+    statement = statement.with_for_update() if lock else statement.options(selectinload(Payment.operations))
+    return statement.execution_options(populate_existing=True)
