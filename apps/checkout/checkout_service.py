@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 
     from apps.checkout.cache import CartCache
     from apps.checkout.clients import Dependencies, SavedAddress
-    from apps.checkout.schemas import Address, CheckoutCreate
+    from apps.checkout.schemas import CheckoutCreate
     from apps.checkout.settings import CheckoutSettings
+    from apps.common.addresses import Address
 
 
 @dataclass(frozen=True, slots=True)

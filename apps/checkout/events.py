@@ -7,35 +7,17 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
-import msgspec
-
+from apps.common.addresses import AddressFields
+from apps.common.pricing import PricedLine
 from outbox.events import Event, event
 
 
-class CheckoutLine(msgspec.Struct, frozen=True, kw_only=True):
+class CheckoutLine(PricedLine, frozen=True, kw_only=True):
     """One line as the checkout session priced it: the order copies it as is."""
 
-    product_id: uuid.UUID
-    sku: str
-    name: str
-    quantity: int
-    unit_price: Decimal
-    total_price: Decimal
 
-
-class CheckoutAddress(msgspec.Struct, frozen=True, kw_only=True):
+class CheckoutAddress(AddressFields, frozen=True, kw_only=True):
     """A postal address in the order API's shape, as it was when the checkout completed."""
-
-    address_line1: str
-    city: str
-    country: str
-    first_name: str | None = None
-    last_name: str | None = None
-    company: str | None = None
-    address_line2: str | None = None
-    state: str | None = None
-    postal_code: str | None = None
-    phone: str | None = None
 
 
 @event("checkout.completed", version=1, aggregate="checkout")

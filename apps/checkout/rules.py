@@ -16,6 +16,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
 from apps.common.errors import FieldProblem, InvalidField, StateConflict, UnknownReference
+from apps.common.pricing import CENT, CatalogPrice, PricedLine, price_line
 
 ACTIVE: Final = "active"
 CONVERTED: Final = "converted"
@@ -23,7 +24,6 @@ ABANDONED: Final = "abandoned"
 INITIALIZED: Final = "initialized"
 COMPLETED: Final = "completed"
 ZERO: Final = Decimal("0.00")
-CENT: Final = Decimal("0.01")
 MAX_QUANTITY: Final = 1000
 GUEST_HEADER: Final = "X-Guest-Token"
 GUEST_PREFIX: Final = "cs_"
@@ -92,31 +92,6 @@ def cart_expires_at(changed_at: dt.datetime, idle: dt.timedelta) -> dt.datetime:
 # -- pricing ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class CatalogPrice:
-    """What the catalog says about a product that may be sold."""
-
-    product_id: uuid.UUID
-    sku: str
-    name: str
-    price: Decimal
-    currency: str
-
-
-@dataclass(frozen=True, slots=True)
-class PricedLine:
-    product_id: uuid.UUID
-    sku: str
-    name: str
-    quantity: int
-    unit_price: Decimal
-    total_price: Decimal
-
-
-def line_total(unit_price: Decimal, quantity: int) -> Decimal:
-    return (unit_price.quantize(CENT) * quantity).quantize(CENT)
-
-
 def check_line_currency(product: CatalogPrice, cart_currency: str | None, field: str) -> str:
     """A cart holds one currency, set by its first line."""
     if cart_currency is not None and product.currency != cart_currency:
@@ -141,10 +116,7 @@ def reprice(
         if product is None:
             raise UnknownReference(field, f"product {line.product_id} is unknown or no longer for sale")
         check_line_currency(product, currency, field)
-        unit = product.price.quantize(CENT)
-        priced.append(
-            PricedLine(line.product_id, product.sku, product.name, line.quantity, unit, line_total(unit, line.quantity))
-        )
+        priced.append(price_line(product, line.quantity))
     return tuple(priced)
 
 

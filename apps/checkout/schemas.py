@@ -12,14 +12,15 @@ import msgspec
 from litestar.openapi.spec import OpenAPIType, Schema
 from msgspec import Meta
 
-from apps.checkout.rules import MAX_QUANTITY, PricedLine
+from apps.checkout.rules import MAX_QUANTITY
+from apps.common.addresses import Address
+from apps.common.pricing import PricedLine
 
 if TYPE_CHECKING:
     from apps.checkout.models import CartItem, CartSession, CheckoutSession
 
 Quantity = Annotated[int, Meta(ge=1, le=MAX_QUANTITY, description="units, 1..1000")]
 Short = Annotated[str, Meta(min_length=1, max_length=255)]
-Country = Annotated[str, Meta(pattern="^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
 SavedAddressId = Annotated[int, Meta(ge=1, description="id of one of the customer's saved addresses")]
 PaymentType = Literal["card", "paypal", "bank_transfer", "wallet"]
 
@@ -39,14 +40,10 @@ class ItemUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     quantity: Quantity
 
 
-class CartItemOut(msgspec.Struct, kw_only=True):
+class CartItemOut(PricedLine, frozen=True, kw_only=True):
+    """A cart's line at the price it was added at; ``id`` names it in the item routes."""
+
     id: int
-    product_id: uuid.UUID
-    sku: str
-    name: str
-    quantity: int
-    unit_price: Decimal
-    total_price: Decimal
 
 
 class CartOut(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -63,21 +60,6 @@ class CartOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     created_at: dt.datetime
     updated_at: dt.datetime
     guest_token: str | None = None
-
-
-class Address(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A postal address in the order API's shape."""
-
-    address_line1: Short
-    city: Short
-    country: Country
-    first_name: Short | None = None
-    last_name: Short | None = None
-    company: Short | None = None
-    address_line2: Short | None = None
-    state: Short | None = None
-    postal_code: Annotated[str, Meta(min_length=1, max_length=20)] | None = None
-    phone: Annotated[str, Meta(min_length=1, max_length=20)] | None = None
 
 
 class PaymentMethod(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -100,13 +82,8 @@ class CheckoutCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     customer_billing_address_id: SavedAddressId | None = None
 
 
-class CheckoutLineOut(msgspec.Struct, kw_only=True):
-    product_id: uuid.UUID
-    sku: str
-    name: str
-    quantity: int
-    unit_price: Decimal
-    total_price: Decimal
+class CheckoutLineOut(PricedLine, frozen=True, kw_only=True):
+    """A line as the checkout session priced it."""
 
 
 class CheckoutOut(msgspec.Struct, kw_only=True):
@@ -170,17 +147,7 @@ def to_cart_out(cart: CartSession, items: list[CartItem]) -> CartOut:
 
 def lines_to_json(lines: tuple[PricedLine, ...]) -> list[dict[str, str | int]]:
     """The priced lines as stored in the session's metadata (money as strings, exact)."""
-    return [
-        {
-            "product_id": str(line.product_id),
-            "sku": line.sku,
-            "name": line.name,
-            "quantity": line.quantity,
-            "unit_price": str(line.unit_price),
-            "total_price": str(line.total_price),
-        }
-        for line in lines
-    ]
+    return msgspec.to_builtins(lines)  # type: ignore[no-any-return]
 
 
 def to_checkout_out(session: CheckoutSession, status: str) -> CheckoutOut:

@@ -9,8 +9,9 @@ from decimal import Decimal
 import pytest
 
 from apps.checkout import rules
-from apps.checkout.rules import CartLine, CatalogPrice, ShippingOption
+from apps.checkout.rules import CartLine, ShippingOption
 from apps.common.errors import InvalidField, StateConflict, UnknownReference
+from apps.common.pricing import CatalogPrice
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 STANDARD = ShippingOption("standard", "Standard", Decimal("5.00"))

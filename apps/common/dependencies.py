@@ -1,0 +1,75 @@
+"""The calls to the catalog and the customer service that several services make (order, checkout):
+today's price of the products asked for, whether a customer exists. Over apps.common.service_client:
+short timeouts, and a 503 naming the dependency when it fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+
+import msgspec
+from litestar import Litestar
+
+from apps.common.pricing import CatalogPrice
+from apps.common.service_client import ServiceClient, open_service_client
+
+__all__ = ["CatalogAndCustomers", "catalog_and_customers_lifespan"]
+
+
+class _ValidProduct(msgspec.Struct):
+    id: uuid.UUID
+    sku: str
+    name: str
+    price: Decimal
+    currency: str
+
+
+class _Validated(msgspec.Struct):
+    valid: list[_ValidProduct]
+    invalid: list[uuid.UUID]
+
+
+@dataclass
+class CatalogAndCustomers:
+    """The catalog and customer clients of a service that sells; a service adds its own calls in a subclass."""
+
+    catalog: ServiceClient
+    customers: ServiceClient
+
+    async def prices(self, product_ids: list[uuid.UUID]) -> dict[uuid.UUID, CatalogPrice]:
+        """Sellable products among ``product_ids`` at today's price (the seed's ValidateProducts)."""
+        if not product_ids:
+            return {}
+        status, content = await self.catalog.post_json("/api/products/validate", {"product_ids": product_ids})
+        validated = self.catalog.decode(status, content, _Validated)
+        return {p.id: CatalogPrice(p.id, p.sku, p.name, p.price, p.currency) for p in validated.valid}
+
+    async def customer_exists(self, customer_id: uuid.UUID) -> bool:
+        status, content = await self.customers.get(f"/api/customers/{customer_id}")
+        if status == 404:
+            return False
+        self.customers.decode(status, content, dict)
+        return True
+
+
+def catalog_and_customers_lifespan(
+    make: Callable[[ServiceClient, ServiceClient], CatalogAndCustomers], timeout_s: float
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """A lifespan that opens the two pooled sessions when the app starts, sets ``app.state.dependencies``
+    to ``make(catalog, customers)``, and closes them when it stops (no I/O at import time)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            catalog = await stack.enter_async_context(open_service_client("catalog", timeout_s=timeout_s))
+            customers = await stack.enter_async_context(open_service_client("customer", timeout_s=timeout_s))
+            app.state.dependencies = make(ServiceClient("catalog", catalog), ServiceClient("customer", customers))
+            yield
+            await asyncio.sleep(0)  # let aiohttp finish closing transports before the loop stops
+
+    return lifespan
