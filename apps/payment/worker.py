@@ -11,22 +11,18 @@ SIGTERM finishes the operations in flight and exits.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import uuid
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from apps.common.topology import BY_NAME, database_url
+from apps.common.poller import Poller, poller_engine, poller_main, serve_poller
 from apps.payment.operations import claim_due, execute
 from apps.payment.provider import PaymentProvider, open_provider_session, provider_from_env
-from outbox.probes import serve_probes
 
 log = logging.getLogger("apps.payment.worker")
 
@@ -44,7 +40,7 @@ _PENDING_BY_KIND = text(
 )
 
 
-class Worker:
+class Worker(Poller):
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -54,58 +50,23 @@ class Worker:
         poll_s: float = 0.2,
         lease_s: float = 30.0,
     ) -> None:
-        self.sessions = sessions
+        super().__init__(sessions, batch=batch, poll_s=poll_s, rounds_failed=ROUNDS_FAILED, log=log)
         self.provider = provider
-        self.batch = batch
-        self.poll_s = poll_s
         self.lease_s = lease_s
-        self.stopping = asyncio.Event()
-        self.healthy = False
 
-    def stop(self) -> None:
-        self.stopping.set()
+    async def gauge(self) -> None:
+        """How many operations of each kind await an answer, and since when (dashboards)."""
+        async with self.sessions() as session:
+            found = {kind: (n, age) for kind, n, age in (await session.execute(_PENDING_BY_KIND)).tuples()}
+        for kind in KINDS:
+            count, age = found.get(kind, (0, 0))
+            PENDING.labels(kind, "count").set(count)
+            PENDING.labels(kind, "oldest_age_seconds").set(float(age))
 
-    async def gauge_pending(self, every_s: float = 5.0) -> None:
-        """Every few seconds: how many operations of each kind await an answer, and since when (dashboards)."""
-        while not self.stopping.is_set():
-            with contextlib.suppress(Exception):  # a metric must never stop the worker
-                async with self.sessions() as session:
-                    found = {kind: (n, age) for kind, n, age in (await session.execute(_PENDING_BY_KIND)).tuples()}
-                for kind in KINDS:
-                    count, age = found.get(kind, (0, 0))
-                    PENDING.labels(kind, "count").set(count)
-                    PENDING.labels(kind, "oldest_age_seconds").set(float(age))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), timeout=every_s)
-
-    async def run(self) -> None:
-        gauges = asyncio.create_task(self.gauge_pending())
-        try:
-            await self._loop()
-        finally:
-            self.stopping.set()
-            await gauges
-
-    async def _loop(self) -> None:
-        while not self.stopping.is_set():
-            done = await self.round()
-            if done < self.batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), timeout=self.poll_s if done >= 0 else 2.0)
-
-    async def round(self) -> int:
-        """Claim and carry out one batch; how many operations it had (-1: the database failed)."""
-        try:
-            async with self.sessions() as session:
-                claimed = await claim_due(session, limit=self.batch, lease_s=self.lease_s)
-        except Exception as exc:
-            # Whatever the database throws while it restarts (asyncpg raises CannotConnectNowError unwrapped
-            # at connect time): the worker waits and tries again, it never dies of an outage.
-            self.healthy = False
-            ROUNDS_FAILED.inc()
-            log.warning("claiming failed: %r", exc)
-            return -1
-        self.healthy = True
+    async def work(self) -> int:
+        """Claim one batch (committed with its leases), then carry each operation out in its own session."""
+        async with self.sessions() as session:
+            claimed = await claim_due(session, limit=self.batch, lease_s=self.lease_s)
         await asyncio.gather(*(self._one(op_id) for op_id in claimed))
         return len(claimed)
 
@@ -122,39 +83,19 @@ class Worker:
 
 
 async def serve(port: int | None) -> None:
-    engine = create_async_engine(
-        database_url(BY_NAME["payment"]),
-        pool_size=8,
-        max_overflow=12,
-        pool_pre_ping=True,
-        connect_args={"server_settings": {"application_name": "payment-worker"}},
-    )
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    engine = poller_engine("payment", "payment-worker", pool_size=8, max_overflow=12)
     async with open_provider_session() as http:
         worker = Worker(
-            sessions,
+            async_sessionmaker(engine, expire_on_commit=False),
             provider_from_env(http),
             poll_s=float(os.environ.get("PAYMENT_WORKER_POLL_S", "0.2")),
             lease_s=float(os.environ.get("PAYMENT_WORKER_LEASE_S", "30")),
         )
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, worker.stop)
-        probes = serve_probes(port, lambda: (worker.healthy, {"database": worker.healthy})) if port else None
-        try:
-            await worker.run()
-        finally:
-            if probes is not None:
-                probes.shutdown()
-            await engine.dispose()
+        await serve_poller(worker, engine, port)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PAYMENT_WORKER_PORT", "0")) or None)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(serve(args.port))
+    poller_main(__doc__, int(os.environ.get("PAYMENT_WORKER_PORT", "0")) or None, serve)
 
 
 if __name__ == "__main__":
