@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import text
 
-from apps.analytics.projections import fold
+from apps.analytics.projections import OrderEvent, fold
 from apps.common.consumer_db import consumer_database_url
 from apps.common.projections import add_deltas
-from apps.order.events import OrderCancelled, OrderCreated
 from outbox.consumer import ConsumerGroup, EventContext
 
 if TYPE_CHECKING:
@@ -59,9 +58,7 @@ _ADD_PRODUCTS: Final = text(
 )
 
 
-async def apply_order_events(
-    session: AsyncSession, items: Sequence[tuple[OrderCreated | OrderCancelled, EventContext]]
-) -> None:
+async def apply_order_events(session: AsyncSession, items: Sequence[tuple[OrderEvent, EventContext]]) -> None:
     """Fold the batch's order events and add the result to both projections (one upsert per table)."""
     sales = fold(event for event, _ in items)
     await add_deltas(session, _ADD_DAYS, ["day", "currency"], sales.days)
@@ -69,4 +66,5 @@ async def apply_order_events(
 
 
 group.batch_handler("order.created")(apply_order_events)
+group.batch_handler("order.confirmed")(apply_order_events)
 group.batch_handler("order.cancelled")(apply_order_events)

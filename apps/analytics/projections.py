@@ -2,16 +2,19 @@
 
 daily_sales, one row per (day, currency):
 
-- order.created counts on its creation day, ``created_at`` taken in UTC: ``orders`` + 1 and ``revenue`` +
-  the order's ``total_amount``.
-- order.cancelled counts on its cancellation day (``cancelled_at`` in UTC): ``cancellations`` + 1 and
-  ``revenue`` - the order's ``total_amount``. Revenue is therefore net revenue as of each day; the order
-  stays counted in ``orders`` on the day it was placed, and earlier days are never rewritten.
+- An order counts once it is confirmed: order.confirmed (order.created only for orders born confirmed,
+  before the saga), on the order's creation day, ``created_at`` taken in UTC: ``orders`` + 1 and
+  ``revenue`` + the order's ``total_amount``. An order the saga cancelled while pending (out of stock,
+  payment declined, timeout) never counted and is skipped (order.cancelled with ``was_confirmed`` false).
+- order.cancelled of a confirmed order counts on its cancellation day (``cancelled_at`` in UTC):
+  ``cancellations`` + 1 and ``revenue`` - the order's ``total_amount``. Revenue is therefore net revenue
+  as of each day; the order stays counted in ``orders`` on the day it was placed, and earlier days are
+  never rewritten.
 
 product_sales, one row per (product_id, currency):
 
-- order.created adds each line's ``quantity`` to ``units`` and its ``total_price`` to ``revenue``;
-  order.cancelled subtracts them. A product on several lines of one order counts every line.
+- a counted order adds each line's ``quantity`` to ``units`` and its ``total_price`` to ``revenue``;
+  its cancellation subtracts them. A product on several lines of one order counts every line.
 
 Amounts are never converted between currencies: every row belongs to one currency (the order's).
 Money is ``Decimal`` from the event payload to the NUMERIC column, never a float. Daily revenue is the
@@ -36,10 +39,12 @@ from decimal import Decimal
 from typing import Final
 
 from apps.analytics.rules import CURRENCY_PATTERN
-from apps.order.events import OrderCancelled, OrderCreated, OrderLine
+from apps.order.events import OrderCancelledV1, OrderConfirmed, OrderCreated, OrderLine
 from outbox.errors import RejectedEvent
 
-__all__ = ["DayDelta", "ProductDelta", "SalesDelta", "fold", "utc_day"]
+__all__ = ["DayDelta", "OrderEvent", "ProductDelta", "SalesDelta", "fold", "utc_day"]
+
+OrderEvent = OrderCreated | OrderConfirmed | OrderCancelledV1
 
 _CURRENCY_RE: Final = re.compile(CURRENCY_PATTERN)
 
@@ -82,7 +87,7 @@ def utc_day(moment: dt.datetime) -> dt.date:
     return moment.astimezone(dt.UTC).date()
 
 
-def _currency(ev: OrderCreated | OrderCancelled) -> str:
+def _currency(ev: OrderEvent) -> str:
     # The projections key on the currency: a malformed one would be a row nobody can query, and the
     # database would refuse it anyway. Rejecting sends just this event to the dead-letter topic.
     if not _CURRENCY_RE.fullmatch(ev.currency):
@@ -99,12 +104,16 @@ def _add_lines(
         delta.revenue += sign * line.total_price
 
 
-def fold(events: Iterable[OrderCreated | OrderCancelled]) -> SalesDelta:
+def fold(events: Iterable[OrderEvent]) -> SalesDelta:
     """Sum order events into per-day and per-product deltas (the rules are in the module docstring)."""
     sales = SalesDelta()
     for ev in events:
+        if (isinstance(ev, OrderCreated) and ev.status != "confirmed") or (
+            isinstance(ev, OrderCancelledV1) and not ev.had_been_confirmed()
+        ):
+            continue  # not (or never) a sale
         currency = _currency(ev)
-        if isinstance(ev, OrderCreated):
+        if not isinstance(ev, OrderCancelledV1):
             day = sales.days.setdefault((utc_day(ev.created_at), currency), DayDelta())
             day.orders += 1
             day.revenue += ev.total_amount

@@ -109,4 +109,6 @@ PROCESSES: tuple[ProcessSpec, ...] = (
     ProcessSpec("payment-sandbox", "apps.payment_sandbox", 8009),
     # Calls the provider for the payment ledger's pending operations (service port + 200).
     ProcessSpec("payment-worker", "apps.payment.worker", 8205),
+    # Compensates order sagas whose step was not answered before its deadline (service port + 200).
+    ProcessSpec("order-sweeper", "apps.order.sweeper", 8204),
 )

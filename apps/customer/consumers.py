@@ -1,4 +1,6 @@
-"""The customer-stats consumer group: order events -> customer_stats (orders, spend, cancellations)."""
+"""The customer-stats consumer group: order events -> customer_stats (orders, spend, cancellations).
+
+Purchases count on confirmation (order.confirmed; order.created only when born confirmed): projections.fold."""
 
 from __future__ import annotations
 
@@ -9,8 +11,7 @@ from sqlalchemy import text
 
 from apps.common.consumer_db import consumer_database_url
 from apps.common.projections import add_deltas
-from apps.customer.projections import fold
-from apps.order.events import OrderCancelled, OrderCreated
+from apps.customer.projections import OrderEvent, fold
 from outbox.consumer import ConsumerGroup, EventContext
 
 if TYPE_CHECKING:
@@ -38,12 +39,11 @@ _APPLY = text(
 )
 
 
-async def apply_order_events(
-    session: AsyncSession, items: Sequence[tuple[OrderCreated | OrderCancelled, EventContext]]
-) -> None:
+async def apply_order_events(session: AsyncSession, items: Sequence[tuple[OrderEvent, EventContext]]) -> None:
     """Fold the batch's order events and add the result to customer_stats in one upsert."""
     await add_deltas(session, _APPLY, ["customer_id"], fold(event for event, _ in items))
 
 
 group.batch_handler("order.created")(apply_order_events)
+group.batch_handler("order.confirmed")(apply_order_events)
 group.batch_handler("order.cancelled")(apply_order_events)

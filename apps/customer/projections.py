@@ -9,7 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from apps.order.events import OrderCancelled, OrderCreated
+from apps.order.events import OrderCancelledV1, OrderConfirmed, OrderCreated
+
+OrderEvent = OrderCreated | OrderConfirmed | OrderCancelledV1
 
 
 @dataclass
@@ -22,17 +24,24 @@ class StatsDelta:
     last_order_at: dt.datetime | None = None
 
 
-def fold(events: Iterable[OrderCreated | OrderCancelled]) -> dict[str, StatsDelta]:
-    """Sum events per customer. A cancelled order stays counted as an order but is no longer spend."""
+def fold(events: Iterable[OrderEvent]) -> dict[str, StatsDelta]:
+    """Sum events per customer. An order is a purchase once confirmed: order.confirmed counts it (and
+    order.created only for orders born confirmed, before the saga). A cancelled purchase stays counted as
+    an order but is no longer spend; an order cancelled before confirmation was never counted and is
+    skipped (``was_confirmed`` false)."""
     deltas: dict[str, StatsDelta] = {}
     for ev in events:
+        if isinstance(ev, OrderCreated) and ev.status != "confirmed":
+            continue
+        if isinstance(ev, OrderCancelledV1) and not ev.had_been_confirmed():
+            continue
         delta = deltas.setdefault(ev.customer_id, StatsDelta())
-        if isinstance(ev, OrderCreated):
-            delta.orders += 1
-            delta.spent += ev.total_amount
-            if delta.last_order_at is None or ev.created_at > delta.last_order_at:
-                delta.last_order_at = ev.created_at
-        else:
+        if isinstance(ev, OrderCancelledV1):
             delta.cancelled += 1
             delta.spent -= ev.total_amount
+            continue
+        delta.orders += 1
+        delta.spent += ev.total_amount
+        if delta.last_order_at is None or ev.created_at > delta.last_order_at:
+            delta.last_order_at = ev.created_at
     return deltas

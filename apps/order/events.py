@@ -23,7 +23,9 @@ class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
 
 @event("order.created", version=1, aggregate="order")
 class OrderCreated(Event, frozen=True, kw_only=True):
-    """An order was placed: customer stats, warehouse reservations and analytics start from here."""
+    """An order was placed (``status`` pending; confirmed for orders placed before the saga): the
+    warehouse reserves its stock. Projections count it once it is confirmed (order.confirmed), or here
+    when it was born confirmed."""
 
     order_id: uuid.UUID
     order_number: str
@@ -36,6 +38,22 @@ class OrderCreated(Event, frozen=True, kw_only=True):
     total_amount: Decimal
     items: list[OrderLine]
     created_at: dt.datetime
+
+
+@event("order.confirmed", version=1, aggregate="order")
+class OrderConfirmed(Event, frozen=True, kw_only=True):
+    """The saga confirmed a pending order: its stock is held (and its payment authorized). From here the
+    order counts as a purchase (customer stats) and as revenue (analytics)."""
+
+    order_id: uuid.UUID
+    order_number: str
+    customer_id: str
+    currency: str
+    total_amount: Decimal
+    items: list[OrderLine]
+    payment_status: str
+    created_at: dt.datetime
+    confirmed_at: dt.datetime
 
 
 @event("order.status_changed", version=1, aggregate="order")
@@ -51,7 +69,7 @@ class OrderStatusChanged(Event, frozen=True, kw_only=True):
 
 
 @event("order.cancelled", version=1, aggregate="order")
-class OrderCancelled(Event, frozen=True, kw_only=True):
+class OrderCancelledV1(Event, frozen=True, kw_only=True):
     """An order was cancelled: its reservation is released and it no longer counts as spend."""
 
     order_id: uuid.UUID
@@ -61,3 +79,18 @@ class OrderCancelled(Event, frozen=True, kw_only=True):
     items: list[OrderLine]
     reason: str | None = None
     cancelled_at: dt.datetime
+
+    def had_been_confirmed(self) -> bool:
+        """Whether projections counted the order (and must net it out): v1 orders were born confirmed."""
+        return True
+
+
+@event("order.cancelled", version=2, aggregate="order")
+class OrderCancelled(OrderCancelledV1, frozen=True, kw_only=True):
+    """v2 says whether the order had been confirmed: false for an order the saga cancelled while pending
+    (out of stock, payment declined, timeout), which no projection ever counted."""
+
+    was_confirmed: bool = True
+
+    def had_been_confirmed(self) -> bool:
+        return self.was_confirmed

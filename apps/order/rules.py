@@ -15,15 +15,18 @@ from typing import Final
 
 from apps.common.errors import InvalidField, OutOfRange, StateConflict, UnknownReference
 
+PENDING: Final = "pending"
 CONFIRMED: Final = "confirmed"
 PROCESSING: Final = "processing"
 SHIPPED: Final = "shipped"
 DELIVERED: Final = "delivered"
 CANCELLED: Final = "cancelled"
 
-# An order is confirmed when placed (the seed's default), then moves forward only; it can be cancelled
-# until it ships. Delivered and cancelled are final.
+# An order is born pending; the saga confirms it once its stock is reserved (and its payment authorized)
+# or cancels it. Then it moves forward only and can be cancelled until it ships. Delivered and cancelled
+# are final. Orders placed before the saga existed were born confirmed.
 TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
+    PENDING: frozenset({CONFIRMED, CANCELLED}),
     CONFIRMED: frozenset({PROCESSING, CANCELLED}),
     PROCESSING: frozenset({SHIPPED, CANCELLED}),
     SHIPPED: frozenset({DELIVERED}),
@@ -38,10 +41,13 @@ CENT: Final = Decimal("0.01")
 MAX_AMOUNT: Final = Decimal("99999999.99")
 
 
-def check_transition(current: str, target: str) -> None:
-    """Raise StateConflict unless an order in ``current`` may move to ``target``."""
+def check_transition(current: str, target: str, *, by_saga: bool = False) -> None:
+    """Raise StateConflict unless an order in ``current`` may move to ``target``. Only the saga confirms a
+    pending order (its stock and payment decide); by hand a pending order can only be cancelled."""
     if target == current:
         raise StateConflict("status", f"the order is already {current}")
+    if current == PENDING and target == CONFIRMED and not by_saga:
+        raise StateConflict("status", "a pending order is confirmed by its saga once stock (and payment) are held")
     if target not in TRANSITIONS[current]:
         allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (final status)"
         raise StateConflict("status", f"cannot change from {current} to {target}; allowed: {allowed}")

@@ -28,7 +28,7 @@ Text = Annotated[str, Meta(max_length=2000, pattern=NO_NUL_PATTERN)]
 Short = Annotated[str, Meta(min_length=1, max_length=255, pattern=LINE_PATTERN)]
 Code = Annotated[str, Meta(min_length=1, max_length=20, pattern=LINE_PATTERN)]
 Country = Annotated[str, Meta(pattern="^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
-Status = Literal["confirmed", "processing", "shipped", "delivered", "cancelled"]
+Status = Literal["pending", "confirmed", "processing", "shipped", "delivered", "cancelled"]
 assert set(Status.__args__) == set(STATUSES)  # type: ignore[attr-defined]
 
 
@@ -85,6 +85,10 @@ class OrderOut(msgspec.Struct, kw_only=True):
     order_number: str
     customer_id: str
     status: str
+    payment_status: str
+    # The saga step the order waits on (reservation, payment), until when; null once it is decided.
+    waiting_on: str | None
+    waiting_until: dt.datetime | None
     currency: str
     subtotal: Decimal
     tax_amount: Decimal
@@ -112,6 +116,9 @@ def to_order_out(view: OrderView) -> OrderOut:
         order_number=order.order_number,
         customer_id=order.customer_id,
         status=order.status,
+        payment_status=order.payment_status,
+        waiting_on=view.saga.waiting_on if view.saga else None,
+        waiting_until=view.saga.deadline_at if view.saga else None,
         currency=order.currency,
         subtotal=order.subtotal,
         tax_amount=order.tax_amount,

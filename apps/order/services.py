@@ -17,19 +17,11 @@ from uuid_utils.compat import uuid7
 
 from apps.common.errors import NotFound, StateConflict, UnknownReference
 from apps.common.pagination import decode_cursor, encode_cursor
-from apps.order.events import OrderCancelled, OrderCreated, OrderLine, OrderStatusChanged
+from apps.order.events import OrderCreated
 from apps.order.models import IdempotencyKey, Order, OrderItem, OrderStatusHistory
-from apps.order.rules import (
-    CANCELLED,
-    CONFIRMED,
-    DELIVERED,
-    RequestedLine,
-    check_lines,
-    check_transition,
-    fingerprint,
-    order_number,
-    price_order,
-)
+from apps.order.rules import CANCELLED, PENDING, RequestedLine, check_lines, fingerprint, order_number, price_order
+from apps.order.saga_state import RESERVATION, OrderSaga, enter
+from apps.order.transitions import SERVICE, advance, cancel, line
 from outbox.writer import add_event
 
 if TYPE_CHECKING:
@@ -38,13 +30,12 @@ if TYPE_CHECKING:
     from apps.order.clients import Dependencies
     from apps.order.schemas import OrderCreate
 
-SERVICE = "order-service"
-
 
 @dataclass(frozen=True)
 class OrderView:
     order: Order
     items: list[OrderItem]
+    saga: OrderSaga | None = None  # None for orders placed before the saga existed
 
 
 @dataclass(frozen=True)
@@ -81,7 +72,7 @@ class OrderService:
             id=order_id,
             order_number=order_number(order_id, now),
             customer_id=str(data.customer_id),
-            status=CONFIRMED,
+            status=PENDING,
             currency=quote.currency,
             subtotal=quote.subtotal,
             tax_amount=quote.tax_amount,
@@ -113,7 +104,15 @@ class OrderService:
         self.session.add(order)
         await self.session.flush()  # the order row first: items, history and the key refer to it
         self.session.add_all(items)
-        self.session.add(OrderStatusHistory(order_id=order_id, status_to=CONFIRMED, changed_by=SERVICE, metadata_={}))
+        self.session.add(
+            OrderStatusHistory(
+                order_id=order_id, status_to=PENDING, changed_by=SERVICE, reason="awaiting stock", metadata_={}
+            )
+        )
+        # No payment method through this API: the saga waits on the reservation only.
+        saga = OrderSaga(order_id=order_id, payment_attempts=0, created_at=now)
+        enter(saga, RESERVATION, now)
+        self.session.add(saga)
         if idempotency_key is not None:
             self.session.add(IdempotencyKey(key=idempotency_key, request_hash=request_hash, order_id=order_id))
         await add_event(
@@ -123,10 +122,10 @@ class OrderService:
                 order_id=order_id,
                 order_number=order.order_number,
                 customer_id=order.customer_id,
-                status=CONFIRMED,
+                status=PENDING,
                 currency=quote.currency,
                 total_amount=quote.total_amount,
-                items=[_line(item) for item in items],
+                items=[line(item) for item in items],
                 created_at=now,
             ),
         )
@@ -138,7 +137,7 @@ class OrderService:
             if idempotency_key is not None and (earlier := await self._replay(idempotency_key, request_hash)):
                 return earlier
             raise
-        return Placed(OrderView(order, items), replayed=False)
+        return Placed(OrderView(order, items, saga), replayed=False)
 
     async def _replay(self, key: str, request_hash: str) -> Placed | None:
         seen = await self.session.get(IdempotencyKey, key)
@@ -154,7 +153,8 @@ class OrderService:
         order = await self.session.get(Order, order_id)
         if order is None:
             raise NotFound("order not found")
-        return OrderView(order, (await self._items([order_id])).get(order_id, []))
+        items = (await self._items([order_id])).get(order_id, [])
+        return OrderView(order, items, await self.session.get(OrderSaga, order_id))
 
     async def list_for_customer(
         self, customer_id: uuid.UUID, *, limit: int, cursor: str | None
@@ -168,8 +168,15 @@ class OrderService:
         orders = list((await self.session.scalars(query)).all())
         page = orders[:limit]
         items = await self._items([o.id for o in page])
+        sagas = await self._sagas([o.id for o in page])
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(orders) > limit else None
-        return [OrderView(o, items.get(o.id, [])) for o in page], next_cursor
+        return [OrderView(o, items.get(o.id, []), sagas.get(o.id)) for o in page], next_cursor
+
+    async def _sagas(self, order_ids: list[uuid.UUID]) -> dict[uuid.UUID, OrderSaga]:
+        if not order_ids:
+            return {}
+        rows = await self.session.scalars(select(OrderSaga).where(OrderSaga.order_id.in_(order_ids)))
+        return {saga.order_id: saga for saga in rows}
 
     async def _items(self, order_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[OrderItem]]:
         if not order_ids:
@@ -192,36 +199,15 @@ class OrderService:
         return await self._transition(order_id, CANCELLED, reason)
 
     async def _transition(self, order_id: uuid.UUID, target: str, reason: str | None) -> OrderView:
-        """Lock, check, record the history row, change the order and add its event, then commit."""
+        """Lock the order (then its saga row: the saga's order), change it and add its events, commit."""
         order, items = await self._locked(order_id)
-        check_transition(order.status, target)
-        previous, now = self._move(order, target, reason)
-        event: OrderCancelled | OrderStatusChanged
+        saga = await self.session.scalar(select(OrderSaga).where(OrderSaga.order_id == order_id).with_for_update())
         if target == CANCELLED:
-            order.cancelled_at = now
-            event = OrderCancelled(
-                order_id=order.id,
-                customer_id=order.customer_id,
-                currency=order.currency,
-                total_amount=order.total_amount,
-                items=[_line(i) for i in items],
-                reason=reason,
-                cancelled_at=now,
-            )
+            await cancel(self.session, order, items, saga, reason, SERVICE)
         else:
-            if target == DELIVERED:
-                order.completed_at = now
-            event = OrderStatusChanged(
-                order_id=order.id,
-                customer_id=order.customer_id,
-                status_from=previous,
-                status_to=target,
-                reason=reason,
-                changed_at=now,
-            )
-        await add_event(self.session, order.id, event)
+            await advance(self.session, order, target, reason)
         await self.session.commit()
-        return OrderView(order, items)
+        return OrderView(order, items, saga)
 
     async def _locked(self, order_id: uuid.UUID) -> tuple[Order, list[OrderItem]]:
         """The order row locked until commit, so two concurrent changes apply one after the other."""
@@ -229,31 +215,3 @@ class OrderService:
         if order is None:
             raise NotFound("order not found")
         return order, (await self._items([order_id])).get(order_id, [])
-
-    def _move(self, order: Order, target: str, reason: str | None) -> tuple[str, dt.datetime]:
-        """Record the change in the history and on the order; return the previous status and the time."""
-        now = dt.datetime.now(dt.UTC)
-        previous = order.status
-        self.session.add(
-            OrderStatusHistory(
-                order_id=order.id,
-                status_from=order.status,
-                status_to=target,
-                changed_by=SERVICE,
-                reason=reason,
-                metadata_={},
-            )
-        )
-        order.status = target
-        order.updated_at = now
-        return previous, now
-
-
-def _line(item: OrderItem) -> OrderLine:
-    return OrderLine(
-        product_id=item.product_id,
-        sku=item.product_sku,
-        quantity=item.quantity,
-        unit_price=item.unit_price,
-        total_price=item.total_price,
-    )

@@ -13,7 +13,8 @@ from litestar.testing import AsyncTestClient
 
 from apps.order.app import create_app
 from tests.support.db import connect, fetch, outbox_fails_at_commit
-from tests.support.http import create_customer, create_product
+from tests.support.http import create_customer, create_product, set_stock
+from tests.support.orders import eventually
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -66,21 +67,45 @@ async def status_history(order_id: str) -> list[tuple[str | None, str, str | Non
     return [(r["status_from"], r["status_to"], r["reason"], r["changed_by"]) for r in rows]
 
 
+async def stocked_product(price: str = "10.00") -> dict[str, Any]:
+    """A product the warehouse can reserve, so the saga (the order-consumer) confirms orders of it."""
+    product = await create_product(price)
+    await set_stock(product["id"], 100)
+    return product
+
+
+async def settled(client: AsyncTestClient[Any], order_id: str) -> dict[str, Any]:
+    """The order once its saga decided it (placed orders are pending until the warehouse answers)."""
+    seen: dict[str, Any] = {}
+
+    async def decided() -> bool:
+        seen.update((await client.get(f"/api/orders/{order_id}")).json())
+        return seen["status"] != "pending"
+
+    await eventually(decided, within=90, what=f"order {order_id} confirmed or cancelled by its saga")
+    return seen
+
+
+SAGA_MOVES = {"status", "waiting_on", "waiting_until", "updated_at", "cancelled_at", "payment_status"}
+
+
 async def test_placing_an_order_prices_it_from_the_catalog_and_writes_rows_and_event(
     client: AsyncTestClient[Any], customer: dict[str, Any]
 ) -> None:
-    shirt, mug = await create_product("19.90"), await create_product("5.05")
+    shirt, mug = await stocked_product("19.90"), await stocked_product("5.05")
     response = await client.post("/api/orders", json=order_body(customer, (shirt, 2), (mug, 3)))
     assert response.status_code == 201, response.text
     order = response.json()
-    assert order["status"] == "confirmed"
+    # Born pending, waiting on the warehouse's reservation until a deadline.
+    assert order["status"] == "pending" and order["payment_status"] == "pending"
+    assert order["waiting_on"] == "reservation" and order["waiting_until"] is not None
     assert order["total_amount"] == "54.95" and order["currency"] == "USD"
     assert [(i["sku"], i["quantity"], i["total_price"]) for i in order["items"]] == [
         (shirt["sku"], 2, "39.80"),
         (mug["sku"], 3, "15.15"),
     ]
     assert order["order_number"].startswith("ORD-")
-    assert await events_about(customer["id"]) == ["order.created"]
+    assert (await events_about(customer["id"]))[0] == "order.created"
     conn = await connect("order")
     try:
         history = await conn.fetch(
@@ -88,9 +113,24 @@ async def test_placing_an_order_prices_it_from_the_catalog_and_writes_rows_and_e
         )
     finally:
         await conn.close()
-    assert [(h["status_from"], h["status_to"]) for h in history] == [(None, "confirmed")]
+    assert (history[0]["status_from"], history[0]["status_to"]) == (None, "pending")
     fetched = await client.get(f"/api/orders/{order['id']}")
-    assert fetched.status_code == 200 and fetched.json() == order
+    assert fetched.status_code == 200
+    # Only what the saga moves may differ from the creation's answer.
+    assert {k: v for k, v in fetched.json().items() if k not in SAGA_MOVES} == {
+        k: v for k, v in order.items() if k not in SAGA_MOVES
+    }
+    # The saga confirms it once the warehouse reserved the stock.
+    decided = await settled(client, order["id"])
+    assert decided["status"] == "confirmed" and decided["waiting_on"] is None and decided["waiting_until"] is None
+    assert {k: v for k, v in decided.items() if k not in SAGA_MOVES} == {
+        k: v for k, v in order.items() if k not in SAGA_MOVES
+    }
+    assert await events_about(customer["id"]) == ["order.created", "order.confirmed"]
+    assert await status_history(order["id"]) == [
+        (None, "pending", "awaiting stock", "order-service"),
+        ("pending", "confirmed", "stock reserved", "order-saga"),
+    ]
 
 
 async def test_an_idempotency_key_places_the_order_once(client: AsyncTestClient[Any], customer: dict[str, Any]) -> None:
@@ -104,7 +144,9 @@ async def test_an_idempotency_key_places_the_order_once(client: AsyncTestClient[
     assert len({a.json()["id"] for a in answers}) == 1
     assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers) == 7
     assert await orders_of(customer["id"]) == 1
-    assert await events_about(customer["id"]) == ["order.created"]
+    # One order.created; the saga may already have cancelled it (no stock): its decision is its own event.
+    assert (await events_about(customer["id"]))[:1] == ["order.created"]
+    assert (await events_about(customer["id"])).count("order.created") == 1
 
     other = await client.post("/api/orders", json=order_body(customer, (product, 2)), headers={"Idempotency-Key": key})
     assert other.status_code == 409
@@ -171,8 +213,12 @@ async def test_an_oversized_body_is_413(client: AsyncTestClient[Any]) -> None:
 async def test_status_moves_along_allowed_transitions_only(
     client: AsyncTestClient[Any], customer: dict[str, Any]
 ) -> None:
-    product = await create_product()
+    product = await stocked_product()
     order = (await client.post("/api/orders", json=order_body(customer, (product, 1)))).json()
+    # Only the saga confirms (by hand: 409, whether it is still pending or confirmed already).
+    by_hand = await client.post(f"/api/orders/{order['id']}/status", json={"status": "confirmed"})
+    assert by_hand.status_code == 409 and by_hand.json()["extra"][0]["key"] == "status"
+    assert (await settled(client, order["id"]))["status"] == "confirmed"
     for status in ("processing", "shipped"):
         moved = await client.post(f"/api/orders/{order['id']}/status", json={"status": status, "reason": "ops"})
         assert moved.status_code == 200 and moved.json()["status"] == status
@@ -182,26 +228,34 @@ async def test_status_moves_along_allowed_transitions_only(
     assert too_late.status_code == 409
     unknown_status = await client.post(f"/api/orders/{order['id']}/status", json={"status": "teleported"})
     assert unknown_status.status_code == 400 and unknown_status.json()["extra"][0]["key"] == "status"
-    assert await events_about(customer["id"]) == ["order.created", "order.status_changed", "order.status_changed"]
+    assert await events_about(customer["id"]) == [
+        "order.created",
+        "order.confirmed",
+        "order.status_changed",
+        "order.status_changed",
+    ]
     # One history row per status entered; the refused changes left none.
     assert await status_history(order["id"]) == [
-        (None, "confirmed", None, "order-service"),
+        (None, "pending", "awaiting stock", "order-service"),
+        ("pending", "confirmed", "stock reserved", "order-saga"),
         ("confirmed", "processing", "ops", "order-service"),
         ("processing", "shipped", "ops", "order-service"),
     ]
 
 
 async def test_cancelling_writes_history_and_an_event(client: AsyncTestClient[Any], customer: dict[str, Any]) -> None:
-    product = await create_product("7.00")
+    product = await stocked_product("7.00")
     order = (await client.post("/api/orders", json=order_body(customer, (product, 2)))).json()
+    assert (await settled(client, order["id"]))["status"] == "confirmed"
     cancelled = await client.post(f"/api/orders/{order['id']}/cancel", json={"reason": "changed my mind"})
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["status"] == "cancelled" and cancelled.json()["cancelled_at"] is not None
     again = await client.post(f"/api/orders/{order['id']}/cancel", json={})
     assert again.status_code == 409
-    assert await events_about(customer["id"]) == ["order.created", "order.cancelled"]
+    assert await events_about(customer["id"]) == ["order.created", "order.confirmed", "order.cancelled"]
     assert await status_history(order["id"]) == [
-        (None, "confirmed", None, "order-service"),
+        (None, "pending", "awaiting stock", "order-service"),
+        ("pending", "confirmed", "stock reserved", "order-saga"),
         ("confirmed", "cancelled", "changed my mind", "order-service"),
     ]
 
@@ -209,7 +263,8 @@ async def test_cancelling_writes_history_and_an_event(client: AsyncTestClient[An
 async def test_cancelling_without_a_body_is_recorded_without_a_reason(
     client: AsyncTestClient[Any], customer: dict[str, Any]
 ) -> None:
-    order = (await client.post("/api/orders", json=order_body(customer, (await create_product(), 1)))).json()
+    order = (await client.post("/api/orders", json=order_body(customer, (await stocked_product(), 1)))).json()
+    assert (await settled(client, order["id"]))["status"] == "confirmed"
     assert (await client.post(f"/api/orders/{order['id']}/cancel")).status_code == 200
     assert (await status_history(order["id"]))[-1] == ("confirmed", "cancelled", None, "order-service")
 

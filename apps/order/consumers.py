@@ -1,0 +1,81 @@
+"""The order-saga consumer group: checkout, warehouse and payment answers drive each order's saga.
+
+checkout.completed creates the pending order; inventory.reserved / reservation_failed and payment.* move
+its saga (apps/order/saga.py). Each handler runs in the runtime's transaction with the event's inbox row,
+so the saga's next request (through the order outbox) commits exactly once with the answer that caused it.
+Run: ``python -m outbox.runner apps.order.consumers``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from apps.checkout.events import CheckoutCompleted
+from apps.common.consumer_db import consumer_database_url
+from apps.order.checkout_orders import create_from_checkout
+from apps.order.saga import Saga
+from apps.payment.events import (
+    PaymentAuthorized,
+    PaymentCaptured,
+    PaymentDeclined,
+    PaymentFailed,
+    PaymentRefunded,
+    PaymentVoided,
+)
+from apps.warehouse.events import InventoryReservationFailed, InventoryReserved
+from outbox.consumer import ConsumerGroup, EventContext
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+# The database holding this group's inbox and the sagas (outbox.runner and outbox.replay read it).
+database_url = consumer_database_url("order")
+group = ConsumerGroup("order-saga")
+# Nothing to rebuild: sagas are decisions that were published, not a projection; a replay finds each
+# order past the step an old answer belongs to and changes nothing.
+projection_tables: tuple[str, ...] = ()
+
+
+@group.handler("checkout.completed")
+async def order_from_checkout(session: AsyncSession, event: CheckoutCompleted, ctx: EventContext) -> None:
+    await create_from_checkout(session, event)
+
+
+@group.handler("inventory.reserved")
+async def stock_reserved(session: AsyncSession, event: InventoryReserved, ctx: EventContext) -> None:
+    await Saga(session).reserved(event.order_id, event.reservation_id, event.items)
+
+
+@group.handler("inventory.reservation_failed")
+async def stock_refused(session: AsyncSession, event: InventoryReservationFailed, ctx: EventContext) -> None:
+    await Saga(session).reservation_failed(event.order_id, event.reason)
+
+
+@group.handler("payment.authorized")
+async def payment_authorized(session: AsyncSession, event: PaymentAuthorized, ctx: EventContext) -> None:
+    await Saga(session).authorized(event.order_id, event.payment_id)
+
+
+@group.handler("payment.declined")
+async def payment_declined(session: AsyncSession, event: PaymentDeclined, ctx: EventContext) -> None:
+    await Saga(session).refused(event.order_id, "declined")
+
+
+@group.handler("payment.failed")
+async def payment_failed(session: AsyncSession, event: PaymentFailed, ctx: EventContext) -> None:
+    await Saga(session).refused(event.order_id, "failed")
+
+
+@group.handler("payment.captured")
+async def payment_captured(session: AsyncSession, event: PaymentCaptured, ctx: EventContext) -> None:
+    await Saga(session).payment_moved(event.order_id, "captured")
+
+
+@group.handler("payment.voided")
+async def payment_voided(session: AsyncSession, event: PaymentVoided, ctx: EventContext) -> None:
+    await Saga(session).payment_moved(event.order_id, "voided")
+
+
+@group.handler("payment.refunded")
+async def payment_refunded(session: AsyncSession, event: PaymentRefunded, ctx: EventContext) -> None:
+    await Saga(session).payment_moved(event.order_id, event.status)
