@@ -14,7 +14,7 @@ import msgspec
 from sqlalchemy import select, update
 from uuid_utils.compat import uuid7
 
-from apps.checkout.events import CheckoutAddress, CheckoutCompleted, CheckoutLine
+from apps.checkout.events import CheckoutCompleted, CheckoutLine
 from apps.checkout.models import CartItem, CheckoutSession, ShippingMethod, TaxRate
 from apps.checkout.rules import (
     COMPLETED,
@@ -35,6 +35,7 @@ from apps.checkout.rules import (
 from apps.checkout.schemas import lines_to_json
 from apps.checkout.services import CartService, now
 from apps.common.errors import InvalidField, NotFound, StateConflict, UnknownReference
+from apps.common.responses import from_row
 from outbox.writer import add_event
 
 if TYPE_CHECKING:
@@ -224,25 +225,16 @@ def _address(
 
 
 def _completed(session: CheckoutSession, *, is_guest: bool) -> CheckoutCompleted:
+    """The event from the completed session's columns (its addresses included), with its priced lines."""
     assert session.order_id is not None and session.cart_id is not None and session.completed_at is not None
-    return CheckoutCompleted(
+    return from_row(
+        CheckoutCompleted,
+        session,
         checkout_id=session.id,
-        order_id=session.order_id,
-        cart_id=session.cart_id,
-        customer_id=session.customer_id,
         is_guest=is_guest,
-        currency=session.currency,
         lines=msgspec.convert(session.metadata_["lines"], list[CheckoutLine], strict=False),
-        shipping_address=msgspec.convert(session.shipping_address, CheckoutAddress),
-        billing_address=msgspec.convert(session.billing_address, CheckoutAddress),
         shipping_method_id=session.shipping_method_id or "",
         shipping_method_name=session.shipping_method_name or "",
         payment_method_type=session.payment_method_type or "",
         payment_method_id=session.payment_method_id or "",
-        subtotal=session.subtotal,
-        tax_amount=session.tax_amount,
-        shipping_amount=session.shipping_amount,
-        discount_amount=session.discount_amount,
-        total_amount=session.total_amount,
-        completed_at=session.completed_at,
     )

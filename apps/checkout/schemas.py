@@ -15,6 +15,7 @@ from msgspec import Meta
 from apps.checkout.rules import MAX_QUANTITY
 from apps.common.addresses import Address
 from apps.common.pricing import PricedLine
+from apps.common.responses import from_row
 
 if TYPE_CHECKING:
     from apps.checkout.models import CartItem, CartSession, CheckoutSession
@@ -151,29 +152,10 @@ def lines_to_json(lines: tuple[PricedLine, ...]) -> list[dict[str, str | int]]:
 
 
 def to_checkout_out(session: CheckoutSession, status: str) -> CheckoutOut:
-    return CheckoutOut(
-        id=session.id,
-        session_token=session.session_token,
-        cart_id=session.cart_id,
-        customer_id=session.customer_id,
-        status=status,
-        items=msgspec.convert(session.metadata_.get("lines", []), list[CheckoutLineOut], strict=False),
-        shipping_address=msgspec.convert(session.shipping_address, Address) if session.shipping_address else None,
-        billing_address=msgspec.convert(session.billing_address, Address) if session.billing_address else None,
-        shipping_method_id=session.shipping_method_id,
-        shipping_method_name=session.shipping_method_name,
-        payment_method_type=session.payment_method_type,
-        subtotal=session.subtotal,
-        tax_amount=session.tax_amount,
-        shipping_amount=session.shipping_amount,
-        discount_amount=session.discount_amount,
-        total_amount=session.total_amount,
-        currency=session.currency,
-        expires_at=session.expires_at,
-        created_at=session.created_at,
-        completed_at=session.completed_at,
-        order_id=session.order_id,
-    )
+    """The session's columns, its priced lines from its metadata, and ``status`` as of now (an expired
+    session still says initialized in its row)."""
+    lines = msgspec.convert(session.metadata_.get("lines", []), list[CheckoutLineOut], strict=False)
+    return from_row(CheckoutOut, session, status=status, items=lines)
 
 
 def _present(field: str, json_type: OpenAPIType) -> Schema:

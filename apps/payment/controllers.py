@@ -14,9 +14,10 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from apps.common.errors import StateConflict
 from apps.common.providers import create_service_provider
+from apps.common.responses import from_row
 from apps.payment.operations import execute
 from apps.payment.rules import PENDING, SUCCEEDED, check_reason, parse_amount
-from apps.payment.schemas import PaymentOut, RefundOut, RefundRequest, to_operation_out, to_payment_out
+from apps.payment.schemas import PaymentOut, RefundOut, RefundRequest
 from apps.payment.services import PaymentService
 
 __all__ = ["PaymentController"]
@@ -43,12 +44,12 @@ class PaymentController(Controller):
     @get("/{payment_id:uuid}")
     async def get_payment(self, payment_id: FromPath[uuid.UUID], payments: Payments) -> PaymentOut:
         """A payment with its ledger of provider operations (authorize, capture, void, refund)."""
-        return to_payment_out(await payments.get(payment_id))
+        return from_row(PaymentOut, await payments.get(payment_id))
 
     @get()
     async def list_payments(self, order_id: FromQuery[uuid.UUID], payments: Payments) -> list[PaymentOut]:
         """The order's payments, oldest first (usually one; an empty list before the saga asked for one)."""
-        return [to_payment_out(p) for p in await payments.for_order(order_id)]
+        return [from_row(PaymentOut, p) for p in await payments.for_order(order_id)]
 
     @post("/{payment_id:uuid}/refund", status_code=HTTP_201_CREATED)
     async def refund(
@@ -74,5 +75,5 @@ class PaymentController(Controller):
         refund = next(op for op in payment.operations if op.id == refund_id)
         if refund.outcome not in (SUCCEEDED, PENDING):
             raise StateConflict("amount", f"the provider refused the refund: {refund.error}")
-        body = RefundOut(refund=to_operation_out(refund), payment=to_payment_out(payment))
+        body = from_row(RefundOut, refund=refund, payment=payment)
         return Response(body, status_code=HTTP_202_ACCEPTED if refund.outcome == PENDING else HTTP_201_CREATED)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
@@ -14,10 +14,7 @@ from msgspec import Meta
 from apps.common.fields import LINE_PATTERN
 from apps.payment.rules import AMOUNT_PATTERN, MAX_AMOUNT
 
-if TYPE_CHECKING:
-    from apps.payment.models import Payment, PaymentOperation
-
-__all__ = ["OperationOut", "PaymentOut", "RefundOut", "RefundRequest", "to_operation_out", "to_payment_out"]
+__all__ = ["OperationOut", "PaymentOut", "RefundOut", "RefundRequest"]
 
 
 class RefundRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -53,7 +50,8 @@ class OperationOut(msgspec.Struct, kw_only=True):
 
 
 class PaymentOut(msgspec.Struct, kw_only=True):
-    """A payment with its ledger of provider operations, oldest first."""
+    """A payment with its ledger of provider operations, oldest first. Every field is the payments row's
+    column of that name (apps.common.responses.from_row maps it, operations included)."""
 
     id: uuid.UUID
     order_id: uuid.UUID
@@ -77,12 +75,3 @@ class RefundOut(msgspec.Struct, kw_only=True):
 
     refund: OperationOut
     payment: PaymentOut
-
-
-def to_operation_out(op: PaymentOperation) -> OperationOut:
-    return msgspec.convert(op, OperationOut, from_attributes=True)
-
-
-def to_payment_out(payment: Payment) -> PaymentOut:
-    """The payment and its loaded operations: every field of the answer is the row's attribute of that name."""
-    return msgspec.convert(payment, PaymentOut, from_attributes=True)
