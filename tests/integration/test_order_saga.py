@@ -1,0 +1,154 @@
+"""The order saga's handlers and its sweeper against the real order database (and the running sweeper).
+
+The handlers are called as the order-saga consumer calls them, inside a transaction the test commits;
+the deadline test leaves the running order-sweeper process to compensate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from apps.checkout.events import CheckoutAddress, CheckoutCompleted, CheckoutLine
+from apps.order.checkout_orders import create_from_checkout
+from apps.order.saga import Saga
+from tests.support.db import fetch
+from tests.support.orders import eventually, order_engine
+
+pytestmark = pytest.mark.usefixtures("stack")
+
+ADDRESS = CheckoutAddress(address_line1="1 Main St", city="Springfield", country="US")
+
+
+@pytest.fixture(scope="module")
+async def engine(stack: None) -> AsyncIterator[AsyncEngine]:
+    engine = order_engine()
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def completed(token: str = "tok_visa", *, guest: bool = True) -> CheckoutCompleted:
+    """A guest's checkout of a product nobody stocks (the warehouse will refuse it, if it gets there)."""
+    line = CheckoutLine(
+        product_id=uuid.uuid4(), sku="SAGA-T", name="t", quantity=1, unit_price=Decimal("4.00"),
+        total_price=Decimal("4.00"),
+    )  # fmt: skip
+    return CheckoutCompleted(
+        checkout_id=uuid.uuid4(),
+        order_id=uuid.uuid4(),
+        cart_id=uuid.uuid4(),
+        customer_id=f"cs_{uuid.uuid4().hex}" if guest else str(uuid.uuid4()),
+        is_guest=guest,
+        currency="USD",
+        lines=[line],
+        shipping_address=ADDRESS,
+        billing_address=ADDRESS,
+        shipping_method_id="standard",
+        shipping_method_name="Standard",
+        payment_method_type="card",
+        payment_method_id=token,
+        subtotal=Decimal("4.00"),
+        tax_amount=Decimal("0.00"),
+        shipping_amount=Decimal("5.00"),
+        discount_amount=Decimal("0.00"),
+        total_amount=Decimal("9.00"),
+        completed_at=dt.datetime.now(dt.UTC),
+    )
+
+
+async def events_of(order_id: uuid.UUID) -> list[tuple[str, Any]]:
+    rows = await fetch(
+        "order", "SELECT event_type, event_data FROM event_store WHERE aggregate_id = $1 ORDER BY created_at", order_id
+    )
+    return [(r["event_type"], r["event_data"]) for r in rows]
+
+
+async def test_a_checkout_creates_one_pending_guest_order_however_often_it_arrives(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    event = completed()
+    for expected in (True, False):
+        async with sessions() as session, session.begin():
+            assert await create_from_checkout(session, event) is expected
+    order = (await fetch("order", "SELECT * FROM orders WHERE id = $1", event.order_id))[0]
+    assert (order["status"], order["customer_id"], order["total_amount"]) == (
+        "pending",
+        event.customer_id,
+        Decimal("9.00"),
+    )
+    assert '"is_guest": true' in order["metadata"]
+    saga = (await fetch("order", "SELECT * FROM order_sagas WHERE order_id = $1", event.order_id))[0]
+    assert (saga["checkout_id"], saga["step"], saga["payment_token"]) == (event.checkout_id, "reservation", "tok_visa")
+    assert [kind for kind, _ in await events_of(event.order_id)][:1] == ["order.created"]
+
+
+async def test_a_step_past_its_deadline_is_compensated_by_the_sweeper_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    event = completed()
+    # Created, and (in the same transaction, so no warehouse answer can come first) as if the reservation
+    # was answered and payment asked for long ago, with no answer since.
+    async with sessions() as session, session.begin():
+        await create_from_checkout(session, event)
+        held = await Saga(session).hold(event.order_id)
+        assert held is not None and held.saga is not None
+        held.saga.step = "payment"
+        held.saga.payment_requested_at = dt.datetime.now(dt.UTC)
+        held.saga.deadline_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+
+    async def cancelled() -> bool:
+        rows = await fetch("order", "SELECT status FROM orders WHERE id = $1", event.order_id)
+        return bool(rows[0]["status"] == "cancelled")
+
+    await eventually(cancelled, within=30, what="the running order-sweeper compensated the order")
+    history = await fetch(
+        "order", "SELECT status_to, reason, changed_by FROM order_status_history WHERE order_id = $1 ORDER BY id",
+        event.order_id,
+    )  # fmt: skip
+    assert [(h["status_to"], h["reason"], h["changed_by"]) for h in history][-1] == (
+        "cancelled",
+        "timeout",
+        "order-saga",
+    )
+    saga_row = (await fetch("order", "SELECT * FROM order_sagas WHERE order_id = $1", event.order_id))[0]
+    assert (saga_row["step"], saga_row["deadline_at"], saga_row["reason"]) == ("done", None, "timeout")
+
+    # The late authorization: the cancel was asked for already, so nothing more is asked.
+    async with sessions() as session, session.begin():
+        await Saga(session).authorized(event.order_id, uuid.uuid4())
+    kinds = [kind for kind, _ in await events_of(event.order_id)]
+    assert kinds.count("order.cancelled") == 1 and kinds.count("order.payment_cancel_requested") == 1
+    cancelled_event = next(data for kind, data in await events_of(event.order_id) if kind == "order.cancelled")
+    assert json.loads(cancelled_event)["was_confirmed"] is False
+    status = await fetch("order", "SELECT status, payment_status FROM orders WHERE id = $1", event.order_id)
+    assert (status[0]["status"], status[0]["payment_status"]) == ("cancelled", "authorized")
+
+
+async def test_answers_for_unknown_orders_or_left_steps_change_nothing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session, session.begin():
+        await Saga(session).reservation_failed(uuid.uuid4(), "insufficient_stock")
+        await Saga(session).authorized(uuid.uuid4(), uuid.uuid4())
+    event = completed()
+    # Never committed: the warehouse never hears of it, so nothing but this answer can move it.
+    async with sessions() as session:
+        await create_from_checkout(session, event)
+        # A payment answer while the saga still waits on stock is not its step: no status change.
+        await Saga(session).refused(event.order_id, "declined")
+        held = await Saga(session).hold(event.order_id)
+        assert held is not None and held.saga is not None
+        assert (held.order.status, held.saga.step, held.saga.reason) == ("pending", "reservation", None)
+        await session.rollback()
