@@ -82,53 +82,49 @@ class OrderPaymentCancelRequested(Event, frozen=True, kw_only=True):
 
 
 # --- what the payment service publishes (aggregate "payment", key = order id) ----------------------------
+# Two unregistered bases carry the fields most of them open with; each event's schema is as if spelt out
+# (a subclass's own fields follow its bases', and the schema's title is the subclass's name).
+
+
+class _AboutPayment(Event, frozen=True, kw_only=True):
+    payment_id: uuid.UUID
+    order_id: uuid.UUID
+
+
+class _AboutAmount(_AboutPayment, frozen=True, kw_only=True):
+    amount: Decimal
+    currency: str
 
 
 @event("payment.authorized", version=1, aggregate="payment")
-class PaymentAuthorized(Event, frozen=True, kw_only=True):
+class PaymentAuthorized(_AboutAmount, frozen=True, kw_only=True):
     """The provider holds ``amount`` on the buyer's card for the order."""
 
-    payment_id: uuid.UUID
-    order_id: uuid.UUID
-    amount: Decimal
-    currency: str
     provider: str
     provider_reference: str
     authorized_at: dt.datetime
 
 
 @event("payment.declined", version=1, aggregate="payment")
-class PaymentDeclined(Event, frozen=True, kw_only=True):
+class PaymentDeclined(_AboutAmount, frozen=True, kw_only=True):
     """The provider refused the card (``decline_code`` is the provider's, e.g. card_declined)."""
 
-    payment_id: uuid.UUID
-    order_id: uuid.UUID
-    amount: Decimal
-    currency: str
     decline_code: str
     declined_at: dt.datetime
 
 
 @event("payment.failed", version=1, aggregate="payment")
-class PaymentFailed(Event, frozen=True, kw_only=True):
+class PaymentFailed(_AboutAmount, frozen=True, kw_only=True):
     """The authorization could not be made for another reason than the card (e.g. invalid_request)."""
 
-    payment_id: uuid.UUID
-    order_id: uuid.UUID
-    amount: Decimal
-    currency: str
     reason: str
     failed_at: dt.datetime
 
 
 @event("payment.captured", version=1, aggregate="payment")
-class PaymentCaptured(Event, frozen=True, kw_only=True):
+class PaymentCaptured(_AboutAmount, frozen=True, kw_only=True):
     """The authorized money was taken (``amount`` captured, at most what was authorized)."""
 
-    payment_id: uuid.UUID
-    order_id: uuid.UUID
-    amount: Decimal
-    currency: str
     captured_at: dt.datetime
 
 
@@ -144,33 +140,25 @@ class PaymentCaptureFailed(Event, frozen=True, kw_only=True):
 
 
 @event("payment.voided", version=1, aggregate="payment")
-class PaymentVoided(Event, frozen=True, kw_only=True):
+class PaymentVoided(_AboutAmount, frozen=True, kw_only=True):
     """The authorization was released: the buyer was never charged."""
 
-    payment_id: uuid.UUID
-    order_id: uuid.UUID
-    amount: Decimal
-    currency: str
     reason: str | None = None
     voided_at: dt.datetime
 
 
 @event("payment.void_failed", version=1, aggregate="payment")
-class PaymentVoidFailed(Event, frozen=True, kw_only=True):
+class PaymentVoidFailed(_AboutPayment, frozen=True, kw_only=True):
     """The provider refused to void an authorization (it says why in ``reason``)."""
 
-    payment_id: uuid.UUID
-    order_id: uuid.UUID
     reason: str
     failed_at: dt.datetime
 
 
 @event("payment.refunded", version=1, aggregate="payment")
-class PaymentRefunded(Event, frozen=True, kw_only=True):
+class PaymentRefunded(_AboutPayment, frozen=True, kw_only=True):
     """``amount`` went back to the buyer; ``refunded_total`` of ``captured_amount`` is refunded so far."""
 
-    payment_id: uuid.UUID
-    order_id: uuid.UUID
     refund_id: uuid.UUID
     amount: Decimal
     refunded_total: Decimal
@@ -182,11 +170,9 @@ class PaymentRefunded(Event, frozen=True, kw_only=True):
 
 
 @event("payment.refund_failed", version=1, aggregate="payment")
-class PaymentRefundFailed(Event, frozen=True, kw_only=True):
+class PaymentRefundFailed(_AboutPayment, frozen=True, kw_only=True):
     """The provider refused a refund; nothing went back."""
 
-    payment_id: uuid.UUID
-    order_id: uuid.UUID
     refund_id: uuid.UUID
     amount: Decimal
     reason: str
