@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Final
 
 from apps.common.errors import InvalidField, OutOfRange, StateConflict, UnknownReference
+from apps.common.pricing import CatalogPrice, PricedLine, price_line
 
 PENDING: Final = "pending"
 CONFIRMED: Final = "confirmed"
@@ -35,7 +36,6 @@ TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
 }
 STATUSES: Final = tuple(TRANSITIONS)
 ZERO: Final = Decimal("0.00")
-CENT: Final = Decimal("0.01")
 # Every amount column is NUMERIC(10,2): a line total, the subtotal or the total beyond this is refused
 # (422 naming the items) instead of overflowing in the database.
 MAX_AMOUNT: Final = Decimal("99999999.99")
@@ -57,27 +57,6 @@ def check_transition(current: str, target: str, *, by_saga: bool = False) -> Non
 class RequestedLine:
     product_id: uuid.UUID
     quantity: int
-
-
-@dataclass(frozen=True, slots=True)
-class CatalogPrice:
-    """What the catalog says about a product that may be sold."""
-
-    product_id: uuid.UUID
-    sku: str
-    name: str
-    price: Decimal
-    currency: str
-
-
-@dataclass(frozen=True, slots=True)
-class PricedLine:
-    product_id: uuid.UUID
-    sku: str
-    name: str
-    quantity: int
-    unit_price: Decimal
-    total_price: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +99,12 @@ def price_order(lines: Sequence[RequestedLine], catalog: Mapping[uuid.UUID, Cata
             raise InvalidField(
                 f"items[{index}].product_id", f"priced in {product.currency}, the order's other items in {currency}"
             )
-        unit = product.price.quantize(CENT)
-        total = (unit * line.quantity).quantize(CENT)
-        if total > MAX_AMOUNT:
-            raise OutOfRange(f"items[{index}].quantity", f"the line's total {total} is over {MAX_AMOUNT}")
-        priced.append(PricedLine(line.product_id, product.sku, product.name, line.quantity, unit, total))
+        priced_line = price_line(product, line.quantity)
+        if priced_line.total_price > MAX_AMOUNT:
+            raise OutOfRange(
+                f"items[{index}].quantity", f"the line's total {priced_line.total_price} is over {MAX_AMOUNT}"
+            )
+        priced.append(priced_line)
     assert currency is not None  # the schema guarantees at least one line
     quote = Quote(currency=currency, lines=tuple(priced), subtotal=sum((p.total_price for p in priced), ZERO))
     if quote.subtotal > MAX_AMOUNT or quote.total_amount > MAX_AMOUNT:

@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from apps.common.fields import LINE_PATTERN, NO_NUL_PATTERN
+from apps.common.addresses import Address
+from apps.common.fields import NO_NUL_PATTERN
+from apps.common.pricing import PricedLine
+from apps.common.responses import from_row
 from apps.order.rules import STATUSES
 
 if TYPE_CHECKING:
@@ -25,26 +28,8 @@ MAX_QUANTITY = 1000
 
 Quantity = Annotated[int, Meta(ge=1, le=MAX_QUANTITY, description="units, 1..1000")]
 Text = Annotated[str, Meta(max_length=2000, pattern=NO_NUL_PATTERN)]
-Short = Annotated[str, Meta(min_length=1, max_length=255, pattern=LINE_PATTERN)]
-Code = Annotated[str, Meta(min_length=1, max_length=20, pattern=LINE_PATTERN)]
-Country = Annotated[str, Meta(pattern="^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
 Status = Literal["pending", "confirmed", "processing", "shipped", "delivered", "cancelled"]
 assert set(Status.__args__) == set(STATUSES)  # type: ignore[attr-defined]
-
-
-class Address(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A postal address, copied onto the order as it was when the order was placed."""
-
-    address_line1: Short
-    city: Short
-    country: Country
-    first_name: Short | None = None
-    last_name: Short | None = None
-    company: Short | None = None
-    address_line2: Short | None = None
-    state: Short | None = None
-    postal_code: Code | None = None
-    phone: Code | None = None
 
 
 class OrderLineIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -71,13 +56,8 @@ class CancelRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reason: Text | None = None
 
 
-class OrderLineOut(msgspec.Struct, kw_only=True):
-    product_id: uuid.UUID
-    sku: str
-    name: str
-    quantity: int
-    unit_price: Decimal
-    total_price: Decimal
+class OrderLineOut(PricedLine, frozen=True, kw_only=True):
+    """A line of the order at the price it was placed at."""
 
 
 class OrderOut(msgspec.Struct, kw_only=True):
@@ -110,36 +90,12 @@ class OrderPage(msgspec.Struct, kw_only=True):
 
 
 def to_order_out(view: OrderView) -> OrderOut:
-    order = view.order
-    return OrderOut(
-        id=order.id,
-        order_number=order.order_number,
-        customer_id=order.customer_id,
-        status=order.status,
-        payment_status=order.payment_status,
-        waiting_on=view.saga.waiting_on if view.saga else None,
-        waiting_until=view.saga.deadline_at if view.saga else None,
-        currency=order.currency,
-        subtotal=order.subtotal,
-        tax_amount=order.tax_amount,
-        shipping_amount=order.shipping_amount,
-        discount_amount=order.discount_amount,
-        total_amount=order.total_amount,
-        items=[
-            OrderLineOut(
-                product_id=i.product_id,
-                sku=i.product_sku,
-                name=i.product_name,
-                quantity=i.quantity,
-                unit_price=i.unit_price,
-                total_price=i.total_price,
-            )
-            for i in view.items
-        ],
-        shipping_address=msgspec.convert(order.shipping_address, Address) if order.shipping_address else None,
-        billing_address=msgspec.convert(order.billing_address, Address) if order.billing_address else None,
-        notes=order.notes,
-        created_at=order.created_at,
-        updated_at=order.updated_at,
-        cancelled_at=order.cancelled_at,
+    """The order's columns (its addresses included), its lines, and the saga step it waits on."""
+    saga = view.saga
+    return from_row(
+        OrderOut,
+        view.order,
+        waiting_on=saga.waiting_on if saga else None,
+        waiting_until=saga.deadline_at if saga else None,
+        items=[from_row(OrderLineOut, i, sku=i.product_sku, name=i.product_name) for i in view.items],
     )
