@@ -13,20 +13,15 @@ order_saga_compensations{reason} (sagas that ended in a cancellation, by reason)
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
 import logging
 import os
-import signal
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from apps.common.topology import BY_NAME, database_url
+from apps.common.poller import Poller, poller_engine, poller_main, serve_poller
 from apps.order.saga import Saga
-from outbox.probes import serve_probes
 
 log = logging.getLogger("apps.order.sweeper")
 
@@ -46,96 +41,46 @@ _PER_REASON = text(
 )
 
 
-class Sweeper:
+class Sweeper(Poller):
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, batch: int = 50, poll_s: float = 0.5) -> None:
-        self.sessions = sessions
-        self.batch = batch
-        self.poll_s = poll_s
-        self.stopping = asyncio.Event()
-        self.healthy = False
+        super().__init__(sessions, batch=batch, poll_s=poll_s, rounds_failed=ROUNDS_FAILED, log=log)
 
-    def stop(self) -> None:
-        self.stopping.set()
-
-    async def round(self) -> int:
-        """Compensate one batch of due sagas in one transaction; how many (-1: the database failed)."""
-        try:
-            async with self.sessions() as session, session.begin():
-                due = (await session.execute(_DUE, {"limit": self.batch})).tuples().all()
-                saga = Saga(session)
-                for order_id, step in due:
-                    held = await saga.hold(order_id)
-                    if held is not None:
-                        await saga.time_out(held)
-                        TIMED_OUT.labels(step).inc()
-        except Exception as exc:
-            # Whatever the database throws while it restarts: wait and try again, never die of an outage.
-            self.healthy = False
-            ROUNDS_FAILED.inc()
-            log.warning("sweeping failed: %r", exc)
-            return -1
-        self.healthy = True
+    async def work(self) -> int:
+        """Compensate one batch of due sagas in one transaction; how many."""
+        async with self.sessions() as session, session.begin():
+            due = (await session.execute(_DUE, {"limit": self.batch})).tuples().all()
+            saga = Saga(session)
+            for order_id, step in due:
+                held = await saga.hold(order_id)
+                if held is not None:
+                    await saga.time_out(held)
+                    TIMED_OUT.labels(step).inc()
         if due:
             log.info("compensated %d sagas past their deadline", len(due))
         return len(due)
 
-    async def gauge(self, every_s: float = 5.0) -> None:
-        """The saga dashboard, from the state table every few seconds."""
-        while not self.stopping.is_set():
-            with contextlib.suppress(Exception):  # a metric must never stop the sweeper
-                async with self.sessions() as session:
-                    steps = dict((await session.execute(_PER_STEP)).tuples().all())
-                    reasons = dict((await session.execute(_PER_REASON)).tuples().all())
-                for step in ("reservation", "payment", "done"):
-                    ORDERS_PER_STEP.labels(step).set(steps.get(step, 0))
-                for reason, count in reasons.items():
-                    COMPENSATIONS.labels(reason).set(count)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), timeout=every_s)
-
-    async def run(self) -> None:
-        gauges = asyncio.create_task(self.gauge())
-        try:
-            while not self.stopping.is_set():
-                done = await self.round()
-                if done < self.batch:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.stopping.wait(), timeout=self.poll_s if done >= 0 else 2.0)
-        finally:
-            self.stopping.set()
-            await gauges
+    async def gauge(self) -> None:
+        """The saga dashboard, from the state table."""
+        async with self.sessions() as session:
+            steps = dict((await session.execute(_PER_STEP)).tuples().all())
+            reasons = dict((await session.execute(_PER_REASON)).tuples().all())
+        for step in ("reservation", "payment", "done"):
+            ORDERS_PER_STEP.labels(step).set(steps.get(step, 0))
+        for reason, count in reasons.items():
+            COMPENSATIONS.labels(reason).set(count)
 
 
 async def serve(port: int | None) -> None:
-    engine = create_async_engine(
-        database_url(BY_NAME["order"]),
-        pool_size=2,
-        max_overflow=2,
-        pool_pre_ping=True,
-        connect_args={"server_settings": {"application_name": "order-sweeper"}},
-    )
+    engine = poller_engine("order", "order-sweeper", pool_size=2, max_overflow=2)
     sweeper = Sweeper(
         async_sessionmaker(engine, expire_on_commit=False),
         poll_s=float(os.environ.get("ORDER_SWEEPER_POLL_S", "0.5")),
     )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, sweeper.stop)
-    probes = serve_probes(port, lambda: (sweeper.healthy, {"database": sweeper.healthy})) if port else None
-    try:
-        await sweeper.run()
-    finally:
-        if probes is not None:
-            probes.shutdown()
-        await engine.dispose()
+    await serve_poller(sweeper, engine, port)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("ORDER_SWEEPER_PORT", "0")) or None)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(serve(args.port))
+    poller_main(__doc__, int(os.environ.get("ORDER_SWEEPER_PORT", "0")) or None, serve)
 
 
 if __name__ == "__main__":
