@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import selectinload
 from uuid_utils.compat import uuid7
 
-from apps.common.errors import InvalidField
+from apps.common.errors import UnknownReference
 from apps.common.models import utc_now
 from apps.warehouse.events import (
     InventoryReleased,
@@ -153,7 +153,7 @@ class StockService:
     async def _require_warehouse(self, warehouse_id: uuid.UUID) -> None:
         found = await self.session.scalar(select(Warehouse.id).where(Warehouse.id == warehouse_id))
         if found is None:
-            raise InvalidField("warehouse_id", f"no warehouse has the id {warehouse_id}")
+            raise UnknownReference("warehouse_id", f"no warehouse has the id {warehouse_id}")
 
 
 class ReservationService:

@@ -3,8 +3,9 @@
 Schemathesis generates valid and invalid requests from the document (examples, coverage, fuzzing and
 stateful phases) and checks each answer against it: the status code is documented, a valid request is not
 refused, an invalid one is, the body matches the declared schema, `Allow` matches the methods, no 5xx.
-The run is bounded (``FUZZ_MAX_EXAMPLES`` per operation, a fixed seed unless ``FUZZ_SEED`` says otherwise)
-so the suite stays short; raise the bound locally to search harder.
+The run is bounded (``FUZZ_MAX_EXAMPLES`` per operation, ``FUZZ_MAX_SECONDS`` per service, a fixed seed unless ``FUZZ_SEED`` says otherwise)
+so the suite stays short; raise the bound locally to search harder. ``schemathesis.toml`` beside this file
+holds the one setting that differs from schemathesis' defaults, and says why.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def test_openapi_document_holds_under_fuzzing(spec: ServiceSpec, tmp_path: Path)
     result = subprocess.run(
         [
             _schemathesis(),
+            "--config-file",
+            str(Path(__file__).with_name("schemathesis.toml")),
             "run",
             f"http://127.0.0.1:{port}/schema/openapi.json",
             "--checks",
@@ -51,7 +54,7 @@ def test_openapi_document_holds_under_fuzzing(spec: ServiceSpec, tmp_path: Path)
             "--request-timeout",
             "10",
             "--max-time",
-            "120",
+            os.environ.get("FUZZ_MAX_SECONDS", "40"),
             "--no-color",
             "--output-truncate",
             "false",
