@@ -3,9 +3,10 @@
 Schemathesis generates valid and invalid requests from the document (examples, coverage, fuzzing and
 stateful phases) and checks each answer against it: the status code is documented, a valid request is not
 refused, an invalid one is, the body matches the declared schema, `Allow` matches the methods, no 5xx.
-The run is bounded (``FUZZ_MAX_EXAMPLES`` per operation, ``FUZZ_MAX_SECONDS`` per service, a fixed seed unless ``FUZZ_SEED`` says otherwise)
-so the suite stays short; raise the bound locally to search harder. ``schemathesis.toml`` beside this file
-holds the one setting that differs from schemathesis' defaults, and says why.
+The run is bounded (``FUZZ_MAX_EXAMPLES`` per operation, ``FUZZ_MAX_SECONDS`` per service, a fixed seed
+unless ``FUZZ_SEED`` says otherwise) so the suite stays short; raise the bounds locally to search harder.
+``schemathesis.toml`` beside this file holds the one setting that differs from schemathesis' defaults,
+and says why.
 """
 
 from __future__ import annotations
