@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -20,6 +21,7 @@ from apps.checkout.events import CheckoutAddress, CheckoutCompleted, CheckoutLin
 from apps.order.checkout_orders import create_from_checkout
 from apps.order.saga import Saga
 from tests.support.db import fetch
+from tests.support.http import create_product, service_url, set_stock
 from tests.support.orders import eventually, order_engine
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -39,10 +41,10 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def completed(token: str = "tok_visa", *, guest: bool = True) -> CheckoutCompleted:
-    """A guest's checkout of a product nobody stocks (the warehouse will refuse it, if it gets there)."""
+def completed(token: str = "tok_visa", *, guest: bool = True, product_id: uuid.UUID | None = None) -> CheckoutCompleted:
+    """A guest's checkout of one unit (of a product nobody stocks, unless given one)."""
     line = CheckoutLine(
-        product_id=uuid.uuid4(), sku="SAGA-T", name="t", quantity=1, unit_price=Decimal("4.00"),
+        product_id=product_id or uuid.uuid4(), sku="SAGA-T", name="t", quantity=1, unit_price=Decimal("4.00"),
         total_price=Decimal("4.00"),
     )  # fmt: skip
     return CheckoutCompleted(
@@ -152,3 +154,46 @@ async def test_answers_for_unknown_orders_or_left_steps_change_nothing(
         assert held is not None and held.saga is not None
         assert (held.order.status, held.saga.step, held.saga.reason) == ("pending", "reservation", None)
         await session.rollback()
+
+
+async def test_a_reservation_after_its_timeout_is_released(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """The deadline passed before the warehouse answered: the saga cancels (timeout) as the sweeper does,
+    here in the order's creating transaction, so the cancellation certainly comes first (the warehouse
+    answers in well under a second, faster than a sweeper poll). The warehouse reads order.created then
+    order.cancelled on the same partition, so it reserves and then releases, and the late
+    inventory.reserved leaves the order cancelled."""
+    product = await create_product("6.00")
+    await set_stock(product["id"], 3)
+    event = completed(product_id=uuid.UUID(product["id"]))
+    async with sessions() as session, session.begin():
+        await create_from_checkout(session, event)
+        saga = Saga(session)
+        held = await saga.hold(event.order_id)
+        assert held is not None
+        await saga.time_out(held)
+
+    async def released() -> bool:
+        async with httpx.AsyncClient() as http:
+            answer = await http.get(
+                f"{service_url('warehouse')}/api/reservations", params={"order_id": str(event.order_id)}
+            )
+        body = answer.json()
+        items = body if isinstance(body, list) else body.get("items", [])
+        return bool(items) and items[0]["status"] == "released"
+
+    await eventually(released, within=120, what="the late reservation released")
+    async with httpx.AsyncClient() as http:
+        stock = (await http.get(f"{service_url('warehouse')}/api/inventory/{product['id']}")).json()
+    assert (stock["on_hand"], stock["reserved"], stock["available"]) == (3, 0, 3)
+    rows = await fetch("order", "SELECT status FROM orders WHERE id = $1", event.order_id)
+    assert rows[0]["status"] == "cancelled"
+    history = await fetch(
+        "order", "SELECT status_to, reason FROM order_status_history WHERE order_id = $1 ORDER BY id", event.order_id
+    )
+    assert [(h["status_to"], h["reason"]) for h in history] == [
+        ("pending", "checkout completed"),
+        ("cancelled", "timeout"),
+    ]
+    kinds = [kind for kind, _ in await events_of(event.order_id)]
+    # No payment was ever asked for, so none is cancelled.
+    assert kinds == ["order.created", "order.cancelled"]
