@@ -13,12 +13,10 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from apps.order.events import OrderCreated
-from apps.order.models import Order, OrderItem, OrderStatusHistory
+from apps.order.models import Order
 from apps.order.rules import PENDING, order_number
-from apps.order.saga_state import RESERVATION, OrderSaga, enter
-from apps.order.transitions import SAGA, line
-from outbox.writer import add_event
+from apps.order.saga_state import OrderSaga
+from apps.order.transitions import SAGA, add_pending_order, amounts
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,12 +36,6 @@ async def create_from_checkout(session: AsyncSession, event: CheckoutCompleted) 
         order_number=order_number(event.order_id, now),
         customer_id=event.customer_id,
         status=PENDING,
-        currency=event.currency,
-        subtotal=event.subtotal,
-        tax_amount=event.tax_amount,
-        shipping_amount=event.shipping_amount,
-        discount_amount=event.discount_amount,
-        total_amount=event.total_amount,
         payment_method=event.payment_method_type[:50],
         payment_status="pending",
         shipping_address=msgspec.to_builtins(event.shipping_address),
@@ -57,27 +49,7 @@ async def create_from_checkout(session: AsyncSession, event: CheckoutCompleted) 
         created_at=now,
         updated_at=now,
         created_by_service=CHECKOUT_SERVICE,
-    )
-    session.add(order)
-    await session.flush()
-    items = [
-        OrderItem(
-            order_id=order.id,
-            product_id=checkout_line.product_id,
-            product_sku=checkout_line.sku,
-            product_name=checkout_line.name,
-            quantity=checkout_line.quantity,
-            unit_price=checkout_line.unit_price,
-            total_price=checkout_line.total_price,
-            metadata_={},
-        )
-        for checkout_line in event.lines
-    ]
-    session.add_all(items)
-    session.add(
-        OrderStatusHistory(
-            order_id=order.id, status_to=PENDING, changed_by=SAGA, reason="checkout completed", metadata_={}
-        )
+        **amounts(event),
     )
     saga = OrderSaga(
         order_id=order.id,
@@ -87,20 +59,5 @@ async def create_from_checkout(session: AsyncSession, event: CheckoutCompleted) 
         payment_attempts=0,
         created_at=now,
     )
-    enter(saga, RESERVATION, now)
-    session.add(saga)
-    await add_event(
-        session,
-        order.id,
-        OrderCreated(
-            order_id=order.id,
-            order_number=order.order_number,
-            customer_id=order.customer_id,
-            status=PENDING,
-            currency=order.currency,
-            total_amount=order.total_amount,
-            items=[line(item) for item in items],
-            created_at=now,
-        ),
-    )
+    await add_pending_order(session, order, event.lines, saga, changed_by=SAGA, reason="checkout completed")
     return True

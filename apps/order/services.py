@@ -17,12 +17,10 @@ from uuid_utils.compat import uuid7
 
 from apps.common.errors import NotFound, StateConflict, UnknownReference
 from apps.common.pagination import decode_cursor, encode_cursor
-from apps.order.events import OrderCreated
-from apps.order.models import IdempotencyKey, Order, OrderItem, OrderStatusHistory
+from apps.order.models import IdempotencyKey, Order, OrderItem
 from apps.order.rules import CANCELLED, PENDING, RequestedLine, check_lines, fingerprint, order_number, price_order
-from apps.order.saga_state import RESERVATION, OrderSaga, enter
-from apps.order.transitions import SERVICE, advance, cancel, line
-from outbox.writer import add_event
+from apps.order.saga_state import OrderSaga
+from apps.order.transitions import SERVICE, add_pending_order, advance, amounts, cancel
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -73,12 +71,6 @@ class OrderService:
             order_number=order_number(order_id, now),
             customer_id=str(data.customer_id),
             status=PENDING,
-            currency=quote.currency,
-            subtotal=quote.subtotal,
-            tax_amount=quote.tax_amount,
-            shipping_amount=quote.shipping_amount,
-            discount_amount=quote.discount_amount,
-            total_amount=quote.total_amount,
             payment_status="pending",
             shipping_address=msgspec.to_builtins(data.shipping_address),
             billing_address=msgspec.to_builtins(data.billing_address),
@@ -87,48 +79,15 @@ class OrderService:
             created_at=now,
             updated_at=now,
             created_by_service=SERVICE,
-        )
-        items = [
-            OrderItem(
-                order_id=order_id,
-                product_id=line.product_id,
-                product_sku=line.sku,
-                product_name=line.name,
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                total_price=line.total_price,
-                metadata_={},
-            )
-            for line in quote.lines
-        ]
-        self.session.add(order)
-        await self.session.flush()  # the order row first: items, history and the key refer to it
-        self.session.add_all(items)
-        self.session.add(
-            OrderStatusHistory(
-                order_id=order_id, status_to=PENDING, changed_by=SERVICE, reason="awaiting stock", metadata_={}
-            )
+            **amounts(quote),
         )
         # No payment method through this API: the saga waits on the reservation only.
         saga = OrderSaga(order_id=order_id, payment_attempts=0, created_at=now)
-        enter(saga, RESERVATION, now)
-        self.session.add(saga)
+        items = await add_pending_order(
+            self.session, order, quote.lines, saga, changed_by=SERVICE, reason="awaiting stock"
+        )
         if idempotency_key is not None:
             self.session.add(IdempotencyKey(key=idempotency_key, request_hash=request_hash, order_id=order_id))
-        await add_event(
-            self.session,
-            order_id,
-            OrderCreated(
-                order_id=order_id,
-                order_number=order.order_number,
-                customer_id=order.customer_id,
-                status=PENDING,
-                currency=quote.currency,
-                total_amount=quote.total_amount,
-                items=[line(item) for item in items],
-                created_at=now,
-            ),
-        )
         try:
             await self.session.commit()
         except IntegrityError:

@@ -8,30 +8,68 @@ A cancellation also asks the payment service to give the money back whenever the
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from apps.order.events import OrderCancelled, OrderConfirmed, OrderLine, OrderStatusChanged
+from apps.common.responses import from_row
+from apps.order.events import OrderCancelled, OrderConfirmed, OrderCreated, OrderLine, OrderStatusChanged
 from apps.order.models import Order, OrderItem, OrderStatusHistory
 from apps.order.rules import CANCELLED, CONFIRMED, DELIVERED, PENDING, SHIPPED, check_transition
-from apps.order.saga_state import DONE, OrderSaga, enter
+from apps.order.saga_state import DONE, RESERVATION, OrderSaga, enter
 from apps.payment.events import OrderPaymentCancelRequested, OrderPaymentCaptureRequested
 from outbox.writer import add_event
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from apps.common.pricing import PricedLine
+
 SERVICE = "order-service"
 SAGA = "order-saga"
 
 
+AMOUNTS = ("currency", "subtotal", "tax_amount", "shipping_amount", "discount_amount", "total_amount")
+
+
 def line(item: OrderItem) -> OrderLine:
-    return OrderLine(
-        product_id=item.product_id,
-        sku=item.product_sku,
-        quantity=item.quantity,
-        unit_price=item.unit_price,
-        total_price=item.total_price,
+    return from_row(OrderLine, item, sku=item.product_sku)
+
+
+def amounts(priced: object) -> dict[str, Any]:
+    """An order's currency and amount columns, from what priced it (a quote, a completed checkout)."""
+    return {name: getattr(priced, name) for name in AMOUNTS}
+
+
+async def add_pending_order(
+    session: AsyncSession,
+    order: Order,
+    lines: Sequence[PricedLine],
+    saga: OrderSaga,
+    *,
+    changed_by: str,
+    reason: str,
+) -> list[OrderItem]:
+    """A new order as its saga starts: the order row (flushed first: items, history and keys refer to it),
+    its items, the history row, the saga waiting on the reservation, and order.created."""
+    session.add(order)
+    await session.flush()
+    items = [
+        OrderItem(order_id=order.id, product_sku=p.sku, product_name=p.name, metadata_={}, **_item_columns(p))
+        for p in lines
+    ]
+    session.add_all(items)
+    session.add(
+        OrderStatusHistory(order_id=order.id, status_to=PENDING, changed_by=changed_by, reason=reason, metadata_={})
     )
+    enter(saga, RESERVATION, order.created_at)
+    session.add(saga)
+    created = from_row(OrderCreated, order, order_id=order.id, items=[line(item) for item in items])
+    await add_event(session, order.id, created)
+    return items
+
+
+def _item_columns(priced: PricedLine) -> dict[str, Any]:
+    return {name: getattr(priced, name) for name in ("product_id", "quantity", "unit_price", "total_price")}
 
 
 def move(session: AsyncSession, order: Order, target: str, reason: str | None, changed_by: str) -> dt.datetime:
@@ -60,17 +98,7 @@ async def confirm(session: AsyncSession, order: Order, items: list[OrderItem], s
     await add_event(
         session,
         order.id,
-        OrderConfirmed(
-            order_id=order.id,
-            order_number=order.order_number,
-            customer_id=order.customer_id,
-            currency=order.currency,
-            total_amount=order.total_amount,
-            items=[line(i) for i in items],
-            payment_status=order.payment_status,
-            created_at=order.created_at,
-            confirmed_at=now,
-        ),
+        from_row(OrderConfirmed, order, order_id=order.id, items=[line(i) for i in items], confirmed_at=now),
     )
 
 
@@ -90,11 +118,10 @@ async def cancel(
     await add_event(
         session,
         order.id,
-        OrderCancelled(
+        from_row(
+            OrderCancelled,
+            order,
             order_id=order.id,
-            customer_id=order.customer_id,
-            currency=order.currency,
-            total_amount=order.total_amount,
             items=[line(i) for i in items],
             reason=reason,
             cancelled_at=now,
