@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
+from apps.common import pricing
 from apps.common.errors import FieldProblem, InvalidField, StateConflict, UnknownReference
-from apps.common.pricing import CENT, CatalogPrice, PricedLine, price_line
+from apps.common.pricing import CENT, ZERO, CatalogPrice, PricedLine, price_line
 
 ACTIVE: Final = "active"
 CONVERTED: Final = "converted"
 ABANDONED: Final = "abandoned"
 INITIALIZED: Final = "initialized"
 COMPLETED: Final = "completed"
-ZERO: Final = Decimal("0.00")
 MAX_QUANTITY: Final = 1000
 GUEST_HEADER: Final = "X-Guest-Token"
 GUEST_PREFIX: Final = "cs_"
@@ -130,22 +130,11 @@ class ShippingOption:
     cost: Decimal
 
 
-@dataclass(frozen=True, slots=True)
-class Quote:
-    currency: str
-    lines: tuple[PricedLine, ...]
-    subtotal: Decimal
-    tax_amount: Decimal
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quote(pricing.Quote):
+    """A checkout's quote: the shipping method it was priced with (its cost is ``shipping_amount``)."""
+
     shipping: ShippingOption
-    discount_amount: Decimal = ZERO
-
-    @property
-    def shipping_amount(self) -> Decimal:
-        return self.shipping.cost
-
-    @property
-    def total_amount(self) -> Decimal:
-        return self.subtotal - self.discount_amount + self.tax_amount + self.shipping_amount
 
 
 def tax_on(amount: Decimal, rate: Decimal) -> Decimal:
@@ -159,7 +148,14 @@ def quote(lines: Sequence[PricedLine], currency: str, shipping: ShippingOption, 
     if not lines:
         raise StateConflict("cart_id", "the cart is empty")
     subtotal = sum((line.total_price for line in lines), ZERO)
-    return Quote(currency, tuple(lines), subtotal, tax_on(subtotal, tax_rate), shipping)
+    return Quote(
+        currency=currency,
+        lines=tuple(lines),
+        subtotal=subtotal,
+        tax_amount=tax_on(subtotal, tax_rate),
+        shipping_amount=shipping.cost,
+        shipping=shipping,
+    )
 
 
 # -- payment method ---------------------------------------------------------------------------------

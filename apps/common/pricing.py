@@ -13,9 +13,10 @@ from typing import Final
 
 import msgspec
 
-__all__ = ["CENT", "CatalogPrice", "PricedLine", "price_line"]
+__all__ = ["CENT", "ZERO", "CatalogPrice", "PricedLine", "Quote", "price_line"]
 
 CENT: Final = Decimal("0.01")
+ZERO: Final = Decimal("0.00")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,3 +46,19 @@ def price_line(product: CatalogPrice, quantity: int) -> PricedLine:
     """``quantity`` units at the catalog's price rounded to the cent; the total is exact."""
     unit = product.price.quantize(CENT)
     return PricedLine(product.product_id, product.sku, product.name, quantity, unit, (unit * quantity).quantize(CENT))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quote:
+    """What an order costs: its priced lines, the goods' subtotal, and what is added or taken off."""
+
+    currency: str
+    lines: tuple[PricedLine, ...]
+    subtotal: Decimal
+    tax_amount: Decimal = ZERO
+    shipping_amount: Decimal = ZERO
+    discount_amount: Decimal = ZERO
+
+    @property
+    def total_amount(self) -> Decimal:
+        return self.subtotal - self.discount_amount + self.tax_amount + self.shipping_amount

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Final
 
 from apps.common.errors import InvalidField, OutOfRange, StateConflict, UnknownReference
-from apps.common.pricing import CatalogPrice, PricedLine, price_line
+from apps.common.pricing import ZERO, CatalogPrice, PricedLine, Quote, price_line
 
 PENDING: Final = "pending"
 CONFIRMED: Final = "confirmed"
@@ -35,7 +35,6 @@ TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
     CANCELLED: frozenset(),
 }
 STATUSES: Final = tuple(TRANSITIONS)
-ZERO: Final = Decimal("0.00")
 # Every amount column is NUMERIC(10,2): a line total, the subtotal or the total beyond this is refused
 # (422 naming the items) instead of overflowing in the database.
 MAX_AMOUNT: Final = Decimal("99999999.99")
@@ -57,22 +56,6 @@ def check_transition(current: str, target: str, *, by_saga: bool = False) -> Non
 class RequestedLine:
     product_id: uuid.UUID
     quantity: int
-
-
-@dataclass(frozen=True, slots=True)
-class Quote:
-    """A priced order. Tax, shipping and discounts have no rules yet and are zero."""
-
-    currency: str
-    lines: tuple[PricedLine, ...]
-    subtotal: Decimal
-    tax_amount: Decimal = ZERO
-    shipping_amount: Decimal = ZERO
-    discount_amount: Decimal = ZERO
-
-    @property
-    def total_amount(self) -> Decimal:
-        return self.subtotal + self.tax_amount + self.shipping_amount - self.discount_amount
 
 
 def check_lines(lines: Sequence[RequestedLine]) -> None:
