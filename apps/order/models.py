@@ -17,8 +17,9 @@ from apps.common.models import ServiceBase
 Money = sa.Numeric(10, 2)
 
 
-class Base(ServiceBase, bind_key="order"):
-    """Every order table lives on this service's own metadata, next to its outbox tables."""
+class Base(ServiceBase, bind_key="order", inbox=True):
+    """Every order table lives on this service's own metadata, next to its outbox and inbox tables (the
+    order-saga consumer group's inbox, migration 0003_saga)."""
 
 
 class Order(Base):
