@@ -72,28 +72,27 @@ def _item_columns(priced: PricedLine) -> dict[str, Any]:
     return {name: getattr(priced, name) for name in ("product_id", "quantity", "unit_price", "total_price")}
 
 
-def move(session: AsyncSession, order: Order, target: str, reason: str | None, changed_by: str) -> dt.datetime:
-    """Record the change in the history and on the order; return its time."""
-    now = dt.datetime.now(dt.UTC)
-    session.add(
-        OrderStatusHistory(
-            order_id=order.id,
-            status_from=order.status,
-            status_to=target,
-            changed_by=changed_by,
-            reason=reason,
-            metadata_={},
-        )
+def move(session: AsyncSession, order: Order, target: str, reason: str | None, changed_by: str) -> OrderStatusHistory:
+    """Record the change in the history and on the order (its time is ``order.updated_at``); the history row."""
+    history = OrderStatusHistory(
+        order_id=order.id,
+        status_from=order.status,
+        status_to=target,
+        changed_by=changed_by,
+        reason=reason,
+        metadata_={},
     )
+    session.add(history)
     order.status = target
-    order.updated_at = now
-    return now
+    order.updated_at = dt.datetime.now(dt.UTC)
+    return history
 
 
 async def confirm(session: AsyncSession, order: Order, items: list[OrderItem], saga: OrderSaga, reason: str) -> None:
     """pending -> confirmed by the saga; from here projections count the order."""
     check_transition(order.status, CONFIRMED, by_saga=True)
-    now = move(session, order, CONFIRMED, reason, SAGA)
+    move(session, order, CONFIRMED, reason, SAGA)
+    now = order.updated_at
     enter(saga, DONE, now)
     await add_event(
         session,
@@ -113,7 +112,8 @@ async def cancel(
     """Cancel (order.cancelled makes the warehouse release what it holds) and undo the payment if asked for."""
     check_transition(order.status, CANCELLED)
     was_confirmed = order.status != PENDING
-    now = move(session, order, CANCELLED, reason, changed_by)
+    move(session, order, CANCELLED, reason, changed_by)
+    now = order.updated_at
     order.cancelled_at = now
     await add_event(
         session,
@@ -148,22 +148,13 @@ async def request_payment_cancel(
 async def advance(session: AsyncSession, order: Order, target: str, reason: str | None) -> None:
     """A change by hand along the flow (not a cancellation): history row, order.status_changed."""
     check_transition(order.status, target)
-    previous = order.status
-    now = move(session, order, target, reason, SERVICE)
+    history = move(session, order, target, reason, SERVICE)
+    now = order.updated_at
     if target == DELIVERED:
         order.completed_at = now
-    await add_event(
-        session,
-        order.id,
-        OrderStatusChanged(
-            order_id=order.id,
-            customer_id=order.customer_id,
-            status_from=previous,
-            status_to=target,
-            reason=reason,
-            changed_at=now,
-        ),
-    )
+    # The event says what the history row records (order, from, to, why), with the customer and the time.
+    changed = from_row(OrderStatusChanged, history, customer_id=order.customer_id, changed_at=now)
+    await add_event(session, order.id, changed)
     if target == SHIPPED and order.payment_status == "authorized":
         # Shipping takes the money: the whole authorization.
         await add_event(session, order.id, OrderPaymentCaptureRequested(order_id=order.id, requested_at=now))
