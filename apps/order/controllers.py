@@ -9,9 +9,10 @@ from typing import Annotated, TypeAlias
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from apps.common.headers import idempotency_key_header
 from apps.common.pagination import Cursor
 from apps.common.providers import create_service_provider
 from apps.order.schemas import CancelRequest, OrderCreate, OrderOut, OrderPage, StatusChange, to_order_out
@@ -20,11 +21,8 @@ from apps.order.services import OrderService
 Orders: TypeAlias = NamedDependency[OrderService]
 IdempotencyKeyHeader = Annotated[
     str | None,
-    HeaderParameter(
-        name="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        description="retries with the same key and body return the first order instead of placing another",
+    idempotency_key_header(
+        "retries with the same key and body return the first order instead of placing another", max_length=255
     ),
 ]
 

@@ -9,10 +9,11 @@ from typing import Annotated, TypeAlias
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from apps.common.errors import StateConflict
+from apps.common.headers import idempotency_key_header
 from apps.common.providers import create_service_provider
 from apps.common.responses import from_row
 from apps.payment.operations import execute
@@ -25,11 +26,8 @@ __all__ = ["PaymentController"]
 Payments: TypeAlias = NamedDependency[PaymentService]
 RequiredIdempotencyKey = Annotated[
     str,
-    HeaderParameter(
-        name="Idempotency-Key",
-        min_length=1,
-        max_length=200,
-        description="a retry with the same key and body answers the first refund instead of refunding again",
+    idempotency_key_header(
+        "a retry with the same key and body answers the first refund instead of refunding again", max_length=200
     ),
 ]
 
