@@ -56,26 +56,25 @@ async def payment_authorized(session: AsyncSession, event: PaymentAuthorized, ct
     await Saga(session).authorized(event.order_id, event.payment_id)
 
 
+# In the next two handlers the event type's verb (payment.declined -> declined) is the payment's new status.
+
+
 @group.handler("payment.declined")
-async def payment_declined(session: AsyncSession, event: PaymentDeclined, ctx: EventContext) -> None:
-    await Saga(session).refused(event.order_id, "declined")
-
-
 @group.handler("payment.failed")
-async def payment_failed(session: AsyncSession, event: PaymentFailed, ctx: EventContext) -> None:
-    await Saga(session).refused(event.order_id, "failed")
+async def payment_refused(session: AsyncSession, event: PaymentDeclined | PaymentFailed, ctx: EventContext) -> None:
+    await Saga(session).refused(event.order_id, _status(ctx))
 
 
 @group.handler("payment.captured")
-async def payment_captured(session: AsyncSession, event: PaymentCaptured, ctx: EventContext) -> None:
-    await Saga(session).payment_moved(event.order_id, "captured")
-
-
 @group.handler("payment.voided")
-async def payment_voided(session: AsyncSession, event: PaymentVoided, ctx: EventContext) -> None:
-    await Saga(session).payment_moved(event.order_id, "voided")
+async def payment_settled(session: AsyncSession, event: PaymentCaptured | PaymentVoided, ctx: EventContext) -> None:
+    await Saga(session).payment_moved(event.order_id, _status(ctx))
 
 
 @group.handler("payment.refunded")
 async def payment_refunded(session: AsyncSession, event: PaymentRefunded, ctx: EventContext) -> None:
     await Saga(session).payment_moved(event.order_id, event.status)
+
+
+def _status(ctx: EventContext) -> str:
+    return ctx.event_type.removeprefix("payment.")
