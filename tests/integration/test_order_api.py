@@ -109,7 +109,8 @@ async def test_placing_an_order_prices_it_from_the_catalog_and_writes_rows_and_e
     conn = await connect("order")
     try:
         history = await conn.fetch(
-            "SELECT status_from, status_to FROM order_status_history WHERE order_id = $1", uuid.UUID(order["id"])
+            "SELECT status_from, status_to FROM order_status_history WHERE order_id = $1 ORDER BY id",
+            uuid.UUID(order["id"]),
         )
     finally:
         await conn.close()
