@@ -28,7 +28,7 @@ FLAKY_FAILURES: Final = 2
 
 
 def slow_delay_s() -> float:
-    return float(os.environ.get("SANDBOX_SLOW_DELAY_S", "8"))
+    return float(os.environ.get("SANDBOX_SLOW_DELAY_S", "20"))
 
 
 def error(status_code: int, kind: str, code: str, message: str) -> Answer:

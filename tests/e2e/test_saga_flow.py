@@ -3,8 +3,8 @@
 Every step is a real process (checkout and order APIs, the order-saga, warehouse-reservations and payment
 consumers, the payment worker, the provider sandbox, the order sweeper) and every wait polls with a
 deadline. The sandbox's own ledger (GET /v1/ledger?reference=<order id>) is the proof of what was
-charged. The provider-timeout test relies on the local stack's ORDER_SAGA_PAYMENT_TIMEOUT_S (6 s) being
-shorter than the sandbox's tok_slow delay (SANDBOX_SLOW_DELAY_S, 8 s).
+charged. The provider-timeout test relies on the local stack's ORDER_SAGA_PAYMENT_TIMEOUT_S (15 s) being
+shorter than the sandbox's tok_slow delay (SANDBOX_SLOW_DELAY_S, 20 s).
 """
 
 from __future__ import annotations
