@@ -55,7 +55,7 @@ def test_openapi_document_holds_under_fuzzing(spec: ServiceSpec, tmp_path: Path)
             "--request-timeout",
             "10",
             "--max-time",
-            os.environ.get("FUZZ_MAX_SECONDS", "40"),
+            os.environ.get("FUZZ_MAX_SECONDS", "25"),
             "--no-color",
             "--output-truncate",
             "false",
