@@ -14,35 +14,24 @@ the comparison; everyone else's row must be identical, this test's own customers
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 import uuid
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
-from apps.common.topology import kafka_bootstrap, topic_for
 from infra.paths import REPO
-from outbox import replay
-from tests.support.db import connect
 from tests.support.orders import eventually, order_cancelled, order_created, order_engine, write_events
+from tests.support.replay import (
+    GROUP,
+    Snapshot,
+    assert_identical_apart_from_later_events,
+    caught_up_to,
+    committed_offsets,
+    projection,
+)
 
 pytestmark = [pytest.mark.usefixtures("stack"), pytest.mark.slow]
 
-GROUP = "customer-stats"
 CONSUMER = "customer-consumer"
-ORDER_TOPIC = topic_for("order")
-Row = tuple[int, int, str, str]
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """customer_stats and the group's committed offsets, taken together while its consumer is stopped."""
-
-    rows: dict[str, Row]
-    committed: dict[int, int]
 
 
 async def just(*args: str) -> str:
@@ -55,77 +44,10 @@ async def just(*args: str) -> str:
     return text
 
 
-async def committed_offsets() -> dict[int, int]:
-    plans = await asyncio.to_thread(
-        replay.plan, GROUP, [ORDER_TOPIC], to_earliest=False, to_datetime=None, to_offset=0, bootstrap=kafka_bootstrap()
-    )
-    return {p.partition: max(p.current, 0) for p in plans}
-
-
-async def projection() -> dict[str, Row]:
-    conn = await connect("customer")
-    try:
-        rows = await conn.fetch(
-            "SELECT customer_id, orders_count, cancelled_count, total_spent, last_order_at FROM customer_stats"
-        )
-    finally:
-        await conn.close()
-    return {r["customer_id"]: (r[1], r[2], str(r[3]), str(r[4])) for r in rows}
-
-
 async def snapshot_while_stopped() -> Snapshot:
     """`just stop` first: no one else writes customer_stats, and the stop committed what was applied."""
     await just("stop", CONSUMER)
     return Snapshot(await projection(), await committed_offsets())
-
-
-def customers_named_between(start: dict[int, int], end: dict[int, int]) -> set[str]:
-    """Customer ids in the order events at offsets [start, end) of each partition."""
-    consumer = Consumer(
-        {"bootstrap.servers": kafka_bootstrap(), "group.id": f"test-replay-{uuid.uuid4()}", "enable.auto.commit": False}
-    )
-    pending = {p: end[p] for p in end if end[p] > start.get(p, 0)}
-    consumer.assign([TopicPartition(ORDER_TOPIC, p, start.get(p, 0)) for p in pending])
-    named: set[str] = set()
-    deadline = time.monotonic() + 60
-    try:
-        while pending:
-            assert time.monotonic() < deadline, f"the topic did not reach the committed offsets {pending}"
-            message = consumer.poll(1)
-            if message is not None and message.error() is None:
-                partition, offset = message.partition() or 0, message.offset() or 0
-                if offset < end.get(partition, 0):
-                    payload: dict[str, Any] = json.loads(message.value() or b"{}")
-                    named.add(str(payload.get("customer_id")))
-            # Positions, not the last offset seen: offsets may have gaps (transaction markers).
-            for tp in consumer.position([TopicPartition(ORDER_TOPIC, p) for p in list(pending)]):
-                if tp.offset >= pending[tp.partition]:
-                    consumer.pause([TopicPartition(ORDER_TOPIC, tp.partition)])
-                    del pending[tp.partition]
-    finally:
-        consumer.close()
-    return named
-
-
-def assert_identical_apart_from_later_events(before: Snapshot, after: Snapshot, own: set[str]) -> None:
-    touched = customers_named_between(before.committed, after.committed)
-    assert not own & touched, "this test's customers must only have the events it wrote"
-    kept_before = {c: row for c, row in before.rows.items() if c not in touched}
-    kept_after = {c: row for c, row in after.rows.items() if c not in touched}
-    assert own <= kept_before.keys()
-    missing = kept_before.keys() - kept_after.keys()
-    extra = kept_after.keys() - kept_before.keys()
-    changed = {
-        c: (kept_before[c], kept_after[c])
-        for c in kept_before.keys() & kept_after.keys()
-        if kept_before[c] != kept_after[c]
-    }
-    assert not missing and not extra and not changed, {
-        "missing": sorted(missing)[:5],
-        "extra": sorted(extra)[:5],
-        "changed": dict(list(changed.items())[:5]),
-    }
-    print(f"compared {len(kept_before)} customers ({len(touched)} left out: newer events)")
 
 
 async def own_customers_with_orders() -> set[str]:
@@ -143,11 +65,6 @@ async def own_customers_with_orders() -> set[str]:
 
     await eventually(applied, within=120, what="this test's orders applied")
     return set(customers)
-
-
-async def caught_up_to(goal: dict[int, int]) -> bool:
-    now = await committed_offsets()
-    return all(now.get(p, 0) >= offset for p, offset in goal.items())
 
 
 async def test_stop_replay_start_rebuilds_an_identical_projection() -> None:
