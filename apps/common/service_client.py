@@ -9,6 +9,7 @@ CPU under load (docs/benchmarks.md).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Final, TypeVar
 
@@ -37,10 +38,12 @@ class ServiceClient:
         self.session = session
 
     async def get(self, path: str) -> tuple[int, bytes]:
-        return await self._call(self.session.get(path))
+        return await self._call(lambda: self.session.get(path))
 
     async def post_json(self, path: str, body: object) -> tuple[int, bytes]:
-        return await self._call(self.session.post(path, data=msgspec.json.encode(body), headers=JSON))
+        """POST for a read (validate, price): safe to send twice, so a stale connection is retried once."""
+        data = msgspec.json.encode(body)
+        return await self._call(lambda: self.session.post(path, data=data, headers=JSON))
 
     def decode(self, status: int, content: bytes, type_: type[T]) -> T:
         """The 200 answer as ``type_``; anything else means the dependency is not working."""
@@ -51,10 +54,18 @@ class ServiceClient:
         except msgspec.DecodeError as exc:
             raise DependencyUnavailable(self.name, f"unexpected answer: {exc}") from exc
 
-    async def _call(self, request: AbstractAsyncContextManager[aiohttp.ClientResponse]) -> tuple[int, bytes]:
+    async def _call(
+        self, request: Callable[[], AbstractAsyncContextManager[aiohttp.ClientResponse]]
+    ) -> tuple[int, bytes]:
         try:
-            async with request as response:
-                return response.status, await response.read()
+            try:
+                async with request() as response:
+                    return response.status, await response.read()
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                # A pooled connection the server closed as we reused it (keep-alive race): once more, on a
+                # fresh one. Every call through this client is a read, so sending it twice is harmless.
+                async with request() as response:
+                    return response.status, await response.read()
         except TimeoutError as exc:
             raise DependencyUnavailable(self.name, "timed out") from exc
         except aiohttp.ClientError as exc:
@@ -65,6 +76,7 @@ def open_service_client(
     service: str, *, timeout_s: float = 2.0, pool_size: int = 64
 ) -> AbstractAsyncContextManager[aiohttp.ClientSession]:
     """The pooled session for ``service``: enter it in a lifespan (no I/O at import time)."""
-    connector = aiohttp.TCPConnector(limit=pool_size, keepalive_timeout=30)
+    # Below uvicorn's 5 s keep-alive, so the client drops an idle connection before the server does.
+    connector = aiohttp.TCPConnector(limit=pool_size, keepalive_timeout=4)
     timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(1.0, timeout_s))
     return aiohttp.ClientSession(base_url=service_base_url(service), timeout=timeout, connector=connector)
