@@ -228,8 +228,10 @@ def print_urls() -> None:
     for process in app_processes():
         if process.name.endswith("-consumer"):
             print(f"{process.name:<18} metrics {process.url}")
-        elif process.url:
+        elif process.name.endswith("-api"):
             print(f"{process.name:<18} {process.url}  (docs /schema/swagger, metrics /metrics)")
+        elif process.url:
+            print(f"{process.name:<18} {process.url}")
     print(f"logs            {LOGS}")
 
 
