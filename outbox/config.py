@@ -97,10 +97,3 @@ def kafka_bootstrap() -> str:
 def topic_for(aggregate: str) -> str:
     """Debezium's EventRouter routes each aggregate type to its own topic (route.topic.replacement)."""
     return f"{topic_prefix()}.{aggregate}"
-
-
-def __getattr__(name: str) -> str:
-    # TOPIC_PREFIX was a module constant read at import; it stays importable, read on first use.
-    if name == "TOPIC_PREFIX":
-        return topic_prefix()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

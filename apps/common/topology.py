@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from outbox.config import TOPIC_PREFIX, kafka_bootstrap, topic_for
+from outbox.config import kafka_bootstrap, topic_for
 
-__all__ = ["BY_NAME", "SERVICES", "TOPIC_PREFIX", "ServiceSpec", "kafka_bootstrap", "topic_for"]
+__all__ = ["BY_NAME", "SERVICES", "ServiceSpec", "kafka_bootstrap", "topic_for"]
 
 
 @dataclass(frozen=True, slots=True)
