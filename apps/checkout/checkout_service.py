@@ -34,7 +34,7 @@ from apps.checkout.rules import (
 )
 from apps.checkout.schemas import lines_to_json
 from apps.checkout.services import CartService, now
-from apps.common.errors import InvalidField, NotFound, StateConflict, UnknownReference
+from apps.common.errors import InconsistentFields, InvalidField, NotFound, StateConflict, UnknownReference
 from apps.common.responses import from_row
 from outbox.writer import add_event
 
@@ -207,9 +207,9 @@ def _str(value: int | None) -> str | None:
 
 def _check_address_choice(inline: Address | None, saved_id: int | None, kind: str) -> None:
     if inline is not None and saved_id is not None:
-        raise InvalidField(f"customer_{kind}_address_id", f"send {kind}_address or this, not both")
+        raise InconsistentFields(f"customer_{kind}_address_id", f"send {kind}_address or this, not both")
     if inline is None and saved_id is None:
-        raise InvalidField(f"{kind}_address", f"required (or customer_{kind}_address_id)")
+        raise InconsistentFields(f"{kind}_address", f"required (or customer_{kind}_address_id)")
 
 
 def _address(

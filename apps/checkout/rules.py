@@ -16,7 +16,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
 from apps.common import pricing
-from apps.common.errors import FieldProblem, InvalidField, StateConflict, UnknownReference
+from apps.common.errors import FieldProblem, InconsistentFields, InvalidField, StateConflict, UnknownReference
 from apps.common.pricing import CENT, ZERO, CatalogPrice, PricedLine, price_line
 
 ACTIVE: Final = "active"
@@ -95,7 +95,7 @@ def cart_expires_at(changed_at: dt.datetime, idle: dt.timedelta) -> dt.datetime:
 def check_line_currency(product: CatalogPrice, cart_currency: str | None, field: str) -> str:
     """A cart holds one currency, set by its first line."""
     if cart_currency is not None and product.currency != cart_currency:
-        raise InvalidField(field, f"priced in {product.currency}, the cart's other items in {cart_currency}")
+        raise InconsistentFields(field, f"priced in {product.currency}, the cart's other items in {cart_currency}")
     return product.currency
 
 

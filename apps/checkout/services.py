@@ -28,7 +28,7 @@ from apps.checkout.rules import (
     new_session_id,
 )
 from apps.checkout.schemas import CartOut, to_cart_out
-from apps.common.errors import InvalidField, NotFound, UnknownReference
+from apps.common.errors import NotFound, OutOfRange, UnknownReference
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -192,7 +192,7 @@ class CartService:
             where=merged <= MAX_QUANTITY,
         )
         if await self.session.scalar(statement.returning(CartItem.id)) is None:
-            raise InvalidField("quantity", f"the line would exceed {MAX_QUANTITY} units")
+            raise OutOfRange("quantity", f"the line would exceed {MAX_QUANTITY} units")
         return await self._commit_change(cart, at)
 
     async def set_quantity(self, cart_id: uuid.UUID, token: str | None, item_id: int, quantity: int) -> CartOut:

@@ -3,6 +3,9 @@
 - ``InvalidField`` (400): well-formed input that breaks a rule (a quantity of zero, mixed currencies).
 - ``UnknownReference`` (422): a field names something that does not exist (a customer, a product).
 - ``OutOfRange`` (422): valid fields that together exceed a stated limit (an order total too large).
+- ``InconsistentFields`` (422): fields valid one by one that contradict each other (a product on two
+  lines, two currencies in one cart, an address sent both inline and by id). The schema cannot state
+  these, so a schema-valid request gets a 422, not a 400.
 - ``StateConflict`` (409): valid, but not in the resource's current state (a taken sku, a wrong status).
 - ``NotFound`` (404): the resource the path names does not exist.
 - ``DependencyUnavailable`` (503): another service did not answer in time or failed.
@@ -18,6 +21,7 @@ from typing import ClassVar
 __all__ = [
     "DependencyUnavailable",
     "FieldProblem",
+    "InconsistentFields",
     "InvalidField",
     "NotFound",
     "OutOfRange",
@@ -54,6 +58,13 @@ class UnknownReference(FieldProblem):
 class OutOfRange(FieldProblem):
     """Each field is valid, but what they add up to is beyond a limit the service states (an order total
     larger than an amount can hold): 422."""
+
+    status_code = 422
+
+
+class InconsistentFields(FieldProblem):
+    """Each field is valid on its own, but they contradict each other (a product on two lines, mixed
+    currencies, an address given both inline and by id): 422."""
 
     status_code = 422
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-from apps.common.errors import InvalidField, OutOfRange, StateConflict, UnknownReference
+from apps.common.errors import InconsistentFields, InvalidField, OutOfRange, StateConflict, UnknownReference
 from apps.common.pricing import ZERO, CatalogPrice, PricedLine, Quote, price_line
 
 PENDING: Final = "pending"
@@ -63,7 +63,7 @@ def check_lines(lines: Sequence[RequestedLine]) -> None:
     seen: set[uuid.UUID] = set()
     for index, line in enumerate(lines):
         if line.product_id in seen:
-            raise InvalidField(f"items[{index}].product_id", "this product appears on more than one line")
+            raise InconsistentFields(f"items[{index}].product_id", "this product appears on more than one line")
         seen.add(line.product_id)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from apps.checkout import rules
 from apps.checkout.rules import CartLine, ShippingOption
-from apps.common.errors import InvalidField, StateConflict, UnknownReference
+from apps.common.errors import InconsistentFields, InvalidField, StateConflict, UnknownReference
 from apps.common.pricing import CatalogPrice
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
@@ -69,7 +69,7 @@ def test_repricing_uses_todays_catalog_price_and_names_a_withdrawn_product() -> 
 def test_a_cart_holds_one_currency() -> None:
     euro = product("1.00", "EUR")
     assert rules.check_line_currency(euro, None, "product_id") == "EUR"
-    with pytest.raises(InvalidField) as mixed:
+    with pytest.raises(InconsistentFields) as mixed:
         rules.check_line_currency(euro, "USD", "product_id")
     assert mixed.value.field == "product_id"
 
