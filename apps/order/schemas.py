@@ -57,7 +57,9 @@ class CancelRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class OrderLineOut(PricedLine, frozen=True, kw_only=True):
-    """A line of the order at the price it was placed at."""
+    """A line of the order at the price it was placed at; ``id`` is the order_items row's (returns name it)."""
+
+    id: int
 
 
 class OrderOut(msgspec.Struct, kw_only=True):
