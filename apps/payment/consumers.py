@@ -19,6 +19,7 @@ from apps.common.topology import BY_NAME
 from apps.common.topology import database_url as topology_database_url
 from apps.payment.events import OrderPaymentCancelRequested, OrderPaymentCaptureRequested, OrderPaymentRequested
 from apps.payment.provider import provider_name
+from apps.payment.returns import register as register_return_refunds
 from apps.payment.rules import check_authorization
 from apps.payment.services import AuthorizationRequest, PaymentService
 from outbox.consumer import ConsumerGroup, EventContext
@@ -36,6 +37,7 @@ def database_url() -> str:
 
 
 group = ConsumerGroup("payment")
+register_return_refunds(group)  # return.received / return.approved: refunds (apps/payment/returns.py)
 # Nothing to rebuild: payments are decisions with money behind them, not a projection; a replay finds
 # every request's operation by its key and changes nothing.
 projection_tables: tuple[str, ...] = ()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from apps.common.consumer_db import consumer_database_url
 from apps.order.events import OrderCancelled, OrderCreated
+from apps.warehouse.restock import register as register_restock
 from apps.warehouse.rules import Line
 from apps.warehouse.services import ReservationRequest, ReservationService
 from outbox.consumer import ConsumerGroup, EventContext
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 # The database holding this group's inbox and projections (outbox.runner and outbox.replay read it).
 database_url = consumer_database_url("warehouse")
 group = ConsumerGroup("warehouse-reservations")
+register_restock(group)  # return.received: sellable units back on hand (apps/warehouse/restock.py)
 # Nothing for a rebuild to empty: reservations are decisions that were published and that stock_levels
 # counts, not a projection that a replay can recompute. A replay is a no-op per order (order_id is unique).
 projection_tables: tuple[str, ...] = ()

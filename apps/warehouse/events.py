@@ -15,7 +15,15 @@ import msgspec
 
 from outbox.events import Event, event
 
-__all__ = ["InventoryReleased", "InventoryReservationFailed", "InventoryReserved", "ReservedItem", "StockShortage"]
+__all__ = [
+    "InventoryReleased",
+    "InventoryReservationFailed",
+    "InventoryReserved",
+    "InventoryRestocked",
+    "ReservedItem",
+    "RestockedItem",
+    "StockShortage",
+]
 
 
 class ReservedItem(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,3 +72,22 @@ class InventoryReleased(_ReservationItems, frozen=True, kw_only=True):
     """An order's held units went back to available stock (the order was cancelled)."""
 
     released_at: dt.datetime
+
+
+class RestockedItem(msgspec.Struct, frozen=True, kw_only=True):
+    """Units of a returned item put back on hand in one warehouse."""
+
+    return_item_id: uuid.UUID
+    product_id: uuid.UUID
+    warehouse_id: uuid.UUID
+    quantity: int
+
+
+@event("inventory.restocked", version=1, aggregate="inventory")
+class InventoryRestocked(Event, frozen=True, kw_only=True):
+    """The sellable units of a received return are back on hand (``items`` may be empty: nothing was)."""
+
+    order_id: uuid.UUID
+    return_id: uuid.UUID
+    items: list[RestockedItem]
+    restocked_at: dt.datetime

@@ -1,0 +1,70 @@
+"""The returns consumer group: the order projection (order_snapshots) from the order's events, and the
+return's progress from the payment service's and the warehouse's answers.
+
+Handlers run inside the runtime's transaction with the event's inbox row, so each event is applied once;
+a payment answer about a refund that is not a return's (an order's cancellation) changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from apps.common.consumer_db import consumer_database_url
+from apps.order.events import OrderCancelled, OrderConfirmed, OrderCreated, OrderStatusChanged
+from apps.payment.events import PaymentRefunded, PaymentRefundFailed
+from apps.returns.orders import project_order
+from apps.returns.progress import refund_failed, refunded, restocked
+from apps.warehouse.events import InventoryRestocked
+from outbox.consumer import ConsumerGroup, EventContext
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+# The database holding this group's inbox and projection (outbox.runner and outbox.replay read it).
+database_url = consumer_database_url("returns")
+group = ConsumerGroup("returns")
+# A rebuild empties nothing: order_snapshots also holds the lines read from the order API (no event
+# carries them), and a replay brings every status forward again without undoing them.
+projection_tables: tuple[str, ...] = ()
+
+
+@group.handler("order.created")
+async def order_created(session: AsyncSession, event: OrderCreated, ctx: EventContext) -> None:
+    await project_order(
+        session, event.order_id, status=event.status, customer_id=event.customer_id, currency=event.currency
+    )
+
+
+@group.handler("order.confirmed")
+async def order_confirmed(session: AsyncSession, event: OrderConfirmed, ctx: EventContext) -> None:
+    await project_order(
+        session, event.order_id, status="confirmed", customer_id=event.customer_id, currency=event.currency
+    )
+
+
+@group.handler("order.status_changed")
+async def order_status_changed(session: AsyncSession, event: OrderStatusChanged, ctx: EventContext) -> None:
+    await project_order(
+        session, event.order_id, status=event.status_to, customer_id=event.customer_id, changed_at=event.changed_at
+    )
+
+
+@group.handler("order.cancelled")
+async def order_cancelled(session: AsyncSession, event: OrderCancelled, ctx: EventContext) -> None:
+    await project_order(session, event.order_id, status="cancelled", customer_id=event.customer_id)
+
+
+@group.handler("payment.refunded")
+async def payment_refunded(session: AsyncSession, event: PaymentRefunded, ctx: EventContext) -> None:
+    await refunded(session, event.refund_id, event.amount, event.refunded_at)
+
+
+@group.handler("payment.refund_failed")
+async def payment_refund_failed(session: AsyncSession, event: PaymentRefundFailed, ctx: EventContext) -> None:
+    await refund_failed(session, event.refund_id, event.reason, event.failed_at)
+
+
+@group.handler("inventory.restocked")
+async def inventory_restocked(session: AsyncSession, event: InventoryRestocked, ctx: EventContext) -> None:
+    items = [(item.return_item_id, item.warehouse_id) for item in event.items]
+    await restocked(session, event.return_id, items, event.restocked_at)

@@ -1,0 +1,87 @@
+"""HTTP routes of the returns service: decode, call one ReturnService method, answer through a mapper."""
+
+from __future__ import annotations
+
+# Litestar resolves handler annotations at runtime: everything named in a signature is a real import.
+import uuid
+from typing import Annotated, TypeAlias
+
+from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from apps.common.fields import LINE_PATTERN
+from apps.common.pagination import Cursor
+from apps.common.providers import create_service_provider
+from apps.returns.schemas import (
+    ApproveRequest,
+    ReceiveRequest,
+    RejectRequest,
+    ReturnCreate,
+    ReturnOut,
+    ReturnPage,
+    to_return_out,
+)
+from apps.returns.services import ReturnService
+
+__all__ = ["ReturnController"]
+
+Returns: TypeAlias = NamedDependency[ReturnService]
+# Opened once in the app's lifespan (apps/returns/app.py) and shared by every request.
+FROM_STATE = ["orders", "returns_settings"]
+
+
+class ReturnController(Controller):
+    """Returns of delivered orders: request, approve or reject, receive; refunds and restocking follow."""
+
+    path = "/api/returns"
+    tags = ["returns"]
+    dependencies = {"returns": create_service_provider(ReturnService, from_state=FROM_STATE)}
+
+    @post(status_code=HTTP_201_CREATED)
+    async def create_return(self, data: JSONBody[ReturnCreate], returns: Returns) -> ReturnOut:
+        """Request a return: 201; 422 for an unknown order or order line, a line twice or more units than
+        ordered; 409 for an order not delivered, past the return window, or units already returned."""
+        return to_return_out(await returns.create(data))
+
+    @get("/{return_id:uuid}")
+    async def get_return(self, return_id: FromPath[uuid.UUID], returns: Returns) -> ReturnOut:
+        """One return with its items; 404 if unknown."""
+        return to_return_out(await returns.get(return_id))
+
+    @get()
+    async def list_returns(
+        self,
+        returns: Returns,
+        order_id: Annotated[uuid.UUID | None, QueryParameter(description="an order's returns")] = None,
+        customer_id: Annotated[
+            str | None, QueryParameter(min_length=1, max_length=36, pattern=LINE_PATTERN, description="whose returns")
+        ] = None,
+        cursor: Cursor = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+    ) -> ReturnPage:
+        """Returns of an order and/or a customer (every return if neither), newest first, a page at a time."""
+        page, next_cursor = await returns.list(order_id=order_id, customer_id=customer_id, limit=limit, cursor=cursor)
+        return ReturnPage(items=[to_return_out(r) for r in page], next_cursor=next_cursor)
+
+    @post("/{return_id:uuid}/approve", status_code=HTTP_200_OK)
+    async def approve(
+        self, return_id: FromPath[uuid.UUID], data: JSONBody[ApproveRequest], returns: Returns
+    ) -> ReturnOut:
+        """Approve a requested return (409 otherwise); a refund_only return is refunded now."""
+        return to_return_out(await returns.approve(return_id, data))
+
+    @post("/{return_id:uuid}/reject", status_code=HTTP_200_OK)
+    async def reject(
+        self, return_id: FromPath[uuid.UUID], data: JSONBody[RejectRequest], returns: Returns
+    ) -> ReturnOut:
+        """Reject a requested return (409 otherwise)."""
+        return to_return_out(await returns.reject(return_id, data))
+
+    @post("/{return_id:uuid}/receive", status_code=HTTP_200_OK)
+    async def receive(
+        self, return_id: FromPath[uuid.UUID], data: JSONBody[ReceiveRequest], returns: Returns
+    ) -> ReturnOut:
+        """The approved return's items arrived (409 otherwise): the refund and the restock follow by events."""
+        return to_return_out(await returns.receive(return_id, data))

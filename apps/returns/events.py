@@ -1,0 +1,158 @@
+"""Events the returns service publishes (topic commerce.return, aggregate "return", key = the return id).
+
+The payment service refunds on ``return.received`` (and on ``return.approved`` of a refund_only return):
+both carry a ``refund`` whose ``refund_id`` becomes the id of the payment ledger's refund operation, so
+``payment.refunded`` / ``payment.refund_failed`` (which name it) find their way back to the return. The
+warehouse restocks the sellable units of ``return.received`` and answers ``inventory.restocked``.
+``return.refunded`` is what projections (customer stats, analytics) net out of what was spent.
+"""
+
+from __future__ import annotations
+
+# msgspec resolves struct annotations at runtime: these stay real imports.
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import msgspec
+
+from outbox.events import Event, event
+
+__all__ = [
+    "ReceivedLine",
+    "RefundOrder",
+    "RefundedLine",
+    "ReturnApproved",
+    "ReturnCompleted",
+    "ReturnExpired",
+    "ReturnLine",
+    "ReturnReceived",
+    "ReturnRefundFailed",
+    "ReturnRefunded",
+    "ReturnRejected",
+    "ReturnRequested",
+]
+
+
+class ReturnLine(msgspec.Struct, frozen=True, kw_only=True):
+    """Units of one order line asked back, and what they refund."""
+
+    return_item_id: uuid.UUID
+    order_item_id: int
+    product_id: uuid.UUID
+    sku: str
+    quantity: int
+    unit_price: Decimal
+    refund_amount: Decimal
+    reason: str | None = None
+
+
+class ReceivedLine(msgspec.Struct, frozen=True, kw_only=True):
+    """What arrived of one return item; ``restock``: in a condition that goes back to stock."""
+
+    return_item_id: uuid.UUID
+    product_id: uuid.UUID
+    quantity_received: int
+    condition: str | None = None
+    restock: bool
+    refund_amount: Decimal
+
+
+class RefundOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """What the payment service is asked to give back for the order: ``refund_id`` is the id its ledger's
+    refund operation takes (one refund per return, however often the event comes)."""
+
+    refund_id: uuid.UUID
+    amount: Decimal
+    currency: str
+    reason: str
+
+
+class _AboutReturn(Event, frozen=True, kw_only=True):
+    # The fields every return.* event opens with (not an event of its own).
+    return_id: uuid.UUID
+    return_number: str
+    order_id: uuid.UUID
+    customer_id: str
+
+
+@event("return.requested", version=1, aggregate="return")
+class ReturnRequested(_AboutReturn, frozen=True, kw_only=True):
+    """A customer asked to return units of a delivered order; nothing is refunded yet."""
+
+    return_type: str
+    currency: str
+    total_refund_amount: Decimal
+    items: list[ReturnLine]
+    requested_at: dt.datetime
+    expires_at: dt.datetime | None = None
+
+
+@event("return.approved", version=1, aggregate="return")
+class ReturnApproved(_AboutReturn, frozen=True, kw_only=True):
+    """The return was accepted. A refund_only return carries its ``refund`` (nothing ships back);
+    otherwise ``refund`` is absent and the refund follows the items' receipt."""
+
+    return_type: str
+    total_refund_amount: Decimal
+    approved_at: dt.datetime
+    refund: RefundOrder | None = None
+
+
+@event("return.rejected", version=1, aggregate="return")
+class ReturnRejected(_AboutReturn, frozen=True, kw_only=True):
+    """The return was refused; nothing is refunded."""
+
+    reason: str
+    rejected_at: dt.datetime
+
+
+@event("return.received", version=1, aggregate="return")
+class ReturnReceived(_AboutReturn, frozen=True, kw_only=True):
+    """The items came back (per item: quantity and condition): refund ``refund``, restock what may be."""
+
+    items: list[ReceivedLine]
+    refund: RefundOrder
+    received_at: dt.datetime
+
+
+class RefundedLine(msgspec.Struct, frozen=True, kw_only=True):
+    """Units of one product whose money went back."""
+
+    product_id: uuid.UUID
+    quantity: int
+    refund_amount: Decimal
+
+
+@event("return.refunded", version=1, aggregate="return")
+class ReturnRefunded(_AboutReturn, frozen=True, kw_only=True):
+    """The payment service refunded ``amount`` for the return (its ``payment.refunded`` arrived)."""
+
+    refund_id: uuid.UUID
+    amount: Decimal
+    currency: str
+    items: list[RefundedLine]
+    refunded_at: dt.datetime
+
+
+@event("return.refund_failed", version=1, aggregate="return")
+class ReturnRefundFailed(_AboutReturn, frozen=True, kw_only=True):
+    """The payment service could not refund (``reason`` is its code); the return waits for a person."""
+
+    refund_id: uuid.UUID
+    reason: str
+    failed_at: dt.datetime
+
+
+@event("return.completed", version=1, aggregate="return")
+class ReturnCompleted(_AboutReturn, frozen=True, kw_only=True):
+    """Refunded, and every sellable unit is back in stock: nothing is left to do."""
+
+    completed_at: dt.datetime
+
+
+@event("return.expired", version=1, aggregate="return")
+class ReturnExpired(_AboutReturn, frozen=True, kw_only=True):
+    """Nothing came back (or nobody approved) before ``expires_at``: the units may be returned again."""
+
+    expired_at: dt.datetime

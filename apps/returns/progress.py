@@ -1,0 +1,194 @@
+"""How a return moves on from other services' answers and from the clock: refunded or refund failed (the
+payment service), restocked (the warehouse), completed once both are done, expired when nothing came.
+
+Every function runs inside its caller's transaction (the consumer runtime's, the sweeper's or the API's)
+and writes the return's rows with their return.* event; none commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from apps.returns.events import (
+    ReceivedLine,
+    RefundedLine,
+    ReturnCompleted,
+    ReturnExpired,
+    ReturnLine,
+    ReturnRefunded,
+    ReturnRefundFailed,
+)
+from apps.returns.models import ReturnItem, ReturnRequest
+from apps.returns.rules import (
+    APPROVED,
+    COMPLETED,
+    EXPIRED,
+    REFUND_FAILED,
+    REFUNDED,
+    TRANSITIONS,
+    sellable,
+)
+from outbox.writer import add_event
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from decimal import Decimal
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = [
+    "about",
+    "expire",
+    "expire_due",
+    "received_lines",
+    "refund_failed",
+    "refunded",
+    "request_lines",
+    "restocked",
+]
+
+
+def about(request: ReturnRequest) -> dict[str, Any]:
+    """The fields every return.* event opens with."""
+    return {
+        "return_id": request.id,
+        "return_number": request.return_number,
+        "order_id": request.order_id,
+        "customer_id": request.customer_id,
+    }
+
+
+def request_lines(request: ReturnRequest) -> list[ReturnLine]:
+    return [
+        ReturnLine(
+            return_item_id=item.id,
+            order_item_id=item.order_item_id,
+            product_id=item.product_id,
+            sku=item.product_sku,
+            quantity=item.quantity_returned,
+            unit_price=item.unit_price,
+            refund_amount=item.refund_amount,
+            reason=item.return_reason,
+        )
+        for item in request.items
+    ]
+
+
+def received_lines(request: ReturnRequest) -> list[ReceivedLine]:
+    return [
+        ReceivedLine(
+            return_item_id=item.id,
+            product_id=item.product_id,
+            quantity_received=item.quantity_received,
+            condition=item.condition_received,
+            restock=_to_restock(item),
+            refund_amount=item.refund_amount,
+        )
+        for item in request.items
+    ]
+
+
+def _to_restock(item: ReturnItem) -> bool:
+    return item.quantity_received > 0 and sellable(item.condition_received)
+
+
+async def _locked(session: AsyncSession, *where: Any) -> ReturnRequest | None:
+    statement = (
+        select(ReturnRequest)
+        .where(*where)
+        .options(selectinload(ReturnRequest.items))
+        .with_for_update(of=ReturnRequest)
+        .execution_options(populate_existing=True)
+    )
+    found: ReturnRequest | None = await session.scalar(statement)
+    return found
+
+
+async def refunded(session: AsyncSession, refund_id: uuid.UUID, amount: Decimal, at: dt.datetime) -> bool:
+    """payment.refunded for a return's refund: refunded (then completed if nothing waits on the stock).
+    False when the refund is not a return's (an order's cancellation) or was applied already."""
+    request = await _locked(session, ReturnRequest.refund_id == refund_id)
+    if request is None or REFUNDED not in TRANSITIONS[request.status]:
+        return False
+    lines = [
+        RefundedLine(product_id=i.product_id, quantity=_units(request, i), refund_amount=i.refund_amount)
+        for i in request.items
+        if _units(request, i)
+    ]
+    request.status, request.refunded_at, request.updated_at = REFUNDED, at, at
+    event = ReturnRefunded(
+        **about(request),
+        refund_id=refund_id,
+        amount=amount,
+        currency=request.currency,
+        items=lines,
+        refunded_at=at,
+    )
+    await add_event(session, request.id, event)
+    await _complete_if_done(session, request, at)
+    return True
+
+
+def _units(request: ReturnRequest, item: ReturnItem) -> int:
+    # A refund_only return (refunded on approval) for what was asked; the others for what came back.
+    return item.quantity_returned if request.status == APPROVED else item.quantity_received
+
+
+async def refund_failed(session: AsyncSession, refund_id: uuid.UUID, reason: str, at: dt.datetime) -> bool:
+    """payment.refund_failed for a return's refund: the return stops at refund_failed for a person."""
+    request = await _locked(session, ReturnRequest.refund_id == refund_id)
+    if request is None or REFUND_FAILED not in TRANSITIONS[request.status]:
+        return False
+    request.status, request.updated_at = REFUND_FAILED, at
+    request.metadata_ = {**request.metadata_, "refund_error": reason[:255]}
+    await add_event(
+        session, request.id, ReturnRefundFailed(**about(request), refund_id=refund_id, reason=reason, failed_at=at)
+    )
+    return True
+
+
+async def restocked(
+    session: AsyncSession, return_id: uuid.UUID, items: Sequence[tuple[uuid.UUID, uuid.UUID]], at: dt.datetime
+) -> None:
+    """inventory.restocked: each (return item, warehouse) is back on hand; completed if refunded too."""
+    request = await _locked(session, ReturnRequest.id == return_id)
+    if request is None:
+        return
+    warehouses = dict(items)
+    for item in request.items:
+        if item.id in warehouses and not item.restocked:
+            item.restocked, item.restocked_at, item.warehouse_id, item.updated_at = True, at, warehouses[item.id], at
+    await _complete_if_done(session, request, at)
+
+
+async def _complete_if_done(session: AsyncSession, request: ReturnRequest, at: dt.datetime) -> None:
+    waiting = [item for item in request.items if _to_restock(item) and not item.restocked]
+    if request.status != REFUNDED or waiting:
+        return
+    request.status, request.completed_at, request.updated_at = COMPLETED, at, at
+    await add_event(session, request.id, ReturnCompleted(**about(request), completed_at=at))
+
+
+async def expire(session: AsyncSession, request: ReturnRequest, at: dt.datetime) -> None:
+    request.status, request.updated_at = EXPIRED, at
+    await add_event(session, request.id, ReturnExpired(**about(request), expired_at=at))
+
+
+async def expire_due(session: AsyncSession, now: dt.datetime, limit: int) -> int:
+    """Expire up to ``limit`` requests past their expires_at (claimed FOR UPDATE SKIP LOCKED)."""
+    statement = (
+        select(ReturnRequest)
+        .where(ReturnRequest.status.in_(["requested", APPROVED]), ReturnRequest.expires_at <= now)
+        .order_by(ReturnRequest.expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    due = list((await session.scalars(statement)).all())
+    for request in due:
+        await expire(session, request, now)
+    return len(due)

@@ -1,0 +1,235 @@
+"""Pure returns rules: statuses and their moves, the return window, what may still be returned, what a
+return refunds, what goes back to stock, and the return number.
+
+No I/O here: services.py applies these to rows it has locked; the tables' CHECKs are the backstop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+from typing import Final
+
+from apps.common.errors import InconsistentFields, OutOfRange, StateConflict, UnknownReference
+
+__all__ = [
+    "CONDITIONS",
+    "REASONS",
+    "RETURN_TYPES",
+    "STATUSES",
+    "TRANSITIONS",
+    "OrderLine",
+    "OrderTerms",
+    "Refund",
+    "ReturnedLine",
+    "check_lines",
+    "check_received",
+    "check_transition",
+    "check_window",
+    "compute_refund",
+    "is_expired",
+    "refund_shipping_by_default",
+    "request_reason",
+    "return_number",
+    "sellable",
+]
+
+REQUESTED: Final = "requested"
+APPROVED: Final = "approved"
+REJECTED: Final = "rejected"
+RECEIVED: Final = "received"
+REFUNDED: Final = "refunded"
+REFUND_FAILED: Final = "refund_failed"
+COMPLETED: Final = "completed"
+EXPIRED: Final = "expired"
+
+# requested -> approved | rejected -> received -> refunded -> completed; a refund_only return is refunded
+# on approval (nothing ships back). A request nobody approves or ships back in time expires.
+TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
+    REQUESTED: frozenset({APPROVED, REJECTED, EXPIRED}),
+    APPROVED: frozenset({RECEIVED, REFUNDED, REFUND_FAILED, EXPIRED}),
+    RECEIVED: frozenset({REFUNDED, REFUND_FAILED}),
+    REFUNDED: frozenset({COMPLETED}),
+    REFUND_FAILED: frozenset(),
+    REJECTED: frozenset(),
+    COMPLETED: frozenset(),
+    EXPIRED: frozenset(),
+}
+STATUSES: Final = tuple(TRANSITIONS)
+# Statuses whose items still count against what the order may return (everything but the dead ends).
+OPEN_OR_DONE: Final = frozenset({REQUESTED, APPROVED, RECEIVED, REFUNDED, REFUND_FAILED, COMPLETED})
+# Statuses in which a request can still expire (nothing came back yet).
+EXPIRABLE: Final = frozenset({REQUESTED, APPROVED})
+
+REFUND: Final = "refund"  # the items ship back; the refund follows their receipt
+REFUND_ONLY: Final = "refund_only"  # nothing ships back (policy: e.g. not worth the postage); refund on approval
+RETURN_TYPES: Final = (REFUND, REFUND_ONLY)
+
+# The merchant's fault: the customer gets the shipping back too (the seed's refund_shipping).
+MERCHANT_FAULT: Final = frozenset({"defective", "damaged_in_transit", "wrong_item", "not_as_described"})
+REASONS: Final = (*sorted(MERCHANT_FAULT), "changed_mind", "no_longer_needed", "too_late", "other")
+# Conditions found on receipt; the first two go back to stock.
+SELLABLE: Final = frozenset({"new", "opened"})
+CONDITIONS: Final = ("new", "opened", "used", "damaged", "defective")
+
+ZERO: Final = Decimal("0.00")
+CENT: Final = Decimal("0.01")
+
+
+def check_transition(current: str, target: str, field: str = "status") -> None:
+    """Refuse (409, naming ``field``) a move the state machine does not allow."""
+    if target not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (final status)"
+        raise StateConflict(field, f"a {current} return cannot become {target}; allowed: {allowed}")
+
+
+def return_number(return_id: uuid.UUID, created_at: dt.datetime) -> str:
+    """Like the order number: the day, then the random tail of the (time-ordered) return id."""
+    return f"RET-{created_at:%Y%m%d}-{return_id.hex[-10:].upper()}"
+
+
+def check_window(status: str, delivered_at: dt.datetime | None, now: dt.datetime, window: dt.timedelta) -> None:
+    """Only a delivered order, and only within ``window`` of its delivery (409 naming order_id)."""
+    if status != "delivered" or delivered_at is None:
+        raise StateConflict("order_id", f"only a delivered order can be returned; this one is {status}")
+    closes = delivered_at + window
+    if now > closes:
+        raise StateConflict("order_id", f"the return window closed at {closes.isoformat()}")
+
+
+def is_expired(status: str, expires_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """A request nobody approved or shipped back by ``expires_at``."""
+    return status in EXPIRABLE and expires_at is not None and now >= expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    """A line of the order as the order service priced it (order_items)."""
+
+    order_item_id: int
+    product_id: uuid.UUID
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class OrderTerms:
+    """The order's amounts that a refund shares out: goods subtotal, discount, tax, shipping."""
+
+    currency: str
+    subtotal: Decimal
+    discount_amount: Decimal
+    tax_amount: Decimal
+    shipping_amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnedLine:
+    """``quantity`` units of an order line asked back (or received)."""
+
+    order_item_id: int
+    quantity: int
+
+
+def check_lines(
+    asked: Sequence[ReturnedLine], lines: Mapping[int, OrderLine], taken: Mapping[int, int]
+) -> list[OrderLine]:
+    """The order lines asked for, each within what the order holds minus what other returns took.
+
+    Unknown line: 422; a line twice: 422; more than ordered: 422; more than is left (returned or in an
+    open return already): 409. Each names ``items[i]``'s field.
+    """
+    seen: set[int] = set()
+    found: list[OrderLine] = []
+    for index, item in enumerate(asked):
+        line = lines.get(item.order_item_id)
+        if line is None:
+            raise UnknownReference(f"items[{index}].order_item_id", "the order has no such line")
+        if item.order_item_id in seen:
+            raise InconsistentFields(f"items[{index}].order_item_id", "this order line appears twice")
+        seen.add(item.order_item_id)
+        if item.quantity > line.quantity:
+            raise OutOfRange(f"items[{index}].quantity", f"the order holds {line.quantity} of this line")
+        left = line.quantity - taken.get(item.order_item_id, 0)
+        if item.quantity > left:
+            raise StateConflict(
+                f"items[{index}].quantity", f"only {left} of {line.quantity} are not returned or in an open return"
+            )
+        found.append(line)
+    return found
+
+
+def check_received(received: Sequence[tuple[uuid.UUID, int]], returned: Mapping[uuid.UUID, int]) -> None:
+    """Each received item is one of the return's, once, at most the quantity asked back; something came."""
+    seen: set[uuid.UUID] = set()
+    for index, (item_id, quantity) in enumerate(received):
+        if item_id not in returned:
+            raise UnknownReference(f"items[{index}].return_item_id", "the return has no such item")
+        if item_id in seen:
+            raise InconsistentFields(f"items[{index}].return_item_id", "this item appears twice")
+        seen.add(item_id)
+        if quantity > returned[item_id]:
+            raise OutOfRange(f"items[{index}].quantity_received", f"only {returned[item_id]} were asked back")
+    if not any(quantity for _, quantity in received):
+        raise InconsistentFields("items", "nothing was received: reject the return instead")
+
+
+def refund_shipping_by_default(reasons: Sequence[str]) -> bool:
+    """Shipping goes back when every item comes back through the merchant's fault."""
+    return bool(reasons) and all(reason in MERCHANT_FAULT for reason in reasons)
+
+
+def request_reason(reasons: Sequence[str]) -> str:
+    """The request's reason (the seed's NOT NULL column): the items' one reason, or ``multiple``."""
+    distinct = sorted(set(reasons))
+    return distinct[0] if len(distinct) == 1 else "multiple"
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    """Per order line: what its units refund; plus the shipping share and the total."""
+
+    items: dict[int, Decimal]
+    shipping: Decimal
+    total: Decimal
+
+
+def _share(amount: Decimal, part: Decimal, whole: Decimal) -> Decimal:
+    # Rounded down: the shares of several returns of one order never add up to more than was paid.
+    if whole <= 0:
+        return ZERO
+    return (amount * part / whole).quantize(CENT, rounding=ROUND_DOWN)
+
+
+def compute_refund(
+    lines: Mapping[int, OrderLine],
+    returned: Sequence[ReturnedLine],
+    terms: OrderTerms,
+    *,
+    refund_shipping: bool,
+    refund_tax: bool,
+) -> Refund:
+    """The refund of ``returned`` units at the order's prices: each line's goods less its share of the
+    order's discount, plus its share of the tax (``refund_tax``); plus the goods' share of the shipping
+    (``refund_shipping``). Shares are by goods value and rounded down to the cent."""
+    items: dict[int, Decimal] = {}
+    goods_total = ZERO
+    for line in returned:
+        goods = (lines[line.order_item_id].unit_price * line.quantity).quantize(CENT)
+        amount = goods - _share(terms.discount_amount, goods, terms.subtotal)
+        if refund_tax:
+            amount += _share(terms.tax_amount, goods, terms.subtotal)
+        items[line.order_item_id] = max(ZERO, amount)
+        goods_total += goods
+    shipping = _share(terms.shipping_amount, goods_total, terms.subtotal) if refund_shipping else ZERO
+    return Refund(items, shipping, sum(items.values(), ZERO) + shipping)
+
+
+def sellable(condition: str | None) -> bool:
+    """Whether units found in ``condition`` go back to stock."""
+    return condition in SELLABLE

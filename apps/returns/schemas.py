@@ -1,0 +1,151 @@
+"""Request and response bodies of the returns API, and the mapper from a return to its response.
+
+Money is a decimal string ("19.90"); refund amounts are computed by the service, never sent by a client.
+"""
+
+from __future__ import annotations
+
+# msgspec and Litestar resolve these annotations at runtime: they stay real imports.
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from apps.common.fields import LINE_PATTERN, NO_NUL_PATTERN
+from apps.common.responses import from_row
+from apps.returns.models import ReturnRequest
+from apps.returns.rules import CONDITIONS, REASONS, RETURN_TYPES
+
+__all__ = [
+    "ApproveRequest",
+    "ReceiveRequest",
+    "RejectRequest",
+    "ReturnCreate",
+    "ReturnOut",
+    "ReturnPage",
+    "to_return_out",
+]
+
+MAX_LINES = 100
+# order_items.id is a BIGINT identity.
+OrderItemId = Annotated[int, Meta(ge=1, le=2**63 - 1, description="the order line's id (GET /api/orders/{id})")]
+Quantity = Annotated[int, Meta(ge=1, le=1000, description="units, 1..1000")]
+Received = Annotated[int, Meta(ge=0, le=1000, description="units that arrived, 0..the units asked back")]
+Reason = Literal[
+    "damaged_in_transit",
+    "defective",
+    "not_as_described",
+    "wrong_item",
+    "changed_mind",
+    "no_longer_needed",
+    "too_late",
+    "other",
+]
+Condition = Literal["new", "opened", "used", "damaged", "defective"]
+ReturnType = Literal["refund", "refund_only"]
+Person = Annotated[str, Meta(min_length=1, max_length=255, pattern=LINE_PATTERN, examples=["agent@example.com"])]
+Text = Annotated[str, Meta(max_length=2000, pattern=NO_NUL_PATTERN)]
+assert set(Reason.__args__) == set(REASONS)  # type: ignore[attr-defined]
+assert set(Condition.__args__) == set(CONDITIONS)  # type: ignore[attr-defined]
+assert set(ReturnType.__args__) == set(RETURN_TYPES)  # type: ignore[attr-defined]
+
+
+class ReturnItemIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    order_item_id: OrderItemId
+    quantity: Quantity
+    reason: Reason
+
+
+class ReturnCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """POST /api/returns: units of a delivered order's lines to send back (or, refund_only, to keep)."""
+
+    order_id: uuid.UUID
+    items: Annotated[list[ReturnItemIn], Meta(min_length=1, max_length=MAX_LINES)]
+    return_type: ReturnType = "refund"
+    description: Text | None = None
+
+
+class ApproveRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Approve; the refund's flags default to the policy's (shipping back on the merchant's fault, tax back)."""
+
+    approved_by: Person | None = None
+    refund_shipping: bool | None = None
+    refund_tax: bool | None = None
+
+
+class RejectRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    reason: Annotated[str, Meta(min_length=1, max_length=100, pattern=LINE_PATTERN, examples=["outside policy"])]
+    rejected_by: Person | None = None
+
+
+class ReceivedItemIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    return_item_id: uuid.UUID
+    quantity_received: Received
+    condition: Condition
+
+
+class ReceiveRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What arrived; an item not listed arrived with 0 units. Refunds what arrived, restocks what is sellable."""
+
+    items: Annotated[list[ReceivedItemIn], Meta(min_length=1, max_length=MAX_LINES)]
+    received_by: Person | None = None
+    tracking_number: Annotated[str, Meta(min_length=1, max_length=100, pattern=LINE_PATTERN)] | None = None
+
+
+class ReturnItemOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    order_item_id: int
+    product_id: uuid.UUID
+    product_sku: str
+    product_name: str
+    quantity_returned: int
+    quantity_received: int
+    return_reason: str | None
+    condition_received: str | None
+    unit_price: Decimal
+    refund_amount: Decimal
+    restocked: bool
+    restocked_at: dt.datetime | None
+    warehouse_id: uuid.UUID | None
+
+
+class ReturnOut(msgspec.Struct, kw_only=True):
+    """A return with its items; every field is the return_requests column of that name."""
+
+    id: uuid.UUID
+    return_number: str
+    order_id: uuid.UUID
+    customer_id: str
+    status: str
+    return_type: str
+    reason: str
+    description: str | None
+    currency: str
+    total_refund_amount: Decimal
+    refund_shipping: bool
+    refund_tax: bool
+    approved_by: str | None
+    approved_at: dt.datetime | None
+    processed_by: str | None
+    processed_at: dt.datetime | None
+    return_tracking_number: str | None
+    refund_id: uuid.UUID | None
+    refunded_at: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    expires_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    items: list[ReturnItemOut]
+
+
+class ReturnPage(msgspec.Struct, kw_only=True):
+    items: list[ReturnOut]
+    next_cursor: str | None
+
+
+def to_return_out(request: ReturnRequest) -> ReturnOut:
+    """The return's columns and its items (loaded with it)."""
+    return from_row(ReturnOut, request)

@@ -1,0 +1,312 @@
+"""ReturnService: what customers and agents ask of returns over HTTP, written as rows + return.* events.
+
+Every command locks what it decides on (the order's snapshot for a new return, the return row for a
+move), applies the pure rules, writes the rows and their event in one transaction, and commits. Refund
+amounts come from the order's prices (apps.returns.rules.compute_refund), never from the client.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Select, case, func, literal, select, tuple_
+from sqlalchemy.orm import selectinload
+from uuid_utils.compat import uuid7
+
+from apps.common.errors import NotFound, StateConflict
+from apps.common.models import utc_now
+from apps.common.pagination import decode_cursor, encode_cursor
+from apps.returns.events import RefundOrder, ReturnApproved, ReturnReceived, ReturnRejected, ReturnRequested
+from apps.returns.models import ReturnItem, ReturnRequest
+from apps.returns.orders import lines_of, lock_order, terms_of
+from apps.returns.progress import about, expire, received_lines, request_lines
+from apps.returns.rules import (
+    APPROVED,
+    OPEN_OR_DONE,
+    RECEIVED,
+    REFUND_ONLY,
+    REJECTED,
+    REQUESTED,
+    ReturnedLine,
+    check_lines,
+    check_received,
+    check_transition,
+    check_window,
+    compute_refund,
+    is_expired,
+    refund_shipping_by_default,
+    request_reason,
+    return_number,
+)
+from outbox.writer import add_event
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from apps.returns.clients import OrderClient
+    from apps.returns.schemas import ApproveRequest, ReceiveRequest, RejectRequest, ReturnCreate
+    from apps.returns.settings import ReturnsSettings
+
+__all__ = ["ReturnService"]
+
+
+class ReturnService:
+    def __init__(self, session: AsyncSession, orders: OrderClient, settings: ReturnsSettings) -> None:
+        self.session = session
+        self.orders = orders
+        self.settings = settings
+
+    # --- commands ----------------------------------------------------------------------------------
+
+    async def create(self, data: ReturnCreate) -> ReturnRequest:
+        """A return of a delivered order's units, within the window and what is left to return."""
+        order = await lock_order(self.session, self.orders, data.order_id)
+        now = utc_now()
+        check_window(order.status or "unknown", order.delivered_at, now, self.settings.window)
+        lines = lines_of(order)
+        asked = [ReturnedLine(item.order_item_id, item.quantity) for item in data.items]
+        check_lines(asked, lines, await self._taken(data.order_id))
+        reasons = [item.reason for item in data.items]
+        refund = compute_refund(
+            lines, asked, terms_of(order), refund_shipping=refund_shipping_by_default(reasons), refund_tax=True
+        )
+        return_id: uuid.UUID = uuid7()
+        request = ReturnRequest(
+            id=return_id,
+            return_number=return_number(return_id, now),
+            order_id=data.order_id,
+            customer_id=order.customer_id or "",
+            status=REQUESTED,
+            return_type=data.return_type,
+            reason=request_reason(reasons),
+            description=data.description,
+            total_refund_amount=refund.total,
+            refund_shipping=refund_shipping_by_default(reasons),
+            refund_tax=True,
+            metadata_={},
+            currency=terms_of(order).currency,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + self.settings.expiry,
+        )
+        self.session.add(request)
+        for item in data.items:
+            line = lines[item.order_item_id]
+            self.session.add(
+                ReturnItem(
+                    id=uuid7(),
+                    return_request_id=return_id,
+                    order_item_id=line.order_item_id,
+                    product_id=line.product_id,
+                    product_sku=line.sku,
+                    product_name=line.name,
+                    quantity_returned=item.quantity,
+                    quantity_received=0,
+                    return_reason=item.reason,
+                    unit_price=line.unit_price,
+                    refund_amount=refund.items[line.order_item_id],
+                    restocked=False,
+                    metadata_={},
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        await self.session.flush()
+        saved = await self._lock(return_id)
+        await add_event(
+            self.session,
+            return_id,
+            ReturnRequested(
+                **about(saved),
+                return_type=saved.return_type,
+                currency=saved.currency,
+                total_refund_amount=saved.total_refund_amount,
+                items=request_lines(saved),
+                requested_at=now,
+                expires_at=saved.expires_at,
+            ),
+        )
+        return await self._commit_and_read(return_id)
+
+    async def approve(self, return_id: uuid.UUID, data: ApproveRequest) -> ReturnRequest:
+        """Approve (the refund's flags may be set here); a refund_only return asks for its refund now."""
+        request = await self._lock_live(return_id)
+        check_transition(request.status, APPROVED)
+        now = utc_now()
+        if data.refund_shipping is not None or data.refund_tax is not None:
+            await self._reprice(request, data.refund_shipping, data.refund_tax)
+        request.status, request.approved_by, request.approved_at, request.updated_at = (
+            APPROVED,
+            data.approved_by,
+            now,
+            now,
+        )
+        refund = None
+        if request.return_type == REFUND_ONLY:
+            request.expires_at = None  # nothing to wait for
+            refund = self._refund_order(request)
+        event = ReturnApproved(
+            **about(request),
+            return_type=request.return_type,
+            total_refund_amount=request.total_refund_amount,
+            approved_at=now,
+            refund=refund,
+        )
+        await add_event(self.session, return_id, event)
+        return await self._commit_and_read(return_id)
+
+    async def reject(self, return_id: uuid.UUID, data: RejectRequest) -> ReturnRequest:
+        request = await self._lock_live(return_id)
+        check_transition(request.status, REJECTED)
+        now = utc_now()
+        request.status, request.processed_by, request.processed_at, request.updated_at = (
+            REJECTED,
+            data.rejected_by,
+            now,
+            now,
+        )
+        request.metadata_ = {**request.metadata_, "rejection_reason": data.reason}
+        await add_event(self.session, return_id, ReturnRejected(**about(request), reason=data.reason, rejected_at=now))
+        return await self._commit_and_read(return_id)
+
+    async def receive(self, return_id: uuid.UUID, data: ReceiveRequest) -> ReturnRequest:
+        """The items arrived: refund what came (at the order's prices), restock what is sellable."""
+        request = await self._lock_live(return_id)
+        if request.return_type == REFUND_ONLY:
+            raise StateConflict("status", "a refund_only return ships nothing back")
+        check_transition(request.status, RECEIVED)
+        by_id = {item.id: item for item in request.items}
+        check_received(
+            [(i.return_item_id, i.quantity_received) for i in data.items],
+            {item.id: item.quantity_returned for item in request.items},
+        )
+        now = utc_now()
+        conditions = {i.return_item_id: (i.quantity_received, i.condition) for i in data.items}
+        for item in request.items:
+            item.quantity_received, item.condition_received = conditions.get(item.id, (0, None))
+            item.updated_at = now
+        order = await lock_order(self.session, self.orders, request.order_id)
+        came = [ReturnedLine(i.order_item_id, i.quantity_received) for i in by_id.values() if i.quantity_received]
+        refund = compute_refund(
+            lines_of(order),
+            came,
+            terms_of(order),
+            refund_shipping=request.refund_shipping,
+            refund_tax=request.refund_tax,
+        )
+        for item in request.items:
+            item.refund_amount = refund.items.get(item.order_item_id, Decimal("0.00"))
+        request.total_refund_amount = refund.total
+        request.status, request.processed_by, request.processed_at, request.updated_at = (
+            RECEIVED,
+            data.received_by,
+            now,
+            now,
+        )
+        request.return_tracking_number = data.tracking_number or request.return_tracking_number
+        event = ReturnReceived(
+            **about(request), items=received_lines(request), refund=self._refund_order(request), received_at=now
+        )
+        await add_event(self.session, return_id, event)
+        return await self._commit_and_read(return_id)
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    async def get(self, return_id: uuid.UUID) -> ReturnRequest:
+        request = await self.session.scalar(_with_items(select(ReturnRequest).where(ReturnRequest.id == return_id)))
+        if request is None:
+            raise NotFound(f"return {return_id} not found")
+        return request
+
+    async def list(
+        self, *, order_id: uuid.UUID | None, customer_id: str | None, limit: int, cursor: str | None
+    ) -> tuple[Sequence[ReturnRequest], str | None]:
+        """Returns of an order and/or a customer (all of them if neither is given), newest first."""
+        query = select(ReturnRequest)
+        if order_id is not None:
+            query = query.where(ReturnRequest.order_id == order_id)
+        if customer_id is not None:
+            query = query.where(ReturnRequest.customer_id == customer_id)
+        if cursor:
+            created_at, last_id = decode_cursor(cursor)
+            position = tuple_(literal(created_at), literal(last_id))
+            query = query.where(tuple_(ReturnRequest.created_at, ReturnRequest.id) < position)
+        query = query.order_by(ReturnRequest.created_at.desc(), ReturnRequest.id.desc()).limit(limit + 1)
+        rows = list((await self.session.scalars(_with_items(query))).all())
+        page = rows[:limit]
+        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+        return page, next_cursor
+
+    # --- helpers -----------------------------------------------------------------------------------
+
+    async def _taken(self, order_id: uuid.UUID) -> dict[int, int]:
+        """Units of each order line already returned or in an open return (what came back, once received)."""
+        # Asked back while requested or approved; what actually came once received.
+        counted = func.sum(
+            case(
+                (ReturnRequest.status.in_([REQUESTED, APPROVED]), ReturnItem.quantity_returned),
+                else_=ReturnItem.quantity_received,
+            )
+        )
+        rows = await self.session.execute(
+            select(ReturnItem.order_item_id, counted)
+            .join(ReturnRequest, ReturnRequest.id == ReturnItem.return_request_id)
+            .where(ReturnRequest.order_id == order_id, ReturnRequest.status.in_(OPEN_OR_DONE))
+            .group_by(ReturnItem.order_item_id)
+        )
+        return {int(item_id): int(units or 0) for item_id, units in rows.tuples()}
+
+    async def _reprice(self, request: ReturnRequest, shipping: bool | None, tax: bool | None) -> None:
+        order = await lock_order(self.session, self.orders, request.order_id)
+        request.refund_shipping = request.refund_shipping if shipping is None else shipping
+        request.refund_tax = request.refund_tax if tax is None else tax
+        asked = [ReturnedLine(i.order_item_id, i.quantity_returned) for i in request.items]
+        refund = compute_refund(
+            lines_of(order),
+            asked,
+            terms_of(order),
+            refund_shipping=request.refund_shipping,
+            refund_tax=request.refund_tax,
+        )
+        for item in request.items:
+            item.refund_amount = refund.items[item.order_item_id]
+        request.total_refund_amount = refund.total
+
+    def _refund_order(self, request: ReturnRequest) -> RefundOrder:
+        request.refund_id = uuid7()
+        return RefundOrder(
+            refund_id=request.refund_id,
+            amount=request.total_refund_amount,
+            currency=request.currency,
+            reason=f"return {request.return_number}",
+        )
+
+    async def _lock_live(self, return_id: uuid.UUID) -> ReturnRequest:
+        """The return, locked; one past its expiry is expired now (committed) and refused (409)."""
+        request = await self._lock(return_id)
+        if is_expired(request.status, request.expires_at, utc_now()):
+            await expire(self.session, request, utc_now())
+            await self.session.commit()
+            raise StateConflict("status", f"the return expired at {request.expires_at}")
+        return request
+
+    async def _lock(self, return_id: uuid.UUID) -> ReturnRequest:
+        statement = _with_items(select(ReturnRequest).where(ReturnRequest.id == return_id)).with_for_update(
+            of=ReturnRequest
+        )
+        request = await self.session.scalar(statement)
+        if request is None:
+            raise NotFound(f"return {return_id} not found")
+        return request
+
+    async def _commit_and_read(self, return_id: uuid.UUID) -> ReturnRequest:
+        await self.session.commit()
+        return await self.get(return_id)
+
+
+def _with_items(statement: Select[tuple[ReturnRequest]]) -> Select[tuple[ReturnRequest]]:
+    return statement.options(selectinload(ReturnRequest.items)).execution_options(populate_existing=True)
