@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from apps.common.topology import PROCESSES, SERVICES, ServiceSpec, connect_url
-from infra import connectors, kafka, migrate, postgres, proc, redis
+from infra import connectors, kafka, migrate, monitoring, postgres, proc, redis
 from infra.paths import LOGS, PIDS, REPO, STATE, ensure_dirs, log_file
 
 
@@ -129,6 +129,7 @@ STEPS: list[tuple[str, Callable[[], object]]] = [
     ("connect", kafka.start_connect),
     ("migrations", migrate.upgrade_all),
     ("connectors", connectors.deploy_all),
+    ("monitoring", lambda: monitoring.start_all(app_processes())),  # exporters, Prometheus, Alertmanager
 ]
 
 
@@ -147,6 +148,10 @@ def _infra_components() -> list[Component]:
         Component("redis", redis.start, redis.stop),
         Component("kafka", kafka.start_kafka, kafka.stop_kafka),
         Component("connect", kafka.start_connect, kafka.stop_connect),
+        *(
+            Component(d.name, functools.partial(monitoring.start_one, d.name, app_processes), d.stop)
+            for d in monitoring.DAEMONS
+        ),
     ]
 
 
@@ -225,6 +230,8 @@ def print_urls() -> None:
     print("Redis           redis://127.0.0.1:6379")
     print("Kafka           127.0.0.1:9092")
     print(f"Kafka Connect   {connect_url()}/connectors")
+    print(f"Prometheus      http://127.0.0.1:{monitoring.PROMETHEUS_PORT}  (alerts /alerts, rules /rules)")
+    print(f"Alertmanager    http://127.0.0.1:{monitoring.ALERTMANAGER_PORT}")
     for process in app_processes():
         if process.name.endswith("-consumer"):
             print(f"{process.name:<18} metrics {process.url}")
@@ -236,6 +243,8 @@ def print_urls() -> None:
 
 
 def down() -> None:
+    for name, stopped in monitoring.stop_all():
+        print(f"  {name:<12} {'stopped' if stopped else 'was not running'}")
     for process in reversed(app_processes()):
         if proc.stop(process.name):
             print(f"  {process.name:<12} stopped")
@@ -272,6 +281,7 @@ def status() -> int:
                 rows.append((f"connector {name}", ok, f"{state} (tasks: {task_states})"))
             except Exception:
                 rows.append((f"connector {name}", False, "not deployed"))
+    rows += [(d.name, proc.running(d.name) and d.ready(), d.ready_url) for d in monitoring.DAEMONS]
     for process in app_processes():
         alive = proc.running(process.name) and _safe(process.probe)
         rows.append((process.name, alive, process.url or f"log {log_file(process.name)}"))

@@ -17,6 +17,7 @@ from advanced_alchemy.extensions.litestar._utils import delete_aa_scope_state, g
 from advanced_alchemy.extensions.litestar.plugins.init.config.common import SESSION_TERMINUS_ASGI_EVENTS
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from apps.common.pool_metrics import instrument_pool
 from apps.common.topology import ServiceSpec, database_url
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ def alchemy_config(spec: ServiceSpec, pool: PoolSettings | None = None) -> SQLAl
         # next request with a 503. The ping (one round trip at checkout) finds it dead and reconnects.
         pool_pre_ping=True,
     )
+    instrument_pool(engine, spec.name)  # commerce_db_pool_* on /metrics (apps/common/pool_metrics.py)
     return SQLAlchemyAsyncConfig(
         engine_instance=engine,
         bind_key=spec.name,

@@ -1,0 +1,272 @@
+"""The stack exporter: what no standard exporter knows about this system (python -m infra.stack_exporter).
+
+GET /metrics, fresh at each scrape:
+
+- ``commerce_connect_up``; ``commerce_connector_running{connector}`` and
+  ``commerce_connector_task_running{connector,task}`` (1 RUNNING, 0 anything else, missing included) for
+  every connector of connectors/, and ``commerce_connector_state{connector,state}``.
+- ``commerce_replication_slot_lag_bytes|_lag_seconds|_retained_wal_bytes|_active{slot}``: WAL a slot's
+  consumer has not confirmed, how long ago the oldest unconfirmed WAL was written, WAL the slot keeps.
+- ``commerce_pg_wal_bytes``, ``commerce_pg_data_dir_bytes`` (databases + WAL) and the data dir's file
+  system (``commerce_pg_data_fs_size_bytes``, ``commerce_pg_data_fs_avail_bytes``).
+- ``commerce_dead_letters{group}`` (messages in ``<group>.dlq``) and ``commerce_dead_letters_pending{group}``
+  (not yet redriven: past the ``<group>.redrive`` group's committed offset).
+- ``commerce_order_saga_overdue``: order sagas still waiting on a step a minute past its deadline (the
+  sweeper compensates them within a second or two when it runs).
+- ``commerce_exporter_source_up{source}``: 0 when a source failed this scrape; its metrics are then absent.
+
+Slot lag in seconds: WAL positions carry no time, so a sampler records (time, current WAL position) every
+two seconds; a slot's lag is the age of the first sample past its confirmed position. It is a lower bound
+(by at most one sample interval) and only covers the exporter's own lifetime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import collections
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from apps.common.topology import BY_NAME, connect_url, database_url
+from infra import connectors, dead_letter_stats, monitoring, postgres
+
+log = logging.getLogger("infra.stack_exporter")
+
+SAMPLE_EVERY_S = 2.0
+SAMPLES_KEPT = 6 * 3600 // 2  # six hours of WAL positions
+SAGA_GRACE = "1 minute"
+SOURCE_TIMEOUT_S = 4.0
+
+
+def lag_seconds(samples: Sequence[tuple[float, int]], confirmed: int, current: int, now: float) -> float:
+    """Age of the oldest WAL the slot has not confirmed: the first sample (oldest first) past ``confirmed``.
+
+    0 when the slot is caught up, or when all its unconfirmed WAL was written after the last sample.
+    """
+    if confirmed >= current:
+        return 0.0
+    positions = [lsn for _, lsn in samples]
+    index = bisect.bisect_right(positions, confirmed)
+    if index == len(samples):
+        return 0.0
+    return max(0.0, now - samples[index][0])
+
+
+@dataclass
+class Snapshot:
+    metrics: list[Metric] = field(default_factory=list)
+
+    def gauge(self, name: str, doc: str, labels: Sequence[str], rows: Iterable[tuple[Sequence[str], float]]) -> None:
+        family = GaugeMetricFamily(name, doc, labels=list(labels))
+        for values, value in rows:
+            family.add_metric(list(values), value)
+        self.metrics.append(family)
+
+
+class _Fixed(Collector):
+    def __init__(self, metrics: list[Metric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._metrics)
+
+
+class Exporter:
+    def __init__(self) -> None:
+        self.samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=SAMPLES_KEPT)
+        self.http: aiohttp.ClientSession | None = None
+
+    async def sample_wal(self, stopping: asyncio.Event) -> None:
+        """Record the current WAL position every SAMPLE_EVERY_S (the clock of slot lag in seconds)."""
+        conn: asyncpg.Connection | None = None
+        while not stopping.is_set():
+            try:
+                conn = conn if conn is not None and not conn.is_closed() else await _connect_monitoring()
+                lsn = await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
+                self.samples.append((time.time(), int(lsn)))
+            except Exception as exc:  # PostgreSQL restarting: keep sampling once it is back
+                log.debug("WAL sample failed: %r", exc)
+                conn = None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), SAMPLE_EVERY_S)
+        if conn is not None:
+            await conn.close()
+
+    async def scrape(self) -> bytes:
+        snapshot = Snapshot()
+        sources: dict[str, Callable[[Snapshot], Awaitable[None]]] = {
+            "connect": self.connect_status,
+            "postgres": self.postgres_stats,
+            "order_db": self.saga_overdue,
+            "kafka": self.dead_letters,
+        }
+        results = await asyncio.gather(
+            *(asyncio.wait_for(source(snapshot), SOURCE_TIMEOUT_S) for source in sources.values()),
+            return_exceptions=True,
+        )
+        for name, result in zip(sources, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("source %s failed: %r", name, result)
+        snapshot.gauge(
+            "commerce_exporter_source_up",
+            "1 when the source answered this scrape",
+            ["source"],
+            [((name,), 0.0 if isinstance(r, BaseException) else 1.0) for name, r in zip(sources, results, strict=True)],
+        )
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Fixed(snapshot.metrics))
+        return generate_latest(registry)
+
+    async def connect_status(self, snapshot: Snapshot) -> None:
+        expected = [connectors.load(path, {})[0] for path in sorted(connectors.CONNECTORS.glob("*.json"))]
+        self.http = self.http or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3))
+        try:
+            async with self.http.get(f"{connect_url()}/connectors?expand=status") as resp:
+                resp.raise_for_status()
+                deployed: dict[str, dict[str, object]] = await resp.json()
+        except aiohttp.ClientError:
+            snapshot.gauge("commerce_connect_up", "Kafka Connect's REST API answers", [], [((), 0.0)])
+            raise
+        snapshot.gauge("commerce_connect_up", "Kafka Connect's REST API answers", [], [((), 1.0)])
+        states, running, tasks = connector_rows(expected, deployed)
+        snapshot.gauge(
+            "commerce_connector_state", "1 for the connector's current state", ["connector", "state"], states
+        )
+        snapshot.gauge("commerce_connector_running", "1 when the connector is RUNNING", ["connector"], running)
+        snapshot.gauge("commerce_connector_task_running", "1 when the task is RUNNING", ["connector", "task"], tasks)
+
+    async def postgres_stats(self, snapshot: Snapshot) -> None:
+        conn = await _connect_monitoring()
+        try:
+            slots = await conn.fetch(
+                "SELECT slot_name, active, "
+                "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS current, "
+                "pg_wal_lsn_diff(coalesce(confirmed_flush_lsn, restart_lsn), '0/0')::bigint AS confirmed, "
+                "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained "
+                "FROM pg_replication_slots WHERE slot_type = 'logical'"
+            )
+            wal = await conn.fetchval("SELECT coalesce(sum(size), 0)::bigint FROM pg_ls_waldir()")
+            databases = await conn.fetchval("SELECT sum(pg_database_size(oid))::bigint FROM pg_database")
+        finally:
+            await conn.close()
+        now, samples = time.time(), list(self.samples)
+        per_slot: dict[str, tuple[str, Callable[[asyncpg.Record], float]]] = {
+            "lag_bytes": ("WAL not confirmed by the slot", lambda r: max(0, r["current"] - r["confirmed"])),
+            "lag_seconds": (
+                "Age of the oldest WAL the slot has not confirmed",
+                lambda r: lag_seconds(samples, r["confirmed"], r["current"], now),
+            ),
+            "retained_wal_bytes": ("WAL kept for the slot", lambda r: r["retained"] or 0),
+            "active": ("1 while a consumer streams from the slot", lambda r: r["active"]),
+        }
+        for name, (doc, value) in per_slot.items():
+            rows = [((row["slot_name"],), float(value(row))) for row in slots]
+            snapshot.gauge(f"commerce_replication_slot_{name}", doc, ["slot"], rows)
+        fs = os.statvfs(postgres.DATA)
+        for name, doc, number in (
+            ("commerce_pg_wal_bytes", "Size of pg_wal", wal),
+            ("commerce_pg_data_dir_bytes", "Databases plus WAL", databases + wal),
+            ("commerce_pg_data_fs_size_bytes", "Size of the data dir's file system", fs.f_blocks * fs.f_frsize),
+            ("commerce_pg_data_fs_avail_bytes", "Free space on the data dir's file system", fs.f_bavail * fs.f_frsize),
+        ):
+            snapshot.gauge(name, doc, [], [((), float(number))])
+
+    async def saga_overdue(self, snapshot: Snapshot) -> None:
+        conn = await asyncpg.connect(database_url(BY_NAME["order"], driver="postgresql"), timeout=3)
+        try:
+            overdue = await conn.fetchval(
+                "SELECT CASE WHEN to_regclass('order_sagas') IS NULL THEN 0 ELSE "
+                f"(SELECT count(*) FROM order_sagas WHERE deadline_at < now() - interval '{SAGA_GRACE}') END"
+            )
+        finally:
+            await conn.close()
+        snapshot.gauge(
+            "commerce_order_saga_overdue", f"Sagas waiting {SAGA_GRACE} past their step's deadline", [], [((), overdue)]
+        )
+
+    async def dead_letters(self, snapshot: Snapshot) -> None:
+        counts = await asyncio.to_thread(dead_letter_stats.read)
+        snapshot.gauge(
+            "commerce_dead_letters", "Messages in the group's dead-letter topic", ["group"],
+            [((c.group,), float(c.total)) for c in counts],
+        )  # fmt: skip
+        snapshot.gauge(
+            "commerce_dead_letters_pending", "Dead letters not yet redriven", ["group"],
+            [((c.group,), float(c.pending)) for c in counts],
+        )  # fmt: skip
+
+
+def connector_rows(
+    expected: Sequence[str], deployed: dict[str, dict[str, object]]
+) -> tuple[list[tuple[Sequence[str], float]], list[tuple[Sequence[str], float]], list[tuple[Sequence[str], float]]]:
+    """Rows of the three connector gauges from GET /connectors?expand=status; a connector not deployed is
+    state MISSING, not running, with no tasks."""
+    states: list[tuple[Sequence[str], float]] = []
+    running: list[tuple[Sequence[str], float]] = []
+    tasks: list[tuple[Sequence[str], float]] = []
+    for name in sorted({*expected, *deployed}):
+        status = deployed.get(name, {}).get("status")
+        status = status if isinstance(status, dict) else {}
+        state = str(status.get("connector", {}).get("state", "MISSING"))
+        states.append(((name, state), 1.0))
+        running.append(((name,), float(state == "RUNNING")))
+        for task in status.get("tasks", []):
+            tasks.append(((name, str(task.get("id"))), float(task.get("state") == "RUNNING")))
+    return states, running, tasks
+
+
+async def _connect_monitoring() -> asyncpg.Connection:
+    return await asyncpg.connect(monitoring.monitoring_dsn(), timeout=3)
+
+
+async def serve(port: int) -> None:
+    exporter = Exporter()
+    stopping = asyncio.Event()
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=await exporter.scrape(), content_type="text/plain", charset="utf-8")
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    sampler = asyncio.create_task(exporter.sample_wal(stopping))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    await sampler
+    if exporter.http is not None:
+        await exporter.http.close()
+    await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=monitoring.STACK_EXPORTER_PORT)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(serve(args.port))
+
+
+if __name__ == "__main__":
+    main()
