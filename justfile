@@ -82,3 +82,19 @@ bench *args: up
 # Delete outbox rows older than a year and inbox rows past the replay window, in every service database
 retention *args:
     {{python}} -m infra.retention "$@"
+
+# Dumps per service (`just backup [SERVICE...]` -> backups/), or pgBackRest: `just backup --full|--incr|--info`
+backup *args:
+    {{python}} -m infra.backup "$@"
+
+# Restore one service's database from a dump: `just restore order backups/20261126_031500_order_db.backup`
+restore service file:
+    {{python}} -m infra.backup --restore "$@"
+
+# Restore the cluster to a moment and re-sync the outbox (docs/operations.md): `just pitr --to "2026-11-26 03:15:00+00"`
+pitr *args:
+    {{python}} -m infra.pitr "$@"
+
+# The seed's backup schedule as a cron file: `just backup-schedule > /etc/cron.d/commerce-outbox-backup`
+backup-schedule:
+    @{{python}} -m infra.backup --schedule

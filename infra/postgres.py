@@ -32,6 +32,11 @@ def _pg_dir() -> Path:
 PG_DIR = _pg_dir()
 DATA = PG_DIR / "data"
 SOCKET_DIR = PG_DIR / "run"
+# pgBackRest's config, repository and logs live beside the cluster, owned by the same OS user
+# (infra/backup_physical.py writes the config; archive_command below reads it).
+PGBACKREST_DIR = PG_DIR / "pgbackrest"
+PGBACKREST_CONF = PGBACKREST_DIR / "pgbackrest.conf"
+STANZA = "commerce"
 
 SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
@@ -47,6 +52,17 @@ SETTINGS = {
     "log_line_prefix": "'%m [%p] %q%u@%d '",
 }
 
+# WAL archiving through pgBackRest for point-in-time recovery; a restart applies archive_mode.
+ARCHIVE_SETTINGS = {
+    "archive_mode": "on",
+    "archive_command": f"'pgbackrest --config={PGBACKREST_CONF} --stanza={STANZA} archive-push %p'",
+    # A quiet cluster still ships a segment a minute, so a recovery point is at most a minute from the archive.
+    "archive_timeout": "60",
+}
+
+# The streaming replica (infra/replica.py) connects over the socket as the superuser, by OS identity.
+REPLICATION_HBA = "local   replication  postgres                 peer\n"
+
 
 def os_user() -> str:
     """PostgreSQL refuses to run as root; use the Debian 'postgres' user (created if missing)."""
@@ -58,12 +74,12 @@ def os_user() -> str:
     return name
 
 
-def _as_pg(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def as_pg(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     cmd = argv if os.geteuid() != 0 else ["runuser", "-u", os_user(), "--", *argv]
     return subprocess.run(cmd, text=True, capture_output=True, **kwargs)  # type: ignore[call-overload,no-any-return]
 
 
-def _chown_for_pg(path: Path) -> None:
+def chown_for_pg(path: Path) -> None:
     if os.geteuid() == 0:
         user = pwd.getpwnam(os_user())
         shutil.chown(path, user.pw_uid, user.pw_gid)
@@ -76,13 +92,13 @@ def initialised() -> bool:
 def init() -> None:
     for folder in (PG_DIR, SOCKET_DIR):
         folder.mkdir(parents=True, exist_ok=True)
-        _chown_for_pg(folder)
-    probe = _as_pg(["test", "-w", str(PG_DIR)])
+        chown_for_pg(folder)
+    probe = as_pg(["test", "-w", str(PG_DIR)])
     if probe.returncode != 0:
         raise proc.StartError(
             f"postgres: user {os_user()!r} cannot write {PG_DIR}; every parent folder must be traversable"
         )
-    result = _as_pg(
+    result = as_pg(
         [
             str(BIN / "initdb"),
             "-D",
@@ -99,7 +115,7 @@ def init() -> None:
     if result.returncode != 0:
         raise proc.StartError(f"postgres: initdb failed:\n{result.stdout}\n{result.stderr}")
     conf = DATA / "postgresql.conf"
-    lines = [f"{key} = {value}" for key, value in SETTINGS.items()]
+    lines = [f"{key} = {value}" for key, value in {**SETTINGS, **ARCHIVE_SETTINGS}.items()]
     lines.append(f"port = {pg_port()}")
     lines.append(f"unix_socket_directories = '{SOCKET_DIR}'")
     with conf.open("a") as handle:
@@ -108,6 +124,7 @@ def init() -> None:
     hba.write_text(
         "# local socket: the postgres superuser only, by OS identity (used by the stack's bootstrap)\n"
         "local   all          postgres                 peer\n"
+        f"{REPLICATION_HBA}"
         "# TCP: every role by password; Debezium's role may also open replication connections\n"
         "host    all          all        127.0.0.1/32  scram-sha-256\n"
         f"host    replication  {CDC_ROLE}   127.0.0.1/32  scram-sha-256\n"
@@ -115,7 +132,7 @@ def init() -> None:
 
 
 def running() -> bool:
-    return _as_pg([str(BIN / "pg_ctl"), "status", "-D", str(DATA)]).returncode == 0
+    return as_pg([str(BIN / "pg_ctl"), "status", "-D", str(DATA)]).returncode == 0
 
 
 def ready() -> bool:
@@ -137,14 +154,14 @@ def start() -> None:
 def stop() -> bool:
     if not initialised() or not running():
         return False
-    _as_pg([str(BIN / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(DATA)])
+    as_pg([str(BIN / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(DATA)])
     proc.stop(NAME, timeout=5)
     return True
 
 
 def psql_admin(sql: str, database: str = "postgres") -> str:
     """Run SQL as the superuser over the private socket."""
-    result = _as_pg(
+    result = as_pg(
         [
             str(BIN / "psql"),
             "-X",

@@ -24,6 +24,7 @@ from apps.catalog.schemas import (
 from apps.catalog.services import ProductService
 from apps.common.pagination import Cursor
 from apps.common.providers import create_service_provider
+from apps.common.read_routing import replica_reads
 
 __all__ = ["ProductController"]
 
@@ -63,7 +64,7 @@ class ProductController(Controller):
         """Withdraw a product (soft delete)."""
         await products.delete(product_id)
 
-    @get()
+    @get(dependencies={"products": replica_reads(ProductService)})  # a listing: the replica may serve it
     async def list_products(
         self,
         products: Products,

@@ -19,6 +19,8 @@ What every service gets from it, each from its own module:
   database outage a 503, and no response ever carries SQL, parameter values or a traceback.
 - An OpenAPI document that says what the service does (``apps/common/openapi.py``): every operation's
   error answers, unknown body fields refused, ``Allow`` listing every method of a path.
+- The read replica (``apps/common/read_routing.py``): listings and reports that take their service from
+  ``replica_reads`` read from it when it is up and caught up; ``X-Read-Source`` says which database answered.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from apps.common.error_handlers import Handler, exception_handlers
 from apps.common.logs import AccessLogMiddleware, SentStatusPrometheusMiddleware, logging_config
 from apps.common.openapi import AllowHeaderMiddleware, StrictStructSchemaPlugin, document_error_responses
 from apps.common.probes import READINESS_CHECKS, MetricsController, ProbeController, ReadinessCheck
+from apps.common.read_routing import ReadReplicaPlugin
 from apps.common.topology import ServiceSpec
 
 __all__ = ["MAX_BODY_BYTES", "create_service_app"]
@@ -81,7 +84,11 @@ def create_service_app(
     app = Litestar(
         route_handlers=[ProbeController, MetricsController, *controllers],
         dependencies=dict(dependencies or {}),
-        plugins=[SQLAlchemyPlugin(config=litestar_alchemy_config(spec)), StrictStructSchemaPlugin()],
+        plugins=[
+            SQLAlchemyPlugin(config=litestar_alchemy_config(spec)),
+            StrictStructSchemaPlugin(),
+            ReadReplicaPlugin(spec),
+        ],
         middleware=[metrics.middleware, AccessLogMiddleware(), AllowHeaderMiddleware(), *middleware],
         exception_handlers=handlers,
         logging_config=logging_config(spec),

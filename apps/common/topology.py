@@ -72,6 +72,11 @@ def pg_port() -> int:
     return int(os.environ.get("PG_PORT", "5432"))
 
 
+def replica_port() -> int:
+    """The streaming read replica's port (infra/replica.py; apps/common/read_routing.py reads from it)."""
+    return int(os.environ.get("PG_REPLICA_PORT", "5433"))
+
+
 def connect_url() -> str:
     return os.environ.get("CONNECT_URL", "http://127.0.0.1:8083")
 

@@ -105,7 +105,7 @@ async def test_with_redis_stopped_carts_work_from_postgres_and_ready_says_degrad
     finally:
         stack_command("start", "redis")
     ready = await client.get("/ready")
-    assert ready.json() == {"status": "ready", "database": "ok", "redis": "ok"}
+    assert ready.json() == {"status": "ready", "database": "ok", "redis": "ok", "replica": "ok"}
     before = await cache_reads(client)
     for _ in range(3):
         assert (await client.get(url, headers=headers)).status_code == 200

@@ -1,0 +1,112 @@
+"""`just backup` and `just restore`: logical dumps per service database, and pgBackRest's physical backups.
+
+    just backup                     every service database -> backups/YYYYMMDD_HHMMSS_<db>.backup
+    just backup order catalog       only these services' databases
+    just backup --full | --incr     a pgBackRest full or incremental backup of the whole cluster
+    just restore order backups/20261126_031500_order_db.backup
+
+Dumps are ``pg_dump --format=custom --compress=9`` (the seed's format and names), taken as the superuser
+over the private socket so ownership, grants and the outbox publication come back as they were. A restore
+is ``pg_restore --clean --if-exists --single-transaction``: readers see the old tables or the restored ones,
+never a half-restored database. Restoring a database that a consumer group writes (its inbox and
+projections) while the group runs loses what it applied after the dump: stop the group first
+(docs/operations.md, "Restore one database").
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from apps.common.topology import BY_NAME, SERVICES, ServiceSpec, pg_port
+from infra import backup_physical, postgres
+from infra.paths import REPO
+
+BACKUPS = REPO / "backups"
+
+
+def dump_name(spec: ServiceSpec, at: dt.datetime) -> str:
+    """The seed's file name: YYYYMMDD_HHMMSS_<database>.backup (UTC)."""
+    return f"{at.astimezone(dt.UTC):%Y%m%d_%H%M%S}_{spec.database}.backup"
+
+
+def _pg_argv(tool: str, database: str) -> list[str]:
+    argv = [str(postgres.BIN / tool), "-h", str(postgres.SOCKET_DIR), "-p", str(pg_port()), "-U", "postgres"]
+    argv += ["-d", database]
+    return argv if os.geteuid() != 0 else ["runuser", "-u", postgres.os_user(), "--", *argv]
+
+
+def dump(spec: ServiceSpec, folder: Path = BACKUPS, at: dt.datetime | None = None) -> Path:
+    """One database as a custom-format archive; our process writes the file (the postgres user may not)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / dump_name(spec, at or dt.datetime.now(dt.UTC))
+    partial = target.with_suffix(".partial")
+    with partial.open("wb") as out:
+        result = subprocess.run(
+            [*_pg_argv("pg_dump", spec.database), "--format=custom", "--compress=9"],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise SystemExit(f"pg_dump {spec.database} failed: {result.stderr.decode().strip()}")
+    partial.rename(target)
+    return target
+
+
+def restore(spec: ServiceSpec, archive: Path) -> None:
+    """pg_restore --clean --if-exists in one transaction, read from our own handle on the file."""
+    with archive.open("rb") as source:
+        result = subprocess.run(
+            [*_pg_argv("pg_restore", spec.database), "--clean", "--if-exists", "--single-transaction"],
+            stdin=source,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise SystemExit(f"pg_restore {spec.database} failed: {result.stderr.decode().strip()}")
+
+
+def _services(names: list[str]) -> list[ServiceSpec]:
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown:
+        raise SystemExit(f"unknown service(s) {', '.join(unknown)}; one of: {', '.join(BY_NAME)}")
+    return [BY_NAME[n] for n in names] if names else list(SERVICES)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("services", nargs="*", help="service names (default: all) for logical dumps")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--full", action="store_true", help="pgBackRest full backup of the cluster")
+    kind.add_argument("--incr", action="store_true", help="pgBackRest incremental backup of the cluster")
+    kind.add_argument("--info", action="store_true", help="list pgBackRest's backups")
+    kind.add_argument("--schedule", action="store_true", help="print the cron file for /etc/cron.d")
+    parser.add_argument("--restore", nargs=2, metavar=("SERVICE", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.restore:
+        spec, archive = _services([args.restore[0]])[0], Path(args.restore[1])
+        if not archive.is_file():
+            raise SystemExit(f"no such backup file: {archive}")
+        restore(spec, archive)
+        print(f"restored {spec.database} from {archive}")
+    elif args.full or args.incr:
+        entry = backup_physical.backup("full" if args.full else "incr")
+        print(f"pgbackrest {entry['type']} backup {entry['label']} done")
+    elif args.info:
+        print(backup_physical.pgbackrest("info").stdout, end="")
+    elif args.schedule:
+        print(backup_physical.schedule(), end="")
+    else:
+        for spec in _services(args.services):
+            print(dump(spec))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
