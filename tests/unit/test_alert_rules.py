@@ -1,0 +1,87 @@
+"""The alert rules are valid and each one is unit-tested with promtool (infra/prometheus/tests/)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from infra import monitoring
+
+PROMTOOL = shutil.which("promtool")
+RULE_FILES = sorted(monitoring.RULES.glob("*.yml"))
+TEST_FILES = sorted((monitoring.PROMETHEUS_DIR / "tests").glob("*.yml"))
+
+
+def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    assert PROMTOOL is not None, "promtool is missing: `just bootstrap` installs Debian's prometheus package"
+    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_rules_pass_promtool_check() -> None:
+    result = _promtool("check", "rules", *map(str, RULE_FILES))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_rule_passes_its_promtool_unit_tests() -> None:
+    result = _promtool("test", "rules", *map(str, TEST_FILES))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _alert_names(paths: list[Path], key: str) -> set[str]:
+    names: set[str] = set()
+    for path in paths:
+        document = yaml.safe_load(path.read_text())
+        if key == "alert":
+            names |= {rule["alert"] for group in document["groups"] for rule in group["rules"] if "alert" in rule}
+        else:
+            names |= {case["alertname"] for test in document["tests"] for case in test.get("alert_rule_test", [])}
+    return names
+
+
+def test_every_alert_has_a_unit_test() -> None:
+    rules, tested = _alert_names(RULE_FILES, "alert"), _alert_names(TEST_FILES, "test")
+    assert rules, "no alert rules found"
+    assert rules - tested == set()
+
+
+def test_every_alert_says_how_bad_it_is() -> None:
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
+                assert rule["annotations"]["summary"], rule["alert"]
+
+
+def test_generated_prometheus_config_passes_promtool(tmp_path: Path) -> None:
+    class Target:
+        def __init__(self, name: str, url: str) -> None:
+            self.name, self.url = name, url
+
+    targets = [
+        Target("order-api", "http://127.0.0.1:8004"),
+        Target("order-consumer", "http://127.0.0.1:8104/metrics"),
+        Target("order-sweeper", "http://127.0.0.1:8204"),
+        Target("payment-sandbox", "http://127.0.0.1:8009"),
+    ]
+    config = monitoring.scrape_config(targets)
+    path = tmp_path / "prometheus.yml"
+    path.write_text(json.dumps(config))
+    result = _promtool("check", "config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = {job["job_name"]: job["static_configs"] for job in config["scrape_configs"]}  # type: ignore[index]
+    assert jobs["api"] == [{"targets": ["127.0.0.1:8004"], "labels": {"component": "order-api"}}]
+    assert jobs["consumer"] == [{"targets": ["127.0.0.1:8104"], "labels": {"component": "order-consumer"}}]
+    assert jobs["worker"] == [{"targets": ["127.0.0.1:8204"], "labels": {"component": "order-sweeper"}}]
+    assert {"postgres-exporter", "stack-exporter", "prometheus"} <= set(jobs)
+
+
+def test_alertmanager_config_passes_amtool() -> None:
+    amtool = shutil.which("amtool")
+    assert amtool is not None, "amtool is missing: `just bootstrap` installs prometheus-alertmanager"
+    path = monitoring.PROMETHEUS_DIR / "alertmanager.yml"
+    result = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
