@@ -28,7 +28,7 @@ SLEEP_S = 16
 
 
 def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, within=5) as resp:
+    with urllib.request.urlopen(url, timeout=5) as resp:
         return json.load(resp)
 
 
