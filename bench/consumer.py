@@ -1,11 +1,17 @@
-"""Consumer benchmark: events applied per second by the runtime next to a bare confluent-kafka read.
+"""Consumer benchmark: events applied per second by the runtime next to its two ceilings.
 
-    just bench-consumer [--events 100000] [--batch-size 1000]
+    just bench-consumer [--events 100000] [--batch-size 1000] [--ceiling-seconds 15]
 
-Both read the same freshly produced topic of Debezium-shaped `order.created` records. The bare consumer
-only polls; the runtime decodes, inserts each event id into the inbox, applies the customer-stats batch
-handler (one upsert per batch) and commits the database, then the offsets. Rates are measured from the
-first record to the last, so group joins are not counted. The last line is JSON.
+Both consumers read the same freshly produced topic of Debezium-shaped `order.created` records, with
+time-ordered event ids as the outbox writes them. The bare consumer only polls (Kafka's ceiling). The
+runtime decodes, inserts each event id into the inbox, applies the customer-stats batch handler (one
+upsert per batch) and commits the database, then the offsets. Rates are measured from the first record
+to the last, so group joins are not counted.
+
+The durable ceiling is what PostgreSQL can absorb of the same work: pgbench runs bench/consumer_tx.sql
+(the inbox claim and the customer-stats upsert of one batch, in one transaction) on one connection, as
+the runtime has, in the same run; tps x batch size is the ceiling. The last line is JSON:
+{applied_per_s, bare_per_s, durable_ceiling_per_s, ratio, ratio_durable}.
 """
 
 from __future__ import annotations
@@ -13,20 +19,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import re
+import subprocess
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from apps.common.topology import BY_NAME, database_url, kafka_bootstrap
+from apps.common.topology import BY_NAME, database_url, kafka_bootstrap, pg_host, pg_port
 from apps.customer.consumers import apply_order_events
 from outbox.consumer import ConsumerGroup, EventContext
 from outbox.events import encode_payload
 from outbox.runtime import ConsumerRuntime
 from outbox.topics import ensure_topics
+from outbox.writer import new_event_id
 from tests.support.orders import order_created
 
 
@@ -35,7 +46,7 @@ def produce(topic: str, events: int, customers: int, run: str) -> None:
     for i in range(events):
         ev = order_created(f"bench-{run}-{i % customers}", "9.99")
         headers: list[tuple[str, str | bytes | None]] = [
-            ("id", str(uuid.uuid4())),
+            ("id", str(new_event_id())),
             ("event_type", "order.created"),
             ("event_version", "1"),
             ("schema_version", "1"),
@@ -110,12 +121,37 @@ async def runtime_rate(topic: str, events: int, batch_size: int, run: str, *, tr
     return events / elapsed
 
 
+PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+BATCH_SQL = Path(__file__).with_name("consumer_tx.sql")
+
+
+def durable_ceiling(batch_size: int, customers: int, seconds: int) -> float:
+    """Events/s PostgreSQL absorbs as the runtime's batches (pgbench, one connection), then cleans up."""
+    spec = BY_NAME["customer"]
+    run = str(int(time.time()))
+    env = {**os.environ, "PGPASSWORD": spec.password()}
+    connect = ["-h", pg_host(), "-p", str(pg_port()), "-U", spec.role, "-d", spec.database]
+    variables = ["-D", f"batch={batch_size}", "-D", f"customers={customers}", "-D", f"run={run}"]
+    argv = [PGBENCH, *connect, "-n", "-f", str(BATCH_SQL), *variables, "-c", "1", "-T", str(seconds)]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout
+    match = re.search(r"tps = ([\d.]+)", out)
+    if match is None:
+        raise SystemExit(f"pgbench printed no tps:\n{out}")
+    cleanup = (
+        f"DELETE FROM inbox WHERE consumer_group = 'bench-durable-{run}';"
+        f"DELETE FROM customer_stats WHERE customer_id LIKE 'bench-durable-{run}-%';"
+    )
+    subprocess.run(["psql", *connect, "-q", "-c", cleanup], check=True, capture_output=True, env=env)
+    return float(match.group(1)) * batch_size
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--customers", type=int, default=2_000)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--no-versions", action="store_true", help="run the group with track_versions=False")
+    parser.add_argument("--ceiling-seconds", type=int, default=15, help="how long pgbench measures the ceiling")
     args = parser.parse_args()
     run = uuid.uuid4().hex[:8]
     topic = f"bench.order.{run}"
@@ -127,7 +163,16 @@ def main() -> None:
     print(f"bare confluent-kafka consumer: {bare:,.0f} events/s", flush=True)
     applied = asyncio.run(runtime_rate(topic, args.events, args.batch_size, run, track_versions=not args.no_versions))
     print(f"outbox runtime (inbox + customer-stats, batch {args.batch_size}): {applied:,.0f} events/s", flush=True)
-    print(json.dumps({"applied_per_s": round(applied), "bare_per_s": round(bare), "ratio": round(applied / bare, 3)}))
+    ceiling = durable_ceiling(args.batch_size, args.customers, args.ceiling_seconds)
+    print(f"durable ceiling (pgbench, the same batch statements, 1 connection): {ceiling:,.0f} events/s", flush=True)
+    result = {
+        "applied_per_s": round(applied),
+        "bare_per_s": round(bare),
+        "durable_ceiling_per_s": round(ceiling),
+        "ratio": round(applied / bare, 3),
+        "ratio_durable": round(applied / ceiling, 3),
+    }
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -68,8 +68,7 @@ class BatchTransaction:
         self._count_outcomes(parsed, {p.ctx.event_id for p in to_apply} - {d.event_id for d in rejected}, dead)
 
     async def _stamp_previous_versions(self, session: AsyncSession, unique: list[Parsed]) -> None:
-        aggregates = {p.ctx.aggregate_id for p in unique if p.ctx.aggregate_id is not None}
-        previous = await inbox.last_versions(session, self.group.name, aggregates)
+        previous = await inbox.last_versions(session, self.group.name, _aggregates_with_history(unique))
         for p in unique:
             _stamp_previous(p.ctx, previous)
 
@@ -158,6 +157,19 @@ def _first_occurrences(items: list[Parsed]) -> list[Parsed]:
             seen.add(item.ctx.event_id)
             unique.append(item)
     return unique
+
+
+def _aggregates_with_history(items: list[Parsed]) -> set[uuid.UUID]:
+    """Aggregates whose first event in the batch may follow one applied earlier.
+
+    An aggregate first seen at version 1 has nothing before it (the outbox numbers each aggregate's events
+    from 1), so its lookup is skipped: a batch of new orders costs no index probes.
+    """
+    first: dict[uuid.UUID, int | None] = {}
+    for item in items:
+        if item.ctx.aggregate_id is not None:
+            first.setdefault(item.ctx.aggregate_id, item.ctx.event_version)
+    return {aggregate for aggregate, version in first.items() if version != 1}
 
 
 def _stamp_previous(ctx: EventContext, last: dict[uuid.UUID, int]) -> None:

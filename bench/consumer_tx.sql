@@ -1,0 +1,28 @@
+-- pgbench: what the consumer runtime asks of PostgreSQL for one batch of :batch order.created events,
+-- one statement each as the runtime sends them, in one transaction: the inbox claim (with its real
+-- indexes and time-ordered event ids, as the outbox writes them), the customer-stats upsert of the
+-- customers in the batch, then the commit. (The runtime looks up previous versions only for aggregates
+-- whose first event in the batch is past version 1, so none here.) The consumer's
+-- durable ceiling on this machine: tps x batch events/s. Variables: batch, customers, run (set by
+-- bench/consumer.py with -D).
+BEGIN;
+INSERT INTO inbox AS i (consumer_group, event_id, aggregate_id, event_type, event_version, outcome,
+                        topic, kafka_partition, kafka_offset)
+SELECT 'bench-durable-' || :run,
+       (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') || '7'
+        || lpad(to_hex(g), 3, '0') || substr(md5(random()::text), 1, 16))::uuid,
+       gen_random_uuid(), 'order.created', 1, 'applied', 'bench.order', 0, g
+FROM generate_series(1, :batch) AS g
+ON CONFLICT (consumer_group, event_id) DO NOTHING
+RETURNING event_id;
+INSERT INTO customer_stats AS s (customer_id, orders_count, cancelled_count, total_spent, last_order_at)
+SELECT 'bench-durable-' || :run || '-' || c, count(*), 0, 9.99 * count(*), now()
+FROM (SELECT (random() * :customers)::int AS c FROM generate_series(1, :batch)) AS drawn
+GROUP BY c ORDER BY c
+ON CONFLICT (customer_id) DO UPDATE SET
+    orders_count = s.orders_count + excluded.orders_count,
+    cancelled_count = s.cancelled_count + excluded.cancelled_count,
+    total_spent = s.total_spent + excluded.total_spent,
+    last_order_at = GREATEST(s.last_order_at, excluded.last_order_at),
+    updated_at = now();
+COMMIT;
