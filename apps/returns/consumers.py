@@ -7,12 +7,13 @@ a payment answer about a refund that is not a return's (an order's cancellation)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from apps.common.consumer_db import consumer_database_url
 from apps.order.events import OrderCancelled, OrderConfirmed, OrderCreated, OrderStatusChanged
 from apps.payment.events import PaymentRefunded, PaymentRefundFailed
-from apps.returns.orders import project_order
+from apps.returns.orders import OrderFact, project_orders
 from apps.returns.progress import refund_failed, refunded, restocked
 from apps.warehouse.events import InventoryRestocked
 from outbox.consumer import ConsumerGroup, EventContext
@@ -28,30 +29,26 @@ group = ConsumerGroup("returns")
 projection_tables: tuple[str, ...] = ()
 
 
-@group.handler("order.created")
-async def order_created(session: AsyncSession, event: OrderCreated, ctx: EventContext) -> None:
-    await project_order(
-        session, event.order_id, status=event.status, customer_id=event.customer_id, currency=event.currency
-    )
+# Order events in batches: each becomes a fact, folded per order into one upsert (see apps/returns/orders.py).
+@group.batch_handler("order.created")
+async def order_created(session: AsyncSession, items: Sequence[tuple[OrderCreated, EventContext]]) -> None:
+    await project_orders(session, [OrderFact(e.order_id, e.status, e.customer_id, e.currency) for e, _ in items])
 
 
-@group.handler("order.confirmed")
-async def order_confirmed(session: AsyncSession, event: OrderConfirmed, ctx: EventContext) -> None:
-    await project_order(
-        session, event.order_id, status="confirmed", customer_id=event.customer_id, currency=event.currency
-    )
+@group.batch_handler("order.confirmed")
+async def order_confirmed(session: AsyncSession, items: Sequence[tuple[OrderConfirmed, EventContext]]) -> None:
+    await project_orders(session, [OrderFact(e.order_id, "confirmed", e.customer_id, e.currency) for e, _ in items])
 
 
-@group.handler("order.status_changed")
-async def order_status_changed(session: AsyncSession, event: OrderStatusChanged, ctx: EventContext) -> None:
-    await project_order(
-        session, event.order_id, status=event.status_to, customer_id=event.customer_id, changed_at=event.changed_at
-    )
+@group.batch_handler("order.status_changed")
+async def order_status_changed(session: AsyncSession, items: Sequence[tuple[OrderStatusChanged, EventContext]]) -> None:
+    facts = [OrderFact(e.order_id, e.status_to, e.customer_id, changed_at=e.changed_at) for e, _ in items]
+    await project_orders(session, facts)
 
 
-@group.handler("order.cancelled")
-async def order_cancelled(session: AsyncSession, event: OrderCancelled, ctx: EventContext) -> None:
-    await project_order(session, event.order_id, status="cancelled", customer_id=event.customer_id)
+@group.batch_handler("order.cancelled")
+async def order_cancelled(session: AsyncSession, items: Sequence[tuple[OrderCancelled, EventContext]]) -> None:
+    await project_orders(session, [OrderFact(e.order_id, "cancelled", e.customer_id, e.currency) for e, _ in items])
 
 
 @group.handler("payment.refunded")

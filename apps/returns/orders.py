@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from apps.common.errors import UnknownReference
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 
     from apps.returns.clients import OrderClient, OrderView
 
-__all__ = ["lines_of", "lock_order", "project_order", "terms_of"]
+__all__ = ["OrderFact", "fold", "lines_of", "lock_order", "project_orders", "terms_of"]
 
 # The order's status flow, in order; cancelled ends it from anywhere.
 _RANK: Final = {"pending": 0, "confirmed": 1, "processing": 2, "shipped": 3, "delivered": 4, "cancelled": 5}
@@ -39,31 +41,77 @@ def _later(current: str | None, new: str) -> bool:
     return current is None or _RANK.get(new, -1) >= _RANK.get(current, -1)
 
 
-async def project_order(
-    session: AsyncSession,
-    order_id: uuid.UUID,
-    *,
-    status: str | None = None,
-    customer_id: str | None = None,
-    currency: str | None = None,
-    changed_at: dt.datetime | None = None,
-) -> None:
-    """Apply one order event to the projection (inside the consumer's transaction)."""
+@dataclass(frozen=True, slots=True)
+class OrderFact:
+    """What one order event says about an order (in partition order)."""
+
+    order_id: uuid.UUID
+    status: str
+    customer_id: str | None = None
+    currency: str | None = None
+    changed_at: dt.datetime | None = None
+
+
+def fold(facts: Sequence[OrderFact]) -> list[OrderFact]:
+    """One fact per order: its furthest status (the later one on a tie), delivered_at only with delivered."""
+    folded: dict[uuid.UUID, OrderFact] = {}
+    for fact in facts:
+        seen = folded.get(fact.order_id)
+        if seen is None or _later(seen.status, fact.status):
+            keep = fact.changed_at if fact.status == DELIVERED else None
+            folded[fact.order_id] = OrderFact(
+                fact.order_id,
+                fact.status,
+                fact.customer_id or (seen.customer_id if seen else None),
+                fact.currency or (seen.currency if seen else None),
+                keep,
+            )
+    return list(folded.values())
+
+
+_RANKED = "ARRAY['pending', 'confirmed', 'processing', 'shipped', 'delivered', 'cancelled']"
+# One statement per batch. The status only moves forward; delivered_at is the event's (an earlier guess
+# from the API's updated_at is replaced); customer and currency are kept once known.
+_PROJECT = text(
+    f"""
+    INSERT INTO order_snapshots AS s (order_id, status, customer_id, currency, delivered_at, status_source, updated_at)
+    SELECT f.order_id, f.status, f.customer_id, f.currency, f.delivered_at, 'events', now()
+    FROM unnest(CAST(:orders AS uuid[]), CAST(:statuses AS text[]), CAST(:customers AS text[]),
+                CAST(:currencies AS text[]), CAST(:delivered AS timestamptz[]))
+         AS f(order_id, status, customer_id, currency, delivered_at)
+    ON CONFLICT (order_id) DO UPDATE SET
+        status = CASE WHEN s.status IS NULL
+                        OR array_position({_RANKED}, EXCLUDED.status) >= array_position({_RANKED}, s.status)
+                      THEN EXCLUDED.status ELSE s.status END,
+        status_source = CASE WHEN s.status IS NULL
+                        OR array_position({_RANKED}, EXCLUDED.status) >= array_position({_RANKED}, s.status)
+                      THEN 'events' ELSE s.status_source END,
+        delivered_at = CASE WHEN EXCLUDED.delivered_at IS NOT NULL
+                             AND (s.status IS DISTINCT FROM 'delivered' OR s.status_source = 'api')
+                            THEN EXCLUDED.delivered_at ELSE s.delivered_at END,
+        customer_id = coalesce(s.customer_id, EXCLUDED.customer_id),
+        currency = coalesce(s.currency, EXCLUDED.currency),
+        updated_at = now()
+    """
+)
+
+
+async def project_orders(session: AsyncSession, facts: Sequence[OrderFact]) -> None:
+    """Apply a batch of order events to the projection (inside the consumer's transaction)."""
+    rows = sorted(fold(facts), key=lambda fact: fact.order_id)  # lock order: no deadlock between batches
+    if not rows:
+        return
     await session.execute(
-        pg_insert(OrderSnapshot)
-        .values(order_id=order_id, status_source="events", updated_at=utc_now())
-        .on_conflict_do_nothing(index_elements=[OrderSnapshot.order_id])
+        _PROJECT,
+        {
+            "orders": [r.order_id for r in rows],
+            "statuses": [r.status for r in rows],
+            # The order service's column is VARCHAR(36); anything longer is not a customer of ours.
+            "customers": [r.customer_id if r.customer_id and len(r.customer_id) <= 36 else None for r in rows],
+            "currencies": [r.currency[:3] if r.currency else None for r in rows],
+            "delivered": [r.changed_at for r in rows],
+        },
     )
-    row = await session.scalar(select(OrderSnapshot).where(OrderSnapshot.order_id == order_id).with_for_update())
-    assert row is not None
-    row.customer_id = customer_id or row.customer_id
-    row.currency = currency or row.currency
-    if status is not None and _later(row.status, status):
-        if status == DELIVERED and (row.status != DELIVERED or row.status_source == "api"):
-            row.delivered_at = changed_at
-        row.status = status
-        row.status_source = "events"
-    row.updated_at = utc_now()
 
 
 def _lines(view: OrderView) -> list[dict[str, Any]]:

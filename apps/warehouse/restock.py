@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from apps.common.models import utc_now
 from apps.returns.events import ReturnReceived
 from apps.warehouse.events import InventoryRestocked, RestockedItem
-from apps.warehouse.models import Reservation, ReservationItem, StockLevel
+from apps.warehouse.models import Base, Reservation, ReservationItem, StockLevel
 from apps.warehouse.rules import DEFAULT_WAREHOUSE_ID
 from outbox.writer import add_event
 
@@ -53,7 +53,24 @@ async def _shipped_from(session: AsyncSession, order_id: uuid.UUID) -> dict[uuid
     return found
 
 
+async def _answered(session: AsyncSession, event: ReturnReceived) -> bool:
+    """Whether this return was restocked already: its answer is in our outbox (a copy of the event under
+    another id, which the inbox cannot recognise, must not restock twice)."""
+    store = Base.outbox.event_store
+    found = await session.scalar(
+        select(store.id).where(
+            store.aggregate_id == event.order_id,
+            store.event_type == "inventory.restocked",
+            store.event_data["return_id"].astext == str(event.return_id),
+        )
+    )
+    return found is not None
+
+
 async def restock_return(session: AsyncSession, event: ReturnReceived) -> None:
+    """Put the sellable units back on hand and answer inventory.restocked, once per return."""
+    if await _answered(session, event):
+        return
     now = utc_now()
     origin = await _shipped_from(session, event.order_id)
     restocked: list[RestockedItem] = []

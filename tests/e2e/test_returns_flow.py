@@ -1,0 +1,171 @@
+"""Returns end to end through the real stack: a delivered, captured order is partly returned, received,
+refunded by the payment service (its ledger and the provider sandbox's), restocked by the warehouse, and
+completed; a refund_only return is refunded on approval; copies of return.received refund and restock once.
+
+Every step is a real process (checkout, order saga, warehouse, payment consumer and worker, sandbox, the
+returns API and consumer), and every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.db import fetch
+from tests.support.http import service_url
+from tests.support.orders import eventually, produce_raw
+from tests.support.returns import (
+    act,
+    delivered_order,
+    line_id,
+    payments,
+    request_return,
+    return_reaches,
+    sandbox_refunds,
+    stocked,
+)
+
+pytestmark = pytest.mark.usefixtures("stack")
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+def share(amount: str, part: Decimal, whole: str) -> Decimal:
+    return (Decimal(amount) * part / Decimal(whole)).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+
+
+async def inventory(http: httpx.AsyncClient, product: dict[str, Any]) -> dict[str, Any]:
+    response = await http.get(f"{service_url('warehouse')}/api/inventory/{product['id']}")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def applied(service: str, group: str, event_id: uuid.UUID) -> bool:
+    rows = await fetch(
+        service, "SELECT 1 FROM inbox WHERE consumer_group = $1 AND event_id = $2", group, event_id
+    )
+    return bool(rows)
+
+
+async def resend_received(return_id: str) -> list[uuid.UUID]:
+    """The return.received record again (same event id: a redelivery) and a copy under a new id (what a
+    re-published event would be); the ids to wait for."""
+    rows = await fetch(
+        "returns",
+        "SELECT id, event_data FROM event_store WHERE aggregate_id = $1 AND event_type = 'return.received'",
+        uuid.UUID(return_id),
+    )
+    event_id, data = rows[0]["id"], json.loads(rows[0]["event_data"])
+    copy = uuid.uuid4()
+    for eid in (event_id, copy):
+        produce_raw("commerce.return", key=return_id, event_type="return.received", payload=data, event_id=eid)
+    return [copy]
+
+
+async def test_partial_return_is_refunded_once_restocked_and_completed_and_refund_only_on_approval(
+    http: httpx.AsyncClient,
+) -> None:
+    kept, back, broken = await stocked("10.00", 5), await stocked("25.00", 2), await stocked("5.00", 2)
+    placed = await delivered_order(http, [(kept, 3), (back, 1), (broken, 1)])
+    order_id, subtotal, tax = placed["id"], placed["subtotal"], placed["tax_amount"]
+    before = await inventory(http, kept)
+
+    # Two of three units of one line (changed mind) and the broken one (defective): no shipping back.
+    created = await request_return(
+        http,
+        {
+            "order_id": order_id,
+            "items": [
+                {"order_item_id": line_id(placed, kept), "quantity": 2, "reason": "changed_mind"},
+                {"order_item_id": line_id(placed, broken), "quantity": 1, "reason": "defective"},
+            ],
+            "description": "two too many, one broken",
+        },
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["status"] == "requested" and body["return_number"].startswith("RET-")
+    assert body["refund_shipping"] is False and body["refund_tax"] is True and body["expires_at"]
+    expected = Decimal("25.00") + share(tax, Decimal("20.00"), subtotal) + share(tax, Decimal("5.00"), subtotal)
+    assert Decimal(body["total_refund_amount"]) == expected
+    items = {item["order_item_id"]: item for item in body["items"]}
+    return_id = body["id"]
+
+    assert (await act(http, return_id, "approve", {"approved_by": "agent@example.com"})).status_code == 200
+    received = await act(
+        http,
+        return_id,
+        "receive",
+        {
+            "items": [
+                {"return_item_id": items[line_id(placed, kept)]["id"], "quantity_received": 2, "condition": "new"},
+                {"return_item_id": items[line_id(placed, broken)]["id"], "quantity_received": 1, "condition": "damaged"},
+            ],
+            "received_by": "dock-3",
+        },
+    )
+    assert received.status_code == 200, received.text
+    assert received.json()["status"] == "received"
+
+    done = await return_reaches(http, return_id, "completed")
+    assert done["refunded_at"] and done["completed_at"] and done["processed_by"] == "dock-3"
+    by_line = {item["order_item_id"]: item for item in done["items"]}
+    restocked, damaged = by_line[line_id(placed, kept)], by_line[line_id(placed, broken)]
+    assert restocked["restocked"] is True and restocked["restocked_at"] and restocked["warehouse_id"]
+    assert damaged["restocked"] is False and damaged["condition_received"] == "damaged"
+    # Stock: the sellable units are back on hand, the damaged one is not.
+    after = await inventory(http, kept)
+    assert after["on_hand"] == before["on_hand"] + 2 and after["available"] == before["available"] + 2
+    # Payment: one refund operation, the return's, for exactly the computed amount; the sandbox agrees.
+    [payment] = await payments(http, order_id)
+    [refund] = [op for op in payment["operations"] if op["kind"] == "refund"]
+    assert refund["id"] == done["refund_id"] and refund["outcome"] == "succeeded"
+    assert Decimal(refund["amount"]) == expected == Decimal(payment["refunded_amount"])
+    assert payment["status"] == "partially_refunded"
+    assert [r["amount"] for r in await sandbox_refunds(http, order_id)] == [int(expected * 100)]
+
+    # The same return.received again, and a copy under a new id: applied, but nothing refunds or restocks twice.
+    [copy] = await resend_received(return_id)
+    for service, group in (("payment", "payment"), ("warehouse", "warehouse-reservations")):
+        await eventually(lambda s=service, g=group: applied(s, g, copy), within=60, what=f"{group} got the copy")
+    assert len(await sandbox_refunds(http, order_id)) == 1
+    assert (await inventory(http, kept))["on_hand"] == after["on_hand"]
+    [payment] = await payments(http, order_id)
+    assert len([op for op in payment["operations"] if op["kind"] == "refund"]) == 1
+
+    # refund_only (the wrong item, not worth shipping back): refunded on approval, with its shipping share.
+    kept_only = await request_return(
+        http,
+        {
+            "order_id": order_id,
+            "items": [{"order_item_id": line_id(placed, back), "quantity": 1, "reason": "wrong_item"}],
+            "return_type": "refund_only",
+        },
+    )
+    assert kept_only.status_code == 201, kept_only.text
+    assert kept_only.json()["refund_shipping"] is True
+    only_id = kept_only.json()["id"]
+    # Nothing ships back: receiving it is a wrong state.
+    assert (await act(http, only_id, "approve", {})).status_code == 200
+    completed = await return_reaches(http, only_id, "completed")
+    second = (
+        Decimal("25.00")
+        + share(tax, Decimal("25.00"), subtotal)
+        + share(placed["shipping_amount"], Decimal("25.00"), subtotal)
+    )
+    assert Decimal(completed["total_refund_amount"]) == second
+    [payment] = await payments(http, order_id)
+    assert Decimal(payment["refunded_amount"]) == expected + second <= Decimal(payment["captured_amount"])
+    assert sorted(r["amount"] for r in await sandbox_refunds(http, order_id)) == sorted(
+        [int(expected * 100), int(second * 100)]
+    )
