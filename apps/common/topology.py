@@ -116,4 +116,6 @@ PROCESSES: tuple[ProcessSpec, ...] = (
     ProcessSpec("payment-worker", "apps.payment.worker", 8205),
     # Compensates order sagas whose step was not answered before its deadline (service port + 200).
     ProcessSpec("order-sweeper", "apps.order.sweeper", 8204),
+    # Expires return requests nobody approved or shipped back in time (service port + 200).
+    ProcessSpec("returns-sweeper", "apps.returns.sweeper", 8207),
 )
