@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import TYPE_CHECKING, Any, cast
 
 from advanced_alchemy.base import AdvancedDeclarativeBase
@@ -13,6 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config
 if TYPE_CHECKING:
     from advanced_alchemy.alembic.commands import AlembicCommandConfig
     from sqlalchemy.engine import Connection
+
+
+def lock_timeout() -> str:
+    """How long a migration waits for a lock before it fails instead of queueing traffic behind it
+    (infra/migration_lint.py refuses SQL that takes a blocking lock without one)."""
+    return os.environ.get("MIGRATION_LOCK_TIMEOUT", "5s")
 
 
 def run() -> None:
@@ -26,13 +33,17 @@ def run() -> None:
     if context.is_offline_mode():
         context.configure(url=config.db_url, literal_binds=True, **options)
         with context.begin_transaction():
+            context.execute(f"SET lock_timeout = '{lock_timeout()}'")
             context.run_migrations()
         return
 
     def do_run(connection: Connection) -> None:
         context.configure(connection=connection, **options)
         with context.begin_transaction():
+            # Session-wide, so it also holds in a migration's autocommit blocks (CREATE INDEX CONCURRENTLY).
+            context.execute(f"SET lock_timeout = '{lock_timeout()}'")
             context.run_migrations()
+            context.execute("RESET lock_timeout")
 
     async def online() -> None:
         engine = cast("AsyncEngine | None", config.engine) or async_engine_from_config(
