@@ -11,6 +11,7 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v mvn >/dev/null || missing+=(maven)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v wrk >/dev/null || missing+=(wrk)
+command -v pgbackrest >/dev/null || missing+=(pgbackrest)
 # Monitoring (infra/monitoring.py): Prometheus (with promtool), PostgreSQL's exporter, Alertmanager.
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v prometheus-postgres-exporter >/dev/null || missing+=(prometheus-postgres-exporter)

@@ -1,6 +1,7 @@
 """The local stack in one command: up, down, status, logs, and one component at a time: stop, start, restart.
 
-Order: PostgreSQL -> Redis -> Kafka -> Kafka Connect -> migrations -> connectors -> services and consumers.
+Order: PostgreSQL -> pgBackRest (archiving, first backup) -> read replica -> Redis -> Kafka -> Kafka Connect
+-> migrations -> connectors -> services and consumers.
 Each step waits for real readiness (a query, a PING, a metadata request, a REST call), and a second
 ``up`` leaves running components alone.
 """
@@ -19,8 +20,8 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from apps.common.topology import PROCESSES, SERVICES, ServiceSpec, connect_url
-from infra import connectors, kafka, migrate, monitoring, postgres, proc, redis
+from apps.common.topology import PROCESSES, SERVICES, ServiceSpec, connect_url, replica_port
+from infra import backup_physical, connectors, kafka, migrate, monitoring, postgres, proc, redis, replica
 from infra.paths import LOGS, PIDS, REPO, STATE, ensure_dirs, log_file
 
 
@@ -124,6 +125,8 @@ def _starting(name: str) -> Iterator[None]:
 
 STEPS: list[tuple[str, Callable[[], object]]] = [
     ("postgres", postgres.start),
+    ("backups", backup_physical.ensure),
+    ("replica", replica.start),
     ("redis", redis.start),
     ("kafka", kafka.start_kafka),
     ("connect", kafka.start_connect),
@@ -145,6 +148,7 @@ class Component:
 def _infra_components() -> list[Component]:
     return [
         Component("postgres", postgres.start, postgres.stop),
+        Component("replica", replica.start, replica.stop),
         Component("redis", redis.start, redis.stop),
         Component("kafka", kafka.start_kafka, kafka.stop_kafka),
         Component("connect", kafka.start_connect, kafka.stop_connect),
@@ -227,6 +231,7 @@ def _up(*, infra_only: bool) -> None:
 
 def print_urls() -> None:
     print("PostgreSQL      postgresql://127.0.0.1:5432  (just psql SERVICE)")
+    print(f"read replica    postgresql://127.0.0.1:{replica_port()}  (hot standby; backups: just backup --info)")
     print("Redis           redis://127.0.0.1:6379")
     print("Kafka           127.0.0.1:9092")
     print(f"Kafka Connect   {connect_url()}/connectors")
@@ -252,6 +257,7 @@ def down() -> None:
         ("connect", kafka.stop_connect),
         ("kafka", kafka.stop_kafka),
         ("redis", redis.stop),
+        ("replica", replica.stop),
         ("postgres", postgres.stop),
     ):
         print(f"  {name:<12} {'stopped' if stop() else 'was not running'}")
@@ -267,6 +273,7 @@ def _safe(probe: Callable[[], bool]) -> bool:
 def status() -> int:
     rows: list[tuple[str, bool, str]] = [
         ("postgres", _safe(postgres.ready), "127.0.0.1:5432"),
+        ("replica", _safe(replica.ready), f"127.0.0.1:{replica_port()} (streaming read replica)"),
         ("redis", _safe(redis.ready), "127.0.0.1:6379"),
         ("kafka", _safe(kafka.kafka_ready), "127.0.0.1:9092"),
         ("connect", _safe(kafka.connect_ready), connect_url()),

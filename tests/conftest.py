@@ -11,6 +11,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for layer in ("unit", "integration", "e2e"):
             if f"/tests/{layer}/" in path:
                 item.add_marker(getattr(pytest.mark, layer))
+    # Tests that rewind the shared stack (a point-in-time recovery) run after every other test.
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
 
 
 @pytest.fixture(scope="session")

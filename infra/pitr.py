@@ -1,0 +1,224 @@
+"""`just pitr --to TIME`: restore the whole cluster to a moment with pgBackRest, then re-sync the outbox.
+
+    just pitr --to "2026-11-26 03:15:00+00" [--resend-since "2026-11-26 03:00:00+00"] [--dry-run]
+
+What a restore does not bring back by itself, and what the steps below do about it (docs/operations.md,
+"Point-in-time recovery", explains each one):
+
+1. `pgbackrest check` ships the current WAL, so the archive reaches past the target.
+2. Every Debezium connector is STOPPED and every consumer process stopped: nothing may read or publish
+   while the databases move back in time.
+3. The replica and the primary stop; `pgbackrest restore --delta --type=time` rewinds the data directory;
+   PostgreSQL replays the archive to the target and is promoted onto a new timeline.
+4. Consumer groups skip to the end of their topics. Events published after the target ("phantoms": their
+   rows are gone from the restored outboxes) must not be applied again; the projections were rewound to
+   the target together with the inboxes, so they hold exactly what was applied before it.
+5. Each connector's offsets are deleted (they point past the new timeline's WAL, so Debezium would skip
+   new changes until the WAL caught up), and it resumes with snapshot.mode=no_data: no 100k-row snapshot,
+   a new replication slot (slots are not in a backup) from now on.
+6. Outbox rows created since --resend-since (default: 15 minutes before the target) are re-inserted in
+   the same transaction that deletes them, so Debezium publishes them again: the consumers' inboxes drop
+   what they had applied, and apply what was in flight at the target.
+7. The connectors get their own config back, the replica is made again, the consumers start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from apps.common.topology import SERVICES, connect_url
+from infra import backup_physical, connectors, postgres, proc, replay, replica, stack
+from outbox import groups
+from outbox import replay as outbox_replay
+from outbox.config import kafka_bootstrap
+from outbox.models import OUTBOX_TABLE
+
+RESEND_WINDOW = dt.timedelta(minutes=15)
+
+
+def parse_time(value: str) -> dt.datetime:
+    """An ISO 8601 moment; one without a zone is UTC (as the seed's backup times are)."""
+    try:
+        moment = dt.datetime.fromisoformat(value.strip().replace(" ", "T", 1))
+    except ValueError as exc:
+        raise SystemExit(f"--to: not an ISO 8601 time: {value!r}") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def restore_data(target: dt.datetime, data: Path) -> None:
+    """pgBackRest rewinds a stopped cluster's data directory; recovery then promotes at the target."""
+    backup_physical.pgbackrest(
+        "--delta",
+        "--type=time",
+        f"--target={target.isoformat(sep=' ')}",
+        "--target-action=promote",
+        f"--pg1-path={data}",
+        "restore",
+    )
+
+
+def connector_names() -> list[str]:
+    return [connectors.load(path, {})[0] for path in sorted(connectors.CONNECTORS.glob("*.json"))]
+
+
+def _connect(method: str, path: str) -> object:
+    return connectors._request(method, f"{connect_url()}{path}")
+
+
+def wait_for(what: str, probe: Callable[[], bool], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"pitr: {what} after {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def stop_connectors(names: list[str]) -> None:
+    for name in names:
+        _connect("PUT", f"/connectors/{name}/stop")
+    wait_for("connectors not STOPPED", lambda: all(connectors.status(n, connect_url())[0] == "STOPPED" for n in names))
+    print(f"pitr: {len(names)} connectors stopped", flush=True)
+
+
+def consumer_components() -> list[str]:
+    return [name for name in stack.components() if name.endswith("-consumer")]
+
+
+def wait_promoted() -> None:
+    """PostgreSQL accepts read-only connections while it replays; it is done once out of recovery."""
+
+    def promoted() -> bool:
+        try:
+            return postgres.psql_admin("SELECT pg_is_in_recovery()").strip() == "f"
+        except RuntimeError:
+            return False
+
+    wait_for("PostgreSQL still in recovery", promoted, timeout=600)
+    postgres.bootstrap()
+
+
+def start_restored_primary() -> None:
+    # Its bootstrap may run while recovery still refuses writes: wait_promoted runs it again.
+    with contextlib.suppress(proc.StartError, RuntimeError):
+        postgres.start()
+    wait_promoted()
+
+
+def skip_consumers_to_end(bootstrap: str) -> None:
+    """Step 4: each group's committed offsets move to its topics' ends (past the phantom events)."""
+    for module in groups.consumer_modules():
+        group = module.group
+        replay.wait_until_empty(group.name, bootstrap, timeout=120)
+        plans = outbox_replay.plan(
+            group.name, group.topics, to_earliest=False, to_datetime=None, to_offset=None, bootstrap=bootstrap
+        )
+        at_end = [
+            outbox_replay.PartitionPlan(p.topic, p.partition, p.current, p.end, p.end) for p in plans if p.end >= 0
+        ]
+        skipped = sum(max(p.end - max(p.current, 0), 0) for p in plans)
+        outbox_replay.reset(group.name, at_end, bootstrap)
+        print(f"pitr: {group.name} moved to the end of its topics ({skipped} unread events skipped)", flush=True)
+
+
+def resume_connectors_without_offsets(names: list[str]) -> None:
+    """Step 5: offsets deleted, snapshot.mode=no_data, resumed; each makes its slot anew."""
+    for name in names:
+        _connect("DELETE", f"/connectors/{name}/offsets")
+    for path in sorted(connectors.CONNECTORS.glob("*.json")):  # config only: they stay STOPPED
+        connectors.deploy(*connectors.load(path, {"snapshot.mode": "no_data"}), connect_url())
+    for name in names:
+        _connect("PUT", f"/connectors/{name}/resume")
+    connectors.wait_running(names, connect_url(), timeout=120)
+    slots = {spec.slot for spec in SERVICES}
+
+    def slots_active() -> bool:
+        rows = postgres.psql_admin("SELECT slot_name FROM pg_replication_slots WHERE active").split()
+        return slots <= set(rows)
+
+    wait_for("replication slots not active", slots_active)
+    print(f"pitr: {len(names)} connectors streaming from new slots", flush=True)
+
+
+def resend_outbox(since: dt.datetime) -> int:
+    """Step 6: delete and re-insert recent outbox rows in one statement, so Debezium publishes them again."""
+    total = 0
+    for spec in SERVICES:
+        count = postgres.psql_admin(
+            f"WITH moved AS (DELETE FROM {OUTBOX_TABLE} WHERE created_at >= '{since.isoformat()}' RETURNING *), "
+            f"again AS (INSERT INTO {OUTBOX_TABLE} SELECT * FROM moved ORDER BY created_at, id RETURNING 1) "
+            "SELECT count(*) FROM again",
+            database=spec.database,
+        ).strip()
+        total += int(count or 0)
+    print(f"pitr: {total} outbox rows since {since.isoformat()} published again", flush=True)
+    return total
+
+
+def drop_stale_slots() -> None:
+    """Slots are not in a backup, but a restore over a data directory that had them may keep some."""
+    postgres.psql_admin("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active")
+
+
+def start_consumers(names: list[str]) -> None:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(stack.start_component, names))
+
+
+def pitr(target: dt.datetime, since: dt.datetime) -> None:
+    started = time.monotonic()
+    if target > dt.datetime.now(dt.UTC):
+        raise SystemExit("pitr: the target is in the future")
+    bootstrap = kafka_bootstrap()
+    backup_physical.pgbackrest("check")
+    names = connector_names()
+    stop_connectors(names)
+    consumers = consumer_components()
+    with ThreadPoolExecutor(max_workers=len(consumers) or 1) as pool:
+        list(pool.map(stack.stop_component, consumers))
+    replica.stop()
+    postgres.stop()
+    t0 = time.monotonic()
+    restore_data(target, postgres.DATA)
+    start_restored_primary()
+    print(f"pitr: cluster restored to {target.isoformat()} in {time.monotonic() - t0:.1f}s", flush=True)
+    drop_stale_slots()
+    skip_consumers_to_end(bootstrap)
+    resume_connectors_without_offsets(names)
+    resend_outbox(since)
+    connectors.deploy_all()  # their own config again (snapshot.mode back); the offsets now exist
+    t0 = time.monotonic()
+    replica.rebuild()
+    print(f"pitr: replica made again in {time.monotonic() - t0:.1f}s", flush=True)
+    start_consumers(consumers)
+    print(f"pitr: done in {time.monotonic() - started:.1f}s; take a backup on the new timeline: just backup --incr")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--to", required=True, help="the moment to restore to (ISO 8601; UTC if no zone)")
+    parser.add_argument(
+        "--resend-since", default=None, help="re-publish outbox rows from here (default: 15 min before)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the backups and the plan, change nothing")
+    args = parser.parse_args(argv)
+    target = parse_time(args.to)
+    since = parse_time(args.resend_since) if args.resend_since else target - RESEND_WINDOW
+    if args.dry_run:
+        for entry in backup_physical.backups():
+            stamp = dt.datetime.fromtimestamp(entry["timestamp"]["stop"], dt.UTC).isoformat()
+            print(f"backup {entry['label']} ({entry['type']}) ended {stamp}")
+        print(f"would restore to {target.isoformat()} and re-publish outbox rows since {since.isoformat()}")
+        return 0
+    pitr(target, since)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
