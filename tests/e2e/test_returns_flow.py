@@ -51,9 +51,7 @@ async def inventory(http: httpx.AsyncClient, product: dict[str, Any]) -> dict[st
 
 
 async def applied(service: str, group: str, event_id: uuid.UUID) -> bool:
-    rows = await fetch(
-        service, "SELECT 1 FROM inbox WHERE consumer_group = $1 AND event_id = $2", group, event_id
-    )
+    rows = await fetch(service, "SELECT 1 FROM inbox WHERE consumer_group = $1 AND event_id = $2", group, event_id)
     return bool(rows)
 
 
@@ -109,7 +107,11 @@ async def test_partial_return_is_refunded_once_restocked_and_completed_and_refun
         {
             "items": [
                 {"return_item_id": items[line_id(placed, kept)]["id"], "quantity_received": 2, "condition": "new"},
-                {"return_item_id": items[line_id(placed, broken)]["id"], "quantity_received": 1, "condition": "damaged"},
+                {
+                    "return_item_id": items[line_id(placed, broken)]["id"],
+                    "quantity_received": 1,
+                    "condition": "damaged",
+                },
             ],
             "received_by": "dock-3",
         },
