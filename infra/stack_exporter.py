@@ -6,7 +6,8 @@ GET /metrics, fresh at each scrape:
   ``commerce_connector_task_running{connector,task}`` (1 RUNNING, 0 anything else, missing included) for
   every connector of connectors/, and ``commerce_connector_state{connector,state}``.
 - ``commerce_replication_slot_lag_bytes|_lag_seconds|_retained_wal_bytes|_active{slot}``: WAL a slot's
-  consumer has not confirmed, how long ago the oldest unconfirmed WAL was written, WAL the slot keeps.
+  consumer has not confirmed, how long ago the oldest unconfirmed WAL was written, WAL the slot keeps;
+  for every slot: Debezium's logical ones and the read replica's physical one (its restart position).
 - ``commerce_pg_wal_bytes``, ``commerce_pg_data_dir_bytes`` (databases + WAL) and the data dir's file
   system (``commerce_pg_data_fs_size_bytes``, ``commerce_pg_data_fs_avail_bytes``).
 - ``commerce_dead_letters{group}`` (messages in ``<group>.dlq``) and ``commerce_dead_letters_pending{group}``
@@ -157,7 +158,7 @@ class Exporter:
                 "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS current, "
                 "pg_wal_lsn_diff(coalesce(confirmed_flush_lsn, restart_lsn), '0/0')::bigint AS confirmed, "
                 "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained "
-                "FROM pg_replication_slots WHERE slot_type = 'logical'"
+                "FROM pg_replication_slots"
             )
             wal = await conn.fetchval("SELECT coalesce(sum(size), 0)::bigint FROM pg_ls_waldir()")
             databases = await conn.fetchval("SELECT sum(pg_database_size(oid))::bigint FROM pg_database")
