@@ -1,8 +1,9 @@
 """The order-saga consumer group: checkout, warehouse and payment answers drive each order's saga.
 
 checkout.completed creates the pending order; inventory.reserved / reservation_failed and payment.* move
-its saga (apps/order/saga.py). Each handler runs in the runtime's transaction with the event's inbox row,
-so the saga's next request (through the order outbox) commits exactly once with the answer that caused it.
+its saga (apps/order/saga.py); a failed capture, void or refund only shows on the order (payment_status
+and a history row). Each handler runs in the runtime's transaction with the event's inbox row, so the
+saga's next request (through the order outbox) commits exactly once with the answer that caused it.
 Run: ``python -m outbox.runner apps.order.consumers``.
 """
 
@@ -17,10 +18,13 @@ from apps.order.saga import Saga
 from apps.payment.events import (
     PaymentAuthorized,
     PaymentCaptured,
+    PaymentCaptureFailed,
     PaymentDeclined,
     PaymentFailed,
     PaymentRefunded,
+    PaymentRefundFailed,
     PaymentVoided,
+    PaymentVoidFailed,
 )
 from apps.warehouse.events import InventoryReservationFailed, InventoryReserved
 from outbox.consumer import ConsumerGroup, EventContext
@@ -74,6 +78,18 @@ async def payment_settled(session: AsyncSession, event: PaymentCaptured | Paymen
 @group.handler("payment.refunded")
 async def payment_refunded(session: AsyncSession, event: PaymentRefunded, ctx: EventContext) -> None:
     await Saga(session).payment_moved(event.order_id, event.status)
+
+
+# The event type's verb is the order's payment_status here too (payment.capture_failed -> capture_failed).
+
+
+@group.handler("payment.capture_failed")
+@group.handler("payment.void_failed")
+@group.handler("payment.refund_failed")
+async def payment_operation_failed(
+    session: AsyncSession, event: PaymentCaptureFailed | PaymentVoidFailed | PaymentRefundFailed, ctx: EventContext
+) -> None:
+    await Saga(session).payment_failed(event.order_id, _status(ctx), event.reason, ctx.event_id)
 
 
 def _status(ctx: EventContext) -> str:

@@ -24,13 +24,14 @@ DELIVERED: Final = "delivered"
 CANCELLED: Final = "cancelled"
 
 # An order is born pending; the saga confirms it once its stock is reserved (and its payment authorized)
-# or cancels it. Then it moves forward only and can be cancelled until it ships. Delivered and cancelled
-# are final. Orders placed before the saga existed were born confirmed.
+# or cancels it. Then it moves forward only and can be cancelled until it is delivered: by its customer
+# until it ships, after that only by the back office (a parcel stopped before delivery; check_cancel).
+# Delivered and cancelled are final. Orders placed before the saga existed were born confirmed.
 TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
     PENDING: frozenset({CONFIRMED, CANCELLED}),
     CONFIRMED: frozenset({PROCESSING, CANCELLED}),
     PROCESSING: frozenset({SHIPPED, CANCELLED}),
-    SHIPPED: frozenset({DELIVERED}),
+    SHIPPED: frozenset({DELIVERED, CANCELLED}),
     DELIVERED: frozenset(),
     CANCELLED: frozenset(),
 }
@@ -50,6 +51,17 @@ def check_transition(current: str, target: str, *, by_saga: bool = False) -> Non
     if target not in TRANSITIONS[current]:
         allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (final status)"
         raise StateConflict("status", f"cannot change from {current} to {target}; allowed: {allowed}")
+
+
+def check_cancel(current: str, reason: str | None, *, back_office: bool) -> None:
+    """A shipped order is no longer the customer's to cancel (after delivery it is a return); the back
+    office cancels it when the carrier stopped the parcel before delivery, and must say why."""
+    if current != SHIPPED:
+        return
+    if not back_office:
+        raise StateConflict("status", "a shipped order cannot be cancelled; once delivered it can be returned")
+    if reason is None or not reason.strip():
+        raise StateConflict("reason", "cancelling a shipped order needs the reason its delivery was stopped")
 
 
 @dataclass(frozen=True, slots=True)

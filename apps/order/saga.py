@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from apps.order.models import Order, OrderItem
+from apps.order.models import Order, OrderItem, OrderStatusHistory
 from apps.order.rules import CANCELLED, PENDING
 from apps.order.saga_state import (
     OUT_OF_STOCK,
@@ -29,7 +29,7 @@ from apps.order.saga_state import (
     OrderSaga,
     enter,
 )
-from apps.order.transitions import SAGA, cancel, confirm, request_payment_cancel
+from apps.order.transitions import SAGA, cancel, confirm, note_payment_failure, request_payment_cancel
 from apps.payment.events import OrderPaymentRequested, PaymentMethod
 from outbox.writer import add_event
 
@@ -139,6 +139,26 @@ class Saga:
         held = await self.hold(order_id)
         if held is not None:
             held.order.payment_status = payment_status
+
+    async def payment_failed(self, order_id: uuid.UUID, payment_status: str, reason: str, event_id: uuid.UUID) -> None:
+        """payment.capture_failed, void_failed or refund_failed: nothing to compensate automatically (the
+        parcel left, or the order is cancelled already), so the order shows it for a person to follow up:
+        payment_status and a history row with the provider's reason, once per event even if replayed."""
+        held = await self.hold(order_id)
+        if held is None or await self._noted(order_id, event_id):
+            return
+        note_payment_failure(self.session, held.order, payment_status, reason, str(event_id))
+
+    async def _noted(self, order_id: uuid.UUID, event_id: uuid.UUID) -> bool:
+        found = await self.session.scalar(
+            select(OrderStatusHistory.id)
+            .where(
+                OrderStatusHistory.order_id == order_id,
+                OrderStatusHistory.metadata_["event_id"].astext == str(event_id),
+            )
+            .limit(1)
+        )
+        return found is not None
 
     # -- the sweeper ---------------------------------------------------------------------------------
 

@@ -18,7 +18,16 @@ from uuid_utils.compat import uuid7
 from apps.common.errors import NotFound, StateConflict, UnknownReference
 from apps.common.pagination import decode_cursor, encode_cursor
 from apps.order.models import IdempotencyKey, Order, OrderItem
-from apps.order.rules import CANCELLED, PENDING, RequestedLine, check_lines, fingerprint, order_number, price_order
+from apps.order.rules import (
+    CANCELLED,
+    PENDING,
+    RequestedLine,
+    check_cancel,
+    check_lines,
+    fingerprint,
+    order_number,
+    price_order,
+)
 from apps.order.saga_state import OrderSaga
 from apps.order.transitions import SERVICE, add_pending_order, advance, amounts, cancel
 
@@ -151,17 +160,22 @@ class OrderService:
     # -- moving an order along -----------------------------------------------------------------------
 
     async def change_status(self, order_id: uuid.UUID, target: str, reason: str | None) -> OrderView:
-        """Move along an allowed transition; a cancellation through here is the same as cancel()."""
-        return await self._transition(order_id, target, reason)
+        """The back office moves an order along an allowed transition; it may also cancel a shipped order
+        whose parcel was stopped before delivery (with a reason): its capture is then refunded."""
+        return await self._transition(order_id, target, reason, back_office=True)
 
     async def cancel(self, order_id: uuid.UUID, reason: str | None) -> OrderView:
-        return await self._transition(order_id, CANCELLED, reason)
+        """The customer's cancellation: until the order ships."""
+        return await self._transition(order_id, CANCELLED, reason, back_office=False)
 
-    async def _transition(self, order_id: uuid.UUID, target: str, reason: str | None) -> OrderView:
+    async def _transition(
+        self, order_id: uuid.UUID, target: str, reason: str | None, *, back_office: bool
+    ) -> OrderView:
         """Lock the order (then its saga row: the saga's order), change it and add its events, commit."""
         order, items = await self._locked(order_id)
         saga = await self.session.scalar(select(OrderSaga).where(OrderSaga.order_id == order_id).with_for_update())
         if target == CANCELLED:
+            check_cancel(order.status, reason, back_office=back_office)
             await cancel(self.session, order, items, saga, reason, SERVICE)
         else:
             await advance(self.session, order, target, reason)

@@ -145,6 +145,23 @@ async def request_payment_cancel(
     await add_event(session, order.id, OrderPaymentCancelRequested(order_id=order.id, reason=reason, requested_at=now))
 
 
+def note_payment_failure(session: AsyncSession, order: Order, payment_status: str, reason: str, event_id: str) -> None:
+    """The order's money did not move as asked (its status stays): payment_status shows it and a history
+    row (from and to the same status) says why, naming the payment event it came from."""
+    order.payment_status = payment_status
+    order.updated_at = dt.datetime.now(dt.UTC)
+    session.add(
+        OrderStatusHistory(
+            order_id=order.id,
+            status_from=order.status,
+            status_to=order.status,
+            changed_by=SAGA,
+            reason=f"{payment_status}: {reason}",
+            metadata_={"payment_status": payment_status, "event_id": event_id},
+        )
+    )
+
+
 async def advance(session: AsyncSession, order: Order, target: str, reason: str | None) -> None:
     """A change by hand along the flow (not a cancellation): history row, order.status_changed."""
     check_transition(order.status, target)

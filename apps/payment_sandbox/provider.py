@@ -7,7 +7,10 @@ with other parameters is refused. Transient failures (5xx) are not stored, so a 
 Test tokens: ``tok_visa`` / ``tok_mastercard`` approve, ``tok_chargeDeclined`` (and
 ``tok_chargeDeclinedInsufficientFunds``) decline with a 402, ``tok_slow`` approves but the answer is sent
 only after SANDBOX_SLOW_DELAY_S (to every call with that key until then), ``tok_flaky`` answers 503 twice
-per key and then approves.
+per key and then approves. ``tok_captureFail``, ``tok_voidFail`` and ``tok_refundFail`` approve the
+authorization, then refuse what follows it as a card provider refuses it: a capture (400
+``charge_expired_for_capture``), a void (402 ``processing_error``), a refund (402
+``expired_or_canceled_card``); a refused call leaves the authorization as it was.
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ from apps.payment_sandbox.ledger import Answer, Ledger
 
 __all__ = ["Provider"]
 
-APPROVING: Final = frozenset({"tok_visa", "tok_mastercard", "tok_slow", "tok_flaky"})
+# The follow-up call each of these tokens' authorizations refuse, and how (status, error type, code).
+REFUSED_LATER: Final = {
+    "tok_captureFail": ("capture", 400, "invalid_request_error", "charge_expired_for_capture"),
+    "tok_voidFail": ("void", 402, "card_error", "processing_error"),
+    "tok_refundFail": ("refund", 402, "card_error", "expired_or_canceled_card"),
+}
+APPROVING: Final = frozenset({"tok_visa", "tok_mastercard", "tok_slow", "tok_flaky", *REFUSED_LATER})
 DECLINES: Final = {"tok_chargeDeclined": "card_declined", "tok_chargeDeclinedInsufficientFunds": "insufficient_funds"}
 FLAKY_FAILURES: Final = 2
 
@@ -107,6 +116,8 @@ class Provider:
         auth = self.ledger.authorization(auth_id)
         if auth is None:
             return error(404, "invalid_request_error", "resource_missing", f"no authorization {auth_id}")
+        if (refused := _refused("capture", auth)) is not None:
+            return refused
         amount = _positive_amount(params) if "amount" in params else auth["amount"]
         if amount is None or amount > auth["amount"]:
             return _invalid("amount_too_large", "amount must be positive and at most the authorized amount")
@@ -122,6 +133,8 @@ class Provider:
             return error(404, "invalid_request_error", "resource_missing", f"no authorization {auth_id}")
         if auth["status"] != "authorized":
             return error(409, "invalid_request_error", "authorization_not_voidable", f"it is {auth['status']}")
+        if (refused := _refused("void", auth)) is not None:
+            return refused
         return Answer(200, _authorization_body(self.ledger.set_authorization(auth_id, status="voided")))
 
     def _refund(self, params: dict[str, Any]) -> Answer:
@@ -131,6 +144,8 @@ class Provider:
             return error(404, "invalid_request_error", "resource_missing", f"no authorization {auth_id}")
         if auth["status"] != "captured":
             return error(409, "invalid_request_error", "charge_not_refundable", f"it is {auth['status']}")
+        if (refused := _refused("refund", auth)) is not None:
+            return refused
         left = auth["amount_captured"] - auth["amount_refunded"]
         amount = _positive_amount(params) if "amount" in params else left
         if amount is None or amount > left:
@@ -141,6 +156,15 @@ class Provider:
         self.ledger.set_authorization(auth_id, amount_refunded=refunded, status=status)
         body = {"id": refund_id, "object": "refund", "authorization": auth_id, "amount": amount, "status": "succeeded"}
         return Answer(201, body)
+
+
+def _refused(operation: str, auth: dict[str, Any]) -> Answer | None:
+    """The refusal a test token's authorization gives this operation, if it is the one it refuses."""
+    refusal = REFUSED_LATER.get(auth["token"])
+    if refusal is None or refusal[0] != operation:
+        return None
+    _, status_code, kind, code = refusal
+    return error(status_code, kind, code, f"the provider refused the {operation}")
 
 
 def _authorization_body(auth: dict[str, Any]) -> dict[str, Any]:

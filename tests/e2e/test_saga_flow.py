@@ -253,6 +253,88 @@ async def test_cancel_after_authorization_voids_and_releases(http: httpx.AsyncCl
     )
 
 
+async def payments_of(http: httpx.AsyncClient, order_id: str) -> list[dict[str, Any]]:
+    response = await http.get(f"{service_url('payment')}/api/payments", params={"order_id": order_id})
+    assert response.status_code == 200, response.text
+    return list(response.json())
+
+
+async def ship(http: httpx.AsyncClient, order_id: str) -> None:
+    await move(http, order_id, "processing")
+    await move(http, order_id, "shipped")
+
+
+async def test_a_shipped_order_stopped_before_delivery_is_cancelled_and_its_capture_refunded_once(
+    http: httpx.AsyncClient,
+) -> None:
+    product = await stocked("25.00", 3)
+    placed = await checkout(http, [(product, 1)], "tok_visa")
+    order_id, url = placed["order_id"], f"{service_url('order')}/api/orders/{placed['order_id']}"
+    await order_becomes(http, order_id, "confirmed", "authorized")
+    await ship(http, order_id)
+    await order_becomes(http, order_id, "shipped", "captured")
+    # The customer cannot cancel a shipped order (after delivery it is a return); the back office must say why.
+    by_customer = await http.post(f"{url}/cancel", json={"reason": "changed my mind"})
+    assert by_customer.status_code == 409 and by_customer.json()["extra"][0]["key"] == "status"
+    no_reason = await http.post(f"{url}/status", json={"status": "cancelled"})
+    assert no_reason.status_code == 409 and no_reason.json()["extra"][0]["key"] == "reason"
+    stopped = await http.post(f"{url}/status", json={"status": "cancelled", "reason": "parcel intercepted"})
+    assert stopped.status_code == 200, stopped.text
+
+    await order_becomes(http, order_id, "cancelled", "refunded")
+    assert (await history(order_id))[-1] == ("shipped", "cancelled", "parcel intercepted")
+    await reservation_becomes(http, order_id, "released")
+    (payment,) = await payments_of(http, order_id)
+    assert (payment["status"], payment["refunded_amount"]) == ("refunded", payment["captured_amount"])
+    assert [op["kind"] for op in payment["operations"]] == ["authorize", "capture", "refund"]
+    (auth,) = (await ledger(http, order_id))["authorizations"]
+    assert auth["status"] == "refunded" and auth["amount_refunded"] == auth["amount_captured"] == auth["amount"]
+    assert len(auth["refunds"]) == 1
+    # Counted once confirmed, then netted out: one order, one cancellation, nothing spent.
+    await eventually(lambda: _equals(stats(http, placed["customer_id"]), (1, 1, "0.00")), what="stats after refund")
+
+
+async def test_failed_capture_void_and_refund_show_on_the_order_with_the_providers_reason(
+    http: httpx.AsyncClient,
+) -> None:
+    """The sandbox's tok_captureFail / tok_voidFail / tok_refundFail authorize, then refuse that one call."""
+    product = await stocked("5.00", 3)
+    placed = await asyncio.gather(
+        *(
+            checkout(http, [(product, 1)], token, guest=True)
+            for token in ("tok_captureFail", "tok_voidFail", "tok_refundFail")
+        )
+    )
+    capture_fails, void_fails, refund_fails = (p["order_id"] for p in placed)
+    await asyncio.gather(
+        *(order_becomes(http, o, "confirmed", "authorized") for o in (capture_fails, void_fails, refund_fails))
+    )
+    await asyncio.gather(ship(http, capture_fails), ship(http, refund_fails))
+    cancel = await http.post(f"{service_url('order')}/api/orders/{void_fails}/cancel", json={"reason": "oops"})
+    assert cancel.status_code == 200, cancel.text
+    await order_becomes(http, refund_fails, "shipped", "captured")
+    stopped = await http.post(
+        f"{service_url('order')}/api/orders/{refund_fails}/status",
+        json={"status": "cancelled", "reason": "lost parcel"},
+    )
+    assert stopped.status_code == 200, stopped.text
+
+    # The order keeps its status; payment_status and one history row (status unchanged) say what failed.
+    await order_becomes(http, capture_fails, "shipped", "capture_failed")
+    await order_becomes(http, void_fails, "cancelled", "void_failed")
+    await order_becomes(http, refund_fails, "cancelled", "refund_failed")
+    assert (await history(capture_fails))[-1] == ("shipped", "shipped", "capture_failed: charge_expired_for_capture")
+    assert (await history(void_fails))[-1] == ("cancelled", "cancelled", "void_failed: processing_error")
+    assert (await history(refund_fails))[-1] == ("cancelled", "cancelled", "refund_failed: expired_or_canceled_card")
+    books = {o: (await ledger(http, o))["authorizations"][0] for o in (capture_fails, void_fails, refund_fails)}
+    # The money stays where the refusal left it: the provider still holds the authorization or the capture.
+    assert [books[o]["status"] for o in (capture_fails, void_fails, refund_fails)] == [
+        "authorized",
+        "authorized",
+        "captured",
+    ]
+
+
 async def _status_is(http: httpx.AsyncClient, order_id: str, status: str) -> bool:
     current = await order(http, order_id)
     return current is not None and current["status"] == status

@@ -197,3 +197,31 @@ async def test_a_reservation_after_its_timeout_is_released(sessions: async_sessi
     kinds = [kind for kind, _ in await events_of(event.order_id)]
     # No payment was ever asked for, so none is cancelled.
     assert kinds == ["order.created", "order.cancelled"]
+
+
+async def test_a_failed_payment_operation_is_noted_once_per_event(sessions: async_sessionmaker[AsyncSession]) -> None:
+    event = completed()
+    async with sessions() as session, session.begin():
+        await create_from_checkout(session, event)
+    failure, later = uuid.uuid4(), uuid.uuid4()
+    # The same event twice (a replay after a rebuild empties the inbox), then another failure.
+    for event_id, kind, reason in ((failure, "capture_failed", "expired"), (failure, "capture_failed", "expired"),
+                                   (later, "void_failed", "processing_error")):  # fmt: skip
+        async with sessions() as session, session.begin():
+            await Saga(session).payment_failed(event.order_id, kind, reason, event_id)
+        async with sessions() as session, session.begin():  # an unknown order is someone else's: ignored
+            await Saga(session).payment_failed(uuid.uuid4(), kind, reason, uuid.uuid4())
+    rows = await fetch(
+        "order", "SELECT status_from, status_to, reason, changed_by, metadata FROM order_status_history "
+        "WHERE order_id = $1 ORDER BY id", event.order_id,
+    )  # fmt: skip
+    # The warehouse may cancel the order (nobody stocks its product) meanwhile: a note keeps whichever status.
+    notes = [r for r in rows if (r["reason"] or "").startswith(("capture_failed", "void_failed"))]
+    assert [(r["reason"], r["changed_by"]) for r in notes] == [
+        ("capture_failed: expired", "order-saga"),
+        ("void_failed: processing_error", "order-saga"),
+    ]
+    assert all(r["status_from"] == r["status_to"] for r in notes)
+    assert json.loads(notes[0]["metadata"]) == {"payment_status": "capture_failed", "event_id": str(failure)}
+    order = await fetch("order", "SELECT payment_status FROM orders WHERE id = $1", event.order_id)
+    assert order[0]["payment_status"] == "void_failed"

@@ -107,6 +107,29 @@ def test_a_voided_authorization_is_not_live(provider: Provider) -> None:
     assert provider.ledger.for_reference("order-1")["live_authorizations"] == 0
 
 
+def test_fail_tokens_authorize_then_refuse_only_their_operation_every_time(provider: Provider) -> None:
+    ids = {
+        token: provider.call(f"a-{token}", AUTH, authorization(token, f"order-{token}")).body["id"]
+        for token in ("tok_captureFail", "tok_voidFail", "tok_refundFail")
+    }
+    capture = provider.call("c1", f"{AUTH}/{ids['tok_captureFail']}/capture", {})
+    assert (capture.status_code, capture.body["error"]["code"]) == (400, "charge_expired_for_capture")
+    assert provider.call("c1", f"{AUTH}/{ids['tok_captureFail']}/capture", {}) == capture  # stored per key
+    void = provider.call("v1", f"{AUTH}/{ids['tok_voidFail']}/void", {})
+    assert (void.status_code, void.body["error"]["code"]) == (402, "processing_error")
+    # Each refuses only its own operation: the void token captures, the refund token captures too.
+    assert provider.call("c2", f"{AUTH}/{ids['tok_voidFail']}/capture", {}).status_code == 200
+    assert provider.call("c3", f"{AUTH}/{ids['tok_refundFail']}/capture", {}).status_code == 200
+    refund = provider.call("r1", "/v1/refunds", {"authorization": ids["tok_refundFail"]})
+    assert (refund.status_code, refund.body["error"]["code"]) == (402, "expired_or_canceled_card")
+    held = {t: provider.ledger.for_reference(f"order-{t}")["authorizations"][0] for t in ids}
+    assert {t: (a["status"], a["amount_refunded"]) for t, a in held.items()} == {
+        "tok_captureFail": ("authorized", 0),
+        "tok_voidFail": ("captured", 0),
+        "tok_refundFail": ("captured", 0),
+    }
+
+
 def test_the_ledger_survives_a_restart(ledger_file: Path) -> None:
     ledger = Ledger(ledger_file)
     first = Provider(ledger).call("k1", AUTH, authorization("tok_visa"))

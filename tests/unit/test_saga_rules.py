@@ -13,7 +13,7 @@ from apps.common.errors import StateConflict
 from apps.customer.projections import fold as stats_fold
 from apps.order.events import OrderCancelled, OrderCancelledV1, OrderConfirmed, OrderCreated, OrderLine
 from apps.order.models import OrderItem
-from apps.order.rules import check_transition
+from apps.order.rules import check_cancel, check_transition
 from apps.order.saga import _fill_reservation
 from apps.order.saga_state import DONE, PAYMENT, OrderSaga, enter
 from apps.warehouse.events import ReservedItem
@@ -70,6 +70,22 @@ def test_only_the_saga_confirms_a_pending_order() -> None:
     check_transition("pending", "cancelled")
     with pytest.raises(StateConflict):
         check_transition("pending", "processing")
+
+
+def test_only_the_back_office_cancels_a_shipped_order_and_it_must_say_why() -> None:
+    check_transition("shipped", "cancelled")
+    for status in ("pending", "confirmed", "processing"):
+        check_cancel(status, None, back_office=False)  # the customer's, without a reason
+    with pytest.raises(StateConflict) as by_customer:
+        check_cancel("shipped", "changed my mind", back_office=False)
+    assert by_customer.value.field == "status"
+    for blank in (None, "", "   "):
+        with pytest.raises(StateConflict) as no_reason:
+            check_cancel("shipped", blank, back_office=True)
+        assert no_reason.value.field == "reason"
+    check_cancel("shipped", "parcel intercepted by the carrier", back_office=True)
+    with pytest.raises(StateConflict):
+        check_transition("delivered", "cancelled")  # after delivery it is a return
 
 
 def test_a_purchase_counts_once_confirmed_and_a_never_confirmed_order_never() -> None:
