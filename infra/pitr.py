@@ -101,6 +101,10 @@ def wait_promoted() -> None:
             return False
 
     wait_for("PostgreSQL still in recovery", promoted, timeout=600)
+    # pgBackRest wrote the target into postgresql.auto.conf; a replica copied from here would stop at it.
+    for setting in ("recovery_target_time", "recovery_target_action"):
+        postgres.psql_admin(f"ALTER SYSTEM RESET {setting}")
+    postgres.psql_admin("SELECT pg_reload_conf()")
     postgres.bootstrap()
 
 
@@ -117,7 +121,7 @@ def skip_consumers_to_end(bootstrap: str) -> None:
         group = module.group
         replay.wait_until_empty(group.name, bootstrap, timeout=120)
         plans = outbox_replay.plan(
-            group.name, group.topics, to_earliest=False, to_datetime=None, to_offset=None, bootstrap=bootstrap
+            group.name, group.topics, to_earliest=False, to_datetime=None, to_offset=0, bootstrap=bootstrap
         )
         at_end = [
             outbox_replay.PartitionPlan(p.topic, p.partition, p.current, p.end, p.end) for p in plans if p.end >= 0
@@ -166,9 +170,18 @@ def drop_stale_slots() -> None:
     postgres.psql_admin("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active")
 
 
+def rebuild_replica() -> None:
+    t0 = time.monotonic()
+    replica.rebuild()
+    print(f"pitr: replica made again in {time.monotonic() - t0:.1f}s", flush=True)
+
+
 def start_consumers(names: list[str]) -> None:
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(stack.start_component, names))
+    """In parallel: each start waits for its group to own partitions, mostly idle time."""
+    known = stack.components()
+    with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
+        list(pool.map(lambda name: known[name].start(), names))
+    print(f"pitr: {len(names)} consumers started", flush=True)
 
 
 def pitr(target: dt.datetime, since: dt.datetime) -> None:
@@ -189,14 +202,15 @@ def pitr(target: dt.datetime, since: dt.datetime) -> None:
     start_restored_primary()
     print(f"pitr: cluster restored to {target.isoformat()} in {time.monotonic() - t0:.1f}s", flush=True)
     drop_stale_slots()
-    skip_consumers_to_end(bootstrap)
-    resume_connectors_without_offsets(names)
-    resend_outbox(since)
-    connectors.deploy_all()  # their own config again (snapshot.mode back); the offsets now exist
-    t0 = time.monotonic()
-    replica.rebuild()
-    print(f"pitr: replica made again in {time.monotonic() - t0:.1f}s", flush=True)
-    start_consumers(consumers)
+    with ThreadPoolExecutor(max_workers=1) as background:
+        # The replica's copy of the new timeline is made meanwhile; reads use the primary until it is up.
+        rebuilt = background.submit(rebuild_replica)
+        skip_consumers_to_end(bootstrap)
+        resume_connectors_without_offsets(names)
+        resend_outbox(since)
+        connectors.deploy_all()  # their own config again (snapshot.mode back); the offsets now exist
+        start_consumers(consumers)
+        rebuilt.result()
     print(f"pitr: done in {time.monotonic() - started:.1f}s; take a backup on the new timeline: just backup --incr")
 
 
