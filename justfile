@@ -83,6 +83,10 @@ bench *args: up
 retention *args:
     {{python}} -m infra.retention "$@"
 
+# The scheduled jobs once, now (retention, checkout lifecycle, order archival, idempotency keys): `just jobs run [JOB ...]`; `just up` runs them hourly
+jobs *args:
+    {{python}} -m infra.jobs "$@"
+
 # Dumps per service (`just backup [SERVICE...]` -> backups/), or pgBackRest: `just backup --full|--incr|--info`
 backup *args:
     {{python}} -m infra.backup "$@"

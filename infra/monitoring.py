@@ -1,4 +1,5 @@
-"""Monitoring as stack components: PostgreSQL's exporter, the stack exporter, Prometheus and Alertmanager.
+"""Monitoring as stack components: PostgreSQL's exporter, the stack exporter, Prometheus and Alertmanager,
+and beside them the scheduled retention and archival jobs (``jobs``, infra/jobs.py, 127.0.0.1:9189).
 
 - ``postgres-exporter`` (Debian's prometheus-postgres-exporter, 127.0.0.1:9187) logs in as the
   ``monitoring`` role (pg_monitor) and adds the queries of infra/prometheus/postgres-queries.yml.
@@ -42,6 +43,7 @@ PROMETHEUS_PORT = port("PROMETHEUS_PORT", 9090)
 ALERTMANAGER_PORT = port("ALERTMANAGER_PORT", 9094)
 PG_EXPORTER_PORT = port("PG_EXPORTER_PORT", 9187)
 STACK_EXPORTER_PORT = port("STACK_EXPORTER_PORT", 9188)
+JOBS_PORT = port("JOBS_PORT", 9189)
 # Short by default: the local stack is small, and an alert test then waits seconds, not minutes.
 SCRAPE_INTERVAL = os.environ.get("PROMETHEUS_SCRAPE_INTERVAL", "5s")
 EVALUATION_INTERVAL = os.environ.get("PROMETHEUS_EVALUATION_INTERVAL", "5s")
@@ -80,6 +82,7 @@ def scrape_config(targets: Sequence[Target]) -> dict[str, object]:
         jobs.setdefault(kind, []).append({"targets": [address], "labels": {"component": target.name}})
     jobs["postgres-exporter"] = [{"targets": [f"127.0.0.1:{PG_EXPORTER_PORT}"]}]
     jobs["stack-exporter"] = [{"targets": [f"127.0.0.1:{STACK_EXPORTER_PORT}"]}]
+    jobs["jobs"] = [{"targets": [f"127.0.0.1:{JOBS_PORT}"], "labels": {"component": "jobs"}}]
     jobs["prometheus"] = [{"targets": [f"127.0.0.1:{PROMETHEUS_PORT}"]}]
     return {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": EVALUATION_INTERVAL},
@@ -165,6 +168,10 @@ def _stack_exporter_argv() -> list[str]:
     return [sys.executable, "-m", "infra.stack_exporter", "--port", str(STACK_EXPORTER_PORT)]
 
 
+def _jobs_argv() -> list[str]:
+    return [sys.executable, "-m", "infra.jobs", "serve", "--port", str(JOBS_PORT)]
+
+
 def _prometheus_argv() -> list[str]:
     (STATE_DIR / "data").mkdir(parents=True, exist_ok=True)
     return [
@@ -197,6 +204,8 @@ DAEMONS: tuple[Daemon, ...] = (
         env=lambda: {"DATA_SOURCE_NAME": monitoring_dsn()},
     ),
     Daemon("stack-exporter", _stack_exporter_argv, f"http://127.0.0.1:{STACK_EXPORTER_PORT}/health"),
+    # Not monitoring, but run the same way: the scheduled retention and archival jobs (infra/jobs.py).
+    Daemon("jobs", _jobs_argv, f"http://127.0.0.1:{JOBS_PORT}/health"),
     Daemon("alertmanager", _alertmanager_argv, f"http://127.0.0.1:{ALERTMANAGER_PORT}/-/ready"),
     Daemon("prometheus", _prometheus_argv, f"http://127.0.0.1:{PROMETHEUS_PORT}/-/ready"),
 )

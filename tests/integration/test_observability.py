@@ -74,3 +74,12 @@ def test_a_service_reports_its_pool() -> None:
     for name in ("checked_out", "idle", "overflow", "max"):
         assert f'commerce_db_pool_{name}{{service="catalog"}}' in metrics
     assert 'commerce_db_pool_wait_seconds_count{service="catalog"}' in metrics
+
+
+def test_the_scheduled_jobs_report_in_prometheus() -> None:
+    from infra.jobs import JOBS
+
+    deadline = time.monotonic() + 15
+    while _labels("commerce_job_runs_total", "task") != set(JOBS):
+        assert time.monotonic() < deadline, _query("commerce_job_runs_total")
+        time.sleep(1)
