@@ -38,7 +38,7 @@ VICTIMS = ("order-consumer", "order-sweeper", "warehouse-consumer", "payment-con
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=32)) as client:
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=32, keepalive_expiry=2.0)) as client:
         yield client
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from apps.common.topology import PROCESSES
 from tests.support.checkout import US_ADDRESS
@@ -26,13 +27,16 @@ from tests.support.orders import eventually
 pytestmark = pytest.mark.usefixtures("stack")
 
 SANDBOX = f"http://127.0.0.1:{next(p.port for p in PROCESSES if p.name == 'payment-sandbox')}"
+SWEEPER = f"http://127.0.0.1:{next(p.port for p in PROCESSES if p.name == 'order-sweeper')}"
 # Consumers may be catching up on other tests' events first.
 WITHIN = 120.0
 
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as client:
+    # Idle connections are dropped well before uvicorn closes them (5 s): reusing one as the server closes
+    # it is a ReadError.
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64, keepalive_expiry=2.0)) as client:
         yield client
 
 
@@ -138,6 +142,26 @@ async def stats(http: httpx.AsyncClient, customer_id: str) -> tuple[int, int, st
     return body["orders_count"], body["cancelled_count"], body["total_spent"]
 
 
+async def dashboard(http: httpx.AsyncClient) -> dict[tuple[str, str], float]:
+    """The saga dashboard's gauges from the sweeper's /metrics: (metric, label value) -> value."""
+    response = await http.get(f"{SWEEPER}/metrics")
+    assert response.status_code == 200, response.text
+    gauges: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(response.text):
+        if family.name in ("order_saga_orders", "order_saga_compensations", "order_saga_payment_failures"):
+            gauges.update({(s.name, next(iter(s.labels.values()))): s.value for s in family.samples})
+    return gauges
+
+
+async def dashboard_shows(http: httpx.AsyncClient, metric: str, label: str, above: float) -> None:
+    """The gauge (refreshed every 5 s from the tables) rises above ``above``."""
+
+    async def risen() -> bool:
+        return (await dashboard(http)).get((metric, label), 0) > above
+
+    await eventually(risen, within=30, what=f"{metric}{{{label}}} above {above}")
+
+
 async def stocked(price: str, units: int) -> dict[str, Any]:
     product = await create_product(price)
     await set_stock(product["id"], units)
@@ -185,6 +209,8 @@ async def test_a_guest_checkout_becomes_a_confirmed_guest_order(http: httpx.Asyn
 
 
 async def test_out_of_stock_cancels_without_asking_for_money(http: httpx.AsyncClient) -> None:
+    before = await dashboard(http)
+    assert {label for metric, label in before if metric == "order_saga_orders"} == {"reservation", "payment", "done"}
     product = await stocked("9.00", 1)
     placed = await checkout(http, [(product, 2)], "tok_visa")
     order_id = placed["order_id"]
@@ -198,6 +224,9 @@ async def test_out_of_stock_cancels_without_asking_for_money(http: httpx.AsyncCl
     assert (await ledger(http, order_id))["authorizations"] == []
     # Never confirmed: not a purchase (the stats row, if any, counts nothing for it).
     assert await stats(http, placed["customer_id"]) == (0, 0, "0.00")
+    # The saga dashboard counts the compensation by its reason.
+    out_of_stock = ("order_saga_compensations", "out_of_stock")
+    await dashboard_shows(http, *out_of_stock, above=before[out_of_stock])
 
 
 async def test_a_declined_card_releases_the_stock_and_cancels(http: httpx.AsyncClient) -> None:
@@ -215,6 +244,14 @@ async def test_a_provider_timeout_compensates_and_the_late_authorization_is_void
     product = await stocked("15.00", 2)
     placed = await checkout(http, [(product, 1)], "tok_slow")
     order_id = placed["order_id"]
+
+    async def waits_on_payment() -> bool:
+        current = await order(http, order_id)
+        return current is not None and current["waiting_on"] == "payment" and current["waiting_until"] is not None
+
+    # GET /api/orders/{id} shows the step the order waits on, and until when.
+    await eventually(waits_on_payment, within=WITHIN, what="waiting on the payment")
+    await dashboard_shows(http, "order_saga_orders", "payment", above=0)
     await eventually(lambda: _status_is(http, order_id, "cancelled"), within=WITHIN, what="timed out")
     assert (await history(order_id))[-1] == ("pending", "cancelled", "timeout")
     await reservation_becomes(http, order_id, "released")
@@ -327,6 +364,9 @@ async def test_failed_capture_void_and_refund_show_on_the_order_with_the_provide
     assert (await history(void_fails))[-1] == ("cancelled", "cancelled", "void_failed: processing_error")
     assert (await history(refund_fails))[-1] == ("cancelled", "cancelled", "refund_failed: expired_or_canceled_card")
     books = {o: (await ledger(http, o))["authorizations"][0] for o in (capture_fails, void_fails, refund_fails)}
+    # The dashboard shows what someone must follow up.
+    for status in ("capture_failed", "void_failed", "refund_failed"):
+        await dashboard_shows(http, "order_saga_payment_failures", status, above=0)
     # The money stays where the refusal left it: the provider still holds the authorization or the capture.
     assert [books[o]["status"] for o in (capture_fails, void_fails, refund_fails)] == [
         "authorized",
