@@ -16,6 +16,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from apps.common.headers import idempotency_key_header
 from apps.common.pagination import Cursor
 from apps.common.providers import create_service_provider
+from apps.common.read_routing import replica_reads
 from apps.order.schemas import CancelRequest, OrderCreate, OrderOut, OrderPage, StatusChange, to_order_out
 from apps.order.services import OrderService
 
@@ -58,7 +59,8 @@ class OrderController(Controller):
         """One order with its items; 404 if unknown."""
         return to_order_out(await orders.get(order_id))
 
-    @get()
+    # A listing: the replica may serve it (apps/common/read_routing.py), never staler than the primary.
+    @get(dependencies={"orders": replica_reads(OrderService, from_state=["dependencies"])})
     async def list_orders(
         self,
         orders: Orders,
