@@ -139,9 +139,15 @@ class Daemon:
     env: Callable[[], dict[str, str]] = dict
 
     def start(self) -> None:
-        pid = None
-        if not proc.running(self.name):
-            pid = proc.spawn(self.name, self.argv(), cwd=REPO, env=self.env())
+        self.wait(self.spawn())
+
+    def spawn(self) -> int | None:
+        """Start the process unless it runs; its pid, or None when it was running already."""
+        if proc.running(self.name):
+            return None
+        return proc.spawn(self.name, self.argv(), cwd=REPO, env=self.env())
+
+    def wait(self, pid: int | None) -> None:
         proc.wait_until(self.name, http_ok(self.ready_url), timeout=60, pid=pid)
 
     def stop(self) -> bool:
@@ -219,8 +225,11 @@ def start_all(targets: Sequence[Target]) -> None:
     """
     write_config(targets)
     reload = proc.running("prometheus")
-    for daemon in DAEMONS:
-        daemon.start()
+    # All spawned before any is waited for: none depends on another being ready, and the Python ones
+    # spend their first seconds importing.
+    pids = [(daemon, daemon.spawn()) for daemon in DAEMONS]
+    for daemon, pid in pids:
+        daemon.wait(pid)
     if reload:
         request = urllib.request.Request(f"http://127.0.0.1:{PROMETHEUS_PORT}/-/reload", method="POST")
         with urllib.request.urlopen(request, timeout=10):
