@@ -3,13 +3,20 @@
     just bench [--seconds 20] [--connections 32]
 
 1. Registers one customer per order to come (so each customer_stats row is written by exactly one order's
-   event) and two products, through the services' own APIs.
-2. wrk (Debian's package, Lua script bench/orders.lua) places orders for `--seconds`.
-3. Waits until the customer-stats consumer has applied every one of them, then reads the end-to-end delay
-   from one clock: PostgreSQL's commit timestamp (track_commit_timestamp) of each order's transaction in
-   order_db and of the customer_stats transaction that applied it in customer_db (same server, same clock).
-4. pgbench runs bench/order_tx.sql (the same inserts in one transaction) with 8 clients for `--seconds`.
-The last line is JSON: {orders_per_s, pgbench_tps, ratio, e2e_p50_ms, e2e_p99_ms}.
+   events) and two products with ample stock, through the services' own APIs.
+2. Maximum rate: wrk (Debian's package, Lua script bench/orders.lua) places orders for `--seconds` on
+   `--connections` connections (closed loop).
+3. Fixed rate: an open-loop generator (bench/open_loop.py) places orders at half that rate for `--seconds`,
+   each request sent at its scheduled time whether or not earlier ones have answered; a request's latency
+   counts from its scheduled time, so a slow answer delays nothing and hides nothing.
+4. For both runs it waits until the customer-stats consumer has counted every order, then reads the delays
+   from one clock, PostgreSQL's commit timestamps (track_commit_timestamp; same server): a purchase counts
+   on confirmation, so commit-to-stats runs from the transaction that confirmed the order (its saga, once
+   the warehouse reserved) to the customer_stats transaction that counted it; placed-to-stats, the whole
+   saga, from the order's first commit.
+5. pgbench runs bench/order_tx.sql (the same inserts in one transaction) with 8 clients for `--seconds`.
+The last line is JSON: {orders_per_s, pgbench_tps, ratio, e2e_p50_ms, e2e_p99_ms, saga_e2e_p99_ms, fixed_rate,
+http_p99_ms_fixed, e2e_p99_ms_fixed, saga_e2e_p99_ms_fixed, errors_fixed}.
 """
 
 from __future__ import annotations
@@ -20,18 +27,19 @@ import json
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import httpx
 
 from apps.common.topology import BY_NAME, database_url, pg_host, pg_port
-from tests.support.http import create_product, service_url
+from bench.open_loop import OpenLoopResult, run_open_loop
+from tests.support.http import create_product, service_url, set_stock
 
 HERE = Path(__file__).resolve().parent
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
@@ -95,11 +103,26 @@ def run_pgbench(seconds: int, clients: int = 8) -> float:
         "-T",
         str(seconds),
     ]
-    out = subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout
+    try:
+        out = subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout
+    finally:
+        remove_pgbench_orders(env)
     match = re.search(r"tps = ([\d.]+)", out)
     if match is None:
         raise SystemExit(f"pgbench printed no tps:\n{out}")
     return float(match.group(1))
+
+
+def remove_pgbench_orders(env: dict[str, str]) -> None:
+    """pgbench's orders wait on a reservation nobody will make: remove them before the sweeper times them out."""
+    spec = BY_NAME["order"]
+    pgbench_orders = "SELECT id FROM orders WHERE order_number LIKE 'PGB-%'"
+    statements = [
+        f"DELETE FROM {table} WHERE order_id IN ({pgbench_orders});"
+        for table in ("order_sagas", "order_items", "order_status_history")
+    ] + ["DELETE FROM orders WHERE order_number LIKE 'PGB-%';"]
+    connect = ["-h", pg_host(), "-p", str(pg_port()), "-U", spec.role, "-d", spec.database]
+    subprocess.run(["psql", *connect, "-q", "-1", "-c", " ".join(statements)], check=True, env=env)
 
 
 async def commit_times(service: str, query: str, ids: list[str]) -> dict[str, float]:
@@ -111,17 +134,50 @@ async def commit_times(service: str, query: str, ids: list[str]) -> dict[str, fl
         await conn.close()
 
 
+# Each customer has one order: the commit time of its placement and of its confirmation (the saga's
+# transaction after the warehouse reserved), and of the customer_stats row that counted it.
+PLACED_SQL = (
+    "SELECT customer_id, pg_xact_commit_timestamp(xmin) AS committed FROM orders WHERE customer_id = ANY($1::varchar[])"
+)
+CONFIRMED_SQL = (
+    "SELECT o.customer_id, pg_xact_commit_timestamp(h.xmin) AS committed FROM orders o "
+    "JOIN order_status_history h ON h.order_id = o.id AND h.status_to = 'confirmed' "
+    "WHERE o.customer_id = ANY($1::varchar[])"
+)
+STATS_SQL = (
+    "SELECT customer_id, pg_xact_commit_timestamp(xmin) AS committed FROM customer_stats "
+    "WHERE customer_id = ANY($1::varchar[]) AND orders_count > 0"
+)
+
+
 async def wait_for_stats(ids: list[str], expected: int, within: float = 300) -> dict[str, float]:
     deadline = time.monotonic() + within
-    query = (
-        "SELECT customer_id, pg_xact_commit_timestamp(xmin) AS committed FROM customer_stats "
-        "WHERE customer_id = ANY($1::varchar[])"
-    )
     while True:
-        applied = await commit_times("customer", query, ids)
+        applied = await commit_times("customer", STATS_SQL, ids)
         if len(applied) >= expected or time.monotonic() > deadline:
             return applied
         await asyncio.sleep(0.5)
+
+
+@dataclass
+class Delays:
+    placed: int
+    counted: int
+    commit_to_stats_ms: list[float]  # confirmation commit -> stats commit
+    placed_to_stats_ms: list[float]  # the whole saga: placement commit -> stats commit
+
+
+async def measure_delays(customers: list[str]) -> Delays:
+    """Wait until every order placed for ``customers`` is counted in customer_stats; the delays."""
+    placed = await commit_times("order", PLACED_SQL, customers)
+    stats = await wait_for_stats(list(placed), len(placed))
+    confirmed = await commit_times("order", CONFIRMED_SQL, list(placed))
+    return Delays(
+        placed=len(placed),
+        counted=len(stats),
+        commit_to_stats_ms=[(stats[c] - confirmed[c]) * 1000 for c in stats if c in confirmed],
+        placed_to_stats_ms=[(stats[c] - placed[c]) * 1000 for c in stats],
+    )
 
 
 async def wait_until_streamed(service: str, within: float = 120) -> None:
@@ -150,37 +206,79 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def main_async(seconds: int, connections: int, customers: int) -> dict[str, float]:
+async def set_up(customers: int) -> tuple[str, str, list[str]]:
+    """Two products with stock for every order to come, and one customer per order."""
     product_a, product_b = await create_product("10.00"), await create_product("4.50")
+    for product in (product_a, product_b):
+        await set_stock(product["id"], 10 * customers)
     started = time.perf_counter()
     ids = await register_customers(customers)
     print(f"registered {len(ids)} customers in {time.perf_counter() - started:.1f}s", flush=True)
     await wait_until_streamed("customer")
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
-        handle.write(f"{product_a['id']},{product_b['id']}\n" + "\n".join(ids) + "\n")
-        data_file = handle.name
+    await wait_until_streamed("catalog")
+    return product_a["id"], product_b["id"], ids
 
+
+def order_body(customer: str, product_a: str, product_b: str) -> bytes:
+    items = [{"product_id": product_a, "quantity": 1}, {"product_id": product_b, "quantity": 2}]
+    return json.dumps({"customer_id": customer, "items": items}).encode()
+
+
+async def max_rate_run(product_a: str, product_b: str, ids: list[str], seconds: int, connections: int) -> Delays:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
+        handle.write(f"{product_a},{product_b}\n" + "\n".join(ids) + "\n")
+        data_file = handle.name
     output = await asyncio.to_thread(run_wrk, service_url("order"), data_file, seconds, connections)
     print(output, flush=True)
-    order_query = (
-        "SELECT customer_id, pg_xact_commit_timestamp(xmin) AS committed FROM orders "
-        "WHERE customer_id = ANY($1::varchar[])"
-    )
-    placed = await commit_times("order", order_query, ids)
-    if len(placed) >= len(ids):
+    delays = await measure_delays(ids)
+    if delays.placed >= len(ids):
         print("warning: every customer got an order; raise --customers for a longer run", flush=True)
-    applied = await wait_for_stats(list(placed), len(placed))
-    delays_ms = [(applied[c] - placed[c]) * 1000 for c in placed if c in applied]
-    print(f"{len(placed)} orders placed, {len(applied)} applied to customer stats", flush=True)
+    print(f"max rate: {delays.placed} orders placed, {delays.counted} counted in customer stats", flush=True)
+    return delays
 
+
+async def fixed_rate_run(
+    product_a: str, product_b: str, unused: list[str], rate: float, seconds: int
+) -> tuple[OpenLoopResult, Delays]:
+    customers = unused[: int(rate * seconds)]
+    bodies = [order_body(c, product_a, product_b) for c in customers]
+    result = await run_open_loop(f"{service_url('order')}/api/orders", bodies, rate)
+    print(
+        f"fixed rate {rate:.1f}/s: {result.sent} sent, statuses {result.statuses}, "
+        f"{result.late_starts} sent late by the generator",
+        flush=True,
+    )
+    delays = await measure_delays(customers)
+    print(f"fixed rate: {delays.placed} orders placed, {delays.counted} counted in customer stats", flush=True)
+    return result, delays
+
+
+def ms(values: list[float], q: float) -> float:
+    return round(percentile(values, q), 1) if values else float("nan")
+
+
+async def main_async(seconds: int, connections: int, customers: int) -> dict[str, float]:
+    product_a, product_b, ids = await set_up(customers)
+    peak = await max_rate_run(product_a, product_b, ids, seconds, connections)
+    orders_per_s = peak.placed / seconds
+    placed = set(await commit_times("order", PLACED_SQL, ids))
+    unused = [c for c in ids if c not in placed]
+    fixed_rate = round(orders_per_s / 2, 1)
+    fixed, fixed_delays = await fixed_rate_run(product_a, product_b, unused, fixed_rate, seconds)
     tps = await asyncio.to_thread(run_pgbench, seconds)
-    orders_per_s = len(placed) / seconds
     return {
         "orders_per_s": round(orders_per_s, 1),
         "pgbench_tps": round(tps, 1),
         "ratio": round(orders_per_s / tps, 3),
-        "e2e_p50_ms": round(statistics.median(delays_ms), 1),
-        "e2e_p99_ms": round(percentile(delays_ms, 0.99), 1),
+        "e2e_p50_ms": ms(peak.commit_to_stats_ms, 0.5),
+        "e2e_p99_ms": ms(peak.commit_to_stats_ms, 0.99),
+        "saga_e2e_p99_ms": ms(peak.placed_to_stats_ms, 0.99),
+        "fixed_rate": fixed_rate,
+        "http_p50_ms_fixed": ms(fixed.latencies_ms, 0.5),
+        "http_p99_ms_fixed": ms(fixed.latencies_ms, 0.99),
+        "e2e_p99_ms_fixed": ms(fixed_delays.commit_to_stats_ms, 0.99),
+        "saga_e2e_p99_ms_fixed": ms(fixed_delays.placed_to_stats_ms, 0.99),
+        "errors_fixed": fixed.errors,
     }
 
 

@@ -1,0 +1,69 @@
+"""An open-loop load generator: requests leave at a fixed rate whatever the answers do.
+
+A closed loop (wrk, a fixed number of connections) sends the next request only after an answer, so a slow
+server is offered less load and its slowness hides (coordinated omission). Here request ``i`` is due at
+``start + i / rate``; its latency counts from that moment, so time spent queued in the client counts too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+
+@dataclass
+class OpenLoopResult:
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: int = 0  # transport errors and statuses >= 400
+    late_starts: int = 0  # requests the generator itself sent more than 10 ms after their due time
+
+    @property
+    def sent(self) -> int:
+        return len(self.latencies_ms)
+
+
+async def run_open_loop(
+    url: str, bodies: list[bytes], rate: float, *, max_in_flight: int = 512, timeout_s: float = 30.0
+) -> OpenLoopResult:
+    """POST each body to ``url`` at ``rate`` per second; return latencies from each request's due time."""
+    result = OpenLoopResult()
+    connector = aiohttp.TCPConnector(limit=max_in_flight)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    headers = {"Content-Type": "application/json"}
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as http:
+        start = time.perf_counter() + 0.1
+        tasks = []
+        for i, body in enumerate(bodies):
+            due = start + i / rate
+            await _sleep_until(due)
+            if time.perf_counter() - due > 0.010:
+                result.late_starts += 1
+            tasks.append(asyncio.create_task(_post(http, url, body, due, result.statuses)))
+        for latency, ok in await asyncio.gather(*tasks):
+            result.latencies_ms.append(latency)
+            result.errors += 0 if ok else 1
+    return result
+
+
+async def _sleep_until(due: float, clock: Callable[[], float] = time.perf_counter) -> None:
+    delay = due - clock()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+async def _post(
+    http: aiohttp.ClientSession, url: str, body: bytes, due: float, statuses: dict[int, int]
+) -> tuple[float, bool]:
+    try:
+        async with http.post(url, data=body) as response:
+            await response.read()
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError):
+        status = 0
+    statuses[status] = statuses.get(status, 0) + 1
+    return (time.perf_counter() - due) * 1000, 0 < status < 400
