@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final
 from sqlalchemy import text
 
 from apps.analytics.projections import OrderEvent, fold
+from apps.analytics.returns import register as register_refunds
 from apps.common.consumer_db import consumer_database_url
 from apps.common.projections import add_deltas
 from outbox.consumer import ConsumerGroup, EventContext
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 # The database holding this group's inbox and projections (outbox.runner and outbox.replay read it).
 database_url = consumer_database_url("analytics")
 group = ConsumerGroup("analytics")
+register_refunds(group)  # return.refunded: returns and refunds per day and product (apps/analytics/returns.py)
 # What a rebuild empties before replaying (python -m outbox.replay analytics --rebuild).
 projection_tables = ("daily_sales", "product_sales")
 

@@ -26,13 +26,16 @@ Currency = Annotated[str, Meta(description="ISO 4217 code", examples=["USD"])]
 
 
 class DailySalesOut(msgspec.Struct, kw_only=True):
-    """One UTC day in one currency: orders placed, net revenue, cancellations."""
+    """One UTC day in one currency: orders placed, their revenue net of cancellations, refunded returns."""
 
     day: dt.date
     currency: Currency
     orders: int
     revenue: Annotated[Money, Meta(description="order totals placed that day minus totals cancelled that day")]
     cancellations: int
+    returns: Annotated[int, Meta(description="returns refunded that day")]
+    refunds: Annotated[Money, Meta(description="amounts refunded that day for returns")]
+    net_revenue: Annotated[Money, Meta(description="revenue minus refunds")] = Decimal("0.00")
 
 
 class ProductSalesOut(msgspec.Struct, kw_only=True):
@@ -42,11 +45,15 @@ class ProductSalesOut(msgspec.Struct, kw_only=True):
     currency: Currency
     units: int
     revenue: Money
+    units_returned: int
+    refunded: Money
 
 
 # The response structs name a subset of the row's columns: each mapper reads those attributes.
 def to_daily_sales_out(row: DailySales) -> DailySalesOut:
-    return msgspec.convert(row, DailySalesOut, from_attributes=True)
+    out = msgspec.convert(row, DailySalesOut, from_attributes=True)
+    out.net_revenue = out.revenue - out.refunds
+    return out
 
 
 def to_product_sales_out(row: ProductSales) -> ProductSalesOut:

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from apps.common.consumer_db import consumer_database_url
 from apps.common.projections import add_deltas
 from apps.customer.projections import OrderEvent, fold
+from apps.customer.returns import register as register_refunds
 from outbox.consumer import ConsumerGroup, EventContext
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 # The database holding this group's inbox and projections (outbox.runner and outbox.replay read it).
 database_url = consumer_database_url("customer")
 group = ConsumerGroup("customer-stats")
+register_refunds(group)  # return.refunded: returns count, refunded amount (apps/customer/returns.py)
 # What a rebuild empties before replaying (python -m outbox.replay customer-stats --rebuild).
 projection_tables = ("customer_stats",)
 

@@ -29,6 +29,9 @@ class CustomerStats(Base):
     cancelled_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     total_spent: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2), default=Decimal("0"))
     last_order_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # Refunded returns (apps/customer/returns.py); total_spent is net of refunded_amount.
+    returns_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    refunded_amount: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2), default=Decimal("0"))
     updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
 
 

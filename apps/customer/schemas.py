@@ -160,8 +160,10 @@ class CustomerStatsOut(msgspec.Struct, kw_only=True):
 
     orders_count: int
     cancelled_count: int
-    total_spent: Money
+    total_spent: Annotated[Money, Meta(description="confirmed orders' totals, net of cancellations and refunds")]
     last_order_at: dt.datetime | None
+    returns_count: int
+    refunded_amount: Money
 
 
 # The response structs name a subset of the row's columns: each mapper reads those attributes.
@@ -176,5 +178,13 @@ def to_address_out(address: CustomerAddress) -> AddressOut:
 def to_stats_out(stats: CustomerStats | None) -> CustomerStatsOut:
     """A customer with no stats row yet (no order seen) has zeros and no last order."""
     if stats is None:
-        return CustomerStatsOut(orders_count=0, cancelled_count=0, total_spent=Decimal("0.00"), last_order_at=None)
+        zero = Decimal("0.00")
+        return CustomerStatsOut(
+            orders_count=0,
+            cancelled_count=0,
+            total_spent=zero,
+            last_order_at=None,
+            returns_count=0,
+            refunded_amount=zero,
+        )
     return msgspec.convert(stats, CustomerStatsOut, from_attributes=True)

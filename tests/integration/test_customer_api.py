@@ -399,7 +399,14 @@ async def test_stats_of_a_customer_without_orders_are_zeros(client: Client) -> N
     customer = await register(client)
     response = await client.get(f"/api/customers/{customer['id']}/stats")
     assert response.status_code == 200
-    assert response.json() == {"orders_count": 0, "cancelled_count": 0, "total_spent": "0.00", "last_order_at": None}
+    assert response.json() == {
+        "orders_count": 0,
+        "cancelled_count": 0,
+        "total_spent": "0.00",
+        "last_order_at": None,
+        "returns_count": 0,
+        "refunded_amount": "0.00",
+    }
 
 
 async def test_stats_come_from_the_customer_stats_projection(client: Client, db: asyncpg.Connection) -> None:

@@ -1,0 +1,62 @@
+"""Returns in customer_stats: return.refunded counts a return and its refunded amount for the customer,
+and takes that amount off ``total_spent`` (what the customer spent net of refunds; docs/decisions.md,
+Returns). Applied once per event (the customer-stats group's inbox); the fold below is pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Final
+
+from sqlalchemy import text
+
+from apps.common.projections import add_deltas
+from apps.returns.events import ReturnRefunded
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from outbox.consumer import ConsumerGroup, EventContext
+
+__all__ = ["ReturnsDelta", "fold_refunds", "register"]
+
+
+@dataclass
+class ReturnsDelta:
+    returns: int = 0
+    refunded: Decimal = field(default_factory=lambda: Decimal("0.00"))
+
+
+def fold_refunds(events: Iterable[ReturnRefunded]) -> dict[str, ReturnsDelta]:
+    deltas: dict[str, ReturnsDelta] = {}
+    for ev in events:
+        delta = deltas.setdefault(ev.customer_id, ReturnsDelta())
+        delta.returns += 1
+        delta.refunded += ev.amount
+    return deltas
+
+
+_APPLY: Final = text(
+    """
+    INSERT INTO customer_stats AS s (customer_id, orders_count, cancelled_count, total_spent, returns_count,
+                                     refunded_amount)
+    SELECT c, 0, 0, -r, n, r
+    FROM unnest(CAST(:customer_id AS varchar[]), CAST(:returns AS int[]), CAST(:refunded AS numeric[])) AS d(c, n, r)
+    ON CONFLICT (customer_id) DO UPDATE SET
+        returns_count = s.returns_count + excluded.returns_count,
+        refunded_amount = s.refunded_amount + excluded.refunded_amount,
+        total_spent = s.total_spent - excluded.refunded_amount,
+        updated_at = now()
+    """
+)
+
+
+async def apply_refunds(session: AsyncSession, items: Sequence[tuple[ReturnRefunded, EventContext]]) -> None:
+    await add_deltas(session, _APPLY, ["customer_id"], fold_refunds(event for event, _ in items))
+
+
+def register(group: ConsumerGroup) -> None:
+    """Add return.refunded to the customer-stats consumer group."""
+    group.batch_handler("return.refunded")(apply_refunds)
