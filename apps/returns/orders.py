@@ -156,14 +156,16 @@ async def _fill_from_api(session: AsyncSession, client: OrderClient, order_id: u
     )
     row = await session.scalar(select(OrderSnapshot).where(OrderSnapshot.order_id == order_id).with_for_update())
     assert row is not None
-    if row.status is None or (row.status_source == "api" and _later(row.status, view.status)):
-        # Events have not told this order's status yet: the API's answer stands in for them.
-        row.status, row.delivered_at = view.status, delivered_at
+    if row.status != view.status and _later(row.status, view.status):
+        # The events are behind the order service (consumer lag): its answer stands in for them until they
+        # arrive (the delivered event then replaces this delivered_at, the order's last update, by its own).
+        row.status, row.delivered_at, row.status_source = view.status, delivered_at, "api"
 
 
 async def lock_order(session: AsyncSession, client: OrderClient, order_id: uuid.UUID) -> OrderSnapshot:
     """The order, locked until the caller's commit (returns of one order are decided one at a time);
-    its lines are read from the order API the first time, or when the projection has no status yet."""
+    read from the order API the first time (its lines), and whenever the projection does not say
+    delivered (the events may be behind: a refusal is never based on a stale status)."""
     statement = (
         select(OrderSnapshot)
         .where(OrderSnapshot.order_id == order_id)
@@ -171,7 +173,7 @@ async def lock_order(session: AsyncSession, client: OrderClient, order_id: uuid.
         .execution_options(populate_existing=True)
     )
     row = await session.scalar(statement)
-    if row is None or row.lines is None or row.status is None:
+    if row is None or row.lines is None or row.status != DELIVERED:
         await _fill_from_api(session, client, order_id)
         row = await session.scalar(statement)
     assert row is not None and row.lines is not None

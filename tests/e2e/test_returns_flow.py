@@ -171,3 +171,25 @@ async def test_partial_return_is_refunded_once_restocked_and_completed_and_refun
     assert sorted(r["amount"] for r in await sandbox_refunds(http, order_id)) == sorted(
         [int(expected * 100), int(second * 100)]
     )
+
+    # Projections: the customer's spend is net of both refunds; analytics counts the returned units.
+    refunds = expected + second
+
+    async def stats_net() -> bool:
+        response = await http.get(f"{service_url('customer')}/api/customers/{placed['customer_id']}/stats")
+        got = response.json()
+        return (got["returns_count"], Decimal(got["refunded_amount"]), Decimal(got["total_spent"])) == (
+            2,
+            refunds,
+            Decimal(placed["total_amount"]) - refunds,
+        )
+
+    async def units_returned() -> bool:
+        response = await http.get(f"{service_url('analytics')}/api/analytics/products/{kept['id']}")
+        rows = response.json()
+        return [(r["units"], r["units_returned"], Decimal(r["refunded"])) for r in rows] == [
+            (3, 2, Decimal(restocked["refund_amount"]))
+        ]
+
+    await eventually(stats_net, within=60, what="customer stats net of refunds")
+    await eventually(units_returned, within=60, what="analytics units returned")
