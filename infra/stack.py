@@ -55,7 +55,7 @@ def app_processes() -> list[Process]:
         folder = REPO / "apps" / spec.name
         if (folder / "app.py").exists():
             port = _service_port(spec)
-            workers = os.environ.get(f"{spec.name.upper()}_WORKERS", str(spec.workers))
+            workers = str(spec.worker_count())
             found.append(
                 Process(
                     name=f"{spec.name}-api",

@@ -22,6 +22,10 @@ class ServiceSpec:
     # and the write transaction), so it gets one per core on the 2-core reference machine.
     workers: int = 1
 
+    def worker_count(self) -> int:
+        """How many uvicorn workers serve this API (``<NAME>_WORKERS`` overrides): stack and pool agree."""
+        return max(1, int(os.environ.get(f"{self.name.upper()}_WORKERS", self.workers)))
+
     @property
     def role(self) -> str:
         return f"{self.name}_svc"
