@@ -1,14 +1,15 @@
 """Physical backups and WAL archiving on pgBackRest: the stanza, full and incremental backups, the schedule.
 
 `just up` runs ``ensure``: the config beside the cluster, archiving on (one PostgreSQL restart the first
-time on a cluster made before archiving existed), the stanza, and a first full backup if there is none, so
-point-in-time recovery works from the first minute. ``just backup --full|--incr`` takes one more;
+time on a cluster made before archiving existed), the stanza, and a first full backup in the background if
+there is none, so point-in-time recovery works from the first minute. ``just backup --full|--incr`` takes one more;
 ``just pitr --to TIME`` (infra/pitr.py) restores from them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from infra import postgres, proc
 TEMPLATE = Path(__file__).resolve().parent / "pgbackrest" / "pgbackrest.conf.template"
 CRON_TEMPLATE = Path(__file__).resolve().parent / "pgbackrest" / "commerce-backup.cron"
 REPO_DIR = postgres.PGBACKREST_DIR / "repo"
+FIRST_BACKUP = "first-backup"  # the process name (pid file, log) of the first full backup
 
 
 def config_text() -> str:
@@ -101,8 +103,13 @@ def ensure() -> None:
     if not archiving_on():
         enable_archiving()
     pgbackrest("stanza-create")
-    if not backups():
-        backup("full")
+    if not backups() and not proc.running(FIRST_BACKUP):
+        # In the background: a fresh cluster's full backup takes ~8 s of a cold `just up` for nothing
+        # that needs it yet (only `just pitr` does, and it says so if the backup is still running).
+        argv = ["pgbackrest", f"--config={postgres.PGBACKREST_CONF}", f"--stanza={postgres.STANZA}"]
+        proc.spawn(
+            FIRST_BACKUP, [*argv, "--type=full", "backup"], user=postgres.os_user() if os.geteuid() == 0 else None
+        )
 
 
 def schedule() -> str:

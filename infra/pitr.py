@@ -189,6 +189,8 @@ def pitr(target: dt.datetime, since: dt.datetime) -> None:
     if target > dt.datetime.now(dt.UTC):
         raise SystemExit("pitr: the target is in the future")
     bootstrap = kafka_bootstrap()
+    if proc.running(backup_physical.FIRST_BACKUP) or not backup_physical.backups():
+        raise SystemExit("pitr: no backup to restore from yet (the first one may still be running)")
     backup_physical.pgbackrest("check")
     names = connector_names()
     stop_connectors(names)
