@@ -1,0 +1,155 @@
+"""The returns service's pure rules, and the pure folds of return.refunded in customer stats and analytics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from apps.analytics.returns import fold_refunds as fold_sales_refunds
+from apps.common.errors import InconsistentFields, OutOfRange, StateConflict, UnknownReference
+from apps.customer.returns import fold_refunds as fold_customer_refunds
+from apps.returns.events import RefundedLine, ReturnRefunded
+from apps.returns.orders import OrderFact, fold
+from apps.returns.rules import (
+    OrderLine,
+    OrderTerms,
+    ReturnedLine,
+    check_lines,
+    check_received,
+    check_transition,
+    check_window,
+    compute_refund,
+    is_expired,
+    refund_shipping_by_default,
+    request_reason,
+    return_number,
+    sellable,
+)
+
+pytestmark = pytest.mark.unit
+
+NOW = dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC)
+WINDOW = dt.timedelta(days=30)
+A, B = uuid.uuid4(), uuid.uuid4()
+LINES = {
+    1: OrderLine(1, A, "SKU-A", "A", 3, Decimal("10.00")),
+    2: OrderLine(2, B, "SKU-B", "B", 1, Decimal("25.00")),
+}
+TERMS = OrderTerms("USD", Decimal("55.00"), Decimal("0.00"), Decimal("3.85"), Decimal("5.00"))
+
+
+def test_only_a_delivered_order_within_the_window() -> None:
+    check_window("delivered", NOW - WINDOW, NOW, WINDOW)  # the last moment is still inside
+    with pytest.raises(StateConflict) as late:
+        check_window("delivered", NOW - WINDOW - dt.timedelta(seconds=1), NOW, WINDOW)
+    assert late.value.field == "order_id"
+    for status in ("shipped", "cancelled", "pending"):
+        with pytest.raises(StateConflict):
+            check_window(status, None, NOW, WINDOW)
+
+
+def test_lines_are_checked_against_the_order_and_other_returns() -> None:
+    assert check_lines([ReturnedLine(1, 2)], LINES, {1: 1}) == [LINES[1]]
+    cases: list[tuple[list[ReturnedLine], dict[int, int], type[Exception], str]] = [
+        ([ReturnedLine(9, 1)], {}, UnknownReference, "items[0].order_item_id"),
+        ([ReturnedLine(1, 1), ReturnedLine(1, 1)], {}, InconsistentFields, "items[1].order_item_id"),
+        ([ReturnedLine(1, 4)], {}, OutOfRange, "items[0].quantity"),
+        ([ReturnedLine(2, 1)], {2: 1}, StateConflict, "items[0].quantity"),
+    ]
+    for asked, taken, error, field in cases:
+        with pytest.raises(error) as raised:  # type: ignore[var-annotated]
+            check_lines(asked, LINES, taken)
+        assert raised.value.field == field  # type: ignore[attr-defined]
+
+
+def test_received_items_must_be_the_returns_once_within_what_was_asked_and_something() -> None:
+    one, two = uuid.uuid4(), uuid.uuid4()
+    check_received([(one, 2), (two, 0)], {one: 2, two: 1})
+    with pytest.raises(UnknownReference):
+        check_received([(uuid.uuid4(), 1)], {one: 2})
+    with pytest.raises(InconsistentFields):
+        check_received([(one, 1), (one, 1)], {one: 2})
+    with pytest.raises(OutOfRange):
+        check_received([(one, 3)], {one: 2})
+    with pytest.raises(InconsistentFields) as nothing:
+        check_received([(one, 0)], {one: 2})
+    assert nothing.value.field == "items"
+
+
+def test_refund_shares_tax_and_shipping_by_goods_value_rounded_down() -> None:
+    refund = compute_refund(LINES, [ReturnedLine(1, 2)], TERMS, refund_shipping=False, refund_tax=True)
+    # 20 of 55: tax 3.85 * 20 / 55 = 1.40
+    assert refund.items == {1: Decimal("21.40")} and refund.shipping == Decimal("0.00")
+    assert refund.total == Decimal("21.40")
+    with_shipping = compute_refund(LINES, [ReturnedLine(2, 1)], TERMS, refund_shipping=True, refund_tax=False)
+    # 25 of 55: shipping 5.00 * 25 / 55 = 2.2727.. -> 2.27
+    assert with_shipping.total == Decimal("27.27")
+    everything = compute_refund(
+        LINES, [ReturnedLine(1, 3), ReturnedLine(2, 1)], TERMS, refund_shipping=True, refund_tax=True
+    )
+    assert everything.total <= TERMS.subtotal + TERMS.tax_amount + TERMS.shipping_amount
+    discounted = OrderTerms("USD", Decimal("55.00"), Decimal("11.00"), Decimal("0.00"), Decimal("0.00"))
+    assert compute_refund(LINES, [ReturnedLine(2, 1)], discounted, refund_shipping=False, refund_tax=True).total == (
+        Decimal("20.00")
+    )
+
+
+def test_policy_defaults_statuses_and_numbers() -> None:
+    assert refund_shipping_by_default(["defective", "wrong_item"])
+    assert not refund_shipping_by_default(["defective", "changed_mind"])
+    assert request_reason(["defective", "defective"]) == "defective"
+    assert request_reason(["defective", "other"]) == "multiple"
+    assert sellable("new") and sellable("opened") and not sellable("damaged") and not sellable(None)
+    rid = uuid.UUID("01a215fa-8362-7720-b99c-69fb91361b55")
+    assert return_number(rid, NOW) == "RET-20261126-FB91361B55"
+    check_transition("requested", "approved")
+    with pytest.raises(StateConflict):
+        check_transition("requested", "received")
+    with pytest.raises(StateConflict):
+        check_transition("completed", "refunded")
+    assert is_expired("approved", NOW, NOW) and not is_expired("received", NOW - WINDOW, NOW)
+    assert not is_expired("requested", None, NOW)
+
+
+def test_order_facts_fold_to_the_furthest_status_per_order() -> None:
+    order = uuid.uuid4()
+    delivered_at = NOW - dt.timedelta(hours=1)
+    facts = [
+        OrderFact(order, "pending", "c1", "USD"),
+        OrderFact(order, "delivered", "c1", changed_at=delivered_at),
+        OrderFact(order, "shipped", "c1", changed_at=NOW),  # late and older: ignored
+    ]
+    [folded] = fold(facts)
+    assert (folded.status, folded.changed_at, folded.customer_id, folded.currency) == (
+        "delivered",
+        delivered_at,
+        "c1",
+        "USD",
+    )
+
+
+def _refunded(customer: str, amount: str, product: uuid.UUID, units: int) -> ReturnRefunded:
+    return ReturnRefunded(
+        return_id=uuid.uuid4(),
+        return_number="RET-X",
+        order_id=uuid.uuid4(),
+        customer_id=customer,
+        refund_id=uuid.uuid4(),
+        amount=Decimal(amount),
+        currency="usd",
+        items=[RefundedLine(product_id=product, quantity=units, refund_amount=Decimal(amount))],
+        refunded_at=NOW,
+    )
+
+
+def test_refunds_fold_into_customer_and_sales_deltas() -> None:
+    events = [_refunded("c1", "10.00", A, 1), _refunded("c1", "5.50", B, 2), _refunded("c2", "1.00", A, 1)]
+    customers = fold_customer_refunds(events)
+    assert (customers["c1"].returns, customers["c1"].refunded) == (2, Decimal("15.50"))
+    sales = fold_sales_refunds(events)
+    day = sales.days[(NOW.date(), "USD")]
+    assert (day.returns, day.refunds) == (3, Decimal("16.50"))
+    assert (sales.products[(A, "USD")].units_returned, sales.products[(A, "USD")].refunded) == (2, Decimal("11.00"))
