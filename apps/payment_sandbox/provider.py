@@ -6,7 +6,9 @@ with other parameters is refused. Transient failures (5xx) are not stored, so a 
 
 Test tokens: ``tok_visa`` / ``tok_mastercard`` approve, ``tok_chargeDeclined`` (and
 ``tok_chargeDeclinedInsufficientFunds``) decline with a 402, ``tok_slow`` approves but the answer is sent
-only after SANDBOX_SLOW_DELAY_S (to every call with that key until then), ``tok_flaky`` answers 503 twice
+only after SANDBOX_SLOW_DELAY_S (to every call with that key until then; longer than the saga's payment
+deadline), ``tok_delayed`` the same after SANDBOX_DELAYED_S (5 s: longer than one call's timeout, well within
+the deadline: an answer that comes late for the caller, not for the saga), ``tok_flaky`` answers 503 twice
 per key and then approves. ``tok_captureFail``, ``tok_voidFail`` and ``tok_refundFail`` approve the
 authorization, then refuse what follows it as a card provider refuses it: a capture (400
 ``charge_expired_for_capture``), a void (402 ``processing_error``), a refund (402
@@ -31,13 +33,22 @@ REFUSED_LATER: Final = {
     "tok_voidFail": ("void", 402, "card_error", "processing_error"),
     "tok_refundFail": ("refund", 402, "card_error", "expired_or_canceled_card"),
 }
-APPROVING: Final = frozenset({"tok_visa", "tok_mastercard", "tok_slow", "tok_flaky", *REFUSED_LATER})
+APPROVING: Final = frozenset({"tok_visa", "tok_mastercard", "tok_slow", "tok_delayed", "tok_flaky", *REFUSED_LATER})
 DECLINES: Final = {"tok_chargeDeclined": "card_declined", "tok_chargeDeclinedInsufficientFunds": "insufficient_funds"}
 FLAKY_FAILURES: Final = 2
 
 
 def slow_delay_s() -> float:
     return float(os.environ.get("SANDBOX_SLOW_DELAY_S", "20"))
+
+
+def answer_delay_s(token: str) -> float:
+    """How long the answer to an authorization with this token is held back (0: at once)."""
+    if token == "tok_slow":
+        return slow_delay_s()
+    if token == "tok_delayed":
+        return float(os.environ.get("SANDBOX_DELAYED_S", "5"))
+    return 0.0
 
 
 def error(status_code: int, kind: str, code: str, message: str) -> Answer:
@@ -109,7 +120,8 @@ class Provider:
         auth = self.ledger.add_authorization(
             reference=reference, key=key, token=token, amount=amount, currency=currency.upper()
         )
-        ready_at = time.time() + slow_delay_s() if token == "tok_slow" else 0.0
+        delay = answer_delay_s(token)
+        ready_at = time.time() + delay if delay else 0.0
         return Answer(201, _authorization_body(auth), ready_at)
 
     def _capture(self, auth_id: str, params: dict[str, Any]) -> Answer:

@@ -203,15 +203,25 @@ async def test_cancel_after_authorization_voids(orders: AsyncEngine, tail: Topic
 
 
 @pytest.mark.slow
-async def test_a_late_authorization_after_cancel_is_voided(orders: AsyncEngine, tail: TopicTail) -> None:
-    """tok_slow answers after the sandbox's delay; the order gave up before and asked to cancel."""
+async def test_a_late_authorization_after_cancel_is_voided(
+    orders: AsyncEngine, tail: TopicTail, db: asyncpg.Connection
+) -> None:
+    """tok_delayed answers after the sandbox's delay (5 s, more than one call's 3 s timeout); the order gave
+    up before and asked to cancel."""
     order_id = uuid.uuid4()
-    await send(orders, payment_requested(order_id, "tok_slow"))
+    await send(orders, payment_requested(order_id, "tok_delayed"))
     await send(orders, OrderPaymentCancelRequested(order_id=order_id, reason="timeout", requested_at=now()))
     voided = await wait_for(order_id, "voided")
     assert kinds(voided) == [("authorize", "succeeded"), ("void", "succeeded")]
     types = [r.headers["event_type"] for r in payment_events(tail, order_id, "payment.voided")]
     assert types == ["payment.authorized", "payment.voided"]
+    # Late indeed: the cancel was recorded before the provider's answer to the authorization.
+    late = await db.fetchval(
+        "SELECT p.cancel_requested_at < o.completed_at FROM payments p JOIN payment_operations o "
+        "ON o.payment_id = p.id AND o.kind = 'authorize' WHERE p.order_id = $1",
+        order_id,
+    )
+    assert late is True
     books = await sandbox_books(order_id)
     assert len(books["authorizations"]) == 1
     assert books["live_authorizations"] == 0
@@ -275,11 +285,11 @@ async def test_a_crash_between_the_provider_call_and_the_commit_is_recovered_wit
 async def test_the_worker_killed_mid_call_leaves_the_row_pending_and_its_successor_charges_once(
     orders: AsyncEngine, db: asyncpg.Connection
 ) -> None:
-    """SIGKILL the payment worker while it waits on the provider (tok_slow): the ledger row stays pending
+    """SIGKILL the payment worker while it waits on the provider (tok_delayed): the ledger row stays pending
     under the dead worker's lease; once the lease is over (here: ended by the test instead of waited for),
     the restarted worker asks again with the same key and the sandbox holds one authorization."""
     order_id = uuid.uuid4()
-    await send(orders, payment_requested(order_id, "tok_slow"))
+    await send(orders, payment_requested(order_id, "tok_delayed"))
     query = (
         "SELECT o.attempts FROM payment_operations o JOIN payments p ON p.id = o.payment_id "
         "WHERE p.order_id = $1 AND o.kind = 'authorize' AND o.outcome = 'pending'"

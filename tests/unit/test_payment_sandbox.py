@@ -79,6 +79,10 @@ def test_tok_slow_decides_at_once_but_answers_after_the_delay(
     assert slow.status_code == 201
     assert slow.ready_at > 0
     assert provider.call("k1", AUTH, authorization("tok_slow")).ready_at == slow.ready_at
+    monkeypatch.setenv("SANDBOX_DELAYED_S", "5")
+    delayed = provider.call("k2", AUTH, authorization("tok_delayed", "order-2"))
+    assert delayed.status_code == 201 and 0 < delayed.ready_at < slow.ready_at
+    assert provider.call("k3", AUTH, authorization("tok_visa", "order-3")).ready_at == 0
 
 
 def test_unknown_tokens_and_bad_parameters_are_400s(provider: Provider) -> None:
