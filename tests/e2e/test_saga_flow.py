@@ -229,6 +229,23 @@ async def test_out_of_stock_cancels_without_asking_for_money(http: httpx.AsyncCl
     await dashboard_shows(http, *out_of_stock, above=before[out_of_stock])
 
 
+async def test_an_order_placed_by_api_waits_on_its_reservation_and_is_cancelled_without_stock(
+    http: httpx.AsyncClient,
+) -> None:
+    """POST /api/orders has no payment method: the saga's one step is the reservation."""
+    product, customer = await stocked("4.00", 1), await create_customer(http)
+    body = {"customer_id": customer["id"], "items": [{"product_id": product["id"], "quantity": 2}]}
+    placed = await http.post(f"{service_url('order')}/api/orders", json=body)
+    assert placed.status_code == 201, placed.text
+    assert (placed.json()["status"], placed.json()["waiting_on"]) == ("pending", "reservation")
+    order_id = placed.json()["id"]
+    cancelled = await order_becomes(http, order_id, "cancelled", "pending")
+    assert cancelled["waiting_on"] is None and cancelled["waiting_until"] is None
+    assert await history(order_id) == [(None, "pending", "awaiting stock"), ("pending", "cancelled", "out_of_stock")]
+    events = await fetch("order", "SELECT event_type FROM event_store WHERE aggregate_id = $1", uuid.UUID(order_id))
+    assert sorted(e["event_type"] for e in events) == ["order.cancelled", "order.created"]  # no money asked for
+
+
 async def test_a_declined_card_releases_the_stock_and_cancels(http: httpx.AsyncClient) -> None:
     product = await stocked("12.00", 3)
     placed = await checkout(http, [(product, 3)], "tok_chargeDeclined")
