@@ -1,6 +1,7 @@
 """Returns end to end through the real stack: a delivered, captured order is partly returned, received,
 refunded by the payment service (its ledger and the provider sandbox's), restocked by the warehouse, and
-completed; a refund_only return is refunded on approval; copies of return.received refund and restock once.
+completed; a refund_only return is refunded on approval, across a SIGKILL of the payment and returns
+consumers; copies of return.received refund and restock once.
 
 Every step is a real process (checkout, order saga, warehouse, payment consumer and worker, sandbox, the
 returns API and consumer), and every wait polls with a deadline.
@@ -8,6 +9,7 @@ returns API and consumer), and every wait polls with a deadline.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -17,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import consumers
 from tests.support.db import fetch
 from tests.support.http import service_url
 from tests.support.orders import eventually, produce_raw
@@ -32,6 +35,8 @@ from tests.support.returns import (
 )
 
 pytestmark = pytest.mark.usefixtures("stack")
+
+CRASHED = ("payment-consumer", "returns-consumer")
 
 
 @pytest.fixture
@@ -157,8 +162,10 @@ async def test_partial_return_is_refunded_once_restocked_and_completed_and_refun
     assert kept_only.status_code == 201, kept_only.text
     assert kept_only.json()["refund_shipping"] is True
     only_id = kept_only.json()["id"]
-    # Nothing ships back: receiving it is a wrong state.
     assert (await act(http, only_id, "approve", {})).status_code == 200
+    # Mid-refund, the payment and returns consumers die (SIGKILL) and come back: still one refund each.
+    await asyncio.gather(*(consumers.kill(name) for name in CRASHED))
+    await asyncio.gather(*(consumers.start(name) for name in CRASHED))
     completed = await return_reaches(http, only_id, "completed")
     second = (
         Decimal("25.00")
