@@ -167,17 +167,15 @@ async def lock_order(session: AsyncSession, client: OrderClient, order_id: uuid.
     read from the order API the first time (its lines), and whenever the projection does not say
     delivered (the events may be behind: a refusal is never based on a stale status)."""
     statement = (
-        select(OrderSnapshot)
-        .where(OrderSnapshot.order_id == order_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+        select(OrderSnapshot).where(OrderSnapshot.order_id == order_id).execution_options(populate_existing=True)
     )
     row = await session.scalar(statement)
     if row is None or row.lines is None or row.status != DELIVERED:
+        # Asked before taking the lock: the projection's writers never wait on an HTTP call.
         await _fill_from_api(session, client, order_id)
-        row = await session.scalar(statement)
-    assert row is not None and row.lines is not None
-    return row
+    locked: OrderSnapshot | None = await session.scalar(statement.with_for_update())
+    assert locked is not None and locked.lines is not None
+    return locked
 
 
 def lines_of(row: OrderSnapshot) -> dict[int, OrderLine]:
