@@ -119,7 +119,6 @@ def skip_consumers_to_end(bootstrap: str) -> None:
     """Step 4: each group's committed offsets move to its topics' ends (past the phantom events)."""
     for module in groups.consumer_modules():
         group = module.group
-        replay.wait_until_empty(group.name, bootstrap, timeout=120)
         plans = outbox_replay.plan(
             group.name, group.topics, to_earliest=False, to_datetime=None, to_offset=0, bootstrap=bootstrap
         )
@@ -184,6 +183,11 @@ def start_consumers(names: list[str]) -> None:
     print(f"pitr: {len(names)} consumers started", flush=True)
 
 
+def groups_left_running(bootstrap: str) -> list[str]:
+    """Groups that still have live members once our consumers are stopped: consumers run elsewhere."""
+    return [m.group.name for m in groups.consumer_modules() if not replay.wait_until_empty(m.group.name, bootstrap, 30)]
+
+
 def pitr(target: dt.datetime, since: dt.datetime) -> None:
     started = time.monotonic()
     if target > dt.datetime.now(dt.UTC):
@@ -191,28 +195,39 @@ def pitr(target: dt.datetime, since: dt.datetime) -> None:
     bootstrap = kafka_bootstrap()
     if proc.running(backup_physical.FIRST_BACKUP) or not backup_physical.backups():
         raise SystemExit("pitr: no backup to restore from yet (the first one may still be running)")
-    backup_physical.pgbackrest("check")
-    names = connector_names()
-    stop_connectors(names)
-    consumers = consumer_components()
-    with ThreadPoolExecutor(max_workers=len(consumers) or 1) as pool:
-        list(pool.map(stack.stop_component, consumers))
-    replica.stop()
-    postgres.stop()
-    t0 = time.monotonic()
-    restore_data(target, postgres.DATA)
-    start_restored_primary()
-    print(f"pitr: cluster restored to {target.isoformat()} in {time.monotonic() - t0:.1f}s", flush=True)
-    drop_stale_slots()
-    with ThreadPoolExecutor(max_workers=1) as background:
-        # The replica's copy of the new timeline is made meanwhile; reads use the primary until it is up.
-        rebuilt = background.submit(rebuild_replica)
-        skip_consumers_to_end(bootstrap)
-        resume_connectors_without_offsets(names)
-        resend_outbox(since)
-        connectors.deploy_all()  # their own config again (snapshot.mode back); the offsets now exist
-        start_consumers(consumers)
-        rebuilt.result()
+    # Held throughout: a `just up` or `just start postgres` meanwhile would start PostgreSQL on a data
+    # directory that pgBackRest is rewriting (the drill saw one try), or the replica from its old copy.
+    with stack.exclusive():
+        backup_physical.pgbackrest("check")
+        names = connector_names()
+        stop_connectors(names)
+        consumers = consumer_components()
+        with ThreadPoolExecutor(max_workers=len(consumers) or 1) as pool:
+            list(pool.map(stack.stop_component, consumers))
+        if running_elsewhere := groups_left_running(bootstrap):
+            for name in names:
+                _connect("PUT", f"/connectors/{name}/resume")
+            start_consumers(consumers)
+            raise SystemExit(f"pitr: nothing restored; groups with consumers we did not stop: {running_elsewhere}")
+        print(f"pitr: connectors and consumers stopped at {time.monotonic() - started:.1f}s", flush=True)
+        replica.stop()
+        postgres.stop()
+        t0 = time.monotonic()
+        restore_data(target, postgres.DATA)
+        print(f"pitr: data directory restored in {time.monotonic() - t0:.1f}s", flush=True)
+        start_restored_primary()
+        print(f"pitr: recovered to {target.isoformat()} and promoted at {time.monotonic() - started:.1f}s", flush=True)
+        drop_stale_slots()
+        with ThreadPoolExecutor(max_workers=1) as background:
+            # The replica's copy of the new timeline is made meanwhile; reads use the primary until it is up.
+            rebuilt = background.submit(rebuild_replica)
+            skip_consumers_to_end(bootstrap)
+            resume_connectors_without_offsets(names)
+            resend_outbox(since)
+            connectors.deploy_all()  # their own config again (snapshot.mode back); the offsets now exist
+            print(f"pitr: connectors on their own config at {time.monotonic() - started:.1f}s", flush=True)
+            start_consumers(consumers)
+            rebuilt.result()
     print(f"pitr: done in {time.monotonic() - started:.1f}s; take a backup on the new timeline: just backup --incr")
 
 

@@ -185,7 +185,7 @@ def stop_component(name: str) -> None:
 def start_component(name: str) -> None:
     target = component(name)
     t0 = time.monotonic()  # before the lock: waiting for another `up` is part of what the caller waits
-    with _exclusive():
+    with exclusive():
         try:
             target.start()
         except proc.StartError as exc:
@@ -194,7 +194,7 @@ def start_component(name: str) -> None:
 
 
 @contextlib.contextmanager
-def _exclusive() -> Iterator[None]:
+def exclusive() -> Iterator[None]:
     """One `up` at a time on this machine (two test sessions starting together would race)."""
     ensure_dirs()
     with (STATE / "up.lock").open("w") as lock:
@@ -203,7 +203,7 @@ def _exclusive() -> Iterator[None]:
 
 
 def up(*, infra_only: bool = False) -> None:
-    with _exclusive():
+    with exclusive():
         _up(infra_only=infra_only)
 
 
