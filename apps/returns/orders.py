@@ -154,12 +154,20 @@ async def _fill_from_api(session: AsyncSession, client: OrderClient, order_id: u
         )
         .on_conflict_do_update(index_elements=[OrderSnapshot.order_id], set_={**amounts, "updated_at": utc_now()})
     )
-    row = await session.scalar(select(OrderSnapshot).where(OrderSnapshot.order_id == order_id).with_for_update())
-    assert row is not None
-    if row.status != view.status and _later(row.status, view.status):
-        # The events are behind the order service (consumer lag): its answer stands in for them until they
-        # arrive (the delivered event then replaces this delivered_at, the order's last update, by its own).
-        row.status, row.delivered_at, row.status_source = view.status, delivered_at, "api"
+    # The events are behind the order service (consumer lag) when its status is further on: its answer
+    # stands in for them until they arrive (the delivered event then replaces this delivered_at, the
+    # order's last update, by its own). In SQL: the sessions do not autoflush, a reload would undo it.
+    await session.execute(_API_STATUS, {"order_id": order_id, "status": view.status, "delivered_at": delivered_at})
+
+
+_API_STATUS = text(
+    f"""
+    UPDATE order_snapshots
+    SET status = :status, delivered_at = CAST(:delivered_at AS timestamptz), status_source = 'api'
+    WHERE order_id = :order_id
+      AND (status IS NULL OR array_position({_RANKED}, CAST(:status AS text)) > array_position({_RANKED}, status))
+    """
+)
 
 
 async def lock_order(session: AsyncSession, client: OrderClient, order_id: uuid.UUID) -> OrderSnapshot:
