@@ -30,13 +30,11 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
-from prometheus_client import REGISTRY, Counter, Gauge, generate_latest
+from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -45,6 +43,7 @@ from apps.checkout.settings import settings as checkout_settings
 from apps.common.topology import BY_NAME, SERVICES, database_url
 from infra import archive
 from outbox import retention
+from outbox.probes import run_until_signalled
 
 log = logging.getLogger("infra.jobs")
 
@@ -146,25 +145,11 @@ async def schedule(stopping: asyncio.Event, every_s: float, first_s: float) -> N
 
 async def serve(port: int) -> None:
     stopping = asyncio.Event()
-
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(REGISTRY), content_type="text/plain", charset="utf-8")
-
-    async def health(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/health", health)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
     every_s = float(os.environ.get("JOBS_EVERY_S", "3600"))
-    await schedule(stopping, every_s, float(os.environ.get("JOBS_FIRST_RUN_S", "60")))
-    await runner.cleanup()
+    first_s = float(os.environ.get("JOBS_FIRST_RUN_S", "60"))
+    await run_until_signalled(
+        lambda: schedule(stopping, every_s, first_s), stopping.set, port=port, readiness=lambda: (True, {})
+    )
 
 
 async def run_once(names: list[str]) -> int:

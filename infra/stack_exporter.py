@@ -30,20 +30,19 @@ import collections
 import contextlib
 import logging
 import os
-import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
 import asyncpg
-from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from apps.common.topology import BY_NAME, connect_url, database_url
 from infra import connectors, dead_letter_stats, monitoring, postgres
+from outbox.probes import run_until_signalled
 
 log = logging.getLogger("infra.stack_exporter")
 
@@ -78,12 +77,18 @@ class Snapshot:
         self.metrics.append(family)
 
 
-class _Fixed(Collector):
-    def __init__(self, metrics: list[Metric]) -> None:
-        self._metrics = metrics
+class _Scraping(Collector):
+    """Each scrape of /metrics (served from the probe thread) runs the exporter's sources on its loop."""
+
+    def __init__(self, exporter: Exporter, loop: asyncio.AbstractEventLoop) -> None:
+        self.exporter, self.loop = exporter, loop
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # registering must not scrape: it runs on the loop the scrape needs
 
     def collect(self) -> Iterator[Metric]:
-        return iter(self._metrics)
+        future = asyncio.run_coroutine_threadsafe(self.exporter.scrape(), self.loop)
+        return iter(future.result(timeout=SOURCE_TIMEOUT_S + 2))
 
 
 class Exporter:
@@ -107,7 +112,7 @@ class Exporter:
         if conn is not None:
             await conn.close()
 
-    async def scrape(self) -> bytes:
+    async def scrape(self) -> list[Metric]:
         snapshot = Snapshot()
         sources: dict[str, Callable[[Snapshot], Awaitable[None]]] = {
             "connect": self.connect_status,
@@ -128,9 +133,7 @@ class Exporter:
             ["source"],
             [((name,), 0.0 if isinstance(r, BaseException) else 1.0) for name, r in zip(sources, results, strict=True)],
         )
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Fixed(snapshot.metrics))
-        return generate_latest(registry)
+        return snapshot.metrics
 
     async def connect_status(self, snapshot: Snapshot) -> None:
         expected = [connectors.load(path, {})[0] for path in sorted(connectors.CONNECTORS.glob("*.json"))]
@@ -237,28 +240,15 @@ async def _connect_monitoring() -> asyncpg.Connection:
 async def serve(port: int) -> None:
     exporter = Exporter()
     stopping = asyncio.Event()
+    REGISTRY.register(_Scraping(exporter, asyncio.get_running_loop()))
 
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=await exporter.scrape(), content_type="text/plain", charset="utf-8")
+    async def close() -> None:
+        if exporter.http is not None:
+            await exporter.http.close()
 
-    async def health(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/health", health)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    sampler = asyncio.create_task(exporter.sample_wal(stopping))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    await stopping.wait()
-    await sampler
-    if exporter.http is not None:
-        await exporter.http.close()
-    await runner.cleanup()
+    await run_until_signalled(
+        lambda: exporter.sample_wal(stopping), stopping.set, port=port, readiness=lambda: (True, {}), cleanup=close
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
