@@ -48,7 +48,7 @@ async def create_from_checkout(session: AsyncSession, event: CheckoutCompleted) 
         },
         created_at=now,
         updated_at=now,
-        created_by_service=CHECKOUT_SERVICE,
+        source_service=CHECKOUT_SERVICE,
         **amounts(event),
     )
     saga = OrderSaga(

@@ -49,7 +49,8 @@ class Order(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
     completed_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    created_by_service: Mapped[str] = mapped_column(sa.String(50))
+    # Which service created the order; created_by_service until the expand/contract of migrations 0005-0007.
+    source_service: Mapped[str] = mapped_column(sa.String(50))
 
 
 class OrderItem(Base):

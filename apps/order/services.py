@@ -17,6 +17,7 @@ from uuid_utils.compat import uuid7
 
 from apps.common.errors import NotFound, StateConflict, UnknownReference
 from apps.common.pagination import decode_cursor, encode_cursor
+from apps.order.archive import archived
 from apps.order.models import IdempotencyKey, Order, OrderItem
 from apps.order.rules import (
     CANCELLED,
@@ -87,7 +88,7 @@ class OrderService:
             metadata_={},
             created_at=now,
             updated_at=now,
-            created_by_service=SERVICE,
+            source_service=SERVICE,
             **amounts(quote),
         )
         # No payment method through this API: the saga waits on the reservation only.
@@ -120,9 +121,18 @@ class OrderService:
     async def get(self, order_id: uuid.UUID) -> OrderView:
         order = await self.session.get(Order, order_id)
         if order is None:
-            raise NotFound("order not found")
+            return await self._archived(order_id)
         items = (await self._items([order_id])).get(order_id, [])
         return OrderView(order, items, await self.session.get(OrderSaga, order_id))
+
+    async def _archived(self, order_id: uuid.UUID) -> OrderView:
+        """An order past two years, moved to the archive (apps/order/archive.py): read as it was."""
+        found = await archived(self.session, Order, "id", order_id)
+        if not found:
+            raise NotFound("order not found")
+        sagas = await archived(self.session, OrderSaga, "order_id", order_id)
+        items = await archived(self.session, OrderItem, "order_id", order_id)
+        return OrderView(found[0], items, sagas[0] if sagas else None)
 
     async def list_for_customer(
         self, customer_id: uuid.UUID, *, limit: int, cursor: str | None
