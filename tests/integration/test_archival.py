@@ -1,6 +1,8 @@
-"""Archival in bounded batches (infra/archive.py) on real PostgreSQL, in a schema of the test's own:
-old parents move with their children, recent ones stay, a drop-only child is deleted, two runs at once
-move every row exactly once, and an archive that lacks a column stops the job."""
+"""Archival in bounded batches (infra/archive.py) on real PostgreSQL. In a schema of the test's own: old
+parents move with their children, recent ones stay, a drop-only child is deleted, two runs at once move
+every row exactly once, and an archive that lacks a column stops the job. On order_db (infra/jobs.py): an
+order past two years is archived with its items, history and keys and GET /api/orders/{id} still answers
+it the same; idempotency keys go after a day."""
 
 from __future__ import annotations
 
@@ -9,12 +11,16 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from apps.common.topology import BY_NAME, database_url
-from infra import archive
+from infra import archive, jobs
+from tests.support.db import connect
+from tests.support.http import service_url
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -98,3 +104,64 @@ async def test_an_archive_missing_a_column_stops_the_job_and_moves_nothing(engin
     with pytest.raises(archive.ArchiveError, match="items_archive lacks the columns gift_wrap"):
         await archive.archive(engine, "parents", cutoff=now - dt.timedelta(days=730), drop_children={"keys"})
     assert set(await _ids(engine, "SELECT id FROM parents")) >= old
+
+
+ORDER_SQL = """
+INSERT INTO orders (id, order_number, customer_id, status, currency, subtotal, total_amount, payment_status,
+                    source_service, created_at, updated_at)
+VALUES ($1, $2, $3, 'delivered', 'USD', 20, 20, 'completed', 'checkout', $4, $4)
+"""
+ITEM_SQL = """
+INSERT INTO order_items (order_id, product_id, product_sku, product_name, quantity, unit_price, total_price)
+VALUES ($1, $2, 'SKU-ARCH', 'Archived thing', 2, 10, 20)
+"""
+HISTORY_SQL = (
+    "INSERT INTO order_status_history (order_id, status_from, status_to, created_at) VALUES ($1, NULL, 'delivered', $2)"
+)
+KEY_SQL = "INSERT INTO idempotency_keys (key, request_hash, order_id, created_at) VALUES ($1, 'h', $2, $3)"
+
+
+async def _old_order(conn: asyncpg.Connection, age: dt.timedelta) -> uuid.UUID:
+    order_id = uuid.uuid4()
+    at = dt.datetime.now(dt.UTC) - age
+    await conn.execute(ORDER_SQL, order_id, f"ORD-ARCH-{order_id.hex[:10]}", str(uuid.uuid4()), at)
+    await conn.execute(ITEM_SQL, order_id, uuid.uuid4())
+    await conn.execute(HISTORY_SQL, order_id, at)
+    await conn.execute(KEY_SQL, f"arch-{order_id}", order_id, at)
+    return order_id
+
+
+async def test_an_order_past_two_years_is_archived_and_still_read_by_id() -> None:
+    conn = await connect("order")
+    try:
+        old = await _old_order(conn, dt.timedelta(days=800))
+        young = await _old_order(conn, dt.timedelta(days=700))
+        async with httpx.AsyncClient(base_url=service_url("order"), timeout=10) as http:
+            before = (await http.get(f"/api/orders/{old}")).json()
+            counts = await jobs.order_archive(dt.datetime.now(dt.UTC))
+            after = await http.get(f"/api/orders/{old}")
+            assert after.status_code == 200
+            assert after.json() == before
+            assert (await http.post(f"/api/orders/{old}/cancel")).status_code == 404  # history, not a live order
+        assert counts["orders"] >= 1 and counts["order_items"] >= 1 and counts["idempotency_keys"] >= 1
+        assert await conn.fetchval("SELECT count(*) FROM orders WHERE id = $1", old) == 0
+        assert await conn.fetchval("SELECT count(*) FROM orders_archive WHERE id = $1", old) == 1
+        assert await conn.fetchval("SELECT count(*) FROM order_items_archive WHERE order_id = $1", old) == 1
+        assert await conn.fetchval("SELECT count(*) FROM order_status_history_archive WHERE order_id = $1", old) == 1
+        assert await conn.fetchval("SELECT count(*) FROM idempotency_keys WHERE order_id = $1", old) == 0
+        assert await conn.fetchval("SELECT count(*) FROM orders WHERE id = $1", young) == 1
+    finally:
+        await conn.close()
+
+
+async def test_idempotency_keys_are_pruned_after_a_day() -> None:
+    conn = await connect("order")
+    try:
+        order_id = await _old_order(conn, dt.timedelta(hours=1))  # its key is an hour old: kept
+        await conn.execute(KEY_SQL, f"old-{order_id}", order_id, dt.datetime.now(dt.UTC) - dt.timedelta(days=2))
+        counts = await jobs.idempotency_keys(dt.datetime.now(dt.UTC))
+        keys = {r["key"] for r in await conn.fetch("SELECT key FROM idempotency_keys WHERE order_id = $1", order_id)}
+    finally:
+        await conn.close()
+    assert counts["idempotency_keys"] >= 1
+    assert keys == {f"arch-{order_id}"}
