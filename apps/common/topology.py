@@ -122,4 +122,6 @@ PROCESSES: tuple[ProcessSpec, ...] = (
     ProcessSpec("order-sweeper", "apps.order.sweeper", 8204),
     # Expires return requests nobody approved or shipped back in time (service port + 200).
     ProcessSpec("returns-sweeper", "apps.returns.sweeper", 8207),
+    # The order service's read models of customers and products (consumer group order-references; + 300).
+    ProcessSpec("order-references", "apps.order.references", 8304),
 )

@@ -4,7 +4,6 @@ the order's event in one transaction and commits it before answering.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import uuid
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from uuid_utils.compat import uuid7
 from apps.common.errors import NotFound, StateConflict, UnknownReference
 from apps.common.pagination import decode_cursor, encode_cursor
 from apps.order.archive import archived
+from apps.order.known import References
 from apps.order.models import IdempotencyKey, Order, OrderItem
 from apps.order.rules import (
     CANCELLED,
@@ -30,7 +30,7 @@ from apps.order.rules import (
     price_order,
 )
 from apps.order.saga_state import OrderSaga
-from apps.order.transitions import SERVICE, add_pending_order, advance, amounts, cancel
+from apps.order.transitions import SERVICE, IdempotencyRecord, add_pending_order, advance, amounts, cancel
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -66,10 +66,9 @@ class OrderService:
             return earlier
         lines = [RequestedLine(item.product_id, item.quantity) for item in data.items]
         check_lines(lines)  # before any network call: a malformed order costs no round trip
-        exists, prices = await asyncio.gather(
-            self.dependencies.customer_exists(data.customer_id),
-            self.dependencies.prices([line.product_id for line in lines]),
-        )
+        # The read models first, the customer and catalog services for what they miss (apps/order/known.py).
+        references = References(self.session, self.dependencies)
+        exists, prices = await references.check(data.customer_id, [line.product_id for line in lines])
         if not exists:
             raise UnknownReference("customer_id", "unknown customer")
         quote = price_order(lines, prices)
@@ -93,12 +92,11 @@ class OrderService:
         )
         # No payment method through this API: the saga waits on the reservation only.
         saga = OrderSaga(order_id=order_id, payment_attempts=0, created_at=now)
-        items = await add_pending_order(
-            self.session, order, quote.lines, saga, changed_by=SERVICE, reason="awaiting stock"
-        )
-        if idempotency_key is not None:
-            self.session.add(IdempotencyKey(key=idempotency_key, request_hash=request_hash, order_id=order_id))
+        key = IdempotencyRecord(idempotency_key, request_hash) if idempotency_key is not None else None
         try:
+            items = await add_pending_order(
+                self.session, order, quote.lines, saga, changed_by=SERVICE, reason="awaiting stock", idempotency=key
+            )
             await self.session.commit()
         except IntegrityError:
             # Another request with the same Idempotency-Key committed first: answer as it did.

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+from sqlalchemy import text
+
+from apps.common.pricing import ZERO
 from apps.common.responses import from_row
 from apps.order.events import OrderCancelled, OrderConfirmed, OrderCreated, OrderLine, OrderStatusChanged
 from apps.order.models import Order, OrderItem, OrderStatusHistory
 from apps.order.rules import CANCELLED, CONFIRMED, DELIVERED, PENDING, SHIPPED, check_transition
 from apps.order.saga_state import DONE, RESERVATION, OrderSaga, enter
 from apps.payment.events import OrderPaymentCancelRequested, OrderPaymentCaptureRequested
-from outbox.writer import add_event
+from outbox.events import encode_payload
+from outbox.writer import add_event, new_event_id
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +46,66 @@ def amounts(priced: object) -> dict[str, Any]:
     return {name: getattr(priced, name) for name in AMOUNTS}
 
 
+# Placing an order in one round trip: the order, its items, the first history row, the saga waiting on the
+# reservation, the Idempotency-Key (when given) and order.created with its per-aggregate version, as
+# data-modifying CTEs of one statement (foreign keys are checked at its end, when the order row exists).
+# The ORM's flush took six statements and most of a worker's CPU (docs/benchmarks.md, issue 11).
+_PLACE = text(
+    """
+    WITH o AS (
+        INSERT INTO orders (id, order_number, customer_id, status, currency, subtotal, tax_amount,
+                            shipping_amount, discount_amount, total_amount, payment_method, payment_status,
+                            shipping_address, billing_address, notes, metadata, created_at, updated_at,
+                            source_service)
+        VALUES (:id, :order_number, :customer_id, :status, :currency, :subtotal, :tax_amount, :shipping_amount,
+                :discount_amount, :total_amount, :payment_method, :payment_status,
+                CAST(:shipping_address AS jsonb), CAST(:billing_address AS jsonb), :notes,
+                CAST(:metadata AS jsonb), :created_at, :created_at, :source_service)
+    ), i AS (
+        INSERT INTO order_items (order_id, product_id, product_sku, product_name, quantity, unit_price,
+                                 total_price, discount_amount, tax_amount, metadata)
+        SELECT :id, t.product_id, t.sku, t.name, t.quantity, t.unit_price, t.total_price, 0, 0, '{}'::jsonb
+        FROM unnest(CAST(:product_ids AS uuid[]), CAST(:skus AS varchar[]), CAST(:names AS varchar[]),
+                    CAST(:quantities AS int[]), CAST(:unit_prices AS numeric[]), CAST(:total_prices AS numeric[]))
+             WITH ORDINALITY AS t(product_id, sku, name, quantity, unit_price, total_price, ord)
+        ORDER BY t.ord
+        RETURNING id
+    ), h AS (
+        INSERT INTO order_status_history (order_id, status_to, changed_by, reason, metadata)
+        VALUES (:id, :status, :changed_by, :reason, '{}'::jsonb)
+    ), s AS (
+        INSERT INTO order_sagas (order_id, checkout_id, step, deadline_at, payment_method_type, payment_token,
+                                 payment_attempts, created_at, updated_at)
+        VALUES (:id, :checkout_id, :step, :deadline_at, :payment_method_type, :payment_token, 0, :created_at,
+                :created_at)
+    ), k AS (
+        INSERT INTO idempotency_keys (key, request_hash, order_id)
+        SELECT CAST(:idempotency_key AS varchar), :request_hash, :id WHERE :idempotency_key IS NOT NULL
+    ), v AS (
+        INSERT INTO outbox_aggregate_version AS v (aggregate_id, aggregate_type, version)
+        VALUES (:id, :aggregate_type, 1)
+        ON CONFLICT (aggregate_id) DO UPDATE SET version = v.version + 1
+        RETURNING version
+    ), e AS (
+        INSERT INTO event_store (id, aggregate_id, aggregate_type, event_type, event_data, event_version,
+                                 schema_version)
+        SELECT :event_id, :id, :aggregate_type, :event_type, CAST(:event_data AS jsonb), v.version,
+               :schema_version
+        FROM v
+    )
+    SELECT id FROM i ORDER BY id
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """An Idempotency-Key written with the order: the key and the request's fingerprint."""
+
+    key: str
+    request_hash: str
+
+
 async def add_pending_order(
     session: AsyncSession,
     order: Order,
@@ -48,24 +114,91 @@ async def add_pending_order(
     *,
     changed_by: str,
     reason: str,
+    idempotency: IdempotencyRecord | None = None,
 ) -> list[OrderItem]:
-    """A new order as its saga starts: the order row (flushed first: items, history and keys refer to it),
-    its items, the history row, the saga waiting on the reservation, and order.created."""
-    session.add(order)
-    await session.flush()
-    items = [
-        OrderItem(order_id=order.id, product_sku=p.sku, product_name=p.name, metadata_={}, **_item_columns(p))
+    """A new order as its saga starts, written in one statement: the order row, its items, the history row,
+    the saga waiting on the reservation, the key, and order.created. The objects stay transient (the
+    session does not track them): they answer the caller."""
+    enter(saga, RESERVATION, order.created_at)
+    event_lines = [
+        OrderLine(
+            product_id=p.product_id, sku=p.sku, quantity=p.quantity, unit_price=p.unit_price, total_price=p.total_price
+        )
         for p in lines
     ]
-    session.add_all(items)
-    session.add(
-        OrderStatusHistory(order_id=order.id, status_to=PENDING, changed_by=changed_by, reason=reason, metadata_={})
-    )
-    enter(saga, RESERVATION, order.created_at)
-    session.add(saga)
-    created = from_row(OrderCreated, order, order_id=order.id, items=[line(item) for item in items])
-    await add_event(session, order.id, created)
-    return items
+    created = from_row(OrderCreated, order, order_id=order.id, items=event_lines)
+    result = await session.execute(_PLACE, _place_params(order, lines, saga, changed_by, reason, idempotency, created))
+    ids = list(result.scalars())
+    return [
+        OrderItem(
+            id=item_id,
+            order_id=order.id,
+            product_sku=p.sku,
+            product_name=p.name,
+            metadata_={},
+            discount_amount=ZERO,
+            tax_amount=ZERO,
+            **_item_columns(p),
+        )
+        for item_id, p in zip(ids, lines, strict=True)
+    ]
+
+
+def _place_params(
+    order: Order,
+    lines: Sequence[PricedLine],
+    saga: OrderSaga,
+    changed_by: str,
+    reason: str,
+    idempotency: IdempotencyRecord | None,
+    created: OrderCreated,
+) -> dict[str, Any]:
+    return {
+        **{name: getattr(order, name) for name in _ORDER_COLUMNS},
+        "shipping_address": _json(order.shipping_address),
+        "billing_address": _json(order.billing_address),
+        "metadata": _json(order.metadata_ or {}),
+        "product_ids": [p.product_id for p in lines],
+        "skus": [p.sku for p in lines],
+        "names": [p.name for p in lines],
+        "quantities": [p.quantity for p in lines],
+        "unit_prices": [p.unit_price for p in lines],
+        "total_prices": [p.total_price for p in lines],
+        "changed_by": changed_by,
+        "reason": reason,
+        **{name: getattr(saga, name) for name in _SAGA_COLUMNS},
+        "idempotency_key": idempotency.key if idempotency else None,
+        "request_hash": idempotency.request_hash if idempotency else None,
+        "event_id": new_event_id(),
+        "aggregate_type": created.aggregate_type,
+        "event_type": created.event_type,
+        "event_data": encode_payload(created).decode(),
+        "schema_version": created.schema_version,
+    }
+
+
+_ORDER_COLUMNS = (
+    "id",
+    "order_number",
+    "customer_id",
+    "status",
+    "currency",
+    "subtotal",
+    "tax_amount",
+    "shipping_amount",
+    "discount_amount",
+    "total_amount",
+    "payment_method",
+    "payment_status",
+    "notes",
+    "created_at",
+    "source_service",
+)
+_SAGA_COLUMNS = ("checkout_id", "step", "deadline_at", "payment_method_type", "payment_token")
+
+
+def _json(value: object) -> str | None:
+    return None if value is None else msgspec.json.encode(value).decode()
 
 
 def _item_columns(priced: PricedLine) -> dict[str, Any]:

@@ -1,0 +1,174 @@
+"""What the order service knows locally of customers and products (its read models), and the rule that
+decides when an order may rely on it instead of asking the customer and catalog services.
+
+The order-references consumer group (apps/order/references.py) feeds both tables from customer.* and
+product.* events; an order reads them in one query and asks the services (apps/common/dependencies.py)
+only for what is missing or too old, then writes their answer back. The staleness rule (docs/decisions.md,
+"Order read models"):
+
+- A customer known here exists (customers are never deleted): no age limit. Unknown here: ask.
+- A product row says what the catalog showed at some moment at or after ``confirmed_at`` (an event's own
+  time, or the moment before an API call that answered it). An order pays the local price only while
+  ``now - confirmed_at <= ORDER_PRICE_MAX_AGE_S`` (10 s): a price changed a moment ago is paid at the old
+  price for at most that long, usually only until its event arrives (well under a second). Older, missing
+  or not sellable here: ask the catalog, whose answer decides (and refreshes the row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from apps.common.pricing import CatalogPrice
+from apps.order.models import Base
+
+if TYPE_CHECKING:
+    from sqlalchemy import Result
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from apps.order.clients import Dependencies
+
+UNDEFINED_TABLE = "42P01"
+
+__all__ = ["KnownCustomer", "KnownProduct", "References", "is_fresh", "max_age"]
+
+
+class KnownCustomer(Base):
+    """A customer the order service has seen registered (customer.registered, or the customer API)."""
+
+    __tablename__ = "order_known_customers"
+
+    customer_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    known_since: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
+
+
+class KnownProduct(Base):
+    """The catalog's product as last heard of: price, currency, whether it may be sold, and since when."""
+
+    __tablename__ = "order_known_products"
+
+    product_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
+    sku: Mapped[str] = mapped_column(sa.String(255))
+    name: Mapped[str | None] = mapped_column(sa.String(500))
+    price: Mapped[Decimal | None] = mapped_column(sa.Numeric(10, 2))
+    currency: Mapped[str | None] = mapped_column(sa.String(3))
+    sellable: Mapped[bool] = mapped_column(sa.Boolean)
+    # The product's event_version last applied (0: only the API answered so far); events apply when newer.
+    version: Mapped[int] = mapped_column(sa.Integer)
+    # The catalog showed these values at some moment at or after this time.
+    confirmed_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+def max_age() -> dt.timedelta:
+    """How old a product row may be for an order to pay its price (ORDER_PRICE_MAX_AGE_S, 10 s)."""
+    return dt.timedelta(seconds=float(os.environ.get("ORDER_PRICE_MAX_AGE_S", "10")))
+
+
+def is_fresh(confirmed_at: dt.datetime, now: dt.datetime, limit: dt.timedelta) -> bool:
+    """The staleness rule: a row confirmed at most ``limit`` ago (a clock step back counts as fresh)."""
+    return now - confirmed_at <= limit
+
+
+# One round trip: the customer, and the sellable products asked for (a LEFT JOIN from one row, so the
+# customer's answer comes back even when no product is known).
+_LOOKUP = text(
+    """
+    SELECT EXISTS (SELECT 1 FROM order_known_customers WHERE customer_id = :customer_id) AS customer_known,
+           p.product_id, p.sku, p.name, p.price, p.currency, p.confirmed_at
+    FROM (SELECT 1) AS one
+    LEFT JOIN order_known_products p ON p.product_id = ANY(CAST(:product_ids AS uuid[])) AND p.sellable
+    """
+)
+_REMEMBER_CUSTOMER = text(
+    "INSERT INTO order_known_customers (customer_id) VALUES (:customer_id) ON CONFLICT (customer_id) DO NOTHING"
+)
+# The catalog's answer, newer than what we hold; the version stays (an event newer than it still applies).
+# Sorted by id, so two orders refreshing the same products lock them in the same order.
+_REMEMBER_PRODUCTS = text(
+    """
+    INSERT INTO order_known_products AS k (product_id, sku, name, price, currency, sellable, version, confirmed_at)
+    SELECT t.id, t.sku, t.name, t.price, t.currency, true, 0, :confirmed_at
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:skus AS varchar[]), CAST(:names AS varchar[]),
+                CAST(:prices AS numeric[]), CAST(:currencies AS varchar[])) AS t(id, sku, name, price, currency)
+    ORDER BY t.id
+    ON CONFLICT (product_id) DO UPDATE SET sku = excluded.sku, name = excluded.name, price = excluded.price,
+        currency = excluded.currency, sellable = true, confirmed_at = excluded.confirmed_at
+    WHERE k.confirmed_at < excluded.confirmed_at
+    """
+)
+
+
+@dataclass
+class References:
+    """Whether the customer exists and today's prices: from the read models, the services on a miss."""
+
+    session: AsyncSession
+    dependencies: Dependencies
+
+    async def check(
+        self, customer_id: uuid.UUID, product_ids: list[uuid.UUID]
+    ) -> tuple[bool, dict[uuid.UUID, CatalogPrice]]:
+        now = dt.datetime.now(dt.UTC)
+        try:
+            rows = (await self._lookup(customer_id, product_ids)).all()
+        except ProgrammingError as exc:
+            if getattr(exc.orig, "sqlstate", None) != UNDEFINED_TABLE:
+                raise
+            # The tables are gone (a downgrade below order_0008 while we run): the services answer everything.
+            await self.session.rollback()
+            return await asyncio.gather(
+                self._ask_customer(customer_id, False), self._ask_catalog(list(dict.fromkeys(product_ids)))
+            )
+        customer_known = bool(rows[0].customer_known)
+        limit = max_age()
+        prices = {
+            r.product_id: CatalogPrice(r.product_id, r.sku, r.name, r.price, r.currency)
+            for r in rows
+            if r.product_id is not None and is_fresh(r.confirmed_at, now, limit)
+        }
+        missing = [p for p in dict.fromkeys(product_ids) if p not in prices]
+        if customer_known and not missing:
+            return True, prices
+        # The two calls run concurrently; the session then writes their answers one after the other.
+        exists, answered = await asyncio.gather(
+            self._ask_customer(customer_id, customer_known), self._ask_catalog(missing)
+        )
+        if exists and not customer_known:
+            await self.session.execute(_REMEMBER_CUSTOMER, {"customer_id": str(customer_id)})
+        if answered:
+            await self._remember(list(answered.values()), asked_at=now)
+        return exists, prices | answered
+
+    async def _lookup(self, customer_id: uuid.UUID, product_ids: list[uuid.UUID]) -> Result[Any]:
+        return await self.session.execute(_LOOKUP, {"customer_id": str(customer_id), "product_ids": product_ids})
+
+    async def _ask_customer(self, customer_id: uuid.UUID, known: bool) -> bool:
+        return known or await self.dependencies.customer_exists(customer_id)
+
+    async def _ask_catalog(self, missing: list[uuid.UUID]) -> dict[uuid.UUID, CatalogPrice]:
+        return await self.dependencies.prices(missing) if missing else {}
+
+    async def _remember(self, answered: list[CatalogPrice], *, asked_at: dt.datetime) -> None:
+        found = sorted(answered, key=lambda p: p.product_id)
+        await self.session.execute(
+            _REMEMBER_PRODUCTS,
+            {
+                "ids": [p.product_id for p in found],
+                "skus": [p.sku for p in found],
+                "names": [p.name for p in found],
+                "prices": [p.price for p in found],
+                "currencies": [p.currency for p in found],
+                "confirmed_at": asked_at,
+            },
+        )
