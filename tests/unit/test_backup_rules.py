@@ -1,0 +1,55 @@
+"""Pure parts of backups, PITR and read routing: file names, times, LSNs, the pgBackRest config and schedule."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from apps.common.read_routing import lsn_to_int, replica_url
+from apps.common.topology import BY_NAME
+from infra import backup, backup_physical, pitr, postgres
+
+
+def test_dump_names_are_the_seeds_in_utc() -> None:
+    at = dt.datetime(2026, 11, 26, 4, 5, 6, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert backup.dump_name(BY_NAME["order"], at) == "20261126_020506_order_db.backup"
+
+
+def test_pitr_times_without_a_zone_are_utc_and_garbage_is_refused() -> None:
+    assert pitr.parse_time("2026-11-26 03:15:00") == dt.datetime(2026, 11, 26, 3, 15, tzinfo=dt.UTC)
+    assert pitr.parse_time("2026-11-26T03:15:00+01:00").utcoffset() == dt.timedelta(hours=1)
+    with pytest.raises(SystemExit, match="--to"):
+        pitr.parse_time("yesterday")
+
+
+def test_lsns_compare_as_numbers() -> None:
+    assert lsn_to_int("0/10") == 16
+    assert lsn_to_int("1/0") == 1 << 32
+    assert lsn_to_int("0/FFFFFFFF") < lsn_to_int("1/0")
+
+
+def test_the_replica_url_is_the_services_own_on_the_replica_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PG_REPLICA_PORT", "6543")
+    url = replica_url(BY_NAME["catalog"])
+    assert url.startswith("postgresql+asyncpg://catalog_svc:") and url.endswith("@127.0.0.1:6543/catalog_db")
+    monkeypatch.setenv("CATALOG_READ_DATABASE_URL", "postgresql+asyncpg://u:p@replica.internal/catalog_db")
+    assert replica_url(BY_NAME["catalog"]) == "postgresql+asyncpg://u:p@replica.internal/catalog_db"
+
+
+def test_pgbackrest_config_keeps_30_days_and_names_this_cluster() -> None:
+    text = backup_physical.config_text()
+    assert "repo1-retention-full-type=time\nrepo1-retention-full=30\n" in text
+    assert f"pg1-path={postgres.DATA}\n" in text and "@" not in text.replace("[commerce]", "")
+    assert postgres.ARCHIVE_SETTINGS["archive_command"] == (
+        f"'pgbackrest --config={postgres.PGBACKREST_CONF} --stanza=commerce archive-push %p'"
+    )
+
+
+def test_the_schedule_is_full_at_two_and_incremental_every_four_hours() -> None:
+    jobs = [line.split() for line in backup_physical.schedule().splitlines() if line and not line.startswith("#")]
+    assert [(j[0], j[1], j[5], j[-2]) for j in jobs] == [
+        ("0", "2", "postgres", "--type=full"),
+        ("0", "6,10,14,18,22", "postgres", "--type=incr"),
+    ]
+    assert all(f"--config={postgres.PGBACKREST_CONF}" in j for j in jobs)
