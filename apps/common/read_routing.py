@@ -188,7 +188,8 @@ def replica_reads(service: Callable[..., ServiceT], *, from_state: Sequence[str]
             yield service(session, *(state[key] for key in keys))
         finally:
             if session is not db_session:
-                await session.close()
+                with contextlib.suppress(Exception):  # the answer is decided; a failed close only loses a connection
+                    await session.close()
 
     return Provide(provide)
 
