@@ -36,29 +36,28 @@ class CustomerStats(Base):
 
 
 class Customer(Base):
-    """The seed's customers (see migration customer_0003 for where it departs from the seed).
+    """The seed's customers (see migrations customer_0003 and customer_0005 for where it departs from the seed).
 
-    Emails are stored lower-cased (a CHECK holds it), so the seed's UNIQUE(email) is case-insensitive.
+    Email, phone and date of birth are sealed (apps/customer/sealed.py): their columns keep the seed's
+    names and hold envelopes, mapped to ``*_sealed`` attributes. The seed's UNIQUE(email) is
+    UNIQUE(email_index), the blind index of the lower-cased email, so it stays case-insensitive.
     Columns with a server default also get a Python default: the INSERT then carries every value and
     nothing is expired after the flush, so no lazy load (impossible under asyncio) is ever needed.
     """
 
     __tablename__ = "customers"
-    __table_args__ = (
-        sa.CheckConstraint("email = lower(email)", name="email_lowercase"),
-        sa.Index("idx_customers_email_status", "email", "status"),
-    )
     __mapper_args__ = {"eager_defaults": True}
 
     id: Mapped[uuid.UUID] = mapped_column(
         PG_UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")
     )
     customer_number: Mapped[str | None] = mapped_column(sa.String(50), unique=True)
-    email: Mapped[str] = mapped_column(sa.String(255), unique=True)
-    phone: Mapped[str | None] = mapped_column(sa.String(20))
+    email_sealed: Mapped[str] = mapped_column("email", sa.Text)
+    email_index: Mapped[bytes] = mapped_column(sa.LargeBinary, unique=True)
+    phone_sealed: Mapped[str | None] = mapped_column("phone", sa.Text)
     first_name: Mapped[str] = mapped_column(sa.String(100))
     last_name: Mapped[str] = mapped_column(sa.String(100))
-    date_of_birth: Mapped[dt.date | None] = mapped_column(sa.Date)
+    date_of_birth_sealed: Mapped[str | None] = mapped_column("date_of_birth", sa.Text)
     gender: Mapped[str | None] = mapped_column(sa.String(10))
     status: Mapped[str] = mapped_column(sa.String(20), default="active", server_default="active")
     email_verified: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.text("false"))
@@ -74,7 +73,8 @@ class Customer(Base):
 
 
 class CustomerAddress(Base):
-    """The seed's customer_addresses: a customer's shipping and billing addresses."""
+    """The seed's customer_addresses: a customer's shipping and billing addresses; every line is sealed
+    (``*_sealed``: envelopes bound to the row's id), type and country are in clear."""
 
     __tablename__ = "customer_addresses"
     __table_args__ = (
@@ -94,16 +94,16 @@ class CustomerAddress(Base):
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
     customer_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), sa.ForeignKey("customers.id"))
     type: Mapped[str] = mapped_column(sa.String(20))
-    first_name: Mapped[str | None] = mapped_column(sa.String(100))
-    last_name: Mapped[str | None] = mapped_column(sa.String(100))
-    company: Mapped[str | None] = mapped_column(sa.String(255))
-    address_line1: Mapped[str] = mapped_column(sa.String(255))
-    address_line2: Mapped[str | None] = mapped_column(sa.String(255))
-    city: Mapped[str] = mapped_column(sa.String(100))
-    state: Mapped[str | None] = mapped_column(sa.String(100))
-    postal_code: Mapped[str | None] = mapped_column(sa.String(20))
+    first_name_sealed: Mapped[str | None] = mapped_column("first_name", sa.Text)
+    last_name_sealed: Mapped[str | None] = mapped_column("last_name", sa.Text)
+    company_sealed: Mapped[str | None] = mapped_column("company", sa.Text)
+    address_line1_sealed: Mapped[str] = mapped_column("address_line1", sa.Text)
+    address_line2_sealed: Mapped[str | None] = mapped_column("address_line2", sa.Text)
+    city_sealed: Mapped[str] = mapped_column("city", sa.Text)
+    state_sealed: Mapped[str | None] = mapped_column("state", sa.Text)
+    postal_code_sealed: Mapped[str | None] = mapped_column("postal_code", sa.Text)
     country: Mapped[str] = mapped_column(sa.String(2))
-    phone: Mapped[str | None] = mapped_column(sa.String(20))
+    phone_sealed: Mapped[str | None] = mapped_column("phone", sa.Text)
     is_default: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.text("false"))
     created_at: Mapped[dt.datetime] = timestamp()
     updated_at: Mapped[dt.datetime] = timestamp()

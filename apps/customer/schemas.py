@@ -37,7 +37,8 @@ from apps.customer.rules import (
 )
 
 if TYPE_CHECKING:
-    from apps.customer.models import Customer, CustomerAddress, CustomerStats
+    from apps.customer.models import CustomerStats
+    from apps.customer.sealed import AddressView, CustomerView
 
 __all__ = [
     "AddressCreate",
@@ -166,12 +167,12 @@ class CustomerStatsOut(msgspec.Struct, kw_only=True):
     refunded_amount: Money
 
 
-# The response structs name a subset of the row's columns: each mapper reads those attributes.
-def to_customer_out(customer: Customer) -> CustomerOut:
+# The response structs name a subset of the opened views' fields: each mapper reads those attributes.
+def to_customer_out(customer: CustomerView) -> CustomerOut:
     return msgspec.convert(customer, CustomerOut, from_attributes=True)
 
 
-def to_address_out(address: CustomerAddress) -> AddressOut:
+def to_address_out(address: AddressView) -> AddressOut:
     return msgspec.convert(address, AddressOut, from_attributes=True)
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from msgspec import UNSET
-from sqlalchemy import cast, select, update
+from sqlalchemy import cast, func, select, update
 from sqlalchemy.types import String
 from uuid_utils.compat import uuid7
 
@@ -35,6 +35,15 @@ from apps.customer.rules import (
     check_postal_code,
     check_text,
 )
+from apps.customer.sealed import (
+    AddressView,
+    CustomerView,
+    address_view,
+    customer_view,
+    seal_address,
+    seal_email,
+    seal_phone,
+)
 from outbox.writer import add_event
 
 if TYPE_CHECKING:
@@ -50,6 +59,7 @@ __all__ = ["AddressRepository", "CustomerRepository", "CustomerService"]
 # not written by this API). The email itself stays out of the message: it would land in the logs.
 _EMAIL_TAKEN: Final = "a customer with this email already exists"
 _ERROR_MESSAGES: Final = error_messages("customer", "customer", duplicate=_EMAIL_TAKEN)
+_ADDRESS_ID_SEQUENCE: Final = func.pg_get_serial_sequence("customer_addresses", "id")
 
 
 class CustomerRepository(SQLAlchemyAsyncRepository[Customer]):
@@ -73,57 +83,61 @@ class CustomerService:
         self.repository = CustomerRepository(session=session, auto_refresh=False, error_messages=_ERROR_MESSAGES)
         self.addresses = AddressRepository(session=session, auto_refresh=False, error_messages=_ERROR_MESSAGES)
 
-    async def register(self, data: CustomerCreate) -> Customer:
+    async def register(self, data: CustomerCreate) -> CustomerView:
         now = utc_now()
+        email = check_email(data.email)
+        phone = None if data.phone is None else check_phone(data.phone)
         customer = Customer(
             id=uuid7(),  # time-ordered: new rows land at the end of the primary-key index
-            email=check_email(data.email),
             first_name=check_name(data.first_name, field="first_name"),
             last_name=check_name(data.last_name, field="last_name"),
-            phone=None if data.phone is None else check_phone(data.phone),
             status=ACTIVE,
             created_at=now,
             updated_at=now,
         )
+        seal_email(customer, email)  # after the id: the envelopes are bound to it
+        seal_phone(customer, phone)
         with unique("email", _EMAIL_TAKEN, _ERROR_MESSAGES):
-            await self.repository.add(customer)  # the flush runs the INSERT
-        await add_event(self.session, customer.id, _registered(customer))
+            await self.repository.add(customer)  # the flush runs the INSERT; email_index is the unique key
+        view = _view(customer, email=email, phone=phone)
+        await add_event(self.session, customer.id, _registered(view))
         await self.session.commit()
-        return customer
+        return view
 
-    async def get(self, customer_id: uuid.UUID) -> Customer:
+    async def get(self, customer_id: uuid.UUID) -> CustomerView:
         """One primary-key look-up (other services call this to check that a customer exists)."""
-        return await get_live(self.repository, customer_id, noun="customer")
+        return customer_view(await get_live(self.repository, customer_id, noun="customer"))
 
-    async def update(self, customer_id: uuid.UUID, changes: CustomerUpdate) -> Customer:
+    async def update(self, customer_id: uuid.UUID, changes: CustomerUpdate) -> CustomerView:
         new_values = _checked(changes)  # before any I/O: a bad field costs no lock
         customer = await self._get_for_write(customer_id)
-        changed = [field for field, value in new_values.items() if getattr(customer, field) != value]
+        before = customer_view(customer)
+        changed = [field for field, value in new_values.items() if getattr(before, field) != value]
         if not changed:
-            return customer  # nothing to say: no event, and the session closes without a write
-        for field in changed:
-            setattr(customer, field, new_values[field])
-        customer.updated_at = utc_now()
+            return before  # nothing to say: no event, and the session closes without a write
+        after = msgspec.structs.replace(before, **{field: new_values[field] for field in changed})
+        _write_changes(customer, after, changed)
+        customer.updated_at = after.updated_at = utc_now()
         with unique("email", _EMAIL_TAKEN, _ERROR_MESSAGES):
-            await self.session.flush()  # a new email meets the unique constraint here
-        await add_event(self.session, customer.id, _updated(customer, changed))
+            await self.session.flush()  # a new email meets the unique blind index here
+        await add_event(self.session, customer.id, _updated(after, changed))
         await self.session.commit()
-        return customer
+        return after
 
-    async def list_addresses(self, customer_id: uuid.UUID) -> Sequence[CustomerAddress]:
+    async def list_addresses(self, customer_id: uuid.UUID) -> list[AddressView]:
         await self.get(customer_id)
         statement = (
             select(CustomerAddress).where(CustomerAddress.customer_id == customer_id).order_by(CustomerAddress.id)
         )
-        return await self.addresses.get_many(statement=statement)
+        return [address_view(a) for a in await self.addresses.get_many(statement=statement)]
 
-    async def add_address(self, customer_id: uuid.UUID, data: AddressCreate) -> CustomerAddress:
+    async def add_address(self, customer_id: uuid.UUID, data: AddressCreate) -> AddressView:
         """Add an address; with ``is_default`` it replaces the customer's default of that type.
 
         No event: addresses are personal data that no consumer needs (see events.py); checkout and
         order read them from this API.
         """
-        address = _new_address(customer_id, data)
+        address, clear = _new_address(customer_id, data)
         # The customer's row lock serialises address writes per customer: two concurrent "default"
         # addresses cannot both clear the old default and then collide on the one-default index.
         await self._get_for_write(customer_id)
@@ -137,9 +151,12 @@ class CustomerService:
                 )
                 .values(is_default=False, updated_at=address.updated_at)
             )
+        # The row's id is in its envelopes' associated data, so it is drawn before the INSERT.
+        address.id = int(await self.session.scalar(select(func.nextval(_ADDRESS_ID_SEQUENCE))) or 0)
+        seal_address(address, clear)
         await self.addresses.add(address)
         await self.session.commit()
-        return address
+        return address_view(address)
 
     async def get_stats(self, customer_id: uuid.UUID) -> CustomerStats | None:
         """The customer's stats row (None before their first order), in one round trip; 404 if unknown."""
@@ -173,11 +190,34 @@ def _checked(changes: CustomerUpdate) -> dict[str, str | None]:
     return values
 
 
-def _new_address(customer_id: uuid.UUID, data: AddressCreate) -> CustomerAddress:
+def _view(customer: Customer, *, email: str, phone: str | None) -> CustomerView:
+    return CustomerView(
+        id=customer.id,
+        email=email,
+        first_name=customer.first_name,
+        last_name=customer.last_name,
+        phone=phone,
+        status=customer.status,
+        created_at=customer.created_at,
+        updated_at=customer.updated_at,
+    )
+
+
+def _write_changes(customer: Customer, after: CustomerView, changed: Sequence[str]) -> None:
+    for field in changed:
+        if field == "email":
+            seal_email(customer, after.email)
+        elif field == "phone":
+            seal_phone(customer, after.phone)
+        else:
+            setattr(customer, field, getattr(after, field))
+
+
+def _new_address(customer_id: uuid.UUID, data: AddressCreate) -> tuple[CustomerAddress, dict[str, str | None]]:
+    """The address row without its sealed lines, and those lines in clear (seal_address seals them)."""
     now = utc_now()
-    return CustomerAddress(
-        customer_id=customer_id,
-        type=check_address_type(data.type),
+    address_type = check_address_type(data.type)  # the fields are checked in the body's order, as before
+    clear: dict[str, str | None] = dict(
         first_name=None if data.first_name is None else check_name(data.first_name, field="first_name"),
         last_name=None if data.last_name is None else check_name(data.last_name, field="last_name"),
         company=check_optional_text("company", data.company, max_length=MAX_COMPANY_LENGTH),
@@ -186,19 +226,25 @@ def _new_address(customer_id: uuid.UUID, data: AddressCreate) -> CustomerAddress
         city=check_text("city", data.city, max_length=MAX_CITY_LENGTH),
         state=check_optional_text("state", data.state, max_length=MAX_STATE_LENGTH),
         postal_code=check_postal_code(data.postal_code),
-        country=check_country(data.country),
-        phone=None if data.phone is None else check_phone(data.phone),
+    )
+    country = check_country(data.country)
+    clear["phone"] = None if data.phone is None else check_phone(data.phone)
+    address = CustomerAddress(
+        customer_id=customer_id,
+        type=address_type,
+        country=country,
         is_default=data.is_default,
         created_at=now,
         updated_at=now,
     )
+    return address, clear
 
 
-def _registered(customer: Customer) -> CustomerRegistered:
-    # The event's fields are the row's attributes of that name (only the published ones).
+def _registered(customer: CustomerView) -> CustomerRegistered:
+    # The event's fields are the view's attributes of that name (only the published ones).
     return msgspec.convert(customer, CustomerRegistered, from_attributes=True)
 
 
-def _updated(customer: Customer, changed: Sequence[str]) -> CustomerUpdated:
+def _updated(customer: CustomerView, changed: Sequence[str]) -> CustomerUpdated:
     snapshot = msgspec.convert(customer, CustomerUpdated, from_attributes=True)
     return msgspec.structs.replace(snapshot, changed=tuple(changed))

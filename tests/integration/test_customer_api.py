@@ -21,6 +21,7 @@ from litestar.testing import AsyncTestClient
 from apps.common.http import MAX_BODY_BYTES
 from apps.common.topology import topic_for
 from apps.customer.app import create_app
+from apps.customer.sealed import email_index, open_value
 from tests.support.db import db_fixture, outbox_fails_at_commit
 from tests.support.kafka import Received, TopicTail
 
@@ -60,7 +61,8 @@ async def register(client: Client, **overrides: Any) -> dict[str, Any]:
 
 
 async def customers_with_email(db: asyncpg.Connection, email: str) -> int:
-    return int(await db.fetchval("SELECT count(*) FROM customers WHERE lower(email) = lower($1)", email))
+    # Emails are sealed (apps/customer/sealed.py): the blind index of the lower-cased email finds them.
+    return int(await db.fetchval("SELECT count(*) FROM customers WHERE email_index = $1", email_index(email.lower())))
 
 
 async def events_with_email(db: asyncpg.Connection, email: str) -> int:
@@ -112,7 +114,9 @@ async def test_register_answers_201_with_the_customer_and_writes_customer_regist
     assert customer["created_at"] == customer["updated_at"]
     row = await db.fetchrow("SELECT email, phone, status FROM customers WHERE id = $1", uuid.UUID(customer["id"]))
     assert row is not None
-    assert (row["email"], row["phone"], row["status"]) == (email, "+442079460958", "active")
+    assert email not in row["email"] and "2079460958" not in row["phone"]  # sealed at rest
+    opened = [open_value("customers", c, uuid.UUID(customer["id"]), row[c]) for c in ("email", "phone")]
+    assert (*opened, row["status"]) == (email, "+442079460958", "active")
 
     [event] = await events_of(db, customer["id"])
     assert (event["event_type"], event["event_version"], event["schema_version"]) == ("customer.registered", 1, 1)

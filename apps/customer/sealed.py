@@ -1,0 +1,154 @@
+"""Customers' personal data sealed at rest (apps/common/crypto.py): which columns, bound to which row.
+
+The model maps each sealed column to a ``*_sealed`` attribute holding the envelope, so nothing reads a
+ciphertext as if it were the value; the service works with the clear views below. Sealed: a customer's
+email, phone and date of birth; every line of an address (names, company, street, city, state, postal
+code, phone). In clear: ids, names on the customer row (published in customer.registered anyway, see
+docs/decisions.md), status, flags, an address's type and country (a CHECK reads them; neither names a
+person), timestamps. The email is found through ``email_index``, its blind index.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import uuid
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+
+from apps.common.crypto import KeyringFile, associated_data, keyring_path
+
+if TYPE_CHECKING:
+    from apps.customer.models import Customer, CustomerAddress
+
+__all__ = [
+    "ADDRESS_COLUMNS",
+    "CUSTOMER_COLUMNS",
+    "AddressView",
+    "CustomerView",
+    "address_view",
+    "customer_view",
+    "email_index",
+    "keyring",
+    "open_value",
+    "seal_address",
+    "seal_value",
+]
+
+SERVICE: Final = "customer"
+CUSTOMER_COLUMNS: Final = ("email", "phone", "date_of_birth")
+ADDRESS_COLUMNS: Final = (
+    "first_name",
+    "last_name",
+    "company",
+    "address_line1",
+    "address_line2",
+    "city",
+    "state",
+    "postal_code",
+    "phone",
+)
+
+
+@functools.cache
+def keyring() -> KeyringFile:
+    """The customer service's key file, opened on first use (never at import)."""
+    path, create = keyring_path(SERVICE)
+    return KeyringFile(path, create=create)
+
+
+def seal_value(table: str, column: str, row_id: object, value: str | None) -> str | None:
+    if value is None:
+        return None
+    return keyring().seal(value, associated_data(SERVICE, table, column, row_id))
+
+
+def open_value(table: str, column: str, row_id: object, sealed: str | None) -> str | None:
+    if sealed is None:
+        return None
+    return keyring().open(sealed, associated_data(SERVICE, table, column, row_id))
+
+
+def email_index(email: str) -> bytes:
+    """The blind index of an email already normalised by rules.check_email (lower-cased)."""
+    return keyring().blind_index(email)
+
+
+class CustomerView(msgspec.Struct, kw_only=True):
+    """A customer with its personal data opened: what the API answers and the events carry."""
+
+    id: uuid.UUID
+    email: str
+    first_name: str
+    last_name: str
+    phone: str | None
+    status: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class AddressView(msgspec.Struct, kw_only=True):
+    id: int
+    customer_id: uuid.UUID
+    type: str
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    address_line1: str
+    address_line2: str | None
+    city: str
+    state: str | None
+    postal_code: str | None
+    country: str
+    phone: str | None
+    is_default: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+def customer_view(customer: Customer) -> CustomerView:
+    email = open_value("customers", "email", customer.id, customer.email_sealed)
+    assert email is not None  # NOT NULL column
+    return CustomerView(
+        id=customer.id,
+        email=email,
+        first_name=customer.first_name,
+        last_name=customer.last_name,
+        phone=open_value("customers", "phone", customer.id, customer.phone_sealed),
+        status=customer.status,
+        created_at=customer.created_at,
+        updated_at=customer.updated_at,
+    )
+
+
+def seal_email(customer: Customer, email: str) -> None:
+    customer.email_sealed = keyring().seal(email, associated_data(SERVICE, "customers", "email", customer.id))
+    customer.email_index = email_index(email)
+
+
+def seal_phone(customer: Customer, phone: str | None) -> None:
+    customer.phone_sealed = seal_value("customers", "phone", customer.id, phone)
+
+
+def seal_address(address: CustomerAddress, clear: dict[str, str | None]) -> None:
+    """Seal an address's lines onto its row; its id must be known (it is in the associated data)."""
+    for column in ADDRESS_COLUMNS:
+        setattr(address, f"{column}_sealed", seal_value("customer_addresses", column, address.id, clear[column]))
+
+
+def address_view(address: CustomerAddress) -> AddressView:
+    opened = {
+        column: open_value("customer_addresses", column, address.id, getattr(address, f"{column}_sealed"))
+        for column in ADDRESS_COLUMNS
+    }
+    return AddressView(
+        id=address.id,
+        customer_id=address.customer_id,
+        type=address.type,
+        country=address.country,
+        is_default=address.is_default,
+        created_at=address.created_at,
+        updated_at=address.updated_at,
+        **opened,  # type: ignore[arg-type]  # required lines are NOT NULL, so they open to a str
+    )
