@@ -1,24 +1,45 @@
--- pgbench: the inserts of placing one order (1 order, 2 items, 1 status history row, the saga row waiting
--- on the reservation, 1 outbox row with its per-aggregate version), one statement each as the order
--- service sends them, in one transaction.
+-- pgbench: placing one order as the order service sends it (apps/order/known.py _LOOKUP, then
+-- apps/order/transitions.py _PLACE): the read models' lookup of the customer and the two products, then one
+-- statement writing the order, its 2 items, the status history row, the saga row waiting on the
+-- reservation and the outbox row with its per-aggregate version; one transaction.
 -- The write path's ceiling on this machine.
 SELECT gen_random_uuid() AS oid, gen_random_uuid() AS cid, md5(random()::text) AS tag \gset
 BEGIN;
-INSERT INTO orders (id, order_number, customer_id, status, currency, subtotal, total_amount, payment_status,
-                    created_at, updated_at)
-VALUES (':oid', 'PGB-' || ':tag', ':cid', 'pending', 'USD', 30.00, 30.00, 'pending', now(), now());
-INSERT INTO order_items (order_id, product_id, product_sku, product_name, quantity, unit_price, total_price)
-VALUES (':oid', gen_random_uuid(), 'SKU-A', 'Bench item', 1, 10.00, 10.00),
-       (':oid', gen_random_uuid(), 'SKU-B', 'Bench item', 2, 10.00, 20.00);
-INSERT INTO order_status_history (order_id, status_to, changed_by, reason)
-VALUES (':oid', 'pending', 'pgbench', 'awaiting stock');
-INSERT INTO order_sagas (order_id, step, deadline_at, payment_attempts, created_at, updated_at)
-VALUES (':oid', 'reservation', now() + interval '120 seconds', 0, now(), now());
-WITH next AS (
+SELECT EXISTS (SELECT 1 FROM order_known_customers WHERE customer_id = ':cid') AS customer_known,
+       p.product_id, p.sku, p.name, p.price, p.currency, p.confirmed_at
+FROM (SELECT 1) AS one
+LEFT JOIN order_known_products p
+       ON p.product_id = ANY(ARRAY[gen_random_uuid(), gen_random_uuid()]) AND p.sellable;
+WITH o AS (
+  INSERT INTO orders (id, order_number, customer_id, status, currency, subtotal, tax_amount, shipping_amount,
+                      discount_amount, total_amount, payment_method, payment_status, shipping_address,
+                      billing_address, notes, metadata, created_at, updated_at, source_service)
+  VALUES (':oid', 'PGB-' || ':tag', ':cid', 'pending', 'USD', 30.00, 0, 0, 0, 30.00, NULL, 'pending', NULL, NULL,
+          NULL, '{}'::jsonb, now(), now(), 'pgbench')
+), i AS (
+  INSERT INTO order_items (order_id, product_id, product_sku, product_name, quantity, unit_price, total_price,
+                           discount_amount, tax_amount, metadata)
+  SELECT ':oid', t.product_id, t.sku, t.name, t.quantity, t.unit_price, t.total_price, 0, 0, '{}'::jsonb
+  FROM unnest(ARRAY[gen_random_uuid(), gen_random_uuid()], ARRAY['SKU-A', 'SKU-B']::varchar[],
+              ARRAY['Bench item', 'Bench item']::varchar[], ARRAY[1, 2], ARRAY[10.00, 10.00]::numeric[],
+              ARRAY[10.00, 20.00]::numeric[])
+       WITH ORDINALITY AS t(product_id, sku, name, quantity, unit_price, total_price, ord)
+  ORDER BY t.ord
+  RETURNING id
+), h AS (
+  INSERT INTO order_status_history (order_id, status_to, changed_by, reason, metadata)
+  VALUES (':oid', 'pending', 'pgbench', 'awaiting stock', '{}'::jsonb)
+), s AS (
+  INSERT INTO order_sagas (order_id, checkout_id, step, deadline_at, payment_method_type, payment_token,
+                           payment_attempts, created_at, updated_at)
+  VALUES (':oid', NULL, 'reservation', now() + interval '120 seconds', NULL, NULL, 0, now(), now())
+), v AS (
   INSERT INTO outbox_aggregate_version AS v (aggregate_id, aggregate_type, version) VALUES (':oid', 'order', 1)
   ON CONFLICT (aggregate_id) DO UPDATE SET version = v.version + 1
   RETURNING version
+), e AS (
+  INSERT INTO event_store (id, aggregate_id, aggregate_type, event_type, event_data, event_version, schema_version)
+  SELECT gen_random_uuid(), ':oid', 'order', 'order.benchmarked', '{"total_amount": "30.00"}', v.version, 1 FROM v
 )
-INSERT INTO event_store (id, aggregate_id, aggregate_type, event_type, event_data, event_version)
-SELECT gen_random_uuid(), ':oid', 'order', 'order.benchmarked', '{"total_amount": "30.00"}', next.version FROM next;
+SELECT id FROM i ORDER BY id;
 COMMIT;
