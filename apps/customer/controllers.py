@@ -1,4 +1,4 @@
-"""HTTP routes of the customer service: decode, call one CustomerService method, return a schema."""
+"""HTTP routes of the customer service: decode, call one CustomerService method, return its schema."""
 
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ from apps.customer.schemas import (
     CustomerOut,
     CustomerStatsOut,
     CustomerUpdate,
-    to_address_out,
-    to_customer_out,
     to_stats_out,
 )
 from apps.customer.services import CustomerService
@@ -41,31 +39,31 @@ class CustomerController(Controller):
     @post(status_code=HTTP_201_CREATED)
     async def register_customer(self, data: JSONBody[CustomerCreate], customers: Customers) -> CustomerOut:
         """Register a customer; 409 if the email is taken (compared case-insensitively)."""
-        return to_customer_out(await customers.register(data))
+        return await customers.register(data)
 
     @get("/{customer_id:uuid}")
     async def get_customer(self, customer_id: FromPath[uuid.UUID], customers: Customers) -> CustomerOut:
         """One customer; 404 if unknown. Other services call this to check that a customer exists."""
-        return to_customer_out(await customers.get(customer_id))
+        return await customers.get(customer_id)
 
     @patch("/{customer_id:uuid}")
     async def update_customer(
         self, customer_id: FromPath[uuid.UUID], data: JSONBody[CustomerUpdate], customers: Customers
     ) -> CustomerOut:
         """Change some fields of a customer; 409 if a new email is taken."""
-        return to_customer_out(await customers.update(customer_id, data))
+        return await customers.update(customer_id, data)
 
     @get("/{customer_id:uuid}/addresses")
     async def list_addresses(self, customer_id: FromPath[uuid.UUID], customers: Customers) -> list[AddressOut]:
         """The customer's addresses, oldest first; 404 if the customer is unknown."""
-        return [to_address_out(a) for a in await customers.list_addresses(customer_id)]
+        return await customers.list_addresses(customer_id)
 
     @post("/{customer_id:uuid}/addresses", status_code=HTTP_201_CREATED)
     async def add_address(
         self, customer_id: FromPath[uuid.UUID], data: JSONBody[AddressCreate], customers: Customers
     ) -> AddressOut:
         """Add a shipping or billing address; ``is_default`` replaces the default of that type."""
-        return to_address_out(await customers.add_address(customer_id, data))
+        return await customers.add_address(customer_id, data)
 
     @get("/{customer_id:uuid}/stats")
     async def get_stats(self, customer_id: FromPath[uuid.UUID], customers: Customers) -> CustomerStatsOut:

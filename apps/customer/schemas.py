@@ -38,7 +38,6 @@ from apps.customer.rules import (
 
 if TYPE_CHECKING:
     from apps.customer.models import CustomerStats
-    from apps.customer.sealed import AddressView, CustomerView
 
 __all__ = [
     "AddressCreate",
@@ -47,8 +46,6 @@ __all__ = [
     "CustomerOut",
     "CustomerStatsOut",
     "CustomerUpdate",
-    "to_address_out",
-    "to_customer_out",
     "to_stats_out",
 ]
 
@@ -165,15 +162,6 @@ class CustomerStatsOut(msgspec.Struct, kw_only=True):
     last_order_at: dt.datetime | None
     returns_count: int
     refunded_amount: Money
-
-
-# The response structs name a subset of the opened views' fields: each mapper reads those attributes.
-def to_customer_out(customer: CustomerView) -> CustomerOut:
-    return msgspec.convert(customer, CustomerOut, from_attributes=True)
-
-
-def to_address_out(address: AddressView) -> AddressOut:
-    return msgspec.convert(address, AddressOut, from_attributes=True)
 
 
 def to_stats_out(stats: CustomerStats | None) -> CustomerStatsOut:

@@ -1,23 +1,20 @@
 """Customers' personal data sealed at rest (apps/common/crypto.py): which columns, bound to which row.
 
 The model maps each sealed column to a ``*_sealed`` attribute holding the envelope, so nothing reads a
-ciphertext as if it were the value; the service works with the clear views below. Sealed: a customer's
-email, phone and date of birth; every line of an address (names, company, street, city, state, postal
-code, phone). In clear: ids, names on the customer row (published in customer.registered anyway, see
+ciphertext as if it were the value; customer_out and address_out open a row into the API's body.
+Sealed: a customer's email, phone and date of birth; every line of an address (names, company, street,
+city, state, postal code, phone). In clear: ids, names on the customer row (published in customer.registered anyway, see
 docs/decisions.md), status, flags, an address's type and country (a CHECK reads them; neither names a
 person), timestamps. The email is found through ``email_index``, its blind index.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
-import uuid
 from typing import TYPE_CHECKING, Final
 
-import msgspec
-
 from apps.common.crypto import KeyringFile, associated_data, keyring_path
+from apps.customer.schemas import AddressOut, CustomerOut
 
 if TYPE_CHECKING:
     from apps.customer.models import Customer, CustomerAddress
@@ -25,10 +22,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ADDRESS_COLUMNS",
     "CUSTOMER_COLUMNS",
-    "AddressView",
-    "CustomerView",
-    "address_view",
-    "customer_view",
+    "address_out",
+    "customer_out",
     "email_index",
     "keyring",
     "open_value",
@@ -75,42 +70,11 @@ def email_index(email: str) -> bytes:
     return keyring().blind_index(email)
 
 
-class CustomerView(msgspec.Struct, kw_only=True):
-    """A customer with its personal data opened: what the API answers and the events carry."""
-
-    id: uuid.UUID
-    email: str
-    first_name: str
-    last_name: str
-    phone: str | None
-    status: str
-    created_at: dt.datetime
-    updated_at: dt.datetime
-
-
-class AddressView(msgspec.Struct, kw_only=True):
-    id: int
-    customer_id: uuid.UUID
-    type: str
-    first_name: str | None
-    last_name: str | None
-    company: str | None
-    address_line1: str
-    address_line2: str | None
-    city: str
-    state: str | None
-    postal_code: str | None
-    country: str
-    phone: str | None
-    is_default: bool
-    created_at: dt.datetime
-    updated_at: dt.datetime
-
-
-def customer_view(customer: Customer) -> CustomerView:
+# The opened rows are the API's bodies: the response structs name what may be shown.
+def customer_out(customer: Customer) -> CustomerOut:
     email = open_value("customers", "email", customer.id, customer.email_sealed)
     assert email is not None  # NOT NULL column
-    return CustomerView(
+    return CustomerOut(
         id=customer.id,
         email=email,
         first_name=customer.first_name,
@@ -137,12 +101,12 @@ def seal_address(address: CustomerAddress, clear: dict[str, str | None]) -> None
         setattr(address, f"{column}_sealed", seal_value("customer_addresses", column, address.id, clear[column]))
 
 
-def address_view(address: CustomerAddress) -> AddressView:
+def address_out(address: CustomerAddress) -> AddressOut:
     opened = {
         column: open_value("customer_addresses", column, address.id, getattr(address, f"{column}_sealed"))
         for column in ADDRESS_COLUMNS
     }
-    return AddressView(
+    return AddressOut(
         id=address.id,
         customer_id=address.customer_id,
         type=address.type,

@@ -35,11 +35,10 @@ from apps.customer.rules import (
     check_postal_code,
     check_text,
 )
+from apps.customer.schemas import AddressOut, CustomerOut
 from apps.customer.sealed import (
-    AddressView,
-    CustomerView,
-    address_view,
-    customer_view,
+    address_out,
+    customer_out,
     seal_address,
     seal_email,
     seal_phone,
@@ -83,7 +82,7 @@ class CustomerService:
         self.repository = CustomerRepository(session=session, auto_refresh=False, error_messages=_ERROR_MESSAGES)
         self.addresses = AddressRepository(session=session, auto_refresh=False, error_messages=_ERROR_MESSAGES)
 
-    async def register(self, data: CustomerCreate) -> CustomerView:
+    async def register(self, data: CustomerCreate) -> CustomerOut:
         now = utc_now()
         email = check_email(data.email)
         phone = None if data.phone is None else check_phone(data.phone)
@@ -99,19 +98,19 @@ class CustomerService:
         seal_phone(customer, phone)
         with unique("email", _EMAIL_TAKEN, _ERROR_MESSAGES):
             await self.repository.add(customer)  # the flush runs the INSERT; email_index is the unique key
-        view = _view(customer, email=email, phone=phone)
+        view = customer_out(customer)  # opens what was just sealed: the round trip is the check
         await add_event(self.session, customer.id, _registered(view))
         await self.session.commit()
         return view
 
-    async def get(self, customer_id: uuid.UUID) -> CustomerView:
+    async def get(self, customer_id: uuid.UUID) -> CustomerOut:
         """One primary-key look-up (other services call this to check that a customer exists)."""
-        return customer_view(await get_live(self.repository, customer_id, noun="customer"))
+        return customer_out(await get_live(self.repository, customer_id, noun="customer"))
 
-    async def update(self, customer_id: uuid.UUID, changes: CustomerUpdate) -> CustomerView:
+    async def update(self, customer_id: uuid.UUID, changes: CustomerUpdate) -> CustomerOut:
         new_values = _checked(changes)  # before any I/O: a bad field costs no lock
         customer = await self._get_for_write(customer_id)
-        before = customer_view(customer)
+        before = customer_out(customer)
         changed = [field for field, value in new_values.items() if getattr(before, field) != value]
         if not changed:
             return before  # nothing to say: no event, and the session closes without a write
@@ -124,14 +123,14 @@ class CustomerService:
         await self.session.commit()
         return after
 
-    async def list_addresses(self, customer_id: uuid.UUID) -> list[AddressView]:
+    async def list_addresses(self, customer_id: uuid.UUID) -> list[AddressOut]:
         await self.get(customer_id)
         statement = (
             select(CustomerAddress).where(CustomerAddress.customer_id == customer_id).order_by(CustomerAddress.id)
         )
-        return [address_view(a) for a in await self.addresses.get_many(statement=statement)]
+        return [address_out(a) for a in await self.addresses.get_many(statement=statement)]
 
-    async def add_address(self, customer_id: uuid.UUID, data: AddressCreate) -> AddressView:
+    async def add_address(self, customer_id: uuid.UUID, data: AddressCreate) -> AddressOut:
         """Add an address; with ``is_default`` it replaces the customer's default of that type.
 
         No event: addresses are personal data that no consumer needs (see events.py); checkout and
@@ -156,7 +155,7 @@ class CustomerService:
         seal_address(address, clear)
         await self.addresses.add(address)
         await self.session.commit()
-        return address_view(address)
+        return address_out(address)
 
     async def get_stats(self, customer_id: uuid.UUID) -> CustomerStats | None:
         """The customer's stats row (None before their first order), in one round trip; 404 if unknown."""
@@ -190,20 +189,7 @@ def _checked(changes: CustomerUpdate) -> dict[str, str | None]:
     return values
 
 
-def _view(customer: Customer, *, email: str, phone: str | None) -> CustomerView:
-    return CustomerView(
-        id=customer.id,
-        email=email,
-        first_name=customer.first_name,
-        last_name=customer.last_name,
-        phone=phone,
-        status=customer.status,
-        created_at=customer.created_at,
-        updated_at=customer.updated_at,
-    )
-
-
-def _write_changes(customer: Customer, after: CustomerView, changed: Sequence[str]) -> None:
+def _write_changes(customer: Customer, after: CustomerOut, changed: Sequence[str]) -> None:
     for field in changed:
         if field == "email":
             seal_email(customer, after.email)
@@ -240,11 +226,11 @@ def _new_address(customer_id: uuid.UUID, data: AddressCreate) -> tuple[CustomerA
     return address, clear
 
 
-def _registered(customer: CustomerView) -> CustomerRegistered:
+def _registered(customer: CustomerOut) -> CustomerRegistered:
     # The event's fields are the view's attributes of that name (only the published ones).
     return msgspec.convert(customer, CustomerRegistered, from_attributes=True)
 
 
-def _updated(customer: CustomerView, changed: Sequence[str]) -> CustomerUpdated:
+def _updated(customer: CustomerOut, changed: Sequence[str]) -> CustomerUpdated:
     snapshot = msgspec.convert(customer, CustomerUpdated, from_attributes=True)
     return msgspec.structs.replace(snapshot, changed=tuple(changed))

@@ -40,7 +40,11 @@ ADDRESS_COLUMNS = (
     "phone",
 )
 # The seed's types, for the downgrade.
-_CUSTOMER_TYPES: dict[str, sa.types.TypeEngine[Any]] = {"email": sa.String(255), "phone": sa.String(20), "date_of_birth": sa.Date()}
+_CUSTOMER_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
+    "email": sa.String(255),
+    "phone": sa.String(20),
+    "date_of_birth": sa.Date(),
+}
 _ADDRESS_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
     "first_name": sa.String(100),
     "last_name": sa.String(100),
