@@ -77,6 +77,8 @@ class Keyring:
     def without(self, kid: str) -> Keyring:
         if kid == self.current:
             raise CryptoError("the current key cannot be removed")
+        if kid not in self.keys:
+            raise CryptoError(f"no key {kid} in the keyring")
         return replace(self, keys={k: v for k, v in self.keys.items() if k != kid})
 
     def to_json(self) -> str:

@@ -6,8 +6,9 @@ batch its own short transaction (rows locked FOR UPDATE, so a concurrent API wri
 for the batch rather than being overwritten), re-sealing every value not yet under the current key,
 until a count finds none left. A value stored in clear (written by code older than customer_0005) is
 sealed too, so the same walk finishes that migration's data step. Old keys stay in the file: they still
-open values in backups taken before the rotation. ``retire KID`` removes one once no row uses it (and
-backups older than the key's last use have expired: docs/decisions.md). ``status`` counts rows per key.
+open values in backups taken before the rotation. ``reseal`` runs the same walk without a new key (an
+interrupted rotation, a straggler). ``retire KID`` removes a key once no row uses it (and backups older
+than the key's last use have expired: docs/decisions.md). ``status`` counts rows per key.
 
 The walk is written against a synchronous Connection, so the customer_0005 migration runs it as well.
 """
@@ -148,14 +149,15 @@ async def _with_connection(work: Callable[[Connection], object]) -> object:
         await engine.dispose()
 
 
-def rotate(batch: int = DEFAULT_BATCH) -> tuple[str, dict[str, int]]:
-    """A new current key, then every row re-sealed under it: (new key id, rows re-sealed per table)."""
+def rotate(batch: int = DEFAULT_BATCH, *, new_key: bool = True) -> tuple[str, dict[str, int]]:
+    """A new current key (unless ``new_key`` is false: finish an interrupted rotation, or seal values left
+    in clear), then every row re-sealed under the current key: (its id, rows re-sealed per table)."""
     source = keyring()
-    ring = source.ring().with_new_current()
-    source.write(ring)
+    if new_key:
+        source.write(source.ring().with_new_current())
     resealed = asyncio.run(_with_connection(lambda conn: _rotate(conn, batch)))
     assert isinstance(resealed, dict)
-    return ring.current, resealed
+    return source.ring().current, resealed
 
 
 def retire(kid: str) -> None:
@@ -173,13 +175,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     rotate_cmd = commands.add_parser("rotate", help="new current key, then re-seal every row in batches")
     rotate_cmd.add_argument("--batch", type=int, default=DEFAULT_BATCH)
+    reseal_cmd = commands.add_parser("reseal", help="re-seal rows not under the current key (no new key)")
+    reseal_cmd.add_argument("--batch", type=int, default=DEFAULT_BATCH)
     commands.add_parser("status", help="rows per key id")
     retire_cmd = commands.add_parser("retire", help="remove a key no row uses")
     retire_cmd.add_argument("kid")
     args = parser.parse_args(argv)
     try:
-        if args.command == "rotate":
-            kid, resealed = rotate(max(1, args.batch))
+        if args.command in {"rotate", "reseal"}:
+            kid, resealed = rotate(max(1, args.batch), new_key=args.command == "rotate")
             print(f"current key {kid}; re-sealed {resealed}")
         elif args.command == "retire":
             retire(args.kid)

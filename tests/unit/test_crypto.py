@@ -92,6 +92,8 @@ def test_after_a_new_current_key_old_values_still_open_and_new_ones_use_it() -> 
     with pytest.raises(CryptoError, match="current"):
         rotated.without("k2")
     assert set(rotated.without(ring.current).keys) == {"k2"}
+    with pytest.raises(CryptoError, match="no key"):
+        rotated.without("k9")
 
 
 def test_the_blind_index_is_stable_keyed_and_does_not_change_with_the_data_key() -> None:
