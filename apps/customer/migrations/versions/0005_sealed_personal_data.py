@@ -4,7 +4,7 @@ The sealed columns keep their names and become TEXT (an envelope is longer than 
 apps/customer/sealed.py). customers.email's UNIQUE and lower-case CHECK move to ``email_index`` (the
 HMAC blind index of the lower-cased email). Existing rows are sealed here, in batches, by the same walk
 the key rotation uses (apps/customer/keys.py); offline (--sql) that data step cannot run (it needs the
-keys), so it is left to `python -m apps.customer.keys rotate`, which seals any value still in clear.
+keys), so it is left to `python -m apps.customer.keys reseal`, which seals any value still in clear.
 
 One step, not expand/contract: the type change and the sealing hold customers and customer_addresses
 under ACCESS EXCLUSIVE for the migration (10k customers: about 2 s), and the customer API is restarted
