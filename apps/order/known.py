@@ -109,6 +109,9 @@ _REMEMBER_PRODUCTS = text(
 )
 
 
+_IN_FLIGHT: dict[tuple[object, ...], asyncio.Future[dict[uuid.UUID, CatalogPrice]]] = {}
+
+
 @dataclass
 class References:
     """Whether the customer exists and today's prices: from the read models, the services on a miss."""
@@ -141,12 +144,12 @@ class References:
         if customer_known and not missing:
             return True, prices
         # The two calls run concurrently; the session then writes their answers one after the other.
-        exists, answered = await asyncio.gather(
-            self._ask_customer(customer_id, customer_known), self._ask_catalog(missing)
+        exists, (answered, led) = await asyncio.gather(
+            self._ask_customer(customer_id, customer_known), self._ask_catalog_once(missing)
         )
         if exists and not customer_known:
             await self.session.execute(_REMEMBER_CUSTOMER, {"customer_id": str(customer_id)})
-        if answered:
+        if answered and led:
             await self._remember(list(answered.values()), asked_at=now)
         return exists, prices | answered
 
@@ -158,6 +161,20 @@ class References:
 
     async def _ask_catalog(self, missing: list[uuid.UUID]) -> dict[uuid.UUID, CatalogPrice]:
         return await self.dependencies.prices(missing) if missing else {}
+
+    async def _ask_catalog_once(self, missing: list[uuid.UUID]) -> tuple[dict[uuid.UUID, CatalogPrice], bool]:
+        """One catalog call per worker for the same products at a time: when a hot product's row expires,
+        the orders in flight share the first one's call (its answer is at most the call's duration old)
+        instead of each asking; True for the caller that made the call (it refreshes the rows)."""
+        if not missing:
+            return {}, False
+        key = (asyncio.get_running_loop(), tuple(sorted(missing)))
+        call = _IN_FLIGHT.get(key)
+        led = call is None
+        if call is None:
+            call = _IN_FLIGHT[key] = asyncio.ensure_future(self._ask_catalog(missing))
+            call.add_done_callback(lambda _: _IN_FLIGHT.pop(key, None))
+        return await asyncio.shield(call), led
 
     async def _remember(self, answered: list[CatalogPrice], *, asked_at: dt.datetime) -> None:
         found = sorted(answered, key=lambda p: p.product_id)
