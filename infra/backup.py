@@ -20,6 +20,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from apps.common.topology import BY_NAME, SERVICES, ServiceSpec, pg_port
@@ -60,16 +61,44 @@ def dump(spec: ServiceSpec, folder: Path = BACKUPS, at: dt.datetime | None = Non
 
 
 def restore(spec: ServiceSpec, archive: Path) -> None:
-    """pg_restore --clean --if-exists in one transaction, read from our own handle on the file."""
-    with archive.open("rb") as source:
-        result = subprocess.run(
-            [*_pg_argv("pg_restore", spec.database), "--clean", "--if-exists", "--single-transaction"],
-            stdin=source,
-            stderr=subprocess.PIPE,
-            check=False,
-        )
+    """pg_restore --clean --if-exists in one transaction, read from our own handle on the file.
+
+    Everything but the outbox publication itself: dropping and re-creating it would leave Debezium's slot
+    unable to decode past that point ("publication ... does not exist" for every change after it, so the
+    connector fails for good). The publication stays; its tables are re-added as the archive lists them.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        listing = Path(folder) / "restore.list"
+        listing.write_text(restore_list(archive))
+        Path(folder).chmod(0o755)  # the postgres user reads the list
+        listing.chmod(0o644)
+        with archive.open("rb") as source:
+            result = subprocess.run(
+                [
+                    *_pg_argv("pg_restore", spec.database),
+                    "--clean",
+                    "--if-exists",
+                    "--single-transaction",
+                    f"--use-list={listing}",
+                ],
+                stdin=source,
+                stderr=subprocess.PIPE,
+                check=False,
+            )
     if result.returncode != 0:
         raise SystemExit(f"pg_restore {spec.database} failed: {result.stderr.decode().strip()}")
+
+
+def restore_list(archive: Path) -> str:
+    """The archive's table of contents without the PUBLICATION entries (its PUBLICATION TABLE ones stay)."""
+    with archive.open("rb") as source:
+        toc = subprocess.run(["pg_restore", "--list"], stdin=source, capture_output=True, check=True).stdout
+    return "".join(line for line in toc.decode().splitlines(keepends=True) if not _is_publication(line))
+
+
+def _is_publication(toc_line: str) -> bool:
+    # "3395; 6104 16915 PUBLICATION - analytics_outbox analytics_svc", not "... PUBLICATION TABLE public ..."
+    return " PUBLICATION - " in toc_line
 
 
 def _services(names: list[str]) -> list[ServiceSpec]:
