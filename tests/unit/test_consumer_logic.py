@@ -109,7 +109,13 @@ def test_a_transient_cause_makes_the_wrapper_transient() -> None:
 def test_data_and_programming_errors_from_the_driver_are_not_retried() -> None:
     assert not is_retryable(asyncpg.exceptions.StringDataRightTruncationError("value too long"))
     assert not is_retryable(asyncpg.exceptions.UniqueViolationError("duplicate key"))
-    assert not is_retryable(asyncpg.exceptions.UndefinedTableError("no such table"))
+    assert not is_retryable(asyncpg.exceptions.DivisionByZeroError("division by zero"))
+
+
+def test_a_schema_behind_the_code_is_waited_for_not_blamed_on_the_event() -> None:
+    # A consumer deployed before its migration (or after a downgrade) would dead-letter every event.
+    assert is_retryable(asyncpg.exceptions.UndefinedTableError("relation does not exist"))
+    assert is_retryable(asyncpg.exceptions.UndefinedColumnError("column does not exist"))
 
 
 def test_backoff_grows_and_is_capped() -> None:
