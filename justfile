@@ -87,6 +87,10 @@ retention *args:
 jobs *args:
     {{python}} -m infra.jobs "$@"
 
+# The customer service's encryption keys: `just keys status|rotate|reseal|retire KID` (rotate re-encrypts in batches)
+keys *args:
+    {{python}} -m apps.customer.keys "$@"
+
 # Dumps per service (`just backup [SERVICE...]` -> backups/), or pgBackRest: `just backup --full|--incr|--info`
 backup *args:
     {{python}} -m infra.backup "$@"
