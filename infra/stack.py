@@ -270,6 +270,15 @@ def _safe(probe: Callable[[], bool]) -> bool:
         return False
 
 
+def _streaming_slots() -> set[str]:
+    """Replication slots a client is reading right now (empty if PostgreSQL cannot be asked)."""
+    try:
+        out = postgres.psql_admin("SELECT slot_name FROM pg_replication_slots WHERE active")
+    except Exception:
+        return set()
+    return {line for line in out.splitlines() if line}
+
+
 def status() -> int:
     rows: list[tuple[str, bool, str]] = [
         ("postgres", _safe(postgres.ready), "127.0.0.1:5432"),
@@ -279,13 +288,20 @@ def status() -> int:
         ("connect", _safe(kafka.connect_ready), connect_url()),
     ]
     if rows[-1][1]:
+        streaming = _streaming_slots() if rows[0][1] else set()
         for path in sorted(connectors.CONNECTORS.glob("*.json")):
-            name, _ = connectors.load(path, {})
+            name, config = connectors.load(path, {})
             try:
                 state, tasks = connectors.status(name, connect_url())
                 task_states = ",".join(t["state"] for t in tasks) or "no tasks"
                 ok = state == "RUNNING" and bool(tasks) and all(t["state"] == "RUNNING" for t in tasks)
-                rows.append((f"connector {name}", ok, f"{state} (tasks: {task_states})"))
+                detail = f"{state} (tasks: {task_states})"
+                slot = str(config.get("slot.name", ""))
+                if ok and slot and slot not in streaming:
+                    # A task that fails on every start (e.g. its slot cannot decode) reads RUNNING between
+                    # restarts; an inactive slot gives it away.
+                    ok, detail = False, f"{detail}, but slot {slot} is not streaming: see `just logs connect`"
+                rows.append((f"connector {name}", ok, detail))
             except Exception:
                 rows.append((f"connector {name}", False, "not deployed"))
     rows += [(d.name, proc.running(d.name) and d.ready(), d.ready_url) for d in monitoring.DAEMONS]
