@@ -29,6 +29,10 @@ def run() -> None:
         "target_metadata": metadata,
         "compare_type": True,
         "version_table": config.version_table_name,
+        # Each migration commits on its own: an autocommit block (CREATE INDEX CONCURRENTLY, a batched
+        # backfill) commits what precedes it, which in one run-wide transaction lost the version row's
+        # earlier updates (a downgrade from order_0008 through 0007's backfill failed on it).
+        "transaction_per_migration": True,
     }
     if context.is_offline_mode():
         context.configure(url=config.db_url, literal_binds=True, **options)
