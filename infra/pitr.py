@@ -88,7 +88,10 @@ def stop_connectors(names: list[str]) -> None:
 
 
 def consumer_components() -> list[str]:
-    return [name for name in stack.components() if name.endswith("-consumer")]
+    """Every component that runs a consumer group: the services' consumers and processes such as
+    order-references (infra.replay knows which runs which)."""
+    running = {name for module in groups.consumer_modules() for name in replay.consumer_components(module.group.name)}
+    return sorted(running)
 
 
 def wait_promoted() -> None:

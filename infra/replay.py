@@ -18,16 +18,19 @@ import time
 
 from confluent_kafka.admin import AdminClient
 
+from apps.common.topology import PROCESSES
 from infra import proc, stack
 from outbox import groups, replay
 from outbox.config import kafka_bootstrap
 
 
 def consumer_components(group_name: str) -> list[str]:
-    """The stack components that run this group: `<service>-consumer` for apps/<service>/consumers.py."""
+    """The stack components that run this group: `<service>-consumer` for apps/<service>/consumers.py, or
+    the process of apps.common.topology.PROCESSES that runs the group's own module."""
     module = groups.find(group_name)
+    own_process = [p.name for p in PROCESSES if p.module == module.__name__]
     service = module.__name__.split(".")[-2]
-    name = f"{service}-consumer"
+    name = own_process[0] if own_process else f"{service}-consumer"
     if name not in stack.components():
         raise SystemExit(f"group {group_name} is defined in {module.__name__}, but the stack runs no {name}")
     return [name]

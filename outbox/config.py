@@ -5,6 +5,7 @@ The library assumes nothing about the project using it; the project says it once
 
     [tool.outbox]
     packages = ["apps"]                              # <package>.<name>.events / .consumers are discovered
+    consumer_modules = ["apps.order.references"]     # consumer groups outside <package>.<name>.consumers
     topic_prefix = "commerce"                        # aggregate X is published to "<prefix>.X"
     catalogue_json = "docs/events/catalogue.json"    # relative to the project root (the pyproject's folder)
     catalogue_markdown = "docs/events/README.md"
@@ -36,6 +37,7 @@ class OutboxSettings:
 
     root: Path
     packages: tuple[str, ...] = ()
+    consumer_modules: tuple[str, ...] = ()
     topic_prefix: str = DEBEZIUM_DEFAULT_PREFIX
     catalogue_json: Path | None = None
     catalogue_markdown: Path | None = None
@@ -73,6 +75,7 @@ def _from_table(table: dict[str, Any], root: Path, source: Path) -> OutboxSettin
     return OutboxSettings(
         root=root,
         packages=tuple(str(p) for p in packages),
+        consumer_modules=tuple(str(m) for m in table.get("consumer_modules", [])),
         topic_prefix=str(table.get("topic_prefix", DEBEZIUM_DEFAULT_PREFIX)),
         catalogue_json=Path(table["catalogue_json"]) if "catalogue_json" in table else None,
         catalogue_markdown=Path(table["catalogue_markdown"]) if "catalogue_markdown" in table else None,

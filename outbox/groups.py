@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from types import ModuleType
 
+from outbox.config import settings
 from outbox.consumer import ConsumerGroup
 from outbox.discovery import import_service_modules
 
 
 def consumer_modules(packages: str | Iterable[str] | None = None) -> list[ModuleType]:
-    """Every `<package>.<name>.consumers` module of the project's packages (outbox.config)."""
-    return import_service_modules(packages, "consumers")
+    """Every `<package>.<name>.consumers` module of the project's packages, then the modules its
+    [tool.outbox] consumer_modules names (groups a service runs as a process of their own)."""
+    found = import_service_modules(packages, "consumers")
+    if packages is None:
+        found += [importlib.import_module(name) for name in settings().consumer_modules]
+    return found
 
 
 def database_url(module: ModuleType) -> str:
