@@ -11,7 +11,8 @@ GET /metrics, fresh at each scrape:
 - ``commerce_pg_wal_bytes``, ``commerce_pg_data_dir_bytes`` (databases + WAL) and the data dir's file
   system (``commerce_pg_data_fs_size_bytes``, ``commerce_pg_data_fs_avail_bytes``).
 - ``commerce_dead_letters{group}`` (messages in ``<group>.dlq``) and ``commerce_dead_letters_pending{group}``
-  (not yet redriven: past the ``<group>.redrive`` group's committed offset).
+  (not yet redriven: past the ``<group>.redrive`` group's committed offset), counted every 15 s in the
+  background and served from that count.
 - ``commerce_order_saga_overdue``: order sagas still waiting on a step a minute past its deadline (the
   sweeper compensates them within a second or two when it runs).
 - ``commerce_exporter_source_up{source}``: 0 when a source failed this scrape; its metrics are then absent.
@@ -49,7 +50,12 @@ log = logging.getLogger("infra.stack_exporter")
 SAMPLE_EVERY_S = 2.0
 SAMPLES_KEPT = 6 * 3600 // 2  # six hours of WAL positions
 SAGA_GRACE = "1 minute"
-SOURCE_TIMEOUT_S = 4.0
+# Each source gets this long, well inside Prometheus' 4 s scrape timeout (infra/monitoring.py): a slow
+# source (Kafka after a broker restart, PostgreSQL restarting) is reported down by
+# commerce_exporter_source_up while the others still answer. At 4 s, one slow source failed the whole
+# scrape, and every series of the exporter vanished with it.
+SOURCE_TIMEOUT_S = 2.5
+DEAD_LETTERS_EVERY_S = 15.0
 
 
 def lag_seconds(samples: Sequence[tuple[float, int]], confirmed: int, current: int, now: float) -> float:
@@ -88,13 +94,30 @@ class _Scraping(Collector):
 
     def collect(self) -> Iterator[Metric]:
         future = asyncio.run_coroutine_threadsafe(self.exporter.scrape(), self.loop)
-        return iter(future.result(timeout=SOURCE_TIMEOUT_S + 2))
+        return iter(future.result(timeout=SOURCE_TIMEOUT_S + 1))
 
 
 class Exporter:
     def __init__(self) -> None:
         self.samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=SAMPLES_KEPT)
         self.http: aiohttp.ClientSession | None = None
+        self.dead_letter_counts: list[dead_letter_stats.DeadLetterCount] | None = None
+        self.dead_letters_read_at = 0.0
+
+    async def run_background(self, stopping: asyncio.Event) -> None:
+        await asyncio.gather(self.sample_wal(stopping), self.refresh_dead_letters(stopping))
+
+    async def refresh_dead_letters(self, stopping: asyncio.Event) -> None:
+        """Count dead letters every DEAD_LETTERS_EVERY_S, off the scrape: with many dead-letter topics it
+        takes several broker round trips each, longer than a scrape may take."""
+        while not stopping.is_set():
+            try:
+                self.dead_letter_counts = await asyncio.to_thread(dead_letter_stats.read)
+                self.dead_letters_read_at = time.monotonic()
+            except Exception as exc:  # the broker restarting: keep the last counts until they go stale
+                log.debug("dead letters not read: %r", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), DEAD_LETTERS_EVERY_S)
 
     async def sample_wal(self, stopping: asyncio.Event) -> None:
         """Record the current WAL position every SAMPLE_EVERY_S (the clock of slot lag in seconds)."""
@@ -137,7 +160,7 @@ class Exporter:
 
     async def connect_status(self, snapshot: Snapshot) -> None:
         expected = [connectors.load(path, {})[0] for path in sorted(connectors.CONNECTORS.glob("*.json"))]
-        self.http = self.http or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3))
+        self.http = self.http or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SOURCE_TIMEOUT_S))
         try:
             async with self.http.get(f"{connect_url()}/connectors?expand=status") as resp:
                 resp.raise_for_status()
@@ -203,7 +226,9 @@ class Exporter:
         )
 
     async def dead_letters(self, snapshot: Snapshot) -> None:
-        counts = await asyncio.to_thread(dead_letter_stats.read)
+        counts = self.dead_letter_counts
+        if counts is None or time.monotonic() - self.dead_letters_read_at > 4 * DEAD_LETTERS_EVERY_S:
+            raise RuntimeError("dead letters not read from Kafka lately")
         snapshot.gauge(
             "commerce_dead_letters", "Messages in the group's dead-letter topic", ["group"],
             [((c.group,), float(c.total)) for c in counts],
@@ -247,7 +272,7 @@ async def serve(port: int) -> None:
             await exporter.http.close()
 
     await run_until_signalled(
-        lambda: exporter.sample_wal(stopping), stopping.set, port=port, readiness=lambda: (True, {}), cleanup=close
+        lambda: exporter.run_background(stopping), stopping.set, port=port, readiness=lambda: (True, {}), cleanup=close
     )
 
 

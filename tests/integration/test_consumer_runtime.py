@@ -14,8 +14,10 @@ import httpx
 import pytest
 
 from apps.common.topology import kafka_bootstrap, topic_for
+from apps.customer import consumers as customer_consumers
 from infra import kafka_tools
 from outbox import replay
+from outbox.topics import PARTITIONS
 from tests.support import consumers
 from tests.support.db import connect
 from tests.support.kafka import TopicTail
@@ -233,7 +235,9 @@ async def test_a_running_consumer_is_ready_once_it_owns_partitions_and_reached_i
     async with httpx.AsyncClient() as client:
         response = await client.get("http://127.0.0.1:8102/ready")
     assert response.status_code == 200
-    assert response.json() == {"ready": True, "group": GROUP, "partitions": 3, "database": True}
+    # It owns every partition of the topics its handlers read (commerce.order and commerce.return).
+    owned = len(customer_consumers.group.topics) * PARTITIONS
+    assert response.json() == {"ready": True, "group": GROUP, "partitions": owned, "database": True}
 
 
 @pytest.mark.slow
