@@ -1,0 +1,76 @@
+"""Every service's migrations go down and up again: a scratch database per service goes from nothing to
+head, down to nothing, and back to head (the order service's, revision by revision and under load, are
+in test_order_migrations.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+from advanced_alchemy.alembic.commands import AlembicCommands
+
+from apps.common.db import alchemy_config
+from apps.common.topology import SERVICES, ServiceSpec, database_url
+from infra import migration_lint, postgres
+from infra.paths import REPO
+
+pytestmark = pytest.mark.usefixtures("stack")
+
+WITH_MIGRATIONS = [spec for spec in SERVICES if (REPO / "apps" / spec.name / "migrations").is_dir()]
+
+
+@contextlib.contextmanager
+def scratch_database(spec: ServiceSpec) -> Iterator[str]:
+    """A database of the service's own role, named by ``<NAME>_DATABASE_URL`` while the block runs."""
+    name = f"{spec.name}_round_trip_{uuid.uuid4().hex[:10]}"
+    postgres.psql_admin(f"CREATE DATABASE {name} OWNER {spec.role}")
+    url = database_url(spec).rsplit("/", 1)[0] + f"/{name}"
+    variable = f"{spec.name.upper()}_DATABASE_URL"
+    previous = os.environ.get(variable)
+    os.environ[variable] = url
+    try:
+        yield url
+    finally:
+        if previous is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = previous
+        postgres.psql_admin(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+async def tables(url: str) -> set[str]:
+    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return {row["tablename"] for row in rows} - {"alembic_version"}
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("spec", WITH_MIGRATIONS, ids=lambda spec: spec.name)
+def test_migrations_go_down_to_nothing_and_up_again(spec: ServiceSpec) -> None:
+    with scratch_database(spec) as url:
+        commands = AlembicCommands(sqlalchemy_config=alchemy_config(spec))
+        head = [revision for _, revision in migration_lint.revisions(commands)][-1]
+        commands.upgrade("head")
+        at_head = asyncio.run(tables(url))
+        assert at_head, "head creates tables"
+        commands.downgrade("base")
+        assert asyncio.run(tables(url)) == set(), "every downgrade removes what its upgrade made"
+        commands.upgrade("head")
+        assert asyncio.run(tables(url)) == at_head
+        conn_version = asyncio.run(_version(url))
+        assert conn_version == head
+
+
+async def _version(url: str) -> str:
+    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        return str(await conn.fetchval("SELECT version_num FROM alembic_version"))
+    finally:
+        await conn.close()
