@@ -17,7 +17,7 @@ import uuid
 
 from outbox.events import Event, event
 
-__all__ = ["CustomerRegistered", "CustomerUpdated"]
+__all__ = ["CustomerErased", "CustomerRegistered", "CustomerUpdated"]
 
 
 class _CustomerState(Event, frozen=True, kw_only=True):
@@ -44,3 +44,16 @@ class CustomerUpdated(_CustomerState, frozen=True, kw_only=True):
     # (a phone change reads ["phone"]): consumers learn that something changed, never the value.
     changed: tuple[str, ...] = ()
     updated_at: dt.datetime
+
+
+@event("customer.erased", version=1, aggregate="customer")
+class CustomerErased(Event, frozen=True, kw_only=True):
+    """A customer was erased (GDPR): every service anonymises its copies of their personal data.
+
+    Only the id travels: the event exists to say whose data to forget (apps/customer/erasure.py). Orders,
+    payments and totals stay; the customer's data key is destroyed in the same transaction, so their
+    sealed values in earlier events no longer open anywhere.
+    """
+
+    id: uuid.UUID
+    erased_at: dt.datetime
