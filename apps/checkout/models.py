@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from apps.common.access_log import DataAccessLogMixin
 from apps.common.models import ServiceBase
 
 
@@ -117,3 +118,7 @@ class TaxRate(Base):
 
     country: Mapped[str] = mapped_column(String(2), primary_key=True)
     rate: Mapped[Decimal] = mapped_column(Numeric(5, 4))
+
+
+class DataAccessLog(DataAccessLogMixin, Base):
+    """Who read or changed a person's record here (the seed's data_access_log; apps/common/access_log.py)."""

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from apps.common.access_log import DataAccessLogMixin
 from apps.common.models import ServiceBase, timestamp
 
 
@@ -107,3 +108,7 @@ class CustomerAddress(Base):
     is_default: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.text("false"))
     created_at: Mapped[dt.datetime] = timestamp()
     updated_at: Mapped[dt.datetime] = timestamp()
+
+
+class DataAccessLog(DataAccessLogMixin, Base):
+    """Who read or changed a person's record here (the seed's data_access_log; apps/common/access_log.py)."""

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from apps.common.access_log import DataAccessLogMixin
 from apps.common.models import ServiceBase
 
 Money = sa.Numeric(10, 2)
@@ -97,3 +98,7 @@ class IdempotencyKey(Base):
     request_hash: Mapped[str] = mapped_column(sa.String(64))
     order_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), sa.ForeignKey("orders.id"))
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.text("now()"))
+
+
+class DataAccessLog(DataAccessLogMixin, Base):
+    """Who read or changed a person's record here (the seed's data_access_log; apps/common/access_log.py)."""

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from apps.common.access_log import DataAccessLogMixin
 from apps.common.models import ServiceBase, timestamp
 
 Money = sa.Numeric(10, 2)
@@ -111,3 +112,7 @@ class OrderSnapshot(Base):
     # Where the status came from last: "events" (the projection) or "api" (the fallback).
     status_source: Mapped[str] = mapped_column(sa.String(10))
     updated_at: Mapped[dt.datetime] = timestamp()
+
+
+class DataAccessLog(DataAccessLogMixin, Base):
+    """Who read or changed a person's record here (the seed's data_access_log; apps/common/access_log.py)."""
