@@ -9,9 +9,10 @@ from typing import TypeAlias
 from litestar import Controller, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
-from litestar.status_codes import HTTP_201_CREATED
+from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from apps.common.providers import create_service_provider
+from apps.customer.erasure import CustomerErasure, ErasureOut
 from apps.customer.schemas import (
     AddressCreate,
     AddressOut,
@@ -27,6 +28,7 @@ __all__ = ["CustomerController"]
 
 # The request's CustomerService, injected by parameter name.
 Customers: TypeAlias = NamedDependency[CustomerService]
+Erasures: TypeAlias = NamedDependency[CustomerErasure]
 
 
 class CustomerController(Controller):
@@ -34,7 +36,10 @@ class CustomerController(Controller):
 
     path = "/api/customers"
     tags = ["customers"]
-    dependencies = {"customers": create_service_provider(CustomerService)}
+    dependencies = {
+        "customers": create_service_provider(CustomerService),
+        "erasures": create_service_provider(CustomerErasure),
+    }
 
     @post(status_code=HTTP_201_CREATED)
     async def register_customer(self, data: JSONBody[CustomerCreate], customers: Customers) -> CustomerOut:
@@ -70,3 +75,9 @@ class CustomerController(Controller):
         """Orders, cancellations and spend (from order events, so eventually consistent); zeros before the
         first order; 404 if the customer is unknown."""
         return to_stats_out(await customers.get_stats(customer_id))
+
+    @post("/{customer_id:uuid}/erase", status_code=HTTP_202_ACCEPTED)
+    async def erase_customer(self, customer_id: FromPath[uuid.UUID], erasures: Erasures) -> ErasureOut:
+        """GDPR erasure: anonymised here at once, in every other service once it applied customer.erased
+        (202); a repeat answers the same and sends nothing. 404 if the id was never a customer."""
+        return await erasures.erase(customer_id)
