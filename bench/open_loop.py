@@ -28,9 +28,16 @@ class OpenLoopResult:
 
 
 async def run_open_loop(
-    url: str, bodies: list[bytes], rate: float, *, max_in_flight: int = 512, timeout_s: float = 30.0
+    url: str,
+    bodies: list[bytes],
+    rate: float,
+    *,
+    tokens: list[str] | None = None,
+    max_in_flight: int = 512,
+    timeout_s: float = 30.0,
 ) -> OpenLoopResult:
-    """POST each body to ``url`` at ``rate`` per second; return latencies from each request's due time."""
+    """POST each body to ``url`` at ``rate`` per second (with ``tokens[i]`` as its bearer token when given);
+    return latencies from each request's due time."""
     result = OpenLoopResult()
     connector = aiohttp.TCPConnector(limit=max_in_flight)
     timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -43,7 +50,8 @@ async def run_open_loop(
             await _sleep_until(due)
             if time.perf_counter() - due > 0.010:
                 result.late_starts += 1
-            tasks.append(asyncio.create_task(_post(http, url, body, due, result.statuses)))
+            auth = {"Authorization": f"Bearer {tokens[i]}"} if tokens else {}
+            tasks.append(asyncio.create_task(_post(http, url, body, auth, due, result.statuses)))
         for latency, ok in await asyncio.gather(*tasks):
             result.latencies_ms.append(latency)
             result.errors += 0 if ok else 1
@@ -57,10 +65,10 @@ async def _sleep_until(due: float, clock: Callable[[], float] = time.perf_counte
 
 
 async def _post(
-    http: aiohttp.ClientSession, url: str, body: bytes, due: float, statuses: dict[int, int]
+    http: aiohttp.ClientSession, url: str, body: bytes, auth: dict[str, str], due: float, statuses: dict[int, int]
 ) -> tuple[float, bool]:
     try:
-        async with http.post(url, data=body) as response:
+        async with http.post(url, data=body, headers=auth) as response:
             await response.read()
             status = response.status
     except (aiohttp.ClientError, TimeoutError):

@@ -1,5 +1,6 @@
--- wrk script for `just bench`: each request places an order for the next customer id of this thread
--- (one order per customer, so each customer_stats row is written by exactly that order's event).
+-- wrk script for `just bench`: each request places an order for the next customer id of this thread, with
+-- that customer's bearer token (data file lines "id,token"; one order per customer, so each customer_stats
+-- row is written by exactly that order's event).
 local customers = {}
 local product_a, product_b = nil, nil
 local counter = 0
@@ -19,7 +20,8 @@ function init(args)
     if n == 0 then
       product_a, product_b = line:match("([^,]+),([^,]+)")
     elseif (n - 1) % count == index then
-      customers[#customers + 1] = line
+      local id, token = line:match("([^,]+),([^,]+)")
+      customers[#customers + 1] = {id = id, token = token}
     end
     n = n + 1
   end
@@ -33,8 +35,9 @@ function request()
   end
   local body = string.format(
     '{"customer_id":"%s","items":[{"product_id":"%s","quantity":1},{"product_id":"%s","quantity":2}]}',
-    customer, product_a, product_b)
-  return wrk.format("POST", "/api/orders", {["Content-Type"] = "application/json"}, body)
+    customer.id, product_a, product_b)
+  local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. customer.token}
+  return wrk.format("POST", "/api/orders", headers, body)
 end
 
 function done(summary, latency, requests)

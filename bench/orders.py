@@ -39,7 +39,7 @@ import httpx
 
 from apps.common.topology import BY_NAME, database_url, pg_host, pg_port
 from bench.open_loop import OpenLoopResult, run_open_loop
-from tests.support.http import create_product, service_url, set_stock
+from tests.support.http import api_client, auth_headers, create_product, service_url, set_stock
 
 HERE = Path(__file__).resolve().parent
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
@@ -47,7 +47,7 @@ PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 
 async def register_customers(count: int) -> list[str]:
     limits = httpx.Limits(max_connections=16)
-    async with httpx.AsyncClient(base_url=service_url("customer"), limits=limits, timeout=30) as http:
+    async with api_client(base_url=service_url("customer"), limits=limits, timeout=30) as http:
         semaphore = asyncio.Semaphore(16)
 
         async def one(i: int) -> str:
@@ -219,6 +219,11 @@ async def set_up(customers: int) -> tuple[str, str, list[str]]:
     return product_a["id"], product_b["id"], ids
 
 
+def customer_token(customer: str) -> str:
+    """The customer's bearer token from the local issuer (``.stack/keys/``)."""
+    return auth_headers("customer", customer_id=customer)["Authorization"].removeprefix("Bearer ")
+
+
 def order_body(customer: str, product_a: str, product_b: str) -> bytes:
     items = [{"product_id": product_a, "quantity": 1}, {"product_id": product_b, "quantity": 2}]
     return json.dumps({"customer_id": customer, "items": items}).encode()
@@ -226,7 +231,9 @@ def order_body(customer: str, product_a: str, product_b: str) -> bytes:
 
 async def max_rate_run(product_a: str, product_b: str, ids: list[str], seconds: int, connections: int) -> Delays:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
-        handle.write(f"{product_a},{product_b}\n" + "\n".join(ids) + "\n")
+        # Each order is placed by its own customer, with that customer's token (one verification each).
+        lines = [f"{c},{customer_token(c)}" for c in ids]
+        handle.write(f"{product_a},{product_b}\n" + "\n".join(lines) + "\n")
         data_file = handle.name
     output = await asyncio.to_thread(run_wrk, service_url("order"), data_file, seconds, connections)
     print(output, flush=True)
@@ -242,7 +249,8 @@ async def fixed_rate_run(
 ) -> tuple[OpenLoopResult, Delays]:
     customers = unused[: int(rate * seconds)]
     bodies = [order_body(c, product_a, product_b) for c in customers]
-    result = await run_open_loop(f"{service_url('order')}/api/orders", bodies, rate)
+    tokens = [customer_token(c) for c in customers]
+    result = await run_open_loop(f"{service_url('order')}/api/orders", bodies, rate, tokens=tokens)
     print(
         f"fixed rate {rate:.1f}/s: {result.sent} sent, statuses {result.statuses}, "
         f"{result.late_starts} sent late by the generator",

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from apps.common.topology import topic_for
-from tests.support.http import create_customer, create_product, service_url, set_stock
+from tests.support.http import api_client, create_customer, create_product, service_url, set_stock
 from tests.support.kafka import TopicTail
 from tests.support.orders import eventually
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("stack")
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as client:
+    async with api_client(timeout=30, limits=httpx.Limits(max_connections=64)) as client:
         yield client
 
 

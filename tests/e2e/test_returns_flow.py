@@ -21,7 +21,7 @@ import pytest
 
 from tests.support import consumers
 from tests.support.db import fetch
-from tests.support.http import service_url
+from tests.support.http import api_client, service_url
 from tests.support.orders import eventually, produce_raw
 from tests.support.returns import (
     act,
@@ -41,7 +41,7 @@ CRASHED = ("payment-consumer", "returns-consumer")
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with api_client(timeout=30) as client:
         yield client
 
 

@@ -22,6 +22,7 @@ import pytest
 from tests.e2e.test_saga_flow import checkout, ledger, stocked
 from tests.support import consumers
 from tests.support.db import fetch
+from tests.support.http import api_client
 from tests.support.orders import eventually
 
 pytestmark = [pytest.mark.usefixtures("stack"), pytest.mark.slow]
@@ -40,7 +41,7 @@ VICTIMS = ("order-consumer", "order-sweeper", "warehouse-consumer", "payment-con
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=32, keepalive_expiry=2.0)) as client:
+    async with api_client(timeout=60, limits=httpx.Limits(max_connections=32, keepalive_expiry=2.0)) as client:
         yield client
 
 

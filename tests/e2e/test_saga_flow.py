@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from apps.common.topology import PROCESSES
 from tests.support.checkout import US_ADDRESS
 from tests.support.db import fetch
-from tests.support.http import create_customer, create_product, service_url, set_stock
+from tests.support.http import api_client, create_customer, create_product, service_url, set_stock
 from tests.support.orders import eventually
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -36,7 +36,7 @@ WITHIN = 120.0
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     # Idle connections are dropped well before uvicorn closes them (5 s): reusing one as the server closes
     # it is a ReadError.
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64, keepalive_expiry=2.0)) as client:
+    async with api_client(timeout=30, limits=httpx.Limits(max_connections=64, keepalive_expiry=2.0)) as client:
         yield client
 
 

@@ -25,6 +25,7 @@ from litestar.testing import AsyncTestClient
 from apps.analytics.app import create_app
 from apps.order.events import OrderCancelled, OrderCreated, OrderLine
 from tests.support.db import connect
+from tests.support.http import authorized
 from tests.support.orders import eventually, order_engine, write_events
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -45,7 +46,7 @@ _USER_ASSIGNED = [
 
 @pytest.fixture(scope="module")
 async def client(stack: None) -> AsyncIterator[Client]:
-    async with AsyncTestClient(app=create_app()) as test_client:
+    async with authorized(AsyncTestClient(app=create_app())) as test_client:
         yield test_client
 
 

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
-import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -20,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from apps.common.topology import BY_NAME, database_url
 from infra import archive, jobs
 from tests.support.db import connect
-from tests.support.http import service_url
+from tests.support.http import api_client, service_url
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -136,7 +135,7 @@ async def test_an_order_past_two_years_is_archived_and_still_read_by_id() -> Non
     try:
         old = await _old_order(conn, dt.timedelta(days=800))
         young = await _old_order(conn, dt.timedelta(days=700))
-        async with httpx.AsyncClient(base_url=service_url("order"), timeout=10) as http:
+        async with api_client(base_url=service_url("order"), timeout=10) as http:
             before = (await http.get(f"/api/orders/{old}")).json()
             counts = await jobs.order_archive(dt.datetime.now(dt.UTC))
             after = await http.get(f"/api/orders/{old}")

@@ -25,7 +25,7 @@ import pytest
 
 from infra.paths import REPO
 from tests.support.db import fetch
-from tests.support.http import create_customer, create_product, service_url, set_stock
+from tests.support.http import api_client, create_customer, create_product, service_url, set_stock
 from tests.support.orders import eventually
 
 pytestmark = [pytest.mark.usefixtures("stack"), pytest.mark.slow, pytest.mark.disruptive, pytest.mark.timeout(600)]
@@ -88,7 +88,7 @@ async def test_pitr_restores_the_first_orders_exactly_and_the_projections_follow
     customer = await create_customer()
     product = await create_product(price="7.00")
     await set_stock(product["id"], 100)
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with api_client(timeout=30) as http:
         began = dt.datetime.now(dt.UTC)
         first = {await place(http, customer, product) for _ in range(FIRST)}
         await asyncio.sleep(1.0)

@@ -20,6 +20,7 @@ from litestar.testing import AsyncTestClient
 from apps.catalog.app import create_app
 from apps.common.http import MAX_BODY_BYTES
 from tests.support.db import db_fixture
+from tests.support.http import authorized
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -28,7 +29,7 @@ Client = AsyncTestClient[Litestar]
 
 @pytest.fixture(scope="module")
 async def client(stack: None) -> AsyncIterator[Client]:
-    async with AsyncTestClient(app=create_app()) as test_client:
+    async with authorized(AsyncTestClient(app=create_app())) as test_client:
         yield test_client
 
 
@@ -422,7 +423,7 @@ async def test_health_ready_metrics_and_openapi(client: Client) -> None:
 async def test_database_outage_is_503_never_500_and_health_stays_up(monkeypatch: pytest.MonkeyPatch) -> None:
     # Nothing listens on port 1: every connection attempt is refused at once.
     monkeypatch.setenv("CATALOG_DATABASE_URL", "postgresql+asyncpg://catalog_svc:x@127.0.0.1:1/catalog_db")
-    async with AsyncTestClient(app=create_app()) as down:
+    async with authorized(AsyncTestClient(app=create_app())) as down:
         assert (await down.get("/health")).status_code == 200
         ready = await down.get("/ready")
         assert ready.status_code == 503

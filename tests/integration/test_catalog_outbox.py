@@ -15,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from apps.catalog.app import create_app
 from apps.common.topology import topic_for
 from tests.support.db import connect, outbox_fails_at_commit
+from tests.support.http import authorized
 from tests.support.kafka import Received, TopicTail
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -24,7 +25,7 @@ Client = AsyncTestClient[Litestar]
 
 @pytest.fixture(scope="module")
 async def client(stack: None) -> AsyncIterator[Client]:
-    async with AsyncTestClient(app=create_app()) as test_client:
+    async with authorized(AsyncTestClient(app=create_app())) as test_client:
         yield test_client
 
 

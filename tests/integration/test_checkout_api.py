@@ -29,14 +29,14 @@ from tests.support.checkout import (
     withdraw,
 )
 from tests.support.db import connect, outbox_fails_at_commit
-from tests.support.http import create_customer, create_product, service_url
+from tests.support.http import api_client, authorized, create_customer, create_product, service_url
 
 pytestmark = pytest.mark.usefixtures("stack")
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[Client]:
-    async with AsyncTestClient(app=create_app()) as test_client:
+    async with authorized(AsyncTestClient(app=create_app())) as test_client:
         yield test_client
 
 
@@ -229,7 +229,7 @@ async def test_a_price_change_between_add_and_checkout_is_in_the_checkout(client
 
 async def test_saved_addresses_come_from_the_customer_service(client: Client) -> None:
     customer = await create_customer()
-    async with httpx.AsyncClient(base_url=service_url("customer")) as http:
+    async with api_client(base_url=service_url("customer")) as http:
         saved = await http.post(
             f"/api/customers/{customer['id']}/addresses",
             json={"type": "shipping", "address_line1": "5 Rue X", "city": "Paris", "country": "FR"},

@@ -13,7 +13,7 @@ import pytest
 
 from apps.common.topology import topic_for
 from tests.support.checkout import checkout_body, completed_events
-from tests.support.http import create_product, service_url
+from tests.support.http import api_client, create_product, service_url
 from tests.support.kafka import Received, TopicTail
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("stack")
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=service_url("checkout"), timeout=30) as client:
+    async with api_client(base_url=service_url("checkout"), timeout=30) as client:
         yield client
 
 

@@ -19,14 +19,14 @@ from apps.checkout.rules import hash_token
 from apps.checkout.schemas import CartOut
 from apps.common.redis_store import RedisStore, create_redis_client
 from tests.support.checkout import Client, add, checkout_body, execute, guest_cart
-from tests.support.http import create_product
+from tests.support.http import authorized, create_product
 
 pytestmark = pytest.mark.usefixtures("stack")
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[Client]:
-    async with AsyncTestClient(app=create_app()) as test_client:
+    async with authorized(AsyncTestClient(app=create_app())) as test_client:
         yield test_client
 
 

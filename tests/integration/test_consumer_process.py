@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.support.consumers import ThrowawayConsumer
+from tests.support.http import api_client
 from tests.support.orders import eventually
 from tests.support.pg_fault import PgFaultProxy, free_port
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("stack")
 
 async def _ready_status(port: int) -> int | None:
     try:
-        async with httpx.AsyncClient(timeout=2) as client:
+        async with api_client(timeout=2) as client:
             return (await client.get(f"http://127.0.0.1:{port}/ready")).status_code
     except httpx.TransportError:
         return None

@@ -10,7 +10,6 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 
 from apps.common.topology import kafka_bootstrap, topic_for
@@ -20,6 +19,7 @@ from outbox import replay
 from outbox.topics import PARTITIONS
 from tests.support import consumers
 from tests.support.db import connect
+from tests.support.http import api_client
 from tests.support.kafka import TopicTail
 from tests.support.orders import (
     eventually,
@@ -224,7 +224,7 @@ async def _outcome_is(event_id: uuid.UUID, outcome: str) -> bool:
 
 
 async def test_consumer_metrics_are_exposed() -> None:
-    async with httpx.AsyncClient() as client:
+    async with api_client() as client:
         body = (await client.get("http://127.0.0.1:8102/metrics")).text
     assert 'outbox_consumer_events_total{event_type="order.created",group="customer-stats",outcome="applied"}' in body
     assert "outbox_consumer_lag" in body
@@ -232,7 +232,7 @@ async def test_consumer_metrics_are_exposed() -> None:
 
 
 async def test_a_running_consumer_is_ready_once_it_owns_partitions_and_reached_its_database() -> None:
-    async with httpx.AsyncClient() as client:
+    async with api_client() as client:
         response = await client.get("http://127.0.0.1:8102/ready")
     assert response.status_code == 200
     # It owns every partition of the topics its handlers read (commerce.order and commerce.return).
@@ -310,7 +310,7 @@ async def _terminate_consumer_connections() -> None:
 
 
 async def _metric(name: str) -> float:
-    async with httpx.AsyncClient() as client:
+    async with api_client() as client:
         body = (await client.get("http://127.0.0.1:8102/metrics")).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(name + "{"))
 

@@ -23,6 +23,7 @@ from apps.common.topology import topic_for
 from apps.customer.app import create_app
 from apps.customer.sealed import email_index, open_value
 from tests.support.db import db_fixture, outbox_fails_at_commit
+from tests.support.http import authorized
 from tests.support.kafka import Received, TopicTail
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -34,7 +35,7 @@ CUSTOMER_FIELDS = {"id", "email", "first_name", "last_name", "phone", "status", 
 
 @pytest.fixture(scope="module")
 async def client(stack: None) -> AsyncIterator[Client]:
-    async with AsyncTestClient(app=create_app()) as test_client:
+    async with authorized(AsyncTestClient(app=create_app())) as test_client:
         yield test_client
 
 
@@ -578,7 +579,7 @@ async def test_health_ready_and_openapi(client: Client) -> None:
 async def test_database_outage_is_503_never_500(monkeypatch: pytest.MonkeyPatch) -> None:
     # Nothing listens on port 1: every connection attempt is refused at once.
     monkeypatch.setenv("CUSTOMER_DATABASE_URL", "postgresql+asyncpg://customer_svc:x@127.0.0.1:1/customer_db")
-    async with AsyncTestClient(app=create_app()) as down:
+    async with authorized(AsyncTestClient(app=create_app())) as down:
         assert (await down.get("/health")).status_code == 200
         for response in (
             await down.post("/api/customers", json=customer_body()),

@@ -24,7 +24,7 @@ from apps.customer import keys
 from apps.customer.sealed import ADDRESS_COLUMNS, email_index, keyring, open_value
 from infra import postgres
 from tests.support.db import fetch
-from tests.support.http import service_url
+from tests.support.http import api_client, service_url
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -66,7 +66,7 @@ async def _read_back(http: httpx.AsyncClient, customer_id: str) -> tuple[dict[st
 
 
 async def test_raw_sql_shows_no_personal_data_in_clear() -> None:
-    async with httpx.AsyncClient(base_url=service_url("customer")) as http:
+    async with api_client(base_url=service_url("customer")) as http:
         customer, address = await _customer_with_address(http)
     [row] = await fetch("customer", "SELECT * FROM customers WHERE id = $1", uuid.UUID(customer["id"]))
     assert customer["email"] not in str(dict(row)) and "30123456" not in str(dict(row))
@@ -85,7 +85,7 @@ async def test_raw_sql_shows_no_personal_data_in_clear() -> None:
 
 
 async def test_a_value_moved_to_another_row_does_not_open() -> None:
-    async with httpx.AsyncClient(base_url=service_url("customer")) as http:
+    async with api_client(base_url=service_url("customer")) as http:
         first, _ = await _customer_with_address(http)
         second, _ = await _customer_with_address(http)
     rows = await fetch(
@@ -98,7 +98,7 @@ async def test_a_value_moved_to_another_row_does_not_open() -> None:
 
 
 async def test_rotation_reseals_every_row_and_the_running_api_still_reads_them() -> None:
-    async with httpx.AsyncClient(base_url=service_url("customer")) as http:
+    async with api_client(base_url=service_url("customer")) as http:
         customer, _ = await _customer_with_address(http)
         before = await _read_back(http, customer["id"])
         # A row written in clear (by code older than customer_0005): the rotation seals it too.

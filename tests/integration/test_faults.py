@@ -33,7 +33,7 @@ from infra import proc, stack
 from infra.paths import STATE, log_file, pid_file
 from outbox.consumer import ConsumerGroup
 from tests.support.db import connect
-from tests.support.http import create_customer, create_product, service_url, set_stock
+from tests.support.http import api_client, create_customer, create_product, service_url, set_stock
 from tests.support.orders import eventually
 
 # Typically about 3 minutes; the timeout leaves room for every fault to use its whole recovery budget.
@@ -226,7 +226,7 @@ async def first_applied_by_new_process(name: str, within: float) -> float | None
     """Wall-clock time when the restarted consumer's own applied-events counter first moved, or None."""
     url = next(p.url for p in stack.app_processes() if p.name == name)
     deadline = time.monotonic() + within
-    async with httpx.AsyncClient(timeout=2) as http:
+    async with api_client(timeout=2) as http:
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
                 text = (await http.get(str(url).rsplit("/", 1)[0] + "/metrics")).text
@@ -253,7 +253,7 @@ async def test_every_component_killed_under_load_loses_nothing_and_applies_nothi
     customers, products = await own_world()
     log_start = log_file("order-api").stat().st_size if log_file("order-api").exists() else 0
     seen, stop, recoveries = Observed(), asyncio.Event(), []
-    async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=CLIENTS * 2)) as http:
+    async with api_client(timeout=10, limits=httpx.Limits(max_connections=CLIENTS * 2)) as http:
         clients = [asyncio.create_task(client(http, customers, products, seen, stop)) for _ in range(CLIENTS)]
         try:
             await asyncio.sleep(3)  # load first

@@ -22,7 +22,7 @@ from apps.catalog.app import create_app as create_catalog_app
 from apps.common.topology import BY_NAME
 from apps.order.app import create_app as create_order_app
 from infra.stack import start_component, stop_component
-from tests.support.http import create_customer, create_product, service_url
+from tests.support.http import api_client, authorized, create_customer, create_product, service_url
 from tests.support.pg_fault import PgFaultProxy
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -37,7 +37,7 @@ def field_keys(response: httpx.Response) -> list[str]:
 
 @pytest.fixture
 async def order_client() -> AsyncIterator[AsyncTestClient[Any]]:
-    async with AsyncTestClient(app=create_order_app()) as client:
+    async with authorized(AsyncTestClient(app=create_order_app())) as client:
         yield client
 
 
@@ -72,7 +72,7 @@ async def test_an_order_total_over_the_amount_limit_is_422_naming_the_items(
 )
 async def test_a_price_is_checked_against_the_limit_the_document_states(price: Any, status: int) -> None:
     body = {"sku": f"T-{uuid.uuid4().hex[:16]}", "name": "Limit", "price": price}
-    async with httpx.AsyncClient(base_url=service_url("catalog")) as http:
+    async with api_client(base_url=service_url("catalog")) as http:
         response = await http.post("/api/products", json=body)
     assert response.status_code == status, response.text
     if status == 400:
@@ -133,7 +133,7 @@ async def test_a_database_refusing_connections_is_a_503_with_retry_after(mode: A
     were 500s; each is an outage the client should retry."""
     with ProxyThread() as proxied:
         proxied.set_mode(mode)
-        async with AsyncTestClient(app=catalog_app_through(proxied)) as client:
+        async with authorized(AsyncTestClient(app=catalog_app_through(proxied))) as client:
             started = time.monotonic()
             down = await client.get(f"/api/products/{uuid.uuid4()}")
             answered_in = time.monotonic() - started
@@ -152,7 +152,7 @@ async def test_pooled_connections_a_restart_dropped_are_replaced_on_first_use() 
     503; the pool now pings a connection before handing it out and reconnects."""
     with ProxyThread() as proxied:
         proxied.set_mode("forward")
-        async with AsyncTestClient(app=catalog_app_through(proxied)) as client:
+        async with authorized(AsyncTestClient(app=catalog_app_through(proxied))) as client:
             before = [await client.get(f"/api/products/{uuid.uuid4()}") for _ in range(3)]
             proxied.drop_connections()
             after = await client.get(f"/api/products/{uuid.uuid4()}")
@@ -165,7 +165,7 @@ async def test_pooled_connections_a_restart_dropped_are_replaced_on_first_use() 
 
 
 async def test_options_lists_every_method_of_the_path() -> None:
-    async with httpx.AsyncClient(base_url=service_url("catalog")) as http:
+    async with api_client(base_url=service_url("catalog")) as http:
         collection = await http.options("/api/products")
         item = await http.options(f"/api/products/{uuid.uuid4()}")
     assert collection.headers["allow"] == "GET, OPTIONS, POST"
@@ -173,7 +173,7 @@ async def test_options_lists_every_method_of_the_path() -> None:
 
 
 async def test_every_operation_documents_its_errors_and_strict_bodies_refuse_unknown_fields() -> None:
-    async with httpx.AsyncClient(base_url=service_url("catalog")) as http:
+    async with api_client(base_url=service_url("catalog")) as http:
         document = (await http.get("/schema/openapi.json")).json()
     schemas = document["components"]["schemas"]
     for path, operations in document["paths"].items():
@@ -203,7 +203,7 @@ class Load:
         self.stop = asyncio.Event()
 
     async def run(self, operation: str) -> None:
-        async with httpx.AsyncClient(timeout=15) as http:
+        async with api_client(timeout=15) as http:
             while not self.stop.is_set():
                 try:
                     response = await self.call(http, operation)
@@ -265,7 +265,7 @@ async def test_postgres_restart_under_load_never_answers_500() -> None:
 async def _first_requests_after_ready(load: Load) -> dict[str, int]:
     """One request per operation on a fresh client the moment PostgreSQL is ready: pooled connections
     are dead, and pre-ping must replace them rather than answer 503."""
-    async with httpx.AsyncClient(timeout=15) as http:
+    async with api_client(timeout=15) as http:
         return {op: (await load.call(http, op)).status_code for op in ("catalog read", "order read")}
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from apps.common.topology import SERVICES, ServiceSpec
+from tests.support.http import auth_headers
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_EXAMPLES = os.environ.get("FUZZ_MAX_EXAMPLES", "10")
@@ -52,6 +53,9 @@ def test_openapi_document_holds_under_fuzzing(spec: ServiceSpec, tmp_path: Path)
             MAX_EXAMPLES,
             "--seed",
             SEED,
+            # An admin may call every operation; the authorization test checks the other roles.
+            "--header",
+            f"Authorization: {auth_headers('admin')['Authorization']}",
             "--request-timeout",
             "10",
             "--max-time",

@@ -13,7 +13,7 @@ from litestar.testing import AsyncTestClient
 
 from apps.order.app import create_app
 from tests.support.db import connect, fetch, outbox_fails_at_commit
-from tests.support.http import create_customer, create_product, set_stock
+from tests.support.http import authorized, create_customer, create_product, set_stock
 from tests.support.orders import eventually
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("stack")
 
 @pytest.fixture
 async def client() -> AsyncIterator[AsyncTestClient[Any]]:
-    async with AsyncTestClient(app=create_app()) as test_client:
+    async with authorized(AsyncTestClient(app=create_app())) as test_client:
         yield test_client
 
 
@@ -299,7 +299,7 @@ async def test_a_dependency_that_is_down_is_a_503_naming_it(
 ) -> None:
     monkeypatch.setenv("CATALOG_URL", "http://127.0.0.1:9")  # nothing listens there: connection refused
     product = {"id": str(uuid.uuid4())}
-    async with AsyncTestClient(app=create_app()) as down:
+    async with authorized(AsyncTestClient(app=create_app())) as down:
         response = await down.post("/api/orders", json=order_body(customer, (product, 1)))
     assert response.status_code == 503
     assert response.json()["extra"] == [{"dependency": "catalog"}]

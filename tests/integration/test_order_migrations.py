@@ -19,7 +19,6 @@ import uuid
 from collections.abc import Iterator
 
 import asyncpg
-import httpx
 import pytest
 from advanced_alchemy.alembic.commands import AlembicCommands
 
@@ -27,7 +26,7 @@ from apps.common.db import alchemy_config
 from apps.common.migrations_env import lock_timeout
 from apps.common.topology import BY_NAME, database_url
 from infra import migration_lint, monitoring, postgres
-from tests.support.http import create_customer, create_product, service_url, set_stock
+from tests.support.http import api_client, create_customer, create_product, service_url, set_stock
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -41,7 +40,7 @@ def _commands() -> AlembicCommands:
 
 async def _place_orders(stop: asyncio.Event, customers: list[str], product: str) -> tuple[int, list[str]]:
     placed, failures = 0, []
-    async with httpx.AsyncClient(base_url=service_url("order"), timeout=30) as http:
+    async with api_client(base_url=service_url("order"), timeout=30) as http:
 
         async def client(index: int) -> None:
             nonlocal placed

@@ -21,7 +21,7 @@ from litestar.testing import AsyncTestClient
 from apps.order.app import create_app
 from apps.order.known import is_fresh
 from tests.support.db import fetch
-from tests.support.http import create_customer, create_product, service_url
+from tests.support.http import api_client, authorized, create_customer, create_product, service_url
 from tests.support.orders import eventually
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -36,7 +36,7 @@ async def order_service(monkeypatch: pytest.MonkeyPatch, **down: bool) -> AsyncI
         for name in ("catalog", "customer"):
             if down.get(name):
                 patch.setenv(f"{name.upper()}_URL", NOBODY)
-        async with AsyncTestClient(app=create_app()) as client:
+        async with authorized(AsyncTestClient(app=create_app())) as client:
             yield client
 
 
@@ -88,7 +88,7 @@ async def test_a_customer_registered_just_now_orders_at_once_then_orders_without
 async def test_a_price_changed_just_now_is_paid_at_most_the_bound_late(monkeypatch: pytest.MonkeyPatch) -> None:
     customer, product = await create_customer(), await create_product("10.00")
     await until_known(product["id"], version=1, price="10.00")
-    async with httpx.AsyncClient() as http:
+    async with api_client() as http:
         changed = await http.patch(f"{service_url('catalog')}/api/products/{product['id']}", json={"price": "12.00"})
     assert changed.status_code == 200, changed.text
     # A bound of zero: no local row is fresh enough, the catalog prices the order at today's price.
@@ -119,7 +119,7 @@ async def test_misses_and_withdrawn_products_are_asked_of_the_services(monkeypat
         stranger = await place(client, {"id": str(uuid.uuid4())}, product)  # a miss: the customer API says 404
         assert stranger.status_code == 422 and stranger.json()["extra"][0]["key"] == "customer_id"
         await until_known(product["id"], version=1)
-        async with httpx.AsyncClient() as http:
+        async with api_client() as http:
             gone = await http.delete(f"{service_url('catalog')}/api/products/{product['id']}")
         assert gone.status_code == 204
         await until_known(product["id"], sellable=False)

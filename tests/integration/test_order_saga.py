@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -21,7 +20,7 @@ from apps.checkout.events import CheckoutAddress, CheckoutCompleted, CheckoutLin
 from apps.order.checkout_orders import create_from_checkout
 from apps.order.saga import Saga
 from tests.support.db import fetch
-from tests.support.http import create_product, service_url, set_stock
+from tests.support.http import api_client, create_product, service_url, set_stock
 from tests.support.orders import eventually, order_engine
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -173,7 +172,7 @@ async def test_a_reservation_after_its_timeout_is_released(sessions: async_sessi
         await saga.time_out(held)
 
     async def released() -> bool:
-        async with httpx.AsyncClient() as http:
+        async with api_client() as http:
             answer = await http.get(
                 f"{service_url('warehouse')}/api/reservations", params={"order_id": str(event.order_id)}
             )
@@ -182,7 +181,7 @@ async def test_a_reservation_after_its_timeout_is_released(sessions: async_sessi
         return bool(items) and items[0]["status"] == "released"
 
     await eventually(released, within=120, what="the late reservation released")
-    async with httpx.AsyncClient() as http:
+    async with api_client() as http:
         stock = (await http.get(f"{service_url('warehouse')}/api/inventory/{product['id']}")).json()
     assert (stock["on_hand"], stock["reserved"], stock["available"]) == (3, 0, 3)
     rows = await fetch("order", "SELECT status FROM orders WHERE id = $1", event.order_id)

@@ -21,7 +21,7 @@ from apps.common.topology import BY_NAME, PROCESSES, database_url
 from apps.payment.services import AuthorizationRequest, PaymentService
 from tests.support import consumers
 from tests.support.db import db_fixture
-from tests.support.http import service_url
+from tests.support.http import api_client, service_url
 from tests.support.orders import eventually
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -41,7 +41,7 @@ async def engine(stack: None) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def api() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=service_url("payment"), timeout=30) as client:
+    async with api_client(base_url=service_url("payment"), timeout=30) as client:
         yield client
 
 
@@ -78,7 +78,7 @@ async def captured_payment(engine: AsyncEngine, api: httpx.AsyncClient, amount: 
 
 
 async def sandbox_books(order_id: str) -> dict[str, Any]:
-    async with httpx.AsyncClient() as http:
+    async with api_client() as http:
         response = await http.get(f"{SANDBOX}/v1/ledger", params={"reference": order_id})
     assert response.status_code == 200, response.text
     return dict(response.json())

@@ -18,7 +18,6 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-import httpx
 import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -37,7 +36,7 @@ from outbox.events import Event
 from outbox.writer import add_event
 from tests.support import consumers
 from tests.support.db import db_fixture
-from tests.support.http import service_url
+from tests.support.http import api_client, service_url
 from tests.support.kafka import Received, TopicTail
 from tests.support.orders import eventually, order_engine
 
@@ -92,7 +91,7 @@ async def send(engine: AsyncEngine, *events: Event) -> list[uuid.UUID]:
 
 
 async def payments_of(order_id: uuid.UUID) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient(base_url=service_url("payment")) as http:
+    async with api_client(base_url=service_url("payment")) as http:
         response = await http.get("/api/payments", params={"order_id": str(order_id)})
     assert response.status_code == 200, response.text
     return list(response.json())
@@ -108,7 +107,7 @@ async def wait_for(order_id: uuid.UUID, status: str, within: float = WITHIN) -> 
 
 
 async def sandbox_books(order_id: uuid.UUID) -> dict[str, Any]:
-    async with httpx.AsyncClient() as http:
+    async with api_client() as http:
         response = await http.get(f"{SANDBOX}/v1/ledger", params={"reference": str(order_id)})
     assert response.status_code == 200, response.text
     return dict(response.json())

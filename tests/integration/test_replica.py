@@ -14,7 +14,7 @@ import pytest
 from apps.common.read_routing import replica_url
 from apps.common.topology import BY_NAME
 from infra import stack
-from tests.support.http import create_product, service_url
+from tests.support.http import api_client, create_product, service_url
 from tests.support.orders import eventually
 
 pytestmark = [pytest.mark.usefixtures("stack")]
@@ -45,7 +45,7 @@ async def test_a_row_written_on_the_primary_is_on_the_replica_within_the_bound()
 
 
 async def test_reports_and_listings_are_served_by_the_replica_and_see_the_clients_own_write() -> None:
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with api_client(timeout=10) as http:
         before = await reads_from(http, "analytics", "replica")
         report = await http.get(f"{service_url('analytics')}/api/analytics/products/top", params={"limit": 3})
         assert report.status_code == 200 and report.headers["x-read-source"] == "replica", report.headers
@@ -64,7 +64,7 @@ async def test_reports_and_listings_are_served_by_the_replica_and_see_the_client
 
 @pytest.mark.slow
 async def test_with_the_replica_stopped_reads_answer_from_the_primary_and_ready_is_degraded() -> None:
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with api_client(timeout=10) as http:
         stack.stop_component("replica")
         try:
             product = await create_product()

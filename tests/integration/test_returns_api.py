@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.support.db import fetch
-from tests.support.http import create_customer, service_url
+from tests.support.http import api_client, create_customer, service_url
 from tests.support.orders import eventually
 from tests.support.returns import (
     act,
@@ -35,14 +35,14 @@ pytestmark = pytest.mark.usefixtures("stack")
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with api_client(timeout=30) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
 async def world() -> dict[str, Any]:
     """A delivered order of three lines (two, one and three units) and a confirmed, undelivered one."""
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with api_client(timeout=30) as http:
         pair, last, three = await stocked("8.00", 5), await stocked("30.00", 1), await stocked("4.00", 6)
         placed = await delivered_order(http, [(pair, 2), (last, 1), (three, 3)])
         customer = await create_customer(http)

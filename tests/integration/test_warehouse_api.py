@@ -18,6 +18,7 @@ from litestar.testing import AsyncTestClient
 from apps.warehouse.app import create_app
 from apps.warehouse.rules import DEFAULT_WAREHOUSE_ID, MAX_QUANTITY
 from tests.support.db import db_fixture
+from tests.support.http import authorized
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -27,7 +28,7 @@ DEFAULT = str(DEFAULT_WAREHOUSE_ID)
 
 @pytest.fixture(scope="module")
 async def client(stack: None) -> AsyncIterator[Client]:
-    async with AsyncTestClient(app=create_app()) as test_client:
+    async with authorized(AsyncTestClient(app=create_app())) as test_client:
         yield test_client
 
 
@@ -256,7 +257,7 @@ async def test_health_ready_and_openapi(client: Client) -> None:
 async def test_database_outage_is_503_never_500(monkeypatch: pytest.MonkeyPatch) -> None:
     # Nothing listens on port 1: every connection attempt is refused at once.
     monkeypatch.setenv("WAREHOUSE_DATABASE_URL", "postgresql+asyncpg://warehouse_svc:x@127.0.0.1:1/warehouse_db")
-    async with AsyncTestClient(app=create_app()) as down:
+    async with authorized(AsyncTestClient(app=create_app())) as down:
         assert (await down.get("/health")).status_code == 200
         for response in (
             await down.put(f"/api/inventory/{new_product()}", json={"quantity": 1}),

@@ -29,6 +29,7 @@ from apps.order.events import OrderCreated, OrderLine
 from apps.warehouse.app import create_app
 from apps.warehouse.rules import DEFAULT_WAREHOUSE_ID
 from tests.support.db import db_fixture
+from tests.support.http import authorized
 from tests.support.kafka import Received, TopicTail
 from tests.support.orders import eventually, order_cancelled, order_engine, write_events
 
@@ -44,7 +45,7 @@ WITHIN = 120.0
 
 @pytest.fixture(scope="module")
 async def client(stack: None) -> AsyncIterator[Client]:
-    async with AsyncTestClient(app=create_app()) as test_client:
+    async with authorized(AsyncTestClient(app=create_app())) as test_client:
         yield test_client
 
 

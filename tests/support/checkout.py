@@ -5,11 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import httpx
 from litestar.testing import AsyncTestClient
 
 from tests.support.db import connect
-from tests.support.http import service_url
+from tests.support.http import api_client, service_url
 
 Client = AsyncTestClient[Any]
 US_ADDRESS = {"address_line1": "1 Main St", "city": "Springfield", "country": "US"}
@@ -43,13 +42,13 @@ def checkout_body(cart: str, **overrides: Any) -> dict[str, Any]:
 
 
 async def set_price(product: dict[str, Any], price: str) -> None:
-    async with httpx.AsyncClient() as http:
+    async with api_client() as http:
         response = await http.patch(f"{service_url('catalog')}/api/products/{product['id']}", json={"price": price})
     assert response.status_code == 200, response.text
 
 
 async def withdraw(product: dict[str, Any]) -> None:
-    async with httpx.AsyncClient() as http:
+    async with api_client() as http:
         response = await http.delete(f"{service_url('catalog')}/api/products/{product['id']}")
     assert response.status_code in (200, 204), response.text
 
