@@ -38,6 +38,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.types import ControllerRouterHandler
 
+from apps.common import access_log, security_headers
 from apps.common.db import litestar_alchemy_config
 from apps.common.error_handlers import Handler, exception_handlers
 from apps.common.logs import AccessLogMiddleware, SentStatusPrometheusMiddleware, logging_config
@@ -88,6 +89,8 @@ def create_service_app(
             SQLAlchemyPlugin(config=litestar_alchemy_config(spec)),
             StrictStructSchemaPlugin(),
             ReadReplicaPlugin(spec),
+            security_headers.SecurityHeadersPlugin(),
+            access_log.AccessLogContextPlugin(),
         ],
         middleware=[metrics.middleware, AccessLogMiddleware(), AllowHeaderMiddleware(), *middleware],
         exception_handlers=handlers,

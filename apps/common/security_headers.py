@@ -1,0 +1,69 @@
+"""The usual security headers on every answer of every service, errors and unknown paths included.
+
+- ``X-Content-Type-Options: nosniff``: a browser never guesses a type for our JSON.
+- ``X-Frame-Options: DENY`` and ``Content-Security-Policy: frame-ancestors 'none'``: no page may frame us.
+  (Only ``frame-ancestors``: a stricter policy would break the Swagger UI at ``/schema/swagger``.)
+- ``Referrer-Policy: no-referrer``: ids in our URLs never leak to another site.
+- ``Cache-Control: no-store`` on every ``/api/`` answer that does not set its own: they carry customers,
+  addresses, orders, payments; no shared or browser cache keeps them.
+- ``Strict-Transport-Security`` only when ``SECURITY_HSTS_MAX_AGE`` (seconds) is set: TLS ends at the proxy
+  in front of the services, and HSTS is its job; a deployment that serves TLS itself sets the variable.
+
+A ``before_send`` hook, not a middleware: Litestar's middleware wraps route handlers only, so a 404 for an
+unknown path or a 405 would pass by it; the app's ``before_send`` sees every answer.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Final
+
+from litestar.plugins import InitPluginProtocol
+
+if TYPE_CHECKING:
+    from litestar.config.app import AppConfig
+    from litestar.types import Message, Scope
+
+__all__ = ["SecurityHeadersPlugin", "security_headers"]
+
+_ALWAYS: Final = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"referrer-policy", b"no-referrer"),
+)
+_NO_STORE: Final = (b"cache-control", b"no-store")
+_API_PREFIX: Final = "/api/"
+
+
+def security_headers(hsts_max_age: int | None = None) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers every answer gets (without Cache-Control, which depends on the path)."""
+    if not hsts_max_age:
+        return _ALWAYS
+    return (*_ALWAYS, (b"strict-transport-security", f"max-age={hsts_max_age}; includeSubDomains".encode()))
+
+
+def _hsts_from_env() -> int | None:
+    raw = os.environ.get("SECURITY_HSTS_MAX_AGE", "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else None
+
+
+class SecurityHeadersPlugin(InitPluginProtocol):
+    """Adds the headers above to every response start (a header the handler set itself is kept)."""
+
+    def __init__(self) -> None:
+        self.headers = security_headers(_hsts_from_env())
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        app_config.before_send.append(self.add_headers)
+        return app_config
+
+    async def add_headers(self, message: Message, scope: Scope) -> None:
+        if message["type"] != "http.response.start":
+            return
+        present = {name.lower() for name, _ in message.get("headers", [])}
+        extra = [(name, value) for name, value in self.headers if name not in present]
+        if scope.get("path", "").startswith(_API_PREFIX) and b"cache-control" not in present:
+            extra.append(_NO_STORE)
+        if extra:
+            message["headers"] = [*message.get("headers", []), *extra]
