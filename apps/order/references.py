@@ -20,6 +20,7 @@ from sqlalchemy import text
 from apps.catalog.events import ProductCreated, ProductDeleted, ProductUpdated
 from apps.common.consumer_db import consumer_database_url
 from apps.customer.events import CustomerRegistered, CustomerUpdated
+from apps.order.erasure import register as register_erasure
 from outbox.consumer import ConsumerGroup, EventContext
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 database_url = consumer_database_url("order")
 group = ConsumerGroup("order-references")
+register_erasure(group)  # customer.erased: known customer dropped, their orders anonymised (apps/order/erasure.py)
 # What `python -m outbox.replay order-references --rebuild` would empty: both are rebuilt from the events
 # (and refilled by the APIs on a miss meanwhile).
 projection_tables = ("order_known_customers", "order_known_products")

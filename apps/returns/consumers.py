@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from apps.common.consumer_db import consumer_database_url
 from apps.order.events import OrderCancelled, OrderConfirmed, OrderCreated, OrderStatusChanged
 from apps.payment.events import PaymentRefunded, PaymentRefundFailed
+from apps.returns.erasure import register as register_erasure
 from apps.returns.orders import OrderFact, project_orders
 from apps.returns.progress import refund_failed, refunded, restocked
 from apps.warehouse.events import InventoryRestocked
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 # The database holding this group's inbox and projection (outbox.runner and outbox.replay read it).
 database_url = consumer_database_url("returns")
 group = ConsumerGroup("returns")
+register_erasure(group)  # customer.erased: the customer's returns lose their free text (apps/returns/erasure.py)
 # A rebuild empties nothing: order_snapshots also holds the lines read from the order API (no event
 # carries them), and a replay brings every status forward again without undoing them.
 projection_tables: tuple[str, ...] = ()

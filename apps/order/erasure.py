@@ -1,0 +1,54 @@
+"""customer.erased in the order service (group order-references, which reads commerce.customer already).
+
+The customer leaves the read model of known customers, so placing an order asks the customer API again,
+which answers 404 for an erased customer (422 to the caller). Their orders stay, with their lines, money,
+status history and payment state, but without the person: shipping and billing addresses and notes go
+(NULL), in live and archived orders alike, and so does the card's provider token of every saga that is
+over (a saga still waiting on a payment keeps it until it ends). The order's country is not kept apart:
+nothing reads it after the order is placed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from sqlalchemy import text
+
+from apps.common.erasure import execute_for_customer, register_erasure
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from outbox.consumer import ConsumerGroup
+
+__all__ = ["erase_customer", "register"]
+
+_PERSONAL: Final = "shipping_address IS NOT NULL OR billing_address IS NOT NULL OR notes IS NOT NULL"
+# Each statement leaves nothing for a second run to change (idempotent under replay).
+STATEMENTS: Final = (
+    text("DELETE FROM order_known_customers WHERE customer_id = :customer_id"),
+    text(
+        "UPDATE orders SET shipping_address = NULL, billing_address = NULL, notes = NULL, updated_at = now() "
+        f"WHERE customer_id = :customer_id AND ({_PERSONAL})"
+    ),
+    text(
+        "UPDATE orders_archive SET shipping_address = NULL, billing_address = NULL, notes = NULL "
+        f"WHERE customer_id = :customer_id AND ({_PERSONAL})"
+    ),
+    text(
+        "UPDATE order_sagas AS s SET payment_token = NULL, updated_at = now() FROM orders AS o "
+        "WHERE o.id = s.order_id AND o.customer_id = :customer_id AND s.step = 'done' AND s.payment_token IS NOT NULL"
+    ),
+    text(
+        "UPDATE order_sagas_archive AS s SET payment_token = NULL FROM orders_archive AS o "
+        "WHERE o.id = s.order_id AND o.customer_id = :customer_id AND s.payment_token IS NOT NULL"
+    ),
+)
+
+
+async def erase_customer(session: AsyncSession, customer_id: str) -> None:
+    await execute_for_customer(session, STATEMENTS, customer_id)
+
+
+def register(group: ConsumerGroup) -> None:
+    register_erasure(group, erase_customer)
