@@ -4,6 +4,12 @@ Records go through Litestar's queue handler, so formatting and writing happen of
 load the access log can be sampled: ``ACCESS_LOG_SAMPLE`` (0 to 1, default 1) is the share of ordinary
 requests logged; a 4xx or 5xx answer and a request slower than ``ACCESS_LOG_SLOW_MS`` (default 500) are
 always logged.
+
+Nothing that identifies a person is logged (issue 14). Our own lines carry ids, routes and statuses, never
+field values; and every line is passed through ``redact`` on its way out, which blanks what slips in
+through text we do not write ourselves (exception messages, Litestar's details, tracebacks): query-string
+values, email addresses (also URL-encoded), phone numbers, bearer tokens and JWTs, SQLAlchemy's
+``[parameters: ...]`` and PostgreSQL's ``Key (...)=(...)`` details.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import datetime as dt
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -26,7 +33,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from apps.common.topology import ServiceSpec
 
-__all__ = ["AccessLogMiddleware", "JsonLogFormatter", "SentStatusPrometheusMiddleware", "logging_config"]
+__all__ = ["AccessLogMiddleware", "JsonLogFormatter", "SentStatusPrometheusMiddleware", "logging_config", "redact"]
 
 log = logging.getLogger("apps.http")
 
@@ -42,6 +49,34 @@ _RECORD_ATTRS: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
 
 def _as_text(value: Any) -> str:
     return str(value)
+
+
+REDACTED: Final = "<redacted>"
+# Each (pattern, replacement); a line is only rewritten when _SUSPECT finds something to look at.
+_REDACTIONS: Final = (
+    # SQLAlchemy's statement errors end with the bound values, then a "Background on this error" note.
+    (re.compile(r"\[parameters: .*?(?=\n\(Background on this error|\Z)", re.DOTALL), f"[parameters: {REDACTED}]"),
+    (re.compile(r"(Key \([^)]*\))=\(.*?\)(?= already exists| is not present|\.|$)", re.MULTILINE), rf"\1=({REDACTED})"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[\w~+/.=-]+"), rf"\1 {REDACTED}"),
+    (re.compile(r"\beyJ[\w-]*\.[\w-]*\.[\w-]*"), REDACTED),
+    (re.compile(r"([?&][^=&\s\"'#]+)=[^&\s\"'#]*"), rf"\1={REDACTED}"),
+    (re.compile(r"[\w.+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+"), "<email>"),
+    (re.compile(r"(?<![\w+])\+\d[\d ().-]{6,}\d"), "<phone>"),
+)
+_SUSPECT: Final = re.compile(r"@|%40|[?&][^=&\s]+=|\+\d|(?i:bearer|basic)\s|eyJ|\[parameters: |Key \(")
+
+
+def redact(text: str) -> str:
+    """``text`` with query values, emails, phones, tokens and SQL parameter values blanked out."""
+    if not _SUSPECT.search(text):
+        return text
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _redacted(value: Any) -> Any:
+    return redact(value) if isinstance(value, str) else value
 
 
 # msgspec rather than json.dumps: the access log formats one line per request, and this is several
@@ -61,13 +96,15 @@ class JsonLogFormatter(logging.Formatter):
             "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         if self.service:
             entry["service"] = self.service
-        entry.update({k: v for k, v in record.__dict__.items() if k not in _RECORD_ATTRS and not k.startswith("_")})
+        entry.update(
+            {k: _redacted(v) for k, v in record.__dict__.items() if k not in _RECORD_ATTRS and not k.startswith("_")}
+        )
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = redact(self.formatException(record.exc_info))
         return _ENCODER.encode(entry).decode()
 
 
