@@ -80,7 +80,7 @@ def ensure_keys() -> tuple[Ed25519PrivateKey, str]:
     """
     key_path, jwks = private_key_path(), jwks_path()
     key_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(key_path.parent / ".auth-issuer.lock", "w") as lock:
+    with (key_path.parent / ".auth-issuer.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not key_path.exists():
             key = Ed25519PrivateKey.generate()

@@ -17,6 +17,9 @@ What every service gets from it, each from its own module:
 - JSON log lines (one object per line) and one access-log line per request (``apps/common/logs.py``).
 - Errors mapped (``apps/common/error_handlers.py``) so that bad input is a 4xx naming the field and a
   database outage a 503, and no response ever carries SQL, parameter values or a traceback.
+- Bearer tokens (``apps/common/auth_tokens.py``): ``request.user`` is the caller's Principal; every route
+  declares its policy as a guard (``apps/common/auth.py``), a route without one is admin-only; OpenAPI
+  shows each operation's policy (``apps/common/auth_openapi.py``).
 - An OpenAPI document that says what the service does (``apps/common/openapi.py``): every operation's
   error answers, unknown body fields refused, ``Allow`` listing every method of a path.
 - The read replica (``apps/common/read_routing.py``): listings and reports that take their service from
@@ -39,6 +42,8 @@ from litestar.plugins.prometheus import PrometheusConfig
 from litestar.types import ControllerRouterHandler
 
 from apps.common import access_log, security_headers
+from apps.common.auth_openapi import bearer_components, document_policies
+from apps.common.auth_tokens import auth_middleware
 from apps.common.db import litestar_alchemy_config
 from apps.common.error_handlers import Handler, exception_handlers
 from apps.common.logs import AccessLogMiddleware, SentStatusPrometheusMiddleware, logging_config
@@ -92,7 +97,8 @@ def create_service_app(
             security_headers.SecurityHeadersPlugin(),
             access_log.AccessLogContextPlugin(),
         ],
-        middleware=[metrics.middleware, AccessLogMiddleware(), AllowHeaderMiddleware(), *middleware],
+        middleware=[metrics.middleware, AccessLogMiddleware(), AllowHeaderMiddleware(), auth_middleware(), *middleware],
+        # guards=[undeclared_routes_admin_only],  # A: enabled with the route policies
         exception_handlers=handlers,
         logging_config=logging_config(spec),
         openapi_config=OpenAPIConfig(
@@ -100,6 +106,7 @@ def create_service_app(
             version=version,
             path="/schema",
             render_plugins=[SwaggerRenderPlugin()],
+            components=bearer_components(),
         ),
         on_startup=list(on_startup),
         on_shutdown=list(on_shutdown),
@@ -110,4 +117,5 @@ def create_service_app(
         debug=debug,
     )
     document_error_responses(app)
+    document_policies(app)
     return app

@@ -4,6 +4,10 @@ which the API answers with a 503 naming the dependency.
 
 aiohttp rather than httpx: on the order hot path httpx's connection pool cost a quarter of the service's
 CPU under load (docs/benchmarks.md).
+
+Every call carries the calling service's own bearer token (role ``service``, scopes of what it may call;
+``apps/common/auth_service.py``): from ``AUTH_SERVICE_TOKEN_FILE`` or ``AUTH_SERVICE_TOKEN`` (the identity
+provider's, in production), else minted by the local issuer (development and tests).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Final, TypeVar
 import aiohttp
 import msgspec
 
+from apps.common.auth_service import service_token_header
 from apps.common.errors import DependencyUnavailable
 from apps.common.topology import BY_NAME
 
@@ -38,12 +43,14 @@ class ServiceClient:
         self.session = session
 
     async def get(self, path: str) -> tuple[int, bytes]:
-        return await self._call(lambda: self.session.get(path))
+        auth = service_token_header()
+        return await self._call(lambda: self.session.get(path, headers=auth))
 
     async def post_json(self, path: str, body: object) -> tuple[int, bytes]:
         """POST for a read (validate, price): safe to send twice, so a stale connection is retried once."""
         data = msgspec.json.encode(body)
-        return await self._call(lambda: self.session.post(path, data=data, headers=JSON))
+        headers = {**JSON, **service_token_header()}
+        return await self._call(lambda: self.session.post(path, data=data, headers=headers))
 
     def decode(self, status: int, content: bytes, type_: type[T]) -> T:
         """The 200 answer as ``type_``; anything else means the dependency is not working."""

@@ -1,0 +1,82 @@
+"""Route policies in the app: a default for routes that declare none, and bearer security in OpenAPI.
+
+- :func:`undeclared_routes_admin_only` is an app guard: a route that forgot its policy is admin-only (and
+  the route-policy test fails), never open. The probes and the OpenAPI document are public.
+- :func:`document_policies` writes each route's policy into its OpenAPI operation: ``security`` (the
+  bearer scheme; public routes list the empty requirement first, a token there is optional), the 401/403
+  answers, and an "Access:" line in the description, so Swagger and schemathesis know it.
+"""
+
+from __future__ import annotations
+
+import re
+from inspect import cleandoc
+from typing import Any, Final
+
+from litestar import Litestar
+from litestar.connection import ASGIConnection
+from litestar.exceptions import PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.routes import HTTPRoute
+
+from apps.common.auth import Policy, policy_of, principal_of, unauthorized
+from apps.common.auth_tokens import UNAUTHENTICATED_PATHS
+from apps.common.openapi import error_response
+
+__all__ = ["BEARER", "bearer_components", "document_policies", "undeclared_routes_admin_only"]
+
+BEARER: Final = "bearer"
+_OPEN_PATHS: Final = re.compile("|".join(UNAUTHENTICATED_PATHS))
+
+
+def bearer_components() -> Components:
+    description = (
+        "A JWT from the identity provider (locally: `just token ROLE [--customer ID]`), signed with an "
+        "asymmetric key of the JWKS the services read; claims iss, aud, exp, sub, role (customer, staff, "
+        "admin, service), customer_id (customer), service and scope (service)."
+    )
+    scheme = SecurityScheme(type="http", scheme="bearer", bearer_format="JWT", description=description)
+    return Components(security_schemes={BEARER: scheme})
+
+
+async def undeclared_routes_admin_only(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    if policy_of(handler) is not None or _OPEN_PATHS.match(connection.scope.get("path", "")):
+        return
+    principal = principal_of(connection)
+    if principal is None:
+        raise unauthorized("a bearer token is required (Authorization: Bearer <token>)", error=None)
+    if principal.role != "admin":
+        raise PermissionDeniedException(detail="this route declares no policy: admin only")
+
+
+def document_policies(app: Litestar) -> None:
+    """Run once the app is built (Litestar writes the document on its first request)."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            policy = policy_of(handler)
+            if policy is None or not handler.resolve_include_in_schema():
+                continue
+            _document(handler, policy)
+
+
+def _document(handler: Any, policy: Policy) -> None:
+    if policy.is_public:
+        handler.security = [{}, {BEARER: []}]
+    else:
+        handler.security = [{BEARER: []}]
+        answers = {
+            401: error_response(401, "No bearer token, or one that is invalid or expired (`WWW-Authenticate`)"),
+            403: error_response(403, "The caller's role may not call this operation"),
+        }
+        if policy.own:
+            answers[404] = error_response(404, "Unknown, or another customer's")
+        handler.responses = {**answers, **(handler.responses or {})}
+    doc = handler.description
+    if doc is None and handler.fn.__doc__:
+        doc = cleandoc(handler.fn.__doc__)
+    handler.description = f"{doc or ''}\n\nAccess: {policy.describe()}.".lstrip()

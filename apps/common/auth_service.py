@@ -1,0 +1,90 @@
+"""The calling service's own bearer token, for its calls to other services (``apps/common/service_client.py``).
+
+- Production: ``AUTH_SERVICE_TOKEN_FILE`` (a file the identity provider's agent keeps fresh; re-read when
+  it changes) or ``AUTH_SERVICE_TOKEN``. The token names the service and its scopes itself.
+- Development and tests: minted by the local issuer (``apps/common/auth_issuer.py``) for this process's
+  service (``SERVICE_NAME``, else read from the command line that started it: ``apps.<service>...``) with
+  the scopes of :data:`SERVICE_SCOPES`, renewed when half its life is gone.
+
+A scope is ``<service called>:<what>``; a route admits a service token only with its scope
+(``allow(..., service="customer:read")``, apps/common/auth.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from apps.common.auth_issuer import mint
+from apps.common.topology import BY_NAME
+
+__all__ = ["SERVICE_SCOPES", "calling_service", "service_token_header"]
+
+# What each service calls on the others (development tokens; an identity provider grants the same).
+SERVICE_SCOPES: Final[dict[str, tuple[str, ...]]] = {
+    "order": ("customer:read", "customer:data-keys"),
+    "checkout": ("customer:read", "customer:data-keys"),
+    "returns": ("order:read", "customer:data-keys"),
+    "payment": ("customer:data-keys",),
+    "warehouse": (),
+    "catalog": (),
+    "customer": ("customer:data-keys",),
+    "analytics": (),
+}
+TOKEN_TTL_S: Final = 3600
+_ARGV_SERVICE: Final = re.compile(r"apps[./](?P<name>[a-z_]+)")
+
+
+def calling_service() -> str:
+    """This process's service: ``SERVICE_NAME``, else the ``apps.<service>`` module that started it."""
+    named = os.environ.get("SERVICE_NAME")
+    if named:
+        return named
+    for arg in sys.argv:
+        for match in _ARGV_SERVICE.finditer(arg):
+            if match["name"] in BY_NAME:
+                return match["name"]
+    return "unknown"
+
+
+@dataclass
+class _Minted:
+    token: str
+    renew_at: float
+
+
+_minted: _Minted | None = None
+_file_cache: tuple[float, str] | None = None
+
+
+def _from_file(path: Path) -> str:
+    global _file_cache
+    stamp = path.stat().st_mtime
+    if _file_cache is None or _file_cache[0] != stamp:
+        _file_cache = (stamp, path.read_text().strip())
+    return _file_cache[1]
+
+
+def _minted_token() -> str:
+    global _minted
+    now = time.time()
+    if _minted is None or _minted.renew_at <= now:
+        name = calling_service()
+        token = mint("service", service=name, scopes=SERVICE_SCOPES.get(name, ()), ttl_s=TOKEN_TTL_S, now=now)
+        _minted = _Minted(token, now + TOKEN_TTL_S / 2)
+    return _minted.token
+
+
+def service_token() -> str:
+    if path := os.environ.get("AUTH_SERVICE_TOKEN_FILE"):
+        return _from_file(Path(path))
+    return os.environ.get("AUTH_SERVICE_TOKEN") or _minted_token()
+
+
+def service_token_header() -> dict[str, str]:
+    return {"Authorization": f"Bearer {service_token()}"}

@@ -1,0 +1,227 @@
+"""Bearer token verification: PyJWT against a JWKS, in a Litestar authentication middleware.
+
+Configuration (environment):
+
+- ``AUTH_JWKS_URL``: the identity provider's JWKS (production); fetched on first use and again, at most
+  every ``AUTH_JWKS_REFRESH_S`` (60), when a token names a key id it does not hold (key rotation).
+- ``AUTH_JWKS_FILE``: a JWKS on disk, re-read when it changes; default the local issuer's
+  ``.stack/keys/auth-jwks.json`` (``apps/common/auth_issuer.py``).
+- ``AUTH_ISSUER`` / ``AUTH_AUDIENCE``: the ``iss`` and ``aud`` every token must carry.
+- ``AUTH_ALGORITHMS``: accepted signature algorithms, asymmetric only (default ``EdDSA,RS256,ES256``).
+
+A token must name its key (``kid``), be signed by that key with that key's algorithm, be unexpired
+(``exp``, 30 s leeway) and carry ``iss``, ``aud``, ``sub``, ``iat`` and ``role``; anything else (expired,
+wrong signature, audience or issuer, unknown kid, ``alg: none``, an HS256 token keyed with the public
+key, garbage) is a 401 with ``WWW-Authenticate: Bearer`` and the reason, never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import jwt
+from litestar.connection import ASGIConnection
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.middleware.base import DefineMiddleware
+
+from apps.common.auth import ROLES, Principal, Role, scopes_of, unauthorized
+from apps.common.auth_issuer import DEFAULT_AUDIENCE, DEFAULT_ISSUER, ensure_keys, jwks_path
+
+__all__ = ["AuthSettings", "InvalidToken", "KeySet", "TokenVerifier", "auth_middleware"]
+
+ASYMMETRIC: Final = frozenset({"EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"})
+REQUIRED_CLAIMS: Final = ["exp", "iat", "iss", "aud", "sub"]
+# Paths that never look at a token: liveness, readiness, metrics, the OpenAPI document.
+UNAUTHENTICATED_PATHS: Final = ["^/health$", "^/ready$", "^/metrics", "^/schema"]
+_CACHE_SIZE: Final = 4096
+
+
+class InvalidToken(Exception):
+    """Why a token was refused (the 401's detail)."""
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    issuer: str
+    audience: str
+    jwks_url: str | None
+    jwks_file: Path
+    algorithms: frozenset[str]
+    refresh_s: float = 60.0
+    leeway_s: int = 30
+
+    @classmethod
+    def from_env(cls) -> AuthSettings:
+        wanted = {a.strip() for a in os.environ.get("AUTH_ALGORITHMS", "EdDSA,RS256,ES256").split(",") if a.strip()}
+        if not wanted or not wanted <= ASYMMETRIC:
+            raise ValueError(f"AUTH_ALGORITHMS must name asymmetric algorithms among {sorted(ASYMMETRIC)}")
+        return cls(
+            issuer=os.environ.get("AUTH_ISSUER", DEFAULT_ISSUER),
+            audience=os.environ.get("AUTH_AUDIENCE", DEFAULT_AUDIENCE),
+            jwks_url=os.environ.get("AUTH_JWKS_URL") or None,
+            jwks_file=jwks_path(),
+            algorithms=frozenset(wanted),
+            refresh_s=float(os.environ.get("AUTH_JWKS_REFRESH_S", "60")),
+        )
+
+
+@dataclass
+class KeySet:
+    """The verification keys by kid, from ``AUTH_JWKS_URL`` or the JWKS file (see the module doc)."""
+
+    settings: AuthSettings
+    _keys: dict[str, jwt.PyJWK] = field(default_factory=dict)
+    _loaded_at: float = float("-inf")
+    _file_stamp: tuple[int, int] | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def key(self, kid: str) -> jwt.PyJWK | None:
+        if self.settings.jwks_url is None:
+            self._reload_file_if_changed()
+        elif kid not in self._keys and time.monotonic() - self._loaded_at >= self.settings.refresh_s:
+            async with self._lock:
+                if kid not in self._keys and time.monotonic() - self._loaded_at >= self.settings.refresh_s:
+                    self._loaded_at = time.monotonic()
+                    self._keys = _parse(await asyncio.to_thread(_fetch, self.settings.jwks_url))
+        return self._keys.get(kid)
+
+    def _reload_file_if_changed(self) -> None:
+        path = self.settings.jwks_file
+        if not path.exists() and "AUTH_JWKS_FILE" not in os.environ:
+            # The local issuer makes its keys on first use: a service may start before any token exists.
+            ensure_keys()
+        stat = path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp != self._file_stamp:
+            self._keys = _parse(json.loads(path.read_text()))
+            self._file_stamp = stamp
+
+
+def _fetch(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def _parse(jwks: Any) -> dict[str, jwt.PyJWK]:
+    keys = {}
+    for key in jwt.PyJWKSet.from_dict(jwks).keys:
+        if key.key_id:
+            keys[key.key_id] = key
+    return keys
+
+
+class TokenVerifier:
+    """Verified tokens become Principals; a verified token is remembered until it expires (same answer,
+    no second signature check for a client that reuses its token)."""
+
+    def __init__(self, settings: AuthSettings, keys: KeySet | None = None) -> None:
+        self.settings = settings
+        self.keys = keys or KeySet(settings)
+        self._verified: dict[str, tuple[Principal, float]] = {}
+
+    async def verify(self, token: str) -> Principal:
+        remembered = self._verified.get(token)
+        if remembered is not None and remembered[1] > time.time():
+            return remembered[0]
+        claims = await self._claims(token)
+        principal = principal_from_claims(claims)
+        if len(self._verified) >= _CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (principal, float(claims["exp"]))
+        return principal
+
+    async def _claims(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("malformed token") from None
+        alg, kid = header.get("alg"), header.get("kid")
+        if alg not in self.settings.algorithms:
+            raise InvalidToken(f"algorithm {str(alg)[:20]!r} is not accepted")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("the token names no key (kid)")
+        key = await self.keys.key(kid)
+        if key is None:
+            raise InvalidToken("unknown signing key (kid)")
+        if key.algorithm_name != alg:
+            raise InvalidToken("the algorithm does not match the signing key")
+        try:
+            return jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                audience=self.settings.audience,
+                issuer=self.settings.issuer,
+                leeway=self.settings.leeway_s,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("token expired") from None
+        except jwt.InvalidAudienceError:
+            raise InvalidToken("wrong audience") from None
+        except jwt.InvalidIssuerError:
+            raise InvalidToken("wrong issuer") from None
+        except jwt.InvalidSignatureError:
+            raise InvalidToken("bad signature") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise InvalidToken(f"missing claim {exc.claim}") from None
+        except jwt.PyJWTError:
+            raise InvalidToken("invalid token") from None
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    role = claims.get("role")
+    if role not in ROLES:
+        raise InvalidToken("the token carries no known role")
+    role_: Role = role
+    customer_id = service = None
+    if role_ == "customer":
+        try:
+            customer_id = uuid.UUID(str(claims.get("customer_id")))
+        except ValueError:
+            raise InvalidToken("a customer token needs its customer_id") from None
+    if role_ == "service":
+        service = claims.get("service")
+        if not isinstance(service, str) or not service:
+            raise InvalidToken("a service token needs its service name")
+    scopes = scopes_of(claims.get("scope", claims.get("scp")))
+    return Principal(subject=str(claims["sub"]), role=role_, customer_id=customer_id, service=service, scopes=scopes)
+
+
+class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    """Sets ``request.user`` to the caller's Principal, or None without an Authorization header (the
+    route's policy then decides); a header that is not a valid bearer token is a 401 on every route."""
+
+    def __init__(self, app: Any, verifier: TokenVerifier, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.verifier = verifier
+
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        header = connection.headers.get("authorization")
+        if header is None:
+            return AuthenticationResult(user=None, auth=None)
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise unauthorized("expected Authorization: Bearer <token>", error="invalid_request")
+        try:
+            principal = await self.verifier.verify(token.strip())
+        except InvalidToken as exc:
+            raise unauthorized(str(exc)) from None
+        return AuthenticationResult(user=principal, auth=token.strip())
+
+
+def auth_middleware(verifier: TokenVerifier | None = None) -> DefineMiddleware:
+    """The middleware for a service app: one verifier (and its key cache) shared by every route."""
+    return DefineMiddleware(
+        BearerAuthMiddleware,
+        verifier=verifier or TokenVerifier(AuthSettings.from_env()),
+        exclude=UNAUTHENTICATED_PATHS,
+    )
