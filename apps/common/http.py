@@ -41,7 +41,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.types import ControllerRouterHandler
 
-from apps.common import access_log, security_headers
+from apps.common import access_log, rate_limit, security_headers
 from apps.common.auth_openapi import bearer_components, document_policies
 from apps.common.auth_tokens import auth_middleware
 from apps.common.db import litestar_alchemy_config
@@ -96,6 +96,7 @@ def create_service_app(
             ReadReplicaPlugin(spec),
             security_headers.SecurityHeadersPlugin(),
             access_log.AccessLogContextPlugin(),
+            rate_limit.RateLimitPlugin(spec),
         ],
         middleware=[metrics.middleware, AccessLogMiddleware(), AllowHeaderMiddleware(), auth_middleware(), *middleware],
         # guards=[undeclared_routes_admin_only],  # A: enabled with the route policies

@@ -57,7 +57,7 @@ _REDACTIONS: Final = (
     # SQLAlchemy's statement errors end with the bound values, then a "Background on this error" note.
     (re.compile(r"\[parameters: .*?(?=\n\(Background on this error|\Z)", re.DOTALL), f"[parameters: {REDACTED}]"),
     (re.compile(r"(Key \([^)]*\))=\(.*?\)(?= already exists| is not present|\.|$)", re.MULTILINE), rf"\1=({REDACTED})"),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[\w~+/.=-]+"), rf"\1 {REDACTED}"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[\w~+/.=-]{16,}"), rf"\1 {REDACTED}"),
     (re.compile(r"\beyJ[\w-]*\.[\w-]*\.[\w-]*"), REDACTED),
     (re.compile(r"([?&][^=&\s\"'#]+)=[^&\s\"'#]*"), rf"\1={REDACTED}"),
     (re.compile(r"[\w.+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+"), "<email>"),
