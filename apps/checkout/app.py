@@ -11,6 +11,7 @@ from apps.checkout.cache import CartCache
 from apps.checkout.clients import dependencies_lifespan
 from apps.checkout.controllers import CartController, CheckoutController
 from apps.checkout.settings import settings
+from apps.common.access_log_api import internal_access_log_controller
 from apps.common.http import create_service_app
 from apps.common.redis_store import redis_lifespan, redis_readiness
 from apps.common.topology import BY_NAME
@@ -28,7 +29,7 @@ async def cart_cache_lifespan(app: Litestar) -> AsyncIterator[None]:
 def create_app() -> Litestar:
     return create_service_app(
         BY_NAME["checkout"],
-        controllers=[CartController, CheckoutController],
+        controllers=[CartController, CheckoutController, internal_access_log_controller("checkout")],
         lifespan=[dependencies_lifespan, redis_lifespan, cart_cache_lifespan],
         readiness_checks={"redis": redis_readiness},
     )

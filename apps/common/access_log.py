@@ -4,16 +4,22 @@ A service's ``models.py`` maps the table with one line::
 
     class DataAccessLog(DataAccessLogMixin, Base): ...
 
-and its service layer says what the caller touched, on the request's session::
+and its service layer says what the caller touched::
 
     await log_access(session, "customers", "UPDATE", [Touched(customer.id, customer.id)])   # before commit
-    await log_access(session, "orders", "SELECT", [Touched(o.id, o.customer_id) for o in page])
+    note_read("orders", [Touched(o.id, o.customer_id) for o in page])                        # no I/O
 
-One multi-row INSERT per call. A change logs in its own transaction (the service commits after it, so a
-change that fails leaves no row); a read logs before the response and commits that row itself
-(``commit_read=True``). The caller (``user_id``) is ``apps.common.auth.actor_id`` of the request's
-principal, never an email; it is read from the request the ``AccessLogContextPlugin`` puts in a
-context variable, so the service layer needs no request argument.
+A change is one INSERT in the change's own transaction (the service commits after it), so a change that
+fails leaves no row. Reads are noted in the request and written together, one INSERT committed on the
+request's primary session, when the answer starts and before it is sent (only for an answer below 400:
+a read refused afterwards, e.g. another customer's order answered 404, showed nothing). Reads may come
+from the replica; their rows always go to the primary. If that INSERT fails the answer still goes out,
+logged and counted in ``commerce_access_log_failures_total``: availability first, and the failure is seen.
+
+The caller (``user_id``) is ``apps.common.auth.actor_id`` of the request's principal, never an email; the
+``AccessLogContextPlugin`` keeps the request in a context variable, so the service layer needs no request
+argument. Outside a request (consumers, jobs) ``note_read`` does nothing and changes are logged as
+"anonymous" unless an ``actor`` is given.
 
 Beyond the seed: ``customer_id``, the person the record belongs to (a customer id, or a guest's checkout
 session id), so that ``GET /api/customers/{id}/access-log`` finds every row about a person without
@@ -25,23 +31,28 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import logging
 import os
 import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 import sqlalchemy as sa
+from advanced_alchemy.extensions.litestar._utils import get_aa_scope_state
+from litestar import Request
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.plugins import InitPluginProtocol
+from prometheus_client import Counter
 from sqlalchemy.orm import Mapped, mapped_column
 from uuid_utils.compat import uuid7
 
+from apps.common.auth import actor_id, principal_of
 from apps.common.models import utc_now
 
 if TYPE_CHECKING:
     from litestar.config.app import AppConfig
-    from litestar.types import ASGIApp, Receive, Scope, Send
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
     from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = [
@@ -54,6 +65,7 @@ __all__ = [
     "current_actor",
     "drop_data_access_log_v1",
     "log_access",
+    "note_read",
     "retention_days",
 ]
 
@@ -61,7 +73,8 @@ ACCESS_LOG_TABLE: Final = "data_access_log"
 Operation = Literal["SELECT", "INSERT", "UPDATE", "DELETE"]
 ANONYMOUS: Final = "anonymous"
 
-_request_scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("access_log_scope", default=None)
+log = logging.getLogger("apps.access_log")
+FAILURES = Counter("commerce_access_log_failures", "Reads whose data_access_log rows could not be written")
 
 
 class Touched(NamedTuple):
@@ -116,39 +129,95 @@ def retention_days() -> int:
     return int(os.environ.get("ACCESS_LOG_RETENTION_DAYS", "730"))
 
 
-# --- who is calling ---------------------------------------------------------------------------------
+# --- who is calling, and the reads of this request ----------------------------------------------------
 
 
-class _RequestScopeMiddleware(ASGIMiddleware):
-    """Keeps the request's scope in a context variable for the handler's task (the service layer)."""
+class _Request:
+    """What the current request has read so far, and where to write it."""
+
+    __slots__ = ("reads", "scope", "session_key")
+
+    def __init__(self, scope: Scope, session_key: str) -> None:
+        self.scope = scope
+        self.session_key = session_key
+        self.reads: list[tuple[str, Touched]] = []
+
+
+_current: contextvars.ContextVar[_Request | None] = contextvars.ContextVar("access_log_request", default=None)
+
+
+class _RequestContextMiddleware(ASGIMiddleware):
+    """Keeps the request in a context variable for the handler's task, and writes its reads (one INSERT)
+    when the answer starts, before passing the start on."""
 
     scopes = (ScopeType.HTTP,)
 
+    def __init__(self, session_key: str) -> None:
+        self.session_key = session_key
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        token = _request_scope.set(scope)
+        current = _Request(scope, self.session_key)
+        token = _current.set(current)
+
+        async def send_after_logging_reads(message: Message) -> None:
+            if message["type"] == "http.response.start" and current.reads and message["status"] < 400:
+                await _write_reads(current)
+            await send(message)
+
         try:
-            await next_app(scope, receive, send)
+            await next_app(scope, receive, send_after_logging_reads)
         finally:
-            _request_scope.reset(token)
+            _current.reset(token)
 
 
 class AccessLogContextPlugin(InitPluginProtocol):
-    """Wires the context variable that ``current_actor`` reads."""
+    """Wires the request context that ``current_actor`` and ``note_read`` use."""
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
-        app_config.middleware.append(_RequestScopeMiddleware())
+        app_config.middleware.append(_RequestContextMiddleware(_session_scope_key(app_config)))
         return app_config
+
+
+def _session_scope_key(app_config: AppConfig) -> str:
+    """Where advanced-alchemy keeps the request's (primary) session in the scope."""
+    for plugin in app_config.plugins:
+        config = getattr(plugin, "config", None)
+        for one in config if isinstance(config, list | tuple) else [config]:
+            key = getattr(one, "session_scope_key", None)
+            if isinstance(key, str):
+                return key
+    return "_sqlalchemy_db_session"
 
 
 def current_actor() -> str:
     """``actor_id`` of the current request's principal; "anonymous" outside a request or for a guest."""
-    scope = _request_scope.get()
-    if scope is None:
-        return ANONYMOUS
-    from litestar import Request
+    current = _current.get()
+    return ANONYMOUS if current is None else actor_id_of(current.scope)
 
-    from apps.common.auth import actor_id, principal_of
 
+def note_read(table: str, touched: Iterable[Touched]) -> None:
+    """Records read by this request, written together before its answer (see the module docstring)."""
+    current = _current.get()
+    if current is not None:
+        current.reads.extend((table, t) for t in touched)
+
+
+async def _write_reads(current: _Request) -> None:
+    session: AsyncSession | None = get_aa_scope_state(current.scope, current.session_key)
+    actor = actor_id_of(current.scope)
+    rows = [row for table, t in current.reads for row in _rows(actor, table, "SELECT", [t])]
+    current.reads.clear()
+    try:
+        if session is None:
+            raise LookupError("the request has no primary session")  # a read that used none: a bug of ours
+        await session.execute(sa.insert(_INSERT).values(rows))
+        await session.commit()
+    except Exception as exc:  # the answer is decided; a lost audit row is logged and counted, not a 500
+        FAILURES.inc()
+        log.warning("data_access_log rows not written", extra={"rows": len(rows), "error": type(exc).__name__})
+
+
+def actor_id_of(scope: Scope) -> str:
     return actor_id(principal_of(Request(scope)))
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from litestar import Litestar
 
+from apps.common.access_log_api import CustomerAccessLogController
 from apps.common.http import create_service_app
 from apps.common.topology import BY_NAME
 from apps.customer.controllers import CustomerController
 
 
 def create_app() -> Litestar:
-    return create_service_app(BY_NAME["customer"], controllers=[CustomerController])
+    return create_service_app(BY_NAME["customer"], controllers=[CustomerAccessLogController, CustomerController])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar import Litestar
 
+from apps.common.access_log_api import internal_access_log_controller
 from apps.common.http import create_service_app
 from apps.common.topology import BY_NAME
 from apps.order.clients import dependencies_lifespan
@@ -11,4 +12,8 @@ from apps.order.controllers import OrderController
 
 
 def create_app() -> Litestar:
-    return create_service_app(BY_NAME["order"], controllers=[OrderController], lifespan=[dependencies_lifespan])
+    return create_service_app(
+        BY_NAME["order"],
+        controllers=[OrderController, internal_access_log_controller("order")],
+        lifespan=[dependencies_lifespan],
+    )

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 
+from apps.common.access_log_api import internal_access_log_controller
 from apps.common.http import create_service_app
 from apps.common.topology import BY_NAME
 from apps.returns.clients import orders_lifespan
@@ -23,5 +24,7 @@ async def settings_lifespan(app: Litestar) -> AsyncIterator[None]:
 
 def create_app() -> Litestar:
     return create_service_app(
-        BY_NAME["returns"], controllers=[ReturnController], lifespan=[orders_lifespan, settings_lifespan]
+        BY_NAME["returns"],
+        controllers=[ReturnController, internal_access_log_controller("returns")],
+        lifespan=[orders_lifespan, settings_lifespan],
     )
