@@ -34,6 +34,7 @@ from apps.checkout.rules import (
 )
 from apps.checkout.schemas import lines_to_json
 from apps.checkout.services import CartService, now
+from apps.common.access_log import Touched, log_access, note_read
 from apps.common.errors import InconsistentFields, InvalidField, NotFound, StateConflict, UnknownReference
 from apps.common.responses import from_row
 from outbox.writer import add_event
@@ -141,6 +142,7 @@ class CheckoutService:
             expires_at=at + self.carts.settings.checkout_session_ttl,
         )
         self.session.add(session)
+        await log_access(self.session, "checkout_sessions", "INSERT", [Touched(session.id, session.customer_id)])
         await self.session.commit()
         await self.carts.cache.invalidate(locked.id)  # its lines may carry new prices
         return session
@@ -151,6 +153,8 @@ class CheckoutService:
         if session is None:
             raise NotFound(f"checkout session {checkout_id} not found")
         check_guest_access(session.metadata_.get("guest_token_hash"), token)
+        if not lock:  # a locked read is the start of a change, which logs itself
+            note_read("checkout_sessions", [Touched(session.id, session.customer_id)])
         return session
 
     async def complete(self, checkout_id: uuid.UUID, token: str | None, idempotency_key: str) -> Completed:
@@ -170,6 +174,7 @@ class CheckoutService:
         session.metadata_ = {**session.metadata_, "idempotency_key": idempotency_key}
         cart.status, cart.updated_at = CONVERTED, at
         await add_event(self.session, session.id, _completed(session, is_guest=cart.customer_id is None))
+        await log_access(self.session, "checkout_sessions", "UPDATE", [Touched(session.id, session.customer_id)])
         await self.session.commit()
         await self.carts.cache.invalidate(cart.id)
         return Completed(session, replayed=False)

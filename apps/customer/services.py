@@ -16,6 +16,7 @@ from sqlalchemy import cast, func, select, update
 from sqlalchemy.types import String
 from uuid_utils.compat import uuid7
 
+from apps.common.access_log import Touched, log_access, note_read
 from apps.common.models import utc_now
 from apps.common.repository import error_messages, get_live, not_found, unique
 from apps.customer.events import CustomerRegistered, CustomerUpdated
@@ -99,13 +100,16 @@ class CustomerService:
         with unique("email", _EMAIL_TAKEN, _ERROR_MESSAGES):
             await self.repository.add(customer)  # the flush runs the INSERT; email_index is the unique key
         view = customer_out(customer)  # opens what was just sealed: the round trip is the check
+        await log_access(self.session, "customers", "INSERT", [Touched(customer.id, customer.id)])
         await add_event(self.session, customer.id, _registered(view))
         await self.session.commit()
         return view
 
     async def get(self, customer_id: uuid.UUID) -> CustomerOut:
         """One primary-key look-up (other services call this to check that a customer exists)."""
-        return customer_out(await get_live(self.repository, customer_id, noun="customer"))
+        customer = await get_live(self.repository, customer_id, noun="customer")
+        note_read("customers", [Touched(customer.id, customer.id)])
+        return customer_out(customer)
 
     async def update(self, customer_id: uuid.UUID, changes: CustomerUpdate) -> CustomerOut:
         new_values = _checked(changes)  # before any I/O: a bad field costs no lock
@@ -119,6 +123,7 @@ class CustomerService:
         customer.updated_at = after.updated_at = utc_now()
         with unique("email", _EMAIL_TAKEN, _ERROR_MESSAGES):
             await self.session.flush()  # a new email meets the unique blind index here
+        await log_access(self.session, "customers", "UPDATE", [Touched(customer.id, customer.id)])
         await add_event(self.session, customer.id, _updated(after, changed))
         await self.session.commit()
         return after
@@ -128,7 +133,9 @@ class CustomerService:
         statement = (
             select(CustomerAddress).where(CustomerAddress.customer_id == customer_id).order_by(CustomerAddress.id)
         )
-        return [address_out(a) for a in await self.addresses.get_many(statement=statement)]
+        addresses = await self.addresses.get_many(statement=statement)
+        note_read("customer_addresses", [Touched(a.id, customer_id) for a in addresses])
+        return [address_out(a) for a in addresses]
 
     async def add_address(self, customer_id: uuid.UUID, data: AddressCreate) -> AddressOut:
         """Add an address; with ``is_default`` it replaces the customer's default of that type.
@@ -154,6 +161,7 @@ class CustomerService:
         address.id = int(await self.session.scalar(select(func.nextval(_ADDRESS_ID_SEQUENCE))) or 0)
         seal_address(address, clear)
         await self.addresses.add(address)
+        await log_access(self.session, "customer_addresses", "INSERT", [Touched(address.id, customer_id)])
         await self.session.commit()
         return address_out(address)
 
@@ -169,6 +177,7 @@ class CustomerService:
         if row is None:
             raise not_found("customer", customer_id)
         stats: CustomerStats | None = row[1]
+        note_read("customer_stats", [Touched(customer_id, customer_id)])
         return stats
 
     async def _get_for_write(self, customer_id: uuid.UUID) -> Customer:

@@ -14,6 +14,7 @@ from sqlalchemy import literal, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from uuid_utils.compat import uuid7
 
+from apps.common.access_log import Touched, log_access, note_read
 from apps.common.errors import NotFound, StateConflict, UnknownReference
 from apps.common.pagination import decode_cursor, encode_cursor
 from apps.order.archive import archived
@@ -97,6 +98,7 @@ class OrderService:
             items = await add_pending_order(
                 self.session, order, quote.lines, saga, changed_by=SERVICE, reason="awaiting stock", idempotency=key
             )
+            await log_access(self.session, "orders", "INSERT", [Touched(order_id, order.customer_id)])
             await self.session.commit()
         except IntegrityError:
             # Another request with the same Idempotency-Key committed first: answer as it did.
@@ -120,6 +122,7 @@ class OrderService:
         order = await self.session.get(Order, order_id)
         if order is None:
             return await self._archived(order_id)
+        note_read("orders", [Touched(order.id, order.customer_id)])
         items = (await self._items([order_id])).get(order_id, [])
         return OrderView(order, items, await self.session.get(OrderSaga, order_id))
 
@@ -128,6 +131,7 @@ class OrderService:
         found = await archived(self.session, Order, "id", order_id)
         if not found:
             raise NotFound("order not found")
+        note_read("orders_archive", [Touched(found[0].id, found[0].customer_id)])
         sagas = await archived(self.session, OrderSaga, "order_id", order_id)
         items = await archived(self.session, OrderItem, "order_id", order_id)
         return OrderView(found[0], items, sagas[0] if sagas else None)
@@ -143,6 +147,7 @@ class OrderService:
         query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
         orders = list((await self.session.scalars(query)).all())
         page = orders[:limit]
+        note_read("orders", [Touched(o.id, o.customer_id) for o in page])
         items = await self._items([o.id for o in page])
         sagas = await self._sagas([o.id for o in page])
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(orders) > limit else None
@@ -187,6 +192,7 @@ class OrderService:
             await cancel(self.session, order, items, saga, reason, SERVICE)
         else:
             await advance(self.session, order, target, reason)
+        await log_access(self.session, "orders", "UPDATE", [Touched(order.id, order.customer_id)])
         await self.session.commit()
         return OrderView(order, items, saga)
 

@@ -15,6 +15,7 @@ from sqlalchemy import Select, case, func, literal, select, tuple_
 from sqlalchemy.orm import selectinload
 from uuid_utils.compat import uuid7
 
+from apps.common.access_log import Operation, Touched, log_access, note_read
 from apps.common.errors import NotFound, StateConflict
 from apps.common.models import utc_now
 from apps.common.pagination import decode_cursor, encode_cursor
@@ -130,7 +131,7 @@ class ReturnService:
                 expires_at=saved.expires_at,
             ),
         )
-        return await self._commit_and_read(return_id)
+        return await self._commit_and_read(return_id, "INSERT")
 
     async def approve(self, return_id: uuid.UUID, data: ApproveRequest) -> ReturnRequest:
         """Approve (the refund's flags may be set here); a refund_only return asks for its refund now."""
@@ -217,6 +218,11 @@ class ReturnService:
     # --- reads -------------------------------------------------------------------------------------
 
     async def get(self, return_id: uuid.UUID) -> ReturnRequest:
+        request = await self._read(return_id)
+        note_read("return_requests", [Touched(request.id, request.customer_id)])
+        return request
+
+    async def _read(self, return_id: uuid.UUID) -> ReturnRequest:
         request = await self.session.scalar(_with_items(select(ReturnRequest).where(ReturnRequest.id == return_id)))
         if request is None:
             raise NotFound(f"return {return_id} not found")
@@ -238,6 +244,7 @@ class ReturnService:
         query = query.order_by(ReturnRequest.created_at.desc(), ReturnRequest.id.desc()).limit(limit + 1)
         rows = list((await self.session.scalars(_with_items(query))).all())
         page = rows[:limit]
+        note_read("return_requests", [Touched(r.id, r.customer_id) for r in page])
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
         return page, next_cursor
 
@@ -303,9 +310,12 @@ class ReturnService:
             raise NotFound(f"return {return_id} not found")
         return request
 
-    async def _commit_and_read(self, return_id: uuid.UUID) -> ReturnRequest:
+    async def _commit_and_read(self, return_id: uuid.UUID, operation: Operation = "UPDATE") -> ReturnRequest:
+        changed = await self.session.get(ReturnRequest, return_id)  # locked earlier: no query
+        owner = changed.customer_id if changed is not None else None
+        await log_access(self.session, "return_requests", operation, [Touched(return_id, owner)])
         await self.session.commit()
-        return await self.get(return_id)
+        return await self._read(return_id)
 
 
 def _with_items(statement: Select[tuple[ReturnRequest]]) -> Select[tuple[ReturnRequest]]:
