@@ -14,7 +14,7 @@ import msgspec
 from sqlalchemy import select, update
 from uuid_utils.compat import uuid7
 
-from apps.checkout.events import CheckoutCompleted, CheckoutLine
+from apps.checkout.events import CheckoutAddress, CheckoutCompleted, CheckoutLine, personal_address
 from apps.checkout.models import CartItem, CheckoutSession, ShippingMethod, TaxRate
 from apps.checkout.rules import (
     COMPLETED,
@@ -33,6 +33,7 @@ from apps.checkout.rules import (
     reprice,
 )
 from apps.checkout.schemas import lines_to_json
+from apps.checkout.sealed import opened_addresses, seal_addresses
 from apps.checkout.services import CartService, now
 from apps.common.access_log import Touched, log_access, note_read
 from apps.common.errors import InconsistentFields, InvalidField, NotFound, StateConflict, UnknownReference
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from apps.checkout.schemas import CheckoutCreate
     from apps.checkout.settings import CheckoutSettings
     from apps.common.addresses import Address
+    from apps.common.personal import DataKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,7 @@ class CheckoutService:
             updated_at=at,
             expires_at=at + self.carts.settings.checkout_session_ttl,
         )
+        seal_addresses(session)  # after the id: the envelopes are bound to it
         self.session.add(session)
         await log_access(self.session, "checkout_sessions", "INSERT", [Touched(session.id, session.customer_id)])
         await self.session.commit()
@@ -173,7 +176,8 @@ class CheckoutService:
         session.order_id = uuid7()
         session.metadata_ = {**session.metadata_, "idempotency_key": idempotency_key}
         cart.status, cart.updated_at = CONVERTED, at
-        await add_event(self.session, session.id, _completed(session, is_guest=cart.customer_id is None))
+        key = await self.dependencies.data_keys.for_sealing(session.customer_id)  # the buyer's, for the event
+        await add_event(self.session, session.id, _completed(session, key, is_guest=cart.customer_id is None))
         await log_access(self.session, "checkout_sessions", "UPDATE", [Touched(session.id, session.customer_id)])
         await self.session.commit()
         await self.carts.cache.invalidate(cart.id)
@@ -229,12 +233,18 @@ def _address(
     return {k: v for k, v in fields.items() if k not in ("id", "type")}
 
 
-def _completed(session: CheckoutSession, *, is_guest: bool) -> CheckoutCompleted:
-    """The event from the completed session's columns (its addresses included), with its priced lines."""
+def _completed(session: CheckoutSession, key: DataKey | None, *, is_guest: bool) -> CheckoutCompleted:
+    """The event from the completed session's columns, with its priced lines; its addresses opened from
+    the session's envelopes and sealed again with the buyer's own data key (apps/common/personal.py)."""
     assert session.order_id is not None and session.cart_id is not None and session.completed_at is not None
+    addresses = {
+        column: personal_address(msgspec.convert(address, CheckoutAddress), key, f"{column}.", seal=True)
+        for column, address in opened_addresses(session).items()
+    }
     return from_row(
         CheckoutCompleted,
         session,
+        **addresses,
         checkout_id=session.id,
         is_guest=is_guest,
         lines=msgspec.convert(session.metadata_["lines"], list[CheckoutLine], strict=False),

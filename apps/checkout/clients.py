@@ -3,9 +3,11 @@ addresses): apps.common.dependencies' shared calls, plus the saved addresses onl
 
 from __future__ import annotations
 
+import functools
 import os
 
 from apps.common.addresses import AddressFields
+from apps.common.data_keys import DataKeys
 from apps.common.dependencies import CatalogAndCustomers, catalog_and_customers_lifespan
 
 TIMEOUT_S = float(os.environ.get("CHECKOUT_DEPENDENCY_TIMEOUT_S", "2.0"))
@@ -19,6 +21,11 @@ class SavedAddress(AddressFields, frozen=True, kw_only=True):
 
 
 class Dependencies(CatalogAndCustomers):
+    @functools.cached_property
+    def data_keys(self) -> DataKeys:
+        """Buyers' data keys for checkout.completed, cached for the process (apps/common/data_keys.py)."""
+        return DataKeys(self.customers)
+
     async def addresses(self, customer_id: str) -> list[SavedAddress] | None:
         """The customer's saved addresses (the seed's GetCustomerAddresses); None for an unknown customer."""
         status, content = await self.customers.get(f"/api/customers/{customer_id}/addresses")

@@ -8,6 +8,7 @@ import uuid
 from decimal import Decimal
 
 from apps.common.addresses import AddressFields
+from apps.common.personal import ADDRESS_FIELDS, DataKey, opened_struct, sealed_struct
 from apps.common.pricing import PricedLine
 from outbox.events import Event, event
 
@@ -21,7 +22,7 @@ class CheckoutAddress(AddressFields, frozen=True, kw_only=True):
 
 
 @event("checkout.completed", version=1, aggregate="checkout")
-class CheckoutCompleted(Event, frozen=True, kw_only=True):
+class CheckoutCompletedV1(Event, frozen=True, kw_only=True):
     """A buyer completed a checkout: everything the order service needs to create the order.
 
     ``customer_id`` is the seed's orders.customer_id: the customer's id, or for a guest the cart's
@@ -49,3 +50,17 @@ class CheckoutCompleted(Event, frozen=True, kw_only=True):
     discount_amount: Decimal
     total_amount: Decimal
     completed_at: dt.datetime
+
+
+@event("checkout.completed", version=2, aggregate="checkout")
+class CheckoutCompleted(CheckoutCompletedV1, frozen=True, kw_only=True):
+    """v2: the same fields, with every line of both addresses but the country sealed with the buyer's data
+    key (``pd1:...``, apps/common/personal.py; the subject is ``customer_id``, a guest's ``cs_...`` id
+    included; field names ``shipping_address.city`` etc.). Consumers open them with that key
+    (apps/common/data_keys.py); once it is destroyed (erasure) they read ``[erased]``."""
+
+
+def personal_address(address: CheckoutAddress, key: DataKey | None, prefix: str, *, seal: bool) -> CheckoutAddress:
+    """``address`` with its personal lines sealed (``seal``) or opened with ``key`` (None: destroyed)."""
+    change = sealed_struct if seal else opened_struct
+    return change(address, key, ADDRESS_FIELDS, prefix)

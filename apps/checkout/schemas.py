@@ -13,6 +13,7 @@ from litestar.openapi.spec import OpenAPIType, Schema
 from msgspec import Meta
 
 from apps.checkout.rules import MAX_QUANTITY
+from apps.checkout.sealed import opened_addresses
 from apps.common.addresses import Address
 from apps.common.pricing import PricedLine
 from apps.common.responses import from_row
@@ -155,7 +156,7 @@ def to_checkout_out(session: CheckoutSession, status: str) -> CheckoutOut:
     """The session's columns, its priced lines from its metadata, and ``status`` as of now (an expired
     session still says initialized in its row)."""
     lines = msgspec.convert(session.metadata_.get("lines", []), list[CheckoutLineOut], strict=False)
-    return from_row(CheckoutOut, session, status=status, items=lines)
+    return from_row(CheckoutOut, session, status=status, items=lines, **opened_addresses(session))
 
 
 def _present(field: str, json_type: OpenAPIType) -> Schema:

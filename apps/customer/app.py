@@ -8,7 +8,10 @@ from apps.common.access_log_api import CustomerAccessLogController
 from apps.common.http import create_service_app
 from apps.common.topology import BY_NAME
 from apps.customer.controllers import CustomerController
+from apps.customer.data_keys import DataKeyController
 
 
 def create_app() -> Litestar:
-    return create_service_app(BY_NAME["customer"], controllers=[CustomerAccessLogController, CustomerController])
+    return create_service_app(
+        BY_NAME["customer"], controllers=[CustomerAccessLogController, CustomerController, DataKeyController]
+    )

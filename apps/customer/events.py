@@ -2,8 +2,11 @@
 
 Personal data is kept to what consumers need to recognise and address a customer: id, email, first and
 last name. Phone, date of birth, gender and addresses never enter an event: Kafka keeps events for a year
-and every consumer copies them, so whatever is published cannot be erased in one place. Consumers that
-need more ask the API (GET /api/customers/{id}, /addresses).
+and every consumer copies them. Consumers that need more ask the API (GET /api/customers/{id}, /addresses).
+From version 2 on, email, first_name and last_name are personal-data envelopes sealed with the customer's
+own data key (``pd1:...``, apps/common/personal.py): the erasure destroys that key, and every copy of
+these fields, in Kafka and in any consumer's store, stops opening. Version 1 messages (clear values)
+remain in the topics until retention removes them.
 
 customer.updated carries the same fields' state after the change rather than a diff, so a consumer can
 build its projection from any single event, and a replay or a redelivery converges on the same state.
@@ -17,7 +20,17 @@ import uuid
 
 from outbox.events import Event, event
 
-__all__ = ["CustomerErased", "CustomerRegistered", "CustomerUpdated"]
+__all__ = [
+    "PERSONAL_FIELDS",
+    "CustomerErased",
+    "CustomerRegistered",
+    "CustomerRegisteredV1",
+    "CustomerUpdated",
+    "CustomerUpdatedV1",
+]
+
+# Sealed per person from version 2 on (the field names are the envelopes' associated data).
+PERSONAL_FIELDS = ("email", "first_name", "last_name")
 
 
 class _CustomerState(Event, frozen=True, kw_only=True):
@@ -29,14 +42,14 @@ class _CustomerState(Event, frozen=True, kw_only=True):
 
 
 @event("customer.registered", version=1, aggregate="customer")
-class CustomerRegistered(_CustomerState, frozen=True, kw_only=True):
+class CustomerRegisteredV1(_CustomerState, frozen=True, kw_only=True):
     """A customer registered."""
 
     created_at: dt.datetime
 
 
 @event("customer.updated", version=1, aggregate="customer")
-class CustomerUpdated(_CustomerState, frozen=True, kw_only=True):
+class CustomerUpdatedV1(_CustomerState, frozen=True, kw_only=True):
     """A customer changed; the payload is the published fields' state after the change."""
 
     status: str
@@ -44,6 +57,17 @@ class CustomerUpdated(_CustomerState, frozen=True, kw_only=True):
     # (a phone change reads ["phone"]): consumers learn that something changed, never the value.
     changed: tuple[str, ...] = ()
     updated_at: dt.datetime
+
+
+@event("customer.registered", version=2, aggregate="customer")
+class CustomerRegistered(CustomerRegisteredV1, frozen=True, kw_only=True):
+    """v2: the same fields, with email, first_name and last_name sealed with the customer's data key."""
+
+
+@event("customer.updated", version=2, aggregate="customer")
+class CustomerUpdated(CustomerUpdatedV1, frozen=True, kw_only=True):
+    """v2: the same fields, with email, first_name and last_name sealed with the customer's data key
+    (``[erased]`` once the key is destroyed)."""
 
 
 @event("customer.erased", version=1, aggregate="customer")

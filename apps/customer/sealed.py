@@ -14,6 +14,7 @@ import functools
 from typing import TYPE_CHECKING, Final
 
 from apps.common.crypto import KeyringFile, associated_data, keyring_path
+from apps.common.personal import ADDRESS_FIELDS
 from apps.customer.schemas import AddressOut, CustomerOut
 
 if TYPE_CHECKING:
@@ -33,17 +34,7 @@ __all__ = [
 
 SERVICE: Final = "customer"
 CUSTOMER_COLUMNS: Final = ("email", "phone", "date_of_birth")
-ADDRESS_COLUMNS: Final = (
-    "first_name",
-    "last_name",
-    "company",
-    "address_line1",
-    "address_line2",
-    "city",
-    "state",
-    "postal_code",
-    "phone",
-)
+ADDRESS_COLUMNS: Final = ADDRESS_FIELDS
 
 
 @functools.cache

@@ -18,8 +18,10 @@ from uuid_utils.compat import uuid7
 
 from apps.common.access_log import Touched, log_access, note_read
 from apps.common.models import utc_now
+from apps.common.personal import DataKey, sealed_struct
 from apps.common.repository import error_messages, get_live, not_found, unique
-from apps.customer.events import CustomerRegistered, CustomerUpdated
+from apps.customer.data_keys import data_key_or_none
+from apps.customer.events import PERSONAL_FIELDS, CustomerRegistered, CustomerUpdated
 from apps.customer.models import Customer, CustomerAddress, CustomerStats
 from apps.customer.rules import (
     ACTIVE,
@@ -101,7 +103,8 @@ class CustomerService:
             await self.repository.add(customer)  # the flush runs the INSERT; email_index is the unique key
         view = customer_out(customer)  # opens what was just sealed: the round trip is the check
         await log_access(self.session, "customers", "INSERT", [Touched(customer.id, customer.id)])
-        await add_event(self.session, customer.id, _registered(view))
+        key = await data_key_or_none(self.session, str(customer.id))
+        await add_event(self.session, customer.id, _registered(view, key))
         await self.session.commit()
         return view
 
@@ -124,7 +127,8 @@ class CustomerService:
         with unique("email", _EMAIL_TAKEN, _ERROR_MESSAGES):
             await self.session.flush()  # a new email meets the unique blind index here
         await log_access(self.session, "customers", "UPDATE", [Touched(customer.id, customer.id)])
-        await add_event(self.session, customer.id, _updated(after, changed))
+        key = await data_key_or_none(self.session, str(customer.id))
+        await add_event(self.session, customer.id, _updated(after, changed, key))
         await self.session.commit()
         return after
 
@@ -235,11 +239,12 @@ def _new_address(customer_id: uuid.UUID, data: AddressCreate) -> tuple[CustomerA
     return address, clear
 
 
-def _registered(customer: CustomerOut) -> CustomerRegistered:
-    # The event's fields are the view's attributes of that name (only the published ones).
-    return msgspec.convert(customer, CustomerRegistered, from_attributes=True)
+def _registered(customer: CustomerOut, key: DataKey | None) -> CustomerRegistered:
+    # The event's fields are the view's attributes of that name (only the published ones), the personal
+    # ones sealed with the customer's own data key (apps/common/personal.py).
+    return sealed_struct(msgspec.convert(customer, CustomerRegistered, from_attributes=True), key, PERSONAL_FIELDS)
 
 
-def _updated(customer: CustomerOut, changed: Sequence[str]) -> CustomerUpdated:
+def _updated(customer: CustomerOut, changed: Sequence[str], key: DataKey | None) -> CustomerUpdated:
     snapshot = msgspec.convert(customer, CustomerUpdated, from_attributes=True)
-    return msgspec.structs.replace(snapshot, changed=tuple(changed))
+    return sealed_struct(msgspec.structs.replace(snapshot, changed=tuple(changed)), key, PERSONAL_FIELDS)

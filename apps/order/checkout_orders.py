@@ -13,23 +13,29 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from apps.checkout.events import personal_address
+from apps.common.data_keys import consumer_data_keys
+from apps.common.personal import ADDRESS_FIELDS, subjects_of
 from apps.order.models import Order
 from apps.order.rules import PENDING, order_number
 from apps.order.saga_state import OrderSaga
+from apps.order.sealed import seal_addresses
 from apps.order.transitions import SAGA, add_pending_order, amounts
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from apps.checkout.events import CheckoutCompleted
+    from apps.checkout.events import CheckoutAddress, CheckoutCompleted
 
 CHECKOUT_SERVICE = "checkout-service"
+_COLUMNS = ("shipping_address", "billing_address")
 
 
 async def create_from_checkout(session: AsyncSession, event: CheckoutCompleted) -> bool:
     """Create the checkout's order, its saga row and order.created; False if it exists already."""
     if await session.get(Order, event.order_id) is not None:
         return False
+    shipping, billing = await _opened_addresses(event)
     now = dt.datetime.now(dt.UTC)
     order = Order(
         id=event.order_id,
@@ -38,8 +44,8 @@ async def create_from_checkout(session: AsyncSession, event: CheckoutCompleted) 
         status=PENDING,
         payment_method=event.payment_method_type[:50],
         payment_status="pending",
-        shipping_address=msgspec.to_builtins(event.shipping_address),
-        billing_address=msgspec.to_builtins(event.billing_address),
+        shipping_address=msgspec.to_builtins(shipping),
+        billing_address=msgspec.to_builtins(billing),
         metadata_={
             "checkout_id": str(event.checkout_id),
             "cart_id": str(event.cart_id),
@@ -51,6 +57,7 @@ async def create_from_checkout(session: AsyncSession, event: CheckoutCompleted) 
         source_service=CHECKOUT_SERVICE,
         **amounts(event),
     )
+    seal_addresses(order)  # at rest under the order service's own keyring
     saga = OrderSaga(
         order_id=order.id,
         checkout_id=event.checkout_id,
@@ -61,3 +68,17 @@ async def create_from_checkout(session: AsyncSession, event: CheckoutCompleted) 
     )
     await add_pending_order(session, order, event.lines, saga, changed_by=SAGA, reason="checkout completed")
     return True
+
+
+async def _opened_addresses(event: CheckoutCompleted) -> tuple[CheckoutAddress, CheckoutAddress]:
+    """The event's addresses in clear: v2 seals them with the buyer's data key (the customer service
+    hands it out); a destroyed key (the buyer was erased) leaves ``[erased]`` in each sealed line, and
+    the order is created all the same. v1 events carry them in clear."""
+    addresses = (event.shipping_address, event.billing_address)
+    if not subjects_of(getattr(a, f) for a in addresses for f in ADDRESS_FIELDS):
+        return addresses
+    key = await (await consumer_data_keys()).for_opening(event.customer_id)
+    shipping, billing = (
+        personal_address(a, key, f"{c}.", seal=False) for a, c in zip(addresses, _COLUMNS, strict=True)
+    )
+    return shipping, billing

@@ -19,6 +19,7 @@ from apps.common.fields import NO_NUL_PATTERN
 from apps.common.pricing import PricedLine
 from apps.common.responses import from_row
 from apps.order.rules import STATUSES
+from apps.order.sealed import opened_addresses
 
 if TYPE_CHECKING:
     from apps.order.services import OrderView
@@ -100,4 +101,5 @@ def to_order_out(view: OrderView) -> OrderOut:
         waiting_on=saga.waiting_on if saga else None,
         waiting_until=saga.deadline_at if saga else None,
         items=[from_row(OrderLineOut, i, sku=i.product_sku, name=i.product_name) for i in view.items],
+        **opened_addresses(view.order),
     )

@@ -31,6 +31,7 @@ from apps.order.rules import (
     price_order,
 )
 from apps.order.saga_state import OrderSaga
+from apps.order.sealed import seal_addresses
 from apps.order.transitions import SERVICE, IdempotencyRecord, add_pending_order, advance, amounts, cancel
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ class OrderService:
             source_service=SERVICE,
             **amounts(quote),
         )
+        seal_addresses(order)  # in Python, before the single INSERT statement (transitions._PLACE)
         # No payment method through this API: the saga waits on the reservation only.
         saga = OrderSaga(order_id=order_id, payment_attempts=0, created_at=now)
         key = IdempotencyRecord(idempotency_key, request_hash) if idempotency_key is not None else None

@@ -21,10 +21,12 @@ from litestar.testing import AsyncTestClient
 from apps.common.http import MAX_BODY_BYTES
 from apps.common.topology import topic_for
 from apps.customer.app import create_app
+from apps.customer.events import PERSONAL_FIELDS
 from apps.customer.sealed import email_index, open_value
 from tests.support.db import db_fixture, outbox_fails_at_commit
 from tests.support.http import authorized
 from tests.support.kafka import Received, TopicTail
+from tests.support.personal import opened as open_payload
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -67,9 +69,15 @@ async def customers_with_email(db: asyncpg.Connection, email: str) -> int:
 
 
 async def events_with_email(db: asyncpg.Connection, email: str) -> int:
-    return int(
-        await db.fetchval("SELECT count(*) FROM event_store WHERE lower(event_data->>'email') = lower($1)", email)
+    """Events whose email is this one: in clear (none should be), or sealed with a customer's data key."""
+    clear = await db.fetchval("SELECT count(*) FROM event_store WHERE lower(event_data->>'email') = lower($1)", email)
+    rows = await db.fetch(
+        "SELECT e.aggregate_id, e.event_data FROM event_store e JOIN customers c ON c.id = e.aggregate_id "
+        "WHERE c.email_index = $1 AND e.event_data ? 'email'",
+        email_index(email.lower()),
     )
+    sealed = [await open_payload(json.loads(r["event_data"]), ["email"], str(r["aggregate_id"])) for r in rows]
+    return int(clear) + sum(1 for payload in sealed if payload["email"] == email.lower())
 
 
 async def events_of(db: asyncpg.Connection, customer_id: str) -> list[asyncpg.Record]:
@@ -120,9 +128,9 @@ async def test_register_answers_201_with_the_customer_and_writes_customer_regist
     assert (*opened, row["status"]) == (email, "+442079460958", "active")
 
     [event] = await events_of(db, customer["id"])
-    assert (event["event_type"], event["event_version"], event["schema_version"]) == ("customer.registered", 1, 1)
+    assert (event["event_type"], event["event_version"], event["schema_version"]) == ("customer.registered", 1, 2)
     assert event["aggregate_type"] == "customer"
-    payload = json.loads(event["event_data"])
+    payload = await open_payload(json.loads(event["event_data"]), PERSONAL_FIELDS, customer["id"])
     # Minimal personal data: no phone (nor anything else the API did not list) in the event.
     assert set(payload) == {"id", "email", "first_name", "last_name", "created_at"}
     assert (payload["id"], payload["email"], payload["first_name"]) == (customer["id"], email, "Ada")
@@ -216,7 +224,7 @@ async def test_patch_changes_only_the_given_fields_and_writes_customer_updated(
         ("customer.registered", 1),
         ("customer.updated", 2),
     ]
-    payload = json.loads(events[1]["event_data"])
+    payload = await open_payload(json.loads(events[1]["event_data"]), PERSONAL_FIELDS, customer["id"])
     assert payload["changed"] == ["email", "last_name"]
     assert (payload["email"], payload["first_name"], payload["last_name"], payload["status"]) == (
         new,
@@ -541,9 +549,9 @@ async def test_customer_registered_reaches_kafka_keyed_by_customer_id(client: Cl
     assert record.topic == "commerce.customer"
     assert record.headers["event_type"] == "customer.registered"
     assert record.headers["event_version"] == "1"
-    assert record.headers["schema_version"] == "1"
+    assert record.headers["schema_version"] == "2"
     assert record.headers["aggregate_type"] == "customer"
-    payload = json.loads(record.value)
+    payload = await open_payload(json.loads(record.value), PERSONAL_FIELDS, customer["id"])
     assert (payload["id"], payload["email"], payload["first_name"], payload["last_name"]) == (
         customer["id"],
         customer["email"],
@@ -555,7 +563,10 @@ async def test_customer_registered_reaches_kafka_keyed_by_customer_id(client: Cl
 async def test_a_failed_commit_answers_an_error_and_leaves_no_customer(client: Client, db: asyncpg.Connection) -> None:
     """The outbox insert fails AT COMMIT, after the handler has done its work: no 201, no row."""
     email = new_email()
-    async with outbox_fails_at_commit(db, "email", email):
+    # The event carries the email sealed: the trigger finds the customer row by its blind index instead.
+    index = email_index(email.lower()).hex()
+    sealed_email = f"EXISTS (SELECT 1 FROM customers WHERE id = NEW.aggregate_id AND email_index = '\\x{index}')"
+    async with outbox_fails_at_commit(db, "email", email, condition=sealed_email):
         response = await client.post("/api/customers", json=customer_body(email=email))
 
     assert response.status_code >= 500, response.text

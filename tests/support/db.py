@@ -42,8 +42,11 @@ def db_fixture(service: str) -> Callable[..., Any]:
 
 
 @contextlib.asynccontextmanager
-async def outbox_fails_at_commit(conn: asyncpg.Connection, field: str, value: str) -> AsyncIterator[None]:
-    """Make this database refuse, AT COMMIT, any outbox row whose event_data[field] equals value.
+async def outbox_fails_at_commit(
+    conn: asyncpg.Connection, field: str, value: str, *, condition: str | None = None
+) -> AsyncIterator[None]:
+    """Make this database refuse, AT COMMIT, any outbox row whose event_data[field] equals value (or, given
+    ``condition``, a SQL test of NEW: for a field the event carries sealed, apps/common/personal.py).
 
     A deferred constraint trigger runs at COMMIT, so the flush, add_event and every INSERT succeed first:
     exactly the case an autocommit-after-response handler would have answered with a 2xx. The function and
@@ -54,7 +57,7 @@ async def outbox_fails_at_commit(conn: asyncpg.Connection, field: str, value: st
         f"""
         CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            IF NEW.event_data->>'{field}' = '{value}' THEN
+            IF {condition or f"NEW.event_data->>'{field}' = '{value}'"} THEN
                 RAISE EXCEPTION 'outbox refused at commit (test)';
             END IF;
             RETURN NULL;

@@ -1,0 +1,82 @@
+"""Each person's data key as another service gets it: from the customer service, cached briefly.
+
+Producers of events with personal fields (the checkout service) ask with POST, which makes the key on
+first use; consumers that need a clear value (the order service, turning checkout.completed into an
+order) ask with GET. Both go through the service-only route /api/internal/data-keys/{subject}
+(apps/customer/data_keys.py) with the calling service's own token (apps/common/service_client.py).
+A key is kept in process for ``TTL_S``: an erasure reaches every process within that time; a destroyed
+key (410) or one never made (404) is remembered as None (both mean: the values are erased for good).
+Any other failure raises DependencyUnavailable, so a consumer retries rather than erasing by mistake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+
+from apps.common.personal import DataKey, unwrap_data_key
+from apps.common.service_client import ServiceClient, open_service_client
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["TTL_S", "DataKeys", "consumer_data_keys"]
+
+TTL_S: Final = 30.0
+PATH: Final = "/api/internal/data-keys/"
+_GONE: Final = frozenset({404, 410})
+
+
+class _KeyBody(msgspec.Struct):
+    subject: str
+    kid: str
+    key: str
+
+
+class DataKeys:
+    def __init__(self, customers: ServiceClient, *, ttl_s: float = TTL_S) -> None:
+        self.customers = customers
+        self.ttl_s = ttl_s
+        self._cache: dict[tuple[str, bool], tuple[float, DataKey | None]] = {}
+
+    async def for_sealing(self, subject: str) -> DataKey | None:
+        """The subject's key, made on first use; None once destroyed (seal nothing: publish ERASED)."""
+        return await self._get(subject, create=True)
+
+    async def for_opening(self, subject: str) -> DataKey | None:
+        """The subject's key; None when it is destroyed or was never made (the values read as ERASED)."""
+        return await self._get(subject, create=False)
+
+    async def _get(self, subject: str, *, create: bool) -> DataKey | None:
+        now = time.monotonic()
+        cached = self._cache.get((subject, create))
+        if cached is not None and (cached[0] > now or cached[1] is None):
+            return cached[1]
+        if create:
+            status, content = await self.customers.post_json(PATH + subject, {})
+        else:
+            status, content = await self.customers.get(PATH + subject)
+        key = None if status in _GONE else _decoded(self.customers, status, content)
+        self._cache[(subject, create)] = (now + self.ttl_s, key)
+        return key
+
+
+def _decoded(client: ServiceClient, status: int, content: bytes) -> DataKey:
+    body = client.decode(status, content, _KeyBody)
+    return unwrap_data_key(body.subject, body.kid, body.key)
+
+
+_consumer: dict[int, tuple[aiohttp.ClientSession, DataKeys]] = {}
+
+
+async def consumer_data_keys() -> DataKeys:
+    """The consumer process's client (one per event loop), opened on first use and kept for the process."""
+    loop = id(asyncio.get_running_loop())
+    found = _consumer.get(loop)
+    if found is None:
+        session = await open_service_client("customer", timeout_s=2.0, pool_size=4).__aenter__()
+        found = _consumer[loop] = (session, DataKeys(ServiceClient("customer", session)))
+    return found[1]

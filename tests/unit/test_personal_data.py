@@ -1,0 +1,118 @@
+"""Per-person envelopes (apps/common/personal.py), the event helpers built on them and the JSON address
+sealing of apps/common/sealed_tables.py: pure logic, no I/O."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import msgspec
+import pytest
+
+from apps.checkout.events import CheckoutAddress, personal_address
+from apps.common.crypto import CryptoError, associated_data, generate_keyring, key_id, open_envelope
+from apps.common.personal import (
+    ADDRESS_FIELDS,
+    ERASED,
+    envelope_subject,
+    is_personal_envelope,
+    new_data_key,
+    open_personal,
+    opened_struct,
+    seal_personal,
+    sealed_struct,
+    subjects_of,
+    unwrap_data_key,
+    wrap_data_key,
+)
+from apps.common.sealed_tables import SealedTable, _resealed_row, _stale, seal_json_fields
+from apps.customer.events import PERSONAL_FIELDS, CustomerRegistered
+
+SUBJECT = str(uuid.UUID(int=7))
+ADDRESS = CheckoutAddress(
+    first_name="Ada", last_name="Lovelace", address_line1="12 St James's Square", city="London", country="GB"
+)
+
+
+def test_a_sealed_value_carries_no_clear_text_and_is_bound_to_field_and_person() -> None:
+    key = new_data_key(SUBJECT)
+    envelope = seal_personal(key, "email", "ada@example.com")
+    assert "ada" not in envelope and envelope.startswith(f"pd1:{SUBJECT}:{key.kid}:")
+    assert envelope_subject(envelope) == (SUBJECT, key.kid) and is_personal_envelope(envelope)
+    assert open_personal(key, "email", envelope) == "ada@example.com"
+    with pytest.raises(CryptoError, match="does not open"):
+        open_personal(key, "first_name", envelope)  # moved to another field
+    other = new_data_key("cs_" + "a" * 32)
+    with pytest.raises(CryptoError, match="offered to the key"):
+        open_personal(other, "email", envelope)  # another person's key
+    tampered = envelope[:-4] + ("AAAA" if not envelope.endswith("AAAA") else "BBBB")
+    with pytest.raises(CryptoError):
+        open_personal(key, "email", tampered)
+
+
+def test_a_destroyed_key_reads_as_erased_and_clear_values_pass_through() -> None:
+    envelope = seal_personal(new_data_key(SUBJECT), "email", "ada@example.com")
+    assert open_personal(None, "email", envelope) == ERASED
+    assert open_personal(None, "email", "ada@example.com") == "ada@example.com"  # a v1 event's clear value
+    assert envelope_subject("v1:k1:abc:def") is None and not is_personal_envelope(None)
+
+
+def test_subjects_must_be_safe_and_keys_round_trip_as_text() -> None:
+    with pytest.raises(CryptoError):
+        new_data_key("a:b")
+    key = new_data_key("cs_" + "0" * 32)
+    assert unwrap_data_key(key.subject, key.kid, wrap_data_key(key)) == key
+    assert "key=" not in repr(key)  # a key never lands in a log
+    with pytest.raises(CryptoError):
+        unwrap_data_key(key.subject, key.kid, "c2hvcnQ=")
+
+
+def test_an_event_struct_round_trips_and_erases_without_its_key() -> None:
+    key = new_data_key(SUBJECT)
+    event = CustomerRegistered(
+        id=uuid.UUID(SUBJECT),
+        email="ada@example.com",
+        first_name="Ada",
+        last_name="L",
+        created_at=dt.datetime.now(dt.UTC),
+    )
+    sealed = sealed_struct(event, key, PERSONAL_FIELDS)
+    assert all(is_personal_envelope(getattr(sealed, f)) for f in PERSONAL_FIELDS)
+    assert subjects_of(getattr(sealed, f) for f in PERSONAL_FIELDS) == {SUBJECT}
+    assert opened_struct(sealed, key, PERSONAL_FIELDS) == event
+    assert {getattr(opened_struct(sealed, None, PERSONAL_FIELDS), f) for f in PERSONAL_FIELDS} == {ERASED}
+    assert {getattr(sealed_struct(event, None, PERSONAL_FIELDS), f) for f in PERSONAL_FIELDS} == {ERASED}
+
+
+def test_an_address_keeps_its_country_and_nulls_and_seals_every_line() -> None:
+    key = new_data_key(SUBJECT)
+    sealed = personal_address(ADDRESS, key, "shipping_address.", seal=True)
+    assert sealed.country == "GB" and sealed.company is None
+    assert all(is_personal_envelope(getattr(sealed, f)) for f in ADDRESS_FIELDS if getattr(ADDRESS, f) is not None)
+    assert personal_address(sealed, key, "shipping_address.", seal=False) == ADDRESS
+    with pytest.raises(CryptoError):
+        personal_address(sealed, key, "billing_address.", seal=False)  # the shipping lines, as billing
+    erased = personal_address(sealed, None, "shipping_address.", seal=False)
+    assert erased.city == ERASED and erased.country == "GB"
+
+
+def test_json_address_sealing_at_rest_is_bound_to_row_and_resealed_by_rotation() -> None:
+    ring = generate_keyring()
+    clear = msgspec.to_builtins(ADDRESS)
+    sealed = seal_json_fields(ring, "order", "orders", "shipping_address", 1, clear, ADDRESS_FIELDS)
+    assert isinstance(sealed, dict) and sealed["country"] == "GB" and key_id(sealed["city"]) == ring.current
+    assert seal_json_fields(ring, "order", "orders", "shipping_address", 1, None, ADDRESS_FIELDS) is None
+    rotated = ring.with_new_current("k2")
+    spec = SealedTable("orders", ("shipping_address",), json_fields=ADDRESS_FIELDS)
+    params = _resealed_row(rotated, "order", spec, (1, sealed))
+    again = msgspec.json.decode(str(params["shipping_address"]))
+    assert key_id(again["city"]) == "k2" and again["country"] == "GB"
+    assert "jsonb_each_text(shipping_address)" in _stale(spec)
+
+
+def test_the_row_is_in_the_associated_data() -> None:
+    ring = generate_keyring()
+    sealed = seal_json_fields(ring, "order", "orders", "shipping_address", 1, {"city": "Paris"}, ("city",))
+    assert isinstance(sealed, dict)
+    with pytest.raises(CryptoError):
+        open_envelope(ring, sealed["city"], associated_data("order", "orders", "shipping_address.city", 2))
