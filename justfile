@@ -87,9 +87,9 @@ retention *args:
 jobs *args:
     {{python}} -m infra.jobs "$@"
 
-# The customer service's encryption keys: `just keys status|rotate|reseal|retire KID` (rotate re-encrypts in batches)
+# A service's encryption keys: `just keys [SERVICE] status|rotate|reseal|retire KID` (customer, order, checkout; default customer; rotate re-encrypts in batches)
 keys *args:
-    {{python}} -m apps.customer.keys "$@"
+    {{python}} -m apps.common.sealed_tables "$@"
 
 # Dumps per service (`just backup [SERVICE...]` -> backups/), or pgBackRest: `just backup --full|--incr|--info`
 backup *args:
