@@ -20,7 +20,7 @@ from apps.common.access_log import DataAccessLogMixin
 from apps.common.models import ServiceBase
 
 
-class Base(ServiceBase, bind_key="checkout"):
+class Base(ServiceBase, bind_key="checkout", inbox=True):
     """Every checkout table lives on this service's own metadata, next to its outbox tables."""
 
 

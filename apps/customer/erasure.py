@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 from sqlalchemy import select
 
+from apps.common.access_log import Touched, log_access
 from apps.common.models import utc_now
 from apps.common.repository import not_found
+from apps.customer.data_keys import destroy_data_key
 from apps.customer.events import CustomerErased
 from apps.customer.models import Customer, CustomerAddress
 from apps.customer.sealed import ADDRESS_COLUMNS, seal_address, seal_email, seal_phone
@@ -97,22 +99,28 @@ class CustomerErasure:
             return _answer(customer.id, customer.deleted_at)  # done before: nothing new is written or sent
         now = utc_now()
         anonymise_customer(customer, now)
-        await self._clear_addresses(customer_id, now)
+        addresses = await self._clear_addresses(customer_id, now)
         await self.session.flush()
+        await log_access(self.session, "customers", "UPDATE", [Touched(customer.id, customer.id)])
+        await log_access(self.session, "customer_addresses", "UPDATE", [Touched(a, customer.id) for a in addresses])
         await add_event(self.session, customer.id, CustomerErased(id=customer.id, erased_at=now))
-        # WIRE-IN (S): await destroy_data_key(self.session, str(customer.id))
+        await destroy_data_key(self.session, str(customer.id))
         await self.session.commit()
         return _answer(customer.id, now)
 
-    async def _clear_addresses(self, customer_id: uuid.UUID, now: dt.datetime) -> None:
+    async def _clear_addresses(self, customer_id: uuid.UUID, now: dt.datetime) -> list[int]:
+        """Every address of the customer anonymised (in memory; flushed with the customer): their ids."""
         addresses = await self.session.scalars(
             select(CustomerAddress).where(CustomerAddress.customer_id == customer_id).with_for_update()
         )
         lines = anonymised_address_lines()
+        cleared = []
         for address in addresses:
             seal_address(address, lines)
             address.is_default = False
             address.updated_at = now
+            cleared.append(address.id)
+        return cleared
 
 
 def _answer(customer_id: uuid.UUID, erased_at: dt.datetime) -> ErasureOut:
