@@ -14,6 +14,7 @@ from litestar.params import FromPath, QueryParameter
 from apps.analytics.rules import CURRENCY_PATTERN, DEFAULT_WINDOW_DAYS, MAX_WINDOW_DAYS
 from apps.analytics.schemas import DailySalesOut, ProductSalesOut, to_daily_sales_out, to_product_sales_out
 from apps.analytics.services import SalesService
+from apps.common.auth import allow
 from apps.common.read_routing import replica_reads
 
 __all__ = ["SalesController"]
@@ -35,6 +36,7 @@ class SalesController(Controller):
 
     path = "/api/analytics"
     tags = ["analytics"]
+    guards = [allow("staff")]  # sales reports: the back office
     # Reports: every endpoint may read from the replica (apps/common/read_routing.py says when it does).
     dependencies = {"sales": replica_reads(SalesService)}
 

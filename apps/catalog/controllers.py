@@ -22,6 +22,7 @@ from apps.catalog.schemas import (
     to_valid_product,
 )
 from apps.catalog.services import ProductService
+from apps.common.auth import allow, public
 from apps.common.pagination import Cursor
 from apps.common.providers import create_service_provider
 from apps.common.read_routing import replica_reads
@@ -32,6 +33,7 @@ __all__ = ["ProductController"]
 Products: TypeAlias = NamedDependency[ProductService]
 
 DEFAULT_PAGE_SIZE = 20
+BROWSING = public("catalog browsing")
 MAX_PAGE_SIZE = 100
 
 
@@ -42,29 +44,30 @@ class ProductController(Controller):
     tags = ["products"]
     dependencies = {"products": create_service_provider(ProductService)}
 
-    @post(status_code=HTTP_201_CREATED)
+    @post(status_code=HTTP_201_CREATED, guards=[allow("admin")])
     async def create_product(self, data: JSONBody[ProductCreate], products: Products) -> ProductOut:
         """Create a product; 409 if its sku is taken (also by a deleted product)."""
         return to_product_out(await products.create(data))
 
-    @get("/{product_id:uuid}")
+    @get("/{product_id:uuid}", guards=[BROWSING])
     async def get_product(self, product_id: FromPath[uuid.UUID], products: Products) -> ProductOut:
         """One product; 404 if unknown or deleted."""
         return to_product_out(await products.get(product_id))
 
-    @patch("/{product_id:uuid}")
+    @patch("/{product_id:uuid}", guards=[allow("admin")])
     async def update_product(
         self, product_id: FromPath[uuid.UUID], data: JSONBody[ProductUpdate], products: Products
     ) -> ProductOut:
         """Change some fields of a product."""
         return to_product_out(await products.update(product_id, data))
 
-    @delete("/{product_id:uuid}", status_code=HTTP_204_NO_CONTENT)
+    @delete("/{product_id:uuid}", status_code=HTTP_204_NO_CONTENT, guards=[allow("admin")])
     async def delete_product(self, product_id: FromPath[uuid.UUID], products: Products) -> None:
         """Withdraw a product (soft delete)."""
         await products.delete(product_id)
 
-    @get(dependencies={"products": replica_reads(ProductService)})  # a listing: the replica may serve it
+    # A listing: the replica may serve it.
+    @get(dependencies={"products": replica_reads(ProductService)}, guards=[BROWSING])
     async def list_products(
         self,
         products: Products,
@@ -76,7 +79,7 @@ class ProductController(Controller):
         page = await products.list_page(limit=limit, cursor=cursor, category_id=category_id)
         return ProductPage(items=[to_product_out(p) for p in page.items], next_cursor=page.next_cursor)
 
-    @post("/validate", status_code=HTTP_200_OK)
+    @post("/validate", status_code=HTTP_200_OK, guards=[public("catalog prices, as browsing shows them")])
     async def validate_products(self, data: JSONBody[ValidateProducts], products: Products) -> ValidatedProducts:
         """Which of these products can be sold, and at what price (used to price orders)."""
         valid, invalid = await products.validate(data.product_ids)

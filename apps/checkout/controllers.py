@@ -7,12 +7,13 @@ import uuid
 from typing import Annotated, TypeAlias
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import Body, FromPath, HeaderParameter, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from apps.checkout.checkout_service import CheckoutService, display_status
+from apps.checkout.models import CheckoutSession
 from apps.checkout.rules import GUEST_HEADER
 from apps.checkout.schemas import (
     CHECKOUT_CREATE_RULES,
@@ -26,7 +27,8 @@ from apps.checkout.schemas import (
     to_checkout_out,
 )
 from apps.checkout.services import CartService, now
-from apps.common.errors import InvalidField
+from apps.common.auth import AnyRequest, ensure_acting_for, ensure_owner_or_guest, principal_of, public
+from apps.common.errors import InvalidField, NotFound, UnknownReference
 from apps.common.providers import create_service_provider
 
 Carts: TypeAlias = NamedDependency[CartService]
@@ -46,6 +48,34 @@ IdempotencyKey = Annotated[
 
 # Opened once in the app's lifespan (apps/checkout/app.py) and shared by every request.
 FROM_STATE = ["dependencies", "cart_cache", "checkout_settings"]
+# Guests shop with their cart's token; a customer's cart and checkouts need that customer's bearer token
+# (or staff's, admin's): checked on the cart or session before anything is changed.
+SHOPPING = public("guest checkout: a guest cart opens with its X-Guest-Token, a customer's with their token")
+
+
+async def _open_cart(carts: CartService, cart_id: uuid.UUID, guest_token: str | None, request: AnyRequest) -> CartOut:
+    view = await carts.view(cart_id, guest_token)
+    ensure_owner_or_guest(principal_of(request), view.customer_id, f"cart {cart_id} not found")
+    return view
+
+
+async def _check_cart_to_check_out(
+    carts: CartService, cart_id: uuid.UUID, guest_token: str | None, request: AnyRequest
+) -> None:
+    """Another customer's cart named in the body is an unknown cart (422), as one that does not exist."""
+    try:
+        view = await carts.view(cart_id, guest_token)
+    except NotFound:
+        return  # the checkout answers it: 422 naming cart_id
+    ensure_owner_or_guest(principal_of(request), view.customer_id, UnknownReference("cart_id", "unknown cart"))
+
+
+async def _open_checkout(
+    checkouts: CheckoutService, checkout_id: uuid.UUID, guest_token: str | None, request: AnyRequest
+) -> CheckoutSession:
+    session = await checkouts.get(checkout_id, guest_token)
+    ensure_owner_or_guest(principal_of(request), session.customer_id, f"checkout session {checkout_id} not found")
+    return session
 
 
 def _cart_create(body: bytes) -> CartCreate:
@@ -69,43 +99,62 @@ class CartController(Controller):
     tags = ["carts"]
     dependencies = {"carts": create_service_provider(CartService, from_state=FROM_STATE)}
 
-    @post(status_code=HTTP_201_CREATED)
-    async def create_cart(self, carts: Carts, request: Request) -> Response[CartOut]:  # type: ignore[type-arg]
-        """A guest cart (201, with its ``guest_token``: send it as X-Guest-Token), or a customer's: 201 when
-        new, 200 with the customer's active cart when there is one; 422 for an unknown customer."""
+    @post(status_code=HTTP_201_CREATED, guards=[SHOPPING])
+    async def create_cart(self, carts: Carts, request: AnyRequest) -> Response[CartOut]:
+        """A guest cart (201, with its ``guest_token``: send it as X-Guest-Token), or a customer's (with
+        their token): 201 when new, 200 with the customer's active cart when there is one; 422 for an
+        unknown customer."""
         data = _cart_create(await request.body())
+        if data.customer_id is not None:
+            ensure_acting_for(principal_of(request), data.customer_id, "customer_id")
         view, created = await carts.create(data.customer_id)
         return Response(view, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
-    @get("/{cart_id:uuid}")
-    async def get_cart(self, cart_id: FromPath[uuid.UUID], carts: Carts, guest_token: GuestToken = None) -> CartOut:
+    @get("/{cart_id:uuid}", guards=[SHOPPING])
+    async def get_cart(
+        self, cart_id: FromPath[uuid.UUID], carts: Carts, request: AnyRequest, guest_token: GuestToken = None
+    ) -> CartOut:
         """The cart with its lines and subtotal; 403 for a guest cart without its token; 404 if unknown."""
-        return await carts.view(cart_id, guest_token)
+        return await _open_cart(carts, cart_id, guest_token, request)
 
-    @post("/{cart_id:uuid}/items", status_code=HTTP_200_OK)
+    @post("/{cart_id:uuid}/items", status_code=HTTP_200_OK, guards=[SHOPPING])
     async def add_item(
-        self, cart_id: FromPath[uuid.UUID], data: JSONBody[ItemAdd], carts: Carts, guest_token: GuestToken = None
+        self,
+        cart_id: FromPath[uuid.UUID],
+        data: JSONBody[ItemAdd],
+        carts: Carts,
+        request: AnyRequest,
+        guest_token: GuestToken = None,
     ) -> CartOut:
         """Add a product (or raise its line's quantity); 422 naming an unknown or withdrawn product."""
+        await _open_cart(carts, cart_id, guest_token, request)
         return await carts.add_item(cart_id, guest_token, data.product_id, data.quantity)
 
-    @patch("/{cart_id:uuid}/items/{item_id:int}")
+    @patch("/{cart_id:uuid}/items/{item_id:int}", guards=[SHOPPING])
     async def set_quantity(
         self,
         cart_id: FromPath[uuid.UUID],
         item_id: FromPath[int],
         data: JSONBody[ItemUpdate],
         carts: Carts,
+        request: AnyRequest,
         guest_token: GuestToken = None,
     ) -> CartOut:
         """Set a line's quantity (1..1000); remove a line with DELETE."""
+        await _open_cart(carts, cart_id, guest_token, request)
         return await carts.set_quantity(cart_id, guest_token, item_id, data.quantity)
 
-    @delete("/{cart_id:uuid}/items/{item_id:int}", status_code=HTTP_200_OK)
+    @delete("/{cart_id:uuid}/items/{item_id:int}", status_code=HTTP_200_OK, guards=[SHOPPING])
     async def remove_item(
-        self, cart_id: FromPath[uuid.UUID], item_id: FromPath[int], carts: Carts, guest_token: GuestToken = None
+        self,
+        cart_id: FromPath[uuid.UUID],
+        item_id: FromPath[int],
+        carts: Carts,
+        request: AnyRequest,
+        guest_token: GuestToken = None,
     ) -> CartOut:
         """Remove a line; answers the cart as it is now."""
+        await _open_cart(carts, cart_id, guest_token, request)
         return await carts.remove_item(cart_id, guest_token, item_id)
 
 
@@ -116,30 +165,37 @@ class CheckoutController(Controller):
     tags = ["checkout"]
     dependencies = {"checkouts": create_service_provider(CheckoutService, from_state=FROM_STATE)}
 
-    @post(status_code=HTTP_201_CREATED)
+    @post(status_code=HTTP_201_CREATED, guards=[SHOPPING])
     async def start_checkout(
         self,
         data: Annotated[CheckoutCreate, Body(schema_extra=CHECKOUT_CREATE_RULES)],
         checkouts: Checkouts,
+        request: AnyRequest,
         guest_token: GuestToken = None,
     ) -> CheckoutOut:
         """Price the cart at today's catalog prices, with tax for the destination and the shipping method."""
+        await _check_cart_to_check_out(checkouts.carts, data.cart_id, guest_token, request)
         session = await checkouts.start(data, guest_token)
         return to_checkout_out(session, display_status(session, now()))
 
-    @get("/{checkout_id:uuid}")
+    @get("/{checkout_id:uuid}", guards=[SHOPPING])
     async def get_checkout(
-        self, checkout_id: FromPath[uuid.UUID], checkouts: Checkouts, guest_token: GuestToken = None
+        self,
+        checkout_id: FromPath[uuid.UUID],
+        checkouts: Checkouts,
+        request: AnyRequest,
+        guest_token: GuestToken = None,
     ) -> CheckoutOut:
         """A checkout session; ``expired`` once past expires_at without being completed."""
-        session = await checkouts.get(checkout_id, guest_token)
+        session = await _open_checkout(checkouts, checkout_id, guest_token, request)
         return to_checkout_out(session, display_status(session, now()))
 
-    @post("/{checkout_id:uuid}/complete", status_code=HTTP_202_ACCEPTED)
+    @post("/{checkout_id:uuid}/complete", status_code=HTTP_202_ACCEPTED, guards=[SHOPPING])
     async def complete_checkout(
         self,
         checkout_id: FromPath[uuid.UUID],
         checkouts: Checkouts,
+        request: AnyRequest,
         guest_token: GuestToken = None,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CompleteOut]:
@@ -147,6 +203,7 @@ class CheckoutController(Controller):
         order is created from the event. A repeat (any key) answers the same; 409 once expired."""
         if not idempotency_key:
             raise InvalidField("Idempotency-Key", "required", source="header")
+        await _open_checkout(checkouts, checkout_id, guest_token, request)
         done = await checkouts.complete(checkout_id, guest_token, idempotency_key)
         body = CompleteOut(checkout_id=done.session.id, status=done.session.status, order_id=done.session.order_id)
         headers = {"Idempotent-Replayed": "true"} if done.replayed else {}

@@ -43,6 +43,7 @@ __all__ = [
     "actor_id",
     "allow",
     "ensure_acting_for",
+    "ensure_owner_or_guest",
     "ensure_visible",
     "own_rows",
     "policy_of",
@@ -99,6 +100,7 @@ class Policy:
     roles: frozenset[Role]
     service_scope: str | None = None
     own: str | None = None
+    rows: bool = False
     why_public: str | None = None
 
     @property
@@ -117,7 +119,8 @@ class Policy:
         """One line for OpenAPI and the README: "public (why)" or the roles, e.g. "customer (own), staff, admin"."""
         if self.why_public is not None:
             return f"public ({self.why_public})" if self.why_public else "public"
-        names = [f"{role} (own)" if role == "customer" and self.own else role for role in self.roles_in_order()]
+        mine = self.own is not None or self.rows
+        names = [f"{role} (own)" if role == "customer" and mine else role for role in self.roles_in_order()]
         if self.service_scope:
             names.append(f"service ({self.service_scope})")
         return ", ".join(names)
@@ -144,14 +147,15 @@ class Policy:
         return f"call {connection.scope.get('method', '')} {connection.scope.get('path', '')}".rstrip()
 
 
-def allow(*roles: Role, service: str | None = None, own: str | None = None) -> Policy:
-    """Only these roles (and admin); ``service``: service tokens with this scope; ``own``: see module doc."""
+def allow(*roles: Role, service: str | None = None, own: str | None = None, rows: bool = False) -> Policy:
+    """Only these roles (and admin); ``service``: service tokens with this scope; ``own``: see the module
+    doc; ``rows``: the handler shows a customer only their own rows (:func:`ensure_visible`, :func:`own_rows`)."""
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}")
-    if own and "customer" not in roles:
-        raise ValueError("own= only restricts customers: allow 'customer' too")
-    return Policy(roles=frozenset((*roles, "admin")), service_scope=service, own=own)
+    if (own or rows) and "customer" not in roles:
+        raise ValueError("own= and rows= only restrict customers: allow 'customer' too")
+    return Policy(roles=frozenset((*roles, "admin")), service_scope=service, own=own, rows=rows)
 
 
 def public(why: str = "") -> Policy:
@@ -174,17 +178,32 @@ def _as_uuid(value: uuid.UUID | str | None) -> uuid.UUID | None:
         return None  # a guest's "cs_..." id: no customer owns it
 
 
-def ensure_visible(principal: Principal | None, owner: uuid.UUID | str | None, not_found: str) -> None:
-    """A customer reads only their own rows: someone else's (or a guest's) is ``NotFound(not_found)``."""
+def ensure_visible(principal: Principal | None, owner: uuid.UUID | str | None, missing: str | Exception) -> None:
+    """A customer reads only their own rows: someone else's (or a guest's) is ``missing`` (a NotFound
+    detail, or the exception to raise, e.g. an UnknownReference for an id named in a body)."""
     if principal is None or principal.role != "customer":
         return
     if principal.customer_id is None or _as_uuid(owner) != principal.customer_id:
-        raise NotFound(not_found)
+        raise NotFound(missing) if isinstance(missing, str) else missing
+
+
+def ensure_owner_or_guest(principal: Principal | None, owner: uuid.UUID | str | None, missing: str | Exception) -> None:
+    """A customer's row (a cart, a checkout) needs that customer's token (or staff's, admin's, a service's):
+    none is a 401, another customer's a 404. A guest's row (no owner, or a guest's ``cs_...`` id) is left
+    to its guest token."""
+    if _as_uuid(owner) is None:
+        return
+    if principal is None:
+        raise unauthorized("this belongs to a customer: send their bearer token", error=None)
+    ensure_visible(principal, owner, missing)
 
 
 def ensure_acting_for(principal: Principal | None, customer_id: uuid.UUID | str | None, field: str) -> None:
-    """A customer acts only for themselves: naming another customer in ``field`` is a 403 naming it."""
-    if principal is not None and principal.role == "customer" and _as_uuid(customer_id) != principal.customer_id:
+    """Acting for a customer takes a token (401 without); a customer acts only for themselves: naming
+    another customer in ``field`` is a 403 naming it."""
+    if principal is None:
+        raise unauthorized(f"{field}: acting for a customer needs their bearer token", error=None)
+    if principal.role == "customer" and _as_uuid(customer_id) != principal.customer_id:
         raise PermissionDeniedException(
             detail=f"{field}: a customer acts only for themselves", extra=[{"key": field, "source": "body"}]
         )

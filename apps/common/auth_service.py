@@ -33,7 +33,8 @@ SERVICE_SCOPES: Final[dict[str, tuple[str, ...]]] = {
     "payment": ("customer:data-keys",),
     "warehouse": (),
     "catalog": (),
-    "customer": ("customer:data-keys",),
+    # GET /api/customers/{id}/access-log gathers the access logs of the services holding that person's data.
+    "customer": ("customer:data-keys", "order:access-log", "checkout:access-log", "returns:access-log"),
     "analytics": (),
 }
 TOKEN_TTL_S: Final = 3600
@@ -58,7 +59,7 @@ class _Minted:
     renew_at: float
 
 
-_minted: _Minted | None = None
+_minted: dict[str, _Minted] = {}
 _file_cache: tuple[float, str] | None = None
 
 
@@ -70,21 +71,21 @@ def _from_file(path: Path) -> str:
     return _file_cache[1]
 
 
-def _minted_token() -> str:
-    global _minted
+def _minted_token(name: str) -> str:
     now = time.time()
-    if _minted is None or _minted.renew_at <= now:
-        name = calling_service()
+    minted = _minted.get(name)
+    if minted is None or minted.renew_at <= now:
         token = mint("service", service=name, scopes=SERVICE_SCOPES.get(name, ()), ttl_s=TOKEN_TTL_S, now=now)
-        _minted = _Minted(token, now + TOKEN_TTL_S / 2)
-    return _minted.token
+        minted = _minted[name] = _Minted(token, now + TOKEN_TTL_S / 2)
+    return minted.token
 
 
-def service_token() -> str:
+def service_token(caller: str | None = None) -> str:
+    """The token of ``caller`` (default: this process's service, :func:`calling_service`)."""
     if path := os.environ.get("AUTH_SERVICE_TOKEN_FILE"):
         return _from_file(Path(path))
-    return os.environ.get("AUTH_SERVICE_TOKEN") or _minted_token()
+    return os.environ.get("AUTH_SERVICE_TOKEN") or _minted_token(caller or calling_service())
 
 
-def service_token_header() -> dict[str, str]:
-    return {"Authorization": f"Bearer {service_token()}"}
+def service_token_header(caller: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {service_token(caller)}"}

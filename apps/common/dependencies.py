@@ -68,7 +68,10 @@ def catalog_and_customers_lifespan(
         async with AsyncExitStack() as stack:
             catalog = await stack.enter_async_context(open_service_client("catalog", timeout_s=timeout_s))
             customers = await stack.enter_async_context(open_service_client("customer", timeout_s=timeout_s))
-            app.state.dependencies = make(ServiceClient("catalog", catalog), ServiceClient("customer", customers))
+            caller = app.state.service  # its own token on every call (apps/common/auth_service.py)
+            app.state.dependencies = make(
+                ServiceClient("catalog", catalog, caller=caller), ServiceClient("customer", customers, caller=caller)
+            )
             yield
             await asyncio.sleep(0)  # let aiohttp finish closing transports before the loop stops
 

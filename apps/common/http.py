@@ -42,7 +42,7 @@ from litestar.plugins.prometheus import PrometheusConfig
 from litestar.types import ControllerRouterHandler
 
 from apps.common import access_log, rate_limit, security_headers
-from apps.common.auth_openapi import bearer_components, document_policies
+from apps.common.auth_openapi import bearer_components, document_policies, undeclared_routes_admin_only
 from apps.common.auth_tokens import auth_middleware
 from apps.common.db import litestar_alchemy_config
 from apps.common.error_handlers import Handler, exception_handlers
@@ -99,7 +99,7 @@ def create_service_app(
             rate_limit.RateLimitPlugin(spec),
         ],
         middleware=[metrics.middleware, AccessLogMiddleware(), AllowHeaderMiddleware(), auth_middleware(), *middleware],
-        # guards=[undeclared_routes_admin_only],  # A: enabled with the route policies
+        guards=[undeclared_routes_admin_only],
         exception_handlers=handlers,
         logging_config=logging_config(spec),
         openapi_config=OpenAPIConfig(

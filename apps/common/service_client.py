@@ -38,18 +38,19 @@ def service_base_url(service: str) -> str:
 class ServiceClient:
     """Requests to one service; answers (status, body) or raises DependencyUnavailable naming it."""
 
-    def __init__(self, name: str, session: aiohttp.ClientSession) -> None:
+    def __init__(self, name: str, session: aiohttp.ClientSession, *, caller: str | None = None) -> None:
         self.name = name
         self.session = session
+        self.caller = caller  # whose token to send; None: this process's service
 
     async def get(self, path: str) -> tuple[int, bytes]:
-        auth = service_token_header()
+        auth = service_token_header(self.caller)
         return await self._call(lambda: self.session.get(path, headers=auth))
 
     async def post_json(self, path: str, body: object) -> tuple[int, bytes]:
         """POST for a read (validate, price): safe to send twice, so a stale connection is retried once."""
         data = msgspec.json.encode(body)
-        headers = {**JSON, **service_token_header()}
+        headers = {**JSON, **service_token_header(self.caller)}
         return await self._call(lambda: self.session.post(path, data=data, headers=headers))
 
     def decode(self, status: int, content: bytes, type_: type[T]) -> T:

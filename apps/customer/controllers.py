@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
+from apps.common.auth import allow, public
 from apps.common.providers import create_service_provider
 from apps.customer.erasure import CustomerErasure, ErasureOut
 from apps.customer.schemas import (
@@ -25,6 +26,12 @@ from apps.customer.schemas import (
 from apps.customer.services import CustomerService
 
 __all__ = ["CustomerController"]
+
+# Policies: a customer reaches only their own id (another's is a 404); support reads; the order and
+# checkout services read a customer and their addresses with a service token.
+OWN = allow("customer", own="customer_id")
+OWN_OR_STAFF = allow("customer", "staff", own="customer_id")
+READ = allow("customer", "staff", service="customer:read", own="customer_id")
 
 # The request's CustomerService, injected by parameter name.
 Customers: TypeAlias = NamedDependency[CustomerService]
@@ -41,42 +48,42 @@ class CustomerController(Controller):
         "erasures": create_service_provider(CustomerErasure),
     }
 
-    @post(status_code=HTTP_201_CREATED)
+    @post(status_code=HTTP_201_CREATED, guards=[public("registration")])
     async def register_customer(self, data: JSONBody[CustomerCreate], customers: Customers) -> CustomerOut:
         """Register a customer; 409 if the email is taken (compared case-insensitively)."""
         return await customers.register(data)
 
-    @get("/{customer_id:uuid}")
+    @get("/{customer_id:uuid}", guards=[READ])
     async def get_customer(self, customer_id: FromPath[uuid.UUID], customers: Customers) -> CustomerOut:
         """One customer; 404 if unknown. Other services call this to check that a customer exists."""
         return await customers.get(customer_id)
 
-    @patch("/{customer_id:uuid}")
+    @patch("/{customer_id:uuid}", guards=[OWN])
     async def update_customer(
         self, customer_id: FromPath[uuid.UUID], data: JSONBody[CustomerUpdate], customers: Customers
     ) -> CustomerOut:
         """Change some fields of a customer; 409 if a new email is taken."""
         return await customers.update(customer_id, data)
 
-    @get("/{customer_id:uuid}/addresses")
+    @get("/{customer_id:uuid}/addresses", guards=[READ])
     async def list_addresses(self, customer_id: FromPath[uuid.UUID], customers: Customers) -> list[AddressOut]:
         """The customer's addresses, oldest first; 404 if the customer is unknown."""
         return await customers.list_addresses(customer_id)
 
-    @post("/{customer_id:uuid}/addresses", status_code=HTTP_201_CREATED)
+    @post("/{customer_id:uuid}/addresses", status_code=HTTP_201_CREATED, guards=[OWN])
     async def add_address(
         self, customer_id: FromPath[uuid.UUID], data: JSONBody[AddressCreate], customers: Customers
     ) -> AddressOut:
         """Add a shipping or billing address; ``is_default`` replaces the default of that type."""
         return await customers.add_address(customer_id, data)
 
-    @get("/{customer_id:uuid}/stats")
+    @get("/{customer_id:uuid}/stats", guards=[OWN_OR_STAFF])
     async def get_stats(self, customer_id: FromPath[uuid.UUID], customers: Customers) -> CustomerStatsOut:
         """Orders, cancellations and spend (from order events, so eventually consistent); zeros before the
         first order; 404 if the customer is unknown."""
         return to_stats_out(await customers.get_stats(customer_id))
 
-    @post("/{customer_id:uuid}/erase", status_code=HTTP_202_ACCEPTED)
+    @post("/{customer_id:uuid}/erase", status_code=HTTP_202_ACCEPTED, guards=[OWN_OR_STAFF])
     async def erase_customer(self, customer_id: FromPath[uuid.UUID], erasures: Erasures) -> ErasureOut:
         """GDPR erasure: anonymised here at once, in every other service once it applied customer.erased
         (202); a repeat answers the same and sends nothing. 404 if the id was never a customer."""

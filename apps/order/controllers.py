@@ -13,12 +13,13 @@ from litestar.openapi.spec import Operation, RequestBody
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from apps.common.auth import AnyRequest, allow, ensure_acting_for, ensure_visible, own_rows, principal_of
 from apps.common.headers import idempotency_key_header
 from apps.common.pagination import Cursor
 from apps.common.providers import create_service_provider
 from apps.common.read_routing import replica_reads
 from apps.order.schemas import CancelRequest, OrderCreate, OrderOut, OrderPage, StatusChange, to_order_out
-from apps.order.services import OrderService
+from apps.order.services import OrderService, OrderView
 
 Orders: TypeAlias = NamedDependency[OrderService]
 IdempotencyKeyHeader = Annotated[
@@ -38,6 +39,12 @@ class OptionalBody(Operation):
             self.request_body.required = False
 
 
+async def _visible_order(orders: OrderService, order_id: uuid.UUID, request: AnyRequest) -> OrderView:
+    view = await orders.get(order_id)
+    ensure_visible(principal_of(request), view.order.customer_id, "order not found")
+    return view
+
+
 class OrderController(Controller):
     """Orders: place (idempotently), read, list a customer's, move along the status flow, cancel."""
 
@@ -45,34 +52,46 @@ class OrderController(Controller):
     tags = ["orders"]
     dependencies = {"orders": create_service_provider(OrderService, from_state=["dependencies"])}
 
-    @post(status_code=HTTP_201_CREATED)
+    @post(status_code=HTTP_201_CREATED, guards=[allow("customer", rows=True)])
     async def place_order(
-        self, data: JSONBody[OrderCreate], orders: Orders, idempotency_key: IdempotencyKeyHeader = None
+        self,
+        data: JSONBody[OrderCreate],
+        orders: Orders,
+        request: AnyRequest,
+        idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[OrderOut]:
-        """Place an order: 201; 422 for an unknown customer or product; 503 if a dependency is down."""
+        """Place an order: 201; 422 for an unknown customer or product; 503 if a dependency is down; 403
+        for a customer placing it for another."""
+        ensure_acting_for(principal_of(request), data.customer_id, "customer_id")
         placed = await orders.place(data, idempotency_key)
         headers = {"Idempotent-Replayed": "true"} if placed.replayed else {}
         return Response(to_order_out(placed.view), status_code=HTTP_201_CREATED, headers=headers)
 
-    @get("/{order_id:uuid}")
-    async def get_order(self, order_id: FromPath[uuid.UUID], orders: Orders) -> OrderOut:
-        """One order with its items; 404 if unknown."""
-        return to_order_out(await orders.get(order_id))
+    @get("/{order_id:uuid}", guards=[allow("customer", "staff", service="order:read", rows=True)])
+    async def get_order(self, order_id: FromPath[uuid.UUID], orders: Orders, request: AnyRequest) -> OrderOut:
+        """One order with its items; 404 if unknown (or, for a customer, another customer's)."""
+        return to_order_out(await _visible_order(orders, order_id, request))
 
     # A listing: the replica may serve it (apps/common/read_routing.py), never staler than the primary.
-    @get(dependencies={"orders": replica_reads(OrderService, from_state=["dependencies"])})
+    @get(
+        dependencies={"orders": replica_reads(OrderService, from_state=["dependencies"])},
+        guards=[allow("customer", "staff", rows=True)],
+    )
     async def list_orders(
         self,
         orders: Orders,
+        request: AnyRequest,
         customer_id: Annotated[uuid.UUID, QueryParameter(description="whose orders")],
         cursor: Cursor = None,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
     ) -> OrderPage:
-        """A customer's orders, newest first, one page at a time."""
+        """A customer's orders, newest first, one page at a time (a customer lists only their own: 404 for
+        another's)."""
+        own_rows(principal_of(request), customer_id, f"customer {customer_id} not found")
         views, next_cursor = await orders.list_for_customer(customer_id, limit=limit, cursor=cursor)
         return OrderPage(items=[to_order_out(v) for v in views], next_cursor=next_cursor)
 
-    @post("/{order_id:uuid}/status", status_code=HTTP_200_OK)
+    @post("/{order_id:uuid}/status", status_code=HTTP_200_OK, guards=[allow("staff")])
     async def change_status(
         self, order_id: FromPath[uuid.UUID], data: JSONBody[StatusChange], orders: Orders
     ) -> OrderOut:
@@ -80,9 +99,19 @@ class OrderController(Controller):
         cancelled too (its parcel stopped before delivery; a reason is required): the capture is refunded."""
         return to_order_out(await orders.change_status(order_id, data.status, data.reason))
 
-    @post("/{order_id:uuid}/cancel", status_code=HTTP_200_OK, operation_class=OptionalBody)
+    @post(
+        "/{order_id:uuid}/cancel",
+        status_code=HTTP_200_OK,
+        operation_class=OptionalBody,
+        guards=[allow("customer", "staff", rows=True)],
+    )
     async def cancel_order(
-        self, order_id: FromPath[uuid.UUID], orders: Orders, data: JSONBody[CancelRequest | None] = None
+        self,
+        order_id: FromPath[uuid.UUID],
+        orders: Orders,
+        request: AnyRequest,
+        data: JSONBody[CancelRequest | None] = None,
     ) -> OrderOut:
         """The customer cancels an order that has not shipped (409 otherwise); the body {reason?} is optional."""
+        await _visible_order(orders, order_id, request)
         return to_order_out(await orders.cancel(order_id, data.reason if data else None))

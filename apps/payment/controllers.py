@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
+from apps.common.auth import allow
 from apps.common.errors import StateConflict
 from apps.common.headers import idempotency_key_header
 from apps.common.providers import create_service_provider
@@ -39,17 +40,17 @@ class PaymentController(Controller):
     tags = ["payments"]
     dependencies = {"payments": create_service_provider(PaymentService)}
 
-    @get("/{payment_id:uuid}")
+    @get("/{payment_id:uuid}", guards=[allow("staff")])
     async def get_payment(self, payment_id: FromPath[uuid.UUID], payments: Payments) -> PaymentOut:
         """A payment with its ledger of provider operations (authorize, capture, void, refund)."""
         return from_row(PaymentOut, await payments.get(payment_id))
 
-    @get()
+    @get(guards=[allow("staff")])
     async def list_payments(self, order_id: FromQuery[uuid.UUID], payments: Payments) -> list[PaymentOut]:
         """The order's payments, oldest first (usually one; an empty list before the saga asked for one)."""
         return [from_row(PaymentOut, p) for p in await payments.for_order(order_id)]
 
-    @post("/{payment_id:uuid}/refund", status_code=HTTP_201_CREATED)
+    @post("/{payment_id:uuid}/refund", status_code=HTTP_201_CREATED, guards=[allow("admin")])
     async def refund(
         self,
         payment_id: FromPath[uuid.UUID],

@@ -11,9 +11,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from apps.common.auth import AnyRequest, allow, ensure_visible, own_rows, principal_of
+from apps.common.errors import UnknownReference
 from apps.common.fields import LINE_PATTERN
 from apps.common.pagination import Cursor
 from apps.common.providers import create_service_provider
+from apps.returns.orders import lock_order
 from apps.returns.schemas import (
     ApproveRequest,
     ReceiveRequest,
@@ -30,6 +33,7 @@ __all__ = ["ReturnController"]
 Returns: TypeAlias = NamedDependency[ReturnService]
 # Opened once in the app's lifespan (apps/returns/app.py) and shared by every request.
 FROM_STATE = ["orders", "returns_settings"]
+UNKNOWN_ORDER = "the order service does not know this order"
 
 
 class ReturnController(Controller):
@@ -39,21 +43,27 @@ class ReturnController(Controller):
     tags = ["returns"]
     dependencies = {"returns": create_service_provider(ReturnService, from_state=FROM_STATE)}
 
-    @post(status_code=HTTP_201_CREATED)
-    async def create_return(self, data: JSONBody[ReturnCreate], returns: Returns) -> ReturnOut:
-        """Request a return: 201; 422 for an unknown order or order line, a line twice or more units than
-        ordered; 409 for an order not delivered, past the return window, or units already returned."""
+    @post(status_code=HTTP_201_CREATED, guards=[allow("customer", "staff", rows=True)])
+    async def create_return(self, data: JSONBody[ReturnCreate], returns: Returns, request: AnyRequest) -> ReturnOut:
+        """Request a return: 201; 422 for an unknown order (a customer's: another customer's too) or order
+        line, a line twice or more units than ordered; 409 for an order not delivered, past the return
+        window, or units already returned."""
+        order = await lock_order(returns.session, returns.orders, data.order_id)
+        ensure_visible(principal_of(request), order.customer_id, UnknownReference("order_id", UNKNOWN_ORDER))
         return to_return_out(await returns.create(data))
 
-    @get("/{return_id:uuid}")
-    async def get_return(self, return_id: FromPath[uuid.UUID], returns: Returns) -> ReturnOut:
-        """One return with its items; 404 if unknown."""
-        return to_return_out(await returns.get(return_id))
+    @get("/{return_id:uuid}", guards=[allow("customer", "staff", rows=True)])
+    async def get_return(self, return_id: FromPath[uuid.UUID], returns: Returns, request: AnyRequest) -> ReturnOut:
+        """One return with its items; 404 if unknown (or, for a customer, another customer's)."""
+        found = await returns.get(return_id)
+        ensure_visible(principal_of(request), found.customer_id, f"return {return_id} not found")
+        return to_return_out(found)
 
-    @get()
+    @get(guards=[allow("customer", "staff", rows=True)])
     async def list_returns(
         self,
         returns: Returns,
+        request: AnyRequest,
         order_id: Annotated[uuid.UUID | None, QueryParameter(description="an order's returns")] = None,
         customer_id: Annotated[
             str | None, QueryParameter(min_length=1, max_length=36, pattern=LINE_PATTERN, description="whose returns")
@@ -61,25 +71,27 @@ class ReturnController(Controller):
         cursor: Cursor = None,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
     ) -> ReturnPage:
-        """Returns of an order and/or a customer (every return if neither), newest first, a page at a time."""
+        """Returns of an order and/or a customer (every return if neither), newest first, a page at a time;
+        a customer lists only their own (404 for another customer's id)."""
+        customer_id = own_rows(principal_of(request), customer_id, f"customer {customer_id} not found")
         page, next_cursor = await returns.list(order_id=order_id, customer_id=customer_id, limit=limit, cursor=cursor)
         return ReturnPage(items=[to_return_out(r) for r in page], next_cursor=next_cursor)
 
-    @post("/{return_id:uuid}/approve", status_code=HTTP_200_OK)
+    @post("/{return_id:uuid}/approve", status_code=HTTP_200_OK, guards=[allow("staff")])
     async def approve(
         self, return_id: FromPath[uuid.UUID], data: JSONBody[ApproveRequest], returns: Returns
     ) -> ReturnOut:
         """Approve a requested return (409 otherwise); a refund_only return is refunded now."""
         return to_return_out(await returns.approve(return_id, data))
 
-    @post("/{return_id:uuid}/reject", status_code=HTTP_200_OK)
+    @post("/{return_id:uuid}/reject", status_code=HTTP_200_OK, guards=[allow("staff")])
     async def reject(
         self, return_id: FromPath[uuid.UUID], data: JSONBody[RejectRequest], returns: Returns
     ) -> ReturnOut:
         """Reject a requested return (409 otherwise)."""
         return to_return_out(await returns.reject(return_id, data))
 
-    @post("/{return_id:uuid}/receive", status_code=HTTP_200_OK)
+    @post("/{return_id:uuid}/receive", status_code=HTTP_200_OK, guards=[allow("staff")])
     async def receive(
         self, return_id: FromPath[uuid.UUID], data: JSONBody[ReceiveRequest], returns: Returns
     ) -> ReturnOut:

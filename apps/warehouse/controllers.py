@@ -10,6 +10,7 @@ from litestar import Controller, get, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 
+from apps.common.auth import allow
 from apps.common.providers import create_service_provider
 from apps.warehouse.schemas import (
     ReservationOut,
@@ -36,14 +37,14 @@ class InventoryController(Controller):
     tags = ["inventory"]
     dependencies = {"stocks": create_service_provider(StockService)}
 
-    @put("/{product_id:uuid}")
+    @put("/{product_id:uuid}", guards=[allow("admin")])
     async def set_stock(
         self, product_id: FromPath[uuid.UUID], data: JSONBody[StockUpdate], stocks: Stocks
     ) -> StockLevelOut:
         """Set the units on hand in a warehouse (the default one if none is named); 409 below what is reserved."""
         return to_stock_level_out(await stocks.set_on_hand(product_id, data.quantity, data.warehouse_id))
 
-    @get("/{product_id:uuid}")
+    @get("/{product_id:uuid}", guards=[allow("staff")])
     async def get_stock(self, product_id: FromPath[uuid.UUID], stocks: Stocks) -> StockOut:
         """A product's stock over every warehouse; zeros (not 404) when its stock was never set."""
         return to_stock_out(product_id, await stocks.levels(product_id))
@@ -56,7 +57,7 @@ class ReservationController(Controller):
     tags = ["reservations"]
     dependencies = {"reservations": create_service_provider(ReservationService)}
 
-    @get()
+    @get(guards=[allow("staff")])
     async def list_reservations(
         self, order_id: FromQuery[uuid.UUID], reservations: Reservations
     ) -> list[ReservationOut]:
