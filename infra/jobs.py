@@ -11,7 +11,9 @@ Jobs (each hourly by default, JOBS_EVERY_S; the first run a minute after start, 
   (apps/checkout/lifecycle.py);
 - ``order-archive``: orders older than two years, with their items, history and saga state, moved to the
   ``*_archive`` tables in batches of 500 (infra/archive.py); their idempotency keys are deleted;
-- ``idempotency-keys``: order idempotency keys older than a day deleted in batches.
+- ``idempotency-keys``: order idempotency keys older than a day deleted in batches;
+- ``access-log-retention``: ``data_access_log`` rows older than ``ACCESS_LOG_RETENTION_DAYS`` (730) deleted in
+  batches, in every database that has the table (apps/common/access_log.py).
 
 Every job is safe to run twice at once (here and by hand, or two of these processes): deletes work in
 bounded batches, and the archive claims its rows with FOR UPDATE SKIP LOCKED, so two runs share the work
@@ -40,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from apps.checkout import lifecycle as checkout_lifecycle
 from apps.checkout.settings import settings as checkout_settings
+from apps.common import access_log
 from apps.common.topology import BY_NAME, SERVICES, database_url
 from infra import archive
 from outbox import retention
@@ -102,11 +105,24 @@ async def idempotency_keys(now: dt.datetime) -> dict[str, int]:
     return await _with_engine("order", prune)
 
 
+async def access_log_retention(now: dt.datetime) -> dict[str, int]:
+    cutoff = now - dt.timedelta(days=access_log.retention_days())
+    totals: dict[str, int] = {}
+    for service in access_log.ACCESS_LOG_SERVICES:
+
+        async def purge(engine: AsyncEngine) -> dict[str, int]:
+            return {"rows": await retention.in_batches(engine, access_log.PURGE_SQL, cutoff, BATCH)}
+
+        totals[f"{service}.{access_log.ACCESS_LOG_TABLE}"] = (await _with_engine(service, purge))["rows"]
+    return totals
+
+
 JOBS: dict[str, Job] = {
     "outbox-retention": outbox_retention,
     "checkout-lifecycle": checkout_cleanup,
     "order-archive": order_archive,
     "idempotency-keys": idempotency_keys,
+    "access-log-retention": access_log_retention,
 }
 
 

@@ -24,7 +24,7 @@ argument. Outside a request (consumers, jobs) ``note_read`` does nothing and cha
 Beyond the seed: ``customer_id``, the person the record belongs to (a customer id, or a guest's checkout
 session id), so that ``GET /api/customers/{id}/access-log`` finds every row about a person without
 joining records that may since have been archived or anonymised. Kept ``ACCESS_LOG_RETENTION_DAYS``
-(730) days by the ``jobs`` process (``outbox-retention``).
+(730) days: the ``jobs`` process deletes older rows (``access-log-retention``).
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = [
+    "ACCESS_LOG_SERVICES",
     "ACCESS_LOG_TABLE",
+    "PURGE_SQL",
     "AccessLogContextPlugin",
     "DataAccessLogMixin",
     "Operation",
@@ -125,7 +127,17 @@ def drop_data_access_log_v1() -> None:
     op.drop_table(ACCESS_LOG_TABLE)
 
 
+# The services whose databases hold the table (those that hold personal data).
+ACCESS_LOG_SERVICES: Final = ("customer", "order", "checkout", "returns")
+PURGE_SQL: Final = sa.text(
+    f"DELETE FROM {ACCESS_LOG_TABLE} WHERE id IN (SELECT id FROM {ACCESS_LOG_TABLE} WHERE accessed_at < :cutoff "
+    "LIMIT :batch FOR UPDATE SKIP LOCKED)"
+)
+
+
 def retention_days() -> int:
+    """How long rows are kept (``ACCESS_LOG_RETENTION_DAYS``, default two years); the jobs process deletes
+    older ones (infra/jobs.py, ``access-log-retention``) with ``PURGE_SQL``, in batches."""
     return int(os.environ.get("ACCESS_LOG_RETENTION_DAYS", "730"))
 
 
