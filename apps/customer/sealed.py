@@ -3,9 +3,10 @@
 The model maps each sealed column to a ``*_sealed`` attribute holding the envelope, so nothing reads a
 ciphertext as if it were the value; customer_out and address_out open a row into the API's body.
 Sealed: a customer's email, phone and date of birth; every line of an address (names, company, street,
-city, state, postal code, phone). In clear: ids, names on the customer row (published in customer.registered anyway, see
-docs/decisions.md), status, flags, an address's type and country (a CHECK reads them; neither names a
-person), timestamps. The email is found through ``email_index``, its blind index.
+city, state, postal code, phone). In clear: ids, names on the customer row (a follow-up, docs/decisions.md;
+events carry them sealed per person, apps/common/personal.py), status, flags, an address's type and
+country (a CHECK reads them; neither names a person), timestamps. The email is found through
+``email_index``, its blind index.
 """
 
 from __future__ import annotations
