@@ -91,6 +91,10 @@ jobs *args:
 keys *args:
     {{python}} -m apps.common.sealed_tables "$@"
 
+# A bearer token from the local issuer: `just token ROLE [--customer ID] [--service NAME] [--scope S] [--ttl S]`
+token *args:
+    @{{python}} -m infra.tokens "$@"
+
 # Dumps per service (`just backup [SERVICE...]` -> backups/), or pgBackRest: `just backup --full|--incr|--info`
 backup *args:
     {{python}} -m infra.backup "$@"
