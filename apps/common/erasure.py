@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from outbox.consumer import ConsumerGroup, EventContext
 
-__all__ = ["ERASURES", "Erase", "execute_for_customer", "register_erasure"]
+__all__ = ["ERASURES", "Erase", "execute_for_customer", "register_erasure", "statements_erasure"]
 
 ERASURES = Counter("commerce_erasures_applied", "customer.erased events applied, per consumer group", ["group"])
 
@@ -44,3 +44,12 @@ async def execute_for_customer(session: AsyncSession, statements: Sequence[TextC
     """Run each statement with ``:customer_id`` bound, in order, in the caller's transaction."""
     for statement in statements:
         await session.execute(statement, {"customer_id": customer_id})
+
+
+def statements_erasure(statements: Sequence[TextClause]) -> Erase:
+    """An ``Erase`` that runs ``statements`` (each binding ``:customer_id``) and nothing else."""
+
+    async def erase(session: AsyncSession, customer_id: str) -> None:
+        await execute_for_customer(session, statements, customer_id)
+
+    return erase

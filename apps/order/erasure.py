@@ -14,11 +14,9 @@ from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import text
 
-from apps.common.erasure import execute_for_customer, register_erasure
+from apps.common.erasure import register_erasure, statements_erasure
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
-
     from outbox.consumer import ConsumerGroup
 
 __all__ = ["erase_customer", "register"]
@@ -45,9 +43,7 @@ STATEMENTS: Final = (
     ),
 )
 
-
-async def erase_customer(session: AsyncSession, customer_id: str) -> None:
-    await execute_for_customer(session, STATEMENTS, customer_id)
+erase_customer = statements_erasure(STATEMENTS)
 
 
 def register(group: ConsumerGroup) -> None:

@@ -30,7 +30,7 @@ from tests.support.pii_scan import (
     redis_findings,
     scan_kafka,
 )
-from tests.support.returns import line_id, move, order, order_reaches, payments, request_return, stocked
+from tests.support.returns import delivered_order, line_id, order, payments, request_return, stocked
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -66,35 +66,6 @@ async def register(http: httpx.AsyncClient, person: Person) -> tuple[str, int]:
     saved = await http.post(f"{base}/{customer_id}/addresses", json=address)
     assert saved.status_code == 201, saved.text
     return customer_id, int(saved.json()["id"])
-
-
-async def delivered(http: httpx.AsyncClient, customer_id: str, address_id: int, product: dict[str, Any]) -> str:
-    """A paid checkout (tok_visa) to the saved address, confirmed, shipped (captured), delivered."""
-    base = service_url("checkout")
-    cart = await http.post(f"{base}/api/carts", json={"customer_id": customer_id})
-    assert cart.status_code in (200, 201), cart.text
-    cart_id = cart.json()["id"]
-    added = await http.post(f"{base}/api/carts/{cart_id}/items", json={"product_id": product["id"], "quantity": 2})
-    assert added.status_code == 200, added.text
-    body = {
-        "cart_id": cart_id,
-        "customer_shipping_address_id": address_id,
-        "shipping_method_id": "standard",
-        "payment_method": {"type": "card", "token": "tok_visa"},
-    }
-    session = await http.post(f"{base}/api/checkout", json=body)
-    assert session.status_code == 201, session.text
-    done = await http.post(
-        f"{base}/api/checkout/{session.json()['id']}/complete", headers={"Idempotency-Key": str(uuid.uuid4())}
-    )
-    assert done.status_code == 202, done.text
-    order_id = str(done.json()["order_id"])
-    await order_reaches(http, order_id, "confirmed", "authorized")
-    await move(http, order_id, "processing")
-    await move(http, order_id, "shipped")
-    await order_reaches(http, order_id, "shipped", "captured")
-    await move(http, order_id, "delivered")
-    return order_id
 
 
 async def totals(http: httpx.AsyncClient, customer_id: str, order_id: str, product_id: str) -> dict[str, Any]:
@@ -155,9 +126,9 @@ async def test_an_erased_customer_is_nowhere_readable_and_the_business_totals_st
     marks, since = kafka_marks(), await database_mark()
     product = await stocked("12.50", 5)
     customer_id, address_id = await register(http, person)
-    order_id = await delivered(http, customer_id, address_id, product)
-    placed = await order(http, order_id)
-    assert placed is not None
+    addressing = {"customer_shipping_address_id": address_id}  # the saved address, copied by checkout
+    placed = await delivered_order(http, [(product, 2)], customer_id=customer_id, addressing=addressing)
+    order_id = placed["id"]
     opened = await request_return(
         http,
         {

@@ -25,11 +25,17 @@ async def stocked(price: str, units: int) -> dict[str, Any]:
     return product
 
 
-async def _checkout(http: httpx.AsyncClient, lines: list[tuple[dict[str, Any], int]]) -> str:
-    """A registered customer's paid checkout (tok_visa); the order id."""
+async def _checkout(
+    http: httpx.AsyncClient,
+    lines: list[tuple[dict[str, Any], int]],
+    customer_id: str | None = None,
+    addressing: dict[str, Any] | None = None,
+) -> str:
+    """A registered customer's paid checkout (tok_visa), a new customer's unless told, to ``addressing`` (the
+    body's address fields; a US address unless told); the order id."""
     base = service_url("checkout")
-    customer = await create_customer(http)
-    cart = await http.post(f"{base}/api/carts", json={"customer_id": customer["id"]})
+    customer_id = customer_id or (await create_customer(http))["id"]
+    cart = await http.post(f"{base}/api/carts", json={"customer_id": customer_id})
     assert cart.status_code in (200, 201), cart.text
     cart_id = cart.json()["id"]
     for product, quantity in lines:
@@ -39,7 +45,7 @@ async def _checkout(http: httpx.AsyncClient, lines: list[tuple[dict[str, Any], i
         assert added.status_code == 200, added.text
     body = {
         "cart_id": cart_id,
-        "shipping_address": US_ADDRESS,
+        **(addressing or {"shipping_address": US_ADDRESS}),
         "shipping_method_id": "standard",
         "payment_method": {"type": "card", "token": "tok_visa"},
     }
@@ -77,9 +83,16 @@ async def move(http: httpx.AsyncClient, order_id: str, status: str) -> None:
     assert response.status_code == 200, response.text
 
 
-async def delivered_order(http: httpx.AsyncClient, lines: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
-    """An order paid by card, confirmed, shipped (captured) and delivered; GET /api/orders/{id}'s body."""
-    order_id = await _checkout(http, lines)
+async def delivered_order(
+    http: httpx.AsyncClient,
+    lines: list[tuple[dict[str, Any], int]],
+    *,
+    customer_id: str | None = None,
+    addressing: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An order paid by card, confirmed, shipped (captured) and delivered; GET /api/orders/{id}'s body.
+    ``customer_id`` and ``addressing`` as for the checkout (a new customer, a US address by default)."""
+    order_id = await _checkout(http, lines, customer_id, addressing)
     await order_reaches(http, order_id, "confirmed", "authorized")
     await move(http, order_id, "processing")
     await move(http, order_id, "shipped")
