@@ -17,7 +17,7 @@ import base64
 import binascii
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
@@ -146,24 +146,25 @@ def open_personal(key: DataKey | None, field: str, value: str) -> str:
 
 def seal_fields(key: DataKey, prefix: str, values: Mapping[str, object], fields: Iterable[str]) -> dict[str, object]:
     """``values`` with each of ``fields`` that holds a string sealed (field name ``<prefix><name>``)."""
-    sealed = dict(values)
-    for name in fields:
-        value = sealed.get(name)
-        if isinstance(value, str):
-            sealed[name] = seal_personal(key, prefix + name, value)
-    return sealed
+    return _each_string(values, fields, lambda name, value: seal_personal(key, prefix + name, value))
 
 
 def open_fields(
     key: DataKey | None, prefix: str, values: Mapping[str, object], fields: Iterable[str]
 ) -> dict[str, object]:
     """The reverse of seal_fields: ERASED for each sealed field when ``key`` is None (destroyed)."""
-    opened = dict(values)
+    return _each_string(values, fields, lambda name, value: open_personal(key, prefix + name, value))
+
+
+def _each_string(
+    values: Mapping[str, object], fields: Iterable[str], change: Callable[[str, str], str]
+) -> dict[str, object]:
+    changed = dict(values)
     for name in fields:
-        value = opened.get(name)
+        value = changed.get(name)
         if isinstance(value, str):
-            opened[name] = open_personal(key, prefix + name, value)
-    return opened
+            changed[name] = change(name, value)
+    return changed
 
 
 def sealed_struct(struct: S, key: DataKey | None, fields: Iterable[str], prefix: str = "") -> S:

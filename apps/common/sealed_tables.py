@@ -43,7 +43,17 @@ from apps.common.topology import BY_NAME, database_url
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-__all__ = ["DEFAULT_BATCH", "SERVICES", "SealedTable", "ServiceKeys", "main", "open_json_fields", "seal_json_fields"]
+__all__ = [
+    "DEFAULT_BATCH",
+    "SERVICES",
+    "SealedTable",
+    "ServiceKeys",
+    "main",
+    "migration_data_step",
+    "open_json_fields",
+    "seal_json_fields",
+    "service_keys",
+]
 
 DEFAULT_BATCH: Final = 500
 # Services with sealed columns: each module has SEALED_TABLES and keyring() (and SERVICE).
@@ -296,6 +306,18 @@ class ServiceKeys:
             print(f"error: {error}", file=sys.stderr)
             return 1
         return 0
+
+
+def migration_data_step(conn: Connection, service: str, tables: Sequence[SealedTable], *, seal: bool) -> None:
+    """A migration's data step: seal every row of ``tables`` (upgrade) or open them again (downgrade),
+    with the service's key file. The migration names its tables itself: they are what its revision sealed."""
+    module = importlib.import_module(SERVICES[service])
+    keys = ServiceKeys(service, module.keyring, tables)
+    for table in keys.tables:
+        if seal:
+            keys.reseal_table(conn, table)
+        else:
+            keys.unseal_table(conn, table)
 
 
 def service_keys(service: str) -> ServiceKeys:

@@ -12,7 +12,6 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -25,7 +24,7 @@ from apps.customer.events import PERSONAL_FIELDS
 from outbox.writer import add_event
 from tests.support.http import api_client, create_product, service_url
 from tests.support.kafka import Received, TopicTail
-from tests.support.personal import DATA_KEY_SCOPE, data_key, opened
+from tests.support.personal import DATA_KEY_SCOPE, data_key, guest_checkout, opened, wait_for_order
 
 pytestmark = pytest.mark.asyncio
 
@@ -72,7 +71,8 @@ async def test_customer_events_on_kafka_carry_only_envelopes_that_open_with_the_
 async def test_checkout_completed_on_kafka_seals_the_addresses_and_the_order_opens_them() -> None:
     tail = TopicTail(topic_for("checkout"))
     try:
-        checkout, order_id = await _guest_checkout()
+        checkout, order_id, _ = await guest_checkout(ADDRESS)
+        assert checkout["shipping_address"]["last_name"] == "Hopper"  # the API opens what it sealed
         record = await _tail(topic_for("checkout"), checkout["id"], tail)
     finally:
         tail.close()
@@ -85,7 +85,7 @@ async def test_checkout_completed_on_kafka_seals_the_addresses_and_the_order_ope
         clear = await opened(event[column], ADDRESS_FIELDS, subject, f"{column}.")
         assert {k: v for k, v in clear.items() if v is not None} == ADDRESS
     # The order consumer opened them with the same key (and sealed them again under its own keyring).
-    order = await _order(order_id)
+    order = await wait_for_order(order_id)
     assert {k: v for k, v in order["shipping_address"].items() if v is not None} == ADDRESS
 
 
@@ -124,45 +124,9 @@ async def test_a_destroyed_key_leaves_envelopes_unopenable_and_the_order_consume
             await session.commit()
     finally:
         await engine.dispose()
-    order = await _order(str(event.order_id))
+    order = await wait_for_order(str(event.order_id))
     assert order["shipping_address"]["city"] == ERASED and order["shipping_address"]["country"] == "US"
     assert order["billing_address"]["last_name"] == ERASED
-
-
-async def _guest_checkout() -> tuple[dict[str, Any], str]:
-    product = await create_product("12.00")
-    async with httpx.AsyncClient(base_url=service_url("checkout")) as http:
-        cart = (await http.post("/api/carts")).json()
-        headers = {"X-Guest-Token": cart["guest_token"]}
-        added = await http.post(
-            f"/api/carts/{cart['id']}/items", json={"product_id": product["id"], "quantity": 1}, headers=headers
-        )
-        assert added.status_code == 200, added.text
-        body = {
-            "cart_id": cart["id"],
-            "shipping_address": ADDRESS,
-            "shipping_method_id": "standard",
-            "payment_method": {"type": "card", "token": "tok_visa_4242"},
-        }
-        started = await http.post("/api/checkout", json=body, headers=headers)
-        assert started.status_code == 201, started.text
-        checkout = started.json()
-        assert checkout["shipping_address"]["last_name"] == "Hopper"  # the API opens what it sealed
-        done = await http.post(
-            f"/api/checkout/{checkout['id']}/complete", headers={**headers, "Idempotency-Key": uuid.uuid4().hex}
-        )
-        assert done.status_code == 202, done.text
-    return checkout, done.json()["order_id"]
-
-
-async def _order(order_id: str) -> dict[str, Any]:
-    async with api_client(base_url=service_url("order")) as http:
-        for _ in range(300):
-            response = await http.get(f"/api/orders/{order_id}")
-            if response.status_code == 200:
-                return dict(response.json())
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"order {order_id} was not created from its checkout.completed")
 
 
 async def _ensured_key(subject: str) -> Any:

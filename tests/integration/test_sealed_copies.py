@@ -17,7 +17,8 @@ from apps.common.personal import ADDRESS_FIELDS
 from apps.common.sealed_tables import service_keys
 from apps.order.sealed import ADDRESSES as ORDER_ADDRESSES
 from tests.support.db import fetch
-from tests.support.http import api_client, create_product, service_url
+from tests.support.http import service_url
+from tests.support.personal import guest_checkout, wait_for_order
 
 pytestmark = pytest.mark.asyncio
 
@@ -33,38 +34,9 @@ ADDRESS = {
 
 
 async def _checkout_and_order() -> tuple[str, str, dict[str, str]]:
-    """A guest checkout of one product, completed; (its id, its order's id, the guest's header) once the
-    order exists."""
-    product = await create_product("9.00")
-    async with httpx.AsyncClient(base_url=service_url("checkout")) as http:
-        cart = (await http.post("/api/carts")).json()
-        headers = {"X-Guest-Token": cart["guest_token"]}
-        added = await http.post(
-            f"/api/carts/{cart['id']}/items", json={"product_id": product["id"], "quantity": 1}, headers=headers
-        )
-        assert added.status_code == 200, added.text
-        body = {
-            "cart_id": cart["id"],
-            "shipping_address": ADDRESS,
-            "shipping_method_id": "standard",
-            "payment_method": {"type": "card", "token": "tok_visa_4242"},
-        }
-        checkout = (await http.post("/api/checkout", json=body, headers=headers)).json()
-        done = await http.post(f"/api/checkout/{checkout['id']}/complete", headers={**headers, "Idempotency-Key": "k"})
-        assert done.status_code == 202, done.text
-    order_id = done.json()["order_id"]
-    await _read_order(order_id)
+    checkout, order_id, headers = await guest_checkout(ADDRESS)
+    await wait_for_order(order_id)
     return checkout["id"], order_id, headers
-
-
-async def _read_order(order_id: str) -> dict[str, Any]:
-    async with api_client(base_url=service_url("order")) as http:
-        for _ in range(300):
-            response = await http.get(f"/api/orders/{order_id}")
-            if response.status_code == 200:
-                return dict(response.json())
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"order {order_id} never appeared")
 
 
 async def _read_checkout(checkout_id: str, headers: dict[str, str]) -> dict[str, Any]:
@@ -91,7 +63,7 @@ async def test_sql_shows_ciphertext_the_apis_show_the_address_and_a_moved_value_
             assert "Johnson" not in text and "Hampton" not in text and "Langley" not in text, (table, text)
             assert stored["country"] == "US"  # clear: it names nobody
             assert all(key_id(stored[f]) for f in ADDRESS_FIELDS if stored.get(f) is not None)
-    order, checkout = await _read_order(order_id), await _read_checkout(checkout_id, guest)
+    order, checkout = await wait_for_order(order_id), await _read_checkout(checkout_id, guest)
     assert _clear(order["shipping_address"]) == _clear(order["billing_address"]) == ADDRESS
     assert _clear(checkout["shipping_address"]) == ADDRESS
     # Bound to its row and field: the same envelope under another order (or as another line) is refused.
@@ -121,7 +93,7 @@ async def test_rotation_reseals_every_address_row_and_the_running_apis_still_rea
             assert set(per_key) <= {new_kid}, (table, per_key)  # not one row under the old key, or in clear
         assert old_kid in keys.keyring().ring().keys  # kept: backups taken before still need it
 
-    order = await _read_order(order_id)
+    order = await wait_for_order(order_id)
     assert _clear(order["shipping_address"]) == ADDRESS and _clear(order["billing_address"]) == legacy
     assert _clear((await _read_checkout(checkout_id, guest))["shipping_address"]) == ADDRESS
     stored = await _stored("order", "orders", order_id)

@@ -3,13 +3,17 @@ service does (the customer service's service-only route, with a service token) a
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from apps.common.personal import DataKey, open_fields, unwrap_data_key
-from tests.support.http import api_client, service_url
+import httpx
 
-__all__ = ["DATA_KEY_SCOPE", "data_key", "opened"]
+from apps.common.personal import DataKey, open_fields, unwrap_data_key
+from tests.support.http import api_client, create_product, service_url
+
+__all__ = ["DATA_KEY_SCOPE", "data_key", "guest_checkout", "opened", "wait_for_order"]
 
 DATA_KEY_SCOPE: Final = "customer:data-keys"
 
@@ -28,3 +32,39 @@ async def data_key(subject: str) -> DataKey | None:
 async def opened(payload: Mapping[str, Any], fields: Iterable[str], subject: str, prefix: str = "") -> dict[str, Any]:
     """``payload`` with ``fields`` opened with the subject's key ([erased] once it is destroyed)."""
     return open_fields(await data_key(subject), prefix, payload, fields)
+
+
+async def guest_checkout(address: Mapping[str, str]) -> tuple[dict[str, Any], str, dict[str, str]]:
+    """A guest's completed checkout of one new product, shipped and billed to ``address``, through the
+    running checkout API: (the checkout session, its order's id, the guest's header)."""
+    product = await create_product("9.00")
+    async with httpx.AsyncClient(base_url=service_url("checkout")) as http:
+        cart = (await http.post("/api/carts")).json()
+        headers = {"X-Guest-Token": cart["guest_token"]}
+        added = await http.post(
+            f"/api/carts/{cart['id']}/items", json={"product_id": product["id"], "quantity": 1}, headers=headers
+        )
+        assert added.status_code == 200, added.text
+        body = {
+            "cart_id": cart["id"],
+            "shipping_address": dict(address),
+            "shipping_method_id": "standard",
+            "payment_method": {"type": "card", "token": "tok_visa_4242"},
+        }
+        started = await http.post("/api/checkout", json=body, headers=headers)
+        assert started.status_code == 201, started.text
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        done = await http.post(f"/api/checkout/{started.json()['id']}/complete", headers={**headers, **key})
+        assert done.status_code == 202, done.text
+    return started.json(), done.json()["order_id"], headers
+
+
+async def wait_for_order(order_id: str) -> dict[str, Any]:
+    """The order once the order consumer has made it from its checkout.completed (staff's view)."""
+    async with api_client(base_url=service_url("order")) as http:
+        for _ in range(300):
+            response = await http.get(f"/api/orders/{order_id}")
+            if response.status_code == 200:
+                return dict(response.json())
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"order {order_id} was not created from its checkout.completed")
