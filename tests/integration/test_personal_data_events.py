@@ -12,6 +12,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -22,7 +23,7 @@ from apps.common.topology import BY_NAME, database_url, topic_for
 from apps.customer.data_keys import destroy_data_key
 from apps.customer.events import PERSONAL_FIELDS
 from outbox.writer import add_event
-from tests.support.http import api_client, create_product, service_url
+from tests.support.http import api_client, auth_headers, create_product, service_url
 from tests.support.kafka import Received, TopicTail
 from tests.support.personal import DATA_KEY_SCOPE, data_key, guest_checkout, opened, wait_for_order
 
@@ -112,8 +113,15 @@ async def test_a_destroyed_key_leaves_envelopes_unopenable_and_the_order_consume
         assert (await http.post(f"/api/internal/data-keys/{subject}")).status_code == 410  # never made again
         assert (await http.get(f"/api/internal/data-keys/cs_{uuid.uuid4().hex}")).status_code == 404
         assert (await http.get("/api/internal/data-keys/not:a:subject")).status_code == 400
-    async with api_client("customer", customer_id=uuid.uuid4(), base_url=service_url("customer")) as http:
-        assert (await http.get(f"/api/internal/data-keys/{subject}")).status_code == 403
+    url = f"{service_url('customer')}/api/internal/data-keys/{subject}"
+    async with httpx.AsyncClient() as http:  # nobody else: no token 401, a customer, staff or another scope 403
+        assert (await http.get(url)).status_code == 401
+        for headers in (
+            auth_headers("customer", customer_id=uuid.uuid4()),
+            auth_headers("staff"),
+            auth_headers("service", scopes=["customer:read"]),
+        ):
+            assert (await http.get(url, headers=headers)).status_code == 403
 
     # A checkout.completed sealed under the destroyed key reaches the order consumer: the order is made,
     # its personal lines read as erased, the country stays; nothing is dead-lettered.
