@@ -87,8 +87,9 @@ def anonymise_customer(customer: Customer, now: dt.datetime) -> None:
 class CustomerErasure:
     """Erase one customer: anonymise, announce, destroy their data key; then commit."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, actor: str | None = None) -> None:
         self.session = session
+        self.actor = actor  # who erases, for data_access_log; None: the request's caller
 
     async def erase(self, customer_id: uuid.UUID) -> ErasureOut:
         # Locked: two concurrent erases of one customer serialise, and the second sees 'erased'.
@@ -101,8 +102,9 @@ class CustomerErasure:
         anonymise_customer(customer, now)
         addresses = await self._clear_addresses(customer_id, now)
         await self.session.flush()
-        await log_access(self.session, "customers", "UPDATE", [Touched(customer.id, customer.id)])
-        await log_access(self.session, "customer_addresses", "UPDATE", [Touched(a, customer.id) for a in addresses])
+        touched = [Touched(a, customer.id) for a in addresses]
+        await log_access(self.session, "customers", "UPDATE", [Touched(customer.id, customer.id)], actor=self.actor)
+        await log_access(self.session, "customer_addresses", "UPDATE", touched, actor=self.actor)
         await add_event(self.session, customer.id, CustomerErased(id=customer.id, erased_at=now))
         await destroy_data_key(self.session, str(customer.id))
         await self.session.commit()

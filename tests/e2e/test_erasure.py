@@ -157,10 +157,13 @@ async def test_an_erased_customer_is_nowhere_readable_and_the_business_totals_st
     key = unwrap_data_key(customer_id, got.json()["kid"], got.json()["key"])
     assert open_personal(key, "email", envelope) == person.email.lower()
 
-    first = await http.post(f"{service_url('customer')}/api/customers/{customer_id}/erase")
+    erase = f"{service_url('customer')}/api/customers/{customer_id}/erase"
+    async with api_client("customer", customer_id=customer_id) as themselves:  # the person asks
+        first = await themselves.post(erase)
     assert first.status_code == 202, first.text
     assert first.json()["status"] == "erased"
-    again = await http.post(f"{service_url('customer')}/api/customers/{customer_id}/erase")
+    async with api_client("staff") as support:  # and support repeats it: the same answer, nothing new
+        again = await support.post(erase)
     assert (again.status_code, again.json()) == (202, first.json())
     [event_id] = await erased_event(customer_id)  # the repeat published nothing
     await eventually(lambda: applied_everywhere(event_id), within=WITHIN, what="every group applied customer.erased")
