@@ -158,6 +158,8 @@ async def test_an_erased_customer_is_nowhere_readable_and_the_business_totals_st
     assert open_personal(key, "email", envelope) == person.email.lower()
 
     erase = f"{service_url('customer')}/api/customers/{customer_id}/erase"
+    async with api_client("customer", customer_id=uuid.uuid4()) as stranger:  # another customer: not theirs
+        assert (await stranger.post(erase)).status_code == 404
     async with api_client("customer", customer_id=customer_id) as themselves:  # the person asks
         first = await themselves.post(erase)
     assert first.status_code == 202, first.text
