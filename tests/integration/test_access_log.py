@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.db import connect
+from tests.support.db import connect, outbox_fails_at_commit
 from tests.support.http import api_client, create_customer, create_product, service_url
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -64,10 +64,20 @@ async def test_reads_and_changes_are_logged_with_who_did_them() -> None:
 
 async def test_a_failed_change_leaves_no_row() -> None:
     first, second = await create_customer(), await create_customer()
-    async with api_client("customer", customer_id=second["id"]) as own:
-        clash = await own.patch(f"{CUSTOMERS}/{second['id']}", json={"email": first["email"]})
-    assert clash.status_code == 409, clash.text
-    assert [r for r in await rows("customer", second["id"]) if r[2] == "UPDATE"] == []
+    cid = second["id"]
+    async with api_client("customer", customer_id=cid) as own:
+        clash = await own.patch(f"{CUSTOMERS}/{cid}", json={"email": first["email"]})
+        assert clash.status_code == 409, clash.text  # refused before the row was written
+        # Refused at COMMIT, after the access-log INSERT ran: the row must go with the change.
+        conn = await connect("customer")
+        try:
+            refuse = f"NEW.aggregate_id = '{cid}'::uuid AND NEW.event_type = 'customer.updated'"
+            async with outbox_fails_at_commit(conn, "", "", condition=refuse):
+                failed = await own.patch(f"{CUSTOMERS}/{cid}", json={"last_name": "Never"})
+        finally:
+            await conn.close()
+    assert failed.status_code >= 500, failed.text
+    assert [r for r in await rows("customer", cid) if r[2] == "UPDATE"] == []
 
 
 async def test_order_reads_and_placement_are_logged_in_the_order_service() -> None:
