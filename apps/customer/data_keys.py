@@ -67,11 +67,14 @@ async def data_key(session: AsyncSession, subject: str, *, create: bool) -> Data
     check_subject(subject)
     if create:
         fresh = new_data_key(subject)
-        await session.execute(
+        inserted = await session.scalar(
             insert(PersonalDataKey)
             .values(subject_id=subject, kid=fresh.kid, wrapped_key=_wrap(fresh), created_at=dt.datetime.now(dt.UTC))
             .on_conflict_do_nothing(index_elements=["subject_id"])
+            .returning(PersonalDataKey.kid)
         )
+        if inserted is not None:
+            return fresh  # ours is the key: no read back (a new customer's registration, a guest's checkout)
     row = (
         await session.execute(
             sa.select(PersonalDataKey.kid, PersonalDataKey.wrapped_key).where(PersonalDataKey.subject_id == subject)
