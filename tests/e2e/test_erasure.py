@@ -16,8 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
 
+import apps.checkout.erasure
+import apps.order.erasure
+import apps.returns.erasure
 from apps.common.personal import envelope_subject, open_personal, unwrap_data_key
+from apps.common.topology import BY_NAME, database_url
 from tests.support.db import fetch
 from tests.support.http import api_client, auth_headers, service_url
 from tests.support.orders import eventually
@@ -105,6 +111,34 @@ async def applied_everywhere(event_id: uuid.UUID) -> bool:
     return True
 
 
+# The rows each group's erasure changes, by their updated_at: a second application must leave them alone.
+TOUCHED = (
+    ("order", "SELECT updated_at FROM orders WHERE customer_id = $1"),
+    ("checkout", "SELECT updated_at FROM checkout_sessions WHERE customer_id = $1 ORDER BY id"),
+    ("checkout", "SELECT updated_at FROM cart_sessions WHERE customer_id = $1 ORDER BY id"),
+    ("returns", "SELECT updated_at FROM return_requests WHERE customer_id = $1 ORDER BY id"),
+)
+
+
+async def touched(customer_id: str) -> list[list[Any]]:
+    return [[row[0] for row in await fetch(service, query, customer_id)] for service, query in TOUCHED]
+
+
+async def apply_again(customer_id: str) -> None:
+    """What a replay of each group does with customer.erased: its handler's erasure, once more."""
+    for service, erase in (
+        ("order", apps.order.erasure.erase_customer),
+        ("checkout", apps.checkout.erasure.erase_customer),
+        ("returns", apps.returns.erasure.erase_customer),
+    ):
+        engine = create_async_engine(database_url(BY_NAME[service]), poolclass=NullPool)
+        try:
+            async with AsyncSession(engine) as session, session.begin():
+                await erase(session, customer_id)
+        finally:
+            await engine.dispose()
+
+
 async def data_key(http: httpx.AsyncClient, subject: str) -> httpx.Response:
     """The person's data key as a consuming service asks for it (service token, scope customer:data-keys)."""
     return await http.get(
@@ -169,6 +203,10 @@ async def test_an_erased_customer_is_nowhere_readable_and_the_business_totals_st
     assert (again.status_code, again.json()) == (202, first.json())
     [event_id] = await erased_event(customer_id)  # the repeat published nothing
     await eventually(lambda: applied_everywhere(event_id), within=WITHIN, what="every group applied customer.erased")
+    erased_rows = await touched(customer_id)
+    assert all(erased_rows), erased_rows  # an order, a session, a cart and a return were anonymised
+    await apply_again(customer_id)  # a replay: no error, nothing changes
+    assert await touched(customer_id) == erased_rows
 
     # Gone for the API and for new business; the kept records are unchanged.
     assert (await http.get(f"{service_url('customer')}/api/customers/{customer_id}")).status_code == 404
