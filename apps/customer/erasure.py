@@ -91,13 +91,21 @@ class CustomerErasure:
         self.session = session
         self.actor = actor  # who erases, for data_access_log; None: the request's caller
 
-    async def erase(self, customer_id: uuid.UUID) -> ErasureOut:
+    async def erase(self, customer_id: uuid.UUID, *, announce_again: bool = False) -> ErasureOut:
+        """Erase the customer; a repeat writes and sends nothing, unless ``announce_again`` (operators:
+        apps/customer/reerase.py --announce), which publishes customer.erased once more so every service
+        applies it again (a copy made after the first one, a consumer that lost it)."""
         # Locked: two concurrent erases of one customer serialise, and the second sees 'erased'.
         customer = await self.session.scalar(select(Customer).where(Customer.id == customer_id).with_for_update())
         if customer is None:
             raise not_found("customer", customer_id)
         if customer.status == ERASED and customer.deleted_at is not None:
-            return _answer(customer.id, customer.deleted_at)  # done before: nothing new is written or sent
+            if announce_again:
+                await add_event(
+                    self.session, customer.id, CustomerErased(id=customer.id, erased_at=customer.deleted_at)
+                )
+                await self.session.commit()
+            return _answer(customer.id, customer.deleted_at)  # done before: nothing new is written
         now = utc_now()
         anonymise_customer(customer, now)
         addresses = await self._clear_addresses(customer_id, now)

@@ -7,6 +7,9 @@ after it, Kafka's offsets_for_times) to its end now, and runs the erasure again 
 (apps/customer/erasure.py). An id still erased is answered without a write; a restored one is anonymised
 again, its data key destroyed again, and a new customer.erased tells the other services, whose handlers
 change nothing where their copies stayed anonymised (docs/operations.md, "Erasing a person").
+``--announce`` publishes customer.erased again for ids still erased as well: every service applies it
+once more (an order created from a checkout completed just before the erasure, a consumer restored from
+a backup of its own).
 """
 
 from __future__ import annotations
@@ -65,8 +68,9 @@ def erased_since(since: dt.datetime, *, timeout_s: float = 60.0) -> list[uuid.UU
         consumer.close()
 
 
-async def reerase(ids: Sequence[uuid.UUID]) -> int:
-    """Run the erasure for each id (one transaction each); how many ids are customers here."""
+async def reerase(ids: Sequence[uuid.UUID], *, announce: bool = False) -> int:
+    """Run the erasure for each id (one transaction each); how many ids are customers here. ``announce``:
+    publish customer.erased again for those still erased too."""
     engine = create_async_engine(database_url(BY_NAME["customer"]), poolclass=NullPool)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     done = 0
@@ -74,7 +78,7 @@ async def reerase(ids: Sequence[uuid.UUID]) -> int:
         for customer_id in ids:
             async with sessions() as session:
                 try:
-                    await CustomerErasure(session, actor=ACTOR).erase(customer_id)
+                    await CustomerErasure(session, actor=ACTOR).erase(customer_id, announce_again=announce)
                     done += 1
                 except NotFound:
                     continue  # not in this (restored) database at all: nothing to erase
@@ -87,13 +91,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m apps.customer.reerase", description=__doc__.split("\n")[0])
     parser.add_argument("--since", required=True, type=dt.datetime.fromisoformat, help="ISO time, with its offset")
     parser.add_argument("--dry-run", action="store_true", help="list the ids, erase nothing")
+    parser.add_argument(
+        "--announce", action="store_true", help="publish customer.erased again for ids that are still erased"
+    )
     args = parser.parse_args(argv)
     if args.since.tzinfo is None:
         parser.error("--since needs a UTC offset, e.g. 2026-11-26T03:00:00+00:00")
     ids = erased_since(args.since)
     print(f"{len(ids)} customers erased since {args.since.isoformat()}")
     if not args.dry_run:
-        print(f"erased again (or still erased): {asyncio.run(reerase(ids))}")
+        print(f"erased again (or still erased): {asyncio.run(reerase(ids, announce=args.announce))}")
     return 0
 
 

@@ -1,5 +1,6 @@
 """After a restore to a moment before an erasure, `python -m apps.customer.reerase --since T` finds the
-erasure in commerce.customer and erases the person again (apps/customer/reerase.py)."""
+erasure in commerce.customer and erases the person again (apps/customer/reerase.py); ``--announce``
+publishes customer.erased again for someone still erased."""
 
 from __future__ import annotations
 
@@ -15,6 +16,16 @@ from tests.support.http import api_client, service_url
 from tests.support.orders import eventually
 
 pytestmark = pytest.mark.usefixtures("stack")
+
+
+async def erasures(customer_id: str) -> int:
+    """customer.erased events of the customer in the outbox."""
+    rows = await fetch(
+        "customer",
+        "SELECT count(*) AS n FROM event_store WHERE aggregate_id = $1 AND event_type = 'customer.erased'",
+        uuid.UUID(customer_id),
+    )
+    return int(rows[0]["n"])
 
 
 async def test_a_person_brought_back_by_a_restore_is_erased_again_from_the_erasure_in_kafka() -> None:
@@ -49,12 +60,9 @@ async def test_a_person_brought_back_by_a_restore_is_erased_again_from_the_erasu
         "customer", "SELECT status, first_name, last_name FROM customers WHERE id = $1", uuid.UUID(customer_id)
     )
     assert tuple(row) == ("erased", "Deleted", "User")
-    events = await fetch(
-        "customer",
-        "SELECT count(*) AS n FROM event_store WHERE aggregate_id = $1 AND event_type = 'customer.erased'",
-        uuid.UUID(customer_id),
-    )
-    assert events[0]["n"] == 2  # the other services hear of it again (their handlers are idempotent)
+    assert await erasures(customer_id) == 2  # the other services hear of it again (their handlers are idempotent)
+    assert await reerase([uuid.UUID(customer_id)]) == 1 and await erasures(customer_id) == 2  # still erased
+    assert await reerase([uuid.UUID(customer_id)], announce=True) == 1 and await erasures(customer_id) == 3
     logged = await fetch(
         "customer",
         "SELECT count(*) AS n FROM data_access_log WHERE record_id = $1 AND user_id = 'service:reerase'",
