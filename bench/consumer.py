@@ -35,6 +35,7 @@ from apps.common.topology import BY_NAME, database_url, kafka_bootstrap, pg_host
 from apps.customer.consumers import apply_order_events
 from outbox.consumer import ConsumerGroup, EventContext
 from outbox.events import encode_payload
+from outbox.runner import settle_heap
 from outbox.runtime import ConsumerRuntime
 from outbox.topics import ensure_topics
 from outbox.writer import new_event_id
@@ -103,6 +104,7 @@ async def runtime_rate(topic: str, events: int, batch_size: int, run: str, *, tr
 
     group.batch_handler("order.created")(counting)
     runtime = ConsumerRuntime(group, async_sessionmaker(engine, expire_on_commit=False), batch_size=batch_size)
+    settle_heap()  # as outbox.runner does in a consumer process
 
     async def watch() -> None:
         # Counted in the handler, before its commit; the runtime stops after committing that batch.

@@ -53,10 +53,15 @@ class BatchTransaction:
         group = self.group.name
         async with self.session_factory() as session, session.begin():
             unique = _first_occurrences(parsed)
+            # The versions applied before come back with the claim (one round trip, not two).
+            history = _aggregates_with_history(unique) if self.group.track_versions else None
+            fresh, previous = await inbox.claim(
+                session, group, [p.ctx for p in unique if not p.ctx.redriven], history=history
+            )
             if self.group.track_versions:
-                await self._stamp_previous_versions(session, unique)
-            fresh = await inbox.claim(session, group, [p.ctx for p in unique if not p.ctx.redriven])
-            fresh |= await inbox.claim(session, group, [p.ctx for p in unique if p.ctx.redriven], redriven=True)
+                for p in unique:
+                    _stamp_previous(p.ctx, previous)
+            fresh |= await inbox.claim_redriven(session, group, [p.ctx for p in unique if p.ctx.redriven])
             to_apply = [p for p in unique if p.ctx.event_id in fresh]
             rejected = await self._run_handlers(session, to_apply, isolate=isolate)
             dead = poison + rejected
@@ -66,11 +71,6 @@ class BatchTransaction:
                 metrics.DEAD_LETTERS.labels(group).inc(len(dead))
         # Metrics only after the commit: a rolled-back batch applied nothing.
         self._count_outcomes(parsed, {p.ctx.event_id for p in to_apply} - {d.event_id for d in rejected}, dead)
-
-    async def _stamp_previous_versions(self, session: AsyncSession, unique: list[Parsed]) -> None:
-        previous = await inbox.last_versions(session, self.group.name, _aggregates_with_history(unique))
-        for p in unique:
-            _stamp_previous(p.ctx, previous)
 
     def _count_outcomes(self, parsed: list[Parsed], applied: set[uuid.UUID], dead: list[Poison]) -> None:
         outcomes: Counter[tuple[str, str]] = Counter()

@@ -1,0 +1,94 @@
+"""CPU time per stack component over a run: where the machine's cores went, load-independent.
+
+    snapshot = cpu_snapshot()
+    ...  # the load
+    print(cpu_report(cpu_snapshot(), snapshot, per=orders_placed, unit="order"))
+
+Each component is a pid file in .stack/pids/ (`just status` lists them); its CPU is utime + stime of that
+process and all its descendants (uvicorn workers, the JVM's threads, PostgreSQL's backends, which are
+children of the postmaster), read from /proc. A process that started or ended during the run counts only
+what it used while it was seen.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from infra.paths import PIDS
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, utime + stime in seconds) of one process, or None when it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()  # the name may hold spaces; what follows ")" does not
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _processes() -> dict[int, tuple[int, float]]:
+    found: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            found[int(entry.name)] = stat
+    return found
+
+
+def _component_pids() -> dict[int, str]:
+    roots: dict[int, str] = {}
+    for pid_file in PIDS.glob("*.pid"):
+        try:
+            roots[int(pid_file.read_text().split()[0])] = pid_file.stem
+        except (OSError, ValueError, IndexError):
+            continue
+    return roots
+
+
+def cpu_snapshot() -> dict[tuple[str, int], float]:
+    """CPU seconds so far of every process of every component, keyed by (component, pid)."""
+    processes = _processes()
+    roots = _component_pids()
+    owner: dict[int, str] = {}
+
+    def component_of(pid: int) -> str | None:
+        seen: list[int] = []
+        while pid > 1 and pid not in owner and pid not in roots and pid in processes:
+            seen.append(pid)
+            pid = processes[pid][0]
+        name = owner.get(pid) or roots.get(pid)
+        for p in seen:
+            owner[p] = name or ""
+        return name
+
+    snapshot: dict[tuple[str, int], float] = {}
+    for pid, (_, cpu) in processes.items():
+        name = component_of(pid) or ("other" if pid != os.getpid() else "bench")
+        snapshot[(name, pid)] = cpu
+    return snapshot
+
+
+def cpu_by_component(after: dict[tuple[str, int], float], before: dict[tuple[str, int], float]) -> dict[str, float]:
+    """CPU seconds each component used between two snapshots."""
+    used: dict[str, float] = defaultdict(float)
+    for key, cpu in after.items():
+        used[key[0]] += cpu - before.get(key, 0.0)
+    return dict(used)
+
+
+def cpu_report(
+    after: dict[tuple[str, int], float], before: dict[tuple[str, int], float], *, per: int, unit: str
+) -> str:
+    """A table: each component's CPU milliseconds per ``unit`` (``per`` of them happened), biggest first."""
+    used = cpu_by_component(after, before)
+    total = sum(used.values())
+    lines = [f"CPU per {unit} ({per} {unit}s), by component:"]
+    for name, seconds in sorted(used.items(), key=lambda kv: -kv[1]):
+        if seconds * 1000 / max(per, 1) >= 0.05:
+            lines.append(f"  {name:22s} {seconds * 1000 / max(per, 1):7.2f} ms  {seconds / total * 100:5.1f} %")
+    lines.append(f"  {'total':22s} {total * 1000 / max(per, 1):7.2f} ms")
+    return "\n".join(lines)
