@@ -75,6 +75,21 @@ async def _delivered_order(http: httpx.AsyncClient, own: dict[str, str], staff: 
     return placed
 
 
+async def _cart_and_checkout(http: httpx.AsyncClient, own: dict[str, str], a: str, product: str) -> tuple[str, str]:
+    checkout = service_url("checkout")
+    cart = await _ok(await http.post(f"{checkout}/api/carts", json={"customer_id": a}, headers=own), 200, 201)
+    line = {"product_id": product, "quantity": 1}
+    await _ok(await http.post(f"{checkout}/api/carts/{cart['id']}/items", json=line, headers=own), 200)
+    start = {
+        "cart_id": cart["id"],
+        "shipping_address": US_ADDRESS,
+        "shipping_method_id": "standard",
+        "payment_method": {"type": "card", "token": "tok_visa"},
+    }
+    session = await _ok(await http.post(f"{checkout}/api/checkout", json=start, headers=own), 201)
+    return cart["id"], session["id"]
+
+
 @pytest.fixture(scope="module")
 async def world() -> AsyncIterator[World]:
     async with httpx.AsyncClient(timeout=30) as http:
@@ -83,22 +98,14 @@ async def world() -> AsyncIterator[World]:
         await set_stock(product, 10)
         headers = _headers(a, b)
         own, staff = headers["own"], headers["staff"]
-        placed = await _delivered_order(http, own, staff, a, product)
+        # The cart and checkout are made while the saga confirms the order (the slow part).
+        placed, (cart, session) = await asyncio.gather(
+            _delivered_order(http, own, staff, a, product), _cart_and_checkout(http, own, a, product)
+        )
         item = int(placed["items"][0]["id"])
         body = {"order_id": placed["id"], "items": [{"order_item_id": item, "quantity": 1, "reason": "defective"}]}
         returned = await _ok(await http.post(f"{service_url('returns')}/api/returns", json=body, headers=own), 201)
-        checkout = service_url("checkout")
-        cart = await _ok(await http.post(f"{checkout}/api/carts", json={"customer_id": a}, headers=own), 200, 201)
-        line = {"product_id": product, "quantity": 1}
-        await _ok(await http.post(f"{checkout}/api/carts/{cart['id']}/items", json=line, headers=own), 200)
-        start = {
-            "cart_id": cart["id"],
-            "shipping_address": US_ADDRESS,
-            "shipping_method_id": "standard",
-            "payment_method": {"type": "card", "token": "tok_visa"},
-        }
-        session = await _ok(await http.post(f"{checkout}/api/checkout", json=start, headers=own), 201)
-        yield World(a, b, product, placed["id"], item, returned["id"], cart["id"], session["id"], headers)
+        yield World(a, b, product, placed["id"], item, returned["id"], cart, session, headers)
 
 
 @dataclass(frozen=True)
