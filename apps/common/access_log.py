@@ -12,7 +12,8 @@ and its service layer says what the caller touched::
 A change is one INSERT in the change's own transaction (the service commits after it), so a change that
 fails leaves no row. Reads are noted in the request and written together, one INSERT committed on the
 request's primary session, when the answer starts and before it is sent (only for an answer below 400:
-a read refused afterwards, e.g. another customer's order answered 404, showed nothing). Reads may come
+a read refused afterwards, e.g. another customer's order answered 404, showed nothing); whatever the
+handler left uncommitted is rolled back first, so that commit carries nothing else. Reads may come
 from the replica; their rows always go to the primary. If that INSERT fails the answer still goes out,
 logged and counted in ``commerce_access_log_failures_total``: availability first, and the failure is seen.
 
@@ -222,6 +223,9 @@ async def _write_reads(current: _Request) -> None:
     try:
         if session is None:
             raise LookupError("the request has no primary session")  # a read that used none: a bug of ours
+        # Nothing commits behind the handler's back: whatever it left uncommitted is dropped first, so
+        # this commit holds the access-log rows and nothing else.
+        await session.rollback()
         await session.execute(sa.insert(_INSERT), rows)  # one statement (insertmanyvalues), cached
         await session.commit()
     except Exception as exc:  # the answer is decided; a lost audit row is logged and counted, not a 500
