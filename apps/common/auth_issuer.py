@@ -43,16 +43,22 @@ DEFAULT_TTL_S: Final = 3600
 
 
 def keys_dir() -> Path:
-    state = Path(os.environ.get("STACK_STATE_DIR", _REPO / ".stack"))
-    return state / "keys"
+    return _paths(os.environ.get("STACK_STATE_DIR"), None, None)[0]
 
 
 def private_key_path() -> Path:
-    return Path(os.environ.get("AUTH_ISSUER_KEY_FILE", keys_dir() / "auth-issuer.pem"))
+    return _paths(os.environ.get("STACK_STATE_DIR"), os.environ.get("AUTH_ISSUER_KEY_FILE"), None)[1]
 
 
 def jwks_path() -> Path:
-    return Path(os.environ.get("AUTH_JWKS_FILE", keys_dir() / "auth-jwks.json"))
+    return _paths(os.environ.get("STACK_STATE_DIR"), None, os.environ.get("AUTH_JWKS_FILE"))[2]
+
+
+@cache
+def _paths(state: str | None, key_file: str | None, jwks_file: str | None) -> tuple[Path, Path, Path]:
+    # Cached: minting thousands of tokens (just bench) should not spend its time building paths.
+    keys = Path(state or _REPO / ".stack") / "keys"
+    return keys, Path(key_file or keys / "auth-issuer.pem"), Path(jwks_file or keys / "auth-jwks.json")
 
 
 def _public_jwk(key: Ed25519PrivateKey, kid: str) -> dict[str, Any]:
@@ -79,6 +85,8 @@ def ensure_keys() -> tuple[Ed25519PrivateKey, str]:
     Several processes start at once (``just up``): a lock file makes exactly one of them create the pair.
     """
     key_path, jwks = private_key_path(), jwks_path()
+    if key_path.exists():
+        return _load(key_path.stat().st_mtime_ns, key_path, jwks)
     key_path.parent.mkdir(parents=True, exist_ok=True)
     with (key_path.parent / ".auth-issuer.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
