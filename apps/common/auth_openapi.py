@@ -1,7 +1,8 @@
 """Route policies in the app: a default for routes that declare none, and bearer security in OpenAPI.
 
 - :func:`undeclared_routes_admin_only` is an app guard: a route that forgot its policy is admin-only (and
-  the route-policy test fails), never open. The probes and the OpenAPI document are public.
+  the route-policy test fails), never open. The probes, the OpenAPI document and Litestar's OPTIONS answers
+  are public.
 - :func:`document_policies` writes each route's policy into its OpenAPI operation: ``security`` (the
   bearer scheme; public routes list the empty requirement first, a token there is optional), the 401/403
   answers, and an "Access:" line in the description, so Swagger and schemathesis know it.
@@ -45,6 +46,8 @@ async def undeclared_routes_admin_only(
 ) -> None:
     if policy_of(handler) is not None or _OPEN_PATHS.match(connection.scope.get("path", "")):
         return
+    if connection.scope.get("method") == "OPTIONS":
+        return  # Litestar's own OPTIONS answers: the path's Allow header, no data
     principal = principal_of(connection)
     if principal is None:
         raise unauthorized("a bearer token is required (Authorization: Bearer <token>)", error=None)

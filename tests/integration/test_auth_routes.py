@@ -124,3 +124,16 @@ async def test_bad_tokens_are_401_with_a_bearer_challenge(name: str) -> None:
     assert wrong == {}, f"{name}: bad tokens not refused with 401"
     assert all("detail" in r.json() for r in answers)
     assert control.status_code in (200, 404), control.text  # a good token passes (the id is unknown)
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_options_and_probes_need_no_token(name: str) -> None:
+    path = PROBED[name].split("?")[0]
+    async with httpx.AsyncClient(timeout=30) as http:
+        options, health, ready = await asyncio.gather(
+            http.options(service_url(name) + path),
+            http.get(f"{service_url(name)}/health"),
+            http.get(f"{service_url(name)}/ready"),
+        )
+    assert options.status_code == 204 and "GET" in options.headers["allow"], options.text
+    assert (health.status_code, ready.status_code) == (200, 200)
