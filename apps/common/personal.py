@@ -31,6 +31,7 @@ __all__ = [
     "ADDRESS_FIELDS",
     "ERASED",
     "PD_VERSION",
+    "SUBJECT_PATTERN",
     "DataKey",
     "KeyDestroyed",
     "check_subject",
@@ -68,7 +69,8 @@ ADDRESS_FIELDS: Final = (
 _KEY_BYTES: Final = 32
 _NONCE_BYTES: Final = 12
 # Customer ids (UUIDs) and guests' session ids (cs_ + hex) both fit; ':' never does (the separator).
-_SUBJECT: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SUBJECT_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
+_SUBJECT: Final = re.compile(SUBJECT_PATTERN)
 _KID: Final = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 

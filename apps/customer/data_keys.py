@@ -15,14 +15,14 @@ both answer 410 for a destroyed key and GET 404 for one never created.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Final
+from typing import Annotated, Final, TypeAlias
 
 import msgspec
 import sqlalchemy as sa
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException
-from litestar.params import FromPath
+from litestar.params import PathParameter
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -31,13 +31,25 @@ from apps.common.auth import allow
 from apps.common.crypto import CryptoError
 from apps.common.errors import InvalidField, NotFound
 from apps.common.models import timestamp
-from apps.common.personal import DataKey, KeyDestroyed, check_subject, new_data_key, unwrap_data_key, wrap_data_key
+from apps.common.personal import (
+    SUBJECT_PATTERN,
+    DataKey,
+    KeyDestroyed,
+    check_subject,
+    new_data_key,
+    unwrap_data_key,
+    wrap_data_key,
+)
 from apps.customer.models import Base
 from apps.customer.sealed import open_value, seal_value
 
 __all__ = ["DataKeyController", "DataKeyOut", "PersonalDataKey", "data_key", "destroy_data_key"]
 
 TABLE: Final = "personal_data_keys"
+# A customer's id or a guest's cs_... id (apps/common/personal.py); the pattern is checked and documented.
+Subject: TypeAlias = Annotated[
+    str, PathParameter(pattern=SUBJECT_PATTERN, max_length=64, description="a customer's id or a guest's cs_ id")
+]
 SCOPE: Final = "customer:data-keys"
 
 
@@ -141,15 +153,13 @@ class DataKeyController(Controller):
     guards = [allow(service=SCOPE)]  # service tokens with this scope (and admin); nobody else
 
     @get("/{subject:str}")
-    async def get_data_key(
-        self, subject: FromPath[str], db_session: NamedDependency[AsyncSession]
-    ) -> Response[DataKeyOut]:
+    async def get_data_key(self, subject: Subject, db_session: NamedDependency[AsyncSession]) -> Response[DataKeyOut]:
         """The subject's data key; 404 if none was ever made, 410 once destroyed."""
         return await _answer(db_session, subject, create=False)
 
     @post("/{subject:str}", status_code=200)
     async def ensure_data_key(
-        self, subject: FromPath[str], db_session: NamedDependency[AsyncSession]
+        self, subject: Subject, db_session: NamedDependency[AsyncSession]
     ) -> Response[DataKeyOut]:
         """The subject's data key, made on first use; 410 once destroyed."""
         return await _answer(db_session, subject, create=True)
