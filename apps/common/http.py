@@ -46,6 +46,7 @@ from apps.common.auth_openapi import bearer_components, document_policies, undec
 from apps.common.auth_tokens import auth_middleware
 from apps.common.db import litestar_alchemy_config
 from apps.common.error_handlers import Handler, exception_handlers
+from apps.common.heap import settle_heap
 from apps.common.logs import AccessLogMiddleware, SentStatusPrometheusMiddleware, logging_config
 from apps.common.openapi import AllowHeaderMiddleware, StrictStructSchemaPlugin, document_error_responses
 from apps.common.probes import READINESS_CHECKS, MetricsController, ProbeController, ReadinessCheck
@@ -109,7 +110,7 @@ def create_service_app(
             render_plugins=[SwaggerRenderPlugin()],
             components=bearer_components(),
         ),
-        on_startup=list(on_startup),
+        on_startup=[*on_startup, settle_heap],  # last: after the app's own start-up (apps/common/heap.py)
         on_shutdown=list(on_shutdown),
         lifespan=list(lifespan),
         signature_namespace=dict(signature_namespace or {}),
