@@ -22,6 +22,8 @@ __all__ = ["SalesController"]
 # The request's SalesService, injected by parameter name.
 Sales: TypeAlias = NamedDependency[SalesService]
 
+# Sales reports are the back office's.
+BACK_OFFICE = allow("staff")
 DEFAULT_TOP = 10
 MAX_TOP = 100
 
@@ -36,11 +38,10 @@ class SalesController(Controller):
 
     path = "/api/analytics"
     tags = ["analytics"]
-    guards = [allow("staff")]  # sales reports: the back office
     # Reports: every endpoint may read from the replica (apps/common/read_routing.py says when it does).
     dependencies = {"sales": replica_reads(SalesService)}
 
-    @get("/sales/daily")
+    @get("/sales/daily", guards=[BACK_OFFICE])
     async def daily_sales(
         self,
         sales: Sales,
@@ -68,7 +69,7 @@ class SalesController(Controller):
         """Per UTC day and currency: orders, net revenue, cancellations; only days with activity, oldest first."""
         return [to_daily_sales_out(row) for row in await sales.daily(from_, to, currency=currency)]
 
-    @get("/products/top")
+    @get("/products/top", guards=[BACK_OFFICE])
     async def top_products(
         self,
         sales: Sales,
@@ -78,7 +79,7 @@ class SalesController(Controller):
         """Best-selling products by net revenue, then units; pass ``currency`` to rank within one currency."""
         return [to_product_sales_out(row) for row in await sales.top_products(limit=limit, currency=currency)]
 
-    @get("/products/{product_id:uuid}")
+    @get("/products/{product_id:uuid}", guards=[BACK_OFFICE])
     async def product_sales(self, sales: Sales, product_id: FromPath[uuid.UUID]) -> list[ProductSalesOut]:
         """One product's net units and revenue, a row per currency; empty if it never sold."""
         return [to_product_sales_out(row) for row in await sales.product(product_id)]
