@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import msgspec
 import pytest
 
 from apps.checkout.events import CheckoutAddress, personal_address
 from apps.common.crypto import CryptoError, associated_data, generate_keyring, key_id, open_envelope
+from apps.common.data_keys import DataKeys
+from apps.common.errors import DependencyUnavailable
 from apps.common.personal import (
     ADDRESS_FIELDS,
     ERASED,
@@ -26,6 +29,7 @@ from apps.common.personal import (
     wrap_data_key,
 )
 from apps.common.sealed_tables import SealedTable, _resealed_row, _stale, seal_json_fields
+from apps.common.service_client import ServiceClient
 from apps.customer.events import PERSONAL_FIELDS, CustomerRegistered
 
 SUBJECT = str(uuid.UUID(int=7))
@@ -116,3 +120,42 @@ def test_the_row_is_in_the_associated_data() -> None:
     assert isinstance(sealed, dict)
     with pytest.raises(CryptoError):
         open_envelope(ring, sealed["city"], associated_data("order", "orders", "shipping_address.city", 2))
+
+
+class _FakeCustomers:
+    """The customer service's answers to the data-key route, counted (a fake client: pure cache logic)."""
+
+    name = "customer"
+
+    def __init__(self, status: int, body: bytes = b"") -> None:
+        self.status, self.body, self.calls = status, body, 0
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        self.calls += 1
+        return self.status, self.body
+
+    async def post_json(self, path: str, body: object) -> tuple[int, bytes]:
+        return await self.get(path)
+
+    def decode(self, status: int, content: bytes, type_: type[Any]) -> Any:
+        return ServiceClient.decode(self, status, content, type_)  # type: ignore[arg-type]
+
+
+async def test_data_keys_are_cached_briefly_and_an_erased_key_for_good() -> None:
+    key = new_data_key(SUBJECT)
+    body = msgspec.json.encode({"subject": key.subject, "kid": key.kid, "key": wrap_data_key(key)})
+    found = _FakeCustomers(200, body)
+    keys = DataKeys(found, ttl_s=60)  # type: ignore[arg-type]
+    assert await keys.for_opening(SUBJECT) == key and await keys.for_opening(SUBJECT) == key
+    assert found.calls == 1
+    expired = DataKeys(found, ttl_s=0)  # type: ignore[arg-type]
+    await expired.for_sealing(SUBJECT)
+    await expired.for_sealing(SUBJECT)
+    assert found.calls == 3
+    for status in (404, 410):
+        gone = _FakeCustomers(status)
+        erased = DataKeys(gone, ttl_s=0)  # type: ignore[arg-type]
+        assert await erased.for_opening(SUBJECT) is None and await erased.for_opening(SUBJECT) is None
+        assert gone.calls == 1  # destroyed stays destroyed: never asked again
+    with pytest.raises(DependencyUnavailable):
+        await DataKeys(_FakeCustomers(503), ttl_s=60).for_opening(SUBJECT)  # type: ignore[arg-type]
