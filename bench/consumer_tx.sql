@@ -1,6 +1,7 @@
 -- pgbench: what the consumer runtime asks of PostgreSQL for one batch of :batch order.created events,
 -- one statement each as the runtime sends them (outbox/inbox.py _CLAIM), in one transaction: the inbox
--- claim (with its real indexes and time-ordered event ids, as the outbox writes them) and, in the same
+-- claim (with its real indexes; event and aggregate ids time-ordered, as the outbox and the services make
+-- them) and, in the same
 -- statement, the lookup of versions applied before (the runtime asks only for aggregates whose first event
 -- in the batch is past version 1, so none here), the customer-stats upsert of the customers in the batch,
 -- then the commit. The consumer's
@@ -13,7 +14,9 @@ WITH claimed AS (
   SELECT 'bench-durable-' || :run,
          (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') || '7'
           || lpad(to_hex(g), 3, '0') || substr(md5(random()::text), 1, 16))::uuid,
-         gen_random_uuid(), 'order.created', 1, 'applied', 'bench.order', 0, g
+         (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') || '7'
+          || lpad(to_hex(g), 3, '0') || substr(md5(random()::text), 1, 16))::uuid,
+         'order.created', 1, 'applied', 'bench.order', 0, g
   FROM generate_series(1, :batch) AS g
   ON CONFLICT (consumer_group, event_id) DO NOTHING
   RETURNING event_id
