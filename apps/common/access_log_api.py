@@ -103,10 +103,10 @@ async def _rows_after(
     ]
 
 
-def _page(entries: list[AccessLogEntry], limit: int) -> AccessLogPage:
+def _page(entries: list[AccessLogEntry], limit: int, *, peers_hold_more: bool = False) -> AccessLogPage:
     entries.sort(key=lambda e: (e.accessed_at, e.id), reverse=True)
     page = entries[:limit]
-    more = len(entries) > limit
+    more = len(entries) > limit or (peers_hold_more and bool(page))
     return AccessLogPage(items=page, next_cursor=encode_cursor(page[-1].accessed_at, page[-1].id) if more else None)
 
 
@@ -127,12 +127,12 @@ def internal_access_log_controller(service: str) -> type[Controller]:
     return InternalAccessLogController
 
 
-async def _peer_page(service: str, customer_id: uuid.UUID, limit: int, cursor: str | None) -> list[AccessLogEntry]:
+async def _peer_page(service: str, customer_id: uuid.UUID, limit: int, cursor: str | None) -> AccessLogPage:
     query = f"customer_id={customer_id}&limit={limit}" + (f"&cursor={cursor}" if cursor else "")
     async with open_service_client(service, timeout_s=PEER_TIMEOUT_S, pool_size=1) as session:
         client = ServiceClient(service, session)
         status, content = await client.get(f"/api/internal/access-log?{query}")
-        return client.decode(status, content, AccessLogPage).items
+        return client.decode(status, content, AccessLogPage)
 
 
 class CustomerAccessLogController(Controller):
@@ -150,8 +150,10 @@ class CustomerAccessLogController(Controller):
     ) -> AccessLogPage:
         """Who read or changed this person's data, in every service that holds it, newest first; a page
         of ``limit`` rows, ``next_cursor`` for the next. Staff, admin, and the customer themselves."""
-        # limit + 1 from each: one row past the page says whether there is a next one.
+        # limit + 1 of our own rows; a peer answers at most ``limit`` (the largest page it accepts) and says
+        # with its next_cursor whether it holds more, older than every row it sent.
         own = _rows_after(db_session, "customer", customer_id, limit + 1, cursor)
-        peers = (_peer_page(s, customer_id, limit + 1, cursor) for s in PEERS)
-        pages: list[list[AccessLogEntry]] = await asyncio.gather(own, *peers)
-        return _page([entry for page in pages for entry in page], limit)
+        peers = [_peer_page(s, customer_id, limit, cursor) for s in PEERS]
+        own_rows, peer_pages = await asyncio.gather(own, asyncio.gather(*peers))
+        entries = own_rows + [entry for page in peer_pages for entry in page.items]
+        return _page(entries, limit, peers_hold_more=any(page.next_cursor for page in peer_pages))

@@ -120,8 +120,21 @@ async def test_the_access_log_endpoint_gathers_every_service_newest_first() -> N
 
         first = await _page(staff, cid, limit=2)
         second = await _page(staff, cid, limit=2, cursor=first.json()["next_cursor"])
+        # The largest page the schema allows (the peers are asked for no more than they accept either), and a
+        # walk one row at a time that must meet every row, whichever service holds the next one.
+        largest = await _page(staff, cid, limit=200)
+        assert largest.status_code == 200, largest.text
+        walked: list[str] = []
+        cursor: str | None = None
+        while len(walked) <= len(entries):
+            step = (await _page(staff, cid, limit=1, **({"cursor": cursor} if cursor else {}))).json()
+            walked += [e["id"] for e in step["items"]]
+            if (cursor := step["next_cursor"]) is None:
+                break
     paged = [e["id"] for e in first.json()["items"] + second.json()["items"]]
     assert paged == [e["id"] for e in entries[:4]]
+    assert [e["id"] for e in largest.json()["items"]] == [e["id"] for e in entries]
+    assert walked == [e["id"] for e in entries]
 
     async with api_client("customer", customer_id=cid) as own:
         assert (await _page(own, cid)).status_code == 200
