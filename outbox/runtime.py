@@ -99,6 +99,7 @@ class ConsumerRuntime:
                         await self.apply_batch(batch)
                     except Stopped:
                         break
+                self.kafka.commit_due()  # offsets applied and held back (at most every second), idle or not
                 self.kafka.report_lag()
         finally:
             probe.cancel()
