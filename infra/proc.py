@@ -146,12 +146,38 @@ def kill(component: str, timeout: float = 10.0) -> None:
     pid = read_pid(component)
     if pid is None:
         return
+    # Descendants too, found before the kill (once their parent is gone they belong to init): a process
+    # that left the group, e.g. a PostgreSQL backend, would otherwise outlive its postmaster and keep the
+    # shared memory that the next start refuses to take over.
+    descendants = _descendants(pid)
     _signal_group(pid, signal.SIGKILL)
+    for child in descendants:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(child, signal.SIGKILL)
     deadline = time.monotonic() + timeout
-    while (pid_alive(pid) or _group_members(pid)) and time.monotonic() < deadline:
+    while (
+        pid_alive(pid) or _group_members(pid) or any(pid_alive(child) for child in descendants)
+    ) and time.monotonic() < deadline:
         _reap(pid)
         time.sleep(0.05)
     pid_file(component).unlink(missing_ok=True)
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below root in the process tree (children, their children, ...)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _group_members(pgid: int) -> list[int]:
