@@ -49,6 +49,8 @@ SETTINGS = {
     "shared_buffers": "256MB",
     "track_commit_timestamp": "on",
     "log_min_duration_statement": "5000",
+    # A slow statement is logged without its bind values: they can be a person's data (issue 14).
+    "log_parameter_max_length": "0",
     "log_line_prefix": "'%m [%p] %q%u@%d '",
 }
 
