@@ -194,7 +194,9 @@ class ServiceKeys:
     def unseal_table(self, conn: Connection, table: str) -> int:
         """Write every sealed value of ``table`` back in clear (a migration's downgrade): rows changed."""
         ring, spec = self.keyring(), self.tables[table]
-        rows = conn.execute(text(f"SELECT {spec.key}, {', '.join(spec.columns)} FROM {table}")).all()
+        # Key order, like the rotation's batches: writers that lock the same rows in key order cannot deadlock it.
+        columns = ", ".join(spec.columns)
+        rows = conn.execute(text(f"SELECT {spec.key}, {columns} FROM {table} ORDER BY {spec.key}")).all()
         updates = []
         for row in rows:
             params: dict[str, object] = {"row_key": row[0]}

@@ -1,14 +1,14 @@
 """Order migrations under load, and every order migration down to nothing and up again.
 
-Under load: the order service takes orders on 8 connections while the live order_db goes down to the oldest
-revision its code serves (``OLDEST_SERVED``) and up to head again. No request may fail, and no ACCESS
-EXCLUSIVE lock on orders may be held longer than the migrations' lock_timeout. The code at head writes a
-``data_access_log`` row with every order (order_0009), so below that revision every order would fail: a
-deployment never takes a database below what its running code needs. The expand/contract of
-order_0005-0007 (created_by_service -> source_service) was run under load here while it was the newest
-change (session 17); its steps are still run both ways by the round trip below. Round trip: a scratch
-database of its own goes from nothing to head, down to nothing revision by revision, and up again, with an
-order row that keeps its source service throughout.
+Under load: the order service takes a steady stream of orders on 4 connections while the live order_db goes
+down to the oldest revision its code serves (``OLDEST_SERVED``) and up to head again. No request may fail, and
+no ACCESS EXCLUSIVE lock on orders may be held longer than the migrations' lock_timeout. The code at head
+writes a ``data_access_log`` row with every order (order_0009), so below that revision every order would fail:
+a deployment never takes a database below what its running code needs. The expand/contract of order_0005-0007
+(created_by_service -> source_service) was run under load here while it was the newest change (session 17);
+its steps are still run both ways by the round trip below. Round trip: a scratch database of its own goes from
+nothing to head, down to nothing revision by revision, and up again, with an order row that keeps its source
+service throughout.
 """
 
 from __future__ import annotations
@@ -33,7 +33,11 @@ from tests.support.http import api_client, create_customer, create_product, serv
 pytestmark = pytest.mark.usefixtures("stack")
 
 ORDER = BY_NAME["order"]
-CLIENTS = 8
+CLIENTS = 4
+# Each client pauses between orders: a steady stream is what crosses the migrations; a flood (8 clients flat
+# out placed ~4,500 orders while order_0010 re-sealed every row) leaves the saga minutes of backlog that
+# every later test then waits behind.
+PAUSE_S = 0.5
 # The oldest schema the order code at head runs on: data_access_log (every order writes a row) came in 0009.
 OLDEST_SERVED = "order_0009"
 
@@ -55,6 +59,7 @@ async def _place_orders(stop: asyncio.Event, customers: list[str], product: str)
                     placed += 1
                 else:
                     failures.append(f"{response.status_code} {response.text[:200]}")
+                await asyncio.sleep(PAUSE_S)
 
         await asyncio.gather(*(client(i) for i in range(CLIENTS)))
     return placed, failures
