@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from apps.common.crypto import KeyringFile, keyring_path
 from apps.common.personal import ADDRESS_FIELDS
-from apps.common.sealed_tables import SealedTable, open_json_fields, seal_json_fields
+from apps.common.sealed_rows import SealedTable, open_json_fields, seal_json_fields
 
 __all__ = ["ADDRESS_FIELDS", "SealedAddresses"]
 

@@ -16,27 +16,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from apps.common.crypto import (
-    RELOAD_INTERVAL_S,
-    CryptoError,
-    Keyring,
-    KeyringFile,
-    associated_data,
-    blind_index,
-    key_id,
-    open_envelope,
-    seal,
+from apps.common.crypto import RELOAD_INTERVAL_S, CryptoError, KeyringFile
+from apps.common.sealed_rows import (
+    SealedTable,
+    assignments,
+    opened_row,
+    resealed_row,
+    sealed_condition,
+    stale_condition,
 )
 from apps.common.topology import BY_NAME, database_url
 
@@ -50,8 +46,6 @@ __all__ = [
     "ServiceKeys",
     "main",
     "migration_data_step",
-    "open_json_fields",
-    "seal_json_fields",
     "service_keys",
 ]
 
@@ -64,95 +58,6 @@ SERVICES: Final = {
 }
 
 
-@dataclass(frozen=True)
-class SealedTable:
-    table: str
-    columns: tuple[str, ...]
-    key: str = "id"
-    # The table named in the associated data: an archive's rows keep their table's (they were sealed there).
-    aad_table: str | None = None
-    # When set, each column is a JSON object and these of its fields are sealed (the others stay clear).
-    json_fields: tuple[str, ...] = ()
-    # (sealed column, its blind-index column): the index is recomputed with the value.
-    index: tuple[str, str] | None = None
-
-    @property
-    def place(self) -> str:
-        return self.aad_table or self.table
-
-
-def seal_json_fields(
-    ring: Keyring, service: str, place: str, column: str, row_id: object, value: object, fields: Sequence[str]
-) -> object:
-    """A JSON object with each listed string field sealed (field ``<column>.<name>`` in the associated
-    data); anything that is not an object (NULL) as it is. A field sealed already is left alone."""
-    if not isinstance(value, dict):
-        return value
-    sealed = dict(value)
-    for name in fields:
-        field = sealed.get(name)
-        if isinstance(field, str) and key_id(field) != ring.current:
-            aad = associated_data(service, place, f"{column}.{name}", row_id)
-            sealed[name] = seal(ring, _opened(ring, aad, field), aad)
-    return sealed
-
-
-def open_json_fields(
-    ring: KeyringFile, service: str, place: str, column: str, row_id: object, value: object, fields: Sequence[str]
-) -> dict[str, object] | None:
-    """The reverse of seal_json_fields (a field in clear, from before sealing, reads as it is)."""
-    if not isinstance(value, dict):
-        return None
-    opened = dict(value)
-    for name in fields:
-        field = opened.get(name)
-        if isinstance(field, str) and key_id(field) is not None:
-            opened[name] = ring.open(field, associated_data(service, place, f"{column}.{name}", row_id))
-    return opened
-
-
-def _opened(ring: Keyring, aad: bytes, value: str) -> str:
-    if key_id(value) is None:
-        return value  # stored before sealing
-    return open_envelope(ring, value, aad)
-
-
-def _stale(spec: SealedTable) -> str:
-    """SQL: some value of the row is not sealed under the current key (``:prefix`` = 'v1:<kid>:%')."""
-    if not spec.json_fields:
-        return " OR ".join(f"({c} IS NOT NULL AND {c} NOT LIKE :prefix)" for c in spec.columns)
-    names = ", ".join(f"'{f}'" for f in spec.json_fields)
-    return " OR ".join(
-        f"(jsonb_typeof({c}) = 'object' AND EXISTS (SELECT 1 FROM jsonb_each_text({c}) AS f "
-        f"WHERE f.key IN ({names}) AND f.value IS NOT NULL AND f.value NOT LIKE :prefix))"
-        for c in spec.columns
-    )
-
-
-def _resealed_row(ring: Keyring, service: str, spec: SealedTable, row: Sequence[object]) -> dict[str, object]:
-    row_id, values = row[0], row[1:]
-    params: dict[str, object] = {"row_key": row_id}
-    for column, value in zip(spec.columns, values, strict=True):
-        if spec.json_fields:
-            resealed = seal_json_fields(ring, service, spec.place, column, row_id, value, spec.json_fields)
-            params[column] = None if resealed is None else json.dumps(resealed)
-            continue
-        aad = associated_data(service, spec.place, column, row_id)
-        clear = None if value is None else _opened(ring, aad, str(value))
-        params[column] = None if clear is None else seal(ring, clear, aad)
-        if spec.index and spec.index[0] == column and clear is not None:
-            params[spec.index[1]] = blind_index(ring, clear)
-    return params
-
-
-def _assignments(spec: SealedTable) -> str:
-    cast = "CAST(:{c} AS jsonb)" if spec.json_fields else ":{c}"
-    assignments = [f"{c} = {cast.format(c=c)}" for c in spec.columns]
-    if spec.index:
-        assignments.append(f"{spec.index[1]} = :{spec.index[1]}")
-    return ", ".join(assignments)
-
-
 class ServiceKeys:
     """One service's key file and sealed tables: rotate, reseal, status, retire."""
 
@@ -161,60 +66,95 @@ class ServiceKeys:
         self.keyring = keyring
         self.tables = {spec.table: spec for spec in tables}
 
-    def reseal_batch(self, conn: Connection, table: str, after: object | None, batch: int) -> tuple[int, object | None]:
+    def reseal_batch(
+        self, conn: Connection, table: str, after: object | None, batch: int, *, skip_locked: bool = False
+    ) -> tuple[int, object | None]:
         """Re-seal one batch of stale rows past ``after`` (key order): (rows re-sealed, last key seen)."""
         ring, spec = self.keyring().ring(), self.tables[table]
-        keyset = "" if after is None else f"{spec.key} > :after AND "
-        rows = conn.execute(
-            text(
-                f"SELECT {spec.key}, {', '.join(spec.columns)} FROM {table} WHERE {keyset}({_stale(spec)}) "
-                f"ORDER BY {spec.key} LIMIT :batch FOR UPDATE"
-            ),
-            {"after": after, "batch": batch, "prefix": f"v1:{ring.current}:%"},
-        ).all()
+        rows = self._locked_batch(conn, spec, stale_condition(spec), after, batch, skip_locked, f"v1:{ring.current}:%")
         if not rows:
             return 0, None
-        updates = [_resealed_row(ring, self.service, spec, row) for row in rows]
-        conn.execute(text(f"UPDATE {table} SET {_assignments(spec)} WHERE {spec.key} = :row_key"), updates)
+        updates = [resealed_row(ring, self.service, spec, row) for row in rows]
+        conn.execute(text(f"UPDATE {table} SET {assignments(spec)} WHERE {spec.key} = :row_key"), updates)
         return len(rows), rows[-1][0]
 
     def reseal_table(
         self, conn: Connection, table: str, *, batch: int = DEFAULT_BATCH, commit: Callable[[], None] | None = None
     ) -> int:
-        """Every stale row of ``table``, batch by batch; ``commit`` ends each batch's transaction (rotation)."""
+        """Every stale row of ``table``, batch by batch; ``commit`` ends each batch's transaction (rotation,
+        migrations). With ``commit``, rows a writer holds are skipped and taken by a later pass, so the walk
+        never waits on a writer holding a lock: nothing it holds outlives a batch, and no deadlock forms."""
+        spec = self.tables[table]
+        prefix = f"v1:{self.keyring().ring().current}:%"
+        return self._batches(conn, table, stale_condition(spec), {"prefix": prefix}, self.reseal_batch, batch, commit)
+
+    def unseal_batch(
+        self, conn: Connection, table: str, after: object | None, batch: int, *, skip_locked: bool = False
+    ) -> tuple[int, object | None]:
+        """Write one batch of sealed rows past ``after`` back in clear (a downgrade): (rows, last key seen)."""
+        ring, spec = self.keyring(), self.tables[table]
+        rows = self._locked_batch(conn, spec, sealed_condition(spec), after, batch, skip_locked, None)
+        if not rows:
+            return 0, None
+        updates = [opened_row(ring, self.service, spec, row) for row in rows]
+        assignments = ", ".join(
+            f"{c} = CAST(:{c} AS jsonb)" if spec.json_fields else f"{c} = :{c}" for c in spec.columns
+        )
+        conn.execute(text(f"UPDATE {table} SET {assignments} WHERE {spec.key} = :row_key"), updates)
+        return len(rows), rows[-1][0]
+
+    def unseal_table(
+        self, conn: Connection, table: str, *, batch: int = DEFAULT_BATCH, commit: Callable[[], None] | None = None
+    ) -> int:
+        """Write every sealed value of ``table`` back in clear (a migration's downgrade): rows changed."""
+        return self._batches(conn, table, sealed_condition(self.tables[table]), {}, self.unseal_batch, batch, commit)
+
+    @staticmethod
+    def _locked_batch(
+        conn: Connection,
+        spec: SealedTable,
+        pending: str,
+        after: object | None,
+        batch: int,
+        skip: bool,
+        prefix: str | None,
+    ) -> Sequence[Sequence[object]]:
+        # Key order: writers that lock the same rows in key order cannot deadlock a batch.
+        keyset = "" if after is None else f"{spec.key} > :after AND "
+        lock = "FOR UPDATE SKIP LOCKED" if skip else "FOR UPDATE"
+        return conn.execute(
+            text(
+                f"SELECT {spec.key}, {', '.join(spec.columns)} FROM {spec.table} WHERE {keyset}({pending}) "
+                f"ORDER BY {spec.key} LIMIT :batch {lock}"
+            ),
+            {"after": after, "batch": batch, "prefix": prefix},
+        ).all()
+
+    @staticmethod
+    def _batches(
+        conn: Connection,
+        table: str,
+        pending: str,
+        params: dict[str, object],
+        one_batch: Callable[..., tuple[int, object | None]],
+        batch: int,
+        commit: Callable[[], None] | None,
+    ) -> int:
+        skip = commit is not None  # in one transaction a skipped row could be held by a writer waiting on us
         total, after = 0, None
         while True:
-            count, after = self.reseal_batch(conn, table, after, batch)
+            count, after = one_batch(conn, table, after, batch, skip_locked=skip)
             if commit is not None:
                 commit()
-            if count == 0:
-                return total
             total += count
-
-    def unseal_table(self, conn: Connection, table: str) -> int:
-        """Write every sealed value of ``table`` back in clear (a migration's downgrade): rows changed."""
-        ring, spec = self.keyring(), self.tables[table]
-        # Key order, like the rotation's batches: writers that lock the same rows in key order cannot deadlock it.
-        columns = ", ".join(spec.columns)
-        rows = conn.execute(text(f"SELECT {spec.key}, {columns} FROM {table} ORDER BY {spec.key}")).all()
-        updates = []
-        for row in rows:
-            params: dict[str, object] = {"row_key": row[0]}
-            for column, value in zip(spec.columns, row[1:], strict=True):
-                if spec.json_fields:
-                    opened = open_json_fields(ring, self.service, spec.place, column, row[0], value, spec.json_fields)
-                    params[column] = None if opened is None else json.dumps(opened)
-                else:
-                    sealed = value is not None and key_id(str(value)) is not None
-                    aad = associated_data(self.service, spec.place, column, row[0])
-                    params[column] = ring.open(str(value), aad) if sealed else value
-            updates.append(params)
-        if updates:
-            assignments = ", ".join(
-                f"{c} = CAST(:{c} AS jsonb)" if spec.json_fields else f"{c} = :{c}" for c in spec.columns
-            )
-            conn.execute(text(f"UPDATE {table} SET {assignments} WHERE {spec.key} = :row_key"), updates)
-        return len(updates)
+            if count:
+                continue
+            left = conn.execute(text(f"SELECT 1 FROM {table} WHERE {pending} LIMIT 1"), params).first()
+            if commit is not None:
+                commit()
+            if not skip or left is None:
+                return total
+            time.sleep(0.05)  # only rows writers hold are left: let them commit, then walk again from the start
 
     def rows_per_key(self, conn: Connection) -> dict[str, dict[str, int]]:
         """table -> key id (or 'clear') -> rows with at least one value under it."""
@@ -312,14 +252,19 @@ class ServiceKeys:
 
 def migration_data_step(conn: Connection, service: str, tables: Sequence[SealedTable], *, seal: bool) -> None:
     """A migration's data step: seal every row of ``tables`` (upgrade) or open them again (downgrade),
-    with the service's key file. The migration names its tables itself: they are what its revision sealed."""
+    with the service's key file. The migration names its tables itself: they are what its revision sealed.
+
+    It runs on a connection of its own, one transaction per batch, skipping rows a request holds: in the
+    migration's single transaction it held a lock on every row until the end and deadlocked against the saga.
+    """
     module = importlib.import_module(SERVICES[service])
     keys = ServiceKeys(service, module.keyring, tables)
-    for table in keys.tables:
-        if seal:
-            keys.reseal_table(conn, table)
-        else:
-            keys.unseal_table(conn, table)
+    with conn.engine.connect() as own:
+        for table in keys.tables:
+            if seal:
+                keys.reseal_table(own, table, commit=own.commit)
+            else:
+                keys.unseal_table(own, table, commit=own.commit)
 
 
 def service_keys(service: str) -> ServiceKeys:

@@ -28,7 +28,7 @@ from apps.common.personal import (
     unwrap_data_key,
     wrap_data_key,
 )
-from apps.common.sealed_tables import SealedTable, _resealed_row, _stale, seal_json_fields
+from apps.common.sealed_tables import SealedTable, resealed_row, seal_json_fields, stale_condition
 from apps.common.service_client import ServiceClient
 from apps.customer.events import PERSONAL_FIELDS, CustomerRegistered
 
@@ -108,10 +108,10 @@ def test_json_address_sealing_at_rest_is_bound_to_row_and_resealed_by_rotation()
     assert seal_json_fields(ring, "order", "orders", "shipping_address", 1, None, ADDRESS_FIELDS) is None
     rotated = ring.with_new_current("k2")
     spec = SealedTable("orders", ("shipping_address",), json_fields=ADDRESS_FIELDS)
-    params = _resealed_row(rotated, "order", spec, (1, sealed))
+    params = resealed_row(rotated, "order", spec, (1, sealed))
     again = msgspec.json.decode(str(params["shipping_address"]))
     assert key_id(again["city"]) == "k2" and again["country"] == "GB"
-    assert "jsonb_each_text(shipping_address)" in _stale(spec)
+    assert "jsonb_each_text(shipping_address)" in stale_condition(spec)
 
 
 def test_the_row_is_in_the_associated_data() -> None:
