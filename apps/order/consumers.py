@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from apps.checkout.events import CheckoutCompleted
 from apps.common.consumer_db import consumer_database_url
+from apps.order import saga_rows
 from apps.order.checkout_orders import create_from_checkout
 from apps.order.saga import Saga
 from apps.payment.events import (
@@ -47,7 +48,7 @@ async def order_from_checkout(session: AsyncSession, event: CheckoutCompleted, c
 
 @group.handler("inventory.reserved")
 async def stock_reserved(session: AsyncSession, event: InventoryReserved, ctx: EventContext) -> None:
-    await Saga(session).reserved(event.order_id, event.reservation_id, event.items)
+    await saga_rows.reserved(session, event.order_id, event.reservation_id, event.items)
 
 
 @group.handler("inventory.reservation_failed")

@@ -30,13 +30,10 @@ from apps.order.saga_state import (
     enter,
 )
 from apps.order.transitions import SAGA, cancel, confirm, note_payment_failure, request_payment_cancel
-from apps.payment.events import OrderPaymentRequested, PaymentMethod
-from outbox.writer import add_event
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from apps.warehouse.events import ReservedItem
 
 log = logging.getLogger("apps.order.saga")
 
@@ -66,20 +63,7 @@ class Saga:
         saga = await self.session.scalar(select(OrderSaga).where(OrderSaga.order_id == order_id).with_for_update())
         return Held(order, items, saga)
 
-    # -- the warehouse's answers ---------------------------------------------------------------------
-
-    async def reserved(self, order_id: uuid.UUID, reservation_id: uuid.UUID, lines: list[ReservedItem]) -> None:
-        held = await self.hold(order_id)
-        if held is None:
-            return
-        _fill_reservation(held.items, reservation_id, lines)
-        if not _waits_on(held, RESERVATION):
-            return  # cancelled meanwhile: its order.cancelled (after order.created) releases the stock
-        assert held.saga is not None
-        if held.saga.payment_token is None:
-            await confirm(self.session, held.order, held.items, held.saga, "stock reserved")
-        else:
-            await self._request_payment(held.order, held.saga)
+    # -- the warehouse's answers (inventory.reserved: apps/order/saga_rows.py, in two round trips) ------
 
     async def reservation_failed(self, order_id: uuid.UUID, reason: str) -> None:
         held = await self.hold(order_id)
@@ -87,26 +71,6 @@ class Saga:
             return
         why = OUT_OF_STOCK if reason == "insufficient_stock" else reason
         await cancel(self.session, held.order, held.items, held.saga, why, SAGA)
-
-    async def _request_payment(self, order: Order, saga: OrderSaga) -> None:
-        now = dt.datetime.now(dt.UTC)
-        saga.payment_attempts += 1
-        saga.payment_requested_at = now
-        enter(saga, PAYMENT, now)
-        assert saga.payment_token is not None
-        await add_event(
-            self.session,
-            order.id,
-            OrderPaymentRequested(
-                order_id=order.id,
-                amount=order.total_amount,
-                currency=order.currency,
-                payment_method=PaymentMethod(type=saga.payment_method_type or "card", token=saga.payment_token),
-                customer_id=order.customer_id,
-                attempt=saga.payment_attempts,
-                requested_at=now,
-            ),
-        )
 
     # -- the payment service's answers ---------------------------------------------------------------
 
@@ -172,17 +136,3 @@ class Saga:
 
 def _waits_on(held: Held, step: str) -> bool:
     return held.order.status == PENDING and held.saga is not None and held.saga.step == step
-
-
-def _fill_reservation(items: list[OrderItem], reservation_id: uuid.UUID, lines: list[ReservedItem]) -> None:
-    """order_items.warehouse_id and reservation_id from the warehouse's answer. A line split across
-    warehouses keeps the warehouse holding most of its units (the reservation lists every split)."""
-    best: dict[uuid.UUID, ReservedItem] = {}
-    for reserved in lines:
-        current = best.get(reserved.product_id)
-        if current is None or reserved.quantity > current.quantity:
-            best[reserved.product_id] = reserved
-    for item in items:
-        item.reservation_id = reservation_id
-        if (where := best.get(item.product_id)) is not None:
-            item.warehouse_id = where.warehouse_id

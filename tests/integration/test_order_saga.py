@@ -13,12 +13,17 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from apps.checkout.events import CheckoutAddress, CheckoutCompleted, CheckoutLine
+from apps.order import saga_rows
 from apps.order.checkout_orders import create_from_checkout
+from apps.order.events import OrderConfirmed, OrderLine
 from apps.order.saga import Saga
+from apps.payment.events import OrderPaymentRequested
+from apps.warehouse.events import ReservedItem
 from tests.support.db import fetch
 from tests.support.http import api_client, create_product, service_url, set_stock
 from tests.support.orders import eventually, order_engine
@@ -224,3 +229,56 @@ async def test_a_failed_payment_operation_is_noted_once_per_event(sessions: asyn
     assert json.loads(notes[0]["metadata"]) == {"payment_status": "capture_failed", "event_id": str(failure)}
     order = await fetch("order", "SELECT payment_status FROM orders WHERE id = $1", event.order_id)
     assert order[0]["payment_status"] == "void_failed"
+
+
+async def test_a_reservation_confirms_the_order_or_asks_for_its_payment_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """inventory.reserved through the saga's two-statement path (apps/order/saga_rows.py): without a card the
+    order is confirmed, with one the payment is asked for; a second answer only fills the lines again."""
+    warehouse, reservation = uuid.uuid4(), uuid.uuid4()
+    for token in (None, "tok_visa"):
+        event = completed()
+        answer = [ReservedItem(product_id=event.lines[0].product_id, warehouse_id=warehouse, quantity=1)]
+        # In the creating transaction, so the warehouse's own answer (nobody stocks the product) comes too late.
+        async with sessions() as session, session.begin():
+            await create_from_checkout(session, event)
+            if token is None:
+                held = await Saga(session).hold(event.order_id)
+                assert held is not None and held.saga is not None
+                held.saga.payment_token = None
+                await session.flush()
+            for _ in range(2):
+                await saga_rows.reserved(session, event.order_id, reservation, answer)
+            await saga_rows.reserved(session, uuid.uuid4(), reservation, answer)  # someone else's order
+        order = (await fetch("order", "SELECT * FROM orders WHERE id = $1", event.order_id))[0]
+        saga = (await fetch("order", "SELECT * FROM order_sagas WHERE order_id = $1", event.order_id))[0]
+        items = await fetch("order", "SELECT * FROM order_items WHERE order_id = $1", event.order_id)
+        assert [(i["reservation_id"], i["warehouse_id"]) for i in items] == [(reservation, warehouse)]
+        kinds = [kind for kind, _ in await events_of(event.order_id)]
+        if token is None:
+            assert (order["status"], saga["step"], saga["deadline_at"], saga["payment_attempts"]) == (
+                "confirmed", "done", None, 0,
+            )  # fmt: skip
+            assert kinds == ["order.created", "order.confirmed"]
+            confirmed = msgspec.json.decode((await events_of(event.order_id))[1][1], type=OrderConfirmed)
+            assert confirmed == OrderConfirmed(
+                order_id=event.order_id, order_number=order["order_number"], customer_id=event.customer_id,
+                currency="USD", total_amount=Decimal("9.00"),
+                items=[OrderLine(product_id=answer[0].product_id, sku="SAGA-T", quantity=1,
+                                 unit_price=Decimal("4.00"), total_price=Decimal("4.00"))],
+                payment_status=order["payment_status"], created_at=order["created_at"],
+                confirmed_at=order["updated_at"],
+            )  # fmt: skip
+            history = await fetch(
+                "order", "SELECT status_from, status_to, changed_by, reason FROM order_status_history "
+                "WHERE order_id = $1 ORDER BY id", event.order_id,
+            )  # fmt: skip
+            assert [tuple(h.values()) for h in history][-1] == ("pending", "confirmed", "order-saga", "stock reserved")
+        else:
+            assert (order["status"], saga["step"], saga["payment_attempts"]) == ("pending", "payment", 1)
+            assert saga["deadline_at"] > saga["payment_requested_at"] == saga["updated_at"]
+            assert kinds == ["order.created", "order.payment_requested"]
+            asked = msgspec.json.decode((await events_of(event.order_id))[1][1], type=OrderPaymentRequested)
+            assert (asked.amount, asked.attempt, asked.payment_method.token) == (Decimal("9.00"), 1, "tok_visa")
+            assert (asked.customer_id, asked.requested_at) == (event.customer_id, saga["payment_requested_at"])
