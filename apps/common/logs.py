@@ -25,9 +25,10 @@ from typing import Any, Final
 
 import msgspec
 from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException
 from litestar.logging.config import LoggingConfig
 from litestar.middleware import ASGIMiddleware
-from litestar.plugins.prometheus import PrometheusMiddleware
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusMiddleware
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -164,17 +165,24 @@ class AccessLogMiddleware(ASGIMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         started = time.perf_counter()
         status = HTTP_500_INTERNAL_SERVER_ERROR
+        sent = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, sent
             await send(message)
             # Only once it is sent: a start that fails to go out (a before-send hook raising) becomes
             # the server's own 500, and a status sent before the app raised stays what the client got.
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, sent = message["status"], True
 
         try:
             await next_app(scope, receive, send_wrapper)
+        except HTTPException as exc:
+            # Raised by a middleware inside this one (the auth middleware's 401): Litestar's outer
+            # exception handler answers it with its status, after this middleware has returned.
+            if not sent:
+                status = exc.status_code
+            raise
         finally:
             duration_ms = round((time.perf_counter() - started) * 1000, 2)
             if should_log(status, duration_ms, self.sample, self.slow_ms, random.random()):
@@ -191,23 +199,58 @@ class AccessLogMiddleware(ASGIMiddleware):
                 )
 
 
+class _SpanSend:
+    """The send a request's inner app gets: records the status once the start is sent, and the duration."""
+
+    __slots__ = ("send", "sent", "span")
+
+    def __init__(self, send: Send, span: dict[str, float]) -> None:
+        self.send = send
+        self.span = span
+        self.sent = False
+        span["status_code"] = HTTP_500_INTERNAL_SERVER_ERROR
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.body":
+            self.span["end_time"] = time.perf_counter()
+            self.span["duration"] = self.span["end_time"] - self.span["start_time"]
+        await self.send(message)
+        if message["type"] == "http.response.start":
+            self.span["status_code"] = message["status"]
+            self.sent = True
+
+    def refused(self, exc: HTTPException) -> None:
+        """An HTTP error raised before any answer (the auth middleware's 401): the status the outer
+        exception handler will send."""
+        if not self.sent:
+            self.span["status_code"] = exc.status_code
+            self.span["duration"] = time.perf_counter() - self.span["start_time"]
+
+
+def _counting_refusals(app: ASGIApp) -> ASGIApp:
+    async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await app(scope, receive, send)
+        except HTTPException as exc:
+            if isinstance(send, _SpanSend):
+                send.refused(exc)
+            raise
+
+    return counted
+
+
 class SentStatusPrometheusMiddleware(PrometheusMiddleware):
     """Litestar's HTTP metrics, counted under the status the client received.
 
     The stock middleware takes the status from the start message before passing it on, and counts a
     request that raised before any answer as a 200; here the status is recorded once the start is sent,
-    and a request that never sent one counts as the server's 500.
+    a request that never sent one counts as the server's 500, and an HTTP error raised by a middleware
+    inside this one (answered by Litestar's outer exception handler) counts under its own status.
     """
 
+    def __init__(self, app: ASGIApp, config: PrometheusConfig) -> None:
+        super().__init__(app, config)
+        self.app = _counting_refusals(self.app)
+
     def _get_wrapped_send(self, send: Send, request_span: dict[str, float]) -> Callable[[Message], Any]:
-        request_span["status_code"] = HTTP_500_INTERNAL_SERVER_ERROR
-
-        async def wrapped_send(message: Message) -> None:
-            if message["type"] == "http.response.body":
-                request_span["end_time"] = time.perf_counter()
-                request_span["duration"] = request_span["end_time"] - request_span["start_time"]
-            await send(message)
-            if message["type"] == "http.response.start":
-                request_span["status_code"] = message["status"]
-
-        return wrapped_send
+        return _SpanSend(send, request_span)

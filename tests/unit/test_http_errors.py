@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 import asyncpg
@@ -117,3 +118,31 @@ async def test_metrics_count_500_when_the_answer_never_went_out() -> None:
     wrapped = SentStatusPrometheusMiddleware._get_wrapped_send(None, sent, span)  # type: ignore[arg-type]
     await wrapped({"type": "http.response.start", "status": 503, "headers": []})
     assert span["status_code"] == 503
+
+
+def test_a_bad_token_is_logged_and_counted_as_the_401_it_answered(caplog: pytest.LogCaptureFixture) -> None:
+    """The auth middleware's 401 is raised inside the access log and metrics middlewares and answered by
+    Litestar's outer exception handler: both recorded a 500 (and the access log a second line) before."""
+    from litestar import Litestar, get
+    from litestar.plugins.prometheus import PrometheusConfig
+    from litestar.testing import TestClient
+    from prometheus_client import REGISTRY
+
+    from apps.common.auth_tokens import auth_middleware
+
+    @get("/api/thing", sync_to_thread=False)
+    def thing() -> str:
+        return "never reached"
+
+    app_name = f"test_refusals_{uuid.uuid4().hex[:8]}"
+    metrics = PrometheusConfig(app_name=app_name, prefix=app_name, middleware_class=SentStatusPrometheusMiddleware)
+    middleware: list[Any] = [metrics.middleware, AccessLogMiddleware(), auth_middleware()]
+    app = Litestar([thing], middleware=middleware, logging_config=None)
+    with caplog.at_level(logging.INFO, logger="apps.http"), TestClient(app) as client:
+        response = client.get("/api/thing", headers={"Authorization": "Bearer not-a-token"})
+
+    assert response.status_code == 401
+    assert [r.__dict__["status"] for r in caplog.records if r.getMessage() == "request"] == [401]
+    labels = {"app_name": app_name, "method": "GET", "path": "/api/thing"}
+    assert REGISTRY.get_sample_value(f"{app_name}_requests_total", {**labels, "status_code": "401"}) == 1
+    assert REGISTRY.get_sample_value(f"{app_name}_requests_total", {**labels, "status_code": "500"}) is None
