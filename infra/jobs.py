@@ -47,6 +47,7 @@ from apps.common.topology import BY_NAME, SERVICES, database_url
 from infra import archive
 from outbox import retention
 from outbox.probes import run_until_signalled
+from outbox.redaction import configure_logging
 
 log = logging.getLogger("infra.jobs")
 
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in getattr(args, "jobs", []) if name not in JOBS]
     if unknown:
         parser.error(f"unknown jobs {unknown}; one of {', '.join(JOBS)}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()  # plain text, every line through redact (issue 14)
     if args.command == "serve":
         asyncio.run(serve(args.port))
         return 0

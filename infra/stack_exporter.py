@@ -44,6 +44,7 @@ from prometheus_client.registry import Collector
 from apps.common.topology import BY_NAME, connect_url, database_url
 from infra import connectors, dead_letter_stats, monitoring, postgres
 from outbox.probes import run_until_signalled
+from outbox.redaction import configure_logging
 
 log = logging.getLogger("infra.stack_exporter")
 
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=monitoring.STACK_EXPORTER_PORT)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()  # plain text, every line through redact (issue 14)
     asyncio.run(serve(args.port))
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from outbox import groups
 from outbox.consumer import ConsumerGroup
 from outbox.probes import run_until_signalled
+from outbox.redaction import configure_logging
 from outbox.runtime import ConsumerRuntime
 
 
@@ -78,7 +79,7 @@ def main() -> None:
         help="group.instance.id: a static member (KIP-345); unique per process, stable across its restarts",
     )
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()  # plain text, every line through redact (issue 14)
     asyncio.run(
         serve(args.module, batch_size=args.batch_size, metrics_port=args.metrics_port, instance_id=args.instance_id)
     )

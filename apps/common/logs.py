@@ -18,7 +18,6 @@ import datetime as dt
 import logging
 import os
 import random
-import re
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -33,6 +32,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from apps.common.topology import ServiceSpec
+from outbox.redaction import redact
 
 __all__ = ["AccessLogMiddleware", "JsonLogFormatter", "SentStatusPrometheusMiddleware", "logging_config", "redact"]
 
@@ -50,30 +50,6 @@ _RECORD_ATTRS: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
 
 def _as_text(value: Any) -> str:
     return str(value)
-
-
-REDACTED: Final = "<redacted>"
-# Each (pattern, replacement); a line is only rewritten when _SUSPECT finds something to look at.
-_REDACTIONS: Final = (
-    # SQLAlchemy's statement errors end with the bound values, then a "Background on this error" note.
-    (re.compile(r"\[parameters: .*?(?=\n\(Background on this error|\Z)", re.DOTALL), f"[parameters: {REDACTED}]"),
-    (re.compile(r"(Key \([^)]*\))=\(.*?\)(?= already exists| is not present|\.|$)", re.MULTILINE), rf"\1=({REDACTED})"),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[\w~+/.=-]{16,}"), rf"\1 {REDACTED}"),
-    (re.compile(r"\beyJ[\w-]*\.[\w-]*\.[\w-]*"), REDACTED),
-    (re.compile(r"([?&][^=&\s\"'#]+)=[^&\s\"'#]*"), rf"\1={REDACTED}"),
-    (re.compile(r"[\w.+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+"), "<email>"),
-    (re.compile(r"(?<![\w+])\+\d[\d ().-]{6,}\d"), "<phone>"),
-)
-_SUSPECT: Final = re.compile(r"@|%40|[?&][^=&\s]+=|\+\d|(?i:bearer|basic)\s|eyJ|\[parameters: |Key \(")
-
-
-def redact(text: str) -> str:
-    """``text`` with query values, emails, phones, tokens and SQL parameter values blanked out."""
-    if not _SUSPECT.search(text):
-        return text
-    for pattern, replacement in _REDACTIONS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 def _redacted(value: Any) -> Any:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from apps.common.topology import BY_NAME, database_url
 from outbox.probes import run_until_signalled
+from outbox.redaction import configure_logging
 
 __all__ = ["Poller", "poller_engine", "poller_main", "serve_poller"]
 
@@ -126,5 +127,5 @@ def poller_main(
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=default_port)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()  # plain text, every line through redact (issue 14)
     asyncio.run(serve(args.port))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -22,6 +21,7 @@ from apps.common.consumer_db import consumer_database_url
 from apps.customer.events import CustomerRegistered, CustomerUpdated
 from apps.order.erasure import register as register_erasure
 from outbox.consumer import ConsumerGroup, EventContext
+from outbox.redaction import configure_logging
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True, help="/health, /ready and /metrics")
     parser.add_argument("--batch-size", type=int, default=int(os.environ.get("OUTBOX_BATCH_SIZE", "1000")))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()  # plain text, every line through redact (issue 14)
     asyncio.run(serve("apps.order.references", batch_size=args.batch_size, metrics_port=args.port))
 
 
