@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import selectinload
 from uuid_utils.compat import uuid7
 
 from apps.common.errors import UnknownReference
 from apps.common.models import utc_now
+from apps.warehouse.decisions import write_decisions
 from apps.warehouse.events import (
     InventoryReleased,
     InventoryReservationFailed,
@@ -192,21 +193,12 @@ class ReservationService:
             events.append(event)
         if not reservations:
             return 0
-        inserted = await self.session.scalars(
-            pg_insert(Reservation)
-            .on_conflict_do_nothing(index_elements=[Reservation.order_id])
-            .returning(Reservation.order_id),
-            reservations,
-        )
-        if len(inserted.all()) != len(reservations):
+        decided_now = [(event.order_id, event) for event in events]
+        inserted = await write_decisions(self.session, reservations, items, ledger.changes(), decided_now, now)
+        if inserted != len(reservations):
             # Only possible when a second consumer decided one of these orders at the same moment;
             # the retried batch sees its decision and leaves that order alone.
             raise RetryableError("an order of this batch was decided concurrently")
-        if items:
-            await self.session.execute(insert(ReservationItem), items)
-        await _adjust_reserved(self.session, ledger.changes())
-        for event in events:
-            await add_event(self.session, event.order_id, event)
         return len(reservations)
 
     async def release(self, order_ids: Sequence[uuid.UUID]) -> int:

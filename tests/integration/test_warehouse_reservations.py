@@ -23,10 +23,15 @@ import asyncpg
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from apps.common.topology import topic_for
+from apps.common.models import utc_now
+from apps.common.topology import BY_NAME, database_url, topic_for
 from apps.order.events import OrderCreated, OrderLine
 from apps.warehouse.app import create_app
+from apps.warehouse.decisions import write_decisions
+from apps.warehouse.events import InventoryReserved, ReservedItem
 from apps.warehouse.rules import DEFAULT_WAREHOUSE_ID
 from tests.support.db import db_fixture
 from tests.support.http import authorized
@@ -369,3 +374,41 @@ async def test_fifty_concurrent_orders_for_ten_units_reserve_exactly_ten(
         )
     }
     assert {key for key, event_type in by_order.items() if event_type == "inventory.reserved"} == reserved_orders
+
+
+async def test_a_decision_written_for_an_order_decided_meanwhile_writes_nothing(client: Client) -> None:
+    """The batch's one statement (apps/warehouse/decisions.py) inserts no items, moves no stock and publishes
+    nothing when one of its orders was decided concurrently: the caller then retries the batch."""
+    product_id = new_product()
+    await set_stock(client, product_id, 10)
+    product, order_id = uuid.UUID(product_id), uuid.uuid4()
+
+    def decision(units: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], InventoryReserved]:
+        reservation_id, now = uuid.uuid4(), dt.datetime.now(dt.UTC)
+        row = {"id": reservation_id, "order_id": order_id, "status": "reserved", "reason": None, "shortages": []}
+        item = {"reservation_id": reservation_id, "product_id": product, "warehouse_id": DEFAULT_WAREHOUSE_ID}
+        reserved = ReservedItem(product_id=product, warehouse_id=DEFAULT_WAREHOUSE_ID, quantity=units)
+        event = InventoryReserved(order_id=order_id, reservation_id=reservation_id, items=[reserved], reserved_at=now)
+        return [row], [item | {"quantity": units}], event
+
+    engine = create_async_engine(database_url(BY_NAME["warehouse"]))
+    try:
+        async with AsyncSession(engine) as session, session.begin():
+            written = []
+            for units in (2, 3):  # the second decision for the same order finds the first one's row
+                rows, items, event = decision(units)
+                changes = {(product, DEFAULT_WAREHOUSE_ID): units}
+                written.append(await write_decisions(session, rows, items, changes, [(order_id, event)], utc_now()))
+            assert written == [1, 0]
+            found = await session.execute(
+                text(
+                    "SELECT (SELECT reserved FROM stock_levels WHERE product_id = :p),"
+                    " (SELECT count(*) FROM reservation_items WHERE product_id = :p),"
+                    " (SELECT count(*) FROM event_store WHERE aggregate_id = :o)"
+                ),
+                {"p": product, "o": order_id},
+            )
+            assert tuple(found.one()) == (2, 1, 1)
+            await session.rollback()
+    finally:
+        await engine.dispose()

@@ -1,0 +1,115 @@
+"""A batch's reservation decisions written in one statement: reservation rows, their items, the stock's
+`reserved` and the inventory.* outbox events, as data-modifying CTEs (issue 11).
+
+ReservationService.reserve took four statements plus one outbox insert per order, the two inserts built
+and compiled by the ORM's bulk insert on every call; a batch of one order now costs one round trip here.
+Foreign keys are checked at the statement's end, when the reservation rows exist.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from sqlalchemy import text
+
+from outbox.events import encode_payload
+from outbox.writer import new_event_id
+
+if TYPE_CHECKING:
+    import datetime as dt
+    import uuid
+    from collections.abc import Sequence
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from outbox.events import Event
+
+# Each event gets its aggregate's next version (what outbox.writer.add_event does for one); one event per
+# aggregate in a call (ON CONFLICT may touch a row once per statement), which one decision per order gives.
+_WRITE = text(
+    """
+    WITH r AS (
+        INSERT INTO reservations AS r (id, order_id, status, reason, shortages, created_at, updated_at)
+        SELECT t.id, t.order_id, t.status, t.reason, CAST(t.shortages AS jsonb), :now, :now
+        FROM unnest(CAST(:ids AS uuid[]), CAST(:order_ids AS uuid[]), CAST(:statuses AS text[]),
+                    CAST(:reasons AS text[]), CAST(:shortages AS text[]))
+             WITH ORDINALITY AS t(id, order_id, status, reason, shortages, n)
+        ORDER BY t.n
+        ON CONFLICT (order_id) DO NOTHING
+        RETURNING r.order_id
+    ), every AS (
+        -- Nothing else is written unless every reservation went in: the caller raises a RetryableError
+        -- when an order was decided concurrently, and items must not point at a row that was skipped.
+        SELECT count(*) = cardinality(CAST(:ids AS uuid[])) AS ok FROM r
+    ), i AS (
+        INSERT INTO reservation_items (reservation_id, product_id, warehouse_id, quantity)
+        SELECT t.reservation_id, t.product_id, t.warehouse_id, t.quantity
+        FROM unnest(CAST(:item_reservations AS uuid[]), CAST(:item_products AS uuid[]),
+                    CAST(:item_warehouses AS uuid[]), CAST(:item_quantities AS int[]))
+             WITH ORDINALITY AS t(reservation_id, product_id, warehouse_id, quantity, n)
+        WHERE (SELECT ok FROM every)
+        ORDER BY t.n
+    ), s AS (
+        UPDATE stock_levels AS s
+        SET reserved = s.reserved + d.delta, updated_at = now()
+        FROM unnest(CAST(:stock_products AS uuid[]), CAST(:stock_warehouses AS uuid[]), CAST(:deltas AS int[]))
+             AS d(product_id, warehouse_id, delta)
+        WHERE s.product_id = d.product_id AND s.warehouse_id = d.warehouse_id AND (SELECT ok FROM every)
+    ), v AS (
+        INSERT INTO outbox_aggregate_version AS v (aggregate_id, aggregate_type, version)
+        SELECT a.aggregate_id, a.aggregate_type, 1
+        FROM unnest(CAST(:aggregate_ids AS uuid[]), CAST(:aggregate_types AS text[])) AS a(aggregate_id, aggregate_type)
+        WHERE (SELECT ok FROM every)
+        ON CONFLICT (aggregate_id) DO UPDATE SET version = v.version + 1
+        RETURNING v.aggregate_id, v.version
+    ), e AS (
+        INSERT INTO event_store (id, aggregate_id, aggregate_type, event_type, event_data, event_version,
+                                 schema_version)
+        SELECT x.id, x.aggregate_id, x.aggregate_type, x.event_type, CAST(x.data AS jsonb), v.version,
+               x.schema_version
+        FROM unnest(CAST(:event_ids AS uuid[]), CAST(:aggregate_ids AS uuid[]), CAST(:aggregate_types AS text[]),
+                    CAST(:event_types AS text[]), CAST(:event_data AS text[]), CAST(:schema_versions AS int[]))
+             WITH ORDINALITY AS x(id, aggregate_id, aggregate_type, event_type, data, schema_version, n)
+        JOIN v ON v.aggregate_id = x.aggregate_id
+        ORDER BY x.n
+    )
+    SELECT count(*) FROM r
+    """
+)
+
+
+async def write_decisions(
+    session: AsyncSession,
+    reservations: Sequence[dict[str, Any]],
+    items: Sequence[dict[str, Any]],
+    changes: dict[tuple[uuid.UUID, uuid.UUID], int],
+    events: Sequence[tuple[uuid.UUID, Event]],
+    now: dt.datetime,
+) -> int:
+    """Insert the reservations (an order decided already is skipped), their items, add ``changes`` to the
+    stock's reserved units, and publish ``events`` (aggregate id, event; one per aggregate); the number of
+    reservations inserted."""
+    stock = list(changes)
+    params = {
+        "now": now,
+        "ids": [r["id"] for r in reservations],
+        "order_ids": [r["order_id"] for r in reservations],
+        "statuses": [r["status"] for r in reservations],
+        "reasons": [r["reason"] for r in reservations],
+        "shortages": [msgspec.json.encode(r["shortages"]).decode() for r in reservations],
+        "item_reservations": [i["reservation_id"] for i in items],
+        "item_products": [i["product_id"] for i in items],
+        "item_warehouses": [i["warehouse_id"] for i in items],
+        "item_quantities": [i["quantity"] for i in items],
+        "stock_products": [product for product, _ in stock],
+        "stock_warehouses": [warehouse for _, warehouse in stock],
+        "deltas": [changes[key] for key in stock],
+        "event_ids": [new_event_id() for _ in events],
+        "aggregate_ids": [aggregate_id for aggregate_id, _ in events],
+        "aggregate_types": [event.aggregate_type for _, event in events],
+        "event_types": [event.event_type for _, event in events],
+        "event_data": [encode_payload(event).decode() for _, event in events],
+        "schema_versions": [event.schema_version for _, event in events],
+    }
+    return int((await session.execute(_WRITE, params)).scalar_one())
