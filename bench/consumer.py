@@ -11,7 +11,8 @@ are measured from the first record to the last, so group joins are not counted.
 The durable ceiling is what PostgreSQL can absorb of the same work: pgbench runs bench/consumer_tx.sql
 (the inbox claim and the customer-stats upsert of one batch, in one transaction) on one connection, as
 the runtime has, in the same run; tps x batch size is the ceiling. The last line is JSON:
-{applied_per_s, bare_per_s, durable_ceiling_per_s, ratio, ratio_durable}.
+{applied_per_s, bare_per_s, durable_ceiling_per_s, ratio, ratio_durable, runtime_cpu_us_per_event} (the
+last: the benchmark process's CPU, both threads, per event applied: load-independent, unlike the rates).
 """
 
 from __future__ import annotations
@@ -88,17 +89,20 @@ def bare_rate(topic: str, events: int) -> float:
     return events / elapsed
 
 
-async def runtime_rate(topic: str, events: int, batch_size: int, run: str, *, track_versions: bool) -> float:
+async def runtime_rate(
+    topic: str, events: int, batch_size: int, run: str, *, track_versions: bool
+) -> tuple[float, float]:
+    """Events applied per second, and the CPU (both threads) it took per event, in microseconds."""
     engine = create_async_engine(database_url(BY_NAME["customer"]), pool_size=2)
     group = ConsumerGroup(f"bench-runtime-{run}", topic_override=[topic], track_versions=track_versions)
     done = asyncio.Event()
-    applied, first = 0, 0.0
+    applied, first, first_cpu = 0, 0.0, 0.0
     enough = asyncio.Event()
 
     async def counting(session: AsyncSession, items: Sequence[tuple[object, EventContext]]) -> None:
-        nonlocal applied, first
+        nonlocal applied, first, first_cpu
         if applied == 0:
-            first = time.perf_counter()
+            first, first_cpu = time.perf_counter(), time.process_time()
         await apply_order_events(session, items)  # type: ignore[arg-type]
         applied += len(items)
         if applied >= events:
@@ -117,12 +121,12 @@ async def runtime_rate(topic: str, events: int, batch_size: int, run: str, *, tr
     watcher = asyncio.create_task(watch())
     await runtime.run()
     await watcher
-    elapsed = time.perf_counter() - first
+    elapsed, cpu = time.perf_counter() - first, time.process_time() - first_cpu
     async with engine.begin() as conn:  # leave the shared projection as it was
         await conn.execute(text("DELETE FROM customer_stats WHERE customer_id LIKE :p"), {"p": f"bench-{run}-%"})
         await conn.execute(text("DELETE FROM inbox WHERE consumer_group = :g"), {"g": group.name})
     await engine.dispose()
-    return events / elapsed
+    return events / elapsed, cpu * 1e6 / events
 
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
@@ -165,8 +169,14 @@ def main() -> None:
     print(f"produced {args.events} events to {topic} in {time.perf_counter() - started:.1f}s", flush=True)
     bare = bare_rate(topic, args.events)
     print(f"bare confluent-kafka consumer: {bare:,.0f} events/s", flush=True)
-    applied = asyncio.run(runtime_rate(topic, args.events, args.batch_size, run, track_versions=not args.no_versions))
-    print(f"outbox runtime (inbox + customer-stats, batch {args.batch_size}): {applied:,.0f} events/s", flush=True)
+    applied, cpu_us = asyncio.run(
+        runtime_rate(topic, args.events, args.batch_size, run, track_versions=not args.no_versions)
+    )
+    print(
+        f"outbox runtime (inbox + customer-stats, batch {args.batch_size}): {applied:,.0f} events/s,"
+        f" {cpu_us:.1f} us of CPU per event",
+        flush=True,
+    )
     ceiling = durable_ceiling(args.batch_size, args.customers, args.ceiling_seconds)
     print(f"durable ceiling (pgbench, the same batch statements, 1 connection): {ceiling:,.0f} events/s", flush=True)
     result = {
@@ -175,6 +185,7 @@ def main() -> None:
         "durable_ceiling_per_s": round(ceiling),
         "ratio": round(applied / bare, 3),
         "ratio_durable": round(applied / ceiling, 3),
+        "runtime_cpu_us_per_event": round(cpu_us, 1),
     }
     print(json.dumps(result))
 

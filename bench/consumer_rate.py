@@ -1,0 +1,198 @@
+"""CPU per event of a consumer process at the stack's real rates: a few events per batch, not thousands.
+
+    uv run --frozen python -m bench.consumer_rate [--rate 30] [--seconds 20] [--idle-seconds 10]
+
+A child process runs the outbox runtime as outbox.runner does (heap settled, the customer-stats batch
+handler, versions tracked) on a fresh topic; this process first leaves it idle (its CPU per second with
+nothing to do), then produces `order.created` (v1) and `order.confirmed` (v2) of one order after the
+other at --rate events/s, waits until the inbox holds them all, and reads the child's utime+stime from
+/proc: CPU per event and per batch, and how many batches the events took. The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Producer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+from apps.common.topology import BY_NAME, database_url, kafka_bootstrap
+from apps.customer.consumers import apply_order_events
+from apps.order.events import OrderConfirmed
+from outbox.consumer import ConsumerGroup
+from outbox.events import Event, encode_payload
+from outbox.runner import settle_heap
+from outbox.runtime import ConsumerRuntime
+from outbox.topics import ensure_topics
+from outbox.writer import new_event_id
+from tests.support.orders import order_created
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process, all its threads."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+def cpu_total(pid: int) -> float:
+    return sum(cpu_seconds(pid))
+
+
+def _events(run: str, i: int) -> list[tuple[Event, int]]:
+    created = order_created(f"bench-rate-{run}-{i % 50}", "9.99", order_id=new_event_id())
+    confirmed = OrderConfirmed(
+        order_id=created.order_id,
+        order_number=created.order_number,
+        customer_id=created.customer_id,
+        currency=created.currency,
+        total_amount=created.total_amount,
+        items=created.items,
+        payment_status="authorized",
+        created_at=created.created_at,
+        confirmed_at=dt.datetime.now(dt.UTC),
+    )
+    return [(created, 1), (confirmed, 2)]
+
+
+def produce_at(topic: str, rate: float, seconds: float, run: str) -> int:
+    """Produce order.created/order.confirmed pairs at ``rate`` events/s; returns how many were sent."""
+    producer = Producer({"bootstrap.servers": kafka_bootstrap(), "linger.ms": 0})
+    sent, started = 0, time.monotonic()
+    i = 0
+    while time.monotonic() - started < seconds:
+        for ev, version in _events(run, i):
+            due = started + sent / rate
+            time.sleep(max(0.0, due - time.monotonic()))
+            headers: list[tuple[str, str | bytes | None]] = [
+                ("id", str(new_event_id())),
+                ("event_type", ev.event_type),
+                ("event_version", str(version)),
+                ("schema_version", "1"),
+                ("aggregate_type", "order"),
+            ]
+            producer.produce(topic, key=str(ev.order_id), value=encode_payload(ev), headers=headers)  # type: ignore[attr-defined]
+            producer.poll(0)
+            sent += 1
+        i += 1
+    assert producer.flush(30) == 0
+    return sent
+
+
+# Every row a batch inserts carries its transaction's now(): distinct processed_at values count batches.
+_APPLIED = text("SELECT count(*), count(DISTINCT processed_at) FROM inbox WHERE consumer_group = :g")
+
+
+async def _inbox_count(group: str) -> tuple[int, int]:
+    engine = create_async_engine(database_url(BY_NAME["customer"]), pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            events, batches = (await conn.execute(_APPLIED, {"g": group})).one()
+            return int(events), int(batches)
+    finally:
+        await engine.dispose()
+
+
+def wait_applied(group: str, expected: int, within: float = 120.0) -> int:
+    """Wait until the inbox holds ``expected`` events of the group; returns the batches they took."""
+    deadline = time.monotonic() + within
+    while (found := asyncio.run(_inbox_count(group)))[0] < expected:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {found[0]} of {expected} events applied")
+        time.sleep(0.2)
+    return found[1]
+
+
+async def _cleanup(group: str, run: str) -> None:
+    engine = create_async_engine(database_url(BY_NAME["customer"]), pool_size=1)
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM customer_stats WHERE customer_id LIKE :p"), {"p": f"bench-rate-{run}-%"})
+        await conn.execute(text("DELETE FROM inbox WHERE consumer_group = :g"), {"g": group})
+    await engine.dispose()
+
+
+async def child(topic: str, group_name: str) -> None:
+    """The consumer process: the runtime as outbox.runner runs it; prints 'ready' once it owns partitions."""
+    import signal
+
+    engine = create_async_engine(database_url(BY_NAME["customer"]), pool_size=2, max_overflow=2)
+    group = ConsumerGroup(group_name, topic_override=[topic])
+    group.batch_handler("order.created")(apply_order_events)
+    group.batch_handler("order.confirmed")(apply_order_events)
+    runtime = ConsumerRuntime(group, async_sessionmaker(engine, expire_on_commit=False))
+    settle_heap()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, runtime.stop)
+
+    async def announce() -> None:
+        while not runtime.ready:  # noqa: ASYNC110 - set by librdkafka callbacks in other threads
+            await asyncio.sleep(0.1)
+        print("ready", flush=True)
+
+    announcer = asyncio.create_task(announce())
+    await runtime.run()
+    announcer.cancel()
+    await engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=30.0, help="events per second")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--child", nargs=2, metavar=("TOPIC", "GROUP"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        asyncio.run(child(*args.child))
+        return
+    run = uuid.uuid4().hex[:8]
+    topic, group = f"bench.rate.{run}", f"bench-rate-{run}"
+    ensure_topics(kafka_bootstrap(), [topic])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.consumer_rate", "--child", topic, group], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    try:
+        while proc.stdout.readline().strip() != "ready":
+            if proc.poll() is not None:
+                raise SystemExit("the consumer process exited")
+        produce_at(topic, 10, 1, run)  # warm-up: statements prepared, connections open
+        warm_batches = wait_applied(group, 10)
+        before = cpu_total(proc.pid)
+        time.sleep(args.idle_seconds)
+        idle = cpu_total(proc.pid) - before
+        (user0, system0), started = cpu_seconds(proc.pid), time.monotonic()
+        sent = produce_at(topic, args.rate, args.seconds, run)
+        batches = wait_applied(group, 10 + sent) - warm_batches
+        (user1, system1), elapsed = cpu_seconds(proc.pid), time.monotonic() - started
+        used, system = user1 - user0 + system1 - system0, system1 - system0
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+        asyncio.run(_cleanup(group, run))
+    result = {
+        "rate": args.rate,
+        "events": sent,
+        "batches": batches,
+        "idle_cpu_ms_per_s": round(idle * 1000 / args.idle_seconds, 2),
+        "cpu_ms_per_event": round(used * 1000 / sent, 3),
+        "system_share": round(system / used, 2) if used else None,
+        "cpu_ms_per_event_net_of_idle": round((used - idle / args.idle_seconds * elapsed) * 1000 / sent, 3),
+        "cpu_ms_per_batch": round(used * 1000 / batches, 3) if batches else None,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
