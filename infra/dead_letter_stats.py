@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from outbox.config import kafka_bootstrap
 
@@ -24,16 +24,14 @@ class DeadLetterCount:
     pending: int
 
 
-_clients: tuple[AdminClient, Consumer] | None = None
+_admin: AdminClient | None = None
 
 
-def _kafka() -> tuple[AdminClient, Consumer]:
-    global _clients
-    if _clients is None:
-        bootstrap = kafka_bootstrap()
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "stack-exporter", "enable.auto.commit": False})
-        _clients = (AdminClient({"bootstrap.servers": bootstrap}), consumer)
-    return _clients
+def _kafka() -> AdminClient:
+    global _admin
+    if _admin is None:
+        _admin = AdminClient({"bootstrap.servers": kafka_bootstrap()})
+    return _admin
 
 
 def pending_count(watermarks: dict[int, tuple[int, int]], committed: dict[int, int]) -> tuple[int, int]:
@@ -48,17 +46,30 @@ def pending_count(watermarks: dict[int, tuple[int, int]], committed: dict[int, i
 
 
 def read() -> list[DeadLetterCount]:
-    admin, consumer = _kafka()
+    """Both watermarks of every dead-letter partition in two requests, the redrive group's offsets only
+    where a topic holds letters: asked per partition and per group, the ~100 mostly empty dead-letter
+    topics a test run leaves cost the broker ~40 requests/s from this alone."""
+    admin = _kafka()
     topics = admin.list_topics(timeout=TIMEOUT_S).topics
+    names = sorted(name for name in topics if name.endswith(SUFFIX))
+    partitions = [TopicPartition(name, p) for name in names for p in topics[name].partitions]
+    low = _offsets(admin, partitions, OffsetSpec.earliest())  # type: ignore[no-untyped-call]
+    high = _offsets(admin, partitions, OffsetSpec.latest())  # type: ignore[no-untyped-call]
     counts = []
-    for topic in sorted(name for name in topics if name.endswith(SUFFIX)):
+    for topic in names:
         group = topic.removesuffix(SUFFIX)
-        watermarks = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT_S)
-            for p in topics[topic].partitions
-        }
-        counts.append(DeadLetterCount(group, *pending_count(watermarks, _committed(admin, f"{group}.redrive", topic))))
+        watermarks = {p: (low[(topic, p)], high[(topic, p)]) for p in topics[topic].partitions}
+        holds_letters = any(h > lo for lo, h in watermarks.values())
+        committed = _committed(admin, f"{group}.redrive", topic) if holds_letters else {}
+        counts.append(DeadLetterCount(group, *pending_count(watermarks, committed)))
     return counts
+
+
+def _offsets(admin: AdminClient, partitions: list[TopicPartition], spec: OffsetSpec) -> dict[tuple[str, int], int]:
+    if not partitions:
+        return {}
+    futures = admin.list_offsets({tp: spec for tp in partitions}, request_timeout=TIMEOUT_S)
+    return {(tp.topic, tp.partition): future.result(timeout=TIMEOUT_S).offset for tp, future in futures.items()}
 
 
 def _committed(admin: AdminClient, group: str, topic: str) -> dict[int, int]:
