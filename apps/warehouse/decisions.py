@@ -1,9 +1,10 @@
-"""A batch's reservation decisions written in one statement: reservation rows, their items, the stock's
-`reserved` and the inventory.* outbox events, as data-modifying CTEs (issue 11).
+"""A batch's reservations in two statements (issue 11): lock the stock and look up the orders decided
+before; then write the reservation rows, their items, the stock's `reserved` and the inventory.* outbox
+events, as data-modifying CTEs of one statement.
 
-ReservationService.reserve took four statements plus one outbox insert per order, the two inserts built
-and compiled by the ORM's bulk insert on every call; a batch of one order now costs one round trip here.
-Foreign keys are checked at the statement's end, when the reservation rows exist.
+ReservationService.reserve took five statements plus one outbox insert per order, the two inserts built
+and compiled by the ORM's bulk insert on every call. Foreign keys are checked at the write's end, when
+the reservation rows exist.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from sqlalchemy import text
 
+from apps.warehouse.rules import Stock
 from outbox.events import encode_payload
 from outbox.writer import new_event_id
 
 if TYPE_CHECKING:
     import datetime as dt
     import uuid
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -77,6 +79,37 @@ _WRITE = text(
     SELECT count(*) FROM r
     """
 )
+
+
+# Lock the stock rows in primary-key order (apps/warehouse/services.py), then the orders decided before.
+_LOCK_AND_LOOK = text(
+    """
+    WITH locked AS (
+        SELECT product_id, warehouse_id, on_hand, reserved FROM stock_levels
+        WHERE product_id = ANY(CAST(:products AS uuid[]))
+        ORDER BY product_id, warehouse_id
+        FOR UPDATE
+    )
+    SELECT product_id, warehouse_id, on_hand, reserved, CAST(NULL AS uuid) AS decided FROM locked
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL, order_id FROM reservations WHERE order_id = ANY(CAST(:orders AS uuid[]))
+    """
+)
+
+
+async def lock_and_look(
+    session: AsyncSession, product_ids: Iterable[uuid.UUID], order_ids: Iterable[uuid.UUID]
+) -> tuple[list[Stock], set[uuid.UUID]]:
+    """Lock every stock row of these products; the stock rows, and which of these orders have a reservation."""
+    params = {"products": sorted(set(product_ids)), "orders": list(order_ids)}
+    stock: list[Stock] = []
+    decided: set[uuid.UUID] = set()
+    for product, warehouse, on_hand, reserved, order_id in (await session.execute(_LOCK_AND_LOOK, params)).tuples():
+        if order_id is None:
+            stock.append(Stock(product, warehouse, on_hand, reserved))
+        else:
+            decided.add(order_id)
+    return stock, decided
 
 
 async def write_decisions(

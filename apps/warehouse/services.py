@@ -27,7 +27,7 @@ from uuid_utils.compat import uuid7
 
 from apps.common.errors import UnknownReference
 from apps.common.models import utc_now
-from apps.warehouse.decisions import write_decisions
+from apps.warehouse.decisions import lock_and_look, write_decisions
 from apps.warehouse.events import (
     InventoryReleased,
     InventoryReservationFailed,
@@ -175,10 +175,12 @@ class ReservationService:
         """
         if not requests:
             return 0
-        # Lock first, then look: a concurrent decision on one of these orders touches the same stock
-        # rows, so it has committed (and is seen below) or waits for us.
-        ledger = Ledger(await _lock_stock(self.session, (line.product_id for r in requests for line in r.lines)))
-        decided = await self._orders_with_reservation({r.order_id for r in requests})
+        # The stock rows locked and the orders decided before, in one round trip. A concurrent decision on
+        # one of these orders (a second consumer) that committed while we waited for its stock rows is not
+        # in this statement's snapshot: its reservation row makes our insert skip, and the batch retries.
+        products = {line.product_id for r in requests for line in r.lines}
+        stock, decided = await lock_and_look(self.session, products, {r.order_id for r in requests})
+        ledger = Ledger(stock)
         now = utc_now()
         reservations: list[dict[str, Any]] = []
         items: list[dict[str, Any]] = []
@@ -250,10 +252,6 @@ class ReservationService:
             .order_by(Reservation.created_at)
         )
         return list((await self.session.scalars(statement)).all())
-
-    async def _orders_with_reservation(self, order_ids: set[uuid.UUID]) -> set[uuid.UUID]:
-        statement = select(Reservation.order_id).where(Reservation.order_id.in_(sorted(order_ids)))
-        return set((await self.session.scalars(statement)).all())
 
     async def _allocations(self, reservation_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Allocation]]:
         statement = (
