@@ -3,19 +3,22 @@ session-per-request config the HTTP apps use."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from advanced_alchemy.config import AlembicAsyncConfig, AsyncSessionConfig, SQLAlchemyAsyncConfig
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig as LitestarAlchemyConfig
 from advanced_alchemy.extensions.litestar._utils import delete_aa_scope_state, get_aa_scope_state
 from advanced_alchemy.extensions.litestar.plugins.init.config.common import SESSION_TERMINUS_ASGI_EVENTS
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy import event, exc
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.util import await_only
 
 from apps.common.pool_metrics import instrument_pool
 from apps.common.topology import ServiceSpec, database_url
@@ -37,7 +40,7 @@ class PoolSettings:
     connection (measured: GET /ready 807 req/s with 5+20, 2,042 req/s with 20+5, 32 concurrent clients).
     Go's pool keeps busy connections open and only trims idle ones, which QueuePool cannot do, so
     ConnMaxIdleTime 1 min is PostgreSQL's ``idle_session_timeout`` on the pool's connections: the server
-    closes a connection idle for a minute, and the pre-ping at the next checkout replaces it.
+    closes a connection idle for a minute, and the next checkout replaces it (``replace_closed_connections``).
     ConnMaxLifetime 5 min = pool_recycle.
 
     The limits are per service, not per process: a service with several uvicorn workers splits them
@@ -80,10 +83,8 @@ def alchemy_config(spec: ServiceSpec, pool: PoolSettings | None = None) -> SQLAl
         pool_recycle=pool.recycle_s,
         pool_timeout=pool.timeout_s,
         connect_args={"server_settings": {"idle_session_timeout": str(pool.idle_timeout_s * 1000)}},
-        # After a PostgreSQL restart every pooled connection is dead; without a ping each one failed its
-        # next request with a 503. The ping (one round trip at checkout) finds it dead and reconnects.
-        pool_pre_ping=True,
     )
+    replace_closed_connections(engine)
     instrument_pool(engine, spec.name)  # commerce_db_pool_* on /metrics (apps/common/pool_metrics.py)
     return SQLAlchemyAsyncConfig(
         engine_instance=engine,
@@ -96,6 +97,25 @@ def alchemy_config(spec: ServiceSpec, pool: PoolSettings | None = None) -> SQLAl
         ),
         create_all=False,
     )
+
+
+def replace_closed_connections(engine: AsyncEngine) -> None:
+    """A pooled connection the server closed is replaced at checkout, without a round trip.
+
+    After a PostgreSQL restart every pooled connection is dead; without a check each one failed its next
+    request with a 503. SQLAlchemy's ``pool_pre_ping`` found them with a ping, which on asyncpg is three
+    round trips (BEGIN, ``;``, ROLLBACK) on every checkout: 3 of an order's 8. A server that closes a
+    connection (a restart, ``idle_session_timeout``, a terminated backend) sends its FATAL notice and
+    closes the socket, which asyncpg sees as soon as the event loop reads it; one turn of the loop, then
+    ``is_closed()``. Like the ping's failure, a closed one invalidates the whole pool: after a restart
+    its other connections are dead too.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def discard_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        await_only(asyncio.sleep(0))  # let the loop read a close that is waiting on the socket
+        if dbapi_connection.driver_connection.is_closed():
+            raise exc.InvalidatePoolError("the server closed this pooled connection")
 
 
 def litestar_alchemy_config(spec: ServiceSpec) -> LitestarAlchemyConfig:

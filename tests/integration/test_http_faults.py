@@ -1,7 +1,8 @@
 """HTTP answers at the edges: limits, the database refusing or restarting, and what the document promises.
 
 Never a 500: a value past a limit is a 4xx naming the field, a database that cannot be reached a 503 with
-``Retry-After`` naming it, and the first request after PostgreSQL is back succeeds (pool pre-ping).
+``Retry-After`` naming it, and the first request after PostgreSQL is back succeeds (a pooled connection the
+server closed is replaced at checkout).
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ async def test_a_database_refusing_connections_is_a_503_with_retry_after(mode: A
 
 async def test_pooled_connections_a_restart_dropped_are_replaced_on_first_use() -> None:
     """Regression: after a PostgreSQL restart each stale pooled connection failed its next request with a
-    503; the pool now pings a connection before handing it out and reconnects."""
+    503; the pool now replaces a connection the server closed before handing it out."""
     with ProxyThread() as proxied:
         proxied.set_mode("forward")
         async with authorized(AsyncTestClient(app=catalog_app_through(proxied))) as client:
@@ -264,7 +265,7 @@ async def test_postgres_restart_under_load_never_answers_500() -> None:
 
 async def _first_requests_after_ready(load: Load) -> dict[str, int]:
     """One request per operation on a fresh client the moment PostgreSQL is ready: pooled connections
-    are dead, and pre-ping must replace them rather than answer 503."""
+    are dead, and the checkout must replace them rather than answer 503."""
     async with api_client(timeout=15) as http:
         return {op: (await load.call(http, op)).status_code for op in ("catalog read", "order read")}
 

@@ -1,5 +1,5 @@
 """The seed's ConnMaxIdleTime on a real PostgreSQL: the server closes a pooled connection left idle, and the
-next checkout's pre-ping replaces it without the caller noticing."""
+next checkout sees it closed and replaces it without the caller noticing."""
 
 from __future__ import annotations
 
