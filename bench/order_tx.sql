@@ -1,9 +1,19 @@
 -- pgbench: placing one order as the order service sends it (apps/order/known.py _LOOKUP, then
--- apps/order/transitions.py _PLACE): the read models' lookup of the customer and the two products, then one
--- statement writing the order, its 2 items, the status history row, the saga row waiting on the
--- reservation and the outbox row with its per-aggregate version; one transaction.
--- The write path's ceiling on this machine.
-SELECT gen_random_uuid() AS oid, gen_random_uuid() AS cid, md5(random()::text) AS tag \gset
+-- apps/order/transitions.py _PLACE, then apps/common/access_log.py log_access): the read models' lookup of
+-- the customer and the two products, then one statement writing the order, its 2 items, the status history
+-- row, the saga row waiting on the reservation and the outbox row with its per-aggregate version, then the
+-- order's data_access_log row (issue 14); one transaction, the statements the service's asyncpg connection
+-- runs per order (BEGIN, 3 statements, COMMIT; checked with asyncpg's query logger and SQLAlchemy's
+-- before_cursor_execute). The write path's ceiling on this machine.
+-- Ids as the service makes them (uuid7: time-ordered, so each primary key grows at its end); a random
+-- order id would scatter the inserts over the indexes' pages and lower the ceiling.
+SELECT encode(overlay(uuid_send(gen_random_uuid())
+                      placing substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+                      FROM 1 FOR 6), 'hex')::uuid AS oid,
+       encode(overlay(uuid_send(gen_random_uuid())
+                      placing substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+                      FROM 1 FOR 6), 'hex')::uuid AS logid,
+       gen_random_uuid() AS cid, md5(random()::text) AS tag \gset
 BEGIN;
 SELECT EXISTS (SELECT 1 FROM order_known_customers WHERE customer_id = ':cid') AS customer_known,
        p.product_id, p.sku, p.name, p.price, p.currency, p.confirmed_at
@@ -42,4 +52,6 @@ WITH o AS (
   SELECT gen_random_uuid(), ':oid', 'order', 'order.benchmarked', '{"total_amount": "30.00"}', v.version, 1 FROM v
 )
 SELECT id FROM i ORDER BY id;
+INSERT INTO data_access_log (id, user_id, table_name, operation, record_id, customer_id, accessed_at)
+VALUES (':logid', 'customer:' || ':cid', 'orders', 'INSERT', ':oid', ':cid', now());
 COMMIT;

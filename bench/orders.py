@@ -133,10 +133,17 @@ def remove_pgbench_orders(env: dict[str, str]) -> None:
     """pgbench's orders wait on a reservation nobody will make: remove them before the sweeper times them out."""
     spec = BY_NAME["order"]
     pgbench_orders = "SELECT id FROM orders WHERE order_number LIKE 'PGB-%'"
-    statements = [
-        f"DELETE FROM {table} WHERE order_id IN ({pgbench_orders});"
-        for table in ("order_sagas", "order_items", "order_status_history")
-    ] + ["DELETE FROM orders WHERE order_number LIKE 'PGB-%';"]
+    statements = (
+        [
+            "DELETE FROM data_access_log WHERE table_name = 'orders' AND record_id IN (SELECT id::text FROM orders"
+            " WHERE order_number LIKE 'PGB-%');"
+        ]
+        + [
+            f"DELETE FROM {table} WHERE order_id IN ({pgbench_orders});"
+            for table in ("order_sagas", "order_items", "order_status_history")
+        ]
+        + ["DELETE FROM orders WHERE order_number LIKE 'PGB-%';"]
+    )
     connect = ["-h", pg_host(), "-p", str(pg_port()), "-U", spec.role, "-d", spec.database]
     subprocess.run(["psql", *connect, "-q", "-1", "-c", " ".join(statements)], check=True, env=env)
 
