@@ -30,6 +30,8 @@ def test_each_service_database_has_its_own_outbox_connector(spec: ServiceSpec) -
     assert config["transforms.outbox.type"] == "io.debezium.transforms.outbox.EventRouter"
     assert config["transforms.outbox.table.expand.json.payload"] == "true"
     assert "heartbeat.action.query" in config
+    # Debezium's own context headers (__debezium.context.*) would double the headers each consumer decodes
+    assert config["extended.headers.enabled"] == "false"
     assert config["topic.creation.default.cleanup.policy"] == "delete"
 
 
