@@ -13,6 +13,10 @@ token ("customer:<uuid>"), an anonymous caller (a guest) by client address. Each
 Past it the answer is 429 with ``Retry-After`` (seconds until the window resets) and the
 ``RateLimit-Policy``/``-Limit``/``-Remaining``/``-Reset`` headers that every limited answer carries.
 
+One Redis round trip per limited request: a Lua script counts the write and answers the count and the
+window's time left (a fixed window of ``<window>`` seconds from the caller's first write), atomically for
+every worker of the service.
+
 Redis down: the limit fails open. The request goes through, the failure is logged and counted in
 ``commerce_rate_limit_unavailable_total``, and Redis is not asked again for ``REDIS_COOLDOWN_S``.
 """
@@ -20,6 +24,7 @@ Redis down: the limit fails open. The request goes through, the failure is logge
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import time
@@ -33,6 +38,7 @@ from litestar.status_codes import HTTP_429_TOO_MANY_REQUESTS
 from litestar.stores.redis import RedisStore
 from litestar.stores.registry import StoreRegistry
 from prometheus_client import Counter
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from apps.common.openapi import error_response
@@ -124,6 +130,7 @@ class IdentityRateLimitMiddleware(RateLimitMiddleware):
         self.window_s = config.window_s
         self.service = config.service
         self._skip_until = 0.0
+        self._script: AsyncScript | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app: Litestar = scope["litestar_app"]
@@ -153,38 +160,30 @@ class IdentityRateLimitMiddleware(RateLimitMiddleware):
         return response.to_asgi_response(app=None, request=request)
 
     async def _count(self, key: str, store: Store) -> CacheObject | None:
-        """The caller's history with this request counted (a refused request is not); None: Redis is down."""
+        """The caller's count with this request in it (a refused request is not stored: it reads as one over
+        the limit); None: Redis is down. ``history`` holds one entry per write counted, for the headers."""
         if time.monotonic() < self._skip_until:
             UNAVAILABLE.labels(self.service).inc()
             return None
         try:
-            async with self._lock:
-                cache_object = await self.retrieve_cached_history(key, store)
-                if len(cache_object.history) >= self.max_requests:
-                    cache_object.history.append(0)  # over: one more than allowed, and not stored
-                    return cache_object
-                await self.set_cached_history(key=key, cache_object=cache_object, store=store)
-                return cache_object
+            count, left_ms = await self._counter(store)(
+                keys=[_store_key(store, key)], args=[self.max_requests, self.window_s * 1000]
+            )
+            return CacheObject(history=[0] * int(count), reset=int(time.time()) + math.ceil(int(left_ms) / 1000))
         # Redis unreachable, timing out or answering garbage: fail open, never a 500.
-        except (RedisError, OSError, ValueError) as exc:
+        except (RedisError, OSError, ValueError, TypeError) as exc:
             self._skip_until = time.monotonic() + COOLDOWN_S
             UNAVAILABLE.labels(self.service).inc()
             log.warning("rate limit unavailable, request let through", extra={"error": type(exc).__name__})
             return None
 
-    async def retrieve_cached_history(self, key: str, store: Store) -> CacheObject:
-        now = int(time.time())
-        cached = await store.get(key)
-        if cached:
-            cache_object = CacheObject(**_decode(cached))
-            if cache_object.reset > now:
-                return cache_object
-        return CacheObject(history=[], reset=now + self.window_s)
-
-    async def set_cached_history(self, key: str, cache_object: CacheObject, store: Store) -> None:
-        cache_object.history = [int(time.time()), *cache_object.history]
-        expires_in = max(cache_object.reset - int(time.time()), 1)
-        await store.set(key, _encode(cache_object), expires_in=expires_in)
+    def _counter(self, store: Store) -> AsyncScript:
+        script = self._script
+        if script is None:
+            if not isinstance(store, RedisStore):
+                raise TypeError("the rate limit counts in Redis")
+            script = self._script = store._redis.register_script(_COUNT)
+        return script
 
     def create_response_headers(self, cache_object: CacheObject) -> dict[str, str]:
         remaining = max(self.max_requests - len(cache_object.history), 0)
@@ -196,17 +195,31 @@ class IdentityRateLimitMiddleware(RateLimitMiddleware):
         }
 
 
-def _decode(raw: bytes) -> dict[str, Any]:
-    from litestar.serialization import decode_json
+# KEYS[1] the caller's counter; ARGV[1] the limit, ARGV[2] the window in ms. Answers {count, ms left in the
+# window}: a write past the limit is answered limit + 1 and not stored, so a refused caller's window does
+# not grow. EVALSHA, so only the script's hash travels after the first call.
+_COUNT: Final = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n < tonumber(ARGV[1]) then
+  n = redis.call('INCR', KEYS[1])
+  if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+else
+  n = n + 1
+end
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  left = tonumber(ARGV[2])
+end
+return {n, left}
+"""
 
-    value: dict[str, Any] = decode_json(raw)
-    return value
 
-
-def _encode(cache_object: CacheObject) -> bytes:
-    from litestar.serialization import encode_json
-
-    return encode_json({"history": cache_object.history, "reset": cache_object.reset})
+def _store_key(store: Store, key: str) -> str:
+    """The store's namespaced key, with a suffix of its own: the JSON history of before lives on the plain
+    key until its window ends, and INCR on it would fail."""
+    assert isinstance(store, RedisStore)
+    return f"{store._make_key(key)}:n"
 
 
 class RateLimitPlugin(InitPluginProtocol):
