@@ -4,7 +4,8 @@ Configuration (environment):
 
 - ``AUTH_JWKS_URL``: the identity provider's JWKS (production); fetched on first use and again, at most
   every ``AUTH_JWKS_REFRESH_S`` (60), when a token names a key id it does not hold (key rotation).
-- ``AUTH_JWKS_FILE``: a JWKS on disk, re-read when it changes; default the local issuer's
+- ``AUTH_JWKS_FILE``: a JWKS on disk, re-read when it changes (looked at, at most once a second, and at
+  once for a kid it does not hold); default the local issuer's
   ``.stack/keys/auth-jwks.json`` (``apps/common/auth_issuer.py``).
 - ``AUTH_ISSUER`` / ``AUTH_AUDIENCE``: the ``iss`` and ``aud`` every token must carry.
 - ``AUTH_ALGORITHMS``: accepted signature algorithms, asymmetric only (default ``EdDSA,RS256,ES256``).
@@ -42,6 +43,7 @@ REQUIRED_CLAIMS: Final = ["exp", "iat", "iss", "aud", "sub"]
 # Paths that never look at a token: liveness, readiness, metrics, the OpenAPI document.
 UNAUTHENTICATED_PATHS: Final = ["^/health$", "^/ready$", "^/metrics", "^/schema"]
 _CACHE_SIZE: Final = 4096
+_FILE_CHECK_S: Final = 1.0
 
 
 class InvalidToken(Exception):
@@ -81,11 +83,16 @@ class KeySet:
     _keys: dict[str, jwt.PyJWK] = field(default_factory=dict)
     _loaded_at: float = float("-inf")
     _file_stamp: tuple[int, int] | None = None
+    _file_checked_at: float = float("-inf")
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def key(self, kid: str) -> jwt.PyJWK | None:
         if self.settings.jwks_url is None:
-            self._reload_file_if_changed()
+            # Two system calls per new token otherwise; a key added or removed is seen within a second.
+            now = time.monotonic()
+            if kid not in self._keys or now - self._file_checked_at >= _FILE_CHECK_S:
+                self._file_checked_at = now
+                self._reload_file_if_changed()
         elif kid not in self._keys and time.monotonic() - self._loaded_at >= self.settings.refresh_s:
             async with self._lock:
                 if kid not in self._keys and time.monotonic() - self._loaded_at >= self.settings.refresh_s:

@@ -247,3 +247,22 @@ async def test_a_rotated_jwks_file_is_read_again(tmp_path: Path, key_dir: Path, 
     assert (await check.verify(jwt.encode(claims(sub="v"), newer, algorithm="EdDSA", headers={"kid": "ed2"}))).subject
     with pytest.raises(InvalidToken, match="unknown signing key"):
         await check.verify(jwt.encode(claims(sub="w"), ed, algorithm="EdDSA", headers={"kid": "ed"}))
+
+
+async def test_a_key_removed_from_the_jwks_file_is_refused_within_a_second(
+    tmp_path: Path, key_dir: Path, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is looked at most once a second while the kid is known (two system calls per new token
+    otherwise): a removed key stops verifying once that second is over."""
+    (tmp_path / "jwks.json").write_text((key_dir / "jwks.json").read_text())
+    check = verifier(tmp_path)
+    ed, _ = keys["ed"]
+    clock = [1000.0]
+    monkeypatch.setattr("apps.common.auth_tokens.time.monotonic", lambda: clock[0])
+    await check.verify(jwt.encode(claims(), ed, algorithm="EdDSA", headers={"kid": "ed"}))
+    newer = Ed25519PrivateKey.generate()
+    jwk = {**json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(newer.public_key())), "kid": "ed2", "alg": "EdDSA"}
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    clock[0] += 1.0
+    with pytest.raises(InvalidToken, match="unknown signing key"):
+        await check.verify(jwt.encode(claims(sub="x"), ed, algorithm="EdDSA", headers={"kid": "ed"}))
