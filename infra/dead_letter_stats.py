@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from outbox.config import kafka_bootstrap
 
@@ -24,14 +24,18 @@ class DeadLetterCount:
     pending: int
 
 
-_admin: AdminClient | None = None
+_clients: tuple[AdminClient, Consumer] | None = None
+# ListOffsets "timestamps" that stand for the first and the next offset of a partition
+EARLIEST, LATEST = -2, -1
 
 
-def _kafka() -> AdminClient:
-    global _admin
-    if _admin is None:
-        _admin = AdminClient({"bootstrap.servers": kafka_bootstrap()})
-    return _admin
+def _kafka() -> tuple[AdminClient, Consumer]:
+    global _clients
+    if _clients is None:
+        bootstrap = kafka_bootstrap()
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "stack-exporter", "enable.auto.commit": False})
+        _clients = (AdminClient({"bootstrap.servers": bootstrap}), consumer)
+    return _clients
 
 
 def pending_count(watermarks: dict[int, tuple[int, int]], committed: dict[int, int]) -> tuple[int, int]:
@@ -49,12 +53,12 @@ def read() -> list[DeadLetterCount]:
     """Both watermarks of every dead-letter partition in two requests, the redrive group's offsets only
     where a topic holds letters: asked per partition and per group, the ~100 mostly empty dead-letter
     topics a test run leaves cost the broker ~40 requests/s from this alone."""
-    admin = _kafka()
+    admin, consumer = _kafka()
     topics = admin.list_topics(timeout=TIMEOUT_S).topics
     names = sorted(name for name in topics if name.endswith(SUFFIX))
     partitions = [TopicPartition(name, p) for name in names for p in topics[name].partitions]
-    low = _offsets(admin, partitions, OffsetSpec.earliest())  # type: ignore[no-untyped-call]
-    high = _offsets(admin, partitions, OffsetSpec.latest())  # type: ignore[no-untyped-call]
+    low = _offsets(consumer, partitions, EARLIEST)
+    high = _offsets(consumer, partitions, LATEST)
     counts = []
     for topic in names:
         group = topic.removesuffix(SUFFIX)
@@ -65,11 +69,18 @@ def read() -> list[DeadLetterCount]:
     return counts
 
 
-def _offsets(admin: AdminClient, partitions: list[TopicPartition], spec: OffsetSpec) -> dict[tuple[str, int], int]:
+def _offsets(consumer: Consumer, partitions: list[TopicPartition], which: int) -> dict[tuple[str, int], int]:
+    """One ListOffsets request for all partitions, through the consumer like the per-partition watermark
+    calls before it. Not the admin client's list_offsets: the exporter aborted once on a librdkafka
+    assertion in an admin request while the broker restarted (librdkafka #3663 reports it for
+    ListConsumerGroupOffsets, which is why that is now asked only where letters wait)."""
     if not partitions:
         return {}
-    futures = admin.list_offsets({tp: spec for tp in partitions}, request_timeout=TIMEOUT_S)
-    return {(tp.topic, tp.partition): future.result(timeout=TIMEOUT_S).offset for tp, future in futures.items()}
+    found = consumer.offsets_for_times([TopicPartition(tp.topic, tp.partition, which) for tp in partitions], TIMEOUT_S)
+    failed = [tp for tp in found if tp.error is not None]
+    if failed:
+        raise KafkaException(failed[0].error)
+    return {(tp.topic, tp.partition): tp.offset for tp in found}
 
 
 def _committed(admin: AdminClient, group: str, topic: str) -> dict[int, int]:
