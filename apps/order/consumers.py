@@ -9,6 +9,7 @@ Run: ``python -m outbox.runner apps.order.consumers``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from apps.checkout.events import CheckoutCompleted
@@ -46,9 +47,9 @@ async def order_from_checkout(session: AsyncSession, event: CheckoutCompleted, c
     await create_from_checkout(session, event)
 
 
-@group.handler("inventory.reserved")
-async def stock_reserved(session: AsyncSession, event: InventoryReserved, ctx: EventContext) -> None:
-    await saga_rows.reserved(session, event.order_id, event.reservation_id, event.items)
+@group.batch_handler("inventory.reserved")
+async def stock_reserved(session: AsyncSession, items: Sequence[tuple[InventoryReserved, EventContext]]) -> None:
+    await saga_rows.reserved(session, [event for event, _ in items])
 
 
 @group.handler("inventory.reservation_failed")

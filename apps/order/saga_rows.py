@@ -1,18 +1,20 @@
-"""The saga's answer to inventory.reserved in two round trips: lock and read the order, then one write.
+"""The saga's answers to inventory.reserved, a whole batch in two round trips: lock and read, then write.
 
 inventory.reserved reaches the saga once per order placed, so it is the saga's hot path. Through the ORM
-it took three SELECTs (order, lines, saga), a flush of four statements and the outbox insert, with an
-ORM object per row (docs/benchmarks.md, issue 11). Here one statement locks the order then its saga row
-(the order every writer uses: the saga row is locked only once its order's row is) and reads the lines,
-and one statement of data-modifying CTEs writes what the ORM path wrote: the lines' reservation, and
-for the step's answer either the confirmation (order, history row, saga done, order.confirmed) or the
-payment request (saga on payment, order.payment_requested). The outcome and the events are the same.
+each took three SELECTs (order, lines, saga), a flush of four statements and the outbox insert, with an
+ORM object per row (docs/benchmarks.md, issue 11). Here one statement locks the batch's orders (in id
+order) and their saga rows (each only once its order's row is: the order every writer uses) and reads
+the lines, and one statement of data-modifying CTEs writes what the ORM path wrote: the lines'
+reservation, and for each order whose saga waits on it either the confirmation (order, history row,
+saga done, order.confirmed) or the payment request (saga on payment, order.payment_requested). The
+outcomes and the events are the same; answers for one order apply in their order (one per round).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
@@ -31,17 +33,18 @@ if TYPE_CHECKING:
     from sqlalchemy import Row
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from apps.warehouse.events import ReservedItem
+    from apps.warehouse.events import InventoryReserved, ReservedItem
 
-# The order (locked), its saga row (locked after it; none for an order older than the saga) and its lines.
+# The orders (locked, in id order), their saga rows (locked after them; none for an order older than the
+# saga) and their lines.
 _HOLD = text(
     """
     WITH o AS (
         SELECT id, order_number, customer_id, status, currency, total_amount, payment_status, created_at
-        FROM orders WHERE id = :order_id FOR UPDATE
+        FROM orders WHERE id = ANY(CAST(:order_ids AS uuid[])) ORDER BY id FOR UPDATE
     ), s AS (
         SELECT order_id, step, payment_method_type, payment_token, payment_attempts
-        FROM order_sagas WHERE order_id IN (SELECT id FROM o) FOR UPDATE
+        FROM order_sagas WHERE order_id IN (SELECT id FROM o) ORDER BY order_id FOR UPDATE
     )
     SELECT o.*, s.step, s.payment_method_type, s.payment_token, s.payment_attempts, i.*
     FROM o
@@ -58,91 +61,142 @@ _HOLD = text(
     """
 )
 
-# The lines' reservation and warehouse (a line the answer does not name keeps its warehouse).
-_FILL = """
-    it AS (
+# The lines' reservation and warehouse (a line the answer does not name keeps its warehouse); the
+# confirmations; the payment requests; one event per order with the order's next version (what
+# outbox.writer.add_event does for one event).
+_WRITE = text(
+    """
+    WITH it AS (
         UPDATE order_items AS i
-        SET reservation_id = :reservation_id, warehouse_id = coalesce(u.warehouse_id, i.warehouse_id)
-        FROM unnest(CAST(:item_ids AS bigint[]), CAST(:warehouse_ids AS uuid[])) AS u(id, warehouse_id)
+        SET reservation_id = u.reservation_id, warehouse_id = coalesce(u.warehouse_id, i.warehouse_id)
+        FROM unnest(CAST(:item_ids AS bigint[]), CAST(:item_reservations AS uuid[]),
+                    CAST(:item_warehouses AS uuid[])) AS u(id, reservation_id, warehouse_id)
         WHERE i.id = u.id
-    )
-"""
-# One outbox event with the order's next version (what outbox.writer.add_event sends, as CTEs).
-_EVENT = """
-    v AS (
-        INSERT INTO outbox_aggregate_version AS v (aggregate_id, aggregate_type, version)
-        VALUES (:order_id, :aggregate_type, 1)
-        ON CONFLICT (aggregate_id) DO UPDATE SET version = v.version + 1
-        RETURNING version
-    ), e AS (
-        INSERT INTO event_store (id, aggregate_id, aggregate_type, event_type, event_data, event_version,
-                                 schema_version)
-        SELECT :event_id, :order_id, :aggregate_type, :event_type, CAST(:event_data AS jsonb), v.version,
-               :schema_version
-        FROM v
-    )
-"""
-_FILL_ONLY = text(f"WITH {_FILL} SELECT 1")
-_CONFIRM = text(
-    f"""
-    WITH {_FILL}, {_EVENT}, h AS (
+    ), oc AS (
+        UPDATE orders AS o SET status = :confirmed, updated_at = c.at
+        FROM unnest(CAST(:confirm_ids AS uuid[]), CAST(:confirm_times AS timestamptz[])) AS c(id, at)
+        WHERE o.id = c.id
+    ), h AS (
         INSERT INTO order_status_history (order_id, status_from, status_to, changed_by, reason, metadata)
-        VALUES (:order_id, :status_from, :status_to, :changed_by, :reason, '{{}}'::jsonb)
-    ), s AS (
-        UPDATE order_sagas SET step = :step, deadline_at = NULL, updated_at = :now WHERE order_id = :order_id
+        SELECT c.id, :pending, :confirmed, :changed_by, :reason, '{}'::jsonb
+        FROM unnest(CAST(:confirm_ids AS uuid[])) WITH ORDINALITY AS c(id, n)
+        ORDER BY c.n
+    ), sd AS (
+        UPDATE order_sagas AS s SET step = :done, deadline_at = NULL, updated_at = c.at
+        FROM unnest(CAST(:confirm_ids AS uuid[]), CAST(:confirm_times AS timestamptz[])) AS c(id, at)
+        WHERE s.order_id = c.id
+    ), sp AS (
+        UPDATE order_sagas AS s
+        SET step = :payment, deadline_at = p.deadline, payment_attempts = p.attempts, payment_requested_at = p.at,
+            updated_at = p.at
+        FROM unnest(CAST(:pay_ids AS uuid[]), CAST(:pay_deadlines AS timestamptz[]), CAST(:pay_attempts AS int[]),
+                    CAST(:pay_times AS timestamptz[])) AS p(id, deadline, attempts, at)
+        WHERE s.order_id = p.id
+    ), v AS (
+        INSERT INTO outbox_aggregate_version AS v (aggregate_id, aggregate_type, version)
+        SELECT a.id, a.type, 1
+        FROM unnest(CAST(:event_orders AS uuid[]), CAST(:event_aggregates AS text[])) AS a(id, type)
+        ON CONFLICT (aggregate_id) DO UPDATE SET version = v.version + 1
+        RETURNING v.aggregate_id, v.version
     )
-    UPDATE orders SET status = :status_to, updated_at = :now WHERE id = :order_id
-    """
-)
-_ASK_PAYMENT = text(
-    f"""
-    WITH {_FILL}, {_EVENT}
-    UPDATE order_sagas
-    SET step = :step, deadline_at = :deadline_at, payment_attempts = :attempts, payment_requested_at = :now,
-        updated_at = :now
-    WHERE order_id = :order_id
+    INSERT INTO event_store (id, aggregate_id, aggregate_type, event_type, event_data, event_version,
+                             schema_version)
+    SELECT x.id, x.order_id, x.aggregate_type, x.event_type, CAST(x.data AS jsonb), v.version, x.schema_version
+    FROM unnest(CAST(:event_ids AS uuid[]), CAST(:event_orders AS uuid[]), CAST(:event_aggregates AS text[]),
+                CAST(:event_types AS text[]), CAST(:event_data AS text[]), CAST(:schema_versions AS int[]))
+         WITH ORDINALITY AS x(id, order_id, aggregate_type, event_type, data, schema_version, n)
+    JOIN v ON v.aggregate_id = x.order_id
+    ORDER BY x.n
     """
 )
 
 
-async def reserved(
-    session: AsyncSession, order_id: uuid.UUID, reservation_id: uuid.UUID, lines: Sequence[ReservedItem]
-) -> None:
-    """inventory.reserved: fill the lines' reservation; if the saga waits on it, confirm the order (no
-    payment to take) or ask for the payment. An order cancelled meanwhile only gets its lines filled: its
-    order.cancelled (after order.created, on the same partition) makes the warehouse release the stock."""
-    held = (await session.execute(_HOLD, {"order_id": order_id})).one_or_none()
-    if held is None:
-        return  # not an order of this service (another deployment's, or a test's)
-    warehouse_ids = line_warehouses(held.product_ids, lines)
-    fill = {
-        "order_id": order_id,
-        "reservation_id": reservation_id,
-        "item_ids": held.item_ids,
-        "warehouse_ids": warehouse_ids,
-    }
-    if held.status != PENDING or held.step != RESERVATION:
-        await session.execute(_FILL_ONLY, fill)
-        return
+async def reserved(session: AsyncSession, answers: Sequence[InventoryReserved]) -> None:
+    """inventory.reserved, a batch: fill each order's lines with its reservation; where the saga waits on
+    it, confirm the order (no payment to take) or ask for the payment. An order cancelled meanwhile only
+    gets its lines filled: its order.cancelled (after order.created, on the same partition) makes the
+    warehouse release the stock. A second answer for one order applies after the first, in a later round."""
+    remaining = list(answers)
+    while remaining:
+        seen: set[uuid.UUID] = set()
+        now_round: list[InventoryReserved] = []
+        later: list[InventoryReserved] = []
+        for answer in remaining:
+            (later if answer.order_id in seen else now_round).append(answer)
+            seen.add(answer.order_id)
+        await _apply(session, now_round)
+        remaining = later
+
+
+async def _apply(session: AsyncSession, answers: Sequence[InventoryReserved]) -> None:
+    """One answer per order."""
+    found = await session.execute(_HOLD, {"order_ids": sorted(a.order_id for a in answers)})
+    held = {row.id: row for row in found}
+    writes = _Writes()
     now = dt.datetime.now(dt.UTC)
-    if held.payment_token is None:
-        check_transition(held.status, CONFIRMED, by_saga=True)
-        confirmed = _confirmed(held, now)
-        history = {"status_from": held.status, "status_to": CONFIRMED, "changed_by": SAGA, "reason": "stock reserved"}
-        await session.execute(_CONFIRM, fill | history | _event(confirmed) | {"step": DONE, "now": now})
-        return
-    attempts = held.payment_attempts + 1
-    asked = OrderPaymentRequested(
-        order_id=order_id,
-        amount=held.total_amount,
-        currency=held.currency,
-        payment_method=PaymentMethod(type=held.payment_method_type or "card", token=held.payment_token),
-        customer_id=held.customer_id,
-        attempt=attempts,
-        requested_at=now,
-    )
-    ask = {"step": PAYMENT, "deadline_at": now + step_timeout(PAYMENT), "attempts": attempts, "now": now}
-    await session.execute(_ASK_PAYMENT, fill | _event(asked) | ask)
+    for answer in answers:
+        row = held.get(answer.order_id)
+        if row is None:
+            continue  # not an order of this service (another deployment's, or a test's)
+        writes.fill(row, answer)
+        if row.status != PENDING or row.step != RESERVATION:
+            continue
+        if row.payment_token is None:
+            check_transition(row.status, CONFIRMED, by_saga=True)
+            writes.confirm(row, now)
+        else:
+            writes.ask_payment(row, now)
+    if writes.item_ids or writes.events:
+        await session.execute(_WRITE, writes.params())
+
+
+@dataclass
+class _Writes:
+    """The batch's write, as one list per column of each CTE."""
+
+    item_ids: list[int] = field(default_factory=list)
+    item_reservations: list[uuid.UUID] = field(default_factory=list)
+    item_warehouses: list[uuid.UUID | None] = field(default_factory=list)
+    confirm_ids: list[uuid.UUID] = field(default_factory=list)
+    confirm_times: list[dt.datetime] = field(default_factory=list)
+    pay_ids: list[uuid.UUID] = field(default_factory=list)
+    pay_deadlines: list[dt.datetime] = field(default_factory=list)
+    pay_attempts: list[int] = field(default_factory=list)
+    pay_times: list[dt.datetime] = field(default_factory=list)
+    events: list[tuple[uuid.UUID, Event]] = field(default_factory=list)  # (order id, event)
+
+    def fill(self, held: Row[Any], answer: InventoryReserved) -> None:
+        self.item_ids += held.item_ids
+        self.item_reservations += [answer.reservation_id] * len(held.item_ids)
+        self.item_warehouses += line_warehouses(held.product_ids, answer.items)
+
+    def confirm(self, held: Row[Any], now: dt.datetime) -> None:
+        self.confirm_ids.append(held.id)
+        self.confirm_times.append(now)
+        self.events.append((held.id, _confirmed(held, now)))
+
+    def ask_payment(self, held: Row[Any], now: dt.datetime) -> None:
+        attempts = held.payment_attempts + 1
+        self.pay_ids.append(held.id)
+        self.pay_deadlines.append(now + step_timeout(PAYMENT))
+        self.pay_attempts.append(attempts)
+        self.pay_times.append(now)
+        asked = OrderPaymentRequested(
+            order_id=held.id,
+            amount=held.total_amount,
+            currency=held.currency,
+            payment_method=PaymentMethod(type=held.payment_method_type or "card", token=held.payment_token),
+            customer_id=held.customer_id,
+            attempt=attempts,
+            requested_at=now,
+        )
+        self.events.append((held.id, asked))
+
+    def params(self) -> dict[str, Any]:
+        columns = {name: value for name, value in vars(self).items() if name != "events"}
+        constants = {"pending": PENDING, "confirmed": CONFIRMED, "done": DONE, "payment": PAYMENT}
+        history = {"changed_by": SAGA, "reason": "stock reserved"}
+        return columns | constants | history | _events(self.events)
 
 
 def line_warehouses(product_ids: Sequence[uuid.UUID], lines: Sequence[ReservedItem]) -> list[uuid.UUID | None]:
@@ -177,11 +231,13 @@ def _confirmed(held: Row[Any], now: dt.datetime) -> OrderConfirmed:
     )
 
 
-def _event(event: Event) -> dict[str, Any]:
+def _events(events: Sequence[tuple[uuid.UUID, Event]]) -> dict[str, list[Any]]:
+    """Each event's outbox columns, its order as the aggregate."""
     return {
-        "event_id": new_event_id(),
-        "aggregate_type": event.aggregate_type,
-        "event_type": event.event_type,
-        "event_data": encode_payload(event).decode(),
-        "schema_version": event.schema_version,
+        "event_ids": [new_event_id() for _ in events],
+        "event_orders": [order_id for order_id, _ in events],
+        "event_aggregates": [event.aggregate_type for _, event in events],
+        "event_types": [event.event_type for _, event in events],
+        "event_data": [encode_payload(event).decode() for _, event in events],
+        "schema_versions": [event.schema_version for _, event in events],
     }

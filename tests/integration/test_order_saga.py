@@ -23,13 +23,14 @@ from apps.order.checkout_orders import create_from_checkout
 from apps.order.events import OrderConfirmed, OrderLine
 from apps.order.saga import Saga
 from apps.payment.events import OrderPaymentRequested
-from apps.warehouse.events import ReservedItem
+from apps.warehouse.events import InventoryReserved, ReservedItem
 from tests.support.db import fetch
 from tests.support.http import api_client, create_product, service_url, set_stock
 from tests.support.orders import eventually, order_engine
 
 pytestmark = pytest.mark.usefixtures("stack")
 
+NOW = dt.datetime.now(dt.UTC)
 ADDRESS = CheckoutAddress(address_line1="1 Main St", city="Springfield", country="US")
 
 
@@ -231,41 +232,50 @@ async def test_a_failed_payment_operation_is_noted_once_per_event(sessions: asyn
     assert order[0]["payment_status"] == "void_failed"
 
 
-async def test_a_reservation_confirms_the_order_or_asks_for_its_payment_once(
+async def test_a_batch_of_reservations_confirms_orders_or_asks_for_their_payment_once(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """inventory.reserved through the saga's two-statement path (apps/order/saga_rows.py): without a card the
-    order is confirmed, with one the payment is asked for; a second answer only fills the lines again."""
-    warehouse, reservation = uuid.uuid4(), uuid.uuid4()
-    for token in (None, "tok_visa"):
-        event = completed()
-        answer = [ReservedItem(product_id=event.lines[0].product_id, warehouse_id=warehouse, quantity=1)]
-        # In the creating transaction, so the warehouse's own answer (nobody stocks the product) comes too late.
-        async with sessions() as session, session.begin():
+    """inventory.reserved as the saga's batch handler applies it (apps/order/saga_rows.py): without a card
+    the order is confirmed, with one the payment is asked for; a second answer for an order in the same
+    batch only fills its lines again; an answer for someone else's order changes nothing."""
+    warehouse = uuid.uuid4()
+    checkouts = {token: completed(token or "tok_visa") for token in (None, "tok_visa")}
+
+    def answer(event: CheckoutCompleted) -> InventoryReserved:
+        line = ReservedItem(product_id=event.lines[0].product_id, warehouse_id=warehouse, quantity=1)
+        return InventoryReserved(order_id=event.order_id, reservation_id=reservation, items=[line], reserved_at=NOW)
+
+    reservation, stranger = uuid.uuid4(), completed()
+    # In the creating transaction, so the warehouse's own answer (nobody stocks the product) comes too late.
+    async with sessions() as session, session.begin():
+        for event in checkouts.values():
             await create_from_checkout(session, event)
-            if token is None:
-                held = await Saga(session).hold(event.order_id)
-                assert held is not None and held.saga is not None
-                held.saga.payment_token = None
-                await session.flush()
-            for _ in range(2):
-                await saga_rows.reserved(session, event.order_id, reservation, answer)
-            await saga_rows.reserved(session, uuid.uuid4(), reservation, answer)  # someone else's order
+        held = await Saga(session).hold(checkouts[None].order_id)
+        assert held is not None and held.saga is not None
+        held.saga.payment_token = None
+        await session.flush()
+        answers = [answer(event) for event in checkouts.values()]
+        await saga_rows.reserved(session, [*answers, answer(stranger), *answers])
+    for token, event in checkouts.items():
         order = (await fetch("order", "SELECT * FROM orders WHERE id = $1", event.order_id))[0]
         saga = (await fetch("order", "SELECT * FROM order_sagas WHERE order_id = $1", event.order_id))[0]
         items = await fetch("order", "SELECT * FROM order_items WHERE order_id = $1", event.order_id)
         assert [(i["reservation_id"], i["warehouse_id"]) for i in items] == [(reservation, warehouse)]
-        kinds = [kind for kind, _ in await events_of(event.order_id)]
+        rows = await fetch(
+            "order", "SELECT event_type, event_data, event_version FROM event_store WHERE aggregate_id = $1 "
+            "ORDER BY event_version", event.order_id,
+        )  # fmt: skip
         if token is None:
             assert (order["status"], saga["step"], saga["deadline_at"], saga["payment_attempts"]) == (
                 "confirmed", "done", None, 0,
             )  # fmt: skip
-            assert kinds == ["order.created", "order.confirmed"]
-            confirmed = msgspec.json.decode((await events_of(event.order_id))[1][1], type=OrderConfirmed)
+            kinds = [(r["event_type"], r["event_version"]) for r in rows]
+            assert kinds == [("order.created", 1), ("order.confirmed", 2)]
+            confirmed = msgspec.json.decode(rows[1]["event_data"], type=OrderConfirmed)
             assert confirmed == OrderConfirmed(
                 order_id=event.order_id, order_number=order["order_number"], customer_id=event.customer_id,
                 currency="USD", total_amount=Decimal("9.00"),
-                items=[OrderLine(product_id=answer[0].product_id, sku="SAGA-T", quantity=1,
+                items=[OrderLine(product_id=event.lines[0].product_id, sku="SAGA-T", quantity=1,
                                  unit_price=Decimal("4.00"), total_price=Decimal("4.00"))],
                 payment_status=order["payment_status"], created_at=order["created_at"],
                 confirmed_at=order["updated_at"],
@@ -278,7 +288,10 @@ async def test_a_reservation_confirms_the_order_or_asks_for_its_payment_once(
         else:
             assert (order["status"], saga["step"], saga["payment_attempts"]) == ("pending", "payment", 1)
             assert saga["deadline_at"] > saga["payment_requested_at"] == saga["updated_at"]
-            assert kinds == ["order.created", "order.payment_requested"]
-            asked = msgspec.json.decode((await events_of(event.order_id))[1][1], type=OrderPaymentRequested)
+            assert [(r["event_type"], r["event_version"]) for r in rows] == [
+                ("order.created", 1), ("order.payment_requested", 2),
+            ]  # fmt: skip
+            asked = msgspec.json.decode(rows[1]["event_data"], type=OrderPaymentRequested)
             assert (asked.amount, asked.attempt, asked.payment_method.token) == (Decimal("9.00"), 1, "tok_visa")
             assert (asked.customer_id, asked.requested_at) == (event.customer_id, saga["payment_requested_at"])
+    assert await events_of(stranger.order_id) == []
