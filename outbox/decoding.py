@@ -8,6 +8,8 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, cast
 
+import msgspec
+
 from outbox.consumer import EventContext
 from outbox.dead_letters import REDRIVE_HEADER, DeadLetterOrigin
 from outbox.errors import PoisonMessage
@@ -58,30 +60,50 @@ class Poison:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """One poll's messages, decoded: what to apply, what is poison, what this group does not handle."""
+    """One poll's messages, decoded: what to apply, what is poison, what this group does not handle.
+
+    ``ignored`` counts the messages of types this group does not handle, by type; ``offsets`` is the next
+    offset to commit per (topic, partition) once the batch is applied. Both are worked out with the
+    decoding, in the prefetch thread, so the event loop does not walk the batch again for them."""
 
     messages: list[Message]
     parsed: list[Parsed]
     poison: list[Poison]
-    ignored: list[Message]
+    ignored: dict[str, int]
+    offsets: dict[tuple[str, int], int]
+
+    @property
+    def needs_database(self) -> bool:
+        """False for a batch of ignored messages only: nothing to claim, apply or dead-letter."""
+        return bool(self.parsed or self.poison)
 
 
 def parse(group: ConsumerGroup, messages: list[Message]) -> Batch:
     """Decode every message; a message that cannot be decoded becomes poison, never an exception."""
     parsed: list[Parsed] = []
     poison: list[Poison] = []
-    ignored: list[Message] = []
+    ignored: dict[str, int] = {}
     for message in messages:
         headers = header_map(message)
         event_type = headers.get("event_type", "")
         if event_type and not group.handles(event_type):
-            ignored.append(message)
+            ignored[event_type] = ignored.get(event_type, 0) + 1
             continue
         try:
             parsed.append(decode(group, message, headers))
         except (PoisonMessage, ValueError, KeyError) as exc:
             poison.append(Poison.of(message, exc, maybe_uuid(headers.get("id"))))
-    return Batch(messages, parsed, poison, ignored)
+    return Batch(messages, parsed, poison, ignored, next_offsets(messages))
+
+
+def next_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
+    """Per (topic, partition), the offset after the last of these messages: what to commit for them."""
+    offsets: dict[tuple[str, int], int] = {}
+    for message in messages:
+        topic, partition, offset = where(message)
+        if offsets.get((topic, partition), -1) <= offset:
+            offsets[(topic, partition)] = offset + 1
+    return offsets
 
 
 def decode(group: ConsumerGroup, message: Message, headers: dict[str, str]) -> Parsed:
@@ -93,7 +115,7 @@ def decode(group: ConsumerGroup, message: Message, headers: dict[str, str]) -> P
     key = message.key()
     topic, partition, offset = where(message)
     ctx = EventContext(
-        event_id=uuid.UUID(headers["id"]),
+        event_id=to_uuid(headers["id"]),
         aggregate_id=maybe_uuid(key.decode() if key else None),
         aggregate_type=headers.get("aggregate_type", event.aggregate_type),
         event_type=event_type,
@@ -132,8 +154,16 @@ def timestamp(message: Message) -> dt.datetime:
     return dt.datetime.fromtimestamp(max(millis, 0) / 1000, tz=dt.UTC)
 
 
+def to_uuid(value: str) -> uuid.UUID:
+    """``uuid.UUID(value)``, a few times faster for the usual spellings (msgspec parses those in C)."""
+    try:
+        return msgspec.convert(value, uuid.UUID)
+    except msgspec.ValidationError:
+        return uuid.UUID(value)  # the other spellings uuid.UUID accepts, or its ValueError
+
+
 def maybe_uuid(value: str | None) -> uuid.UUID | None:
     try:
-        return uuid.UUID(value) if value else None
+        return to_uuid(value) if value else None
     except ValueError:
         return None

@@ -14,7 +14,6 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from outbox import dead_letters, metrics
-from outbox.decoding import where
 from outbox.topics import ensure_topics
 
 log = logging.getLogger("outbox.runtime")
@@ -132,11 +131,12 @@ class KafkaSide:
         assert self._producer is not None
         dead_letters.produce(self._producer, self.group, letters)
 
-    def commit(self, messages: Sequence[Message]) -> None:
-        """Note the batch's offsets as applied; they reach Kafka at most every COMMIT_INTERVAL_S."""
-        for message in messages:
-            topic, partition, offset = where(message)
-            self._offsets[(topic, partition)] = max(self._offsets.get((topic, partition), -1), offset + 1)
+    def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Note a batch's next offsets (decoding.next_offsets) as applied; they reach Kafka at most every
+        COMMIT_INTERVAL_S."""
+        for key, offset in offsets.items():
+            if self._offsets.get(key, -1) < offset:
+                self._offsets[key] = offset
         self._pending = True
         self.commit_due()
 

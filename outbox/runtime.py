@@ -19,10 +19,10 @@ from sqlalchemy import text
 
 from outbox import metrics
 from outbox.config import kafka_bootstrap
-from outbox.decoding import Batch, event_type_of, parse
+from outbox.decoding import Batch, parse
 from outbox.kafka_client import KafkaSide
 from outbox.retry import backoff_delay, is_retryable
-from outbox.transaction import BatchTransaction, IsolateBatch
+from outbox.transaction import BatchTransaction, IsolateBatch, Plan, make_plan
 
 if TYPE_CHECKING:
     from confluent_kafka import Message
@@ -70,6 +70,8 @@ class ConsumerRuntime:
         self.transaction = BatchTransaction(group, session_factory, self.kafka.send_dead_letters)
         # Whether the last database round trip (the start-up probe or a batch) succeeded.
         self.database_ok = False
+        self._batches = metrics.BATCHES.labels(group.name)
+        self._batch_seconds = metrics.BATCH_SECONDS.labels(group.name)
 
     @property
     def ready(self) -> bool:
@@ -92,11 +94,11 @@ class ConsumerRuntime:
         prefetch = asyncio.create_task(asyncio.to_thread(self._fetch))
         try:
             while not self.stop_requested.is_set():
-                batch = await prefetch
+                batch, plan = await prefetch
                 prefetch = asyncio.create_task(asyncio.to_thread(self._fetch))
                 if batch.messages:
                     try:
-                        await self.apply_batch(batch)
+                        await self.apply_batch(batch, plan)
                     except Stopped:
                         break
                 self.kafka.commit_due()  # offsets applied and held back (at most every second), idle or not
@@ -110,8 +112,10 @@ class ConsumerRuntime:
     def stop(self) -> None:
         self.stop_requested.set()
 
-    def _fetch(self) -> Batch:
-        return parse(self.group, self.kafka.fetch(self.batch_size, self.poll_timeout))
+    def _fetch(self) -> tuple[Batch, Plan | None]:
+        """Poll, decode and plan the next batch (in a worker thread: pure work, no database)."""
+        batch = parse(self.group, self.kafka.fetch(self.batch_size, self.poll_timeout))
+        return batch, make_plan(self.group, batch.parsed) if batch.parsed else None
 
     async def _probe_database(self) -> None:
         """SELECT 1 until the database answers, so readiness does not wait for the first event."""
@@ -132,22 +136,25 @@ class ConsumerRuntime:
         """Apply a batch of raw messages exactly once, then commit their offsets."""
         await self.apply_batch(parse(self.group, [m for m in messages if m.error() is None]))
 
-    async def apply_batch(self, batch: Batch) -> None:
-        """Apply a decoded batch exactly once, retrying transient errors, then commit its offsets."""
-        started = time.perf_counter()
-        await self._apply_with_retries(batch)
-        for message in batch.ignored:
-            metrics.EVENTS.labels(self.group.name, event_type_of(message), "ignored").inc()
-        self.kafka.commit(batch.messages)
-        metrics.BATCHES.labels(self.group.name).inc()
-        metrics.BATCH_SECONDS.labels(self.group.name).observe(time.perf_counter() - started)
+    async def apply_batch(self, batch: Batch, plan: Plan | None = None) -> None:
+        """Apply a decoded batch exactly once, retrying transient errors, then commit its offsets.
 
-    async def _apply_with_retries(self, batch: Batch) -> None:
+        A batch of events this group does not handle only moves the offsets: no database transaction."""
+        started = time.perf_counter()
+        if batch.needs_database:
+            await self._apply_with_retries(batch, plan)
+        for event_type, count in batch.ignored.items():
+            metrics.EVENTS.labels(self.group.name, event_type, "ignored").inc(count)
+        self.kafka.commit(batch.offsets)
+        self._batches.inc()
+        self._batch_seconds.observe(time.perf_counter() - started)
+
+    async def _apply_with_retries(self, batch: Batch, plan: Plan | None) -> None:
         isolate = False
         attempt = 0
         while True:
             try:
-                await self.transaction.apply(batch.parsed, batch.poison, isolate=isolate)
+                await self.transaction.apply(batch.parsed, batch.poison, isolate=isolate, plan=plan)
                 self.database_ok = True
                 return
             except IsolateBatch:

@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from itertools import groupby
 from typing import TYPE_CHECKING
 
@@ -48,21 +49,24 @@ class BatchTransaction:
         self.session_factory = session_factory
         self.send_dead_letters = send_dead_letters
 
-    async def apply(self, parsed: list[Parsed], poison: list[Poison], *, isolate: bool) -> None:
-        """One attempt. Raises IsolateBatch (rerun with isolate=True), or a transient error (retry)."""
+    async def apply(
+        self, parsed: list[Parsed], poison: list[Poison], *, isolate: bool, plan: Plan | None = None
+    ) -> None:
+        """One attempt. Raises IsolateBatch (rerun with isolate=True), or a transient error (retry).
+
+        ``plan``: make_plan(group, parsed), when the caller made it beforehand (off the event loop)."""
         group = self.group.name
+        plan = plan or make_plan(self.group, parsed)
         async with self.session_factory() as session, session.begin():
-            unique = _first_occurrences(parsed)
             # The versions applied before come back with the claim (one round trip, not two).
-            history = _aggregates_with_history(unique) if self.group.track_versions else None
-            fresh, previous = await inbox.claim(
-                session, group, [p.ctx for p in unique if not p.ctx.redriven], history=history
+            duplicates, previous = await inbox.claim(
+                session, group, plan.claims, history=plan.history, parameters=plan.parameters
             )
             if self.group.track_versions:
-                for p in unique:
+                for p in plan.unique:
                     _stamp_previous(p.ctx, previous)
-            fresh |= await inbox.claim_redriven(session, group, [p.ctx for p in unique if p.ctx.redriven])
-            to_apply = [p for p in unique if p.ctx.event_id in fresh]
+            redriven = await inbox.claim_redriven(session, group, plan.redriven)
+            to_apply = _fresh(plan, duplicates, redriven)
             rejected = await self._run_handlers(session, to_apply, isolate=isolate)
             dead = poison + rejected
             if dead:
@@ -70,16 +74,25 @@ class BatchTransaction:
                 await asyncio.to_thread(self.send_dead_letters, [d.dead_letter() for d in dead])
                 metrics.DEAD_LETTERS.labels(group).inc(len(dead))
         # Metrics only after the commit: a rolled-back batch applied nothing.
-        self._count_outcomes(parsed, {p.ctx.event_id for p in to_apply} - {d.event_id for d in rejected}, dead)
+        self._count_outcomes(parsed, to_apply, rejected, dead)
 
-    def _count_outcomes(self, parsed: list[Parsed], applied: set[uuid.UUID], dead: list[Poison]) -> None:
+    def _count_outcomes(
+        self, parsed: list[Parsed], to_apply: list[Parsed], rejected: list[Poison], dead: list[Poison]
+    ) -> None:
         outcomes: Counter[tuple[str, str]] = Counter()
-        for p in parsed:
-            outcome = "applied" if p.ctx.event_id in applied else "duplicate"
-            if outcome == "applied":
-                applied.discard(p.ctx.event_id)  # a second copy in the same batch is a duplicate
-                self._note_versions(p.ctx)
-            outcomes[(p.ctx.event_type, outcome)] += 1
+        if len(to_apply) == len(parsed) and not rejected:  # the usual batch: every event new, all applied
+            for p in parsed:
+                if p.ctx.previous_version is not None:
+                    self._note_versions(p.ctx)
+                outcomes[(p.ctx.event_type, "applied")] += 1
+        else:
+            applied = {p.ctx.event_id for p in to_apply} - {d.event_id for d in rejected}
+            for p in parsed:
+                outcome = "applied" if p.ctx.event_id in applied else "duplicate"
+                if outcome == "applied":
+                    applied.discard(p.ctx.event_id)  # a second copy in the same batch is a duplicate
+                    self._note_versions(p.ctx)
+                outcomes[(p.ctx.event_type, outcome)] += 1
         for d in dead:
             outcomes[(event_type_of(d.message), "dead_lettered")] += 1
         for (event_type, outcome), count in outcomes.items():
@@ -147,6 +160,35 @@ class BatchTransaction:
             item = chunk[0]
             log.error("group %s: %s %s rejected: %r", self.group.name, item.ctx.event_type, item.ctx.event_id, exc)
             return [Poison.of(item.message, exc, item.ctx.event_id)]
+
+
+@dataclass(slots=True)
+class Plan:
+    """What a batch asks of the inbox, worked out from the decoded batch alone: pure, so the runtime makes
+    it in its prefetch thread while the event loop waits on the database for the previous batch."""
+
+    unique: list[Parsed]  # first occurrence of each event id, in partition order
+    claims: list[EventContext]  # claimed plainly: a duplicate is skipped
+    redriven: list[EventContext]  # sent back from the dead-letter topic: a dead-lettered one may apply
+    history: set[uuid.UUID] | None  # aggregates whose previous versions to look up (None: not tracked)
+    parameters: dict[str, str]  # the claim's array literals (inbox.claim_parameters of claims)
+
+
+def make_plan(group: ConsumerGroup, parsed: list[Parsed]) -> Plan:
+    unique = _first_occurrences(parsed)
+    claims = [p.ctx for p in unique if not p.ctx.redriven]
+    redriven = [p.ctx for p in unique if p.ctx.redriven] if len(claims) < len(unique) else []
+    history = _aggregates_with_history(unique) if group.track_versions else None
+    return Plan(unique, claims, redriven, history, inbox.claim_parameters(claims) if claims else {})
+
+
+def _fresh(plan: Plan, duplicates: set[uuid.UUID], redriven: set[uuid.UUID]) -> list[Parsed]:
+    """The events to apply now: claimed ones that were not in the inbox yet, and redriven ones let through."""
+    if not duplicates and not plan.redriven:
+        return plan.unique
+    return [
+        p for p in plan.unique if (p.ctx.event_id in redriven if p.ctx.redriven else p.ctx.event_id not in duplicates)
+    ]
 
 
 def _first_occurrences(items: list[Parsed]) -> list[Parsed]:
