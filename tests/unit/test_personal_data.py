@@ -28,7 +28,7 @@ from apps.common.personal import (
     unwrap_data_key,
     wrap_data_key,
 )
-from apps.common.sealed_tables import SealedTable, resealed_row, seal_json_fields, stale_condition
+from apps.common.sealed_rows import SealedTable, resealed_row, seal_json_fields, stale_condition
 from apps.common.service_client import ServiceClient
 from apps.customer.events import PERSONAL_FIELDS, CustomerRegistered
 
