@@ -84,3 +84,15 @@ def test_initdb_uses_the_same_local_passwords_as_the_local_stack(monkeypatch: py
     for spec in SERVICES:
         monkeypatch.delenv(spec.password_env, raising=False)
         assert postgres._local_password(spec) == spec.password()
+
+
+@pytest.mark.parametrize("spec", SERVICES, ids=lambda spec: spec.name)
+def test_a_connector_polls_slowly_only_when_no_group_reads_its_topics(spec: ServiceSpec) -> None:
+    # Each poll costs CPU whether or not anything arrived, and a record waits up to two intervals; only a
+    # service whose events nobody reads (analytics writes none) may trade that wait for idle CPU.
+    from outbox import groups
+
+    config = json.loads((CONNECTORS / f"{spec.name}.json").read_text())["config"]
+    read = {topic for module in groups.consumer_modules() for topic in module.group.topics}
+    if {topic_for(aggregate) for aggregate in spec.aggregates} & read:
+        assert int(config["poll.interval.ms"]) <= 100, spec.name
