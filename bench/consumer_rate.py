@@ -1,12 +1,14 @@
 """CPU per event of a consumer process at the stack's real rates: a few events per batch, not thousands.
 
-    uv run --frozen python -m bench.consumer_rate [--rate 30] [--seconds 20] [--idle-seconds 10]
+    uv run --frozen python -m bench.consumer_rate [--rate 30] [--seconds 20] [--idle-seconds 10] [--ignored N]
 
 A child process runs the outbox runtime as outbox.runner does (heap settled, the customer-stats batch
 handler, versions tracked) on a fresh topic; this process first leaves it idle (its CPU per second with
 nothing to do), then produces `order.created` (v1) and `order.confirmed` (v2) of one order after the
 other at --rate events/s, waits until the inbox holds them all, and reads the child's utime+stime from
-/proc: CPU per event and per batch, and how many batches the events took. The last line is JSON.
+/proc: CPU per event and per batch, and how many batches the events took. With --ignored N, each order's
+two events are followed by N of a type the group does not handle (as most of what a group reads at the
+stack is); --rate counts them too. The last line is JSON.
 """
 
 from __future__ import annotations
@@ -67,28 +69,31 @@ def _events(run: str, i: int) -> list[tuple[Event, int]]:
     return [(created, 1), (confirmed, 2)]
 
 
-def produce_at(topic: str, rate: float, seconds: float, run: str) -> int:
-    """Produce order.created/order.confirmed pairs at ``rate`` events/s; returns how many were sent."""
+def produce_at(topic: str, rate: float, seconds: float, run: str, ignored: int = 0) -> int:
+    """Produce order.created/order.confirmed pairs, each followed by ``ignored`` events of a type the group
+    does not handle, ``rate`` records/s in all; returns how many handled events were sent."""
     producer = Producer({"bootstrap.servers": kafka_bootstrap(), "linger.ms": 0})
-    sent, started = 0, time.monotonic()
+    produced, started = 0, time.monotonic()
     i = 0
     while time.monotonic() - started < seconds:
-        for ev, version in _events(run, i):
-            due = started + sent / rate
+        pair = _events(run, i)
+        extra = [(pair[0][0], 3)] * ignored  # sent as order.status_changed: customer-stats ignores it
+        for n, (ev, version) in enumerate(pair + extra):
+            due = started + produced / rate
             time.sleep(max(0.0, due - time.monotonic()))
             headers: list[tuple[str, str | bytes | None]] = [
                 ("id", str(new_event_id())),
-                ("event_type", ev.event_type),
+                ("event_type", ev.event_type if n < len(pair) else "order.status_changed"),
                 ("event_version", str(version)),
                 ("schema_version", "1"),
                 ("aggregate_type", "order"),
             ]
             producer.produce(topic, key=str(ev.order_id), value=encode_payload(ev), headers=headers)  # type: ignore[attr-defined]
             producer.poll(0)
-            sent += 1
+            produced += 1
         i += 1
     assert producer.flush(30) == 0
-    return sent
+    return i * 2
 
 
 # Every row a batch inserts carries its transaction's now(): distinct processed_at values count batches.
@@ -151,6 +156,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=30.0, help="events per second")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--ignored", type=int, default=0, help="events of an unhandled type after each order's two")
     parser.add_argument("--child", nargs=2, metavar=("TOPIC", "GROUP"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -173,7 +179,7 @@ def main() -> None:
         time.sleep(args.idle_seconds)
         idle = cpu_total(proc.pid) - before
         (user0, system0), started = cpu_seconds(proc.pid), time.monotonic()
-        sent = produce_at(topic, args.rate, args.seconds, run)
+        sent = produce_at(topic, args.rate, args.seconds, run, args.ignored)
         batches = wait_applied(group, 10 + sent) - warm_batches
         (user1, system1), elapsed = cpu_seconds(proc.pid), time.monotonic() - started
         used, system = user1 - user0 + system1 - system0, system1 - system0
@@ -184,6 +190,7 @@ def main() -> None:
     result = {
         "rate": args.rate,
         "events": sent,
+        "ignored_per_order": args.ignored,
         "batches": batches,
         "idle_cpu_ms_per_s": round(idle * 1000 / args.idle_seconds, 2),
         "cpu_ms_per_event": round(used * 1000 / sent, 3),
