@@ -36,7 +36,7 @@ from apps.common.topology import BY_NAME, database_url, kafka_bootstrap, pg_host
 from apps.customer.consumers import apply_order_events
 from outbox.consumer import ConsumerGroup, EventContext
 from outbox.events import encode_payload
-from outbox.runner import settle_heap
+from outbox.runner import CONSUMER_SESSION, settle_heap
 from outbox.runtime import ConsumerRuntime
 from outbox.topics import ensure_topics
 from outbox.writer import new_event_id
@@ -93,7 +93,9 @@ async def runtime_rate(
     topic: str, events: int, batch_size: int, run: str, *, track_versions: bool
 ) -> tuple[float, float]:
     """Events applied per second, and the CPU (both threads) it took per event, in microseconds."""
-    engine = create_async_engine(database_url(BY_NAME["customer"]), pool_size=2)
+    # The runtime's session settings as outbox.runner gives them to every consumer process.
+    settings = {"server_settings": CONSUMER_SESSION}
+    engine = create_async_engine(database_url(BY_NAME["customer"]), pool_size=2, connect_args=settings)
     group = ConsumerGroup(f"bench-runtime-{run}", topic_override=[topic], track_versions=track_versions)
     done = asyncio.Event()
     applied, first, first_cpu = 0, 0.0, 0.0

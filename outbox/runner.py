@@ -46,6 +46,13 @@ def settle_heap() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
+# A consumer sends the same few statements over and over, most with array parameters (the inbox claim, the
+# set-based handlers): PostgreSQL plans those afresh on every execution unless told to keep the generic plan
+# (pg_prepared_statements showed 0 generic plans in 220 runs of the saga's), which cost the saga's backend a
+# third of its CPU per event (3.0 -> 1.9 ms measured with the generic plan).
+CONSUMER_SESSION: dict[str, str] = {"plan_cache_mode": "force_generic_plan"}
+
+
 def load(module_name: str) -> tuple[ConsumerGroup, str]:
     module = importlib.import_module(module_name)
     return module.group, groups.database_url(module)
@@ -57,7 +64,7 @@ async def serve(module_name: str, *, batch_size: int, metrics_port: int | None, 
         url,
         pool_size=2,
         max_overflow=2,
-        connect_args={"server_settings": {"application_name": f"consumer:{group.name}"}},
+        connect_args={"server_settings": CONSUMER_SESSION | {"application_name": f"consumer:{group.name}"}},
     )
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     runtime = ConsumerRuntime(group, sessions, batch_size=batch_size, instance_id=instance_id or None)
