@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
@@ -18,7 +19,7 @@ from outbox.events import Event, encode_payload
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["OutboxRecord", "add_event", "new_event_id"]
+__all__ = ["OutboxRecord", "add_event", "events_ctes", "events_parameters", "new_event_id"]
 
 # One round trip: bump the aggregate's counter (its row lock makes a concurrent writer on the same
 # aggregate wait for our commit) and insert the event with the new version.
@@ -38,6 +39,47 @@ _INSERT_EVENT = text(
     RETURNING event_version, created_at
     """
 )
+
+
+def events_ctes(when: str = "TRUE") -> str:
+    """Two CTEs for the WITH list of a caller's set-based statement: the events of ``events_parameters``,
+    each with its aggregate's next version, as add_event writes one. At most one event per aggregate in a
+    statement (ON CONFLICT touches a row once per statement). ``when``: an SQL condition (e.g. a CTE's
+    verdict) without which nothing is written. PostgreSQL runs data-modifying CTEs whether or not the
+    statement reads them."""
+    return f"""
+    outbox_versions AS (
+        INSERT INTO outbox_aggregate_version AS v (aggregate_id, aggregate_type, version)
+        SELECT a.aggregate_id, a.aggregate_type, 1
+        FROM unnest(CAST(:event_aggregate_ids AS uuid[]), CAST(:event_aggregate_types AS text[]))
+             AS a(aggregate_id, aggregate_type)
+        WHERE {when}
+        ON CONFLICT (aggregate_id) DO UPDATE SET version = v.version + 1
+        RETURNING v.aggregate_id, v.version
+    ), outbox_events AS (
+        INSERT INTO event_store (id, aggregate_id, aggregate_type, event_type, event_data, event_version,
+                                 schema_version)
+        SELECT x.id, x.aggregate_id, x.aggregate_type, x.event_type, CAST(x.data AS jsonb), v.version,
+               x.schema_version
+        FROM unnest(CAST(:event_ids AS uuid[]), CAST(:event_aggregate_ids AS uuid[]),
+                    CAST(:event_aggregate_types AS text[]), CAST(:event_types AS text[]),
+                    CAST(:event_data AS text[]), CAST(:event_schema_versions AS int[]))
+             WITH ORDINALITY AS x(id, aggregate_id, aggregate_type, event_type, data, schema_version, n)
+        JOIN outbox_versions AS v ON v.aggregate_id = x.aggregate_id
+        ORDER BY x.n
+    )"""
+
+
+def events_parameters(events: Sequence[tuple[uuid.UUID, Event]]) -> dict[str, list[Any]]:
+    """The parameters of ``events_ctes``: each (aggregate id, event), in the order they are written."""
+    return {
+        "event_ids": [new_event_id() for _ in events],
+        "event_aggregate_ids": [aggregate_id for aggregate_id, _ in events],
+        "event_aggregate_types": [event.aggregate_type for _, event in events],
+        "event_types": [event.event_type for _, event in events],
+        "event_data": [encode_payload(event).decode() for _, event in events],
+        "event_schema_versions": [event.schema_version for _, event in events],
+    }
 
 
 @dataclass(frozen=True, slots=True)

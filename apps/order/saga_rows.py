@@ -24,8 +24,8 @@ from apps.order.rules import CONFIRMED, PENDING, check_transition
 from apps.order.saga_state import DONE, PAYMENT, RESERVATION, step_timeout
 from apps.order.transitions import SAGA
 from apps.payment.events import OrderPaymentRequested, PaymentMethod
-from outbox.events import Event, encode_payload
-from outbox.writer import new_event_id
+from outbox.events import Event
+from outbox.writer import events_ctes, events_parameters
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -62,10 +62,9 @@ _HOLD = text(
 )
 
 # The lines' reservation and warehouse (a line the answer does not name keeps its warehouse); the
-# confirmations; the payment requests; one event per order with the order's next version (what
-# outbox.writer.add_event does for one event).
+# confirmations; the payment requests; one event per order with the order's next version.
 _WRITE = text(
-    """
+    f"""
     WITH it AS (
         UPDATE order_items AS i
         SET reservation_id = u.reservation_id, warehouse_id = coalesce(u.warehouse_id, i.warehouse_id)
@@ -78,7 +77,7 @@ _WRITE = text(
         WHERE o.id = c.id
     ), h AS (
         INSERT INTO order_status_history (order_id, status_from, status_to, changed_by, reason, metadata)
-        SELECT c.id, :pending, :confirmed, :changed_by, :reason, '{}'::jsonb
+        SELECT c.id, :pending, :confirmed, :changed_by, :reason, '{{}}'::jsonb
         FROM unnest(CAST(:confirm_ids AS uuid[])) WITH ORDINALITY AS c(id, n)
         ORDER BY c.n
     ), sd AS (
@@ -92,21 +91,8 @@ _WRITE = text(
         FROM unnest(CAST(:pay_ids AS uuid[]), CAST(:pay_deadlines AS timestamptz[]), CAST(:pay_attempts AS int[]),
                     CAST(:pay_times AS timestamptz[])) AS p(id, deadline, attempts, at)
         WHERE s.order_id = p.id
-    ), v AS (
-        INSERT INTO outbox_aggregate_version AS v (aggregate_id, aggregate_type, version)
-        SELECT a.id, a.type, 1
-        FROM unnest(CAST(:event_orders AS uuid[]), CAST(:event_aggregates AS text[])) AS a(id, type)
-        ON CONFLICT (aggregate_id) DO UPDATE SET version = v.version + 1
-        RETURNING v.aggregate_id, v.version
-    )
-    INSERT INTO event_store (id, aggregate_id, aggregate_type, event_type, event_data, event_version,
-                             schema_version)
-    SELECT x.id, x.order_id, x.aggregate_type, x.event_type, CAST(x.data AS jsonb), v.version, x.schema_version
-    FROM unnest(CAST(:event_ids AS uuid[]), CAST(:event_orders AS uuid[]), CAST(:event_aggregates AS text[]),
-                CAST(:event_types AS text[]), CAST(:event_data AS text[]), CAST(:schema_versions AS int[]))
-         WITH ORDINALITY AS x(id, order_id, aggregate_type, event_type, data, schema_version, n)
-    JOIN v ON v.aggregate_id = x.order_id
-    ORDER BY x.n
+    ), {events_ctes()}
+    SELECT 1
     """
 )
 
@@ -196,7 +182,7 @@ class _Writes:
         columns = {name: value for name, value in vars(self).items() if name != "events"}
         constants = {"pending": PENDING, "confirmed": CONFIRMED, "done": DONE, "payment": PAYMENT}
         history = {"changed_by": SAGA, "reason": "stock reserved"}
-        return columns | constants | history | _events(self.events)
+        return columns | constants | history | events_parameters(self.events)
 
 
 def line_warehouses(product_ids: Sequence[uuid.UUID], lines: Sequence[ReservedItem]) -> list[uuid.UUID | None]:
@@ -229,15 +215,3 @@ def _confirmed(held: Row[Any], now: dt.datetime) -> OrderConfirmed:
         created_at=held.created_at,
         confirmed_at=now,
     )
-
-
-def _events(events: Sequence[tuple[uuid.UUID, Event]]) -> dict[str, list[Any]]:
-    """Each event's outbox columns, its order as the aggregate."""
-    return {
-        "event_ids": [new_event_id() for _ in events],
-        "event_orders": [order_id for order_id, _ in events],
-        "event_aggregates": [event.aggregate_type for _, event in events],
-        "event_types": [event.event_type for _, event in events],
-        "event_data": [encode_payload(event).decode() for _, event in events],
-        "schema_versions": [event.schema_version for _, event in events],
-    }

@@ -15,8 +15,7 @@ import msgspec
 from sqlalchemy import text
 
 from apps.warehouse.rules import Stock
-from outbox.events import encode_payload
-from outbox.writer import new_event_id
+from outbox.writer import events_ctes, events_parameters
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -27,10 +26,9 @@ if TYPE_CHECKING:
 
     from outbox.events import Event
 
-# Each event gets its aggregate's next version (what outbox.writer.add_event does for one); one event per
-# aggregate in a call (ON CONFLICT may touch a row once per statement), which one decision per order gives.
+# One event per aggregate in a call (outbox.writer.events_ctes), which one decision per order gives.
 _WRITE = text(
-    """
+    f"""
     WITH r AS (
         INSERT INTO reservations AS r (id, order_id, status, reason, shortages, created_at, updated_at)
         SELECT t.id, t.order_id, t.status, t.reason, CAST(t.shortages AS jsonb), :now, :now
@@ -58,24 +56,7 @@ _WRITE = text(
         FROM unnest(CAST(:stock_products AS uuid[]), CAST(:stock_warehouses AS uuid[]), CAST(:deltas AS int[]))
              AS d(product_id, warehouse_id, delta)
         WHERE s.product_id = d.product_id AND s.warehouse_id = d.warehouse_id AND (SELECT ok FROM every)
-    ), v AS (
-        INSERT INTO outbox_aggregate_version AS v (aggregate_id, aggregate_type, version)
-        SELECT a.aggregate_id, a.aggregate_type, 1
-        FROM unnest(CAST(:aggregate_ids AS uuid[]), CAST(:aggregate_types AS text[])) AS a(aggregate_id, aggregate_type)
-        WHERE (SELECT ok FROM every)
-        ON CONFLICT (aggregate_id) DO UPDATE SET version = v.version + 1
-        RETURNING v.aggregate_id, v.version
-    ), e AS (
-        INSERT INTO event_store (id, aggregate_id, aggregate_type, event_type, event_data, event_version,
-                                 schema_version)
-        SELECT x.id, x.aggregate_id, x.aggregate_type, x.event_type, CAST(x.data AS jsonb), v.version,
-               x.schema_version
-        FROM unnest(CAST(:event_ids AS uuid[]), CAST(:aggregate_ids AS uuid[]), CAST(:aggregate_types AS text[]),
-                    CAST(:event_types AS text[]), CAST(:event_data AS text[]), CAST(:schema_versions AS int[]))
-             WITH ORDINALITY AS x(id, aggregate_id, aggregate_type, event_type, data, schema_version, n)
-        JOIN v ON v.aggregate_id = x.aggregate_id
-        ORDER BY x.n
-    )
+    ), {events_ctes(when="(SELECT ok FROM every)")}
     SELECT count(*) FROM r
     """
 )
@@ -138,11 +119,6 @@ async def write_decisions(
         "stock_products": [product for product, _ in stock],
         "stock_warehouses": [warehouse for _, warehouse in stock],
         "deltas": [changes[key] for key in stock],
-        "event_ids": [new_event_id() for _ in events],
-        "aggregate_ids": [aggregate_id for aggregate_id, _ in events],
-        "aggregate_types": [event.aggregate_type for _, event in events],
-        "event_types": [event.event_type for _, event in events],
-        "event_data": [encode_payload(event).decode() for _, event in events],
-        "schema_versions": [event.schema_version for _, event in events],
+        **events_parameters(events),
     }
     return int((await session.execute(_WRITE, params)).scalar_one())
