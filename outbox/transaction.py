@@ -80,19 +80,15 @@ class BatchTransaction:
         self, parsed: list[Parsed], to_apply: list[Parsed], rejected: list[Poison], dead: list[Poison]
     ) -> None:
         outcomes: Counter[tuple[str, str]] = Counter()
-        if len(to_apply) == len(parsed) and not rejected:  # the usual batch: every event new, all applied
-            for p in parsed:
-                if p.ctx.previous_version is not None:
-                    self._note_versions(p.ctx)
-                outcomes[(p.ctx.event_type, "applied")] += 1
-        else:
-            applied = {p.ctx.event_id for p in to_apply} - {d.event_id for d in rejected}
-            for p in parsed:
-                outcome = "applied" if p.ctx.event_id in applied else "duplicate"
-                if outcome == "applied":
+        # The usual batch (every event new, all applied) needs no set of what was applied.
+        applied = None if len(to_apply) == len(parsed) and not rejected else _applied_ids(to_apply, rejected)
+        for p in parsed:
+            outcome = "applied" if applied is None or p.ctx.event_id in applied else "duplicate"
+            if outcome == "applied":
+                if applied is not None:
                     applied.discard(p.ctx.event_id)  # a second copy in the same batch is a duplicate
-                    self._note_versions(p.ctx)
-                outcomes[(p.ctx.event_type, outcome)] += 1
+                self._note_versions(p.ctx)
+            outcomes[(p.ctx.event_type, outcome)] += 1
         for d in dead:
             outcomes[(event_type_of(d.message), "dead_lettered")] += 1
         for (event_type, outcome), count in outcomes.items():
@@ -189,6 +185,10 @@ def _fresh(plan: Plan, duplicates: set[uuid.UUID], redriven: set[uuid.UUID]) -> 
     return [
         p for p in plan.unique if (p.ctx.event_id in redriven if p.ctx.redriven else p.ctx.event_id not in duplicates)
     ]
+
+
+def _applied_ids(to_apply: list[Parsed], rejected: list[Poison]) -> set[uuid.UUID]:
+    return {p.ctx.event_id for p in to_apply} - {d.event_id for d in rejected}
 
 
 def _first_occurrences(items: list[Parsed]) -> list[Parsed]:
