@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -39,9 +40,9 @@ class PoolSettings:
     so with pool_size=5 every request beyond the fifth concurrent one opened and closed a PostgreSQL
     connection (measured: GET /ready 807 req/s with 5+20, 2,042 req/s with 20+5, 32 concurrent clients).
     Go's pool keeps busy connections open and only trims idle ones, which QueuePool cannot do, so
-    ConnMaxIdleTime 1 min is PostgreSQL's ``idle_session_timeout`` on the pool's connections: the server
-    closes a connection idle for a minute, and the next checkout replaces it (``replace_closed_connections``).
-    ConnMaxLifetime 5 min = pool_recycle.
+    ConnMaxIdleTime 1 min is enforced at both ends (``expire_idle_connections``): a checkout replaces a
+    connection that sat idle for a minute, and PostgreSQL's ``idle_session_timeout`` at twice that closes
+    the sessions of a pool nobody checks out from. ConnMaxLifetime 5 min = pool_recycle.
 
     The limits are per service, not per process: a service with several uvicorn workers splits them
     (``per_worker``), so the order service's two workers open at most 25 between them, as the seed says.
@@ -51,7 +52,7 @@ class PoolSettings:
     max_overflow: int = 5
     recycle_s: int = 300
     timeout_s: float = 10.0
-    idle_timeout_s: int = 60
+    idle_timeout_s: float = 60.0
 
     def per_worker(self, workers: int) -> PoolSettings:
         """This service's limits split between ``workers`` processes (never more in total)."""
@@ -69,7 +70,7 @@ class PoolSettings:
             max_overflow=int(os.environ.get(f"{prefix}MAX_OVERFLOW", defaults.max_overflow)),
             recycle_s=int(os.environ.get(f"{prefix}RECYCLE_S", defaults.recycle_s)),
             timeout_s=float(os.environ.get(f"{prefix}TIMEOUT_S", defaults.timeout_s)),
-            idle_timeout_s=int(os.environ.get(f"{prefix}IDLE_TIMEOUT_S", defaults.idle_timeout_s)),
+            idle_timeout_s=float(os.environ.get(f"{prefix}IDLE_TIMEOUT_S", defaults.idle_timeout_s)),
         )
 
 
@@ -82,8 +83,9 @@ def alchemy_config(spec: ServiceSpec, pool: PoolSettings | None = None) -> SQLAl
         max_overflow=pool.max_overflow,
         pool_recycle=pool.recycle_s,
         pool_timeout=pool.timeout_s,
-        connect_args={"server_settings": {"idle_session_timeout": str(pool.idle_timeout_s * 1000)}},
+        connect_args={"server_settings": {"idle_session_timeout": str(server_idle_timeout_ms(pool))}},
     )
+    expire_idle_connections(engine, pool.idle_timeout_s)
     replace_closed_connections(engine)
     instrument_pool(engine, spec.name)  # commerce_db_pool_* on /metrics (apps/common/pool_metrics.py)
     return SQLAlchemyAsyncConfig(
@@ -97,6 +99,33 @@ def alchemy_config(spec: ServiceSpec, pool: PoolSettings | None = None) -> SQLAl
         ),
         create_all=False,
     )
+
+
+def server_idle_timeout_ms(pool: PoolSettings) -> int:
+    """PostgreSQL's ``idle_session_timeout``: twice the pool's own, a backstop that never races a checkout."""
+    return round(pool.idle_timeout_s * 2 * 1000)
+
+
+def expire_idle_connections(engine: AsyncEngine, idle_timeout_s: float) -> None:
+    """A checkout replaces a pooled connection idle for ``idle_timeout_s`` or longer (Go's ConnMaxIdleTime).
+
+    The client decides, not the server: when PostgreSQL's ``idle_session_timeout`` alone expired them, a
+    checkout at the very moment the server gave up sent its query down a socket being closed, and the
+    request failed ("terminating connection due to idle-session timeout", or asyncpg's "cannot switch
+    to state 15"): a 503 in CI, 10 of 40 checkouts at the edge in a loop. The server's timeout is twice
+    this one, so a connection the client still trusts is never one the server is closing.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def mark_idle(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def discard_expired(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is not None and time.monotonic() - idle_since >= idle_timeout_s:
+            # Only this connection: SQLAlchemy closes it and opens a fresh one for this checkout.
+            raise exc.DisconnectionError("idle for longer than the pool's idle timeout")
 
 
 def replace_closed_connections(engine: AsyncEngine) -> None:
