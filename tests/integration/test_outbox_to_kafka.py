@@ -48,7 +48,8 @@ async def test_committed_outbox_row_arrives_on_its_aggregate_topic(
     conn = await connect(service)
     aggregate_id = uuid.uuid4()
     event_id = uuid.uuid4()
-    payload = {"total": "129.90", "items": [{"sku": "SKU-1", "quantity": 2}], "note": "ünïcode ✓"}
+    # a null stays a null: the JSONB text is passed through, not re-encoded (which dropped null fields)
+    payload = {"total": "129.90", "items": [{"sku": "SKU-1", "quantity": 2}], "note": "ünïcode ✓", "gift": None}
     try:
         async with conn.transaction():
             await conn.execute(INSERT, event_id, aggregate_id, aggregate_type, event_type, json.dumps(payload), 7)
