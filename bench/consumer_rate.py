@@ -49,6 +49,21 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / TICKS, int(fields[12]) / TICKS
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of a process's threads, summed by thread name: librdkafka's rdk:*, the
+    event loop's thread ("loop") and Python's other threads ("python": the prefetch thread, to_thread's)."""
+    used: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            raw = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = "loop" if task.name == str(pid) else raw[raw.index("(") + 1 : raw.rindex(")")].rstrip("0123456789_")
+        fields = raw[raw.rindex(")") + 2 :].split()
+        used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
+    return used
+
+
 def cpu_total(pid: int) -> float:
     return sum(cpu_seconds(pid))
 
@@ -178,10 +193,11 @@ def main() -> None:
         before = cpu_total(proc.pid)
         time.sleep(args.idle_seconds)
         idle = cpu_total(proc.pid) - before
-        (user0, system0), started = cpu_seconds(proc.pid), time.monotonic()
+        (user0, system0), started, threads0 = cpu_seconds(proc.pid), time.monotonic(), thread_cpu(proc.pid)
         sent = produce_at(topic, args.rate, args.seconds, run, args.ignored)
         batches = wait_applied(group, 10 + sent) - warm_batches
         (user1, system1), elapsed = cpu_seconds(proc.pid), time.monotonic() - started
+        threads = {name: cpu - threads0.get(name, 0.0) for name, cpu in thread_cpu(proc.pid).items()}
         used, system = user1 - user0 + system1 - system0, system1 - system0
     finally:
         proc.terminate()
@@ -197,6 +213,9 @@ def main() -> None:
         "system_share": round(system / used, 2) if used else None,
         "cpu_ms_per_event_net_of_idle": round((used - idle / args.idle_seconds * elapsed) * 1000 / sent, 3),
         "cpu_ms_per_batch": round(used * 1000 / batches, 3) if batches else None,
+        "cpu_ms_per_event_by_thread": {
+            name: round(cpu * 1000 / sent, 3) for name, cpu in sorted(threads.items(), key=lambda kv: -kv[1]) if cpu
+        },
     }
     print(json.dumps(result))
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
@@ -49,8 +50,7 @@ _LAST_VERSIONS_SQL = """
 # applied before this batch. It answers the event ids that were NOT claimed (already in the inbox: rarely
 # any) rather than the thousand that were. Rows with an event_id are duplicates, rows with an
 # aggregate_id versions.
-_CLAIM = text(
-    f"""
+_CLAIM_SQL = f"""
     WITH input AS ({_INPUT_SQL}),
     claimed AS ({_INSERT_SQL.format(source="input", on_conflict="ON CONFLICT (consumer_group, event_id) DO NOTHING")}),
     previous AS ({_LAST_VERSIONS_SQL})
@@ -58,8 +58,8 @@ _CLAIM = text(
     FROM (SELECT event_id FROM input EXCEPT ALL SELECT event_id FROM claimed) AS d
     UNION ALL
     SELECT CAST(NULL AS uuid), aggregate_id, version FROM previous
-    """
-)
+"""
+_CLAIM = text(_CLAIM_SQL)
 _CLAIM_REDRIVEN = text(
     _INSERT_SQL.format(
         source=f"({_INPUT_SQL})",
@@ -74,6 +74,22 @@ _LAST_VERSIONS = text(_LAST_VERSIONS_SQL)
 _MARK_DEAD = text(
     "UPDATE inbox SET outcome = 'dead_lettered' WHERE consumer_group = :group AND event_id = ANY(CAST(:ids AS uuid[]))"
 )
+
+
+def positional(sql: str) -> tuple[str, tuple[str, ...]]:
+    """``:name`` parameters as asyncpg's ``$n``, and the names in their order (for the driver's connection)."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    return re.sub(r"(?<![:\w]):([a-z_]+)", number, sql), tuple(names)
+
+
+# The claim as the runtime sends it on asyncpg's own connection (outbox.connection): the same statement.
+_CLAIM_DRIVER, _CLAIM_NAMES = positional(_CLAIM_SQL)
 
 
 def array_literal(values: Iterable[object]) -> str:
@@ -113,10 +129,13 @@ async def claim(
     *,
     history: set[uuid.UUID] | None = None,
     parameters: dict[str, str] | None = None,
+    driver: Any = None,
 ) -> tuple[set[uuid.UUID], dict[uuid.UUID, int]]:
     """Insert the batch's event ids (distinct): the ones already in the inbox, which this group must not
     apply again, and the highest version it applied before for each aggregate of ``history`` (that has
-    one), in one round trip. ``parameters``: claim_parameters(contexts), when made beforehand."""
+    one), in one round trip. ``parameters``: claim_parameters(contexts), when made beforehand. ``driver``:
+    the session's asyncpg connection (outbox.connection), to send the claim on directly, in the session's
+    transaction: a third of the CPU of a one-event batch went to SQLAlchemy's execute of it."""
     if not contexts:
         return set(), await last_versions(session, group, history or set())
     params = {
@@ -126,7 +145,11 @@ async def claim(
     }
     duplicates: set[uuid.UUID] = set()
     previous: dict[uuid.UUID, int] = {}
-    for event_id, aggregate_id, version in await session.execute(_CLAIM, params):
+    if driver is not None:
+        rows = await driver.fetch(_CLAIM_DRIVER, *[params[name] for name in _CLAIM_NAMES])
+    else:
+        rows = await session.execute(_CLAIM, params)
+    for event_id, aggregate_id, version in rows:
         if event_id is not None:
             duplicates.add(event_id)
         else:

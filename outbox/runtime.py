@@ -107,6 +107,7 @@ class ConsumerRuntime:
             probe.cancel()
             with contextlib.suppress(Exception):
                 await prefetch
+            await self.transaction.close()
             await asyncio.to_thread(self.kafka.close)
 
     def stop(self) -> None:

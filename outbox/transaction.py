@@ -18,6 +18,7 @@ from itertools import groupby
 from typing import TYPE_CHECKING
 
 from outbox import inbox, metrics
+from outbox.connection import PinnedSession
 from outbox.decoding import Parsed, Poison, event_type_of
 from outbox.retry import is_retryable
 
@@ -48,6 +49,12 @@ class BatchTransaction:
         self.group = group
         self.session_factory = session_factory
         self.send_dead_letters = send_dead_letters
+        # One connection and session kept across batches; the claim goes on the driver's connection.
+        self.pinned = PinnedSession(session_factory)
+
+    async def close(self) -> None:
+        """Give the kept connection back (at shutdown)."""
+        await self.pinned.discard()
 
     async def apply(
         self, parsed: list[Parsed], poison: list[Poison], *, isolate: bool, plan: Plan | None = None
@@ -57,10 +64,10 @@ class BatchTransaction:
         ``plan``: make_plan(group, parsed), when the caller made it beforehand (off the event loop)."""
         group = self.group.name
         plan = plan or make_plan(self.group, parsed)
-        async with self.session_factory() as session, session.begin():
+        async with self.pinned.transaction() as (session, driver):
             # The versions applied before come back with the claim (one round trip, not two).
             duplicates, previous = await inbox.claim(
-                session, group, plan.claims, history=plan.history, parameters=plan.parameters
+                session, group, plan.claims, history=plan.history, parameters=plan.parameters, driver=driver
             )
             if self.group.track_versions:
                 for p in plan.unique:
