@@ -20,7 +20,7 @@ from outbox.topics import PARTITIONS
 from tests.support import consumers
 from tests.support.db import connect
 from tests.support.http import api_client
-from tests.support.kafka import TopicTail
+from tests.support.kafka import TopicTail, delete_group_topics
 from tests.support.orders import (
     eventually,
     order_cancelled,
@@ -411,6 +411,7 @@ async def test_a_handler_sees_skipped_and_repeated_versions_of_an_aggregate(trac
         await asyncio.wait_for(runtime.run(), timeout=60)
     finally:
         await engine.dispose()
+        delete_group_topics(group.name, topic)
     assert [c.event_version for c in seen] == [1, 3, 2]
     if track_versions:
         assert [c.previous_version for c in seen] == [None, 1, 3]

@@ -15,6 +15,7 @@ from infra.paths import REPO, ensure_dirs, log_file
 from outbox.events import payload_as_dict
 from outbox.topics import ensure_topics
 from tests.support.db import connect
+from tests.support.kafka import delete_group_topics
 from tests.support.orders import order_created, produce_raw
 
 
@@ -65,6 +66,7 @@ class ThrowawayConsumer:
 
     async def __aexit__(self, *exc: object) -> None:
         self.kill()
+        await asyncio.to_thread(delete_group_topics, self.group, self.topic)
         conn = await connect("customer")
         try:
             await conn.execute(f'DROP TABLE IF EXISTS "{self.table}"')
