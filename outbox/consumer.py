@@ -25,7 +25,7 @@ from outbox.events import EventRegistry, default_registry
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["REDRIVE_HEADER", "BatchHandler", "ConsumerGroup", "EventContext", "Handler"]
+__all__ = ["REDRIVE_HEADER", "BatchHandler", "ConsumerGroup", "EventContext", "Handler", "Skip"]
 
 
 @dataclass(slots=True)
@@ -71,6 +71,8 @@ class EventContext:
 
 Handler = Callable[["AsyncSession", Any, EventContext], Awaitable[None]]
 BatchHandler = Callable[["AsyncSession", Sequence[tuple[Any, EventContext]]], Awaitable[None]]
+# True for an event (its decoded payload) that its handler would leave every row unchanged for.
+Skip = Callable[[Any], bool]
 
 
 @dataclass
@@ -88,31 +90,46 @@ class ConsumerGroup:
     # query per batch for the aggregates seen before (new ones, at version 1, need none). Off for groups whose handlers
     # never look at versions and that can do without the gap metrics.
     track_versions: bool = True
+    # Per event type, the events its handler changes nothing for (the ``skip`` of handler/batch_handler).
+    skips: dict[str, Skip] = field(default_factory=dict)
 
-    def handler(self, event_type: str) -> Callable[[Handler], Handler]:
-        """Register an async handler applied to one event at a time, in partition order."""
+    def handler(self, event_type: str, *, skip: Skip | None = None) -> Callable[[Handler], Handler]:
+        """Register an async handler applied to one event at a time, in partition order (``skip``: see
+        batch_handler)."""
 
         def register(fn: Handler) -> Handler:
-            self._claim(event_type)
+            self._claim(event_type, skip)
             self.handlers[event_type] = fn
             return fn
 
         return register
 
-    def batch_handler(self, event_type: str) -> Callable[[BatchHandler], BatchHandler]:
-        """Register a handler that gets all of a batch's events of this type, in partition order."""
+    def batch_handler(self, event_type: str, *, skip: Skip | None = None) -> Callable[[BatchHandler], BatchHandler]:
+        """Register a handler that gets all of a batch's events of this type, in partition order.
+
+        ``skip(event)``, if given, is true for an event the handler would leave every row unchanged for (a
+        projection's order.created of an order not confirmed yet). Such an event is neither claimed in the
+        inbox nor handed to the handler: it is counted as ignored and only its offset moves, which at one
+        event per batch saves a whole transaction. It must be a pure function of the payload, so that every
+        delivery, redelivery and replay decides alike: applying nothing, however often, is still exactly
+        once. Versions: a skipped event leaves no inbox row, so the group's next event of that aggregate
+        sees the last one *applied* as its previous_version (none after a skipped version 1: first seen,
+        not a gap), exactly as if the skipped event had been of a type the group does not handle.
+        """
 
         def register(fn: BatchHandler) -> BatchHandler:
-            self._claim(event_type)
+            self._claim(event_type, skip)
             self.batch_handlers[event_type] = fn
             return fn
 
         return register
 
-    def _claim(self, event_type: str) -> None:
+    def _claim(self, event_type: str, skip: Skip | None) -> None:
         if event_type in self.handlers or event_type in self.batch_handlers:
             raise ValueError(f"{self.name}: {event_type} already has a handler")
         self.registry.aggregate_of(event_type)  # fails early for an unregistered event type
+        if skip is not None:
+            self.skips[event_type] = skip
 
     @property
     def event_types(self) -> set[str]:

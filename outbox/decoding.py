@@ -62,7 +62,8 @@ class Poison:
 class Batch:
     """One poll's messages, decoded: what to apply, what is poison, what this group does not handle.
 
-    ``ignored`` counts the messages of types this group does not handle, by type; ``offsets`` is the next
+    ``ignored`` counts the messages of types this group does not handle, and those its handler changes
+    nothing for (ConsumerGroup.batch_handler's ``skip``), by type; ``offsets`` is the next
     offset to commit per (topic, partition) once the batch is applied. Both are worked out with the
     decoding, in the prefetch thread, so the event loop does not walk the batch again for them."""
 
@@ -90,10 +91,27 @@ def parse(group: ConsumerGroup, messages: list[Message]) -> Batch:
             ignored[event_type] = ignored.get(event_type, 0) + 1
             continue
         try:
-            parsed.append(decode(group, message, headers))
+            item = decode(group, message, headers)
         except (PoisonMessage, ValueError, KeyError) as exc:
             poison.append(Poison.of(message, exc, maybe_uuid(headers.get("id"))))
+            continue
+        if _skipped(group, item):  # changes nothing: no claim, no transaction
+            ignored[event_type] = ignored.get(event_type, 0) + 1
+            continue
+        parsed.append(item)
     return Batch(messages, parsed, poison, ignored, next_offsets(messages))
+
+
+def _skipped(group: ConsumerGroup, item: Parsed) -> bool:
+    """Whether the handler declared it changes nothing for this event (a redrive is always applied, so its
+    dead-lettered inbox row becomes applied; a predicate that fails leaves the decision to the handler)."""
+    skip = group.skips.get(item.ctx.event_type)
+    if skip is None or item.ctx.redriven:
+        return False
+    try:
+        return bool(skip(item.event))
+    except Exception:
+        return False
 
 
 def next_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import text
 
-from apps.analytics.projections import OrderEvent, fold
+from apps.analytics.projections import OrderEvent, fold, not_a_sale
 from apps.analytics.returns import register as register_refunds
 from apps.common.consumer_db import consumer_database_url
 from apps.common.projections import add_deltas
@@ -67,6 +67,8 @@ async def apply_order_events(session: AsyncSession, items: Sequence[tuple[OrderE
     await add_deltas(session, _ADD_PRODUCTS, ["product_id", "currency"], sales.products)
 
 
-group.batch_handler("order.created")(apply_order_events)
+# A pending order's order.created (most of them) and its cancellation while pending change nothing here:
+# skipped before the inbox, no transaction for them.
+group.batch_handler("order.created", skip=not_a_sale)(apply_order_events)
 group.batch_handler("order.confirmed")(apply_order_events)
-group.batch_handler("order.cancelled")(apply_order_events)
+group.batch_handler("order.cancelled", skip=not_a_sale)(apply_order_events)

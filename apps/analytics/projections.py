@@ -42,7 +42,7 @@ from apps.analytics.rules import CURRENCY_PATTERN
 from apps.order.events import OrderCancelledV1, OrderConfirmed, OrderCreated, OrderLine
 from outbox.errors import RejectedEvent
 
-__all__ = ["DayDelta", "OrderEvent", "ProductDelta", "SalesDelta", "fold", "utc_day"]
+__all__ = ["DayDelta", "OrderEvent", "ProductDelta", "SalesDelta", "fold", "not_a_sale", "utc_day"]
 
 OrderEvent = OrderCreated | OrderConfirmed | OrderCancelledV1
 
@@ -104,14 +104,20 @@ def _add_lines(
         delta.revenue += sign * line.total_price
 
 
+def not_a_sale(ev: OrderEvent) -> bool:
+    """An order.created of an order not confirmed yet, or the cancellation of one never confirmed: the fold
+    changes nothing for either (the consumer skips them before its inbox, ConsumerGroup's ``skip``)."""
+    return (isinstance(ev, OrderCreated) and ev.status != "confirmed") or (
+        isinstance(ev, OrderCancelledV1) and not ev.had_been_confirmed()
+    )
+
+
 def fold(events: Iterable[OrderEvent]) -> SalesDelta:
     """Sum order events into per-day and per-product deltas (the rules are in the module docstring)."""
     sales = SalesDelta()
     for ev in events:
-        if (isinstance(ev, OrderCreated) and ev.status != "confirmed") or (
-            isinstance(ev, OrderCancelledV1) and not ev.had_been_confirmed()
-        ):
-            continue  # not (or never) a sale
+        if not_a_sale(ev):
+            continue
         currency = _currency(ev)
         if not isinstance(ev, OrderCancelledV1):
             day = sales.days.setdefault((utc_day(ev.created_at), currency), DayDelta())

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from apps.common.consumer_db import consumer_database_url
 from apps.common.projections import add_deltas
-from apps.customer.projections import OrderEvent, fold
+from apps.customer.projections import OrderEvent, fold, not_a_purchase
 from apps.customer.returns import register as register_refunds
 from outbox.consumer import ConsumerGroup, EventContext
 
@@ -46,6 +46,8 @@ async def apply_order_events(session: AsyncSession, items: Sequence[tuple[OrderE
     await add_deltas(session, _APPLY, ["customer_id"], fold(event for event, _ in items))
 
 
-group.batch_handler("order.created")(apply_order_events)
+# A pending order's order.created (most of them) and its cancellation while pending change nothing here:
+# skipped before the inbox, no transaction for them.
+group.batch_handler("order.created", skip=not_a_purchase)(apply_order_events)
 group.batch_handler("order.confirmed")(apply_order_events)
-group.batch_handler("order.cancelled")(apply_order_events)
+group.batch_handler("order.cancelled", skip=not_a_purchase)(apply_order_events)

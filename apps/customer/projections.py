@@ -24,6 +24,14 @@ class StatsDelta:
     last_order_at: dt.datetime | None = None
 
 
+def not_a_purchase(ev: OrderEvent) -> bool:
+    """An order.created of an order not confirmed yet, or the cancellation of one never confirmed: the fold
+    changes nothing for either (the consumer skips them before its inbox, ConsumerGroup's ``skip``)."""
+    return (isinstance(ev, OrderCreated) and ev.status != "confirmed") or (
+        isinstance(ev, OrderCancelledV1) and not ev.had_been_confirmed()
+    )
+
+
 def fold(events: Iterable[OrderEvent]) -> dict[str, StatsDelta]:
     """Sum events per customer. An order is a purchase once confirmed: order.confirmed counts it (and
     order.created only for orders born confirmed, before the saga). A cancelled purchase stays counted as
@@ -31,9 +39,7 @@ def fold(events: Iterable[OrderEvent]) -> dict[str, StatsDelta]:
     skipped (``was_confirmed`` false)."""
     deltas: dict[str, StatsDelta] = {}
     for ev in events:
-        if isinstance(ev, OrderCreated) and ev.status != "confirmed":
-            continue
-        if isinstance(ev, OrderCancelledV1) and not ev.had_been_confirmed():
+        if not_a_purchase(ev):
             continue
         delta = deltas.setdefault(ev.customer_id, StatsDelta())
         if isinstance(ev, OrderCancelledV1):

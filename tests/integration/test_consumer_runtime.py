@@ -421,6 +421,68 @@ async def test_a_handler_sees_skipped_and_repeated_versions_of_an_aggregate(trac
         assert [c.previous_version for c in seen] == [None, None, None]
 
 
+async def test_events_a_handler_skips_leave_no_inbox_row_and_no_version_gap() -> None:
+    import datetime as dt
+
+    import msgspec
+    from prometheus_client import REGISTRY
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from apps.common.topology import BY_NAME, database_url
+    from apps.order.events import OrderConfirmed
+    from outbox.consumer import ConsumerGroup, EventContext
+    from outbox.events import payload_as_dict
+    from outbox.runtime import ConsumerRuntime
+    from outbox.topics import ensure_topics
+
+    topic = f"test.skips.{uuid.uuid4().hex[:8]}"
+    ensure_topics(kafka_bootstrap(), [topic], partitions=1)
+    pending = msgspec.structs.replace(order_created(new_customer()), status="pending")
+    confirmed = OrderConfirmed(
+        **{k: v for k, v in msgspec.structs.asdict(pending).items() if k != "status"},
+        payment_status="authorized",
+        confirmed_at=dt.datetime.now(dt.UTC),
+    )
+    sentinel = order_created(new_customer())  # born confirmed: applied, and it stops the runtime
+    key = str(pending.order_id)
+    created_id = produce_raw(topic, key=key, event_type="order.created", payload=payload_as_dict(pending))
+    produce_raw(topic, key=key, event_type="order.confirmed", payload=payload_as_dict(confirmed), event_version=2)
+    # The skipped event again (a redelivery), after its successor was applied: skipped again, never stale.
+    produce_raw(topic, key=key, event_type="order.created", payload=payload_as_dict(pending), event_id=created_id)
+    produce_raw(topic, key=str(sentinel.order_id), event_type="order.created", payload=payload_as_dict(sentinel))
+    group = ConsumerGroup(f"test-skips-{uuid.uuid4().hex[:8]}", topic_override=[topic])
+    seen: list[EventContext] = []
+
+    async def record(session: Any, items: Any) -> None:
+        seen.extend(ctx for _, ctx in items)
+        if any(ctx.aggregate_id == sentinel.order_id for _, ctx in items):
+            runtime.stop()
+
+    group.batch_handler("order.created", skip=lambda event: event.status != "confirmed")(record)
+    group.batch_handler("order.confirmed")(record)
+    engine = create_async_engine(database_url(BY_NAME["customer"]))
+    runtime = ConsumerRuntime(group, async_sessionmaker(engine), batch_size=1)
+    try:
+        await asyncio.wait_for(runtime.run(), timeout=60)
+    finally:
+        await engine.dispose()
+        delete_group_topics(group.name, topic)
+    conn = await connect("customer")
+    try:
+        rows = await conn.fetch("SELECT event_type FROM inbox WHERE consumer_group = $1", group.name)
+        await conn.execute("DELETE FROM inbox WHERE consumer_group = $1", group.name)
+    finally:
+        await conn.close()
+    assert [(c.event_type, c.event_version, c.previous_version) for c in seen] == [
+        ("order.confirmed", 2, None),  # v1 was skipped: first seen, not a gap
+        ("order.created", 1, None),
+    ]
+    assert not any(c.is_gap or c.is_stale for c in seen)
+    assert sorted(r["event_type"] for r in rows) == ["order.confirmed", "order.created"]  # the applied two only
+    ignored = {"group": group.name, "event_type": "order.created", "outcome": "ignored"}
+    assert REGISTRY.get_sample_value("outbox_consumer_events_total", ignored) == 2
+
+
 @pytest.mark.slow
 async def test_sigterm_finishes_the_batch_in_flight_and_commits_its_offsets() -> None:
     customer = new_customer()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import msgspec
 import pytest
 
 from apps.customer.consumers import group as customer_stats
@@ -129,3 +130,23 @@ def test_ids_parse_as_uuid_does(spelling: Any) -> None:
     assert parsed == ident and type(parsed) is uuid.UUID and hash(parsed) == hash(ident)
     with pytest.raises(ValueError):
         to_uuid("not-a-uuid")
+
+
+def test_events_the_handler_changes_nothing_for_are_skipped_before_the_inbox() -> None:
+    pending = msgspec.structs.replace(order_created("plan-customer", "9.99"), status="pending")
+    born_confirmed = order_created("plan-customer", "9.99")
+
+    def message(event: Any, offset: int, *, redrive: bool = False) -> Any:
+        headers = [("id", str(uuid.uuid4()).encode()), ("event_type", b"order.created"), ("event_version", b"1")]
+        if redrive:
+            headers.append((REDRIVE_HEADER, b"customer-stats"))
+        return FakeMessage(headers, encode_payload(event), str(event.order_id).encode(), 0, offset)
+
+    skipped_only = parse(customer_stats, [message(pending, 5)])
+    assert skipped_only.ignored == {"order.created": 1} and not skipped_only.needs_database
+    assert skipped_only.offsets == {("commerce.order", 0): 6}  # the offset still moves on
+
+    mixed = parse(customer_stats, [message(pending, 7), message(born_confirmed, 8), message(pending, 9, redrive=True)])
+    assert [p.ctx.offset for p in mixed.parsed] == [8, 9]  # a redrive is applied whatever the payload
+    assert mixed.ignored == {"order.created": 1}
+    assert [c.offset for c in make_plan(customer_stats, mixed.parsed).claims] == [8]
