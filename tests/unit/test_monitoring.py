@@ -1,14 +1,16 @@
 """The stack exporter's and the pool metrics' arithmetic: slot lag in seconds, dead letters pending,
-connector states, pool figures."""
+connector states, pool figures; the exporter's connection kept across scrapes."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 from sqlalchemy.pool import NullPool, QueuePool
 
 from apps.common.pool_metrics import pool_figures
 from infra.dead_letter_stats import pending_count
-from infra.stack_exporter import connector_rows, lag_seconds
+from infra.stack_exporter import ReusedConnection, connector_rows, lag_seconds
 
 SAMPLES = [(100.0, 1000), (102.0, 1500), (104.0, 2000), (106.0, 2600)]
 
@@ -74,3 +76,41 @@ def test_pool_figures_follow_checkouts_and_overflow() -> None:
 
 def test_a_pool_without_a_size_reports_zeros() -> None:
     assert set(pool_figures(NullPool(lambda: object())).values()) == {0.0}  # type: ignore[arg-type,return-value]
+
+
+class _FakeConnection:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+    def terminate(self) -> None:
+        self.closed = True
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_the_exporter_keeps_its_connection_and_replaces_it_after_a_failure_or_a_close() -> None:
+    opened: list[_FakeConnection] = []
+
+    async def connect() -> Any:
+        opened.append(_FakeConnection())
+        return opened[-1]
+
+    reused = ReusedConnection(connect)
+    for _ in range(3):  # scrapes in a row: one connection
+        async with reused() as conn:
+            assert conn is opened[0]
+    with pytest.raises(TimeoutError):
+        async with reused():
+            raise TimeoutError  # a query cancelled halfway: that connection is not trusted again
+    assert opened[0].closed
+    async with reused() as conn:
+        assert conn is opened[1]
+    opened[1].closed = True  # the server closed it (a restart)
+    async with reused() as conn:
+        assert conn is opened[2]
+    await reused.close()
+    assert len(opened) == 3 and opened[2].closed
