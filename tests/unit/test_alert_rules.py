@@ -77,6 +77,9 @@ def test_generated_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     assert jobs["consumer"] == [{"targets": ["127.0.0.1:8104"], "labels": {"component": "order-consumer"}}]
     assert jobs["worker"] == [{"targets": ["127.0.0.1:8204"], "labels": {"component": "order-sweeper"}}]
     assert {"postgres-exporter", "stack-exporter", "prometheus"} <= set(jobs)
+    intervals = {job["job_name"]: job.get("scrape_interval") for job in config["scrape_configs"]}  # type: ignore[index,attr-defined]
+    assert intervals["api"] == intervals["consumer"] == intervals["worker"] == monitoring.PROCESS_SCRAPE_INTERVAL
+    assert intervals["postgres-exporter"] is None  # the global, shorter interval: the long-query alert reads it
 
 
 def test_alertmanager_config_passes_amtool() -> None:
