@@ -75,3 +75,55 @@ async def _post(
         status = 0
     statuses[status] = statuses.get(status, 0) + 1
     return (time.perf_counter() - due) * 1000, 0 < status < 400
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 1) if ordered else float("nan")
+
+
+async def _steady_orders(rate: float, seconds: float, component: str) -> dict[str, float]:
+    # Imported here: bench.orders imports this module for its fixed-rate phase.
+    from bench.cpu import cpu_by_component, cpu_snapshot
+    from bench.orders import customer_token, order_body, set_up
+    from tests.support.http import service_url
+
+    count = int(rate * seconds)
+    product_a, product_b, customers = await set_up(count, register=False)
+    bodies = [order_body(c, product_a, product_b) for c in customers]
+    tokens = [customer_token(c) for c in customers]
+    print(f"load starts: {rate}/s for {seconds}s", flush=True)
+    before = cpu_snapshot()
+    result = await run_open_loop(f"{service_url('order')}/api/orders", bodies, rate, tokens=tokens)
+    used = cpu_by_component(cpu_snapshot(), before)
+    latencies = result.latencies_ms
+    return {
+        "sent": result.sent,
+        "errors": result.errors,
+        "late_starts": result.late_starts,
+        "p50_ms": _percentile(latencies, 0.5),
+        "p90_ms": _percentile(latencies, 0.9),
+        "p99_ms": _percentile(latencies, 0.99),
+        "max_ms": round(max(latencies), 1) if latencies else float("nan"),
+        f"{component}_cpu_ms_per_order": round(used.get(component, 0.0) * 1000 / max(result.sent, 1), 2),
+    }
+
+
+def main() -> None:
+    """A steady open-loop order load (for profiling a worker, or the tail at a fixed rate):
+
+    uv run --frozen python -m bench.open_loop --rate 20 --seconds 30
+    """
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=20.0, help="orders per second")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--component", default="order-api", help="whose CPU per order to report (.stack/pids/)")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(_steady_orders(args.rate, args.seconds, args.component))))
+
+
+if __name__ == "__main__":
+    main()

@@ -15,7 +15,7 @@
    on confirmation, so commit-to-stats runs from the transaction that confirmed the order (its saga, once
    the warehouse reserved) to the customer_stats transaction that counted it; placed-to-stats, the whole
    saga, from the order's first commit.
-5. pgbench runs bench/order_tx.sql (the same inserts in one transaction) with 8 clients for `--seconds`.
+5. pgbench runs bench/order_tx.sql (the statements the service sends per order) with 8 clients for `--seconds`.
 The last line is JSON: {orders_per_s, pgbench_tps, ratio, e2e_p50_ms, e2e_p99_ms, saga_e2e_p99_ms, fixed_rate,
 http_p99_ms_fixed, e2e_p99_ms_fixed, saga_e2e_p99_ms_fixed, errors_fixed}. Before it, the CPU each stack
 component spent per order of the maximum-rate run (bench/cpu.py), from wrk's start to the last order counted.
@@ -107,8 +107,6 @@ def run_pgbench(seconds: int, clients: int = 8) -> float:
         str(pg_port()),
         "-U",
         spec.role,
-        "-d",
-        spec.database,
         "-n",
         "-f",
         str(HERE / "order_tx.sql"),
@@ -118,6 +116,7 @@ def run_pgbench(seconds: int, clients: int = 8) -> float:
         "2",
         "-T",
         str(seconds),
+        spec.database,  # pgbench's database is its last argument (its -d is --debug: every statement to stderr)
     ]
     try:
         out = subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout

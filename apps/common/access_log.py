@@ -66,6 +66,7 @@ __all__ = [
     "DataAccessLogMixin",
     "Operation",
     "Touched",
+    "change_row",
     "create_data_access_log_v1",
     "current_actor",
     "drop_data_access_log_v1",
@@ -235,12 +236,19 @@ async def _write_reads(current: _Request) -> None:
             await session.rollback()
         # A read's rows need not wait for the WAL flush (the answer waits on this commit): a crash in the
         # next fraction of a second may lose them. A change's row is committed with the change, durably.
-        await session.execute(_ASYNC_COMMIT)
+        if not await _in_autocommit(session):  # (then the INSERT commits alone, durably)
+            await session.execute(_ASYNC_COMMIT)
         await session.execute(sa.insert(_INSERT), rows)  # one statement (insertmanyvalues), cached
         await session.commit()
     except Exception as exc:  # the answer is decided; a lost audit row is logged and counted, not a 500
         FAILURES.inc()
         log.warning("data_access_log rows not written", extra={"rows": len(rows), "error": type(exc).__name__})
+
+
+async def _in_autocommit(session: AsyncSession) -> bool:
+    """Whether the session runs each statement in its own transaction (the order's placement does)."""
+    connection = (await session.connection()).sync_connection
+    return connection is not None and connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
 def actor_id_of(scope: Scope) -> str:
@@ -276,6 +284,13 @@ _INSERT: Final = sa.table(
     sa.column("customer_id"),
     sa.column("accessed_at", sa.DateTime(timezone=True)),
 )
+
+
+def change_row(table: str, operation: Operation, touched: Touched, *, actor: str | None = None) -> dict[str, Any]:
+    """The one row ``log_access`` would insert for a change, for a service whose change is a single
+    statement that writes the row itself (the order's placement, apps/order/transitions.py): the row then
+    commits with the change as surely as ``log_access`` before the commit makes it."""
+    return _rows(actor or current_actor(), table, operation, [touched])[0]
 
 
 async def log_access(

@@ -7,14 +7,14 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 from sqlalchemy import literal, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from uuid_utils.compat import uuid7
 
-from apps.common.access_log import Touched, log_access, note_read
+from apps.common.access_log import Touched, change_row, log_access, note_read
 from apps.common.errors import NotFound, StateConflict, UnknownReference
 from apps.common.pagination import decode_cursor, encode_cursor
 from apps.order.archive import archived
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from apps.order.schemas import OrderCreate
 
 
+_AUTOCOMMIT: Final = {"isolation_level": "AUTOCOMMIT"}
+
+
 @dataclass(frozen=True)
 class OrderView:
     order: Order
@@ -62,7 +65,13 @@ class OrderService:
     # -- placing an order --------------------------------------------------------------------------
 
     async def place(self, data: OrderCreate, idempotency_key: str | None) -> Placed:
-        """Check the customer, price from the catalog, then write everything in one transaction."""
+        """Check the customer, price from the catalog, then write everything in one statement.
+
+        The session runs in autocommit: the read models' lookup needs no transaction, and the write is one
+        statement (apps/order/transitions.py ``_PLACE``), atomic on its own, its data_access_log row in it.
+        Two round trips per order instead of BEGIN, lookup, write, access-log row, COMMIT. The pool restores
+        the isolation level when the connection goes back (SQLAlchemy resets what execution_options set)."""
+        await self.session.connection(execution_options=_AUTOCOMMIT)
         request_hash = fingerprint(msgspec.json.encode(data))
         if idempotency_key is not None and (earlier := await self._replay(idempotency_key, request_hash)):
             return earlier
@@ -96,11 +105,18 @@ class OrderService:
         # No payment method through this API: the saga waits on the reservation only.
         saga = OrderSaga(order_id=order_id, payment_attempts=0, created_at=now)
         key = IdempotencyRecord(idempotency_key, request_hash) if idempotency_key is not None else None
+        logged = change_row("orders", "INSERT", Touched(order_id, order.customer_id))
         try:
             items = await add_pending_order(
-                self.session, order, quote.lines, saga, changed_by=SERVICE, reason="awaiting stock", idempotency=key
+                self.session,
+                order,
+                quote.lines,
+                saga,
+                changed_by=SERVICE,
+                reason="awaiting stock",
+                idempotency=key,
+                access_log=logged,
             )
-            await log_access(self.session, "orders", "INSERT", [Touched(order_id, order.customer_id)])
             await self.session.commit()
         except IntegrityError:
             # Another request with the same Idempotency-Key committed first: answer as it did.

@@ -8,7 +8,7 @@ A cancellation also asks the payment service to give the money back whenever the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -92,10 +92,17 @@ _PLACE = text(
         SELECT :event_id, :id, :aggregate_type, :event_type, CAST(:event_data AS jsonb), v.version,
                :schema_version
         FROM v
+    ), a AS (
+        INSERT INTO data_access_log (id, user_id, table_name, operation, record_id, customer_id, accessed_at)
+        SELECT CAST(:log_id AS uuid), :log_user_id, :log_table_name, :log_operation, :log_record_id,
+               :log_customer_id, :log_accessed_at
+        WHERE CAST(:log_id AS uuid) IS NOT NULL
     )
     SELECT id FROM i ORDER BY id
     """
 )
+# The data_access_log row's columns (apps/common/access_log.py change_row), as _PLACE's parameters.
+_LOG_COLUMNS = ("id", "user_id", "table_name", "operation", "record_id", "customer_id", "accessed_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +122,12 @@ async def add_pending_order(
     changed_by: str,
     reason: str,
     idempotency: IdempotencyRecord | None = None,
+    access_log: Mapping[str, Any] | None = None,
 ) -> list[OrderItem]:
     """A new order as its saga starts, written in one statement: the order row, its items, the history row,
-    the saga waiting on the reservation, the key, and order.created. The objects stay transient (the
-    session does not track them): they answer the caller."""
+    the saga waiting on the reservation, the key, order.created and the change's ``data_access_log`` row
+    (``access_log``, from apps/common/access_log.py change_row). The objects stay transient (the session
+    does not track them): they answer the caller."""
     enter(saga, RESERVATION, order.created_at)
     event_lines = [
         OrderLine(
@@ -127,7 +136,9 @@ async def add_pending_order(
         for p in lines
     ]
     created = from_row(OrderCreated, order, order_id=order.id, items=event_lines)
-    result = await session.execute(_PLACE, _place_params(order, lines, saga, changed_by, reason, idempotency, created))
+    params = _place_params(order, lines, saga, changed_by, reason, idempotency, created)
+    params.update({f"log_{name}": access_log[name] if access_log else None for name in _LOG_COLUMNS})
+    result = await session.execute(_PLACE, params)
     ids = list(result.scalars())
     return [
         OrderItem(

@@ -326,3 +326,30 @@ async def test_a_failed_commit_answers_an_error_and_leaves_no_order(
     assert "outbox refused" not in response.text
     assert await orders_of(customer["id"]) == 0
     assert await events_about(customer["id"]) == []
+    # The order's data_access_log row is part of the same statement: it goes with the order.
+    assert await fetch("order", "SELECT 1 FROM data_access_log WHERE customer_id = $1", customer["id"]) == []
+
+
+async def test_a_placement_gives_its_connection_back_transactional(
+    monkeypatch: pytest.MonkeyPatch, customer: dict[str, Any]
+) -> None:
+    """The placement runs in autocommit (apps/order/services.py place); on a pool of one connection, the
+    cancellation that follows on that same connection must still commit its rows in one transaction."""
+    monkeypatch.setenv("DB_POOL_SIZE", "1")
+    monkeypatch.setenv("DB_POOL_MAX_OVERFLOW", "0")
+    product = await create_product()
+    await set_stock(product["id"], 5)  # reserved, not refused: the saga leaves it to the cancellation
+    async with authorized(AsyncTestClient(app=create_app())) as one_connection:
+        placed = await one_connection.post("/api/orders", json=order_body(customer, (product, 1)))
+        assert placed.status_code == 201, placed.text
+        order_id = placed.json()["id"]
+        cancelled = await one_connection.post(f"/api/orders/{order_id}/cancel", json={"reason": "test"})
+        assert cancelled.status_code == 200, cancelled.text
+    rows = await fetch(
+        "order",
+        "SELECT o.xmin::text AS order_tx, h.xmin::text AS history_tx, e.xmin::text AS event_tx FROM orders o "
+        "JOIN order_status_history h ON h.order_id = o.id AND h.status_to = 'cancelled' "
+        "JOIN event_store e ON e.aggregate_id = o.id AND e.event_type = 'order.cancelled' WHERE o.id = $1",
+        uuid.UUID(order_id),
+    )
+    assert len(rows) == 1 and rows[0]["order_tx"] == rows[0]["history_tx"] == rows[0]["event_tx"]
