@@ -26,9 +26,11 @@ SESSION_TIMEOUT_MS = 6_000
 # Offsets go to Kafka at most this often per consumer (see KafkaSide.commit_due).
 COMMIT_INTERVAL_S = 1.0
 # How long the broker holds a fetch that finds nothing new. With fetch.min.bytes=1 it answers the moment a
-# record arrives, so this costs no latency; it only sets how often an idle consumer asks again. At 100 ms
-# the ~10 consumer processes sent ~80 empty fetches/s, the largest part of an idle broker's CPU.
-FETCH_WAIT_MAX_MS = 500
+# record arrives (idle produce -> consume stayed under 3 ms at 500 and at 1000), so it only sets how often
+# an idle consumer asks again: at 100 ms the ~10 consumer processes sent ~80 empty fetches/s, the largest
+# part of an idle broker's CPU; 10 idle consumers cost a scratch broker 44-107 ms/s at 500, 18-25 at 1000.
+# The price: right after an assignment the first record may wait this long (576 -> ~1,070 ms measured).
+FETCH_WAIT_MAX_MS = 1000
 
 
 def consumer_config(
