@@ -1,12 +1,15 @@
 """CPU per event of a consumer process at the stack's real rates: a few events per batch, not thousands.
 
     uv run --frozen python -m bench.consumer_rate [--rate 30] [--seconds 20] [--idle-seconds 10] [--ignored N]
+        [--no-skip]
 
 A child process runs the outbox runtime as outbox.runner does (heap settled, the customer-stats batch
 handler, versions tracked) on a fresh topic; this process first leaves it idle (its CPU per second with
-nothing to do), then produces `order.created` (v1) and `order.confirmed` (v2) of one order after the
-other at --rate events/s, waits until the inbox holds them all, and reads the child's utime+stime from
-/proc: CPU per event and per batch, and how many batches the events took. With --ignored N, each order's
+nothing to do), then produces a pending order's `order.created` (v1) and `order.confirmed` (v2) of one
+order after the other at --rate events/s, waits until the inbox holds what it claims (the confirmation;
+the pending order.created too with --no-skip, as before handlers declared skip=), and reads the child's
+utime+stime from /proc: CPU per order, per event and per batch (also by thread), and how many batches
+the events took. With --ignored N, each order's
 two events are followed by N of a type the group does not handle (as most of what a group reads at the
 stack is); --rate counts them too. The last line is JSON.
 """
@@ -24,15 +27,18 @@ import time
 import uuid
 from pathlib import Path
 
+import msgspec
 from confluent_kafka import Producer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from apps.common.topology import BY_NAME, database_url, kafka_bootstrap
 from apps.customer.consumers import apply_order_events
+from apps.customer.projections import not_a_purchase
 from apps.order.events import OrderConfirmed
 from outbox.consumer import ConsumerGroup
 from outbox.events import Event, encode_payload
+from outbox.runner import run as run_loop
 from outbox.runner import settle_heap
 from outbox.runtime import ConsumerRuntime
 from outbox.topics import ensure_topics
@@ -69,7 +75,10 @@ def cpu_total(pid: int) -> float:
 
 
 def _events(run: str, i: int) -> list[tuple[Event, int]]:
-    created = order_created(f"bench-rate-{run}-{i % 50}", "9.99", order_id=new_event_id())
+    # Pending, as the order service places them: the saga's order.confirmed makes them a purchase.
+    created = msgspec.structs.replace(
+        order_created(f"bench-rate-{run}-{i % 50}", "9.99", order_id=new_event_id()), status="pending"
+    )
     confirmed = OrderConfirmed(
         order_id=created.order_id,
         order_number=created.order_number,
@@ -86,7 +95,7 @@ def _events(run: str, i: int) -> list[tuple[Event, int]]:
 
 def produce_at(topic: str, rate: float, seconds: float, run: str, ignored: int = 0) -> int:
     """Produce order.created/order.confirmed pairs, each followed by ``ignored`` events of a type the group
-    does not handle, ``rate`` records/s in all; returns how many handled events were sent."""
+    does not handle, ``rate`` records/s in all; returns how many orders were sent."""
     producer = Producer({"bootstrap.servers": kafka_bootstrap(), "linger.ms": 0})
     produced, started = 0, time.monotonic()
     i = 0
@@ -108,7 +117,7 @@ def produce_at(topic: str, rate: float, seconds: float, run: str, ignored: int =
             produced += 1
         i += 1
     assert producer.flush(30) == 0
-    return i * 2
+    return i
 
 
 # Every row a batch inserts carries its transaction's now(): distinct processed_at values count batches.
@@ -143,13 +152,14 @@ async def _cleanup(group: str, run: str) -> None:
     await engine.dispose()
 
 
-async def child(topic: str, group_name: str) -> None:
-    """The consumer process: the runtime as outbox.runner runs it; prints 'ready' once it owns partitions."""
+async def child(topic: str, group_name: str, skips: bool) -> None:
+    """The consumer process: the runtime as outbox.runner runs it; prints 'ready' once it owns partitions.
+    ``skips``: the pending order's order.created skipped before the inbox, as customer-stats does."""
     import signal
 
     engine = create_async_engine(database_url(BY_NAME["customer"]), pool_size=2, max_overflow=2)
     group = ConsumerGroup(group_name, topic_override=[topic])
-    group.batch_handler("order.created")(apply_order_events)
+    group.batch_handler("order.created", skip=not_a_purchase if skips else None)(apply_order_events)
     group.batch_handler("order.confirmed")(apply_order_events)
     runtime = ConsumerRuntime(group, async_sessionmaker(engine, expire_on_commit=False))
     settle_heap()
@@ -172,30 +182,37 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--ignored", type=int, default=0, help="events of an unhandled type after each order's two")
-    parser.add_argument("--child", nargs=2, metavar=("TOPIC", "GROUP"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-skip", action="store_true", help="claim the pending order.created too (before handlers declared skip=)"
+    )
+    parser.add_argument("--child", nargs=3, metavar=("TOPIC", "GROUP", "SKIPS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        asyncio.run(child(*args.child))
+        run_loop(child(args.child[0], args.child[1], args.child[2] == "skips"))  # outbox.runner's event loop
         return
     run = uuid.uuid4().hex[:8]
     topic, group = f"bench.rate.{run}", f"bench-rate-{run}"
     ensure_topics(kafka_bootstrap(), [topic])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.consumer_rate", "--child", topic, group], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "bench.consumer_rate", "--child", topic, group, "all" if args.no_skip else "skips"],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     try:
         while proc.stdout.readline().strip() != "ready":
             if proc.poll() is not None:
                 raise SystemExit("the consumer process exited")
-        produce_at(topic, 10, 1, run)  # warm-up: statements prepared, connections open
-        warm_batches = wait_applied(group, 10)
+        claimed = 2 if args.no_skip else 1  # inbox rows per order
+        warm = produce_at(topic, 10, 1, run) * claimed  # warm-up: statements prepared, connections open
+        warm_batches = wait_applied(group, warm)
         before = cpu_total(proc.pid)
         time.sleep(args.idle_seconds)
         idle = cpu_total(proc.pid) - before
         (user0, system0), started, threads0 = cpu_seconds(proc.pid), time.monotonic(), thread_cpu(proc.pid)
-        sent = produce_at(topic, args.rate, args.seconds, run, args.ignored)
-        batches = wait_applied(group, 10 + sent) - warm_batches
+        orders = produce_at(topic, args.rate, args.seconds, run, args.ignored)
+        sent = orders * 2
+        batches = wait_applied(group, warm + orders * claimed) - warm_batches
         (user1, system1), elapsed = cpu_seconds(proc.pid), time.monotonic() - started
         threads = {name: cpu - threads0.get(name, 0.0) for name, cpu in thread_cpu(proc.pid).items()}
         used, system = user1 - user0 + system1 - system0, system1 - system0
@@ -207,6 +224,8 @@ def main() -> None:
         "rate": args.rate,
         "events": sent,
         "ignored_per_order": args.ignored,
+        "skips": not args.no_skip,
+        "cpu_ms_per_order": round(used * 1000 / orders, 3),
         "batches": batches,
         "idle_cpu_ms_per_s": round(idle * 1000 / args.idle_seconds, 2),
         "cpu_ms_per_event": round(used * 1000 / sent, 3),

@@ -22,6 +22,8 @@ import gc
 import importlib
 import logging
 import os
+from collections.abc import Coroutine
+from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
@@ -51,6 +53,20 @@ def settle_heap() -> None:
 # (pg_prepared_statements showed 0 generic plans in 220 runs of the saga's), which cost the saga's backend a
 # third of its CPU per event (3.0 -> 1.9 ms measured with the generic plan).
 CONSUMER_SESSION: dict[str, str] = {"plan_cache_mode": "force_generic_plan"}
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """asyncio.run on uvloop (installed with uvicorn[standard]) when it is there, as every consumer runs.
+
+    At one event per batch a consumer's event loop wakes several times per event (the prefetch thread's
+    result, each database round trip); asyncio's pure-Python loop cost ~0.45 ms of CPU per event more
+    than uvloop's (bench.consumer_rate: the loop thread 2.03 -> 1.58 ms per event)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is in the lock file; a bare install still works
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 def load(module_name: str) -> tuple[ConsumerGroup, str]:
@@ -87,9 +103,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     configure_logging()  # plain text, every line through redact (issue 14)
-    asyncio.run(
-        serve(args.module, batch_size=args.batch_size, metrics_port=args.metrics_port, instance_id=args.instance_id)
-    )
+    run(serve(args.module, batch_size=args.batch_size, metrics_port=args.metrics_port, instance_id=args.instance_id))
 
 
 if __name__ == "__main__":

@@ -114,8 +114,23 @@ class ConsumerRuntime:
         self.stop_requested.set()
 
     def _fetch(self) -> tuple[Batch, Plan | None]:
-        """Poll, decode and plan the next batch (in a worker thread: pure work, no database)."""
+        """Poll, decode and plan the next batch (in a worker thread: pure work, no database).
+
+        Messages this group ignores (most of what it reads at the stack: other event types of its topics,
+        and those its handlers skip) do not wake the event loop on their own: the thread polls on until
+        something needs the database, the batch is full, the poll timeout passed, or Kafka has nothing,
+        and hands over one batch (their offsets are committed with it). A wake-up of the loop for a lone
+        ignored event cost about as much CPU as the poll and decoding of it."""
+        started = time.monotonic()
         batch = parse(self.group, self.kafka.fetch(self.batch_size, self.poll_timeout))
+        while batch.messages and not batch.needs_database and len(batch.messages) < self.batch_size:
+            left = self.poll_timeout - (time.monotonic() - started)
+            if left <= 0 or self.stop_requested.is_set():
+                break
+            more = self.kafka.fetch(self.batch_size - len(batch.messages), left)
+            if not more:
+                break
+            batch = batch.then(parse(self.group, more))
         return batch, make_plan(self.group, batch.parsed) if batch.parsed else None
 
     async def _probe_database(self) -> None:

@@ -150,3 +150,15 @@ def test_events_the_handler_changes_nothing_for_are_skipped_before_the_inbox() -
     assert [p.ctx.offset for p in mixed.parsed] == [8, 9]  # a redrive is applied whatever the payload
     assert mixed.ignored == {"order.created": 1}
     assert [c.offset for c in make_plan(customer_stats, mixed.parsed).claims] == [8]
+
+
+def test_ignored_messages_followed_by_a_poll_that_needs_the_database_are_one_batch() -> None:
+    ignored = parse(customer_stats, [_message(uuid.uuid4(), event_type="order.status_changed", offset=3)])
+    more = parse(
+        customer_stats,
+        [_message(uuid.uuid4(), event_type="order.status_changed", offset=4), _message(uuid.uuid4(), offset=5)],
+    )
+    merged = ignored.then(more)
+    assert merged.needs_database and [p.ctx.offset for p in merged.parsed] == [5]
+    assert merged.ignored == {"order.status_changed": 2} and len(merged.messages) == 3
+    assert merged.offsets == {("commerce.order", 0): 6}
