@@ -11,13 +11,16 @@ only for what is missing or too old, then writes their answer back. The stalenes
   time, or the moment before an API call that answered it). An order pays the local price only while
   ``now - confirmed_at <= ORDER_PRICE_MAX_AGE_S`` (10 s): a price changed a moment ago is paid at the old
   price for at most that long, usually only until its event arrives (well under a second). Older, missing
-  or not sellable here: ask the catalog, whose answer decides (and refreshes the row).
+  or not sellable here: ask the catalog, whose answer decides (and refreshes the row). A row still fresh
+  but past ``AHEAD`` of that limit is refreshed from the catalog in the background, so that orders seldom
+  find a hot product expired and wait on the call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from apps.common.pricing import CatalogPrice
@@ -35,11 +39,11 @@ from apps.order.models import Base
 
 if TYPE_CHECKING:
     from sqlalchemy import Result
-    from sqlalchemy.ext.asyncio import AsyncSession
 
     from apps.order.clients import Dependencies
 
 UNDEFINED_TABLE = "42P01"
+log = logging.getLogger("apps.order.known")
 
 __all__ = ["KnownCustomer", "KnownProduct", "References", "is_fresh", "max_age"]
 
@@ -135,11 +139,9 @@ class References:
             )
         customer_known = bool(rows[0].customer_known)
         limit = max_age()
-        prices = {
-            r.product_id: CatalogPrice(r.product_id, r.sku, r.name, r.price, r.currency)
-            for r in rows
-            if r.product_id is not None and is_fresh(r.confirmed_at, now, limit)
-        }
+        fresh = [r for r in rows if r.product_id is not None and is_fresh(r.confirmed_at, now, limit)]
+        prices = {r.product_id: CatalogPrice(r.product_id, r.sku, r.name, r.price, r.currency) for r in fresh}
+        self._refresh_ahead([r.product_id for r in fresh if not is_fresh(r.confirmed_at, now, limit * AHEAD)])
         missing = [p for p in dict.fromkeys(product_ids) if p not in prices]
         if customer_known and not missing:
             return True, prices
@@ -177,15 +179,47 @@ class References:
         return await asyncio.shield(call), led
 
     async def _remember(self, answered: list[CatalogPrice], *, asked_at: dt.datetime) -> None:
-        found = sorted(answered, key=lambda p: p.product_id)
-        await self.session.execute(
-            _REMEMBER_PRODUCTS,
-            {
-                "ids": [p.product_id for p in found],
-                "skus": [p.sku for p in found],
-                "names": [p.name for p in found],
-                "prices": [p.price for p in found],
-                "currencies": [p.currency for p in found],
-                "confirmed_at": asked_at,
-            },
-        )
+        await self.session.execute(_REMEMBER_PRODUCTS, _remembered(answered, asked_at))
+
+    def _refresh_ahead(self, ageing: list[uuid.UUID]) -> None:
+        """Rows still fresh but past ``AHEAD`` of their age limit are refreshed in the background, one call
+        per worker at a time: an order then rarely finds its products expired and waits on the catalog
+        (every order in flight while a hot product's row was refreshed did, each ``max_age`` seconds: the
+        fixed-rate HTTP p99). What an order pays is unchanged: a price at most ``max_age`` old."""
+        key = (asyncio.get_running_loop(), tuple(sorted(ageing)))
+        bind = self.session.bind
+        if not ageing or key in _REFRESHING or not isinstance(bind, AsyncEngine):
+            return
+        task = _REFRESHING[key] = asyncio.ensure_future(_refresh(self.dependencies, bind, ageing))
+        task.add_done_callback(lambda _: _REFRESHING.pop(key, None))
+
+
+_REFRESHING: dict[tuple[object, ...], asyncio.Future[None]] = {}
+# A fresh row is refreshed ahead once this share of the age limit has passed (7 of 10 s): the catalog's
+# answer has the rest (3 s) to arrive before any order would have to ask it itself.
+AHEAD = 0.7
+
+
+async def _refresh(dependencies: Dependencies, engine: AsyncEngine, product_ids: list[uuid.UUID]) -> None:
+    asked_at = dt.datetime.now(dt.UTC)
+    try:
+        answered = await dependencies.prices(product_ids)
+        if answered:
+            async with AsyncSession(engine) as session:
+                await session.execute(_REMEMBER_PRODUCTS, _remembered(list(answered.values()), asked_at))
+                await session.commit()
+    except Exception as exc:  # nothing waits on it: the row expires, and the next order asks the catalog itself
+        log.warning("product rows not refreshed ahead", extra={"error": type(exc).__name__})
+
+
+def _remembered(answered: list[CatalogPrice], asked_at: dt.datetime) -> dict[str, Any]:
+    """_REMEMBER_PRODUCTS's parameters, sorted by id (two writers lock the rows in the same order)."""
+    found = sorted(answered, key=lambda p: p.product_id)
+    return {
+        "ids": [p.product_id for p in found],
+        "skus": [p.sku for p in found],
+        "names": [p.name for p in found],
+        "prices": [p.price for p in found],
+        "currencies": [p.currency for p in found],
+        "confirmed_at": asked_at,
+    }

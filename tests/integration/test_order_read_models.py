@@ -127,6 +127,28 @@ async def test_misses_and_withdrawn_products_are_asked_of_the_services(monkeypat
     assert withdrawn.status_code == 422 and withdrawn.json()["extra"][0]["key"] == "items[0].product_id"
 
 
+async def test_a_row_near_its_age_limit_is_refreshed_behind_the_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past AHEAD of its limit a row still prices the order, and the catalog is asked in the background, so
+    the next orders find it fresh instead of each waiting on that call (apps/order/known.py)."""
+    customer, product = await create_customer(), await create_product("3.00")
+    await until_known(product["id"], version=1)
+    await until_customer_known(customer["id"])
+    product_id = uuid.UUID(product["id"])
+    aged = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=8)  # fresh for a 10 s limit, past 7 s
+    await fetch("order", "UPDATE order_known_products SET confirmed_at = $2 WHERE product_id = $1", product_id, aged)
+    monkeypatch.setenv("ORDER_PRICE_MAX_AGE_S", "10")
+
+    async def refreshed() -> bool:
+        rows = await fetch("order", "SELECT confirmed_at FROM order_known_products WHERE product_id = $1", product_id)
+        return bool(rows[0]["confirmed_at"] > aged)
+
+    async with order_service(monkeypatch) as client:
+        placed = await place(client, customer, product)
+        assert placed.status_code == 201, placed.text
+        assert placed.json()["total_amount"] == "6.00"
+        await eventually(refreshed, within=10, what="the product's row refreshed ahead of its limit")
+
+
 def test_the_staleness_rule() -> None:
     now = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
     bound = dt.timedelta(seconds=10)
