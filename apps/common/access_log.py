@@ -51,6 +51,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from uuid_utils.compat import uuid7
 
 from apps.common.auth import actor_id, principal_of
+from apps.common.db import in_autocommit
 from apps.common.models import utc_now
 
 if TYPE_CHECKING:
@@ -236,19 +237,13 @@ async def _write_reads(current: _Request) -> None:
             await session.rollback()
         # A read's rows need not wait for the WAL flush (the answer waits on this commit): a crash in the
         # next fraction of a second may lose them. A change's row is committed with the change, durably.
-        if not await _in_autocommit(session):  # (then the INSERT commits alone, durably)
+        if not in_autocommit(session):  # (in autocommit the INSERT commits alone, durably)
             await session.execute(_ASYNC_COMMIT)
         await session.execute(sa.insert(_INSERT), rows)  # one statement (insertmanyvalues), cached
         await session.commit()
     except Exception as exc:  # the answer is decided; a lost audit row is logged and counted, not a 500
         FAILURES.inc()
         log.warning("data_access_log rows not written", extra={"rows": len(rows), "error": type(exc).__name__})
-
-
-async def _in_autocommit(session: AsyncSession) -> bool:
-    """Whether the session runs each statement in its own transaction (the order's placement does)."""
-    connection = (await session.connection()).sync_connection
-    return connection is not None and connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
 def actor_id_of(scope: Scope) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import msgspec
 from sqlalchemy import literal, select, tuple_
@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from uuid_utils.compat import uuid7
 
 from apps.common.access_log import Touched, change_row, log_access, note_read
+from apps.common.db import use_autocommit
 from apps.common.errors import NotFound, StateConflict, UnknownReference
 from apps.common.pagination import decode_cursor, encode_cursor
 from apps.order.archive import archived
@@ -39,9 +40,6 @@ if TYPE_CHECKING:
 
     from apps.order.clients import Dependencies
     from apps.order.schemas import OrderCreate
-
-
-_AUTOCOMMIT: Final = {"isolation_level": "AUTOCOMMIT"}
 
 
 @dataclass(frozen=True)
@@ -71,7 +69,7 @@ class OrderService:
         statement (apps/order/transitions.py ``_PLACE``), atomic on its own, its data_access_log row in it.
         Two round trips per order instead of BEGIN, lookup, write, access-log row, COMMIT. The pool restores
         the isolation level when the connection goes back (SQLAlchemy resets what execution_options set)."""
-        await self.session.connection(execution_options=_AUTOCOMMIT)
+        await use_autocommit(self.session)
         request_hash = fingerprint(msgspec.json.encode(data))
         if idempotency_key is not None and (earlier := await self._replay(idempotency_key, request_hash)):
             return earlier
