@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from apps.common.models import utc_now
 from apps.common.poller import Poller, poller_engine, poller_main, serve_poller
+from apps.common.table_writes import TableWrites
 from apps.returns.progress import expire_due
 from apps.returns.rules import STATUSES
 
@@ -34,6 +35,7 @@ _PER_STATUS = text("SELECT status, count(*) FROM return_requests GROUP BY status
 class Sweeper(Poller):
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, batch: int = 50, poll_s: float = 1.0) -> None:
         super().__init__(sessions, batch=batch, poll_s=poll_s, rounds_failed=ROUNDS_FAILED, log=log)
+        self.writes = TableWrites("return_requests")
 
     async def work(self) -> int:
         """Expire one batch of due requests in one transaction; how many."""
@@ -45,7 +47,10 @@ class Sweeper(Poller):
         return done
 
     async def gauge(self) -> None:
+        """Requests per status, counted again only once return_requests was written."""
         async with self.sessions() as session:
+            if not await self.writes.changed(session):
+                return
             counts = dict((await session.execute(_PER_STATUS)).tuples().all())
         for status in STATUSES:
             BY_STATUS.labels(status).set(counts.get(status, 0))
