@@ -373,14 +373,28 @@ async def _empty_checksum() -> str:
         await conn.close()
 
 
-@pytest.mark.parametrize("track_versions", [True, False])
-async def test_a_handler_sees_skipped_and_repeated_versions_of_an_aggregate(track_versions: bool) -> None:
+async def run_one_event_per_batch(group: Any, topic: str, runtimes: list[Any]) -> None:
+    """Run ``group`` on the customer database, one event per batch, until a handler stops ``runtimes[0]``;
+    then delete its topic and Kafka group."""
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
     from apps.common.topology import BY_NAME, database_url
+    from outbox.runtime import ConsumerRuntime
+
+    engine = create_async_engine(database_url(BY_NAME["customer"]))
+    runtimes.append(ConsumerRuntime(group, async_sessionmaker(engine), batch_size=1))
+    try:
+        await asyncio.wait_for(runtimes[0].run(), timeout=60)
+    finally:
+        await engine.dispose()
+        delete_group_topics(group.name, topic)
+
+
+@pytest.mark.parametrize("track_versions", [True, False])
+async def test_a_handler_sees_skipped_and_repeated_versions_of_an_aggregate(track_versions: bool) -> None:
+
     from outbox.consumer import ConsumerGroup, EventContext
     from outbox.events import payload_as_dict
-    from outbox.runtime import ConsumerRuntime
     from outbox.topics import ensure_topics
 
     topic = f"test.versions.{uuid.uuid4().hex[:8]}"
@@ -399,19 +413,15 @@ async def test_a_handler_sees_skipped_and_repeated_versions_of_an_aggregate(trac
     )
     seen: list[EventContext] = []
 
+    runtimes: list[Any] = []
+
     @group.handler("order.created")
     async def record(session: Any, event: Any, ctx: EventContext) -> None:
         seen.append(ctx)
         if len(seen) == 3:
-            runtime.stop()
+            runtimes[0].stop()
 
-    engine = create_async_engine(database_url(BY_NAME["customer"]))
-    runtime = ConsumerRuntime(group, async_sessionmaker(engine), batch_size=1)
-    try:
-        await asyncio.wait_for(runtime.run(), timeout=60)
-    finally:
-        await engine.dispose()
-        delete_group_topics(group.name, topic)
+    await run_one_event_per_batch(group, topic, runtimes)
     assert [c.event_version for c in seen] == [1, 3, 2]
     if track_versions:
         assert [c.previous_version for c in seen] == [None, 1, 3]
@@ -426,13 +436,10 @@ async def test_events_a_handler_skips_leave_no_inbox_row_and_no_version_gap() ->
 
     import msgspec
     from prometheus_client import REGISTRY
-    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-    from apps.common.topology import BY_NAME, database_url
     from apps.order.events import OrderConfirmed
     from outbox.consumer import ConsumerGroup, EventContext
     from outbox.events import payload_as_dict
-    from outbox.runtime import ConsumerRuntime
     from outbox.topics import ensure_topics
 
     topic = f"test.skips.{uuid.uuid4().hex[:8]}"
@@ -453,20 +460,16 @@ async def test_events_a_handler_skips_leave_no_inbox_row_and_no_version_gap() ->
     group = ConsumerGroup(f"test-skips-{uuid.uuid4().hex[:8]}", topic_override=[topic])
     seen: list[EventContext] = []
 
+    runtimes: list[Any] = []
+
     async def record(session: Any, items: Any) -> None:
         seen.extend(ctx for _, ctx in items)
         if any(ctx.aggregate_id == sentinel.order_id for _, ctx in items):
-            runtime.stop()
+            runtimes[0].stop()
 
     group.batch_handler("order.created", skip=lambda event: event.status != "confirmed")(record)
     group.batch_handler("order.confirmed")(record)
-    engine = create_async_engine(database_url(BY_NAME["customer"]))
-    runtime = ConsumerRuntime(group, async_sessionmaker(engine), batch_size=1)
-    try:
-        await asyncio.wait_for(runtime.run(), timeout=60)
-    finally:
-        await engine.dispose()
-        delete_group_topics(group.name, topic)
+    await run_one_event_per_batch(group, topic, runtimes)
     conn = await connect("customer")
     try:
         rows = await conn.fetch("SELECT event_type FROM inbox WHERE consumer_group = $1", group.name)
