@@ -92,7 +92,7 @@ async def _steady_orders(rate: float, seconds: float, component: str) -> dict[st
     product_a, product_b, customers = await set_up(count, register=False)
     bodies = [order_body(c, product_a, product_b) for c in customers]
     tokens = [customer_token(c) for c in customers]
-    print(f"load starts: {rate}/s for {seconds}s", flush=True)
+    print(f"load starts: {rate}/s for {seconds}s at {time.time():.3f}", flush=True)
     before = cpu_snapshot()
     result = await run_open_loop(f"{service_url('order')}/api/orders", bodies, rate, tokens=tokens)
     used = cpu_by_component(cpu_snapshot(), before)
