@@ -37,11 +37,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from apps.common.topology import BY_NAME, database_url, kafka_bootstrap, pg_host, pg_port
 from apps.customer.consumers import apply_order_events
 from outbox.consumer import ConsumerGroup, EventContext
+from outbox.dead_letters import dead_letter_topic
 from outbox.events import encode_payload
 from outbox.runner import CONSUMER_SESSION, settle_heap
 from outbox.runner import run as run_loop
 from outbox.runtime import ConsumerRuntime
-from outbox.topics import ensure_topics
+from outbox.topics import delete_topics, ensure_topics
 from outbox.writer import new_event_id
 from tests.support.orders import order_created
 
@@ -183,6 +184,15 @@ def main() -> None:
     run = uuid.uuid4().hex[:8]
     topic = f"bench.order.{run}"
     ensure_topics(kafka_bootstrap(), [topic])
+    try:
+        result = measure_all(args, topic, run)
+    finally:
+        # The run's topic and its group's dead-letter topic: nothing reads them again.
+        delete_topics(kafka_bootstrap(), [topic, dead_letter_topic(f"bench-runtime-{run}")])
+    print(json.dumps(result))
+
+
+def measure_all(args: argparse.Namespace, topic: str, run: str) -> dict[str, float]:
     started = time.perf_counter()
     produce(topic, args.events, args.customers, run)
     print(f"produced {args.events} events to {topic} in {time.perf_counter() - started:.1f}s", flush=True)
@@ -211,7 +221,7 @@ def main() -> None:
         "ratio_durable": round(applied / ceiling, 3),
         "runtime_cpu_us_per_event": round(cpu_us, 1),
     }
-    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

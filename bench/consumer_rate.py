@@ -37,11 +37,12 @@ from apps.customer.consumers import apply_order_events
 from apps.customer.projections import not_a_purchase
 from apps.order.events import OrderConfirmed
 from outbox.consumer import ConsumerGroup
+from outbox.dead_letters import dead_letter_topic
 from outbox.events import Event, encode_payload
 from outbox.runner import run as run_loop
 from outbox.runner import settle_heap
 from outbox.runtime import ConsumerRuntime
-from outbox.topics import ensure_topics
+from outbox.topics import delete_topics, ensure_topics
 from outbox.writer import new_event_id
 from tests.support.orders import order_created
 
@@ -220,6 +221,7 @@ def main() -> None:
         proc.terminate()
         proc.communicate(timeout=30)
         asyncio.run(_cleanup(group, run))
+        delete_topics(kafka_bootstrap(), [topic, dead_letter_topic(group)])
     result = {
         "rate": args.rate,
         "events": sent,

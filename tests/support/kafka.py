@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, Message, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from apps.common.topology import kafka_bootstrap
+from outbox import topics as outbox_topics
 from outbox.dead_letters import dead_letter_topic
 
 
@@ -76,20 +76,8 @@ class TopicTail:
 
 
 def delete_topics(topics: Iterable[str], timeout: float = 10.0) -> None:
-    """Delete topics a test created for itself (one already gone is fine). Left behind, each run's topics
-    pile up on the shared broker: ~600 partitions after a day of runs, each one loaded again at every
-    broker start (a restart after a SIGKILL spent ~20 s of its ~40 s recovering them) and counted by
-    the stack exporter's dead-letter scan."""
-    names = list(topics)
-    if not names:
-        return
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap()})
-    for future in admin.delete_topics(names, operation_timeout=timeout).values():
-        try:
-            future.result()
-        except Exception as exc:
-            if "UNKNOWN_TOPIC_OR_PART" not in str(exc):
-                raise
+    """Delete topics a test created for itself (outbox.topics.delete_topics on the local broker)."""
+    outbox_topics.delete_topics(kafka_bootstrap(), topics, timeout)
 
 
 def delete_group_topics(group: str, topic: str) -> None:
