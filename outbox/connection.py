@@ -39,9 +39,9 @@ class PinnedSession:
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self.session_factory = session_factory
         bind = session_factory.kw.get("bind")
-        # A factory bound to an engine (what outbox.runner makes) gets a kept connection; any other (a
-        # factory with per-table binds, say) a session per batch as before, without the driver's connection.
-        self._engine = bind if isinstance(bind, AsyncEngine) else None
+        if not isinstance(bind, AsyncEngine):  # what outbox.runner and the benchmarks make
+            raise TypeError("the consumer's session factory must be bound to an AsyncEngine")
+        self._engine = bind
         self._connection: AsyncConnection | None = None
         self._session: AsyncSession | None = None
         self._driver: Any = None  # asyncpg.Connection under self._connection
@@ -49,12 +49,8 @@ class PinnedSession:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[tuple[AsyncSession, Any]]:
-        """A session in a new transaction, and the driver's connection in that same transaction (None when
-        the factory has no engine); committed when the block ends, rolled back if it raises."""
-        if self._engine is None:
-            async with self.session_factory() as session, session.begin():
-                yield session, None
-            return
+        """A session in a new transaction, and the driver's connection in that same transaction; committed
+        when the block ends, rolled back if it raises."""
         if self._driver is not None and self._driver.is_closed():  # the server ended it between batches
             await self.discard(broken=True)
         session = await self._open()
@@ -78,7 +74,6 @@ class PinnedSession:
     async def _open(self) -> AsyncSession:
         if self._session is not None:
             return self._session
-        assert self._engine is not None
         connection = await self._engine.connect()
         try:
             raw = await connection.get_raw_connection()
