@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from infra import priority
 from infra.paths import ensure_dirs, log_file, pid_file
 
 
@@ -53,7 +54,12 @@ def spawn(
     cwd: Path | None = None,
     user: str | None = None,
 ) -> int:
-    """Run argv detached in its own session, output appended to the component's log."""
+    """Run argv detached in its own session, output appended to the component's log.
+
+    The session is its own autogroup, given the component's CPU priority class (infra/priority.py) here:
+    Popen returns once the child has exec'd, so it has called setsid already. A kernel without autogroups
+    (or a refused negative nice) starts it anyway, with one line in its log saying so.
+    """
     ensure_dirs()
     full_env = {**os.environ, **(env or {})}
     if user is not None:
@@ -70,6 +76,9 @@ def spawn(
             cwd=cwd,
             start_new_session=True,
         )
+        refused = priority.apply(component, process.pid)
+        if refused is not None:
+            log.write(f"--- {component}: {refused}\n".encode())
     pid_file(component).write_text(f"{process.pid}\n")
     return process.pid
 

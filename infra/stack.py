@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from apps.common.topology import PROCESSES, SERVICES, ServiceSpec, connect_url, replica_port
-from infra import backup_physical, connectors, kafka, migrate, monitoring, postgres, proc, redis, replica
+from infra import backup_physical, connectors, kafka, migrate, monitoring, postgres, priority, proc, redis, replica
 from infra.paths import LOGS, PIDS, REPO, STATE, ensure_dirs, log_file
 
 
@@ -310,8 +310,33 @@ def status() -> int:
         rows.append((process.name, alive, process.url or f"log {log_file(process.name)}"))
     width = max(len(name) for name, _, _ in rows)
     for name, ok, detail in rows:
-        print(f"{name:<{width}}  {'up  ' if ok else 'DOWN'}  {detail}")
+        cpu = "" if name.startswith("connector ") else f"  [{cpu_priority(name)}]"
+        print(f"{name:<{width}}  {'up  ' if ok else 'DOWN'}  {detail}{cpu}")
     return 0 if all(ok for _, ok, _ in rows) else 1
+
+
+def cpu_priority(name: str) -> str:
+    """The component's priority class and its autogroup's nice now, e.g. `pipeline, nice 10`."""
+    wanted = priority.class_of(name)
+    pid = proc.read_pid(name)
+    actual = priority.autogroup_nice(pid) if pid is not None and proc.pid_alive(pid) else None
+    if actual is None:
+        return f"{wanted.name}, nice -"
+    return f"{wanted.name}, nice {actual}" + ("" if actual == wanted.nice() else f" (class: {wanted.nice()})")
+
+
+def renice() -> int:
+    """Apply the priority classes to every running component now, without a restart (after a change of
+    `STACK_NICE_<CLASS>`, or on a stack started before the policy)."""
+    failed = 0
+    for name in components():
+        pid = proc.read_pid(name)
+        if pid is None or not proc.pid_alive(pid):
+            continue
+        refused = priority.apply(name, pid)
+        failed += refused is not None
+        print(f"  {name:<18} {refused or cpu_priority(name)}", flush=True)
+    return 1 if failed else 0
 
 
 def logs(component: str | None, follow: bool) -> None:
@@ -327,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     up_parser = sub.add_parser("up", help="start everything (idempotent)")
     up_parser.add_argument("--infra-only", action="store_true", help="components, migrations and connectors only")
     sub.add_parser("down", help="stop everything by pid")
-    sub.add_parser("status", help="each component: up or DOWN (exit 1 if any is down)")
+    sub.add_parser("status", help="each component: up or DOWN (exit 1 if any is down), its CPU priority class")
+    sub.add_parser("renice", help="apply the CPU priority classes (infra/priority.py) to the running components")
     for verb in ("stop", "start", "restart"):
         verb_parser = sub.add_parser(verb, help=f"{verb} one component (postgres, kafka, connect, order-api, ...)")
         verb_parser.add_argument("component")
@@ -341,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         down()
     elif args.command == "status":
         return status()
+    elif args.command == "renice":
+        return renice()
     elif args.command in ("stop", "restart"):
         stop_component(args.component)
         if args.command == "restart":

@@ -107,6 +107,8 @@ class ProcessSpec:
     name: str
     module: str
     port: int
+    # Its CPU priority class (infra/priority.py): "request" if an HTTP client waits on it, else "pipeline".
+    priority: str = "pipeline"
 
     @property
     def port_env(self) -> str:
@@ -115,7 +117,7 @@ class ProcessSpec:
 
 PROCESSES: tuple[ProcessSpec, ...] = (
     # The card-provider sandbox the payment service calls (a real provider replaces it: PAYMENT_PROVIDER_URL).
-    ProcessSpec("payment-sandbox", "apps.payment_sandbox", 8009),
+    ProcessSpec("payment-sandbox", "apps.payment_sandbox", 8009, priority="request"),
     # Calls the provider for the payment ledger's pending operations (service port + 200).
     ProcessSpec("payment-worker", "apps.payment.worker", 8205),
     # Compensates order sagas whose step was not answered before its deadline (service port + 200).
