@@ -1,4 +1,4 @@
-"""Bearer token verification: PyJWT against a JWKS, in a Litestar authentication middleware.
+"""Bearer token verification against a JWKS (PyJWT's keys and algorithms), in a Litestar authentication middleware.
 
 Configuration (environment):
 
@@ -19,8 +19,11 @@ key, garbage) is a 401 with ``WWW-Authenticate: Bearer`` and the reason, never a
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import os
+import re
 import time
 import urllib.request
 import uuid
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import jwt
+import msgspec
 from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.middleware.base import DefineMiddleware
@@ -146,42 +150,94 @@ class TokenVerifier:
         return principal
 
     async def _claims(self, token: str) -> dict[str, Any]:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise InvalidToken("malformed token") from None
+        header, signing_input, payload, signature = _split(token)
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in self.settings.algorithms:
             raise InvalidToken(f"algorithm {str(alg)[:20]!r} is not accepted")
         if not isinstance(kid, str) or not kid:
             raise InvalidToken("the token names no key (kid)")
+        if "crit" in header or "b64" in header:
+            raise InvalidToken("invalid token")  # no JWS extension is understood here (RFC 7515 4.1.11)
         key = await self.keys.key(kid)
         if key is None:
             raise InvalidToken("unknown signing key (kid)")
         if key.algorithm_name != alg:
             raise InvalidToken("the algorithm does not match the signing key")
+        if not key.Algorithm.verify(signing_input, key.key, signature):
+            raise InvalidToken("bad signature")
         try:
-            return jwt.decode(
-                token,
-                key=key,
-                algorithms=[alg],
-                audience=self.settings.audience,
-                issuer=self.settings.issuer,
-                leeway=self.settings.leeway_s,
-                options={"require": REQUIRED_CLAIMS},
-            )
-        except jwt.ExpiredSignatureError:
-            raise InvalidToken("token expired") from None
-        except jwt.InvalidAudienceError:
-            raise InvalidToken("wrong audience") from None
-        except jwt.InvalidIssuerError:
-            raise InvalidToken("wrong issuer") from None
-        except jwt.InvalidSignatureError:
-            raise InvalidToken("bad signature") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise InvalidToken(f"missing claim {exc.claim}") from None
-        except jwt.PyJWTError:
+            claims = msgspec.json.decode(payload)
+        except msgspec.DecodeError:
             raise InvalidToken("invalid token") from None
+        if not isinstance(claims, dict):
+            raise InvalidToken("invalid token")
+        check_claims(claims, self.settings, time.time())
+        return claims
+
+
+# What PyJWT's decode did, in one pass: its base64 segment check tests each character in a Python generator
+# (~30 % of a verification) and the header was parsed twice; a signature check is ~40 % (docs/benchmarks.md).
+_SEGMENT: Final = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def _split(token: str) -> tuple[dict[str, Any], bytes, bytes, bytes]:
+    """A compact JWS's header, signing input, payload bytes and signature; "malformed token" otherwise."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise InvalidToken("malformed token")
+    header_b, payload, signature = (_segment(part) for part in parts)
+    try:
+        header = msgspec.json.decode(header_b)
+    except msgspec.DecodeError:
+        raise InvalidToken("malformed token") from None
+    if not isinstance(header, dict):
+        raise InvalidToken("malformed token")
+    return header, f"{parts[0]}.{parts[1]}".encode(), payload, signature
+
+
+def _segment(part: str) -> bytes:
+    """base64url without padding (up to two trailing "=" tolerated, as PyJWT does); junk is refused."""
+    stripped = part.rstrip("=")
+    padding = len(part) - len(stripped)
+    if padding > 2 or (padding and len(part) % 4) or len(stripped) % 4 == 1 or not _SEGMENT.fullmatch(stripped):
+        raise InvalidToken("malformed token")
+    try:
+        return base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidToken("malformed token") from None
+
+
+def check_claims(claims: dict[str, Any], settings: AuthSettings, now: float) -> None:
+    """PyJWT's registered-claim checks, in its order, as ``jwt.decode`` ran them for us: the required claims
+    present, ``iat`` and ``nbf`` not in the future, ``exp`` not past (each within the leeway, each an integer
+    or convertible to one), ``iss`` and ``aud`` ours, ``sub`` and ``jti`` strings."""
+    leeway = settings.leeway_s
+    for name in REQUIRED_CLAIMS:
+        if claims.get(name) is None:
+            raise InvalidToken(f"missing claim {name}")
+    if _int_claim(claims, "iat") > now + leeway:
+        raise InvalidToken("invalid token")
+    if "nbf" in claims and _int_claim(claims, "nbf") > now + leeway:
+        raise InvalidToken("invalid token")
+    if _int_claim(claims, "exp") <= now - leeway:
+        raise InvalidToken("token expired")
+    if claims["iss"] != settings.issuer or not isinstance(claims["iss"], str):
+        raise InvalidToken("wrong issuer")
+    audiences = claims["aud"]
+    audiences = [audiences] if isinstance(audiences, str) else audiences
+    if not isinstance(audiences, list) or any(not isinstance(a, str) for a in audiences):
+        raise InvalidToken("wrong audience")
+    if settings.audience not in audiences:
+        raise InvalidToken("wrong audience")
+    if not isinstance(claims["sub"], str) or not isinstance(claims.get("jti", ""), str):
+        raise InvalidToken("invalid token")
+
+
+def _int_claim(claims: dict[str, Any], name: str) -> int:
+    try:
+        return int(claims[name])
+    except (ValueError, TypeError, OverflowError):
+        raise InvalidToken("invalid token") from None
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:

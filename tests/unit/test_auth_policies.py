@@ -266,3 +266,81 @@ async def test_a_key_removed_from_the_jwks_file_is_refused_within_a_second(
     clock[0] += 1.0
     with pytest.raises(InvalidToken, match="unknown signing key"):
         await check.verify(jwt.encode(claims(sub="x"), ed, algorithm="EdDSA", headers={"kid": "ed"}))
+
+
+def _variants(ed: Any) -> dict[str, str]:
+    """Tokens that probe each claim and segment rule PyJWT's decode applied (verify parses them itself)."""
+    now = int(time.time())
+
+    def signed(**overrides: Any) -> str:
+        body = {k: v for k, v in claims(**overrides).items() if v is not None}
+        return jwt.api_jws.encode(json.dumps(body).encode(), ed, algorithm="EdDSA", headers={"kid": "ed"})
+
+    good = signed()
+    head, body, sig = good.split(".")
+    return {
+        "good": good,
+        "nbf past": signed(nbf=now - 5),
+        "nbf ahead within leeway": signed(nbf=now + 20),
+        "nbf ahead": signed(nbf=now + 300),
+        "iat ahead": signed(iat=now + 300),
+        "iat as a numeric string": signed(iat=str(now)),
+        "iat not a number": signed(iat="yesterday"),
+        "exp within leeway": signed(exp=now - 20),
+        "exp as a float": signed(exp=now + 60.5),
+        "exp not a number": signed(exp="soon"),
+        "no iat": signed(iat=None),
+        "no sub": signed(sub=None),
+        "no aud": signed(aud=None),
+        "no iss": signed(iss=None),
+        "aud list with ours": signed(aud=["x", "aud-test"]),
+        "aud list without ours": signed(aud=["x", "y"]),
+        "aud list not all strings": signed(aud=["aud-test", 3]),
+        "aud a number": signed(aud=7),
+        "iss a number": signed(iss=7),
+        "sub a number": signed(sub=7),
+        "jti a number": signed(jti=7),
+        "jti a string": signed(jti="j1"),
+        "padded signature": f"{head}.{body}.{sig}{'=' * (-len(sig) % 4)}",  # outside the signing input
+        "junk in the signature": f"{head}.{body}.{sig[:-2]}!!",
+        "four segments": f"{head}.{body}.{sig}.{sig}",
+        "payload not an object": jwt.api_jws.encode(b"[1, 2]", ed, algorithm="EdDSA", headers={"kid": "ed"}),
+        "payload not json": jwt.api_jws.encode(b"{nope", ed, algorithm="EdDSA", headers={"kid": "ed"}),
+    }
+
+
+async def test_verification_accepts_and_refuses_exactly_what_pyjwt_decode_does(
+    key_dir: Path, keys: dict[str, Any]
+) -> None:
+    """verify() parses and checks a token itself (PyJWT's decode was most of a request's auth cost): for
+    every claim and segment rule, it agrees with ``jwt.decode`` under the settings it used."""
+    check = verifier(key_dir)
+    ed, _ = keys["ed"]
+    key = await check.keys.key("ed")
+    assert key is not None
+    options: Any = {"require": ["exp", "iat", "iss", "aud", "sub"]}
+    disagree, accepted = {}, set()
+    for label, token in _variants(ed).items():
+        try:
+            jwt.decode(
+                token, key=key, algorithms=["EdDSA"], audience="aud-test", issuer="iss-test", leeway=30, options=options
+            )
+            pyjwt = True
+        except jwt.PyJWTError:
+            pyjwt = False
+        try:
+            await check.verify(token)
+            ours = True
+        except InvalidToken:
+            ours = False
+        if ours != pyjwt:
+            disagree[label] = (ours, pyjwt)
+        if ours:
+            accepted.add(label)
+    assert disagree == {}
+    assert {"good", "padded signature", "aud list with ours", "exp within leeway"} <= accepted
+    assert not {"nbf ahead", "iat ahead", "aud list without ours", "junk in the signature"} & accepted
+    # The one deliberate difference: no JWS extension is understood, so a critical header is refused.
+    crit = jwt.encode(claims(), ed, algorithm="EdDSA", headers={"kid": "ed", "crit": ["b64"], "b64": True})
+    with pytest.raises(InvalidToken):
+        await check.verify(crit)
