@@ -38,11 +38,10 @@ from litestar.status_codes import HTTP_429_TOO_MANY_REQUESTS
 from litestar.stores.redis import RedisStore
 from litestar.stores.registry import StoreRegistry
 from prometheus_client import Counter
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from apps.common.openapi import error_response
-from apps.common.redis_store import COOLDOWN_S, create_redis_client
+from apps.common.redis_store import COOLDOWN_S, OwnConnectionScript, create_redis_client
 
 if TYPE_CHECKING:
     from litestar import Litestar, Request
@@ -117,6 +116,7 @@ class WindowedRateLimitConfig(RateLimitConfig):
 
     window_s: int = 60
     service: str = ""
+    counter: OwnConnectionScript | None = None
 
 
 class IdentityRateLimitMiddleware(RateLimitMiddleware):
@@ -130,7 +130,7 @@ class IdentityRateLimitMiddleware(RateLimitMiddleware):
         self.window_s = config.window_s
         self.service = config.service
         self._skip_until = 0.0
-        self._script: AsyncScript | None = None
+        self.counter = config.counter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app: Litestar = scope["litestar_app"]
@@ -166,9 +166,9 @@ class IdentityRateLimitMiddleware(RateLimitMiddleware):
             UNAVAILABLE.labels(self.service).inc()
             return None
         try:
-            count, left_ms = await self._counter(store)(
-                keys=[_store_key(store, key)], args=[self.max_requests, self.window_s * 1000]
-            )
+            if self.counter is None:
+                raise TypeError("the rate limit counts in Redis: RateLimitPlugin sets its counter")
+            count, left_ms = await self.counter.run([_store_key(store, key)], [self.max_requests, self.window_s * 1000])
             return CacheObject(history=[0] * int(count), reset=int(time.time()) + math.ceil(int(left_ms) / 1000))
         # Redis unreachable, timing out or answering garbage: fail open, never a 500.
         except (RedisError, OSError, ValueError, TypeError) as exc:
@@ -176,14 +176,6 @@ class IdentityRateLimitMiddleware(RateLimitMiddleware):
             UNAVAILABLE.labels(self.service).inc()
             log.warning("rate limit unavailable, request let through", extra={"error": type(exc).__name__})
             return None
-
-    def _counter(self, store: Store) -> AsyncScript:
-        script = self._script
-        if script is None:
-            if not isinstance(store, RedisStore):
-                raise TypeError("the rate limit counts in Redis")
-            script = self._script = store._redis.register_script(_COUNT)
-        return script
 
     def create_response_headers(self, cache_object: CacheObject) -> dict[str, str]:
         remaining = max(self.max_requests - len(cache_object.history), 0)
@@ -229,8 +221,9 @@ class RateLimitPlugin(InitPluginProtocol):
         self.spec = spec
         self.requests, self.window_s = parse_limit(os.environ.get("RATE_LIMIT_WRITES", DEFAULT_LIMIT))
 
-    def config(self) -> WindowedRateLimitConfig:
+    def config(self, counter: OwnConnectionScript | None = None) -> WindowedRateLimitConfig:
         return WindowedRateLimitConfig(
+            counter=counter,
             rate_limit=("second", self.requests),
             window_s=self.window_s,
             service=self.spec.name,
@@ -241,10 +234,13 @@ class RateLimitPlugin(InitPluginProtocol):
         )
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
-        app_config.middleware.append(self.config().middleware)
         # The pool opens on the first command: no I/O here. Stores are lifespan managers of the app:
-        # this one closes its client when the app stops.
-        store = RedisStore(create_redis_client(), namespace=f"ratelimit:{self.spec.name}", handle_client_shutdown=True)
+        # this one closes its client when the app stops; the counter's own connections close with it.
+        client = create_redis_client()
+        store = RedisStore(client, namespace=f"ratelimit:{self.spec.name}", handle_client_shutdown=True)
+        counter = OwnConnectionScript(client.connection_pool, _COUNT)
+        app_config.middleware.append(self.config(counter).middleware)
+        app_config.on_shutdown.append(counter.close)
         stores = app_config.stores
         if isinstance(stores, StoreRegistry):
             stores.register(STORE_NAME, store)

@@ -15,6 +15,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from apps.catalog.app import create_app as create_catalog_app
+from apps.common.rate_limit import _COUNT
+from apps.common.redis_store import OwnConnectionScript, create_redis_client
 from tests.support.http import api_client, service_url
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -91,3 +93,24 @@ async def test_redis_down_fails_open(monkeypatch: pytest.MonkeyPatch) -> None:
     assert statuses == [401, 401, 401]  # anonymous: refused by authentication, not by the limit
     unavailable = [line for line in metrics.splitlines() if line.startswith("commerce_rate_limit_unavailable_total")]
     assert unavailable and float(unavailable[0].split()[-1]) >= 3
+
+
+async def test_the_count_survives_closed_connections_and_waits_for_a_free_one() -> None:
+    """The count runs on connections of its own (apps/common/redis_store.py OwnConnectionScript): one Redis
+    closed while idle is replaced on the spot (no error, so the limit does not fail open), a script Redis
+    forgot is sent again, and past its connection limit a call waits for one given back."""
+    client = create_redis_client()
+    key = f"test:ratelimit:{uuid.uuid4()}"
+    script = OwnConnectionScript(client.connection_pool, _COUNT, limit=2)
+    try:
+        assert (await script.run([key], [100, 60_000]))[0] == 1
+        idle_id = await script._call("CLIENT", "ID")
+        await client.execute_command("CLIENT", "KILL", "ID", idle_id)
+        assert (await script.run([key], [100, 60_000]))[0] == 2
+        answers = await asyncio.gather(*(script.run([key], [100, 60_000]) for _ in range(20)))
+        assert sorted(count for count, _ in answers) == list(range(3, 23))
+        assert script._open <= 2
+    finally:
+        await script.close()
+        await client.delete(f"{key}")
+        await client.aclose()
