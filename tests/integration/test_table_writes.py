@@ -37,7 +37,7 @@ async def test_a_table_counts_as_changed_after_each_kind_of_write_and_not_in_bet
             await session.execute(text("SET search_path = pg_temp, public"))
             await session.execute(text("CREATE TEMP TABLE table_writes_probe (id int, n int)"))
             await session.commit()
-            writes = TableWrites("table_writes_probe", recount_every_s=3600)
+            writes = TableWrites("table_writes_probe", recount_every_s=3600, min_interval_s=0)
             assert await _changed(writes, session), "the first look counts"
             assert not await _changed(writes, session), "nothing was written since"
             for statement in (
@@ -61,7 +61,7 @@ async def test_an_unwritten_table_is_counted_again_once_the_recount_interval_pas
             await session.execute(text("SET search_path = pg_temp, public"))
             await session.execute(text("CREATE TEMP TABLE table_writes_probe (id int)"))
             await session.commit()
-            writes = TableWrites("table_writes_probe", recount_every_s=0.2)
+            writes = TableWrites("table_writes_probe", recount_every_s=0.2, min_interval_s=0)
             assert await _changed(writes, session)
             assert not await _changed(writes, session)
             await asyncio.sleep(0.25)
