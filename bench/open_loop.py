@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 
@@ -21,6 +22,9 @@ class OpenLoopResult:
     statuses: dict[int, int] = field(default_factory=dict)
     errors: int = 0  # transport errors and statuses >= 400
     late_starts: int = 0  # requests the generator itself sent more than 10 ms after their due time
+    # Diagnostics, one per request in due order: (due, sent, answered) on time.time()'s clock (to line up
+    # with the services' log timestamps) and the status (0: transport error). Latency stays due -> answered.
+    trace: list[tuple[float, float, float, int]] = field(default_factory=list)
 
     @property
     def sent(self) -> int:
@@ -44,6 +48,7 @@ async def run_open_loop(
     headers = {"Content-Type": "application/json"}
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as http:
         start = time.perf_counter() + 0.1
+        wall_offset = time.time() - time.perf_counter()
         tasks = []
         for i, body in enumerate(bodies):
             due = start + i / rate
@@ -52,9 +57,10 @@ async def run_open_loop(
                 result.late_starts += 1
             auth = {"Authorization": f"Bearer {tokens[i]}"} if tokens else {}
             tasks.append(asyncio.create_task(_post(http, url, body, auth, due, result.statuses)))
-        for latency, ok in await asyncio.gather(*tasks):
-            result.latencies_ms.append(latency)
-            result.errors += 0 if ok else 1
+        for due, sent, answered, status in await asyncio.gather(*tasks):
+            result.latencies_ms.append((answered - due) * 1000)
+            result.errors += 0 if 0 < status < 400 else 1
+            result.trace.append((due + wall_offset, sent + wall_offset, answered + wall_offset, status))
     return result
 
 
@@ -66,7 +72,9 @@ async def _sleep_until(due: float, clock: Callable[[], float] = time.perf_counte
 
 async def _post(
     http: aiohttp.ClientSession, url: str, body: bytes, auth: dict[str, str], due: float, statuses: dict[int, int]
-) -> tuple[float, bool]:
+) -> tuple[float, float, float, int]:
+    """(due, sent, answered, status) of one request on perf_counter's clock; sent is when this task ran."""
+    sent = time.perf_counter()
     try:
         async with http.post(url, data=body, headers=auth) as response:
             await response.read()
@@ -74,7 +82,7 @@ async def _post(
     except (aiohttp.ClientError, TimeoutError):
         status = 0
     statuses[status] = statuses.get(status, 0) + 1
-    return (time.perf_counter() - due) * 1000, 0 < status < 400
+    return due, sent, time.perf_counter(), status
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -82,7 +90,7 @@ def _percentile(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 1) if ordered else float("nan")
 
 
-async def _steady_orders(rate: float, seconds: float, component: str) -> dict[str, float]:
+async def _steady_orders(rate: float, seconds: float, component: str, trace: str | None) -> dict[str, float]:
     # Imported here: bench.orders imports this module for its fixed-rate phase.
     from bench.cpu import cpu_by_component, cpu_snapshot
     from bench.orders import customer_token, order_body, set_up
@@ -96,6 +104,8 @@ async def _steady_orders(rate: float, seconds: float, component: str) -> dict[st
     before = cpu_snapshot()
     result = await run_open_loop(f"{service_url('order')}/api/orders", bodies, rate, tokens=tokens)
     used = cpu_by_component(cpu_snapshot(), before)
+    if trace:
+        write_trace(result, trace)
     latencies = result.latencies_ms
     return {
         "sent": result.sent,
@@ -107,6 +117,13 @@ async def _steady_orders(rate: float, seconds: float, component: str) -> dict[st
         "max_ms": round(max(latencies), 1) if latencies else float("nan"),
         f"{component}_cpu_ms_per_order": round(used.get(component, 0.0) * 1000 / max(result.sent, 1), 2),
     }
+
+
+def write_trace(result: OpenLoopResult, path: str) -> None:
+    """One line per request: due, sent and answered (epoch seconds), its latency and status, to line the slow
+    ones up with the services' logs and the host's samples."""
+    lines = [f"{d:.4f} {s:.4f} {a:.4f} {(a - d) * 1000:.1f} {status}\n" for d, s, a, status in result.trace]
+    Path(path).write_text("".join(lines))
 
 
 def main() -> None:
@@ -121,8 +138,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="orders per second")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--component", default="order-api", help="whose CPU per order to report (.stack/pids/)")
+    parser.add_argument("--trace", help="write each request's due, sent and answered times to this file")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(_steady_orders(args.rate, args.seconds, args.component))))
+    print(json.dumps(asyncio.run(_steady_orders(args.rate, args.seconds, args.component, args.trace))))
 
 
 if __name__ == "__main__":
