@@ -96,3 +96,18 @@ def apply(component: str, pid: int) -> str | None:
     except OSError as exc:  # autogroup off (no file), a negative nice without CAP_SYS_NICE, a process gone
         return f"autogroup nice {nice} not applied to pid {pid}: {exc.strerror or exc}"
     return None
+
+
+# The kernel's weight of each nice value, -20 to 19 (kernel/sched/core.c, sched_prio_to_weight): a group's share
+# under contention is its weight over the runnable groups' total. Docker's cpu_shares takes the same numbers.
+_WEIGHTS = (
+    *(88761, 71755, 56483, 46273, 36291, 29154, 23254, 18705, 14949, 11916),
+    *(9548, 7620, 6100, 4904, 3906, 3121, 2501, 1991, 1586, 1277),
+    *(1024, 820, 655, 526, 423, 335, 272, 215, 172, 137),
+    *(110, 87, 70, 56, 45, 36, 29, 23, 18, 15),
+)
+
+
+def cpu_weight(nice: int) -> int:
+    """The scheduler weight of a nice value: what compose's cpu_shares says for the same class."""
+    return _WEIGHTS[max(-20, min(19, nice)) + 20]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from infra import priority, stack
+from infra.paths import REPO
 
 
 @pytest.mark.parametrize(
@@ -44,3 +46,11 @@ def test_the_environment_overrides_a_class_nice(monkeypatch: pytest.MonkeyPatch)
 
 def test_the_request_path_is_never_below_the_rest() -> None:
     assert priority.REQUEST.nice() <= min(priority.PIPELINE.nice(), priority.BACKGROUND.nice())
+
+
+def test_compose_gives_each_container_its_class_weight() -> None:
+    """infra/compose.yaml runs the same policy as cgroup weights (cpu_shares) instead of autogroup nices."""
+    services = yaml.safe_load((REPO / "infra" / "compose.yaml").read_text())["services"]
+    for name, service in services.items():
+        assert service["cpu_shares"] == priority.cpu_weight(priority.class_of(name).default_nice), name
+    assert priority.cpu_weight(0) == 1024 and priority.cpu_weight(10) == 110
