@@ -23,6 +23,7 @@ import datetime as dt
 import logging
 import os
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -35,11 +36,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from apps.common.pricing import CatalogPrice
+from apps.order.driver import DriverStatement
 from apps.order.models import Base
 
 if TYPE_CHECKING:
-    from sqlalchemy import Result
-
     from apps.order.clients import Dependencies
 
 UNDEFINED_TABLE = "42P01"
@@ -86,13 +86,15 @@ def is_fresh(confirmed_at: dt.datetime, now: dt.datetime, limit: dt.timedelta) -
 
 # One round trip: the customer, and the sellable products asked for (a LEFT JOIN from one row, so the
 # customer's answer comes back even when no product is known).
-_LOOKUP = text(
-    """
+_LOOKUP = DriverStatement(
+    text(
+        """
     SELECT EXISTS (SELECT 1 FROM order_known_customers WHERE customer_id = :customer_id) AS customer_known,
            p.product_id, p.sku, p.name, p.price, p.currency, p.confirmed_at
     FROM (SELECT 1) AS one
     LEFT JOIN order_known_products p ON p.product_id = ANY(CAST(:product_ids AS uuid[])) AND p.sellable
     """
+    )
 )
 _REMEMBER_CUSTOMER = text(
     "INSERT INTO order_known_customers (customer_id) VALUES (:customer_id) ON CONFLICT (customer_id) DO NOTHING"
@@ -128,7 +130,7 @@ class References:
     ) -> tuple[bool, dict[uuid.UUID, CatalogPrice]]:
         now = dt.datetime.now(dt.UTC)
         try:
-            rows = (await self._lookup(customer_id, product_ids)).all()
+            rows = await self._lookup(customer_id, product_ids)
         except ProgrammingError as exc:
             if getattr(exc.orig, "sqlstate", None) != UNDEFINED_TABLE:
                 raise
@@ -137,11 +139,11 @@ class References:
             return await asyncio.gather(
                 self._ask_customer(customer_id, False), self._ask_catalog(list(dict.fromkeys(product_ids)))
             )
-        customer_known = bool(rows[0].customer_known)
+        customer_known = bool(rows[0]["customer_known"])
         limit = max_age()
-        fresh = [r for r in rows if r.product_id is not None and is_fresh(r.confirmed_at, now, limit)]
-        prices = {r.product_id: CatalogPrice(r.product_id, r.sku, r.name, r.price, r.currency) for r in fresh}
-        self._refresh_ahead([r.product_id for r in fresh if not is_fresh(r.confirmed_at, now, limit * AHEAD)])
+        fresh = [r for r in rows if r["product_id"] is not None and is_fresh(r["confirmed_at"], now, limit)]
+        prices = {r["product_id"]: _price(r) for r in fresh}
+        self._refresh_ahead([r["product_id"] for r in fresh if not is_fresh(r["confirmed_at"], now, limit * AHEAD)])
         missing = [p for p in dict.fromkeys(product_ids) if p not in prices]
         if customer_known and not missing:
             return True, prices
@@ -155,8 +157,8 @@ class References:
             await self._remember(list(answered.values()), asked_at=now)
         return exists, prices | answered
 
-    async def _lookup(self, customer_id: uuid.UUID, product_ids: list[uuid.UUID]) -> Result[Any]:
-        return await self.session.execute(_LOOKUP, {"customer_id": str(customer_id), "product_ids": product_ids})
+    async def _lookup(self, customer_id: uuid.UUID, product_ids: list[uuid.UUID]) -> Sequence[Mapping[str, Any]]:
+        return await _LOOKUP.fetch(self.session, {"customer_id": str(customer_id), "product_ids": product_ids})
 
     async def _ask_customer(self, customer_id: uuid.UUID, known: bool) -> bool:
         return known or await self.dependencies.customer_exists(customer_id)
@@ -210,6 +212,10 @@ async def _refresh(dependencies: Dependencies, engine: AsyncEngine, product_ids:
                 await session.commit()
     except Exception as exc:  # nothing waits on it: the row expires, and the next order asks the catalog itself
         log.warning("product rows not refreshed ahead", extra={"error": type(exc).__name__})
+
+
+def _price(row: Mapping[str, Any]) -> CatalogPrice:
+    return CatalogPrice(row["product_id"], row["sku"], row["name"], row["price"], row["currency"])
 
 
 def _remembered(answered: list[CatalogPrice], asked_at: dt.datetime) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from apps.common.pricing import ZERO
 from apps.common.responses import from_row
+from apps.order.driver import DriverStatement
 from apps.order.events import OrderCancelled, OrderConfirmed, OrderCreated, OrderLine, OrderStatusChanged
 from apps.order.models import Order, OrderItem, OrderStatusHistory
 from apps.order.rules import CANCELLED, CONFIRMED, DELIVERED, PENDING, SHIPPED, check_transition
@@ -50,8 +51,9 @@ def amounts(priced: object) -> dict[str, Any]:
 # reservation, the Idempotency-Key (when given) and order.created with its per-aggregate version, as
 # data-modifying CTEs of one statement (foreign keys are checked at its end, when the order row exists).
 # The ORM's flush took six statements and most of a worker's CPU (docs/benchmarks.md, issue 11).
-_PLACE = text(
-    """
+_PLACE = DriverStatement(
+    text(
+        """
     WITH o AS (
         INSERT INTO orders (id, order_number, customer_id, status, currency, subtotal, tax_amount,
                             shipping_amount, discount_amount, total_amount, payment_method, payment_status,
@@ -100,6 +102,7 @@ _PLACE = text(
     )
     SELECT id FROM i ORDER BY id
     """
+    )
 )
 # The data_access_log row's columns (apps/common/access_log.py change_row), as _PLACE's parameters.
 _LOG_COLUMNS = ("id", "user_id", "table_name", "operation", "record_id", "customer_id", "accessed_at")
@@ -138,8 +141,7 @@ async def add_pending_order(
     created = from_row(OrderCreated, order, order_id=order.id, items=event_lines)
     params = _place_params(order, lines, saga, changed_by, reason, idempotency, created)
     params.update({f"log_{name}": access_log[name] if access_log else None for name in _LOG_COLUMNS})
-    result = await session.execute(_PLACE, params)
-    ids = list(result.scalars())
+    ids = [row["id"] for row in await _PLACE.fetch(session, params)]
     return [
         OrderItem(
             id=item_id,
