@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,15 @@ from apps.order.rules import (
 )
 from apps.order.saga_state import OrderSaga
 from apps.order.sealed import seal_addresses
-from apps.order.transitions import SERVICE, IdempotencyRecord, add_pending_order, advance, amounts, cancel
+from apps.order.transitions import (
+    SERVICE,
+    IdempotencyRecord,
+    PlacedItem,
+    add_pending_order,
+    advance,
+    amounts,
+    cancel,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,7 +54,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class OrderView:
     order: Order
-    items: list[OrderItem]
+    items: Sequence[OrderItem | PlacedItem]  # PlacedItem: a line just placed (apps/order/transitions.py)
     saga: OrderSaga | None = None  # None for orders placed before the saga existed
 
 

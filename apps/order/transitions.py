@@ -8,8 +8,10 @@ A cancellation also asks the payment service to give the money back whenever the
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -126,7 +128,7 @@ async def add_pending_order(
     reason: str,
     idempotency: IdempotencyRecord | None = None,
     access_log: Mapping[str, Any] | None = None,
-) -> list[OrderItem]:
+) -> list[PlacedItem]:
     """A new order as its saga starts, written in one statement: the order row, its items, the history row,
     the saga waiting on the reservation, the key, order.created and the change's ``data_access_log`` row
     (``access_log``, from apps/common/access_log.py change_row). The objects stay transient (the session
@@ -143,18 +145,26 @@ async def add_pending_order(
     params.update({f"log_{name}": access_log[name] if access_log else None for name in _LOG_COLUMNS})
     ids = [row["id"] for row in await _PLACE.fetch(session, params)]
     return [
-        OrderItem(
-            id=item_id,
-            order_id=order.id,
-            product_sku=p.sku,
-            product_name=p.name,
-            metadata_={},
-            discount_amount=ZERO,
-            tax_amount=ZERO,
-            **_item_columns(p),
-        )
+        PlacedItem(item_id, order.id, p.product_id, p.sku, p.name, p.quantity, p.unit_price, p.total_price)
         for item_id, p in zip(ids, lines, strict=True)
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedItem:
+    """A line as ``_PLACE`` wrote it, under OrderItem's attribute names, for the answer: a transient ORM
+    object cost ~40 us of CPU to build (instrumented constructor and attributes), per line of every order."""
+
+    id: int
+    order_id: uuid.UUID
+    product_id: uuid.UUID
+    product_sku: str
+    product_name: str
+    quantity: int
+    unit_price: Decimal
+    total_price: Decimal
+    discount_amount: Decimal = ZERO
+    tax_amount: Decimal = ZERO
 
 
 def _place_params(
@@ -212,10 +222,6 @@ _SAGA_COLUMNS = ("checkout_id", "step", "deadline_at", "payment_method_type", "p
 
 def _json(value: object) -> str | None:
     return None if value is None else msgspec.json.encode(value).decode()
-
-
-def _item_columns(priced: PricedLine) -> dict[str, Any]:
-    return {name: getattr(priced, name) for name in ("product_id", "quantity", "unit_price", "total_price")}
 
 
 def move(session: AsyncSession, order: Order, target: str, reason: str | None, changed_by: str) -> OrderStatusHistory:
