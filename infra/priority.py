@@ -4,10 +4,10 @@ With autogroup scheduling on (/proc/sys/kernel/sched_autogroup_enabled, the defa
 the kernel puts every session in its own scheduling group and shares the cores equally between the runnable
 groups; a process's own nice value only ranks it inside its group. Every component is started in its own
 session (infra/proc.py), so a plain `nice` did nothing, and Kafka, Connect and seven consumers each took as
-much CPU as the order API. The group's nice (/proc/<pid>/autogroup) does rank groups: the request path keeps
-nice 0, the asynchronous path and the monitoring get less when the cores are contended, and nothing when idle
-is lost (an idle machine still runs every group at once). Why deferring the asynchronous path is safe:
-docs/decisions.md, "CPU priority classes".
+much CPU as the order API. The group's nice (/proc/<pid>/autogroup) does rank groups: the request path gets
+more, the asynchronous path less and the monitoring least when the cores are contended; an idle core still
+runs whatever group is runnable, so nothing is lost when the machine is not busy. Why deferring the
+asynchronous path is safe: docs/decisions.md, "CPU priority classes".
 """
 
 from __future__ import annotations
@@ -36,9 +36,12 @@ class PriorityClass:
         return int(os.environ.get(self.env, self.default_nice))
 
 
-REQUEST = PriorityClass("request", 0, "an HTTP client waits on it: the APIs, their database and Redis")
-PIPELINE = PriorityClass("pipeline", 10, "moves committed events on: Kafka, Connect, consumers, workers, sweepers")
-BACKGROUND = PriorityClass("background", 10, "nothing waits on it within seconds: monitoring, jobs, the replica")
+# Tuned under `just bench` (docs/benchmarks.md, session 21): request -5 / pipeline 5 met both fixed-rate tails or
+# came within 6 ms of them, where pipeline 10 left commit-to-stats p99 at 260-430 ms and 15 let the pipeline fall
+# seconds behind at half the peak rate. A negative nice needs CAP_SYS_NICE; without it the APIs stay at 0.
+REQUEST = PriorityClass("request", -5, "an HTTP client waits on it: the APIs, their database and Redis")
+PIPELINE = PriorityClass("pipeline", 5, "moves committed events on: Kafka, Connect, consumers, workers, sweepers")
+BACKGROUND = PriorityClass("background", 15, "nothing waits on it within seconds: monitoring, jobs, the replica")
 CLASSES: dict[str, PriorityClass] = {c.name: c for c in (REQUEST, PIPELINE, BACKGROUND)}
 
 # Infrastructure and monitoring by name; `<service>-api` is request and `<service>-consumer` pipeline by their
