@@ -1,6 +1,6 @@
 """Where commit-to-stats time goes: the CDC hop and the consumer hop of recent order confirmations.
 
-    uv run --frozen python -m bench.hops [--since-s 60]
+    uv run --frozen python -m bench.hops [--since-s 60] [--from EPOCH --to EPOCH] [--slowest 10]
 
 For every order.confirmed record on the order topic in the last ``--since-s`` seconds whose customer has
 exactly one counted order (the benchmark's customers): the confirming transaction's commit time
@@ -73,12 +73,15 @@ def summary(name: str, values: list[float]) -> str:
     return f"{name:15s} p50 {at(0.5):7.1f}  p90 {at(0.9):7.1f}  p99 {at(0.99):7.1f}  max {ordered[-1]:7.1f} ms"
 
 
-async def main_async(since_s: float) -> None:
+async def main_async(since_s: float, window: tuple[float, float] | None = None, slowest: int = 0) -> None:
     in_kafka = confirmations_in_kafka(int((time.time() - since_s) * 1000))
     confirmed = await commit_times("order", CONFIRMED, list(in_kafka))
+    if window is not None:  # only confirmations committed in [from, to] (a benchmark's fixed-rate phase)
+        confirmed = [r for r in confirmed if window[0] <= r["at"] <= window[1]]
     customers = [r["customer_id"] for r in confirmed]
     counted = {r["customer_id"]: r["at"] for r in await commit_times("customer", COUNTED, customers)}
     hops: dict[str, list[float]] = {"commit -> kafka": [], "kafka -> stats": [], "commit -> stats": []}
+    slow: list[tuple[float, float, float, float]] = []
     for row in confirmed:
         stats_at = counted.get(row["customer_id"])
         if stats_at is None:
@@ -87,16 +90,28 @@ async def main_async(since_s: float) -> None:
         hops["commit -> kafka"].append((kafka_at - row["at"]) * 1000)
         hops["kafka -> stats"].append((stats_at - kafka_at) * 1000)
         hops["commit -> stats"].append((stats_at - row["at"]) * 1000)
+        slow.append((stats_at - row["at"], row["at"], kafka_at, stats_at))
     print(f"{len(hops['commit -> stats'])} confirmations counted once in customer stats")
     for name, values in hops.items():
         if values:
             print(summary(name, values))
+    # When the slowest ones were committed, and where their time went: to line them up with other logs.
+    for total, committed, kafka_at, stats_at in sorted(slow, reverse=True)[:slowest]:
+        print(
+            f"  committed {committed:.3f}  commit -> kafka {(kafka_at - committed) * 1000:7.1f}"
+            f"  kafka -> stats {(stats_at - kafka_at) * 1000:7.1f}  total {total * 1000:7.1f} ms"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--since-s", type=float, default=60.0)
-    asyncio.run(main_async(parser.parse_args().since_s))
+    parser.add_argument("--from", dest="start", type=float, help="confirmations committed from (epoch seconds)")
+    parser.add_argument("--to", dest="end", type=float, help="... until (epoch seconds)")
+    parser.add_argument("--slowest", type=int, default=0, help="list the N slowest, with their commit times")
+    args = parser.parse_args()
+    window = (args.start or 0.0, args.end or float("inf")) if args.start or args.end else None
+    asyncio.run(main_async(args.since_s, window, args.slowest))
 
 
 if __name__ == "__main__":
