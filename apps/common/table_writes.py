@@ -10,10 +10,10 @@ within ~10 s of an idle one's (PostgreSQL 15). So a gauge may lag a write by tha
 ``recount_every_s`` it counts anyway, whatever the statistics say (a reset, a flush still pending).
 
 While the tables are written all the time (an order load), it counts at most every ``min_interval_s``
-(15 s, Prometheus' scrape interval for the workers: a count more often is never seen). The order
-sweeper's three counts were 350-900 ms of a PostgreSQL backend's time every 5 s at 150k orders, one
-burst on a core each time, and the slowest HTTP requests of the fixed-rate benchmark lined up with
-those bursts (docs/benchmarks.md, session 21).
+(10 s: under the shortest saga step timeout, payment's 15 s, so a saga waiting on a step is still counted
+while it waits). The order sweeper's three counts were 350-900 ms of a PostgreSQL backend's time every
+5 s at 150k orders, one burst on a core each time, and the slowest HTTP requests of the fixed-rate
+benchmark lined up with those bursts (docs/benchmarks.md, session 21).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class TableWrites:
         self,
         *tables: str,
         recount_every_s: float = 60.0,
-        min_interval_s: float = 15.0,
+        min_interval_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tables = list(tables)
