@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -75,12 +76,47 @@ def _gc(component: str | None) -> list[str]:
     return [*flags, f"-Xlog:gc:file={log_file(f'{component}-gc')}:time,uptime:filecount=2,filesize=4m"]
 
 
+def _extra_options(component: str | None) -> list[str]:
+    """KAFKA_JVM_OPTS / CONNECT_JVM_OPTS: more JVM options for one long-running JVM (measurements, tuning)."""
+    if component is None:
+        return []
+    return os.environ.get(f"{component.upper()}_JVM_OPTS", "").split()
+
+
+def class_data_archive(component: str, java: str, classpath: str) -> Path:
+    """Where a long-running JVM's application class-data archive lives: one per component, Java binary and
+    classpath (a jar upgrade or another JDK names a new file; a stale one is never mapped)."""
+    key = hashlib.sha256(f"{java}\0{os.path.realpath(java)}\0{classpath}".encode()).hexdigest()[:12]
+    return STATE / "cds" / f"{component}-{key}.jsa"
+
+
+def _class_data_sharing(component: str | None, java: str, classpath: str) -> list[str]:
+    """Application class-data sharing (AppCDS) for the broker and Connect.
+
+    Loading, parsing and verifying the classes of a start is a large part of its CPU: a scratch broker took
+    7.7-8.3 s of CPU to start without an archive and 5.0 s with one (3.5 instead of 6.2-7.2 s of wall time).
+    The first start writes the archive when the JVM exits (SIGTERM included: `just stop|restart|down`; a
+    SIGKILL writes nothing and the next start tries again), ~50 MB, ~1.5 s of CPU; later starts map it. A
+    missing, partial or mismatched archive only warns and starts without sharing (-Xshare:auto).
+    """
+    if component is None:
+        return []
+    archive = class_data_archive(component, java, classpath)
+    if archive.is_file() and archive.stat().st_size > 0:
+        return [f"-XX:SharedArchiveFile={archive}"]
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    return [f"-XX:ArchiveClassesAtExit={archive}"]
+
+
 def _jvm(classpath: str, heap: str, main: str, *args: str, component: str | None = None) -> list[str]:
+    java = _java()
     return [
-        _java(),
+        java,
         f"-Xms{heap}",
         f"-Xmx{heap}",
         *_gc(component),
+        *_class_data_sharing(component, java, classpath),
+        *_extra_options(component),
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={LOG4J}",
         "-cp",

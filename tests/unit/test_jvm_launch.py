@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -27,10 +28,50 @@ def test_the_wrapped_command_keeps_its_arguments() -> None:
     assert out.stdout == "a b|$HOME|"
 
 
-def test_long_running_jvms_log_their_collections_and_tools_do_not() -> None:
+def test_long_running_jvms_log_their_collections_and_tools_do_not(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(kafka, "STATE", tmp_path)
     server = kafka._jvm("cp", "512m", "kafka.Kafka", "server.properties", component=kafka.KAFKA)
     tool = kafka._jvm("cp", "128m", "kafka.tools.StorageTool", "random-uuid")
     assert f"-Xlog:gc:file={log_file('kafka-gc')}:time,uptime:filecount=2,filesize=4m" in server
     assert not any(flag.startswith("-Xlog") for flag in tool)
     assert "-XX:+UseG1GC" in server and "-XX:+UseG1GC" in tool
     assert server[-2:] == ["kafka.Kafka", "server.properties"]
+
+
+def test_a_long_running_jvm_writes_its_class_archive_once_then_maps_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(kafka, "STATE", tmp_path)
+    monkeypatch.setattr(kafka, "_java", lambda: "/usr/bin/java")
+    archive = kafka.class_data_archive(kafka.KAFKA, "/usr/bin/java", "jars/*")
+    assert f"-XX:ArchiveClassesAtExit={archive}" in kafka._jvm("jars/*", "512m", "kafka.Kafka", component=kafka.KAFKA)
+    assert archive.parent.is_dir()
+    archive.write_bytes(b"archive")
+    assert f"-XX:SharedArchiveFile={archive}" in kafka._jvm("jars/*", "512m", "kafka.Kafka", component=kafka.KAFKA)
+
+
+def test_the_class_archive_is_per_component_jdk_and_classpath_and_tools_have_none(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(kafka, "STATE", tmp_path)
+    names = {
+        kafka.class_data_archive(kafka.KAFKA, "/usr/bin/java", "a/*"),
+        kafka.class_data_archive(kafka.CONNECT, "/usr/bin/java", "a/*"),
+        kafka.class_data_archive(kafka.KAFKA, "/opt/jdk/bin/java", "a/*"),
+        kafka.class_data_archive(kafka.KAFKA, "/usr/bin/java", "b/*"),
+    }
+    assert len(names) == 4
+    tool = kafka._jvm("a/*", "128m", "kafka.tools.StorageTool", "random-uuid")
+    assert not any("Archive" in flag for flag in tool)
+
+
+def test_extra_options_reach_only_their_component(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(kafka, "STATE", tmp_path)
+    monkeypatch.setenv("CONNECT_JVM_OPTS", "-XX:+PrintFlagsFinal -Dx=1")
+    connect = kafka._jvm("cp", "768m", "org.apache.kafka.connect.cli.ConnectDistributed", component=kafka.CONNECT)
+    broker = kafka._jvm("cp", "512m", "kafka.Kafka", component=kafka.KAFKA)
+    at = connect.index("-XX:+PrintFlagsFinal")
+    assert connect[at + 1] == "-Dx=1"
+    assert "-Dx=1" not in broker
