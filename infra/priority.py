@@ -36,11 +36,12 @@ class PriorityClass:
         return int(os.environ.get(self.env, self.default_nice))
 
 
-# Tuned under `just bench` (docs/benchmarks.md, session 21): request -5 / pipeline 5 met both fixed-rate tails or
-# came within 6 ms of them, where pipeline 10 left commit-to-stats p99 at 260-430 ms and 15 let the pipeline fall
-# seconds behind at half the peak rate. A negative nice needs CAP_SYS_NICE; without it the APIs stay at 0.
+# Tuned under `just bench` (docs/decisions.md, "CPU priority classes"): the more the pipeline is deferred, the more
+# orders the peak run places and the later commit-to-stats at half that rate. Request -5 / pipeline 0 met both
+# fixed-rate tails (ratio 0.33); pipeline 5 reached a ratio of 0.66-0.68 but a commit-to-stats p99 of 405-783 ms.
+# A negative nice needs CAP_SYS_NICE; without it the APIs stay at 0.
 REQUEST = PriorityClass("request", -5, "an HTTP client waits on it: the APIs, their database and Redis")
-PIPELINE = PriorityClass("pipeline", 5, "moves committed events on: Kafka, Connect, consumers, workers, sweepers")
+PIPELINE = PriorityClass("pipeline", 0, "moves committed events on: Kafka, Connect, consumers, workers, sweepers")
 BACKGROUND = PriorityClass("background", 15, "nothing waits on it within seconds: monitoring, jobs, the replica")
 CLASSES: dict[str, PriorityClass] = {c.name: c for c in (REQUEST, PIPELINE, BACKGROUND)}
 
