@@ -20,7 +20,7 @@ from sqlalchemy import text
 from outbox import metrics
 from outbox.config import kafka_bootstrap
 from outbox.decoding import Batch, parse
-from outbox.kafka_client import KafkaSide
+from outbox.kafka_client import REJOIN_WITHIN_S, KafkaSide
 from outbox.retry import backoff_delay, is_retryable
 from outbox.transaction import BatchTransaction, IsolateBatch, Plan, make_plan
 
@@ -53,12 +53,14 @@ class ConsumerRuntime:
         max_backoff: float = 30.0,
         instance_id: str | None = None,
         kafka_overrides: dict[str, Any] | None = None,
+        rejoin_within: float = REJOIN_WITHIN_S,
     ) -> None:
         self.group = group
         self.session_factory = session_factory
         self.batch_size = batch_size
         self.poll_timeout = poll_timeout
         self.max_backoff = max_backoff
+        self.rejoin_within = rejoin_within
         self.stop_requested = asyncio.Event()
         self.kafka = KafkaSide(
             group.name,
@@ -95,6 +97,8 @@ class ConsumerRuntime:
         try:
             while not self.stop_requested.is_set():
                 batch, plan = await prefetch
+                if self.kafka.stranded(self.rejoin_within):  # between polls: no thread is using the consumer
+                    await asyncio.to_thread(self.kafka.reopen)
                 prefetch = asyncio.create_task(asyncio.to_thread(self._fetch))
                 if batch.messages:
                     try:

@@ -535,3 +535,55 @@ async def _max_applied_offsets() -> dict[int, int]:
         return {r["kafka_partition"]: r["offset"] for r in rows}
     finally:
         await conn.close()
+
+
+async def test_a_member_left_without_partitions_after_its_session_was_lost_rejoins() -> None:
+    """After a broker restart under load a consumer once lost its partitions (session timeout) and was never
+    given any back. The runtime then starts over with a new consumer: the group's events flow again."""
+    from confluent_kafka import TopicPartition
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from apps.common.topology import BY_NAME, database_url
+    from outbox.consumer import ConsumerGroup
+    from outbox.events import payload_as_dict
+    from outbox.runtime import ConsumerRuntime
+    from outbox.topics import ensure_topics
+
+    topic = f"test.rejoin.{uuid.uuid4().hex[:8]}"
+    ensure_topics(kafka_bootstrap(), [topic], partitions=1)
+    group = ConsumerGroup(f"test-rejoin-{uuid.uuid4().hex[:8]}", topic_override=[topic], track_versions=False)
+    seen: list[uuid.UUID] = []
+
+    @group.handler("order.created")
+    async def record(session: Any, event: Any, ctx: Any) -> None:
+        seen.append(event.order_id)
+
+    def produce_order() -> uuid.UUID:
+        order = order_created(new_customer())
+        produce_raw(topic, key=str(order.order_id), event_type="order.created", payload=payload_as_dict(order))
+        return order.order_id
+
+    engine = create_async_engine(database_url(BY_NAME["customer"]))
+    runtime = ConsumerRuntime(group, async_sessionmaker(engine), poll_timeout=0.2, rejoin_within=1.0)
+    task = asyncio.create_task(runtime.run())
+    try:
+        first = produce_order()
+        await eventually(lambda: _holds(first in seen), within=30, what="the first event applied")
+        before = runtime.kafka.consumer
+        # What librdkafka reported for the stranded members: every partition lost, and no assignment after.
+        runtime.kafka._lost(before, [TopicPartition(topic, 0)])
+        assert not runtime.ready
+        await eventually(lambda: _holds(runtime.ready), within=30, what="partitions owned again")
+        assert runtime.kafka.consumer is not before  # a new member, not the old one given partitions back
+        second = produce_order()
+        await eventually(lambda: _holds(second in seen), within=30, what="an event after the rejoin applied")
+        assert seen.count(first) == 1
+    finally:
+        runtime.stop()
+        await asyncio.wait_for(task, timeout=30)
+        await engine.dispose()
+        delete_group_topics(group.name, topic)
+
+
+async def _holds(condition: bool) -> bool:
+    return condition
