@@ -140,8 +140,18 @@ def replace_closed_connections(engine: AsyncEngine) -> None:
     its other connections are dead too.
     """
 
+    @event.listens_for(engine.sync_engine, "connect")
+    def mark_fresh(dbapi_connection: Any, record: Any) -> None:
+        record.info[_FRESH] = True
+
     @event.listens_for(engine.sync_engine, "checkout")
     def discard_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        # A connection made for this checkout is not checked (as pool_pre_ping skips a fresh one): the pool
+        # retries a checkout only twice, and a server shutting down just after the replacement connected
+        # would fail that second check too, which SQLAlchemy reports as InvalidRequestError("This
+        # connection is closed"), a 500. Its first statement meets the closed socket instead: a 503.
+        if record.info.pop(_FRESH, False):
+            return
         await_only(asyncio.sleep(0))  # let the loop read a close that is waiting on the socket
         if dbapi_connection.driver_connection.is_closed():
             raise exc.InvalidatePoolError("the server closed this pooled connection")
@@ -162,6 +172,7 @@ def in_autocommit(session: AsyncSession) -> bool:
 
 
 _AUTOCOMMIT = "apps.db.autocommit"
+_FRESH = "apps.db.fresh"
 
 
 def litestar_alchemy_config(spec: ServiceSpec) -> LitestarAlchemyConfig:
