@@ -16,7 +16,9 @@ uncounted: 36-192 ms/s of PostgreSQL's CPU while tests ran.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -106,3 +108,25 @@ def cpu_report(
     lines.append(f"  {'total':22s} {total * 1000 / max(per, 1):7.2f} ms")
     lines.append(f"  {'(the load: ' + LOAD + ')':22s} {load * 1000 / max(per, 1):7.2f} ms  not in the total")
     return "\n".join(lines)
+
+
+async def wait_until_quiet(*, below_cores: float = 0.6, window_s: float = 3.0, within_s: float = 120.0) -> str:
+    """Wait until the stack's own components (not ``other``, not the load) use less than ``below_cores`` over
+    ``window_s``; what was seen, as a line to print.
+
+    Each measured phase starts from a stack at rest: a phase run while the pipeline still drains the previous
+    one's events (sagas, analytics, returns) measured that drain too; pgbench's tps moved 159-274 between
+    runs of one stack with one setting. An idle stack uses ~0.3 cores (more while its JVMs compile).
+    """
+    started = time.monotonic()
+    used = 0.0
+    while True:
+        before = cpu_snapshot()
+        await asyncio.sleep(window_s)
+        by_component = cpu_by_component(cpu_snapshot(), before)
+        used = sum(seconds for name, seconds in by_component.items() if name not in (LOAD, "other")) / window_s
+        waited = time.monotonic() - started
+        if used < below_cores:
+            return f"stack quiet: {used:.2f} cores after {waited:.0f} s"
+        if waited >= within_s:
+            return f"warning: the stack still used {used:.2f} cores after {waited:.0f} s; measuring anyway"

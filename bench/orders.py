@@ -16,6 +16,8 @@
    the warehouse reserved) to the customer_stats transaction that counted it; placed-to-stats, the whole
    saga, from the order's first commit.
 5. pgbench runs bench/order_tx.sql (the statements the service sends per order) with 8 clients for `--seconds`.
+Each of the three phases starts from a stack at rest (bench/cpu.py ``wait_until_quiet``: its components under
+0.6 cores over 3 s, waited for up to 2 minutes), not while the pipeline still drains the previous phase.
 The last line is JSON: {orders_per_s, pgbench_tps, ratio, e2e_p50_ms, e2e_p99_ms, saga_e2e_p99_ms, fixed_rate,
 http_p99_ms_fixed, e2e_p99_ms_fixed, saga_e2e_p99_ms_fixed, errors_fixed}. Before it, the CPU each stack
 component spent per order of the maximum-rate run (bench/cpu.py), from wrk's start to the last order counted.
@@ -40,7 +42,7 @@ import asyncpg
 import httpx
 
 from apps.common.topology import BY_NAME, database_url, pg_host, pg_port
-from bench.cpu import cpu_report, cpu_snapshot
+from bench.cpu import cpu_report, cpu_snapshot, wait_until_quiet
 from bench.open_loop import OpenLoopResult, run_open_loop
 from tests.support.http import api_client, auth_headers, create_product, service_url, set_stock
 
@@ -298,12 +300,15 @@ def ms(values: list[float], q: float) -> float:
 
 async def main_async(seconds: int, connections: int, customers: int, *, register: bool) -> dict[str, float]:
     product_a, product_b, ids = await set_up(customers, register=register)
+    print(await wait_until_quiet(), flush=True)
     peak = await max_rate_run(product_a, product_b, ids, seconds, connections)
     orders_per_s = peak.placed / seconds
     placed = set(await commit_times("order", PLACED_SQL, ids))
     unused = [c for c in ids if c not in placed]
     fixed_rate = round(orders_per_s / 2, 1)
+    print(await wait_until_quiet(), flush=True)
     fixed, fixed_delays = await fixed_rate_run(product_a, product_b, unused, fixed_rate, seconds)
+    print(await wait_until_quiet(), flush=True)
     tps = await asyncio.to_thread(run_pgbench, seconds)
     return {
         "orders_per_s": round(orders_per_s, 1),
