@@ -96,13 +96,14 @@ _LOOKUP = DriverStatement(
     """
     )
 )
-_REMEMBER_CUSTOMER = text(
-    "INSERT INTO order_known_customers (customer_id) VALUES (:customer_id) ON CONFLICT (customer_id) DO NOTHING"
+_REMEMBER_CUSTOMER = DriverStatement(
+    text("INSERT INTO order_known_customers (customer_id) VALUES (:customer_id) ON CONFLICT (customer_id) DO NOTHING")
 )
 # The catalog's answer, newer than what we hold; the version stays (an event newer than it still applies).
 # Sorted by id, so two orders refreshing the same products lock them in the same order.
-_REMEMBER_PRODUCTS = text(
-    """
+_REMEMBER_PRODUCTS = DriverStatement(
+    text(
+        """
     INSERT INTO order_known_products AS k (product_id, sku, name, price, currency, sellable, version, confirmed_at)
     SELECT t.id, t.sku, t.name, t.price, t.currency, true, 0, :confirmed_at
     FROM unnest(CAST(:ids AS uuid[]), CAST(:skus AS varchar[]), CAST(:names AS varchar[]),
@@ -112,6 +113,7 @@ _REMEMBER_PRODUCTS = text(
         currency = excluded.currency, sellable = true, confirmed_at = excluded.confirmed_at
     WHERE k.confirmed_at < excluded.confirmed_at
     """
+    )
 )
 
 
@@ -152,7 +154,7 @@ class References:
             self._ask_customer(customer_id, customer_known), self._ask_catalog_once(missing)
         )
         if exists and not customer_known:
-            await self.session.execute(_REMEMBER_CUSTOMER, {"customer_id": str(customer_id)})
+            await _REMEMBER_CUSTOMER.fetch(self.session, {"customer_id": str(customer_id)})
         if answered and led:
             await self._remember(list(answered.values()), asked_at=now)
         return exists, prices | answered
@@ -181,7 +183,7 @@ class References:
         return await asyncio.shield(call), led
 
     async def _remember(self, answered: list[CatalogPrice], *, asked_at: dt.datetime) -> None:
-        await self.session.execute(_REMEMBER_PRODUCTS, _remembered(answered, asked_at))
+        await _REMEMBER_PRODUCTS.fetch(self.session, _remembered(answered, asked_at))
 
     def _refresh_ahead(self, ageing: list[uuid.UUID]) -> None:
         """Rows still fresh but past ``AHEAD`` of their age limit are refreshed in the background, one call
@@ -208,7 +210,7 @@ async def _refresh(dependencies: Dependencies, engine: AsyncEngine, product_ids:
         answered = await dependencies.prices(product_ids)
         if answered:
             async with AsyncSession(engine) as session:
-                await session.execute(_REMEMBER_PRODUCTS, _remembered(list(answered.values()), asked_at))
+                await _REMEMBER_PRODUCTS.fetch(session, _remembered(list(answered.values()), asked_at))
                 await session.commit()
     except Exception as exc:  # nothing waits on it: the row expires, and the next order asks the catalog itself
         log.warning("product rows not refreshed ahead", extra={"error": type(exc).__name__})

@@ -8,18 +8,18 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import msgspec
-from sqlalchemy import literal, select, tuple_
+from sqlalchemy import literal, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 from uuid_utils.compat import uuid7
 
 from apps.common.access_log import Touched, change_row, log_access, note_read
-from apps.common.db import use_autocommit
 from apps.common.errors import NotFound, StateConflict, UnknownReference
 from apps.common.pagination import decode_cursor, encode_cursor
 from apps.order.archive import archived
+from apps.order.driver import DriverStatement, pooled_connection
 from apps.order.known import References
 from apps.order.models import IdempotencyKey, Order, OrderItem
 from apps.order.rules import (
@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from apps.order.schemas import OrderCreate
 
 
+_EARLIER = DriverStatement(text("SELECT order_id, request_hash FROM idempotency_keys WHERE key = :key"))
+
+
 @dataclass(frozen=True)
 class OrderView:
     order: Order
@@ -74,15 +77,36 @@ class OrderService:
     async def place(self, data: OrderCreate, idempotency_key: str | None) -> Placed:
         """Check the customer, price from the catalog, then write everything in one statement.
 
-        The session runs in autocommit: the read models' lookup needs no transaction, and the write is one
-        statement (apps/order/transitions.py ``_PLACE``), atomic on its own, its data_access_log row in it.
-        Two round trips per order instead of BEGIN, lookup, write, access-log row, COMMIT. The pool restores
-        the isolation level when the connection goes back (SQLAlchemy resets what execution_options set)."""
-        await use_autocommit(self.session)
+        Every statement runs on one connection checked out of the pool for the placement, each committing
+        on its own (apps/order/driver.py ``pooled_connection``): the Idempotency-Key's lookup, the read
+        models' lookup (and on a miss the services' answers written back), and the write, one statement
+        (apps/order/transitions.py ``_PLACE``), atomic on its own, its data_access_log row in it. The
+        session sends nothing on this path until the connection is back: a replay reads the earlier
+        order through it, so a request never holds two connections."""
         request_hash = fingerprint(msgspec.json.encode(data))
-        if idempotency_key is not None and (earlier := await self._replay(idempotency_key, request_hash)):
-            return earlier
         lines = [RequestedLine(item.product_id, item.quantity) for item in data.items]
+        placed: Placed | None = None
+        earlier_order: uuid.UUID | None = None
+        try:
+            async with pooled_connection(self.session):
+                if idempotency_key is not None:
+                    earlier_order = await self._earlier(idempotency_key, request_hash)
+                if earlier_order is None:
+                    placed = await self._place(data, lines, idempotency_key, request_hash)
+        except IntegrityError:
+            # Another request with the same Idempotency-Key committed first: answer as it did.
+            await self.session.rollback()
+            if idempotency_key is not None and (earlier := await self._replay(idempotency_key, request_hash)):
+                return earlier
+            raise
+        if placed is not None:
+            return placed
+        # An earlier request with this key placed it: read through the session, the connection given back.
+        return Placed(await self.get(cast("uuid.UUID", earlier_order)), replayed=True)
+
+    async def _place(
+        self, data: OrderCreate, lines: list[RequestedLine], idempotency_key: str | None, request_hash: str
+    ) -> Placed:
         check_lines(lines)  # before any network call: a malformed order costs no round trip
         # The read models first, the customer and catalog services for what they miss (apps/order/known.py).
         references = References(self.session, self.dependencies)
@@ -113,25 +137,26 @@ class OrderService:
         saga = OrderSaga(order_id=order_id, payment_attempts=0, created_at=now)
         key = IdempotencyRecord(idempotency_key, request_hash) if idempotency_key is not None else None
         logged = change_row("orders", "INSERT", Touched(order_id, order.customer_id))
-        try:
-            items = await add_pending_order(
-                self.session,
-                order,
-                quote.lines,
-                saga,
-                changed_by=SERVICE,
-                reason="awaiting stock",
-                idempotency=key,
-                access_log=logged,
-            )
-            await self.session.commit()
-        except IntegrityError:
-            # Another request with the same Idempotency-Key committed first: answer as it did.
-            await self.session.rollback()
-            if idempotency_key is not None and (earlier := await self._replay(idempotency_key, request_hash)):
-                return earlier
-            raise
+        items = await add_pending_order(
+            self.session,
+            order,
+            quote.lines,
+            saga,
+            changed_by=SERVICE,
+            reason="awaiting stock",
+            idempotency=key,
+            access_log=logged,
+        )
         return Placed(OrderView(order, items, saga), replayed=False)
+
+    async def _earlier(self, key: str, request_hash: str) -> uuid.UUID | None:
+        """The order an earlier request with this Idempotency-Key placed (409 if its body differed)."""
+        rows = await _EARLIER.fetch(self.session, {"key": key})
+        if not rows:
+            return None
+        if rows[0]["request_hash"] != request_hash:
+            raise StateConflict("Idempotency-Key", "this key was used for a different request", source="header")
+        return cast("uuid.UUID", rows[0]["order_id"])
 
     async def _replay(self, key: str, request_hash: str) -> Placed | None:
         seen = await self.session.get(IdempotencyKey, key)

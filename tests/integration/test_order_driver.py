@@ -1,5 +1,6 @@
 """The order placement's statements on asyncpg's own connection (apps/order/driver.py): the same rows, the
-same errors as through the session, and the session's own path inside a transaction."""
+same errors as through the session, on the session's connection in autocommit or on one checked out of its
+pool, and the session's own path inside a transaction."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from apps.common.db import litestar_alchemy_config, use_autocommit
 from apps.common.error_handlers import classify_database_error
 from apps.common.topology import BY_NAME
-from apps.order.driver import DriverStatement
+from apps.order.driver import DriverStatement, pooled_connection
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -61,3 +62,39 @@ async def test_in_a_transaction_the_session_sends_it_and_rolls_it_back(engine: A
             text("SELECT count(*) FROM order_known_customers WHERE customer_id = :c"), {"c": customer_id}
         )
         assert left.scalar_one() == 0
+
+
+async def test_on_a_pooled_connection_the_session_never_connects_and_it_goes_back(engine: AsyncEngine) -> None:
+    customer_id = str(uuid.uuid4())
+    pool = engine.sync_engine.pool
+    async with AsyncSession(engine) as session:
+        try:
+            async with pooled_connection(session):
+                assert pool.checkedout() == 1  # type: ignore[attr-defined]
+                rows = await REMEMBER.fetch(session, {"customer_id": customer_id, "n": 3})
+                assert [(row["customer_id"], row["n"]) for row in rows] == [(customer_id, 3)]
+                with pytest.raises(exc.IntegrityError) as duplicate:
+                    await REMEMBER.fetch(session, {"customer_id": customer_id, "n": 4})
+                assert classify_database_error(duplicate.value)[0] == 409
+                with pytest.raises(Exception) as refused:
+                    await DIVIDE.fetch(session, {"n": 1})
+                assert classify_database_error(refused.value)[0] == 400
+                assert not session.in_transaction()  # the session sent nothing
+            assert pool.checkedout() == 0  # type: ignore[attr-defined]
+            # Each statement committed on its own: another session sees the row.
+            async with AsyncSession(engine) as other:
+                seen = await other.execute(
+                    text("SELECT count(*) FROM order_known_customers WHERE customer_id = :c"), {"c": customer_id}
+                )
+                assert seen.scalar_one() == 1
+        finally:
+            await session.execute(FORGET, {"customer_id": customer_id})
+            await session.commit()
+
+
+async def test_a_missing_table_on_a_pooled_connection_is_the_sessions_programming_error(engine: AsyncEngine) -> None:
+    missing = DriverStatement(text("SELECT 1 FROM no_such_table_here WHERE 1 = :n"))
+    async with AsyncSession(engine) as session, pooled_connection(session):
+        with pytest.raises(exc.ProgrammingError) as gone:  # the read models' fallback catches this one
+            await missing.fetch(session, {"n": 1})
+        assert getattr(gone.value.orig, "sqlstate", None) == "42P01"
