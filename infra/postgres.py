@@ -63,10 +63,17 @@ SETTINGS = {
 # interval is crash recovery replaying up to 15 minutes of WAL (seconds at this stack's rates), and up
 # to max_wal_size of pg_wal on disk. Commits stay synchronous and fsynced: durability is the point.
 # Values in pg_settings' units (s, MB), so a running cluster can be compared and converged (tune()).
+#
+# No parallel query (issue 11): each parallel worker is a new process that loads its catalog caches cold,
+# so on this stack's two shared cores a gathered scan costs more CPU in all than one backend scanning
+# alone. The order sweeper's three dashboard counts (whole-table scans of orders and order_sagas every
+# 10 s under writes) took 320-620 ms of CPU per round with 2 workers each, 150 ms without, in about
+# the same wall time; no request waits on a scan large enough to want workers.
 TUNING = {
     "wal_compression": "lz4",
     "checkpoint_timeout": "900",
     "max_wal_size": "2048",
+    "max_parallel_workers_per_gather": "0",
 }
 
 # WAL archiving through pgBackRest for point-in-time recovery; a restart applies archive_mode.
