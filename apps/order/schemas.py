@@ -101,5 +101,5 @@ def to_order_out(view: OrderView) -> OrderOut:
         waiting_on=saga.waiting_on if saga else None,
         waiting_until=saga.deadline_at if saga else None,
         items=[from_row(OrderLineOut, i, sku=i.product_sku, name=i.product_name) for i in view.items],
-        **opened_addresses(view.order),
+        **(view.addresses if view.addresses is not None else opened_addresses(view.order)),
     )

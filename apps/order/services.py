@@ -8,7 +8,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 from sqlalchemy import literal, select, text, tuple_
@@ -59,6 +59,9 @@ class OrderView:
     order: Order
     items: Sequence[OrderItem | PlacedItem]  # PlacedItem: a line just placed (apps/order/transitions.py)
     saga: OrderSaga | None = None  # None for orders placed before the saga existed
+    # The addresses in clear when the caller has them (an order just placed): no need to open the sealed
+    # columns again (~95 us of CPU per order); None: the answer opens them.
+    addresses: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class OrderService:
             source_service=SERVICE,
             **amounts(quote),
         )
+        addresses = {"shipping_address": order.shipping_address, "billing_address": order.billing_address}
         seal_addresses(order)  # in Python, before the single INSERT statement (transitions._PLACE)
         # No payment method through this API: the saga waits on the reservation only.
         saga = OrderSaga(order_id=order_id, payment_attempts=0, created_at=now)
@@ -147,7 +151,7 @@ class OrderService:
             idempotency=key,
             access_log=logged,
         )
-        return Placed(OrderView(order, items, saga), replayed=False)
+        return Placed(OrderView(order, items, saga, addresses), replayed=False)
 
     async def _earlier(self, key: str, request_hash: str) -> uuid.UUID | None:
         """The order an earlier request with this Idempotency-Key placed (409 if its body differed)."""
