@@ -25,14 +25,45 @@ CONNECT_DIR = STATE / "connect"
 LOG4J = CONFIG_TEMPLATES / "log4j2.properties"
 
 
-def _java() -> str:
+JVM_ROOT = Path("/usr/lib/jvm")
+# Connect runs on the newest installed JDK from this feature version on (its ahead-of-time cache, below),
+# else on the path's java (17) with the AppCDS archive. The broker stays on the path's java: it was not
+# measured on 25 (a broker restart disturbs every consumer of the shared stack).
+AOT_JAVA = 25
+
+
+def _java(component: str | None = None) -> str:
+    """JAVA_HOME's java if set; for Connect, else the newest JDK >= 25 under /usr/lib/jvm; else `java`."""
     java_home = os.environ.get("JAVA_HOME")
     if java_home and (Path(java_home) / "bin" / "java").exists():
         return str(Path(java_home) / "bin" / "java")
+    if component == CONNECT:
+        newest = _newest_java(JVM_ROOT)
+        if newest is not None and java_feature_version(newest) >= AOT_JAVA:
+            return newest
     found = shutil.which("java")
     if found is None:
         raise proc.StartError("java is not installed (apt-get install -y openjdk-17-jre-headless)")
     return found
+
+
+def _newest_java(root: Path) -> str | None:
+    candidates = sorted(root.glob("*/bin/java"), key=lambda java: java_feature_version(str(java)))
+    return str(candidates[-1]) if candidates else None
+
+
+def java_feature_version(java: str) -> int:
+    """The JDK's feature version (17, 25) from its `release` file; 0 when unknown (treated as old)."""
+    release = Path(os.path.realpath(java)).parent.parent / "release"
+    try:
+        text = release.read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("JAVA_VERSION="):
+            head = line.split("=", 1)[1].strip('"').split(".")[0]
+            return int(head) if head.isdigit() else 0
+    return 0
 
 
 def _render(template: str, target: Path, **values: object) -> Path:
@@ -90,6 +121,24 @@ def class_data_archive(component: str, java: str, classpath: str) -> Path:
     return STATE / "cds" / f"{component}-{key}.jsa"
 
 
+def _ahead_of_time_cache(component: str, java: str, classpath: str) -> list[str]:
+    """Java 25's ahead-of-time cache (JEPs 483, 514, 515): the classes loaded and linked, and the execution
+    profiles of the previous run's methods, so the JIT compiles the hot code early with a profile instead of
+    profiling it again in tier 3 for minutes. Written at the first run's exit like the AppCDS archive (~90 MB
+    for Connect, ~15 s of the stop); a cache that no longer matches is ignored (the JVM starts without it).
+
+    Connect on the live stack, 2-3 minutes after a restart, at 50 orders/s: its compiler threads 1.47 ms of
+    CPU per order on Java 17 with AppCDS, 0.25-0.28 on Java 25 with the cache (3.45-3.58 ms per order in all
+    against 4.08; commit -> Kafka p99 52-81 ms against 320). The classes of Connect's plugin class loaders
+    (Debezium) are not in the cache; only the built-in loaders' are.
+    """
+    cache = class_data_archive(component, java, classpath).with_suffix(".aot")
+    if cache.is_file() and cache.stat().st_size > 0:
+        return [f"-XX:AOTCache={cache}"]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    return [f"-XX:AOTCacheOutput={cache}", "-Xlog:aot=error,cds=error"]
+
+
 def _class_data_sharing(component: str | None, java: str, classpath: str) -> list[str]:
     """Application class-data sharing (AppCDS) for the broker and Connect.
 
@@ -103,6 +152,8 @@ def _class_data_sharing(component: str | None, java: str, classpath: str) -> lis
     """
     if component is None:
         return []
+    if java_feature_version(java) >= 25:
+        return _ahead_of_time_cache(component, java, classpath)
     archive = class_data_archive(component, java, classpath)
     if archive.is_file() and archive.stat().st_size > 0:
         return [f"-XX:SharedArchiveFile={archive}"]
@@ -112,7 +163,7 @@ def _class_data_sharing(component: str | None, java: str, classpath: str) -> lis
 
 
 def _jvm(classpath: str, heap: str, main: str, *args: str, component: str | None = None) -> list[str]:
-    java = _java()
+    java = _java(component)
     return [
         java,
         f"-Xms{heap}",

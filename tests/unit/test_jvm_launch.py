@@ -44,7 +44,8 @@ def test_a_long_running_jvm_writes_its_class_archive_once_then_maps_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(kafka, "STATE", tmp_path)
-    monkeypatch.setattr(kafka, "_java", lambda: "/usr/bin/java")
+    monkeypatch.setattr(kafka, "_java", lambda component=None: "/usr/bin/java")
+    monkeypatch.setattr(kafka, "java_feature_version", lambda java: 17)
     archive = kafka.class_data_archive(kafka.KAFKA, "/usr/bin/java", "jars/*")
     assert f"-XX:ArchiveClassesAtExit={archive}" in kafka._jvm("jars/*", "512m", "kafka.Kafka", component=kafka.KAFKA)
     assert archive.parent.is_dir()
@@ -75,3 +76,42 @@ def test_extra_options_reach_only_their_component(monkeypatch: pytest.MonkeyPatc
     at = connect.index("-XX:+PrintFlagsFinal")
     assert connect[at + 1] == "-Dx=1"
     assert "-Dx=1" not in broker
+
+
+def _fake_jdk(root: Path, name: str, version: str) -> str:
+    home = root / name
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "java").write_text("")
+    (home / "release").write_text(f'IMPLEMENTOR="x"\nJAVA_VERSION="{version}"\n')
+    return str(home / "bin" / "java")
+
+
+def test_connect_runs_on_the_newest_jdk_from_25_and_falls_back_to_java_on_the_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setattr(kafka, "JVM_ROOT", tmp_path)
+    monkeypatch.setattr(kafka.shutil, "which", lambda name: "/usr/bin/java")
+    _fake_jdk(tmp_path, "java-17", "17.0.15")
+    assert kafka._java(kafka.CONNECT) == "/usr/bin/java"  # no JDK 25: the path's java, as before
+    jdk25 = _fake_jdk(tmp_path, "temurin-25", "25.0.3")
+    assert kafka.java_feature_version(jdk25) == 25
+    assert kafka._java(kafka.CONNECT) == jdk25
+    assert kafka._java(kafka.KAFKA) == "/usr/bin/java" and kafka._java() == "/usr/bin/java"
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "java-17"))
+    assert kafka._java(kafka.CONNECT) == str(tmp_path / "java-17" / "bin" / "java")  # JAVA_HOME wins
+
+
+def test_on_jdk_25_a_long_running_jvm_writes_its_ahead_of_time_cache_once_then_maps_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(kafka, "STATE", tmp_path / "state")
+    jdk25 = _fake_jdk(tmp_path, "temurin-25", "25.0.3")
+    monkeypatch.setattr(kafka, "_java", lambda component=None: jdk25)
+    cache = kafka.class_data_archive(kafka.CONNECT, jdk25, "jars/*").with_suffix(".aot")
+    first = kafka._jvm("jars/*", "768m", "Main", component=kafka.CONNECT)
+    assert f"-XX:AOTCacheOutput={cache}" in first
+    assert not any("Archive" in flag for flag in first)  # AppCDS flags would conflict with the cache
+    cache.write_bytes(b"cache")
+    assert f"-XX:AOTCache={cache}" in kafka._jvm("jars/*", "768m", "Main", component=kafka.CONNECT)
+    assert not any("AOT" in flag for flag in kafka._jvm("jars/*", "128m", "Tool"))
