@@ -14,7 +14,7 @@ from apps.common.consumer_db import consumer_database_url
 from apps.order.events import OrderCancelled, OrderConfirmed, OrderCreated, OrderStatusChanged
 from apps.payment.events import PaymentRefunded, PaymentRefundFailed
 from apps.returns.erasure import register as register_erasure
-from apps.returns.orders import OrderFact, project_orders
+from apps.returns.orders import OrderFact, not_placed_yet, project_orders
 from apps.returns.progress import refund_failed, refunded, restocked
 from apps.warehouse.events import InventoryRestocked
 from outbox.consumer import ConsumerGroup, EventContext
@@ -32,7 +32,8 @@ projection_tables: tuple[str, ...] = ()
 
 
 # Order events in batches: each becomes a fact, folded per order into one upsert (see apps/returns/orders.py).
-@group.batch_handler("order.created")
+# A pending order's order.created (nearly all of them) is skipped before the inbox: orders.not_placed_yet.
+@group.batch_handler("order.created", skip=not_placed_yet)
 async def order_created(session: AsyncSession, items: Sequence[tuple[OrderCreated, EventContext]]) -> None:
     await project_orders(session, [OrderFact(e.order_id, e.status, e.customer_id, e.currency) for e, _ in items])
 

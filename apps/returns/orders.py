@@ -5,7 +5,8 @@ when it was delivered; the delivery time is in no API answer, so the events are 
 lines with their order_items ids and the tax/shipping/discount split are in no event, so the first return
 of an order reads them once from GET /api/orders/{id} (immutable once placed) and keeps them. An order
 whose events have not arrived yet (consumer lag) is taken from that same answer: delivered at its last
-update. Statuses only move forward here, so a late event never undoes what the API said.
+update. Statuses only move forward here, so a late event never undoes what the API said. A pending
+order's order.created is skipped (``not_placed_yet``): snapshots start at the confirmation or cancellation.
 """
 
 from __future__ import annotations
@@ -24,17 +25,29 @@ from apps.common.errors import UnknownReference
 from apps.common.models import utc_now
 from apps.returns.models import OrderSnapshot
 from apps.returns.rules import OrderLine, OrderTerms
+from outbox.statements import Statement
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from apps.order.events import OrderCreated
     from apps.returns.clients import OrderClient, OrderView
 
-__all__ = ["OrderFact", "fold", "lines_of", "lock_order", "project_orders", "terms_of"]
+__all__ = ["OrderFact", "fold", "lines_of", "lock_order", "not_placed_yet", "project_orders", "terms_of"]
 
 # The order's status flow, in order; cancelled ends it from anywhere.
 _RANK: Final = {"pending": 0, "confirmed": 1, "processing": 2, "shipped": 3, "delivered": 4, "cancelled": 5}
 DELIVERED: Final = "delivered"
+
+
+def not_placed_yet(event: OrderCreated) -> bool:
+    """A pending order's order.created: skipped before the inbox (ConsumerGroup's ``skip``), no transaction.
+
+    Nothing here reads a pending order: a return needs a delivered one, and lock_order reads the order API
+    for any order whose snapshot is missing or not delivered. The order.confirmed or order.cancelled that
+    follows on the same partition carries the customer and currency too, so the snapshot starts there.
+    Skipping it saved a transaction per order: half of this group's batches at the stack's rates."""
+    return event.status == "pending"
 
 
 def _later(current: str | None, new: str) -> bool:
@@ -72,8 +85,9 @@ def fold(facts: Sequence[OrderFact]) -> list[OrderFact]:
 _RANKED = "ARRAY['pending', 'confirmed', 'processing', 'shipped', 'delivered', 'cancelled']"
 # One statement per batch. The status only moves forward; delivered_at is the event's (an earlier guess
 # from the API's updated_at is replaced); customer and currency are kept once known.
-_PROJECT = text(
-    f"""
+_PROJECT = Statement(
+    text(
+        f"""
     INSERT INTO order_snapshots AS s (order_id, status, customer_id, currency, delivered_at, status_source, updated_at)
     SELECT f.order_id, f.status, f.customer_id, f.currency, f.delivered_at, 'events', now()
     FROM unnest(CAST(:orders AS uuid[]), CAST(:statuses AS text[]), CAST(:customers AS text[]),
@@ -93,6 +107,7 @@ _PROJECT = text(
         currency = coalesce(s.currency, EXCLUDED.currency),
         updated_at = now()
     """
+    )
 )
 
 
@@ -101,8 +116,8 @@ async def project_orders(session: AsyncSession, facts: Sequence[OrderFact]) -> N
     rows = sorted(fold(facts), key=lambda fact: fact.order_id)  # lock order: no deadlock between batches
     if not rows:
         return
-    await session.execute(
-        _PROJECT,
+    await _PROJECT.execute(
+        session,
         {
             "orders": [r.order_id for r in rows],
             "statuses": [r.status for r in rows],
