@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from outbox.errors import RetryableError
 from outbox.retry import is_retryable
+from outbox.statements import DRIVER_KEY
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -59,6 +60,7 @@ class PinnedSession:
                 await session.connection()  # the session's transaction on the kept connection (no SQL yet)
                 if not self._adapter._started:  # BEGIN, through the adapter, so its commit ends it
                     await self._adapter._start_transaction()
+                session.info[DRIVER_KEY] = self._driver  # handlers' statements (outbox.statements)
                 yield session, self._driver
         except BaseException as exc:
             lost = self._driver is not None and self._driver.is_closed()
@@ -69,6 +71,7 @@ class PinnedSession:
                 raise RetryableError(f"the database connection was lost: {exc!r}") from exc
             raise
         # A fresh identity map for the next batch, as a new session had: nothing loaded now outlives it.
+        session.info.pop(DRIVER_KEY, None)
         await session.close()
 
     async def _open(self) -> AsyncSession:
@@ -92,6 +95,7 @@ class PinnedSession:
         session, connection = self._session, self._connection
         self._session = self._connection = self._driver = self._adapter = None
         if session is not None:
+            session.info.pop(DRIVER_KEY, None)
             with contextlib.suppress(Exception):
                 await session.close()
         if connection is not None:

@@ -6,11 +6,17 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from outbox.statements import Statement
+
 if TYPE_CHECKING:
     from sqlalchemy import TextClause
     from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = ["add_deltas"]
+
+# Each upsert compiled once for the driver's connection (outbox.statements), keyed by the statement's id;
+# the Statement keeps its TextClause alive, so an id is never reused while it is here.
+_STATEMENTS: dict[int, Statement] = {}
 
 
 async def add_deltas(
@@ -30,4 +36,5 @@ async def add_deltas(
     params: dict[str, list[Any]] = {name: [part[i] for part in parts] for i, name in enumerate(key_names)}
     for field in dataclasses.fields(deltas[keys[0]]):
         params[field.name] = [getattr(deltas[key], field.name) for key in keys]
-    await session.execute(upsert, params)
+    statement = _STATEMENTS.get(id(upsert)) or _STATEMENTS.setdefault(id(upsert), Statement(upsert))
+    await statement.execute(session, params)

@@ -7,7 +7,8 @@ order) and their saga rows (each only once its order's row is: the order every w
 the lines, and one statement of data-modifying CTEs writes what the ORM path wrote: the lines'
 reservation, and for each order whose saga waits on it either the confirmation (order, history row,
 saga done, order.confirmed) or the payment request (saga on payment, order.payment_requested). The
-outcomes and the events are the same; answers for one order apply in their order (one per round).
+outcomes and the events are the same; answers for one order apply in their order (one per round). Both
+statements go on the driver's connection in the consumer's transaction (outbox.statements).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from apps.order.saga_state import DONE, PAYMENT, RESERVATION, step_timeout
 from apps.order.transitions import SAGA
 from apps.payment.events import OrderPaymentRequested, PaymentMethod
 from outbox.events import Event
+from outbox.statements import Statement
 from outbox.writer import events_ctes, events_parameters
 
 if TYPE_CHECKING:
@@ -37,8 +39,9 @@ if TYPE_CHECKING:
 
 # The orders (locked, in id order), their saga rows (locked after them; none for an order older than the
 # saga) and their lines.
-_HOLD = text(
-    """
+_HOLD = Statement(
+    text(
+        """
     WITH o AS (
         SELECT id, order_number, customer_id, status, currency, total_amount, payment_status, created_at
         FROM orders WHERE id = ANY(CAST(:order_ids AS uuid[])) ORDER BY id FOR UPDATE
@@ -59,12 +62,14 @@ _HOLD = text(
         FROM order_items WHERE order_id = o.id
     ) AS i
     """
+    )
 )
 
 # The lines' reservation and warehouse (a line the answer does not name keeps its warehouse); the
 # confirmations; the payment requests; one event per order with the order's next version.
-_WRITE = text(
-    f"""
+_WRITE = Statement(
+    text(
+        f"""
     WITH it AS (
         UPDATE order_items AS i
         SET reservation_id = u.reservation_id, warehouse_id = coalesce(u.warehouse_id, i.warehouse_id)
@@ -94,6 +99,7 @@ _WRITE = text(
     ), {events_ctes()}
     SELECT 1
     """
+    )
 )
 
 
@@ -116,7 +122,7 @@ async def reserved(session: AsyncSession, answers: Sequence[InventoryReserved]) 
 
 async def _apply(session: AsyncSession, answers: Sequence[InventoryReserved]) -> None:
     """One answer per order."""
-    found = await session.execute(_HOLD, {"order_ids": sorted(a.order_id for a in answers)})
+    found = await _HOLD.rows(session, {"order_ids": sorted(a.order_id for a in answers)})
     held = {row.id: row for row in found}
     writes = _Writes()
     now = dt.datetime.now(dt.UTC)
@@ -133,7 +139,7 @@ async def _apply(session: AsyncSession, answers: Sequence[InventoryReserved]) ->
         else:
             writes.ask_payment(row, now)
     if writes.item_ids or writes.events:
-        await session.execute(_WRITE, writes.params())
+        await _WRITE.execute(session, writes.params())
 
 
 @dataclass

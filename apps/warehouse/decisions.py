@@ -4,7 +4,8 @@ events, as data-modifying CTEs of one statement.
 
 ReservationService.reserve took five statements plus one outbox insert per order, the two inserts built
 and compiled by the ORM's bulk insert on every call. Foreign keys are checked at the write's end, when
-the reservation rows exist.
+the reservation rows exist. Both go on the driver's connection in the consumer's transaction
+(outbox.statements): at one or two orders per batch, SQLAlchemy's execute was ~200 us of each.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import msgspec
 from sqlalchemy import text
 
 from apps.warehouse.rules import Stock
+from outbox.statements import Statement
 from outbox.writer import events_ctes, events_parameters
 
 if TYPE_CHECKING:
@@ -27,8 +29,9 @@ if TYPE_CHECKING:
     from outbox.events import Event
 
 # One event per aggregate in a call (outbox.writer.events_ctes), which one decision per order gives.
-_WRITE = text(
-    f"""
+_WRITE = Statement(
+    text(
+        f"""
     WITH r AS (
         INSERT INTO reservations AS r (id, order_id, status, reason, shortages, created_at, updated_at)
         SELECT t.id, t.order_id, t.status, t.reason, CAST(t.shortages AS jsonb), :now, :now
@@ -59,12 +62,14 @@ _WRITE = text(
     ), {events_ctes(when="(SELECT ok FROM every)")}
     SELECT count(*) FROM r
     """
+    )
 )
 
 
 # Lock the stock rows in primary-key order (apps/warehouse/services.py), then the orders decided before.
-_LOCK_AND_LOOK = text(
-    """
+_LOCK_AND_LOOK = Statement(
+    text(
+        """
     WITH locked AS (
         SELECT product_id, warehouse_id, on_hand, reserved FROM stock_levels
         WHERE product_id = ANY(CAST(:products AS uuid[]))
@@ -75,6 +80,7 @@ _LOCK_AND_LOOK = text(
     UNION ALL
     SELECT NULL, NULL, NULL, NULL, order_id FROM reservations WHERE order_id = ANY(CAST(:orders AS uuid[]))
     """
+    )
 )
 
 
@@ -85,7 +91,7 @@ async def lock_and_look(
     params = {"products": sorted(set(product_ids)), "orders": list(order_ids)}
     stock: list[Stock] = []
     decided: set[uuid.UUID] = set()
-    for product, warehouse, on_hand, reserved, order_id in (await session.execute(_LOCK_AND_LOOK, params)).tuples():
+    for product, warehouse, on_hand, reserved, order_id in await _LOCK_AND_LOOK.fetch(session, params):
         if order_id is None:
             stock.append(Stock(product, warehouse, on_hand, reserved))
         else:
@@ -121,4 +127,5 @@ async def write_decisions(
         "deltas": [changes[key] for key in stock],
         **events_parameters(events),
     }
-    return int((await session.execute(_WRITE, params)).scalar_one())
+    (row,) = await _WRITE.fetch(session, params)
+    return int(row[0])
