@@ -79,15 +79,16 @@ class Batch:
         return bool(self.parsed or self.poison)
 
     def then(self, later: Batch) -> Batch:
-        """This batch of ignored messages only, followed by the next poll's: one batch for the event loop."""
-        assert not self.needs_database
+        """This batch followed by the next poll's (partition order kept): one batch for the event loop."""
         ignored = dict(self.ignored)
         for event_type, count in later.ignored.items():
             ignored[event_type] = ignored.get(event_type, 0) + count
         offsets = dict(self.offsets)
         for key, offset in later.offsets.items():
             offsets[key] = max(offset, offsets.get(key, -1))
-        return Batch(self.messages + later.messages, later.parsed, later.poison, ignored, offsets)
+        return Batch(
+            self.messages + later.messages, self.parsed + later.parsed, self.poison + later.poison, ignored, offsets
+        )
 
 
 def parse(group: ConsumerGroup, messages: list[Message]) -> Batch:
