@@ -130,8 +130,8 @@ def _ahead_of_time_cache(component: str, java: str, classpath: str) -> list[str]
     Connect on the live stack, 2-3 minutes after a restart, at 50 orders/s: its compiler threads 1.47 ms of
     CPU per order on Java 17 with AppCDS, 0.25-0.28 on Java 25 with the cache (3.45-3.58 ms per order in all
     against 4.08; commit -> Kafka p99 52-81 ms against 320); 13 minutes after: compiler 0.78 against 1.13,
-    Connect 3.83 against 4.10 ms per order, commit -> Kafka p99 54 against 147 ms. The classes of Connect's plugin class loaders
-    (Debezium) are not in the cache; only the built-in loaders' are.
+    Connect 3.83 against 4.10 ms per order, commit -> Kafka p99 54 against 147 ms. The classes of Connect's
+    plugin class loaders (Debezium) are not in the cache; only the built-in loaders' are.
     """
     cache = class_data_archive(component, java, classpath).with_suffix(".aot")
     if cache.is_file() and cache.stat().st_size > 0:
