@@ -43,6 +43,9 @@ _UNAVAILABLE: Final = (
     sa_exc.DisconnectionError,
     sa_exc.TimeoutError,  # no pooled connection within pool_timeout
     asyncpg.InterfaceError,  # "connection is closed": asyncpg's own, often wrapped as a plain DBAPIError
+    # "cannot switch to state ...; another operation is in progress": a connection whose protocol was cut off
+    # mid-operation (PostgreSQL killed under load); the connection is discarded and a retry gets another.
+    asyncpg.InternalClientError,
 )
 # SQLSTATE classes of an outage rather than a bad request: 08 connection exception (the connection
 # was lost), 53 insufficient resources (too many connections), 57 operator intervention (the server is

@@ -34,13 +34,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from apps.common.db import in_autocommit
+from apps.common.errors import DependencyUnavailable, FieldProblem, NotFound
 
 if TYPE_CHECKING:
     from sqlalchemy import TextClause
     from sqlalchemy.engine import CursorResult, Dialect
     from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["DriverStatement", "pooled_connection"]
+__all__ = ["DriverStatement", "may_be_mid_operation", "pooled_connection"]
 
 _POOLED: Final = "apps.order.driver.pooled"
 
@@ -58,9 +59,30 @@ async def pooled_connection(session: AsyncSession) -> AsyncIterator[None]:
     session.info[_POOLED] = (fairy, bind.dialect)
     try:
         yield
+    except BaseException as error:
+        if may_be_mid_operation(error):
+            # Closed, never handed out again: the session's connection would be invalidated by SQLAlchemy,
+            # this one only by us (CI: a connection cut off as PostgreSQL was killed went back to the pool
+            # mid-operation, and the next order on it failed with InternalClientError, a 500).
+            await greenlet_spawn(fairy.invalidate, error)
+        raise
     finally:
         del session.info[_POOLED]
         await greenlet_spawn(fairy.close)
+
+
+def may_be_mid_operation(error: BaseException) -> bool:
+    """Whether a connection that raised ``error`` may not be ready for another statement: anything but our
+    own refusal between statements (a bad field, an unknown id, a dependency down) or an error the server
+    answered with (the protocol is idle again after it), unless that answer ends the session (08, 57)."""
+    if isinstance(error, FieldProblem | NotFound | DependencyUnavailable):
+        return False
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, asyncpg.PostgresError):
+            return str(cause.sqlstate or "")[:2] in ("08", "57")
+        cause = cause.__cause__
+    return True
 
 
 class DriverStatement:

@@ -4,6 +4,7 @@ pool, and the session's own path inside a transaction."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,8 +12,9 @@ import pytest
 from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from apps.common.db import litestar_alchemy_config, use_autocommit
+from apps.common.db import PoolSettings, alchemy_config, litestar_alchemy_config, use_autocommit
 from apps.common.error_handlers import classify_database_error
+from apps.common.errors import UnknownReference
 from apps.common.topology import BY_NAME
 from apps.order.driver import DriverStatement, pooled_connection
 
@@ -98,3 +100,42 @@ async def test_a_missing_table_on_a_pooled_connection_is_the_sessions_programmin
         with pytest.raises(exc.ProgrammingError) as gone:  # the read models' fallback catches this one
             await missing.fetch(session, {"n": 1})
         assert getattr(gone.value.orig, "sqlstate", None) == "42P01"
+
+
+SLEEP = DriverStatement(text("SELECT pg_sleep(CAST(:s AS float)) IS NULL AS slept"))
+PID = DriverStatement(text("SELECT pg_backend_pid() AS pid, CAST(:n AS int) AS n"))
+
+
+async def _backend_pid(engine: AsyncEngine) -> int:
+    async with AsyncSession(engine) as session, pooled_connection(session):
+        return int((await PID.fetch(session, {"n": 1}))[0]["pid"])
+
+
+async def test_a_connection_cut_off_mid_statement_is_discarded_and_the_next_checkout_works() -> None:
+    """Regression (CI, PostgreSQL killed under load): a pooled connection given back mid-operation failed
+    the next order with InternalClientError ("another operation is in progress"), a 500."""
+    engine = alchemy_config(BY_NAME["order"], PoolSettings(size=1, max_overflow=0)).get_engine()
+    try:
+        first = await _backend_pid(engine)
+        assert await _backend_pid(engine) == first  # one connection, reused
+
+        async def slow() -> None:
+            async with AsyncSession(engine) as session, pooled_connection(session):
+                await SLEEP.fetch(session, {"s": 5})
+
+        cut_off = asyncio.create_task(slow())
+        await asyncio.sleep(0.3)  # the statement is running
+        cut_off.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cut_off
+        assert await _backend_pid(engine) != first  # discarded, a new connection answers at once
+
+        # Our own refusal between statements leaves the connection as it was: it goes back and is reused.
+        kept = await _backend_pid(engine)
+        with pytest.raises(UnknownReference):
+            async with AsyncSession(engine) as session, pooled_connection(session):
+                await PID.fetch(session, {"n": 1})
+                raise UnknownReference("customer_id", "unknown customer")
+        assert await _backend_pid(engine) == kept
+    finally:
+        await engine.dispose()

@@ -36,6 +36,7 @@ def wrapped(orig: BaseException) -> sa_exc.DBAPIError:
         asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
         asyncpg.AdminShutdownError("terminating connection due to administrator command"),
         asyncpg.InterfaceError("connection is closed"),
+        asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
         ConnectionRefusedError(111, "Connect call failed"),
     ],
     ids=lambda e: type(e).__name__,
