@@ -136,6 +136,9 @@ class ConsumerRuntime:
             if not more:
                 break
             batch = batch.then(parse(self.group, more))
+        return self._planned(batch)
+
+    def _planned(self, batch: Batch) -> tuple[Batch, Plan | None]:
         return batch, make_plan(self.group, batch.parsed) if batch.parsed else None
 
     def _top_up(self, batch: Batch, plan: Plan | None) -> tuple[Batch, Plan | None]:
@@ -151,8 +154,7 @@ class ConsumerRuntime:
         more = self.kafka.fetch(room, 0)
         if not more:
             return batch, plan
-        batch = batch.then(parse(self.group, more))
-        return batch, make_plan(self.group, batch.parsed) if batch.parsed else None
+        return self._planned(batch.then(parse(self.group, more)))
 
     async def _probe_database(self) -> None:
         """SELECT 1 until the database answers, so readiness does not wait for the first event."""
