@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
@@ -11,11 +12,25 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from apps.common.topology import SERVICES, connect_url, kafka_bootstrap, topic_for
+from apps.common.topology import (
+    CDC_ROLE,
+    SERVICES,
+    cdc_password,
+    connect_url,
+    kafka_bootstrap,
+    pg_host,
+    pg_port,
+    topic_for,
+)
 from infra.paths import REPO
 from outbox.config import topic_prefix
 
 CONNECTORS = REPO / "connectors"
+# Connectors once deployed and no longer in connectors/, by name, with the database and slot each streamed.
+# A deploy deletes them from Connect and drops their slot: an idle slot keeps its WAL forever, and a running
+# one costs a walsender that decodes every WAL record of the cluster plus a Connect task. analytics-outbox:
+# the analytics service writes no events (docs/decisions.md, "An outbox nothing writes is not streamed").
+RETIRED: dict[str, tuple[str, str]] = {"analytics-outbox": ("analytics_db", "analytics_outbox")}
 # Event topics keep their events for the replay window: delete policy, one year, never compaction.
 EVENT_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(365 * 24 * 3600 * 1000)}
 EVENT_TOPIC_PARTITIONS = 3
@@ -96,6 +111,55 @@ def wait_running(names: list[str], base_url: str, timeout: float) -> None:
             time.sleep(0.5)
 
 
+def connector_files() -> list[Path]:
+    return sorted(CONNECTORS.glob("*.json"))
+
+
+def slot_names() -> set[str]:
+    """The replication slot of every connector the deploy runs."""
+    return {load(path, {})[1]["slot.name"] for path in connector_files()}
+
+
+SLOT_ACTIVE = "SELECT active FROM pg_replication_slots WHERE slot_name = $1"
+
+
+def retire(base_url: str, wait_s: float = 60.0) -> None:
+    """Delete each RETIRED connector still in Connect, then drop its slot once its task let go of it."""
+    for name, (database, slot) in RETIRED.items():
+        try:
+            _request("DELETE", f"{base_url}/connectors/{name}")
+            print(f"connector {name}: deleted (retired)")
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise
+        if asyncio.run(_drop_slot(database, slot, wait_s)):
+            print(f"slot {slot}: dropped (its connector is retired)")
+
+
+async def _drop_slot(database: str, slot: str, wait_s: float) -> bool:
+    """Drop ``slot`` as the CDC role (REPLICATION may drop slots), waiting while a stopping task holds it.
+
+    From where the deploy runs (PGHOST_OVERRIDE, PG_PORT), not the connectors' database.hostname: under
+    compose that is the container's name for PostgreSQL, unknown on the host."""
+    import asyncpg
+
+    conn = await asyncpg.connect(
+        host=pg_host(), port=pg_port(), user=CDC_ROLE, password=cdc_password(), database=database
+    )
+    try:
+        async with asyncio.timeout(wait_s):
+            while (active := await conn.fetchval(SLOT_ACTIVE, slot)) is not None:
+                if not active:
+                    await conn.execute("SELECT pg_drop_replication_slot($1)", slot)
+                    return True
+                await asyncio.sleep(0.5)
+        return False
+    except TimeoutError:
+        raise SystemExit(f"slot {slot} still in use {wait_s:.0f}s after its connector was deleted") from None
+    finally:
+        await conn.close()
+
+
 def deploy_all(
     paths: list[Path] | None = None,
     overrides: dict[str, str] | None = None,
@@ -105,8 +169,9 @@ def deploy_all(
 ) -> None:
     base_url = base_url or connect_url()
     ensure_event_topics(bootstrap or kafka_bootstrap())
+    retire(base_url)
     names = []
-    for path in paths or sorted(CONNECTORS.glob("*.json")):
+    for path in paths or connector_files():
         name, config = load(path, overrides or {})
         deploy(name, config, base_url)
         names.append(name)

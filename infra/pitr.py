@@ -142,7 +142,7 @@ def resume_connectors_without_offsets(names: list[str]) -> None:
     for name in names:
         _connect("PUT", f"/connectors/{name}/resume")
     connectors.wait_running(names, connect_url(), timeout=120)
-    slots = {spec.slot for spec in SERVICES}
+    slots = connectors.slot_names()
 
     def slots_active() -> bool:
         rows = postgres.psql_admin("SELECT slot_name FROM pg_replication_slots WHERE active").split()

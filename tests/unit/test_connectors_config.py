@@ -14,9 +14,30 @@ from outbox.config import load_settings, settings, topic_for
 
 REPO = Path(__file__).resolve().parents[2]
 CONNECTORS = REPO / "connectors"
+# The aggregates some event is written for (the committed catalogue, itself checked against the code).
+EMITTED = {
+    event["aggregate"] for event in json.loads((REPO / "docs/events/catalogue.json").read_text())["events"].values()
+}
+STREAMED = [spec for spec in SERVICES if set(spec.aggregates) & EMITTED]
 
 
-@pytest.mark.parametrize("spec", SERVICES, ids=lambda spec: spec.name)
+def test_exactly_the_services_that_write_events_have_a_connector() -> None:
+    # A connector costs a walsender decoding every WAL record of the cluster and a Connect task: one per
+    # outbox that something writes, none for an outbox nothing writes (analytics).
+    assert {path.stem for path in CONNECTORS.glob("*.json")} == {spec.name for spec in STREAMED}
+    assert {spec.name for spec in SERVICES} - {spec.name for spec in STREAMED} == {"analytics"}
+
+
+def test_a_retired_connector_is_no_longer_deployed_and_its_slot_is_named() -> None:
+    deployed = {connectors.load(path, {})[0] for path in connectors.connector_files()}
+    by_slot = {spec.slot: spec for spec in SERVICES}
+    for name, (database, slot) in connectors.RETIRED.items():
+        assert name not in deployed
+        assert by_slot[slot].database == database and not set(by_slot[slot].aggregates) & EMITTED
+    assert connectors.slot_names() == {spec.slot for spec in STREAMED}
+
+
+@pytest.mark.parametrize("spec", STREAMED, ids=lambda spec: spec.name)
 def test_each_service_database_has_its_own_outbox_connector(spec: ServiceSpec) -> None:
     body = json.loads((CONNECTORS / f"{spec.name}.json").read_text())
     config = body["config"]
@@ -89,10 +110,10 @@ def test_initdb_uses_the_same_local_passwords_as_the_local_stack(monkeypatch: py
         assert postgres._local_password(spec) == spec.password()
 
 
-@pytest.mark.parametrize("spec", SERVICES, ids=lambda spec: spec.name)
+@pytest.mark.parametrize("spec", STREAMED, ids=lambda spec: spec.name)
 def test_a_connector_polls_slowly_only_when_no_group_reads_its_topics(spec: ServiceSpec) -> None:
     # Each poll costs CPU whether or not anything arrived, and a record waits up to two intervals; only a
-    # service whose events nobody reads (analytics writes none) may trade that wait for idle CPU.
+    # service whose events nobody reads may trade that wait for idle CPU.
     from outbox import groups
 
     config = json.loads((CONNECTORS / f"{spec.name}.json").read_text())["config"]
