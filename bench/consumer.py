@@ -11,7 +11,14 @@ last's, so neither counts joining or leaving the group.
 
 The durable ceiling is what PostgreSQL can absorb of the same work: pgbench runs bench/consumer_tx.sql
 (the inbox claim and the customer-stats upsert of one batch, in one transaction) on one connection, as
-the runtime has, in the same run; tps x batch size is the ceiling. The last line is JSON:
+the runtime has, in the same run; tps x batch size is the ceiling.
+
+Both measurements start from the same conditions (bench/conditions.py ``start_phase``): a stack at rest, then a
+CHECKPOINT (the same WAL state: each page's first change after it writes a full-page image; no timed
+checkpoint inside a measurement), and each is followed by a line of what PostgreSQL did in it (WAL, full-page
+images per event, checkpoints, autovacuum seen) and the machine's cores. Each removes its rows afterwards and
+VACUUMs inbox and customer_stats, outside both measurements: the runtime's 100k deleted inbox rows had been
+left to autovacuum, which could land in the ceiling's 15 s right after. The last line is JSON:
 {applied_per_s, bare_per_s, durable_ceiling_per_s, ratio, ratio_durable, runtime_cpu_us_per_event} (the
 last: the benchmark process's CPU, both threads, per event applied: load-independent, unlike the rates).
 """
@@ -36,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from apps.common.topology import BY_NAME, database_url, kafka_bootstrap, pg_host, pg_port
 from apps.customer.consumers import apply_order_events
+from bench.conditions import phase_report, start_phase
 from outbox.consumer import ConsumerGroup, EventContext
 from outbox.dead_letters import dead_letter_topic
 from outbox.events import encode_payload
@@ -138,21 +146,28 @@ async def runtime_rate(
     await runtime.run()
     await watcher
     (wall0, cpu0, applied0), (wall1, cpu1, applied1) = commits[0], commits[-1]
-    async with engine.begin() as conn:  # leave the shared projection as it was
-        await conn.execute(text("DELETE FROM customer_stats WHERE customer_id LIKE :p"), {"p": f"bench-{run}-%"})
-        await conn.execute(text("DELETE FROM inbox WHERE consumer_group = :g"), {"g": group.name})
     await engine.dispose()
     return (applied1 - applied0) / (wall1 - wall0), (cpu1 - cpu0) * 1e6 / (applied1 - applied0)
+
+
+async def remove_runtime_rows(run: str) -> None:
+    """Leave the shared projection as it was: the runtime's customer_stats and inbox rows, then a VACUUM."""
+    engine = create_async_engine(database_url(BY_NAME["customer"]), pool_size=1)
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM customer_stats WHERE customer_id LIKE :p"), {"p": f"bench-{run}-%"})
+        await conn.execute(text("DELETE FROM inbox WHERE consumer_group = :g"), {"g": f"bench-runtime-{run}"})
+    await engine.dispose()
+    await asyncio.to_thread(vacuum_customer_tables)
 
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 BATCH_SQL = Path(__file__).with_name("consumer_tx.sql")
 
 
-def durable_ceiling(batch_size: int, customers: int, seconds: int) -> float:
-    """Events/s PostgreSQL absorbs as the runtime's batches (pgbench, one connection), then cleans up."""
+def durable_ceiling(batch_size: int, customers: int, seconds: int, run: str) -> tuple[float, int]:
+    """Events/s PostgreSQL absorbs as the runtime's batches (pgbench, one connection), and the batches it ran;
+    its rows stay until ``remove_durable_rows``."""
     spec = BY_NAME["customer"]
-    run = str(int(time.time()))
     env = {**os.environ, "PGPASSWORD": spec.password()}
     connect = ["-h", pg_host(), "-p", str(pg_port()), "-U", spec.role]
     variables = ["-D", f"batch={batch_size}", "-D", f"customers={customers}", "-D", f"run={run}"]
@@ -161,16 +176,45 @@ def durable_ceiling(batch_size: int, customers: int, seconds: int) -> float:
     pgbench = ["-n", "-f", str(BATCH_SQL), *variables, "-c", "1", "-T", str(seconds), spec.database]
     argv = [PGBENCH, *connect, *pgbench]
     out = subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout
-    match = re.search(r"tps = ([\d.]+)", out)
-    if match is None:
+    tps = re.search(r"tps = ([\d.]+)", out)
+    done = re.search(r"number of transactions actually processed: (\d+)", out)
+    if tps is None or done is None:
         raise SystemExit(f"pgbench printed no tps:\n{out}")
+    return float(tps.group(1)) * batch_size, int(done.group(1))
+
+
+def remove_durable_rows(run: str) -> None:
+    spec = BY_NAME["customer"]
+    env = {**os.environ, "PGPASSWORD": spec.password()}
     cleanup = (
         f"DELETE FROM inbox WHERE consumer_group = 'bench-durable-{run}';"
         f"DELETE FROM customer_stats WHERE customer_id LIKE 'bench-durable-{run}-%';"
     )
-    psql = ["psql", *connect, "-d", spec.database, "-q", "-c", cleanup]
+    psql = ["psql", "-h", pg_host(), "-p", str(pg_port()), "-U", spec.role, "-d", spec.database, "-q", "-c", cleanup]
     subprocess.run(psql, check=True, capture_output=True, env=env)
-    return float(match.group(1)) * batch_size
+    vacuum_customer_tables()
+
+
+async def ceiling_phase(batch_size: int, customers: int, seconds: int) -> float:
+    """The durable ceiling from the same starting conditions as the runtime's measurement."""
+    run = str(int(time.time()))
+    start = await start_phase("durable ceiling")
+    try:
+        ceiling, batches = await asyncio.to_thread(durable_ceiling, batch_size, customers, seconds, run)
+        print(await phase_report("durable ceiling", start, per=batches * batch_size, unit="event"), flush=True)
+    finally:
+        await asyncio.to_thread(remove_durable_rows, run)
+    return ceiling
+
+
+def vacuum_customer_tables() -> None:
+    """Each measurement deletes the ~100k inbox and thousands of customer_stats rows it wrote; left to
+    autovacuum (naptime 60 s), their cleanup landed in whichever measurement came next (the durable ceiling
+    right after the runtime's, or the next run's runtime). Vacuumed now, outside both, each starts clean."""
+    spec = BY_NAME["customer"]
+    env = {**os.environ, "PGPASSWORD": spec.password()}
+    connect = ["-h", pg_host(), "-p", str(pg_port()), "-U", spec.role, "-d", spec.database]
+    subprocess.run(["psql", *connect, "-q", "-c", "VACUUM (ANALYZE) inbox, customer_stats;"], check=True, env=env)
 
 
 def main() -> None:
@@ -202,7 +246,12 @@ def measure_all(args: argparse.Namespace, topic: str, run: str) -> dict[str, flo
 
     async def measure() -> None:
         versions = not args.no_versions
-        measured.append(await runtime_rate(topic, args.events, args.batch_size, run, track_versions=versions))
+        start = await start_phase("runtime")
+        try:
+            measured.append(await runtime_rate(topic, args.events, args.batch_size, run, track_versions=versions))
+            print(await phase_report("runtime", start, per=args.events, unit="event"), flush=True)
+        finally:
+            await remove_runtime_rows(run)
 
     run_loop(measure())  # on the event loop outbox.runner runs consumers on
     applied, cpu_us = measured[0]
@@ -211,7 +260,7 @@ def measure_all(args: argparse.Namespace, topic: str, run: str) -> dict[str, flo
         f" {cpu_us:.1f} us of CPU per event",
         flush=True,
     )
-    ceiling = durable_ceiling(args.batch_size, args.customers, args.ceiling_seconds)
+    ceiling = asyncio.run(ceiling_phase(args.batch_size, args.customers, args.ceiling_seconds))
     print(f"durable ceiling (pgbench, the same batch statements, 1 connection): {ceiling:,.0f} events/s", flush=True)
     result = {
         "applied_per_s": round(applied),

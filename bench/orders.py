@@ -16,8 +16,17 @@
    the warehouse reserved) to the customer_stats transaction that counted it; placed-to-stats, the whole
    saga, from the order's first commit.
 5. pgbench runs bench/order_tx.sql (the statements the service sends per order) with 8 clients for `--seconds`.
-Each of the three phases starts from a stack at rest (bench/cpu.py ``wait_until_quiet``: its components under
-0.6 cores over 3 s, waited for up to 2 minutes), not while the pipeline still drains the previous phase.
+Before the phases, a warm-up (steady-state measurement, as JMH's warm-up iterations): open-loop windows of 15 s
+at 40 orders/s, printed as such and counted in no figure, until every JVM (Kafka, Connect) is 5 minutes old and
+its JIT compiler threads used under 100 ms/s in the last window; at least one window (it also opens the
+services' pooled connections), at most `--warm-up-max` seconds (300; 0 skips it). A stack 2 minutes old
+missed the fixed-rate commit-to-stats p99 (252 ms) that it met at 5-8 minutes (73-84 ms).
+Each of the three phases (maximum, fixed rate, pgbench) then starts from the same conditions
+(bench/conditions.py ``start_phase``): a stack at rest (bench/cpu.py ``wait_until_quiet``: its components
+under 0.6 cores over 3 s, waited for up to 2 minutes), then a CHECKPOINT, so that each phase writes its
+full-page images from the same WAL state and no timed checkpoint falls inside one. After each phase a line
+says what PostgreSQL did in it (WAL bytes, records and full-page images per order or transaction, checkpoints,
+autovacuum workers seen) and how busy the machine's cores were (idle, stolen).
 The last line is JSON: {orders_per_s, pgbench_tps, ratio, e2e_p50_ms, e2e_p99_ms, saga_e2e_p99_ms, fixed_rate,
 http_p99_ms_fixed, e2e_p99_ms_fixed, saga_e2e_p99_ms_fixed, errors_fixed}. Before it, the CPU each stack
 component spent per order of the maximum-rate run (bench/cpu.py), from wrk's start to the last order counted.
@@ -42,7 +51,8 @@ import asyncpg
 import httpx
 
 from apps.common.topology import BY_NAME, database_url, pg_host, pg_port
-from bench.cpu import cpu_report, cpu_snapshot, wait_until_quiet
+from bench.conditions import compiler_ms_per_s, compiler_snapshot, jvm_ages_s, phase_report, start_phase, warmed_up
+from bench.cpu import cpu_report, cpu_snapshot
 from bench.open_loop import OpenLoopResult, run_open_loop
 from tests.support.http import api_client, auth_headers, create_product, service_url, set_stock
 
@@ -98,9 +108,13 @@ def run_wrk(url: str, data_file: str, seconds: int, connections: int) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
 
 
-def run_pgbench(seconds: int, clients: int = 8) -> float:
+def pgbench_env() -> dict[str, str]:
+    return {**os.environ, "PGPASSWORD": BY_NAME["order"].password()}
+
+
+def run_pgbench(seconds: int, clients: int = 8) -> tuple[float, int]:
+    """pgbench's tps and the transactions it ran; its orders stay until ``remove_pgbench_orders``."""
     spec = BY_NAME["order"]
-    env = {**os.environ, "PGPASSWORD": spec.password()}
     argv = [
         PGBENCH,
         "-h",
@@ -120,14 +134,12 @@ def run_pgbench(seconds: int, clients: int = 8) -> float:
         str(seconds),
         spec.database,  # pgbench's database is its last argument (its -d is --debug: every statement to stderr)
     ]
-    try:
-        out = subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout
-    finally:
-        remove_pgbench_orders(env)
-    match = re.search(r"tps = ([\d.]+)", out)
-    if match is None:
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, env=pgbench_env()).stdout
+    tps = re.search(r"tps = ([\d.]+)", out)
+    done = re.search(r"number of transactions actually processed: (\d+)", out)
+    if tps is None or done is None:
         raise SystemExit(f"pgbench printed no tps:\n{out}")
-    return float(match.group(1))
+    return float(tps.group(1)), int(done.group(1))
 
 
 def remove_pgbench_orders(env: dict[str, str]) -> None:
@@ -298,18 +310,71 @@ def ms(values: list[float], q: float) -> float:
     return round(percentile(values, q), 1) if values else float("nan")
 
 
-async def main_async(seconds: int, connections: int, customers: int, *, register: bool) -> dict[str, float]:
+# The warm-up (steady-state measurement, as JMH's warm-up iterations): open-loop windows of orders until every
+# JVM is WARM_UP_MIN_AGE_S old and its compiler threads used under WARM_UP_COMPILER_MS_PER_S in the last window,
+# for at most WARM_UP_MAX_S. Its orders are counted in no figure.
+WARM_UP_RATE = 40.0
+WARM_UP_WINDOW_S = 15
+WARM_UP_MIN_AGE_S = 300.0
+WARM_UP_COMPILER_MS_PER_S = 100.0
+WARM_UP_MAX_S = 300.0
+
+
+async def warm_up(product_a: str, product_b: str, *, max_s: float = WARM_UP_MAX_S) -> None:
+    """Load the stack in windows until its JVMs are past their JIT compilation (``warmed_up``); prints each
+    window. At least one window runs: it also opens the services' pooled connections the phases will use."""
+    started = time.monotonic()
+    window = 0
+    while True:
+        window += 1
+        before = compiler_snapshot()
+        customers = await known_customers(int(WARM_UP_RATE * WARM_UP_WINDOW_S))
+        bodies = [order_body(c, product_a, product_b) for c in customers]
+        tokens = [customer_token(c) for c in customers]
+        result = await run_open_loop(f"{service_url('order')}/api/orders", bodies, WARM_UP_RATE, tokens=tokens)
+        elapsed = time.monotonic() - started
+        after = compiler_snapshot()
+        used = compiler_ms_per_s(before, after, WARM_UP_WINDOW_S)
+        ages = jvm_ages_s({name: pid for name, (pid, _) in after.items()})
+        state = ", ".join(f"{n} {ages[n] / 60:.1f} min old, compiler threads {used[n]:.0f} ms/s" for n in after)
+        print(
+            f"warm-up window {window} ({WARM_UP_RATE:.0f} orders/s for {WARM_UP_WINDOW_S} s, not measured):"
+            f" {result.errors} errors; {state}",
+            flush=True,
+        )
+        if warmed_up(ages, used, min_age_s=WARM_UP_MIN_AGE_S, below_ms_per_s=WARM_UP_COMPILER_MS_PER_S):
+            print(f"warm-up done after {elapsed:.0f} s", flush=True)
+            return
+        if elapsed >= max_s:
+            print(f"warning: warm-up stopped after {elapsed:.0f} s with the JVMs still compiling", flush=True)
+            return
+
+
+async def main_async(
+    seconds: int, connections: int, customers: int, *, register: bool, warm_up_s: float
+) -> dict[str, float]:
     product_a, product_b, ids = await set_up(customers, register=register)
-    print(await wait_until_quiet(), flush=True)
+    if warm_up_s > 0:
+        await warm_up(product_a, product_b, max_s=warm_up_s)
+    start = await start_phase("max rate")
     peak = await max_rate_run(product_a, product_b, ids, seconds, connections)
+    print(await phase_report("max rate", start, per=peak.placed, unit="order"), flush=True)
     orders_per_s = peak.placed / seconds
     placed = set(await commit_times("order", PLACED_SQL, ids))
     unused = [c for c in ids if c not in placed]
     fixed_rate = round(orders_per_s / 2, 1)
-    print(await wait_until_quiet(), flush=True)
+    start = await start_phase("fixed rate")
     fixed, fixed_delays = await fixed_rate_run(product_a, product_b, unused, fixed_rate, seconds)
-    print(await wait_until_quiet(), flush=True)
-    tps = await asyncio.to_thread(run_pgbench, seconds)
+    print(await phase_report("fixed rate", start, per=fixed_delays.placed, unit="order"), flush=True)
+    start = await start_phase("pgbench")
+    try:
+        before = cpu_snapshot()
+        tps, transactions = await asyncio.to_thread(run_pgbench, seconds)
+        print(f"pgbench: {transactions} transactions, {tps:.1f} tps", flush=True)
+        print(cpu_report(cpu_snapshot(), before, per=transactions, unit="transaction"), flush=True)
+        print(await phase_report("pgbench", start, per=transactions, unit="transaction"), flush=True)
+    finally:
+        await asyncio.to_thread(remove_pgbench_orders, pgbench_env())
     return {
         "orders_per_s": round(orders_per_s, 1),
         "pgbench_tps": round(tps, 1),
@@ -334,8 +399,22 @@ def main() -> None:
     parser.add_argument(
         "--register-customers", action="store_true", help="register them through the customer API (slow)"
     )
+    parser.add_argument(
+        "--warm-up-max",
+        type=float,
+        default=WARM_UP_MAX_S,
+        help="at most this many seconds of warm-up load (0: none, the measurement of a cold stack)",
+    )
     args = parser.parse_args()
-    result = asyncio.run(main_async(args.seconds, args.connections, args.customers, register=args.register_customers))
+    result = asyncio.run(
+        main_async(
+            args.seconds,
+            args.connections,
+            args.customers,
+            register=args.register_customers,
+            warm_up_s=args.warm_up_max,
+        )
+    )
     print(json.dumps(result))
 
 

@@ -1,0 +1,267 @@
+"""The conditions a measured phase starts from, made the same for every phase, and what PostgreSQL did in it.
+
+    start = await start_phase("pgbench")      # quiet stack, then CHECKPOINT; prints what it did
+    ...                                       # the measured phase
+    print(phase_report("pgbench", start, per=transactions, unit="tx"))
+
+Why a CHECKPOINT before each phase (session 23, issue 11): the first change to a page after a checkpoint's
+redo point writes the whole page to the WAL (a full-page image), so the WAL each transaction writes, and the
+CPU of every walsender that reads it, depends on how many of the pages it touches were already changed since
+the last checkpoint. With checkpoints 15 minutes apart, a phase ran either right after one (every index page
+new) or long after (most pages already imaged), and pgbench's tps moved 135-244 between runs minutes apart on
+one stack. A checkpoint right before each phase gives every phase the same starting state (every page's first
+change images it, as it would in the first minutes after any checkpoint), and it resets the 15-minute timer,
+so no timed checkpoint (its writes and its fsyncs) falls inside a phase of a bench that lasts less than that.
+
+The JIT warm-up: a JVM (Kafka, Connect) compiles its hot code for minutes after it starts, on the same two
+cores; a bench started then measured the compilation too (commit-to-stats p99 at the fixed rate 252 ms on a
+stack 2 minutes old, 73-84 ms at 5-8 minutes). ``jit_settled`` decides, from the JVMs' compiler threads' CPU
+over a window of load, when the measurement may start (as JMH's warm-up iterations do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.cpu import TICKS, cpu_by_component, cpu_snapshot, wait_until_quiet
+from infra.paths import PIDS
+from infra.postgres import psql_admin
+
+_COUNTERS_SQL = (
+    "SELECT b.checkpoints_timed, b.checkpoints_req, b.buffers_checkpoint, b.buffers_backend,"
+    " w.wal_records, w.wal_fpi, w.wal_bytes,"
+    " extract(epoch FROM now() - (pg_control_checkpoint()).checkpoint_time)"
+    " FROM pg_stat_bgwriter b, pg_stat_wal w"
+)
+_AUTOVACUUM_SQL = (
+    "SELECT datname || ': ' || regexp_replace(query, '^autovacuum: ', '') FROM pg_stat_activity"
+    " WHERE backend_type = 'autovacuum worker' AND query <> ''"
+)
+
+
+@dataclass(frozen=True)
+class PgCounters:
+    """PostgreSQL's cluster-wide counters at one moment (pg_stat_bgwriter, pg_stat_wal, pg_control)."""
+
+    checkpoints_timed: int
+    checkpoints_req: int
+    buffers_checkpoint: int
+    buffers_backend: int
+    wal_records: int
+    wal_fpi: int
+    wal_bytes: int
+    since_checkpoint_s: float  # since the last checkpoint started (its redo point)
+
+    @classmethod
+    def parse(cls, row: str) -> PgCounters:
+        """From psql -At's line: eight |-separated values in the order of ``_COUNTERS_SQL``."""
+        values = row.strip().split("|")
+        if len(values) != 8:
+            raise ValueError(f"expected 8 counters, got {row!r}")
+        timed, req, by_checkpointer, by_backends, records, fpi, size = (int(float(v)) for v in values[:7])
+        return cls(timed, req, by_checkpointer, by_backends, records, fpi, size, float(values[7]))
+
+
+def pg_counters() -> PgCounters:
+    return PgCounters.parse(psql_admin(_COUNTERS_SQL))
+
+
+def machine_ticks() -> list[int]:
+    """The machine's CPU time so far by state, in clock ticks (/proc/stat's first line: user nice system idle
+    iowait irq softirq steal)."""
+    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
+def describe_machine(before: list[int], after: list[int], elapsed_s: float) -> str:
+    """Cores busy, idle, waiting on I/O and stolen by the hypervisor over a phase: a phase the machine could
+    not give its cores to (steal) or that left them idle is not comparable with one that saturated them."""
+    used = [(a - b) / TICKS / max(elapsed_s, 1e-9) for a, b in zip(after, before, strict=True)]
+    user, nice, system, idle, iowait, irq, softirq, steal = used
+    busy = user + nice + system + irq + softirq
+    return f"cores: {busy:.2f} busy, {idle:.2f} idle, {iowait:.2f} I/O wait, {steal:.2f} stolen"
+
+
+# The machine's speed: a fixed piece of work (pure Python arithmetic, ~7 ms) timed by its own thread's CPU clock
+# once a second in a process of its own, for the whole phase (~0.7 % of one core). This is a virtual machine
+# (KVM) on a shared host: the same work took 5.2-7.8 ms within one minute and 311-514 ms for a 0.3 s loop
+# minutes apart, with steal near 0, so the CPU one order or transaction costs moves with the host's load too.
+# The median per phase says whether two phases ran on an equally fast machine.
+_SPEED_PROBE = """
+import sys, time
+def work():
+    s = 0
+    for i in range(60_000):
+        s += i * i % 7
+    return s
+while True:
+    t = time.thread_time_ns(); work()
+    print((time.thread_time_ns() - t) / 1e6, flush=True)
+    time.sleep(1)
+"""
+
+
+def start_speed_probe() -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", _SPEED_PROBE], stdout=subprocess.PIPE, text=True)
+
+
+def stop_speed_probe(probe: subprocess.Popen[str]) -> list[float]:
+    """The probe's samples (ms of CPU per piece of work), the first one dropped (the interpreter's start)."""
+    probe.terminate()
+    out, _ = probe.communicate(timeout=10)
+    return [float(line) for line in out.split()][1:]
+
+
+def describe_speed(samples: list[float]) -> str:
+    if not samples:
+        return "machine speed: no sample"
+    ordered = sorted(samples)
+    median = ordered[len(ordered) // 2]
+    return (
+        f"machine speed: a fixed piece of work took {median:.2f} ms of CPU (median of {len(samples)},"
+        f" {ordered[0]:.2f}-{ordered[-1]:.2f})"
+    )
+
+
+@dataclass
+class PhaseStart:
+    counters: PgCounters
+    autovacuum: set[str]
+    ticks: list[int]
+    started: float
+    cpu: dict[tuple[str, int], float]
+    speed: subprocess.Popen[str] | None = None
+    watcher: asyncio.Task[None] | None = None
+
+
+def describe_phase(name: str, before: PgCounters, after: PgCounters, *, per: int, unit: str) -> str:
+    """What PostgreSQL did during a phase, per ``unit``: WAL bytes and records, full-page images, checkpoints."""
+    n = max(per, 1)
+    timed = after.checkpoints_timed - before.checkpoints_timed
+    requested = after.checkpoints_req - before.checkpoints_req
+    checkpoints = "none" if timed == requested == 0 else f"{timed} timed, {requested} requested (inside the phase)"
+    return (
+        f"PostgreSQL during {name} ({per} {unit}s): WAL {(after.wal_bytes - before.wal_bytes) / n / 1024:.1f} kB,"
+        f" {(after.wal_records - before.wal_records) / n:.1f} records,"
+        f" {(after.wal_fpi - before.wal_fpi) / n:.2f} full-page images per {unit};"
+        f" checkpoints: {checkpoints}; buffers written by the checkpointer"
+        f" {after.buffers_checkpoint - before.buffers_checkpoint}, by backends"
+        f" {after.buffers_backend - before.buffers_backend}"
+    )
+
+
+async def _watch_autovacuum(seen: set[str], every_s: float = 1.0) -> None:
+    while True:
+        out = await asyncio.to_thread(psql_admin, _AUTOVACUUM_SQL)
+        seen.update(line for line in out.splitlines() if line)
+        await asyncio.sleep(every_s)
+
+
+async def start_phase(name: str) -> PhaseStart:
+    """Wait for a quiet stack, then CHECKPOINT; print both; watch autovacuum until ``phase_report``."""
+    print(f"{name}: {await wait_until_quiet()}", flush=True)
+    started = time.perf_counter()
+    await asyncio.to_thread(psql_admin, "CHECKPOINT")
+    print(
+        f"{name}: CHECKPOINT in {time.perf_counter() - started:.1f} s, so that every phase starts from the same"
+        " WAL state and no timed checkpoint falls inside one",
+        flush=True,
+    )
+    counters = await asyncio.to_thread(pg_counters)
+    start = PhaseStart(counters, set(), machine_ticks(), time.monotonic(), cpu_snapshot())
+    start.watcher = asyncio.create_task(_watch_autovacuum(start.autovacuum))
+    start.speed = start_speed_probe()
+    return start
+
+
+async def phase_report(name: str, start: PhaseStart, *, per: int, unit: str) -> str:
+    """The phase's PostgreSQL line, the autovacuum workers seen and the machine's cores (stops the watcher)."""
+    speed = describe_speed(stop_speed_probe(start.speed)) if start.speed is not None else ""
+    elapsed = time.monotonic() - start.started
+    machine = describe_machine(start.ticks, machine_ticks(), elapsed)
+    outside = cpu_by_component(cpu_snapshot(), start.cpu).get("other", 0.0) / max(elapsed, 1e-9)
+    after = await asyncio.to_thread(pg_counters)
+    if start.watcher is not None:
+        start.watcher.cancel()
+    line = describe_phase(name, start.counters, after, per=per, unit=unit)
+    vacuumed = ", ".join(sorted(start.autovacuum)) or "none"
+    outside_line = f"{outside:.2f} of them outside the stack and the load (other users of the machine)"
+    return f"{line}; autovacuum seen: {vacuumed}\n{name}: {machine}; {outside_line}; {speed}"
+
+
+# --- JIT warm-up -------------------------------------------------------------------------------------------
+
+JVMS = ("kafka", "connect")
+
+
+def compiler_cpu_s(pid: int) -> float:
+    """CPU seconds so far of a JVM's JIT compiler threads (C1/C2 'CompilerThre...' in /proc/PID/task/*/comm)."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if not (task / "comm").read_text().startswith(("C1 Compil", "C2 Compil")):
+                continue
+            raw = (task / "stat").read_text()
+        except OSError:
+            continue  # a compiler thread may end between the listing and the read
+        fields = raw[raw.rindex(")") + 2 :].split()
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
+def jvm_pids(names: Iterable[str] = JVMS) -> dict[str, int]:
+    pids: dict[str, int] = {}
+    for name in names:
+        try:
+            pids[name] = int((PIDS / f"{name}.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return {name: pid for name, pid in pids.items() if Path(f"/proc/{pid}").exists()}
+
+
+def compiler_snapshot() -> dict[str, tuple[int, float]]:
+    """Each running JVM's (pid, compiler threads' CPU seconds so far)."""
+    return {name: (pid, compiler_cpu_s(pid)) for name, pid in jvm_pids().items()}
+
+
+def compiler_ms_per_s(
+    before: Mapping[str, tuple[int, float]], after: Mapping[str, tuple[int, float]], window_s: float
+) -> dict[str, float]:
+    """Each JVM's compiler threads' CPU over a window, in ms per second; a JVM that is new since ``before``
+    (restarted: another pid) counts as compiling flat out (infinity): its window says nothing yet."""
+    rates: dict[str, float] = {}
+    for name, (pid, cpu) in after.items():
+        earlier = before.get(name)
+        rates[name] = (cpu - earlier[1]) * 1000 / window_s if earlier and earlier[0] == pid else float("inf")
+    return rates
+
+
+def jvm_ages_s(pids: Mapping[str, int]) -> dict[str, float]:
+    """Seconds since each JVM process started (its /proc/PID/stat start time against the boot clock)."""
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    ages: dict[str, float] = {}
+    for name, pid in pids.items():
+        raw = Path(f"/proc/{pid}/stat").read_text()
+        started = int(raw[raw.rindex(")") + 2 :].split()[19]) / TICKS
+        ages[name] = uptime - started
+    return ages
+
+
+def jit_settled(compiler_ms_per_s: Mapping[str, float], *, below_ms_per_s: float) -> bool:
+    """Whether every JVM's compiler threads used less than ``below_ms_per_s`` over the last window of load."""
+    return all(used < below_ms_per_s for used in compiler_ms_per_s.values())
+
+
+def warmed_up(
+    ages_s: Mapping[str, float], compiler_ms_per_s: Mapping[str, float], *, min_age_s: float, below_ms_per_s: float
+) -> bool:
+    """Whether the measurement may start: every JVM at least ``min_age_s`` old and its compiler threads under
+    ``below_ms_per_s`` over the last warm-up window (a JVM that restarted during the window is young again)."""
+    return all(age >= min_age_s for age in ages_s.values()) and jit_settled(
+        compiler_ms_per_s, below_ms_per_s=below_ms_per_s
+    )
