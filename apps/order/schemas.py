@@ -19,7 +19,7 @@ from apps.common.fields import NO_NUL_PATTERN
 from apps.common.pricing import PricedLine
 from apps.common.responses import from_row
 from apps.order.rules import STATUSES
-from apps.order.sealed import opened_addresses
+from apps.order.sealed import ADDRESSES, COLUMNS
 
 if TYPE_CHECKING:
     from apps.order.services import OrderView
@@ -101,5 +101,5 @@ def to_order_out(view: OrderView) -> OrderOut:
         waiting_on=saga.waiting_on if saga else None,
         waiting_until=saga.deadline_at if saga else None,
         items=[from_row(OrderLineOut, i, sku=i.product_sku, name=i.product_name) for i in view.items],
-        **(view.addresses if view.addresses is not None else opened_addresses(view.order)),
+        **(view.addresses if view.addresses is not None else ADDRESSES.open_row("orders", view.order, COLUMNS)),
     )

@@ -22,6 +22,7 @@ from apps.order.archive import archived
 from apps.order.driver import DriverStatement, pooled_connection
 from apps.order.known import References
 from apps.order.models import IdempotencyKey, Order, OrderItem
+from apps.order.placed import PlacedItem, PlacedOrder, PlacedSaga
 from apps.order.rules import (
     CANCELLED,
     PENDING,
@@ -33,16 +34,8 @@ from apps.order.rules import (
     price_order,
 )
 from apps.order.saga_state import OrderSaga
-from apps.order.sealed import seal_addresses
-from apps.order.transitions import (
-    SERVICE,
-    IdempotencyRecord,
-    PlacedItem,
-    add_pending_order,
-    advance,
-    amounts,
-    cancel,
-)
+from apps.order.sealed import ADDRESSES, COLUMNS
+from apps.order.transitions import SERVICE, IdempotencyRecord, add_pending_order, advance, amounts, cancel
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,9 +49,9 @@ _EARLIER = DriverStatement(text("SELECT order_id, request_hash FROM idempotency_
 
 @dataclass(frozen=True)
 class OrderView:
-    order: Order
-    items: Sequence[OrderItem | PlacedItem]  # PlacedItem: a line just placed (apps/order/transitions.py)
-    saga: OrderSaga | None = None  # None for orders placed before the saga existed
+    order: Order | PlacedOrder  # Placed*: an order just placed (apps/order/placed.py)
+    items: Sequence[OrderItem | PlacedItem]
+    saga: OrderSaga | PlacedSaga | None = None  # None for orders placed before the saga existed
     # The addresses in clear when the caller has them (an order just placed): no need to open the sealed
     # columns again (~95 us of CPU per order); None: the answer opens them.
     addresses: dict[str, Any] | None = None
@@ -120,7 +113,7 @@ class OrderService:
 
         now = dt.datetime.now(dt.UTC)
         order_id = uuid7()
-        order = Order(
+        order = PlacedOrder(
             id=order_id,
             order_number=order_number(order_id, now),
             customer_id=str(data.customer_id),
@@ -129,16 +122,15 @@ class OrderService:
             shipping_address=msgspec.to_builtins(data.shipping_address),
             billing_address=msgspec.to_builtins(data.billing_address),
             notes=data.notes,
-            metadata_={},
             created_at=now,
             updated_at=now,
             source_service=SERVICE,
             **amounts(quote),
         )
         addresses = {"shipping_address": order.shipping_address, "billing_address": order.billing_address}
-        seal_addresses(order)  # in Python, before the single INSERT statement (transitions._PLACE)
+        ADDRESSES.seal_row("orders", order, COLUMNS)  # in Python, before the single INSERT (transitions._PLACE)
         # No payment method through this API: the saga waits on the reservation only.
-        saga = OrderSaga(order_id=order_id, payment_attempts=0, created_at=now)
+        saga = PlacedSaga.awaiting_reservation(order_id, now)
         key = IdempotencyRecord(idempotency_key, request_hash) if idempotency_key is not None else None
         logged = change_row("orders", "INSERT", Touched(order_id, order.customer_id))
         items = await add_pending_order(

@@ -8,20 +8,18 @@ A cancellation also asks the payment service to give the money back whenever the
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from sqlalchemy import text
 
-from apps.common.pricing import ZERO
 from apps.common.responses import from_row
 from apps.order.driver import DriverStatement
 from apps.order.events import OrderCancelled, OrderConfirmed, OrderCreated, OrderLine, OrderStatusChanged
 from apps.order.models import Order, OrderItem, OrderStatusHistory
+from apps.order.placed import PlacedItem, PlacedOrder, PlacedSaga
 from apps.order.rules import CANCELLED, CONFIRMED, DELIVERED, PENDING, SHIPPED, check_transition
 from apps.order.saga_state import DONE, RESERVATION, OrderSaga, enter
 from apps.payment.events import OrderPaymentCancelRequested, OrderPaymentCaptureRequested
@@ -120,9 +118,9 @@ class IdempotencyRecord:
 
 async def add_pending_order(
     session: AsyncSession,
-    order: Order,
+    order: Order | PlacedOrder,
     lines: Sequence[PricedLine],
-    saga: OrderSaga,
+    saga: OrderSaga | PlacedSaga,
     *,
     changed_by: str,
     reason: str,
@@ -132,8 +130,9 @@ async def add_pending_order(
     """A new order as its saga starts, written in one statement: the order row, its items, the history row,
     the saga waiting on the reservation, the key, order.created and the change's ``data_access_log`` row
     (``access_log``, from apps/common/access_log.py change_row). The objects stay transient (the session
-    does not track them): they answer the caller."""
-    enter(saga, RESERVATION, order.created_at)
+    does not track them): they answer the caller. A ``PlacedSaga`` waits on the reservation already."""
+    if isinstance(saga, OrderSaga):
+        enter(saga, RESERVATION, order.created_at)
     event_lines = [
         OrderLine(
             product_id=p.product_id, sku=p.sku, quantity=p.quantity, unit_price=p.unit_price, total_price=p.total_price
@@ -150,27 +149,10 @@ async def add_pending_order(
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class PlacedItem:
-    """A line as ``_PLACE`` wrote it, under OrderItem's attribute names, for the answer: a transient ORM
-    object cost ~40 us of CPU to build (instrumented constructor and attributes), per line of every order."""
-
-    id: int
-    order_id: uuid.UUID
-    product_id: uuid.UUID
-    product_sku: str
-    product_name: str
-    quantity: int
-    unit_price: Decimal
-    total_price: Decimal
-    discount_amount: Decimal = ZERO
-    tax_amount: Decimal = ZERO
-
-
 def _place_params(
-    order: Order,
+    order: Order | PlacedOrder,
     lines: Sequence[PricedLine],
-    saga: OrderSaga,
+    saga: OrderSaga | PlacedSaga,
     changed_by: str,
     reason: str,
     idempotency: IdempotencyRecord | None,
