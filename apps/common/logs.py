@@ -289,6 +289,61 @@ class SentStatusPrometheusMiddleware(PrometheusMiddleware):
     def __init__(self, app: ASGIApp, config: PrometheusConfig) -> None:
         super().__init__(app, config)
         self.app = _counting_refusals(self.app)
+        # The lean path below serves the configuration every service uses: the four default labels only.
+        self._lean = config.group_path and not (config.labels or config.exemplars or config.excluded_http_methods)
+        self._children: dict[tuple[str, str, int], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Litestar's metrics and labels, without a Request and its URL per request (the label is the route
+        template) and each label set's children looked up once, not five times per request (~35 us)."""
+        if not self._lean:
+            await super().__call__(scope, receive, send)
+            return
+        method = scope["method"] if scope["type"] == ScopeType.HTTP else scope["type"]
+        path: str = scope["path_template"]
+        span = {"start_time": time.perf_counter(), "end_time": 0.0, "duration": 0.0, "status_code": 200}
+        in_progress = self._in_progress(method, path)
+        in_progress.inc()
+        try:
+            await self.app(scope, receive, self._get_wrapped_send(send, span))
+        finally:
+            in_progress.dec()
+            status = int(span["status_code"])
+            count, duration = self._outcome(method, path, status)
+            if status >= HTTP_500_INTERNAL_SERVER_ERROR:
+                labels = self._labels(method, path, status)
+                self.requests_error_count(labels).labels(*labels.values()).inc()
+            count.inc()
+            duration.observe(span["duration"])
+
+    def _labels(self, method: str, path: str, status: int) -> dict[str, str | int | float]:
+        return {"method": method, "path": path, "status_code": status, "app_name": self._config.app_name}
+
+    def _in_progress(self, method: str, path: str) -> Any:  # labelled status 200, as Litestar labels it
+        key = (method, path, 0)
+        found = self._children.get(key)
+        if found is None:
+            labels = self._labels(method, path, 200)
+            found = self._remember(key, self.requests_in_progress(labels).labels(*labels.values()))
+        return found
+
+    def _outcome(self, method: str, path: str, status: int) -> tuple[Any, Any]:
+        """The request counter's and the duration histogram's children for these labels."""
+        key = (method, path, status)
+        found = self._children.get(key)
+        if found is None:
+            labels = self._labels(method, path, status)
+            values = labels.values()
+            counter, histogram = self.request_count(labels), self.request_time(labels)
+            found = self._remember(key, (counter.labels(*values), histogram.labels(*values)))
+        return found  # type: ignore[no-any-return]
+
+    def _remember(self, key: tuple[str, str, int], children: Any) -> Any:
+        # Routes and statuses are few; should the table ever grow past 4096 entries, it starts over.
+        if len(self._children) >= 4096:
+            self._children.clear()
+        self._children[key] = children
+        return children
 
     def _get_wrapped_send(self, send: Send, request_span: dict[str, float]) -> Callable[[Message], Any]:
         return _SpanSend(send, request_span)

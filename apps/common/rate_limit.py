@@ -92,11 +92,16 @@ def is_limited_route(method: str, path: str) -> bool:
 
 def caller_identity(request: Request[Any, Any, Any]) -> str | None:
     """Whom a request counts against; None for a caller who is never limited."""
-    from apps.common.auth import actor_id, principal_of
+    return _identity_in(request.scope)
 
-    principal = principal_of(request)
-    if principal is None:
-        return f"address:{request.client.host if request.client else 'unknown'}"
+
+def _identity_in(scope: Scope) -> str | None:
+    from apps.common.auth import Principal, actor_id
+
+    principal = scope.get("user")
+    if not isinstance(principal, Principal):
+        client = scope.get("client")
+        return f"address:{client[0] if client else 'unknown'}"
     if principal.role in UNLIMITED_ROLES:
         return None
     return actor_id(principal)
@@ -133,12 +138,17 @@ class IdentityRateLimitMiddleware(RateLimitMiddleware):
         self.counter = config.counter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        app: Litestar = scope["litestar_app"]
-        request: Request[Any, Any, Any] = app.request_class(scope)
-        if await self.should_check_request(request=request):
-            cache_object = await self._count(self.cache_key_from_request(request), self.config.get_store_from_app(app))
+        # Decided from the scope as ``_should_limit`` and ``cache_key_from_request`` decide from a Request:
+        # building the Request and its URL, and asking who the caller is twice, cost more than the decision.
+        path = scope.get("root_path", "") + scope["path"]  # what request.url.path is
+        limited = is_limited_route(str(scope.get("method", "")), path)
+        identity = _identity_in(scope) if limited else None
+        if identity is not None:
+            key = f"{type(self).__name__}::{identity}{_key_suffix(scope)}"
+            cache_object = await self._count(key, self.config.get_store_from_app(scope["litestar_app"]))
             if cache_object is not None:
                 if len(cache_object.history) > self.max_requests:
+                    request: Request[Any, Any, Any] = scope["litestar_app"].request_class(scope)
                     await self._refuse(request, cache_object)(scope, receive, send)
                     return
                 send = self.create_send_wrapper(send=send, cache_object=cache_object)
@@ -205,6 +215,14 @@ if left < 0 then
 end
 return {n, left}
 """
+
+
+def _key_suffix(scope: Scope) -> str:
+    """What Litestar's ``cache_key_from_request`` adds for a mount or static route."""
+    handler = scope.get("route_handler")
+    return ("::mount" if getattr(handler, "is_mount", False) else "") + (
+        "::static" if getattr(handler, "is_static", False) else ""
+    )
 
 
 def _store_key(store: Store, key: str) -> str:

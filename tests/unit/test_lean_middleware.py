@@ -1,0 +1,117 @@
+"""The request path's middleware read the scope instead of building a Request per request (issue 11): the
+metrics and the rate limit's decisions must stay exactly those of Litestar's own code."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from litestar import Litestar, get, post
+from litestar.params import FromPath
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusMiddleware
+from litestar.testing import TestClient
+from prometheus_client import REGISTRY
+
+from apps.common.auth import Principal
+from apps.common.logs import SentStatusPrometheusMiddleware
+from apps.common.rate_limit import IdentityRateLimitMiddleware, RateLimitPlugin, _identity_in, _should_limit
+from apps.common.topology import BY_NAME
+
+
+@get("/api/things/{thing_id:int}", sync_to_thread=False)
+def thing(thing_id: FromPath[int]) -> dict[str, int]:
+    if thing_id == 500:
+        raise RuntimeError("boom")
+    return {"id": thing_id}
+
+
+def _samples(prefix: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a prefix's metrics (the prefix stripped), durations' sums aside (wall time)."""
+    found = {}
+    for metric in REGISTRY.collect():
+        for sample in metric.samples:
+            if sample.name.startswith(prefix) and not sample.name.endswith(("_sum", "_created")):
+                labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "app_name"))
+                found[(sample.name.removeprefix(prefix), labels)] = sample.value
+    return found
+
+
+def _run(middleware_class: type[PrometheusMiddleware], prefix: str) -> None:
+    config = PrometheusConfig(app_name=prefix, prefix=prefix, group_path=True, middleware_class=middleware_class)
+    app = Litestar([thing], middleware=[config.middleware], logging_config=None)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for path in ("/api/things/1", "/api/things/2", "/api/things/500", "/api/things/x"):
+            client.get(path)
+
+
+def test_the_lean_metrics_path_counts_what_litestars_counted() -> None:
+    stock, lean = f"stock{uuid.uuid4().hex[:8]}", f"lean{uuid.uuid4().hex[:8]}"
+    _run(PrometheusMiddleware, stock)
+    _run(SentStatusPrometheusMiddleware, lean)
+    counted = _samples(lean)
+    assert counted == _samples(stock)
+    route = (("method", "GET"), ("path", "/api/things/{thing_id}"))
+    assert counted[("_requests_total", (*route, ("status_code", "200")))] == 2
+    assert counted[("_requests_error_total", (*route, ("status_code", "500")))] == 1
+    assert counted[("_requests_in_progress", (*route, ("status_code", "200")))] == 0
+
+
+@post("/api/things", sync_to_thread=False)
+def place() -> None:
+    return None
+
+
+APP = Litestar([place, thing], logging_config=None)
+CUSTOMER = Principal(subject="c", role="customer", customer_id=uuid.uuid4())
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "user", "client"),
+    [
+        ("POST", "/api/things", CUSTOMER, ("10.0.0.1", 1)),
+        ("POST", "/api/things", None, ("10.0.0.2", 1)),
+        ("POST", "/api/things", None, None),
+        ("POST", "/api/things", Principal(subject="s", role="staff"), ("10.0.0.3", 1)),
+        ("POST", "/api/things", Principal(subject="svc", role="service", service="order"), None),
+        ("GET", "/api/things/1", CUSTOMER, ("10.0.0.1", 1)),
+        ("POST", "/api/internal/things", CUSTOMER, ("10.0.0.1", 1)),
+        ("POST", "/health", None, ("10.0.0.1", 1)),
+    ],
+)
+async def test_the_rate_limit_decides_from_the_scope_as_from_a_request(
+    method: str, path: str, user: Principal | None, client: tuple[str, int] | None
+) -> None:
+    """Whether a request counts, and the key it counts under, as Litestar's Request-based hooks say."""
+    counted: list[str] = []
+
+    class Recording(IdentityRateLimitMiddleware):
+        async def _count(self, key: str, store: Any) -> None:
+            counted.append(key)
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    config = RateLimitPlugin(BY_NAME["order"]).config()
+    middleware = Recording(inner, config)
+    handler = APP.route_handler_method_map["/api/things"]["POST"]
+    scope: Any = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "root_path": "",
+        "headers": [],
+        "query_string": b"",
+        "client": client,
+        "user": user,
+        "litestar_app": APP,
+        "app": APP,
+        "route_handler": handler,
+        "state": {},
+    }
+    request = APP.request_class(scope)
+    expected = [middleware.cache_key_from_request(request)] if await _should_limit(request) else []
+    middleware.config.get_store_from_app = lambda app: None  # type: ignore[method-assign,assignment,return-value]
+    await middleware(scope, None, None)  # type: ignore[arg-type]
+    assert counted == expected
+    assert (_identity_in(scope) is not None) == (user is None or user.role == "customer")
