@@ -5,13 +5,12 @@
     print(phase_report("pgbench", start, per=transactions, unit="tx"))
 
 Why a CHECKPOINT before each phase (session 23, issue 11): the first change to a page after a checkpoint's
-redo point writes the whole page to the WAL (a full-page image), so the WAL each transaction writes, and the
-CPU of every walsender that reads it, depends on how many of the pages it touches were already changed since
-the last checkpoint. With checkpoints 15 minutes apart, a phase ran either right after one (every index page
-new) or long after (most pages already imaged), and pgbench's tps moved 135-244 between runs minutes apart on
-one stack. A checkpoint right before each phase gives every phase the same starting state (every page's first
-change images it, as it would in the first minutes after any checkpoint), and it resets the 15-minute timer,
-so no timed checkpoint (its writes and its fsyncs) falls inside a phase of a bench that lasts less than that.
+redo point writes the whole page to the WAL (a full-page image), so the WAL a phase writes (and every walsender
+reads, the replica applies and pgBackRest archives) depends on how long ago the last checkpoint was; and with
+checkpoints 15 minutes apart (spread over 13.5 of them) a timed one could start inside any phase. A
+checkpoint right before each phase gives every phase the same starting state and resets the 15-minute timer,
+so none falls inside a bench shorter than that. It is hygiene, not the cause of pgbench's spread: pgbench
+right after a checkpoint wrote 3.98 full-page images per transaction at 228 tps, 155 s after one 2.55 at 146.
 
 The JIT warm-up: a JVM (Kafka, Connect) compiles its hot code for minutes after it starts, on the same two
 cores; a bench started then measured the compilation too (commit-to-stats p99 at the fixed rate 252 ms on a
@@ -22,8 +21,6 @@ over a window of load, when the measurement may start (as JMH's warm-up iteratio
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -87,47 +84,6 @@ def describe_machine(before: list[int], after: list[int], elapsed_s: float) -> s
     return f"cores: {busy:.2f} busy, {idle:.2f} idle, {iowait:.2f} I/O wait, {steal:.2f} stolen"
 
 
-# The machine's speed: a fixed piece of work (pure Python arithmetic, ~7 ms) timed by its own thread's CPU clock
-# once a second in a process of its own, for the whole phase (~0.7 % of one core). This is a virtual machine
-# (KVM) on a shared host: the same work took 5.2-7.8 ms within one minute and 311-514 ms for a 0.3 s loop
-# minutes apart, with steal near 0, so the CPU one order or transaction costs moves with the host's load too.
-# The median per phase says whether two phases ran on an equally fast machine.
-_SPEED_PROBE = """
-import sys, time
-def work():
-    s = 0
-    for i in range(60_000):
-        s += i * i % 7
-    return s
-while True:
-    t = time.thread_time_ns(); work()
-    print((time.thread_time_ns() - t) / 1e6, flush=True)
-    time.sleep(1)
-"""
-
-
-def start_speed_probe() -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", _SPEED_PROBE], stdout=subprocess.PIPE, text=True)
-
-
-def stop_speed_probe(probe: subprocess.Popen[str]) -> list[float]:
-    """The probe's samples (ms of CPU per piece of work), the first one dropped (the interpreter's start)."""
-    probe.terminate()
-    out, _ = probe.communicate(timeout=10)
-    return [float(line) for line in out.split()][1:]
-
-
-def describe_speed(samples: list[float]) -> str:
-    if not samples:
-        return "machine speed: no sample"
-    ordered = sorted(samples)
-    median = ordered[len(ordered) // 2]
-    return (
-        f"machine speed: a fixed piece of work took {median:.2f} ms of CPU (median of {len(samples)},"
-        f" {ordered[0]:.2f}-{ordered[-1]:.2f})"
-    )
-
-
 @dataclass
 class PhaseStart:
     counters: PgCounters
@@ -135,7 +91,6 @@ class PhaseStart:
     ticks: list[int]
     started: float
     cpu: dict[tuple[str, int], float]
-    speed: subprocess.Popen[str] | None = None
     watcher: asyncio.Task[None] | None = None
 
 
@@ -175,13 +130,11 @@ async def start_phase(name: str) -> PhaseStart:
     counters = await asyncio.to_thread(pg_counters)
     start = PhaseStart(counters, set(), machine_ticks(), time.monotonic(), cpu_snapshot())
     start.watcher = asyncio.create_task(_watch_autovacuum(start.autovacuum))
-    start.speed = start_speed_probe()
     return start
 
 
 async def phase_report(name: str, start: PhaseStart, *, per: int, unit: str) -> str:
     """The phase's PostgreSQL line, the autovacuum workers seen and the machine's cores (stops the watcher)."""
-    speed = describe_speed(stop_speed_probe(start.speed)) if start.speed is not None else ""
     elapsed = time.monotonic() - start.started
     machine = describe_machine(start.ticks, machine_ticks(), elapsed)
     outside = cpu_by_component(cpu_snapshot(), start.cpu).get("other", 0.0) / max(elapsed, 1e-9)
@@ -191,7 +144,7 @@ async def phase_report(name: str, start: PhaseStart, *, per: int, unit: str) -> 
     line = describe_phase(name, start.counters, after, per=per, unit=unit)
     vacuumed = ", ".join(sorted(start.autovacuum)) or "none"
     outside_line = f"{outside:.2f} of them outside the stack and the load (other users of the machine)"
-    return f"{line}; autovacuum seen: {vacuumed}\n{name}: {machine}; {outside_line}; {speed}"
+    return f"{line}; autovacuum seen: {vacuumed}\n{name}: {machine}; {outside_line}"
 
 
 # --- JIT warm-up -------------------------------------------------------------------------------------------

@@ -132,9 +132,14 @@ def run_pgbench(seconds: int, clients: int = 8) -> tuple[float, int]:
         "2",
         "-T",
         str(seconds),
+        "-P",  # its rate every 5 s (to stderr): how steady the phase was
+        "5",
         spec.database,  # pgbench's database is its last argument (its -d is --debug: every statement to stderr)
     ]
-    out = subprocess.run(argv, check=True, capture_output=True, text=True, env=pgbench_env()).stdout
+    run = subprocess.run(argv, check=True, capture_output=True, text=True, env=pgbench_env())
+    out = run.stdout
+    steps = re.findall(r"^progress: [\d.]+ s, ([\d.]+) tps", run.stderr, re.MULTILINE)
+    print(f"pgbench every 5 s: {' '.join(f'{float(t):.0f}' for t in steps)} tps", flush=True)
     tps = re.search(r"tps = ([\d.]+)", out)
     done = re.search(r"number of transactions actually processed: (\d+)", out)
     if tps is None or done is None:

@@ -9,10 +9,7 @@ from bench.conditions import (
     compiler_ms_per_s,
     describe_machine,
     describe_phase,
-    describe_speed,
     jit_settled,
-    start_speed_probe,
-    stop_speed_probe,
     warmed_up,
 )
 
@@ -101,18 +98,3 @@ def test_compiler_rate_per_jvm_and_a_restarted_one_counts_as_compiling() -> None
     assert rates["kafka"] == pytest.approx(100.0)
     assert rates["connect"] == float("inf")
     assert not jit_settled(rates, below_ms_per_s=150)
-
-
-def test_speed_line_is_the_median_and_the_range() -> None:
-    line = describe_speed([7.0, 5.5, 6.0, 9.0, 6.5])
-    assert line == "machine speed: a fixed piece of work took 6.50 ms of CPU (median of 5, 5.50-9.00)"
-    assert describe_speed([]) == "machine speed: no sample"
-
-
-def test_speed_probe_samples_a_fixed_piece_of_work() -> None:
-    import time
-
-    probe = start_speed_probe()
-    time.sleep(1.3)
-    samples = stop_speed_probe(probe)
-    assert samples and all(0 < s < 1000 for s in samples)
