@@ -30,33 +30,18 @@ depends_on = None
 _FAILED = "payment_status IN ('capture_failed', 'void_failed', 'refund_failed')"
 
 
+def _build(name: str, table: str, column: str, where: str) -> None:
+    op.create_index(
+        name, table, [column], postgresql_where=sa.text(where), postgresql_concurrently=True, if_not_exists=True
+    )
+
+
 def upgrade() -> None:
     with op.get_context().autocommit_block():
-        op.create_index(
-            "idx_order_sagas_waiting",
-            "order_sagas",
-            ["step"],
-            postgresql_where=sa.text("step <> 'done'"),
-            postgresql_concurrently=True,
-            if_not_exists=True,
-        )
+        _build("idx_order_sagas_waiting", "order_sagas", "step", "step <> 'done'")
         op.drop_index("idx_order_sagas_step", "order_sagas", postgresql_concurrently=True, if_exists=True)
-        op.create_index(
-            "idx_orders_cancelled",
-            "orders",
-            ["id"],
-            postgresql_where=sa.text("status = 'cancelled'"),
-            postgresql_concurrently=True,
-            if_not_exists=True,
-        )
-        op.create_index(
-            "idx_orders_payment_failed",
-            "orders",
-            ["payment_status"],
-            postgresql_where=sa.text(_FAILED),
-            postgresql_concurrently=True,
-            if_not_exists=True,
-        )
+        _build("idx_orders_cancelled", "orders", "id", "status = 'cancelled'")
+        _build("idx_orders_payment_failed", "orders", "payment_status", _FAILED)
 
 
 def downgrade() -> None:

@@ -52,16 +52,20 @@ _DROPPED: tuple[tuple[str, str, list[str | sa.TextClause], str | None], ...] = (
 _FILLFACTOR = {"orders": 85, "order_items": 90}
 
 
+def _build(name: str, table: str, columns: list[str | sa.TextClause], where: str | None) -> None:
+    op.create_index(
+        name,
+        table,
+        columns,
+        postgresql_where=sa.text(where) if where else None,
+        postgresql_concurrently=True,
+        if_not_exists=True,
+    )
+
+
 def upgrade() -> None:
     with op.get_context().autocommit_block():
-        op.create_index(
-            "idx_orders_cancelled_at",
-            "orders",
-            ["id"],
-            postgresql_where=sa.text("cancelled_at IS NOT NULL"),
-            postgresql_concurrently=True,
-            if_not_exists=True,
-        )
+        _build("idx_orders_cancelled_at", "orders", ["id"], "cancelled_at IS NOT NULL")
         op.drop_index("idx_orders_cancelled", "orders", postgresql_concurrently=True, if_exists=True)
         for name, table, _, _ in _DROPPED:
             op.drop_index(name, table, postgresql_concurrently=True, if_exists=True)
@@ -74,20 +78,6 @@ def downgrade() -> None:
         op.execute(f"ALTER TABLE {table} RESET (fillfactor)")
     with op.get_context().autocommit_block():
         for name, table, columns, where in _DROPPED:
-            op.create_index(
-                name,
-                table,
-                columns,
-                postgresql_where=sa.text(where) if where else None,
-                postgresql_concurrently=True,
-                if_not_exists=True,
-            )
-        op.create_index(
-            "idx_orders_cancelled",
-            "orders",
-            ["id"],
-            postgresql_where=sa.text("status = 'cancelled'"),
-            postgresql_concurrently=True,
-            if_not_exists=True,
-        )
+            _build(name, table, columns, where)
+        _build("idx_orders_cancelled", "orders", ["id"], "status = 'cancelled'")
         op.drop_index("idx_orders_cancelled_at", "orders", postgresql_concurrently=True, if_exists=True)
