@@ -25,7 +25,7 @@ from pathlib import Path
 from infra.paths import PIDS
 
 TICKS = os.sysconf("SC_CLK_TCK")
-# This process and what it ran (wrk, pgbench, once reaped): the load, not the stack.
+# This process and what it runs (wrk, pgbench): the load, not the stack.
 LOAD = "bench"
 
 
@@ -61,7 +61,8 @@ def cpu_snapshot() -> dict[tuple[str, int], float]:
     """CPU seconds so far of every process of every component, keyed by (component, pid), and of the
     children each has reaped, keyed by (component, -pid)."""
     processes = _processes()
-    roots = _component_pids()
+    # This process's children (wrk, pgbench, psql) are the load while they run too, not "other".
+    roots = {**_component_pids(), os.getpid(): LOAD}
     owner: dict[int, str] = {}
 
     def component_of(pid: int) -> str | None:
@@ -76,7 +77,7 @@ def cpu_snapshot() -> dict[tuple[str, int], float]:
 
     snapshot: dict[tuple[str, int], float] = {}
     for pid, (_, cpu, reaped) in processes.items():
-        name = component_of(pid) or ("other" if pid != os.getpid() else LOAD)
+        name = component_of(pid) or "other"
         snapshot[(name, pid)] = cpu
         snapshot[(name, -pid)] = reaped
     return snapshot

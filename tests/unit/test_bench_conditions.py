@@ -98,3 +98,24 @@ def test_compiler_rate_per_jvm_and_a_restarted_one_counts_as_compiling() -> None
     assert rates["kafka"] == pytest.approx(100.0)
     assert rates["connect"] == float("inf")
     assert not jit_settled(rates, below_ms_per_s=150)
+
+
+def test_a_child_of_the_bench_is_the_load_while_it_runs() -> None:
+    """wrk and pgbench are the load: before they are reaped their CPU counted as 'other', which the phase
+    report calls CPU used outside the stack."""
+    import subprocess
+    import sys
+    import time
+
+    from bench.cpu import LOAD, cpu_by_component, cpu_snapshot
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\ntime.sleep(5)"
+    before = cpu_snapshot()
+    child = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        time.sleep(0.6)
+        used = cpu_by_component(cpu_snapshot(), before)
+    finally:
+        child.kill()
+        child.wait()
+    assert used.get(LOAD, 0.0) >= 0.25
