@@ -9,13 +9,21 @@ redo point writes the whole page to the WAL (a full-page image), so the WAL a ph
 reads, the replica applies and pgBackRest archives) depends on how long ago the last checkpoint was; and with
 checkpoints 15 minutes apart (spread over 13.5 of them) a timed one could start inside any phase. A
 checkpoint right before each phase gives every phase the same starting state and resets the 15-minute timer,
-so none falls inside a bench shorter than that. It is hygiene, not the cause of pgbench's spread: pgbench
-right after a checkpoint wrote 3.98 full-page images per transaction at 228 tps, 155 s after one 2.55 at 146.
+so none falls inside a bench shorter than that. It is hygiene, not the cure of pgbench's spread: pgbench
+right after a checkpoint wrote 3.98 full-page images per transaction at 228 tps, 155 s after one 2.55 at 146;
+alternated on one stack (20 s each), quiet-only starts gave 419, 351, 461, 468 tps and quiet + CHECKPOINT
+404, 358, 463, 415. Neighbouring runs track each other: the stack drifts over minutes, and within a run
+pgbench's rate moves 25 % between 5-s windows (printed) as the CDC pipeline (Connect, Kafka, the consumers'
+fetches of pgbench's own events) takes its CPU in bursts. ``phase_report``'s lines are there to tell a
+disturbed phase (a timed checkpoint, autovacuum, another user of the machine) from an undisturbed one.
 
 The JIT warm-up: a JVM (Kafka, Connect) compiles its hot code for minutes after it starts, on the same two
 cores; a bench started then measured the compilation too (commit-to-stats p99 at the fixed rate 252 ms on a
-stack 2 minutes old, 73-84 ms at 5-8 minutes). ``jit_settled`` decides, from the JVMs' compiler threads' CPU
-over a window of load, when the measurement may start (as JMH's warm-up iterations do).
+stack 2 minutes old, 73-84 ms at 5-8 minutes; 212.8 ms with Kafka 2-5 minutes old, session 23). A restarted
+broker's compiler threads used 411 ms/s in its first 15 s and 50-160 ms/s in bursts through its 7th minute
+(33 s of CPU in all). ``warmed_up`` decides, from the JVMs' ages and their compiler threads' CPU over a window
+of load, when the measurement may start (as JMH's warm-up iterations do); on a broker 5.3 minutes old the
+bench's warm-up saw 163 then 49 ms/s and started measuring after 31 s.
 """
 
 from __future__ import annotations
