@@ -70,7 +70,7 @@ SETTINGS = {
 # 10 s under writes) took 320-620 ms of CPU per round with 2 workers each, 150 ms without, in about
 # the same wall time; no request waits on a scan large enough to want workers.
 #
-# Group commit at moderate rates (issue 11): every WAL flush wakes all nine walsenders (eight Debezium
+# Group commit at moderate rates (issue 11): every WAL flush wakes every walsender (seven Debezium
 # slots, each reading and decoding the whole cluster's WAL, and the replica's), and one order's events
 # make several services commit at nearly the same moment (the consumers of order.created, then of
 # order.confirmed). With commit_delay a committing backend that sees another write transaction in
