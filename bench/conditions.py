@@ -29,12 +29,13 @@ bench's warm-up saw 163 then 49 ms/s and started measuring after 31 s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.cpu import TICKS, cpu_by_component, cpu_snapshot, wait_until_quiet
+from bench.cpu import TICKS, cpu_by_component, cpu_snapshot, stat_fields, wait_until_quiet
 from infra.paths import PIDS
 from infra.postgres import psql_admin
 
@@ -149,6 +150,8 @@ async def phase_report(name: str, start: PhaseStart, *, per: int, unit: str) -> 
     after = await asyncio.to_thread(pg_counters)
     if start.watcher is not None:
         start.watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await start.watcher
     line = describe_phase(name, start.counters, after, per=per, unit=unit)
     vacuumed = ", ".join(sorted(start.autovacuum)) or "none"
     outside_line = f"{outside:.2f} of them outside the stack and the load (other users of the machine)"
@@ -170,7 +173,7 @@ def compiler_cpu_s(pid: int) -> float:
             raw = (task / "stat").read_text()
         except OSError:
             continue  # a compiler thread may end between the listing and the read
-        fields = raw[raw.rindex(")") + 2 :].split()
+        fields = stat_fields(raw)
         total += (int(fields[11]) + int(fields[12])) / TICKS
     return total
 
@@ -208,7 +211,7 @@ def jvm_ages_s(pids: Mapping[str, int]) -> dict[str, float]:
     ages: dict[str, float] = {}
     for name, pid in pids.items():
         raw = Path(f"/proc/{pid}/stat").read_text()
-        started = int(raw[raw.rindex(")") + 2 :].split()[19]) / TICKS
+        started = int(stat_fields(raw)[19]) / TICKS
         ages[name] = uptime - started
     return ages
 

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from apps.common.topology import BY_NAME, database_url, kafka_bootstrap
 from apps.customer.consumers import apply_order_events
 from apps.customer.projections import not_a_purchase
 from apps.order.events import OrderConfirmed
+from bench.cpu import TICKS, stat_fields
 from outbox.consumer import ConsumerGroup
 from outbox.dead_letters import dead_letter_topic
 from outbox.events import Event, encode_payload
@@ -46,13 +46,11 @@ from outbox.topics import delete_topics, ensure_topics
 from outbox.writer import new_event_id
 from tests.support.orders import order_created
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """(user, system) CPU seconds of a process, all its threads."""
     raw = Path(f"/proc/{pid}/stat").read_text()
-    fields = raw[raw.rindex(")") + 2 :].split()
+    fields = stat_fields(raw)
     return int(fields[11]) / TICKS, int(fields[12]) / TICKS
 
 
@@ -66,7 +64,7 @@ def thread_cpu(pid: int) -> dict[str, float]:
         except OSError:
             continue
         name = "loop" if task.name == str(pid) else raw[raw.index("(") + 1 : raw.rindex(")")].rstrip("0123456789_")
-        fields = raw[raw.rindex(")") + 2 :].split()
+        fields = stat_fields(raw)
         used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
     return used
 

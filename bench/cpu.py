@@ -29,13 +29,20 @@ TICKS = os.sysconf("SC_CLK_TCK")
 LOAD = "bench"
 
 
+def stat_fields(raw: str) -> list[str]:
+    """The fields of a /proc/PID/stat (or task stat) line after the command name, from its state on (so
+    ``[1]`` is the parent pid, ``[11]``/``[12]`` utime/stime, ``[19]`` the start time): the name may hold
+    spaces and parentheses; what follows its last ")" does not."""
+    return raw[raw.rindex(")") + 2 :].split()
+
+
 def _stat(pid: int) -> tuple[int, float, float] | None:
     """(parent pid, utime + stime, reaped children's cutime + cstime), in seconds, or None when it is gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = raw[raw.rindex(")") + 2 :].split()  # the name may hold spaces; what follows ")" does not
+    fields = stat_fields(raw)
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS, (int(fields[13]) + int(fields[14])) / TICKS
 
 
