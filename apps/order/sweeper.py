@@ -54,7 +54,8 @@ _DONE = text("SELECT count(*) FROM order_sagas WHERE step = 'done'")
 # (a metric's labels must stay a small, fixed set). Every cancellation sets cancelled_at
 # (apps/order/transitions.py), so the cancelled orders are found through the partial index on it, and
 # their status read from the row: no index on orders covers status, so the confirmation is a HOT update
-# (order_0013). The status check stays: this stack holds confirmed orders with a cancelled_at.
+# (order_0013). The status is still checked: only cancel() sets cancelled_at, but a row with it and another
+# status (a development stack held some) must not count as cancelled.
 _PER_REASON = text(
     "SELECT CASE WHEN s.reason IN ('out_of_stock', 'payment_declined', 'timeout') THEN s.reason "
     "ELSE 'requested' END AS why, count(*) FROM order_sagas s JOIN orders o ON o.id = s.order_id "
