@@ -5,6 +5,9 @@ The operation's id is the event's ``refund_id`` and its provider key is derived 
 or replayed event finds the same operation and the provider refunds once. The amount is the returns
 service's (computed from the order's prices) and never more than was captured and not yet refunded: a
 refund beyond that, or for an order with no captured payment, is answered with payment.refund_failed.
+A return with nothing to refund (return.received v2's ``no_refund_reason``: the order was placed without
+payment; a refund_only approval without ``refund``) asks nothing here: no operation, no answer. A return
+that asks for a refund of an order with no payment at all contradicts that and is dead-lettered.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from apps.common.models import utc_now
 from apps.payment.events import PaymentRefundFailed
 from apps.payment.models import Payment, PaymentOperation
 from apps.payment.rules import CAPTURED, PARTIALLY_REFUNDED, PENDING, REFUND, check_refund
-from apps.returns.events import RefundOrder, ReturnApproved, ReturnReceived
+from apps.returns.events import RefundOrder, ReturnApproved, ReturnReceivedV1
 from outbox.errors import RejectedEvent
 from outbox.writer import add_event
 
@@ -39,8 +42,9 @@ def register(group: ConsumerGroup) -> None:
     group.handler("return.approved")(_approved)
 
 
-async def _received(session: AsyncSession, event: ReturnReceived, ctx: EventContext) -> None:
-    await refund_for_return(session, event.order_id, event.return_id, event.refund)
+async def _received(session: AsyncSession, event: ReturnReceivedV1, ctx: EventContext) -> None:
+    if event.asks_refund():  # v1 always; v2 unless the returns service found nothing to refund
+        await refund_for_return(session, event.order_id, event.return_id, event.refund)
 
 
 async def _approved(session: AsyncSession, event: ReturnApproved, ctx: EventContext) -> None:

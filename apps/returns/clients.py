@@ -37,6 +37,7 @@ class OrderView(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     customer_id: str
     status: str
+    payment_status: str
     currency: str
     subtotal: Decimal
     tax_amount: Decimal

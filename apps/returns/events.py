@@ -5,6 +5,8 @@ both carry a ``refund`` whose ``refund_id`` becomes the id of the payment ledger
 ``payment.refunded`` / ``payment.refund_failed`` (which name it) find their way back to the return. The
 warehouse restocks the sellable units of ``return.received`` and answers ``inventory.restocked``.
 ``return.refunded`` is what projections (customer stats, analytics) net out of what was spent.
+A return with nothing to refund (an order placed without payment) asks the payment service for nothing:
+return.received v2 says why in ``no_refund_reason``, and a refund_only approval carries no ``refund``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "ReturnExpired",
     "ReturnLine",
     "ReturnReceived",
+    "ReturnReceivedV1",
     "ReturnRefundFailed",
     "ReturnRefunded",
     "ReturnRejected",
@@ -108,12 +111,28 @@ class ReturnRejected(_AboutReturn, frozen=True, kw_only=True):
 
 
 @event("return.received", version=1, aggregate="return")
-class ReturnReceived(_AboutReturn, frozen=True, kw_only=True):
+class ReturnReceivedV1(_AboutReturn, frozen=True, kw_only=True):
     """The items came back (per item: quantity and condition): refund ``refund``, restock what may be."""
 
     items: list[ReceivedLine]
     refund: RefundOrder
     received_at: dt.datetime
+
+    def asks_refund(self) -> bool:
+        """Whether the payment service is to refund ``refund`` (every v1 return asked for one)."""
+        return True
+
+
+@event("return.received", version=2, aggregate="return")
+class ReturnReceived(ReturnReceivedV1, frozen=True, kw_only=True):
+    """v2 may say that nothing is refunded and why (``no_refund_reason``: the order was placed without
+    payment). ``refund`` is then a zero refund that names no payment operation (v1 requires the field),
+    and the payment service writes nothing; the warehouse restocks as for any return."""
+
+    no_refund_reason: str | None = None
+
+    def asks_refund(self) -> bool:
+        return self.no_refund_reason is None
 
 
 class RefundedLine(msgspec.Struct, frozen=True, kw_only=True):

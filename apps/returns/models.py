@@ -27,7 +27,8 @@ class Base(ServiceBase, bind_key="returns", inbox=True):
 
 class ReturnRequest(Base):
     """The seed's return_requests, plus ``currency``, ``refund_id`` (the payment ledger's refund
-    operation this return asked for) and ``refunded_at``."""
+    operation this return asked for), ``refunded_at``, and ``no_refund_reason`` (why nothing is refunded:
+    the order was placed without payment; the payment service is then asked nothing)."""
 
     __tablename__ = "return_requests"
 
@@ -56,6 +57,7 @@ class ReturnRequest(Base):
     currency: Mapped[str] = mapped_column(sa.String(3))
     refund_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True), unique=True)
     refunded_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    no_refund_reason: Mapped[str | None] = mapped_column(sa.String(255))
 
     items: Mapped[list[ReturnItem]] = relationship(
         back_populates="request", lazy="raise", order_by="(ReturnItem.created_at, ReturnItem.id)"
@@ -109,6 +111,8 @@ class OrderSnapshot(Base):
     tax_amount: Mapped[Decimal | None] = mapped_column(Money)
     shipping_amount: Mapped[Decimal | None] = mapped_column(Money)
     lines: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    # Whether a payment was taken (the order API's payment_status, read with the lines); null until read.
+    paid: Mapped[bool | None] = mapped_column(sa.Boolean)
     # Where the status came from last: "events" (the projection) or "api" (the fallback).
     status_source: Mapped[str] = mapped_column(sa.String(10))
     updated_at: Mapped[dt.datetime] = timestamp()

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from apps.common.errors import UnknownReference
 from apps.common.models import utc_now
 from apps.returns.models import OrderSnapshot
-from apps.returns.rules import OrderLine, OrderTerms
+from apps.returns.rules import OrderLine, OrderTerms, order_paid
 from outbox.statements import Statement
 
 if TYPE_CHECKING:
@@ -155,6 +155,7 @@ async def _fill_from_api(session: AsyncSession, client: OrderClient, order_id: u
         "tax_amount": view.tax_amount,
         "shipping_amount": view.shipping_amount,
         "lines": _lines(view),
+        "paid": order_paid(view.payment_status),
     }
     delivered_at = view.updated_at if view.status == DELIVERED else None
     await session.execute(
@@ -187,13 +188,13 @@ _API_STATUS = text(
 
 async def lock_order(session: AsyncSession, client: OrderClient, order_id: uuid.UUID) -> OrderSnapshot:
     """The order, locked until the caller's commit (returns of one order are decided one at a time);
-    read from the order API the first time (its lines), and whenever the projection does not say
-    delivered (the events may be behind: a refusal is never based on a stale status)."""
+    read from the order API the first time (its lines, whether it was paid), and whenever the projection
+    does not say delivered (the events may be behind: a refusal is never based on a stale status)."""
     statement = (
         select(OrderSnapshot).where(OrderSnapshot.order_id == order_id).execution_options(populate_existing=True)
     )
     row = await session.scalar(statement)
-    if row is None or row.lines is None or row.status != DELIVERED:
+    if row is None or row.lines is None or row.paid is None or row.status != DELIVERED:
         # Asked before taking the lock: the projection's writers never wait on an HTTP call.
         await _fill_from_api(session, client, order_id)
     locked: OrderSnapshot | None = await session.scalar(statement.with_for_update())
@@ -223,4 +224,5 @@ def terms_of(row: OrderSnapshot) -> OrderTerms:
         discount_amount=row.discount_amount or zero,
         tax_amount=row.tax_amount or zero,
         shipping_amount=row.shipping_amount or zero,
+        paid=row.paid is not False,  # unknown (never read): asked of the payment service, as before
     )

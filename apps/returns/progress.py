@@ -1,5 +1,6 @@
 """How a return moves on from other services' answers and from the clock: refunded or refund failed (the
-payment service), restocked (the warehouse), completed once both are done, expired when nothing came.
+payment service), restocked (the warehouse), completed once both are done (or once restocked, when there
+is nothing to refund: the order was placed without payment), expired when nothing came.
 
 Every function runs inside its caller's transaction (the consumer runtime's, the sweeper's or the API's)
 and writes the return's rows with their return.* event; none commits.
@@ -31,6 +32,7 @@ from apps.returns.rules import (
     REFUND_FAILED,
     REFUNDED,
     TRANSITIONS,
+    refund_settled,
     sellable,
 )
 from outbox.writer import add_event
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "about",
+    "complete_if_done",
     "expire",
     "expire_due",
     "received_lines",
@@ -130,7 +133,7 @@ async def refunded(session: AsyncSession, refund_id: uuid.UUID, amount: Decimal,
         refunded_at=at,
     )
     await add_event(session, request.id, event)
-    await _complete_if_done(session, request, at)
+    await complete_if_done(session, request, at)
     return True
 
 
@@ -163,12 +166,13 @@ async def restocked(
     for item in request.items:
         if item.id in warehouses and not item.restocked:
             item.restocked, item.restocked_at, item.warehouse_id, item.updated_at = True, at, warehouses[item.id], at
-    await _complete_if_done(session, request, at)
+    await complete_if_done(session, request, at)
 
 
-async def _complete_if_done(session: AsyncSession, request: ReturnRequest, at: dt.datetime) -> None:
+async def complete_if_done(session: AsyncSession, request: ReturnRequest, at: dt.datetime) -> None:
+    """Completed once the refund is settled (refunded, or none to ask for) and every sellable unit is back."""
     waiting = [item for item in request.items if _to_restock(item) and not item.restocked]
-    if request.status != REFUNDED or waiting:
+    if not refund_settled(request.status, request.return_type, request.no_refund_reason) or waiting:
         return
     request.status, request.completed_at, request.updated_at = COMPLETED, at, at
     await add_event(session, request.id, ReturnCompleted(**about(request), completed_at=at))

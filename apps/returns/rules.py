@@ -31,6 +31,8 @@ __all__ = [
     "check_window",
     "compute_refund",
     "is_expired",
+    "order_paid",
+    "refund_settled",
     "refund_shipping_by_default",
     "request_reason",
     "return_number",
@@ -47,11 +49,13 @@ COMPLETED: Final = "completed"
 EXPIRED: Final = "expired"
 
 # requested -> approved | rejected -> received -> refunded -> completed; a refund_only return is refunded
-# on approval (nothing ships back). A request nobody approves or ships back in time expires.
+# on approval (nothing ships back). A return with nothing to refund (an order never paid) skips refunded:
+# received -> completed, or approved -> completed for a refund_only one. A request nobody approves or
+# ships back in time expires.
 TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
     REQUESTED: frozenset({APPROVED, REJECTED, EXPIRED}),
-    APPROVED: frozenset({RECEIVED, REFUNDED, REFUND_FAILED, EXPIRED}),
-    RECEIVED: frozenset({REFUNDED, REFUND_FAILED}),
+    APPROVED: frozenset({RECEIVED, REFUNDED, REFUND_FAILED, COMPLETED, EXPIRED}),
+    RECEIVED: frozenset({REFUNDED, REFUND_FAILED, COMPLETED}),
     REFUNDED: frozenset({COMPLETED}),
     REFUND_FAILED: frozenset(),
     REJECTED: frozenset(),
@@ -77,6 +81,12 @@ CONDITIONS: Final = ("new", "opened", "used", "damaged", "defective")
 
 ZERO: Final = Decimal("0.00")
 CENT: Final = Decimal("0.01")
+
+# The order service's payment_status of an order confirmed without taking a payment (POST /api/orders);
+# a checkout order is confirmed only once authorized, so a delivered order still "pending" was never paid.
+UNPAID_STATUS: Final = "pending"
+NOT_PAID: Final = "nothing to refund: the order was placed without payment"
+COST_NOTHING: Final = "nothing to refund: the returned units cost nothing"
 
 
 def check_transition(current: str, target: str, field: str = "status") -> None:
@@ -126,6 +136,13 @@ class OrderTerms:
     discount_amount: Decimal
     tax_amount: Decimal
     shipping_amount: Decimal
+    # False for an order placed without payment: its returns refund nothing (nobody paid anything).
+    paid: bool = True
+
+
+def order_paid(payment_status: str) -> bool:
+    """Whether a delivered order's payment_status (the order service's) says a payment was taken."""
+    return payment_status != UNPAID_STATUS
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,11 +209,13 @@ def request_reason(reasons: Sequence[str]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Refund:
-    """Per order line: what its units refund; plus the shipping share and the total."""
+    """Per order line: what its units refund; plus the shipping share and the total; and, when the total
+    is zero, why nothing is refunded (the return then asks the payment service for nothing)."""
 
     items: dict[int, Decimal]
     shipping: Decimal
     total: Decimal
+    nothing_because: str | None = None
 
 
 def _share(amount: Decimal, part: Decimal, whole: Decimal) -> Decimal:
@@ -216,7 +235,10 @@ def compute_refund(
 ) -> Refund:
     """The refund of ``returned`` units at the order's prices: each line's goods less its share of the
     order's discount, plus its share of the tax (``refund_tax``); plus the goods' share of the shipping
-    (``refund_shipping``). Shares are by goods value and rounded down to the cent."""
+    (``refund_shipping``). Shares are by goods value and rounded down to the cent. An order placed
+    without payment refunds nothing, whatever was returned."""
+    if not terms.paid:
+        return Refund({line.order_item_id: ZERO for line in returned}, ZERO, ZERO, NOT_PAID)
     items: dict[int, Decimal] = {}
     goods_total = ZERO
     for line in returned:
@@ -227,7 +249,17 @@ def compute_refund(
         items[line.order_item_id] = max(ZERO, amount)
         goods_total += goods
     shipping = _share(terms.shipping_amount, goods_total, terms.subtotal) if refund_shipping else ZERO
-    return Refund(items, shipping, sum(items.values(), ZERO) + shipping)
+    total = sum(items.values(), ZERO) + shipping
+    return Refund(items, shipping, total, COST_NOTHING if total == ZERO else None)
+
+
+def refund_settled(status: str, return_type: str, nothing_because: str | None) -> bool:
+    """Whether nothing waits on the payment service any more: the refund arrived, or there is none to ask
+    for and the return is where it would have asked (received; approved, for a refund_only return)."""
+    if status == REFUNDED:
+        return True
+    asks_here = status == RECEIVED or (status == APPROVED and return_type == REFUND_ONLY)
+    return nothing_because is not None and asks_here
 
 
 def sellable(condition: str | None) -> bool:

@@ -126,6 +126,8 @@ class ReturnOut(msgspec.Struct, kw_only=True):
     description: str | None
     currency: str
     total_refund_amount: Decimal
+    # Why nothing is refunded (the order was placed without payment); null when a refund is due.
+    no_refund_reason: str | None
     refund_shipping: bool
     refund_tax: bool
     approved_by: str | None

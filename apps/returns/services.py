@@ -22,7 +22,7 @@ from apps.common.pagination import decode_cursor, encode_cursor
 from apps.returns.events import RefundOrder, ReturnApproved, ReturnReceived, ReturnRejected, ReturnRequested
 from apps.returns.models import ReturnItem, ReturnRequest
 from apps.returns.orders import lines_of, lock_order, terms_of
-from apps.returns.progress import about, expire, received_lines, request_lines
+from apps.returns.progress import about, complete_if_done, expire, received_lines, request_lines
 from apps.returns.rules import (
     APPROVED,
     OPEN_OR_DONE,
@@ -86,6 +86,7 @@ class ReturnService:
             reason=request_reason(reasons),
             description=data.description,
             total_refund_amount=refund.total,
+            no_refund_reason=refund.nothing_because,
             refund_shipping=refund_shipping_by_default(reasons),
             refund_tax=True,
             metadata_={},
@@ -134,11 +135,12 @@ class ReturnService:
         return await self._commit_and_read(return_id, "INSERT")
 
     async def approve(self, return_id: uuid.UUID, data: ApproveRequest) -> ReturnRequest:
-        """Approve (the refund's flags may be set here); a refund_only return asks for its refund now."""
+        """Approve (the refund's flags may be set here); a refund_only return asks for its refund now, or,
+        with nothing to refund (an order placed without payment), is completed now."""
         request = await self._lock_live(return_id)
         check_transition(request.status, APPROVED)
         now = utc_now()
-        if data.refund_shipping is not None or data.refund_tax is not None:
+        if data.refund_shipping is not None or data.refund_tax is not None or request.return_type == REFUND_ONLY:
             await self._reprice(request, data.refund_shipping, data.refund_tax)
         request.status, request.approved_by, request.approved_at, request.updated_at = (
             APPROVED,
@@ -149,7 +151,7 @@ class ReturnService:
         refund = None
         if request.return_type == REFUND_ONLY:
             request.expires_at = None  # nothing to wait for
-            refund = self._refund_order(request)
+            refund = self._refund_order(request) if request.no_refund_reason is None else None
         event = ReturnApproved(
             **about(request),
             return_type=request.return_type,
@@ -158,6 +160,7 @@ class ReturnService:
             refund=refund,
         )
         await add_event(self.session, return_id, event)
+        await complete_if_done(self.session, request, now)
         return await self._commit_and_read(return_id)
 
     async def reject(self, return_id: uuid.UUID, data: RejectRequest) -> ReturnRequest:
@@ -201,7 +204,7 @@ class ReturnService:
         )
         for item in request.items:
             item.refund_amount = refund.items.get(item.order_item_id, Decimal("0.00"))
-        request.total_refund_amount = refund.total
+        request.total_refund_amount, request.no_refund_reason = refund.total, refund.nothing_because
         request.status, request.processed_by, request.processed_at, request.updated_at = (
             RECEIVED,
             data.received_by,
@@ -210,9 +213,14 @@ class ReturnService:
         )
         request.return_tracking_number = data.tracking_number or request.return_tracking_number
         event = ReturnReceived(
-            **about(request), items=received_lines(request), refund=self._refund_order(request), received_at=now
+            **about(request),
+            items=received_lines(request),
+            refund=self._refund_order(request),
+            received_at=now,
+            no_refund_reason=request.no_refund_reason,
         )
         await add_event(self.session, return_id, event)
+        await complete_if_done(self.session, request, now)  # nothing to refund and nothing to restock
         return await self._commit_and_read(return_id)
 
     # --- reads -------------------------------------------------------------------------------------
@@ -281,12 +289,16 @@ class ReturnService:
         )
         for item in request.items:
             item.refund_amount = refund.items[item.order_item_id]
-        request.total_refund_amount = refund.total
+        request.total_refund_amount, request.no_refund_reason = refund.total, refund.nothing_because
 
     def _refund_order(self, request: ReturnRequest) -> RefundOrder:
-        request.refund_id = uuid7()
+        """The refund the return asks for; with nothing to refund, a zero one that the row does not keep
+        (no payment operation will bear its id; return.received v1 requires one)."""
+        refund_id: uuid.UUID = uuid7()
+        if request.no_refund_reason is None:
+            request.refund_id = refund_id
         return RefundOrder(
-            refund_id=request.refund_id,
+            refund_id=refund_id,
             amount=request.total_refund_amount,
             currency=request.currency,
             reason=f"return {request.return_number}",

@@ -11,9 +11,11 @@ import pytest
 from apps.analytics.returns import fold_refunds as fold_sales_refunds
 from apps.common.errors import InconsistentFields, OutOfRange, StateConflict, UnknownReference
 from apps.customer.returns import fold_refunds as fold_customer_refunds
-from apps.returns.events import RefundedLine, ReturnRefunded
+from apps.returns.events import RefundedLine, ReturnReceived, ReturnReceivedV1, ReturnRefunded
 from apps.returns.orders import OrderFact, fold
 from apps.returns.rules import (
+    COST_NOTHING,
+    NOT_PAID,
     OrderLine,
     OrderTerms,
     ReturnedLine,
@@ -23,11 +25,14 @@ from apps.returns.rules import (
     check_window,
     compute_refund,
     is_expired,
+    order_paid,
+    refund_settled,
     refund_shipping_by_default,
     request_reason,
     return_number,
     sellable,
 )
+from outbox.events import decode_payload
 
 pytestmark = pytest.mark.unit
 
@@ -95,6 +100,46 @@ def test_refund_shares_tax_and_shipping_by_goods_value_rounded_down() -> None:
     assert compute_refund(LINES, [ReturnedLine(2, 1)], discounted, refund_shipping=False, refund_tax=True).total == (
         Decimal("20.00")
     )
+
+
+def test_an_order_placed_without_payment_refunds_nothing_and_asks_the_payment_service_nothing() -> None:
+    # POST /api/orders confirms with payment_status pending and nothing ever moves it; a checkout order
+    # is confirmed authorized, then captured (or refunded, capture_failed...): a payment exists.
+    assert not order_paid("pending")
+    assert all(order_paid(s) for s in ("authorized", "captured", "partially_refunded", "capture_failed"))
+    unpaid = OrderTerms("USD", Decimal("55.00"), Decimal("0.00"), Decimal("3.85"), Decimal("5.00"), paid=False)
+    nothing = compute_refund(
+        LINES, [ReturnedLine(1, 2), ReturnedLine(2, 1)], unpaid, refund_shipping=True, refund_tax=True
+    )
+    assert nothing.items == {1: Decimal("0.00"), 2: Decimal("0.00")}
+    assert (nothing.shipping, nothing.total, nothing.nothing_because) == (Decimal("0.00"), Decimal("0.00"), NOT_PAID)
+    assert (
+        compute_refund(LINES, [ReturnedLine(1, 1)], TERMS, refund_shipping=False, refund_tax=True).nothing_because
+        is None
+    )
+    free = OrderTerms("USD", Decimal("55.00"), Decimal("55.00"), Decimal("0.00"), Decimal("0.00"))
+    assert compute_refund(
+        LINES, [ReturnedLine(2, 1)], free, refund_shipping=False, refund_tax=True
+    ).nothing_because == (COST_NOTHING)
+    # The refund is settled where it would have been asked for: on receipt, or a refund_only's approval.
+    assert refund_settled("refunded", "refund", None)
+    assert refund_settled("received", "refund", NOT_PAID) and not refund_settled("received", "refund", None)
+    assert refund_settled("approved", "refund_only", NOT_PAID)
+    assert not refund_settled("approved", "refund", NOT_PAID)  # the items are still to come back
+    assert not refund_settled("requested", "refund_only", NOT_PAID)
+    check_transition("received", "completed")
+    check_transition("approved", "completed")
+    # return.received: every v1 asked for its refund; v2 does unless it says why not.
+    base = {
+        "return_id": str(A), "return_number": "RET-1", "order_id": str(B), "customer_id": "c", "items": [],
+        "refund": {"refund_id": str(A), "amount": "0.00", "currency": "USD", "reason": "return RET-1"},
+        "received_at": NOW.isoformat(),
+    }  # fmt: skip
+    for version in (1, 2):
+        decoded = decode_payload("return.received", version, base)
+        assert isinstance(decoded, ReturnReceivedV1) and decoded.asks_refund()
+    v2 = decode_payload("return.received", 2, {**base, "no_refund_reason": NOT_PAID})
+    assert isinstance(v2, ReturnReceived) and not v2.asks_refund()
 
 
 def test_policy_defaults_statuses_and_numbers() -> None:
