@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import subprocess
 import time
 import uuid
@@ -44,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from apps.common.topology import BY_NAME, database_url, kafka_bootstrap, pg_host, pg_port
 from apps.customer.consumers import apply_order_events
 from bench.conditions import phase_report, start_phase
+from bench.pgbench import pgbench_argv, pgbench_result
 from outbox.consumer import ConsumerGroup, EventContext
 from outbox.dead_letters import dead_letter_topic
 from outbox.events import encode_payload
@@ -160,8 +160,8 @@ async def remove_runtime_rows(run: str) -> None:
     await asyncio.to_thread(vacuum_customer_tables)
 
 
-PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 BATCH_SQL = Path(__file__).with_name("consumer_tx.sql")
+CEILING_MODE = "simple"
 
 
 def durable_ceiling(batch_size: int, customers: int, seconds: int, run: str) -> tuple[float, int]:
@@ -169,18 +169,10 @@ def durable_ceiling(batch_size: int, customers: int, seconds: int, run: str) -> 
     its rows stay until ``remove_durable_rows``."""
     spec = BY_NAME["customer"]
     env = {**os.environ, "PGPASSWORD": spec.password()}
-    connect = ["-h", pg_host(), "-p", str(pg_port()), "-U", spec.role]
     variables = ["-D", f"batch={batch_size}", "-D", f"customers={customers}", "-D", f"run={run}"]
-    # The database is pgbench's last argument: its -d is --debug (every statement and protocol message to
-    # stderr), which the ceiling had been measured with until session 20, a lower and noisier ceiling.
-    pgbench = ["-n", "-f", str(BATCH_SQL), *variables, "-c", "1", "-T", str(seconds), spec.database]
-    argv = [PGBENCH, *connect, *pgbench]
-    out = subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout
-    tps = re.search(r"tps = ([\d.]+)", out)
-    done = re.search(r"number of transactions actually processed: (\d+)", out)
-    if tps is None or done is None:
-        raise SystemExit(f"pgbench printed no tps:\n{out}")
-    return float(tps.group(1)) * batch_size, int(done.group(1))
+    argv = pgbench_argv(spec, BATCH_SQL, seconds=seconds, clients=1, mode=CEILING_MODE, options=variables)
+    tps, batches = pgbench_result(subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout)
+    return tps * batch_size, batches
 
 
 def remove_durable_rows(run: str) -> None:

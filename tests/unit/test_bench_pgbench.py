@@ -1,0 +1,73 @@
+"""bench/pgbench.py: pgbench's command line and figures, and the scripts' variables under -M prepared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from apps.common.topology import BY_NAME
+from bench import consumer, orders
+from bench.pgbench import pgbench_argv, pgbench_result, progress_rates, quoted_variables
+
+BENCH = Path(orders.__file__).resolve().parent
+
+PGBENCH_OUT = """transaction type: bench/order_tx.sql
+query mode: prepared
+number of clients: 8
+number of transactions actually processed: 9123
+number of failed transactions: 0 (0.000%)
+latency average = 17.536 ms
+initial connection time = 21.005 ms
+tps = 456.194127 (without initial connection time)
+"""
+
+
+def test_a_quoted_variable_is_found_and_comments_casts_and_plain_literals_are_not() -> None:
+    sql = (
+        "-- a comment naming ':oid' is no statement\n"
+        "SELECT ':cid', 'customer:' || :cid, '{\"total\": \"30.00\"}'::jsonb, CAST(:oid AS uuid),\n"
+        "       'it''s :tag' WHERE x = ':logid'::uuid"
+    )
+    assert quoted_variables(sql) == ["cid", "tag", "logid"]
+
+
+@pytest.mark.parametrize("script", ["order_tx.sql", "consumer_tx.sql"])
+def test_the_scripts_send_every_variable_as_a_parameter(script: str) -> None:
+    assert quoted_variables((BENCH / script).read_text()) == []
+
+
+def test_the_order_ceiling_runs_prepared_as_the_service_sends() -> None:
+    argv = pgbench_argv(
+        BY_NAME["order"], BENCH / "order_tx.sql", seconds=20, clients=orders.PGBENCH_CLIENTS, mode=orders.PGBENCH_MODE
+    )
+    assert argv[argv.index("-M") + 1] == "prepared"
+    assert argv[argv.index("-c") + 1] == str(orders.PGBENCH_CLIENTS)
+    assert argv[-1] == BY_NAME["order"].database  # pgbench's -d is --debug: the database goes last
+    assert "-d" not in argv
+
+
+def test_options_go_before_the_database_and_threads_never_exceed_clients() -> None:
+    argv = pgbench_argv(
+        BY_NAME["customer"],
+        BENCH / "consumer_tx.sql",
+        seconds=15,
+        clients=1,
+        mode=consumer.CEILING_MODE,
+        options=["-D", "batch=1000"],
+    )
+    assert argv[-3:] == ["-D", "batch=1000", BY_NAME["customer"].database]
+    assert argv[argv.index("-j") + 1] == "1"
+
+
+def test_result_and_progress_are_read_from_pgbench_output() -> None:
+    assert pgbench_result(PGBENCH_OUT) == (456.194127, 9123)
+    assert progress_rates(
+        "progress: 5.0 s, 401.2 tps, lat 19.9 ms stddev 7.1, 0 failed\n"
+        "progress: 10.0 s, 455.0 tps, lat 17.5 ms stddev 6.0, 0 failed\n"
+    ) == [401.2, 455.0]
+
+
+def test_no_tps_is_an_error_naming_the_output() -> None:
+    with pytest.raises(SystemExit, match="printed no tps"):
+        pgbench_result("connection to server failed")
