@@ -15,7 +15,6 @@ Wiring (no I/O at import time; the pool opens lazily on the first command)::
 from __future__ import annotations
 
 import asyncio
-import collections
 import hashlib
 import logging
 import os
@@ -26,12 +25,12 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from prometheus_client import Counter
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
-from redis.asyncio.connection import AbstractConnection
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
+from apps.common.redis_protocol import RedisReplies, encode_command, handshake
 from apps.common.topology import redis_url
 
 if TYPE_CHECKING:
@@ -70,15 +69,18 @@ def create_redis_client(url: str | None = None, *, timeout_s: float = TIMEOUT_S,
 
 
 class OwnConnectionScript:
-    """A Lua script run on connections of its own (made with a pool's settings), each used by one call at a
-    time: the rate limit's count, once per limited request (apps/common/rate_limit.py).
+    """A Lua script run on a Redis connection of its own: the rate limit's count, once per limited request
+    (apps/common/rate_limit.py).
 
-    redis-py's pooled call (``AsyncScript`` over a ``BlockingConnectionPool``) cost ~290 us of CPU per count,
-    half of it taking the connection from the pool and giving it back (a condition, a timeout scope, a
-    liveness check, metrics hooks); a connection of our own is ~140 us. Made with the pool's settings (the
-    same short timeouts); any failure drops the connection (never reused in an unknown state) and reaches
-    the caller, which fails open. At most ``limit`` open; past it a request waits for one given back, at
-    most ``timeout_s``, as it waited on the pool.
+    Commands are written straight to the socket and every caller of the worker shares the connection, its
+    reply matched by order (``RedisReplies``): no pool, no per-call timeout scope in redis-py, one write per
+    call and one read for whatever replies arrived together. redis-py's pooled call (``AsyncScript`` over a
+    ``BlockingConnectionPool``) cost ~290 us of CPU per count; redis-py's connection of our own ~140 us;
+    this ~90 us (docs/benchmarks.md, session 24). Made from the pool's settings (address or socket path,
+    database, credentials, connect timeout); each call waits at most ``timeout_s`` (then a TimeoutError, and
+    the connection is dropped: a Redis that stalls is connected afresh). A failure reaches the caller, which
+    fails open. A connection Redis closed while idle is replaced at once, and a script Redis forgot is sent
+    whole again. ``limit`` bounds the connections open; one carries every call.
     """
 
     def __init__(self, pool: ConnectionPool, script: str, limit: int = POOL_SIZE, timeout_s: float = TIMEOUT_S) -> None:
@@ -86,10 +88,14 @@ class OwnConnectionScript:
         self.script = script
         self.limit = limit
         self.timeout_s = timeout_s
-        self._waiters: collections.deque[asyncio.Future[AbstractConnection | None]] = collections.deque()
         self.sha = hashlib.sha1(script.encode()).hexdigest()
-        self._idle: list[AbstractConnection] = []
-        self._open = 0
+        self._handshake = handshake(pool)  # a connection this client cannot make is a start-up error
+        self._replies: RedisReplies | None = None
+        self._connecting: asyncio.Future[RedisReplies] | None = None
+
+    @property
+    def _open(self) -> int:
+        return 0 if self._replies is None or self._replies.lost else 1
 
     async def run(self, keys: Sequence[str], args: Sequence[object]) -> Any:
         """The script's answer (EVALSHA: only its hash travels)."""
@@ -99,66 +105,67 @@ class OwnConnectionScript:
             return await self._call("EVAL", self.script, len(keys), *keys, *args)
 
     async def _call(self, *args: object) -> Any:
-        reused = bool(self._idle)
-        connection = self._idle.pop() if reused else await self._acquire()
+        payload = encode_command(args)
+        reused = self._open == 1
+        replies = await self._connection()
         try:
-            return await self._send(connection, args)
+            return await self._ask(replies, payload)
         except RedisConnectionError:
             if not reused:
                 raise
-        # An idle connection the server had closed (Redis restarted, or closed idle clients): the others are
-        # as old. The pool's liveness check reconnected silently; so does this, once, on a new connection.
-        await self.close()
-        return await self._send(await self._acquire(), args)
+        # A connection the server had closed while idle (Redis restarted, or closed idle clients) that the
+        # loop had not noticed yet: once more, on a new connection, as redis-py's liveness check did.
+        return await self._ask(await self._connection(), payload)
 
-    async def _send(self, connection: AbstractConnection, args: tuple[object, ...]) -> Any:
-        try:
-            await connection.send_command(*args)
-            answer = await connection.read_response()
-        except BaseException:
-            await connection.disconnect()
-            self._pass_on(None)  # its place goes to a waiter (which opens a new one) or is freed
-            raise
-        self._pass_on(connection)
-        return answer
-
-    async def _acquire(self) -> AbstractConnection:
-        """A new connection while fewer than ``limit`` are open, else the next one given back (the pool's
-        wait, bounded by its timeout: then a TimeoutError, and the limit fails open)."""
-        if self._open < self.limit:
-            self._open += 1
-            return self._new()
-        waiter: asyncio.Future[AbstractConnection | None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+    async def _ask(self, replies: RedisReplies, payload: bytes) -> Any:
         try:
             async with asyncio.timeout(self.timeout_s):
-                handed = await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():  # handed over as the wait ended: pass it on
-                self._pass_on(waiter.result())
+                answer = await replies.send(payload)
+        except TimeoutError:
+            replies.close()
             raise
-        return handed if handed is not None else self._new()
+        if isinstance(answer, ResponseError):
+            raise answer
+        return answer
 
-    def _pass_on(self, connection: AbstractConnection | None) -> None:
-        """A connection given back (None: one dropped) goes to the first waiter, else back to the idle list."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(connection)
-                return
-        if connection is None:
-            self._open -= 1
-        else:
-            self._idle.append(connection)
+    async def _connection(self) -> RedisReplies:
+        """The live connection, or a new one (callers arriving while it connects wait for the same one)."""
+        if self._replies is not None and not self._replies.lost:
+            return self._replies
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._connect())
+        connecting = self._connecting
+        try:
+            return await asyncio.shield(connecting)
+        finally:
+            if connecting.done() and self._connecting is connecting:
+                self._connecting = None
 
-    def _new(self) -> AbstractConnection:
-        return self.pool.connection_class(**self.pool.connection_kwargs)
+    async def _connect(self) -> RedisReplies:
+        settings = self.pool.connection_kwargs
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(settings.get("socket_connect_timeout") or self.timeout_s):
+            if settings.get("path"):
+                _, replies = await loop.create_unix_connection(RedisReplies, settings["path"])
+            else:
+                _, replies = await loop.create_connection(
+                    RedisReplies, settings.get("host", "localhost"), settings.get("port", 6379)
+                )
+            try:
+                for command in self._handshake:
+                    answer = await replies.send(encode_command(command))
+                    if isinstance(answer, ResponseError):
+                        raise answer
+            except BaseException:
+                replies.close()
+                raise
+        self._replies = replies
+        return replies
 
     async def close(self, _app: object = None) -> None:
-        idle, self._idle = self._idle, []
-        self._open -= len(idle)
-        for connection in idle:
-            await connection.disconnect()
+        replies, self._replies = self._replies, None
+        if replies is not None:
+            replies.close()
 
 
 class RedisStore:
