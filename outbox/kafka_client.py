@@ -43,6 +43,8 @@ def consumer_config(
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "group.id": group,
+        # The broker's request log and metrics name the group, not librdkafka's default "rdkafka" for all.
+        "client.id": group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
@@ -91,7 +93,13 @@ class KafkaSide:
         ensure_topics(self.bootstrap, [*self.topics, dead_letters.dead_letter_topic(self.group)])
         self._consumer = Consumer(self.config)
         self._producer = Producer(
-            {"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 5}
+            {
+                "bootstrap.servers": self.bootstrap,
+                "client.id": f"{self.group}-dead-letters",
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+            }
         )
         self._consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
         log.info("group %s subscribed to %s", self.group, ", ".join(self.topics))

@@ -122,3 +122,12 @@ def test_backoff_grows_and_is_capped() -> None:
     assert 0.1 <= backoff_delay(0, 30) <= 0.2
     assert backoff_delay(3, 30) <= 1.6
     assert all(15 <= backoff_delay(20, 30) <= 30 for _ in range(20))
+
+
+def test_each_group_names_itself_to_the_broker() -> None:
+    from outbox.kafka_client import consumer_config
+
+    # The broker's request metrics and logs tell the groups apart only by client id (librdkafka's default is
+    # "rdkafka" for every one of them).
+    assert consumer_config("payment", "127.0.0.1:9092")["client.id"] == "payment"
+    assert consumer_config("payment", "x", overrides={"client.id": "other"})["client.id"] == "other"
