@@ -33,9 +33,18 @@ class OrderSaga(Base):
     """The process manager's state for one order (migration 0003_saga)."""
 
     __tablename__ = "order_sagas"
+    # Unique where set (order_0014): an order placed through the API has no checkout and no index entry.
+    __table_args__ = (
+        sa.Index(
+            "uq_order_sagas_checkout_id",
+            "checkout_id",
+            unique=True,
+            postgresql_where=sa.text("checkout_id IS NOT NULL"),
+        ),
+    )
 
     order_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), sa.ForeignKey("orders.id"), primary_key=True)
-    checkout_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True), unique=True)
+    checkout_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
     step: Mapped[str] = mapped_column(sa.String(20))
     deadline_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
     # Why the saga ended in a cancellation (out_of_stock, payment_declined, timeout, or a customer's reason).
