@@ -134,12 +134,14 @@ class OwnConnectionScript:
             return self._replies
         if self._connecting is None:
             self._connecting = asyncio.ensure_future(self._connect())
-        connecting = self._connecting
-        try:
-            return await asyncio.shield(connecting)
-        finally:
-            if connecting.done() and self._connecting is connecting:
-                self._connecting = None
+            self._connecting.add_done_callback(self._connected)
+        return await asyncio.shield(self._connecting)
+
+    def _connected(self, attempt: asyncio.Future[RedisReplies]) -> None:
+        """The attempt is over, whoever still waits on it: the next call connects again if it failed."""
+        self._connecting = None
+        if not attempt.cancelled():
+            attempt.exception()  # seen here even when every caller gave up waiting (no "never retrieved")
 
     async def _connect(self) -> RedisReplies:
         settings = self.pool.connection_kwargs

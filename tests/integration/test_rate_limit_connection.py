@@ -128,3 +128,25 @@ async def test_a_silent_server_times_out_and_the_connection_is_dropped(mute_serv
     finally:
         await script.close()
         await client.aclose()
+
+
+async def test_a_failed_connect_nobody_waited_for_is_retried_on_the_next_call() -> None:
+    """Callers cancelled while Redis was unreachable: the next call tries again (it must not keep the old
+    failure and fail open for good)."""
+    client = create_redis_client("redis://127.0.0.1:1/0")  # nothing listens there
+    script = OwnConnectionScript(client.connection_pool, _COUNT)
+    waiting = asyncio.ensure_future(script.run(["k"], [LIMIT, WINDOW_MS]))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    await asyncio.sleep(0.05)  # the refused connect ends with nobody waiting on it
+    assert script._connecting is None
+    good = create_redis_client()
+    script.pool = good.connection_pool  # Redis "back": the next call connects afresh
+    key = f"test:rl-conn:{uuid.uuid4()}"
+    try:
+        assert (await script.run([key], [LIMIT, WINDOW_MS]))[0] == 1
+    finally:
+        await script.close()
+        await good.delete(key)
+        await good.aclose()
+        await client.aclose()
