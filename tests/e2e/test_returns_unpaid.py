@@ -7,7 +7,6 @@ completes; a refund_only return of it completes on approval. No event of either 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -31,12 +30,6 @@ from tests.support.returns import (
 )
 
 pytestmark = pytest.mark.usefixtures("stack")
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(timeout=30) as client:
-        yield client
 
 
 async def on_hand(http: httpx.AsyncClient, product: dict[str, Any]) -> int:
@@ -71,9 +64,12 @@ async def outcomes(service: str, group: str, *aggregates: str) -> list[tuple[str
     return sorted((row["event_type"], row["outcome"]) for row in rows)
 
 
-async def test_a_return_of_an_unpaid_order_refunds_nothing_is_restocked_and_completes_without_a_dead_letter(
-    http: httpx.AsyncClient,
-) -> None:
+async def test_a_return_of_an_unpaid_order_refunds_nothing_is_restocked_and_completes_without_a_dead_letter() -> None:
+    async with api_client(timeout=30) as http:
+        await return_an_unpaid_order(http)
+
+
+async def return_an_unpaid_order(http: httpx.AsyncClient) -> None:
     back, kept = await stocked("12.00", 4), await stocked("7.00", 2)
     placed = await delivered_unpaid_order(http, [(back, 3), (kept, 1)])
     order_id = placed["id"]
