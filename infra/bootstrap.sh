@@ -13,7 +13,7 @@ command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v pgbackrest >/dev/null || missing+=(pgbackrest)
 # Bearer tokens' Ed25519 check (apps/common/ed25519.py; without it OpenSSL's, about twice the CPU).
-ldconfig -p 2>/dev/null | grep -q "libsodium\.so" || missing+=(libsodium23)
+compgen -G "/usr/lib/*/libsodium.so.*" >/dev/null || missing+=(libsodium23)
 # Monitoring (infra/monitoring.py): Prometheus (with promtool), PostgreSQL's exporter, Alertmanager.
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v prometheus-postgres-exporter >/dev/null || missing+=(prometheus-postgres-exporter)
