@@ -155,7 +155,7 @@ async def _fill_from_api(session: AsyncSession, client: OrderClient, order_id: u
         "tax_amount": view.tax_amount,
         "shipping_amount": view.shipping_amount,
         "lines": _lines(view),
-        "paid": order_paid(view.payment_status),
+        "paid": order_paid(view.status, view.payment_status),
     }
     delivered_at = view.updated_at if view.status == DELIVERED else None
     await session.execute(

@@ -140,8 +140,11 @@ class OrderTerms:
     paid: bool = True
 
 
-def order_paid(payment_status: str) -> bool:
-    """Whether a delivered order's payment_status (the order service's) says a payment was taken."""
+def order_paid(status: str, payment_status: str) -> bool | None:
+    """Whether the order's payment_status (the order service's) says a payment was taken; None (not known
+    yet) before delivery: a checkout order is still ``pending`` while its authorization is awaited."""
+    if status != "delivered":
+        return None
     return payment_status != UNPAID_STATUS
 
 

@@ -105,8 +105,11 @@ def test_refund_shares_tax_and_shipping_by_goods_value_rounded_down() -> None:
 def test_an_order_placed_without_payment_refunds_nothing_and_asks_the_payment_service_nothing() -> None:
     # POST /api/orders confirms with payment_status pending and nothing ever moves it; a checkout order
     # is confirmed authorized, then captured (or refunded, capture_failed...): a payment exists.
-    assert not order_paid("pending")
-    assert all(order_paid(s) for s in ("authorized", "captured", "partially_refunded", "capture_failed"))
+    assert order_paid("delivered", "pending") is False
+    paid = ("authorized", "captured", "partially_refunded", "capture_failed")
+    assert all(order_paid("delivered", s) is True for s in paid)
+    # Not known before delivery: a checkout order awaiting its authorization is pending too.
+    assert order_paid("pending", "pending") is None and order_paid("confirmed", "pending") is None
     unpaid = OrderTerms("USD", Decimal("55.00"), Decimal("0.00"), Decimal("3.85"), Decimal("5.00"), paid=False)
     nothing = compute_refund(
         LINES, [ReturnedLine(1, 2), ReturnedLine(2, 1)], unpaid, refund_shipping=True, refund_tax=True
