@@ -164,12 +164,17 @@ BATCH_SQL = Path(__file__).with_name("consumer_tx.sql")
 CEILING_MODE = "simple"
 
 
+def ceiling_variables(batch_size: int, customers: int, run: str) -> list[str]:
+    """consumer_tx.sql's variables, as pgbench options."""
+    return ["-D", f"batch={batch_size}", "-D", f"customers={customers}", "-D", f"run={run}"]
+
+
 def durable_ceiling(batch_size: int, customers: int, seconds: int, run: str) -> tuple[float, int]:
     """Events/s PostgreSQL absorbs as the runtime's batches (pgbench, one connection), and the batches it ran;
     its rows stay until ``remove_durable_rows``."""
     spec = BY_NAME["customer"]
     env = {**os.environ, "PGPASSWORD": spec.password()}
-    variables = ["-D", f"batch={batch_size}", "-D", f"customers={customers}", "-D", f"run={run}"]
+    variables = ceiling_variables(batch_size, customers, run)
     argv = pgbench_argv(spec, BATCH_SQL, seconds=seconds, clients=1, mode=CEILING_MODE, options=variables)
     tps, batches = pgbench_result(subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout)
     return tps * batch_size, batches

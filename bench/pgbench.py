@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 
 from apps.common.topology import ServiceSpec, pg_host, pg_port
@@ -34,6 +35,24 @@ def quoted_variables(sql: str) -> list[str]:
         if token.group().startswith("'"):
             found += _VARIABLE.findall(token.group())
     return found
+
+
+def script_variables(sql: str) -> set[str]:
+    """The pgbench variables ``sql`` reads (``:name`` outside quotes and comments; ``::type`` is a cast)."""
+    return set(_VARIABLE.findall(_LITERAL_OR_COMMENT.sub(" ", sql)))
+
+
+def gset_names(sql: str) -> set[str]:
+    """The variables the script's ``\\gset`` queries set: each column alias (``AS name``) before the ``\\gset``."""
+    names: set[str] = set()
+    for query in re.findall(r"(?:^|;)([^;]*?)\\gset", _LITERAL_OR_COMMENT.sub(" ", sql)):
+        names.update(re.findall(r"\bAS\s+(\w+)\s*(?=,|$)", query.strip(), re.IGNORECASE))
+    return names
+
+
+def defined(options: Sequence[str]) -> set[str]:
+    """The variables a command line's ``-D name=value`` options set."""
+    return {value.split("=", 1)[0] for flag, value in pairwise(options) if flag == "-D"}
 
 
 def pgbench_argv(

@@ -8,7 +8,15 @@ import pytest
 
 from apps.common.topology import BY_NAME
 from bench import consumer, orders
-from bench.pgbench import pgbench_argv, pgbench_result, progress_rates, quoted_variables
+from bench.pgbench import (
+    defined,
+    gset_names,
+    pgbench_argv,
+    pgbench_result,
+    progress_rates,
+    quoted_variables,
+    script_variables,
+)
 
 BENCH = Path(orders.__file__).resolve().parent
 
@@ -71,3 +79,19 @@ def test_result_and_progress_are_read_from_pgbench_output() -> None:
 def test_no_tps_is_an_error_naming_the_output() -> None:
     with pytest.raises(SystemExit, match="printed no tps"):
         pgbench_result("connection to server failed")
+
+
+def test_the_consumer_script_reads_only_the_variables_the_ceiling_sets() -> None:
+    sql = (BENCH / "consumer_tx.sql").read_text()
+    assert script_variables(sql) == defined(consumer.ceiling_variables(1000, 2000, "r1"))
+
+
+def test_variables_read_set_by_gset_and_by_options() -> None:
+    sql = (
+        "-- :not_read in a comment\n"
+        "SELECT gen_random_uuid() AS oid, md5(random()::text) AS tag \\gset\n"
+        "SELECT CAST(:oid AS uuid), 'PGB-' || :tag, ':quoted', '{}'::jsonb, CAST(:pids AS uuid[]);\n"
+    )
+    assert script_variables(sql) == {"oid", "tag", "pids"}
+    assert gset_names(sql) == {"oid", "tag"}
+    assert defined(["-c", "8", "-D", "pids={a,b}", "-D", "x=1=2"]) == {"pids", "x"}
