@@ -12,8 +12,6 @@ command -v mvn >/dev/null || missing+=(maven)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v pgbackrest >/dev/null || missing+=(pgbackrest)
-# Bearer tokens' Ed25519 check (apps/common/ed25519.py; without it OpenSSL's, about twice the CPU).
-compgen -G "/usr/lib/*/libsodium.so.*" >/dev/null || missing+=(libsodium23)
 # Monitoring (infra/monitoring.py): Prometheus (with promtool), PostgreSQL's exporter, Alertmanager.
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v prometheus-postgres-exporter >/dev/null || missing+=(prometheus-postgres-exporter)

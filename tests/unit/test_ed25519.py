@@ -1,5 +1,5 @@
-"""libsodium's Ed25519 check (apps/common/ed25519.py) never accepts what OpenSSL's refuses, accepts every
-good signature, and is what the token verifier uses for Ed25519 keys."""
+"""libsodium's Ed25519 check (PyNaCl; apps/common/ed25519.py) never accepts what OpenSSL's refuses, accepts
+every good signature, and is what the token verifier uses for Ed25519 keys."""
 
 from __future__ import annotations
 
@@ -14,12 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_pri
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from apps.common.auth_tokens import AuthSettings, TokenVerifier
-from apps.common.ed25519 import _verify_detached, sodium_verifier
+from apps.common.ed25519 import sodium_verifier
 
-pytestmark = [
-    pytest.mark.unit,
-    pytest.mark.skipif(_verify_detached() is None, reason="libsodium is not installed: PyJWT's check is used"),
-]
+pytestmark = pytest.mark.unit
 
 # The group order L of Ed25519: a signature's S plus L encodes the same scalar non-canonically.
 L = 2**252 + 27742317777372353535851937790883648493
