@@ -1,8 +1,4 @@
-"""event_store's created_at as a BRIN index instead of a btree (issue 11).
-
-The outbox is append-only in time and deleted from its old end, and only range conditions read
-created_at (the retention job, PITR's resend): a BRIN index serves them without an index entry (and a
-WAL record read by every walsender and the replica) per event. See outbox.migrations.event_store_created_brin.
+"""event_store.created_at as BRIN (issue 11): outbox.migrations.event_store_created_brin says why.
 
 Revision ID: catalog_0003
 Revises: catalog_0002
