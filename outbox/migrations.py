@@ -62,30 +62,27 @@ def grant_cdc_read(cdc_role: str) -> None:
 
 
 def event_store_created_brin() -> None:
-    """event_store's created_at as a BRIN index instead of a btree (issue 11).
+    """event_store's created_at as a BRIN index (idx_event_store_created_brin) instead of the btree
+    idx_event_store_created (issue 11).
 
     Rows are only ever appended (time-ordered) and deleted from the old end, so a block range's
-    created_at summary stays tight; the readers are range conditions (the retention job's
-    ``created_at < cutoff``, PITR's ``created_at >= since``), which a BRIN index serves. A btree took an
-    entry per event, a WAL record every walsender and the replica read; a BRIN index is touched once
-    per 128 pages. Built CONCURRENTLY under a temporary name, then swapped."""
+    created_at summary stays tight, and a new row lands in a range not yet summarised: its insert writes
+    nothing to the index. The readers are range conditions (the retention job's ``created_at < cutoff``,
+    PITR's ``created_at >= since``), which a BRIN index serves. The btree took an entry per event, a WAL
+    record every walsender and the replica read. The new index is built before the old one goes."""
     with op.get_context().autocommit_block():
         op.execute(
             f"CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_event_store_created_brin ON {OUTBOX_TABLE} "
             "USING brin (created_at)"
         )
         op.execute("DROP INDEX CONCURRENTLY IF EXISTS idx_event_store_created")
-        op.execute("ALTER INDEX idx_event_store_created_brin RENAME TO idx_event_store_created")
 
 
 def event_store_created_btree() -> None:
     """event_store_created_brin's downgrade: the btree of create_outbox_v1 again."""
     with op.get_context().autocommit_block():
-        op.execute(
-            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_event_store_created_btree ON {OUTBOX_TABLE} (created_at)"
-        )
-        op.execute("DROP INDEX CONCURRENTLY IF EXISTS idx_event_store_created")
-        op.execute("ALTER INDEX idx_event_store_created_btree RENAME TO idx_event_store_created")
+        op.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_event_store_created ON {OUTBOX_TABLE} (created_at)")
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS idx_event_store_created_brin")
 
 
 def drop_outbox_v1(*, publication: str) -> None:

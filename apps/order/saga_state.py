@@ -36,7 +36,7 @@ class OrderSaga(Base):
     # Unique where set (order_0014): an order placed through the API has no checkout and no index entry.
     __table_args__ = (
         sa.Index(
-            "uq_order_sagas_checkout_id",
+            "uq_order_sagas_checkout_id_set",
             "checkout_id",
             unique=True,
             postgresql_where=sa.text("checkout_id IS NOT NULL"),

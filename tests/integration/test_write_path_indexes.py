@@ -33,14 +33,14 @@ async def test_event_store_created_at_is_a_brin_index_its_readers_can_use(servic
             method = await session.scalar(
                 text(
                     "SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam "
-                    "WHERE c.oid = to_regclass('idx_event_store_created')"
+                    "WHERE c.oid = to_regclass('idx_event_store_created_brin')"
                 )
             )
             assert method == "brin"
             await session.execute(text("SET LOCAL enable_seqscan = off"))
             for statement in (_RETENTION_BATCH, _RESEND):
                 plan = "\n".join((await session.execute(text(f"EXPLAIN {statement}"))).scalars())
-                assert "idx_event_store_created" in plan, plan
+                assert "idx_event_store_created_brin" in plan, plan
     finally:
         await engine.dispose()
 
@@ -70,10 +70,12 @@ async def test_a_checkout_still_makes_at_most_one_saga_and_sagas_without_one_tak
                 await session.execute(_SAGA, {"id": await _order(session), "checkout": None})
             await session.execute(_SAGA, {"id": await _order(session), "checkout": checkout})
             second = await _order(session)
-            with pytest.raises(IntegrityError, match="uq_order_sagas_checkout_id"):
+            with pytest.raises(IntegrityError, match="uq_order_sagas_checkout_id_set"):
                 async with session.begin_nested():
                     await session.execute(_SAGA, {"id": second, "checkout": checkout})
-            definition = await session.scalar(text("SELECT pg_get_indexdef(to_regclass('uq_order_sagas_checkout_id'))"))
+            definition = await session.scalar(
+                text("SELECT pg_get_indexdef(to_regclass('uq_order_sagas_checkout_id_set'))")
+            )
             assert definition is not None and "UNIQUE" in definition and "checkout_id IS NOT NULL" in definition
             await transaction.rollback()
     finally:

@@ -6,10 +6,11 @@ unique only where it is set.
 - order_sagas.checkout_id: an order placed through POST /api/orders has none, yet every saga row put a
   NULL entry into uq_order_sagas_checkout_id twice (its insert, and its confirmation: step and
   deadline_at are indexed, so that update is never HOT). NULLs never conflict in a unique index, so a
-  partial one (WHERE checkout_id IS NOT NULL) enforces exactly the same rule. Nothing looks sagas up by
-  checkout_id (the checkout's order id is the saga's key).
+  partial one (uq_order_sagas_checkout_id_set, WHERE checkout_id IS NOT NULL) enforces exactly the same
+  rule, and is built (CONCURRENTLY) before the constraint goes. Nothing looks sagas up by checkout_id (the
+  checkout's order id is the saga's key).
 
-Built CONCURRENTLY under a temporary name, then swapped; the downgrade restores the constraint.
+The downgrade restores the constraint.
 
 Revision ID: order_0014
 Revises: order_0013
@@ -36,10 +37,16 @@ def upgrade() -> None:
             "(checkout_id) WHERE checkout_id IS NOT NULL"
         )
     op.execute("ALTER TABLE order_sagas DROP CONSTRAINT IF EXISTS uq_order_sagas_checkout_id")
-    op.execute("ALTER INDEX uq_order_sagas_checkout_id_set RENAME TO uq_order_sagas_checkout_id")
 
 
 def downgrade() -> None:
-    op.execute("DROP INDEX IF EXISTS uq_order_sagas_checkout_id")
-    op.execute("ALTER TABLE order_sagas ADD CONSTRAINT uq_order_sagas_checkout_id UNIQUE (checkout_id)")
+    # The constraint's index is built CONCURRENTLY first, so the constraint takes it over at once.
+    with op.get_context().autocommit_block():
+        op.execute(
+            "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS uq_order_sagas_checkout_id ON order_sagas (checkout_id)"
+        )
+    op.execute(
+        "ALTER TABLE order_sagas ADD CONSTRAINT uq_order_sagas_checkout_id UNIQUE USING INDEX uq_order_sagas_checkout_id"
+    )
+    op.execute("DROP INDEX IF EXISTS uq_order_sagas_checkout_id_set")
     event_store_created_btree()
