@@ -45,7 +45,7 @@ class PoolSettings:
     the sessions of a pool nobody checks out from. ConnMaxLifetime 5 min = pool_recycle.
 
     The limits are per service, not per process: a service with several uvicorn workers splits them
-    (``per_worker``), so the order service's two workers open at most 25 between them, as the seed says.
+    (``per_worker``), so a service's workers (``<NAME>_WORKERS``) open at most 25 between them, as the seed says.
     """
 
     size: int = 20

@@ -18,8 +18,10 @@ class ServiceSpec:
     port: int
     database: str
     aggregates: tuple[str, ...]
-    # uvicorn worker processes; the order service does the most work per request (two dependency calls
-    # and the write transaction), so it gets one per core on the 2-core reference machine.
+    # uvicorn worker processes. One each, the order service too: on the 2-core reference machine two
+    # order workers cost more per order than one (whole `just bench` runs alternated, session 24: order API
+    # 4.26-4.75 vs 3.23-3.39 ms of CPU per order, PostgreSQL 7.2-7.6 vs 5.9-6.2 with half the connections,
+    # 89-96 vs 112-116 orders/s, fixed-rate tails lower): at ~115 orders/s a worker is half a core busy.
     workers: int = 1
 
     def worker_count(self) -> int:
@@ -51,7 +53,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("catalog", 8001, "catalog_db", ("product", "category")),
     ServiceSpec("customer", 8002, "customer_db", ("customer",)),
     ServiceSpec("checkout", 8003, "checkout_db", ("checkout",)),
-    ServiceSpec("order", 8004, "order_db", ("order",), workers=2),
+    ServiceSpec("order", 8004, "order_db", ("order",)),
     ServiceSpec("payment", 8005, "payment_db", ("payment",)),
     ServiceSpec("warehouse", 8006, "warehouse_db", ("inventory",)),
     ServiceSpec("returns", 8007, "return_db", ("return",)),
