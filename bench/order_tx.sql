@@ -6,8 +6,10 @@
 -- its asyncpg connection sends these two statements per order and nothing else (checked with SQLAlchemy's
 -- before_cursor_execute and asyncpg's Connection.execute, which BEGIN and COMMIT go through). The write
 -- path's ceiling on this machine.
--- The two product ids are drawn once per transaction, in the \gset, and sent as values, as the service sends
--- its parameters. Until session 23 the lookup called gen_random_uuid() inside its join condition: a volatile
+-- The order's lines come as the service sends them, one array parameter per column (-D, bench/orders.py
+-- order_tx_variables), for the bench's two products: the lookup finds both, as the service's does (the
+-- customer is a random id, not found: one index probe either way). Until session 23 the lookup called
+-- gen_random_uuid() inside its join condition: a volatile
 -- value cannot use the primary key, so each transaction scanned all of order_known_products (923 rows, two
 -- more per bench run) calling OpenSSL's random generator twice per row (perf: libcrypto and its string
 -- lookups ~25 % of PostgreSQL's CPU during pgbench). That was work the service never asks of PostgreSQL,
@@ -17,16 +19,17 @@
 -- order id would scatter the inserts over the indexes' pages and lower the ceiling. The event's id too
 -- (outbox/writer.py new_event_id) since session 24: a random one had put each insert on a random leaf of
 -- event_store's primary key (88 MB) and written its full-page image after each checkpoint: WAL per
--- transaction 10.2-10.7 -> 8.4-8.6 kB, full-page images 1.59-1.67 -> 1.26-1.47, one backend's CPU per
--- order 2.06 -> 1.76 ms at 40/s; tps at 16 clients 516.6, 600.7 -> 609.0, 533.1 (alternated, within noise).
+-- transaction 10.2-10.7 -> 8.4-8.6 kB, full-page images 1.59-1.67 -> 1.26-1.47, tps at 16 clients 516.6,
+-- 600.7 -> 609.0, 533.1 (alternated, within noise); one backend's CPU per order at 40/s 2.11, 2.01 -> 1.87, 1.66.
 -- Run with -M prepared (bench/orders.py, bench/pgbench.py), as the service's asyncpg connections send these
 -- statements: prepared once per connection, then bound and executed; PostgreSQL plans the lookup afresh each
 -- time (custom plans) and keeps the write's generic plan from its 6th execution, for the service's session
 -- and for pgbench's alike (pg_prepared_statements). So every :variable is a $n parameter, unquoted (a quoted
--- one would reach PostgreSQL as literal text), cast where its type cannot be inferred; the product ids go as
--- one uuid[] parameter to the lookup and the items, as the service sends them. Until session 24 pgbench ran
--- -M simple, parsing and planning both statements in every transaction: 3.07 ms of its backend's CPU per
--- order on one connection against 2.30 prepared and 2.15 for the service's own statements replayed.
+-- one would reach PostgreSQL as literal text), cast where its type cannot be inferred. Until session 24
+-- pgbench ran -M simple, parsing and planning both statements in every transaction. One backend's CPU per
+-- order at 40/s (alternated, 2 rounds): -M simple 2.91, 2.62 ms; prepared 2.11, 2.01; the service's own two
+-- statements replayed through asyncpg 2.03, 1.92. With the time-ordered event id and the lines as
+-- parameters (below): this script 1.90, 2.03 against the service's 1.87, 1.97.
 -- The idempotency key's CTE is there as in the service's statement; like the bench's orders, it has no key.
 SELECT encode(overlay(uuid_send(gen_random_uuid())
                       placing substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
@@ -37,8 +40,7 @@ SELECT encode(overlay(uuid_send(gen_random_uuid())
        encode(overlay(uuid_send(gen_random_uuid())
                       placing substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
                       FROM 1 FOR 6), 'hex')::uuid AS eid,
-       gen_random_uuid() AS cid, md5(random()::text) AS tag,
-       ARRAY[gen_random_uuid(), gen_random_uuid()] AS pids \gset
+       gen_random_uuid() AS cid, md5(random()::text) AS tag \gset
 SELECT EXISTS (SELECT 1 FROM order_known_customers WHERE customer_id = :cid) AS customer_known,
        p.product_id, p.sku, p.name, p.price, p.currency, p.confirmed_at
 FROM (SELECT 1) AS one
@@ -53,9 +55,8 @@ WITH o AS (
   INSERT INTO order_items (order_id, product_id, product_sku, product_name, quantity, unit_price, total_price,
                            discount_amount, tax_amount, metadata)
   SELECT CAST(:oid AS uuid), t.product_id, t.sku, t.name, t.quantity, t.unit_price, t.total_price, 0, 0, '{}'::jsonb
-  FROM unnest(CAST(:pids AS uuid[]), ARRAY['SKU-A', 'SKU-B']::varchar[],
-              ARRAY['Bench item', 'Bench item']::varchar[], ARRAY[1, 2], ARRAY[10.00, 10.00]::numeric[],
-              ARRAY[10.00, 20.00]::numeric[])
+  FROM unnest(CAST(:pids AS uuid[]), CAST(:skus AS varchar[]), CAST(:names AS varchar[]),
+              CAST(:quantities AS int[]), CAST(:unit_prices AS numeric[]), CAST(:total_prices AS numeric[]))
        WITH ORDINALITY AS t(product_id, sku, name, quantity, unit_price, total_price, ord)
   ORDER BY t.ord
   RETURNING id

@@ -120,9 +120,23 @@ PGBENCH_MODE = "prepared"
 PGBENCH_CLIENTS = 8
 
 
-def run_pgbench(seconds: int, clients: int = PGBENCH_CLIENTS) -> tuple[float, int]:
+def order_tx_variables(product_a: str, product_b: str) -> list[str]:
+    """bench/order_tx.sql's per-run variables, as pgbench options: the order's lines as the service sends them,
+    one array parameter per column, for the bench's two products (the lookup finds both, as the service's does)."""
+    lines = {
+        "pids": f"{{{product_a},{product_b}}}",
+        "skus": "{SKU-A,SKU-B}",
+        "names": '{"Bench item","Bench item"}',
+        "quantities": "{1,2}",
+        "unit_prices": "{10.00,10.00}",
+        "total_prices": "{10.00,20.00}",
+    }
+    return [option for name, value in lines.items() for option in ("-D", f"{name}={value}")]
+
+
+def run_pgbench(seconds: int, products: tuple[str, str], clients: int = PGBENCH_CLIENTS) -> tuple[float, int]:
     """pgbench's tps and the transactions it ran; its orders stay until ``remove_pgbench_orders``."""
-    options = ["-P", "5"]  # its rate every 5 s (to stderr): how steady the phase was
+    options = ["-P", "5", *order_tx_variables(*products)]  # -P: its rate every 5 s (stderr), how steady it was
     argv = pgbench_argv(
         BY_NAME["order"], HERE / "order_tx.sql", seconds=seconds, clients=clients, mode=PGBENCH_MODE, options=options
     )
@@ -358,7 +372,7 @@ async def main_async(
     start = await start_phase("pgbench")
     try:
         before = cpu_snapshot()
-        tps, transactions = await asyncio.to_thread(run_pgbench, seconds)
+        tps, transactions = await asyncio.to_thread(run_pgbench, seconds, (product_a, product_b))
         # Its 8 backends exit as it disconnects: a snapshot while the postmaster reaps them read the
         # postmaster's reaped time before it grew and found the backends gone, and lost most of the phase's
         # CPU (6.6 ms per transaction reported at 1.95 cores busy and 193 tps, i.e. 10.1 spent).

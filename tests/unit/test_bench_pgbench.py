@@ -95,3 +95,13 @@ def test_variables_read_set_by_gset_and_by_options() -> None:
     assert script_variables(sql) == {"oid", "tag", "pids"}
     assert gset_names(sql) == {"oid", "tag"}
     assert defined(["-c", "8", "-D", "pids={a,b}", "-D", "x=1=2"]) == {"pids", "x"}
+
+
+def test_the_order_script_reads_only_what_its_gset_and_the_bench_set() -> None:
+    sql = (BENCH / "order_tx.sql").read_text()
+    options = orders.order_tx_variables("01a21769-8397-7144-97cb-4ad5fde5824f", "01a216da-03ab-77f0-a9f1-04f4c65fd107")
+    assert script_variables(sql) == gset_names(sql) | defined(options)
+    assert (
+        "-D" in options
+        and "pids={01a21769-8397-7144-97cb-4ad5fde5824f,01a216da-03ab-77f0-a9f1-04f4c65fd107}" in options
+    )
