@@ -6,7 +6,9 @@
    by exactly one order's events; `--register-customers` registers them through the customer API instead)
    and two products with ample stock, through the catalog and warehouse APIs.
 2. Maximum rate: wrk (Debian's package, Lua script bench/orders.lua) places orders for `--seconds` on
-   `--connections` connections (closed loop).
+   `--connections` connections (closed loop; 32, its best: alternated 20-s runs in session 24 placed 108.7 and
+   112.7 orders/s on 16, 160.6 and 103.3 on 32, 108.0 and 128.0 on 64, at a mean latency of 143-156, 202-320
+   and 516-601 ms: more connections only queue in the order API).
 3. Fixed rate: an open-loop generator (bench/open_loop.py) places orders at half that rate for `--seconds`,
    each request sent at its scheduled time whether or not earlier ones have answered; a request's latency
    counts from its scheduled time, so a slow answer delays nothing and hides nothing.
@@ -15,7 +17,8 @@
    on confirmation, so commit-to-stats runs from the transaction that confirmed the order (its saga, once
    the warehouse reserved) to the customer_stats transaction that counted it; placed-to-stats, the whole
    saga, from the order's first commit.
-5. pgbench runs bench/order_tx.sql (the statements the service sends per order) with 8 clients for `--seconds`.
+5. pgbench runs bench/order_tx.sql (the statements the service sends per order, prepared as its asyncpg
+   connections send them) with 32 clients for `--seconds`: its best on this machine (``PGBENCH_CLIENTS``).
 Before the phases, a warm-up (steady-state measurement, as JMH's warm-up iterations): open-loop windows of 15 s
 at 40 orders/s, printed as such and counted in no figure, until every JVM (Kafka, Connect) is 5 minutes old and
 its JIT compiler threads used under 100 ms/s in the last window; at least one window (it also opens the
@@ -117,7 +120,11 @@ def pgbench_env() -> dict[str, str]:
 # (pg_prepared_statements of a session replaying both as apps/order/driver.py sends them, and of pgbench's own
 # session with this mode: the same counts). The default -M simple parsed and planned both every time.
 PGBENCH_MODE = "prepared"
-PGBENCH_CLIENTS = 8
+# The ceiling is pgbench's best for this transaction on this machine. More clients keep more commits waiting
+# on one WAL flush (commit_delay, group commit) and PostgreSQL's two cores busy while others wait on it:
+# alternated 20-s runs (session 24) at 4 / 8 / 16 clients 338.9, 295.1 / 362.3, 395.7 / 399.9, 414.3 tps; at
+# 8 / 16 / 32 420.0, 471.9 / 476.8, 527.0 / 512.2, 664.6; at 32 / 64 574.3 / 600.0, 533.6: 64 adds nothing.
+PGBENCH_CLIENTS = 32
 
 
 def order_tx_variables(product_a: str, product_b: str) -> list[str]:
@@ -373,7 +380,7 @@ async def main_async(
     try:
         before = cpu_snapshot()
         tps, transactions = await asyncio.to_thread(run_pgbench, seconds, (product_a, product_b))
-        # Its 8 backends exit as it disconnects: a snapshot while the postmaster reaps them read the
+        # Its backends exit as it disconnects: a snapshot while the postmaster reaps them read the
         # postmaster's reaped time before it grew and found the backends gone, and lost most of the phase's
         # CPU (6.6 ms per transaction reported at 1.95 cores busy and 193 tps, i.e. 10.1 spent).
         await asyncio.sleep(1)
