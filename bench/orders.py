@@ -122,8 +122,9 @@ def pgbench_env() -> dict[str, str]:
 PGBENCH_MODE = "prepared"
 # The ceiling is pgbench's best for this transaction on this machine. More clients keep more commits waiting
 # on one WAL flush (commit_delay, group commit) and PostgreSQL's two cores busy while others wait on it:
-# alternated 20-s runs (session 24) at 4 / 8 / 16 clients 338.9, 295.1 / 362.3, 395.7 / 399.9, 414.3 tps; at
-# 8 / 16 / 32 420.0, 471.9 / 476.8, 527.0 / 512.2, 664.6; at 32 / 64 574.3 / 600.0, 533.6: 64 adds nothing.
+# alternated 20-s runs (session 24, each set on one stack) at 4 / 8 / 16 clients 338.9, 295.1 / 362.3, 395.7 /
+# 399.9, 414.3 tps; at 8 / 16 / 32 420.0, 471.9 / 476.8, 527.0 / 512.2, 664.6; at 16 / 32 / 64 590.9, 499.7 /
+# 528.7, 628.8 / 564.6, 588.1 (and 32 / 64 574.3 / 600.0, 533.6): beyond 32, nothing more.
 PGBENCH_CLIENTS = 32
 
 
