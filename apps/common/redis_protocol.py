@@ -114,9 +114,15 @@ class RedisReplies(asyncio.Protocol):
             if not waiter.done():
                 waiter.set_exception(error)
 
+    @property
+    def usable(self) -> bool:
+        """Open for commands: not lost, and not closing (the loop may have seen the server's close a turn
+        before it tells ``connection_lost``)."""
+        return not self.lost and self.transport is not None and not self.transport.is_closing()
+
     def send(self, payload: bytes) -> asyncio.Future[Any]:
         """The future of this command's reply (an error reply is its exception object, as a value)."""
-        if self.lost or self.transport is None or self.transport.is_closing():
+        if not self.usable:
             raise RedisConnectionError("the connection to Redis is closed")
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)

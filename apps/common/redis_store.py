@@ -95,7 +95,7 @@ class OwnConnectionScript:
 
     @property
     def _open(self) -> int:
-        return 0 if self._replies is None or self._replies.lost else 1
+        return 1 if self._replies is not None and self._replies.usable else 0
 
     async def run(self, keys: Sequence[str], args: Sequence[object]) -> Any:
         """The script's answer (EVALSHA: only its hash travels)."""
@@ -130,7 +130,7 @@ class OwnConnectionScript:
 
     async def _connection(self) -> RedisReplies:
         """The live connection, or a new one (callers arriving while it connects wait for the same one)."""
-        if self._replies is not None and not self._replies.lost:
+        if self._replies is not None and self._replies.usable:
             return self._replies
         if self._connecting is None:
             self._connecting = asyncio.ensure_future(self._connect())

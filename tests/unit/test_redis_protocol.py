@@ -121,3 +121,14 @@ def test_an_unfinished_reply_waits_for_more() -> None:
     for partial in (b"", b":1", b"$5\r\nhel", b"*2\r\n:1\r\n"):
         with pytest.raises(_Incomplete):
             parse_reply(partial)
+
+
+def test_a_closing_transport_takes_no_command_before_the_loop_reports_it_lost() -> None:
+    """The loop may see the server's close a turn before ``connection_lost``: the connection is not usable
+    then (the caller connects afresh instead of writing into it)."""
+    replies, transport = _connected()
+    assert replies.usable
+    transport.closed = True
+    assert not replies.usable and not replies.lost
+    with pytest.raises(RedisConnectionError):
+        replies.send(b"*1\r\n$4\r\nPING\r\n")
