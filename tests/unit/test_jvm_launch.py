@@ -86,7 +86,7 @@ def _fake_jdk(root: Path, name: str, version: str) -> str:
     return str(home / "bin" / "java")
 
 
-def test_connect_runs_on_the_newest_jdk_from_25_and_falls_back_to_java_on_the_path(
+def test_the_broker_and_connect_run_on_the_newest_jdk_from_25_and_fall_back_to_java_on_the_path(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("JAVA_HOME", raising=False)
@@ -96,8 +96,8 @@ def test_connect_runs_on_the_newest_jdk_from_25_and_falls_back_to_java_on_the_pa
     assert kafka._java(kafka.CONNECT) == "/usr/bin/java"  # no JDK 25: the path's java, as before
     jdk25 = _fake_jdk(tmp_path, "temurin-25", "25.0.3")
     assert kafka.java_feature_version(jdk25) == 25
-    assert kafka._java(kafka.CONNECT) == jdk25
-    assert kafka._java(kafka.KAFKA) == "/usr/bin/java" and kafka._java() == "/usr/bin/java"
+    assert kafka._java(kafka.CONNECT) == jdk25 and kafka._java(kafka.KAFKA) == jdk25
+    assert kafka._java() == "/usr/bin/java"  # tools (StorageTool) stay on the path's java
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "java-17"))
     assert kafka._java(kafka.CONNECT) == str(tmp_path / "java-17" / "bin" / "java")  # JAVA_HOME wins
 
