@@ -122,11 +122,12 @@ class RedisReplies(asyncio.Protocol):
 
     def send(self, payload: bytes) -> asyncio.Future[Any]:
         """The future of this command's reply (an error reply is its exception object, as a value)."""
-        if not self.usable:
+        transport = self.transport
+        if transport is None or not self.usable:
             raise RedisConnectionError("the connection to Redis is closed")
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
-        self.transport.write(payload)
+        transport.write(payload)
         return waiter
 
     def close(self) -> None:
