@@ -80,13 +80,12 @@ class OwnConnectionScript:
     database, credentials, connect timeout); each call waits at most ``timeout_s`` (then a TimeoutError, and
     the connection is dropped: a Redis that stalls is connected afresh). A failure reaches the caller, which
     fails open. A connection Redis closed while idle is replaced at once, and a script Redis forgot is sent
-    whole again. ``limit`` bounds the connections open; one carries every call.
+    whole again. One connection carries every call of the worker.
     """
 
-    def __init__(self, pool: ConnectionPool, script: str, limit: int = POOL_SIZE, timeout_s: float = TIMEOUT_S) -> None:
+    def __init__(self, pool: ConnectionPool, script: str, timeout_s: float = TIMEOUT_S) -> None:
         self.pool = pool
         self.script = script
-        self.limit = limit
         self.timeout_s = timeout_s
         self.sha = hashlib.sha1(script.encode()).hexdigest()
         self._handshake = handshake(pool)  # a connection this client cannot make is a start-up error
