@@ -29,6 +29,7 @@ from apps.returns.rules import (
     APPROVED,
     COMPLETED,
     EXPIRED,
+    REFUND_ERROR,
     REFUND_FAILED,
     REFUNDED,
     TRANSITIONS,
@@ -148,7 +149,7 @@ async def refund_failed(session: AsyncSession, refund_id: uuid.UUID, reason: str
     if request is None or REFUND_FAILED not in TRANSITIONS[request.status]:
         return False
     request.status, request.updated_at = REFUND_FAILED, at
-    request.metadata_ = {**request.metadata_, "refund_error": reason[:255]}
+    request.metadata_ = {**request.metadata_, REFUND_ERROR: reason[:255]}
     await add_event(
         session, request.id, ReturnRefundFailed(**about(request), refund_id=refund_id, reason=reason, failed_at=at)
     )

@@ -18,6 +18,7 @@ from apps.common.errors import InconsistentFields, OutOfRange, StateConflict, Un
 __all__ = [
     "CONDITIONS",
     "REASONS",
+    "REFUND_ERROR",
     "RETURN_TYPES",
     "STATUSES",
     "TRANSITIONS",
@@ -87,6 +88,8 @@ CENT: Final = Decimal("0.01")
 UNPAID_STATUS: Final = "pending"
 NOT_PAID: Final = "nothing to refund: the order was placed without payment"
 COST_NOTHING: Final = "nothing to refund: the returned units cost nothing"
+# The metadata key under which a refund_failed return keeps the payment service's reason (the API's refund_error).
+REFUND_ERROR: Final = "refund_error"
 
 
 def check_transition(current: str, target: str, field: str = "status") -> None:

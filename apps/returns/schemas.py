@@ -17,7 +17,7 @@ from msgspec import Meta
 from apps.common.fields import LINE_PATTERN, NO_NUL_PATTERN
 from apps.common.responses import from_row
 from apps.returns.models import ReturnRequest
-from apps.returns.rules import CONDITIONS, REASONS, RETURN_TYPES
+from apps.returns.rules import CONDITIONS, REASONS, REFUND_ERROR, RETURN_TYPES
 
 __all__ = [
     "ApproveRequest",
@@ -49,6 +49,14 @@ Condition = Literal["new", "opened", "used", "damaged", "defective"]
 ReturnType = Literal["refund", "refund_only"]
 Person = Annotated[str, Meta(min_length=1, max_length=255, pattern=LINE_PATTERN, examples=["agent@example.com"])]
 Text = Annotated[str, Meta(max_length=2000, pattern=NO_NUL_PATTERN)]
+RefundError = Annotated[
+    str | None,
+    Meta(
+        description="why the payment service refused the refund (status refund_failed: a person follows up); "
+        "null otherwise",
+        examples=["expired_or_canceled_card"],
+    ),
+]
 assert set(Reason.__args__) == set(REASONS)  # type: ignore[attr-defined]
 assert set(Condition.__args__) == set(CONDITIONS)  # type: ignore[attr-defined]
 assert set(ReturnType.__args__) == set(RETURN_TYPES)  # type: ignore[attr-defined]
@@ -114,7 +122,8 @@ class ReturnItemOut(msgspec.Struct, kw_only=True):
 
 
 class ReturnOut(msgspec.Struct, kw_only=True):
-    """A return with its items; every field is the return_requests column of that name."""
+    """A return with its items; every field is the return_requests column of that name, but
+    ``refund_error`` (kept in the row's metadata by the payment service's answer)."""
 
     id: uuid.UUID
     return_number: str
@@ -137,6 +146,7 @@ class ReturnOut(msgspec.Struct, kw_only=True):
     return_tracking_number: str | None
     refund_id: uuid.UUID | None
     refunded_at: dt.datetime | None
+    refund_error: RefundError = None
     created_at: dt.datetime
     updated_at: dt.datetime
     expires_at: dt.datetime | None
@@ -150,5 +160,5 @@ class ReturnPage(msgspec.Struct, kw_only=True):
 
 
 def to_return_out(request: ReturnRequest) -> ReturnOut:
-    """The return's columns and its items (loaded with it)."""
-    return from_row(ReturnOut, request)
+    """The return's columns and its items (loaded with it), and the refund's failure from its metadata."""
+    return from_row(ReturnOut, request, refund_error=request.metadata_.get(REFUND_ERROR))

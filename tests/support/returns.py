@@ -30,9 +30,11 @@ async def _checkout(
     lines: list[tuple[dict[str, Any], int]],
     customer_id: str | None = None,
     addressing: dict[str, Any] | None = None,
+    token: str = "tok_visa",
 ) -> str:
-    """A registered customer's paid checkout (tok_visa), a new customer's unless told, to ``addressing`` (the
-    body's address fields; a US address unless told); the order id."""
+    """A registered customer's checkout paid with the sandbox's ``token`` (tok_visa unless told), a new
+    customer's unless told, to ``addressing`` (the body's address fields; a US address unless told); the
+    order id."""
     base = service_url("checkout")
     customer_id = customer_id or (await create_customer(http))["id"]
     cart = await http.post(f"{base}/api/carts", json={"customer_id": customer_id})
@@ -47,7 +49,7 @@ async def _checkout(
         "cart_id": cart_id,
         **(addressing or {"shipping_address": US_ADDRESS}),
         "shipping_method_id": "standard",
-        "payment_method": {"type": "card", "token": "tok_visa"},
+        "payment_method": {"type": "card", "token": token},
     }
     session = await http.post(f"{base}/api/checkout", json=body)
     assert session.status_code == 201, session.text
@@ -89,10 +91,12 @@ async def delivered_order(
     *,
     customer_id: str | None = None,
     addressing: dict[str, Any] | None = None,
+    token: str = "tok_visa",
 ) -> dict[str, Any]:
     """An order paid by card, confirmed, shipped (captured) and delivered; GET /api/orders/{id}'s body.
-    ``customer_id`` and ``addressing`` as for the checkout (a new customer, a US address by default)."""
-    order_id = await _checkout(http, lines, customer_id, addressing)
+    ``customer_id``, ``addressing`` and the card's ``token`` as for the checkout (a new customer, a US
+    address, tok_visa by default)."""
+    order_id = await _checkout(http, lines, customer_id, addressing, token)
     await order_reaches(http, order_id, "confirmed", "authorized")
     await move(http, order_id, "processing")
     await move(http, order_id, "shipped")
