@@ -35,7 +35,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.cpu import TICKS, cpu_by_component, cpu_snapshot, stat_fields, wait_until_quiet
+from bench.cpu import (
+    OTHER,
+    TICKS,
+    CpuSnapshot,
+    cpu_accounting,
+    cpu_snapshot,
+    restarted_note,
+    stat_fields,
+    wait_until_quiet,
+)
 from infra.paths import PIDS
 from infra.postgres import psql_admin
 
@@ -99,7 +108,7 @@ class PhaseStart:
     autovacuum: set[str]
     ticks: list[int]
     started: float
-    cpu: dict[tuple[str, int], float]
+    cpu: CpuSnapshot
     watcher: asyncio.Task[None] | None = None
 
 
@@ -146,7 +155,8 @@ async def phase_report(name: str, start: PhaseStart, *, per: int, unit: str) -> 
     """The phase's PostgreSQL line, the autovacuum workers seen and the machine's cores (stops the watcher)."""
     elapsed = time.monotonic() - start.started
     machine = describe_machine(start.ticks, machine_ticks(), elapsed)
-    outside = cpu_by_component(cpu_snapshot(), start.cpu).get("other", 0.0) / max(elapsed, 1e-9)
+    used, restarted = cpu_accounting(cpu_snapshot(), start.cpu)
+    outside = used.get(OTHER, 0.0) / max(elapsed, 1e-9)
     after = await asyncio.to_thread(pg_counters)
     if start.watcher is not None:
         start.watcher.cancel()
@@ -155,6 +165,8 @@ async def phase_report(name: str, start: PhaseStart, *, per: int, unit: str) -> 
     line = describe_phase(name, start.counters, after, per=per, unit=unit)
     vacuumed = ", ".join(sorted(start.autovacuum)) or "none"
     outside_line = f"{outside:.2f} of them outside the stack and the load (other users of the machine)"
+    if restarted:
+        outside_line += f"; {restarted_note(restarted)}"
     return f"{line}; autovacuum seen: {vacuumed}\n{name}: {machine}; {outside_line}"
 
 
