@@ -2,11 +2,24 @@
 
 Redrive progress is the committed offset of the group ``<group>.redrive`` on the dead-letter topic
 (outbox/dlq.py), so "pending" is what lies past it (past the topic's start when nothing was redriven).
+
+The stack exporter reads them through ``python -m infra.dead_letter_stats serve``, a child process of its
+own (infra/stack_exporter.py, DeadLetterChild): librdkafka answers some broker failures with a failed
+assertion, which calls abort() in one of its threads, and no Python code can catch that: the whole
+process dies of SIGABRT. It killed the exporter once while the broker restarted (librdkafka #4605 and
+#3663, both open: an admin request that timed out on our side is still in flight, and its late or
+dropped answer releases the request's reference twice, ``Assertion `eonce->refcnt > 0' failed``). Here
+an admin request is given librdkafka's own timeout (it was 60 s, socket.timeout.ms, behind our 3 s wait)
+and the clients are made anew after any failure, the issues' workaround; what still aborts takes only
+the child with it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import json
+import sys
+from dataclasses import astuple, dataclass
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -50,6 +63,20 @@ def pending_count(watermarks: dict[int, tuple[int, int]], committed: dict[int, i
 
 
 def read() -> list[DeadLetterCount]:
+    """The counts; after any failure (the broker restarting) the clients are dropped, and the next read
+    makes new ones rather than reusing handles with requests of the failure still in flight."""
+    global _clients
+    try:
+        return _read()
+    except BaseException:
+        if _clients is not None:
+            with contextlib.suppress(Exception):  # a consumer that never subscribed: nothing to leave
+                _clients[1].close()
+            _clients = None
+        raise
+
+
+def _read() -> list[DeadLetterCount]:
     """Both watermarks of every dead-letter partition in two requests, the redrive group's offsets only
     where a topic holds letters: asked per partition and per group, the ~100 mostly empty dead-letter
     topics a test run leaves cost the broker ~40 requests/s from this alone."""
@@ -84,9 +111,28 @@ def _offsets(consumer: Consumer, partitions: list[TopicPartition], which: int) -
 
 
 def _committed(admin: AdminClient, group: str, topic: str) -> dict[int, int]:
-    future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
+    # librdkafka ends the request itself at TIMEOUT_S: one left running past our wait is the one whose late
+    # answer trips the assertion (see the module's doc).
+    request = [ConsumerGroupTopicPartitions(group)]
+    future = admin.list_consumer_group_offsets(request, request_timeout=TIMEOUT_S)[group]
     try:
-        result = future.result(timeout=TIMEOUT_S)
+        result = future.result(timeout=TIMEOUT_S + 1)
     except Exception:  # the group never committed: nothing redriven yet
         return {}
     return {tp.partition: tp.offset for tp in result.topic_partitions or [] if tp.topic == topic}
+
+
+def serve() -> None:
+    """The stack exporter's child: a line on stdin asks for the counts, one JSON line answers them
+    (``{"counts": [[group, total, pending], ...]}`` or ``{"error": "..."}``); stdin's end ends it."""
+    for _ in sys.stdin:
+        try:
+            answer: dict[str, object] = {"counts": [astuple(count) for count in read()]}
+        except Exception as exc:  # the broker restarting: the exporter keeps its last counts
+            answer = {"error": repr(exc)}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["serve"]:
+    serve()

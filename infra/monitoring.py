@@ -10,6 +10,9 @@ and beside them the scheduled retention and archival jobs (``jobs``, infra/jobs.
   (the config is written from the stack's process list at each start) and evaluates
   infra/prometheus/rules/*.yml; alerts go to ``alertmanager`` (127.0.0.1:9094; Kafka's controller has
   9093) configured by infra/prometheus/alertmanager.yml.
+
+A daemon marked ``kept`` (the stack exporter) runs under its keeper (infra/keep.py), which starts it again
+when it dies.
 """
 
 from __future__ import annotations
@@ -146,6 +149,8 @@ class Daemon:
     argv: Callable[[], list[str]]
     ready_url: str
     env: Callable[[], dict[str, str]] = dict
+    # Under its keeper (infra/keep.py): started again whenever it dies.
+    kept: bool = False
 
     def start(self) -> None:
         self.wait(self.spawn())
@@ -154,7 +159,10 @@ class Daemon:
         """Start the process unless it runs; its pid, or None when it was running already."""
         if proc.running(self.name):
             return None
-        return proc.spawn(self.name, self.argv(), cwd=REPO, env=self.env())
+        argv = self.argv()
+        if self.kept:
+            argv = [sys.executable, "-m", "infra.keep", self.name, "--", *argv]
+        return proc.spawn(self.name, argv, cwd=REPO, env=self.env())
 
     def wait(self, pid: int | None) -> None:
         proc.wait_until(self.name, http_ok(self.ready_url), timeout=60, pid=pid)
@@ -218,7 +226,9 @@ DAEMONS: tuple[Daemon, ...] = (
         f"http://127.0.0.1:{PG_EXPORTER_PORT}/metrics",
         env=lambda: {"DATA_SOURCE_NAME": monitoring_dsn()},
     ),
-    Daemon("stack-exporter", _stack_exporter_argv, f"http://127.0.0.1:{STACK_EXPORTER_PORT}/health"),
+    # Kept: it died once (a librdkafka assertion, since isolated in a child: infra/dead_letter_stats.py),
+    # and nothing noticed until someone looked at `just status`.
+    Daemon("stack-exporter", _stack_exporter_argv, f"http://127.0.0.1:{STACK_EXPORTER_PORT}/health", kept=True),
     # Not monitoring, but run the same way: the scheduled retention and archival jobs (infra/jobs.py).
     Daemon("jobs", _jobs_argv, f"http://127.0.0.1:{JOBS_PORT}/health"),
     Daemon("alertmanager", _alertmanager_argv, f"http://127.0.0.1:{ALERTMANAGER_PORT}/-/ready"),

@@ -12,7 +12,10 @@ GET /metrics, fresh at each scrape:
   system (``commerce_pg_data_fs_size_bytes``, ``commerce_pg_data_fs_avail_bytes``).
 - ``commerce_dead_letters{group}`` (messages in ``<group>.dlq``) and ``commerce_dead_letters_pending{group}``
   (not yet redriven: past the ``<group>.redrive`` group's committed offset), counted every 15 s in the
-  background and served from that count.
+  background and served from that count. Counted by a child process (DeadLetterChild), the only one
+  holding librdkafka clients: an assertion in librdkafka aborts the process it runs in (it killed the
+  exporter once while the broker restarted; infra/dead_letter_stats.py says why), now only that child,
+  made anew at the next count; ``commerce_exporter_child_restarts`` counts those.
 - ``commerce_order_saga_overdue``: order sagas still waiting on a step a minute past its deadline (the
   sweeper compensates them within a second or two when it runs).
 - ``commerce_exporter_source_up{source}``: 0 when a source failed this scrape; its metrics are then absent.
@@ -29,8 +32,10 @@ import asyncio
 import bisect
 import collections
 import contextlib
+import json
 import logging
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +48,7 @@ from prometheus_client.registry import Collector
 
 from apps.common.topology import BY_NAME, connect_url, database_url
 from infra import connectors, dead_letter_stats, monitoring, postgres
+from infra.keep import ended_by
 from outbox.probes import run_until_signalled
 from outbox.redaction import configure_logging
 
@@ -57,6 +63,10 @@ SAGA_GRACE = "1 minute"
 # scrape, and every series of the exporter vanished with it.
 SOURCE_TIMEOUT_S = 2.5
 DEAD_LETTERS_EVERY_S = 15.0
+# A count's bound: a few broker round trips of dead_letter_stats.TIMEOUT_S each when the broker is away. A
+# child past it is stuck in librdkafka: it is killed and made anew.
+DEAD_LETTERS_TIMEOUT_S = 30.0
+CHILD = [sys.executable, "-m", "infra.dead_letter_stats", "serve"]
 
 
 def lag_seconds(samples: Sequence[tuple[float, int]], confirmed: int, current: int, now: float) -> float:
@@ -131,8 +141,70 @@ class _Scraping(Collector):
         return iter(future.result(timeout=SOURCE_TIMEOUT_S + 1))
 
 
+class DeadLetterChild:
+    """dead_letter_stats.read in a child process (``argv``), kept between counts and made anew when it
+    died or did not answer within ``timeout_s``; its stderr (librdkafka's assertion included) is ours."""
+
+    def __init__(self, argv: Sequence[str] = CHILD, timeout_s: float = DEAD_LETTERS_TIMEOUT_S) -> None:
+        self.argv, self.timeout_s = list(argv), timeout_s
+        self.child: asyncio.subprocess.Process | None = None
+        self.restarts = 0  # children that ended without being asked to (an abort), or were killed stuck
+
+    async def read(self) -> list[dead_letter_stats.DeadLetterCount]:
+        child = await self._running()
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            child.stdin.write(b"count\n")
+            await child.stdin.drain()
+            line = await asyncio.wait_for(child.stdout.readline(), self.timeout_s)
+        except (TimeoutError, ConnectionError) as exc:
+            await self._lost(
+                child, f"no answer within {self.timeout_s:.0f} s" if isinstance(exc, TimeoutError) else repr(exc)
+            )
+            raise RuntimeError("the dead-letter counter did not answer") from exc
+        if not line:  # its stdout closed: it died (SIGABRT is librdkafka's failed assertion)
+            await self._lost(child, "it ended")
+            raise RuntimeError("the dead-letter counter died")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"dead letters not read: {answer['error']}")
+        return [dead_letter_stats.DeadLetterCount(*row) for row in answer["counts"]]
+
+    async def _running(self) -> asyncio.subprocess.Process:
+        if self.child is not None and self.child.returncode is not None:
+            # Died between counts: librdkafka's threads run (and may assert) while nothing is asked.
+            await self._lost(self.child, "it ended between counts")
+        if self.child is None:
+            self.child = await asyncio.create_subprocess_exec(
+                *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+            )
+        return self.child
+
+    async def _lost(self, child: asyncio.subprocess.Process, why: str) -> None:
+        if child.returncode is None:
+            child.kill()
+        code = await child.wait()
+        self.child = None
+        self.restarts += 1
+        ended = ended_by(code)
+        log.warning("dead-letter counter (pid %d) lost: %s, %s; a new one counts next", child.pid, why, ended)
+
+    async def close(self) -> None:
+        if self.child is not None and self.child.returncode is None:
+            assert self.child.stdin is not None
+            self.child.stdin.close()  # its end of input ends it
+            try:
+                await asyncio.wait_for(self.child.wait(), 5)
+            except TimeoutError:
+                self.child.kill()
+                await self.child.wait()
+        self.child = None
+
+
 class Exporter:
-    def __init__(self) -> None:
+    def __init__(self, dead_letters_every_s: float = DEAD_LETTERS_EVERY_S) -> None:
+        self.dead_letters_every_s = dead_letters_every_s
+        self.dead_letter_child = DeadLetterChild()
         self.samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=SAMPLES_KEPT)
         self.http: aiohttp.ClientSession | None = None
         self.dead_letter_counts: list[dead_letter_stats.DeadLetterCount] | None = None
@@ -145,6 +217,7 @@ class Exporter:
     async def close(self) -> None:
         if self.http is not None:
             await self.http.close()
+        await self.dead_letter_child.close()
         await self.monitoring_db.close()
         await self.order_db.close()
 
@@ -152,16 +225,16 @@ class Exporter:
         await asyncio.gather(self.sample_wal(stopping), self.refresh_dead_letters(stopping))
 
     async def refresh_dead_letters(self, stopping: asyncio.Event) -> None:
-        """Count dead letters every DEAD_LETTERS_EVERY_S, off the scrape: with many dead-letter topics it
+        """Count dead letters every ``dead_letters_every_s``, off the scrape: with many dead-letter topics it
         takes several broker round trips each, longer than a scrape may take."""
         while not stopping.is_set():
             try:
-                self.dead_letter_counts = await asyncio.to_thread(dead_letter_stats.read)
+                self.dead_letter_counts = await self.dead_letter_child.read()
                 self.dead_letters_read_at = time.monotonic()
             except Exception as exc:  # the broker restarting: keep the last counts until they go stale
                 log.debug("dead letters not read: %r", exc)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), DEAD_LETTERS_EVERY_S)
+                await asyncio.wait_for(stopping.wait(), self.dead_letters_every_s)
 
     async def sample_wal(self, stopping: asyncio.Event) -> None:
         """Record the current WAL position every SAMPLE_EVERY_S (the clock of slot lag in seconds)."""
@@ -196,6 +269,7 @@ class Exporter:
             ["source"],
             [((name,), 0.0 if isinstance(r, BaseException) else 1.0) for name, r in zip(sources, results, strict=True)],
         )
+        self.child_restarts(snapshot)
         return snapshot.metrics
 
     async def connect_status(self, snapshot: Snapshot) -> None:
@@ -261,7 +335,7 @@ class Exporter:
 
     async def dead_letters(self, snapshot: Snapshot) -> None:
         counts = self.dead_letter_counts
-        if counts is None or time.monotonic() - self.dead_letters_read_at > 4 * DEAD_LETTERS_EVERY_S:
+        if counts is None or time.monotonic() - self.dead_letters_read_at > 4 * self.dead_letters_every_s:
             raise RuntimeError("dead letters not read from Kafka lately")
         snapshot.gauge(
             "commerce_dead_letters", "Messages in the group's dead-letter topic", ["group"],
@@ -271,6 +345,14 @@ class Exporter:
             "commerce_dead_letters_pending", "Dead letters not yet redriven", ["group"],
             [((c.group,), float(c.pending)) for c in counts],
         )  # fmt: skip
+
+    def child_restarts(self, snapshot: Snapshot) -> None:
+        snapshot.gauge(
+            "commerce_exporter_child_restarts",
+            "Dead-letter counting children lost (died, e.g. a librdkafka assertion, or stuck) and made anew",
+            [],
+            [((), float(self.dead_letter_child.restarts))],
+        )
 
 
 def connector_rows(
@@ -296,8 +378,8 @@ async def _connect_monitoring() -> asyncpg.Connection:
     return await asyncpg.connect(monitoring.monitoring_dsn(), timeout=3)
 
 
-async def serve(port: int) -> None:
-    exporter = Exporter()
+async def serve(port: int, dead_letters_every_s: float = DEAD_LETTERS_EVERY_S) -> None:
+    exporter = Exporter(dead_letters_every_s)
     stopping = asyncio.Event()
     REGISTRY.register(_Scraping(exporter, asyncio.get_running_loop()))
 
@@ -313,9 +395,12 @@ async def serve(port: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=monitoring.STACK_EXPORTER_PORT)
+    parser.add_argument(
+        "--dead-letters-every", type=float, default=DEAD_LETTERS_EVERY_S, help="seconds between dead-letter counts"
+    )
     args = parser.parse_args(argv)
     configure_logging()  # plain text, every line through redact (issue 14)
-    asyncio.run(serve(args.port))
+    asyncio.run(serve(args.port, args.dead_letters_every))
 
 
 if __name__ == "__main__":
