@@ -24,6 +24,7 @@ from apps.common.topology import (
 )
 from infra.paths import REPO
 from outbox.config import topic_prefix
+from outbox.routing import ROUTE_FIELD, project_streams, route_topic_regex, topic_for_event
 
 CONNECTORS = REPO / "connectors"
 # Connectors once deployed and no longer in connectors/, by name, with the database and slot each streamed.
@@ -45,6 +46,8 @@ def _request(method: str, url: str, body: object | None = None) -> Any:
 
 
 TOPIC_REPLACEMENT = "transforms.outbox.route.topic.replacement"
+ROUTE_BY_FIELD = "transforms.outbox.route.by.field"
+TOPIC_REGEX = "transforms.outbox.route.topic.regex"
 
 
 def topic_replacement(prefix: str | None = None) -> str:
@@ -52,19 +55,37 @@ def topic_replacement(prefix: str | None = None) -> str:
     return f"{prefix or topic_prefix()}.${{routedByValue}}"
 
 
+def routing(prefix: str | None = None) -> dict[str, str]:
+    """The EventRouter's routing keys: by event type, to its stream's topic or its aggregate's
+    (outbox.routing), under the project's prefix ([tool.outbox] topic_prefix and streams; OUTBOX_TOPIC_PREFIX,
+    OUTBOX_STREAMS)."""
+    return {
+        ROUTE_BY_FIELD: ROUTE_FIELD,
+        TOPIC_REGEX: route_topic_regex(project_streams()),
+        TOPIC_REPLACEMENT: topic_replacement(prefix),
+    }
+
+
 def load(path: Path, overrides: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """A connector file's name and config; the topic prefix is the project's ([tool.outbox] topic_prefix,
-    OUTBOX_TOPIC_PREFIX), so the files' literal (checked against it by a unit test) never drifts."""
+    """A connector file's name and config; its routing is the project's (``routing``), so the files'
+    literals (checked against it by a unit test) never drift."""
     spec = json.loads(path.read_text())
-    return spec["name"], {**spec["config"], TOPIC_REPLACEMENT: topic_replacement(), **overrides}
+    return spec["name"], {**spec["config"], **routing(), **overrides}
+
+
+def event_topics() -> set[str]:
+    """Every topic an event can be routed to: each aggregate's, and each stream's."""
+    return {topic_for(aggregate) for spec in SERVICES for aggregate in spec.aggregates} | {
+        f"{topic_prefix()}.{stream}" for stream in project_streams()
+    }
 
 
 def ensure_event_topics(bootstrap: str) -> None:
-    """Create every aggregate's topic up front so consumers can subscribe before the first event."""
+    """Create every event topic up front so consumers can subscribe before the first event."""
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    wanted = {topic_for(aggregate) for spec in SERVICES for aggregate in spec.aggregates}
+    wanted = event_topics()
     existing = set(admin.list_topics(timeout=10).topics)
     missing = [
         NewTopic(topic, num_partitions=EVENT_TOPIC_PARTITIONS, replication_factor=-1, config=EVENT_TOPIC_CONFIG)
@@ -178,6 +199,61 @@ def deploy_all(
     wait_running(names, base_url, timeout)
 
 
+def left_topics() -> dict[str, list[str]]:
+    """Per consumer group, the aggregate topics that some event type it handles leaves for a stream's topic:
+    where a consumer deployed before the streams still reads those types, and must have read all of them
+    before its successor starts on the stream's topic (per aggregate, the old tail comes before the new head)."""
+    from outbox import groups
+
+    found: dict[str, list[str]] = {}
+    for module in groups.consumer_modules():
+        group = module.group
+        old = {
+            topic_for_event(t, streams=())
+            for t in group.event_types
+            if topic_for_event(t, streams=()) != topic_for_event(t)
+        }
+        if old:
+            found[group.name] = sorted(old)
+    return found
+
+
+def wait_drained(bootstrap: str, timeout: float) -> bool:
+    """Wait until every group of ``left_topics`` has committed each of those topics up to its end as it is
+    now: run it after deploying connectors that route a stream to its own topic (nothing of that stream
+    reaches the old topic any more), and restart those groups' consumers once it returns True."""
+    from outbox.replay import plan
+
+    ends = {
+        group: {
+            (p.topic, p.partition): (p.target, p.end)
+            for p in plan(group, topics, to_earliest=True, to_datetime=None, to_offset=None, bootstrap=bootstrap)
+        }
+        for group, topics in left_topics().items()
+    }
+    deadline = time.monotonic() + timeout
+    while True:
+        behind = {}
+        for group, topics in left_topics().items():
+            committed = plan(group, topics, to_earliest=True, to_datetime=None, to_offset=None, bootstrap=bootstrap)
+            lag = sum(
+                end - max(p.current, low)
+                for p in committed
+                for low, end in [ends[group][(p.topic, p.partition)]]
+                if max(p.current, low) < end
+            )
+            if lag:
+                behind[group] = lag
+        if not behind:
+            print("drained: " + ", ".join(f"{g} ({', '.join(t)})" for g, t in left_topics().items()), flush=True)
+            return True
+        if time.monotonic() > deadline:
+            print(f"still behind after {timeout:.0f}s: {behind}", file=sys.stderr)
+            return False
+        print(f"waiting for {behind} events to be read on the old topics", flush=True)
+        time.sleep(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("files", nargs="*", type=Path, help="connector JSON files (default: connectors/*.json)")
@@ -191,7 +267,15 @@ def main(argv: list[str] | None = None) -> int:
         help="override a config key in every connector, e.g. --set database.hostname=db.internal",
     )
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--wait-drained",
+        action="store_true",
+        help="deploy nothing; wait until the groups a stream moves events away from have read their old topics "
+        "to the end (docs/events/README.md, 'Moving event types to a stream')",
+    )
     args = parser.parse_args(argv)
+    if args.wait_drained:
+        return 0 if wait_drained(args.bootstrap or kafka_bootstrap(), args.timeout) else 1
     overrides = dict(item.split("=", 1) for item in args.set)
     deploy_all(args.files or None, overrides, args.connect_url, args.bootstrap, args.timeout)
     return 0

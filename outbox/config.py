@@ -7,6 +7,7 @@ The library assumes nothing about the project using it; the project says it once
     packages = ["apps"]                              # <package>.<name>.events / .consumers are discovered
     consumer_modules = ["apps.order.references"]     # consumer groups outside <package>.<name>.consumers
     topic_prefix = "commerce"                        # aggregate X is published to "<prefix>.X"
+    streams = ["order.payment"]                      # ...but order.payment_* to "<prefix>.order.payment"
     catalogue_json = "docs/events/catalogue.json"    # relative to the project root (the pyproject's folder)
     catalogue_markdown = "docs/events/README.md"
 
@@ -39,6 +40,8 @@ class OutboxSettings:
     packages: tuple[str, ...] = ()
     consumer_modules: tuple[str, ...] = ()
     topic_prefix: str = DEBEZIUM_DEFAULT_PREFIX
+    # Event type prefixes with a topic of their own (outbox.routing).
+    streams: tuple[str, ...] = ()
     catalogue_json: Path | None = None
     catalogue_markdown: Path | None = None
     source: Path | None = field(default=None, compare=False)
@@ -77,6 +80,7 @@ def _from_table(table: dict[str, Any], root: Path, source: Path) -> OutboxSettin
         packages=tuple(str(p) for p in packages),
         consumer_modules=tuple(str(m) for m in table.get("consumer_modules", [])),
         topic_prefix=str(table.get("topic_prefix", DEBEZIUM_DEFAULT_PREFIX)),
+        streams=tuple(str(s) for s in table.get("streams", [])),
         catalogue_json=Path(table["catalogue_json"]) if "catalogue_json" in table else None,
         catalogue_markdown=Path(table["catalogue_markdown"]) if "catalogue_markdown" in table else None,
         source=source,
@@ -98,5 +102,6 @@ def kafka_bootstrap() -> str:
 
 
 def topic_for(aggregate: str) -> str:
-    """Debezium's EventRouter routes each aggregate type to its own topic (route.topic.replacement)."""
+    """An aggregate's topic (route.topic.replacement): where its events go unless a stream takes them
+    (outbox.routing.topic_for_event)."""
     return f"{topic_prefix()}.{aggregate}"

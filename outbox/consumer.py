@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from outbox.config import topic_for
 from outbox.dead_letters import REDRIVE_HEADER, dead_letter_topic
 from outbox.events import EventRegistry, default_registry
+from outbox.routing import topic_for_event
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -139,8 +139,8 @@ class ConsumerGroup:
     def topics(self) -> list[str]:
         if self.topic_override is not None:
             return sorted(self.topic_override)
-        aggregates = {self.registry.aggregate_of(event_type) for event_type in self.event_types}
-        return sorted({topic_for(aggregate) for aggregate in aggregates} | self.extra_topics)
+        # Per event type, not per aggregate: a stream's events are on a topic of their own (outbox.routing).
+        return sorted({topic_for_event(event_type) for event_type in self.event_types} | self.extra_topics)
 
     @property
     def dead_letter_topic(self) -> str:

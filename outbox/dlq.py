@@ -1,12 +1,13 @@
-"""Dead letters of a consumer group: list them, and redrive them to their original topic.
+"""Dead letters of a consumer group: list them, and redrive them to their event type's topic.
 
     python -m outbox.dlq list customer-stats
     python -m outbox.dlq redrive customer-stats [--event-id ID ...]
 
-A redriven message is produced again, with its original key, value and headers, to the topic it came
-from; the group's inbox lets a dead-lettered event id be applied once it comes back. Redrive progress is
-the committed offset of the group `<group>.redrive` on the dead-letter topic, so each dead letter is
-redriven once.
+A redriven message is produced again, with its original key, value and headers, to the topic it came from,
+or to its stream's topic if a stream (outbox.routing) moved its event type off its aggregate's topic since:
+the group no longer reads the old one. The group's inbox lets a dead-lettered event id be applied once it
+comes back. Redrive progress is the committed offset of the group `<group>.redrive` on the dead-letter
+topic, so each dead letter is redriven once.
 """
 
 from __future__ import annotations
@@ -23,12 +24,23 @@ from outbox import dead_letters as dl
 from outbox.config import kafka_bootstrap
 from outbox.dead_letters import REDRIVE_HEADER, dead_letter_topic
 from outbox.decoding import raw_headers
+from outbox.routing import topic_for_event
 
 
 @dataclass(frozen=True)
 class DeadLetter:
     message: Message
     headers: dict[str, str]
+
+    @property
+    def topic(self) -> str:
+        """Where a redrive sends it: where it came from, unless that was its aggregate's topic and its event
+        type is routed elsewhere now (a test's or a benchmark's own topic stays what it was)."""
+        original = self.headers[dl.ORIGINAL_TOPIC]
+        event_type = self.headers.get("event_type")
+        if event_type and original == topic_for_event(event_type, streams=()):
+            return topic_for_event(event_type)
+        return original
 
     @property
     def original_headers(self) -> list[tuple[str, str | bytes | None]]:
@@ -101,7 +113,7 @@ def redrive(group: str, event_ids: set[uuid.UUID] | None = None) -> int:
         if event_ids is not None and (event_id is None or uuid.UUID(event_id) not in event_ids):
             continue
         producer.produce(
-            letter.headers[dl.ORIGINAL_TOPIC],
+            letter.topic,
             key=letter.message.key(),
             value=letter.message.value(),
             headers=[*letter.original_headers, (REDRIVE_HEADER, group)],
@@ -122,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="print every dead letter of a group").add_argument("group")
-    redrive_parser = sub.add_parser("redrive", help="send dead letters back to their original topic")
+    redrive_parser = sub.add_parser("redrive", help="send dead letters back to their event type's topic")
     redrive_parser.add_argument("group")
     redrive_parser.add_argument("--event-id", action="append", type=uuid.UUID, help="only these events")
     args = parser.parse_args(argv)

@@ -9,6 +9,11 @@ from outbox.catalogue.compatibility import VERSIONING_RULES
 from outbox.catalogue.schema import Schema, describe, ref_name, split, versions
 
 WRITE_HINT = "run `python -m outbox.catalogue write`"
+ROUTING_NOTE = (
+    "An event's topic is its aggregate's unless its type starts with one of the project's streams\n"
+    "([tool.outbox] streams, outbox/routing.py). Moving a published type to a stream: see\n"
+    "[Moving event types to a stream](routing.md)."
+)
 
 
 def _cell(text: str) -> str:
@@ -52,17 +57,20 @@ def render_markdown(catalogue: dict[str, Any]) -> str:
         f"Generated from the registered event schemas; do not edit by hand, {WRITE_HINT}.",
         "The JSON Schemas live in [catalogue.json](catalogue.json).",
         "",
-        "| Event | Schema version | Aggregate | Fields |",
-        "| --- | --- | --- | --- |",
+        "| Event | Schema version | Aggregate | Topic | Fields |",
+        "| --- | --- | --- | --- | --- |",
     ]
     events: dict[str, Any] = catalogue.get("events", {})
     for event_type in sorted(events):
         aggregate = events[event_type].get("aggregate", "")
+        topic = events[event_type].get("topic", "")
         for version, schema in sorted(versions(catalogue, event_type).items()):
-            lines.append(f"| `{event_type}` | {version} | `{aggregate}` | {_fields_cell(schema)} |")
+            lines.append(f"| `{event_type}` | {version} | `{aggregate}` | `{topic}` | {_fields_cell(schema)} |")
     if not events:
-        lines.append("| *(no events registered)* | | | |")
+        lines.append("| *(no events registered)* | | | | |")
     lines += [
+        "",
+        ROUTING_NOTE,
         "",
         "Fields marked **required** have no default. `string(decimal)` is an exact decimal (money)",
         "carried as a JSON string; `string(uuid)` is a UUID; datetimes are ISO 8601 strings.",

@@ -1,6 +1,7 @@
 """Event schemas as JSON Schema: the catalogue's canonical form, and the helpers that read it.
 
-A catalogue is ``{"events": {type: {"aggregate": ..., "versions": {"1": schema, ...}}}}``; schemas are
+A catalogue is ``{"events": {type: {"aggregate": ..., "topic": ..., "versions": {"1": schema, ...}}}}``
+(the topic as the project routes it: [tool.outbox] topic_prefix and streams, outbox.routing); schemas are
 canonicalised (keys sorted, struct properties in declaration order) so the committed file is stable.
 """
 
@@ -11,7 +12,9 @@ from typing import Any
 
 import msgspec
 
+from outbox.config import settings
 from outbox.events import EventRegistry, default_registry
+from outbox.routing import stream_of
 
 Schema = dict[str, Any]
 
@@ -23,8 +26,11 @@ _ANNOTATION_KEYWORDS = frozenset({"title", "description", "examples", "$comment"
 def build_catalogue(registry: EventRegistry = default_registry) -> dict[str, Any]:
     """Return every registered event version's JSON Schema, keyed by event type and version."""
     events: dict[str, Any] = {}
+    # The project's own routing, not the environment's overrides: the committed file says what a deploy does.
+    project = settings()
     for event_type, version, cls in registry:
-        entry = events.setdefault(event_type, {"aggregate": cls.aggregate_type, "versions": {}})
+        topic = f"{project.topic_prefix}.{stream_of(event_type, project.streams)}"
+        entry = events.setdefault(event_type, {"aggregate": cls.aggregate_type, "topic": topic, "versions": {}})
         # A JSON round trip makes the in-memory schema equal to the committed file (tuples become lists).
         entry["versions"][str(version)] = _canonical(json.loads(json.dumps(msgspec.json.schema(cls))))
     # The registry iterates sorted by type then numeric version, so "10" correctly follows "9".

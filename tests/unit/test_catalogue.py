@@ -371,7 +371,7 @@ def test_markdown_escapes_pipes_inside_table_cells() -> None:
 
     row = next(line for line in page.splitlines() if line.startswith("| `inventory.stock_reserved`"))
     assert "`note`: `string \\| null`" in row
-    assert row.count(" | ") == 3  # only the column separators are unescaped
+    assert row.count(" | ") == 4  # only the column separators (five columns) are unescaped
 
 
 # --- discover_event_modules -------------------------------------------------------------------------
