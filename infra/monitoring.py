@@ -63,8 +63,20 @@ def monitoring_password() -> str:
     return os.environ.get("MONITORING_DB_PASSWORD", "monitoring-local-pw")
 
 
-def monitoring_dsn(database: str = "postgres") -> str:
-    return f"postgresql://{MONITORING_ROLE}:{monitoring_password()}@127.0.0.1:{pg_port()}/{database}?sslmode=disable"
+def monitoring_dsn(database: str = "postgres", *, port: int | None = None) -> str:
+    port = pg_port() if port is None else port
+    return f"postgresql://{MONITORING_ROLE}:{monitoring_password()}@127.0.0.1:{port}/{database}?sslmode=disable"
+
+
+# Seconds postgres-exporter (lib/pq) waits to connect. Without one it waited forever on a server that took
+# the connection and did not answer: every later scrape queued behind that one, and Prometheus and
+# `just status` saw the exporter down, not PostgreSQL (tests/integration/test_postgres_exporter.py).
+# Not in monitoring_dsn: asyncpg would send an unknown parameter on as a server setting.
+PG_EXPORTER_CONNECT_TIMEOUT_S = 1
+
+
+def pg_exporter_env(port: int | None = None) -> dict[str, str]:
+    return {"DATA_SOURCE_NAME": f"{monitoring_dsn(port=port)}&connect_timeout={PG_EXPORTER_CONNECT_TIMEOUT_S}"}
 
 
 class Target(Protocol):
@@ -179,9 +191,13 @@ class Daemon:
 
 def _pg_exporter_argv() -> list[str]:
     ensure_monitoring_role()
+    return pg_exporter_argv(PG_EXPORTER_PORT)
+
+
+def pg_exporter_argv(port: int) -> list[str]:
     return [
         _binary("prometheus-postgres-exporter"),
-        f"--web.listen-address=127.0.0.1:{PG_EXPORTER_PORT}",
+        f"--web.listen-address=127.0.0.1:{port}",
         f"--extend.query-path={PROMETHEUS_DIR / 'postgres-queries.yml'}",
     ]
 
@@ -220,12 +236,11 @@ def _alertmanager_argv() -> list[str]:
 
 
 DAEMONS: tuple[Daemon, ...] = (
-    Daemon(
-        "postgres-exporter",
-        _pg_exporter_argv,
-        f"http://127.0.0.1:{PG_EXPORTER_PORT}/metrics",
-        env=lambda: {"DATA_SOURCE_NAME": monitoring_dsn()},
-    ),
+    # Ready when it serves its page: /metrics runs every query of a scrape, and the exporter is in the
+    # background class (nice 15); under six busy request-class process groups a scrape took 0.6-2.0 s,
+    # at the 2 s `just status` gives a probe, which then called it DOWN. PostgreSQL's own state is its
+    # pg_up series and `just status`'s postgres row.
+    Daemon("postgres-exporter", _pg_exporter_argv, f"http://127.0.0.1:{PG_EXPORTER_PORT}/", env=pg_exporter_env),
     # Kept: it died once (a librdkafka assertion, since isolated in a child: infra/dead_letter_stats.py),
     # and nothing noticed until someone looked at `just status`.
     Daemon("stack-exporter", _stack_exporter_argv, f"http://127.0.0.1:{STACK_EXPORTER_PORT}/health", kept=True),
