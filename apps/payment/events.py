@@ -4,9 +4,11 @@ Published (topic commerce.payment, aggregate "payment"): what happened to an ord
 aggregate id is the ORDER id, not the payment id, as the warehouse does for inventory.*: everything that
 happens to one order's money shares a partition, so the order saga sees it in the order it happened.
 
-Consumed (topic commerce.order, aggregate "order"): the order saga's requests, named as facts about the
-order like the rest of the order.* events ("the order requested payment"), defined here because the
-payment service owns what it accepts. The order service emits them through its own outbox.
+Consumed (topic commerce.order.payment, aggregate "order"): the order saga's requests, named as facts about
+the order like the rest of the order.* events ("the order requested payment"), defined here because the
+payment service owns what it accepts. The order service emits them through its own outbox; the stream
+`order.payment` ([tool.outbox] streams) gives them a topic of their own, so the payment group does not wake
+for every other order event (docs/events/routing.md).
 """
 
 from __future__ import annotations

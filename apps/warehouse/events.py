@@ -1,4 +1,5 @@
-"""Events the warehouse publishes (topic commerce.inventory, aggregate "inventory").
+"""Events the warehouse publishes (topic commerce.inventory, aggregate "inventory"; inventory.restocked on
+commerce.inventory.restocked, a stream of its own read by returns alone: docs/events/routing.md).
 
 The aggregate id is the order id: one order's reservation, failure and release share a partition, so a
 consumer (the order service, analytics) sees them in the order they happened. Setting stock levels
