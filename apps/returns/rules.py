@@ -19,6 +19,7 @@ __all__ = [
     "CONDITIONS",
     "REASONS",
     "REFUND_ERROR",
+    "REJECTION_REASON",
     "RETURN_TYPES",
     "STATUSES",
     "TRANSITIONS",
@@ -88,8 +89,10 @@ CENT: Final = Decimal("0.01")
 UNPAID_STATUS: Final = "pending"
 NOT_PAID: Final = "nothing to refund: the order was placed without payment"
 COST_NOTHING: Final = "nothing to refund: the returned units cost nothing"
-# The metadata key under which a refund_failed return keeps the payment service's reason (the API's refund_error).
+# The metadata keys under which a return keeps the payment service's reason for a failed refund and staff's
+# for a rejection (the API's refund_error and rejection_reason).
 REFUND_ERROR: Final = "refund_error"
+REJECTION_REASON: Final = "rejection_reason"
 
 
 def check_transition(current: str, target: str, field: str = "status") -> None:

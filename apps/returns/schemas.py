@@ -17,7 +17,7 @@ from msgspec import Meta
 from apps.common.fields import LINE_PATTERN, NO_NUL_PATTERN
 from apps.common.responses import from_row
 from apps.returns.models import ReturnRequest
-from apps.returns.rules import CONDITIONS, REASONS, REFUND_ERROR, RETURN_TYPES
+from apps.returns.rules import CONDITIONS, REASONS, REFUND_ERROR, REJECTION_REASON, RETURN_TYPES
 
 __all__ = [
     "ApproveRequest",
@@ -56,6 +56,9 @@ RefundError = Annotated[
         "null otherwise",
         examples=["expired_or_canceled_card"],
     ),
+]
+RejectionReason = Annotated[
+    str | None, Meta(description="why staff rejected the return (status rejected); null otherwise", examples=["late"])
 ]
 assert set(Reason.__args__) == set(REASONS)  # type: ignore[attr-defined]
 assert set(Condition.__args__) == set(CONDITIONS)  # type: ignore[attr-defined]
@@ -123,7 +126,8 @@ class ReturnItemOut(msgspec.Struct, kw_only=True):
 
 class ReturnOut(msgspec.Struct, kw_only=True):
     """A return with its items; every field is the return_requests column of that name, but
-    ``refund_error`` (kept in the row's metadata by the payment service's answer)."""
+    ``refund_error`` and ``rejection_reason``, kept in the row's metadata (by the payment service's answer,
+    by the rejection)."""
 
     id: uuid.UUID
     return_number: str
@@ -147,6 +151,7 @@ class ReturnOut(msgspec.Struct, kw_only=True):
     refund_id: uuid.UUID | None
     refunded_at: dt.datetime | None
     refund_error: RefundError = None
+    rejection_reason: RejectionReason = None
     created_at: dt.datetime
     updated_at: dt.datetime
     expires_at: dt.datetime | None
@@ -160,5 +165,8 @@ class ReturnPage(msgspec.Struct, kw_only=True):
 
 
 def to_return_out(request: ReturnRequest) -> ReturnOut:
-    """The return's columns and its items (loaded with it), and the refund's failure from its metadata."""
-    return from_row(ReturnOut, request, refund_error=request.metadata_.get(REFUND_ERROR))
+    """The return's columns and its items (loaded with it), and the reasons kept in its metadata."""
+    kept = request.metadata_
+    return from_row(
+        ReturnOut, request, refund_error=kept.get(REFUND_ERROR), rejection_reason=kept.get(REJECTION_REASON)
+    )

@@ -29,6 +29,7 @@ from apps.returns.rules import (
     RECEIVED,
     REFUND_ONLY,
     REJECTED,
+    REJECTION_REASON,
     REQUESTED,
     ReturnedLine,
     check_lines,
@@ -173,7 +174,7 @@ class ReturnService:
             now,
             now,
         )
-        request.metadata_ = {**request.metadata_, "rejection_reason": data.reason}
+        request.metadata_ = {**request.metadata_, REJECTION_REASON: data.reason}
         await add_event(self.session, return_id, ReturnRejected(**about(request), reason=data.reason, rejected_at=now))
         return await self._commit_and_read(return_id)
 

@@ -191,7 +191,9 @@ async def test_two_requests_for_the_last_unit_one_wins_and_a_rejected_return_fre
     first, second = await asyncio.gather(*(request_return(http, body(world, "last")) for _ in range(2)))
     assert sorted([first.status_code, second.status_code]) == [201, 409], (first.text, second.text)
     winner = first if first.status_code == 201 else second
-    assert (await act(http, winner.json()["id"], "reject", {"reason": "outside policy"})).json()["status"] == "rejected"
+    assert winner.json()["rejection_reason"] is None
+    rejected = (await act(http, winner.json()["id"], "reject", {"reason": "outside policy"})).json()
+    assert (rejected["status"], rejected["rejection_reason"]) == ("rejected", "outside policy")
     again = await open_return(http, world, "last")
     assert again["refund_shipping"] is False
 
