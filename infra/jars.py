@@ -21,33 +21,32 @@ def _resolved_dir(name: str) -> Path:
     return CACHE / "jars" / f"{name}-{digest}"
 
 
-def _mvn(name: str, *args: str) -> None:
-    if shutil.which("mvn") is None:
-        raise RuntimeError("mvn is not installed: apt-get install -y maven")
-    subprocess.run(["mvn", "-B", "-q", "-Dstyle.color=never", "-f", str(POMS / name / "pom.xml"), *args], check=True)
-
-
-def _staging(target: Path) -> Path:
-    """An empty sibling of `target` to fill; renamed into place when complete, so a broken run leaves none."""
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    return staging
-
-
-def _publish(staging: Path, target: Path) -> None:
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-
-
 def resolve(name: str) -> Path:
     """Copy the runtime classpath of infra/maven/<name>/pom.xml into the cache once; return the folder."""
     target = _resolved_dir(name)
     if (target / ".complete").exists():
         return target
-    staging = _staging(target)
-    _mvn(name, "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={staging}")
+    if shutil.which("mvn") is None:
+        raise RuntimeError("mvn is not installed: apt-get install -y maven")
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    subprocess.run(
+        [
+            "mvn",
+            "-B",
+            "-q",
+            "-Dstyle.color=never",
+            "-f",
+            str(POMS / name / "pom.xml"),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={staging}",
+        ],
+        check=True,
+    )
     (staging / ".complete").write_text("ok\n")
-    _publish(staging, target)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
     return target
 
 
@@ -67,12 +66,28 @@ def build(name: str) -> Path:
     jar = target / f"{name}.jar"
     if jar.is_file():
         return jar
-    staging = _staging(target)
-    # The module's pom builds into ${module.build.directory}.
-    _mvn(name, f"-Dmodule.build.directory={staging / 'build'}", "package")
+    if shutil.which("mvn") is None:
+        raise RuntimeError("mvn is not installed: apt-get install -y maven")
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    subprocess.run(
+        [
+            "mvn",
+            "-B",
+            "-q",
+            "-Dstyle.color=never",
+            "-f",
+            str(POMS / name / "pom.xml"),
+            # The module's pom builds into ${module.build.directory}.
+            f"-Dmodule.build.directory={staging / 'build'}",
+            "package",
+        ],
+        check=True,
+    )
     shutil.copy2(staging / "build" / f"{name}.jar", staging / f"{name}.jar")
     shutil.rmtree(staging / "build")
-    _publish(staging, target)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
     return jar
 
 

@@ -4,7 +4,6 @@ import java.io.FilterInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.net.InetAddress;
-import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.net.SocketException;
 import java.net.SocketTimeoutException;
@@ -38,31 +37,31 @@ public final class ProbeSocketFactory extends SocketFactory {
 
     @Override
     public Socket createSocket(String host, int port) throws IOException {
-        return connected(new InetSocketAddress(host, port), null);
+        Socket socket = new ProbeSocket();
+        socket.connect(new java.net.InetSocketAddress(host, port));
+        return socket;
     }
 
     @Override
     public Socket createSocket(String host, int port, InetAddress localHost, int localPort) throws IOException {
-        return connected(new InetSocketAddress(host, port), new InetSocketAddress(localHost, localPort));
+        Socket socket = new ProbeSocket();
+        socket.bind(new java.net.InetSocketAddress(localHost, localPort));
+        socket.connect(new java.net.InetSocketAddress(host, port));
+        return socket;
     }
 
     @Override
     public Socket createSocket(InetAddress host, int port) throws IOException {
-        return connected(new InetSocketAddress(host, port), null);
+        Socket socket = new ProbeSocket();
+        socket.connect(new java.net.InetSocketAddress(host, port));
+        return socket;
     }
 
     @Override
     public Socket createSocket(InetAddress host, int port, InetAddress localHost, int localPort) throws IOException {
-        return connected(new InetSocketAddress(host, port), new InetSocketAddress(localHost, localPort));
-    }
-
-    // pgjdbc itself takes createSocket() and connects; the connecting forms are SocketFactory's contract.
-    private static Socket connected(InetSocketAddress remote, InetSocketAddress local) throws IOException {
         Socket socket = new ProbeSocket();
-        if (local != null) {
-            socket.bind(local);
-        }
-        socket.connect(remote);
+        socket.bind(new java.net.InetSocketAddress(localHost, localPort));
+        socket.connect(new java.net.InetSocketAddress(host, port));
         return socket;
     }
 
