@@ -10,8 +10,6 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v mvn >/dev/null || missing+=(maven)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
-# javac: infra/jars.py builds the PostgreSQL driver's socket factory (infra/maven/pgjdbc-probe) with Maven.
-command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v pgbackrest >/dev/null || missing+=(pgbackrest)
 # Monitoring (infra/monitoring.py): Prometheus (with promtool), PostgreSQL's exporter, Alertmanager.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import jars, kafka
+from infra import kafka
 from infra.paths import log_file
 
 
@@ -115,34 +115,3 @@ def test_on_jdk_25_a_long_running_jvm_writes_its_ahead_of_time_cache_once_then_m
     cache.write_bytes(b"cache")
     assert f"-XX:AOTCache={cache}" in kafka._jvm("jars/*", "768m", "Main", component=kafka.CONNECT)
     assert not any("AOT" in flag for flag in kafka._jvm("jars/*", "128m", "Tool"))
-
-
-def test_a_built_module_is_named_by_its_sources_so_an_edit_builds_anew(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    module = tmp_path / "probe"
-    (module / "src").mkdir(parents=True)
-    (module / "pom.xml").write_text("<project/>")
-    (module / "src" / "A.java").write_text("class A {}")
-    monkeypatch.setattr(jars, "POMS", tmp_path)
-    first = jars._module_digest("probe")
-    assert jars._module_digest("probe") == first
-    (module / "src" / "A.java").write_text("class A { int x; }")
-    assert jars._module_digest("probe") != first
-
-
-def test_debezium_s_plugin_folder_holds_the_driver_s_socket_factory(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    debezium = tmp_path / "debezium-abc"
-    debezium.mkdir()
-    (debezium / "postgresql-42.7.11.jar").write_bytes(b"driver")
-    probe = tmp_path / "pgjdbc-probe-def" / "pgjdbc-probe.jar"
-    probe.parent.mkdir()
-    probe.write_bytes(b"probe")
-    monkeypatch.setattr(jars, "resolve", lambda name: debezium)
-    monkeypatch.setattr(jars, "build", lambda name: probe)
-    plugin = jars.connect_plugin_path() / "debezium-connector-postgres"
-    # One folder, one class loader: the driver finds the factory (and its driverconfig.properties) there.
-    assert sorted(p.name for p in plugin.iterdir()) == ["pgjdbc-probe.jar", "postgresql-42.7.11.jar"]
-    assert plugin.parent.name == "plugins-debezium-abc-pgjdbc-probe-def"
