@@ -6,11 +6,13 @@
 - :func:`document_policies` writes each route's policy into its OpenAPI operation: ``security`` (the
   bearer scheme; public routes list the empty requirement first, a token there is optional), the 401/403
   answers, and an "Access:" line in the description, so Swagger and schemathesis know it.
+- :func:`guard_without_copies` runs a declared policy straight from its handler (see there).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable, Sequence
 from inspect import cleandoc
 from typing import Any, Final
 
@@ -20,12 +22,13 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
+from litestar.types import Guard
 
 from apps.common.auth import Policy, policy_of, principal_of, unauthorized
 from apps.common.auth_tokens import UNAUTHENTICATED_PATHS
 from apps.common.openapi import error_response
 
-__all__ = ["BEARER", "bearer_components", "document_policies", "undeclared_routes_admin_only"]
+__all__ = ["BEARER", "bearer_components", "document_policies", "guard_without_copies", "undeclared_routes_admin_only"]
 
 BEARER: Final = "bearer"
 _OPEN_PATHS: Final = re.compile("|".join(UNAUTHENTICATED_PATHS))
@@ -83,3 +86,33 @@ def _document(handler: Any, policy: Policy) -> None:
     if doc is None and handler.fn.__doc__:
         doc = cleandoc(handler.fn.__doc__)
     handler.description = f"{doc or ''}\n\nAccess: {policy.describe()}.".lstrip()
+
+
+def guard_without_copies(app: Litestar) -> None:
+    """Run once the app is built: a route that declares a policy runs its guards on the handler itself.
+
+    Litestar hands each guard a shallow copy of the route handler (~8 us each, two guards per request: the
+    app's default and the route's policy) so that a guard cannot change the handler; ours only read it. And
+    the app's default returns at once on a route with a policy (after looking the policy up through every
+    layer, per request), so such a route skips it. Routes without a policy keep Litestar's own path."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            # An instance attribute shadows the method Litestar's route calls; a handler without a __dict__
+            # (Litestar's own OPTIONS handler) keeps Litestar's path.
+            attributes = getattr(handler, "__dict__", None)
+            if attributes is None or policy_of(handler) is None:
+                continue
+            guards = [g for g in handler.resolve_guards() if g is not undeclared_routes_admin_only]
+            attributes["authorize_connection"] = _authorizer(handler, guards)
+
+
+def _authorizer(
+    handler: BaseRouteHandler, guards: Sequence[Guard]
+) -> Callable[[ASGIConnection[Any, Any, Any, Any]], Awaitable[None]]:
+    async def authorize_connection(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+        for guard in guards:
+            await guard(connection, handler)  # type: ignore[misc]  # resolve_guards made each one async
+
+    return authorize_connection

@@ -42,7 +42,12 @@ from litestar.plugins.prometheus import PrometheusConfig
 from litestar.types import ControllerRouterHandler
 
 from apps.common import access_log, rate_limit, security_headers
-from apps.common.auth_openapi import bearer_components, document_policies, undeclared_routes_admin_only
+from apps.common.auth_openapi import (
+    bearer_components,
+    document_policies,
+    guard_without_copies,
+    undeclared_routes_admin_only,
+)
 from apps.common.auth_tokens import auth_middleware
 from apps.common.db import litestar_alchemy_config
 from apps.common.error_handlers import Handler, exception_handlers
@@ -120,4 +125,5 @@ def create_service_app(
     )
     document_error_responses(app)
     document_policies(app)
+    guard_without_copies(app)
     return app

@@ -344,3 +344,40 @@ async def test_verification_accepts_and_refuses_exactly_what_pyjwt_decode_does(
     crit = jwt.encode(claims(), ed, algorithm="EdDSA", headers={"kid": "ed", "crit": ["b64"], "b64": True})
     with pytest.raises(InvalidToken):
         await check.verify(crit)
+
+
+async def test_guards_run_on_the_handler_itself_and_undeclared_routes_stay_admin_only() -> None:
+    """``guard_without_copies``: a route's policy decides as before (token, role, own rows), without
+    Litestar's copy of the handler per guard; a route that declares no policy keeps the app's default."""
+    from litestar import get
+    from litestar.connection import ASGIConnection
+
+    from apps.common.http import create_service_app
+    from apps.common.topology import BY_NAME
+
+    @get("/api/mine/{customer_id:uuid}", guards=[allow("customer", own="customer_id")], sync_to_thread=False)
+    def mine(customer_id: uuid.UUID) -> None: ...
+
+    @get("/api/undeclared", sync_to_thread=False)
+    def undeclared() -> None: ...
+
+    app = create_service_app(BY_NAME["order"], controllers=[mine, undeclared])
+    declared = app.route_handler_method_map["/api/mine/{customer_id:uuid}"]["GET"]
+    bare = app.route_handler_method_map["/api/undeclared"]["GET"]
+    assert "authorize_connection" in vars(declared) and "authorize_connection" not in vars(bare)
+
+    def connection(path: str, user: Principal | None, **params: Any) -> ASGIConnection[Any, Any, Any, Any]:
+        scope = {"type": "http", "method": "GET", "path": path, "user": user, "path_params": params, "app": app}
+        return ASGIConnection(scope)  # type: ignore[arg-type]
+
+    await declared.authorize_connection(connection("/api/mine/x", CUSTOMER, customer_id=A))
+    await declared.authorize_connection(connection("/api/mine/x", ADMIN, customer_id=B))
+    with pytest.raises(NotFound):
+        await declared.authorize_connection(connection("/api/mine/x", CUSTOMER, customer_id=B))
+    with pytest.raises(PermissionDeniedException):
+        await declared.authorize_connection(connection("/api/mine/x", STAFF, customer_id=A))
+    with pytest.raises(NotAuthorizedException):
+        await declared.authorize_connection(connection("/api/mine/x", None, customer_id=A))
+    await bare.authorize_connection(connection("/api/undeclared", ADMIN))
+    with pytest.raises(PermissionDeniedException):
+        await bare.authorize_connection(connection("/api/undeclared", CUSTOMER))
