@@ -223,18 +223,20 @@ class AccessLogMiddleware(ASGIMiddleware):
             raise
         finally:
             duration_ms = round((time.perf_counter() - started) * 1000, 2)
-            if should_log(status, duration_ms, self.sample, self.slow_ms, random.random()):
-                log.info(
-                    "request",
-                    extra={
-                        "method": scope.get("method"),
-                        # The route template, not the raw path: ids stay out of the access log's keys.
-                        "route": scope.get("path_template", scope.get("path")),
-                        "path": scope.get("path"),
-                        "status": status,
-                        "duration_ms": duration_ms,
-                    },
-                )
+            if should_log(status, duration_ms, self.sample, self.slow_ms, random.random()) and log.isEnabledFor(
+                logging.INFO
+            ):
+                # The record made and handled here, not by log.info: that one walks the stack for the caller's
+                # file and line (findCaller), which no JSON line shows.
+                extra = {
+                    "method": scope.get("method"),
+                    # The route template, not the raw path: ids stay out of the access log's keys.
+                    "route": scope.get("path_template", scope.get("path")),
+                    "path": scope.get("path"),
+                    "status": status,
+                    "duration_ms": duration_ms,
+                }
+                log.handle(log.makeRecord(log.name, logging.INFO, "", 0, "request", (), None, extra=extra))
 
 
 class _SpanSend:
