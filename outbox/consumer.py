@@ -90,6 +90,11 @@ class ConsumerGroup:
     # query per batch for the aggregates seen before (new ones, at version 1, need none). Off for groups whose handlers
     # never look at versions and that can do without the gap metrics.
     track_versions: bool = True
+    # After the first event that needs the database, wait up to this long for more (up to the batch size)
+    # before handing the batch over: fewer, larger transactions at moderate rates, for up to this much
+    # latency per hop. 0 (the default) hands a batch over at once; only groups off the latency-measured path
+    # set it (docs/decisions.md, "Consumer linger").
+    linger_ms: int = 0
     # Per event type, the events its handler changes nothing for (the ``skip`` of handler/batch_handler).
     skips: dict[str, Skip] = field(default_factory=dict)
 

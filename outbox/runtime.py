@@ -136,7 +136,27 @@ class ConsumerRuntime:
             if not more:
                 break
             batch = batch.then(parse(self.group, more))
+        if batch.needs_database and self.group.linger_ms > 0:
+            batch = self._linger(batch, self.group.linger_ms / 1000)
         return self._planned(batch)
+
+    def _linger(self, batch: Batch, linger: float) -> Batch:
+        """Gather more for up to ``linger`` seconds after a batch first needed the database (the group's
+        linger_ms), up to the batch size.
+
+        At moderate rates events arrive one connector poll at a time, and each batch of one costs a whole
+        transaction, commit and WAL flush (which wakes every walsender). Waiting a few ms merges them, for
+        that much latency per hop; only groups off the latency-measured path set it. A stop ends the wait
+        within one poll (at most ``linger``); the batch then goes the way of any prefetched one."""
+        deadline = time.monotonic() + linger
+        while len(batch.messages) < self.batch_size and not self.stop_requested.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            more = self.kafka.fetch(self.batch_size - len(batch.messages), left)
+            if more:
+                batch = batch.then(parse(self.group, more))
+        return batch
 
     def _planned(self, batch: Batch) -> tuple[Batch, Plan | None]:
         return batch, make_plan(self.group, batch.parsed) if batch.parsed else None
@@ -144,10 +164,10 @@ class ConsumerRuntime:
     def _top_up(self, batch: Batch, plan: Plan | None) -> tuple[Batch, Plan | None]:
         """The prefetched batch and what reached the consumer's buffer since (no wait: consume(n, 0)).
 
-        The prefetch thread hands a batch over as soon as its first record arrives, usually while the
-        event loop still applies the previous one; records that arrived in the meantime would each start a
-        batch of their own (a transaction, a wake-up of every thread) at the stack's moderate rates. Taken
-        now they join this one, with no added latency."""
+        The prefetch thread hands a batch over as soon as its first record arrives (its group's linger_ms
+        later if set), usually while the event loop still applies the previous one; records that arrived
+        in the meantime would each start a batch of their own (a transaction, a wake-up of every thread) at
+        the stack's moderate rates. Taken now they join this one, with no added latency."""
         room = self.batch_size - len(batch.messages)
         if not batch.needs_database or room <= 0:
             return batch, plan

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 # The database holding this group's inbox and projections (outbox.runner and outbox.replay read it).
 database_url = consumer_database_url("warehouse")
-group = ConsumerGroup("warehouse-reservations")
+group = ConsumerGroup("warehouse-reservations", linger_ms=50)
 register_restock(group)  # return.received: sellable units back on hand (apps/warehouse/restock.py)
 # Nothing for a rebuild to empty: reservations are decisions that were published and that stock_levels
 # counts, not a projection that a replay can recompute. A replay is a no-op per order (order_id is unique).
