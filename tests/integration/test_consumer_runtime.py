@@ -6,6 +6,7 @@ Every test uses its own customer id, so the shared projection can be read per te
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -249,13 +250,13 @@ async def test_consumer_killed_mid_batch_applies_every_event_once_after_restart(
         engine = order_engine()
         await write_events(engine, [order_created(customer, "1.25") for _ in range(total_events)], per_transaction=100)
         await engine.dispose()
-        await consumers.start(CONSUMER, "--batch-size", "20")
-
-        async def partly_applied() -> bool:
-            row = await stats(customer)
-            return row is not None and row["orders_count"] > 0
-
-        await eventually(partly_applied, what="some batches applied")
+        # Small batches and a tight watch, so the kill lands mid-stream on a fast machine too: with batches of
+        # 20 and eventually()'s 0.1 s poll, a machine twice as fast applied all 3,000 before the kill.
+        await consumers.start(CONSUMER, "--batch-size", "5")
+        deadline = time.monotonic() + 60
+        while (row := await stats(customer)) is None or row["orders_count"] == 0:
+            assert time.monotonic() < deadline, "no batch applied within 60 s"
+            await asyncio.sleep(0.01)
         await consumers.kill(CONSUMER)  # SIGKILL: no graceful shutdown, offsets of the batch in flight not committed
         row = await stats(customer)
         assert row is not None and row["orders_count"] < total_events, "the crash came too late to prove anything"
