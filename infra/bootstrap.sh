@@ -11,6 +11,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v mvn >/dev/null || missing+=(maven)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v wrk >/dev/null || missing+=(wrk)
+# The README's walkthrough (and tests/e2e/test_readme_walkthrough.py, which runs it) reads answers with jq.
+command -v jq >/dev/null || missing+=(jq)
 command -v pgbackrest >/dev/null || missing+=(pgbackrest)
 # Monitoring (infra/monitoring.py): Prometheus (with promtool), PostgreSQL's exporter, Alertmanager.
 command -v prometheus >/dev/null || missing+=(prometheus)
