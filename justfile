@@ -63,7 +63,7 @@ migrate *args:
 replay group *args:
     {{python}} -m infra.replay "$@"
 
-# Dead letters: `just dlq list customer-stats`, `just dlq redrive customer-stats [--event-id ID]`
+# Dead letters: `just dlq list customer-stats [--pending]`, `just dlq redrive customer-stats [--event-id ID]`, `just dlq ack customer-stats`
 dlq *args:
     @{{python}} -m outbox.dlq "$@"
 

@@ -1,13 +1,17 @@
 """Dead letters of a consumer group: list them, and redrive them to their event type's topic.
 
-    python -m outbox.dlq list customer-stats
+    python -m outbox.dlq list customer-stats [--pending]
     python -m outbox.dlq redrive customer-stats [--event-id ID ...]
+    python -m outbox.dlq ack customer-stats
 
 A redriven message is produced again, with its original key, value and headers, to the topic it came from,
 or to its stream's topic if a stream (outbox.routing) moved its event type off its aggregate's topic since:
 the group no longer reads the old one. The group's inbox lets a dead-lettered event id be applied once it
 comes back. Redrive progress is the committed offset of the group `<group>.redrive` on the dead-letter
-topic, so each dead letter is redriven once.
+topic, so each dead letter is redriven once; `list` marks each letter `pending` (past that offset: what the
+DeadLettersPending alert counts) or `done`. `ack` moves that offset to the end without sending anything:
+for letters that can never apply (a test's poison, an event of a type nobody handles any more), after
+reading them with `list`. The messages stay in the topic either way.
 """
 
 from __future__ import annotations
@@ -60,10 +64,9 @@ def read(group: str, *, from_start: bool, bootstrap: str | None = None) -> Itera
         }
     )
     try:
-        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if metadata is None or metadata.error is not None:
+        partitions = _partitions(consumer, topic)
+        if not partitions:
             return
-        partitions = [TopicPartition(topic, p) for p in metadata.partitions]
         if from_start:
             partitions = [TopicPartition(topic, p.partition, 0) for p in partitions]
         else:
@@ -87,18 +90,83 @@ def read(group: str, *, from_start: bool, bootstrap: str | None = None) -> Itera
         consumer.close()
 
 
-def list_dead_letters(group: str) -> int:
-    count = 0
-    for _, letter in read(group, from_start=True):
+def _redrive_consumer(group: str, bootstrap: str | None = None) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap or kafka_bootstrap(),
+            "group.id": f"{group}.redrive",
+            "enable.auto.commit": False,
+        }
+    )
+
+
+def _partitions(consumer: Consumer, topic: str) -> list[TopicPartition]:
+    metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        return []
+    return [TopicPartition(topic, p) for p in metadata.partitions]
+
+
+def redriven_up_to(group: str, bootstrap: str | None = None) -> dict[int, int]:
+    """Per partition of the dead-letter topic, the first offset not yet redriven or acknowledged."""
+    consumer = _redrive_consumer(group, bootstrap)
+    try:
+        partitions = _partitions(consumer, dead_letter_topic(group))
+        committed = consumer.committed(partitions, timeout=10) if partitions else []
+        return {tp.partition: max(tp.offset, 0) for tp in committed}
+    finally:
+        consumer.close()
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    # A database error carries its statement after the message ("[SQL: ..."): the message is what tells
+    # letters apart, and one letter is one line.
+    return " ".join(text.split("[SQL:", 1)[0].split())[:limit]
+
+
+def list_dead_letters(group: str, *, pending_only: bool = False, bootstrap: str | None = None) -> int:
+    """Print the dead letters (or only those not yet redriven); return how many are pending."""
+    done_up_to = redriven_up_to(group, bootstrap)
+    count = pending = 0
+    for _, letter in read(group, from_start=True, bootstrap=bootstrap):
         h = letter.headers
-        print(
-            f"{letter.message.partition()}:{letter.message.offset()}  {h.get('event_type', '?'):<24} "
-            f"id={h.get('id', '?')}  from {h.get(dl.ORIGINAL_TOPIC)}@{h.get(dl.ORIGINAL_OFFSET)}  "
-            f"{h.get(dl.ERROR_TYPE)}: {h.get(dl.ERROR, '')[:160]}"
-        )
+        offset = letter.message.offset() or 0
+        is_pending = offset >= done_up_to.get(letter.message.partition() or 0, 0)
         count += 1
-    print(f"{count} dead letters in {dead_letter_topic(group)}")
-    return count
+        pending += is_pending
+        if pending_only and not is_pending:
+            continue
+        print(
+            f"{letter.message.partition()}:{offset}  {'pending' if is_pending else 'done':<7}  "
+            f"{h.get('event_type', '?'):<24} id={h.get('id', '?')}  "
+            f"from {h.get(dl.ORIGINAL_TOPIC)}@{h.get(dl.ORIGINAL_OFFSET)}  "
+            f"{h.get(dl.ERROR_TYPE)}: {_one_line(h.get(dl.ERROR, ''))}"
+        )
+    print(
+        f"{count} dead letters in {dead_letter_topic(group)}, {pending} pending "
+        f"(not yet redriven or acknowledged: `redrive` sends them back, `ack` drops them)"
+    )
+    return pending
+
+
+def acknowledge(group: str, bootstrap: str | None = None) -> int:
+    """Mark every pending dead letter as handled without sending it back; return how many."""
+    topic = dead_letter_topic(group)
+    consumer = _redrive_consumer(group, bootstrap)
+    acknowledged = 0
+    try:
+        partitions = _partitions(consumer, topic)
+        ends: list[TopicPartition] = []
+        for tp in consumer.committed(partitions, timeout=10) if partitions else []:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+            acknowledged += max(0, high - max(tp.offset, low))
+            ends.append(TopicPartition(topic, tp.partition, high))
+        if acknowledged:
+            consumer.commit(offsets=ends, asynchronous=False)
+    finally:
+        consumer.close()
+    print(f"acknowledged {acknowledged} dead letters of {group} without redriving them")
+    return acknowledged
 
 
 def redrive(group: str, event_ids: set[uuid.UUID] | None = None) -> int:
@@ -133,13 +201,18 @@ def redrive(group: str, event_ids: set[uuid.UUID] | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="print every dead letter of a group").add_argument("group")
+    list_parser = sub.add_parser("list", help="print every dead letter of a group, pending or done")
+    list_parser.add_argument("group")
+    list_parser.add_argument("--pending", action="store_true", help="only those not yet redriven or acknowledged")
+    sub.add_parser("ack", help="mark the pending dead letters handled without sending them back").add_argument("group")
     redrive_parser = sub.add_parser("redrive", help="send dead letters back to their event type's topic")
     redrive_parser.add_argument("group")
     redrive_parser.add_argument("--event-id", action="append", type=uuid.UUID, help="only these events")
     args = parser.parse_args(argv)
     if args.command == "list":
-        list_dead_letters(args.group)
+        list_dead_letters(args.group, pending_only=args.pending)
+    elif args.command == "ack":
+        acknowledge(args.group)
     else:
         redrive(args.group, set(args.event_id) if args.event_id else None)
     return 0

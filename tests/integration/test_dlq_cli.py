@@ -1,0 +1,92 @@
+"""`just dlq list|redrive|ack` on a throwaway group's dead-letter topic: what is pending, what is done.
+
+"Pending" must mean what the DeadLettersPending alert counts (infra/dead_letter_stats.py: past the
+`<group>.redrive` group's committed offset), so an operator who reads `list` after the alert sees the same
+letters, and `ack` (for letters that can never apply) is what clears it without sending them back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from apps.common.topology import kafka_bootstrap
+from outbox import dead_letters as dl
+from outbox import dlq
+from outbox.dead_letters import dead_letter_topic
+from outbox.topics import ensure_topics
+from tests.support.kafka import TopicTail, delete_topics
+
+pytestmark = pytest.mark.usefixtures("stack")
+
+MULTI_LINE_ERROR = (
+    'value too long for type character varying(36)\n[SQL: INSERT INTO customer_stats ...]\n[parameters: ("x")]'
+)
+
+
+def dead_letter(producer: Producer, group: str, source: str, offset: int) -> uuid.UUID:
+    event_id = uuid.uuid4()
+    producer.produce(
+        dead_letter_topic(group),
+        key=str(uuid.uuid4()).encode(),
+        value=b'{"order_id": "not-a-uuid"}',
+        headers=[
+            ("id", str(event_id).encode()),
+            ("event_type", b"order.created"),
+            (dl.ORIGINAL_TOPIC, source.encode()),
+            (dl.ORIGINAL_OFFSET, str(offset).encode()),
+            (dl.ERROR_TYPE, b"DBAPIError"),
+            (dl.ERROR, MULTI_LINE_ERROR.encode()),
+        ],
+    )
+    assert producer.flush(10) == 0
+    return event_id
+
+
+@pytest.fixture
+def group() -> Iterator[str]:
+    name = f"dlq-cli-{uuid.uuid4().hex[:10]}"
+    source = f"{name}.source"
+    ensure_topics(kafka_bootstrap(), [dead_letter_topic(name), source], partitions=1)
+    yield name
+    delete_topics([dead_letter_topic(name), source])
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap()})
+    for future in admin.delete_consumer_groups([f"{name}.redrive"], request_timeout=10).values():
+        future.result()
+
+
+def test_list_marks_pending_letters_and_ack_clears_them_without_sending(
+    group: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = f"{group}.source"
+    producer = Producer({"bootstrap.servers": kafka_bootstrap()})
+    first = [dead_letter(producer, group, source, offset) for offset in (10, 11)]
+
+    assert dlq.list_dead_letters(group) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines[:-1]] == ["pending", "pending"]
+    assert all("[SQL" not in line for line in lines), "one line per letter, without the statement"
+    assert lines[-1].startswith(f"2 dead letters in {group}.dlq, 2 pending")
+
+    tail = TopicTail(source)
+    assert dlq.redrive(group) == 2
+    sent = tail.read_until(lambda seen: {str(e) for e in first} <= {r.event_id for r in seen})
+    tail.close()
+    assert {r.headers["redrive.group"] for r in sent} == {group}
+    assert capsys.readouterr().out == f"redrove 2 dead letters of {group}\n"
+    assert dlq.list_dead_letters(group) == 0
+    assert [line.split()[1] for line in capsys.readouterr().out.splitlines()[:-1]] == ["done", "done"]
+
+    dead_letter(producer, group, source, 12)
+    dead_letter(producer, group, source, 13)
+    assert dlq.list_dead_letters(group, pending_only=True) == 2
+    assert len(capsys.readouterr().out.splitlines()) == 3  # the two pending letters and the summary
+
+    assert dlq.acknowledge(group) == 2
+    assert dlq.list_dead_letters(group) == 0
+    assert dlq.acknowledge(group) == 0
+    assert dlq.redrive(group) == 0, "acknowledged letters are not sent back by a later redrive"
