@@ -8,23 +8,45 @@ refund beyond that, or for an order with no captured payment, is answered with p
 A return with nothing to refund (return.received v2's ``no_refund_reason``: the order was placed without
 payment; a refund_only approval without ``refund``) asks nothing here: no operation, no answer. A return
 that asks for a refund of an order with no payment at all contradicts that and is dead-lettered.
+
+A retry (return.refund_retry_requested, staff's POST /api/returns/{id}/retry-refund after a refusal) names a
+new ``refund_id``: the provider stored its refusal under the old one's key and would answer it again. Each
+retry leaves exactly one ledger row under its id, so a copy or a replay of the event finds it and does
+nothing. What the row is follows rules.plan_refund_retry: a pending refund of the whole amount (the worker
+calls the provider; payment.refunded or payment.refund_failed answer it as for the first refund); or, when
+refunds made by hand over HTTP since the return asked cover it (staff refunded it by hand meanwhile), a
+0.00 succeeded row that records which of them it counts (``settled_by``: each by-hand refund counts for one
+return only) and payment.refunded for the return's amount with no provider call; or a failed row and
+payment.refund_failed saying why (part of it refunded by hand, a refund of it still pending, more than is
+refundable).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from dataclasses import replace
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from apps.common.errors import FieldProblem
 from apps.common.models import utc_now
-from apps.payment.events import PaymentRefundFailed
+from apps.payment.events import PaymentRefunded, PaymentRefundFailed
 from apps.payment.models import Payment, PaymentOperation
-from apps.payment.rules import CAPTURED, PARTIALLY_REFUNDED, PENDING, REFUND, check_refund
-from apps.returns.events import RefundOrder, ReturnApproved, ReturnReceivedV1
+from apps.payment.rules import (
+    CAPTURED,
+    OP_FAILED,
+    PARTIALLY_REFUNDED,
+    PENDING,
+    REFUND,
+    SUCCEEDED,
+    check_refund,
+    plan_refund_retry,
+)
+from apps.returns.events import RefundOrder, ReturnApproved, ReturnReceivedV1, ReturnRefundRetryRequested
 from outbox.errors import RejectedEvent
 from outbox.writer import add_event
 
@@ -33,13 +55,20 @@ if TYPE_CHECKING:
 
     from outbox.consumer import ConsumerGroup, EventContext
 
-__all__ = ["refund_for_return", "register"]
+__all__ = ["refund_for_return", "register", "retry_refund_for_return"]
+
+# The request fields that mark a ledger row: a return's refund (its id), a refund asked over HTTP (by hand),
+# and the by-hand refunds a retry's row counts for its return ({operation id: amount}).
+RETURN_ID = "return_id"
+BY_HAND = "requested_amount"  # a return's refund has one too: RETURN_ID tells them apart
+SETTLED_BY = "settled_by"
 
 
 def register(group: ConsumerGroup) -> None:
     """Add the return handlers to the payment consumer group."""
     group.handler("return.received")(_received)
     group.handler("return.approved")(_approved)
+    group.handler("return.refund_retry_requested")(_retry_requested)
 
 
 async def _received(session: AsyncSession, event: ReturnReceivedV1, ctx: EventContext) -> None:
@@ -52,12 +81,96 @@ async def _approved(session: AsyncSession, event: ReturnApproved, ctx: EventCont
         await refund_for_return(session, event.order_id, event.return_id, event.refund)
 
 
+async def _retry_requested(session: AsyncSession, event: ReturnRefundRetryRequested, ctx: EventContext) -> None:
+    await retry_refund_for_return(session, event)
+
+
 async def refund_for_return(
     session: AsyncSession, order_id: uuid.UUID, return_id: uuid.UUID, refund: RefundOrder
 ) -> None:
     """The pending refund operation ``refund.refund_id`` (nothing if it exists), or payment.refund_failed."""
-    if await session.scalar(select(PaymentOperation.id).where(PaymentOperation.id == refund.refund_id)):
+    if await _asked_before(session, refund.refund_id):
         return  # asked before: the same operation, one refund
+    payment = await _payment_to_refund(session, order_id, return_id)
+    now = utc_now()
+    try:
+        amount = await _refundable(session, payment, refund.amount)
+    except FieldProblem as exc:
+        await add_event(session, order_id, _refused(payment, refund, exc.message, now))
+        return
+    await _add_refund(session, payment, return_id, refund, amount, now)
+
+
+async def retry_refund_for_return(session: AsyncSession, event: ReturnRefundRetryRequested) -> None:
+    """One ledger row under the retry's refund id (nothing if it exists): a pending refund, a settlement by
+    refunds made by hand, or a refusal (see the module's doc)."""
+    refund = event.refund
+    if await _asked_before(session, refund.refund_id):
+        return  # a copy or a replay of the retry
+    payment = await _payment_to_refund(session, event.order_id, event.return_id)
+    refunds = (
+        await session.scalars(
+            select(PaymentOperation)
+            .where(PaymentOperation.payment_id == payment.id, PaymentOperation.kind == REFUND)
+            .order_by(PaymentOperation.created_at, PaymentOperation.id)
+        )
+    ).all()
+    earlier = set(event.earlier_refund_ids)
+    own = [(op.id, op.outcome) for op in refunds if op.id in earlier]
+    counted: dict[str, Decimal] = {}
+    for op in refunds:
+        for op_id, amount in op.request.get(SETTLED_BY, {}).items():
+            counted[op_id] = counted.get(op_id, Decimal(0)) + Decimal(amount)
+    by_hand = [
+        (op.id, op.amount - counted.get(str(op.id), Decimal(0)))
+        for op in refunds
+        if op.outcome == SUCCEEDED
+        and BY_HAND in op.request
+        and RETURN_ID not in op.request
+        and op.created_at >= event.refund_asked_at
+    ]
+    plan = plan_refund_retry(refund.amount, own, by_hand)
+    now = utc_now()
+    if plan.refund:
+        try:
+            amount = await _refundable(session, payment, refund.amount)
+        except FieldProblem as exc:
+            plan = replace(plan, refund=False, refused=exc.message)
+        else:
+            await _add_refund(session, payment, event.return_id, refund, amount, now)
+            return
+    if plan.refused is not None:
+        await _add_refund(session, payment, event.return_id, refund, refund.amount, now, failed=plan.refused)
+        await add_event(session, event.order_id, _refused(payment, refund, plan.refused, now))
+        return
+    # Refunded already: by hand (counted for this return from now on), or by an earlier refund of its own.
+    if plan.settled_by:
+        how = "refunded by hand: " + ", ".join(f"{op_id} ({amount})" for op_id, amount in plan.settled_by.items())
+    else:
+        how = f"refunded by {plan.already_refunded_by}"
+    settled = {SETTLED_BY: {str(op_id): str(amount) for op_id, amount in plan.settled_by.items()}, "settled": how}
+    await _add_refund(session, payment, event.return_id, refund, Decimal(0), now, settled=settled)
+    refunded = PaymentRefunded(
+        payment_id=payment.id,
+        order_id=event.order_id,
+        refund_id=refund.refund_id,
+        amount=refund.amount,
+        refunded_total=payment.refunded_amount,
+        captured_amount=payment.captured_amount,
+        currency=payment.currency,
+        status=payment.status,
+        reason=f"{refund.reason}: {how}"[:255],
+        refunded_at=now,
+    )
+    await add_event(session, event.order_id, refunded)
+
+
+async def _asked_before(session: AsyncSession, refund_id: uuid.UUID) -> bool:
+    return await session.scalar(select(PaymentOperation.id).where(PaymentOperation.id == refund_id)) is not None
+
+
+async def _payment_to_refund(session: AsyncSession, order_id: uuid.UUID, return_id: uuid.UUID) -> Payment:
+    """The order's captured payment (its latest payment otherwise), locked; none at all is dead-lettered."""
     payments = (
         await session.scalars(
             select(Payment)
@@ -68,7 +181,11 @@ async def refund_for_return(
     ).all()
     if not payments:
         raise RejectedEvent(f"return {return_id}: order {order_id} has no payment to refund")
-    payment = next((p for p in reversed(payments) if p.status in (CAPTURED, PARTIALLY_REFUNDED)), payments[-1])
+    return next((p for p in reversed(payments) if p.status in (CAPTURED, PARTIALLY_REFUNDED)), payments[-1])
+
+
+async def _refundable(session: AsyncSession, payment: Payment, asked: Decimal) -> Decimal:
+    """``asked`` if the payment can still refund it (refunds awaiting an answer count), else FieldProblem."""
     pending = await session.scalar(
         select(func.coalesce(func.sum(PaymentOperation.amount), 0)).where(
             PaymentOperation.payment_id == payment.id,
@@ -76,22 +193,41 @@ async def refund_for_return(
             PaymentOperation.outcome == PENDING,
         )
     )
-    now = utc_now()
-    try:
-        amount = check_refund(
-            payment.status, payment.captured_amount, payment.refunded_amount, Decimal(pending or 0), refund.amount
-        )
-    except FieldProblem as exc:
-        failed = PaymentRefundFailed(
-            payment_id=payment.id,
-            order_id=order_id,
-            refund_id=refund.refund_id,
-            amount=refund.amount,
-            reason=exc.message,
-            failed_at=now,
-        )
-        await add_event(session, order_id, failed)
-        return
+    return check_refund(payment.status, payment.captured_amount, payment.refunded_amount, Decimal(pending or 0), asked)
+
+
+def _refused(payment: Payment, refund: RefundOrder, reason: str, now: dt.datetime) -> PaymentRefundFailed:
+    return PaymentRefundFailed(
+        payment_id=payment.id,
+        order_id=payment.order_id,
+        refund_id=refund.refund_id,
+        amount=refund.amount,
+        reason=reason,
+        failed_at=now,
+    )
+
+
+async def _add_refund(
+    session: AsyncSession,
+    payment: Payment,
+    return_id: uuid.UUID,
+    refund: RefundOrder,
+    amount: Decimal,
+    now: dt.datetime,
+    *,
+    failed: str | None = None,
+    settled: dict[str, Any] | None = None,
+) -> None:
+    """The return's refund operation: pending for the worker; or answered here, failed (``failed`` says
+    why) or succeeded without a provider call (``settled``: refunded already)."""
+    answered = failed is not None or settled is not None
+    outcome = PENDING if not answered else (OP_FAILED if failed is not None else SUCCEEDED)
+    request = {
+        "reason": refund.reason,
+        RETURN_ID: str(return_id),
+        "return_amount": str(refund.amount),
+        **(settled or {}),
+    }
     await session.execute(
         pg_insert(PaymentOperation)
         .values(
@@ -100,12 +236,14 @@ async def refund_for_return(
             kind=REFUND,
             idempotency_key=f"{payment.id}:refund:return:{refund.refund_id}",
             amount=amount,
-            outcome=PENDING,
+            outcome=outcome,
             reason=refund.reason[:255],
-            request={"reason": refund.reason, "return_id": str(return_id), "requested_amount": str(amount)},
+            request=request,
+            error=None if failed is None else failed[:500],
             attempts=0,
             next_attempt_at=now,
             created_at=now,
+            completed_at=now if answered else None,
         )
         .on_conflict_do_nothing(index_elements=[PaymentOperation.idempotency_key])
     )

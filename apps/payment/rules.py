@@ -8,7 +8,9 @@ are the backstop.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
@@ -21,6 +23,7 @@ __all__ = [
     "STATUSES",
     "TRANSITIONS",
     "Compensation",
+    "RefundRetry",
     "check_authorization",
     "check_capture",
     "check_reason",
@@ -30,6 +33,7 @@ __all__ = [
     "compensation",
     "from_minor",
     "parse_amount",
+    "plan_refund_retry",
     "refundable",
     "retry_delay",
     "status_after_refund",
@@ -174,6 +178,54 @@ def compensation(
     if status in (CAPTURED, PARTIALLY_REFUNDED) and captured > refunded:
         return Compensation(REFUND, captured - refunded)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRetry:
+    """What a retry of a return's refused refund does: ``refund`` asks the provider for the whole refund;
+    ``settled_by`` non-empty: refunded already (by hand: the amount each of those refunds now counts for
+    this return); ``refused``: why nothing is refunded. Exactly one of the three."""
+
+    refund: bool = False
+    settled_by: dict[uuid.UUID, Decimal] = field(default_factory=dict)
+    already_refunded_by: uuid.UUID | None = None
+    refused: str | None = None
+
+
+def plan_refund_retry(
+    asked: Decimal, own: Sequence[tuple[uuid.UUID, str]], by_hand: Sequence[tuple[uuid.UUID, Decimal]]
+) -> RefundRetry:
+    """A retry of a return's refund of ``asked``, given the return's own earlier refund operations ``own``
+    ((id, outcome)) and the refunds made by hand (over HTTP) on the payment since the return first asked,
+    oldest first, with what of each no other return's retry counted yet ((id, amount left)).
+
+    Never twice for one return: one of its own that succeeded settles it; one still pending refuses the
+    retry (its answer may yet be a success). Refunds by hand that cover ``asked`` settle it (each counted
+    for one return only); that cover part of it refuse it, saying so: the provider is not asked for the
+    whole again, and once staff refund the rest by hand, a retry settles it."""
+    for op_id, outcome in own:
+        if outcome == SUCCEEDED:
+            return RefundRetry(already_refunded_by=op_id)
+    for op_id, outcome in own:
+        if outcome == PENDING:
+            return RefundRetry(refused=f"refund {op_id} of this return still awaits the provider's answer")
+    by_hand_total = sum((left for _, left in by_hand), Decimal(0))
+    if by_hand_total > 0 and by_hand_total >= asked:
+        claims: dict[uuid.UUID, Decimal] = {}
+        needed = asked
+        for op_id, left in by_hand:
+            if needed <= 0:
+                break
+            if left > 0:
+                claims[op_id] = min(left, needed)
+                needed -= claims[op_id]
+        return RefundRetry(settled_by=claims)
+    if by_hand_total > 0:
+        return RefundRetry(
+            refused=f"{by_hand_total} of the {asked} to refund was refunded by hand since the return asked: "
+            "refund the rest by hand, then retry"
+        )
+    return RefundRetry(refund=True)
 
 
 def minor_exponent(currency: str) -> int:

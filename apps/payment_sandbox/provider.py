@@ -12,7 +12,9 @@ the deadline: an answer that comes late for the caller, not for the saga), ``tok
 per key and then approves. ``tok_captureFail``, ``tok_voidFail`` and ``tok_refundFail`` approve the
 authorization, then refuse what follows it as a card provider refuses it: a capture (400
 ``charge_expired_for_capture``), a void (402 ``processing_error``), a refund (402
-``expired_or_canceled_card``); a refused call leaves the authorization as it was.
+``expired_or_canceled_card``); a refused call leaves the authorization as it was. ``tok_refundFailOnce``
+refuses only its authorization's first refund, as ``tok_refundFail`` does; a later refund (asked under
+another key: the refusal is stored under the first one's) goes through, as after a card is re-issued.
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ REFUSED_LATER: Final = {
     "tok_voidFail": ("void", 402, "card_error", "processing_error"),
     "tok_refundFail": ("refund", 402, "card_error", "expired_or_canceled_card"),
 }
-APPROVING: Final = frozenset({"tok_visa", "tok_mastercard", "tok_slow", "tok_delayed", "tok_flaky", *REFUSED_LATER})
+# Tokens whose authorization refuses only the first call of that operation (as REFUSED_LATER's do).
+REFUSED_ONCE: Final = {"tok_refundFailOnce": REFUSED_LATER["tok_refundFail"]}
+APPROVING: Final = frozenset(
+    {"tok_visa", "tok_mastercard", "tok_slow", "tok_delayed", "tok_flaky", *REFUSED_LATER, *REFUSED_ONCE}
+)
 DECLINES: Final = {"tok_chargeDeclined": "card_declined", "tok_chargeDeclinedInsufficientFunds": "insufficient_funds"}
 FLAKY_FAILURES: Final = 2
 
@@ -158,6 +164,8 @@ class Provider:
             return error(409, "invalid_request_error", "charge_not_refundable", f"it is {auth['status']}")
         if (refused := _refused("refund", auth)) is not None:
             return refused
+        if auth["token"] in REFUSED_ONCE and not self.ledger.count_transient_failure(f"refused-once:{auth_id}"):
+            return _refusal("refund", REFUSED_ONCE[auth["token"]])
         left = auth["amount_captured"] - auth["amount_refunded"]
         amount = _positive_amount(params) if "amount" in params else left
         if amount is None or amount > left:
@@ -175,6 +183,10 @@ def _refused(operation: str, auth: dict[str, Any]) -> Answer | None:
     refusal = REFUSED_LATER.get(auth["token"])
     if refusal is None or refusal[0] != operation:
         return None
+    return _refusal(operation, refusal)
+
+
+def _refusal(operation: str, refusal: tuple[str, int, str, str]) -> Answer:
     _, status_code, kind, code = refusal
     return error(status_code, kind, code, f"the provider refused the {operation}")
 

@@ -21,6 +21,7 @@ from apps.returns.schemas import (
     ApproveRequest,
     ReceiveRequest,
     RejectRequest,
+    RetryRefundRequest,
     ReturnCreate,
     ReturnOut,
     ReturnPage,
@@ -97,3 +98,13 @@ class ReturnController(Controller):
     ) -> ReturnOut:
         """The approved return's items arrived (409 otherwise): the refund and the restock follow by events."""
         return to_return_out(await returns.receive(return_id, data))
+
+    @post("/{return_id:uuid}/retry-refund", status_code=HTTP_200_OK, guards=[allow("staff")])
+    async def retry_refund(
+        self, return_id: FromPath[uuid.UUID], data: JSONBody[RetryRefundRequest], returns: Returns
+    ) -> ReturnOut:
+        """Ask the payment service again for a refused refund: only a refund_failed return whose last retry
+        was answered (409 otherwise). It stays refund_failed (``refund_retry_requested_at`` set) until the
+        answer: refunded, or refund_failed with the new ``refund_error``; a refund made by hand meanwhile
+        (POST /api/payments/{id}/refund) that covers it settles it as refunded, never refunding twice."""
+        return to_return_out(await returns.retry_refund(return_id, data))

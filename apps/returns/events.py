@@ -7,6 +7,10 @@ warehouse restocks the sellable units of ``return.received`` and answers ``inven
 ``return.refunded`` is what projections (customer stats, analytics) net out of what was spent.
 A return with nothing to refund (an order placed without payment) asks the payment service for nothing:
 return.received v2 says why in ``no_refund_reason``, and a refund_only approval carries no ``refund``.
+A refund the payment service refused (return.refund_failed) is asked again by staff:
+``return.refund_retry_requested`` carries a NEW ``refund_id`` (the provider keeps its refusal under the old
+one's key), the ids asked before, and when the return first asked; its answer is again payment.refunded or
+payment.refund_failed naming the new id (apps/payment/returns.py).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = [
     "ReturnReceived",
     "ReturnReceivedV1",
     "ReturnRefundFailed",
+    "ReturnRefundRetryRequested",
     "ReturnRefunded",
     "ReturnRejected",
     "ReturnRequested",
@@ -161,6 +166,19 @@ class ReturnRefundFailed(_AboutReturn, frozen=True, kw_only=True):
     refund_id: uuid.UUID
     reason: str
     failed_at: dt.datetime
+
+
+@event("return.refund_retry_requested", version=1, aggregate="return")
+class ReturnRefundRetryRequested(_AboutReturn, frozen=True, kw_only=True):
+    """Staff asked the payment service to try a refused refund again: ``refund`` is the whole refund once
+    more under a new ``refund_id``; ``earlier_refund_ids`` are the ones refused before (oldest first), and
+    ``refund_asked_at`` when the return first asked. A refund made by hand since then (the payments API)
+    that covers ``refund.amount`` settles it instead: the same return is never refunded twice."""
+
+    refund: RefundOrder
+    earlier_refund_ids: list[uuid.UUID]
+    refund_asked_at: dt.datetime
+    requested_at: dt.datetime
 
 
 @event("return.completed", version=1, aggregate="return")

@@ -31,8 +31,10 @@ from apps.returns.rules import (
     EXPIRED,
     REFUND_ERROR,
     REFUND_FAILED,
+    REFUND_ONLY,
+    REFUND_RETRY_REQUESTED_AT,
     REFUNDED,
-    TRANSITIONS,
+    refund_answer_applies,
     refund_settled,
     sellable,
 )
@@ -117,7 +119,7 @@ async def refunded(session: AsyncSession, refund_id: uuid.UUID, amount: Decimal,
     """payment.refunded for a return's refund: refunded (then completed if nothing waits on the stock).
     False when the refund is not a return's (an order's cancellation) or was applied already."""
     request = await _locked(session, ReturnRequest.refund_id == refund_id)
-    if request is None or REFUNDED not in TRANSITIONS[request.status]:
+    if request is None or not refund_answer_applies(request.status, _retry_awaited(request)):
         return False
     lines = [
         RefundedLine(product_id=i.product_id, quantity=_units(request, i), refund_amount=i.refund_amount)
@@ -125,6 +127,8 @@ async def refunded(session: AsyncSession, refund_id: uuid.UUID, amount: Decimal,
         if _units(request, i)
     ]
     request.status, request.refunded_at, request.updated_at = REFUNDED, at, at
+    # A retry's success: the earlier refusal no longer describes the return.
+    request.metadata_ = _without(request.metadata_, REFUND_ERROR, REFUND_RETRY_REQUESTED_AT)
     event = ReturnRefunded(
         **about(request),
         refund_id=refund_id,
@@ -140,16 +144,26 @@ async def refunded(session: AsyncSession, refund_id: uuid.UUID, amount: Decimal,
 
 def _units(request: ReturnRequest, item: ReturnItem) -> int:
     # A refund_only return (refunded on approval) for what was asked; the others for what came back.
-    return item.quantity_returned if request.status == APPROVED else item.quantity_received
+    return item.quantity_returned if request.return_type == REFUND_ONLY else item.quantity_received
+
+
+def _retry_awaited(request: ReturnRequest) -> str | None:
+    found = request.metadata_.get(REFUND_RETRY_REQUESTED_AT)
+    return None if found is None else str(found)
+
+
+def _without(metadata: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {key: value for key, value in metadata.items() if key not in keys}
 
 
 async def refund_failed(session: AsyncSession, refund_id: uuid.UUID, reason: str, at: dt.datetime) -> bool:
-    """payment.refund_failed for a return's refund: the return stops at refund_failed for a person."""
+    """payment.refund_failed for a return's refund: the return stops at refund_failed for a person (again,
+    with the new reason, when it answers a retry)."""
     request = await _locked(session, ReturnRequest.refund_id == refund_id)
-    if request is None or REFUND_FAILED not in TRANSITIONS[request.status]:
+    if request is None or not refund_answer_applies(request.status, _retry_awaited(request)):
         return False
     request.status, request.updated_at = REFUND_FAILED, at
-    request.metadata_ = {**request.metadata_, REFUND_ERROR: reason[:255]}
+    request.metadata_ = {**_without(request.metadata_, REFUND_RETRY_REQUESTED_AT), REFUND_ERROR: reason[:255]}
     await add_event(
         session, request.id, ReturnRefundFailed(**about(request), refund_id=refund_id, reason=reason, failed_at=at)
     )

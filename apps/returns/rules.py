@@ -29,11 +29,14 @@ __all__ = [
     "ReturnedLine",
     "check_lines",
     "check_received",
+    "check_refund_retry",
     "check_transition",
     "check_window",
     "compute_refund",
     "is_expired",
     "order_paid",
+    "refund_answer_applies",
+    "refund_asked_at",
     "refund_settled",
     "refund_shipping_by_default",
     "request_reason",
@@ -53,13 +56,14 @@ EXPIRED: Final = "expired"
 # requested -> approved | rejected -> received -> refunded -> completed; a refund_only return is refunded
 # on approval (nothing ships back). A return with nothing to refund (an order never paid) skips refunded:
 # received -> completed, or approved -> completed for a refund_only one. A request nobody approves or
-# ships back in time expires.
+# ships back in time expires. A refund_failed return waits for staff: POST /retry-refund asks the payment
+# service again and it becomes refunded, or stays refund_failed with the new error (refund_answer_applies).
 TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
     REQUESTED: frozenset({APPROVED, REJECTED, EXPIRED}),
     APPROVED: frozenset({RECEIVED, REFUNDED, REFUND_FAILED, COMPLETED, EXPIRED}),
     RECEIVED: frozenset({REFUNDED, REFUND_FAILED, COMPLETED}),
     REFUNDED: frozenset({COMPLETED}),
-    REFUND_FAILED: frozenset(),
+    REFUND_FAILED: frozenset({REFUNDED}),
     REJECTED: frozenset(),
     COMPLETED: frozenset(),
     EXPIRED: frozenset(),
@@ -93,6 +97,10 @@ COST_NOTHING: Final = "nothing to refund: the returned units cost nothing"
 # for a rejection (the API's refund_error and rejection_reason).
 REFUND_ERROR: Final = "refund_error"
 REJECTION_REASON: Final = "rejection_reason"
+# Metadata keys of a refund retry: when staff asked for the one whose answer is awaited (absent once it
+# came), and every refund id the return asked for before its current ``refund_id`` (oldest first).
+REFUND_RETRY_REQUESTED_AT: Final = "refund_retry_requested_at"
+EARLIER_REFUND_IDS: Final = "earlier_refund_ids"
 
 
 def check_transition(current: str, target: str, field: str = "status") -> None:
@@ -269,6 +277,33 @@ def refund_settled(status: str, return_type: str, nothing_because: str | None) -
         return True
     asks_here = status == RECEIVED or (status == APPROVED and return_type == REFUND_ONLY)
     return nothing_because is not None and asks_here
+
+
+def check_refund_retry(status: str, retry_requested_at: str | None) -> None:
+    """Staff may ask the payment service again only for a refund_failed return, and only once its last
+    retry was answered (409 naming ``status``): two retries in flight could both refund."""
+    if status != REFUND_FAILED:
+        raise StateConflict("status", f"only a refund_failed return can retry its refund; this one is {status}")
+    if retry_requested_at is not None:
+        raise StateConflict(
+            "status", f"a retry of this refund asked at {retry_requested_at} still awaits the payment service"
+        )
+
+
+def refund_answer_applies(status: str, retry_requested_at: str | None) -> bool:
+    """Whether the payment service's answer about the return's current refund (payment.refunded or
+    payment.refund_failed naming its ``refund_id``) moves it: the first answer (received; approved, for a
+    refund_only return), or a retry's while it is awaited. A copy of an answer applied already does not."""
+    if status == REFUND_FAILED:
+        return retry_requested_at is not None
+    return status in (APPROVED, RECEIVED)
+
+
+def refund_asked_at(
+    return_type: str, approved_at: dt.datetime | None, processed_at: dt.datetime | None
+) -> dt.datetime | None:
+    """When the return first asked for its refund: on approval for a refund_only return, else on receipt."""
+    return approved_at if return_type == REFUND_ONLY else processed_at
 
 
 def sellable(condition: str | None) -> bool:

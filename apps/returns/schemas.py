@@ -17,12 +17,20 @@ from msgspec import Meta
 from apps.common.fields import LINE_PATTERN, NO_NUL_PATTERN
 from apps.common.responses import from_row
 from apps.returns.models import ReturnRequest
-from apps.returns.rules import CONDITIONS, REASONS, REFUND_ERROR, REJECTION_REASON, RETURN_TYPES
+from apps.returns.rules import (
+    CONDITIONS,
+    REASONS,
+    REFUND_ERROR,
+    REFUND_RETRY_REQUESTED_AT,
+    REJECTION_REASON,
+    RETURN_TYPES,
+)
 
 __all__ = [
     "ApproveRequest",
     "ReceiveRequest",
     "RejectRequest",
+    "RetryRefundRequest",
     "ReturnCreate",
     "ReturnOut",
     "ReturnPage",
@@ -60,6 +68,13 @@ RefundError = Annotated[
 RejectionReason = Annotated[
     str | None, Meta(description="why staff rejected the return (status rejected); null otherwise", examples=["late"])
 ]
+RetryRequestedAt = Annotated[
+    dt.datetime | None,
+    Meta(
+        description="when staff asked to retry the refused refund (POST /api/returns/{id}/retry-refund), while "
+        "the payment service's answer is awaited; null otherwise"
+    ),
+]
 assert set(Reason.__args__) == set(REASONS)  # type: ignore[attr-defined]
 assert set(Condition.__args__) == set(CONDITIONS)  # type: ignore[attr-defined]
 assert set(ReturnType.__args__) == set(RETURN_TYPES)  # type: ignore[attr-defined]
@@ -91,6 +106,12 @@ class ApproveRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class RejectRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reason: Annotated[str, Meta(min_length=1, max_length=100, pattern=LINE_PATTERN, examples=["outside policy"])]
     rejected_by: Person | None = None
+
+
+class RetryRefundRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Ask the payment service again for a refund_failed return's refund (the whole refund, a new refund_id)."""
+
+    requested_by: Person | None = None
 
 
 class ReceivedItemIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -126,8 +147,8 @@ class ReturnItemOut(msgspec.Struct, kw_only=True):
 
 class ReturnOut(msgspec.Struct, kw_only=True):
     """A return with its items; every field is the return_requests column of that name, but
-    ``refund_error`` and ``rejection_reason``, kept in the row's metadata (by the payment service's answer,
-    by the rejection)."""
+    ``refund_error``, ``rejection_reason`` and ``refund_retry_requested_at``, kept in the row's metadata (by
+    the payment service's answer, by the rejection, by a refund retry)."""
 
     id: uuid.UUID
     return_number: str
@@ -152,6 +173,7 @@ class ReturnOut(msgspec.Struct, kw_only=True):
     refunded_at: dt.datetime | None
     refund_error: RefundError = None
     rejection_reason: RejectionReason = None
+    refund_retry_requested_at: RetryRequestedAt = None
     created_at: dt.datetime
     updated_at: dt.datetime
     expires_at: dt.datetime | None
@@ -167,6 +189,11 @@ class ReturnPage(msgspec.Struct, kw_only=True):
 def to_return_out(request: ReturnRequest) -> ReturnOut:
     """The return's columns and its items (loaded with it), and the reasons kept in its metadata."""
     kept = request.metadata_
+    retry_at = kept.get(REFUND_RETRY_REQUESTED_AT)
     return from_row(
-        ReturnOut, request, refund_error=kept.get(REFUND_ERROR), rejection_reason=kept.get(REJECTION_REASON)
+        ReturnOut,
+        request,
+        refund_error=kept.get(REFUND_ERROR),
+        rejection_reason=kept.get(REJECTION_REASON),
+        refund_retry_requested_at=None if retry_at is None else dt.datetime.fromisoformat(retry_at),
     )

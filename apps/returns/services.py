@@ -19,25 +19,36 @@ from apps.common.access_log import Operation, Touched, log_access, note_read
 from apps.common.errors import NotFound, StateConflict
 from apps.common.models import utc_now
 from apps.common.pagination import decode_cursor, encode_cursor
-from apps.returns.events import RefundOrder, ReturnApproved, ReturnReceived, ReturnRejected, ReturnRequested
+from apps.returns.events import (
+    RefundOrder,
+    ReturnApproved,
+    ReturnReceived,
+    ReturnRefundRetryRequested,
+    ReturnRejected,
+    ReturnRequested,
+)
 from apps.returns.models import ReturnItem, ReturnRequest
 from apps.returns.orders import lines_of, lock_order, terms_of
 from apps.returns.progress import about, complete_if_done, expire, received_lines, request_lines
 from apps.returns.rules import (
     APPROVED,
+    EARLIER_REFUND_IDS,
     OPEN_OR_DONE,
     RECEIVED,
     REFUND_ONLY,
+    REFUND_RETRY_REQUESTED_AT,
     REJECTED,
     REJECTION_REASON,
     REQUESTED,
     ReturnedLine,
     check_lines,
     check_received,
+    check_refund_retry,
     check_transition,
     check_window,
     compute_refund,
     is_expired,
+    refund_asked_at,
     refund_shipping_by_default,
     request_reason,
     return_number,
@@ -50,7 +61,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from apps.returns.clients import OrderClient
-    from apps.returns.schemas import ApproveRequest, ReceiveRequest, RejectRequest, ReturnCreate
+    from apps.returns.schemas import ApproveRequest, ReceiveRequest, RejectRequest, RetryRefundRequest, ReturnCreate
     from apps.returns.settings import ReturnsSettings
 
 __all__ = ["ReturnService"]
@@ -222,6 +233,37 @@ class ReturnService:
         )
         await add_event(self.session, return_id, event)
         await complete_if_done(self.session, request, now)  # nothing to refund and nothing to restock
+        return await self._commit_and_read(return_id)
+
+    async def retry_refund(self, return_id: uuid.UUID, data: RetryRefundRequest) -> ReturnRequest:
+        """Ask the payment service again for a refused refund (refund_failed only, one retry at a time):
+        a new refund id, so the provider is asked under a new key; the return stays refund_failed until
+        the answer (payment.refunded or payment.refund_failed) names that id."""
+        request = await self._lock_live(return_id)
+        awaited = request.metadata_.get(REFUND_RETRY_REQUESTED_AT)
+        check_refund_retry(request.status, None if awaited is None else str(awaited))
+        now = utc_now()
+        earlier = [
+            *request.metadata_.get(EARLIER_REFUND_IDS, []),
+            *([str(request.refund_id)] * bool(request.refund_id)),
+        ]
+        asked_at = refund_asked_at(request.return_type, request.approved_at, request.processed_at)
+        refund = self._refund_order(request)  # the new refund_id, on the row too
+        request.metadata_ = {
+            **request.metadata_,
+            EARLIER_REFUND_IDS: earlier,
+            REFUND_RETRY_REQUESTED_AT: now.isoformat(),
+            **({"refund_retry_requested_by": data.requested_by} if data.requested_by else {}),
+        }
+        request.updated_at = now
+        event = ReturnRefundRetryRequested(
+            **about(request),
+            refund=refund,
+            earlier_refund_ids=[uuid.UUID(refund_id) for refund_id in earlier],
+            refund_asked_at=asked_at or request.created_at,
+            requested_at=now,
+        )
+        await add_event(self.session, return_id, event)
         return await self._commit_and_read(return_id)
 
     # --- reads -------------------------------------------------------------------------------------

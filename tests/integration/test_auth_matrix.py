@@ -194,6 +194,7 @@ CASES = [
     case("returns", "POST", "/api/returns/{return_id}/approve", STAFF, (400,), body={"refund_tax": "x"}),
     case("returns", "POST", "/api/returns/{return_id}/reject", STAFF, (400,), body={}),
     case("returns", "POST", "/api/returns/{return_id}/receive", STAFF, (400,), body={}),
+    case("returns", "POST", "/api/returns/{return_id}/retry-refund", STAFF, (409,), body={}),
     # analytics: the back office
     case("analytics", "GET", "/api/analytics/sales/daily", STAFF),
     case("analytics", "GET", "/api/analytics/products/top", STAFF),

@@ -134,6 +134,22 @@ def test_fail_tokens_authorize_then_refuse_only_their_operation_every_time(provi
     }
 
 
+def test_tok_refund_fail_once_refuses_the_first_refund_only_and_keeps_that_answer_for_its_key(
+    provider: Provider,
+) -> None:
+    auth_id = provider.call("a1", AUTH, authorization("tok_refundFailOnce")).body["id"]
+    assert provider.call("c1", f"{AUTH}/{auth_id}/capture", {}).status_code == 200
+    refused = provider.call("r1", "/v1/refunds", {"authorization": auth_id, "amount": 500})
+    assert (refused.status_code, refused.body["error"]["code"]) == (402, "expired_or_canceled_card")
+    assert provider.call("r1", "/v1/refunds", {"authorization": auth_id, "amount": 500}) == refused  # stored
+    # Another key (a retry's, or a refund by hand) goes through, once per key.
+    refunded = provider.call("r2", "/v1/refunds", {"authorization": auth_id, "amount": 500})
+    assert (refunded.status_code, refunded.body["amount"]) == (201, 500)
+    assert provider.call("r2", "/v1/refunds", {"authorization": auth_id, "amount": 500}) == refunded
+    [held] = provider.ledger.for_reference("order-1")["authorizations"]
+    assert (held["amount_refunded"], len(held["refunds"])) == (500, 1)
+
+
 def test_the_ledger_survives_a_restart(ledger_file: Path) -> None:
     ledger = Ledger(ledger_file)
     first = Provider(ledger).call("k1", AUTH, authorization("tok_visa"))
