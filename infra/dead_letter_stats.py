@@ -12,19 +12,31 @@ dropped answer releases the request's reference twice, ``Assertion `eonce->refcn
 an admin request is given librdkafka's own timeout (it was 60 s, socket.timeout.ms, behind our 3 s wait)
 and the clients are made anew after any failure, the issues' workaround; what still aborts takes only
 the child with it.
+
+While the broker is away, librdkafka logs every failed connection attempt (~20 lines a second from the two
+clients, each line made anew with its clients after every failed count). Its lines come through
+``LibrdkafkaLogs`` (the clients' ``logger``, served by ``poll`` after each count): connection failures as one
+outage (infra/outages.py: its start, a line per 5 minutes, its end), everything else as it was; the
+exporter's ``commerce_exporter_source_up{source="kafka"}`` shows the outage meanwhile.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 from dataclasses import astuple, dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from infra.outages import OutageLog
 from outbox.config import kafka_bootstrap
+from outbox.redaction import configure_logging
+
+log = logging.getLogger("infra.dead_letter_stats")
 
 SUFFIX = ".dlq"
 TIMEOUT_S = 3.0
@@ -37,6 +49,26 @@ class DeadLetterCount:
     pending: int
 
 
+class LibrdkafkaLogs:
+    """The clients' ``logger``: confluent-kafka calls ``log(level, "%s [%s] %s", facility, client, message)``
+    for each librdkafka line. A broker connection failure (facility FAIL: refused, timed out, dropped) is one
+    more failure of the broker's outage; any other line is logged as it comes."""
+
+    def __init__(self, outage: OutageLog) -> None:
+        self.outage = outage
+
+    def log(self, level: int, fmt: str, *args: Any, **kwargs: Any) -> None:
+        if args and args[0] == "FAIL":
+            self.outage.failed(f"librdkafka: {fmt % args}")
+        else:
+            log.log(level, fmt, *args, **kwargs)
+
+
+broker = OutageLog(log, "Kafka unreachable for the dead-letter counts")
+_librdkafka_logs = LibrdkafkaLogs(broker)
+# The broker closing an idle connection is routine, not worth a line.
+_LOGGING: dict[str, Any] = {"logger": _librdkafka_logs, "log.connection.close": False}
+
 _clients: tuple[AdminClient, Consumer] | None = None
 # ListOffsets "timestamps" that stand for the first and the next offset of a partition
 EARLIEST, LATEST = -2, -1
@@ -46,8 +78,10 @@ def _kafka() -> tuple[AdminClient, Consumer]:
     global _clients
     if _clients is None:
         bootstrap = kafka_bootstrap()
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "stack-exporter", "enable.auto.commit": False})
-        _clients = (AdminClient({"bootstrap.servers": bootstrap}), consumer)
+        consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": "stack-exporter", "enable.auto.commit": False, **_LOGGING}
+        )
+        _clients = (AdminClient({"bootstrap.servers": bootstrap, **_LOGGING}), consumer)
     return _clients
 
 
@@ -67,13 +101,25 @@ def read() -> list[DeadLetterCount]:
     makes new ones rather than reusing handles with requests of the failure still in flight."""
     global _clients
     try:
-        return _read()
+        counts = _read()
     except BaseException:
         if _clients is not None:
+            _serve_logs(_clients)
             with contextlib.suppress(Exception):  # a consumer that never subscribed: nothing to leave
                 _clients[1].close()
             _clients = None
         raise
+    if _clients is not None:
+        _serve_logs(_clients)
+    broker.recovered()
+    return counts
+
+
+def _serve_logs(clients: tuple[AdminClient, Consumer]) -> None:
+    """Hand the lines librdkafka queued since the last count to LibrdkafkaLogs (only poll serves them)."""
+    for client in clients:
+        with contextlib.suppress(Exception):
+            client.poll(0)
 
 
 def _read() -> list[DeadLetterCount]:
@@ -124,7 +170,9 @@ def _committed(admin: AdminClient, group: str, topic: str) -> dict[int, int]:
 
 def serve() -> None:
     """The stack exporter's child: a line on stdin asks for the counts, one JSON line answers them
-    (``{"counts": [[group, total, pending], ...]}`` or ``{"error": "..."}``); stdin's end ends it."""
+    (``{"counts": [[group, total, pending], ...]}`` or ``{"error": "..."}``); stdin's end ends it. Its log
+    lines go to stderr, which is the exporter's."""
+    configure_logging()
     for _ in sys.stdin:
         try:
             answer: dict[str, object] = {"counts": [astuple(count) for count in read()]}

@@ -19,6 +19,8 @@ GET /metrics, fresh at each scrape:
 - ``commerce_order_saga_overdue``: order sagas still waiting on a step a minute past its deadline (the
   sweeper compensates them within a second or two when it runs).
 - ``commerce_exporter_source_up{source}``: 0 when a source failed this scrape; its metrics are then absent.
+  The log says when a source starts failing, once per 5 minutes while it goes on, and when it answers again
+  (infra/outages.py), not at every scrape; likewise the child's librdkafka lines while the broker is away.
 
 Slot lag in seconds: WAL positions carry no time, so a sampler records (time, current WAL position) every
 two seconds; a slot's lag is the age of the first sample past its confirmed position. It is a lower bound
@@ -49,6 +51,7 @@ from prometheus_client.registry import Collector
 from apps.common.topology import BY_NAME, connect_url, database_url
 from infra import connectors, dead_letter_stats, monitoring, postgres
 from infra.keep import ended_by
+from infra.outages import OutageLog
 from outbox.probes import run_until_signalled
 from outbox.redaction import configure_logging
 
@@ -213,6 +216,7 @@ class Exporter:
         self.order_db = ReusedConnection(
             lambda: asyncpg.connect(database_url(BY_NAME["order"], driver="postgresql"), timeout=3)
         )
+        self.outages: dict[str, OutageLog] = {}
 
     async def close(self) -> None:
         if self.http is not None:
@@ -261,8 +265,11 @@ class Exporter:
             return_exceptions=True,
         )
         for name, result in zip(sources, results, strict=True):
+            outage = self.outages.setdefault(name, OutageLog(log, f"source {name} failing"))
             if isinstance(result, BaseException):
-                log.warning("source %s failed: %r", name, result)
+                outage.failed(repr(result))
+            else:
+                outage.recovered()
         snapshot.gauge(
             "commerce_exporter_source_up",
             "1 when the source answered this scrape",
