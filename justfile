@@ -45,7 +45,7 @@ test *args: bootstrap
 lint:
     uv run --frozen ruff check .
     uv run --frozen ruff format --check .
-    uv run --frozen mypy apps outbox infra bench
+    uv run --frozen mypy --explicit-package-bases apps outbox infra bench tests
 
 # psql on a service's database as its own role: `just psql order -c "select 1"`
 psql service *args:

@@ -176,7 +176,7 @@ async def test_an_erased_customer_is_nowhere_readable_and_the_business_totals_st
     async def counted() -> bool:  # the projections saw the purchase before the totals are taken
         kept = await totals(http, customer_id, order_id, product["id"])
         bought = (1, Decimal(placed["total_amount"]))
-        return kept["analytics"] == [(2, Decimal("25.00"))] and kept["stats"] == [bought]
+        return bool(kept["analytics"] == [(2, Decimal("25.00"))] and kept["stats"] == [bought])
 
     await eventually(counted, within=WITHIN, what="analytics and customer stats counted the order")
     before = await totals(http, customer_id, order_id, product["id"])

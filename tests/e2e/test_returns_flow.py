@@ -14,6 +14,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from decimal import ROUND_DOWN, Decimal
+from functools import partial
 from typing import Any
 
 import httpx
@@ -144,7 +145,7 @@ async def test_partial_return_is_refunded_once_restocked_and_completed_and_refun
     # The same return.received again, and a copy under a new id: applied, but nothing refunds or restocks twice.
     [copy] = await resend_received(return_id)
     for service, group in (("payment", "payment"), ("warehouse", "warehouse-reservations")):
-        await eventually(lambda s=service, g=group: applied(s, g, copy), within=60, what=f"{group} got the copy")
+        await eventually(partial(applied, service, group, copy), within=60, what=f"{group} got the copy")
     assert len(await sandbox_refunds(http, order_id)) == 1
     assert (await inventory(http, kept))["on_hand"] == after["on_hand"]
     [payment] = await payments(http, order_id)

@@ -230,7 +230,11 @@ async def test_list_walks_every_page_newest_first_with_the_cursor(client: Client
     pages: list[int] = []
     cursor: str | None = None
     while True:
-        params = {"limit": 2, "category_id": category_id, **({"cursor": cursor} if cursor else {})}
+        params: dict[str, str | int] = {
+            "limit": 2,
+            "category_id": category_id,
+            **({"cursor": cursor} if cursor else {}),
+        }
         response = await client.get("/api/products", params=params)
         assert response.status_code == 200, response.text
         page = response.json()

@@ -80,7 +80,7 @@ async def settled(client: AsyncTestClient[Any], order_id: str) -> dict[str, Any]
 
     async def decided() -> bool:
         seen.update((await client.get(f"/api/orders/{order_id}")).json())
-        return seen["status"] != "pending"
+        return bool(seen["status"] != "pending")
 
     await eventually(decided, within=90, what=f"order {order_id} confirmed or cancelled by its saga")
     return seen

@@ -34,7 +34,8 @@ async def test_counts_and_windows_are_redis_pys_own() -> None:
             assert mine[0] == reference[0]
             assert abs(mine[1] - reference[1]) < 1000
         assert mine[0] == LIMIT + 1  # refused, and not stored
-        assert int(await client.get(ours)) == LIMIT
+        stored = await client.get(ours)
+        assert stored is not None and int(stored) == LIMIT
     finally:
         await script.close()
         await client.delete(ours, theirs)
@@ -66,7 +67,7 @@ def test_under_uvloop_concurrent_counts_share_one_connection_in_order() -> None:
         try:
             answers = await asyncio.gather(*(script.run([key], [100, WINDOW_MS]) for _ in range(40)))
             idle_id = await script._call("CLIENT", "ID")
-            await client.execute_command("CLIENT", "KILL", "ID", idle_id)
+            await client.client_kill_filter(_id=str(idle_id))  # CLIENT KILL ID <id>
             after_kill = (await script.run([key], [100, WINDOW_MS]))[0]
             return sorted(count for count, _ in answers), after_kill, script._open
         finally:

@@ -105,7 +105,7 @@ async def test_the_count_survives_closed_connections_and_shares_one_connection()
     try:
         assert (await script.run([key], [100, 60_000]))[0] == 1
         idle_id = await script._call("CLIENT", "ID")
-        await client.execute_command("CLIENT", "KILL", "ID", idle_id)
+        await client.client_kill_filter(_id=str(idle_id))  # CLIENT KILL ID <id>
         assert (await script.run([key], [100, 60_000]))[0] == 2
         answers = await asyncio.gather(*(script.run([key], [100, 60_000]) for _ in range(20)))
         assert sorted(count for count, _ in answers) == list(range(3, 23))

@@ -78,7 +78,7 @@ async def test_with_the_replica_stopped_reads_answer_from_the_primary_and_ready_
 
             async def degraded() -> bool:
                 body = (await http.get(f"{service_url('analytics')}/ready")).json()
-                return body["status"] == "degraded" and body["database"] == "ok" and body["replica"] != "ok"
+                return bool(body["status"] == "degraded" and body["database"] == "ok" and body["replica"] != "ok")
 
             await eventually(degraded, within=10, what="/ready degraded")
         finally:
@@ -87,6 +87,6 @@ async def test_with_the_replica_stopped_reads_answer_from_the_primary_and_ready_
         async def replica_again() -> bool:
             report = await http.get(f"{service_url('analytics')}/api/analytics/products/top")
             ready = (await http.get(f"{service_url('analytics')}/ready")).json()
-            return report.headers.get("x-read-source") == "replica" and ready["status"] == "ready"
+            return bool(report.headers.get("x-read-source") == "replica" and ready["status"] == "ready")
 
         await eventually(replica_again, within=15, what="reads back on the replica")

@@ -211,7 +211,7 @@ async def test_a_request_past_its_expiry_expires_and_frees_its_units(
     await fetch("returns", past, uuid.UUID(swept["id"]))
 
     async def swept_away() -> bool:
-        return (await get_return(http, swept["id"]))["status"] == "expired"
+        return bool((await get_return(http, swept["id"]))["status"] == "expired")
 
     await eventually(swept_away, within=30, what="the sweeper expired the request")
     events = await fetch(

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from apps.common.topology import kafka_bootstrap
 from outbox import topics as outbox_topics
 from outbox.dead_letters import dead_letter_topic
+from outbox.decoding import raw_headers, where
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,13 @@ class Received:
 
 def _received(message: Message) -> Received:
     key = message.key()
+    topic, partition, offset = where(message)
     return Received(
-        topic=message.topic(),
-        partition=message.partition(),
-        offset=message.offset(),
+        topic=topic,
+        partition=partition,
+        offset=offset,
         key=key.decode() if key is not None else None,
-        headers={name: (value or b"").decode() for name, value in (message.headers() or [])},
+        headers={name: (value or b"").decode() for name, value in raw_headers(message)},
         value=message.value() or b"",
     )
 

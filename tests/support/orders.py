@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -52,7 +52,7 @@ def order_cancelled(created: OrderCreated) -> OrderCancelled:
 
 
 async def write_events(
-    engine: AsyncEngine, events: list[OrderCreated | OrderCancelled], per_transaction: int = 1
+    engine: AsyncEngine, events: Sequence[OrderCreated | OrderCancelled], per_transaction: int = 1
 ) -> list[OutboxRecord]:
     """Write events through the outbox writer, ``per_transaction`` events per committed transaction."""
     sessions = async_sessionmaker(engine, expire_on_commit=False)

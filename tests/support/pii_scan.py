@@ -18,12 +18,13 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, TopicPartition
 from redis.asyncio import Redis
 
 from apps.common.topology import SERVICES, ServiceSpec, kafka_bootstrap, redis_url
+from outbox.decoding import raw_headers, where
 from tests.support.db import connect
 
 _TEXT_TYPES = ("text", "character varying", "character", "json", "jsonb")
@@ -112,19 +113,24 @@ async def redis_findings(needles: Iterable[str]) -> list[str]:
     return found
 
 
+def _as_bytes(value: bytes | str) -> bytes:
+    # The client decodes nothing (no decode_responses), but redis-py's types allow str for every reply.
+    return value.encode() if isinstance(value, str) else value
+
+
 async def _values(client: Redis, key: bytes) -> list[bytes]:
-    kind = (await client.type(key)).decode()
+    kind = _as_bytes(await client.type(key)).decode()
     if kind == "string":
         value = await client.get(key)
-        return [] if value is None else [value]
+        return [] if value is None else [_as_bytes(value)]
     if kind == "hash":
-        return [item for pair in (await client.hgetall(key)).items() for item in pair]
+        return [_as_bytes(item) for pair in (await client.hgetall(key)).items() for item in pair]
     if kind == "list":
-        return list(await client.lrange(key, 0, -1))
+        return [_as_bytes(item) for item in await client.lrange(key, 0, -1)]
     if kind == "set":
-        return list(await client.smembers(key))
+        return [_as_bytes(item) for item in await client.smembers(key)]
     if kind == "zset":
-        return list(await client.zrange(key, 0, -1))
+        return [_as_bytes(item) for item in cast("list[bytes]", await client.zrange(key, 0, -1))]  # no scores
     return []  # streams and others: the stack keeps none
 
 
@@ -190,14 +196,15 @@ def scan_kafka(marks: dict[tuple[str, int], int], needles: Iterable[str], timeou
             for message in consumer.consume(1000, 0.5):
                 if message.error() is not None:
                     continue
-                tp = (message.topic(), message.partition())
-                headers = {name: value or b"" for name, value in message.headers() or []}
+                topic, partition, offset = where(message)
+                tp = (topic, partition)
+                headers = {name: value or b"" for name, value in raw_headers(message)}
                 key, value = message.key(), message.value() or b""
                 if any(n in part.lower() for part in [key or b"", value, *headers.values()] for n in wanted):
-                    scan.findings.append(f"{tp[0]}/{tp[1]}@{message.offset()}")
+                    scan.findings.append(f"{topic}/{partition}@{offset}")
                 event_type = headers.get("event_type", b"").decode() or None
-                scan.records.append(Record(tp[0], None if key is None else key.decode(), event_type, value))
-                if tp in todo and message.offset() + 1 >= todo[tp]:
+                scan.records.append(Record(topic, None if key is None else key.decode(), event_type, value))
+                if tp in todo and offset + 1 >= todo[tp]:
                     del todo[tp]
         assert not todo, f"kafka scan did not reach the end of {sorted(todo)} in {timeout}s"
     finally:

@@ -135,7 +135,7 @@ async def return_reaches(http: httpx.AsyncClient, return_id: str, status: str) -
 
     async def check() -> bool:
         seen.update(await get_return(http, return_id))
-        return seen["status"] == status
+        return bool(seen["status"] == status)
 
     try:
         await eventually(check, within=WITHIN, what=f"return {return_id} {status}")

@@ -6,8 +6,9 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any, cast
 
-import yaml
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no types; types-PyYAML is not locked
 
 from infra import monitoring
 
@@ -72,12 +73,13 @@ def test_generated_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     path.write_text(json.dumps(config))
     result = _promtool("check", "config", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
-    jobs = {job["job_name"]: job["static_configs"] for job in config["scrape_configs"]}  # type: ignore[index]
+    scrape_configs = cast("list[dict[str, Any]]", config["scrape_configs"])
+    jobs = {job["job_name"]: job["static_configs"] for job in scrape_configs}
     assert jobs["api"] == [{"targets": ["127.0.0.1:8004"], "labels": {"component": "order-api"}}]
     assert jobs["consumer"] == [{"targets": ["127.0.0.1:8104"], "labels": {"component": "order-consumer"}}]
     assert jobs["worker"] == [{"targets": ["127.0.0.1:8204"], "labels": {"component": "order-sweeper"}}]
     assert {"postgres-exporter", "stack-exporter", "prometheus"} <= set(jobs)
-    intervals = {job["job_name"]: job.get("scrape_interval") for job in config["scrape_configs"]}  # type: ignore[index,attr-defined]
+    intervals = {job["job_name"]: job.get("scrape_interval") for job in scrape_configs}
     assert intervals["api"] == intervals["consumer"] == intervals["worker"] == monitoring.PROCESS_SCRAPE_INTERVAL
     assert intervals["postgres-exporter"] is None  # the global, shorter interval: the long-query alert reads it
 

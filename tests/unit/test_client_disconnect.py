@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from litestar import Litestar, post
 from litestar.exceptions import InternalServerException
-from litestar.types import Message
+from litestar.types import Message, ReceiveMessage
 
 from apps.common.error_handlers import (
     HTTP_499_CLIENT_CLOSED_REQUEST,
@@ -27,13 +27,13 @@ async def create_thing(data: dict[str, Any]) -> dict[str, Any]:
 
 async def send_a_body_then_vanish(app: Litestar) -> list[Message]:
     """Drive the app as uvicorn does when the client closes its socket halfway through the body."""
-    incoming: list[Message] = [
+    incoming: list[ReceiveMessage] = [
         {"type": "http.request", "body": b'{"name": ', "more_body": True},
         {"type": "http.disconnect"},
     ]
     sent: list[Message] = []
 
-    async def receive() -> Message:
+    async def receive() -> ReceiveMessage:
         return incoming.pop(0)
 
     async def send(message: Message) -> None:

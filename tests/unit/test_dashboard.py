@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import yaml
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no types; types-PyYAML is not locked
 
 from infra.paths import REPO
 

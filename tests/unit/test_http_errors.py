@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from litestar.types import Message, Receive, Scope, Send
+from litestar.types import Message, Receive, ReceiveMessage, Scope, Send
 from sqlalchemy import exc as sa_exc
 
 from apps.common.error_handlers import classify_database_error
@@ -97,7 +97,7 @@ async def test_access_log_records_the_status_sent_even_if_the_app_raises_afterwa
     assert [r.__dict__["status"] for r in caplog.records if r.getMessage() == "request"] == [503]
 
 
-async def _no_receive() -> Message:
+async def _no_receive() -> ReceiveMessage:
     raise AssertionError("not read")
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -91,7 +92,7 @@ def test_the_broker_and_connect_run_on_the_newest_jdk_from_25_and_fall_back_to_j
 ) -> None:
     monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.setattr(kafka, "JVM_ROOT", tmp_path)
-    monkeypatch.setattr(kafka.shutil, "which", lambda name: "/usr/bin/java")
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/java")  # the module infra.kafka uses
     _fake_jdk(tmp_path, "java-17", "17.0.15")
     assert kafka._java(kafka.CONNECT) == "/usr/bin/java"  # no JDK 25: the path's java, as before
     jdk25 = _fake_jdk(tmp_path, "temurin-25", "25.0.3")

@@ -42,7 +42,7 @@ def test_dead_letters_pending_start_at_the_redrive_commit_or_the_topic_start() -
 
 
 def test_connector_rows_mark_missing_and_failed_connectors_not_running() -> None:
-    deployed = {
+    deployed: dict[str, dict[str, object]] = {
         "order-outbox": {"status": {"connector": {"state": "RUNNING"}, "tasks": [{"id": 0, "state": "RUNNING"}]}},
         "payment-outbox": {"status": {"connector": {"state": "RUNNING"}, "tasks": [{"id": 0, "state": "FAILED"}]}},
         "catalog-outbox": {"status": {"connector": {"state": "PAUSED"}, "tasks": [{"id": 0, "state": "PAUSED"}]}},
@@ -62,7 +62,7 @@ def test_connector_rows_mark_missing_and_failed_connectors_not_running() -> None
 
 
 def test_pool_figures_follow_checkouts_and_overflow() -> None:
-    pool = QueuePool(lambda: object(), pool_size=2, max_overflow=3)  # type: ignore[arg-type,return-value]
+    pool = QueuePool(lambda: object(), pool_size=2, max_overflow=3)  # type: ignore[arg-type]
     assert pool_figures(pool) == {"checked_out": 0.0, "idle": 0.0, "overflow": 0.0, "size": 2.0, "max": 5.0}
     held = [pool.connect() for _ in range(3)]
     assert pool_figures(pool)["checked_out"] == 3.0
@@ -75,7 +75,7 @@ def test_pool_figures_follow_checkouts_and_overflow() -> None:
 
 
 def test_a_pool_without_a_size_reports_zeros() -> None:
-    assert set(pool_figures(NullPool(lambda: object())).values()) == {0.0}  # type: ignore[arg-type,return-value]
+    assert set(pool_figures(NullPool(lambda: object())).values()) == {0.0}  # type: ignore[arg-type]
 
 
 class _FakeConnection:

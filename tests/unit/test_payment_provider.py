@@ -22,11 +22,14 @@ Start = Callable[["Script"], Awaitable[HttpProvider]]
 FAST = RetryPolicy(timeout_s=0.3, max_attempts=4, backoff_s=0.01, backoff_cap_s=0.05)
 
 
+Answer = tuple[int, dict[str, object], float]  # status, JSON body, delay before answering (s)
+
+
 @dataclass
 class Script:
     """The answers the fake provider gives, in order (the last one repeats), and the keys it saw."""
 
-    answers: list[tuple[int, dict[str, object], float]]
+    answers: list[Answer]
     keys: list[str] = field(default_factory=list)
     bodies: list[object] = field(default_factory=list)
 
@@ -64,8 +67,8 @@ async def serve() -> AsyncIterator[Start]:
         await runner.cleanup()
 
 
-AUTHORIZED = (201, {"id": "auth_1", "status": "authorized"}, 0.0)
-UNAVAILABLE = (503, {"error": {"code": "service_unavailable"}}, 0.0)
+AUTHORIZED: Answer = (201, {"id": "auth_1", "status": "authorized"}, 0.0)
+UNAVAILABLE: Answer = (503, {"error": {"code": "service_unavailable"}}, 0.0)
 
 
 async def authorize(provider: HttpProvider, key: str = "key-1") -> ProviderResult:
@@ -83,7 +86,7 @@ async def test_transient_failures_are_retried_with_the_same_key(serve: Start) ->
 
 
 async def test_a_request_in_progress_is_retried(serve: Start) -> None:
-    in_progress = (409, {"error": {"code": "idempotency_request_in_progress"}}, 0.0)
+    in_progress: Answer = (409, {"error": {"code": "idempotency_request_in_progress"}}, 0.0)
     script = Script([in_progress, AUTHORIZED])
     result = await authorize(await serve(script))
     assert result.outcome == SUCCEEDED

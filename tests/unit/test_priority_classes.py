@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no types; types-PyYAML is not locked
 
 from infra import priority, stack
 from infra.paths import REPO

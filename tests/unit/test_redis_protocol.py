@@ -49,7 +49,7 @@ def test_error_replies_are_values_and_noscript_is_told_apart() -> None:
         ("SET", b"k\r\nv", "v\u00e9", 1.5),
     ],
 )
-def test_commands_are_the_bytes_redis_py_sends(args: tuple[object, ...]) -> None:
+def test_commands_are_the_bytes_redis_py_sends(args: tuple[bytes | str | int | float, ...]) -> None:
     packed = b"".join(Connection().pack_command(*args))
     assert encode_command(args) == packed
 
@@ -127,7 +127,8 @@ def test_a_closing_transport_takes_no_command_before_the_loop_reports_it_lost() 
     """The loop may see the server's close a turn before ``connection_lost``: the connection is not usable
     then (the caller connects afresh instead of writing into it)."""
     replies, transport = _connected()
-    assert replies.usable
+    before = replies.usable  # a copy: mypy would keep replies.usable narrowed to True past the close
+    assert before
     transport.closed = True
     assert not replies.usable and not replies.lost
     with pytest.raises(RedisConnectionError):

@@ -65,7 +65,7 @@ def test_lines_are_checked_against_the_order_and_other_returns() -> None:
         ([ReturnedLine(2, 1)], {2: 1}, StateConflict, "items[0].quantity"),
     ]
     for asked, taken, error, field in cases:
-        with pytest.raises(error) as raised:  # type: ignore[var-annotated]
+        with pytest.raises(error) as raised:
             check_lines(asked, LINES, taken)
         assert raised.value.field == field  # type: ignore[attr-defined]
 
