@@ -10,8 +10,6 @@ returns API and consumer), and every wait polls with a deadline.
 from __future__ import annotations
 
 import asyncio
-import json
-import uuid
 from collections.abc import AsyncIterator
 from decimal import ROUND_DOWN, Decimal
 from functools import partial
@@ -21,15 +19,16 @@ import httpx
 import pytest
 
 from tests.support import consumers
-from tests.support.db import fetch
 from tests.support.http import api_client, service_url
-from tests.support.orders import eventually, produce_raw
+from tests.support.orders import eventually
 from tests.support.returns import (
     act,
+    applied,
     delivered_order,
     line_id,
     payments,
     request_return,
+    resend,
     return_reaches,
     sandbox_refunds,
     stocked,
@@ -54,26 +53,6 @@ async def inventory(http: httpx.AsyncClient, product: dict[str, Any]) -> dict[st
     response = await http.get(f"{service_url('warehouse')}/api/inventory/{product['id']}")
     assert response.status_code == 200, response.text
     return dict(response.json())
-
-
-async def applied(service: str, group: str, event_id: uuid.UUID) -> bool:
-    rows = await fetch(service, "SELECT 1 FROM inbox WHERE consumer_group = $1 AND event_id = $2", group, event_id)
-    return bool(rows)
-
-
-async def resend_received(return_id: str) -> list[uuid.UUID]:
-    """The return.received record again (same event id: a redelivery) and a copy under a new id (what a
-    re-published event would be); the ids to wait for."""
-    rows = await fetch(
-        "returns",
-        "SELECT id, event_data FROM event_store WHERE aggregate_id = $1 AND event_type = 'return.received'",
-        uuid.UUID(return_id),
-    )
-    event_id, data = rows[0]["id"], json.loads(rows[0]["event_data"])
-    copy = uuid.uuid4()
-    for eid in (event_id, copy):
-        produce_raw("commerce.return", key=return_id, event_type="return.received", payload=data, event_id=eid)
-    return [copy]
 
 
 async def test_partial_return_is_refunded_once_restocked_and_completed_and_refund_only_on_approval(
@@ -143,7 +122,7 @@ async def test_partial_return_is_refunded_once_restocked_and_completed_and_refun
     assert [r["amount"] for r in await sandbox_refunds(http, order_id)] == [int(expected * 100)]
 
     # The same return.received again, and a copy under a new id: applied, but nothing refunds or restocks twice.
-    [copy] = await resend_received(return_id)
+    [copy] = await resend(return_id, "return.received")
     for service, group in (("payment", "payment"), ("warehouse", "warehouse-reservations")):
         await eventually(partial(applied, service, group, copy), within=60, what=f"{group} got the copy")
     assert len(await sandbox_refunds(http, order_id)) == 1

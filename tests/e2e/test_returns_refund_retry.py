@@ -4,6 +4,7 @@ and later ones go through. The return reaches refund_failed; the retry asks agai
 (return.refund_retry_requested -> the payment consumer -> the worker) and the return is refunded, then
 completed once restocked, with exactly one refund at the provider. When staff refunded it by hand meanwhile
 (POST /api/payments/{id}/refund), the retry recognises that refund and settles the return without a second.
+Either way the retry's event delivered again, and copied under a new id, changes nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import httpx
@@ -74,6 +76,12 @@ async def settled(http: httpx.AsyncClient, return_id: str) -> dict[str, Any]:
     return done
 
 
+async def delivered_twice(return_id: str) -> None:
+    """The retry's event again (a redelivery) and a copy under a new id, once the payment group took both."""
+    [copy] = await returns.resend(return_id, "return.refund_retry_requested")
+    await eventually(partial(returns.applied, "payment", "payment", copy), within=60, what="payment got the copy")
+
+
 async def test_a_retry_after_a_refused_refund_refunds_the_return_once(http: httpx.AsyncClient) -> None:
     placed, failed = await refund_failed_return(http)
     retried = await retry(http, failed)
@@ -87,6 +95,13 @@ async def test_a_retry_after_a_refused_refund_refunds_the_return_once(http: http
     assert refunds == [(failed["refund_id"], "declined", amount), (retried["refund_id"], "succeeded", amount)]
     assert payment["refunded_amount"] == amount
     assert [r["amount"] for r in await returns.sandbox_refunds(http, placed["id"])] == [int(Decimal(amount) * 100)]
+
+    # The retry's event delivered twice more changes nothing: no new ledger row, no second refund.
+    await delivered_twice(failed["id"])
+    [again] = await returns.payments(http, placed["id"])
+    assert again["operations"] == payment["operations"] and again["refunded_amount"] == amount
+    assert len(await returns.sandbox_refunds(http, placed["id"])) == 1
+    assert (await returns.get_return(http, failed["id"]))["status"] == COMPLETED
 
 
 async def test_a_retry_after_a_refund_by_hand_settles_the_return_without_refunding_again(
@@ -117,6 +132,9 @@ async def test_a_retry_after_a_refund_by_hand_settles_the_return_without_refundi
     ]
     assert payment["refunded_amount"] == amount
     assert [r["amount"] for r in await returns.sandbox_refunds(http, placed["id"])] == [int(Decimal(amount) * 100)]
+    await delivered_twice(failed["id"])
+    [again] = await returns.payments(http, placed["id"])
+    assert again["operations"] == payment["operations"]
 
     # The customer's stats count the return's refund once.
     async def counted() -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -12,7 +13,7 @@ from apps.common.topology import PROCESSES
 from tests.support.checkout import US_ADDRESS
 from tests.support.db import fetch
 from tests.support.http import create_customer, create_product, service_url, set_stock
-from tests.support.orders import eventually
+from tests.support.orders import eventually, produce_raw
 
 SANDBOX = f"http://127.0.0.1:{next(p.port for p in PROCESSES if p.name == 'payment-sandbox')}"
 # Consumers may be catching up on other tests' events first.
@@ -159,3 +160,25 @@ async def sandbox_refunds(http: httpx.AsyncClient, order_id: str) -> list[dict[s
 async def returns_rows(order_id: str) -> int:
     rows = await fetch("returns", "SELECT count(*) AS n FROM return_requests WHERE order_id = $1", uuid.UUID(order_id))
     return int(rows[0]["n"])
+
+
+async def applied(service: str, group: str, event_id: uuid.UUID) -> bool:
+    """Whether ``group`` (in ``service``'s database) took the event: its inbox row."""
+    rows = await fetch(service, "SELECT 1 FROM inbox WHERE consumer_group = $1 AND event_id = $2", group, event_id)
+    return bool(rows)
+
+
+async def resend(return_id: str, event_type: str) -> list[uuid.UUID]:
+    """The return's ``event_type`` record again (same event id: a redelivery) and a copy under a new id (what a
+    re-published event would be); the ids to wait for."""
+    rows = await fetch(
+        "returns",
+        "SELECT id, event_data FROM event_store WHERE aggregate_id = $1 AND event_type = $2",
+        uuid.UUID(return_id),
+        event_type,
+    )
+    event_id, data = rows[0]["id"], json.loads(rows[0]["event_data"])
+    copy = uuid.uuid4()
+    for eid in (event_id, copy):
+        produce_raw("commerce.return", key=return_id, event_type=event_type, payload=data, event_id=eid)
+    return [copy]
