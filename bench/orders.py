@@ -46,7 +46,9 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
@@ -128,23 +130,77 @@ PGBENCH_MODE = "prepared"
 PGBENCH_CLIENTS = 32
 
 
-def order_tx_variables(product_a: str, product_b: str) -> list[str]:
+# pgbench's customers (bench/order_tx.sql): known to the order service's read model, as the bench's own are,
+# one drawn at random per transaction. Ids md5('pgbench-' || n) as uuids; they stay between runs.
+PGBENCH_CUSTOMERS = 100_000
+# The bench's order (``order_body``): one of the first product, two of the second.
+QUANTITIES = (1, 2)
+
+
+@dataclass(frozen=True)
+class BenchProduct:
+    """A bench product as the order service's read model holds it (what its placement checks an order by)."""
+
+    id: str
+    sku: str
+    name: str | None
+    price: Decimal
+    currency: str
+    confirmed_at: str
+
+
+async def pgbench_set_up(product_ids: tuple[str, str]) -> list[str]:
+    """The known customers bench/order_tx.sql draws from, and its per-run variables for the bench's products."""
+    conn = await asyncpg.connect(database_url(BY_NAME["order"], driver="postgresql"))
+    try:
+        await conn.execute(
+            "INSERT INTO order_known_customers (customer_id) SELECT CAST(CAST(md5('pgbench-' || n) AS uuid) AS text)"
+            " FROM generate_series(0, $1 - 1) AS n ON CONFLICT (customer_id) DO NOTHING",
+            PGBENCH_CUSTOMERS,
+        )
+        rows = await conn.fetch(
+            "SELECT product_id::text AS id, sku, name, price, currency, confirmed_at::text AS confirmed_at"
+            " FROM order_known_products WHERE product_id = ANY($1::uuid[]) AND sellable",
+            list(product_ids),
+        )
+    finally:
+        await conn.close()
+    by_id = {row["id"]: BenchProduct(**dict(row)) for row in rows}
+    missing = [p for p in product_ids if p not in by_id]
+    if missing:
+        raise SystemExit(f"the order service's read model has no sellable row for the bench's products {missing}")
+    return order_tx_variables([by_id[p] for p in product_ids])
+
+
+def order_tx_variables(products: list[BenchProduct]) -> list[str]:
     """bench/order_tx.sql's per-run variables, as pgbench options: the order's lines as the service sends them,
-    one array parameter per column, for the bench's two products (the lookup finds both, as the service's does)."""
-    lines = {
-        "pids": f"{{{product_a},{product_b}}}",
-        "skus": "{SKU-A,SKU-B}",
-        "names": '{"Bench item","Bench item"}',
-        "quantities": "{1,2}",
-        "unit_prices": "{10.00,10.00}",
-        "total_prices": "{10.00,20.00}",
+    one array parameter per column, for the bench's two products as the read model holds them (so that the
+    statement's check finds them as the service's does; ``fresh_since`` the older row's time), and how many
+    known customers to draw from."""
+    variables = {
+        "pids": _array(p.id for p in products),
+        "skus": _array(p.sku for p in products),
+        "names": _array(p.name for p in products),
+        "quantities": _array(str(q) for q in QUANTITIES),
+        "unit_prices": _array(str(p.price) for p in products),
+        "total_prices": _array(str(p.price * q) for p, q in zip(products, QUANTITIES, strict=True)),
+        "currency": products[0].currency,
+        "fresh_since": min(p.confirmed_at for p in products),
+        "customers": str(PGBENCH_CUSTOMERS),
     }
-    return [option for name, value in lines.items() for option in ("-D", f"{name}={value}")]
+    return [option for name, value in variables.items() for option in ("-D", f"{name}={value}")]
 
 
-def run_pgbench(seconds: int, products: tuple[str, str], clients: int = PGBENCH_CLIENTS) -> tuple[float, int]:
-    """pgbench's tps and the transactions it ran; its orders stay until ``remove_pgbench_orders``."""
-    options = ["-P", "5", *order_tx_variables(*products)]  # -P: its rate every 5 s (stderr), how steady it was
+def _array(values: Iterable[str | None]) -> str:
+    """A PostgreSQL array literal of these values, each quoted (NULL for None)."""
+    quoted = ("NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return "{" + ",".join(quoted) + "}"
+
+
+def run_pgbench(seconds: int, variables: list[str], clients: int = PGBENCH_CLIENTS) -> tuple[float, int]:
+    """pgbench's tps and the transactions it ran (``variables``: ``pgbench_set_up``'s); its orders stay until
+    ``remove_pgbench_orders``."""
+    options = ["-P", "5", *variables]  # -P: its rate every 5 s (stderr), how steady it was
     argv = pgbench_argv(
         BY_NAME["order"], HERE / "order_tx.sql", seconds=seconds, clients=clients, mode=PGBENCH_MODE, options=options
     )
@@ -390,10 +446,11 @@ async def main_async(
     start = await start_phase("fixed rate")
     fixed, fixed_delays = await fixed_rate_run(product_a, product_b, fixed_rate, seconds)
     print(await phase_report("fixed rate", start, per=fixed_delays.placed, unit="order"), flush=True)
+    variables = await pgbench_set_up((product_a, product_b))
     start = await start_phase("pgbench")
     try:
         before = cpu_snapshot()
-        tps, transactions = await asyncio.to_thread(run_pgbench, seconds, (product_a, product_b))
+        tps, transactions = await asyncio.to_thread(run_pgbench, seconds, variables)
         # Its backends exit as it disconnects: a snapshot while the postmaster reaps them read the
         # postmaster's reaped time before it grew and found the backends gone, and lost most of the phase's
         # CPU (6.6 ms per transaction reported at 1.95 cores busy and 193 tps, i.e. 10.1 spent).

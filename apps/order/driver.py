@@ -1,4 +1,4 @@
-"""The placement's two statements (the read models' lookup, ``_PLACE``) on asyncpg's own connection.
+"""The placement's statements (the read models' lookup and ``_PLACE``, or both in one) on asyncpg's own connection.
 
 SQLAlchemy's ``execute`` of a ``text()`` statement costs ~200 us of CPU more than asyncpg's ``fetch`` of the
 same SQL on the same connection (the execution context, the adapter's cursor, the greenlet hop; even

@@ -14,6 +14,12 @@ only for what is missing or too old, then writes their answer back. The stalenes
   or not sellable here: ask the catalog, whose answer decides (and refreshes the row). A row still fresh
   but past ``AHEAD`` of that limit is refreshed from the catalog in the background, so that orders seldom
   find a hot product expired and wait on the call.
+
+An order whose products this process has read before is priced from those values and placed by one
+statement (``PLACE_IF_KNOWN``) that applies the rule above to the rows it reads itself and writes only if
+they hold the same values: one round trip instead of the lookup's and the write's. Anything else (a value
+changed since, a row missing, stale or withdrawn, an unknown customer) writes nothing, and the order goes on
+from the rows that statement returned, exactly as from the lookup's.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from apps.common.pricing import CatalogPrice
 from apps.order.driver import DriverStatement
 from apps.order.models import Base
+from apps.order.transitions import placement_ctes
 
 if TYPE_CHECKING:
     from apps.order.clients import Dependencies
@@ -86,13 +93,33 @@ def is_fresh(confirmed_at: dt.datetime, now: dt.datetime, limit: dt.timedelta) -
 
 # One round trip: the customer, and the sellable products asked for (a LEFT JOIN from one row, so the
 # customer's answer comes back even when no product is known).
-_LOOKUP = DriverStatement(
-    text(
-        """
+_LOOKUP_SQL = """
     SELECT EXISTS (SELECT 1 FROM order_known_customers WHERE customer_id = :customer_id) AS customer_known,
            p.product_id, p.sku, p.name, p.price, p.currency, p.confirmed_at
     FROM (SELECT 1) AS one
     LEFT JOIN order_known_products p ON p.product_id = ANY(CAST(:product_ids AS uuid[])) AND p.sellable
+    """
+_LOOKUP = DriverStatement(text(_LOOKUP_SQL))
+# The lookup and the placement in one round trip (``References.place_if_known``): the order, priced from the
+# values last read here (a guess), is written only if the read models, read by this very statement, say the
+# customer is known and every line's product is sellable with that sku, name, price and currency and fresh
+# (``is_fresh``: confirmed at or after ``:fresh_since``, now minus the age limit). Either way the lookup's
+# rows come back, as ``_LOOKUP`` returns them, with the items' ids (NULL when nothing was written).
+PLACE_IF_KNOWN = DriverStatement(
+    text(
+        f"""
+    WITH known AS ({_LOOKUP_SQL}), ready AS (
+        SELECT FROM known
+        WHERE customer_known AND NOT EXISTS (
+            SELECT FROM unnest(CAST(:product_ids AS uuid[]), CAST(:skus AS varchar[]), CAST(:names AS varchar[]),
+                               CAST(:unit_prices AS numeric[])) AS t(product_id, sku, name, price)
+            WHERE NOT EXISTS (
+                SELECT FROM known k
+                WHERE k.product_id = t.product_id AND k.sku = t.sku AND k.name IS NOT DISTINCT FROM t.name
+                      AND k.price = t.price AND k.currency = :currency AND k.confirmed_at >= :fresh_since))
+        LIMIT 1
+    ), {placement_ctes("EXISTS (SELECT FROM ready)")}
+    SELECT (SELECT array_agg(id ORDER BY id) FROM i) AS item_ids, known.* FROM known
     """
     )
 )
@@ -127,25 +154,59 @@ class References:
     session: AsyncSession
     dependencies: Dependencies
 
-    async def check(
-        self, customer_id: uuid.UUID, product_ids: list[uuid.UUID]
-    ) -> tuple[bool, dict[uuid.UUID, CatalogPrice]]:
-        now = dt.datetime.now(dt.UTC)
+    def guess(self, product_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, CatalogPrice] | None:
+        """The products as this process last read or was told them, if it knows every one: what an order is
+        priced with for ``place_if_known``, which checks them against the read models before writing."""
         try:
-            rows = await self._lookup(customer_id, product_ids)
+            return {product_id: _SEEN[product_id] for product_id in product_ids}
+        except KeyError:
+            return None
+
+    async def place_if_known(self, params: Mapping[str, Any]) -> tuple[list[int] | None, Sequence[Mapping[str, Any]]]:
+        """``PLACE_IF_KNOWN`` with the placement's parameters (apps/order/transitions.py placement_params): the
+        items' ids if it wrote the order, else None and the lookup's rows for ``check`` (none if the read
+        models' tables are missing: ``check`` then looks up itself and asks the services)."""
+        now = dt.datetime.now(dt.UTC)
+        limit = max_age()
+        try:
+            rows = await PLACE_IF_KNOWN.fetch(self.session, {**params, "fresh_since": now - limit})
         except ProgrammingError as exc:
             if getattr(exc.orig, "sqlstate", None) != UNDEFINED_TABLE:
                 raise
-            # The tables are gone (a downgrade below order_0008 while we run): the services answer everything.
             await self.session.rollback()
-            return await asyncio.gather(
-                self._ask_customer(customer_id, False), self._ask_catalog(list(dict.fromkeys(product_ids)))
-            )
+            return None, []
+        ids = rows[0]["item_ids"]
+        if ids is None:
+            return None, rows
+        self._refresh_ahead(_ageing([r for r in rows if r["product_id"] is not None], now, limit))
+        return list(ids), rows
+
+    async def check(
+        self,
+        customer_id: uuid.UUID,
+        product_ids: list[uuid.UUID],
+        rows: Sequence[Mapping[str, Any]] = (),
+    ) -> tuple[bool, dict[uuid.UUID, CatalogPrice]]:
+        """Whether the customer exists and the products' prices, from the read models' ``rows`` (looked up
+        here when none are given), the services for what they lack."""
+        now = dt.datetime.now(dt.UTC)
+        if not rows:
+            try:
+                rows = await self._lookup(customer_id, product_ids)
+            except ProgrammingError as exc:
+                if getattr(exc.orig, "sqlstate", None) != UNDEFINED_TABLE:
+                    raise
+                # The tables are gone (a downgrade below order_0008 while we run): the services answer everything.
+                await self.session.rollback()
+                return await asyncio.gather(
+                    self._ask_customer(customer_id, False), self._ask_catalog(list(dict.fromkeys(product_ids)))
+                )
         customer_known = bool(rows[0]["customer_known"])
         limit = max_age()
         fresh = [r for r in rows if r["product_id"] is not None and is_fresh(r["confirmed_at"], now, limit)]
         prices = {r["product_id"]: _price(r) for r in fresh}
-        self._refresh_ahead([r["product_id"] for r in fresh if not is_fresh(r["confirmed_at"], now, limit * AHEAD)])
+        _seen(prices)
+        self._refresh_ahead(_ageing(fresh, now, limit))
         missing = [p for p in dict.fromkeys(product_ids) if p not in prices]
         if customer_known and not missing:
             return True, prices
@@ -157,6 +218,7 @@ class References:
             await _REMEMBER_CUSTOMER.fetch(self.session, {"customer_id": str(customer_id)})
         if answered and led:
             await self._remember(list(answered.values()), asked_at=now)
+        _seen(answered)
         return exists, prices | answered
 
     async def _lookup(self, customer_id: uuid.UUID, product_ids: list[uuid.UUID]) -> Sequence[Mapping[str, Any]]:
@@ -214,6 +276,23 @@ async def _refresh(dependencies: Dependencies, engine: AsyncEngine, product_ids:
                 await session.commit()
     except Exception as exc:  # nothing waits on it: the row expires, and the next order asks the catalog itself
         log.warning("product rows not refreshed ahead", extra={"error": type(exc).__name__})
+
+
+# What this process last read of each product (``References.guess``): a guess only, never a price paid
+# unchecked; ``PLACE_IF_KNOWN`` writes nothing unless the read models hold the same values, fresh.
+_SEEN: dict[uuid.UUID, CatalogPrice] = {}
+_SEEN_MAX = 10_000
+
+
+def _seen(prices: Mapping[uuid.UUID, CatalogPrice]) -> None:
+    if len(_SEEN) + len(prices) > _SEEN_MAX:  # a bound, not a policy: the next orders read them again
+        _SEEN.clear()
+    _SEEN.update(prices)
+
+
+def _ageing(fresh: Sequence[Mapping[str, Any]], now: dt.datetime, limit: dt.timedelta) -> list[uuid.UUID]:
+    """Of rows still fresh, the products past ``AHEAD`` of their age limit (``_refresh_ahead``)."""
+    return [r["product_id"] for r in fresh if not is_fresh(r["confirmed_at"], now, limit * AHEAD)]
 
 
 def _price(row: Mapping[str, Any]) -> CatalogPrice:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from uuid_utils.compat import uuid7
 
 from apps.common.access_log import Touched, change_row, log_access, note_read
-from apps.common.errors import NotFound, StateConflict, UnknownReference
+from apps.common.errors import FieldProblem, NotFound, StateConflict, UnknownReference
 from apps.common.pagination import decode_cursor, encode_cursor
 from apps.order.archive import archived
 from apps.order.driver import DriverStatement, pooled_connection
@@ -35,11 +35,21 @@ from apps.order.rules import (
 )
 from apps.order.saga_state import OrderSaga
 from apps.order.sealed import ADDRESSES, COLUMNS
-from apps.order.transitions import SERVICE, IdempotencyRecord, add_pending_order, advance, amounts, cancel
+from apps.order.transitions import (
+    SERVICE,
+    IdempotencyRecord,
+    advance,
+    amounts,
+    cancel,
+    placed_items,
+    placement_params,
+    write_placement,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from apps.common.pricing import CatalogPrice, PricedLine, Quote
     from apps.order.clients import Dependencies
     from apps.order.schemas import OrderCreate
 
@@ -63,6 +73,61 @@ class Placed:
     replayed: bool  # True when an Idempotency-Key matched an earlier identical request
 
 
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """An order about to be placed through the API: its rows as the answer shows them and the placement's
+    parameters (apps/order/transitions.py placement_params)."""
+
+    order: PlacedOrder
+    lines: tuple[PricedLine, ...]
+    saga: PlacedSaga
+    addresses: dict[str, Any]  # in clear, for the answer
+    params: dict[str, Any]
+
+    @classmethod
+    def of(cls, data: OrderCreate, quote: Quote, key: IdempotencyRecord | None) -> _Draft:
+        now = dt.datetime.now(dt.UTC)
+        order_id = uuid7()
+        order = PlacedOrder(
+            id=order_id,
+            order_number=order_number(order_id, now),
+            customer_id=str(data.customer_id),
+            status=PENDING,
+            payment_status="pending",
+            shipping_address=msgspec.to_builtins(data.shipping_address),
+            billing_address=msgspec.to_builtins(data.billing_address),
+            notes=data.notes,
+            created_at=now,
+            updated_at=now,
+            source_service=SERVICE,
+            **amounts(quote),
+        )
+        addresses = {"shipping_address": order.shipping_address, "billing_address": order.billing_address}
+        ADDRESSES.seal_row("orders", order, COLUMNS)  # in Python, before the single INSERT (transitions._PLACE)
+        # No payment method through this API: the saga waits on the reservation only.
+        saga = PlacedSaga.awaiting_reservation(order_id, now)
+        logged = change_row("orders", "INSERT", Touched(order_id, order.customer_id))
+        params = placement_params(
+            order, quote.lines, saga, changed_by=SERVICE, reason="awaiting stock", idempotency=key, access_log=logged
+        )
+        return cls(order, quote.lines, saga, addresses, params)
+
+    def placed(self, ids: Sequence[int]) -> Placed:
+        items = placed_items(self.order, self.lines, ids)
+        return Placed(OrderView(self.order, items, self.saga, self.addresses), replayed=False)
+
+
+def _quote(lines: Sequence[RequestedLine], guess: Mapping[uuid.UUID, CatalogPrice] | None) -> Quote | None:
+    """The order priced from a guess of its products (``References.guess``), or None: no guess, or one the
+    rules refuse (the read models' own rows then decide, and refuse it if they agree)."""
+    if guess is None:
+        return None
+    try:
+        return price_order(lines, guess)
+    except FieldProblem:
+        return None
+
+
 class OrderService:
     def __init__(self, session: AsyncSession, dependencies: Dependencies) -> None:
         self.session = session
@@ -74,10 +139,12 @@ class OrderService:
         """Check the customer, price from the catalog, then write everything in one statement.
 
         Every statement runs on one connection checked out of the pool for the placement, each committing
-        on its own (apps/order/driver.py ``pooled_connection``): the Idempotency-Key's lookup, the read
-        models' lookup (and on a miss the services' answers written back), and the write, one statement
-        (apps/order/transitions.py ``_PLACE``), atomic on its own, its data_access_log row in it. The
-        session sends nothing on this path until the connection is back: a replay reads the earlier
+        on its own (apps/order/driver.py ``pooled_connection``): the Idempotency-Key's lookup, then usually
+        one statement that reads the read models and writes the order only if they agree with the prices it
+        was priced with (apps/order/known.py ``PLACE_IF_KNOWN``); otherwise the read models' rows decide (on
+        a miss the services answer, written back) and the write is a statement of its own
+        (apps/order/transitions.py ``_PLACE``). Either write is atomic on its own, its data_access_log row in
+        it. The session sends nothing on this path until the connection is back: a replay reads the earlier
         order through it, so a request never holds two connections."""
         request_hash = fingerprint(msgspec.json.encode(data))
         lines = [RequestedLine(item.product_id, item.quantity) for item in data.items]
@@ -104,46 +171,23 @@ class OrderService:
         self, data: OrderCreate, lines: list[RequestedLine], idempotency_key: str | None, request_hash: str
     ) -> Placed:
         check_lines(lines)  # before any network call: a malformed order costs no round trip
-        # The read models first, the customer and catalog services for what they miss (apps/order/known.py).
+        product_ids = [line.product_id for line in lines]
+        key = IdempotencyRecord(idempotency_key, request_hash) if idempotency_key is not None else None
         references = References(self.session, self.dependencies)
-        exists, prices = await references.check(data.customer_id, [line.product_id for line in lines])
+        # One round trip when the read models agree with what this process last read of the products: the
+        # statement checks them itself (apps/order/known.py PLACE_IF_KNOWN) and writes only then.
+        rows: Sequence[Mapping[str, Any]] = ()
+        if (guess := _quote(lines, references.guess(product_ids))) is not None:
+            draft = _Draft.of(data, guess, key)
+            ids, rows = await references.place_if_known(draft.params)
+            if ids is not None:
+                return draft.placed(ids)
+        # The read models' rows, the customer and catalog services for what they miss (apps/order/known.py).
+        exists, prices = await references.check(data.customer_id, product_ids, rows)
         if not exists:
             raise UnknownReference("customer_id", "unknown customer")
-        quote = price_order(lines, prices)
-
-        now = dt.datetime.now(dt.UTC)
-        order_id = uuid7()
-        order = PlacedOrder(
-            id=order_id,
-            order_number=order_number(order_id, now),
-            customer_id=str(data.customer_id),
-            status=PENDING,
-            payment_status="pending",
-            shipping_address=msgspec.to_builtins(data.shipping_address),
-            billing_address=msgspec.to_builtins(data.billing_address),
-            notes=data.notes,
-            created_at=now,
-            updated_at=now,
-            source_service=SERVICE,
-            **amounts(quote),
-        )
-        addresses = {"shipping_address": order.shipping_address, "billing_address": order.billing_address}
-        ADDRESSES.seal_row("orders", order, COLUMNS)  # in Python, before the single INSERT (transitions._PLACE)
-        # No payment method through this API: the saga waits on the reservation only.
-        saga = PlacedSaga.awaiting_reservation(order_id, now)
-        key = IdempotencyRecord(idempotency_key, request_hash) if idempotency_key is not None else None
-        logged = change_row("orders", "INSERT", Touched(order_id, order.customer_id))
-        items = await add_pending_order(
-            self.session,
-            order,
-            quote.lines,
-            saga,
-            changed_by=SERVICE,
-            reason="awaiting stock",
-            idempotency=key,
-            access_log=logged,
-        )
-        return Placed(OrderView(order, items, saga, addresses), replayed=False)
+        draft = _Draft.of(data, price_order(lines, prices), key)
+        return draft.placed(await write_placement(self.session, draft.params))
 
     async def _earlier(self, key: str, request_hash: str) -> uuid.UUID | None:
         """The order an earlier request with this Idempotency-Key placed (409 if its body differed)."""

@@ -51,41 +51,49 @@ def amounts(priced: object) -> dict[str, Any]:
 # reservation, the Idempotency-Key (when given) and order.created with its per-aggregate version, as
 # data-modifying CTEs of one statement (foreign keys are checked at its end, when the order row exists).
 # The ORM's flush took six statements and most of a worker's CPU (docs/benchmarks.md, issue 11).
-_PLACE = DriverStatement(
-    text(
-        """
-    WITH o AS (
+# Each insert runs only where ``ready`` holds: always for ``_PLACE``; for the API's placement
+# (apps/order/known.py ``PLACE_IF_KNOWN``) only when the read models, read by the same statement, agree.
+def placement_ctes(ready: str) -> str:
+    """The placement's data-modifying CTEs (``o``, ``i``, ``h``, ``s``, ``k``, ``v``, ``e``, ``a``; ``i``
+    returns the items' ids), each inserting only where the SQL condition ``ready`` holds."""
+    return f"""
+    o AS (
         INSERT INTO orders (id, order_number, customer_id, status, currency, subtotal, tax_amount,
                             shipping_amount, discount_amount, total_amount, payment_method, payment_status,
                             shipping_address, billing_address, notes, metadata, created_at, updated_at,
                             source_service)
-        VALUES (:id, :order_number, :customer_id, :status, :currency, :subtotal, :tax_amount, :shipping_amount,
-                :discount_amount, :total_amount, :payment_method, :payment_status,
-                CAST(:shipping_address AS jsonb), CAST(:billing_address AS jsonb), :notes,
-                CAST(:metadata AS jsonb), :created_at, :created_at, :source_service)
+        SELECT :id, :order_number, :customer_id, :status, :currency, :subtotal, :tax_amount, :shipping_amount,
+               :discount_amount, :total_amount, :payment_method, :payment_status,
+               CAST(:shipping_address AS jsonb), CAST(:billing_address AS jsonb), :notes,
+               CAST(:metadata AS jsonb), :created_at, :created_at, :source_service
+        WHERE {ready}
     ), i AS (
         INSERT INTO order_items (order_id, product_id, product_sku, product_name, quantity, unit_price,
                                  total_price, discount_amount, tax_amount, metadata)
-        SELECT :id, t.product_id, t.sku, t.name, t.quantity, t.unit_price, t.total_price, 0, 0, '{}'::jsonb
+        SELECT :id, t.product_id, t.sku, t.name, t.quantity, t.unit_price, t.total_price, 0, 0, '{{}}'::jsonb
         FROM unnest(CAST(:product_ids AS uuid[]), CAST(:skus AS varchar[]), CAST(:names AS varchar[]),
                     CAST(:quantities AS int[]), CAST(:unit_prices AS numeric[]), CAST(:total_prices AS numeric[]))
              WITH ORDINALITY AS t(product_id, sku, name, quantity, unit_price, total_price, ord)
+        WHERE {ready}
         ORDER BY t.ord
         RETURNING id
     ), h AS (
         INSERT INTO order_status_history (order_id, status_to, changed_by, reason, metadata)
-        VALUES (:id, :status, :changed_by, :reason, '{}'::jsonb)
+        SELECT :id, :status, :changed_by, :reason, '{{}}'::jsonb
+        WHERE {ready}
     ), s AS (
         INSERT INTO order_sagas (order_id, checkout_id, step, deadline_at, payment_method_type, payment_token,
                                  payment_attempts, created_at, updated_at)
-        VALUES (:id, :checkout_id, :step, :deadline_at, :payment_method_type, :payment_token, 0, :created_at,
-                :created_at)
+        SELECT :id, :checkout_id, :step, :deadline_at, :payment_method_type, :payment_token, 0, :created_at,
+               :created_at
+        WHERE {ready}
     ), k AS (
         INSERT INTO idempotency_keys (key, request_hash, order_id)
-        SELECT CAST(:idempotency_key AS varchar), :request_hash, :id WHERE :idempotency_key IS NOT NULL
+        SELECT CAST(:idempotency_key AS varchar), :request_hash, :id WHERE :idempotency_key IS NOT NULL AND {ready}
     ), v AS (
         INSERT INTO outbox_aggregate_version AS v (aggregate_id, aggregate_type, version)
-        VALUES (:id, :aggregate_type, 1)
+        SELECT :id, :aggregate_type, 1
+        WHERE {ready}
         ON CONFLICT (aggregate_id) DO UPDATE SET version = v.version + 1
         RETURNING version
     ), e AS (
@@ -98,12 +106,11 @@ _PLACE = DriverStatement(
         INSERT INTO data_access_log (id, user_id, table_name, operation, record_id, customer_id, accessed_at)
         SELECT CAST(:log_id AS uuid), :log_user_id, :log_table_name, :log_operation, :log_record_id,
                :log_customer_id, :log_accessed_at
-        WHERE CAST(:log_id AS uuid) IS NOT NULL
-    )
-    SELECT id FROM i ORDER BY id
-    """
-    )
-)
+        WHERE CAST(:log_id AS uuid) IS NOT NULL AND {ready}
+    )"""
+
+
+_PLACE = DriverStatement(text(f"WITH {placement_ctes('true')}\n    SELECT id FROM i ORDER BY id"))
 # The data_access_log row's columns (apps/common/access_log.py change_row), as _PLACE's parameters.
 _LOG_COLUMNS = ("id", "user_id", "table_name", "operation", "record_id", "customer_id", "accessed_at")
 
@@ -133,6 +140,29 @@ async def add_pending_order(
     does not track them): they answer the caller. A ``PlacedSaga`` waits on the reservation already."""
     if isinstance(saga, OrderSaga):
         enter(saga, RESERVATION, order.created_at)
+    params = placement_params(
+        order, lines, saga, changed_by=changed_by, reason=reason, idempotency=idempotency, access_log=access_log
+    )
+    return placed_items(order, lines, await write_placement(session, params))
+
+
+async def write_placement(session: AsyncSession, params: Mapping[str, Any]) -> list[int]:
+    """``_PLACE`` with ``placement_params``' parameters: the items' ids, in the lines' order."""
+    return [row["id"] for row in await _PLACE.fetch(session, params)]
+
+
+def placement_params(
+    order: Order | PlacedOrder,
+    lines: Sequence[PricedLine],
+    saga: OrderSaga | PlacedSaga,
+    *,
+    changed_by: str,
+    reason: str,
+    idempotency: IdempotencyRecord | None,
+    access_log: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The parameters of ``placement_ctes`` for this order, its lines, its saga row, order.created, the key
+    and the ``data_access_log`` row (all None when ``access_log`` is)."""
     event_lines = [
         OrderLine(
             product_id=p.product_id, sku=p.sku, quantity=p.quantity, unit_price=p.unit_price, total_price=p.total_price
@@ -140,24 +170,6 @@ async def add_pending_order(
         for p in lines
     ]
     created = from_row(OrderCreated, order, order_id=order.id, items=event_lines)
-    params = _place_params(order, lines, saga, changed_by, reason, idempotency, created)
-    params.update({f"log_{name}": access_log[name] if access_log else None for name in _LOG_COLUMNS})
-    ids = [row["id"] for row in await _PLACE.fetch(session, params)]
-    return [
-        PlacedItem(item_id, order.id, p.product_id, p.sku, p.name, p.quantity, p.unit_price, p.total_price)
-        for item_id, p in zip(ids, lines, strict=True)
-    ]
-
-
-def _place_params(
-    order: Order | PlacedOrder,
-    lines: Sequence[PricedLine],
-    saga: OrderSaga | PlacedSaga,
-    changed_by: str,
-    reason: str,
-    idempotency: IdempotencyRecord | None,
-    created: OrderCreated,
-) -> dict[str, Any]:
     return {
         **{name: getattr(order, name) for name in _ORDER_COLUMNS},
         "shipping_address": _json(order.shipping_address),
@@ -179,7 +191,16 @@ def _place_params(
         "event_type": created.event_type,
         "event_data": encode_payload(created).decode(),
         "schema_version": created.schema_version,
+        **{f"log_{name}": access_log[name] if access_log else None for name in _LOG_COLUMNS},
     }
+
+
+def placed_items(order: Order | PlacedOrder, lines: Sequence[PricedLine], ids: Sequence[int]) -> list[PlacedItem]:
+    """The lines as written, under the ids ``i`` returned (in the lines' order)."""
+    return [
+        PlacedItem(item_id, order.id, p.product_id, p.sku, p.name, p.quantity, p.unit_price, p.total_price)
+        for item_id, p in zip(ids, lines, strict=True)
+    ]
 
 
 _ORDER_COLUMNS = (

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from litestar.testing import AsyncTestClient
@@ -147,6 +148,55 @@ async def test_a_row_near_its_age_limit_is_refreshed_behind_the_order(monkeypatc
         assert placed.status_code == 201, placed.text
         assert placed.json()["total_amount"] == "6.00"
         await eventually(refreshed, within=10, what="the product's row refreshed ahead of its limit")
+
+
+async def test_an_order_priced_from_a_guess_is_written_only_if_the_read_models_agree(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once a product was read, the next order is priced from those values and placed by one statement that
+    checks them against the read models first (apps/order/known.py PLACE_IF_KNOWN): a row changed since, or
+    past its age bound, writes nothing, and the order is decided from the rows that statement read."""
+    customer, product = await create_customer(), await create_product("4.00")
+    await until_known(product["id"], version=1)
+    await until_customer_known(customer["id"])
+    product_id = uuid.UUID(product["id"])
+    monkeypatch.setenv("ORDER_PRICE_MAX_AGE_S", "3600")
+    sent: list[str] = []
+    fetch_rows = asyncpg.Connection.fetch
+
+    async def counted(self: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> list[Any]:
+        sent.append(query)
+        return await fetch_rows(self, query, *args, **kwargs)
+
+    async def placed_with(expected: int) -> httpx.Response:
+        sent.clear()
+        response = await place(client, customer, product)
+        assert len(sent) == expected, sent
+        return response
+
+    monkeypatch.setattr(asyncpg.Connection, "fetch", counted)
+    async with order_service(monkeypatch, customer=True, catalog=True) as client:
+        first = await placed_with(2)  # nothing read of the product yet in this process: lookup, then write
+        again = await placed_with(1)  # one round trip: checked and written by one statement
+        await fetch(
+            "order",
+            "UPDATE order_known_products SET price = 5.00, confirmed_at = now() WHERE product_id = $1",
+            product_id,
+        )
+        repriced = await placed_with(2)  # the guess is 4.00, the read model says 5.00: written at 5.00
+        await fetch(
+            "order",
+            "UPDATE order_known_products SET confirmed_at = now() - interval '2 hours' WHERE product_id = $1",
+            product_id,
+        )
+        stale = await placed_with(1)  # as guessed, but too old: never paid, and the catalog is down
+    assert [r.status_code for r in (first, again, repriced)] == [201, 201, 201], repriced.text
+    assert [r.json()["total_amount"] for r in (first, again, repriced)] == ["8.00", "8.00", "10.00"]
+    assert stale.status_code == 503 and stale.json()["extra"] == [{"dependency": "catalog"}]
+    rows = await fetch(
+        "order", "SELECT total_amount::text FROM orders WHERE customer_id = $1 ORDER BY created_at", customer["id"]
+    )
+    assert [row["total_amount"] for row in rows] == ["8.00", "8.00", "10.00"]
 
 
 def test_the_staleness_rule() -> None:

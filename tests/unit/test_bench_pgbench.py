@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from apps.common.topology import BY_NAME
+from apps.order.known import PLACE_IF_KNOWN
 from bench import consumer, orders
 from bench.pgbench import (
+    _LITERAL_OR_COMMENT,
     defined,
     gset_names,
     pgbench_argv,
@@ -97,11 +101,36 @@ def test_variables_read_set_by_gset_and_by_options() -> None:
     assert defined(["-c", "8", "-D", "pids={a,b}", "-D", "x=1=2"]) == {"pids", "x"}
 
 
+PRODUCTS = [
+    orders.BenchProduct(
+        "01a21769-8397-7144-97cb-4ad5fde5824f", "T-A", "Test product", Decimal("10.00"), "USD", "2026-11-27 04:36:54+00"
+    ),
+    orders.BenchProduct(
+        "01a216da-03ab-77f0-a9f1-04f4c65fd107", "T-B", 'A "quoted" name', Decimal("4.50"), "USD", "2026-11-27 04:36:50"
+    ),
+]
+
+
 def test_the_order_script_reads_only_what_its_gset_and_the_bench_set() -> None:
     sql = (BENCH / "order_tx.sql").read_text()
-    options = orders.order_tx_variables("01a21769-8397-7144-97cb-4ad5fde5824f", "01a216da-03ab-77f0-a9f1-04f4c65fd107")
+    options = orders.order_tx_variables(PRODUCTS)
     assert script_variables(sql) == gset_names(sql) | defined(options)
-    assert (
-        "-D" in options
-        and "pids={01a21769-8397-7144-97cb-4ad5fde5824f,01a216da-03ab-77f0-a9f1-04f4c65fd107}" in options
-    )
+    assert options[::2] == ["-D"] * (len(options) // 2)
+    values = dict(option.split("=", 1) for option in options[1::2])
+    assert values["pids"] == "{" + '"01a21769-8397-7144-97cb-4ad5fde5824f","01a216da-03ab-77f0-a9f1-04f4c65fd107"' + "}"
+    assert values["names"] == '{"Test product","A \\"quoted\\" name"}'
+    assert values["unit_prices"] == '{"10.00","4.50"}' and values["total_prices"] == '{"10.00","9.00"}'
+    assert values["quantities"] == '{"1","2"}'
+    assert values["fresh_since"] == "2026-11-27 04:36:50"  # the older row: both pass the freshness test
+
+
+def test_the_order_script_sends_the_services_one_statement() -> None:
+    """bench/order_tx.sql's write is the service's PLACE_IF_KNOWN (apps/order/known.py): the same CTEs in the
+    same order, writing the same tables, and the same answer; only its values differ (literals, names)."""
+    script = _LITERAL_OR_COMMENT.sub(" ", (BENCH / "order_tx.sql").read_text()).split("\\gset", 1)[1]
+    service = str(PLACE_IF_KNOWN.statement)
+    assert script.count(";") == 1  # one statement after the ids' \gset
+    for pattern in (r"\b(\w+) AS \(", r"INSERT INTO (\w+)", r"\b(?:FROM|JOIN) (order_known_\w+)"):
+        assert re.findall(pattern, script) == re.findall(pattern, service), pattern
+    # The same answer: the lookup's rows and the items' ids.
+    assert " ".join(script.rstrip(" ;\n").split()[-10:]) == " ".join(service.split()[-10:])
