@@ -19,13 +19,15 @@ from outbox.errors import RetryableError
 
 __all__ = ["RETRYABLE_SQLSTATES", "backoff_delay", "is_retryable"]
 
-# Serialization failure, deadlock, lock timeout, admin/crash shutdown, "cannot connect now" (the server is
-# starting up or shutting down), too many connections, out of memory/disk. Class 08 (connection
-# exception) is retryable as a whole. Also an undefined table or column: the schema is behind the code (a
-# deploy whose migration has not run yet, or one rolled back), which is no event's fault; dead-lettering
-# would throw away every event until it is fixed, while a retry waits, and the lag alert says so.
+# Serialization failure, deadlock, lock timeout, a cancelled statement (57014: an operator's
+# pg_cancel_backend, a statement_timeout; no event's fault, and the services' HTTP side answers it 503),
+# admin/crash shutdown, "cannot connect now" (the server is starting up or shutting down), too many
+# connections, out of memory/disk. Class 08 (connection exception) is retryable as a whole. Also an
+# undefined table or column: the schema is behind the code (a deploy whose migration has not run yet, or
+# one rolled back), which is no event's fault; dead-lettering would throw away every event until it is
+# fixed, while a retry waits, and the lag alert says so.
 RETRYABLE_SQLSTATES = frozenset(
-    {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300", "53200", "53100", "42P01", "42703"}
+    {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "53300", "53200", "53100", "42P01", "42703"}
 )
 
 
