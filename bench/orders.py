@@ -242,9 +242,13 @@ async def commit_times(service: str, query: str, ids: list[str]) -> dict[str, fl
 
 
 # Each customer has one order: the commit time of its placement and of its confirmation (the saga's
-# transaction after the warehouse reserved), and of the customer_stats row that counted it.
+# transaction after the warehouse reserved), and of the customer_stats row that counted it. The placement's
+# commit is its first history row's (status_from NULL): never updated, while the orders row's xmin becomes
+# the confirming transaction's once the saga updates it (saga_e2e_* then measured confirmation -> stats).
 PLACED_SQL = (
-    "SELECT customer_id, pg_xact_commit_timestamp(xmin) AS committed FROM orders WHERE customer_id = ANY($1::varchar[])"
+    "SELECT o.customer_id, pg_xact_commit_timestamp(h.xmin) AS committed FROM orders o "
+    "JOIN order_status_history h ON h.order_id = o.id AND h.status_from IS NULL "
+    "WHERE o.customer_id = ANY($1::varchar[])"
 )
 CONFIRMED_SQL = (
     "SELECT o.customer_id, pg_xact_commit_timestamp(h.xmin) AS committed FROM orders o "
