@@ -166,7 +166,8 @@ async def test_an_order_priced_from_a_guess_is_written_only_if_the_read_models_a
 
     async def counted(self: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> list[Any]:
         sent.append(query)
-        return await fetch_rows(self, query, *args, **kwargs)
+        rows: list[Any] = await fetch_rows(self, query, *args, **kwargs)
+        return rows
 
     async def placed_with(expected: int) -> httpx.Response:
         sent.clear()
