@@ -56,16 +56,18 @@ async def refund_failed_return(http: httpx.AsyncClient) -> tuple[dict[str, Any],
     return placed, failed
 
 
-async def retry(http: httpx.AsyncClient, failed: dict[str, Any]) -> dict[str, Any]:
+async def retry(http: httpx.AsyncClient, failed: dict[str, Any], *, twice: bool = True) -> dict[str, Any]:
     """Retry once (200: still refund_failed, a new refund id, the retry awaited); a second retry right after
-    is refused whatever the first's answer (awaited: 409; answered: refunded or completed, 409 too)."""
+    is refused (``twice``: for a retry that refunds, whatever its answer: awaited, 409; answered, refunded
+    or completed, 409 too; a refused one may be answered before the second click, which is then allowed)."""
     response = await returns.act(http, failed["id"], "retry-refund", {"requested_by": "agent@example.com"})
     assert response.status_code == 200, response.text
     retried: dict[str, Any] = response.json()
     assert retried["status"] == REFUND_FAILED and retried["refund_retry_requested_at"] is not None
     assert retried["refund_id"] not in (None, failed["refund_id"])
-    again = await returns.act(http, failed["id"], "retry-refund", {})
-    assert again.status_code == 409, again.text
+    if twice:
+        again = await returns.act(http, failed["id"], "retry-refund", {})
+        assert again.status_code == 409, again.text
     return retried
 
 
@@ -142,3 +144,49 @@ async def test_a_retry_after_a_refund_by_hand_settles_the_return_without_refundi
         return bool(stats.json()["refunded_amount"] == amount)
 
     await eventually(counted, within=60, what="the refund in the customer's stats")
+
+
+async def test_a_retry_after_a_partial_refund_by_hand_is_refused_until_the_rest_is_refunded_by_hand(
+    http: httpx.AsyncClient,
+) -> None:
+    placed, failed = await refund_failed_return(http)
+    amount = Decimal(failed["total_refund_amount"])
+    [payment] = await returns.payments(http, placed["id"])
+
+    async def refund_by_hand(part: Decimal) -> str:
+        response = await http.post(
+            f"{service_url('payment')}/api/payments/{payment['id']}/refund",
+            json={"amount": str(part), "reason": f"return {failed['return_number']}, by hand"},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["refund"]["id"])
+
+    first_part = (amount / 3).quantize(Decimal("0.01"))
+    first = await refund_by_hand(first_part)
+    refused = await retry(http, failed, twice=False)
+
+    # Refused, saying so: the provider is not asked for the whole again.
+    async def answered() -> bool:
+        seen = await returns.get_return(http, failed["id"])
+        return seen["refund_retry_requested_at"] is None
+
+    await eventually(answered, within=120, what="the retry answered")
+    still = await returns.get_return(http, failed["id"])
+    assert still["status"] == REFUND_FAILED and still["refund_id"] == refused["refund_id"]
+    assert "by hand" in still["refund_error"] and str(first_part) in still["refund_error"]
+    [payment] = await returns.payments(http, placed["id"])
+    ops = [(op["id"], op["outcome"]) for op in payment["operations"] if op["kind"] == "refund"]
+    assert ops == [(failed["refund_id"], "declined"), (first, "succeeded"), (refused["refund_id"], "failed")]
+
+    # Staff refund the rest by hand, then retry: settled by both, the provider refunded only those two.
+    second = await refund_by_hand(amount - first_part)
+    retried = await retry(http, still)
+    done = await settled(http, failed["id"])
+    assert done["refund_id"] == retried["refund_id"]
+    [payment] = await returns.payments(http, placed["id"])
+    refunds = [(op["id"], op["outcome"], op["amount"]) for op in payment["operations"] if op["kind"] == "refund"]
+    rest = str(amount - first_part)
+    assert refunds[-2:] == [(second, "succeeded", rest), (retried["refund_id"], "succeeded", "0.00")]
+    assert payment["refunded_amount"] == str(amount)
+    assert len(await returns.sandbox_refunds(http, placed["id"])) == 2
