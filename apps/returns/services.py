@@ -303,10 +303,13 @@ class ReturnService:
 
     async def _taken(self, order_id: uuid.UUID) -> dict[int, int]:
         """Units of each order line already returned or in an open return (what came back, once received)."""
-        # Asked back while requested or approved; what actually came once received.
+        # Asked back while requested or approved; what actually came once received. A refund_only return
+        # ships nothing back (its quantity_received stays 0) and is refunded for what it asked: that counts,
+        # or its units could be returned, and refunded, again once it was approved.
         counted = func.sum(
             case(
                 (ReturnRequest.status.in_([REQUESTED, APPROVED]), ReturnItem.quantity_returned),
+                (ReturnRequest.return_type == REFUND_ONLY, ReturnItem.quantity_returned),
                 else_=ReturnItem.quantity_received,
             )
         )

@@ -115,6 +115,17 @@ async def return_an_unpaid_order(http: httpx.AsyncClient) -> None:
     approved = await act(http, only.json()["id"], "approve", {})
     assert approved.status_code == 200, approved.text
     assert (approved.json()["status"], approved.json()["no_refund_reason"]) == ("completed", NOT_PAID)
+    # Its unit stays returned: kept by the customer, it came back to nobody (quantity_received 0), and a
+    # second return of it is refused like any unit already returned.
+    again = await request_return(
+        http,
+        {
+            "order_id": order_id,
+            "items": [{"order_item_id": line_id(placed, kept), "quantity": 1, "reason": "wrong_item"}],
+            "return_type": "refund_only",
+        },
+    )
+    assert again.status_code == 409, again.text
 
     # The payment service applied both returns' events and wrote nothing; nothing was dead-lettered.
     paid_for = (return_id, only.json()["id"])
