@@ -4,7 +4,9 @@ become a pending refund operation on the order's captured payment; the payment w
 The operation's id is the event's ``refund_id`` and its provider key is derived from it, so a redelivered
 or replayed event finds the same operation and the provider refunds once. The amount is the returns
 service's (computed from the order's prices) and never more than was captured and not yet refunded: a
-refund beyond that, or for an order with no captured payment, is answered with payment.refund_failed.
+refund beyond that, or for an order with no captured payment, is answered with payment.refund_failed and
+a failed operation under the same id: the event coming again finds the refusal, rather than asking anew
+once more is refundable (after its retry refunded it, that would be the return's second refund).
 A return with nothing to refund (return.received v2's ``no_refund_reason``: the order was placed without
 payment; a refund_only approval without ``refund``) asks nothing here: no operation, no answer. A return
 that asks for a refund of an order with no payment at all contradicts that and is dead-lettered.
@@ -17,8 +19,9 @@ calls the provider; payment.refunded or payment.refund_failed answer it as for t
 refunds made by hand over HTTP since the return asked cover it (staff refunded it by hand meanwhile), a
 0.00 succeeded row that records which of them it counts (``settled_by``: each by-hand refund counts for one
 return only) and payment.refunded for the return's amount with no provider call; or a failed row and
-payment.refund_failed saying why (part of it refunded by hand, a refund of it still pending, more than is
-refundable).
+payment.refund_failed saying why (part of it refunded by hand, a refund of it still pending, a refund by
+hand since it asked still awaiting the provider's answer, more than is refundable). Whether the row exists is
+read under the payments' lock, and an event is written only with a new row.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from apps.payment.rules import (
     REFUND,
     SUCCEEDED,
     check_refund,
+    is_money,
     plan_refund_retry,
 )
 from apps.returns.events import RefundOrder, ReturnApproved, ReturnReceivedV1, ReturnRefundRetryRequested
@@ -88,15 +92,19 @@ async def _retry_requested(session: AsyncSession, event: ReturnRefundRetryReques
 async def refund_for_return(
     session: AsyncSession, order_id: uuid.UUID, return_id: uuid.UUID, refund: RefundOrder
 ) -> None:
-    """The pending refund operation ``refund.refund_id`` (nothing if it exists), or payment.refund_failed."""
+    """The pending refund operation ``refund.refund_id`` (nothing if it exists), or a failed one and
+    payment.refund_failed. A refusal is kept in the ledger too: the event coming again (a redelivery, a
+    replay) must find it, not ask anew once more is refundable (a refund by hand that held it up failed, a
+    retry of this return asked since), which would refund the return twice."""
+    payment = await _payment_to_refund(session, order_id, return_id)
     if await _asked_before(session, refund.refund_id):
         return  # asked before: the same operation, one refund
-    payment = await _payment_to_refund(session, order_id, return_id)
     now = utc_now()
     try:
         amount = await _refundable(session, payment, refund.amount)
     except FieldProblem as exc:
-        await add_event(session, order_id, _refused(payment, refund, exc.message, now))
+        if await _add_refund(session, payment, return_id, refund, refund.amount, now, failed=exc.message):
+            await add_event(session, order_id, _refused(payment, refund, exc.message, now))
         return
     await _add_refund(session, payment, return_id, refund, amount, now)
 
@@ -105,9 +113,11 @@ async def retry_refund_for_return(session: AsyncSession, event: ReturnRefundRetr
     """One ledger row under the retry's refund id (nothing if it exists): a pending refund, a settlement by
     refunds made by hand, or a refusal (see the module's doc)."""
     refund = event.refund
+    # Checked under the payments' lock: a copy taken by another consumer meanwhile (a rebalance) waits here
+    # and then finds the row, rather than answering the retry a second time.
+    payment = await _payment_to_refund(session, event.order_id, event.return_id)
     if await _asked_before(session, refund.refund_id):
         return  # a copy or a replay of the retry
-    payment = await _payment_to_refund(session, event.order_id, event.return_id)
     refunds = (
         await session.scalars(
             select(PaymentOperation)
@@ -121,15 +131,14 @@ async def retry_refund_for_return(session: AsyncSession, event: ReturnRefundRetr
     for op in refunds:
         for op_id, amount in op.request.get(SETTLED_BY, {}).items():
             counted[op_id] = counted.get(op_id, Decimal(0)) + Decimal(amount)
-    by_hand = [
-        (op.id, op.amount - counted.get(str(op.id), Decimal(0)))
+    since = [
+        op
         for op in refunds
-        if op.outcome == SUCCEEDED
-        and BY_HAND in op.request
-        and RETURN_ID not in op.request
-        and op.created_at >= event.refund_asked_at
+        if BY_HAND in op.request and RETURN_ID not in op.request and op.created_at >= event.refund_asked_at
     ]
-    plan = plan_refund_retry(refund.amount, own, by_hand)
+    by_hand = [(op.id, op.amount - counted.get(str(op.id), Decimal(0))) for op in since if op.outcome == SUCCEEDED]
+    awaited = [op.id for op in since if op.outcome == PENDING]
+    plan = plan_refund_retry(refund.amount, own, by_hand, awaited)
     now = utc_now()
     if plan.refund:
         try:
@@ -140,8 +149,8 @@ async def retry_refund_for_return(session: AsyncSession, event: ReturnRefundRetr
             await _add_refund(session, payment, event.return_id, refund, amount, now)
             return
     if plan.refused is not None:
-        await _add_refund(session, payment, event.return_id, refund, refund.amount, now, failed=plan.refused)
-        await add_event(session, event.order_id, _refused(payment, refund, plan.refused, now))
+        if await _add_refund(session, payment, event.return_id, refund, refund.amount, now, failed=plan.refused):
+            await add_event(session, event.order_id, _refused(payment, refund, plan.refused, now))
         return
     # Refunded already: by hand (counted for this return from now on), or by an earlier refund of its own.
     if plan.settled_by:
@@ -149,7 +158,8 @@ async def retry_refund_for_return(session: AsyncSession, event: ReturnRefundRetr
     else:
         how = f"refunded by {plan.already_refunded_by}"
     settled = {SETTLED_BY: {str(op_id): str(amount) for op_id, amount in plan.settled_by.items()}, "settled": how}
-    await _add_refund(session, payment, event.return_id, refund, Decimal(0), now, settled=settled)
+    if not await _add_refund(session, payment, event.return_id, refund, Decimal(0), now, settled=settled):
+        return
     refunded = PaymentRefunded(
         payment_id=payment.id,
         order_id=event.order_id,
@@ -217,9 +227,9 @@ async def _add_refund(
     *,
     failed: str | None = None,
     settled: dict[str, Any] | None = None,
-) -> None:
+) -> bool:
     """The return's refund operation: pending for the worker; or answered here, failed (``failed`` says
-    why) or succeeded without a provider call (``settled``: refunded already)."""
+    why) or succeeded without a provider call (``settled``: refunded already). False if it existed."""
     answered = failed is not None or settled is not None
     outcome = PENDING if not answered else (OP_FAILED if failed is not None else SUCCEEDED)
     request = {
@@ -228,14 +238,14 @@ async def _add_refund(
         "return_amount": str(refund.amount),
         **(settled or {}),
     }
-    await session.execute(
+    inserted = await session.scalar(
         pg_insert(PaymentOperation)
         .values(
             id=refund.refund_id,
             payment_id=payment.id,
             kind=REFUND,
             idempotency_key=f"{payment.id}:refund:return:{refund.refund_id}",
-            amount=amount,
+            amount=amount if is_money(amount) or amount == 0 else Decimal(0),  # a refusal of a malformed amount
             outcome=outcome,
             reason=refund.reason[:255],
             request=request,
@@ -246,4 +256,6 @@ async def _add_refund(
             completed_at=now if answered else None,
         )
         .on_conflict_do_nothing(index_elements=[PaymentOperation.idempotency_key])
+        .returning(PaymentOperation.id)
     )
+    return inserted is not None

@@ -193,7 +193,10 @@ class RefundRetry:
 
 
 def plan_refund_retry(
-    asked: Decimal, own: Sequence[tuple[uuid.UUID, str]], by_hand: Sequence[tuple[uuid.UUID, Decimal]]
+    asked: Decimal,
+    own: Sequence[tuple[uuid.UUID, str]],
+    by_hand: Sequence[tuple[uuid.UUID, Decimal]],
+    by_hand_awaited: Sequence[uuid.UUID] = (),
 ) -> RefundRetry:
     """A retry of a return's refund of ``asked``, given the return's own earlier refund operations ``own``
     ((id, outcome)) and the refunds made by hand (over HTTP) on the payment since the return first asked,
@@ -202,7 +205,9 @@ def plan_refund_retry(
     Never twice for one return: one of its own that succeeded settles it; one still pending refuses the
     retry (its answer may yet be a success). Refunds by hand that cover ``asked`` settle it (each counted
     for one return only); that cover part of it refuse it, saying so: the provider is not asked for the
-    whole again, and once staff refund the rest by hand, a retry settles it."""
+    whole again, and once staff refund the rest by hand, a retry settles it. A refund by hand since the return
+    asked whose answer is not in yet (``by_hand_awaited``) refuses a retry they do not cover already: if it
+    goes through, asking the provider for the whole as well would refund the return twice."""
     for op_id, outcome in own:
         if outcome == SUCCEEDED:
             return RefundRetry(already_refunded_by=op_id)
@@ -210,7 +215,9 @@ def plan_refund_retry(
         if outcome == PENDING:
             return RefundRetry(refused=f"refund {op_id} of this return still awaits the provider's answer")
     by_hand_total = sum((left for _, left in by_hand), Decimal(0))
-    if by_hand_total > 0 and by_hand_total >= asked:
+    if asked <= 0:  # nothing asked is no claim on anyone's refund: check_refund answers it as the first time
+        return RefundRetry(refund=True)
+    if by_hand_total >= asked:
         claims: dict[uuid.UUID, Decimal] = {}
         needed = asked
         for op_id, left in by_hand:
@@ -220,6 +227,9 @@ def plan_refund_retry(
                 claims[op_id] = min(left, needed)
                 needed -= claims[op_id]
         return RefundRetry(settled_by=claims)
+    if by_hand_awaited:
+        awaited = ", ".join(str(op_id) for op_id in by_hand_awaited)
+        return RefundRetry(refused=f"refund {awaited} made by hand still awaits the provider's answer: retry after it")
     if by_hand_total > 0:
         return RefundRetry(
             refused=f"{by_hand_total} of the {asked} to refund was refunded by hand since the return asked: "

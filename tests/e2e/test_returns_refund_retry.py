@@ -9,6 +9,7 @@ Either way the retry's event delivered again, and copied under a new id, changes
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -190,3 +191,22 @@ async def test_a_retry_after_a_partial_refund_by_hand_is_refused_until_the_rest_
     assert refunds[-2:] == [(second, "succeeded", rest), (retried["refund_id"], "succeeded", "0.00")]
     assert payment["refunded_amount"] == str(amount)
     assert len(await returns.sandbox_refunds(http, placed["id"])) == 2
+
+
+async def test_two_retries_asked_at_once_make_one_retry_and_a_409(http: httpx.AsyncClient) -> None:
+    """Two staff click retry together: the return's row lock orders them, the second finds the first's
+    retry awaited (409 naming status); one retry event, one refund at the provider."""
+    placed, failed = await refund_failed_return(http)
+    clicks = await asyncio.gather(
+        *(returns.act(http, failed["id"], "retry-refund", {"requested_by": f"agent{n}@example.com"}) for n in (1, 2))
+    )
+    assert sorted(c.status_code for c in clicks) == [200, 409], [c.text for c in clicks]
+    [refused] = [c for c in clicks if c.status_code == 409]
+    assert [e["key"] for e in refused.json()["extra"]] == ["status"]
+    [retried] = [c.json() for c in clicks if c.status_code == 200]
+    done = await settled(http, failed["id"])
+    assert done["refund_id"] == retried["refund_id"]
+    [payment] = await returns.payments(http, placed["id"])
+    refunds = [(op["id"], op["outcome"]) for op in payment["operations"] if op["kind"] == "refund"]
+    assert refunds == [(failed["refund_id"], "declined"), (retried["refund_id"], "succeeded")]
+    assert len(await returns.sandbox_refunds(http, placed["id"])) == 1

@@ -118,3 +118,20 @@ def test_refunds_by_hand_that_cover_part_of_the_return_refuse_the_retry_saying_s
 
 def test_refunds_by_hand_counted_for_other_returns_already_do_not_settle_this_one() -> None:
     assert plan_refund_retry(ASKED, [(A, OP_DECLINED)], [(B, Decimal("0.00"))]) == RefundRetry(refund=True)
+
+
+def test_a_refund_by_hand_awaiting_its_answer_refuses_a_retry_it_does_not_cover_already() -> None:
+    # If it goes through, the provider asked for the whole as well would have refunded the return twice.
+    plan = plan_refund_retry(ASKED, [(A, OP_DECLINED)], [], [B])
+    assert not plan.refund and not plan.settled_by
+    assert plan.refused is not None and str(B) in plan.refused
+    partly = plan_refund_retry(ASKED, [(A, OP_DECLINED)], [(C, Decimal("10.00"))], [B])
+    assert not partly.refund and partly.refused is not None and str(B) in partly.refused
+    # Covered by refunds by hand that went through: settled, whatever else is awaited.
+    assert plan_refund_retry(ASKED, [(A, OP_DECLINED)], [(C, ASKED)], [B]) == RefundRetry(settled_by={C: ASKED})
+
+
+def test_a_retry_of_nothing_claims_no_refund_by_hand_and_goes_to_the_provider_checks() -> None:
+    # A 0.00 refund (asked before units that cost nothing stopped asking) is refused by check_refund as
+    # the first one was, not "settled" by nobody while a refund by hand is lying around.
+    assert plan_refund_retry(Decimal("0.00"), [(A, "failed")], [(B, ASKED)]) == RefundRetry(refund=True)
