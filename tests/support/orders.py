@@ -102,8 +102,10 @@ def produce_raw(
     payload: bytes | dict[str, Any],
     event_id: uuid.UUID | None = None,
     event_version: int = 1,
+    schema_version: int = 1,
 ) -> uuid.UUID:
-    """Produce a record shaped like Debezium's EventRouter output (for duplicates and poison messages)."""
+    """Produce a record shaped like Debezium's EventRouter output (for duplicates and poison messages); a
+    copy of a stored event passes its row's versions (a v2 payload read as v1 loses its v2 fields)."""
     event_id = event_id or uuid.uuid4()
     value = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     producer = Producer({"bootstrap.servers": kafka_bootstrap()})
@@ -115,7 +117,7 @@ def produce_raw(
             ("id", str(event_id).encode()),
             ("event_type", event_type.encode()),
             ("event_version", str(event_version).encode()),
-            ("schema_version", b"1"),
+            ("schema_version", str(schema_version).encode()),
             ("aggregate_type", topic.split(".")[-1].encode()),
         ],
     )

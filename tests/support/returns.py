@@ -173,12 +173,23 @@ async def resend(return_id: str, event_type: str) -> list[uuid.UUID]:
     re-published event would be); the ids to wait for."""
     rows = await fetch(
         "returns",
-        "SELECT id, event_data FROM event_store WHERE aggregate_id = $1 AND event_type = $2",
+        "SELECT id, event_data, event_version, schema_version FROM event_store"
+        " WHERE aggregate_id = $1 AND event_type = $2 ORDER BY created_at DESC, id DESC LIMIT 1",  # the latest
         uuid.UUID(return_id),
         event_type,
     )
-    event_id, data = rows[0]["id"], json.loads(rows[0]["event_data"])
+    [row] = rows
+    event_id, data = row["id"], json.loads(row["event_data"])
     copy = uuid.uuid4()
     for eid in (event_id, copy):
-        produce_raw("commerce.return", key=return_id, event_type=event_type, payload=data, event_id=eid)
+        # As Debezium sent it: the row's versions too (return.received is v2: read as v1 it loses no_refund_reason).
+        produce_raw(
+            "commerce.return",
+            key=return_id,
+            event_type=event_type,
+            payload=data,
+            event_id=eid,
+            event_version=row["event_version"],
+            schema_version=row["schema_version"],
+        )
     return [copy]
