@@ -174,3 +174,23 @@ async def test_a_retry_while_a_refund_by_hand_awaits_its_answer_is_refused_not_r
     assert [op_id for op_id, outcome, _ in ledger if outcome == PENDING] == [hand], ledger
     assert (retry.refund.refund_id, OP_FAILED, ASKED) in ledger
     assert await answers(session, payment) == ["payment.refund_failed"]
+
+
+async def test_one_refund_by_hand_settles_one_of_two_returns_retried(session: AsyncSession) -> None:
+    """Two returns of the order, both refused; staff refund one return's amount by hand and retry both: the
+    refund by hand settles the first retry (its 0.00 row counts it in settled_by), the second finds it
+    counted already and asks the provider for its own refund."""
+    payment = await captured_payment(session)
+    asked_at = utc_now() - dt.timedelta(minutes=1)
+    hand = await by_hand(session, payment, ASKED)
+    await session.execute(update(PaymentOperation).where(PaymentOperation.id == hand).values(outcome="succeeded"))
+    first, second = (retry_of(payment, uuid.uuid4(), [], asked_at) for _ in range(2))
+    await retry_refund_for_return(session, first)
+    await retry_refund_for_return(session, second)
+
+    ledger = await refunds(session, payment)
+    assert (first.refund.refund_id, "succeeded", Decimal("0.00")) in ledger
+    assert (second.refund.refund_id, PENDING, ASKED) in ledger
+    settled = await session.get(PaymentOperation, first.refund.refund_id, populate_existing=True)
+    assert settled is not None and settled.request["settled_by"] == {str(hand): str(ASKED)}
+    assert await answers(session, payment) == ["payment.refunded"]
