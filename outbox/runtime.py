@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
+import threading
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import text
 
@@ -93,14 +95,15 @@ class ConsumerRuntime:
         # The next batch is polled and decoded in a worker thread while this one is applied: Kafka and
         # Python decoding overlap the database round trips. A prefetched batch that is never applied is
         # simply not committed, so Kafka redelivers it.
-        prefetch = asyncio.create_task(asyncio.to_thread(self._fetch))
+        prefetcher = Prefetcher(self._fetch, asyncio.get_running_loop())
+        prefetch = prefetcher.request()
         try:
             while not self.stop_requested.is_set():
                 batch, plan = await prefetch
                 if self.kafka.stranded(self.rejoin_within):  # between polls: no thread is using the consumer
                     await asyncio.to_thread(self.kafka.reopen)
                 batch, plan = self._top_up(batch, plan)  # also between polls
-                prefetch = asyncio.create_task(asyncio.to_thread(self._fetch))
+                prefetch = prefetcher.request()
                 if batch.messages:
                     try:
                         await self.apply_batch(batch, plan)
@@ -110,6 +113,7 @@ class ConsumerRuntime:
                 self.kafka.report_lag()
         finally:
             probe.cancel()
+            prefetcher.close()  # its thread ends once the fetch in flight is answered
             with contextlib.suppress(Exception):
                 await prefetch
             await self.transaction.close()
@@ -234,3 +238,56 @@ class ConsumerRuntime:
         """Sleep, but wake up at once when a stop is requested."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop_requested.wait(), timeout=delay)
+
+
+T = TypeVar("T")
+
+
+class Prefetcher(Generic[T]):
+    """A thread of its own that runs ``fetch`` once per request, one request at a time, and hands its result
+    to the event loop as a future.
+
+    asyncio.to_thread did the same through the default executor: a task, a context copy, a work item, two
+    chained futures and the executor's bookkeeping for every batch, 25-35 us of CPU per hand-off on uvloop
+    against ~9 us for a queue and a bare future; bench.consumer_rate at 60/s (one-event batches): 1.50-1.65
+    -> 1.45-1.50 ms per batch. As with to_thread, the caller asks for the next batch only after taking the
+    previous one, so the consumer is never used by two threads at once, and a request still in flight at
+    close is finished (the runtime awaits it), not abandoned."""
+
+    def __init__(self, fetch: Callable[[], T], loop: asyncio.AbstractEventLoop) -> None:
+        self._fetch = fetch
+        self._loop = loop
+        self._requests: queue.SimpleQueue[asyncio.Future[T] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="outbox-prefetch", daemon=True)
+        self._thread.start()
+
+    def request(self) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._requests.put(future)
+        return future
+
+    def close(self) -> None:
+        """Let the thread end once the request in flight, if any, is answered (the caller awaited it)."""
+        self._requests.put(None)
+
+    def _serve(self) -> None:
+        while (future := self._requests.get()) is not None:
+            try:
+                result = self._fetch()
+            except BaseException as exc:  # the awaiting caller raises it, as to_thread's did
+                self._answer(future, None, exc)
+            else:
+                self._answer(future, result, None)
+
+    def _answer(self, future: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            self._loop.call_soon_threadsafe(_settle, future, result, error)
+
+
+def _settle(future: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:
+    if future.done():  # cancelled while the fetch ran
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]
