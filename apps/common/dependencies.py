@@ -1,13 +1,14 @@
 """The calls to the catalog and the customer service that several services make (order, checkout):
-today's price of the products asked for, whether a customer exists. Over apps.common.service_client:
-short timeouts, and a 503 naming the dependency when it fails.
+today's price of the products asked for, whether a customer exists; and the lifespan that opens a service's
+clients (the warehouse's to the catalog too). Over apps.common.service_client: short timeouts, and a 503
+naming the dependency when it fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -18,7 +19,7 @@ from litestar import Litestar
 from apps.common.pricing import CatalogPrice
 from apps.common.service_client import ServiceClient, open_service_client
 
-__all__ = ["CatalogAndCustomers", "catalog_and_customers_lifespan"]
+__all__ = ["CatalogAndCustomers", "catalog_and_customers_lifespan", "service_clients_lifespan"]
 
 
 class _ValidProduct(msgspec.Struct):
@@ -50,29 +51,37 @@ class CatalogAndCustomers:
         return {p.id: CatalogPrice(p.id, p.sku, p.name, p.price, p.currency) for p in validated.valid}
 
     async def customer_exists(self, customer_id: uuid.UUID) -> bool:
-        status, content = await self.customers.get(f"/api/customers/{customer_id}")
-        if status == 404:
-            return False
-        self.customers.decode(status, content, dict)
-        return True
+        return await self.customers.exists(f"/api/customers/{customer_id}")
+
+
+def service_clients_lifespan(
+    make: Callable[..., object], services: Sequence[str], timeout_s: float
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """A lifespan that opens one pooled session per service when the app starts, sets
+    ``app.state.dependencies`` to ``make(*clients)`` (a ServiceClient per service, in that order), and closes
+    them when it stops (no I/O at import time)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            caller = app.state.service  # its own token on every call (apps/common/auth_service.py)
+            clients = [
+                ServiceClient(
+                    name,
+                    await stack.enter_async_context(open_service_client(name, timeout_s=timeout_s)),
+                    caller=caller,
+                )
+                for name in services
+            ]
+            app.state.dependencies = make(*clients)
+            yield
+            await asyncio.sleep(0)  # let aiohttp finish closing transports before the loop stops
+
+    return lifespan
 
 
 def catalog_and_customers_lifespan(
     make: Callable[[ServiceClient, ServiceClient], CatalogAndCustomers], timeout_s: float
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
-    """A lifespan that opens the two pooled sessions when the app starts, sets ``app.state.dependencies``
-    to ``make(catalog, customers)``, and closes them when it stops (no I/O at import time)."""
-
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            catalog = await stack.enter_async_context(open_service_client("catalog", timeout_s=timeout_s))
-            customers = await stack.enter_async_context(open_service_client("customer", timeout_s=timeout_s))
-            caller = app.state.service  # its own token on every call (apps/common/auth_service.py)
-            app.state.dependencies = make(
-                ServiceClient("catalog", catalog, caller=caller), ServiceClient("customer", customers, caller=caller)
-            )
-            yield
-            await asyncio.sleep(0)  # let aiohttp finish closing transports before the loop stops
-
-    return lifespan
+    """:func:`service_clients_lifespan` with ``make(catalog, customers)``."""
+    return service_clients_lifespan(make, ("catalog", "customer"), timeout_s)

@@ -47,6 +47,14 @@ class ServiceClient:
         auth = service_token_header(self.caller)
         return await self._call(lambda: self.session.get(path, headers=auth))
 
+    async def exists(self, path: str) -> bool:
+        """Whether the resource at ``path`` exists: 200 yes, 404 no, anything else DependencyUnavailable."""
+        status, content = await self.get(path)
+        if status == 404:
+            return False
+        self.decode(status, content, dict)
+        return True
+
     async def post_json(self, path: str, body: object) -> tuple[int, bytes]:
         """POST for a read (validate, price): safe to send twice, so a stale connection is retried once."""
         data = msgspec.json.encode(body)

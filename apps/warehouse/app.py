@@ -6,8 +6,13 @@ from litestar import Litestar
 
 from apps.common.http import create_service_app
 from apps.common.topology import BY_NAME
+from apps.warehouse.clients import dependencies_lifespan
 from apps.warehouse.controllers import InventoryController, ReservationController
 
 
 def create_app() -> Litestar:
-    return create_service_app(BY_NAME["warehouse"], controllers=[InventoryController, ReservationController])
+    return create_service_app(
+        BY_NAME["warehouse"],
+        controllers=[InventoryController, ReservationController],
+        lifespan=[dependencies_lifespan],  # the catalog client: a product must exist to be stocked
+    )

@@ -35,13 +35,14 @@ class InventoryController(Controller):
 
     path = "/api/inventory"
     tags = ["inventory"]
-    dependencies = {"stocks": create_service_provider(StockService)}
+    dependencies = {"stocks": create_service_provider(StockService, from_state=["dependencies"])}
 
     @put("/{product_id:uuid}", guards=[allow("admin")])
     async def set_stock(
         self, product_id: FromPath[uuid.UUID], data: JSONBody[StockUpdate], stocks: Stocks
     ) -> StockLevelOut:
-        """Set the units on hand in a warehouse (the default one if none is named); 409 below what is reserved."""
+        """Set the units on hand in a warehouse (the default one if none is named) of a product the catalog
+        has (422 otherwise; 503 if the catalog does not answer); 409 below what is reserved."""
         return to_stock_level_out(await stocks.set_on_hand(product_id, data.quantity, data.warehouse_id))
 
     @get("/{product_id:uuid}", guards=[allow("staff")])

@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from apps.warehouse.clients import Dependencies
+
 __all__ = ["ReservationRequest", "ReservationService", "StockService"]
 
 
@@ -115,12 +117,16 @@ class StockService:
     Setting stock publishes no event: no consumer needs stock changes (reservations are decided here).
     """
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, dependencies: Dependencies) -> None:
         self.session = session
+        self.dependencies = dependencies
 
     async def set_on_hand(self, product_id: uuid.UUID, quantity: int, warehouse_id: uuid.UUID | None = None) -> Stock:
-        """Set the units on hand (not a delta); refused (409) below what orders hold reserved."""
+        """Set the units on hand (not a delta) of a product the catalog has (422 otherwise, 503 when the
+        catalog does not answer); refused (409) below what orders hold reserved."""
         quantity = check_quantity(quantity)
+        # Asked before the first statement, so no database connection waits on the catalog.
+        await self.dependencies.require_product(product_id)
         warehouse_id = warehouse_id or DEFAULT_WAREHOUSE_ID
         await self._require_warehouse(warehouse_id)
         key = (StockLevel.product_id == product_id, StockLevel.warehouse_id == warehouse_id)

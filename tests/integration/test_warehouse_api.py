@@ -18,7 +18,7 @@ from litestar.testing import AsyncTestClient
 from apps.warehouse.app import create_app
 from apps.warehouse.rules import DEFAULT_WAREHOUSE_ID, MAX_QUANTITY
 from tests.support.db import db_fixture
-from tests.support.http import authorized
+from tests.support.http import api_client, authorized, create_product, service_url
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -36,7 +36,13 @@ db = db_fixture("warehouse")
 
 
 def new_product() -> str:
+    """An id the catalog never had: its stock reads as zeros, and setting it is a 422."""
     return str(uuid.uuid4())
+
+
+async def catalog_product() -> str:
+    """A product the catalog has (created through its API): only such a product's stock can be set."""
+    return str((await create_product())["id"])
 
 
 async def new_warehouse(db: asyncpg.Connection) -> str:
@@ -75,7 +81,7 @@ def field_errors(response: Any) -> dict[str, str]:
 async def test_put_sets_on_hand_in_the_default_warehouse_and_get_reads_it(
     client: Client, db: asyncpg.Connection
 ) -> None:
-    product_id = new_product()
+    product_id = await catalog_product()
 
     body = await put_stock(client, product_id, 7)
 
@@ -93,7 +99,7 @@ async def test_put_sets_on_hand_in_the_default_warehouse_and_get_reads_it(
 
 
 async def test_put_replaces_on_hand_rather_than_adding_to_it(client: Client, db: asyncpg.Connection) -> None:
-    product_id = new_product()
+    product_id = await catalog_product()
     await put_stock(client, product_id, 7)
     assert (await put_stock(client, product_id, 3))["on_hand"] == 3
     assert (await put_stock(client, product_id, 0))["available"] == 0
@@ -108,7 +114,7 @@ async def test_unknown_product_reads_as_zero_stock_not_404(client: Client) -> No
 
 
 async def test_get_sums_every_warehouse(client: Client, db: asyncpg.Connection) -> None:
-    product_id = new_product()
+    product_id = await catalog_product()
     other = await new_warehouse(db)
     await put_stock(client, product_id, 4)
     assert (await put_stock(client, product_id, 6, warehouse_id=other))["warehouse_id"] == other
@@ -128,7 +134,7 @@ async def test_get_sums_every_warehouse(client: Client, db: asyncpg.Connection) 
 
 
 async def test_on_hand_below_reserved_is_409_and_changes_nothing(client: Client, db: asyncpg.Connection) -> None:
-    product_id = new_product()
+    product_id = await catalog_product()
     await put_stock(client, product_id, 10)
     await db.execute("UPDATE stock_levels SET reserved = 6 WHERE product_id = $1", uuid.UUID(product_id))
 
@@ -150,14 +156,14 @@ async def test_on_hand_below_reserved_is_409_and_changes_nothing(client: Client,
 
 
 async def test_setting_stock_writes_no_event(client: Client, db: asyncpg.Connection) -> None:
-    product_id = new_product()
+    product_id = await catalog_product()
     await put_stock(client, product_id, 5)
     count = await db.fetchval("SELECT count(*) FROM event_store WHERE event_data::text LIKE $1", f"%{product_id}%")
     assert count == 0
 
 
 async def test_concurrent_puts_of_one_product_leave_one_of_the_values(client: Client, db: asyncpg.Connection) -> None:
-    product_id = new_product()
+    product_id = await catalog_product()
     quantities = list(range(1, 11))
     responses = await asyncio.gather(
         *(client.put(f"/api/inventory/{product_id}", json={"quantity": q}) for q in quantities)
@@ -217,10 +223,48 @@ async def test_bad_put_is_400_naming_the_field_and_writes_nothing(
 
 
 async def test_an_unknown_warehouse_is_422_naming_it_and_writes_nothing(client: Client, db: asyncpg.Connection) -> None:
-    product_id = new_product()
+    product_id = await catalog_product()
     response = await client.put(f"/api/inventory/{product_id}", json={"quantity": 1, "warehouse_id": str(uuid.uuid4())})
     assert response.status_code == 422, response.text
     assert "warehouse_id" in field_errors(response), response.text
+    assert await stock_rows(db, product_id) == []
+
+
+async def test_a_product_the_catalog_never_had_is_422_naming_it_and_writes_nothing(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    product_id = new_product()
+    response = await client.put(f"/api/inventory/{product_id}", json={"quantity": 1})
+    assert response.status_code == 422, response.text
+    assert response.json()["extra"] == [
+        {"key": "product_id", "source": "path", "message": f"the catalog has no product {product_id}"}
+    ]
+    assert await stock_rows(db, product_id) == []
+
+
+async def test_a_deleted_product_is_422_and_writes_nothing(client: Client, db: asyncpg.Connection) -> None:
+    product_id = await catalog_product()
+    async with api_client() as http:
+        deleted = await http.delete(f"{service_url('catalog')}/api/products/{product_id}")
+    assert deleted.status_code == 204, deleted.text
+    response = await client.put(f"/api/inventory/{product_id}", json={"quantity": 1})
+    assert response.status_code == 422, response.text
+    assert "product_id" in field_errors(response), response.text
+    assert await stock_rows(db, product_id) == []
+
+
+async def test_a_catalog_that_is_down_is_503_naming_it_and_writes_nothing(
+    monkeypatch: pytest.MonkeyPatch, db: asyncpg.Connection
+) -> None:
+    monkeypatch.setenv("CATALOG_URL", "http://127.0.0.1:9")  # nothing listens there: connection refused
+    product_id = await catalog_product()
+    async with authorized(AsyncTestClient(app=create_app())) as no_catalog:
+        response = await no_catalog.put(f"/api/inventory/{product_id}", json={"quantity": 1})
+        # Reading stock needs no catalog.
+        assert (await no_catalog.get(f"/api/inventory/{product_id}")).status_code == 200
+    assert response.status_code == 503, response.text
+    assert response.json()["extra"] == [{"dependency": "catalog"}]
+    assert response.headers["Retry-After"]
     assert await stock_rows(db, product_id) == []
 
 
@@ -260,7 +304,7 @@ async def test_database_outage_is_503_never_500(monkeypatch: pytest.MonkeyPatch)
     async with authorized(AsyncTestClient(app=create_app())) as down:
         assert (await down.get("/health")).status_code == 200
         for response in (
-            await down.put(f"/api/inventory/{new_product()}", json={"quantity": 1}),
+            await down.put(f"/api/inventory/{await catalog_product()}", json={"quantity": 1}),
             await down.get(f"/api/inventory/{new_product()}"),
             await down.get("/api/reservations", params={"order_id": str(uuid.uuid4())}),
         ):

@@ -34,7 +34,7 @@ from apps.warehouse.decisions import write_decisions
 from apps.warehouse.events import InventoryReserved, ReservedItem
 from apps.warehouse.rules import DEFAULT_WAREHOUSE_ID
 from tests.support.db import db_fixture
-from tests.support.http import authorized
+from tests.support.http import authorized, create_product
 from tests.support.kafka import Received, TopicTail
 from tests.support.orders import eventually, order_cancelled, order_engine, write_events
 
@@ -67,8 +67,9 @@ def tail() -> Iterator[TopicTail]:
         topic_tail.close()
 
 
-def new_product() -> str:
-    return str(uuid.uuid4())
+async def new_product() -> str:
+    """A product the catalog has (created through its API): only such a product's stock can be set."""
+    return str((await create_product())["id"])
 
 
 def order_for(lines: Sequence[tuple[str, int]], order_id: uuid.UUID | None = None) -> OrderCreated:
@@ -174,7 +175,7 @@ async def on_kafka(tail: TopicTail, order_ids: Sequence[uuid.UUID], count: int) 
 
 
 async def test_an_order_reserves_its_units_and_cancelling_it_releases_them(client: Client, tail: TopicTail) -> None:
-    shirt, mug = new_product(), new_product()
+    shirt, mug = await new_product(), await new_product()
     await set_stock(client, shirt, 5)
     await set_stock(client, mug, 1)
     created = order_for([(shirt, 3), (mug, 1)])
@@ -216,7 +217,7 @@ async def test_an_order_reserves_its_units_and_cancelling_it_releases_them(clien
 async def test_a_line_is_split_over_warehouses_when_no_single_one_has_enough(
     client: Client, db: asyncpg.Connection
 ) -> None:
-    product_id = new_product()
+    product_id = await new_product()
     other = uuid.uuid4()
     await db.execute(
         "INSERT INTO warehouses (id, code, name) VALUES ($1, $2, 'Test warehouse')", other, f"T-{other.hex[:12]}"
@@ -241,7 +242,7 @@ async def test_a_line_is_split_over_warehouses_when_no_single_one_has_enough(
 async def test_one_short_line_fails_the_whole_order_and_a_cancel_then_changes_nothing(
     client: Client, db: asyncpg.Connection, tail: TopicTail
 ) -> None:
-    plenty, scarce, never_stocked = new_product(), new_product(), new_product()
+    plenty, scarce, never_stocked = await new_product(), await new_product(), str(uuid.uuid4())
     await set_stock(client, plenty, 5)
     await set_stock(client, scarce, 1)
     created = order_for([(plenty, 2), (scarce, 2), (never_stocked, 1)])
@@ -274,7 +275,7 @@ async def test_one_short_line_fails_the_whole_order_and_a_cancel_then_changes_no
 
 
 async def test_a_cancel_for_an_order_without_a_reservation_is_a_no_op(client: Client, db: asyncpg.Connection) -> None:
-    product_id = new_product()
+    product_id = await new_product()
     await set_stock(client, product_id, 3)
     never_reserved = order_for([(product_id, 1)])
 
@@ -289,7 +290,7 @@ async def test_a_cancel_for_an_order_without_a_reservation_is_a_no_op(client: Cl
 async def test_a_repeated_order_created_reserves_once_and_publishes_once(
     client: Client, db: asyncpg.Connection
 ) -> None:
-    product_id = new_product()
+    product_id = await new_product()
     await set_stock(client, product_id, 10)
     created = order_for([(product_id, 4)])
 
@@ -307,7 +308,7 @@ async def test_a_repeated_order_created_reserves_once_and_publishes_once(
 
 
 async def test_the_database_itself_refuses_to_oversell(client: Client, db: asyncpg.Connection) -> None:
-    product_id = uuid.uuid4()
+    product_id = uuid.UUID(await new_product())
     await set_stock(client, str(product_id), 2)
     for statement in (
         "UPDATE stock_levels SET reserved = 3 WHERE product_id = $1",
@@ -324,7 +325,7 @@ async def test_the_database_itself_refuses_to_oversell(client: Client, db: async
 async def test_fifty_concurrent_orders_for_ten_units_reserve_exactly_ten(
     client: Client, db: asyncpg.Connection, tail: TopicTail
 ) -> None:
-    product_id = new_product()
+    product_id = await new_product()
     await set_stock(client, product_id, 10)
     orders = [order_for([(product_id, 1)]) for _ in range(50)]
     order_ids = [o.order_id for o in orders]
@@ -379,7 +380,7 @@ async def test_fifty_concurrent_orders_for_ten_units_reserve_exactly_ten(
 async def test_a_decision_written_for_an_order_decided_meanwhile_writes_nothing(client: Client) -> None:
     """The batch's one statement (apps/warehouse/decisions.py) inserts no items, moves no stock and publishes
     nothing when one of its orders was decided concurrently: the caller then retries the batch."""
-    product_id = new_product()
+    product_id = await new_product()
     await set_stock(client, product_id, 10)
     product, order_id = uuid.UUID(product_id), uuid.uuid4()
 
