@@ -103,7 +103,7 @@ WITH known AS (
   RETURNING version
 ), e AS (
   INSERT INTO event_store (id, aggregate_id, aggregate_type, event_type, event_data, event_version, schema_version)
-  SELECT CAST(:eid AS uuid), CAST(:oid AS uuid), 'order', 'order.benchmarked', '{"total_amount": "19.00"}', v.version, 1
+  SELECT CAST(:eid AS uuid), CAST(:oid AS uuid), 'order', 'order.benchmarked', CAST(:event_data AS jsonb), v.version, 1
   FROM v
 ), a AS (
   INSERT INTO data_access_log (id, user_id, table_name, operation, record_id, customer_id, accessed_at)

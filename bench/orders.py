@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import os
 import shutil
@@ -55,10 +56,12 @@ import asyncpg
 import httpx
 
 from apps.common.topology import BY_NAME, database_url, pg_host, pg_port
+from apps.order.events import OrderCreated, OrderLine
 from bench.conditions import compiler_ms_per_s, compiler_snapshot, jvm_ages_s, phase_report, start_phase, warmed_up
 from bench.cpu import cpu_report, cpu_snapshot
 from bench.open_loop import OpenLoopResult, run_open_loop
 from bench.pgbench import pgbench_argv, pgbench_result, progress_rates
+from outbox.events import encode_payload
 from tests.support.http import api_client, auth_headers, create_product, service_url, set_stock
 
 HERE = Path(__file__).resolve().parent
@@ -187,8 +190,31 @@ def order_tx_variables(products: list[BenchProduct]) -> list[str]:
         "currency": products[0].currency,
         "fresh_since": min(p.confirmed_at for p in products),
         "customers": str(PGBENCH_CUSTOMERS),
+        "event_data": bench_order_created(products),
     }
     return [option for name, value in variables.items() for option in ("-D", f"{name}={value}")]
+
+
+def bench_order_created(products: list[BenchProduct]) -> str:
+    """The outbox payload pgbench's transaction writes: an order.created of the bench's order, encoded as the
+    service encodes it, so each transaction puts as many bytes into the WAL, Connect and Kafka as an order does
+    (until session 26 it wrote a 25-byte stub). Its ids are placeholders of the same length: nothing reads
+    the payload (the event type, order.benchmarked, is one no group handles)."""
+    lines = [
+        OrderLine(product_id=uuid.UUID(p.id), sku=p.sku, quantity=q, unit_price=p.price, total_price=p.price * q)
+        for p, q in zip(products, QUANTITIES, strict=True)
+    ]
+    event = OrderCreated(
+        order_id=uuid.uuid4(),
+        order_number="ORD-20261127-0000000000",
+        customer_id=str(uuid.uuid4()),
+        status="pending",
+        currency=products[0].currency,
+        total_amount=sum((line.total_price for line in lines), Decimal(0)),
+        items=lines,
+        created_at=dt.datetime.now(dt.UTC),
+    )
+    return encode_payload(event).decode()
 
 
 def _array(values: Iterable[str | None]) -> str:

@@ -6,9 +6,11 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from apps.common.topology import BY_NAME
+from apps.order.events import OrderCreated
 from apps.order.known import PLACE_IF_KNOWN
 from bench import consumer, orders
 from bench.pgbench import (
@@ -122,6 +124,13 @@ def test_the_order_script_reads_only_what_its_gset_and_the_bench_set() -> None:
     assert values["unit_prices"] == '{"10.00","4.50"}' and values["total_prices"] == '{"10.00","9.00"}'
     assert values["quantities"] == '{"1","2"}'
     assert values["fresh_since"] == "2026-11-27 04:36:50"  # the older row: both pass the freshness test
+    # The outbox payload is an order.created of those lines, as the service encodes one (not a stub).
+    payload = msgspec.json.decode(values["event_data"], type=OrderCreated)
+    assert [(str(line.product_id), line.quantity, line.total_price) for line in payload.items] == [
+        ("01a21769-8397-7144-97cb-4ad5fde5824f", 1, Decimal("10.00")),
+        ("01a216da-03ab-77f0-a9f1-04f4c65fd107", 2, Decimal("9.00")),
+    ]
+    assert payload.total_amount == Decimal("19.00") and payload.currency == "USD"
 
 
 def test_the_order_script_sends_the_services_one_statement() -> None:
