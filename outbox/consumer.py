@@ -95,6 +95,12 @@ class ConsumerGroup:
     # latency per hop. 0 (the default) hands a batch over at once; only groups off the latency-measured path
     # set it (docs/decisions.md, "Consumer linger").
     linger_ms: int = 0
+    # Let the broker hold each of this group's fetches up to this long to gather more (fetch.wait.max.ms with
+    # a fetch.min.bytes that such a wait does not reach at the stack's rates): fewer, fuller fetches wake the
+    # consumer and the broker less often, also for the events the group ignores, which linger_ms cannot merge;
+    # for up to this much latency per hop, and an idle group asks the broker every this many ms instead of
+    # every second. 0 (the default): the broker answers at the first record (docs/decisions.md, "Fetch wait").
+    fetch_wait_ms: int = 0
     # Per event type, the events its handler changes nothing for (the ``skip`` of handler/batch_handler).
     skips: dict[str, Skip] = field(default_factory=dict)
 

@@ -31,6 +31,10 @@ COMMIT_INTERVAL_S = 1.0
 # part of an idle broker's CPU; 10 idle consumers cost a scratch broker 44-107 ms/s at 500, 18-25 at 1000.
 # The price: right after an assignment the first record may wait this long (576 -> ~1,070 ms measured).
 FETCH_WAIT_MAX_MS = 1000
+# What a group with ConsumerGroup.fetch_wait_ms asks the broker to gather before it answers a fetch: more than
+# such a wait gathers at the stack's rates (~0.7 kB per event), so the wait is what ends a fetch; a backlog (a
+# restart, a replay) is there already and is answered at once.
+GATHER_MIN_BYTES = 1 << 20
 # A member whose session timed out loses its partitions and librdkafka rejoins on the next poll; after a
 # broker restart under load it once stayed out for good (no assignment for 12 minutes, nothing logged), on
 # two consumers at once. A normal rejoin took up to ~21 s here: past this, the runtime starts over.
@@ -38,8 +42,15 @@ REJOIN_WITHIN_S = 60.0
 
 
 def consumer_config(
-    group: str, bootstrap: str, *, instance_id: str | None = None, overrides: dict[str, Any] | None = None
+    group: str,
+    bootstrap: str,
+    *,
+    instance_id: str | None = None,
+    fetch_wait_ms: int = 0,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """librdkafka's settings for a group's consumer; ``fetch_wait_ms`` (ConsumerGroup.fetch_wait_ms), if set,
+    lets the broker hold each fetch that long to gather more."""
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "group.id": group,
@@ -55,6 +66,9 @@ def consumer_config(
     }
     if instance_id:
         config["group.instance.id"] = instance_id
+    if fetch_wait_ms:
+        config["fetch.min.bytes"] = GATHER_MIN_BYTES
+        config["fetch.wait.max.ms"] = fetch_wait_ms
     return {**config, **(overrides or {})}
 
 
@@ -68,12 +82,15 @@ class KafkaSide:
         bootstrap: str,
         *,
         instance_id: str | None = None,
+        fetch_wait_ms: int = 0,
         overrides: dict[str, Any] | None = None,
     ) -> None:
         self.group = group
         self.topics = topics
         self.bootstrap = bootstrap
-        self.config = consumer_config(group, bootstrap, instance_id=instance_id, overrides=overrides)
+        self.config = consumer_config(
+            group, bootstrap, instance_id=instance_id, fetch_wait_ms=fetch_wait_ms, overrides=overrides
+        )
         # Partitions this member owns now: assigned and not yet revoked or lost.
         self.owned: set[tuple[str, int]] = set()
         self._consumer: Consumer | None = None

@@ -69,6 +69,7 @@ class ConsumerRuntime:
             group.topics,
             bootstrap or kafka_bootstrap(),
             instance_id=instance_id,
+            fetch_wait_ms=group.fetch_wait_ms,
             overrides=kafka_overrides,
         )
         self.transaction = BatchTransaction(group, session_factory, self.kafka.send_dead_letters)

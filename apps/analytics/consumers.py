@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 # The database holding this group's inbox and projections (outbox.runner and outbox.replay read it).
 database_url = consumer_database_url("analytics")
-group = ConsumerGroup("analytics")
+# Off every latency-measured path: the broker holds its fetches up to 200 ms (ConsumerGroup.fetch_wait_ms;
+# 50 and 200 orders/s: its consumer + backend 0.61-0.81 -> 0.39 and 0.21-0.27 -> 0.13 ms per order).
+group = ConsumerGroup("analytics", fetch_wait_ms=200)
 register_refunds(group)  # return.refunded: returns and refunds per day and product (apps/analytics/returns.py)
 # What a rebuild empties before replaying (python -m outbox.replay analytics --rebuild).
 projection_tables = ("daily_sales", "product_sales")
