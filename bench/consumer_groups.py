@@ -21,7 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.cpu import TICKS, stat_fields
+from apps.common.topology import BY_NAME
+from bench.cpu import CpuSnapshot, cpu_accounting, cpu_snapshot
 from bench.open_loop import run_open_loop
 from bench.orders import (
     CONFIRMED_SQL,
@@ -33,53 +34,56 @@ from bench.orders import (
     set_up,
     wait_for_stats,
 )
-from infra.paths import PIDS
 from infra.postgres import psql_admin
+from infra.stack import app_processes
 from tests.support.http import service_url
 
+# The groups downstream of an order, by the service whose consumer runs them.
 GROUPS = {
-    # group: (consumer component, metrics port, database)
-    "customer-stats": ("customer-consumer", 8102, "customer_db"),
-    "analytics": ("analytics-consumer", 8108, "analytics_db"),
-    "returns": ("returns-consumer", 8107, "return_db"),
-    "order-saga": ("order-consumer", 8104, "order_db"),
-    "warehouse-reservations": ("warehouse-consumer", 8106, "warehouse_db"),
+    "customer-stats": "customer",
+    "analytics": "analytics",
+    "returns": "returns",
+    "order-saga": "order",
+    "warehouse-reservations": "warehouse",
 }
 OTHERS = ("kafka", "connect", "postgres")
 
 
-def proc_cpu(pid: int) -> float:
-    try:
-        f = stat_fields(Path(f"/proc/{pid}/stat").read_text())
-    except OSError:
-        return 0.0
-    return (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / TICKS
+def consumer_of(group: str) -> str:
+    return f"{GROUPS[group]}-consumer"
 
 
-def tree_cpu(root: int) -> float:
-    """A process and its live descendants (the postmaster's backends; a JVM is one process)."""
-    children: dict[int, list[int]] = {}
-    for e in Path("/proc").iterdir():
-        if e.name.isdigit():
-            try:
-                ppid = int(stat_fields((e / "stat").read_text())[1])
-            except OSError:
-                continue
-            children.setdefault(ppid, []).append(int(e.name))
-    total, stack = 0.0, [root]
-    while stack:
-        p = stack.pop()
-        total += proc_cpu(p)
-        stack.extend(children.get(p, []))
-    return total
+def metrics_url(component: str) -> str:
+    """The consumer's /metrics, as the stack runs it (infra/stack.py app_processes)."""
+    url = next(p.url for p in app_processes() if p.name == component)
+    assert url is not None, component
+    return url
 
 
-def pid_of(component: str) -> int:
-    return int((PIDS / f"{component}.pid").read_text().split()[0])
+def backend_pids() -> dict[str, list[int]]:
+    """The PostgreSQL backends of each consumer group (application_name consumer:<group>) and the walsenders."""
+    rows = psql_admin(
+        "SELECT application_name, pid FROM pg_stat_activity WHERE application_name LIKE 'consumer:%'"
+        " UNION ALL SELECT 'walsender', pid FROM pg_stat_activity WHERE backend_type = 'walsender'"
+    )
+    found: dict[str, list[int]] = {}
+    for row in rows.splitlines():
+        name, pid = row.split("|")
+        found.setdefault(name, []).append(int(pid))
+    return found
 
 
-def metric_values(port: int, group: str) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+def pids_cpu(pids: list[int], after: CpuSnapshot, before: CpuSnapshot) -> float:
+    """CPU seconds these processes used between two snapshots (one that started in between: all of it)."""
+    return sum(
+        after[p].cpu - (before[p].cpu if p in before and before[p].started == after[p].started else 0.0)
+        for p in pids
+        if p in after
+    )
+
+
+def metric_values(url: str, group: str) -> dict[str, float]:
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
     out = {"batches": 0.0, "applied": 0.0, "ignored": 0.0}
     for line in text.splitlines():
         if line.startswith(f'outbox_consumer_batches_total{{group="{group}"}}'):
@@ -91,24 +95,12 @@ def metric_values(port: int, group: str) -> dict[str, float]:
     return out
 
 
-def snapshot() -> dict[str, float]:
-    snap: dict[str, float] = {"t": time.monotonic()}
-    rows = psql_admin(
-        "SELECT application_name, pid FROM pg_stat_activity WHERE application_name LIKE 'consumer:%'"
-        " UNION ALL SELECT 'walsender', pid FROM pg_stat_activity WHERE backend_type = 'walsender'"
-    )
-    backends: dict[str, float] = {}
-    for row in rows.splitlines():
-        name, pid = row.split("|")
-        backends[name] = backends.get(name, 0.0) + proc_cpu(int(pid))
-    for group, (component, port, _db) in GROUPS.items():
-        snap[f"{group}.proc"] = tree_cpu(pid_of(component))
-        snap[f"{group}.pg"] = backends.get(f"consumer:{group}", 0.0)
-        for k, v in metric_values(port, group).items():
+def counters(urls: dict[str, str]) -> dict[str, float]:
+    """Each group's batches and events, each database's commits, orders placed so far, and the WAL's."""
+    snap: dict[str, float] = {}
+    for group, url in urls.items():
+        for k, v in metric_values(url, group).items():
             snap[f"{group}.{k}"] = v
-    snap["walsenders"] = backends.get("walsender", 0.0)
-    for c in OTHERS:
-        snap[c] = tree_cpu(pid_of(c))
     for row in psql_admin("SELECT datname, xact_commit FROM pg_stat_database WHERE datname LIKE '%_db'").splitlines():
         db, n = row.split("|")
         snap[f"commits.{db}"] = float(n)
@@ -125,16 +117,24 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
     product_a, product_b, customers = await set_up(count, register=False)
     bodies = [order_body(c, product_a, product_b) for c in customers]
     tokens = [customer_token(c) for c in customers]
-    pids = {g: pid_of(c) for g, (c, _, _) in GROUPS.items()}
+    urls = {group: metrics_url(consumer_of(group)) for group in GROUPS}
     await asyncio.sleep(2)
-    before = snapshot()
+    backends = backend_pids()
+    cpu_before, before = cpu_snapshot(), counters(urls)
     result = await run_open_loop(f"{service_url('order')}/api/orders", bodies, args.rate, tokens=tokens)
     placed = await commit_times("order", PLACED_SQL, customers)
     stats = await wait_for_stats(list(placed), len(placed))
     await asyncio.sleep(1.5)  # the analytics/returns groups finish their last batch
-    after = snapshot()
+    cpu_after, after = cpu_snapshot(), counters(urls)
     confirmed = await commit_times("order", CONFIRMED_SQL, list(placed))
+    by_component, restarted = cpu_accounting(cpu_after, cpu_before)
     per = {k: (after[k] - before[k]) for k in after}
+    for group in GROUPS:
+        per[f"{group}.proc"] = by_component.get(consumer_of(group), 0.0)
+        per[f"{group}.pg"] = pids_cpu(backends.get(f"consumer:{group}", []), cpu_after, cpu_before)
+    per["walsenders"] = pids_cpu(backends.get("walsender", []), cpu_after, cpu_before)
+    for c in OTHERS:
+        per[c] = by_component.get(c, 0.0)
     n = int(per["orders_all"])  # everyone's orders in the window: the consumers worked for all of them
     out: dict[str, object] = {
         "label": args.label,
@@ -145,10 +145,10 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
         "counted": len(stats),
         "errors": result.errors,
         "at": time.strftime("%H:%M:%S"),
-        "restarted": [g for g, p in pids.items() if pid_of(GROUPS[g][0]) != p],
+        "restarted": sorted(restarted),
     }
     for group in GROUPS:
-        db = GROUPS[group][2]
+        db = BY_NAME[GROUPS[group]].database
         b = per[f"{group}.batches"]
         out[group] = {
             "proc_ms": round(per[f"{group}.proc"] * 1000 / n, 3),
