@@ -23,9 +23,11 @@ down:
 stop component:
     {{python}} -m infra.stack stop "$@"
 
+# Start one component that is down (any name `just status` lists)
 start component:
     {{python}} -m infra.stack start "$@"
 
+# Stop and start one component (a service or consumer then runs the code on disk)
 restart component:
     {{python}} -m infra.stack restart "$@"
 
@@ -79,11 +81,11 @@ bench-consumer *args: bootstrap
 bench *args: up
     {{python}} -m bench.orders "$@"
 
-# Delete outbox rows older than a year and inbox rows past the replay window, in every service database
+# Delete outbox rows older than a year and inbox rows past the replay window, in every service database; then checkout's cart and session lifecycle
 retention *args:
     {{python}} -m infra.retention "$@"
 
-# The scheduled jobs once, now (retention, checkout lifecycle, order archival, idempotency keys): `just jobs run [JOB ...]`; `just up` runs them hourly
+# The scheduled jobs once, now (retention, checkout lifecycle, order archival, idempotency keys, access-log retention): `just jobs run [JOB ...]`; `just up` runs them hourly
 jobs *args:
     {{python}} -m infra.jobs "$@"
 

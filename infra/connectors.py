@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         "--wait-drained",
         action="store_true",
         help="deploy nothing; wait until the groups a stream moves events away from have read their old topics "
-        "to the end (docs/events/README.md, 'Moving event types to a stream')",
+        "to the end (docs/events/routing.md, 'Moving event types to a stream')",
     )
     args = parser.parse_args(argv)
     if args.wait_drained:
