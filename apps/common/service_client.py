@@ -31,8 +31,8 @@ JSON: Final = {"Content-Type": "application/json"}
 
 
 def service_base_url(service: str) -> str:
-    """``<SERVICE>_URL`` from the environment, else the local stack's port."""
-    return os.environ.get(f"{service.upper()}_URL", f"http://127.0.0.1:{BY_NAME[service].port}")
+    """``<SERVICE>_URL`` from the environment, else the local stack's port (``<SERVICE>_PORT`` or the default)."""
+    return os.environ.get(f"{service.upper()}_URL", f"http://127.0.0.1:{BY_NAME[service].local_port()}")
 
 
 class ServiceClient:

@@ -29,6 +29,15 @@ class ServiceSpec:
         return max(1, int(os.environ.get(f"{self.name.upper()}_WORKERS", self.workers)))
 
     @property
+    def port_env(self) -> str:
+        return f"{self.name.upper()}_PORT"
+
+    def local_port(self) -> int:
+        """The port the local stack serves this API on (``<NAME>_PORT`` overrides ``port``): the stack starts it
+        there and the other services call it there, so both read it here."""
+        return int(os.environ.get(self.port_env, self.port))
+
+    @property
     def role(self) -> str:
         return f"{self.name}_svc"
 
