@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from apps.common.topology import PROCESSES, SERVICES, connect_url, replica_port
@@ -128,7 +128,8 @@ STEPS: list[tuple[str, Callable[[], object]]] = [
     ("connect", kafka.start_connect),
     ("migrations", migrate.upgrade_all),
     ("connectors", connectors.deploy_all),
-]  # then monitoring: exporters, Prometheus, Alertmanager (_up)
+    ("monitoring", lambda: monitoring.start_all(app_processes())),  # exporters, Prometheus, Alertmanager
+]
 
 
 @dataclass(frozen=True)
@@ -197,45 +198,14 @@ def exclusive() -> Iterator[None]:
         yield
 
 
-# `just stop NAME` leaves a marker here until `just start|restart NAME`, `just up` or `just down`: the test
-# session's stack fixture starts what is down but leaves such a deliberate stop (an operator's, a
-# benchmark's A/B) alone.
-HELD = STATE / "held"
-# Every integration test needs these; the fixture starts them even after a `just stop`, and says so.
-NEEDED_BY_EVERY_TEST = ("postgres", "redis", "kafka", "connect")
-
-
-def hold(name: str, held: bool) -> None:
-    marker = HELD / name
-    if held:
-        HELD.mkdir(parents=True, exist_ok=True)
-        marker.write_text(time.strftime("%H:%M:%S"))
-    else:
-        marker.unlink(missing_ok=True)
-
-
-def held() -> dict[str, str]:
-    """Components stopped with `just stop NAME` and not started since: {name: the stop's time}."""
-    return {m.name: m.read_text().strip() for m in HELD.glob("*")} if HELD.is_dir() else {}
-
-
-def not_running() -> list[str]:
-    """Components without a live process, in start order."""
-    return [name for name in components() if not proc.running(name)]
-
-
-def up(*, infra_only: bool = False, leave: Collection[str] = ()) -> None:
-    """Start what is not running (each step waits for readiness), apart from the components in ``leave``."""
+def up(*, infra_only: bool = False) -> None:
     with exclusive():
-        _up(infra_only=infra_only, leave=leave)
+        _up(infra_only=infra_only)
 
 
-def _up(*, infra_only: bool, leave: Collection[str]) -> None:
+def _up(*, infra_only: bool) -> None:
     started = time.monotonic()
-    monitoring_step = ("monitoring", lambda: monitoring.start_all(app_processes(), leave=leave))
-    for name, step in [*STEPS, monitoring_step]:
-        if name in leave:
-            continue
+    for name, step in STEPS:
         t0 = time.monotonic()
         try:
             step()
@@ -246,8 +216,6 @@ def _up(*, infra_only: bool, leave: Collection[str]) -> None:
         print(f"  {name:<12} ready ({time.monotonic() - t0:.1f}s)", flush=True)
     if not infra_only:
         for process in app_processes():
-            if process.name in leave:
-                continue
             try:
                 start_process(process)
             except proc.StartError as exc:
@@ -389,22 +357,20 @@ def main(argv: list[str] | None = None) -> int:
     logs_parser.add_argument("component", nargs="?")
     logs_parser.add_argument("-f", "--follow", action="store_true")
     args = parser.parse_args(argv)
-    if args.command in ("up", "down"):
-        for name in held():
-            hold(name, False)
-        up(infra_only=args.infra_only) if args.command == "up" else down()
+    if args.command == "up":
+        up(infra_only=args.infra_only)
+    elif args.command == "down":
+        down()
     elif args.command == "status":
         return status()
     elif args.command == "renice":
         return renice()
     elif args.command in ("stop", "restart"):
         stop_component(args.component)
-        hold(args.component, args.command == "stop")
         if args.command == "restart":
             start_component(args.component)
     elif args.command == "start":
         start_component(args.component)
-        hold(args.component, False)
     elif args.command == "logs":
         logs(args.component, args.follow)
     return 0
