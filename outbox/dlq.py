@@ -2,7 +2,7 @@
 
     python -m outbox.dlq list customer-stats [--pending]
     python -m outbox.dlq redrive customer-stats [--event-id ID ...]
-    python -m outbox.dlq ack customer-stats
+    python -m outbox.dlq ack customer-stats [--event-id ID ...]
 
 A redriven message is produced again, with its original key, value and headers, to the topic it came from,
 or to its stream's topic if a stream (outbox.routing) moved its event type off its aggregate's topic since:
@@ -11,13 +11,17 @@ comes back. Redrive progress is the committed offset of the group `<group>.redri
 topic, so each dead letter is redriven once; `list` marks each letter `pending` (past that offset: what the
 DeadLettersPending alert counts) or `done`. `ack` moves that offset to the end without sending anything:
 for letters that can never apply (a test's poison, an event of a type nobody handles any more), after
-reading them with `list`. The messages stay in the topic either way.
+reading them with `list`; with `--event-id` it moves only over those events' letters, and stops at the first
+other pending one, which stays pending with everything after it (the progress is one offset per
+partition, so acknowledging a letter past someone else's would mark theirs handled too). The messages stay
+in the topic either way.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +51,13 @@ class DeadLetter:
         return original
 
     @property
+    def event_id(self) -> uuid.UUID | None:
+        try:
+            return uuid.UUID(self.headers["id"])
+        except (KeyError, ValueError):
+            return None
+
+    @property
     def original_headers(self) -> list[tuple[str, str | bytes | None]]:
         return [(k, v) for k, v in raw_headers(self.message) if not dl.is_dead_letter_header(k)]
 
@@ -61,6 +72,9 @@ def read(group: str, *, from_start: bool, bootstrap: str | None = None) -> Itera
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": True,
+            # The broker holds a fetch that finds nothing up to this long; the read ends at the end of
+            # each partition, so the default 500 ms would be the cost of every `list`.
+            "fetch.wait.max.ms": 20,
         }
     )
     try:
@@ -74,10 +88,16 @@ def read(group: str, *, from_start: bool, bootstrap: str | None = None) -> Itera
             partitions = [TopicPartition(topic, p.partition, p.offset if p.offset >= 0 else 0) for p in committed]
         consumer.assign(partitions)
         remaining = {p.partition for p in partitions}
+        quiet_since = time.monotonic()
         while remaining:
-            messages = consumer.consume(500, 2.0)
+            # consume() waits its whole timeout unless 500 messages come: short waits, so the end of every
+            # partition (its EOF event) ends the read at once; 2 s without anything ends it too.
+            messages = consumer.consume(500, 0.1)
             if not messages:
-                break  # nothing more within the timeout
+                if time.monotonic() - quiet_since > 2.0:
+                    break
+                continue
+            quiet_since = time.monotonic()
             for message in messages:
                 error = message.error()
                 if error is not None:
@@ -149,8 +169,11 @@ def list_dead_letters(group: str, *, pending_only: bool = False, bootstrap: str 
     return pending
 
 
-def acknowledge(group: str, bootstrap: str | None = None) -> int:
-    """Mark every pending dead letter as handled without sending it back; return how many."""
+def acknowledge(group: str, event_ids: set[uuid.UUID] | None = None, bootstrap: str | None = None) -> int:
+    """Mark every pending dead letter (or only those of the given events) as handled without sending it back;
+    return how many."""
+    if event_ids is not None:
+        return _acknowledge_events(group, event_ids, bootstrap)
     topic = dead_letter_topic(group)
     consumer = _redrive_consumer(group, bootstrap)
     acknowledged = 0
@@ -169,6 +192,33 @@ def acknowledge(group: str, bootstrap: str | None = None) -> int:
     return acknowledged
 
 
+def _acknowledge_events(group: str, event_ids: set[uuid.UUID], bootstrap: str | None) -> int:
+    ends: dict[int, int] = {}
+    blocked: set[int] = set()  # partitions where another event's letter waits: nothing past it may move
+    acknowledged = 0
+    for _, letter in read(group, from_start=False, bootstrap=bootstrap):
+        partition = letter.message.partition() or 0
+        if partition in blocked:
+            continue
+        if letter.event_id in event_ids:
+            ends[partition] = (letter.message.offset() or 0) + 1
+            acknowledged += 1
+        else:
+            blocked.add(partition)
+    if ends:
+        consumer = _redrive_consumer(group, bootstrap)
+        try:
+            topic = dead_letter_topic(group)
+            consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in ends.items()], asynchronous=False)
+        finally:
+            consumer.close()
+    print(
+        f"acknowledged {acknowledged} dead letters of {group} without redriving them"
+        + (f" (stopped at another event's pending letter in partitions {sorted(blocked)})" if blocked else "")
+    )
+    return acknowledged
+
+
 def redrive(group: str, event_ids: set[uuid.UUID] | None = None) -> int:
     """Produce dead letters (all not yet redriven, or only the given event ids) back to their topics."""
     producer = Producer({"bootstrap.servers": kafka_bootstrap(), "enable.idempotence": True, "acks": "all"})
@@ -177,8 +227,7 @@ def redrive(group: str, event_ids: set[uuid.UUID] | None = None) -> int:
     consumer: Consumer | None = None
     for consumer, letter in read(group, from_start=False):
         last[letter.message.partition() or 0] = letter.message.offset() or 0
-        event_id = letter.headers.get("id")
-        if event_ids is not None and (event_id is None or uuid.UUID(event_id) not in event_ids):
+        if event_ids is not None and letter.event_id not in event_ids:
             continue
         producer.produce(
             letter.topic,
@@ -204,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     list_parser = sub.add_parser("list", help="print every dead letter of a group, pending or done")
     list_parser.add_argument("group")
     list_parser.add_argument("--pending", action="store_true", help="only those not yet redriven or acknowledged")
-    sub.add_parser("ack", help="mark the pending dead letters handled without sending them back").add_argument("group")
+    ack_parser = sub.add_parser("ack", help="mark the pending dead letters handled without sending them back")
+    ack_parser.add_argument("group")
+    ack_parser.add_argument(
+        "--event-id", action="append", type=uuid.UUID, help="only these events' letters, up to another pending one"
+    )
     redrive_parser = sub.add_parser("redrive", help="send dead letters back to their event type's topic")
     redrive_parser.add_argument("group")
     redrive_parser.add_argument("--event-id", action="append", type=uuid.UUID, help="only these events")
@@ -212,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         list_dead_letters(args.group, pending_only=args.pending)
     elif args.command == "ack":
-        acknowledge(args.group)
+        acknowledge(args.group, set(args.event_id) if args.event_id else None)
     else:
         redrive(args.group, set(args.event_id) if args.event_id else None)
     return 0

@@ -90,3 +90,25 @@ def test_list_marks_pending_letters_and_ack_clears_them_without_sending(
     assert dlq.list_dead_letters(group) == 0
     assert dlq.acknowledge(group) == 0
     assert dlq.redrive(group) == 0, "acknowledged letters are not sent back by a later redrive"
+
+
+def test_ack_of_some_events_moves_over_their_letters_and_stops_at_anyone_elses(
+    group: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = f"{group}.source"
+    producer = Producer({"bootstrap.servers": kafka_bootstrap()})
+    mine = [dead_letter(producer, group, source, offset) for offset in (1, 2)]
+    theirs = dead_letter(producer, group, source, 3)
+    mine_later = dead_letter(producer, group, source, 4)
+
+    # A test's letters behind someone else's stay pending: one offset per partition marks progress.
+    assert dlq.acknowledge(group, {*mine, mine_later}) == 2
+    assert "stopped at another event's pending letter" in capsys.readouterr().out
+    assert dlq.list_dead_letters(group, pending_only=True) == 2
+    pending = [line.split()[3] for line in capsys.readouterr().out.splitlines()[:-1]]
+    assert pending == [f"id={theirs}", f"id={mine_later}"]
+
+    assert dlq.main(["ack", group, "--event-id", str(theirs), "--event-id", str(mine_later)]) == 0
+    assert capsys.readouterr().out == f"acknowledged 2 dead letters of {group} without redriving them\n"
+    assert dlq.list_dead_letters(group) == 0
+    assert dlq.acknowledge(group, {theirs}) == 0
