@@ -22,7 +22,7 @@ import os
 import shutil
 import sys
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -252,8 +252,9 @@ DAEMONS: tuple[Daemon, ...] = (
 BY_NAME = {daemon.name: daemon for daemon in DAEMONS}
 
 
-def start_all(targets: Sequence[Target]) -> None:
-    """Write Prometheus' config from the stack's processes, then start whatever is not running.
+def start_all(targets: Sequence[Target], leave: Collection[str] = ()) -> None:
+    """Write Prometheus' config from the stack's processes, then start whatever is not running (apart from
+    the daemons named in ``leave``).
 
     A running Prometheus is told to reload, so a process added to the stack is scraped without a restart.
     """
@@ -261,7 +262,7 @@ def start_all(targets: Sequence[Target]) -> None:
     reload = proc.running("prometheus")
     # All spawned before any is waited for: none depends on another being ready, and the Python ones
     # spend their first seconds importing.
-    pids = [(daemon, daemon.spawn()) for daemon in DAEMONS]
+    pids = [(daemon, daemon.spawn()) for daemon in DAEMONS if daemon.name not in leave]
     for daemon, pid in pids:
         daemon.wait(pid)
     if reload:

@@ -13,11 +13,12 @@ import contextlib
 import fcntl
 import functools
 import os
+import shutil
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
 from apps.common.topology import PROCESSES, SERVICES, connect_url, replica_port
@@ -128,8 +129,7 @@ STEPS: list[tuple[str, Callable[[], object]]] = [
     ("connect", kafka.start_connect),
     ("migrations", migrate.upgrade_all),
     ("connectors", connectors.deploy_all),
-    ("monitoring", lambda: monitoring.start_all(app_processes())),  # exporters, Prometheus, Alertmanager
-]
+]  # then monitoring: exporters, Prometheus, Alertmanager (_up)
 
 
 @dataclass(frozen=True)
@@ -198,14 +198,70 @@ def exclusive() -> Iterator[None]:
         yield
 
 
-def up(*, infra_only: bool = False) -> None:
+# `just stop NAME` leaves a marker here until `just start|restart NAME`, `just up` or `just down`: the test
+# session's stack fixture starts what is down but leaves such a deliberate stop (an operator's, a
+# benchmark's A/B) alone.
+HELD = STATE / "held"
+# Every integration test needs these; the fixture starts them even after a `just stop`, and says so.
+NEEDED_BY_EVERY_TEST = ("postgres", "redis", "kafka", "connect")
+
+
+def hold(name: str, held: bool) -> None:
+    marker = HELD / name
+    if held:
+        HELD.mkdir(parents=True, exist_ok=True)
+        marker.write_text(time.strftime("%H:%M:%S"))
+    else:
+        marker.unlink(missing_ok=True)
+
+
+def held() -> dict[str, str]:
+    """Components stopped with `just stop NAME` and not running since: {name: the stop's time}."""
+    markers = sorted(HELD.glob("*")) if HELD.is_dir() else []
+    return {m.name: m.read_text().strip() for m in markers if not proc.running(m.name)}
+
+
+def not_running() -> list[str]:
+    """Components without a live process, in start order."""
+    return [name for name in components() if not proc.running(name)]
+
+
+def up(*, infra_only: bool = False, leave: Collection[str] = ()) -> None:
+    """Start what is not running (each step waits for readiness), apart from the components in ``leave``."""
     with exclusive():
-        _up(infra_only=infra_only)
+        _up(infra_only=infra_only, leave=leave)
 
 
-def _up(*, infra_only: bool) -> None:
+def up_for_tests() -> list[str]:
+    """`up` for a test session: what is down is started, except a component stopped with `just stop NAME`
+    (an operator's or a benchmark's deliberate stop), which stays stopped (the tests that need it fail);
+    PostgreSQL, Redis, Kafka and Connect are started anyway. Returns one line per component started or
+    left stopped (one line in all when everything was down)."""
+    down = not_running()
+    stopped = held()
+    leave = {name for name in stopped if name not in NEEDED_BY_EVERY_TEST}
+    up(leave=leave)
+    if set(down) == set(components()):
+        lines = [f"stack: everything was down; started it{', apart from:' if leave else ''}"]
+    else:
+        lines = [
+            f"stack: {name} was down{f' (`just stop` at {stopped[name]})' if name in stopped else ''}; started"
+            for name in down
+            if name not in leave
+        ]
+    return lines + [
+        f"stack: {name} left stopped (`just stop` at {stopped[name]}): tests that need it fail; `just start {name}`"
+        for name in down
+        if name in leave
+    ]
+
+
+def _up(*, infra_only: bool, leave: Collection[str]) -> None:
     started = time.monotonic()
-    for name, step in STEPS:
+    monitoring_step = ("monitoring", lambda: monitoring.start_all(app_processes(), leave=leave))
+    for name, step in [*STEPS, monitoring_step]:
+        if name in leave:
+            continue
         t0 = time.monotonic()
         try:
             step()
@@ -216,6 +272,8 @@ def _up(*, infra_only: bool) -> None:
         print(f"  {name:<12} ready ({time.monotonic() - t0:.1f}s)", flush=True)
     if not infra_only:
         for process in app_processes():
+            if process.name in leave:
+                continue
             try:
                 start_process(process)
             except proc.StartError as exc:
@@ -304,6 +362,8 @@ def status() -> int:
     for process in app_processes():
         alive = proc.running(process.name) and _safe(process.probe)
         rows.append((process.name, alive, process.url or f"log {log_file(process.name)}"))
+    stopped = held()
+    rows = [(n, ok, f"{d}  (`just stop` at {stopped[n]})" if n in stopped else d) for n, ok, d in rows]
     width = max(len(name) for name, _, _ in rows)
     for name, ok, detail in rows:
         cpu = "" if name.startswith("connector ") else f"  [{cpu_priority(name)}]"
@@ -357,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     logs_parser.add_argument("component", nargs="?")
     logs_parser.add_argument("-f", "--follow", action="store_true")
     args = parser.parse_args(argv)
+    if args.command in ("up", "down"):
+        shutil.rmtree(HELD, ignore_errors=True)  # every component wanted up, or every one down: none held
     if args.command == "up":
         up(infra_only=args.infra_only)
     elif args.command == "down":
@@ -367,10 +429,12 @@ def main(argv: list[str] | None = None) -> int:
         return renice()
     elif args.command in ("stop", "restart"):
         stop_component(args.component)
+        hold(args.component, args.command == "stop")
         if args.command == "restart":
             start_component(args.component)
     elif args.command == "start":
         start_component(args.component)
+        hold(args.component, False)
     elif args.command == "logs":
         logs(args.component, args.follow)
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 
@@ -16,8 +18,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def stack() -> None:
-    """PostgreSQL, Redis, Kafka, Connect, migrations, connectors and services: up once per session."""
+def stack(request: pytest.FixtureRequest) -> None:
+    """PostgreSQL, Redis, Kafka, Connect, migrations, connectors and services: up once per session; what
+    was down and what was left stopped said on the terminal (infra.stack.up_for_tests)."""
     from infra import stack as local_stack
 
-    local_stack.up()
+    lines = local_stack.up_for_tests()
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        if lines:
+            print("\n" + "\n".join(lines), flush=True)  # after pytest's progress dots, on lines of their own

@@ -1,0 +1,70 @@
+"""The test session's `up` (infra.stack.up_for_tests): it starts what is down and says so, one line per
+component, but leaves a deliberate `just stop NAME` alone, except for what every test needs."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+
+import pytest
+
+from infra import proc, stack
+
+NAMES = ["postgres", "kafka", "prometheus", "customer-consumer", "order-api"]
+
+
+@pytest.fixture
+def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, object]:
+    """A stack of NAMES whose processes are the set `running`; `up` starts all it is not told to leave."""
+    running: set[str] = set(NAMES)
+    seen: dict[str, object] = {"running": running}
+
+    def up(*, infra_only: bool = False, leave: Collection[str] = ()) -> None:
+        seen["leave"] = set(leave)
+        running.update(n for n in NAMES if n not in leave)
+
+    monkeypatch.setattr(stack, "HELD", tmp_path / "held")
+    monkeypatch.setattr(stack, "components", lambda: dict.fromkeys(NAMES))
+    monkeypatch.setattr(proc, "running", lambda name: name in running)
+    monkeypatch.setattr(stack, "up", up)
+    return seen
+
+
+def test_a_component_that_crashed_is_started_and_named(machine: dict[str, object]) -> None:
+    running = machine["running"]
+    assert isinstance(running, set)
+    running.discard("customer-consumer")
+    assert stack.up_for_tests() == ["stack: customer-consumer was down; started"]
+    assert "customer-consumer" in running
+
+
+def test_a_just_stop_is_left_alone_and_said_but_kafka_is_started_anyway(machine: dict[str, object]) -> None:
+    running = machine["running"]
+    assert isinstance(running, set)
+    for name in ("customer-consumer", "kafka"):
+        running.discard(name)
+        stack.hold(name, True)
+    lines = stack.up_for_tests()
+    assert machine["leave"] == {"customer-consumer"}
+    assert "customer-consumer" not in running and "kafka" in running
+    assert [line.split("(")[0] for line in lines] == [
+        "stack: kafka was down ",
+        "stack: customer-consumer left stopped ",
+    ]
+    assert lines[1].endswith("tests that need it fail; `just start customer-consumer`")
+    # Once it runs again (a `just start`, or a test's own start), the stop no longer holds.
+    running.add("customer-consumer")
+    assert stack.held() == {}
+
+
+def test_a_cold_stack_is_one_line(machine: dict[str, object]) -> None:
+    running = machine["running"]
+    assert isinstance(running, set)
+    running.clear()
+    assert stack.up_for_tests() == ["stack: everything was down; started it"]
+    assert running == set(NAMES)
+
+
+def test_nothing_down_says_nothing(machine: dict[str, object]) -> None:
+    assert stack.up_for_tests() == []
+    assert machine["leave"] == set()
