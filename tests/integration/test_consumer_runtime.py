@@ -17,9 +17,12 @@ from apps.common.topology import kafka_bootstrap, topic_for
 from apps.customer import consumers as customer_consumers
 from infra import kafka_tools
 from outbox import replay
+from outbox.dead_letters import dead_letter_topic
 from outbox.topics import PARTITIONS
 from tests.support import consumers
+from tests.support.consumers import ThrowawayConsumer
 from tests.support.db import connect
+from tests.support.dead_letters import acknowledging_repeats
 from tests.support.http import api_client
 from tests.support.kafka import TopicTail, delete_group_topics
 from tests.support.orders import (
@@ -169,59 +172,66 @@ async def test_concurrent_writers_on_one_aggregate_get_consecutive_versions() ->
 
 
 async def test_poison_messages_go_to_the_dead_letter_topic_and_later_events_apply() -> None:
-    customer = new_customer()
-    dlq = TopicTail(f"{GROUP}.dlq")
-    undecodable = produce_raw(
-        ORDER_TOPIC, key=str(uuid.uuid4()), event_type="order.created", payload={"order_id": "not-a-uuid"}
-    )
-    too_long = order_created("x" * 40)  # decodes, but the projection's customer_id is VARCHAR(36)
-    from outbox.events import payload_as_dict
+    # A runner process of its own (the stack's consumers run the same runtime): poison written to
+    # commerce.order would stay there for the topic's retention, and every later replay of an order group
+    # would dead-letter it again, so DeadLettersPending would fire on a stack that only ran the tests.
+    async with ThrowawayConsumer() as consumer:
+        dlq = TopicTail(dead_letter_topic(consumer.group))
+        consumer.start()
+        undecodable = produce_raw(
+            consumer.topic, key=str(uuid.uuid4()), event_type="order.created", payload={"order_id": "not-a-uuid"}
+        )
+        rejected = consumer.produce("x" * 40)  # decodes, but the table's customer_id is VARCHAR(36)
+        later = consumer.produce()
+        await eventually(lambda: _applied_once(consumer, later), within=90, what="the event after the poison applied")
 
-    rejected = produce_raw(
-        ORDER_TOPIC, key=str(too_long.order_id), event_type="order.created", payload=payload_as_dict(too_long)
-    )
-    engine = order_engine()
-    await write_events(engine, [order_created(customer, "3.00")])
-    await engine.dispose()
-    await eventually(lambda: orders_count_is(customer, 1), what="the event after the poison applied")
-
-    letters = await asyncio.to_thread(
-        dlq.read_until, lambda seen: {str(undecodable), str(rejected)} <= {r.event_id for r in seen}
-    )
-    dlq.close()
-    by_id = {r.event_id: r for r in letters}
-    assert "order_id" in by_id[str(undecodable)].headers["dlq.error"]
-    assert by_id[str(undecodable)].headers["dlq.original_topic"] == ORDER_TOPIC
-    assert by_id[str(rejected)].headers["dlq.error_type"] in {
-        "DataError",
-        "DBAPIError",
-        "StringDataRightTruncationError",
-    }
-    assert [r["outcome"] for r in await inbox_rows([rejected])] == ["dead_lettered"]
+        letters = await asyncio.to_thread(
+            dlq.read_until, lambda seen: {str(undecodable), str(rejected)} <= {r.event_id for r in seen}
+        )
+        dlq.close()
+        by_id = {r.event_id: r for r in letters}
+        assert "order_id" in by_id[str(undecodable)].headers["dlq.error"]
+        assert by_id[str(undecodable)].headers["dlq.original_topic"] == consumer.topic
+        assert by_id[str(rejected)].headers["dlq.error_type"] in {
+            "DataError",
+            "DBAPIError",
+            "StringDataRightTruncationError",
+        }
+        assert await consumer.outcomes([rejected]) == ["dead_lettered"]
 
 
 async def test_redrive_sends_a_dead_letter_back_to_its_topic() -> None:
     from outbox import dlq as dead_letters
     from outbox.events import payload_as_dict
 
-    too_long = order_created("y" * 40)
-    rejected = produce_raw(
-        ORDER_TOPIC, key=str(too_long.order_id), event_type="order.created", payload=payload_as_dict(too_long)
-    )
-    await eventually(lambda: _outcome_is(rejected, "dead_lettered"), what="the rejected event dead-lettered")
-    tail = TopicTail(ORDER_TOPIC)
-    sent = await asyncio.to_thread(dead_letters.redrive, GROUP, {rejected})
-    assert sent >= 1
-    records = await asyncio.to_thread(tail.read_until, lambda seen: str(rejected) in {r.event_id for r in seen})
-    tail.close()
-    again = next(r for r in records if r.event_id == str(rejected))
-    assert again.key == str(too_long.order_id)
-    assert not any(name.startswith("dlq.") for name in again.headers)
-    assert again.headers["redrive.group"] == GROUP
+    async with ThrowawayConsumer() as consumer:
+        consumer.start()
+        too_long = order_created("y" * 40)
+        rejected = produce_raw(
+            consumer.topic, key=str(too_long.order_id), event_type="order.created", payload=payload_as_dict(too_long)
+        )
+        await eventually(
+            lambda: _outcome_is(consumer, rejected, "dead_lettered"),
+            within=90,
+            what="the rejected event dead-lettered",
+        )
+        tail = TopicTail(consumer.topic)
+        sent = await asyncio.to_thread(dead_letters.redrive, consumer.group, {rejected})
+        assert sent >= 1
+        records = await asyncio.to_thread(tail.read_until, lambda seen: str(rejected) in {r.event_id for r in seen})
+        tail.close()
+        again = next(r for r in records if r.event_id == str(rejected))
+        assert again.key == str(too_long.order_id)
+        assert not any(name.startswith("dlq.") for name in again.headers)
+        assert again.headers["redrive.group"] == consumer.group
 
 
-async def _outcome_is(event_id: uuid.UUID, outcome: str) -> bool:
-    return [r["outcome"] for r in await inbox_rows([event_id])] == [outcome]
+async def _outcome_is(consumer: ThrowawayConsumer, event_id: uuid.UUID, outcome: str) -> bool:
+    return await consumer.outcomes([event_id]) == [outcome]
+
+
+async def _applied_once(consumer: ThrowawayConsumer, event_id: uuid.UUID) -> bool:
+    return await consumer.applied([event_id]) == [event_id]
 
 
 async def test_consumer_metrics_are_exposed() -> None:
@@ -326,15 +336,16 @@ async def test_replay_refuses_while_the_group_has_live_members(capsys: pytest.Ca
 @pytest.mark.slow
 async def test_replay_from_earliest_with_rebuild_leaves_the_projection_identical() -> None:
     await eventually(caught_up, within=120, what="the group caught up before the replay")
-    before = await stopped_snapshot()
-    try:
-        code = await asyncio.to_thread(replay.main, [GROUP, "--to-earliest", "--rebuild"])
-        assert code == 0
-        assert await stats_checksum() == await _empty_checksum()
-    finally:
-        await consumers.start(CONSUMER)
-    await eventually(lambda: caught_up_to(before.committed), within=180, what="the replay caught up")
-    after = await stopped_snapshot()
+    async with acknowledging_repeats(GROUP):
+        before = await stopped_snapshot()
+        try:
+            code = await asyncio.to_thread(replay.main, [GROUP, "--to-earliest", "--rebuild"])
+            assert code == 0
+            assert await stats_checksum() == await _empty_checksum()
+        finally:
+            await consumers.start(CONSUMER)
+        await eventually(lambda: caught_up_to(before.committed), within=180, what="the replay caught up")
+        after = await stopped_snapshot()
     await consumers.start(CONSUMER)
     # The saga and the sweeper keep publishing for earlier tests' orders: compare apart from those.
     assert_identical_apart_from_later_events(before, after, set())
@@ -343,19 +354,20 @@ async def test_replay_from_earliest_with_rebuild_leaves_the_projection_identical
 @pytest.mark.slow
 async def test_kafka_tool_reset_to_earliest_is_a_no_op_for_the_projection() -> None:
     await eventually(caught_up, within=120, what="the group caught up before the reset")
-    before = await stopped_snapshot()
-    try:
-        argv = kafka_tools.command(
-            "consumer-groups",
-            ["--group", GROUP, "--topic", ORDER_TOPIC, "--reset-offsets", "--to-earliest", "--execute"],
-        )
-        process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
-        out, _ = await process.communicate()
-        assert process.returncode == 0, out
-    finally:
-        await consumers.start(CONSUMER)
-    await eventually(lambda: caught_up_to(before.committed), within=180, what="the redelivery caught up")
-    after = await stopped_snapshot()
+    async with acknowledging_repeats(GROUP):
+        before = await stopped_snapshot()
+        try:
+            argv = kafka_tools.command(
+                "consumer-groups",
+                ["--group", GROUP, "--topic", ORDER_TOPIC, "--reset-offsets", "--to-earliest", "--execute"],
+            )
+            process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
+            out, _ = await process.communicate()
+            assert process.returncode == 0, out
+        finally:
+            await consumers.start(CONSUMER)
+        await eventually(lambda: caught_up_to(before.committed), within=180, what="the redelivery caught up")
+        after = await stopped_snapshot()
     await consumers.start(CONSUMER)
     assert_identical_apart_from_later_events(before, after, set())
 

@@ -19,6 +19,7 @@ import uuid
 import pytest
 
 from infra.paths import REPO
+from tests.support.dead_letters import acknowledging_repeats
 from tests.support.orders import eventually, order_cancelled, order_created, order_engine, write_events
 from tests.support.replay import (
     GROUP,
@@ -69,31 +70,33 @@ async def own_customers_with_orders() -> set[str]:
 
 async def test_stop_replay_start_rebuilds_an_identical_projection() -> None:
     own = await own_customers_with_orders()
-    try:
-        before = await snapshot_while_stopped()
-        out = await just("replay", GROUP, "--to-earliest", "--rebuild")
-        assert "rebuild: emptied customer_stats" in out
-        assert await projection() == {}, "the rebuild empties the projection while the consumer is stopped"
-        await just("start", CONSUMER)
-        await eventually(lambda: caught_up_to(before.committed), within=300, what="the replay caught up")
-        after = await snapshot_while_stopped()
-    finally:
-        await just("start", CONSUMER)
+    async with acknowledging_repeats(GROUP):
+        try:
+            before = await snapshot_while_stopped()
+            out = await just("replay", GROUP, "--to-earliest", "--rebuild")
+            assert "rebuild: emptied customer_stats" in out
+            assert await projection() == {}, "the rebuild empties the projection while the consumer is stopped"
+            await just("start", CONSUMER)
+            await eventually(lambda: caught_up_to(before.committed), within=300, what="the replay caught up")
+            after = await snapshot_while_stopped()
+        finally:
+            await just("start", CONSUMER)
     assert_identical_apart_from_later_events(before, after, own)
 
 
 async def test_replay_with_restart_stops_resets_starts_and_waits_for_the_lag() -> None:
     own = await own_customers_with_orders()
-    try:
-        before = await snapshot_while_stopped()
-        out = await just("replay", GROUP, "--to-earliest", "--rebuild", "--restart")
-        assert "rebuild: emptied customer_stats" in out
-        assert f"{CONSUMER:<18} ready" in out, out
-        last_progress = [line for line in out.splitlines() if line.startswith(f"replay {GROUP}: lag")][-1]
-        assert last_progress.split()[3] == "0", out
-        # The progress ended at the offsets seen at the reset; the snapshot is a stop away.
-        assert await caught_up_to(before.committed)
-        after = await snapshot_while_stopped()
-    finally:
-        await just("start", CONSUMER)
+    async with acknowledging_repeats(GROUP):
+        try:
+            before = await snapshot_while_stopped()
+            out = await just("replay", GROUP, "--to-earliest", "--rebuild", "--restart")
+            assert "rebuild: emptied customer_stats" in out
+            assert f"{CONSUMER:<18} ready" in out, out
+            last_progress = [line for line in out.splitlines() if line.startswith(f"replay {GROUP}: lag")][-1]
+            assert last_progress.split()[3] == "0", out
+            # The progress ended at the offsets seen at the reset; the snapshot is a stop away.
+            assert await caught_up_to(before.committed)
+            after = await snapshot_while_stopped()
+        finally:
+            await just("start", CONSUMER)
     assert_identical_apart_from_later_events(before, after, own)

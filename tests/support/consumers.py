@@ -12,6 +12,7 @@ import uuid
 from apps.common.topology import kafka_bootstrap
 from infra import proc, stack
 from infra.paths import REPO, ensure_dirs, log_file
+from outbox.dead_letters import dead_letter_topic
 from outbox.events import payload_as_dict
 from outbox.topics import ensure_topics
 from tests.support.db import connect
@@ -56,10 +57,11 @@ class ThrowawayConsumer:
         self.process: subprocess.Popen[bytes] | None = None
 
     async def __aenter__(self) -> ThrowawayConsumer:
-        ensure_topics(kafka_bootstrap(), [self.topic], partitions=1)
+        # The dead-letter topic too, so a test can tail it before the process starts.
+        ensure_topics(kafka_bootstrap(), [self.topic, dead_letter_topic(self.group)], partitions=1)
         conn = await connect("customer")
         try:
-            await conn.execute(f'CREATE TABLE "{self.table}" (event_id uuid NOT NULL)')
+            await conn.execute(f'CREATE TABLE "{self.table}" (event_id uuid NOT NULL, customer_id varchar(36))')
         finally:
             await conn.close()
         return self
@@ -107,11 +109,24 @@ class ThrowawayConsumer:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def produce(self) -> uuid.UUID:
-        created = order_created(str(uuid.uuid4()))
+    def produce(self, customer: str | None = None) -> uuid.UUID:
+        created = order_created(customer or str(uuid.uuid4()))
         return produce_raw(
             self.topic, key=str(created.order_id), event_type="order.created", payload=payload_as_dict(created)
         )
+
+    async def outcomes(self, event_ids: list[uuid.UUID]) -> list[str]:
+        """The group's inbox outcomes of these events (`applied`, `dead_lettered`)."""
+        conn = await connect("customer")
+        try:
+            rows = await conn.fetch(
+                "SELECT outcome FROM inbox WHERE consumer_group = $1 AND event_id = ANY($2::uuid[])",
+                self.group,
+                event_ids,
+            )
+            return [r["outcome"] for r in rows]
+        finally:
+            await conn.close()
 
     async def applied(self, event_ids: list[uuid.UUID]) -> list[uuid.UUID]:
         """Every row the handler wrote for these events (a duplicate would appear twice)."""

@@ -5,7 +5,9 @@ process of its own and never disturbs the stack's consumers:
 
     THROWAWAY_GROUP         the Kafka consumer group (also the inbox's consumer_group)
     THROWAWAY_TOPIC         the one topic it reads
-    THROWAWAY_TABLE         a table (event_id uuid) in the customer database that gets one row per event applied
+    THROWAWAY_TABLE         a table (event_id uuid, customer_id varchar(36)) in the customer database that gets
+                            one row per event applied; a customer id too long for it is a database rejection,
+                            as in customer_stats
     THROWAWAY_DATABASE_URL  optional; default: the customer database (a test may point it at a fault proxy)
 """
 
@@ -38,4 +40,7 @@ def database_url() -> str:
 
 @group.handler("order.created")
 async def record(session: AsyncSession, event: Any, ctx: EventContext) -> None:
-    await session.execute(text(f'INSERT INTO "{TABLE}" (event_id) VALUES (:id)'), {"id": ctx.event_id})
+    await session.execute(
+        text(f'INSERT INTO "{TABLE}" (event_id, customer_id) VALUES (:id, :customer)'),
+        {"id": ctx.event_id, "customer": event.customer_id},
+    )
