@@ -8,7 +8,7 @@ letters, and `ack` (for letters that can never apply) is what clears it without 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from confluent_kafka import Producer
@@ -59,12 +59,18 @@ def group() -> Iterator[str]:
         future.result()
 
 
+@pytest.fixture
+def letter(group: str) -> Callable[[int], uuid.UUID]:
+    """Dead-letter one message of ``group`` that came from its source topic's given offset."""
+    producer = Producer({"bootstrap.servers": kafka_bootstrap()})
+    return lambda offset: dead_letter(producer, group, f"{group}.source", offset)
+
+
 def test_list_marks_pending_letters_and_ack_clears_them_without_sending(
-    group: str, capsys: pytest.CaptureFixture[str]
+    group: str, letter: Callable[[int], uuid.UUID], capsys: pytest.CaptureFixture[str]
 ) -> None:
     source = f"{group}.source"
-    producer = Producer({"bootstrap.servers": kafka_bootstrap()})
-    first = [dead_letter(producer, group, source, offset) for offset in (10, 11)]
+    first = [letter(offset) for offset in (10, 11)]
 
     assert dlq.list_dead_letters(group) == 2
     lines = capsys.readouterr().out.splitlines()
@@ -81,8 +87,8 @@ def test_list_marks_pending_letters_and_ack_clears_them_without_sending(
     assert dlq.list_dead_letters(group) == 0
     assert [line.split()[1] for line in capsys.readouterr().out.splitlines()[:-1]] == ["done", "done"]
 
-    dead_letter(producer, group, source, 12)
-    dead_letter(producer, group, source, 13)
+    letter(12)
+    letter(13)
     assert dlq.list_dead_letters(group, pending_only=True) == 2
     assert len(capsys.readouterr().out.splitlines()) == 3  # the two pending letters and the summary
 
@@ -93,13 +99,11 @@ def test_list_marks_pending_letters_and_ack_clears_them_without_sending(
 
 
 def test_ack_of_some_events_moves_over_their_letters_and_stops_at_anyone_elses(
-    group: str, capsys: pytest.CaptureFixture[str]
+    group: str, letter: Callable[[int], uuid.UUID], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    source = f"{group}.source"
-    producer = Producer({"bootstrap.servers": kafka_bootstrap()})
-    mine = [dead_letter(producer, group, source, offset) for offset in (1, 2)]
-    theirs = dead_letter(producer, group, source, 3)
-    mine_later = dead_letter(producer, group, source, 4)
+    mine = [letter(offset) for offset in (1, 2)]
+    theirs = letter(3)
+    mine_later = letter(4)
 
     # A test's letters behind someone else's stay pending: one offset per partition marks progress.
     assert dlq.acknowledge(group, {*mine, mine_later}) == 2
