@@ -11,10 +11,10 @@ comes back. Redrive progress is the committed offset of the group `<group>.redri
 topic, so each dead letter is redriven once; `list` marks each letter `pending` (past that offset: what the
 DeadLettersPending alert counts) or `done`. `ack` moves that offset to the end without sending anything:
 for letters that can never apply (a test's poison, an event of a type nobody handles any more), after
-reading them with `list`; with `--event-id` it moves only over those events' letters, and stops at the first
-other pending one, which stays pending with everything after it (the progress is one offset per
-partition, so acknowledging a letter past someone else's would mark theirs handled too). The messages stay
-in the topic either way.
+reading them with `list`. With `--event-id`, `redrive` and `ack` move the offset only over those events'
+letters, and stop at the first other pending one, which stays pending with everything after it (the
+progress is one offset per partition, so marking a letter past someone else's would mark theirs handled
+too). The messages stay in the topic either way.
 """
 
 from __future__ import annotations
@@ -193,16 +193,24 @@ def acknowledge(group: str, event_ids: set[uuid.UUID] | None = None, bootstrap: 
 
 
 def _acknowledge_events(group: str, event_ids: set[uuid.UUID], bootstrap: str | None) -> int:
+    acknowledged, blocked = _mark_done(group, event_ids, bootstrap)
+    print(f"acknowledged {acknowledged} dead letters of {group} without redriving them{_blocked_note(blocked)}")
+    return acknowledged
+
+
+def _mark_done(group: str, event_ids: set[uuid.UUID], bootstrap: str | None) -> tuple[int, list[int]]:
+    """Move the redrive progress over the pending letters of these events, in each partition up to the first
+    letter of another event; (how many were marked, the partitions where another event's letter stopped it)."""
     ends: dict[int, int] = {}
-    blocked: set[int] = set()  # partitions where another event's letter waits: nothing past it may move
-    acknowledged = 0
+    blocked: set[int] = set()
+    marked = 0
     for _, letter in read(group, from_start=False, bootstrap=bootstrap):
         partition = letter.message.partition() or 0
         if partition in blocked:
             continue
         if letter.event_id in event_ids:
             ends[partition] = (letter.message.offset() or 0) + 1
-            acknowledged += 1
+            marked += 1
         else:
             blocked.add(partition)
     if ends:
@@ -212,15 +220,16 @@ def _acknowledge_events(group: str, event_ids: set[uuid.UUID], bootstrap: str | 
             consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in ends.items()], asynchronous=False)
         finally:
             consumer.close()
-    print(
-        f"acknowledged {acknowledged} dead letters of {group} without redriving them"
-        + (f" (stopped at another event's pending letter in partitions {sorted(blocked)})" if blocked else "")
-    )
-    return acknowledged
+    return marked, sorted(blocked)
+
+
+def _blocked_note(blocked: list[int]) -> str:
+    return f" (stopped at another event's pending letter in partitions {blocked})" if blocked else ""
 
 
 def redrive(group: str, event_ids: set[uuid.UUID] | None = None) -> int:
-    """Produce dead letters (all not yet redriven, or only the given event ids) back to their topics."""
+    """Produce dead letters (all not yet redriven, or only the given event ids) back to their topics, and mark
+    them done (those of the given events up to the first other pending letter in their partition)."""
     producer = Producer({"bootstrap.servers": kafka_bootstrap(), "enable.idempotence": True, "acks": "all"})
     sent = 0
     last: dict[int, int] = {}
@@ -243,7 +252,11 @@ def redrive(group: str, event_ids: set[uuid.UUID] | None = None) -> int:
                 offsets=[TopicPartition(dead_letter_topic(group), p, o + 1) for p, o in last.items()],
                 asynchronous=False,
             )
-    print(f"redrove {sent} dead letters of {group}")
+    if event_ids is not None and sent:
+        marked, blocked = _mark_done(group, event_ids, None)
+        print(f"redrove {sent} dead letters of {group}; {marked} marked done{_blocked_note(blocked)}")
+    else:
+        print(f"redrove {sent} dead letters of {group}")
     return sent
 
 

@@ -116,3 +116,18 @@ def test_ack_of_some_events_moves_over_their_letters_and_stops_at_anyone_elses(
     assert capsys.readouterr().out == f"acknowledged 2 dead letters of {group} without redriving them\n"
     assert dlq.list_dead_letters(group) == 0
     assert dlq.acknowledge(group, {theirs}) == 0
+
+
+def test_a_redrive_of_some_events_marks_their_letters_done_up_to_anyone_elses(
+    group: str, letter: Callable[[int], uuid.UUID], capsys: pytest.CaptureFixture[str]
+) -> None:
+    mine, theirs, mine_later = letter(1), letter(2), letter(3)
+    tail = TopicTail(f"{group}.source")
+    assert dlq.redrive(group, {mine, mine_later}) == 2
+    sent = tail.read_until(lambda seen: {str(mine), str(mine_later)} <= {r.event_id for r in seen})
+    tail.close()
+    assert {r.event_id for r in sent} == {str(mine), str(mine_later)}
+    assert capsys.readouterr().out.startswith(f"redrove 2 dead letters of {group}; 1 marked done (stopped at")
+    assert dlq.list_dead_letters(group, pending_only=True) == 2
+    pending = [line.split()[3] for line in capsys.readouterr().out.splitlines()[:-1]]
+    assert pending == [f"id={theirs}", f"id={mine_later}"]
