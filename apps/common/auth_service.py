@@ -29,7 +29,7 @@ __all__ = ["SERVICE_SCOPES", "calling_service", "service_token_header"]
 SERVICE_SCOPES: Final[dict[str, tuple[str, ...]]] = {
     "order": ("customer:read", "customer:data-keys"),
     "checkout": ("customer:read", "customer:data-keys"),
-    "returns": ("order:read", "customer:data-keys"),
+    "returns": ("order:read", "payment:read", "customer:data-keys"),
     "payment": ("customer:data-keys",),
     "warehouse": (),
     "catalog": (),

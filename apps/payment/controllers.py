@@ -16,10 +16,9 @@ from apps.common.auth import allow
 from apps.common.errors import StateConflict
 from apps.common.headers import idempotency_key_header
 from apps.common.providers import create_service_provider
-from apps.common.responses import from_row
 from apps.payment.operations import execute
 from apps.payment.rules import PENDING, SUCCEEDED, check_reason, parse_amount
-from apps.payment.schemas import PaymentOut, RefundOut, RefundRequest
+from apps.payment.schemas import PaymentOut, RefundOut, RefundRequest, to_payment_out
 from apps.payment.services import PaymentService
 
 __all__ = ["PaymentController"]
@@ -43,12 +42,13 @@ class PaymentController(Controller):
     @get("/{payment_id:uuid}", guards=[allow("staff")])
     async def get_payment(self, payment_id: FromPath[uuid.UUID], payments: Payments) -> PaymentOut:
         """A payment with its ledger of provider operations (authorize, capture, void, refund)."""
-        return from_row(PaymentOut, await payments.get(payment_id))
+        return to_payment_out(await payments.get(payment_id))
 
-    @get(guards=[allow("staff")])
+    @get(guards=[allow("staff", service="payment:read")])
     async def list_payments(self, order_id: FromQuery[uuid.UUID], payments: Payments) -> list[PaymentOut]:
-        """The order's payments, oldest first (usually one; an empty list before the saga asked for one)."""
-        return [from_row(PaymentOut, p) for p in await payments.for_order(order_id)]
+        """The order's payments, oldest first (usually one; an empty list before the saga asked for one).
+        The returns service reads them to check the refunds staff name to settle a return (settle_with)."""
+        return [to_payment_out(p) for p in await payments.for_order(order_id)]
 
     @post("/{payment_id:uuid}/refund", status_code=HTTP_201_CREATED, guards=[allow("admin")])
     async def refund(
@@ -63,8 +63,9 @@ class PaymentController(Controller):
 
         201 with the refund once the provider agreed; 202 while its answer is awaited (the worker keeps
         asking with the same key; GET the payment, or retry with the same Idempotency-Key); 409 above
-        what was captured and not yet refunded, or when the provider refuses; 422 when the key was used
-        for another refund.
+        what was captured and not yet refunded, when the provider refuses, or while a return's refund on
+        the payment awaits the provider's answer (both could go through: refund by hand once it is
+        answered); 422 when the key was used for another refund.
         """
         amount, reason = parse_amount(data.amount), check_reason(data.reason)
         refund_id = await payments.request_refund(payment_id, amount, reason, idempotency_key)
@@ -74,5 +75,6 @@ class PaymentController(Controller):
         refund = next(op for op in payment.operations if op.id == refund_id)
         if refund.outcome not in (SUCCEEDED, PENDING):
             raise StateConflict("amount", f"the provider refused the refund: {refund.error}")
-        body = from_row(RefundOut, refund=refund, payment=payment)
+        out = to_payment_out(payment)
+        body = RefundOut(refund=next(op for op in out.operations if op.id == refund_id), payment=out)
         return Response(body, status_code=HTTP_202_ACCEPTED if refund.outcome == PENDING else HTTP_201_CREATED)

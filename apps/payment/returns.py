@@ -17,11 +17,14 @@ retry leaves exactly one ledger row under its id, so a copy or a replay of the e
 nothing. What the row is follows rules.plan_refund_retry: a pending refund of the whole amount (the worker
 calls the provider; payment.refunded or payment.refund_failed answer it as for the first refund); or, when
 refunds made by hand over HTTP since the return asked cover it (staff refunded it by hand meanwhile), a
-0.00 succeeded row that records which of them it counts (``settled_by``: each by-hand refund counts for one
-return only) and payment.refunded for the return's amount with no provider call; or a failed row and
-payment.refund_failed saying why (part of it refunded by hand, a refund of it still pending, a refund by
-hand since it asked still awaiting the provider's answer, more than is refundable). Whether the row exists is
-read under the payments' lock, and an event is written only with a new row.
+0.00 succeeded row that records what of each it counts (``settled_by``: a by-hand refund's amount counts
+once over all returns) and payment.refunded for the return's amount with no provider call; or a failed row
+and payment.refund_failed saying why (part of it refunded by hand, a refund of it still pending, a refund by
+hand since it asked still awaiting the provider's answer, more than is refundable). A retry whose event
+names refunds made by hand (``settle_with``: staff's word that they paid this return back, made at any
+time, before the return asked too) follows rules.plan_settlement instead: settled by those alone, or
+refused naming the one at fault; the provider is never asked. Whether the row exists is read under the
+payments' lock, and an event is written only with a new row.
 """
 
 from __future__ import annotations
@@ -45,12 +48,18 @@ from apps.payment.rules import (
     PARTIALLY_REFUNDED,
     PENDING,
     REFUND,
+    RETURN_ID,
+    SETTLED_BY,
     SUCCEEDED,
+    NamedRefund,
     check_refund,
+    counted_for_returns,
+    is_by_hand,
     is_money,
     plan_refund_retry,
+    plan_settlement,
 )
-from apps.returns.events import RefundOrder, ReturnApproved, ReturnReceivedV1, ReturnRefundRetryRequested
+from apps.returns.events import RefundOrder, ReturnApproved, ReturnReceivedV1, ReturnRefundRetryRequestedV1
 from outbox.errors import RejectedEvent
 from outbox.writer import add_event
 
@@ -60,12 +69,6 @@ if TYPE_CHECKING:
     from outbox.consumer import ConsumerGroup, EventContext
 
 __all__ = ["refund_for_return", "register", "retry_refund_for_return"]
-
-# The request fields that mark a ledger row: a return's refund (its id), a refund asked over HTTP (by hand),
-# and the by-hand refunds a retry's row counts for its return ({operation id: amount}).
-RETURN_ID = "return_id"
-BY_HAND = "requested_amount"  # a return's refund has one too: RETURN_ID tells them apart
-SETTLED_BY = "settled_by"
 
 
 def register(group: ConsumerGroup) -> None:
@@ -85,7 +88,7 @@ async def _approved(session: AsyncSession, event: ReturnApproved, ctx: EventCont
         await refund_for_return(session, event.order_id, event.return_id, event.refund)
 
 
-async def _retry_requested(session: AsyncSession, event: ReturnRefundRetryRequested, ctx: EventContext) -> None:
+async def _retry_requested(session: AsyncSession, event: ReturnRefundRetryRequestedV1, ctx: EventContext) -> None:
     await retry_refund_for_return(session, event)
 
 
@@ -109,7 +112,7 @@ async def refund_for_return(
     await _add_refund(session, payment, return_id, refund, amount, now)
 
 
-async def retry_refund_for_return(session: AsyncSession, event: ReturnRefundRetryRequested) -> None:
+async def retry_refund_for_return(session: AsyncSession, event: ReturnRefundRetryRequestedV1) -> None:
     """One ledger row under the retry's refund id (nothing if it exists): a pending refund, a settlement by
     refunds made by hand, or a refusal (see the module's doc)."""
     refund = event.refund
@@ -127,18 +130,25 @@ async def retry_refund_for_return(session: AsyncSession, event: ReturnRefundRetr
     ).all()
     earlier = set(event.earlier_refund_ids)
     own = [(op.id, op.outcome) for op in refunds if op.id in earlier]
-    counted: dict[str, Decimal] = {}
-    for op in refunds:
-        for op_id, amount in op.request.get(SETTLED_BY, {}).items():
-            counted[op_id] = counted.get(op_id, Decimal(0)) + Decimal(amount)
-    since = [
-        op
-        for op in refunds
-        if BY_HAND in op.request and RETURN_ID not in op.request and op.created_at >= event.refund_asked_at
-    ]
-    by_hand = [(op.id, op.amount - counted.get(str(op.id), Decimal(0))) for op in since if op.outcome == SUCCEEDED]
-    awaited = [op.id for op in since if op.outcome == PENDING]
-    plan = plan_refund_retry(refund.amount, own, by_hand, awaited)
+    counted = counted_for_returns(op.request for op in refunds)
+
+    def left(op: PaymentOperation) -> Decimal:
+        return op.amount - counted.get(str(op.id), Decimal(0))
+
+    if named_ids := event.named_refunds():  # staff named the refunds by hand that paid it back: those alone
+        ledger = {op.id: op for op in refunds}
+        named = [
+            NamedRefund(op_id, found.outcome, is_by_hand(found.request), left(found))
+            if (found := ledger.get(op_id)) is not None
+            else NamedRefund(op_id)
+            for op_id in named_ids
+        ]
+        plan = plan_settlement(refund.amount, own, named)
+    else:
+        since = [op for op in refunds if is_by_hand(op.request) and op.created_at >= event.refund_asked_at]
+        by_hand = [(op.id, left(op)) for op in since if op.outcome == SUCCEEDED]
+        awaited = [op.id for op in since if op.outcome == PENDING]
+        plan = plan_refund_retry(refund.amount, own, by_hand, awaited)
     now = utc_now()
     if plan.refund:
         try:

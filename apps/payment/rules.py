@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Final
+from typing import Any, Final
 
 from apps.common.errors import InvalidField, StateConflict
 from apps.common.fields import has_control_characters
@@ -23,6 +23,7 @@ __all__ = [
     "STATUSES",
     "TRANSITIONS",
     "Compensation",
+    "NamedRefund",
     "RefundRetry",
     "check_authorization",
     "check_capture",
@@ -31,9 +32,12 @@ __all__ = [
     "check_transition",
     "check_void",
     "compensation",
+    "counted_for_returns",
     "from_minor",
+    "is_by_hand",
     "parse_amount",
     "plan_refund_retry",
+    "plan_settlement",
     "refundable",
     "retry_delay",
     "status_after_refund",
@@ -57,6 +61,12 @@ CAPTURE: Final = "capture"
 VOID: Final = "void"
 REFUND: Final = "refund"
 KINDS: Final = (AUTHORIZE, CAPTURE, VOID, REFUND)
+# A refund operation's request: the return it refunds (apps/payment/returns.py), the amount asked over HTTP
+# (a refund by hand; a return's refund has a return_amount instead), and, on a retry settled by refunds by
+# hand, what it counts of each ({operation id: amount}).
+RETURN_ID: Final = "return_id"
+BY_HAND: Final = "requested_amount"
+SETTLED_BY: Final = "settled_by"
 SUCCEEDED: Final = "succeeded"
 OP_DECLINED: Final = "declined"
 OP_FAILED: Final = "failed"
@@ -203,30 +213,19 @@ def plan_refund_retry(
     oldest first, with what of each no other return's retry counted yet ((id, amount left)).
 
     Never twice for one return: one of its own that succeeded settles it; one still pending refuses the
-    retry (its answer may yet be a success). Refunds by hand that cover ``asked`` settle it (each counted
-    for one return only); that cover part of it refuse it, saying so: the provider is not asked for the
-    whole again, and once staff refund the rest by hand, a retry settles it. A refund by hand since the return
-    asked whose answer is not in yet (``by_hand_awaited``) refuses a retry they do not cover already: if it
-    goes through, asking the provider for the whole as well would refund the return twice."""
-    for op_id, outcome in own:
-        if outcome == SUCCEEDED:
-            return RefundRetry(already_refunded_by=op_id)
-    for op_id, outcome in own:
-        if outcome == PENDING:
-            return RefundRetry(refused=f"refund {op_id} of this return still awaits the provider's answer")
+    retry (its answer may yet be a success). Refunds by hand that cover ``asked`` settle it (each one's
+    amount counted once over all returns); that cover part of it refuse it, saying so: the provider is not
+    asked for the whole again, and once staff refund the rest by hand, a retry settles it. A refund by hand
+    since the return asked whose answer is not in yet (``by_hand_awaited``) refuses a retry they do not
+    cover already: if it goes through, asking the provider for the whole as well would refund the return
+    twice."""
+    if (by_own := _by_its_own(own)) is not None:
+        return by_own
     by_hand_total = sum((left for _, left in by_hand), Decimal(0))
     if asked <= 0:  # nothing asked is no claim on anyone's refund: check_refund answers it as the first time
         return RefundRetry(refund=True)
     if by_hand_total >= asked:
-        claims: dict[uuid.UUID, Decimal] = {}
-        needed = asked
-        for op_id, left in by_hand:
-            if needed <= 0:
-                break
-            if left > 0:
-                claims[op_id] = min(left, needed)
-                needed -= claims[op_id]
-        return RefundRetry(settled_by=claims)
+        return RefundRetry(settled_by=_claim(asked, by_hand)[0])
     if by_hand_awaited:
         awaited = ", ".join(str(op_id) for op_id in by_hand_awaited)
         return RefundRetry(refused=f"refund {awaited} made by hand still awaits the provider's answer: retry after it")
@@ -236,6 +235,105 @@ def plan_refund_retry(
             "refund the rest by hand, then retry"
         )
     return RefundRetry(refund=True)
+
+
+def is_by_hand(request: Mapping[str, Any]) -> bool:
+    """Whether a refund operation's request is one asked over HTTP (POST /api/payments/{id}/refund), not a
+    return's refund nor a cancelled order's."""
+    return BY_HAND in request and RETURN_ID not in request
+
+
+def counted_for_returns(requests: Iterable[Mapping[str, Any]]) -> dict[str, Decimal]:
+    """What returns' retries count of each refund by hand so far ({operation id: amount}), from the
+    ledger's requests: a refund's amount counts once over all returns."""
+    counted: dict[str, Decimal] = {}
+    for request in requests:
+        for op_id, amount in request.get(SETTLED_BY, {}).items():
+            counted[op_id] = counted.get(op_id, Decimal(0)) + Decimal(amount)
+    return counted
+
+
+@dataclass(frozen=True, slots=True)
+class NamedRefund:
+    """A refund that staff named to settle a return (``settle_with``), as the payment's ledger has it:
+    ``None`` fields when it is no refund of this payment. ``by_hand``: asked over HTTP (not a return's
+    refund, not an order cancellation's); ``left``: its amount less what other returns counted already."""
+
+    id: uuid.UUID
+    outcome: str | None = None
+    by_hand: bool = False
+    left: Decimal = Decimal(0)
+
+    @property
+    def known(self) -> bool:
+        """A refund by hand of this payment (whatever its outcome): otherwise naming it is a wrong reference."""
+        return self.outcome is not None and self.by_hand
+
+    def fault(self) -> str | None:
+        """Why it cannot settle a return (completing "refund <id> ..."), or None."""
+        if self.outcome is None:
+            return "is no refund of this order's payment"
+        if not self.by_hand:
+            return "was not made by hand (POST /api/payments/{id}/refund): it is a return's or a cancellation's"
+        if self.outcome == PENDING:
+            return "still awaits the provider's answer: retry once it is answered"
+        if self.outcome != SUCCEEDED:
+            return f"did not go through ({self.outcome})"
+        return None
+
+
+SETTLE_WITH: Final = "settle_with"  # the field staff named the refunds in (POST /api/returns/{id}/retry-refund)
+
+
+def plan_settlement(asked: Decimal, own: Sequence[tuple[uuid.UUID, str]], named: Sequence[NamedRefund]) -> RefundRetry:
+    """A retry that names the refunds made by hand that paid the return back (``named``, in the order
+    staff gave): settled by them, claiming what it needs of each, or refused saying which one is at
+    fault (the reason opens with the field's name, ``settle_with``). Never the provider: staff said the
+    money went back already, so asking it again could only refund twice. Its own refunds are looked at
+    first, as for any retry: one that succeeded settles it, one still pending refuses it.
+
+    Any refund made by hand counts, however long before the return asked (a refund by hand on receipt of
+    the complaint, before the items came back, left nothing refundable and the return refund_failed for
+    good): naming it is staff's word that it was this return's money, which no rule could tell from a
+    goodwill credit. Each refund's amount counts once over all returns (``left``)."""
+    if (by_own := _by_its_own(own)) is not None:
+        return by_own
+    if asked <= 0:
+        return RefundRetry(refused=f"{SETTLE_WITH}: this return has nothing to refund")
+    for refund in named:
+        fault = refund.fault()
+        if fault is not None:
+            return RefundRetry(refused=f"{SETTLE_WITH}: refund {refund.id} {fault}")
+    claims, needed = _claim(asked, [(refund.id, refund.left) for refund in named])
+    if needed > 0:
+        ids = ", ".join(str(refund.id) for refund in named)
+        return RefundRetry(
+            refused=f"{SETTLE_WITH}: refunds {ids} cover only {asked - needed} of the {asked} to refund (what "
+            "other returns counted of them aside): refund the rest by hand and name it too"
+        )
+    return RefundRetry(settled_by=claims)
+
+
+def _by_its_own(own: Sequence[tuple[uuid.UUID, str]]) -> RefundRetry | None:
+    """A retry decided by the return's own refunds: one that succeeded settles it, one pending refuses it."""
+    for op_id, outcome in own:
+        if outcome == SUCCEEDED:
+            return RefundRetry(already_refunded_by=op_id)
+    for op_id, outcome in own:
+        if outcome == PENDING:
+            return RefundRetry(refused=f"refund {op_id} of this return still awaits the provider's answer")
+    return None
+
+
+def _claim(asked: Decimal, available: Sequence[tuple[uuid.UUID, Decimal]]) -> tuple[dict[uuid.UUID, Decimal], Decimal]:
+    """What of each refund by hand (oldest or first named first) the return claims, and what is still needed."""
+    claims: dict[uuid.UUID, Decimal] = {}
+    needed = asked
+    for op_id, left in available:
+        if needed > 0 and left > 0:
+            claims[op_id] = min(left, needed)
+            needed -= claims[op_id]
+    return claims, needed
 
 
 def minor_exponent(currency: str) -> int:

@@ -12,9 +12,11 @@ import msgspec
 from msgspec import Meta
 
 from apps.common.fields import LINE_PATTERN
-from apps.payment.rules import AMOUNT_PATTERN, MAX_AMOUNT
+from apps.common.responses import from_row
+from apps.payment.models import Payment
+from apps.payment.rules import AMOUNT_PATTERN, MAX_AMOUNT, RETURN_ID, counted_for_returns, is_by_hand
 
-__all__ = ["OperationOut", "PaymentOut", "RefundOut", "RefundRequest"]
+__all__ = ["OperationOut", "PaymentOut", "RefundOut", "RefundRequest", "to_payment_out"]
 
 
 class RefundRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -47,6 +49,18 @@ class OperationOut(msgspec.Struct, kw_only=True):
     attempts: int
     created_at: dt.datetime
     completed_at: dt.datetime | None
+    return_id: Annotated[
+        uuid.UUID | None,
+        Meta(description="a refund: the return it is (or settles, with 0.00) the refund of; null otherwise"),
+    ] = None
+    by_hand: Annotated[bool, Meta(description="a refund asked over POST /api/payments/{id}/refund")] = False
+    counted_for_returns: Annotated[
+        Decimal,
+        Meta(
+            description="a refund by hand: how much of it settles returns already (a retry-refund's settle_with, "
+            "or one made after the return asked); what is left may settle another"
+        ),
+    ] = Decimal(0)
 
 
 class PaymentOut(msgspec.Struct, kw_only=True):
@@ -75,3 +89,20 @@ class RefundOut(msgspec.Struct, kw_only=True):
 
     refund: OperationOut
     payment: PaymentOut
+
+
+def to_payment_out(payment: Payment) -> PaymentOut:
+    """The payment with its ledger (loaded with it), each refund saying whose it is and, by hand, how much
+    of it returns counted."""
+    counted = counted_for_returns(op.request for op in payment.operations)
+    operations = [
+        from_row(
+            OperationOut,
+            op,
+            return_id=op.request.get(RETURN_ID),
+            by_hand=is_by_hand(op.request),
+            counted_for_returns=counted.get(str(op.id), Decimal(0)),
+        )
+        for op in payment.operations
+    ]
+    return from_row(PaymentOut, payment, operations=operations)

@@ -30,10 +30,12 @@ from apps.payment.events import PaymentCaptureFailed
 from apps.payment.models import Payment, PaymentOperation
 from apps.payment.rules import (
     AUTHORIZE,
+    BY_HAND,
     CAPTURE,
     FINAL,
     PENDING,
     REFUND,
+    RETURN_ID,
     check_capture,
     check_refund,
     compensation,
@@ -160,7 +162,7 @@ class PaymentService:
         payment = await self._lock(payment_id)
         key = f"{payment.id}:refund:{client_key}"
         # Compared on a retry with the same key: "10.5" and "10.50" are the same request.
-        asked = {"requested_amount": None if amount is None else str(amount.quantize(CENT)), "reason": reason}
+        asked = {BY_HAND: None if amount is None else str(amount.quantize(CENT)), "reason": reason}
         existing = await self.session.scalar(select(PaymentOperation).where(PaymentOperation.idempotency_key == key))
         if existing is not None:
             if {k: existing.request.get(k) for k in asked} != asked:
@@ -168,6 +170,28 @@ class PaymentService:
                     "Idempotency-Key", "this key was used for a different refund", source="header"
                 )
             return existing.id
+        # A return's refund awaiting the provider (its first, or staff's retry): refunding that return by
+        # hand now would refund it twice if both go through, and nothing here can tell whether this refund
+        # is that return's. Refused until it is answered; a retry settles it by hand if it failed.
+        awaited = (
+            await self.session.execute(
+                select(PaymentOperation.id, PaymentOperation.request[RETURN_ID].astext)
+                .where(
+                    PaymentOperation.payment_id == payment.id,
+                    PaymentOperation.kind == REFUND,
+                    PaymentOperation.outcome == PENDING,
+                    PaymentOperation.request.has_key(RETURN_ID),
+                )
+                .limit(1)
+            )
+        ).first()
+        if awaited is not None:
+            raise StateConflict(
+                "status",
+                f"refund {awaited[0]} of return {awaited[1]} awaits the provider's answer: refund by hand once "
+                f"it is answered (GET /api/returns/{awaited[1]}): if it went through, this would refund the "
+                "return twice; if it failed, a retry-refund with settle_with naming your refund settles it",
+            )
         pending = await self.session.scalar(
             select(func.coalesce(func.sum(PaymentOperation.amount), 0)).where(
                 PaymentOperation.payment_id == payment.id,

@@ -1,6 +1,7 @@
-"""The returns service's call to the order service: an order's lines, amounts and status (the fallback and
-the once-per-order source of the lines; see OrderSnapshot). Over apps.common.service_client: a short
-timeout, and a 503 naming the order service when it fails."""
+"""The returns service's calls: to the order service, an order's lines, amounts and status (the fallback and
+the once-per-order source of the lines; see OrderSnapshot); to the payment service, the order's payment
+ledger, when staff name refunds made by hand to settle a return (retry-refund's settle_with). Over
+apps.common.service_client: a short timeout, and a 503 naming the service when it fails."""
 
 from __future__ import annotations
 
@@ -17,7 +18,16 @@ from litestar import Litestar
 
 from apps.common.service_client import ServiceClient, open_service_client
 
-__all__ = ["OrderClient", "OrderLineView", "OrderView", "orders_lifespan"]
+__all__ = [
+    "OrderClient",
+    "OrderLineView",
+    "OrderView",
+    "PaymentClient",
+    "PaymentOperationView",
+    "PaymentView",
+    "orders_lifespan",
+    "payments_lifespan",
+]
 
 TIMEOUT_S = float(os.environ.get("RETURNS_DEPENDENCY_TIMEOUT_S", "2.0"))
 
@@ -57,6 +67,41 @@ class OrderClient:
         if status == 404:
             return None
         return self.orders.decode(status, content, OrderView)
+
+
+class PaymentOperationView(msgspec.Struct, kw_only=True):
+    """One operation of GET /api/payments?order_id=...'s ledger, the fields settle_with is checked on."""
+
+    id: uuid.UUID
+    kind: str
+    amount: Decimal
+    outcome: str
+    by_hand: bool
+    counted_for_returns: Decimal
+
+
+class PaymentView(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    status: str
+    operations: list[PaymentOperationView]
+
+
+class PaymentClient:
+    def __init__(self, payments: ServiceClient) -> None:
+        self.payments = payments
+
+    async def of_order(self, order_id: uuid.UUID) -> list[PaymentView]:
+        """The order's payments with their ledgers, oldest first."""
+        status, content = await self.payments.get(f"/api/payments?order_id={order_id}")
+        return self.payments.decode(status, content, list[PaymentView])
+
+
+@asynccontextmanager
+async def payments_lifespan(app: Litestar) -> AsyncIterator[None]:
+    """The pooled session to the payment service (read only when staff settle a return by hand)."""
+    async with open_service_client("payment", timeout_s=TIMEOUT_S, pool_size=4) as session:
+        app.state.payments = PaymentClient(ServiceClient("payment", session))
+        yield
 
 
 @asynccontextmanager

@@ -33,7 +33,7 @@ __all__ = ["ReturnController"]
 
 Returns: TypeAlias = NamedDependency[ReturnService]
 # Opened once in the app's lifespan (apps/returns/app.py) and shared by every request.
-FROM_STATE = ["orders", "returns_settings"]
+FROM_STATE = ["orders", "returns_settings", "payments"]
 UNKNOWN_ORDER = "the order service does not know this order"
 
 
@@ -104,7 +104,11 @@ class ReturnController(Controller):
         self, return_id: FromPath[uuid.UUID], data: JSONBody[RetryRefundRequest], returns: Returns
     ) -> ReturnOut:
         """Ask the payment service again for a refused refund: only a refund_failed return whose last retry
-        was answered (409 otherwise). It stays refund_failed (``refund_retry_requested_at`` set) until the
-        answer: refunded, or refund_failed with the new ``refund_error``; a refund made by hand meanwhile
-        (POST /api/payments/{id}/refund) that covers it settles it as refunded, never refunding twice."""
+        was answered (409 otherwise, saying when the awaited one was asked and its event). It stays
+        refund_failed (``refund_retry_requested_at`` set) until the answer: refunded, or refund_failed with
+        the new ``refund_error``; a refund made by hand meanwhile (POST /api/payments/{id}/refund) that
+        covers it settles it as refunded, never refunding twice. ``settle_with`` names refunds made by hand
+        (at any time) that paid it back: they settle it and the provider is not asked; 422 naming an entry
+        that is no refund by hand of the order's payment, 409 for one not through or refunds that do not
+        cover the return, 503 if the payment service does not answer."""
         return to_return_out(await returns.retry_refund(return_id, data))

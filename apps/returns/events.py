@@ -36,6 +36,7 @@ __all__ = [
     "ReturnReceivedV1",
     "ReturnRefundFailed",
     "ReturnRefundRetryRequested",
+    "ReturnRefundRetryRequestedV1",
     "ReturnRefunded",
     "ReturnRejected",
     "ReturnRequested",
@@ -169,7 +170,7 @@ class ReturnRefundFailed(_AboutReturn, frozen=True, kw_only=True):
 
 
 @event("return.refund_retry_requested", version=1, aggregate="return")
-class ReturnRefundRetryRequested(_AboutReturn, frozen=True, kw_only=True):
+class ReturnRefundRetryRequestedV1(_AboutReturn, frozen=True, kw_only=True):
     """Staff asked the payment service to try a refused refund again: ``refund`` is the whole refund once
     more under a new ``refund_id``; ``earlier_refund_ids`` are the ones refused before (oldest first), and
     ``refund_asked_at`` when the return first asked. A refund made by hand since then (the payments API)
@@ -179,6 +180,23 @@ class ReturnRefundRetryRequested(_AboutReturn, frozen=True, kw_only=True):
     earlier_refund_ids: list[uuid.UUID]
     refund_asked_at: dt.datetime
     requested_at: dt.datetime
+
+    def named_refunds(self) -> list[uuid.UUID]:
+        """The refunds made by hand that staff named to settle the return (none before v2)."""
+        return []
+
+
+@event("return.refund_retry_requested", version=2, aggregate="return")
+class ReturnRefundRetryRequested(ReturnRefundRetryRequestedV1, frozen=True, kw_only=True):
+    """v2 may name the refunds made by hand that paid the return back (``settle_with``, the payment ledger's
+    refund ids, from POST /api/payments/{id}/refund): they settle it, made at any time (before the return
+    asked too), or the retry is refused saying which one is at fault; the provider is not asked. Empty: as
+    v1. A payment consumer still on v1 code would ignore them and ask the provider: it is deployed first."""
+
+    settle_with: list[uuid.UUID] = msgspec.field(default_factory=list)
+
+    def named_refunds(self) -> list[uuid.UUID]:
+        return self.settle_with
 
 
 @event("return.completed", version=1, aggregate="return")

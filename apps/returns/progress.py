@@ -34,9 +34,11 @@ from apps.returns.rules import (
     REFUND_ONLY,
     REFUND_RETRY_REQUESTED_AT,
     REFUNDED,
+    RETRY_AWAITED,
     refund_answer_applies,
     refund_settled,
     sellable,
+    without,
 )
 from outbox.writer import add_event
 
@@ -128,7 +130,7 @@ async def refunded(session: AsyncSession, refund_id: uuid.UUID, amount: Decimal,
     ]
     request.status, request.refunded_at, request.updated_at = REFUNDED, at, at
     # A retry's success: the earlier refusal no longer describes the return.
-    request.metadata_ = _without(request.metadata_, REFUND_ERROR, REFUND_RETRY_REQUESTED_AT)
+    request.metadata_ = without(request.metadata_, REFUND_ERROR, *RETRY_AWAITED)
     event = ReturnRefunded(
         **about(request),
         refund_id=refund_id,
@@ -152,10 +154,6 @@ def _retry_awaited(request: ReturnRequest) -> str | None:
     return None if found is None else str(found)
 
 
-def _without(metadata: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {key: value for key, value in metadata.items() if key not in keys}
-
-
 async def refund_failed(session: AsyncSession, refund_id: uuid.UUID, reason: str, at: dt.datetime) -> bool:
     """payment.refund_failed for a return's refund: the return stops at refund_failed for a person (again,
     with the new reason, when it answers a retry)."""
@@ -163,7 +161,7 @@ async def refund_failed(session: AsyncSession, refund_id: uuid.UUID, reason: str
     if request is None or not refund_answer_applies(request.status, _retry_awaited(request)):
         return False
     request.status, request.updated_at = REFUND_FAILED, at
-    request.metadata_ = {**_without(request.metadata_, REFUND_RETRY_REQUESTED_AT), REFUND_ERROR: reason[:255]}
+    request.metadata_ = {**without(request.metadata_, *RETRY_AWAITED), REFUND_ERROR: reason[:255]}
     await add_event(
         session, request.id, ReturnRefundFailed(**about(request), refund_id=refund_id, reason=reason, failed_at=at)
     )

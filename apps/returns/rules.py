@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
-from typing import Final
+from typing import Any, Final
 
 from apps.common.errors import InconsistentFields, OutOfRange, StateConflict, UnknownReference
 
@@ -30,6 +30,7 @@ __all__ = [
     "check_lines",
     "check_received",
     "check_refund_retry",
+    "check_settle_with",
     "check_transition",
     "check_window",
     "compute_refund",
@@ -42,6 +43,7 @@ __all__ = [
     "request_reason",
     "return_number",
     "sellable",
+    "without",
 ]
 
 REQUESTED: Final = "requested"
@@ -101,6 +103,13 @@ REJECTION_REASON: Final = "rejection_reason"
 # came), and every refund id the return asked for before its current ``refund_id`` (oldest first).
 REFUND_RETRY_REQUESTED_AT: Final = "refund_retry_requested_at"
 EARLIER_REFUND_IDS: Final = "earlier_refund_ids"
+# The awaited retry's event id (what operations look for in the payment group's dead letters) and the refunds
+# by hand staff named to settle it (settle_with), both kept until the next retry replaces them.
+REFUND_RETRY_EVENT_ID: Final = "refund_retry_event_id"
+REFUND_RETRY_SETTLE_WITH: Final = "refund_retry_settle_with"
+# What an answer to the retry removes (the settle_with named stay: which refunds staff said paid it back).
+RETRY_AWAITED: Final = (REFUND_RETRY_REQUESTED_AT, REFUND_RETRY_EVENT_ID)
+MAX_SETTLE_WITH: Final = 10
 
 
 def check_transition(current: str, target: str, field: str = "status") -> None:
@@ -279,15 +288,61 @@ def refund_settled(status: str, return_type: str, nothing_because: str | None) -
     return nothing_because is not None and asks_here
 
 
-def check_refund_retry(status: str, retry_requested_at: str | None) -> None:
+def check_refund_retry(
+    status: str, retry_requested_at: str | None, now: dt.datetime, retry_event_id: str | None = None
+) -> None:
     """Staff may ask the payment service again only for a refund_failed return, and only once its last
-    retry was answered (409 naming ``status``): two retries in flight could both refund."""
+    retry was answered (409 naming ``status``): two retries in flight could both refund. The awaited
+    retry's 409 says how long ago it was asked and, with its event's id, where operations look when the
+    answer is late: an answer normally comes within seconds, so minutes mean the payment group is down,
+    behind, or dead-lettered the event (which then waits for `just dlq redrive`, docs/operations.md)."""
     if status != REFUND_FAILED:
         raise StateConflict("status", f"only a refund_failed return can retry its refund; this one is {status}")
     if retry_requested_at is not None:
-        raise StateConflict(
-            "status", f"a retry of this refund asked at {retry_requested_at} still awaits the payment service"
+        waited = _waited(now - dt.datetime.fromisoformat(retry_requested_at))
+        late = (
+            f"; if no answer comes, operations look for its event {retry_event_id} in "
+            "`just dlq list payment --pending` (docs/operations.md)"
+            if retry_event_id
+            else ""
         )
+        raise StateConflict(
+            "status",
+            f"a retry of this refund asked at {retry_requested_at} ({waited} ago) still awaits the payment "
+            f"service's answer{late}",
+        )
+
+
+def check_settle_with(named: Sequence[uuid.UUID], own: Sequence[uuid.UUID]) -> None:
+    """The refunds staff name to settle a retry (``settle_with``): each once, and none of the return's own
+    (those are the refunds that failed; 422 naming the entry). Whether each is a refund made by hand of
+    the order's payment that went through, and whether they cover the return, is checked next against the
+    payment's ledger (ReturnService), and decided by the payment service under its payment's lock."""
+    seen: set[uuid.UUID] = set()
+    for n, op_id in enumerate(named):
+        if op_id in seen:
+            raise InconsistentFields(f"settle_with[{n}]", f"refund {op_id} is named twice")
+        if op_id in own:
+            raise InconsistentFields(
+                f"settle_with[{n}]", f"refund {op_id} is this return's own: name the refunds made by hand"
+            )
+        seen.add(op_id)
+
+
+def without(metadata: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    """``metadata`` less ``keys`` (a new dict: the JSONB column is replaced, never changed in place)."""
+    return {key: value for key, value in metadata.items() if key not in keys}
+
+
+def _waited(waited: dt.timedelta) -> str:
+    seconds = max(0, int(waited.total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 120 * 60:
+        return f"{seconds // 60} min"
+    if seconds < 48 * 3600:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
 
 
 def refund_answer_applies(status: str, retry_requested_at: str | None) -> bool:

@@ -19,6 +19,7 @@ from apps.common.responses import from_row
 from apps.returns.models import ReturnRequest
 from apps.returns.rules import (
     CONDITIONS,
+    MAX_SETTLE_WITH,
     REASONS,
     REFUND_ERROR,
     REFUND_RETRY_REQUESTED_AT,
@@ -109,9 +110,25 @@ class RejectRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class RetryRefundRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Ask the payment service again for a refund_failed return's refund (the whole refund, a new refund_id)."""
+    """Ask the payment service again for a refund_failed return's refund (the whole refund, a new refund_id);
+    or, with ``settle_with``, settle it by refunds already made by hand."""
 
     requested_by: Person | None = None
+    settle_with: (
+        Annotated[
+            list[uuid.UUID],
+            Meta(
+                min_length=1,
+                max_length=MAX_SETTLE_WITH,
+                description="refunds made by hand (POST /api/payments/{id}/refund: its refund.id) that paid this "
+                "return back, at any time, before the return asked too: they settle it (each refund's amount "
+                "counts once over all returns) and the provider is not asked. 422 for one that is no refund by "
+                "hand of the order's payment, 409 for one not gone through or refunds that do not cover the "
+                "return; the payment service decides again (a refusal then is the return's refund_error)",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class ReceivedItemIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

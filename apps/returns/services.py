@@ -16,9 +16,10 @@ from sqlalchemy.orm import selectinload
 from uuid_utils.compat import uuid7
 
 from apps.common.access_log import Operation, Touched, log_access, note_read
-from apps.common.errors import NotFound, StateConflict
+from apps.common.errors import NotFound, StateConflict, UnknownReference
 from apps.common.models import utc_now
 from apps.common.pagination import decode_cursor, encode_cursor
+from apps.payment.rules import SETTLE_WITH, NamedRefund, plan_settlement
 from apps.returns.events import (
     RefundOrder,
     ReturnApproved,
@@ -36,7 +37,9 @@ from apps.returns.rules import (
     OPEN_OR_DONE,
     RECEIVED,
     REFUND_ONLY,
+    REFUND_RETRY_EVENT_ID,
     REFUND_RETRY_REQUESTED_AT,
+    REFUND_RETRY_SETTLE_WITH,
     REJECTED,
     REJECTION_REASON,
     REQUESTED,
@@ -44,6 +47,7 @@ from apps.returns.rules import (
     check_lines,
     check_received,
     check_refund_retry,
+    check_settle_with,
     check_transition,
     check_window,
     compute_refund,
@@ -52,15 +56,16 @@ from apps.returns.rules import (
     refund_shipping_by_default,
     request_reason,
     return_number,
+    without,
 )
-from outbox.writer import add_event
+from outbox.writer import add_event, new_event_id
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from apps.returns.clients import OrderClient
+    from apps.returns.clients import OrderClient, PaymentClient
     from apps.returns.schemas import ApproveRequest, ReceiveRequest, RejectRequest, RetryRefundRequest, ReturnCreate
     from apps.returns.settings import ReturnsSettings
 
@@ -68,10 +73,13 @@ __all__ = ["ReturnService"]
 
 
 class ReturnService:
-    def __init__(self, session: AsyncSession, orders: OrderClient, settings: ReturnsSettings) -> None:
+    def __init__(
+        self, session: AsyncSession, orders: OrderClient, settings: ReturnsSettings, payments: PaymentClient
+    ) -> None:
         self.session = session
         self.orders = orders
         self.settings = settings
+        self.payments = payments
 
     # --- commands ----------------------------------------------------------------------------------
 
@@ -240,20 +248,30 @@ class ReturnService:
         a new refund id, so the provider is asked under a new key; the return stays refund_failed until
         the answer (payment.refunded or payment.refund_failed) names that id."""
         request = await self._lock_live(return_id)
-        awaited = request.metadata_.get(REFUND_RETRY_REQUESTED_AT)
-        check_refund_retry(request.status, None if awaited is None else str(awaited))
+        kept = request.metadata_
+        awaited, awaited_event = kept.get(REFUND_RETRY_REQUESTED_AT), kept.get(REFUND_RETRY_EVENT_ID)
         now = utc_now()
-        earlier = [
-            *request.metadata_.get(EARLIER_REFUND_IDS, []),
-            *([str(request.refund_id)] * bool(request.refund_id)),
-        ]
+        check_refund_retry(
+            request.status,
+            None if awaited is None else str(awaited),
+            now,
+            None if awaited_event is None else str(awaited_event),
+        )
+        earlier = [*kept.get(EARLIER_REFUND_IDS, []), *([str(request.refund_id)] * bool(request.refund_id))]
+        if data.settle_with:
+            own = [uuid.UUID(refund_id) for refund_id in earlier]
+            check_settle_with(data.settle_with, own)
+            await self._check_settlement(request, data.settle_with, own)
         asked_at = refund_asked_at(request.return_type, request.approved_at, request.processed_at)
         refund = self._refund_order(request)  # the new refund_id, on the row too
+        event_id = new_event_id()
         request.metadata_ = {
-            **request.metadata_,
+            **without(kept, "refund_retry_requested_by", REFUND_RETRY_SETTLE_WITH),
             EARLIER_REFUND_IDS: earlier,
             REFUND_RETRY_REQUESTED_AT: now.isoformat(),
+            REFUND_RETRY_EVENT_ID: str(event_id),
             **({"refund_retry_requested_by": data.requested_by} if data.requested_by else {}),
+            **({REFUND_RETRY_SETTLE_WITH: [str(op_id) for op_id in data.settle_with]} if data.settle_with else {}),
         }
         request.updated_at = now
         event = ReturnRefundRetryRequested(
@@ -262,9 +280,34 @@ class ReturnService:
             earlier_refund_ids=[uuid.UUID(refund_id) for refund_id in earlier],
             refund_asked_at=asked_at or request.created_at,
             requested_at=now,
+            settle_with=list(data.settle_with or []),
         )
-        await add_event(self.session, return_id, event)
+        await add_event(self.session, return_id, event, event_id=event_id)
         return await self._commit_and_read(return_id)
+
+    async def _check_settlement(
+        self, request: ReturnRequest, named: Sequence[uuid.UUID], own: Sequence[uuid.UUID]
+    ) -> None:
+        """Staff's named refunds, checked at once against the payment's ledger as the payment service will
+        check them (apps.payment.rules.plan_settlement): 422 naming the entry that is no refund by hand of
+        the order's payment, 409 for one not through or refunds that do not cover the return. The payment
+        service decides again under its payment's lock (a refund counted for another return meanwhile)."""
+        payments = await self.payments.of_order(request.order_id)
+        ledger = {op.id: op for payment in payments for op in payment.operations if op.kind == "refund"}
+        refunds = [
+            NamedRefund(op_id)
+            if (op := ledger.get(op_id)) is None
+            else NamedRefund(op_id, op.outcome, op.by_hand, op.amount - op.counted_for_returns)
+            for op_id in named
+        ]
+        for n, refund in enumerate(refunds):
+            if (fault := refund.fault()) is not None:
+                problem = StateConflict if refund.known else UnknownReference
+                raise problem(f"settle_with[{n}]", f"refund {refund.id} {fault}")
+        own_outcomes = [(op_id, ledger[op_id].outcome) for op_id in own if op_id in ledger]
+        plan = plan_settlement(request.total_refund_amount, own_outcomes, refunds)
+        if plan.refused is not None:
+            raise StateConflict(SETTLE_WITH, plan.refused.removeprefix(f"{SETTLE_WITH}: "))
 
     # --- reads -------------------------------------------------------------------------------------
 

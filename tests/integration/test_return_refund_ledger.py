@@ -14,11 +14,13 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from apps.common.errors import StateConflict
 from apps.common.models import utc_now
 from apps.common.topology import BY_NAME, database_url
 from apps.payment.models import Payment, PaymentOperation
 from apps.payment.returns import refund_for_return, retry_refund_for_return
-from apps.payment.rules import CAPTURED, OP_FAILED, PENDING, REFUND
+from apps.payment.rules import CAPTURED, OP_FAILED, PENDING, REFUND, SUCCEEDED
+from apps.payment.services import PaymentService
 from apps.returns.events import RefundOrder, ReturnRefundRetryRequested
 from outbox.models import OUTBOX_TABLE
 
@@ -103,7 +105,11 @@ async def answers(session: AsyncSession, payment: Payment) -> list[str]:
 
 
 def retry_of(
-    payment: Payment, return_id: uuid.UUID, earlier: list[uuid.UUID], asked_at: dt.datetime
+    payment: Payment,
+    return_id: uuid.UUID,
+    earlier: list[uuid.UUID],
+    asked_at: dt.datetime,
+    settle_with: list[uuid.UUID] | None = None,
 ) -> ReturnRefundRetryRequested:
     return ReturnRefundRetryRequested(
         return_id=return_id,
@@ -114,7 +120,24 @@ def retry_of(
         earlier_refund_ids=earlier,
         refund_asked_at=asked_at,
         requested_at=utc_now(),
+        settle_with=settle_with or [],
     )
+
+
+async def answered(session: AsyncSession, op_id: uuid.UUID, outcome: str, *, at: dt.datetime | None = None) -> None:
+    """The provider's answer to a refund by hand (and, given ``at``, when it was asked)."""
+    values: dict[str, object] = {"outcome": outcome, **({"created_at": at} if at else {})}
+    await session.execute(update(PaymentOperation).where(PaymentOperation.id == op_id).values(**values))
+
+
+async def returns_first_refund_refused(
+    session: AsyncSession, payment: Payment
+) -> tuple[uuid.UUID, RefundOrder, dt.datetime]:
+    """A return whose first refund the payment refused (its refund_failed), as return.received left it."""
+    return_id, first = uuid.uuid4(), RefundOrder(refund_id=uuid.uuid4(), amount=ASKED, currency="USD", reason="r")
+    asked_at = utc_now()
+    await refund_for_return(session, payment.order_id, return_id, first)
+    return return_id, first, asked_at
 
 
 async def test_a_refused_refund_redelivered_after_its_retry_refunded_asks_nothing_again(session: AsyncSession) -> None:
@@ -194,3 +217,91 @@ async def test_one_refund_by_hand_settles_one_of_two_returns_retried(session: As
     settled = await session.get(PaymentOperation, first.refund.refund_id, populate_existing=True)
     assert settled is not None and settled.request["settled_by"] == {str(hand): str(ASKED)}
     assert await answers(session, payment) == ["payment.refunded"]
+
+
+async def test_a_refund_by_hand_made_before_the_return_asked_settles_its_retry_once_staff_name_it(
+    session: AsyncSession,
+) -> None:
+    """Staff refunded the whole order by hand on receipt of the complaint, before the items came back; the
+    return's refund then found nothing refundable (refund_failed) and a retry never counts a refund made
+    before the return asked: refund_failed for good. Named in settle_with, it settles the return (0.00
+    row, settled_by), once however often the event comes; its amount left still settles another return."""
+    payment = await captured_payment(session)
+    hand = await by_hand(session, payment, Decimal("100.00"))
+    await answered(session, hand, SUCCEEDED, at=utc_now() - dt.timedelta(minutes=2))
+    await session.execute(update(Payment).where(Payment.id == payment.id).values(refunded_amount=Decimal("100.00")))
+    return_id, first, asked_at = await returns_first_refund_refused(session, payment)
+    assert await answers(session, payment) == ["payment.refund_failed"]
+
+    plain = retry_of(payment, return_id, [first.refund_id], asked_at)
+    await retry_refund_for_return(session, plain)  # the refund by hand is not counted: refused again
+    assert (plain.refund.refund_id, OP_FAILED, ASKED) in await refunds(session, payment)
+
+    named = retry_of(payment, return_id, [first.refund_id, plain.refund.refund_id], asked_at, [hand])
+    await retry_refund_for_return(session, named)
+    await retry_refund_for_return(session, named)  # a copy, a redelivery: nothing more
+    ledger = await refunds(session, payment)
+    assert (named.refund.refund_id, SUCCEEDED, Decimal("0.00")) in ledger
+    assert [outcome for _, outcome, _ in ledger].count(PENDING) == 0, ledger  # the provider is not asked
+    settled = await session.get(PaymentOperation, named.refund.refund_id, populate_existing=True)
+    assert settled is not None and settled.request["settled_by"] == {str(hand): str(ASKED)}
+    events = await answers(session, payment)
+    assert events.count("payment.refunded") == 1 and events.count("payment.refund_failed") == 2, events
+
+    # The same refund by hand still has 70.00 not counted: it settles another return of 30.00 named with it.
+    other = retry_of(payment, uuid.uuid4(), [], asked_at, [hand])
+    await retry_refund_for_return(session, other)
+    again = await session.get(PaymentOperation, other.refund.refund_id, populate_existing=True)
+    assert again is not None and again.request["settled_by"] == {str(hand): str(ASKED)}
+
+
+async def test_a_named_refund_that_cannot_settle_the_return_refuses_its_retry_naming_it(session: AsyncSession) -> None:
+    """Each fault named in refund_error (settle_with: refund X ...): a refund of another order's payment, a
+    return's refund, one still awaiting the provider, one counted in full for another return already."""
+    payment, elsewhere = await captured_payment(session, ASKED), await captured_payment(session)
+    foreign = await by_hand(session, elsewhere, ASKED)
+    await answered(session, foreign, SUCCEEDED)
+    awaited = await by_hand(session, payment, ASKED)
+    return_id, first, asked_at = await returns_first_refund_refused(session, payment)  # nothing left refundable
+    assert (first.refund_id, OP_FAILED, ASKED) in await refunds(session, payment)
+    await answered(session, awaited, OP_FAILED)
+    counted = await by_hand(session, payment, ASKED)
+    await answered(session, counted, SUCCEEDED)
+    await retry_refund_for_return(session, retry_of(payment, uuid.uuid4(), [], asked_at, [counted]))
+    still = await by_hand(session, payment, ASKED)
+
+    for named, fault in [
+        (foreign, "is no refund of this order's payment"),
+        (first.refund_id, "was not made by hand"),
+        (still, "still awaits the provider's answer"),
+        (awaited, "did not go through (failed)"),
+        (counted, "cover only 0.00 of the 30.00"),
+    ]:
+        retry = retry_of(payment, return_id, [first.refund_id], asked_at, [named])
+        await retry_refund_for_return(session, retry)
+        row = await session.get(PaymentOperation, retry.refund.refund_id, populate_existing=True)
+        assert row is not None and row.outcome == OP_FAILED and row.error is not None
+        assert row.error.startswith("settle_with: refund") and fault in row.error, row.error
+    assert [op for op in await refunds(session, payment) if op[1] == PENDING] == [(still, PENDING, ASKED)]
+
+
+async def test_a_refund_by_hand_while_a_returns_refund_awaits_the_provider_is_refused(session: AsyncSession) -> None:
+    """POST /api/payments/{id}/refund's service: a return's refund (first or retried) pending on the payment
+    refuses a refund by hand (409 naming it) until it is answered: both going through would refund the
+    return twice. Answered, a refund by hand is taken again."""
+    payment = await captured_payment(session)
+    return_id = uuid.uuid4()
+    first = RefundOrder(refund_id=uuid.uuid4(), amount=ASKED, currency="USD", reason="r")
+    await refund_for_return(session, payment.order_id, return_id, first)
+    assert [op for op in await refunds(session, payment) if op[1] == PENDING] == [(first.refund_id, PENDING, ASKED)]
+
+    payments = PaymentService(session)
+    with pytest.raises(StateConflict) as refused:
+        await payments.request_refund(payment.id, ASKED, "goodwill", str(uuid.uuid4()))
+    assert refused.value.field == "status"
+    assert str(first.refund_id) in refused.value.message and str(return_id) in refused.value.message
+    assert len(await refunds(session, payment)) == 1  # nothing written
+
+    await answered(session, first.refund_id, OP_FAILED)
+    taken = await payments.request_refund(payment.id, ASKED, "the return, by hand", str(uuid.uuid4()))
+    assert (taken, PENDING, ASKED) in await refunds(session, payment)
