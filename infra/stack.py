@@ -237,6 +237,14 @@ def up_for_tests() -> list[str]:
     (an operator's or a benchmark's deliberate stop), which stays stopped (the tests that need it fail);
     PostgreSQL, Redis, Kafka and Connect are started anyway. Returns one line per component started or
     left stopped (one line in all when everything was down)."""
+    other = _postgres_of_another_checkout()
+    if other is not None:
+        # `up` from here would point WAL archiving at this checkout and restart PostgreSQL (seen 07:47 in
+        # session 27: a scratch copy sharing .stack restarted the shared cluster for everyone).
+        raise SystemExit(
+            f"stack: PostgreSQL runs from another checkout ({other}, not {postgres.DATA}); run the tests there, "
+            "or `just restart postgres` here if this checkout owns the stack"
+        )
     down = not_running()
     stopped = held()
     leave = {name for name in stopped if name not in NEEDED_BY_EVERY_TEST}
@@ -254,6 +262,16 @@ def up_for_tests() -> list[str]:
         for name in down
         if name in leave
     ]
+
+
+def _postgres_of_another_checkout() -> str | None:
+    """The data directory the running PostgreSQL was started with, when that is not this checkout's own path
+    (a copy whose .stack links to this one's); None otherwise."""
+    try:
+        started_with = (postgres.DATA / "postmaster.pid").read_text().splitlines()[1]
+    except (OSError, IndexError):
+        return None
+    return started_with if started_with != str(postgres.DATA) else None
 
 
 def _up(*, infra_only: bool, leave: Collection[str]) -> None:

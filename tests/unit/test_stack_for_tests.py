@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import proc, stack
+from infra import postgres, proc, stack
 
 NAMES = ["postgres", "kafka", "prometheus", "customer-consumer", "order-api"]
 
@@ -24,6 +24,7 @@ def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, object
         running.update(n for n in NAMES if n not in leave)
 
     monkeypatch.setattr(stack, "HELD", tmp_path / "held")
+    monkeypatch.setattr(postgres, "DATA", tmp_path / "data")
     monkeypatch.setattr(stack, "components", lambda: dict.fromkeys(NAMES))
     monkeypatch.setattr(proc, "running", lambda name: name in running)
     monkeypatch.setattr(stack, "up", up)
@@ -68,3 +69,15 @@ def test_a_cold_stack_is_one_line(machine: dict[str, object]) -> None:
 def test_nothing_down_says_nothing(machine: dict[str, object]) -> None:
     assert stack.up_for_tests() == []
     assert machine["leave"] == set()
+
+
+def test_a_postgres_started_from_another_checkout_stops_the_session_before_anything_is_touched(
+    machine: dict[str, object], tmp_path: Path
+) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "postmaster.pid").write_text("4242\n/elsewhere/.stack/pg/data\n1764226000\n")
+    with pytest.raises(SystemExit, match=r"another checkout \(/elsewhere/.stack/pg/data"):
+        stack.up_for_tests()
+    assert "leave" not in machine, "up ran"
+    (tmp_path / "data" / "postmaster.pid").write_text(f"4242\n{tmp_path / 'data'}\n1764226000\n")
+    assert stack.up_for_tests() == []
