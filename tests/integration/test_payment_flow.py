@@ -9,6 +9,7 @@ ledger (GET /v1/ledger) says how many authorizations exist: the proof that retri
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
@@ -32,9 +33,10 @@ from apps.payment.events import (
 from apps.payment.models import PaymentOperation
 from apps.payment.provider import HttpProvider
 from apps.payment.services import AuthorizationRequest, PaymentService
+from outbox.dead_letters import dead_letter_topic
 from outbox.events import Event
 from outbox.writer import add_event
-from tests.support import consumers
+from tests.support import consumers, dead_letters
 from tests.support.db import db_fixture
 from tests.support.http import api_client, service_url
 from tests.support.kafka import Received, TopicTail
@@ -235,7 +237,6 @@ async def test_capture_without_an_authorized_payment_is_refused(orders: AsyncEng
 
 async def test_a_request_breaking_the_contract_is_dead_lettered(orders: AsyncEngine, db: asyncpg.Connection) -> None:
     order_id = uuid.uuid4()
-    [event_id] = await send(orders, payment_requested(order_id, "tok_visa", amount="-5.00"))
 
     async def dead_lettered() -> bool:
         outcome = await db.fetchval(
@@ -243,8 +244,18 @@ async def test_a_request_breaking_the_contract_is_dead_lettered(orders: AsyncEng
         )
         return bool(outcome == "dead_lettered")
 
-    await eventually(dead_lettered, within=WITHIN, what="the bad request dead-lettered")
+    letters = TopicTail(dead_letter_topic("payment"))
+    try:
+        [event_id] = await send(orders, payment_requested(order_id, "tok_visa", amount="-5.00"))
+        await eventually(dead_lettered, within=WITHIN, what="the bad request dead-lettered")
+        seen = await asyncio.to_thread(letters.read_until, lambda seen: str(event_id) in {r.event_id for r in seen})
+    finally:
+        letters.close()
     assert await payments_of(order_id) == []
+    [letter] = [r for r in seen if r.event_id == str(event_id)]
+    assert (letter.headers["dlq.error_type"], "amount" in letter.headers["dlq.error"]) == ("RejectedEvent", True)
+    # Read and checked: this test's own letter is handled, so DeadLettersPending never means a test's poison.
+    await asyncio.to_thread(dead_letters.acknowledge, "payment", {event_id})
 
 
 async def test_a_crash_between_the_provider_call_and_the_commit_is_recovered_with_the_same_key() -> None:
