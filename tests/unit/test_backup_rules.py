@@ -46,6 +46,17 @@ def test_pgbackrest_config_keeps_30_days_and_names_this_cluster() -> None:
     )
 
 
+def test_wal_is_archived_at_zstd_level_1_and_backups_at_level_3() -> None:
+    """archive-push runs once per WAL segment, per order's share of it: level 1 cost 61.5 ms of CPU per
+    segment against level 3's 104.2 for 3.5 % more archive (the same real segments, session 27)."""
+    text = backup_physical.config_text()
+    sections = text.split("\n[")
+    (global_section,) = [s for s in sections if s.startswith("[global]") or s.startswith("global]")]
+    (push_section,) = [s for s in sections if s.startswith("global:archive-push]")]
+    assert "compress-type=zst\ncompress-level=3\n" in global_section
+    assert "compress-level=1" in push_section.splitlines()
+
+
 def test_the_schedule_is_full_at_two_and_incremental_every_four_hours() -> None:
     jobs = [line.split() for line in backup_physical.schedule().splitlines() if line and not line.startswith("#")]
     assert [(j[0], j[1], j[5], j[-2]) for j in jobs] == [
