@@ -4,12 +4,16 @@ and later ones go through. The return reaches refund_failed; the retry asks agai
 (return.refund_retry_requested -> the payment consumer -> the worker) and the return is refunded, then
 completed once restocked, with exactly one refund at the provider. When staff refunded it by hand meanwhile
 (POST /api/payments/{id}/refund), the retry recognises that refund and settles the return without a second.
-Either way the retry's event delivered again, and copied under a new id, changes nothing.
+A refund by hand made before the return asked settles it once staff name it (``settle_with``). Either way
+the retry's event delivered again, and copied under a new id, changes nothing. A refund by hand while a
+return's refund awaits the provider is refused (409).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -21,6 +25,7 @@ import pytest
 
 from apps.returns.rules import COMPLETED, REFUND_FAILED
 from tests.support import returns
+from tests.support.db import connect, fetch
 from tests.support.http import api_client, service_url
 from tests.support.orders import eventually
 
@@ -210,3 +215,146 @@ async def test_two_retries_asked_at_once_make_one_retry_and_a_409(http: httpx.As
     refunds = [(op["id"], op["outcome"]) for op in payment["operations"] if op["kind"] == "refund"]
     assert refunds == [(failed["refund_id"], "declined"), (retried["refund_id"], "succeeded")]
     assert len(await returns.sandbox_refunds(http, placed["id"])) == 1
+
+
+async def refund_by_hand(http: httpx.AsyncClient, payment_id: str, body: dict[str, Any]) -> httpx.Response:
+    return await http.post(
+        f"{service_url('payment')}/api/payments/{payment_id}/refund",
+        json=body,
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    )
+
+
+async def retry_answered(http: httpx.AsyncClient, return_id: str) -> dict[str, Any]:
+    async def answered() -> bool:
+        return (await returns.get_return(http, return_id))["refund_retry_requested_at"] is None
+
+    await eventually(answered, within=returns.WITHIN, what="the retry answered")
+    return await returns.get_return(http, return_id)
+
+
+async def refund_failed_after_a_refund_by_hand(
+    http: httpx.AsyncClient, placed: dict[str, Any], product: dict[str, Any]
+) -> dict[str, Any]:
+    """A return of one unit of ``placed``, approved and received: refund_failed, as the order's payment was
+    refunded in full by hand before (only a captured payment can be refunded; this one is refunded)."""
+    asked = [{"order_item_id": returns.line_id(placed, product), "quantity": 1, "reason": "defective"}]
+    created = await returns.request_return(http, {"order_id": placed["id"], "items": asked})
+    assert created.status_code == 201, created.text
+    return_id, [item] = created.json()["id"], created.json()["items"]
+    assert (await returns.act(http, return_id, "approve", {})).status_code == 200
+    came = [{"return_item_id": item["id"], "quantity_received": 1, "condition": "new"}]
+    assert (await returns.act(http, return_id, "receive", {"items": came})).status_code == 200
+    failed = await returns.return_reaches(http, return_id, REFUND_FAILED)
+    assert failed["refund_error"] == "only a captured payment can be refunded; this one is refunded", failed
+    return failed
+
+
+async def test_a_refund_by_hand_before_the_return_asked_settles_it_once_staff_name_it(
+    http: httpx.AsyncClient,
+) -> None:
+    """Staff refunded the whole order by hand when the customer complained, before the items came back: each
+    return's refund then finds nothing refundable (refund_failed), and a plain retry never counts a refund
+    made before the return asked. Named in settle_with, it settles the return without a second refund; what
+    it has left settles the order's second return too. A wrong name is refused at once (422 naming it)."""
+    product = await returns.stocked("30.00", 2)
+    placed = await returns.delivered_order(http, [(product, 2)])
+    [payment] = await returns.payments(http, placed["id"])
+    complaint = await refund_by_hand(http, payment["id"], {"reason": "complaint: refunded on receipt"})
+    assert complaint.status_code == 201, complaint.text
+    by_hand_id = complaint.json()["refund"]["id"]
+    failed = await refund_failed_after_a_refund_by_hand(http, placed, product)
+    return_id = failed["id"]
+
+    # Wrong names, refused before anything is asked: the return's own refund, a refund the payment lacks.
+    for named, fault in [(failed["refund_id"], "own"), (str(uuid.uuid4()), "is no refund of this order's payment")]:
+        wrong = await returns.act(http, return_id, "retry-refund", {"settle_with": [named]})
+        assert wrong.status_code == 422, wrong.text
+        [problem] = wrong.json()["extra"]
+        assert problem["key"] == "settle_with[0]" and fault in problem["message"], problem
+    assert (await returns.get_return(http, return_id))["refund_retry_requested_at"] is None
+
+    named = await returns.act(http, return_id, "retry-refund", {"settle_with": [by_hand_id], "requested_by": "a@x"})
+    assert named.status_code == 200, named.text
+    retried = named.json()
+    done = await settled(http, return_id)
+    assert done["refund_id"] == retried["refund_id"]
+
+    [payment] = await returns.payments(http, placed["id"])
+    refunds = [(op["id"], op["outcome"], op["amount"]) for op in payment["operations"] if op["kind"] == "refund"]
+    assert refunds[0] == (by_hand_id, "succeeded", placed["total_amount"])
+    assert refunds[-1] == (retried["refund_id"], "succeeded", "0.00")
+    assert payment["refunded_amount"] == placed["total_amount"]
+    assert len(await returns.sandbox_refunds(http, placed["id"])) == 1  # the one by hand, only
+    rows = await fetch("payment", "SELECT request FROM payment_operations WHERE id = $1", uuid.UUID(done["refund_id"]))
+    assert json.loads(rows[0]["request"])["settled_by"] == {by_hand_id: failed["total_refund_amount"]}
+    await delivered_twice(return_id)
+    [again] = await returns.payments(http, placed["id"])
+    assert again["operations"] == payment["operations"]
+    assert (await returns.get_return(http, return_id))["status"] == COMPLETED
+
+    # The order's other unit comes back too: the same refund by hand has enough left to settle it.
+    second = await refund_failed_after_a_refund_by_hand(http, placed, product)
+    assert (await returns.act(http, second["id"], "retry-refund", {"settle_with": [by_hand_id]})).status_code == 200
+    await settled(http, second["id"])
+    [payment] = await returns.payments(http, placed["id"])
+    ops = {op["id"]: op for op in payment["operations"]}
+    both = Decimal(failed["total_refund_amount"]) + Decimal(second["total_refund_amount"])
+    assert (ops[by_hand_id]["by_hand"], Decimal(ops[by_hand_id]["counted_for_returns"])) == (True, both)
+    assert ops[failed["refund_id"]]["return_id"] == return_id and not ops[failed["refund_id"]]["by_hand"]
+    assert len(await returns.sandbox_refunds(http, placed["id"])) == 1
+
+
+async def test_an_awaited_retry_409_says_since_when_and_names_its_event(http: httpx.AsyncClient) -> None:
+    """What staff and operations see while a retry is awaited (as long as a dead-lettered one waits for its
+    redrive): how long ago it was asked, and the event id that `just dlq list payment` prints."""
+    _, failed = await refund_failed_return(http)
+    retried = await retry(http, failed, twice=False)
+    again = await returns.act(http, failed["id"], "retry-refund", {})
+    if again.status_code == 200:  # answered between the clicks (the payment group is quick): nothing to see
+        pytest.skip("the retry was answered before the second click")
+    assert again.status_code == 409, again.text
+    [problem] = again.json()["extra"]
+    [event] = await fetch(
+        "returns",
+        "SELECT id FROM event_store WHERE aggregate_id = $1 AND event_type = 'return.refund_retry_requested'",
+        uuid.UUID(failed["id"]),
+    )
+    asked_at = dt.datetime.fromisoformat(retried["refund_retry_requested_at"])
+    assert problem["key"] == "status" and f"asked at {asked_at.isoformat()} (" in problem["message"], problem
+    assert " s ago) still awaits the payment service's answer" in problem["message"], problem
+    assert f"its event {event['id']} in `just dlq list payment --pending`" in problem["message"], problem
+    await settled(http, failed["id"])
+
+
+async def test_a_refund_by_hand_while_a_returns_refund_awaits_the_provider_is_refused(http: httpx.AsyncClient) -> None:
+    """Refunding by hand while a return's refund awaits the provider's answer would refund that return twice
+    if both went through: 409 naming the pending refund and its return, until it is answered. The pending
+    refund is written the way the payment consumer writes a return's, due in an hour (the worker leaves it)."""
+    product = await returns.stocked("30.00", 1)
+    placed = await returns.delivered_order(http, [(product, 1)])
+    [payment] = await returns.payments(http, placed["id"])
+    refund_id, return_id, now = uuid.uuid4(), uuid.uuid4(), dt.datetime.now(dt.UTC)
+    conn = await connect("payment")
+    try:
+        await conn.execute(
+            "INSERT INTO payment_operations (id, payment_id, kind, idempotency_key, amount, outcome, reason, request,"
+            " attempts, next_attempt_at, created_at) VALUES ($1, $2, 'refund', $3, 10, 'pending', 'r', $4::jsonb, 0,"
+            " $5, $6)",
+            refund_id,
+            uuid.UUID(payment["id"]),
+            f"{payment['id']}:refund:return:{refund_id}",
+            json.dumps({"reason": "r", "return_id": str(return_id), "return_amount": "10.00"}),
+            now + dt.timedelta(hours=1),
+            now,
+        )
+        refused = await refund_by_hand(http, payment["id"], {"amount": "5.00", "reason": "goodwill"})
+        assert refused.status_code == 409, refused.text
+        [problem] = refused.json()["extra"]
+        assert problem["key"] == "status"
+        assert f"refund {refund_id} of return {return_id} awaits the provider's answer" in problem["message"]
+    finally:
+        await conn.execute("DELETE FROM payment_operations WHERE id = $1", refund_id)
+        await conn.close()
+    taken = await refund_by_hand(http, payment["id"], {"amount": "5.00", "reason": "goodwill"})
+    assert taken.status_code == 201, taken.text
