@@ -213,14 +213,20 @@ def _mark_done(group: str, event_ids: set[uuid.UUID], bootstrap: str | None) -> 
             marked += 1
         else:
             blocked.add(partition)
-    if ends:
-        consumer = _redrive_consumer(group, bootstrap)
-        try:
-            topic = dead_letter_topic(group)
-            consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in ends.items()], asynchronous=False)
-        finally:
-            consumer.close()
+    _commit(group, ends, bootstrap)
     return marked, sorted(blocked)
+
+
+def _commit(group: str, ends: dict[int, int], bootstrap: str | None) -> None:
+    """Move the redrive progress of these partitions to these offsets (nothing if none)."""
+    if not ends:
+        return
+    consumer = _redrive_consumer(group, bootstrap)
+    try:
+        topic = dead_letter_topic(group)
+        consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in ends.items()], asynchronous=False)
+    finally:
+        consumer.close()
 
 
 def _blocked_note(blocked: list[int]) -> str:
@@ -229,14 +235,25 @@ def _blocked_note(blocked: list[int]) -> str:
 
 def redrive(group: str, event_ids: set[uuid.UUID] | None = None) -> int:
     """Produce dead letters (all not yet redriven, or only the given event ids) back to their topics, and mark
-    them done (those of the given events up to the first other pending letter in their partition)."""
+    them done (those of the given events up to the first other pending letter in their partition).
+
+    The letters marked done are those this read sent, never a second read's: a redriven event that fails
+    again dead-letters a new letter of the same id right behind the one sent, and marking that one done
+    would drop it unsent."""
     producer = Producer({"bootstrap.servers": kafka_bootstrap(), "enable.idempotence": True, "acks": "all"})
     sent = 0
     last: dict[int, int] = {}
+    # By event id: per partition, the end of the run of sent letters from the progress on, and where
+    # another event's letter ended that run.
+    ends: dict[int, int] = {}
+    blocked: set[int] = set()
+    marked = 0
     consumer: Consumer | None = None
     for consumer, letter in read(group, from_start=False):
-        last[letter.message.partition() or 0] = letter.message.offset() or 0
+        partition, offset = letter.message.partition() or 0, letter.message.offset() or 0
+        last[partition] = offset
         if event_ids is not None and letter.event_id not in event_ids:
+            blocked.add(partition)
             continue
         producer.produce(
             letter.topic,
@@ -252,9 +269,12 @@ def redrive(group: str, event_ids: set[uuid.UUID] | None = None) -> int:
                 offsets=[TopicPartition(dead_letter_topic(group), p, o + 1) for p, o in last.items()],
                 asynchronous=False,
             )
+        elif partition not in blocked:
+            ends[partition] = offset + 1
+            marked += 1
     if event_ids is not None and sent:
-        marked, blocked = _mark_done(group, event_ids, None)
-        print(f"redrove {sent} dead letters of {group}; {marked} marked done{_blocked_note(blocked)}")
+        _commit(group, ends, None)
+        print(f"redrove {sent} dead letters of {group}; {marked} marked done{_blocked_note(sorted(blocked))}")
     else:
         print(f"redrove {sent} dead letters of {group}")
     return sent
