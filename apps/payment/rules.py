@@ -300,10 +300,14 @@ def plan_settlement(asked: Decimal, own: Sequence[tuple[uuid.UUID, str]], named:
         return by_own
     if asked <= 0:
         return RefundRetry(refused=f"{SETTLE_WITH}: this return has nothing to refund")
+    seen: set[uuid.UUID] = set()
     for refund in named:
-        fault = refund.fault()
+        # Twice is refused, not merged: _claim keeps one claim per refund, and a second one would replace the
+        # first (a return settled by more than the refund has left). The returns API refuses it first.
+        fault = "is named twice" if refund.id in seen else refund.fault()
         if fault is not None:
             return RefundRetry(refused=f"{SETTLE_WITH}: refund {refund.id} {fault}")
+        seen.add(refund.id)
     claims, needed = _claim(asked, [(refund.id, refund.left) for refund in named])
     if needed > 0:
         ids = ", ".join(str(refund.id) for refund in named)

@@ -201,6 +201,13 @@ def test_named_refunds_by_hand_that_cover_the_return_settle_it_whenever_they_wer
     assert both == RefundRetry(settled_by={B: Decimal("10.00"), C: Decimal("20.00")})
 
 
+def test_a_refund_named_twice_refuses_the_retry_rather_than_counting_it_twice() -> None:
+    """Found by review (W): [B, B] with 20.00 left of B claimed 20.00, then replaced that claim by 10.00 and
+    settled a 30.00 return. The returns API refuses the duplicate (422); the consumer decides again."""
+    plan = plan_settlement(ASKED, [(A, "failed")], [by_hand(B, Decimal("20.00")), by_hand(B, Decimal("20.00"))])
+    assert plan == RefundRetry(refused=f"settle_with: refund {B} is named twice")
+
+
 def test_named_refunds_that_do_not_cover_the_return_refuse_it_and_never_ask_the_provider() -> None:
     plan = plan_settlement(ASKED, [(A, "failed")], [by_hand(B, Decimal("10.00")), by_hand(C, Decimal("0.00"))])
     assert not plan.refund and not plan.settled_by
