@@ -7,11 +7,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from advanced_alchemy.config import AlembicAsyncConfig, AsyncSessionConfig, SQLAlchemyAsyncConfig
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig as LitestarAlchemyConfig
@@ -25,6 +27,7 @@ from apps.common.pool_metrics import instrument_pool
 from apps.common.topology import ServiceSpec, database_url
 
 if TYPE_CHECKING:
+    from litestar.datastructures import State
     from litestar.types import Message, Scope
 
 APPS = Path(__file__).resolve().parent.parent
@@ -152,9 +155,29 @@ def replace_closed_connections(engine: AsyncEngine) -> None:
         # connection is closed"), a 500. Its first statement meets the closed socket instead: a 503.
         if record.info.pop(_FRESH, False):
             return
-        await_only(asyncio.sleep(0))  # let the loop read a close that is waiting on the socket
-        if dbapi_connection.driver_connection.is_closed():
+        driver = dbapi_connection.driver_connection
+        if not driver.is_closed() and unread_input(driver):
+            await_only(asyncio.sleep(0))  # let the loop read what waits on the socket: a close, most likely
+        if driver.is_closed():
             raise exc.InvalidatePoolError("the server closed this pooled connection")
+
+
+def unread_input(driver: Any) -> bool:
+    """Whether the server sent this idle connection something the event loop has not read yet (its close,
+    or, rarely, an asynchronous message); True when it cannot tell.
+
+    One ``select`` with no wait instead of a turn of the event loop on every checkout: that turn (the order
+    placement's own checkout, three times an order's other awaits deep) cost ~15-40 us of CPU per checkout
+    and, with nothing to read, could not change ``is_closed()``."""
+    transport = getattr(driver, "_transport", None)  # asyncpg's; no public accessor
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock.fileno()], [], [], 0)
+    except (OSError, ValueError):  # closed under us, or no longer a descriptor
+        return True
+    return bool(readable)
 
 
 async def use_autocommit(session: AsyncSession) -> None:
@@ -211,6 +234,51 @@ def session_closer(session_scope_key: str) -> Callable[[Message, Scope], Awaitab
                 await session.invalidate()
 
     return close_session
+
+
+SESSION_CONFIG: Final = "apps.db.session_config"
+
+
+class LazySession:
+    """A request's session made on its first use, for a handler that usually needs none (POST /api/orders
+    sends its statements on a pooled connection of its own, apps/order/driver.py).
+
+    ``bind`` (the engine) and ``info`` answer without a session; anything else makes the request's session
+    as the plugin's ``db_session`` dependency makes it (``provide_session``: kept in the scope, closed by
+    ``session_closer`` once the answer starts), moves ``info``'s entries into it and answers from it. Not
+    making one saved ~60 us of CPU per order (resolving ``db_session``, building the ``AsyncSession``,
+    looking at it again before the answer; docs/benchmarks.md, session 27).
+    """
+
+    __slots__ = ("_info", "_make", "_session", "bind")
+
+    def __init__(self, bind: AsyncEngine, make: Callable[[], AsyncSession]) -> None:
+        self.bind = bind
+        self._make = make
+        self._info: dict[Any, Any] = {}
+        self._session: AsyncSession | None = None
+
+    @property
+    def info(self) -> dict[Any, Any]:
+        return self._info if self._session is None else self._session.info
+
+    @property
+    def made(self) -> bool:
+        """Whether the request's session exists (something used it)."""
+        return self._session is not None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._session is None:
+            self._session = self._make()
+            self._session.info.update(self._info)
+        return getattr(self._session, name)
+
+
+def lazy_session(state: State, scope: Scope) -> AsyncSession:
+    """This request's session, made on first use (``LazySession``; ``SESSION_CONFIG`` in the app's state
+    names the plugin's config, ``apps/common/http.py``): typed as the session it stands for."""
+    config: LitestarAlchemyConfig = state[SESSION_CONFIG]
+    return cast("AsyncSession", LazySession(config.get_engine(), partial(config.provide_session, state, scope)))
 
 
 def never_used(session: AsyncSession) -> bool:

@@ -49,7 +49,7 @@ from apps.common.auth_openapi import (
     undeclared_routes_admin_only,
 )
 from apps.common.auth_tokens import auth_middleware
-from apps.common.db import litestar_alchemy_config
+from apps.common.db import SESSION_CONFIG, litestar_alchemy_config
 from apps.common.error_handlers import Handler, exception_handlers
 from apps.common.heap import settle_heap
 from apps.common.logs import AccessLogMiddleware, SentStatusPrometheusMiddleware, logging_config
@@ -90,6 +90,7 @@ def create_service_app(
     """
     handlers = exception_handlers()
     handlers.update(extra_exception_handlers or {})
+    alchemy = litestar_alchemy_config(spec)
     metrics = PrometheusConfig(
         app_name=spec.name, prefix="commerce", group_path=True, middleware_class=SentStatusPrometheusMiddleware
     )
@@ -97,7 +98,7 @@ def create_service_app(
         route_handlers=[ProbeController, MetricsController, *controllers],
         dependencies=dict(dependencies or {}),
         plugins=[
-            SQLAlchemyPlugin(config=litestar_alchemy_config(spec)),
+            SQLAlchemyPlugin(config=alchemy),
             StrictStructSchemaPlugin(),
             ReadReplicaPlugin(spec),
             security_headers.SecurityHeadersPlugin(),
@@ -120,7 +121,7 @@ def create_service_app(
         lifespan=list(lifespan),
         signature_namespace=dict(signature_namespace or {}),
         request_max_body_size=request_max_body_size,
-        state=State({"service": spec.name, READINESS_CHECKS: dict(readiness_checks or {})}),
+        state=State({"service": spec.name, READINESS_CHECKS: dict(readiness_checks or {}), SESSION_CONFIG: alchemy}),
         debug=debug,
     )
     document_error_responses(app)

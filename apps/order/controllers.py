@@ -52,7 +52,13 @@ class OrderController(Controller):
     tags = ["orders"]
     dependencies = {"orders": create_service_provider(OrderService, from_state=["dependencies"])}
 
-    @post(status_code=HTTP_201_CREATED, guards=[allow("customer", rows=True)])
+    # The placement sends its statements on a pooled connection of its own (apps/order/driver.py): the
+    # request's session is made only if a fallback or a replay uses it.
+    @post(
+        status_code=HTTP_201_CREATED,
+        guards=[allow("customer", rows=True)],
+        dependencies={"orders": create_service_provider(OrderService, from_state=["dependencies"], lazy_session=True)},
+    )
     async def place_order(
         self,
         data: JSONBody[OrderCreate],
