@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from apps.common.topology import kafka_bootstrap
 from outbox import topics as outbox_topics
@@ -42,6 +42,14 @@ def _received(message: Message) -> Received:
     )
 
 
+_NO_LEADER_YET = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_PARTITION,
+}
+
+
 class TopicTail:
     """Assigned to every partition of a topic at its current end, so only new records are seen."""
 
@@ -58,9 +66,19 @@ class TopicTail:
         metadata = self.consumer.list_topics(topic, timeout=10)
         partitions = []
         for partition in metadata.topics[topic].partitions:
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            partitions.append(TopicPartition(topic, partition, high))
+            partitions.append(TopicPartition(topic, partition, self._end(partition)))
         self.consumer.assign(partitions)
+
+    def _end(self, partition: int, within: float = 10.0) -> int:
+        # A topic created a moment ago may have no leader yet (NOT_LEADER_FOR_PARTITION): ask again.
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                return int(self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10)[1])
+            except KafkaException as exc:
+                if exc.args[0].code() not in _NO_LEADER_YET or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def read_until(self, done: Callable[[list[Received]], bool], timeout: float = 60.0) -> list[Received]:
         seen: list[Received] = []
