@@ -107,6 +107,7 @@ def start_process(process: Process) -> None:
             return
         pid = proc.spawn(process.name, process.argv, cwd=REPO, env={"PYTHONUNBUFFERED": "1"})
         proc.wait_until(process.name, process.probe, timeout=60, pid=pid)
+        hold(process.name, False)  # whoever starts it ends a `just stop`: a later crash is not that stop
 
 
 @contextlib.contextmanager
@@ -186,6 +187,7 @@ def start_component(name: str) -> None:
             target.start()
         except proc.StartError as exc:
             raise SystemExit(f"FAILED {name}: {exc}\n{proc.tail(name)}") from exc
+    hold(name, False)
     print(f"  {name:<18} ready ({time.monotonic() - t0:.1f}s)", flush=True)
 
 
@@ -228,6 +230,14 @@ def not_running() -> list[str]:
 
 def up(*, infra_only: bool = False, leave: Collection[str] = ()) -> None:
     """Start what is not running (each step waits for readiness), apart from the components in ``leave``."""
+    other = _postgres_of_another_checkout()
+    if other is not None:
+        # Its steps would point WAL archiving at this checkout and restart PostgreSQL (seen in session 27: a
+        # scratch copy sharing .stack, through the test session's `up`, restarted the shared cluster).
+        raise SystemExit(
+            f"stack: PostgreSQL runs from another checkout ({other}, not {postgres.DATA}): run this from there, "
+            "or `just restart postgres` here if this checkout owns the stack"
+        )
     with exclusive():
         _up(infra_only=infra_only, leave=leave)
 
@@ -237,14 +247,6 @@ def up_for_tests() -> list[str]:
     (an operator's or a benchmark's deliberate stop), which stays stopped (the tests that need it fail);
     PostgreSQL, Redis, Kafka and Connect are started anyway. Returns one line per component started or
     left stopped (one line in all when everything was down)."""
-    other = _postgres_of_another_checkout()
-    if other is not None:
-        # `up` from here would point WAL archiving at this checkout and restart PostgreSQL (seen 07:47 in
-        # session 27: a scratch copy sharing .stack restarted the shared cluster for everyone).
-        raise SystemExit(
-            f"stack: PostgreSQL runs from another checkout ({other}, not {postgres.DATA}); run the tests there, "
-            "or `just restart postgres` here if this checkout owns the stack"
-        )
     down = not_running()
     stopped = held()
     leave = {name for name in stopped if name not in NEEDED_BY_EVERY_TEST}
@@ -268,10 +270,11 @@ def _postgres_of_another_checkout() -> str | None:
     """The data directory the running PostgreSQL was started with, when that is not this checkout's own path
     (a copy whose .stack links to this one's); None otherwise."""
     try:
-        started_with = (postgres.DATA / "postmaster.pid").read_text().splitlines()[1]
-    except (OSError, IndexError):
+        pid, started_with = (postgres.DATA / "postmaster.pid").read_text().splitlines()[:2]
+        alive = proc.pid_alive(int(pid))  # a crashed postmaster leaves its file behind
+    except (OSError, ValueError):
         return None
-    return started_with if started_with != str(postgres.DATA) else None
+    return started_with if alive and started_with != str(postgres.DATA) else None
 
 
 def _up(*, infra_only: bool, leave: Collection[str]) -> None:
@@ -447,12 +450,12 @@ def main(argv: list[str] | None = None) -> int:
         return renice()
     elif args.command in ("stop", "restart"):
         stop_component(args.component)
-        hold(args.component, args.command == "stop")
         if args.command == "restart":
             start_component(args.component)
+        else:
+            hold(args.component, True)
     elif args.command == "start":
         start_component(args.component)
-        hold(args.component, False)
     elif args.command == "logs":
         logs(args.component, args.follow)
     return 0

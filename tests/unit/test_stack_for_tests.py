@@ -3,6 +3,8 @@ component, but leaves a deliberate `just stop NAME` alone, except for what every
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Collection
 from pathlib import Path
 
@@ -71,13 +73,36 @@ def test_nothing_down_says_nothing(machine: dict[str, object]) -> None:
     assert machine["leave"] == set()
 
 
-def test_a_postgres_started_from_another_checkout_stops_the_session_before_anything_is_touched(
-    machine: dict[str, object], tmp_path: Path
+def test_up_refuses_a_postgres_started_from_another_checkout_before_touching_anything(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "postmaster.pid").write_text("4242\n/elsewhere/.stack/pg/data\n1764226000\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setattr(postgres, "DATA", data)
+    ran: list[bool] = []
+    monkeypatch.setattr(stack, "exclusive", contextlib.nullcontext)
+    monkeypatch.setattr(stack, "_up", lambda **_: ran.append(True))
+    live, dead = os.getpid(), 2**22 + 1  # above pid_max's default: no such process
+    (data / "postmaster.pid").write_text(f"{live}\n/elsewhere/.stack/pg/data\n1764226000\n")
     with pytest.raises(SystemExit, match=r"another checkout \(/elsewhere/.stack/pg/data"):
-        stack.up_for_tests()
-    assert "leave" not in machine, "up ran"
-    (tmp_path / "data" / "postmaster.pid").write_text(f"4242\n{tmp_path / 'data'}\n1764226000\n")
-    assert stack.up_for_tests() == []
+        stack.up()
+    assert ran == []
+    (data / "postmaster.pid").write_text(f"{dead}\n/elsewhere/.stack/pg/data\n1764226000\n")  # a crash's leftover
+    stack.up()
+    (data / "postmaster.pid").write_text(f"{live}\n{data}\n1764226000\n")
+    stack.up()
+    assert ran == [True, True]
+
+
+def test_any_start_ends_a_just_stop(machine: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop held by `just stop`, then started by something else (a test, `just replay --restart`): a later
+    crash of it is not that stop, so the next session starts it again."""
+    running = machine["running"]
+    assert isinstance(running, set)
+    monkeypatch.setattr(stack, "exclusive", contextlib.nullcontext)
+    monkeypatch.setattr(stack, "component", lambda name: stack.Component(name, lambda: running.add(name), bool))
+    running.discard("order-api")
+    stack.hold("order-api", True)
+    stack.start_component("order-api")
+    running.discard("order-api")  # it crashes later
+    assert stack.up_for_tests() == ["stack: order-api was down; started"]
