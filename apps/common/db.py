@@ -38,11 +38,13 @@ log = logging.getLogger("apps.db")
 class PoolSettings:
     """The seed's Go pool settings (25 open, 5 idle, 5 min lifetime, 1 min idle time) on SQLAlchemy's QueuePool.
 
-    At most 25 open connections, as the seed says: pool_size + max_overflow = 25. The split differs from
-    the seed's "5 idle" on purpose: QueuePool closes an overflow connection the moment it is returned,
-    so with pool_size=5 every request beyond the fifth concurrent one opened and closed a PostgreSQL
-    connection (measured: GET /ready 807 req/s with 5+20, 2,042 req/s with 20+5, 32 concurrent clients).
-    Go's pool keeps busy connections open and only trims idle ones, which QueuePool cannot do, so
+    At most 25 open connections, as the seed says, all of them pool_size (25 + 0 overflow). QueuePool closes an
+    overflow connection the moment it is returned, so any overflow churns connections under load: with
+    5 + 20, every request beyond the fifth concurrent one opened and closed a PostgreSQL connection (GET /ready
+    807 req/s with 5+20, 2,042 with 20+5); with 20 + 5, `just bench`'s 32 connections still opened 34-58 new
+    order_db sessions per 20 s at the maximum, each a fork, a SCRAM handshake and a cold backend that plans
+    the placement's prepared statement anew (25 + 0: 1, CPU per order lower in three of three pairs; docs/
+    benchmarks.md, session 27). Go's pool keeps busy connections open and only trims idle ones; so does this:
     ConnMaxIdleTime 1 min is enforced at both ends (``expire_idle_connections``): a checkout replaces a
     connection that sat idle for a minute, and PostgreSQL's ``idle_session_timeout`` at twice that closes
     the sessions of a pool nobody checks out from. ConnMaxLifetime 5 min = pool_recycle.
@@ -51,8 +53,8 @@ class PoolSettings:
     (``per_worker``), so a service's workers (``<NAME>_WORKERS``) open at most 25 between them, as the seed says.
     """
 
-    size: int = 20
-    max_overflow: int = 5
+    size: int = 25
+    max_overflow: int = 0
     recycle_s: int = 300
     timeout_s: float = 10.0
     idle_timeout_s: float = 60.0
