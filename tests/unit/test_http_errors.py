@@ -147,3 +147,34 @@ def test_a_bad_token_is_logged_and_counted_as_the_401_it_answered(caplog: pytest
     labels = {"app_name": app_name, "method": "GET", "path": "/api/thing"}
     assert REGISTRY.get_sample_value(f"{app_name}_requests_total", {**labels, "status_code": "401"}) == 1
     assert REGISTRY.get_sample_value(f"{app_name}_requests_total", {**labels, "status_code": "500"}) is None
+
+
+def test_a_body_nested_too_deep_is_a_400_and_a_recursion_of_ours_still_a_500() -> None:
+    """msgspec's decoder raises RecursionError past its nesting limit, inside Litestar's untyped decode of
+    the body: a 500 on every write operation before. Our own runaway recursion stays a bug."""
+    from litestar import Litestar, post
+    from litestar.testing import TestClient
+
+    from apps.common.error_handlers import exception_handlers
+
+    @post("/api/thing", sync_to_thread=False)
+    def thing(data: dict[str, Any]) -> str:
+        return "decoded"
+
+    @post("/api/loop", sync_to_thread=False)
+    def loop() -> str:
+        def down(n: int) -> int:
+            return down(n + 1)
+
+        return str(down(0))
+
+    app = Litestar([thing, loop], exception_handlers=exception_handlers(), logging_config=None)
+    with TestClient(app) as client:
+        deep = client.post("/api/thing", content=b'{"a": ' + b"[" * 3000 + b"]" * 3000 + b"}")
+        shallow = client.post("/api/thing", content=b'{"a": ' + b"[" * 100 + b"]" * 100 + b"}")
+        ours = client.post("/api/loop")
+
+    assert deep.status_code == 400, deep.text
+    assert deep.json()["extra"] == [{"message": "the JSON is nested too deeply", "key": "body", "source": "body"}]
+    assert shallow.status_code == 201
+    assert ours.status_code == 500
