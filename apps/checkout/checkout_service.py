@@ -36,7 +36,15 @@ from apps.checkout.schemas import lines_to_json
 from apps.checkout.sealed import opened_addresses, seal_addresses
 from apps.checkout.services import CartService, now
 from apps.common.access_log import Touched, log_access, note_read
-from apps.common.errors import InconsistentFields, InvalidField, NotFound, StateConflict, UnknownReference
+from apps.common.errors import (
+    InconsistentFields,
+    InvalidField,
+    NotFound,
+    OutOfRange,
+    StateConflict,
+    UnknownReference,
+)
+from apps.common.pricing import MAX_LINES
 from apps.common.responses import from_row
 from outbox.writer import add_event
 
@@ -88,6 +96,8 @@ class CheckoutService:
         items = await self.carts.items(cart.id)
         if not items or cart.currency is None:
             raise StateConflict("cart_id", "the cart is empty")
+        if len(items) > MAX_LINES:  # a cart filled before add_item's cap: the catalog would refuse to price it
+            raise OutOfRange("cart_id", f"the cart has {len(items)} products; an order takes at most {MAX_LINES}")
         wanted = [CartLine(i.product_id, i.quantity) for i in items]
         version, currency = cart.updated_at.isoformat(), cart.currency
         customer_id, guest_hash = cart.customer_id, cart.guest_token

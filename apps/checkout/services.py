@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from uuid_utils.compat import uuid7
@@ -29,6 +29,7 @@ from apps.checkout.rules import (
 )
 from apps.checkout.schemas import CartOut, to_cart_out
 from apps.common.errors import NotFound, OutOfRange, UnknownReference
+from apps.common.pricing import MAX_LINES
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -165,6 +166,10 @@ class CartService:
             raise UnknownReference("product_id", f"product {product_id} is unknown or no longer for sale")
         cart = await self.open_cart(cart_id, token, lock=True)
         cart.currency = check_line_currency(product, cart.currency, "product_id")
+        # Counted under the cart's lock, so concurrent adds cannot pass the cap together.
+        others = select(func.count()).where(CartItem.cart_session_id == cart_id, CartItem.product_id != product_id)
+        if (await self.session.scalar(others) or 0) >= MAX_LINES:
+            raise OutOfRange("product_id", f"a cart holds at most {MAX_LINES} products, as an order does")
         at = now()
         unit = product.price
         statement = insert(CartItem).values(

@@ -16,6 +16,9 @@ import msgspec
 __all__ = ["CENT", "ZERO", "CatalogPrice", "PricedLine", "Quote", "price_line"]
 
 CENT: Final = Decimal("0.01")
+# The most products one order takes (POST /api/orders' items), and so one cart: the checkout prices a cart
+# with one catalog call and its order is placed with these lines.
+MAX_LINES: Final = 100
 ZERO: Final = Decimal("0.00")
 
 

@@ -16,7 +16,7 @@ from msgspec import Meta
 
 from apps.common.addresses import Address
 from apps.common.fields import NO_NUL_PATTERN
-from apps.common.pricing import PricedLine
+from apps.common.pricing import MAX_LINES, PricedLine
 from apps.common.responses import from_row
 from apps.order.rules import STATUSES
 from apps.order.sealed import ADDRESSES, COLUMNS
@@ -24,7 +24,6 @@ from apps.order.sealed import ADDRESSES, COLUMNS
 if TYPE_CHECKING:
     from apps.order.services import OrderView
 
-MAX_LINES = 100
 MAX_QUANTITY = 1000
 
 Quantity = Annotated[int, Meta(ge=1, le=MAX_QUANTITY, description="units, 1..1000")]
