@@ -28,11 +28,11 @@ class CustomerStats(Base):
     customer_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     orders_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     cancelled_count: Mapped[int] = mapped_column(sa.Integer, default=0)
-    total_spent: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2), default=Decimal("0"))
+    total_spent: Mapped[Decimal] = mapped_column(sa.Numeric(20, 2), default=Decimal("0"))
     last_order_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
     # Refunded returns (apps/customer/returns.py); total_spent is net of refunded_amount.
     returns_count: Mapped[int] = mapped_column(sa.Integer, default=0)
-    refunded_amount: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2), default=Decimal("0"))
+    refunded_amount: Mapped[Decimal] = mapped_column(sa.Numeric(20, 2), default=Decimal("0"))
     updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
 
 
