@@ -27,11 +27,11 @@ class DailySales(Base):
     day: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
     currency: Mapped[str] = mapped_column(CHAR(3), primary_key=True)
     orders: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
-    revenue: Mapped[Decimal] = mapped_column(sa.Numeric(14, 2), default=Decimal("0.00"), server_default="0")
+    revenue: Mapped[Decimal] = mapped_column(sa.Numeric(20, 2), default=Decimal("0.00"), server_default="0")
     cancellations: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     # Returns refunded that day and their amount (apps/analytics/returns.py); revenue stays gross.
     returns: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
-    refunds: Mapped[Decimal] = mapped_column(sa.Numeric(14, 2), default=Decimal("0.00"), server_default="0")
+    refunds: Mapped[Decimal] = mapped_column(sa.Numeric(20, 2), default=Decimal("0.00"), server_default="0")
     updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
 
 
@@ -47,7 +47,7 @@ class ProductSales(Base):
     product_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
     currency: Mapped[str] = mapped_column(CHAR(3), primary_key=True)
     units: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
-    revenue: Mapped[Decimal] = mapped_column(sa.Numeric(14, 2), default=Decimal("0.00"), server_default="0")
+    revenue: Mapped[Decimal] = mapped_column(sa.Numeric(20, 2), default=Decimal("0.00"), server_default="0")
     units_returned: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
-    refunded: Mapped[Decimal] = mapped_column(sa.Numeric(14, 2), default=Decimal("0.00"), server_default="0")
+    refunded: Mapped[Decimal] = mapped_column(sa.Numeric(20, 2), default=Decimal("0.00"), server_default="0")
     updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())

@@ -10,6 +10,7 @@ projection. The events carry a currency of their own, so the analytics rows they
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import string
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ import msgspec
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.support.db import connect
 from tests.support.http import create_customer
 from tests.support.orders import eventually, order_created, order_engine, stats, write_events
 
@@ -50,3 +52,44 @@ async def test_a_customer_with_a_hundred_and_one_largest_orders_has_them_all_cou
     await eventually(all_counted, within=90, what="101 orders counted in customer_stats")
     row = await stats(customer["id"])
     assert row is not None and row["total_spent"] == LARGEST_ORDER * len(orders)
+
+
+async def test_a_product_and_a_day_past_ten_thousand_largest_orders_count_the_next(engine: AsyncEngine) -> None:
+    currency = "Q" + "".join(random.choices(string.ascii_uppercase, k=2))
+    order = msgspec.structs.replace(order_created("analytics-amounts", str(LARGEST_ORDER)), currency=currency)
+    product_id = order.items[0].product_id
+    earlier = LARGEST_ORDER * 10_000
+    db = await connect("analytics")
+    try:
+        await db.execute(
+            "INSERT INTO product_sales (product_id, currency, units, revenue) VALUES ($1, $2, 10000, $3)",
+            product_id,
+            currency,
+            earlier,
+        )
+        day = dt.datetime.now(dt.UTC).date()
+        await db.execute(
+            "INSERT INTO daily_sales (day, currency, orders, revenue) VALUES ($1, $2, 10000, $3)",
+            day,
+            currency,
+            earlier,
+        )
+        await write_events(engine, [order])
+
+        async def counted() -> bool:
+            units = await db.fetchval(
+                "SELECT units FROM product_sales WHERE product_id = $1 AND currency = $2", product_id, currency
+            )
+            return bool(units == 10_001)
+
+        await eventually(counted, within=90, what="the 10,001st order counted in product_sales")
+        product = await db.fetchrow(
+            "SELECT revenue FROM product_sales WHERE product_id = $1 AND currency = $2", product_id, currency
+        )
+        daily = await db.fetchrow(
+            "SELECT orders, revenue FROM daily_sales WHERE day = $1 AND currency = $2", day, currency
+        )
+        assert product["revenue"] == earlier + LARGEST_ORDER
+        assert (daily["orders"], daily["revenue"]) == (10_001, earlier + LARGEST_ORDER)
+    finally:
+        await db.close()
