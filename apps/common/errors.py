@@ -1,11 +1,11 @@
 """The one error vocabulary of every service; ``apps/common/error_handlers.py`` maps each to its HTTP answer.
 
-- ``InvalidField`` (400): well-formed input that breaks a rule (a quantity of zero, mixed currencies).
+- ``InvalidField`` (400): well-formed input that breaks a rule (a quantity of zero, a malformed date).
 - ``UnknownReference`` (422): a field names something that does not exist (a customer, a product).
 - ``OutOfRange`` (422): valid fields that together exceed a stated limit (an order total too large).
 - ``InconsistentFields`` (422): fields valid one by one that contradict each other (a product on two
-  lines, two currencies in one cart, an address sent both inline and by id). The schema cannot state
-  these, so a schema-valid request gets a 422, not a 400.
+  lines, two currencies in one cart or order, an address sent both inline and by id). The schema cannot
+  state these, so a schema-valid request gets a 422, not a 400.
 - ``StateConflict`` (409): valid, but not in the resource's current state (a taken sku, a wrong status).
 - ``NotFound`` (404): the resource the path names does not exist.
 - ``DependencyUnavailable`` (503): another service did not answer in time or failed.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-from apps.common.errors import InconsistentFields, InvalidField, OutOfRange, StateConflict, UnknownReference
+from apps.common.errors import InconsistentFields, OutOfRange, StateConflict, UnknownReference
 from apps.common.pricing import ZERO, CatalogPrice, PricedLine, Quote, price_line
 
 PENDING: Final = "pending"
@@ -91,7 +91,8 @@ def price_order(lines: Sequence[RequestedLine], catalog: Mapping[uuid.UUID, Cata
         if currency is None:
             currency = product.currency
         elif product.currency != currency:
-            raise InvalidField(
+            # Each line is valid alone; together they contradict (as in a cart): a 422, never a 400.
+            raise InconsistentFields(
                 f"items[{index}].product_id", f"priced in {product.currency}, the order's other items in {currency}"
             )
         priced_line = price_line(product, line.quantity)
