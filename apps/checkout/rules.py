@@ -108,14 +108,25 @@ class CartLine:
 def reprice(
     lines: Sequence[CartLine], catalog: Mapping[uuid.UUID, CatalogPrice], currency: str
 ) -> tuple[PricedLine, ...]:
-    """Price every line at today's catalog price; a product withdrawn since it was added is named."""
+    """Price every line at today's catalog price; a product withdrawn since it was added is named.
+
+    The request (POST /api/checkout) names only the cart, so a line at fault is reported on ``cart_id``
+    with the cart's line and product in the message: an ``items[n]`` key would name no field of that body.
+    """
     priced: list[PricedLine] = []
     for index, line in enumerate(lines):
-        field = f"items[{index}].product_id"
         product = catalog.get(line.product_id)
         if product is None:
-            raise UnknownReference(field, f"product {line.product_id} is unknown or no longer for sale")
-        check_line_currency(product, currency, field)
+            raise UnknownReference(
+                "cart_id",
+                f"the cart's items[{index}] (product {line.product_id}) is no longer for sale: remove it from the cart",
+            )
+        if product.currency != currency:
+            raise InconsistentFields(
+                "cart_id",
+                f"the cart's items[{index}] (product {line.product_id}) is now priced in {product.currency}, "
+                f"the cart in {currency}: remove it from the cart",
+            )
         priced.append(price_line(product, line.quantity))
     return tuple(priced)
 

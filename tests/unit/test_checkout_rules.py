@@ -63,7 +63,19 @@ def test_repricing_uses_todays_catalog_price_and_names_a_withdrawn_product() -> 
     ]
     with pytest.raises(UnknownReference) as missing:
         rules.reprice(lines, {shirt.product_id: shirt}, "USD")
-    assert missing.value.field == "items[1].product_id"
+    # POST /api/checkout's body names only the cart: the key is a field of that body, the message the line.
+    assert missing.value.field == "cart_id"
+    assert f"items[1] (product {mug.product_id})" in missing.value.message
+
+
+def test_repricing_names_a_line_whose_product_changed_currency_on_the_cart() -> None:
+    shirt = product("19.90")
+    now_in_euros = product("18.00", "EUR")
+    lines = [CartLine(shirt.product_id, 1), CartLine(now_in_euros.product_id, 1)]
+    with pytest.raises(InconsistentFields) as mixed:
+        rules.reprice(lines, {shirt.product_id: shirt, now_in_euros.product_id: now_in_euros}, "USD")
+    assert mixed.value.field == "cart_id"
+    assert "items[1]" in mixed.value.message and "EUR" in mixed.value.message
 
 
 def test_a_cart_holds_one_currency() -> None:
