@@ -1,4 +1,5 @@
-"""Rate limits on the public writes: Litestar's rate limiting, on Redis, keyed by who is calling.
+"""Rate limits on the public writes: Litestar's rate-limit middleware, counted in-process and shared through Redis,
+keyed by who is calling.
 
 What is limited: every write (POST, PUT, PATCH, DELETE) under ``/api/`` by a customer or an anonymous
 caller (registration, carts and checkout, orders, cancellations, returns, addresses). Staff, admin and
@@ -13,21 +14,37 @@ token ("customer:<uuid>"), an anonymous caller (a guest) by client address. Each
 Past it the answer is 429 with ``Retry-After`` (seconds until the window resets) and the
 ``RateLimit-Policy``/``-Limit``/``-Remaining``/``-Reset`` headers that every limited answer carries.
 
-One Redis round trip per limited request: a Lua script counts the write and answers the count and the
-window's time left (a fixed window of ``<window>`` seconds from the caller's first write), atomically for
-every worker of the service.
+Counted without a Redis round trip on the request's path: each worker admits or refuses from its own view
+of the caller's count (the shared count Redis last answered, plus what this worker admitted since) and
+sends what it admitted to Redis in the background, one pipelined script call for every key it touched,
+``SYNC_INTERVAL_S`` (50 ms) after the first write since its last call; Redis answers each key's shared count
+and the window's time left. Every worker and instance of a service shares one budget per caller through
+Redis (a fixed window of ``<window>`` seconds from the caller's first write, keys
+``ratelimit:<service>:...:n``); a refused write is not counted. An idle worker makes no call.
 
-Redis down: the limit fails open. The request goes through, the failure is logged and counted in
-``commerce_rate_limit_unavailable_total``, and Redis is not asked again for ``REDIS_COOLDOWN_S``.
+The bound (per caller and window; N = the processes counting that caller: workers times instances): one
+process alone is exact (its view holds all it admitted). Together they admit at most
+``limit + N * m``, where m is the most one process admits for that caller between two of its calls to
+Redis (50 ms plus the call's round trip), and never more than ``N * limit``: each process refuses once its
+view reaches the limit, and its view lacks at most what the others admitted since their last call
+(tests/unit/test_rate_limit_counts.py checks it with a fake clock, tests/integration/test_rate_limits.py
+against Redis). A caller spread over N workers who sends more than the limit within one interval is the
+case that overshoots; one who sends it over more than an interval is held to the limit plus a few.
+
+Redis down: the limit fails open. Once a call to Redis fails (the first is made at start-up), every
+request goes through, counted in ``commerce_rate_limit_unavailable_total`` and logged once, and Redis is
+tried again every ``REDIS_COOLDOWN_S``; the first call that succeeds ends it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -35,8 +52,6 @@ from litestar import MediaType, Response
 from litestar.middleware.rate_limit import CacheObject, RateLimitConfig, RateLimitMiddleware
 from litestar.plugins import InitPluginProtocol
 from litestar.status_codes import HTTP_429_TOO_MANY_REQUESTS
-from litestar.stores.redis import RedisStore
-from litestar.stores.registry import StoreRegistry
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
@@ -46,18 +61,27 @@ from apps.common.redis_store import COOLDOWN_S, OwnConnectionScript, create_redi
 if TYPE_CHECKING:
     from litestar import Litestar, Request
     from litestar.config.app import AppConfig
-    from litestar.stores.base import Store
     from litestar.types import ASGIApp, Receive, Scope, Send
 
     from apps.common.topology import ServiceSpec
 
-__all__ = ["RateLimitPlugin", "WindowedRateLimitConfig", "caller_identity", "is_limited_route", "parse_limit"]
+__all__ = [
+    "RateLimitPlugin",
+    "SharedCounts",
+    "SyncedLimit",
+    "WindowedRateLimitConfig",
+    "caller_identity",
+    "is_limited_route",
+    "parse_limit",
+]
 
 log = logging.getLogger("apps.rate_limit")
 
-STORE_NAME: Final = "rate_limit"
 DEFAULT_LIMIT: Final = "50/5s"
 UNLIMITED_ROLES: Final = frozenset({"staff", "admin", "service"})
+# How long a worker holds what it admitted before telling Redis: the overshoot bound's interval (module doc).
+SYNC_INTERVAL_S: Final = 0.05
+_PRUNE_EVERY_S: Final = 1.0
 _WRITES: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _UNITS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _LIMIT_RE: Final = re.compile(r"^\s*(?P<n>\d+)\s*/\s*(?P<window>\d+s?|second|minute|hour|day)\s*$")
@@ -115,17 +139,226 @@ def _identity_or_anonymous(request: Request[Any, Any, Any]) -> str:
     return caller_identity(request) or "unlimited"
 
 
+class _Count:
+    """One caller's count as this process sees it."""
+
+    __slots__ = ("known", "pending", "reset_at", "sending")
+
+    def __init__(self, reset_at: float) -> None:
+        self.known = 0  # the shared count Redis last answered (every process's writes it had been sent)
+        self.sending = 0  # admitted here, sent to Redis, not answered yet
+        self.pending = 0  # admitted here since, not sent yet
+        self.reset_at = reset_at  # when the window ends (clock time): Redis's time left once it answered
+
+
+Sent = list[tuple[str, _Count, int]]
+
+
+class SharedCounts:
+    """The counting, without I/O and on a clock it is given: what the middleware asks per request and what the
+    background call to Redis takes and brings back (module doc, "The bound")."""
+
+    def __init__(self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.clock = clock
+        self._counts: dict[str, _Count] = {}
+        self._unsent: dict[str, _Count] = {}
+        self._pruned_at = clock()
+
+    def admit(self, key: str) -> tuple[int, float]:
+        """(the caller's count with this write, the window's end); a count past the limit is a refusal, and a
+        refused write is not counted."""
+        now = self.clock()
+        entry = self._counts.get(key)
+        if entry is None:
+            entry = self._counts[key] = _Count(now + self.window_s)
+        elif now >= entry.reset_at:
+            # A new window. What was admitted in the old one and not sent yet belongs to a Redis window that
+            # has ended (reset_at is never before Redis's expiry): dropped. A call in flight settles itself.
+            entry.known = entry.pending = 0
+            entry.reset_at = now + self.window_s
+        seen = entry.known + entry.sending + entry.pending
+        if seen >= self.limit:
+            return seen + 1, entry.reset_at
+        entry.pending += 1
+        if entry.pending == 1:
+            self._unsent[key] = entry
+        return seen + 1, entry.reset_at
+
+    @property
+    def has_unsent(self) -> bool:
+        return bool(self._unsent)
+
+    def take_unsent(self) -> Sent:
+        """What to send to Redis now: each key with what was admitted since the last call; it is 'sending'
+        until :meth:`settle` or :meth:`unsent`."""
+        batch = [(key, entry, entry.pending) for key, entry in self._unsent.items() if entry.pending]
+        self._unsent.clear()
+        for _, entry, delta in batch:
+            entry.sending += delta
+            entry.pending = 0
+        return batch
+
+    def settle(self, batch: Sent, answers: list[tuple[int, int]]) -> None:
+        """Redis's answer, per key of ``batch``: the shared count with ours in it, and the window's ms left."""
+        now = self.clock()
+        for (_, entry, delta), (count, left_ms) in zip(batch, answers, strict=True):
+            entry.sending -= delta
+            entry.known = count
+            # Measured from the answer's arrival: at or after Redis's own expiry, never before it.
+            entry.reset_at = now + left_ms / 1000
+        self.prune(now)
+
+    def unsent(self, batch: Sent) -> None:
+        """The call failed: what it carried goes back to be sent next time, unless its window has ended."""
+        now = self.clock()
+        for key, entry, delta in batch:
+            entry.sending -= delta
+            if now < entry.reset_at and self._counts.get(key) is entry:
+                entry.pending += delta
+                self._unsent[key] = entry
+        self.prune(now)
+
+    def prune(self, now: float) -> None:
+        """Forget callers whose window has ended (at most once a second: a pass over every caller)."""
+        if now - self._pruned_at < _PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        ended = [key for key, entry in self._counts.items() if entry.reset_at <= now and not entry.sending]
+        for key in ended:
+            del self._counts[key]
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+
+# KEYS: the callers' counters; ARGV[1] the window in ms, ARGV[1 + i] what this process admitted for KEYS[i]
+# since its last call. Answers {count, ms left} per key: the shared count with this process's writes in it.
+# A counter's window starts with its first write. EVALSHA, so only the script's hash travels with the keys.
+_SYNC: Final = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCRBY', key, ARGV[i + 1])
+  local left = redis.call('PTTL', key)
+  if left < 0 then
+    redis.call('PEXPIRE', key, ARGV[1])
+    left = tonumber(ARGV[1])
+  end
+  out[2 * i - 1] = n
+  out[2 * i] = left
+end
+return out
+"""
+
+
+class SyncedLimit:
+    """A process's :class:`SharedCounts` and its calls to Redis: started on the first write after a quiet
+    spell, ``interval_s`` later, one at a time; the first call at start-up says whether Redis is there."""
+
+    def __init__(
+        self,
+        counts: SharedCounts,
+        script: OwnConnectionScript,
+        *,
+        key_prefix: str,
+        service: str = "",
+        interval_s: float = SYNC_INTERVAL_S,
+        cooldown_s: float = COOLDOWN_S,
+    ) -> None:
+        self.counts = counts
+        self.script = script
+        self.key_prefix = key_prefix
+        self.service = service
+        self.interval_s = interval_s
+        self.cooldown_s = cooldown_s
+        self.down = False  # the last call to Redis failed: every write goes through until one succeeds
+        self._timer: asyncio.TimerHandle | None = None
+        self._call: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def admit(self, key: str) -> tuple[int, float] | None:
+        """(count with this write, window end) as :meth:`SharedCounts.admit`; None: Redis is down, let it through."""
+        if self.down:
+            UNAVAILABLE.labels(self.service).inc()
+            return None
+        answer = self.counts.admit(key)
+        if self._timer is None and self._call is None and not self._closed:
+            self._timer = asyncio.get_running_loop().call_later(self.interval_s, self._start)
+        return answer
+
+    def _start(self) -> None:
+        self._timer = None
+        self._call = asyncio.ensure_future(self.sync())
+        self._call.add_done_callback(self._done)
+
+    def _done(self, call: asyncio.Task[None]) -> None:
+        self._call = None
+        if not call.cancelled():
+            self._next()
+
+    def _next(self) -> None:
+        """After a call: Redis again after the cool-down while it is down, else in an interval if there is
+        something to send (else at the next write)."""
+        if self._closed or self._timer is not None:
+            return
+        if self.down:
+            self._timer = asyncio.get_running_loop().call_later(self.cooldown_s, self._start)
+        elif self.counts.has_unsent:
+            self._timer = asyncio.get_running_loop().call_later(self.interval_s, self._start)
+
+    async def start(self, _app: object = None) -> None:
+        """The first call, at start-up: a Redis that is not there is known (fail open) before the first write."""
+        await self.sync()
+        self._next()
+
+    async def sync(self) -> None:
+        """One call: everything admitted since the last one, the shared counts back (with nothing to send,
+        it only tells whether Redis answers). Never raises: a failure is fail-open until a call succeeds."""
+        batch = self.counts.take_unsent()
+        try:
+            keys = [f"{self.key_prefix}{key}:n" for key, _, _ in batch]
+            reply = await self.script.run(keys, [self.counts.window_s * 1000, *(delta for _, _, delta in batch)])
+            answers = [(int(reply[i]), int(reply[i + 1])) for i in range(0, 2 * len(batch), 2)]
+            if len(reply) != 2 * len(batch):
+                raise ValueError(f"{len(reply)} numbers for {len(batch)} keys")
+        # Redis unreachable, timing out or answering garbage: fail open, never a 500.
+        except (RedisError, OSError, ValueError, TypeError, IndexError) as exc:
+            self.counts.unsent(batch)
+            if not self.down:
+                log.warning("rate limit unavailable, requests let through", extra={"error": type(exc).__name__})
+            self.down = True
+            return
+        self.counts.settle(batch, answers)
+        if self.down:
+            log.info("rate limit's Redis is back")
+            self.down = False
+
+    async def close(self, _app: object = None) -> None:
+        """Stop calling, send what is left (a restarted worker's writes still count), close the connection."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._call is not None:
+            await asyncio.wait([self._call])
+        if self.counts.has_unsent and not self.down:
+            await self.sync()
+        await self.script.close()
+
+
 @dataclass
 class WindowedRateLimitConfig(RateLimitConfig):
     """Litestar's config, with a window of any number of seconds (Litestar's units are 1 s, 1 min, ...)."""
 
     window_s: int = 60
     service: str = ""
-    counter: OwnConnectionScript | None = None
+    limit: SyncedLimit | None = None
 
 
 class IdentityRateLimitMiddleware(RateLimitMiddleware):
-    """Litestar's middleware with a window in seconds, ``Retry-After`` on a 429, and fail-open on Redis."""
+    """Litestar's middleware with a window in seconds, ``Retry-After`` on a 429, the count in-process and
+    shared through Redis in the background (:class:`SyncedLimit`), and fail-open on Redis."""
 
     config: WindowedRateLimitConfig
 
@@ -134,8 +367,7 @@ class IdentityRateLimitMiddleware(RateLimitMiddleware):
         assert isinstance(config, WindowedRateLimitConfig)
         self.window_s = config.window_s
         self.service = config.service
-        self._skip_until = 0.0
-        self.counter = config.counter
+        self.limit = config.limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Decided from the scope as ``_should_limit`` and ``cache_key_from_request`` decide from a Request:
@@ -144,8 +376,7 @@ class IdentityRateLimitMiddleware(RateLimitMiddleware):
         limited = is_limited_route(str(scope.get("method", "")), path)
         identity = _identity_in(scope) if limited else None
         if identity is not None:
-            key = f"{type(self).__name__}::{identity}{_key_suffix(scope)}"
-            cache_object = await self._count(key, self.config.get_store_from_app(scope["litestar_app"]))
+            cache_object = self._count(f"{type(self).__name__}::{identity}{_key_suffix(scope)}")
             if cache_object is not None:
                 if len(cache_object.history) > self.max_requests:
                     request: Request[Any, Any, Any] = scope["litestar_app"].request_class(scope)
@@ -169,23 +400,17 @@ class IdentityRateLimitMiddleware(RateLimitMiddleware):
         )
         return response.to_asgi_response(app=None, request=request)
 
-    async def _count(self, key: str, store: Store) -> CacheObject | None:
-        """The caller's count with this request in it (a refused request is not stored: it reads as one over
-        the limit); None: Redis is down. ``history`` holds one entry per write counted, for the headers."""
-        if time.monotonic() < self._skip_until:
-            UNAVAILABLE.labels(self.service).inc()
+    def _count(self, key: str) -> CacheObject | None:
+        """The caller's count with this request in it (a refused request reads as one over the limit); None:
+        Redis is down. ``history`` holds one entry per write counted, for the headers."""
+        if self.limit is None:
+            raise TypeError("the rate limit counts through SyncedLimit: RateLimitPlugin sets it")
+        answer = self.limit.admit(key)
+        if answer is None:
             return None
-        try:
-            if self.counter is None:
-                raise TypeError("the rate limit counts in Redis: RateLimitPlugin sets its counter")
-            count, left_ms = await self.counter.run([_store_key(store, key)], [self.max_requests, self.window_s * 1000])
-            return CacheObject(history=[0] * int(count), reset=int(time.time()) + math.ceil(int(left_ms) / 1000))
-        # Redis unreachable, timing out or answering garbage: fail open, never a 500.
-        except (RedisError, OSError, ValueError, TypeError) as exc:
-            self._skip_until = time.monotonic() + COOLDOWN_S
-            UNAVAILABLE.labels(self.service).inc()
-            log.warning("rate limit unavailable, request let through", extra={"error": type(exc).__name__})
-            return None
+        count, reset_at = answer
+        left = reset_at - self.limit.counts.clock()
+        return CacheObject(history=[0] * count, reset=int(time.time()) + math.ceil(left))
 
     def create_response_headers(self, cache_object: CacheObject) -> dict[str, str]:
         remaining = max(self.max_requests - len(cache_object.history), 0)
@@ -197,26 +422,6 @@ class IdentityRateLimitMiddleware(RateLimitMiddleware):
         }
 
 
-# KEYS[1] the caller's counter; ARGV[1] the limit, ARGV[2] the window in ms. Answers {count, ms left in the
-# window}: a write past the limit is answered limit + 1 and not stored, so a refused caller's window does
-# not grow. EVALSHA, so only the script's hash travels after the first call.
-_COUNT: Final = """
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n < tonumber(ARGV[1]) then
-  n = redis.call('INCR', KEYS[1])
-  if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-else
-  n = n + 1
-end
-local left = redis.call('PTTL', KEYS[1])
-if left < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  left = tonumber(ARGV[2])
-end
-return {n, left}
-"""
-
-
 def _key_suffix(scope: Scope) -> str:
     """What Litestar's ``cache_key_from_request`` adds for a mount or static route."""
     handler = scope.get("route_handler")
@@ -225,45 +430,40 @@ def _key_suffix(scope: Scope) -> str:
     )
 
 
-def _store_key(store: Store, key: str) -> str:
-    """The store's namespaced key, with a suffix of its own: the JSON history of before lives on the plain
-    key until its window ends, and INCR on it would fail."""
-    assert isinstance(store, RedisStore)
-    return f"{store._make_key(key)}:n"
-
-
 class RateLimitPlugin(InitPluginProtocol):
-    """The store (Redis, ``ratelimit:<service>`` namespace), the middleware, and the 429 in OpenAPI."""
+    """The count (in-process, shared through Redis under ``ratelimit:<service>:``), the middleware, and the
+    429 in OpenAPI."""
 
     def __init__(self, spec: ServiceSpec) -> None:
         self.spec = spec
         self.requests, self.window_s = parse_limit(os.environ.get("RATE_LIMIT_WRITES", DEFAULT_LIMIT))
 
-    def config(self, counter: OwnConnectionScript | None = None) -> WindowedRateLimitConfig:
+    def config(self, limit: SyncedLimit | None = None) -> WindowedRateLimitConfig:
         return WindowedRateLimitConfig(
-            counter=counter,
+            limit=limit,
             rate_limit=("second", self.requests),
             window_s=self.window_s,
             service=self.spec.name,
             identifier_for_request=_identity_or_anonymous,
             check_throttle_handler=_should_limit,
             middleware_class=IdentityRateLimitMiddleware,
-            store=STORE_NAME,
+        )
+
+    def synced_limit(self) -> SyncedLimit:
+        """No I/O: the connection opens on the first call (at start-up)."""
+        client = create_redis_client()  # for its settings only: the script connects on its own
+        return SyncedLimit(
+            SharedCounts(self.requests, self.window_s),
+            OwnConnectionScript(client.connection_pool, _SYNC),
+            key_prefix=f"ratelimit:{self.spec.name}:",
+            service=self.spec.name,
         )
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
-        # The pool opens on the first command: no I/O here. Stores are lifespan managers of the app:
-        # this one closes its client when the app stops; the counter's own connections close with it.
-        client = create_redis_client()
-        store = RedisStore(client, namespace=f"ratelimit:{self.spec.name}", handle_client_shutdown=True)
-        counter = OwnConnectionScript(client.connection_pool, _COUNT)
-        app_config.middleware.append(self.config(counter).middleware)
-        app_config.on_shutdown.append(counter.close)
-        stores = app_config.stores
-        if isinstance(stores, StoreRegistry):
-            stores.register(STORE_NAME, store)
-        else:
-            app_config.stores = {**(stores or {}), STORE_NAME: store}
+        limit = self.synced_limit()
+        app_config.middleware.append(self.config(limit).middleware)
+        app_config.on_startup.append(limit.start)
+        app_config.on_shutdown.append(limit.close)
         app_config.on_startup.append(document_rate_limits)
         return app_config
 

@@ -69,7 +69,7 @@ def create_redis_client(url: str | None = None, *, timeout_s: float = TIMEOUT_S,
 
 
 class OwnConnectionScript:
-    """A Lua script run on a Redis connection of its own: the rate limit's count, once per limited request
+    """A Lua script run on a Redis connection of its own: the rate limit's counts, sent in the background
     (apps/common/rate_limit.py).
 
     Commands are written straight to the socket and every caller of the worker shares the connection, its

@@ -12,30 +12,30 @@ import pytest
 import uvloop
 from redis.exceptions import InvalidResponse, ResponseError
 
-from apps.common.rate_limit import _COUNT
+from apps.common.rate_limit import _SYNC
 from apps.common.redis_store import OwnConnectionScript, create_redis_client
 
 pytestmark = pytest.mark.usefixtures("stack")
 
-LIMIT, WINDOW_MS = 3, 60_000
+WINDOW_MS = 60_000
 
 
 async def test_counts_and_windows_are_redis_pys_own() -> None:
-    """The same calls past the limit on two fresh keys: the same counts, the same window left (to the
-    second), whether the script was loaded already or not."""
+    """The same calls on two fresh keys: the same counts, the same window left (to the second), whether the
+    script was loaded already or not."""
     client = create_redis_client()
-    script = OwnConnectionScript(client.connection_pool, _COUNT)
+    script = OwnConnectionScript(client.connection_pool, _SYNC)
     ours, theirs = f"test:rl-conn:{uuid.uuid4()}", f"test:rl-conn:{uuid.uuid4()}"
-    counted = client.register_script(_COUNT)
+    counted = client.register_script(_SYNC)
     try:
-        for _ in range(LIMIT + 2):
-            mine = await script.run([ours], [LIMIT, WINDOW_MS])
-            reference = await counted(keys=[theirs], args=[LIMIT, WINDOW_MS])
+        for delta in (1, 3, 1, 2):
+            mine = await script.run([ours], [WINDOW_MS, delta])
+            reference = await counted(keys=[theirs], args=[WINDOW_MS, delta])
             assert mine[0] == reference[0]
             assert abs(mine[1] - reference[1]) < 1000
-        assert mine[0] == LIMIT + 1  # refused, and not stored
+        assert mine[0] == 7
         stored = await client.get(ours)
-        assert stored is not None and int(stored) == LIMIT
+        assert stored is not None and int(stored) == 7
     finally:
         await script.close()
         await client.delete(ours, theirs)
@@ -62,13 +62,13 @@ def test_under_uvloop_concurrent_counts_share_one_connection_in_order() -> None:
 
     async def scenario() -> tuple[list[int], int, int]:
         client = create_redis_client()
-        script = OwnConnectionScript(client.connection_pool, _COUNT)
+        script = OwnConnectionScript(client.connection_pool, _SYNC)
         key = f"test:rl-conn:{uuid.uuid4()}"
         try:
-            answers = await asyncio.gather(*(script.run([key], [100, WINDOW_MS]) for _ in range(40)))
+            answers = await asyncio.gather(*(script.run([key], [WINDOW_MS, 1]) for _ in range(40)))
             idle_id = await script._call("CLIENT", "ID")
             await client.client_kill_filter(_id=str(idle_id))  # CLIENT KILL ID <id>
-            after_kill = (await script.run([key], [100, WINDOW_MS]))[0]
+            after_kill = (await script.run([key], [WINDOW_MS, 1]))[0]
             return sorted(count for count, _ in answers), after_kill, script._open
         finally:
             await script.close()
@@ -83,10 +83,10 @@ def test_under_uvloop_concurrent_counts_share_one_connection_in_order() -> None:
 
 async def test_a_database_number_in_the_url_is_selected() -> None:
     client = create_redis_client("redis://127.0.0.1:6379/3")
-    script = OwnConnectionScript(client.connection_pool, _COUNT)
+    script = OwnConnectionScript(client.connection_pool, _SYNC)
     key = f"test:rl-conn:{uuid.uuid4()}"
     try:
-        assert (await script.run([key], [LIMIT, WINDOW_MS]))[0] == 1
+        assert (await script.run([key], [WINDOW_MS, 1]))[0] == 1
         assert await client.get(key) == b"1"  # the client's db 3
     finally:
         await script.close()
@@ -115,11 +115,11 @@ async def mute_server() -> AsyncIterator[tuple[int, list[bytes]]]:
 async def test_a_silent_server_times_out_and_the_connection_is_dropped(mute_server: tuple[int, list[bytes]]) -> None:
     port, received = mute_server
     client = create_redis_client(f"redis://127.0.0.1:{port}/0", timeout_s=0.1)
-    script = OwnConnectionScript(client.connection_pool, _COUNT, timeout_s=0.1)
+    script = OwnConnectionScript(client.connection_pool, _SYNC, timeout_s=0.1)
     try:
         started = asyncio.get_running_loop().time()
         with pytest.raises(TimeoutError):  # an OSError: the limit fails open
-            await script.run(["k"], [LIMIT, WINDOW_MS])
+            await script.run(["k"], [WINDOW_MS, 1])
         assert asyncio.get_running_loop().time() - started < 0.5
         assert script._open == 0
         assert b"EVALSHA" in b"".join(received)
@@ -135,8 +135,8 @@ async def test_a_failed_connect_nobody_waited_for_is_retried_on_the_next_call() 
     """Callers cancelled while Redis was unreachable: the next call tries again (it must not keep the old
     failure and fail open for good)."""
     client = create_redis_client("redis://127.0.0.1:1/0")  # nothing listens there
-    script = OwnConnectionScript(client.connection_pool, _COUNT)
-    waiting = asyncio.ensure_future(script.run(["k"], [LIMIT, WINDOW_MS]))
+    script = OwnConnectionScript(client.connection_pool, _SYNC)
+    waiting = asyncio.ensure_future(script.run(["k"], [WINDOW_MS, 1]))
     await asyncio.sleep(0)
     waiting.cancel()
     await asyncio.sleep(0.05)  # the refused connect ends with nobody waiting on it
@@ -145,7 +145,7 @@ async def test_a_failed_connect_nobody_waited_for_is_retried_on_the_next_call() 
     script.pool = good.connection_pool  # Redis "back": the next call connects afresh
     key = f"test:rl-conn:{uuid.uuid4()}"
     try:
-        assert (await script.run([key], [LIMIT, WINDOW_MS]))[0] == 1
+        assert (await script.run([key], [WINDOW_MS, 1]))[0] == 1
     finally:
         await script.close()
         await good.delete(key)

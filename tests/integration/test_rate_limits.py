@@ -7,16 +7,20 @@ other caller of these services, is ever limited by it.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import httpx
 import pytest
+from litestar import Litestar, post
 from litestar.testing import AsyncTestClient
 
 from apps.catalog.app import create_app as create_catalog_app
-from apps.common.rate_limit import _COUNT
+from apps.common.rate_limit import _SYNC, RateLimitPlugin, SharedCounts, SyncedLimit
 from apps.common.redis_store import OwnConnectionScript, create_redis_client
+from apps.common.topology import ServiceSpec
 from tests.support.http import api_client, service_url
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -101,16 +105,115 @@ async def test_the_count_survives_closed_connections_and_shares_one_connection()
     forgot is sent again, and twenty concurrent counts share the one connection, each answered."""
     client = create_redis_client()
     key = f"test:ratelimit:{uuid.uuid4()}"
-    script = OwnConnectionScript(client.connection_pool, _COUNT)
+    script = OwnConnectionScript(client.connection_pool, _SYNC)
     try:
-        assert (await script.run([key], [100, 60_000]))[0] == 1
+        assert (await script.run([key], [60_000, 1]))[0] == 1
         idle_id = await script._call("CLIENT", "ID")
         await client.client_kill_filter(_id=str(idle_id))  # CLIENT KILL ID <id>
-        assert (await script.run([key], [100, 60_000]))[0] == 2
-        answers = await asyncio.gather(*(script.run([key], [100, 60_000]) for _ in range(20)))
+        assert (await script.run([key], [60_000, 1]))[0] == 2
+        answers = await asyncio.gather(*(script.run([key], [60_000, 1]) for _ in range(20)))
         assert sorted(count for count, _ in answers) == list(range(3, 23))
         assert script._open == 1
     finally:
         await script.close()
         await client.delete(f"{key}")
         await client.aclose()
+
+
+def _synced(prefix: str, limit: int, *, url: str | None = None, cooldown_s: float = 1.0) -> SyncedLimit:
+    client = create_redis_client(url)
+    script = OwnConnectionScript(client.connection_pool, _SYNC)
+    return SyncedLimit(SharedCounts(limit, 60), script, key_prefix=prefix, cooldown_s=cooldown_s)
+
+
+async def test_two_processes_share_one_budget_within_the_bound() -> None:
+    """Two limits counting one caller (two workers, or two instances), each asked every 5 ms for 1.5 s: together
+    they admit the limit and at most ``limit + 2 * m`` (m: the most one admitted between two of its calls to
+    Redis; apps/common/rate_limit.py, "The bound"), far fewer than the 2 x limit two separate counts would;
+    Redis holds exactly what they admitted."""
+    limit, prefix = 100, f"test:ratelimit:{uuid.uuid4()}:"
+    limits = [_synced(prefix, limit), _synced(prefix, limit)]
+    sent: list[list[float]] = [[], []]
+    admitted: list[list[float]] = [[], []]
+    for i, synced in enumerate(limits):
+        real_run = synced.script.run
+
+        async def run(keys: Any, args: Any, i: int = i, real_run: Any = real_run) -> Any:
+            sent[i].append(time.monotonic())
+            return await real_run(keys, args)
+
+        synced.script.run = run  # type: ignore[method-assign]
+        await synced.start()
+
+    async def worker(i: int) -> None:
+        for _ in range(300):
+            answer = limits[i].admit("c")
+            if answer is not None and answer[0] <= limit:
+                admitted[i].append(time.monotonic())
+            await asyncio.sleep(0.005)
+
+    client = create_redis_client()
+    try:
+        await asyncio.gather(worker(0), worker(1))
+        for synced in limits:
+            await synced.close()  # sends what is left
+        stored = await client.get(f"{prefix}c:n")
+    finally:
+        await client.delete(f"{prefix}c:n")
+        await client.aclose()
+    most = max(
+        sum(start <= at < end for at in admitted[i])
+        for i in range(2)
+        for start, end in zip([0.0, *sent[i]], [*sent[i], float("inf")], strict=True)
+    )
+    total = len(admitted[0]) + len(admitted[1])
+    assert limit <= total <= limit + 2 * most, (total, most)
+    assert total < 2 * limit
+    assert stored is not None and int(stored) == total
+
+
+async def test_a_refused_write_reaches_nothing_and_is_not_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the limit the handler is never called (a 429 places nothing), the refused writes are not counted in
+    Redis, and the headers count down to the 429's ``Retry-After``."""
+    monkeypatch.setenv("RATE_LIMIT_WRITES", "3/60s")
+    spec = cast("ServiceSpec", type("Spec", (), {"name": f"test-{uuid.uuid4()}"})())
+    called: list[int] = []
+
+    @post("/api/things", sync_to_thread=False)
+    def place() -> None:
+        called.append(1)
+
+    redis = create_redis_client()
+    try:
+        async with AsyncTestClient(app=Litestar([place], plugins=[RateLimitPlugin(spec)])) as client:
+            answers = [await client.post("/api/things") for _ in range(5)]
+        stored = await redis.get(f"ratelimit:{spec.name}:IdentityRateLimitMiddleware::address:testclient:n")
+    finally:
+        await redis.delete(f"ratelimit:{spec.name}:IdentityRateLimitMiddleware::address:testclient:n")
+        await redis.aclose()
+    assert [a.status_code for a in answers] == [201, 201, 201, 429, 429]
+    assert len(called) == 3
+    assert [a.headers["RateLimit-Remaining"] for a in answers] == ["2", "1", "0", "0", "0"]
+    assert 1 <= int(answers[3].headers["Retry-After"]) <= 60
+    assert stored == b"3"  # sent at shutdown at the latest; the two 429s not counted
+
+
+async def test_redis_down_lets_writes_through_until_it_is_back() -> None:
+    """A limit that cannot reach Redis at start-up lets every write through (fail open); once Redis answers
+    (tried again after the cool-down, in the background), it counts again."""
+    prefix = f"test:ratelimit:{uuid.uuid4()}:"
+    synced = _synced(prefix, 1, url="redis://127.0.0.1:1/0", cooldown_s=0.1)
+    good = create_redis_client()
+    try:
+        await synced.start()
+        down_at_start = synced.down
+        assert down_at_start
+        assert [synced.admit("c") for _ in range(3)] == [None, None, None]
+        synced.script.pool = good.connection_pool  # Redis "back"
+        await asyncio.sleep(0.3)
+        assert not synced.down
+        assert [synced.admit("c") is not None, (synced.admit("c") or (0, 0))[0]] == [True, 2]
+    finally:
+        await synced.close()
+        await good.delete(f"{prefix}c:n")
+        await good.aclose()
