@@ -34,6 +34,15 @@ def _fields(obj: Schema, defs: dict[str, Schema]) -> list[str]:
     return lines
 
 
+def _meaning_cell(schema: Schema) -> str:
+    """The version's Struct docstring (JSON Schema ``description``): what the event means, and for a new
+    version what changed. Without it a v2 that seals v1's fields reads exactly like v1 on this page."""
+    root, _ = split(schema)
+    text = str(root.get("description", "")).replace("``", "`")
+    paragraphs = [" ".join(part.split()) for part in text.split("\n\n")]
+    return _cell("<br>".join(p for p in paragraphs if p))
+
+
 def _fields_cell(schema: Schema) -> str:
     root, defs = split(schema)
     lines = _fields(root, defs)
@@ -57,17 +66,18 @@ def render_markdown(catalogue: dict[str, Any]) -> str:
         f"Generated from the registered event schemas; do not edit by hand, {WRITE_HINT}.",
         "The JSON Schemas live in [catalogue.json](catalogue.json).",
         "",
-        "| Event | Schema version | Aggregate | Topic | Fields |",
-        "| --- | --- | --- | --- | --- |",
+        "| Event | Schema version | Aggregate | Topic | Meaning | Fields |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     events: dict[str, Any] = catalogue.get("events", {})
     for event_type in sorted(events):
         aggregate = events[event_type].get("aggregate", "")
         topic = events[event_type].get("topic", "")
         for version, schema in sorted(versions(catalogue, event_type).items()):
-            lines.append(f"| `{event_type}` | {version} | `{aggregate}` | `{topic}` | {_fields_cell(schema)} |")
+            meaning, fields = _meaning_cell(schema), _fields_cell(schema)
+            lines.append(f"| `{event_type}` | {version} | `{aggregate}` | `{topic}` | {meaning} | {fields} |")
     if not events:
-        lines.append("| *(no events registered)* | | | | |")
+        lines.append("| *(no events registered)* | | | | | |")
     lines += [
         "",
         ROUTING_NOTE,

@@ -371,7 +371,35 @@ def test_markdown_escapes_pipes_inside_table_cells() -> None:
 
     row = next(line for line in page.splitlines() if line.startswith("| `inventory.stock_reserved`"))
     assert "`note`: `string \\| null`" in row
-    assert row.count(" | ") == 4  # only the column separators (five columns) are unescaped
+    assert row.count(" | ") == 5  # only the column separators (six columns) are unescaped
+
+
+def test_markdown_shows_each_versions_docstring_as_its_meaning() -> None:
+    """A v2 that changes what a field carries (not its type) differs from v1 only in its docstring."""
+    page = render_markdown(catalogue_of(PAYMENT_V1, STOCK_V1))
+
+    row = next(line for line in page.splitlines() if line.startswith("| `inventory.stock_reserved`"))
+    assert row.split(" | ")[4] == "Stock was reserved."
+    assert "| Event | Schema version | Aggregate | Topic | Meaning | Fields |" in page
+
+
+class PaymentCapturedSealed(Event, frozen=True, kw_only=True):
+    """v2: the same fields, with ``payment_id`` sealed | opened by
+    the buyer's data key.
+
+    Second paragraph."""
+
+    payment_id: str
+    amount: decimal.Decimal
+
+
+def test_a_docstring_becomes_one_cell_code_spans_and_paragraphs_kept() -> None:
+    page = render_markdown(catalogue_of((PaymentCapturedSealed, "payment.captured", 2, "payment")))
+
+    row = next(line for line in page.splitlines() if line.startswith("| `payment.captured` | 2"))
+    assert (
+        "v2: the same fields, with `payment_id` sealed \\| opened by the buyer's data key.<br>Second paragraph." in row
+    )
 
 
 # --- discover_event_modules -------------------------------------------------------------------------
