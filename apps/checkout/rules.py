@@ -16,8 +16,15 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
 from apps.common import pricing
-from apps.common.errors import FieldProblem, InconsistentFields, InvalidField, StateConflict, UnknownReference
-from apps.common.pricing import CENT, ZERO, CatalogPrice, PricedLine, price_line
+from apps.common.errors import (
+    FieldProblem,
+    InconsistentFields,
+    InvalidField,
+    OutOfRange,
+    StateConflict,
+    UnknownReference,
+)
+from apps.common.pricing import CENT, MAX_AMOUNT, ZERO, CatalogPrice, PricedLine, price_line
 
 ACTIVE: Final = "active"
 CONVERTED: Final = "converted"
@@ -159,7 +166,7 @@ def quote(lines: Sequence[PricedLine], currency: str, shipping: ShippingOption, 
     if not lines:
         raise StateConflict("cart_id", "the cart is empty")
     subtotal = sum((line.total_price for line in lines), ZERO)
-    return Quote(
+    priced = Quote(
         currency=currency,
         lines=tuple(lines),
         subtotal=subtotal,
@@ -167,6 +174,9 @@ def quote(lines: Sequence[PricedLine], currency: str, shipping: ShippingOption, 
         shipping_amount=shipping.cost,
         shipping=shipping,
     )
+    if max(priced.subtotal, priced.total_amount) > MAX_AMOUNT:  # its order could not hold it either
+        raise OutOfRange("cart_id", f"the checkout's total {priced.total_amount} is over {MAX_AMOUNT}")
+    return priced
 
 
 # -- payment method ---------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from apps.checkout.rules import (
 )
 from apps.checkout.schemas import CartOut, to_cart_out
 from apps.common.errors import NotFound, OutOfRange, UnknownReference
-from apps.common.pricing import MAX_LINES
+from apps.common.pricing import MAX_AMOUNT, MAX_LINES
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -172,6 +172,8 @@ class CartService:
             raise OutOfRange("product_id", f"a cart holds at most {MAX_LINES} products, as an order does")
         at = now()
         unit = product.price
+        if unit * quantity > MAX_AMOUNT:
+            raise OutOfRange("quantity", f"the line's total {unit * quantity} would be over {MAX_AMOUNT}")
         statement = insert(CartItem).values(
             cart_session_id=cart_id,
             product_id=product_id,
@@ -194,22 +196,25 @@ class CartService:
                 "product_name": statement.excluded.product_name,
                 "updated_at": at,
             },
-            where=merged <= MAX_QUANTITY,
+            where=(merged <= MAX_QUANTITY) & (statement.excluded.unit_price * merged <= MAX_AMOUNT),
         )
         if await self.session.scalar(statement.returning(CartItem.id)) is None:
-            raise OutOfRange("quantity", f"the line would exceed {MAX_QUANTITY} units")
+            raise OutOfRange("quantity", f"the line would exceed {MAX_QUANTITY} units or a total of {MAX_AMOUNT}")
         return await self._commit_change(cart, at)
 
     async def set_quantity(self, cart_id: uuid.UUID, token: str | None, item_id: int, quantity: int) -> CartOut:
         cart = await self.open_cart(cart_id, token, lock=True)
         at = now()
+        line = (CartItem.id == item_id, CartItem.cart_session_id == cart_id)
         changed = await self.session.scalar(
             update(CartItem)
-            .where(CartItem.id == item_id, CartItem.cart_session_id == cart_id)
+            .where(*line, CartItem.unit_price * quantity <= MAX_AMOUNT)
             .values(quantity=quantity, total_price=CartItem.unit_price * quantity, updated_at=at)
             .returning(CartItem.id)
         )
         if changed is None:
+            if await self.session.scalar(select(CartItem.id).where(*line)) is not None:
+                raise OutOfRange("quantity", f"the line's total would be over {MAX_AMOUNT}")
             raise NotFound(f"item {item_id} not found in cart {cart_id}")
         return await self._commit_change(cart, at)
 

@@ -19,6 +19,9 @@ CENT: Final = Decimal("0.01")
 # The most products one order takes (POST /api/orders' items), and so one cart: the checkout prices a cart
 # with one catalog call and its order is placed with these lines.
 MAX_LINES: Final = 100
+# Every amount column of an order, a cart line and a checkout is NUMERIC(10,2): a line total, subtotal or
+# total beyond this is refused (422 naming the field) instead of overflowing in the database.
+MAX_AMOUNT: Final = Decimal("99999999.99")
 ZERO: Final = Decimal("0.00")
 
 

@@ -10,11 +10,10 @@ import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Final
 
 from apps.common.errors import InconsistentFields, OutOfRange, StateConflict, UnknownReference
-from apps.common.pricing import ZERO, CatalogPrice, PricedLine, Quote, price_line
+from apps.common.pricing import MAX_AMOUNT, ZERO, CatalogPrice, PricedLine, Quote, price_line
 
 PENDING: Final = "pending"
 CONFIRMED: Final = "confirmed"
@@ -36,9 +35,6 @@ TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
     CANCELLED: frozenset(),
 }
 STATUSES: Final = tuple(TRANSITIONS)
-# Every amount column is NUMERIC(10,2): a line total, the subtotal or the total beyond this is refused
-# (422 naming the items) instead of overflowing in the database.
-MAX_AMOUNT: Final = Decimal("99999999.99")
 
 
 def check_transition(current: str, target: str, *, by_saga: bool = False) -> None:

@@ -76,3 +76,39 @@ async def test_checkout_of_an_oversized_cart_is_a_422_not_a_503(http: httpx.Asyn
     assert started.status_code == 422, started.text
     assert started.json()["extra"][0]["key"] == "cart_id"
     assert str(MAX_LINES) in started.json()["extra"][0]["message"]
+
+
+LARGEST = "99999999.99"  # the largest amount an order (and a cart's line, a checkout's total) can hold
+
+
+async def test_amounts_past_what_an_order_holds_are_a_422_naming_the_field(http: httpx.AsyncClient) -> None:
+    """As POST /api/orders answers them: the cart and the checkout were a bare 400 "A value is invalid or
+    out of range" naming nothing (the database's numeric overflow)."""
+    largest, half = await create_product(LARGEST), await create_product("60000000.00")
+    cart = (await http.post("/api/carts")).json()
+    headers = {"X-Guest-Token": cart["guest_token"]}
+    items = f"/api/carts/{cart['id']}/items"
+
+    too_many = await http.post(items, json={"product_id": largest["id"], "quantity": 2}, headers=headers)
+    assert too_many.status_code == 422, too_many.text
+    assert too_many.json()["extra"][0]["key"] == "quantity"
+
+    one = await http.post(items, json={"product_id": half["id"], "quantity": 1}, headers=headers)
+    assert one.status_code == 200, one.text
+    line = one.json()["items"][0]["id"]
+    again = await http.post(items, json={"product_id": half["id"], "quantity": 1}, headers=headers)
+    assert again.status_code == 422, again.text
+    assert again.json()["extra"][0]["key"] == "quantity"
+    patched = await http.patch(f"{items}/{line}", json={"quantity": 2}, headers=headers)
+    assert patched.status_code == 422, patched.text
+    assert patched.json()["extra"][0]["key"] == "quantity"
+    missing = await http.patch(f"{items}/0", json={"quantity": 2}, headers=headers)
+    assert missing.status_code == 404, missing.text
+
+    # Each line fits; together, with tax and shipping, the checkout's total does not.
+    other = await create_product("50000000.00")
+    assert (await http.post(items, json={"product_id": other["id"], "quantity": 1}, headers=headers)).status_code == 200
+    started = await http.post("/api/checkout", json=checkout_body(cart["id"]), headers=headers)
+    assert started.status_code == 422, started.text
+    assert started.json()["extra"][0]["key"] == "cart_id"
+    assert LARGEST in started.json()["extra"][0]["message"]
