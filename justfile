@@ -69,6 +69,10 @@ replay group *args:
 dlq *args:
     @{{python}} -m outbox.dlq "$@"
 
+# Refunds the provider never answered (docs/operations.md): `just refunds pending [--older-than S]`, `just refunds fail ID --by NAME --reason TEXT`
+refunds *args:
+    @{{python}} -m apps.payment.admin "$@"
+
 # Kafka's own consumer-group tool (kafka-consumer-groups.sh), e.g. `just kafka-consumer-groups --list`
 kafka-consumer-groups *args:
     @{{python}} -m infra.kafka_tools consumer-groups "$@"

@@ -65,10 +65,10 @@ class PaymentController(Controller):
         asking with the same key; GET the payment, or retry with the same Idempotency-Key); 409 above
         what was captured and not yet refunded, when the provider refuses, or while a return's refund on
         the payment awaits the provider's answer (both could go through: refund by hand once it is
-        answered); 422 when the key was used for another refund.
+        answered); 422 when the key was used for another refund, or ``currency`` is not the payment's.
         """
         amount, reason = parse_amount(data.amount), check_reason(data.reason)
-        refund_id = await payments.request_refund(payment_id, amount, reason, idempotency_key)
+        refund_id = await payments.request_refund(payment_id, amount, reason, idempotency_key, data.currency)
         await payments.session.commit()  # the pending ledger row exists before the provider hears of it
         await execute(payments.session, state.payment_provider, refund_id)
         payment = await payments.get(payment_id)

@@ -11,6 +11,12 @@ No transaction is open while the provider is called. If the process dies after t
 with the same key, and the provider answers what it answered the first time (no second charge). An
 answer that does not come (timeouts, 5xx after the adapter's retries) leaves the row pending with a
 capped backoff: a late authorization is learnt this way, and voided if the order was cancelled meanwhile.
+
+A refund still unanswered ``status_after`` after it was asked (the worker's PAYMENT_REFUND_STATUS_AFTER_S) is
+no longer sent again: the provider is asked what became of it (rules.asks_refund_status) and the answer is
+applied as a normal one (succeeded: payment.refunded; refused: payment.refund_failed); a provider that has no
+refund under its key never acted on any call, so the refund is failed (NO_RECORD) and a retry is safe. No
+answer to the question either: the row stays pending and is asked again after the backoff.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from apps.payment.rules import (
     TRANSITIONS,
     VOID,
     VOIDED,
+    asks_refund_status,
     retry_delay,
     status_after_refund,
 )
@@ -107,15 +114,23 @@ class Call:
     order_id: uuid.UUID
     authorization: str | None
     request: dict[str, Any]
+    asked_at: dt.datetime
 
 
-async def execute(session: AsyncSession, provider: PaymentProvider, op_id: uuid.UUID) -> str:
-    """Call the provider for a pending operation and apply its answer; returns the outcome."""
+async def execute(
+    session: AsyncSession, provider: PaymentProvider, op_id: uuid.UUID, *, status_after: dt.timedelta | None = None
+) -> str:
+    """Call the provider for a pending operation and apply its answer; returns the outcome. With
+    ``status_after`` (the worker), a refund asked longer ago than that is asked about, not asked again."""
     call = await _load_call(session, op_id)
     await session.commit()  # nothing is held while the provider is called
     if call is None:
         return SUCCEEDED
-    result = await _call_provider(provider, call)
+    if status_after is not None and asks_refund_status(call.kind, call.asked_at, utc_now(), status_after):
+        log.info("refund %s unanswered since %s: asking the provider what became of it", op_id, call.asked_at)
+        result = await provider.refund_status(key=call.key)
+    else:
+        result = await _call_provider(provider, call)
     await apply_result(session, op_id, result)
     return result.outcome
 
@@ -139,6 +154,7 @@ async def _load_call(session: AsyncSession, op_id: uuid.UUID) -> Call | None:
         payment.order_id,
         payment.provider_reference,
         op.request,
+        op.created_at,
     )
 
 

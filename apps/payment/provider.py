@@ -1,7 +1,9 @@
 """The payment provider behind a small interface, and its HTTP implementation.
 
 ``PaymentProvider`` is what services.py calls: authorize, capture, void, refund, each with the idempotency
-key of the ledger row it answers. ``HttpProvider`` speaks the card-provider API that the local sandbox
+key of the ledger row it answers, and refund_status: what became of a refund asked under a key (the worker
+asks it of a refund left unanswered past PAYMENT_REFUND_STATUS_AFTER_S, apps/payment/operations.py).
+``HttpProvider`` speaks the card-provider API that the local sandbox
 (apps/payment_sandbox) implements; PAYMENT_PROVIDER_URL (and PAYMENT_PROVIDER_API_KEY) point it at a real
 one. Amounts cross this boundary in the currency's minor units.
 
@@ -25,9 +27,20 @@ import msgspec
 from apps.common.topology import PROCESSES
 from apps.payment.rules import OP_DECLINED, OP_FAILED, PENDING, SUCCEEDED, to_minor
 
-__all__ = ["HttpProvider", "PaymentProvider", "ProviderResult", "RetryPolicy", "provider_from_env"]
+__all__ = [
+    "NO_RECORD",
+    "HttpProvider",
+    "PaymentProvider",
+    "ProviderResult",
+    "RetryPolicy",
+    "classify_refund_status",
+    "provider_from_env",
+]
 
 UNKNOWN: Final = PENDING  # the ledger's word for "no answer yet"
+# A refund's failure code when the provider, asked what became of it, has no refund under its key: it never
+# acted on any of the calls, so the refund is failed and a retry (a new key) may be asked safely.
+NO_RECORD: Final = "refund_unknown_to_provider"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +72,11 @@ class PaymentProvider(Protocol):
     async def void(self, *, key: str, authorization: str) -> ProviderResult: ...
 
     async def refund(self, *, key: str, authorization: str, amount: Decimal, currency: str) -> ProviderResult: ...
+
+    async def refund_status(self, *, key: str) -> ProviderResult:
+        """What became of the refund asked under ``key``: succeeded, failed, failed with code NO_RECORD
+        (the provider has none), or unknown (pending: no answer, or the provider is still deciding)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +119,20 @@ def classify(status: int, body: dict[str, Any], attempts: int) -> ProviderResult
     return ProviderResult(OP_DECLINED if status == 402 else OP_FAILED, None, code, body, attempts)
 
 
+def classify_refund_status(status: int, body: dict[str, Any], attempts: int) -> ProviderResult:
+    """The answer to GET /v1/refunds?idempotency_key=: a definite one (the refund succeeded; it was refused;
+    404 resource_missing: no refund under that key, NO_RECORD), or UNKNOWN (still deciding, anything else)."""
+    if status == 404 and _error_code(body) == "resource_missing":
+        return ProviderResult(OP_FAILED, None, NO_RECORD, body, attempts)
+    state = body.get("status") if 200 <= status < 300 else None
+    if state == SUCCEEDED:
+        ref = body.get("id")
+        return ProviderResult(SUCCEEDED, str(ref) if ref else None, None, body, attempts)
+    if state == OP_FAILED:
+        return ProviderResult(OP_FAILED, None, str(body.get("failure_code") or "refund_failed"), body, attempts)
+    return ProviderResult(UNKNOWN, None, _error_code(body) or f"refund_status_{state or status}", body, attempts)
+
+
 class HttpProvider:
     """The card-provider HTTP API (the sandbox's, or a real provider's at the configured URL)."""
 
@@ -129,28 +161,51 @@ class HttpProvider:
         body = {"authorization": authorization, "amount": to_minor(amount, currency)}
         return await self._post("/v1/refunds", body, key)
 
+    async def refund_status(self, *, key: str) -> ProviderResult:
+        status, answer, attempts = await self._call("GET", "/v1/refunds", None, key)
+        if status is None:  # every attempt transient: ask again later
+            return ProviderResult(UNKNOWN, None, _error_code(answer) or "unknown", answer, attempts)
+        return classify_refund_status(status, answer, attempts)
+
     async def _post(self, path: str, body: dict[str, Any], key: str) -> ProviderResult:
+        status, answer, attempts = await self._call("POST", path, body, key)
+        if status is None:
+            return ProviderResult(UNKNOWN, None, _error_code(answer) or "unknown", answer, attempts)
+        return classify(status, answer, attempts)
+
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None, key: str
+    ) -> tuple[int | None, dict[str, Any], int]:
+        """The first definite answer (status, body, attempts), retrying transient ones with the same key;
+        status None when every attempt was transient (the body is the last one's)."""
         last: dict[str, Any] = {}
         for attempt in range(1, self.policy.max_attempts + 1):
             if attempt > 1:
                 await asyncio.sleep(self.policy.delay(attempt - 1))
             try:
-                status, answer = await self._send(path, body, key)
+                status, answer = await self._send(method, path, body, key)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 last = {"error": {"type": "transport", "code": type(exc).__name__, "message": str(exc)[:200]}}
                 continue
             if not _is_transient(status, answer):
-                return classify(status, answer, attempt)
+                return status, answer, attempt
             last = answer or {"error": {"code": f"http_{status}"}}
-        return ProviderResult(UNKNOWN, None, _error_code(last) or "unknown", last, self.policy.max_attempts)
+        return None, last, self.policy.max_attempts
 
-    async def _send(self, path: str, body: dict[str, Any], key: str) -> tuple[int, dict[str, Any]]:
-        headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
+    async def _send(self, method: str, path: str, body: dict[str, Any] | None, key: str) -> tuple[int, dict[str, Any]]:
+        """One request: a POST carries its key in Idempotency-Key, a GET (a status query) names it."""
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        params = {"idempotency_key": key} if body is None else None
+        if body is not None:
+            headers["Idempotency-Key"] = key
         api_key = os.environ.get("PAYMENT_PROVIDER_API_KEY")
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
-        async with self.session.post(path, data=msgspec.json.encode(body), headers=headers, timeout=timeout) as resp:
+        data = None if body is None else msgspec.json.encode(body)
+        async with self.session.request(
+            method, path, data=data, params=params, headers=headers, timeout=timeout
+        ) as resp:
             raw = await resp.read()
         try:
             decoded = msgspec.json.decode(raw) if raw else {}

@@ -52,12 +52,14 @@ from apps.payment.rules import (
     SETTLED_BY,
     SUCCEEDED,
     NamedRefund,
+    check_currency,
     check_refund,
     counted_for_returns,
     is_by_hand,
     is_money,
     plan_refund_retry,
     plan_settlement,
+    return_refund_refusal,
 )
 from apps.returns.events import RefundOrder, ReturnApproved, ReturnReceivedV1, ReturnRefundRetryRequestedV1
 from outbox.errors import RejectedEvent
@@ -103,6 +105,12 @@ async def refund_for_return(
     if await _asked_before(session, refund.refund_id):
         return  # asked before: the same operation, one refund
     now = utc_now()
+    # Decided under the payment's lock, as POST /api/payments/{id}/refund decides the other way round.
+    awaited = await _by_hand_awaited(session, payment)
+    if (refused := return_refund_refusal(refund.currency, payment.currency, awaited)) is not None:
+        if await _add_refund(session, payment, return_id, refund, refund.amount, now, failed=refused):
+            await add_event(session, order_id, _refused(payment, refund, refused, now))
+        return
     try:
         amount = await _refundable(session, payment, refund.amount)
     except FieldProblem as exc:
@@ -110,6 +118,20 @@ async def refund_for_return(
             await add_event(session, order_id, _refused(payment, refund, exc.message, now))
         return
     await _add_refund(session, payment, return_id, refund, amount, now)
+
+
+async def _by_hand_awaited(session: AsyncSession, payment: Payment) -> list[uuid.UUID]:
+    """The payment's refunds made by hand still awaiting the provider's answer, oldest first."""
+    rows = await session.scalars(
+        select(PaymentOperation)
+        .where(
+            PaymentOperation.payment_id == payment.id,
+            PaymentOperation.kind == REFUND,
+            PaymentOperation.outcome == PENDING,
+        )
+        .order_by(PaymentOperation.created_at, PaymentOperation.id)
+    )
+    return [op.id for op in rows if is_by_hand(op.request)]
 
 
 async def retry_refund_for_return(session: AsyncSession, event: ReturnRefundRetryRequestedV1) -> None:
@@ -121,6 +143,14 @@ async def retry_refund_for_return(session: AsyncSession, event: ReturnRefundRetr
     payment = await _payment_to_refund(session, event.order_id, event.return_id)
     if await _asked_before(session, refund.refund_id):
         return  # a copy or a replay of the retry
+    now = utc_now()
+    try:
+        check_currency(refund.currency, payment.currency)
+    except FieldProblem as exc:
+        if await _add_refund(session, payment, event.return_id, refund, refund.amount, now, failed=exc.message):
+            await add_event(session, event.order_id, _refused(payment, refund, exc.message, now))
+        return
+    await _supersede(session, payment, event, now)
     refunds = (
         await session.scalars(
             select(PaymentOperation)
@@ -147,9 +177,9 @@ async def retry_refund_for_return(session: AsyncSession, event: ReturnRefundRetr
     else:
         since = [op for op in refunds if is_by_hand(op.request) and op.created_at >= event.refund_asked_at]
         by_hand = [(op.id, left(op)) for op in since if op.outcome == SUCCEEDED]
-        awaited = [op.id for op in since if op.outcome == PENDING]
+        # Any refund by hand still awaited, made before the return asked too: it may be this return's money.
+        awaited = [op.id for op in refunds if is_by_hand(op.request) and op.outcome == PENDING]
         plan = plan_refund_retry(refund.amount, own, by_hand, awaited)
-    now = utc_now()
     if plan.refund:
         try:
             amount = await _refundable(session, payment, refund.amount)
@@ -183,6 +213,22 @@ async def retry_refund_for_return(session: AsyncSession, event: ReturnRefundRetr
         refunded_at=now,
     )
     await add_event(session, event.order_id, refunded)
+
+
+async def _supersede(
+    session: AsyncSession, payment: Payment, event: ReturnRefundRetryRequestedV1, now: dt.datetime
+) -> None:
+    """A failed row under each earlier refund id of the return that has none: a retry whose event never
+    applied (dead-lettered, acknowledged, and superseded by this one: POST /retry-refund with
+    abandon_awaited). Its event coming later (a redrive, a replay) then finds its row and asks nothing:
+    the return is refunded by this retry alone. Under the payment's lock: whichever comes first, the other
+    sees it."""
+    for earlier in event.earlier_refund_ids:
+        if await _asked_before(session, earlier):
+            continue
+        superseded = RefundOrder(refund_id=earlier, amount=Decimal(0), currency=payment.currency, reason="superseded")
+        why = f"superseded by retry {event.refund.refund_id}: never asked of the provider"
+        await _add_refund(session, payment, event.return_id, superseded, Decimal(0), now, failed=why)
 
 
 async def _asked_before(session: AsyncSession, refund_id: uuid.UUID) -> bool:

@@ -7,6 +7,7 @@ are the backstop.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
 
-from apps.common.errors import InvalidField, StateConflict
+from apps.common.errors import InconsistentFields, InvalidField, StateConflict
 from apps.common.fields import has_control_characters
 
 __all__ = [
@@ -25,8 +26,10 @@ __all__ = [
     "Compensation",
     "NamedRefund",
     "RefundRetry",
+    "asks_refund_status",
     "check_authorization",
     "check_capture",
+    "check_currency",
     "check_reason",
     "check_refund",
     "check_transition",
@@ -40,6 +43,7 @@ __all__ = [
     "plan_settlement",
     "refundable",
     "retry_delay",
+    "return_refund_refusal",
     "status_after_refund",
     "to_minor",
 ]
@@ -338,6 +342,39 @@ def _claim(asked: Decimal, available: Sequence[tuple[uuid.UUID, Decimal]]) -> tu
             claims[op_id] = min(left, needed)
             needed -= claims[op_id]
     return claims, needed
+
+
+def check_currency(asked: str, payment: str) -> None:
+    """A refund is in its payment's currency (422 naming ``currency`` otherwise): the amounts of two
+    currencies cannot be compared, and the provider refunds in the charge's currency whatever is asked."""
+    if asked.upper() != payment.upper():
+        raise InconsistentFields("currency", f"the refund is in {asked.upper()}, the payment in {payment.upper()}")
+
+
+def return_refund_refusal(currency: str, payment_currency: str, by_hand_awaited: Sequence[uuid.UUID]) -> str | None:
+    """Why a return's first refund is refused before its amount is looked at, or None: another currency
+    than the payment's; a refund made by hand on the payment still awaiting the provider's answer (if it
+    was this return's money and goes through, the return's own refund would pay it back twice; nothing
+    here can tell, so staff retry once it is answered, naming it in settle_with if it paid the return)."""
+    try:
+        check_currency(currency, payment_currency)
+    except InconsistentFields as exc:
+        return exc.message
+    if by_hand_awaited:
+        awaited = ", ".join(str(op_id) for op_id in by_hand_awaited)
+        return (
+            f"refund {awaited} made by hand still awaits the provider's answer: once it is answered, retry "
+            "(with settle_with naming it if it paid this return back)"
+        )
+    return None
+
+
+def asks_refund_status(kind: str, asked_at: dt.datetime, now: dt.datetime, after: dt.timedelta) -> bool:
+    """Whether a pending operation is asked about rather than sent again: a refund unanswered for ``after``.
+    Sending it again is idempotent but may never be answered (the provider's refund endpoint failing for
+    good); asking what became of it settles it either way. Only refunds: an authorization has the saga's
+    deadline, a capture or a void is answered with the order's next step."""
+    return kind == REFUND and now - asked_at >= after
 
 
 def minor_exponent(currency: str) -> int:

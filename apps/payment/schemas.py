@@ -35,6 +35,8 @@ class RefundRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         ]
         | None
     ) = None
+    # The currency the caller means (checked against the payment's: 422 if another); absent: the payment's.
+    currency: Annotated[str, Meta(pattern="^[A-Za-z]{3}$", examples=["USD"])] | None = None
 
 
 class OperationOut(msgspec.Struct, kw_only=True):

@@ -37,6 +37,7 @@ from apps.payment.rules import (
     REFUND,
     RETURN_ID,
     check_capture,
+    check_currency,
     check_refund,
     compensation,
 )
@@ -156,10 +157,13 @@ class PaymentService:
     # --- refunds asked over HTTP ---------------------------------------------------------------------
 
     async def request_refund(
-        self, payment_id: uuid.UUID, amount: Decimal | None, reason: str, client_key: str
+        self, payment_id: uuid.UUID, amount: Decimal | None, reason: str, client_key: str, currency: str | None = None
     ) -> uuid.UUID:
-        """The refund operation for this client key (the existing one on a retry), leased to the caller."""
+        """The refund operation for this client key (the existing one on a retry), leased to the caller;
+        ``currency``, when given, must be the payment's (422)."""
         payment = await self._lock(payment_id)
+        if currency is not None:
+            check_currency(currency, payment.currency)
         key = f"{payment.id}:refund:{client_key}"
         # Compared on a retry with the same key: "10.5" and "10.50" are the same request.
         asked = {BY_HAND: None if amount is None else str(amount.quantize(CENT)), "reason": reason}

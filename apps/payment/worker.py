@@ -12,6 +12,7 @@ SIGTERM finishes the operations in flight and exits.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 import uuid
@@ -34,6 +35,21 @@ PENDING = Gauge(
     ["kind", "measure"],
 )
 KINDS = ("authorize", "capture", "void", "refund")
+# A refund unanswered this long is asked about instead of sent again (apps/payment/operations.py). Far
+# above one call's attempts (PAYMENT_PROVIDER_TIMEOUT_S x PAYMENT_PROVIDER_ATTEMPTS, ~15 s): a "no such
+# refund" must not race a request of ours still on its way to the provider.
+REFUND_STATUS_AFTER_S = 900.0
+MIN_REFUND_STATUS_AFTER_S = 60.0
+
+
+def refund_status_after_s() -> float:
+    """PAYMENT_REFUND_STATUS_AFTER_S, refused below MIN_REFUND_STATUS_AFTER_S (see REFUND_STATUS_AFTER_S)."""
+    value = float(os.environ.get("PAYMENT_REFUND_STATUS_AFTER_S", REFUND_STATUS_AFTER_S))
+    if value < MIN_REFUND_STATUS_AFTER_S:
+        raise SystemExit(f"PAYMENT_REFUND_STATUS_AFTER_S={value}: at least {MIN_REFUND_STATUS_AFTER_S} s")
+    return value
+
+
 _PENDING_BY_KIND = text(
     "SELECT kind, count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) "
     "FROM payment_operations WHERE outcome = 'pending' GROUP BY kind"
@@ -49,10 +65,12 @@ class Worker(Poller):
         batch: int = 16,
         poll_s: float = 0.2,
         lease_s: float = 30.0,
+        refund_status_after_s: float = REFUND_STATUS_AFTER_S,
     ) -> None:
         super().__init__(sessions, batch=batch, poll_s=poll_s, rounds_failed=ROUNDS_FAILED, log=log)
         self.provider = provider
         self.lease_s = lease_s
+        self.refund_status_after = dt.timedelta(seconds=refund_status_after_s)
 
     async def gauge(self) -> None:
         """How many operations of each kind await an answer, and since when (dashboards)."""
@@ -73,7 +91,7 @@ class Worker(Poller):
     async def _one(self, op_id: uuid.UUID) -> None:
         try:
             async with self.sessions() as session:
-                outcome = await execute(session, self.provider, op_id)
+                outcome = await execute(session, self.provider, op_id, status_after=self.refund_status_after)
         except Exception:
             # The row stays pending under its lease and is claimed again once the lease runs out.
             log.exception("operation %s failed", op_id)
@@ -90,6 +108,7 @@ async def serve(port: int | None) -> None:
             provider_from_env(http),
             poll_s=float(os.environ.get("PAYMENT_WORKER_POLL_S", "0.2")),
             lease_s=float(os.environ.get("PAYMENT_WORKER_LEASE_S", "30")),
+            refund_status_after_s=refund_status_after_s(),
         )
         await serve_poller(worker, engine, port)
 

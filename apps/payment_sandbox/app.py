@@ -4,6 +4,8 @@
     POST /v1/authorizations/{id}/capture    {amount?}                                     200
     POST /v1/authorizations/{id}/void       {}                                            200
     POST /v1/refunds                        {authorization, amount?}                      201
+    GET  /v1/refunds?idempotency_key=       what became of that refund: 200 {status: succeeded | failed}
+                                            404 resource_missing (never made)
     GET  /v1/ledger?reference=              authorizations made for a reference, live count, requests
     GET  /health
 
@@ -42,6 +44,17 @@ def _respond(answer: Answer) -> Response[Any]:
 
 @post("/v1/{path:path}", status_code=200)
 async def provider_call(request: Request[Any, Any, Any], path: str, state: State) -> Response[Any]:
+    return await _call(request, path, state)
+
+
+# GET /v1/refunds (the status query) makes /v1/refunds a route of its own: without this POST on it, the
+# catch-all above would no longer see POST /v1/refunds (405).
+@post("/v1/refunds", status_code=200)
+async def refund_call(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    return await _call(request, "refunds", state)
+
+
+async def _call(request: Request[Any, Any, Any], path: str, state: State) -> Response[Any]:
     key = request.headers.get("idempotency-key", "")
     if not key or len(key) > 255:
         return _respond(error(400, "invalid_request_error", "idempotency_key_missing", "Idempotency-Key is required"))
@@ -58,6 +71,12 @@ async def provider_call(request: Request[Any, Any, Any], path: str, state: State
     if delay > 0:
         await asyncio.sleep(delay)
     return _respond(answer)
+
+
+@get("/v1/refunds")
+async def refund_status(idempotency_key: str, state: State) -> Response[Any]:
+    provider: Provider = state.provider
+    return _respond(provider.refund_status(idempotency_key))
 
 
 @get("/v1/ledger")
@@ -82,4 +101,8 @@ async def _open_ledger(app: Litestar) -> AsyncIterator[None]:
 
 
 def create_app() -> Litestar:
-    return Litestar(route_handlers=[provider_call, ledger_for, health], lifespan=[_open_ledger], openapi_config=None)
+    return Litestar(
+        route_handlers=[provider_call, refund_call, refund_status, ledger_for, health],
+        lifespan=[_open_ledger],
+        openapi_config=None,
+    )

@@ -101,6 +101,13 @@ class Ledger:
         )
         return before
 
+    def was_called(self, key: str, path: str) -> bool:
+        """Whether a call under ``key`` was made to ``path`` (the answer stored under a key is that call's)."""
+        row = self.db.execute(
+            "SELECT 1 FROM requests WHERE idempotency_key = ? AND path = ? LIMIT 1", (key, path)
+        ).fetchone()
+        return row is not None
+
     def log_request(self, key: str, path: str, status_code: int, *, replayed: bool) -> None:
         self.db.execute(
             "INSERT INTO requests (idempotency_key, path, status_code, replayed, at) VALUES (?, ?, ?, ?, ?)",

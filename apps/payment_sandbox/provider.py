@@ -15,6 +15,9 @@ authorization, then refuse what follows it as a card provider refuses it: a capt
 ``expired_or_canceled_card``); a refused call leaves the authorization as it was. ``tok_refundFailOnce``
 refuses only its authorization's first refund, as ``tok_refundFail`` does; a later refund (asked under
 another key: the refusal is stored under the first one's) goes through, as after a card is re-issued.
+Refunds that are never answered: ``tok_refundNoAnswer``'s are made (and stored under their key) but every
+answer to POST /v1/refunds is a 503, as when the provider's answers are lost; ``tok_refundUnreachable``'s
+are never made, every call a 503. GET /v1/refunds?idempotency_key= says what became of either (refund_status).
 """
 
 from __future__ import annotations
@@ -37,8 +40,21 @@ REFUSED_LATER: Final = {
 }
 # Tokens whose authorization refuses only the first call of that operation (as REFUSED_LATER's do).
 REFUSED_ONCE: Final = {"tok_refundFailOnce": REFUSED_LATER["tok_refundFail"]}
+# Tokens whose refunds are never answered: made but the answer lost, or never made at all.
+REFUND_NO_ANSWER: Final = "tok_refundNoAnswer"
+REFUND_UNREACHABLE: Final = "tok_refundUnreachable"
 APPROVING: Final = frozenset(
-    {"tok_visa", "tok_mastercard", "tok_slow", "tok_delayed", "tok_flaky", *REFUSED_LATER, *REFUSED_ONCE}
+    {
+        "tok_visa",
+        "tok_mastercard",
+        "tok_slow",
+        "tok_delayed",
+        "tok_flaky",
+        REFUND_NO_ANSWER,
+        REFUND_UNREACHABLE,
+        *REFUSED_LATER,
+        *REFUSED_ONCE,
+    }
 )
 DECLINES: Final = {"tok_chargeDeclined": "card_declined", "tok_chargeDeclinedInsufficientFunds": "insufficient_funds"}
 FLAKY_FAILURES: Final = 2
@@ -88,13 +104,29 @@ class Provider:
             replay = stored.answer
             if stored.fingerprint != print_:
                 replay = _invalid("idempotency_key_reused", "this Idempotency-Key was used with other parameters")
+            else:
+                replay = _lost(path, params, self.ledger) or replay
             self.ledger.log_request(key, path, replay.status_code, replayed=True)
             return replay
         answer = self._decide(key, path, params)
         if answer.status_code < 500:
             self.ledger.store(key, print_, answer)
-        self.ledger.log_request(key, path, answer.status_code, replayed=False)
-        return answer
+        sent = _lost(path, params, self.ledger) or answer
+        self.ledger.log_request(key, path, sent.status_code, replayed=False)
+        return sent
+
+    def refund_status(self, key: str) -> Answer:
+        """What became of the refund asked under ``key``: 200 with the refund (status succeeded), 200 with
+        status failed and the refusal's code, or 404 resource_missing when no refund call under that key
+        was decided (only 5xx answers, or never called): nothing was done, nothing will be."""
+        stored = self.ledger.stored(key)
+        if stored is None or not self.ledger.was_called(key, "/v1/refunds"):
+            return error(404, "invalid_request_error", "resource_missing", f"no refund under key {key!r}")
+        answer = stored.answer
+        if 200 <= answer.status_code < 300:
+            return Answer(200, answer.body)
+        code = answer.body.get("error", {}).get("code", "refund_failed")
+        return Answer(200, {"object": "refund", "status": "failed", "failure_code": code, "idempotency_key": key})
 
     def _decide(self, key: str, path: str, params: dict[str, Any]) -> Answer:
         parts = path.strip("/").split("/")
@@ -120,7 +152,7 @@ class Provider:
         if not isinstance(token, str) or (token not in APPROVING and token not in DECLINES):
             return _invalid("token_invalid", f"no such token: {token!r}")
         if token == "tok_flaky" and self.ledger.count_transient_failure(key) < FLAKY_FAILURES:
-            return error(503, "api_error", "service_unavailable", "temporary failure, retry with the same key")
+            return _unavailable()
         if token in DECLINES:
             return error(402, "card_error", DECLINES[token], "the card was declined")
         auth = self.ledger.add_authorization(
@@ -164,6 +196,8 @@ class Provider:
             return error(409, "invalid_request_error", "charge_not_refundable", f"it is {auth['status']}")
         if (refused := _refused("refund", auth)) is not None:
             return refused
+        if auth["token"] == REFUND_UNREACHABLE:
+            return _unavailable()
         if auth["token"] in REFUSED_ONCE and not self.ledger.count_transient_failure(f"refused-once:{auth_id}"):
             return _refusal("refund", REFUSED_ONCE[auth["token"]])
         left = auth["amount_captured"] - auth["amount_refunded"]
@@ -176,6 +210,18 @@ class Provider:
         self.ledger.set_authorization(auth_id, amount_refunded=refunded, status=status)
         body = {"id": refund_id, "object": "refund", "authorization": auth_id, "amount": amount, "status": "succeeded"}
         return Answer(201, body)
+
+
+def _unavailable() -> Answer:
+    return error(503, "api_error", "service_unavailable", "temporary failure, retry with the same key")
+
+
+def _lost(path: str, params: dict[str, Any], ledger: Ledger) -> Answer | None:
+    """The 503 sent instead of a refund's answer for tok_refundNoAnswer (the decision stands, stored)."""
+    if path.strip("/") != "v1/refunds":
+        return None
+    auth = ledger.authorization(str(params.get("authorization", "")))
+    return _unavailable() if auth is not None and auth["token"] == REFUND_NO_ANSWER else None
 
 
 def _refused(operation: str, auth: dict[str, Any]) -> Answer | None:

@@ -110,5 +110,7 @@ class ReturnController(Controller):
         covers it settles it as refunded, never refunding twice. ``settle_with`` names refunds made by hand
         (at any time) that paid it back: they settle it and the provider is not asked; 422 naming an entry
         that is no refund by hand of the order's payment, 409 for one not through or refunds that do not
-        cover the return, 503 if the payment service does not answer."""
+        cover the return, 503 if the payment service does not answer. ``abandon_awaited`` (with
+        ``requested_by``) gives up an awaited retry that can never be answered (its dead letter acknowledged):
+        recorded in the return's metadata; the payment service makes sure the two never both refund."""
         return to_return_out(await returns.retry_refund(return_id, data))

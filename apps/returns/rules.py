@@ -110,6 +110,10 @@ REFUND_RETRY_SETTLE_WITH: Final = "refund_retry_settle_with"
 # What an answer to the retry removes (the settle_with named stay: which refunds staff said paid it back).
 RETRY_AWAITED: Final = (REFUND_RETRY_REQUESTED_AT, REFUND_RETRY_EVENT_ID)
 MAX_SETTLE_WITH: Final = 10
+# The retry-refund field that gives up the awaited retry, and where each one given up is recorded (who, why,
+# when, its refund and event ids, when it was asked): the audit of an operator's way out.
+ABANDON_AWAITED: Final = "abandon_awaited"
+REFUND_RETRIES_ABANDONED: Final = "refund_retries_abandoned"
 
 
 def check_transition(current: str, target: str, field: str = "status") -> None:
@@ -289,7 +293,13 @@ def refund_settled(status: str, return_type: str, nothing_because: str | None) -
 
 
 def check_refund_retry(
-    status: str, retry_requested_at: str | None, now: dt.datetime, retry_event_id: str | None = None
+    status: str,
+    retry_requested_at: str | None,
+    now: dt.datetime,
+    retry_event_id: str | None = None,
+    *,
+    abandon: bool = False,
+    requested_by: str | None = None,
 ) -> None:
     """Staff may ask the payment service again only for a refund_failed return, and only once its last
     retry was answered (409 naming ``status``): two retries in flight could both refund. The awaited
@@ -298,6 +308,12 @@ def check_refund_retry(
     behind, or dead-lettered the event (which then waits for `just dlq redrive`, docs/operations.md)."""
     if status != REFUND_FAILED:
         raise StateConflict("status", f"only a refund_failed return can retry its refund; this one is {status}")
+    if abandon:  # staff give the awaited retry up: the payment service records it as never asked
+        if retry_requested_at is None:
+            raise InconsistentFields(ABANDON_AWAITED, "no retry of this refund awaits an answer")
+        if not requested_by:
+            raise InconsistentFields("requested_by", "who abandons the awaited retry is recorded: name them")
+        return
     if retry_requested_at is not None:
         waited = _waited(now - dt.datetime.fromisoformat(retry_requested_at))
         late = (
@@ -309,7 +325,8 @@ def check_refund_retry(
         raise StateConflict(
             "status",
             f"a retry of this refund asked at {retry_requested_at} ({waited} ago) still awaits the payment "
-            f"service's answer{late}",
+            f"service's answer{late}; if it can never be answered (its letter acknowledged), retry with "
+            f"{ABANDON_AWAITED} and requested_by",
         )
 
 

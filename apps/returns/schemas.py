@@ -111,7 +111,8 @@ class RejectRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class RetryRefundRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Ask the payment service again for a refund_failed return's refund (the whole refund, a new refund_id);
-    or, with ``settle_with``, settle it by refunds already made by hand."""
+    or, with ``settle_with``, settle it by refunds already made by hand; ``abandon_awaited`` gives up a retry
+    still awaiting its answer (audited) and replaces it by this one."""
 
     requested_by: Person | None = None
     settle_with: (
@@ -125,6 +126,23 @@ class RetryRefundRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
                 "counts once over all returns) and the provider is not asked. 422 for one that is no refund by "
                 "hand of the order's payment, 409 for one not gone through or refunds that do not cover the "
                 "return; the payment service decides again (a refusal then is the return's refund_error)",
+            ),
+        ]
+        | None
+    ) = None
+    abandon_awaited: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=255,
+                pattern=LINE_PATTERN,
+                description="why the awaited retry is given up (e.g. its dead letter was acknowledged: it can "
+                "never be answered); with requested_by (422 without). The new retry replaces it: the payment "
+                "service records the abandoned one as never asked, so its event coming later asks nothing, and "
+                "if it was applied first this retry sees it (never two refunds). Kept in the return's "
+                "metadata (refund_retries_abandoned: who, why, when, which). 422 when no retry is awaited",
+                examples=["its dead letter was acknowledged"],
             ),
         ]
         | None

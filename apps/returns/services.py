@@ -37,6 +37,7 @@ from apps.returns.rules import (
     OPEN_OR_DONE,
     RECEIVED,
     REFUND_ONLY,
+    REFUND_RETRIES_ABANDONED,
     REFUND_RETRY_EVENT_ID,
     REFUND_RETRY_REQUESTED_AT,
     REFUND_RETRY_SETTLE_WITH,
@@ -244,9 +245,10 @@ class ReturnService:
         return await self._commit_and_read(return_id)
 
     async def retry_refund(self, return_id: uuid.UUID, data: RetryRefundRequest) -> ReturnRequest:
-        """Ask the payment service again for a refused refund (refund_failed only, one retry at a time):
-        a new refund id, so the provider is asked under a new key; the return stays refund_failed until
-        the answer (payment.refunded or payment.refund_failed) names that id."""
+        """Ask the payment service again for a refused refund (refund_failed only, one retry at a time, unless
+        staff abandon the awaited one: recorded, and its refund id passed on as an earlier one): a new
+        refund id, so the provider is asked under a new key; the return stays refund_failed until the answer
+        (payment.refunded or payment.refund_failed) names that id."""
         request = await self._lock_live(return_id)
         kept = request.metadata_
         awaited, awaited_event = kept.get(REFUND_RETRY_REQUESTED_AT), kept.get(REFUND_RETRY_EVENT_ID)
@@ -256,7 +258,23 @@ class ReturnService:
             None if awaited is None else str(awaited),
             now,
             None if awaited_event is None else str(awaited_event),
+            abandon=data.abandon_awaited is not None,
+            requested_by=data.requested_by,
         )
+        abandoned = list(kept.get(REFUND_RETRIES_ABANDONED, []))
+        if data.abandon_awaited is not None:
+            # The awaited retry's refund id goes into earlier_refund_ids like any earlier one: the payment
+            # service writes a never-asked row under it, so its event, if it ever applies, asks nothing.
+            abandoned.append(
+                {
+                    "refund_id": str(request.refund_id),
+                    "event_id": awaited_event,
+                    "asked_at": awaited,
+                    "abandoned_by": data.requested_by,
+                    "reason": data.abandon_awaited,
+                    "abandoned_at": now.isoformat(),
+                }
+            )
         earlier = [*kept.get(EARLIER_REFUND_IDS, []), *([str(request.refund_id)] * bool(request.refund_id))]
         if data.settle_with:
             own = [uuid.UUID(refund_id) for refund_id in earlier]
@@ -272,6 +290,7 @@ class ReturnService:
             REFUND_RETRY_EVENT_ID: str(event_id),
             **({"refund_retry_requested_by": data.requested_by} if data.requested_by else {}),
             **({REFUND_RETRY_SETTLE_WITH: [str(op_id) for op_id in data.settle_with]} if data.settle_with else {}),
+            **({REFUND_RETRIES_ABANDONED: abandoned} if abandoned else {}),
         }
         request.updated_at = now
         event = ReturnRefundRetryRequested(

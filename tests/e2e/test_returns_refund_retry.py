@@ -358,3 +358,55 @@ async def test_a_refund_by_hand_while_a_returns_refund_awaits_the_provider_is_re
         await conn.close()
     taken = await refund_by_hand(http, payment["id"], {"amount": "5.00", "reason": "goodwill"})
     assert taken.status_code == 201, taken.text
+
+
+async def test_an_awaited_retry_that_can_never_be_answered_is_abandoned_audited_and_refunds_once(
+    http: httpx.AsyncClient,
+) -> None:
+    """A retry whose letter was acknowledged is never answered: the return refused every retry for good (409).
+    Staff abandon it (abandon_awaited + requested_by, recorded): the new retry refunds the return once, and
+    the payment service holds a never-asked row under the abandoned refund id, so its event asks nothing if
+    it ever comes. Here the lost retry is written as the returns API writes one whose event never applied."""
+    placed, failed = await refund_failed_return(http)
+    lost_refund, lost_event = uuid.uuid4(), uuid.uuid4()
+    asked_at = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    conn = await connect("returns")
+    try:
+        await conn.execute(
+            "UPDATE return_requests SET refund_id = $2, metadata = metadata || $3::jsonb WHERE id = $1",
+            uuid.UUID(failed["id"]),
+            lost_refund,
+            json.dumps(
+                {
+                    "earlier_refund_ids": [failed["refund_id"]],
+                    "refund_retry_requested_at": asked_at.isoformat(),
+                    "refund_retry_event_id": str(lost_event),
+                }
+            ),
+        )
+    finally:
+        await conn.close()
+    refused = await returns.act(http, failed["id"], "retry-refund", {})
+    assert refused.status_code == 409 and "abandon_awaited" in refused.text, refused.text
+    nobody = await returns.act(http, failed["id"], "retry-refund", {"abandon_awaited": "letter acknowledged"})
+    assert nobody.status_code == 422 and "requested_by" in nobody.text, nobody.text
+
+    why = f"its letter {lost_event} was acknowledged"
+    body = {"abandon_awaited": why, "requested_by": "ops@example.com"}
+    response = await returns.act(http, failed["id"], "retry-refund", body)
+    assert response.status_code == 200, response.text
+    assert response.json()["refund_id"] not in (str(lost_refund), failed["refund_id"])
+    await settled(http, failed["id"])
+
+    [row] = await fetch("returns", "SELECT metadata FROM return_requests WHERE id = $1", uuid.UUID(failed["id"]))
+    [audit] = json.loads(row["metadata"])["refund_retries_abandoned"]
+    assert (audit["refund_id"], audit["event_id"], audit["abandoned_by"], audit["reason"]) == (
+        str(lost_refund),
+        str(lost_event),
+        "ops@example.com",
+        why,
+    )
+    [payment] = await returns.payments(http, placed["id"])
+    [never] = [op for op in payment["operations"] if op["id"] == str(lost_refund)]
+    assert (never["outcome"], Decimal(never["amount"])) == ("failed", Decimal(0)), never
+    assert len(await returns.sandbox_refunds(http, placed["id"])) == 1

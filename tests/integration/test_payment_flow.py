@@ -24,6 +24,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from apps.common.topology import BY_NAME, PROCESSES, database_url, topic_for
+from apps.payment.admin import CommandError, fail_refund
 from apps.payment.events import (
     OrderPaymentCancelRequested,
     OrderPaymentCaptureRequested,
@@ -31,7 +32,7 @@ from apps.payment.events import (
     PaymentMethod,
 )
 from apps.payment.models import PaymentOperation
-from apps.payment.provider import HttpProvider
+from apps.payment.provider import NO_RECORD, HttpProvider, RetryPolicy
 from apps.payment.services import AuthorizationRequest, PaymentService
 from outbox.dead_letters import dead_letter_topic
 from outbox.events import Event
@@ -327,3 +328,108 @@ async def test_the_worker_killed_mid_call_leaves_the_row_pending_and_its_success
     assert requests[0]["replayed"] == 0
     assert all(r["replayed"] == 1 for r in requests[1:])
     assert len(requests) >= 2
+
+
+async def unanswered_refund(orders: AsyncEngine, db: asyncpg.Connection, token: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """An order's captured payment whose cancellation refund the sandbox never answers (every POST a 503):
+    (order id, the refund's ledger id), once the worker has asked at least twice and left it pending."""
+    order_id = uuid.uuid4()
+    await send(orders, payment_requested(order_id, token, "25.00"))
+    await wait_for(order_id, "authorized")
+    await send(orders, OrderPaymentCaptureRequested(order_id=order_id, requested_at=now()))
+    await wait_for(order_id, "captured")
+    await send(orders, OrderPaymentCancelRequested(order_id=order_id, reason="customer_request", requested_at=now()))
+    query = (
+        "SELECT o.id FROM payment_operations o JOIN payments p ON p.id = o.payment_id "
+        "WHERE p.order_id = $1 AND o.kind = 'refund' AND o.outcome = 'pending' AND o.attempts >= 2"
+    )
+
+    async def asked_twice() -> bool:
+        return await db.fetchval(query, order_id) is not None
+
+    await eventually(asked_twice, within=WITHIN, what="the refund asked twice, unanswered")
+    return order_id, await db.fetchval(query, order_id)
+
+
+async def past_the_deadline(db: asyncpg.Connection, refund_id: uuid.UUID) -> None:
+    """As if the refund was asked an hour ago (PAYMENT_REFUND_STATUS_AFTER_S is 900), due now."""
+    await db.execute(
+        "UPDATE payment_operations SET created_at = now() - interval '1 hour', next_attempt_at = now() "
+        "WHERE id = $1 AND outcome = 'pending'",
+        refund_id,
+    )
+
+
+async def test_a_refund_never_answered_is_asked_about_past_the_deadline_and_settled(
+    orders: AsyncEngine, db: asyncpg.Connection, tail: TopicTail
+) -> None:
+    """tok_refundNoAnswer: the sandbox made the refund but every answer was lost (503). Before session 28
+    the ledger row stayed pending for good. Past the deadline the worker asks GET /v1/refunds for its key,
+    learns it succeeded, and applies it as an answer: refunded, payment.refunded, one refund at the sandbox."""
+    order_id, refund_id = await unanswered_refund(orders, db, "tok_refundNoAnswer")
+    assert (await payments_of(order_id))[0]["status"] == "captured"
+    await past_the_deadline(db, refund_id)
+    refunded = await wait_for(order_id, "refunded")
+    assert ("refund", "succeeded") in kinds(refunded)
+    payment_events(tail, order_id, "payment.refunded")
+    [auth] = (await sandbox_books(order_id))["authorizations"]
+    assert [r["amount"] for r in auth["refunds"]] == [2500]
+
+
+async def test_a_refund_the_provider_never_made_is_failed_past_the_deadline(
+    orders: AsyncEngine, db: asyncpg.Connection, tail: TopicTail
+) -> None:
+    """tok_refundUnreachable: no refund was ever made. Past the deadline the provider answers "no refund
+    under that key" (404): the refund is failed (refund_unknown_to_provider), payment.refund_failed follows,
+    the payment stays captured and its key is never sent again."""
+    order_id, refund_id = await unanswered_refund(orders, db, "tok_refundUnreachable")
+    await past_the_deadline(db, refund_id)
+
+    async def failed() -> bool:
+        ops = (await payments_of(order_id))[0]["operations"]
+        return any(op["id"] == str(refund_id) and op["outcome"] == "failed" for op in ops)
+
+    await eventually(failed, within=WITHIN, what="the unknown refund failed")
+    payment = (await payments_of(order_id))[0]
+    assert payment["status"] == "captured"
+    [refund] = [op for op in payment["operations"] if op["id"] == str(refund_id)]
+    assert refund["error"] == NO_RECORD
+    events = payment_events(tail, order_id, "payment.refund_failed")
+    reasons = [json.loads(r.value)["reason"] for r in events if r.headers["event_type"] == "payment.refund_failed"]
+    assert reasons == [NO_RECORD]
+    [auth] = (await sandbox_books(order_id))["authorizations"]
+    assert auth["refunds"] == [] and auth["amount_refunded"] == 0
+
+
+async def test_an_operator_fails_a_refund_the_provider_cannot_be_asked_about_audited(
+    orders: AsyncEngine, db: asyncpg.Connection, tail: TopicTail
+) -> None:
+    """`just refunds fail ID --by --reason`: the provider does not answer the status query either (here: a
+    provider URL nobody listens on), so the refund is failed on the operator's word, after the worker's
+    call in flight (its lease) is over; who and why are on the ledger row and in payment.refund_failed."""
+    order_id, refund_id = await unanswered_refund(orders, db, "tok_refundUnreachable")
+    engine = create_async_engine(database_url(BY_NAME["payment"]), pool_size=1)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    reason = "failed by hand by ops@example.com: provider support: no such refund (ticket 42)"
+    try:
+        async with aiohttp.ClientSession(base_url="http://127.0.0.1:9") as dead:
+            provider = HttpProvider(dead, policy=RetryPolicy(timeout_s=0.5, max_attempts=2, backoff_s=0.01))
+            result = await fail_refund(
+                sessions,
+                provider,
+                refund_id,
+                by="ops@example.com",
+                reason="provider support: no such refund (ticket 42)",
+            )
+            assert (result.outcome, result.code) == ("failed", reason)
+            with pytest.raises(CommandError, match="not a pending refund"):  # once is all
+                await fail_refund(sessions, provider, refund_id, by="ops@example.com", reason="again")
+    finally:
+        await engine.dispose()
+    row = await db.fetchrow("SELECT outcome, error, response FROM payment_operations WHERE id = $1", refund_id)
+    assert (row["outcome"], row["error"]) == ("failed", reason)
+    operator = json.loads(row["response"])["operator"]
+    assert (operator["by"], operator["provider_answered"]) == ("ops@example.com", False)
+    events = payment_events(tail, order_id, "payment.refund_failed")
+    reasons = [json.loads(r.value)["reason"] for r in events if r.headers["event_type"] == "payment.refund_failed"]
+    assert reasons == [reason]

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from apps.common.errors import StateConflict
+from apps.common.errors import InconsistentFields, StateConflict
 from apps.common.models import utc_now
 from apps.common.topology import BY_NAME, database_url
 from apps.payment.models import Payment, PaymentOperation
@@ -305,3 +305,130 @@ async def test_a_refund_by_hand_while_a_returns_refund_awaits_the_provider_is_re
     await answered(session, first.refund_id, OP_FAILED)
     taken = await payments.request_refund(payment.id, ASKED, "the return, by hand", str(uuid.uuid4()))
     assert (taken, PENDING, ASKED) in await refunds(session, payment)
+
+
+async def test_a_returns_refund_while_a_refund_by_hand_awaits_the_provider_is_refused_naming_it(
+    session: AsyncSession,
+) -> None:
+    """The other way round from the test above (session 28): a refund by hand is pending at the provider
+    when the return asks, with enough left refundable. Both went to the provider before (a double refund
+    if the one by hand was this return's money). Now the return's refund is refused naming it; once it
+    is answered, a retry asks the provider (or settles with it, named)."""
+    payment = await captured_payment(session)
+    hand = await by_hand(session, payment, Decimal("30.00"))
+    return_id, first = uuid.uuid4(), RefundOrder(refund_id=uuid.uuid4(), amount=ASKED, currency="USD", reason="r")
+    await refund_for_return(session, payment.order_id, return_id, first)
+
+    ledger = await refunds(session, payment)
+    assert (first.refund_id, OP_FAILED, ASKED) in ledger and [o for o in ledger if o[1] == PENDING] == [
+        (hand, PENDING, Decimal("30.00"))
+    ], ledger
+    refused = await session.get(PaymentOperation, first.refund_id, populate_existing=True)
+    assert refused is not None and refused.error is not None and str(hand) in refused.error
+    assert await answers(session, payment) == ["payment.refund_failed"]
+
+    await answered(session, hand, OP_FAILED)  # it did not go through: a plain retry asks the provider
+    retry = retry_of(payment, return_id, [first.refund_id], utc_now())
+    await retry_refund_for_return(session, retry)
+    assert (retry.refund.refund_id, PENDING, ASKED) in await refunds(session, payment)
+
+
+async def test_a_retry_while_a_refund_by_hand_made_before_the_return_asked_awaits_is_refused(
+    session: AsyncSession,
+) -> None:
+    """A refund by hand from before the return asked, still pending at its retry: the same doubt, refused."""
+    payment = await captured_payment(session)
+    return_id, first, asked_at = await returns_first_refund_refused_by_provider(session, payment)
+    hand = await by_hand(session, payment, Decimal("30.00"))
+    await answered(session, hand, PENDING, at=asked_at - dt.timedelta(hours=1))
+    retry = retry_of(payment, return_id, [first], asked_at)
+    await retry_refund_for_return(session, retry)
+    refused = await session.get(PaymentOperation, retry.refund.refund_id, populate_existing=True)
+    assert refused is not None and refused.outcome == OP_FAILED and str(hand) in (refused.error or "")
+
+
+async def test_a_refund_in_another_currency_than_its_payment_is_refused(session: AsyncSession) -> None:
+    """A return's refund, its retry, a refund by hand naming a currency: never compared before (a EUR
+    refund of a USD payment went to the provider as USD minor units)."""
+    payment = await captured_payment(session)
+    return_id = uuid.uuid4()
+    first = RefundOrder(refund_id=uuid.uuid4(), amount=ASKED, currency="EUR", reason="r")
+    await refund_for_return(session, payment.order_id, return_id, first)
+    row = await session.get(PaymentOperation, first.refund_id, populate_existing=True)
+    assert row is not None and row.outcome == OP_FAILED and row.error == "the refund is in EUR, the payment in USD"
+
+    retry = retry_of(payment, return_id, [first.refund_id], utc_now())
+    retry = ReturnRefundRetryRequested(
+        **{**{f: getattr(retry, f) for f in retry.__struct_fields__}, "refund": RefundOrder(
+            refund_id=uuid.uuid4(), amount=ASKED, currency="EUR", reason="r"
+        )}
+    )  # fmt: skip
+    await retry_refund_for_return(session, retry)
+    row = await session.get(PaymentOperation, retry.refund.refund_id, populate_existing=True)
+    assert row is not None and row.outcome == OP_FAILED and "EUR" in (row.error or "")
+    assert await answers(session, payment) == ["payment.refund_failed", "payment.refund_failed"]
+
+    with pytest.raises(InconsistentFields) as refused:
+        await PaymentService(session).request_refund(payment.id, ASKED, "goodwill", str(uuid.uuid4()), "EUR")
+    assert (refused.value.field, refused.value.status_code) == ("currency", 422)
+    taken = await PaymentService(session).request_refund(payment.id, ASKED, "goodwill", str(uuid.uuid4()), "usd")
+    assert (taken, PENDING, ASKED) in await refunds(session, payment)
+
+
+async def test_an_abandoned_retry_whose_event_comes_later_asks_nothing(session: AsyncSession) -> None:
+    """Staff abandoned an awaited retry (its dead letter acknowledged) and retried: the new retry's event
+    names the abandoned refund id among the earlier ones, and the payment service records it as never
+    asked. If its letter is redriven (or replayed) after all, it finds that row: one refund, not two."""
+    payment = await captured_payment(session)
+    return_id, first, asked_at = await returns_first_refund_refused_by_provider(session, payment)
+    abandoned = retry_of(payment, return_id, [first], asked_at)  # its event never applied
+    replacing = retry_of(payment, return_id, [first, abandoned.refund.refund_id], asked_at)
+    await retry_refund_for_return(session, replacing)
+    await retry_refund_for_return(session, abandoned)  # the letter redriven after all
+
+    ledger = await refunds(session, payment)
+    assert [op_id for op_id, outcome, _ in ledger if outcome == PENDING] == [replacing.refund.refund_id], ledger
+    never = await session.get(PaymentOperation, abandoned.refund.refund_id, populate_existing=True)
+    assert never is not None and (never.outcome, never.amount) == (OP_FAILED, Decimal(0))
+    assert str(replacing.refund.refund_id) in (never.error or "")
+    assert await answers(session, payment) == []  # the never-asked row answers nobody
+
+
+async def test_an_abandoned_retry_applied_first_refuses_the_one_replacing_it(session: AsyncSession) -> None:
+    """The other order: the abandoned retry's event did apply first (its refund pending at the provider):
+    the replacing retry finds the return's own refund pending and is refused, never asking twice."""
+    payment = await captured_payment(session)
+    return_id, first, asked_at = await returns_first_refund_refused_by_provider(session, payment)
+    abandoned = retry_of(payment, return_id, [first], asked_at)
+    await retry_refund_for_return(session, abandoned)
+    replacing = retry_of(payment, return_id, [first, abandoned.refund.refund_id], asked_at)
+    await retry_refund_for_return(session, replacing)
+
+    ledger = await refunds(session, payment)
+    assert [op_id for op_id, outcome, _ in ledger if outcome == PENDING] == [abandoned.refund.refund_id], ledger
+    assert (replacing.refund.refund_id, OP_FAILED, ASKED) in ledger
+
+
+async def returns_first_refund_refused_by_provider(
+    session: AsyncSession, payment: Payment
+) -> tuple[uuid.UUID, uuid.UUID, dt.datetime]:
+    """A return whose first refund the provider refused (a failed ledger row of its own, no event)."""
+    return_id, refund_id, asked_at = uuid.uuid4(), uuid.uuid4(), utc_now() - dt.timedelta(minutes=1)
+    session.add(
+        PaymentOperation(
+            id=refund_id,
+            payment_id=payment.id,
+            kind=REFUND,
+            idempotency_key=f"{payment.id}:refund:return:{refund_id}",
+            amount=ASKED,
+            outcome=OP_FAILED,
+            reason="r",
+            request={"reason": "r", "return_id": str(return_id), "return_amount": str(ASKED)},
+            attempts=1,
+            next_attempt_at=asked_at,
+            created_at=asked_at,
+            completed_at=asked_at,
+        )
+    )
+    await session.flush()
+    return return_id, refund_id, asked_at

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from apps.payment.provider import HttpProvider, ProviderResult, RetryPolicy
+from apps.payment.provider import NO_RECORD, HttpProvider, ProviderResult, RetryPolicy
 from apps.payment.rules import OP_DECLINED, OP_FAILED, PENDING, SUCCEEDED
 
 pytestmark = pytest.mark.unit
@@ -34,8 +34,8 @@ class Script:
     bodies: list[object] = field(default_factory=list)
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.keys.append(request.headers.get("Idempotency-Key", ""))
-        self.bodies.append(await request.json())
+        self.keys.append(request.headers.get("Idempotency-Key", request.query.get("idempotency_key", "")))
+        self.bodies.append(await request.json() if request.body_exists else None)
         status, body, delay = self.answers[min(len(self.keys), len(self.answers)) - 1]
         if delay:
             await asyncio.sleep(delay)
@@ -50,6 +50,7 @@ async def serve() -> AsyncIterator[Start]:
     async def start(script: Script) -> HttpProvider:
         app = web.Application()
         app.router.add_post("/{tail:.*}", script.handle)
+        app.router.add_get("/{tail:.*}", script.handle)
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -123,3 +124,18 @@ async def test_an_unreachable_provider_is_unknown() -> None:
     async with aiohttp.ClientSession(base_url="http://127.0.0.1:9") as session:
         result = await authorize(HttpProvider(session, policy=FAST))
     assert result.outcome == PENDING
+
+
+async def test_a_refund_status_query_names_the_key_and_retries_transient_answers(serve: Start) -> None:
+    """GET /v1/refunds?idempotency_key=: a 503 is asked again; 404 resource_missing is a definite "no such
+    refund" (failed, NO_RECORD); no answer at all stays unknown (pending)."""
+    script = Script([UNAVAILABLE, (200, {"id": "re_1", "status": "succeeded"}, 0.0)])
+    provider = await serve(script)
+    answered = await provider.refund_status(key="pay:refund:k1")
+    assert (answered.outcome, answered.reference, answered.attempts) == (SUCCEEDED, "re_1", 2)
+    assert script.keys == ["pay:refund:k1"] * 2 and script.bodies == [None, None]
+
+    missing = await (await serve(Script([(404, {"error": {"code": "resource_missing"}}, 0.0)]))).refund_status(key="k")
+    assert (missing.outcome, missing.code) == (OP_FAILED, NO_RECORD)
+    silent = await (await serve(Script([UNAVAILABLE]))).refund_status(key="k")
+    assert silent.outcome == PENDING and not silent.known

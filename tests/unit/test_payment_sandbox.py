@@ -160,3 +160,63 @@ def test_the_ledger_survives_a_restart(ledger_file: Path) -> None:
         assert len(reopened.for_reference("order-1")["authorizations"]) == 1
     finally:
         reopened.close()
+
+
+def test_a_refunds_status_is_what_its_key_was_answered_or_404_when_none_was_made(provider: Provider) -> None:
+    """GET /v1/refunds?idempotency_key=: the refund made under a key, the refusal stored under it, or 404
+    resource_missing for a key that made nothing (never sent, or only 503s)."""
+    visa = provider.call("a1", AUTH, authorization("tok_visa", "o1")).body["id"]
+    provider.call("c1", f"{AUTH}/{visa}/capture", {})
+    made = provider.call("r1", "/v1/refunds", {"authorization": visa, "amount": 100})
+    status = provider.refund_status("r1")
+    assert (status.status_code, status.body["status"], status.body["id"]) == (200, "succeeded", made.body["id"])
+
+    failing = provider.call("a2", AUTH, authorization("tok_refundFail", "o2")).body["id"]
+    provider.call("c2", f"{AUTH}/{failing}/capture", {})
+    assert provider.call("r2", "/v1/refunds", {"authorization": failing}).status_code == 402
+    refused = provider.refund_status("r2")
+    assert (refused.status_code, refused.body["status"]) == (200, "failed")
+    assert refused.body["failure_code"] == "expired_or_canceled_card"
+
+    assert provider.refund_status("never-sent").status_code == 404
+    assert provider.refund_status("c1").status_code == 404  # a capture's key is no refund
+
+
+def test_refunds_never_answered_one_made_and_one_not(provider: Provider) -> None:
+    """tok_refundNoAnswer: the refund is made but every answer is a 503 (the first and every replay);
+    tok_refundUnreachable: never made, every call a 503. The status query tells them apart."""
+    lost = provider.call("a1", AUTH, authorization("tok_refundNoAnswer", "o1")).body["id"]
+    provider.call("c1", f"{AUTH}/{lost}/capture", {})
+    for _ in range(3):
+        assert provider.call("r1", "/v1/refunds", {"authorization": lost, "amount": 100}).status_code == 503
+    assert provider.refund_status("r1").body["status"] == "succeeded"
+    [auth] = provider.ledger.for_reference("o1")["authorizations"]
+    assert [r["amount"] for r in auth["refunds"]] == [100]  # made once, however often asked
+
+    gone = provider.call("a2", AUTH, authorization("tok_refundUnreachable", "o2")).body["id"]
+    provider.call("c2", f"{AUTH}/{gone}/capture", {})
+    for _ in range(3):
+        assert provider.call("r2", "/v1/refunds", {"authorization": gone}).status_code == 503
+    assert provider.refund_status("r2").status_code == 404
+    [auth] = provider.ledger.for_reference("o2")["authorizations"]
+    assert auth["refunds"] == [] and auth["amount_refunded"] == 0
+
+
+def test_the_http_api_takes_post_v1_refunds_beside_the_get_status_query(
+    ledger_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GET /v1/refunds made /v1/refunds a route of its own; POST on it must still reach the provider (a 405
+    there failed every refund of the stack for a few minutes in session 28)."""
+    from litestar.testing import TestClient
+
+    from apps.payment_sandbox.app import create_app
+
+    monkeypatch.setenv("PAYMENT_SANDBOX_DB", str(ledger_file))
+    with TestClient(create_app()) as client:
+        auth = client.post(AUTH, json=authorization("tok_visa"), headers={"Idempotency-Key": "a"}).json()["id"]
+        assert client.post(f"{AUTH}/{auth}/capture", json={}, headers={"Idempotency-Key": "c"}).status_code == 200
+        made = client.post("/v1/refunds", json={"authorization": auth, "amount": 34}, headers={"Idempotency-Key": "r"})
+        assert made.status_code == 201, made.text
+        status = client.get("/v1/refunds", params={"idempotency_key": "r"})
+        assert (status.status_code, status.json()["id"]) == (200, made.json()["id"])
+        assert client.get("/v1/refunds", params={"idempotency_key": "none"}).status_code == 404
