@@ -7,6 +7,7 @@ import re
 from typing import Final
 
 from apps.common.errors import InvalidField
+from apps.common.fields import worded
 
 __all__ = [
     "CURRENCY_PATTERN",
@@ -18,7 +19,7 @@ __all__ = [
 ]
 
 # ISO 4217 alphabetic codes: the query filter's shape, and what a projection row may carry.
-CURRENCY_PATTERN: Final = r"^[A-Z]{3}$"
+CURRENCY_PATTERN: Final = worded(r"^[A-Z]{3}$", "must be an ISO 4217 currency code in capitals, e.g. USD")
 
 # GET /api/analytics/sales/daily without dates: the last 30 days, today (UTC) included.
 DEFAULT_WINDOW_DAYS: Final = 30

@@ -7,7 +7,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Final, Literal
 
 from apps.common.errors import InvalidField
-from apps.common.fields import has_control_characters
+from apps.common.fields import has_control_characters, worded
 
 __all__ = [
     "ACTIVE",
@@ -43,13 +43,16 @@ _PRICE_FORMAT: Final = f"must be a decimal string from 0 to {MAX_PRICE} with at 
 
 # ISO 4217 alphabetic codes: three uppercase Latin letters. Whether a code is currently assigned is a
 # pricing policy question, not a format one, so it is not checked here.
-CURRENCY_PATTERN: Final = r"^[A-Z]{3}$"
+CURRENCY_PATTERN: Final = worded(r"^[A-Z]{3}$", "must be an ISO 4217 currency code in capitals, e.g. USD")
 _CURRENCY_RE: Final = re.compile(CURRENCY_PATTERN)
 
 # SKUs are copied into orders, carts, returns and warehouse rows, and typed by people: letters, digits
 # and a few separators, starting with a letter or digit, no whitespace.
 MAX_SKU_LENGTH: Final = 64
-SKU_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+SKU_PATTERN: Final = worded(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+    "must be 1 to 64 letters, digits, dots, underscores or dashes, starting with a letter or digit",
+)
 _SKU_RE: Final = re.compile(SKU_PATTERN)
 
 MAX_NAME_LENGTH: Final = 500  # products.name is VARCHAR(500)

@@ -15,6 +15,7 @@ from msgspec import Meta
 from apps.checkout.rules import MAX_QUANTITY
 from apps.checkout.sealed import opened_addresses
 from apps.common.addresses import Address
+from apps.common.fields import worded
 from apps.common.pricing import PricedLine
 from apps.common.responses import from_row
 
@@ -68,7 +69,14 @@ class PaymentMethod(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The payment provider's reference to a payment method; never a card number."""
 
     type: PaymentType
-    token: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[\x21-\x7e ]+$")]
+    token: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=255,
+            pattern=worded(r"^[\x21-\x7e ]+$", "must be printable ASCII (the provider's token)"),
+        ),
+    ]
 
 
 class CheckoutCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

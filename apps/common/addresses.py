@@ -8,13 +8,19 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from apps.common.fields import LINE_PATTERN
+from apps.common.fields import LINE_PATTERN, worded
 
 __all__ = ["Address", "AddressFields"]
 
 Short = Annotated[str, Meta(min_length=1, max_length=255, pattern=LINE_PATTERN)]
 Code = Annotated[str, Meta(min_length=1, max_length=20, pattern=LINE_PATTERN)]
-Country = Annotated[str, Meta(pattern="^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
+Country = Annotated[
+    str,
+    Meta(
+        pattern=worded("^[A-Z]{2}$", "must be an ISO 3166-1 alpha-2 country code in capitals, e.g. US"),
+        description="ISO 3166-1 alpha-2",
+    ),
+]
 
 
 class Address(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -8,6 +8,7 @@ A 500 is what is left for bugs: it is logged with its traceback and answered wit
 
 from __future__ import annotations
 
+import ast
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from litestar.status_codes import (
 from sqlalchemy import exc as sa_exc
 
 from apps.common.errors import DependencyUnavailable, FieldProblem, NotFound
+from apps.common.fields import pattern_in_words
 
 __all__ = [
     "HTTP_499_CLIENT_CLOSED_REQUEST",
@@ -156,12 +158,50 @@ def _name_the_field(entry: Any) -> Any:
     return {**entry, "key": "body"}  # the body as a whole, e.g. an array where an object belongs
 
 
+# msgspec, and Litestar which decodes with it, show a pattern the value missed as its Python repr.
+_PATTERN_MISMATCH = re.compile(r"Expected `str` matching regex (?P<pattern>'.*'|\".*\")", re.DOTALL)
+# A pattern nobody put in words is shown only if it is short enough to read (a country code's was 1,100
+# characters of alternatives).
+_SHOWN_PATTERN_MAX: Final = 60
+_UNWORDED_PATTERN: Final = "does not match this field's pattern (see the service's OpenAPI document, /schema)"
+
+
+def _in_words(message: str) -> str:
+    """A pattern mismatch says what the field must be (apps/common/fields.py ``worded``), not the regex."""
+    match = _PATTERN_MISMATCH.fullmatch(message)
+    if match is None:
+        return message
+    try:
+        pattern = ast.literal_eval(match["pattern"])
+    except (ValueError, SyntaxError):
+        return message
+    if not isinstance(pattern, str):
+        return message
+    if (words := pattern_in_words(pattern)) is not None:
+        return words
+    return message if len(pattern) <= _SHOWN_PATTERN_MAX else _UNWORDED_PATTERN
+
+
+def _worded(entry: Any) -> Any:
+    if isinstance(entry, dict) and isinstance(message := entry.get("message"), str):
+        return {**entry, "message": _in_words(message)}
+    return entry
+
+
+# Litestar's text for a required parameter that is absent, with nothing in ``extra``.
+_MISSING_PARAMETER = re.compile(r"Missing required (?P<source>query|header|path|cookie) parameter '(?P<key>[^']+)'")
+
+
 def validation_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """Litestar's 400 as it is (its ``extra`` names the field: key, message, source), plus a log line."""
+    """Litestar's 400 (its ``extra`` names the field: key, message, source), a pattern mismatch in words,
+    a missing parameter named in ``extra`` like every other bad field, plus a log line."""
     assert isinstance(exc, HTTPException)
     _log_error(request, exc.status_code, exc)
     extra = exc.extra if isinstance(exc.extra, list) else ([exc.extra] if exc.extra else [])
-    return _error_response(exc.status_code, exc.detail, extra=[_name_the_field(e) for e in extra], headers=exc.headers)
+    if not extra and (missing := _MISSING_PARAMETER.match(exc.detail)):
+        extra = [{"message": "required", "key": missing["key"], "source": missing["source"]}]
+    entries = [_worded(_name_the_field(e)) for e in extra]
+    return _error_response(exc.status_code, exc.detail, extra=entries, headers=exc.headers)
 
 
 def client_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -187,7 +227,7 @@ def msgspec_validation_handler(request: Request[Any, Any, Any], exc: Exception) 
     message = str(exc)
     entry: dict[str, Any] = {"message": message}
     if match := _MSGSPEC_PATH.search(message):
-        entry = {"message": message[: match.start()], "key": match["path"]}
+        entry = {"message": _in_words(message[: match.start()]), "key": match["path"]}
     _log_error(request, HTTP_400_BAD_REQUEST, exc)
     return _error_response(HTTP_400_BAD_REQUEST, _validation_failed(request), extra=[entry])
 

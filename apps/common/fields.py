@@ -10,7 +10,33 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["LINE_PATTERN", "NO_CONTROL_PATTERN", "NO_NUL_PATTERN", "has_control_characters"]
+__all__ = [
+    "LINE_PATTERN",
+    "NO_CONTROL_PATTERN",
+    "NO_NUL_PATTERN",
+    "has_control_characters",
+    "pattern_in_words",
+    "worded",
+]
+
+# What each pattern asks for, in words: a 400 for a value that does not match says this instead of the
+# regex itself (a country code's was 1,100 characters of alternatives, LINE_PATTERN's a run of escapes).
+_WORDS: dict[str, str] = {}
+
+
+def worded(pattern: str, words: str) -> str:
+    """Declare what ``pattern`` asks for (``words`` completes "must ..."), and return the pattern unchanged.
+
+    Used where a pattern is defined, so that a schema and its error message cannot drift apart.
+    """
+    _WORDS[pattern] = words
+    return pattern
+
+
+def pattern_in_words(pattern: str) -> str | None:
+    """What ``pattern`` asks for, if it was declared with :func:`worded`."""
+    return _WORDS.get(pattern)
+
 
 # Unicode category Cc: C0 controls, DEL, C1 controls. PostgreSQL refuses NUL outright; the others do not
 # belong in a name or an address line.
@@ -19,11 +45,14 @@ _CONTROLS: Final = r"\x00-\x1f\x7f-\x9f"
 _SPACES: Final = r" \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 
 # One line of text: no control characters anywhere, and something besides spaces.
-LINE_PATTERN: Final = rf"^[^{_CONTROLS}]*[^{_CONTROLS}{_SPACES}][^{_CONTROLS}]*$"
+LINE_PATTERN: Final = worded(
+    rf"^[^{_CONTROLS}]*[^{_CONTROLS}{_SPACES}][^{_CONTROLS}]*$",
+    "must be one line of text, not only spaces, without control characters",
+)
 # An optional line, which may be blank: no control characters.
-NO_CONTROL_PATTERN: Final = rf"^[^{_CONTROLS}]*$"
+NO_CONTROL_PATTERN: Final = worded(rf"^[^{_CONTROLS}]*$", "must be one line of text without control characters")
 # Free text (a description, a note): anything but NUL, which PostgreSQL cannot store.
-NO_NUL_PATTERN: Final = r"^[^\x00]*$"
+NO_NUL_PATTERN: Final = worded(r"^[^\x00]*$", "must not contain a NUL character")
 
 _CONTROL_RE: Final = re.compile(f"[{_CONTROLS}]")
 

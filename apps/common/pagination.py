@@ -17,11 +17,12 @@ from typing import Annotated, Final
 from litestar.params import QueryParameter
 
 from apps.common.errors import InvalidField
+from apps.common.fields import worded
 
 __all__ = ["CURSOR_PATTERN", "Cursor", "decode_cursor", "encode_cursor"]
 
 # Empty (or absent) means the first page.
-CURSOR_PATTERN: Final = r"^([A-Za-z0-9_-]{32})?$"
+CURSOR_PATTERN: Final = worded(r"^([A-Za-z0-9_-]{32})?$", "must be the previous page's next_cursor, as given")
 _TOKEN_RE: Final = re.compile(r"[A-Za-z0-9_-]{32}")
 _LAYOUT: Final = struct.Struct(">q16s")
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -10,6 +10,7 @@ import unicodedata
 from typing import Final, Literal
 
 from apps.common.errors import InvalidField
+from apps.common.fields import worded
 
 __all__ = [
     "ACTIVE",
@@ -62,17 +63,22 @@ _LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _EMAIL_RE: Final = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+(?:[A-Za-z]{{2,63}}|xn--[A-Za-z0-9-]{{1,59}})")
 # The request schema declares the same shape (and OpenAPI shows it), so the document and check_email agree;
 # the local part's limit is a second pattern (a lookahead would defeat generators of test data).
-EMAIL_PATTERN: Final = f"^{_EMAIL_RE.pattern}$"
+EMAIL_PATTERN: Final = worded(f"^{_EMAIL_RE.pattern}$", "must be an email address, e.g. ada@example.com")
 EMAIL_LOCAL_PART_PATTERN: Final = r"^[^@]{1,64}@"
 
 # People type phone numbers with separators; we store E.164-like digits: an optional leading "+" and
 # 7 to 15 digits (E.164's maximum), which fits the seed's VARCHAR(20).
-PHONE_PATTERN: Final = r"^[ ().-]*\+?[ ().-]*(?:[0-9][ ().-]*){7,15}$"
+PHONE_PATTERN: Final = worded(
+    r"^[ ().-]*\+?[ ().-]*(?:[0-9][ ().-]*){7,15}$",
+    "must be a phone number: 7 to 15 digits, a leading + and spaces, dots, dashes or brackets allowed",
+)
 MAX_PHONE_INPUT_LENGTH: Final = 32
 _PHONE_SEPARATORS: Final = str.maketrans("", "", " ().-")
 _PHONE_STORED_RE: Final = re.compile(r"\+?[0-9]{7,15}")
 
-POSTAL_CODE_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9 -]*$"
+POSTAL_CODE_PATTERN: Final = worded(
+    r"^[A-Za-z0-9][A-Za-z0-9 -]*$", "must be letters, digits, spaces and dashes, starting with a letter or digit"
+)
 _POSTAL_CODE_RE: Final = re.compile(POSTAL_CODE_PATTERN)
 
 # ISO 3166-1 alpha-2, officially assigned codes only (user-assigned codes such as XK are not included).
@@ -88,7 +94,10 @@ _ISO_3166_ALPHA2: Final = """
     VG VI VN VU WF WS YE YT ZA ZM ZW
 """
 COUNTRY_CODES: Final = frozenset(_ISO_3166_ALPHA2.split())
-COUNTRY_PATTERN: Final = f"^(?:{'|'.join(sorted(COUNTRY_CODES))})$"
+COUNTRY_PATTERN: Final = worded(
+    f"^(?:{'|'.join(sorted(COUNTRY_CODES))})$",
+    "must be an assigned ISO 3166-1 alpha-2 country code in capitals, e.g. US",
+)
 
 
 def check_email(email: str, *, field: str = "email") -> str:
