@@ -187,6 +187,8 @@ class CheckoutService:
         session.metadata_ = {**session.metadata_, "idempotency_key": idempotency_key}
         cart.status, cart.updated_at = CONVERTED, at
         key = await self.dependencies.data_keys.for_sealing(session.customer_id)  # the buyer's, for the event
+        if key is None:  # destroyed: the buyer was erased and the checkout consumer is about to cancel this
+            raise StateConflict("checkout_id", "the checkout session is cancelled: its customer's data was erased")
         await add_event(self.session, session.id, _completed(session, key, is_guest=cart.customer_id is None))
         await log_access(self.session, "checkout_sessions", "UPDATE", [Touched(session.id, session.customer_id)])
         await self.session.commit()

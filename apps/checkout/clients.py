@@ -23,8 +23,9 @@ class SavedAddress(AddressFields, frozen=True, kw_only=True):
 class Dependencies(CatalogAndCustomers):
     @functools.cached_property
     def data_keys(self) -> DataKeys:
-        """Buyers' data keys for checkout.completed, cached for the process (apps/common/data_keys.py)."""
-        return DataKeys(self.customers)
+        """Buyers' data keys for checkout.completed (apps/common/data_keys.py), a live one asked for at each
+        completion: from a cache, a key destroyed a moment ago sealed a completion made after the erasure."""
+        return DataKeys(self.customers, ttl_s=0)
 
     async def addresses(self, customer_id: str) -> list[SavedAddress] | None:
         """The customer's saved addresses (the seed's GetCustomerAddresses); None for an unknown customer."""

@@ -102,3 +102,44 @@ async def test_a_cancellation_that_overtakes_the_reservation_gives_the_stock_bac
             return decided and stock["reserved"] == 0 and stock["available"] == 3
 
         await eventually(all_given_back, within=90, what="every cancelled order's stock given back")
+
+
+async def test_a_checkout_completed_right_after_its_customer_was_erased_is_refused() -> None:
+    """The erasure answers, then the customer's open checkout is completed at once (before the checkout
+    consumer cancels it). The checkout sealed the addresses with the buyer's data key from its 30 s cache,
+    already destroyed, and answered 202; the order saga, its own cache warm too, opened them and created
+    the order after the order service had applied customer.erased: an erased customer's address kept in
+    orders (3 of 3 probes). A completion now asks for the key itself: 410, refused."""
+    checkout, customers = service_url("checkout"), service_url("customer")
+    customer, product = await create_customer(), await create_product("4.00")
+    body = {
+        "shipping_address": ADDRESS,
+        "shipping_method_id": "standard",
+        "payment_method": {"type": "card", "token": "tok_visa"},
+    }
+    async with api_client(base_url=checkout, timeout=30) as http:
+
+        async def started() -> str:
+            cart = (await http.post("/api/carts", json={"customer_id": customer["id"]})).json()
+            added = await http.post(f"/api/carts/{cart['id']}/items", json={"product_id": product["id"], "quantity": 1})
+            assert added.status_code == 200, added.text
+            session = await http.post("/api/checkout", json={"cart_id": cart["id"], **body})
+            assert session.status_code == 201, session.text
+            return str(session.json()["id"])
+
+        first = await started()  # a completion a moment before: every cache of the buyer's key is warm
+        done = await http.post(f"/api/checkout/{first}/complete", headers={"Idempotency-Key": uuid.uuid4().hex})
+        assert done.status_code == 202, done.text
+        second = await started()
+        erased = await http.post(f"{customers}/api/customers/{customer['id']}/erase")
+        assert erased.status_code == 202, erased.text
+        late = await http.post(f"/api/checkout/{second}/complete", headers={"Idempotency-Key": uuid.uuid4().hex})
+
+    assert late.status_code == 409, late.text
+    assert late.json()["extra"][0]["key"] == "checkout_id"
+    rows = await fetch(
+        "checkout",
+        "SELECT count(*) FROM event_store WHERE event_type = 'checkout.completed' AND aggregate_id = $1",
+        uuid.UUID(second),
+    )
+    assert rows[0][0] == 0
