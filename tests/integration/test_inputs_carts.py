@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from apps.common.pricing import MAX_LINES
-from tests.support.checkout import checkout_body, execute, item_rows
+from tests.support.checkout import add, checkout_body, execute, guest_cart, item_rows
 from tests.support.http import api_client, create_product, service_url
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -31,13 +31,8 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 async def cart_with_lines(http: httpx.AsyncClient, lines: int) -> tuple[dict[str, Any], dict[str, str]]:
     """A guest cart of ``lines`` products: one added through the API, the others written as rows."""
-    cart = (await http.post("/api/carts")).json()
-    headers = {"X-Guest-Token": cart["guest_token"]}
-    product = await create_product("2.00")
-    added = await http.post(
-        f"/api/carts/{cart['id']}/items", json={"product_id": product["id"], "quantity": 1}, headers=headers
-    )
-    assert added.status_code == 200, added.text
+    cart, headers = await guest_cart(http)
+    await add(http, cart, headers, await create_product("2.00"), 1)
     await execute(
         """INSERT INTO cart_items (cart_session_id, product_id, product_sku, product_name, quantity, unit_price,
                                    total_price)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import httpx
 from litestar.testing import AsyncTestClient
 
 from tests.support.db import connect
@@ -14,15 +15,17 @@ Client = AsyncTestClient[Any]
 US_ADDRESS = {"address_line1": "1 Main St", "city": "Springfield", "country": "US"}
 
 
-async def guest_cart(client: Client) -> tuple[dict[str, Any], dict[str, str]]:
-    """A new guest cart and the header that opens it."""
+async def guest_cart(client: httpx.AsyncClient) -> tuple[dict[str, Any], dict[str, str]]:
+    """A new guest cart and the header that opens it (the in-process app's client, or the running service's)."""
     response = await client.post("/api/carts")
     assert response.status_code == 201, response.text
     cart = response.json()
     return cart, {"X-Guest-Token": cart["guest_token"]}
 
 
-async def add(client: Client, cart: dict[str, Any], headers: dict[str, str], product: dict[str, Any], qty: int) -> Any:
+async def add(
+    client: httpx.AsyncClient, cart: dict[str, Any], headers: dict[str, str], product: dict[str, Any], qty: int
+) -> Any:
     response = await client.post(
         f"/api/carts/{cart['id']}/items", json={"product_id": product["id"], "quantity": qty}, headers=headers
     )
