@@ -53,7 +53,6 @@ from litestar.middleware.rate_limit import CacheObject, RateLimitConfig, RateLim
 from litestar.plugins import InitPluginProtocol
 from litestar.status_codes import HTTP_429_TOO_MANY_REQUESTS
 from prometheus_client import Counter
-from redis.exceptions import RedisError
 
 from apps.common.openapi import error_response
 from apps.common.redis_store import COOLDOWN_S, OwnConnectionScript, create_redis_client
@@ -314,7 +313,8 @@ class SyncedLimit:
 
     async def sync(self) -> None:
         """One call: everything admitted since the last one, the shared counts back (with nothing to send,
-        it only tells whether Redis answers). Never raises: a failure is fail-open until a call succeeds."""
+        it only tells whether Redis answers). Raises only its cancellation: a failure is fail-open until a call
+        succeeds."""
         batch = self.counts.take_unsent()
         try:
             keys = [f"{self.key_prefix}{key}:n" for key, _, _ in batch]
@@ -322,8 +322,11 @@ class SyncedLimit:
             answers = [(int(reply[i]), int(reply[i + 1])) for i in range(0, 2 * len(batch), 2)]
             if len(reply) != 2 * len(batch):
                 raise ValueError(f"{len(reply)} numbers for {len(batch)} keys")
-        # Redis unreachable, timing out or answering garbage: fail open, never a 500.
-        except (RedisError, OSError, ValueError, TypeError, IndexError) as exc:
+        except asyncio.CancelledError:
+            self.counts.unsent(batch)  # never left 'sending': that would hold those callers' counts up for good
+            raise
+        # Redis unreachable, timing out or answering garbage (or anything else): fail open, never a 500.
+        except Exception as exc:
             self.counts.unsent(batch)
             if not self.down:
                 log.warning("rate limit unavailable, requests let through", extra={"error": type(exc).__name__})

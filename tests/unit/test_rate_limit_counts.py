@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import pytest
 
-from apps.common.rate_limit import Sent, SharedCounts
+from apps.common.rate_limit import Sent, SharedCounts, SyncedLimit
+from apps.common.redis_store import OwnConnectionScript
 
 
 class Clock:
@@ -177,3 +179,22 @@ def test_n_processes_admit_at_most_limit_plus_n_times_one_interval(
     assert total <= limit + processes * most_between_sends, (total, most_between_sends)
     if processes == 1:
         assert total == limit
+
+
+async def test_a_call_that_fails_in_any_way_fails_open_and_keeps_what_it_carried() -> None:
+    class Broken:
+        async def run(self, keys: Any, args: Any) -> Any:
+            raise RuntimeError("not a Redis error")
+
+        async def close(self) -> None:
+            return None
+
+    synced = SyncedLimit(SharedCounts(5, 5), cast("OwnConnectionScript", Broken()), key_prefix="x:")
+    try:
+        assert synced.admit("c") is not None
+        await synced.sync()
+        assert synced.down
+        assert synced.admit("c") is None  # let through, not counted
+        assert [(key, delta) for key, _, delta in synced.counts.take_unsent()] == [("c", 1)]
+    finally:
+        await synced.close()
