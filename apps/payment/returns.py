@@ -52,6 +52,7 @@ from apps.payment.rules import (
     SETTLED_BY,
     SUCCEEDED,
     NamedRefund,
+    RefundRetry,
     check_currency,
     check_refund,
     counted_for_returns,
@@ -61,11 +62,13 @@ from apps.payment.rules import (
     plan_settlement,
     return_refund_refusal,
 )
-from apps.returns.events import RefundOrder, ReturnApproved, ReturnReceivedV1, ReturnRefundRetryRequestedV1
+from apps.returns.events import RefundOrder, ReturnApprovedV1, ReturnReceivedV1, ReturnRefundRetryRequestedV1
 from outbox.errors import RejectedEvent
 from outbox.writer import add_event
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from outbox.consumer import ConsumerGroup, EventContext
@@ -82,12 +85,12 @@ def register(group: ConsumerGroup) -> None:
 
 async def _received(session: AsyncSession, event: ReturnReceivedV1, ctx: EventContext) -> None:
     if event.asks_refund():  # v1 always; v2 unless the returns service found nothing to refund
-        await refund_for_return(session, event.order_id, event.return_id, event.refund)
+        await refund_for_return(session, event.order_id, event.return_id, event.refund, event.named_refunds())
 
 
-async def _approved(session: AsyncSession, event: ReturnApproved, ctx: EventContext) -> None:
+async def _approved(session: AsyncSession, event: ReturnApprovedV1, ctx: EventContext) -> None:
     if event.refund is not None:  # only a refund_only return is refunded on approval
-        await refund_for_return(session, event.order_id, event.return_id, event.refund)
+        await refund_for_return(session, event.order_id, event.return_id, event.refund, event.named_refunds())
 
 
 async def _retry_requested(session: AsyncSession, event: ReturnRefundRetryRequestedV1, ctx: EventContext) -> None:
@@ -95,16 +98,31 @@ async def _retry_requested(session: AsyncSession, event: ReturnRefundRetryReques
 
 
 async def refund_for_return(
-    session: AsyncSession, order_id: uuid.UUID, return_id: uuid.UUID, refund: RefundOrder
+    session: AsyncSession,
+    order_id: uuid.UUID,
+    return_id: uuid.UUID,
+    refund: RefundOrder,
+    settle_with: Sequence[uuid.UUID] = (),
 ) -> None:
     """The pending refund operation ``refund.refund_id`` (nothing if it exists), or a failed one and
     payment.refund_failed. A refusal is kept in the ledger too: the event coming again (a redelivery, a
     replay) must find it, not ask anew once more is refundable (a refund by hand that held it up failed, a
-    retry of this return asked since), which would refund the return twice."""
+    retry of this return asked since), which would refund the return twice. ``settle_with`` (staff named
+    the refunds made by hand that paid it back, on approval or receipt): settled by those alone, or refused
+    naming the one at fault (rules.plan_settlement), as a retry naming them; the provider is not asked."""
     payment = await _payment_to_refund(session, order_id, return_id)
     if await _asked_before(session, refund.refund_id):
         return  # asked before: the same operation, one refund
     now = utc_now()
+    if settle_with:
+        try:
+            check_currency(refund.currency, payment.currency)
+        except FieldProblem as exc:
+            plan = RefundRetry(refused=exc.message)
+        else:
+            plan = plan_settlement(refund.amount, [], await _named(session, payment, settle_with))
+        await _answer_without_provider(session, payment, return_id, order_id, refund, plan, now)
+        return
     # Decided under the payment's lock, as POST /api/payments/{id}/refund decides the other way round.
     awaited = await _by_hand_awaited(session, payment)
     if (refused := return_refund_refusal(refund.currency, payment.currency, awaited)) is not None:
@@ -166,14 +184,7 @@ async def retry_refund_for_return(session: AsyncSession, event: ReturnRefundRetr
         return op.amount - counted.get(str(op.id), Decimal(0))
 
     if named_ids := event.named_refunds():  # staff named the refunds by hand that paid it back: those alone
-        ledger = {op.id: op for op in refunds}
-        named = [
-            NamedRefund(op_id, found.outcome, is_by_hand(found.request), left(found))
-            if (found := ledger.get(op_id)) is not None
-            else NamedRefund(op_id)
-            for op_id in named_ids
-        ]
-        plan = plan_settlement(refund.amount, own, named)
+        plan = plan_settlement(refund.amount, own, await _named(session, payment, named_ids))
     else:
         since = [op for op in refunds if is_by_hand(op.request) and op.created_at >= event.refund_asked_at]
         by_hand = [(op.id, left(op)) for op in since if op.outcome == SUCCEEDED]
@@ -188,9 +199,23 @@ async def retry_refund_for_return(session: AsyncSession, event: ReturnRefundRetr
         else:
             await _add_refund(session, payment, event.return_id, refund, amount, now)
             return
+    await _answer_without_provider(session, payment, event.return_id, event.order_id, refund, plan, now)
+
+
+async def _answer_without_provider(
+    session: AsyncSession,
+    payment: Payment,
+    return_id: uuid.UUID,
+    order_id: uuid.UUID,
+    refund: RefundOrder,
+    plan: RefundRetry,
+    now: dt.datetime,
+) -> None:
+    """A return's refund answered here (plan.refund is False): refused (a failed row, payment.refund_failed)
+    or settled already (a 0.00 succeeded row saying by what, payment.refunded for the return's amount)."""
     if plan.refused is not None:
-        if await _add_refund(session, payment, event.return_id, refund, refund.amount, now, failed=plan.refused):
-            await add_event(session, event.order_id, _refused(payment, refund, plan.refused, now))
+        if await _add_refund(session, payment, return_id, refund, refund.amount, now, failed=plan.refused):
+            await add_event(session, order_id, _refused(payment, refund, plan.refused, now))
         return
     # Refunded already: by hand (counted for this return from now on), or by an earlier refund of its own.
     if plan.settled_by:
@@ -198,11 +223,11 @@ async def retry_refund_for_return(session: AsyncSession, event: ReturnRefundRetr
     else:
         how = f"refunded by {plan.already_refunded_by}"
     settled = {SETTLED_BY: {str(op_id): str(amount) for op_id, amount in plan.settled_by.items()}, "settled": how}
-    if not await _add_refund(session, payment, event.return_id, refund, Decimal(0), now, settled=settled):
+    if not await _add_refund(session, payment, return_id, refund, Decimal(0), now, settled=settled):
         return
     refunded = PaymentRefunded(
         payment_id=payment.id,
-        order_id=event.order_id,
+        order_id=order_id,
         refund_id=refund.refund_id,
         amount=refund.amount,
         refunded_total=payment.refunded_amount,
@@ -212,7 +237,24 @@ async def retry_refund_for_return(session: AsyncSession, event: ReturnRefundRetr
         reason=f"{refund.reason}: {how}"[:255],
         refunded_at=now,
     )
-    await add_event(session, event.order_id, refunded)
+    await add_event(session, order_id, refunded)
+
+
+async def _named(session: AsyncSession, payment: Payment, named_ids: Sequence[uuid.UUID]) -> list[NamedRefund]:
+    """The refunds staff named, as the payment's ledger has them (what other returns counted aside)."""
+    refunds = (
+        await session.scalars(
+            select(PaymentOperation).where(PaymentOperation.payment_id == payment.id, PaymentOperation.kind == REFUND)
+        )
+    ).all()
+    counted = counted_for_returns(op.request for op in refunds)
+    ledger = {op.id: op for op in refunds}
+    return [
+        NamedRefund(op_id, found.outcome, is_by_hand(found.request), found.amount - counted.get(str(op_id), Decimal(0)))
+        if (found := ledger.get(op_id)) is not None
+        else NamedRefund(op_id)
+        for op_id in named_ids
+    ]
 
 
 async def _supersede(

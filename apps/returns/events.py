@@ -29,11 +29,13 @@ __all__ = [
     "RefundOrder",
     "RefundedLine",
     "ReturnApproved",
+    "ReturnApprovedV1",
     "ReturnCompleted",
     "ReturnExpired",
     "ReturnLine",
     "ReturnReceived",
     "ReturnReceivedV1",
+    "ReturnReceivedV2",
     "ReturnRefundFailed",
     "ReturnRefundRetryRequested",
     "ReturnRefundRetryRequestedV1",
@@ -98,7 +100,7 @@ class ReturnRequested(_AboutReturn, frozen=True, kw_only=True):
 
 
 @event("return.approved", version=1, aggregate="return")
-class ReturnApproved(_AboutReturn, frozen=True, kw_only=True):
+class ReturnApprovedV1(_AboutReturn, frozen=True, kw_only=True):
     """The return was accepted. A refund_only return carries its ``refund`` (nothing ships back);
     otherwise ``refund`` is absent and the refund follows the items' receipt."""
 
@@ -106,6 +108,23 @@ class ReturnApproved(_AboutReturn, frozen=True, kw_only=True):
     total_refund_amount: Decimal
     approved_at: dt.datetime
     refund: RefundOrder | None = None
+
+    def named_refunds(self) -> list[uuid.UUID]:
+        """The refunds made by hand that staff named as this return's money (none before v2)."""
+        return []
+
+
+@event("return.approved", version=2, aggregate="return")
+class ReturnApproved(ReturnApprovedV1, frozen=True, kw_only=True):
+    """v2 may name the refunds made by hand that paid a refund_only return back (``settle_with``, as
+    return.refund_retry_requested v2): the payment service settles ``refund`` by them, or refuses it naming
+    the one at fault; the provider is not asked. Empty: as v1. Deploy the payment consumer first (on v1
+    code it would ignore them and ask the provider: a second refund)."""
+
+    settle_with: list[uuid.UUID] = msgspec.field(default_factory=list)
+
+    def named_refunds(self) -> list[uuid.UUID]:
+        return self.settle_with
 
 
 @event("return.rejected", version=1, aggregate="return")
@@ -128,9 +147,13 @@ class ReturnReceivedV1(_AboutReturn, frozen=True, kw_only=True):
         """Whether the payment service is to refund ``refund`` (every v1 return asked for one)."""
         return True
 
+    def named_refunds(self) -> list[uuid.UUID]:
+        """The refunds made by hand that staff named as this return's money (none before v3)."""
+        return []
+
 
 @event("return.received", version=2, aggregate="return")
-class ReturnReceived(ReturnReceivedV1, frozen=True, kw_only=True):
+class ReturnReceivedV2(ReturnReceivedV1, frozen=True, kw_only=True):
     """v2 may say that nothing is refunded and why (``no_refund_reason``: the order was placed without
     payment). ``refund`` is then a zero refund that names no payment operation (v1 requires the field),
     and the payment service writes nothing; the warehouse restocks as for any return."""
@@ -139,6 +162,19 @@ class ReturnReceived(ReturnReceivedV1, frozen=True, kw_only=True):
 
     def asks_refund(self) -> bool:
         return self.no_refund_reason is None
+
+
+@event("return.received", version=3, aggregate="return")
+class ReturnReceived(ReturnReceivedV2, frozen=True, kw_only=True):
+    """v3 may name the refunds made by hand that paid the return back before it asked (``settle_with``,
+    as return.refund_retry_requested v2): the payment service settles ``refund`` by them, or refuses it
+    naming the one at fault; the provider is not asked. Empty: as v2. Deploy the payment consumer first
+    (on v2 code it would ignore them and ask the provider: a second refund)."""
+
+    settle_with: list[uuid.UUID] = msgspec.field(default_factory=list)
+
+    def named_refunds(self) -> list[uuid.UUID]:
+        return self.settle_with
 
 
 class RefundedLine(msgspec.Struct, frozen=True, kw_only=True):

@@ -107,6 +107,8 @@ EARLIER_REFUND_IDS: Final = "earlier_refund_ids"
 # by hand staff named to settle it (settle_with), both kept until the next retry replaces them.
 REFUND_RETRY_EVENT_ID: Final = "refund_retry_event_id"
 REFUND_RETRY_SETTLE_WITH: Final = "refund_retry_settle_with"
+# The refunds by hand staff named when the return asked for its refund (approve of a refund_only return, receive).
+REFUND_SETTLE_WITH: Final = "refund_settle_with"
 # What an answer to the retry removes (the settle_with named stay: which refunds staff said paid it back).
 RETRY_AWAITED: Final = (REFUND_RETRY_REQUESTED_AT, REFUND_RETRY_EVENT_ID)
 MAX_SETTLE_WITH: Final = 10

@@ -96,12 +96,30 @@ class ReturnCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     description: Text | None = None
 
 
+# Refunds made by hand that paid a return back, named when its refund is asked (approve of a refund_only
+# return, receive): they settle it and the provider is not asked, checked as retry-refund's settle_with.
+SettleWithAtOnce = Annotated[
+    list[uuid.UUID],
+    Meta(
+        min_length=1,
+        max_length=MAX_SETTLE_WITH,
+        description="refunds made by hand (POST /api/payments/{id}/refund: its refund.id) that already paid "
+        "this return back: its refund is settled by them (each refund's amount counts once over all returns) and "
+        "the provider is not asked. Only where the return asks for its refund (receive; approve of a refund_only "
+        "return): 422 elsewhere, or for one that is no refund by hand of the order's payment; 409 for one not "
+        "gone through or refunds that do not cover the return; the payment service decides again (a refusal "
+        "then is the return's refund_error, refund_failed)",
+    ),
+]
+
+
 class ApproveRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Approve; the refund's flags default to the policy's (shipping back on the merchant's fault, tax back)."""
 
     approved_by: Person | None = None
     refund_shipping: bool | None = None
     refund_tax: bool | None = None
+    settle_with: SettleWithAtOnce | None = None
 
 
 class RejectRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -161,6 +179,7 @@ class ReceiveRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     items: Annotated[list[ReceivedItemIn], Meta(min_length=1, max_length=MAX_LINES)]
     received_by: Person | None = None
     tracking_number: Annotated[str, Meta(min_length=1, max_length=100, pattern=LINE_PATTERN)] | None = None
+    settle_with: SettleWithAtOnce | None = None
 
 
 class ReturnItemOut(msgspec.Struct, kw_only=True):

@@ -16,7 +16,7 @@ from sqlalchemy.orm import selectinload
 from uuid_utils.compat import uuid7
 
 from apps.common.access_log import Operation, Touched, log_access, note_read
-from apps.common.errors import NotFound, StateConflict, UnknownReference
+from apps.common.errors import InconsistentFields, NotFound, StateConflict, UnknownReference
 from apps.common.models import utc_now
 from apps.common.pagination import decode_cursor, encode_cursor
 from apps.payment.rules import SETTLE_WITH, NamedRefund, plan_settlement
@@ -41,6 +41,7 @@ from apps.returns.rules import (
     REFUND_RETRY_EVENT_ID,
     REFUND_RETRY_REQUESTED_AT,
     REFUND_RETRY_SETTLE_WITH,
+    REFUND_SETTLE_WITH,
     REJECTED,
     REJECTION_REASON,
     REQUESTED,
@@ -173,12 +174,16 @@ class ReturnService:
         if request.return_type == REFUND_ONLY:
             request.expires_at = None  # nothing to wait for
             refund = self._refund_order(request) if request.no_refund_reason is None else None
+        elif data.settle_with:
+            raise InconsistentFields(SETTLE_WITH, "this return is refunded when its items arrive: name them on receive")
+        settle_with = await self._settle_with_at_once(request, data.settle_with)
         event = ReturnApproved(
             **about(request),
             return_type=request.return_type,
             total_refund_amount=request.total_refund_amount,
             approved_at=now,
             refund=refund,
+            settle_with=settle_with,
         )
         await add_event(self.session, return_id, event)
         await complete_if_done(self.session, request, now)
@@ -233,12 +238,14 @@ class ReturnService:
             now,
         )
         request.return_tracking_number = data.tracking_number or request.return_tracking_number
+        settle_with = await self._settle_with_at_once(request, data.settle_with)
         event = ReturnReceived(
             **about(request),
             items=received_lines(request),
             refund=self._refund_order(request),
             received_at=now,
             no_refund_reason=request.no_refund_reason,
+            settle_with=settle_with,
         )
         await add_event(self.session, return_id, event)
         await complete_if_done(self.session, request, now)  # nothing to refund and nothing to restock
@@ -303,6 +310,19 @@ class ReturnService:
         )
         await add_event(self.session, return_id, event, event_id=event_id)
         return await self._commit_and_read(return_id)
+
+    async def _settle_with_at_once(self, request: ReturnRequest, named: Sequence[uuid.UUID] | None) -> list[uuid.UUID]:
+        """The refunds by hand staff named as this return's money where it asks for its refund (approve of a
+        refund_only return, receive), checked as a retry's (422/409 naming the entry) against the amount it
+        asks now, and kept in its metadata (REFUND_SETTLE_WITH). None named: none."""
+        if not named:
+            return []
+        if request.no_refund_reason is not None:
+            raise InconsistentFields(SETTLE_WITH, f"this return has {request.no_refund_reason}")
+        check_settle_with(named, [])
+        await self._check_settlement(request, named, [])
+        request.metadata_ = {**request.metadata_, REFUND_SETTLE_WITH: [str(op_id) for op_id in named]}
+        return list(named)
 
     async def _check_settlement(
         self, request: ReturnRequest, named: Sequence[uuid.UUID], own: Sequence[uuid.UUID]

@@ -410,3 +410,39 @@ async def test_an_awaited_retry_that_can_never_be_answered_is_abandoned_audited_
     [never] = [op for op in payment["operations"] if op["id"] == str(lost_refund)]
     assert (never["outcome"], Decimal(never["amount"])) == ("failed", Decimal(0)), never
     assert len(await returns.sandbox_refunds(http, placed["id"])) == 1
+
+
+async def test_a_refund_by_hand_named_on_receive_settles_the_return_and_the_provider_refunds_once(
+    http: httpx.AsyncClient,
+) -> None:
+    """Staff refunded one unit by hand when the customer complained, leaving enough refundable: before session
+    28 the return's own refund went to the provider as well when the unit came back (two refunds for one
+    unit). Named on receive (settle_with), the return is refunded by it: one refund at the sandbox. A name
+    that is no refund by hand of the order's payment is a 422 naming it; on approve of a return whose
+    items are to come back, settle_with is a 422 (it asks nothing there)."""
+    product = await returns.stocked("30.00", 2)
+    placed = await returns.delivered_order(http, [(product, 2)])
+    [payment] = await returns.payments(http, placed["id"])
+    half = str((Decimal(placed["total_amount"]) / 2).quantize(Decimal("0.01")))  # one unit with its share
+    complaint = await refund_by_hand(http, payment["id"], {"amount": half, "reason": "complaint: one unit"})
+    assert complaint.status_code == 201, complaint.text
+    by_hand_id = complaint.json()["refund"]["id"]
+    asked = [{"order_item_id": returns.line_id(placed, product), "quantity": 1, "reason": "changed_mind"}]
+    created = await returns.request_return(http, {"order_id": placed["id"], "items": asked})
+    assert created.status_code == 201, created.text
+    return_id, [item] = created.json()["id"], created.json()["items"]
+    early = await returns.act(http, return_id, "approve", {"settle_with": [by_hand_id]})
+    assert early.status_code == 422 and "settle_with" in early.text, early.text
+    assert (await returns.act(http, return_id, "approve", {})).status_code == 200
+    came = [{"return_item_id": item["id"], "quantity_received": 1, "condition": "new"}]
+    wrong = await returns.act(http, return_id, "receive", {"items": came, "settle_with": [str(uuid.uuid4())]})
+    assert wrong.status_code == 422, wrong.text
+    assert [e["key"] for e in wrong.json()["extra"]] == ["settle_with[0]"]
+
+    received = await returns.act(http, return_id, "receive", {"items": came, "settle_with": [by_hand_id]})
+    assert received.status_code == 200, received.text
+    done = await settled(http, return_id)
+    [payment] = await returns.payments(http, placed["id"])
+    [own] = [op for op in payment["operations"] if op["id"] == done["refund_id"]]
+    assert (own["outcome"], own["amount"]) == ("succeeded", "0.00"), own
+    assert len(await returns.sandbox_refunds(http, placed["id"])) == 1  # the one by hand, only

@@ -432,3 +432,33 @@ async def returns_first_refund_refused_by_provider(
     )
     await session.flush()
     return return_id, refund_id, asked_at
+
+
+async def test_a_refund_by_hand_named_when_the_return_asks_settles_it_without_the_provider(
+    session: AsyncSession,
+) -> None:
+    """Staff refunded the return's money by hand before it asked, with enough left refundable: its own refund
+    went to the provider as well (a double refund). Named on receive/approve (return.received v3 /
+    return.approved v2 settle_with), the refund is settled by it: a 0.00 row counting it, payment.refunded,
+    nothing pending; once however often the event comes. A named refund still pending refuses it."""
+    payment = await captured_payment(session)
+    hand = await by_hand(session, payment, ASKED)
+    await answered(session, hand, SUCCEEDED, at=utc_now() - dt.timedelta(minutes=2))
+    return_id = uuid.uuid4()
+    first = RefundOrder(refund_id=uuid.uuid4(), amount=ASKED, currency="USD", reason="r")
+    for _ in range(2):  # a redelivery adds nothing
+        await refund_for_return(session, payment.order_id, return_id, first, [hand])
+
+    ledger = await refunds(session, payment)
+    assert (first.refund_id, SUCCEEDED, Decimal("0.00")) in ledger
+    assert [op for op in ledger if op[1] == PENDING] == [], ledger  # the provider is not asked
+    settled = await session.get(PaymentOperation, first.refund_id, populate_existing=True)
+    assert settled is not None and settled.request["settled_by"] == {str(hand): str(ASKED)}
+    assert await answers(session, payment) == ["payment.refunded"]
+
+    pending = await by_hand(session, payment, ASKED)
+    other = RefundOrder(refund_id=uuid.uuid4(), amount=ASKED, currency="USD", reason="r")
+    await refund_for_return(session, payment.order_id, uuid.uuid4(), other, [pending])
+    refused = await session.get(PaymentOperation, other.refund_id, populate_existing=True)
+    assert refused is not None and refused.outcome == OP_FAILED
+    assert (refused.error or "").startswith(f"settle_with: refund {pending} still awaits"), refused.error

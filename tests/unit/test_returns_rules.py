@@ -11,7 +11,7 @@ import pytest
 from apps.analytics.returns import fold_refunds as fold_sales_refunds
 from apps.common.errors import InconsistentFields, OutOfRange, StateConflict, UnknownReference
 from apps.customer.returns import fold_refunds as fold_customer_refunds
-from apps.returns.events import RefundedLine, ReturnReceived, ReturnReceivedV1, ReturnRefunded
+from apps.returns.events import RefundedLine, ReturnReceivedV1, ReturnReceivedV2, ReturnRefunded
 from apps.returns.orders import OrderFact, fold
 from apps.returns.rules import (
     COST_NOTHING,
@@ -142,7 +142,7 @@ def test_an_order_placed_without_payment_refunds_nothing_and_asks_the_payment_se
         decoded = decode_payload("return.received", version, base)
         assert isinstance(decoded, ReturnReceivedV1) and decoded.asks_refund()
     v2 = decode_payload("return.received", 2, {**base, "no_refund_reason": NOT_PAID})
-    assert isinstance(v2, ReturnReceived) and not v2.asks_refund()
+    assert isinstance(v2, ReturnReceivedV2) and not v2.asks_refund()
 
 
 def test_policy_defaults_statuses_and_numbers() -> None:
