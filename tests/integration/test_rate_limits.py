@@ -95,7 +95,11 @@ async def test_redis_down_fails_open(monkeypatch: pytest.MonkeyPatch) -> None:
         statuses = [(await client.post("/api/products", json={})).status_code for _ in range(3)]
         metrics = (await client.get("/metrics")).text
     assert statuses == [401, 401, 401]  # anonymous: refused by authentication, not by the limit
-    unavailable = [line for line in metrics.splitlines() if line.startswith("commerce_rate_limit_unavailable_total")]
+    unavailable = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('commerce_rate_limit_unavailable_total{service="catalog"}')
+    ]
     assert unavailable and float(unavailable[0].split()[-1]) >= 3
 
 
