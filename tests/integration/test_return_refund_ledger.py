@@ -65,27 +65,43 @@ async def captured_payment(session: AsyncSession, amount: Decimal = Decimal("100
     return payment
 
 
-async def by_hand(session: AsyncSession, payment: Payment, amount: Decimal) -> uuid.UUID:
-    """A refund asked over HTTP (POST /api/payments/{id}/refund's ledger row), still awaiting the provider."""
-    op_id = uuid.uuid4()
-    now = utc_now()
+async def refund_row(
+    session: AsyncSession,
+    payment: Payment,
+    key: str,
+    amount: Decimal,
+    request: dict[str, str],
+    *,
+    op_id: uuid.UUID | None = None,
+    outcome: str = PENDING,
+    at: dt.datetime | None = None,
+) -> uuid.UUID:
+    """A refund operation of ``payment`` as the services write one (pending: leased for 30 s)."""
+    op_id, at = op_id or uuid.uuid4(), at or utc_now()
     session.add(
         PaymentOperation(
             id=op_id,
             payment_id=payment.id,
             kind=REFUND,
-            idempotency_key=f"{payment.id}:refund:{uuid.uuid4()}",
+            idempotency_key=key,
             amount=amount,
-            outcome=PENDING,
-            reason="by hand",
-            request={"requested_amount": str(amount), "reason": "by hand"},
+            outcome=outcome,
+            reason=request["reason"],
+            request=request,
             attempts=1,
-            next_attempt_at=now + dt.timedelta(seconds=30),
-            created_at=now,
+            next_attempt_at=at + dt.timedelta(seconds=30) if outcome == PENDING else at,
+            created_at=at,
+            completed_at=None if outcome == PENDING else at,
         )
     )
     await session.flush()
     return op_id
+
+
+async def by_hand(session: AsyncSession, payment: Payment, amount: Decimal) -> uuid.UUID:
+    """A refund asked over HTTP (POST /api/payments/{id}/refund's ledger row), still awaiting the provider."""
+    request = {"requested_amount": str(amount), "reason": "by hand"}
+    return await refund_row(session, payment, f"{payment.id}:refund:{uuid.uuid4()}", amount, request)
 
 
 async def refunds(session: AsyncSession, payment: Payment) -> list[tuple[uuid.UUID, str, Decimal]]:
@@ -172,22 +188,9 @@ async def test_a_retry_while_a_refund_by_hand_awaits_its_answer_is_refused_not_r
     payment = await captured_payment(session)
     return_id, first = uuid.uuid4(), RefundOrder(refund_id=uuid.uuid4(), amount=ASKED, currency="USD", reason="r")
     asked_at = utc_now() - dt.timedelta(minutes=1)
-    session.add(
-        PaymentOperation(
-            id=first.refund_id,
-            payment_id=payment.id,
-            kind=REFUND,
-            idempotency_key=f"{payment.id}:refund:return:{first.refund_id}",
-            amount=ASKED,
-            outcome="declined",
-            reason="r",
-            request={"reason": "r", "return_id": str(return_id), "return_amount": str(ASKED)},
-            attempts=1,
-            next_attempt_at=asked_at,
-            created_at=asked_at,
-            completed_at=asked_at,
-        )
-    )
+    request = {"reason": "r", "return_id": str(return_id), "return_amount": str(ASKED)}
+    key = f"{payment.id}:refund:return:{first.refund_id}"
+    await refund_row(session, payment, key, ASKED, request, op_id=first.refund_id, outcome="declined", at=asked_at)
     hand = await by_hand(session, payment, ASKED)
 
     retry = retry_of(payment, return_id, [first.refund_id], asked_at)
@@ -414,23 +417,9 @@ async def returns_first_refund_refused_by_provider(
 ) -> tuple[uuid.UUID, uuid.UUID, dt.datetime]:
     """A return whose first refund the provider refused (a failed ledger row of its own, no event)."""
     return_id, refund_id, asked_at = uuid.uuid4(), uuid.uuid4(), utc_now() - dt.timedelta(minutes=1)
-    session.add(
-        PaymentOperation(
-            id=refund_id,
-            payment_id=payment.id,
-            kind=REFUND,
-            idempotency_key=f"{payment.id}:refund:return:{refund_id}",
-            amount=ASKED,
-            outcome=OP_FAILED,
-            reason="r",
-            request={"reason": "r", "return_id": str(return_id), "return_amount": str(ASKED)},
-            attempts=1,
-            next_attempt_at=asked_at,
-            created_at=asked_at,
-            completed_at=asked_at,
-        )
-    )
-    await session.flush()
+    request = {"reason": "r", "return_id": str(return_id), "return_amount": str(ASKED)}
+    key = f"{payment.id}:refund:return:{refund_id}"
+    await refund_row(session, payment, key, ASKED, request, op_id=refund_id, outcome=OP_FAILED, at=asked_at)
     return return_id, refund_id, asked_at
 
 
