@@ -4,8 +4,10 @@ again as many rows instead of a tenth (*_analyze_scale_factor)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -31,11 +33,11 @@ ANALYZED_LESS_OFTEN = {
 }
 
 
-async def _rows(service: str, sql: str, **params: object) -> list[tuple[object, ...]]:
+async def _rows(service: str, sql: str, **params: object) -> list[Row[Any]]:
     engine = create_async_engine(database_url(BY_NAME[service]), poolclass=NullPool)
     try:
         async with AsyncSession(engine) as session:
-            return [tuple(row) for row in (await session.execute(text(sql), params)).all()]
+            return list((await session.execute(text(sql), params)).all())
     finally:
         await engine.dispose()
 
@@ -48,7 +50,7 @@ async def test_event_data_has_statistics_target_zero_and_the_other_columns_the_d
         "WHERE attrelid = to_regclass(:table) AND attnum > 0 AND NOT attisdropped",
         table=OUTBOX_TABLE,
     )
-    targets = dict(rows)
+    targets: dict[str, int] = {row.attname: row.attstattarget for row in rows}
     assert targets.pop("event_data") == 0
     assert targets and set(targets.values()) == {-1}, targets
 
@@ -60,4 +62,4 @@ async def test_the_big_tables_read_by_key_are_analyzed_after_half_again_as_many_
         "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' "
         "AND 'autovacuum_analyze_scale_factor=0.5' = ANY(c.reloptions)",
     )
-    assert sorted(name for (name,) in rows) == sorted(ANALYZED_LESS_OFTEN[service])
+    assert sorted(str(row.relname) for row in rows) == sorted(ANALYZED_LESS_OFTEN[service])
