@@ -15,6 +15,9 @@ reading them with `list`. With `--event-id`, `redrive` and `ack` move the offset
 letters, and stop at the first other pending one, which stays pending with everything after it (the
 progress is one offset per partition, so marking a letter past someone else's would mark theirs handled
 too). The messages stay in the topic either way.
+
+A group whose dead-letter topic does not exist never ran here (every group's runtime creates it when it
+starts): each command exits 2 naming the project's groups, so a misspelt name is not read as "0 pending".
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from outbox import dead_letters as dl
 from outbox.config import kafka_bootstrap
+from outbox.consumer import ConsumerGroup
 from outbox.dead_letters import REDRIVE_HEADER, dead_letter_topic
 from outbox.decoding import raw_headers
+from outbox.groups import consumer_modules
 from outbox.routing import topic_for_event
 
 
@@ -280,6 +285,25 @@ def redrive(group: str, event_ids: set[uuid.UUID] | None = None) -> int:
     return sent
 
 
+def dead_letter_topic_exists(group: str, bootstrap: str | None = None) -> bool:
+    """Whether ``<group>.dlq`` exists (a metadata request: it creates nothing)."""
+    consumer = _redrive_consumer(group, bootstrap)
+    try:
+        return bool(_partitions(consumer, dead_letter_topic(group)))
+    finally:
+        consumer.close()
+
+
+def _project_groups() -> str:
+    """The groups the project defines, for the error message only (it imports every consumer module)."""
+    try:
+        modules = consumer_modules()
+    except Exception as exc:  # a hint in an error message: the error stands without it
+        return f"(could not list them: {type(exc).__name__})"
+    names = sorted(m.group.name for m in modules if isinstance(getattr(m, "group", None), ConsumerGroup))
+    return ", ".join(names) or "none"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -295,6 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     redrive_parser.add_argument("group")
     redrive_parser.add_argument("--event-id", action="append", type=uuid.UUID, help="only these events")
     args = parser.parse_args(argv)
+    if not dead_letter_topic_exists(args.group):
+        print(
+            f"no dead-letter topic {dead_letter_topic(args.group)}: no consumer group {args.group!r} ever ran here; "
+            f"the project's groups: {_project_groups()}",
+            file=sys.stderr,
+        )
+        return 2
     if args.command == "list":
         list_dead_letters(args.group, pending_only=args.pending)
     elif args.command == "ack":
