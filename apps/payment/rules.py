@@ -16,7 +16,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
 
 from apps.common.errors import InconsistentFields, InvalidField, StateConflict
-from apps.common.fields import has_control_characters
+from apps.common.fields import has_control_characters, worded
 
 __all__ = [
     "KINDS",
@@ -96,7 +96,12 @@ MAX_RETRY_DELAY_S: Final = 30.0
 # NUMERIC(12, 2): the largest amount a payment row holds.
 MAX_AMOUNT: Final = Decimal("9999999999.99")
 # An amount in a request, exactly what is_money accepts: above zero, at most 10 digits and 2 decimals.
-AMOUNT_PATTERN: Final = r"^(?!0+(\.0{1,2})?$)(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$"
+AMOUNT_PATTERN: Final = worded(
+    r"^(?!0+(\.0{1,2})?$)(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$",
+    f"must be a decimal string above 0 and at most {MAX_AMOUNT}, with at most two decimals, e.g. 19.90",
+)
+# A currency a client names (a refund by hand's ``currency``): any case, checked against the payment's.
+CURRENCY_PATTERN: Final = worded(r"^[A-Za-z]{3}$", "must be a 3-letter ISO 4217 currency code, e.g. USD")
 _AMOUNT_RE: Final = re.compile(AMOUNT_PATTERN)
 
 

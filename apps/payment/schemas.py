@@ -14,7 +14,7 @@ from msgspec import Meta
 from apps.common.fields import LINE_PATTERN
 from apps.common.responses import from_row
 from apps.payment.models import Payment
-from apps.payment.rules import AMOUNT_PATTERN, MAX_AMOUNT, RETURN_ID, counted_for_returns, is_by_hand
+from apps.payment.rules import AMOUNT_PATTERN, CURRENCY_PATTERN, MAX_AMOUNT, RETURN_ID, counted_for_returns, is_by_hand
 
 __all__ = ["OperationOut", "PaymentOut", "RefundOut", "RefundRequest", "to_payment_out"]
 
@@ -36,7 +36,7 @@ class RefundRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         | None
     ) = None
     # The currency the caller means (checked against the payment's: 422 if another); absent: the payment's.
-    currency: Annotated[str, Meta(pattern="^[A-Za-z]{3}$", examples=["USD"])] | None = None
+    currency: Annotated[str, Meta(pattern=CURRENCY_PATTERN, examples=["USD"])] | None = None
 
 
 class OperationOut(msgspec.Struct, kw_only=True):
