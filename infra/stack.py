@@ -418,6 +418,11 @@ def renice() -> int:
 
 def logs(component: str | None, follow: bool) -> None:
     files = [log_file(component)] if component else sorted(LOGS.glob("*.log"))
+    if component and not files[0].exists() and component not in components():
+        # A misspelt name read "no logs yet": as if the component had logged nothing.
+        raise SystemExit(
+            f"unknown component {component!r} (no {files[0].name} either); one of: {', '.join(components())}"
+        )
     if not files or not all(path.exists() for path in files):
         raise SystemExit(f"no logs yet in {LOGS}")
     subprocess.run(["tail", "-n", "100", *(["-F"] if follow else []), *map(str, files)], check=False)
