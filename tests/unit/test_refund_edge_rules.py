@@ -93,3 +93,17 @@ def test_an_awaited_retry_may_be_abandoned_only_by_a_named_person_and_only_if_on
     assert nothing.value.field == ABANDON_AWAITED
     with pytest.raises(StateConflict):  # only a refund_failed return, as any retry
         check_refund_retry("refunded", asked_at, NOW, abandon=True, requested_by="ops@example.com")
+
+
+def test_the_status_deadline_is_a_setting_refused_below_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PAYMENT_REFUND_STATUS_AFTER_S: 900 s unless set; below 60 s the worker does not start (a "no such
+    refund" could then race a request of ours still on its way to the provider)."""
+    from apps.payment.worker import refund_status_after_s
+
+    monkeypatch.delenv("PAYMENT_REFUND_STATUS_AFTER_S", raising=False)
+    assert refund_status_after_s() == 900.0
+    monkeypatch.setenv("PAYMENT_REFUND_STATUS_AFTER_S", "120")
+    assert refund_status_after_s() == 120.0
+    monkeypatch.setenv("PAYMENT_REFUND_STATUS_AFTER_S", "5")
+    with pytest.raises(SystemExit, match="at least 60"):
+        refund_status_after_s()
