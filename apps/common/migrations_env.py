@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 from advanced_alchemy.base import AdvancedDeclarativeBase
 from alembic import context
 from sqlalchemy import pool
-from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config
+from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config, create_async_engine
 
 if TYPE_CHECKING:
     from advanced_alchemy.alembic.commands import AlembicCommandConfig
@@ -20,6 +20,13 @@ def lock_timeout() -> str:
     """How long a migration waits for a lock before it fails instead of queueing traffic behind it
     (infra/migration_lint.py refuses SQL that takes a blocking lock without one)."""
     return os.environ.get("MIGRATION_LOCK_TIMEOUT", "5s")
+
+
+# One migration run at a time per database: two runs at once (two deploys, or a deploy and a test's downgrade)
+# interleave their DDL; a CREATE INDEX CONCURRENTLY of one deadlocked with an ALTER of the other and left a
+# database half-downgraded (an invalid index taking inserts, an old constraint back). PostgreSQL scopes an
+# advisory lock's key to the current database, so one constant key serves every service.
+MIGRATION_ADVISORY_LOCK = 0x6F7574626F78  # "outbox"
 
 
 def run() -> None:
@@ -53,8 +60,19 @@ def run() -> None:
         engine = cast("AsyncEngine | None", config.engine) or async_engine_from_config(
             {"sqlalchemy.url": config.db_url}, prefix="sqlalchemy.", poolclass=pool.NullPool
         )
-        async with engine.connect() as connection:
-            await connection.run_sync(do_run)
+        # Held by a session of its own (not the services' pool: its idle_session_timeout would end a session
+        # that waits idle through a long backfill), in autocommit: it waits for a run in progress before
+        # lock_timeout applies, keeps no transaction open for a CREATE INDEX CONCURRENTLY to wait on, and is
+        # released whatever the migrations' own transactions end in.
+        guard_engine = create_async_engine(engine.url, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
+        async with guard_engine.connect() as guard:
+            await guard.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_ADVISORY_LOCK})")
+            try:
+                async with engine.connect() as connection:
+                    await connection.run_sync(do_run)
+            finally:
+                await guard.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_ADVISORY_LOCK})")
+        await guard_engine.dispose()
         await engine.dispose()
 
     asyncio.run(online())

@@ -5,8 +5,10 @@ in test_order_migrations.py)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -15,7 +17,8 @@ import pytest
 from advanced_alchemy.alembic.commands import AlembicCommands
 
 from apps.common.db import alchemy_config
-from apps.common.topology import SERVICES, ServiceSpec, database_url
+from apps.common.migrations_env import MIGRATION_ADVISORY_LOCK
+from apps.common.topology import BY_NAME, SERVICES, ServiceSpec, database_url
 from infra import migration_lint, postgres
 from infra.paths import REPO
 
@@ -74,3 +77,33 @@ async def _version(url: str) -> str:
         return str(await conn.fetchval("SELECT version_num FROM alembic_version"))
     finally:
         await conn.close()
+
+
+def test_a_migration_run_waits_for_the_one_in_progress() -> None:
+    """Two runs on one database never interleave: the second waits on the first's advisory lock (held here, as a
+    run in progress would hold it), however long past lock_timeout, then migrates from where the first left it."""
+    spec = BY_NAME["catalog"]
+    with scratch_database(spec) as url:
+        commands = AlembicCommands(sqlalchemy_config=alchemy_config(spec))
+        head = [revision for _, revision in migration_lint.revisions(commands)][-1]
+
+        async def hold_the_lock_then_release(started: threading.Event) -> set[str]:
+            conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+            try:
+                await conn.execute(f"SELECT pg_advisory_lock({MIGRATION_ADVISORY_LOCK})")
+                started.set()
+                # Longer than the migrations' lock_timeout (5 s): the waiting run must not give up.
+                await asyncio.sleep(6)
+                seen_while_held = await tables(url)
+                await conn.execute(f"SELECT pg_advisory_unlock({MIGRATION_ADVISORY_LOCK})")
+                return seen_while_held
+            finally:
+                await conn.close()
+
+        started = threading.Event()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            holder = pool.submit(asyncio.run, hold_the_lock_then_release(started))
+            assert started.wait(10)
+            commands.upgrade("head")  # blocks until the holder lets go
+            assert holder.result() == set(), "nothing migrated while another run held the lock"
+        assert asyncio.run(_version(url)) == head
