@@ -82,8 +82,9 @@ async def _open_checkout(
 
 
 def _cart_create(body: bytes) -> CartCreate:
-    """The body is optional (no body: a guest cart); a malformed one is still a 400 naming it."""
-    if not body.strip():
+    """The body is optional (no body: a guest cart); a malformed one, whitespace alone included (a body,
+    and not JSON), is still a 400 naming it."""
+    if not body:
         return CartCreate()
     try:
         return msgspec.json.decode(body, type=CartCreate)
