@@ -194,14 +194,25 @@ _MISSING_PARAMETER = re.compile(r"Missing required (?P<source>query|header|path|
 
 def validation_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Litestar's 400 (its ``extra`` names the field: key, message, source), a pattern mismatch in words,
-    a missing parameter named in ``extra`` like every other bad field, plus a log line."""
+    a missing parameter named in ``extra`` like every other bad field, plus a log line.
+
+    Litestar's detail names the URL with its query string, which may hold what the caller typed (an email
+    as ``customer_id``): the answer names the path only, as our own 400s do; the log line is redacted anyway.
+    """
     assert isinstance(exc, HTTPException)
     _log_error(request, exc.status_code, exc)
     extra = exc.extra if isinstance(exc.extra, list) else ([exc.extra] if exc.extra else [])
-    if not extra and (missing := _MISSING_PARAMETER.match(exc.detail)):
-        extra = [{"message": "required", "key": missing["key"], "source": missing["source"]}]
+    detail = exc.detail
+    if missing := _MISSING_PARAMETER.match(detail):
+        detail = (
+            f"Missing required {missing['source']} parameter '{missing['key']}' for {request.method} {request.url.path}"
+        )
+        if not extra:
+            extra = [{"message": "required", "key": missing["key"], "source": missing["source"]}]
+    elif detail.startswith("Validation failed for "):
+        detail = _validation_failed(request)
     entries = [_worded(_name_the_field(e)) for e in extra]
-    return _error_response(exc.status_code, exc.detail, extra=entries, headers=exc.headers)
+    return _error_response(exc.status_code, detail, extra=entries, headers=exc.headers)
 
 
 def client_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -102,3 +102,14 @@ def test_a_missing_parameter_is_named_in_extra(query: str, headers: dict[str, st
     assert response.status_code == 400, response.text
     assert response.json()["detail"].startswith(f"Missing required {source} parameter '{key}'")
     assert response.json()["extra"] == [{"message": "required", "key": key, "source": source}]
+
+
+def test_a_400s_detail_names_the_path_without_the_query_string() -> None:
+    """The query may hold what the caller typed (an email as an id): not echoed back (S, session 28)."""
+    with client() as http:
+        bad = http.get("/api/things?owner=ada@example.com&cursor=x", headers={"Idempotency-Key": "k"})
+        missing = http.get("/api/things?cursor=ada@example.com", headers={"Idempotency-Key": "k"})
+    assert bad.status_code == 400 and bad.json()["detail"] == "Validation failed for GET /api/things", bad.text
+    assert missing.status_code == 400, missing.text
+    assert missing.json()["detail"] == "Missing required query parameter 'owner' for GET /api/things"
+    assert "ada@example.com" not in bad.text + missing.text
