@@ -188,21 +188,32 @@ def ensure_visible(principal: Principal | None, owner: uuid.UUID | str | None, m
 
 
 def ensure_owner_or_guest(principal: Principal | None, owner: uuid.UUID | str | None, missing: str | Exception) -> None:
-    """A customer's row (a cart, a checkout) needs that customer's token (or staff's, admin's, a service's):
-    none is a 401, another customer's a 404. A guest's row (no owner, or a guest's ``cs_...`` id) is left
-    to its guest token."""
+    """A customer's row (a cart, a checkout) needs that customer's token (or staff's, admin's): none is a
+    401, another customer's a 404, a service's a 403. A guest's row (no owner, or a guest's ``cs_...`` id)
+    is left to its guest token."""
     if _as_uuid(owner) is None:
         return
     if principal is None:
         raise unauthorized("this belongs to a customer: send their bearer token", error=None)
+    _refuse_service(principal)
     ensure_visible(principal, owner, missing)
+
+
+def _refuse_service(principal: Principal) -> None:
+    """A service token is no customer's proxy on a public route: such routes (the checkout's) admit every
+    token, and a scope names only what a service may call, so without this any service's token (even one
+    holding no scope) read every customer's checkout addresses and completed their checkouts. No service
+    calls them; one that must would get a scope of its own."""
+    if principal.role == "service":
+        raise PermissionDeniedException(detail="a service token acts for no customer here")
 
 
 def ensure_acting_for(principal: Principal | None, customer_id: uuid.UUID | str | None, field: str) -> None:
     """Acting for a customer takes a token (401 without); a customer acts only for themselves: naming
-    another customer in ``field`` is a 403 naming it."""
+    another customer in ``field`` is a 403 naming it; a service token is a 403 too."""
     if principal is None:
         raise unauthorized(f"{field}: acting for a customer needs their bearer token", error=None)
+    _refuse_service(principal)
     if principal.role == "customer" and _as_uuid(customer_id) != principal.customer_id:
         raise PermissionDeniedException(
             detail=f"{field}: a customer acts only for themselves", extra=[{"key": field, "source": "body"}]

@@ -87,6 +87,17 @@ def test_customer_rows_need_a_token_guest_rows_their_guest_token() -> None:
         ensure_owner_or_guest(CUSTOMER, B, "x")
 
 
+def test_a_service_token_acts_for_no_customer_on_public_routes() -> None:
+    # The checkout's routes are public: a scope does not stop a service there, these checks do.
+    for service in (READER, BARE_SERVICE):
+        with pytest.raises(PermissionDeniedException, match="acts for no customer"):
+            ensure_owner_or_guest(service, A, "x")
+        with pytest.raises(PermissionDeniedException, match="acts for no customer"):
+            ensure_acting_for(service, A, "customer_id")
+        ensure_owner_or_guest(service, None, "x")  # a guest's row: its guest token decides
+        ensure_owner_or_guest(service, "cs_abc", "x")
+
+
 def test_acting_for_a_customer_and_listing_filters() -> None:
     ensure_acting_for(CUSTOMER, A, "customer_id")
     ensure_acting_for(ADMIN, B, "customer_id")
