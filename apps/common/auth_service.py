@@ -25,16 +25,19 @@ from apps.common.topology import BY_NAME
 
 __all__ = ["SERVICE_SCOPES", "calling_service", "service_token_header"]
 
-# What each service calls on the others (development tokens; an identity provider grants the same).
+# What each service calls on the others (development tokens; an identity provider grants the same), and
+# nothing more: customer:data-keys hands out any person's raw data key, so only the services that ask that route
+# hold it (checkout seals checkout.completed, order's consumer opens it, returns asks whether a buyer was
+# erased; checked by tests/unit/test_service_scopes.py).
 SERVICE_SCOPES: Final[dict[str, tuple[str, ...]]] = {
     "order": ("customer:read", "customer:data-keys"),
     "checkout": ("customer:read", "customer:data-keys"),
     "returns": ("order:read", "payment:read", "customer:data-keys"),
-    "payment": ("customer:data-keys",),
+    "payment": (),
     "warehouse": (),
     "catalog": (),
     # GET /api/customers/{id}/access-log gathers the access logs of the services holding that person's data.
-    "customer": ("customer:data-keys", "order:access-log", "checkout:access-log", "returns:access-log"),
+    "customer": ("order:access-log", "checkout:access-log", "returns:access-log"),
     "analytics": (),
 }
 TOKEN_TTL_S: Final = 3600

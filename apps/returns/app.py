@@ -10,7 +10,7 @@ from litestar import Litestar
 from apps.common.access_log_api import internal_access_log_controller
 from apps.common.http import create_service_app
 from apps.common.topology import BY_NAME
-from apps.returns.clients import orders_lifespan, payments_lifespan
+from apps.returns.clients import customers_lifespan, orders_lifespan, payments_lifespan
 from apps.returns.controllers import ReturnController
 from apps.returns.settings import settings
 
@@ -26,5 +26,5 @@ def create_app() -> Litestar:
     return create_service_app(
         BY_NAME["returns"],
         controllers=[ReturnController, internal_access_log_controller("returns")],
-        lifespan=[orders_lifespan, payments_lifespan, settings_lifespan],
+        lifespan=[orders_lifespan, payments_lifespan, customers_lifespan, settings_lifespan],
     )

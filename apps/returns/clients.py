@@ -1,6 +1,7 @@
 """The returns service's calls: to the order service, an order's lines, amounts and status (the fallback and
 the once-per-order source of the lines; see OrderSnapshot); to the payment service, the order's payment
-ledger, when staff name refunds made by hand to settle a return (retry-refund's settle_with). Over
+ledger, when staff name refunds made by hand to settle a return (retry-refund's settle_with); to the
+customer service, whether the buyer was erased, when a return brings free text. Over
 apps.common.service_client: a short timeout, and a 503 naming the service when it fails."""
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ from decimal import Decimal
 import msgspec
 from litestar import Litestar
 
+from apps.common.data_keys import PATH as DATA_KEYS_PATH
 from apps.common.service_client import ServiceClient, open_service_client
 
 __all__ = [
+    "CustomerClient",
     "OrderClient",
     "OrderLineView",
     "OrderView",
     "PaymentClient",
     "PaymentOperationView",
     "PaymentView",
+    "customers_lifespan",
     "orders_lifespan",
     "payments_lifespan",
 ]
@@ -94,6 +98,30 @@ class PaymentClient:
         """The order's payments with their ledgers, oldest first."""
         status, content = await self.payments.get(f"/api/payments?order_id={order_id}")
         return self.payments.decode(status, content, list[PaymentView])
+
+
+class CustomerClient:
+    def __init__(self, customers: ServiceClient) -> None:
+        self.customers = customers
+
+    async def erased(self, subject: str) -> bool:
+        """Whether the person (a customer, or a guest's ``cs_...``) was erased: their data key's route answers
+        410 from the erasure on (its tombstone), for every erased person. 404: no key was ever made (a
+        customer from before per-person keys), not an erasure. The key a 200 brings is not kept."""
+        status, content = await self.customers.get(DATA_KEYS_PATH + subject)
+        if status == 410:
+            return True
+        if status != 404:
+            self.customers.decode(status, content, dict)  # a 200, or the service is not working: 503
+        return False
+
+
+@asynccontextmanager
+async def customers_lifespan(app: Litestar) -> AsyncIterator[None]:
+    """The pooled session to the customer service (asked only when a return brings a description)."""
+    async with open_service_client("customer", timeout_s=TIMEOUT_S, pool_size=4) as session:
+        app.state.customers = CustomerClient(ServiceClient("customer", session))
+        yield
 
 
 @asynccontextmanager

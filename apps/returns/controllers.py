@@ -33,7 +33,7 @@ __all__ = ["ReturnController"]
 
 Returns: TypeAlias = NamedDependency[ReturnService]
 # Opened once in the app's lifespan (apps/returns/app.py) and shared by every request.
-FROM_STATE = ["orders", "returns_settings", "payments"]
+FROM_STATE = ["orders", "returns_settings", "payments", "customers"]
 UNKNOWN_ORDER = "the order service does not know this order"
 
 
@@ -48,7 +48,7 @@ class ReturnController(Controller):
     async def create_return(self, data: JSONBody[ReturnCreate], returns: Returns, request: AnyRequest) -> ReturnOut:
         """Request a return: 201; 422 for an unknown order (a customer's: another customer's too) or order
         line, a line twice or more units than ordered; 409 for an order not delivered, past the return
-        window, or units already returned."""
+        window, units already returned, or a description for a buyer already erased (it would be kept)."""
         order = await lock_order(returns.session, returns.orders, data.order_id)
         ensure_visible(principal_of(request), order.customer_id, UnknownReference("order_id", UNKNOWN_ORDER))
         return to_return_out(await returns.create(data))

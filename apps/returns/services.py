@@ -67,7 +67,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from apps.returns.clients import OrderClient, PaymentClient
+    from apps.returns.clients import CustomerClient, OrderClient, PaymentClient
     from apps.returns.schemas import ApproveRequest, ReceiveRequest, RejectRequest, RetryRefundRequest, ReturnCreate
     from apps.returns.settings import ReturnsSettings
 
@@ -76,12 +76,18 @@ __all__ = ["ReturnService"]
 
 class ReturnService:
     def __init__(
-        self, session: AsyncSession, orders: OrderClient, settings: ReturnsSettings, payments: PaymentClient
+        self,
+        session: AsyncSession,
+        orders: OrderClient,
+        settings: ReturnsSettings,
+        payments: PaymentClient,
+        customers: CustomerClient,
     ) -> None:
         self.session = session
         self.orders = orders
         self.settings = settings
         self.payments = payments
+        self.customers = customers
 
     # --- commands ----------------------------------------------------------------------------------
 
@@ -93,6 +99,7 @@ class ReturnService:
         lines = lines_of(order)
         asked = [ReturnedLine(item.order_item_id, item.quantity) for item in data.items]
         check_lines(asked, lines, await self._taken(data.order_id))
+        await self._no_free_text_once_erased(data, order.customer_id)
         reasons = [item.reason for item in data.items]
         refund = compute_refund(
             lines, asked, terms_of(order), refund_shipping=refund_shipping_by_default(reasons), refund_tax=True
@@ -382,6 +389,19 @@ class ReturnService:
         return page, next_cursor
 
     # --- helpers -----------------------------------------------------------------------------------
+
+    async def _no_free_text_once_erased(self, data: ReturnCreate, customer_id: str | None) -> None:
+        """A description for a person already erased is refused (409 naming it): the returns group clears a
+        customer's free text once, when it applies customer.erased, so one written later (their token stays
+        valid until it expires, and staff act for anyone) would be kept in clear for good. The return itself
+        may still be asked for without it. Asked of the customer service only when there is free text; an
+        erasure committed during this request is cleared by that group, which applies it after."""
+        if data.description is None or not customer_id:
+            return
+        if await self.customers.erased(customer_id):
+            raise StateConflict(
+                "description", "this customer's personal data was erased: ask for the return without a description"
+            )
 
     async def _taken(self, order_id: uuid.UUID) -> dict[int, int]:
         """Units of each order line already returned or in an open return (what came back, once received)."""

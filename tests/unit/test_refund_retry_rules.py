@@ -264,7 +264,7 @@ def operation(
 
 
 async def check(ledger: Ledger, named: list[uuid.UUID]) -> None:
-    service = ReturnService(None, None, None, ledger)  # type: ignore[arg-type]
+    service = ReturnService(None, None, None, ledger, None)  # type: ignore[arg-type]
     request = SimpleNamespace(order_id=B, total_refund_amount=ASKED)
     await service._check_settlement(request, named, [A])  # type: ignore[arg-type]
 
