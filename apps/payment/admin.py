@@ -4,7 +4,8 @@
         refunds awaiting the provider's answer, oldest first: id, payment, order, amount, since, attempts,
         the last error, the return it pays back (if any)
     just refunds fail OPERATION_ID --by NAME --reason TEXT
-        settle one pending refund now. The command holds the row from the worker and waits out a call in
+        settle one pending refund now. The command holds the row from the worker (and from the payments
+        API's retries, which lease the same way) and waits out a call in
         flight (its lease, ~30 s), asks the provider what became of it once more, and applies that answer if
         there is one (succeeded, refused, or no such refund: then failed, NO_RECORD); only if the provider
         still does not answer is the refund failed on the operator's word. Either way ``--by`` and

@@ -10,12 +10,15 @@ from litestar import Litestar
 from apps.common.http import create_service_app
 from apps.common.topology import BY_NAME
 from apps.payment.controllers import PaymentController
+from apps.payment.operations import refund_status_after
 from apps.payment.provider import open_provider_session, provider_from_env
 
 
 @asynccontextmanager
 async def _provider(app: Litestar) -> AsyncIterator[None]:
-    """The provider client the refund endpoint calls (opened at start, closed at stop)."""
+    """The provider client the refund endpoint calls (opened at start, closed at stop), and when a refund
+    retried there is asked about rather than sent again (as the worker does)."""
+    app.state.refund_status_after = refund_status_after()
     async with open_provider_session() as session:
         app.state.payment_provider = provider_from_env(session)
         yield

@@ -68,13 +68,14 @@ class PaymentController(Controller):
         answered); 422 when the key was used for another refund, or ``currency`` is not the payment's.
         """
         amount, reason = parse_amount(data.amount), check_reason(data.reason)
-        refund_id = await payments.request_refund(payment_id, amount, reason, idempotency_key, data.currency)
+        asked = await payments.request_refund(payment_id, amount, reason, idempotency_key, data.currency)
         await payments.session.commit()  # the pending ledger row exists before the provider hears of it
-        await execute(payments.session, state.payment_provider, refund_id)
+        if asked.call:  # else answered already, or another call of it is on its way: the row says which
+            await execute(payments.session, state.payment_provider, asked.id, status_after=state.refund_status_after)
         payment = await payments.get(payment_id)
-        refund = next(op for op in payment.operations if op.id == refund_id)
+        refund = next(op for op in payment.operations if op.id == asked.id)
         if refund.outcome not in (SUCCEEDED, PENDING):
             raise StateConflict("amount", f"the provider refused the refund: {refund.error}")
         out = to_payment_out(payment)
-        body = RefundOut(refund=next(op for op in out.operations if op.id == refund_id), payment=out)
+        body = RefundOut(refund=next(op for op in out.operations if op.id == asked.id), payment=out)
         return Response(body, status_code=HTTP_202_ACCEPTED if refund.outcome == PENDING else HTTP_201_CREATED)

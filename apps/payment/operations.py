@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -71,9 +72,25 @@ if TYPE_CHECKING:
 
     from apps.payment.provider import PaymentProvider
 
-__all__ = ["Call", "apply_result", "claim_due", "execute"]
+__all__ = ["Call", "apply_result", "claim_due", "execute", "refund_status_after"]
 
 log = logging.getLogger("apps.payment.operations")
+
+# A refund unanswered this long is asked about instead of sent again (PAYMENT_REFUND_STATUS_AFTER_S). Far
+# above one call's attempts (PAYMENT_PROVIDER_TIMEOUT_S x PAYMENT_PROVIDER_ATTEMPTS, ~15 s): a "no such
+# refund" must not race a request of ours still on its way to the provider.
+REFUND_STATUS_AFTER_S = 900.0
+MIN_REFUND_STATUS_AFTER_S = 60.0
+
+
+def refund_status_after() -> dt.timedelta:
+    """PAYMENT_REFUND_STATUS_AFTER_S (900 s), ValueError below MIN_REFUND_STATUS_AFTER_S; read at start by
+    the worker and the API (both call the provider for refunds)."""
+    value = float(os.environ.get("PAYMENT_REFUND_STATUS_AFTER_S", REFUND_STATUS_AFTER_S))
+    if value < MIN_REFUND_STATUS_AFTER_S:
+        raise ValueError(f"PAYMENT_REFUND_STATUS_AFTER_S={value}: at least {MIN_REFUND_STATUS_AFTER_S} s")
+    return dt.timedelta(seconds=value)
+
 
 _CLAIM = text(
     """

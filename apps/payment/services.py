@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import selectinload
 from uuid_utils.compat import uuid7
@@ -48,10 +48,25 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["AuthorizationRequest", "IdempotencyKeyReused", "PaymentService"]
+__all__ = ["AuthorizationRequest", "IdempotencyKeyReused", "PaymentService", "RefundAsked"]
 
 # An operation the API executes itself is leased to it for this long before the worker may retry it.
 INLINE_LEASE_S = 30.0
+_LEASE_IF_DUE = text(
+    "UPDATE payment_operations SET next_attempt_at = now() + make_interval(secs => :lease), "
+    "attempts = attempts + 1 WHERE id = :id AND outcome = 'pending' AND next_attempt_at <= now() RETURNING id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundAsked:
+    """A refund asked over HTTP: its ledger id, and whether this request holds its lease and so calls the
+    provider now (``call``); otherwise it is answered, or someone else's call is on its way."""
+
+    id: uuid.UUID
+    call: bool
+
+
 CENT = Decimal("0.01")
 
 
@@ -158,9 +173,10 @@ class PaymentService:
 
     async def request_refund(
         self, payment_id: uuid.UUID, amount: Decimal | None, reason: str, client_key: str, currency: str | None = None
-    ) -> uuid.UUID:
-        """The refund operation for this client key (the existing one on a retry), leased to the caller;
-        ``currency``, when given, must be the payment's (422)."""
+    ) -> RefundAsked:
+        """The refund operation for this client key (the existing one on a retry), leased to the caller if
+        it is new, or pending and held by no one (``call``); ``currency``, when given, must be the
+        payment's (422)."""
         payment = await self._lock(payment_id)
         if currency is not None:
             check_currency(currency, payment.currency)
@@ -173,7 +189,14 @@ class PaymentService:
                 raise IdempotencyKeyReused(
                     "Idempotency-Key", "this key was used for a different refund", source="header"
                 )
-            return existing.id
+            if existing.outcome != PENDING:
+                return RefundAsked(existing.id, call=False)
+            # Leased as the worker's claim does, and only if no one holds it: a call of the worker (or of
+            # `just refunds fail`, or of a retry of this request) may be on its way, and the worker may be
+            # asking the provider whether the refund exists; a POST of ours crossing a "no" would make the
+            # refund after the ledger failed it.
+            leased = await self.session.scalar(_LEASE_IF_DUE, {"id": existing.id, "lease": INLINE_LEASE_S})
+            return RefundAsked(existing.id, call=leased is not None)
         # A return's refund awaiting the provider (its first, or staff's retry): refunding that return by
         # hand now would refund it twice if both go through, and nothing here can tell whether this refund
         # is that return's. Refused until it is answered; a retry settles it by hand if it failed.
@@ -207,9 +230,10 @@ class PaymentService:
             payment.status, payment.captured_amount, payment.refunded_amount, Decimal(pending or 0), amount
         )
         now = utc_now()
-        return await self._add_operation(
+        op_id = await self._add_operation(
             payment.id, REFUND, key, refund, asked, now=now, leased_until=now + dt.timedelta(seconds=INLINE_LEASE_S)
         )
+        return RefundAsked(op_id, call=True)  # new, and leased to this request (the payment's lock held)
 
     # --- reads -------------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from apps.common.poller import Poller, poller_engine, poller_main, serve_poller
-from apps.payment.operations import claim_due, execute
+from apps.payment.operations import REFUND_STATUS_AFTER_S, claim_due, execute, refund_status_after
 from apps.payment.provider import PaymentProvider, open_provider_session, provider_from_env
 
 log = logging.getLogger("apps.payment.worker")
@@ -35,21 +35,6 @@ PENDING = Gauge(
     ["kind", "measure"],
 )
 KINDS = ("authorize", "capture", "void", "refund")
-# A refund unanswered this long is asked about instead of sent again (apps/payment/operations.py). Far
-# above one call's attempts (PAYMENT_PROVIDER_TIMEOUT_S x PAYMENT_PROVIDER_ATTEMPTS, ~15 s): a "no such
-# refund" must not race a request of ours still on its way to the provider.
-REFUND_STATUS_AFTER_S = 900.0
-MIN_REFUND_STATUS_AFTER_S = 60.0
-
-
-def refund_status_after_s() -> float:
-    """PAYMENT_REFUND_STATUS_AFTER_S, refused below MIN_REFUND_STATUS_AFTER_S (see REFUND_STATUS_AFTER_S)."""
-    value = float(os.environ.get("PAYMENT_REFUND_STATUS_AFTER_S", REFUND_STATUS_AFTER_S))
-    if value < MIN_REFUND_STATUS_AFTER_S:
-        raise SystemExit(f"PAYMENT_REFUND_STATUS_AFTER_S={value}: at least {MIN_REFUND_STATUS_AFTER_S} s")
-    return value
-
-
 _PENDING_BY_KIND = text(
     "SELECT kind, count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) "
     "FROM payment_operations WHERE outcome = 'pending' GROUP BY kind"
@@ -65,12 +50,12 @@ class Worker(Poller):
         batch: int = 16,
         poll_s: float = 0.2,
         lease_s: float = 30.0,
-        refund_status_after_s: float = REFUND_STATUS_AFTER_S,
+        refund_status_after: dt.timedelta = dt.timedelta(seconds=REFUND_STATUS_AFTER_S),
     ) -> None:
         super().__init__(sessions, batch=batch, poll_s=poll_s, rounds_failed=ROUNDS_FAILED, log=log)
         self.provider = provider
         self.lease_s = lease_s
-        self.refund_status_after = dt.timedelta(seconds=refund_status_after_s)
+        self.refund_status_after = refund_status_after
 
     async def gauge(self) -> None:
         """How many operations of each kind await an answer, and since when (dashboards)."""
@@ -101,6 +86,10 @@ class Worker(Poller):
 
 
 async def serve(port: int | None) -> None:
+    try:
+        status_after = refund_status_after()
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
     engine = poller_engine("payment", "payment-worker", pool_size=8, max_overflow=12)
     async with open_provider_session() as http:
         worker = Worker(
@@ -108,7 +97,7 @@ async def serve(port: int | None) -> None:
             provider_from_env(http),
             poll_s=float(os.environ.get("PAYMENT_WORKER_POLL_S", "0.2")),
             lease_s=float(os.environ.get("PAYMENT_WORKER_LEASE_S", "30")),
-            refund_status_after_s=refund_status_after_s(),
+            refund_status_after=status_after,
         )
         await serve_poller(worker, engine, port)
 

@@ -307,7 +307,7 @@ async def test_a_refund_by_hand_while_a_returns_refund_awaits_the_provider_is_re
 
     await answered(session, first.refund_id, OP_FAILED)
     taken = await payments.request_refund(payment.id, ASKED, "the return, by hand", str(uuid.uuid4()))
-    assert (taken, PENDING, ASKED) in await refunds(session, payment)
+    assert (taken.id, PENDING, ASKED) in await refunds(session, payment) and taken.call
 
 
 async def test_a_returns_refund_while_a_refund_by_hand_awaits_the_provider_is_refused_naming_it(
@@ -375,7 +375,7 @@ async def test_a_refund_in_another_currency_than_its_payment_is_refused(session:
         await PaymentService(session).request_refund(payment.id, ASKED, "goodwill", str(uuid.uuid4()), "EUR")
     assert (refused.value.field, refused.value.status_code) == ("currency", 422)
     taken = await PaymentService(session).request_refund(payment.id, ASKED, "goodwill", str(uuid.uuid4()), "usd")
-    assert (taken, PENDING, ASKED) in await refunds(session, payment)
+    assert (taken.id, PENDING, ASKED) in await refunds(session, payment)
 
 
 async def test_an_abandoned_retry_whose_event_comes_later_asks_nothing(session: AsyncSession) -> None:
@@ -451,3 +451,25 @@ async def test_a_refund_by_hand_named_when_the_return_asks_settles_it_without_th
     refused = await session.get(PaymentOperation, other.refund_id, populate_existing=True)
     assert refused is not None and refused.outcome == OP_FAILED
     assert (refused.error or "").startswith(f"settle_with: refund {pending} still awaits"), refused.error
+
+
+async def test_a_refund_by_hand_asked_again_calls_the_provider_only_if_no_one_holds_it(session: AsyncSession) -> None:
+    """POST /api/payments/{id}/refund retried with its Idempotency-Key (what its 202 says to do) called the
+    provider again without leasing the row (review, W): beside the worker's status query of an old refund, a
+    "no such refund" could fail it while that POST was on its way, and the provider then made it (a retry
+    would refund twice). Now the retry leases the row as the worker's claim does, only if it is due."""
+    payment = await captured_payment(session)
+    key = str(uuid.uuid4())
+    payments = PaymentService(session)
+    first = await payments.request_refund(payment.id, ASKED, "goodwill", key)
+    assert first.call  # new: leased to this request
+    again = await payments.request_refund(payment.id, ASKED, "goodwill", key)
+    assert (again.id, again.call) == (first.id, False)  # held (by the first request, the worker, an operator)
+    past = utc_now() - dt.timedelta(hours=1)
+    await session.execute(update(PaymentOperation).where(PaymentOperation.id == first.id).values(next_attempt_at=past))
+    due = await payments.request_refund(payment.id, ASKED, "goodwill", key)
+    assert (due.id, due.call) == (first.id, True)
+    assert not (await payments.request_refund(payment.id, ASKED, "goodwill", key)).call  # and now leased
+    await answered(session, first.id, SUCCEEDED)
+    await session.execute(update(PaymentOperation).where(PaymentOperation.id == first.id).values(next_attempt_at=past))
+    assert not (await payments.request_refund(payment.id, ASKED, "goodwill", key)).call  # answered: nothing to call

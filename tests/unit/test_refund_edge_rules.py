@@ -96,14 +96,14 @@ def test_an_awaited_retry_may_be_abandoned_only_by_a_named_person_and_only_if_on
 
 
 def test_the_status_deadline_is_a_setting_refused_below_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
-    """PAYMENT_REFUND_STATUS_AFTER_S: 900 s unless set; below 60 s the worker does not start (a "no such
-    refund" could then race a request of ours still on its way to the provider)."""
-    from apps.payment.worker import refund_status_after_s
+    """PAYMENT_REFUND_STATUS_AFTER_S: 900 s unless set; below 60 s the worker and the API do not start (a
+    "no such refund" could then race a request of ours still on its way to the provider)."""
+    from apps.payment.operations import refund_status_after
 
     monkeypatch.delenv("PAYMENT_REFUND_STATUS_AFTER_S", raising=False)
-    assert refund_status_after_s() == 900.0
+    assert refund_status_after() == dt.timedelta(seconds=900)
     monkeypatch.setenv("PAYMENT_REFUND_STATUS_AFTER_S", "120")
-    assert refund_status_after_s() == 120.0
+    assert refund_status_after() == dt.timedelta(seconds=120)
     monkeypatch.setenv("PAYMENT_REFUND_STATUS_AFTER_S", "5")
-    with pytest.raises(SystemExit, match="at least 60"):
-        refund_status_after_s()
+    with pytest.raises(ValueError, match="at least 60"):
+        refund_status_after()
