@@ -24,12 +24,14 @@ Redis (a fixed window of ``<window>`` seconds from the caller's first write, key
 
 The bound (per caller and window; N = the processes counting that caller: workers times instances): one
 process alone is exact (its view holds all it admitted). Together they admit at most
-``limit + N * m``, where m is the most one process admits for that caller between two of its calls to
-Redis (50 ms plus the call's round trip), and never more than ``N * limit``: each process refuses once its
-view reaches the limit, and its view lacks at most what the others admitted since their last call
-(tests/unit/test_rate_limit_counts.py checks it with a fake clock, tests/integration/test_rate_limits.py
-against Redis). A caller spread over N workers who sends more than the limit within one interval is the
-case that overshoots; one who sends it over more than an interval is held to the limit plus a few.
+``limit + N * m``, where m is the most one process admits for that caller between two answers of Redis
+(the 50 ms interval plus a call's round trip: what it admits while a call is in flight is still decided on
+the answer before), and never more than ``N * limit``: each process refuses once its view reaches the limit,
+and its view lacks at most what the others admitted since the answers their own views rest on
+(tests/unit/test_rate_limit_counts.py checks it with a fake clock, tests/unit/test_review_rate_limit.py why m
+counts between answers, not sends; tests/integration/test_rate_limits.py against Redis). A caller spread
+over N workers who sends more than the limit within one interval is the case that overshoots; one who sends
+it over more than an interval is held to the limit plus a few.
 
 Redis down: the limit fails open. Once a call to Redis fails (the first is made at start-up), every
 request goes through, counted in ``commerce_rate_limit_unavailable_total`` and logged once, and Redis is

@@ -132,19 +132,20 @@ def _synced(prefix: str, limit: int, *, url: str | None = None, cooldown_s: floa
 
 async def test_two_processes_share_one_budget_within_the_bound() -> None:
     """Two limits counting one caller (two workers, or two instances), each asked every 5 ms for 1.5 s: together
-    they admit the limit and at most ``limit + 2 * m`` (m: the most one admitted between two of its calls to
+    they admit the limit and at most ``limit + 2 * m`` (m: the most one admitted between two answers of
     Redis; apps/common/rate_limit.py, "The bound"), far fewer than the 2 x limit two separate counts would;
     Redis holds exactly what they admitted."""
     limit, prefix = 100, f"test:ratelimit:{uuid.uuid4()}:"
     limits = [_synced(prefix, limit), _synced(prefix, limit)]
-    sent: list[list[float]] = [[], []]
+    answered: list[list[float]] = [[], []]
     admitted: list[list[float]] = [[], []]
     for i, synced in enumerate(limits):
         real_run = synced.script.run
 
         async def run(keys: Any, args: Any, i: int = i, real_run: Any = real_run) -> Any:
-            sent[i].append(time.monotonic())
-            return await real_run(keys, args)
+            reply = await real_run(keys, args)
+            answered[i].append(time.monotonic())
+            return reply
 
         synced.script.run = run  # type: ignore[method-assign]
         await synced.start()
@@ -168,7 +169,7 @@ async def test_two_processes_share_one_budget_within_the_bound() -> None:
     most = max(
         sum(start <= at < end for at in admitted[i])
         for i in range(2)
-        for start, end in zip([0.0, *sent[i]], [*sent[i], float("inf")], strict=True)
+        for start, end in zip([0.0, *answered[i]], [*answered[i], float("inf")], strict=True)
     )
     total = len(admitted[0]) + len(admitted[1])
     assert limit <= total <= limit + 2 * most, (total, most)

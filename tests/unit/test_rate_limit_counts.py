@@ -1,6 +1,6 @@
 """The rate limit's counting (apps/common/rate_limit.py ``SharedCounts``) on a fake clock, with a fake Redis
 that runs the sync script's arithmetic: one process is exact; N processes sharing a caller admit at most
-``limit + N * m`` (m: the most one process admits between two of its calls to Redis) and never ``N * limit``;
+``limit + N * m`` (m: the most one process admits between two answers of Redis) and never ``N * limit``;
 refused writes are not counted; windows end; a failed call keeps what it carried."""
 
 from __future__ import annotations
@@ -146,8 +146,8 @@ def test_n_processes_admit_at_most_limit_plus_n_times_one_interval(
     due: list[float | None] = [None] * processes  # when each process's next call is sent
     flying: list[tuple[float, Sent] | None] = [None] * processes
     admitted = [0] * processes
-    since_send = [0] * processes  # admitted since this process's last call was sent
-    most_between_sends = 0
+    since_answer = [0] * processes  # admitted since this process's last answer from Redis
+    most_between_answers = 0
     for _ in range(3000):  # 3 s in 1-ms steps
         clock.now += 0.001
         for p in range(processes):
@@ -155,12 +155,12 @@ def test_n_processes_admit_at_most_limit_plus_n_times_one_interval(
             if answer is not None and clock.now >= answer[0]:
                 procs[p].settle(answer[1], redis.sync(answer[1], 60_000))  # applied in Redis on arrival: conservative
                 flying[p] = None
+                most_between_answers = max(most_between_answers, since_answer[p])
+                since_answer[p] = 0
                 if procs[p].has_unsent:
                     due[p] = clock.now + 0.05
             send_at = due[p]
             if send_at is not None and clock.now >= send_at and flying[p] is None:
-                most_between_sends = max(most_between_sends, since_send[p])
-                since_send[p] = 0
                 flying[p] = (clock.now + rtt_ms / 1000, procs[p].take_unsent())
                 due[p] = None
         writes = int(per_ms) + (rng.random() < per_ms % 1)
@@ -169,14 +169,14 @@ def test_n_processes_admit_at_most_limit_plus_n_times_one_interval(
             count, _ = procs[p].admit("c")
             if count <= limit:
                 admitted[p] += 1
-                since_send[p] += 1
+                since_answer[p] += 1
                 if due[p] is None and flying[p] is None:
                     due[p] = clock.now + 0.05
-    most_between_sends = max([most_between_sends, *since_send])
+    most_between_answers = max([most_between_answers, *since_answer])
     total = sum(admitted)
     assert total >= limit  # the demand is above the limit in every case: the budget is used
     assert total <= processes * limit
-    assert total <= limit + processes * most_between_sends, (total, most_between_sends)
+    assert total <= limit + processes * most_between_answers, (total, most_between_answers)
     if processes == 1:
         assert total == limit
 
