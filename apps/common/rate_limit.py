@@ -23,7 +23,10 @@ Redis (a fixed window of ``<window>`` seconds from the caller's first write, key
 ``ratelimit:<service>:...:n``); a refused write is not counted. An idle worker makes no call.
 
 The bound (per caller and window; N = the processes counting that caller: workers times instances): one
-process alone is exact (its view holds all it admitted). Together they admit at most
+process alone is exact once Redis has answered it for that caller (its view holds all it admitted); a
+process that sees a caller for the first time (just started, or a caller new to it) decides on a count of 0
+until its first answer, so across a restart within one window a caller may get up to m more, as if the old
+and the new process were two. Together they admit at most
 ``limit + N * m``, where m is the most one process admits for that caller between two answers of Redis
 (the 50 ms interval plus a call's round trip: what it admits while a call is in flight is still decided on
 the answer before), and never more than ``N * limit``: each process refuses once its view reaches the limit,
