@@ -6,12 +6,16 @@ order) ask with GET. Both go through the service-only route /api/internal/data-k
 (apps/customer/data_keys.py) with the calling service's own token (apps/common/service_client.py).
 A key is kept in process for ``TTL_S``: an erasure reaches every process within that time; a destroyed
 key (410) or one never made (404) is remembered as None (both mean: the values are erased for good).
+At most ``MAX_ENTRIES`` are kept: a consumer meets every buyer once, so an unbounded cache grew with the
+customer base and held raw keys long past their time; past the cap, expired keys go first, then the
+longest unused (an evicted tombstone is only asked again, and answers 410 again).
 Any other failure raises DependencyUnavailable, so a consumer retries rather than erasing by mistake.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import TYPE_CHECKING, Final
 
@@ -23,9 +27,10 @@ from apps.common.service_client import ServiceClient, open_service_client
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["TTL_S", "DataKeys", "consumer_data_keys"]
+__all__ = ["MAX_ENTRIES", "TTL_S", "DataKeys", "consumer_data_keys"]
 
 TTL_S: Final = 30.0
+MAX_ENTRIES: Final = 10_000
 PATH: Final = "/api/internal/data-keys/"
 _GONE: Final = frozenset({404, 410})
 
@@ -37,9 +42,11 @@ class _KeyBody(msgspec.Struct):
 
 
 class DataKeys:
-    def __init__(self, customers: ServiceClient, *, ttl_s: float = TTL_S) -> None:
+    def __init__(self, customers: ServiceClient, *, ttl_s: float = TTL_S, max_entries: int = MAX_ENTRIES) -> None:
         self.customers = customers
         self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        # In order of last use (a hit moves its entry to the end), so the first entries are the longest unused.
         self._cache: dict[tuple[str, bool], tuple[float, DataKey | None]] = {}
 
     async def for_sealing(self, subject: str) -> DataKey | None:
@@ -52,16 +59,29 @@ class DataKeys:
 
     async def _get(self, subject: str, *, create: bool) -> DataKey | None:
         now = time.monotonic()
-        cached = self._cache.get((subject, create))
+        entry = (subject, create)
+        cached = self._cache.pop(entry, None)
         if cached is not None and (cached[0] > now or cached[1] is None):
+            self._cache[entry] = cached
             return cached[1]
         if create:
             status, content = await self.customers.post_json(PATH + subject, {})
         else:
             status, content = await self.customers.get(PATH + subject)
         key = None if status in _GONE else _decoded(self.customers, status, content)
-        self._cache[(subject, create)] = (now + self.ttl_s, key)
+        self._cache[entry] = (now + self.ttl_s, key)
+        if len(self._cache) > self.max_entries:
+            self._evict(now)
         return key
+
+    def _evict(self, now: float) -> None:
+        """Expired keys first (tombstones never expire), then the longest unused, down to nine tenths of the
+        cap, so a cache full of live entries is swept once per tenth of the cap, not on every miss."""
+        for entry in [entry for entry, (until, key) in self._cache.items() if key is not None and until <= now]:
+            del self._cache[entry]
+        excess = len(self._cache) - self.max_entries * 9 // 10
+        for entry in list(itertools.islice(self._cache, max(excess, 0))):
+            del self._cache[entry]
 
 
 def _decoded(client: ServiceClient, status: int, content: bytes) -> DataKey:

@@ -159,3 +159,37 @@ async def test_data_keys_are_cached_briefly_and_an_erased_key_for_good() -> None
         assert gone.calls == 1  # destroyed stays destroyed: never asked again
     with pytest.raises(DependencyUnavailable):
         await DataKeys(_FakeCustomers(503), ttl_s=60).for_opening(SUBJECT)  # type: ignore[arg-type]
+
+
+async def test_data_keys_keep_at_most_their_cap_expired_keys_first_then_the_longest_unused() -> None:
+    key = new_data_key(SUBJECT)
+    body = msgspec.json.encode({"subject": key.subject, "kid": key.kid, "key": wrap_data_key(key)})
+    found, gone = _FakeCustomers(200, body), _FakeCustomers(410)
+    keys = DataKeys(found, ttl_s=60, max_entries=10)  # type: ignore[arg-type]
+    erased = DataKeys(gone, ttl_s=60, max_entries=10)  # type: ignore[arg-type]
+    subjects = [str(uuid.UUID(int=n)) for n in range(100, 125)]
+    for subject in subjects:
+        await keys.for_opening(subject)
+        await erased.for_opening(subject)
+    assert len(keys._cache) <= 10 and len(erased._cache) <= 10
+    # The most recent stay cached; the first were evicted and are asked again.
+    calls = found.calls
+    await keys.for_opening(subjects[-1])
+    assert found.calls == calls
+    await keys.for_opening(subjects[0])
+    assert found.calls == calls + 1
+    # A hit keeps an entry: the one used last is not the one evicted next.
+    fresh = DataKeys(found, ttl_s=60, max_entries=3)  # type: ignore[arg-type]
+    for subject in subjects[:3]:
+        await fresh.for_opening(subject)
+    await fresh.for_opening(subjects[0])
+    await fresh.for_opening(subjects[3])
+    assert (subjects[0], False) in fresh._cache and (subjects[1], False) not in fresh._cache
+    # Expired keys go before the longest unused: two tombstones (never expire) asked first stay.
+    mixed = DataKeys(gone, ttl_s=0, max_entries=3)  # type: ignore[arg-type]
+    for subject in subjects[:2]:
+        await mixed.for_opening(subject)
+    mixed.customers = found  # type: ignore[assignment]
+    for subject in subjects[2:4]:
+        await mixed.for_opening(subject)
+    assert set(mixed._cache) == {(subjects[0], False), (subjects[1], False)}
