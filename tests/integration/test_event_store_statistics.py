@@ -16,8 +16,8 @@ from outbox.models import OUTBOX_TABLE
 
 pytestmark = pytest.mark.usefixtures("stack")
 
-# The services whose migrations have it so far (payment, returns and checkout: not yet).
-SERVICES = ("order", "customer", "catalog", "warehouse", "analytics")
+# Every service with an outbox.
+SERVICES = ("order", "customer", "catalog", "warehouse", "analytics", "payment", "returns", "checkout")
 ANALYZED_LESS_OFTEN = {
     "order": (
         "event_store",
@@ -30,6 +30,9 @@ ANALYZED_LESS_OFTEN = {
     "warehouse": ("event_store", "outbox_aggregate_version", "inbox", "reservations", "reservation_items"),
     "customer": ("inbox", "customer_stats"),
     "analytics": ("inbox",),
+    "payment": ("inbox",),
+    "returns": ("inbox", "order_snapshots"),
+    "checkout": ("inbox", "data_access_log"),
 }
 
 
