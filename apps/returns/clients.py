@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from decimal import Decimal
 
 import msgspec
@@ -116,25 +116,23 @@ class CustomerClient:
         return False
 
 
-@asynccontextmanager
-async def customers_lifespan(app: Litestar) -> AsyncIterator[None]:
-    """The pooled session to the customer service (asked only when a return brings a description)."""
-    async with open_service_client("customer", timeout_s=TIMEOUT_S, pool_size=4) as session:
-        app.state.customers = CustomerClient(ServiceClient("customer", session))
-        yield
+def _client_lifespan(
+    state_key: str, service: str, wrap: Callable[[ServiceClient], object], pool_size: int = 64
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """A lifespan opening one pooled session to ``service`` when the app starts (no I/O at import time) and
+    setting ``app.state.<state_key>`` to ``wrap(client)``; closed when the app stops."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with open_service_client(service, timeout_s=TIMEOUT_S, pool_size=pool_size) as session:
+            setattr(app.state, state_key, wrap(ServiceClient(service, session)))
+            yield
+
+    return lifespan
 
 
-@asynccontextmanager
-async def payments_lifespan(app: Litestar) -> AsyncIterator[None]:
-    """The pooled session to the payment service (read only when staff settle a return by hand)."""
-    async with open_service_client("payment", timeout_s=TIMEOUT_S, pool_size=4) as session:
-        app.state.payments = PaymentClient(ServiceClient("payment", session))
-        yield
-
-
-@asynccontextmanager
-async def orders_lifespan(app: Litestar) -> AsyncIterator[None]:
-    """The pooled session to the order service, opened when the app starts (no I/O at import time)."""
-    async with open_service_client("order", timeout_s=TIMEOUT_S) as session:
-        app.state.orders = OrderClient(ServiceClient("order", session))
-        yield
+orders_lifespan = _client_lifespan("orders", "order", OrderClient)
+# Read only when staff settle a return by hand.
+payments_lifespan = _client_lifespan("payments", "payment", PaymentClient, pool_size=4)
+# Asked only when a return brings a description.
+customers_lifespan = _client_lifespan("customers", "customer", CustomerClient, pool_size=4)
