@@ -10,7 +10,7 @@ over the private socket so ownership, grants and the outbox publication come bac
 is ``pg_restore --clean --if-exists --single-transaction``: readers see the old tables or the restored ones,
 never a half-restored database. Restoring a database that a consumer group writes (its inbox and
 projections) while the group runs loses what it applied after the dump: stop the group first
-(docs/operations.md, "Restore one database").
+(docs/operations.md, "Backups": before restoring a database).
 """
 
 from __future__ import annotations
@@ -67,9 +67,17 @@ def restore(spec: ServiceSpec, archive: Path) -> None:
     unable to decode past that point ("publication ... does not exist" for every change after it, so the
     connector fails for good). The publication stays; its tables are re-added as the archive lists them.
     """
+    toc = table_of_contents(archive)
+    dumped = dumped_database(toc)
+    if dumped != spec.database:
+        # pg_restore --clean would drop and create another database's tables in this one, under its roles.
+        raise SystemExit(
+            f"{archive} is a dump of {dumped or 'an unnamed database'}, not {spec.database}: "
+            f"`just restore {spec.name}` takes a *_{spec.database}.backup"
+        )
     with tempfile.TemporaryDirectory() as folder:
         listing = Path(folder) / "restore.list"
-        listing.write_text(restore_list(archive))
+        listing.write_text(without_publication(toc))
         Path(folder).chmod(0o755)  # the postgres user reads the list
         listing.chmod(0o644)
         with archive.open("rb") as source:
@@ -89,11 +97,27 @@ def restore(spec: ServiceSpec, archive: Path) -> None:
         raise SystemExit(f"pg_restore {spec.database} failed: {result.stderr.decode().strip()}")
 
 
-def restore_list(archive: Path) -> str:
-    """The archive's table of contents without the PUBLICATION entries (its PUBLICATION TABLE ones stay)."""
+def table_of_contents(archive: Path) -> str:
+    """``pg_restore --list`` of a dump; a file pg_restore cannot read is refused with its own words."""
     with archive.open("rb") as source:
-        toc = subprocess.run(["pg_restore", "--list"], stdin=source, capture_output=True, check=True).stdout
-    return "".join(line for line in toc.decode().splitlines(keepends=True) if not _is_publication(line))
+        result = subprocess.run(["pg_restore", "--list"], stdin=source, capture_output=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"{archive} is not a dump pg_restore can read: {result.stderr.decode().strip()}")
+    return result.stdout.decode()
+
+
+def dumped_database(toc: str) -> str | None:
+    """The database a dump was taken from, as its table of contents' header names it (``;     dbname: x``)."""
+    for line in toc.splitlines():
+        key, _, value = line.lstrip("; \t").partition(":")
+        if key.strip().lower() == "dbname":
+            return value.strip()
+    return None
+
+
+def without_publication(toc: str) -> str:
+    """The table of contents without the PUBLICATION entries (its PUBLICATION TABLE ones stay)."""
+    return "".join(line for line in toc.splitlines(keepends=True) if not _is_publication(line))
 
 
 def _is_publication(toc_line: str) -> bool:

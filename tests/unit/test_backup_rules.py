@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +66,42 @@ def test_the_schedule_is_full_at_two_and_incremental_every_four_hours() -> None:
         ("0", "6,10,14,18,22", "postgres", "--type=incr"),
     ]
     assert all(f"--config={postgres.PGBACKREST_CONF}" in j for j in jobs)
+
+
+CATALOG_TOC = """;
+; Archive created at 2026-11-27 12:49:16 UTC
+;     dbname: catalog_db
+;     TOC Entries: 48
+;
+3395; 6104 16915 PUBLICATION - catalog_outbox catalog_svc
+3396; 6106 16916 PUBLICATION TABLE public catalog_outbox event_store catalog_svc
+"""
+
+
+def test_a_dump_names_its_database_and_loses_only_the_publication_itself() -> None:
+    assert backup.dumped_database(CATALOG_TOC) == "catalog_db"
+    assert backup.dumped_database(";\n; no header\n") is None
+    kept = backup.without_publication(CATALOG_TOC)
+    assert "PUBLICATION - catalog_outbox" not in kept and "PUBLICATION TABLE public catalog_outbox" in kept
+
+
+def test_a_restore_refuses_another_databases_dump_before_touching_anything(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # `just restore analytics <a catalog dump>` would drop and create catalog's tables in analytics_db.
+    archive = tmp_path / "20261127_124916_catalog_db.backup"
+    archive.write_bytes(b"PGDMP")
+    monkeypatch.setattr(backup, "table_of_contents", lambda path: CATALOG_TOC)
+    ran: list[object] = []
+    monkeypatch.setattr(backup.subprocess, "run", lambda *a, **k: ran.append(a))
+    with pytest.raises(SystemExit, match=r"is a dump of catalog_db, not analytics_db: `just restore analytics`"):
+        backup.restore(BY_NAME["analytics"], archive)
+    assert not ran
+
+
+@pytest.mark.skipif(shutil.which("pg_restore") is None, reason="pg_restore not installed")
+def test_a_file_that_is_no_dump_is_refused_in_pg_restores_words(tmp_path: Path) -> None:
+    garbage = tmp_path / "x.backup"
+    garbage.write_text("garbage\n")
+    with pytest.raises(SystemExit, match=r"is not a dump pg_restore can read: .*valid archive"):
+        backup.main(["--restore", "analytics", str(garbage)])
