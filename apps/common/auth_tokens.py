@@ -2,13 +2,17 @@
 
 Configuration (environment):
 
-- ``AUTH_JWKS_URL``: the identity provider's JWKS (production); fetched on first use and again, at most
-  every ``AUTH_JWKS_REFRESH_S`` (60), when a token names a key id it does not hold (key rotation).
+- ``AUTH_JWKS_URL``: the identity provider's JWKS (production); fetched on first use and again once it
+  is ``AUTH_JWKS_REFRESH_S`` (60) old, by the first token verified after that (a new kid, or a key
+  withdrawn); a failed refresh keeps the keys held and is tried again an interval later.
 - ``AUTH_JWKS_FILE``: a JWKS on disk, re-read when it changes (looked at, at most once a second, and at
   once for a kid it does not hold); default the local issuer's
   ``.stack/keys/auth-jwks.json`` (``apps/common/auth_issuer.py``).
 - ``AUTH_ISSUER`` / ``AUTH_AUDIENCE``: the ``iss`` and ``aud`` every token must carry.
 - ``AUTH_ALGORITHMS``: accepted signature algorithms, asymmetric only (default ``EdDSA,RS256,ES256``).
+
+A key withdrawn from the key set stops verifying within that interval (the file's second, the URL's
+``AUTH_JWKS_REFRESH_S``), and so does every token it signed, remembered ones included.
 
 A token must name its key (``kid``), be signed by that key with that key's algorithm, be unexpired
 (``exp``, 30 s leeway) and carry ``iss``, ``aud``, ``sub``, ``iat`` and ``role``; anything else (expired,
@@ -22,6 +26,7 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import os
 import re
 import time
@@ -51,6 +56,8 @@ REQUIRED_CLAIMS: Final = ["exp", "iat", "iss", "aud", "sub"]
 UNAUTHENTICATED_PATHS: Final = ["^/health$", "^/ready$", "^/metrics", "^/schema"]
 _CACHE_SIZE: Final = 4096
 _FILE_CHECK_S: Final = 1.0
+
+log = logging.getLogger("apps.auth")
 
 
 class InvalidToken(Exception):
@@ -94,18 +101,30 @@ class KeySet:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def key(self, kid: str) -> jwt.PyJWK | None:
+        now = time.monotonic()
         if self.settings.jwks_url is None:
             # Two system calls per new token otherwise; a key added or removed is seen within a second.
-            now = time.monotonic()
             if kid not in self._keys or now - self._file_checked_at >= _FILE_CHECK_S:
                 self._file_checked_at = now
                 self._reload_file_if_changed()
-        elif kid not in self._keys and time.monotonic() - self._loaded_at >= self.settings.refresh_s:
+        elif now - self._loaded_at >= self.settings.refresh_s:
+            # Known kids too: a key the provider withdraws (a compromised one) must stop verifying, and
+            # only a fetch can tell. One fetch per interval, by the first token after it.
             async with self._lock:
-                if kid not in self._keys and time.monotonic() - self._loaded_at >= self.settings.refresh_s:
+                if time.monotonic() - self._loaded_at >= self.settings.refresh_s:
                     self._loaded_at = time.monotonic()
-                    self._keys = _parse(await asyncio.to_thread(_fetch, self.settings.jwks_url))
+                    await self._fetch_url(self.settings.jwks_url)
         return self._keys.get(kid)
+
+    async def _fetch_url(self, url: str) -> None:
+        try:
+            self._keys = _parse(await asyncio.to_thread(_fetch, url))
+        except Exception:
+            if not self._keys:
+                raise  # nothing held yet: no token can be judged
+            # An unreachable provider keeps its last keys for another interval rather than refusing every
+            # token; a withdrawn key is then dropped one interval late.
+            log.warning("JWKS refresh from %s failed; keeping the %d keys held", url, len(self._keys), exc_info=True)
 
     def _reload_file_if_changed(self) -> None:
         path = self.settings.jwks_file
@@ -134,12 +153,14 @@ def _parse(jwks: Any) -> dict[str, jwt.PyJWK]:
 
 class TokenVerifier:
     """Verified tokens become Principals; a verified token is remembered until it expires (same answer,
-    no second signature check for a client that reuses its token)."""
+    no second signature check for a client that reuses its token) or its signing key leaves the key set."""
 
     def __init__(self, settings: AuthSettings, keys: KeySet | None = None) -> None:
         self.settings = settings
         self.keys = keys or KeySet(settings)
-        self._verified: dict[str, tuple[Principal, float]] = {}
+        # token -> (principal, exp, kid, the key object that verified it): a hit holds only while the key
+        # set still answers that very object for the kid (a key withdrawn or replaced is a miss).
+        self._verified: dict[str, tuple[Principal, float, str, jwt.PyJWK]] = {}
         # Per key object (a reloaded JWKS makes new ones; a weak key never outlives its key, so an id
         # reused after a rotation cannot find another key's check): libsodium's Ed25519 check, or None.
         self._fast: weakref.WeakKeyDictionary[jwt.PyJWK, Callable[[bytes, bytes], bool] | None] = (
@@ -148,16 +169,19 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         remembered = self._verified.get(token)
-        if remembered is not None and remembered[1] > time.time():
-            return remembered[0]
-        claims = await self._claims(token)
+        if remembered is not None:
+            principal, exp, kid, key = remembered
+            if exp > time.time() and await self.keys.key(kid) is key:
+                return principal
+            self._verified.pop(token, None)
+        claims, kid, key = await self._claims(token)
         principal = principal_from_claims(claims)
         if len(self._verified) >= _CACHE_SIZE:
             self._verified.clear()
-        self._verified[token] = (principal, float(claims["exp"]))
+        self._verified[token] = (principal, float(claims["exp"]), kid, key)
         return principal
 
-    async def _claims(self, token: str) -> dict[str, Any]:
+    async def _claims(self, token: str) -> tuple[dict[str, Any], str, jwt.PyJWK]:
         header, signing_input, payload, signature = _split(token)
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in self.settings.algorithms:
@@ -180,7 +204,7 @@ class TokenVerifier:
         if not isinstance(claims, dict):
             raise InvalidToken("invalid token")
         check_claims(claims, self.settings, time.time())
-        return claims
+        return claims, kid, key
 
     def _signed_by(self, key: jwt.PyJWK, signing_input: bytes, signature: bytes) -> bool:
         """The key's algorithm's verdict; an Ed25519 key's through libsodium when it is there (about half

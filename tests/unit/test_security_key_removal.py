@@ -1,0 +1,174 @@
+"""A key withdrawn from the key set takes its tokens with it (session 29, S): a verified token was remembered
+until its exp, and with ``AUTH_JWKS_URL`` the key set was fetched again only for a kid it did not hold, so a
+key the identity provider withdrew (a compromised one) kept verifying until every process restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from litestar import Litestar, get
+from litestar.testing import AsyncTestClient
+
+from apps.common.auth import public
+from apps.common.auth_tokens import AuthSettings, InvalidToken, TokenVerifier, auth_middleware
+
+pytestmark = pytest.mark.unit
+
+# Past the JWKS file's look-at-most-once-a-second interval (apps.common.auth_tokens._FILE_CHECK_S).
+FILE_INTERVAL_S = 1.05
+
+
+def _jwk(key: Ed25519PrivateKey, kid: str) -> dict[str, Any]:
+    return {**json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(key.public_key())), "kid": kid, "alg": "EdDSA"}
+
+
+def _token(key: Ed25519PrivateKey, kid: str, sub: str = "u") -> str:
+    now = int(time.time())
+    claims = {"iss": "iss-s", "aud": "aud-s", "iat": now, "exp": now + 600, "sub": sub, "role": "staff"}
+    return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid})
+
+
+def _settings(jwks_file: Path, jwks_url: str | None = None, refresh_s: float = 60.0) -> AuthSettings:
+    return AuthSettings(
+        issuer="iss-s",
+        audience="aud-s",
+        jwks_url=jwks_url,
+        jwks_file=jwks_file,
+        algorithms=frozenset({"EdDSA"}),
+        refresh_s=refresh_s,
+    )
+
+
+def _write(path: Path, *jwks: dict[str, Any]) -> None:
+    path.write_text(json.dumps({"keys": list(jwks)}))
+
+
+async def test_a_remembered_token_is_refused_once_its_key_leaves_the_jwks_file(tmp_path: Path) -> None:
+    old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    path = tmp_path / "jwks.json"
+    _write(path, _jwk(old, "k-old"), _jwk(new, "k-new"))
+    check = TokenVerifier(_settings(path))
+    token = _token(old, "k-old")
+    assert (await check.verify(token)).subject == "u"
+    assert (await check.verify(token)).subject == "u"  # remembered
+    _write(path, _jwk(new, "k-new"))
+    await asyncio.sleep(FILE_INTERVAL_S)
+    with pytest.raises(InvalidToken, match="unknown signing key"):
+        await check.verify(token)
+    # The keys still held keep their tokens.
+    assert (await check.verify(_token(new, "k-new", sub="v"))).subject == "v"
+
+
+async def test_a_remembered_token_is_refused_when_its_kid_names_another_key(tmp_path: Path) -> None:
+    """A kid reused for a new key (a rotation that keeps the id) is not the key that signed the token."""
+    old = Ed25519PrivateKey.generate()
+    path = tmp_path / "jwks.json"
+    _write(path, _jwk(old, "k"))
+    check = TokenVerifier(_settings(path))
+    token = _token(old, "k")
+    await check.verify(token)
+    _write(path, _jwk(Ed25519PrivateKey.generate(), "k"))
+    await asyncio.sleep(FILE_INTERVAL_S)
+    with pytest.raises(InvalidToken, match="bad signature"):
+        await check.verify(token)
+
+
+async def test_a_key_withdrawn_from_the_jwks_url_is_refused_after_the_refresh_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With AUTH_JWKS_URL the set is fetched again once it is refresh_s old, known kids or not: the
+    remembered token and a fresh one under the withdrawn kid are both refused."""
+    old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    served: dict[str, Any] = {"keys": [_jwk(old, "k-old"), _jwk(new, "k-new")]}
+    fetches: list[str] = []
+
+    def fetch(url: str) -> Any:
+        fetches.append(url)
+        return json.loads(json.dumps(served))
+
+    monkeypatch.setattr("apps.common.auth_tokens._fetch", fetch)
+    check = TokenVerifier(_settings(tmp_path / "absent.json", jwks_url="https://idp.invalid/jwks", refresh_s=0.3))
+    remembered = _token(old, "k-old")
+    await check.verify(remembered)
+    await check.verify(remembered)
+    assert len(fetches) == 1  # one fetch per interval, not per token
+    served["keys"] = [_jwk(new, "k-new")]
+    await asyncio.sleep(0.35)
+    with pytest.raises(InvalidToken, match="unknown signing key"):
+        await check.verify(remembered)
+    with pytest.raises(InvalidToken, match="unknown signing key"):
+        await check.verify(_token(old, "k-old", sub="fresh"))
+    assert (await check.verify(_token(new, "k-new", sub="v"))).subject == "v"
+    assert len(fetches) == 2
+
+
+async def test_a_failed_jwks_refresh_keeps_the_keys_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An identity provider out of reach is no reason to refuse every token: the last keys stay, and the
+    fetch is tried again an interval later (not on every request)."""
+    key = Ed25519PrivateKey.generate()
+    answers: list[Any] = [{"keys": [_jwk(key, "k")]}]
+
+    def fetch(url: str) -> Any:
+        answers.append(urllib.error.URLError("down"))
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr("apps.common.auth_tokens._fetch", fetch)
+    check = TokenVerifier(_settings(tmp_path / "absent.json", jwks_url="https://idp.invalid/jwks", refresh_s=0.2))
+    await check.verify(_token(key, "k", sub="a"))
+    await asyncio.sleep(0.25)
+    assert (await check.verify(_token(key, "k", sub="b"))).subject == "b"
+    assert (await check.verify(_token(key, "k", sub="c"))).subject == "c"
+    assert len(answers) == 1  # two fetches in all: the first and the failed refresh
+
+
+async def test_a_remembered_token_costs_no_second_signature_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    path = tmp_path / "jwks.json"
+    _write(path, _jwk(key, "k"))
+    check = TokenVerifier(_settings(path))
+    checks: list[int] = []
+    signed_by = check._signed_by
+
+    def counting(*args: Any) -> bool:
+        checks.append(1)
+        return signed_by(*args)
+
+    monkeypatch.setattr(check, "_signed_by", counting)
+    token = _token(key, "k")
+    for _ in range(3):
+        await check.verify(token)
+    assert len(checks) == 1
+
+
+@get("/api/who", guards=[public("test route")], sync_to_thread=False)
+def who() -> str:
+    return "ok"
+
+
+async def test_the_next_request_after_the_key_leaves_is_a_401(tmp_path: Path) -> None:
+    old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    path = tmp_path / "jwks.json"
+    _write(path, _jwk(old, "k-old"), _jwk(new, "k-new"))
+    app = Litestar([who], middleware=[auth_middleware(TokenVerifier(_settings(path)))])
+    headers = {"Authorization": f"Bearer {_token(old, 'k-old')}"}
+    async with AsyncTestClient(app) as client:
+        assert (await client.get("/api/who", headers=headers)).status_code == 200
+        _write(path, _jwk(new, "k-new"))
+        await asyncio.sleep(FILE_INTERVAL_S)
+        refused = await client.get("/api/who", headers=headers)
+        assert refused.status_code == 401
+        assert "unknown signing key" in refused.text
+        assert refused.headers["www-authenticate"].startswith("Bearer")
