@@ -162,7 +162,10 @@ class CheckoutService:
 
     async def get(self, checkout_id: uuid.UUID, token: str | None, *, lock: bool = False) -> CheckoutSession:
         query = select(CheckoutSession).where(CheckoutSession.id == checkout_id)
-        session: CheckoutSession | None = await self.session.scalar(query.with_for_update() if lock else query)
+        # A locked read refreshes a row this session read before: without populate_existing the ORM keeps
+        # the earlier values (another request may have completed the session in between).
+        query = query.with_for_update().execution_options(populate_existing=True) if lock else query
+        session: CheckoutSession | None = await self.session.scalar(query)
         if session is None:
             raise NotFound(f"checkout session {checkout_id} not found")
         check_guest_access(session.metadata_.get("guest_token_hash"), token)
@@ -170,13 +173,32 @@ class CheckoutService:
             note_read("checkout_sessions", [Touched(session.id, session.customer_id)])
         return session
 
-    async def complete(self, checkout_id: uuid.UUID, token: str | None, idempotency_key: str) -> Completed:
-        """Once per session, whatever the key: the row lock makes concurrent calls wait for the first."""
+    async def complete(self, seen: CheckoutSession, token: str | None, idempotency_key: str) -> Completed:
+        """Once per session, whatever the key. ``seen`` is the session as the caller read it (no lock).
+
+        Two steps, so that no row lock, transaction or pooled connection is held while the customer service
+        answers (up to its 2 s timeout): first the buyer's data key is asked for with nothing open, then the
+        session and its cart are locked and every check is made again on what they hold now. The row lock
+        makes concurrent calls wait for the first; what changed during the call (completed by another call,
+        cancelled by an erasure, the cart changed or abandoned) is seen under the lock. Why an erasure
+        during the call leaves nothing readable: docs/decisions.md, "The checkout asks for the buyer's data
+        key before it locks anything"."""
+        if seen.status == COMPLETED:
+            return Completed(seen, replayed=True)
+        check_session_open(seen.status, seen.expires_at, now())
+        checkout_id, subject = seen.id, seen.customer_id
+        await self.session.rollback()  # nothing open during the call (the read above began a transaction)
+        key = await self.dependencies.data_keys.for_sealing(subject)  # the buyer's, for the event
+        if key is None:  # destroyed: the buyer was erased and the checkout consumer is about to cancel this
+            raise StateConflict("checkout_id", "the checkout session is cancelled: its customer's data was erased")
+
         session = await self.get(checkout_id, token, lock=True)
         if session.status == COMPLETED:
             return Completed(session, replayed=True)
         at = now()
         check_session_open(session.status, session.expires_at, at)
+        if session.customer_id != subject:  # never changes; a key is only ever used for its own subject
+            raise StateConflict("checkout_id", "the checkout session changed hands; start a new checkout")
         if session.cart_id is None:
             raise StateConflict("cart_id", "the cart of this checkout no longer exists")
         cart = await self.carts.get(session.cart_id, lock=True)
@@ -186,9 +208,6 @@ class CheckoutService:
         session.order_id = uuid7()
         session.metadata_ = {**session.metadata_, "idempotency_key": idempotency_key}
         cart.status, cart.updated_at = CONVERTED, at
-        key = await self.dependencies.data_keys.for_sealing(session.customer_id)  # the buyer's, for the event
-        if key is None:  # destroyed: the buyer was erased and the checkout consumer is about to cancel this
-            raise StateConflict("checkout_id", "the checkout session is cancelled: its customer's data was erased")
         await add_event(self.session, session.id, _completed(session, key, is_guest=cart.customer_id is None))
         await log_access(self.session, "checkout_sessions", "UPDATE", [Touched(session.id, session.customer_id)])
         await self.session.commit()

@@ -232,11 +232,12 @@ class CheckoutController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CompleteOut]:
         """Complete once: checkout.completed and the converted cart in one transaction; 202 because the
-        order is created from the event. A repeat (any key) answers the same; 409 once expired."""
+        order is created from the event. A repeat (any key) answers the same; 409 once expired or the buyer
+        erased; 503 with nothing written when the customer service does not hand out the buyer's key."""
         if not idempotency_key:
             raise InvalidField("Idempotency-Key", "required", source="header")
-        await _open_checkout(checkouts, checkout_id, guest_token, request)
-        done = await checkouts.complete(checkout_id, guest_token, idempotency_key)
+        seen = await _open_checkout(checkouts, checkout_id, guest_token, request)
+        done = await checkouts.complete(seen, guest_token, idempotency_key)
         body = CompleteOut(checkout_id=done.session.id, status=done.session.status, order_id=done.session.order_id)
         headers = {"Idempotent-Replayed": "true"} if done.replayed else {}
         return Response(body, status_code=HTTP_202_ACCEPTED, headers=headers)
