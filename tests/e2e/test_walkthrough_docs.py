@@ -7,13 +7,18 @@ tests keep the words and the services together. Every id is new on each run.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no types; types-PyYAML is not locked
 
+from apps.common.topology import connect_url
+from infra import connectors, monitoring
 from tests.support.http import api_client, auth_headers, create_customer, create_product, service_url, set_stock
 from tests.support.orders import eventually
 
@@ -270,3 +275,58 @@ async def test_a_refund_made_by_hand_is_not_taken_off_the_customers_total_spent(
     stats = (await http.get(stats_url)).json()
     assert stats["total_spent"] == session["total_amount"], stats
     assert (stats["returns_count"], stats["refunded_amount"]) == (0, "0.00")
+
+
+# --- operator's pages (session 29): what docs/operations.md and README's Connectors say, on the running stack
+
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads: identifiers that are not functions (followed by '('),
+    keywords, label matchers, strings, label lists of by/on/... or durations."""
+    expr = re.sub(r'"[^"]*"', "", expr)  # strings (label_replace's arguments, matcher values)
+    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
+    expr = re.sub(r"\[[^\]]*\]", "", expr)  # ranges
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    names = set(re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()", expr))
+    return {name for name in names - PROMQL_WORDS if not re.fullmatch(r"[0-9.e]+|[smhdwy]", name)}
+
+
+def test_metric_names_are_read_from_promql() -> None:
+    expr = 'label_replace(a_b{slot=~"x"}, "s", "$1", "slot", "(.+)") > 30 or sum by (group) (deriv(c_d[5m])) > 0'
+    assert metric_names(expr) == {"a_b", "c_d"}
+
+
+def test_every_alert_loads_healthy_and_reads_metrics_the_stack_exports() -> None:
+    # operations.md, Alerts: each rule of infra/prometheus/rules/commerce.yml, as the running Prometheus
+    # evaluates it. A metric an alert names that nothing exports makes the alert silently never fire.
+    prometheus = f"http://127.0.0.1:{monitoring.PROMETHEUS_PORT}"
+    groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    loaded = {rule["name"]: rule for group in groups for rule in group["rules"] if rule["type"] == "alerting"}
+    written = {
+        rule["alert"]: rule
+        for group in yaml.safe_load((monitoring.RULES / "commerce.yml").read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+    assert set(loaded) == set(written)
+    # Names Prometheus has seen (its head block: about the last 2 h), so a series that exists only while
+    # something happens (pg_long_running_*: an active query) counts once it has happened recently.
+    seen = set(httpx.get(f"{prometheus}/api/v1/label/__name__/values", timeout=10).json()["data"])
+    for name, rule in loaded.items():
+        assert rule["health"] == "ok", (name, rule.get("lastError"))
+        assert metric_names(written[name]["expr"]) <= seen | {"up"}, (name, metric_names(written[name]["expr"]) - seen)
+
+
+def test_every_connector_file_passes_connects_own_validation() -> None:
+    # README, Connectors: "Connect checks a config without creating anything ... 0", for each file as it is
+    # (the password placeholder resolved by the worker's config provider).
+    validate = f"{connect_url()}/connector-plugins/io.debezium.connector.postgresql.PostgresConnector/config/validate"
+    for path in connectors.connector_files():
+        spec = json.loads(path.read_text())
+        answer = httpx.put(validate, json={**spec["config"], "name": spec["name"]}, timeout=30).json()
+        errors = [c["value"] for c in answer["configs"] if (c["value"] or {}).get("errors")]
+        assert answer["error_count"] == 0, (path.name, errors)
+    names = httpx.get(f"{connect_url()}/connectors", timeout=10).json()
+    assert not [name for name in names if name.startswith("validate")]  # nothing was created
