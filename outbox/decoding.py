@@ -97,7 +97,12 @@ def parse(group: ConsumerGroup, messages: list[Message]) -> Batch:
     poison: list[Poison] = []
     ignored: dict[str, int] = {}
     for message in messages:
-        headers = header_map(message)
+        raw = raw_headers(message)
+        headers = _mapped(raw)
+        if len(raw) != len(headers) and (conflict := _conflicting(raw, headers)):
+            # Checked before the type is looked at: the last value alone would decide whether it is ignored.
+            poison.append(Poison.of(message, PoisonMessage(conflict), maybe_uuid(headers.get("id"))))
+            continue
         event_type = headers.get("event_type", "")
         if event_type and not group.handles(event_type):
             ignored[event_type] = ignored.get(event_type, 0) + 1
@@ -136,20 +141,32 @@ def next_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
     return offsets
 
 
+# The inbox keeps event_version as a PostgreSQL integer, and the outbox numbers each aggregate's events from 1.
+_MAX_EVENT_VERSION = 2**31 - 1
+# The headers that say what a record is: two different values of one of them leave it unknowable.
+_IDENTITY_HEADERS = ("id", "event_type", "event_version", "schema_version")
+
+
 def decode(group: ConsumerGroup, message: Message, headers: dict[str, str]) -> Parsed:
     if "id" not in headers or "event_type" not in headers:
         raise PoisonMessage("missing 'id' or 'event_type' header")
     event_type = headers["event_type"]
     schema_version = int(headers.get("schema_version", "1"))
+    event_version = int(headers["event_version"]) if headers.get("event_version") else None
+    if event_version is not None and not 1 <= event_version <= _MAX_EVENT_VERSION:
+        # Past an integer it failed the batch's inbox claim, which no retry or isolation gets past: every
+        # consumer of the topic exited on it, and again after each restart.
+        raise PoisonMessage(f"event_version {event_version} is outside 1..{_MAX_EVENT_VERSION}")
     event = decode_payload(event_type, schema_version, message.value() or b"", group.registry)
     key = message.key()
     topic, partition, offset = where(message)
     ctx = EventContext(
         event_id=to_uuid(headers["id"]),
-        aggregate_id=maybe_uuid(key.decode() if key else None),
+        # A key that is no uuid (or no text) leaves the aggregate unknown, as a missing one does.
+        aggregate_id=maybe_uuid(key.decode("utf-8", "replace") if key else None),
         aggregate_type=headers.get("aggregate_type", event.aggregate_type),
         event_type=event_type,
-        event_version=int(headers["event_version"]) if headers.get("event_version") else None,
+        event_version=event_version,
         schema_version=schema_version,
         topic=topic,
         partition=partition,
@@ -160,12 +177,26 @@ def decode(group: ConsumerGroup, message: Message, headers: dict[str, str]) -> P
     return Parsed(message, event, ctx)
 
 
+def _conflicting(raw: RawHeaders, headers: dict[str, str]) -> str:
+    """Why a record with a header name twice cannot be trusted: two different values of one identity header
+    (which id, which type?); '' when the repeats agree or are of other headers."""
+    for name, value in raw:
+        if name in _IDENTITY_HEADERS and value is not None and value.decode("utf-8", "replace") != headers[name]:
+            return f"conflicting {name!r} headers"
+    return ""
+
+
 def raw_headers(message: Message) -> RawHeaders:
     return cast("RawHeaders", message.headers() or [])
 
 
 def header_map(message: Message) -> dict[str, str]:
-    return {name: value.decode("utf-8", "replace") for name, value in raw_headers(message) if value is not None}
+    return _mapped(raw_headers(message))
+
+
+def _mapped(raw: RawHeaders) -> dict[str, str]:
+    """Header values as text; of a name given twice, the last value."""
+    return {name: value.decode("utf-8", "replace") for name, value in raw if value is not None}
 
 
 def event_type_of(message: Message) -> str:

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from outbox import dead_letters as dl
 from outbox.config import kafka_bootstrap
@@ -38,6 +38,9 @@ from outbox.dead_letters import REDRIVE_HEADER, dead_letter_topic
 from outbox.decoding import raw_headers
 from outbox.groups import consumer_modules
 from outbox.routing import topic_for_event
+
+# What a redrive may send: the broker's default limit (message.max.bytes), which a record that came in had met.
+_MAX_RECORD = 1_048_588
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,43 @@ class DeadLetter:
 
     @property
     def original_headers(self) -> list[tuple[str, str | bytes | None]]:
-        return [(k, v) for k, v in raw_headers(self.message) if not dl.is_dead_letter_header(k)]
+        return _record_headers(self.message)
+
+    @property
+    def omitted(self) -> int | None:
+        """The bytes of its record a letter was sent without (too large for Kafka with the dlq.* headers)."""
+        value = self.headers.get(dl.OMITTED)
+        return int(value) if value else None
+
+    def record(
+        self, bootstrap: str | None = None
+    ) -> tuple[bytes | None, bytes | None, list[tuple[str, str | bytes | None]]]:
+        """The failed record's key, value and headers: the letter's own, or for a letter sent without them,
+        the original's, read back from where it was consumed."""
+        if self.omitted is None:
+            return self.message.key(), self.message.value(), self.original_headers
+        topic, partition = self.headers[dl.ORIGINAL_TOPIC], int(self.headers[dl.ORIGINAL_PARTITION])
+        offset = int(self.headers[dl.ORIGINAL_OFFSET])
+        consumer = Consumer(
+            {"bootstrap.servers": bootstrap or kafka_bootstrap(), "group.id": "dlq-record", "enable.auto.commit": False}
+        )
+        try:
+            consumer.assign([TopicPartition(topic, partition, offset)])
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                message = consumer.poll(0.5)
+                if message is not None and message.error() is None and message.offset() == offset:
+                    return message.key(), message.value(), _record_headers(message)
+        finally:
+            consumer.close()
+        raise SystemExit(
+            f"redrive: the record of letter {self.headers.get('id', '?')} is gone from {topic}[{partition}]@{offset}"
+        )
+
+
+def _record_headers(message: Message) -> list[tuple[str, str | bytes | None]]:
+    """A record's headers without those a dead letter or a redrive added."""
+    return [(k, v) for k, v in raw_headers(message) if not dl.is_dead_letter_header(k)]
 
 
 def read(group: str, *, from_start: bool, bootstrap: str | None = None) -> Iterator[tuple[Consumer, DeadLetter]]:
@@ -166,6 +205,7 @@ def list_dead_letters(group: str, *, pending_only: bool = False, bootstrap: str 
             f"{h.get('event_type', '?'):<24} id={h.get('id', '?')}  "
             f"from {h.get(dl.ORIGINAL_TOPIC)}@{h.get(dl.ORIGINAL_OFFSET)}  "
             f"{h.get(dl.ERROR_TYPE)}: {_one_line(h.get(dl.ERROR, ''))}"
+            + (f"  (record of {letter.omitted:,} bytes left at its origin)" if letter.omitted is not None else "")
         )
     print(
         f"{count} dead letters in {dead_letter_topic(group)}, {pending} pending "
@@ -245,7 +285,17 @@ def redrive(group: str, event_ids: set[uuid.UUID] | None = None) -> int:
     The letters marked done are those this read sent, never a second read's: a redriven event that fails
     again dead-letters a new letter of the same id right behind the one sent, and marking that one done
     would drop it unsent."""
-    producer = Producer({"bootstrap.servers": kafka_bootstrap(), "enable.idempotence": True, "acks": "all"})
+    bootstrap = kafka_bootstrap()
+    # The record of a letter that refers to it may be up to the broker's limit, above the producer's default.
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "message.max.bytes": _MAX_RECORD}
+    )
+    failures: list[KafkaError] = []
+
+    def refused(error: KafkaError | None, _: Message) -> None:
+        if error is not None:
+            failures.append(error)
+
     sent = 0
     last: dict[int, int] = {}
     # By event id: per partition, the end of the run of sent letters from the progress on, and where
@@ -260,15 +310,15 @@ def redrive(group: str, event_ids: set[uuid.UUID] | None = None) -> int:
         if event_ids is not None and letter.event_id not in event_ids:
             blocked.add(partition)
             continue
+        key, value, headers = letter.record(bootstrap)
         producer.produce(
-            letter.topic,
-            key=letter.message.key(),
-            value=letter.message.value(),
-            headers=[*letter.original_headers, (REDRIVE_HEADER, group)],
+            letter.topic, key=key, value=value, headers=[*headers, (REDRIVE_HEADER, group)], on_delivery=refused
         )
         sent += 1
-        if producer.flush(30):
-            raise SystemExit("redrive: Kafka did not acknowledge the redriven messages; nothing was marked done")
+        if producer.flush(30) or failures:
+            # flush() counts only what is still queued: a record the broker refused is reported to the callback.
+            why = f"refused it: {failures[0]}" if failures else "did not acknowledge it"
+            raise SystemExit(f"redrive: Kafka {why}; letter {partition}:{offset} and the rest not marked done")
         if event_ids is None:
             consumer.commit(
                 offsets=[TopicPartition(dead_letter_topic(group), p, o + 1) for p, o in last.items()],
