@@ -7,6 +7,9 @@
     GET  /v1/refunds?idempotency_key=       what became of that refund: 200 {status: succeeded | failed}
                                             404 resource_missing (never made)
     GET  /v1/ledger?reference=              authorizations made for a reference, live count, requests
+    POST /sandbox/outage                    {seconds, status?: 5xx, delay_s?}: for that long every call
+                                            above is answered that 5xx (nothing decided) or held delay_s
+                                            before it is decided; seconds 0 ends it. GET: the current one
     GET  /health
 
 Every POST needs an Idempotency-Key header. Errors are {"error": {type, code, message}}.
@@ -27,7 +30,7 @@ from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 
 from apps.payment_sandbox.ledger import Answer, Ledger
-from apps.payment_sandbox.provider import Provider, error
+from apps.payment_sandbox.provider import Outage, Provider, error
 
 __all__ = ["create_app", "ledger_path"]
 
@@ -65,7 +68,11 @@ async def _call(request: Request[Any, Any, Any], path: str, state: State) -> Res
     if not isinstance(params, dict):
         return _respond(error(400, "invalid_request_error", "body_invalid", "the body must be a JSON object"))
     provider: Provider = state.provider
-    answer = provider.call(key, f"/v1/{path.strip('/')}", params)
+    full = f"/v1/{path.strip('/')}"
+    if (held := await _outage(provider)) is not None:
+        provider.ledger.log_request(key, full, held.status_code, replayed=False)
+        return _respond(held)
+    answer = provider.call(key, full, params)
     # tok_slow: the decision is made and stored already; only the answer waits (for every caller of the key).
     delay = answer.ready_at - time.time()
     if delay > 0:
@@ -73,10 +80,52 @@ async def _call(request: Request[Any, Any, Any], path: str, state: State) -> Res
     return _respond(answer)
 
 
+async def _outage(provider: Provider) -> Answer | None:
+    """During an outage: its 5xx, or None after holding the call its delay."""
+    outage = provider.outage()
+    if outage is None:
+        return None
+    if (refusal := outage.refusal()) is not None:
+        return refusal
+    await asyncio.sleep(outage.delay_s)
+    return None
+
+
 @get("/v1/refunds")
 async def refund_status(idempotency_key: str, state: State) -> Response[Any]:
     provider: Provider = state.provider
+    if (held := await _outage(provider)) is not None:
+        return _respond(held)
     return _respond(provider.refund_status(idempotency_key))
+
+
+class OutageRequest(msgspec.Struct, forbid_unknown_fields=True):
+    seconds: float
+    status: int | None = None
+    delay_s: float = 0.0
+
+
+@post("/sandbox/outage", status_code=200)
+async def start_outage(data: OutageRequest, state: State) -> Response[Any]:
+    provider: Provider = state.provider
+    try:
+        outage = provider.set_outage(data.seconds, status=data.status, delay_s=data.delay_s)
+    except ValueError as exc:
+        return _respond(error(400, "invalid_request_error", "parameter_invalid", str(exc)))
+    return Response(_outage_body(outage), status_code=200)
+
+
+@get("/sandbox/outage")
+async def current_outage(state: State) -> dict[str, Any]:
+    provider: Provider = state.provider
+    return _outage_body(provider.outage())
+
+
+def _outage_body(outage: Outage | None) -> dict[str, Any]:
+    if outage is None:
+        return {"outage": None}
+    left = max(0.0, outage.until - time.time())
+    return {"outage": {"seconds_left": round(left, 1), "status": outage.status, "delay_s": outage.delay_s}}
 
 
 @get("/v1/ledger")
@@ -102,7 +151,15 @@ async def _open_ledger(app: Litestar) -> AsyncIterator[None]:
 
 def create_app() -> Litestar:
     return Litestar(
-        route_handlers=[provider_call, refund_call, refund_status, ledger_for, health],
+        route_handlers=[
+            provider_call,
+            refund_call,
+            refund_status,
+            start_outage,
+            current_outage,
+            ledger_for,
+            health,
+        ],
         lifespan=[_open_ledger],
         openapi_config=None,
     )

@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status_code INTEGER NOT NULL, body TEXT NOT NULL,
     ready_at REAL NOT NULL, created_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS transient_failures (key TEXT PRIMARY KEY, failures INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS firsts (name TEXT PRIMARY KEY, key TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS authorizations (
     id TEXT PRIMARY KEY, reference TEXT NOT NULL, idempotency_key TEXT NOT NULL, token TEXT NOT NULL,
     amount INTEGER NOT NULL, currency TEXT NOT NULL, status TEXT NOT NULL,
@@ -100,6 +101,11 @@ class Ledger:
             (key,),
         )
         return before
+
+    def first_key(self, name: str, key: str) -> str:
+        """The first key ever given under ``name`` (``key`` if this is the first)."""
+        self.db.execute("INSERT INTO firsts (name, key) VALUES (?, ?) ON CONFLICT (name) DO NOTHING", (name, key))
+        return str(self.db.execute("SELECT key FROM firsts WHERE name = ?", (name,)).fetchone()["key"])
 
     def was_called(self, key: str, path: str) -> bool:
         """Whether a call under ``key`` was made to ``path`` (the answer stored under a key is that call's)."""

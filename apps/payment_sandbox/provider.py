@@ -18,6 +18,13 @@ another key: the refusal is stored under the first one's) goes through, as after
 Refunds that are never answered: ``tok_refundNoAnswer``'s are made (and stored under their key) but every
 answer to POST /v1/refunds is a 503, as when the provider's answers are lost; ``tok_refundUnreachable``'s
 are never made, every call a 503. GET /v1/refunds?idempotency_key= says what became of either (refund_status).
+``tok_refundUnreachableOnce``: its authorization's first refund (the first key asked) is never made, every
+call a 503, as ``tok_refundUnreachable``'s; every later refund (another key) goes through: a refund by hand
+the provider never got, then a return's refund that it does.
+
+An outage (Provider.set_outage, POST /sandbox/outage): for a while every call is answered with a 5xx and
+nothing is decided or stored, or is held ``delay_s`` before it is decided (longer than the caller's timeout:
+the provider acts on a request its caller gave up on, and a retry with the key gets that answer).
 """
 
 from __future__ import annotations
@@ -26,11 +33,12 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Final
 
 from apps.payment_sandbox.ledger import Answer, Ledger
 
-__all__ = ["Provider"]
+__all__ = ["Outage", "Provider"]
 
 # The follow-up call each of these tokens' authorizations refuse, and how (status, error type, code).
 REFUSED_LATER: Final = {
@@ -43,6 +51,7 @@ REFUSED_ONCE: Final = {"tok_refundFailOnce": REFUSED_LATER["tok_refundFail"]}
 # Tokens whose refunds are never answered: made but the answer lost, or never made at all.
 REFUND_NO_ANSWER: Final = "tok_refundNoAnswer"
 REFUND_UNREACHABLE: Final = "tok_refundUnreachable"
+REFUND_UNREACHABLE_ONCE: Final = "tok_refundUnreachableOnce"
 APPROVING: Final = frozenset(
     {
         "tok_visa",
@@ -52,6 +61,7 @@ APPROVING: Final = frozenset(
         "tok_flaky",
         REFUND_NO_ANSWER,
         REFUND_UNREACHABLE,
+        REFUND_UNREACHABLE_ONCE,
         *REFUSED_LATER,
         *REFUSED_ONCE,
     }
@@ -90,11 +100,51 @@ def _positive_amount(params: dict[str, Any], field: str = "amount") -> int | Non
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
+MAX_OUTAGE_S: Final = 900.0
+MAX_OUTAGE_DELAY_S: Final = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """Until ``until`` (epoch s): every call answered ``status`` (a 5xx, nothing decided), else held
+    ``delay_s`` before it is decided."""
+
+    until: float
+    status: int | None = None
+    delay_s: float = 0.0
+
+    def refusal(self) -> Answer | None:
+        if self.status is None:
+            return None
+        return error(self.status, "api_error", "service_unavailable", "outage: retry later with the same key")
+
+
 class Provider:
     """The sandbox's decisions on top of its ledger."""
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
+        self._outage: Outage | None = None
+
+    def set_outage(self, seconds: float, *, status: int | None = None, delay_s: float = 0.0) -> Outage | None:
+        """Start an outage for ``seconds`` (0 ends the current one). ValueError for what no provider does:
+        a status that is no 5xx, a delay or length out of bounds, neither a status nor a delay."""
+        if not 0 <= seconds <= MAX_OUTAGE_S:
+            raise ValueError(f"seconds must be 0 to {MAX_OUTAGE_S:g}")
+        if status is not None and not 500 <= status <= 599:
+            raise ValueError("status must be a 5xx")
+        if not 0 <= delay_s <= MAX_OUTAGE_DELAY_S:
+            raise ValueError(f"delay_s must be 0 to {MAX_OUTAGE_DELAY_S:g}")
+        if seconds and status is None and not delay_s:
+            raise ValueError("an outage answers a 5xx (status) or answers late (delay_s)")
+        self._outage = Outage(time.time() + seconds, status, delay_s) if seconds else None
+        return self._outage
+
+    def outage(self) -> Outage | None:
+        """The outage going on now, if any."""
+        if self._outage is not None and time.time() >= self._outage.until:
+            self._outage = None
+        return self._outage
 
     def call(self, key: str, path: str, params: dict[str, Any]) -> Answer:
         """Answer a call idempotently: the stored answer for the key, or a new decision (stored unless 5xx)."""
@@ -137,7 +187,7 @@ class Provider:
         if len(parts) == 4 and parts[:2] == ["v1", "authorizations"] and parts[3] == "void":
             return self._void(parts[2])
         if parts == ["v1", "refunds"]:
-            return self._refund(params)
+            return self._refund(key, params)
         return error(404, "invalid_request_error", "unknown_endpoint", f"no endpoint {path}")
 
     def _authorize(self, key: str, params: dict[str, Any]) -> Answer:
@@ -187,7 +237,7 @@ class Provider:
             return refused
         return Answer(200, _authorization_body(self.ledger.set_authorization(auth_id, status="voided")))
 
-    def _refund(self, params: dict[str, Any]) -> Answer:
+    def _refund(self, key: str, params: dict[str, Any]) -> Answer:
         auth_id = str(params.get("authorization", ""))
         auth = self.ledger.authorization(auth_id)
         if auth is None:
@@ -197,6 +247,8 @@ class Provider:
         if (refused := _refused("refund", auth)) is not None:
             return refused
         if auth["token"] == REFUND_UNREACHABLE:
+            return _unavailable()
+        if auth["token"] == REFUND_UNREACHABLE_ONCE and self.ledger.first_key(f"refund:{auth_id}", key) == key:
             return _unavailable()
         if auth["token"] in REFUSED_ONCE and not self.ledger.count_transient_failure(f"refused-once:{auth_id}"):
             return _refusal("refund", REFUSED_ONCE[auth["token"]])

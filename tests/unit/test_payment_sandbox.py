@@ -220,3 +220,66 @@ def test_the_http_api_takes_post_v1_refunds_beside_the_get_status_query(
         status = client.get("/v1/refunds", params={"idempotency_key": "r"})
         assert (status.status_code, status.json()["id"]) == (200, made.json()["id"])
         assert client.get("/v1/refunds", params={"idempotency_key": "none"}).status_code == 404
+
+
+def test_tok_refund_unreachable_once_never_makes_the_first_refund_and_makes_the_later_ones(provider: Provider) -> None:
+    """A refund by hand the provider never got (the first key asked: 503 for good, 404 to the status query),
+    then a return's refund under another key that it makes (session 29's unblocked retry, e2e)."""
+    auth = provider.call("a1", AUTH, authorization("tok_refundUnreachableOnce", "o1")).body["id"]
+    provider.call("c1", f"{AUTH}/{auth}/capture", {})
+    for _ in range(3):
+        assert provider.call("r1", "/v1/refunds", {"authorization": auth, "amount": 100}).status_code == 503
+    assert provider.refund_status("r1").status_code == 404
+    made = provider.call("r2", "/v1/refunds", {"authorization": auth, "amount": 200})
+    assert made.status_code == 201 and made.body["amount"] == 200
+    assert provider.call("r1", "/v1/refunds", {"authorization": auth, "amount": 100}).status_code == 503  # still
+    [books] = provider.ledger.for_reference("o1")["authorizations"]
+    assert [r["amount"] for r in books["refunds"]] == [200]
+
+
+def test_an_outage_answers_its_5xx_or_holds_calls_and_ends(provider: Provider) -> None:
+    assert provider.outage() is None
+    for bad in ({"seconds": -1, "status": 503}, {"seconds": 10, "status": 404}, {"seconds": 10}):
+        with pytest.raises(ValueError):
+            provider.set_outage(**bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        provider.set_outage(10, delay_s=61)
+    down = provider.set_outage(30, status=502)
+    assert down is not None and provider.outage() == down
+    refusal = down.refusal()
+    assert refusal is not None and refusal.status_code == 502
+    slow = provider.set_outage(30, delay_s=4)
+    assert slow is not None and slow.refusal() is None and slow.delay_s == 4
+    assert provider.set_outage(0) is None and provider.outage() is None
+    provider.set_outage(0.01, status=503)
+    import time
+
+    time.sleep(0.02)
+    assert provider.outage() is None  # over by itself
+
+
+def test_the_http_api_during_an_outage_decides_nothing_then_answers_again(
+    ledger_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 5xx outage: the call is logged, nothing is decided or stored, so the same key after it is decided
+    once; a slow one: held, then decided (a caller that gave up meanwhile gets the answer on its retry)."""
+    from litestar.testing import TestClient
+
+    from apps.payment_sandbox.app import create_app
+
+    monkeypatch.setenv("PAYMENT_SANDBOX_DB", str(ledger_file))
+    with TestClient(create_app()) as client:
+        assert client.post("/sandbox/outage", json={"seconds": 60, "status": 404}).status_code == 400
+        assert client.post("/sandbox/outage", json={"seconds": 60, "status": 503}).json()["outage"]["status"] == 503
+        down = client.post(AUTH, json=authorization("tok_visa"), headers={"Idempotency-Key": "a"})
+        assert down.status_code == 503
+        assert client.get("/v1/refunds", params={"idempotency_key": "r"}).status_code == 503
+        assert client.post("/sandbox/outage", json={"seconds": 0}).json() == {"outage": None}
+        made = client.post(AUTH, json=authorization("tok_visa"), headers={"Idempotency-Key": "a"})
+        assert made.status_code == 201
+        client.post("/sandbox/outage", json={"seconds": 60, "delay_s": 0.2})
+        assert client.get("/sandbox/outage").json()["outage"]["delay_s"] == 0.2
+        again = client.post(AUTH, json=authorization("tok_visa"), headers={"Idempotency-Key": "a"})
+        assert again.json() == made.json()
+        [auth] = client.get("/v1/ledger", params={"reference": "order-1"}).json()["authorizations"]
+        assert [r["status_code"] for r in auth["requests"]] == [503, 201, 201]  # the outage's 503 logged, one decision
