@@ -13,7 +13,9 @@
         hand also in its error and in payment.refund_failed's reason, so the return shows who and why.
 
 A refund failed here is a refund the payment service will never send again (its key is spent): a return's
-refund goes to refund_failed and staff retry it (a new key), a refund by hand can be asked again. Fail one
+refund goes to refund_failed and staff retry it (a new key), a refund by hand can be asked again. Returns
+whose refund was refused because this refund by hand was pending are printed: the returns service asks
+their refunds again on its own once it applies payment.refund_failed (session 29), nothing to redrive. Fail one
 by hand only after checking with the provider (its dashboard or support) that it has no such refund: if it
 has, the money went back and a retry would refund it twice.
 """
@@ -36,9 +38,9 @@ from apps.common.poller import poller_engine
 from apps.payment.models import Payment, PaymentOperation
 from apps.payment.operations import apply_result
 from apps.payment.provider import PaymentProvider, ProviderResult, open_provider_session, provider_from_env
-from apps.payment.rules import OP_FAILED, PENDING, REFUND, RETURN_ID
+from apps.payment.rules import OP_FAILED, PENDING, REFUND, RETURN_ID, blocked_by
 
-__all__ = ["fail_refund", "main", "pending_refunds"]
+__all__ = ["fail_refund", "held_back", "main", "pending_refunds"]
 
 # While `fail` settles a refund it holds the row this long (the worker claims only rows due by now): a
 # command that dies leaves it to the worker again after that.
@@ -116,6 +118,24 @@ async def fail_refund(
     return result
 
 
+async def held_back(session: AsyncSession, op_id: uuid.UUID) -> list[str]:
+    """The returns whose refund (first or retry) was refused because refund ``op_id`` was pending."""
+    refused = await session.scalars(
+        select(PaymentOperation)
+        .where(
+            PaymentOperation.payment_id
+            == select(PaymentOperation.payment_id).where(PaymentOperation.id == op_id).scalar_subquery(),
+            PaymentOperation.kind == REFUND,
+            PaymentOperation.outcome == OP_FAILED,
+        )
+        .order_by(PaymentOperation.created_at, PaymentOperation.id)
+    )
+    found = [
+        str(op.request[RETURN_ID]) for op in refused if RETURN_ID in op.request and op_id in blocked_by(op.error or "")
+    ]
+    return list(dict.fromkeys(found))
+
+
 async def _hold(sessions: async_sessionmaker[AsyncSession], op_id: uuid.UUID, settle_s: float) -> str:
     """Hold the row from the worker's claims, then wait out a call in flight (its lease): settled once
     the hold is still ours after ``settle_s``. Returns the provider key. Refuses what is no pending
@@ -171,6 +191,11 @@ async def _run(args: argparse.Namespace) -> int:
             )
         verdict = "failed on your word" if result.code and result.code.startswith("failed by hand") else "settled"
         print(f"refund {args.operation_id}: {result.outcome} ({result.code or 'ok'}), {verdict}")
+        if result.outcome != "succeeded":
+            async with sessions() as session:
+                waiting = await held_back(session, args.operation_id)
+            if waiting:
+                print(f"returns refused while it was pending, asked again by the returns service: {', '.join(waiting)}")
         return 0
     except CommandError as exc:
         print(f"refunds: {exc}", file=sys.stderr)

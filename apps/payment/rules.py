@@ -27,6 +27,7 @@ __all__ = [
     "NamedRefund",
     "RefundRetry",
     "asks_refund_status",
+    "blocked_by",
     "check_authorization",
     "check_capture",
     "check_currency",
@@ -42,6 +43,7 @@ __all__ = [
     "plan_refund_retry",
     "plan_settlement",
     "refundable",
+    "refused_while_awaited",
     "retry_delay",
     "return_refund_refusal",
     "status_after_refund",
@@ -236,8 +238,7 @@ def plan_refund_retry(
     if by_hand_total >= asked:
         return RefundRetry(settled_by=_claim(asked, by_hand)[0])
     if by_hand_awaited:
-        awaited = ", ".join(str(op_id) for op_id in by_hand_awaited)
-        return RefundRetry(refused=f"refund {awaited} made by hand still awaits the provider's answer: retry after it")
+        return RefundRetry(refused=refused_while_awaited(by_hand_awaited, "retry after it"))
     if by_hand_total > 0:
         return RefundRetry(
             refused=f"{by_hand_total} of the {asked} to refund was refunded by hand since the return asked: "
@@ -366,12 +367,37 @@ def return_refund_refusal(currency: str, payment_currency: str, by_hand_awaited:
     except InconsistentFields as exc:
         return exc.message
     if by_hand_awaited:
-        awaited = ", ".join(str(op_id) for op_id in by_hand_awaited)
-        return (
-            f"refund {awaited} made by hand still awaits the provider's answer: once it is answered, retry "
-            "(with settle_with naming it if it paid this return back)"
+        return refused_while_awaited(
+            by_hand_awaited, "once it is answered, retry (with settle_with naming it if it paid this return back)"
         )
     return None
+
+
+# How a return's refund refused for a refund by hand still awaiting the provider's answer says so
+# (refused_while_awaited); blocked_by reads the ids back (the returns service, from payment.refund_failed).
+_AWAITED: Final = " made by hand still awaits the provider's answer: "
+
+
+def refused_while_awaited(by_hand_awaited: Sequence[uuid.UUID], then: str) -> str:
+    """The refusal of a return's refund (first or retry) while refunds by hand await the provider."""
+    return f"refund {', '.join(str(op_id) for op_id in by_hand_awaited)}{_AWAITED}{then}"
+
+
+def blocked_by(reason: str) -> list[uuid.UUID]:
+    """The refunds by hand whose pending answer refused a return's refund, read from the refusal's reason
+    (refused_while_awaited); [] for any other refusal (settle_with naming a pending refund is staff's word
+    that it paid the return: not this). Once every one of them failed, nothing held the return back: the
+    returns service asks again on its own (apps/returns/progress.py retry_unblocked)."""
+    head, found, _ = reason.partition(_AWAITED)
+    if not found or not head.startswith("refund "):
+        return []
+    ids: list[uuid.UUID] = []
+    for part in head.removeprefix("refund ").split(", "):
+        try:
+            ids.append(uuid.UUID(part))
+        except ValueError:
+            return []  # not ours: never guess a blocker
+    return ids
 
 
 def asks_refund_status(kind: str, asked_at: dt.datetime, now: dt.datetime, after: dt.timedelta) -> bool:

@@ -2,7 +2,8 @@
 return's progress from the payment service's and the warehouse's answers.
 
 Handlers run inside the runtime's transaction with the event's inbox row, so each event is applied once;
-a payment answer about a refund that is not a return's (an order's cancellation) changes nothing.
+a payment answer about a refund that is not a return's (an order's cancellation) changes nothing, except
+that a refund by hand that failed lets the returns it held back ask again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from apps.order.events import OrderCancelled, OrderConfirmed, OrderCreated, Orde
 from apps.payment.events import PaymentRefunded, PaymentRefundFailed
 from apps.returns.erasure import register as register_erasure
 from apps.returns.orders import OrderFact, not_placed_yet, project_orders
-from apps.returns.progress import refund_failed, refunded, restocked
+from apps.returns.progress import refund_failed, refunded, restocked, retry_unblocked
 from apps.warehouse.events import InventoryRestocked
 from outbox.consumer import ConsumerGroup, EventContext
 
@@ -63,7 +64,9 @@ async def payment_refunded(session: AsyncSession, event: PaymentRefunded, ctx: E
 
 @group.handler("payment.refund_failed")
 async def payment_refund_failed(session: AsyncSession, event: PaymentRefundFailed, ctx: EventContext) -> None:
-    await refund_failed(session, event.refund_id, event.reason, event.failed_at)
+    if not await refund_failed(session, event.refund_id, event.reason, event.failed_at):
+        # A refund by hand failed: the returns it held back ask again (progress.retry_unblocked).
+        await retry_unblocked(session, event.order_id, event.refund_id, event.reason)
 
 
 @group.handler("inventory.restocked")

@@ -18,6 +18,7 @@ from apps.common.errors import InconsistentFields, OutOfRange, StateConflict, Un
 __all__ = [
     "CONDITIONS",
     "REASONS",
+    "REFUND_BLOCKED_BY",
     "REFUND_ERROR",
     "REJECTION_REASON",
     "RETURN_TYPES",
@@ -27,6 +28,7 @@ __all__ = [
     "OrderTerms",
     "Refund",
     "ReturnedLine",
+    "asks_again_on_its_own",
     "check_lines",
     "check_received",
     "check_refund_retry",
@@ -116,6 +118,11 @@ MAX_SETTLE_WITH: Final = 10
 # when, its refund and event ids, when it was asked): the audit of an operator's way out.
 ABANDON_AWAITED: Final = "abandon_awaited"
 REFUND_RETRIES_ABANDONED: Final = "refund_retries_abandoned"
+# The refunds by hand whose pending answer refused the return's last refund (apps.payment.rules.blocked_by of
+# its reason), and each retry the returns service asked on its own once one of them failed (which refund,
+# why it failed, when): the audit of a retry no person asked for (progress.retry_unblocked).
+REFUND_BLOCKED_BY: Final = "refund_blocked_by"
+REFUND_RETRIES_UNBLOCKED: Final = "refund_retries_unblocked"
 
 
 def check_transition(current: str, target: str, field: str = "status") -> None:
@@ -371,6 +378,19 @@ def refund_answer_applies(status: str, retry_requested_at: str | None) -> bool:
     if status == REFUND_FAILED:
         return retry_requested_at is not None
     return status in (APPROVED, RECEIVED)
+
+
+def asks_again_on_its_own(
+    status: str, retry_requested_at: str | None, blocked_by: Sequence[uuid.UUID], failed: uuid.UUID
+) -> bool:
+    """Whether refund ``failed`` (made by hand) failing lets the returns service retry the return's refund
+    without a person: the return is refund_failed, no retry of it is awaited (staff's own is on its way, or
+    an answer would not apply), and its refusal named ``failed`` as what held it back. A refund by hand
+    that failed moved no money, so nothing of this return went back by it; the retry is decided under the
+    payment's lock as staff's would be (apps.payment.rules.plan_refund_retry): refused again while another
+    refund by hand is pending, settled by refunds by hand that went through since, else asked of the
+    provider once. One that succeeded is left to staff: nothing tells whether it was this return's money."""
+    return status == REFUND_FAILED and retry_requested_at is None and failed in blocked_by
 
 
 def refund_asked_at(

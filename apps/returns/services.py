@@ -21,16 +21,22 @@ from apps.common.models import utc_now
 from apps.common.pagination import decode_cursor, encode_cursor
 from apps.payment.rules import SETTLE_WITH, NamedRefund, plan_settlement
 from apps.returns.events import (
-    RefundOrder,
     ReturnApproved,
     ReturnReceived,
-    ReturnRefundRetryRequested,
     ReturnRejected,
     ReturnRequested,
 )
 from apps.returns.models import ReturnItem, ReturnRequest
 from apps.returns.orders import lines_of, lock_order, terms_of
-from apps.returns.progress import about, complete_if_done, expire, received_lines, request_lines
+from apps.returns.progress import (
+    about,
+    ask_refund_again,
+    complete_if_done,
+    expire,
+    received_lines,
+    refund_order,
+    request_lines,
+)
 from apps.returns.rules import (
     APPROVED,
     EARLIER_REFUND_IDS,
@@ -40,7 +46,6 @@ from apps.returns.rules import (
     REFUND_RETRIES_ABANDONED,
     REFUND_RETRY_EVENT_ID,
     REFUND_RETRY_REQUESTED_AT,
-    REFUND_RETRY_SETTLE_WITH,
     REFUND_SETTLE_WITH,
     REJECTED,
     REJECTION_REASON,
@@ -54,13 +59,11 @@ from apps.returns.rules import (
     check_window,
     compute_refund,
     is_expired,
-    refund_asked_at,
     refund_shipping_by_default,
     request_reason,
     return_number,
-    without,
 )
-from outbox.writer import add_event, new_event_id
+from outbox.writer import add_event
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -180,7 +183,7 @@ class ReturnService:
         refund = None
         if request.return_type == REFUND_ONLY:
             request.expires_at = None  # nothing to wait for
-            refund = self._refund_order(request) if request.no_refund_reason is None else None
+            refund = refund_order(request) if request.no_refund_reason is None else None
         elif data.settle_with:
             raise InconsistentFields(SETTLE_WITH, "this return is refunded when its items arrive: name them on receive")
         settle_with = await self._settle_with_at_once(request, data.settle_with)
@@ -249,7 +252,7 @@ class ReturnService:
         event = ReturnReceived(
             **about(request),
             items=received_lines(request),
-            refund=self._refund_order(request),
+            refund=refund_order(request),
             received_at=now,
             no_refund_reason=request.no_refund_reason,
             settle_with=settle_with,
@@ -289,33 +292,15 @@ class ReturnService:
                     "abandoned_at": now.isoformat(),
                 }
             )
-        earlier = [*kept.get(EARLIER_REFUND_IDS, []), *([str(request.refund_id)] * bool(request.refund_id))]
         if data.settle_with:
-            own = [uuid.UUID(refund_id) for refund_id in earlier]
+            own = [uuid.UUID(refund_id) for refund_id in kept.get(EARLIER_REFUND_IDS, [])]
+            own += [request.refund_id] if request.refund_id else []
             check_settle_with(data.settle_with, own)
             await self._check_settlement(request, data.settle_with, own)
-        asked_at = refund_asked_at(request.return_type, request.approved_at, request.processed_at)
-        refund = self._refund_order(request)  # the new refund_id, on the row too
-        event_id = new_event_id()
-        request.metadata_ = {
-            **without(kept, "refund_retry_requested_by", REFUND_RETRY_SETTLE_WITH),
-            EARLIER_REFUND_IDS: earlier,
-            REFUND_RETRY_REQUESTED_AT: now.isoformat(),
-            REFUND_RETRY_EVENT_ID: str(event_id),
-            **({"refund_retry_requested_by": data.requested_by} if data.requested_by else {}),
-            **({REFUND_RETRY_SETTLE_WITH: [str(op_id) for op_id in data.settle_with]} if data.settle_with else {}),
-            **({REFUND_RETRIES_ABANDONED: abandoned} if abandoned else {}),
-        }
-        request.updated_at = now
-        event = ReturnRefundRetryRequested(
-            **about(request),
-            refund=refund,
-            earlier_refund_ids=[uuid.UUID(refund_id) for refund_id in earlier],
-            refund_asked_at=asked_at or request.created_at,
-            requested_at=now,
-            settle_with=list(data.settle_with or []),
+        audit = {REFUND_RETRIES_ABANDONED: abandoned} if abandoned else {}
+        await ask_refund_again(
+            self.session, request, now, requested_by=data.requested_by, settle_with=data.settle_with or (), audit=audit
         )
-        await add_event(self.session, return_id, event, event_id=event_id)
         return await self._commit_and_read(return_id)
 
     async def _settle_with_at_once(self, request: ReturnRequest, named: Sequence[uuid.UUID] | None) -> list[uuid.UUID]:
@@ -438,19 +423,6 @@ class ReturnService:
         for item in request.items:
             item.refund_amount = refund.items[item.order_item_id]
         request.total_refund_amount, request.no_refund_reason = refund.total, refund.nothing_because
-
-    def _refund_order(self, request: ReturnRequest) -> RefundOrder:
-        """The refund the return asks for; with nothing to refund, a zero one that the row does not keep
-        (no payment operation will bear its id; return.received v1 requires one)."""
-        refund_id: uuid.UUID = uuid7()
-        if request.no_refund_reason is None:
-            request.refund_id = refund_id
-        return RefundOrder(
-            refund_id=refund_id,
-            amount=request.total_refund_amount,
-            currency=request.currency,
-            reason=f"return {request.return_number}",
-        )
 
     async def _lock_live(self, return_id: uuid.UUID) -> ReturnRequest:
         """The return, locked; one past its expiry is expired now (committed) and refused (409)."""

@@ -22,7 +22,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from apps.common.topology import BY_NAME, database_url
+from apps.payment.admin import held_back
 from apps.returns.rules import COMPLETED, REFUND_FAILED
 from tests.support import returns
 from tests.support.db import connect, fetch
@@ -446,3 +449,69 @@ async def test_a_refund_by_hand_named_on_receive_settles_the_return_and_the_prov
     [own] = [op for op in payment["operations"] if op["id"] == done["refund_id"]]
     assert (own["outcome"], own["amount"]) == ("succeeded", "0.00"), own
     assert len(await returns.sandbox_refunds(http, placed["id"])) == 1  # the one by hand, only
+
+
+async def test_a_return_refused_for_a_pending_refund_by_hand_is_retried_once_that_refund_fails(
+    http: httpx.AsyncClient,
+) -> None:
+    """Session 29. A refund by hand the provider never got (tok_refundUnreachableOnce: its first refund is a
+    503 for good) is pending when the return's items arrive: the return's refund is refused naming it
+    (session 28), refund_failed. Before session 29 it stayed so when that refund failed (here: the worker's
+    status query past the deadline, "no such refund"), although nothing held it back any more. Now the
+    returns service asks again on its own, audited: refunded once, by the provider, under a new key."""
+    product = await returns.stocked("30.00", 2)
+    placed = await returns.delivered_order(http, [(product, 2)], token="tok_refundUnreachableOnce")
+    [payment] = await returns.payments(http, placed["id"])
+    goodwill = await refund_by_hand(http, payment["id"], {"amount": "5.00", "reason": "goodwill"})
+    assert goodwill.status_code == 202, goodwill.text  # the sandbox never answers it
+    by_hand = goodwill.json()["refund"]["id"]
+
+    asked = [{"order_item_id": returns.line_id(placed, product), "quantity": 1, "reason": "defective"}]
+    created = await returns.request_return(http, {"order_id": placed["id"], "items": asked})
+    assert created.status_code == 201, created.text
+    return_id, [item] = created.json()["id"], created.json()["items"]
+    assert (await returns.act(http, return_id, "approve", {})).status_code == 200
+    came = [{"return_item_id": item["id"], "quantity_received": 1, "condition": "new"}]
+    assert (await returns.act(http, return_id, "receive", {"items": came})).status_code == 200
+    refused = await returns.return_reaches(http, return_id, REFUND_FAILED)
+    assert refused["refund_error"].startswith(f"refund {by_hand} made by hand still awaits"), refused
+    [row] = await fetch("returns", "SELECT metadata FROM return_requests WHERE id = $1", uuid.UUID(return_id))
+    blocked = json.loads(row["metadata"]).get("refund_blocked_by")  # checked below: first, what users see
+
+    # The refund by hand fails: past the deadline the worker asks the sandbox, which has no such refund.
+    conn = await connect("payment")
+    try:
+        await conn.execute(
+            "UPDATE payment_operations SET created_at = now() - interval '1 hour', next_attempt_at = now() "
+            "WHERE id = $1 AND outcome = 'pending'",
+            uuid.UUID(by_hand),
+        )
+    finally:
+        await conn.close()
+    done = await settled(http, return_id)
+    assert done["refund_id"] != refused["refund_id"] and blocked == [by_hand]
+
+    [row] = await fetch("returns", "SELECT metadata FROM return_requests WHERE id = $1", uuid.UUID(return_id))
+    metadata = json.loads(row["metadata"])
+    [audit] = metadata["refund_retries_unblocked"]
+    assert audit["refund_id"] == by_hand and audit["reason"] == "refund_unknown_to_provider", audit
+    assert metadata["refund_retry_requested_by"] == f"returns service: refund {by_hand} made by hand failed"
+    assert "refund_blocked_by" not in metadata and metadata["earlier_refund_ids"] == [refused["refund_id"]]
+
+    [payment] = await returns.payments(http, placed["id"])
+    refunds = {op["id"]: (op["outcome"], op["amount"]) for op in payment["operations"] if op["kind"] == "refund"}
+    amount = refused["total_refund_amount"]
+    assert refunds == {
+        by_hand: ("failed", "5.00"),
+        refused["refund_id"]: ("failed", amount),
+        done["refund_id"]: ("succeeded", amount),
+    }
+    assert payment["refunded_amount"] == amount
+    assert [r["amount"] for r in await returns.sandbox_refunds(http, placed["id"])] == [int(Decimal(amount) * 100)]
+    # What `just refunds fail` prints for the operator: the returns it held back (asked again on their own).
+    engine = create_async_engine(database_url(BY_NAME["payment"]), pool_size=1)
+    try:
+        async with async_sessionmaker(engine)() as session:
+            assert await held_back(session, uuid.UUID(by_hand)) == [return_id]
+    finally:
+        await engine.dispose()
