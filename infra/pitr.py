@@ -32,7 +32,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+from apps.common.read_routing import lsn_to_int
 from apps.common.topology import SERVICES, connect_url
 from infra import backup_physical, connectors, postgres, proc, replay, replica, stack
 from outbox import groups
@@ -198,6 +200,10 @@ def pitr(target: dt.datetime, since: dt.datetime) -> None:
     bootstrap = kafka_bootstrap()
     if proc.running(backup_physical.FIRST_BACKUP) or not backup_physical.backups():
         raise SystemExit("pitr: no backup to restore from yet (the first one may still be running)")
+    if base_backup(target, backup_physical.backups()) is None:
+        # Checked before anything stops: pgBackRest would restore a later backup, whose recovery can never
+        # reach an earlier target, and PostgreSQL would refuse to start on it.
+        raise SystemExit(f"pitr: no backup ended before {target.isoformat()}; `just pitr --to T --dry-run` lists them")
     # Held throughout: a `just up` or `just start postgres` meanwhile would start PostgreSQL on a data
     # directory that pgBackRest is rewriting (the drill saw one try), or the replica from its old copy.
     with stack.exclusive():
@@ -234,6 +240,46 @@ def pitr(target: dt.datetime, since: dt.datetime) -> None:
     print(f"pitr: done in {time.monotonic() - started:.1f}s; take a backup on the new timeline: just backup --incr")
 
 
+def current_lsn() -> int | None:
+    """The primary's WAL position now, or None if it does not answer (the dry run still lists the backups)."""
+    try:
+        return lsn_to_int(postgres.psql_admin("SELECT pg_current_wal_lsn()").strip())
+    except Exception:  # a dry run must print its plan whatever state the cluster is in
+        return None
+
+
+def _ended(entry: dict[str, Any]) -> dt.datetime:
+    return dt.datetime.fromtimestamp(entry["timestamp"]["stop"], dt.UTC)
+
+
+def base_backup(target: dt.datetime, entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The backup a recovery to ``target`` starts from: the newest that ended before it (pgBackRest's choice)."""
+    usable = [entry for entry in entries if _ended(entry) <= target]
+    return usable[-1] if usable else None
+
+
+def dry_run_plan(
+    target: dt.datetime, since: dt.datetime, entries: list[dict[str, Any]], lsn_now: int | None
+) -> list[str]:
+    """What `just pitr --dry-run` prints: the backups, the one a recovery to ``target`` starts from (pgBackRest
+    takes the newest that ended before it) and how much WAL it may have to replay from there."""
+
+    lines = [f"backup {e['label']} ({e['type']}) ended {_ended(e).isoformat()}" for e in entries]
+    base = base_backup(target, entries)
+    if base is None:
+        lines.append(f"no backup ended before {target.isoformat()}: there is nothing to recover to that moment from")
+        return lines
+    lines.append(f"a recovery to {target.isoformat()} starts from {base['label']} and replays the WAL archive from it")
+    if lsn_now is not None:
+        wal = max(lsn_now - lsn_to_int(base["lsn"]["stop"]), 0)
+        lines.append(
+            f"WAL written since that backup: {wal / 2**30:.1f} GiB (what a recovery to now replays; "
+            "`just backup --incr` makes the next recovery start later)"
+        )
+    lines.append(f"would restore to {target.isoformat()} and re-publish outbox rows since {since.isoformat()}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--to", required=True, help="the moment to restore to (ISO 8601; UTC if no zone)")
@@ -245,10 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     target = parse_time(args.to)
     since = parse_time(args.resend_since) if args.resend_since else target - RESEND_WINDOW
     if args.dry_run:
-        for entry in backup_physical.backups():
-            stamp = dt.datetime.fromtimestamp(entry["timestamp"]["stop"], dt.UTC).isoformat()
-            print(f"backup {entry['label']} ({entry['type']}) ended {stamp}")
-        print(f"would restore to {target.isoformat()} and re-publish outbox rows since {since.isoformat()}")
+        print("\n".join(dry_run_plan(target, since, backup_physical.backups(), current_lsn())))
         return 0
     pitr(target, since)
     return 0

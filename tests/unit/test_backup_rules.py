@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from apps.common.read_routing import lsn_to_int, replica_url
 from apps.common.topology import BY_NAME
-from infra import backup, backup_physical, pitr, postgres
+from infra import backup, backup_physical, pitr, postgres, proc, stack
 
 
 def test_dump_names_are_the_seeds_in_utc() -> None:
@@ -93,7 +94,7 @@ def test_a_restore_refuses_another_databases_dump_before_touching_anything(
     archive.write_bytes(b"PGDMP")
     monkeypatch.setattr(backup, "table_of_contents", lambda path: CATALOG_TOC)
     ran: list[object] = []
-    monkeypatch.setattr(backup.subprocess, "run", lambda *a, **k: ran.append(a))
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: ran.append(a))
     with pytest.raises(SystemExit, match=r"is a dump of catalog_db, not analytics_db: `just restore analytics`"):
         backup.restore(BY_NAME["analytics"], archive)
     assert not ran
@@ -105,3 +106,29 @@ def test_a_file_that_is_no_dump_is_refused_in_pg_restores_words(tmp_path: Path) 
     garbage.write_text("garbage\n")
     with pytest.raises(SystemExit, match=r"is not a dump pg_restore can read: .*valid archive"):
         backup.main(["--restore", "analytics", str(garbage)])
+
+
+def _backup(label: str, stop: dt.datetime, lsn_stop: str) -> dict[str, object]:
+    return {"label": label, "type": "full", "timestamp": {"stop": stop.timestamp()}, "lsn": {"stop": lsn_stop}}
+
+
+def test_the_dry_run_names_the_backup_a_recovery_starts_from_and_the_wal_to_replay() -> None:
+    two = dt.datetime(2026, 11, 27, 2, 3, 15, tzinfo=dt.UTC)
+    entries = [_backup("20261127-020312F", two, "0/5000050"), _backup("20261127-060000I", two.replace(hour=6), "1/0")]
+    since = two.replace(hour=4)
+    plan = pitr.dry_run_plan(two.replace(hour=5), since, entries, lsn_now=0xA_AF000000)
+    assert "starts from 20261127-020312F" in plan[2]
+    assert plan[3].startswith("WAL written since that backup: 42.7 GiB")
+    assert pitr.base_backup(two.replace(hour=7), entries) is entries[1]
+    assert pitr.dry_run_plan(two.replace(hour=1), since, entries, None)[-1].startswith("no backup ended before")
+
+
+def test_a_recovery_to_before_every_backup_is_refused_before_anything_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pgBackRest would restore the latest backup for an unreachable time target and PostgreSQL refuse to
+    # start on it: the stack would be left down.
+    two = dt.datetime(2026, 11, 27, 2, 3, 15, tzinfo=dt.UTC)
+    monkeypatch.setattr(backup_physical, "backups", lambda: [_backup("20261127-020312F", two, "0/5000050")])
+    monkeypatch.setattr(proc, "running", lambda name: False)
+    monkeypatch.setattr(stack, "exclusive", lambda: pytest.fail("the stack was touched"))
+    with pytest.raises(SystemExit, match="no backup ended before 2026-11-27T01:03:15"):
+        pitr.pitr(two.replace(hour=1), two.replace(hour=0))
