@@ -83,7 +83,7 @@ async def test_poison_records_are_dead_lettered_and_the_consumer_moves_on_to_lag
         ids = {name: uuid.uuid4() for name in (
             "malformed", "wrong_shape", "old_version", "bad_schema_version", "no_type", "tombstone",
             "version_past_integer", "version_0", "bad_version", "conflicting_ids", "conflicting_types",
-            "near_limit",
+            "near_limit", "nan_amount",
         )}  # fmt: skip
         key = str(uuid.uuid4()).encode()
         dead = [
@@ -100,6 +100,11 @@ async def test_poison_records_are_dead_lettered_and_the_consumer_moves_on_to_lag
             (key, _payload(), [("id", str(uuid.uuid4()).encode()), *_headers(ids["conflicting_ids"])]),
             (key, _payload(), [*_headers(ids["conflicting_types"]), ("event_type", b"order.exploded")]),
             (key, b'{"order_id": "' + b"x" * NEAR_LIMIT + b'"}', _headers(ids["near_limit"])),
+            (
+                key,
+                _payload().replace(b'"total_amount": "10.00"', b'"total_amount": "NaN"'),
+                _headers(ids["nan_amount"]),
+            ),
         ]
         applied = {name: uuid.uuid4() for name in ("future_version", "no_key", "huge_key", "odd_key")}
         skipped = uuid.uuid4()

@@ -4,6 +4,7 @@ the broker and a consumer process: tests/integration/test_poison_records.py."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -14,7 +15,7 @@ from apps.customer.consumers import group as customer_stats
 from outbox import dead_letters
 from outbox.decoding import parse
 from outbox.errors import RetryableError
-from outbox.events import encode_payload
+from outbox.events import encode_payload, payload_as_dict
 from tests.support.orders import order_created
 from tests.unit.test_consumer_plan import FakeMessage
 
@@ -141,3 +142,22 @@ def test_a_key_that_is_no_uuid_leaves_the_aggregate_unknown_and_the_event_applie
     record._key = key
     batch = parse(customer_stats, [record])
     assert batch.poison == [] and [p.ctx.aggregate_id for p in batch.parsed] == [None]
+
+
+@pytest.mark.parametrize("spelling", ["NaN", "nan", "-NaN", "sNaN", "nAn"])
+def test_an_amount_that_is_not_a_number_is_poison_not_a_sum_spoilt_for_good(spelling: str) -> None:
+    # PostgreSQL's numeric stores NaN, and NaN + anything is NaN: one such order.created made the customer's
+    # total_spent and the day's and the product's sales NaN for good.
+    created = payload_as_dict(order_created(str(uuid.uuid4())))
+    for spoil in (lambda p: p.update(total_amount=spelling), lambda p: p["items"][0].update(unit_price=spelling)):
+        payload = json.loads(json.dumps(created))
+        spoil(payload)
+        batch = parse(customer_stats, [_record(_headers(uuid.uuid4()), json.dumps(payload).encode())])
+        assert batch.parsed == [] and len(batch.poison) == 1
+        assert "is not a number" in batch.poison[0].error
+
+
+def test_a_payload_that_only_spells_nan_in_a_text_is_applied() -> None:
+    created = order_created("nancy-NaN")
+    batch = parse(customer_stats, [_record(_headers(uuid.uuid4()), encode_payload(created))])
+    assert batch.poison == [] and len(batch.parsed) == 1
