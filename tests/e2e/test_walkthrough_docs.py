@@ -19,6 +19,7 @@ import yaml  # type: ignore[import-untyped]  # PyYAML ships no types; types-PyYA
 
 from apps.common.topology import connect_url
 from infra import connectors, monitoring
+from infra.paths import REPO
 from tests.support.http import api_client, auth_headers, create_customer, create_product, service_url, set_stock
 from tests.support.orders import eventually
 
@@ -330,3 +331,24 @@ def test_every_connector_file_passes_connects_own_validation() -> None:
         assert answer["error_count"] == 0, (path.name, errors)
     names = httpx.get(f"{connect_url()}/connectors", timeout=10).json()
     assert not [name for name in names if name.startswith("validate")]  # nothing was created
+
+
+def test_every_alert_has_a_row_in_both_tables_of_operations_md() -> None:
+    # The Alerts table (condition) and the on-call table (first look, usual fix): DiskUsageHigh fired on the
+    # shared stack (2026-11-27) with no on-call row.
+    page = (REPO / "docs/operations.md").read_text()
+    alerts_table = page[page.index("### Alerts") : page.index("### On call")]
+    on_call_table = page[page.index("### On call") : page.index("### Dashboard")]
+    alerts = {
+        rule["alert"]
+        for group in yaml.safe_load((monitoring.RULES / "commerce.yml").read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+
+    def first_cells(table: str) -> str:
+        return "\n".join(line.split("|")[1] for line in table.splitlines() if line.startswith("| "))
+
+    for alert in sorted(alerts):
+        assert re.search(rf"\b{alert}\b", first_cells(alerts_table)), f"{alert}: no row under ### Alerts"
+        assert re.search(rf"\b{alert}\b", first_cells(on_call_table)), f"{alert}: no row under ### On call"
