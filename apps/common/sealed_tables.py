@@ -272,9 +272,20 @@ def service_keys(service: str) -> ServiceKeys:
     return ServiceKeys(service, module.keyring, module.SEALED_TABLES)
 
 
+COMMANDS = ("status", "rotate", "reseal", "retire")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``just keys SERVICE COMMAND ...`` (SERVICE defaults to customer, as before other services sealed)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] not in SERVICES and args[0] not in COMMANDS and not args[0].startswith("-"):
+        # Else a misspelt service reads as "just keys customer: invalid choice" (the default swallowed it).
+        print(
+            f"just keys: {args[0]!r} is neither a service ({', '.join(SERVICES)}) nor a command "
+            f"({', '.join(COMMANDS)}): just keys [SERVICE] status|rotate|reseal|retire KID",
+            file=sys.stderr,
+        )
+        return 2
     service = args.pop(0) if args and args[0] in SERVICES else "customer"
     return service_keys(service).main(args)
 
