@@ -9,7 +9,8 @@ key (410) or one never made (404) is remembered as None (both mean: the values a
 At most ``MAX_ENTRIES`` are kept: a consumer meets every buyer once, so an unbounded cache grew with the
 customer base and held raw keys long past their time; past the cap, expired keys go first, then the
 longest unused (an evicted tombstone is only asked again, and answers 410 again).
-Any other failure raises DependencyUnavailable, so a consumer retries rather than erasing by mistake.
+Any other failure raises DependencyUnavailable (for_sealing: the API answers 503) or, for a consumer
+(for_opening), RetryableError: it retries rather than erasing by mistake or dead-lettering the event.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
-from apps.common.personal import DataKey, unwrap_data_key
+from apps.common.errors import DependencyUnavailable
+from apps.common.personal import DataKey, check_subject, unwrap_data_key
 from apps.common.service_client import ServiceClient, open_service_client
+from outbox.errors import RetryableError
 
 if TYPE_CHECKING:
     import aiohttp
@@ -54,8 +57,18 @@ class DataKeys:
         return await self._get(subject, create=True)
 
     async def for_opening(self, subject: str) -> DataKey | None:
-        """The subject's key; None when it is destroyed or was never made (the values read as ERASED)."""
-        return await self._get(subject, create=False)
+        """The subject's key; None when it is destroyed or was never made (the values read as ERASED).
+
+        For consumers: a customer service that fails (anything but 200, 404, 410: a 503 while its database
+        restarts, a 429, a dropped connection) raises RetryableError, so the event waits and is applied once
+        the service answers. As DependencyUnavailable it was the event's fault to the runtime: the order
+        saga dead-lettered the checkout.completed and its order was never created. A subject no key can
+        have (CryptoError) is the event's own fault: checked first, it is not asked about forever."""
+        check_subject(subject)
+        try:
+            return await self._get(subject, create=False)
+        except DependencyUnavailable as exc:
+            raise RetryableError(str(exc)) from exc
 
     async def _get(self, subject: str, *, create: bool) -> DataKey | None:
         now = time.monotonic()

@@ -89,7 +89,7 @@ class DataKey:
 
 
 def check_subject(subject: str) -> str:
-    if not _SUBJECT.match(subject):
+    if not _SUBJECT.fullmatch(subject):  # match() let "id\n" through (`$` matches before it)
         raise CryptoError("a data-key subject is 1-64 letters, digits, '_' or '-'")
     return subject
 

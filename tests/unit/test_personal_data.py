@@ -158,7 +158,7 @@ async def test_data_keys_are_cached_briefly_and_an_erased_key_for_good() -> None
         assert await erased.for_opening(SUBJECT) is None and await erased.for_opening(SUBJECT) is None
         assert gone.calls == 1  # destroyed stays destroyed: never asked again
     with pytest.raises(DependencyUnavailable):
-        await DataKeys(_FakeCustomers(503), ttl_s=60).for_opening(SUBJECT)  # type: ignore[arg-type]
+        await DataKeys(_FakeCustomers(503), ttl_s=60).for_sealing(SUBJECT)  # type: ignore[arg-type]
 
 
 async def test_data_keys_keep_at_most_their_cap_expired_keys_first_then_the_longest_unused() -> None:
