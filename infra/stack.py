@@ -59,16 +59,15 @@ def app_processes() -> list[Process]:
                     argv=[
                         python,
                         "-m",
-                        "uvicorn",
+                        # uvicorn on httptools, bounding a request's head and closing a stalled request
+                        "apps.common.http_server",
                         f"apps.{spec.name}.app:create_app",
-                        "--factory",
                         "--host",
                         "127.0.0.1",
                         "--port",
                         str(port),
                         "--workers",
                         workers,
-                        "--no-access-log",
                     ],
                     probe=_http_ok(f"http://127.0.0.1:{port}/health"),
                     url=f"http://127.0.0.1:{port}",

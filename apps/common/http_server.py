@@ -1,0 +1,154 @@
+"""How every service API is served: uvicorn on httptools, with a bound on a request's head and on a stalled request.
+
+uvicorn bounds neither (session 29, S): one anonymous request carrying 1,000,000 small headers (17 MB) held
+the catalog's event loop for 1.4 s and left its worker 340 MB larger, a single 50 MB header blocked it for
+1.9 s, and a connection that sends half a request is never closed. Litestar's own limit
+(``request_max_body_size``, 1 MB) starts only once the head has been parsed. So, below the app:
+
+- a request line and headers together of more than ``MAX_HEAD_BYTES`` (32 KiB; nginx's default is four 8 KiB
+  header buffers, uvicorn's h11 parser 16 KiB) are answered ``431`` and the connection is closed;
+- a connection that waits on its client for the rest of a request (no request yet, a head or a body
+  begun) for ``STALL_TIMEOUT_S`` (15 s) without a byte is closed: ``408`` if no request has started, else
+  closed (the app sees the client leave). Time the server spends not reading (its own back-pressure while the
+  app has not consumed a body) does not count. Between requests uvicorn's keep-alive timeout (5 s) applies.
+
+A request that arrives whole in one read costs a few attribute tests more than uvicorn's own protocol.
+
+Run: ``python -m apps.common.http_server apps.order.app:create_app --host 127.0.0.1 --port 8004 --workers 1``
+(the stack does: ``infra/stack.py``); the app is a factory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any, Final
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+__all__ = ["MAX_HEAD_BYTES", "STALL_TIMEOUT_S", "BoundedHttpToolsProtocol", "main"]
+
+MAX_HEAD_BYTES: Final = 32 * 1024
+STALL_TIMEOUT_S: Final = 15.0
+# How a read can begin when the head's closing CRLF CRLF began in the read before it (longest first).
+_END_TAILS: Final = (b"\n\r\n", b"\r\n", b"\n")
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing an oversized head (431) and closing a stalled request."""
+
+    max_head_bytes: int = MAX_HEAD_BYTES
+    stall_timeout_s: float = STALL_TIMEOUT_S
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Between requests or inside a head: what arrives is counted against max_head_bytes. A chunk that
+        # ends one request and begins the next is not counted, so the bound holds to within one read.
+        self._in_head = True
+        self._head_bytes = 0
+        # A request begun and not yet received whole (its head or its body still to come).
+        self._incomplete = False
+        self._stall: asyncio.TimerHandle | None = None
+        self._last_data = 0.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._last_data = self.loop.time()
+        self._arm(self.stall_timeout_s)  # a connection that never sends a request
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            counted = self._head_bytes + len(data)
+            if counted > self.max_head_bytes:
+                # Judged before the parser sees it; this read may hold the head's end and a body, and
+                # the blank line that ends the head may have begun in the read before.
+                end = data.find(b"\r\n\r\n") + 4
+                if end == 3:
+                    end = next((len(tail) for tail in _END_TAILS if data.startswith(tail)), 0)
+                if not end or self._head_bytes + end > self.max_head_bytes:
+                    self._answer_and_close(431, "Request header fields too large.")
+                    return
+            self._head_bytes = counted
+            self._incomplete = True
+        super().data_received(data)
+        if self._incomplete or self.cycle is None:
+            self._last_data = self.loop.time()
+            if self._stall is None:
+                self._arm(self.stall_timeout_s)
+        elif self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_head, self._head_bytes, self._incomplete = True, 0, False
+        super().on_message_complete()
+
+    def _arm(self, delay: float) -> None:
+        self._stall = self.loop.call_later(delay, self._stalled)
+
+    def _stalled(self) -> None:
+        self._stall = None
+        if self.transport.is_closing() or not (self._incomplete or self.cycle is None):
+            return
+        now = self.loop.time()
+        busy = self._in_head and self.cycle is not None and not self.cycle.response_complete
+        if self.flow.read_paused or busy:
+            # Waiting on ourselves, not on the client: the app has not taken the body yet, or is still
+            # answering the request before the one whose head is coming.
+            self._last_data = now
+        idle = now - self._last_data
+        if idle < self.stall_timeout_s:
+            self._arm(self.stall_timeout_s - idle)
+        elif self._in_head:
+            self._answer_and_close(408, "Request timeout.")
+        else:
+            self.transport.close()  # the app, waiting on the body, sees the client leave
+
+    def _answer_and_close(self, status: int, message: str) -> None:
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # an answer to the request before is under way: nothing to add to it
+            return
+        reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+        body = message.encode("ascii")
+        head = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
+        head += [
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join([*head, body]))
+        self.transport.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve a service API (an app factory) under uvicorn, bounded.")
+    parser.add_argument("app", help="an app factory, module:function")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    uvicorn.run(
+        args.app,
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=False,  # apps.common.logs writes our own, one JSON line per request
+        http="apps.common.http_server:BoundedHttpToolsProtocol",  # by name: each worker process imports it
+    )
+
+
+if __name__ == "__main__":
+    main()

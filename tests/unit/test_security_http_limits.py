@@ -1,0 +1,171 @@
+"""What one connection can make a service API hold (session 29, S): uvicorn's httptools protocol bounded no
+request head (1,000,000 headers, 17 MB, held the catalog's loop 1.4 s and grew its worker by 340 MB) and
+closed no half-sent request. apps.common.http_server serves every API; here it serves a small app on a free
+port in this process, with the stack's own launch line checked to use it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+from litestar import Litestar, Request, get, post
+
+from apps.common import http_server
+from apps.common.http_server import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
+
+pytestmark = pytest.mark.unit
+
+
+@get("/ping", sync_to_thread=False)
+def ping() -> str:
+    return "pong"
+
+
+@post("/echo")
+async def echo(request: Request[Any, Any, Any]) -> dict[str, int]:
+    return {"received": len(await request.body())}
+
+
+class _Short(BoundedHttpToolsProtocol):
+    stall_timeout_s = 0.5
+
+
+@contextlib.asynccontextmanager
+async def serving(protocol: type[BoundedHttpToolsProtocol] = BoundedHttpToolsProtocol) -> AsyncIterator[int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(Litestar([ping, echo]), http=protocol, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    for _ in range(500):
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def exchange(port: int, request: bytes, wait: float = 5.0) -> bytes:
+    """Send request, return what the server sends until it closes or wait passes; RESET if the server
+    closed on a request it had not read whole (the kernel then resets, and may drop the answer)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    received = b""
+    try:
+        writer.write(request)
+        await writer.drain()
+    except ConnectionResetError:
+        return b"RESET"
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(wait):
+            while chunk := await reader.read(65536):
+                received += chunk
+                if b"connection: close" not in received and received.endswith(b"pong"):
+                    break
+    writer.close()
+    return received or b"RESET"
+
+
+def head(headers: int, filler: int = 0) -> bytes:
+    lines = b"".join(b"x-s29-%d: v\r\n" % i for i in range(headers))
+    big = b"x-big: " + b"a" * filler + b"\r\n" if filler else b""
+    return b"GET /ping HTTP/1.1\r\nhost: t\r\n" + lines + big + b"\r\n"
+
+
+async def test_an_oversized_head_is_a_431_and_the_connection_closes() -> None:
+    async with serving() as port:
+        for oversized in (
+            head(1_000_000),
+            head(0, filler=10 * MAX_HEAD_BYTES),
+            b"GET /ping?" + b"q" * (2 * MAX_HEAD_BYTES) + b" HTTP/1.1\r\nhost: t\r\n\r\n",
+        ):
+            answer = await exchange(port, oversized)
+            # httptools itself refuses a URL past 64 KiB (400); a reset is the kernel's answer to a close
+            # with unread bytes.
+            assert answer[:13] in (b"HTTP/1.1 431 ", b"HTTP/1.1 400 ") or answer == b"RESET", answer[:40]
+        # Read whole before it is judged, a head just over the bound gets its 431 rather than a reset.
+        assert (await exchange(port, head(0, filler=MAX_HEAD_BYTES + 1024))).startswith(b"HTTP/1.1 431 ")
+        # The server is still there, and a head just under the bound (a long token, a hundred headers) passes.
+        assert (await exchange(port, head(100, filler=MAX_HEAD_BYTES - 4096))).startswith(b"HTTP/1.1 200 ")
+
+
+async def test_the_loop_is_not_held_by_a_flood_of_headers() -> None:
+    async with serving() as port:
+        flood = asyncio.create_task(exchange(port, head(1_000_000)))
+        worst = 0.0
+        while not flood.done():
+            started = time.monotonic()
+            assert (await exchange(port, head(1))).startswith(b"HTTP/1.1 200 ")
+            worst = max(worst, time.monotonic() - started)
+        answer = await flood
+        assert answer.startswith(b"HTTP/1.1 431 ") or answer == b"RESET", answer[:40]
+        assert worst < 0.25, f"a normal request waited {worst:.2f} s"
+
+
+async def test_a_body_in_many_reads_and_pipelined_requests_still_pass() -> None:
+    async with serving(_Short) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        body = b'{"k": "' + b"v" * 200_000 + b'"}'
+        writer.write(b"POST /echo HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n")
+        writer.write(b"content-length: %d\r\n\r\n" % len(body))
+        for start in range(0, len(body), 50_000):  # slower than one read, faster than the stall bound
+            writer.write(body[start : start + 50_000])
+            await writer.drain()
+            await asyncio.sleep(0.2)
+        status = await asyncio.wait_for(reader.readline(), 5)
+        assert status.startswith(b"HTTP/1.1 201 ")
+        writer.close()
+        two = await exchange(port, head(1) + head(1), wait=2.0)
+        assert two.count(b"HTTP/1.1 200 ") == 2
+
+
+@pytest.mark.parametrize("split", [1, 2, 3])
+async def test_a_head_whose_end_straddles_two_reads_is_not_taken_for_a_big_one(split: int) -> None:
+    """The blank line ending the head arrives in two reads, the second bringing a body larger than the bound."""
+    async with serving(_Short) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        body = b'{"k": "' + b"v" * (2 * MAX_HEAD_BYTES) + b'"}'
+        first = b"POST /echo HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
+        first += b"content-length: %d\r\n\r\n" % len(body)
+        writer.write(first[:-split])
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(first[-split:] + body)
+        await writer.drain()
+        assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.1 201 ")
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("label", "sent", "answer"),
+    [
+        ("nothing", b"", b"HTTP/1.1 408 "),
+        ("half a head", b"GET /ping HTTP/1.1\r\nhost: t\r\n", b"HTTP/1.1 408 "),
+        ("half a body", b"POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 100\r\n\r\n{", b""),
+    ],
+)
+async def test_a_stalled_request_is_closed(label: str, sent: bytes, answer: bytes) -> None:
+    async with serving(_Short) as port:
+        started = time.monotonic()
+        received = await exchange(port, sent, wait=5.0)
+        took = time.monotonic() - started
+        assert received.startswith(answer), (label, received[:40])
+        assert 0.4 < took < 3.0, (label, took)
+
+
+def test_the_stack_serves_every_api_with_the_bounded_protocol() -> None:
+    from infra.stack import app_processes
+
+    apis = [p for p in app_processes() if p.name.endswith("-api")]
+    assert apis
+    for process in apis:
+        assert process.argv[1:3] == ["-m", http_server.__name__], process.argv
