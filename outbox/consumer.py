@@ -25,7 +25,7 @@ from outbox.routing import topic_for_event
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["REDRIVE_HEADER", "BatchHandler", "ConsumerGroup", "EventContext", "Handler", "Skip"]
+__all__ = ["REDRIVE_HEADER", "BatchHandler", "ConsumerGroup", "EventContext", "Handler", "Prepare", "Skip"]
 
 
 @dataclass(slots=True)
@@ -73,6 +73,8 @@ Handler = Callable[["AsyncSession", Any, EventContext], Awaitable[None]]
 BatchHandler = Callable[["AsyncSession", Sequence[tuple[Any, EventContext]]], Awaitable[None]]
 # True for an event (its decoded payload) that its handler would leave every row unchanged for.
 Skip = Callable[[Any], bool]
+# Run with a batch's events of one type (decoded payloads, partition order) before its transaction opens.
+Prepare = Callable[[Sequence[Any]], Awaitable[None]]
 
 
 @dataclass
@@ -103,6 +105,8 @@ class ConsumerGroup:
     fetch_wait_ms: int = 0
     # Per event type, the events its handler changes nothing for (the ``skip`` of handler/batch_handler).
     skips: dict[str, Skip] = field(default_factory=dict)
+    # Per event type, what to do before the batch's transaction opens (see ``prepare``).
+    prepares: dict[str, Prepare] = field(default_factory=dict)
 
     def handler(self, event_type: str, *, skip: Skip | None = None) -> Callable[[Handler], Handler]:
         """Register an async handler applied to one event at a time, in partition order (``skip``: see
@@ -131,6 +135,23 @@ class ConsumerGroup:
         def register(fn: BatchHandler) -> BatchHandler:
             self._claim(event_type, skip)
             self.batch_handlers[event_type] = fn
+            return fn
+
+        return register
+
+    def prepare(self, event_type: str) -> Callable[[Prepare], Prepare]:
+        """Register a coroutine the runtime awaits with a batch's events of this type before it opens the
+        batch's transaction: the remote calls their handler needs, made there and their answers cached
+        where the handler reads them. Made by the handler, a call would hold the transaction, its inbox
+        claims and every row the batch's earlier events locked until the other service answered. A
+        retryable failure (outbox.retry) retries the batch with backoff, as a database error does, with
+        nothing opened; any other is left to the handler, which meets it in the transaction and has the
+        event dead-lettered as before. Redeliveries are prepared too (the inbox is only read later)."""
+
+        def register(fn: Prepare) -> Prepare:
+            if not self.handles(event_type):
+                raise ValueError(f"{self.name}: {event_type} has no handler to prepare for")
+            self.prepares[event_type] = fn
             return fn
 
         return register

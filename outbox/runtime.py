@@ -218,6 +218,7 @@ class ConsumerRuntime:
         attempt = 0
         while True:
             try:
+                await self._prepare(batch)
                 await self.transaction.apply(batch.parsed, batch.poison, isolate=isolate, plan=plan)
                 self.database_ok = True
                 return
@@ -234,6 +235,25 @@ class ConsumerRuntime:
                 await self._wait(delay)
                 if self.stop_requested.is_set():
                     raise Stopped from exc
+
+    async def _prepare(self, batch: Batch) -> None:
+        """The group's ``prepare`` hooks (ConsumerGroup.prepare), with no transaction open; again on each
+        retry, so what they cached is as fresh as the attempt."""
+        if not self.group.prepares:
+            return
+        events: dict[str, list[Any]] = {}
+        for item in batch.parsed:
+            if item.ctx.event_type in self.group.prepares:
+                events.setdefault(item.ctx.event_type, []).append(item.event)
+        for event_type, of_type in events.items():
+            try:
+                await self.group.prepares[event_type](of_type)
+            except Exception as exc:
+                if is_retryable(exc):
+                    raise
+                log.warning(
+                    "group %s: preparing %s failed (%r); its handler will meet it", self.group.name, event_type, exc
+                )
 
     async def _wait(self, delay: float) -> None:
         """Sleep, but wake up at once when a stop is requested."""

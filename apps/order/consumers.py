@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from apps.checkout.events import CheckoutCompleted
 from apps.common.consumer_db import consumer_database_url
 from apps.order import saga_rows
-from apps.order.checkout_orders import create_from_checkout
+from apps.order.checkout_orders import ask_buyers_keys, create_from_checkout
 from apps.order.saga import Saga
 from apps.payment.events import (
     PaymentAuthorized,
@@ -45,6 +45,9 @@ projection_tables: tuple[str, ...] = ()
 @group.handler("checkout.completed")
 async def order_from_checkout(session: AsyncSession, event: CheckoutCompleted, ctx: EventContext) -> None:
     await create_from_checkout(session, event)
+
+
+group.prepare("checkout.completed")(ask_buyers_keys)  # the buyers' keys, before the batch's transaction
 
 
 @group.batch_handler("inventory.reserved")
