@@ -158,9 +158,10 @@ class Provider:
                 replay = _lost(path, params, self.ledger) or replay
             self.ledger.log_request(key, path, replay.status_code, replayed=True)
             return replay
-        answer = self._decide(key, path, params)
-        if answer.status_code < 500:
-            self.ledger.store(key, print_, answer)
+        with self.ledger.transaction():  # what it did and the answer stored under the key, or neither
+            answer = self._decide(key, path, params)
+            if answer.status_code < 500:
+                self.ledger.store(key, print_, answer)
         sent = _lost(path, params, self.ledger) or answer
         self.ledger.log_request(key, path, sent.status_code, replayed=False)
         return sent

@@ -283,3 +283,25 @@ def test_the_http_api_during_an_outage_decides_nothing_then_answers_again(
         assert again.json() == made.json()
         [auth] = client.get("/v1/ledger", params={"reference": "order-1"}).json()["authorizations"]
         assert [r["status_code"] for r in auth["requests"]] == [503, 201, 201]  # the outage's 503 logged, one decision
+
+
+def test_a_decision_and_its_stored_answer_are_written_together(
+    provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sandbox killed between a refund's row and the answer stored under its key (kill -9 runs, session 29)
+    left the refund made and no answer: the caller's retry with the key made it a second time."""
+    auth = provider.call("a1", AUTH, authorization("tok_visa", "o1")).body["id"]
+    provider.call("c1", f"{AUTH}/{auth}/capture", {})
+    store = provider.ledger.store
+
+    def killed(*args: Any) -> None:
+        raise SystemExit("killed between the refund and its answer")
+
+    monkeypatch.setattr(provider.ledger, "store", killed)
+    with pytest.raises(SystemExit):
+        provider.call("r1", "/v1/refunds", {"authorization": auth, "amount": 100})
+    monkeypatch.setattr(provider.ledger, "store", store)
+    assert provider.call("r1", "/v1/refunds", {"authorization": auth, "amount": 100}).status_code == 201
+    assert provider.call("r1", "/v1/refunds", {"authorization": auth, "amount": 100}).status_code == 201
+    [books] = provider.ledger.for_reference("o1")["authorizations"]
+    assert [r["amount"] for r in books["refunds"]] == [100] and books["amount_refunded"] == 100
