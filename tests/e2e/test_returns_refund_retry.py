@@ -236,11 +236,10 @@ async def retry_answered(http: httpx.AsyncClient, return_id: str) -> dict[str, A
     return await returns.get_return(http, return_id)
 
 
-async def refund_failed_after_a_refund_by_hand(
+async def received_refund_failed(
     http: httpx.AsyncClient, placed: dict[str, Any], product: dict[str, Any]
 ) -> dict[str, Any]:
-    """A return of one unit of ``placed``, approved and received: refund_failed, as the order's payment was
-    refunded in full by hand before (only a captured payment can be refunded; this one is refunded)."""
+    """A return of one unit of ``placed``, approved and received, once its refund was refused."""
     asked = [{"order_item_id": returns.line_id(placed, product), "quantity": 1, "reason": "defective"}]
     created = await returns.request_return(http, {"order_id": placed["id"], "items": asked})
     assert created.status_code == 201, created.text
@@ -248,7 +247,15 @@ async def refund_failed_after_a_refund_by_hand(
     assert (await returns.act(http, return_id, "approve", {})).status_code == 200
     came = [{"return_item_id": item["id"], "quantity_received": 1, "condition": "new"}]
     assert (await returns.act(http, return_id, "receive", {"items": came})).status_code == 200
-    failed = await returns.return_reaches(http, return_id, REFUND_FAILED)
+    return await returns.return_reaches(http, return_id, REFUND_FAILED)
+
+
+async def refund_failed_after_a_refund_by_hand(
+    http: httpx.AsyncClient, placed: dict[str, Any], product: dict[str, Any]
+) -> dict[str, Any]:
+    """A return of one unit of ``placed``, approved and received: refund_failed, as the order's payment was
+    refunded in full by hand before (only a captured payment can be refunded; this one is refunded)."""
+    failed = await received_refund_failed(http, placed, product)
     assert failed["refund_error"] == "only a captured payment can be refunded; this one is refunded", failed
     return failed
 
@@ -466,14 +473,8 @@ async def test_a_return_refused_for_a_pending_refund_by_hand_is_retried_once_tha
     assert goodwill.status_code == 202, goodwill.text  # the sandbox never answers it
     by_hand = goodwill.json()["refund"]["id"]
 
-    asked = [{"order_item_id": returns.line_id(placed, product), "quantity": 1, "reason": "defective"}]
-    created = await returns.request_return(http, {"order_id": placed["id"], "items": asked})
-    assert created.status_code == 201, created.text
-    return_id, [item] = created.json()["id"], created.json()["items"]
-    assert (await returns.act(http, return_id, "approve", {})).status_code == 200
-    came = [{"return_item_id": item["id"], "quantity_received": 1, "condition": "new"}]
-    assert (await returns.act(http, return_id, "receive", {"items": came})).status_code == 200
-    refused = await returns.return_reaches(http, return_id, REFUND_FAILED)
+    refused = await received_refund_failed(http, placed, product)
+    return_id = refused["id"]
     assert refused["refund_error"].startswith(f"refund {by_hand} made by hand still awaits"), refused
     [row] = await fetch("returns", "SELECT metadata FROM return_requests WHERE id = $1", uuid.UUID(return_id))
     blocked = json.loads(row["metadata"]).get("refund_blocked_by")  # checked below: first, what users see
