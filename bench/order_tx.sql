@@ -40,6 +40,7 @@
 -- statements replayed through asyncpg 2.03, 1.92. With the time-ordered event id and the lines as
 -- parameters (below): this script 1.90, 2.03 against the service's 1.87, 1.97.
 -- The idempotency key's CTE is there as in the service's statement; like the bench's orders, it has no key.
+-- Since session 29 (order_0017-0018) a key is its customer's own: the CTE names the order's customer too.
 SELECT encode(overlay(uuid_send(gen_random_uuid())
                       placing substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
                       FROM 1 FOR 6), 'hex')::uuid AS oid,
@@ -93,8 +94,9 @@ WITH known AS (
   SELECT :oid, NULL, 'reservation', now() + interval '120 seconds', NULL, NULL, 0, now(), now()
   WHERE EXISTS (SELECT FROM ready)
 ), k AS (
-  INSERT INTO idempotency_keys (key, request_hash, order_id)
-  SELECT CAST(NULL AS varchar), NULL, CAST(:oid AS uuid) WHERE NULL IS NOT NULL AND EXISTS (SELECT FROM ready)
+  INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id)
+  SELECT :cid, CAST(NULL AS varchar), NULL, CAST(:oid AS uuid)
+  WHERE NULL IS NOT NULL AND EXISTS (SELECT FROM ready)
 ), v AS (
   INSERT INTO outbox_aggregate_version AS v (aggregate_id, aggregate_type, version)
   SELECT :oid, 'order', 1

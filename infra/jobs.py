@@ -60,9 +60,11 @@ ROWS = Counter("commerce_job_rows_total", "Rows a job moved or deleted, by table
 LAST_SUCCESS = Gauge("commerce_job_last_success_timestamp_seconds", "When the job last succeeded", ["task"])
 LAST_DURATION = Gauge("commerce_job_last_duration_seconds", "How long the job's last run took", ["task"])
 
+# A key is its customer's own (order_0017-0018): the outer condition keeps another customer's fresh row of
+# the same key (deleting by key alone took it too, and that customer's retry placed a second order).
 _PRUNE_IDEMPOTENCY_KEYS = text(
     "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys WHERE created_at < :cutoff "
-    "LIMIT :batch FOR UPDATE SKIP LOCKED)"
+    "LIMIT :batch FOR UPDATE SKIP LOCKED) AND created_at < :cutoff"
 )
 
 Job = Callable[[dt.datetime], Awaitable[dict[str, int]]]

@@ -90,10 +90,15 @@ class OrderStatusHistory(Base):
 
 
 class IdempotencyKey(Base):
-    """An Idempotency-Key seen on POST /api/orders: the request's fingerprint and the order it created."""
+    """An Idempotency-Key seen on POST /api/orders: the request's fingerprint and the order it created.
+    A key is the customer's own (primary key (customer_id, key), migrations order_0017-0018): another
+    customer's use of the same key neither refuses nor tells them anything (docs/decisions.md)."""
 
     __tablename__ = "idempotency_keys"
 
+    # The customer the order is for (the body's customer_id, which a customer caller must be): an admin
+    # placing for a customer uses that customer's namespace, so a retry replays whichever of them sends it.
+    customer_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     request_hash: Mapped[str] = mapped_column(sa.String(64))
     order_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), sa.ForeignKey("orders.id"))

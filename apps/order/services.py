@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+import asyncpg
 import msgspec
 from sqlalchemy import literal, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
@@ -21,7 +22,7 @@ from apps.common.pagination import decode_cursor, encode_cursor
 from apps.order.archive import archived
 from apps.order.driver import DriverStatement, pooled_connection
 from apps.order.known import References
-from apps.order.models import IdempotencyKey, Order, OrderItem
+from apps.order.models import Order, OrderItem
 from apps.order.placed import PlacedItem, PlacedOrder, PlacedSaga
 from apps.order.rules import (
     CANCELLED,
@@ -54,7 +55,19 @@ if TYPE_CHECKING:
     from apps.order.schemas import OrderCreate
 
 
-_EARLIER = DriverStatement(text("SELECT order_id, request_hash FROM idempotency_keys WHERE key = :key"))
+# A key is its customer's own (migrations order_0017-0018): another customer's use of it is invisible here.
+_EARLIER = DriverStatement(
+    text("SELECT order_id, request_hash FROM idempotency_keys WHERE customer_id = :customer_id AND key = :key")
+)
+# After a lost race, the row that won it: this customer's, or one written without a customer by the release
+# before order_0017 (its request's fingerprint covers the body's customer_id, so it matches only that
+# customer's request); none are left once order_0018 has run.
+_WINNER = DriverStatement(
+    text(
+        "SELECT order_id, request_hash FROM idempotency_keys "
+        "WHERE key = :key AND (customer_id = :customer_id OR customer_id IS NULL)"
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -128,6 +141,26 @@ def _quote(lines: Sequence[RequestedLine], guess: Mapping[uuid.UUID, CatalogPric
         return None
 
 
+_REUSED = "this key was used for a different request"
+
+
+def _same_request(row: Mapping[str, Any], request_hash: str) -> uuid.UUID:
+    """The order of an earlier request with the key, if it was this same request (else 409, naming the key)."""
+    if row["request_hash"] != request_hash:
+        raise StateConflict("Idempotency-Key", _REUSED, source="header")
+    return cast("uuid.UUID", row["order_id"])
+
+
+def _on_keys(error: IntegrityError) -> bool:
+    """Whether the violation was idempotency_keys' (a lost race for a key), not another table's."""
+    cause: BaseException | None = error.orig
+    while cause is not None:
+        if isinstance(cause, asyncpg.PostgresError):
+            return getattr(cause, "table_name", None) == "idempotency_keys"
+        cause = cause.__cause__
+    return False
+
+
 class OrderService:
     def __init__(self, session: AsyncSession, dependencies: Dependencies) -> None:
         self.session = session
@@ -153,14 +186,14 @@ class OrderService:
         try:
             async with pooled_connection(self.session):
                 if idempotency_key is not None:
-                    earlier_order = await self._earlier(idempotency_key, request_hash)
+                    earlier_order = await self._earlier(str(data.customer_id), idempotency_key, request_hash)
                 if earlier_order is None:
                     placed = await self._place(data, lines, idempotency_key, request_hash)
-        except IntegrityError:
+        except IntegrityError as exc:
             # Another request with the same Idempotency-Key committed first: answer as it did.
             await self.session.rollback()
-            if idempotency_key is not None and (earlier := await self._replay(idempotency_key, request_hash)):
-                return earlier
+            if idempotency_key is not None and _on_keys(exc):
+                return await self._replay(str(data.customer_id), idempotency_key, request_hash)
             raise
         if placed is not None:
             return placed
@@ -189,22 +222,20 @@ class OrderService:
         draft = _Draft.of(data, price_order(lines, prices), key)
         return draft.placed(await write_placement(self.session, draft.params))
 
-    async def _earlier(self, key: str, request_hash: str) -> uuid.UUID | None:
-        """The order an earlier request with this Idempotency-Key placed (409 if its body differed)."""
-        rows = await _EARLIER.fetch(self.session, {"key": key})
-        if not rows:
-            return None
-        if rows[0]["request_hash"] != request_hash:
-            raise StateConflict("Idempotency-Key", "this key was used for a different request", source="header")
-        return cast("uuid.UUID", rows[0]["order_id"])
+    async def _earlier(self, customer_id: str, key: str, request_hash: str) -> uuid.UUID | None:
+        """The order an earlier request of this customer with this Idempotency-Key placed (409 if its body
+        differed)."""
+        rows = await _EARLIER.fetch(self.session, {"customer_id": customer_id, "key": key})
+        return _same_request(rows[0], request_hash) if rows else None
 
-    async def _replay(self, key: str, request_hash: str) -> Placed | None:
-        seen = await self.session.get(IdempotencyKey, key)
-        if seen is None:
-            return None
-        if seen.request_hash != request_hash:
-            raise StateConflict("Idempotency-Key", "this key was used for a different request", source="header")
-        return Placed(await self.get(seen.order_id), replayed=True)
+    async def _replay(self, customer_id: str, key: str, request_hash: str) -> Placed:
+        """The answer to a request that lost the race for its key: the winner's order, or a 409."""
+        won = await _WINNER.fetch(self.session, {"customer_id": customer_id, "key": key})
+        # None: the key-only primary key of a database not yet at order_0018 refused another customer's row
+        # (the answer every key reused across customers got before the keys were scoped).
+        if not won:
+            raise StateConflict("Idempotency-Key", _REUSED, source="header")
+        return Placed(await self.get(_same_request(won[0], request_hash)), replayed=True)
 
     # -- reading -----------------------------------------------------------------------------------
 

@@ -48,8 +48,9 @@ def amounts(priced: object) -> dict[str, Any]:
 
 
 # Placing an order in one round trip: the order, its items, the first history row, the saga waiting on the
-# reservation, the Idempotency-Key (when given) and order.created with its per-aggregate version, as
-# data-modifying CTEs of one statement (foreign keys are checked at its end, when the order row exists).
+# reservation, the Idempotency-Key (when given; scoped to the order's customer) and order.created with its
+# per-aggregate version, as data-modifying CTEs of one statement (foreign keys are checked at its end, when
+# the order row exists).
 # The ORM's flush took six statements and most of a worker's CPU (docs/benchmarks.md, issue 11).
 # Each insert runs only where ``ready`` holds: always for ``_PLACE``; for the API's placement
 # (apps/order/known.py ``PLACE_IF_KNOWN``) only when the read models, read by the same statement, agree.
@@ -88,8 +89,9 @@ def placement_ctes(ready: str) -> str:
                :created_at
         WHERE {ready}
     ), k AS (
-        INSERT INTO idempotency_keys (key, request_hash, order_id)
-        SELECT CAST(:idempotency_key AS varchar), :request_hash, :id WHERE :idempotency_key IS NOT NULL AND {ready}
+        INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id)
+        SELECT :customer_id, CAST(:idempotency_key AS varchar), :request_hash, :id
+        WHERE :idempotency_key IS NOT NULL AND {ready}
     ), v AS (
         INSERT INTO outbox_aggregate_version AS v (aggregate_id, aggregate_type, version)
         SELECT :id, :aggregate_type, 1

@@ -117,7 +117,11 @@ VALUES ($1, $2, 'SKU-ARCH', 'Archived thing', 2, 10, 20)
 HISTORY_SQL = (
     "INSERT INTO order_status_history (order_id, status_from, status_to, created_at) VALUES ($1, NULL, 'delivered', $2)"
 )
-KEY_SQL = "INSERT INTO idempotency_keys (key, request_hash, order_id, created_at) VALUES ($1, 'h', $2, $3)"
+# A key is its order's customer's (order_0017-0018).
+KEY_SQL = (
+    "INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, created_at) "
+    "SELECT customer_id, $1, 'h', id, $3 FROM orders WHERE id = $2"
+)
 
 
 async def _old_order(conn: asyncpg.Connection, age: dt.timedelta) -> uuid.UUID:

@@ -3,8 +3,10 @@
 Under load: the order service takes a steady stream of orders on 4 connections while the live order_db goes
 down to the oldest revision its code serves (``OLDEST_SERVED``) and up to head again. No request may fail, and
 no ACCESS EXCLUSIVE lock on orders may be held longer than the migrations' lock_timeout. The code at head
-writes a ``data_access_log`` row with every order (order_0009), so below that revision every order would fail:
-a deployment never takes a database below what its running code needs. The expand/contract of order_0005-0007
+names ``idempotency_keys.customer_id`` in every order's statement (order_0017), so below that revision every
+order would fail: a deployment never takes a database below what its running code needs. The load sends an
+Idempotency-Key with every order, so the keys' primary key goes from (key) to (customer_id, key) and back
+(order_0018) under keyed writes; the lock watch covers idempotency_keys too. The expand/contract of order_0005-0007
 (created_by_service -> source_service) was run under load here while it was the newest change (session 17);
 its steps are still run both ways by the round trip below. Round trip: a scratch database of its own goes from
 nothing to head, down to nothing revision by revision, and up again, with an order row that keeps its source
@@ -38,8 +40,9 @@ CLIENTS = 4
 # out placed ~4,500 orders while order_0010 re-sealed every row) leaves the saga minutes of backlog that
 # every later test then waits behind.
 PAUSE_S = 0.5
-# The oldest schema the order code at head runs on: data_access_log (every order writes a row) came in 0009.
-OLDEST_SERVED = "order_0009"
+# The oldest schema the order code at head runs on: every order's statement names idempotency_keys.customer_id
+# (order_0017; before it, data_access_log, which every order writes a row of, came in 0009).
+OLDEST_SERVED = "order_0017"
 
 
 def _commands() -> AlembicCommands:
@@ -54,7 +57,7 @@ async def _place_orders(stop: asyncio.Event, customers: list[str], product: str)
             nonlocal placed
             while not stop.is_set():
                 body = {"customer_id": customers[index], "items": [{"product_id": product, "quantity": 1}]}
-                response = await http.post("/api/orders", json=body)
+                response = await http.post("/api/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
                 if response.status_code == 201:
                     placed += 1
                 else:
@@ -66,11 +69,13 @@ async def _place_orders(stop: asyncio.Event, customers: list[str], product: str)
 
 
 async def _watch_exclusive_locks(stop: asyncio.Event) -> float:
-    """The longest an ACCESS EXCLUSIVE lock on orders was seen held without a break (sampled every 20 ms)."""
+    """The longest an ACCESS EXCLUSIVE lock on orders or idempotency_keys was seen held without a break
+    (sampled every 20 ms)."""
     order_db = await asyncpg.connect(database_url(ORDER, driver="postgresql"))
     try:
-        database, relation = await order_db.fetchrow(
-            "SELECT (SELECT oid FROM pg_database WHERE datname = current_database()), 'orders'::regclass::oid"
+        database, relations = await order_db.fetchrow(
+            "SELECT (SELECT oid FROM pg_database WHERE datname = current_database()), "
+            "ARRAY['orders'::regclass::oid, 'idempotency_keys'::regclass::oid]"
         )
     finally:
         await order_db.close()
@@ -80,10 +85,10 @@ async def _watch_exclusive_locks(stop: asyncio.Event) -> float:
     try:
         while not stop.is_set():
             pids = await conn.fetch(
-                "SELECT pid FROM pg_locks WHERE database = $1 AND relation = $2 AND mode = 'AccessExclusiveLock' "
-                "AND granted",
+                "SELECT pid FROM pg_locks WHERE database = $1 AND relation = ANY($2) "
+                "AND mode = 'AccessExclusiveLock' AND granted",
                 database,
-                relation,
+                relations,
             )
             now = time.monotonic()
             held = {pid: held.get(pid, now) for (pid,) in pids}
@@ -158,9 +163,12 @@ def test_every_order_migration_goes_down_and_up_again() -> None:
         revisions = [revision for _, revision in migration_lint.revisions(commands)]
         commands.upgrade("head")
         asyncio.run(_fetchval(url, INSERT_ORDER))
+        asyncio.run(_fetchval(url, INSERT_KEYS))
         for below in reversed(revisions[:-1]):
             commands.downgrade("-1")
             assert asyncio.run(_fetchval(url, "SELECT version_num FROM alembic_version")) == below
+            if below == "order_0017":  # one key per row again: the earliest customer's kept
+                assert asyncio.run(_fetchval(url, "SELECT array_agg(customer_id) FROM idempotency_keys")) == ["c"]
             if below >= "order_0003":  # orders exists: below the contract, the row has created_by_service back
                 column = "source_service" if below >= "order_0007" else "created_by_service"
                 assert asyncio.run(_fetchval(url, f"SELECT {column} FROM orders")) == "checkout", below
@@ -173,3 +181,32 @@ def test_every_order_migration_goes_down_and_up_again() -> None:
 INSERT_ORDER = (
     "INSERT INTO orders (order_number, customer_id, total_amount, source_service) VALUES ('RT-1', 'c', 1, 'checkout')"
 )
+# Two customers' rows under one key (the second a minute younger), as the code at head writes them.
+INSERT_KEYS = (
+    "INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, created_at) "
+    "SELECT t.customer_id, 'K', 'h', o.id, now() - t.age FROM orders o, "
+    "(VALUES ('c', interval '2 minutes'), ('d', interval '1 minute')) AS t(customer_id, age)"
+)
+
+
+def test_the_contract_gives_keys_written_without_a_customer_their_orders_customer() -> None:
+    """A key the release before order_0017 wrote (no customer_id) gets its order's customer in order_0018,
+    which then makes (customer_id, key) the primary key."""
+    with _scratch_database() as url:
+        commands = _commands()
+        commands.upgrade("order_0017")
+        asyncio.run(_fetchval(url, INSERT_ORDER))
+        asyncio.run(
+            _fetchval(
+                url,
+                "INSERT INTO idempotency_keys (key, request_hash, order_id) SELECT 'old', 'h', id FROM orders",
+            )
+        )
+        commands.upgrade("head")
+        assert asyncio.run(_fetchval(url, "SELECT customer_id FROM idempotency_keys WHERE key = 'old'")) == "c"
+        primary = (
+            "SELECT array_agg(a.attname ORDER BY k.n) FROM pg_index i CROSS JOIN unnest(i.indkey) WITH ORDINALITY "
+            "AS k(attnum, n) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+            "WHERE i.indrelid = 'idempotency_keys'::regclass AND i.indisprimary"
+        )
+        assert asyncio.run(_fetchval(url, primary)) == ["customer_id", "key"]

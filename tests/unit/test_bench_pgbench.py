@@ -141,5 +141,8 @@ def test_the_order_script_sends_the_services_one_statement() -> None:
     assert script.count(";") == 1  # one statement after the ids' \gset
     for pattern in (r"\b(\w+) AS \(", r"INSERT INTO (\w+)", r"\b(?:FROM|JOIN) (order_known_\w+)"):
         assert re.findall(pattern, script) == re.findall(pattern, service), pattern
+    # Each insert names the same columns in the same order (a column the service added, the script too).
+    columns = r"INSERT INTO \w+(?: AS \w+)? \(([^)]*)\)"
+    assert [c.split() for c in re.findall(columns, script)] == [c.split() for c in re.findall(columns, service)]
     # The same answer: the lookup's rows and the items' ids.
     assert " ".join(script.rstrip(" ;\n").split()[-10:]) == " ".join(service.split()[-10:])
