@@ -16,7 +16,6 @@ from apps.common.errors import UnknownReference
 from apps.common.fields import LINE_PATTERN
 from apps.common.pagination import Cursor
 from apps.common.providers import create_service_provider
-from apps.returns.orders import lock_order
 from apps.returns.schemas import (
     ApproveRequest,
     ReceiveRequest,
@@ -49,9 +48,9 @@ class ReturnController(Controller):
         """Request a return: 201; 422 for an unknown order (a customer's: another customer's too) or order
         line, a line twice or more units than ordered; 409 for an order not delivered, past the return
         window, units already returned, or a description for a buyer already erased (it would be kept)."""
-        order = await lock_order(returns.session, returns.orders, data.order_id)
-        ensure_visible(principal_of(request), order.customer_id, UnknownReference("order_id", UNKNOWN_ORDER))
-        return to_return_out(await returns.create(data))
+        owner = await returns.prepare(data.order_id)  # nothing locked or open after it
+        ensure_visible(principal_of(request), owner, UnknownReference("order_id", UNKNOWN_ORDER))
+        return to_return_out(await returns.create(data, owner))
 
     @get("/{return_id:uuid}", guards=[allow("customer", "staff", rows=True)])
     async def get_return(self, return_id: FromPath[uuid.UUID], returns: Returns, request: AnyRequest) -> ReturnOut:

@@ -28,12 +28,22 @@ from apps.returns.rules import OrderLine, OrderTerms, order_paid
 from outbox.statements import Statement
 
 if TYPE_CHECKING:
+    from sqlalchemy import Select
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from apps.order.events import OrderCreated
     from apps.returns.clients import OrderClient, OrderView
 
-__all__ = ["OrderFact", "fold", "lines_of", "lock_order", "not_placed_yet", "project_orders", "terms_of"]
+__all__ = [
+    "OrderFact",
+    "fold",
+    "lines_of",
+    "lock_order",
+    "not_placed_yet",
+    "prepare_order",
+    "project_orders",
+    "terms_of",
+]
 
 # The order's status flow, in order; cancelled ends it from anywhere.
 _RANK: Final = {"pending": 0, "confirmed": 1, "processing": 2, "shipped": 3, "delivered": 4, "cancelled": 5}
@@ -43,7 +53,7 @@ DELIVERED: Final = "delivered"
 def not_placed_yet(event: OrderCreated) -> bool:
     """A pending order's order.created: skipped before the inbox (ConsumerGroup's ``skip``), no transaction.
 
-    Nothing here reads a pending order: a return needs a delivered one, and lock_order reads the order API
+    Nothing here reads a pending order: a return needs a delivered one, and prepare_order reads the order API
     for any order whose snapshot is missing or not delivered. The order.confirmed or order.cancelled that
     follows on the same partition carries the customer and currency too, so the snapshot starts there.
     Skipping it saved a transaction per order: half of this group's batches at the stack's rates."""
@@ -186,20 +196,40 @@ _API_STATUS = text(
 )
 
 
-async def lock_order(session: AsyncSession, client: OrderClient, order_id: uuid.UUID) -> OrderSnapshot:
-    """The order, locked until the caller's commit (returns of one order are decided one at a time);
-    read from the order API the first time (its lines, whether it was paid), and whenever the projection
-    does not say delivered (the events may be behind: a refusal is never based on a stale status)."""
-    statement = (
-        select(OrderSnapshot).where(OrderSnapshot.order_id == order_id).execution_options(populate_existing=True)
-    )
-    row = await session.scalar(statement)
-    if row is None or row.lines is None or row.paid is None or row.status != DELIVERED:
-        # Asked before taking the lock: the projection's writers never wait on an HTTP call.
-        await _fill_from_api(session, client, order_id)
-    locked: OrderSnapshot | None = await session.scalar(statement.with_for_update())
-    assert locked is not None and locked.lines is not None
+async def prepare_order(session: AsyncSession, client: OrderClient, order_id: uuid.UUID) -> str | None:
+    """The order's customer id, its snapshot read from the order API first when the projection lacks it
+    (its lines, whether it was paid) or does not say delivered (the events may be behind: a refusal is
+    never based on a stale status), and written in a transaction of its own. Call it before the command
+    writes or locks anything: it ends the session's transaction, and then asks with nothing open, so no
+    row lock, transaction or pooled connection waits on the order service (``lock_order`` then only
+    locks what it wrote)."""
+    row = await session.scalar(_snapshot(order_id))
+    customer_id, ask = (None if row is None else row.customer_id), _needs_api(row)
+    await session.rollback()  # (expires ``row``: read above)
+    if not ask:
+        return customer_id
+    await _fill_from_api(session, client, order_id)
+    customer_id = await session.scalar(select(OrderSnapshot.customer_id).where(OrderSnapshot.order_id == order_id))
+    await session.commit()
+    return customer_id
+
+
+async def lock_order(session: AsyncSession, order_id: uuid.UUID) -> OrderSnapshot:
+    """The order's snapshot, locked until the caller's commit (returns of one order are decided one at a
+    time), as ``prepare_order`` left it earlier in the request: a command's locks come after its remote
+    calls, and the projection's writers never wait on an HTTP call."""
+    locked: OrderSnapshot | None = await session.scalar(_snapshot(order_id).with_for_update())
+    if locked is None or locked.lines is None:  # prepare_order did not write it: the order API said 404
+        raise UnknownReference("order_id", "the order service does not know this order")
     return locked
+
+
+def _snapshot(order_id: uuid.UUID) -> Select[tuple[OrderSnapshot]]:
+    return select(OrderSnapshot).where(OrderSnapshot.order_id == order_id).execution_options(populate_existing=True)
+
+
+def _needs_api(row: OrderSnapshot | None) -> bool:
+    return row is None or row.lines is None or row.paid is None or row.status != DELIVERED
 
 
 def lines_of(row: OrderSnapshot) -> dict[int, OrderLine]:

@@ -27,7 +27,7 @@ from apps.returns.events import (
     ReturnRequested,
 )
 from apps.returns.models import ReturnItem, ReturnRequest
-from apps.returns.orders import lines_of, lock_order, terms_of
+from apps.returns.orders import lines_of, lock_order, prepare_order, terms_of
 from apps.returns.progress import (
     about,
     ask_refund_again,
@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from apps.returns.clients import CustomerClient, OrderClient, PaymentClient
+    from apps.returns.clients import CustomerClient, OrderClient, PaymentClient, PaymentView
     from apps.returns.schemas import ApproveRequest, ReceiveRequest, RejectRequest, RetryRefundRequest, ReturnCreate
     from apps.returns.settings import ReturnsSettings
 
@@ -91,18 +91,30 @@ class ReturnService:
         self.settings = settings
         self.payments = payments
         self.customers = customers
+        self._asked_ledger: tuple[uuid.UUID, Sequence[PaymentView]] | None = None
 
     # --- commands ----------------------------------------------------------------------------------
 
-    async def create(self, data: ReturnCreate) -> ReturnRequest:
-        """A return of a delivered order's units, within the window and what is left to return."""
-        order = await lock_order(self.session, self.orders, data.order_id)
+    async def prepare(self, order_id: uuid.UUID) -> str | None:
+        """The order's customer id, its snapshot asked of the order API first if need be, with nothing left
+        open or locked (apps/returns/orders.py ``prepare_order``): call before ``create``."""
+        return await prepare_order(self.session, self.orders, order_id)
+
+    async def create(self, data: ReturnCreate, customer_id: str | None) -> ReturnRequest:
+        """A return of a delivered order's units, within the window and what is left to return.
+        ``customer_id``: the order's, from ``prepare`` (which asked the order API if need be). Every remote
+        call is made before the order is locked: the customer service is asked about an erasure first."""
+        erased = await self._erased_with_free_text(data, customer_id)
+        order = await lock_order(self.session, data.order_id)
         now = utc_now()
         check_window(order.status or "unknown", order.delivered_at, now, self.settings.window)
         lines = lines_of(order)
         asked = [ReturnedLine(item.order_item_id, item.quantity) for item in data.items]
         check_lines(asked, lines, await self._taken(data.order_id))
-        await self._no_free_text_once_erased(data, order.customer_id)
+        if erased:
+            raise StateConflict(
+                "description", "this customer's personal data was erased: ask for the return without a description"
+            )
         reasons = [item.reason for item in data.items]
         refund = compute_refund(
             lines, asked, terms_of(order), refund_shipping=refund_shipping_by_default(reasons), refund_tax=True
@@ -169,6 +181,7 @@ class ReturnService:
     async def approve(self, return_id: uuid.UUID, data: ApproveRequest) -> ReturnRequest:
         """Approve (the refund's flags may be set here); a refund_only return asks for its refund now, or,
         with nothing to refund (an order placed without payment), is completed now."""
+        await self._ask_first(return_id, data.settle_with)
         request = await self._lock_live(return_id)
         check_transition(request.status, APPROVED)
         now = utc_now()
@@ -215,6 +228,7 @@ class ReturnService:
 
     async def receive(self, return_id: uuid.UUID, data: ReceiveRequest) -> ReturnRequest:
         """The items arrived: refund what came (at the order's prices), restock what is sellable."""
+        await self._ask_first(return_id, data.settle_with)
         request = await self._lock_live(return_id)
         if request.return_type == REFUND_ONLY:
             raise StateConflict("status", "a refund_only return ships nothing back")
@@ -229,7 +243,7 @@ class ReturnService:
         for item in request.items:
             item.quantity_received, item.condition_received = conditions.get(item.id, (0, None))
             item.updated_at = now
-        order = await lock_order(self.session, self.orders, request.order_id)
+        order = await lock_order(self.session, request.order_id)
         came = [ReturnedLine(i.order_item_id, i.quantity_received) for i in by_id.values() if i.quantity_received]
         refund = compute_refund(
             lines_of(order),
@@ -266,6 +280,7 @@ class ReturnService:
         staff abandon the awaited one: recorded, and its refund id passed on as an earlier one): a new
         refund id, so the provider is asked under a new key; the return stays refund_failed until the answer
         (payment.refunded or payment.refund_failed) names that id."""
+        await self._ask_first(return_id, data.settle_with, order=False)
         request = await self._lock_live(return_id)
         kept = request.metadata_
         awaited, awaited_event = kept.get(REFUND_RETRY_REQUESTED_AT), kept.get(REFUND_RETRY_EVENT_ID)
@@ -323,7 +338,7 @@ class ReturnService:
         check them (apps.payment.rules.plan_settlement): 422 naming the entry that is no refund by hand of
         the order's payment, 409 for one not through or refunds that do not cover the return. The payment
         service decides again under its payment's lock (a refund counted for another return meanwhile)."""
-        payments = await self.payments.of_order(request.order_id)
+        payments = await self._ledger_of(request.order_id)
         ledger = {op.id: op for payment in payments for op in payment.operations if op.kind == "refund"}
         refunds = [
             NamedRefund(op_id)
@@ -375,18 +390,19 @@ class ReturnService:
 
     # --- helpers -----------------------------------------------------------------------------------
 
-    async def _no_free_text_once_erased(self, data: ReturnCreate, customer_id: str | None) -> None:
-        """A description for a person already erased is refused (409 naming it): the returns group clears a
-        customer's free text once, when it applies customer.erased, so one written later (their token stays
-        valid until it expires, and staff act for anyone) would be kept in clear for good. The return itself
-        may still be asked for without it. Asked of the customer service only when there is free text; an
-        erasure committed during this request is cleared by that group, which applies it after."""
+    async def _erased_with_free_text(self, data: ReturnCreate, customer_id: str | None) -> bool:
+        """Whether a description comes for a person already erased, which is refused (409 naming it, after
+        the other checks): the returns group clears a customer's free text once, when it applies
+        customer.erased, so one written later (their token stays valid until it expires, and staff act for
+        anyone) would be kept in clear for good. The return itself may still be asked for without it. Asked
+        of the customer service only when there is free text, and before the order is locked. An erasure
+        committed after the answer is cleared by that group unless the group applies it before this
+        return commits (its UPDATE does not see the uncommitted row): a window of this request's own
+        duration after the answer, which holding the order's lock during the call did not close (the
+        group's statement takes no lock of the order)."""
         if data.description is None or not customer_id:
-            return
-        if await self.customers.erased(customer_id):
-            raise StateConflict(
-                "description", "this customer's personal data was erased: ask for the return without a description"
-            )
+            return False
+        return await self.customers.erased(customer_id)
 
     async def _taken(self, order_id: uuid.UUID) -> dict[int, int]:
         """Units of each order line already returned or in an open return (what came back, once received)."""
@@ -409,7 +425,7 @@ class ReturnService:
         return {int(item_id): int(units or 0) for item_id, units in rows.tuples()}
 
     async def _reprice(self, request: ReturnRequest, shipping: bool | None, tax: bool | None) -> None:
-        order = await lock_order(self.session, self.orders, request.order_id)
+        order = await lock_order(self.session, request.order_id)
         request.refund_shipping = request.refund_shipping if shipping is None else shipping
         request.refund_tax = request.refund_tax if tax is None else tax
         asked = [ReturnedLine(i.order_item_id, i.quantity_returned) for i in request.items]
@@ -423,6 +439,29 @@ class ReturnService:
         for item in request.items:
             item.refund_amount = refund.items[item.order_item_id]
         request.total_refund_amount, request.no_refund_reason = refund.total, refund.nothing_because
+
+    async def _ask_first(
+        self, return_id: uuid.UUID, settle_with: Sequence[uuid.UUID] | None, *, order: bool = True
+    ) -> None:
+        """The remote calls a command on this return may need, made before it locks the return (a lock held
+        across them kept the payment consumer's progress and staff's other moves on the return waiting on
+        the order or payment service, up to their 2 s timeouts): the order's snapshot (``prepare_order``)
+        and, when refunds by hand are named, the order's ledger, checked under the lock as it was a moment
+        ago (the payment service decides again under its payment's lock). Ends with nothing open."""
+        order_id = await self.session.scalar(select(ReturnRequest.order_id).where(ReturnRequest.id == return_id))
+        await self.session.rollback()
+        if order_id is None:
+            return  # the lock answers 404
+        if order:
+            await prepare_order(self.session, self.orders, order_id)
+        if settle_with:
+            self._asked_ledger = (order_id, await self.payments.of_order(order_id))
+
+    async def _ledger_of(self, order_id: uuid.UUID) -> Sequence[PaymentView]:
+        """The order's payments and ledgers: as asked before the lock (``_ask_first``), else asked now."""
+        if self._asked_ledger is not None and self._asked_ledger[0] == order_id:
+            return self._asked_ledger[1]
+        return await self.payments.of_order(order_id)
 
     async def _lock_live(self, return_id: uuid.UUID) -> ReturnRequest:
         """The return, locked; one past its expiry is expired now (committed) and refused (409)."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -25,8 +24,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from aiohttp import ClientSession, web
 
 import apps.checkout.app as checkout_app
 from apps.checkout.clients import TIMEOUT_S, Dependencies
@@ -34,6 +31,7 @@ from apps.common.dependencies import catalog_and_customers_lifespan
 from apps.common.personal import ADDRESS_FIELDS, envelope_subject
 from tests.support.checkout import checkout_body, completed_events, scalar
 from tests.support.db import connect, fetch
+from tests.support.held import HeldService, held_service, in_process
 from tests.support.http import api_client, auth_headers, create_customer, create_product, service_url
 from tests.support.orders import eventually
 
@@ -44,56 +42,15 @@ WITHIN = 60.0
 PATIENT = pytest.mark.parametrize("checkout", [30.0], indirect=True, ids=["30 s timeout"])
 
 
-class HeldCustomers:
-    """A proxy to the real customer service whose data-key answers can be held back (``hold``)."""
-
-    def __init__(self) -> None:
-        self.held = False
-        self.answered = asyncio.Event()  # the real service has answered a held data-key call
-        self.release = asyncio.Event()
-        self.answers = 0  # data-key answers held since ``hold``
-        self.url = ""
-        self._upstream = service_url("customer")
-
-    def hold(self) -> None:
-        self.held, self.answered, self.release, self.answers = True, asyncio.Event(), asyncio.Event(), 0
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
-        async with (
-            ClientSession() as session,
-            session.request(request.method, self._upstream + request.path_qs, data=body, headers=headers) as answer,
-        ):
-            status, content, kind = answer.status, await answer.read(), answer.content_type
-        if self.held and request.path.startswith(DATA_KEYS):
-            self.answers += 1
-            self.answered.set()
-            await self.release.wait()
-        return web.Response(status=status, body=content, content_type=kind)
-
-
 @pytest.fixture
-async def customers() -> AsyncIterator[HeldCustomers]:
-    proxy = HeldCustomers()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", proxy.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    proxy.url = f"http://127.0.0.1:{port}"
-    try:
+async def customers() -> AsyncIterator[HeldService]:
+    async with held_service("customer", DATA_KEYS) as proxy:
         yield proxy
-    finally:
-        proxy.release.set()
-        await runner.cleanup()
 
 
 @pytest.fixture
 async def checkout(
-    customers: HeldCustomers, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    customers: HeldService, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> AsyncIterator[str]:
     """The in-process checkout app's base URL, its customer-service client pointed at the proxy. Its calls
     time out after the service's own 2 s, or (``PATIENT``) after 30 s, for a test that holds a completion
@@ -101,22 +58,11 @@ async def checkout(
     monkeypatch.setenv("CUSTOMER_URL", customers.url)
     timeout_s = getattr(request, "param", TIMEOUT_S)
     monkeypatch.setattr(checkout_app, "dependencies_lifespan", catalog_and_customers_lifespan(Dependencies, timeout_s))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(checkout_app.create_app(), lifespan="on", log_level="warning"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-
-    async def started() -> bool:
-        return server.started
-
     try:
-        await eventually(started, within=30, what="the in-process checkout app started")
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        async with in_process(checkout_app.create_app) as url:
+            yield url
     finally:
-        customers.release.set()
-        server.should_exit = True
-        await task
-        sock.close()
+        customers.let_go()
 
 
 async def _started_checkout(http: httpx.AsyncClient, customer: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -163,7 +109,7 @@ def _own(base: str, customer: str) -> httpx.AsyncClient:
 
 
 @PATIENT
-async def test_no_lock_is_held_while_the_customer_service_answers(checkout: str, customers: HeldCustomers) -> None:
+async def test_no_lock_is_held_while_the_customer_service_answers(checkout: str, customers: HeldService) -> None:
     """While the customer service holds its answer, the session and cart rows can be locked at once and
     the cart changed through the API; the completion then sees the change under its lock (409 naming
     cart_id) and writes nothing. Before: NOWAIT failed (the completion held both rows) and the cart's
@@ -199,7 +145,7 @@ async def test_no_lock_is_held_while_the_customer_service_answers(checkout: str,
 
 
 async def test_a_customer_service_that_does_not_answer_in_time_is_a_503_with_nothing_written(
-    checkout: str, customers: HeldCustomers
+    checkout: str, customers: HeldService
 ) -> None:
     """The checkout's 2 s timeout runs out: 503 naming the customer service, the session still open, the
     cart still active, no event; the same completion retried once the service answers goes through."""
@@ -215,15 +161,14 @@ async def test_a_customer_service_that_does_not_answer_in_time_is_a_503_with_not
         assert 1.5 < took < 4.0, f"{took:.1f} s: the checkout's own 2 s timeout"
         await _nothing_written(cart, session, "initialized", "active")
 
-        customers.held = False
-        customers.release.set()
+        customers.let_go()
         again = await http.post(f"/api/checkout/{session['id']}/complete", headers={"Idempotency-Key": "retry"})
     assert again.status_code == 202, again.text
     assert await completed_events(session["id"]) == 1
 
 
 @PATIENT
-async def test_two_completions_waiting_on_the_key_make_one_order(checkout: str, customers: HeldCustomers) -> None:
+async def test_two_completions_waiting_on_the_key_make_one_order(checkout: str, customers: HeldService) -> None:
     """Both read the open session and ask for the key; the second locks after the first committed and sees it
     completed under its lock (the locked read refreshes the row it read before the call: populate_existing):
     202 replayed, the same order, one event. (Before the change the second waited on the first's lock
@@ -252,7 +197,7 @@ async def test_two_completions_waiting_on_the_key_make_one_order(checkout: str, 
 
 @PATIENT
 async def test_an_erasure_applied_between_the_key_and_the_lock_refuses_the_completion(
-    checkout: str, customers: HeldCustomers
+    checkout: str, customers: HeldService
 ) -> None:
     """The customer service hands out the live key, then the buyer is erased and the checkout consumer
     cancels the open session, all before the completion locks it: 409 naming checkout_id, no event, the
@@ -283,7 +228,7 @@ async def test_an_erasure_applied_between_the_key_and_the_lock_refuses_the_compl
 
 @PATIENT
 async def test_an_erasure_between_the_key_and_the_commit_leaves_only_what_the_destroyed_key_sealed(
-    checkout: str, customers: HeldCustomers
+    checkout: str, customers: HeldService
 ) -> None:
     """The customer service hands out the live key, the buyer is erased, and the completion goes on at once,
     before the checkout consumer has heard of it: it commits (202), but everything it wrote of the person
