@@ -19,23 +19,36 @@ __all__ = [
     "worded",
 ]
 
+# The end of the value, in Python's re as in ECMA-262 (no newline before it).
+_END: Final = r"(?!\n)$"
+
 # What each pattern asks for, in words: a 400 for a value that does not match says this instead of the
 # regex itself (a country code's was 1,100 characters of alternatives, LINE_PATTERN's a run of escapes).
 _WORDS: dict[str, str] = {}
 
 
 def worded(pattern: str, words: str) -> str:
-    """Declare what ``pattern`` asks for (``words`` completes "must ..."), and return the pattern unchanged.
+    """Declare what ``pattern`` asks for (``words`` completes "must ..."), and return the pattern to declare.
 
-    Used where a pattern is defined, so that a schema and its error message cannot drift apart.
+    Used where a pattern is defined, so that a schema and its error message cannot drift apart. A final
+    ``$`` comes back as ``(?!\\n)$``: Python's ``$`` also matches before a final newline, and msgspec checks a
+    pattern with ``re.search``, so ``"1 Main St\\n"`` passed LINE_PATTERN and ``"US\\n"`` a country code
+    (session 29, S); ECMA-262's ``$`` is the end already, so the document means what it did.
     """
+    pattern = _ended(pattern)
     _WORDS[pattern] = words
     return pattern
 
 
 def pattern_in_words(pattern: str) -> str | None:
-    """What ``pattern`` asks for, if it was declared with :func:`worded`."""
-    return _WORDS.get(pattern)
+    """What ``pattern`` asks for, if it was declared with :func:`worded` (as written there, or as returned)."""
+    return _WORDS.get(_ended(pattern))
+
+
+def _ended(pattern: str) -> str:
+    if pattern.endswith("$") and not pattern.endswith((_END, "\\$")):
+        return pattern[:-1] + _END
+    return pattern
 
 
 # Unicode category Cc: C0 controls, DEL, C1 controls. PostgreSQL refuses NUL outright; the others do not
