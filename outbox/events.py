@@ -204,6 +204,10 @@ def decode_payload(
             decoded = _decoder_for(cls).decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise UndecodableEvent(f"cannot decode {event_type} v{schema_version} as {cls.__qualname__}: {exc}") from exc
+    except RecursionError as exc:
+        # JSON nested past the interpreter's limit (~1,000 levels: a 2.4 kB record), even in a field the struct
+        # ignores: raised in the prefetch thread, it ended the consumer of every group reading the topic.
+        raise UndecodableEvent(f"cannot decode {event_type} v{schema_version}: nested too deep ({exc})") from exc
     # Decimal reads "NaN" (any case) and PostgreSQL's numeric stores it: one such amount made a customer's
     # total_spent and a day's or a product's sales NaN for good, with no dead letter. Only a payload that
     # spells it is walked (the scan of the bytes costs well under a microsecond).

@@ -83,7 +83,7 @@ async def test_poison_records_are_dead_lettered_and_the_consumer_moves_on_to_lag
         ids = {name: uuid.uuid4() for name in (
             "malformed", "wrong_shape", "old_version", "bad_schema_version", "no_type", "tombstone",
             "version_past_integer", "version_0", "bad_version", "conflicting_ids", "conflicting_types",
-            "near_limit", "nan_amount",
+            "near_limit", "nan_amount", "nested_deep",
         )}  # fmt: skip
         key = str(uuid.uuid4()).encode()
         dead = [
@@ -105,6 +105,7 @@ async def test_poison_records_are_dead_lettered_and_the_consumer_moves_on_to_lag
                 _payload().replace(b'"total_amount": "10.00"', b'"total_amount": "NaN"'),
                 _headers(ids["nan_amount"]),
             ),
+            (key, b'{"junk": ' + b"[" * 1200 + b"]" * 1200 + b", " + _payload()[1:], _headers(ids["nested_deep"])),
         ]
         applied = {name: uuid.uuid4() for name in ("future_version", "no_key", "huge_key", "odd_key")}
         skipped = uuid.uuid4()

@@ -161,3 +161,11 @@ def test_a_payload_that_only_spells_nan_in_a_text_is_applied() -> None:
     created = order_created("nancy-NaN")
     batch = parse(customer_stats, [_record(_headers(uuid.uuid4()), encode_payload(created))])
     assert batch.poison == [] and len(batch.parsed) == 1
+
+
+@pytest.mark.parametrize("depth", [1_200, 100_000])
+def test_json_nested_past_the_recursion_limit_is_poison_even_in_a_field_nobody_reads(depth: int) -> None:
+    # msgspec raised RecursionError, which parse() let out of the prefetch thread: the consumer exited.
+    payload = b'{"junk": ' + b"[" * depth + b"]" * depth + b", " + encode_payload(order_created("c"))[1:]
+    batch = parse(customer_stats, [_record(_headers(uuid.uuid4()), payload)])
+    assert batch.parsed == [] and len(batch.poison) == 1 and "nested too deep" in batch.poison[0].error
