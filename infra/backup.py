@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from apps.common.topology import BY_NAME, SERVICES, ServiceSpec, pg_port
-from infra import backup_physical, postgres
+from infra import backup_physical, postgres, proc
 from infra.paths import REPO
 
 BACKUPS = REPO / "backups"
@@ -125,6 +125,19 @@ def _is_publication(toc_line: str) -> bool:
     return " PUBLICATION - " in toc_line
 
 
+def writers(spec: ServiceSpec) -> list[tuple[str, str]]:
+    """(group, stack component) of every consumer group whose inbox and projection are in ``spec``'s database."""
+    from infra.replay import consumer_components
+    from outbox import groups
+
+    return [
+        (module.group.name, component)
+        for module in groups.consumer_modules()
+        if groups.database_url(module).rsplit("/", 1)[-1].split("?")[0] == spec.database
+        for component in consumer_components(module.group.name)
+    ]
+
+
 def _services(names: list[str]) -> list[ServiceSpec]:
     unknown = [n for n in names if n not in BY_NAME]
     if unknown:
@@ -146,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         spec, archive = _services([args.restore[0]])[0], Path(args.restore[1])
         if not archive.is_file():
             raise SystemExit(f"no such backup file: {archive}")
+        if running := [(group, component) for group, component in writers(spec) if proc.running(component)]:
+            group, component = running[0]
+            raise SystemExit(
+                f"{component} is running and applies group {group} to {spec.database}: what it applied since the "
+                f"dump would be lost for good. `just stop {component}`, restore, then `just replay {group} "
+                f"--to-datetime <the dump's time, a minute earlier> --restart` (docs/operations.md, Backups)"
+            )
         restore(spec, archive)
         print(f"restored {spec.database} from {archive}")
     elif args.full or args.incr:

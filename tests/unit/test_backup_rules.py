@@ -101,7 +101,10 @@ def test_a_restore_refuses_another_databases_dump_before_touching_anything(
 
 
 @pytest.mark.skipif(shutil.which("pg_restore") is None, reason="pg_restore not installed")
-def test_a_file_that_is_no_dump_is_refused_in_pg_restores_words(tmp_path: Path) -> None:
+def test_a_file_that_is_no_dump_is_refused_in_pg_restores_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(proc, "running", lambda component: False)  # the stack's consumer, if any, is stopped
     garbage = tmp_path / "x.backup"
     garbage.write_text("garbage\n")
     with pytest.raises(SystemExit, match=r"is not a dump pg_restore can read: .*valid archive"):
@@ -132,3 +135,21 @@ def test_a_recovery_to_before_every_backup_is_refused_before_anything_stops(monk
     monkeypatch.setattr(stack, "exclusive", lambda: pytest.fail("the stack was touched"))
     with pytest.raises(SystemExit, match="no backup ended before 2026-11-27T01:03:15"):
         pitr.pitr(two.replace(hour=1), two.replace(hour=0))
+
+
+def test_a_restore_under_a_running_consumer_of_that_database_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # operations.md: stop the group that writes the database first, or what it applied since the dump is lost.
+    archive = tmp_path / "20261127_125333_analytics_db.backup"
+    archive.write_bytes(b"PGDMP")
+    assert backup.writers(BY_NAME["analytics"]) == [("analytics", "analytics-consumer")]
+    assert ("order-references", "order-references") in backup.writers(BY_NAME["order"])
+    monkeypatch.setattr(proc, "running", lambda component: component == "analytics-consumer")
+    monkeypatch.setattr(backup, "restore", lambda spec, path: pytest.fail("restored under a running consumer"))
+    with pytest.raises(SystemExit, match=r"analytics-consumer is running .* `just stop analytics-consumer`"):
+        backup.main(["--restore", "analytics", str(archive)])
+    restored: list[str] = []
+    monkeypatch.setattr(proc, "running", lambda component: False)
+    monkeypatch.setattr(backup, "restore", lambda spec, path: restored.append(spec.database))
+    assert backup.main(["--restore", "analytics", str(archive)]) == 0 and restored == ["analytics_db"]
