@@ -20,6 +20,8 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -108,19 +110,36 @@ def _own(base: str, customer: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=base, headers=auth_headers("customer", customer_id=customer), timeout=30)
 
 
-@PATIENT
-async def test_no_lock_is_held_while_the_customer_service_answers(checkout: str, customers: HeldService) -> None:
-    """While the customer service holds its answer, the session and cart rows can be locked at once and
-    the cart changed through the API; the completion then sees the change under its lock (409 naming
-    cart_id) and writes nothing. Before: NOWAIT failed (the completion held both rows) and the cart's
-    change waited for the customer service."""
+@dataclass
+class Held:
+    """A new customer's checkout whose completion is in flight, held between its key and its lock."""
+
+    http: httpx.AsyncClient  # the customer's own client of the in-process checkout
+    customer: str
+    cart: dict[str, Any]
+    session: dict[str, Any]
+    completing: asyncio.Task[httpx.Response]
+
+
+@asynccontextmanager
+async def _held_completion(checkout: str, customers: HeldService) -> AsyncIterator[Held]:
     customer = (await create_customer())["id"]
     async with _own(checkout, customer) as http:
         cart, session = await _started_checkout(http, customer)
         customers.hold()
         completing = _complete(http, session)
         await asyncio.wait_for(customers.answered.wait(), 10)
+        yield Held(http, customer, cart, session, completing)
 
+
+@PATIENT
+async def test_no_lock_is_held_while_the_customer_service_answers(checkout: str, customers: HeldService) -> None:
+    """While the customer service holds its answer, the session and cart rows can be locked at once and
+    the cart changed through the API; the completion then sees the change under its lock (409 naming
+    cart_id) and writes nothing. Before: NOWAIT failed (the completion held both rows) and the cart's
+    change waited for the customer service."""
+    async with _held_completion(checkout, customers) as held:
+        http, cart, session, completing = held.http, held.cart, held.session, held.completing
         conn = await connect("checkout")
         try:
             async with conn.transaction():
@@ -131,8 +150,8 @@ async def test_no_lock_is_held_while_the_customer_service_answers(checkout: str,
         finally:
             await conn.close()
 
-        began = time.monotonic()
         line = {"product_id": (await create_product("2.00"))["id"], "quantity": 1}
+        began = time.monotonic()
         changed = await asyncio.wait_for(http.post(f"/api/carts/{cart['id']}/items", json=line), 5)
         assert changed.status_code == 200, changed.text
         assert time.monotonic() - began < 1.5, "the cart's change waited for the completion"
@@ -203,13 +222,9 @@ async def test_an_erasure_applied_between_the_key_and_the_lock_refuses_the_compl
     cancels the open session, all before the completion locks it: 409 naming checkout_id, no event, the
     session cancelled with its addresses gone. Before, the consumer's cancel waited on the completion's
     locks and the completion went through."""
-    customer = (await create_customer())["id"]
-    async with _own(checkout, customer) as http:
-        cart, session = await _started_checkout(http, customer)
-        customers.hold()
-        completing = _complete(http, session)
-        await asyncio.wait_for(customers.answered.wait(), 10)
-        await _erase(customer)
+    async with _held_completion(checkout, customers) as held:
+        cart, session, completing = held.cart, held.session, held.completing
+        await _erase(held.customer)
 
         async def cancelled() -> bool:
             return str((await _session_row(session["id"]))["status"]) == "cancelled"
@@ -238,15 +253,11 @@ async def test_an_erasure_between_the_key_and_the_commit_leaves_only_what_the_de
     completion is refused with nothing written: both are allowed, and the test retries until it has seen
     the commit win."""
     for _ in range(4):
-        customer = (await create_customer())["id"]
-        async with _own(checkout, customer) as http:
-            cart, session = await _started_checkout(http, customer)
-            customers.hold()
-            completing = _complete(http, session)
-            await asyncio.wait_for(customers.answered.wait(), 10)
+        async with _held_completion(checkout, customers) as held:
+            customer, cart, session = held.customer, held.cart, held.session
             await _erase(customer)
             customers.release.set()
-            done = await asyncio.wait_for(completing, 10)
+            done = await asyncio.wait_for(held.completing, 10)
         if done.status_code == 409:  # the consumer's cancel came first: the other interleaving
             assert done.json()["extra"][0]["key"] == "checkout_id"
             await _nothing_written(cart, session, "cancelled", "abandoned")

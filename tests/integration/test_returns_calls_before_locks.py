@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -29,12 +30,6 @@ pytestmark = pytest.mark.usefixtures("stack")
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(timeout=30) as client:
-        yield client
-
-
-@pytest.fixture
 async def held(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[str, HeldService, HeldService]]:
     """The in-process returns app's base URL, and the proxies to the customer and payment services."""
     monkeypatch.setenv("SERVICE_NAME", "returns")  # its calls carry the returns service's token and scopes
@@ -44,6 +39,11 @@ async def held(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[str, Held
         monkeypatch.setenv("PAYMENT_URL", payments.url)
         async with in_process(create_app) as url:
             yield url, customers, payments
+
+
+async def _delivered(product: dict[str, Any], customer: str | None) -> dict[str, Any]:
+    async with api_client(timeout=30) as http:
+        return await delivered_order(http, [(product, 2)], customer_id=customer)
 
 
 async def _lockable(table: str, key: str, value: object) -> None:
@@ -57,14 +57,14 @@ async def _lockable(table: str, key: str, value: object) -> None:
 
 
 async def test_a_return_with_a_description_asks_about_an_erasure_before_locking_the_order(
-    http: httpx.AsyncClient, held: tuple[str, HeldService, HeldService]
+    held: tuple[str, HeldService, HeldService],
 ) -> None:
     """While the customer service holds its answer, the order's snapshot locks at once (before: NOWAIT
     failed, the return held it); then the return is made with its description (a live customer)."""
     url, customers, _ = held
     product = await stocked("5.00", 10)
-    customer = (await create_customer(http))["id"]
-    delivered = await delivered_order(http, [(product, 2)], customer_id=customer)
+    customer = (await create_customer())["id"]
+    delivered = await _delivered(product, customer)
     line = {"order_item_id": line_id(delivered, product), "quantity": 1, "reason": "defective"}
     body = {"order_id": delivered["id"], "items": [line], "description": "the handle came off"}
     async with httpx.AsyncClient(base_url=url, headers=auth_headers("customer", customer_id=customer)) as own:
@@ -81,14 +81,14 @@ async def test_a_return_with_a_description_asks_about_an_erasure_before_locking_
 
 
 async def test_settle_with_reads_the_ledger_before_locking_the_return(
-    http: httpx.AsyncClient, held: tuple[str, HeldService, HeldService]
+    held: tuple[str, HeldService, HeldService],
 ) -> None:
     """Approving a refund_only return naming a refund by hand: while the payment service holds the ledger,
     the return row locks at once (before: NOWAIT failed); the unknown refund is then refused (422 naming
     settle_with[0]) and the return stays requested."""
     url, _, payments = held
     product = await stocked("5.00", 10)
-    delivered = await delivered_order(http, [(product, 1)])
+    delivered = await _delivered(product, None)
     line = {"order_item_id": line_id(delivered, product), "quantity": 1, "reason": "defective"}
     async with httpx.AsyncClient(base_url=url, headers=auth_headers("staff"), timeout=60) as staff:
         asked = await staff.post(
