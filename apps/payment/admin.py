@@ -37,7 +37,13 @@ from apps.common.models import utc_now
 from apps.common.poller import poller_engine
 from apps.payment.models import Payment, PaymentOperation
 from apps.payment.operations import apply_result
-from apps.payment.provider import PaymentProvider, ProviderResult, open_provider_session, provider_from_env
+from apps.payment.provider import (
+    PaymentProvider,
+    ProviderResult,
+    RetryPolicy,
+    open_provider_session,
+    provider_from_env,
+)
 from apps.payment.rules import OP_FAILED, PENDING, REFUND, RETURN_ID, blocked_by
 
 __all__ = ["fail_refund", "held_back", "main", "pending_refunds"]
@@ -101,6 +107,11 @@ async def fail_refund(
     settle_s: float | None = None,
 ) -> ProviderResult:
     """Settle the pending refund ``op_id`` (see the module's doc); returns the answer applied."""
+    if settle_s is None:
+        try:
+            RetryPolicy.from_env().check_within(lease_s(), "PAYMENT_WORKER_LEASE_S")
+        except ValueError as exc:
+            raise CommandError(f"{exc}: waiting one lease would not wait out a call in flight") from exc
     key = await _hold(sessions, op_id, lease_s() + 1.0 if settle_s is None else settle_s)
     try:
         asked = await provider.refund_status(key=key)

@@ -11,7 +11,8 @@ from apps.common.http import create_service_app
 from apps.common.topology import BY_NAME
 from apps.payment.controllers import PaymentController
 from apps.payment.operations import refund_status_after
-from apps.payment.provider import open_provider_session, provider_from_env
+from apps.payment.provider import RetryPolicy, open_provider_session, provider_from_env
+from apps.payment.services import INLINE_LEASE_S
 
 
 @asynccontextmanager
@@ -19,6 +20,7 @@ async def _provider(app: Litestar) -> AsyncIterator[None]:
     """The provider client the refund endpoint calls (opened at start, closed at stop), and when a refund
     retried there is asked about rather than sent again (as the worker does)."""
     app.state.refund_status_after = refund_status_after()
+    RetryPolicy.from_env().check_within(INLINE_LEASE_S, "the refund endpoint's lease")
     async with open_provider_session() as session:
         app.state.payment_provider = provider_from_env(session)
         yield

@@ -91,6 +91,21 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         return float(min(self.backoff_cap_s, self.backoff_s * 2.0 ** (attempt - 1)))
 
+    def longest_s(self) -> float:
+        """The longest one call may take: every attempt timing out, with the backoff between them."""
+        return self.timeout_s * self.max_attempts + sum(self.delay(n) for n in range(1, self.max_attempts))
+
+    def check_within(self, lease_s: float, lease: str) -> None:
+        """ValueError unless a call ends within ``lease_s``. The worker's lease, the API's and the operator's
+        hold (apps/payment/admin.py waits one lease) all assume it: a call still on its way once its lease
+        ran out would run beside the next claim's, and cross its status query ("no such refund": failed,
+        and then the provider makes it)."""
+        if self.longest_s() >= lease_s:
+            raise ValueError(
+                f"a provider call may take {self.longest_s():g} s (PAYMENT_PROVIDER_TIMEOUT_S {self.timeout_s:g} x "
+                f"PAYMENT_PROVIDER_ATTEMPTS {self.max_attempts}, with backoff): not under {lease} ({lease_s:g} s)"
+            )
+
     @classmethod
     def from_env(cls) -> RetryPolicy:
         default = cls()

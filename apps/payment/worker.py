@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from apps.common.poller import Poller, poller_engine, poller_main, serve_poller
 from apps.payment.operations import REFUND_STATUS_AFTER_S, claim_due, execute, refund_status_after
-from apps.payment.provider import PaymentProvider, open_provider_session, provider_from_env
+from apps.payment.provider import PaymentProvider, RetryPolicy, open_provider_session, provider_from_env
 
 log = logging.getLogger("apps.payment.worker")
 
@@ -86,8 +86,10 @@ class Worker(Poller):
 
 
 async def serve(port: int | None) -> None:
+    lease_s = float(os.environ.get("PAYMENT_WORKER_LEASE_S", "30"))
     try:
         status_after = refund_status_after()
+        RetryPolicy.from_env().check_within(lease_s, "PAYMENT_WORKER_LEASE_S")
     except ValueError as exc:
         raise SystemExit(str(exc)) from exc
     engine = poller_engine("payment", "payment-worker", pool_size=8, max_overflow=12)
@@ -96,7 +98,7 @@ async def serve(port: int | None) -> None:
             async_sessionmaker(engine, expire_on_commit=False),
             provider_from_env(http),
             poll_s=float(os.environ.get("PAYMENT_WORKER_POLL_S", "0.2")),
-            lease_s=float(os.environ.get("PAYMENT_WORKER_LEASE_S", "30")),
+            lease_s=lease_s,
             refund_status_after=status_after,
         )
         await serve_poller(worker, engine, port)

@@ -139,3 +139,22 @@ async def test_a_refund_status_query_names_the_key_and_retries_transient_answers
     assert (missing.outcome, missing.code) == (OP_FAILED, NO_RECORD)
     silent = await (await serve(Script([UNAVAILABLE]))).refund_status(key="k")
     assert silent.outcome == PENDING and not silent.known
+
+
+def test_a_call_must_end_within_the_lease_every_caller_assumes() -> None:
+    """The worker's lease, the API's and `just refunds fail`'s wait assume a call is over by then (session 29):
+    4 attempts of 3 s with 0.1/0.2/0.4 s between them is 12.7 s, under 30; 4 of 10 s is not."""
+    assert RetryPolicy().longest_s() == pytest.approx(12.7)
+    RetryPolicy().check_within(30.0, "PAYMENT_WORKER_LEASE_S")
+    with pytest.raises(ValueError, match=r"may take 40.7 s .* not under PAYMENT_WORKER_LEASE_S \(30 s\)"):
+        RetryPolicy(timeout_s=10.0).check_within(30.0, "PAYMENT_WORKER_LEASE_S")
+    with pytest.raises(ValueError):
+        RetryPolicy(timeout_s=3.0, max_attempts=10).check_within(30.0, "lease")  # 30 + backoff
+
+
+def test_the_worker_refuses_to_start_with_a_lease_shorter_than_a_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    from apps.payment import worker
+
+    monkeypatch.setenv("PAYMENT_PROVIDER_TIMEOUT_S", "10")
+    with pytest.raises(SystemExit, match="PAYMENT_WORKER_LEASE_S"):
+        asyncio.run(worker.serve(None))
