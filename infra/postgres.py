@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import os
 import pwd
 import shutil
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -226,11 +229,32 @@ def _literal(value: str) -> str:
 
 
 def bootstrap() -> None:
-    """Roles and databases, idempotently: each service role reaches only its own database."""
+    """Roles and databases, idempotently: each service role reaches only its own database.
+
+    Each role's password goes to the server as its SCRAM-SHA-256 verifier, as psql's ``\\password`` sends it:
+    PostgreSQL logs a statement that fails (and every one under ``log_statement = ddl``), and a bootstrap run
+    against a cluster still in recovery left ``ALTER ROLE debezium ... PASSWORD 'debezium-local-pw'`` in the
+    server log (session 29, S).
+    """
     tune()
     existing = set(psql_admin("SELECT datname FROM pg_database").split())
-    for database, statements in setup_statements(cdc_password(), lambda spec: spec.password(), existing):
+    steps = setup_statements(scram_verifier(cdc_password()), lambda spec: scram_verifier(spec.password()), existing)
+    for database, statements in steps:
         psql_admin("; ".join(statements), database=database)
+
+
+def scram_verifier(password: str, salt: bytes | None = None, iterations: int = 4096) -> str:
+    """PostgreSQL's stored form of a password (RFC 5802/7677, as its ``scram_build_secret``): what the server
+    keeps, and accepts in ``PASSWORD '...'`` as it is, so the password itself never reaches it."""
+    salt = os.urandom(16) if salt is None else salt
+    # The server SASLpreps what a client sends: the same for ASCII; NFKC is its normalisation for the rest.
+    text = password if password.isascii() else unicodedata.normalize("NFKC", password)
+    salted = hashlib.pbkdf2_hmac("sha256", text.encode(), salt, iterations)
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+    b64 = base64.b64encode
+    return f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}${b64(stored_key).decode()}:{b64(server_key).decode()}"
 
 
 def tune() -> None:
