@@ -120,9 +120,10 @@ def produce(producer: Producer, group: str, letters: Sequence[DeadLetterOrigin])
     too_large = [letter for letter in letters if not send(letter)]
     _flushed(producer)
     # The broker's limit (the topic's max.message.bytes) may be below the producer's.
-    too_large += [letter for letter, error in refused if error.code() == KafkaError.MSG_SIZE_TOO_LARGE]
-    if len(too_large) < len(refused):
-        raise RetryableError(f"{len(refused)} dead letters refused by Kafka: {refused[0][1]}")
+    other = [error for _, error in refused if error.code() != KafkaError.MSG_SIZE_TOO_LARGE]
+    if other:
+        raise RetryableError(f"{len(other)} dead letters refused by Kafka: {other[0]}")
+    too_large += [letter for letter, _ in refused]
     refused.clear()
     for letter in too_large:
         reference, omitted = referring(letter)

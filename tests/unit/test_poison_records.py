@@ -169,3 +169,10 @@ def test_json_nested_past_the_recursion_limit_is_poison_even_in_a_field_nobody_r
     payload = b'{"junk": ' + b"[" * depth + b"]" * depth + b", " + encode_payload(order_created("c"))[1:]
     batch = parse(customer_stats, [_record(_headers(uuid.uuid4()), payload)])
     assert batch.parsed == [] and len(batch.poison) == 1 and "nested too deep" in batch.poison[0].error
+
+
+def test_a_refusal_among_letters_too_large_for_the_producer_still_fails_the_batch() -> None:
+    # One letter too large (sent again as a reference) must not hide another one the broker refused.
+    producer = FakeProducer(limit=1000, refuse=KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+    with pytest.raises(RetryableError, match="refused"):
+        dead_letters.produce(producer, "g", [_letter(b"x" * 5000), _letter(b"x")])  # type: ignore[arg-type]
