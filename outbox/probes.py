@@ -22,11 +22,17 @@ __all__ = ["ReadinessState", "run_until_signalled", "serve_probes"]
 # () -> (ready, details for the body)
 ReadinessState = Callable[[], tuple[bool, dict[str, object]]]
 
+# A connection is a thread here: one that sends half a request would hold its thread for good (300 such
+# held 300 threads of a consumer, session 29, S). Prometheus and the stack's probes send a whole request at once.
+READ_TIMEOUT_S = 5.0
+
 
 def serve_probes(port: int, readiness: ReadinessState, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     """Serve /metrics, /ready and /health from a daemon thread; returns the server (shutdown() stops it)."""
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = READ_TIMEOUT_S
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/ready":
