@@ -42,11 +42,17 @@ def _pg_argv(tool: str, database: str) -> list[str]:
 
 
 def dump(spec: ServiceSpec, folder: Path = BACKUPS, at: dt.datetime | None = None) -> Path:
-    """One database as a custom-format archive; our process writes the file (the postgres user may not)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """One database as a custom-format archive; our process writes the file (the postgres user may not).
+
+    Owner-only (0600, a new folder 0700): a dump is the whole database, which the cluster keeps in a 0700
+    directory; written with the umask, every local user could read it (session 29, S).
+    """
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = folder / dump_name(spec, at or dt.datetime.now(dt.UTC))
     partial = target.with_suffix(".partial")
-    with partial.open("wb") as out:
+    handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(handle, 0o600)  # a .partial left by a failed run keeps its mode through O_CREAT
+    with os.fdopen(handle, "wb") as out:
         result = subprocess.run(
             [*_pg_argv("pg_dump", spec.database), "--format=custom", "--compress=9"],
             stdout=out,
