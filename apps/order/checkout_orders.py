@@ -10,27 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from apps.checkout.events import personal_address
 from apps.common.data_keys import consumer_data_keys
-from apps.common.errors import DependencyUnavailable
 from apps.common.personal import ADDRESS_FIELDS, subjects_of
 from apps.order.models import Order
 from apps.order.rules import PENDING, order_number
 from apps.order.saga_state import OrderSaga
 from apps.order.sealed import seal_addresses
 from apps.order.transitions import SAGA, add_pending_order, amounts
-from outbox.errors import RetryableError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from apps.checkout.events import CheckoutAddress, CheckoutCompleted
-    from apps.common.personal import DataKey
 
 CHECKOUT_SERVICE = "checkout-service"
 _COLUMNS = ("shipping_address", "billing_address")
@@ -84,7 +81,7 @@ async def ask_buyers_keys(events: Sequence[CheckoutCompleted]) -> None:
     subjects = {event.customer_id for event in events if _sealed(event)}
     if subjects:
         keys = await consumer_data_keys()
-        await asyncio.gather(*(_retryable(keys.for_opening(subject)) for subject in subjects))
+        await asyncio.gather(*(keys.for_opening(subject) for subject in subjects))
 
 
 async def _opened_addresses(event: CheckoutCompleted) -> tuple[CheckoutAddress, CheckoutAddress]:
@@ -95,7 +92,7 @@ async def _opened_addresses(event: CheckoutCompleted) -> tuple[CheckoutAddress, 
     addresses = (event.shipping_address, event.billing_address)
     if not _sealed(event):
         return addresses
-    key = await _retryable((await consumer_data_keys()).for_opening(event.customer_id))
+    key = await (await consumer_data_keys()).for_opening(event.customer_id)
     shipping, billing = (
         personal_address(a, key, f"{c}.", seal=False) for a, c in zip(addresses, _COLUMNS, strict=True)
     )
@@ -105,14 +102,3 @@ async def _opened_addresses(event: CheckoutCompleted) -> tuple[CheckoutAddress, 
 def _sealed(event: CheckoutCompleted) -> bool:
     addresses = (event.shipping_address, event.billing_address)
     return bool(subjects_of(getattr(a, f) for a in addresses for f in ADDRESS_FIELDS))
-
-
-async def _retryable(asked: Awaitable[DataKey | None]) -> DataKey | None:
-    """A customer service that fails is a reason to retry the batch, never to dead-letter the checkout: a
-    timeout or a refused connection was retried already (outbox.retry finds the cause), but an answer
-    such as 503 (its database restarting) raised DependencyUnavailable with no cause, which the runtime
-    took for the event's fault, and the order was never made."""
-    try:
-        return await asked
-    except DependencyUnavailable as exc:
-        raise RetryableError(str(exc)) from exc

@@ -3,9 +3,9 @@ the order saga asks for buyers' data keys there, not in the transaction (apps/or
 
 The order-saga's checkout.completed handler asked the customer service for the buyer's key inside the batch's
 transaction, holding the inbox claims and the rows the batch's earlier events had locked (orders, sagas) for
-up to the call's 2 s timeout; and a 503 from the customer service (no cause to find) was taken for the
-event's fault: the checkout dead-lettered, its order never made. Pure logic: ConsumerRuntime against a
-stand-in for its transaction, and DataKeys against a fake customer client (no broker, no database)."""
+up to the call's 2 s timeout. A 503 from the customer service is a retry on both paths (E's be72493 made
+for_opening raise RetryableError). Pure logic: ConsumerRuntime against a stand-in for its transaction, and
+DataKeys against a fake customer client (no broker, no database)."""
 
 from __future__ import annotations
 
