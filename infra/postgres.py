@@ -163,10 +163,27 @@ def init() -> None:
         "# local socket: the postgres superuser only, by OS identity (used by the stack's bootstrap)\n"
         "local   all          postgres                 peer\n"
         f"{REPLICATION_HBA}"
-        "# TCP: every role by password; Debezium's role may also open replication connections\n"
+        "# TCP: every role by password. Debezium's logical replication connections name their database and\n"
+        "# match this line; no role gets a physical replication connection over TCP (a copy of every database).\n"
         "host    all          all        127.0.0.1/32  scram-sha-256\n"
-        f"host    replication  {CDC_ROLE}   127.0.0.1/32  scram-sha-256\n"
     )
+
+
+# A cluster made before session 29 let the CDC role open physical replication connections (pg_basebackup
+# of the whole cluster with Debezium's password); its logical ones never needed the line (S).
+_CDC_PHYSICAL_HBA = f"host    replication  {CDC_ROLE}   127.0.0.1/32  scram-sha-256"
+
+
+def drop_cdc_physical_replication(data: Path = DATA) -> bool:
+    """Remove that line from an existing cluster's pg_hba.conf (the primary's, or a replica copied from it);
+    True if it was there: the caller reloads that server."""
+    hba = data / "pg_hba.conf"
+    lines = hba.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() != _CDC_PHYSICAL_HBA]
+    if len(kept) == len(lines):
+        return False
+    hba.write_text("".join(kept))
+    return True
 
 
 def running() -> bool:
@@ -237,6 +254,8 @@ def bootstrap() -> None:
     server log (session 29, S).
     """
     tune()
+    if drop_cdc_physical_replication():
+        psql_admin("SELECT pg_reload_conf()")
     existing = set(psql_admin("SELECT datname FROM pg_database").split())
     steps = setup_statements(scram_verifier(cdc_password()), lambda spec: scram_verifier(spec.password()), existing)
     for database, statements in steps:

@@ -76,6 +76,8 @@ def start() -> None:
         argv += ["-c", "archive_mode=off", "-c", "hot_standby_feedback=on"]
         pid = proc.spawn(NAME, argv, user=postgres.os_user() if os.geteuid() == 0 else None)
     proc.wait_until(NAME, ready, timeout=60, pid=pid)
+    if postgres.drop_cdc_physical_replication(DATA):  # a copy of a primary from before session 29
+        postgres.as_pg([str(postgres.BIN / "pg_ctl"), "reload", "-D", str(DATA)])
 
 
 def stop() -> bool:
