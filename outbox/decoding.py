@@ -13,7 +13,7 @@ import msgspec
 from outbox.consumer import EventContext
 from outbox.dead_letters import REDRIVE_HEADER, DeadLetterOrigin
 from outbox.errors import PoisonMessage
-from outbox.events import Event, decode_payload
+from outbox.events import Event, EventRegistry, decode_payload
 
 if TYPE_CHECKING:
     from confluent_kafka import Message
@@ -105,7 +105,10 @@ def parse(group: ConsumerGroup, messages: list[Message]) -> Batch:
             continue
         event_type = headers.get("event_type", "")
         if event_type and not group.handles(event_type):
-            ignored[event_type] = ignored.get(event_type, 0) + 1
+            # Counted by type (a metric label) only for types the project defines: any header value made a
+            # time series of its own in every consumer reading the topic.
+            label = event_type if event_type in group.registry else UNKNOWN_TYPE
+            ignored[label] = ignored.get(label, 0) + 1
             continue
         try:
             item = decode(group, message, headers)
@@ -199,8 +202,14 @@ def _mapped(raw: RawHeaders) -> dict[str, str]:
     return {name: value.decode("utf-8", "replace") for name, value in raw if value is not None}
 
 
-def event_type_of(message: Message) -> str:
-    return header_map(message).get("event_type", "?")
+# The metric label of a record whose event type header is missing or names no registered type.
+UNKNOWN_TYPE = "?"
+
+
+def event_type_of(message: Message, registry: EventRegistry) -> str:
+    """A record's event type as a metric label: a registered type, or UNKNOWN_TYPE."""
+    event_type = header_map(message).get("event_type", UNKNOWN_TYPE)
+    return event_type if event_type in registry else UNKNOWN_TYPE
 
 
 def where(message: Message) -> tuple[str, int, int]:

@@ -97,7 +97,7 @@ class BatchTransaction:
                 self._note_versions(p.ctx)
             outcomes[(p.ctx.event_type, outcome)] += 1
         for d in dead:
-            outcomes[(event_type_of(d.message), "dead_lettered")] += 1
+            outcomes[(event_type_of(d.message, self.group.registry), "dead_lettered")] += 1
         for (event_type, outcome), count in outcomes.items():
             metrics.EVENTS.labels(self.group.name, event_type, outcome).inc(count)
 

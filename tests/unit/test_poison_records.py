@@ -176,3 +176,11 @@ def test_a_refusal_among_letters_too_large_for_the_producer_still_fails_the_batc
     producer = FakeProducer(limit=1000, refuse=KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
     with pytest.raises(RetryableError, match="refused"):
         dead_letters.produce(producer, "g", [_letter(b"x" * 5000), _letter(b"x")])  # type: ignore[arg-type]
+
+
+def test_types_no_group_handles_are_counted_by_name_only_when_the_project_defines_them() -> None:
+    # The ignored count is a metric label: any header value made a time series of its own in every consumer.
+    records = [_record(_headers(uuid.uuid4(), event_type=f"junk.{uuid.uuid4().hex}")) for _ in range(3)]
+    records.append(_record(_headers(uuid.uuid4(), event_type="order.status_changed")))
+    batch = parse(customer_stats, records)
+    assert batch.ignored == {"?": 3, "order.status_changed": 1}
