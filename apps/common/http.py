@@ -36,6 +36,7 @@ from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware.base import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig
@@ -52,7 +53,7 @@ from apps.common.auth_tokens import auth_middleware
 from apps.common.db import SESSION_CONFIG, litestar_alchemy_config
 from apps.common.error_handlers import Handler, exception_handlers
 from apps.common.heap import settle_heap
-from apps.common.logs import AccessLogMiddleware, SentStatusPrometheusMiddleware, logging_config
+from apps.common.logs import AccessLog, SentStatusPrometheusMiddleware, logging_config
 from apps.common.openapi import AllowHeaderMiddleware, StrictStructSchemaPlugin, document_error_responses
 from apps.common.probes import READINESS_CHECKS, MetricsController, ProbeController, ReadinessCheck
 from apps.common.read_routing import ReadReplicaPlugin
@@ -105,7 +106,13 @@ def create_service_app(
             access_log.AccessLogContextPlugin(),
             rate_limit.RateLimitPlugin(spec),
         ],
-        middleware=[metrics.middleware, AccessLogMiddleware(), AllowHeaderMiddleware(), auth_middleware(), *middleware],
+        # The metrics middleware writes the access log line too (apps/common/logs.py AccessLog).
+        middleware=[
+            DefineMiddleware(SentStatusPrometheusMiddleware, config=metrics, access_log=AccessLog()),
+            AllowHeaderMiddleware(),
+            auth_middleware(),
+            *middleware,
+        ],
         guards=[undeclared_routes_admin_only],
         exception_handlers=handlers,
         logging_config=logging_config(spec),

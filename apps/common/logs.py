@@ -34,7 +34,6 @@ import msgspec
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.logging.config import LoggingConfig
-from litestar.middleware import ASGIMiddleware
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusMiddleware
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,7 +42,7 @@ from apps.common.topology import ServiceSpec
 from outbox.redaction import redact
 
 __all__ = [
-    "AccessLogMiddleware",
+    "AccessLog",
     "BatchingHandler",
     "JsonLogFormatter",
     "SentStatusPrometheusMiddleware",
@@ -160,7 +159,7 @@ def logging_config(spec: ServiceSpec) -> LoggingConfig:
             "apps": via_queue,
             "outbox": via_queue,
             # Only uvicorn's server log: naming "uvicorn" itself would reset its children, turning its
-            # access log back on under `--no-access-log`. Ours is AccessLogMiddleware.
+            # access log back on under `--no-access-log`. Ours is AccessLog.
             "uvicorn.error": via_queue,
         },
         root={"handlers": ["queue_listener"], "level": level},
@@ -189,54 +188,35 @@ def should_log(status: int, duration_ms: float, sample: float, slow_ms: float, d
     return status >= 400 or duration_ms >= slow_ms or draw < sample
 
 
-class AccessLogMiddleware(ASGIMiddleware):
+class AccessLog:
     """One line per request: method, route, the status the client received, duration. Probes and scrapes
-    are not logged; ordinary requests are sampled at ``ACCESS_LOG_SAMPLE``."""
+    are not logged; ordinary requests are sampled at ``ACCESS_LOG_SAMPLE``.
 
-    scopes = (ScopeType.HTTP,)
-    should_bypass_for_scope = staticmethod(_is_probe_or_scrape)
+    Written by the metrics middleware (``SentStatusPrometheusMiddleware``), which knows the status the client
+    received and the duration already: a middleware of its own cost the order API a layer, a send wrapper
+    and a second clock per request (docs/benchmarks.md, session 29)."""
 
     def __init__(self) -> None:
         self.sample = min(max(_env_float("ACCESS_LOG_SAMPLE", 1.0), 0.0), 1.0)
         self.slow_ms = _env_float("ACCESS_LOG_SLOW_MS", 500.0)
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        started = time.perf_counter()
-        status = HTTP_500_INTERNAL_SERVER_ERROR
-        sent = False
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status, sent
-            await send(message)
-            # Only once it is sent: a start that fails to go out (a before-send hook raising) becomes
-            # the server's own 500, and a status sent before the app raised stays what the client got.
-            if message["type"] == "http.response.start":
-                status, sent = message["status"], True
-
-        try:
-            await next_app(scope, receive, send_wrapper)
-        except HTTPException as exc:
-            # Raised by a middleware inside this one (the auth middleware's 401): Litestar's outer
-            # exception handler answers it with its status, after this middleware has returned.
-            if not sent:
-                status = exc.status_code
-            raise
-        finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 2)
-            if should_log(status, duration_ms, self.sample, self.slow_ms, random.random()) and log.isEnabledFor(
-                logging.INFO
-            ):
-                # The record made and handled here, not by log.info: that one walks the stack for the caller's
-                # file and line (findCaller), which no JSON line shows.
-                extra = {
-                    "method": scope.get("method"),
-                    # The route template, not the raw path: ids stay out of the access log's keys.
-                    "route": scope.get("path_template", scope.get("path")),
-                    "path": scope.get("path"),
-                    "status": status,
-                    "duration_ms": duration_ms,
-                }
-                log.handle(log.makeRecord(log.name, logging.INFO, "", 0, "request", (), None, extra=extra))
+    def write(self, scope: Scope, status: int, duration_ms: float) -> None:
+        if scope["type"] != ScopeType.HTTP or _is_probe_or_scrape(scope):
+            return
+        if should_log(status, duration_ms, self.sample, self.slow_ms, random.random()) and log.isEnabledFor(
+            logging.INFO
+        ):
+            # The record made and handled here, not by log.info: that one walks the stack for the caller's
+            # file and line (findCaller), which no JSON line shows.
+            extra = {
+                "method": scope.get("method"),
+                # The route template, not the raw path: ids stay out of the access log's keys.
+                "route": scope.get("path_template", scope.get("path")),
+                "path": scope.get("path"),
+                "status": status,
+                "duration_ms": duration_ms,
+            }
+            log.handle(log.makeRecord(log.name, logging.INFO, "", 0, "request", (), None, extra=extra))
 
 
 class _SpanSend:
@@ -288,11 +268,14 @@ class SentStatusPrometheusMiddleware(PrometheusMiddleware):
     inside this one (answered by Litestar's outer exception handler) counts under its own status.
     """
 
-    def __init__(self, app: ASGIApp, config: PrometheusConfig) -> None:
+    def __init__(self, app: ASGIApp, config: PrometheusConfig, access_log: AccessLog | None = None) -> None:
         super().__init__(app, config)
         self.app = _counting_refusals(self.app)
         # The lean path below serves the configuration every service uses: the four default labels only.
         self._lean = config.group_path and not (config.labels or config.exemplars or config.excluded_http_methods)
+        if access_log is not None and not self._lean:
+            raise ValueError("the access log is written on the lean path only (group_path, default labels)")
+        self._access_log = access_log
         self._children: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -317,6 +300,8 @@ class SentStatusPrometheusMiddleware(PrometheusMiddleware):
                 self.requests_error_count(labels).labels(*labels.values()).inc()
             count.inc()
             duration.observe(span["duration"])
+            if self._access_log is not None:
+                self._access_log.write(scope, status, round((time.perf_counter() - span["start_time"]) * 1000, 2))
 
     def _labels(self, method: str, path: str, status: int) -> dict[str, str | int | float]:
         return {"method": method, "path": path, "status_code": status, "app_name": self._config.app_name}

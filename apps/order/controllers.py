@@ -5,15 +5,18 @@ from __future__ import annotations
 # Litestar resolves handler annotations at runtime: everything named in a signature is a real import.
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, TypeAlias
+from typing import Annotated, Final, TypeAlias, cast
 
+import msgspec
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
+from litestar.enums import MediaType
 from litestar.openapi.spec import Operation, RequestBody
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from apps.common.auth import AnyRequest, allow, ensure_acting_for, ensure_visible, own_rows, principal_of
+from apps.common.db import lazy_session
 from apps.common.headers import idempotency_key_header
 from apps.common.pagination import Cursor
 from apps.common.providers import create_service_provider
@@ -22,6 +25,7 @@ from apps.order.schemas import CancelRequest, OrderCreate, OrderOut, OrderPage, 
 from apps.order.services import OrderService, OrderView
 
 Orders: TypeAlias = NamedDependency[OrderService]
+_ENCODER: Final = msgspec.json.Encoder()
 IdempotencyKeyHeader = Annotated[
     str | None,
     idempotency_key_header(
@@ -53,25 +57,28 @@ class OrderController(Controller):
     dependencies = {"orders": create_service_provider(OrderService, from_state=["dependencies"])}
 
     # The placement sends its statements on a pooled connection of its own (apps/order/driver.py): the
-    # request's session is made only if a fallback or a replay uses it.
-    @post(
-        status_code=HTTP_201_CREATED,
-        guards=[allow("customer", rows=True)],
-        dependencies={"orders": create_service_provider(OrderService, from_state=["dependencies"], lazy_session=True)},
-    )
+    # request's session is made only if a fallback or a replay uses it. Its service is built here, not
+    # injected: Litestar's dependency resolution per request cost more than the service itself
+    # (docs/benchmarks.md, session 29).
+    @post(status_code=HTTP_201_CREATED, guards=[allow("customer", rows=True)])
     async def place_order(
         self,
         data: JSONBody[OrderCreate],
-        orders: Orders,
         request: AnyRequest,
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[OrderOut]:
         """Place an order: 201; 422 for an unknown customer or product; 503 if a dependency is down; 403
         for a customer placing it for another."""
         ensure_acting_for(principal_of(request), data.customer_id, "customer_id")
+        state = request.app.state
+        orders = OrderService(lazy_session(state, request.scope), state["dependencies"])
         placed = await orders.place(data, idempotency_key)
         headers = {"Idempotent-Replayed": "true"} if placed.replayed else {}
-        return Response(to_order_out(placed.view), status_code=HTTP_201_CREATED, headers=headers)
+        # Encoded here by an encoder made once: the same JSON as Litestar's (msgspec's own, none of these
+        # types needs a hook), without its serializer lookup per response.
+        body = _ENCODER.encode(to_order_out(placed.view))
+        response = Response(body, status_code=HTTP_201_CREATED, headers=headers, media_type=MediaType.JSON)
+        return cast("Response[OrderOut]", response)  # the annotation is the document's: an OrderOut
 
     @get("/{order_id:uuid}", guards=[allow("customer", "staff", service="order:read", rows=True)])
     async def get_order(self, order_id: FromPath[uuid.UUID], orders: Orders, request: AnyRequest) -> OrderOut:

@@ -12,7 +12,7 @@ from litestar.types import Message, Receive, ReceiveMessage, Scope, Send
 from sqlalchemy import exc as sa_exc
 
 from apps.common.error_handlers import classify_database_error
-from apps.common.logs import AccessLogMiddleware, SentStatusPrometheusMiddleware
+from apps.common.logs import AccessLog, SentStatusPrometheusMiddleware
 
 pytestmark = pytest.mark.unit
 
@@ -77,7 +77,7 @@ async def test_access_log_records_500_when_the_answer_never_went_out(caplog: pyt
 
     scope: Any = {"type": "http", "method": "GET", "path": "/api/products", "path_template": "/api/products"}
     with caplog.at_level(logging.INFO, logger="apps.http"), pytest.raises(RuntimeError):
-        await AccessLogMiddleware().handle(scope, _no_receive, broken_send, app)
+        await _logged(app)(scope, _no_receive, broken_send)
     assert [r.__dict__["status"] for r in caplog.records if r.getMessage() == "request"] == [500]
 
 
@@ -93,8 +93,17 @@ async def test_access_log_records_the_status_sent_even_if_the_app_raises_afterwa
 
     scope: Any = {"type": "http", "method": "GET", "path": "/api/products", "path_template": "/api/products"}
     with caplog.at_level(logging.INFO, logger="apps.http"), pytest.raises(RuntimeError):
-        await AccessLogMiddleware().handle(scope, _no_receive, sent, app)
+        await _logged(app)(scope, _no_receive, sent)
     assert [r.__dict__["status"] for r in caplog.records if r.getMessage() == "request"] == [503]
+
+
+def _logged(app: Any) -> SentStatusPrometheusMiddleware:
+    """The metrics middleware that writes the access log, around ``app``, counting under an app name of its own."""
+    from litestar.plugins.prometheus import PrometheusConfig
+
+    name = f"test_access_{uuid.uuid4().hex[:8]}"
+    config = PrometheusConfig(app_name=name, prefix=name, group_path=True)
+    return SentStatusPrometheusMiddleware(app, config, access_log=AccessLog())
 
 
 async def _no_receive() -> ReceiveMessage:
@@ -125,6 +134,7 @@ def test_a_bad_token_is_logged_and_counted_as_the_401_it_answered(caplog: pytest
     """The auth middleware's 401 is raised inside the access log and metrics middlewares and answered by
     Litestar's outer exception handler: both recorded a 500 (and the access log a second line) before."""
     from litestar import Litestar, get
+    from litestar.middleware.base import DefineMiddleware
     from litestar.plugins.prometheus import PrometheusConfig
     from litestar.testing import TestClient
     from prometheus_client import REGISTRY
@@ -136,8 +146,9 @@ def test_a_bad_token_is_logged_and_counted_as_the_401_it_answered(caplog: pytest
         return "never reached"
 
     app_name = f"test_refusals_{uuid.uuid4().hex[:8]}"
-    metrics = PrometheusConfig(app_name=app_name, prefix=app_name, middleware_class=SentStatusPrometheusMiddleware)
-    middleware: list[Any] = [metrics.middleware, AccessLogMiddleware(), auth_middleware()]
+    metrics = PrometheusConfig(app_name=app_name, prefix=app_name, group_path=True)
+    logged = DefineMiddleware(SentStatusPrometheusMiddleware, config=metrics, access_log=AccessLog())
+    middleware: list[Any] = [logged, auth_middleware()]
     app = Litestar([thing], middleware=middleware, logging_config=None)
     with caplog.at_level(logging.INFO, logger="apps.http"), TestClient(app) as client:
         response = client.get("/api/thing", headers={"Authorization": "Bearer not-a-token"})
