@@ -9,8 +9,9 @@ provider then makes it: a second refund by hand, or a return's retry, refunds th
 8aa56f1: the retry leases the row (only if no one holds it) before calling, and asks about an old refund.
 
 On the payment database with rows of its own (a payment without a real authorization, a refund row held
-from the stack's worker by a far due time until the retry's own transaction) and a provider in-process whose POST the test lets land after
-the status query. Events are not written (the orders are made up): only the ledger is checked."""
+from the stack's worker by a far due time until the retry's own transaction) and a provider in-process whose
+POST the test lets land after the status query. Events are not written (the orders are made up): only the
+ledger is checked."""
 
 from __future__ import annotations
 
