@@ -110,7 +110,7 @@ class ConsumerRuntime:
                         await self.apply_batch(batch, plan)
                     except Stopped:
                         break
-                self.kafka.commit_due()  # offsets applied and held back (at most every second), idle or not
+                self.kafka.commit_due()  # offsets applied and held back (COMMIT_INTERVAL_S), idle or not
                 self.kafka.report_lag()
         finally:
             probe.cancel()
