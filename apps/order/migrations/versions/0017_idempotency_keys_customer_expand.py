@@ -23,7 +23,7 @@ Create Date: 2026-11-27
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision = "order_0017"
 down_revision = "order_0016"
@@ -31,11 +31,16 @@ branch_labels = None
 depends_on = None
 
 SCOPED = "uq_idempotency_keys_customer_key"
+_INVALID = "SELECT 1 FROM pg_index WHERE indexrelid = to_regclass(:name) AND NOT indisvalid"
 
 
 def upgrade() -> None:
-    op.add_column("idempotency_keys", sa.Column("customer_id", sa.String(36), nullable=True))
+    # Each step may have been done by a run that failed after it (the column is committed before the
+    # build; a build that ran out of lock_timeout leaves its index INVALID, which IF NOT EXISTS would keep).
+    op.add_column("idempotency_keys", sa.Column("customer_id", sa.String(36), nullable=True), if_not_exists=True)
     with op.get_context().autocommit_block():
+        if not context.is_offline_mode() and op.get_bind().execute(sa.text(_INVALID), {"name": SCOPED}).first():
+            op.drop_index(SCOPED, "idempotency_keys", postgresql_concurrently=True)
         op.create_index(
             SCOPED,
             "idempotency_keys",

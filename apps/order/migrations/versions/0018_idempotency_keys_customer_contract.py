@@ -71,6 +71,8 @@ def _fill_customers() -> None:
 def upgrade() -> None:
     with op.get_context().autocommit_block():
         _fill_customers()
+        # A run that failed after adding it (the swap below ran out of lock_timeout) left it behind.
+        op.execute(f"ALTER TABLE idempotency_keys DROP CONSTRAINT IF EXISTS {CHECK}")
         op.execute(f"ALTER TABLE idempotency_keys ADD CONSTRAINT {CHECK} CHECK (customer_id IS NOT NULL) NOT VALID")
         op.execute(f"ALTER TABLE idempotency_keys VALIDATE CONSTRAINT {CHECK}")
     op.execute(
