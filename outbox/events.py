@@ -210,8 +210,11 @@ def decode_payload(
         raise UndecodableEvent(f"cannot decode {event_type} v{schema_version}: nested too deep ({exc})") from exc
     # Decimal reads "NaN" (any case) and PostgreSQL's numeric stores it: one such amount made a customer's
     # total_spent and a day's or a product's sales NaN for good, with no dead letter. Only a payload that
-    # spells it is walked (the scan of the bytes costs well under a microsecond).
-    if b"nan" in (data.lower() if isinstance(data, bytes) else str(data).lower().encode()):
+    # spells it is walked (the scan of the bytes costs well under a microsecond), or one with a \u escape:
+    # JSON may spell any letter so ("\u004eaN" decodes to "NaN"; msgspec writes non-ASCII as UTF-8, so our
+    # own payloads hardly ever hold one).
+    raw = data.lower() if isinstance(data, bytes) else str(data).lower().encode()
+    if b"nan" in raw or (not isinstance(data, dict) and b"\\u" in raw):
         where = _not_a_number(decoded)
         if where:
             raise UndecodableEvent(f"cannot decode {event_type} v{schema_version}: {where} is not a number")
