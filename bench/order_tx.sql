@@ -41,6 +41,9 @@
 -- parameters (below): this script 1.90, 2.03 against the service's 1.87, 1.97.
 -- The idempotency key's CTE is there as in the service's statement; like the bench's orders, it has no key.
 -- Since session 29 (order_0017-0018) a key is its customer's own: the CTE names the order's customer too.
+-- The order number has the service's shape (apps/order/rules.py order_number: the UTC day, the millisecond of
+-- the day in 7 hex digits, 8 random hex digits), with PGB- for ORD- (bench/orders.py removes PGB- orders);
+-- until session 29 it was 'PGB-' and 32 random hex digits, as the service's tail was random within the day.
 SELECT encode(overlay(uuid_send(gen_random_uuid())
                       placing substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
                       FROM 1 FOR 6), 'hex')::uuid AS oid,
@@ -51,7 +54,9 @@ SELECT encode(overlay(uuid_send(gen_random_uuid())
                       placing substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
                       FROM 1 FOR 6), 'hex')::uuid AS eid,
        CAST(CAST(md5('pgbench-' || floor(random() * :customers)::int) AS uuid) AS text) AS cid,
-       md5(random()::text) AS tag \gset
+       'PGB-' || to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYYMMDD') || '-'
+         || lpad(upper(to_hex(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint % 86400000)), 7, '0')
+         || upper(substr(md5(random()::text), 1, 8)) AS onum \gset
 WITH known AS (
   SELECT EXISTS (SELECT 1 FROM order_known_customers WHERE customer_id = :cid) AS customer_known,
          p.product_id, p.sku, p.name, p.price, p.currency, p.confirmed_at
@@ -71,7 +76,7 @@ WITH known AS (
   INSERT INTO orders (id, order_number, customer_id, status, currency, subtotal, tax_amount, shipping_amount,
                       discount_amount, total_amount, payment_method, payment_status, shipping_address,
                       billing_address, notes, metadata, created_at, updated_at, source_service)
-  SELECT :oid, 'PGB-' || :tag, :cid, 'pending', :currency, 19.00, 0, 0, 0, 19.00, NULL, 'pending', NULL, NULL,
+  SELECT :oid, :onum, :cid, 'pending', :currency, 19.00, 0, 0, 0, 19.00, NULL, 'pending', NULL, NULL,
          NULL, '{}'::jsonb, now(), now(), 'pgbench'
   WHERE EXISTS (SELECT FROM ready)
 ), i AS (
