@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from confluent_kafka import KafkaError, KafkaException
 from sqlalchemy import text
 
 from outbox import metrics
@@ -91,7 +92,8 @@ class ConsumerRuntime:
 
     async def run(self) -> None:
         """Consume until stop() is called; the batch in flight finishes and commits first."""
-        await asyncio.to_thread(self.kafka.open)
+        if not await self._open_kafka():
+            return
         probe = asyncio.create_task(self._probe_database())
         # The next batch is polled and decoded in a worker thread while this one is applied: Kafka and
         # Python decoding overlap the database round trips. A prefetched batch that is never applied is
@@ -122,6 +124,26 @@ class ConsumerRuntime:
 
     def stop(self) -> None:
         self.stop_requested.set()
+
+    async def _open_kafka(self) -> bool:
+        """Subscribe, retrying with backoff while the broker cannot be reached; False if stopped meanwhile.
+
+        A consumer started while Kafka was down (restarting after a crash, or not up yet) exited at once on
+        the topic check's metadata request, and stayed down: nothing starts a consumer again but `just up`."""
+        attempt = 0
+        while True:
+            try:
+                await asyncio.to_thread(self.kafka.open)
+                return True
+            except KafkaException as exc:
+                if not unreachable(exc):
+                    raise
+                attempt += 1
+                delay = backoff_delay(attempt, self.max_backoff)
+                log.warning("group %s: Kafka unreachable (%s), retry %d in %.1fs", self.group.name, exc, attempt, delay)
+                await self._wait(delay)
+                if self.stop_requested.is_set():
+                    return False
 
     def _fetch(self) -> tuple[Batch, Plan | None]:
         """Poll, decode and plan the next batch (in a worker thread: pure work, no database).
@@ -259,6 +281,18 @@ class ConsumerRuntime:
         """Sleep, but wake up at once when a stop is requested."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop_requested.wait(), timeout=delay)
+
+
+# What a broker that is down or restarting answers a client (librdkafka's local error codes).
+_UNREACHABLE = frozenset(
+    {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT, KafkaError._RESOLVE}
+)
+
+
+def unreachable(exc: KafkaException) -> bool:
+    """Whether a Kafka call failed because no broker answered (wait), not because of what was asked."""
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and (error.code() in _UNREACHABLE or error.retriable())
 
 
 T = TypeVar("T")

@@ -16,6 +16,7 @@ from outbox import dead_letters
 from outbox.decoding import parse
 from outbox.errors import RetryableError
 from outbox.events import encode_payload, payload_as_dict
+from outbox.runtime import unreachable
 from tests.support.orders import order_created
 from tests.unit.test_consumer_plan import FakeMessage
 
@@ -184,3 +185,18 @@ def test_types_no_group_handles_are_counted_by_name_only_when_the_project_define
     records.append(_record(_headers(uuid.uuid4(), event_type="order.status_changed")))
     batch = parse(customer_stats, records)
     assert batch.ignored == {"?": 3, "order.status_changed": 1}
+
+
+@pytest.mark.parametrize(
+    ("code", "waits"),
+    [
+        (KafkaError._TRANSPORT, True),
+        (KafkaError._ALL_BROKERS_DOWN, True),
+        (KafkaError._TIMED_OUT, True),
+        (KafkaError.TOPIC_AUTHORIZATION_FAILED, False),
+        (KafkaError.INVALID_CONFIG, False),
+    ],
+)
+def test_a_consumer_waits_for_a_broker_that_does_not_answer_not_for_a_refusal(code: int, waits: bool) -> None:
+    # Started while Kafka was down, a consumer exited on its first metadata request and stayed down.
+    assert unreachable(KafkaException(KafkaError(code))) is waits

@@ -1,0 +1,32 @@
+"""A consumer started while Kafka cannot be reached waits for it instead of exiting.
+
+Found by tests/integration/test_saga_faults.py (session 29): the order-saga consumer, restarted while the
+broker was itself restarting, exited at once (its topic check's metadata request: Local: Broker transport
+failure) and stayed down. A throwaway consumer pointed at a port nothing listens on must stay up, say it is
+not ready, and still stop cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.support.consumers import ThrowawayConsumer
+from tests.support.pg_fault import free_port
+
+pytestmark = pytest.mark.usefixtures("stack")
+
+
+async def test_a_consumer_started_without_a_reachable_broker_waits_and_stops_cleanly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with ThrowawayConsumer() as consumer:
+        monkeypatch.setenv("KAFKA_BOOTSTRAP", f"127.0.0.1:{free_port()}")
+        consumer.start()
+        monkeypatch.undo()  # the process keeps it; the test's own Kafka calls (the clean-up) do not
+        await asyncio.sleep(15)  # past the metadata request's 10 s timeout, where it used to exit
+        log = await asyncio.to_thread(consumer.log.read_text)
+        assert consumer.alive, log[-2000:]
+        assert "Kafka unreachable" in log
+        assert await consumer.terminate() == 0
