@@ -1,6 +1,6 @@
 """A consumer started while Kafka cannot be reached waits for it instead of exiting.
 
-Found by tests/integration/test_saga_faults.py (session 29): the order-saga consumer, restarted while the
+Found by a saga fault run with overlapping kills (session 29): the order-saga consumer, restarted while the
 broker was itself restarting, exited at once (its topic check's metadata request: Local: Broker transport
 failure) and stayed down. A throwaway consumer pointed at a port nothing listens on must stay up, say it is
 not ready, and still stop cleanly on SIGTERM.
