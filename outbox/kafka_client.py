@@ -152,14 +152,15 @@ class KafkaSide:
         """Lost every partition (a session timeout) and given none back for ``within`` seconds."""
         return self._lost_at is not None and not self.owned and time.monotonic() - self._lost_at >= within
 
-    def reopen(self) -> None:
-        """Start over with a new consumer and producer: leave the group (committing what was applied) and
-        join it again. What was applied and not committed is redelivered; the inbox dedupes it."""
+    def leave(self) -> None:
+        """Leave the group (committing what was applied) to start over with a new consumer and producer:
+        `open()` next, which the runtime retries while the broker is unreachable. What was applied and not
+        committed is redelivered; the inbox dedupes it."""
         log.warning("group %s: no partitions since the session was lost; rejoining with a new consumer", self.group)
         self.close()
+        self._consumer = self._producer = None
         self._offsets.clear()
         self._pending, self._lost_at = False, None
-        self.open()
 
     def fetch(self, batch_size: int, timeout: float) -> list[Message]:
         # Wait for the first record, then take only what is already buffered: consume(n, timeout) would

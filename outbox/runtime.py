@@ -104,7 +104,11 @@ class ConsumerRuntime:
             while not self.stop_requested.is_set():
                 batch, plan = await prefetch
                 if self.kafka.stranded(self.rejoin_within):  # between polls: no thread is using the consumer
-                    await asyncio.to_thread(self.kafka.reopen)
+                    # A member is stranded mostly because the broker went away: joining again may have
+                    # to wait for it, as a start does (an exception here ended the process for good).
+                    await asyncio.to_thread(self.kafka.leave)
+                    if not await self._open_kafka():
+                        break
                 batch, plan = self._top_up(batch, plan)  # also between polls
                 prefetch = prefetcher.request()
                 if batch.messages:

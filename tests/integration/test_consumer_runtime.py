@@ -35,6 +35,7 @@ from tests.support.orders import (
     stats_checksum,
     write_events,
 )
+from tests.support.pg_fault import free_port
 from tests.support.replay import (
     Snapshot,
     assert_identical_apart_from_later_events,
@@ -550,9 +551,14 @@ async def _max_applied_offsets() -> dict[int, int]:
         await conn.close()
 
 
-async def test_a_member_left_without_partitions_after_its_session_was_lost_rejoins() -> None:
+@pytest.mark.parametrize("broker_reachable", [True, False], ids=["broker-up", "broker-unreachable-at-first"])
+async def test_a_member_left_without_partitions_after_its_session_was_lost_rejoins(broker_reachable: bool) -> None:
     """After a broker restart under load a consumer once lost its partitions (session timeout) and was never
-    given any back. The runtime then starts over with a new consumer: the group's events flow again."""
+    given any back. The runtime then starts over with a new consumer: the group's events flow again.
+
+    A member is stranded mostly because the broker went away, so its rejoin may find no broker either: it
+    waits for one as a start does (session 29: the rejoin's topic check raised, and five consumers and
+    order-references ended for good while Kafka restarted)."""
     from confluent_kafka import TopicPartition
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
@@ -583,9 +589,17 @@ async def test_a_member_left_without_partitions_after_its_session_was_lost_rejoi
         first = produce_order()
         await eventually(lambda: _holds(first in seen), within=30, what="the first event applied")
         before = runtime.kafka.consumer
+        bootstrap = runtime.kafka.bootstrap
+        if not broker_reachable:  # the rejoin's topic check (its first request) finds nothing listening
+            runtime.kafka.bootstrap = f"127.0.0.1:{free_port()}"
         # What librdkafka reported for the stranded members: every partition lost, and no assignment after.
         runtime.kafka._lost(before, [TopicPartition(topic, 0)])
         assert not runtime.ready
+        if not broker_reachable:
+            await asyncio.sleep(13)  # past the metadata request's 10 s timeout, where the runtime used to end
+            assert not task.done(), task.exception()
+            assert not runtime.ready
+            runtime.kafka.bootstrap = bootstrap
         await eventually(lambda: _holds(runtime.ready), within=30, what="partitions owned again")
         assert runtime.kafka.consumer is not before  # a new member, not the old one given partitions back
         second = produce_order()
