@@ -3,11 +3,11 @@
     python -m outbox.replay customer-stats --to-earliest --dry-run
     python -m outbox.replay customer-stats --to-earliest --rebuild --follow
 
-Refuses while the group has live members (stop its consumers first). Without --rebuild the inbox makes
-the replay a no-op for events already applied, which is right for a plain redelivery; --rebuild first
-empties the group's projection tables and its inbox rows in one transaction, so the projection is
-rebuilt from the events. Kafka's own `kafka-consumer-groups.sh --reset-offsets` works just as well: the
-consumers do not care how their offsets moved.
+Refuses while the group has live members (stop its consumers first). Without --rebuild the inbox makes the
+replay a no-op for events already applied, which is right for a plain redelivery; --rebuild then empties the
+group's projection tables and its inbox rows in one transaction (after the offsets moved and were read back),
+so the projection is rebuilt from the events. Kafka's own `kafka-consumer-groups.sh --reset-offsets` works
+just as well: the consumers do not care how their offsets moved.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -95,10 +95,32 @@ def plan(
         consumer.close()
 
 
+class ResetRefused(RuntimeError):
+    """Kafka did not move every partition's offset to its target: the group was not reset."""
+
+
 def reset(group: str, plans: list[PartitionPlan], bootstrap: str) -> None:
+    """Move the group's committed offsets to the plans' targets, and read them back.
+
+    Kafka answers an offset change per partition: a refused partition (its coordinator still loading after
+    a broker restart, for one) comes back inside the result, not as an exception. Ignoring it once left a
+    rebuilt projection empty: the group restarted at its old offsets, past every event (session 29)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     request = ConsumerGroupTopicPartitions(group, [TopicPartition(p.topic, p.partition, p.target) for p in plans])
-    admin.alter_consumer_group_offsets([request])[group].result()
+    answered = admin.alter_consumer_group_offsets([request])[group].result()
+    refused = [f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in answered.topic_partitions or [] if tp.error]
+    if refused:
+        raise ResetRefused(f"Kafka refused to move the offsets of group {group}: {'; '.join(refused)}")
+    asked = ConsumerGroupTopicPartitions(group, [TopicPartition(p.topic, p.partition) for p in plans])
+    held = admin.list_consumer_group_offsets([asked])[group].result()
+    now = {(tp.topic, tp.partition): tp.offset for tp in held.topic_partitions or []}
+    wrong = [
+        f"{p.topic}[{p.partition}] at {now.get((p.topic, p.partition))}, not {p.target}"
+        for p in plans
+        if now.get((p.topic, p.partition)) != p.target
+    ]
+    if wrong:
+        raise ResetRefused(f"group {group}'s offsets did not move: {'; '.join(wrong)}")
 
 
 async def rebuild(group: str, database_url_: str, tables: tuple[str, ...]) -> None:
@@ -168,9 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     if members:
         print(f"refusing: group {args.group} has {members} live member(s); stop its consumers first", file=sys.stderr)
         return 2
+    # Offsets first: a reset Kafka refuses leaves the projection as it was. Emptied first, a refused reset
+    # left it empty with the group past every event.
+    try:
+        reset(args.group, plans, bootstrap)
+    except (ResetRefused, KafkaException) as exc:
+        print(f"refusing: {exc}; nothing emptied, run it again", file=sys.stderr)
+        return 1
     if args.rebuild:
         asyncio.run(rebuild(args.group, groups.database_url(module), tuple(getattr(module, "projection_tables", ()))))
-    reset(args.group, plans, bootstrap)
     print(f"offsets of {args.group} reset; start its consumers to replay")
     if args.follow:
         return 0 if follow(args.group, topics, bootstrap, args.follow_timeout) else 1
