@@ -5,7 +5,7 @@ letter on one line, and a letter redriven after its cause was repaired is applie
 
 A consumer process of its own (tests.support.throwaway_group: the stack's consumers run the same runtime):
 poison on commerce.* would stay for the topic's retention and be dead-lettered again by every replay.
-The decoding rules themselves: tests/unit/test_poison_records.py.
+The decoding rules themselves: tests/unit/test_poison_decoding.py.
 """
 
 from __future__ import annotations

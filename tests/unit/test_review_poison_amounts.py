@@ -17,7 +17,7 @@ from apps.customer.consumers import group as customer_stats
 from outbox.decoding import parse
 from outbox.events import payload_as_dict
 from tests.support.orders import order_created
-from tests.unit.test_poison_records import _headers, _record
+from tests.unit.test_poison_decoding import _headers, _record
 
 
 @pytest.mark.parametrize("spelling", ["\\u004eaN", "N\\u0061N", "\\u006e\\u0061\\u006e"])
