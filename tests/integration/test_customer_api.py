@@ -247,7 +247,9 @@ async def test_patch_of_the_phone_names_the_change_but_never_publishes_the_numbe
     assert (cleared.status_code, cleared.json()["phone"]) == (200, None)
     events = await events_of(db, customer["id"])
     assert [json.loads(e["event_data"])["changed"] for e in events[1:]] == [["phone"], ["phone"]]
-    assert all("999" not in e["event_data"] for e in events)
+    # The number in the spellings we could have written; not a bare "999", which a random id, a timestamp or
+    # a sealed envelope's base64 holds now and then (a fresh-clone CI failed on one).
+    assert not [e for e in events for spelt in ("0309998887", "9998887", "999 888") if spelt in e["event_data"]]
 
 
 async def test_patch_without_a_real_change_writes_no_event(client: Client, db: asyncpg.Connection) -> None:

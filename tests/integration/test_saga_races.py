@@ -112,10 +112,13 @@ async def _delivered_stopped_and_returned_at_once(http: httpx.AsyncClient, produ
     )
     assert sorted([deliver.status_code, stop.status_code]) == [200, 409], (deliver.text, stop.text)
     if deliver.status_code == 200:
-        assert opened.status_code == 201, opened.text
+        # The return races the delivery too: seen before it, the order is still shipped and the return refused.
+        assert opened.status_code in (201, 409), opened.text
+        if opened.status_code == 409:
+            assert "this one is shipped" in opened.json()["detail"], opened.text
         await order_reaches(http, order_id, "delivered", "captured")
         rows = await fetch("returns", "SELECT status FROM return_requests WHERE order_id = $1", uuid.UUID(order_id))
-        assert [r["status"] for r in rows] == ["requested"]
+        assert [r["status"] for r in rows] == (["requested"] if opened.status_code == 201 else [])
         return "delivered"
     assert opened.status_code == 409 and opened.json()["extra"][0]["key"] == "order_id", opened.text
     await order_reaches(http, order_id, "cancelled", "refunded")
