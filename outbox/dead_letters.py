@@ -113,7 +113,7 @@ def produce(producer: Producer, group: str, letters: Sequence[DeadLetterOrigin])
             producer.produce(topic, key=letter.key, value=letter.value, headers=headers, on_delivery=delivered)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
-                raise RetryableError(f"dead letter not sent: {exc}") from exc
+                raise RetryableError(f"dead letter not sent: {exc}", dependency="kafka") from exc
             return False
         return True
 
@@ -122,22 +122,22 @@ def produce(producer: Producer, group: str, letters: Sequence[DeadLetterOrigin])
     # The broker's limit (the topic's max.message.bytes) may be below the producer's.
     other = [error for _, error in refused if error.code() != KafkaError.MSG_SIZE_TOO_LARGE]
     if other:
-        raise RetryableError(f"{len(other)} dead letters refused by Kafka: {other[0]}")
+        raise RetryableError(f"{len(other)} dead letters refused by Kafka: {other[0]}", dependency="kafka")
     too_large += [letter for letter, _ in refused]
     refused.clear()
     for letter in too_large:
         reference, omitted = referring(letter)
         if not send(reference, [(OMITTED, str(omitted))]):
-            raise RetryableError("a dead letter too large for Kafka even without its record")
+            raise RetryableError("a dead letter too large for Kafka even without its record", dependency="kafka")
     _flushed(producer)
     if refused:
-        raise RetryableError(f"{len(refused)} dead letters refused by Kafka: {refused[0][1]}")
+        raise RetryableError(f"{len(refused)} dead letters refused by Kafka: {refused[0][1]}", dependency="kafka")
 
 
 def _flushed(producer: Producer) -> None:
     remaining = producer.flush(30)
     if remaining:
-        raise RetryableError(f"{remaining} dead letters not acknowledged by Kafka")
+        raise RetryableError(f"{remaining} dead letters not acknowledged by Kafka", dependency="kafka")
 
 
 def referring(letter: DeadLetterOrigin) -> tuple[DeadLetterOrigin, int]:

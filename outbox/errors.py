@@ -22,4 +22,11 @@ class RejectedEvent(PoisonMessage):
 
 
 class RetryableError(OutboxError):
-    """A transient failure: retry the message with backoff."""
+    """A transient failure: retry the message with backoff.
+
+    ``dependency`` names what failed when it is not the consumer's own database (a service, Kafka): the
+    consumer's GET /ready says the batch waits for it, and its database stays reported as answering."""
+
+    def __init__(self, *args: object, dependency: str | None = None) -> None:
+        super().__init__(*args)
+        self.dependency = dependency

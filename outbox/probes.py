@@ -2,7 +2,7 @@
 
 GET /metrics   Prometheus exposition (every outbox_consumer_* metric)
 GET /ready     200 once the consumer owns partitions and its database answered, 503 before (and while
-               its database is failing); the body says which
+               a batch is retried); the body says which, and what a retried batch waits for
 GET /health    200 while the process serves HTTP at all (liveness)
 """
 

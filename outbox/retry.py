@@ -17,7 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from outbox.errors import RetryableError
 
-__all__ = ["RETRYABLE_SQLSTATES", "backoff_delay", "is_retryable"]
+__all__ = ["RETRYABLE_SQLSTATES", "backoff_delay", "is_retryable", "waits_for"]
 
 # Serialization failure, deadlock, lock timeout, a cancelled statement (57014: an operator's
 # pg_cancel_backend, a statement_timeout; no event's fault, and the services' HTTP side answers it 503),
@@ -34,6 +34,20 @@ RETRYABLE_SQLSTATES = frozenset(
 def is_retryable(exc: BaseException) -> bool:
     """True for a transient failure of the database or the network; False when the event is at fault."""
     return any(_transient(error) for error in _causes(exc))
+
+
+def waits_for(exc: BaseException) -> str:
+    """What a retryable failure waits for: the dependency named along its causes (a RetryableError's
+    ``dependency``, or an error of a service client's that carries one, e.g. "customer" for a 503 of the
+    customer service), else "database".
+
+    /ready said "database": false for any retry, so a customer-service outage read as the consumer's own
+    database being down."""
+    for error in _causes(exc):
+        dependency = getattr(error, "dependency", None)
+        if isinstance(dependency, str) and dependency:
+            return dependency
+    return "database"
 
 
 def backoff_delay(attempt: int, cap: float) -> float:

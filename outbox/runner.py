@@ -6,7 +6,8 @@ the SQLAlchemy asyncpg URL of the database holding the group's inbox and project
 commit it, leave the group and exit.
 
 With --metrics-port, the process serves GET /metrics, /ready (200 once it owns partitions and its
-database answered, 503 before) and /health on that port (outbox.probes).
+database answered, 503 before and while a batch is retried, naming what it waits for) and /health on that
+port (outbox.probes).
 
 Membership is dynamic, with a 6 s session timeout (the broker's minimum; outbox.kafka_client): a consumer
 killed with SIGKILL and restarted applies again within seconds. Measured on the reference machine, a

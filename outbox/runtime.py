@@ -24,7 +24,8 @@ from outbox import metrics
 from outbox.config import kafka_bootstrap
 from outbox.decoding import Batch, parse
 from outbox.kafka_client import REJOIN_WITHIN_S, KafkaSide
-from outbox.retry import backoff_delay, is_retryable
+from outbox.redaction import redact
+from outbox.retry import backoff_delay, is_retryable, waits_for
 from outbox.transaction import BatchTransaction, IsolateBatch, Plan, make_plan
 
 if TYPE_CHECKING:
@@ -76,19 +77,33 @@ class ConsumerRuntime:
         self.transaction = BatchTransaction(group, session_factory, self.kafka.send_dead_letters)
         # Whether the last database round trip (the start-up probe or a batch) succeeded.
         self.database_ok = False
+        # While a batch is being retried: what it waits for, the last error and since when (wall clock);
+        # None while batches apply. One tuple, replaced whole: /ready reads it from another thread.
+        self.waiting: tuple[str, str, float] | None = None
         self._batches = metrics.BATCHES.labels(group.name)
         self._batch_seconds = metrics.BATCH_SECONDS.labels(group.name)
 
     @property
     def ready(self) -> bool:
-        """Owns partitions and reached its database: what a readiness probe should wait for."""
-        return bool(self.kafka.owned) and self.database_ok
+        """Owns partitions, reached its database and no batch waits for a retry: what a readiness probe
+        should wait for."""
+        return self.readiness()[0]
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
-        """The readiness verdict and what it rests on (the body of GET /ready)."""
-        partitions, database = len(self.kafka.owned), self.database_ok  # read once: other threads move them
-        ready = partitions > 0 and database
-        return ready, {"ready": ready, "group": self.group.name, "partitions": partitions, "database": database}
+        """The readiness verdict and what it rests on (the body of GET /ready). A batch that is being
+        retried makes it not ready, and the body names what it waits for: the database, or the
+        dependency the error named (another service, Kafka), whose outage is not the database's."""
+        # Read once: other threads move them.
+        partitions, database, waiting = len(self.kafka.owned), self.database_ok, self.waiting
+        ready = partitions > 0 and database and waiting is None
+        body: dict[str, object] = {"ready": ready, "group": self.group.name, "partitions": partitions}
+        body["database"] = database
+        if waiting is not None:
+            dependency, error, since = waiting
+            body["waiting_for"] = dependency
+            body["error"] = error
+            body["since"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+        return ready, body
 
     async def run(self) -> None:
         """Consume until stop() is called; the batch in flight finishes and commits first."""
@@ -247,13 +262,18 @@ class ConsumerRuntime:
                 await self._prepare(batch)
                 await self.transaction.apply(batch.parsed, batch.poison, isolate=isolate, plan=plan)
                 self.database_ok = True
+                self.waiting = None
                 return
             except IsolateBatch:
                 isolate = True
             except Exception as exc:
                 if not is_retryable(exc):
                     raise
-                self.database_ok = False
+                dependency = waits_for(exc)
+                if dependency == "database":
+                    self.database_ok = False
+                since = self.waiting[2] if self.waiting is not None else time.time()
+                self.waiting = (dependency, redact(str(exc))[:500] or type(exc).__name__, since)
                 attempt += 1
                 metrics.RETRIES.labels(self.group.name, type(exc).__name__).inc()
                 delay = backoff_delay(attempt, self.max_backoff)

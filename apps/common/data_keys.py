@@ -68,7 +68,7 @@ class DataKeys:
         try:
             return await self._get(subject, create=False)
         except DependencyUnavailable as exc:
-            raise RetryableError(str(exc)) from exc
+            raise RetryableError(str(exc), dependency=exc.dependency) from exc
 
     async def _get(self, subject: str, *, create: bool) -> DataKey | None:
         now = time.monotonic()
