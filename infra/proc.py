@@ -64,6 +64,12 @@ def spawn(
     full_env = {**os.environ, **(env or {})}
     if user is not None:
         argv = ["runuser", "-u", user, "--", *argv]
+    running_pid = read_pid(component)
+    if running_pid is not None and pid_alive(running_pid) and _command_of(running_pid) == list(argv):
+        # Overwriting it would lose the live process: a second start of the same command fails on its port
+        # or data directory and leaves its own dead pid in the file (`just status` DOWN, `just stop`
+        # unable to reach the one that serves).
+        raise StartError(f"{component} already runs as pid {running_pid}")
     with log_file(component).open("ab") as log:
         log.write(f"\n--- starting {component} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
         log.flush()
@@ -83,11 +89,32 @@ def spawn(
     return process.pid
 
 
+def _command_of(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [part.decode(errors="replace") for part in raw.split(b"\0")[:-1]]
+
+
+def forget(component: str, pid: int) -> None:
+    """Remove the component's pid file if it still names ``pid``.
+
+    A stop or a kill that outlived its process must not delete the file of the one started meanwhile:
+    two `just restart X` at once both signalled the old process, the first started the new one, the
+    second then removed its pid file and started a third that failed on the port, whose dead pid
+    `just status` then read (the live one served on, untracked)."""
+    path = pid_file(component)
+    if read_pid(component) == pid:
+        path.unlink(missing_ok=True)
+
+
 def stop(component: str, timeout: float = 30.0) -> bool:
     """SIGTERM the component's process group, then SIGKILL if it outlives the timeout."""
     pid = read_pid(component)
     if pid is None or not pid_alive(pid):
-        pid_file(component).unlink(missing_ok=True)
+        if pid is not None:
+            forget(component, pid)
         return False
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -98,7 +125,7 @@ def stop(component: str, timeout: float = 30.0) -> bool:
         _signal_group(pid, signal.SIGKILL)
         time.sleep(0.2)
     _reap(pid)
-    pid_file(component).unlink(missing_ok=True)
+    forget(component, pid)
     return True
 
 
@@ -132,6 +159,7 @@ def wait_until(
         except Exception:
             pass
         if pid is not None and not pid_alive(pid):
+            forget(component, pid)  # its dead pid would read as the component's
             raise StartError(f"{component} exited during start-up; see its log: {log_file(component)}")
         if time.monotonic() > deadline:
             raise StartError(f"{component} was not ready after {timeout:.0f}s; see its log: {log_file(component)}")
@@ -169,7 +197,7 @@ def kill(component: str, timeout: float = 10.0) -> None:
     ) and time.monotonic() < deadline:
         _reap(pid)
         time.sleep(0.05)
-    pid_file(component).unlink(missing_ok=True)
+    forget(component, pid)
 
 
 def _descendants(root: int) -> list[int]:

@@ -14,9 +14,11 @@ import fcntl
 import functools
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
@@ -104,9 +106,28 @@ def start_process(process: Process) -> None:
         if proc.running(process.name):
             proc.wait_until(process.name, process.probe, timeout=60)  # started by someone else: ready yet?
             return
+        port = urllib.parse.urlsplit(process.url).port if process.url else None
+        if port is not None and _port_taken(port):
+            # A process no pid file names serves there (started by hand, or orphaned): a start would die
+            # on the port while the probe, answered by that one, called it ready.
+            raise proc.StartError(
+                f"{process.name}: 127.0.0.1:{port} is already taken by a process its pid file does not name: "
+                f"`ss -ltnp 'sport = :{port}'` names it; stop it by its pid, then start {process.name}"
+            )
         pid = proc.spawn(process.name, process.argv, cwd=REPO, env={"PYTHONUNBUFFERED": "1"})
         proc.wait_until(process.name, process.probe, timeout=60, pid=pid)
         hold(process.name, False)  # whoever starts it ends a `just stop`: a later crash is not that stop
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the servers bind: a stopped server's connections in TIME_WAIT do not count, a listener does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 @contextlib.contextmanager
