@@ -30,7 +30,7 @@ from apps.checkout.schemas import (
     to_checkout_out,
 )
 from apps.checkout.services import CartService, now
-from apps.common.auth import AnyRequest, ensure_acting_for, ensure_owner_or_guest, principal_of, public
+from apps.common.auth import AnyRequest, ensure_acting_for, ensure_owner_or_guest, principal_of, public, read_owner
 from apps.common.errors import InvalidField, NotFound, UnknownReference
 from apps.common.providers import create_service_provider
 
@@ -57,20 +57,24 @@ SHOPPING = public("guest checkout: a guest cart opens with its X-Guest-Token, a 
 
 
 async def _open_cart(carts: CartService, cart_id: uuid.UUID, guest_token: str | None, request: AnyRequest) -> CartOut:
-    view = await carts.view(cart_id, guest_token)
-    ensure_owner_or_guest(principal_of(request), view.customer_id, f"cart {cart_id} not found")
+    principal = principal_of(request)
+    view = await carts.view(cart_id, guest_token, read_owner(principal))
+    ensure_owner_or_guest(principal, view.customer_id, f"cart {cart_id} not found")
     return view
 
 
 async def _check_cart_to_check_out(
     carts: CartService, cart_id: uuid.UUID, guest_token: str | None, request: AnyRequest
 ) -> None:
-    """Another customer's cart named in the body is an unknown cart (422), as one that does not exist."""
+    """Another customer's cart named in the body is an unknown cart (422), as one that does not exist,
+    both answered here by the same reads (a customer's read of another's cart finds nothing)."""
+    principal = principal_of(request)
+    unknown = UnknownReference("cart_id", "unknown cart")
     try:
-        view = await carts.view(cart_id, guest_token)
+        view = await carts.view(cart_id, guest_token, read_owner(principal))
     except NotFound:
-        return  # the checkout answers it: 422 naming cart_id
-    ensure_owner_or_guest(principal_of(request), view.customer_id, UnknownReference("cart_id", "unknown cart"))
+        raise unknown from None
+    ensure_owner_or_guest(principal, view.customer_id, unknown)
 
 
 async def _open_checkout(

@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from uuid_utils.compat import uuid7
@@ -106,13 +106,17 @@ class CartService:
 
     # -- reading ---------------------------------------------------------------------------------------
 
-    async def view(self, cart_id: uuid.UUID, token: str | None) -> CartOut:
-        """The cart from the cache, or from the database (and then cached)."""
+    async def view(self, cart_id: uuid.UUID, token: str | None, owner: uuid.UUID | None = None) -> CartOut:
+        """The cart from the cache, or from the database (and then cached). ``owner`` (a customer's read:
+        apps/common/auth.py ``read_owner``): another customer's cart is read as an unknown id is, a cache
+        miss and a statement that finds nothing (a cached one answered ~1 ms sooner than an unknown id)."""
         token_hash = hash_token(token) if token else None
         read = await self.cache.read(cart_id, token_hash)
         cached = read.cached
+        if cached is not None and owner is not None and cached.view.customer_id not in (None, str(owner)):
+            cached = None
         if cached is None:
-            cart = await self.get(cart_id)
+            cart = await self.get(cart_id, owner=owner)
             cached = CachedCart(
                 view=to_cart_out(cart, await self.items(cart_id)),
                 guest_token_hash=cart.guest_token,
@@ -124,8 +128,11 @@ class CartService:
             await self._revive_guest_session(cart_id, cached.guest_token_hash, cached.guest_expires_at)
         return cached.view
 
-    async def get(self, cart_id: uuid.UUID, *, lock: bool = False) -> CartSession:
+    async def get(self, cart_id: uuid.UUID, *, lock: bool = False, owner: uuid.UUID | None = None) -> CartSession:
+        """The cart; with ``owner``, only that customer's or a guest's (whose token is checked after)."""
         query = select(CartSession).where(CartSession.id == cart_id)
+        if owner is not None:
+            query = query.where(or_(CartSession.customer_id == str(owner), CartSession.customer_id.is_(None)))
         cart = await self.session.scalar(query.with_for_update() if lock else query)
         if cart is None:
             raise NotFound(f"cart {cart_id} not found")

@@ -15,7 +15,15 @@ from litestar.openapi.spec import Operation, RequestBody
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from apps.common.auth import AnyRequest, allow, ensure_acting_for, ensure_visible, own_rows, principal_of
+from apps.common.auth import (
+    AnyRequest,
+    allow,
+    ensure_acting_for,
+    ensure_visible,
+    own_rows,
+    principal_of,
+    read_owner,
+)
 from apps.common.db import lazy_session
 from apps.common.headers import idempotency_key_header
 from apps.common.pagination import Cursor
@@ -44,8 +52,9 @@ class OptionalBody(Operation):
 
 
 async def _visible_order(orders: OrderService, order_id: uuid.UUID, request: AnyRequest) -> OrderView:
-    view = await orders.get(order_id)
-    ensure_visible(principal_of(request), view.order.customer_id, "order not found")
+    principal = principal_of(request)
+    view = await orders.get(order_id, read_owner(principal))
+    ensure_visible(principal, view.order.customer_id, "order not found")
     return view
 
 

@@ -239,17 +239,23 @@ class OrderService:
 
     # -- reading -----------------------------------------------------------------------------------
 
-    async def get(self, order_id: uuid.UUID) -> OrderView:
-        order = await self.session.get(Order, order_id)
+    async def get(self, order_id: uuid.UUID, owner: uuid.UUID | None = None) -> OrderView:
+        """The order, live or archived; ``owner`` (a customer's read: apps/common/auth.py ``read_owner``)
+        is in both statements, so another customer's order is missing by the same reads as an unknown id."""
+        customer_id = None if owner is None else str(owner)
+        query = select(Order).where(Order.id == order_id)
+        order = await self.session.scalar(
+            query if customer_id is None else query.where(Order.customer_id == customer_id)
+        )
         if order is None:
-            return await self._archived(order_id)
+            return await self._archived(order_id, customer_id)
         note_read("orders", [Touched(order.id, order.customer_id)])
         items = (await self._items([order_id])).get(order_id, [])
         return OrderView(order, items, await self.session.get(OrderSaga, order_id))
 
-    async def _archived(self, order_id: uuid.UUID) -> OrderView:
+    async def _archived(self, order_id: uuid.UUID, customer_id: str | None) -> OrderView:
         """An order past two years, moved to the archive (apps/order/archive.py): read as it was."""
-        found = await archived(self.session, Order, "id", order_id)
+        found = await archived(self.session, Order, "id", order_id, customer_id=customer_id)
         if not found:
             raise NotFound("order not found")
         note_read("orders_archive", [Touched(found[0].id, found[0].customer_id)])

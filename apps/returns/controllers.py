@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from apps.common.auth import AnyRequest, allow, ensure_visible, own_rows, principal_of
+from apps.common.auth import AnyRequest, allow, ensure_visible, own_rows, principal_of, read_owner
 from apps.common.errors import UnknownReference
 from apps.common.fields import LINE_PATTERN
 from apps.common.pagination import Cursor
@@ -55,8 +55,9 @@ class ReturnController(Controller):
     @get("/{return_id:uuid}", guards=[allow("customer", "staff", rows=True)])
     async def get_return(self, return_id: FromPath[uuid.UUID], returns: Returns, request: AnyRequest) -> ReturnOut:
         """One return with its items; 404 if unknown (or, for a customer, another customer's)."""
-        found = await returns.get(return_id)
-        ensure_visible(principal_of(request), found.customer_id, f"return {return_id} not found")
+        principal = principal_of(request)
+        found = await returns.get(return_id, read_owner(principal))
+        ensure_visible(principal, found.customer_id, f"return {return_id} not found")
         return to_return_out(found)
 
     @get(guards=[allow("customer", "staff", rows=True)])

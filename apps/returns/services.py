@@ -357,13 +357,18 @@ class ReturnService:
 
     # --- reads -------------------------------------------------------------------------------------
 
-    async def get(self, return_id: uuid.UUID) -> ReturnRequest:
-        request = await self._read(return_id)
+    async def get(self, return_id: uuid.UUID, owner: uuid.UUID | None = None) -> ReturnRequest:
+        """``owner`` (a customer's read: apps/common/auth.py ``read_owner``) is in the statement, so another
+        customer's return is missing by the same read as an unknown id (its items are never loaded)."""
+        request = await self._read(return_id, None if owner is None else str(owner))
         note_read("return_requests", [Touched(request.id, request.customer_id)])
         return request
 
-    async def _read(self, return_id: uuid.UUID) -> ReturnRequest:
-        request = await self.session.scalar(_with_items(select(ReturnRequest).where(ReturnRequest.id == return_id)))
+    async def _read(self, return_id: uuid.UUID, customer_id: str | None = None) -> ReturnRequest:
+        query = select(ReturnRequest).where(ReturnRequest.id == return_id)
+        if customer_id is not None:
+            query = query.where(ReturnRequest.customer_id == customer_id)
+        request = await self.session.scalar(_with_items(query))
         if request is None:
             raise NotFound(f"return {return_id} not found")
         return request

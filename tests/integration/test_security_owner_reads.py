@@ -1,0 +1,230 @@
+"""Another customer's order, return or cart answers exactly as an unknown id, by the same statements.
+
+A customer naming another customer's row gets a 404 (a 422 for a cart named in a body) as if it did not
+exist; but the row was read first and the owner checked after, so the answer took the reads of a found row
+(an order's items and saga, a return's items) and came ~0.65-1 ms later than an unknown id's, and another's
+cached cart ~1 ms sooner (S, sessions 29-30: paired timings over the running stack). The owner is now in
+the read's statement (apps/common/auth.py ``read_owner``). A duration would be a flaky test: this asserts
+the code path, the statements each request sends, and the answers byte for byte (status, body, headers).
+The apps run in-process (the code in the tree) against the stack's databases and Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from litestar.testing import AsyncTestClient
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from apps.checkout.app import create_app as checkout_app
+from apps.order.app import create_app as order_app
+from apps.returns.app import create_app as returns_app
+from tests.support.checkout import US_ADDRESS
+from tests.support.db import connect
+from tests.support.http import auth_headers, authorized, create_customer, create_product, set_stock
+
+pytestmark = pytest.mark.usefixtures("stack")
+
+Client = AsyncTestClient[Any]
+# Differ between any two answers, whatever they name: when, and a write's place in the caller's rate limit.
+_VOLATILE_HEADERS = frozenset({"date", "ratelimit-remaining", "ratelimit-reset"})
+
+
+@pytest.fixture
+def statements() -> Iterator[list[str]]:
+    """Every SQL statement any in-process engine sends, in order."""
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    yield sent
+    event.remove(Engine, "before_cursor_execute", record)
+
+
+async def _answer(client: Client, statements: list[str], method: str, path: str, **kwargs: Any) -> tuple[Any, ...]:
+    """What a caller sees and what the server read to answer it."""
+    statements.clear()
+    response = await client.request(method, path, **kwargs)
+    sent = list(statements)
+    return _seen(response, path), sent
+
+
+def _seen(response: httpx.Response, path: str) -> tuple[int, str, list[tuple[str, str]]]:
+    named = path.rstrip("/").split("/")
+    ids = [part for part in named if _is_uuid(part)]
+    body = response.text
+    for ident in ids:
+        body = body.replace(ident, "<id>")
+    headers = sorted((k, v) for k, v in response.headers.items() if k.lower() not in _VOLATILE_HEADERS)
+    return response.status_code, body, headers
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _filters_by_owner(statement: str) -> bool:
+    _, _, where = statement.partition("WHERE")
+    return "customer_id" in where
+
+
+def _unknown_like(real: str) -> str:
+    """An id of the same shape (a UUIDv7 of the same millisecond) that names nothing."""
+    return real[:19] + str(uuid.uuid4())[19:]
+
+
+async def _same_answers(
+    client: Client, statements: list[str], method: str, theirs: str, unknown: str, **kwargs: Any
+) -> list[str]:
+    seen_theirs, sent_theirs = await _answer(client, statements, method, theirs, **kwargs)
+    seen_unknown, sent_unknown = await _answer(client, statements, method, unknown, **kwargs)
+    assert seen_theirs[0] in (404, 422), seen_theirs
+    assert seen_theirs == seen_unknown
+    assert sent_theirs == sent_unknown
+    return sent_theirs
+
+
+@pytest.fixture
+async def orders() -> AsyncIterator[Client]:
+    async with authorized(AsyncTestClient(app=order_app())) as client:
+        yield client
+
+
+@pytest.fixture
+async def returns(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Client]:
+    monkeypatch.setenv("SERVICE_NAME", "returns")
+    async with AsyncTestClient(app=returns_app()) as client:
+        yield client
+
+
+@pytest.fixture
+async def checkout() -> AsyncIterator[Client]:
+    async with AsyncTestClient(app=checkout_app()) as client:
+        yield client
+
+
+async def test_another_customers_order_is_read_as_an_unknown_id(orders: Client, statements: list[str]) -> None:
+    victim, attacker, product = await create_customer(), await create_customer(), await create_product("4.00")
+    body = {"customer_id": victim["id"], "items": [{"product_id": product["id"], "quantity": 1}]}
+    placed = await orders.post("/api/orders", json=body)  # the admin's token (authorized)
+    assert placed.status_code == 201, placed.text
+    order_id = placed.json()["id"]
+    as_attacker = {"headers": auth_headers("customer", customer_id=attacker["id"])}
+
+    sent = await _same_answers(
+        orders, statements, "GET", f"/api/orders/{order_id}", f"/api/orders/{_unknown_like(order_id)}", **as_attacker
+    )
+    assert sent and all(_filters_by_owner(statement) for statement in sent), sent
+    await _same_answers(
+        orders,
+        statements,
+        "POST",
+        f"/api/orders/{order_id}/cancel",
+        f"/api/orders/{_unknown_like(order_id)}/cancel",
+        **as_attacker,
+    )
+    # The owner reads it as before (and staff, unfiltered).
+    for headers in (auth_headers("customer", customer_id=victim["id"]), auth_headers("staff")):
+        own = await orders.get(f"/api/orders/{order_id}", headers=headers)
+        assert own.status_code == 200, own.text
+        assert own.json()["items"][0]["product_id"] == product["id"]
+
+
+async def test_another_customers_return_is_read_as_an_unknown_id(returns: Client, statements: list[str]) -> None:
+    """The return row is written directly (a rejected return: nothing acts on it), its owner made up."""
+    victim, attacker, return_id = str(uuid.uuid4()), str(uuid.uuid4()), uuid.uuid4()
+    conn = await connect("returns")
+    try:
+        await conn.execute(
+            "INSERT INTO return_requests (id, return_number, order_id, customer_id, status, reason, currency)"
+            " VALUES ($1, $2, $3, $4, 'rejected', 'other', 'USD')",
+            return_id,
+            f"RET-S30-{return_id.hex[:12]}",
+            uuid.uuid4(),
+            victim,
+        )
+        await conn.execute(
+            "INSERT INTO return_items (return_request_id, order_item_id, product_id, product_sku, product_name,"
+            " quantity_returned, unit_price, refund_amount) VALUES ($1, 1, $2, 'S30-SKU', 'a mug', 1, 1, 1)",
+            return_id,
+            uuid.uuid4(),
+        )
+        path = f"/api/returns/{return_id}"
+        sent = await _same_answers(
+            returns,
+            statements,
+            "GET",
+            path,
+            f"/api/returns/{_unknown_like(str(return_id))}",
+            headers=auth_headers("customer", customer_id=attacker),
+        )
+        assert sent and all(_filters_by_owner(statement) for statement in sent), sent
+        own = await returns.get(path, headers=auth_headers("customer", customer_id=victim))
+        assert own.status_code == 200, own.text
+        assert [item["product_sku"] for item in own.json()["items"]] == ["S30-SKU"]
+    finally:
+        await conn.execute("DELETE FROM return_items WHERE return_request_id = $1", return_id)
+        await conn.execute("DELETE FROM return_requests WHERE id = $1", return_id)
+        await conn.close()
+
+
+async def test_another_customers_cart_is_read_as_an_unknown_id(checkout: Client, statements: list[str]) -> None:
+    """Even while the cart's view is in Redis (its owner just read it), which answered ~1 ms sooner."""
+    victim, attacker, product = await create_customer(), await create_customer(), await create_product("2.50")
+    await set_stock(product["id"], 5)
+    own = auth_headers("customer", customer_id=victim["id"])
+    made = await checkout.post("/api/carts", json={"customer_id": victim["id"]}, headers=own)
+    assert made.status_code in (200, 201), made.text
+    cart_id = made.json()["id"]
+    added = await checkout.post(
+        f"/api/carts/{cart_id}/items", json={"product_id": product["id"], "quantity": 1}, headers=own
+    )
+    assert added.status_code == 200, added.text
+    as_attacker = {"headers": auth_headers("customer", customer_id=attacker["id"])}
+    unknown = _unknown_like(cart_id)
+
+    for method, suffix, kwargs in (
+        ("GET", "", {}),
+        ("POST", "/items", {"json": {"product_id": product["id"], "quantity": 1}}),
+        ("DELETE", "/items/1", {}),
+    ):
+        assert (await checkout.get(f"/api/carts/{cart_id}", headers=own)).status_code == 200  # cached now
+        sent = await _same_answers(
+            checkout,
+            statements,
+            method,
+            f"/api/carts/{cart_id}{suffix}",
+            f"/api/carts/{unknown}{suffix}",
+            **as_attacker,
+            **kwargs,
+        )
+        assert sent and _filters_by_owner(sent[0]), sent
+
+    # Named in a checkout's body: the same 422 naming cart_id, by the same statements.
+    body = {
+        "shipping_address": US_ADDRESS,
+        "shipping_method_id": "standard",
+        "payment_method": {"type": "card", "token": "tok_visa_4242"},
+    }
+    statements.clear()
+    theirs = await checkout.post("/api/checkout", json={**body, "cart_id": cart_id}, **as_attacker)
+    sent_theirs = list(statements)
+    statements.clear()
+    missing = await checkout.post("/api/checkout", json={**body, "cart_id": unknown}, **as_attacker)
+    assert theirs.status_code == 422, theirs.text
+    assert _seen(theirs, "") == _seen(missing, "")
+    assert [e["key"] for e in theirs.json()["extra"]] == ["cart_id"]
+    assert sent_theirs == list(statements)
+
+    mine = await checkout.get(f"/api/carts/{cart_id}", headers=own)
+    assert mine.status_code == 200 and [i["product_id"] for i in mine.json()["items"]] == [product["id"]], mine.text
