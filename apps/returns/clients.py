@@ -65,9 +65,11 @@ class OrderClient:
     def __init__(self, orders: ServiceClient) -> None:
         self.orders = orders
 
-    async def order(self, order_id: uuid.UUID) -> OrderView | None:
-        """The order, or None when the order service does not know it."""
-        status, content = await self.orders.get(f"/api/orders/{order_id}")
+    async def order(self, order_id: uuid.UUID, customer_id: uuid.UUID | None = None) -> OrderView | None:
+        """The order, or None when the order service does not know it (with ``customer_id``: or it is
+        another customer's, answered as an unknown one)."""
+        owned = "" if customer_id is None else f"?customer_id={customer_id}"
+        status, content = await self.orders.get(f"/api/orders/{order_id}{owned}")
         if status == 404:
             return None
         return self.orders.decode(status, content, OrderView)

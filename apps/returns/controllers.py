@@ -48,8 +48,9 @@ class ReturnController(Controller):
         """Request a return: 201; 422 for an unknown order (a customer's: another customer's too) or order
         line, a line twice or more units than ordered; 409 for an order not delivered, past the return
         window, units already returned, or a description for a buyer already erased (it would be kept)."""
-        owner = await returns.prepare(data.order_id)  # nothing locked or open after it
-        ensure_visible(principal_of(request), owner, UnknownReference("order_id", UNKNOWN_ORDER))
+        principal = principal_of(request)
+        owner = await returns.prepare(data.order_id, read_owner(principal))  # nothing locked or open after it
+        ensure_visible(principal, owner, UnknownReference("order_id", UNKNOWN_ORDER))
         return to_return_out(await returns.create(data, owner))
 
     @get("/{return_id:uuid}", guards=[allow("customer", "staff", rows=True)])

@@ -153,8 +153,10 @@ def _lines(view: OrderView) -> list[dict[str, Any]]:
     ]
 
 
-async def _fill_from_api(session: AsyncSession, client: OrderClient, order_id: uuid.UUID) -> None:
-    view = await client.order(order_id)
+async def _fill_from_api(
+    session: AsyncSession, client: OrderClient, order_id: uuid.UUID, owner: uuid.UUID | None = None
+) -> None:
+    view = await client.order(order_id, owner)
     if view is None:
         raise UnknownReference("order_id", "the order service does not know this order")
     amounts = {
@@ -196,19 +198,28 @@ _API_STATUS = text(
 )
 
 
-async def prepare_order(session: AsyncSession, client: OrderClient, order_id: uuid.UUID) -> str | None:
+async def prepare_order(
+    session: AsyncSession, client: OrderClient, order_id: uuid.UUID, owner: uuid.UUID | None = None
+) -> str | None:
     """The order's customer id, its snapshot read from the order API first when the projection lacks it
     (its lines, whether it was paid) or does not say delivered (the events may be behind: a refusal is
     never based on a stale status), and written in a transaction of its own. Call it before the command
     writes or locks anything: it ends the session's transaction, and then asks with nothing open, so no
     row lock, transaction or pooled connection waits on the order service (``lock_order`` then only
-    locks what it wrote)."""
-    row = await session.scalar(_snapshot(order_id))
+    locks what it wrote).
+
+    ``owner`` (a customer asking: apps/common/auth.py ``read_owner``) is in the snapshot's statement and
+    in the order API's question: another customer's order is then asked about and refused exactly as an
+    unknown id is. Read first and checked after, another's delivered order was answered from the
+    projection ~20 ms before an unknown id's round trip to the order API (S, session 30), and another's
+    undelivered one had its snapshot fetched and written for the asker."""
+    query = _snapshot(order_id)
+    row = await session.scalar(query if owner is None else query.where(OrderSnapshot.customer_id == str(owner)))
     customer_id, ask = (None if row is None else row.customer_id), _needs_api(row)
     await session.rollback()  # (expires ``row``: read above)
     if not ask:
         return customer_id
-    await _fill_from_api(session, client, order_id)
+    await _fill_from_api(session, client, order_id, owner)
     customer_id = await session.scalar(select(OrderSnapshot.customer_id).where(OrderSnapshot.order_id == order_id))
     await session.commit()
     return customer_id

@@ -95,10 +95,11 @@ class ReturnService:
 
     # --- commands ----------------------------------------------------------------------------------
 
-    async def prepare(self, order_id: uuid.UUID) -> str | None:
+    async def prepare(self, order_id: uuid.UUID, owner: uuid.UUID | None = None) -> str | None:
         """The order's customer id, its snapshot asked of the order API first if need be, with nothing left
-        open or locked (apps/returns/orders.py ``prepare_order``): call before ``create``."""
-        return await prepare_order(self.session, self.orders, order_id)
+        open or locked (apps/returns/orders.py ``prepare_order``; ``owner``: a customer asking): call
+        before ``create``."""
+        return await prepare_order(self.session, self.orders, order_id, owner)
 
     async def create(self, data: ReturnCreate, customer_id: str | None) -> ReturnRequest:
         """A return of a delivered order's units, within the window and what is left to return.

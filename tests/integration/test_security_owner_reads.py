@@ -10,6 +10,7 @@ The apps run in-process (the code in the tree) against the stack's databases and
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from apps.checkout.app import create_app as checkout_app
+from apps.common.service_client import ServiceClient
 from apps.order.app import create_app as order_app
 from apps.returns.app import create_app as returns_app
 from tests.support.checkout import US_ADDRESS
@@ -95,6 +97,20 @@ async def _same_answers(
 
 
 @pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every path another service is asked for (apps/common/service_client.py), in order."""
+    paths: list[str] = []
+    real = ServiceClient.get
+
+    async def get(self: ServiceClient, path: str) -> tuple[int, bytes]:
+        paths.append(path)
+        return await real(self, path)
+
+    monkeypatch.setattr(ServiceClient, "get", get)
+    return paths
+
+
+@pytest.fixture
 async def orders() -> AsyncIterator[Client]:
     async with authorized(AsyncTestClient(app=order_app())) as client:
         yield client
@@ -133,6 +149,19 @@ async def test_another_customers_order_is_read_as_an_unknown_id(orders: Client, 
         f"/api/orders/{_unknown_like(order_id)}/cancel",
         **as_attacker,
     )
+    # A service asking for a customer (the returns service, before a return) names them: the same.
+    as_returns = {"headers": auth_headers("service", service="returns", scopes=("order:read",))}
+    asked = f"?customer_id={attacker['id']}"
+    await _same_answers(
+        orders,
+        statements,
+        "GET",
+        f"/api/orders/{order_id}{asked}",
+        f"/api/orders/{_unknown_like(order_id)}{asked}",
+        **as_returns,
+    )
+    theirs = await orders.get(f"/api/orders/{order_id}?customer_id={victim['id']}", **as_returns)
+    assert theirs.status_code == 200, theirs.text
     # The owner reads it as before (and staff, unfiltered).
     for headers in (auth_headers("customer", customer_id=victim["id"]), auth_headers("staff")):
         own = await orders.get(f"/api/orders/{order_id}", headers=headers)
@@ -228,3 +257,41 @@ async def test_another_customers_cart_is_read_as_an_unknown_id(checkout: Client,
 
     mine = await checkout.get(f"/api/carts/{cart_id}", headers=own)
     assert mine.status_code == 200 and [i["product_id"] for i in mine.json()["items"]] == [product["id"]], mine.text
+
+
+async def test_a_return_of_another_customers_order_is_refused_as_one_of_an_unknown_order(
+    returns: Client, statements: list[str], asked: list[str]
+) -> None:
+    """Another customer's delivered order, in the returns projection, was refused from it ~20 ms before an
+    unknown order's question to the order API came back; another's undelivered one was fetched from the
+    order API and written to the projection for the asker. The snapshot is written directly: only the
+    refusals are asked for, nothing acts on it."""
+    victim, attacker, order_id = str(uuid.uuid4()), str(uuid.uuid4()), uuid.uuid4()
+    line = {"order_item_id": 7, "product_id": str(uuid.uuid4()), "sku": "S30", "name": "a mug", "quantity": 2}
+    conn = await connect("returns")
+    try:
+        await conn.execute(
+            "INSERT INTO order_snapshots (order_id, customer_id, currency, status, delivered_at, subtotal,"
+            " discount_amount, tax_amount, shipping_amount, lines, paid, status_source)"
+            " VALUES ($1, $2, 'USD', 'delivered', now(), 10, 0, 0, 0, $3::jsonb, true, 'events')",
+            order_id,
+            victim,
+            json.dumps([{**line, "unit_price": "5.00"}]),
+        )
+        body = {"items": [{"order_item_id": 7, "quantity": 1, "reason": "other"}]}
+        as_attacker = auth_headers("customer", customer_id=attacker)
+        answers = []
+        for named in (str(order_id), _unknown_like(str(order_id))):
+            statements.clear()
+            asked.clear()
+            response = await returns.post("/api/returns", json={**body, "order_id": named}, headers=as_attacker)
+            answers.append((_seen(response, ""), list(statements), [path.replace(named, "<id>") for path in asked]))
+        assert answers[0][0][0] == 422, answers[0]
+        assert answers[0] == answers[1]
+        assert answers[0][2] == [f"/api/orders/<id>?customer_id={attacker}"]  # the order API filters it too
+        assert all(_filters_by_owner(statement) for statement in answers[0][1] if "order_snapshots" in statement)
+        rows = await conn.fetch("SELECT order_id FROM return_requests WHERE order_id = $1", order_id)
+        assert rows == []
+    finally:
+        await conn.execute("DELETE FROM order_snapshots WHERE order_id = $1", order_id)
+        await conn.close()
