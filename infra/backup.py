@@ -3,6 +3,11 @@
     just backup                     every service database -> backups/YYYYMMDD_HHMMSS_<db>.backup
     just backup order catalog       only these services' databases
     just backup --full | --incr     a pgBackRest full or incremental backup of the whole cluster
+    just backup --info              pgBackRest's backups, then the archive's size and the WAL a recovery replays
+    just backup --expire [--keep-full N] [--dry-run]
+                                    remove what retention allows (30 days); with --keep-full, every full
+                                    backup but the newest N and the WAL before them (a recovery to an earlier
+                                    time is then impossible)
     just restore order backups/20261126_031500_order_db.backup
 
 Dumps are ``pg_dump --format=custom --compress=9`` (the seed's format and names), taken as the superuser
@@ -159,8 +164,15 @@ def main(argv: list[str] | None = None) -> int:
     kind.add_argument("--incr", action="store_true", help="pgBackRest incremental backup of the cluster")
     kind.add_argument("--info", action="store_true", help="list pgBackRest's backups")
     kind.add_argument("--schedule", action="store_true", help="print the cron file for /etc/cron.d")
+    kind.add_argument("--expire", action="store_true", help="pgBackRest expire: what retention allows, or --keep-full")
+    parser.add_argument("--keep-full", type=int, metavar="N", help="with --expire: keep only the newest N full backups")
+    parser.add_argument("--dry-run", action="store_true", help="with --expire: say what would go, remove nothing")
     parser.add_argument("--restore", nargs=2, metavar=("SERVICE", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if (args.keep_full is not None or args.dry_run) and not args.expire:
+        parser.error("--keep-full and --dry-run go with --expire")
+    if args.keep_full is not None and args.keep_full < 1:
+        parser.error("--keep-full must be at least 1: without a full backup there is no recovery")
     if args.restore:
         spec, archive = _services([args.restore[0]])[0], Path(args.restore[1])
         if not archive.is_file():
@@ -179,6 +191,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pgbackrest {entry['type']} backup {entry['label']} done")
     elif args.info:
         print(backup_physical.pgbackrest("info").stdout, end="")
+        print(f"\n{backup_physical.state().summary()}")
+    elif args.expire:
+        before = backup_physical.state()
+        said = backup_physical.expire(args.keep_full, dry_run=args.dry_run)
+        print(said or "nothing to expire")
+        if not args.dry_run:
+            after = backup_physical.state()
+            freed = backup_physical.size(before.archive_bytes - after.archive_bytes)
+            print(
+                f"WAL archive {backup_physical.size(before.archive_bytes)} -> "
+                f"{backup_physical.size(after.archive_bytes)} ({freed} freed)"
+            )
     elif args.schedule:
         print(backup_physical.schedule(), end="")
     else:

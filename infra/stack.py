@@ -409,7 +409,28 @@ def status() -> int:
     for name, ok, detail in rows:
         cpu = "" if name.startswith("connector ") else f"  [{cpu_priority(name)}]"
         print(f"{name:<{width}}  {'up  ' if ok else 'DOWN'}  {detail}{cpu}")
+    if rows[0][1]:
+        print(_backups_line())
     return 0 if all(ok for _, ok, _ in rows) else 1
+
+
+def _backups_line() -> str:
+    """pgBackRest's repository in one line: how old the newest backup is and what the WAL archive takes of
+    the disk (it grows until a full backup expires; nothing said so before the disk filled). Not a
+    component: it does not change the exit status."""
+    try:
+        repo = backup_physical.state()
+        fs = os.statvfs(backup_physical.REPO_DIR)
+    except Exception as exc:
+        return f"backups: not read ({exc!r})"
+    free = fs.f_bavail * fs.f_frsize
+    warnings = []
+    if repo.late() and not proc.running(backup_physical.FIRST_BACKUP):
+        warnings.append("no backup in the last 26 hours")
+    if repo.archive_bytes > free:
+        warnings.append("the WAL archive is larger than the disk's free space")
+    said = f"WARNING ({'; '.join(warnings)}; docs/operations.md, Backups): " if warnings else ""
+    return f"backups: {said}{repo.summary()}; {backup_physical.size(free)} free on its disk"
 
 
 def cpu_priority(name: str) -> str:

@@ -16,6 +16,12 @@ GET /metrics, fresh at each scrape:
   holding librdkafka clients: an assertion in librdkafka aborts the process it runs in (it killed the
   exporter once while the broker restarted; infra/dead_letter_stats.py says why), now only that child,
   made anew at the next count; ``commerce_exporter_child_restarts`` counts those.
+- ``commerce_backup_count``, ``commerce_backup_last_full_timestamp_seconds``,
+  ``commerce_backup_last_timestamp_seconds`` (when the newest full / any backup ended),
+  ``commerce_backup_wal_archive_bytes`` (pgBackRest's WAL archive on disk) and
+  ``commerce_backup_wal_to_replay_bytes`` (archived WAL from the newest backup's start: what a recovery to
+  now replays), read every minute in the background (`pgbackrest info` and the archive's file sizes,
+  infra/backup_physical.py).
 - ``commerce_order_saga_overdue``: order sagas still waiting on a step a minute past its deadline (the
   sweeper compensates them within a second or two when it runs).
 - ``commerce_exporter_source_up{source}``: 0 when a source failed this scrape; its metrics are then absent.
@@ -49,7 +55,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from apps.common.topology import BY_NAME, connect_url, database_url
-from infra import connectors, dead_letter_stats, monitoring, postgres
+from infra import backup_physical, connectors, dead_letter_stats, monitoring, postgres
 from infra.keep import ended_by
 from infra.outages import OutageLog
 from outbox.probes import run_until_signalled
@@ -66,6 +72,7 @@ SAGA_GRACE = "1 minute"
 # scrape, and every series of the exporter vanished with it.
 SOURCE_TIMEOUT_S = 2.5
 DEAD_LETTERS_EVERY_S = 15.0
+BACKUPS_EVERY_S = 60.0  # backups change hourly at most; the archive grows ~25 MB a minute at the bench's rates
 # A count's bound: a few broker round trips of dead_letter_stats.TIMEOUT_S each when the broker is away. A
 # child past it is stuck in librdkafka: it is killed and made anew.
 DEAD_LETTERS_TIMEOUT_S = 30.0
@@ -217,6 +224,8 @@ class Exporter:
             lambda: asyncpg.connect(database_url(BY_NAME["order"], driver="postgresql"), timeout=3)
         )
         self.outages: dict[str, OutageLog] = {}
+        self.backups: backup_physical.RepoState | None = None
+        self.backups_read_at = 0.0
 
     async def close(self) -> None:
         if self.http is not None:
@@ -226,7 +235,21 @@ class Exporter:
         await self.order_db.close()
 
     async def run_background(self, stopping: asyncio.Event) -> None:
-        await asyncio.gather(self.sample_wal(stopping), self.refresh_dead_letters(stopping))
+        await asyncio.gather(
+            self.sample_wal(stopping), self.refresh_dead_letters(stopping), self.refresh_backups(stopping)
+        )
+
+    async def refresh_backups(self, stopping: asyncio.Event) -> None:
+        """Read the backup repository every BACKUPS_EVERY_S, off the scrape (a subprocess and a walk of a
+        few thousand archive files: ~0.1 s)."""
+        while not stopping.is_set():
+            try:
+                self.backups = await asyncio.to_thread(backup_physical.state)
+                self.backups_read_at = time.monotonic()
+            except Exception as exc:
+                log.debug("backups not read: %r", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), BACKUPS_EVERY_S)
 
     async def refresh_dead_letters(self, stopping: asyncio.Event) -> None:
         """Count dead letters every ``dead_letters_every_s``, off the scrape: with many dead-letter topics it
@@ -259,6 +282,7 @@ class Exporter:
             "postgres": self.postgres_stats,
             "order_db": self.saga_overdue,
             "kafka": self.dead_letters,
+            "backups": self.backup_metrics,
         }
         results = await asyncio.gather(
             *(asyncio.wait_for(source(snapshot), SOURCE_TIMEOUT_S) for source in sources.values()),
@@ -352,6 +376,29 @@ class Exporter:
             "commerce_dead_letters_pending", "Dead letters not yet redriven", ["group"],
             [((c.group,), float(c.pending)) for c in counts],
         )  # fmt: skip
+
+    async def backup_metrics(self, snapshot: Snapshot) -> None:
+        repo = self.backups
+        if repo is None or time.monotonic() - self.backups_read_at > 4 * BACKUPS_EVERY_S:
+            raise RuntimeError("the backup repository not read lately")
+        snapshot.gauge("commerce_backup_count", "Backups in pgBackRest's repository", [], [((), float(repo.backups))])
+        for name, doc, at in (
+            ("commerce_backup_last_full_timestamp_seconds", "When the newest full backup ended", repo.last_full),
+            ("commerce_backup_last_timestamp_seconds", "When the newest backup of any type ended", repo.last_backup),
+        ):
+            snapshot.gauge(name, doc, [], [] if at is None else [((), at)])
+        snapshot.gauge(
+            "commerce_backup_wal_archive_bytes",
+            "pgBackRest's WAL archive on disk",
+            [],
+            [((), float(repo.archive_bytes))],
+        )
+        snapshot.gauge(
+            "commerce_backup_wal_to_replay_bytes",
+            "Archived WAL from the newest backup's start: what a recovery to now replays",
+            [],
+            [((), float(repo.to_replay_bytes))],
+        )
 
     def child_restarts(self, snapshot: Snapshot) -> None:
         snapshot.gauge(
