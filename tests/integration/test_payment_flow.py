@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
@@ -24,7 +25,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from apps.common.topology import BY_NAME, PROCESSES, database_url, topic_for
-from apps.payment.admin import CommandError, fail_refund
+from apps.payment.admin import CommandError, fail_refund, lease_s
 from apps.payment.events import (
     OrderPaymentCancelRequested,
     OrderPaymentCaptureRequested,
@@ -351,6 +352,27 @@ async def unanswered_refund(orders: AsyncEngine, db: asyncpg.Connection, token: 
     return order_id, await db.fetchval(query, order_id)
 
 
+async def between_calls(db: asyncpg.Connection, refund_id: uuid.UUID) -> None:
+    """Until the worker's call on the refund has answered and its next claim is not imminent.
+
+    unanswered_refund returns as the worker claims its second attempt (the claim counts it), so a hold then
+    lands on a call in flight, whose answer moves the row: the command's first round is spent and it waits a
+    second lease (62 s in all). Those rounds are test_a_hold_overtaken_by_an_answer_in_flight_holds_again's."""
+
+    async def backing_off() -> bool:
+        return bool(
+            await db.fetchval(
+                "SELECT next_attempt_at > now() + interval '0.3 seconds' "
+                "AND next_attempt_at < now() + make_interval(secs => $2) "
+                "FROM payment_operations WHERE id = $1 AND outcome = 'pending'",
+                refund_id,
+                lease_s() / 2,
+            )
+        )
+
+    await eventually(backing_off, within=WITHIN, what="the worker's call on the refund answered")
+
+
 async def past_the_deadline(db: asyncpg.Connection, refund_id: uuid.UUID) -> None:
     """As if the refund was asked an hour ago (PAYMENT_REFUND_STATUS_AFTER_S is 900), due now."""
     await db.execute(
@@ -411,6 +433,7 @@ async def test_an_operator_fails_a_refund_the_provider_cannot_be_asked_about_aud
     engine = create_async_engine(database_url(BY_NAME["payment"]), pool_size=1)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     reason = "failed by hand by ops@example.com: provider support: no such refund (ticket 42)"
+    await between_calls(db, refund_id)
     try:
         async with aiohttp.ClientSession(base_url="http://127.0.0.1:9") as dead:
             provider = HttpProvider(dead, policy=RetryPolicy(timeout_s=0.5, max_attempts=2, backoff_s=0.01))
@@ -433,3 +456,27 @@ async def test_an_operator_fails_a_refund_the_provider_cannot_be_asked_about_aud
     events = payment_events(tail, order_id, "payment.refund_failed")
     reasons = [json.loads(r.value)["reason"] for r in events if r.headers["event_type"] == "payment.refund_failed"]
     assert reasons == [reason]
+
+
+async def test_a_hold_overtaken_by_an_answer_in_flight_holds_again(orders: AsyncEngine, db: asyncpg.Connection) -> None:
+    """The operator's hold taken while the worker's call is in flight (as unanswered_refund returns, the
+    worker has just claimed its second attempt): the call's answer ("unknown", a 503) moves the row's due
+    time, so the first round is not settled and the command holds again; the second round settles it and the
+    refund is failed on the operator's word. The settle time is the worker's call's length and then some
+    (its four 503s take under a second), not the lease, which the test above waits out."""
+    _, refund_id = await unanswered_refund(orders, db, "tok_refundUnreachable")
+    engine = create_async_engine(database_url(BY_NAME["payment"]), pool_size=1)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    settle_s = 3.0
+    try:
+        async with aiohttp.ClientSession(base_url="http://127.0.0.1:9") as dead:
+            provider = HttpProvider(dead, policy=RetryPolicy(timeout_s=0.5, max_attempts=2, backoff_s=0.01))
+            started = time.monotonic()
+            result = await fail_refund(
+                sessions, provider, refund_id, by="ops@example.com", reason="r", settle_s=settle_s
+            )
+            elapsed = time.monotonic() - started
+    finally:
+        await engine.dispose()
+    assert (result.outcome, result.code) == ("failed", "failed by hand by ops@example.com: r")
+    assert elapsed >= 2 * settle_s, f"settled in one round ({elapsed:.1f} s): the hold did not meet a call in flight"
