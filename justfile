@@ -77,6 +77,10 @@ refunds *args:
 kafka-consumer-groups *args:
     @{{python}} -m infra.kafka_tools consumer-groups "$@"
 
+# Saga soak (not in `just test`): SECONDS of orders and checkouts while Kafka, Connect, PostgreSQL and the saga's processes are SIGKILLed on a schedule drawn from SEED, then every order must add up: `just soak 300 42`
+soak *args:
+    {{python}} -m tests.soak.saga "$@"
+
 # Events applied per second by the consumer runtime next to a bare confluent-kafka consumer
 bench-consumer *args: bootstrap
     {{python}} -m bench.consumer "$@"
