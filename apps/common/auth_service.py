@@ -63,14 +63,22 @@ class _Minted:
 
 
 _minted: dict[str, _Minted] = {}
-_file_cache: tuple[float, str] | None = None
+_file_cache: tuple[tuple[int, int, int], str] | None = None
 
 
 def _from_file(path: Path) -> str:
+    """The file's token, read again when its (mtime_ns, size, inode) changes. An agent may rewrite it in
+    place (truncate, then write) within one tick of the kernel's coarse clock: the mtime alone then kept a
+    read caught between the two until the next rotation, an hour of empty bearers (S, session 30). An empty
+    read is that moment: it is not remembered, and the token held meanwhile is still the valid one."""
     global _file_cache
-    stamp = path.stat().st_mtime
+    stat = path.stat()
+    stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
     if _file_cache is None or _file_cache[0] != stamp:
-        _file_cache = (stamp, path.read_text().strip())
+        text = path.read_text().strip()
+        if not text:
+            return "" if _file_cache is None else _file_cache[1]
+        _file_cache = (stamp, text)
     return _file_cache[1]
 
 

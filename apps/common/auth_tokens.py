@@ -134,7 +134,17 @@ class KeySet:
         stat = path.stat()
         stamp = (stat.st_mtime_ns, stat.st_size)
         if stamp != self._file_stamp:
-            self._keys = _parse(json.loads(path.read_text()))
+            try:
+                keys = _parse(json.loads(path.read_text()))
+            except Exception:
+                if not self._keys:
+                    raise  # nothing held yet: no token can be judged
+                # Read while it is rewritten in place (empty, or half a document): the held keys answer,
+                # as for an unreachable URL, and the file is read again at the next look (a 500 per token
+                # before: S, session 30).
+                log.warning("JWKS file %s does not parse; keeping the %d keys held", path, len(self._keys))
+                return
+            self._keys = keys
             self._file_stamp = stamp
 
 
