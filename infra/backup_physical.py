@@ -150,8 +150,8 @@ class RepoState:
 
         return (
             f"{self.backups} backups, last full {age(self.last_full)}, last backup {age(self.last_backup)}; "
-            f"WAL archive {size(self.archive_bytes)}, {size(self.to_replay_bytes)} of it to replay in a recovery "
-            "to now"
+            f"WAL archive {size(self.archive_bytes)} on disk (compressed), {size(self.to_replay_bytes)} of it "
+            "from the newest backup on (a recovery to now replays that)"
         )
 
 

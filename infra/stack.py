@@ -330,7 +330,8 @@ def print_urls() -> None:
     print("Redis           redis://127.0.0.1:6379")
     print("Kafka           127.0.0.1:9092")
     print(f"Kafka Connect   {connect_url()}/connectors")
-    print(f"Prometheus      http://127.0.0.1:{monitoring.PROMETHEUS_PORT}  (alerts /alerts, rules /rules)")
+    # Debian's build serves only the classic UI: /alerts and /rules answer 404 there.
+    print(f"Prometheus      http://127.0.0.1:{monitoring.PROMETHEUS_PORT}  (/classic/alerts, /classic/rules)")
     print(f"Alertmanager    http://127.0.0.1:{monitoring.ALERTMANAGER_PORT}")
     for process in app_processes():
         if process.name.endswith("-consumer"):
