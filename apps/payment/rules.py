@@ -92,8 +92,10 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
 LIVE: Final = frozenset({AUTHORIZED, CAPTURED, PARTIALLY_REFUNDED})
 FINAL: Final = frozenset(status for status, nexts in TRANSITIONS.items() if not nexts)
 
-# ISO 4217 currencies without a minor unit; every other currency we take has two decimals.
+# ISO 4217 currencies without a minor unit, and those of a thousandth; every other one has two decimals. The
+# catalog takes any code for a price, so a dinar taken as hundredths was charged a tenth (S, session 30).
 _ZERO_DECIMAL: Final = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF"})
+_THREE_DECIMAL: Final = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
 MAX_RETRY_DELAY_S: Final = 30.0
 # NUMERIC(12, 2): the largest amount a payment row holds.
 MAX_AMOUNT: Final = Decimal("9999999999.99")
@@ -409,7 +411,8 @@ def asks_refund_status(kind: str, asked_at: dt.datetime, now: dt.datetime, after
 
 
 def minor_exponent(currency: str) -> int:
-    return 0 if currency.upper() in _ZERO_DECIMAL else 2
+    code = currency.upper()
+    return 0 if code in _ZERO_DECIMAL else 3 if code in _THREE_DECIMAL else 2
 
 
 def to_minor(amount: Decimal, currency: str) -> int:
