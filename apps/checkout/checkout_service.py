@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from uuid_utils.compat import uuid7
 
 from apps.checkout.events import CheckoutAddress, CheckoutCompleted, CheckoutLine, personal_address
@@ -19,6 +19,7 @@ from apps.checkout.models import CartItem, CheckoutSession, ShippingMethod, TaxR
 from apps.checkout.rules import (
     COMPLETED,
     CONVERTED,
+    GUEST_PREFIX,
     INITIALIZED,
     CartLine,
     Quote,
@@ -160,8 +161,16 @@ class CheckoutService:
         await self.carts.cache.invalidate(locked.id)  # its lines may carry new prices
         return session
 
-    async def get(self, checkout_id: uuid.UUID, token: str | None, *, lock: bool = False) -> CheckoutSession:
+    async def get(
+        self, checkout_id: uuid.UUID, token: str | None, *, lock: bool = False, owner: uuid.UUID | None = None
+    ) -> CheckoutSession:
+        """The session; with ``owner`` (a customer's read: apps/common/auth.py ``read_owner``) only that
+        customer's or a guest's (whose token is checked after): another customer's is missing by the same
+        statement as an unknown id."""
         query = select(CheckoutSession).where(CheckoutSession.id == checkout_id)
+        if owner is not None:
+            guest = CheckoutSession.customer_id.startswith(GUEST_PREFIX, autoescape=True)
+            query = query.where(or_(CheckoutSession.customer_id == str(owner), guest))
         # A locked read refreshes a row this session read before: without populate_existing the ORM keeps
         # the earlier values (another request may have completed the session in between).
         query = query.with_for_update().execution_options(populate_existing=True) if lock else query

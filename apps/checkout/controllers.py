@@ -80,8 +80,9 @@ async def _check_cart_to_check_out(
 async def _open_checkout(
     checkouts: CheckoutService, checkout_id: uuid.UUID, guest_token: str | None, request: AnyRequest
 ) -> CheckoutSession:
-    session = await checkouts.get(checkout_id, guest_token)
-    ensure_owner_or_guest(principal_of(request), session.customer_id, f"checkout session {checkout_id} not found")
+    principal = principal_of(request)
+    session = await checkouts.get(checkout_id, guest_token, owner=read_owner(principal))
+    ensure_owner_or_guest(principal, session.customer_id, f"checkout session {checkout_id} not found")
     return session
 
 
