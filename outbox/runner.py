@@ -75,7 +75,14 @@ def load(module_name: str) -> tuple[ConsumerGroup, str]:
     return module.group, groups.database_url(module)
 
 
-async def serve(module_name: str, *, batch_size: int, metrics_port: int | None, instance_id: str | None = None) -> None:
+async def serve(
+    module_name: str,
+    *,
+    batch_size: int,
+    metrics_port: int | None,
+    instance_id: str | None = None,
+    max_backoff: float = 30.0,
+) -> None:
     group, url = load(module_name)
     engine = create_async_engine(
         url,
@@ -84,7 +91,9 @@ async def serve(module_name: str, *, batch_size: int, metrics_port: int | None, 
         connect_args={"server_settings": CONSUMER_SESSION | {"application_name": f"consumer:{group.name}"}},
     )
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    runtime = ConsumerRuntime(group, sessions, batch_size=batch_size, instance_id=instance_id or None)
+    runtime = ConsumerRuntime(
+        group, sessions, batch_size=batch_size, instance_id=instance_id or None, max_backoff=max_backoff
+    )
     settle_heap()
     logging.getLogger("outbox.runtime").info("group %s: instance %s", group.name, instance_id or "(dynamic)")
     await run_until_signalled(
@@ -102,9 +111,23 @@ def main() -> None:
         default=os.environ.get("OUTBOX_INSTANCE_ID"),
         help="group.instance.id: a static member (KIP-345); unique per process, stable across its restarts",
     )
+    parser.add_argument(
+        "--max-backoff",
+        type=float,
+        default=float(os.environ.get("OUTBOX_MAX_BACKOFF_S", "30")),
+        help="the longest wait between retries of a batch or of Kafka (seconds); tests shorten it",
+    )
     args = parser.parse_args()
     configure_logging()  # plain text, every line through redact (issue 14)
-    run(serve(args.module, batch_size=args.batch_size, metrics_port=args.metrics_port, instance_id=args.instance_id))
+    run(
+        serve(
+            args.module,
+            batch_size=args.batch_size,
+            metrics_port=args.metrics_port,
+            instance_id=args.instance_id,
+            max_backoff=args.max_backoff,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ the ones a test or a benchmark made for itself."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -11,12 +12,16 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 REPLAY_WINDOW_MS = 365 * 24 * 3600 * 1000
 TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(REPLAY_WINDOW_MS)}
 PARTITIONS = 3
+# How long the topic check waits for the cluster's metadata; no broker answering by then is a KafkaException
+# the runtime waits out with backoff (a consumer started or rejoining while Kafka restarts). Tests that prove
+# a consumer outlives that failure shorten it, to see it several times in seconds instead of 10 s each.
+METADATA_TIMEOUT_S = float(os.environ.get("OUTBOX_KAFKA_METADATA_TIMEOUT_S", "10"))
 
 
 def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = PARTITIONS) -> list[str]:
     """Create the missing ones (idempotent, safe against a concurrent creator); return what was created."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = set(admin.list_topics(timeout=10).topics)
+    existing = set(admin.list_topics(timeout=METADATA_TIMEOUT_S).topics)
     missing = sorted(set(topics) - existing)
     if not missing:
         return []

@@ -9,10 +9,12 @@ not ready, and still stop cleanly on SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
 from tests.support.consumers import ThrowawayConsumer
+from tests.support.orders import eventually
 from tests.support.pg_fault import free_port
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -23,9 +25,17 @@ async def test_a_consumer_started_without_a_reachable_broker_waits_and_stops_cle
 ) -> None:
     async with ThrowawayConsumer() as consumer:
         monkeypatch.setenv("KAFKA_BOOTSTRAP", f"127.0.0.1:{free_port()}")
+        # The topic check's metadata request gives up after 2 s instead of 10 (outbox.topics), so the
+        # failure where it used to exit comes twice in seconds.
+        monkeypatch.setenv("OUTBOX_KAFKA_METADATA_TIMEOUT_S", "2")
         consumer.start()
-        monkeypatch.undo()  # the process keeps it; the test's own Kafka calls (the clean-up) do not
-        await asyncio.sleep(15)  # past the metadata request's 10 s timeout, where it used to exit
+        monkeypatch.undo()  # the process keeps them; the test's own Kafka calls (the clean-up) do not
+
+        async def failed_twice() -> bool:
+            log = await asyncio.to_thread(consumer.log.read_text)
+            return not consumer.alive or re.search(r"Kafka unreachable .*, retry 2 in ", log) is not None
+
+        await eventually(failed_twice, within=60, what="a second failed topic check")
         log = await asyncio.to_thread(consumer.log.read_text)
         assert consumer.alive, log[-2000:]
         assert "Kafka unreachable" in log

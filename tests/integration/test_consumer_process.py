@@ -7,8 +7,10 @@ stack's consumers are never disturbed.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
+from functools import partial
 
 import httpx
 import pytest
@@ -55,20 +57,35 @@ async def test_a_consumer_restarted_after_sigkill_applies_a_new_event_within_10_
         assert sorted(await consumer.applied([first, second])) == sorted([first, second])
 
 
+# What the consumer's log says of a retry in each mode (outbox.runtime: "transient error (...), retry N").
+_RETRIED = {
+    "refuse": re.compile(r"transient error \(.*(Connection refused|Connect call failed)"),
+    "starting_up": re.compile(r"transient error \(the database system is starting up"),
+    "too_many": re.compile(r"transient error \(sorry, too many clients already"),
+}
+
+
 @pytest.mark.slow
-async def test_a_consumer_backs_off_while_its_database_refuses_connections_and_applies_everything_after() -> None:
+async def test_a_consumer_backs_off_while_its_database_refuses_connections_and_applies_everything_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     metrics_port = free_port()
     async with PgFaultProxy() as proxy:
         url = _through(proxy.port)
         async with ThrowawayConsumer(metrics_port=metrics_port, database_url=url) as consumer:
+            # Retries at most 0.5 s apart instead of up to 30 s (outbox.runner --max-backoff): several in
+            # each mode within a second or two, where 4 s per mode with the growing backoff saw one or two.
+            monkeypatch.setenv("OUTBOX_MAX_BACKOFF_S", "0.5")
             consumer.start()
+            monkeypatch.undo()
             events = [consumer.produce() for _ in range(20)]
             await eventually(lambda: _answers(metrics_port), within=30, what="the probe server up")
-            # Refused, then "the database system is starting up", then "too many clients": each for a while,
-            # long enough for several retries; the process must neither exit nor apply anything, nor say ready.
+            # Refused, then "the database system is starting up", then "too many clients": each until the
+            # batch was retried three times in it; the process must neither exit nor apply anything, nor
+            # say ready.
             for mode in ("refuse", "starting_up", "too_many"):
                 await proxy.set_mode(mode)
-                await asyncio.sleep(4)
+                await eventually(partial(_retried, consumer, mode, 3), within=60, what=f"three retries in {mode}")
                 assert consumer.alive, f"the consumer exited while its database answered {mode!r}"
                 assert await _ready_status(metrics_port) == 503, mode
             assert await consumer.applied(events) == []
@@ -79,6 +96,12 @@ async def test_a_consumer_backs_off_while_its_database_refuses_connections_and_a
             assert consumer.alive
             assert await consumer.terminate() == 0
             assert sorted(await consumer.applied(events)) == sorted(events)  # once each, none twice
+
+
+async def _retried(consumer: ThrowawayConsumer, mode: str, times: int) -> bool:
+    """The batch retried ``times`` times in ``mode`` (or the process is gone: the caller's assert says so)."""
+    log = await asyncio.to_thread(consumer.log.read_text)
+    return not consumer.alive or len(_RETRIED[mode].findall(log)) >= times
 
 
 async def _answers(port: int) -> bool:
