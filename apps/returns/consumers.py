@@ -1,6 +1,13 @@
 """The returns consumer group: the order projection (order_snapshots) from the order's events, and the
 return's progress from the payment service's and the warehouse's answers.
 
+Of an order's events only those from its first status after confirmation on (processing, shipped,
+delivered: order.status_changed) and its cancellation are projected. order.created and order.confirmed
+are not handled (their records are passed over by their event_type header, undecoded): a snapshot that
+says pending or confirmed is never enough for a return (orders.prepare_order asks the order API whenever
+the projection does not say delivered), so the row, inbox claim and transaction they cost for every order
+(nearly all of which are never returned) bought nothing.
+
 Handlers run inside the runtime's transaction with the event's inbox row, so each event is applied once;
 a payment answer about a refund that is not a return's (an order's cancellation) changes nothing, except
 that a refund by hand that failed lets the returns it held back ask again.
@@ -12,10 +19,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from apps.common.consumer_db import consumer_database_url
-from apps.order.events import OrderCancelled, OrderConfirmed, OrderCreated, OrderStatusChanged
+from apps.order.events import OrderCancelled, OrderStatusChanged
 from apps.payment.events import PaymentRefunded, PaymentRefundFailed
 from apps.returns.erasure import register as register_erasure
-from apps.returns.orders import OrderFact, not_placed_yet, project_orders
+from apps.returns.orders import OrderFact, project_orders
 from apps.returns.progress import refund_failed, refunded, restocked, retry_unblocked
 from apps.warehouse.events import InventoryRestocked
 from outbox.consumer import ConsumerGroup, EventContext
@@ -35,17 +42,6 @@ projection_tables: tuple[str, ...] = ()
 
 
 # Order events in batches: each becomes a fact, folded per order into one upsert (see apps/returns/orders.py).
-# A pending order's order.created (nearly all of them) is skipped before the inbox: orders.not_placed_yet.
-@group.batch_handler("order.created", skip=not_placed_yet)
-async def order_created(session: AsyncSession, items: Sequence[tuple[OrderCreated, EventContext]]) -> None:
-    await project_orders(session, [OrderFact(e.order_id, e.status, e.customer_id, e.currency) for e, _ in items])
-
-
-@group.batch_handler("order.confirmed")
-async def order_confirmed(session: AsyncSession, items: Sequence[tuple[OrderConfirmed, EventContext]]) -> None:
-    await project_orders(session, [OrderFact(e.order_id, "confirmed", e.customer_id, e.currency) for e, _ in items])
-
-
 @group.batch_handler("order.status_changed")
 async def order_status_changed(session: AsyncSession, items: Sequence[tuple[OrderStatusChanged, EventContext]]) -> None:
     facts = [OrderFact(e.order_id, e.status_to, e.customer_id, changed_at=e.changed_at) for e, _ in items]

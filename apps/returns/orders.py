@@ -5,8 +5,10 @@ when it was delivered; the delivery time is in no API answer, so the events are 
 lines with their order_items ids and the tax/shipping/discount split are in no event, so the first return
 of an order reads them once from GET /api/orders/{id} (immutable once placed) and keeps them. An order
 whose events have not arrived yet (consumer lag) is taken from that same answer: delivered at its last
-update. Statuses only move forward here, so a late event never undoes what the API said. A pending
-order's order.created is skipped (``not_placed_yet``): snapshots start at the confirmation or cancellation.
+update. Statuses only move forward here, so a late event never undoes what the API said. Snapshots start at
+the order's first status after confirmation (order.status_changed) or its cancellation: a pending or
+confirmed one would never spare the API call (``_needs_api``), so order.created and order.confirmed are
+not consumed (apps/returns/consumers.py).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
     from sqlalchemy import Select
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from apps.order.events import OrderCreated
     from apps.returns.clients import OrderClient, OrderView
 
 __all__ = [
@@ -39,7 +40,6 @@ __all__ = [
     "fold",
     "lines_of",
     "lock_order",
-    "not_placed_yet",
     "prepare_order",
     "project_orders",
     "terms_of",
@@ -48,16 +48,6 @@ __all__ = [
 # The order's status flow, in order; cancelled ends it from anywhere.
 _RANK: Final = {"pending": 0, "confirmed": 1, "processing": 2, "shipped": 3, "delivered": 4, "cancelled": 5}
 DELIVERED: Final = "delivered"
-
-
-def not_placed_yet(event: OrderCreated) -> bool:
-    """A pending order's order.created: skipped before the inbox (ConsumerGroup's ``skip``), no transaction.
-
-    Nothing here reads a pending order: a return needs a delivered one, and prepare_order reads the order API
-    for any order whose snapshot is missing or not delivered. The order.confirmed or order.cancelled that
-    follows on the same partition carries the customer and currency too, so the snapshot starts there.
-    Skipping it saved a transaction per order: half of this group's batches at the stack's rates."""
-    return event.status == "pending"
 
 
 def _later(current: str | None, new: str) -> bool:
