@@ -55,6 +55,8 @@ INFRA = ("kafka", "connect", "postgres")
 # The saga's participants: its consumer, the reservations, the payment requests, the provider calls, the timeouts.
 SAGA = ("order-consumer", "warehouse-consumer", "payment-consumer", "payment-worker", "order-sweeper")
 VICTIMS = (*INFRA, *SAGA)
+# Whose restart a restart waits for (the processes of ours: the broker and the database).
+NEEDS: dict[str, tuple[str, ...]] = {"kafka": (), "postgres": (), "connect": ("kafka", "postgres")}
 # Every group whose dead-letter topic is watched (the soak sends no poison, so a letter is a defect).
 GROUPS = ("order-saga", "warehouse-reservations", "customer-stats", "analytics", "payment", "returns")
 # Groups reading the order service's own events, by service: their inbox is compared with its event store.
@@ -108,11 +110,16 @@ class Killer:
         self.problems: list[str] = []
         self.log: list[str] = []
 
-    async def run(self, kills: list[Kill], began: float) -> None:
+    async def run(self, kills: list[Kill], began: float, until: float) -> None:
+        """The kills in turn; one whose moment comes after ``until`` (the load's end: a slow restart of the same
+        component delays the rest) is skipped. Returns once every restart is over."""
         for kill in kills:
             await asyncio.sleep(max(0.0, kill.at - (time.monotonic() - began)))
             if (busy := self.restarting.get(kill.name)) is not None and not busy.done():
                 await busy
+            if time.monotonic() > until:
+                self.log.append(f"{kill.name} at {kill.at}s: skipped (the load was over)")
+                continue
             self.restarting[kill.name] = asyncio.create_task(self.crash(kill))
         await asyncio.gather(*self.restarting.values())
 
@@ -121,31 +128,44 @@ class Killer:
         await asyncio.to_thread(proc.kill, kill.name)
         say(f"SIGKILL {kill.name}")
         await asyncio.sleep(kill.down)
-        if kill.name not in INFRA:
-            for name in INFRA:
-                if (busy := self.restarting.get(name)) is not None and not busy.done():
-                    await asyncio.shield(busy)
+        # What it needs first: a start holding the machine's `up` lock while it waits for a broker being
+        # restarted kept that broker's own start out (Connect's start, 75 s).
+        for name in NEEDS.get(kill.name, ("kafka", "postgres")):
+            if (busy := self.restarting.get(name)) is not None and not busy.done():
+                await asyncio.shield(busy)
         await self.start(kill.name)
         self.log.append(f"{kill.name}: back {time.monotonic() - t0:.1f}s after its kill")
         say(f"{kill.name} ready ({time.monotonic() - t0:.1f}s after its kill)")
 
     async def start(self, name: str) -> None:
+        process = next((p for p in stack.app_processes() if p.name == name), None)
         try:
-            await asyncio.to_thread(stack.start_component, name)
+            if process is None:
+                await asyncio.to_thread(stack.start_component, name)
+            else:
+                # Not start_component: that holds the machine's `up` lock through the readiness wait, and a
+                # consumer waiting there for a broker being killed kept the broker's own start out for 60 s.
+                await asyncio.to_thread(stack.start_process, process)
             return
-        except SystemExit as exc:  # its own readiness wait gave up (60 s): judged below, by its process
+        except (SystemExit, proc.StartError) as exc:  # its readiness wait gave up (60 s): judged below
             first_failure = str(exc).splitlines()[0][:200]
-        probe = next((p.probe for p in stack.app_processes() if p.name == name), None)
         deadline = time.monotonic() + READY_WITHIN_S
         while time.monotonic() < deadline:
             if not proc.running(name):
                 self.problems.append(f"{name} ended by itself after its restart ({first_failure})")
                 await asyncio.to_thread(stack.start_component, name)  # leave the stack up for what follows
                 return
-            if probe is None or await asyncio.to_thread(probe):
+            if process is None or await asyncio.to_thread(answers, process.probe):
                 return
             await asyncio.sleep(1.0)
         self.problems.append(f"{name} running but not ready {READY_WITHIN_S:.0f}s after {first_failure}")
+
+
+def answers(probe: Any) -> bool:
+    try:
+        return bool(probe())
+    except OSError:  # refused, or a 503 (urllib's HTTPError): not ready yet
+        return False
 
 
 async def retrying(http: httpx.AsyncClient, method: str, url: str, seen: Observed, **kwargs: Any) -> httpx.Response:
@@ -312,11 +332,14 @@ async def soak(load_s: float, seed: int) -> int:
             for _ in range(CHECKOUT_CLIENTS)
         ]
         began = time.monotonic()
+        killing = asyncio.create_task(killer.run(kills, began, until=began + load_s))
         try:
-            await killer.run(kills, began)
-            await asyncio.sleep(max(0.0, load_s - (time.monotonic() - began)))
+            await asyncio.sleep(load_s)
         finally:
             stop.set()
+            (killed,) = await asyncio.gather(killing, return_exceptions=True)  # restarts in flight end later
+            if isinstance(killed, BaseException):
+                killer.problems.append(f"the soak's killer failed: {killed!r}")
             crashed = [r for r in await asyncio.gather(*tasks, return_exceptions=True) if r is not None]
             for name in VICTIMS:  # whatever happened, what the soak kills is left running
                 if not proc.running(name):
@@ -565,11 +588,14 @@ async def inboxes_exact(order_ids: list[str]) -> list[str]:
         applied = collections.Counter(r["event_id"] for r in rows if r["outcome"] == "applied")
         others = collections.Counter(r["outcome"] for r in rows if r["outcome"] != "applied")
         missing, extra = published - set(applied), set(applied) - published
-        if missing or extra or others:
+        if missing or others:
             problems.append(
                 f"{group}: {len(published)} events to apply; missing {len(missing)} (e.g. {sorted(missing)[:3]}),"
-                f" applied but not published {len(extra)}, other outcomes {dict(others)}"
+                f" other outcomes {dict(others)}"
             )
+        if extra and group not in NOTED:  # the running consumer handles more types than this tree's code
+            NOTED.add(group)
+            say(f"note: {group} applied {len(extra)} events this tree's handlers skip or do not handle")
     return problems
 
 
@@ -584,6 +610,9 @@ async def new_letters(letters_before: dict[str, dict[int, int]]) -> list[str]:
             if (message.offset() or 0) >= before.get(message.partition() or 0, 0):
                 problems.append(f"dead letter in {group}: {json.dumps(letter.headers)[:400]}")
     return problems
+
+
+NOTED: set[str] = set()
 
 
 def all_letters(group: str) -> list[dlq.DeadLetter]:
