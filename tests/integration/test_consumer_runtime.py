@@ -236,6 +236,13 @@ async def _applied_once(consumer: ThrowawayConsumer, event_id: uuid.UUID) -> boo
 
 
 async def test_consumer_metrics_are_exposed() -> None:
+    # An event of its own first: the applied sample exists only once this process has applied an order.created,
+    # and a consumer restarted since the last one (another test's, an operator's) has none yet.
+    customer = new_customer()
+    engine = order_engine()
+    await write_events(engine, [order_created(customer, "1.25")], per_transaction=1)
+    await engine.dispose()
+    await eventually(lambda: orders_count_is(customer, 1), within=60, what="the event applied")
     async with api_client() as client:
         body = (await client.get("http://127.0.0.1:8102/metrics")).text
     assert 'outbox_consumer_events_total{event_type="order.created",group="customer-stats",outcome="applied"}' in body
