@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from outbox.dead_letters import REDRIVE_HEADER, dead_letter_topic
 from outbox.events import EventRegistry, default_registry
 from outbox.routing import topic_for_event
@@ -25,7 +27,7 @@ from outbox.routing import topic_for_event
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["REDRIVE_HEADER", "BatchHandler", "ConsumerGroup", "EventContext", "Handler", "Prepare", "Skip"]
+__all__ = ["REDRIVE_HEADER", "BatchHandler", "ConsumerGroup", "EventContext", "Handler", "Prepare", "Probe", "Skip"]
 
 
 @dataclass(slots=True)
@@ -77,6 +79,18 @@ Skip = Callable[[Any], bool]
 Prepare = Callable[[Sequence[Any]], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A cheaper first look for a ``skip``: a struct of the few payload fields it reads, and the same decision
+    made on it. A record the probe skips is not decoded whole (a pending order's order.created: ~10 us for
+    the whole decode of the payload and its context, ~1 us for one field), so ``skip(probe_struct)`` must be
+    true exactly when the handler's ``skip`` is true for the decoded event. A payload the probe cannot read
+    goes on to the whole decode, which decides as before (poison, skip or apply)."""
+
+    struct: type[msgspec.Struct]
+    skip: Callable[[Any], bool]
+
+
 @dataclass
 class ConsumerGroup:
     """A Kafka consumer group and its handlers; the runtime subscribes to the topics they imply."""
@@ -107,19 +121,25 @@ class ConsumerGroup:
     skips: dict[str, Skip] = field(default_factory=dict)
     # Per event type, what to do before the batch's transaction opens (see ``prepare``).
     prepares: dict[str, Prepare] = field(default_factory=dict)
+    # Per event type, the skip's Probe as a decoder built once and its predicate (see ``batch_handler``).
+    probes: dict[str, tuple[msgspec.json.Decoder[Any], Callable[[Any], bool]]] = field(default_factory=dict)
 
-    def handler(self, event_type: str, *, skip: Skip | None = None) -> Callable[[Handler], Handler]:
-        """Register an async handler applied to one event at a time, in partition order (``skip``: see
-        batch_handler)."""
+    def handler(
+        self, event_type: str, *, skip: Skip | None = None, probe: Probe | None = None
+    ) -> Callable[[Handler], Handler]:
+        """Register an async handler applied to one event at a time, in partition order (``skip`` and
+        ``probe``: see batch_handler)."""
 
         def register(fn: Handler) -> Handler:
-            self._claim(event_type, skip)
+            self._claim(event_type, skip, probe)
             self.handlers[event_type] = fn
             return fn
 
         return register
 
-    def batch_handler(self, event_type: str, *, skip: Skip | None = None) -> Callable[[BatchHandler], BatchHandler]:
+    def batch_handler(
+        self, event_type: str, *, skip: Skip | None = None, probe: Probe | None = None
+    ) -> Callable[[BatchHandler], BatchHandler]:
         """Register a handler that gets all of a batch's events of this type, in partition order.
 
         ``skip(event)``, if given, is true for an event the handler would leave every row unchanged for (a
@@ -130,10 +150,16 @@ class ConsumerGroup:
         once. Versions: a skipped event leaves no inbox row, so the group's next event of that aggregate
         sees the last one *applied* as its previous_version (none after a skipped version 1: first seen,
         not a gap), exactly as if the skipped event had been of a type the group does not handle.
+
+        ``probe`` (a Probe, with ``skip`` only) makes the same decision from a few fields, before the whole
+        decode: what it skips is never decoded whole, so a record it skips that the whole decode would have
+        refused (a malformed field the skip does not read) is ignored by this group rather than dead-lettered;
+        a group that applies the event (the warehouse's order.created) still decodes it whole. The record's
+        identity headers are checked first as for any event, and a redrive is never probed.
         """
 
         def register(fn: BatchHandler) -> BatchHandler:
-            self._claim(event_type, skip)
+            self._claim(event_type, skip, probe)
             self.batch_handlers[event_type] = fn
             return fn
 
@@ -156,12 +182,16 @@ class ConsumerGroup:
 
         return register
 
-    def _claim(self, event_type: str, skip: Skip | None) -> None:
+    def _claim(self, event_type: str, skip: Skip | None, probe: Probe | None = None) -> None:
         if event_type in self.handlers or event_type in self.batch_handlers:
             raise ValueError(f"{self.name}: {event_type} already has a handler")
+        if probe is not None and skip is None:
+            raise ValueError(f"{self.name}: {event_type}'s probe stands for a skip, and there is none")
         self.registry.aggregate_of(event_type)  # fails early for an unregistered event type
         if skip is not None:
             self.skips[event_type] = skip
+        if probe is not None:
+            self.probes[event_type] = (msgspec.json.Decoder(probe.struct), probe.skip)
 
     @property
     def event_types(self) -> set[str]:

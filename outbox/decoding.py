@@ -111,7 +111,11 @@ def parse(group: ConsumerGroup, messages: list[Message]) -> Batch:
             ignored[label] = ignored.get(label, 0) + 1
             continue
         try:
-            item = decode(group, message, headers)
+            identity = _identity(headers, group.registry)
+            if event_type in group.probes and _probed_out(group, event_type, message, headers):
+                ignored[event_type] = ignored.get(event_type, 0) + 1  # changes nothing, never decoded whole
+                continue
+            item = decode(group, message, headers, identity)
         except (PoisonMessage, ValueError, KeyError) as exc:
             poison.append(Poison.of(message, exc, maybe_uuid(headers.get("id"))))
             continue
@@ -150,7 +154,17 @@ _MAX_EVENT_VERSION = 2**31 - 1
 _IDENTITY_HEADERS = ("id", "event_type", "event_version", "schema_version")
 
 
-def decode(group: ConsumerGroup, message: Message, headers: dict[str, str]) -> Parsed:
+class Identity(NamedTuple):
+    """What a record's identity headers say it is, checked (_identity)."""
+
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: int
+    event_version: int | None
+
+
+def _identity(headers: dict[str, str], registry: EventRegistry) -> Identity:
+    """The record's identity headers, or the reason it is poison (PoisonMessage, ValueError)."""
     if "id" not in headers or "event_type" not in headers:
         raise PoisonMessage("missing 'id' or 'event_type' header")
     event_type = headers["event_type"]
@@ -160,11 +174,31 @@ def decode(group: ConsumerGroup, message: Message, headers: dict[str, str]) -> P
         # Past an integer it failed the batch's inbox claim, which no retry or isolation gets past: every
         # consumer of the topic exited on it, and again after each restart.
         raise PoisonMessage(f"event_version {event_version} is outside 1..{_MAX_EVENT_VERSION}")
+    registry.get(event_type, schema_version)  # a version nobody registered is poison before any probe
+    return Identity(to_uuid(headers["id"]), event_type, schema_version, event_version)
+
+
+def _probed_out(group: ConsumerGroup, event_type: str, message: Message, headers: dict[str, str]) -> bool:
+    """Whether the skip's Probe (ConsumerGroup.batch_handler) says, from the few fields it reads, that the
+    handler changes nothing for this record. A redrive is always applied; a payload the probe cannot read,
+    or a predicate that fails, leaves the decision to the whole decode."""
+    if headers.get(REDRIVE_HEADER) == group.name:
+        return False
+    decoder, skip = group.probes[event_type]
+    try:
+        return bool(skip(decoder.decode(message.value() or b"")))
+    except Exception:  # msgspec's errors, RecursionError on deep JSON, the predicate's own
+        return False
+
+
+def decode(group: ConsumerGroup, message: Message, headers: dict[str, str], identity: Identity | None = None) -> Parsed:
+    """The record as an event of this group (``identity``: _identity(headers), when checked already)."""
+    event_id, event_type, schema_version, event_version = identity or _identity(headers, group.registry)
     event = decode_payload(event_type, schema_version, message.value() or b"", group.registry)
     key = message.key()
     topic, partition, offset = where(message)
     ctx = EventContext(
-        event_id=to_uuid(headers["id"]),
+        event_id=event_id,
         # A key that is no uuid (or no text) leaves the aggregate unknown, as a missing one does.
         aggregate_id=maybe_uuid(key.decode("utf-8", "replace") if key else None),
         aggregate_type=headers.get("aggregate_type", event.aggregate_type),

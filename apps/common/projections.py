@@ -6,13 +6,28 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
+from outbox.consumer import Probe
 from outbox.statements import Statement
 
 if TYPE_CHECKING:
     from sqlalchemy import TextClause
     from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["add_deltas"]
+__all__ = ["NOT_BORN_CONFIRMED", "add_deltas"]
+
+
+class _CreatedStatus(msgspec.Struct):
+    """order.created's status alone (the rest of its payload is not read)."""
+
+    status: str
+
+
+# The order projections' skip of order.created (customer's not_a_purchase, analytics' not_a_sale: an order
+# counts once confirmed, at creation only when born confirmed) decided from the status alone: a pending order's
+# order.created, one per order, is then passed over without its whole decode (~10 us per record and group).
+NOT_BORN_CONFIRMED = Probe(_CreatedStatus, lambda created: created.status != "confirmed")
 
 # Each upsert compiled once for the driver's connection (outbox.statements), keyed by the statement's id;
 # the Statement keeps its TextClause alive, so an id is never reused while it is here.

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import text
 
 from apps.common.consumer_db import consumer_database_url
-from apps.common.projections import add_deltas
+from apps.common.projections import NOT_BORN_CONFIRMED, add_deltas
 from apps.customer.projections import OrderEvent, fold, not_a_purchase
 from apps.customer.returns import register as register_refunds
 from outbox.consumer import ConsumerGroup, EventContext
@@ -47,7 +47,7 @@ async def apply_order_events(session: AsyncSession, items: Sequence[tuple[OrderE
 
 
 # A pending order's order.created (most of them) and its cancellation while pending change nothing here:
-# skipped before the inbox, no transaction for them.
-group.batch_handler("order.created", skip=not_a_purchase)(apply_order_events)
+# skipped before the inbox, no transaction for them (order.created from its status alone: NOT_BORN_CONFIRMED).
+group.batch_handler("order.created", skip=not_a_purchase, probe=NOT_BORN_CONFIRMED)(apply_order_events)
 group.batch_handler("order.confirmed")(apply_order_events)
 group.batch_handler("order.cancelled", skip=not_a_purchase)(apply_order_events)
