@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import subprocess
 import sys
@@ -34,7 +33,6 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from apps.common.topology import BY_NAME, database_url, kafka_bootstrap
 from apps.customer.consumers import apply_order_events
 from apps.customer.projections import not_a_purchase
-from apps.order.events import OrderConfirmed
 from bench.cpu import TICKS, stat_fields
 from outbox.consumer import ConsumerGroup
 from outbox.dead_letters import dead_letter_topic
@@ -44,7 +42,7 @@ from outbox.runner import settle_heap
 from outbox.runtime import ConsumerRuntime
 from outbox.topics import delete_topics, ensure_topics
 from outbox.writer import new_event_id
-from tests.support.orders import order_created
+from tests.support.orders import order_confirmed, order_created
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -78,18 +76,7 @@ def _events(run: str, i: int) -> list[tuple[Event, int]]:
     created = msgspec.structs.replace(
         order_created(f"bench-rate-{run}-{i % 50}", "9.99", order_id=new_event_id()), status="pending"
     )
-    confirmed = OrderConfirmed(
-        order_id=created.order_id,
-        order_number=created.order_number,
-        customer_id=created.customer_id,
-        currency=created.currency,
-        total_amount=created.total_amount,
-        items=created.items,
-        payment_status="authorized",
-        created_at=created.created_at,
-        confirmed_at=dt.datetime.now(dt.UTC),
-    )
-    return [(created, 1), (confirmed, 2)]
+    return [(created, 1), (order_confirmed(created), 2)]
 
 
 def produce_at(topic: str, rate: float, seconds: float, run: str, ignored: int = 0) -> int:

@@ -15,7 +15,7 @@ from confluent_kafka import Producer
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from apps.common.topology import BY_NAME, database_url, kafka_bootstrap
-from apps.order.events import OrderCancelled, OrderCreated, OrderLine
+from apps.order.events import OrderCancelled, OrderConfirmed, OrderCreated, OrderLine
 from outbox.writer import OutboxRecord, add_event
 from tests.support.db import connect
 
@@ -36,6 +36,21 @@ def order_created(customer_id: str, total: str = "10.00", order_id: uuid.UUID | 
         total_amount=amount,
         items=[OrderLine(product_id=uuid.uuid4(), sku="SKU-T", quantity=1, unit_price=amount, total_price=amount)],
         created_at=dt.datetime.now(dt.UTC),
+    )
+
+
+def order_confirmed(created: OrderCreated, confirmed_at: dt.datetime | None = None) -> OrderConfirmed:
+    """The saga's order.confirmed of ``created`` (payment authorized)."""
+    return OrderConfirmed(
+        order_id=created.order_id,
+        order_number=created.order_number,
+        customer_id=created.customer_id,
+        currency=created.currency,
+        total_amount=created.total_amount,
+        items=created.items,
+        payment_status="authorized",
+        created_at=created.created_at,
+        confirmed_at=confirmed_at or dt.datetime.now(dt.UTC),
     )
 
 

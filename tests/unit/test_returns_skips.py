@@ -8,31 +8,16 @@ from typing import Any
 
 import msgspec
 
-from apps.order.events import OrderConfirmed, OrderCreated
 from apps.returns.consumers import group as returns
 from outbox.decoding import parse
 from outbox.events import encode_payload
-from tests.support.orders import order_cancelled, order_created
+from tests.support.orders import order_cancelled, order_confirmed, order_created
 from tests.unit.test_consumer_plan import FakeMessage
 
 
 def _message(event: Any, offset: int) -> Any:
     headers = [("id", str(uuid.uuid4()).encode()), ("event_type", event.event_type.encode()), ("event_version", b"1")]
     return FakeMessage(headers, encode_payload(event), str(event.order_id).encode(), 0, offset)
-
-
-def order_confirmed(created: OrderCreated) -> OrderConfirmed:
-    return OrderConfirmed(
-        order_id=created.order_id,
-        order_number=created.order_number,
-        customer_id=created.customer_id,
-        currency=created.currency,
-        total_amount=created.total_amount,
-        items=created.items,
-        payment_status="authorized",
-        created_at=created.created_at,
-        confirmed_at=created.created_at,
-    )
 
 
 def test_order_created_and_confirmed_are_passed_over_and_the_cancellation_applied() -> None:
