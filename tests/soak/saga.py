@@ -462,16 +462,19 @@ async def reservations_agree(orders: list[Any], order_ids: list[str]) -> list[st
     return problems
 
 
+async def confirmed_units(confirmed: list[Any]) -> dict[str, int]:
+    """Units per product of the confirmed orders."""
+    rows = await fetch(
+        "order",
+        "SELECT product_id::text, sum(quantity) AS units FROM order_items WHERE order_id = ANY($1::uuid[])"
+        " GROUP BY product_id",
+        [uuid.UUID(o["id"]) for o in confirmed],
+    )
+    return {r["product_id"]: r["units"] for r in rows}
+
+
 async def stock_agrees(world: dict[str, Any], confirmed: list[Any]) -> list[str]:
-    units = {
-        r["product_id"]: r["units"]
-        for r in await fetch(
-            "order",
-            "SELECT product_id::text, sum(quantity) AS units FROM order_items WHERE order_id = ANY($1::uuid[])"
-            " GROUP BY product_id",
-            [uuid.UUID(o["id"]) for o in confirmed],
-        )
-    }
+    units = await confirmed_units(confirmed)
     products = list(world["stocked"])
     levels = await fetch(
         "warehouse",
@@ -555,15 +558,7 @@ async def projections_agree(world: dict[str, Any], confirmed: list[Any]) -> list
     got = {r["customer_id"]: (r["orders_count"], r["total_spent"]) for r in stats}
     if got != dict(per_customer):
         problems.append(f"customer_stats {got} != {dict(per_customer)}")
-    units = {
-        r["product_id"]: r["units"]
-        for r in await fetch(
-            "order",
-            "SELECT product_id::text, sum(quantity) AS units FROM order_items WHERE order_id = ANY($1::uuid[])"
-            " GROUP BY product_id",
-            [uuid.UUID(o["id"]) for o in confirmed],
-        )
-    }
+    units = await confirmed_units(confirmed)
     sales = await fetch(
         "analytics",
         "SELECT product_id::text, sum(units) AS units FROM product_sales WHERE product_id = ANY($1::uuid[])"
