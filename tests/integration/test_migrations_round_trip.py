@@ -9,6 +9,7 @@ import concurrent.futures
 import contextlib
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -95,7 +96,17 @@ def test_a_migration_run_waits_for_the_one_in_progress(monkeypatch: pytest.Monke
             try:
                 await conn.execute(f"SELECT pg_advisory_lock({MIGRATION_ADVISORY_LOCK})")
                 started.set()
-                # Longer than the migrations' lock_timeout (1 s here): the waiting run must not give up.
+                # Counted from when the run is queued on the lock (its start-up may take longer than
+                # lock_timeout on a loaded machine), and longer than the migrations' lock_timeout (1 s here):
+                # the waiting run must not give up.
+                queued = (
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                )
+                deadline = time.monotonic() + 60
+                while not await conn.fetchval(queued):
+                    assert time.monotonic() < deadline, "the second run never waited on the lock"
+                    await asyncio.sleep(0.05)
                 await asyncio.sleep(2)
                 seen_while_held = await tables(url)
                 await conn.execute(f"SELECT pg_advisory_unlock({MIGRATION_ADVISORY_LOCK})")
