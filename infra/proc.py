@@ -18,12 +18,35 @@ class StartError(RuntimeError):
     """A component did not become ready; the message names it and its log."""
 
 
+# A process that started this long after its pid file was written is not the one the file names: the pid
+# was reused (pid_max is 32768 here, and a busy session wraps it within the hour). The slack covers the
+# boot time's whole-second rounding and a small clock step; a pid reused that soon would need that many forks.
+_REUSED_AFTER_S = 10.0
+
+
 def read_pid(component: str) -> int | None:
+    """The pid the component's pid file names, or None without one or when that pid is another program's
+    now: a component that ended on its own leaves its file, and stop/kill would signal whatever took the pid."""
     path = pid_file(component)
     try:
-        return int(path.read_text().strip())
+        pid = int(path.read_text().strip())
+        written = path.stat().st_mtime
     except (FileNotFoundError, ValueError):
         return None
+    started = _started_at(pid)
+    if started is not None and started > written + _REUSED_AFTER_S:
+        return None
+    return pid
+
+
+def _started_at(pid: int) -> float | None:
+    """When the process started (epoch seconds), None if there is no such process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(line for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+    except (OSError, IndexError, StopIteration):
+        return None
+    return int(boot.split()[1]) + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
 def pid_alive(pid: int) -> bool:
