@@ -128,7 +128,10 @@ class Killer:
 
     async def crash(self, kill: Kill) -> None:
         t0 = time.monotonic()
-        await asyncio.to_thread(proc.kill, kill.name)
+        try:
+            await asyncio.to_thread(proc.kill, kill.name)
+        except OSError as exc:  # proc.kill('postgres') once raised ProcessLookupError: start it all the same
+            self.problems.append(f"SIGKILL {kill.name}: {exc!r}")
         say(f"SIGKILL {kill.name}")
         await asyncio.sleep(kill.down)
         # What it needs first: a start holding the machine's `up` lock while it waits for a broker being
