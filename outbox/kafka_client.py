@@ -43,6 +43,16 @@ GATHER_MIN_BYTES = 1 << 20
 # broker restart under load it once stayed out for good (no assignment for 12 minutes, nothing logged), on
 # two consumers at once. A normal rejoin took up to ~21 s here: past this, the runtime starts over.
 REJOIN_WITHIN_S = 60.0
+# A rebalance waits this long for a member that does not rejoin (librdkafka sends it as the JoinGroup's rebalance
+# timeout). In session 30's soak a group reloaded after a broker restart kept a member whose process had died and
+# waited for it the whole default 300 s with no partition owned (warehouse-reservations 16:46:46 -> 16:51:46; a
+# rebalance for its restarted consumer was pending when the broker was killed): 4,288 orders were cancelled at
+# the reservation's 120-s deadline meanwhile. Not reproduced on a scratch broker with a member killed just before
+# its broker (expired by its 6-s session after the reload, 5.8 s with either value); whatever leaves such a member
+# in a group, this bounds the wait. It is also how long the runtime may go without polling, which it does only
+# while a batch is retried (the database or a dependency away): past it the member leaves the group and rejoins
+# at its next poll, and the inbox skips whatever is read again.
+MAX_POLL_INTERVAL_MS = 30_000
 
 
 def consumer_config(
@@ -65,6 +75,7 @@ def consumer_config(
         "partition.assignment.strategy": "cooperative-sticky",
         "session.timeout.ms": SESSION_TIMEOUT_MS,
         "heartbeat.interval.ms": SESSION_TIMEOUT_MS // 4,
+        "max.poll.interval.ms": MAX_POLL_INTERVAL_MS,
         "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
         "topic.metadata.refresh.interval.ms": 10000,
     }

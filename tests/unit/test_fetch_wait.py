@@ -10,9 +10,16 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from apps.analytics.consumers import group as analytics
 from apps.customer.consumers import group as customer_stats
 from apps.order.consumers import group as order_saga
+from apps.order.saga_state import RESERVATION, step_timeout
 from apps.returns.consumers import group as returns
 from outbox.consumer import ConsumerGroup
-from outbox.kafka_client import FETCH_WAIT_MAX_MS, GATHER_MIN_BYTES, consumer_config
+from outbox.kafka_client import (
+    FETCH_WAIT_MAX_MS,
+    GATHER_MIN_BYTES,
+    MAX_POLL_INTERVAL_MS,
+    SESSION_TIMEOUT_MS,
+    consumer_config,
+)
 from outbox.runtime import ConsumerRuntime
 
 
@@ -48,3 +55,13 @@ def test_groups_on_a_measured_path_neither_wait_nor_linger(group: ConsumerGroup)
 
 def test_the_projections_off_every_measured_path_wait() -> None:
     assert analytics.fetch_wait_ms == returns.fetch_wait_ms == 200
+
+
+def test_a_departed_member_holds_a_rebalance_for_less_than_an_order_waits_for_its_reservation() -> None:
+    # After a broker restart a group is reloaded with a member that may be gone; its rejoin is awaited for the
+    # rebalance timeout (max.poll.interval.ms). A Kafka restart (~12-25 s here) plus that wait must stay well
+    # inside the reservation step's deadline, or the saga cancels the orders placed meanwhile.
+    config = consumer_config("warehouse-reservations", "127.0.0.1:9092")
+    reservation_s = step_timeout(RESERVATION).total_seconds()
+    assert SESSION_TIMEOUT_MS < config["max.poll.interval.ms"] == MAX_POLL_INTERVAL_MS
+    assert reservation_s / 2 >= MAX_POLL_INTERVAL_MS / 1000 + 30
