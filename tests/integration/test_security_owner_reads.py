@@ -26,7 +26,7 @@ from apps.checkout.app import create_app as checkout_app
 from apps.common.service_client import ServiceClient
 from apps.order.app import create_app as order_app
 from apps.returns.app import create_app as returns_app
-from tests.support.checkout import US_ADDRESS, guest_cart
+from tests.support.checkout import add, checkout_body, guest_cart
 from tests.support.db import connect
 from tests.support.http import auth_headers, authorized, create_customer, create_product, set_stock
 
@@ -136,6 +136,17 @@ async def checkout() -> AsyncIterator[Client]:
         yield client
 
 
+async def _customer_cart(
+    checkout: Client, own: dict[str, str], customer_id: str, product: dict[str, Any], quantity: int
+) -> str:
+    """A cart of the customer's own (``own``: their headers) holding ``quantity`` of ``product``; its id."""
+    made = await checkout.post("/api/carts", json={"customer_id": customer_id}, headers=own)
+    assert made.status_code in (200, 201), made.text
+    cart: dict[str, Any] = made.json()
+    await add(checkout, cart, own, product, quantity)
+    return str(cart["id"])
+
+
 async def test_another_customers_order_is_read_as_an_unknown_id(orders: Client, statements: list[str]) -> None:
     victim, attacker, product = await create_customer(), await create_customer(), await create_product("4.00")
     body = {"customer_id": victim["id"], "items": [{"product_id": product["id"], "quantity": 1}]}
@@ -219,13 +230,7 @@ async def test_another_customers_cart_is_read_as_an_unknown_id(checkout: Client,
     victim, attacker, product = await create_customer(), await create_customer(), await create_product("2.50")
     await set_stock(product["id"], 5)
     own = auth_headers("customer", customer_id=victim["id"])
-    made = await checkout.post("/api/carts", json={"customer_id": victim["id"]}, headers=own)
-    assert made.status_code in (200, 201), made.text
-    cart_id = made.json()["id"]
-    added = await checkout.post(
-        f"/api/carts/{cart_id}/items", json={"product_id": product["id"], "quantity": 1}, headers=own
-    )
-    assert added.status_code == 200, added.text
+    cart_id = await _customer_cart(checkout, own, victim["id"], product, 1)
     as_attacker = {"headers": auth_headers("customer", customer_id=attacker["id"])}
     unknown = _unknown_like(cart_id)
 
@@ -247,16 +252,11 @@ async def test_another_customers_cart_is_read_as_an_unknown_id(checkout: Client,
         assert sent and _filters_by_owner(sent[0]), sent
 
     # Named in a checkout's body: the same 422 naming cart_id, by the same statements.
-    body = {
-        "shipping_address": US_ADDRESS,
-        "shipping_method_id": "standard",
-        "payment_method": {"type": "card", "token": "tok_visa_4242"},
-    }
     statements.clear()
-    theirs = await checkout.post("/api/checkout", json={**body, "cart_id": cart_id}, **as_attacker)
+    theirs = await checkout.post("/api/checkout", json=checkout_body(cart_id), **as_attacker)
     sent_theirs = list(statements)
     statements.clear()
-    missing = await checkout.post("/api/checkout", json={**body, "cart_id": unknown}, **as_attacker)
+    missing = await checkout.post("/api/checkout", json=checkout_body(unknown), **as_attacker)
     assert theirs.status_code == 422, theirs.text
     assert _seen(theirs, "") == _seen(missing, "")
     assert [e["key"] for e in theirs.json()["extra"]] == ["cart_id"]
@@ -311,20 +311,8 @@ async def test_another_customers_checkout_session_is_read_as_an_unknown_id(
     read and checked after, as the others were; a guest's session still opens with its token."""
     victim, attacker, product = await create_customer(), await create_customer(), await create_product("3.25")
     own = auth_headers("customer", customer_id=victim["id"])
-    cart = await checkout.post("/api/carts", json={"customer_id": victim["id"]}, headers=own)
-    assert cart.status_code in (200, 201), cart.text
-    cart_id = cart.json()["id"]
-    added = await checkout.post(
-        f"/api/carts/{cart_id}/items", json={"product_id": product["id"], "quantity": 2}, headers=own
-    )
-    assert added.status_code == 200, added.text
-    body = {
-        "cart_id": cart_id,
-        "shipping_address": US_ADDRESS,
-        "shipping_method_id": "standard",
-        "payment_method": {"type": "card", "token": "tok_visa_4242"},
-    }
-    started = await checkout.post("/api/checkout", json=body, headers=own)
+    cart_id = await _customer_cart(checkout, own, victim["id"], product, 2)
+    started = await checkout.post("/api/checkout", json=checkout_body(cart_id), headers=own)
     assert started.status_code == 201, started.text
     session_id = started.json()["id"]
     unknown = _unknown_like(session_id)
@@ -347,11 +335,8 @@ async def test_another_customers_checkout_session_is_read_as_an_unknown_id(
     assert mine.status_code == 200, mine.text
 
     guest, opens = await guest_cart(checkout)
-    added = await checkout.post(
-        f"/api/carts/{guest['id']}/items", json={"product_id": product["id"], "quantity": 1}, headers=opens
-    )
-    assert added.status_code == 200, added.text
-    started = await checkout.post("/api/checkout", json={**body, "cart_id": guest["id"]}, headers=opens)
+    await add(checkout, guest, opens, product, 1)
+    started = await checkout.post("/api/checkout", json=checkout_body(guest["id"]), headers=opens)
     assert started.status_code == 201, started.text
     with_token = {**opens, **as_attacker["headers"]}  # a customer's token does not shut a guest's session
     seen = await checkout.get(f"/api/checkout/{started.json()['id']}", headers=with_token)
