@@ -1,8 +1,10 @@
 """Every service's exception handlers: each error becomes a status and a body we wrote.
 
 Bad input is a 4xx naming the field, an unknown id a 404, a conflict a 409 with our own message, a
-database or dependency outage a 503 with ``Retry-After``; no response ever carries SQL, parameter values
-or a traceback. Bodies have the shape of Litestar's own errors: ``{"status_code", "detail", "extra"?}``.
+database or dependency outage a 503 with ``Retry-After``, and so is a transaction the database refused for
+another's sake (a deadlock, a serialization failure, a lock timeout) or because it takes no writes right now;
+no response ever carries SQL, parameter values or a traceback. Bodies have the shape of Litestar's own
+errors: ``{"status_code", "detail", "extra"?}``.
 A 500 is what is left for bugs: it is logged with its traceback and answered without one.
 """
 
@@ -60,6 +62,16 @@ _UNAVAILABLE: Final = (
 # shutting down or "starting up", a query was cancelled). asyncpg raises them as its own classes, which
 # SQLAlchemy wraps as a plain DBAPIError, so they are told apart by code.
 _UNAVAILABLE_SQLSTATE_CLASSES: Final = frozenset({"08", "53", "57"})
+# A transaction PostgreSQL refused because of another one, not because of the request: 40P01
+# deadlock_detected and 40001 serialization_failure roll the whole transaction back; 55P03
+# lock_not_available (a lock_timeout or NOWAIT ran out) fails it, and the session's close rolls it back. The
+# same request is likely to pass a moment later, so it is a 503 with a short Retry-After, not a 500. Class 40
+# is not taken whole: 40003 statement_completion_unknown does not say whether anything was written.
+_CONTENTION_SQLSTATES: Final = frozenset({"40P01", "40001", "55P03"})
+# 25006 read_only_sql_transaction: a write reached a server that takes none right now (a standby not yet
+# promoted after a failover, a primary an operator made read-only with default_transaction_read_only);
+# nothing was written, and it lasts as long as the failover, so the outage's Retry-After.
+_READ_ONLY_SQLSTATE: Final = "25006"
 # Class 22, data exception: a value the database refused (numeric overflow, a NUL in a text, a date out
 # of range), also a plain DBAPIError.
 _DATA_SQLSTATE_CLASS: Final = "22"
@@ -73,7 +85,17 @@ HTTP_499_CLIENT_CLOSED_REQUEST: Final = 499
 _CONFLICT_DETAIL: Final = "The request conflicts with existing data"
 _INVALID_VALUE_DETAIL: Final = "A value is invalid or out of range"
 _UNAVAILABLE_DETAIL: Final = "The database is unavailable; retry later"
+_CONTENTION_DETAIL: Final = "The request met a concurrent one on the same data and was rolled back; retry it"
+_READ_ONLY_DETAIL: Final = "The database accepts no writes right now (a failover); nothing was written; retry later"
 RETRY_AFTER_S: Final = "5"
+# A deadlock or a serialization failure is over once the other transaction ends (milliseconds); a lock_timeout
+# has already waited as long as the database allows.
+CONTENTION_RETRY_AFTER_S: Final = "1"
+_RETRY_AFTER: Final = {
+    _UNAVAILABLE_DETAIL: RETRY_AFTER_S,
+    _READ_ONLY_DETAIL: RETRY_AFTER_S,
+    _CONTENTION_DETAIL: CONTENTION_RETRY_AFTER_S,
+}
 
 
 # --- shared by every handler ----------------------------------------------------------------------
@@ -276,9 +298,13 @@ def _raised_by_us(exc: BaseException) -> bool:
     return not isinstance(exc.__cause__, sa_exc.SQLAlchemyError)
 
 
-def _sqlstate_class(exc: BaseException) -> str:
+def _sqlstate(exc: BaseException) -> str:
     code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-    return code[:2] if isinstance(code, str) else ""
+    return code if isinstance(code, str) else ""
+
+
+def _sqlstate_class(exc: BaseException) -> str:
+    return _sqlstate(exc)[:2]
 
 
 def _is_unavailable(exc: BaseException) -> bool:
@@ -303,6 +329,11 @@ def classify_database_error(exc: BaseException) -> tuple[int, str]:
     chain = list(_chain(exc))
     if any(_is_unavailable(e) for e in chain):
         return HTTP_503_SERVICE_UNAVAILABLE, _UNAVAILABLE_DETAIL
+    codes = {_sqlstate(e) for e in chain}
+    if codes & _CONTENTION_SQLSTATES:
+        return HTTP_503_SERVICE_UNAVAILABLE, _CONTENTION_DETAIL
+    if _READ_ONLY_SQLSTATE in codes:
+        return HTTP_503_SERVICE_UNAVAILABLE, _READ_ONLY_DETAIL
     if isinstance(exc, NotFoundError):
         return HTTP_404_NOT_FOUND, exc.detail if _raised_by_us(exc) and exc.detail else "Not found"
     if isinstance(exc, RepositoryIntegrityError) and _raised_by_us(exc):
@@ -330,9 +361,8 @@ def database_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     status_code, detail = classify_database_error(exc)
     _log_error(request, status_code, exc)
     if status_code == HTTP_503_SERVICE_UNAVAILABLE:
-        return _error_response(
-            status_code, detail, extra=[{"dependency": "database"}], headers={"Retry-After": RETRY_AFTER_S}
-        )
+        headers = {"Retry-After": _RETRY_AFTER.get(detail, RETRY_AFTER_S)}
+        return _error_response(status_code, detail, extra=[{"dependency": "database"}], headers=headers)
     return _error_response(status_code, detail)
 
 

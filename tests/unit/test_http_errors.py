@@ -8,10 +8,11 @@ from typing import Any
 
 import asyncpg
 import pytest
+from litestar import Request
 from litestar.types import Message, Receive, ReceiveMessage, Scope, Send
 from sqlalchemy import exc as sa_exc
 
-from apps.common.error_handlers import classify_database_error
+from apps.common.error_handlers import classify_database_error, database_error_handler
 from apps.common.logs import AccessLog, SentStatusPrometheusMiddleware
 
 pytestmark = pytest.mark.unit
@@ -59,6 +60,35 @@ def test_a_value_the_database_refuses_is_a_400_not_a_500(orig: BaseException) ->
     status, detail = classify_database_error(wrapped(orig))
     assert status == 400
     assert "SELECT" not in detail and "$1" not in detail
+
+
+@pytest.mark.parametrize(
+    ("orig", "retry_after"),
+    [
+        (asyncpg.DeadlockDetectedError("deadlock detected"), "1"),
+        (asyncpg.SerializationError("could not serialize access due to concurrent update"), "1"),
+        (asyncpg.LockNotAvailableError("canceling statement due to lock timeout"), "1"),
+        (asyncpg.ReadOnlySQLTransactionError("cannot execute UPDATE in a read-only transaction"), "5"),
+    ],
+    ids=lambda e: type(e).__name__ if isinstance(e, BaseException) else e,
+)
+async def test_a_transaction_refused_under_contention_or_read_only_is_a_503_with_retry_after(
+    orig: Exception, retry_after: str
+) -> None:
+    """They were 500s. Raised through the session (wrapped) or by the order's driver statements (raw)."""
+    raised_as: list[Exception] = [wrapped(orig), orig]
+    for raised in raised_as:
+        status, detail = classify_database_error(raised)
+        assert status == 503, detail
+        response = database_error_handler(_request(), raised)
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == retry_after
+        assert response.content["extra"] == [{"dependency": "database"}]
+        assert str(orig) not in response.content["detail"]
+
+
+def _request() -> Request[Any, Any, Any]:
+    return Request(scope={"type": "http", "method": "PATCH", "path": "/api/products/x", "headers": []})  # type: ignore[arg-type]
 
 
 def test_anything_else_is_still_a_500() -> None:
