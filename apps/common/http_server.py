@@ -11,6 +11,11 @@ the catalog's event loop for 1.4 s and left its worker 340 MB larger, a single 5
   begun) for ``STALL_TIMEOUT_S`` (15 s) without a byte is closed: ``408`` if no request has started, else
   closed (the app sees the client leave). Time the server spends not reading (its own back-pressure while the
   app has not consumed a body) does not count. Between requests uvicorn's keep-alive timeout (5 s) applies.
+- the trailer fields after a chunked body are dropped, and more than ``MAX_HEAD_BYTES`` of them close the
+  connection (session 31, S): uvicorn appended them to the request's header list, which the app reads once
+  the body is in, so an ``Authorization`` or ``X-Forwarded-For`` that no proxy in front had seen reached the
+  app as a header (RFC 9110 6.5.1: a trailer is never merged unless its field says it may; none of ours
+  does), and the head's bound did not count them (1,000,000 trailer fields were kept).
 
 A request that arrives whole in one read costs a few attribute tests more than uvicorn's own protocol.
 
@@ -51,6 +56,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._incomplete = False
         self._stall: asyncio.TimerHandle | None = None
         self._last_data = 0.0
+        # The current request's trailer fields so far (bytes, as on the wire), and whether they ran over.
+        self._trailer_bytes = 0
+        self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -64,6 +72,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # closing: what else the client sends is not parsed
         if self._in_head:
             counted = self._head_bytes + len(data)
             if counted > self.max_head_bytes:
@@ -86,11 +96,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._stall.cancel()
             self._stall = None
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._in_head:
+            super().on_header(name, value)
+            return
+        # A trailer field (after a chunked body): the request's header list is the app's, never added to.
+        self._trailer_bytes += len(name) + len(value) + 4
+        if self._trailer_bytes > self.max_head_bytes and not self._refused:
+            self._refused = True
+            self._answer_and_close(431, "Request header fields too large.")
+
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self._in_head, self._trailer_bytes = False, 0
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        if self._refused:
+            return  # the app waiting on the body sees the client leave, not a body ended by refused trailers
         self._in_head, self._head_bytes, self._incomplete = True, 0, False
         super().on_message_complete()
 

@@ -32,6 +32,13 @@ async def echo(request: Request[Any, Any, Any]) -> dict[str, int]:
     return {"received": len(await request.body())}
 
 
+@post("/seen")
+async def seen(request: Request[Any, Any, Any]) -> list[str]:
+    """The header names the app sees once the body (and any trailer after it) has been read."""
+    await request.body()
+    return sorted({name.decode("latin-1") for name, _ in request.scope["headers"]})
+
+
 class _Short(BoundedHttpToolsProtocol):
     stall_timeout_s = 0.5
 
@@ -40,7 +47,7 @@ class _Short(BoundedHttpToolsProtocol):
 async def serving(protocol: type[BoundedHttpToolsProtocol] = BoundedHttpToolsProtocol) -> AsyncIterator[int]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(Litestar([ping, echo]), http=protocol, lifespan="off", log_level="warning")
+    config = uvicorn.Config(Litestar([ping, echo, seen]), http=protocol, lifespan="off", log_level="warning")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(500):
@@ -169,3 +176,41 @@ def test_the_stack_serves_every_api_with_the_bounded_protocol() -> None:
     assert apis
     for process in apis:
         assert process.argv[1:3] == ["-m", http_server.__name__], process.argv
+
+
+def chunked(trailers: bytes) -> bytes:
+    return (
+        b"POST /seen HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"2\r\n{}\r\n0\r\n" + trailers + b"\r\n"
+    )
+
+
+async def test_a_trailer_is_not_a_header() -> None:
+    """uvicorn appended a chunked body's trailer fields to the request's header list (session 31, S): an
+    Authorization, X-Forwarded-For or X-Guest-Token no proxy in front had seen reached the app as a header.
+    RFC 9110 6.5.1: a trailer is not merged into the header section unless its field allows it; none here does."""
+    async with serving() as port:
+        answer = await exchange(port, chunked(b"authorization: Bearer x\r\nx-forwarded-for: 10.9.9.9\r\n"), 2.0)
+        assert answer.startswith(b"HTTP/1.1 201 "), answer[:60]
+        names = answer.partition(b"\r\n\r\n")[2]
+        assert b"host" in names and b"transfer-encoding" in names
+        assert b"authorization" not in names and b"x-forwarded-for" not in names, names
+
+
+async def test_a_flood_of_trailers_is_bounded_like_a_head() -> None:
+    """The 32 KiB bound counted the head only: 1,000,000 trailer fields after a chunked body were parsed and
+    kept (the app's header list) like the 1,000,000 headers of session 29."""
+    flood = chunked(b"".join(b"x-t%d: v\r\n" % i for i in range(1_000_000)))
+    async with serving() as port:
+        sending = asyncio.create_task(exchange(port, flood))
+        worst = 0.0
+        while not sending.done():
+            started = time.monotonic()
+            assert (await exchange(port, head(1))).startswith(b"HTTP/1.1 200 ")
+            worst = max(worst, time.monotonic() - started)
+        answer = await sending
+        assert answer[:13] in (b"HTTP/1.1 431 ", b"HTTP/1.1 400 ") or answer == b"RESET", answer[:40]
+        assert worst < 0.25, f"a normal request waited {worst:.2f} s"
+        # Trailers under the bound are dropped, and the request is answered.
+        small = chunked(b"".join(b"x-t%d: v\r\n" % i for i in range(100)))
+        assert (await exchange(port, small, 2.0)).startswith(b"HTTP/1.1 201 ")
