@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from infra import priority
@@ -47,6 +48,33 @@ def _started_at(pid: int) -> float | None:
     except (OSError, IndexError, StopIteration):
         return None
     return int(boot.split()[1]) + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+# Set by a caller that holds a lock only for spawning (infra.stack.start_component's machine-wide up.lock):
+# called once, by the first wait in its block. A consumer's start waiting 60 s for a broker that was down
+# held that lock all along, and the broker's own `just start kafka` queued behind it (session 30, E).
+_RELEASE_BEFORE_WAIT: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "release_before_wait", default=None
+)
+
+
+@contextlib.contextmanager
+def released_before_waiting(release: Callable[[], None]) -> Iterator[None]:
+    """In this block, the first wait (a readiness poll, or `waiting()` before a blocking lock) calls
+    ``release`` first: what runs before it (checks, spawn, pid file) holds the caller's lock, the wait does not."""
+    token = _RELEASE_BEFORE_WAIT.set(release)
+    try:
+        yield
+    finally:
+        _RELEASE_BEFORE_WAIT.reset(token)
+
+
+def waiting() -> None:
+    """About to wait (for readiness, for another starter's lock): let go of a lock held only for spawning."""
+    release = _RELEASE_BEFORE_WAIT.get()
+    if release is not None:
+        _RELEASE_BEFORE_WAIT.set(None)
+        release()
 
 
 def pid_alive(pid: int) -> bool:
@@ -174,6 +202,7 @@ def wait_until(
     interval: float = 0.5,
 ) -> None:
     """Poll a real readiness probe; fail early if the process died, naming its log."""
+    waiting()
     deadline = time.monotonic() + timeout
     while True:
         try:

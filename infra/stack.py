@@ -137,7 +137,13 @@ def _starting(name: str) -> Iterator[None]:
     failed on its port."""
     ensure_dirs()
     with (PIDS / f"{name}.start.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # Another start of it is under way, maybe waiting minutes for its readiness: wait for it
+            # without the machine-wide lock, which other components' starts need meanwhile.
+            proc.waiting()
+            fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
@@ -200,9 +206,12 @@ def stop_component(name: str) -> None:
 
 
 def start_component(name: str) -> None:
+    """Start one component and wait for it. The machine-wide up.lock covers what races with an `up` or
+    another start (the running check, the spawn, the pid file), not the readiness wait: a consumer waiting
+    up to 60 s for a Kafka that is down held it, and `just start kafka` waited behind it (session 30, E)."""
     target = component(name)
     t0 = time.monotonic()  # before the lock: waiting for another `up` is part of what the caller waits
-    with exclusive():
+    with _exclusive_until_waiting():
         try:
             target.start()
         except proc.StartError as exc:
@@ -218,6 +227,16 @@ def exclusive() -> Iterator[None]:
     with (STATE / "up.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+@contextlib.contextmanager
+def _exclusive_until_waiting() -> Iterator[None]:
+    """up.lock until the block's first wait (proc.waiting: a readiness poll, another starter's lock)."""
+    ensure_dirs()
+    with (STATE / "up.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with proc.released_before_waiting(lambda: fcntl.flock(lock, fcntl.LOCK_UN)):
+            yield
 
 
 # `just stop NAME` leaves a marker here until `just start|restart NAME`, `just up` or `just down`: the test
