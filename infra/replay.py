@@ -4,10 +4,11 @@
 
 With --restart: stop the group's consumer process(es) (`<service>-consumer`, found by reading each
 apps/<service>/consumers.py's `group.name`), wait until the broker has no live member left in the group,
-run the replay (offset reset, then rebuild), start the consumers again, and print the progress until every
-partition has re-read what was there at the reset. Without it, the library runs alone and refuses while the
-group has live members; a member that only the broker still remembers (a consumer stopped a moment ago) is
-waited for. outbox/ knows nothing of pid files or `just`: the process control stays here.
+run the replay (the rebuild and the offset reset in one transaction, outbox.replay), start the consumers
+again, and print the progress until every partition has re-read what was there at the reset. Without it,
+the library runs alone and refuses while the group has live members; a member that only the broker still
+remembers (a consumer stopped a moment ago) is waited for. outbox/ knows nothing of pid files or `just`:
+the process control stays here.
 """
 
 from __future__ import annotations

@@ -4,10 +4,17 @@
     python -m outbox.replay customer-stats --to-earliest --rebuild --follow
 
 Refuses while the group has live members (stop its consumers first). Without --rebuild the inbox makes the
-replay a no-op for events already applied, which is right for a plain redelivery; --rebuild then empties the
-group's projection tables and its inbox rows in one transaction (after the offsets moved and were read back),
-so the projection is rebuilt from the events. Kafka's own `kafka-consumer-groups.sh --reset-offsets` works
-just as well: the consumers do not care how their offsets moved.
+replay a no-op for events already applied, which is right for a plain redelivery; --rebuild also empties the
+group's projection tables and its inbox rows, so the projection is rebuilt from the events. Kafka's own
+`kafka-consumer-groups.sh --reset-offsets` works just as well without --rebuild: the consumers do not care
+how their offsets moved.
+
+The rebuild is one database transaction that locks the projection tables, empties them and the group's
+inbox rows, and moves the offsets before it commits. The broker refuses an offset change while the group has
+a member, so a consumer started meanwhile (by hand, between the member check and the rebuild) either makes
+the reset fail, and the transaction rolls back with nothing emptied, or joins after the reset and waits on
+the locks: what it applies lands in the emptied projection. Emptied before (or without) that, the window lost
+events: applied into the projection and inbox the rebuild then deleted, past offsets it had committed.
 """
 
 from __future__ import annotations
@@ -17,11 +24,13 @@ import asyncio
 import datetime as dt
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from outbox import groups
@@ -123,15 +132,30 @@ def reset(group: str, plans: list[PartitionPlan], bootstrap: str) -> None:
         raise ResetRefused(f"group {group}'s offsets did not move: {'; '.join(wrong)}")
 
 
-async def rebuild(group: str, database_url_: str, tables: tuple[str, ...]) -> None:
-    """Empty the projection and forget the inbox in one transaction: all of it, or none of it."""
+# A reader of the projection holding its lock this long makes the rebuild give up (nothing emptied) rather
+# than queue every consumer and API read of those tables behind it.
+REBUILD_LOCK_TIMEOUT = "10s"
+
+
+async def rebuild(group: str, database_url_: str, tables: tuple[str, ...], reset_offsets: Callable[[], None]) -> None:
+    """Empty the projection, forget the group's inbox and move its offsets (``reset_offsets``) in one
+    transaction: all of it, or none of it. The tables are locked first (ACCESS EXCLUSIVE: a handler reading
+    them waits too) and the group's inbox rows deleted before the offsets move, so a consumer that joins
+    after the reset waits on them until the commit: a claim of an event whose inbox row is being deleted
+    waits on that row, any other on the projection's lock."""
     engine = create_async_engine(database_url_)
     try:
         async with engine.begin() as conn:
+            await conn.execute(text(f"SET LOCAL lock_timeout = '{REBUILD_LOCK_TIMEOUT}'"))
+            if tables:
+                names = ", ".join(f'"{table}"' for table in tables)
+                await conn.execute(text(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE"))
             for table in tables:
                 await conn.execute(text(f'DELETE FROM "{table}"'))
             await conn.execute(text(f"DELETE FROM {INBOX_TABLE} WHERE consumer_group = :g"), {"g": group})
-            print(f"rebuild: emptied {', '.join(tables) or 'no tables'} and the inbox of {group}")
+            # Refused by the broker while the group has a member: the transaction then rolls back.
+            await asyncio.to_thread(reset_offsets)
+        print(f"rebuild: emptied {', '.join(tables) or 'no tables'} and the inbox of {group}")
     finally:
         await engine.dispose()
 
@@ -190,15 +214,25 @@ def main(argv: list[str] | None = None) -> int:
     if members:
         print(f"refusing: group {args.group} has {members} live member(s); stop its consumers first", file=sys.stderr)
         return 2
-    # Offsets first: a reset Kafka refuses leaves the projection as it was. Emptied first, a refused reset
-    # left it empty with the group past every event.
+    # A reset Kafka refuses leaves the projection as it was: with --rebuild the reset is the emptying
+    # transaction's last step (emptied first and committed, a refused reset left it empty with the group
+    # past every event).
     try:
-        reset(args.group, plans, bootstrap)
+        if args.rebuild:
+            tables = tuple(getattr(module, "projection_tables", ()))
+            asyncio.run(
+                rebuild(args.group, groups.database_url(module), tables, lambda: reset(args.group, plans, bootstrap))
+            )
+        else:
+            reset(args.group, plans, bootstrap)
     except (ResetRefused, KafkaException) as exc:
         print(f"refusing: {exc}; nothing emptied, run it again", file=sys.stderr)
         return 1
-    if args.rebuild:
-        asyncio.run(rebuild(args.group, groups.database_url(module), tuple(getattr(module, "projection_tables", ()))))
+    except SQLAlchemyError as exc:
+        # Before the reset (a lock not granted): nothing changed. At the commit, after it: the offsets moved
+        # and nothing was emptied, so the inbox makes the replay a no-op. Either way a second run rebuilds.
+        print(f"refusing: the rebuild's transaction failed ({exc}); nothing emptied, run it again", file=sys.stderr)
+        return 1
     print(f"offsets of {args.group} reset; start its consumers to replay")
     if args.follow:
         return 0 if follow(args.group, topics, bootstrap, args.follow_timeout) else 1
