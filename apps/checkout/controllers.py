@@ -32,6 +32,7 @@ from apps.checkout.schemas import (
 from apps.checkout.services import CartService, now
 from apps.common.auth import AnyRequest, ensure_acting_for, ensure_owner_or_guest, principal_of, public, read_owner
 from apps.common.errors import InvalidField, NotFound, UnknownReference
+from apps.common.openapi import error_response
 from apps.common.providers import create_service_provider
 
 Carts: TypeAlias = NamedDependency[CartService]
@@ -54,6 +55,15 @@ FROM_STATE = ["dependencies", "cart_cache", "checkout_settings"]
 # Guests shop with their cart's token; a customer's cart and checkouts need that customer's bearer token
 # (or staff's, admin's): checked on the cart or session before anything is changed.
 SHOPPING = public("guest checkout: a guest cart opens with its X-Guest-Token, a customer's with their token")
+# The answers of that check, in OpenAPI: the route is public, but a customer's cart or checkout is not.
+SHOPPING_ANSWERS: Final = {
+    401: error_response(
+        401, "A customer's cart or checkout (or `customer_id`) without their bearer token, or a token that is invalid"
+    ),
+    403: error_response(
+        403, "A guest cart or checkout without its `X-Guest-Token` (or with another's), or a service's token"
+    ),
+}
 
 
 async def _open_cart(carts: CartService, cart_id: uuid.UUID, guest_token: str | None, request: AnyRequest) -> CartOut:
@@ -135,7 +145,10 @@ class CartController(Controller):
         status_code=HTTP_201_CREATED,
         guards=[SHOPPING],
         operation_class=_OptionalCartBody,
-        responses={HTTP_200_OK: ResponseSpec(data_container=CartOut, description="The customer's active cart")},
+        responses={
+            HTTP_200_OK: ResponseSpec(data_container=CartOut, description="The customer's active cart"),
+            **SHOPPING_ANSWERS,
+        },
     )
     async def create_cart(self, carts: Carts, request: AnyRequest) -> Response[CartOut]:
         """A guest cart (201, with its ``guest_token``: send it as X-Guest-Token), or a customer's (with
@@ -147,14 +160,14 @@ class CartController(Controller):
         view, created = await carts.create(data.customer_id)
         return Response(view, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
-    @get("/{cart_id:uuid}", guards=[SHOPPING])
+    @get("/{cart_id:uuid}", guards=[SHOPPING], responses=SHOPPING_ANSWERS)
     async def get_cart(
         self, cart_id: FromPath[uuid.UUID], carts: Carts, request: AnyRequest, guest_token: GuestToken = None
     ) -> CartOut:
         """The cart with its lines and subtotal; 403 for a guest cart without its token; 404 if unknown."""
         return await _open_cart(carts, cart_id, guest_token, request)
 
-    @post("/{cart_id:uuid}/items", status_code=HTTP_200_OK, guards=[SHOPPING])
+    @post("/{cart_id:uuid}/items", status_code=HTTP_200_OK, guards=[SHOPPING], responses=SHOPPING_ANSWERS)
     async def add_item(
         self,
         cart_id: FromPath[uuid.UUID],
@@ -167,7 +180,7 @@ class CartController(Controller):
         await _open_cart(carts, cart_id, guest_token, request)
         return await carts.add_item(cart_id, guest_token, data.product_id, data.quantity)
 
-    @patch("/{cart_id:uuid}/items/{item_id:int}", guards=[SHOPPING])
+    @patch("/{cart_id:uuid}/items/{item_id:int}", guards=[SHOPPING], responses=SHOPPING_ANSWERS)
     async def set_quantity(
         self,
         cart_id: FromPath[uuid.UUID],
@@ -181,7 +194,9 @@ class CartController(Controller):
         await _open_cart(carts, cart_id, guest_token, request)
         return await carts.set_quantity(cart_id, guest_token, item_id, data.quantity)
 
-    @delete("/{cart_id:uuid}/items/{item_id:int}", status_code=HTTP_200_OK, guards=[SHOPPING])
+    @delete(
+        "/{cart_id:uuid}/items/{item_id:int}", status_code=HTTP_200_OK, guards=[SHOPPING], responses=SHOPPING_ANSWERS
+    )
     async def remove_item(
         self,
         cart_id: FromPath[uuid.UUID],
@@ -202,7 +217,7 @@ class CheckoutController(Controller):
     tags = ["checkout"]
     dependencies = {"checkouts": create_service_provider(CheckoutService, from_state=FROM_STATE)}
 
-    @post(status_code=HTTP_201_CREATED, guards=[SHOPPING])
+    @post(status_code=HTTP_201_CREATED, guards=[SHOPPING], responses=SHOPPING_ANSWERS)
     async def start_checkout(
         self,
         data: Annotated[CheckoutCreate, Body(schema_extra=CHECKOUT_CREATE_RULES)],
@@ -215,7 +230,7 @@ class CheckoutController(Controller):
         session = await checkouts.start(data, guest_token)
         return to_checkout_out(session, display_status(session, now()))
 
-    @get("/{checkout_id:uuid}", guards=[SHOPPING])
+    @get("/{checkout_id:uuid}", guards=[SHOPPING], responses=SHOPPING_ANSWERS)
     async def get_checkout(
         self,
         checkout_id: FromPath[uuid.UUID],
@@ -227,7 +242,7 @@ class CheckoutController(Controller):
         session = await _open_checkout(checkouts, checkout_id, guest_token, request)
         return to_checkout_out(session, display_status(session, now()))
 
-    @post("/{checkout_id:uuid}/complete", status_code=HTTP_202_ACCEPTED, guards=[SHOPPING])
+    @post("/{checkout_id:uuid}/complete", status_code=HTTP_202_ACCEPTED, guards=[SHOPPING], responses=SHOPPING_ANSWERS)
     async def complete_checkout(
         self,
         checkout_id: FromPath[uuid.UUID],

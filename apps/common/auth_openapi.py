@@ -5,7 +5,8 @@
   are public.
 - :func:`document_policies` writes each route's policy into its OpenAPI operation: ``security`` (the
   bearer scheme; public routes list the empty requirement first, a token there is optional), the 401/403
-  answers, and an "Access:" line in the description, so Swagger and schemathesis know it.
+  answers (a public route's 401 too: a token sent there is verified), and an "Access:" line in the
+  description, so Swagger and schemathesis know it.
 - :func:`guard_without_copies` runs a declared policy straight from its handler (see there).
 """
 
@@ -31,6 +32,7 @@ from apps.common.openapi import error_response
 __all__ = ["BEARER", "bearer_components", "document_policies", "guard_without_copies", "undeclared_routes_admin_only"]
 
 BEARER: Final = "bearer"
+_PUBLIC_401: Final = "A bearer token was sent and is invalid or expired (`WWW-Authenticate`): none is needed here"
 _OPEN_PATHS: Final = re.compile("|".join(UNAUTHENTICATED_PATHS))
 
 
@@ -73,6 +75,9 @@ def document_policies(app: Litestar) -> None:
 def _document(handler: Any, policy: Policy) -> None:
     if policy.is_public:
         handler.security = [{}, {BEARER: []}]
+        # A public route needs no token, but one that is sent is verified like anywhere else.
+        answers = {401: error_response(401, _PUBLIC_401)}
+        handler.responses = {**answers, **(handler.responses or {})}
     else:
         handler.security = [{BEARER: []}]
         answers = {
