@@ -66,7 +66,10 @@ _HOLD = Statement(
 )
 
 # The lines' reservation and warehouse (a line the answer does not name keeps its warehouse); the
-# confirmations; the payment requests; one event per order with the order's next version.
+# confirmations; the payment requests; one event per order with the order's next version. The payment
+# step's deadline is the database's clock plus the step's timeout: the sweeper compares it with the
+# database's now(), and a deadline written from this process's clock moved with its host's skew (a host 15 s
+# behind timed every payment out at once; E, session 30). The times beside it only say when.
 _WRITE = Statement(
     text(
         f"""
@@ -91,10 +94,10 @@ _WRITE = Statement(
         WHERE s.order_id = c.id
     ), sp AS (
         UPDATE order_sagas AS s
-        SET step = :payment, deadline_at = p.deadline, payment_attempts = p.attempts, payment_requested_at = p.at,
-            updated_at = p.at
-        FROM unnest(CAST(:pay_ids AS uuid[]), CAST(:pay_deadlines AS timestamptz[]), CAST(:pay_attempts AS int[]),
-                    CAST(:pay_times AS timestamptz[])) AS p(id, deadline, attempts, at)
+        SET step = :payment, deadline_at = statement_timestamp() + CAST(:payment_timeout AS interval),
+            payment_attempts = p.attempts, payment_requested_at = p.at, updated_at = p.at
+        FROM unnest(CAST(:pay_ids AS uuid[]), CAST(:pay_attempts AS int[]), CAST(:pay_times AS timestamptz[]))
+             AS p(id, attempts, at)
         WHERE s.order_id = p.id
     ), {events_ctes()}
     SELECT 1
@@ -152,7 +155,6 @@ class _Writes:
     confirm_ids: list[uuid.UUID] = field(default_factory=list)
     confirm_times: list[dt.datetime] = field(default_factory=list)
     pay_ids: list[uuid.UUID] = field(default_factory=list)
-    pay_deadlines: list[dt.datetime] = field(default_factory=list)
     pay_attempts: list[int] = field(default_factory=list)
     pay_times: list[dt.datetime] = field(default_factory=list)
     events: list[tuple[uuid.UUID, Event]] = field(default_factory=list)  # (order id, event)
@@ -170,7 +172,6 @@ class _Writes:
     def ask_payment(self, held: Row[Any], now: dt.datetime) -> None:
         attempts = held.payment_attempts + 1
         self.pay_ids.append(held.id)
-        self.pay_deadlines.append(now + step_timeout(PAYMENT))
         self.pay_attempts.append(attempts)
         self.pay_times.append(now)
         asked = OrderPaymentRequested(
@@ -186,7 +187,13 @@ class _Writes:
 
     def params(self) -> dict[str, Any]:
         columns = {name: value for name, value in vars(self).items() if name != "events"}
-        constants = {"pending": PENDING, "confirmed": CONFIRMED, "done": DONE, "payment": PAYMENT}
+        constants = {
+            "pending": PENDING,
+            "confirmed": CONFIRMED,
+            "done": DONE,
+            "payment": PAYMENT,
+            "payment_timeout": step_timeout(PAYMENT),
+        }
         history = {"changed_by": SAGA, "reason": "stock reserved"}
         return columns | constants | history | events_parameters(self.events)
 
