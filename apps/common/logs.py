@@ -1,13 +1,15 @@
 """Every service's logs: one JSON object per line, and one access-log line per request.
 
 Records are handed to a background thread (``BatchingHandler``): the request path only builds the record
-and appends it to a deque; the thread wakes every ``LOG_FLUSH_MS`` (default 50), formats what gathered and
-writes it in one call. (Litestar's queue handler formatted each record on the event loop, and woke its
-listener thread and wrote once per line: measured, those wake-ups and writes were most of the access
-log's cost.) Lines are written in order; what is pending is written at exit. Under load the access log
-can be sampled: ``ACCESS_LOG_SAMPLE`` (0 to 1, default 1) is the share of ordinary
-requests logged; a 4xx or 5xx answer and a request slower than ``ACCESS_LOG_SLOW_MS`` (default 500) are
-always logged.
+and appends it to a deque; the thread sleeps until a record arrives, lets ``LOG_FLUSH_MS`` (default 50) of
+them gather, formats them and writes them in one call. (Litestar's queue handler formatted each record on
+the event loop, and woke its listener thread and wrote once per line: measured, those wake-ups and writes
+were most of the access log's cost.) An idle process's writer does not wake at all: a timer every 50 ms
+cost each API ~2.5 ms of CPU a second doing nothing (~130 us per wake-up on this machine; the seven APIs an
+order does not reach ~18 ms/s; docs/benchmarks.md, session 31). Lines are written in order; what is
+pending is written at exit. Under load the access log can be sampled: ``ACCESS_LOG_SAMPLE`` (0 to 1,
+default 1) is the share of ordinary requests logged; a 4xx or 5xx answer and a request slower than
+``ACCESS_LOG_SLOW_MS`` (default 500) are always logged.
 
 Nothing that identifies a person is logged (issue 14). Our own lines carry ids, routes and statuses, never
 field values; and every line is passed through ``redact`` on its way out, which blanks what slips in
@@ -107,6 +109,8 @@ class BatchingHandler(logging.Handler):
         self.stream = stream if stream is not None else sys.stderr
         self.interval_s = (flush_ms if flush_ms is not None else _env_float("LOG_FLUSH_MS", 50.0)) / 1000
         self._pending: collections.deque[logging.LogRecord] = collections.deque()
+        # Set by the first record after the writer last cleared it; the writer sleeps on it while idle.
+        self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
         self._thread.start()
@@ -115,10 +119,18 @@ class BatchingHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         # The message is fixed now: its arguments may change after this returns.
         record.msg, record.args = record.getMessage(), None
-        self._pending.append(record)  # deque.append is atomic: no lock, no wake-up
+        self._pending.append(record)  # deque.append is atomic: no lock
+        # Appended before it looks: a record the writer's drain misses was appended after its clear(), so
+        # this sees the event clear and sets it (one set() per batch; is_set() is an attribute read).
+        if not self._wake.is_set():
+            self._wake.set()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while True:
+            self._wake.wait()
+            if self._stop.wait(self.interval_s):  # a batch gathers meanwhile; close() ends the wait early
+                break
+            self._wake.clear()  # before the drain: see emit()
             self.write_pending()
         self.write_pending()
 
@@ -140,6 +152,7 @@ class BatchingHandler(logging.Handler):
     def close(self) -> None:
         if not self._stop.is_set():
             self._stop.set()
+            self._wake.set()  # a writer asleep with nothing pending
             self._thread.join(timeout=5)
         super().close()
 
