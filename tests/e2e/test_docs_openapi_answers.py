@@ -1,0 +1,400 @@
+"""The main journey's real answers, checked against each service's published OpenAPI document.
+
+A team calling the APIs for the first time reads `/schema/openapi.json`; the fuzz test
+(tests/integration/test_openapi_fuzz.py) checks random requests, which rarely get past a 4xx: a confirmed
+order, a captured payment, a completed return and their projections are never its answers. Here the
+README's path is walked with the roles it names (an admin's products and stock, a registered customer's cart,
+checkout, order and return, staff moving the order and deciding the return), plus a direct order with an
+Idempotency-Key, a cancellation, a refund by hand, paging and a few refusals; every request body is checked
+against the operation's request schema and every answer against the schema of its status code, which must
+be one the operation documents.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import jsonschema_rs
+import pytest
+
+from apps.common.topology import SERVICES
+from tests.support.http import auth_headers, service_url
+from tests.support.orders import eventually
+
+pytestmark = pytest.mark.usefixtures("stack")
+
+
+@dataclass
+class Spec:
+    """One service's OpenAPI document and the validators built from it."""
+
+    document: dict[str, Any]
+    validators: dict[str, Any] = field(default_factory=dict)
+
+    def operation(self, method: str, path: str) -> tuple[str, dict[str, Any]] | None:
+        # A literal segment wins over a parameter: /products/top is not /products/{product_id}.
+        for template, item in sorted(self.document["paths"].items(), key=lambda pair: pair[0].count("{")):
+            if method.lower() in item and re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), path):
+                return template, item[method.lower()]
+        return None
+
+    def problems(self, where: str, schema: dict[str, Any], instance: Any) -> list[str]:
+        key = repr(schema)
+        if key not in self.validators:
+            rooted = {**schema, "components": self.document.get("components", {})}
+            self.validators[key] = jsonschema_rs.validator_for(rooted, validate_formats=True)
+        return [
+            f"{where}: {error.message} at {list(error.instance_path)}"
+            for error in self.validators[key].iter_errors(instance)
+        ]
+
+
+@dataclass
+class Journey:
+    """Every call goes through :meth:`call`, which checks it against the service's document."""
+
+    http: httpx.AsyncClient
+    specs: dict[str, Spec] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    covered: set[str] = field(default_factory=set)
+
+    async def spec(self, service: str) -> Spec:
+        if service not in self.specs:
+            response = await self.http.get(f"{service_url(service)}/schema/openapi.json")
+            assert response.status_code == 200, response.text
+            self.specs[service] = Spec(response.json())
+        return self.specs[service]
+
+    async def call(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        auth: dict[str, str] | None,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        expect: int,
+    ) -> Any:
+        response = await self.http.request(
+            method,
+            f"{service_url(service)}{path}",
+            json=json,
+            params=params,
+            headers={**(auth or {}), **(headers or {})},
+        )
+        assert response.status_code == expect, f"{method} {path}: {response.status_code} {response.text}"
+        spec = await self.spec(service)
+        found = spec.operation(method, path)
+        where = f"{service} {method} {path} -> {response.status_code}"
+        if found is None:
+            self.problems.append(f"{where}: no such operation in the document")
+            return response.json() if response.content else None
+        template, operation = found
+        self.covered.add(f"{service} {method} {template}")
+        body_schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+        if json is not None and body_schema is not None and expect < 400:  # a refusal's body is bad on purpose
+            self.problems += spec.problems(f"{where} (request body)", body_schema, json)
+        documented = operation["responses"].get(str(response.status_code))
+        if documented is None:
+            self.problems.append(f"{where}: status not documented ({sorted(operation['responses'])})")
+            return response.json() if response.content else None
+        schema = documented.get("content", {}).get("application/json", {}).get("schema")
+        if schema is not None:
+            self.problems += spec.problems(where, schema, response.json())
+        return response.json() if response.content else None
+
+    async def until(self, what: str, read: Callable[[], Awaitable[Any]], done: Callable[[Any], bool]) -> Any:
+        seen: list[Any] = []
+
+        async def check() -> bool:
+            seen.append(await read())
+            return done(seen[-1])
+
+        await eventually(check, within=60, what=what)
+        return seen[-1]
+
+
+@pytest.fixture
+async def journey() -> AsyncIterator[Journey]:
+    async with httpx.AsyncClient(timeout=30) as http:
+        yield Journey(http)
+
+
+# The operations a user of the README's walkthrough and API table meets; the test fails if one is skipped.
+MAIN_JOURNEY = {
+    "catalog POST /api/products",
+    "catalog GET /api/products",
+    "catalog GET /api/products/{product_id}",
+    "warehouse PUT /api/inventory/{product_id}",
+    "warehouse GET /api/inventory/{product_id}",
+    "warehouse GET /api/reservations",
+    "customer POST /api/customers",
+    "customer GET /api/customers/{customer_id}",
+    "customer POST /api/customers/{customer_id}/addresses",
+    "customer GET /api/customers/{customer_id}/addresses",
+    "customer GET /api/customers/{customer_id}/stats",
+    "customer GET /api/customers/{customer_id}/access-log",
+    "checkout POST /api/carts",
+    "checkout GET /api/carts/{cart_id}",
+    "checkout POST /api/carts/{cart_id}/items",
+    "checkout PATCH /api/carts/{cart_id}/items/{item_id}",
+    "checkout POST /api/checkout",
+    "checkout GET /api/checkout/{checkout_id}",
+    "checkout POST /api/checkout/{checkout_id}/complete",
+    "order POST /api/orders",
+    "order GET /api/orders/{order_id}",
+    "order GET /api/orders",
+    "order POST /api/orders/{order_id}/status",
+    "order POST /api/orders/{order_id}/cancel",
+    "payment GET /api/payments",
+    "payment GET /api/payments/{payment_id}",
+    "payment POST /api/payments/{payment_id}/refund",
+    "returns POST /api/returns",
+    "returns GET /api/returns/{return_id}",
+    "returns GET /api/returns",
+    "returns POST /api/returns/{return_id}/approve",
+    "returns POST /api/returns/{return_id}/receive",
+    "analytics GET /api/analytics/products/{product_id}",
+    "analytics GET /api/analytics/sales/daily",
+    "analytics GET /api/analytics/products/top",
+}
+
+
+async def test_the_main_journeys_answers_match_each_services_openapi(journey: Journey) -> None:
+    j = journey
+    admin, staff = auth_headers("admin"), auth_headers("staff")
+    run = uuid.uuid4().hex[:12].upper()
+
+    # An admin puts two products on sale and stocks them; anyone browses the catalog a page at a time.
+    mug = await j.call(
+        "catalog",
+        "POST",
+        "/api/products",
+        auth=admin,
+        expect=201,
+        json={"sku": f"DOC-MUG-{run}", "name": "Mug", "price": "12.50"},
+    )
+    tea = await j.call(
+        "catalog",
+        "POST",
+        "/api/products",
+        auth=admin,
+        expect=201,
+        json={"sku": f"DOC-TEA-{run}", "name": "Tea", "price": "4.00", "currency": "USD", "description": "green"},
+    )
+    for product in (mug, tea):
+        await j.call(
+            "warehouse", "PUT", f"/api/inventory/{product['id']}", auth=admin, expect=200, json={"quantity": 10}
+        )
+    await j.call("catalog", "GET", f"/api/products/{mug['id']}", auth=None, expect=200)
+    first = await j.call("catalog", "GET", "/api/products", auth=None, params={"limit": 1}, expect=200)
+    assert first["next_cursor"]
+    await j.call(
+        "catalog", "GET", "/api/products", auth=None, expect=200, params={"limit": 1, "cursor": first["next_cursor"]}
+    )
+
+    # A customer registers, then acts with a token of their own.
+    customer = await j.call(
+        "customer",
+        "POST",
+        "/api/customers",
+        auth=None,
+        expect=201,
+        json={"email": f"doc-{run.lower()}@example.com", "first_name": "Ada", "last_name": "Lovelace"},
+    )
+    me = auth_headers("customer", customer_id=customer["id"])
+    cid = customer["id"]
+    await j.call("customer", "GET", f"/api/customers/{cid}", auth=me, expect=200)
+    address = await j.call(
+        "customer",
+        "POST",
+        f"/api/customers/{cid}/addresses",
+        auth=me,
+        expect=201,
+        json={
+            "type": "shipping",
+            "address_line1": "1 Main St",
+            "city": "Springfield",
+            "postal_code": "12345",
+            "country": "US",
+        },
+    )
+    await j.call("customer", "GET", f"/api/customers/{cid}/addresses", auth=me, expect=200)
+
+    # A cart, a checkout, paid with the sandbox's approving card.
+    cart = await j.call("checkout", "POST", "/api/carts", auth=me, expect=201, json={"customer_id": cid})
+    await j.call("checkout", "POST", "/api/carts", auth=me, expect=200, json={"customer_id": cid})
+    await j.call(
+        "checkout",
+        "POST",
+        f"/api/carts/{cart['id']}/items",
+        auth=me,
+        expect=200,
+        json={"product_id": mug["id"], "quantity": 3},
+    )
+    lines = await j.call(
+        "checkout",
+        "POST",
+        f"/api/carts/{cart['id']}/items",
+        auth=me,
+        expect=200,
+        json={"product_id": tea["id"], "quantity": 1},
+    )
+    mug_item = next(line["id"] for line in lines["items"] if line["product_id"] == mug["id"])
+    await j.call(
+        "checkout", "PATCH", f"/api/carts/{cart['id']}/items/{mug_item}", auth=me, expect=200, json={"quantity": 2}
+    )
+    await j.call("checkout", "GET", f"/api/carts/{cart['id']}", auth=me, expect=200)
+    session = await j.call(
+        "checkout",
+        "POST",
+        "/api/checkout",
+        auth=me,
+        expect=201,
+        json={
+            "cart_id": cart["id"],
+            "customer_shipping_address_id": address["id"],
+            "shipping_method_id": "standard",
+            "payment_method": {"type": "card", "token": "tok_visa"},
+        },
+    )
+    await j.call("checkout", "GET", f"/api/checkout/{session['id']}", auth=me, expect=200)
+    key = {"Idempotency-Key": f"checkout-{session['id']}"}
+    done = await j.call("checkout", "POST", f"/api/checkout/{session['id']}/complete", auth=me, headers=key, expect=202)
+    await j.call("checkout", "POST", f"/api/checkout/{session['id']}/complete", auth=me, headers=key, expect=202)
+    order_id = done["order_id"]
+
+    async def order() -> Any:
+        response = await j.http.get(f"{service_url('order')}/api/orders/{order_id}", headers=me)
+        return response.json() if response.status_code == 200 else {}
+
+    await j.until("the order confirmed", order, lambda o: o.get("status") == "confirmed")
+    placed = await j.call("order", "GET", f"/api/orders/{order_id}", auth=me, expect=200)
+    assert placed["payment_status"] == "authorized"
+    await j.call("order", "GET", "/api/orders", auth=me, params={"customer_id": cid, "limit": 1}, expect=200)
+    await j.call("warehouse", "GET", "/api/reservations", auth=staff, params={"order_id": order_id}, expect=200)
+
+    # Staff ship and deliver it (the capture); the customer returns a mug; staff approve and receive it.
+    for status in ("processing", "shipped", "delivered"):
+        await j.call("order", "POST", f"/api/orders/{order_id}/status", auth=staff, expect=200, json={"status": status})
+
+    async def payment() -> Any:
+        response = await j.http.get(
+            f"{service_url('payment')}/api/payments", params={"order_id": order_id}, headers=staff
+        )
+        return response.json()[0] if response.status_code == 200 and response.json() else {}
+
+    await j.until("the capture", payment, lambda p: p.get("status") == "captured")
+    paid = await j.call("payment", "GET", "/api/payments", auth=staff, params={"order_id": order_id}, expect=200)
+    mug_line = next(line["id"] for line in placed["items"] if line["product_id"] == mug["id"])
+    asked = await j.call(
+        "returns",
+        "POST",
+        "/api/returns",
+        auth=me,
+        expect=201,
+        json={"order_id": order_id, "items": [{"order_item_id": mug_line, "quantity": 1, "reason": "defective"}]},
+    )
+    await j.call("returns", "POST", f"/api/returns/{asked['id']}/approve", auth=staff, expect=200, json={})
+    await j.call(
+        "returns",
+        "POST",
+        f"/api/returns/{asked['id']}/receive",
+        auth=staff,
+        expect=200,
+        json={"items": [{"return_item_id": asked["items"][0]["id"], "quantity_received": 1, "condition": "new"}]},
+    )
+
+    async def returned() -> Any:
+        response = await j.http.get(f"{service_url('returns')}/api/returns/{asked['id']}", headers=me)
+        return response.json()
+
+    await j.until("the return completed", returned, lambda r: r.get("status") == "completed")
+    await j.call("returns", "GET", f"/api/returns/{asked['id']}", auth=me, expect=200)
+    await j.call("returns", "GET", "/api/returns", auth=me, params={"customer_id": cid}, expect=200)
+    await j.call("payment", "GET", f"/api/payments/{paid[0]['id']}", auth=staff, expect=200)
+    by_hand = {"Idempotency-Key": f"goodwill-{run}"}
+    await j.call(
+        "payment",
+        "POST",
+        f"/api/payments/{paid[0]['id']}/refund",
+        auth=admin,
+        headers=by_hand,
+        expect=201,
+        json={"amount": "1.00", "reason": "goodwill"},
+    )
+
+    # Stats and analytics once the refund is projected.
+    async def stats() -> Any:
+        response = await j.http.get(f"{service_url('customer')}/api/customers/{cid}/stats", headers=me)
+        return response.json()
+
+    await j.until("the refund in the stats", stats, lambda s: s.get("returns_count") == 1)
+    await j.call("customer", "GET", f"/api/customers/{cid}/stats", auth=me, expect=200)
+    await j.call("customer", "GET", f"/api/customers/{cid}/access-log", auth=me, params={"limit": 5}, expect=200)
+
+    async def sold() -> Any:
+        response = await j.http.get(f"{service_url('analytics')}/api/analytics/products/{mug['id']}", headers=staff)
+        return response.json()
+
+    await j.until("the refund in analytics", sold, lambda rows: bool(rows) and rows[0]["units_returned"] == 1)
+    await j.call("analytics", "GET", f"/api/analytics/products/{mug['id']}", auth=staff, expect=200)
+    await j.call("analytics", "GET", "/api/analytics/sales/daily", auth=staff, params={"currency": "USD"}, expect=200)
+    await j.call("analytics", "GET", "/api/analytics/products/top", auth=staff, params={"limit": 3}, expect=200)
+    await j.call("warehouse", "GET", f"/api/inventory/{mug['id']}", auth=staff, expect=200)
+
+    # A direct order with an Idempotency-Key (its repeat too), cancelled by the customer once confirmed.
+    body = {"customer_id": cid, "items": [{"product_id": tea["id"], "quantity": 1}]}
+    direct_key = {"Idempotency-Key": f"direct-{run}"}
+    direct = await j.call("order", "POST", "/api/orders", auth=me, json=body, headers=direct_key, expect=201)
+    await j.call("order", "POST", "/api/orders", auth=me, json=body, headers=direct_key, expect=201)
+    direct_id = direct["id"]
+
+    async def direct_order() -> Any:
+        response = await j.http.get(f"{service_url('order')}/api/orders/{direct_id}", headers=me)
+        return response.json()
+
+    await j.until("the direct order confirmed", direct_order, lambda o: o.get("status") == "confirmed")
+    await j.call(
+        "order", "POST", f"/api/orders/{direct_id}/cancel", auth=me, json={"reason": "changed my mind"}, expect=200
+    )
+
+    # Refusals carry the shared error body, with the field at fault.
+    await j.call(
+        "order",
+        "POST",
+        "/api/orders",
+        auth=me,
+        expect=400,
+        json={"customer_id": cid, "items": [{"product_id": tea["id"], "quantity": 0}]},
+    )
+    await j.call("order", "POST", f"/api/orders/{direct_id}/cancel", auth=me, json={}, expect=409)
+    await j.call("order", "GET", f"/api/orders/{uuid.uuid4()}", auth=me, expect=404)
+    await j.call(
+        "checkout",
+        "POST",
+        "/api/carts/" + cart["id"] + "/items",
+        auth=me,
+        expect=409,
+        json={"product_id": tea["id"], "quantity": 1},
+    )
+    fresh = await j.call("checkout", "POST", "/api/carts", auth=me, expect=201, json={"customer_id": cid})
+    await j.call(
+        "checkout",
+        "POST",
+        f"/api/carts/{fresh['id']}/items",
+        auth=me,
+        expect=422,
+        json={"product_id": str(uuid.uuid4()), "quantity": 1},
+    )
+
+    assert j.problems == [], "answers that do not match the services' OpenAPI documents:\n" + "\n".join(j.problems)
+    assert j.covered >= MAIN_JOURNEY, f"not walked: {sorted(MAIN_JOURNEY - j.covered)}"
+    assert {spec.name for spec in SERVICES} == set(j.specs)
