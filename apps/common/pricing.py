@@ -1,4 +1,5 @@
-"""Catalog prices and priced lines, as every service that sells (order, checkout) reads and keeps them.
+"""Catalog prices and priced lines, as every service that sells (order, checkout) reads and keeps them, and
+each currency's precision: how many decimals its amounts may have here and at the card provider.
 
 No I/O here: apps/common/dependencies.py asks the catalog, the services' rules decide with these.
 """
@@ -8,12 +9,27 @@ from __future__ import annotations
 # msgspec resolves struct annotations at runtime: these stay real imports.
 import uuid
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
 import msgspec
 
-__all__ = ["CENT", "ZERO", "CatalogPrice", "PricedLine", "Quote", "price_line"]
+from apps.common.errors import InconsistentFields
+
+__all__ = [
+    "CENT",
+    "ZERO",
+    "CatalogPrice",
+    "PricedLine",
+    "Quote",
+    "check_places",
+    "decimals",
+    "minor_exponent",
+    "minor_units",
+    "price_line",
+    "quantum",
+    "round_money",
+]
 
 CENT: Final = Decimal("0.01")
 # The most products one order takes (POST /api/orders' items), and so one cart: the checkout prices a cart
@@ -23,6 +39,52 @@ MAX_LINES: Final = 100
 # total beyond this is refused (422 naming the field) instead of overflowing in the database.
 MAX_AMOUNT: Final = Decimal("99999999.99")
 ZERO: Final = Decimal("0.00")
+# ISO 4217 currencies without a minor unit, and those of a thousandth; every other code (the catalog takes any
+# three capitals) has two decimals. A dinar taken as hundredths was charged a tenth (S, session 30).
+ZERO_DECIMAL: Final = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF"})
+THREE_DECIMAL: Final = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
+# Every amount column (catalog price, order and cart lines and totals, payments, returns) holds two decimals:
+# a three-decimal currency is priced and charged in hundredths of its unit at most (10.25 KWD is 10250 fils).
+STORED_DECIMALS: Final = 2
+
+
+def minor_exponent(currency: str) -> int:
+    """The card provider's minor unit of ``currency``: amounts cross to it as integers of 10**-exponent."""
+    code = currency.upper()
+    return 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
+
+
+def decimals(currency: str) -> int:
+    """How many decimals an amount in ``currency`` may have here: its minor unit's, at most what a column holds."""
+    return min(minor_exponent(currency), STORED_DECIMALS)
+
+
+def quantum(currency: str) -> Decimal:
+    """The smallest amount of ``currency`` here: 1 for JPY, 0.01 for USD and for KWD."""
+    return Decimal(1).scaleb(-decimals(currency))
+
+
+def round_money(amount: Decimal, currency: str, rounding: str = ROUND_HALF_UP) -> Decimal:
+    """A computed amount (a tax, a share of one) at ``currency``'s precision, always shown with two decimals
+    as every amount column stores it (1000 JPY x 7.25 % is 73.00 half-up, never 72.50)."""
+    return amount.quantize(quantum(currency), rounding=rounding).quantize(CENT)
+
+
+def check_places(field: str, amount: Decimal, currency: str) -> Decimal:
+    """``amount`` unless it has more decimals than ``currency`` has here (100.50 JPY, 12.345 EUR): a 422
+    naming ``field``. Each is valid alone and they contradict each other; rounding would charge, or refund, an
+    amount nobody asked for (100.50 JPY reached the provider as 101)."""
+    if amount.is_finite() and amount != amount.quantize(quantum(currency), rounding=ROUND_HALF_UP):
+        places = decimals(currency)
+        has = "no decimals" if places == 0 else f"at most {places} decimals"
+        raise InconsistentFields(field, f"{amount} has more decimals than {currency.upper()} amounts have ({has})")
+    return amount
+
+
+def minor_units(amount: Decimal, exponent: int) -> int:
+    """``amount`` in integer units of 10**-exponent (12.34 at 2: 1234), as the card provider takes it. Half up
+    when it does not divide, as every release sent it: only an amount check_places would refuse rounds."""
+    return int(amount.scaleb(exponent).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 @dataclass(frozen=True, slots=True)

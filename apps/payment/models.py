@@ -7,7 +7,18 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, Numeric, String, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -34,6 +45,8 @@ class Payment(Base):
         CheckConstraint(f"status IN ({', '.join(repr(s) for s in STATUSES)})", name="status_known"),
         CheckConstraint("captured_amount >= 0 AND captured_amount <= amount", name="captured_within_amount"),
         CheckConstraint("refunded_amount >= 0 AND refunded_amount <= captured_amount", name="refunded_within_captured"),
+        CheckConstraint("amount_minor >= 0", name="amount_minor_nonnegative"),
+        CheckConstraint("minor_exponent IN (0, 2, 3)", name="minor_exponent_known"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
@@ -46,6 +59,12 @@ class Payment(Base):
     payment_method_type: Mapped[str] = mapped_column(String(30))
     # The payment's own key: one payment (and one provider authorization) per key, however often asked.
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    # The authorization as sent to the provider: its integer minor units and their exponent (2 for hundredths).
+    # Every later call of the payment (capture, refund) is sent in that unit (rules.sent_minor), whatever the
+    # currency table says by then. NULL only on rows the release before payment_0005 wrote after its backfill
+    # (that code sent today's table, which is what a NULL reads as).
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    minor_exponent: Mapped[int | None] = mapped_column(SmallInteger)
     captured_amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal(0), server_default="0")
     refunded_amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal(0), server_default="0")
     # Why it was declined or failed (the provider's code, or ours).

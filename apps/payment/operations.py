@@ -61,6 +61,7 @@ from apps.payment.rules import (
     VOIDED,
     asks_refund_status,
     retry_delay,
+    sent_minor,
     status_after_refund,
 )
 from apps.payment.services import PaymentService
@@ -127,6 +128,8 @@ class Call:
     kind: str
     key: str
     amount: Decimal
+    # ``amount`` as the provider takes it: in the minor unit the payment was authorized in (rules.sent_minor).
+    minor: int
     currency: str
     order_id: uuid.UUID
     authorization: str | None
@@ -167,6 +170,7 @@ async def _load_call(session: AsyncSession, op_id: uuid.UUID) -> Call | None:
         op.kind,
         op.idempotency_key,
         op.amount,
+        sent_minor(op.amount, payment),
         payment.currency,
         payment.order_id,
         payment.provider_reference,
@@ -179,18 +183,18 @@ async def _call_provider(provider: PaymentProvider, call: Call) -> ProviderResul
     if call.kind == AUTHORIZE:
         token = str(call.request.get("token", ""))
         return await provider.authorize(
-            key=call.key, amount=call.amount, currency=call.currency, token=token, reference=str(call.order_id)
+            key=call.key, amount_minor=call.minor, currency=call.currency, token=token, reference=str(call.order_id)
         )
     if call.authorization is None:  # capture, void, refund all need the authorization
         return ProviderResult("failed", code="no_authorization")
     if call.kind == CAPTURE:
         return await provider.capture(
-            key=call.key, authorization=call.authorization, amount=call.amount, currency=call.currency
+            key=call.key, authorization=call.authorization, amount_minor=call.minor
         )
     if call.kind == VOID:
         return await provider.void(key=call.key, authorization=call.authorization)
     return await provider.refund(
-        key=call.key, authorization=call.authorization, amount=call.amount, currency=call.currency
+        key=call.key, authorization=call.authorization, amount_minor=call.minor
     )
 
 

@@ -5,7 +5,8 @@ key of the ledger row it answers, and refund_status: what became of a refund ask
 asks it of a refund left unanswered past PAYMENT_REFUND_STATUS_AFTER_S, apps/payment/operations.py).
 ``HttpProvider`` speaks the card-provider API that the local sandbox
 (apps/payment_sandbox) implements; PAYMENT_PROVIDER_URL (and PAYMENT_PROVIDER_API_KEY) point it at a real
-one. Amounts cross this boundary in the currency's minor units.
+one. Amounts cross this boundary in the currency's minor units, as the payment's own row says (the exponent its
+authorization was sent with: apps/payment/rules.sent_minor), never converted here.
 
 Retries: a timeout, a refused connection, a 5xx or a 409 "request in progress" is transient: the same
 request is sent again WITH THE SAME KEY (so the provider never does it twice), after a capped exponential
@@ -18,14 +19,13 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Final, Protocol
 
 import aiohttp
 import msgspec
 
 from apps.common.topology import PROCESSES
-from apps.payment.rules import OP_DECLINED, OP_FAILED, PENDING, SUCCEEDED, to_minor
+from apps.payment.rules import OP_DECLINED, OP_FAILED, PENDING, SUCCEEDED
 
 __all__ = [
     "NO_RECORD",
@@ -64,14 +64,14 @@ class PaymentProvider(Protocol):
     name: str
 
     async def authorize(
-        self, *, key: str, amount: Decimal, currency: str, token: str, reference: str
+        self, *, key: str, amount_minor: int, currency: str, token: str, reference: str
     ) -> ProviderResult: ...
 
-    async def capture(self, *, key: str, authorization: str, amount: Decimal, currency: str) -> ProviderResult: ...
+    async def capture(self, *, key: str, authorization: str, amount_minor: int) -> ProviderResult: ...
 
     async def void(self, *, key: str, authorization: str) -> ProviderResult: ...
 
-    async def refund(self, *, key: str, authorization: str, amount: Decimal, currency: str) -> ProviderResult: ...
+    async def refund(self, *, key: str, authorization: str, amount_minor: int) -> ProviderResult: ...
 
     async def refund_status(self, *, key: str) -> ProviderResult:
         """What became of the refund asked under ``key``: succeeded, failed, failed with code NO_RECORD
@@ -159,21 +159,19 @@ class HttpProvider:
         self.policy = policy or RetryPolicy()
 
     async def authorize(
-        self, *, key: str, amount: Decimal, currency: str, token: str, reference: str
+        self, *, key: str, amount_minor: int, currency: str, token: str, reference: str
     ) -> ProviderResult:
-        body = {"amount": to_minor(amount, currency), "currency": currency, "source": token, "reference": reference}
+        body = {"amount": amount_minor, "currency": currency, "source": token, "reference": reference}
         return await self._post("/v1/authorizations", body, key)
 
-    async def capture(self, *, key: str, authorization: str, amount: Decimal, currency: str) -> ProviderResult:
-        return await self._post(
-            f"/v1/authorizations/{authorization}/capture", {"amount": to_minor(amount, currency)}, key
-        )
+    async def capture(self, *, key: str, authorization: str, amount_minor: int) -> ProviderResult:
+        return await self._post(f"/v1/authorizations/{authorization}/capture", {"amount": amount_minor}, key)
 
     async def void(self, *, key: str, authorization: str) -> ProviderResult:
         return await self._post(f"/v1/authorizations/{authorization}/void", {}, key)
 
-    async def refund(self, *, key: str, authorization: str, amount: Decimal, currency: str) -> ProviderResult:
-        body = {"authorization": authorization, "amount": to_minor(amount, currency)}
+    async def refund(self, *, key: str, authorization: str, amount_minor: int) -> ProviderResult:
+        body = {"authorization": authorization, "amount": amount_minor}
         return await self._post("/v1/refunds", body, key)
 
     async def refund_status(self, *, key: str) -> ProviderResult:

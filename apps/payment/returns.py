@@ -40,6 +40,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from apps.common.errors import FieldProblem
 from apps.common.models import utc_now
+from apps.common.pricing import check_places
 from apps.payment.events import PaymentRefunded, PaymentRefundFailed
 from apps.payment.models import Payment, PaymentOperation
 from apps.payment.rules import (
@@ -293,7 +294,9 @@ async def _payment_to_refund(session: AsyncSession, order_id: uuid.UUID, return_
 
 
 async def _refundable(session: AsyncSession, payment: Payment, asked: Decimal) -> Decimal:
-    """``asked`` if the payment can still refund it (refunds awaiting an answer count), else FieldProblem."""
+    """``asked`` if the payment can still refund it (refunds awaiting an answer count) in its currency's
+    precision, else FieldProblem."""
+    check_places("amount", asked, payment.currency)
     pending = await session.scalar(
         select(func.coalesce(func.sum(PaymentOperation.amount), 0)).where(
             PaymentOperation.payment_id == payment.id,

@@ -12,11 +12,12 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Final
+from decimal import Decimal
+from typing import Any, Final, Protocol
 
 from apps.common.errors import InconsistentFields, InvalidField, StateConflict
 from apps.common.fields import has_control_characters, worded
+from apps.common.pricing import check_places, minor_exponent, minor_units
 
 __all__ = [
     "KINDS",
@@ -46,6 +47,7 @@ __all__ = [
     "refused_while_awaited",
     "retry_delay",
     "return_refund_refusal",
+    "sent_minor",
     "status_after_refund",
     "to_minor",
 ]
@@ -92,10 +94,6 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
 LIVE: Final = frozenset({AUTHORIZED, CAPTURED, PARTIALLY_REFUNDED})
 FINAL: Final = frozenset(status for status, nexts in TRANSITIONS.items() if not nexts)
 
-# ISO 4217 currencies without a minor unit, and those of a thousandth; every other one has two decimals. The
-# catalog takes any code for a price, so a dinar taken as hundredths was charged a tenth (S, session 30).
-_ZERO_DECIMAL: Final = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF"})
-_THREE_DECIMAL: Final = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
 MAX_RETRY_DELAY_S: Final = 30.0
 # NUMERIC(12, 2): the largest amount a payment row holds.
 MAX_AMOUNT: Final = Decimal("9999999999.99")
@@ -178,6 +176,20 @@ def check_reason(reason: str) -> str:
 def status_after_refund(captured: Decimal, refunded: Decimal) -> str:
     """``refunded`` once everything captured went back, else ``partially_refunded``."""
     return REFUNDED if refunded >= captured else PARTIALLY_REFUNDED
+
+
+class Authorized(Protocol):
+    """What sent_minor reads of a payment (its row): the amount, currency and, once stored, the minor units and
+    exponent its authorization was sent with (NULL on rows the release before payment_0005 wrote)."""
+
+    @property
+    def amount(self) -> Decimal: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def amount_minor(self) -> int | None: ...
+    @property
+    def minor_exponent(self) -> int | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,19 +422,25 @@ def asks_refund_status(kind: str, asked_at: dt.datetime, now: dt.datetime, after
     return kind == REFUND and now - asked_at >= after
 
 
-def minor_exponent(currency: str) -> int:
-    code = currency.upper()
-    return 0 if code in _ZERO_DECIMAL else 3 if code in _THREE_DECIMAL else 2
-
-
 def to_minor(amount: Decimal, currency: str) -> int:
-    """Major units (Decimal("12.34") USD) to the provider's integer minor units (1234)."""
-    scaled = amount.scaleb(minor_exponent(currency)).quantize(Decimal(1), rounding=ROUND_HALF_UP)
-    return int(scaled)
+    """Major units (Decimal("12.34") USD) to the provider's integer minor units (1234) by today's table. A
+    payment's own calls use the exponent it was authorized with (payments.minor_exponent, sent_minor)."""
+    return minor_units(amount, minor_exponent(currency))
 
 
 def from_minor(minor: int, currency: str) -> Decimal:
     return Decimal(minor).scaleb(-minor_exponent(currency))
+
+
+def sent_minor(amount: Decimal, payment: Authorized) -> int:
+    """What an operation of ``amount`` on ``payment`` sends the provider: in the minor unit its authorization
+    was sent in, never recomputed with today's table. ff6ffb9 made the three-decimal currencies thousandths:
+    a BHD payment authorized as 1050 hundredths before it and captured after would have been sent 10500 (an
+    over-capture the provider refuses). The whole authorized amount is the stored integer itself."""
+    if payment.amount_minor is not None and amount == payment.amount:
+        return payment.amount_minor
+    exponent = minor_exponent(payment.currency) if payment.minor_exponent is None else payment.minor_exponent
+    return minor_units(amount, exponent)
 
 
 def retry_delay(attempt: int, *, base_s: float = 0.5, cap_s: float = MAX_RETRY_DELAY_S) -> float:
@@ -431,11 +449,13 @@ def retry_delay(attempt: int, *, base_s: float = 0.5, cap_s: float = MAX_RETRY_D
 
 
 def check_authorization(amount: Decimal, currency: str, token: str, attempt: int = 1) -> None:
-    """What an authorization request must carry: a positive amount, an ISO currency code, a token."""
+    """What an authorization request must carry: a positive amount in the currency's precision, an ISO
+    currency code, a token."""
     if not is_money(amount):
         raise InvalidField("amount", f"must be above zero and at most {MAX_AMOUNT}, with at most two decimals")
     if len(currency) != 3 or not currency.isalpha():
         raise InvalidField("currency", "must be a 3-letter ISO 4217 code")
+    check_places("amount", amount, currency)
     if not token or len(token) > 255:
         raise InvalidField("payment_method.token", "must be a provider token of 1 to 255 characters")
     if attempt < 1:

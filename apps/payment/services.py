@@ -26,6 +26,7 @@ from uuid_utils.compat import uuid7
 
 from apps.common.errors import FieldProblem, NotFound, StateConflict
 from apps.common.models import utc_now
+from apps.common.pricing import check_places, minor_exponent
 from apps.payment.events import PaymentCaptureFailed
 from apps.payment.models import Payment, PaymentOperation
 from apps.payment.rules import (
@@ -40,6 +41,7 @@ from apps.payment.rules import (
     check_currency,
     check_refund,
     compensation,
+    to_minor,
 )
 from outbox.writer import add_event
 
@@ -108,6 +110,9 @@ class PaymentService:
                 order_id=request.order_id,
                 amount=request.amount,
                 currency=request.currency.upper(),
+                # Fixed now: the worker sends exactly this, and every capture and refund in this unit.
+                amount_minor=to_minor(request.amount, request.currency),
+                minor_exponent=minor_exponent(request.currency),
                 status=PENDING,
                 provider=request.provider,
                 payment_method_type=request.method_type,
@@ -135,6 +140,7 @@ class PaymentService:
             return
         try:
             amount = check_capture(payment.status, payment.amount, amount)
+            check_places("amount", amount, payment.currency)
         except FieldProblem as exc:
             await self._capture_refused(payment.id, order_id, exc.message)
             return
@@ -180,6 +186,8 @@ class PaymentService:
         payment = await self._lock(payment_id)
         if currency is not None:
             check_currency(currency, payment.currency)
+        if amount is not None:
+            check_places("amount", amount, payment.currency)
         key = f"{payment.id}:refund:{client_key}"
         # Compared on a retry with the same key: "10.5" and "10.50" are the same request.
         asked = {BY_HAND: None if amount is None else str(amount.quantize(CENT)), "reason": reason}

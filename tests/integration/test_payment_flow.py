@@ -280,7 +280,7 @@ async def test_a_crash_between_the_provider_call_and_the_commit_is_recovered_wit
             await session.commit()
         async with aiohttp.ClientSession(base_url=SANDBOX) as http:
             answered = await HttpProvider(http).authorize(
-                key=key, amount=Decimal("9.99"), currency="USD", token="tok_visa", reference=str(order_id)
+                key=key, amount_minor=999, currency="USD", token="tok_visa", reference=str(order_id)
             )
         assert answered.outcome == "succeeded"
         assert (await payments_of(order_id))[0]["status"] == "pending"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 import aiohttp
 import pytest
@@ -73,7 +72,7 @@ UNAVAILABLE: Answer = (503, {"error": {"code": "service_unavailable"}}, 0.0)
 
 
 async def authorize(provider: HttpProvider, key: str = "key-1") -> ProviderResult:
-    return await provider.authorize(key=key, amount=Decimal("12.34"), currency="USD", token="tok_x", reference="o1")
+    return await provider.authorize(key=key, amount_minor=1234, currency="USD", token="tok_x", reference="o1")
 
 
 async def test_transient_failures_are_retried_with_the_same_key(serve: Start) -> None:

@@ -1,0 +1,92 @@
+"""A payment's calls reach the provider in the minor unit its authorization was sent in (payments.amount_minor,
+minor_exponent), not recomputed from the decimal amount with today's currency table; an amount with more
+decimals than the payment's currency has is refused, not rounded at the provider. Through the running payment
+API, worker and sandbox (tests/integration/test_payment_api.py's way: PaymentService writes the rows)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from apps.payment.models import Payment
+from apps.payment.services import AuthorizationRequest, PaymentService
+from tests.integration.test_payment_api import api, engine, field_of, refund, sandbox_books, wait_for
+
+pytestmark = pytest.mark.usefixtures("stack")
+
+__all__ = ["api", "engine"]  # the fixtures, used by name
+
+
+async def _captured(
+    engine: AsyncEngine, api: httpx.AsyncClient, amount: str, currency: str, *, sent_as: tuple[int, int] | None = None
+) -> dict[str, Any]:
+    """A payment authorized and captured by the running worker; ``sent_as`` (minor units, exponent) stands for
+    an authorization sent in another unit than today's table gives (a dinar in hundredths before ff6ffb9)."""
+    order_id = uuid.uuid4()
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    request = AuthorizationRequest(
+        order_id, Decimal(amount), currency, "card", "tok_visa", key=f"test:{order_id}", provider="sandbox"
+    )
+    async with sessions() as session:
+        await PaymentService(session).request_authorization(request)
+        if sent_as is not None:  # in the same transaction: the worker never sees the row without it
+            minor, exponent = sent_as
+            await session.execute(
+                update(Payment).where(Payment.order_id == order_id).values(amount_minor=minor, minor_exponent=exponent)
+            )
+        await session.commit()
+    await wait_for(api, order_id, "authorized")
+    async with sessions() as session:
+        await PaymentService(session).request_capture(order_id, None)
+        await session.commit()
+    return await wait_for(api, order_id, "captured")
+
+
+async def _provider_holds(order_id: str) -> tuple[int, int, int]:
+    [authorization] = (await sandbox_books(order_id))["authorizations"]
+    return authorization["amount"], authorization["amount_captured"], authorization["amount_refunded"]
+
+
+@pytest.fixture
+async def bhd_before_ff6ffb9(engine: AsyncEngine, api: httpx.AsyncClient) -> AsyncIterator[dict[str, Any]]:
+    yield await _captured(engine, api, "10.50", "BHD", sent_as=(1050, 2))
+
+
+async def test_an_authorization_sent_in_hundredths_is_captured_and_refunded_in_hundredths(
+    api: httpx.AsyncClient, bhd_before_ff6ffb9: dict[str, Any]
+) -> None:
+    payment = bhd_before_ff6ffb9
+    # Today's table would send 10500 thousandths: ten times what the provider holds, an over-capture.
+    assert await _provider_holds(payment["order_id"]) == (1050, 1050, 0)
+    answer = await refund(api, payment["id"], {"amount": "4.25", "reason": "returned"}, uuid.uuid4().hex)
+    assert answer.status_code == 201, answer.text
+    assert await _provider_holds(payment["order_id"]) == (1050, 1050, 425)
+    whole = await refund(api, payment["id"], {"reason": "the rest"}, uuid.uuid4().hex)
+    assert whole.status_code == 201, whole.text
+    assert whole.json()["payment"]["status"] == "refunded"
+    assert await _provider_holds(payment["order_id"]) == (1050, 1050, 1050)
+
+
+async def test_a_new_dinar_payment_is_sent_in_thousandths(engine: AsyncEngine, api: httpx.AsyncClient) -> None:
+    payment = await _captured(engine, api, "10.25", "KWD")
+    assert await _provider_holds(payment["order_id"]) == (10250, 10250, 0)
+
+
+async def test_a_refund_with_more_decimals_than_the_currency_has_is_refused(
+    engine: AsyncEngine, api: httpx.AsyncClient
+) -> None:
+    payment = await _captured(engine, api, "500", "JPY")
+    fraction = await refund(api, payment["id"], {"amount": "10.50", "reason": "goodwill"}, uuid.uuid4().hex)
+    assert fraction.status_code == 422, fraction.text
+    assert field_of(fraction) == {"amount"}
+    assert "JPY" in fraction.text
+    whole_yen = await refund(api, payment["id"], {"amount": "10", "reason": "goodwill"}, uuid.uuid4().hex)
+    assert whole_yen.status_code == 201, whole_yen.text
+    assert await _provider_holds(payment["order_id"]) == (500, 500, 10)
