@@ -64,8 +64,10 @@ _SETTABLE: Final = frozenset({ACTIVE, INACTIVE})
 def check_price(price: Decimal | str | float) -> Decimal:
     """Return ``price`` with exactly two decimal places, or raise if it is not a valid price.
 
-    A string must match ``PRICE_PATTERN`` (what the request schema declares). A JSON number is a binary
-    float to most clients, so it is taken to the nearest cent once it is within the limits.
+    A string must match ``PRICE_PATTERN`` (what the request schema declares). A JSON number is read as the
+    shortest decimal that reads back as it (what the client wrote) and must have at most 2 decimals too:
+    rounding 12.345 to 12.34 sold at a price nobody asked for. Whether the currency has that many decimals is
+    the service's check (apps.common.pricing.check_places), once the currency is known.
     """
     if isinstance(price, str):
         if not _PRICE_RE.fullmatch(price):
@@ -96,6 +98,8 @@ def _price_from_number(number: float) -> Decimal:
     if not price.is_finite() or price < 0 or price > MAX_PRICE:
         raise InvalidField("price", f"must be between 0 and {MAX_PRICE}")
     rounded = price.quantize(PRICE_EXPONENT, rounding=ROUND_HALF_EVEN)
+    if rounded != price:
+        raise InvalidField("price", "must have at most 2 decimal places")
     return rounded.copy_abs() if rounded.is_zero() else rounded
 
 

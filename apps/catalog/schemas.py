@@ -51,12 +51,14 @@ Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH, pattern=LIN
 Currency = Annotated[str, Meta(pattern=CURRENCY_PATTERN, description="ISO 4217 code", examples=["USD"])]
 Description = Annotated[str, Meta(max_length=MAX_DESCRIPTION_LENGTH, pattern=NO_NUL_PATTERN)]
 Money = Annotated[Decimal, Meta(description="decimal string, at most 2 decimal places", examples=["19.90"])]
-# A price in a request: a decimal string (exact), or a JSON number, which is taken to the nearest cent.
-# check_price enforces both arms; Litestar drops constraints inside a union, so the document gets them here.
+# A price in a request: a decimal string, or a JSON number, each with at most 2 decimals and no more than its
+# currency has (none for JPY: a 422 naming the field). check_price and the service's check_places enforce
+# both arms; Litestar drops constraints inside a union, so the document gets them here.
 PriceIn = Annotated[
     str | float,
     Meta(
-        description=f"0 to {MAX_PRICE}: a decimal string, at most 2 decimal places, or a number (rounded to the cent)",
+        description=f"0 to {MAX_PRICE}: a decimal string or a number, at most 2 decimal places and no more than "
+        "the currency has (none for JPY, KRW, ...: 422 otherwise)",
         extra_json_schema={
             "extra": {
                 "one_of": [

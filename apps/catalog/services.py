@@ -29,6 +29,7 @@ from apps.catalog.rules import (
 )
 from apps.common.models import utc_now
 from apps.common.pagination import decode_cursor, encode_cursor
+from apps.common.pricing import check_places
 from apps.common.repository import error_messages, get_live, unique
 from outbox.writer import add_event
 
@@ -83,12 +84,13 @@ class ProductService:
     async def create(self, data: ProductCreate) -> Product:
         sku = check_sku(data.sku)
         now = utc_now()
+        currency = check_currency(data.currency)
         product = Product(
             id=uuid7(),  # time-ordered: new rows land at the end of the primary-key index
             sku=sku,
             name=check_name(data.name),
-            price=check_price(data.price),
-            currency=check_currency(data.currency),
+            price=check_places("price", check_price(data.price), currency),
+            currency=currency,
             description=data.description,
             category_id=data.category_id,
             status=ACTIVE,
@@ -168,6 +170,10 @@ def _apply(product: Product, changes: ProductUpdate) -> list[str]:
         if getattr(product, field) != value:
             setattr(product, field, value)
             changed.append(field)
+    if "price" in changed or "currency" in changed:
+        # The price and currency the row would have: a currency change alone may contradict the stored price
+        # (19.90 USD made JPY), and is named as the field at fault then.
+        check_places("price" if changes.price is not UNSET else "currency", product.price, product.currency)
     if changes.status is not UNSET:
         status = check_status_change(product.status, changes.status)
         if status != product.status:

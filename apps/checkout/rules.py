@@ -100,9 +100,11 @@ def cart_expires_at(changed_at: dt.datetime, idle: dt.timedelta) -> dt.datetime:
 
 
 def check_line_currency(product: CatalogPrice, cart_currency: str | None, field: str) -> str:
-    """A cart holds one currency, set by its first line."""
+    """A cart holds one currency, set by its first line; a product whose price has more decimals than its
+    currency has is not for sale (price_line's rule, checked as the line is added)."""
     if cart_currency is not None and product.currency != cart_currency:
         raise InconsistentFields(field, f"priced in {product.currency}, the cart's other items in {cart_currency}")
+    price_line(product, 1, field=field)
     return product.currency
 
 
@@ -134,7 +136,7 @@ def reprice(
                 f"the cart's items[{index}] (product {line.product_id}) is now priced in {product.currency}, "
                 f"the cart in {currency}: remove it from the cart",
             )
-        priced.append(price_line(product, line.quantity))
+        priced.append(price_line(product, line.quantity, field="cart_id"))
     return tuple(priced)
 
 

@@ -110,8 +110,17 @@ class PricedLine(msgspec.Struct, frozen=True):
     total_price: Decimal
 
 
-def price_line(product: CatalogPrice, quantity: int) -> PricedLine:
-    """``quantity`` units at the catalog's price rounded to the cent; the total is exact."""
+def price_line(product: CatalogPrice, quantity: int, *, field: str) -> PricedLine:
+    """``quantity`` units at the catalog's price; the total is exact. A price with more decimals than its
+    currency has (a 100.50 JPY product priced before the catalog refused it) is not for sale: a 422 naming
+    ``field``, the request's field that named the product, until staff correct the price. Never rounded:
+    the order would charge a price the catalog does not show."""
+    if product.price != product.price.quantize(quantum(product.currency), rounding=ROUND_HALF_UP):
+        raise InconsistentFields(
+            field,
+            f"product {product.product_id} is priced {product.price} {product.currency}, more decimals than "
+            f"{product.currency} amounts have: not for sale until its price is corrected",
+        )
     unit = product.price.quantize(CENT)
     return PricedLine(product.product_id, product.sku, product.name, quantity, unit, (unit * quantity).quantize(CENT))
 

@@ -91,7 +91,7 @@ def price_order(lines: Sequence[RequestedLine], catalog: Mapping[uuid.UUID, Cata
             raise InconsistentFields(
                 f"items[{index}].product_id", f"priced in {product.currency}, the order's other items in {currency}"
             )
-        priced_line = price_line(product, line.quantity)
+        priced_line = price_line(product, line.quantity, field=f"items[{index}].product_id")
         if priced_line.total_price > MAX_AMOUNT:
             raise OutOfRange(
                 f"items[{index}].quantity", f"the line's total {priced_line.total_price} is over {MAX_AMOUNT}"

@@ -188,14 +188,10 @@ async def _call_provider(provider: PaymentProvider, call: Call) -> ProviderResul
     if call.authorization is None:  # capture, void, refund all need the authorization
         return ProviderResult("failed", code="no_authorization")
     if call.kind == CAPTURE:
-        return await provider.capture(
-            key=call.key, authorization=call.authorization, amount_minor=call.minor
-        )
+        return await provider.capture(key=call.key, authorization=call.authorization, amount_minor=call.minor)
     if call.kind == VOID:
         return await provider.void(key=call.key, authorization=call.authorization)
-    return await provider.refund(
-        key=call.key, authorization=call.authorization, amount_minor=call.minor
-    )
+    return await provider.refund(key=call.key, authorization=call.authorization, amount_minor=call.minor)
 
 
 async def apply_result(session: AsyncSession, op_id: uuid.UUID, result: ProviderResult) -> None:

@@ -326,6 +326,7 @@ BAD_CREATES: list[tuple[str, dict[str, Any], str]] = [
     ("price not a number", {"price": "ten"}, "price"),
     ("price a boolean", {"price": True}, "price"),
     ("price null", {"price": None}, "price"),
+    ("a number with three decimals", {"price": 12.345}, "price"),  # was taken as 12.34
     ("lowercase currency", {"currency": "usd"}, "currency"),
     ("four-letter currency", {"currency": "USDT"}, "currency"),
     ("currency with a newline", {"currency": "USD\n"}, "currency"),
@@ -400,6 +401,58 @@ async def test_bad_patch_is_400_naming_the_field_and_changes_nothing(client: Cli
         assert key in field_errors(response), (body, response.text)
     assert (await client.get(f"/api/products/{product['id']}")).json() == product
     assert len(await events_of(db, product["id"])) == 1
+
+
+# A price valid alone with more decimals than its currency has: each field is fine, together they contradict
+# (a 100.50 JPY price reached the card provider as 101 yen).
+MORE_DECIMALS_THAN_THE_CURRENCY: list[dict[str, Any]] = [
+    {"price": "100.50", "currency": "JPY"},
+    {"price": 100.5, "currency": "JPY"},
+    {"price": "0.01", "currency": "KRW"},
+    {"price": "9.9", "currency": "CLP"},
+]
+
+
+@pytest.mark.parametrize("overrides", MORE_DECIMALS_THAN_THE_CURRENCY, ids=lambda o: f"{o['price']!r} {o['currency']}")
+async def test_a_price_with_more_decimals_than_its_currency_is_422_naming_price(
+    client: Client, db: asyncpg.Connection, overrides: dict[str, Any]
+) -> None:
+    body = product_body(**overrides)
+    response = await client.post("/api/products", json=body)
+    assert response.status_code == 422, response.text
+    assert "price" in field_errors(response), response.text
+    assert overrides["currency"] in field_errors(response)["price"]
+    assert await products_with_sku(db, body["sku"]) == 0
+
+
+async def test_whole_units_of_a_zero_decimal_currency_and_cents_of_a_three_decimal_one_are_taken(
+    client: Client,
+) -> None:
+    assert (await create(client, price="100", currency="JPY"))["price"] == "100.00"
+    assert (await create(client, price=250.0, currency="KRW"))["price"] == "250.00"
+    # The columns hold two decimals: a dinar is priced in hundredths here (10.25 KWD, 10250 fils).
+    assert (await create(client, price="10.25", currency="KWD"))["price"] == "10.25"
+
+
+async def test_a_patch_that_leaves_more_decimals_than_the_currency_has_is_422_and_changes_nothing(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    usd = await create(client, price="19.90")
+    yen = await create(client, price="100", currency="JPY")
+    for product, body, key in [
+        (usd, {"currency": "JPY"}, "currency"),  # the stored 19.90 would become 19.90 JPY
+        (usd, {"currency": "JPY", "price": "19.5"}, "price"),
+        (yen, {"price": "100.5"}, "price"),
+        (yen, {"price": 99.99}, "price"),
+    ]:
+        response = await client.patch(f"/api/products/{product['id']}", json=body)
+        assert response.status_code == 422, (body, response.text)
+        assert key in field_errors(response), (body, response.text)
+        assert (await client.get(f"/api/products/{product['id']}")).json() == product
+        assert len(await events_of(db, product["id"])) == 1
+    both = await client.patch(f"/api/products/{usd['id']}", json={"currency": "JPY", "price": "2000"})
+    assert both.status_code == 200, both.text
+    assert (both.json()["price"], both.json()["currency"]) == ("2000.00", "JPY")
 
 
 async def test_a_malformed_product_id_is_not_a_server_error(client: Client) -> None:
