@@ -24,7 +24,7 @@ from apps.common.errors import (
     StateConflict,
     UnknownReference,
 )
-from apps.common.pricing import CENT, MAX_AMOUNT, ZERO, CatalogPrice, PricedLine, price_line
+from apps.common.pricing import MAX_AMOUNT, ZERO, CatalogPrice, PricedLine, price_line, round_money
 
 ACTIVE: Final = "active"
 CONVERTED: Final = "converted"
@@ -157,9 +157,10 @@ class Quote(pricing.Quote):
     shipping: ShippingOption
 
 
-def tax_on(amount: Decimal, rate: Decimal) -> Decimal:
-    """Tax on the goods (after discounts), rounded half-up to the cent."""
-    return (amount * rate).quantize(CENT, rounding=ROUND_HALF_UP)
+def tax_on(amount: Decimal, rate: Decimal, currency: str) -> Decimal:
+    """Tax on the goods (after discounts), rounded half-up to the currency's unit (the cent; the yen: a
+    total in hundredths of a yen is one no card provider charges, and the payment refuses it)."""
+    return round_money(amount * rate, currency, ROUND_HALF_UP)
 
 
 def quote(lines: Sequence[PricedLine], currency: str, shipping: ShippingOption, tax_rate: Decimal) -> Quote:
@@ -172,7 +173,7 @@ def quote(lines: Sequence[PricedLine], currency: str, shipping: ShippingOption, 
         currency=currency,
         lines=tuple(lines),
         subtotal=subtotal,
-        tax_amount=tax_on(subtotal, tax_rate),
+        tax_amount=tax_on(subtotal, tax_rate, currency),
         shipping_amount=shipping.cost,
         shipping=shipping,
     )

@@ -14,6 +14,7 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any, Final
 
 from apps.common.errors import InconsistentFields, OutOfRange, StateConflict, UnknownReference
+from apps.common.pricing import round_money
 
 __all__ = [
     "CONDITIONS",
@@ -257,11 +258,12 @@ class Refund:
     nothing_because: str | None = None
 
 
-def _share(amount: Decimal, part: Decimal, whole: Decimal) -> Decimal:
-    # Rounded down: the shares of several returns of one order never add up to more than was paid.
+def _share(amount: Decimal, part: Decimal, whole: Decimal, currency: str) -> Decimal:
+    # Rounded down: the shares of several returns of one order never add up to more than was paid. To the
+    # currency's unit: 24.23 yen is a refund no card provider makes (the payment refuses it: refund_failed).
     if whole <= 0:
         return ZERO
-    return (amount * part / whole).quantize(CENT, rounding=ROUND_DOWN)
+    return round_money(amount * part / whole, currency, ROUND_DOWN)
 
 
 def compute_refund(
@@ -274,7 +276,7 @@ def compute_refund(
 ) -> Refund:
     """The refund of ``returned`` units at the order's prices: each line's goods less its share of the
     order's discount, plus its share of the tax (``refund_tax``); plus the goods' share of the shipping
-    (``refund_shipping``). Shares are by goods value and rounded down to the cent. An order placed
+    (``refund_shipping``). Shares are by goods value and rounded down to the currency's unit (the cent). An order placed
     without payment refunds nothing, whatever was returned."""
     if not terms.paid:
         return Refund({line.order_item_id: ZERO for line in returned}, ZERO, ZERO, NOT_PAID)
@@ -282,12 +284,12 @@ def compute_refund(
     goods_total = ZERO
     for line in returned:
         goods = (lines[line.order_item_id].unit_price * line.quantity).quantize(CENT)
-        amount = goods - _share(terms.discount_amount, goods, terms.subtotal)
+        amount = goods - _share(terms.discount_amount, goods, terms.subtotal, terms.currency)
         if refund_tax:
-            amount += _share(terms.tax_amount, goods, terms.subtotal)
+            amount += _share(terms.tax_amount, goods, terms.subtotal, terms.currency)
         items[line.order_item_id] = max(ZERO, amount)
         goods_total += goods
-    shipping = _share(terms.shipping_amount, goods_total, terms.subtotal) if refund_shipping else ZERO
+    shipping = _share(terms.shipping_amount, goods_total, terms.subtotal, terms.currency) if refund_shipping else ZERO
     total = sum(items.values(), ZERO) + shipping
     return Refund(items, shipping, total, COST_NOTHING if total == ZERO else None)
 

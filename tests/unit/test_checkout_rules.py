@@ -97,8 +97,8 @@ def test_a_quote_adds_tax_on_the_goods_and_the_shipping_cost() -> None:
 
 
 def test_tax_rounds_half_up_to_the_cent() -> None:
-    assert rules.tax_on(Decimal("0.50"), Decimal("0.0500")) == Decimal("0.03")
-    assert rules.tax_on(Decimal("10.00"), Decimal("0")) == Decimal("0.00")
+    assert rules.tax_on(Decimal("0.50"), Decimal("0.0500"), "USD") == Decimal("0.03")
+    assert rules.tax_on(Decimal("10.00"), Decimal("0"), "USD") == Decimal("0.00")
 
 
 def test_an_empty_cart_cannot_be_checked_out() -> None:

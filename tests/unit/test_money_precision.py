@@ -10,11 +10,20 @@ from decimal import Decimal
 
 import pytest
 
-from apps.checkout.rules import CartLine, check_line_currency, reprice
+from apps.checkout.rules import CartLine, ShippingOption, check_line_currency, quote, reprice
 from apps.common.errors import FieldProblem, InconsistentFields
-from apps.common.pricing import CatalogPrice, check_places, decimals, minor_units, price_line, round_money
+from apps.common.pricing import (
+    CatalogPrice,
+    PricedLine,
+    check_places,
+    decimals,
+    minor_units,
+    price_line,
+    round_money,
+)
 from apps.order.rules import RequestedLine, price_order
 from apps.payment.rules import check_authorization, sent_minor
+from apps.returns.rules import OrderLine, OrderTerms, ReturnedLine, compute_refund
 
 D = Decimal
 
@@ -115,3 +124,37 @@ def test_the_whole_amount_is_the_stored_integer() -> None:
     assert sent_minor(D("100.50"), Row(D("100.50"), "JPY", 101, 0)) == 101
     assert minor_units(D("12.34"), 2) == 1234
     assert minor_units(D("12.34"), 3) == 12340
+
+
+# --- amounts computed from others: at the currency's precision, never a fraction of a yen ---------------
+
+
+def yen_lines() -> list[PricedLine]:
+    return [price_line(product("1000", "JPY"), 1, field="product_id"), price_line(product("333", "JPY"), 1, field="x")]
+
+
+def test_a_checkouts_tax_rounds_to_the_currencys_unit() -> None:
+    """1,333 JPY at 7.25 %: 96.64 yen of tax was kept to the cent, a total no card provider can charge (the
+    payment now refuses it, so the order would have been cancelled at its deadline)."""
+    priced = quote(yen_lines(), "JPY", ShippingOption("standard", "Standard", D("500")), D("0.0725"))
+    assert priced.tax_amount == D("97.00")
+    assert priced.total_amount == D("1930.00")
+    dollars = [price_line(product("13.33", "USD"), 1, field="product_id")]
+    assert quote(dollars, "USD", ShippingOption("standard", "Standard", D("5")), D("0.0725")).tax_amount == D("0.97")
+
+
+YEN_TERMS = OrderTerms("JPY", D("1333"), D("0"), D("97"), D("500"))
+YEN_ORDER = {
+    1: OrderLine(1, uuid.uuid4(), "A", "A", 1, D("1000")),
+    2: OrderLine(2, uuid.uuid4(), "B", "B", 1, D("333")),
+}
+
+
+def test_a_returns_shares_of_tax_and_shipping_are_whole_yen_rounded_down() -> None:
+    first = compute_refund(YEN_ORDER, [ReturnedLine(2, 1)], YEN_TERMS, refund_shipping=True, refund_tax=True)
+    # 333 of 1333: tax 97 x 333 / 1333 = 24.23 -> 24, shipping 500 x 333 / 1333 = 124.9 -> 124
+    assert (first.items, first.shipping, first.total) == ({2: D("357.00")}, D("124.00"), D("481.00"))
+    second = compute_refund(YEN_ORDER, [ReturnedLine(1, 1)], YEN_TERMS, refund_shipping=True, refund_tax=True)
+    assert all(check_places("amount", amount, "JPY") for amount in (*second.items.values(), second.shipping))
+    paid = YEN_TERMS.subtotal + YEN_TERMS.tax_amount + YEN_TERMS.shipping_amount
+    assert first.total + second.total <= paid
