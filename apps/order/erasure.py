@@ -19,11 +19,21 @@ from apps.common.erasure import register_erasure, statements_erasure
 if TYPE_CHECKING:
     from outbox.consumer import ConsumerGroup
 
-__all__ = ["erase_customer", "register"]
+__all__ = ["CUSTOMER_LOCK_KEY", "erase_customer", "register"]
 
 _PERSONAL: Final = "shipping_address IS NOT NULL OR billing_address IS NOT NULL OR notes IS NOT NULL"
+# One advisory key per customer (the two-int4 form: a key space apart from the migrations' bigint key) that
+# orders placed from the read models share and the erasure takes alone (session 31, S). An order placed
+# while this transaction ran read the known-customer row as it was before it, and committed after the UPDATE
+# below had taken its snapshot: it kept its address for good. The erasure now waits for placements holding
+# the key (their orders committed, so its UPDATEs see them), and a placement finding the key taken reads the
+# customer as unknown and asks the customer API (404 once erased: 422). A try-lock on the placement's side:
+# no wait and no WAL on the order path; a hash shared with another customer only sends an order to the API.
+ERASURE_LOCK_CLASS: Final = 0x0E5A
+CUSTOMER_LOCK_KEY: Final = f"{ERASURE_LOCK_CLASS}, hashtext(CAST(:customer_id AS text))"
 # Each statement leaves nothing for a second run to change (idempotent under replay).
 STATEMENTS: Final = (
+    text(f"SELECT pg_advisory_xact_lock({CUSTOMER_LOCK_KEY})"),
     text("DELETE FROM order_known_customers WHERE customer_id = :customer_id"),
     text(
         "UPDATE orders SET shipping_address = NULL, billing_address = NULL, notes = NULL, updated_at = now() "

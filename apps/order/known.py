@@ -43,6 +43,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from apps.common.pricing import CatalogPrice
 from apps.order.driver import DriverStatement
+from apps.order.erasure import CUSTOMER_LOCK_KEY
 from apps.order.models import Base
 from apps.order.transitions import placement_ctes
 
@@ -92,11 +93,14 @@ def is_fresh(confirmed_at: dt.datetime, now: dt.datetime, limit: dt.timedelta) -
 
 
 # One round trip: the customer, and the sellable products asked for (a LEFT JOIN from one row, so the
-# customer's answer comes back even when no product is known).
-_LOOKUP_SQL = """
-    SELECT EXISTS (SELECT 1 FROM order_known_customers WHERE customer_id = :customer_id) AS customer_known,
+# customer's answer comes back even when no product is known). A customer whose erasure the order-references
+# group is applying (it holds their key alone: apps/order/erasure.py) is not known here: the customer API
+# answers for them. The shared key is held to the placement's commit, so that erasure waits for the order.
+_LOOKUP_SQL = f"""
+    SELECT one.free AND EXISTS (SELECT 1 FROM order_known_customers WHERE customer_id = :customer_id)
+               AS customer_known,
            p.product_id, p.sku, p.name, p.price, p.currency, p.confirmed_at
-    FROM (SELECT 1) AS one
+    FROM (SELECT pg_try_advisory_xact_lock_shared({CUSTOMER_LOCK_KEY}) AS free) AS one
     LEFT JOIN order_known_products p ON p.product_id = ANY(CAST(:product_ids AS uuid[])) AND p.sellable
     """
 _LOOKUP = DriverStatement(text(_LOOKUP_SQL))
