@@ -10,7 +10,7 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any, Final
 
 from apps.common.errors import InconsistentFields, OutOfRange, StateConflict, UnknownReference
@@ -258,12 +258,13 @@ class Refund:
     nothing_because: str | None = None
 
 
-def _share(amount: Decimal, part: Decimal, whole: Decimal, currency: str) -> Decimal:
-    # Rounded down: the shares of several returns of one order never add up to more than was paid. To the
-    # currency's unit: 24.23 yen is a refund no card provider makes (the payment refuses it: refund_failed).
+def _share(amount: Decimal, part: Decimal, whole: Decimal, currency: str, rounding: str = ROUND_DOWN) -> Decimal:
+    # Rounded so that the refund is rounded down (a share given back down, a share taken off up): the refunds of
+    # several returns of one order never add up to more than was paid. To the currency's unit: 24.23 yen is a
+    # refund no card provider makes (the payment refuses it: refund_failed).
     if whole <= 0:
         return ZERO
-    return round_money(amount * part / whole, currency, ROUND_DOWN)
+    return round_money(amount * part / whole, currency, rounding)
 
 
 def compute_refund(
@@ -276,15 +277,16 @@ def compute_refund(
 ) -> Refund:
     """The refund of ``returned`` units at the order's prices: each line's goods less its share of the
     order's discount, plus its share of the tax (``refund_tax``); plus the goods' share of the shipping
-    (``refund_shipping``). Shares are by goods value and rounded down to the currency's unit (the cent). An order placed
-    without payment refunds nothing, whatever was returned."""
+    (``refund_shipping``). Shares are by goods value, to the currency's unit (the cent; the yen), each rounded
+    against the customer: the discount's up, the others down. An order placed without payment refunds
+    nothing, whatever was returned."""
     if not terms.paid:
         return Refund({line.order_item_id: ZERO for line in returned}, ZERO, ZERO, NOT_PAID)
     items: dict[int, Decimal] = {}
     goods_total = ZERO
     for line in returned:
         goods = (lines[line.order_item_id].unit_price * line.quantity).quantize(CENT)
-        amount = goods - _share(terms.discount_amount, goods, terms.subtotal, terms.currency)
+        amount = goods - _share(terms.discount_amount, goods, terms.subtotal, terms.currency, ROUND_UP)
         if refund_tax:
             amount += _share(terms.tax_amount, goods, terms.subtotal, terms.currency)
         items[line.order_item_id] = max(ZERO, amount)

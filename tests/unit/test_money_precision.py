@@ -158,3 +158,16 @@ def test_a_returns_shares_of_tax_and_shipping_are_whole_yen_rounded_down() -> No
     assert all(check_places("amount", amount, "JPY") for amount in (*second.items.values(), second.shipping))
     paid = YEN_TERMS.subtotal + YEN_TERMS.tax_amount + YEN_TERMS.shipping_amount
     assert first.total + second.total <= paid
+
+
+def test_returns_of_a_discounted_order_never_add_up_to_more_than_was_paid() -> None:
+    """A discount's share comes off the refund: rounded down, it made each refund a cent too large (10.00 of
+    goods less 3.33 of a third of 10.00 off: three returns gave back 20.01 of the 20.00 paid)."""
+    lines = {n: OrderLine(n, uuid.uuid4(), f"S{n}", f"N{n}", 1, D("10.00")) for n in (1, 2, 3)}
+    terms = OrderTerms("USD", D("30.00"), D("10.00"), D("0.00"), D("0.00"))
+    refunds = [
+        compute_refund(lines, [ReturnedLine(n, 1)], terms, refund_shipping=False, refund_tax=False).total
+        for n in (1, 2, 3)
+    ]
+    assert sum(refunds) <= terms.subtotal - terms.discount_amount, refunds
+    assert refunds == [D("6.66")] * 3
