@@ -139,8 +139,9 @@ class PaymentService:
             await self._capture_refused(None, order_id, "no_authorized_payment")
             return
         try:
+            if amount is not None:  # the whole authorization is sent as the integer it was (rules.sent_minor)
+                check_places("amount", amount, payment.currency)
             amount = check_capture(payment.status, payment.amount, amount)
-            check_places("amount", amount, payment.currency)
         except FieldProblem as exc:
             await self._capture_refused(payment.id, order_id, exc.message)
             return

@@ -90,3 +90,12 @@ async def test_a_refund_with_more_decimals_than_the_currency_has_is_refused(
     whole_yen = await refund(api, payment["id"], {"amount": "10", "reason": "goodwill"}, uuid.uuid4().hex)
     assert whole_yen.status_code == 201, whole_yen.text
     assert await _provider_holds(payment["order_id"]) == (500, 500, 10)
+
+
+async def test_a_fraction_of_a_yen_authorized_before_is_captured_as_the_integer_it_was_sent_as(
+    engine: AsyncEngine, api: httpx.AsyncClient
+) -> None:
+    """An order priced 100.50 JPY before the catalog refused it: authorized as 101 (the adapter rounded half-up),
+    so captured as 101, not refused for its decimals."""
+    payment = await _captured(engine, api, "100.50", "JPY", sent_as=(101, 0))
+    assert await _provider_holds(payment["order_id"]) == (101, 101, 0)
