@@ -23,6 +23,7 @@ starts): each command exits 2 naming the project's groups, so a misspelt name is
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 import uuid
@@ -30,8 +31,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from outbox import dead_letters as dl
+from outbox import groups, inbox
 from outbox.config import kafka_bootstrap
 from outbox.consumer import ConsumerGroup
 from outbox.dead_letters import REDRIVE_HEADER, dead_letter_topic
@@ -214,52 +217,78 @@ def list_dead_letters(group: str, *, pending_only: bool = False, bootstrap: str 
     return pending
 
 
-def acknowledge(group: str, event_ids: set[uuid.UUID] | None = None, bootstrap: str | None = None) -> int:
+def acknowledge(
+    group: str,
+    event_ids: set[uuid.UUID] | None = None,
+    bootstrap: str | None = None,
+    *,
+    database_url: str | None = None,
+) -> int:
     """Mark every pending dead letter (or only those of the given events) as handled without sending it back;
-    return how many."""
-    if event_ids is not None:
-        return _acknowledge_events(group, event_ids, bootstrap)
-    topic = dead_letter_topic(group)
-    consumer = _redrive_consumer(group, bootstrap)
-    acknowledged = 0
-    try:
-        partitions = _partitions(consumer, topic)
-        ends: list[TopicPartition] = []
-        for tp in consumer.committed(partitions, timeout=10) if partitions else []:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
-            acknowledged += max(0, high - max(tp.offset, low))
-            ends.append(TopicPartition(topic, tp.partition, high))
-        if acknowledged:
-            consumer.commit(offsets=ends, asynchronous=False)
-    finally:
-        consumer.close()
-    print(f"acknowledged {acknowledged} dead letters of {group} without redriving them")
-    return acknowledged
-
-
-def _acknowledge_events(group: str, event_ids: set[uuid.UUID], bootstrap: str | None) -> int:
-    acknowledged, blocked = _mark_done(group, event_ids, bootstrap)
-    print(f"acknowledged {acknowledged} dead letters of {group} without redriving them{_blocked_note(blocked)}")
-    return acknowledged
-
-
-def _mark_done(group: str, event_ids: set[uuid.UUID], bootstrap: str | None) -> tuple[int, list[int]]:
-    """Move the redrive progress over the pending letters of these events, in each partition up to the first
-    letter of another event; (how many were marked, the partitions where another event's letter stopped it)."""
+    return how many. Their events are recorded as acknowledged in the group's inbox first (``database_url``,
+    or the project group's own database; none for a group the project does not define): a replay that reads
+    them again then neither applies nor dead-letters them (outbox.inbox.ACKNOWLEDGED)."""
+    marked: list[DeadLetter] = []
     ends: dict[int, int] = {}
     blocked: set[int] = set()
-    marked = 0
     for _, letter in read(group, from_start=False, bootstrap=bootstrap):
         partition = letter.message.partition() or 0
         if partition in blocked:
             continue
-        if letter.event_id in event_ids:
+        if event_ids is None or letter.event_id in event_ids:
             ends[partition] = (letter.message.offset() or 0) + 1
-            marked += 1
+            marked.append(letter)
         else:
             blocked.add(partition)
+    recorded = _record_acknowledged(group, marked, database_url)
     _commit(group, ends, bootstrap)
-    return marked, sorted(blocked)
+    print(f"acknowledged {len(marked)} dead letters of {group} without redriving them{_blocked_note(sorted(blocked))}")
+    if recorded:
+        print(
+            f"{recorded} of their events recorded as acknowledged in {group}'s inbox: not dead-lettered when read again"
+        )
+    return len(marked)
+
+
+def _record_acknowledged(group: str, letters: list[DeadLetter], database_url: str | None) -> int:
+    """Write the letters' events (those with an id) as acknowledged in the group's inbox; how many."""
+    rows = [row for letter in letters if (row := _acknowledged_row(letter)) is not None]
+    url = database_url or _database_of(group)
+    if url is None or not rows:
+        return 0
+    asyncio.run(_write_acknowledged(url, group, rows))
+    return len(rows)
+
+
+def _acknowledged_row(letter: DeadLetter) -> inbox.Acknowledged | None:
+    h = letter.headers
+    try:
+        partition, offset = int(h[dl.ORIGINAL_PARTITION]), int(h[dl.ORIGINAL_OFFSET])
+    except (KeyError, ValueError):
+        return None
+    if letter.event_id is None:
+        return None  # nothing to know it by when it comes again: it is dead-lettered again
+    return inbox.Acknowledged(
+        letter.event_id, h.get("event_type", "?"), h.get(dl.ORIGINAL_TOPIC, "?"), partition, offset
+    )
+
+
+def _database_of(group: str) -> str | None:
+    """The project group's database; None for a group the project does not define (a test's own)."""
+    for module in consumer_modules():
+        defined = getattr(module, "group", None)
+        if isinstance(defined, ConsumerGroup) and defined.name == group:
+            return groups.database_url(module)
+    return None
+
+
+async def _write_acknowledged(url: str, group: str, rows: list[inbox.Acknowledged]) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with AsyncSession(engine) as session, session.begin():
+            await inbox.record_acknowledged(session, group, rows)
+    finally:
+        await engine.dispose()
 
 
 def _commit(group: str, ends: dict[int, int], bootstrap: str | None) -> None:

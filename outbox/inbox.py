@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
@@ -16,12 +17,17 @@ if TYPE_CHECKING:
 
 APPLIED = "applied"
 DEAD_LETTERED = "dead_lettered"
+# A dead-lettered event an operator marked handled (`just dlq ack`): it can never apply. Kept by a rebuild
+# (outbox.replay), so a replay skips it (a claim finds the row) or, for a record that does not even decode,
+# counts it as seen again instead of dead-lettering it anew: a replay paged for poison already handled
+# (customer-stats, session 30: one record dead-lettered 37 times, 23 pending after a day's replays).
+ACKNOWLEDGED = "acknowledged"
 
 # One statement for the whole batch. Each column comes as one text parameter, an array literal made off
 # the event loop (claim_parameters), which PostgreSQL parses: asyncpg encoding seven arrays element by
 # element cost the loop thread more than the rest of the claim. A plain redelivery of a dead-lettered
 # event stays dead-lettered (it would only fail again); a redrive (a deliberate resend from the
-# dead-letter topic) may apply it.
+# dead-letter topic) may apply it, an acknowledged one too.
 _INPUT_SQL = """
     SELECT t.* FROM unnest(CAST(CAST(:event_ids AS text) AS uuid[]),
                            CAST(CAST(:aggregate_ids_claimed AS text) AS uuid[]),
@@ -65,13 +71,38 @@ _CLAIM_REDRIVEN = text(
         on_conflict="""ON CONFLICT (consumer_group, event_id) DO UPDATE
         SET outcome = 'applied', processed_at = now(), topic = excluded.topic,
             kafka_partition = excluded.kafka_partition, kafka_offset = excluded.kafka_offset
-        WHERE i.outcome = 'dead_lettered'""",
+        WHERE i.outcome IN ('dead_lettered', 'acknowledged')""",
     )
 )
 _LAST_VERSIONS = text(_LAST_VERSIONS_SQL)
 
+# What a rebuild forgets of a group (outbox.replay): everything but what `just dlq ack` recorded.
+CLEAR_SQL = "DELETE FROM inbox WHERE consumer_group = :group AND outcome <> 'acknowledged'"
+
 _MARK_DEAD = text(
     "UPDATE inbox SET outcome = 'dead_lettered' WHERE consumer_group = :group AND event_id = ANY(CAST(:ids AS uuid[]))"
+)
+
+
+# Touches processed_at: when an acknowledged poison record was last read again (the count is the consumer's
+# outbox_consumer_events_total{outcome="acknowledged_again"}).
+_SEEN_AGAIN = text(
+    "UPDATE inbox SET processed_at = now() WHERE consumer_group = :group AND outcome = 'acknowledged' "
+    "AND event_id = ANY(CAST(:ids AS uuid[])) RETURNING event_id"
+)
+# A letter's event marked acknowledged: a new row for a record that never decoded (no claim wrote one), the
+# dead-lettered row of one its handler rejected. Never an applied one (a redrive applied it since).
+_ACKNOWLEDGE = text(
+    """
+    INSERT INTO inbox AS i (consumer_group, event_id, event_type, outcome, topic, kafka_partition, kafka_offset)
+    SELECT :group, t.event_id, t.event_type, 'acknowledged', t.topic, t.kafka_partition, t.kafka_offset
+    FROM unnest(CAST(CAST(:event_ids AS text) AS uuid[]), CAST(CAST(:event_types AS text) AS text[]),
+                CAST(CAST(:topics AS text) AS text[]), CAST(CAST(:partitions AS text) AS int[]),
+                CAST(CAST(:offsets AS text) AS bigint[]))
+         AS t(event_id, event_type, topic, kafka_partition, kafka_offset)
+    ON CONFLICT (consumer_group, event_id) DO UPDATE SET outcome = 'acknowledged', processed_at = now()
+    WHERE i.outcome = 'dead_lettered'
+    """
 )
 
 
@@ -165,7 +196,42 @@ async def mark_dead_lettered(session: AsyncSession, group: str, event_ids: Seque
         await session.execute(_MARK_DEAD, {"group": group, "ids": list(event_ids)})
 
 
+async def acknowledged_again(session: AsyncSession, group: str, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Of these events (poison read again), those whose dead letter was acknowledged; marked seen now."""
+    if not event_ids:
+        return set()
+    rows = await session.execute(_SEEN_AGAIN, {"group": group, "ids": list(event_ids)})
+    return {row.event_id for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledged:
+    """A dead letter's event, as `just dlq ack` records it: its id and where its record came from."""
+
+    event_id: uuid.UUID
+    event_type: str
+    topic: str
+    partition: int
+    offset: int
+
+
+async def record_acknowledged(session: AsyncSession, group: str, letters: Sequence[Acknowledged]) -> None:
+    if letters:
+        await session.execute(
+            _ACKNOWLEDGE,
+            {
+                "group": group,
+                "event_ids": array_literal(a.event_id for a in letters),
+                "event_types": text_array_literal(a.event_type[:100] for a in letters),
+                "topics": text_array_literal(a.topic[:255] for a in letters),
+                "partitions": array_literal(a.partition for a in letters),
+                "offsets": array_literal(a.offset for a in letters),
+            },
+        )
+
+
 async def clear(session: AsyncSession, group: str) -> int:
-    """Forget what a group applied (a rebuild replays everything into an emptied projection)."""
-    result = await session.execute(text("DELETE FROM inbox WHERE consumer_group = :group"), {"group": group})
+    """Forget what a group applied (a rebuild replays everything into an emptied projection), apart from the
+    events whose dead letters were acknowledged (ACKNOWLEDGED)."""
+    result = await session.execute(text(CLEAR_SQL), {"group": group})
     return int(getattr(result, "rowcount", 0) or 0)

@@ -33,9 +33,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from outbox import groups
+from outbox import groups, inbox
 from outbox.config import kafka_bootstrap
-from outbox.models import INBOX_TABLE
 
 
 @dataclass(frozen=True)
@@ -152,7 +151,8 @@ async def rebuild(group: str, database_url_: str, tables: tuple[str, ...], reset
                 await conn.execute(text(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE"))
             for table in tables:
                 await conn.execute(text(f'DELETE FROM "{table}"'))
-            await conn.execute(text(f"DELETE FROM {INBOX_TABLE} WHERE consumer_group = :g"), {"g": group})
+            # Apart from the events whose dead letters were acknowledged: read again, they stay handled.
+            await conn.execute(text(inbox.CLEAR_SQL), {"group": group})
             # Refused by the broker while the group has a member: the transaction then rolls back.
             await asyncio.to_thread(reset_offsets)
         print(f"rebuild: emptied {', '.join(tables) or 'no tables'} and the inbox of {group}")

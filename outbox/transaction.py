@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 from outbox import inbox, metrics
 from outbox.connection import PinnedSession
-from outbox.decoding import Parsed, Poison, event_type_of
+from outbox.dead_letters import REDRIVE_HEADER
+from outbox.decoding import Parsed, Poison, event_type_of, raw_headers
 from outbox.retry import is_retryable
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class BatchTransaction:
             redriven = await inbox.claim_redriven(session, group, plan.redriven)
             to_apply = _fresh(plan, duplicates, redriven)
             rejected = await self._run_handlers(session, to_apply, isolate=isolate)
+            poison, seen_again = await self._not_acknowledged(session, poison)
             dead = poison + rejected
             if dead:
                 await inbox.mark_dead_lettered(session, group, [d.event_id for d in rejected if d.event_id])
@@ -82,6 +84,25 @@ class BatchTransaction:
                 metrics.DEAD_LETTERS.labels(group).inc(len(dead))
         # Metrics only after the commit: a rolled-back batch applied nothing.
         self._count_outcomes(parsed, to_apply, rejected, dead)
+        for again in seen_again:
+            event_type = event_type_of(again.message, self.group.registry)
+            metrics.EVENTS.labels(group, event_type, "acknowledged_again").inc()
+
+    async def _not_acknowledged(self, session: AsyncSession, poison: list[Poison]) -> tuple[list[Poison], list[Poison]]:
+        """The poison to dead-letter, and the records whose earlier letter was acknowledged (`just dlq ack`):
+        read again (a replay, a redelivery), they are marked seen, not dead-lettered anew. A redriven record
+        that fails again is dead-lettered all the same: someone sent it back to see it apply."""
+        ids = [p.event_id for p in poison if p.event_id is not None and not _redriven(p)]
+        if not ids:
+            return poison, []
+        seen = await inbox.acknowledged_again(session, self.group.name, ids)
+        if not seen:
+            return poison, []
+        keep: list[Poison] = []
+        again: list[Poison] = []
+        for item in poison:
+            (again if item.event_id in seen and not _redriven(item) else keep).append(item)
+        return keep, again
 
     def _count_outcomes(
         self, parsed: list[Parsed], to_apply: list[Parsed], rejected: list[Poison], dead: list[Poison]
@@ -192,6 +213,10 @@ def _fresh(plan: Plan, duplicates: set[uuid.UUID], redriven: set[uuid.UUID]) -> 
     return [
         p for p in plan.unique if (p.ctx.event_id in redriven if p.ctx.redriven else p.ctx.event_id not in duplicates)
     ]
+
+
+def _redriven(poison: Poison) -> bool:
+    return any(name == REDRIVE_HEADER for name, _ in raw_headers(poison.message))
 
 
 def _applied_ids(to_apply: list[Parsed], rejected: list[Poison]) -> set[uuid.UUID]:
