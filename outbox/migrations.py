@@ -6,10 +6,11 @@ that an old migration keeps meaning what it meant when it ran.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 from sqlalchemy.dialects import postgresql as pg
 
 from outbox.models import HEARTBEAT_TABLE, INBOX_TABLE, OUTBOX_TABLE, VERSION_TABLE
@@ -148,3 +149,20 @@ def create_inbox_v1() -> None:
 
 def drop_inbox_v1() -> None:
     op.drop_table(INBOX_TABLE)
+
+
+def fill_in_batches(fill: str, left: str) -> None:
+    """Run ``fill`` (an UPDATE of one batch, ``FOR UPDATE SKIP LOCKED``, RETURNING a row per row changed) until
+    ``left`` (a SELECT) finds no row to fill; each statement its own transaction inside an autocommit block, so
+    no lock outlives a batch. A batch that finds only rows held by others waits for them to commit. Offline,
+    the statement is written once."""
+    if context.is_offline_mode():
+        op.execute(f"-- batch after batch, until none is left\n{fill}")
+        return
+    bind = op.get_bind()
+    while True:
+        if bind.execute(sa.text(fill)).first() is not None:
+            continue
+        if bind.execute(sa.text(left)).first() is None:
+            return
+        time.sleep(0.05)

@@ -28,8 +28,9 @@ class RefundRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             str,
             Meta(
                 pattern=AMOUNT_PATTERN,
-                description=f"decimal string above 0 and at most {MAX_AMOUNT}, 2 decimals at most; "
-                "at most what was captured and not refunded yet",
+                description=f"decimal string above 0 and at most {MAX_AMOUNT}, 2 decimals at most and no more "
+                "than the payment's currency has (none for JPY: 422 otherwise); at most what was captured and not "
+                "refunded yet",
                 examples=["19.90"],
             ),
         ]

@@ -15,9 +15,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from apps.common.topology import BY_NAME, PROCESSES, database_url
+from apps.payment.models import Payment
 from apps.payment.services import AuthorizationRequest, PaymentService
 from tests.support import consumers
 from tests.support.db import db_fixture
@@ -60,15 +62,29 @@ async def wait_for(api: httpx.AsyncClient, order_id: uuid.UUID, status: str) -> 
     return (await payments_of(api, order_id))[0]
 
 
-async def captured_payment(engine: AsyncEngine, api: httpx.AsyncClient, amount: str = "20.00") -> dict[str, Any]:
-    """A payment authorized and captured through the worker and the sandbox, as the saga would make it."""
+async def captured_payment(
+    engine: AsyncEngine,
+    api: httpx.AsyncClient,
+    amount: str = "20.00",
+    currency: str = "USD",
+    *,
+    sent_as: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """A payment authorized and captured through the worker and the sandbox, as the saga would make it;
+    ``sent_as`` (minor units, exponent) stands for an authorization sent in another unit than today's table
+    gives (a dinar in hundredths before ff6ffb9: tests/integration/test_payment_minor_units.py)."""
     order_id = uuid.uuid4()
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     request = AuthorizationRequest(
-        order_id, Decimal(amount), "USD", "card", "tok_visa", key=f"test:{order_id}", provider="sandbox"
+        order_id, Decimal(amount), currency, "card", "tok_visa", key=f"test:{order_id}", provider="sandbox"
     )
     async with sessions() as session:
         await PaymentService(session).request_authorization(request)
+        if sent_as is not None:  # in the same transaction: the worker never sees the row without it
+            minor, exponent = sent_as
+            await session.execute(
+                update(Payment).where(Payment.order_id == order_id).values(amount_minor=minor, minor_exponent=exponent)
+            )
         await session.commit()
     await wait_for(api, order_id, "authorized")
     async with sessions() as session:

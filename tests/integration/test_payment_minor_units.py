@@ -7,46 +7,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from apps.payment.models import Payment
-from apps.payment.services import AuthorizationRequest, PaymentService
-from tests.integration.test_payment_api import api, engine, field_of, refund, sandbox_books, wait_for
+from tests.integration.test_payment_api import api, captured_payment, engine, field_of, refund, sandbox_books
 
 pytestmark = pytest.mark.usefixtures("stack")
 
 __all__ = ["api", "engine"]  # the fixtures, used by name
-
-
-async def _captured(
-    engine: AsyncEngine, api: httpx.AsyncClient, amount: str, currency: str, *, sent_as: tuple[int, int] | None = None
-) -> dict[str, Any]:
-    """A payment authorized and captured by the running worker; ``sent_as`` (minor units, exponent) stands for
-    an authorization sent in another unit than today's table gives (a dinar in hundredths before ff6ffb9)."""
-    order_id = uuid.uuid4()
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
-    request = AuthorizationRequest(
-        order_id, Decimal(amount), currency, "card", "tok_visa", key=f"test:{order_id}", provider="sandbox"
-    )
-    async with sessions() as session:
-        await PaymentService(session).request_authorization(request)
-        if sent_as is not None:  # in the same transaction: the worker never sees the row without it
-            minor, exponent = sent_as
-            await session.execute(
-                update(Payment).where(Payment.order_id == order_id).values(amount_minor=minor, minor_exponent=exponent)
-            )
-        await session.commit()
-    await wait_for(api, order_id, "authorized")
-    async with sessions() as session:
-        await PaymentService(session).request_capture(order_id, None)
-        await session.commit()
-    return await wait_for(api, order_id, "captured")
 
 
 async def _provider_holds(order_id: str) -> tuple[int, int, int]:
@@ -56,7 +27,7 @@ async def _provider_holds(order_id: str) -> tuple[int, int, int]:
 
 @pytest.fixture
 async def bhd_before_ff6ffb9(engine: AsyncEngine, api: httpx.AsyncClient) -> AsyncIterator[dict[str, Any]]:
-    yield await _captured(engine, api, "10.50", "BHD", sent_as=(1050, 2))
+    yield await captured_payment(engine, api, "10.50", "BHD", sent_as=(1050, 2))
 
 
 async def test_an_authorization_sent_in_hundredths_is_captured_and_refunded_in_hundredths(
@@ -75,14 +46,14 @@ async def test_an_authorization_sent_in_hundredths_is_captured_and_refunded_in_h
 
 
 async def test_a_new_dinar_payment_is_sent_in_thousandths(engine: AsyncEngine, api: httpx.AsyncClient) -> None:
-    payment = await _captured(engine, api, "10.25", "KWD")
+    payment = await captured_payment(engine, api, "10.25", "KWD")
     assert await _provider_holds(payment["order_id"]) == (10250, 10250, 0)
 
 
 async def test_a_refund_with_more_decimals_than_the_currency_has_is_refused(
     engine: AsyncEngine, api: httpx.AsyncClient
 ) -> None:
-    payment = await _captured(engine, api, "500", "JPY")
+    payment = await captured_payment(engine, api, "500", "JPY")
     fraction = await refund(api, payment["id"], {"amount": "10.50", "reason": "goodwill"}, uuid.uuid4().hex)
     assert fraction.status_code == 422, fraction.text
     assert field_of(fraction) == {"amount"}
@@ -97,5 +68,5 @@ async def test_a_fraction_of_a_yen_authorized_before_is_captured_as_the_integer_
 ) -> None:
     """An order priced 100.50 JPY before the catalog refused it: authorized as 101 (the adapter rounded half-up),
     so captured as 101, not refused for its decimals."""
-    payment = await _captured(engine, api, "100.50", "JPY", sent_as=(101, 0))
+    payment = await captured_payment(engine, api, "100.50", "JPY", sent_as=(101, 0))
     assert await _provider_holds(payment["order_id"]) == (101, 101, 0)

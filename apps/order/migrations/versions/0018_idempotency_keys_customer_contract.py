@@ -28,10 +28,9 @@ Create Date: 2026-11-27
 
 from __future__ import annotations
 
-import time
+from alembic import op
 
-import sqlalchemy as sa
-from alembic import context, op
+from outbox.migrations import fill_in_batches
 
 revision = "order_0018"
 down_revision = "order_0017"
@@ -53,24 +52,9 @@ FILL = (
 LEFT = "SELECT 1 FROM idempotency_keys WHERE customer_id IS NULL LIMIT 1"
 
 
-def _fill_customers() -> None:
-    """Each key's customer from its order, BATCH rows per transaction (inside an autocommit block), until none
-    is left; a batch that finds only rows held by others waits for them to commit."""
-    if context.is_offline_mode():
-        op.execute(f"-- batch after batch, until none is left\n{FILL}")
-        return
-    bind = op.get_bind()
-    while True:
-        if bind.execute(sa.text(FILL)).first() is not None:
-            continue
-        if bind.execute(sa.text(LEFT)).first() is None:
-            return
-        time.sleep(0.05)
-
-
 def upgrade() -> None:
     with op.get_context().autocommit_block():
-        _fill_customers()
+        fill_in_batches(FILL, LEFT)  # each key's customer from its order
         # A run that failed after adding it (the swap below ran out of lock_timeout) left it behind.
         op.execute(f"ALTER TABLE idempotency_keys DROP CONSTRAINT IF EXISTS {CHECK}")
         op.execute(f"ALTER TABLE idempotency_keys ADD CONSTRAINT {CHECK} CHECK (customer_id IS NOT NULL) NOT VALID")

@@ -22,10 +22,10 @@ Create Date: 2026-11-27
 
 from __future__ import annotations
 
-import time
-
 import sqlalchemy as sa
-from alembic import context, op
+from alembic import op
+
+from outbox.migrations import fill_in_batches
 
 revision = "payment_0005"
 down_revision = "payment_0004"
@@ -66,28 +66,13 @@ RETURNING p.id
 LEFT = "SELECT 1 FROM payments WHERE minor_exponent IS NULL LIMIT 1"
 
 
-def _fill() -> None:
-    """BATCH rows per transaction (inside an autocommit block) until none is left; a batch that finds only
-    rows held by others waits for them to commit."""
-    if context.is_offline_mode():
-        op.execute(f"-- batch after batch, until none is left\n{FILL}")
-        return
-    bind = op.get_bind()
-    while True:
-        if bind.execute(sa.text(FILL)).first() is not None:
-            continue
-        if bind.execute(sa.text(LEFT)).first() is None:
-            return
-        time.sleep(0.05)
-
-
 def upgrade() -> None:
     op.add_column("payments", sa.Column("amount_minor", sa.BigInteger()))
     op.add_column("payments", sa.Column("minor_exponent", sa.SmallInteger()))
     for name, check in CHECKS.items():
         op.execute(f"ALTER TABLE payments ADD CONSTRAINT {name} CHECK ({check}) NOT VALID")
     with op.get_context().autocommit_block():
-        _fill()
+        fill_in_batches(FILL, LEFT)
         for name in CHECKS:
             op.execute(f"ALTER TABLE payments VALIDATE CONSTRAINT {name}")
 
