@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from infra import paths, proc, stack
+from infra import proc, stack
+from tests.support import stack_state
 
 CONSUMER = "lock-scope-consumer"
 BROKER = "lock-scope-broker"
@@ -26,12 +27,7 @@ SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
 
 @pytest.fixture
 def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    for module in (paths, stack):
-        monkeypatch.setattr(module, "STATE", tmp_path, raising=False)
-        monkeypatch.setattr(module, "PIDS", tmp_path / "pids", raising=False)
-    monkeypatch.setattr(paths, "LOGS", tmp_path / "logs")
-    monkeypatch.setattr(stack, "HELD", tmp_path / "held")
-    yield tmp_path
+    yield stack_state.isolate(tmp_path, monkeypatch)
     for name in (CONSUMER, BROKER):
         proc.kill(name)
 
@@ -62,6 +58,13 @@ def _in_thread(name: str, errors: list[BaseException]) -> threading.Thread:
     return thread
 
 
+def _spawned(name: str) -> None:
+    deadline = time.monotonic() + 10
+    while not proc.running(name) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.running(name), f"the start of {name} did not spawn"
+
+
 def test_a_start_waiting_for_its_dependency_does_not_keep_that_dependency_out(
     state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -69,10 +72,7 @@ def test_a_start_waiting_for_its_dependency_does_not_keep_that_dependency_out(
     _components(monkeypatch, consumer)
     errors: list[BaseException] = []
     waiting = _in_thread(CONSUMER, errors)
-    deadline = time.monotonic() + 10
-    while not proc.running(CONSUMER) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.running(CONSUMER), "the consumer's start did not spawn"
+    _spawned(CONSUMER)
 
     t0 = time.monotonic()
     stack.start_component(BROKER)  # before: queued behind the consumer's 60-s wait for this very broker
@@ -94,9 +94,7 @@ def test_a_second_start_of_the_same_component_waits_without_the_machine_lock(
     _components(monkeypatch, consumer)
     errors: list[BaseException] = []
     first = _in_thread(CONSUMER, errors)
-    deadline = time.monotonic() + 10
-    while not proc.running(CONSUMER) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _spawned(CONSUMER)
     second = _in_thread(CONSUMER, errors)
     time.sleep(0.5)  # the second is now queued on the consumer's own start lock
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from infra import paths, proc, stack
+from tests.support import stack_state
 
 NAME = "pid-file-test"
 
@@ -37,11 +38,7 @@ SERVER = textwrap.dedent(
 
 @pytest.fixture
 def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    for module in (paths, stack):
-        monkeypatch.setattr(module, "STATE", tmp_path, raising=False)
-        monkeypatch.setattr(module, "PIDS", tmp_path / "pids", raising=False)
-    monkeypatch.setattr(paths, "LOGS", tmp_path / "logs")
-    yield tmp_path
+    yield stack_state.isolate(tmp_path, monkeypatch)
     proc.kill(NAME)
 
 
