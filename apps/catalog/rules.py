@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Final, Literal
@@ -65,9 +66,9 @@ def check_price(price: Decimal | str | float) -> Decimal:
     """Return ``price`` with exactly two decimal places, or raise if it is not a valid price.
 
     A string must match ``PRICE_PATTERN`` (what the request schema declares). A JSON number is read as the
-    shortest decimal that reads back as it (what the client wrote) and must have at most 2 decimals too:
-    rounding 12.345 to 12.34 sold at a price nobody asked for. Whether the currency has that many decimals is
-    the service's check (apps.common.pricing.check_places), once the currency is known.
+    shortest decimal that reads back as it (what the client wrote), a cent amount up to float error: more
+    decimals are left for the service's check against the currency (apps.common.pricing.check_places, a 422),
+    never rounded (12.345 was sold as 12.34, a price nobody asked for).
     """
     if isinstance(price, str):
         if not _PRICE_RE.fullmatch(price):
@@ -97,10 +98,13 @@ def _price_from_number(number: float) -> Decimal:
     price = Decimal(repr(number))  # the shortest decimal that reads back as this float: what the client wrote
     if not price.is_finite() or price < 0 or price > MAX_PRICE:
         raise InvalidField("price", f"must be between 0 and {MAX_PRICE}")
-    rounded = price.quantize(PRICE_EXPONENT, rounding=ROUND_HALF_EVEN)
-    if rounded != price:
-        raise InvalidField("price", "must have at most 2 decimal places")
-    return rounded.copy_abs() if rounded.is_zero() else rounded
+    cents = price.quantize(PRICE_EXPONENT, rounding=ROUND_HALF_EVEN)
+    # Within binary float error of a cent amount (0.5700000000000001 is 57 * 0.01 in a client's arithmetic): that
+    # amount. Further (12.345) is a third decimal the client wrote: kept, for the service's currency check to
+    # refuse with a 422 naming price (apps.common.pricing.check_places), never rounded away.
+    if math.isclose(number, float(cents), rel_tol=1e-12, abs_tol=1e-12):
+        price = cents
+    return price.copy_abs() if price.is_zero() else price
 
 
 def check_currency(currency: str) -> str:

@@ -326,7 +326,6 @@ BAD_CREATES: list[tuple[str, dict[str, Any], str]] = [
     ("price not a number", {"price": "ten"}, "price"),
     ("price a boolean", {"price": True}, "price"),
     ("price null", {"price": None}, "price"),
-    ("a number with three decimals", {"price": 12.345}, "price"),  # was taken as 12.34
     ("lowercase currency", {"currency": "usd"}, "currency"),
     ("four-letter currency", {"currency": "USDT"}, "currency"),
     ("currency with a newline", {"currency": "USD\n"}, "currency"),
@@ -408,6 +407,9 @@ async def test_bad_patch_is_400_naming_the_field_and_changes_nothing(client: Cli
 MORE_DECIMALS_THAN_THE_CURRENCY: list[dict[str, Any]] = [
     {"price": "100.50", "currency": "JPY"},
     {"price": 100.5, "currency": "JPY"},
+    {"price": 12.345, "currency": "EUR"},  # a number was rounded to the cent: 12.34
+    {"price": 1.2345, "currency": "KWD"},  # the columns hold two decimals, a dinar's third too
+    {"price": 0.001, "currency": "USD"},
     {"price": "0.01", "currency": "KRW"},
     {"price": "9.9", "currency": "CLP"},
 ]
@@ -428,6 +430,8 @@ async def test_a_price_with_more_decimals_than_its_currency_is_422_naming_price(
 async def test_whole_units_of_a_zero_decimal_currency_and_cents_of_a_three_decimal_one_are_taken(
     client: Client,
 ) -> None:
+    # A client's float arithmetic (57 * 0.01 is 0.5700000000000001) is the cent amount it meant.
+    assert (await create(client, price=57 * 0.01))["price"] == "0.57"
     assert (await create(client, price="100", currency="JPY"))["price"] == "100.00"
     assert (await create(client, price=250.0, currency="KRW"))["price"] == "250.00"
     # The columns hold two decimals: a dinar is priced in hundredths here (10.25 KWD, 10250 fils).
