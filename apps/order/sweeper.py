@@ -9,11 +9,14 @@ nothing behind: its transaction rolled back, and the rows are due for the next o
 GET /health, /ready (its database answered on the last round) and /metrics on --port (8204), with the
 saga dashboard's gauges: order_saga_orders{step} (sagas waiting on each step),
 order_saga_compensations{reason} (sagas that ended in a cancellation, by reason) and
-order_saga_payment_failures{payment_status} (orders whose capture, void or refund the provider refused).
+order_saga_payment_failures{payment_status} (orders whose capture, void or refund the provider refused),
+and order_saga_writer_clock_offset_seconds{writer} (how far the clock of the process that placed the waiting
+orders is from the database's: the reservation deadline is written from it; alert WriterClockSkewed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -37,6 +40,11 @@ PAYMENT_FAILURES = Gauge(
     "order_saga_payment_failures",
     "Orders whose last capture, void or refund the provider refused (someone must follow up)",
     ["payment_status"],
+)
+WRITER_CLOCK_OFFSET = Gauge(
+    "order_saga_writer_clock_offset_seconds",
+    "Median of (the placing process's clock - the database's) over the sagas waiting on their reservation",
+    ["writer"],
 )
 REASONS = ("out_of_stock", "payment_declined", "timeout", "requested")
 FAILED_PAYMENT_STATUSES = ("capture_failed", "void_failed", "refund_failed")
@@ -65,6 +73,28 @@ _PAYMENT_FAILURES = text(
     "SELECT payment_status, count(*) FROM orders "
     "WHERE payment_status IN ('capture_failed', 'void_failed', 'refund_failed') GROUP BY payment_status"
 )
+# The reservation step's deadline is still written from the placing process's clock (the order API's
+# placement statement, apps/order/transitions.py; the order-saga consumer's for a checkout) and compared
+# with the database's now() here: a skewed host moves every deadline it writes. Measured on the sagas
+# waiting on a reservation (the partial index idx_order_sagas_waiting; at most 200): each row's created_at
+# is that process's clock, and its order.created (written in the same transaction) the database's now().
+# Off by the time from the process's clock read to its transaction's start too (milliseconds; a pool
+# wait), hence the median. No waiting saga, no sample: the writer's label is removed.
+_WRITER_OFFSETS = text(
+    "SELECT CASE WHEN s.checkout_id IS NULL THEN 'order-api' ELSE 'order-saga' END AS writer, "
+    "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.created_at - e.created_at)) AS offset_s "
+    "FROM (SELECT order_id, checkout_id, created_at FROM order_sagas "
+    "      WHERE step <> 'done' AND step = 'reservation' LIMIT 200) AS s "
+    "JOIN event_store e ON e.aggregate_id = s.order_id AND e.event_version = 1 GROUP BY 1"
+)
+WRITERS = ("order-api", "order-saga")
+
+
+async def writer_clock_offsets(session: AsyncSession) -> dict[str, float]:
+    """Per placing process (order-api, order-saga), the median offset of its clock from the database's."""
+    return {writer: float(offset) for writer, offset in (await session.execute(_WRITER_OFFSETS)).tuples().all()}
+
+
 # The finished sagas' gauge may lag by this much while orders are written (the waiting ones: 10 s).
 DONE_EVERY_S = 60.0
 
@@ -115,6 +145,7 @@ class Sweeper(Poller):
             now = time.monotonic()
             with_done = self._done_at is None or now - self._done_at >= DONE_EVERY_S
             counts = await count_dashboard(session, with_done=with_done)
+            offsets = await writer_clock_offsets(session)
         if with_done:
             self._done_at = now
         # Every label is always there (0 included), so a dashboard's panels never show "no data".
@@ -126,6 +157,12 @@ class Sweeper(Poller):
             COMPENSATIONS.labels(reason).set(counts.reasons.get(reason, 0))
         for status in FAILED_PAYMENT_STATUSES:
             PAYMENT_FAILURES.labels(status).set(counts.failures.get(status, 0))
+        for writer in WRITERS:
+            if writer in offsets:
+                WRITER_CLOCK_OFFSET.labels(writer).set(offsets[writer])
+            else:
+                with contextlib.suppress(KeyError):
+                    WRITER_CLOCK_OFFSET.remove(writer)
 
 
 async def serve(port: int | None) -> None:

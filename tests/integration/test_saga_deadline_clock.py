@@ -1,4 +1,6 @@
-"""The saga's payment deadline is the database's clock, the one the sweeper compares it with.
+"""The saga's payment deadline is the database's clock, the one the sweeper compares it with; the
+reservation's, still the placing process's clock, is measured (the sweeper's
+order_saga_writer_clock_offset_seconds, alert WriterClockSkewed).
 
 The order-saga consumer wrote it as its own clock + 15 s, and the sweeper cancels a saga once the
 database's now() passes it: a consumer host 15 s behind the database's timed every payment out at once,
@@ -19,9 +21,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from apps.checkout.events import CheckoutAddress, CheckoutCompleted, CheckoutLine
-from apps.order import saga_rows
+from apps.order import checkout_orders, saga_rows
 from apps.order.checkout_orders import create_from_checkout
 from apps.order.saga_state import PAYMENT, step_timeout
+from apps.order.sweeper import writer_clock_offsets
 from apps.warehouse.events import InventoryReserved, ReservedItem
 from tests.support.db import fetch
 from tests.support.orders import order_engine
@@ -91,3 +94,19 @@ async def test_the_payment_deadline_is_the_databases_clock_whatever_the_consumer
     assert abs(float(row["requested_s"]) - offset_s) < 5
     # ...and not in the deadline: before, it was the consumer's clock + 15 s (45 s past, or 75 s ahead).
     assert timeout - 5 < float(row["left_s"]) <= timeout, row
+
+
+async def test_the_sweeper_measures_how_far_a_placing_processs_clock_is_off(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkouts turned into orders by an order-saga consumer whose clock is a minute behind, as it writes
+    them (apps/order/checkout_orders.py), in a transaction rolled back afterwards (nobody else sees them):
+    the sweeper's measure of that writer reads about -60 s (a few others' waiting sagas cannot outvote 25)."""
+    monkeypatch.setattr(checkout_orders, "dt", _skewed_clock(dt.timedelta(seconds=-60)))
+    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+        transaction = await session.begin()
+        for _ in range(25):
+            await create_from_checkout(session, _checkout())
+        offsets = await writer_clock_offsets(session)
+        await transaction.rollback()
+    assert -61 < offsets["order-saga"] < -59, offsets
