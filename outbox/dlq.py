@@ -3,6 +3,7 @@
     python -m outbox.dlq list customer-stats [--pending]
     python -m outbox.dlq redrive customer-stats [--event-id ID ...]
     python -m outbox.dlq ack customer-stats [--event-id ID ...]
+    python -m outbox.dlq ack customer-stats --done
 
 A redriven message is produced again, with its original key, value and headers, to the topic it came from,
 or to its stream's topic if a stream (outbox.routing) moved its event type off its aggregate's topic since:
@@ -14,7 +15,9 @@ for letters that can never apply (a test's poison, an event of a type nobody han
 reading them with `list`. With `--event-id`, `redrive` and `ack` move the offset only over those events'
 letters, and stop at the first other pending one, which stays pending with everything after it (the
 progress is one offset per partition, so marking a letter past someone else's would mark theirs handled
-too). The messages stay in the topic either way.
+too). The messages stay in the topic either way. `ack` also records the letters' events as acknowledged in
+the group's inbox (outbox.inbox.ACKNOWLEDGED), so a replay reading them again neither applies nor
+dead-letters them; `ack --done` records those of the letters already done (handled before that existed).
 
 A group whose dead-letter topic does not exist never ran here (every group's runtime creates it when it
 starts): each command exits 2 naming the project's groups, so a misspelt name is not read as "0 pending".
@@ -250,6 +253,21 @@ def acknowledge(
     return len(marked)
 
 
+def record_done(group: str, bootstrap: str | None = None, *, database_url: str | None = None) -> int:
+    """Record the events of the letters already done (acknowledged or redriven, before acknowledgements
+    were recorded: session 31) as acknowledged in the group's inbox, moving nothing; how many were written.
+    A done letter whose event applied since (a redrive) keeps its applied row."""
+    done_up_to = redriven_up_to(group, bootstrap)
+    done = [
+        letter
+        for _, letter in read(group, from_start=True, bootstrap=bootstrap)
+        if (letter.message.offset() or 0) < done_up_to.get(letter.message.partition() or 0, 0)
+    ]
+    recorded = _record_acknowledged(group, done, database_url)
+    print(f"{len(done)} done dead letters of {group}; {recorded} of their events recorded as acknowledged")
+    return recorded
+
+
 def _record_acknowledged(group: str, letters: list[DeadLetter], database_url: str | None) -> int:
     """Write the letters' events (those with an id) as acknowledged in the group's inbox; how many."""
     rows = [row for letter in letters if (row := _acknowledged_row(letter)) is not None]
@@ -394,6 +412,12 @@ def main(argv: list[str] | None = None) -> int:
     ack_parser.add_argument(
         "--event-id", action="append", type=uuid.UUID, help="only these events' letters, up to another pending one"
     )
+    ack_parser.add_argument(
+        "--done",
+        action="store_true",
+        help="instead: record the events of the letters already done as acknowledged (letters handled before "
+        "acknowledgements were recorded), so a replay does not dead-letter them again; moves nothing",
+    )
     redrive_parser = sub.add_parser("redrive", help="send dead letters back to their event type's topic")
     redrive_parser.add_argument("group")
     redrive_parser.add_argument("--event-id", action="append", type=uuid.UUID, help="only these events")
@@ -407,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "list":
         list_dead_letters(args.group, pending_only=args.pending)
+    elif args.command == "ack" and args.done:
+        record_done(args.group)
     elif args.command == "ack":
         acknowledge(args.group, set(args.event_id) if args.event_id else None)
     else:

@@ -143,3 +143,26 @@ def _redrive(topic: str, group: str, event_id: uuid.UUID) -> None:
     ]
     producer.produce(topic, key=b"k", value=b"{not json", headers=headers)
     assert producer.flush(10) == 0
+
+
+async def test_letters_acknowledged_before_it_was_recorded_can_be_recorded_afterwards() -> None:
+    """`just dlq ack GROUP --done`: the letters already done (acknowledged before session 31 recorded it)."""
+    url = database_url(BY_NAME["customer"])
+    async with ThrowawayConsumer() as consumer:
+        consumer.start()
+        undecodable = produce_raw(consumer.topic, key="k", event_type="order.created", payload=b"{not json")
+        await eventually(lambda: _count(consumer.group, 1), within=90, what="the first letter")
+        # As an ack did before: the progress moves, the inbox learns nothing (no database for this group).
+        assert await asyncio.to_thread(dlq.acknowledge, consumer.group) == 1
+        assert await consumer.outcomes([undecodable]) == []
+
+        assert await asyncio.to_thread(dlq.record_done, consumer.group, database_url=url) == 1
+        assert await consumer.outcomes([undecodable]) == ["acknowledged"]
+        produce_raw(consumer.topic, key="k", event_type="order.created", payload=b"{not json", event_id=undecodable)
+        marker = consumer.produce()
+
+        async def past_the_marker() -> bool:
+            return await consumer.applied([marker]) == [marker]
+
+        await eventually(past_the_marker, within=90, what="the marker applied")
+        assert await _letters(consumer.group) == [(str(undecodable), "done")]
