@@ -32,6 +32,7 @@ from apps.checkout.schemas import (
 from apps.checkout.services import CartService, now
 from apps.common.auth import AnyRequest, ensure_acting_for, ensure_owner_or_guest, principal_of, public, read_owner
 from apps.common.errors import InvalidField, NotFound, UnknownReference
+from apps.common.headers import REPLAYED, replayed_header
 from apps.common.openapi import error_response
 from apps.common.providers import create_service_provider
 
@@ -242,7 +243,13 @@ class CheckoutController(Controller):
         session = await _open_checkout(checkouts, checkout_id, guest_token, request)
         return to_checkout_out(session, display_status(session, now()))
 
-    @post("/{checkout_id:uuid}/complete", status_code=HTTP_202_ACCEPTED, guards=[SHOPPING], responses=SHOPPING_ANSWERS)
+    @post(
+        "/{checkout_id:uuid}/complete",
+        status_code=HTTP_202_ACCEPTED,
+        guards=[SHOPPING],
+        responses=SHOPPING_ANSWERS,
+        response_headers=[replayed_header()],
+    )
     async def complete_checkout(
         self,
         checkout_id: FromPath[uuid.UUID],
@@ -259,5 +266,5 @@ class CheckoutController(Controller):
         seen = await _open_checkout(checkouts, checkout_id, guest_token, request)
         done = await checkouts.complete(seen, guest_token, idempotency_key)
         body = CompleteOut(checkout_id=done.session.id, status=done.session.status, order_id=done.session.order_id)
-        headers = {"Idempotent-Replayed": "true"} if done.replayed else {}
+        headers = REPLAYED if done.replayed else {}
         return Response(body, status_code=HTTP_202_ACCEPTED, headers=headers)

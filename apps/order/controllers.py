@@ -25,7 +25,7 @@ from apps.common.auth import (
     read_owner,
 )
 from apps.common.db import lazy_session
-from apps.common.headers import idempotency_key_header
+from apps.common.headers import REPLAYED, idempotency_key_header, replayed_header
 from apps.common.pagination import Cursor
 from apps.common.providers import create_service_provider
 from apps.common.read_routing import replica_reads
@@ -71,7 +71,7 @@ class OrderController(Controller):
     # request's session is made only if a fallback or a replay uses it. Its service is built here, not
     # injected: Litestar's dependency resolution per request cost more than the service itself
     # (docs/benchmarks.md, session 29).
-    @post(status_code=HTTP_201_CREATED, guards=[allow("customer", rows=True)])
+    @post(status_code=HTTP_201_CREATED, guards=[allow("customer", rows=True)], response_headers=[replayed_header()])
     async def place_order(
         self,
         data: JSONBody[OrderCreate],
@@ -84,7 +84,7 @@ class OrderController(Controller):
         state = request.app.state
         orders = OrderService(lazy_session(state, request.scope), state["dependencies"])
         placed = await orders.place(data, idempotency_key)
-        headers = {"Idempotent-Replayed": "true"} if placed.replayed else {}
+        headers = REPLAYED if placed.replayed else {}
         # Encoded here by an encoder made once: the same JSON as Litestar's (msgspec's own, none of these
         # types needs a hook), without its serializer lookup per response.
         body = _ENCODER.encode(to_order_out(placed.view))

@@ -9,12 +9,13 @@ from typing import Annotated, TypeAlias
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from apps.common.auth import allow
 from apps.common.errors import StateConflict
-from apps.common.headers import idempotency_key_header
+from apps.common.headers import REPLAYED, idempotency_key_header, replayed_header
 from apps.common.providers import create_service_provider
 from apps.payment.operations import execute
 from apps.payment.rules import PENDING, SUCCEEDED, check_reason, parse_amount
@@ -50,7 +51,18 @@ class PaymentController(Controller):
         The returns service reads them to check the refunds staff name to settle a return (settle_with)."""
         return [to_payment_out(p) for p in await payments.for_order(order_id)]
 
-    @post("/{payment_id:uuid}/refund", status_code=HTTP_201_CREATED, guards=[allow("admin")])
+    @post(
+        "/{payment_id:uuid}/refund",
+        status_code=HTTP_201_CREATED,
+        guards=[allow("admin")],
+        response_headers=[replayed_header()],
+        responses={
+            HTTP_202_ACCEPTED: ResponseSpec(
+                data_container=RefundOut,
+                description="Asked; the provider's answer is awaited (the worker keeps asking)",
+            )
+        },
+    )
     async def refund(
         self,
         payment_id: FromPath[uuid.UUID],
@@ -78,4 +90,5 @@ class PaymentController(Controller):
             raise StateConflict("amount", f"the provider refused the refund: {refund.error}")
         out = to_payment_out(payment)
         body = RefundOut(refund=next(op for op in out.operations if op.id == asked.id), payment=out)
-        return Response(body, status_code=HTTP_202_ACCEPTED if refund.outcome == PENDING else HTTP_201_CREATED)
+        status = HTTP_202_ACCEPTED if refund.outcome == PENDING else HTTP_201_CREATED
+        return Response(body, status_code=status, headers=REPLAYED if asked.replayed else None)

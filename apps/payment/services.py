@@ -63,10 +63,12 @@ _LEASE_IF_DUE = text(
 @dataclass(frozen=True, slots=True)
 class RefundAsked:
     """A refund asked over HTTP: its ledger id, and whether this request holds its lease and so calls the
-    provider now (``call``); otherwise it is answered, or someone else's call is on its way."""
+    provider now (``call``); otherwise it is answered, or someone else's call is on its way. ``replayed``:
+    the key had asked for it before (the answer says so, as a repeated order or checkout does)."""
 
     id: uuid.UUID
     call: bool
+    replayed: bool = False
 
 
 CENT = Decimal("0.01")
@@ -199,13 +201,13 @@ class PaymentService:
                     "Idempotency-Key", "this key was used for a different refund", source="header"
                 )
             if existing.outcome != PENDING:
-                return RefundAsked(existing.id, call=False)
+                return RefundAsked(existing.id, call=False, replayed=True)
             # Leased as the worker's claim does, and only if no one holds it: a call of the worker (or of
             # `just refunds fail`, or of a retry of this request) may be on its way, and the worker may be
             # asking the provider whether the refund exists; a POST of ours crossing a "no" would make the
             # refund after the ledger failed it.
             leased = await self.session.scalar(_LEASE_IF_DUE, {"id": existing.id, "lease": INLINE_LEASE_S})
-            return RefundAsked(existing.id, call=leased is not None)
+            return RefundAsked(existing.id, call=leased is not None, replayed=True)
         # A return's refund awaiting the provider (its first, or staff's retry): refunding that return by
         # hand now would refund it twice if both go through, and nothing here can tell whether this refund
         # is that return's. Refused until it is answered; a retry settles it by hand if it failed.
