@@ -75,6 +75,11 @@ class PaymentMethod(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             min_length=1,
             max_length=255,
             pattern=worded(r"^[\x21-\x7e ]+$", "must be printable ASCII (the provider's token)"),
+            description=(
+                "the provider's token for the buyer's card or account; the local sandbox's: `tok_visa` approves, "
+                "`tok_chargeDeclined` declines (the others: README, Payment)"
+            ),
+            examples=["tok_visa"],
         ),
     ]
 
@@ -84,7 +89,13 @@ class CheckoutCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     billing address the order is billed to the shipping address."""
 
     cart_id: uuid.UUID
-    shipping_method_id: Short
+    shipping_method_id: Annotated[
+        Short,
+        Meta(
+            description="a row of `shipping_methods` for the cart's currency: `standard` or `express` as seeded",
+            examples=["standard"],
+        ),
+    ]
     payment_method: PaymentMethod
     shipping_address: Address | None = None
     customer_shipping_address_id: SavedAddressId | None = None
