@@ -7,6 +7,7 @@ No I/O here: apps/common/dependencies.py asks the catalog, the services' rules d
 from __future__ import annotations
 
 # msgspec resolves struct annotations at runtime: these stay real imports.
+import functools
 import uuid
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -59,6 +60,7 @@ def decimals(currency: str) -> int:
     return min(minor_exponent(currency), STORED_DECIMALS)
 
 
+@functools.lru_cache(maxsize=256)  # read for every order line: a dict lookup, not a Decimal built each time
 def quantum(currency: str) -> Decimal:
     """The smallest amount of ``currency`` here: 1 for JPY, 0.01 for USD and for KWD."""
     return Decimal(1).scaleb(-decimals(currency))
@@ -115,7 +117,9 @@ def price_line(product: CatalogPrice, quantity: int, *, field: str) -> PricedLin
     currency has (a 100.50 JPY product priced before the catalog refused it) is not for sale: a 422 naming
     ``field``, the request's field that named the product, until staff correct the price. Never rounded:
     the order would charge a price the catalog does not show."""
-    if product.price != product.price.quantize(quantum(product.currency), rounding=ROUND_HALF_UP):
+    smallest = quantum(product.currency)
+    # A catalog price has two decimals at most (NUMERIC(10, 2)): only a currency with fewer needs a look.
+    if smallest != CENT and product.price != product.price.quantize(smallest, rounding=ROUND_HALF_UP):
         raise InconsistentFields(
             field,
             f"product {product.product_id} is priced {product.price} {product.currency}, more decimals than "
