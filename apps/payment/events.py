@@ -133,7 +133,7 @@ class PaymentCaptured(_AboutAmount, frozen=True, kw_only=True):
 @event("payment.capture_failed", version=1, aggregate="payment")
 class PaymentCaptureFailed(Event, frozen=True, kw_only=True):
     """A capture was refused: by the provider, or because there was no authorized payment to capture
-    (then ``payment_id`` is null, and absent on Kafka: Debezium's expanded JSON drops null fields)."""
+    (then ``payment_id`` is null)."""
 
     order_id: uuid.UUID
     reason: str
