@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,15 +110,16 @@ class Journey:
             self.problems += spec.problems(where, schema, response.json())
         return response.json() if response.content else None
 
-    async def until(self, what: str, read: Callable[[], Awaitable[Any]], done: Callable[[Any], bool]) -> Any:
-        seen: list[Any] = []
+    async def until(
+        self, what: str, service: str, path: str, auth: dict[str, str], done: Callable[[Any], bool], **params: Any
+    ) -> None:
+        """Poll ``GET path`` (an asynchronous step: the saga, the payment, a projection) until ``done``."""
 
         async def check() -> bool:
-            seen.append(await read())
-            return done(seen[-1])
+            response = await self.http.get(f"{service_url(service)}{path}", params=params, headers=auth)
+            return response.status_code == 200 and done(response.json())
 
         await eventually(check, within=60, what=what)
-        return seen[-1]
 
 
 @pytest.fixture
@@ -271,11 +272,7 @@ async def test_the_main_journeys_answers_match_each_services_openapi(journey: Jo
     await j.call("checkout", "POST", f"/api/checkout/{session['id']}/complete", auth=me, headers=key, expect=202)
     order_id = done["order_id"]
 
-    async def order() -> Any:
-        response = await j.http.get(f"{service_url('order')}/api/orders/{order_id}", headers=me)
-        return response.json() if response.status_code == 200 else {}
-
-    await j.until("the order confirmed", order, lambda o: o.get("status") == "confirmed")
+    await j.until("the order confirmed", "order", f"/api/orders/{order_id}", me, lambda o: o["status"] == "confirmed")
     placed = await j.call("order", "GET", f"/api/orders/{order_id}", auth=me, expect=200)
     assert placed["payment_status"] == "authorized"
     await j.call("order", "GET", "/api/orders", auth=me, params={"customer_id": cid, "limit": 1}, expect=200)
@@ -285,13 +282,14 @@ async def test_the_main_journeys_answers_match_each_services_openapi(journey: Jo
     for status in ("processing", "shipped", "delivered"):
         await j.call("order", "POST", f"/api/orders/{order_id}/status", auth=staff, expect=200, json={"status": status})
 
-    async def payment() -> Any:
-        response = await j.http.get(
-            f"{service_url('payment')}/api/payments", params={"order_id": order_id}, headers=staff
-        )
-        return response.json()[0] if response.status_code == 200 and response.json() else {}
-
-    await j.until("the capture", payment, lambda p: p.get("status") == "captured")
+    await j.until(
+        "the capture",
+        "payment",
+        "/api/payments",
+        staff,
+        lambda p: p and p[0]["status"] == "captured",
+        order_id=order_id,
+    )
     paid = await j.call("payment", "GET", "/api/payments", auth=staff, params={"order_id": order_id}, expect=200)
     mug_line = next(line["id"] for line in placed["items"] if line["product_id"] == mug["id"])
     asked = await j.call(
@@ -312,11 +310,9 @@ async def test_the_main_journeys_answers_match_each_services_openapi(journey: Jo
         json={"items": [{"return_item_id": asked["items"][0]["id"], "quantity_received": 1, "condition": "new"}]},
     )
 
-    async def returned() -> Any:
-        response = await j.http.get(f"{service_url('returns')}/api/returns/{asked['id']}", headers=me)
-        return response.json()
-
-    await j.until("the return completed", returned, lambda r: r.get("status") == "completed")
+    await j.until(
+        "the return completed", "returns", f"/api/returns/{asked['id']}", me, lambda r: r["status"] == "completed"
+    )
     await j.call("returns", "GET", f"/api/returns/{asked['id']}", auth=me, expect=200)
     await j.call("returns", "GET", "/api/returns", auth=me, params={"customer_id": cid}, expect=200)
     await j.call("payment", "GET", f"/api/payments/{paid[0]['id']}", auth=staff, expect=200)
@@ -332,20 +328,15 @@ async def test_the_main_journeys_answers_match_each_services_openapi(journey: Jo
     )
 
     # Stats and analytics once the refund is projected.
-    async def stats() -> Any:
-        response = await j.http.get(f"{service_url('customer')}/api/customers/{cid}/stats", headers=me)
-        return response.json()
-
-    await j.until("the refund in the stats", stats, lambda s: s.get("returns_count") == 1)
+    await j.until(
+        "the refund in the stats", "customer", f"/api/customers/{cid}/stats", me, lambda s: s["returns_count"] == 1
+    )
     await j.call("customer", "GET", f"/api/customers/{cid}/stats", auth=me, expect=200)
     await j.call("customer", "GET", f"/api/customers/{cid}/access-log", auth=me, params={"limit": 5}, expect=200)
 
-    async def sold() -> Any:
-        response = await j.http.get(f"{service_url('analytics')}/api/analytics/products/{mug['id']}", headers=staff)
-        return response.json()
-
-    await j.until("the refund in analytics", sold, lambda rows: bool(rows) and rows[0]["units_returned"] == 1)
-    await j.call("analytics", "GET", f"/api/analytics/products/{mug['id']}", auth=staff, expect=200)
+    sold = f"/api/analytics/products/{mug['id']}"
+    await j.until("the refund in analytics", "analytics", sold, staff, lambda rows: rows and rows[0]["units_returned"])
+    await j.call("analytics", "GET", sold, auth=staff, expect=200)
     await j.call("analytics", "GET", "/api/analytics/sales/daily", auth=staff, params={"currency": "USD"}, expect=200)
     await j.call("analytics", "GET", "/api/analytics/products/top", auth=staff, params={"limit": 3}, expect=200)
     await j.call("warehouse", "GET", f"/api/inventory/{mug['id']}", auth=staff, expect=200)
@@ -357,11 +348,9 @@ async def test_the_main_journeys_answers_match_each_services_openapi(journey: Jo
     await j.call("order", "POST", "/api/orders", auth=me, json=body, headers=direct_key, expect=201)
     direct_id = direct["id"]
 
-    async def direct_order() -> Any:
-        response = await j.http.get(f"{service_url('order')}/api/orders/{direct_id}", headers=me)
-        return response.json()
-
-    await j.until("the direct order confirmed", direct_order, lambda o: o.get("status") == "confirmed")
+    await j.until(
+        "the direct order confirmed", "order", f"/api/orders/{direct_id}", me, lambda o: o["status"] == "confirmed"
+    )
     await j.call(
         "order", "POST", f"/api/orders/{direct_id}/cancel", auth=me, json={"reason": "changed my mind"}, expect=200
     )
