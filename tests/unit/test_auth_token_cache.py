@@ -13,7 +13,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from apps.common.auth_tokens import AuthSettings, InvalidToken, TokenVerifier
+from apps.common.auth_tokens import InvalidToken, TokenVerifier
+from tests.unit.test_security_key_removal import _jwk, _settings, _write
 
 pytestmark = pytest.mark.unit
 
@@ -40,8 +41,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
 @pytest.fixture
 def key(tmp_path: Path) -> Ed25519PrivateKey:
     made = Ed25519PrivateKey.generate()
-    jwk = {**json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(made.public_key())), "kid": "k1", "alg": "EdDSA"}
-    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    _write(tmp_path / "jwks.json", _jwk(made, "k1"))
     return made
 
 
@@ -56,19 +56,13 @@ class _CountingVerifier(TokenVerifier):
 
 
 def _verifier(tmp_path: Path) -> _CountingVerifier:
-    settings = AuthSettings(
-        issuer="iss-c",
-        audience="aud-c",
-        jwks_url=None,
-        jwks_file=tmp_path / "jwks.json",
-        algorithms=frozenset({"EdDSA"}),
-        leeway_s=LEEWAY_S,
-    )
+    settings = _settings(tmp_path / "jwks.json")
+    assert settings.leeway_s == LEEWAY_S
     return _CountingVerifier(settings)
 
 
 def _claims(**overrides: Any) -> dict[str, Any]:
-    base = {"iss": "iss-c", "aud": "aud-c", "iat": NOW, "exp": NOW + 60, "sub": "c1", "role": "customer"}
+    base = {"iss": "iss-s", "aud": "aud-s", "iat": NOW, "exp": NOW + 60, "sub": "c1", "role": "customer"}
     return {**base, "customer_id": "00000000-0000-0000-0000-000000000001", **overrides}
 
 
@@ -141,9 +135,7 @@ async def test_a_cached_token_is_refused_once_its_key_is_withdrawn(
     monkeypatch.setattr("apps.common.auth_tokens.time.monotonic", lambda: ticks[0])
     check, token = _verifier(tmp_path), _token(key)
     await check.verify(token)
-    other = Ed25519PrivateKey.generate()
-    jwk = {**json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(other.public_key())), "kid": "k2", "alg": "EdDSA"}
-    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    _write(tmp_path / "jwks.json", _jwk(Ed25519PrivateKey.generate(), "k2"))
     ticks[0] += 1.0  # the file is looked at once a second
     with pytest.raises(InvalidToken, match="unknown signing key"):
         await check.verify(token)
