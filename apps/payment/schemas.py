@@ -12,6 +12,7 @@ import msgspec
 from msgspec import Meta
 
 from apps.common.fields import LINE_PATTERN
+from apps.common.pricing import ZERO
 from apps.common.responses import from_row
 from apps.payment.models import Payment
 from apps.payment.rules import AMOUNT_PATTERN, CURRENCY_PATTERN, MAX_AMOUNT, RETURN_ID, counted_for_returns, is_by_hand
@@ -63,7 +64,7 @@ class OperationOut(msgspec.Struct, kw_only=True):
             description="a refund by hand: how much of it settles returns already (a retry-refund's settle_with, "
             "or one made after the return asked); what is left may settle another"
         ),
-    ] = Decimal(0)
+    ] = ZERO
 
 
 class PaymentOut(msgspec.Struct, kw_only=True):
@@ -104,7 +105,7 @@ def to_payment_out(payment: Payment) -> PaymentOut:
             op,
             return_id=op.request.get(RETURN_ID),
             by_hand=is_by_hand(op.request),
-            counted_for_returns=counted.get(str(op.id), Decimal(0)),
+            counted_for_returns=counted.get(str(op.id), ZERO),
         )
         for op in payment.operations
     ]

@@ -60,6 +60,9 @@ async def test_a_refund_with_more_decimals_than_the_currency_has_is_refused(
     assert "JPY" in fraction.text
     whole_yen = await refund(api, payment["id"], {"amount": "10", "reason": "goodwill"}, uuid.uuid4().hex)
     assert whole_yen.status_code == 201, whole_yen.text
+    # Every amount in two decimals, as the columns hold them ("0" where nothing was counted, N 19:05).
+    amounts = {op["counted_for_returns"] for op in whole_yen.json()["payment"]["operations"]}
+    assert amounts == {"0.00"}, amounts
     assert await _provider_holds(payment["order_id"]) == (500, 500, 10)
 
 
