@@ -154,6 +154,10 @@ def _fetch(url: str) -> Any:
 
 
 def _parse(jwks: Any) -> dict[str, jwt.PyJWK]:
+    if isinstance(jwks, dict) and jwks.get("keys") == []:
+        # A whole document naming no key: every key withdrawn (an operator revoking them all). PyJWKSet
+        # refuses to build it, and its error read as "does not parse" kept the held keys verifying (S, 31).
+        return {}
     keys = {}
     for key in jwt.PyJWKSet.from_dict(jwks).keys:
         if key.key_id:

@@ -172,3 +172,33 @@ async def test_the_next_request_after_the_key_leaves_is_a_401(tmp_path: Path) ->
         assert refused.status_code == 401
         assert "unknown signing key" in refused.text
         assert refused.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_a_key_set_emptied_withdraws_every_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty key set is a whole document saying no key verifies (an operator revoking everything), not one
+    that does not parse: PyJWKSet refuses to build it, and the held keys went on verifying, remembered tokens
+    and fresh ones alike, by file and by URL, until every process restarted (session 31, S; found by K)."""
+    key = Ed25519PrivateKey.generate()
+    path = tmp_path / "jwks.json"
+    _write(path, _jwk(key, "k"))
+    by_file = TokenVerifier(_settings(path))
+    served: dict[str, Any] = {"keys": [_jwk(key, "k")]}
+    monkeypatch.setattr("apps.common.auth_tokens._fetch", lambda url: json.loads(json.dumps(served)))
+    by_url = TokenVerifier(_settings(tmp_path / "absent.json", jwks_url="https://idp.invalid/jwks", refresh_s=0.3))
+    remembered = _token(key, "k")
+    for check in (by_file, by_url):
+        assert (await check.verify(remembered)).subject == "u"
+    _write(path)
+    served["keys"] = []
+    await asyncio.sleep(FILE_INTERVAL_S)
+    for check in (by_file, by_url):
+        for token in (remembered, _token(key, "k", sub="fresh")):
+            with pytest.raises(InvalidToken, match="unknown signing key"):
+                await check.verify(token)
+    # A new key set is taken as before.
+    other = Ed25519PrivateKey.generate()
+    _write(path, _jwk(other, "k2"))
+    served["keys"] = [_jwk(other, "k2")]
+    await asyncio.sleep(FILE_INTERVAL_S)
+    for check in (by_file, by_url):
+        assert (await check.verify(_token(other, "k2", sub="w"))).subject == "w"
