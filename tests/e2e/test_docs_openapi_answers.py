@@ -72,16 +72,17 @@ class Journey:
 
     async def call(
         self,
-        service: str,
-        method: str,
-        path: str,
-        *,
         auth: dict[str, str] | None,
+        method: str,
+        service: str,
+        path: str,
         json: Any = None,
+        expect: int = 200,
+        *,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-        expect: int,
     ) -> Any:
+        """``method path`` on ``service`` as ``auth``'s bearer (None: no token), expecting ``expect``."""
         response = await self.http.request(
             method,
             f"{service_url(service)}{path}",
@@ -175,213 +176,102 @@ async def test_the_main_journeys_answers_match_each_services_openapi(journey: Jo
 
     # An admin puts two products on sale and stocks them; anyone browses the catalog a page at a time.
     mug = await j.call(
-        "catalog",
-        "POST",
-        "/api/products",
-        auth=admin,
-        expect=201,
-        json={"sku": f"DOC-MUG-{run}", "name": "Mug", "price": "12.50"},
+        admin, "POST", "catalog", "/api/products", {"sku": f"M-{run}", "name": "Mug", "price": "12.50"}, 201
     )
-    tea = await j.call(
-        "catalog",
-        "POST",
-        "/api/products",
-        auth=admin,
-        expect=201,
-        json={"sku": f"DOC-TEA-{run}", "name": "Tea", "price": "4.00", "currency": "USD", "description": "green"},
-    )
+    tea_body = {"sku": f"T-{run}", "name": "Tea", "price": "4.00", "currency": "USD", "description": "green"}
+    tea = await j.call(admin, "POST", "catalog", "/api/products", tea_body, 201)
     for product in (mug, tea):
-        await j.call(
-            "warehouse", "PUT", f"/api/inventory/{product['id']}", auth=admin, expect=200, json={"quantity": 10}
-        )
-    await j.call("catalog", "GET", f"/api/products/{mug['id']}", auth=None, expect=200)
-    first = await j.call("catalog", "GET", "/api/products", auth=None, params={"limit": 1}, expect=200)
-    assert first["next_cursor"]
-    await j.call(
-        "catalog", "GET", "/api/products", auth=None, expect=200, params={"limit": 1, "cursor": first["next_cursor"]}
-    )
+        await j.call(admin, "PUT", "warehouse", f"/api/inventory/{product['id']}", {"quantity": 10})
+    await j.call(None, "GET", "catalog", f"/api/products/{mug['id']}")
+    first = await j.call(None, "GET", "catalog", "/api/products", params={"limit": 1})
+    await j.call(None, "GET", "catalog", "/api/products", params={"limit": 1, "cursor": first["next_cursor"]})
 
     # A customer registers, then acts with a token of their own.
-    customer = await j.call(
-        "customer",
-        "POST",
-        "/api/customers",
-        auth=None,
-        expect=201,
-        json={"email": f"doc-{run.lower()}@example.com", "first_name": "Ada", "last_name": "Lovelace"},
-    )
-    me = auth_headers("customer", customer_id=customer["id"])
-    cid = customer["id"]
-    await j.call("customer", "GET", f"/api/customers/{cid}", auth=me, expect=200)
-    address = await j.call(
-        "customer",
-        "POST",
-        f"/api/customers/{cid}/addresses",
-        auth=me,
-        expect=201,
-        json={
-            "type": "shipping",
-            "address_line1": "1 Main St",
-            "city": "Springfield",
-            "postal_code": "12345",
-            "country": "US",
-        },
-    )
-    await j.call("customer", "GET", f"/api/customers/{cid}/addresses", auth=me, expect=200)
+    registration = {"email": f"doc-{run.lower()}@example.com", "first_name": "Ada", "last_name": "Lovelace"}
+    cid = (await j.call(None, "POST", "customer", "/api/customers", registration, 201))["id"]
+    me = auth_headers("customer", customer_id=cid)
+    await j.call(me, "GET", "customer", f"/api/customers/{cid}")
+    saved = {"type": "shipping", "address_line1": "1 Main St", "city": "Springfield", "country": "US"}
+    address = await j.call(me, "POST", "customer", f"/api/customers/{cid}/addresses", saved, 201)
+    await j.call(me, "GET", "customer", f"/api/customers/{cid}/addresses")
 
     # A cart, a checkout, paid with the sandbox's approving card.
-    cart = await j.call("checkout", "POST", "/api/carts", auth=me, expect=201, json={"customer_id": cid})
-    await j.call("checkout", "POST", "/api/carts", auth=me, expect=200, json={"customer_id": cid})
-    await j.call(
-        "checkout",
-        "POST",
-        f"/api/carts/{cart['id']}/items",
-        auth=me,
-        expect=200,
-        json={"product_id": mug["id"], "quantity": 3},
-    )
-    lines = await j.call(
-        "checkout",
-        "POST",
-        f"/api/carts/{cart['id']}/items",
-        auth=me,
-        expect=200,
-        json={"product_id": tea["id"], "quantity": 1},
-    )
+    cart = await j.call(me, "POST", "checkout", "/api/carts", {"customer_id": cid}, 201)
+    await j.call(me, "POST", "checkout", "/api/carts", {"customer_id": cid}, 200)  # the active one, again
+    items = f"/api/carts/{cart['id']}/items"
+    await j.call(me, "POST", "checkout", items, {"product_id": mug["id"], "quantity": 3})
+    lines = await j.call(me, "POST", "checkout", items, {"product_id": tea["id"], "quantity": 1})
     mug_item = next(line["id"] for line in lines["items"] if line["product_id"] == mug["id"])
-    await j.call(
-        "checkout", "PATCH", f"/api/carts/{cart['id']}/items/{mug_item}", auth=me, expect=200, json={"quantity": 2}
-    )
-    await j.call("checkout", "GET", f"/api/carts/{cart['id']}", auth=me, expect=200)
-    session = await j.call(
-        "checkout",
-        "POST",
-        "/api/checkout",
-        auth=me,
-        expect=201,
-        json={
-            "cart_id": cart["id"],
-            "customer_shipping_address_id": address["id"],
-            "shipping_method_id": "standard",
-            "payment_method": {"type": "card", "token": "tok_visa"},
-        },
-    )
-    await j.call("checkout", "GET", f"/api/checkout/{session['id']}", auth=me, expect=200)
+    await j.call(me, "PATCH", "checkout", f"{items}/{mug_item}", {"quantity": 2})
+    await j.call(me, "GET", "checkout", f"/api/carts/{cart['id']}")
+    card = {"type": "card", "token": "tok_visa"}
+    body = {"cart_id": cart["id"], "customer_shipping_address_id": address["id"], "shipping_method_id": "standard"}
+    session = await j.call(me, "POST", "checkout", "/api/checkout", {**body, "payment_method": card}, 201)
+    await j.call(me, "GET", "checkout", f"/api/checkout/{session['id']}")
     key = {"Idempotency-Key": f"checkout-{session['id']}"}
-    done = await j.call("checkout", "POST", f"/api/checkout/{session['id']}/complete", auth=me, headers=key, expect=202)
-    await j.call("checkout", "POST", f"/api/checkout/{session['id']}/complete", auth=me, headers=key, expect=202)
-    order_id = done["order_id"]
+    complete = f"/api/checkout/{session['id']}/complete"
+    order_id = (await j.call(me, "POST", "checkout", complete, None, 202, headers=key))["order_id"]
+    await j.call(me, "POST", "checkout", complete, None, 202, headers=key)
 
     await j.until("the order confirmed", "order", f"/api/orders/{order_id}", me, lambda o: o["status"] == "confirmed")
-    placed = await j.call("order", "GET", f"/api/orders/{order_id}", auth=me, expect=200)
+    placed = await j.call(me, "GET", "order", f"/api/orders/{order_id}")
     assert placed["payment_status"] == "authorized"
-    await j.call("order", "GET", "/api/orders", auth=me, params={"customer_id": cid, "limit": 1}, expect=200)
-    await j.call("warehouse", "GET", "/api/reservations", auth=staff, params={"order_id": order_id}, expect=200)
+    await j.call(me, "GET", "order", "/api/orders", params={"customer_id": cid, "limit": 1})
+    await j.call(staff, "GET", "warehouse", "/api/reservations", params={"order_id": order_id})
 
     # Staff ship and deliver it (the capture); the customer returns a mug; staff approve and receive it.
     for status in ("processing", "shipped", "delivered"):
-        await j.call("order", "POST", f"/api/orders/{order_id}/status", auth=staff, expect=200, json={"status": status})
-
-    await j.until(
-        "the capture",
-        "payment",
-        "/api/payments",
-        staff,
-        lambda p: p and p[0]["status"] == "captured",
-        order_id=order_id,
-    )
-    paid = await j.call("payment", "GET", "/api/payments", auth=staff, params={"order_id": order_id}, expect=200)
+        await j.call(staff, "POST", "order", f"/api/orders/{order_id}/status", {"status": status})
+    captured = lambda p: p and p[0]["status"] == "captured"  # noqa: E731
+    await j.until("the capture", "payment", "/api/payments", staff, captured, order_id=order_id)
+    paid = await j.call(staff, "GET", "payment", "/api/payments", params={"order_id": order_id})
     mug_line = next(line["id"] for line in placed["items"] if line["product_id"] == mug["id"])
-    asked = await j.call(
-        "returns",
-        "POST",
-        "/api/returns",
-        auth=me,
-        expect=201,
-        json={"order_id": order_id, "items": [{"order_item_id": mug_line, "quantity": 1, "reason": "defective"}]},
-    )
-    await j.call("returns", "POST", f"/api/returns/{asked['id']}/approve", auth=staff, expect=200, json={})
+    asking = {"order_id": order_id, "items": [{"order_item_id": mug_line, "quantity": 1, "reason": "defective"}]}
+    asked = await j.call(me, "POST", "returns", "/api/returns", asking, 201)
+    await j.call(staff, "POST", "returns", f"/api/returns/{asked['id']}/approve", {})
+    came = {"return_item_id": asked["items"][0]["id"], "quantity_received": 1, "condition": "new"}
+    await j.call(staff, "POST", "returns", f"/api/returns/{asked['id']}/receive", {"items": [came]})
+    completed = lambda r: r["status"] == "completed"  # noqa: E731
+    await j.until("the return completed", "returns", f"/api/returns/{asked['id']}", me, completed)
+    await j.call(me, "GET", "returns", f"/api/returns/{asked['id']}")
+    await j.call(me, "GET", "returns", "/api/returns", params={"customer_id": cid})
+    payment = f"/api/payments/{paid[0]['id']}"
+    await j.call(staff, "GET", "payment", payment)
+    goodwill = {"Idempotency-Key": f"goodwill-{run}"}
     await j.call(
-        "returns",
-        "POST",
-        f"/api/returns/{asked['id']}/receive",
-        auth=staff,
-        expect=200,
-        json={"items": [{"return_item_id": asked["items"][0]["id"], "quantity_received": 1, "condition": "new"}]},
-    )
-
-    await j.until(
-        "the return completed", "returns", f"/api/returns/{asked['id']}", me, lambda r: r["status"] == "completed"
-    )
-    await j.call("returns", "GET", f"/api/returns/{asked['id']}", auth=me, expect=200)
-    await j.call("returns", "GET", "/api/returns", auth=me, params={"customer_id": cid}, expect=200)
-    await j.call("payment", "GET", f"/api/payments/{paid[0]['id']}", auth=staff, expect=200)
-    by_hand = {"Idempotency-Key": f"goodwill-{run}"}
-    await j.call(
-        "payment",
-        "POST",
-        f"/api/payments/{paid[0]['id']}/refund",
-        auth=admin,
-        headers=by_hand,
-        expect=201,
-        json={"amount": "1.00", "reason": "goodwill"},
+        admin, "POST", "payment", f"{payment}/refund", {"amount": "1.00", "reason": "x"}, 201, headers=goodwill
     )
 
     # Stats and analytics once the refund is projected.
-    await j.until(
-        "the refund in the stats", "customer", f"/api/customers/{cid}/stats", me, lambda s: s["returns_count"] == 1
-    )
-    await j.call("customer", "GET", f"/api/customers/{cid}/stats", auth=me, expect=200)
-    await j.call("customer", "GET", f"/api/customers/{cid}/access-log", auth=me, params={"limit": 5}, expect=200)
-
+    stats = f"/api/customers/{cid}/stats"
+    await j.until("the refund in the stats", "customer", stats, me, lambda s: s["returns_count"] == 1)
+    await j.call(me, "GET", "customer", stats)
+    await j.call(me, "GET", "customer", f"/api/customers/{cid}/access-log", params={"limit": 5})
     sold = f"/api/analytics/products/{mug['id']}"
     await j.until("the refund in analytics", "analytics", sold, staff, lambda rows: rows and rows[0]["units_returned"])
-    await j.call("analytics", "GET", sold, auth=staff, expect=200)
-    await j.call("analytics", "GET", "/api/analytics/sales/daily", auth=staff, params={"currency": "USD"}, expect=200)
-    await j.call("analytics", "GET", "/api/analytics/products/top", auth=staff, params={"limit": 3}, expect=200)
-    await j.call("warehouse", "GET", f"/api/inventory/{mug['id']}", auth=staff, expect=200)
+    await j.call(staff, "GET", "analytics", sold)
+    await j.call(staff, "GET", "analytics", "/api/analytics/sales/daily", params={"currency": "USD"})
+    await j.call(staff, "GET", "analytics", "/api/analytics/products/top", params={"limit": 3})
+    await j.call(staff, "GET", "warehouse", f"/api/inventory/{mug['id']}")
 
     # A direct order with an Idempotency-Key (its repeat too), cancelled by the customer once confirmed.
-    body = {"customer_id": cid, "items": [{"product_id": tea["id"], "quantity": 1}]}
+    order = {"customer_id": cid, "items": [{"product_id": tea["id"], "quantity": 1}]}
     direct_key = {"Idempotency-Key": f"direct-{run}"}
-    direct = await j.call("order", "POST", "/api/orders", auth=me, json=body, headers=direct_key, expect=201)
-    await j.call("order", "POST", "/api/orders", auth=me, json=body, headers=direct_key, expect=201)
-    direct_id = direct["id"]
-
-    await j.until(
-        "the direct order confirmed", "order", f"/api/orders/{direct_id}", me, lambda o: o["status"] == "confirmed"
-    )
-    await j.call(
-        "order", "POST", f"/api/orders/{direct_id}/cancel", auth=me, json={"reason": "changed my mind"}, expect=200
-    )
+    direct_id = (await j.call(me, "POST", "order", "/api/orders", order, 201, headers=direct_key))["id"]
+    await j.call(me, "POST", "order", "/api/orders", order, 201, headers=direct_key)
+    direct = f"/api/orders/{direct_id}"
+    await j.until("the direct order confirmed", "order", direct, me, lambda o: o["status"] == "confirmed")
+    await j.call(me, "POST", "order", f"{direct}/cancel", {"reason": "changed my mind"})
 
     # Refusals carry the shared error body, with the field at fault.
+    none_of_it = {"customer_id": cid, "items": [{"product_id": tea["id"], "quantity": 0}]}
+    await j.call(me, "POST", "order", "/api/orders", none_of_it, 400)
+    await j.call(me, "POST", "order", f"{direct}/cancel", {}, 409)
+    await j.call(me, "GET", "order", f"/api/orders/{uuid.uuid4()}", None, 404)
+    await j.call(me, "POST", "checkout", items, {"product_id": tea["id"], "quantity": 1}, 409)  # converted
+    fresh = await j.call(me, "POST", "checkout", "/api/carts", {"customer_id": cid}, 201)
     await j.call(
-        "order",
-        "POST",
-        "/api/orders",
-        auth=me,
-        expect=400,
-        json={"customer_id": cid, "items": [{"product_id": tea["id"], "quantity": 0}]},
-    )
-    await j.call("order", "POST", f"/api/orders/{direct_id}/cancel", auth=me, json={}, expect=409)
-    await j.call("order", "GET", f"/api/orders/{uuid.uuid4()}", auth=me, expect=404)
-    await j.call(
-        "checkout",
-        "POST",
-        "/api/carts/" + cart["id"] + "/items",
-        auth=me,
-        expect=409,
-        json={"product_id": tea["id"], "quantity": 1},
-    )
-    fresh = await j.call("checkout", "POST", "/api/carts", auth=me, expect=201, json={"customer_id": cid})
-    await j.call(
-        "checkout",
-        "POST",
-        f"/api/carts/{fresh['id']}/items",
-        auth=me,
-        expect=422,
-        json={"product_id": str(uuid.uuid4()), "quantity": 1},
+        me, "POST", "checkout", f"/api/carts/{fresh['id']}/items", {"product_id": str(uuid.uuid4()), "quantity": 1}, 422
     )
 
     assert j.problems == [], "answers that do not match the services' OpenAPI documents:\n" + "\n".join(j.problems)
