@@ -17,23 +17,47 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from outbox.errors import RetryableError
 
-__all__ = ["RETRYABLE_SQLSTATES", "backoff_delay", "is_retryable", "waits_for"]
+__all__ = [
+    "CONTENTION_SQLSTATES",
+    "READ_ONLY_SQLSTATE",
+    "RETRYABLE_SQLSTATES",
+    "backoff_delay",
+    "contended",
+    "is_retryable",
+    "waits_for",
+]
 
-# Serialization failure, deadlock, lock timeout, a cancelled statement (57014: an operator's
+# A transaction PostgreSQL refused for another's sake, not for what it asked: 40001 serialization_failure
+# and 40P01 deadlock_detected roll it back, 55P03 lock_not_available (a lock_timeout or NOWAIT ran out)
+# fails it. The database answered, and the same work is expected to pass once the other transaction ends:
+# a consumer retries it without calling itself not ready at once, an HTTP request is a 503 with a short
+# Retry-After (apps/common/error_handlers.py).
+CONTENTION_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+# 25006 read_only_sql_transaction: a write reached a server that takes none right now (a standby not yet
+# promoted after a failover, default_transaction_read_only set by an operator). No event's fault: it lasts
+# as long as the failover.
+READ_ONLY_SQLSTATE = "25006"
+
+# Contention (above), a server that takes no writes (above), a cancelled statement (57014: an operator's
 # pg_cancel_backend, a statement_timeout; no event's fault, and the services' HTTP side answers it 503),
 # admin/crash shutdown, "cannot connect now" (the server is starting up or shutting down), too many
 # connections, out of memory/disk. Class 08 (connection exception) is retryable as a whole. Also an
 # undefined table or column: the schema is behind the code (a deploy whose migration has not run yet, or
 # one rolled back), which is no event's fault; dead-lettering would throw away every event until it is
 # fixed, while a retry waits, and the lag alert says so.
-RETRYABLE_SQLSTATES = frozenset(
-    {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "53300", "53200", "53100", "42P01", "42703"}
+RETRYABLE_SQLSTATES = CONTENTION_SQLSTATES | frozenset(
+    {READ_ONLY_SQLSTATE, "57014", "57P01", "57P02", "57P03", "53300", "53200", "53100", "42P01", "42703"}
 )
 
 
 def is_retryable(exc: BaseException) -> bool:
     """True for a transient failure of the database or the network; False when the event is at fault."""
     return any(_transient(error) for error in _causes(exc))
+
+
+def contended(exc: BaseException) -> bool:
+    """True when the database refused the work for a concurrent transaction's sake (CONTENTION_SQLSTATES)."""
+    return any(_sqlstate(error) in CONTENTION_SQLSTATES for error in _causes(exc))
 
 
 def waits_for(exc: BaseException) -> str:

@@ -25,7 +25,7 @@ from outbox.config import kafka_bootstrap
 from outbox.decoding import Batch, parse
 from outbox.kafka_client import REJOIN_WITHIN_S, KafkaSide
 from outbox.redaction import redact
-from outbox.retry import backoff_delay, is_retryable, waits_for
+from outbox.retry import backoff_delay, contended, is_retryable, waits_for
 from outbox.transaction import BatchTransaction, IsolateBatch, Plan, make_plan
 
 if TYPE_CHECKING:
@@ -37,6 +37,13 @@ if TYPE_CHECKING:
 __all__ = ["ConsumerRuntime", "Stopped", "is_retryable"]
 
 log = logging.getLogger("outbox.runtime")
+
+# Consecutive contention failures of one batch (a deadlock, a serialization failure, a lock timeout:
+# outbox.retry.contended) retried without calling the consumer not ready. The database answered, and the
+# first retry (0.2-0.4 s later) is expected to pass: /ready flapped to 503 for that moment on every
+# deadlock retry. A third failure in a row (after 0.6-1.2 s of backoff) is no longer a moment's collision
+# but a lock held for long or a hot spot that keeps losing: the consumer is not ready, as for any retry.
+CONTENTION_RETRIES_READY = 2
 
 
 class Stopped(Exception):
@@ -257,6 +264,8 @@ class ConsumerRuntime:
     async def _apply_with_retries(self, batch: Batch, plan: Plan | None) -> None:
         isolate = False
         attempt = 0
+        contention = 0  # consecutive contention failures (CONTENTION_RETRIES_READY)
+        failed_at = 0.0  # when this batch first failed: /ready's "since"
         while True:
             try:
                 await self._prepare(batch)
@@ -269,11 +278,14 @@ class ConsumerRuntime:
             except Exception as exc:
                 if not is_retryable(exc):
                     raise
+                failed_at = failed_at or time.time()
+                contention = contention + 1 if contended(exc) else 0
                 dependency = waits_for(exc)
-                if dependency == "database":
+                if dependency == "database" and not contention:  # a refusal for contention is an answer
                     self.database_ok = False
-                since = self.waiting[2] if self.waiting is not None else time.time()
-                self.waiting = (dependency, redact(str(exc))[:500] or type(exc).__name__, since)
+                if not 0 < contention <= CONTENTION_RETRIES_READY:
+                    since = self.waiting[2] if self.waiting is not None else failed_at
+                    self.waiting = (dependency, redact(str(exc))[:500] or type(exc).__name__, since)
                 attempt += 1
                 metrics.RETRIES.labels(self.group.name, type(exc).__name__).inc()
                 delay = backoff_delay(attempt, self.max_backoff)

@@ -33,6 +33,7 @@ from sqlalchemy import exc as sa_exc
 
 from apps.common.errors import DependencyUnavailable, FieldProblem, NotFound
 from apps.common.fields import pattern_in_words
+from outbox.retry import CONTENTION_SQLSTATES, READ_ONLY_SQLSTATE
 
 __all__ = [
     "HTTP_499_CLIENT_CLOSED_REQUEST",
@@ -62,16 +63,10 @@ _UNAVAILABLE: Final = (
 # shutting down or "starting up", a query was cancelled). asyncpg raises them as its own classes, which
 # SQLAlchemy wraps as a plain DBAPIError, so they are told apart by code.
 _UNAVAILABLE_SQLSTATE_CLASSES: Final = frozenset({"08", "53", "57"})
-# A transaction PostgreSQL refused because of another one, not because of the request: 40P01
-# deadlock_detected and 40001 serialization_failure roll the whole transaction back; 55P03
-# lock_not_available (a lock_timeout or NOWAIT ran out) fails it, and the session's close rolls it back. The
-# same request is likely to pass a moment later, so it is a 503 with a short Retry-After, not a 500. Class 40
-# is not taken whole: 40003 statement_completion_unknown does not say whether anything was written.
-_CONTENTION_SQLSTATES: Final = frozenset({"40P01", "40001", "55P03"})
-# 25006 read_only_sql_transaction: a write reached a server that takes none right now (a standby not yet
-# promoted after a failover, a primary an operator made read-only with default_transaction_read_only);
-# nothing was written, and it lasts as long as the failover, so the outage's Retry-After.
-_READ_ONLY_SQLSTATE: Final = "25006"
+# A transaction refused for another's sake (40P01 deadlock, 40001 serialization failure, 55P03 lock timeout:
+# the same request is likely to pass a moment later) or because the server takes no writes right now (25006,
+# a failover) is a 503, not a 500: outbox/retry.py holds the codes, the consumers retry the same ones. Class
+# 40 is not taken whole: 40003 statement_completion_unknown does not say whether anything was written.
 # Class 22, data exception: a value the database refused (numeric overflow, a NUL in a text, a date out
 # of range), also a plain DBAPIError.
 _DATA_SQLSTATE_CLASS: Final = "22"
@@ -330,9 +325,9 @@ def classify_database_error(exc: BaseException) -> tuple[int, str]:
     if any(_is_unavailable(e) for e in chain):
         return HTTP_503_SERVICE_UNAVAILABLE, _UNAVAILABLE_DETAIL
     codes = {_sqlstate(e) for e in chain}
-    if codes & _CONTENTION_SQLSTATES:
+    if codes & CONTENTION_SQLSTATES:
         return HTTP_503_SERVICE_UNAVAILABLE, _CONTENTION_DETAIL
-    if _READ_ONLY_SQLSTATE in codes:
+    if READ_ONLY_SQLSTATE in codes:
         return HTTP_503_SERVICE_UNAVAILABLE, _READ_ONLY_DETAIL
     if isinstance(exc, NotFoundError):
         return HTTP_404_NOT_FOUND, exc.detail if _raised_by_us(exc) and exc.detail else "Not found"
