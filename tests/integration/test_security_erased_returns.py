@@ -18,7 +18,7 @@ from litestar.testing import AsyncTestClient
 
 from apps.returns.app import create_app
 from tests.support.db import fetch
-from tests.support.http import api_client, auth_headers, create_customer, service_url
+from tests.support.http import api_client, auth_headers, create_customer, in_process, service_url
 from tests.support.orders import eventually
 from tests.support.returns import delivered_order, line_id, order, stocked
 
@@ -32,9 +32,8 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def returns(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[AsyncTestClient[Any]]:
-    monkeypatch.setenv("SERVICE_NAME", "returns")  # its calls carry the returns service's token and scopes
-    async with AsyncTestClient(app=create_app()) as client:
+async def returns() -> AsyncIterator[AsyncTestClient[Any]]:
+    async with in_process(create_app, "returns") as client:
         yield client
 
 

@@ -15,13 +15,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
 from apps.order.app import create_app
 from tests.support.db import connect, fetch
-from tests.support.http import api_client, authorized, create_customer, service_url
+from tests.support.http import api_client, create_customer, in_process, service_url
 from tests.support.orders import eventually
 from tests.support.returns import stocked
 
@@ -29,15 +28,8 @@ pytestmark = pytest.mark.usefixtures("stack")
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(timeout=30) as client:
-        yield client
-
-
-@pytest.fixture
-async def orders(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[AsyncTestClient[Any]]:
-    monkeypatch.setenv("SERVICE_NAME", "order")  # its calls carry the order service's token and scopes
-    async with authorized(AsyncTestClient(app=create_app())) as client:
+async def orders() -> AsyncIterator[AsyncTestClient[Any]]:
+    async with in_process(create_app, "order", role="admin") as client:
         yield client
 
 
@@ -46,11 +38,9 @@ async def _addresses(order_id: str) -> Any:
     return rows[0]["shipping_address"]
 
 
-async def test_an_order_placed_while_the_erasure_applies_keeps_no_address(
-    http: httpx.AsyncClient, orders: AsyncTestClient[Any]
-) -> None:
+async def test_an_order_placed_while_the_erasure_applies_keeps_no_address(orders: AsyncTestClient[Any]) -> None:
     product = await stocked("4.00", 20)
-    customer = (await create_customer(http))["id"]
+    customer = (await create_customer())["id"]
     marker = f"{uuid.uuid4().hex[:12]} Erasure Race Street"
     body = {
         "customer_id": customer,
@@ -68,7 +58,8 @@ async def test_an_order_placed_while_the_erasure_applies_keeps_no_address(
         hold = held.transaction()
         await hold.start()
         await held.execute("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", first_id)
-        erased = await http.post(f"{service_url('customer')}/api/customers/{customer}/erase")
+        async with api_client(timeout=30) as http:
+            erased = await http.post(f"{service_url('customer')}/api/customers/{customer}/erase")
         assert erased.status_code == 202, erased.text
 
         async def group_waits() -> bool:  # its UPDATE of the customer's orders waits on the row held here

@@ -3,13 +3,17 @@ order needs, created through the real APIs."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, TypeVar
 
 import httpx
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
 
 from apps.common.auth_issuer import mint
 from apps.common.topology import BY_NAME
@@ -90,3 +94,21 @@ def authorized(client: ClientT, role: str = "admin", *, customer_id: uuid.UUID |
     """``client`` (e.g. Litestar's ``AsyncTestClient``) with a token for ``role`` on every request."""
     client.headers.update(auth_headers(role, customer_id=customer_id))
     return client
+
+
+@contextlib.asynccontextmanager
+async def in_process(
+    create_app: Callable[[], Litestar], service: str, role: str | None = None
+) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """A service's app from the tree, in this process, against the running stack: its calls to other services
+    carry ``service``'s own token and scopes (SERVICE_NAME), and every request a token for ``role`` if given."""
+    before = os.environ.get("SERVICE_NAME")
+    os.environ["SERVICE_NAME"] = service
+    try:
+        async with AsyncTestClient(app=create_app()) as client:
+            yield client if role is None else authorized(client, role)
+    finally:
+        if before is None:
+            os.environ.pop("SERVICE_NAME", None)
+        else:
+            os.environ["SERVICE_NAME"] = before

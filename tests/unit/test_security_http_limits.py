@@ -105,15 +105,21 @@ async def test_an_oversized_head_is_a_431_and_the_connection_closes() -> None:
         assert (await exchange(port, head(100, filler=MAX_HEAD_BYTES - 4096))).startswith(b"HTTP/1.1 200 ")
 
 
+async def flooded(port: int, flood: bytes) -> tuple[bytes, float]:
+    """Send ``flood`` on one connection and, until it is answered, small requests on others: the flood's
+    answer and the longest any small one waited."""
+    sending = asyncio.create_task(exchange(port, flood))
+    worst = 0.0
+    while not sending.done():
+        started = time.monotonic()
+        assert (await exchange(port, head(1))).startswith(b"HTTP/1.1 200 ")
+        worst = max(worst, time.monotonic() - started)
+    return await sending, worst
+
+
 async def test_the_loop_is_not_held_by_a_flood_of_headers() -> None:
     async with serving() as port:
-        flood = asyncio.create_task(exchange(port, head(1_000_000)))
-        worst = 0.0
-        while not flood.done():
-            started = time.monotonic()
-            assert (await exchange(port, head(1))).startswith(b"HTTP/1.1 200 ")
-            worst = max(worst, time.monotonic() - started)
-        answer = await flood
+        answer, worst = await flooded(port, head(1_000_000))
         assert answer.startswith(b"HTTP/1.1 431 ") or answer == b"RESET", answer[:40]
         assert worst < 0.25, f"a normal request waited {worst:.2f} s"
 
@@ -202,13 +208,7 @@ async def test_a_flood_of_trailers_is_bounded_like_a_head() -> None:
     kept (the app's header list) like the 1,000,000 headers of session 29."""
     flood = chunked(b"".join(b"x-t%d: v\r\n" % i for i in range(1_000_000)))
     async with serving() as port:
-        sending = asyncio.create_task(exchange(port, flood))
-        worst = 0.0
-        while not sending.done():
-            started = time.monotonic()
-            assert (await exchange(port, head(1))).startswith(b"HTTP/1.1 200 ")
-            worst = max(worst, time.monotonic() - started)
-        answer = await sending
+        answer, worst = await flooded(port, flood)
         assert answer[:13] in (b"HTTP/1.1 431 ", b"HTTP/1.1 400 ") or answer == b"RESET", answer[:40]
         assert worst < 0.25, f"a normal request waited {worst:.2f} s"
         # Trailers under the bound are dropped, and the request is answered.
