@@ -66,11 +66,27 @@ class OrderOut(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     order_number: str
     customer_id: str
-    status: str
-    payment_status: str
-    # The saga step the order waits on (reservation, payment), until when; null once it is decided.
-    waiting_on: str | None
-    waiting_until: dt.datetime | None
+    status: Annotated[
+        Status,
+        Meta(
+            description="pending -> confirmed -> processing -> shipped -> delivered, one step at a time; or cancelled"
+        ),
+    ]
+    payment_status: Annotated[
+        str,
+        Meta(
+            description=(
+                "the payment as the saga last heard of it: pending (none asked yet; an order placed without payment "
+                "stays pending), authorized, declined, captured, voided, partially_refunded, refunded, ...; a refused "
+                "operation: capture_failed, void_failed, refund_failed"
+            )
+        ),
+    ]
+    waiting_on: Annotated[
+        Literal["reservation", "payment"] | None,
+        Meta(description="the saga step the order waits on; null once decided"),
+    ]
+    waiting_until: Annotated[dt.datetime | None, Meta(description="when that step times out (the order is cancelled)")]
     currency: str
     subtotal: Decimal
     tax_amount: Decimal
