@@ -209,6 +209,21 @@ def _worded(entry: Any) -> Any:
 _MISSING_PARAMETER = re.compile(r"Missing required (?P<source>query|header|path|cookie) parameter '(?P<key>[^']+)'")
 
 
+def _as_sent(request: Request[Any, Any, Any], entry: Any) -> Any:
+    """A header, query or cookie parameter named as the client sent it, not by its handler argument.
+
+    Litestar's ``extra`` names a bad parameter value by the argument (``idempotency_key``), while its
+    missing-parameter text, and our own errors, name the header (``Idempotency-Key``)."""
+    if not isinstance(entry, dict) or entry.get("source") not in ("header", "query", "cookie"):
+        return entry
+    handler = request.scope.get("route_handler")
+    parameters = getattr(getattr(handler, "parsed_fn_signature", None), "parameters", {})
+    field = parameters.get(entry.get("key"))
+    kwarg = getattr(field, "kwarg_definition", None)
+    sent = getattr(kwarg, entry["source"], None) or getattr(kwarg, "name", None)
+    return {**entry, "key": sent} if isinstance(sent, str) and sent else entry
+
+
 def validation_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Litestar's 400 (its ``extra`` names the field: key, message, source), a pattern mismatch in words,
     a missing parameter named in ``extra`` like every other bad field, plus a log line.
@@ -228,7 +243,7 @@ def validation_exception_handler(request: Request[Any, Any, Any], exc: Exception
             extra = [{"message": "required", "key": missing["key"], "source": missing["source"]}]
     elif detail.startswith("Validation failed for "):
         detail = _validation_failed(request)
-    entries = [_worded(_name_the_field(e)) for e in extra]
+    entries = [_worded(_name_the_field(_as_sent(request, e))) for e in extra]
     return _error_response(exc.status_code, detail, extra=entries, headers=exc.headers)
 
 
