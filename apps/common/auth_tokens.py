@@ -192,7 +192,9 @@ class TokenVerifier:
         principal = principal_from_claims(claims)
         if len(self._verified) >= _CACHE_SIZE:
             self._verified.clear()
-        self._verified[token] = (principal, float(claims["exp"]), kid, key)
+        # exp is an integer of any size (checked above); as a float 10**400 would raise: past 2**53 s it is
+        # forever for this cache either way.
+        self._verified[token] = (principal, float(min(_int_claim(claims, "exp"), 2**53)), kid, key)
         return principal
 
     async def _claims(self, token: str) -> tuple[dict[str, Any], str, jwt.PyJWK]:

@@ -202,3 +202,18 @@ async def test_a_key_set_emptied_withdraws_every_key(tmp_path: Path, monkeypatch
     await asyncio.sleep(FILE_INTERVAL_S)
     for check in (by_file, by_url):
         assert (await check.verify(_token(other, "k2", sub="w"))).subject == "w"
+
+
+async def test_a_signed_token_expiring_beyond_a_float_is_judged_not_a_500(tmp_path: Path) -> None:
+    """exp is an integer of any size in JSON; the cache kept it as a float, and float(10**400) raised
+    OverflowError out of the verifier (a 500 for a token its key signed: an identity provider's or
+    `just token --ttl` mistake), where the README promises a token never makes a 500."""
+    key = Ed25519PrivateKey.generate()
+    path = tmp_path / "jwks.json"
+    _write(path, _jwk(key, "k"))
+    check = TokenVerifier(_settings(path))
+    now = int(time.time())
+    claims = {"iss": "iss-s", "aud": "aud-s", "iat": now, "exp": 10**400, "sub": "far", "role": "staff"}
+    token = jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": "k"})
+    assert (await check.verify(token)).subject == "far"
+    assert (await check.verify(token)).subject == "far"  # remembered
