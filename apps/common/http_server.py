@@ -15,7 +15,9 @@ the catalog's event loop for 1.4 s and left its worker 340 MB larger, a single 5
   connection (session 31, S): uvicorn appended them to the request's header list, which the app reads once
   the body is in, so an ``Authorization`` or ``X-Forwarded-For`` that no proxy in front had seen reached the
   app as a header (RFC 9110 6.5.1: a trailer is never merged unless its field says it may; none of ours
-  does), and the head's bound did not count them (1,000,000 trailer fields were kept).
+  does), and the head's bound did not count them (1,000,000 trailer fields were kept);
+- an HTTP/1.0 request carrying ``Transfer-Encoding`` is a 400 and the connection closes (RFC 9112 6.1: faulty
+  framing; httptools decoded its chunks, where a 1.0 proxy in front would frame it otherwise).
 
 A request that arrives whole in one read costs a few attribute tests more than uvicorn's own protocol.
 
@@ -108,6 +110,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head, self._trailer_bytes = False, 0
+        if self.parser.get_http_version() == "1.0" and any(name == b"transfer-encoding" for name, _ in self.headers):
+            # RFC 9112 6.1: faulty framing in HTTP/1.0 (a 1.0 proxy in front frames it otherwise: a smuggling
+            # pair). Raised from the parser's callback, it is uvicorn's own "Invalid HTTP request" 400 and close.
+            raise ValueError("Transfer-Encoding in an HTTP/1.0 request")
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

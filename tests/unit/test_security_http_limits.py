@@ -214,3 +214,16 @@ async def test_a_flood_of_trailers_is_bounded_like_a_head() -> None:
         # Trailers under the bound are dropped, and the request is answered.
         small = chunked(b"".join(b"x-t%d: v\r\n" % i for i in range(100)))
         assert (await exchange(port, small, 2.0)).startswith(b"HTTP/1.1 201 ")
+
+
+async def test_a_transfer_encoding_in_http_1_0_is_faulty_framing() -> None:
+    """RFC 9112 6.1: an HTTP/1.0 message carrying Transfer-Encoding is treated as faulty framing (a proxy that
+    speaks 1.0 reads its body by Content-Length or to the close, the server by chunks: a smuggling pair).
+    httptools decoded the chunks and the app answered (session 31, S)."""
+    async with serving() as port:
+        for version in (b"1.0", b"1.1"):
+            request = chunked(b"").replace(b"HTTP/1.1", b"HTTP/" + version)
+            answer = await exchange(port, request, 2.0)
+            expected = b"HTTP/1.1 400 " if version == b"1.0" else b"HTTP/1.1 201 "
+            assert answer.startswith(expected), (version, answer[:60])
+        assert (await exchange(port, head(1).replace(b"HTTP/1.1", b"HTTP/1.0"), 2.0)).startswith(b"HTTP/1.1 200 ")
