@@ -81,6 +81,10 @@ kafka-consumer-groups *args:
 soak *args:
     {{python}} -m tests.soak.saga "$@"
 
+# Returns soak (not in `just test`): SECONDS of returns asked, approved, received and refunded while the payment worker and consumer, the returns consumer and sweeper, the provider sandbox and PostgreSQL are SIGKILLed on a schedule drawn from SEED, then refunds, ledger and stock must add up: `just soak-returns 150 4401`
+soak-returns *args:
+    {{python}} -m tests.soak.returns "$@"
+
 # Events applied per second by the consumer runtime next to a bare confluent-kafka consumer
 bench-consumer *args: bootstrap
     {{python}} -m bench.consumer "$@"

@@ -84,15 +84,16 @@ class Kill:
     down: float  # seconds between the SIGKILL and the start
 
 
-def schedule(seed: int, load_s: float) -> list[Kill]:
-    """The kills of a run: a pure function of the seed and the load's length, so a run can be replayed."""
+def schedule(seed: int, load_s: float, infra: tuple[str, ...] = INFRA, ours: tuple[str, ...] = SAGA) -> list[Kill]:
+    """The kills of a run: a pure function of the seed and the load's length, so a run can be replayed; a
+    quarter of them among ``infra``, the rest among ``ours``."""
     rng = random.Random(seed)
     count = max(1, round(load_s / KILL_EVERY_S))
     last = max(5.0, load_s - 15.0)
     kills = []
     for _ in range(count):
         # Infrastructure a quarter of the time: each of its restarts takes 10-35 s on this machine.
-        name = rng.choice(INFRA) if rng.random() < 0.25 else rng.choice(SAGA)
+        name = rng.choice(infra) if rng.random() < 0.25 else rng.choice(ours)
         kills.append(Kill(round(rng.uniform(3.0, last), 1), name, round(rng.uniform(0.2, 3.0), 1)))
     return sorted(kills, key=lambda k: k.at)
 
@@ -165,6 +166,32 @@ class Killer:
                 return
             await asyncio.sleep(1.0)
         self.problems.append(f"{name} running but not ready {READY_WITHIN_S:.0f}s after {first_failure}")
+
+
+async def under_kills(
+    killer: Killer,
+    kills: list[Kill],
+    load_s: float,
+    tasks: list[asyncio.Task[None]],
+    stop: asyncio.Event,
+    victims: tuple[str, ...],
+) -> list[BaseException]:
+    """The clients' ``tasks`` for ``load_s`` seconds while ``killer`` carries out ``kills``; then the clients are
+    stopped, the restarts awaited and every victim left running, whatever happened. What the clients raised."""
+    began = time.monotonic()
+    killing = asyncio.create_task(killer.run(kills, began, until=began + load_s))
+    try:
+        await asyncio.sleep(load_s)
+    finally:
+        stop.set()
+        (killed,) = await asyncio.gather(killing, return_exceptions=True)  # restarts in flight end later
+        if isinstance(killed, BaseException):
+            killer.problems.append(f"the soak's killer failed: {killed!r}")
+        crashed = [r for r in await asyncio.gather(*tasks, return_exceptions=True) if r is not None]
+        for name in victims:
+            if not proc.running(name):
+                await asyncio.to_thread(stack.start_component, name)
+    return crashed
 
 
 def answers(probe: Any) -> bool:
@@ -339,19 +366,7 @@ async def soak(load_s: float, seed: int) -> int:
             asyncio.create_task(checkouts(http, random.Random(client_rng.random()), world, seen, placed, stop))
             for _ in range(CHECKOUT_CLIENTS)
         ]
-        began = time.monotonic()
-        killing = asyncio.create_task(killer.run(kills, began, until=began + load_s))
-        try:
-            await asyncio.sleep(load_s)
-        finally:
-            stop.set()
-            (killed,) = await asyncio.gather(killing, return_exceptions=True)  # restarts in flight end later
-            if isinstance(killed, BaseException):
-                killer.problems.append(f"the soak's killer failed: {killed!r}")
-            crashed = [r for r in await asyncio.gather(*tasks, return_exceptions=True) if r is not None]
-            for name in VICTIMS:  # whatever happened, what the soak kills is left running
-                if not proc.running(name):
-                    await asyncio.to_thread(stack.start_component, name)
+        crashed = await under_kills(killer, kills, load_s, tasks, stop, VICTIMS)
     order_ids = [a.order_id for a in seen.accepted] + placed
     say(
         f"load over: {len(seen.accepted)} direct orders, {len(placed)} checkouts; answers {dict(seen.statuses)},"
