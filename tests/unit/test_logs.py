@@ -77,13 +77,15 @@ def test_records_are_written_in_order_a_batch_per_write_and_on_close() -> None:
 
 
 class _CountingEvent(threading.Event):
-    """Counts the timed waits: the writer's gathering sleeps (a plain wait() is the idle one)."""
+    """Counts its timed waits: the writer's gathering sleeps (a plain wait() is the idle one)."""
 
-    timed_waits = 0
+    def __init__(self) -> None:
+        super().__init__()
+        self.timed_waits = 0
 
     def wait(self, timeout: float | None = None) -> bool:
         if timeout is not None:
-            type(self).timed_waits += 1
+            self.timed_waits += 1
         return super().wait(timeout)
 
 
@@ -107,19 +109,24 @@ def _wait_for(condition: Callable[[], bool], within_s: float = 5.0) -> bool:
 def test_an_idle_writer_sleeps_until_a_record_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
     """No timer while nothing is logged (each wake-up cost an idle API ~130 us, 20 a second); a record still
     reaches the stream within about one interval, after any idle time, batch after batch."""
-    monkeypatch.setattr(_CountingEvent, "timed_waits", 0)
     monkeypatch.setattr("apps.common.logs.threading.Event", _CountingEvent)
     stream = io.StringIO()
     handler = BatchingHandler(stream, flush_ms=1)
     handler.setFormatter(JsonLogFormatter("order"))
+    events = [handler._wake, handler._stop]
+
+    def timed_waits() -> int:
+        return sum(event.timed_waits for event in events if isinstance(event, _CountingEvent))
+
+    assert all(isinstance(event, _CountingEvent) for event in events)
     time.sleep(0.3)  # ~300 wake-ups with a timer
-    assert _CountingEvent.timed_waits == 0
+    assert timed_waits() == 0
     for batch in range(3):
         handler.handle(logging.makeLogRecord({"name": "apps.http", "msg": f"batch {batch}"}))
         assert _wait_for(partial(_has_lines, stream, batch + 1))
         time.sleep(0.05)
     assert _written(stream) == ["batch 0", "batch 1", "batch 2"]
-    assert _CountingEvent.timed_waits <= 4
+    assert timed_waits() <= 4
     started = time.monotonic()
     handler.close()
     assert time.monotonic() - started < 1  # an idle writer is woken to end
