@@ -49,7 +49,8 @@ def _consumer(config: dict[str, Any], group: str) -> tuple[Consumer, list[TopicP
 
 
 def _read(example: dict[str, Any], consumer: Consumer, applied: set[str], until: Any, within: float = 60) -> list[Any]:
-    """Run the page's generator (5 polls a call: up to 5 s when the topic is quiet) until ``until()`` holds or ``within`` seconds pass."""
+    """Run the page's generator (5 polls a call: up to 5 s when the topic is quiet) until ``until(rows)``
+    holds or ``within`` seconds pass."""
     rows: list[Any] = []
     deadline = time.monotonic() + within
     while time.monotonic() < deadline and not until(rows):
