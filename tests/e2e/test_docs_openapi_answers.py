@@ -274,6 +274,14 @@ async def test_the_main_journeys_answers_match_each_services_openapi(journey: Jo
         me, "POST", "checkout", f"/api/carts/{fresh['id']}/items", {"product_id": str(uuid.uuid4()), "quantity": 1}, 422
     )
 
+    # A token sent to a public route is verified; a guest cart wants its X-Guest-Token, a customer's cart a token.
+    await j.call({"Authorization": "Bearer not-a-jwt"}, "GET", "catalog", "/api/products", None, 401)
+    guest = await j.call(None, "POST", "checkout", "/api/carts", None, 201)
+    await j.call(
+        None, "POST", "checkout", f"/api/carts/{guest['id']}/items", {"product_id": tea["id"], "quantity": 1}, 403
+    )
+    await j.call(None, "GET", "checkout", f"/api/carts/{fresh['id']}", None, 401)
+
     assert j.problems == [], "answers that do not match the services' OpenAPI documents:\n" + "\n".join(j.problems)
     assert j.covered >= MAIN_JOURNEY, f"not walked: {sorted(MAIN_JOURNEY - j.covered)}"
     assert {spec.name for spec in SERVICES} == set(j.specs)
