@@ -30,7 +30,7 @@ from apps.common.db import SESSION_CONFIG
 from apps.common.read_routing import replica_url
 from apps.common.topology import BY_NAME, pg_host, pg_port
 from infra.postgres import psql_admin
-from tests.support.db import connect
+from tests.support.db import db_fixture
 from tests.support.http import auth_headers, create_product
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -117,14 +117,8 @@ async def product() -> uuid.UUID:
     return uuid.UUID((await create_product())["id"])
 
 
-@pytest.fixture
-async def holder() -> AsyncIterator[asyncpg.Connection]:
-    """The test's own connection (the catalog's role), whose open transaction holds the locks."""
-    conn = await connect("catalog")
-    try:
-        yield conn
-    finally:
-        await conn.close()
+# The test's own connection (the catalog's role), whose open transaction holds the locks.
+holder = db_fixture("catalog")
 
 
 async def test_a_lock_timeout_is_a_503_and_nothing_is_written(holder: asyncpg.Connection, product: uuid.UUID) -> None:

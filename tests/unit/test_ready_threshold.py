@@ -81,17 +81,11 @@ def test_contention_counts_again_from_zero_after_another_failure() -> None:
     assert rt.readiness()[0] is True
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        asyncpg.DeadlockDetectedError("deadlock detected"),
-        asyncpg.SerializationError("could not serialize access"),
-        asyncpg.LockNotAvailableError("lock timeout"),
-    ],
-    ids=lambda e: type(e).__name__,
-)
-def test_contention_is_told_apart_in_both_shapes(error: BaseException) -> None:
-    assert contended(error) and contended(through_sqlalchemy(error))
+@pytest.mark.parametrize("make", [deadlock, serialization_failure, lock_timeout])
+def test_contention_is_told_apart_in_both_shapes(make: Callable[[], DBAPIError]) -> None:
+    error = make()
+    assert error.orig is not None
+    assert contended(error) and contended(error.orig)
     assert not contended(connection_refused())
     assert not contended(through_sqlalchemy(asyncpg.ReadOnlySQLTransactionError("read-only")))
 
