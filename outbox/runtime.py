@@ -85,7 +85,8 @@ class ConsumerRuntime:
         # Whether the last database round trip (the start-up probe or a batch) succeeded.
         self.database_ok = False
         # While a batch is being retried: what it waits for, the last error and since when (wall clock);
-        # None while batches apply. One tuple, replaced whole: /ready reads it from another thread.
+        # None while batches apply, and through a batch's first CONTENTION_RETRIES_READY contention
+        # failures. One tuple, replaced whole: /ready reads it from another thread.
         self.waiting: tuple[str, str, float] | None = None
         self._batches = metrics.BATCHES.labels(group.name)
         self._batch_seconds = metrics.BATCH_SECONDS.labels(group.name)
@@ -98,8 +99,9 @@ class ConsumerRuntime:
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
         """The readiness verdict and what it rests on (the body of GET /ready). A batch that is being
-        retried makes it not ready, and the body names what it waits for: the database, or the
-        dependency the error named (another service, Kafka), whose outage is not the database's."""
+        retried makes it not ready (past CONTENTION_RETRIES_READY contention failures in a row, for those),
+        and the body names what it waits for: the database, or the dependency the error named (another
+        service, Kafka), whose outage is not the database's."""
         # Read once: other threads move them.
         partitions, database, waiting = len(self.kafka.owned), self.database_ok, self.waiting
         ready = partitions > 0 and database and waiting is None
