@@ -19,22 +19,28 @@ from apps.common.erasure import register_erasure, statements_erasure
 if TYPE_CHECKING:
     from outbox.consumer import ConsumerGroup
 
-__all__ = ["CUSTOMER_LOCK_KEY", "erase_customer", "register"]
+__all__ = ["erase_customer", "register"]
 
 _PERSONAL: Final = "shipping_address IS NOT NULL OR billing_address IS NOT NULL OR notes IS NOT NULL"
-# One advisory key per customer (the two-int4 form: a key space apart from the migrations' bigint key) that
-# orders placed from the read models share and the erasure takes alone (session 31, S). An order placed
-# while this transaction ran read the known-customer row as it was before it, and committed after the UPDATE
-# below had taken its snapshot: it kept its address for good. The erasure now waits for placements holding
-# the key (their orders committed, so its UPDATEs see them), and a placement finding the key taken reads the
-# customer as unknown and asks the customer API (404 once erased: 422). A try-lock on the placement's side:
-# no wait and no WAL on the order path; a hash shared with another customer only sends an order to the API.
-ERASURE_LOCK_CLASS: Final = 0x0E5A
-CUSTOMER_LOCK_KEY: Final = f"{ERASURE_LOCK_CLASS}, hashtext(CAST(:customer_id AS text))"
 # Each statement leaves nothing for a second run to change (idempotent under replay).
 STATEMENTS: Final = (
-    text(f"SELECT pg_advisory_xact_lock({CUSTOMER_LOCK_KEY})"),
-    text("DELETE FROM order_known_customers WHERE customer_id = :customer_id"),
+    # The known-customer row becomes a tombstone (session 31, X), inserted when the customer was never known
+    # here, and is never deleted:
+    # - an order placed meanwhile reads the row FOR SHARE (apps/order/known.py _LOOKUP_SQL). One that locked
+    #   it first holds this statement until its order has committed, so the UPDATEs below (each statement a
+    #   new snapshot) see that order. One reaching the row after this statement waits for this transaction,
+    #   and its locked read then re-checks the row's newest version (EvalPlanQual), whatever its statement's
+    #   snapshot: the customer reads as unknown and the customer API answers (404 once erased: 422). An
+    #   advisory key tried inside the statement (30ea300) was read with the statement's snapshot, taken before
+    #   the erasure committed: the row still read as known.
+    # - the order API's write-back of a customer the customer API answered for just before the erasure
+    #   (INSERT ... ON CONFLICT DO NOTHING, which sees committed rows whatever the snapshot) finds the
+    #   tombstone and writes nothing: a deleted row was written back, and the erased customer's later orders
+    #   kept their addresses.
+    text(
+        "INSERT INTO order_known_customers AS k (customer_id, erased) VALUES (:customer_id, true) "
+        "ON CONFLICT (customer_id) DO UPDATE SET erased = true WHERE NOT k.erased"
+    ),
     text(
         "UPDATE orders SET shipping_address = NULL, billing_address = NULL, notes = NULL, updated_at = now() "
         f"WHERE customer_id = :customer_id AND ({_PERSONAL})"

@@ -43,7 +43,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from apps.common.pricing import CatalogPrice
 from apps.order.driver import DriverStatement
-from apps.order.erasure import CUSTOMER_LOCK_KEY
 from apps.order.models import Base
 from apps.order.transitions import placement_ctes
 
@@ -63,6 +62,8 @@ class KnownCustomer(Base):
 
     customer_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     known_since: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
+    # A tombstone (order_0019): the customer was erased. The row stays, so nothing writes it back as known.
+    erased: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
 
 
 class KnownProduct(Base):
@@ -93,14 +94,18 @@ def is_fresh(confirmed_at: dt.datetime, now: dt.datetime, limit: dt.timedelta) -
 
 
 # One round trip: the customer, and the sellable products asked for (a LEFT JOIN from one row, so the
-# customer's answer comes back even when no product is known). A customer whose erasure the order-references
-# group is applying (it holds their key alone: apps/order/erasure.py) is not known here: the customer API
-# answers for them. The shared key is held to the placement's commit, so that erasure waits for the order.
-_LOOKUP_SQL = f"""
-    SELECT one.free AND EXISTS (SELECT 1 FROM order_known_customers WHERE customer_id = :customer_id)
+# customer's answer comes back even when no product is known). The known-customer row is read FOR SHARE: a
+# customer whose erasure the order-references group is applying or has just committed (it marks the row
+# erased: apps/order/erasure.py) reads as unknown even to a statement whose snapshot predates that commit,
+# since a locked read re-checks the row's newest version (EvalPlanQual); the customer API then answers (404
+# once erased: 422). A placement that locked the row first holds the erasure until the order has committed,
+# so the erasure's UPDATEs see it. The cost: a row lock per order (a WAL record; concurrent orders of one
+# customer share it through a MultiXact), measured in docs/benchmarks.md (session 31, X).
+_LOOKUP_SQL = """
+    SELECT EXISTS (SELECT FROM order_known_customers WHERE customer_id = :customer_id AND NOT erased FOR SHARE)
                AS customer_known,
            p.product_id, p.sku, p.name, p.price, p.currency, p.confirmed_at
-    FROM (SELECT pg_try_advisory_xact_lock_shared({CUSTOMER_LOCK_KEY}) AS free) AS one
+    FROM (SELECT 1) AS one
     LEFT JOIN order_known_products p ON p.product_id = ANY(CAST(:product_ids AS uuid[])) AND p.sellable
     """
 _LOOKUP = DriverStatement(text(_LOOKUP_SQL))
@@ -127,6 +132,8 @@ PLACE_IF_KNOWN = DriverStatement(
     """
     )
 )
+# The customer API's answer written back. ON CONFLICT sees committed rows whatever the statement's snapshot:
+# a customer erased since that answer has a tombstone here (apps/order/erasure.py), which this leaves erased.
 _REMEMBER_CUSTOMER = DriverStatement(
     text("INSERT INTO order_known_customers (customer_id) VALUES (:customer_id) ON CONFLICT (customer_id) DO NOTHING")
 )

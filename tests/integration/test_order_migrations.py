@@ -40,9 +40,9 @@ CLIENTS = 4
 # out placed ~4,500 orders while order_0010 re-sealed every row) leaves the saga minutes of backlog that
 # every later test then waits behind.
 PAUSE_S = 0.5
-# The oldest schema the order code at head runs on: every order's statement names idempotency_keys.customer_id
-# (order_0017; before it, data_access_log, which every order writes a row of, came in 0009).
-OLDEST_SERVED = "order_0017"
+# The oldest schema the order code at head runs on: every order's lookup reads order_known_customers.erased
+# (order_0019; idempotency_keys.customer_id came in 0017, data_access_log in 0009).
+OLDEST_SERVED = "order_0019"
 
 
 def _commands() -> AlembicCommands:
@@ -210,3 +210,19 @@ def test_the_contract_gives_keys_written_without_a_customer_their_orders_custome
             "WHERE i.indrelid = 'idempotency_keys'::regclass AND i.indisprimary"
         )
         assert asyncio.run(_fetchval(url, primary)) == ["customer_id", "key"]
+
+
+def test_an_erased_customers_tombstone_goes_with_the_column_and_comes_back_as_a_known_row() -> None:
+    """order_0019 adds order_known_customers.erased (false for the rows there); its downgrade deletes the
+    tombstones (the code before it reads any row as a known customer) and keeps the others."""
+    with _scratch_database() as url:
+        commands = _commands()
+        commands.upgrade("order_0018")
+        asyncio.run(_fetchval(url, "INSERT INTO order_known_customers (customer_id) VALUES ('kept'), ('erased')"))
+        commands.upgrade("order_0019")
+        assert asyncio.run(_fetchval(url, "SELECT bool_or(erased) FROM order_known_customers")) is False
+        asyncio.run(_fetchval(url, "UPDATE order_known_customers SET erased = true WHERE customer_id = 'erased'"))
+        commands.downgrade("order_0018")
+        assert asyncio.run(_fetchval(url, "SELECT array_agg(customer_id) FROM order_known_customers")) == ["kept"]
+        commands.upgrade("head")
+        assert asyncio.run(_fetchval(url, "SELECT count(*) FROM order_known_customers WHERE NOT erased")) == 1

@@ -6,19 +6,32 @@ the erasure; staff and admin place for anyone) read the known-customer row as it
 committed, and its INSERT committed after the group's UPDATE had taken its snapshot: the new order kept its
 address for good, the erasure done. Here the group's UPDATE is held on a row of the customer's first order
 (locked by the test) while a second order is placed by the order app in the tree, in-process.
+
+Session 31 (X): the erasure marks the known-customer row erased (a tombstone, never deleted) and the read
+models' lookup reads that row FOR SHARE. The tests below pin each interleaving with a lock or a pg_sleep,
+not with timing luck: a placement statement whose snapshot was taken before the erasure committed, and the
+order API's write-back of a customer the customer API answered for just before the erasure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
+from sqlalchemy import text as sa_text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from apps.common.db import litestar_alchemy_config, use_autocommit
+from apps.common.topology import BY_NAME
 from apps.order.app import create_app
+from apps.order.erasure import STATEMENTS, erase_customer
+from apps.order.known import _LOOKUP_SQL, _REMEMBER_CUSTOMER
 from tests.support.db import connect, fetch
 from tests.support.http import api_client, create_customer, in_process, service_url
 from tests.support.orders import eventually
@@ -31,6 +44,13 @@ pytestmark = pytest.mark.usefixtures("stack")
 async def orders() -> AsyncIterator[AsyncTestClient[Any]]:
     async with in_process(create_app, "order", role="admin") as client:
         yield client
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[AsyncEngine]:
+    engine = litestar_alchemy_config(BY_NAME["order"]).get_engine()
+    yield engine
+    await engine.dispose()
 
 
 async def _addresses(order_id: str) -> Any:
@@ -53,28 +73,38 @@ async def test_an_order_placed_while_the_erasure_applies_keeps_no_address(orders
     assert first.status_code == 201, first.text
     first_id = first.json()["id"]
 
-    held = await connect("order")
-    try:
-        hold = held.transaction()
-        await hold.start()
-        await held.execute("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", first_id)
+    # The in-process app's request blocks this event loop while its statement waits on a lock: the rows are
+    # held and let go by a thread of their own.
+    group_held = threading.Event()
+
+    async def hold_first_order() -> None:
+        held = await connect("order")
+        try:
+            async with held.transaction():
+                await held.execute("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", first_id)
+                await eventually(group_waits, within=60, what="order-references applying customer.erased")
+                group_held.set()
+                # Since X's tombstone the second order waits on the group's row lock: let the group go on.
+                await eventually(lambda: _waiting("FOR SHARE"), within=30, what="the second order waiting")
+        finally:
+            await held.close()
+
+    async def group_waits() -> bool:  # its UPDATE of the customer's orders waits on the row held here
+        rows = await fetch(
+            "order",
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE 'UPDATE orders SET shipping_address = NULL%' AND query LIKE '%customer_id%'",
+        )
+        return bool(rows)
+
+    with ThreadPoolExecutor(1) as thread:
+        holder = thread.submit(asyncio.run, hold_first_order())
         async with api_client(timeout=30) as http:
             erased = await http.post(f"{service_url('customer')}/api/customers/{customer}/erase")
         assert erased.status_code == 202, erased.text
-
-        async def group_waits() -> bool:  # its UPDATE of the customer's orders waits on the row held here
-            rows = await fetch(
-                "order",
-                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE 'UPDATE orders SET shipping_address = NULL%' AND query LIKE '%customer_id%'",
-            )
-            return bool(rows)
-
-        await eventually(group_waits, within=60, what="order-references applying customer.erased")
+        assert await asyncio.to_thread(group_held.wait, 60), holder.exception(0) if holder.done() else "no hold"
         second = await orders.post("/api/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
-        await hold.commit()
-    finally:
-        await held.close()
+        holder.result(60)
 
     async def applied() -> bool:
         return await _addresses(first_id) is None
@@ -86,3 +116,139 @@ async def test_an_order_placed_while_the_erasure_applies_keeps_no_address(orders
     else:  # refused as an unknown customer: the customer API answers 404 once erased
         assert second.status_code == 422, second.text
         assert [e["key"] for e in second.json()["extra"]] == ["customer_id"]
+
+
+async def _waiting(fragment: str) -> bool:
+    """A statement containing ``fragment`` waits on a lock (a row lock held by the test)."""
+    rows = await fetch(
+        "order",
+        "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND position($1 in query) > 0",
+        fragment,
+    )
+    return bool(rows)
+
+
+async def test_an_order_whose_statement_waits_on_the_erasure_reads_the_customer_as_unknown(
+    orders: AsyncTestClient[Any], engine: AsyncEngine
+) -> None:
+    """PLACE_IF_KNOWN, as the order API sends it, starts (its snapshot taken) while the erasure holds the
+    known-customer row; the erasure commits; the statement's locked read re-checks the row's newest version:
+    the customer reads as unknown, nothing is written, and the customer API's 404 makes it a 422."""
+    product = await stocked("4.00", 20)
+    customer = (await create_customer())["id"]
+    body = {
+        "customer_id": customer,
+        "items": [{"product_id": product["id"], "quantity": 1}],
+        "shipping_address": {"address_line1": "1 Snapshot Street", "city": "Springfield", "country": "US"},
+    }
+    first = await orders.post("/api/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+    assert first.status_code == 201, first.text  # the customer known here, the product seen by this process
+    # The in-process app's request blocks this event loop while its statement waits on the row: the erasure
+    # runs in a thread of its own, on its own engine.
+    tombstoned = threading.Event()
+
+    async def erase_when_the_placement_waits() -> None:
+        own = litestar_alchemy_config(BY_NAME["order"]).get_engine()
+        try:
+            async with AsyncSession(own) as erasure:
+                await erasure.execute(STATEMENTS[0], {"customer_id": customer})  # the tombstone: the row held
+                tombstoned.set()
+                await eventually(lambda: _waiting("FOR SHARE"), within=30, what="the placement waiting on the row")
+                for statement in STATEMENTS[1:]:
+                    await erasure.execute(statement, {"customer_id": customer})
+                await erasure.commit()
+        finally:
+            await own.dispose()
+
+    with ThreadPoolExecutor(1) as thread:
+        erasing = thread.submit(asyncio.run, erase_when_the_placement_waits())
+        assert await asyncio.to_thread(tombstoned.wait, 30)
+        # The customer service erases too (its 404 from now on); order-references' own erasure of this
+        # customer waits on the row held here and then finds nothing left to change.
+        async with api_client(base_url=service_url("customer")) as http:
+            erased = await http.post(f"{service_url('customer')}/api/customers/{customer}/erase")
+        assert erased.status_code == 202, erased.text
+        answer = await orders.post("/api/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+        erasing.result(30)
+    assert answer.status_code == 422, answer.text
+    assert [e["key"] for e in answer.json()["extra"]] == ["customer_id"]
+    assert await _addresses(first.json()["id"]) is None
+    rows = await fetch("order", "SELECT count(*) AS n FROM orders WHERE customer_id = $1", customer)
+    assert rows[0]["n"] == 1  # the second order was never written
+
+
+async def _known(engine: AsyncEngine, customer: str) -> bool:
+    async with AsyncSession(engine) as session:
+        rows = (await session.execute(sa_text(_LOOKUP_SQL), {"customer_id": customer, "product_ids": []})).all()
+        return bool(rows[0].customer_known)
+
+
+async def test_a_lookup_whose_snapshot_predates_the_erasures_commit_reads_the_customer_as_unknown(
+    engine: AsyncEngine,
+) -> None:
+    """W's interleaving (session 31): the lookup's statement takes its snapshot, sleeps, and only then reads
+    the known-customer row; the whole erasure commits in between. A plain read in the same statement still
+    sees the row as known (the snapshot predates the commit); the lookup's locked read does not."""
+    customer = str(uuid.uuid4())
+    async with AsyncSession(engine) as session:
+        await _REMEMBER_CUSTOMER.fetch(session, {"customer_id": customer})
+        await session.commit()
+    production = _LOOKUP_SQL.replace(":customer_id", "$1").replace(":product_ids", "$2")
+    lookup = (
+        "SELECT pg_sleep(1.0) AS pause, "
+        "EXISTS (SELECT FROM order_known_customers WHERE customer_id = $1 AND NOT erased) AS as_of_snapshot, "
+        f"(SELECT bool_or(customer_known) FROM ({production}) AS l) AS customer_known"
+    )
+    placement = await connect("order")
+    try:
+        statement = asyncio.create_task(placement.fetchrow(lookup, customer, []))
+        await eventually(_sleeping, within=10, what="the lookup asleep after its snapshot")
+        async with AsyncSession(engine) as erasure:
+            await erase_customer(erasure, customer)
+            await erasure.commit()
+        row = await statement
+    finally:
+        await placement.close()
+    assert row["as_of_snapshot"] is True  # the statement's snapshot predates the erasure's commit
+    assert row["customer_known"] is False
+    assert await _known(engine, customer) is False
+
+
+async def _sleeping() -> bool:
+    rows = await fetch(
+        "order",
+        "SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%as_of_snapshot%' "
+        "AND state = 'active'",
+    )
+    return bool(rows)
+
+
+async def test_the_write_back_of_an_answer_from_before_the_erasure_leaves_the_customer_erased(
+    engine: AsyncEngine,
+) -> None:
+    """The customer API answered 200 just before the erasure; the order API writes that answer back after
+    order-references applied it (committed, or still running): the customer stays erased. Known here before
+    or not; and the erasure applied twice (a replay) changes nothing more."""
+    for known_before in (True, False):
+        customer = str(uuid.uuid4())
+        async with AsyncSession(engine) as session:
+            await use_autocommit(session)
+            if known_before:
+                await _REMEMBER_CUSTOMER.fetch(session, {"customer_id": customer})
+            async with AsyncSession(engine) as erasure:
+                await erase_customer(erasure, customer)
+                # Written back while the erasure runs: ON CONFLICT waits for its insert or update to commit.
+                write_back = asyncio.create_task(_REMEMBER_CUSTOMER.fetch(session, {"customer_id": customer}))
+                if not known_before:  # the tombstone's insert, uncommitted, holds the write-back
+                    await eventually(
+                        lambda: _waiting("INSERT INTO order_known_customers"), within=10, what="the write-back"
+                    )
+                await erasure.commit()
+            await write_back
+            await _REMEMBER_CUSTOMER.fetch(session, {"customer_id": customer})  # and after its commit
+        assert await _known(engine, customer) is False, known_before
+        async with AsyncSession(engine) as replay:
+            await erase_customer(replay, customer)
+            await replay.commit()
+        rows = await fetch("order", "SELECT erased FROM order_known_customers WHERE customer_id = $1", customer)
+        assert [r["erased"] for r in rows] == [True], known_before

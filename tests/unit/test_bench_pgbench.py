@@ -139,7 +139,8 @@ def test_the_order_script_sends_the_services_one_statement() -> None:
     script = _LITERAL_OR_COMMENT.sub(" ", (BENCH / "order_tx.sql").read_text()).split("\\gset", 1)[1]
     service = str(PLACE_IF_KNOWN.statement)
     assert script.count(";") == 1  # one statement after the ids' \gset
-    locks = r"\b(pg_\w*advisory\w*)\("  # the erasure's per-customer key (apps/order/erasure.py)
+    # Locks taken for the erasure's sake (apps/order/erasure.py): an advisory key, a row lock (a WAL record).
+    locks = r"\b(pg_\w*advisory\w*\(|FOR (?:NO KEY |KEY )?(?:SHARE|UPDATE)\b)"
     for pattern in (r"\b(\w+) AS \(", r"INSERT INTO (\w+)", r"\b(?:FROM|JOIN) (order_known_\w+)", locks):
         assert re.findall(pattern, script) == re.findall(pattern, service), pattern
     # Each insert names the same columns in the same order (a column the service added, the script too).
