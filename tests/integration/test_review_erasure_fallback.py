@@ -28,7 +28,7 @@ from apps.common.erasure import execute_for_customer
 from apps.common.topology import BY_NAME, database_url
 from apps.order import known
 from apps.order.erasure import STATEMENTS
-from tests.integration.test_security_erasure_races import orders
+from tests.integration.test_security_erasure_races import addressed_order, orders
 from tests.support.db import fetch
 from tests.support.http import create_customer
 from tests.support.returns import stocked
@@ -65,11 +65,7 @@ async def test_an_erasure_between_the_fallbacks_check_and_its_write_leaves_no_ad
 
     monkeypatch.setattr(known.References, "check", check_then_erasure)
     marker = f"{uuid.uuid4().hex[:12]} Fallback Race Street"
-    body = {
-        "customer_id": customer,
-        "items": [{"product_id": product["id"], "quantity": 1}],
-        "shipping_address": {"address_line1": marker, "city": "Springfield", "country": "US"},
-    }
+    body = addressed_order(customer, product["id"], marker)
     placed = await orders.post("/api/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
     assert erased == [customer], "the placement did not go through References.check"
     if placed.status_code == 201:

@@ -53,6 +53,15 @@ async def engine() -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+def addressed_order(customer: str, product_id: str, street: str) -> dict[str, Any]:
+    """An order of one unit of the product, with a shipping address that names ``street`` (what an erasure clears)."""
+    return {
+        "customer_id": customer,
+        "items": [{"product_id": product_id, "quantity": 1}],
+        "shipping_address": {"address_line1": street, "city": "Springfield", "country": "US"},
+    }
+
+
 async def _addresses(order_id: str) -> Any:
     rows = await fetch("order", "SELECT shipping_address FROM orders WHERE id = $1", order_id)
     return rows[0]["shipping_address"]
@@ -62,11 +71,7 @@ async def test_an_order_placed_while_the_erasure_applies_keeps_no_address(orders
     product = await stocked("4.00", 20)
     customer = (await create_customer())["id"]
     marker = f"{uuid.uuid4().hex[:12]} Erasure Race Street"
-    body = {
-        "customer_id": customer,
-        "items": [{"product_id": product["id"], "quantity": 1}],
-        "shipping_address": {"address_line1": marker, "city": "Springfield", "country": "US"},
-    }
+    body = addressed_order(customer, product["id"], marker)
     # The first order makes the customer known here and the product seen by this process: the next one is
     # placed by the one statement that reads the read models itself (apps/order/known.py PLACE_IF_KNOWN).
     first = await orders.post("/api/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
@@ -136,11 +141,7 @@ async def test_an_order_whose_statement_waits_on_the_erasure_reads_the_customer_
     the customer reads as unknown, nothing is written, and the customer API's 404 makes it a 422."""
     product = await stocked("4.00", 20)
     customer = (await create_customer())["id"]
-    body = {
-        "customer_id": customer,
-        "items": [{"product_id": product["id"], "quantity": 1}],
-        "shipping_address": {"address_line1": "1 Snapshot Street", "city": "Springfield", "country": "US"},
-    }
+    body = addressed_order(customer, product["id"], "1 Snapshot Street")
     first = await orders.post("/api/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
     assert first.status_code == 201, first.text  # the customer known here, the product seen by this process
     # The in-process app's request blocks this event loop while its statement waits on the row: the erasure
