@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from apps.common.topology import kafka_bootstrap
 from outbox import dlq
@@ -35,7 +35,10 @@ pytestmark = [pytest.mark.usefixtures("stack"), pytest.mark.slow]
 # dead letter (the record plus the dlq.* headers) did not fit the producer's.
 NEAR_LIMIT = 1_040_000
 
-Headers = list[tuple[str, bytes]]
+# As Producer.produce takes them (and dlq's Letter.record gives them back): a list is invariant, so bytes-only
+# headers would not pass.
+Headers = list[tuple[str, str | bytes | None]]
+Record = tuple[bytes | None, bytes | None, Headers]
 
 
 def _headers(event_id: uuid.UUID | None, event_type: str | None = "order.created", **more: str) -> Headers:
@@ -47,11 +50,16 @@ def _payload(customer: str | None = None) -> bytes:
     return json.dumps(payload_as_dict(order_created(customer or str(uuid.uuid4())))).encode()
 
 
-def _produce(topic: str, records: list[tuple[bytes | None, bytes | None, Headers]]) -> None:
+def _produce(topic: str, records: list[Record]) -> None:
     producer = Producer({"bootstrap.servers": kafka_bootstrap(), "message.max.bytes": 2_000_000})
-    refused: list[object] = []
+    refused: list[KafkaError] = []
+
+    def delivered(error: KafkaError | None, _message: object) -> None:
+        if error is not None:
+            refused.append(error)
+
     for key, value, headers in records:
-        producer.produce(topic, key=key, value=value, headers=headers, on_delivery=lambda e, _: e and refused.append(e))
+        producer.produce(topic, key=key, value=value, headers=headers, on_delivery=delivered)
     assert producer.flush(30) == 0 and refused == []
 
 
@@ -86,7 +94,7 @@ async def test_poison_records_are_dead_lettered_and_the_consumer_moves_on_to_lag
             "near_limit", "nan_amount", "nested_deep",
         )}  # fmt: skip
         key = str(uuid.uuid4()).encode()
-        dead = [
+        dead: list[Record] = [
             (key, b'{"order_id": ', _headers(ids["malformed"])),
             (key, b"[1, 2, 3]", _headers(ids["wrong_shape"])),
             (key, _payload(), _headers(ids["old_version"], schema_version="0")),
@@ -109,7 +117,7 @@ async def test_poison_records_are_dead_lettered_and_the_consumer_moves_on_to_lag
         ]
         applied = {name: uuid.uuid4() for name in ("future_version", "no_key", "huge_key", "odd_key")}
         skipped = uuid.uuid4()
-        good = [
+        good: list[Record] = [
             (key, _payload(), _headers(applied["future_version"], schema_version="99")),  # read as the newest
             (None, _payload(), _headers(applied["no_key"])),
             (b"k" * 500_000, _payload(), _headers(applied["huge_key"])),

@@ -53,7 +53,7 @@ class SlowProvider:
         self.posted = asyncio.Event()
         self.made: set[str] = set()
 
-    async def refund(self, *, key: str, authorization: str, amount: Decimal, currency: str) -> ProviderResult:
+    async def refund(self, *, key: str, authorization: str, amount_minor: int) -> ProviderResult:
         self.posted.set()
         await self.land.wait()
         self.made.add(key)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Coroutine
 from decimal import Decimal
 from typing import Any
 
@@ -101,7 +102,7 @@ async def _delivered_stopped_and_returned_at_once(http: httpx.AsyncClient, produ
         "return_type": "refund",
     }
 
-    async def later(seconds: float, call: Any) -> httpx.Response:
+    async def later(seconds: float, call: Coroutine[Any, Any, httpx.Response]) -> httpx.Response:
         await asyncio.sleep(seconds)
         return await call
 

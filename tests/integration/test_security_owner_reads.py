@@ -56,7 +56,9 @@ def statements() -> Iterator[list[str]]:
     event.remove(Engine, "before_cursor_execute", record)
 
 
-async def _answer(client: Client, statements: list[str], method: str, path: str, **kwargs: Any) -> tuple[Any, ...]:
+async def _answer(
+    client: Client, statements: list[str], method: str, path: str, **kwargs: Any
+) -> tuple[tuple[int, str, list[tuple[str, str]]], list[str]]:
     """What a caller sees and what the server read to answer it."""
     statements.clear()
     response = await client.request(method, path, **kwargs)
@@ -153,7 +155,7 @@ async def test_another_customers_order_is_read_as_an_unknown_id(orders: Client, 
     placed = await orders.post("/api/orders", json=body)  # the admin's token (authorized)
     assert placed.status_code == 201, placed.text
     order_id = placed.json()["id"]
-    as_attacker = {"headers": auth_headers("customer", customer_id=attacker["id"])}
+    as_attacker: dict[str, Any] = {"headers": auth_headers("customer", customer_id=attacker["id"])}
 
     sent = await _same_answers(
         orders, statements, "GET", f"/api/orders/{order_id}", f"/api/orders/{_unknown_like(order_id)}", **as_attacker
@@ -168,7 +170,7 @@ async def test_another_customers_order_is_read_as_an_unknown_id(orders: Client, 
         **as_attacker,
     )
     # A service asking for a customer (the returns service, before a return) names them: the same.
-    as_returns = {"headers": auth_headers("service", service="returns", scopes=("order:read",))}
+    as_returns: dict[str, Any] = {"headers": auth_headers("service", service="returns", scopes=("order:read",))}
     asked = f"?customer_id={attacker['id']}"
     await _same_answers(
         orders,
@@ -231,7 +233,7 @@ async def test_another_customers_cart_is_read_as_an_unknown_id(checkout: Client,
     await set_stock(product["id"], 5)
     own = auth_headers("customer", customer_id=victim["id"])
     cart_id = await _customer_cart(checkout, own, victim["id"], product, 1)
-    as_attacker = {"headers": auth_headers("customer", customer_id=attacker["id"])}
+    as_attacker: dict[str, Any] = {"headers": auth_headers("customer", customer_id=attacker["id"])}
     unknown = _unknown_like(cart_id)
 
     for method, suffix, kwargs in (
@@ -316,7 +318,7 @@ async def test_another_customers_checkout_session_is_read_as_an_unknown_id(
     assert started.status_code == 201, started.text
     session_id = started.json()["id"]
     unknown = _unknown_like(session_id)
-    as_attacker = {"headers": auth_headers("customer", customer_id=attacker["id"])}
+    as_attacker: dict[str, Any] = {"headers": auth_headers("customer", customer_id=attacker["id"])}
 
     sent = await _same_answers(
         checkout, statements, "GET", f"/api/checkout/{session_id}", f"/api/checkout/{unknown}", **as_attacker

@@ -241,7 +241,7 @@ def test_an_outage_answers_its_5xx_or_holds_calls_and_ends(provider: Provider) -
     assert provider.outage() is None
     for bad in ({"seconds": -1, "status": 503}, {"seconds": 10, "status": 404}, {"seconds": 10}):
         with pytest.raises(ValueError):
-            provider.set_outage(**bad)  # type: ignore[arg-type]
+            provider.set_outage(**bad)
     with pytest.raises(ValueError):
         provider.set_outage(10, delay_s=61)
     down = provider.set_outage(30, status=502)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -150,7 +151,11 @@ def test_an_amount_that_is_not_a_number_is_poison_not_a_sum_spoilt_for_good(spel
     # PostgreSQL's numeric stores NaN, and NaN + anything is NaN: one such order.created made the customer's
     # total_spent and the day's and the product's sales NaN for good.
     created = payload_as_dict(order_created(str(uuid.uuid4())))
-    for spoil in (lambda p: p.update(total_amount=spelling), lambda p: p["items"][0].update(unit_price=spelling)):
+    spoilers: tuple[Callable[[dict[str, Any]], None], ...] = (
+        lambda p: p.update(total_amount=spelling),
+        lambda p: p["items"][0].update(unit_price=spelling),
+    )
+    for spoil in spoilers:
         payload = json.loads(json.dumps(created))
         spoil(payload)
         batch = parse(customer_stats, [_record(_headers(uuid.uuid4()), json.dumps(payload).encode())])

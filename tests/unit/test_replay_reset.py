@@ -29,6 +29,7 @@ class FakeAdmin:
 
     def alter_consumer_group_offsets(self, requests: list[ConsumerGroupTopicPartitions]) -> dict[str, Future[Any]]:
         (request,) = requests
+        assert request.topic_partitions is not None  # replay always names the partitions it resets
         self.altered += request.topic_partitions
         # librdkafka's answer carries each partition's own error (TopicPartition.error is read-only here)
         answered = [
@@ -44,6 +45,7 @@ class FakeAdmin:
 
     def list_consumer_group_offsets(self, requests: list[ConsumerGroupTopicPartitions]) -> dict[str, Future[Any]]:
         (request,) = requests
+        assert request.topic_partitions is not None  # replay always names the partitions it reads back
         held = {tp.partition: tp.offset for tp in self.altered} | (self.held or {})
         found = [TopicPartition(tp.topic, tp.partition, held[tp.partition]) for tp in request.topic_partitions]
         return {request.group_id: _done(ConsumerGroupTopicPartitions(request.group_id, found))}
