@@ -44,7 +44,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from apps.common.pricing import CatalogPrice
 from apps.order.driver import DriverStatement
 from apps.order.models import Base
-from apps.order.transitions import placement_ctes
+from apps.order.transitions import placement_ctes, write_placement
 
 if TYPE_CHECKING:
     from apps.order.clients import Dependencies
@@ -132,6 +132,22 @@ PLACE_IF_KNOWN = DriverStatement(
     """
     )
 )
+# The fallback's write (``References.place_checked``), after ``check`` found the customer known or wrote the
+# customer API's answer back: ``_PLACE``'s inserts, only while that row still says known, read FOR SHARE as the
+# lookup reads it. An erasure committed between the check and this statement (a catalog call often lies between
+# them) marked the row erased, which the locked read sees whatever this statement's snapshot: nothing is written,
+# and the order is refused as for an unknown customer (W31-3, session 31); a placement that locks the row first
+# holds the erasure until its order has committed, so the erasure's UPDATEs clear it.
+_PLACE_CHECKED = DriverStatement(
+    text(
+        f"""
+    WITH known AS (
+        SELECT FROM order_known_customers WHERE customer_id = :customer_id AND NOT erased FOR SHARE
+    ), {placement_ctes("EXISTS (SELECT FROM known)")}
+    SELECT id FROM i ORDER BY id
+    """
+    )
+)
 # The customer API's answer written back. ON CONFLICT sees committed rows whatever the statement's snapshot:
 # a customer erased since that answer has a tombstone here (apps/order/erasure.py), which this leaves erased.
 _REMEMBER_CUSTOMER = DriverStatement(
@@ -191,6 +207,19 @@ class References:
             return None, rows
         self._refresh_ahead(_ageing([r for r in rows if r["product_id"] is not None], now, limit))
         return list(ids), rows
+
+    async def place_checked(self, params: Mapping[str, Any]) -> list[int] | None:
+        """The order written by ``_PLACE_CHECKED`` with the placement's parameters: the items' ids, or None if
+        the customer's row no longer says known (erased since ``check``). Without the read models' tables (a
+        downgrade below order_0008 while we run: ``check`` asked the services) the write is ``_PLACE``'s."""
+        try:
+            rows = await _PLACE_CHECKED.fetch(self.session, params)
+        except ProgrammingError as exc:
+            if getattr(exc.orig, "sqlstate", None) != UNDEFINED_TABLE:
+                raise
+            await self.session.rollback()
+            return await write_placement(self.session, params)
+        return [row["id"] for row in rows] or None
 
     async def check(
         self,

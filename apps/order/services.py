@@ -44,7 +44,6 @@ from apps.order.transitions import (
     cancel,
     placed_items,
     placement_params,
-    write_placement,
 )
 
 if TYPE_CHECKING:
@@ -176,9 +175,10 @@ class OrderService:
         one statement that reads the read models and writes the order only if they agree with the prices it
         was priced with (apps/order/known.py ``PLACE_IF_KNOWN``); otherwise the read models' rows decide (on
         a miss the services answer, written back) and the write is a statement of its own
-        (apps/order/transitions.py ``_PLACE``). Either write is atomic on its own, its data_access_log row in
-        it. The session sends nothing on this path until the connection is back: a replay reads the earlier
-        order through it, so a request never holds two connections."""
+        (apps/order/known.py ``_PLACE_CHECKED``: ``_PLACE``'s inserts, while the customer's row says known).
+        Either write is atomic on its own, its data_access_log row in it. The session sends nothing on this
+        path until the connection is back: a replay reads the earlier order through it, so a request never
+        holds two connections."""
         request_hash = fingerprint(msgspec.json.encode(data))
         lines = [RequestedLine(item.product_id, item.quantity) for item in data.items]
         placed: Placed | None = None
@@ -220,7 +220,9 @@ class OrderService:
         if not exists:
             raise UnknownReference("customer_id", "unknown customer")
         draft = _Draft.of(data, price_order(lines, prices), key)
-        return draft.placed(await write_placement(self.session, draft.params))
+        if (ids := await references.place_checked(draft.params)) is None:  # erased since the check
+            raise UnknownReference("customer_id", "unknown customer")
+        return draft.placed(ids)
 
     async def _earlier(self, customer_id: str, key: str, request_hash: str) -> uuid.UUID | None:
         """The order an earlier request of this customer with this Idempotency-Key placed (409 if its body

@@ -10,8 +10,9 @@ written), and the order written after it keeps its address. The interleaving is 
 statements (apps/order/erasure.py STATEMENTS, as it applies them, in one transaction) run right after the
 check answered, before the write.
 
-Failed at 19:22 on HEAD and on X's working copy (201, the address kept): reported to X (status.md, W 19:22).
-Marked xfail (strict) until the write checks the known-customer row itself; remove the mark with the fix.
+Failed at 19:22 on HEAD and on X's working copy (201, the address kept; W31-3). The fallback's write is now
+apps/order/known.py ``_PLACE_CHECKED``: it inserts only while the customer's row, read FOR SHARE, says known, so
+the order is refused as for an unknown customer (422) and nothing is written.
 """
 
 from __future__ import annotations
@@ -38,9 +39,6 @@ pytestmark = pytest.mark.usefixtures("stack")
 __all__ = ["orders"]  # the fixture, used by name
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="W31-3: the fallback's write holds no lock of its check (reported to X)"
-)
 async def test_an_erasure_between_the_fallbacks_check_and_its_write_leaves_no_address(
     orders: AsyncTestClient[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -68,8 +66,8 @@ async def test_an_erasure_between_the_fallbacks_check_and_its_write_leaves_no_ad
     body = addressed_order(customer, product["id"], marker)
     placed = await orders.post("/api/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
     assert erased == [customer], "the placement did not go through References.check"
-    if placed.status_code == 201:
-        rows = await fetch("order", "SELECT shipping_address FROM orders WHERE id = $1", placed.json()["id"])
-        assert rows[0]["shipping_address"] is None, "an order written after the erasure kept its address"
-    else:  # refused as a customer erased meanwhile
-        assert placed.status_code == 422, placed.text
+    # Refused as a customer erased meanwhile, and nothing written: no order of this customer at all.
+    assert placed.status_code == 422, placed.text
+    assert placed.json()["extra"][0]["key"] == "customer_id", placed.text
+    rows = await fetch("order", "SELECT count(*) AS n FROM orders WHERE customer_id = $1", customer)
+    assert rows[0]["n"] == 0, "an order was written after the erasure"
