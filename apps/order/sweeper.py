@@ -16,8 +16,8 @@ orders is from the database's: the reservation deadline is written from it; aler
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -79,7 +79,8 @@ _PAYMENT_FAILURES = text(
 # waiting on a reservation (the partial index idx_order_sagas_waiting; at most 200): each row's created_at
 # is that process's clock, and its order.created (written in the same transaction) the database's now().
 # Off by the time from the process's clock read to its transaction's start too (milliseconds; a pool
-# wait), hence the median. No waiting saga, no sample: the writer's label is removed.
+# wait), hence the median. No waiting saga, no sample: the writer's gauge reads NaN (no comparison with NaN
+# holds, so WriterClockSkewed stays quiet), and the series stays, so the alert's metric always exists.
 _WRITER_OFFSETS = text(
     "SELECT CASE WHEN s.checkout_id IS NULL THEN 'order-api' ELSE 'order-saga' END AS writer, "
     "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.created_at - e.created_at)) AS offset_s "
@@ -158,11 +159,7 @@ class Sweeper(Poller):
         for status in FAILED_PAYMENT_STATUSES:
             PAYMENT_FAILURES.labels(status).set(counts.failures.get(status, 0))
         for writer in WRITERS:
-            if writer in offsets:
-                WRITER_CLOCK_OFFSET.labels(writer).set(offsets[writer])
-            else:
-                with contextlib.suppress(KeyError):
-                    WRITER_CLOCK_OFFSET.remove(writer)
+            WRITER_CLOCK_OFFSET.labels(writer).set(offsets.get(writer, math.nan))
 
 
 async def serve(port: int | None) -> None:
