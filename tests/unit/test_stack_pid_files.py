@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def test_two_restarts_at_once_leave_the_pid_file_naming_the_live_process(
         for thread in threads:
             thread.join(timeout=60)
         live = _servers(port)
-        assert errors == []
+        assert errors == [], "".join(traceback.format_exception(errors[0]))  # where it was raised, if it was
         assert len(live) == 1 and live[0] != first, live
         assert proc.read_pid(NAME) == live[0]  # before: the pid of a start that died on the port, or none
     finally:
