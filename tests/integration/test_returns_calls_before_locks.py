@@ -46,12 +46,20 @@ async def _delivered(product: dict[str, Any], customer: str | None) -> dict[str,
         return await delivered_order(http, [(product, 2)], customer_id=customer)
 
 
+# How long the row may take to lock. The held call is held until the test lets it go, after this check, so
+# a command holding the row across its call fails the check whatever this is; what it waits out is the
+# returns consumer's own short transactions on the row (it projects the order's shipped and delivered
+# events as they arrive: NOWAIT failed on one of those in a fresh-clone CI, session 31).
+LOCK_WITHIN = "3s"
+
+
 async def _lockable(table: str, key: str, value: object) -> None:
-    """The row locks at once (NOWAIT): nobody holds it."""
+    """The row locks within LOCK_WITHIN: nobody holds it across the held call."""
     conn = await connect("returns")
     try:
         async with conn.transaction():
-            await conn.execute(f"SELECT 1 FROM {table} WHERE {key} = $1 FOR UPDATE NOWAIT", value)
+            await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_WITHIN}'")
+            await conn.execute(f"SELECT 1 FROM {table} WHERE {key} = $1 FOR UPDATE", value)
     finally:
         await conn.close()
 
@@ -59,8 +67,8 @@ async def _lockable(table: str, key: str, value: object) -> None:
 async def test_a_return_with_a_description_asks_about_an_erasure_before_locking_the_order(
     held: tuple[str, HeldService, HeldService],
 ) -> None:
-    """While the customer service holds its answer, the order's snapshot locks at once (before: NOWAIT
-    failed, the return held it); then the return is made with its description (a live customer)."""
+    """While the customer service holds its answer, the order's snapshot locks (before: the lock timed out,
+    the return held it); then the return is made with its description (a live customer)."""
     url, customers, _ = held
     product = await stocked("5.00", 10)
     customer = (await create_customer())["id"]
@@ -84,7 +92,7 @@ async def test_settle_with_reads_the_ledger_before_locking_the_return(
     held: tuple[str, HeldService, HeldService],
 ) -> None:
     """Approving a refund_only return naming a refund by hand: while the payment service holds the ledger,
-    the return row locks at once (before: NOWAIT failed); the unknown refund is then refused (422 naming
+    the return row locks (before: the lock timed out); the unknown refund is then refused (422 naming
     settle_with[0]) and the return stays requested."""
     url, _, payments = held
     product = await stocked("5.00", 10)
