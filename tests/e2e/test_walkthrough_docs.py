@@ -314,8 +314,12 @@ def test_every_alert_loads_healthy_and_reads_metrics_the_stack_exports() -> None
     }
     assert set(loaded) == set(written)
     # Names Prometheus has seen (its head block: about the last 2 h), so a series that exists only while
-    # something happens (pg_long_running_*: an active query) counts once it has happened recently.
+    # something happens (pg_long_running_*: an active query) counts once it has happened recently; and names
+    # a target it scrapes declares (its # HELP/# TYPE lines, Prometheus' metadata API) before the first sample:
+    # a labelled counter such as outbox_consumer_retries_total has no series until a consumer first retries,
+    # which a fresh stack may not have done yet.
     seen = set(httpx.get(f"{prometheus}/api/v1/label/__name__/values", timeout=10).json()["data"])
+    seen |= set(httpx.get(f"{prometheus}/api/v1/metadata", timeout=10).json()["data"])
     for name, rule in loaded.items():
         assert rule["health"] == "ok", (name, rule.get("lastError"))
         assert metric_names(written[name]["expr"]) <= seen | {"up"}, (name, metric_names(written[name]["expr"]) - seen)
