@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["OutboxError", "PoisonMessage", "RejectedEvent", "RetryableError", "UndecodableEvent"]
+__all__ = ["ContentionError", "OutboxError", "PoisonMessage", "RejectedEvent", "RetryableError", "UndecodableEvent"]
 
 
 class OutboxError(Exception):
@@ -30,3 +30,13 @@ class RetryableError(OutboxError):
     def __init__(self, *args: object, dependency: str | None = None) -> None:
         super().__init__(*args)
         self.dependency = dependency
+
+
+class ContentionError(RetryableError):
+    """A transaction the handler gave up for a concurrent one's sake, found by the handler itself rather
+    than refused by the database with a SQLSTATE (outbox.retry.CONTENTION_SQLSTATES): the same work is
+    expected to pass at once on the retry, so the consumer stays ready through the first retries, as for a
+    deadlock (outbox.runtime.CONTENTION_RETRIES_READY). Its database answered: no ``dependency``."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from outbox.errors import RetryableError
+from outbox.errors import ContentionError, RetryableError
 
 __all__ = [
     "CONTENTION_SQLSTATES",
@@ -56,8 +56,9 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def contended(exc: BaseException) -> bool:
-    """True when the database refused the work for a concurrent transaction's sake (CONTENTION_SQLSTATES)."""
-    return any(_sqlstate(error) in CONTENTION_SQLSTATES for error in _causes(exc))
+    """True when the work was refused for a concurrent transaction's sake: by the database
+    (CONTENTION_SQLSTATES) or by a handler that found it (outbox.errors.ContentionError)."""
+    return any(isinstance(error, ContentionError) or _sqlstate(error) in CONTENTION_SQLSTATES for error in _causes(exc))
 
 
 def waits_for(exc: BaseException) -> str:

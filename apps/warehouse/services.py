@@ -50,7 +50,7 @@ from apps.warehouse.rules import (
     check_on_hand,
     check_quantity,
 )
-from outbox.errors import RetryableError
+from outbox.errors import ContentionError
 from outbox.writer import add_event
 
 if TYPE_CHECKING:
@@ -205,8 +205,9 @@ class ReservationService:
         inserted = await write_decisions(self.session, reservations, items, ledger.changes(), decided_now, now)
         if inserted != len(reservations):
             # Only possible when a second consumer decided one of these orders at the same moment;
-            # the retried batch sees its decision and leaves that order alone.
-            raise RetryableError("an order of this batch was decided concurrently")
+            # the retried batch sees its decision and leaves that order alone. Contention, as a deadlock:
+            # the retry is expected to pass at once, so /ready stays 200 through it (it was 503 at once).
+            raise ContentionError("an order of this batch was decided concurrently")
         return len(reservations)
 
     async def release(self, order_ids: Sequence[uuid.UUID]) -> int:
