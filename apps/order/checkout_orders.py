@@ -4,6 +4,14 @@ The event carries everything (lines priced by the checkout, addresses, totals, t
 the order id the checkout allocated, so a redelivered event finds its order and creates nothing twice;
 the checkout id is unique on order_sagas as well. Guest orders are accepted without a customer lookup:
 ``is_guest`` says so (``customer_id`` is then the cart's ``cs_...`` session id) and is kept in metadata.
+
+A registered customer's order is accepted too (the checkout service vouched for them), but written without
+their addresses once the order service has applied their erasure (customer.erased in order-references:
+apps/order/erasure.py), and the known-customer row it read stays locked until the saga's batch commits
+(apps/order/known.py ``hold_customer``): an erasure applied meanwhile waits for that commit, so its UPDATEs
+clear what the order wrote. Before (session 32), the order's INSERT committed with the batch, after an
+erasure whose UPDATEs had not seen it, and kept the addresses; so did one opened with the buyer's data key
+cached in this process (30 s) after the erasure had been applied here.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import msgspec
 from apps.checkout.events import personal_address
 from apps.common.data_keys import consumer_data_keys
 from apps.common.personal import ADDRESS_FIELDS, subjects_of
+from apps.order.known import hold_customer
 from apps.order.models import Order
 from apps.order.rules import PENDING, order_number
 from apps.order.saga_state import OrderSaga
@@ -37,7 +46,8 @@ async def create_from_checkout(session: AsyncSession, event: CheckoutCompleted) 
     """Create the checkout's order, its saga row and order.created; False if it exists already."""
     if await session.get(Order, event.order_id) is not None:
         return False
-    shipping, billing = await _opened_addresses(event)
+    personal = event.is_guest or await hold_customer(session, event.customer_id)
+    shipping, billing = await _opened_addresses(event) if personal else (None, None)
     now = dt.datetime.now(dt.UTC)
     order = Order(
         id=event.order_id,

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 UNDEFINED_TABLE = "42P01"
 log = logging.getLogger("apps.order.known")
 
-__all__ = ["KnownCustomer", "KnownProduct", "References", "is_fresh", "max_age"]
+__all__ = ["KnownCustomer", "KnownProduct", "References", "hold_customer", "is_fresh", "max_age"]
 
 
 class KnownCustomer(Base):
@@ -100,9 +100,12 @@ def is_fresh(confirmed_at: dt.datetime, now: dt.datetime, limit: dt.timedelta) -
 # since a locked read re-checks the row's newest version (EvalPlanQual); the customer API then answers (404
 # once erased: 422). A placement that locked the row first holds the erasure until the order has committed,
 # so the erasure's UPDATEs see it. The cost: a row lock per order (a WAL record; concurrent orders of one
-# customer share it through a MultiXact), measured in docs/benchmarks.md (session 31, X).
-_LOOKUP_SQL = """
-    SELECT EXISTS (SELECT FROM order_known_customers WHERE customer_id = :customer_id AND NOT erased FOR SHARE)
+# customer share it through a MultiXact), measured in docs/benchmarks.md (session 31, X). Every placement reads
+# the row through this one predicate: the API's (``_LOOKUP_SQL``, ``_PLACE_CHECKED``) and the saga's
+# (``_HOLD_CUSTOMER``).
+_KNOWN_ROW = "SELECT FROM order_known_customers WHERE customer_id = :customer_id AND NOT erased FOR SHARE"
+_LOOKUP_SQL = f"""
+    SELECT EXISTS ({_KNOWN_ROW})
                AS customer_known,
            p.product_id, p.sku, p.name, p.price, p.currency, p.confirmed_at
     FROM (SELECT 1) AS one
@@ -142,7 +145,7 @@ _PLACE_CHECKED = DriverStatement(
     text(
         f"""
     WITH known AS (
-        SELECT FROM order_known_customers WHERE customer_id = :customer_id AND NOT erased FOR SHARE
+        {_KNOWN_ROW}
     ), {placement_ctes("EXISTS (SELECT FROM known)")}
     SELECT id FROM i ORDER BY id
     """
@@ -153,6 +156,31 @@ _PLACE_CHECKED = DriverStatement(
 _REMEMBER_CUSTOMER = DriverStatement(
     text("INSERT INTO order_known_customers (customer_id) VALUES (:customer_id) ON CONFLICT (customer_id) DO NOTHING")
 )
+# A checkout's order (apps/order/checkout_orders.py) is written by the order-saga group inside its batch's
+# transaction, which commits later, after the batch's other events: an erasure whose UPDATEs ran meanwhile did
+# not see it, and it kept its addresses for good (session 32, X). The saga reads the customer's row as the API's
+# placements do and keeps the lock until its transaction ends (``hold_customer``).
+_HOLD_CUSTOMER = DriverStatement(text(f"SELECT EXISTS ({_KNOWN_ROW}) AS customer_known"))
+
+
+async def hold_customer(session: AsyncSession, customer_id: str) -> bool:
+    """Whether an order of this customer may keep their personal data: False once the order service has
+    applied (or is applying) their erasure. True leaves the known-customer row locked FOR SHARE until the
+    caller's transaction ends, so an erasure reaching it waits for that transaction and its UPDATEs then see
+    what it wrote; an erasure that got there first is waited for, and the locked read sees its tombstone.
+
+    For the saga's checkout orders, whose customer the checkout service vouched for (a customer's cart is
+    made only once the customer API knows them): a customer not known here yet is written known first
+    (``_REMEMBER_CUSTOMER``), since a lock needs a row. A plain read cannot see a tombstone inserted after
+    its statement's snapshot (the customer was never known here), but the insert's ON CONFLICT waits for it and
+    the next statement's snapshot sees it; and an erasure arriving after this insert waits on it."""
+    params = {"customer_id": customer_id}
+    if (await _HOLD_CUSTOMER.fetch(session, params))[0]["customer_known"]:
+        return True
+    await _REMEMBER_CUSTOMER.fetch(session, params)
+    return bool((await _HOLD_CUSTOMER.fetch(session, params))[0]["customer_known"])
+
+
 # The catalog's answer, newer than what we hold; the version stays (an event newer than it still applies).
 # Sorted by id, so two orders refreshing the same products lock them in the same order.
 _REMEMBER_PRODUCTS = DriverStatement(
