@@ -32,6 +32,7 @@ from apps.checkout.rules import (
     new_checkout_token,
     quote,
     reprice,
+    shipping_option,
 )
 from apps.checkout.schemas import lines_to_json
 from apps.checkout.sealed import opened_addresses, seal_addresses
@@ -227,7 +228,7 @@ class CheckoutService:
         method = await self.session.get(ShippingMethod, (method_id, currency))
         if method is None or not method.is_active:
             raise UnknownReference("shipping_method_id", f"no shipping method {method_id!r} for {currency}")
-        return ShippingOption(method.id, method.name, method.cost)
+        return shipping_option(method.id, method.name, method.cost, currency)
 
     async def _tax_rate(self, country: str, field: str) -> Decimal:
         rate = await self.session.get(TaxRate, country)

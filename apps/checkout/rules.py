@@ -150,6 +150,20 @@ class ShippingOption:
     cost: Decimal
 
 
+def shipping_option(method_id: str, name: str, cost: Decimal, currency: str) -> ShippingOption:
+    """A ``shipping_methods`` row as a checkout prices with it. Those rows are configuration changed with SQL,
+    which checks only that a cost is not negative: a cost with more decimals than its currency has (500.50
+    JPY) would make a total no card provider charges (the payment refuses it and the saga cancels the order
+    at its deadline). The method is refused (422 naming ``shipping_method_id``) until its cost is corrected,
+    never rounded: rounding would charge a cost nobody configured (as a product's price, ``price_line``)."""
+    try:
+        pricing.check_places("shipping_method_id", cost, currency)
+    except InconsistentFields as exc:
+        problem = f"shipping method {method_id!r}: its cost {exc.message}; not available until corrected"
+        raise InconsistentFields("shipping_method_id", problem) from None
+    return ShippingOption(method_id, name, cost)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Quote(pricing.Quote):
     """A checkout's quote: the shipping method it was priced with (its cost is ``shipping_amount``)."""
