@@ -124,3 +124,7 @@ pitr *args:
 # The seed's backup schedule as a cron file: `just backup-schedule > /etc/cron.d/commerce-outbox-backup`
 backup-schedule:
     @{{python}} -m infra.backup --schedule
+
+# The read replica becomes the primary when the primary is lost for good, with WAL archiving and a first backup (docs/operations.md, Read replica): `just promote` says whether it may, `just promote --yes` does it
+promote *args:
+    {{python}} -m infra.promote "$@"

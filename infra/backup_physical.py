@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apps.common.topology import pg_port
-from infra import postgres, proc
+from apps.common.topology import pg_port, replica_port
+from infra import postgres, proc, replica
 
 TEMPLATE = Path(__file__).resolve().parent / "pgbackrest" / "pgbackrest.conf.template"
 CRON_TEMPLATE = Path(__file__).resolve().parent / "pgbackrest" / "commerce-backup.cron"
@@ -33,16 +33,37 @@ FIRST_BACKUP = "first-backup"  # the process name (pid file, log) of the first f
 LATE_AFTER_S = 26 * 3600
 
 
-def config_text() -> str:
+@dataclass(frozen=True)
+class Site:
+    """A primary as pgBackRest's pg1-* options name it: data directory, port, socket folder."""
+
+    data: Path
+    port: int
+    socket: Path
+
+
+def primary_site() -> Site:
+    """The stack's primary: its own cluster, or the read replica once promoted (infra/promote.py). Read from
+    the replica's data directory (replica.promoted), so `just up` rewriting the config keeps pointing at the
+    promoted one, and a primary started again after a promotion cannot archive into the repository: its
+    archive-push resolves %p against pg1-path, which then is not its data directory, and refuses."""
+    if replica.promoted():
+        return Site(replica.DATA, replica_port(), replica.SOCKET_DIR)
+    return Site(postgres.DATA, pg_port(), postgres.SOCKET_DIR)
+
+
+def config_text(site: Site | None = None, folder: Path = postgres.PGBACKREST_DIR) -> str:
+    """The config for ``site`` (the stack's primary) with repository, logs, locks and spool in ``folder``."""
+    site = site or primary_site()
     values = {
-        "@REPO@": str(REPO_DIR),
-        "@LOG@": str(postgres.PGBACKREST_DIR / "log"),
-        "@LOCK@": str(postgres.PGBACKREST_DIR / "lock"),
-        "@SPOOL@": str(postgres.PGBACKREST_DIR / "spool"),
+        "@REPO@": str(folder / "repo"),
+        "@LOG@": str(folder / "log"),
+        "@LOCK@": str(folder / "lock"),
+        "@SPOOL@": str(folder / "spool"),
         "@STANZA@": postgres.STANZA,
-        "@DATA@": str(postgres.DATA),
-        "@PORT@": str(pg_port()),
-        "@SOCKET@": str(postgres.SOCKET_DIR),
+        "@DATA@": str(site.data),
+        "@PORT@": str(site.port),
+        "@SOCKET@": str(site.socket),
     }
     text = TEMPLATE.read_text()
     for key, value in values.items():
@@ -50,17 +71,22 @@ def config_text() -> str:
     return text
 
 
-def write_config() -> None:
-    for folder in (postgres.PGBACKREST_DIR, REPO_DIR, *(postgres.PGBACKREST_DIR / n for n in ("log", "lock", "spool"))):
-        folder.mkdir(parents=True, exist_ok=True)
-        postgres.chown_for_pg(folder)
-    postgres.PGBACKREST_CONF.write_text(config_text())
-    postgres.chown_for_pg(postgres.PGBACKREST_CONF)
+def write_config(site: Site | None = None, folder: Path = postgres.PGBACKREST_DIR) -> Path:
+    """Write ``folder``/pgbackrest.conf for ``site`` (the stack's primary), and the folders it names."""
+    for sub in (folder, *(folder / n for n in ("repo", "log", "lock", "spool"))):
+        sub.mkdir(parents=True, exist_ok=True)
+        postgres.chown_for_pg(sub)
+    conf = folder / postgres.PGBACKREST_CONF.name
+    conf.write_text(config_text(site, folder))
+    postgres.chown_for_pg(conf)
+    return conf
 
 
-def pgbackrest(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def pgbackrest(
+    *args: str, check: bool = True, conf: Path = postgres.PGBACKREST_CONF
+) -> subprocess.CompletedProcess[str]:
     """Run pgbackrest as the cluster's OS user (it refuses root, and its files must stay that user's)."""
-    argv = ["pgbackrest", f"--config={postgres.PGBACKREST_CONF}", f"--stanza={postgres.STANZA}", *args]
+    argv = ["pgbackrest", f"--config={conf}", f"--stanza={postgres.STANZA}", *args]
     result = postgres.as_pg(argv)
     if check and result.returncode != 0:
         raise proc.StartError(f"pgbackrest {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -87,8 +113,8 @@ def enable_archiving() -> None:
     postgres.start()
 
 
-def info() -> list[dict[str, Any]]:
-    result = pgbackrest("--output=json", "info", check=False)
+def info(conf: Path = postgres.PGBACKREST_CONF) -> list[dict[str, Any]]:
+    result = pgbackrest("--output=json", "info", check=False, conf=conf)
     try:
         stanzas: list[dict[str, Any]] = json.loads(result.stdout or "[]")
     except json.JSONDecodeError:
@@ -96,9 +122,9 @@ def info() -> list[dict[str, Any]]:
     return stanzas
 
 
-def backups() -> list[dict[str, Any]]:
+def backups(conf: Path = postgres.PGBACKREST_CONF) -> list[dict[str, Any]]:
     """Every backup in the repository, oldest first (pgBackRest's JSON: label, type, timestamp start/stop)."""
-    return [b for stanza in info() for b in stanza.get("backup", [])]
+    return [b for stanza in info(conf) for b in stanza.get("backup", [])]
 
 
 def backup(kind: str) -> dict[str, Any]:

@@ -93,13 +93,18 @@ TUNING = {
     "commit_siblings": "1",
 }
 
-# WAL archiving through pgBackRest for point-in-time recovery; a restart applies archive_mode.
-ARCHIVE_SETTINGS = {
-    "archive_mode": "on",
-    "archive_command": f"'pgbackrest --config={PGBACKREST_CONF} --stanza={STANZA} archive-push %p'",
-    # A quiet cluster still ships a segment a minute, so a recovery point is at most a minute from the archive.
-    "archive_timeout": "60",
-}
+
+def archive_settings(conf: Path = PGBACKREST_CONF) -> dict[str, str]:
+    """WAL archiving through pgBackRest (``conf``) for point-in-time recovery; a restart applies archive_mode."""
+    return {
+        "archive_mode": "on",
+        "archive_command": f"'pgbackrest --config={conf} --stanza={STANZA} archive-push %p'",
+        # A quiet cluster still ships a segment a minute, so a recovery point is at most a minute from the archive.
+        "archive_timeout": "60",
+    }
+
+
+ARCHIVE_SETTINGS = archive_settings()
 
 # The streaming replica (infra/replica.py) connects over the socket as the superuser, by OS identity.
 REPLICATION_HBA = "local   replication  postgres                 peer\n"
@@ -217,8 +222,8 @@ def stop() -> bool:
     return True
 
 
-def psql_admin(sql: str, database: str = "postgres") -> str:
-    """Run SQL as the superuser over the private socket."""
+def psql_admin(sql: str, database: str = "postgres", *, socket: Path = SOCKET_DIR, port: int | None = None) -> str:
+    """Run SQL as the superuser over the private socket (another cluster's: ``socket`` and ``port``)."""
     result = as_pg(
         [
             str(BIN / "psql"),
@@ -228,9 +233,9 @@ def psql_admin(sql: str, database: str = "postgres") -> str:
             "ON_ERROR_STOP=1",
             "-At",
             "-h",
-            str(SOCKET_DIR),
+            str(socket),
             "-p",
-            str(pg_port()),
+            str(pg_port() if port is None else port),
             "-U",
             "postgres",
             "-d",

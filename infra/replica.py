@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 from apps.common.topology import pg_port, replica_port
 from infra import postgres, proc
@@ -23,6 +24,24 @@ SLOT = "read_replica"
 
 def initialised() -> bool:
     return (DATA / "PG_VERSION").exists()
+
+
+def promoted(data: Path = DATA) -> bool:
+    """Whether this copy was promoted (`just promote`, or pg_ctl promote by hand): pg_basebackup -R left a
+    standby.signal that promotion removes. A promoted replica is the primary from then on: what pgBackRest
+    backs up (infra/backup_physical.primary_site)."""
+    return (data / "PG_VERSION").exists() and not (data / "standby.signal").exists()
+
+
+def server_options() -> list[str]:
+    """The replica's own settings on its command line (they override the primary's copied config).
+
+    archive_mode stays as copied (on): a standby archives nothing with it (only `always` would), and a
+    promoted one archives from its first moment, the new timeline's history file included. Until session
+    32 it ran with archive_mode=off here, which left a promoted replica archiving nothing until restarted
+    (session 31's rehearsal; infra/promote.py restarts such a one before promoting it)."""
+    # Feedback keeps the primary's vacuum from removing rows a long report on the replica still reads.
+    return ["-c", "hot_standby_feedback=on"]
 
 
 def ready() -> bool:
@@ -71,9 +90,7 @@ def start() -> None:
     pid = None
     if not running():
         argv = [str(postgres.BIN / "postgres"), "-D", str(DATA), "-p", str(replica_port()), "-k", str(SOCKET_DIR)]
-        # A standby archives nothing (archive_mode=on only archives on a primary); say so anyway. Feedback
-        # keeps the primary's vacuum from removing rows a long report on the replica still reads.
-        argv += ["-c", "archive_mode=off", "-c", "hot_standby_feedback=on"]
+        argv += server_options()
         pid = proc.spawn(NAME, argv, user=postgres.os_user() if os.geteuid() == 0 else None)
     proc.wait_until(NAME, ready, timeout=60, pid=pid)
     if postgres.drop_cdc_physical_replication(DATA):  # a copy of a primary from before session 29

@@ -1,0 +1,209 @@
+"""`just promote`: the read replica becomes the primary, with its WAL archived and a backup of its own.
+
+    just promote          say whether it may and what it would do (nothing changes)
+    just promote --yes    do it; then point every process at it (docs/operations.md, "Read replica")
+
+For a primary whose data directory is lost and will not come back (no automatic failover here).
+PostgreSQL's promotion alone left a primary without point-in-time recovery or backups (session 31's
+rehearsal): the replica ran with archive_mode=off on its command line, and pgBackRest's config names the
+old primary's data directory (pg1-path), against which archive-push resolves the relative segment path
+PostgreSQL gives it. The steps, each safe to run again (a promotion cut short is finished by running it
+again, and one done by hand with pg_ctl is completed the same way):
+
+1. refuse while the old primary answers on its port (two primaries would take writes) or the replica does not;
+2. pgBackRest's config names the replica's data directory, port and socket (backup_physical.primary_site
+   reads that from the replica's data directory once promoted, so `just up` writes it the same way);
+3. a replica still running with archive_mode=off (its flags until session 32) is restarted without it;
+4. pg_ctl promote, unless it is promoted already, and wait until it takes writes: it archives from then on
+   (the new timeline's history file first);
+5. the archiving settings set on it (ALTER SYSTEM, reloaded);
+6. stanza-create: the stanza exists with this cluster's system identifier and version (a promoted standby
+   keeps both), so pgBackRest accepts it as it is; stanza-upgrade is for a new major version, and a
+   repository of another cluster is refused here rather than written to; then pgbackrest check: a WAL
+   segment of the new timeline switched and archived;
+7. a full backup, the first of the new primary: a recovery after the promotion starts from it (what the old
+   primary had not archived when it was lost is not in the archive, so the older backups may not reach past
+   the promotion).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from apps.common.topology import pg_port, replica_port
+from infra import backup_physical, postgres, proc, replica
+from infra.backup_physical import Site
+
+# How long pg_ctl promote, and then the first write, may take (0.26 s in the rehearsal).
+PROMOTE_TIMEOUT_S = 60
+
+
+class Refused(Exception):
+    """The promotion may not run, or a step of it did not do what it should: the steps before it stay done,
+    and running it again goes on from there."""
+
+
+@dataclass(frozen=True)
+class Promotion:
+    standby: Site  # the replica to promote
+    old_primary_port: int  # refused while a server answers here
+    pgbackrest_dir: Path  # pgBackRest's config, repository, logs (the stack's: beside the cluster)
+    restart: Callable[[], None]  # stop the replica and start it again with replica.server_options
+
+    @property
+    def conf(self) -> Path:
+        return self.pgbackrest_dir / postgres.PGBACKREST_CONF.name
+
+    def sql(self, statement: str) -> str:
+        return postgres.psql_admin(statement, socket=self.standby.socket, port=self.standby.port).strip()
+
+    def pgbackrest(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return backup_physical.pgbackrest(*args, conf=self.conf)
+
+
+def answers(port: int) -> bool:
+    """Whether a PostgreSQL answers on 127.0.0.1:``port`` (pg_isready: accepting, or starting up)."""
+    argv = [str(postgres.BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
+    return subprocess.run(argv, check=False).returncode in (0, 1)
+
+
+def refusals(p: Promotion) -> list[str]:
+    """Why the promotion may not run now (empty: it may)."""
+    found = []
+    if answers(p.old_primary_port):
+        found.append(
+            f"the primary answers on port {p.old_primary_port}: promoting the replica would make two primaries. "
+            "If it is to be replaced anyway, stop it first (`just stop postgres`) and never start it again"
+        )
+    if not answers(p.standby.port):
+        found.append(f"the replica does not answer on port {p.standby.port} (`just start replica`)")
+    return found
+
+
+def promote(p: Promotion, *, backup: bool = True, say: Callable[[str], None] = print) -> None:
+    """Steps 1-7 of the module's docstring; raises Refused before changing anything if it may not run."""
+    problems = refusals(p)
+    if problems:
+        raise Refused("; ".join(problems))
+    t0 = time.monotonic()
+
+    def done(what: str) -> None:
+        say(f"  {time.monotonic() - t0:6.1f}s  {what}")
+
+    # The config first: the moment it is promoted, PostgreSQL hands archive-push the new timeline's history
+    # file and the last segment of the old one, which need pg1-path to be this data directory.
+    backup_physical.write_config(p.standby, p.pgbackrest_dir)
+    done(f"pgBackRest's config names {p.standby.data} (port {p.standby.port})")
+    standby = p.sql("SELECT pg_is_in_recovery()") == "t"
+    if standby and p.sql("SHOW archive_mode") != "on":
+        # Started with archive_mode=off (the replica's flags until session 32): promoted so, it would not
+        # even queue its history file for archiving. Started again with the current flags, it replays on
+        # from its own WAL (the primary is gone) and archives from the moment it is promoted.
+        p.restart()
+        done("restarted without archive_mode=off (a standby with it on archives nothing)")
+    if standby:
+        result = postgres.as_pg(
+            [str(postgres.BIN / "pg_ctl"), "promote", "-w", "-t", str(PROMOTE_TIMEOUT_S), "-D", str(p.standby.data)]
+        )
+        if result.returncode != 0:
+            raise Refused(f"pg_ctl promote failed: {result.stdout}{result.stderr}".strip())
+        _wait_writable(p)
+        done(f"promoted: timeline {_timeline(p)}, taking writes")
+    else:
+        done(f"promoted already (timeline {_timeline(p)}): completing it")
+    for key, value in postgres.archive_settings(p.conf).items():
+        p.sql(f"ALTER SYSTEM SET {key} = {value}")
+    p.sql("SELECT pg_reload_conf()")
+    if p.sql("SHOW archive_mode") != "on":  # promoted by hand while it ran with archive_mode=off
+        p.restart()
+        if p.sql("SHOW archive_mode") != "on":
+            raise Refused("restarted, and archive_mode is still off: is it set on the server's command line?")
+        done("restarted without archive_mode=off")
+    _wait_for(lambda: p.sql("SHOW archive_command") == _archive_command(p), "the reload of archive_command")
+    done("archiving through that config (ALTER SYSTEM)")
+    p.pgbackrest("stanza-create")
+    done(f"stanza {postgres.STANZA}: this cluster's (same system identifier)")
+    p.pgbackrest("check")
+    done(f"pgbackrest check: WAL archived up to {_archived_up_to(p)}")
+    if backup:
+        p.pgbackrest("--type=full", "backup")
+        newest = backup_physical.backups(p.conf)[-1]
+        done(f"full backup {newest['label']} (WAL from {newest['archive']['start']})")
+    else:
+        done("no backup taken (--no-backup): take one with `just backup --full`")
+
+
+def _archive_command(p: Promotion) -> str:
+    return postgres.archive_settings(p.conf)["archive_command"].strip("'")
+
+
+def _wait_writable(p: Promotion) -> None:
+    _wait_for(lambda: p.sql("SELECT pg_is_in_recovery()") == "f", "the end of recovery after pg_ctl promote")
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + PROMOTE_TIMEOUT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise Refused(f"{what}: not within {PROMOTE_TIMEOUT_S} s")
+        time.sleep(0.1)
+
+
+def _timeline(p: Promotion) -> int:
+    """The timeline it writes WAL on (pg_control's checkpoint still names the old one until the first
+    checkpoint after the promotion)."""
+    return int(p.sql("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"), 16)
+
+
+def _archived_up_to(p: Promotion) -> str:
+    """The newest WAL segment in the archive (its first 8 hex digits are the timeline)."""
+    stanzas = backup_physical.info(p.conf)
+    return max((a.get("max") or "" for s in stanzas for a in s.get("archive", [])), default="") or "nothing"
+
+
+def stack_promotion() -> Promotion:
+    """The stack's read replica, its primary's port, and the pgBackRest folder beside the cluster."""
+    from infra import stack  # the CLI's only: the stack's component table (up.lock around start/stop)
+
+    def restart() -> None:
+        stack.stop_component(replica.NAME)
+        stack.start_component(replica.NAME)
+
+    standby = Site(replica.DATA, replica_port(), replica.SOCKET_DIR)
+    return Promotion(standby, pg_port(), postgres.PGBACKREST_DIR, restart)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--yes", action="store_true", help="promote (without it: only say whether it may)")
+    parser.add_argument("--no-backup", action="store_true", help="skip step 7 (take it later: just backup --full)")
+    args = parser.parse_args(argv)
+    p = stack_promotion()
+    problems = refusals(p)
+    if not args.yes or problems:
+        for problem in problems:
+            print(f"refusing: {problem}", file=sys.stderr)
+        if not problems:
+            print(f"may promote the replica ({p.standby.data}, port {p.standby.port}); `just promote --yes` does it")
+        return 2 if problems else 0
+    print(f"promoting the replica ({p.standby.data}, port {p.standby.port})", flush=True)
+    try:
+        promote(p, backup=not args.no_backup, say=lambda line: print(line, flush=True))
+    except (Refused, proc.StartError, RuntimeError) as exc:  # RuntimeError: psql's (postgres.psql_admin)
+        print(f"stopped: {exc}\nwhat was done stays done; `just promote --yes` goes on from there", file=sys.stderr)
+        return 1
+    print(
+        f"done: the primary is now 127.0.0.1:{p.standby.port}. Restart each component with PG_PORT={p.standby.port} "
+        "and give each connector a new slot (docs/operations.md, Read replica)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
