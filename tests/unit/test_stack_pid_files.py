@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
 import sys
 import textwrap
 import threading
 import time
 import traceback
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PosixPath
 
 import pytest
 
@@ -109,6 +110,28 @@ def test_two_restarts_at_once_leave_the_pid_file_naming_the_live_process(
     finally:
         for pid in _servers(port):
             proc._signal_group(pid, signal.SIGKILL)
+
+
+def test_a_process_reaped_between_the_open_and_the_read_of_its_stat_is_not_alive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a stop's wait sees when another stop reaps the process under it (the two restarts above): the
+    kernel answers the read of an opened /proc/PID/stat with ESRCH once the process is reaped. Raised
+    ProcessLookupError out of one of two concurrent restarts (CI at bbc2e5f)."""
+    child = subprocess.Popen(["sleep", "30"])
+    child.kill()
+    while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.01)
+
+    class ReapedAfterTheOpen(PosixPath):
+        def read_text(self, encoding: str | None = None, errors: str | None = None) -> str:
+            with self.open(encoding=encoding, errors=errors) as opened:
+                child.wait()  # reaped now, as the other stop's waitpid (or init) does
+                return opened.read()
+
+    monkeypatch.setattr(proc, "Path", ReapedAfterTheOpen)
+    assert proc.pid_alive(child.pid) is False
+    assert child.returncode == -signal.SIGKILL  # reaped inside the read, so the open came first
 
 
 def test_a_stop_that_outlived_its_process_leaves_a_newer_pid_file_alone(state: Path) -> None:
