@@ -40,9 +40,13 @@ MAX_LINES: Final = 100
 # total beyond this is refused (422 naming the field) instead of overflowing in the database.
 MAX_AMOUNT: Final = Decimal("99999999.99")
 ZERO: Final = Decimal("0.00")
-# ISO 4217 currencies without a minor unit, and those of a thousandth; every other code (the catalog takes any
-# three capitals) has two decimals. A dinar taken as hundredths was charged a tenth (S, session 30).
-ZERO_DECIMAL: Final = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF"})
+# ISO 4217 currencies without a minor unit (all seventeen: a guarani taken as hundredths was charged a hundred
+# times, S, session 32), and those of a thousandth; every other code (the catalog takes any three capitals) has
+# two decimals. A dinar taken as hundredths was charged a tenth (S, session 30).
+ZERO_DECIMAL: Final = frozenset(
+    {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF"}
+    | {"XPF"}
+)
 THREE_DECIMAL: Final = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
 # Every amount column (catalog price, order and cart lines and totals, payments, returns) holds two decimals:
 # a three-decimal currency is priced and charged in hundredths of its unit at most (10.25 KWD is 10250 fils).

@@ -11,6 +11,8 @@ from decimal import Decimal
 
 import pytest
 
+from apps.common.errors import InconsistentFields
+from apps.common.pricing import check_places, minor_exponent
 from apps.payment.rules import from_minor, to_minor
 
 pytestmark = pytest.mark.unit
@@ -28,3 +30,20 @@ def test_a_three_decimal_currency_is_sent_in_thousandths(currency: str) -> None:
 @pytest.mark.parametrize(("currency", "minor"), [("USD", 1050), ("EUR", 1050), ("JPY", 11), ("KRW", 11)])
 def test_the_other_currencies_are_unchanged(currency: str, minor: int) -> None:
     assert to_minor(Decimal("10.50"), currency) == minor
+
+
+# Every ISO 4217 currency without a minor unit (exponent 0). The table knew eight of them, so a price in
+# Paraguayan guarani or CFP francs was sent in hundredths (S, session 32): 50,000 PYG as 5,000,000, which a
+# provider charges as five million guarani, a hundred times the price; and 100.50 of them was a price the
+# catalog took.
+ZERO_DECIMALS = ("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV")
+ZERO_DECIMALS += ("XAF", "XOF", "XPF")
+
+
+@pytest.mark.parametrize("currency", ZERO_DECIMALS)
+def test_a_currency_without_minor_unit_is_sent_in_whole_units(currency: str) -> None:
+    assert (minor_exponent(currency), minor_exponent(currency.lower())) == (0, 0)
+    assert to_minor(Decimal("50000"), currency) == 50000
+    assert from_minor(50000, currency) == Decimal("50000")
+    with pytest.raises(InconsistentFields):
+        check_places("price", Decimal("100.50"), currency)
