@@ -5,9 +5,9 @@
 -- here they are made by the first CTE, a little work the runtime does not ask of the server), answering the
 -- ids already claimed before, and, in the same statement, the lookup of versions applied before (the
 -- runtime asks only for aggregates whose first event in the batch is past version 1, so none here); then
--- the customer-stats upsert of the customers in the batch, then the commit. The consumer's durable
--- ceiling on this machine: tps x batch events/s. Variables: batch, customers, run (set by
--- bench/consumer.py with -D).
+-- the customer-stats upsert of the customers in the batch (apps/customer/consumers.py _APPLY: a row per
+-- customer and currency; the bench's orders are all USD), then the commit. The consumer's durable ceiling on
+-- this machine: tps x batch events/s. Variables: batch, customers, run (set by bench/consumer.py with -D).
 BEGIN;
 WITH literals AS (
   SELECT '{' || string_agg(lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') || '7'
@@ -44,14 +44,14 @@ SELECT d.event_id, CAST(NULL AS uuid) AS aggregate_id, CAST(NULL AS int) AS vers
 FROM (SELECT event_id FROM input EXCEPT ALL SELECT event_id FROM claimed) AS d
 UNION ALL
 SELECT CAST(NULL AS uuid), aggregate_id, version FROM previous;
-INSERT INTO customer_stats AS s (customer_id, orders_count, cancelled_count, total_spent, last_order_at)
-SELECT 'bench-durable-' || :run || '-' || c, count(*), 0, 9.99 * count(*), now()
+INSERT INTO customer_stats AS s (customer_id, currency, orders_count, cancelled_count, spent, last_order_at)
+SELECT 'bench-durable-' || :run || '-' || c, 'USD', count(*), 0, 9.99 * count(*), now()
 FROM (SELECT (random() * :customers)::int AS c FROM generate_series(1, :batch)) AS drawn
 GROUP BY c ORDER BY c
-ON CONFLICT (customer_id) DO UPDATE SET
+ON CONFLICT (customer_id, currency) DO UPDATE SET
     orders_count = s.orders_count + excluded.orders_count,
     cancelled_count = s.cancelled_count + excluded.cancelled_count,
-    total_spent = s.total_spent + excluded.total_spent,
+    spent = s.spent + excluded.spent,
     last_order_at = GREATEST(s.last_order_at, excluded.last_order_at),
     updated_at = now();
 COMMIT;

@@ -1,4 +1,4 @@
-"""The customer-stats consumer group: order events -> customer_stats (orders, spend, cancellations).
+"""The customer-stats consumer group: order events -> customer_stats (orders, spend, cancellations per currency).
 
 Purchases count on confirmation (order.confirmed; order.created only when born confirmed): projections.fold."""
 
@@ -25,16 +25,16 @@ register_refunds(group)  # return.refunded: returns count, refunded amount (apps
 # What a rebuild empties before replaying (python -m outbox.replay customer-stats --rebuild).
 projection_tables = ("customer_stats",)
 
-# One set-based upsert per batch; the arithmetic happens in projections.fold.
+# One set-based upsert per batch, a row per (customer, currency); the arithmetic happens in projections.fold.
 _APPLY = text(
     """
-    INSERT INTO customer_stats AS s (customer_id, orders_count, cancelled_count, total_spent, last_order_at)
-    SELECT * FROM unnest(CAST(:customer_id AS varchar[]), CAST(:orders AS int[]), CAST(:cancelled AS int[]),
-                         CAST(:spent AS numeric[]), CAST(:last_order_at AS timestamptz[]))
-    ON CONFLICT (customer_id) DO UPDATE SET
+    INSERT INTO customer_stats AS s (customer_id, currency, orders_count, cancelled_count, spent, last_order_at)
+    SELECT * FROM unnest(CAST(:customer_id AS varchar[]), CAST(:currency AS varchar[]), CAST(:orders AS int[]),
+                         CAST(:cancelled AS int[]), CAST(:spent AS numeric[]), CAST(:last_order_at AS timestamptz[]))
+    ON CONFLICT (customer_id, currency) DO UPDATE SET
         orders_count = s.orders_count + excluded.orders_count,
         cancelled_count = s.cancelled_count + excluded.cancelled_count,
-        total_spent = s.total_spent + excluded.total_spent,
+        spent = s.spent + excluded.spent,
         last_order_at = GREATEST(s.last_order_at, excluded.last_order_at),
         updated_at = now()
     """
@@ -43,7 +43,7 @@ _APPLY = text(
 
 async def apply_order_events(session: AsyncSession, items: Sequence[tuple[OrderEvent, EventContext]]) -> None:
     """Fold the batch's order events and add the result to customer_stats in one upsert."""
-    await add_deltas(session, _APPLY, ["customer_id"], fold(event for event, _ in items))
+    await add_deltas(session, _APPLY, ["customer_id", "currency"], fold(event for event, _ in items))
 
 
 # A pending order's order.created (most of them) and its cancellation while pending change nothing here:

@@ -79,8 +79,9 @@ class CustomerController(Controller):
 
     @get("/{customer_id:uuid}/stats", guards=[OWN_OR_STAFF])
     async def get_stats(self, customer_id: FromPath[uuid.UUID], customers: Customers) -> CustomerStatsOut:
-        """Orders, cancellations and spend (from order events, so eventually consistent); zeros before the
-        first order; 404 if the customer is unknown."""
+        """Orders, cancellations and returns, and spend and refunds per currency (from order and return events,
+        so eventually consistent); zeros and no currency before the first order; 404 if the customer is
+        unknown."""
         return to_stats_out(await customers.get_stats(customer_id))
 
     @post("/{customer_id:uuid}/erase", status_code=HTTP_202_ACCEPTED, guards=[OWN_OR_STAFF])

@@ -21,18 +21,23 @@ class Base(ServiceBase, bind_key="customer", inbox=True):
 
 
 class CustomerStats(Base):
-    """Projection fed by order events: one row per customer (or guest) id."""
+    """Projection fed by order and return events: one row per customer (or guest) id and currency, so an
+    amount is only ever added to amounts in its own currency (migration customer_0013). Rows from before it
+    hold currency XXX (their sums' currency was never recorded) until a replay rebuilds them."""
 
     __tablename__ = "customer_stats"
+    __table_args__ = (sa.CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),)
 
     customer_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
     orders_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     cancelled_count: Mapped[int] = mapped_column(sa.Integer, default=0)
-    total_spent: Mapped[Decimal] = mapped_column(sa.Numeric(20, 2), default=Decimal("0"))
+    # Confirmed orders' totals in this currency, net of cancellations and of returns' refunds.
+    spent: Mapped[Decimal] = mapped_column(sa.Numeric(20, 2), default=Decimal("0"))
     last_order_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    # Refunded returns (apps/customer/returns.py); total_spent is net of refunded_amount.
+    # Refunded returns (apps/customer/returns.py); spent is net of refunded.
     returns_count: Mapped[int] = mapped_column(sa.Integer, default=0)
-    refunded_amount: Mapped[Decimal] = mapped_column(sa.Numeric(20, 2), default=Decimal("0"))
+    refunded: Mapped[Decimal] = mapped_column(sa.Numeric(20, 2), default=Decimal("0"))
     updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
 
 

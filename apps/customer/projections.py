@@ -1,6 +1,7 @@
-"""The customer_stats projection's pure fold: how order events change a customer's numbers. No I/O.
+"""The customer_stats projection's pure fold: how order events change a customer's numbers in one currency. No I/O.
 
-consumers.py adds the folded deltas to the table in one upsert per batch."""
+consumers.py adds the folded deltas to the table in one upsert per batch: a row per (customer, currency), so an
+order's amount is only ever added to amounts in its own currency."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ OrderEvent = OrderCreated | OrderConfirmed | OrderCancelledV1
 
 @dataclass
 class StatsDelta:
-    """What a batch of events adds to one customer's stats."""
+    """What a batch of events adds to one customer's stats in one currency."""
 
     orders: int = 0
     cancelled: int = 0
@@ -32,16 +33,16 @@ def not_a_purchase(ev: OrderEvent) -> bool:
     )
 
 
-def fold(events: Iterable[OrderEvent]) -> dict[str, StatsDelta]:
-    """Sum events per customer. An order is a purchase once confirmed: order.confirmed counts it (and
-    order.created only for orders born confirmed, before the saga). A cancelled purchase stays counted as
-    an order but is no longer spend; an order cancelled before confirmation was never counted and is
-    skipped (``was_confirmed`` false)."""
-    deltas: dict[str, StatsDelta] = {}
+def fold(events: Iterable[OrderEvent]) -> dict[tuple[str, str], StatsDelta]:
+    """Sum events per customer and currency (the order's; its cancellation carries the same). An order is a
+    purchase once confirmed: order.confirmed counts it (and order.created only for orders born confirmed,
+    before the saga). A cancelled purchase stays counted as an order but is no longer spend; an order
+    cancelled before confirmation was never counted and is skipped (``was_confirmed`` false)."""
+    deltas: dict[tuple[str, str], StatsDelta] = {}
     for ev in events:
         if not_a_purchase(ev):
             continue
-        delta = deltas.setdefault(ev.customer_id, StatsDelta())
+        delta = deltas.setdefault((ev.customer_id, ev.currency), StatsDelta())
         if isinstance(ev, OrderCancelledV1):
             delta.cancelled += 1
             delta.spent -= ev.total_amount

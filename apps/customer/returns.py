@@ -1,6 +1,6 @@
-"""Returns in customer_stats: return.refunded counts a return and its refunded amount for the customer,
-and takes that amount off ``total_spent`` (what the customer spent net of refunds; docs/decisions.md,
-Returns). Applied once per event (the customer-stats group's inbox); the fold below is pure.
+"""Returns in customer_stats: return.refunded counts a return and its refunded amount for the customer in
+the refund's currency, and takes that amount off that currency's ``spent`` (what the customer spent net of
+refunds; docs/decisions.md, Returns). Applied once per event (the customer-stats group's inbox); the fold below is pure.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ class ReturnsDelta:
     refunded: Decimal = field(default_factory=lambda: Decimal("0.00"))
 
 
-def fold_refunds(events: Iterable[ReturnRefunded]) -> dict[str, ReturnsDelta]:
-    deltas: dict[str, ReturnsDelta] = {}
+def fold_refunds(events: Iterable[ReturnRefunded]) -> dict[tuple[str, str], ReturnsDelta]:
+    deltas: dict[tuple[str, str], ReturnsDelta] = {}
     for ev in events:
-        delta = deltas.setdefault(ev.customer_id, ReturnsDelta())
+        # The refund's currency as the payment reported it, in capitals as the order's (analytics does the same).
+        delta = deltas.setdefault((ev.customer_id, ev.currency.upper()), ReturnsDelta())
         delta.returns += 1
         delta.refunded += ev.amount
     return deltas
@@ -40,21 +41,22 @@ def fold_refunds(events: Iterable[ReturnRefunded]) -> dict[str, ReturnsDelta]:
 
 _APPLY: Final = text(
     """
-    INSERT INTO customer_stats AS s (customer_id, orders_count, cancelled_count, total_spent, returns_count,
-                                     refunded_amount)
-    SELECT c, 0, 0, -r, n, r
-    FROM unnest(CAST(:customer_id AS varchar[]), CAST(:returns AS int[]), CAST(:refunded AS numeric[])) AS d(c, n, r)
-    ON CONFLICT (customer_id) DO UPDATE SET
+    INSERT INTO customer_stats AS s (customer_id, currency, orders_count, cancelled_count, spent, returns_count,
+                                     refunded)
+    SELECT c, k, 0, 0, -r, n, r
+    FROM unnest(CAST(:customer_id AS varchar[]), CAST(:currency AS varchar[]), CAST(:returns AS int[]),
+                CAST(:refunded AS numeric[])) AS d(c, k, n, r)
+    ON CONFLICT (customer_id, currency) DO UPDATE SET
         returns_count = s.returns_count + excluded.returns_count,
-        refunded_amount = s.refunded_amount + excluded.refunded_amount,
-        total_spent = s.total_spent - excluded.refunded_amount,
+        refunded = s.refunded + excluded.refunded,
+        spent = s.spent - excluded.refunded,
         updated_at = now()
     """
 )
 
 
 async def apply_refunds(session: AsyncSession, items: Sequence[tuple[ReturnRefunded, EventContext]]) -> None:
-    await add_deltas(session, _APPLY, ["customer_id"], fold_refunds(event for event, _ in items))
+    await add_deltas(session, _APPLY, ["customer_id", "currency"], fold_refunds(event for event, _ in items))
 
 
 def register(group: ConsumerGroup) -> None:

@@ -37,6 +37,8 @@ from apps.customer.rules import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from apps.customer.models import CustomerStats
 
 __all__ = [
@@ -153,27 +155,58 @@ class AddressOut(msgspec.Struct, kw_only=True):
     updated_at: dt.datetime
 
 
+class CurrencyStatsOut(msgspec.Struct, kw_only=True):
+    """A customer's orders and money in one currency: amounts are never added across currencies."""
+
+    currency: Annotated[
+        str,
+        Meta(
+            description="the orders' ISO 4217 code; XXX holds what was counted before the stats kept a currency "
+            "(customer_0013), until a replay of customer-stats rebuilds it in its currencies",
+            examples=["USD"],
+        ),
+    ]
+    orders_count: int
+    cancelled_count: int
+    total_spent: Annotated[
+        Money, Meta(description="confirmed orders' totals in this currency, net of cancellations and refunds")
+    ]
+    last_order_at: dt.datetime | None
+    returns_count: int
+    refunded_amount: Annotated[Money, Meta(description="returns' refunds in this currency")]
+
+
 class CustomerStatsOut(msgspec.Struct, kw_only=True):
-    """A customer's order numbers, from the customer_stats projection (eventually consistent with orders)."""
+    """A customer's order numbers, from the customer_stats projection (eventually consistent with orders): the
+    counts over every currency, and the money per currency (``by_currency``, by code; empty before the first
+    order). Since API 0.2.0: ``total_spent`` and ``refunded_amount`` moved into ``by_currency``."""
 
     orders_count: int
     cancelled_count: int
-    total_spent: Annotated[Money, Meta(description="confirmed orders' totals, net of cancellations and refunds")]
     last_order_at: dt.datetime | None
     returns_count: int
-    refunded_amount: Money
+    by_currency: list[CurrencyStatsOut]
 
 
-def to_stats_out(stats: CustomerStats | None) -> CustomerStatsOut:
-    """A customer with no stats row yet (no order seen) has zeros and no last order."""
-    if stats is None:
-        zero = Decimal("0.00")
-        return CustomerStatsOut(
-            orders_count=0,
-            cancelled_count=0,
-            total_spent=zero,
-            last_order_at=None,
-            returns_count=0,
-            refunded_amount=zero,
+def to_stats_out(rows: Sequence[CustomerStats]) -> CustomerStatsOut:
+    """One customer's rows (one per currency, none before their first order) as the answer."""
+    by_currency = [
+        CurrencyStatsOut(
+            currency=row.currency,
+            orders_count=row.orders_count,
+            cancelled_count=row.cancelled_count,
+            total_spent=row.spent,
+            last_order_at=row.last_order_at,
+            returns_count=row.returns_count,
+            refunded_amount=row.refunded,
         )
-    return msgspec.convert(stats, CustomerStatsOut, from_attributes=True)
+        for row in sorted(rows, key=lambda row: row.currency)
+    ]
+    last_orders = [row.last_order_at for row in rows if row.last_order_at is not None]
+    return CustomerStatsOut(
+        orders_count=sum(row.orders_count for row in rows),
+        cancelled_count=sum(row.cancelled_count for row in rows),
+        last_order_at=max(last_orders, default=None),
+        returns_count=sum(row.returns_count for row in rows),
+        by_currency=by_currency,
+    )

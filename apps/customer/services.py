@@ -169,20 +169,20 @@ class CustomerService:
         await self.session.commit()
         return address_out(address)
 
-    async def get_stats(self, customer_id: uuid.UUID) -> CustomerStats | None:
-        """The customer's stats row (None before their first order), in one round trip; 404 if unknown."""
+    async def get_stats(self, customer_id: uuid.UUID) -> list[CustomerStats]:
+        """The customer's stats rows, one per currency (none before their first order), in one round trip;
+        404 if unknown."""
         # customer_stats is keyed by the order's customer_id: VARCHAR(36), a customer's UUID as text.
         statement = (
             select(Customer.id, CustomerStats)
             .outerjoin(CustomerStats, CustomerStats.customer_id == cast(Customer.id, String))
             .where(Customer.id == customer_id, Customer.deleted_at.is_(None))
         )
-        row = (await self.session.execute(statement)).one_or_none()
-        if row is None:
+        rows = (await self.session.execute(statement)).all()
+        if not rows:
             raise not_found("customer", customer_id)
-        stats: CustomerStats | None = row[1]
         note_read("customer_stats", [Touched(customer_id, customer_id)])
-        return stats
+        return [row[1] for row in rows if row[1] is not None]
 
     async def _get_for_write(self, customer_id: uuid.UUID) -> Customer:
         return await get_live(self.repository, customer_id, noun="customer", for_update=True)

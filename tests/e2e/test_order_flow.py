@@ -18,7 +18,7 @@ import pytest
 from apps.common.topology import topic_for
 from tests.support.http import api_client, create_customer, create_product, service_url, set_stock
 from tests.support.kafka import TopicTail
-from tests.support.orders import eventually
+from tests.support.orders import eventually, in_currency
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -66,7 +66,7 @@ async def test_orders_flow_into_customer_stats_reservations_and_analytics(http: 
 
     async def stats() -> tuple[int, int, str]:
         body = await get_json(http, stats_url)
-        return body["orders_count"], body["cancelled_count"], body["total_spent"]
+        return body["orders_count"], body["cancelled_count"], in_currency(body)["total_spent"]
 
     await eventually(becomes(stats, (2, 0, "87.50")), what="customer stats after two orders")
     await eventually(becomes(lambda: _reservation_status(http, first["id"]), "reserved"), what="first reserved")

@@ -22,7 +22,7 @@ from apps.common.topology import PROCESSES
 from tests.support.checkout import US_ADDRESS
 from tests.support.db import fetch
 from tests.support.http import api_client, create_customer, create_product, service_url, set_stock
-from tests.support.orders import eventually
+from tests.support.orders import eventually, in_currency
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -139,7 +139,7 @@ async def stats(http: httpx.AsyncClient, customer_id: str) -> tuple[int, int, st
         return (0, 0, "0.00")
     assert response.status_code == 200, response.text
     body = response.json()
-    return body["orders_count"], body["cancelled_count"], body["total_spent"]
+    return body["orders_count"], body["cancelled_count"], in_currency(body)["total_spent"]
 
 
 async def dashboard(http: httpx.AsyncClient) -> dict[tuple[str, str], float]:

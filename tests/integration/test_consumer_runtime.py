@@ -110,7 +110,7 @@ async def test_event_written_in_a_transaction_is_applied_exactly_once() -> None:
 
     row = await stats(customer)
     assert row is not None
-    assert row["total_spent"] == Decimal("38.75")
+    assert row["spent"] == Decimal("38.75")
     assert sorted(r["outcome"] for r in await inbox_rows([r.event_id for r in records])) == ["applied"] * 3
 
 
@@ -132,7 +132,7 @@ async def test_rolled_back_transaction_is_never_applied() -> None:
 
     row = await stats(customer)
     assert row is not None
-    assert (row["orders_count"], row["total_spent"]) == (1, Decimal("5.00"))
+    assert (row["orders_count"], row["spent"]) == (1, Decimal("5.00"))
 
 
 async def test_cancellation_counts_and_removes_spend() -> None:
@@ -149,7 +149,7 @@ async def test_cancellation_counts_and_removes_spend() -> None:
     await eventually(cancelled, what="the cancellation applied")
     row = await stats(customer)
     assert row is not None
-    assert row["total_spent"] == Decimal("2.00")
+    assert row["spent"] == Decimal("2.00")
 
 
 async def test_concurrent_writers_on_one_aggregate_get_consecutive_versions() -> None:
@@ -283,7 +283,7 @@ async def test_consumer_killed_mid_batch_applies_every_event_once_after_restart(
     await eventually(lambda: orders_count_is(customer, total_events), within=120, what="all events applied")
     row = await stats(customer)
     assert row is not None
-    assert row["total_spent"] == Decimal("1.25") * total_events
+    assert row["spent"] == Decimal("1.25") * total_events
 
 
 @pytest.mark.slow
@@ -314,7 +314,7 @@ async def test_database_connections_dropped_mid_stream_are_retried_without_losin
     await engine.dispose()
     await eventually(lambda: orders_count_is(customer, total_events), within=120, what="all events applied")
     row = await stats(customer)
-    assert row is not None and row["total_spent"] == Decimal("0.50") * total_events
+    assert row is not None and row["spent"] == Decimal("0.50") * total_events
     assert await _metric("outbox_consumer_retries_total") > retries_before
 
 

@@ -30,8 +30,8 @@ from tests.support.orders import order_created
 pytestmark = pytest.mark.usefixtures("stack")
 
 _UPSERT_SQL = (
-    "INSERT INTO customer_stats (customer_id, orders_count) VALUES ({}, 1) "
-    "ON CONFLICT (customer_id) DO UPDATE SET orders_count = customer_stats.orders_count + 1"
+    "INSERT INTO customer_stats (customer_id, currency, orders_count) VALUES ({}, 'USD', 1) "
+    "ON CONFLICT (customer_id, currency) DO UPDATE SET orders_count = customer_stats.orders_count + 1"
 )
 _UPSERT = text(_UPSERT_SQL.format(":customer"))  # through the session
 _UPSERT_DRIVER = _UPSERT_SQL.format("$1")  # on the driver's connection, as outbox.statements sends

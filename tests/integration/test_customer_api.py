@@ -417,22 +417,23 @@ async def test_stats_of_a_customer_without_orders_are_zeros(client: Client) -> N
     assert response.json() == {
         "orders_count": 0,
         "cancelled_count": 0,
-        "total_spent": "0.00",
         "last_order_at": None,
         "returns_count": 0,
-        "refunded_amount": "0.00",
+        "by_currency": [],
     }
 
 
 async def test_stats_come_from_the_customer_stats_projection(client: Client, db: asyncpg.Connection) -> None:
+    """One row per currency: the counts add up over them, the money never does."""
     customer = await register(client)
     last_order_at = dt.datetime(2026, 11, 24, 18, 30, 5, tzinfo=dt.UTC)
-    await db.execute(
-        "INSERT INTO customer_stats (customer_id, orders_count, cancelled_count, total_spent, last_order_at) "
-        "VALUES ($1, 3, 1, $2, $3)",
-        customer["id"],
-        Decimal("149.9"),
-        last_order_at,
+    await db.executemany(
+        "INSERT INTO customer_stats (customer_id, currency, orders_count, cancelled_count, spent, last_order_at,"
+        " returns_count, refunded) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        [
+            (customer["id"], "USD", 3, 1, Decimal("149.9"), last_order_at, 1, Decimal("10")),
+            (customer["id"], "JPY", 1, 0, Decimal("10000"), last_order_at - dt.timedelta(days=2), 0, Decimal(0)),
+        ],
     )
     try:
         response = await client.get(f"/api/customers/{customer['id']}/stats")
@@ -441,8 +442,29 @@ async def test_stats_come_from_the_customer_stats_projection(client: Client, db:
 
     assert response.status_code == 200
     stats = response.json()
-    assert (stats["orders_count"], stats["cancelled_count"], stats["total_spent"]) == (3, 1, "149.90")
+    assert (stats["orders_count"], stats["cancelled_count"], stats["returns_count"]) == (4, 1, 1)
     assert dt.datetime.fromisoformat(stats["last_order_at"]) == last_order_at
+    by_currency = [{**c, "last_order_at": dt.datetime.fromisoformat(c["last_order_at"])} for c in stats["by_currency"]]
+    assert by_currency == [
+        {
+            "currency": "JPY",
+            "orders_count": 1,
+            "cancelled_count": 0,
+            "total_spent": "10000.00",
+            "last_order_at": last_order_at - dt.timedelta(days=2),
+            "returns_count": 0,
+            "refunded_amount": "0.00",
+        },
+        {
+            "currency": "USD",
+            "orders_count": 3,
+            "cancelled_count": 1,
+            "total_spent": "149.90",
+            "last_order_at": last_order_at,
+            "returns_count": 1,
+            "refunded_amount": "10.00",
+        },
+    ]
 
 
 # --- bad input: a 4xx naming the field, and nothing written ---------------------------------------

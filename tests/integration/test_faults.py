@@ -348,7 +348,7 @@ async def projections(customers: list[str], products: list[str]) -> dict[str, di
     """The three projections, restricted to this test's customers and products."""
     stats = await fetch(
         "customer",
-        "SELECT customer_id, orders_count, total_spent FROM customer_stats WHERE customer_id = ANY($1::varchar[])",
+        "SELECT customer_id, orders_count, spent FROM customer_stats WHERE customer_id = ANY($1::varchar[])",
         customers,
     )
     sales = await fetch(
@@ -361,7 +361,7 @@ async def projections(customers: list[str], products: list[str]) -> dict[str, di
         products,
     )
     return {
-        "customer_stats": {r["customer_id"]: (r["orders_count"], r["total_spent"]) for r in stats},
+        "customer_stats": {r["customer_id"]: (r["orders_count"], r["spent"]) for r in stats},
         "product_sales.units": {r["product_id"]: r["units"] for r in sales},
         "stock_levels.reserved": {r["product_id"]: r["reserved"] for r in stock},
     }

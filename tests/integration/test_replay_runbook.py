@@ -65,7 +65,7 @@ async def own_customers_with_orders() -> set[str]:
 
     async def applied() -> bool:
         rows = await projection()
-        return all(c in rows for c in customers) and rows[customers[0]][1] == 1
+        return all(c in rows for c in customers) and rows[customers[0]]["USD"][1] == 1
 
     await eventually(applied, within=120, what="this test's orders applied")
     return set(customers)

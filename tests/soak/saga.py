@@ -570,10 +570,10 @@ async def projections_agree(world: dict[str, Any], confirmed: list[Any]) -> list
             per_customer[order["customer_id"]] = (count + 1, spent + order["total_amount"])
     stats = await fetch(
         "customer",
-        "SELECT customer_id, orders_count, total_spent FROM customer_stats WHERE customer_id = ANY($1::varchar[])",
+        "SELECT customer_id, orders_count, spent FROM customer_stats WHERE customer_id = ANY($1::varchar[])",
         world["customers"],
     )
-    got = {r["customer_id"]: (r["orders_count"], r["total_spent"]) for r in stats}
+    got = {r["customer_id"]: (r["orders_count"], r["spent"]) for r in stats}
     if got != dict(per_customer):
         problems.append(f"customer_stats {got} != {dict(per_customer)}")
     units = await confirmed_units(confirmed)

@@ -24,7 +24,9 @@ def order_engine() -> AsyncEngine:
     return create_async_engine(database_url(BY_NAME["order"]), pool_size=5, max_overflow=20)
 
 
-def order_created(customer_id: str, total: str = "10.00", order_id: uuid.UUID | None = None) -> OrderCreated:
+def order_created(
+    customer_id: str, total: str = "10.00", order_id: uuid.UUID | None = None, currency: str = "USD"
+) -> OrderCreated:
     order_id = order_id or uuid.uuid4()
     amount = Decimal(total)
     return OrderCreated(
@@ -32,7 +34,7 @@ def order_created(customer_id: str, total: str = "10.00", order_id: uuid.UUID | 
         order_number=f"ORD-{order_id.hex[:12].upper()}",
         customer_id=customer_id,
         status="confirmed",
-        currency="USD",
+        currency=currency,
         total_amount=amount,
         items=[OrderLine(product_id=uuid.uuid4(), sku="SKU-T", quantity=1, unit_price=amount, total_price=amount)],
         created_at=dt.datetime.now(dt.UTC),
@@ -79,10 +81,13 @@ async def write_events(
     return records
 
 
-async def stats(customer_id: str) -> dict[str, Any] | None:
+async def stats(customer_id: str, currency: str = "USD") -> dict[str, Any] | None:
+    """The customer's customer_stats row in ``currency`` (one per customer and currency), None before one."""
     conn = await connect("customer")
     try:
-        row = await conn.fetchrow("SELECT * FROM customer_stats WHERE customer_id = $1", customer_id)
+        row = await conn.fetchrow(
+            "SELECT * FROM customer_stats WHERE customer_id = $1 AND currency = $2", customer_id, currency
+        )
         return dict(row) if row else None
     finally:
         await conn.close()
@@ -92,8 +97,8 @@ async def stats_checksum() -> str:
     conn = await connect("customer")
     try:
         value = await conn.fetchval(
-            """SELECT md5(coalesce(string_agg(concat_ws('|', customer_id, orders_count, cancelled_count,
-                      total_spent, last_order_at), ',' ORDER BY customer_id), ''))
+            """SELECT md5(coalesce(string_agg(concat_ws('|', customer_id, currency, orders_count, cancelled_count,
+                      spent, last_order_at), ',' ORDER BY customer_id, currency), ''))
                FROM customer_stats"""
         )
         return str(value)
@@ -138,3 +143,20 @@ def produce_raw(
     )
     assert producer.flush(10) == 0
     return event_id
+
+
+def in_currency(answer: dict[str, Any], currency: str = "USD") -> dict[str, Any]:
+    """GET /api/customers/{id}/stats' line of ``currency`` (its ``by_currency``), zeros while there is none."""
+    for line in answer["by_currency"]:
+        if line["currency"] == currency:
+            return dict(line)
+    zero = "0.00"
+    return {
+        "currency": currency,
+        "orders_count": 0,
+        "cancelled_count": 0,
+        "total_spent": zero,
+        "last_order_at": None,
+        "returns_count": 0,
+        "refunded_amount": zero,
+    }

@@ -22,12 +22,14 @@ from tests.support.db import connect
 
 GROUP = "customer-stats"
 ORDER_TOPIC = topic_for("order")
-Row = tuple[int, int, str, str]
+# A customer's rows, one per currency: (orders_count, cancelled_count, spent, last_order_at) by currency.
+Row = dict[str, tuple[int, int, str, str]]
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """customer_stats and the group's committed offsets, taken together while its consumer is stopped."""
+    """customer_stats (by customer, then currency) and the group's committed offsets, taken together while its
+    consumer is stopped."""
 
     rows: dict[str, Row]
     committed: dict[int, int]
@@ -44,11 +46,14 @@ async def projection() -> dict[str, Row]:
     conn = await connect("customer")
     try:
         rows = await conn.fetch(
-            "SELECT customer_id, orders_count, cancelled_count, total_spent, last_order_at FROM customer_stats"
+            "SELECT customer_id, currency, orders_count, cancelled_count, spent, last_order_at FROM customer_stats"
         )
     finally:
         await conn.close()
-    return {r["customer_id"]: (r[1], r[2], str(r[3]), str(r[4])) for r in rows}
+    customers: dict[str, Row] = {}
+    for r in rows:
+        customers.setdefault(r["customer_id"], {})[r["currency"]] = (r[2], r[3], str(r[4]), str(r[5]))
+    return customers
 
 
 def customers_named_between(start: dict[int, int], end: dict[int, int]) -> set[str]:

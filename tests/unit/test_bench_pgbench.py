@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from apps.common.topology import BY_NAME
+from apps.customer import consumers as customer_consumers
 from apps.order.events import OrderCreated
 from apps.order.known import PLACE_IF_KNOWN
 from bench import consumer, orders
@@ -148,3 +149,19 @@ def test_the_order_script_sends_the_services_one_statement() -> None:
     assert [c.split() for c in re.findall(columns, script)] == [c.split() for c in re.findall(columns, service)]
     # The same answer: the lookup's rows and the items' ids.
     assert " ".join(script.rstrip(" ;\n").split()[-10:]) == " ".join(service.split()[-10:])
+
+
+def _part(pattern: str, sql: str) -> str:
+    found = re.search(pattern, " ".join(sql.split()))
+    assert found is not None, (pattern, sql)
+    return found.group(1)
+
+
+def test_the_consumer_script_sends_the_handlers_upsert() -> None:
+    """bench/consumer_tx.sql's customer-stats write is the handler's _APPLY (apps/customer/consumers.py): the same
+    columns inserted, the same conflict target and the same updates; only where the rows come from differs
+    (the script draws its customers, the handler unnests its fold)."""
+    script = (BENCH / "consumer_tx.sql").read_text().split("INSERT INTO customer_stats", 1)[1].split(";", 1)[0]
+    handler = str(customer_consumers._APPLY).split("INSERT INTO customer_stats", 1)[1]
+    for pattern in (r"^AS s \(([^)]*)\)", r"(ON CONFLICT .*)$"):
+        assert _part(pattern, script) == _part(pattern, handler), pattern

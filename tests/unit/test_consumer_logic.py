@@ -7,10 +7,13 @@ import uuid
 from decimal import Decimal
 
 import asyncpg
+import msgspec
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
+from apps.customer.models import CustomerStats
 from apps.customer.projections import fold
+from apps.customer.schemas import to_stats_out
 from outbox.consumer import EventContext
 from outbox.errors import RejectedEvent, RetryableError
 from outbox.retry import backoff_delay, is_retryable
@@ -36,9 +39,10 @@ def ctx(version: int | None, previous: int | None) -> EventContext:
 def test_fold_counts_orders_and_removes_cancelled_spend() -> None:
     first = order_created("c1", "10.00")
     deltas = fold([first, order_created("c1", "5.50"), order_cancelled(first), order_created("c2", "1.00")])
-    assert (deltas["c1"].orders, deltas["c1"].cancelled, deltas["c1"].spent) == (2, 1, Decimal("5.50"))
-    assert deltas["c2"].spent == Decimal("1.00")
-    assert deltas["c1"].last_order_at is not None
+    c1 = deltas["c1", "USD"]
+    assert (c1.orders, c1.cancelled, c1.spent) == (2, 1, Decimal("5.50"))
+    assert deltas["c2", "USD"].spent == Decimal("1.00")
+    assert c1.last_order_at is not None
 
 
 def test_a_skipped_version_is_a_gap_and_an_old_one_is_stale() -> None:
@@ -131,3 +135,48 @@ def test_each_group_names_itself_to_the_broker() -> None:
     # "rdkafka" for every one of them).
     assert consumer_config("payment", "127.0.0.1:9092")["client.id"] == "payment"
     assert consumer_config("payment", "x", overrides={"client.id": "other"})["client.id"] == "other"
+
+
+def test_fold_keeps_each_currency_apart() -> None:
+    """100.00 USD and 10000 JPY are two sums, never 10100 (customer_0013); a cancellation comes off its own."""
+    dollars = order_created("c1", "100.00")
+    yen = msgspec.structs.replace(order_created("c1", "10000"), currency="JPY")
+    deltas = fold([dollars, yen, order_cancelled(yen)])
+    assert {key: (d.orders, d.cancelled, d.spent) for key, d in deltas.items()} == {
+        ("c1", "USD"): (1, 0, Decimal("100.00")),
+        ("c1", "JPY"): (1, 1, Decimal("0")),
+    }
+
+
+def test_stats_answer_counts_every_currency_and_lists_money_by_currency() -> None:
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        CustomerStats(
+            customer_id="c1",
+            currency="USD",
+            orders_count=2,
+            cancelled_count=1,
+            spent=Decimal("90.00"),
+            last_order_at=now,
+            returns_count=1,
+            refunded=Decimal("10.00"),
+        ),
+        CustomerStats(
+            customer_id="c1",
+            currency="JPY",
+            orders_count=1,
+            cancelled_count=0,
+            spent=Decimal("10000.00"),
+            last_order_at=now - dt.timedelta(days=1),
+            returns_count=0,
+            refunded=Decimal("0.00"),
+        ),
+    ]
+    out = to_stats_out(rows)
+    assert (out.orders_count, out.cancelled_count, out.returns_count, out.last_order_at) == (3, 1, 1, now)
+    assert [(c.currency, c.total_spent, c.refunded_amount) for c in out.by_currency] == [
+        ("JPY", Decimal("10000.00"), Decimal("0.00")),
+        ("USD", Decimal("90.00"), Decimal("10.00")),
+    ]
+    empty = to_stats_out([])
+    assert (empty.orders_count, empty.last_order_at, empty.by_currency) == (0, None, [])

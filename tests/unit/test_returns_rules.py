@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
+import msgspec
 import pytest
 
 from apps.analytics.returns import fold_refunds as fold_sales_refunds
@@ -196,8 +197,17 @@ def _refunded(customer: str, amount: str, product: uuid.UUID, units: int) -> Ret
 def test_refunds_fold_into_customer_and_sales_deltas() -> None:
     events = [_refunded("c1", "10.00", A, 1), _refunded("c1", "5.50", B, 2), _refunded("c2", "1.00", A, 1)]
     customers = fold_customer_refunds(events)
-    assert (customers["c1"].returns, customers["c1"].refunded) == (2, Decimal("15.50"))
+    assert (customers["c1", "USD"].returns, customers["c1", "USD"].refunded) == (2, Decimal("15.50"))
     sales = fold_sales_refunds(events)
     day = sales.days[(NOW.date(), "USD")]
     assert (day.returns, day.refunds) == (3, Decimal("16.50"))
     assert (sales.products[(A, "USD")].units_returned, sales.products[(A, "USD")].refunded) == (2, Decimal("11.00"))
+
+
+def test_a_refund_counts_in_its_own_currency_only() -> None:
+    yen = msgspec.structs.replace(_refunded("c1", "1000.00", A, 1), currency="JPY")
+    customers = fold_customer_refunds([_refunded("c1", "10.00", A, 1), yen])
+    assert {key: (d.returns, d.refunded) for key, d in customers.items()} == {
+        ("c1", "USD"): (1, Decimal("10.00")),
+        ("c1", "JPY"): (1, Decimal("1000.00")),
+    }

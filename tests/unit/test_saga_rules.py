@@ -97,7 +97,7 @@ def test_a_purchase_counts_once_confirmed_and_a_never_confirmed_order_never() ->
         created("pending", b),
         cancelled(b, False),
     ]
-    stats = stats_fold(events)["c1"]
+    stats = stats_fold(events)["c1", "USD"]
     assert (stats.orders, stats.cancelled, stats.spent) == (1, 1, Decimal("0.00"))
     sales = sales_fold(events)
     day = sales.days[(NOW.date(), "USD")]
@@ -111,9 +111,9 @@ def test_events_from_before_the_saga_keep_their_meaning() -> None:
         order_id=order_id, customer_id="c1", currency="USD", total_amount=Decimal("10.00"), items=[LINE],
         cancelled_at=NOW,
     )  # fmt: skip
-    stats = stats_fold([created("confirmed", order_id), v1])["c1"]
+    stats = stats_fold([created("confirmed", order_id), v1])["c1", "USD"]
     assert (stats.orders, stats.cancelled, stats.spent) == (1, 1, Decimal("0.00"))
-    assert stats_fold([created("confirmed", uuid.uuid4())])["c1"].spent == Decimal("10.00")
+    assert stats_fold([created("confirmed", uuid.uuid4())])["c1", "USD"].spent == Decimal("10.00")
 
 
 def test_a_reservation_fills_each_line_with_the_warehouse_holding_most_of_it() -> None:

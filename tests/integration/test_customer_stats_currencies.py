@@ -1,0 +1,143 @@
+"""Customer stats per currency on the real stack (customer_0013): order and refund events written through the
+order and returns outboxes, streamed by Debezium, applied by the running customer-stats consumer and read back
+through GET /api/customers/{id}/stats. Amounts are never added across currencies (P, session 31: 100 USD and
+10,000 JPY read 10,100). Each test's customers are its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from apps.common.topology import BY_NAME, database_url
+from apps.returns.events import RefundedLine, ReturnRefunded
+from outbox.writer import add_event
+from tests.support.http import api_client, create_customer, service_url
+from tests.support.orders import (
+    eventually,
+    order_cancelled,
+    order_confirmed,
+    order_created,
+    order_engine,
+    stats,
+    write_events,
+)
+
+pytestmark = pytest.mark.usefixtures("stack")
+
+
+async def answer(customer_id: str) -> dict[str, Any]:
+    async with api_client() as http:
+        response = await http.get(f"{service_url('customer')}/api/customers/{customer_id}/stats")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def lines(body: dict[str, Any]) -> dict[str, tuple[int, int, str, int, str]]:
+    return {
+        c["currency"]: (
+            c["orders_count"],
+            c["cancelled_count"],
+            c["total_spent"],
+            c["returns_count"],
+            c["refunded_amount"],
+        )
+        for c in body["by_currency"]
+    }
+
+
+async def write_refund(refund: ReturnRefunded) -> None:
+    """return.refunded through the returns service's outbox, as the returns consumer writes it."""
+    engine: AsyncEngine = create_async_engine(database_url(BY_NAME["returns"]), pool_size=1)
+    try:
+        async with async_sessionmaker(engine)() as session, session.begin():
+            await add_event(session, refund.return_id, refund)
+    finally:
+        await engine.dispose()
+
+
+def refunded(customer_id: str, order_id: uuid.UUID, amount: str, currency: str) -> ReturnRefunded:
+    return ReturnRefunded(
+        return_id=uuid.uuid4(),
+        return_number=f"RET-{uuid.uuid4().hex[:8].upper()}",
+        order_id=order_id,
+        customer_id=customer_id,
+        refund_id=uuid.uuid4(),
+        amount=Decimal(amount),
+        currency=currency,
+        items=[RefundedLine(product_id=uuid.uuid4(), quantity=1, refund_amount=Decimal(amount))],
+        refunded_at=dt.datetime.now(dt.UTC),
+    )
+
+
+async def test_two_currencies_are_two_totals_and_a_yen_refund_comes_off_the_yen_line_only() -> None:
+    customer = (await create_customer())["id"]
+    dollars = order_created(customer, "100.00")
+    yen = order_created(customer, "10000", currency="JPY")
+    # A pending order confirmed by the saga, then cancelled: counted once, then its money comes off, in yen.
+    pending = order_created(customer, "2500", currency="JPY")
+    engine = order_engine()
+    try:
+        await write_events(engine, [dollars, yen])
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        async with sessions() as session, session.begin():
+            await add_event(session, pending.order_id, order_confirmed(pending))
+        await write_events(engine, [order_cancelled(pending)])
+    finally:
+        await engine.dispose()
+
+    async def counted() -> bool:
+        body = await answer(customer)
+        return (body["orders_count"], body["cancelled_count"]) == (3, 1)
+
+    await eventually(counted, within=90, what="three orders and a cancellation counted")
+    body = await answer(customer)
+    assert lines(body) == {"JPY": (2, 1, "10000.00", 0, "0.00"), "USD": (1, 0, "100.00", 0, "0.00")}
+    assert [c["currency"] for c in body["by_currency"]] == ["JPY", "USD"]  # by code
+
+    await write_refund(refunded(customer, yen.order_id, "1500", "JPY"))
+
+    async def refund_counted() -> bool:
+        return bool((await answer(customer))["returns_count"] == 1)
+
+    await eventually(refund_counted, within=90, what="the yen refund counted")
+    body = await answer(customer)
+    assert lines(body) == {"JPY": (2, 1, "8500.00", 1, "1500.00"), "USD": (1, 0, "100.00", 0, "0.00")}
+    # The table holds what the answer says: a row per currency, nothing under another code.
+    usd, jpy = await stats(customer, "USD"), await stats(customer, "JPY")
+    assert usd is not None and jpy is not None
+    assert (usd["spent"], usd["refunded"], jpy["spent"], jpy["refunded"]) == (
+        Decimal("100.00"),
+        Decimal("0.00"),
+        Decimal("8500.00"),
+        Decimal("1500.00"),
+    )
+    assert await stats(customer, "XXX") is None
+
+
+async def test_a_refund_reported_in_lower_case_counts_in_its_orders_currency() -> None:
+    """The payment reports its currency as the provider spells it; the line is the order's (analytics agrees)."""
+    customer = (await create_customer())["id"]
+    order = order_created(customer, "20.00", currency="EUR")
+    engine = order_engine()
+    try:
+        await write_events(engine, [order])
+    finally:
+        await engine.dispose()
+    await eventually(lambda: _orders(customer, 1), within=90, what="the order counted")
+    await write_refund(refunded(customer, order.order_id, "5.00", "eur"))
+
+    async def refund_counted() -> bool:
+        return bool((await answer(customer))["returns_count"] == 1)
+
+    await eventually(refund_counted, within=90, what="the refund counted")
+    assert lines(await answer(customer)) == {"EUR": (1, 0, "15.00", 1, "5.00")}
+
+
+async def _orders(customer: str, count: int) -> bool:
+    return bool((await answer(customer))["orders_count"] == count)
