@@ -44,6 +44,10 @@
 -- The order number has the service's shape (apps/order/rules.py order_number: the UTC day, the millisecond of
 -- the day in 7 hex digits, 8 random hex digits), with PGB- for ORD- (bench/orders.py removes PGB- orders);
 -- until session 29 it was 'PGB-' and 32 random hex digits, as the service's tail was random within the day.
+-- Since session 32 the saga's reservation deadline is the database's clock, statement_timestamp() + the step's
+-- timeout (the service sends ORDER_SAGA_RESERVATION_TIMEOUT_S as a parameter; 120 s here), and the statement
+-- returns it for the order API's answer. Before, the service sent its own clock + 120 s as a value (this script
+-- wrote now() + 120 s there) and the statement returned no deadline.
 SELECT encode(overlay(uuid_send(gen_random_uuid())
                       placing substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
                       FROM 1 FOR 6), 'hex')::uuid AS oid,
@@ -96,8 +100,9 @@ WITH known AS (
 ), s AS (
   INSERT INTO order_sagas (order_id, checkout_id, step, deadline_at, payment_method_type, payment_token,
                            payment_attempts, created_at, updated_at)
-  SELECT :oid, NULL, 'reservation', now() + interval '120 seconds', NULL, NULL, 0, now(), now()
+  SELECT :oid, NULL, 'reservation', statement_timestamp() + interval '120 seconds', NULL, NULL, 0, now(), now()
   WHERE EXISTS (SELECT FROM ready)
+  RETURNING deadline_at
 ), k AS (
   INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id)
   SELECT :cid, CAST(NULL AS varchar), NULL, CAST(:oid AS uuid)
@@ -117,4 +122,4 @@ WITH known AS (
   SELECT CAST(:logid AS uuid), 'customer:' || :cid, 'orders', 'INSERT', CAST(:oid AS varchar), :cid, now()
   WHERE CAST(:logid AS uuid) IS NOT NULL AND EXISTS (SELECT FROM ready)
 )
-SELECT (SELECT array_agg(id ORDER BY id) FROM i) AS item_ids, known.* FROM known;
+SELECT (SELECT array_agg(id ORDER BY id) FROM i) AS item_ids, (SELECT deadline_at FROM s) AS deadline_at, known.* FROM known;

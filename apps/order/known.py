@@ -44,7 +44,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from apps.common.pricing import CatalogPrice
 from apps.order.driver import DriverStatement
 from apps.order.models import Base
-from apps.order.transitions import placement_ctes, write_placement
+from apps.order.transitions import PLACED_DEADLINE, placement_ctes, write_placement, written
 
 if TYPE_CHECKING:
     from apps.order.clients import Dependencies
@@ -116,7 +116,8 @@ _LOOKUP = DriverStatement(text(_LOOKUP_SQL))
 # values last read here (a guess), is written only if the read models, read by this very statement, say the
 # customer is known and every line's product is sellable with that sku, name, price and currency and fresh
 # (``is_fresh``: confirmed at or after ``:fresh_since``, now minus the age limit). Either way the lookup's
-# rows come back, as ``_LOOKUP`` returns them, with the items' ids (NULL when nothing was written).
+# rows come back, as ``_LOOKUP`` returns them, with the items' ids and the saga's deadline as written (NULL
+# when nothing was written).
 PLACE_IF_KNOWN = DriverStatement(
     text(
         f"""
@@ -131,7 +132,7 @@ PLACE_IF_KNOWN = DriverStatement(
                       AND k.price = t.price AND k.currency = :currency AND k.confirmed_at >= :fresh_since))
         LIMIT 1
     ), {placement_ctes("EXISTS (SELECT FROM ready)")}
-    SELECT (SELECT array_agg(id ORDER BY id) FROM i) AS item_ids, known.* FROM known
+    SELECT (SELECT array_agg(id ORDER BY id) FROM i) AS item_ids, {PLACED_DEADLINE}, known.* FROM known
     """
     )
 )
@@ -147,7 +148,7 @@ _PLACE_CHECKED = DriverStatement(
     WITH known AS (
         {_KNOWN_ROW}
     ), {placement_ctes("EXISTS (SELECT FROM known)")}
-    SELECT id FROM i ORDER BY id
+    SELECT id, {PLACED_DEADLINE} FROM i ORDER BY id
     """
     )
 )
@@ -217,10 +218,12 @@ class References:
         except KeyError:
             return None
 
-    async def place_if_known(self, params: Mapping[str, Any]) -> tuple[list[int] | None, Sequence[Mapping[str, Any]]]:
+    async def place_if_known(
+        self, params: Mapping[str, Any]
+    ) -> tuple[tuple[list[int], dt.datetime] | None, Sequence[Mapping[str, Any]]]:
         """``PLACE_IF_KNOWN`` with the placement's parameters (apps/order/transitions.py placement_params): the
-        items' ids if it wrote the order, else None and the lookup's rows for ``check`` (none if the read
-        models' tables are missing: ``check`` then looks up itself and asks the services)."""
+        items' ids and the saga's deadline if it wrote the order, else None and the lookup's rows for ``check``
+        (none if the read models' tables are missing: ``check`` then looks up itself and asks the services)."""
         now = dt.datetime.now(dt.UTC)
         limit = max_age()
         try:
@@ -234,12 +237,13 @@ class References:
         if ids is None:
             return None, rows
         self._refresh_ahead(_ageing([r for r in rows if r["product_id"] is not None], now, limit))
-        return list(ids), rows
+        return (list(ids), rows[0]["deadline_at"]), rows
 
-    async def place_checked(self, params: Mapping[str, Any]) -> list[int] | None:
-        """The order written by ``_PLACE_CHECKED`` with the placement's parameters: the items' ids, or None if
-        the customer's row no longer says known (erased since ``check``). Without the read models' tables (a
-        downgrade below order_0008 while we run: ``check`` asked the services) the write is ``_PLACE``'s."""
+    async def place_checked(self, params: Mapping[str, Any]) -> tuple[list[int], dt.datetime] | None:
+        """The order written by ``_PLACE_CHECKED`` with the placement's parameters: the items' ids and the saga's
+        deadline, or None if the customer's row no longer says known (erased since ``check``). Without the read
+        models' tables (a downgrade below order_0008 while we run: ``check`` asked the services) the write is
+        ``_PLACE``'s."""
         try:
             rows = await _PLACE_CHECKED.fetch(self.session, params)
         except ProgrammingError as exc:
@@ -247,7 +251,8 @@ class References:
                 raise
             await self.session.rollback()
             return await write_placement(self.session, params)
-        return [row["id"] for row in rows] or None
+        ids, deadline_at = written(rows)
+        return None if deadline_at is None else (ids, deadline_at)
 
     async def check(
         self,

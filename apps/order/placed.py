@@ -68,6 +68,8 @@ class PlacedSaga:
 
     @classmethod
     def awaiting_reservation(cls, order_id: uuid.UUID, now: dt.datetime) -> PlacedSaga:
+        """Its ``deadline_at`` is this process's estimate until the placement returns the one it wrote (the
+        database's clock: apps/order/transitions.py placement_ctes)."""
         return cls(order_id, now, RESERVATION, now + step_timeout(RESERVATION), now)
 
     @property

@@ -124,7 +124,9 @@ class _Draft:
         )
         return cls(order, quote.lines, saga, addresses, params)
 
-    def placed(self, ids: Sequence[int]) -> Placed:
+    def placed(self, ids: Sequence[int], deadline_at: dt.datetime) -> Placed:
+        """The answer, with the saga's deadline as the statement wrote it (the database's clock)."""
+        self.saga.deadline_at = deadline_at
         items = placed_items(self.order, self.lines, ids)
         return Placed(OrderView(self.order, items, self.saga, self.addresses), replayed=False)
 
@@ -212,17 +214,17 @@ class OrderService:
         rows: Sequence[Mapping[str, Any]] = ()
         if (guess := _quote(lines, references.guess(product_ids))) is not None:
             draft = _Draft.of(data, guess, key)
-            ids, rows = await references.place_if_known(draft.params)
-            if ids is not None:
-                return draft.placed(ids)
+            placed, rows = await references.place_if_known(draft.params)
+            if placed is not None:
+                return draft.placed(*placed)
         # The read models' rows, the customer and catalog services for what they miss (apps/order/known.py).
         exists, prices = await references.check(data.customer_id, product_ids, rows)
         if not exists:
             raise UnknownReference("customer_id", "unknown customer")
         draft = _Draft.of(data, price_order(lines, prices), key)
-        if (ids := await references.place_checked(draft.params)) is None:  # erased since the check
+        if (placed := await references.place_checked(draft.params)) is None:  # erased since the check
             raise UnknownReference("customer_id", "unknown customer")
-        return draft.placed(ids)
+        return draft.placed(*placed)
 
     async def _earlier(self, customer_id: str, key: str, request_hash: str) -> uuid.UUID | None:
         """The order an earlier request of this customer with this Idempotency-Key placed (409 if its body

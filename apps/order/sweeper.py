@@ -11,7 +11,7 @@ saga dashboard's gauges: order_saga_orders{step} (sagas waiting on each step),
 order_saga_compensations{reason} (sagas that ended in a cancellation, by reason) and
 order_saga_payment_failures{payment_status} (orders whose capture, void or refund the provider refused),
 and order_saga_writer_clock_offset_seconds{writer} (how far the clock of the process that placed the waiting
-orders is from the database's: the reservation deadline is written from it; alert WriterClockSkewed).
+orders is from the database's: the orders' times are written from it; alert WriterClockSkewed).
 """
 
 from __future__ import annotations
@@ -73,9 +73,10 @@ _PAYMENT_FAILURES = text(
     "SELECT payment_status, count(*) FROM orders "
     "WHERE payment_status IN ('capture_failed', 'void_failed', 'refund_failed') GROUP BY payment_status"
 )
-# The reservation step's deadline is still written from the placing process's clock (the order API's
-# placement statement, apps/order/transitions.py; the order-saga consumer's for a checkout) and compared
-# with the database's now() here: a skewed host moves every deadline it writes. Measured on the sagas
+# An order's times are written from the placing process's clock (the order API's placement, apps/order/
+# transitions.py; the order-saga consumer's for a checkout): created_at, the order number's day, the day
+# analytics counts it on. Its saga's deadlines no longer are (session 32: the database's clock, compared with
+# the database's now() here), so a skewed host misdates its orders and moves no deadline. Measured on the sagas
 # waiting on a reservation (the partial index idx_order_sagas_waiting; at most 200): each row's created_at
 # is that process's clock, and its order.created (written in the same transaction) the database's now().
 # Off by the time from the process's clock read to its transaction's start too (milliseconds; a pool

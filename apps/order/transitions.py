@@ -21,7 +21,7 @@ from apps.order.events import OrderCancelled, OrderConfirmed, OrderCreated, Orde
 from apps.order.models import Order, OrderItem, OrderStatusHistory
 from apps.order.placed import PlacedItem, PlacedOrder, PlacedSaga
 from apps.order.rules import CANCELLED, CONFIRMED, DELIVERED, PENDING, SHIPPED, check_transition
-from apps.order.saga_state import DONE, RESERVATION, OrderSaga, enter
+from apps.order.saga_state import DONE, RESERVATION, OrderSaga, enter, step_timeout
 from apps.payment.events import OrderPaymentCancelRequested, OrderPaymentCaptureRequested
 from outbox.events import encode_payload
 from outbox.writer import add_event, new_event_id
@@ -54,9 +54,14 @@ def amounts(priced: object) -> dict[str, Any]:
 # The ORM's flush took six statements and most of a worker's CPU (docs/benchmarks.md, issue 11).
 # Each insert runs only where ``ready`` holds: always for ``_PLACE``; for the API's placement
 # (apps/order/known.py ``PLACE_IF_KNOWN``) only when the read models, read by the same statement, agree.
+# The saga's reservation deadline is the database's clock (statement_timestamp() + the step's timeout), the
+# one the sweeper compares it with (apps/order/sweeper.py), as the payment step's is (apps/order/saga_rows.py):
+# written from the placing process's clock, a host 60 s behind halved every 120-s reservation and one 120 s
+# behind cancelled each order at once (session 31, W; measured by the sweeper since, alert WriterClockSkewed).
 def placement_ctes(ready: str) -> str:
     """The placement's data-modifying CTEs (``o``, ``i``, ``h``, ``s``, ``k``, ``v``, ``e``, ``a``; ``i``
-    returns the items' ids), each inserting only where the SQL condition ``ready`` holds."""
+    returns the items' ids, ``s`` the saga's deadline), each inserting only where the SQL condition ``ready``
+    holds."""
     return f"""
     o AS (
         INSERT INTO orders (id, order_number, customer_id, status, currency, subtotal, tax_amount,
@@ -85,9 +90,10 @@ def placement_ctes(ready: str) -> str:
     ), s AS (
         INSERT INTO order_sagas (order_id, checkout_id, step, deadline_at, payment_method_type, payment_token,
                                  payment_attempts, created_at, updated_at)
-        SELECT :id, :checkout_id, :step, :deadline_at, :payment_method_type, :payment_token, 0, :created_at,
-               :created_at
+        SELECT :id, :checkout_id, :step, statement_timestamp() + CAST(:step_timeout AS interval),
+               :payment_method_type, :payment_token, 0, :created_at, :created_at
         WHERE {ready}
+        RETURNING deadline_at
     ), k AS (
         INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id)
         SELECT :customer_id, CAST(:idempotency_key AS varchar), :request_hash, :id
@@ -112,7 +118,9 @@ def placement_ctes(ready: str) -> str:
     )"""
 
 
-_PLACE = DriverStatement(text(f"WITH {placement_ctes('true')}\n    SELECT id FROM i ORDER BY id"))
+# The saga's deadline as written (the database's clock), for the caller's answer: the placement's rows carry it.
+PLACED_DEADLINE = "(SELECT deadline_at FROM s) AS deadline_at"
+_PLACE = DriverStatement(text(f"WITH {placement_ctes('true')}\n    SELECT id, {PLACED_DEADLINE} FROM i ORDER BY id"))
 # The data_access_log row's columns (apps/common/access_log.py change_row), as _PLACE's parameters.
 _LOG_COLUMNS = ("id", "user_id", "table_name", "operation", "record_id", "customer_id", "accessed_at")
 
@@ -139,18 +147,28 @@ async def add_pending_order(
     """A new order as its saga starts, written in one statement: the order row, its items, the history row,
     the saga waiting on the reservation, the key, order.created and the change's ``data_access_log`` row
     (``access_log``, from apps/common/access_log.py change_row). The objects stay transient (the session
-    does not track them): they answer the caller. A ``PlacedSaga`` waits on the reservation already."""
+    does not track them): they answer the caller. A ``PlacedSaga`` waits on the reservation already. The
+    saga's ``deadline_at`` becomes the one written (the database's clock)."""
     if isinstance(saga, OrderSaga):
         enter(saga, RESERVATION, order.created_at)
     params = placement_params(
         order, lines, saga, changed_by=changed_by, reason=reason, idempotency=idempotency, access_log=access_log
     )
-    return placed_items(order, lines, await write_placement(session, params))
+    ids, saga.deadline_at = await write_placement(session, params)
+    return placed_items(order, lines, ids)
 
 
-async def write_placement(session: AsyncSession, params: Mapping[str, Any]) -> list[int]:
-    """``_PLACE`` with ``placement_params``' parameters: the items' ids, in the lines' order."""
-    return [row["id"] for row in await _PLACE.fetch(session, params)]
+async def write_placement(session: AsyncSession, params: Mapping[str, Any]) -> tuple[list[int], dt.datetime]:
+    """``_PLACE`` with ``placement_params``' parameters: what it wrote (``written``)."""
+    ids, deadline_at = written(await _PLACE.fetch(session, params))
+    assert deadline_at is not None  # _PLACE writes whatever holds, and an order has lines
+    return ids, deadline_at
+
+
+def written(rows: Sequence[Mapping[str, Any]]) -> tuple[list[int], dt.datetime | None]:
+    """Of a placement's rows (each an item's ``id`` with ``PLACED_DEADLINE``): the items' ids in the lines'
+    order and the saga's deadline as written; no rows, nothing was written (None)."""
+    return [row["id"] for row in rows], rows[0]["deadline_at"] if rows else None
 
 
 def placement_params(
@@ -186,6 +204,7 @@ def placement_params(
         "changed_by": changed_by,
         "reason": reason,
         **{name: getattr(saga, name) for name in _SAGA_COLUMNS},
+        "step_timeout": step_timeout(saga.step),
         "idempotency_key": idempotency.key if idempotency else None,
         "request_hash": idempotency.request_hash if idempotency else None,
         "event_id": new_event_id(),
@@ -222,7 +241,7 @@ _ORDER_COLUMNS = (
     "created_at",
     "source_service",
 )
-_SAGA_COLUMNS = ("checkout_id", "step", "deadline_at", "payment_method_type", "payment_token")
+_SAGA_COLUMNS = ("checkout_id", "step", "payment_method_type", "payment_token")
 
 
 def _json(value: object) -> str | None:

@@ -1,12 +1,15 @@
-"""The saga's payment deadline is the database's clock, the one the sweeper compares it with; the
-reservation's, still the placing process's clock, is measured (the sweeper's
-order_saga_writer_clock_offset_seconds, alert WriterClockSkewed).
+"""The saga's deadlines are the database's clock, the one the sweeper compares them with; the placing
+process's clock still dates the orders, and is measured (the sweeper's order_saga_writer_clock_offset_seconds,
+alert WriterClockSkewed).
 
-The order-saga consumer wrote it as its own clock + 15 s, and the sweeper cancels a saga once the
-database's now() passes it: a consumer host 15 s behind the database's timed every payment out at once,
-one ahead made timeouts late (E, session 30). Here the consumer's clock is set a minute behind (and then a
-minute ahead) while inventory.reserved is applied as the consumer applies it (apps/order/saga_rows.py);
-the deadline must still be the database's now() + the payment step's timeout.
+The order-saga consumer wrote the payment deadline as its own clock + 15 s, and the sweeper cancels a saga
+once the database's now() passes it: a consumer host 15 s behind the database's timed every payment out at
+once, one ahead made timeouts late (E, session 30). Here the consumer's clock is set a minute behind (and then
+a minute ahead) while inventory.reserved is applied as the consumer applies it (apps/order/saga_rows.py);
+the deadline must still be the database's now() + the payment step's timeout. The reservation's deadline was
+the placing process's clock + 120 s (the order API's, or the order-saga consumer's for a checkout) until
+session 32: the same skews, through both placements, must leave it the database's now() + 120 s, and the
+order API's answer must show the deadline written.
 """
 
 from __future__ import annotations
@@ -18,16 +21,20 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from apps.checkout.events import CheckoutAddress, CheckoutCompleted, CheckoutLine
-from apps.order import checkout_orders, saga_rows
+from apps.order import checkout_orders, saga_rows, services
+from apps.order.app import create_app
 from apps.order.checkout_orders import create_from_checkout
-from apps.order.saga_state import PAYMENT, step_timeout
+from apps.order.saga_state import PAYMENT, RESERVATION, step_timeout
 from apps.order.sweeper import writer_clock_offsets
 from apps.warehouse.events import InventoryReserved, ReservedItem
 from tests.support.db import fetch
+from tests.support.http import create_customer, in_process
 from tests.support.orders import order_engine
+from tests.support.returns import stocked
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -110,3 +117,59 @@ async def test_the_sweeper_measures_how_far_a_placing_processs_clock_is_off(
         offsets = await writer_clock_offsets(session)
         await transaction.rollback()
     assert -61 < offsets["order-saga"] < -59, offsets
+
+
+@pytest.mark.parametrize("offset_s", [-60, 60])
+async def test_a_checkouts_reservation_deadline_is_the_databases_clock_whatever_the_consumers_says(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, offset_s: int
+) -> None:
+    """Read in the placing transaction, rolled back afterwards (the saga's answer cannot move it first)."""
+    monkeypatch.setattr(checkout_orders, "dt", _skewed_clock(dt.timedelta(seconds=offset_s)))
+    checkout = _checkout()
+    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+        transaction = await session.begin()
+        await create_from_checkout(session, checkout)
+        row = (
+            await session.execute(
+                text(
+                    "SELECT extract(epoch FROM deadline_at - statement_timestamp()) AS left_s, "
+                    "extract(epoch FROM created_at - statement_timestamp()) AS created_s "
+                    "FROM order_sagas WHERE order_id = :id"
+                ),
+                {"id": checkout.order_id},
+            )
+        ).one()
+        await transaction.rollback()
+    timeout = step_timeout(RESERVATION).total_seconds()
+    assert abs(float(row.created_s) - offset_s) < 5  # the consumer's clock still dates the saga (the sweeper's measure)
+    assert timeout - 5 < float(row.left_s) <= timeout  # before: 60 s, or 180 s
+
+
+@pytest.mark.parametrize("offset_s", [-60, 60])
+async def test_an_api_orders_reservation_deadline_is_the_databases_clock_and_its_answer_shows_it(
+    monkeypatch: pytest.MonkeyPatch, offset_s: int
+) -> None:
+    """The order API in-process with its clock a minute off: the fallback's write (a product no process has
+    priced: apps/order/known.py _PLACE_CHECKED), then the one statement (PLACE_IF_KNOWN) for the same body.
+    The answer's deadline is the one written (the warehouse's answer may have moved the saga since), measured
+    against the order.created the same statement wrote (event_store.created_at: the database's now())."""
+    monkeypatch.setattr(services, "dt", _skewed_clock(dt.timedelta(seconds=offset_s)))
+    product = await stocked("4.00", 20)
+    customer = (await create_customer())["id"]
+    body = {"customer_id": customer, "items": [{"product_id": product["id"], "quantity": 1}]}
+    timeout = step_timeout(RESERVATION).total_seconds()
+    async with in_process(create_app, "order", role="admin") as orders:
+        for _ in ("fallback", "one statement"):
+            answer = await orders.post("/api/orders", json=body)
+            assert answer.status_code == 201, answer.text
+            placed = answer.json()
+            (row,) = await fetch(
+                "order",
+                "SELECT extract(epoch FROM $2::timestamptz - e.created_at) AS left_s, "
+                "extract(epoch FROM o.created_at - e.created_at) AS created_s "
+                "FROM orders o JOIN event_store e ON e.aggregate_id = o.id AND e.event_version = 1 WHERE o.id = $1",
+                uuid.UUID(placed["id"]),
+                dt.datetime.fromisoformat(placed["waiting_until"]),
+            )
+            assert abs(float(row["created_s"]) - offset_s) < 5  # the API's clock still dates the order
+            assert abs(float(row["left_s"]) - timeout) < 1, row  # before: 60 s, or 180 s
