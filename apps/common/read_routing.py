@@ -25,6 +25,7 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Any, Final, TypeVar
 
+import asyncpg
 from litestar import Litestar, Request
 from litestar.config.app import AppConfig
 from litestar.datastructures import State
@@ -47,6 +48,7 @@ REPLICA_STATE: Final = "read_replica"
 READ_SOURCE_HEADER: Final = "x-read-source"
 FENCE_WAIT_S: Final = 0.2
 MONITOR_INTERVAL_S: Final = 2.0
+CONNECT_TIMEOUT_S: Final = 2.0
 
 READS = Counter("commerce_read_source", "Reads routed by apps.common.read_routing", ["service", "source"])
 REPLICA_UP = Gauge("commerce_db_replica_up", "1 while the read replica answers and is in recovery", ["service"])
@@ -62,15 +64,16 @@ SLOT_LAG_BYTES = Gauge(
     "commerce_cdc_slot_lag_bytes", "WAL bytes Debezium's slot has not confirmed yet", ["service", "slot"]
 )
 
-REPLICA_STATUS_SQL: Final = text(
+# The monitor's two looks, one statement each (sent by asyncpg itself: MonitorLink).
+REPLICA_STATUS_SQL: Final = (
     "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
     "CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
     "ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END"
 )
-PRIMARY_STATUS_SQL: Final = text(
+PRIMARY_STATUS_SQL: Final = (
     "SELECT pg_current_wal_lsn()::text, "
     "(SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) FROM pg_replication_slots "
-    "WHERE slot_name = :slot)"
+    "WHERE slot_name = $1)"
 )
 CAUGHT_UP_SQL: Final = text("SELECT pg_last_wal_replay_lsn() >= CAST(CAST(:lsn AS text) AS pg_lsn)")
 
@@ -88,6 +91,44 @@ def replica_url(spec: ServiceSpec) -> str:
     return make_url(database_url(spec)).set(port=replica_port()).render_as_string(hide_password=False)
 
 
+class MonitorLink:
+    """The monitor's own connection to one end: asyncpg itself, no pool, no transaction.
+
+    Through a SQLAlchemy engine each look cost six round trips per end (the pool's pre-ping is BEGIN, ";",
+    ROLLBACK; then BEGIN, the SELECT, and the ROLLBACK that resets a connection given back), with a greenlet
+    hop around each, in every API every 2 s. Here a look is its one statement, in autocommit. A connection
+    that failed, or whose statement was cut off by the monitor's timeout, is dropped, and the next look
+    connects again, as the pool did with a connection it found broken."""
+
+    def __init__(self, url: str, application_name: str) -> None:
+        self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.application_name = application_name
+        self._conn: Any = None  # asyncpg.Connection once connected
+
+    async def fetchrow(self, query: str, *args: object) -> Any:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(
+                self.dsn, timeout=CONNECT_TIMEOUT_S, server_settings={"application_name": self.application_name}
+            )
+        try:
+            return await self._conn.fetchrow(query, *args)
+        except BaseException:  # failed or cancelled mid-statement: its state is unknown
+            self.drop()
+            raise
+
+    def drop(self) -> None:
+        if self._conn is not None:
+            self._conn.terminate()
+            self._conn = None
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), CONNECT_TIMEOUT_S)
+            conn.terminate()  # a no-op once closed
+
+
 class ReadReplica:
     """The replica's engine and what the monitor last saw of it (up or why not, lag)."""
 
@@ -96,10 +137,11 @@ class ReadReplica:
         self.engine: AsyncEngine = create_async_engine(
             replica_url(spec), pool_size=5, max_overflow=5, pool_pre_ping=True, connect_args={"timeout": 2}
         )
-        # The monitor's own connection to the primary, so it never waits behind the request pool.
-        self.primary: AsyncEngine = create_async_engine(
-            database_url(spec), pool_size=1, max_overflow=0, pool_pre_ping=True, connect_args={"timeout": 2}
-        )
+        # The monitor's own connections: to the primary, so it never waits behind the request pool, and to
+        # the replica, so each look is one statement (MonitorLink).
+        monitor = f"replica-monitor:{spec.name}"
+        self.primary = MonitorLink(database_url(spec), monitor)
+        self.replica = MonitorLink(replica_url(spec), monitor)
         self.reason: str | None = "not checked yet"
 
     @property
@@ -115,14 +157,12 @@ class ReadReplica:
     async def check(self) -> None:
         """One look at both ends: the replica's replay position and lag, the primary's position and slot."""
         async with asyncio.timeout(MONITOR_INTERVAL_S):
-            async with self.primary.connect() as conn:
-                primary_lsn, slot_lag = (await conn.execute(PRIMARY_STATUS_SQL, {"slot": self.spec.slot})).one()
+            primary_lsn, slot_lag = await self.primary.fetchrow(PRIMARY_STATUS_SQL, self.spec.slot)
         if slot_lag is not None:
             SLOT_LAG_BYTES.labels(self.spec.name, self.spec.slot).set(float(slot_lag))
         try:
             async with asyncio.timeout(MONITOR_INTERVAL_S):
-                async with self.engine.connect() as conn:
-                    in_recovery, replay_lsn, lag_s = (await conn.execute(REPLICA_STATUS_SQL)).one()
+                in_recovery, replay_lsn, lag_s = await self.replica.fetchrow(REPLICA_STATUS_SQL)
         except Exception as exc:  # refused, timed out, shutting down: all mean "read from the primary"
             self.mark_down(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200])
             return
@@ -136,6 +176,13 @@ class ReadReplica:
         REPLICA_LAG_S.labels(self.spec.name).set(float(lag_s or 0))
         REPLICA_LAG_BYTES.labels(self.spec.name).set(max(lsn_to_int(primary_lsn) - lsn_to_int(replay_lsn), 0))
 
+    async def warm(self) -> None:
+        """One connection in the request pool before the first listing: a connect made inside route_read's
+        fence wait (FENCE_WAIT_S) could send the first read to the primary. (The monitor's looks used to
+        leave one there; they have connections of their own now.)"""
+        async with asyncio.timeout(MONITOR_INTERVAL_S), self.engine.connect():
+            pass
+
     async def monitor(self) -> None:
         while True:
             with contextlib.suppress(Exception):  # the primary being down is /ready's business, not ours
@@ -144,7 +191,8 @@ class ReadReplica:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-        await self.primary.dispose()
+        await self.primary.close()
+        await self.replica.close()
 
 
 async def route_read(primary: AsyncSession, replica: ReadReplica | None) -> tuple[AsyncSession, str]:
@@ -230,6 +278,8 @@ class ReadReplicaPlugin(InitPluginProtocol):
         app.state[REPLICA_STATE] = replica
         with contextlib.suppress(Exception):
             await replica.check()  # a first answer before the first request, not 2 s later
+            if replica.up:
+                await replica.warm()
         task = asyncio.create_task(replica.monitor(), name="read-replica-monitor")
         try:
             yield
