@@ -18,6 +18,8 @@ progress is one offset per partition, so marking a letter past someone else's wo
 too). The messages stay in the topic either way. `ack` also records the letters' events as acknowledged in
 the group's inbox (outbox.inbox.ACKNOWLEDGED), so a replay reading them again neither applies nor
 dead-letters them; `ack --done` records those of the letters already done (handled before that existed).
+Both record only events whose record the group has read since its offsets last moved back: in the middle
+of a replay, an event not yet read again is left for the re-read (it may apply now).
 
 A group whose dead-letter topic does not exist never ran here (every group's runtime creates it when it
 starts): each command exits 2 naming the project's groups, so a misspelt name is not read as "0 pending".
@@ -30,7 +32,7 @@ import asyncio
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -243,7 +245,7 @@ def acknowledge(
             marked.append(letter)
         else:
             blocked.add(partition)
-    recorded = _record_acknowledged(group, marked, database_url)
+    recorded = _record_acknowledged(group, marked, database_url, bootstrap)
     _commit(group, ends, bootstrap)
     print(f"acknowledged {len(marked)} dead letters of {group} without redriving them{_blocked_note(sorted(blocked))}")
     if recorded:
@@ -263,19 +265,60 @@ def record_done(group: str, bootstrap: str | None = None, *, database_url: str |
         for _, letter in read(group, from_start=True, bootstrap=bootstrap)
         if (letter.message.offset() or 0) < done_up_to.get(letter.message.partition() or 0, 0)
     ]
-    recorded = _record_acknowledged(group, done, database_url)
+    recorded = _record_acknowledged(group, done, database_url, bootstrap)
     print(f"{len(done)} done dead letters of {group}; {recorded} of their events recorded as acknowledged")
     return recorded
 
 
-def _record_acknowledged(group: str, letters: list[DeadLetter], database_url: str | None) -> int:
-    """Write the letters' events (those with an id) as acknowledged in the group's inbox; how many."""
+class OffsetsMoved(RuntimeError):
+    """The group's offsets moved back (a replay's reset) while acknowledgements were being written."""
+
+
+def _record_acknowledged(
+    group: str, letters: list[DeadLetter], database_url: str | None, bootstrap: str | None = None
+) -> int:
+    """Write the letters' events (those with an id) as acknowledged in the group's inbox; how many.
+
+    Only events whose record the group has read since its offsets last moved back (its committed offset
+    on the record's partition is past it): such an event has the outcome of that read in the inbox
+    (applied, which is never overwritten, or dead-lettered again). A replay's rebuild forgets what was
+    applied and moves the offsets back; between that and the re-read, an event that now applies (a fix
+    since, or a redrive had applied it) has no row, and recording it acknowledged skipped it for good
+    (W, session 31). Those are left for the re-read to decide, and said. The offsets are read again
+    inside the transaction after the writes: a reset meanwhile rolls it back (a rebuild resets before it
+    commits, and its inbox delete and these writes wait on each other's rows)."""
     rows = [row for letter in letters if (row := _acknowledged_row(letter)) is not None]
     url = database_url or _database_of(group)
     if url is None or not rows:
         return 0
-    asyncio.run(_write_acknowledged(url, group, rows))
-    return len(rows)
+    try:
+        read = asyncio.run(_write_acknowledged(url, group, rows, lambda: _read_up_to(group, rows, bootstrap)))
+    except OffsetsMoved as exc:
+        raise SystemExit(f"{exc}: nothing recorded; run it again once the group has caught up") from exc
+    if len(read) < len(rows):
+        print(
+            f"{len(rows) - len(read)} of the letters' events not recorded: {group} has not read their records since "
+            "its offsets were moved back (a replay in progress): the re-read applies them or dead-letters them "
+            "again; run this again once the group has caught up (`just replay ... --follow` or its lag)"
+        )
+    return len(read)
+
+
+def _read_up_to(group: str, rows: list[inbox.Acknowledged], bootstrap: str | None) -> dict[tuple[str, int], int]:
+    """The group's committed offset on each partition these events came from (-1: none)."""
+    wanted = sorted({(row.topic, row.partition) for row in rows if row.topic != "?"})  # "?": no origin header
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap or kafka_bootstrap(), "group.id": group, "enable.auto.commit": False}
+    )
+    try:  # committed() asks the group's coordinator; the consumer never joins the group
+        committed = consumer.committed([TopicPartition(t, p) for t, p in wanted], timeout=10)
+    finally:
+        consumer.close()
+    return {(tp.topic, tp.partition): tp.offset for tp in committed}
+
+
+def _since_reset(rows: list[inbox.Acknowledged], up_to: dict[tuple[str, int], int]) -> list[inbox.Acknowledged]:
+    return [row for row in rows if up_to.get((row.topic, row.partition), -1) > row.offset]
 
 
 def _acknowledged_row(letter: DeadLetter) -> inbox.Acknowledged | None:
@@ -300,11 +343,19 @@ def _database_of(group: str) -> str | None:
     return None
 
 
-async def _write_acknowledged(url: str, group: str, rows: list[inbox.Acknowledged]) -> None:
+async def _write_acknowledged(
+    url: str, group: str, rows: list[inbox.Acknowledged], up_to: Callable[[], dict[tuple[str, int], int]]
+) -> list[inbox.Acknowledged]:
+    """Record the rows the group has read since its last reset (``up_to``: its committed offsets), in one
+    transaction that rolls back if the offsets moved back meanwhile; the rows recorded."""
     engine = create_async_engine(url)
     try:
         async with AsyncSession(engine) as session, session.begin():
-            await inbox.record_acknowledged(session, group, rows)
+            read = _since_reset(rows, await asyncio.to_thread(up_to))
+            await inbox.record_acknowledged(session, group, read)
+            if len(_since_reset(read, await asyncio.to_thread(up_to))) < len(read):
+                raise OffsetsMoved(f"the offsets of {group} moved back meanwhile (a replay started?)")
+        return read
     finally:
         await engine.dispose()
 

@@ -17,14 +17,14 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from apps.common.topology import BY_NAME, database_url, kafka_bootstrap
 from outbox import dlq, replay
 from outbox.dead_letters import REDRIVE_HEADER
 from tests.support.consumers import ThrowawayConsumer
-from tests.support.db import fetch
+from tests.support.db import connect, fetch
 from tests.support.orders import eventually, produce_raw
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -46,6 +46,25 @@ async def _letters(group: str) -> list[tuple[str, str]]:
         ]
 
     return await asyncio.to_thread(read)
+
+
+async def _read_past_the_end(consumer: ThrowawayConsumer) -> None:
+    """Until the group's committed offset reaches what its topic holds now: `ack` records only events
+    whose record the group has read since its offsets last moved back, and the runtime commits offsets
+    at most every 5 s (outbox.kafka_client.COMMIT_INTERVAL_S)."""
+
+    def committed_and_end() -> tuple[int, int]:
+        client = Consumer({"bootstrap.servers": kafka_bootstrap(), "group.id": consumer.group})
+        try:
+            [tp] = client.committed([TopicPartition(consumer.topic, 0)], timeout=10)
+            return tp.offset, client.get_watermark_offsets(TopicPartition(consumer.topic, 0), timeout=10)[1]
+        finally:
+            client.close()
+
+    deadline = time.monotonic() + 30
+    while (position := await asyncio.to_thread(committed_and_end))[0] < position[1]:
+        assert time.monotonic() < deadline, f"the group's committed offset stays behind: {position}"
+        await asyncio.sleep(0.5)
 
 
 async def _wait_without_members(group: str) -> None:
@@ -72,6 +91,7 @@ async def test_a_rebuild_reads_acknowledged_poison_again_without_a_new_letter() 
             [(str(undecodable), "pending"), (str(rejected), "pending")]
         )
 
+        await _read_past_the_end(consumer)
         assert await asyncio.to_thread(dlq.acknowledge, consumer.group, None, None, database_url=url) == 2
         assert sorted(await consumer.outcomes([undecodable, rejected, good])) == [
             "acknowledged",
@@ -121,7 +141,9 @@ async def test_a_redriven_record_that_fails_again_is_dead_lettered_again() -> No
         consumer.start()
         undecodable = produce_raw(consumer.topic, key="k", event_type="order.created", payload=b"{not json")
         await eventually(lambda: _count(consumer.group, 1), within=90, what="the first letter")
+        await _read_past_the_end(consumer)
         await asyncio.to_thread(dlq.acknowledge, consumer.group, None, None, database_url=url)
+        assert await consumer.outcomes([undecodable]) == ["acknowledged"]
         await asyncio.to_thread(_redrive, consumer.topic, consumer.group, undecodable)
         await eventually(lambda: _count(consumer.group, 2), within=90, what="a letter for the redriven record")
         assert (await _letters(consumer.group))[-1] == (str(undecodable), "pending")
@@ -156,6 +178,7 @@ async def test_letters_acknowledged_before_it_was_recorded_can_be_recorded_after
         assert await asyncio.to_thread(dlq.acknowledge, consumer.group) == 1
         assert await consumer.outcomes([undecodable]) == []
 
+        await _read_past_the_end(consumer)
         assert await asyncio.to_thread(dlq.record_done, consumer.group, database_url=url) == 1
         assert await consumer.outcomes([undecodable]) == ["acknowledged"]
         produce_raw(consumer.topic, key="k", event_type="order.created", payload=b"{not json", event_id=undecodable)
@@ -166,3 +189,57 @@ async def test_letters_acknowledged_before_it_was_recorded_can_be_recorded_after
 
         await eventually(past_the_marker, within=90, what="the marker applied")
         assert await _letters(consumer.group) == [(str(undecodable), "done")]
+
+
+async def test_done_letters_recorded_in_the_middle_of_a_replay_are_left_to_the_re_read() -> None:
+    """`just dlq ack GROUP --done` between a rebuild and its re-read (W, session 31): the rebuild forgot what
+    the group applied and moved its offsets back, so an event whose letter is done and which applies now
+    (its handler's table was fixed since) has no inbox row; recording it acknowledged then made the re-read
+    skip it for good. Now only events the group has read since its reset are recorded: this one is left
+    for the re-read, which applies it."""
+    url = database_url(BY_NAME["customer"])
+    async with ThrowawayConsumer() as consumer:
+        consumer.start()
+        rejected = consumer.produce(TOO_LONG)
+        good = consumer.produce()
+
+        async def lettered() -> bool:
+            return await _count(consumer.group, 1) and await consumer.applied([good]) == [good]
+
+        await eventually(lettered, within=90, what="one letter and one event applied")
+        # As an ack did before session 31: the letter is done, the inbox learns nothing (no database named).
+        assert await asyncio.to_thread(dlq.acknowledge, consumer.group) == 1
+        assert await consumer.outcomes([rejected]) == ["dead_lettered"]
+        # The fix: the table takes such a customer id now.
+        conn = await connect("customer")
+        try:
+            await conn.execute(f'ALTER TABLE "{consumer.table}" ALTER COLUMN customer_id TYPE varchar(64)')
+        finally:
+            await conn.close()
+
+        # The replay runbook: stop, rebuild from the earliest offsets; the consumer not started yet.
+        assert await consumer.terminate() == 0
+        await _wait_without_members(consumer.group)
+        plans = await asyncio.to_thread(
+            replay.plan, consumer.group, [consumer.topic], to_earliest=True, to_datetime=None, to_offset=None,
+            bootstrap=kafka_bootstrap(),
+        )  # fmt: skip
+        await replay.rebuild(
+            consumer.group, url, (consumer.table,), lambda: replay.reset(consumer.group, plans, kafka_bootstrap())
+        )
+        assert await consumer.outcomes([rejected, good]) == []
+
+        assert await asyncio.to_thread(dlq.record_done, consumer.group, database_url=url) == 0
+        assert await consumer.outcomes([rejected]) == []
+
+        consumer.start()
+        marker = consumer.produce()
+
+        async def replayed() -> bool:
+            return sorted(await consumer.applied([rejected, good, marker])) == sorted([rejected, good, marker])
+
+        await eventually(replayed, within=90, what="the re-read applying the fixed event and the marker")
+        # Read again and caught up: recorded as read, and an applied event stays applied.
+        await _read_past_the_end(consumer)
+        assert await asyncio.to_thread(dlq.record_done, consumer.group, database_url=url) == 1
+        assert await consumer.outcomes([rejected]) == ["applied"]
