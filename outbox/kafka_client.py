@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -110,7 +111,15 @@ class KafkaSide:
         self.owned: set[tuple[str, int]] = set()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
+        # The next offset applied on each partition this member owns. Only owned ones: the broker takes an
+        # offset commit from any member of the group's generation, whoever owns the partition, so an offset
+        # kept after a revocation and sent again with the others (every commit_due, the close) moved the next
+        # owner's committed offset back (a scratch topic: 15 -> 10), and whoever read the partition next
+        # re-read that stretch (the inbox skips it; poison in it was dead-lettered again).
         self._offsets: dict[tuple[str, int], int] = {}
+        # The rebalance callbacks run in the thread that polls (the runtime's prefetch thread), commit() in the
+        # event loop's: a batch applied while its partition was being revoked must not put its offset back.
+        self._offsets_lock = threading.Lock()
         self._pending = False  # offsets applied and not sent to Kafka yet
         self._last_commit = 0.0
         self._last_lag_check = 0.0
@@ -137,24 +146,27 @@ class KafkaSide:
         log.info("group %s subscribed to %s", self.group, ", ".join(self.topics))
 
     def _assigned(self, _: Consumer, partitions: list[TopicPartition]) -> None:
-        self.owned |= {(tp.topic, tp.partition) for tp in partitions}
+        with self._offsets_lock:
+            self.owned |= {(tp.topic, tp.partition) for tp in partitions}
         self._lost_at = None
         log.info("group %s: assigned %s", self.group, _names(partitions))
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.owned -= {(tp.topic, tp.partition) for tp in partitions}
-        applied = [
-            TopicPartition(tp.topic, tp.partition, self._offsets[(tp.topic, tp.partition)])
-            for tp in partitions
-            if (tp.topic, tp.partition) in self._offsets
-        ]
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        with self._offsets_lock:
+            self.owned -= revoked
+            applied = [TopicPartition(t, p, self._offsets.pop((t, p))) for t, p in revoked if (t, p) in self._offsets]
         if applied:  # what was applied of them and not committed yet: the next owner starts after it
             with contextlib.suppress(Exception):  # failed: the next owner re-reads them, the inbox dedupes
                 consumer.commit(offsets=applied, asynchronous=False)
         log.info("group %s: revoked %s", self.group, _names(partitions))
 
     def _lost(self, _: Consumer, partitions: list[TopicPartition]) -> None:
-        self.owned -= {(tp.topic, tp.partition) for tp in partitions}
+        lost = {(tp.topic, tp.partition) for tp in partitions}
+        with self._offsets_lock:  # not committed: another member may own them already
+            self.owned -= lost
+            for key in lost:
+                self._offsets.pop(key, None)
         if not self.owned:
             self._lost_at = time.monotonic()
         log.info("group %s: lost %s", self.group, _names(partitions))
@@ -197,10 +209,12 @@ class KafkaSide:
 
     def commit(self, offsets: dict[tuple[str, int], int]) -> None:
         """Note a batch's next offsets (decoding.next_offsets) as applied; they reach Kafka at most every
-        COMMIT_INTERVAL_S."""
-        for key, offset in offsets.items():
-            if self._offsets.get(key, -1) < offset:
-                self._offsets[key] = offset
+        COMMIT_INTERVAL_S. Those of partitions revoked meanwhile are not kept: their next owner reads on from
+        what the revocation committed (the inbox skips what this batch applied)."""
+        with self._offsets_lock:
+            for key, offset in offsets.items():
+                if key in self.owned and self._offsets.get(key, -1) < offset:
+                    self._offsets[key] = offset
         self._pending = True
         self.commit_due()
 
@@ -217,13 +231,17 @@ class KafkaSide:
         if not self._pending or now - self._last_commit < COMMIT_INTERVAL_S:
             return
         self._pending, self._last_commit = False, now
+        offsets = self._offset_list()
+        if not offsets:  # all of them revoked since
+            return
         try:
-            self.consumer.commit(offsets=self._offset_list(), asynchronous=True)
+            self.consumer.commit(offsets=offsets, asynchronous=True)
         except Exception as exc:  # a rebalance took the partitions; the next owner re-reads (inbox dedupes)
             log.warning("group %s: offset commit failed: %s", self.group, exc)
 
     def _offset_list(self) -> list[TopicPartition]:
-        return [TopicPartition(topic, partition, offset) for (topic, partition), offset in self._offsets.items()]
+        with self._offsets_lock:  # a revocation in the polling thread may be dropping some
+            return [TopicPartition(topic, partition, offset) for (topic, partition), offset in self._offsets.items()]
 
     def report_lag(self, every: float = 5.0) -> None:
         now = time.monotonic()
