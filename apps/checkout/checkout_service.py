@@ -29,6 +29,7 @@ from apps.checkout.rules import (
     check_guest_access,
     check_payment_token,
     check_session_open,
+    check_still_sold,
     new_checkout_token,
     quote,
     reprice,
@@ -187,8 +188,9 @@ class CheckoutService:
         """Once per session, whatever the key. ``seen`` is the session as the caller read it (no lock).
 
         Two steps, so that no row lock, transaction or pooled connection is held while the customer service
-        answers (up to its 2 s timeout): first the buyer's data key is asked for with nothing open, then the
-        session and its cart are locked and every check is made again on what they hold now. The row lock
+        and the catalog answer (up to their 2 s timeout): first the buyer's data key and the lines' prices are
+        asked for with nothing open, then the session and its cart are locked and every check is made again
+        on what they hold now (a line no longer sold at the session's price: rules.check_still_sold). The row lock
         makes concurrent calls wait for the first; what changed during the call (completed by another call,
         cancelled by an erasure, the cart changed or abandoned) is seen under the lock. Why an erasure
         during the call leaves nothing readable: docs/decisions.md, "The checkout asks for the buyer's data
@@ -196,9 +198,12 @@ class CheckoutService:
         if seen.status == COMPLETED:
             return Completed(seen, replayed=True)
         check_session_open(seen.status, seen.expires_at, now())
-        checkout_id, subject = seen.id, seen.customer_id
-        await self.session.rollback()  # nothing open during the call (the read above began a transaction)
-        key = await self.dependencies.data_keys.for_sealing(subject)  # the buyer's, for the event
+        checkout_id, subject, lines = seen.id, seen.customer_id, _lines(seen)
+        await self.session.rollback()  # nothing open during the calls (the read above began a transaction)
+        key, catalog = await asyncio.gather(
+            self.dependencies.data_keys.for_sealing(subject),  # the buyer's, for the event
+            self.dependencies.prices([line.product_id for line in lines]),  # still sold at the session's prices?
+        )
         if key is None:  # destroyed: the buyer was erased and the checkout consumer is about to cancel this
             raise StateConflict("checkout_id", "the checkout session is cancelled: its customer's data was erased")
 
@@ -214,6 +219,7 @@ class CheckoutService:
         cart = await self.carts.get(session.cart_id, lock=True)
         check_cart_open(cart.status)
         check_cart_unchanged(session.metadata_.get("cart_version"), cart.updated_at.isoformat())
+        check_still_sold(lines, catalog, session.currency)
         session.status, session.completed_at, session.updated_at = COMPLETED, at, at
         session.order_id = uuid7()
         session.metadata_ = {**session.metadata_, "idempotency_key": idempotency_key}
@@ -274,6 +280,11 @@ def _address(
     return {k: v for k, v in fields.items() if k not in ("id", "type")}
 
 
+def _lines(session: CheckoutSession) -> list[CheckoutLine]:
+    """The lines the session was priced with (``metadata.lines``, written when it started)."""
+    return msgspec.convert(session.metadata_["lines"], list[CheckoutLine], strict=False)
+
+
 def _completed(session: CheckoutSession, key: DataKey | None, *, is_guest: bool) -> CheckoutCompleted:
     """The event from the completed session's columns, with its priced lines; its addresses opened from
     the session's envelopes and sealed again with the buyer's own data key (apps/common/personal.py)."""
@@ -288,7 +299,7 @@ def _completed(session: CheckoutSession, key: DataKey | None, *, is_guest: bool)
         **addresses,
         checkout_id=session.id,
         is_guest=is_guest,
-        lines=msgspec.convert(session.metadata_["lines"], list[CheckoutLine], strict=False),
+        lines=_lines(session),
         shipping_method_id=session.shipping_method_id or "",
         shipping_method_name=session.shipping_method_name or "",
         payment_method_type=session.payment_method_type or "",

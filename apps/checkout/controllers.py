@@ -259,8 +259,10 @@ class CheckoutController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CompleteOut]:
         """Complete once: checkout.completed and the converted cart in one transaction; 202 because the
-        order is created from the event. A repeat (any key) answers the same; 409 once expired or the buyer
-        erased; 503 with nothing written when the customer service does not hand out the buyer's key."""
+        order is created from the event. A repeat (any key) answers the same; 409 once expired, the buyer
+        erased, or a product withdrawn or repriced since the checkout started (start a new one); 503 with
+        nothing written when the customer service does not hand out the buyer's key, or the catalog does not
+        answer."""
         if not idempotency_key:
             raise InvalidField("Idempotency-Key", "required", source="header")
         seen = await _open_checkout(checkouts, checkout_id, guest_token, request)

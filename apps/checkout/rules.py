@@ -231,6 +231,25 @@ def check_session_open(status: str, expires_at: dt.datetime, now: dt.datetime) -
         raise StateConflict("checkout_id", "the checkout session has expired; start a new checkout")
 
 
+def check_still_sold(lines: Sequence[PricedLine], catalog: Mapping[uuid.UUID, CatalogPrice], currency: str) -> None:
+    """A session charges the prices it was started at, and completes only while the catalog still sells every
+    line at them: a product withdrawn, repriced or moved to another currency since is a 409 naming ``cart_id``
+    (a new checkout prices the cart as it is now). Completed regardless, a withdrawn product stayed for sale
+    for the session's 30 minutes, and a price the catalog corrected stayed at its old value for whoever had
+    started a checkout (a pricing mistake bought at leisure after it was fixed)."""
+    for index, line in enumerate(lines):
+        product = catalog.get(line.product_id)
+        named = f"the cart's items[{index}] (product {line.product_id})"
+        if product is None:
+            raise StateConflict("cart_id", f"{named} is no longer for sale: remove it, then start a new checkout")
+        if product.currency != currency or product.price != line.unit_price:
+            raise StateConflict(
+                "cart_id",
+                f"{named} is now priced {product.price} {product.currency}, this checkout {line.unit_price} "
+                f"{currency}: start a new checkout",
+            )
+
+
 def check_cart_unchanged(session_cart_version: str | None, cart_version: str) -> None:
     """The session was priced from the cart as it was; a cart changed since needs a new checkout."""
     if session_cart_version != cart_version:
