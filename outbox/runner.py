@@ -53,7 +53,18 @@ def settle_heap() -> None:
 # set-based handlers): PostgreSQL plans those afresh on every execution unless told to keep the generic plan
 # (pg_prepared_statements showed 0 generic plans in 220 runs of the saga's), which cost the saga's backend a
 # third of its CPU per event (3.0 -> 1.9 ms measured with the generic plan).
-CONSUMER_SESSION: dict[str, str] = {"plan_cache_mode": "force_generic_plan"}
+#
+# A statement of a consumer's batch waits at most LOCK_TIMEOUT for a lock (OUTBOX_LOCK_TIMEOUT; "0" waits
+# for ever, as before): past it PostgreSQL fails it (55P03), the batch rolls back and is retried as contention
+# (outbox.retry), and after CONTENTION_RETRIES_READY such failures GET /ready answers 503 naming the lock
+# timeout. Without it a batch behind a row another session held for ~8 minutes (idle in transaction, session
+# 31) waited all that time with /ready 200, holding the locks it had taken before (its stock rows, its inbox
+# claims) for anyone else to queue behind. 10 s: the bound the replay's rebuild gives a reader of the tables
+# it empties (outbox.replay.REBUILD_LOCK_TIMEOUT); far above a wait behind another batch or request
+# (milliseconds, a large batch's second or two), a third of max.poll.interval (30 s), and above
+# LongRunningQuery's 5 s, so the waiting statement still raises that alert for the on-call.
+LOCK_TIMEOUT = "10s"
+CONSUMER_SESSION: dict[str, str] = {"plan_cache_mode": "force_generic_plan", "lock_timeout": LOCK_TIMEOUT}
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
@@ -82,14 +93,11 @@ async def serve(
     metrics_port: int | None,
     instance_id: str | None = None,
     max_backoff: float = 30.0,
+    lock_timeout: str = LOCK_TIMEOUT,
 ) -> None:
     group, url = load(module_name)
-    engine = create_async_engine(
-        url,
-        pool_size=2,
-        max_overflow=2,
-        connect_args={"server_settings": CONSUMER_SESSION | {"application_name": f"consumer:{group.name}"}},
-    )
+    settings = CONSUMER_SESSION | {"lock_timeout": lock_timeout, "application_name": f"consumer:{group.name}"}
+    engine = create_async_engine(url, pool_size=2, max_overflow=2, connect_args={"server_settings": settings})
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     runtime = ConsumerRuntime(
         group, sessions, batch_size=batch_size, instance_id=instance_id or None, max_backoff=max_backoff
@@ -117,6 +125,12 @@ def main() -> None:
         default=float(os.environ.get("OUTBOX_MAX_BACKOFF_S", "30")),
         help="the longest wait between retries of a batch or of Kafka (seconds); tests shorten it",
     )
+    parser.add_argument(
+        "--lock-timeout",
+        default=os.environ.get("OUTBOX_LOCK_TIMEOUT", LOCK_TIMEOUT),
+        help="the longest a batch's statement waits for a lock before the batch is retried (PostgreSQL units, "
+        "e.g. 10s; 0: no limit)",
+    )
     args = parser.parse_args()
     configure_logging()  # plain text, every line through redact (issue 14)
     run(
@@ -126,6 +140,7 @@ def main() -> None:
             metrics_port=args.metrics_port,
             instance_id=args.instance_id,
             max_backoff=args.max_backoff,
+            lock_timeout=args.lock_timeout,
         )
     )
 
