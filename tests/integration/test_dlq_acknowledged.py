@@ -67,6 +67,19 @@ async def _read_past_the_end(consumer: ThrowawayConsumer) -> None:
         await asyncio.sleep(0.5)
 
 
+async def _stop_and_rebuild(consumer: ThrowawayConsumer, url: str) -> None:
+    """The replay runbook's first half: stop the consumer, then rebuild from the earliest offsets."""
+    assert await consumer.terminate() == 0
+    await _wait_without_members(consumer.group)
+    plans = await asyncio.to_thread(
+        replay.plan, consumer.group, [consumer.topic], to_earliest=True, to_datetime=None, to_offset=None,
+        bootstrap=kafka_bootstrap(),
+    )  # fmt: skip
+    await replay.rebuild(
+        consumer.group, url, (consumer.table,), lambda: replay.reset(consumer.group, plans, kafka_bootstrap())
+    )
+
+
 async def _wait_without_members(group: str) -> None:
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap()})
     deadline = time.monotonic() + 60
@@ -100,15 +113,7 @@ async def test_a_rebuild_reads_acknowledged_poison_again_without_a_new_letter() 
         ]
 
         # The replay runbook: stop, rebuild from the earliest offsets, start.
-        assert await consumer.terminate() == 0
-        await _wait_without_members(consumer.group)
-        plans = await asyncio.to_thread(
-            replay.plan, consumer.group, [consumer.topic], to_earliest=True, to_datetime=None, to_offset=None,
-            bootstrap=kafka_bootstrap(),
-        )  # fmt: skip
-        await replay.rebuild(
-            consumer.group, url, (consumer.table,), lambda: replay.reset(consumer.group, plans, kafka_bootstrap())
-        )
+        await _stop_and_rebuild(consumer, url)
         assert sorted(await consumer.outcomes([undecodable, rejected, good])) == ["acknowledged", "acknowledged"]
         assert await consumer.applied([good]) == []
         (before,) = await fetch(
@@ -218,15 +223,7 @@ async def test_done_letters_recorded_in_the_middle_of_a_replay_are_left_to_the_r
             await conn.close()
 
         # The replay runbook: stop, rebuild from the earliest offsets; the consumer not started yet.
-        assert await consumer.terminate() == 0
-        await _wait_without_members(consumer.group)
-        plans = await asyncio.to_thread(
-            replay.plan, consumer.group, [consumer.topic], to_earliest=True, to_datetime=None, to_offset=None,
-            bootstrap=kafka_bootstrap(),
-        )  # fmt: skip
-        await replay.rebuild(
-            consumer.group, url, (consumer.table,), lambda: replay.reset(consumer.group, plans, kafka_bootstrap())
-        )
+        await _stop_and_rebuild(consumer, url)
         assert await consumer.outcomes([rejected, good]) == []
 
         assert await asyncio.to_thread(dlq.record_done, consumer.group, database_url=url) == 0
