@@ -26,10 +26,11 @@ def initialised() -> bool:
     return (DATA / "PG_VERSION").exists()
 
 
-def promoted(data: Path = DATA) -> bool:
+def promoted(data: Path | None = None) -> bool:
     """Whether this copy was promoted (`just promote`, or pg_ctl promote by hand): pg_basebackup -R left a
     standby.signal that promotion removes. A promoted replica is the primary from then on: what pgBackRest
     backs up (infra/backup_physical.primary_site)."""
+    data = data or DATA
     return (data / "PG_VERSION").exists() and not (data / "standby.signal").exists()
 
 
