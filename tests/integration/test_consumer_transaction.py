@@ -154,7 +154,8 @@ async def test_each_way_a_handler_writes_commits_with_the_claim_in_one_transacti
         driver_xid = await session.info["outbox.driver"].fetchval("SELECT txid_current()")
         await session.info["outbox.driver"].execute(_UPSERT_DRIVER, first.customer_id)
         await session.execute(_UPSERT, {"customer": second.customer_id})  # the session's own statement
-        session.add(CustomerStats(customer_id=third.customer_id, orders_count=1))  # left for the commit to flush
+        # Left for the commit to flush.
+        session.add(CustomerStats(customer_id=third.customer_id, currency="USD", orders_count=1))
         session_xid = (await session.execute(text("SELECT txid_current()"))).scalar_one()
         h.seen.append({"driver": driver_xid, "session": session_xid})
 
@@ -173,7 +174,7 @@ async def test_a_batch_after_one_that_used_the_session_starts_afresh(harness: Ha
         h.seen.append({"identity_map": len(session.sync_session.identity_map)})
         event = items[0][0]
         if len(h.seen) == 1:
-            session.add(CustomerStats(customer_id=event.customer_id, orders_count=1))
+            session.add(CustomerStats(customer_id=event.customer_id, currency="USD", orders_count=1))
             await session.flush()
         else:
             await session.info["outbox.driver"].execute(_UPSERT_DRIVER, event.customer_id)
