@@ -17,6 +17,7 @@ import argparse
 import sys
 import time
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from apps.common.topology import PROCESSES
@@ -72,7 +73,17 @@ def show_progress(
     started = time.monotonic()
     first: int | None = None
     while True:
-        plans = current_plans(group_name, bootstrap)
+        try:
+            plans = current_plans(group_name, bootstrap)
+        except KafkaException as exc:
+            # The broker away (a crash, a restart): the consumers re-read on their own once it is back, and the
+            # inbox skips what they read twice. This ended the command with a traceback, the replay going on.
+            if time.monotonic() - started > timeout:
+                print(f"replay {group_name}: no answer from the broker after {timeout:.0f}s: {exc}", file=sys.stderr)
+                return False
+            print(f"replay {group_name}: the broker does not answer ({exc}); asking again", flush=True)
+            time.sleep(2)
+            continue
         remaining = sum(max(goal.get((p.topic, p.partition), 0) - max(p.current, 0), 0) for p in plans)
         first = remaining if first is None else first
         elapsed = time.monotonic() - started
