@@ -32,12 +32,13 @@ class CustomerStats(Base):
     currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
     orders_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     cancelled_count: Mapped[int] = mapped_column(sa.Integer, default=0)
-    # Confirmed orders' totals in this currency, net of cancellations and of returns' refunds.
-    spent: Mapped[Decimal] = mapped_column(sa.Numeric(20, 2), default=Decimal("0"))
+    # Confirmed orders' totals in this currency, net of cancellations and of returns' refunds. The money
+    # columns are `spent` and `refunded` (customer_0013 renamed them); the attributes keep the API's names.
+    total_spent: Mapped[Decimal] = mapped_column("spent", sa.Numeric(20, 2), default=Decimal("0"))
     last_order_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    # Refunded returns (apps/customer/returns.py); spent is net of refunded.
+    # Refunded returns (apps/customer/returns.py); total_spent is net of refunded_amount.
     returns_count: Mapped[int] = mapped_column(sa.Integer, default=0)
-    refunded: Mapped[Decimal] = mapped_column(sa.Numeric(20, 2), default=Decimal("0"))
+    refunded_amount: Mapped[Decimal] = mapped_column("refunded", sa.Numeric(20, 2), default=Decimal("0"))
     updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
 
 

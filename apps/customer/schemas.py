@@ -191,15 +191,7 @@ class CustomerStatsOut(msgspec.Struct, kw_only=True):
 def to_stats_out(rows: Sequence[CustomerStats]) -> CustomerStatsOut:
     """One customer's rows (one per currency, none before their first order) as the answer."""
     by_currency = [
-        CurrencyStatsOut(
-            currency=row.currency,
-            orders_count=row.orders_count,
-            cancelled_count=row.cancelled_count,
-            total_spent=row.spent,
-            last_order_at=row.last_order_at,
-            returns_count=row.returns_count,
-            refunded_amount=row.refunded,
-        )
+        msgspec.convert(row, CurrencyStatsOut, from_attributes=True)
         for row in sorted(rows, key=lambda row: row.currency)
     ]
     last_orders = [row.last_order_at for row in rows if row.last_order_at is not None]

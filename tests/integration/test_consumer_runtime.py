@@ -30,6 +30,7 @@ from tests.support.orders import (
     order_cancelled,
     order_created,
     order_engine,
+    produce_copy,
     produce_raw,
     stats,
     stats_checksum,
@@ -95,15 +96,7 @@ async def test_event_written_in_a_transaction_is_applied_exactly_once() -> None:
 
     # Deliver every event a second time (what Debezium does after a crash), then one new order.
     for record, ev in zip(records, events, strict=True):
-        from outbox.events import payload_as_dict
-
-        produce_raw(
-            ORDER_TOPIC,
-            key=str(ev.order_id),
-            event_type=record.event_type,
-            payload=payload_as_dict(ev),
-            event_id=record.event_id,
-        )
+        produce_copy(ORDER_TOPIC, record, ev)
     await write_events(engine, [order_created(customer, "1.00")])
     await engine.dispose()
     await eventually(lambda: orders_count_is(customer, 4), what="the fourth order applied")

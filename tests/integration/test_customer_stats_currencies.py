@@ -19,7 +19,6 @@ from apps.common.topology import BY_NAME, database_url, topic_for
 from apps.customer.consumers import group
 from apps.order.events import OrderCancelled, OrderCreated
 from apps.returns.events import RefundedLine, ReturnRefunded
-from outbox.events import payload_as_dict
 from outbox.writer import OutboxRecord, add_event
 from tests.support.db import fetch
 from tests.support.http import api_client, create_customer, service_url
@@ -29,7 +28,7 @@ from tests.support.orders import (
     order_confirmed,
     order_created,
     order_engine,
-    produce_raw,
+    produce_copy,
     stats,
     write_events,
 )
@@ -214,24 +213,8 @@ async def test_a_rebuild_of_a_customers_events_gives_back_the_same_rows_per_curr
     # The re-read: every record again, twice (the second copy is a duplicate the inbox skips).
     for _ in range(2):
         for record, event in zip(records, events, strict=True):
-            produce_raw(
-                ORDER_TOPIC,
-                key=str(record.aggregate_id),
-                event_type=record.event_type,
-                payload=payload_as_dict(event),
-                event_id=record.event_id,
-                event_version=record.event_version,
-                schema_version=record.schema_version,
-            )
-        produce_raw(
-            RETURN_TOPIC,
-            key=str(refund.return_id),
-            event_type=refund_record.event_type,
-            payload=payload_as_dict(refund),
-            event_id=refund_record.event_id,
-            event_version=refund_record.event_version,
-            schema_version=refund_record.schema_version,
-        )
+            produce_copy(ORDER_TOPIC, record, event)
+        produce_copy(RETURN_TOPIC, refund_record, refund)
 
     async def rebuilt() -> bool:
         return len(await _rows(customer)) == 3 and (await _rows(customer))[1][5] == 1

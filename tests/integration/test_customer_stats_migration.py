@@ -44,6 +44,12 @@ async def _run(url: str, *statements: tuple[str, tuple[Any, ...]]) -> list[list[
         await conn.close()
 
 
+def _rows(url: str, columns: str) -> list[tuple[Any, ...]]:
+    """customer_stats' rows, customer_id and then ``columns``, by customer."""
+    [rows] = asyncio.run(_run(url, (f"SELECT customer_id, {columns} FROM customer_stats ORDER BY 1, 2", ())))
+    return [tuple(r) for r in rows]
+
+
 async def _apply(url: str, deltas: dict[tuple[str, str], StatsDelta]) -> None:
     """The order handler's upsert (apply_order_events: add_deltas of the fold), on the scratch database."""
     engine = create_async_engine(url, pool_size=1)
@@ -70,17 +76,7 @@ def test_rows_before_it_keep_their_numbers_under_xxx_and_the_release_before_is_r
             )
         )
         commands.upgrade("customer_0013")
-        [rows] = asyncio.run(
-            _run(
-                url,
-                (
-                    "SELECT customer_id, currency, orders_count, cancelled_count, spent, returns_count, refunded "
-                    "FROM customer_stats ORDER BY customer_id",
-                    (),
-                ),
-            )
-        )
-        assert [tuple(r) for r in rows] == [
+        assert _rows(url, "currency, orders_count, cancelled_count, spent, returns_count, refunded") == [
             ("c1", "XXX", 3, 1, Decimal("10100.00"), 1, Decimal("5.00")),
             ("c2", "XXX", 1, 0, Decimal("9.99"), 0, Decimal("0.00")),
         ]
@@ -111,17 +107,7 @@ def test_rows_before_it_keep_their_numbers_under_xxx_and_the_release_before_is_r
 
         # Down again: a customer's currencies added together, as the schema before did.
         commands.downgrade("customer_0012")
-        [rows] = asyncio.run(
-            _run(
-                url,
-                (
-                    "SELECT customer_id, orders_count, cancelled_count, total_spent, returns_count, refunded_amount "
-                    "FROM customer_stats ORDER BY customer_id",
-                    (),
-                ),
-            )
-        )
-        assert [tuple(r) for r in rows] == [
+        assert _rows(url, "orders_count, cancelled_count, total_spent, returns_count, refunded_amount") == [
             ("c1", 5, 1, Decimal("20200.00"), 1, Decimal("5.00")),
             ("c2", 1, 0, Decimal("9.99"), 0, Decimal("0.00")),
         ]

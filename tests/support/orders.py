@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from apps.common.topology import BY_NAME, database_url, kafka_bootstrap
 from apps.order.events import OrderCancelled, OrderConfirmed, OrderCreated, OrderLine
+from outbox.events import Event, payload_as_dict
 from outbox.writer import OutboxRecord, add_event
 from tests.support.db import connect
 
@@ -160,3 +161,17 @@ def in_currency(answer: dict[str, Any], currency: str = "USD") -> dict[str, Any]
         "returns_count": 0,
         "refunded_amount": zero,
     }
+
+
+def produce_copy(topic: str, record: OutboxRecord, event: Event) -> None:
+    """The Kafka record of an event written through the outbox (``record``), delivered again as Debezium or a
+    replay delivers it: same key (the aggregate), id, type and versions."""
+    produce_raw(
+        topic,
+        key=str(record.aggregate_id),
+        event_type=record.event_type,
+        payload=payload_as_dict(event),
+        event_id=record.event_id,
+        event_version=record.event_version,
+        schema_version=record.schema_version,
+    )

@@ -148,29 +148,21 @@ def test_fold_keeps_each_currency_apart() -> None:
     }
 
 
+def _stats_row(
+    currency: str, counts: tuple[int, int, int], spent: Decimal, refunded: Decimal, last: dt.datetime
+) -> CustomerStats:
+    """customer c1's row in ``currency``: (orders, cancelled, returns), the money, the last order."""
+    row = CustomerStats(customer_id="c1", currency=currency, last_order_at=last)
+    row.orders_count, row.cancelled_count, row.returns_count = counts
+    row.total_spent, row.refunded_amount = spent, refunded
+    return row
+
+
 def test_stats_answer_counts_every_currency_and_lists_money_by_currency() -> None:
     now = dt.datetime.now(dt.UTC)
     rows = [
-        CustomerStats(
-            customer_id="c1",
-            currency="USD",
-            orders_count=2,
-            cancelled_count=1,
-            spent=Decimal("90.00"),
-            last_order_at=now,
-            returns_count=1,
-            refunded=Decimal("10.00"),
-        ),
-        CustomerStats(
-            customer_id="c1",
-            currency="JPY",
-            orders_count=1,
-            cancelled_count=0,
-            spent=Decimal("10000.00"),
-            last_order_at=now - dt.timedelta(days=1),
-            returns_count=0,
-            refunded=Decimal("0.00"),
-        ),
+        _stats_row("USD", (2, 1, 1), Decimal("90.00"), Decimal("10.00"), now),
+        _stats_row("JPY", (1, 0, 0), Decimal("10000.00"), Decimal("0.00"), now - dt.timedelta(days=1)),
     ]
     out = to_stats_out(rows)
     assert (out.orders_count, out.cancelled_count, out.returns_count, out.last_order_at) == (3, 1, 1, now)
