@@ -9,6 +9,8 @@ import subprocess
 import sys
 import uuid
 
+from confluent_kafka import Producer
+
 from apps.common.topology import kafka_bootstrap
 from infra import proc, stack
 from infra.paths import REPO, ensure_dirs, log_file
@@ -76,7 +78,8 @@ class ThrowawayConsumer:
         finally:
             await conn.close()
 
-    def start(self) -> None:
+    def env(self) -> dict[str, str]:
+        """The environment that makes tests.support.throwaway_group this group (its process, or a CLI's)."""
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
@@ -86,6 +89,10 @@ class ThrowawayConsumer:
         }
         if self.database_url:
             env["THROWAWAY_DATABASE_URL"] = self.database_url
+        return env
+
+    def start(self) -> None:
+        env = self.env()
         argv = [sys.executable, "-m", "outbox.runner", "tests.support.throwaway_group", "--batch-size", "50"]
         if self.metrics_port:
             argv += ["--metrics-port", str(self.metrics_port)]
@@ -109,11 +116,25 @@ class ThrowawayConsumer:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def produce(self, customer: str | None = None) -> uuid.UUID:
+    def produce(self, customer: str | None = None, producer: Producer | None = None) -> uuid.UUID:
         created = order_created(customer or str(uuid.uuid4()))
         return produce_raw(
-            self.topic, key=str(created.order_id), event_type="order.created", payload=payload_as_dict(created)
+            self.topic,
+            key=str(created.order_id),
+            event_type="order.created",
+            payload=payload_as_dict(created),
+            producer=producer,
         )
+
+    def produce_many(self, count: int) -> list[uuid.UUID]:
+        """``count`` records through one producer (`produce` alone makes a producer and flushes it per record)."""
+        producer = Producer({"bootstrap.servers": kafka_bootstrap()})
+        ids = []
+        for _ in range(count):
+            ids.append(self.produce(producer=producer))
+            producer.poll(0)  # serve delivery reports, or its local queue fills up
+        assert producer.flush(30) == 0
+        return ids
 
     async def outcomes(self, event_ids: list[uuid.UUID]) -> list[str]:
         """The group's inbox outcomes of these events (`applied`, `dead_lettered`)."""

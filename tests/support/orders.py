@@ -124,12 +124,15 @@ def produce_raw(
     event_id: uuid.UUID | None = None,
     event_version: int = 1,
     schema_version: int = 1,
+    producer: Producer | None = None,
 ) -> uuid.UUID:
     """Produce a record shaped like Debezium's EventRouter output (for duplicates and poison messages); a
-    copy of a stored event passes its row's versions (a v2 payload read as v1 loses its v2 fields)."""
+    copy of a stored event passes its row's versions (a v2 payload read as v1 loses its v2 fields). With a
+    ``producer`` of the caller's (many records), the caller flushes it; without, the record is flushed here."""
     event_id = event_id or uuid.uuid4()
     value = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    producer = Producer({"bootstrap.servers": kafka_bootstrap()})
+    own = producer is None
+    producer = producer or Producer({"bootstrap.servers": kafka_bootstrap()})
     producer.produce(
         topic,
         key=key.encode(),
@@ -142,7 +145,8 @@ def produce_raw(
             ("aggregate_type", topic.split(".")[-1].encode()),
         ],
     )
-    assert producer.flush(10) == 0
+    if own:
+        assert producer.flush(10) == 0
     return event_id
 
 
