@@ -123,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Every other option goes to outbox.replay (`uv run --frozen python -m outbox.replay --help`).\n"
         "What each changes: --to-earliest | --to-datetime T | --to-offset N moves the group's committed offsets\n"
         "on its topics (it reads those events again; its inbox skips the ones it applied already); --rebuild\n"
-        "also EMPTIES the group's projection tables and its inbox rows, in the reset's transaction, so the\n"
-        "projection is rebuilt from the events; --dry-run prints the moves per partition and changes nothing;\n"
+        "also EMPTIES the group's projection tables and its inbox rows (all but the events `just dlq ack`\n"
+        "recorded as acknowledged), in the reset's transaction, so the projection is rebuilt from the events;\n"
+        "--dry-run prints the moves per partition and changes nothing;\n"
         "--follow prints the lag until the group has caught up.",
     )
     parser.add_argument("group")
