@@ -16,15 +16,19 @@ from prometheus_client import REGISTRY
 from apps.common import read_routing
 from apps.common.read_routing import PRIMARY_STATUS_SQL, REPLICA_STATUS_SQL, ReadReplica
 from apps.common.topology import BY_NAME
+from tests.unit.test_monitoring import _FakeConnection
 
 pytestmark = pytest.mark.unit
 
 SPEC = BY_NAME["catalog"]
 
 
-class FakeConnection:
+class FakeConnection(_FakeConnection):
+    """An asyncpg connection to one end (port) answering what ``world`` says for it."""
+
     def __init__(self, world: World, port: int) -> None:
-        self.world, self.port, self.closed = world, port, False
+        super().__init__()
+        self.world, self.port = world, port
 
     async def fetchrow(self, query: str, *args: object) -> tuple[Any, ...]:
         self.world.sent.append((self.port, query, args))
@@ -34,15 +38,6 @@ class FakeConnection:
         if answer == "hang":
             await asyncio.sleep(60)
         return tuple(answer)
-
-    def is_closed(self) -> bool:
-        return self.closed
-
-    def terminate(self) -> None:
-        self.closed = True
-
-    async def close(self) -> None:
-        self.closed = True
 
 
 class World:
