@@ -48,15 +48,21 @@ ZERO_DECIMAL: Final = frozenset(
     | {"XPF"}
 )
 THREE_DECIMAL: Final = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
+# The two units of account of a ten-thousandth (Chile's unidad de fomento, Uruguay's unidad previsional): taken
+# as hundredths, 1.25 CLF reached the provider as 125, a hundredth of the price (W, session 32).
+FOUR_DECIMAL: Final = frozenset({"CLF", "UYW"})
 # Every amount column (catalog price, order and cart lines and totals, payments, returns) holds two decimals:
-# a three-decimal currency is priced and charged in hundredths of its unit at most (10.25 KWD is 10250 fils).
+# a three- or four-decimal currency is priced and charged in hundredths of its unit at most (10.25 KWD is 10250
+# fils, 1.25 CLF is 12500 ten-thousandths).
 STORED_DECIMALS: Final = 2
 
 
 def minor_exponent(currency: str) -> int:
     """The card provider's minor unit of ``currency``: amounts cross to it as integers of 10**-exponent."""
     code = currency.upper()
-    return 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
+    if code in ZERO_DECIMAL:
+        return 0
+    return 3 if code in THREE_DECIMAL else 4 if code in FOUR_DECIMAL else 2
 
 
 def decimals(currency: str) -> int:

@@ -46,7 +46,7 @@ class Payment(Base):
         CheckConstraint("captured_amount >= 0 AND captured_amount <= amount", name="captured_within_amount"),
         CheckConstraint("refunded_amount >= 0 AND refunded_amount <= captured_amount", name="refunded_within_captured"),
         CheckConstraint("amount_minor >= 0", name="amount_minor_nonnegative"),
-        CheckConstraint("minor_exponent IN (0, 2, 3)", name="minor_exponent_known"),
+        CheckConstraint("minor_exponent IN (0, 2, 3, 4)", name="minor_exponent_known"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)

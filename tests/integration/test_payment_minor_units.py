@@ -73,3 +73,12 @@ async def test_a_fraction_of_a_yen_authorized_before_is_captured_as_the_integer_
     so captured as 101, not refused for its decimals."""
     payment = await captured_payment(engine, api, "100.50", "JPY", sent_as=(101, 0))
     assert await _provider_holds(payment["order_id"]) == (101, 101, 0)
+
+
+async def test_a_four_decimal_payment_is_sent_in_ten_thousandths(engine: AsyncEngine, api: httpx.AsyncClient) -> None:
+    """CLF's minor unit is 10**-4 (payment_0006 lets minor_exponent hold 4): 1.25 CLF is 12500, not 125."""
+    payment = await captured_payment(engine, api, "1.25", "CLF")
+    assert await _provider_holds(payment["order_id"]) == (12500, 12500, 0)
+    answer = await refund(api, payment["id"], {"amount": "0.50", "reason": "returned"}, uuid.uuid4().hex)
+    assert answer.status_code == 201, answer.text
+    assert await _provider_holds(payment["order_id"]) == (12500, 12500, 5000)

@@ -1,10 +1,10 @@
 """The ISO 4217 codes with four decimals reach the card provider in their own minor unit (W, session 32).
 
 70bc0a1 completed the zero-decimal table; CLF (Chilean unidad de fomento) and UYW (Uruguayan unidad
-previsional) have a minor unit of 10**-4 and still fall to the default of two decimals, while the catalog takes
+previsional) have a minor unit of 10**-4 and fell to the default of two decimals, while the catalog takes
 any three capitals: 1.25 CLF is sent as 125, which a provider reading CLF's own exponent charges as 0.0125 CLF,
-a hundredth of the price (the dinars' tenth of session 30, two places further). Strict xfail until the table
-knows them (then drop the marker): priced in hundredths at most, as a three-decimal code is (STORED_DECIMALS),
+a hundredth of the price (the dinars' tenth of session 30, two places further). The table knows them now
+(pricing.FOUR_DECIMAL, payment_0006): priced in hundredths at most, as a three-decimal code is (STORED_DECIMALS),
 sent in ten-thousandths.
 """
 
@@ -20,7 +20,6 @@ from apps.payment.rules import from_minor, to_minor
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="W32: four-decimal codes sent as hundredths")
 @pytest.mark.parametrize("currency", ["CLF", "UYW"])
 def test_a_four_decimal_currency_is_sent_in_ten_thousandths(currency: str) -> None:
     assert minor_exponent(currency) == 4
