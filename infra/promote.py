@@ -127,6 +127,11 @@ def promote(p: Promotion, *, backup: bool = True, say: Callable[[str], None] = p
         done("restarted without archive_mode=off")
     _wait_for(lambda: p.sql("SHOW archive_command") == _archive_command(p), "the reload of archive_command")
     done("archiving through that config (ALTER SYSTEM)")
+    # A promotion only requests its end-of-recovery checkpoint: until one completes, pg_control still names the
+    # old timeline and pgBackRest refuses a backup ("WAL timeline 2 does not match pg_control timeline 1"; the
+    # fresh-clone CI met it on a slower run).
+    p.sql("CHECKPOINT")
+    done("checkpoint: pg_control on the new timeline")
     p.pgbackrest("stanza-create")
     done(f"stanza {postgres.STANZA}: this cluster's (same system identifier)")
     p.pgbackrest("check")
