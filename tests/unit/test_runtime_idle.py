@@ -1,6 +1,7 @@
 """An idle consumer's prefetch thread keeps its empty polls to itself (outbox.runtime.IDLE_HAND_OVER_S, session 32,
 K): each empty 0.5-s poll used to wake the event loop, which asked for the next one. An empty poll still goes
-to the loop while offsets wait to be committed, on a stop, and at least every IDLE_HAND_OVER_S.
+to the loop while offsets wait to be committed, on a stop, for a stranded member, and at least every
+IDLE_HAND_OVER_S.
 
 Pure logic: ConsumerRuntime._fetch against a scripted stand-in for KafkaSide (no broker, no database)."""
 
@@ -21,11 +22,15 @@ from tests.unit.test_consumer_plan import _message
 
 
 class IdleKafka:
-    """KafkaSide's fetch and offsets_pending: ``empty`` polls of ``poll`` seconds with nothing, then ``then``."""
+    """KafkaSide's fetch, offsets_pending and stranded: ``empty`` polls of ``poll`` seconds with nothing, then
+    ``then``."""
 
-    def __init__(self, empty: int, then: list[Any], *, pending: bool = False) -> None:
-        self.empty, self.then, self.offsets_pending = empty, then, pending
+    def __init__(self, empty: int, then: list[Any], *, pending: bool = False, stranded: bool = False) -> None:
+        self.empty, self.then, self.offsets_pending, self.is_stranded = empty, then, pending, stranded
         self.calls = 0
+
+    def stranded(self, within: float) -> bool:
+        return self.is_stranded
 
     def fetch(self, batch_size: int, timeout: float) -> list[Any]:
         self.calls += 1
@@ -39,7 +44,7 @@ def runtime(kafka: IdleKafka) -> ConsumerRuntime:
     group = dataclasses.replace(customer_stats, linger_ms=0)
     never_used = create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")  # connects on first use only
     rt = ConsumerRuntime(group, async_sessionmaker(never_used), poll_timeout=0.01)
-    rt.kafka = kafka  # type: ignore[assignment]  # only fetch and offsets_pending are used by _fetch
+    rt.kafka = kafka  # type: ignore[assignment]  # only fetch, offsets_pending and stranded are used by _fetch
     return rt
 
 
@@ -54,6 +59,14 @@ def test_an_empty_poll_goes_to_the_loop_while_offsets_wait_for_their_commit() ->
     kafka = IdleKafka(5, [], pending=True)
     batch, _ = runtime(kafka)._fetch()
     assert not batch.messages and kafka.calls == 1  # commit_due runs after every poll, as before
+
+
+def test_a_stranded_member_hands_its_empty_poll_over_at_once() -> None:
+    """The loop rejoins a member left without partitions (KafkaSide.stranded): waiting IDLE_HAND_OVER_S for it
+    delayed every rejoin by up to 5 s (test_consumer_runtime's rejoin cases took 16-21 s instead of ~7)."""
+    kafka = IdleKafka(1_000, [], stranded=True)
+    batch, _ = runtime(kafka)._fetch()
+    assert not batch.messages and kafka.calls == 1
 
 
 def test_a_stop_is_handed_over_after_the_poll_in_flight() -> None:
