@@ -17,10 +17,11 @@ again, and one done by hand with pg_ctl is completed the same way):
 4. pg_ctl promote, unless it is promoted already, and wait until it takes writes: it archives from then on
    (the new timeline's history file first);
 5. the archiving settings set on it (ALTER SYSTEM, reloaded);
-6. stanza-create: the stanza exists with this cluster's system identifier and version (a promoted standby
-   keeps both), so pgBackRest accepts it as it is; stanza-upgrade is for a new major version, and a
-   repository of another cluster is refused here rather than written to; then pgbackrest check: a WAL
-   segment of the new timeline switched and archived;
+6. a CHECKPOINT (a promotion only requests its end-of-recovery checkpoint, and until one completes pg_control
+   names the old timeline, which pgBackRest's backup refuses); stanza-create: the stanza exists with this
+   cluster's system identifier and version (a promoted standby keeps both), so pgBackRest accepts it as it is;
+   stanza-upgrade is for a new major version, and a repository of another cluster is refused here rather than
+   written to; then pgbackrest check: a WAL segment of the new timeline switched and archived;
 7. a full backup, the first of the new primary: a recovery after the promotion starts from it (what the old
    primary had not archived when it was lost is not in the archive, so the older backups may not reach past
    the promotion).
