@@ -26,7 +26,7 @@ from apps.returns.events import (
     ReturnRejected,
     ReturnRequested,
 )
-from apps.returns.models import ReturnItem, ReturnRequest
+from apps.returns.models import OrderSnapshot, ReturnItem, ReturnRequest
 from apps.returns.orders import lines_of, lock_order, prepare_order, terms_of
 from apps.returns.progress import (
     about,
@@ -50,6 +50,8 @@ from apps.returns.rules import (
     REJECTED,
     REJECTION_REASON,
     REQUESTED,
+    ZERO,
+    OrderLine,
     ReturnedLine,
     check_lines,
     check_received,
@@ -66,12 +68,20 @@ from apps.returns.rules import (
 from outbox.writer import add_event
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Sequence
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from apps.returns.clients import CustomerClient, OrderClient, PaymentClient, PaymentView
-    from apps.returns.schemas import ApproveRequest, ReceiveRequest, RejectRequest, RetryRefundRequest, ReturnCreate
+    from apps.returns.schemas import (
+        ApproveRequest,
+        ReceiveRequest,
+        RejectRequest,
+        RetryRefundRequest,
+        ReturnCreate,
+        ReturnItemIn,
+    )
     from apps.returns.settings import ReturnsSettings
 
 __all__ = ["ReturnService"]
@@ -143,25 +153,7 @@ class ReturnService:
         self.session.add(request)
         for item in data.items:
             line = lines[item.order_item_id]
-            self.session.add(
-                ReturnItem(
-                    id=uuid7(),
-                    return_request_id=return_id,
-                    order_item_id=line.order_item_id,
-                    product_id=line.product_id,
-                    product_sku=line.sku,
-                    product_name=line.name,
-                    quantity_returned=item.quantity,
-                    quantity_received=0,
-                    return_reason=item.reason,
-                    unit_price=line.unit_price,
-                    refund_amount=refund.items[line.order_item_id],
-                    restocked=False,
-                    metadata_={},
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+            self.session.add(_return_item(return_id, line, item, refund.items[line.order_item_id], now))
         await self.session.flush()
         saved = await self._lock(return_id)
         await add_event(
@@ -246,16 +238,7 @@ class ReturnService:
             item.updated_at = now
         order = await lock_order(self.session, request.order_id)
         came = [ReturnedLine(i.order_item_id, i.quantity_received) for i in by_id.values() if i.quantity_received]
-        refund = compute_refund(
-            lines_of(order),
-            came,
-            terms_of(order),
-            refund_shipping=request.refund_shipping,
-            refund_tax=request.refund_tax,
-        )
-        for item in request.items:
-            item.refund_amount = refund.items.get(item.order_item_id, Decimal("0.00"))
-        request.total_refund_amount, request.no_refund_reason = refund.total, refund.nothing_because
+        _price_refund(request, order, came)
         request.status, request.processed_by, request.processed_at, request.updated_at = (
             RECEIVED,
             data.received_by,
@@ -434,17 +417,7 @@ class ReturnService:
         order = await lock_order(self.session, request.order_id)
         request.refund_shipping = request.refund_shipping if shipping is None else shipping
         request.refund_tax = request.refund_tax if tax is None else tax
-        asked = [ReturnedLine(i.order_item_id, i.quantity_returned) for i in request.items]
-        refund = compute_refund(
-            lines_of(order),
-            asked,
-            terms_of(order),
-            refund_shipping=request.refund_shipping,
-            refund_tax=request.refund_tax,
-        )
-        for item in request.items:
-            item.refund_amount = refund.items[item.order_item_id]
-        request.total_refund_amount, request.no_refund_reason = refund.total, refund.nothing_because
+        _price_refund(request, order, [ReturnedLine(i.order_item_id, i.quantity_returned) for i in request.items])
 
     async def _ask_first(
         self, return_id: uuid.UUID, settle_with: Sequence[uuid.UUID] | None, *, order: bool = True
@@ -497,3 +470,41 @@ class ReturnService:
 
 def _with_items(statement: Select[tuple[ReturnRequest]]) -> Select[tuple[ReturnRequest]]:
     return statement.options(selectinload(ReturnRequest.items)).execution_options(populate_existing=True)
+
+
+def _return_item(
+    return_id: uuid.UUID, line: OrderLine, item: ReturnItemIn, refund_amount: Decimal, now: dt.datetime
+) -> ReturnItem:
+    """A new return's line: the order line's product and price as the order service priced it."""
+    return ReturnItem(
+        id=uuid7(),
+        return_request_id=return_id,
+        order_item_id=line.order_item_id,
+        product_id=line.product_id,
+        product_sku=line.sku,
+        product_name=line.name,
+        quantity_returned=item.quantity,
+        quantity_received=0,
+        return_reason=item.reason,
+        unit_price=line.unit_price,
+        refund_amount=refund_amount,
+        restocked=False,
+        metadata_={},
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _price_refund(request: ReturnRequest, order: OrderSnapshot, returned: list[ReturnedLine]) -> None:
+    """The refund of ``returned`` at the order's prices, under the request's shipping and tax flags, written
+    on its items (one not returned refunds nothing) and its total; ``order`` is locked by the caller."""
+    refund = compute_refund(
+        lines_of(order),
+        returned,
+        terms_of(order),
+        refund_shipping=request.refund_shipping,
+        refund_tax=request.refund_tax,
+    )
+    for item in request.items:
+        item.refund_amount = refund.items.get(item.order_item_id, ZERO)
+    request.total_refund_amount, request.no_refund_reason = refund.total, refund.nothing_because
