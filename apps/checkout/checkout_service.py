@@ -15,7 +15,7 @@ from sqlalchemy import or_, select, update
 from uuid_utils.compat import uuid7
 
 from apps.checkout.events import CheckoutAddress, CheckoutCompleted, CheckoutLine, personal_address
-from apps.checkout.models import CartItem, CheckoutSession, ShippingMethod, TaxRate
+from apps.checkout.models import CartItem, CartSession, CheckoutSession, ShippingMethod, TaxRate
 from apps.checkout.rules import (
     COMPLETED,
     CONVERTED,
@@ -68,6 +68,23 @@ class Completed:
     replayed: bool  # True when the session had already been completed (by this or another key)
 
 
+@dataclass(frozen=True, slots=True)
+class _CartToPrice:
+    """The cart as read before the catalog is asked; ``version`` is checked again under the lock."""
+
+    lines: list[CartLine]
+    version: str
+    currency: str
+    customer_id: str | None
+    guest_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Addresses:
+    shipping: dict[str, Any]
+    billing: dict[str, Any]
+
+
 def display_status(session: CheckoutSession, at: dt.datetime) -> str:
     """An open session past its expiry shows as expired (nothing rewrites the row for it)."""
     return "expired" if session.status == INITIALIZED and session.expires_at <= at else session.status
@@ -83,11 +100,23 @@ class CheckoutService:
 
     async def start(self, data: CheckoutCreate, token: str | None) -> CheckoutSession:
         """Price the cart as it is now into a session that can be completed until it expires."""
-        _check_address_choice(data.shipping_address, data.customer_shipping_address_id, "shipping")
-        billing_given = data.billing_address is not None or data.customer_billing_address_id is not None
-        if billing_given:  # none given: bill to the shipping address
-            _check_address_choice(data.billing_address, data.customer_billing_address_id, "billing")
-        check_payment_token(data.payment_method.token)
+        billing_given = _check_start_request(data)
+        cart = await self._cart_to_price(data, token)
+        await self.session.rollback()  # no pooled connection held during the dependency calls
+        priced, addresses = await self._price(data, cart, billing_given)
+        locked = await self.carts.open_cart(data.cart_id, token, lock=True)
+        check_cart_unchanged(cart.version, locked.updated_at.isoformat())
+        await self._refresh_cart_prices(locked.id, priced)
+        session = self._new_session(data, cart, locked, priced, addresses)
+        seal_addresses(session)  # after the id: the envelopes are bound to it
+        self.session.add(session)
+        await log_access(self.session, "checkout_sessions", "INSERT", [Touched(session.id, session.customer_id)])
+        await self.session.commit()
+        await self.carts.cache.invalidate(locked.id)  # its lines may carry new prices
+        return session
+
+    async def _cart_to_price(self, data: CheckoutCreate, token: str | None) -> _CartToPrice:
+        """The cart this caller may check out, read before anything remote is asked: a non-empty one."""
         try:
             cart = await self.carts.open_cart(data.cart_id, token)
         except NotFound:
@@ -101,17 +130,22 @@ class CheckoutService:
             raise StateConflict("cart_id", "the cart is empty")
         if len(items) > MAX_LINES:  # a cart filled before add_item's cap: the catalog would refuse to price it
             raise OutOfRange("cart_id", f"the cart has {len(items)} products; an order takes at most {MAX_LINES}")
-        wanted = [CartLine(i.product_id, i.quantity) for i in items]
-        version, currency = cart.updated_at.isoformat(), cart.currency
-        customer_id, guest_hash = cart.customer_id, cart.guest_token
-        await self.session.rollback()  # no pooled connection held during the dependency calls
+        return _CartToPrice(
+            lines=[CartLine(i.product_id, i.quantity) for i in items],
+            version=cart.updated_at.isoformat(),
+            currency=cart.currency,
+            customer_id=cart.customer_id,
+            guest_hash=cart.guest_token,
+        )
 
+    async def _price(self, data: CheckoutCreate, cart: _CartToPrice, billing_given: bool) -> tuple[Quote, _Addresses]:
+        """Today's catalog prices, the addresses (saved ones asked of the customer service), shipping and tax."""
         wants_saved = data.customer_shipping_address_id or data.customer_billing_address_id
         prices, saved = await asyncio.gather(
-            self.dependencies.prices([line.product_id for line in wanted]),
-            self.dependencies.addresses(customer_id) if customer_id and wants_saved else _none(),
+            self.dependencies.prices([line.product_id for line in cart.lines]),
+            self.dependencies.addresses(cart.customer_id) if cart.customer_id and wants_saved else _none(),
         )
-        lines = reprice(wanted, prices, currency)
+        lines = reprice(cart.lines, prices, cart.currency)
         shipping_to = _address(data.shipping_address, data.customer_shipping_address_id, saved, "shipping")
         billing_to = (
             _address(data.billing_address, data.customer_billing_address_id, saved, "billing")
@@ -121,23 +155,25 @@ class CheckoutService:
         country_field = "customer_shipping_address_id" if data.customer_shipping_address_id else "shipping_address"
         priced = quote(
             lines,
-            currency,
-            await self._shipping_option(data.shipping_method_id, currency),
+            cart.currency,
+            await self._shipping_option(data.shipping_method_id, cart.currency),
             await self._tax_rate(shipping_to["country"], f"{country_field}.country"),
         )
+        return priced, _Addresses(shipping_to, billing_to)
 
-        locked = await self.carts.open_cart(data.cart_id, token, lock=True)
-        check_cart_unchanged(version, locked.updated_at.isoformat())
-        await self._refresh_cart_prices(locked.id, priced)
+    def _new_session(
+        self, data: CheckoutCreate, cart: _CartToPrice, locked: CartSession, priced: Quote, addresses: _Addresses
+    ) -> CheckoutSession:
+        """The session row as priced (its addresses still open: the caller seals them)."""
         at = now()
-        session = CheckoutSession(
+        return CheckoutSession(
             id=uuid7(),
             session_token=new_checkout_token(),
-            customer_id=customer_id or locked.session_id,
+            customer_id=cart.customer_id or locked.session_id,
             cart_id=locked.id,
             status=INITIALIZED,
-            shipping_address=shipping_to,
-            billing_address=billing_to,
+            shipping_address=addresses.shipping,
+            billing_address=addresses.billing,
             customer_shipping_address_id=_str(data.customer_shipping_address_id),
             customer_billing_address_id=_str(data.customer_billing_address_id),
             payment_method_id=data.payment_method.token,
@@ -150,18 +186,16 @@ class CheckoutService:
             shipping_amount=priced.shipping_amount,
             discount_amount=priced.discount_amount,
             total_amount=priced.total_amount,
-            currency=currency,
-            metadata_={"lines": lines_to_json(priced.lines), "cart_version": version, "guest_token_hash": guest_hash},
+            currency=cart.currency,
+            metadata_={
+                "lines": lines_to_json(priced.lines),
+                "cart_version": cart.version,
+                "guest_token_hash": cart.guest_hash,
+            },
             created_at=at,
             updated_at=at,
             expires_at=at + self.carts.settings.checkout_session_ttl,
         )
-        seal_addresses(session)  # after the id: the envelopes are bound to it
-        self.session.add(session)
-        await log_access(self.session, "checkout_sessions", "INSERT", [Touched(session.id, session.customer_id)])
-        await self.session.commit()
-        await self.carts.cache.invalidate(locked.id)  # its lines may carry new prices
-        return session
 
     async def get(
         self, checkout_id: uuid.UUID, token: str | None, *, lock: bool = False, owner: uuid.UUID | None = None
@@ -259,6 +293,17 @@ async def _none() -> None:
 
 def _str(value: int | None) -> str | None:
     return None if value is None else str(value)
+
+
+def _check_start_request(data: CheckoutCreate) -> bool:
+    """The checks on the body alone, before anything is read; whether a billing address was given (none:
+    bill to the shipping address)."""
+    _check_address_choice(data.shipping_address, data.customer_shipping_address_id, "shipping")
+    billing_given = data.billing_address is not None or data.customer_billing_address_id is not None
+    if billing_given:
+        _check_address_choice(data.billing_address, data.customer_billing_address_id, "billing")
+    check_payment_token(data.payment_method.token)
+    return billing_given
 
 
 def _check_address_choice(inline: Address | None, saved_id: int | None, kind: str) -> None:
