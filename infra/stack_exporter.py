@@ -3,8 +3,9 @@
 GET /metrics, fresh at each scrape:
 
 - ``commerce_connect_up``; ``commerce_connector_running{connector}`` and
-  ``commerce_connector_task_running{connector,task}`` (1 RUNNING, 0 anything else, missing included) for
-  every connector of connectors/, and ``commerce_connector_state{connector,state}``.
+  ``commerce_connector_task_running{connector,task}`` (1 RUNNING, 0 anything else, missing included: a
+  RUNNING connector that lists no task has task 0 at 0) for every connector of connectors/, and
+  ``commerce_connector_state{connector,state}``.
 - ``commerce_replication_slot_lag_bytes|_lag_seconds|_retained_wal_bytes|_active{slot}``: WAL a slot's
   consumer has not confirmed, how long ago the oldest unconfirmed WAL was written, WAL the slot keeps;
   for every slot: Debezium's logical ones and the read replica's physical one (its restart position).
@@ -423,8 +424,14 @@ def connector_rows(
         state = str(status.get("connector", {}).get("state", "MISSING"))
         states.append(((name, state), 1.0))
         running.append(((name,), float(state == "RUNNING")))
-        for task in status.get("tasks", []):
+        listed = status.get("tasks") or []
+        for task in listed:
             tasks.append(((name, str(task.get("id"))), float(task.get("state") == "RUNNING")))
+        if state == "RUNNING" and not listed:
+            # Connect lists a task only once its start() returned; Debezium's start() waits up to 30 minutes
+            # for a slot it cannot use (invalidated: 900 tries 2 s apart). Nothing streams meanwhile: task 0
+            # (Connect numbers tasks from 0) is reported not running, so ConnectorTaskNotRunning fires.
+            tasks.append(((name, "0"), 0.0))
     return states, running, tasks
 
 

@@ -61,6 +61,20 @@ def test_connector_rows_mark_missing_and_failed_connectors_not_running() -> None
     assert dict(tasks) == {("order-outbox", "0"): 1.0, ("payment-outbox", "0"): 0.0, ("catalog-outbox", "0"): 0.0}
 
 
+def test_a_running_connector_without_a_task_reports_task_0_not_running() -> None:
+    """Kafka Connect lists a task only once its start() has returned; Debezium's start() waits up to 30 minutes
+    (900 tries, 2 s apart) for a slot it cannot use (an invalidated slot on 2026-11-28: the connector RUNNING,
+    ``tasks: []`` for a minute until the slot was dropped). With no row, ConnectorTaskNotRunning never fired.
+    A STOPPED or PAUSED connector is ConnectorNotRunning's, not this one's."""
+    deployed: dict[str, dict[str, object]] = {
+        "order-outbox": {"status": {"connector": {"state": "RUNNING"}, "tasks": []}},
+        "catalog-outbox": {"status": {"connector": {"state": "STOPPED"}, "tasks": []}},
+    }
+    _, running, tasks = connector_rows(["order-outbox", "catalog-outbox"], deployed)
+    assert dict(running) == {("order-outbox",): 1.0, ("catalog-outbox",): 0.0}
+    assert dict(tasks) == {("order-outbox", "0"): 0.0}
+
+
 def test_pool_figures_follow_checkouts_and_overflow() -> None:
     pool = QueuePool(lambda: object(), pool_size=2, max_overflow=3)  # type: ignore[arg-type]
     assert pool_figures(pool) == {"checked_out": 0.0, "idle": 0.0, "overflow": 0.0, "size": 2.0, "max": 5.0}
