@@ -51,6 +51,7 @@ Subject: TypeAlias = Annotated[
     str, PathParameter(pattern=SUBJECT_PATTERN, max_length=64, description="a customer's id or a guest's cs_ id")
 ]
 SCOPE: Final = "customer:data-keys"
+_TOMBSTONE_KID: Final = "destroyed"  # the kid of a tombstone written where no key was ever made
 
 
 class PersonalDataKey(Base):
@@ -111,20 +112,26 @@ async def data_key_or_none(session: AsyncSession, subject: str) -> DataKey | Non
 
 async def destroy_data_key(session: AsyncSession, subject_id: str) -> bool:
     """Crypto-shred the subject's personal data in events: the key goes, a tombstone stays so no new key
-    is made for the subject. In the caller's transaction (it commits); True if a key was destroyed now."""
+    is made for the subject. In the caller's transaction (it commits); True if a key was destroyed now.
+
+    One upsert, not an UPDATE then an INSERT .. DO NOTHING: a key whose creation is in flight (a customer
+    registered before customer_0007 gets one at their first checkout, without their row's lock) is not seen
+    by an UPDATE's snapshot, and DO NOTHING waited for that creation and then left the key live. ON CONFLICT
+    DO UPDATE waits for it too, then destroys the committed row."""
     check_subject(subject_id)
     now = dt.datetime.now(dt.UTC)
-    destroyed = await session.execute(
-        sa.update(PersonalDataKey)
-        .where(PersonalDataKey.subject_id == subject_id, PersonalDataKey.destroyed_at.is_(None))
-        .values(wrapped_key=None, destroyed_at=now)
+    statement = insert(PersonalDataKey).values(
+        subject_id=subject_id, kid=_TOMBSTONE_KID, wrapped_key=None, created_at=now, destroyed_at=now
     )
-    await session.execute(
-        insert(PersonalDataKey)
-        .values(subject_id=subject_id, kid="destroyed", wrapped_key=None, created_at=now, destroyed_at=now)
-        .on_conflict_do_nothing(index_elements=["subject_id"])
+    kid = await session.scalar(
+        statement.on_conflict_do_update(
+            index_elements=["subject_id"],
+            set_={"wrapped_key": None, "destroyed_at": now},
+            where=PersonalDataKey.destroyed_at.is_(None),
+        ).returning(PersonalDataKey.kid)
     )
-    return bool(getattr(destroyed, "rowcount", 0))
+    # No row: destroyed before. The tombstone's own kid: there was no key. Another kid: a key, destroyed now.
+    return kid is not None and kid != _TOMBSTONE_KID
 
 
 def _subject(subject: str) -> str:
