@@ -196,40 +196,8 @@ class PaymentService:
         asked = {BY_HAND: None if amount is None else str(amount.quantize(CENT)), "reason": reason}
         existing = await self.session.scalar(select(PaymentOperation).where(PaymentOperation.idempotency_key == key))
         if existing is not None:
-            if {k: existing.request.get(k) for k in asked} != asked:
-                raise IdempotencyKeyReused(
-                    "Idempotency-Key", "this key was used for a different refund", source="header"
-                )
-            if existing.outcome != PENDING:
-                return RefundAsked(existing.id, call=False, replayed=True)
-            # Leased as the worker's claim does, and only if no one holds it: a call of the worker (or of
-            # `just refunds fail`, or of a retry of this request) may be on its way, and the worker may be
-            # asking the provider whether the refund exists; a POST of ours crossing a "no" would make the
-            # refund after the ledger failed it.
-            leased = await self.session.scalar(_LEASE_IF_DUE, {"id": existing.id, "lease": INLINE_LEASE_S})
-            return RefundAsked(existing.id, call=leased is not None, replayed=True)
-        # A return's refund awaiting the provider (its first, or staff's retry): refunding that return by
-        # hand now would refund it twice if both go through, and nothing here can tell whether this refund
-        # is that return's. Refused until it is answered; a retry settles it by hand if it failed.
-        awaited = (
-            await self.session.execute(
-                select(PaymentOperation.id, PaymentOperation.request[RETURN_ID].astext)
-                .where(
-                    PaymentOperation.payment_id == payment.id,
-                    PaymentOperation.kind == REFUND,
-                    PaymentOperation.outcome == PENDING,
-                    PaymentOperation.request.has_key(RETURN_ID),
-                )
-                .limit(1)
-            )
-        ).first()
-        if awaited is not None:
-            raise StateConflict(
-                "status",
-                f"refund {awaited[0]} of return {awaited[1]} awaits the provider's answer: refund by hand once "
-                f"it is answered (GET /api/returns/{awaited[1]}): if it went through, this would refund the "
-                "return twice; if it failed, a retry-refund with settle_with naming your refund settles it",
-            )
+            return await self._refund_asked_again(existing, asked)
+        await self._refuse_while_a_return_refund_awaits(payment.id)
         pending = await self.session.scalar(
             select(func.coalesce(func.sum(PaymentOperation.amount), 0)).where(
                 PaymentOperation.payment_id == payment.id,
@@ -245,6 +213,43 @@ class PaymentService:
             payment.id, REFUND, key, refund, asked, now=now, leased_until=now + dt.timedelta(seconds=INLINE_LEASE_S)
         )
         return RefundAsked(op_id, call=True)  # new, and leased to this request (the payment's lock held)
+
+    async def _refund_asked_again(self, existing: PaymentOperation, asked: dict[str, str | None]) -> RefundAsked:
+        """A retry with the key of an existing refund: answered as that refund, or a 422 if it asked otherwise."""
+        if {k: existing.request.get(k) for k in asked} != asked:
+            raise IdempotencyKeyReused("Idempotency-Key", "this key was used for a different refund", source="header")
+        if existing.outcome != PENDING:
+            return RefundAsked(existing.id, call=False, replayed=True)
+        # Leased as the worker's claim does, and only if no one holds it: a call of the worker (or of
+        # `just refunds fail`, or of a retry of this request) may be on its way, and the worker may be
+        # asking the provider whether the refund exists; a POST of ours crossing a "no" would make the
+        # refund after the ledger failed it.
+        leased = await self.session.scalar(_LEASE_IF_DUE, {"id": existing.id, "lease": INLINE_LEASE_S})
+        return RefundAsked(existing.id, call=leased is not None, replayed=True)
+
+    async def _refuse_while_a_return_refund_awaits(self, payment_id: uuid.UUID) -> None:
+        """A return's refund awaiting the provider (its first, or staff's retry): refunding that return by
+        hand now would refund it twice if both go through, and nothing here can tell whether this refund
+        is that return's. Refused until it is answered; a retry settles it by hand if it failed."""
+        awaited = (
+            await self.session.execute(
+                select(PaymentOperation.id, PaymentOperation.request[RETURN_ID].astext)
+                .where(
+                    PaymentOperation.payment_id == payment_id,
+                    PaymentOperation.kind == REFUND,
+                    PaymentOperation.outcome == PENDING,
+                    PaymentOperation.request.has_key(RETURN_ID),
+                )
+                .limit(1)
+            )
+        ).first()
+        if awaited is not None:
+            raise StateConflict(
+                "status",
+                f"refund {awaited[0]} of return {awaited[1]} awaits the provider's answer: refund by hand once "
+                f"it is answered (GET /api/returns/{awaited[1]}): if it went through, this would refund the "
+                "return twice; if it failed, a retry-refund with settle_with naming your refund settles it",
+            )
 
     # --- reads -------------------------------------------------------------------------------------
 
