@@ -1,9 +1,12 @@
-"""A process that works a table's due rows in rounds: the payment worker, the order saga's sweeper.
+"""A process that works a table's due rows in rounds: the payment worker, the order and returns sweepers.
 
 Each round claims a batch of due rows (FOR UPDATE SKIP LOCKED, so several processes share the work) and
 handles them; a full batch is followed by the next at once, otherwise the poller waits ``poll_s`` (2 s
-after a failed round). A database that fails makes the round fail, never the process: /ready answers 503
-until a round succeeds again. Gauges for the dashboards are refreshed every few seconds beside the rounds.
+after a failed round). A poller given a ``DueCheck`` asks that one statement first and skips the round when
+nothing is due: an idle tick is then one round trip on a connection of its own instead of a pooled
+session's BEGIN, claim and COMMIT through SQLAlchemy. The ticks are as frequent as before, so nothing due
+waits longer. A database that fails makes the round fail, never the process: /ready answers 503 until a
+round succeeds again. Gauges for the dashboards are refreshed every few seconds beside the rounds.
 SIGTERM finishes the round in flight and exits.
 """
 
@@ -21,14 +24,40 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from apps.common.db import replace_closed_connections
+from apps.common.read_routing import MonitorLink
 from apps.common.topology import BY_NAME, database_url
 from outbox.probes import run_until_signalled
 from outbox.redaction import configure_logging
 
-__all__ = ["Poller", "poller_engine", "poller_main", "serve_poller"]
+__all__ = ["DueCheck", "Poller", "poller_engine", "poller_main", "serve_poller"]
 
 FAILED_ROUND_PAUSE_S = 2.0
 GAUGE_EVERY_S = 5.0
+# A check that takes longer than this is given up on and the round runs (and reports a failing database).
+DUE_CHECK_TIMEOUT_S = 5.0
+
+
+class DueCheck:
+    """Whether a round would find anything: one ``SELECT EXISTS (...)`` whose condition is a superset of the
+    round's claim (rows the claim would still skip, locked or blocked, make it true: a full round, as
+    before). asyncpg itself on a connection of its own, autocommit, its statement prepared once."""
+
+    def __init__(
+        self, engine: AsyncEngine, application_name: str, query: str, args: Callable[[], tuple[object, ...]] = tuple
+    ) -> None:
+        self.link = MonitorLink(engine.url.render_as_string(hide_password=False), application_name)
+        self.query = query
+        self.args = args
+
+    async def anything(self) -> bool:
+        # asyncio.timeout, not wait_for: no task of its own for each check (a cut-off statement's connection
+        # is dropped by the link).
+        async with asyncio.timeout(DUE_CHECK_TIMEOUT_S):
+            row = await self.link.fetchrow(self.query, *self.args())
+        return bool(row[0])
+
+    async def close(self) -> None:
+        await self.link.close()
 
 
 class Poller(ABC):
@@ -42,8 +71,10 @@ class Poller(ABC):
         poll_s: float,
         rounds_failed: Counter,
         log: logging.Logger,
+        due: DueCheck | None = None,
     ) -> None:
         self.sessions = sessions
+        self.due = due
         self.batch = batch
         self.poll_s = poll_s
         self.rounds_failed = rounds_failed
@@ -76,16 +107,31 @@ class Poller(ABC):
         self.healthy = True
         return done
 
+    async def anything_due(self) -> bool:
+        """False only when the check answered that nothing is due. A check that fails says True: the round
+        then runs and reports the database as it always did (unhealthy, counted, the 2-s pause)."""
+        if self.due is None:
+            return True
+        try:
+            found = await self.due.anything()
+        except Exception:
+            return True
+        if not found:
+            self.healthy = True  # the database answered
+        return found
+
     async def run(self) -> None:
         gauges = asyncio.create_task(self._gauge_until_stopped())
         try:
             while not self.stopping.is_set():
-                done = await self.round()
+                done = await self.round() if await self.anything_due() else 0
                 if done < self.batch:
                     await self._pause(self.poll_s if done >= 0 else FAILED_ROUND_PAUSE_S)
         finally:
             self.stopping.set()
             await gauges
+            if self.due is not None:
+                await self.due.close()
 
     async def _gauge_until_stopped(self) -> None:
         while not self.stopping.is_set():
@@ -94,8 +140,10 @@ class Poller(ABC):
             await self._pause(GAUGE_EVERY_S)
 
     async def _pause(self, seconds: float) -> None:
+        # asyncio.timeout, not wait_for: wait_for wraps the wait in a task of its own at every pause.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self.stopping.wait()
 
 
 def poller_engine(service: str, application_name: str, *, pool_size: int, max_overflow: int) -> AsyncEngine:

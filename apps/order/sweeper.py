@@ -26,7 +26,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from apps.common.poller import Poller, poller_engine, poller_main, serve_poller
+from apps.common.poller import DueCheck, Poller, poller_engine, poller_main, serve_poller
 from apps.common.table_writes import TableWrites
 from apps.order.saga import Saga
 
@@ -53,6 +53,8 @@ _DUE = text(
     "SELECT s.order_id, s.step FROM order_sagas s JOIN orders o ON o.id = s.order_id "
     "WHERE s.deadline_at <= now() ORDER BY s.deadline_at LIMIT :limit FOR UPDATE OF o, s SKIP LOCKED"
 )
+# _DUE's rows, unlocked (idx_order_sagas_deadline): whether a round would find any.
+DUE = "SELECT EXISTS (SELECT 1 FROM order_sagas WHERE deadline_at <= now())"
 # Each count reads only what it counts, through a partial index (migrations order_0012-0013): the sagas still
 # waiting on a step, the cancelled orders, the refused payments. A whole-table count of the finished sagas
 # is the one scan left (~30-60 ms of a backend at ~370k sagas), so it runs at most every DONE_EVERY_S.
@@ -120,8 +122,15 @@ async def count_dashboard(session: AsyncSession, *, with_done: bool) -> Dashboar
 
 
 class Sweeper(Poller):
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, batch: int = 50, poll_s: float = 0.5) -> None:
-        super().__init__(sessions, batch=batch, poll_s=poll_s, rounds_failed=ROUNDS_FAILED, log=log)
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        batch: int = 50,
+        poll_s: float = 0.5,
+        due: DueCheck | None = None,
+    ) -> None:
+        super().__init__(sessions, batch=batch, poll_s=poll_s, rounds_failed=ROUNDS_FAILED, log=log, due=due)
         self.writes = TableWrites("orders", "order_sagas")
         self._done_at: float | None = None
 
@@ -168,6 +177,7 @@ async def serve(port: int | None) -> None:
     sweeper = Sweeper(
         async_sessionmaker(engine, expire_on_commit=False),
         poll_s=float(os.environ.get("ORDER_SWEEPER_POLL_S", "0.5")),
+        due=DueCheck(engine, "order-sweeper", DUE),
     )
     await serve_poller(sweeper, engine, port)
 

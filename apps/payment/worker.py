@@ -3,7 +3,7 @@
 The consumer and the API only write pending operations; this process claims the due ones (FOR UPDATE
 SKIP LOCKED with a lease, so several workers share the queue and a dead one's rows come back once its
 lease runs out) and carries each out (apps/payment/operations.py). It polls: an idle queue costs one
-indexed query per PAYMENT_WORKER_POLL_S, a full batch is followed by the next one at once.
+indexed ``SELECT EXISTS`` per PAYMENT_WORKER_POLL_S (``DUE``), a full batch is followed by the next one at once.
 
 GET /health, /ready (its database answered on the last round) and /metrics on --port (8205).
 SIGTERM finishes the operations in flight and exits.
@@ -21,7 +21,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from apps.common.poller import Poller, poller_engine, poller_main, serve_poller
+from apps.common.poller import DueCheck, Poller, poller_engine, poller_main, serve_poller
 from apps.payment.operations import REFUND_STATUS_AFTER_S, claim_due, execute, refund_status_after
 from apps.payment.provider import PaymentProvider, RetryPolicy, open_provider_session, provider_from_env
 
@@ -39,6 +39,8 @@ _PENDING_BY_KIND = text(
     "SELECT kind, count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) "
     "FROM payment_operations WHERE outcome = 'pending' GROUP BY kind"
 )
+# operations._CLAIM's rows without its one-per-payment rule: through the same partial index (ix_payment_operations_due).
+DUE = "SELECT EXISTS (SELECT 1 FROM payment_operations WHERE outcome = 'pending' AND next_attempt_at <= now())"
 
 
 class Worker(Poller):
@@ -51,8 +53,9 @@ class Worker(Poller):
         poll_s: float = 0.2,
         lease_s: float = 30.0,
         refund_status_after: dt.timedelta = dt.timedelta(seconds=REFUND_STATUS_AFTER_S),
+        due: DueCheck | None = None,
     ) -> None:
-        super().__init__(sessions, batch=batch, poll_s=poll_s, rounds_failed=ROUNDS_FAILED, log=log)
+        super().__init__(sessions, batch=batch, poll_s=poll_s, rounds_failed=ROUNDS_FAILED, log=log, due=due)
         self.provider = provider
         self.lease_s = lease_s
         self.refund_status_after = refund_status_after
@@ -100,6 +103,7 @@ async def serve(port: int | None) -> None:
             poll_s=float(os.environ.get("PAYMENT_WORKER_POLL_S", "0.2")),
             lease_s=lease_s,
             refund_status_after=status_after,
+            due=DueCheck(engine, "payment-worker", DUE),
         )
         await serve_poller(worker, engine, port)
 

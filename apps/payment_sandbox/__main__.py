@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import sys
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+
+from apps.common.http_server import QuietServer
 
 
 def main() -> None:
@@ -13,7 +18,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PAYMENT_SANDBOX_PORT", "8009")))
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
-    uvicorn.run("apps.payment_sandbox.app:create_app", factory=True, host=args.host, port=args.port, access_log=False)
+    # uvicorn.run's one-process path with the APIs' server: a 1-s tick instead of uvicorn's 100 ms (an idle
+    # sandbox woke ten times a second), woken at once by SIGTERM.
+    config = uvicorn.Config(
+        "apps.payment_sandbox.app:create_app", factory=True, host=args.host, port=args.port, access_log=False
+    )
+    server = QuietServer(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)  # as uvicorn.run does
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from apps.common.models import utc_now
-from apps.common.poller import Poller, poller_engine, poller_main, serve_poller
+from apps.common.poller import DueCheck, Poller, poller_engine, poller_main, serve_poller
 from apps.common.table_writes import TableWrites
 from apps.returns.progress import expire_due
 from apps.returns.rules import STATUSES
@@ -30,11 +30,21 @@ EXPIRED = Counter("returns_expired_total", "Return requests the sweeper expired"
 ROUNDS_FAILED = Counter("returns_sweeper_rounds_failed_total", "Sweeper rounds that failed (database errors)")
 BY_STATUS = Gauge("returns_by_status", "Return requests in each status", ["status"])
 _PER_STATUS = text("SELECT status, count(*) FROM return_requests GROUP BY status")
+# expire_due's rows, unlocked, on the same clock (this process's: it passes utc_now()), through the partial
+# index ix_return_requests_expiring: whether a round would find any.
+DUE = "SELECT EXISTS (SELECT 1 FROM return_requests WHERE status IN ('requested', 'approved') AND expires_at <= $1)"
 
 
 class Sweeper(Poller):
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, batch: int = 50, poll_s: float = 1.0) -> None:
-        super().__init__(sessions, batch=batch, poll_s=poll_s, rounds_failed=ROUNDS_FAILED, log=log)
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        batch: int = 50,
+        poll_s: float = 1.0,
+        due: DueCheck | None = None,
+    ) -> None:
+        super().__init__(sessions, batch=batch, poll_s=poll_s, rounds_failed=ROUNDS_FAILED, log=log, due=due)
         self.writes = TableWrites("return_requests")
 
     async def work(self) -> int:
@@ -61,6 +71,7 @@ async def serve(port: int | None) -> None:
     sweeper = Sweeper(
         async_sessionmaker(engine, expire_on_commit=False),
         poll_s=float(os.environ.get("RETURNS_SWEEPER_POLL_S", "1.0")),
+        due=DueCheck(engine, "returns-sweeper", DUE, lambda: (utc_now(),)),
     )
     await serve_poller(sweeper, engine, port)
 

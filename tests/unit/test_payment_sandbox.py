@@ -3,12 +3,16 @@ file: test tokens, idempotency keys, capture/void/refund rules, and a ledger tha
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 
+from apps.common.http_server import QuietServer
+from apps.payment_sandbox.__main__ import main as sandbox_main
 from apps.payment_sandbox.ledger import Ledger
 from apps.payment_sandbox.provider import Provider
 
@@ -305,3 +309,24 @@ def test_a_decision_and_its_stored_answer_are_written_together(
     assert provider.call("r1", "/v1/refunds", {"authorization": auth, "amount": 100}).status_code == 201
     [books] = provider.ledger.for_reference("o1")["authorizations"]
     assert [r["amount"] for r in books["refunds"]] == [100] and books["amount_refunded"] == 100
+
+
+def test_the_sandbox_is_served_by_the_quiet_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its server ticks once a second as the APIs' do (uvicorn's own woke an idle sandbox ten times a second)."""
+    served: list[tuple[type[uvicorn.Server], uvicorn.Config]] = []
+
+    def run(self: uvicorn.Server, sockets: object = None) -> None:
+        served.append((type(self), self.config))
+        self.started = True
+
+    monkeypatch.setattr(QuietServer, "run", run)
+    monkeypatch.setattr(sys, "argv", ["apps.payment_sandbox", "--port", "18999"])
+    sandbox_main()
+    ((kind, config),) = served
+    assert kind is QuietServer
+    assert (config.app, config.factory, config.port, config.access_log) == (
+        "apps.payment_sandbox.app:create_app",
+        True,
+        18999,
+        False,
+    )
