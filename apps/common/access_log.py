@@ -73,6 +73,7 @@ __all__ = [
     "drop_data_access_log_v1",
     "log_access",
     "note_read",
+    "reads_noted",
     "retention_days",
 ]
 
@@ -217,6 +218,13 @@ def note_read(table: str, touched: Iterable[Touched]) -> None:
     current = _current.get()
     if current is not None:
         current.reads.extend((table, t) for t in touched)
+
+
+def reads_noted() -> int:
+    """Records the current request has noted so far: what its access-log write will hold (the read budget
+    charges them, apps/common/rate_limit.py)."""
+    current = _current.get()
+    return 0 if current is None else len(current.reads)
 
 
 _ASYNC_COMMIT: Final = sa.text("SET LOCAL synchronous_commit TO OFF")

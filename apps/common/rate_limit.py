@@ -36,6 +36,21 @@ counts between answers, not sends; tests/integration/test_rate_limits.py against
 over N workers who sends more than the limit within one interval is the case that overshoots; one who sends
 it over more than an interval is held to the limit plus a few.
 
+Reads have a budget of their own (``RATE_LIMIT_READS``, default "300/10s"), for customers only: every GET
+or HEAD under ``/api/`` (not ``/api/internal/``) by a customer token, counted per customer like the writes
+(Redis keys ``ratelimit:<service>:read::customer:<uuid>:n``) but in **units of cost**, not requests. A read
+costs one unit when it is admitted and, once its answer is sent, one more per record it wrote to the access
+log (``access_log.reads_noted``: rows kept two years) and per ``READ_UNIT_BYTES`` (32 KiB) of body (the
+order API spends ~3.5 ms of CPU on any read and ~0.1 ms per KB it sends, so one unit is about one small read).
+A read is refused (429, ``Retry-After`` until the window ends) once the units counted reach the budget; the
+read that crosses it is served, so the overshoot is one read's cost. Because the cost is known only after the
+answer, a customer's reads in flight in one process are also capped (``READ_CONCURRENCY``): past it, 429
+with ``Retry-After: 1``, so a burst cannot be admitted whole before its cost is counted. An honest client
+stays far below both (a poller reading a small answer ten times a second spends a third of the budget). Staff,
+admin and service callers are not counted (trusted; the suite and the back office read as them); anonymous
+reads are not either: keyed by address they would share one budget behind a NAT or a proxy, and a guest can
+read only the catalog and their own cart by id, not a customer's records (docs/decisions.md, session 33).
+
 Redis down: the limit fails open. Once a call to Redis fails (the first is made at start-up), every
 request goes through, counted in ``commerce_rate_limit_unavailable_total`` and logged once, and Redis is
 tried again every ``REDIS_COOLDOWN_S``; the first call that succeeds ends it.
@@ -54,6 +69,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from litestar import MediaType, Response
+from litestar.datastructures import MutableScopeHeaders
 from litestar.middleware.rate_limit import CacheObject, RateLimitConfig, RateLimitMiddleware
 from litestar.plugins import InitPluginProtocol
 from litestar.status_codes import HTTP_429_TOO_MANY_REQUESTS
@@ -65,32 +81,45 @@ from apps.common.redis_store import COOLDOWN_S, OwnConnectionScript, create_redi
 if TYPE_CHECKING:
     from litestar import Litestar, Request
     from litestar.config.app import AppConfig
-    from litestar.types import ASGIApp, Receive, Scope, Send
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
     from apps.common.topology import ServiceSpec
 
 __all__ = [
     "RateLimitPlugin",
+    "ReadBudget",
     "SharedCounts",
     "SyncedLimit",
     "WindowedRateLimitConfig",
     "caller_identity",
     "is_limited_route",
+    "is_read_route",
     "parse_limit",
 ]
 
 log = logging.getLogger("apps.rate_limit")
 
 DEFAULT_LIMIT: Final = "50/5s"
+DEFAULT_READ_LIMIT: Final = "300/10s"
+# A read's cost past its first unit: one per this many bytes of body (module doc: ~3.5 ms of CPU per read
+# and ~0.1 ms per KB on the order API, measured in session 33).
+READ_UNIT_BYTES: Final = 32 * 1024
+# A customer's reads in flight in one process: past it, 429 (their cost is counted only once answered).
+READ_CONCURRENCY: Final = 4
 UNLIMITED_ROLES: Final = frozenset({"staff", "admin", "service"})
 # How long a worker holds what it admitted before telling Redis: the overshoot bound's interval (module doc).
 SYNC_INTERVAL_S: Final = 0.05
 _PRUNE_EVERY_S: Final = 1.0
 _WRITES: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_READS: Final = frozenset({"GET", "HEAD"})
 _UNITS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _LIMIT_RE: Final = re.compile(r"^\s*(?P<n>\d+)\s*/\s*(?P<window>\d+s?|second|minute|hour|day)\s*$")
 _429_DESCRIPTION: Final = (
     "Too many writes from this caller; retry after `Retry-After` seconds (`RateLimit-*` headers say the policy)"
+)
+_429_READ_DESCRIPTION: Final = (
+    "A customer's reads past their budget (counted in units of cost: a unit per read, per record it shows and"
+    " per 32 KiB it sends) or too many at once; retry after `Retry-After` seconds (`RateLimit-*` headers)"
 )
 
 UNAVAILABLE = Counter(
@@ -99,23 +128,43 @@ UNAVAILABLE = Counter(
     ["service"],
 )
 THROTTLED = Counter("commerce_rate_limited", "Requests answered 429 by the rate limit", ["service"])
+READS_THROTTLED = Counter(
+    "commerce_read_limited",
+    "Customers' reads answered 429: past the read budget (budget) or too many in flight (concurrency)",
+    ["service", "reason"],
+)
 
 
-def parse_limit(text: str) -> tuple[int, int]:
+def parse_limit(text: str, name: str = "RATE_LIMIT_WRITES") -> tuple[int, int]:
     """(requests, window seconds) of "50/5s", "120/minute"; a malformed value is a start-up error."""
     match = _LIMIT_RE.match(text)
     if match is None or int(match["n"]) < 1:
-        raise ValueError(f"RATE_LIMIT_WRITES must look like '50/5s' or '120/minute', not {text!r}")
+        raise ValueError(f"{name} must look like '50/5s' or '120/minute', not {text!r}")
     window = match["window"]
     seconds = _UNITS.get(window) or int(window.removesuffix("s"))
     if seconds < 1:
-        raise ValueError("RATE_LIMIT_WRITES: the window is at least one second")
+        raise ValueError(f"{name}: the window is at least one second")
     return int(match["n"]), seconds
 
 
 def is_limited_route(method: str, path: str) -> bool:
     """Writes under /api/, except the service-only /api/internal/ routes."""
     return method in _WRITES and path.startswith("/api/") and not path.startswith("/api/internal/")
+
+
+def is_read_route(method: str, path: str) -> bool:
+    """Reads under /api/, except the service-only /api/internal/ routes."""
+    return method in _READS and path.startswith("/api/") and not path.startswith("/api/internal/")
+
+
+def _reader_in(scope: Scope) -> str | None:
+    """Whom a read counts against: a customer (by ``actor_id``); None for every other caller (module doc)."""
+    from apps.common.auth import Principal, actor_id
+
+    principal = scope.get("user")
+    if isinstance(principal, Principal) and principal.role == "customer":
+        return actor_id(principal)
+    return None
 
 
 def caller_identity(request: Request[Any, Any, Any]) -> str | None:
@@ -189,6 +238,22 @@ class SharedCounts:
         if entry.pending == 1:
             self._unsent[key] = entry
         return seen + 1, entry.reset_at
+
+    def charge(self, key: str, units: int) -> None:
+        """Add what an admitted request turned out to cost past its first unit (a read's records and bytes),
+        refusing nothing now: the caller's next request sees it. Charged to the window that is open now, a new
+        one if the caller's has ended meanwhile (the cost is what they spend now, whenever they were admitted)."""
+        if units <= 0:
+            return
+        now = self.clock()
+        entry = self._counts.get(key)
+        if entry is None:
+            entry = self._counts[key] = _Count(now + self.window_s)
+        elif now >= entry.reset_at:
+            entry.known = entry.pending = 0
+            entry.reset_at = now + self.window_s
+        entry.pending += units
+        self._unsent[key] = entry
 
     @property
     def has_unsent(self) -> bool:
@@ -287,9 +352,19 @@ class SyncedLimit:
             UNAVAILABLE.labels(self.service).inc()
             return None
         answer = self.counts.admit(key)
+        self._soon()
+        return answer
+
+    def charge(self, key: str, units: int) -> None:
+        """A request's cost past its first unit, as :meth:`SharedCounts.charge` (nothing while Redis is down)."""
+        if self.down or units <= 0:
+            return
+        self.counts.charge(key, units)
+        self._soon()
+
+    def _soon(self) -> None:
         if self._timer is None and self._call is None and not self._closed:
             self._timer = asyncio.get_running_loop().call_later(self.interval_s, self._start)
-        return answer
 
     def _start(self) -> None:
         self._timer = None
@@ -362,6 +437,82 @@ class WindowedRateLimitConfig(RateLimitConfig):
     window_s: int = 60
     service: str = ""
     limit: SyncedLimit | None = None
+    reads: ReadBudget | None = None
+
+
+class ReadBudget:
+    """A process's read budget (module doc): the units counted through :class:`SyncedLimit` and each
+    customer's reads in flight here."""
+
+    def __init__(self, limit: SyncedLimit, *, service: str = "", concurrency: int = READ_CONCURRENCY) -> None:
+        self.limit = limit
+        self.service = service
+        self.concurrency = concurrency
+        self.in_flight: dict[str, int] = {}
+
+    async def read(self, app: ASGIApp, reader: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a customer's read within the budget, or answer 429; its cost is charged once it is answered."""
+        from apps.common.access_log import reads_noted
+
+        busy = self.in_flight.get(reader, 0)
+        if busy >= self.concurrency:
+            READS_THROTTLED.labels(self.service, "concurrency").inc()
+            detail = f"Too many reads at once ({self.concurrency}); retry after 1 s"
+            await _too_many(scope, detail, {"Retry-After": "1"})(scope, receive, send)
+            return
+        key = f"read::{reader}"
+        answer = self.limit.admit(key)
+        headers: dict[str, str] = {}
+        if answer is not None:  # (None: Redis is down, the budget fails open)
+            count, reset_at = answer
+            counts = self.limit.counts
+            headers = _policy_headers(counts.limit, int(counts.window_s), count, reset_at - counts.clock())
+            if count > counts.limit:
+                READS_THROTTLED.labels(self.service, "budget").inc()
+                retry_after = headers["RateLimit-Reset"]
+                detail = f"Too many reads; retry after {retry_after} s"
+                await _too_many(scope, detail, {**headers, "Retry-After": retry_after})(scope, receive, send)
+                return
+        self.in_flight[reader] = busy + 1
+        sent = logged = 0
+
+        async def counting_send(message: Message) -> None:
+            nonlocal sent, logged
+            if message["type"] == "http.response.start":
+                # Before the access log's own wrapper (outside this one) writes the records and forgets them.
+                logged = reads_noted() if message["status"] < 400 else 0
+                if headers:
+                    MutableScopeHeaders(message).update(headers)
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await app(scope, receive, counting_send)
+        finally:
+            left = self.in_flight[reader] - 1
+            if left:
+                self.in_flight[reader] = left
+            else:
+                del self.in_flight[reader]
+            self.limit.charge(key, logged + sent // READ_UNIT_BYTES)
+
+
+def _policy_headers(limit: int, window_s: int, count: int, left_s: float) -> dict[str, str]:
+    return {
+        "RateLimit-Policy": f"{limit};w={window_s}",
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(max(limit - count, 0)),
+        "RateLimit-Reset": str(max(math.ceil(left_s), 1)),
+    }
+
+
+def _too_many(scope: Scope, detail: str, headers: dict[str, str]) -> ASGIApp:
+    """A 429 answered by the middleware itself (see ``IdentityRateLimitMiddleware._refuse``)."""
+    request: Request[Any, Any, Any] = scope["litestar_app"].request_class(scope)
+    body = {"status_code": HTTP_429_TOO_MANY_REQUESTS, "detail": detail}
+    response = Response(body, status_code=HTTP_429_TOO_MANY_REQUESTS, headers=headers, media_type=MediaType.JSON)
+    return response.to_asgi_response(app=None, request=request)
 
 
 class IdentityRateLimitMiddleware(RateLimitMiddleware):
@@ -376,12 +527,21 @@ class IdentityRateLimitMiddleware(RateLimitMiddleware):
         self.window_s = config.window_s
         self.service = config.service
         self.limit = config.limit
+        self.reads = config.reads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Decided from the scope as ``_should_limit`` and ``cache_key_from_request`` decide from a Request:
         # building the Request and its URL, and asking who the caller is twice, cost more than the decision.
         path = scope.get("root_path", "") + scope["path"]  # what request.url.path is
-        limited = is_limited_route(str(scope.get("method", "")), path)
+        method = str(scope.get("method", ""))
+        if method in _READS:
+            reader = _reader_in(scope) if self.reads is not None and is_read_route(method, path) else None
+            if reader is None or self.reads is None:
+                await self.app(scope, receive, send)
+            else:
+                await self.reads.read(self.app, reader, scope, receive, send)
+            return
+        limited = is_limited_route(method, path)
         identity = _identity_in(scope) if limited else None
         if identity is not None:
             cache_object = self._count(f"{type(self).__name__}::{identity}{_key_suffix(scope)}")
@@ -445,10 +605,14 @@ class RateLimitPlugin(InitPluginProtocol):
     def __init__(self, spec: ServiceSpec) -> None:
         self.spec = spec
         self.requests, self.window_s = parse_limit(os.environ.get("RATE_LIMIT_WRITES", DEFAULT_LIMIT))
+        self.read_units, self.read_window_s = parse_limit(
+            os.environ.get("RATE_LIMIT_READS", DEFAULT_READ_LIMIT), "RATE_LIMIT_READS"
+        )
 
-    def config(self, limit: SyncedLimit | None = None) -> WindowedRateLimitConfig:
+    def config(self, limit: SyncedLimit | None = None, reads: ReadBudget | None = None) -> WindowedRateLimitConfig:
         return WindowedRateLimitConfig(
             limit=limit,
+            reads=reads,
             rate_limit=("second", self.requests),
             window_s=self.window_s,
             service=self.spec.name,
@@ -457,11 +621,11 @@ class RateLimitPlugin(InitPluginProtocol):
             middleware_class=IdentityRateLimitMiddleware,
         )
 
-    def synced_limit(self) -> SyncedLimit:
-        """No I/O: the connection opens on the first call (at start-up)."""
+    def synced_limit(self, requests: int | None = None, window_s: int | None = None) -> SyncedLimit:
+        """No I/O: the connection opens on the first call (at start-up). The write budget unless told."""
         client = create_redis_client()  # for its settings only: the script connects on its own
         return SyncedLimit(
-            SharedCounts(self.requests, self.window_s),
+            SharedCounts(requests or self.requests, window_s or self.window_s),
             OwnConnectionScript(client.connection_pool, _SYNC),
             key_prefix=f"ratelimit:{self.spec.name}:",
             service=self.spec.name,
@@ -469,9 +633,12 @@ class RateLimitPlugin(InitPluginProtocol):
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         limit = self.synced_limit()
-        app_config.middleware.append(self.config(limit).middleware)
-        app_config.on_startup.append(limit.start)
-        app_config.on_shutdown.append(limit.close)
+        read_limit = self.synced_limit(self.read_units, self.read_window_s)
+        reads = ReadBudget(read_limit, service=self.spec.name)
+        app_config.middleware.append(self.config(limit, reads).middleware)
+        for synced in (limit, read_limit):
+            app_config.on_startup.append(synced.start)
+            app_config.on_shutdown.append(synced.close)
         app_config.on_startup.append(document_rate_limits)
         return app_config
 
@@ -486,3 +653,7 @@ def document_rate_limits(app: Litestar) -> None:
         for handler in route.route_handlers:
             if any(is_limited_route(m, route.path_format) for m in handler.http_methods):
                 handler.responses = {429: error_response(429, _429_DESCRIPTION), **(handler.responses or {})}
+            elif any(is_read_route(m, route.path_format) for m in handler.http_methods):
+                # Every read under /api/: a customer's is budgeted (whether a route serves customers is its
+                # guards' business, not visible here; the document says what may happen).
+                handler.responses = {429: error_response(429, _429_READ_DESCRIPTION), **(handler.responses or {})}

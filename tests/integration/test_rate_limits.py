@@ -84,7 +84,10 @@ async def test_limited_operations_document_429_with_the_error_body() -> None:
         schema = (await http.get(f"{service_url('order')}/schema/openapi.json")).json()
     place = schema["paths"]["/api/orders"]["post"]["responses"]
     assert place["429"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ErrorBody"
-    assert "429" not in schema["paths"]["/api/orders"]["get"]["responses"]
+    # A read documents the read budget's 429 (a customer's reads, session 33), with the same body.
+    read = schema["paths"]["/api/orders"]["get"]["responses"]["429"]
+    assert read["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ErrorBody"
+    assert "reads" in read["description"] and "writes" in place["429"]["description"]
 
 
 async def test_redis_down_fails_open(monkeypatch: pytest.MonkeyPatch) -> None:
