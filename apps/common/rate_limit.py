@@ -36,7 +36,7 @@ counts between answers, not sends; tests/integration/test_rate_limits.py against
 over N workers who sends more than the limit within one interval is the case that overshoots; one who sends
 it over more than an interval is held to the limit plus a few.
 
-Reads have a budget of their own (``RATE_LIMIT_READS``, default "300/10s"), for customers only: every GET
+Reads have a budget of their own (``RATE_LIMIT_READS``, default "600/10s"), for customers only: every GET
 or HEAD under ``/api/`` (not ``/api/internal/``) by a customer token, counted per customer like the writes
 (Redis keys ``ratelimit:<service>:read::customer:<uuid>:n``) but in **units of cost**, not requests. A read
 costs one unit when it is admitted and, once its answer is sent, one more per record it wrote to the access
@@ -100,7 +100,7 @@ __all__ = [
 log = logging.getLogger("apps.rate_limit")
 
 DEFAULT_LIMIT: Final = "50/5s"
-DEFAULT_READ_LIMIT: Final = "300/10s"
+DEFAULT_READ_LIMIT: Final = "600/10s"
 # A read's cost past its first unit: one per this many bytes of body (module doc: ~3.5 ms of CPU per read
 # and ~0.1 ms per KB on the order API, measured in session 33).
 READ_UNIT_BYTES: Final = 32 * 1024
