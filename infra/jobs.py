@@ -13,11 +13,16 @@ Jobs (each hourly by default, JOBS_EVERY_S; the first run a minute after start, 
   ``*_archive`` tables in batches of 500 (infra/archive.py); their idempotency keys are deleted;
 - ``idempotency-keys``: order idempotency keys older than a day deleted in batches;
 - ``access-log-retention``: ``data_access_log`` rows older than ``ACCESS_LOG_RETENTION_DAYS`` (730) deleted in
-  batches, in every database that has the table (apps/common/access_log.py).
+  batches, in every database that has the table (apps/common/access_log.py);
+- ``backups``: the seed's backup schedule (infra/pgbackrest/commerce-backup.cron: a full backup daily, an
+  incremental every 4 hours) kept by age rather than by the clock: a full backup when the newest full one
+  ended 24 hours ago or more (or there is none), else an incremental when the newest backup of any kind
+  ended 4 hours ago or more (infra/backup_physical.py). The stack had no schedule unless that cron file was
+  installed by hand, and BackupNotRecent fired a day after the last `just backup`.
 
 Every job is safe to run twice at once (here and by hand, or two of these processes): deletes work in
 bounded batches, and the archive claims its rows with FOR UPDATE SKIP LOCKED, so two runs share the work
-and never move a row twice.
+and never move a row twice; of two backups at once pgBackRest's lock refuses the second (a failed run).
 
 Metrics, labelled ``task`` (Prometheus keeps ``job`` for the scrape job): ``commerce_job_runs_total``
 (by outcome), ``commerce_job_rows_total`` (by table), ``commerce_job_last_success_timestamp_seconds``,
@@ -35,6 +40,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import text
@@ -44,7 +50,7 @@ from apps.checkout import lifecycle as checkout_lifecycle
 from apps.checkout.settings import settings as checkout_settings
 from apps.common import access_log
 from apps.common.topology import BY_NAME, SERVICES, database_url
-from infra import archive
+from infra import archive, backup_physical, proc
 from outbox import retention
 from outbox.probes import run_until_signalled
 from outbox.redaction import configure_logging
@@ -120,12 +126,45 @@ async def access_log_retention(now: dt.datetime) -> dict[str, int]:
     return totals
 
 
+FULL_BACKUP_EVERY = dt.timedelta(hours=24)
+INCR_BACKUP_EVERY = dt.timedelta(hours=4)
+# The jobs run hourly from the process's start, so a backup that ended a few minutes after the hour would
+# otherwise wait for the next run: 25 h between full backups, 5 h between incrementals.
+BACKUP_SLACK = dt.timedelta(minutes=15)
+
+
+def backup_due(entries: list[dict[str, Any]], now: dt.datetime) -> str | None:
+    """The kind of backup the schedule wants now (`full` or `incr`), from pgBackRest's list (oldest first);
+    None when the newest ones are recent enough."""
+
+    def age(entry: dict[str, Any]) -> dt.timedelta:
+        return now - dt.datetime.fromtimestamp(entry["timestamp"]["stop"], dt.UTC)
+
+    fulls = [entry for entry in entries if entry.get("type") == "full"]
+    if not fulls or age(fulls[-1]) >= FULL_BACKUP_EVERY - BACKUP_SLACK:
+        return "full"
+    if age(entries[-1]) >= INCR_BACKUP_EVERY - BACKUP_SLACK:
+        return "incr"
+    return None
+
+
+async def backups(now: dt.datetime) -> dict[str, int]:
+    if proc.running(backup_physical.FIRST_BACKUP):
+        return {}  # `just up`'s first full backup is still running
+    kind = backup_due(await asyncio.to_thread(backup_physical.backups), now)
+    if kind is None:
+        return {}
+    await asyncio.to_thread(backup_physical.backup, kind)
+    return {kind: 1}
+
+
 JOBS: dict[str, Job] = {
     "outbox-retention": outbox_retention,
     "checkout-lifecycle": checkout_cleanup,
     "order-archive": order_archive,
     "idempotency-keys": idempotency_keys,
     "access-log-retention": access_log_retention,
+    "backups": backups,
 }
 
 
