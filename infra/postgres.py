@@ -204,6 +204,12 @@ def ready() -> bool:
 
 
 def start() -> None:
+    start_server()
+    bootstrap()
+
+
+def start_server() -> None:
+    """initdb on the first start, the server spawned unless it runs, and a wait until it answers."""
     if not initialised():
         init()
     pid = None
@@ -211,7 +217,6 @@ def start() -> None:
         # Our process opens the log, so the postgres user needs no access to .stack/logs.
         pid = proc.spawn(NAME, [str(BIN / "postgres"), "-D", str(DATA)], user=os_user() if os.geteuid() == 0 else None)
     proc.wait_until(NAME, ready, timeout=60, pid=pid)
-    bootstrap()
 
 
 def stop() -> bool:

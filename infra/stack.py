@@ -147,8 +147,17 @@ def _starting(name: str) -> Iterator[None]:
         yield
 
 
+def start_postgres() -> None:
+    """`up`'s PostgreSQL step: the server's readiness wait without up.lock, the roles' DDL under it (two `up`s
+    altering the same role at once can fail with "tuple concurrently updated")."""
+    postgres.start_server()
+    proc.waiting()  # up.lock let go, if the start did not wait
+    with exclusive():
+        postgres.bootstrap()
+
+
 STEPS: list[tuple[str, Callable[[], object]]] = [
-    ("postgres", postgres.start),
+    ("postgres", start_postgres),
     ("backups", backup_physical.ensure),
     ("replica", replica.start),
     ("redis", redis.start),
@@ -222,7 +231,7 @@ def start_component(name: str) -> None:
 
 @contextlib.contextmanager
 def exclusive() -> Iterator[None]:
-    """One `up` at a time on this machine (two test sessions starting together would race)."""
+    """up.lock for the whole block: nothing starts meanwhile (`just pitr` rewrites a data directory under it)."""
     ensure_dirs()
     with (STATE / "up.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -277,8 +286,7 @@ def up(*, infra_only: bool = False, leave: Collection[str] = ()) -> None:
             f"stack: PostgreSQL runs from another checkout ({other}, not {postgres.DATA}): run this from there, "
             "or `just restart postgres` here if this checkout owns the stack"
         )
-    with exclusive():
-        _up(infra_only=infra_only, leave=leave)
+    _up(infra_only=infra_only, leave=leave)
 
 
 def up_for_tests() -> list[str]:
@@ -317,6 +325,10 @@ def _postgres_of_another_checkout() -> str | None:
 
 
 def _up(*, infra_only: bool, leave: Collection[str]) -> None:
+    """Each step, and each process's start, holds up.lock until its first wait (as `just start` does): what
+    races with another `up` or a `just start` (a running check, a spawn, a pid file, a migration, initdb) runs
+    under it, a readiness wait does not. Holding it through the whole `up` made a `just start postgres` wait
+    ~47 s for the lock in a soak (session 32, E). Two `up`s take turns step by step."""
     started = time.monotonic()
     monitoring_step = ("monitoring", lambda: monitoring.start_all(app_processes(), leave=leave))
     for name, step in [*STEPS, monitoring_step]:
@@ -324,7 +336,8 @@ def _up(*, infra_only: bool, leave: Collection[str]) -> None:
             continue
         t0 = time.monotonic()
         try:
-            step()
+            with _exclusive_until_waiting():
+                step()
         except proc.StartError as exc:
             raise SystemExit(f"FAILED {name}: {exc}") from exc
         except Exception as exc:
@@ -335,7 +348,8 @@ def _up(*, infra_only: bool, leave: Collection[str]) -> None:
             if process.name in leave:
                 continue
             try:
-                start_process(process)
+                with _exclusive_until_waiting():
+                    start_process(process)
             except proc.StartError as exc:
                 raise SystemExit(f"FAILED {process.name}: {exc}\n{proc.tail(process.name)}") from exc
             print(f"  {process.name:<12} ready", flush=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import proc, stack
+from infra import monitoring, proc, stack
 from tests.support import stack_state
 
 CONSUMER = "lock-scope-consumer"
@@ -123,3 +123,41 @@ def test_the_lock_is_held_through_the_spawn(state: Path, monkeypatch: pytest.Mon
     starting.join(timeout=15)
     assert not errors, errors
     assert proc.running(CONSUMER)
+
+
+def test_a_start_during_an_up_does_not_wait_for_the_whole_up(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`up` holds up.lock for each step until its first wait, not through every readiness wait: E saw a
+    PostgreSQL start wait ~47 s for the lock in a soak (session 32). Here an `up` whose one step waits 3 s
+    for its component's readiness, and a `just start` of another component meanwhile."""
+    ready_at = time.monotonic() + 3
+
+    def slow_step() -> None:  # as a broker's start: spawn, then wait for readiness
+        pid = None if proc.running(CONSUMER) else proc.spawn(CONSUMER, SLEEPER)
+        proc.wait_until(CONSUMER, lambda: time.monotonic() > ready_at, timeout=10, pid=pid, interval=0.1)
+
+    _components(monkeypatch, stack.Process(CONSUMER, SLEEPER, probe=lambda: True))
+    monkeypatch.setattr(stack, "STEPS", [("slow", slow_step)])
+    monkeypatch.setattr(monitoring, "start_all", lambda *_, **__: None)
+    monkeypatch.setattr(stack, "app_processes", list)
+    monkeypatch.setattr(stack, "print_urls", lambda: None)
+    monkeypatch.setattr(stack, "_postgres_of_another_checkout", lambda: None)
+    errors: list[BaseException] = []
+
+    def run_up() -> None:
+        try:
+            stack.up()
+        except BaseException as exc:
+            errors.append(exc)
+
+    upping = threading.Thread(target=run_up, daemon=True)
+    upping.start()
+    _spawned(CONSUMER)  # the step's spawn is done; its readiness wait has begun
+
+    t0 = time.monotonic()
+    stack.start_component(BROKER)  # before: queued behind the up's lock until the step was ready (~3 s)
+    took = time.monotonic() - t0
+
+    upping.join(timeout=15)
+    assert not errors, errors
+    assert took < 1.5, f"the broker's start waited {took:.1f}s for the `up`"
+    assert time.monotonic() >= ready_at, "the up ended before its step was ready"
