@@ -424,19 +424,29 @@ async def test_a_refund_the_provider_never_made_is_failed_past_the_deadline(
 
 
 async def test_an_operator_fails_a_refund_the_provider_cannot_be_asked_about_audited(
-    orders: AsyncEngine, db: asyncpg.Connection, tail: TopicTail
+    orders: AsyncEngine, db: asyncpg.Connection, tail: TopicTail, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`just refunds fail ID --by --reason`: the provider does not answer the status query either (here: a
     provider URL nobody listens on), so the refund is failed on the operator's word, after the worker's
-    call in flight (its lease) is over; who and why are on the ledger row and in payment.refund_failed."""
+    call in flight (its lease) is over; who and why are on the ledger row and in payment.refund_failed.
+
+    The command runs its default hold (no settle_s: the lease from PAYMENT_WORKER_LEASE_S, checked against
+    the provider policy from PAYMENT_PROVIDER_TIMEOUT_S/ATTEMPTS, then held lease + 1 s), with those read
+    from this process's environment set to the policy of the provider it is given (0.5 s x 2) and a 3-s
+    lease: the stack's 30 s would make the hold alone 31 s. between_calls (with the worker's own lease) has
+    already seen the worker's call answered, as before."""
     order_id, refund_id = await unanswered_refund(orders, db, "tok_refundUnreachable")
     engine = create_async_engine(database_url(BY_NAME["payment"]), pool_size=1)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     reason = "failed by hand by ops@example.com: provider support: no such refund (ticket 42)"
     await between_calls(db, refund_id)
+    monkeypatch.setenv("PAYMENT_WORKER_LEASE_S", "3")
+    monkeypatch.setenv("PAYMENT_PROVIDER_TIMEOUT_S", "0.5")
+    monkeypatch.setenv("PAYMENT_PROVIDER_ATTEMPTS", "2")
     try:
         async with aiohttp.ClientSession(base_url="http://127.0.0.1:9") as dead:
             provider = HttpProvider(dead, policy=RetryPolicy(timeout_s=0.5, max_attempts=2, backoff_s=0.01))
+            started = time.monotonic()
             result = await fail_refund(
                 sessions,
                 provider,
@@ -444,6 +454,7 @@ async def test_an_operator_fails_a_refund_the_provider_cannot_be_asked_about_aud
                 by="ops@example.com",
                 reason="provider support: no such refund (ticket 42)",
             )
+            assert time.monotonic() - started >= lease_s() + 1.0, "the default hold waits out one lease"
             assert (result.outcome, result.code) == ("failed", reason)
             with pytest.raises(CommandError, match="not a pending refund"):  # once is all
                 await fail_refund(sessions, provider, refund_id, by="ops@example.com", reason="again")
