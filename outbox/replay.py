@@ -173,7 +173,7 @@ def follow(group: str, topics: list[str], bootstrap: str, timeout: float) -> boo
     return False
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("group")
     target = parser.add_mutually_exclusive_group(required=True)
@@ -187,8 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--follow", action="store_true", help="print the lag until the group has caught up")
     parser.add_argument("--follow-timeout", type=float, default=600.0)
     parser.add_argument("--bootstrap", default=None)
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     bootstrap = args.bootstrap or kafka_bootstrap()
     module = groups.find(args.group)
     topics = module.group.topics
