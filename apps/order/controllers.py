@@ -118,10 +118,17 @@ class OrderController(Controller):
         request: AnyRequest,
         customer_id: Annotated[uuid.UUID, QueryParameter(description="whose orders")],
         cursor: Cursor = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        limit: Annotated[
+            int,
+            QueryParameter(
+                ge=1,
+                le=100,
+                description="the most orders on the page; fewer when they hold over 1,000 lines (next_cursor goes on)",
+            ),
+        ] = 20,
     ) -> OrderPage:
         """A customer's orders, newest first, one page at a time (a customer lists only their own: 404 for
-        another's)."""
+        another's). A page ends early rather than pass 1,000 lines (``services.MAX_PAGE_LINES``)."""
         own_rows(principal_of(request), customer_id, f"customer {customer_id} not found")
         views, next_cursor = await orders.list_for_customer(customer_id, limit=limit, cursor=cursor)
         return OrderPage(items=[to_order_out(v) for v in views], next_cursor=next_cursor)

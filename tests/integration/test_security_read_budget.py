@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
+from apps.order import services
 from apps.order.app import create_app as order_app
 from tests.support.http import auth_headers, create_customer, create_product, set_stock
 
@@ -88,3 +89,35 @@ async def test_every_read_documents_the_429(orders: Client) -> None:
     for path in ("/api/orders", "/api/orders/{order_id}"):
         answer = schema["paths"][path]["get"]["responses"]["429"]
         assert answer["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ErrorBody"
+
+
+async def test_a_listing_page_ends_before_it_passes_the_lines_bound(
+    orders: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page holds at most MAX_PAGE_LINES lines (1000; 5 and 2 here): it ends before the order that would
+    pass it, one order at least, and its next_cursor goes on from there, so every order is listed once."""
+    customer = (await create_customer())["id"]
+    products = [(await create_product("1.00"))["id"] for _ in range(3)]
+    admin, me = auth_headers("admin"), auth_headers("customer", customer_id=customer)
+    placed: list[str] = []
+    for lines in (3, 2, 2, 1):  # oldest first: listed 1, 2, 2, 3 lines
+        items = [{"product_id": p, "quantity": 1} for p in products[:lines]]
+        answer = await orders.post("/api/orders", json={"customer_id": customer, "items": items}, headers=admin)
+        assert answer.status_code == 201, answer.text
+        placed.insert(0, answer.json()["id"])
+
+    async def pages(bound: int) -> list[list[str]]:
+        monkeypatch.setattr(services, "MAX_PAGE_LINES", bound)
+        found: list[list[str]] = []
+        cursor = ""
+        while True:
+            answer = await orders.get(f"/api/orders?customer_id={customer}&limit=100&cursor={cursor}", headers=me)
+            assert answer.status_code == 200, answer.text
+            found.append([o["id"] for o in answer.json()["items"]])
+            cursor = answer.json()["next_cursor"]
+            if cursor is None:
+                return found
+
+    assert await pages(1000) == [placed]
+    assert await pages(5) == [placed[:3], placed[3:]]  # 1 + 2 + 2; the 3-line order would pass 5
+    assert await pages(2) == [[order] for order in placed]  # the 3-line order alone, past the bound
