@@ -97,7 +97,7 @@ bench *args: up
 retention *args:
     {{python}} -m infra.retention "$@"
 
-# The scheduled jobs once, now (retention, checkout lifecycle, order archival, idempotency keys, access-log retention): `just jobs run [JOB ...]`; `just up` runs them hourly
+# The scheduled jobs once, now (retention, checkout lifecycle, order archival, idempotency keys, access-log retention, backups): `just jobs run [JOB ...]`; `just up` runs them hourly
 jobs *args:
     {{python}} -m infra.jobs "$@"
 
@@ -128,3 +128,7 @@ backup-schedule:
 # The read replica becomes the primary when the primary is lost for good, with WAL archiving and a first backup (docs/operations.md, Read replica): `just promote` says whether it may, `just promote --yes` does it
 promote *args:
     {{python}} -m infra.promote "$@"
+
+# After `just promote`: the old primary's data directory made a replica of the new primary (it is deleted first): `just rebuild-replica` says what it would do, `--yes` does it
+rebuild-replica *args:
+    {{python}} -m infra.replica rebuild "$@"

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apps.common.topology import pg_port, replica_port
-from infra import postgres, proc, replica
+from apps.common.topology import pg_port
+from infra import postgres, proc
 
 TEMPLATE = Path(__file__).resolve().parent / "pgbackrest" / "pgbackrest.conf.template"
 CRON_TEMPLATE = Path(__file__).resolve().parent / "pgbackrest" / "commerce-backup.cron"
@@ -43,12 +43,10 @@ class Site:
 
 
 def primary_site() -> Site:
-    """The stack's primary: its own cluster, or the read replica once promoted (infra/promote.py). Read from
-    the replica's data directory (replica.promoted), so `just up` rewriting the config keeps pointing at the
-    promoted one, and a primary started again after a promotion cannot archive into the repository: its
-    archive-push resolves %p against pg1-path, which then is not its data directory, and refuses."""
-    if replica.promoted():
-        return Site(replica.DATA, replica_port(), replica.SOCKET_DIR)
+    """The stack's primary: its recorded data directory (postgres.PRIMARY_RECORD: the promoted replica's after
+    `just promote`) on the primary's port and socket. A former primary's directory is then not pg1-path, so a
+    server started on it by hand cannot archive into the repository (archive-push resolves %p against
+    pg1-path, and refuses)."""
     return Site(postgres.DATA, pg_port(), postgres.SOCKET_DIR)
 
 

@@ -8,7 +8,8 @@ What a restore does not bring back by itself, and what the steps below do about 
 1. `pgbackrest check` ships the current WAL, so the archive reaches past the target.
 2. Every Debezium connector is STOPPED and every consumer process stopped: nothing may read or publish
    while the databases move back in time.
-3. The replica and the primary stop; `pgbackrest restore --delta --type=time` rewinds the data directory;
+3. The replica and the primary stop; `pgbackrest restore --delta --type=time` rewinds the primary's data
+   directory (after `just promote`, the promoted one: infra/postgres.py, PRIMARY_RECORD);
    PostgreSQL replays the archive to the target and is promoted onto a new timeline.
 4. Consumer groups skip to the end of their topics. Events published after the target ("phantoms": their
    rows are gone from the restored outboxes) must not be applied again; the projections were rewound to

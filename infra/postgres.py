@@ -33,7 +33,40 @@ def _pg_dir() -> Path:
 
 
 PG_DIR = _pg_dir()
-DATA = PG_DIR / "data"
+# Two data directories, `data` and `replica`: either may be the primary. Each is made as the stack's first
+# primary or as a copy of the other (infra/replica.py), and `just promote` turns the standby into the primary.
+# The roles, not the directories, own the ports and sockets: the primary answers on PG_PORT over SOCKET_DIR
+# (what every service, connector and exporter connects to), the standby on PG_REPLICA_PORT. PRIMARY_RECORD
+# names the primary's directory once a promotion has happened; without it the primary is `data`.
+DIRECTORIES = ("data", "replica")
+PRIMARY_RECORD = PG_DIR / "primary"
+
+
+def primary_name() -> str:
+    """The directory (under PG_DIR) of the primary: PRIMARY_RECORD's, else `data`."""
+    try:
+        name = PRIMARY_RECORD.read_text().strip()
+    except FileNotFoundError:
+        return DIRECTORIES[0]
+    if name not in DIRECTORIES:
+        raise SystemExit(f"postgres: {PRIMARY_RECORD} names {name!r}, not one of {', '.join(DIRECTORIES)}")
+    return name
+
+
+def standby_name() -> str:
+    return next(name for name in DIRECTORIES if name != primary_name())
+
+
+def record_primary(data: Path) -> None:
+    """From now on ``data`` is the primary's directory and the other one the standby's (`just promote`)."""
+    if data.parent != PG_DIR or data.name not in DIRECTORIES:
+        raise ValueError(f"{data} is not one of the stack's data directories")
+    staged = PRIMARY_RECORD.with_name(PRIMARY_RECORD.name + ".new")
+    staged.write_text(data.name + "\n")
+    staged.replace(PRIMARY_RECORD)  # a crash leaves the old record or the new one, never half of one
+
+
+DATA = PG_DIR / primary_name()
 SOCKET_DIR = PG_DIR / "run"
 # pgBackRest's config, repository and logs live beside the cluster, owned by the same OS user
 # (infra/backup_physical.py writes the config; archive_command below reads it).
@@ -182,10 +215,10 @@ def init() -> None:
 _CDC_PHYSICAL_HBA = f"host    replication  {CDC_ROLE}   127.0.0.1/32  scram-sha-256"
 
 
-def drop_cdc_physical_replication(data: Path = DATA) -> bool:
+def drop_cdc_physical_replication(data: Path | None = None) -> bool:
     """Remove that line from an existing cluster's pg_hba.conf (the primary's, or a replica copied from it);
     True if it was there: the caller reloads that server."""
-    hba = data / "pg_hba.conf"
+    hba = (data or DATA) / "pg_hba.conf"
     lines = hba.read_text().splitlines(keepends=True)
     kept = [line for line in lines if line.strip() != _CDC_PHYSICAL_HBA]
     if len(kept) == len(lines):
@@ -211,6 +244,13 @@ def start() -> None:
 def start_server() -> None:
     """initdb on the first start, the server spawned unless it runs, and a wait until it answers."""
     if not initialised():
+        if PRIMARY_RECORD.exists():
+            # After a promotion an empty cluster here would take the services' writes as if it were theirs
+            # (before the record, `just start postgres` made one on a lost primary's path).
+            raise proc.StartError(
+                f"postgres: the primary's data directory {DATA} (named by {PRIMARY_RECORD}) is missing; not making "
+                "an empty cluster there. Restore it (docs/operations.md, Read replica)"
+            )
         init()
     pid = None
     if not running():

@@ -25,6 +25,13 @@ again, and one done by hand with pg_ctl is completed the same way):
 7. a full backup, the first of the new primary: a recovery after the promotion starts from it (what the old
    primary had not archived when it was lost is not in the archive, so the older backups may not reach past
    the promotion).
+
+On the stack, between steps 5 and 6, the promoted replica takes the primary's place: its data directory is
+recorded as the primary's (infra/postgres.py, PRIMARY_RECORD), which every command reads from then on
+(`just up`, `just start|stop postgres|replica`, `just pitr`, `just backup`, pgBackRest's config), and it is
+started again as the `postgres` component, on the primary's port and socket, where the services, connectors
+and exporters connect: no PG_PORT to change. The old primary's directory is then the replica's, and is not
+started as one until `just rebuild-replica --yes` makes it a copy of the new primary.
 """
 
 from __future__ import annotations
@@ -56,6 +63,9 @@ class Promotion:
     old_primary_port: int  # refused while a server answers here
     pgbackrest_dir: Path  # pgBackRest's config, repository, logs (the stack's: beside the cluster)
     restart: Callable[[], None]  # stop the replica and start it again with replica.server_options
+    # The stack's: the promoted replica becomes the stack's primary (recorded, on the primary's port); returns
+    # the promotion as it goes on from there. None (a scratch pair): it stays where it is.
+    take_over: Callable[[], Promotion] | None = None
 
     @property
     def conf(self) -> Path:
@@ -128,6 +138,9 @@ def promote(p: Promotion, *, backup: bool = True, say: Callable[[str], None] = p
         done("restarted without archive_mode=off")
     _wait_for(lambda: p.sql("SHOW archive_command") == _archive_command(p), "the reload of archive_command")
     done("archiving through that config (ALTER SYSTEM)")
+    if p.take_over is not None:
+        p = p.take_over()
+        done(f"the stack's primary from now on: {p.standby.data}, port {p.standby.port} ({postgres.PRIMARY_RECORD})")
     # A promotion only requests its end-of-recovery checkpoint: until one completes, pg_control still names the
     # old timeline and pgBackRest refuses a backup ("WAL timeline 2 does not match pg_control timeline 1"; the
     # fresh-clone CI met it on a slower run).
@@ -177,12 +190,35 @@ def stack_promotion() -> Promotion:
     """The stack's read replica, its primary's port, and the pgBackRest folder beside the cluster."""
     from infra import stack  # the CLI's only: the stack's component table (up.lock around start/stop)
 
-    def restart() -> None:
-        stack.stop_component(replica.NAME)
-        stack.start_component(replica.NAME)
+    def restart(name: str) -> Callable[[], None]:
+        def again() -> None:
+            stack.stop_component(name)
+            stack.start_component(name)
+
+        return again
+
+    def take_over() -> Promotion:
+        stack.stop_component(replica.NAME)  # a fast shutdown: its checkpoint is on the new timeline
+        replica.take_over()
+        site = backup_physical.primary_site()
+        backup_physical.write_config(site, postgres.PGBACKREST_DIR)
+        stack.start_component(postgres.NAME)
+        return Promotion(site, pg_port(), postgres.PGBACKREST_DIR, restart(postgres.NAME))
 
     standby = Site(replica.DATA, replica_port(), replica.SOCKET_DIR)
-    return Promotion(standby, pg_port(), postgres.PGBACKREST_DIR, restart)
+    return Promotion(standby, pg_port(), postgres.PGBACKREST_DIR, restart(replica.NAME), take_over)
+
+
+def taken_over_already() -> str | None:
+    """Why `just promote` has nothing left to promote: since the recorded promotion the replica's directory
+    holds no standby (the former primary, or nothing). None otherwise."""
+    former_primary = replica.promoted() and not replica.running()  # a running promoted one: take it over
+    if postgres.PRIMARY_RECORD.exists() and (not replica.initialised() or former_primary):
+        return (
+            f"{postgres.DATA} is the primary since a promotion, and {replica.DATA} holds no standby: nothing to "
+            "promote. `just backup --full` if its backup is missing; `just rebuild-replica --yes` makes a replica"
+        )
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-backup", action="store_true", help="skip step 7 (take it later: just backup --full)")
     args = parser.parse_args(argv)
     p = stack_promotion()
-    problems = refusals(p)
+    done_already = taken_over_already()
+    problems = [done_already] if done_already else refusals(p)
     if not args.yes or problems:
         for problem in problems:
             print(f"refusing: {problem}", file=sys.stderr)
@@ -201,12 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"promoting the replica ({p.standby.data}, port {p.standby.port})", flush=True)
     try:
         promote(p, backup=not args.no_backup, say=lambda line: print(line, flush=True))
-    except (Refused, proc.StartError, RuntimeError) as exc:  # RuntimeError: psql's (postgres.psql_admin)
-        print(f"stopped: {exc}\nwhat was done stays done; `just promote --yes` goes on from there", file=sys.stderr)
+    except (Refused, proc.StartError, RuntimeError, SystemExit) as exc:  # psql's RuntimeError; stack's SystemExit
+        after = "`just start postgres`, then `just backup --full`" if taken_over_already() else "`just promote --yes`"
+        print(f"stopped: {exc}\nwhat was done stays done; {after} goes on from there", file=sys.stderr)
         return 1
     print(
-        f"done: the primary is now 127.0.0.1:{p.standby.port}. Restart each component with PG_PORT={p.standby.port} "
-        "and give each connector a new slot (docs/operations.md, Read replica)"
+        f"done: the primary is {postgres.DATA} on 127.0.0.1:{pg_port()}, where every process connects. Left: each "
+        "connector a new slot, and `just rebuild-replica --yes` (docs/operations.md, Read replica)"
     )
     return 0
 

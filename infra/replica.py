@@ -4,22 +4,35 @@ Made once with ``pg_basebackup -R`` (which writes primary_conninfo and standby.s
 socket, with a physical replication slot so the primary keeps the WAL the replica has not replayed yet.
 `just up` starts it after the primary; `just stop replica` / `just start replica` control it; after a
 point-in-time recovery (a new timeline) ``rebuild`` makes it again from the recovered primary.
+
+Its data directory is whichever of the two (infra/postgres.py, DIRECTORIES) is not the primary: after
+`just promote` that is the old primary's, which is no standby and is not started as one (NotAStandby) until
+`just rebuild-replica --yes` makes it a copy of the new primary.
+
+    python -m infra.replica rebuild [--yes]    # `just rebuild-replica`: say what it would do / do it
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 from apps.common.topology import pg_port, replica_port
 from infra import postgres, proc
 
 NAME = "replica"
-DATA = postgres.PG_DIR / "replica"
+DATA = postgres.PG_DIR / postgres.standby_name()
 SOCKET_DIR = postgres.PG_DIR / "replica-run"
 SLOT = "read_replica"
+
+
+class NotAStandby(proc.StartError):
+    """The standby's directory holds a cluster that is no standby: the primary until a promotion."""
 
 
 def initialised() -> bool:
@@ -27,11 +40,22 @@ def initialised() -> bool:
 
 
 def promoted(data: Path | None = None) -> bool:
-    """Whether this copy was promoted (`just promote`, or pg_ctl promote by hand): pg_basebackup -R left a
-    standby.signal that promotion removes. A promoted replica is the primary from then on: what pgBackRest
-    backs up (infra/backup_physical.primary_site)."""
+    """Whether this cluster is no standby (promoted, or the primary it was copied from): pg_basebackup -R left
+    a standby.signal that promotion removes."""
     data = data or DATA
     return (data / "PG_VERSION").exists() and not (data / "standby.signal").exists()
+
+
+def take_over() -> None:
+    """The promoted standby's directory becomes the primary's, the old primary's the standby's: recorded
+    (postgres.record_primary), and this process's paths follow. The caller has stopped the promoted server;
+    `postgres.start` then starts it on the primary's port and socket (its postgresql.conf, copied from the
+    primary, names them: the replica's own are on its command line)."""
+    global DATA
+    if not promoted():
+        raise proc.StartError(f"replica: {DATA} is not promoted; nothing to take over")
+    postgres.record_primary(DATA)
+    postgres.DATA, DATA = DATA, postgres.DATA
 
 
 def server_options() -> list[str]:
@@ -88,6 +112,12 @@ def create() -> None:
 def start() -> None:
     if not initialised():
         create()
+    elif promoted() and not running():
+        # Started with the replica's flags it would be a second primary on the replica's port.
+        raise NotAStandby(
+            f"replica: {DATA} is no standby (the primary before `just promote` made {postgres.DATA} the primary); "
+            "`just rebuild-replica --yes` makes it a copy of the new primary"
+        )
     pid = None
     if not running():
         argv = [str(postgres.BIN / "postgres"), "-D", str(DATA), "-p", str(replica_port()), "-k", str(SOCKET_DIR)]
@@ -108,10 +138,59 @@ def stop() -> bool:
 
 
 def rebuild() -> None:
-    """A fresh copy of the primary: after a PITR the replica's history is no longer the primary's."""
+    """A fresh copy of the primary: after a PITR the replica's history is no longer the primary's, and after a
+    promotion the old primary's directory is no standby."""
     stop()
     shutil.rmtree(DATA, ignore_errors=True)
     start()
+
+
+def rebuild_refusals() -> list[str]:
+    """Why `just rebuild-replica` may not run now (empty: it may)."""
+    if not postgres.ready():
+        return [f"the primary ({postgres.DATA}) does not answer on port {pg_port()}: `just start postgres` first"]
+    if postgres.psql_admin("SELECT pg_is_in_recovery()").strip() != "f":
+        return [f"the server on port {pg_port()} is a standby, not a primary: nothing to copy from"]
+    return []
+
+
+def what_rebuild_replaces() -> str:
+    if not initialised():
+        return f"{DATA} is empty: a copy of the primary is made there"
+    if promoted():
+        return (
+            f"{DATA} holds a former primary (no standby.signal): it is deleted, and with it any commit the new "
+            "primary never received (copy the directory first to keep them)"
+        )
+    return f"{DATA} holds a standby: it is deleted and copied again"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["rebuild"])
+    parser.add_argument("--yes", action="store_true", help="do it (without it: only say what it would do)")
+    args = parser.parse_args(argv)
+    problems = rebuild_refusals()
+    for problem in problems:
+        print(f"refusing: {problem}", file=sys.stderr)
+    if problems:
+        return 2
+    print(f"replica: {what_rebuild_replaces()}; then started on port {replica_port()}", flush=True)
+    if not args.yes:
+        print("`just rebuild-replica --yes` does it")
+        return 0
+    from infra import stack  # the CLI's only: up.lock, as `just start` takes it
+
+    t0 = time.monotonic()
+    with stack.exclusive():  # no `just start replica` or `up` meanwhile on a half-copied directory
+        rebuild()
+    stack.hold(NAME, False)
+    print(f"replica: a standby of {postgres.DATA} again, streaming ({time.monotonic() - t0:.1f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
 
 
 def lag() -> dict[str, str]:

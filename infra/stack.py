@@ -147,6 +147,16 @@ def _starting(name: str) -> Iterator[None]:
         yield
 
 
+def start_replica_unless_former_primary() -> str | None:
+    """`up`'s replica step: after a promotion the replica's directory holds the old primary until `just
+    rebuild-replica --yes`; the stack runs without a replica meanwhile (reads go to the primary)."""
+    try:
+        replica.start()
+    except replica.NotAStandby as exc:
+        return f"not started: {exc}"
+    return None
+
+
 def start_postgres() -> None:
     """`up`'s PostgreSQL step: the server's readiness wait without up.lock, the roles' DDL under it (two `up`s
     altering the same role at once can fail with "tuple concurrently updated")."""
@@ -159,7 +169,7 @@ def start_postgres() -> None:
 STEPS: list[tuple[str, Callable[[], object]]] = [
     ("postgres", start_postgres),
     ("backups", backup_physical.ensure),
-    ("replica", replica.start),
+    ("replica", start_replica_unless_former_primary),
     ("redis", redis.start),
     ("kafka", kafka.start_kafka),
     ("connect", kafka.start_connect),
@@ -231,7 +241,8 @@ def start_component(name: str) -> None:
 
 @contextlib.contextmanager
 def exclusive() -> Iterator[None]:
-    """up.lock for the whole block: nothing starts meanwhile (`just pitr` rewrites a data directory under it)."""
+    """up.lock for the whole block: nothing starts meanwhile (`just pitr` and `just rebuild-replica` rewrite a
+    data directory under it)."""
     ensure_dirs()
     with (STATE / "up.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -337,12 +348,13 @@ def _up(*, infra_only: bool, leave: Collection[str]) -> None:
         t0 = time.monotonic()
         try:
             with _exclusive_until_waiting():
-                step()
+                said = step()
         except proc.StartError as exc:
             raise SystemExit(f"FAILED {name}: {exc}") from exc
         except Exception as exc:
             raise SystemExit(f"FAILED {name}: {exc!r}; logs in {LOGS}") from exc
-        print(f"  {name:<12} ready ({time.monotonic() - t0:.1f}s)", flush=True)
+        outcome = said if isinstance(said, str) else "ready"
+        print(f"  {name:<12} {outcome} ({time.monotonic() - t0:.1f}s)", flush=True)
     if not infra_only:
         for process in app_processes():
             if process.name in leave:

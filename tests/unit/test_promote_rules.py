@@ -1,5 +1,6 @@
-"""The pure parts of `just promote` (infra/promote.py): which cluster pgBackRest's config names, the replica's
-flags, and when it refuses. The promotion itself runs on a scratch pair: tests/integration/test_replica_promotion.py.
+"""The pure parts of `just promote` (infra/promote.py): which directory is the primary, which cluster pgBackRest's
+config names, the replica's flags, and when it refuses. The promotion itself runs on a scratch pair and a scratch
+stack: tests/integration/test_replica_promotion.py.
 """
 
 from __future__ import annotations
@@ -8,26 +9,76 @@ from pathlib import Path
 
 import pytest
 
-from apps.common.topology import replica_port
-from infra import backup_physical, postgres, promote, replica
+from apps.common.topology import pg_port, replica_port
+from infra import backup_physical, postgres, proc, promote, replica, stack
 
 
-def test_the_config_names_the_replica_once_it_is_promoted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Read from its data directory (pg_basebackup -R leaves standby.signal, promotion removes it), so the
-    config `just up` writes after a promotion still names the promoted cluster."""
-    data = tmp_path / "replica"
+@pytest.fixture
+def pg_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The stack's two data directories and the primary's record under tmp_path (data the primary)."""
+    monkeypatch.setattr(postgres, "PG_DIR", tmp_path)
+    monkeypatch.setattr(postgres, "PRIMARY_RECORD", tmp_path / "primary")
+    monkeypatch.setattr(postgres, "DATA", tmp_path / "data")
+    monkeypatch.setattr(replica, "DATA", tmp_path / "replica")
+    return tmp_path
+
+
+def _cluster(data: Path, *, standby: bool) -> Path:
     data.mkdir()
     (data / "PG_VERSION").write_text("15\n")
-    (data / "standby.signal").touch()
-    monkeypatch.setattr(replica, "DATA", data)
-    assert backup_physical.primary_site().data == postgres.DATA
-    assert f"pg1-path={postgres.DATA}\n" in backup_physical.config_text()
+    if standby:
+        (data / "standby.signal").touch()
+    return data
 
-    (data / "standby.signal").unlink()
+
+def test_the_record_names_the_primary_and_the_other_directory_is_the_standby(pg_dir: Path) -> None:
+    assert (postgres.primary_name(), postgres.standby_name()) == ("data", "replica")  # no promotion yet
+    postgres.record_primary(pg_dir / "replica")
+    assert (postgres.primary_name(), postgres.standby_name()) == ("replica", "data")
+    assert (pg_dir / "primary").read_text() == "replica\n"
+    with pytest.raises(ValueError, match="not one of the stack's data directories"):
+        postgres.record_primary(pg_dir / "elsewhere")
+    (pg_dir / "primary").write_text("elsewhere\n")
+    with pytest.raises(SystemExit, match="names 'elsewhere'"):
+        postgres.primary_name()
+
+
+def test_the_taken_over_replica_is_the_primary_everywhere(pg_dir: Path) -> None:
+    """After the take-over the promoted directory is the primary on the primary's port and socket (what
+    pgBackRest's config names, what `just start postgres` starts), the old primary's the replica's."""
+    _cluster(pg_dir / "data", standby=False)
+    _cluster(pg_dir / "replica", standby=True)
+    with pytest.raises(proc.StartError, match="not promoted"):
+        replica.take_over()  # a standby is taken over only once promoted
+    assert postgres.primary_name() == "data" and backup_physical.primary_site().data == pg_dir / "data"
+
+    (pg_dir / "replica" / "standby.signal").unlink()  # pg_ctl promote
+    replica.take_over()
+    assert (postgres.primary_name(), postgres.DATA, replica.DATA) == ("replica", pg_dir / "replica", pg_dir / "data")
     site = backup_physical.primary_site()
-    assert (site.data, site.port, site.socket) == (data, replica_port(), replica.SOCKET_DIR)
+    assert (site.data, site.port, site.socket) == (pg_dir / "replica", pg_port(), postgres.SOCKET_DIR)
     text = backup_physical.config_text()
-    assert f"pg1-path={data}\n" in text and f"pg1-port={replica_port()}\n" in text
+    assert f"pg1-path={pg_dir / 'replica'}\n" in text and f"pg1-port={pg_port()}\n" in text
+
+
+def test_the_former_primary_is_not_started_as_the_replica(pg_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Started with the replica's flags it would be a second primary on the replica's port; `up` goes on
+    without a replica, and `just promote` says there is nothing to promote."""
+    postgres.record_primary(pg_dir / "replica")
+    _cluster(pg_dir / "data", standby=False)
+    monkeypatch.setattr(replica, "DATA", pg_dir / "data")
+    monkeypatch.setattr(replica, "running", lambda: False)
+    monkeypatch.setattr(proc, "spawn", lambda *_, **__: pytest.fail("the former primary was started"))
+    with pytest.raises(replica.NotAStandby, match="rebuild-replica --yes"):
+        replica.start()
+    said = stack.start_replica_unless_former_primary()
+    assert said is not None and said.startswith("not started:") and "is no standby" in said
+    assert "nothing to promote" in (promote.taken_over_already() or "")
+    assert "former primary" in replica.what_rebuild_replaces()
+
+    (pg_dir / "data" / "standby.signal").touch()  # after `just rebuild-replica --yes`
+    assert promote.taken_over_already() is None
+    assert replica.what_rebuild_replaces().endswith("deleted and copied again")
 
 
 def test_a_replica_that_was_never_made_is_not_promoted(tmp_path: Path) -> None:
