@@ -4,10 +4,11 @@ Run: ``python -m outbox.runner apps.analytics.consumers``. Rebuild: stop the con
 ``python -m outbox.replay analytics --to-earliest --rebuild``.
 
 Not consumed yet, although the system map routes them here: customer.registered / updated,
-product.created / updated, order.status_changed, inventory.*, payment.* and return.*. The two sales
-reports need none of them (amounts, lines and days all travel in order.created / order.cancelled);
+product.created / updated, order.status_changed, inventory.*, payment.* and the return.* events but
+return.refunded (apps/analytics/returns.py). The sales reports need none of them (amounts, lines and days
+travel in order.created / confirmed / cancelled, refunds in return.refunded);
 each belongs with the report that will use it (customer cohorts, product names in the top list,
-fulfilment and refund figures), added as its own handler and projection table listed below.
+fulfilment figures), added as its own handler and projection table listed below.
 """
 
 from __future__ import annotations
