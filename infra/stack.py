@@ -233,6 +233,8 @@ def start_component(name: str) -> None:
     with _exclusive_until_waiting():
         try:
             target.start()
+        except replica.NotAStandby as exc:  # refused before any start: its log says nothing of it
+            raise SystemExit(f"FAILED {name}: {exc}") from exc
         except proc.StartError as exc:
             raise SystemExit(f"FAILED {name}: {exc}\n{proc.tail(name)}") from exc
     hold(name, False)
