@@ -14,11 +14,10 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from apps.common.auth import allow
-from apps.common.errors import StateConflict
 from apps.common.headers import REPLAYED, idempotency_key_header, replayed_header
 from apps.common.providers import create_service_provider
-from apps.payment.operations import execute
-from apps.payment.rules import PENDING, SUCCEEDED, check_reason, parse_amount
+from apps.payment.operations import RefundRequestByHand, refund_by_hand
+from apps.payment.rules import check_reason, parse_amount
 from apps.payment.schemas import PaymentOut, RefundOut, RefundRequest, to_payment_out
 from apps.payment.services import PaymentService
 
@@ -79,16 +78,11 @@ class PaymentController(Controller):
         the payment awaits the provider's answer (both could go through: refund by hand once it is
         answered); 422 when the key was used for another refund, or ``currency`` is not the payment's.
         """
-        amount, reason = parse_amount(data.amount), check_reason(data.reason)
-        asked = await payments.request_refund(payment_id, amount, reason, idempotency_key, data.currency)
-        await payments.session.commit()  # the pending ledger row exists before the provider hears of it
-        if asked.call:  # else answered already, or another call of it is on its way: the row says which
-            await execute(payments.session, state.payment_provider, asked.id, status_after=state.refund_status_after)
-        payment = await payments.get(payment_id)
-        refund = next(op for op in payment.operations if op.id == asked.id)
-        if refund.outcome not in (SUCCEEDED, PENDING):
-            raise StateConflict("amount", f"the provider refused the refund: {refund.error}")
-        out = to_payment_out(payment)
-        body = RefundOut(refund=next(op for op in out.operations if op.id == asked.id), payment=out)
-        status = HTTP_202_ACCEPTED if refund.outcome == PENDING else HTTP_201_CREATED
-        return Response(body, status_code=status, headers=REPLAYED if asked.replayed else None)
+        ask = RefundRequestByHand(
+            payment_id, parse_amount(data.amount), check_reason(data.reason), idempotency_key, data.currency
+        )
+        done = await refund_by_hand(payments, state.payment_provider, ask, status_after=state.refund_status_after)
+        out = to_payment_out(done.payment)
+        body = RefundOut(refund=next(op for op in out.operations if op.id == done.operation_id), payment=out)
+        status = HTTP_202_ACCEPTED if done.pending else HTTP_201_CREATED
+        return Response(body, status_code=status, headers=REPLAYED if done.replayed else None)

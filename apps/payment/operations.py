@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, text
 
+from apps.common.errors import StateConflict
 from apps.common.models import utc_now
 from apps.payment.events import (
     PaymentAuthorized,
@@ -73,7 +74,16 @@ if TYPE_CHECKING:
 
     from apps.payment.provider import PaymentProvider
 
-__all__ = ["Call", "apply_result", "claim_due", "execute", "refund_status_after"]
+__all__ = [
+    "Call",
+    "RefundByHand",
+    "RefundRequestByHand",
+    "apply_result",
+    "claim_due",
+    "execute",
+    "refund_by_hand",
+    "refund_status_after",
+]
 
 log = logging.getLogger("apps.payment.operations")
 
@@ -153,6 +163,48 @@ async def execute(
         result = await _call_provider(provider, call)
     await apply_result(session, op_id, result)
     return result.outcome
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequestByHand:
+    """POST /api/payments/{id}/refund, decoded: ``amount`` None refunds all that is refundable."""
+
+    payment_id: uuid.UUID
+    amount: Decimal | None
+    reason: str
+    client_key: str
+    currency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundByHand:
+    """A refund asked over HTTP as this request leaves it: the payment read again, and the refund's row in
+    its ledger, answered or still awaited (``pending``); ``replayed``: its key had asked for it before."""
+
+    payment: Payment
+    operation_id: uuid.UUID
+    pending: bool
+    replayed: bool
+
+
+async def refund_by_hand(
+    payments: PaymentService,
+    provider: PaymentProvider,
+    ask: RefundRequestByHand,
+    *,
+    status_after: dt.timedelta | None,
+) -> RefundByHand:
+    """Ask for the refund, commit its pending ledger row, call the provider if this request holds its lease,
+    and read the payment again; a refund the provider refused is a 409."""
+    asked = await payments.request_refund(ask.payment_id, ask.amount, ask.reason, ask.client_key, ask.currency)
+    await payments.session.commit()  # the pending ledger row exists before the provider hears of it
+    if asked.call:  # else answered already, or another call of it is on its way: the row says which
+        await execute(payments.session, provider, asked.id, status_after=status_after)
+    payment = await payments.get(ask.payment_id)
+    refund = next(op for op in payment.operations if op.id == asked.id)
+    if refund.outcome not in (SUCCEEDED, PENDING):
+        raise StateConflict("amount", f"the provider refused the refund: {refund.error}")
+    return RefundByHand(payment, asked.id, pending=refund.outcome == PENDING, replayed=asked.replayed)
 
 
 async def _load_call(session: AsyncSession, op_id: uuid.UUID) -> Call | None:
