@@ -376,6 +376,42 @@ def _blocked_note(blocked: list[int]) -> str:
     return f" (stopped at another event's pending letter in partitions {blocked})" if blocked else ""
 
 
+class _LetterSender:
+    """Sends dead letters back to their topics one at a time, each acknowledged by the broker before the next
+    (so a letter is marked done only once it is back), marked as a redrive of ``group``."""
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        self.bootstrap, self.group = bootstrap, group
+        # The record of a letter that refers to it may be up to the broker's limit, above the producer's default.
+        self.producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "message.max.bytes": _MAX_RECORD,
+            }
+        )
+        self.failures: list[KafkaError] = []
+
+    def _refused(self, error: KafkaError | None, _: Message) -> None:
+        if error is not None:
+            self.failures.append(error)
+
+    def send(self, letter: DeadLetter, where: str) -> None:
+        key, value, headers = letter.record(self.bootstrap)
+        self.producer.produce(
+            letter.topic,
+            key=key,
+            value=value,
+            headers=[*headers, (REDRIVE_HEADER, self.group)],
+            on_delivery=self._refused,
+        )
+        if self.producer.flush(30) or self.failures:
+            # flush() counts only what is still queued: a record the broker refused is reported to the callback.
+            why = f"refused it: {self.failures[0]}" if self.failures else "did not acknowledge it"
+            raise SystemExit(f"redrive: Kafka {why}; letter {where} and the rest not marked done")
+
+
 def redrive(group: str, event_ids: set[uuid.UUID] | None = None) -> int:
     """Produce dead letters (all not yet redriven, or only the given event ids) back to their topics, and mark
     them done (those of the given events up to the first other pending letter in their partition).
@@ -384,16 +420,7 @@ def redrive(group: str, event_ids: set[uuid.UUID] | None = None) -> int:
     again dead-letters a new letter of the same id right behind the one sent, and marking that one done
     would drop it unsent."""
     bootstrap = kafka_bootstrap()
-    # The record of a letter that refers to it may be up to the broker's limit, above the producer's default.
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "message.max.bytes": _MAX_RECORD}
-    )
-    failures: list[KafkaError] = []
-
-    def refused(error: KafkaError | None, _: Message) -> None:
-        if error is not None:
-            failures.append(error)
-
+    sender = _LetterSender(bootstrap, group)
     sent = 0
     last: dict[int, int] = {}
     # By event id: per partition, the end of the run of sent letters from the progress on, and where
@@ -408,15 +435,8 @@ def redrive(group: str, event_ids: set[uuid.UUID] | None = None) -> int:
         if event_ids is not None and letter.event_id not in event_ids:
             blocked.add(partition)
             continue
-        key, value, headers = letter.record(bootstrap)
-        producer.produce(
-            letter.topic, key=key, value=value, headers=[*headers, (REDRIVE_HEADER, group)], on_delivery=refused
-        )
+        sender.send(letter, f"{partition}:{offset}")
         sent += 1
-        if producer.flush(30) or failures:
-            # flush() counts only what is still queued: a record the broker refused is reported to the callback.
-            why = f"refused it: {failures[0]}" if failures else "did not acknowledge it"
-            raise SystemExit(f"redrive: Kafka {why}; letter {partition}:{offset} and the rest not marked done")
         if event_ids is None:
             consumer.commit(
                 offsets=[TopicPartition(dead_letter_topic(group), p, o + 1) for p, o in last.items()],
