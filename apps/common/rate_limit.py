@@ -44,8 +44,10 @@ log (``access_log.reads_noted``: rows kept two years) and per ``READ_UNIT_BYTES`
 order API spends ~3.5 ms of CPU on any read and ~0.1 ms per KB it sends, so one unit is about one small read).
 A read is refused (429, ``Retry-After`` until the window ends) once the units counted reach the budget; the
 read that crosses it is served, so the overshoot is one read's cost. Because the cost is known only after the
-answer, a customer's reads in flight in one process are also capped (``READ_CONCURRENCY``): past it, 429
-with ``Retry-After: 1``, so a burst cannot be admitted whole before its cost is counted. An honest client
+answer, a customer's reads are served ``READ_CONCURRENCY`` (4) at a time in one process, the others waiting
+their turn (a browser's six at once are all served; each is admitted on the cost of those before it), and a
+read finding ``READ_QUEUE`` (32) already waiting is refused at once (429, ``Retry-After: 1``): a burst cannot
+be admitted whole before its cost is counted. An honest client
 stays far below both (a poller reading a small answer ten times a second spends a third of the budget). Staff,
 admin and service callers are not counted (trusted; the suite and the back office read as them); anonymous
 reads are not either: keyed by address they would share one budget behind a NAT or a proxy, and a guest can
@@ -64,6 +66,7 @@ import math
 import os
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -104,8 +107,11 @@ DEFAULT_READ_LIMIT: Final = "600/10s"
 # A read's cost past its first unit: one per this many bytes of body (module doc: ~3.5 ms of CPU per read
 # and ~0.1 ms per KB on the order API, measured in session 33).
 READ_UNIT_BYTES: Final = 32 * 1024
-# A customer's reads in flight in one process: past it, 429 (their cost is counted only once answered).
+# A customer's reads served at once in one process (their cost is counted only once answered): the next wait
+# their turn, up to READ_QUEUE of them (a browser sends 6 at once per host over HTTP/1.1, every one of a page's
+# over HTTP/2); past that, 429.
 READ_CONCURRENCY: Final = 4
+READ_QUEUE: Final = 32
 UNLIMITED_ROLES: Final = frozenset({"staff", "admin", "service"})
 # How long a worker holds what it admitted before telling Redis: the overshoot bound's interval (module doc).
 SYNC_INTERVAL_S: Final = 0.05
@@ -130,7 +136,7 @@ UNAVAILABLE = Counter(
 THROTTLED = Counter("commerce_rate_limited", "Requests answered 429 by the rate limit", ["service"])
 READS_THROTTLED = Counter(
     "commerce_read_limited",
-    "Customers' reads answered 429: past the read budget (budget) or too many in flight (concurrency)",
+    "Customers' reads answered 429: past the read budget (budget) or too many waiting their turn (concurrency)",
     ["service", "reason"],
 )
 
@@ -440,26 +446,83 @@ class WindowedRateLimitConfig(RateLimitConfig):
     reads: ReadBudget | None = None
 
 
-class ReadBudget:
-    """A process's read budget (module doc): the units counted through :class:`SyncedLimit` and each
-    customer's reads in flight here."""
+class _Turns:
+    """One customer's reads in this process: how many are being served, and the ones waiting for a turn."""
 
-    def __init__(self, limit: SyncedLimit, *, service: str = "", concurrency: int = READ_CONCURRENCY) -> None:
+    __slots__ = ("serving", "waiting")
+
+    def __init__(self) -> None:
+        self.serving = 0
+        self.waiting: deque[asyncio.Future[None]] = deque()
+
+
+class ReadBudget:
+    """A process's read budget (module doc): the units counted through :class:`SyncedLimit`, and each
+    customer's reads served here ``concurrency`` at a time, up to ``queue`` more waiting their turn."""
+
+    def __init__(
+        self,
+        limit: SyncedLimit,
+        *,
+        service: str = "",
+        concurrency: int = READ_CONCURRENCY,
+        queue: int = READ_QUEUE,
+    ) -> None:
         self.limit = limit
         self.service = service
         self.concurrency = concurrency
-        self.in_flight: dict[str, int] = {}
+        self.queue = queue
+        self.turns: dict[str, _Turns] = {}
 
     async def read(self, app: ASGIApp, reader: str, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve a customer's read within the budget, or answer 429; its cost is charged once it is answered."""
-        from apps.common.access_log import reads_noted
-
-        busy = self.in_flight.get(reader, 0)
-        if busy >= self.concurrency:
+        """Serve a customer's read in its turn and within the budget, or answer 429; its cost is charged once it
+        is answered, before the next read waiting its turn is admitted."""
+        if not await self._turn(reader):
             READS_THROTTLED.labels(self.service, "concurrency").inc()
-            detail = f"Too many reads at once ({self.concurrency}); retry after 1 s"
+            detail = f"Too many reads at once ({self.concurrency} served, {self.queue} waiting); retry after 1 s"
             await _too_many(scope, detail, {"Retry-After": "1"})(scope, receive, send)
             return
+        try:
+            await self._within_budget(app, reader, scope, receive, send)
+        finally:
+            self._pass_turn(reader)
+
+    async def _turn(self, reader: str) -> bool:
+        """Wait for one of the customer's ``concurrency`` turns; False at once if ``queue`` reads already wait."""
+        turns = self.turns.get(reader)
+        if turns is None:
+            turns = self.turns[reader] = _Turns()
+        if turns.serving < self.concurrency:
+            turns.serving += 1
+            return True
+        if len(turns.waiting) >= self.queue:
+            return False
+        handed = asyncio.get_running_loop().create_future()
+        turns.waiting.append(handed)
+        try:
+            await handed  # a finished read hands its turn over (``serving`` unchanged)
+        except asyncio.CancelledError:
+            if handed.done() and not handed.cancelled():
+                self._pass_turn(reader)  # handed over, then cancelled before it ran: the next one's
+            else:
+                turns.waiting.remove(handed)
+            raise
+        return True
+
+    def _pass_turn(self, reader: str) -> None:
+        turns = self.turns[reader]
+        while turns.waiting:
+            handed = turns.waiting.popleft()
+            if not handed.done():
+                handed.set_result(None)
+                return
+        turns.serving -= 1
+        if not turns.serving:
+            del self.turns[reader]
+
+    async def _within_budget(self, app: ASGIApp, reader: str, scope: Scope, receive: Receive, send: Send) -> None:
+        from apps.common.access_log import reads_noted
+
         key = f"read::{reader}"
         answer = self.limit.admit(key)
         headers: dict[str, str] = {}
@@ -473,7 +536,6 @@ class ReadBudget:
                 detail = f"Too many reads; retry after {retry_after} s"
                 await _too_many(scope, detail, {**headers, "Retry-After": retry_after})(scope, receive, send)
                 return
-        self.in_flight[reader] = busy + 1
         sent = logged = 0
 
         async def counting_send(message: Message) -> None:
@@ -490,11 +552,6 @@ class ReadBudget:
         try:
             await app(scope, receive, counting_send)
         finally:
-            left = self.in_flight[reader] - 1
-            if left:
-                self.in_flight[reader] = left
-            else:
-                del self.in_flight[reader]
             self.limit.charge(key, logged + sent // READ_UNIT_BYTES)
 
 

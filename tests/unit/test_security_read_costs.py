@@ -1,7 +1,8 @@
 """A customer's reads have a budget (session 33; apps/common/rate_limit.py ``ReadBudget``): counted in units of
 cost (one per read, plus one per record logged and per 32 KiB sent, charged once answered), refused past the
-budget with the window's ``Retry-After``, and refused at once past a few in flight (their cost is not known
-yet). Staff, services and guests are not counted. In-process, with a fake Redis on a fake clock."""
+budget with the window's ``Retry-After``, and served a few at a time (their cost is not known until answered):
+the others wait their turn, and past a queue are refused at once. Staff, services and guests are not counted.
+In-process, with a fake Redis on a fake clock."""
 
 from __future__ import annotations
 
@@ -140,10 +141,13 @@ async def test_a_customers_reads_cost_what_they_send_and_are_refused_past_the_bu
         assert again.status_code == 200 and again.headers["RateLimit-Remaining"] == "9"
 
 
-async def test_reads_in_flight_past_the_cap_are_refused_at_once() -> None:
+async def test_reads_past_the_customers_turns_wait_and_past_the_queue_are_refused() -> None:
+    """Two served at once and one waiting (a browser's parallel reads are served in turn); a read finding the
+    queue full is refused at once; another customer's reads have turns of their own."""
     clock = Clock()
-    reads = ReadBudget(synced(1000, 60, clock), concurrency=2)
+    reads = ReadBudget(synced(1000, 60, clock), concurrency=2, queue=1)
     me, other = customer(), customer()
+    mine = f"customer:{me['x-customer']}"
     release.clear()
     all_in.clear()
     entered.clear()
@@ -151,17 +155,45 @@ async def test_reads_in_flight_past_the_cap_are_refused_at_once() -> None:
     # client's portal would take them one at a time).
     transport = httpx.ASGITransport(app=cast("Any", app_with(reads, clock)))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        waiting = [asyncio.ensure_future(client.get("/api/slow", headers=me)) for _ in range(2)]
+        served = [asyncio.ensure_future(client.get("/api/slow", headers=me)) for _ in range(2)]
         theirs = asyncio.ensure_future(client.get("/api/slow", headers=other))
         await asyncio.wait_for(all_in.wait(), 5)  # two of mine and one of theirs in the handler
-        assert reads.in_flight[f"customer:{me['x-customer']}"] == 2
+        waiting = asyncio.ensure_future(client.get("/api/slow", headers=me))
+        for _ in range(100):  # until the fourth is queued (a few loop turns through the transport)
+            if reads.turns[mine].waiting:
+                break
+            await asyncio.sleep(0)
+        assert len(reads.turns[mine].waiting) == 1
         refused = await client.get("/api/slow", headers=me)
         assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
         assert "at once" in refused.json()["detail"]
+        assert len(entered) == 3  # the waiting read has not reached the handler
         release.set()
-        assert [r.status_code for r in await asyncio.gather(*waiting, theirs)] == [200, 200, 200]
-        assert reads.in_flight == {}
+        answers = await asyncio.gather(*served, theirs, waiting)
+        assert [r.status_code for r in answers] == [200, 200, 200, 200]
+        assert reads.turns == {}
         assert (await client.get("/api/slow", headers=me)).status_code == 200
+
+
+async def test_a_waiting_read_cancelled_gives_its_place_back() -> None:
+    clock = Clock()
+    reads = ReadBudget(synced(1000, 60, clock), concurrency=1, queue=2)
+    assert await reads._turn("c")
+    first = asyncio.ensure_future(reads._turn("c"))
+    second = asyncio.ensure_future(reads._turn("c"))
+    await asyncio.sleep(0)
+    first.cancel()  # cancelled while waiting: out of the queue
+    await asyncio.sleep(0)
+    assert len(reads.turns["c"].waiting) == 1
+    reads._pass_turn("c")  # the turn goes to the one still waiting
+    assert await second
+    handed = asyncio.ensure_future(reads._turn("c"))
+    await asyncio.sleep(0)
+    reads._pass_turn("c")  # handed over ...
+    handed.cancel()  # ... and cancelled before it ran: the turn is passed on, not lost
+    with pytest.raises(asyncio.CancelledError):
+        await handed
+    assert reads.turns == {}
 
 
 def test_a_charge_lands_in_the_window_open_when_the_answer_is_sent() -> None:
