@@ -2,12 +2,15 @@
 
 Each round claims a batch of due rows (FOR UPDATE SKIP LOCKED, so several processes share the work) and
 handles them; a full batch is followed by the next at once, otherwise the poller waits ``poll_s`` (2 s
-after a failed round). A poller given a ``DueCheck`` asks that one statement first and skips the round when
-nothing is due: an idle tick is then one round trip on a connection of its own instead of a pooled
-session's BEGIN, claim and COMMIT through SQLAlchemy. The ticks are as frequent as before, so nothing due
-waits longer. A database that fails makes the round fail, never the process: /ready answers 503 until a
-round succeeds again. Gauges for the dashboards are refreshed every few seconds beside the rounds.
-SIGTERM finishes the round in flight and exits.
+after a failed round). A poller given a ``DueCheck`` asks that one statement first: how long until its next
+row is due. It runs a round only for a row due now, otherwise waits until the next one is due or ``poll_s``,
+whichever is sooner: an idle tick is one round trip on a connection of its own instead of a pooled session's
+BEGIN, claim and COMMIT through SQLAlchemy. A check with a ``channel`` LISTENs on it: a notification (the
+payment worker's: a trigger on each pending operation written) or the loss of that connection ends the wait
+at once, so its idle wait can be long (``IDLE_S``) and a new row is not waited for at all.
+A database that fails makes the round fail, never the process: /ready answers 503 until a round succeeds
+again. Gauges for the dashboards are refreshed every few seconds beside the rounds. SIGTERM finishes the
+round in flight and exits.
 """
 
 from __future__ import annotations
@@ -35,26 +38,51 @@ FAILED_ROUND_PAUSE_S = 2.0
 GAUGE_EVERY_S = 5.0
 # A check that takes longer than this is given up on and the round runs (and reports a failing database).
 DUE_CHECK_TIMEOUT_S = 5.0
+# The longest wait of a poller woken by notifications: a safety net only (its check says when the next row is
+# due, a notification or the LISTEN connection's loss ends the wait at once).
+IDLE_S = 10.0
 
 
 class DueCheck:
-    """Whether a round would find anything: one ``SELECT EXISTS (...)`` whose condition is a superset of the
-    round's claim (rows the claim would still skip, locked or blocked, make it true: a full round, as
-    before). asyncpg itself on a connection of its own, autocommit, its statement prepared once."""
+    """How long until a round would find something: one statement answering the seconds until the next due row
+    (<= 0: one is due now; NULL: none). Its condition is the round's claim's own or wider (rows the claim would
+    still skip, locked or blocked, make it due: a round, as before). asyncpg itself on a connection of its
+    own, autocommit, its statement prepared once. With ``channel``, each new connection LISTENs on it before
+    its first check, so nothing written between two checks goes unnoticed; ``woken`` is set by a
+    notification and by that connection's loss."""
 
     def __init__(
-        self, engine: AsyncEngine, application_name: str, query: str, args: Callable[[], tuple[object, ...]] = tuple
+        self,
+        engine: AsyncEngine,
+        application_name: str,
+        query: str,
+        args: Callable[[], tuple[object, ...]] = tuple,
+        *,
+        channel: str | None = None,
     ) -> None:
-        self.link = MonitorLink(engine.url.render_as_string(hide_password=False), application_name)
+        self.channel = channel
+        self.woken = asyncio.Event()
+        self.link = MonitorLink(
+            engine.url.render_as_string(hide_password=False),
+            application_name,
+            on_connect=self._listen if channel is not None else None,
+        )
         self.query = query
         self.args = args
 
-    async def anything(self) -> bool:
+    async def _listen(self, conn: Any) -> None:
+        conn.add_termination_listener(self._wake)
+        await conn.add_listener(self.channel, self._wake)
+
+    def _wake(self, *_: object) -> None:
+        self.woken.set()
+
+    async def due_in(self) -> float | None:
         # asyncio.timeout, not wait_for: no task of its own for each check (a cut-off statement's connection
         # is dropped by the link).
         async with asyncio.timeout(DUE_CHECK_TIMEOUT_S):
             row = await self.link.fetchrow(self.query, *self.args())
-        return bool(row[0])
+        return None if row[0] is None else float(row[0])
 
     async def close(self) -> None:
         await self.link.close()
@@ -92,6 +120,8 @@ class Poller(ABC):
 
     def stop(self) -> None:
         self.stopping.set()
+        if self.due is not None:
+            self.due.woken.set()
 
     async def round(self) -> int:
         """One batch; how many rows it had (-1: the database failed)."""
@@ -107,26 +137,38 @@ class Poller(ABC):
         self.healthy = True
         return done
 
-    async def anything_due(self) -> bool:
-        """False only when the check answered that nothing is due. A check that fails says True: the round
-        then runs and reports the database as it always did (unhealthy, counted, the 2-s pause)."""
+    async def due_in(self) -> float | None:
+        """Seconds until the next row is due (<= 0: now), None: nothing waits. Without a check, or when it
+        fails: 0, so the round runs and reports the database as it always did (unhealthy, counted, the 2-s
+        pause)."""
         if self.due is None:
-            return True
+            return 0.0
         try:
-            found = await self.due.anything()
+            due_in = await self.due.due_in()
         except Exception:
-            return True
-        if not found:
-            self.healthy = True  # the database answered
-        return found
+            return 0.0
+        if due_in is None or due_in > 0:
+            self.healthy = True  # the database answered, and no round will say so
+        return due_in
 
     async def run(self) -> None:
         gauges = asyncio.create_task(self._gauge_until_stopped())
+        idle_s = IDLE_S if self.due is not None and self.due.channel is not None else self.poll_s
         try:
             while not self.stopping.is_set():
-                done = await self.round() if await self.anything_due() else 0
-                if done < self.batch:
-                    await self._pause(self.poll_s if done >= 0 else FAILED_ROUND_PAUSE_S)
+                if self.due is not None:
+                    # Cleared before the check: a notification arriving while it checks or works ends the
+                    # wait that follows at once.
+                    self.due.woken.clear()
+                due_in = await self.due_in()
+                if due_in is not None and due_in <= 0:
+                    done = await self.round()
+                    if done >= self.batch:
+                        continue
+                    wait = self.poll_s if done >= 0 else FAILED_ROUND_PAUSE_S
+                else:
+                    wait = idle_s if due_in is None else min(due_in, idle_s)
+                await self._pause(wait, woken=self.due.woken if self.due is not None else None)
         finally:
             self.stopping.set()
             await gauges
@@ -139,11 +181,14 @@ class Poller(ABC):
                 await self.gauge()
             await self._pause(GAUGE_EVERY_S)
 
-    async def _pause(self, seconds: float) -> None:
-        # asyncio.timeout, not wait_for: wait_for wraps the wait in a task of its own at every pause.
+    async def _pause(self, seconds: float, woken: asyncio.Event | None = None) -> None:
+        """Wait ``seconds``, less if stopped or ``woken`` is set. asyncio.timeout, not wait_for: wait_for wraps
+        the wait in a task of its own at every pause."""
+        if self.stopping.is_set():  # stopped after ``woken`` was cleared for this wait
+            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
-                await self.stopping.wait()
+                await (self.stopping if woken is None else woken).wait()  # stop() sets both
 
 
 def poller_engine(service: str, application_name: str, *, pool_size: int, max_overflow: int) -> AsyncEngine:

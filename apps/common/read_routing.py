@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
 import asyncpg
@@ -100,9 +100,12 @@ class MonitorLink:
     that failed, or whose statement was cut off by the monitor's timeout, is dropped, and the next look
     connects again, as the pool did with a connection it found broken."""
 
-    def __init__(self, url: str, application_name: str) -> None:
+    def __init__(
+        self, url: str, application_name: str, on_connect: Callable[[Any], Awaitable[None]] | None = None
+    ) -> None:
         self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self.application_name = application_name
+        self.on_connect = on_connect  # run on each new connection before its first statement (a LISTEN)
         self._conn: Any = None  # asyncpg.Connection once connected
 
     async def fetchrow(self, query: str, *args: object) -> Any:
@@ -110,6 +113,12 @@ class MonitorLink:
             self._conn = await asyncpg.connect(
                 self.dsn, timeout=CONNECT_TIMEOUT_S, server_settings={"application_name": self.application_name}
             )
+            if self.on_connect is not None:
+                try:
+                    await self.on_connect(self._conn)
+                except BaseException:
+                    self.drop()
+                    raise
         try:
             return await self._conn.fetchrow(query, *args)
         except BaseException:  # failed or cancelled mid-statement: its state is unknown

@@ -2,8 +2,10 @@
 
 The consumer and the API only write pending operations; this process claims the due ones (FOR UPDATE
 SKIP LOCKED with a lease, so several workers share the queue and a dead one's rows come back once its
-lease runs out) and carries each out (apps/payment/operations.py). It polls: an idle queue costs one
-indexed ``SELECT EXISTS`` per PAYMENT_WORKER_POLL_S (``DUE``), a full batch is followed by the next one at once.
+lease runs out) and carries each out (apps/payment/operations.py). It is woken by a notification for each
+pending operation written (payment_0007's trigger) and otherwise sleeps until the next one is due (``DUE``,
+at most poller.IDLE_S); a full batch is followed by the next one at once, a partial one by a pause of
+PAYMENT_WORKER_POLL_S that a notification ends.
 
 GET /health, /ready (its database answered on the last round) and /metrics on --port (8205).
 SIGTERM finishes the operations in flight and exits.
@@ -39,8 +41,11 @@ _PENDING_BY_KIND = text(
     "SELECT kind, count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) "
     "FROM payment_operations WHERE outcome = 'pending' GROUP BY kind"
 )
-# operations._CLAIM's rows without its one-per-payment rule: through the same partial index (ix_payment_operations_due).
-DUE = "SELECT EXISTS (SELECT 1 FROM payment_operations WHERE outcome = 'pending' AND next_attempt_at <= now())"
+# Seconds until operations._CLAIM finds a row (its rows without the one-per-payment rule), through the same
+# partial index (ix_payment_operations_due): the first pending next_attempt_at.
+DUE = "SELECT extract(epoch FROM min(next_attempt_at) - now()) FROM payment_operations WHERE outcome = 'pending'"
+# Notified by payment_0007's trigger for every pending operation written or made due, in the writer's commit.
+CHANNEL = "payment_operations_due"
 
 
 class Worker(Poller):
@@ -103,7 +108,7 @@ async def serve(port: int | None) -> None:
             poll_s=float(os.environ.get("PAYMENT_WORKER_POLL_S", "0.2")),
             lease_s=lease_s,
             refund_status_after=status_after,
-            due=DueCheck(engine, "payment-worker", DUE),
+            due=DueCheck(engine, "payment-worker", DUE, channel=CHANNEL),
         )
         await serve_poller(worker, engine, port)
 

@@ -30,9 +30,9 @@ EXPIRED = Counter("returns_expired_total", "Return requests the sweeper expired"
 ROUNDS_FAILED = Counter("returns_sweeper_rounds_failed_total", "Sweeper rounds that failed (database errors)")
 BY_STATUS = Gauge("returns_by_status", "Return requests in each status", ["status"])
 _PER_STATUS = text("SELECT status, count(*) FROM return_requests GROUP BY status")
-# expire_due's rows, unlocked, on the same clock (this process's: it passes utc_now()), through the partial
-# index ix_return_requests_expiring: whether a round would find any.
-DUE = "SELECT EXISTS (SELECT 1 FROM return_requests WHERE status IN ('requested', 'approved') AND expires_at <= $1)"
+# Seconds until expire_due finds a row (the first expiry of a requested or approved return, unlocked), on its
+# clock (this process's: it passes utc_now()), through the partial index ix_return_requests_expiring.
+DUE = "SELECT extract(epoch FROM min(expires_at) - $1) FROM return_requests WHERE status IN ('requested', 'approved')"
 
 
 class Sweeper(Poller):
