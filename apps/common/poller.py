@@ -32,8 +32,9 @@ from apps.common.topology import BY_NAME, database_url
 from outbox.probes import run_until_signalled
 from outbox.redaction import configure_logging
 
-__all__ = ["DueCheck", "Poller", "poller_engine", "poller_main", "serve_poller"]
+__all__ = ["DueCheck", "Poller", "Sessions", "poller_engine", "poller_main", "serve_poller"]
 
+Sessions = async_sessionmaker[AsyncSession]  # what a poller opens its rounds' sessions from
 FAILED_ROUND_PAUSE_S = 2.0
 GAUGE_EVERY_S = 5.0
 # A check that takes longer than this is given up on and the round runs (and reports a failing database).

@@ -26,7 +26,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from apps.common.poller import DueCheck, Poller, poller_engine, poller_main, serve_poller
+from apps.common.poller import DueCheck, Poller, Sessions, poller_engine, poller_main, serve_poller
 from apps.common.table_writes import TableWrites
 from apps.order.saga import Saga
 
@@ -121,16 +121,12 @@ async def count_dashboard(session: AsyncSession, *, with_done: bool) -> Dashboar
     return Dashboard(steps, reasons, failures)
 
 
+BATCH = 50  # due rows per round (one transaction)
+
+
 class Sweeper(Poller):
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        *,
-        batch: int = 50,
-        poll_s: float = 0.5,
-        due: DueCheck | None = None,
-    ) -> None:
-        super().__init__(sessions, batch=batch, poll_s=poll_s, rounds_failed=ROUNDS_FAILED, log=log, due=due)
+    def __init__(self, sessions: Sessions, *, poll_s: float = 0.5, due: DueCheck | None = None) -> None:
+        super().__init__(sessions, batch=BATCH, poll_s=poll_s, rounds_failed=ROUNDS_FAILED, log=log, due=due)
         self.writes = TableWrites("orders", "order_sagas")
         self._done_at: float | None = None
 

@@ -16,10 +16,10 @@ import os
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from apps.common.models import utc_now
-from apps.common.poller import DueCheck, Poller, poller_engine, poller_main, serve_poller
+from apps.common.poller import DueCheck, Poller, Sessions, poller_engine, poller_main, serve_poller
 from apps.common.table_writes import TableWrites
 from apps.returns.progress import expire_due
 from apps.returns.rules import STATUSES
@@ -35,16 +35,12 @@ _PER_STATUS = text("SELECT status, count(*) FROM return_requests GROUP BY status
 DUE = "SELECT extract(epoch FROM min(expires_at) - $1) FROM return_requests WHERE status IN ('requested', 'approved')"
 
 
+BATCH = 50  # due rows per round (one transaction)
+
+
 class Sweeper(Poller):
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        *,
-        batch: int = 50,
-        poll_s: float = 1.0,
-        due: DueCheck | None = None,
-    ) -> None:
-        super().__init__(sessions, batch=batch, poll_s=poll_s, rounds_failed=ROUNDS_FAILED, log=log, due=due)
+    def __init__(self, sessions: Sessions, *, poll_s: float = 1.0, due: DueCheck | None = None) -> None:
+        super().__init__(sessions, batch=BATCH, poll_s=poll_s, rounds_failed=ROUNDS_FAILED, log=log, due=due)
         self.writes = TableWrites("return_requests")
 
     async def work(self) -> int:
