@@ -565,7 +565,8 @@ def _policy_headers(limit: int, window_s: int, count: int, left_s: float) -> dic
 
 
 def _too_many(scope: Scope, detail: str, headers: dict[str, str]) -> ASGIApp:
-    """A 429 answered by the middleware itself (see ``IdentityRateLimitMiddleware._refuse``)."""
+    """A 429 answered by the middleware itself: raised from a middleware it would pass the access log and the
+    metrics as an unhandled error (a 500) before Litestar's outer handler turned it into a 429."""
     request: Request[Any, Any, Any] = scope["litestar_app"].request_class(scope)
     body = {"status_code": HTTP_429_TOO_MANY_REQUESTS, "detail": detail}
     response = Response(body, status_code=HTTP_429_TOO_MANY_REQUESTS, headers=headers, media_type=MediaType.JSON)
@@ -604,26 +605,17 @@ class IdentityRateLimitMiddleware(RateLimitMiddleware):
             cache_object = self._count(f"{type(self).__name__}::{identity}{_key_suffix(scope)}")
             if cache_object is not None:
                 if len(cache_object.history) > self.max_requests:
-                    request: Request[Any, Any, Any] = scope["litestar_app"].request_class(scope)
-                    await self._refuse(request, cache_object)(scope, receive, send)
+                    await self._refuse(scope, cache_object)(scope, receive, send)
                     return
                 send = self.create_send_wrapper(send=send, cache_object=cache_object)
         await self.app(scope, receive, send)
 
-    def _refuse(self, request: Request[Any, Any, Any], cache_object: CacheObject) -> ASGIApp:
-        """The 429, answered here: raised from a middleware it would pass the access log and the metrics
-        as an unhandled error (a 500) before Litestar's outer handler turned it into a 429."""
+    def _refuse(self, scope: Scope, cache_object: CacheObject) -> ASGIApp:
         THROTTLED.labels(self.service).inc()
         headers = self.create_response_headers(cache_object)
         retry_after = headers[self.config.rate_limit_reset_header_key]
-        body = {"status_code": HTTP_429_TOO_MANY_REQUESTS, "detail": f"Too many requests; retry after {retry_after} s"}
-        response = Response(
-            body,
-            status_code=HTTP_429_TOO_MANY_REQUESTS,
-            headers={**headers, "Retry-After": retry_after},
-            media_type=MediaType.JSON,
-        )
-        return response.to_asgi_response(app=None, request=request)
+        detail = f"Too many requests; retry after {retry_after} s"
+        return _too_many(scope, detail, {**headers, "Retry-After": retry_after})
 
     def _count(self, key: str) -> CacheObject | None:
         """The caller's count with this request in it (a refused request reads as one over the limit); None:
