@@ -68,7 +68,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from litestar import MediaType, Response
@@ -456,23 +456,17 @@ class _Turns:
         self.waiting: deque[asyncio.Future[None]] = deque()
 
 
+@dataclass
 class ReadBudget:
     """A process's read budget (module doc): the units counted through :class:`SyncedLimit`, and each
     customer's reads served here ``concurrency`` at a time, up to ``queue`` more waiting their turn."""
 
-    def __init__(
-        self,
-        limit: SyncedLimit,
-        *,
-        service: str = "",
-        concurrency: int = READ_CONCURRENCY,
-        queue: int = READ_QUEUE,
-    ) -> None:
-        self.limit = limit
-        self.service = service
-        self.concurrency = concurrency
-        self.queue = queue
-        self.turns: dict[str, _Turns] = {}
+    limit: SyncedLimit
+    _: KW_ONLY
+    service: str = ""
+    concurrency: int = READ_CONCURRENCY
+    queue: int = READ_QUEUE
+    turns: dict[str, _Turns] = field(default_factory=dict)
 
     async def read(self, app: ASGIApp, reader: str, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a customer's read in its turn and within the budget, or answer 429; its cost is charged once it
