@@ -67,7 +67,6 @@ def plan(
     to_offset: int | None,
     bootstrap: str,
 ) -> list[PartitionPlan]:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
         partitions = [
@@ -75,12 +74,7 @@ def plan(
             for topic in topics
             for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ]
-        committed = {
-            (tp.topic, tp.partition): tp.offset
-            for tp in admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, partitions)])[group]
-            .result()
-            .topic_partitions
-        }
+        committed = {(tp.topic, tp.partition): tp.offset for tp in committed_offsets(consumer, partitions)}
         if to_datetime is not None:
             millis = int(to_datetime.timestamp() * 1000)
             by_time = consumer.offsets_for_times([TopicPartition(tp.topic, tp.partition, millis) for tp in partitions])
@@ -103,6 +97,17 @@ def plan(
         consumer.close()
 
 
+def committed_offsets(consumer: Consumer, partitions: list[TopicPartition]) -> list[TopicPartition]:
+    """The group's committed offsets, read by a consumer of the group that never joins it.
+
+    Not AdminClient.list_consumer_group_offsets: for a group whose coordinator shard Kafka 4.3.0 left FAILED (a
+    commit during the load race of an unclean restart: "state machine ... out of sync", every call then
+    NOT_COORDINATOR until the broker restarts) it killed the process with SIGSEGV (confluent-kafka 2.16.1, a
+    scratch broker, 2026-11-28), before the replay's ``finally`` started the group's consumers again. This
+    raises a KafkaException (NOT_COORDINATOR) instead, which the replay reports as refused."""
+    return list(consumer.committed(partitions, timeout=10))
+
+
 class ResetRefused(RuntimeError):
     """Kafka did not move every partition's offset to its target: the group was not reset."""
 
@@ -119,9 +124,12 @@ def reset(group: str, plans: list[PartitionPlan], bootstrap: str) -> None:
     refused = [f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in answered.topic_partitions or [] if tp.error]
     if refused:
         raise ResetRefused(f"Kafka refused to move the offsets of group {group}: {'; '.join(refused)}")
-    asked = ConsumerGroupTopicPartitions(group, [TopicPartition(p.topic, p.partition) for p in plans])
-    held = admin.list_consumer_group_offsets([asked])[group].result()
-    now = {(tp.topic, tp.partition): tp.offset for tp in held.topic_partitions or []}
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        held = committed_offsets(consumer, [TopicPartition(p.topic, p.partition) for p in plans])
+    finally:
+        consumer.close()
+    now = {(tp.topic, tp.partition): tp.offset for tp in held}
     wrong = [
         f"{p.topic}[{p.partition}] at {now.get((p.topic, p.partition))}, not {p.target}"
         for p in plans

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 
 from outbox import replay
 from outbox.replay import PartitionPlan, ResetRefused
@@ -43,12 +43,26 @@ class FakeAdmin:
         ]
         return {request.group_id: _done(SimpleNamespace(group_id=request.group_id, topic_partitions=answered))}
 
-    def list_consumer_group_offsets(self, requests: list[ConsumerGroupTopicPartitions]) -> dict[str, Future[Any]]:
-        (request,) = requests
-        assert request.topic_partitions is not None  # replay always names the partitions it reads back
-        held = {tp.partition: tp.offset for tp in self.altered} | (self.held or {})
-        found = [TopicPartition(tp.topic, tp.partition, held[tp.partition]) for tp in request.topic_partitions]
-        return {request.group_id: _done(ConsumerGroupTopicPartitions(request.group_id, found))}
+    # No list_consumer_group_offsets: the replay must not call it (FakeConsumer, committed_offsets).
+
+
+class FakeConsumer:
+    """A consumer of the group that never joins it: ``committed`` reads back what the admin moved (or
+    ``held``), or raises what Kafka answered."""
+
+    def __init__(self, admin: FakeAdmin, error: KafkaException | None = None) -> None:
+        self.admin = admin
+        self.error = error
+        self.closed = False
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        if self.error is not None:
+            raise self.error
+        held = {tp.partition: tp.offset for tp in self.admin.altered} | (self.admin.held or {})
+        return [TopicPartition(tp.topic, tp.partition, held[tp.partition]) for tp in partitions]
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def _done(value: Any) -> Future[Any]:
@@ -57,8 +71,11 @@ def _done(value: Any) -> Future[Any]:
     return future
 
 
-def _admin(monkeypatch: pytest.MonkeyPatch, admin: FakeAdmin) -> None:
+def _admin(monkeypatch: pytest.MonkeyPatch, admin: FakeAdmin, read_error: KafkaException | None = None) -> FakeConsumer:
+    consumer = FakeConsumer(admin, read_error)
     monkeypatch.setattr(replay, "AdminClient", lambda _config: admin)
+    monkeypatch.setattr(replay, "Consumer", lambda _config: consumer)
+    return consumer
 
 
 def test_a_reset_kafka_accepts_and_reads_back_passes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,6 +83,20 @@ def test_a_reset_kafka_accepts_and_reads_back_passes(monkeypatch: pytest.MonkeyP
     _admin(monkeypatch, admin)
     replay.reset(GROUP, PLANS, "kafka:9092")
     assert [(tp.partition, tp.offset) for tp in admin.altered] == [(0, 0), (1, 0), (2, 0)]
+
+
+def test_a_group_whose_coordinator_failed_is_an_error_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A __consumer_offsets partition Kafka 4.3.0 left FAILED after an unclean restart (a commit during its load
+    race) answers NOT_COORDINATOR until the broker restarts, and AdminClient.list_consumer_group_offsets for a
+    group there SIGSEGVed the process (confluent-kafka 2.16.1, scratch broker, 2026-11-28: rc 139; describe and
+    alter answered the error, Consumer.committed raised it). The replay reads offsets with a consumer of the
+    group: FakeAdmin has no list_consumer_group_offsets, so the old read-back failed here (AttributeError)."""
+    consumer = _admin(monkeypatch, FakeAdmin(), read_error=KafkaException(KafkaError(KafkaError.NOT_COORDINATOR)))
+    with pytest.raises(KafkaException, match="NOT_COORDINATOR"):
+        replay.reset(GROUP, PLANS, "kafka:9092")
+    assert consumer.closed
+    _admin(monkeypatch, FakeAdmin())
+    replay.reset(GROUP, PLANS, "kafka:9092")
 
 
 def test_a_partition_kafka_refused_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
