@@ -228,15 +228,7 @@ class SharedCounts:
     def admit(self, key: str) -> tuple[int, float]:
         """(the caller's count with this write, the window's end); a count past the limit is a refusal, and a
         refused write is not counted."""
-        now = self.clock()
-        entry = self._counts.get(key)
-        if entry is None:
-            entry = self._counts[key] = _Count(now + self.window_s)
-        elif now >= entry.reset_at:
-            # A new window. What was admitted in the old one and not sent yet belongs to a Redis window that
-            # has ended (reset_at is never before Redis's expiry): dropped. A call in flight settles itself.
-            entry.known = entry.pending = 0
-            entry.reset_at = now + self.window_s
+        entry = self._window_of(key)
         seen = entry.known + entry.sending + entry.pending
         if seen >= self.limit:
             return seen + 1, entry.reset_at
@@ -251,15 +243,22 @@ class SharedCounts:
         one if the caller's has ended meanwhile (the cost is what they spend now, whenever they were admitted)."""
         if units <= 0:
             return
+        entry = self._window_of(key)
+        entry.pending += units
+        self._unsent[key] = entry
+
+    def _window_of(self, key: str) -> _Count:
+        """The caller's count in the window open now (a new one if theirs has ended)."""
         now = self.clock()
         entry = self._counts.get(key)
         if entry is None:
             entry = self._counts[key] = _Count(now + self.window_s)
         elif now >= entry.reset_at:
+            # A new window. What was admitted in the old one and not sent yet belongs to a Redis window that
+            # has ended (reset_at is never before Redis's expiry): dropped. A call in flight settles itself.
             entry.known = entry.pending = 0
             entry.reset_at = now + self.window_s
-        entry.pending += units
-        self._unsent[key] = entry
+        return entry
 
     @property
     def has_unsent(self) -> bool:
