@@ -497,7 +497,7 @@ class ReadBudget:
         except asyncio.CancelledError:
             if handed.done() and not handed.cancelled():
                 self._pass_turn(reader)  # handed over, then cancelled before it ran: the next one's
-            else:
+            elif handed in turns.waiting:  # (a finishing read may have dropped it already: W33-4)
                 turns.waiting.remove(handed)
             raise
         return True

@@ -196,6 +196,19 @@ async def test_a_waiting_read_cancelled_gives_its_place_back() -> None:
     assert reads.turns == {}
 
 
+async def test_a_waiter_cancelled_after_a_finishing_read_dropped_it_is_still_a_cancellation() -> None:
+    """W33-4: the finishing read skips the cancelled waiter before the waiter runs its handler."""
+    reads = ReadBudget(synced(1000, 60, Clock()), concurrency=1, queue=4)
+    assert await reads._turn("c")
+    waiter = asyncio.ensure_future(reads._turn("c"))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    reads._pass_turn("c")  # drops the cancelled waiter, ends the turn
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert reads.turns == {}
+
+
 def test_a_charge_lands_in_the_window_open_when_the_answer_is_sent() -> None:
     clock = Clock()
     counts = SharedCounts(10, 10, clock)
