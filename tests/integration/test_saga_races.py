@@ -30,6 +30,7 @@ from tests.support.returns import _checkout, line_id, move, order, order_reaches
 pytestmark = [pytest.mark.usefixtures("stack"), pytest.mark.slow]
 
 STALE_LIMIT_S = 10.0
+PLACERS = 4
 
 
 async def _place(http: httpx.AsyncClient, customer: str, product: str) -> tuple[float, int, dict[str, Any]]:
@@ -40,6 +41,10 @@ async def _place(http: httpx.AsyncClient, customer: str, product: str) -> tuple[
         headers={"Idempotency-Key": str(uuid.uuid4())},
     )
     return sent, response.status_code, response.json()
+
+
+async def _accepted_at_least(placed: list[tuple[float, int, dict[str, Any]]], count: int) -> bool:
+    return sum(status == 201 for _, status, _ in placed) >= count
 
 
 @pytest.mark.parametrize("change", ["price", "inactive", "delete"])
@@ -55,8 +60,12 @@ async def test_orders_placed_while_their_product_changes_are_priced_whole_and_no
             while not stop.is_set():
                 placed.append(await _place(http, customer, product))
 
-        placers = [asyncio.create_task(placer()) for _ in range(4)]
-        await asyncio.sleep(1.5)  # the product known to the order service, orders flowing
+        placers = [asyncio.create_task(placer()) for _ in range(PLACERS)]
+        # The product known to the order service, orders flowing: each placer's worth accepted at the old terms
+        # (a fixed 1.5 s before; the first order is accepted once the product event reached the order service).
+        await eventually(
+            lambda: _accepted_at_least(placed, PLACERS), within=30, what="orders accepted before the change"
+        )
         url = f"{service_url('catalog')}/api/products/{product}"
         if change == "delete":
             answer = await http.delete(url)
