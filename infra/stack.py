@@ -13,15 +13,18 @@ import contextlib
 import fcntl
 import functools
 import os
+import queue
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from apps.common.topology import PROCESSES, SERVICES, connect_url, replica_port
 from infra import backup_physical, connectors, kafka, migrate, monitoring, postgres, priority, proc, redis, replica
@@ -358,17 +361,60 @@ def _up(*, infra_only: bool, leave: Collection[str]) -> None:
         outcome = said if isinstance(said, str) else "ready"
         print(f"  {name:<12} {outcome} ({time.monotonic() - t0:.1f}s)", flush=True)
     if not infra_only:
-        for process in app_processes():
-            if process.name in leave:
-                continue
-            try:
-                with _exclusive_until_waiting():
-                    start_process(process)
-            except proc.StartError as exc:
-                raise SystemExit(f"FAILED {process.name}: {exc}\n{proc.tail(process.name)}") from exc
-            print(f"  {process.name:<12} ready", flush=True)
+        _start_apps([process for process in app_processes() if process.name not in leave])
     print(f"stack up in {time.monotonic() - started:.1f}s\n")
     print_urls()
+
+
+def _start_apps(processes: Sequence[Process]) -> None:
+    """The services, consumers, workers and sweepers, started together: one after another they took ~1.1 s
+    each (spawn, imports, the 0.5-s readiness poll), ~24 s of a cold `up` for 22 processes (session 33, T).
+    None waits for another (migrations ran before them), each start keeps `just start`'s rules (up.lock
+    until its first wait, its own 60-s readiness timeout); a failure is reported once every start ended."""
+
+    def start(process: Process) -> None:
+        with _exclusive_until_waiting():
+            start_process(process)
+
+    failed: list[str] = []
+    unexpected: BaseException | None = None
+    for process, took, exc in started_together(processes, start):
+        if exc is None:
+            print(f"  {process.name:<18} ready ({took:.1f}s)", flush=True)
+        elif isinstance(exc, proc.StartError):
+            print(f"  {process.name:<18} FAILED ({took:.1f}s)", flush=True)
+            failed.append(f"FAILED {process.name}: {exc}\n{proc.tail(process.name)}")
+        else:
+            unexpected = unexpected or exc
+    if unexpected is not None:
+        raise unexpected
+    if failed:
+        raise SystemExit("\n".join(failed))
+
+
+_Item = TypeVar("_Item")
+
+
+def started_together(
+    items: Sequence[_Item], start: Callable[[_Item], None]
+) -> Iterator[tuple[_Item, float, BaseException | None]]:
+    """Run ``start`` for every item at once, one thread each; yield (item, seconds since the first began, what
+    it raised or None) as each ends. Daemon threads: a Ctrl-C ends `up` without waiting out the readiness polls."""
+    ended: queue.SimpleQueue[tuple[_Item, float, BaseException | None]] = queue.SimpleQueue()
+    t0 = time.monotonic()
+
+    def run(item: _Item) -> None:
+        error: BaseException | None = None
+        try:
+            start(item)
+        except BaseException as exc:  # handed to the caller, SystemExit included
+            error = exc
+        ended.put((item, time.monotonic() - t0, error))
+
+    for item in items:
+        threading.Thread(target=run, args=(item,), daemon=True).start()
+    for _ in items:
+        yield ended.get()
 
 
 def print_urls() -> None:
