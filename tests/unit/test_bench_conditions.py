@@ -105,15 +105,17 @@ def test_a_child_of_the_bench_is_the_load_while_it_runs() -> None:
     report calls CPU used outside the stack."""
     import subprocess
     import sys
-    import time
 
     from bench.cpu import LOAD, cpu_by_component, cpu_snapshot
 
-    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\ntime.sleep(5)"
+    # The child says when its 0.3 CPU-s are burnt: a fixed wall-time wait for them failed 5 of 5 runs beside
+    # 4 busy processes on 2 CPUs (the child had burnt 0.20-0.24 s by then).
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    burn += "print(flush=True)\ntime.sleep(5)"
     before = cpu_snapshot()
-    child = subprocess.Popen([sys.executable, "-c", burn])
+    child = subprocess.Popen([sys.executable, "-c", burn], stdout=subprocess.PIPE)
     try:
-        time.sleep(0.6)
+        assert child.stdout is not None and child.stdout.readline() == b"\n"
         used = cpu_by_component(cpu_snapshot(), before)
     finally:
         child.kill()
