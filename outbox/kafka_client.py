@@ -208,15 +208,14 @@ class KafkaSide:
         dead_letters.produce(self._producer, self.group, letters)
 
     def commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        """Note a batch's next offsets (decoding.next_offsets) as applied; they reach Kafka at most every
-        COMMIT_INTERVAL_S. Those of partitions revoked meanwhile are not kept: their next owner reads on from
-        what the revocation committed (the inbox skips what this batch applied)."""
+        """Note a batch's next offsets (decoding.next_offsets) as applied; the polling thread sends them
+        (commit_due) at most every COMMIT_INTERVAL_S. Those of partitions revoked meanwhile are not kept: their
+        next owner reads on from what the revocation committed (the inbox skips what this batch applied)."""
         with self._offsets_lock:
             for key, offset in offsets.items():
                 if key in self.owned and self._offsets.get(key, -1) < offset:
                     self._offsets[key] = offset
         self._pending = True
-        self.commit_due()
 
     @property
     def offsets_pending(self) -> bool:
@@ -229,8 +228,10 @@ class KafkaSide:
         An offset commit costs the broker ~2 ms of CPU (COMMIT_INTERVAL_S); at a few events per batch, one per
         batch per group was a large part of Kafka's CPU per order. Asynchronous and throttled: the database
         already holds the truth (the inbox), so a commit lost or not yet sent only means a harmless
-        redelivery. The runtime calls this after every poll (at least every poll timeout); every partition's
-        latest offset is committed synchronously on close and, for revoked partitions, on revocation.
+        redelivery. The runtime's polling thread calls this before every poll (at least every poll timeout;
+        never from another thread while one polls: librdkafka made such a commit wait for the polls); every
+        partition's latest offset is committed synchronously on close and, for revoked partitions, on
+        revocation.
         """
         now = time.monotonic()
         if not self._pending or now - self._last_commit < COMMIT_INTERVAL_S:

@@ -45,9 +45,8 @@ log = logging.getLogger("outbox.runtime")
 # but a lock held for long or a hot spot that keeps losing: the consumer is not ready, as for any retry.
 CONTENTION_RETRIES_READY = 2
 # An idle consumer's prefetch thread hands an empty poll to the event loop only when the loop has work to do
-# with it: offsets to commit (pending ones go over at every poll, as every poll did before, so commits are as
-# timely), a stop, a member stranded without partitions (it rejoins as soon as the loop sees it), or at least
-# this often (the lag gauges). Every empty 0.5-s poll used
+# with it: a stop, a member stranded without partitions (it rejoins as soon as the loop sees it), or at least
+# this often. Offsets and lag gauges need no hand-over: the thread that polls sends them. Every empty 0.5-s poll used
 # to wake the loop and then the prefetch thread again: idle, a scratch runtime's loop and prefetch threads
 # took 0.26-0.34 + 0.62-0.81 ms/s at 2.5 + 6.5 wake-ups/s, now 0.03-0.06 + 0.41-0.52 at 0.6 + 2.4 (session 32, K).
 # A stop is still seen within one poll.
@@ -149,8 +148,6 @@ class ConsumerRuntime:
                         await self.apply_batch(batch, plan)
                     except Stopped:
                         break
-                self.kafka.commit_due()  # offsets applied and held back (COMMIT_INTERVAL_S), idle or not
-                self.kafka.report_lag()
         finally:
             probe.cancel()
             self._closing = True  # an idle fetch in flight hands over after its poll, stopped or not
@@ -190,9 +187,16 @@ class ConsumerRuntime:
         and those its handlers skip) do not wake the event loop on their own: the thread polls on until
         something needs the database, the batch is full, the poll timeout passed, or Kafka has nothing,
         and hands over one batch (their offsets are committed with it). A wake-up of the loop for a lone
-        ignored event cost about as much CPU as the poll and decoding of it."""
+        ignored event cost about as much CPU as the poll and decoding of it.
+
+        Applied offsets (COMMIT_INTERVAL_S) and the lag gauges are sent from here, between polls: the consumer
+        is used by one thread at a time. A commit from the event loop waited for the poll in flight, and
+        librdkafka's client let it wait for the polls after that too: an idle consumer's first commit held
+        its event loop ~5 s (until IDLE_HAND_OVER_S ended the thread's polling)."""
         idle_since = time.monotonic()
         while True:
+            self.kafka.commit_due()
+            self.kafka.report_lag()
             started = time.monotonic()
             messages = self.kafka.fetch(self.batch_size, self.poll_timeout)
             if messages or self._hand_over_empty(idle_since):
@@ -215,7 +219,6 @@ class ConsumerRuntime:
         return (
             self.stop_requested.is_set()
             or self._closing
-            or self.kafka.offsets_pending
             or self.kafka.stranded(self.rejoin_within)
             or time.monotonic() - idle_since >= IDLE_HAND_OVER_S
         )

@@ -1,7 +1,7 @@
 """An idle consumer's prefetch thread keeps its empty polls to itself (outbox.runtime.IDLE_HAND_OVER_S, session 32,
 K): each empty 0.5-s poll used to wake the event loop, which asked for the next one. An empty poll still goes
-to the loop while offsets wait to be committed, on a stop, for a stranded member, and at least every
-IDLE_HAND_OVER_S.
+to the loop on a stop, for a stranded member, and at least every IDLE_HAND_OVER_S. Offsets waiting to be
+committed are sent by the thread itself, before each poll (session 33).
 
 Pure logic: ConsumerRuntime._fetch against a scripted stand-in for KafkaSide (no broker, no database)."""
 
@@ -22,18 +22,26 @@ from tests.unit.test_consumer_plan import _message
 
 
 class IdleKafka:
-    """KafkaSide's fetch, offsets_pending and stranded: ``empty`` polls of ``poll`` seconds with nothing, then
-    ``then``."""
+    """KafkaSide's fetch, commit_due, report_lag and stranded: ``empty`` polls of ``poll`` seconds with nothing,
+    then ``then``. ``log`` records the calls in order."""
 
-    def __init__(self, empty: int, then: list[Any], *, pending: bool = False, stranded: bool = False) -> None:
-        self.empty, self.then, self.offsets_pending, self.is_stranded = empty, then, pending, stranded
+    def __init__(self, empty: int, then: list[Any], *, stranded: bool = False) -> None:
+        self.empty, self.then, self.is_stranded = empty, then, stranded
         self.calls = 0
+        self.log: list[str] = []
+
+    def commit_due(self) -> None:
+        self.log.append("commit_due")
+
+    def report_lag(self) -> None:
+        self.log.append("report_lag")
 
     def stranded(self, within: float) -> bool:
         return self.is_stranded
 
     def fetch(self, batch_size: int, timeout: float) -> list[Any]:
         self.calls += 1
+        self.log.append("fetch")
         if self.calls <= self.empty:
             time.sleep(timeout)
             return []
@@ -44,7 +52,7 @@ def runtime(kafka: IdleKafka) -> ConsumerRuntime:
     group = dataclasses.replace(customer_stats, linger_ms=0)
     never_used = create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")  # connects on first use only
     rt = ConsumerRuntime(group, async_sessionmaker(never_used), poll_timeout=0.01)
-    rt.kafka = kafka  # type: ignore[assignment]  # only fetch, offsets_pending and stranded are used by _fetch
+    rt.kafka = kafka  # type: ignore[assignment]  # _fetch uses only these four
     return rt
 
 
@@ -55,10 +63,13 @@ def test_empty_polls_stay_in_the_thread_until_a_record_comes() -> None:
     assert kafka.calls == 6  # one hand-over, not six
 
 
-def test_an_empty_poll_goes_to_the_loop_while_offsets_wait_for_their_commit() -> None:
-    kafka = IdleKafka(5, [], pending=True)
+def test_the_polling_thread_sends_offsets_before_every_poll_and_keeps_its_empty_polls() -> None:
+    """A commit sent from the event loop while this thread polled waited for its polls (librdkafka): an idle
+    consumer's first commit held the loop ~5 s. The thread sends them itself, between polls."""
+    kafka = IdleKafka(3, [_message(uuid.uuid4(), offset=7)])
     batch, _ = runtime(kafka)._fetch()
-    assert not batch.messages and kafka.calls == 1  # commit_due runs after every poll, as before
+    assert [m.offset() for m in batch.messages] == [7]
+    assert kafka.log == ["commit_due", "report_lag", "fetch"] * 4
 
 
 def test_a_stranded_member_hands_its_empty_poll_over_at_once() -> None:

@@ -25,6 +25,12 @@ class ScriptedKafka:
         self.polls = polls
         self.calls: list[tuple[int, float]] = []
 
+    def commit_due(self) -> None:  # the polling thread sends offsets and lag before each poll: nothing here
+        pass
+
+    def report_lag(self) -> None:
+        pass
+
     def fetch(self, batch_size: int, timeout: float) -> list[Any]:
         self.calls.append((batch_size, timeout))
         if self.polls:
@@ -38,7 +44,7 @@ def runtime(polls: list[list[Any]], *, linger_ms: int, batch_size: int = 1000) -
     never_used = create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")  # connects on first use only
     rt = ConsumerRuntime(group, async_sessionmaker(never_used), batch_size=batch_size, poll_timeout=0.05)
     kafka = ScriptedKafka(polls)
-    rt.kafka = kafka  # type: ignore[assignment]  # only fetch is used by _fetch
+    rt.kafka = kafka  # type: ignore[assignment]  # _fetch polls it (and sends offsets and lag, no-ops here)
     return rt, kafka
 
 
