@@ -118,3 +118,22 @@ def test_without_yes_it_only_says_whether_it_may(
     monkeypatch.setattr(promote, "answers", lambda port: True)
     assert promote.main(["--yes"]) == 2
     assert "refusing: the primary answers" in capsys.readouterr().err
+
+
+def test_rebuild_refuses_when_the_standby_directory_is_the_running_primarys(
+    pg_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were the record lost or wrong, the directory the rebuild deletes could be the one the primary serves."""
+    _cluster(pg_dir / "data", standby=False)
+    _cluster(pg_dir / "replica", standby=False)
+    serving = [pg_dir / "data"]
+
+    def psql_admin(sql: str, *args: object, **kwargs: object) -> str:
+        return {"SELECT pg_is_in_recovery()": "f", "SHOW data_directory": f"{serving[0]}\n"}[sql]
+
+    monkeypatch.setattr(postgres, "ready", lambda: True)
+    monkeypatch.setattr(postgres, "psql_admin", psql_admin)
+    assert replica.rebuild_refusals() == []
+    serving[0] = pg_dir / "replica"  # the primary runs from the directory the rebuild would delete
+    [refusal] = replica.rebuild_refusals()
+    assert "the running primary's own directory" in refusal
