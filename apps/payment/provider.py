@@ -8,7 +8,7 @@ asks it of a refund left unanswered past PAYMENT_REFUND_STATUS_AFTER_S, apps/pay
 one. Amounts cross this boundary in the currency's minor units, as the payment's own row says (the exponent its
 authorization was sent with: apps/payment/rules.sent_minor), never converted here.
 
-Retries: a timeout, a refused connection, a 5xx or a 409 "request in progress" is transient: the same
+Retries: a timeout, a refused connection, a 5xx, a 408 or 429, or a 409 "request in progress" is transient: the same
 request is sent again WITH THE SAME KEY (so the provider never does it twice), after a capped exponential
 backoff, up to ``max_attempts``. When every attempt was transient the outcome is UNKNOWN: the provider may
 or may not have acted, so the ledger row stays pending and the worker asks again later, with that key.
@@ -115,9 +115,15 @@ class RetryPolicy:
         )
 
 
+# 408: a proxy or load balancer in front of the provider gave up waiting; whether the provider acted is unknown,
+# so it is asked again with the same key like a 5xx (counted definite, it marked failed a refund that may have
+# been made). Sending again is always safe: the key makes the provider act once.
+_TRANSIENT_CLIENT_STATUSES: Final = frozenset({408, 429})
+
+
 def _is_transient(status: int, body: dict[str, Any]) -> bool:
     in_progress = status == 409 and _error_code(body) == "idempotency_request_in_progress"
-    return status >= 500 or status == 429 or in_progress
+    return status >= 500 or status in _TRANSIENT_CLIENT_STATUSES or in_progress
 
 
 def _error_code(body: dict[str, Any]) -> str | None:

@@ -93,6 +93,17 @@ async def test_a_request_in_progress_is_retried(serve: Start) -> None:
     assert len(script.keys) == 2
 
 
+async def test_a_proxy_timeout_is_asked_again_with_the_same_key(serve: Start) -> None:
+    """A 408 says only that something in front of the provider stopped waiting: the refund or charge may have
+    been made, so it is not a definite failure (session 33, W)."""
+    script = Script([(408, {"error": {"code": "request_timeout"}}, 0.0), AUTHORIZED])
+    result = await authorize(await serve(script))
+    assert (result.outcome, result.attempts) == (SUCCEEDED, 2)
+    assert script.keys == ["key-1"] * 2
+    only_timeouts = Script([(408, {}, 0.0)] * FAST.max_attempts)
+    assert (await authorize(await serve(only_timeouts))).outcome == PENDING  # unknown, asked again later
+
+
 async def test_a_decline_is_definite_and_not_retried(serve: Start) -> None:
     script = Script([(402, {"error": {"type": "card_error", "code": "card_declined"}}, 0.0)])
     result = await authorize(await serve(script))
