@@ -149,12 +149,13 @@ def rebuild_refusals() -> list[str]:
     """Why `just rebuild-replica` may not run now (empty: it may)."""
     if not postgres.ready():
         return [f"the primary ({postgres.DATA}) does not answer on port {pg_port()}: `just start postgres` first"]
-    if postgres.psql_admin("SELECT pg_is_in_recovery()").strip() != "f":
+    answer = postgres.psql_admin("SELECT pg_is_in_recovery(), current_setting('data_directory')")
+    in_recovery, serving = answer.strip().split("|", 1)
+    if in_recovery != "f":
         return [f"the server on port {pg_port()} is a standby, not a primary: nothing to copy from"]
     # The standby's directory is the one the record does not name: were the record ever lost or wrong, it could
     # be the running primary's own, and the rebuild deletes it.
-    serving = Path(postgres.psql_admin("SHOW data_directory").strip())
-    if serving.resolve() == DATA.resolve():
+    if Path(serving).resolve() == DATA.resolve():
         return [f"{DATA} is the running primary's own directory (port {pg_port()}): check {postgres.PRIMARY_RECORD}"]
     return []
 

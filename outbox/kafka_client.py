@@ -217,11 +217,6 @@ class KafkaSide:
                     self._offsets[key] = offset
         self._pending = True
 
-    @property
-    def offsets_pending(self) -> bool:
-        """Offsets applied and not sent to Kafka yet (commit_due has something to send once due)."""
-        return self._pending
-
     def commit_due(self) -> None:
         """Send the applied offsets if some are pending and the last commit is COMMIT_INTERVAL_S old.
 

@@ -129,7 +129,8 @@ def test_rebuild_refuses_when_the_standby_directory_is_the_running_primarys(
     serving = [pg_dir / "data"]
 
     def psql_admin(sql: str, *args: object, **kwargs: object) -> str:
-        return {"SELECT pg_is_in_recovery()": "f", "SHOW data_directory": f"{serving[0]}\n"}[sql]
+        assert "pg_is_in_recovery()" in sql and "data_directory" in sql
+        return f"f|{serving[0]}\n"  # psql -At
 
     monkeypatch.setattr(postgres, "ready", lambda: True)
     monkeypatch.setattr(postgres, "psql_admin", psql_admin)
