@@ -3,6 +3,7 @@ back again. Nothing else in the stack uses Redis, so flushing and stopping it di
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import subprocess
@@ -41,6 +42,31 @@ async def cache_reads(client: Client) -> dict[str, float]:
     text = (await client.get("/metrics")).text
     found = re.findall(r'^checkout_cart_cache_total\{outcome="(\w+)"\} ([0-9.e+]+)$', text, re.MULTILINE)
     return {outcome: float(value) for outcome, value in found}
+
+
+def cart_out(cart_id: uuid.UUID) -> CartOut:
+    at = dt.datetime.now(dt.UTC)
+    return CartOut(
+        id=cart_id,
+        session_id="cs_x",
+        customer_id=None,
+        status="active",
+        items=[],
+        subtotal=Decimal("0.00"),
+        currency=None,
+        expires_at=None,
+        created_at=at,
+        updated_at=at,
+    )
+
+
+async def reconnected(store: RedisStore) -> None:
+    """A store's pooled connection died with a restarted Redis: a new one, as its next request makes."""
+    for _ in range(40):
+        if await store.ping() is None:
+            return
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"Redis did not come back: {store.last_error}")
 
 
 def stack_command(*args: str) -> None:
@@ -116,19 +142,7 @@ async def test_with_redis_stopped_carts_work_from_postgres_and_ready_says_degrad
 async def test_a_reader_that_raced_a_writer_cannot_store_a_stale_view(redis: RedisStore) -> None:
     cache = CartCache(redis, view_ttl=dt.timedelta(minutes=5), guest_ttl=dt.timedelta(days=7))
     cart_id = uuid.uuid4()
-    at = dt.datetime.now(dt.UTC)
-    old = CartOut(
-        id=cart_id,
-        session_id="cs_x",
-        customer_id=None,
-        status="active",
-        items=[],
-        subtotal=Decimal("0.00"),
-        currency=None,
-        expires_at=None,
-        created_at=at,
-        updated_at=at,
-    )
+    old = cart_out(cart_id)
     read = await cache.read(cart_id, None)  # a reader misses and goes to the database ...
     await cache.invalidate(cart_id)  # ... a writer commits and invalidates ...
     await cache.fill(cart_id, read.generation, CachedCart(view=old, guest_token_hash=None, guest_expires_at=None))
@@ -137,6 +151,27 @@ async def test_a_reader_that_raced_a_writer_cannot_store_a_stale_view(redis: Red
     await cache.fill(cart_id, fresh.generation, CachedCart(view=old, guest_token_hash=None, guest_expires_at=None))
     assert (await cache.read(cart_id, None)).cached is not None
     assert await redis.client.ttl(cart_key(cart_id)) > 0
+
+
+async def test_a_fill_read_before_a_redis_restart_is_refused(redis: RedisStore) -> None:
+    """A slow reader's fill after Redis restarted (empty: it keeps nothing on disk) stores nothing: the
+    generation it read died with Redis, and the change it missed was invalidated before the restart."""
+    view_ttl, guest_ttl = dt.timedelta(minutes=5), dt.timedelta(days=7)
+    reader_store = RedisStore(create_redis_client(timeout_s=2.0), cooldown_s=0)
+    reader, writer = CartCache(reader_store, view_ttl, guest_ttl), CartCache(redis, view_ttl, guest_ttl)
+    cart_id = uuid.uuid4()
+    try:
+        read = await reader.read(cart_id, None)  # a reader misses and goes to the database ...
+        await writer.invalidate(cart_id)  # ... a writer commits and invalidates ...
+        stack_command("restart", "redis")  # ... Redis restarts ...
+        await reconnected(reader_store)
+        stale = CachedCart(view=cart_out(cart_id), guest_token_hash=None, guest_expires_at=None)
+        await reader.fill(cart_id, read.generation, stale)  # ... and the reader fills late
+        assert reader_store.last_error is None, "the fill reached the new Redis"
+        await reconnected(redis)
+        assert not await redis.client.hexists(cart_key(cart_id), "view"), "the view from before the change was refused"
+    finally:
+        await reader_store.close()
 
 
 async def test_an_expired_guest_session_opens_nothing_and_a_live_one_in_redis_still_does(
