@@ -343,6 +343,7 @@ def tune() -> None:
 
 
 Statements = list[tuple[str, list[str]]]
+TERSE_ERRORS = "log_error_verbosity = terse"
 
 
 def setup_statements(
@@ -355,7 +356,11 @@ def setup_statements(
     """
     steps: Statements = [("postgres", [_role_sql(CDC_ROLE, cdc_secret, "LOGIN REPLICATION")])]
     for spec in SERVICES:
-        steps.append(("postgres", [_role_sql(spec.role, password_of(spec), "LOGIN")]))
+        # A statement a service's role gets refused is logged without its DETAIL: a constraint violation's
+        # shows the values ("Key (email)=(...) already exists", "Failing row contains (...)"), and the
+        # server log holds no personal data (issue 14). The other processes' messages keep theirs.
+        role_steps = [_role_sql(spec.role, password_of(spec), "LOGIN"), f"ALTER ROLE {spec.role} SET {TERSE_ERRORS}"]
+        steps.append(("postgres", role_steps))
         if spec.database not in existing:
             # CREATE DATABASE cannot run inside a transaction block, so it is a step of its own.
             steps.append(("postgres", [f"CREATE DATABASE {spec.database} OWNER {spec.role}"]))

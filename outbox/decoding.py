@@ -14,6 +14,7 @@ from outbox.consumer import EventContext
 from outbox.dead_letters import REDRIVE_HEADER, DeadLetterOrigin
 from outbox.errors import PoisonMessage
 from outbox.events import Event, EventRegistry, decode_payload
+from outbox.redaction import redact
 
 if TYPE_CHECKING:
     from confluent_kafka import Message
@@ -42,7 +43,9 @@ class Poison:
 
     @classmethod
     def of(cls, message: Message, exc: BaseException, event_id: uuid.UUID | None) -> Poison:
-        return cls(message, str(exc) or repr(exc), type(exc).__name__, event_id)
+        # Redacted: a database's refusal names the values it refused (a row, a key), and a dead letter's
+        # error is read by whoever reads the topic or lists it (`just dlq list`), like a log line.
+        return cls(message, redact(str(exc) or repr(exc)), type(exc).__name__, event_id)
 
     def dead_letter(self) -> DeadLetterOrigin:
         topic, partition, offset = where(self.message)

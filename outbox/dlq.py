@@ -45,6 +45,7 @@ from outbox.consumer import ConsumerGroup
 from outbox.dead_letters import REDRIVE_HEADER, dead_letter_topic
 from outbox.decoding import raw_headers
 from outbox.groups import consumer_modules
+from outbox.redaction import redact
 from outbox.routing import topic_for_event
 
 # What a redrive may send: the broker's default limit (message.max.bytes), which a record that came in had met.
@@ -193,7 +194,8 @@ def redriven_up_to(group: str, bootstrap: str | None = None) -> dict[int, int]:
 def _one_line(text: str, limit: int = 160) -> str:
     # A database error carries its statement after the message ("[SQL: ..."): the message is what tells
     # letters apart, and one letter is one line.
-    return " ".join(text.split("[SQL:", 1)[0].split())[:limit]
+    # Redacted again: a letter written before its error was redacted at the source (outbox.decoding).
+    return " ".join(redact(text).split("[SQL:", 1)[0].split())[:limit]
 
 
 def list_dead_letters(group: str, *, pending_only: bool = False, bootstrap: str | None = None) -> int:

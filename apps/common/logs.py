@@ -15,7 +15,8 @@ Nothing that identifies a person is logged (issue 14). Our own lines carry ids, 
 field values; and every line is passed through ``redact`` on its way out, which blanks what slips in
 through text we do not write ourselves (exception messages, Litestar's details, tracebacks): query-string
 values, email addresses (also URL-encoded), phone numbers, bearer tokens and JWTs, SQLAlchemy's
-``[parameters: ...]`` and PostgreSQL's ``Key (...)=(...)`` details.
+``[parameters: ...]`` and the values a database error names (outbox.redaction), in extras too, however
+nested.
 """
 
 from __future__ import annotations
@@ -65,11 +66,18 @@ _RECORD_ATTRS: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
 
 
 def _as_text(value: Any) -> str:
-    return str(value)
+    # An extra the encoder has no JSON for (an exception, a UUID): its text, redacted like any other.
+    return redact(str(value))
 
 
 def _redacted(value: Any) -> Any:
-    return redact(value) if isinstance(value, str) else value
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
 
 
 # msgspec rather than json.dumps: the access log formats one line per request, and this is several

@@ -8,33 +8,14 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
 
-from infra.paths import REPO
 from tests.support.http import api_client, create_product, service_url
+from tests.support.log_files import sizes, written_since
 
 pytestmark = pytest.mark.usefixtures("stack")
-
-LOGS = REPO / ".stack" / "logs"
-
-
-def _sizes() -> dict[Path, int]:
-    return {path: path.stat().st_size for path in LOGS.glob("*.log") if path.is_file()}
-
-
-def _written_since(before: dict[Path, int]) -> dict[Path, bytes]:
-    """What each log file got since ``before`` (a file that shrank was rotated: read it whole)."""
-    out: dict[Path, bytes] = {}
-    for path, size in _sizes().items():
-        start = before.get(path, 0)
-        start = start if size >= start else 0
-        with path.open("rb") as file:
-            file.seek(start)
-            out[path] = file.read()
-    return out
 
 
 def _person() -> dict[str, str]:
@@ -108,10 +89,10 @@ async def _exercise(person: dict[str, str]) -> None:
 
 async def test_no_log_file_holds_an_email_name_phone_or_address() -> None:
     person = _person()
-    before = _sizes()
+    before = sizes()
     await _exercise(person)
     await asyncio.sleep(1.5)  # queue handlers and the consumers write a moment later
-    written = _written_since(before)
+    written = written_since(before)
     found: dict[str, list[str]] = {}
     for label, value in person.items():
         needles = {value.encode(), quote(value).encode(), quote_plus(value).encode()}  # as sent in a URL too

@@ -31,6 +31,18 @@ def test_a_record_is_one_json_line_with_its_extras_as_text_when_not_json() -> No
     assert entry["at"].startswith("2026-01-02T00:00:00")
 
 
+def test_extras_the_encoder_has_no_json_for_or_nested_in_lists_and_dicts_are_redacted_too() -> None:
+    record = logging.makeLogRecord({"name": "apps.http", "levelname": "ERROR", "msg": "failed"})
+    record.error = ValueError("DETAIL:  Failing row contains (7, 12 Baker Street, null).")
+    record.reasons = ["Key (name)=(Ada Lovelace) already exists.", {"to": "ada@example.com"}]
+    line = JsonLogFormatter("order").format(record)
+    for value in ("Baker", "Lovelace", "ada@example.com"):
+        assert value not in line
+    entry = json.loads(line)
+    assert entry["error"] == "DETAIL:  Failing row contains (<redacted>)."
+    assert entry["reasons"] == ["Key (name)=(<redacted>) already exists.", {"to": "<email>"}]
+
+
 @pytest.mark.parametrize(
     ("status", "duration_ms", "sample", "draw", "logged"),
     [

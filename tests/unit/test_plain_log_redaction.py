@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
+import threading
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -65,3 +67,34 @@ def test_configure_logging_redacts_every_root_handler(monkeypatch: pytest.Monkey
         assert root.handlers and all(isinstance(h.formatter, RedactingFormatter) for h in root.handlers)
     finally:
         root.setLevel(level)
+
+
+def test_an_exception_nobody_caught_is_logged_redacted_in_the_main_thread_and_in_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Python would print the traceback to stderr as it is: a consumer that exits on a database error.
+    root = logging.getLogger()
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    monkeypatch.setattr(root, "handlers", [handler])
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    level = root.level
+    try:
+        configure_logging()
+        error = _sqlalchemy_error()
+        sys.excepthook(type(error), error, error.__traceback__)
+        thread = threading.Thread(target=_raise, args=(error,), name="prefetch")
+        thread.start()
+        thread.join()
+    finally:
+        root.setLevel(level)
+    text = out.getvalue()
+    assert "CRITICAL root uncaught exception" in text and "uncaught exception in thread prefetch" in text
+    assert text.count("[parameters: <redacted>]") == 2
+    for value in _PERSONAL:
+        assert value not in text
+
+
+def _raise(error: Exception) -> None:
+    raise error

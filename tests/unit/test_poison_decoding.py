@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
+from sqlalchemy.exc import IntegrityError
 
 from apps.customer.consumers import group as customer_stats
 from outbox import dead_letters
-from outbox.decoding import parse
+from outbox.decoding import Poison, parse
 from outbox.errors import RetryableError
 from outbox.events import encode_payload, payload_as_dict
 from outbox.runtime import unreachable
@@ -205,3 +206,15 @@ def test_types_no_group_handles_are_counted_by_name_only_when_the_project_define
 def test_a_consumer_waits_for_a_broker_that_does_not_answer_not_for_a_refusal(code: int, waits: bool) -> None:
     # Started while Kafka was down, a consumer exited on its first metadata request and stayed down.
     assert unreachable(KafkaException(KafkaError(code))) is waits
+
+
+def test_a_rejected_events_dead_letter_names_the_constraint_not_the_values_the_database_refused() -> None:
+    # Its error goes to Kafka (dlq.error) and to `just dlq list`, read like a log line.
+    refusal = IntegrityError(
+        "INSERT INTO t (id, street) VALUES ($1, $2)",
+        (7, "12 Baker Street"),
+        Exception('new row violates check constraint "t_street"\nDETAIL:  Failing row contains (7, 12 Baker Street).'),
+    )
+    letter = Poison.of(_record(_headers(uuid.uuid4())), refusal, None).dead_letter()
+    assert 'violates check constraint "t_street"' in letter.error and "INSERT INTO t" in letter.error
+    assert "Baker" not in letter.error

@@ -22,6 +22,26 @@ from apps.common.rate_limit import is_limited_route, parse_limit
             "[parameters: ('Ada', 'Lovelace', '1 Main St')]\n(Background on this error at: https://sqlalche.me/e/20/gkpj)",
             "Lovelace",
         ),
+        # PostgreSQL's DETAIL of a NOT NULL or CHECK violation: the whole row, as asyncpg's str() and the
+        # repr a "%r" log line shows (the newline escaped), and cut short by a log field's length limit.
+        ('violates check constraint "c"\nDETAIL:  Failing row contains (3, 7 Hidden Lane, x).\n[SQL: I]', "Hidden"),
+        ("IntegrityError('... not-null constraint\\nDETAIL:  Failing row contains (4, Zelda Quist, null).')", "Zelda"),
+        ("DETAIL:  Failing row contains (5, 1 Main St\nFlat 2, null).", "Flat 2"),
+        ("DETAIL:  Failing row contains (6, 12 Baker Str", "Baker"),
+        # Unique, exclusion and foreign keys: an expression key, each wording PostgreSQL ends the value with.
+        ("DETAIL:  Key (lower(street))=(12 baker street) already exists.", "baker"),
+        ("DETAIL:  Key (lower((name)::text))=(ada lovelace) already exists.", "lovelace"),
+        ("DETAIL:  Key (room)=(ada) conflicts with existing key (room)=(grace).", "grace"),
+        ('DETAIL:  Key (name)=(Ada Lovelace) is still referenced from table "orders".', "Lovelace"),
+        ("DETAIL:  Key (name)=(Ada Lovelace) is duplicated.", "Lovelace"),
+        ("DETAIL:  Key (name)=(Ada Lovel", "Lovel"),
+        # Values in the message itself: asyncpg's encoding errors, PostgreSQL's input errors.
+        ("invalid input for query argument $1: 'Zelda Quist' (invalid UUID 'Zelda Quist': length ...)", "Zelda"),
+        ('invalid input syntax for type uuid: "Zelda Quist"', "Zelda"),
+        ('invalid input value for enum address_type: "Zelda Quist"', "Zelda"),
+        ('value "4915112345678" is out of range for type integer', "4915112345678"),
+        ('malformed array literal: "Zelda Quist"', "Zelda"),
+        ('invalid input syntax for type json\nDETAIL:  Token "Zelda" is invalid.', "Zelda"),
     ],
 )
 def test_redact_blanks_personal_values(line: str, secret: str) -> None:
@@ -36,6 +56,8 @@ def test_redact_blanks_personal_values(line: str, secret: str) -> None:
         "2026-11-26T06:42:58.164+00:00 took 12.5 ms",
         "401: a bearer token is required",
         "[SQL: INSERT INTO c VALUES ($1)]",
+        'duplicate key value violates unique constraint "customers_email_key"',
+        "GET /api/orders 200: key (id) looked up",
     ],
 )
 def test_redact_leaves_ordinary_lines_alone(line: str) -> None:
