@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import pytest
+
+from apps.common.settings import forget_settings
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -28,3 +31,11 @@ def stack(request: pytest.FixtureRequest) -> None:
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         if lines:
             print("\n" + "\n".join(lines), flush=True)  # after pytest's progress dots, on lines of their own
+
+
+@pytest.fixture(autouse=True)
+def _settings_read_afresh() -> Iterator[None]:
+    """A process reads its settings once (apps/common/settings.py); a test that set a variable must not
+    leave its value cached for the next test."""
+    yield
+    forget_settings()

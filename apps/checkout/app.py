@@ -30,6 +30,7 @@ def create_app() -> Litestar:
     return create_service_app(
         BY_NAME["checkout"],
         controllers=[CartController, CheckoutController, internal_access_log_controller("checkout")],
+        settings=settings,
         lifespan=[dependencies_lifespan, redis_lifespan, cart_cache_lifespan],
         readiness_checks={"redis": redis_readiness},
     )

@@ -4,13 +4,11 @@ addresses): apps.common.dependencies' shared calls, plus the saved addresses onl
 from __future__ import annotations
 
 import functools
-import os
 
+from apps.checkout.settings import settings
 from apps.common.addresses import AddressFields
 from apps.common.data_keys import DataKeys
 from apps.common.dependencies import CatalogAndCustomers, catalog_and_customers_lifespan
-
-TIMEOUT_S = float(os.environ.get("CHECKOUT_DEPENDENCY_TIMEOUT_S", "2.0"))
 
 
 class SavedAddress(AddressFields, frozen=True, kw_only=True):
@@ -35,4 +33,4 @@ class Dependencies(CatalogAndCustomers):
         return self.customers.decode(status, content, list[SavedAddress])
 
 
-dependencies_lifespan = catalog_and_customers_lifespan(Dependencies, TIMEOUT_S)
+dependencies_lifespan = catalog_and_customers_lifespan(Dependencies, lambda: settings().dependency_timeout_s)

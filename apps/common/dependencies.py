@@ -55,20 +55,22 @@ class CatalogAndCustomers:
 
 
 def service_clients_lifespan(
-    make: Callable[..., object], services: Sequence[str], timeout_s: float
+    make: Callable[..., object], services: Sequence[str], timeout_s: float | Callable[[], float]
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """A lifespan that opens one pooled session per service when the app starts, sets
     ``app.state.dependencies`` to ``make(*clients)`` (a ServiceClient per service, in that order), and closes
-    them when it stops (no I/O at import time)."""
+    them when it stops (no I/O at import time). ``timeout_s`` may be a function, asked at start (a service's
+    settings, read then)."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        timeout = timeout_s() if callable(timeout_s) else timeout_s
         async with AsyncExitStack() as stack:
             caller = app.state.service  # its own token on every call (apps/common/auth_service.py)
             clients = [
                 ServiceClient(
                     name,
-                    await stack.enter_async_context(open_service_client(name, timeout_s=timeout_s)),
+                    await stack.enter_async_context(open_service_client(name, timeout_s=timeout)),
                     caller=caller,
                 )
                 for name in services
@@ -81,7 +83,7 @@ def service_clients_lifespan(
 
 
 def catalog_and_customers_lifespan(
-    make: Callable[[ServiceClient, ServiceClient], CatalogAndCustomers], timeout_s: float
+    make: Callable[[ServiceClient, ServiceClient], CatalogAndCustomers], timeout_s: float | Callable[[], float]
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """:func:`service_clients_lifespan` with ``make(catalog, customers)``."""
     return service_clients_lifespan(make, ("catalog", "customer"), timeout_s)

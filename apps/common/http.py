@@ -22,6 +22,7 @@ What every service gets from it, each from its own module:
   shows each operation's policy (``apps/common/auth_openapi.py``).
 - An OpenAPI document that says what the service does (``apps/common/openapi.py``): every operation's
   error answers, unknown body fields refused, ``Allow`` listing every method of a path.
+- Settings (``apps/common/settings.py``): the service's own, read from the environment once, here.
 - The read replica (``apps/common/read_routing.py``): listings and reports that take their service from
   ``replica_reads`` read from it when it is up and caught up; ``X-Read-Source`` says which database answered.
 """
@@ -69,6 +70,7 @@ def create_service_app(
     spec: ServiceSpec,
     *,
     controllers: Sequence[ControllerRouterHandler],
+    settings: Callable[[], object] | None = None,
     dependencies: Mapping[str, Provide | Callable[..., Any]] | None = None,
     on_startup: Sequence[Callable[[Litestar], Any]] = (),
     on_shutdown: Sequence[Callable[[Litestar], Any]] = (),
@@ -87,8 +89,12 @@ def create_service_app(
     ``on_startup``/``on_shutdown`` hooks take the app; ``lifespan`` context managers (also given the app)
     suit clients opened at start and closed at stop (Redis, a Kafka producer, HTTP sessions): nothing does
     I/O at import time. ``readiness_checks`` name optional dependencies whose failure makes ``/ready``
-    say "degraded" (200) rather than down (see ``apps/common/probes.py``).
+    say "degraded" (200) rather than down (see ``apps/common/probes.py``). ``settings``, the service's
+    ``settings.py`` reader, is read here, so a variable with a bad value stops the start naming it
+    (``apps/common/settings.py``).
     """
+    if settings is not None:
+        settings()
     handlers = exception_handlers()
     handlers.update(extra_exception_handlers or {})
     alchemy = litestar_alchemy_config(spec)

@@ -5,11 +5,8 @@ that does not answer in time, refuses the connection, fails with a 5xx or answer
 
 from __future__ import annotations
 
-import os
-
 from apps.common.dependencies import CatalogAndCustomers, catalog_and_customers_lifespan
-
-TIMEOUT_S = float(os.environ.get("ORDER_DEPENDENCY_TIMEOUT_S", "2.0"))
+from apps.order.settings import settings
 
 Dependencies = CatalogAndCustomers
-dependencies_lifespan = catalog_and_customers_lifespan(Dependencies, TIMEOUT_S)
+dependencies_lifespan = catalog_and_customers_lifespan(Dependencies, lambda: settings().dependency_timeout_s)

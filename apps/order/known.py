@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from apps.common.pricing import CatalogPrice
 from apps.order.driver import DriverStatement
 from apps.order.models import Base
+from apps.order.settings import settings
 from apps.order.transitions import PLACED_DEADLINE, placement_ctes, write_placement, written
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class KnownProduct(Base):
 
 def max_age() -> dt.timedelta:
     """How old a product row may be for an order to pay its price (ORDER_PRICE_MAX_AGE_S, 10 s)."""
-    return dt.timedelta(seconds=float(os.environ.get("ORDER_PRICE_MAX_AGE_S", "10")))
+    return settings().price_max_age
 
 
 def is_fresh(confirmed_at: dt.datetime, now: dt.datetime, limit: dt.timedelta) -> bool:

@@ -8,7 +8,6 @@ inventory.reserved / reservation_failed), payment (payment.authorized / declined
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 from typing import Final
 
@@ -17,6 +16,7 @@ from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from apps.order.models import Base
+from apps.order.settings import settings
 
 RESERVATION: Final = "reservation"
 PAYMENT: Final = "payment"
@@ -63,12 +63,11 @@ class OrderSaga(Base):
 
 
 def step_timeout(step: str) -> dt.timedelta:
-    """How long a step may wait for its answer, per environment: ORDER_SAGA_RESERVATION_TIMEOUT_S (120)
-    and ORDER_SAGA_PAYMENT_TIMEOUT_S (15; under the sandbox's tok_slow delay of 20 s, so the local stack
-    shows a provider timeout; 6 s was too short for a declined card's round trip on a loaded 2-core machine;
-    a real provider wants minutes)."""
-    name, default = {RESERVATION: ("RESERVATION", "120"), PAYMENT: ("PAYMENT", "15")}[step]
-    return dt.timedelta(seconds=float(os.environ.get(f"ORDER_SAGA_{name}_TIMEOUT_S", default)))
+    """How long a step may wait for its answer: ORDER_SAGA_RESERVATION_TIMEOUT_S (120) and
+    ORDER_SAGA_PAYMENT_TIMEOUT_S (15) (apps/order/settings.py says why 15)."""
+    config = settings()
+    seconds = {RESERVATION: config.saga_reservation_timeout_s, PAYMENT: config.saga_payment_timeout_s}[step]
+    return dt.timedelta(seconds=seconds)
 
 
 def enter(saga: OrderSaga, step: str, now: dt.datetime) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from apps.common.poller import DueCheck, Poller, Sessions, poller_engine, poller_main, serve_poller
 from apps.common.table_writes import TableWrites
 from apps.order.saga import Saga
+from apps.order.settings import settings
 
 log = logging.getLogger("apps.order.sweeper")
 
@@ -172,14 +172,14 @@ async def serve(port: int | None) -> None:
     engine = poller_engine("order", "order-sweeper", pool_size=2, max_overflow=2)
     sweeper = Sweeper(
         async_sessionmaker(engine, expire_on_commit=False),
-        poll_s=float(os.environ.get("ORDER_SWEEPER_POLL_S", "0.5")),
+        poll_s=settings().sweeper_poll_s,
         due=DueCheck(engine, "order-sweeper", DUE),
     )
     await serve_poller(sweeper, engine, port)
 
 
 def main() -> None:
-    poller_main(__doc__, int(os.environ.get("ORDER_SWEEPER_PORT", "0")) or None, serve)
+    poller_main(__doc__, settings().sweeper_port or None, serve)
 
 
 if __name__ == "__main__":

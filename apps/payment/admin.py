@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 import sys
 import uuid
 from typing import Any
@@ -45,6 +44,7 @@ from apps.payment.provider import (
     provider_from_env,
 )
 from apps.payment.rules import OP_FAILED, PENDING, REFUND, RETURN_ID, blocked_by
+from apps.payment.settings import settings
 
 __all__ = ["fail_refund", "held_back", "main", "pending_refunds"]
 
@@ -63,7 +63,7 @@ _HOLD = text(
 
 
 def lease_s() -> float:
-    return float(os.environ.get("PAYMENT_WORKER_LEASE_S", "30"))
+    return settings().worker_lease_s
 
 
 class CommandError(Exception):

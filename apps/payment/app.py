@@ -13,6 +13,7 @@ from apps.payment.controllers import PaymentController
 from apps.payment.operations import refund_status_after
 from apps.payment.provider import RetryPolicy, open_provider_session, provider_from_env
 from apps.payment.services import INLINE_LEASE_S
+from apps.payment.settings import settings
 
 
 @asynccontextmanager
@@ -27,4 +28,6 @@ async def _provider(app: Litestar) -> AsyncIterator[None]:
 
 
 def create_app() -> Litestar:
-    return create_service_app(BY_NAME["payment"], controllers=[PaymentController], lifespan=[_provider])
+    return create_service_app(
+        BY_NAME["payment"], controllers=[PaymentController], settings=settings, lifespan=[_provider]
+    )

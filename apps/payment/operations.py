@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -66,6 +65,7 @@ from apps.payment.rules import (
     status_after_refund,
 )
 from apps.payment.services import PaymentService
+from apps.payment.settings import settings
 from outbox.events import Event
 from outbox.writer import add_event
 
@@ -87,17 +87,16 @@ __all__ = [
 
 log = logging.getLogger("apps.payment.operations")
 
-# A refund unanswered this long is asked about instead of sent again (PAYMENT_REFUND_STATUS_AFTER_S). Far
+# A refund unanswered for PAYMENT_REFUND_STATUS_AFTER_S is asked about instead of sent again: at least this, far
 # above one call's attempts (PAYMENT_PROVIDER_TIMEOUT_S x PAYMENT_PROVIDER_ATTEMPTS, ~15 s): a "no such
 # refund" must not race a request of ours still on its way to the provider.
-REFUND_STATUS_AFTER_S = 900.0
 MIN_REFUND_STATUS_AFTER_S = 60.0
 
 
 def refund_status_after() -> dt.timedelta:
     """PAYMENT_REFUND_STATUS_AFTER_S (900 s), ValueError below MIN_REFUND_STATUS_AFTER_S; read at start by
     the worker and the API (both call the provider for refunds)."""
-    value = float(os.environ.get("PAYMENT_REFUND_STATUS_AFTER_S", REFUND_STATUS_AFTER_S))
+    value = settings().refund_status_after_s
     if value < MIN_REFUND_STATUS_AFTER_S:
         raise ValueError(f"PAYMENT_REFUND_STATUS_AFTER_S={value}: at least {MIN_REFUND_STATUS_AFTER_S} s")
     return dt.timedelta(seconds=value)

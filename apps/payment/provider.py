@@ -26,6 +26,7 @@ import msgspec
 
 from apps.common.topology import PROCESSES
 from apps.payment.rules import OP_DECLINED, OP_FAILED, PENDING, SUCCEEDED
+from apps.payment.settings import settings
 
 __all__ = [
     "NO_RECORD",
@@ -108,11 +109,8 @@ class RetryPolicy:
 
     @classmethod
     def from_env(cls) -> RetryPolicy:
-        default = cls()
-        return cls(
-            timeout_s=float(os.environ.get("PAYMENT_PROVIDER_TIMEOUT_S", default.timeout_s)),
-            max_attempts=int(os.environ.get("PAYMENT_PROVIDER_ATTEMPTS", default.max_attempts)),
-        )
+        config = settings()
+        return cls(timeout_s=config.provider_timeout_s, max_attempts=config.provider_attempts)
 
 
 # 408: a proxy or load balancer in front of the provider gave up waiting; whether the provider acted is unknown,
@@ -217,7 +215,7 @@ class HttpProvider:
         params = {"idempotency_key": key} if body is None else None
         if body is not None:
             headers["Idempotency-Key"] = key
-        api_key = os.environ.get("PAYMENT_PROVIDER_API_KEY")
+        api_key = settings().provider_api_key
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
@@ -234,13 +232,14 @@ class HttpProvider:
 
 
 def provider_url() -> str:
-    sandbox = next(p for p in PROCESSES if p.name == "payment-sandbox")
-    default = f"http://127.0.0.1:{os.environ.get(sandbox.port_env, sandbox.port)}"
-    return os.environ.get("PAYMENT_PROVIDER_URL", default)
+    if (url := settings().provider_url) is not None:
+        return url
+    sandbox = next(p for p in PROCESSES if p.name == "payment-sandbox")  # its port: the topology's variable
+    return f"http://127.0.0.1:{os.environ.get(sandbox.port_env, sandbox.port)}"
 
 
 def provider_name() -> str:
-    return os.environ.get("PAYMENT_PROVIDER_NAME", "sandbox")
+    return settings().provider_name
 
 
 def open_provider_session() -> aiohttp.ClientSession:

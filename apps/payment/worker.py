@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import uuid
 
 from prometheus_client import Counter, Gauge
@@ -24,8 +23,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from apps.common.poller import DueCheck, Poller, poller_engine, poller_main, serve_poller
-from apps.payment.operations import REFUND_STATUS_AFTER_S, claim_due, execute, refund_status_after
+from apps.payment.operations import claim_due, execute, refund_status_after
 from apps.payment.provider import PaymentProvider, RetryPolicy, open_provider_session, provider_from_env
+from apps.payment.settings import settings
 
 log = logging.getLogger("apps.payment.worker")
 
@@ -57,7 +57,7 @@ class Worker(Poller):
         batch: int = 16,
         poll_s: float = 0.2,
         lease_s: float = 30.0,
-        refund_status_after: dt.timedelta = dt.timedelta(seconds=REFUND_STATUS_AFTER_S),
+        refund_status_after: dt.timedelta = dt.timedelta(seconds=900),
         due: DueCheck | None = None,
     ) -> None:
         super().__init__(sessions, batch=batch, poll_s=poll_s, rounds_failed=ROUNDS_FAILED, log=log, due=due)
@@ -94,7 +94,8 @@ class Worker(Poller):
 
 
 async def serve(port: int | None) -> None:
-    lease_s = float(os.environ.get("PAYMENT_WORKER_LEASE_S", "30"))
+    config = settings()
+    lease_s = config.worker_lease_s
     try:
         status_after = refund_status_after()
         RetryPolicy.from_env().check_within(lease_s, "PAYMENT_WORKER_LEASE_S")
@@ -105,7 +106,7 @@ async def serve(port: int | None) -> None:
         worker = Worker(
             async_sessionmaker(engine, expire_on_commit=False),
             provider_from_env(http),
-            poll_s=float(os.environ.get("PAYMENT_WORKER_POLL_S", "0.2")),
+            poll_s=config.worker_poll_s,
             lease_s=lease_s,
             refund_status_after=status_after,
             due=DueCheck(engine, "payment-worker", DUE, channel=CHANNEL),
@@ -114,7 +115,7 @@ async def serve(port: int | None) -> None:
 
 
 def main() -> None:
-    poller_main(__doc__, int(os.environ.get("PAYMENT_WORKER_PORT", "0")) or None, serve)
+    poller_main(__doc__, settings().worker_port or None, serve)
 
 
 if __name__ == "__main__":

@@ -26,5 +26,6 @@ def create_app() -> Litestar:
     return create_service_app(
         BY_NAME["returns"],
         controllers=[ReturnController, internal_access_log_controller("returns")],
+        settings=settings,
         lifespan=[orders_lifespan, payments_lifespan, customers_lifespan, settings_lifespan],
     )

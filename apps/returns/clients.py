@@ -8,7 +8,6 @@ from __future__ import annotations
 
 # msgspec resolves struct annotations at runtime: these stay real imports.
 import datetime as dt
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -19,6 +18,7 @@ from litestar import Litestar
 
 from apps.common.data_keys import PATH as DATA_KEYS_PATH
 from apps.common.service_client import ServiceClient, open_service_client
+from apps.returns.settings import settings
 
 __all__ = [
     "CustomerClient",
@@ -32,8 +32,6 @@ __all__ = [
     "orders_lifespan",
     "payments_lifespan",
 ]
-
-TIMEOUT_S = float(os.environ.get("RETURNS_DEPENDENCY_TIMEOUT_S", "2.0"))
 
 
 class OrderLineView(msgspec.Struct, kw_only=True):
@@ -126,7 +124,9 @@ def _client_lifespan(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with open_service_client(service, timeout_s=TIMEOUT_S, pool_size=pool_size) as session:
+        async with open_service_client(
+            service, timeout_s=settings().dependency_timeout_s, pool_size=pool_size
+        ) as session:
             setattr(app.state, state_key, wrap(ServiceClient(service, session)))
             yield
 

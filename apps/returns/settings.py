@@ -1,24 +1,34 @@
-"""The returns policy's numbers, from the environment when asked (never at import)."""
+"""Every variable the returns service's processes read (docs/operations.md, Settings), read once at start."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
+
+from apps.common.settings import Settings, env, once
 
 __all__ = ["ReturnsSettings", "settings"]
 
 
 @dataclass(frozen=True, slots=True)
-class ReturnsSettings:
-    # How long after delivery an order may be returned (RETURNS_WINDOW_DAYS, 30).
-    window: dt.timedelta
-    # How long a request waits for approval and for its items to come back (RETURNS_EXPIRY_DAYS, 14).
-    expiry: dt.timedelta
+class ReturnsSettings(Settings):
+    # How long after delivery an order may be returned.
+    window_days: float = env("RETURNS_WINDOW_DAYS", 30.0)
+    # How long a request waits for approval and for its items to come back.
+    expiry_days: float = env("RETURNS_EXPIRY_DAYS", 14.0)
+    # The calls to the order, payment and customer services: past this, a 503 naming the service.
+    dependency_timeout_s: float = env("RETURNS_DEPENDENCY_TIMEOUT_S", 2.0)
+    # The returns sweeper (apps/returns/sweeper.py): its pause between rounds and its /metrics port (0: none).
+    sweeper_poll_s: float = env("RETURNS_SWEEPER_POLL_S", 1.0)
+    sweeper_port: int = env("RETURNS_SWEEPER_PORT", 0)
+
+    @property
+    def window(self) -> dt.timedelta:
+        return dt.timedelta(days=self.window_days)
+
+    @property
+    def expiry(self) -> dt.timedelta:
+        return dt.timedelta(days=self.expiry_days)
 
 
-def settings() -> ReturnsSettings:
-    return ReturnsSettings(
-        window=dt.timedelta(days=float(os.environ.get("RETURNS_WINDOW_DAYS", "30"))),
-        expiry=dt.timedelta(days=float(os.environ.get("RETURNS_EXPIRY_DAYS", "14"))),
-    )
+settings = once(ReturnsSettings)

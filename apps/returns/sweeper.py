@@ -12,7 +12,6 @@ GET /health, /ready and /metrics on --port (8207), with ``returns_by_status{stat
 from __future__ import annotations
 
 import logging
-import os
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import text
@@ -23,6 +22,7 @@ from apps.common.poller import DueCheck, Poller, Sessions, poller_engine, poller
 from apps.common.table_writes import TableWrites
 from apps.returns.progress import expire_due
 from apps.returns.rules import STATUSES
+from apps.returns.settings import settings
 
 log = logging.getLogger("apps.returns.sweeper")
 
@@ -66,14 +66,14 @@ async def serve(port: int | None) -> None:
     engine = poller_engine("returns", "returns-sweeper", pool_size=2, max_overflow=2)
     sweeper = Sweeper(
         async_sessionmaker(engine, expire_on_commit=False),
-        poll_s=float(os.environ.get("RETURNS_SWEEPER_POLL_S", "1.0")),
+        poll_s=settings().sweeper_poll_s,
         due=DueCheck(engine, "returns-sweeper", DUE, lambda: (utc_now(),)),
     )
     await serve_poller(sweeper, engine, port)
 
 
 def main() -> None:
-    poller_main(__doc__, int(os.environ.get("RETURNS_SWEEPER_PORT", "0")) or None, serve)
+    poller_main(__doc__, settings().sweeper_port or None, serve)
 
 
 if __name__ == "__main__":

@@ -8,17 +8,15 @@ A catalog that is down is a 503 naming it (apps.common.service_client), and noth
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 
 from apps.common.dependencies import service_clients_lifespan
 from apps.common.errors import UnknownReference
 from apps.common.service_client import ServiceClient
+from apps.warehouse.settings import settings
 
 __all__ = ["Dependencies", "dependencies_lifespan"]
-
-TIMEOUT_S = float(os.environ.get("WAREHOUSE_DEPENDENCY_TIMEOUT_S", "2.0"))
 
 
 @dataclass
@@ -32,4 +30,4 @@ class Dependencies:
             raise UnknownReference("product_id", f"the catalog has no product {product_id}", source="path")
 
 
-dependencies_lifespan = service_clients_lifespan(Dependencies, ("catalog",), TIMEOUT_S)
+dependencies_lifespan = service_clients_lifespan(Dependencies, ("catalog",), lambda: settings().dependency_timeout_s)

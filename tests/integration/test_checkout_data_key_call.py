@@ -28,7 +28,8 @@ import httpx
 import pytest
 
 import apps.checkout.app as checkout_app
-from apps.checkout.clients import TIMEOUT_S, Dependencies
+from apps.checkout.clients import Dependencies
+from apps.checkout.settings import settings
 from apps.common.dependencies import catalog_and_customers_lifespan
 from apps.common.personal import ADDRESS_FIELDS, envelope_subject
 from tests.support.checkout import checkout_body, completed_events, scalar
@@ -58,7 +59,7 @@ async def checkout(
     time out after the service's own 2 s, or (``PATIENT``) after 30 s, for a test that holds a completion
     between its steps longer than that on a busy machine (a consumer's catching up, a few calls)."""
     monkeypatch.setenv("CUSTOMER_URL", customers.url)
-    timeout_s = getattr(request, "param", TIMEOUT_S)
+    timeout_s = getattr(request, "param", settings().dependency_timeout_s)
     monkeypatch.setattr(checkout_app, "dependencies_lifespan", catalog_and_customers_lifespan(Dependencies, timeout_s))
     try:
         async with in_process(checkout_app.create_app) as url:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
+from apps.common.settings import forget_settings
 from apps.order.app import create_app
 from apps.order.known import is_fresh
 from tests.support.db import fetch
@@ -80,6 +81,7 @@ async def test_a_customer_registered_just_now_orders_at_once_then_orders_without
     await until_customer_known(customer["id"])
     await until_known(product["id"], version=1)
     monkeypatch.setenv("ORDER_PRICE_MAX_AGE_S", "3600")  # the product's row counts as fresh here
+    forget_settings()
     async with order_service(monkeypatch, customer=True, catalog=True) as client:
         second = await place(client, customer, product)
     assert second.status_code == 201, second.text
@@ -94,6 +96,7 @@ async def test_a_price_changed_just_now_is_paid_at_most_the_bound_late(monkeypat
     assert changed.status_code == 200, changed.text
     # A bound of zero: no local row is fresh enough, the catalog prices the order at today's price.
     monkeypatch.setenv("ORDER_PRICE_MAX_AGE_S", "0")
+    forget_settings()
     async with order_service(monkeypatch) as client:
         now = await place(client, customer, product)
     assert now.status_code == 201, now.text
@@ -105,6 +108,7 @@ async def test_a_price_changed_just_now_is_paid_at_most_the_bound_late(monkeypat
     # Once product.updated arrived, the new price is paid from the read model alone.
     await until_known(product["id"], version=2, price="12.00")
     monkeypatch.setenv("ORDER_PRICE_MAX_AGE_S", "3600")
+    forget_settings()
     async with order_service(monkeypatch, catalog=True) as client:
         local = await place(client, customer, product)
     assert local.status_code == 201, local.text
@@ -114,6 +118,7 @@ async def test_a_price_changed_just_now_is_paid_at_most_the_bound_late(monkeypat
 async def test_misses_and_withdrawn_products_are_asked_of_the_services(monkeypatch: pytest.MonkeyPatch) -> None:
     customer, product = await create_customer(), await create_product("5.00")
     monkeypatch.setenv("ORDER_PRICE_MAX_AGE_S", "3600")
+    forget_settings()
     async with order_service(monkeypatch) as client:
         unknown = await place(client, customer, {"id": str(uuid.uuid4())})  # a miss: the catalog says invalid
         assert unknown.status_code == 422 and unknown.json()["extra"][0]["key"] == "items[0].product_id"
@@ -138,6 +143,7 @@ async def test_a_row_near_its_age_limit_is_refreshed_behind_the_order(monkeypatc
     aged = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=8)  # fresh for a 10 s limit, past 7 s
     await fetch("order", "UPDATE order_known_products SET confirmed_at = $2 WHERE product_id = $1", product_id, aged)
     monkeypatch.setenv("ORDER_PRICE_MAX_AGE_S", "10")
+    forget_settings()
 
     async def refreshed() -> bool:
         rows = await fetch("order", "SELECT confirmed_at FROM order_known_products WHERE product_id = $1", product_id)
@@ -161,6 +167,7 @@ async def test_an_order_priced_from_a_guess_is_written_only_if_the_read_models_a
     await until_customer_known(customer["id"])
     product_id = uuid.UUID(product["id"])
     monkeypatch.setenv("ORDER_PRICE_MAX_AGE_S", "3600")
+    forget_settings()
     sent: list[str] = []
     fetch_rows = asyncpg.Connection.fetch
 

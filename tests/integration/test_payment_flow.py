@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from apps.common.settings import forget_settings
 from apps.common.topology import BY_NAME, PROCESSES, database_url, topic_for
 from apps.payment.admin import CommandError, fail_refund, lease_s
 from apps.payment.events import (
@@ -443,6 +444,7 @@ async def test_an_operator_fails_a_refund_the_provider_cannot_be_asked_about_aud
     monkeypatch.setenv("PAYMENT_WORKER_LEASE_S", "3")
     monkeypatch.setenv("PAYMENT_PROVIDER_TIMEOUT_S", "0.5")
     monkeypatch.setenv("PAYMENT_PROVIDER_ATTEMPTS", "2")
+    forget_settings()  # read again, as a `just refunds fail` started with them would
     try:
         async with aiohttp.ClientSession(base_url="http://127.0.0.1:9") as dead:
             provider = HttpProvider(dead, policy=RetryPolicy(timeout_s=0.5, max_attempts=2, backoff_s=0.01))

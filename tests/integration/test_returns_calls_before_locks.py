@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-import apps.returns.clients as returns_clients
 from apps.common.data_keys import PATH as DATA_KEYS
+from apps.common.settings import forget_settings
 from apps.returns.app import create_app
 from tests.support.db import connect
 from tests.support.held import HeldService, held_service, in_process
@@ -33,7 +33,8 @@ pytestmark = pytest.mark.usefixtures("stack")
 async def held(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[str, HeldService, HeldService]]:
     """The in-process returns app's base URL, and the proxies to the customer and payment services."""
     monkeypatch.setenv("SERVICE_NAME", "returns")  # its calls carry the returns service's token and scopes
-    monkeypatch.setattr(returns_clients, "TIMEOUT_S", 30.0)  # a busy machine never turns a hold into a 503
+    monkeypatch.setenv("RETURNS_DEPENDENCY_TIMEOUT_S", "30")  # a busy machine never turns a hold into a 503
+    forget_settings()
     async with held_service("customer", DATA_KEYS) as customers, held_service("payment", "/api/payments") as payments:
         monkeypatch.setenv("CUSTOMER_URL", customers.url)
         monkeypatch.setenv("PAYMENT_URL", payments.url)

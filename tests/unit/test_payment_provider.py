@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from apps.common.settings import forget_settings
 from apps.payment.provider import NO_RECORD, HttpProvider, ProviderResult, RetryPolicy
 from apps.payment.rules import OP_DECLINED, OP_FAILED, PENDING, SUCCEEDED
 
@@ -166,5 +167,6 @@ def test_the_worker_refuses_to_start_with_a_lease_shorter_than_a_call(monkeypatc
     from apps.payment import worker
 
     monkeypatch.setenv("PAYMENT_PROVIDER_TIMEOUT_S", "10")
+    forget_settings()
     with pytest.raises(SystemExit, match="PAYMENT_WORKER_LEASE_S"):
         asyncio.run(worker.serve(None))

@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from apps.common.errors import InconsistentFields, StateConflict
+from apps.common.settings import forget_settings
 from apps.payment.provider import NO_RECORD, classify_refund_status
 from apps.payment.rules import (
     AUTHORIZE,
@@ -101,9 +102,12 @@ def test_the_status_deadline_is_a_setting_refused_below_a_minute(monkeypatch: py
     from apps.payment.operations import refund_status_after
 
     monkeypatch.delenv("PAYMENT_REFUND_STATUS_AFTER_S", raising=False)
+    forget_settings()
     assert refund_status_after() == dt.timedelta(seconds=900)
     monkeypatch.setenv("PAYMENT_REFUND_STATUS_AFTER_S", "120")
+    forget_settings()
     assert refund_status_after() == dt.timedelta(seconds=120)
     monkeypatch.setenv("PAYMENT_REFUND_STATUS_AFTER_S", "5")
+    forget_settings()
     with pytest.raises(ValueError, match="at least 60"):
         refund_status_after()

@@ -10,6 +10,7 @@ import pytest
 
 from apps.analytics.projections import fold as sales_fold
 from apps.common.errors import StateConflict
+from apps.common.settings import forget_settings
 from apps.customer.projections import fold as stats_fold
 from apps.order.events import OrderCancelled, OrderCancelledV1, OrderConfirmed, OrderCreated, OrderLine
 from apps.order.rules import check_cancel, check_transition
@@ -130,6 +131,7 @@ def test_a_reservation_fills_each_line_with_the_warehouse_holding_most_of_it() -
 
 def test_entering_a_step_sets_its_deadline_and_done_clears_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORDER_SAGA_PAYMENT_TIMEOUT_S", "3")
+    forget_settings()
     saga = OrderSaga(order_id=uuid.uuid4())
     enter(saga, PAYMENT, NOW)
     entered = (saga.deadline_at, saga.waiting_on)  # a copy: mypy would keep the fields narrowed past enter()

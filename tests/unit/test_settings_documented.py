@@ -3,23 +3,28 @@
 A newcomer learns a setting from the docs, not by grepping for os.environ: a variable read under a
 literal name in apps/, outbox/, infra/ or bench/ must appear in README.md, docs/operations.md or
 docs/decisions.md. Names built at run time (``f"{service}_PORT"``) are documented as patterns there.
+Each service's own variables, its ``settings.py`` (apps/common/settings.py), are in operations' table itself.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from pathlib import Path
 
 import pytest
+
+from apps.common.settings import Settings
 
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE = ("apps", "outbox", "infra", "bench")
 DOCS = ("README.md", "docs/operations.md", "docs/decisions.md")
-# Helpers that read one variable by name, e.g. apps/common/logs.py _env_float("LOG_FLUSH_MS", 50.0).
-READERS = {"getenv", "_env_float", "_env_int"}
+# Helpers that read one variable by name, e.g. apps/common/logs.py _env_float("LOG_FLUSH_MS", 50.0), and a
+# settings field, env("ORDER_PRICE_MAX_AGE_S", 10.0) (apps/common/settings.py).
+READERS = {"getenv", "_env_float", "_env_int", "env"}
 
 
 def environment_name(node: ast.AST) -> ast.expr | None:
@@ -58,4 +63,31 @@ def test_every_variable_the_code_reads_is_documented() -> None:
     missing = sorted(
         f"{name} ({where})" for name, where in variables_read().items() if not re.search(rf"\b{name}\b", docs)
     )
+    assert missing == []
+
+
+def settings_variables() -> dict[str, str]:
+    """Each variable a service's settings.py reads, with the module that reads it."""
+    found: dict[str, str] = {}
+    for path in sorted((ROOT / "apps").glob("*/settings.py")):
+        if path.parent.name == "common":
+            continue  # the base, no variable of its own
+        module = importlib.import_module(f"apps.{path.parent.name}.settings")
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, Settings) and value is not Settings:
+                found.update(dict.fromkeys(value.variables(), module.__name__))
+    return found
+
+
+def test_the_settings_modules_are_found() -> None:
+    found = settings_variables()
+    assert {"apps.order.settings", "apps.payment.settings", "apps.checkout.settings"} <= set(found.values())
+    assert {"ORDER_PRICE_MAX_AGE_S", "PAYMENT_WORKER_LEASE_S", "RETURNS_WINDOW_DAYS"} <= found.keys()
+
+
+def test_every_variable_of_the_settings_modules_is_in_the_operations_table() -> None:
+    page = (ROOT / "docs/operations.md").read_text()
+    table = page.split("## Settings (environment variables)", 1)[1].split("\n## ", 1)[0]
+    rows = "\n".join(line for line in table.splitlines() if line.startswith("|"))
+    missing = sorted(f"{name} ({module})" for name, module in settings_variables().items() if f"`{name}`" not in rows)
     assert missing == []

@@ -1,0 +1,103 @@
+"""Typed settings read from the environment once, at start: the one way a service reads its configuration.
+
+A service's ``settings.py`` lists every variable it reads, each a field of a frozen dataclass with its
+variable's name and default::
+
+    @dataclass(frozen=True, slots=True)
+    class OrderSettings(Settings):
+        price_max_age_s: float = env("ORDER_PRICE_MAX_AGE_S", 10.0)
+
+    settings = once(OrderSettings)
+
+``settings()`` reads the environment on its first call and answers the same object after; the app factory
+(``create_service_app(settings=...)``) and each process's ``main`` make that call, so a value that does not
+parse stops the start with a SettingError naming the variable (``ORDER_PRICE_MAX_AGE_S='abc': not a
+number``), not a ValueError from deep inside the first request. A field's type says how its variable is
+read: ``int``, ``float``, ``str`` or ``X | None`` of one of them (unset: the default); a field keeps its
+variable's unit (``_s``, ``_days``), and a property may give it as a timedelta. A test that sets a
+variable calls :func:`forget_settings` so that the next call reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from functools import cache
+from typing import Any, Final, Self, TypeVar, Union, get_args, get_origin, get_type_hints
+
+__all__ = ["SettingError", "Settings", "env", "forget_settings", "once"]
+
+T = TypeVar("T")
+S = TypeVar("S", bound="Settings")
+
+_VARIABLE: Final = "environment variable"
+_KINDS: Final[dict[type, str]] = {int: "an integer", float: "a number"}
+_LOADED: list[Callable[[], None]] = []
+
+
+class SettingError(ValueError):
+    """A variable's value that is not of its setting's type; the message names the variable."""
+
+
+def env(name: str, default: T) -> T:
+    """A settings field read from the variable ``name``, ``default`` when it is unset."""
+    return field(default=default, metadata={_VARIABLE: name})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The base of a service's settings: subclass it as a frozen dataclass whose fields are :func:`env`."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """The settings as the environment says now (``os.environ`` unless given)."""
+        source = os.environ if environ is None else environ
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for each in fields(cls):
+            if _VARIABLE not in each.metadata:
+                continue  # a constant kept beside the settings, not read from the environment
+            name = each.metadata[_VARIABLE]
+            kind = _kind(name, hints[each.name])
+            if (raw := source.get(name)) is not None:
+                values[each.name] = parse(name, raw, kind)
+        return cls(**values)
+
+    @classmethod
+    def variables(cls) -> dict[str, object]:
+        """Each variable these settings read, with its default."""
+        return {each.metadata[_VARIABLE]: each.default for each in fields(cls) if _VARIABLE in each.metadata}
+
+
+def _kind(name: str, hint: Any) -> type:
+    """The type a variable is read as: its field's, without ``| None``; TypeError for one we cannot read."""
+    if get_origin(hint) in (Union, types.UnionType):
+        (hint,) = (arg for arg in get_args(hint) if arg is not type(None))
+    if hint is not str and hint not in _KINDS:
+        raise TypeError(f"{name}: a setting of type {hint!r} cannot be read from the environment")
+    return hint  # type: ignore[no-any-return]
+
+
+def parse(name: str, raw: str, kind: type) -> Any:
+    """``raw``, the value of ``name``, as ``kind``; SettingError naming ``name`` when it is not one."""
+    if kind is str:
+        return raw
+    try:
+        return int(raw) if kind is int else float(raw)
+    except ValueError:
+        raise SettingError(f"{name}={raw!r}: not {_KINDS[kind]}") from None
+
+
+def once(cls: type[S]) -> Callable[[], S]:
+    """A function answering ``cls.from_env()``, read on its first call and remembered."""
+    read = cache(cls.from_env)
+    _LOADED.append(read.cache_clear)
+    return read
+
+
+def forget_settings() -> None:
+    """Every service's settings read again on their next call (for tests that set variables)."""
+    for clear in _LOADED:
+        clear()
