@@ -48,9 +48,13 @@ class EventRegistry:
     def __init__(self) -> None:
         self._by_type: dict[str, dict[int, type[Event]]] = {}
         self._aggregates: dict[str, str] = {}
+        self._keys: dict[str, str | None] = {}
 
-    def register(self, cls: type[Event], event_type: str, version: int, aggregate: str) -> None:
-        """Register ``cls`` as ``event_type`` version ``version`` and stamp its ClassVars."""
+    def register(self, cls: type[Event], event_type: str, version: int, aggregate: str, key: str | None = None) -> None:
+        """Register ``cls`` as ``event_type`` version ``version`` and stamp its ClassVars.
+
+        ``key`` names the payload field that holds the record's key (the aggregate id the producer passes to
+        add_event); by default ``<aggregate>_id``, else ``id``, when the payload has one."""
         if not (isinstance(cls, type) and issubclass(cls, Event)):
             raise TypeError(f"{cls!r} is not a subclass of outbox.events.Event")
         if not _EVENT_TYPE_RE.fullmatch(event_type):
@@ -70,6 +74,13 @@ class EventRegistry:
             raise ValueError(
                 f"{event_type} is already registered with aggregate {known_aggregate!r}, not {aggregate!r}"
             )
+        fields = cls.__struct_fields__
+        if key is not None and key not in fields:
+            raise ValueError(f"{event_type} v{version}: its key {key!r} is not a field of {cls.__qualname__}")
+        key = key or next((name for name in (f"{aggregate}_id", "id") if name in fields), None)
+        if event_type in self._keys and self._keys[event_type] != key:
+            # The key partitions the type's records: every version must take it from the same field.
+            raise ValueError(f"{event_type} is already registered with key {self._keys[event_type]!r}, not {key!r}")
         versions = self._by_type.get(event_type, {})
         existing = versions.get(version)
         if existing is not None and existing is not cls:
@@ -94,6 +105,7 @@ class EventRegistry:
         cls.aggregate_type = aggregate
         self._by_type.setdefault(event_type, {})[version] = cls
         self._aggregates[event_type] = aggregate
+        self._keys[event_type] = key
 
     def get(self, event_type: str, schema_version: int) -> type[Event]:
         """Return the class that decodes ``event_type`` at ``schema_version``."""
@@ -125,6 +137,13 @@ class EventRegistry:
         except KeyError:
             raise UndecodableEvent(f"unknown event type {event_type!r}") from None
 
+    def key_of(self, event_type: str) -> str | None:
+        """The payload field that holds ``event_type``'s record key (None: the payload has no such field)."""
+        try:
+            return self._keys[event_type]
+        except KeyError:
+            raise UndecodableEvent(f"unknown event type {event_type!r}") from None
+
     def __iter__(self) -> Iterator[tuple[str, int, type[Event]]]:
         """Yield (event type, version, class), sorted by event type then version."""
         for event_type in sorted(self._by_type):
@@ -150,12 +169,18 @@ default_registry = EventRegistry()
 
 
 def event(
-    event_type: str, *, version: int, aggregate: str, registry: EventRegistry = default_registry
+    event_type: str,
+    *,
+    version: int,
+    aggregate: str,
+    key: str | None = None,
+    registry: EventRegistry = default_registry,
 ) -> Callable[[_E], _E]:
-    """Class decorator that registers an Event subclass under ``event_type`` and ``version``."""
+    """Class decorator that registers an Event subclass under ``event_type`` and ``version`` (``key``: see
+    EventRegistry.register)."""
 
     def decorate(cls: _E) -> _E:
-        registry.register(cls, event_type, version, aggregate)
+        registry.register(cls, event_type, version, aggregate, key)
         return cls
 
     return decorate

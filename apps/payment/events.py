@@ -98,7 +98,7 @@ class _AboutAmount(_AboutPayment, frozen=True, kw_only=True):
     currency: str
 
 
-@event("payment.authorized", version=1, aggregate="payment")
+@event("payment.authorized", version=1, aggregate="payment", key="order_id")
 class PaymentAuthorized(_AboutAmount, frozen=True, kw_only=True):
     """The provider holds ``amount`` on the buyer's card for the order."""
 
@@ -107,7 +107,7 @@ class PaymentAuthorized(_AboutAmount, frozen=True, kw_only=True):
     authorized_at: dt.datetime
 
 
-@event("payment.declined", version=1, aggregate="payment")
+@event("payment.declined", version=1, aggregate="payment", key="order_id")
 class PaymentDeclined(_AboutAmount, frozen=True, kw_only=True):
     """The provider refused the card (``decline_code`` is the provider's, e.g. card_declined)."""
 
@@ -115,7 +115,7 @@ class PaymentDeclined(_AboutAmount, frozen=True, kw_only=True):
     declined_at: dt.datetime
 
 
-@event("payment.failed", version=1, aggregate="payment")
+@event("payment.failed", version=1, aggregate="payment", key="order_id")
 class PaymentFailed(_AboutAmount, frozen=True, kw_only=True):
     """The authorization could not be made for another reason than the card (e.g. invalid_request)."""
 
@@ -123,14 +123,14 @@ class PaymentFailed(_AboutAmount, frozen=True, kw_only=True):
     failed_at: dt.datetime
 
 
-@event("payment.captured", version=1, aggregate="payment")
+@event("payment.captured", version=1, aggregate="payment", key="order_id")
 class PaymentCaptured(_AboutAmount, frozen=True, kw_only=True):
     """The authorized money was taken (``amount`` captured, at most what was authorized)."""
 
     captured_at: dt.datetime
 
 
-@event("payment.capture_failed", version=1, aggregate="payment")
+@event("payment.capture_failed", version=1, aggregate="payment", key="order_id")
 class PaymentCaptureFailed(Event, frozen=True, kw_only=True):
     """A capture was refused: by the provider, or because there was no authorized payment to capture
     (then ``payment_id`` is null)."""
@@ -141,7 +141,7 @@ class PaymentCaptureFailed(Event, frozen=True, kw_only=True):
     payment_id: uuid.UUID | None = None
 
 
-@event("payment.voided", version=1, aggregate="payment")
+@event("payment.voided", version=1, aggregate="payment", key="order_id")
 class PaymentVoided(_AboutAmount, frozen=True, kw_only=True):
     """The authorization was released: the buyer was never charged."""
 
@@ -149,7 +149,7 @@ class PaymentVoided(_AboutAmount, frozen=True, kw_only=True):
     voided_at: dt.datetime
 
 
-@event("payment.void_failed", version=1, aggregate="payment")
+@event("payment.void_failed", version=1, aggregate="payment", key="order_id")
 class PaymentVoidFailed(_AboutPayment, frozen=True, kw_only=True):
     """The provider refused to void an authorization (it says why in ``reason``)."""
 
@@ -157,7 +157,7 @@ class PaymentVoidFailed(_AboutPayment, frozen=True, kw_only=True):
     failed_at: dt.datetime
 
 
-@event("payment.refunded", version=1, aggregate="payment")
+@event("payment.refunded", version=1, aggregate="payment", key="order_id")
 class PaymentRefunded(_AboutPayment, frozen=True, kw_only=True):
     """``amount`` went back to the buyer; ``refunded_total`` of ``captured_amount`` is refunded so far."""
 
@@ -171,7 +171,7 @@ class PaymentRefunded(_AboutPayment, frozen=True, kw_only=True):
     refunded_at: dt.datetime
 
 
-@event("payment.refund_failed", version=1, aggregate="payment")
+@event("payment.refund_failed", version=1, aggregate="payment", key="order_id")
 class PaymentRefundFailed(_AboutPayment, frozen=True, kw_only=True):
     """The provider refused a refund; nothing went back."""
 

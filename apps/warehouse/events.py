@@ -50,14 +50,14 @@ class _ReservationItems(Event, frozen=True, kw_only=True):
     items: list[ReservedItem]
 
 
-@event("inventory.reserved", version=1, aggregate="inventory")
+@event("inventory.reserved", version=1, aggregate="inventory", key="order_id")
 class InventoryReserved(_ReservationItems, frozen=True, kw_only=True):
     """Every line of an order is held in stock until the order ships or is cancelled."""
 
     reserved_at: dt.datetime
 
 
-@event("inventory.reservation_failed", version=1, aggregate="inventory")
+@event("inventory.reservation_failed", version=1, aggregate="inventory", key="order_id")
 class InventoryReservationFailed(Event, frozen=True, kw_only=True):
     """Nothing was held for an order: a line could not be covered (``reason`` is a stable code)."""
 
@@ -68,7 +68,7 @@ class InventoryReservationFailed(Event, frozen=True, kw_only=True):
     failed_at: dt.datetime
 
 
-@event("inventory.released", version=1, aggregate="inventory")
+@event("inventory.released", version=1, aggregate="inventory", key="order_id")
 class InventoryReleased(_ReservationItems, frozen=True, kw_only=True):
     """An order's held units went back to available stock (the order was cancelled)."""
 
@@ -84,7 +84,7 @@ class RestockedItem(msgspec.Struct, frozen=True, kw_only=True):
     quantity: int
 
 
-@event("inventory.restocked", version=1, aggregate="inventory")
+@event("inventory.restocked", version=1, aggregate="inventory", key="order_id")
 class InventoryRestocked(Event, frozen=True, kw_only=True):
     """The sellable units of a received return are back on hand (``items`` may be empty: nothing was)."""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from outbox.catalogue import contracts
 from outbox.catalogue.compatibility import check_compatibility
 from outbox.catalogue.discovery import discover_event_modules
 from outbox.catalogue.markdown import WRITE_HINT, render_markdown
@@ -59,8 +60,7 @@ def _load_committed(text: str | None, label: Path, problems: list[str]) -> dict[
     return loaded
 
 
-def write(files: Files, registry: EventRegistry, *, force: bool) -> int:
-    current = build_catalogue(registry)
+def write(files: Files, current: dict[str, Any], *, force: bool) -> int:
     problems: list[str] = []
     committed = _load_committed(_read(files.json_path), files.json, problems)
     problems += check_compatibility(committed, current)
@@ -79,8 +79,7 @@ def write(files: Files, registry: EventRegistry, *, force: bool) -> int:
     return 0
 
 
-def check(files: Files, registry: EventRegistry) -> int:
-    current = build_catalogue(registry)
+def check(files: Files, current: dict[str, Any]) -> int:
     problems: list[str] = []
     committed_text = _read(files.json_path)
     committed = _load_committed(committed_text, files.json, problems)
@@ -98,7 +97,8 @@ def check(files: Files, registry: EventRegistry) -> int:
         print(problem, file=sys.stderr)
     if problems:
         return 1
-    print(f"{files.json} is up to date ({len(registry)} event versions)")
+    count = sum(len(entry["versions"]) for entry in current["events"].values())
+    print(f"{files.json} is up to date ({count} event versions)")
     return 0
 
 
@@ -126,8 +126,15 @@ def main(argv: Sequence[str] | None = None, *, registry: EventRegistry | None = 
         )
     files = Files(args.root or project.root, json_file, markdown_file)
     if registry is None:
+        # The project's own events: who writes and who reads each type is read from its code as well.
         discover_event_modules(args.package)
-        registry = default_registry
+        current = build_catalogue(
+            default_registry,
+            producers=contracts.producers(default_registry, args.package),
+            consumers=contracts.consumers(default_registry, args.package),
+        )
+    else:
+        current = build_catalogue(registry)
     if args.command == "write":
-        return write(files, registry, force=args.force)
-    return check(files, registry)
+        return write(files, current, force=args.force)
+    return check(files, current)

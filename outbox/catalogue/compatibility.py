@@ -16,8 +16,23 @@ because messages of that version sit in Kafka and in consumers' dead-letter topi
 payload, register a new schema version of the same event type, which must stay readable by consumers
 of the previous version (they decode it with their newest class and ignore unknown fields): every
 field required in the previous version must still exist with the same JSON type, no field may change
-its type, and fields added (or made required) must have a default. A change that cannot meet these
-rules is a new event type with a new name. `python -m outbox.catalogue check` enforces this in CI.
+its type (a new enum value is a change of type: an older reader would refuse it), and fields added (or
+made required) must have a default. No struct of an event may refuse unknown fields
+(`forbid_unknown_fields`), or its readers could read no later version. An event type keeps its
+aggregate and its key. A change that cannot meet these rules is a new event type with a new name.
+
+What a consumer does with a version newer than the newest it knows (a producer deployed first): it
+decodes it with that newest class, ignoring the fields it does not know and taking the defaults of
+those that are missing. A record it cannot decode so (a rule broken) goes to its dead-letter topic, to
+be redriven once the consumer knows the version; an older version it does not know is dead-lettered
+too. A reader that ignores a new field must be safe doing so: when it is not, deploy the consumers
+first (the version's meaning says so).
+
+[catalogue.json](catalogue.json) is the snapshot of every published schema: `python -m outbox.catalogue
+check` compares the code's schemas with it and applies these rules (tests/unit/test_event_catalogue_is_current.py
+runs it with the unit tests), and `write` refuses to rewrite a published version (`--force` only for a
+version never published). Datetimes and times carry a format of their own (`datetime`, `naive-datetime`,
+`time-of-day`) where msgspec writes a bare string, so that retyping one as text is a change.
 """
 
 
@@ -61,6 +76,18 @@ def _backward_problems(
     return problems
 
 
+def _closed_structs(label: str, schema: Schema) -> list[str]:
+    """A struct with forbid_unknown_fields (additionalProperties false) in a version: its readers would
+    dead-letter every later version that adds a field, the one change the rules allow."""
+    # msgspec puts every struct, the payload's own too, in $defs.
+    closed = [name for name, sub in sorted(schema.get("$defs", {}).items()) if sub.get("additionalProperties") is False]
+    return [
+        f"{label} refuses unknown fields ({name}: forbid_unknown_fields); "
+        "its readers could not read a later version that adds one"
+        for name in closed
+    ]
+
+
 def check_compatibility(committed: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """List human-readable rule violations between the committed and current catalogues."""
     problems: list[str] = []
@@ -77,6 +104,13 @@ def check_compatibility(committed: dict[str, Any], current: dict[str, Any]) -> l
                 f"{event_type} moved from aggregate {old_aggregate!r} to {new_aggregate!r}; "
                 "published events keep their aggregate"
             )
+        old_key = committed_events[event_type].get("key")
+        new_key = current_events.get(event_type, {}).get("key", old_key)
+        if old_key is not None and old_key != new_key:
+            problems.append(
+                f"{event_type} moved its key from field {old_key!r} to {new_key!r}; "
+                "published events keep their key (it decides the partition, so the order)"
+            )
         for version in sorted(old_versions):
             if version not in new_versions:
                 problems.append(f"{event_type} v{version} was removed; published versions are permanent")
@@ -88,6 +122,8 @@ def check_compatibility(committed: dict[str, Any], current: dict[str, Any]) -> l
 
     for event_type in sorted(current_events):
         by_version = versions(current, event_type)
+        for version, schema in sorted(by_version.items()):
+            problems += _closed_structs(f"{event_type} v{version}", schema)
         for older, newer in itertools.pairwise(sorted(by_version)):
             prev, prev_defs = split(by_version[older])
             cur, cur_defs = split(by_version[newer])

@@ -34,6 +34,10 @@ def _fields(obj: Schema, defs: dict[str, Schema]) -> list[str]:
     return lines
 
 
+def _names(names: list[str]) -> str:
+    return ", ".join(f"`{name}`" for name in names)
+
+
 def _meaning_cell(schema: Schema) -> str:
     """The version's Struct docstring (JSON Schema ``description``): what the event means, and for a new
     version what changed. Without it a v2 that seals v1's fields reads exactly like v1 on this page."""
@@ -66,24 +70,37 @@ def render_markdown(catalogue: dict[str, Any]) -> str:
         f"Generated from the registered event schemas; do not edit by hand, {WRITE_HINT}.",
         "The JSON Schemas live in [catalogue.json](catalogue.json).",
         "",
-        "| Event | Schema version | Aggregate | Topic | Meaning | Fields |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| Event | Schema version | Aggregate | Topic | Key | Producer | Consumers | Meaning | Fields |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     events: dict[str, Any] = catalogue.get("events", {})
     for event_type in sorted(events):
-        aggregate = events[event_type].get("aggregate", "")
-        topic = events[event_type].get("topic", "")
+        entry = events[event_type]
+        about = " | ".join(
+            [
+                f"`{entry.get('aggregate', '')}`",
+                f"`{entry.get('topic', '')}`",
+                f"`{entry['key']}`" if entry.get("key") else "",
+                _names(entry.get("producers", [])),
+                _names(entry.get("consumers", [])),
+            ]
+        )
         for version, schema in sorted(versions(catalogue, event_type).items()):
             meaning, fields = _meaning_cell(schema), _fields_cell(schema)
-            lines.append(f"| `{event_type}` | {version} | `{aggregate}` | `{topic}` | {meaning} | {fields} |")
+            lines.append(f"| `{event_type}` | {version} | {about} | {meaning} | {fields} |")
     if not events:
-        lines.append("| *(no events registered)* | | | | | |")
+        lines.append("| *(no events registered)* | | | | | | | | |")
     lines += [
         "",
         ROUTING_NOTE,
         "",
+        "Key: the payload field that holds the record's Kafka key (the aggregate id the producer writes),",
+        "so one key's events are in one partition, in order. Producer: the service whose code builds the",
+        "type's newest version and writes it to its outbox. Consumers: this project's consumer groups with a",
+        "handler for the type (both read from the code: outbox/catalogue/contracts.py).",
+        "",
         "Fields marked **required** have no default. `string(decimal)` is an exact decimal (money)",
-        "carried as a JSON string; `string(uuid)` is a UUID; datetimes are ISO 8601 strings.",
+        "carried as a JSON string; `string(uuid)` is a UUID; `string(datetime)` an ISO 8601 date and time.",
         "",
         "",
     ]

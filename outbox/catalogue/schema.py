@@ -1,13 +1,15 @@
 """Event schemas as JSON Schema: the catalogue's canonical form, and the helpers that read it.
 
-A catalogue is ``{"events": {type: {"aggregate": ..., "topic": ..., "versions": {"1": schema, ...}}}}``
-(the topic as the project routes it: [tool.outbox] topic_prefix and streams, outbox.routing); schemas are
+A catalogue is ``{"events": {type: {"aggregate": ..., "topic": ..., "key": ..., "producers": [...],
+"consumers": [...], "versions": {"1": schema, ...}}}}`` (the topic as the project routes it: [tool.outbox]
+topic_prefix and streams, outbox.routing; the key as the payload field that holds it); schemas are
 canonicalised (keys sorted, struct properties in declaration order) so the committed file is stable.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -23,18 +25,106 @@ Schema = dict[str, Any]
 _ANNOTATION_KEYWORDS = frozenset({"title", "description", "examples", "$comment"})
 
 
-def build_catalogue(registry: EventRegistry = default_registry) -> dict[str, Any]:
-    """Return every registered event version's JSON Schema, keyed by event type and version."""
+def build_catalogue(
+    registry: EventRegistry = default_registry,
+    *,
+    producers: Mapping[str, list[str]] | None = None,
+    consumers: Mapping[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """Return every registered event version's JSON Schema, keyed by event type and version, with each type's
+    aggregate, topic, key field and, when given (outbox.catalogue.contracts), its producers and consumers."""
     events: dict[str, Any] = {}
     # The project's own routing, not the environment's overrides: the committed file says what a deploy does.
     project = settings()
     for event_type, version, cls in registry:
-        topic = f"{project.topic_prefix}.{stream_of(event_type, project.streams)}"
-        entry = events.setdefault(event_type, {"aggregate": cls.aggregate_type, "topic": topic, "versions": {}})
+        entry = events.get(event_type)
+        if entry is None:
+            entry = events[event_type] = {
+                "aggregate": cls.aggregate_type,
+                "topic": f"{project.topic_prefix}.{stream_of(event_type, project.streams)}",
+                "key": registry.key_of(event_type),
+            }
+            if producers is not None:
+                entry["producers"] = producers.get(event_type, [])
+            if consumers is not None:
+                entry["consumers"] = consumers.get(event_type, [])
+            entry["versions"] = {}
         # A JSON round trip makes the in-memory schema equal to the committed file (tuples become lists).
-        entry["versions"][str(version)] = _canonical(json.loads(json.dumps(msgspec.json.schema(cls))))
+        schema = json.loads(json.dumps(msgspec.json.schema(cls)))
+        _name_bare_strings(msgspec.inspect.type_info(cls), schema, schema.get("$defs", {}), set())
+        entry["versions"][str(version)] = _canonical(schema)
     # The registry iterates sorted by type then numeric version, so "10" correctly follows "9".
     return {"events": events}
+
+
+# msgspec writes a datetime or time that may be naive as a bare {"type": "string"}, the schema of a str: a
+# published `created_at: datetime` retyped to `str` (or back) changed no snapshot and passed every check.
+# These formats (ours; JSON Schema tools ignore formats they do not know) keep each one distinct. An aware-only
+# datetime or time keeps msgspec's own "date-time"/"time", a naive-only time its "partial-time".
+_BARE_FORMATS = {
+    (msgspec.inspect.DateTimeType, None): "datetime",
+    (msgspec.inspect.DateTimeType, False): "naive-datetime",
+    (msgspec.inspect.TimeType, None): "time-of-day",
+}
+_TIMES = (msgspec.inspect.DateTimeType, msgspec.inspect.TimeType)
+# Containers whose schema is {"type": "array", "items": ...}.
+_ARRAYS = (
+    msgspec.inspect.ListType,
+    msgspec.inspect.SetType,
+    msgspec.inspect.FrozenSetType,
+    msgspec.inspect.VarTupleType,
+)
+
+
+def _name_bare_strings(info: msgspec.inspect.Type, node: Schema, defs: dict[str, Schema], seen: set[str]) -> None:
+    """Give each datetime or time that msgspec left as a bare string its format (_BARE_FORMATS), in place:
+    walks the type and its schema side by side, through structs, containers and unions."""
+    name = ref_name(node)
+    if name is not None:
+        if name in seen:
+            return
+        seen.add(name)
+        node = defs.get(name, {})
+    if isinstance(info, _TIMES):
+        format_name = _BARE_FORMATS.get((type(info), info.tz))
+        if format_name is not None and "format" not in node:
+            node["format"] = format_name
+    elif isinstance(info, msgspec.inspect.StructType):
+        properties = node.get("properties", {})
+        for field in info.fields:
+            if field.encode_name in properties:
+                _name_bare_strings(field.type, properties[field.encode_name], defs, seen)
+    elif isinstance(info, _ARRAYS):
+        _name_bare_strings(info.item_type, node.get("items", {}), defs, seen)
+    elif isinstance(info, msgspec.inspect.TupleType):
+        for item_type, item in zip(info.item_types, node.get("prefixItems", []), strict=False):
+            _name_bare_strings(item_type, item, defs, seen)
+    elif isinstance(info, msgspec.inspect.DictType):
+        values = node.get("additionalProperties")
+        if isinstance(values, dict):
+            _name_bare_strings(info.value_type, values, defs, seen)
+    elif isinstance(info, msgspec.inspect.UnionType):
+        for member in info.types:
+            branch = _union_branch(member, node.get("anyOf", []), defs)
+            if branch is not None:
+                _name_bare_strings(member, branch, defs, seen)
+
+
+def _union_branch(member: msgspec.inspect.Type, branches: list[Schema], defs: dict[str, Schema]) -> Schema | None:
+    """The anyOf branch msgspec wrote for one member of a union: a union holds at most one str-like, one
+    array-like and one dict-like type, so the kind finds it; a struct is found by its name."""
+    for branch in branches:
+        if isinstance(member, _TIMES):
+            found = branch.get("type") == "string" and "format" not in branch
+        elif isinstance(member, msgspec.inspect.StructType):
+            found = deref(branch, defs).get("title") == member.cls.__name__
+        elif isinstance(member, msgspec.inspect.DictType):
+            found = branch.get("type") == "object" and ref_name(branch) is None
+        else:
+            found = isinstance(member, (*_ARRAYS, msgspec.inspect.TupleType)) and branch.get("type") == "array"
+        if found:
+            return branch
+    return None
 
 
 def dump_catalogue(catalogue: dict[str, Any]) -> str:

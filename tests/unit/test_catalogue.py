@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 # msgspec resolves struct annotations at runtime, so these stay real imports despite ruff's TC003.
+import datetime as dt
 import decimal
 import json
 import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from outbox.catalogue import (
     build_catalogue,
     check_compatibility,
+    contracts,
     discover_event_modules,
     dump_catalogue,
     main,
@@ -162,6 +164,63 @@ class CategoryDefinedV2(Event, frozen=True, kw_only=True):
 
     root: Tree
     owner: str | None = None
+
+
+class Stop(msgspec.Struct, frozen=True, kw_only=True):
+    """One stop of a shipment."""
+
+    place: str
+    reached_at: dt.datetime
+
+
+class ShipmentSentV1(Event, frozen=True, kw_only=True):
+    """A shipment left, with its times in every position a field can hold one."""
+
+    shipment_id: uuid.UUID
+    sent_at: dt.datetime
+    stops: list[Stop]
+    eta: dt.datetime | None = None
+    aware: Annotated[dt.datetime, msgspec.Meta(tz=True)] | None = None
+    naive: Annotated[dt.datetime, msgspec.Meta(tz=False)] | None = None
+    window: tuple[dt.time, dt.time] | None = None
+    by_depot: dict[str, dt.datetime] = {}
+
+
+class ShipmentSentV1AsText(ShipmentSentV1, frozen=True, kw_only=True):
+    """Version 1 edited in place: the send time became free text."""
+
+    sent_at: str  # type: ignore[assignment]
+
+
+class ShipmentSentV2AsText(ShipmentSentV1AsText, frozen=True, kw_only=True):
+    """Version 2 with the send time as free text."""
+
+
+class ShipmentSentV2NewStatus(Event, frozen=True, kw_only=True):
+    """Version 2 whose status may say one thing more."""
+
+    shipment_id: uuid.UUID
+    status: Literal["sent", "lost", "returned"] = "sent"
+
+
+class ShipmentSentV1Status(Event, frozen=True, kw_only=True):
+    """Version 1 with a closed set of statuses."""
+
+    shipment_id: uuid.UUID
+    status: Literal["sent", "lost"] = "sent"
+
+
+class StrictStop(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A stop that refuses fields it does not know."""
+
+    place: str
+
+
+class ShipmentSentStrict(Event, frozen=True, kw_only=True):
+    """A payload one of whose structs refuses unknown fields."""
+
+    shipment_id: uuid.UUID
+    stops: list[StrictStop]
 
 
 def registry_of(*entries: tuple[type[Event], str, int, str]) -> EventRegistry:
@@ -343,6 +402,62 @@ def test_changed_aggregate_is_a_problem() -> None:
     ]
 
 
+SHIPMENT_V1 = (ShipmentSentV1, "shipment.sent", 1, "shipment")
+
+
+def test_datetimes_and_times_are_told_from_text_wherever_they_sit() -> None:
+    # msgspec writes a datetime that may be naive as {"type": "string"}, a str's schema.
+    schema = catalogue_of(SHIPMENT_V1)["events"]["shipment.sent"]["versions"]["1"]
+    root, stop = schema["$defs"]["ShipmentSentV1"]["properties"], schema["$defs"]["Stop"]["properties"]
+
+    assert root["sent_at"] == {"format": "datetime", "type": "string"}
+    assert stop["reached_at"] == {"format": "datetime", "type": "string"}
+    assert stop["place"] == {"type": "string"}
+    assert root["eta"]["anyOf"] == [{"format": "datetime", "type": "string"}, {"type": "null"}]
+    assert root["aware"]["anyOf"][0] == {"format": "date-time", "type": "string"}  # msgspec's own, kept
+    assert root["naive"]["anyOf"][0] == {"format": "naive-datetime", "type": "string"}
+    assert root["window"]["anyOf"][0]["prefixItems"] == [{"format": "time-of-day", "type": "string"}] * 2
+    assert root["by_depot"]["additionalProperties"] == {"format": "datetime", "type": "string"}
+
+
+def test_a_published_datetime_retyped_as_text_is_a_change_without_a_version_bump() -> None:
+    before = catalogue_of(SHIPMENT_V1)
+    after = catalogue_of((ShipmentSentV1AsText, "shipment.sent", 1, "shipment"))
+
+    assert check_compatibility(committed(before), after) == ["shipment.sent v1 changed without a version bump"]
+
+
+@pytest.mark.parametrize(
+    ("v1", "v2", "change"),
+    [
+        (ShipmentSentV1, ShipmentSentV2AsText, "'sent_at' changed type from string(datetime) to string"),
+        # A reader of v1 reads v2 with its v1 class: "returned" is not one of its values, so it would dead-letter it.
+        (
+            ShipmentSentV1Status,
+            ShipmentSentV2NewStatus,
+            '\'status\' changed type from enum("lost", "sent") to enum("lost", "returned", "sent")',
+        ),
+    ],
+    ids=["datetime-as-text", "new-enum-value"],
+)
+def test_a_field_retyped_in_a_new_version_is_a_problem(v1: type[Event], v2: type[Event], change: str) -> None:
+    after = catalogue_of((v1, "shipment.sent", 1, "shipment"), (v2, "shipment.sent", 2, "shipment"))
+
+    assert check_compatibility({"events": {}}, after) == [
+        f"shipment.sent v2 is not backward compatible with v1: field {change}"
+    ]
+
+
+def test_a_struct_that_refuses_unknown_fields_is_a_problem() -> None:
+    # Its readers would dead-letter every later version that adds a field, which the rules allow.
+    after = catalogue_of((ShipmentSentStrict, "shipment.sent", 1, "shipment"))
+
+    assert check_compatibility({"events": {}}, after) == [
+        "shipment.sent v1 refuses unknown fields (StrictStop: forbid_unknown_fields); "
+        "its readers could not read a later version that adds one"
+    ]
+
+
 # --- render_markdown --------------------------------------------------------------------------------
 
 
@@ -371,7 +486,7 @@ def test_markdown_escapes_pipes_inside_table_cells() -> None:
 
     row = next(line for line in page.splitlines() if line.startswith("| `inventory.stock_reserved`"))
     assert "`note`: `string \\| null`" in row
-    assert row.count(" | ") == 5  # only the column separators (six columns) are unescaped
+    assert row.count(" | ") == 8  # only the column separators (nine columns) are unescaped
 
 
 def test_markdown_shows_each_versions_docstring_as_its_meaning() -> None:
@@ -379,8 +494,8 @@ def test_markdown_shows_each_versions_docstring_as_its_meaning() -> None:
     page = render_markdown(catalogue_of(PAYMENT_V1, STOCK_V1))
 
     row = next(line for line in page.splitlines() if line.startswith("| `inventory.stock_reserved`"))
-    assert row.split(" | ")[4] == "Stock was reserved."
-    assert "| Event | Schema version | Aggregate | Topic | Meaning | Fields |" in page
+    assert row.split(" | ")[7] == "Stock was reserved."
+    assert "| Event | Schema version | Aggregate | Topic | Key | Producer | Consumers | Meaning | Fields |" in page
 
 
 class PaymentCapturedSealed(Event, frozen=True, kw_only=True):
@@ -435,6 +550,69 @@ def test_discover_without_the_package_finds_nothing() -> None:
 
 def test_discover_on_the_real_apps_package_does_not_fail() -> None:
     assert isinstance(discover_event_modules(), list)
+
+
+# --- producers and consumers (outbox.catalogue.contracts) -------------------------------------------
+
+
+def test_a_producer_is_a_service_whose_code_builds_the_newest_class(fake_apps: str, tmp_path: Path) -> None:
+    root = tmp_path / fake_apps
+    (root / "billing" / "services.py").write_text(
+        "async def pay(s, e):\n    await add_event(s, e.id, PaymentCapturedV1(**e))\n"
+    )
+    (root / "billing" / "rows").mkdir()
+    (root / "billing" / "rows" / "load.py").write_text("x = from_row(StockReservedV1, row)\n")
+    # Read, not built: an annotation, an isinstance, the events module itself, a migration.
+    (root / "orders" / "consumers.py").write_text(
+        "def on(e: PaymentCapturedV1) -> bool:\n    return isinstance(e, PaymentCapturedV1)\n"
+    )
+    (root / "orders" / "events.py").write_text("PaymentCapturedV1(payment_id=1)\n")
+    (root / "orders" / "migrations").mkdir()
+    (root / "orders" / "migrations" / "0001.py").write_text("StockReservedV1(reservation_id=1)\n")
+
+    found = contracts.producers(registry_of(PAYMENT_V1, STOCK_V1), fake_apps)
+
+    assert found == {"payment.captured": ["billing"], "inventory.stock_reserved": ["billing"]}
+
+
+def test_only_the_newest_class_makes_a_producer(fake_apps: str, tmp_path: Path) -> None:
+    (tmp_path / fake_apps / "orders" / "services.py").write_text("PaymentCapturedV1(payment_id=1)\n")
+    registry = registry_of(PAYMENT_V1, (PaymentCapturedV2Optional, "payment.captured", 2, "payment"))
+
+    assert contracts.producers(registry, fake_apps) == {"payment.captured": []}
+
+
+def test_the_catalogue_names_each_types_key_producers_and_consumers() -> None:
+    catalogue = build_catalogue(
+        registry_of(PAYMENT_V1, STOCK_V1),
+        producers={"payment.captured": ["billing"]},
+        consumers={"payment.captured": ["ledger", "orders"]},
+    )
+
+    payment, stock = catalogue["events"]["payment.captured"], catalogue["events"]["inventory.stock_reserved"]
+    assert list(payment) == ["aggregate", "topic", "key", "producers", "consumers", "versions"]
+    assert (payment["key"], payment["producers"], payment["consumers"]) == (
+        "payment_id",
+        ["billing"],
+        ["ledger", "orders"],
+    )
+    assert (stock["key"], stock["producers"], stock["consumers"]) == (None, [], [])  # no inventory_id, no id
+    row = next(line for line in render_markdown(catalogue).splitlines() if line.startswith("| `payment.captured`"))
+    assert row.startswith(
+        "| `payment.captured` | 1 | `payment` | `commerce.payment` | `payment_id` | `billing` | `ledger`, `orders` |"
+    )
+    assert "producers" not in build_catalogue(registry_of(PAYMENT_V1))["events"]["payment.captured"]
+
+
+def test_a_moved_key_is_a_problem() -> None:
+    before = catalogue_of(PAYMENT_V1)
+    after = catalogue_of(PAYMENT_V1)
+    after["events"]["payment.captured"]["key"] = "order_id"
+
+    assert check_compatibility(committed(before), after) == [
+        "payment.captured moved its key from field 'payment_id' to 'order_id'; "
+        "published events keep their key (it decides the partition, so the order)"
+    ]
 
 
 # --- CLI --------------------------------------------------------------------------------------------

@@ -366,6 +366,56 @@ def test_versions_of_one_event_type_share_the_aggregate() -> None:
         registry.register(Other, "order.created", 9, "payment")
 
 
+class PaymentSettled(Event, frozen=True, kw_only=True):
+    """A payment event keyed by its order, not by itself."""
+
+    payment_id: uuid.UUID
+    order_id: uuid.UUID
+
+
+class ProductNamed(Event, frozen=True, kw_only=True):
+    """A payload whose aggregate id is its plain ``id``."""
+
+    id: uuid.UUID
+    name: str
+
+
+def test_the_key_field_is_the_aggregates_id_then_id_unless_named() -> None:
+    class Keyless(Event, frozen=True, kw_only=True):
+        """Neither order_id nor id."""
+
+        reference: str
+
+    registry = make_registry()
+    registry.register(ProductNamed, "product.named", 1, "product")
+    registry.register(PaymentSettled, "payment.settled", 1, "payment", key="order_id")
+    registry.register(Keyless, "order.strayed", 1, "order")
+
+    assert registry.key_of("order.created") == "order_id"
+    assert registry.key_of("product.named") == "id"
+    assert registry.key_of("payment.settled") == "order_id"
+    assert registry.key_of("order.strayed") is None  # the catalogue check asks for one
+
+
+def test_a_key_that_is_not_a_field_is_refused() -> None:
+    registry = EventRegistry()
+    with pytest.raises(ValueError, match=r"its key 'order_uuid' is not a field of PaymentSettled"):
+        registry.register(PaymentSettled, "payment.settled", 1, "payment", key="order_uuid")
+    assert len(registry) == 0 and "payment.settled" not in registry
+
+
+def test_versions_of_one_event_type_share_the_key() -> None:
+    registry = EventRegistry()
+    registry.register(PaymentSettled, "payment.settled", 1, "payment", key="order_id")
+
+    class SettledV2(PaymentSettled, frozen=True, kw_only=True):
+        """Forgot that the order keys it."""
+
+    with pytest.raises(ValueError, match=r"key 'order_id', not 'payment_id'"):
+        registry.register(SettledV2, "payment.settled", 2, "payment")
+    assert ("payment.settled", 2) not in registry
+
+
 @pytest.mark.parametrize(
     "event_type",
     [
