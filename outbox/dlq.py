@@ -219,7 +219,7 @@ def list_dead_letters(group: str, *, pending_only: bool = False, bootstrap: str 
         )
     print(
         f"{count} dead letters in {dead_letter_topic(group)}, {pending} pending "
-        f"(not yet redriven or acknowledged: `redrive` sends them back, `ack` drops them)"
+        f"(not yet redriven or acknowledged: `redrive` sends them back, `ack` marks them handled without sending them)"
     )
     return pending
 
