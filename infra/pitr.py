@@ -30,29 +30,17 @@ import contextlib
 import datetime as dt
 import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from apps.common.read_routing import lsn_to_int
-from apps.common.topology import SERVICES, connect_url
-from infra import backup_physical, connectors, postgres, proc, replay, replica, stack
+from apps.common.topology import SERVICES
+from infra import backup_physical, postgres, proc, replay, replica, resync, stack
+from infra.resync import parse_time
 from outbox import groups
 from outbox import replay as outbox_replay
 from outbox.config import kafka_bootstrap
-from outbox.models import OUTBOX_TABLE
-
-RESEND_WINDOW = dt.timedelta(minutes=15)
-
-
-def parse_time(value: str) -> dt.datetime:
-    """An ISO 8601 moment; one without a zone is UTC (as the seed's backup times are)."""
-    try:
-        moment = dt.datetime.fromisoformat(value.strip().replace(" ", "T", 1))
-    except ValueError as exc:
-        raise SystemExit(f"--to: not an ISO 8601 time: {value!r}") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def restore_data(target: dt.datetime, data: Path) -> None:
@@ -67,27 +55,8 @@ def restore_data(target: dt.datetime, data: Path) -> None:
     )
 
 
-def connector_names() -> list[str]:
-    return [connectors.load(path, {})[0] for path in sorted(connectors.CONNECTORS.glob("*.json"))]
-
-
-def _connect(method: str, path: str) -> object:
-    return connectors._request(method, f"{connect_url()}{path}")
-
-
-def wait_for(what: str, probe: Callable[[], bool], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"pitr: {what} after {timeout:.0f}s")
-        time.sleep(0.5)
-
-
-def stop_connectors(names: list[str]) -> None:
-    for name in names:
-        _connect("PUT", f"/connectors/{name}/stop")
-    wait_for("connectors not STOPPED", lambda: all(connectors.status(n, connect_url())[0] == "STOPPED" for n in names))
-    print(f"pitr: {len(names)} connectors stopped", flush=True)
+def say(line: str) -> None:
+    print(f"pitr: {line}", flush=True)
 
 
 def consumer_components() -> list[str]:
@@ -106,7 +75,7 @@ def wait_promoted() -> None:
         except RuntimeError:
             return False
 
-    wait_for("PostgreSQL still in recovery", promoted, timeout=600)
+    resync.wait_for("pitr: PostgreSQL still in recovery", promoted, timeout=600)
     # pgBackRest wrote the target into postgresql.auto.conf; a replica copied from here would stop at it.
     for setting in ("recovery_target_time", "recovery_target_action"):
         postgres.psql_admin(f"ALTER SYSTEM RESET {setting}")
@@ -134,40 +103,6 @@ def skip_consumers_to_end(bootstrap: str) -> None:
         skipped = sum(max(p.end - max(p.current, 0), 0) for p in plans)
         outbox_replay.reset(group.name, at_end, bootstrap)
         print(f"pitr: {group.name} moved to the end of its topics ({skipped} unread events skipped)", flush=True)
-
-
-def resume_connectors_without_offsets(names: list[str]) -> None:
-    """Step 5: offsets deleted, snapshot.mode=no_data, resumed; each makes its slot anew."""
-    for name in names:
-        _connect("DELETE", f"/connectors/{name}/offsets")
-    for path in sorted(connectors.CONNECTORS.glob("*.json")):  # config only: they stay STOPPED
-        connectors.deploy(*connectors.load(path, {"snapshot.mode": "no_data"}), connect_url())
-    for name in names:
-        _connect("PUT", f"/connectors/{name}/resume")
-    connectors.wait_running(names, connect_url(), timeout=120)
-    slots = connectors.slot_names()
-
-    def slots_active() -> bool:
-        rows = postgres.psql_admin("SELECT slot_name FROM pg_replication_slots WHERE active").split()
-        return slots <= set(rows)
-
-    wait_for("replication slots not active", slots_active)
-    print(f"pitr: {len(names)} connectors streaming from new slots", flush=True)
-
-
-def resend_outbox(since: dt.datetime) -> int:
-    """Step 6: delete and re-insert recent outbox rows in one statement, so Debezium publishes them again."""
-    total = 0
-    for spec in SERVICES:
-        count = postgres.psql_admin(
-            f"WITH moved AS (DELETE FROM {OUTBOX_TABLE} WHERE created_at >= '{since.isoformat()}' RETURNING *), "
-            f"again AS (INSERT INTO {OUTBOX_TABLE} SELECT * FROM moved ORDER BY created_at, id RETURNING 1) "
-            "SELECT count(*) FROM again",
-            database=spec.database,
-        ).strip()
-        total += int(count or 0)
-    print(f"pitr: {total} outbox rows since {since.isoformat()} published again", flush=True)
-    return total
 
 
 def drop_stale_slots() -> None:
@@ -209,14 +144,13 @@ def pitr(target: dt.datetime, since: dt.datetime) -> None:
     # directory that pgBackRest is rewriting (the drill saw one try), or the replica from its old copy.
     with stack.exclusive():
         backup_physical.pgbackrest("check")
-        names = connector_names()
-        stop_connectors(names)
+        names = resync.connector_names()
+        resync.stop_connectors(names, say)
         consumers = consumer_components()
         with ThreadPoolExecutor(max_workers=len(consumers) or 1) as pool:
             list(pool.map(stack.stop_component, consumers))
         if running_elsewhere := groups_left_running(bootstrap):
-            for name in names:
-                _connect("PUT", f"/connectors/{name}/resume")
+            resync.resume_connectors(names)
             start_consumers(consumers)
             raise SystemExit(f"pitr: nothing restored; groups with consumers we did not stop: {running_elsewhere}")
         print(f"pitr: connectors and consumers stopped at {time.monotonic() - started:.1f}s", flush=True)
@@ -232,10 +166,8 @@ def pitr(target: dt.datetime, since: dt.datetime) -> None:
             # The replica's copy of the new timeline is made meanwhile; reads use the primary until it is up.
             rebuilt = background.submit(rebuild_replica)
             skip_consumers_to_end(bootstrap)
-            resume_connectors_without_offsets(names)
-            resend_outbox(since)
-            connectors.deploy_all()  # their own config again (snapshot.mode back); the offsets now exist
-            print(f"pitr: connectors on their own config at {time.monotonic() - started:.1f}s", flush=True)
+            resync.resync(names, dict.fromkeys((spec.database for spec in SERVICES), since), say)
+            say(f"outbox re-synced at {time.monotonic() - started:.1f}s")
             start_consumers(consumers)
             rebuilt.result()
     print(f"pitr: done in {time.monotonic() - started:.1f}s; take a backup on the new timeline: just backup --incr")
@@ -290,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the backups and the plan, change nothing")
     args = parser.parse_args(argv)
     target = parse_time(args.to)
-    since = parse_time(args.resend_since) if args.resend_since else target - RESEND_WINDOW
+    since = parse_time(args.resend_since, "--resend-since") if args.resend_since else target - resync.RESEND_WINDOW
     if args.dry_run:
         print("\n".join(dry_run_plan(target, since, backup_physical.backups(), current_lsn())))
         return 0

@@ -32,11 +32,23 @@ recorded as the primary's (infra/postgres.py, PRIMARY_RECORD), which every comma
 started again as the `postgres` component, on the primary's port and socket, where the services, connectors
 and exporters connect: no PG_PORT to change. The old primary's directory is then the replica's, and is not
 started as one until `just rebuild-replica --yes` makes it a copy of the new primary.
+
+The stack's connectors (PostgreSQL 15 copies no logical slot to a standby, so none exists on the promoted
+cluster): before step 2 every connector is stopped, so none makes a slot on the promoted cluster and streams
+on from there past what it had not read, and, per database, the moment from which its connector may not have
+read (its offsets' last commit time less infra/resync.py's window) is recorded (RESEND_RECORD); right after
+the take-over the outbox re-sync (infra/resync.py, as `just pitr` does it) gives each connector a new slot and
+publishes again the rows created since that moment: the events committed on the old primary that reached the
+replica but not Kafka. The connectors come first, before the checkpoint and the backup, because every event
+waits for them; a re-sync that fails does not stop the backup, and `just promote --resync` finishes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import functools
+import json
 import subprocess
 import sys
 import time
@@ -44,17 +56,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from apps.common.topology import pg_port, replica_port
-from infra import backup_physical, postgres, proc, replica
+from apps.common.topology import connect_url, pg_port, replica_port
+from infra import backup_physical, connectors, postgres, proc, replica, resync
 from infra.backup_physical import Site
 
 # How long pg_ctl promote, and then the first write, may take (0.26 s in the rehearsal).
 PROMOTE_TIMEOUT_S = 60
+# Per database, the outbox rows the promotion owes Kafka: re-sent from then on (JSON, ISO moments; null: all).
+RESEND_RECORD = postgres.PG_DIR / "resend-since.json"
 
 
 class Refused(Exception):
     """The promotion may not run, or a step of it did not do what it should: the steps before it stay done,
     and running it again goes on from there."""
+
+
+class ResyncOwed(Refused):
+    """The promotion and its backup are done, the outbox re-sync is not: `just promote --resync` finishes it."""
 
 
 @dataclass(frozen=True)
@@ -97,8 +115,16 @@ def refusals(p: Promotion) -> list[str]:
     return found
 
 
-def promote(p: Promotion, *, backup: bool = True, say: Callable[[str], None] = print) -> None:
-    """Steps 1-7 of the module's docstring; raises Refused before changing anything if it may not run."""
+def promote(
+    p: Promotion,
+    *,
+    backup: bool = True,
+    say: Callable[[str], None] = print,
+    outbox: Callable[[Callable[[str], None]], None] | None = None,
+) -> None:
+    """Steps 1-7 of the module's docstring; raises Refused before changing anything if it may not run.
+    ``outbox``: the stack's re-sync, run once the promoted cluster is the stack's primary (ResyncOwed if it
+    fails: the steps after it run first)."""
     problems = refusals(p)
     if problems:
         raise Refused("; ".join(problems))
@@ -141,6 +167,13 @@ def promote(p: Promotion, *, backup: bool = True, say: Callable[[str], None] = p
     if p.take_over is not None:
         p = p.take_over()
         done(f"the stack's primary from now on: {p.standby.data}, port {p.standby.port} ({postgres.PRIMARY_RECORD})")
+    owed: BaseException | None = None
+    if outbox is not None:
+        try:
+            outbox(done)
+        except (Exception, SystemExit) as exc:  # Connect's, Kafka's, psql's: the backup is taken all the same
+            owed = exc
+            done(f"outbox re-sync stopped: {exc}")
     # A promotion only requests its end-of-recovery checkpoint: until one completes, pg_control still names the
     # old timeline and pgBackRest refuses a backup ("WAL timeline 2 does not match pg_control timeline 1"; the
     # fresh-clone CI met it on a slower run).
@@ -156,6 +189,8 @@ def promote(p: Promotion, *, backup: bool = True, say: Callable[[str], None] = p
         done(f"full backup {newest['label']} (WAL from {newest['archive']['start']})")
     else:
         done("no backup taken (--no-backup): take one with `just backup --full`")
+    if owed is not None:
+        raise ResyncOwed(f"the outbox re-sync: {owed}")
 
 
 def _archive_command(p: Promotion) -> str:
@@ -221,14 +256,86 @@ def taken_over_already() -> str | None:
     return None
 
 
+def connect_refusal() -> str | None:
+    """Why the stack's connectors cannot be held and re-synced now (None: Kafka Connect answers, or there are
+    no connectors)."""
+    if not connectors.connector_files():
+        return None
+    try:
+        connectors._request("GET", f"{connect_url()}/connectors")
+    except OSError as exc:  # refused, timed out, an HTTP error
+        return (
+            f"Kafka Connect does not answer at {connect_url()} ({exc}): `just start connect` first. Each connector is "
+            "stopped before the promotion and given a new slot after it; one that starts on its own afterwards "
+            "makes its slot then and never publishes what it had not read"
+        )
+    return None
+
+
+def hold_connectors(say: Callable[[str], None], since: dt.datetime | None = None) -> resync.Since:
+    """Every connector stopped, and per database the moment from which its rows are re-sent: ``since`` if
+    given, else the one recorded (RESEND_RECORD) by a promotion cut short (whatever the connectors did since),
+    else its connector's last read less the window, recorded."""
+    names = resync.connector_names()
+    resync.stop_connectors(names, say)
+    if since is None and RESEND_RECORD.exists():
+        return owed_since()
+    owed = dict.fromkeys(resync.connector_databases().values(), since) if since else resync.since_last_read(names)
+    RESEND_RECORD.write_text(json.dumps({db: m and m.isoformat() for db, m in owed.items()}, indent=1) + "\n")
+    wanted = [f"{db} since {'its first' if m is None else m.isoformat(timespec='seconds')}" for db, m in owed.items()]
+    say(f"connectors held; outbox rows to re-send once promoted: {', '.join(wanted)}")
+    return owed
+
+
+def owed_since() -> resync.Since:
+    recorded = json.loads(RESEND_RECORD.read_text())
+    return {db: m and dt.datetime.fromisoformat(m) for db, m in recorded.items()}
+
+
+def resync_outbox(since: resync.Since, say: Callable[[str], None]) -> None:
+    """The re-sync (infra/resync.py), then the record of what was owed removed."""
+    resync.resync(resync.connector_names(), since, say)
+    RESEND_RECORD.unlink(missing_ok=True)
+
+
+def finish_resync(since: dt.datetime | None) -> int:
+    """`just promote --resync`: a re-sync cut short (or Connect down during the promotion) done now."""
+    if since is not None:
+        owed: resync.Since = dict.fromkeys(resync.connector_databases().values(), since)
+    elif RESEND_RECORD.exists():
+        owed = owed_since()
+    else:
+        print(
+            f"refusing: no record of what the connectors had read ({RESEND_RECORD}): --resend-since T, T no later "
+            "than the moment the old primary was lost less the time its connectors lagged",
+            file=sys.stderr,
+        )
+        return 2
+    if problem := connect_refusal():
+        print(f"refusing: {problem}", file=sys.stderr)
+        return 2
+    resync_outbox(owed, lambda line: print(f"  {line}", flush=True))
+    print("done: every connector streams from a new slot, and what it may have missed is published again")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--yes", action="store_true", help="promote (without it: only say whether it may)")
     parser.add_argument("--no-backup", action="store_true", help="skip step 7 (take it later: just backup --full)")
+    parser.add_argument(
+        "--resync", action="store_true", help="only the outbox re-sync, after a promotion whose re-sync did not finish"
+    )
+    parser.add_argument(
+        "--resend-since", default=None, help="re-send outbox rows from here (default: each connector's last read)"
+    )
     args = parser.parse_args(argv)
+    since = resync.parse_time(args.resend_since, "--resend-since") if args.resend_since else None
+    if args.resync:
+        return finish_resync(since)
     p = stack_promotion()
     done_already = taken_over_already()
-    problems = [done_already] if done_already else refusals(p)
+    problems = [done_already] if done_already else [*refusals(p), *filter(None, [connect_refusal()])]
     if not args.yes or problems:
         for problem in problems:
             print(f"refusing: {problem}", file=sys.stderr)
@@ -236,15 +343,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"may promote the replica ({p.standby.data}, port {p.standby.port}); `just promote --yes` does it")
         return 2 if problems else 0
     print(f"promoting the replica ({p.standby.data}, port {p.standby.port})", flush=True)
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
     try:
-        promote(p, backup=not args.no_backup, say=lambda line: print(line, flush=True))
-    except (Refused, proc.StartError, RuntimeError, SystemExit) as exc:  # psql's RuntimeError; stack's SystemExit
+        # A stack without connectors (none in connectors/) has nothing to hold or re-sync.
+        outbox = functools.partial(resync_outbox, hold_connectors(say, since)) if connectors.connector_files() else None
+        promote(p, backup=not args.no_backup, say=say, outbox=outbox)
+    except ResyncOwed as exc:
+        print(f"stopped: {exc}\nthe promotion is done; `just promote --resync` finishes the re-sync", file=sys.stderr)
+        return 1
+    except (Refused, proc.StartError, RuntimeError, SystemExit, OSError) as exc:  # psql's, stack's, Connect's
         after = "`just start postgres`, then `just backup --full`" if taken_over_already() else "`just promote --yes`"
+        if taken_over_already() and RESEND_RECORD.exists():
+            after += " and `just promote --resync`"
         print(f"stopped: {exc}\nwhat was done stays done; {after} goes on from there", file=sys.stderr)
         return 1
     print(
-        f"done: the primary is {postgres.DATA} on 127.0.0.1:{pg_port()}, where every process connects. Left: each "
-        "connector a new slot, and `just rebuild-replica --yes` (docs/operations.md, Read replica)"
+        f"done: the primary is {postgres.DATA} on 127.0.0.1:{pg_port()}, where every process connects, and every "
+        "connector streams from a new slot. Left: `just rebuild-replica --yes` (docs/operations.md, Read replica)"
     )
     return 0
 

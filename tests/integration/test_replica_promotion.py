@@ -5,27 +5,41 @@ Session 31's rehearsal found that PostgreSQL's promotion alone leaves a primary 
 config names the old primary's data directory). infra/promote.py completes it; this runs its steps on a
 pair of our own, made as the stack makes its own (infra/postgres.py's settings, pgBackRest's config from
 the same template, pg_basebackup -R with a slot, the replica's command-line options): own ports, own
-folders under the temporary directory (TMPDIR), own repository. The shared stack is not touched.
+folders under the temporary directory (TMPDIR), own repository. The shared stack is not touched, but for
+the outbox re-sync's test, which streams through the dev stack's Kafka Connect and Kafka with a connector,
+topics and consumer groups of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import urllib.error
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
-from infra import backup_physical, postgres, promote, replica
+from apps.common.topology import connect_url, kafka_bootstrap
+from infra import backup_physical, connectors, postgres, promote, replica
 from infra.backup_physical import Site
 from infra.paths import REPO
+from outbox.events import payload_as_dict
+from tests.support.consumers import ThrowawayConsumer
+from tests.support.kafka import TopicTail, delete_topics
+from tests.support.orders import eventually, order_created
 from tests.support.pg_fault import free_port
 
 pytestmark = pytest.mark.slow
@@ -163,7 +177,9 @@ class ScratchStack:
     """The stack's own commands on a state directory and ports of their own: a PostgreSQL pair as `just up`
     makes it, under a temporary folder. Each `run` is one process (its steps call the commands' main, as
     `just` does), so paths are read afresh from the primary's record as a new `just` command reads them;
-    a few processes, not one per command: importing infra.stack takes seconds on a loaded machine."""
+    a few processes, not one per command: importing infra.stack takes seconds on a loaded machine. Their
+    connectors are the files in ``connectors`` (none unless a test writes one), never connectors/*.json: those
+    name the dev stack's, on the Kafka Connect a scratch stack shares with it."""
 
     root: Path
     env: dict[str, str]
@@ -172,11 +188,17 @@ class ScratchStack:
     def pg(self) -> Path:
         return self.root / "pg"
 
+    @property
+    def connectors(self) -> Path:
+        return self.root / "connectors"
+
     def run(self, code: str) -> subprocess.CompletedProcess[str]:
         command = [
             sys.executable,
             "-c",
-            f"import sys\nfrom infra import backup_physical, promote, replica, stack\n{code}",
+            "import sys\nfrom pathlib import Path\n"
+            "from infra import backup_physical, connectors, promote, replica, stack\n"
+            f"connectors.CONNECTORS = Path({str(self.connectors)!r})\n{code}",
         ]
         return subprocess.run(command, cwd=REPO, env=self.env, text=True, capture_output=True, timeout=180)
 
@@ -202,6 +224,7 @@ def scratch_stack() -> Iterator[ScratchStack]:
     root.chmod(0o755)  # the postgres user reaches root/pg (else the stack puts it under /var/tmp)
     ports = {"PG_PORT": str(free_port()), "PG_REPLICA_PORT": str(free_port())}
     scratch = ScratchStack(root, {**os.environ, "STACK_STATE_DIR": str(root), **ports})
+    scratch.connectors.mkdir()
     try:
         yield scratch
     finally:
@@ -249,3 +272,113 @@ def test_after_a_promotion_every_command_takes_the_promoted_one() -> None:
         assert row == f"t|{s.pg / 'data'}", row
         s.replayed(s.sql("primary", "INSERT INTO before_failover VALUES (2); SELECT pg_current_wal_lsn()").split()[-1])
         assert s.sql("replica", "SELECT count(*) FROM before_failover") == "2"
+
+
+# The event a promotion must not lose: committed on the primary, replayed by the replica, not read by Debezium.
+OUTBOX_INSERT = (
+    "INSERT INTO event_store (id, aggregate_id, aggregate_type, event_type, event_data, event_version, "
+    "schema_version) VALUES ('{id}', '{aggregate}', 'order', 'order.created', $json${payload}$json$, 1, 1); "
+    "SELECT pg_current_wal_lsn()"
+)
+
+
+def _outbox_row(s: ScratchStack) -> tuple[uuid.UUID, str]:
+    """An order.created row in the scratch primary's order_db outbox: its event id and the WAL position after it."""
+    event_id, created = uuid.uuid4(), order_created(str(uuid.uuid4()))
+    payload = json.dumps(payload_as_dict(created))
+    sql = OUTBOX_INSERT.format(id=event_id, aggregate=created.order_id, payload=payload)
+    lsn = postgres.psql_admin(sql, "order_db", socket=s.pg / "run", port=int(s.env["PG_PORT"])).split()[-1]
+    return event_id, lsn
+
+
+def _connect(method: str, path: str) -> Any:
+    return connectors._request(method, f"{connect_url()}{path}")
+
+
+async def _state(name: str, state: str) -> bool:
+    return (await asyncio.to_thread(connectors.status, name, connect_url()))[0] == state
+
+
+def _applied_once(groups: list[ThrowawayConsumer], events: list[uuid.UUID]) -> Callable[[], Awaitable[bool]]:
+    """Whether each group's handler wrote one row for each of these events (one applied twice shows twice)."""
+
+    async def check() -> bool:
+        return all([sorted(await group.applied(events)) == sorted(events) for group in groups])
+
+    return check
+
+
+def _topics_of(prefix: str) -> list[str]:
+    """The topics a scratch connector with this prefix made (its events', its heartbeats')."""
+    topics = AdminClient({"bootstrap.servers": kafka_bootstrap()}).list_topics(timeout=10).topics
+    return [t for t in topics if t.startswith(f"{prefix}.") or t == f"__debezium-heartbeat.{prefix}"]
+
+
+@pytest.mark.usefixtures("stack")  # its Kafka Connect and Kafka
+async def test_an_event_the_connector_had_not_read_reaches_kafka_after_the_promotion() -> None:
+    """`just promote --yes` holds the connectors, promotes, and re-syncs the outbox (infra/resync.py): an event
+    committed on the primary and replayed by the replica while its connector was paused (not read) is
+    published after the promotion, and each consumer group applies it once; an event it had read is
+    published again (inside the re-send window) and each group's inbox drops the copy. The scratch stack
+    (PostgreSQL pair, order_db migrated) streams through the dev stack's Kafka Connect and Kafka with a
+    connector, slot, topic prefix and consumer groups of its own: no dev connector, database or group is
+    touched. Before the re-sync (session 33's promote, the connector then resumed): its task FAILED ("...
+    no longer available on the server"), and neither that event nor a later one was published."""
+    tag = uuid.uuid4().hex[:8]
+    prefix = f"test-promote-{tag}"
+    name, slot = f"promote-{tag}-outbox", f"promote_{tag}"
+    with scratch_stack() as plain:
+        s = ScratchStack(plain.root, {**plain.env, "OUTBOX_TOPIC_PREFIX": prefix})
+        own = json.loads((connectors.CONNECTORS / "order.json").read_text())
+        own["name"] = name
+        own["config"] |= {"database.port": s.env["PG_PORT"], "topic.prefix": prefix, "slot.name": slot}
+        (s.connectors / "order.json").write_text(json.dumps(own))
+        groups = [ThrowawayConsumer(), ThrowawayConsumer()]  # two consumer groups, each with its inbox
+        for group in groups:
+            group.topic = f"{prefix}.order"  # where the connector routes order.created (its prefix)
+        async with groups[0], groups[1]:
+            try:
+                await asyncio.to_thread(
+                    s.ok,
+                    "from infra import migrate\nstack.main(['start', 'postgres']); backup_physical.write_config()\n"
+                    "backup_physical.pgbackrest('stanza-create'); stack.main(['start', 'replica'])\n"
+                    "migrate.main(['order']); connectors.deploy_all()",
+                )
+                for group in groups:
+                    group.start()
+                read, _ = _outbox_row(s)
+                await eventually(_applied_once(groups, [read]), within=60, what="the first event applied")
+
+                tail = TopicTail(groups[0].topic)
+                _connect("PUT", f"/connectors/{name}/pause")
+                await eventually(lambda: _state(name, "PAUSED"), within=30, what="the connector paused")
+                unread, lsn = _outbox_row(s)
+                s.replayed(lsn)
+                confirmed = s.sql(
+                    "primary",
+                    f"SELECT confirmed_flush_lsn < '{lsn}' FROM pg_replication_slots WHERE slot_name = '{slot}'",
+                )
+                assert confirmed == "t", "Debezium confirmed the unread event before the primary was lost"
+
+                said = await asyncio.to_thread(
+                    s.ok,
+                    "stack.main(['stop', 'postgres']); sys.exit(promote.main(['--yes', '--no-backup']))",
+                )
+                print(f"\n{said}")
+                assert "connectors streaming from new slots" in said and "order_db: 2 outbox rows" in said, said
+                assert not (s.pg / "resend-since.json").exists(), "the re-sync done, nothing is owed"
+                await eventually(_applied_once(groups, [read, unread]), within=60, what="the unread event applied")
+                after, _ = _outbox_row(s)  # the new primary's own, through the new slot
+                everything = [read, unread, after]
+                await eventually(_applied_once(groups, everything), within=60, what="an event after it applied")
+
+                seen = await asyncio.to_thread(tail.read_until, lambda got: str(after) in {r.event_id for r in got})
+                tail.close()
+                published = Counter(uuid.UUID(r.event_id) for r in seen)
+                # Since the pause: the read event a second time (re-sent), the unread one once, the new one once.
+                assert [published[e] for e in everything] == [1, 1, 1], published
+                assert await _applied_once(groups, everything)(), "each group applied each event once"
+            finally:
+                with contextlib.suppress(urllib.error.HTTPError):
+                    _connect("DELETE", f"/connectors/{name}")
+                delete_topics(_topics_of(prefix))

@@ -5,12 +5,14 @@ stack: tests/integration/test_replica_promotion.py.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 
 from apps.common.topology import pg_port, replica_port
-from infra import backup_physical, postgres, proc, promote, replica, stack
+from infra import backup_physical, connectors, postgres, proc, promote, replica, resync, stack
+from tests.support.pg_fault import free_port
 
 
 @pytest.fixture
@@ -112,6 +114,7 @@ def test_without_yes_it_only_says_whether_it_may(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(promote, "answers", lambda port: port == replica_port())
+    monkeypatch.setattr(promote, "connect_refusal", lambda: None)
     monkeypatch.setattr(promote, "promote", lambda *_, **__: pytest.fail("promoted without --yes"))
     assert promote.main([]) == 0
     assert "`just promote --yes` does it" in capsys.readouterr().out
@@ -138,3 +141,89 @@ def test_rebuild_refuses_when_the_standby_directory_is_the_running_primarys(
     serving[0] = pg_dir / "replica"  # the primary runs from the directory the rebuild would delete
     [refusal] = replica.rebuild_refusals()
     assert "the running primary's own directory" in refusal
+
+
+def test_it_refuses_while_kafka_connect_does_not_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The connectors are stopped before the promotion and re-synced after it: without Connect neither can be
+    done, and a connector that starts on its own later makes its slot then, past what it had not read."""
+    monkeypatch.setattr(promote, "answers", lambda port: port == replica_port())
+    monkeypatch.setenv("CONNECT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setattr(promote, "hold_connectors", lambda *_: pytest.fail("held without Connect"))
+    assert promote.main(["--yes"]) == 2
+    assert "refusing: Kafka Connect does not answer" in capsys.readouterr().err
+    monkeypatch.setattr(connectors, "CONNECTORS", tmp_path)  # a stack without connectors needs no Connect
+    assert promote.connect_refusal() is None
+
+
+def test_what_is_owed_is_recorded_once_and_kept_until_the_resync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A promotion cut short and run again re-sends from the moments of the first run: by then a connector may
+    have streamed on the promoted cluster, and its offsets no longer say what it had missed."""
+    monkeypatch.setattr(promote, "RESEND_RECORD", tmp_path / "resend-since.json")
+    stopped: list[list[str]] = []
+    monkeypatch.setattr(resync, "connector_names", lambda: ["order-outbox", "catalog-outbox"])
+    monkeypatch.setattr(resync, "connector_databases", lambda: {"order-outbox": "order_db", "catalog-outbox": "x_db"})
+    monkeypatch.setattr(resync, "stop_connectors", lambda names, say: stopped.append(names))
+    read = dt.datetime(2026, 11, 28, 3, 40, tzinfo=dt.UTC)
+    monkeypatch.setattr(resync, "last_read", lambda name: read if name == "order-outbox" else None)
+
+    first = promote.hold_connectors(lambda _: None)
+    assert first == {"order_db": read - resync.RESEND_WINDOW, "x_db": None}  # no offsets: every row
+    assert stopped == [["order-outbox", "catalog-outbox"]]
+    monkeypatch.setattr(resync, "last_read", lambda name: read + dt.timedelta(hours=1))  # streamed on since
+    assert promote.hold_connectors(lambda _: None) == first and len(stopped) == 2  # stopped again, same moments
+    given = dt.datetime(2026, 11, 28, 1, 0, tzinfo=dt.UTC)
+    assert promote.hold_connectors(lambda _: None, given) == {"order_db": given, "x_db": given}  # --resend-since
+
+    resent: list[resync.Since] = []
+
+    def resend(names: list[str], since: resync.Since, say: object) -> int:
+        resent.append(since)
+        return 0
+
+    monkeypatch.setattr(resync, "resync", resend)
+    promote.resync_outbox(promote.owed_since(), lambda _: None)
+    assert resent == [{"order_db": given, "x_db": given}] and not promote.RESEND_RECORD.exists()
+    assert promote.finish_resync(None) == 2  # nothing recorded, no --resend-since: refused
+
+
+def test_the_connectors_last_read_is_their_offsets_commit_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = {
+        "/connectors/a/offsets": {"offsets": [{"partition": {"server": "a"}, "offset": {"ts_usec": 1795837285303123}}]},
+        "/connectors/b/offsets": {"offsets": []},
+    }
+    monkeypatch.setattr(resync, "_connect", lambda method, path: answers[path])
+    assert resync.last_read("a") == dt.datetime(2026, 11, 28, 3, 41, 25, 303123, tzinfo=dt.UTC)
+    assert resync.last_read("b") is None
+
+
+def test_a_failed_resync_does_not_stop_the_backup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The re-sync runs right after the take-over (the connectors first: every event waits for them); when it
+    fails (Connect, Kafka) the checkpoint, the archive check and the backup still run, and then it says so."""
+    p = promote.Promotion(
+        backup_physical.Site(tmp_path / "standby", 6001, tmp_path / "run"), 6000, tmp_path, lambda: None
+    )
+    monkeypatch.setattr(promote, "answers", lambda port: port == 6001)
+    archive_command = postgres.archive_settings(p.conf)["archive_command"].strip("'")
+    answers = {"SELECT pg_is_in_recovery()": "f", "SHOW archive_mode": "on", "SHOW archive_command": archive_command}
+    ran: list[str] = []
+
+    def sql(statement: str, *_: object, **__: object) -> str:
+        ran.append(statement)
+        return answers.get(statement, "00000002")
+
+    monkeypatch.setattr(postgres, "psql_admin", sql)
+    monkeypatch.setattr(backup_physical, "pgbackrest", lambda *args, **_: ran.append(" ".join(args)))
+    monkeypatch.setattr(backup_physical, "info", lambda conf: [])
+    monkeypatch.setattr(backup_physical, "backups", lambda conf: [{"label": "F", "archive": {"start": "00000002"}}])
+
+    def outbox(say: object) -> None:
+        ran.append("re-sync")
+        raise SystemExit("connectors not RUNNING after 120s: order-outbox")
+
+    with pytest.raises(promote.ResyncOwed, match="order-outbox"):
+        promote.promote(p, say=lambda _: None, outbox=outbox)
+    assert ran.index("re-sync") < ran.index("CHECKPOINT") and ran[-1] == "--type=full backup", ran
