@@ -22,6 +22,7 @@ from apps.common.topology import (
     pg_port,
     topic_for,
 )
+from infra import proc
 from infra.paths import REPO
 from outbox.config import topic_prefix
 from outbox.routing import ROUTE_FIELD, project_streams, route_topic_regex, topic_for_event
@@ -118,6 +119,7 @@ def status(name: str, base_url: str) -> tuple[str, list[dict[str, Any]]]:
 
 
 def wait_running(names: list[str], base_url: str, timeout: float) -> None:
+    proc.waiting()  # `up`'s lock let go (infra/stack.py): a wait needs none, and a `just start` would queue behind it
     pending = set(names)
     deadline = time.monotonic() + timeout
     while pending:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import monitoring, proc, stack
+from infra import connectors, monitoring, proc, stack
 from tests.support import stack_state
 
 CONSUMER = "lock-scope-consumer"
@@ -125,18 +125,8 @@ def test_the_lock_is_held_through_the_spawn(state: Path, monkeypatch: pytest.Mon
     assert proc.running(CONSUMER)
 
 
-def test_a_start_during_an_up_does_not_wait_for_the_whole_up(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`up` holds up.lock for each step until its first wait, not through every readiness wait: E saw a
-    PostgreSQL start wait ~47 s for the lock in a soak (session 32). Here an `up` whose one step waits 3 s
-    for its component's readiness, and a `just start` of another component meanwhile."""
-    ready_at = time.monotonic() + 3
-
-    def slow_step() -> None:  # as a broker's start: spawn, then wait for readiness
-        pid = None if proc.running(CONSUMER) else proc.spawn(CONSUMER, SLEEPER)
-        proc.wait_until(CONSUMER, lambda: time.monotonic() > ready_at, timeout=10, pid=pid, interval=0.1)
-
-    _components(monkeypatch, stack.Process(CONSUMER, SLEEPER, probe=lambda: True))
-    monkeypatch.setattr(stack, "STEPS", [("slow", slow_step)])
+def _up_in_thread(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Thread, list[BaseException]]:
+    """`up` of stack.STEPS (as the test set them), without monitoring, apps or the URLs, in a thread."""
     monkeypatch.setattr(monitoring, "start_all", lambda *_, **__: None)
     monkeypatch.setattr(stack, "app_processes", list)
     monkeypatch.setattr(stack, "print_urls", lambda: None)
@@ -151,6 +141,22 @@ def test_a_start_during_an_up_does_not_wait_for_the_whole_up(state: Path, monkey
 
     upping = threading.Thread(target=run_up, daemon=True)
     upping.start()
+    return upping, errors
+
+
+def test_a_start_during_an_up_does_not_wait_for_the_whole_up(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`up` holds up.lock for each step until its first wait, not through every readiness wait: E saw a
+    PostgreSQL start wait ~47 s for the lock in a soak (session 32). Here an `up` whose one step waits 3 s
+    for its component's readiness, and a `just start` of another component meanwhile."""
+    ready_at = time.monotonic() + 3
+
+    def slow_step() -> None:  # as a broker's start: spawn, then wait for readiness
+        pid = None if proc.running(CONSUMER) else proc.spawn(CONSUMER, SLEEPER)
+        proc.wait_until(CONSUMER, lambda: time.monotonic() > ready_at, timeout=10, pid=pid, interval=0.1)
+
+    _components(monkeypatch, stack.Process(CONSUMER, SLEEPER, probe=lambda: True))
+    monkeypatch.setattr(stack, "STEPS", [("slow", slow_step)])
+    upping, errors = _up_in_thread(monkeypatch)
     _spawned(CONSUMER)  # the step's spawn is done; its readiness wait has begun
 
     t0 = time.monotonic()
@@ -161,3 +167,34 @@ def test_a_start_during_an_up_does_not_wait_for_the_whole_up(state: Path, monkey
     assert not errors, errors
     assert took < 1.5, f"the broker's start waited {took:.1f}s for the `up`"
     assert time.monotonic() >= ready_at, "the up ended before its step was ready"
+
+
+def test_a_start_during_the_connectors_wait_does_not_wait_for_it(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`up`'s connectors step deploys under up.lock but waits for RUNNING without it: the wait took up to its
+    120 s with the lock held, and a `just start X` meanwhile waited all of it. Here the connectors report
+    RUNNING 3 s after the deploy, and a `just start` of another component comes meanwhile."""
+    ready_at = time.monotonic() + 3
+    asked = threading.Event()
+
+    def status(name: str, base_url: str) -> tuple[str, list[dict[str, str]]]:
+        asked.set()
+        state = "RUNNING" if time.monotonic() > ready_at else "UNASSIGNED"
+        return state, [{"state": state}]
+
+    monkeypatch.setattr(connectors, "ensure_event_topics", lambda bootstrap: None)
+    monkeypatch.setattr(connectors, "retire", lambda base_url: None)
+    monkeypatch.setattr(connectors, "deploy", lambda name, config, base_url: None)
+    monkeypatch.setattr(connectors, "status", status)
+    _components(monkeypatch, stack.Process(CONSUMER, SLEEPER, probe=lambda: True))
+    monkeypatch.setattr(stack, "STEPS", [step for step in stack.STEPS if step[0] == "connectors"])
+    upping, errors = _up_in_thread(monkeypatch)
+    assert asked.wait(10), "the connectors step never asked for their status"
+
+    t0 = time.monotonic()
+    stack.start_component(BROKER)  # before: queued behind the up's lock until the connectors ran (~3 s)
+    took = time.monotonic() - t0
+
+    upping.join(timeout=15)
+    assert not errors, errors
+    assert took < 1.5, f"the broker's start waited {took:.1f}s for the connectors' wait"
+    assert time.monotonic() >= ready_at, "the up ended before its connectors were RUNNING"
