@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import select
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sqlalchemy.util import await_only
 
 from apps.common.pool_metrics import instrument_pool
+from apps.common.settings import Settings, env
 from apps.common.topology import ServiceSpec, database_url
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ log = logging.getLogger("apps.db")
 
 
 @dataclass(frozen=True)
-class PoolSettings:
+class PoolSettings(Settings):
     """The seed's Go pool settings (25 open, 5 idle, 5 min lifetime, 1 min idle time) on SQLAlchemy's QueuePool.
 
     At most 25 open connections, as the seed says, all of them pool_size (25 + 0 overflow). QueuePool closes an
@@ -53,11 +53,11 @@ class PoolSettings:
     (``per_worker``), so a service's workers (``<NAME>_WORKERS``) open at most 25 between them, as the seed says.
     """
 
-    size: int = 25
-    max_overflow: int = 0
-    recycle_s: int = 300
-    timeout_s: float = 10.0
-    idle_timeout_s: float = 60.0
+    size: int = env("DB_POOL_SIZE", 25)
+    max_overflow: int = env("DB_POOL_MAX_OVERFLOW", 0)
+    recycle_s: int = env("DB_POOL_RECYCLE_S", 300)
+    timeout_s: float = env("DB_POOL_TIMEOUT_S", 10.0)
+    idle_timeout_s: float = env("DB_POOL_IDLE_TIMEOUT_S", 60.0)
 
     def per_worker(self, workers: int) -> PoolSettings:
         """This service's limits split between ``workers`` processes (never more in total)."""
@@ -66,17 +66,6 @@ class PoolSettings:
         size = max(1, self.size // workers)
         total = max(size, (self.size + self.max_overflow) // workers)
         return PoolSettings(size, total - size, self.recycle_s, self.timeout_s, self.idle_timeout_s)
-
-    @classmethod
-    def from_env(cls, prefix: str = "DB_POOL_") -> PoolSettings:
-        defaults = cls()
-        return cls(
-            size=int(os.environ.get(f"{prefix}SIZE", defaults.size)),
-            max_overflow=int(os.environ.get(f"{prefix}MAX_OVERFLOW", defaults.max_overflow)),
-            recycle_s=int(os.environ.get(f"{prefix}RECYCLE_S", defaults.recycle_s)),
-            timeout_s=float(os.environ.get(f"{prefix}TIMEOUT_S", defaults.timeout_s)),
-            idle_timeout_s=float(os.environ.get(f"{prefix}IDLE_TIMEOUT_S", defaults.idle_timeout_s)),
-        )
 
 
 def alchemy_config(spec: ServiceSpec, pool: PoolSettings | None = None) -> SQLAlchemyAsyncConfig:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from prometheus_client import Counter
@@ -31,6 +31,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
 from apps.common.redis_protocol import RedisReplies, encode_command, handshake
+from apps.common.settings import Settings, env
 from apps.common.topology import redis_url
 
 if TYPE_CHECKING:
@@ -41,10 +42,20 @@ __all__ = ["OwnConnectionScript", "RedisStore", "create_redis_client", "redis_li
 
 T = TypeVar("T")
 
-# A cache read that takes longer than a database read is worse than no cache.
-TIMEOUT_S: Final = float(os.environ.get("REDIS_TIMEOUT_S", "0.25"))
-COOLDOWN_S: Final = float(os.environ.get("REDIS_COOLDOWN_S", "1.0"))
-POOL_SIZE: Final = int(os.environ.get("REDIS_POOL_SIZE", "64"))
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings(Settings):
+    # A cache read that takes longer than a database read is worse than no cache.
+    timeout_s: float = env("REDIS_TIMEOUT_S", 0.25)
+    cooldown_s: float = env("REDIS_COOLDOWN_S", 1.0)
+    pool_size: int = env("REDIS_POOL_SIZE", 64)
+
+
+# Read when the module is imported, as these defaults always were (a bad value: SettingError naming it).
+_SETTINGS: Final = RedisSettings.from_env()
+TIMEOUT_S: Final = _SETTINGS.timeout_s
+COOLDOWN_S: Final = _SETTINGS.cooldown_s
+POOL_SIZE: Final = _SETTINGS.pool_size
 STATE_KEY: Final = "redis"
 
 log = logging.getLogger("apps.redis")

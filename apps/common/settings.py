@@ -1,7 +1,8 @@
 """Typed settings read from the environment once, at start: the one way a service reads its configuration.
 
 A service's ``settings.py`` lists every variable it reads, each a field of a frozen dataclass with its
-variable's name and default::
+variable's name and default (what every service reads is declared so beside its use: ``PoolSettings`` in
+db.py, ``RedisSettings`` in redis_store.py)::
 
     @dataclass(frozen=True, slots=True)
     class OrderSettings(Settings):

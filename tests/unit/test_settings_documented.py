@@ -3,7 +3,8 @@
 A newcomer learns a setting from the docs, not by grepping for os.environ: a variable read under a
 literal name in apps/, outbox/, infra/ or bench/ must appear in README.md, docs/operations.md or
 docs/decisions.md. Names built at run time (``f"{service}_PORT"``) are documented as patterns there.
-Each service's own variables, its ``settings.py`` (apps/common/settings.py), are in operations' table itself.
+What a settings class reads (apps/common/settings.py: a service's settings.py, the pool's, Redis') is in
+operations' table itself.
 """
 
 from __future__ import annotations
@@ -67,14 +68,15 @@ def test_every_variable_the_code_reads_is_documented() -> None:
 
 
 def settings_variables() -> dict[str, str]:
-    """Each variable a service's settings.py reads, with the module that reads it."""
+    """Each variable a Settings class under apps/ reads (a service's settings.py, the pool's, Redis'), with
+    the module that declares it."""
     found: dict[str, str] = {}
-    for path in sorted((ROOT / "apps").glob("*/settings.py")):
-        if path.parent.name == "common":
-            continue  # the base, no variable of its own
-        module = importlib.import_module(f"apps.{path.parent.name}.settings")
+    for path in sorted((ROOT / "apps").rglob("*.py")):
+        if "(Settings):" not in path.read_text():
+            continue
+        module = importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
         for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, Settings) and value is not Settings:
+            if isinstance(value, type) and issubclass(value, Settings) and value.__module__ == module.__name__:
                 found.update(dict.fromkeys(value.variables(), module.__name__))
     return found
 
@@ -82,7 +84,8 @@ def settings_variables() -> dict[str, str]:
 def test_the_settings_modules_are_found() -> None:
     found = settings_variables()
     assert {"apps.order.settings", "apps.payment.settings", "apps.checkout.settings"} <= set(found.values())
-    assert {"ORDER_PRICE_MAX_AGE_S", "PAYMENT_WORKER_LEASE_S", "RETURNS_WINDOW_DAYS"} <= found.keys()
+    assert {"apps.common.db", "apps.common.redis_store"} <= set(found.values())
+    assert {"ORDER_PRICE_MAX_AGE_S", "PAYMENT_WORKER_LEASE_S", "RETURNS_WINDOW_DAYS", "DB_POOL_SIZE"} <= found.keys()
 
 
 def test_every_variable_of_the_settings_modules_is_in_the_operations_table() -> None:
