@@ -26,7 +26,7 @@ from apps.common.auth import (
 )
 from apps.common.db import lazy_session
 from apps.common.headers import REPLAYED, idempotency_key_header, replayed_header
-from apps.common.pagination import Cursor
+from apps.common.pagination import LINES_BOUND, Cursor
 from apps.common.providers import create_service_provider
 from apps.common.read_routing import replica_reads
 from apps.order.schemas import CancelRequest, OrderCreate, OrderOut, OrderPage, StatusChange, to_order_out
@@ -123,12 +123,12 @@ class OrderController(Controller):
             QueryParameter(
                 ge=1,
                 le=100,
-                description="the most orders on the page; fewer when they hold over 1,000 lines (next_cursor goes on)",
+                description=f"the most orders on the page; {LINES_BOUND}",
             ),
         ] = 20,
     ) -> OrderPage:
         """A customer's orders, newest first, one page at a time (a customer lists only their own: 404 for
-        another's). A page ends early rather than pass 1,000 lines (``services.MAX_PAGE_LINES``)."""
+        another's). A page ends early rather than pass 1,000 lines (``pagination.MAX_PAGE_LINES``)."""
         own_rows(principal_of(request), customer_id, f"customer {customer_id} not found")
         views, next_cursor = await orders.list_for_customer(customer_id, limit=limit, cursor=cursor)
         return OrderPage(items=[to_order_out(v) for v in views], next_cursor=next_cursor)

@@ -8,17 +8,17 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
 import msgspec
-from sqlalchemy import func, literal, select, text, tuple_
+from sqlalchemy import literal, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 from uuid_utils.compat import uuid7
 
 from apps.common.access_log import Touched, change_row, log_access, note_read
 from apps.common.errors import FieldProblem, NotFound, StateConflict, UnknownReference
-from apps.common.pagination import decode_cursor, encode_cursor
+from apps.common.pagination import count_lines, decode_cursor, page_within_lines
 from apps.order.archive import archived
 from apps.order.driver import DriverStatement, pooled_connection
 from apps.order.known import References
@@ -53,10 +53,6 @@ if TYPE_CHECKING:
     from apps.order.clients import Dependencies
     from apps.order.schemas import OrderCreate
 
-
-# The most lines a listing page shows: 100 orders of 100 lines were a 2 MB page and ~200 ms of the API's one
-# event loop, every other request waiting (S, session 33). Ten full orders at most, or a page of small ones.
-MAX_PAGE_LINES: Final = 1000
 
 # A key is its customer's own (migrations order_0017-0018): another customer's use of it is invisible here.
 _EARLIER = DriverStatement(
@@ -275,19 +271,17 @@ class OrderService:
         self, customer_id: uuid.UUID, *, limit: int, cursor: str | None
     ) -> tuple[list[OrderView], str | None]:
         """A customer's orders, newest first, by keyset over (created_at, id); a page ends early rather than
-        pass ``MAX_PAGE_LINES`` lines (its ``next_cursor`` goes on from there)."""
-        lines = select(func.count()).where(OrderItem.order_id == Order.id).correlate(Order).scalar_subquery()
+        pass ``pagination.MAX_PAGE_LINES`` lines (its ``next_cursor`` goes on from there)."""
+        lines = count_lines(Order, Order.id, OrderItem.order_id)
         query = select(Order, lines).where(Order.customer_id == str(customer_id))
         if cursor:
             created_at, last_id = decode_cursor(cursor)
             query = query.where(tuple_(Order.created_at, Order.id) < tuple_(literal(created_at), literal(last_id)))
         query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
-        found = (await self.session.execute(query)).tuples().all()
-        page = _within_lines(found[:limit])
+        page, next_cursor = page_within_lines((await self.session.execute(query)).tuples().all(), limit)
         note_read("orders", [Touched(o.id, o.customer_id) for o in page])
         items = await self._items([o.id for o in page])
         sagas = await self._sagas([o.id for o in page])
-        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(found) > len(page) else None
         return [OrderView(o, items.get(o.id, []), sagas.get(o.id)) for o in page], next_cursor
 
     async def _sagas(self, order_ids: list[uuid.UUID]) -> dict[uuid.UUID, OrderSaga]:
@@ -339,16 +333,3 @@ class OrderService:
         if order is None:
             raise NotFound("order not found")
         return order, (await self._items([order_id])).get(order_id, [])
-
-
-def _within_lines(found: Sequence[tuple[Order, int]]) -> list[Order]:
-    """The orders of a page up to ``MAX_PAGE_LINES`` lines in all; the first whatever its lines (an order has at
-    most ``MAX_LINES``), so a page always moves the listing on."""
-    page: list[Order] = []
-    total = 0
-    for order, lines in found:
-        if page and total + lines > MAX_PAGE_LINES:
-            break
-        page.append(order)
-        total += lines
-    return page

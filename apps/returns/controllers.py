@@ -14,7 +14,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from apps.common.auth import AnyRequest, allow, ensure_visible, own_rows, principal_of, read_owner
 from apps.common.errors import UnknownReference
 from apps.common.fields import LINE_PATTERN
-from apps.common.pagination import Cursor
+from apps.common.pagination import LINES_BOUND, Cursor
 from apps.common.providers import create_service_provider
 from apps.returns.schemas import (
     ApproveRequest,
@@ -71,10 +71,13 @@ class ReturnController(Controller):
             str | None, QueryParameter(min_length=1, max_length=36, pattern=LINE_PATTERN, description="whose returns")
         ] = None,
         cursor: Cursor = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        limit: Annotated[
+            int, QueryParameter(ge=1, le=100, description=f"the most returns on the page; {LINES_BOUND}")
+        ] = 20,
     ) -> ReturnPage:
         """Returns of an order and/or a customer (every return if neither), newest first, a page at a time;
-        a customer lists only their own (404 for another customer's id)."""
+        a customer lists only their own (404 for another customer's id). A page ends early rather than pass
+        1,000 items (``pagination.MAX_PAGE_LINES``)."""
         customer_id = own_rows(principal_of(request), customer_id, f"customer {customer_id} not found")
         page, next_cursor = await returns.list(order_id=order_id, customer_id=customer_id, limit=limit, cursor=cursor)
         return ReturnPage(items=[to_return_out(r) for r in page], next_cursor=next_cursor)

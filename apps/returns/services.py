@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Select, case, func, literal, select, tuple_
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 from uuid_utils.compat import uuid7
 
 from apps.common.access_log import Operation, Touched, log_access, note_read
 from apps.common.errors import InconsistentFields, NotFound, StateConflict, UnknownReference
 from apps.common.models import utc_now
-from apps.common.pagination import decode_cursor, encode_cursor
+from apps.common.pagination import count_lines, decode_cursor, page_within_lines
 from apps.payment.rules import SETTLE_WITH, NamedRefund, plan_settlement
 from apps.returns.events import (
     ReturnApproved,
@@ -360,8 +361,9 @@ class ReturnService:
     async def list(
         self, *, order_id: uuid.UUID | None, customer_id: str | None, limit: int, cursor: str | None
     ) -> tuple[Sequence[ReturnRequest], str | None]:
-        """Returns of an order and/or a customer (all of them if neither is given), newest first."""
-        query = select(ReturnRequest)
+        """Returns of an order and/or a customer (all of them if neither is given), newest first; a page ends
+        early rather than pass ``pagination.MAX_PAGE_LINES`` items (its ``next_cursor`` goes on from there)."""
+        query = select(ReturnRequest, count_lines(ReturnRequest, ReturnRequest.id, ReturnItem.return_request_id))
         if order_id is not None:
             query = query.where(ReturnRequest.order_id == order_id)
         if customer_id is not None:
@@ -371,13 +373,27 @@ class ReturnService:
             position = tuple_(literal(created_at), literal(last_id))
             query = query.where(tuple_(ReturnRequest.created_at, ReturnRequest.id) < position)
         query = query.order_by(ReturnRequest.created_at.desc(), ReturnRequest.id.desc()).limit(limit + 1)
-        rows = list((await self.session.scalars(_with_items(query))).all())
-        page = rows[:limit]
+        page, next_cursor = page_within_lines((await self.session.execute(query)).tuples().all(), limit)
         note_read("return_requests", [Touched(r.id, r.customer_id) for r in page])
-        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+        await self._load_items(page)
         return page, next_cursor
 
     # --- helpers -----------------------------------------------------------------------------------
+
+    async def _load_items(self, page: Sequence[ReturnRequest]) -> None:
+        """The items of the returns a page keeps, as their ``items`` (those of the rows left out not read)."""
+        if not page:
+            return
+        found = await self.session.scalars(
+            select(ReturnItem)
+            .where(ReturnItem.return_request_id.in_([r.id for r in page]))
+            .order_by(ReturnItem.created_at, ReturnItem.id)
+        )
+        items: dict[uuid.UUID, list[ReturnItem]] = {}
+        for item in found:
+            items.setdefault(item.return_request_id, []).append(item)
+        for request in page:
+            set_committed_value(request, "items", items.get(request.id, []))
 
     async def _erased_with_free_text(self, data: ReturnCreate, customer_id: str | None) -> bool:
         """Whether a description comes for a person already erased, which is refused (409 naming it, after
