@@ -80,6 +80,17 @@ def write_config(site: Site | None = None, folder: Path = postgres.PGBACKREST_DI
     return conf
 
 
+# pgBackRest's exit code when another of its processes holds the stanza's lock (LockAcquireError). Seen with two
+# full backups of one scratch stanza at once, and an expire during an incremental: exit 50, "ERROR: [050]: unable
+# to acquire lock on file '.../lock/commerce-backup.lock': Resource temporarily unavailable / HINT: is another
+# pgBackRest process running?" (/tmp/s34/D/lock_repro.py).
+LOCK_HELD_EXIT = 50
+
+
+class LockHeld(proc.StartError):
+    """pgBackRest refused: another of its processes (a backup, an expire, by hand or scheduled) holds the lock."""
+
+
 def pgbackrest(
     *args: str, check: bool = True, conf: Path = postgres.PGBACKREST_CONF
 ) -> subprocess.CompletedProcess[str]:
@@ -87,7 +98,8 @@ def pgbackrest(
     argv = ["pgbackrest", f"--config={conf}", f"--stanza={postgres.STANZA}", *args]
     result = postgres.as_pg(argv)
     if check and result.returncode != 0:
-        raise proc.StartError(f"pgbackrest {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        failed = LockHeld if result.returncode == LOCK_HELD_EXIT else proc.StartError
+        raise failed(f"pgbackrest {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
 
 

@@ -22,11 +22,13 @@ Jobs (each hourly by default, JOBS_EVERY_S; the first run a minute after start, 
 
 Every job is safe to run twice at once (here and by hand, or two of these processes): deletes work in
 bounded batches, and the archive claims its rows with FOR UPDATE SKIP LOCKED, so two runs share the work
-and never move a row twice; of two backups at once pgBackRest's lock refuses the second (a failed run).
+and never move a row twice; of two backups at once pgBackRest's lock refuses the second. When the refused
+one is this job's (an operator's `just backup --full` or `--expire` holds the lock), the round is skipped, not
+failed: logged, counted with outcome ``skipped``, and the next hourly run takes what is still due.
 
 Metrics, labelled ``task`` (Prometheus keeps ``job`` for the scrape job): ``commerce_job_runs_total``
-(by outcome), ``commerce_job_rows_total`` (by table), ``commerce_job_last_success_timestamp_seconds``,
-``commerce_job_last_duration_seconds``.
+(by outcome: ok, failed, skipped), ``commerce_job_rows_total`` (by table),
+``commerce_job_last_success_timestamp_seconds`` (not moved by a skipped round), ``commerce_job_last_duration_seconds``.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ ORDER_ARCHIVE_AFTER = dt.timedelta(days=730)
 IDEMPOTENCY_KEYS_KEPT = dt.timedelta(days=1)
 BATCH = 500
 
-RUNS = Counter("commerce_job_runs_total", "Scheduled job runs by outcome (ok, failed)", ["task", "outcome"])
+RUNS = Counter("commerce_job_runs_total", "Scheduled job runs by outcome (ok, failed, skipped)", ["task", "outcome"])
 ROWS = Counter("commerce_job_rows_total", "Rows a job moved or deleted, by table", ["task", "table"])
 LAST_SUCCESS = Gauge("commerce_job_last_success_timestamp_seconds", "When the job last succeeded", ["task"])
 LAST_DURATION = Gauge("commerce_job_last_duration_seconds", "How long the job's last run took", ["task"])
@@ -74,6 +76,11 @@ _PRUNE_IDEMPOTENCY_KEYS = text(
 )
 
 Job = Callable[[dt.datetime], Awaitable[dict[str, int]]]
+
+
+class Skipped(Exception):
+    """This round may not run now, and that is no failure (another process does the same work): logged and
+    counted with outcome ``skipped``; the job's last success stays where it was."""
 
 
 async def _with_engine(service: str, work: Callable[[AsyncEngine], Awaitable[dict[str, int]]]) -> dict[str, int]:
@@ -154,7 +161,11 @@ async def backups(now: dt.datetime) -> dict[str, int]:
     kind = backup_due(await asyncio.to_thread(backup_physical.backups), now)
     if kind is None:
         return {}
-    await asyncio.to_thread(backup_physical.backup, kind)
+    try:
+        await asyncio.to_thread(backup_physical.backup, kind)
+    except backup_physical.LockHeld as exc:
+        # An operator's `just backup --full|--incr|--expire` (or the cron file's backup) holds the stanza's lock.
+        raise Skipped(f"{kind} backup due, and another pgBackRest process holds the lock: {exc}") from exc
     return {kind: 1}
 
 
@@ -173,6 +184,10 @@ async def run_job(name: str) -> dict[str, int] | None:
     started = time.monotonic()
     try:
         counts = await JOBS[name](dt.datetime.now(dt.UTC))
+    except Skipped as exc:
+        RUNS.labels(name, "skipped").inc()
+        log.info("job %s skipped: %s", name, exc)
+        return {}
     except Exception as exc:
         RUNS.labels(name, "failed").inc()
         log.warning("job %s failed: %r", name, exc)

@@ -4,11 +4,13 @@ backup a day, an incremental every 4 hours, checked at each hourly run."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import subprocess
 from typing import Any
 
 import pytest
 
-from infra import backup_physical, jobs, proc
+from infra import backup_physical, jobs, postgres, proc
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
@@ -54,3 +56,55 @@ async def test_the_job_takes_what_is_due_and_nothing_while_the_first_backup_runs
     running.add(backup_physical.FIRST_BACKUP)
     assert await jobs.backups(NOW) == {} and taken == ["incr"]
     assert "backups" in jobs.JOBS
+
+
+# What pgBackRest 2.45 answered the second of two backups of one stanza at once (/tmp/s34/D/lock_repro.py).
+LOCK_HELD = (
+    "ERROR: [050]: unable to acquire lock on file '/work/main/.stack/pg/pgbackrest/lock/commerce-backup.lock': "
+    "Resource temporarily unavailable\n       HINT: is another pgBackRest process running?\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("returncode", "stderr", "held"), [(50, LOCK_HELD, True), (1, "ERROR: [056]: no primary", False)]
+)
+def test_a_refusal_for_the_held_lock_is_told_apart_from_a_failure(
+    monkeypatch: pytest.MonkeyPatch, returncode: int, stderr: str, held: bool
+) -> None:
+    monkeypatch.setattr(
+        postgres, "as_pg", lambda argv, **_: subprocess.CompletedProcess(argv, returncode, stdout="", stderr=stderr)
+    )
+    with pytest.raises(proc.StartError) as raised:
+        backup_physical.pgbackrest("--type=full", "backup")
+    assert isinstance(raised.value, backup_physical.LockHeld) is held
+
+
+async def test_a_backup_refused_by_an_operators_backup_skips_the_round_without_a_failure(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`just backup --full` by hand while the job's backup was due: pgBackRest's lock refuses the job's, which
+    counted a failed run (JobFailing for two hours). Now: skipped, logged, no failure, and no success either
+    (JobNotSucceeding still fires if every round for three hours is refused)."""
+    monkeypatch.setattr(backup_physical, "backups", lambda: [_backup("full", 1000)])  # run_job's now: the clock's
+    monkeypatch.setattr(proc, "running", lambda name: False)
+
+    def refused(kind: str) -> dict[str, Any]:
+        raise backup_physical.LockHeld(f"pgbackrest --type={kind} backup failed:\n\n{LOCK_HELD}")
+
+    monkeypatch.setattr(backup_physical, "backup", refused)
+    outcomes = {outcome: jobs.RUNS.labels("backups", outcome) for outcome in ("ok", "failed", "skipped")}
+    before = {outcome: counter._value.get() for outcome, counter in outcomes.items()}
+    last_success = jobs.LAST_SUCCESS.labels("backups")._value.get()
+    with caplog.at_level(logging.INFO, logger="infra.jobs"):
+        assert await jobs.run_job("backups") == {}
+    after = {outcome: counter._value.get() - before[outcome] for outcome, counter in outcomes.items()}
+    assert after == {"ok": 0, "failed": 0, "skipped": 1}
+    assert jobs.LAST_SUCCESS.labels("backups")._value.get() == last_success
+    assert "job backups skipped: full backup due, and another pgBackRest process holds the lock" in caplog.text
+
+    def broken(kind: str) -> dict[str, Any]:
+        raise proc.StartError("pgbackrest --type=full backup failed: ERROR: [056]: unable to find primary cluster")
+
+    monkeypatch.setattr(backup_physical, "backup", broken)
+    assert await jobs.run_job("backups") is None  # any other refusal is still a failure
+    assert outcomes["failed"]._value.get() - before["failed"] == 1
