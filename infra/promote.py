@@ -2,6 +2,7 @@
 
     just promote          say whether it may and what it would do (nothing changes)
     just promote --yes    do it; then point every process at it (docs/operations.md, "Read replica")
+    just promote --resync [--resend-since T]    only the outbox re-sync, when a promotion's did not finish
 
 For a primary whose data directory is lost and will not come back (no automatic failover here).
 PostgreSQL's promotion alone left a primary without point-in-time recovery or backups (session 31's
