@@ -74,7 +74,8 @@ class CustomerController(Controller):
     async def add_address(
         self, customer_id: FromPath[uuid.UUID], data: JSONBody[AddressCreate], customers: Customers
     ) -> AddressOut:
-        """Add a shipping or billing address; ``is_default`` replaces the default of that type."""
+        """Add a shipping or billing address; ``is_default`` replaces the default of that type; 409 naming
+        ``customer_id`` past the 100 addresses a customer keeps (``services.MAX_ADDRESSES``)."""
         return await customers.add_address(customer_id, data)
 
     @get("/{customer_id:uuid}/stats", guards=[OWN_OR_STAFF])

@@ -20,6 +20,7 @@ from litestar.testing import AsyncTestClient
 
 from apps.common.http import MAX_BODY_BYTES
 from apps.common.topology import topic_for
+from apps.customer import services as customer_services
 from apps.customer.app import create_app
 from apps.customer.events import PERSONAL_FIELDS
 from apps.customer.sealed import email_index, open_value
@@ -360,6 +361,26 @@ async def test_concurrent_default_addresses_leave_exactly_one_default(client: Cl
     responses = await asyncio.gather(*(client.post(url, json=address_body(is_default=True)) for _ in range(4)))
     assert [r.status_code for r in responses] == [201] * 4
     assert sorted(a["is_default"] for a in await addresses_of(db, customer["id"])) == [False, False, False, True]
+
+
+async def test_a_customer_keeps_at_most_max_addresses_the_next_is_a_409_naming_the_customer_and_writes_nothing(
+    client: Client, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The address listing has no pages: it shows every address, each opened (several AES-GCM fields). Before
+    the cap, a customer writing at the write limit's 10/s could store thousands (500 took 8 s; their listing
+    was then 196 kB and 50-110 ms of the customer API's loop, growing with each), also read whole by checkout
+    and order. Counted under the customer's row lock, so concurrent adds cannot pass it together."""
+    monkeypatch.setattr(customer_services, "MAX_ADDRESSES", 3)
+    customer = await register(client)
+    url = f"/api/customers/{customer['id']}/addresses"
+    answers = await asyncio.gather(*(client.post(url, json=address_body(city=f"City{n}")) for n in range(5)))
+    assert sorted(a.status_code for a in answers) == [201, 201, 201, 409, 409]
+    refused = next(a for a in answers if a.status_code == 409)
+    assert refused.json()["extra"] == [
+        {"message": "a customer keeps at most 3 addresses", "key": "customer_id", "source": "path"}
+    ]
+    assert len(await addresses_of(db, customer["id"])) == 3
+    assert len((await client.get(url)).json()) == 3
 
 
 async def test_addresses_write_no_event(client: Client, db: asyncpg.Connection) -> None:
