@@ -299,6 +299,15 @@ def resync_outbox(since: resync.Since, say: Callable[[str], None]) -> None:
     RESEND_RECORD.unlink(missing_ok=True)
 
 
+def primary_refusal() -> str | None:
+    """Why the re-sync cannot run on the stack's primary now (None: it answers on its port and takes writes)."""
+    try:
+        writable = postgres.psql_admin("SELECT pg_is_in_recovery()").strip() == "f"
+    except RuntimeError as exc:  # psql's: it does not answer
+        return f"the primary does not answer on port {pg_port()} ({exc}): `just promote --yes` first"
+    return None if writable else f"the server on port {pg_port()} is a standby: `just promote --yes` first"
+
+
 def finish_resync(since: dt.datetime | None) -> int:
     """`just promote --resync`: a re-sync cut short (or Connect down during the promotion) done now."""
     if since is not None:
@@ -312,8 +321,10 @@ def finish_resync(since: dt.datetime | None) -> int:
             file=sys.stderr,
         )
         return 2
-    if problem := connect_refusal():
+    problems = [problem for problem in (primary_refusal(), connect_refusal()) if problem]
+    for problem in problems:
         print(f"refusing: {problem}", file=sys.stderr)
+    if problems:
         return 2
     resync_outbox(owed, lambda line: print(f"  {line}", flush=True))
     print("done: every connector streams from a new slot, and what it may have missed is published again")
@@ -359,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         after = "`just start postgres`, then `just backup --full`" if taken_over_already() else "`just promote --yes`"
         if taken_over_already() and RESEND_RECORD.exists():
             after += " and `just promote --resync`"
+        elif RESEND_RECORD.exists():  # held, not promoted: should the old primary come back instead, this resumes them
+            after += " (the connectors stay stopped until then; `just promote --resync` if the old primary is back)"
         print(f"stopped: {exc}\nwhat was done stays done; {after} goes on from there", file=sys.stderr)
         return 1
     print(

@@ -188,6 +188,12 @@ def test_what_is_owed_is_recorded_once_and_kept_until_the_resync(
     promote.resync_outbox(promote.owed_since(), lambda _: None)
     assert resent == [{"order_db": given, "x_db": given}] and not promote.RESEND_RECORD.exists()
     assert promote.finish_resync(None) == 2  # nothing recorded, no --resend-since: refused
+    monkeypatch.setattr(promote, "connect_refusal", lambda: None)
+    answer = ["t"]
+    monkeypatch.setattr(postgres, "psql_admin", lambda *_, **__: answer[0])
+    assert promote.finish_resync(given) == 2 and not resent[1:]  # a standby on the primary's port: not promoted yet
+    answer[0] = "f"
+    assert promote.finish_resync(given) == 0 and resent[1:] == [{"order_db": given, "x_db": given}]
 
 
 def test_the_connectors_last_read_is_their_offsets_commit_time(monkeypatch: pytest.MonkeyPatch) -> None:
