@@ -125,7 +125,7 @@ pitr *args:
 backup-schedule:
     @{{python}} -m infra.backup --schedule
 
-# The read replica becomes the primary when the primary is lost for good, with WAL archiving and a first backup (docs/operations.md, Read replica): `just promote` says whether it may, `just promote --yes` does it
+# The read replica becomes the primary when the primary is lost for good, with WAL archiving, a first backup and the outbox re-synced (each connector a new slot, what it had not read published again; docs/operations.md, Read replica): `just promote` says whether it may, `just promote --yes` does it, `just promote --resync` finishes a re-sync cut short
 promote *args:
     {{python}} -m infra.promote "$@"
 
