@@ -54,18 +54,28 @@ async def _operation(conn: asyncpg.Connection, payment_id: uuid.UUID, outcome: s
 
 
 async def _notifications(url: str) -> None:
-    heard: list[str] = []
+    heard: list[str] = []  # payloads
     listener = await asyncpg.connect(url.replace("+asyncpg", ""))
     writer = await asyncpg.connect(url.replace("+asyncpg", ""))
 
     async def settled() -> int:
-        await asyncio.sleep(0.2)  # a notification is delivered after its commit, asynchronously
-        count = len(heard)
+        """The notifications delivered since the last call. A notification is delivered after its commit,
+        asynchronously: a marker sent afterwards in a transaction of its own arrives after every one of them
+        (PostgreSQL delivers in commit order), so once it is heard none is still on its way (a fixed 0.2-s
+        wait missed a late one on a busy machine)."""
+        marker = f"marker-{uuid.uuid4()}"
+        await writer.execute("SELECT pg_notify($1, $2)", CHANNEL, marker)
+        deadline = asyncio.get_running_loop().time() + 30
+        while marker not in heard:
+            assert asyncio.get_running_loop().time() < deadline, f"the marker was not delivered: {heard}"
+            await asyncio.sleep(0.01)
+        before = heard[: heard.index(marker)]
         heard.clear()
-        return count
+        assert set(before) <= {""}, before  # the trigger's own notifications
+        return len(before)
 
     try:
-        await listener.add_listener(CHANNEL, lambda *args: heard.append(args[2]))
+        await listener.add_listener(CHANNEL, lambda *args: heard.append(args[3]))
         assert await writer.fetchval(DUE) is None  # nothing pending
         async with writer.transaction():
             payment_id = await _payment(writer)
@@ -92,15 +102,32 @@ async def _notifications(url: str) -> None:
         await writer.close()
 
 
+class Answered(DueCheck):
+    """Counts its answers: its connection LISTENs before the first (a notification before that is lost)."""
+
+    asked = 0
+
+    async def due_in(self) -> float | None:
+        answer = await super().due_in()
+        self.asked += 1
+        return answer
+
+
 async def _worked_at_once(url: str) -> None:
     engine = create_async_engine(url)
-    check = DueCheck(engine, "test-payment-worker", DUE, channel=CHANNEL)
+    check = Answered(engine, "test-payment-worker", DUE, channel=CHANNEL)
     poller = Counting(check, poll_s=0.05)
     task = asyncio.create_task(poller.run())
     writer = await asyncpg.connect(url.replace("+asyncpg", ""))
     try:
+        # Listening once the first check has answered (within 0.5 s was assumed: on a busy machine a commit
+        # before the LISTEN would wait out IDLE_S).
+        deadline = asyncio.get_running_loop().time() + 30
+        while not check.asked:
+            assert asyncio.get_running_loop().time() < deadline, "the due check never answered"
+            await asyncio.sleep(0.01)
         await asyncio.sleep(0.5)
-        assert poller.rounds == [] and poller.healthy  # asked once, nothing due: waits IDLE_S (10 s)
+        assert check.asked == 1 and poller.rounds == [] and poller.healthy  # nothing due: waits IDLE_S (10 s)
         payment_id = await _payment(writer)
         await _operation(writer, payment_id)
         committed = asyncio.get_running_loop().time()
