@@ -17,6 +17,8 @@ from apps.common.error_handlers import classify_database_error
 from apps.common.errors import UnknownReference
 from apps.common.topology import BY_NAME
 from apps.order.driver import DriverStatement, pooled_connection
+from tests.support.db import fetch
+from tests.support.orders import eventually
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -123,8 +125,14 @@ async def test_a_connection_cut_off_mid_statement_is_discarded_and_the_next_chec
             async with AsyncSession(engine) as session, pooled_connection(session):
                 await SLEEP.fetch(session, {"s": 5})
 
+        async def running() -> bool:
+            # A fixed 0.3 s was assumed: cancelled before its statement reached the server (a busy machine),
+            # the connection had nothing to discard.
+            query = "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'"
+            return bool(await fetch("order", query, first))
+
         cut_off = asyncio.create_task(slow())
-        await asyncio.sleep(0.3)  # the statement is running
+        await eventually(running, within=30, what="the statement running")
         cut_off.cancel()
         with pytest.raises(asyncio.CancelledError):
             await cut_off
