@@ -8,7 +8,7 @@ address for good, the erasure done. Here the group's UPDATE is held on a row of 
 (locked by the test) while a second order is placed by the order app in the tree, in-process.
 
 Session 31 (X): the erasure marks the known-customer row erased (a tombstone, never deleted) and the read
-models' lookup reads that row FOR SHARE. The tests below pin each interleaving with a lock or a pg_sleep,
+models' lookup reads that row FOR SHARE. The tests below pin each interleaving with a lock,
 not with timing luck: a placement statement whose snapshot was taken before the erasure committed, and the
 order API's write-back of a customer the customer API answered for just before the erasure.
 """
@@ -187,41 +187,38 @@ async def _known(engine: AsyncEngine, customer: str) -> bool:
 async def test_a_lookup_whose_snapshot_predates_the_erasures_commit_reads_the_customer_as_unknown(
     engine: AsyncEngine,
 ) -> None:
-    """W's interleaving (session 31): the lookup's statement takes its snapshot, sleeps, and only then reads
+    """W's interleaving (session 31): the lookup's statement takes its snapshot, waits, and only then reads
     the known-customer row; the whole erasure commits in between. A plain read in the same statement still
-    sees the row as known (the snapshot predates the commit); the lookup's locked read does not."""
+    sees the row as known (the snapshot predates the commit); the lookup's locked read does not. The wait is
+    on an advisory lock the test holds until the erasure committed (a 1-s pg_sleep assumed the erasure
+    would commit within it)."""
     customer = str(uuid.uuid4())
     async with AsyncSession(engine) as session:
         await _REMEMBER_CUSTOMER.fetch(session, {"customer_id": customer})
         await session.commit()
     production = _LOOKUP_SQL.replace(":customer_id", "$1").replace(":product_ids", "$2")
     lookup = (
-        "SELECT pg_sleep(1.0) AS pause, "
+        "SELECT pg_advisory_xact_lock($3) AS pause, "
         "EXISTS (SELECT FROM order_known_customers WHERE customer_id = $1 AND NOT erased) AS as_of_snapshot, "
         f"(SELECT bool_or(customer_known) FROM ({production}) AS l) AS customer_known"
     )
-    placement = await connect("order")
+    placement, gate = await connect("order"), await connect("order")
+    key = uuid.UUID(customer).int >> 65  # a bigint of this test's own
     try:
-        statement = asyncio.create_task(placement.fetchrow(lookup, customer, []))
-        await eventually(_sleeping, within=10, what="the lookup asleep after its snapshot")
+        await gate.execute("SELECT pg_advisory_lock($1)", key)
+        statement = asyncio.create_task(placement.fetchrow(lookup, customer, [], key))
+        await eventually(lambda: _waiting("as_of_snapshot"), within=30, what="the lookup waiting after its snapshot")
         async with AsyncSession(engine) as erasure:
             await erase_customer(erasure, customer)
             await erasure.commit()
+        await gate.execute("SELECT pg_advisory_unlock($1)", key)
         row = await statement
     finally:
         await placement.close()
+        await gate.close()
     assert row["as_of_snapshot"] is True  # the statement's snapshot predates the erasure's commit
     assert row["customer_known"] is False
     assert await _known(engine, customer) is False
-
-
-async def _sleeping() -> bool:
-    rows = await fetch(
-        "order",
-        "SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%as_of_snapshot%' "
-        "AND state = 'active'",
-    )
-    return bool(rows)
 
 
 async def test_the_write_back_of_an_answer_from_before_the_erasure_leaves_the_customer_erased(
