@@ -215,7 +215,7 @@ class TokenVerifier:
             raise InvalidToken("bad signature")
         try:
             claims = msgspec.json.decode(payload)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             raise InvalidToken("invalid token") from None
         if not isinstance(claims, dict):
             raise InvalidToken("invalid token")
@@ -246,7 +246,7 @@ def _split(token: str) -> tuple[dict[str, Any], bytes, bytes, bytes]:
     header_b, payload, signature = (_segment(part) for part in parts)
     try:
         header = msgspec.json.decode(header_b)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # a string that is not UTF-8 is not a DecodeError
         raise InvalidToken("malformed token") from None
     if not isinstance(header, dict):
         raise InvalidToken("malformed token")

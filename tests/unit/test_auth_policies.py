@@ -217,6 +217,9 @@ async def test_each_key_type_verifies_its_own_tokens(key_dir: Path, keys: dict[s
         ("rsa key, ES256 header", "does not match"),
         ("no exp", "missing claim"),
         ("garbage", "malformed"),
+        # Not UTF-8: msgspec raised UnicodeDecodeError, a 500 for anyone on every route (W, session 34).
+        ("header not utf-8", "malformed"),
+        ("signed payload not utf-8", "invalid token"),
     ],
 )
 async def test_bad_tokens_are_refused_with_a_reason(
@@ -242,6 +245,8 @@ async def test_bad_tokens_are_refused_with_a_reason(
             {k: v for k, v in claims().items() if k != "exp"}, ed, algorithm="EdDSA", headers={"kid": "ed"}
         ),
         "garbage": "garbage",
+        "header not utf-8": base64.urlsafe_b64encode(b'{"alg": "\x80"}').decode().rstrip("=") + ".e30.c2ln",
+        "signed payload not utf-8": jwt.api_jws.encode(b'{"sub": "\x80"}', ed, "EdDSA", headers={"kid": "ed"}),
     }
     with pytest.raises(InvalidToken, match=reason):
         await verifier(tmp_path).verify(tokens[label])
