@@ -10,20 +10,31 @@ consumer processes do the same (outbox.runner.settle_heap; docs/benchmarks.md, s
 A collection still stalls every request in flight on its worker, so one that takes longer than
 ``GC_SLOW_MS`` (20 ms) is logged with its generation, its wall time and the CPU time it used: a latency
 spike can then be matched against the collector, or ruled out (a long wall time with little CPU is the
-worker waiting for a core, not the collector's work).
+worker waiting for a core, not the collector's work). The variable is read at the app's start (``HeapSettings``):
+a value that is not a number stops it, naming the variable.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import os
 import time
+from dataclasses import dataclass
 from typing import Any
+
+from apps.common.settings import Settings, env, once
 
 log = logging.getLogger("apps.heap")
 
 SLOW_COLLECTION_MS = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class HeapSettings(Settings):
+    slow_collection_ms: float = env("GC_SLOW_MS", SLOW_COLLECTION_MS)
+
+
+heap_settings = once(HeapSettings)
 
 
 def settle_heap(*_: object) -> None:
@@ -31,7 +42,7 @@ def settle_heap(*_: object) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
-    watch_collections(float(os.environ.get("GC_SLOW_MS", SLOW_COLLECTION_MS)))
+    watch_collections(heap_settings().slow_collection_ms)
 
 
 class _CollectionTimer:

@@ -22,7 +22,8 @@ What every service gets from it, each from its own module:
   shows each operation's policy (``apps/common/auth_openapi.py``).
 - An OpenAPI document that says what the service does (``apps/common/openapi.py``): every operation's
   error answers, unknown body fields refused, ``Allow`` listing every method of a path.
-- Settings (``apps/common/settings.py``): the service's own, read from the environment once, here.
+- Settings (``apps/common/settings.py``): the service's own, and the shared modules' (logs, the
+  collector's threshold), read from the environment once, here.
 - The read replica (``apps/common/read_routing.py``): listings and reports that take their service from
   ``replica_reads`` read from it when it is up and caught up; ``X-Read-Source`` says which database answered.
 """
@@ -53,14 +54,17 @@ from apps.common.auth_openapi import (
 from apps.common.auth_tokens import auth_middleware
 from apps.common.db import SESSION_CONFIG, litestar_alchemy_config
 from apps.common.error_handlers import Handler, exception_handlers
-from apps.common.heap import settle_heap
-from apps.common.logs import AccessLog, SentStatusPrometheusMiddleware, logging_config
+from apps.common.heap import heap_settings, settle_heap
+from apps.common.logs import AccessLog, SentStatusPrometheusMiddleware, log_settings, logging_config
 from apps.common.openapi import AllowHeaderMiddleware, StrictStructSchemaPlugin, document_error_responses
 from apps.common.probes import READINESS_CHECKS, MetricsController, ProbeController, ReadinessCheck
 from apps.common.read_routing import ReadReplicaPlugin
 from apps.common.topology import ServiceSpec
 
 __all__ = ["MAX_BODY_BYTES", "create_service_app"]
+
+# What the shared modules read from the environment, each read (and a bad value refused) when the app is built.
+SHARED_SETTINGS: Final[tuple[Callable[[], object], ...]] = (log_settings, heap_settings)
 
 # No request of ours needs more; a larger body is refused with 413 before it is read into memory.
 MAX_BODY_BYTES: Final = 1024 * 1024
@@ -90,11 +94,11 @@ def create_service_app(
     suit clients opened at start and closed at stop (Redis, a Kafka producer, HTTP sessions): nothing does
     I/O at import time. ``readiness_checks`` name optional dependencies whose failure makes ``/ready``
     say "degraded" (200) rather than down (see ``apps/common/probes.py``). ``settings``, the service's
-    ``settings.py`` reader, is read here, so a variable with a bad value stops the start naming it
-    (``apps/common/settings.py``).
+    ``settings.py`` reader, is read here with ``SHARED_SETTINGS``, so a variable with a bad value stops the
+    start naming it (``apps/common/settings.py``).
     """
-    if settings is not None:
-        settings()
+    for read in (*SHARED_SETTINGS, *([settings] if settings is not None else [])):
+        read()
     handlers = exception_handlers()
     handlers.update(extra_exception_handlers or {})
     alchemy = litestar_alchemy_config(spec)

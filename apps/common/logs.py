@@ -9,7 +9,9 @@ cost each API ~2.5 ms of CPU a second doing nothing (~130 us per wake-up on this
 order does not reach ~18 ms/s; docs/benchmarks.md, session 31). Lines are written in order; what is
 pending is written at exit. Under load the access log can be sampled: ``ACCESS_LOG_SAMPLE`` (0 to 1,
 default 1) is the share of ordinary requests logged; a 4xx or 5xx answer and a request slower than
-``ACCESS_LOG_SLOW_MS`` (default 500) are always logged.
+``ACCESS_LOG_SLOW_MS`` (default 500) are always logged. These and ``LOG_LEVEL`` are ``LogSettings``, read
+when the app is built: a value that is not a number (or not a level) stops the start naming the variable,
+where until session 34 a bad number was ignored for its default.
 
 Nothing that identifies a person is logged (issue 14). Our own lines carry ids, routes and statuses, never
 field values; and every line is passed through ``redact`` on its way out, which blanks what slips in
@@ -25,12 +27,12 @@ import atexit
 import collections
 import datetime as dt
 import logging
-import os
 import random
 import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -41,6 +43,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusMiddleware
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from apps.common.settings import Settings, env, once
 from apps.common.topology import ServiceSpec
 from outbox.redaction import redact
 
@@ -48,12 +51,31 @@ __all__ = [
     "AccessLog",
     "BatchingHandler",
     "JsonLogFormatter",
+    "LogSettings",
     "SentStatusPrometheusMiddleware",
+    "log_settings",
     "logging_config",
     "redact",
 ]
 
 log = logging.getLogger("apps.http")
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings(Settings):
+    """What an API's logs read from the environment (see the module docstring)."""
+
+    level: str = env("LOG_LEVEL", "INFO")
+    flush_ms: float = env("LOG_FLUSH_MS", 50.0)
+    access_log_sample: float = env("ACCESS_LOG_SAMPLE", 1.0)  # kept within 0 to 1
+    access_log_slow_ms: float = env("ACCESS_LOG_SLOW_MS", 500.0)
+
+    def __post_init__(self) -> None:
+        if self.level.upper() not in logging.getLevelNamesMapping():
+            raise self.invalid("level", "not a level (DEBUG, INFO, WARNING, ERROR, CRITICAL)")
+
+
+log_settings = once(LogSettings)
 
 # Attributes every LogRecord has; anything else on a record came in through ``extra=`` and is logged.
 # (uvicorn adds "color_message", the same text with terminal colours.)
@@ -115,7 +137,7 @@ class BatchingHandler(logging.Handler):
     def __init__(self, stream: Any = None, flush_ms: float | None = None) -> None:
         super().__init__()
         self.stream = stream if stream is not None else sys.stderr
-        self.interval_s = (flush_ms if flush_ms is not None else _env_float("LOG_FLUSH_MS", 50.0)) / 1000
+        self.interval_s = (flush_ms if flush_ms is not None else log_settings().flush_ms) / 1000
         self._pending: collections.deque[logging.LogRecord] = collections.deque()
         # Set by the first record after the writer last cleared it; the writer sleeps on it while idle.
         self._wake = threading.Event()
@@ -167,7 +189,7 @@ class BatchingHandler(logging.Handler):
 
 def logging_config(spec: ServiceSpec) -> LoggingConfig:
     """Litestar's logging set-up with every line (ours, Litestar's, uvicorn's) as JSON."""
-    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    level = log_settings().level.upper()
     json_formatter = {"()": JsonLogFormatter, "service": spec.name}
     via_queue = {"level": level, "handlers": ["queue_listener"], "propagate": False}
     return LoggingConfig(
@@ -197,13 +219,6 @@ def _is_probe_or_scrape(scope: Scope) -> bool:
     return scope["path"] in _NOT_ACCESS_LOGGED
 
 
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
 def should_log(status: int, duration_ms: float, sample: float, slow_ms: float, draw: float) -> bool:
     """Errors and slow requests always; the others when the draw falls within the sampled share."""
     return status >= 400 or duration_ms >= slow_ms or draw < sample
@@ -218,8 +233,9 @@ class AccessLog:
     and a second clock per request (docs/benchmarks.md, session 29)."""
 
     def __init__(self) -> None:
-        self.sample = min(max(_env_float("ACCESS_LOG_SAMPLE", 1.0), 0.0), 1.0)
-        self.slow_ms = _env_float("ACCESS_LOG_SLOW_MS", 500.0)
+        settings = log_settings()
+        self.sample = min(max(settings.access_log_sample, 0.0), 1.0)
+        self.slow_ms = settings.access_log_slow_ms
 
     def write(self, scope: Scope, status: int, duration_ms: float) -> None:
         if scope["type"] != ScopeType.HTTP or _is_probe_or_scrape(scope):

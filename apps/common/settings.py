@@ -15,8 +15,10 @@ db.py, ``RedisSettings`` in redis_store.py)::
 parse stops the start with a SettingError naming the variable (``ORDER_PRICE_MAX_AGE_S='abc': not a
 number``), not a ValueError from deep inside the first request. A field's type says how its variable is
 read: ``int``, ``float``, ``str`` or ``X | None`` of one of them (unset: the default); a field keeps its
-variable's unit (``_s``, ``_days``), and a property may give it as a timedelta. A test that sets a
-variable calls :func:`forget_settings` so that the next call reads it.
+variable's unit (``_s``, ``_days``), and a property may give it as a timedelta. A value of the right type
+that is still wrong (a level logging does not know, a negative age) is refused by the class's own
+``__post_init__`` with :meth:`Settings.invalid`, worded the same way. A test that sets a variable calls
+:func:`forget_settings` so that the next call reads it.
 """
 
 from __future__ import annotations
@@ -70,6 +72,17 @@ class Settings:
     def variables(cls) -> dict[str, object]:
         """Each variable these settings read, with its default."""
         return {each.metadata[_VARIABLE]: each.default for each in fields(cls) if _VARIABLE in each.metadata}
+
+    @classmethod
+    def variable(cls, field_name: str) -> str:
+        """The variable a field is read from."""
+        (name,) = (each.metadata[_VARIABLE] for each in fields(cls) if each.name == field_name)
+        return name  # type: ignore[no-any-return]
+
+    def invalid(self, field_name: str, expected: str) -> SettingError:
+        """The error for a value of the right type that a check of the class's own (``__post_init__``)
+        refuses: ``LOG_LEVEL='LOUD': not a level (...)``."""
+        return SettingError(f"{self.variable(field_name)}={getattr(self, field_name)!r}: {expected}")
 
 
 def _kind(name: str, hint: Any) -> type:

@@ -23,9 +23,8 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 CODE = ("apps", "outbox", "infra", "bench")
 DOCS = ("README.md", "docs/operations.md", "docs/decisions.md")
-# Helpers that read one variable by name, e.g. apps/common/logs.py _env_float("LOG_FLUSH_MS", 50.0), and a
-# settings field, env("ORDER_PRICE_MAX_AGE_S", 10.0) (apps/common/settings.py).
-READERS = {"getenv", "_env_float", "_env_int", "env"}
+# A settings field reads one variable by name too: env("ORDER_PRICE_MAX_AGE_S", 10.0) (apps/common/settings.py).
+READERS = {"getenv", "env"}
 
 
 def environment_name(node: ast.AST) -> ast.expr | None:
