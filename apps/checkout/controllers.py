@@ -110,6 +110,8 @@ def _cart_create(body: bytes) -> CartCreate:
         raise InvalidField("body", str(exc)) from None
     except msgspec.DecodeError:
         raise InvalidField("body", "is not valid JSON") from None
+    except UnicodeDecodeError:  # a key or string that is not UTF-8 (not a DecodeError)
+        raise InvalidField("body", "is not UTF-8") from None
 
 
 # CartCreate as POST /api/carts takes it: the body is optional and read by hand (_cart_create), so Litestar

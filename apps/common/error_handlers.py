@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import logging
 import re
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
@@ -22,6 +23,7 @@ from advanced_alchemy.exceptions import IntegrityError as RepositoryIntegrityErr
 from advanced_alchemy.exceptions import NotFoundError, RepositoryError
 from litestar import MediaType, Request, Response
 from litestar.exceptions import ClientException, HTTPException, SerializationException, ValidationException
+from litestar.serialization import decode_json, decode_msgpack
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
@@ -290,6 +292,25 @@ def too_deep_handler(request: Request[Any, Any, Any], exc: Exception) -> Respons
     return _error_response(HTTP_400_BAD_REQUEST, _validation_failed(request), extra=[entry])
 
 
+# Litestar decodes a body with these; for a JSON string that is not UTF-8 msgspec raises UnicodeDecodeError, not
+# the DecodeError Litestar turns into its 400. Told from a decoding error of ours by the frame it came from.
+_BODY_DECODERS: Final = frozenset({decode_json.__code__, decode_msgpack.__code__})
+
+
+def _raised_decoding_the_body(exc: BaseException) -> bool:
+    return any(frame.f_code in _BODY_DECODERS for frame, _ in traceback.walk_tb(exc.__traceback__))
+
+
+def not_utf8_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A body whose strings are not UTF-8 (Latin-1 text, a stray byte): 400 naming the body (it was a 500 on
+    every write). Any other UnicodeDecodeError is ours: a bug, still a 500."""
+    if not _raised_decoding_the_body(exc):
+        return database_error_handler(request, exc)
+    _log_error(request, HTTP_400_BAD_REQUEST, exc)
+    entry = {"message": "is not UTF-8", "key": "body", "source": "body"}
+    return _error_response(HTTP_400_BAD_REQUEST, "Malformed JSON body", extra=[entry])
+
+
 # --- the database, and whatever else escapes a handler ---------------------------------------------
 
 
@@ -386,6 +407,7 @@ def exception_handlers() -> dict[int | type[Exception], Handler]:
         ClientException: client_error_handler,
         msgspec.ValidationError: msgspec_validation_handler,
         RecursionError: too_deep_handler,
+        UnicodeDecodeError: not_utf8_handler,
         RepositoryError: database_error_handler,
         sa_exc.SQLAlchemyError: database_error_handler,
         OSError: database_error_handler,

@@ -67,7 +67,7 @@ class ServiceClient:
             raise DependencyUnavailable(self.name, f"answered {status}")
         try:
             return msgspec.json.decode(content, type=type_)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # (a string that is not UTF-8 is not a DecodeError)
             raise DependencyUnavailable(self.name, f"unexpected answer: {exc}") from exc
 
     async def _call(

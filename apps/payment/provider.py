@@ -226,7 +226,7 @@ class HttpProvider:
             raw = await resp.read()
         try:
             decoded = msgspec.json.decode(raw) if raw else {}
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):  # a string that is not UTF-8 is not a DecodeError
             decoded = {"error": {"code": "unreadable_answer"}}
         return resp.status, decoded if isinstance(decoded, dict) else {"body": decoded}
 

@@ -94,3 +94,13 @@ def test_every_error_of_the_vocabulary_carries_its_status(error: Exception, stat
     assert getattr(error, "status_code", None) == status
     if isinstance(error, FieldProblem):
         assert (error.field, error.source) == (str(error).split(":")[0], "body")
+
+
+@pytest.mark.parametrize("content", [b"<html>", b'{"id": "\xe9"}'], ids=["not json", "not utf-8"])
+def test_an_unreadable_answer_of_another_service_is_that_service_unavailable(content: bytes) -> None:
+    # A string that is not UTF-8 raised UnicodeDecodeError (not msgspec's DecodeError) past the client: a 500.
+    from apps.common.service_client import ServiceClient
+
+    client = ServiceClient("catalog", session=None)  # type: ignore[arg-type]  # decode sends nothing
+    with pytest.raises(DependencyUnavailable, match="unexpected answer"):
+        client.decode(200, content, dict)

@@ -219,3 +219,33 @@ def test_a_body_nested_too_deep_is_a_400_and_a_recursion_of_ours_still_a_500() -
     assert deep.json()["extra"] == [{"message": "the JSON is nested too deeply", "key": "body", "source": "body"}]
     assert shallow.status_code == 201
     assert ours.status_code == 500
+
+
+def test_a_body_whose_strings_are_not_utf8_is_a_400_and_a_decoding_error_of_ours_still_a_500() -> None:
+    """msgspec raises UnicodeDecodeError, not its DecodeError, for a JSON string that is not UTF-8: Litestar's
+    decode of the body let it through, a 500 on every write operation of every service (W, session 34)."""
+    from litestar import Litestar, post
+    from litestar.testing import TestClient
+
+    from apps.common.error_handlers import exception_handlers
+
+    @post("/api/thing", sync_to_thread=False)
+    def thing(data: dict[str, Any]) -> str:
+        return "decoded"
+
+    @post("/api/ours", sync_to_thread=False)
+    def ours() -> str:
+        return b"\x80".decode()
+
+    app = Litestar([thing, ours], exception_handlers=exception_handlers(), logging_config=None)
+    with TestClient(app) as client:
+        latin1 = client.post("/api/thing", content='{"city": "Malmö"}'.encode("latin-1"))
+        lone = client.post("/api/thing", content=b'{"a": "\x80"}')
+        good = client.post("/api/thing", content='{"city": "Malmö"}'.encode())
+        bug = client.post("/api/ours")
+
+    for refused in (latin1, lone):
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["extra"] == [{"message": "is not UTF-8", "key": "body", "source": "body"}]
+    assert good.status_code == 201
+    assert bug.status_code == 500

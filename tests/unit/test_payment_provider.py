@@ -22,7 +22,7 @@ Start = Callable[["Script"], Awaitable[HttpProvider]]
 FAST = RetryPolicy(timeout_s=0.3, max_attempts=4, backoff_s=0.01, backoff_cap_s=0.05)
 
 
-Answer = tuple[int, dict[str, object], float]  # status, JSON body, delay before answering (s)
+Answer = tuple[int, dict[str, object] | bytes, float]  # status, JSON body (or raw bytes), delay before answering (s)
 
 
 @dataclass
@@ -39,6 +39,8 @@ class Script:
         status, body, delay = self.answers[min(len(self.keys), len(self.answers)) - 1]
         if delay:
             await asyncio.sleep(delay)
+        if isinstance(body, bytes):
+            return web.Response(body=body, status=status, content_type="application/json")
         return web.json_response(body, status=status)
 
 
@@ -103,6 +105,16 @@ async def test_a_proxy_timeout_is_asked_again_with_the_same_key(serve: Start) ->
     assert script.keys == ["key-1"] * 2
     only_timeouts = Script([(408, {}, 0.0)] * FAST.max_attempts)
     assert (await authorize(await serve(only_timeouts))).outcome == PENDING  # unknown, asked again later
+
+
+async def test_an_answer_that_is_not_utf8_reads_as_one_that_is_not_json(serve: Start) -> None:
+    """msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8: it escaped the adapter
+    (a 500 for the caller, an operation failed with a traceback in the worker) instead of reading as an
+    unreadable answer (W, session 34)."""
+    not_json = await authorize(await serve(Script([(201, b"<html>", 0.0)])))
+    not_utf8 = await authorize(await serve(Script([(201, b'{"id": "\xe9", "status": "authorized"}', 0.0)])))
+    assert (not_utf8.outcome, not_utf8.code, not_utf8.attempts) == (not_json.outcome, not_json.code, 1)
+    assert not_utf8.response == not_json.response == {"error": {"code": "unreadable_answer"}}
 
 
 async def test_a_decline_is_definite_and_not_retried(serve: Start) -> None:
