@@ -87,6 +87,22 @@ async def test_bodies_whose_strings_are_not_utf8_are_a_400_naming_the_body(clien
     assert await item_rows(cart["id"]) == 0
 
 
+async def test_a_line_id_past_what_the_column_holds_is_a_400_naming_item_id(client: Client) -> None:
+    """cart_items.id is a BIGINT: a larger id reached the database, whose refusal answered a 400 naming no
+    field ("A value is invalid or out of range"); the id is a path parameter with its bound now."""
+    cart, mine = await guest_cart(client)
+    for item_id in (2**63, 10**20):
+        url = f"/api/carts/{cart['id']}/items/{item_id}"
+        for answer in (
+            await client.patch(url, json={"quantity": 1}, headers=mine),
+            await client.delete(url, headers=mine),
+        ):
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["extra"][0]["key"] == "item_id" and answer.json()["extra"][0]["source"] == "path"
+    largest = f"/api/carts/{cart['id']}/items/{2**63 - 1}"  # a line id that may exist: looked up, not found
+    assert (await client.delete(largest, headers=mine)).status_code == 404
+
+
 async def test_a_customer_has_one_active_cart(client: Client) -> None:
     customer = await create_customer()
     first = await client.post("/api/carts", json={"customer_id": customer["id"]})
