@@ -35,9 +35,9 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import logging
-import os
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 import sqlalchemy as sa
@@ -53,6 +53,7 @@ from uuid_utils.compat import uuid7
 from apps.common.auth import actor_id, principal_of
 from apps.common.db import in_autocommit
 from apps.common.models import utc_now
+from apps.common.settings import Settings, env, once
 
 if TYPE_CHECKING:
     from litestar.config.app import AppConfig
@@ -64,6 +65,7 @@ __all__ = [
     "ACCESS_LOG_TABLE",
     "PURGE_SQL",
     "AccessLogContextPlugin",
+    "AccessLogSettings",
     "DataAccessLogMixin",
     "Operation",
     "Touched",
@@ -141,10 +143,19 @@ PURGE_SQL: Final = sa.text(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class AccessLogSettings(Settings):
+    retention_days: int = env("ACCESS_LOG_RETENTION_DAYS", 730)
+
+
+access_log_settings = once(AccessLogSettings)
+
+
 def retention_days() -> int:
     """How long rows are kept (``ACCESS_LOG_RETENTION_DAYS``, default two years); the jobs process deletes
-    older ones (infra/jobs.py, ``access-log-retention``) with ``PURGE_SQL``, in batches."""
-    return int(os.environ.get("ACCESS_LOG_RETENTION_DAYS", "730"))
+    older ones (infra/jobs.py, ``access-log-retention``) with ``PURGE_SQL``, in batches. Read once per
+    process, at its first call: a value that is not a whole number fails that run naming the variable."""
+    return access_log_settings().retention_days
 
 
 # --- who is calling, and the reads of this request ----------------------------------------------------

@@ -3,23 +3,41 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from typing import TYPE_CHECKING, Any, cast
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from advanced_alchemy.base import AdvancedDeclarativeBase
 from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config, create_async_engine
 
+from apps.common.settings import Settings, env
+
 if TYPE_CHECKING:
     from advanced_alchemy.alembic.commands import AlembicCommandConfig
     from sqlalchemy.engine import Connection
 
 
+# A duration as PostgreSQL's lock_timeout takes it: a number, in milliseconds unless a unit follows.
+_DURATION: Final = re.compile(r"\s*\d+(\.\d+)?\s*(us|ms|s|min|h|d)?\s*")
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationSettings(Settings):
+    lock_timeout: str = env("MIGRATION_LOCK_TIMEOUT", "5s")
+
+    def __post_init__(self) -> None:
+        # Checked here, not left to PostgreSQL: the value is written into the SET statement.
+        if not _DURATION.fullmatch(self.lock_timeout):
+            raise self.invalid("lock_timeout", "not a duration such as 5s, 500ms or 1min (0: no limit)")
+
+
 def lock_timeout() -> str:
     """How long a migration waits for a lock before it fails instead of queueing traffic behind it
-    (infra/migration_lint.py refuses SQL that takes a blocking lock without one)."""
-    return os.environ.get("MIGRATION_LOCK_TIMEOUT", "5s")
+    (infra/migration_lint.py refuses SQL that takes a blocking lock without one). Read at each run's start
+    (a test sets it for one run); a bad value stops the run naming ``MIGRATION_LOCK_TIMEOUT``."""
+    return MigrationSettings.from_env().lock_timeout
 
 
 # One migration run at a time per database: two runs at once (two deploys, or a deploy and a test's downgrade)
@@ -30,6 +48,7 @@ MIGRATION_ADVISORY_LOCK = 0x6F7574626F78  # "outbox"
 
 
 def run() -> None:
+    timeout = lock_timeout()
     config = cast("AlembicCommandConfig", context.config)
     metadata = AdvancedDeclarativeBase.__metadata_registry__.get(config.bind_key)
     options: dict[str, Any] = {
@@ -44,7 +63,7 @@ def run() -> None:
     if context.is_offline_mode():
         context.configure(url=config.db_url, literal_binds=True, **options)
         with context.begin_transaction():
-            context.execute(f"SET lock_timeout = '{lock_timeout()}'")
+            context.execute(f"SET lock_timeout = '{timeout}'")
             context.run_migrations()
         return
 
@@ -52,7 +71,7 @@ def run() -> None:
         context.configure(connection=connection, **options)
         with context.begin_transaction():
             # Session-wide, so it also holds in a migration's autocommit blocks (CREATE INDEX CONCURRENTLY).
-            context.execute(f"SET lock_timeout = '{lock_timeout()}'")
+            context.execute(f"SET lock_timeout = '{timeout}'")
             context.run_migrations()
             context.execute("RESET lock_timeout")
 

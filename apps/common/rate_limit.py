@@ -63,7 +63,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import re
 import time
 from collections import deque
@@ -80,6 +79,7 @@ from prometheus_client import Counter
 
 from apps.common.openapi import error_response
 from apps.common.redis_store import COOLDOWN_S, OwnConnectionScript, create_redis_client
+from apps.common.settings import SettingError, Settings, env
 
 if TYPE_CHECKING:
     from litestar import Litestar, Request
@@ -90,6 +90,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RateLimitPlugin",
+    "RateLimitSettings",
     "ReadBudget",
     "SharedCounts",
     "SyncedLimit",
@@ -145,12 +146,34 @@ def parse_limit(text: str, name: str = "RATE_LIMIT_WRITES") -> tuple[int, int]:
     """(requests, window seconds) of "50/5s", "120/minute"; a malformed value is a start-up error."""
     match = _LIMIT_RE.match(text)
     if match is None or int(match["n"]) < 1:
-        raise ValueError(f"{name} must look like '50/5s' or '120/minute', not {text!r}")
+        raise SettingError(f"{name}={text!r}: not a limit such as '50/5s' or '120/minute'")
     window = match["window"]
     seconds = _UNITS.get(window) or int(window.removesuffix("s"))
     if seconds < 1:
-        raise ValueError(f"{name}: the window is at least one second")
+        raise SettingError(f"{name}={text!r}: the window is at least one second")
     return int(match["n"]), seconds
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings(Settings):
+    """The two budgets, read when the app is built (``RateLimitPlugin``); both parsed there."""
+
+    writes: str = env("RATE_LIMIT_WRITES", DEFAULT_LIMIT)
+    reads: str = env("RATE_LIMIT_READS", DEFAULT_READ_LIMIT)
+
+    def __post_init__(self) -> None:
+        for each in ("writes", "reads"):
+            parse_limit(getattr(self, each), self.variable(each))  # a malformed one stops the start
+
+    @property
+    def write_limit(self) -> tuple[int, int]:
+        """(requests, window seconds)."""
+        return parse_limit(self.writes, self.variable("writes"))
+
+    @property
+    def read_limit(self) -> tuple[int, int]:
+        """(units, window seconds)."""
+        return parse_limit(self.reads, self.variable("reads"))
 
 
 def is_limited_route(method: str, path: str) -> bool:
@@ -646,10 +669,9 @@ class RateLimitPlugin(InitPluginProtocol):
 
     def __init__(self, spec: ServiceSpec) -> None:
         self.spec = spec
-        self.requests, self.window_s = parse_limit(os.environ.get("RATE_LIMIT_WRITES", DEFAULT_LIMIT))
-        self.read_units, self.read_window_s = parse_limit(
-            os.environ.get("RATE_LIMIT_READS", DEFAULT_READ_LIMIT), "RATE_LIMIT_READS"
-        )
+        settings = RateLimitSettings.from_env()
+        self.requests, self.window_s = settings.write_limit
+        self.read_units, self.read_window_s = settings.read_limit
 
     def config(self, limit: SyncedLimit | None = None, reads: ReadBudget | None = None) -> WindowedRateLimitConfig:
         return WindowedRateLimitConfig(

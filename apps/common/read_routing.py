@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import asyncpg
@@ -38,6 +39,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from apps.common.probes import READINESS_CHECKS
+from apps.common.settings import Settings, env
 from apps.common.topology import ServiceSpec, database_url, replica_port
 
 __all__ = ["REPLICA_STATE", "ReadReplica", "ReadReplicaPlugin", "replica_reads"]
@@ -264,6 +266,27 @@ async def replica_readiness(state: State) -> str | None:
     return f"{replica.reason}; reads served by the primary"
 
 
+_SWITCH_OFF: Final = frozenset({"off", "0", "false"})
+_SWITCH_ON: Final = frozenset({"on", "1", "true"})
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSettings(Settings):
+    """``READ_REPLICA``, read when the app is built: on or off (1/0, true/false); another value stops the
+    start naming it (until session 34 it meant on). The replica's URL, ``<SERVICE>_READ_DATABASE_URL``, is
+    a name built per service, read by :func:`replica_url` when the replica's engine is made."""
+
+    read_replica: str = env("READ_REPLICA", "on")
+
+    def __post_init__(self) -> None:
+        if self.read_replica.lower() not in _SWITCH_OFF | _SWITCH_ON:
+            raise self.invalid("read_replica", "neither on nor off")
+
+    @property
+    def enabled(self) -> bool:
+        return self.read_replica.lower() in _SWITCH_ON
+
+
 class ReadReplicaPlugin(InitPluginProtocol):
     """Every service's replica wiring: the engine and monitor for the app's life, the header, the check.
 
@@ -272,9 +295,10 @@ class ReadReplicaPlugin(InitPluginProtocol):
 
     def __init__(self, spec: ServiceSpec) -> None:
         self.spec = spec
+        self.enabled = ReplicaSettings.from_env().enabled
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
-        if os.environ.get("READ_REPLICA", "on").lower() in {"off", "0", "false"}:
+        if not self.enabled:
             return app_config
         app_config.lifespan.append(self.lifespan)
         app_config.before_send.append(add_read_source_header)

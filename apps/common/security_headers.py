@@ -8,6 +8,9 @@
   addresses, orders, payments; no shared or browser cache keeps them.
 - ``Strict-Transport-Security`` only when ``SECURITY_HSTS_MAX_AGE`` (seconds) is set: TLS ends at the proxy
   in front of the services, and HSTS is its job; a deployment that serves TLS itself sets the variable.
+  Read when the app is built (``SecurityHeaderSettings``); 0 leaves the header out, and a value that is not
+  a whole number of seconds stops the start naming the variable (until session 34 it left the header out,
+  silently).
 
 A ``before_send`` hook, not a middleware: Litestar's middleware wraps route handlers only, so a 404 for an
 unknown path or a 405 would pass by it; the app's ``before_send`` sees every answer.
@@ -15,16 +18,18 @@ unknown path or a 405 would pass by it; the app's ``before_send`` sees every ans
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from litestar.plugins import InitPluginProtocol
+
+from apps.common.settings import Settings, env
 
 if TYPE_CHECKING:
     from litestar.config.app import AppConfig
     from litestar.types import Message, Scope
 
-__all__ = ["SecurityHeadersPlugin", "security_headers"]
+__all__ = ["SecurityHeaderSettings", "SecurityHeadersPlugin", "security_headers"]
 
 _ALWAYS: Final = (
     (b"x-content-type-options", b"nosniff"),
@@ -43,16 +48,20 @@ def security_headers(hsts_max_age: int | None = None) -> tuple[tuple[bytes, byte
     return (*_ALWAYS, (b"strict-transport-security", f"max-age={hsts_max_age}; includeSubDomains".encode()))
 
 
-def _hsts_from_env() -> int | None:
-    raw = os.environ.get("SECURITY_HSTS_MAX_AGE", "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else None
+@dataclass(frozen=True, slots=True)
+class SecurityHeaderSettings(Settings):
+    hsts_max_age: int | None = env("SECURITY_HSTS_MAX_AGE", None)
+
+    def __post_init__(self) -> None:
+        if self.hsts_max_age is not None and self.hsts_max_age < 0:
+            raise self.invalid("hsts_max_age", "not a number of seconds (0: no header)")
 
 
 class SecurityHeadersPlugin(InitPluginProtocol):
     """Adds the headers above to every response start (a header the handler set itself is kept)."""
 
     def __init__(self) -> None:
-        self.headers = security_headers(_hsts_from_env())
+        self.headers = security_headers(SecurityHeaderSettings.from_env().hsts_max_age)
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.before_send.append(self.add_headers)

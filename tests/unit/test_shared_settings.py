@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import pytest
 
+from apps.common import access_log
 from apps.common.heap import HeapSettings
 from apps.common.logs import AccessLog, BatchingHandler, LogSettings
+from apps.common.migrations_env import MigrationSettings
+from apps.common.rate_limit import RateLimitSettings
+from apps.common.read_routing import ReplicaSettings
+from apps.common.security_headers import SecurityHeaderSettings, SecurityHeadersPlugin
 from apps.common.settings import SettingError, forget_settings
 
 pytestmark = pytest.mark.unit
@@ -46,6 +51,12 @@ def test_the_access_log_and_the_writer_take_the_settings(monkeypatch: pytest.Mon
         ("ACCESS_LOG_SLOW_MS", "1s", "ACCESS_LOG_SLOW_MS='1s': not a number"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL='LOUD': not a level (DEBUG, INFO, WARNING, ERROR, CRITICAL)"),
         ("GC_SLOW_MS", "20ms", "GC_SLOW_MS='20ms': not a number"),
+        # Until session 34 these two meant "no header" and "on", silently.
+        ("SECURITY_HSTS_MAX_AGE", "1y", "SECURITY_HSTS_MAX_AGE='1y': not an integer"),
+        ("SECURITY_HSTS_MAX_AGE", "-1", "SECURITY_HSTS_MAX_AGE=-1: not a number of seconds (0: no header)"),
+        ("READ_REPLICA", "of", "READ_REPLICA='of': neither on nor off"),
+        ("RATE_LIMIT_WRITES", "lots", "RATE_LIMIT_WRITES='lots': not a limit such as '50/5s' or '120/minute'"),
+        ("RATE_LIMIT_READS", "600/0s", "RATE_LIMIT_READS='600/0s': the window is at least one second"),
     ],
 )
 def test_a_service_app_does_not_start_with_a_bad_shared_value(
@@ -59,3 +70,47 @@ def test_a_service_app_does_not_start_with_a_bad_shared_value(
         create_app()
     assert str(raised.value) == message
 
+
+def test_the_security_headers_replica_and_rate_limit_settings_read_their_variables() -> None:
+    assert SecurityHeaderSettings.from_env({}).hsts_max_age is None
+    assert SecurityHeaderSettings.from_env({"SECURITY_HSTS_MAX_AGE": "31536000"}).hsts_max_age == 31536000
+    assert ReplicaSettings.from_env({}).enabled
+    assert [ReplicaSettings.from_env({"READ_REPLICA": v}).enabled for v in ("OFF", "0", "false", "on", "1")] == [
+        False,
+        False,
+        False,
+        True,
+        True,
+    ]
+    limits = RateLimitSettings.from_env({"RATE_LIMIT_WRITES": "3/minute"})
+    assert (limits.write_limit, limits.read_limit) == ((3, 60), (600, 10))
+
+
+@pytest.mark.parametrize(("value", "header"), [("0", None), ("600", b"max-age=600; includeSubDomains")])
+def test_the_hsts_header_follows_its_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str, header: bytes | None
+) -> None:
+    monkeypatch.setenv("SECURITY_HSTS_MAX_AGE", value)
+    assert dict(SecurityHeadersPlugin().headers).get(b"strict-transport-security") == header
+
+
+@pytest.mark.parametrize("value", ["5s", "500ms", "1min", "0", "2 s", "1.5h", "250"])
+def test_a_migration_lock_timeout_postgresql_takes_is_read(value: str) -> None:
+    assert MigrationSettings.from_env({"MIGRATION_LOCK_TIMEOUT": value}).lock_timeout == value
+
+
+@pytest.mark.parametrize("value", ["5 sec", "", "5s'; DROP TABLE orders; --", "-1s"])
+def test_a_migration_lock_timeout_postgresql_would_not_take_is_refused(value: str) -> None:
+    with pytest.raises(SettingError, match=r"^MIGRATION_LOCK_TIMEOUT=.*: not a duration such as 5s"):
+        MigrationSettings.from_env({"MIGRATION_LOCK_TIMEOUT": value})
+
+
+def test_the_access_log_retention_is_read_once_and_refused_when_not_a_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert access_log.retention_days() == 730
+    monkeypatch.setenv("ACCESS_LOG_RETENTION_DAYS", "365")
+    forget_settings()
+    assert access_log.retention_days() == 365
+    monkeypatch.setenv("ACCESS_LOG_RETENTION_DAYS", "two years")
+    forget_settings()
+    with pytest.raises(SettingError, match=r"^ACCESS_LOG_RETENTION_DAYS='two years': not an integer$"):
+        access_log.retention_days()
