@@ -28,10 +28,10 @@ from apps.common.data_keys import consumer_data_keys
 from apps.common.personal import ADDRESS_FIELDS, subjects_of
 from apps.order.known import hold_customer
 from apps.order.models import Order
-from apps.order.rules import PENDING, order_number
+from apps.order.rules import PENDING, SAGA, order_number
 from apps.order.saga_state import OrderSaga
 from apps.order.sealed import seal_addresses
-from apps.order.transitions import SAGA, add_pending_order, amounts
+from apps.order.transitions import add_pending_order, amounts
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession

@@ -10,7 +10,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal, get_args
 
 from apps.common.errors import InconsistentFields, OutOfRange, StateConflict, UnknownReference
 from apps.common.pricing import MAX_AMOUNT, ZERO, CatalogPrice, PricedLine, Quote, price_line
@@ -36,6 +36,33 @@ TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
 }
 STATUSES: Final = tuple(TRANSITIONS)
 
+# Who writes a status history row's changed_by: the saga (its compensations) or the order API.
+SAGA: Final = "order-saga"
+# Why an order is cancelled, as its answer says (``status_reason``): a stable code, never the free text a
+# person gave nor a provider's words (those stay in order_status_history). The saga's own reasons are its
+# history rows' (apps/order/saga.py); a person's cancellation is the customer's or the back office's, by the
+# role the API recorded with it (history metadata ``role``), ``requested`` where none was recorded.
+StatusReason = Literal[
+    "out_of_stock",
+    "reservation_refused",
+    "payment_declined",
+    "timeout",
+    "cancelled_by_customer",
+    "cancelled_by_staff",
+    "requested",
+]
+STATUS_REASONS: Final[tuple[StatusReason, ...]] = get_args(StatusReason)
+_SAGA_REASONS: Final[Mapping[str, StatusReason]] = {
+    "out_of_stock": "out_of_stock",
+    "payment_declined": "payment_declined",
+    "timeout": "timeout",
+}
+_ROLE_REASONS: Final[Mapping[str, StatusReason]] = {
+    "customer": "cancelled_by_customer",
+    "staff": "cancelled_by_staff",
+    "admin": "cancelled_by_staff",
+}
+
 
 def check_transition(current: str, target: str, *, by_saga: bool = False) -> None:
     """Raise StateConflict unless an order in ``current`` may move to ``target``. Only the saga confirms a
@@ -58,6 +85,18 @@ def check_cancel(current: str, reason: str | None, *, back_office: bool) -> None
         raise StateConflict("status", "a shipped order cannot be cancelled; once delivered it can be returned")
     if reason is None or not reason.strip():
         raise StateConflict("reason", "cancelling a shipped order needs the reason its delivery was stopped")
+
+
+def status_reason(status: str, changed_by: str | None, reason: str | None, role: str | None) -> StatusReason | None:
+    """Why an order is in ``status``, from the history row that cancelled it (its ``changed_by``, ``reason``
+    and metadata ``role``): None unless cancelled. The saga's reasons are its own codes, but for the
+    warehouse's refusals other than a shortage (invalid_quantity, no_items), passed through as the warehouse
+    gave them: ``reservation_refused``."""
+    if status != CANCELLED:
+        return None
+    if changed_by == SAGA:
+        return _SAGA_REASONS.get(reason or "", "reservation_refused")
+    return _ROLE_REASONS.get(role or "", "requested")
 
 
 @dataclass(frozen=True, slots=True)

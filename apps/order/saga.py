@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from apps.order.models import Order, OrderItem, OrderStatusHistory
-from apps.order.rules import CANCELLED, PENDING
+from apps.order.rules import CANCELLED, PENDING, SAGA
 from apps.order.saga_state import (
     OUT_OF_STOCK,
     PAYMENT,
@@ -29,7 +29,7 @@ from apps.order.saga_state import (
     OrderSaga,
     enter,
 )
-from apps.order.transitions import SAGA, cancel, confirm, note_payment_failure, request_payment_cancel
+from apps.order.transitions import cancel, confirm, note_payment_failure, request_payment_cancel
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession

@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 
 from apps.order.events import OrderConfirmed, OrderLine
-from apps.order.rules import CONFIRMED, PENDING, check_transition
+from apps.order.rules import CONFIRMED, PENDING, SAGA, check_transition
 from apps.order.saga_state import DONE, PAYMENT, RESERVATION, step_timeout
-from apps.order.transitions import SAGA
 from apps.payment.events import OrderPaymentRequested, PaymentMethod
 from outbox.events import Event
 from outbox.statements import Statement

@@ -15,10 +15,10 @@ import msgspec
 from msgspec import Meta
 
 from apps.common.addresses import Address
-from apps.common.fields import NO_NUL_PATTERN
+from apps.common.fields import FREE_TEXT_PATTERN
 from apps.common.pricing import MAX_LINES, PricedLine
 from apps.common.responses import from_row
-from apps.order.rules import STATUSES
+from apps.order.rules import STATUSES, StatusReason
 from apps.order.sealed import ADDRESSES, COLUMNS
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 MAX_QUANTITY = 1000
 
 Quantity = Annotated[int, Meta(ge=1, le=MAX_QUANTITY, description="units, 1..1000")]
-Text = Annotated[str, Meta(max_length=2000, pattern=NO_NUL_PATTERN)]
+Text = Annotated[str, Meta(max_length=2000, pattern=FREE_TEXT_PATTERN)]
 Status = Literal["pending", "confirmed", "processing", "shipped", "delivered", "cancelled"]
 assert set(Status.__args__) == set(STATUSES)  # type: ignore[attr-defined]
 
@@ -70,6 +70,19 @@ class OrderOut(msgspec.Struct, kw_only=True):
         Status,
         Meta(
             description="pending -> confirmed -> processing -> shipped -> delivered, one step at a time; or cancelled"
+        ),
+    ]
+    status_reason: Annotated[
+        StatusReason | None,
+        Meta(
+            description=(
+                "why the order is cancelled, null for any other status: out_of_stock (the warehouse could not "
+                "reserve a line), reservation_refused (the warehouse refused the lines for another reason), "
+                "payment_declined (the card was declined or the payment failed: payment_status says which), "
+                "timeout (the reservation or the payment did not answer in time), cancelled_by_customer, "
+                "cancelled_by_staff, requested (cancelled at someone's request before the order recorded whose). "
+                "A code, stable across releases; a cancellation's free-text reason is not shown"
+            )
         ),
     ]
     payment_status: Annotated[
@@ -115,6 +128,7 @@ def to_order_out(view: OrderView) -> OrderOut:
         view.order,
         waiting_on=saga.waiting_on if saga else None,
         waiting_until=saga.deadline_at if saga else None,
+        status_reason=view.status_reason,
         items=[from_row(OrderLineOut, i, sku=i.product_sku, name=i.product_name) for i in view.items],
         **(view.addresses if view.addresses is not None else ADDRESSES.open_row("orders", view.order, COLUMNS)),
     )

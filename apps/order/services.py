@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
 import msgspec
-from sqlalchemy import literal, select, text, tuple_
+from sqlalchemy import literal, select, text, true, tuple_
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 from uuid_utils.compat import uuid7
 
 from apps.common.access_log import Touched, change_row, log_access, note_read
@@ -22,17 +23,19 @@ from apps.common.pagination import count_lines, decode_cursor, page_within_lines
 from apps.order.archive import archived
 from apps.order.driver import DriverStatement, pooled_connection
 from apps.order.known import References
-from apps.order.models import Order, OrderItem
+from apps.order.models import Order, OrderItem, OrderStatusHistory
 from apps.order.placed import PlacedItem, PlacedOrder, PlacedSaga
 from apps.order.rules import (
     CANCELLED,
     PENDING,
     RequestedLine,
+    StatusReason,
     check_cancel,
     check_lines,
     fingerprint,
     order_number,
     price_order,
+    status_reason,
 )
 from apps.order.saga_state import OrderSaga
 from apps.order.sealed import ADDRESSES, COLUMNS
@@ -47,11 +50,32 @@ from apps.order.transitions import (
 )
 
 if TYPE_CHECKING:
+    from sqlalchemy import Select
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from apps.common.pricing import CatalogPrice, PricedLine, Quote
     from apps.order.clients import Dependencies
     from apps.order.schemas import OrderCreate
+
+
+# The history row that cancelled the order, read with the order in the same statement (a cancelled order's
+# rows through idx_order_status_history_order; for any other order the status test stops it before it reads):
+# what rules.status_reason needs.
+_HISTORY = aliased(OrderStatusHistory)
+_CANCELLING = (
+    select(_HISTORY.changed_by, _HISTORY.reason, _HISTORY.metadata_["role"].astext.label("role"))
+    .where(_HISTORY.order_id == Order.id, Order.status == CANCELLED, _HISTORY.status_to == CANCELLED)
+    .order_by(_HISTORY.id.desc())
+    .limit(1)
+    .lateral("cancelling")
+)
+
+
+def _with_reason(query: Select[Any]) -> Select[Any]:
+    """``query`` (over ``orders``) with the cancelling row's columns after its own."""
+    return query.add_columns(_CANCELLING.c.changed_by, _CANCELLING.c.reason, _CANCELLING.c.role).outerjoin(
+        _CANCELLING, true()
+    )
 
 
 # A key is its customer's own (migrations order_0017-0018): another customer's use of it is invisible here.
@@ -77,6 +101,7 @@ class OrderView:
     # The addresses in clear when the caller has them (an order just placed): no need to open the sealed
     # columns again (~95 us of CPU per order); None: the answer opens them.
     addresses: dict[str, Any] | None = None
+    status_reason: StatusReason | None = None  # rules.status_reason: None unless cancelled
 
 
 @dataclass(frozen=True)
@@ -247,25 +272,38 @@ class OrderService:
         """The order, live or archived; ``owner`` (a customer's read: apps/common/auth.py ``read_owner``)
         is in both statements, so another customer's order is missing by the same reads as an unknown id."""
         customer_id = None if owner is None else str(owner)
-        query = select(Order).where(Order.id == order_id)
-        order = await self.session.scalar(
-            query if customer_id is None else query.where(Order.customer_id == customer_id)
-        )
-        if order is None:
+        query = _with_reason(select(Order).where(Order.id == order_id))
+        found = (
+            await self.session.execute(query if customer_id is None else query.where(Order.customer_id == customer_id))
+        ).first()
+        if found is None:
             return await self._archived(order_id, customer_id)
+        order, *why = found
         note_read("orders", [Touched(order.id, order.customer_id)])
         items = (await self._items([order_id])).get(order_id, [])
-        return OrderView(order, items, await self.session.get(OrderSaga, order_id))
+        saga = await self.session.get(OrderSaga, order_id)
+        return OrderView(order, items, saga, status_reason=status_reason(order.status, *why))
 
     async def _archived(self, order_id: uuid.UUID, customer_id: str | None) -> OrderView:
         """An order past two years, moved to the archive (apps/order/archive.py): read as it was."""
         found = await archived(self.session, Order, "id", order_id, customer_id=customer_id)
         if not found:
             raise NotFound("order not found")
-        note_read("orders_archive", [Touched(found[0].id, found[0].customer_id)])
+        order = found[0]
+        note_read("orders_archive", [Touched(order.id, order.customer_id)])
         sagas = await archived(self.session, OrderSaga, "order_id", order_id)
         items = await archived(self.session, OrderItem, "order_id", order_id)
-        return OrderView(found[0], items, sagas[0] if sagas else None)
+        reason = await self._archived_reason(order_id) if order.status == CANCELLED else None
+        return OrderView(order, items, sagas[0] if sagas else None, status_reason=reason)
+
+    async def _archived_reason(self, order_id: uuid.UUID) -> StatusReason | None:
+        """An archived cancelled order's reason, from its history (archived with it)."""
+        history = await archived(self.session, OrderStatusHistory, "order_id", order_id)
+        cancelling = [row for row in history if row.status_to == CANCELLED]
+        if not cancelling:
+            return status_reason(CANCELLED, None, None, None)
+        row = cancelling[-1]
+        return status_reason(CANCELLED, row.changed_by, row.reason, (row.metadata_ or {}).get("role"))
 
     async def list_for_customer(
         self, customer_id: uuid.UUID, *, limit: int, cursor: str | None
@@ -273,16 +311,19 @@ class OrderService:
         """A customer's orders, newest first, by keyset over (created_at, id); a page ends early rather than
         pass ``pagination.MAX_PAGE_LINES`` lines (its ``next_cursor`` goes on from there)."""
         lines = count_lines(Order, Order.id, OrderItem.order_id)
-        query = select(Order, lines).where(Order.customer_id == str(customer_id))
+        query = _with_reason(select(Order, lines).where(Order.customer_id == str(customer_id)))
         if cursor:
             created_at, last_id = decode_cursor(cursor)
             query = query.where(tuple_(Order.created_at, Order.id) < tuple_(literal(created_at), literal(last_id)))
         query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
-        page, next_cursor = page_within_lines((await self.session.execute(query)).tuples().all(), limit)
+        found = (await self.session.execute(query)).tuples().all()
+        page, next_cursor = page_within_lines([(order, count) for order, count, *_ in found], limit)
+        reasons = {order.id: status_reason(order.status, *why) for order, _, *why in found}
         note_read("orders", [Touched(o.id, o.customer_id) for o in page])
         items = await self._items([o.id for o in page])
         sagas = await self._sagas([o.id for o in page])
-        return [OrderView(o, items.get(o.id, []), sagas.get(o.id)) for o in page], next_cursor
+        views = [OrderView(o, items.get(o.id, []), sagas.get(o.id), status_reason=reasons[o.id]) for o in page]
+        return views, next_cursor
 
     async def _sagas(self, order_ids: list[uuid.UUID]) -> dict[uuid.UUID, OrderSaga]:
         if not order_ids:
@@ -303,29 +344,30 @@ class OrderService:
 
     # -- moving an order along -----------------------------------------------------------------------
 
-    async def change_status(self, order_id: uuid.UUID, target: str, reason: str | None) -> OrderView:
+    async def change_status(self, order_id: uuid.UUID, target: str, reason: str | None, role: str) -> OrderView:
         """The back office moves an order along an allowed transition; it may also cancel a shipped order
         whose parcel was stopped before delivery (with a reason): its capture is then refunded."""
-        return await self._transition(order_id, target, reason, back_office=True)
+        return await self._transition(order_id, target, reason, role, back_office=True)
 
-    async def cancel(self, order_id: uuid.UUID, reason: str | None) -> OrderView:
-        """The customer's cancellation: until the order ships."""
-        return await self._transition(order_id, CANCELLED, reason, back_office=False)
+    async def cancel(self, order_id: uuid.UUID, reason: str | None, role: str) -> OrderView:
+        """The customer's cancellation (or staff's on their behalf): until the order ships."""
+        return await self._transition(order_id, CANCELLED, reason, role, back_office=False)
 
     async def _transition(
-        self, order_id: uuid.UUID, target: str, reason: str | None, *, back_office: bool
+        self, order_id: uuid.UUID, target: str, reason: str | None, role: str, *, back_office: bool
     ) -> OrderView:
-        """Lock the order (then its saga row: the saga's order), change it and add its events, commit."""
+        """Lock the order (then its saga row: the saga's order), change it and add its events, commit.
+        ``role``: the caller's (customer, staff, admin), recorded with the history row."""
         order, items = await self._locked(order_id)
         saga = await self.session.scalar(select(OrderSaga).where(OrderSaga.order_id == order_id).with_for_update())
         if target == CANCELLED:
             check_cancel(order.status, reason, back_office=back_office)
-            await cancel(self.session, order, items, saga, reason, SERVICE)
+            await cancel(self.session, order, items, saga, reason, SERVICE, role)
         else:
-            await advance(self.session, order, target, reason)
+            await advance(self.session, order, target, reason, role)
         await log_access(self.session, "orders", "UPDATE", [Touched(order.id, order.customer_id)])
         await self.session.commit()
-        return OrderView(order, items, saga)
+        return OrderView(order, items, saga, status_reason=status_reason(order.status, SERVICE, reason, role))
 
     async def _locked(self, order_id: uuid.UUID) -> tuple[Order, list[OrderItem]]:
         """The order row locked until commit, so two concurrent changes apply one after the other."""

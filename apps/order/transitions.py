@@ -20,7 +20,7 @@ from apps.order.driver import DriverStatement
 from apps.order.events import OrderCancelled, OrderConfirmed, OrderCreated, OrderLine, OrderStatusChanged
 from apps.order.models import Order, OrderItem, OrderStatusHistory
 from apps.order.placed import PlacedItem, PlacedOrder, PlacedSaga
-from apps.order.rules import CANCELLED, CONFIRMED, DELIVERED, PENDING, SHIPPED, check_transition
+from apps.order.rules import CANCELLED, CONFIRMED, DELIVERED, PENDING, SAGA, SHIPPED, check_transition
 from apps.order.saga_state import DONE, RESERVATION, OrderSaga, enter, step_timeout
 from apps.payment.events import OrderPaymentCancelRequested, OrderPaymentCaptureRequested
 from outbox.events import encode_payload
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from apps.common.pricing import PricedLine
 
 SERVICE = "order-service"
-SAGA = "order-saga"
 
 
 AMOUNTS = ("currency", "subtotal", "tax_amount", "shipping_amount", "discount_amount", "total_amount")
@@ -106,9 +105,9 @@ def placement_ctes(ready: str) -> str:
         RETURNING version
     ), e AS (
         INSERT INTO event_store (id, aggregate_id, aggregate_type, event_type, event_data, event_version,
-                                 schema_version)
+                                 schema_version, min_reader_version)
         SELECT :event_id, :id, :aggregate_type, :event_type, CAST(:event_data AS jsonb), v.version,
-               :schema_version
+               :schema_version, :min_reader_version
         FROM v
     ), a AS (
         INSERT INTO data_access_log (id, user_id, table_name, operation, record_id, customer_id, accessed_at)
@@ -212,6 +211,7 @@ def placement_params(
         "event_type": created.event_type,
         "event_data": encode_payload(created).decode(),
         "schema_version": created.schema_version,
+        "min_reader_version": created.min_reader_version,
         **{f"log_{name}": access_log[name] if access_log else None for name in _LOG_COLUMNS},
     }
 
@@ -248,15 +248,18 @@ def _json(value: object) -> str | None:
     return None if value is None else msgspec.json.encode(value).decode()
 
 
-def move(session: AsyncSession, order: Order, target: str, reason: str | None, changed_by: str) -> OrderStatusHistory:
-    """Record the change in the history and on the order (its time is ``order.updated_at``); the history row."""
+def move(
+    session: AsyncSession, order: Order, target: str, reason: str | None, changed_by: str, role: str | None = None
+) -> OrderStatusHistory:
+    """Record the change in the history and on the order (its time is ``order.updated_at``); the history row.
+    ``role``: the API caller's (customer, staff, admin), in the row's metadata (rules.status_reason reads it)."""
     history = OrderStatusHistory(
         order_id=order.id,
         status_from=order.status,
         status_to=target,
         changed_by=changed_by,
         reason=reason,
-        metadata_={},
+        metadata_={} if role is None else {"role": role},
     )
     session.add(history)
     order.status = target
@@ -284,11 +287,13 @@ async def cancel(
     saga: OrderSaga | None,
     reason: str | None,
     changed_by: str,
+    role: str | None = None,
 ) -> None:
-    """Cancel (order.cancelled makes the warehouse release what it holds) and undo the payment if asked for."""
+    """Cancel (order.cancelled makes the warehouse release what it holds) and undo the payment if asked for;
+    ``role``: the API caller's, None for the saga."""
     check_transition(order.status, CANCELLED)
     was_confirmed = order.status != PENDING
-    move(session, order, CANCELLED, reason, changed_by)
+    move(session, order, CANCELLED, reason, changed_by, role)
     now = order.updated_at
     order.cancelled_at = now
     await add_event(
@@ -338,10 +343,10 @@ def note_payment_failure(session: AsyncSession, order: Order, payment_status: st
     )
 
 
-async def advance(session: AsyncSession, order: Order, target: str, reason: str | None) -> None:
+async def advance(session: AsyncSession, order: Order, target: str, reason: str | None, role: str) -> None:
     """A change by hand along the flow (not a cancellation): history row, order.status_changed."""
     check_transition(order.status, target)
-    history = move(session, order, target, reason, SERVICE)
+    history = move(session, order, target, reason, SERVICE, role)
     now = order.updated_at
     if target == DELIVERED:
         order.completed_at = now

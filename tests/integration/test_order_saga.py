@@ -17,7 +17,7 @@ import msgspec
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from apps.checkout.events import CheckoutAddress, CheckoutCompleted, CheckoutLine
+from apps.checkout.events import CheckoutCompleted
 from apps.order import saga_rows
 from apps.order.checkout_orders import create_from_checkout
 from apps.order.events import OrderConfirmed, OrderLine
@@ -26,12 +26,11 @@ from apps.payment.events import OrderPaymentRequested
 from apps.warehouse.events import InventoryReserved, ReservedItem
 from tests.support.db import fetch
 from tests.support.http import api_client, create_product, service_url, set_stock
-from tests.support.orders import eventually, order_engine
+from tests.support.orders import checkout_completed, eventually, order_engine
 
 pytestmark = pytest.mark.usefixtures("stack")
 
 NOW = dt.datetime.now(dt.UTC)
-ADDRESS = CheckoutAddress(address_line1="1 Main St", city="Springfield", country="US")
 
 
 @pytest.fixture(scope="module")
@@ -46,35 +45,6 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def completed(token: str = "tok_visa", *, guest: bool = True, product_id: uuid.UUID | None = None) -> CheckoutCompleted:
-    """A guest's checkout of one unit (of a product nobody stocks, unless given one)."""
-    line = CheckoutLine(
-        product_id=product_id or uuid.uuid4(), sku="SAGA-T", name="t", quantity=1, unit_price=Decimal("4.00"),
-        total_price=Decimal("4.00"),
-    )  # fmt: skip
-    return CheckoutCompleted(
-        checkout_id=uuid.uuid4(),
-        order_id=uuid.uuid4(),
-        cart_id=uuid.uuid4(),
-        customer_id=f"cs_{uuid.uuid4().hex}" if guest else str(uuid.uuid4()),
-        is_guest=guest,
-        currency="USD",
-        lines=[line],
-        shipping_address=ADDRESS,
-        billing_address=ADDRESS,
-        shipping_method_id="standard",
-        shipping_method_name="Standard",
-        payment_method_type="card",
-        payment_method_id=token,
-        subtotal=Decimal("4.00"),
-        tax_amount=Decimal("0.00"),
-        shipping_amount=Decimal("5.00"),
-        discount_amount=Decimal("0.00"),
-        total_amount=Decimal("9.00"),
-        completed_at=dt.datetime.now(dt.UTC),
-    )
-
-
 async def events_of(order_id: uuid.UUID) -> list[tuple[str, Any]]:
     rows = await fetch(
         "order", "SELECT event_type, event_data FROM event_store WHERE aggregate_id = $1 ORDER BY created_at", order_id
@@ -85,7 +55,7 @@ async def events_of(order_id: uuid.UUID) -> list[tuple[str, Any]]:
 async def test_a_checkout_creates_one_pending_guest_order_however_often_it_arrives(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    event = completed()
+    event = checkout_completed()
     for expected in (True, False):
         async with sessions() as session, session.begin():
             assert await create_from_checkout(session, event) is expected
@@ -104,7 +74,7 @@ async def test_a_checkout_creates_one_pending_guest_order_however_often_it_arriv
 async def test_a_step_past_its_deadline_is_compensated_by_the_sweeper_once(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    event = completed()
+    event = checkout_completed()
     # Created, and (in the same transaction, so no warehouse answer can come first) as if the reservation
     # was answered and payment asked for long ago, with no answer since.
     async with sessions() as session, session.begin():
@@ -149,7 +119,7 @@ async def test_answers_for_unknown_orders_or_left_steps_change_nothing(
     async with sessions() as session, session.begin():
         await Saga(session).reservation_failed(uuid.uuid4(), "insufficient_stock")
         await Saga(session).authorized(uuid.uuid4(), uuid.uuid4())
-    event = completed()
+    event = checkout_completed()
     # Never committed: the warehouse never hears of it, so nothing but this answer can move it.
     async with sessions() as session:
         await create_from_checkout(session, event)
@@ -169,7 +139,7 @@ async def test_a_reservation_after_its_timeout_is_released(sessions: async_sessi
     inventory.reserved leaves the order cancelled."""
     product = await create_product("6.00")
     await set_stock(product["id"], 3)
-    event = completed(product_id=uuid.UUID(product["id"]))
+    event = checkout_completed(product_id=uuid.UUID(product["id"]))
     async with sessions() as session, session.begin():
         await create_from_checkout(session, event)
         saga = Saga(session)
@@ -205,7 +175,7 @@ async def test_a_reservation_after_its_timeout_is_released(sessions: async_sessi
 
 
 async def test_a_failed_payment_operation_is_noted_once_per_event(sessions: async_sessionmaker[AsyncSession]) -> None:
-    event = completed()
+    event = checkout_completed()
     async with sessions() as session, session.begin():
         await create_from_checkout(session, event)
     failure, later = uuid.uuid4(), uuid.uuid4()
@@ -241,13 +211,13 @@ async def test_a_batch_of_reservations_confirms_orders_or_asks_for_their_payment
     warehouse = uuid.uuid4()
     # The card's answer comes 5 s late (tok_delayed): the live payment path, which takes the payment request
     # from the outbox, cannot authorize and confirm the order before these checks read it.
-    checkouts = {token: completed(token or "tok_delayed") for token in (None, "tok_delayed")}
+    checkouts = {token: checkout_completed(token or "tok_delayed") for token in (None, "tok_delayed")}
 
     def answer(event: CheckoutCompleted) -> InventoryReserved:
         line = ReservedItem(product_id=event.lines[0].product_id, warehouse_id=warehouse, quantity=1)
         return InventoryReserved(order_id=event.order_id, reservation_id=reservation, items=[line], reserved_at=NOW)
 
-    reservation, stranger = uuid.uuid4(), completed()
+    reservation, stranger = uuid.uuid4(), checkout_completed()
     # In the creating transaction, so the warehouse's own answer (nobody stocks the product) comes too late.
     async with sessions() as session, session.begin():
         for event in checkouts.values():

@@ -14,6 +14,7 @@ from typing import Any
 from confluent_kafka import Producer
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from apps.checkout.events import CheckoutAddress, CheckoutCompleted, CheckoutLine
 from apps.common.topology import BY_NAME, database_url, kafka_bootstrap
 from apps.order.events import OrderCancelled, OrderConfirmed, OrderCreated, OrderLine
 from outbox.events import Event, payload_as_dict
@@ -23,6 +24,39 @@ from tests.support.db import connect
 
 def order_engine() -> AsyncEngine:
     return create_async_engine(database_url(BY_NAME["order"]), pool_size=5, max_overflow=20)
+
+
+def checkout_completed(
+    token: str = "tok_visa", *, guest: bool = True, product_id: uuid.UUID | None = None
+) -> CheckoutCompleted:
+    """A checkout of one unit paid with the sandbox card ``token``: a guest's (or a registered customer's), of a
+    product nobody stocks unless given one. apps/order/checkout_orders.py create_from_checkout places it."""
+    address = CheckoutAddress(address_line1="1 Main St", city="Springfield", country="US")
+    line = CheckoutLine(
+        product_id=product_id or uuid.uuid4(), sku="SAGA-T", name="t", quantity=1, unit_price=Decimal("4.00"),
+        total_price=Decimal("4.00"),
+    )  # fmt: skip
+    return CheckoutCompleted(
+        checkout_id=uuid.uuid4(),
+        order_id=uuid.uuid4(),
+        cart_id=uuid.uuid4(),
+        customer_id=f"cs_{uuid.uuid4().hex}" if guest else str(uuid.uuid4()),
+        is_guest=guest,
+        currency="USD",
+        lines=[line],
+        shipping_address=address,
+        billing_address=address,
+        shipping_method_id="standard",
+        shipping_method_name="Standard",
+        payment_method_type="card",
+        payment_method_id=token,
+        subtotal=Decimal("4.00"),
+        tax_amount=Decimal("0.00"),
+        shipping_amount=Decimal("5.00"),
+        discount_amount=Decimal("0.00"),
+        total_amount=Decimal("9.00"),
+        completed_at=dt.datetime.now(dt.UTC),
+    )
 
 
 def order_created(

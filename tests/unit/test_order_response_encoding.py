@@ -16,7 +16,7 @@ from apps.order.schemas import OrderLineOut, OrderOut
 pytestmark = pytest.mark.unit
 
 
-def _order(*, addressed: bool) -> OrderOut:
+def _order(*, addressed: bool, cancelled: bool = False) -> OrderOut:
     now = dt.datetime(2026, 11, 27, 13, 0, 0, 123456, tzinfo=dt.UTC)
     address = Address(address_line1="1 Main St", city="Springfield", country="US", postal_code="12345")
     line = OrderLineOut(
@@ -32,10 +32,11 @@ def _order(*, addressed: bool) -> OrderOut:
         id=uuid.uuid4(),
         order_number="ORD-20261127-ABCDEF0123",
         customer_id=str(uuid.uuid4()),
-        status="pending",
+        status="cancelled" if cancelled else "pending",
+        status_reason="out_of_stock" if cancelled else None,
         payment_status="pending",
-        waiting_on="reservation",
-        waiting_until=now + dt.timedelta(seconds=120),
+        waiting_on=None if cancelled else "reservation",
+        waiting_until=None if cancelled else now + dt.timedelta(seconds=120),
         currency="USD",
         subtotal=Decimal("9.00"),
         tax_amount=Decimal("0.00"),
@@ -48,11 +49,11 @@ def _order(*, addressed: bool) -> OrderOut:
         notes="leave at the door" if addressed else None,
         created_at=now,
         updated_at=now,
-        cancelled_at=None,
+        cancelled_at=now if cancelled else None,
     )
 
 
-@pytest.mark.parametrize("addressed", [True, False])
-def test_the_placement_answer_is_encoded_as_litestar_encodes_it(addressed: bool) -> None:
-    out = _order(addressed=addressed)
+@pytest.mark.parametrize(("addressed", "cancelled"), [(True, False), (False, False), (False, True)])
+def test_the_placement_answer_is_encoded_as_litestar_encodes_it(addressed: bool, cancelled: bool) -> None:
+    out = _order(addressed=addressed, cancelled=cancelled)
     assert _ENCODER.encode(out) == encode_json(out)
