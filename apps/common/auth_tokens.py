@@ -11,6 +11,11 @@ Configuration (environment):
 - ``AUTH_ISSUER`` / ``AUTH_AUDIENCE``: the ``iss`` and ``aud`` every token must carry.
 - ``AUTH_ALGORITHMS``: accepted signature algorithms, asymmetric only (default ``EdDSA,RS256,ES256``).
 
+All but the file are read through ``AuthVariables`` (on the settings base, apps/common/settings.py) when the
+app is built: a refresh that is not a number, or an algorithm that is not asymmetric, stops the start naming
+the variable. The file's path is the local issuer's to resolve (``jwks_path``: ``STACK_STATE_DIR``,
+``AUTH_JWKS_FILE``), as ``just token`` does.
+
 A key withdrawn from the key set stops verifying within that interval (the file's second, the URL's
 ``AUTH_JWKS_REFRESH_S``), and so does every token it signed, remembered ones included.
 
@@ -47,8 +52,9 @@ from litestar.middleware.base import DefineMiddleware
 from apps.common.auth import ROLES, Principal, Role, scopes_of, unauthorized
 from apps.common.auth_issuer import DEFAULT_AUDIENCE, DEFAULT_ISSUER, ensure_keys, jwks_path
 from apps.common.ed25519 import sodium_verifier
+from apps.common.settings import Settings, env
 
-__all__ = ["AuthSettings", "InvalidToken", "KeySet", "TokenVerifier", "auth_middleware"]
+__all__ = ["AuthSettings", "AuthVariables", "InvalidToken", "KeySet", "TokenVerifier", "auth_middleware"]
 
 ASYMMETRIC: Final = frozenset({"EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"})
 REQUIRED_CLAIMS: Final = ["exp", "iat", "iss", "aud", "sub"]
@@ -64,6 +70,25 @@ class InvalidToken(Exception):
     """Why a token was refused (the 401's detail)."""
 
 
+@dataclass(frozen=True, slots=True)
+class AuthVariables(Settings):
+    """What the environment says about tokens (the module docstring); ``AuthSettings`` is what is verified with."""
+
+    issuer: str = env("AUTH_ISSUER", DEFAULT_ISSUER)
+    audience: str = env("AUTH_AUDIENCE", DEFAULT_AUDIENCE)
+    jwks_url: str | None = env("AUTH_JWKS_URL", None)  # empty: unset
+    algorithms: str = env("AUTH_ALGORITHMS", "EdDSA,RS256,ES256")
+    refresh_s: float = env("AUTH_JWKS_REFRESH_S", 60.0)
+
+    def __post_init__(self) -> None:
+        if not self.algorithm_set or not self.algorithm_set <= ASYMMETRIC:
+            raise self.invalid("algorithms", f"not asymmetric algorithms among {sorted(ASYMMETRIC)}")
+
+    @property
+    def algorithm_set(self) -> frozenset[str]:
+        return frozenset(a.strip() for a in self.algorithms.split(",") if a.strip())
+
+
 @dataclass(frozen=True)
 class AuthSettings:
     issuer: str
@@ -76,16 +101,14 @@ class AuthSettings:
 
     @classmethod
     def from_env(cls) -> AuthSettings:
-        wanted = {a.strip() for a in os.environ.get("AUTH_ALGORITHMS", "EdDSA,RS256,ES256").split(",") if a.strip()}
-        if not wanted or not wanted <= ASYMMETRIC:
-            raise ValueError(f"AUTH_ALGORITHMS must name asymmetric algorithms among {sorted(ASYMMETRIC)}")
+        read = AuthVariables.from_env()
         return cls(
-            issuer=os.environ.get("AUTH_ISSUER", DEFAULT_ISSUER),
-            audience=os.environ.get("AUTH_AUDIENCE", DEFAULT_AUDIENCE),
-            jwks_url=os.environ.get("AUTH_JWKS_URL") or None,
+            issuer=read.issuer,
+            audience=read.audience,
+            jwks_url=read.jwks_url or None,
             jwks_file=jwks_path(),
-            algorithms=frozenset(wanted),
-            refresh_s=float(os.environ.get("AUTH_JWKS_REFRESH_S", "60")),
+            algorithms=read.algorithm_set,
+            refresh_s=read.refresh_s,
         )
 
 

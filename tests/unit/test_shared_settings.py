@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from apps.common import access_log
+from apps.common.auth_tokens import ASYMMETRIC, AuthSettings
 from apps.common.heap import HeapSettings
 from apps.common.logs import AccessLog, BatchingHandler, LogSettings
 from apps.common.migrations_env import MigrationSettings
@@ -57,6 +58,12 @@ def test_the_access_log_and_the_writer_take_the_settings(monkeypatch: pytest.Mon
         ("READ_REPLICA", "of", "READ_REPLICA='of': neither on nor off"),
         ("RATE_LIMIT_WRITES", "lots", "RATE_LIMIT_WRITES='lots': not a limit such as '50/5s' or '120/minute'"),
         ("RATE_LIMIT_READS", "600/0s", "RATE_LIMIT_READS='600/0s': the window is at least one second"),
+        ("AUTH_JWKS_REFRESH_S", "1m", "AUTH_JWKS_REFRESH_S='1m': not a number"),  # was float()'s message
+        (
+            "AUTH_ALGORITHMS",
+            "EdDSA,HS256",
+            f"AUTH_ALGORITHMS='EdDSA,HS256': not asymmetric algorithms among {sorted(ASYMMETRIC)}",
+        ),
     ],
 )
 def test_a_service_app_does_not_start_with_a_bad_shared_value(
@@ -114,3 +121,31 @@ def test_the_access_log_retention_is_read_once_and_refused_when_not_a_number(mon
     forget_settings()
     with pytest.raises(SettingError, match=r"^ACCESS_LOG_RETENTION_DAYS='two years': not an integer$"):
         access_log.retention_days()
+
+
+def test_the_token_settings_read_their_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_JWKS_URL", "AUTH_ALGORITHMS", "AUTH_JWKS_REFRESH_S"):
+        monkeypatch.delenv(name, raising=False)
+    default = AuthSettings.from_env()
+    assert (default.issuer, default.audience, default.jwks_url, default.refresh_s) == (
+        "commerce-outbox-dev",
+        "commerce-outbox",
+        None,
+        60.0,
+    )
+    assert default.algorithms == {"EdDSA", "RS256", "ES256"}
+    monkeypatch.setenv("AUTH_ISSUER", "https://id.example")
+    monkeypatch.setenv("AUTH_AUDIENCE", "shop")
+    monkeypatch.setenv("AUTH_JWKS_URL", "https://id.example/jwks")
+    monkeypatch.setenv("AUTH_ALGORITHMS", " ES256 , RS256 ")
+    monkeypatch.setenv("AUTH_JWKS_REFRESH_S", "30")
+    read = AuthSettings.from_env()
+    assert (read.issuer, read.audience, read.jwks_url, read.refresh_s) == (
+        "https://id.example",
+        "shop",
+        "https://id.example/jwks",
+        30.0,
+    )
+    assert read.algorithms == {"ES256", "RS256"}
+    monkeypatch.setenv("AUTH_JWKS_URL", "")  # set but empty: the file, as before
+    assert AuthSettings.from_env().jwks_url is None
