@@ -114,8 +114,10 @@ WITH known AS (
   ON CONFLICT (aggregate_id) DO UPDATE SET version = v.version + 1
   RETURNING version
 ), e AS (
-  INSERT INTO event_store (id, aggregate_id, aggregate_type, event_type, event_data, event_version, schema_version)
-  SELECT CAST(:eid AS uuid), CAST(:oid AS uuid), 'order', 'order.benchmarked', CAST(:event_data AS jsonb), v.version, 1
+  INSERT INTO event_store (id, aggregate_id, aggregate_type, event_type, event_data, event_version, schema_version,
+                           min_reader_version)
+  SELECT CAST(:eid AS uuid), CAST(:oid AS uuid), 'order', 'order.benchmarked', CAST(:event_data AS jsonb), v.version, 1,
+         1
   FROM v
 ), a AS (
   INSERT INTO data_access_log (id, user_id, table_name, operation, record_id, customer_id, accessed_at)

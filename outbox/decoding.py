@@ -154,7 +154,7 @@ def next_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
 # The inbox keeps event_version as a PostgreSQL integer, and the outbox numbers each aggregate's events from 1.
 _MAX_EVENT_VERSION = 2**31 - 1
 # The headers that say what a record is: two different values of one of them leave it unknowable.
-_IDENTITY_HEADERS = ("id", "event_type", "event_version", "schema_version")
+_IDENTITY_HEADERS = ("id", "event_type", "event_version", "schema_version", "min_reader_version")
 
 
 class Identity(NamedTuple):
@@ -172,12 +172,15 @@ def _identity(headers: dict[str, str], registry: EventRegistry) -> Identity:
         raise PoisonMessage("missing 'id' or 'event_type' header")
     event_type = headers["event_type"]
     schema_version = int(headers.get("schema_version", "1"))
+    # The oldest version of the type its reader must know (the outbox's min_reader_version column): a record
+    # its producer says an older reader would misread is dead-lettered by this consumer, not read as its newest.
+    min_reader_version = int(headers.get("min_reader_version") or "1")
     event_version = int(headers["event_version"]) if headers.get("event_version") else None
     if event_version is not None and not 1 <= event_version <= _MAX_EVENT_VERSION:
         # Past an integer it failed the batch's inbox claim, which no retry or isolation gets past: every
         # consumer of the topic exited on it, and again after each restart.
         raise PoisonMessage(f"event_version {event_version} is outside 1..{_MAX_EVENT_VERSION}")
-    registry.get(event_type, schema_version)  # a version nobody registered is poison before any probe
+    registry.get(event_type, schema_version, min_reader_version)  # poison before any probe: an unknown version
     return Identity(to_uuid(headers["id"]), event_type, schema_version, event_version)
 
 

@@ -37,6 +37,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     event_type: ClassVar[str]
     schema_version: ClassVar[int]
     aggregate_type: ClassVar[str]
+    # The oldest version a consumer must know to read this one (1: any reader, as an older version too).
+    min_reader_version: ClassVar[int]
 
 
 _E = TypeVar("_E", bound=type[Event])
@@ -50,11 +52,23 @@ class EventRegistry:
         self._aggregates: dict[str, str] = {}
         self._keys: dict[str, str | None] = {}
 
-    def register(self, cls: type[Event], event_type: str, version: int, aggregate: str, key: str | None = None) -> None:
+    def register(
+        self,
+        cls: type[Event],
+        event_type: str,
+        version: int,
+        aggregate: str,
+        key: str | None = None,
+        min_reader_version: int | None = None,
+    ) -> None:
         """Register ``cls`` as ``event_type`` version ``version`` and stamp its ClassVars.
 
         ``key`` names the payload field that holds the record's key (the aggregate id the producer passes to
-        add_event); by default ``<aggregate>_id``, else ``id``, when the payload has one."""
+        add_event); by default ``<aggregate>_id``, else ``id``, when the payload has one.
+        ``min_reader_version``: a consumer that knows no version of the type from this one up must not read
+        the record as the older version it knows (a field it would ignore changes what the event means); the
+        outbox row and the record's header carry it, and such a consumer dead-letters the record (get). None:
+        as the class already declares (registered in another registry), else 1, any reader."""
         if not (isinstance(cls, type) and issubclass(cls, Event)):
             raise TypeError(f"{cls!r} is not a subclass of outbox.events.Event")
         if not _EVENT_TYPE_RE.fullmatch(event_type):
@@ -66,6 +80,18 @@ class EventRegistry:
             raise ValueError(f"invalid schema version {version} for {event_type}: must be >= 1")
         if not _AGGREGATE_RE.fullmatch(aggregate):
             raise ValueError(f"invalid aggregate {aggregate!r} for {event_type}: expected snake_case")
+        declared = cls.__dict__.get("min_reader_version")
+        if min_reader_version is not None and declared is not None and declared != min_reader_version:
+            raise ValueError(
+                f"{event_type} v{version} is already registered with min_reader_version {declared}, "
+                f"not {min_reader_version}"
+            )
+        if min_reader_version is None:
+            min_reader_version = declared or 1
+        if not 1 <= min_reader_version <= version:
+            raise ValueError(
+                f"{event_type} v{version}: min_reader_version {min_reader_version} is outside 1..{version}"
+            )
 
         known_aggregate = self._aggregates.get(event_type)
         if known_aggregate is not None and known_aggregate != aggregate:
@@ -103,12 +129,14 @@ class EventRegistry:
         cls.event_type = event_type
         cls.schema_version = version
         cls.aggregate_type = aggregate
+        cls.min_reader_version = min_reader_version
         self._by_type.setdefault(event_type, {})[version] = cls
         self._aggregates[event_type] = aggregate
         self._keys[event_type] = key
 
-    def get(self, event_type: str, schema_version: int) -> type[Event]:
-        """Return the class that decodes ``event_type`` at ``schema_version``."""
+    def get(self, event_type: str, schema_version: int, min_reader_version: int = 1) -> type[Event]:
+        """Return the class that decodes ``event_type`` at ``schema_version`` (``min_reader_version``: the
+        record's, the oldest version its reader must know)."""
         versions = self._by_type.get(event_type)
         if not versions:
             raise UndecodableEvent(f"unknown event type {event_type!r}")
@@ -117,6 +145,14 @@ class EventRegistry:
             return cls
         newest = max(versions)
         if schema_version > newest:
+            if min_reader_version > newest:
+                # Its producer said that reading it as an older version misreads it (return.received v3's
+                # settle_with ignored: a second refund). Dead-lettered, redriven once this consumer knows it.
+                raise UndecodableEvent(
+                    f"{event_type} v{schema_version} needs a consumer that knows v{min_reader_version} or later; "
+                    f"this one knows up to v{newest}: deploy the consumer, then redrive its dead letters "
+                    "(just dlq redrive)"
+                )
             # A producer deployed ahead of this consumer: newer versions only add optional fields
             # (enforced by the catalogue check), so the newest known class reads it and ignores the rest.
             return versions[newest]
@@ -174,13 +210,14 @@ def event(
     version: int,
     aggregate: str,
     key: str | None = None,
+    min_reader_version: int | None = None,
     registry: EventRegistry = default_registry,
 ) -> Callable[[_E], _E]:
-    """Class decorator that registers an Event subclass under ``event_type`` and ``version`` (``key``: see
-    EventRegistry.register)."""
+    """Class decorator that registers an Event subclass under ``event_type`` and ``version`` (``key``,
+    ``min_reader_version``: see EventRegistry.register)."""
 
     def decorate(cls: _E) -> _E:
-        registry.register(cls, event_type, version, aggregate, key)
+        registry.register(cls, event_type, version, aggregate, key, min_reader_version)
         return cls
 
     return decorate

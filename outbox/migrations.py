@@ -122,6 +122,22 @@ def analyze_scale_factor(tables: Sequence[str], factor: float | None) -> None:
             op.execute(f"ALTER TABLE {table} SET (autovacuum_analyze_scale_factor = {factor})")
 
 
+def event_store_min_reader_version() -> None:
+    """event_store.min_reader_version: the oldest version of the event type a consumer must know to read the
+    row (outbox.events.EventRegistry.register); the connector's EventRouter sends it as the record's
+    ``min_reader_version`` header. smallint NOT NULL DEFAULT 1 (1: any reader): a constant default is a
+    catalogue change on PostgreSQL 11+ (no rewrite; the rows before it read 1), and a row written by code that
+    does not name the column (a service not yet restarted) gets 1, what it meant. A NULL instead would give
+    every row a null bitmap: 8 bytes more per heap insert's WAL record against 2 (pg_waldump, 2,000 inserts
+    each, docs/decisions.md "Readers older than a version")."""
+    op.add_column(OUTBOX_TABLE, sa.Column("min_reader_version", sa.SmallInteger, nullable=False, server_default="1"))
+
+
+def event_store_min_reader_version_drop() -> None:
+    """event_store_min_reader_version's downgrade (the connectors' EventRouter must not name it first)."""
+    op.drop_column(OUTBOX_TABLE, "min_reader_version")
+
+
 def drop_outbox_v1(*, publication: str) -> None:
     op.execute(f"DROP PUBLICATION IF EXISTS {publication}")
     op.drop_table(HEARTBEAT_TABLE)

@@ -34,6 +34,7 @@ class OutboxEventMixin:
     event_data: Mapped[dict[str, Any]] = mapped_column(JSONB)
     event_version: Mapped[int] = mapped_column(Integer)
     schema_version: Mapped[int] = mapped_column(SmallInteger, default=1)
+    min_reader_version: Mapped[int] = mapped_column(SmallInteger, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

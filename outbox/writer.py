@@ -32,9 +32,10 @@ _INSERT_EVENT = text(
         RETURNING version
     )
     INSERT INTO event_store
-        (id, aggregate_id, aggregate_type, event_type, event_data, event_version, schema_version)
+        (id, aggregate_id, aggregate_type, event_type, event_data, event_version, schema_version,
+         min_reader_version)
     SELECT :id, :aggregate_id, :aggregate_type, :event_type, CAST(:event_data AS jsonb), next.version,
-           :schema_version
+           :schema_version, :min_reader_version
     FROM next
     RETURNING event_version, created_at
     """
@@ -58,13 +59,15 @@ def events_ctes(when: str = "TRUE") -> str:
         RETURNING v.aggregate_id, v.version
     ), outbox_events AS (
         INSERT INTO event_store (id, aggregate_id, aggregate_type, event_type, event_data, event_version,
-                                 schema_version)
+                                 schema_version, min_reader_version)
         SELECT x.id, x.aggregate_id, x.aggregate_type, x.event_type, CAST(x.data AS jsonb), v.version,
-               x.schema_version
+               x.schema_version, x.min_reader_version
         FROM unnest(CAST(:event_ids AS uuid[]), CAST(:event_aggregate_ids AS uuid[]),
                     CAST(:event_aggregate_types AS text[]), CAST(:event_types AS text[]),
-                    CAST(:event_data AS text[]), CAST(:event_schema_versions AS int[]))
-             WITH ORDINALITY AS x(id, aggregate_id, aggregate_type, event_type, data, schema_version, n)
+                    CAST(:event_data AS text[]), CAST(:event_schema_versions AS int[]),
+                    CAST(:event_min_reader_versions AS int[]))
+             WITH ORDINALITY AS x(id, aggregate_id, aggregate_type, event_type, data, schema_version,
+                                  min_reader_version, n)
         JOIN outbox_versions AS v ON v.aggregate_id = x.aggregate_id
         ORDER BY x.n
     )"""
@@ -79,6 +82,7 @@ def events_parameters(events: Sequence[tuple[uuid.UUID, Event]]) -> dict[str, li
         "event_types": [event.event_type for _, event in events],
         "event_data": [encode_payload(event).decode() for _, event in events],
         "event_schema_versions": [event.schema_version for _, event in events],
+        "event_min_reader_versions": [event.min_reader_version for _, event in events],
     }
 
 
@@ -124,6 +128,8 @@ async def add_event(
                 "event_type": event.event_type,
                 "event_data": encode_payload(event).decode(),
                 "schema_version": event.schema_version,
+                # The oldest version a reader must know (its header tells an older consumer to dead-letter it).
+                "min_reader_version": event.min_reader_version,
             },
         )
     ).one()

@@ -52,12 +52,13 @@ class CheckoutCompletedV1(Event, frozen=True, kw_only=True):
     completed_at: dt.datetime
 
 
-@event("checkout.completed", version=2, aggregate="checkout")
+@event("checkout.completed", version=2, aggregate="checkout", min_reader_version=2)
 class CheckoutCompleted(CheckoutCompletedV1, frozen=True, kw_only=True):
     """v2: the same fields, with every line of both addresses but the country sealed with the buyer's data
     key (``pd1:...``, apps/common/personal.py; the subject is ``customer_id``, a guest's ``cs_...`` id
     included; field names ``shipping_address.city`` etc.). Consumers open them with that key
-    (apps/common/data_keys.py); once it is destroyed (erasure) they read ``[erased]``."""
+    (apps/common/data_keys.py); once it is destroyed (erasure) they read ``[erased]``. A v1 reader would keep
+    the sealed text as the address: min_reader_version=2."""
 
 
 def personal_address(address: CheckoutAddress, key: DataKey | None, prefix: str, *, seal: bool) -> CheckoutAddress:

@@ -59,15 +59,16 @@ class CustomerUpdatedV1(_CustomerState, frozen=True, kw_only=True):
     updated_at: dt.datetime
 
 
-@event("customer.registered", version=2, aggregate="customer")
+@event("customer.registered", version=2, aggregate="customer", min_reader_version=2)
 class CustomerRegistered(CustomerRegisteredV1, frozen=True, kw_only=True):
-    """v2: the same fields, with email, first_name and last_name sealed with the customer's data key."""
+    """v2: the same fields, with email, first_name and last_name sealed with the customer's data key (a v1
+    reader would keep the sealed text as the value: min_reader_version=2)."""
 
 
-@event("customer.updated", version=2, aggregate="customer")
+@event("customer.updated", version=2, aggregate="customer", min_reader_version=2)
 class CustomerUpdated(CustomerUpdatedV1, frozen=True, kw_only=True):
     """v2: the same fields, with email, first_name and last_name sealed with the customer's data key
-    (``[erased]`` once the key is destroyed)."""
+    (``[erased]`` once the key is destroyed; a v1 reader would keep the sealed text: min_reader_version=2)."""
 
 
 @event("customer.erased", version=1, aggregate="customer")

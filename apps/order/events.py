@@ -85,10 +85,11 @@ class OrderCancelledV1(Event, frozen=True, kw_only=True):
         return True
 
 
-@event("order.cancelled", version=2, aggregate="order")
+@event("order.cancelled", version=2, aggregate="order", min_reader_version=2)
 class OrderCancelled(OrderCancelledV1, frozen=True, kw_only=True):
     """v2 says whether the order had been confirmed: false for an order the saga cancelled while pending
-    (out of stock, payment declined, timeout), which no projection ever counted."""
+    (out of stock, payment declined, timeout), which no projection ever counted. A v1 reader would net such
+    an order out of what was spent: min_reader_version=2."""
 
     was_confirmed: bool = True
 

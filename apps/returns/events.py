@@ -114,12 +114,13 @@ class ReturnApprovedV1(_AboutReturn, frozen=True, kw_only=True):
         return []
 
 
-@event("return.approved", version=2, aggregate="return")
+@event("return.approved", version=2, aggregate="return", min_reader_version=2)
 class ReturnApproved(ReturnApprovedV1, frozen=True, kw_only=True):
     """v2 may name the refunds made by hand that paid a refund_only return back (``settle_with``, as
     return.refund_retry_requested v2): the payment service settles ``refund`` by them, or refuses it naming
-    the one at fault; the provider is not asked. Empty: as v1. Deploy the payment consumer first (on v1
-    code it would ignore them and ask the provider: a second refund)."""
+    the one at fault; the provider is not asked. Empty: as v1. A consumer on v1 code would ignore them and ask
+    the provider (a second refund): min_reader_version=2 makes it dead-letter the record instead, redriven
+    after its deploy."""
 
     settle_with: list[uuid.UUID] = msgspec.field(default_factory=list)
 
@@ -152,11 +153,12 @@ class ReturnReceivedV1(_AboutReturn, frozen=True, kw_only=True):
         return []
 
 
-@event("return.received", version=2, aggregate="return")
+@event("return.received", version=2, aggregate="return", min_reader_version=2)
 class ReturnReceivedV2(ReturnReceivedV1, frozen=True, kw_only=True):
     """v2 may say that nothing is refunded and why (``no_refund_reason``: the order was placed without
     payment). ``refund`` is then a zero refund that names no payment operation (v1 requires the field),
-    and the payment service writes nothing; the warehouse restocks as for any return."""
+    and the payment service writes nothing; the warehouse restocks as for any return. A v1 reader would
+    refund that zero refund: min_reader_version=2."""
 
     no_refund_reason: str | None = None
 
@@ -164,12 +166,13 @@ class ReturnReceivedV2(ReturnReceivedV1, frozen=True, kw_only=True):
         return self.no_refund_reason is None
 
 
-@event("return.received", version=3, aggregate="return")
+@event("return.received", version=3, aggregate="return", min_reader_version=3)
 class ReturnReceived(ReturnReceivedV2, frozen=True, kw_only=True):
     """v3 may name the refunds made by hand that paid the return back before it asked (``settle_with``,
     as return.refund_retry_requested v2): the payment service settles ``refund`` by them, or refuses it
-    naming the one at fault; the provider is not asked. Empty: as v2. Deploy the payment consumer first
-    (on v2 code it would ignore them and ask the provider: a second refund)."""
+    naming the one at fault; the provider is not asked. Empty: as v2. A consumer on v2 code would ignore
+    them and ask the provider (a second refund): min_reader_version=3 makes it dead-letter the record
+    instead, redriven after its deploy."""
 
     settle_with: list[uuid.UUID] = msgspec.field(default_factory=list)
 
@@ -222,12 +225,13 @@ class ReturnRefundRetryRequestedV1(_AboutReturn, frozen=True, kw_only=True):
         return []
 
 
-@event("return.refund_retry_requested", version=2, aggregate="return")
+@event("return.refund_retry_requested", version=2, aggregate="return", min_reader_version=2)
 class ReturnRefundRetryRequested(ReturnRefundRetryRequestedV1, frozen=True, kw_only=True):
     """v2 may name the refunds made by hand that paid the return back (``settle_with``, the payment ledger's
     refund ids, from POST /api/payments/{id}/refund): they settle it, made at any time (before the return
     asked too), or the retry is refused saying which one is at fault; the provider is not asked. Empty: as
-    v1. A payment consumer still on v1 code would ignore them and ask the provider: it is deployed first."""
+    v1. A payment consumer still on v1 code would ignore them and ask the provider: min_reader_version=2
+    makes it dead-letter the record instead, redriven after its deploy."""
 
     settle_with: list[uuid.UUID] = msgspec.field(default_factory=list)
 

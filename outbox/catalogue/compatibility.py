@@ -25,8 +25,14 @@ What a consumer does with a version newer than the newest it knows (a producer d
 decodes it with that newest class, ignoring the fields it does not know and taking the defaults of
 those that are missing. A record it cannot decode so (a rule broken) goes to its dead-letter topic, to
 be redriven once the consumer knows the version; an older version it does not know is dead-lettered
-too. A reader that ignores a new field must be safe doing so: when it is not, deploy the consumers
-first (the version's meaning says so).
+too. A reader that ignores a new field must be safe doing so. When it is not (the field changes what
+the event means: return.received v3's `settle_with` ignored refunds a return already paid back by hand),
+the version declares `@event(..., min_reader_version=N)`: its outbox rows carry N, the connector sends it
+as the record's `min_reader_version` header, and a consumer that knows no version of the type from N up
+dead-letters the record ("needs a consumer that knows vN or later ... deploy the consumer") instead of
+reading it as its newest; `just dlq redrive GROUP` applies it after that consumer's deploy. Declare it on
+every version whose new field an older reader would misread; a record without the header is readable by
+any reader. A consumer that knows the record's own version reads it whatever the header says.
 
 [catalogue.json](catalogue.json) is the snapshot of every published schema: `python -m outbox.catalogue
 check` compares the code's schemas with it and applies these rules (tests/unit/test_event_catalogue_is_current.py

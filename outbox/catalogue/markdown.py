@@ -85,9 +85,11 @@ def render_markdown(catalogue: dict[str, Any]) -> str:
                 _names(entry.get("consumers", [])),
             ]
         )
+        readers = entry.get("min_reader_versions", {})
         for version, schema in sorted(versions(catalogue, event_type).items()):
             meaning, fields = _meaning_cell(schema), _fields_cell(schema)
-            lines.append(f"| `{event_type}` | {version} | {about} | {meaning} | {fields} |")
+            needs = f"<br>readers of v{readers[str(version)]}+" if str(version) in readers else ""
+            lines.append(f"| `{event_type}` | {version}{needs} | {about} | {meaning} | {fields} |")
     if not events:
         lines.append("| *(no events registered)* | | | | | | | | |")
     lines += [
@@ -97,7 +99,9 @@ def render_markdown(catalogue: dict[str, Any]) -> str:
         "Key: the payload field that holds the record's Kafka key (the aggregate id the producer writes),",
         "so one key's events are in one partition, in order. Producer: the service whose code builds the",
         "type's newest version and writes it to its outbox. Consumers: this project's consumer groups with a",
-        "handler for the type (both read from the code: outbox/catalogue/contracts.py).",
+        'handler for the type (both read from the code: outbox/catalogue/contracts.py). "readers of vN+"',
+        "under a schema version: its records carry `min_reader_version` N, and a consumer that knows no",
+        "version from N up dead-letters them instead of reading them as an older version (Versioning rules).",
         "",
         "Fields marked **required** have no default. `string(decimal)` is an exact decimal (money)",
         "carried as a JSON string; `string(uuid)` is a UUID; `string(datetime)` an ISO 8601 date and time.",

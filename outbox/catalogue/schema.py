@@ -32,7 +32,8 @@ def build_catalogue(
     consumers: Mapping[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """Return every registered event version's JSON Schema, keyed by event type and version, with each type's
-    aggregate, topic, key field and, when given (outbox.catalogue.contracts), its producers and consumers."""
+    aggregate, topic, key field, the versions that need a reader of their own (min_reader_versions) and, when
+    given (outbox.catalogue.contracts), its producers and consumers."""
     events: dict[str, Any] = {}
     # The project's own routing, not the environment's overrides: the committed file says what a deploy does.
     project = settings()
@@ -53,6 +54,10 @@ def build_catalogue(
         schema = json.loads(json.dumps(msgspec.json.schema(cls)))
         _name_bare_strings(msgspec.inspect.type_info(cls), schema, schema.get("$defs", {}), set())
         entry["versions"][str(version)] = _canonical(schema)
+        if cls.min_reader_version > 1:
+            # Only where a version says so: the oldest version a consumer must know to read it (its records'
+            # min_reader_version header); every other version is readable by any reader of the type.
+            entry.setdefault("min_reader_versions", {})[str(version)] = cls.min_reader_version
     # The registry iterates sorted by type then numeric version, so "10" correctly follows "9".
     return {"events": events}
 
