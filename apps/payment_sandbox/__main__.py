@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 from apps.common.http_server import QuietServer
+from apps.payment_sandbox.provider import SandboxSettings
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="the payment provider sandbox")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PAYMENT_SANDBOX_PORT", "8009")))
+    settings = SandboxSettings.from_env()  # all of them: a bad value stops the start here, naming it
+    parser.add_argument("--port", type=int, default=settings.port)
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
     # uvicorn.run's one-process path with the APIs' server: a 1-s tick instead of uvicorn's 100 ms (an idle

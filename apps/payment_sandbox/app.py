@@ -18,7 +18,6 @@ Every POST needs an Idempotency-Key header. Errors are {"error": {type, code, me
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,15 +29,16 @@ from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 
 from apps.payment_sandbox.ledger import Answer, Ledger
-from apps.payment_sandbox.provider import Outage, Provider, error
+from apps.payment_sandbox.provider import Outage, Provider, SandboxSettings, error
 
 __all__ = ["create_app", "ledger_path"]
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
 
-def ledger_path() -> Path:
-    return Path(os.environ.get("PAYMENT_SANDBOX_DB", REPO / ".stack" / "payment-sandbox" / "ledger.sqlite3"))
+def ledger_path(settings: SandboxSettings | None = None) -> Path:
+    configured = (settings or SandboxSettings.from_env()).ledger_file
+    return Path(configured or REPO / ".stack" / "payment-sandbox" / "ledger.sqlite3")
 
 
 def _respond(answer: Answer) -> Response[Any]:
@@ -141,8 +141,9 @@ async def health() -> dict[str, str]:
 
 @asynccontextmanager
 async def _open_ledger(app: Litestar) -> AsyncIterator[None]:
-    ledger = Ledger(ledger_path())
-    app.state.provider = Provider(ledger)
+    settings = SandboxSettings.from_env()
+    ledger = Ledger(ledger_path(settings))
+    app.state.provider = Provider(ledger, settings)
     try:
         yield
     finally:

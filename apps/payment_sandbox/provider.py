@@ -25,20 +25,24 @@ the provider never got, then a return's refund that it does.
 An outage (Provider.set_outage, POST /sandbox/outage): for a while every call is answered with a 5xx and
 nothing is decided or stored, or is held ``delay_s`` before it is decided (longer than the caller's timeout:
 the provider acts on a request its caller gave up on, and a retry with the key gets that answer).
+
+What the sandbox reads from the environment is ``SandboxSettings`` (apps/common/settings.py's base), read
+when it starts (its port by ``python -m apps.payment_sandbox``, the rest when its app opens the ledger): a
+delay that is not a number stops the start naming the variable.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Final
 
+from apps.common.settings import Settings, env
 from apps.payment_sandbox.ledger import Answer, Ledger
 
-__all__ = ["Outage", "Provider"]
+__all__ = ["Outage", "Provider", "SandboxSettings"]
 
 # The follow-up call each of these tokens' authorizations refuse, and how (status, error type, code).
 REFUSED_LATER: Final = {
@@ -70,17 +74,21 @@ DECLINES: Final = {"tok_chargeDeclined": "card_declined", "tok_chargeDeclinedIns
 FLAKY_FAILURES: Final = 2
 
 
-def slow_delay_s() -> float:
-    return float(os.environ.get("SANDBOX_SLOW_DELAY_S", "20"))
+@dataclass(frozen=True, slots=True)
+class SandboxSettings(Settings):
+    # Its port: the stack's list (apps/common/topology.py PROCESSES) names the same default.
+    port: int = env("PAYMENT_SANDBOX_PORT", 8009)
+    ledger_file: str | None = env("PAYMENT_SANDBOX_DB", None)  # None: .stack/payment-sandbox/ledger.sqlite3
+    slow_delay_s: float = env("SANDBOX_SLOW_DELAY_S", 20.0)
+    delayed_s: float = env("SANDBOX_DELAYED_S", 5.0)
 
-
-def answer_delay_s(token: str) -> float:
-    """How long the answer to an authorization with this token is held back (0: at once)."""
-    if token == "tok_slow":
-        return slow_delay_s()
-    if token == "tok_delayed":
-        return float(os.environ.get("SANDBOX_DELAYED_S", "5"))
-    return 0.0
+    def answer_delay_s(self, token: str) -> float:
+        """How long the answer to an authorization with this token is held back (0: at once)."""
+        if token == "tok_slow":
+            return self.slow_delay_s
+        if token == "tok_delayed":
+            return self.delayed_s
+        return 0.0
 
 
 def error(status_code: int, kind: str, code: str, message: str) -> Answer:
@@ -122,8 +130,9 @@ class Outage:
 class Provider:
     """The sandbox's decisions on top of its ledger."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, settings: SandboxSettings | None = None) -> None:
         self.ledger = ledger
+        self.settings = SandboxSettings.from_env() if settings is None else settings
         self._outage: Outage | None = None
 
     def set_outage(self, seconds: float, *, status: int | None = None, delay_s: float = 0.0) -> Outage | None:
@@ -209,7 +218,7 @@ class Provider:
         auth = self.ledger.add_authorization(
             reference=reference, key=key, token=token, amount=amount, currency=currency.upper()
         )
-        delay = answer_delay_s(token)
+        delay = self.settings.answer_delay_s(token)
         ready_at = time.time() + delay if delay else 0.0
         return Answer(201, _authorization_body(auth), ready_at)
 

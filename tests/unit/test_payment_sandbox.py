@@ -4,6 +4,7 @@ file: test tokens, idempotency keys, capture/void/refund rules, and a ledger tha
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 import uvicorn
 
 from apps.common.http_server import QuietServer
+from apps.common.settings import SettingError
 from apps.payment_sandbox.__main__ import main as sandbox_main
 from apps.payment_sandbox.ledger import Ledger
 from apps.payment_sandbox.provider import Provider
@@ -79,14 +81,36 @@ def test_tok_slow_decides_at_once_but_answers_after_the_delay(
     provider: Provider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SANDBOX_SLOW_DELAY_S", "30")
+    monkeypatch.setenv("SANDBOX_DELAYED_S", "5")
+    provider = Provider(provider.ledger)  # the delays are read when it is made, as at the sandbox's start
+    started = time.time()
     slow = provider.call("k1", AUTH, authorization("tok_slow"))
     assert slow.status_code == 201
-    assert slow.ready_at > 0
+    assert 30 <= slow.ready_at - started < 31
     assert provider.call("k1", AUTH, authorization("tok_slow")).ready_at == slow.ready_at
-    monkeypatch.setenv("SANDBOX_DELAYED_S", "5")
     delayed = provider.call("k2", AUTH, authorization("tok_delayed", "order-2"))
-    assert delayed.status_code == 201 and 0 < delayed.ready_at < slow.ready_at
+    assert delayed.status_code == 201 and 5 <= delayed.ready_at - started < 6
     assert provider.call("k3", AUTH, authorization("tok_visa", "order-3")).ready_at == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SANDBOX_SLOW_DELAY_S", "20s", "SANDBOX_SLOW_DELAY_S='20s': not a number"),
+        ("SANDBOX_DELAYED_S", "five", "SANDBOX_DELAYED_S='five': not a number"),
+        ("PAYMENT_SANDBOX_PORT", "80o9", "PAYMENT_SANDBOX_PORT='80o9': not an integer"),
+    ],
+)
+def test_the_sandbox_does_not_start_with_a_bad_value(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    """Read at its start (python -m apps.payment_sandbox): until session 34 a bad delay failed each call with
+    tok_slow or tok_delayed, as a 500, and a bad port was int()'s message."""
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setattr(sys, "argv", ["apps.payment_sandbox"])
+    with pytest.raises(SettingError) as raised:
+        sandbox_main()
+    assert str(raised.value) == message
 
 
 def test_unknown_tokens_and_bad_parameters_are_400s(provider: Provider) -> None:
