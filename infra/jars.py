@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from infra.paths import CACHE, REPO
@@ -27,7 +28,7 @@ def resolve(name: str) -> Path:
         raise RuntimeError("mvn is not installed: apt-get install -y maven")
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    subprocess.run(
+    resolved = subprocess.run(
         [
             "mvn",
             "-B",
@@ -39,8 +40,14 @@ def resolve(name: str) -> Path:
             "-DincludeScope=runtime",
             f"-DoutputDirectory={staging}",
         ],
-        check=True,
+        # Quiet Maven 3.8 still writes bare colour resets (ESC[0m) on a terminal; its output is shown only
+        # when it fails, where it says why.
+        capture_output=True,
+        text=True,
     )
+    if resolved.returncode != 0:
+        sys.stderr.write(resolved.stdout + resolved.stderr)
+        raise RuntimeError(f"mvn could not resolve infra/maven/{name}/pom.xml (exit {resolved.returncode})")
     (staging / ".complete").write_text("ok\n")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
