@@ -25,7 +25,7 @@ from apps.catalog.rules import (
     PRICE_PATTERN,
     SKU_PATTERN,
 )
-from apps.common.fields import LINE_PATTERN, NO_NUL_PATTERN
+from apps.common.fields import FREE_TEXT_PATTERN, LINE_PATTERN
 
 if TYPE_CHECKING:
     from apps.catalog.models import Product
@@ -49,7 +49,7 @@ MAX_VALIDATE_IDS = 500  # an order has far fewer lines; the cap keeps one reques
 Sku = Annotated[str, Meta(min_length=1, max_length=MAX_SKU_LENGTH, pattern=SKU_PATTERN, examples=["TSHIRT-RED-M"])]
 Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH, pattern=LINE_PATTERN, examples=["Red shirt"])]
 Currency = Annotated[str, Meta(pattern=CURRENCY_PATTERN, description="ISO 4217 code", examples=["USD"])]
-Description = Annotated[str, Meta(max_length=MAX_DESCRIPTION_LENGTH, pattern=NO_NUL_PATTERN)]
+Description = Annotated[str, Meta(max_length=MAX_DESCRIPTION_LENGTH, pattern=FREE_TEXT_PATTERN)]
 Money = Annotated[Decimal, Meta(description="decimal string, at most 2 decimal places", examples=["19.90"])]
 # A price in a request: a decimal string, or a JSON number, each with at most 2 decimals and no more than its
 # currency has (none for JPY: a 422 naming the field). check_price and the service's check_places enforce

@@ -11,9 +11,9 @@ import re
 from typing import Final
 
 __all__ = [
+    "FREE_TEXT_PATTERN",
     "LINE_PATTERN",
     "NO_CONTROL_PATTERN",
-    "NO_NUL_PATTERN",
     "has_control_characters",
     "pattern_in_words",
     "worded",
@@ -51,9 +51,12 @@ def _ended(pattern: str) -> str:
     return pattern
 
 
-# Unicode category Cc: C0 controls, DEL, C1 controls. PostgreSQL refuses NUL outright; the others do not
-# belong in a name or an address line.
-_CONTROLS: Final = r"\x00-\x1f\x7f-\x9f"
+# Bidirectional embeddings, overrides and isolates (Trojan Source, CVE-2021-42574): text shown reversed from
+# what it is ("\u202eevil" reads "live"). Right-to-left text needs none of them (W, session 34).
+_BIDI_CONTROLS: Final = r"\u202a-\u202e\u2066-\u2069"
+# Unicode category Cc: C0 controls, DEL, C1 controls, and the bidirectional controls. PostgreSQL refuses NUL
+# outright; the others do not belong in a name or an address line.
+_CONTROLS: Final = rf"\x00-\x1f\x7f-\x9f{_BIDI_CONTROLS}"
 # What str.strip() removes besides controls (str.isspace), spelt out: ECMA's \s and Python's differ.
 _SPACES: Final = r" \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 
@@ -64,8 +67,12 @@ LINE_PATTERN: Final = worded(
 )
 # An optional line, which may be blank: no control characters.
 NO_CONTROL_PATTERN: Final = worded(rf"^[^{_CONTROLS}]*$", "must be one line of text without control characters")
-# Free text (a description, a note): anything but NUL, which PostgreSQL cannot store.
-NO_NUL_PATTERN: Final = worded(r"^[^\x00]*$", "must not contain a NUL character")
+# Free text (a description, a note): several lines, tabs, anything but the other controls (NUL, which
+# PostgreSQL cannot store, a terminal's escape sequences) and the bidirectional ones.
+FREE_TEXT_PATTERN: Final = worded(
+    rf"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI_CONTROLS}]*$",
+    "must be text without control characters other than tabs and line breaks",
+)
 
 _CONTROL_RE: Final = re.compile(f"[{_CONTROLS}]")
 

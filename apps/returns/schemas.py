@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from apps.common.fields import LINE_PATTERN, NO_NUL_PATTERN
+from apps.common.fields import FREE_TEXT_PATTERN, LINE_PATTERN
 from apps.common.responses import from_row
 from apps.returns.models import ReturnRequest
 from apps.returns.rules import (
@@ -57,7 +57,7 @@ Reason = Literal[
 Condition = Literal["new", "opened", "used", "damaged", "defective"]
 ReturnType = Literal["refund", "refund_only"]
 Person = Annotated[str, Meta(min_length=1, max_length=255, pattern=LINE_PATTERN, examples=["agent@example.com"])]
-Text = Annotated[str, Meta(max_length=2000, pattern=NO_NUL_PATTERN)]
+Text = Annotated[str, Meta(max_length=2000, pattern=FREE_TEXT_PATTERN)]
 RefundError = Annotated[
     str | None,
     Meta(
