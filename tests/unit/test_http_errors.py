@@ -249,3 +249,23 @@ def test_a_body_whose_strings_are_not_utf8_is_a_400_and_a_decoding_error_of_ours
         assert refused.json()["extra"] == [{"message": "is not UTF-8", "key": "body", "source": "body"}]
     assert good.status_code == 201
     assert bug.status_code == 500
+
+
+def test_a_refusals_logged_reason_is_redacted_before_it_is_cut_short(caplog: pytest.LogCaptureFixture) -> None:
+    """The reason is cut at 500 characters; cut first, an email at the cut lost its domain and passed the
+    formatter's redaction as 'ada.lovelace@' (W, session 34)."""
+    from litestar import Litestar, post
+    from litestar.testing import TestClient
+
+    from apps.common.error_handlers import exception_handlers
+    from apps.common.errors import InvalidField
+
+    @post("/api/thing", sync_to_thread=False)
+    def thing() -> str:
+        raise InvalidField("note", "x" * 480 + " ada.lovelace@example.com")
+
+    app = Litestar([thing], exception_handlers=exception_handlers(), logging_config=None)
+    with caplog.at_level(logging.INFO, logger="apps.http"), TestClient(app) as client:
+        assert client.post("/api/thing").status_code == 400
+    (reason,) = [r.__dict__["reason"] for r in caplog.records if r.getMessage() == "request refused"]
+    assert "ada.lovelace" not in reason and reason.endswith("<email>")
