@@ -358,7 +358,9 @@ def setup_statements(
     for spec in SERVICES:
         # A statement a service's role gets refused is logged without its DETAIL: a constraint violation's
         # shows the values ("Key (email)=(...) already exists", "Failing row contains (...)"), and the
-        # server log holds no personal data (issue 14). The other processes' messages keep theirs.
+        # server log holds no personal data (issue 14). The other processes' messages keep theirs; a service's
+        # deadlock or lock wait loses its DETAIL (the processes and locks) too: while debugging one,
+        # `ALTER ROLE <role> RESET log_error_verbosity` for new sessions, and SET it back after.
         role_steps = [_role_sql(spec.role, password_of(spec), "LOGIN"), f"ALTER ROLE {spec.role} SET {TERSE_ERRORS}"]
         steps.append(("postgres", role_steps))
         if spec.database not in existing:
