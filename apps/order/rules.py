@@ -99,6 +99,13 @@ def status_reason(status: str, changed_by: str | None, reason: str | None, role:
     return _ROLE_REASONS.get(role or "", "requested")
 
 
+def status_changed_at(status: str, created_at: dt.datetime, entered_at: dt.datetime | None) -> dt.datetime | None:
+    """When the order entered ``status``: a pending order when it was placed (``created_at``: the placement
+    writes its first history row with it), any other at the time of the history row that moved it there
+    (``entered_at``, which the status change wrote with the order's ``updated_at``; None without that row)."""
+    return created_at if status == PENDING else entered_at
+
+
 @dataclass(frozen=True, slots=True)
 class RequestedLine:
     product_id: uuid.UUID

@@ -83,9 +83,9 @@ _WRITE = Statement(
         FROM unnest(CAST(:confirm_ids AS uuid[]), CAST(:confirm_times AS timestamptz[])) AS c(id, at)
         WHERE o.id = c.id
     ), h AS (
-        INSERT INTO order_status_history (order_id, status_from, status_to, changed_by, reason, metadata)
-        SELECT c.id, :pending, :confirmed, :changed_by, :reason, '{{}}'::jsonb
-        FROM unnest(CAST(:confirm_ids AS uuid[])) WITH ORDINALITY AS c(id, n)
+        INSERT INTO order_status_history (order_id, status_from, status_to, changed_by, reason, metadata, created_at)
+        SELECT c.id, :pending, :confirmed, :changed_by, :reason, '{{}}'::jsonb, c.at
+        FROM unnest(CAST(:confirm_ids AS uuid[]), CAST(:confirm_times AS timestamptz[])) WITH ORDINALITY AS c(id, at, n)
         ORDER BY c.n
     ), sd AS (
         UPDATE order_sagas AS s SET step = :done, deadline_at = NULL, updated_at = c.at

@@ -85,6 +85,15 @@ class OrderOut(msgspec.Struct, kw_only=True):
             )
         ),
     ]
+    status_changed_at: Annotated[
+        dt.datetime | None,
+        Meta(
+            description=(
+                "when the order entered its status (pending: created_at; cancelled: cancelled_at); null only for "
+                "an order whose status history lacks the change"
+            )
+        ),
+    ]
     payment_status: Annotated[
         str,
         Meta(
@@ -129,6 +138,7 @@ def to_order_out(view: OrderView) -> OrderOut:
         waiting_on=saga.waiting_on if saga else None,
         waiting_until=saga.deadline_at if saga else None,
         status_reason=view.status_reason,
+        status_changed_at=view.status_changed_at,
         items=[from_row(OrderLineOut, i, sku=i.product_sku, name=i.product_name) for i in view.items],
         **(view.addresses if view.addresses is not None else ADDRESSES.open_row("orders", view.order, COLUMNS)),
     )

@@ -35,6 +35,7 @@ from apps.order.rules import (
     fingerprint,
     order_number,
     price_order,
+    status_changed_at,
     status_reason,
 )
 from apps.order.saga_state import OrderSaga
@@ -58,23 +59,53 @@ if TYPE_CHECKING:
     from apps.order.schemas import OrderCreate
 
 
-# The history row that cancelled the order, read with the order in the same statement (a cancelled order's
-# rows through idx_order_status_history_order; for any other order the status test stops it before it reads):
-# what rules.status_reason needs.
+# The history row that moved the order into its status (not a payment failure's note, which keeps the status),
+# read with the order in the same statement through idx_order_status_history_order: what rules.status_reason
+# and rules.status_changed_at need. A pending order's is its placement (created_at): the status test stops
+# the read before it starts.
 _HISTORY = aliased(OrderStatusHistory)
-_CANCELLING = (
-    select(_HISTORY.changed_by, _HISTORY.reason, _HISTORY.metadata_["role"].astext.label("role"))
-    .where(_HISTORY.order_id == Order.id, Order.status == CANCELLED, _HISTORY.status_to == CANCELLED)
+_ENTERING = (
+    select(
+        _HISTORY.changed_by,
+        _HISTORY.reason,
+        _HISTORY.metadata_["role"].astext.label("role"),
+        _HISTORY.created_at.label("entered_at"),
+    )
+    .where(
+        _HISTORY.order_id == Order.id,
+        Order.status != PENDING,
+        _HISTORY.status_to == Order.status,
+        _HISTORY.status_from.is_distinct_from(_HISTORY.status_to),
+    )
     .order_by(_HISTORY.id.desc())
     .limit(1)
-    .lateral("cancelling")
+    .lateral("entering")
 )
 
 
-def _with_reason(query: Select[Any]) -> Select[Any]:
-    """``query`` (over ``orders``) with the cancelling row's columns after its own."""
-    return query.add_columns(_CANCELLING.c.changed_by, _CANCELLING.c.reason, _CANCELLING.c.role).outerjoin(
-        _CANCELLING, true()
+def _with_entering(query: Select[Any]) -> Select[Any]:
+    """``query`` (over ``orders``) with the entering row's columns after its own (``_view`` takes them)."""
+    columns = _ENTERING.c
+    return query.add_columns(columns.changed_by, columns.reason, columns.role, columns.entered_at).outerjoin(
+        _ENTERING, true()
+    )
+
+
+def _view(
+    order: Order,
+    items: Sequence[OrderItem],
+    saga: OrderSaga | None,
+    entering: Sequence[Any],
+) -> OrderView:
+    """The order's view, its status explained by the history row that moved it there (``_ENTERING``'s
+    columns: changed_by, reason, role, entered_at; all None without such a row)."""
+    changed_by, reason, role, entered_at = entering
+    return OrderView(
+        order,
+        items,
+        saga,
+        status_reason=status_reason(order.status, changed_by, reason, role),
+        status_changed_at=status_changed_at(order.status, order.created_at, entered_at),
     )
 
 
@@ -102,6 +133,7 @@ class OrderView:
     # columns again (~95 us of CPU per order); None: the answer opens them.
     addresses: dict[str, Any] | None = None
     status_reason: StatusReason | None = None  # rules.status_reason: None unless cancelled
+    status_changed_at: dt.datetime | None = None  # rules.status_changed_at
 
 
 @dataclass(frozen=True)
@@ -153,7 +185,8 @@ class _Draft:
         """The answer, with the saga's deadline as the statement wrote it (the database's clock)."""
         self.saga.deadline_at = deadline_at
         items = placed_items(self.order, self.lines, ids)
-        return Placed(OrderView(self.order, items, self.saga, self.addresses), replayed=False)
+        view = OrderView(self.order, items, self.saga, self.addresses, status_changed_at=self.order.created_at)
+        return Placed(view, replayed=False)
 
 
 def _quote(lines: Sequence[RequestedLine], guess: Mapping[uuid.UUID, CatalogPrice] | None) -> Quote | None:
@@ -272,17 +305,16 @@ class OrderService:
         """The order, live or archived; ``owner`` (a customer's read: apps/common/auth.py ``read_owner``)
         is in both statements, so another customer's order is missing by the same reads as an unknown id."""
         customer_id = None if owner is None else str(owner)
-        query = _with_reason(select(Order).where(Order.id == order_id))
+        query = _with_entering(select(Order).where(Order.id == order_id))
         found = (
             await self.session.execute(query if customer_id is None else query.where(Order.customer_id == customer_id))
         ).first()
         if found is None:
             return await self._archived(order_id, customer_id)
-        order, *why = found
+        order, *entering = found
         note_read("orders", [Touched(order.id, order.customer_id)])
         items = (await self._items([order_id])).get(order_id, [])
-        saga = await self.session.get(OrderSaga, order_id)
-        return OrderView(order, items, saga, status_reason=status_reason(order.status, *why))
+        return _view(order, items, await self.session.get(OrderSaga, order_id), entering)
 
     async def _archived(self, order_id: uuid.UUID, customer_id: str | None) -> OrderView:
         """An order past two years, moved to the archive (apps/order/archive.py): read as it was."""
@@ -293,17 +325,16 @@ class OrderService:
         note_read("orders_archive", [Touched(order.id, order.customer_id)])
         sagas = await archived(self.session, OrderSaga, "order_id", order_id)
         items = await archived(self.session, OrderItem, "order_id", order_id)
-        reason = await self._archived_reason(order_id) if order.status == CANCELLED else None
-        return OrderView(order, items, sagas[0] if sagas else None, status_reason=reason)
-
-    async def _archived_reason(self, order_id: uuid.UUID) -> StatusReason | None:
-        """An archived cancelled order's reason, from its history (archived with it)."""
+        # Its history went to the archive with it: the row _ENTERING would have read.
         history = await archived(self.session, OrderStatusHistory, "order_id", order_id)
-        cancelling = [row for row in history if row.status_to == CANCELLED]
-        if not cancelling:
-            return status_reason(CANCELLED, None, None, None)
-        row = cancelling[-1]
-        return status_reason(CANCELLED, row.changed_by, row.reason, (row.metadata_ or {}).get("role"))
+        moves = [h for h in history if h.status_to == order.status and h.status_from != h.status_to]
+        last = moves[-1] if moves else None
+        entering: tuple[Any, ...] = (
+            (None,) * 4
+            if last is None
+            else (last.changed_by, last.reason, (last.metadata_ or {}).get("role"), last.created_at)
+        )
+        return _view(order, items, sagas[0] if sagas else None, entering)
 
     async def list_for_customer(
         self, customer_id: uuid.UUID, *, limit: int, cursor: str | None
@@ -311,19 +342,18 @@ class OrderService:
         """A customer's orders, newest first, by keyset over (created_at, id); a page ends early rather than
         pass ``pagination.MAX_PAGE_LINES`` lines (its ``next_cursor`` goes on from there)."""
         lines = count_lines(Order, Order.id, OrderItem.order_id)
-        query = _with_reason(select(Order, lines).where(Order.customer_id == str(customer_id)))
+        query = _with_entering(select(Order, lines).where(Order.customer_id == str(customer_id)))
         if cursor:
             created_at, last_id = decode_cursor(cursor)
             query = query.where(tuple_(Order.created_at, Order.id) < tuple_(literal(created_at), literal(last_id)))
         query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
         found = (await self.session.execute(query)).tuples().all()
         page, next_cursor = page_within_lines([(order, count) for order, count, *_ in found], limit)
-        reasons = {order.id: status_reason(order.status, *why) for order, _, *why in found}
+        entering = {order.id: columns for order, _, *columns in found}
         note_read("orders", [Touched(o.id, o.customer_id) for o in page])
         items = await self._items([o.id for o in page])
         sagas = await self._sagas([o.id for o in page])
-        views = [OrderView(o, items.get(o.id, []), sagas.get(o.id), status_reason=reasons[o.id]) for o in page]
-        return views, next_cursor
+        return [_view(o, items.get(o.id, []), sagas.get(o.id), entering[o.id]) for o in page], next_cursor
 
     async def _sagas(self, order_ids: list[uuid.UUID]) -> dict[uuid.UUID, OrderSaga]:
         if not order_ids:
@@ -367,7 +397,7 @@ class OrderService:
             await advance(self.session, order, target, reason, role)
         await log_access(self.session, "orders", "UPDATE", [Touched(order.id, order.customer_id)])
         await self.session.commit()
-        return OrderView(order, items, saga, status_reason=status_reason(order.status, SERVICE, reason, role))
+        return _view(order, items, saga, (SERVICE, reason, role, order.updated_at))  # move()'s row, as written
 
     async def _locked(self, order_id: uuid.UUID) -> tuple[Order, list[OrderItem]]:
         """The order row locked until commit, so two concurrent changes apply one after the other."""

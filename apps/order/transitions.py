@@ -251,8 +251,10 @@ def _json(value: object) -> str | None:
 def move(
     session: AsyncSession, order: Order, target: str, reason: str | None, changed_by: str, role: str | None = None
 ) -> OrderStatusHistory:
-    """Record the change in the history and on the order (its time is ``order.updated_at``); the history row.
-    ``role``: the API caller's (customer, staff, admin), in the row's metadata (rules.status_reason reads it)."""
+    """Record the change in the history and on the order, at one time (``order.updated_at``, the row's
+    ``created_at``: the order's ``status_changed_at``); the history row. ``role``: the API caller's (customer,
+    staff, admin), in the row's metadata (rules.status_reason reads it)."""
+    now = dt.datetime.now(dt.UTC)
     history = OrderStatusHistory(
         order_id=order.id,
         status_from=order.status,
@@ -260,10 +262,11 @@ def move(
         changed_by=changed_by,
         reason=reason,
         metadata_={} if role is None else {"role": role},
+        created_at=now,
     )
     session.add(history)
     order.status = target
-    order.updated_at = dt.datetime.now(dt.UTC)
+    order.updated_at = now
     return history
 
 

@@ -86,7 +86,15 @@ async def settled(client: AsyncTestClient[Any], order_id: str) -> dict[str, Any]
     return seen
 
 
-SAGA_MOVES = {"status", "waiting_on", "waiting_until", "updated_at", "cancelled_at", "payment_status"}
+SAGA_MOVES = {
+    "status",
+    "status_changed_at",
+    "waiting_on",
+    "waiting_until",
+    "updated_at",
+    "cancelled_at",
+    "payment_status",
+}
 
 
 async def test_placing_an_order_prices_it_from_the_catalog_and_writes_rows_and_event(

@@ -222,3 +222,37 @@ async def test_an_archived_order_answers_its_reason_from_the_archived_history(
     assert await fetch("order", "SELECT 1 FROM orders WHERE id = $1", order_id) == []
     after = await client.get(f"/api/orders/{order_id}", headers=as_("staff"))
     assert after.status_code == 200 and after.json() == before.json()
+
+
+def at(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+async def test_status_changed_at_is_when_the_order_entered_its_status(
+    client: AsyncTestClient[Any], engine: AsyncEngine
+) -> None:
+    """Placed (created_at), confirmed by the saga's batch statement, moved by staff, a refused capture noted
+    (not a status change: the time stays), cancelled (cancelled_at); the answer and a later read agree."""
+    customer = await create_customer()
+    placed = await place(client, customer, quantity=1, on_hand=5)
+    assert placed["status_changed_at"] == placed["created_at"]
+    confirmed = await decided(client, placed["id"], "confirmed")
+    assert confirmed["status_changed_at"] == confirmed["updated_at"]
+    assert at(confirmed["status_changed_at"]) > at(placed["created_at"])
+    url = f"/api/orders/{placed['id']}"
+    moved = (await client.post(f"{url}/status", json={"status": "processing"}, headers=as_("staff"))).json()
+    assert moved["status_changed_at"] == moved["updated_at"]
+    assert at(moved["status_changed_at"]) > at(confirmed["status_changed_at"])
+    async with async_sessionmaker(engine)() as session, session.begin():
+        await Saga(session).payment_failed(uuid.UUID(placed["id"]), "capture_failed", "card_declined", uuid.uuid4())
+    noted = (await client.get(url, headers=as_("staff"))).json()
+    assert (noted["payment_status"], noted["status_changed_at"]) == ("capture_failed", moved["status_changed_at"])
+    assert at(noted["updated_at"]) > at(moved["updated_at"]), "the note moved updated_at, not the status' time"
+    cancelled = (await client.post(f"{url}/cancel", headers=as_("staff"))).json()
+    assert cancelled["status_changed_at"] == cancelled["cancelled_at"]
+    assert at(cancelled["cancelled_at"]) > at(noted["updated_at"])
+    assert (await client.get(url, headers=as_("customer", customer))).json()["status_changed_at"] == (
+        cancelled["cancelled_at"]
+    )
+    listed_order = await client.get("/api/orders", params={"customer_id": customer["id"]}, headers=as_("staff"))
+    assert [o["status_changed_at"] for o in listed_order.json()["items"]] == [cancelled["cancelled_at"]]

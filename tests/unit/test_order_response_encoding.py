@@ -34,6 +34,7 @@ def _order(*, addressed: bool, cancelled: bool = False) -> OrderOut:
         customer_id=str(uuid.uuid4()),
         status="cancelled" if cancelled else "pending",
         status_reason="out_of_stock" if cancelled else None,
+        status_changed_at=now,
         payment_status="pending",
         waiting_on=None if cancelled else "reservation",
         waiting_until=None if cancelled else now + dt.timedelta(seconds=120),

@@ -1,12 +1,15 @@
 """Why an order is cancelled, as its answer says it (apps/order/rules.py ``status_reason``): every reason the
-saga and the cancel paths write maps to one documented code, a person's free text never comes through."""
+saga and the cancel paths write maps to one documented code, a person's free text never comes through; and
+when it entered its status (``status_changed_at``)."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import pytest
 
 from apps.order.app import create_app
-from apps.order.rules import CANCELLED, SAGA, STATUS_REASONS, STATUSES, status_reason
+from apps.order.rules import CANCELLED, PENDING, SAGA, STATUS_REASONS, STATUSES, status_changed_at, status_reason
 from apps.order.saga_state import OUT_OF_STOCK, PAYMENT_DECLINED, TIMEOUT
 from apps.order.transitions import SERVICE
 from apps.warehouse.rules import INSUFFICIENT_STOCK, INVALID_QUANTITY, NO_ITEMS
@@ -57,3 +60,10 @@ def test_the_codes_are_the_documented_enum() -> None:
     documented = order["status_reason"]
     assert documented["enum"] == [*STATUS_REASONS, None]
     assert [code for code in STATUS_REASONS if code not in documented["description"]] == []
+
+
+@pytest.mark.parametrize("status", STATUSES)
+def test_a_pending_order_entered_its_status_when_placed_any_other_by_its_history_row(status: str) -> None:
+    placed, moved = dt.datetime(2026, 11, 28, 4, 0, tzinfo=dt.UTC), dt.datetime(2026, 11, 28, 4, 5, tzinfo=dt.UTC)
+    assert status_changed_at(status, placed, moved) == (placed if status == PENDING else moved)
+    assert status_changed_at(status, placed, None) == (placed if status == PENDING else None)
