@@ -98,7 +98,7 @@ def app_processes() -> list[Process]:
                 )
             )
     for extra in PROCESSES:  # sandboxes, workers, sweepers: apps.common.topology.PROCESSES
-        port = int(os.environ.get(extra.port_env, extra.port))
+        port = extra.local_port()
         argv = [python, "-m", extra.module, "--port", str(port)]
         found.append(Process(extra.name, argv, _http_ok(f"http://127.0.0.1:{port}/health"), f"http://127.0.0.1:{port}"))
     return found

@@ -18,7 +18,8 @@ read: ``int``, ``float``, ``str`` or ``X | None`` of one of them (unset: the def
 variable's unit (``_s``, ``_days``), and a property may give it as a timedelta. A value of the right type
 that is still wrong (a level logging does not know, a negative age) is refused by the class's own
 ``__post_init__`` with :meth:`Settings.invalid`, worded the same way. A test that sets a variable calls
-:func:`forget_settings` so that the next call reads it.
+:func:`forget_settings` so that the next call reads it. A variable whose name is built at run time
+(``<SERVICE>_PORT``: no field can name it) is read by :func:`read_env`, parsed and refused the same way.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field, fields
 from functools import cache
 from typing import Any, Final, Self, TypeVar, Union, get_args, get_origin, get_type_hints
 
-__all__ = ["SettingError", "Settings", "env", "forget_settings", "once"]
+__all__ = ["SettingError", "Settings", "env", "forget_settings", "once", "read_env"]
 
 T = TypeVar("T")
 S = TypeVar("S", bound="Settings")
@@ -102,6 +103,13 @@ def parse(name: str, raw: str, kind: type) -> Any:
         return int(raw) if kind is int else float(raw)
     except ValueError:
         raise SettingError(f"{name}={raw!r}: not {_KINDS[kind]}") from None
+
+
+def read_env(name: str, default: T) -> T:
+    """One variable read now, as its default's type (int, float or str), and refused as a field's would be:
+    for a name built at run time (``f"{service}_PORT"``), which no settings field can name."""
+    raw = os.environ.get(name)
+    return default if raw is None else parse(name, raw, _kind(name, type(default)))
 
 
 def once(cls: type[S]) -> Callable[[], S]:

@@ -1,10 +1,18 @@
-"""The services, their ports and databases: the one list that infra, connectors and apps agree on."""
+"""The services, their ports and databases: the one list that infra, connectors and apps agree on.
+
+Its variables are read when asked, not once at start: infra's commands and the tests point them elsewhere
+within one process (a scratch cluster's ``PG_PORT``), and most names are built per service or process
+(``<SERVICE>_PORT``, ``_WORKERS``, ``_DB_PASSWORD``, ``_DATABASE_URL``), which no settings field can name. The
+numbers go through apps/common/settings.py's ``read_env``: a value that is not one is refused naming the
+variable (``PG_PORT='5432x': not an integer``).
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
+from apps.common.settings import read_env
 from outbox.config import kafka_bootstrap, topic_for
 
 __all__ = ["BY_NAME", "SERVICES", "ServiceSpec", "kafka_bootstrap", "topic_for"]
@@ -26,7 +34,7 @@ class ServiceSpec:
 
     def worker_count(self) -> int:
         """How many uvicorn workers serve this API (``<NAME>_WORKERS`` overrides): stack and pool agree."""
-        return max(1, int(os.environ.get(f"{self.name.upper()}_WORKERS", self.workers)))
+        return max(1, read_env(f"{self.name.upper()}_WORKERS", self.workers))
 
     @property
     def port_env(self) -> str:
@@ -35,7 +43,7 @@ class ServiceSpec:
     def local_port(self) -> int:
         """The port the local stack serves this API on (``<NAME>_PORT`` overrides ``port``): the stack starts it
         there and the other services call it there, so both read it here."""
-        return int(os.environ.get(self.port_env, self.port))
+        return read_env(self.port_env, self.port)
 
     @property
     def role(self) -> str:
@@ -84,12 +92,12 @@ def pg_host() -> str:
 
 
 def pg_port() -> int:
-    return int(os.environ.get("PG_PORT", "5432"))
+    return read_env("PG_PORT", 5432)
 
 
 def replica_port() -> int:
     """The streaming read replica's port (infra/replica.py; apps/common/read_routing.py reads from it)."""
-    return int(os.environ.get("PG_REPLICA_PORT", "5433"))
+    return read_env("PG_REPLICA_PORT", 5433)
 
 
 def connect_url() -> str:
@@ -124,6 +132,10 @@ class ProcessSpec:
     @property
     def port_env(self) -> str:
         return f"{self.name.upper().replace('-', '_')}_PORT"
+
+    def local_port(self) -> int:
+        """The port the local stack runs it on (``port_env`` overrides ``port``), as ``ServiceSpec.local_port``."""
+        return read_env(self.port_env, self.port)
 
 
 PROCESSES: tuple[ProcessSpec, ...] = (

@@ -17,7 +17,6 @@ or may not have acted, so the ledger row stays pending and the worker asks again
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -235,7 +234,7 @@ def provider_url() -> str:
     if (url := settings().provider_url) is not None:
         return url
     sandbox = next(p for p in PROCESSES if p.name == "payment-sandbox")  # its port: the topology's variable
-    return f"http://127.0.0.1:{os.environ.get(sandbox.port_env, sandbox.port)}"
+    return f"http://127.0.0.1:{sandbox.local_port()}"
 
 
 def provider_name() -> str:

@@ -23,8 +23,9 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 CODE = ("apps", "outbox", "infra", "bench")
 DOCS = ("README.md", "docs/operations.md", "docs/decisions.md")
-# A settings field reads one variable by name too: env("ORDER_PRICE_MAX_AGE_S", 10.0) (apps/common/settings.py).
-READERS = {"getenv", "env"}
+# apps/common/settings.py's readers take the variable's name first too: a settings field,
+# env("ORDER_PRICE_MAX_AGE_S", 10.0), and read_env("PG_PORT", 5432).
+READERS = {"getenv", "env", "read_env"}
 
 
 def environment_name(node: ast.AST) -> ast.expr | None:

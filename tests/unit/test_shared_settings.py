@@ -14,7 +14,8 @@ from apps.common.migrations_env import MigrationSettings
 from apps.common.rate_limit import RateLimitSettings
 from apps.common.read_routing import ReplicaSettings
 from apps.common.security_headers import SecurityHeaderSettings, SecurityHeadersPlugin
-from apps.common.settings import SettingError, forget_settings
+from apps.common.settings import SettingError, forget_settings, read_env
+from apps.common.topology import BY_NAME, PROCESSES, pg_port, replica_port
 
 pytestmark = pytest.mark.unit
 
@@ -149,3 +150,44 @@ def test_the_token_settings_read_their_variables(monkeypatch: pytest.MonkeyPatch
     assert read.algorithms == {"ES256", "RS256"}
     monkeypatch.setenv("AUTH_JWKS_URL", "")  # set but empty: the file, as before
     assert AuthSettings.from_env().jwks_url is None
+
+
+def test_a_variable_named_at_run_time_is_read_as_its_defaults_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EXAMPLE_PORT", raising=False)
+    assert read_env("EXAMPLE_PORT", 8001) == 8001
+    monkeypatch.setenv("EXAMPLE_PORT", "9001")
+    assert read_env("EXAMPLE_PORT", 8001) == 9001
+    assert read_env("EXAMPLE_PORT", 1.5) == 9001.0 and read_env("EXAMPLE_PORT", "x") == "9001"
+    monkeypatch.setenv("EXAMPLE_PORT", "90o1")
+    with pytest.raises(SettingError, match=r"^EXAMPLE_PORT='90o1': not an integer$"):
+        read_env("EXAMPLE_PORT", 8001)
+
+
+def test_the_topologys_numbers_are_read_when_asked_and_refused_naming_their_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sandbox = next(p for p in PROCESSES if p.name == "payment-sandbox")
+    for name in ("PG_PORT", "PG_REPLICA_PORT", "ORDER_PORT", "ORDER_WORKERS", "PAYMENT_SANDBOX_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert (pg_port(), replica_port(), BY_NAME["order"].local_port(), BY_NAME["order"].worker_count()) == (
+        5432,
+        5433,
+        8004,
+        1,
+    )
+    assert sandbox.local_port() == 8009
+    monkeypatch.setenv("PG_PORT", "15432")  # a scratch cluster's, within one process (infra's commands, tests)
+    monkeypatch.setenv("ORDER_WORKERS", "0")  # at least one, as before
+    monkeypatch.setenv("PAYMENT_SANDBOX_PORT", "18009")
+    assert (pg_port(), BY_NAME["order"].worker_count(), sandbox.local_port()) == (15432, 1, 18009)
+    for name, value, read in [
+        ("PG_PORT", "5432x", pg_port),
+        ("PG_REPLICA_PORT", "", replica_port),
+        ("ORDER_PORT", "80o4", BY_NAME["order"].local_port),
+        ("ORDER_WORKERS", "two", BY_NAME["order"].worker_count),
+        ("PAYMENT_SANDBOX_PORT", "8009/tcp", sandbox.local_port),
+    ]:
+        monkeypatch.setenv(name, value)
+        with pytest.raises(SettingError) as raised:
+            read()
+        assert str(raised.value) == f"{name}={value!r}: not an integer"
