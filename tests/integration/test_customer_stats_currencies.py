@@ -13,9 +13,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from apps.common.topology import BY_NAME, database_url, topic_for
+from apps.common.topology import BY_NAME, database_url, kafka_bootstrap, topic_for
 from apps.customer.consumers import group
 from apps.order.events import OrderCancelled, OrderCreated
 from apps.returns.events import RefundedLine, ReturnRefunded
@@ -38,6 +39,33 @@ pytestmark = pytest.mark.usefixtures("stack")
 GROUP = group.name
 ORDER_TOPIC = topic_for("order")
 RETURN_TOPIC = topic_for("return")
+
+
+def _ends(topics: list[str]) -> list[TopicPartition]:
+    """Each partition of ``topics`` holding records, at its end as it is now (its high watermark as the
+    offset); an empty one has nothing to wait for (and, on a fresh stack, no committed offset)."""
+    client = Consumer({"bootstrap.servers": kafka_bootstrap(), "group.id": GROUP})
+    try:
+        ends = []
+        for topic in topics:
+            for partition in client.list_topics(topic, timeout=10).topics[topic].partitions:
+                low, end = client.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+                if end > low:
+                    ends.append(TopicPartition(topic, partition, end))
+        return ends
+    finally:
+        client.close()
+
+
+def _committed_through(ends: list[TopicPartition]) -> bool:
+    """Whether the group has committed every partition of ``ends`` up to that offset: all it was sent up to
+    then applied or skipped (a consumer of the group that does not subscribe: it joins nothing)."""
+    client = Consumer({"bootstrap.servers": kafka_bootstrap(), "group.id": GROUP})
+    try:
+        committed = client.committed([TopicPartition(e.topic, e.partition) for e in ends], timeout=10)
+        return all(c.offset >= e.offset for c, e in zip(committed, ends, strict=True))
+    finally:
+        client.close()
 
 
 async def answer(customer_id: str) -> dict[str, Any]:
@@ -215,10 +243,17 @@ async def test_a_rebuild_of_a_customers_events_gives_back_the_same_rows_per_curr
         for record, event in zip(records, events, strict=True):
             produce_copy(ORDER_TOPIC, record, event)
         produce_copy(RETURN_TOPIC, refund_record, refund)
+    copies_end = await asyncio.to_thread(_ends, [ORDER_TOPIC, RETURN_TOPIC])
 
     async def rebuilt() -> bool:
         return len(await _rows(customer)) == 3 and (await _rows(customer))[1][5] == 1
 
     await eventually(rebuilt, within=90, what="the rows rebuilt")
-    await asyncio.sleep(2)  # the second copies, applied or not, have had their turn
+
+    async def copies_handled() -> bool:
+        return await asyncio.to_thread(_committed_through, copies_end)
+
+    # The second copies have had their turn once the group committed past them (offsets are committed every
+    # 5 s): a fixed 2 s assumed they had, and on a busy machine the assertion below could pass before they did.
+    await eventually(copies_handled, within=90, what="the group committed past the copies")
     assert await _rows(customer) == before
