@@ -63,8 +63,8 @@ def exporter(pg_port: int | None) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def frozen_server() -> Iterator[int]:
-    """A port that accepts connections and never answers on them (held open until the end)."""
+def frozen_server() -> Iterator[tuple[int, list[socket.socket]]]:
+    """A port that accepts connections and never answers on them (held open until the end), and those held."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
@@ -80,7 +80,7 @@ def frozen_server() -> Iterator[int]:
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
-        yield int(listener.getsockname()[1])
+        yield int(listener.getsockname()[1]), held
     finally:
         stop.set()
         thread.join()
@@ -101,11 +101,17 @@ def test_against_the_live_postgres_it_reports_up_and_the_custom_queries() -> Non
 
 
 def test_a_frozen_postgres_fails_each_scrape_in_time_and_the_ready_page_answers_meanwhile() -> None:
-    with frozen_server() as pg_port, exporter(pg_port) as port:
+    with frozen_server() as (pg_port, held), exporter(pg_port) as port:
         waiting: list[float] = []
+        before = len(held)
         scrape = threading.Thread(target=lambda: waiting.append(get(port, "/metrics")[1]))
         scrape.start()
-        time.sleep(0.2)  # the scrape is waiting on the frozen server now
+        # The scrape is waiting on the frozen server once its connection is held there (a fixed 0.2 s was
+        # assumed: on a busy machine the ready page could be asked before the scrape hung).
+        deadline = time.monotonic() + 30
+        while len(held) == before:
+            assert time.monotonic() < deadline, "the scrape never reached the frozen server"
+            time.sleep(0.01)
         _, ready_s = get(port, "/")
         assert ready_s < 0.5
         scrape.join()
