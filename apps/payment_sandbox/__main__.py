@@ -10,13 +10,16 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 from apps.common.http_server import QuietServer
+from apps.common.topology import PROCESSES
 from apps.payment_sandbox.provider import SandboxSettings
+
+SANDBOX = next(p for p in PROCESSES if p.name == "payment-sandbox")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="the payment provider sandbox")
-    settings = SandboxSettings.from_env()  # all of them: a bad value stops the start here, naming it
-    parser.add_argument("--port", type=int, default=settings.port)
+    SandboxSettings.from_env()  # a bad value stops the start here, naming it (the app reads them again)
+    parser.add_argument("--port", type=int, default=SANDBOX.local_port())
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
     # uvicorn.run's one-process path with the APIs' server: a 1-s tick instead of uvicorn's 100 ms (an idle

@@ -27,8 +27,9 @@ nothing is decided or stored, or is held ``delay_s`` before it is decided (longe
 the provider acts on a request its caller gave up on, and a retry with the key gets that answer).
 
 What the sandbox reads from the environment is ``SandboxSettings`` (apps/common/settings.py's base), read
-when it starts (its port by ``python -m apps.payment_sandbox``, the rest when its app opens the ledger): a
-delay that is not a number stops the start naming the variable.
+when it starts (by ``python -m apps.payment_sandbox`` before its server starts, and when its app opens the
+ledger): a delay that is not a number stops the start naming the variable. Its port is the stack's
+(``PAYMENT_SANDBOX_PORT``: apps/common/topology.py PROCESSES), which the payment service calls it on.
 """
 
 from __future__ import annotations
@@ -76,8 +77,6 @@ FLAKY_FAILURES: Final = 2
 
 @dataclass(frozen=True, slots=True)
 class SandboxSettings(Settings):
-    # Its port: the stack's list (apps/common/topology.py PROCESSES) names the same default.
-    port: int = env("PAYMENT_SANDBOX_PORT", 8009)
     ledger_file: str | None = env("PAYMENT_SANDBOX_DB", None)  # None: .stack/payment-sandbox/ledger.sqlite3
     slow_delay_s: float = env("SANDBOX_SLOW_DELAY_S", 20.0)
     delayed_s: float = env("SANDBOX_DELAYED_S", 5.0)
