@@ -30,9 +30,8 @@ from apps.checkout.events import CheckoutCompleted
 from apps.order.checkout_orders import create_from_checkout
 from apps.order.erasure import erase_customer
 from apps.order.known import _REMEMBER_CUSTOMER
-from tests.integration.test_order_saga import completed
 from tests.support.db import fetch
-from tests.support.orders import eventually, order_engine
+from tests.support.orders import checkout_completed, eventually, order_engine
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -54,7 +53,7 @@ async def _customer(engine: AsyncEngine, *, known: bool) -> str:
 
 
 def _checkout(customer: str) -> CheckoutCompleted:
-    return msgspec.structs.replace(completed(guest=False), customer_id=customer)
+    return msgspec.structs.replace(checkout_completed(guest=False), customer_id=customer)
 
 
 async def _pid(session: AsyncSession) -> int:
@@ -128,7 +127,7 @@ async def test_an_order_written_after_the_erasure_has_no_addresses_and_a_guests_
     customer = await _customer(engine, known=True)
     async with AsyncSession(engine) as erasure, erasure.begin():
         await erase_customer(erasure, customer)
-    checkout, guest = _checkout(customer), completed(guest=True)
+    checkout, guest = _checkout(customer), checkout_completed(guest=True)
     async with AsyncSession(engine) as saga, saga.begin():
         assert await create_from_checkout(saga, checkout)
         assert await create_from_checkout(saga, guest)

@@ -11,7 +11,7 @@ import pytest
 
 from apps.common.read_routing import lsn_to_int, replica_url
 from apps.common.topology import BY_NAME
-from infra import backup, backup_physical, pitr, postgres, proc, stack
+from infra import backup, backup_physical, pitr, postgres, proc, resync, stack
 
 
 def test_dump_names_are_the_seeds_in_utc() -> None:
@@ -20,10 +20,10 @@ def test_dump_names_are_the_seeds_in_utc() -> None:
 
 
 def test_pitr_times_without_a_zone_are_utc_and_garbage_is_refused() -> None:
-    assert pitr.parse_time("2026-11-26 03:15:00") == dt.datetime(2026, 11, 26, 3, 15, tzinfo=dt.UTC)
-    assert pitr.parse_time("2026-11-26T03:15:00+01:00").utcoffset() == dt.timedelta(hours=1)
+    assert resync.parse_time("2026-11-26 03:15:00") == dt.datetime(2026, 11, 26, 3, 15, tzinfo=dt.UTC)
+    assert resync.parse_time("2026-11-26T03:15:00+01:00").utcoffset() == dt.timedelta(hours=1)
     with pytest.raises(SystemExit, match="--to"):
-        pitr.parse_time("yesterday")
+        resync.parse_time("yesterday")
 
 
 def test_lsns_compare_as_numbers() -> None:
