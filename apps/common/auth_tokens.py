@@ -62,6 +62,7 @@ REQUIRED_CLAIMS: Final = ["exp", "iat", "iss", "aud", "sub"]
 UNAUTHENTICATED_PATHS: Final = ["^/health$", "^/ready$", "^/metrics", "^/schema"]
 _CACHE_SIZE: Final = 4096
 _FILE_CHECK_S: Final = 1.0
+_RACY_FILE_S: Final = 1.0
 
 log = logging.getLogger("apps.auth")
 
@@ -168,7 +169,10 @@ class KeySet:
                 log.warning("JWKS file %s does not parse; keeping the %d keys held", path, len(self._keys))
                 return
             self._keys = keys
-            self._file_stamp = stamp
+            # A file written within a clock tick of this read could be rewritten, same size, in that tick
+            # without a new mtime (mtimes are coarse: a jiffy on kernels before 6.13): until its mtime is a
+            # second old, every look reads it again, as git treats a "racily clean" index entry.
+            self._file_stamp = stamp if time.time() - stat.st_mtime_ns / 1e9 >= _RACY_FILE_S else None
 
 
 def _fetch(url: str) -> Any:

@@ -5,6 +5,7 @@ key the identity provider withdrew (a compromised one) kept verifying until ever
 from __future__ import annotations
 
 import json
+import os
 import time
 import types
 import urllib.error
@@ -253,3 +254,50 @@ async def test_a_signed_token_expiring_beyond_a_float_is_judged_not_a_500(tmp_pa
     token = jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": "k"})
     assert (await check.verify(token)).subject == "far"
     assert (await check.verify(token)).subject == "far"  # remembered
+
+
+def _keep_mtime(path: Path, mtime_ns: int) -> None:
+    """The file's mtime set back to ``mtime_ns``: what a coarse clock (a jiffy, before Linux 6.13) leaves after
+    a rewrite within the same tick."""
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+async def test_a_same_size_rewrite_within_the_clocks_tick_is_still_seen(tmp_path: Path, clock: Clock) -> None:
+    """The file's stamp (mtime, size) cannot tell a rewrite of the same size in the same clock tick: a kid reused
+    for a new key is such a rewrite. A file whose mtime is under a second old is read again at each look."""
+    old = Ed25519PrivateKey.generate()
+    path = tmp_path / "jwks.json"
+    _write(path, _jwk(old, "k"))
+    written_ns = path.stat().st_mtime_ns
+    check = TokenVerifier(_settings(path))
+    token = _token(old, "k")
+    await check.verify(token)
+    _write(path, _jwk(Ed25519PrivateKey.generate(), "k"))
+    _keep_mtime(path, written_ns)
+    assert path.stat().st_size == len(json.dumps({"keys": [_jwk(old, "k")]}))  # the same size: the same stamp
+    clock.advance(FILE_INTERVAL_S)
+    with pytest.raises(InvalidToken, match="bad signature"):
+        await check.verify(token)
+
+
+async def test_a_settled_file_is_not_read_again_at_each_look(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once its mtime is a second old the stamp is trusted: a look is a stat, not a read and a parse."""
+    key = Ed25519PrivateKey.generate()
+    path = tmp_path / "jwks.json"
+    _write(path, _jwk(key, "k"))
+    _keep_mtime(path, time.time_ns() - 10 * 10**9)
+    parsed: list[object] = []
+    parse = auth_tokens._parse
+
+    def counted(document: Any) -> dict[str, jwt.PyJWK]:
+        parsed.append(document)
+        return parse(document)
+
+    monkeypatch.setattr(auth_tokens, "_parse", counted)
+    check = TokenVerifier(_settings(path))
+    for sub in ("a", "b", "c"):
+        assert (await check.verify(_token(key, "k", sub=sub))).subject == sub
+        clock.advance(FILE_INTERVAL_S)
+    assert len(parsed) == 1
