@@ -4,13 +4,16 @@ Under load: the order service takes a steady stream of orders on 4 connections w
 down to the oldest revision its code serves (``OLDEST_SERVED``) and up to head again. No request may fail, and
 no ACCESS EXCLUSIVE lock on orders may be held longer than the migrations' lock_timeout. The code at head
 names ``idempotency_keys.customer_id`` in every order's statement (order_0017), so below that revision every
-order would fail: a deployment never takes a database below what its running code needs. The load sends an
-Idempotency-Key with every order, so the keys' primary key goes from (key) to (customer_id, key) and back
-(order_0018) under keyed writes; the lock watch covers idempotency_keys too. The expand/contract of order_0005-0007
-(created_by_service -> source_service) was run under load here while it was the newest change (session 17);
-its steps are still run both ways by the round trip below. Round trip: a scratch database of its own goes from
-nothing to head, down to nothing revision by revision, and up again, with an order row that keeps its source
-service throughout.
+order would fail: a deployment never takes a database below what its running code needs. While the oldest served is
+head itself (since order_0019: the code at head names each newest column) this moves nothing: it is the keyed
+load's check (an Idempotency-Key with every order) for the next migration the code at head also runs on. The
+order_0018 key swap (session 28) and the expand/contract of order_0005-0007 (session 17) were run under it while
+they were the newest change; their steps are still run both ways by the round trip below.
+
+An expand migration the code at head needs is run under load the way a deployment runs it, while the release
+before still writes: order_0020 (event_store.min_reader_version) on a scratch database taking that release's
+event writes. Round trip: a scratch database of its own goes from nothing to head, down to nothing revision by
+revision, and up again, with an order row that keeps its source service throughout.
 """
 
 from __future__ import annotations
@@ -69,14 +72,17 @@ async def _place_orders(stop: asyncio.Event, customers: list[str], product: str)
     return placed, failures
 
 
-async def _watch_exclusive_locks(stop: asyncio.Event) -> float:
-    """The longest an ACCESS EXCLUSIVE lock on orders or idempotency_keys was seen held without a break
-    (sampled every 20 ms)."""
-    order_db = await asyncpg.connect(database_url(ORDER, driver="postgresql"))
+async def _watch_exclusive_locks(
+    stop: asyncio.Event, url: str | None = None, tables: tuple[str, ...] = ("orders", "idempotency_keys")
+) -> float:
+    """The longest an ACCESS EXCLUSIVE lock on one of ``tables`` (of the live order_db, or the database at
+    ``url``) was seen held without a break (sampled every 20 ms)."""
+    order_db = await asyncpg.connect((url or database_url(ORDER, driver="postgresql")).replace("+asyncpg", ""))
     try:
         database, relations = await order_db.fetchrow(
             "SELECT (SELECT oid FROM pg_database WHERE datname = current_database()), "
-            "ARRAY['orders'::regclass::oid, 'idempotency_keys'::regclass::oid]"
+            "ARRAY(SELECT CAST(CAST(t AS regclass) AS oid) FROM unnest(CAST($1 AS text[])) AS t)",
+            list(tables),
         )
     finally:
         await order_db.close()
@@ -227,3 +233,80 @@ def test_an_erased_customers_tombstone_goes_with_the_column_and_comes_back_as_a_
         assert asyncio.run(_fetchval(url, "SELECT array_agg(customer_id) FROM order_known_customers")) == ["kept"]
         commands.upgrade("head")
         assert asyncio.run(_fetchval(url, "SELECT count(*) FROM order_known_customers WHERE NOT erased")) == 1
+
+
+# The release before order_0020 wrote each event so (outbox/writer.py at 72c5f2d): without min_reader_version.
+RELEASE_BEFORE_0020_EVENT = """
+    WITH next AS (
+        INSERT INTO outbox_aggregate_version AS v (aggregate_id, aggregate_type, version)
+        VALUES ($1, 'order', 1)
+        ON CONFLICT (aggregate_id) DO UPDATE SET version = v.version + 1
+        RETURNING version
+    )
+    INSERT INTO event_store
+        (id, aggregate_id, aggregate_type, event_type, event_data, event_version, schema_version)
+    SELECT $2, $1, 'order', 'order.placed', '{}'::jsonb, next.version, 1
+    FROM next
+"""
+# Rows already in the outbox when the migration runs: enough that a rewrite of the table would hold its lock
+# visibly longer than adding a column with a constant default does.
+OUTBOX_ROWS = 20_000
+
+
+async def _write_events_as_the_release_before(url: str, stop: asyncio.Event) -> tuple[list[float], list[str]]:
+    """Events written on CLIENTS connections with the statement of the release before order_0020 until ``stop``:
+    each commit's time (monotonic) and each failure."""
+    committed: list[float] = []
+    failures: list[str] = []
+
+    async def client() -> None:
+        conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+        try:
+            aggregate = uuid.uuid4()
+            while not stop.is_set():
+                try:
+                    await conn.execute(RELEASE_BEFORE_0020_EVENT, aggregate, uuid.uuid4())
+                    committed.append(time.monotonic())
+                except asyncpg.PostgresError as exc:
+                    failures.append(f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(0.01)
+        finally:
+            await conn.close()
+
+    await asyncio.gather(*(client() for _ in range(CLIENTS)))
+    return committed, failures
+
+
+async def test_order_0020_is_added_while_the_release_before_writes_events_without_a_failed_write() -> None:
+    """The deployment's order: an expand migration runs while the release before it still writes. The code at
+    head names event_store.min_reader_version, so the live test above cannot go below order_0020 (nor can the
+    connectors, whose EventRouter reads the column); here a scratch database at order_0019 takes the release
+    before's event writes on 4 connections while order_0020 is applied: none fails, its lock on event_store
+    is held less than the migrations' lock_timeout, and what that release writes after it reads 1 (any reader)."""
+    with _scratch_database() as url:
+        commands = _commands()
+        await asyncio.to_thread(commands.upgrade, "order_0019")
+        await _fetchval(
+            url,
+            "INSERT INTO event_store (aggregate_id, aggregate_type, event_type, event_data, event_version) "
+            "SELECT gen_random_uuid(), 'order', 'order.placed', '{}'::jsonb, 1 "
+            f"FROM generate_series(1, {OUTBOX_ROWS})",
+        )
+        stop = asyncio.Event()
+        writes = asyncio.create_task(_write_events_as_the_release_before(url, stop))
+        locks = asyncio.create_task(_watch_exclusive_locks(stop, url, ("event_store",)))
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        await asyncio.to_thread(commands.upgrade, "order_0020")
+        migrated = time.monotonic()
+        await asyncio.sleep(0.5)
+        stop.set()
+        committed, failures = await writes
+        longest_lock_s = await locks
+        assert failures == []
+        assert any(at < started for at in committed) and any(at > migrated for at in committed)
+        assert longest_lock_s < float(lock_timeout().removesuffix("s")), (longest_lock_s, migrated - started)
+        assert await _fetchval(url, "SELECT version_num FROM alembic_version") == "order_0020"
+        readers = "SELECT array_agg(DISTINCT min_reader_version) FROM event_store"
+        assert await _fetchval(url, readers) == [1]
+        assert await _fetchval(url, "SELECT count(*) FROM event_store") == OUTBOX_ROWS + len(committed)
