@@ -7,11 +7,13 @@ the event loop, and woke its listener thread and wrote once per line: measured, 
 were most of the access log's cost.) An idle process's writer does not wake at all: a timer every 50 ms
 cost each API ~2.5 ms of CPU a second doing nothing (~130 us per wake-up on this machine; the seven APIs an
 order does not reach ~18 ms/s; docs/benchmarks.md, session 31). Lines are written in order; what is
-pending is written at exit. Under load the access log can be sampled: ``ACCESS_LOG_SAMPLE`` (0 to 1,
-default 1) is the share of ordinary requests logged; a 4xx or 5xx answer and a request slower than
-``ACCESS_LOG_SLOW_MS`` (default 500) are always logged. These and ``LOG_LEVEL`` are ``LogSettings``, read
-when the app is built: a value that is not a number (or not a level) stops the start naming the variable,
-where until session 34 a bad number was ignored for its default.
+pending is written at exit. Every record emitted during a request carries its ``request_id`` (the
+client's ``X-Request-ID`` when sane, else a new UUID, answered in the response's; outbox/correlation.py),
+set by the metrics middleware, the outermost of ours: ~1.5 us a request. Under load the access log can be
+sampled: ``ACCESS_LOG_SAMPLE`` (0 to 1, default 1) is the share of ordinary requests logged; a 4xx or 5xx
+answer and a request slower than ``ACCESS_LOG_SLOW_MS`` (default 500) are always logged. These and
+``LOG_LEVEL`` are ``LogSettings``, read when the app is built: a value that is not a number (or not a level)
+stops the start naming the variable, where until session 34 a bad number was ignored for its default.
 
 Nothing that identifies a person is logged (issue 14). Our own lines carry ids, routes and statuses, never
 field values; and every line is passed through ``redact`` on its way out, which blanks what slips in
@@ -45,6 +47,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from apps.common.settings import Settings, env, once
 from apps.common.topology import ServiceSpec
+from outbox.correlation import HEADER, correlation_id, sent_or_new
 from outbox.redaction import redact
 
 __all__ = [
@@ -149,6 +152,10 @@ class BatchingHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         # The message is fixed now: its arguments may change after this returns.
         record.msg, record.args = record.getMessage(), None
+        # And the request (or applied event) it belongs to: the writer thread has no context of its own.
+        request_id = correlation_id.get()
+        if request_id is not None and "request_id" not in record.__dict__:
+            record.request_id = request_id
         self._pending.append(record)  # deque.append is atomic: no lock
         # Appended before it looks: a record the writer's drain misses was appended after its clear(), so
         # this sees the event clear and sets it (one set() per batch; is_set() is an attribute read).
@@ -256,21 +263,28 @@ class AccessLog:
             log.handle(log.makeRecord(log.name, logging.INFO, "", 0, "request", (), None, extra=extra))
 
 
+_REQUEST_ID_HEADER: Final = HEADER.encode()
+
+
 class _SpanSend:
-    """The send a request's inner app gets: records the status once the start is sent, and the duration."""
+    """The send a request's inner app gets: records the status once the start is sent, and the duration;
+    adds the request's X-Request-ID to the start."""
 
-    __slots__ = ("send", "sent", "span")
+    __slots__ = ("request_id", "send", "sent", "span")
 
-    def __init__(self, send: Send, span: dict[str, float]) -> None:
+    def __init__(self, send: Send, span: dict[str, float], request_id: str | None = None) -> None:
         self.send = send
         self.span = span
         self.sent = False
+        self.request_id = None if request_id is None else (_REQUEST_ID_HEADER, request_id.encode())
         span["status_code"] = HTTP_500_INTERNAL_SERVER_ERROR
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.body":
             self.span["end_time"] = time.perf_counter()
             self.span["duration"] = self.span["end_time"] - self.span["start_time"]
+        elif message["type"] == "http.response.start" and self.request_id is not None:
+            message["headers"] = [*message.get("headers", ()), self.request_id]
         await self.send(message)
         if message["type"] == "http.response.start":
             self.span["status_code"] = message["status"]
@@ -317,17 +331,24 @@ class SentStatusPrometheusMiddleware(PrometheusMiddleware):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Litestar's metrics and labels, without a Request and its URL per request (the label is the route
-        template) and each label set's children looked up once, not five times per request (~35 us)."""
+        template) and each label set's children looked up once, not five times per request (~35 us).
+        The request's id (X-Request-ID) is set here too, the outermost of our middleware: every line logged
+        while it runs, the access log's too, carries it; its answer says it."""
         if not self._lean:
             await super().__call__(scope, receive, send)
             return
         method = scope["method"] if scope["type"] == ScopeType.HTTP else scope["type"]
         path: str = scope["path_template"]
         span = {"start_time": time.perf_counter(), "end_time": 0.0, "duration": 0.0, "status_code": 200}
+        request_id = sent_or_new(scope.get("headers", ()))
+        # Not reset on the way out: the request's task (one per request) ends with it, and an error raised
+        # through here is answered by Litestar's outer handler, whose lines and answer (the security headers'
+        # before_send adds the header there) must carry the same id.
+        correlation_id.set(request_id)
         in_progress = self._in_progress(method, path)
         in_progress.inc()
         try:
-            await self.app(scope, receive, self._get_wrapped_send(send, span))
+            await self.app(scope, receive, _SpanSend(send, span, request_id))
         finally:
             in_progress.dec()
             status = int(span["status_code"])

@@ -12,6 +12,10 @@
   a whole number of seconds stops the start naming the variable (until session 34 it left the header out,
   silently).
 
+And ``X-Request-ID`` on the answers the metrics middleware does not send itself (an HTTP error raised by a
+middleware, such as the auth middleware's 401, and a 404 for an unknown path): the request's id if it has one,
+else the client's when sane, else a new one (outbox/correlation.py).
+
 A ``before_send`` hook, not a middleware: Litestar's middleware wraps route handlers only, so a 404 for an
 unknown path or a 405 would pass by it; the app's ``before_send`` sees every answer.
 """
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING, Final
 from litestar.plugins import InitPluginProtocol
 
 from apps.common.settings import Settings, env
+from outbox.correlation import HEADER, correlation_id, sent_or_new
 
 if TYPE_CHECKING:
     from litestar.config.app import AppConfig
@@ -39,6 +44,7 @@ _ALWAYS: Final = (
 )
 _NO_STORE: Final = (b"cache-control", b"no-store")
 _API_PREFIX: Final = "/api/"
+_REQUEST_ID: Final = HEADER.encode()
 
 
 def security_headers(hsts_max_age: int | None = None) -> tuple[tuple[bytes, bytes], ...]:
@@ -74,5 +80,13 @@ class SecurityHeadersPlugin(InitPluginProtocol):
         extra = [(name, value) for name, value in self.headers if name not in present]
         if scope.get("path", "").startswith(_API_PREFIX) and b"cache-control" not in present:
             extra.append(_NO_STORE)
+        if _REQUEST_ID not in present:
+            extra.append((_REQUEST_ID, _request_id(scope).encode()))
         if extra:
             message["headers"] = [*message.get("headers", []), *extra]
+
+
+def _request_id(scope: Scope) -> str:
+    """The request's id (set by the metrics middleware), or for a request it never saw the client's or a new one."""
+    known = correlation_id.get()
+    return known if known is not None else sent_or_new(scope.get("headers", ()))
