@@ -8,7 +8,7 @@ were most of the access log's cost.) An idle process's writer does not wake at a
 cost each API ~2.5 ms of CPU a second doing nothing (~130 us per wake-up on this machine; the seven APIs an
 order does not reach ~18 ms/s; docs/benchmarks.md, session 31). Lines are written in order; what is
 pending is written at exit. Every record emitted during a request carries its ``request_id`` (the
-client's ``X-Request-ID`` when sane, else a new UUID, answered in the response's; outbox/correlation.py),
+client's ``X-Request-ID`` when a UUID, else a new one, answered in the response's; outbox/correlation.py),
 set by the metrics middleware, the outermost of ours: ~1.5 us a request. Under load the access log can be
 sampled: ``ACCESS_LOG_SAMPLE`` (0 to 1, default 1) is the share of ordinary requests logged; a 4xx or 5xx
 answer and a request slower than ``ACCESS_LOG_SLOW_MS`` (default 500) are always logged. These and

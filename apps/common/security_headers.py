@@ -14,7 +14,7 @@
 
 And ``X-Request-ID`` on the answers the metrics middleware does not send itself (an HTTP error raised by a
 middleware, such as the auth middleware's 401, and a 404 for an unknown path): the request's id if it has one,
-else the client's when sane, else a new one (outbox/correlation.py).
+else the client's when it is a UUID, else a new one (outbox/correlation.py).
 
 A ``before_send`` hook, not a middleware: Litestar's middleware wraps route handlers only, so a 404 for an
 unknown path or a 405 would pass by it; the app's ``before_send`` sees every answer.
