@@ -44,9 +44,9 @@ CLIENTS = 4
 # every later test then waits behind.
 PAUSE_S = 0.5
 # The oldest schema the order code at head runs on: every order's outbox row names
-# event_store.min_reader_version (order_0020; its lookup reads order_known_customers.erased since 0019,
-# idempotency_keys.customer_id came in 0017, data_access_log in 0009).
-OLDEST_SERVED = "order_0020"
+# event_store.correlation_id (order_0021; min_reader_version since 0020; its lookup reads
+# order_known_customers.erased since 0019, idempotency_keys.customer_id came in 0017, data_access_log in 0009).
+OLDEST_SERVED = "order_0021"
 
 
 def _commands() -> AlembicCommands:
@@ -107,6 +107,11 @@ async def _watch_exclusive_locks(
 
 
 async def test_migrations_down_to_the_oldest_served_and_up_run_under_load_without_a_failed_request() -> None:
+    if migration_lint.revisions(_commands())[-1][1] == OLDEST_SERVED:
+        # A no-op round trip would pass while testing nothing: the code at head needs head's schema, so
+        # nothing may be migrated under its load until the next order migration that it does not need.
+        # The newest migration runs under the previous release's writes in this file's scratch test instead.
+        pytest.skip(f"the code at head needs {OLDEST_SERVED}, the newest revision: nothing to migrate under load")
     customers = [str((await create_customer())["id"]) for _ in range(CLIENTS)]
     product = str((await create_product("3.00"))["id"])
     await set_stock(product, 1_000_000)
