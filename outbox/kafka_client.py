@@ -54,6 +54,20 @@ REJOIN_WITHIN_S = 60.0
 # while a batch is retried (the database or a dependency away): past it the member leaves the group and rejoins
 # at its next poll, and the inbox skips whatever is read again.
 MAX_POLL_INTERVAL_MS = 30_000
+# Why a member owns no partition (KafkaSide.unassigned, /ready's "error"). A lost session is the group
+# coordinator not answering heartbeats for SESSION_TIMEOUT_MS: the broker that hosts the group's
+# __consumer_offsets partition is away, or its coordinator failed (docs/decisions.md, "Consumers while their
+# group's coordinator is away"). librdkafka rejoins by itself once the coordinator answers again.
+JOINING = "joining the group: no partition assigned yet"
+# How long a close (a stop, or a stranded member starting over) waits for Kafka. Its offset commit and its leave
+# go through the group coordinator, and librdkafka waits for one that does not answer for as long as it does not:
+# on a scratch cluster whose coordinator's broker stopped answering (SIGSTOP), a stop 3 s into the outage
+# returned only when the broker came back, 117+ s later, and a stranded member's rejoin stood 56 s (docs/
+# decisions.md, "Consumers while their group's coordinator is away"). Past this the consumer is left to finish
+# in the background: what it had not committed is read again and the inbox skips it. A close that Kafka answers
+# takes ~1 s, a flush of dead letters at most 10 more; `just stop` kills a process after 30 s.
+CLOSE_WITHIN_S = 15.0
+SESSION_LOST = "the group's session was lost (its coordinator did not answer heartbeats); rejoining"
 
 
 def consumer_config(
@@ -124,6 +138,11 @@ class KafkaSide:
         self._last_commit = 0.0
         self._last_lag_check = 0.0
         self._lost_at: float | None = None  # when the session timed out and no assignment has come since
+        # Why this member owns no partition and since when (wall clock), for /ready: set at the subscription
+        # and when the session is lost, cleared by an assignment. None while assigned, or after an assignment
+        # that gave this member nothing (more members than partitions: nothing is wrong).
+        self.unassigned: tuple[str, float] | None = None
+        self._partitions = metrics.PARTITIONS.labels(group)
 
     @property
     def consumer(self) -> Consumer:
@@ -143,32 +162,43 @@ class KafkaSide:
             }
         )
         self._consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
+        self.unassigned = self.unassigned or (JOINING, time.time())  # a rejoin after a lost session keeps its reason
         log.info("group %s subscribed to %s", self.group, ", ".join(self.topics))
 
-    def _assigned(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:  # a consumer given up on (close) that finished later
+            return
         with self._offsets_lock:
             self.owned |= {(tp.topic, tp.partition) for tp in partitions}
-        self._lost_at = None
+        self._lost_at = self.unassigned = None
+        self._partitions.set(len(self.owned))
         log.info("group %s: assigned %s", self.group, _names(partitions))
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         with self._offsets_lock:
             self.owned -= revoked
             applied = [TopicPartition(t, p, self._offsets.pop((t, p))) for t, p in revoked if (t, p) in self._offsets]
+        self._partitions.set(len(self.owned))
         if applied:  # what was applied of them and not committed yet: the next owner starts after it
             with contextlib.suppress(Exception):  # failed: the next owner re-reads them, the inbox dedupes
                 consumer.commit(offsets=applied, asynchronous=False)
         log.info("group %s: revoked %s", self.group, _names(partitions))
 
-    def _lost(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+    def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return
         lost = {(tp.topic, tp.partition) for tp in partitions}
         with self._offsets_lock:  # not committed: another member may own them already
             self.owned -= lost
             for key in lost:
                 self._offsets.pop(key, None)
+        self._partitions.set(len(self.owned))
         if not self.owned:
             self._lost_at = time.monotonic()
+            self.unassigned = (SESSION_LOST, time.time())
         log.info("group %s: lost %s", self.group, _names(partitions))
 
     def stranded(self, within: float = REJOIN_WITHIN_S) -> bool:
@@ -181,7 +211,7 @@ class KafkaSide:
         committed is redelivered; the inbox dedupes it."""
         log.warning("group %s: no partitions since the session was lost; rejoining with a new consumer", self.group)
         self.close()
-        self._consumer = self._producer = None
+        self._consumer = self._producer = None  # a close given up on finishes unheard (the callbacks ignore it)
         self._offsets.clear()
         self._pending, self._lost_at = False, None
 
@@ -255,17 +285,34 @@ class KafkaSide:
                 metrics.LAG.labels(self.group, tp.topic, str(tp.partition)).set(high - tp.offset)
 
     def close(self) -> None:
-        """Commit what was applied, flush dead letters, and leave the group (a replay may start at once)."""
-        consumer = self._consumer
-        if consumer is not None and self._offsets:
-            with contextlib.suppress(Exception):
-                consumer.commit(offsets=self._offset_list(), asynchronous=False)
-        if self._producer is not None:
-            self._producer.flush(10)
-        if consumer is not None:
-            consumer.close()
+        """Commit what was applied, flush dead letters, and leave the group (a replay may start at once); in a
+        thread of its own, given up on after CLOSE_WITHIN_S."""
+        consumer, producer = self._consumer, self._producer
+        offsets = self._offset_list() if consumer is not None and self._offsets else []
+
+        def finish() -> None:
+            if consumer is not None and offsets:
+                with contextlib.suppress(Exception):
+                    consumer.commit(offsets=offsets, asynchronous=False)
+            if producer is not None:
+                producer.flush(10)
+            if consumer is not None:
+                consumer.close()
+
+        closing = threading.Thread(target=finish, name="outbox-close", daemon=True)
+        closing.start()
+        closing.join(CLOSE_WITHIN_S)
         self.owned.clear()
-        log.info("group %s closed", self.group)
+        self._partitions.set(0)
+        if closing.is_alive():
+            log.warning(
+                "group %s: Kafka did not answer the close within %.0f s (its group coordinator away?); "
+                "what was not committed is read again (the inbox skips it)",
+                self.group,
+                CLOSE_WITHIN_S,
+            )
+        else:
+            log.info("group %s closed", self.group)
 
 
 def _names(partitions: list[TopicPartition]) -> str:

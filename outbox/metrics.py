@@ -33,3 +33,8 @@ LAG = Gauge(
     "Records between the group's position and the partition end.",
     ["group", "topic", "partition"],
 )
+PARTITIONS = Gauge(
+    "outbox_consumer_partitions",
+    "Partitions this consumer owns now (0: joining its group, or lost them with its session).",
+    ["group"],
+)

@@ -115,6 +115,8 @@ class ConsumerRuntime:
         ready = partitions > 0 and database and waiting is None
         body: dict[str, object] = {"ready": ready, "group": self.group.name, "partitions": partitions}
         body["database"] = database
+        if waiting is None and partitions == 0 and (unassigned := self.kafka.unassigned) is not None:
+            waiting = ("kafka", *unassigned)  # the group's coordinator, not a batch (KafkaSide.unassigned)
         if waiting is not None:
             dependency, error, since = waiting
             body["waiting_for"] = dependency
