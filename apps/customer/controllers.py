@@ -4,11 +4,11 @@ from __future__ import annotations
 
 # Litestar resolves handler annotations at runtime: everything named in a signature is a real import.
 import uuid
-from typing import TypeAlias
+from typing import Annotated, TypeAlias
 
-from litestar import Controller, get, patch, post
+from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, PathParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from apps.common.auth import allow, public
@@ -17,6 +17,7 @@ from apps.customer.erasure import CustomerErasure, ErasureOut
 from apps.customer.schemas import (
     AddressCreate,
     AddressOut,
+    AddressUpdate,
     CustomerCreate,
     CustomerOut,
     CustomerStatsOut,
@@ -32,6 +33,9 @@ __all__ = ["CustomerController"]
 OWN = allow("customer", own="customer_id")
 OWN_OR_STAFF = allow("customer", "staff", own="customer_id")
 READ = allow("customer", "staff", service="customer:read", own="customer_id")
+
+# An address's id (customer_addresses.id, a BIGINT): past that a 400 naming it, not the database's refusal.
+AddressId = Annotated[int, PathParameter(le=2**63 - 1, description="the address's id (its `id` in the listing)")]
 
 # The request's CustomerService, injected by parameter name.
 Customers: TypeAlias = NamedDependency[CustomerService]
@@ -77,6 +81,26 @@ class CustomerController(Controller):
         """Add a shipping or billing address; ``is_default`` replaces the default of that type; 409 naming
         ``customer_id`` past the 100 addresses a customer keeps (``services.MAX_ADDRESSES``)."""
         return await customers.add_address(customer_id, data)
+
+    @patch("/{customer_id:uuid}/addresses/{address_id:int}", guards=[OWN])
+    async def update_address(
+        self,
+        customer_id: FromPath[uuid.UUID],
+        address_id: AddressId,
+        data: JSONBody[AddressUpdate],
+        customers: Customers,
+    ) -> AddressOut:
+        """Change some fields of an address (the rules of a new one; ``is_default`` replaces the default of its
+        type); 404 for an unknown one or another customer's. A checkout started with it keeps its copy."""
+        return await customers.update_address(customer_id, address_id, data)
+
+    @delete("/{customer_id:uuid}/addresses/{address_id:int}", guards=[OWN_OR_STAFF])
+    async def delete_address(
+        self, customer_id: FromPath[uuid.UUID], address_id: AddressId, customers: Customers
+    ) -> None:
+        """Remove an address for good (204); 404 for an unknown one or another customer's. Support may remove
+        one too, as it may erase the whole customer. A checkout started with it keeps its own copy."""
+        await customers.delete_address(customer_id, address_id)
 
     @get("/{customer_id:uuid}/stats", guards=[OWN_OR_STAFF])
     async def get_stats(self, customer_id: FromPath[uuid.UUID], customers: Customers) -> CustomerStatsOut:

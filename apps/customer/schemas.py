@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AddressCreate",
     "AddressOut",
+    "AddressUpdate",
     "CustomerCreate",
     "CustomerOut",
     "CustomerStatsOut",
@@ -132,6 +133,24 @@ class AddressCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     company: Company | None = None
     phone: Phone | None = None
     is_default: bool = False
+
+
+class AddressUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """PATCH /api/customers/{id}/addresses/{address_id}: only the fields present change; ``null`` clears an
+    optional line; ``"is_default": true`` makes it the default of its type (the previous one stops being it)."""
+
+    type: AddressType | UnsetType = UNSET
+    address_line1: AddressLine | UnsetType = UNSET
+    address_line2: OptionalLine | UnsetType | None = UNSET
+    city: City | UnsetType = UNSET
+    state: State | UnsetType | None = UNSET
+    postal_code: PostalCode | UnsetType | None = UNSET
+    country: Country | UnsetType = UNSET
+    first_name: Name | UnsetType | None = UNSET
+    last_name: Name | UnsetType | None = UNSET
+    company: Company | UnsetType | None = UNSET
+    phone: Phone | UnsetType | None = UNSET
+    is_default: bool | UnsetType = UNSET
 
 
 class AddressOut(msgspec.Struct, kw_only=True):

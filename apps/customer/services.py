@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from msgspec import UNSET
-from sqlalchemy import cast, func, select, update
+from sqlalchemy import cast, delete, func, select, update
 from sqlalchemy.types import String
 from uuid_utils.compat import uuid7
 
 from apps.common.access_log import Touched, log_access, note_read
-from apps.common.errors import StateConflict
+from apps.common.errors import NotFound, StateConflict
 from apps.common.models import utc_now
 from apps.common.personal import DataKey, sealed_struct
 from apps.common.repository import error_messages, get_live, not_found, unique
@@ -39,7 +39,7 @@ from apps.customer.rules import (
     check_postal_code,
     check_text,
 )
-from apps.customer.schemas import AddressOut, CustomerOut
+from apps.customer.schemas import AddressCreate, AddressOut, CustomerOut
 from apps.customer.sealed import (
     address_out,
     customer_out,
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from apps.customer.schemas import AddressCreate, CustomerCreate, CustomerUpdate
+    from apps.customer.schemas import AddressUpdate, CustomerCreate, CustomerUpdate
 
 __all__ = ["AddressRepository", "CustomerRepository", "CustomerService"]
 
@@ -159,23 +159,58 @@ class CustomerService:
         kept = select(func.count()).where(CustomerAddress.customer_id == customer_id)
         if (await self.session.scalar(kept) or 0) >= MAX_ADDRESSES:
             raise StateConflict("customer_id", f"a customer keeps at most {MAX_ADDRESSES} addresses", source="path")
-        if address.is_default:
-            await self.session.execute(
-                update(CustomerAddress)
-                .where(
-                    CustomerAddress.customer_id == customer_id,
-                    CustomerAddress.type == address.type,
-                    CustomerAddress.is_default.is_(True),
-                )
-                .values(is_default=False, updated_at=address.updated_at)
-            )
         # The row's id is in its envelopes' associated data, so it is drawn before the INSERT.
         address.id = int(await self.session.scalar(select(func.nextval(_ADDRESS_ID_SEQUENCE))) or 0)
+        if address.is_default:
+            await self._clear_default(address)
         seal_address(address, clear)
         await self.addresses.add(address)
         await log_access(self.session, "customer_addresses", "INSERT", [Touched(address.id, customer_id)])
         await self.session.commit()
         return address_out(address)
+
+    async def update_address(self, customer_id: uuid.UUID, address_id: int, changes: AddressUpdate) -> AddressOut:
+        """Change some fields of one of the customer's addresses: the same rules as a new one, its changed
+        lines sealed again; ``is_default`` replaces the default of its (new) type. 404 as delete_address.
+        No event, as when one is added; a checkout started with it keeps the copy it took."""
+        given = {f: v for f in changes.__struct_fields__ if (v := getattr(changes, f)) is not UNSET}
+        await self._get_for_write(customer_id)  # the lock add_address and delete_address take
+        address = await self._address(customer_id, address_id)
+        before = address_out(address)
+        current = msgspec.convert(before, AddressCreate, from_attributes=True)
+        changed, clear = _new_address(customer_id, msgspec.structs.replace(current, **given))
+        after = msgspec.structs.replace(
+            before, **clear, type=changed.type, country=changed.country, is_default=changed.is_default
+        )
+        if after == before:
+            return before  # nothing to write: no access-log row
+        changed.id, after.updated_at = address_id, changed.updated_at
+        if changed.is_default:  # before this row changes: the session flushes it ahead of the UPDATE
+            await self._clear_default(changed)
+        address.type, address.country, address.is_default = changed.type, changed.country, changed.is_default
+        address.updated_at = changed.updated_at
+        seal_address(address, clear)
+        await log_access(self.session, "customer_addresses", "UPDATE", [Touched(address_id, customer_id)])
+        await self.session.commit()
+        return after
+
+    async def delete_address(self, customer_id: uuid.UUID, address_id: int) -> None:
+        """Remove one of the customer's addresses for good: the row and its sealed lines go (a hard delete,
+        docs/decisions.md "Deleting a saved address"). 404 for an unknown customer or address, or another
+        customer's address, alike. No event, as when one is added; a checkout started with it keeps its copy.
+        """
+        # Under the customer's row lock, as add_address: a delete and an add's count or default swap of
+        # the same customer do not interleave.
+        await self._get_for_write(customer_id)
+        removed = await self.session.scalar(
+            delete(CustomerAddress)
+            .where(CustomerAddress.id == address_id, CustomerAddress.customer_id == customer_id)
+            .returning(CustomerAddress.id)
+        )
+        if removed is None:
+            raise NotFound(f"address {address_id} not found")
+        await log_access(self.session, "customer_addresses", "DELETE", [Touched(address_id, customer_id)])
+        await self.session.commit()
 
     async def get_stats(self, customer_id: uuid.UUID) -> list[CustomerStats]:
         """The customer's stats rows, one per currency (none before their first order), in one round trip;
@@ -191,6 +226,31 @@ class CustomerService:
             raise not_found("customer", customer_id)
         note_read("customer_stats", [Touched(customer_id, customer_id)])
         return [row[1] for row in rows if row[1] is not None]
+
+    async def _address(self, customer_id: uuid.UUID, address_id: int) -> CustomerAddress:
+        """One of the customer's addresses; another customer's is as unknown as a missing one (404)."""
+        statement = select(CustomerAddress).where(
+            CustomerAddress.id == address_id, CustomerAddress.customer_id == customer_id
+        )
+        address = await self.session.scalar(statement)
+        if address is None:
+            raise NotFound(f"address {address_id} not found")
+        return address
+
+    async def _clear_default(self, address: CustomerAddress) -> None:
+        """The customer's other default of the (new) address's type stops being it; ``address`` is the row as
+        it will be, its id known. Under the customer's lock: two concurrent "default" writes cannot both clear
+        the old one and then collide on the one-default index."""
+        await self.session.execute(
+            update(CustomerAddress)
+            .where(
+                CustomerAddress.customer_id == address.customer_id,
+                CustomerAddress.type == address.type,
+                CustomerAddress.is_default.is_(True),
+                CustomerAddress.id != address.id,
+            )
+            .values(is_default=False, updated_at=address.updated_at)
+        )
 
     async def _get_for_write(self, customer_id: uuid.UUID) -> Customer:
         return await get_live(self.repository, customer_id, noun="customer", for_update=True)

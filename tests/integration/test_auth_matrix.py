@@ -157,6 +157,9 @@ CASES = [
     case("customer", "GET", "/api/customers/{a}/addresses", OWN_STAFF_SERVICE),
     case("customer", "POST", "/api/customers/{a}/addresses", "own admin", (400,), body={}),
     case("customer", "GET", "/api/customers/{a}/stats", OWN_STAFF),
+    # An unknown address, so that nothing changes: 404 for whoever may change or delete one of A's.
+    case("customer", "PATCH", "/api/customers/{a}/addresses/9999999999", "own admin", (404,), body={}),
+    case("customer", "DELETE", "/api/customers/{a}/addresses/9999999999", OWN_STAFF, (404,)),
     # An unknown id, so that nobody is erased: 404 for whoever may erase (a customer: not their id).
     case("customer", "POST", f"/api/customers/{ANY}/erase", OWN_STAFF, (404,)),
     # checkout: guests shop with their cart token; a customer's cart and checkout need their token (a

@@ -383,6 +383,19 @@ async def test_a_customer_keeps_at_most_max_addresses_the_next_is_a_409_naming_t
     assert len((await client.get(url)).json()) == 3
 
 
+async def test_a_deleted_address_makes_room_under_the_cap(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A customer at the cap deletes one and adds another: the cap is on what they keep, not what they added."""
+    monkeypatch.setattr(customer_services, "MAX_ADDRESSES", 2)
+    customer = await register(client)
+    url = f"/api/customers/{customer['id']}/addresses"
+    first, _ = [(await client.post(url, json=address_body(city=c))).json() for c in ("Bonn", "Kiel")]
+    assert (await client.post(url, json=address_body())).status_code == 409
+    assert (await client.delete(f"{url}/{first['id']}")).status_code == 204
+    third = await client.post(url, json=address_body(city="Ulm"))
+    assert third.status_code == 201, third.text
+    assert [a["city"] for a in (await client.get(url)).json()] == ["Kiel", "Ulm"]
+
+
 async def test_addresses_write_no_event(client: Client, db: asyncpg.Connection) -> None:
     customer = await register(client)
     assert (await client.post(f"/api/customers/{customer['id']}/addresses", json=address_body())).status_code == 201
