@@ -106,10 +106,14 @@ class CartService:
 
     # -- reading ---------------------------------------------------------------------------------------
 
-    async def view(self, cart_id: uuid.UUID, token: str | None, owner: uuid.UUID | None = None) -> CartOut:
+    async def view(
+        self, cart_id: uuid.UUID, token: str | None, owner: uuid.UUID | None = None, *, any_guest: bool = False
+    ) -> CartOut:
         """The cart from the cache, or from the database (and then cached). ``owner`` (a customer's read:
         apps/common/auth.py ``read_owner``): another customer's cart is read as an unknown id is, a cache
-        miss and a statement that finds nothing (a cached one answered ~1 ms sooner than an unknown id)."""
+        miss and a statement that finds nothing (a cached one answered ~1 ms sooner than an unknown id).
+        ``any_guest`` (support's read): a guest's cart without its token, leaving the guest's session as it
+        is (neither slid nor revived)."""
         token_hash = hash_token(token) if token else None
         read = await self.cache.read(cart_id, token_hash)
         cached = read.cached
@@ -123,6 +127,8 @@ class CartService:
                 guest_expires_at=cart.expires_at,
             )
             await self.cache.fill(cart_id, read.generation, cached)
+        if any_guest:
+            return cached.view
         check_guest_access(cached.guest_token_hash, token)
         if cached.guest_token_hash is not None and read.guest_session_cart != str(cart_id):
             await self._revive_guest_session(cart_id, cached.guest_token_hash, cached.guest_expires_at)

@@ -56,13 +56,22 @@ async def test_a_guest_cart_is_reachable_only_with_its_own_token(client: Client)
     assert cart["session_id"].startswith("cs_") and cart["expires_at"]
     product = await create_product("4.00")
     url = f"/api/carts/{cart['id']}"
-    for headers in ({}, theirs, {"X-Guest-Token": "forged"}):
-        for response in (
-            await client.get(url, headers=headers),
-            await client.post(f"{url}/items", json={"product_id": product["id"], "quantity": 1}, headers=headers),
-        ):
-            assert response.status_code == 403, response.text
-            assert keys(response) == ["X-Guest-Token"]
+    line = {"product_id": product["id"], "quantity": 1}
+    async with (
+        AsyncTestClient(app=create_app()) as guest,
+        authorized(AsyncTestClient(app=create_app()), "customer", customer_id=uuid.uuid4()) as customer,
+    ):
+        for caller in (guest, customer):
+            for headers in ({}, theirs, {"X-Guest-Token": "forged"}):
+                for response in (
+                    await caller.get(url, headers=headers),
+                    await caller.post(f"{url}/items", json=line, headers=headers),
+                ):
+                    assert response.status_code == 403, response.text
+                    assert keys(response) == ["X-Guest-Token"]
+    for headers in ({}, theirs, {"X-Guest-Token": "forged"}):  # admin's token reads it (below), changes it not
+        response = await client.post(f"{url}/items", json=line, headers=headers)
+        assert response.status_code == 403 and keys(response) == ["X-Guest-Token"], response.text
     assert await item_rows(cart["id"]) == 0
     seen = await client.get(url, headers=mine)
     assert seen.status_code == 200 and "guest_token" not in seen.json()
@@ -70,6 +79,37 @@ async def test_a_guest_cart_is_reachable_only_with_its_own_token(client: Client)
         await scalar("SELECT guest_token FROM cart_sessions WHERE id = $1", uuid.UUID(cart["id"]))
         != (cart["guest_token"])
     ), "the token itself must not be stored"
+
+
+@pytest.mark.parametrize("role", ["staff", "admin"])
+async def test_support_reads_a_guests_cart_and_checkout_without_its_token_but_changes_neither(
+    client: Client, role: str
+) -> None:
+    """README's policy: staff reach any cart or checkout. Support reading what a guest is buying is normal;
+    the guest's token is still what changes the cart (lines, checkout, completion): support does not shop
+    for a guest."""
+    cart, mine = await guest_cart(client)
+    product = await create_product("4.00")
+    await add(client, cart, mine, product, 2)
+    session = (await client.post("/api/checkout", json=checkout_body(cart["id"]), headers=mine)).json()
+    as_guest = (await client.get(f"/api/carts/{cart['id']}", headers=mine)).json()
+    async with authorized(AsyncTestClient(app=create_app()), role) as support:
+        seen = await support.get(f"/api/carts/{cart['id']}")
+        assert (seen.status_code, seen.json()) == (200, as_guest)
+        checkout = await support.get(f"/api/checkout/{session['id']}")
+        assert checkout.status_code == 200 and checkout.json()["id"] == session["id"], checkout.text
+        for url in (f"/api/carts/{cart['id']}", f"/api/checkout/{session['id']}"):
+            forged = await support.get(url, headers={"X-Guest-Token": "forged"})
+            assert forged.status_code == 403, "a token sent is checked, whoever sends it"
+        for response in (
+            await support.post(f"/api/carts/{cart['id']}/items", json={"product_id": product["id"], "quantity": 1}),
+            await support.delete(f"/api/carts/{cart['id']}/items/{as_guest['items'][0]['id']}"),
+            await support.post("/api/checkout", json=checkout_body(cart["id"])),
+            await support.post(f"/api/checkout/{session['id']}/complete", headers={"Idempotency-Key": "k"}),
+        ):
+            assert response.status_code == 403 and keys(response) == ["X-Guest-Token"], response.text
+    assert (await client.get(f"/api/carts/{cart['id']}", headers=mine)).json() == as_guest, "unchanged"
+    assert await checkout_rows(cart["id"]) == 1 and await completed_events(session["id"]) == 0
 
 
 async def test_bodies_whose_strings_are_not_utf8_are_a_400_naming_the_body(client: Client) -> None:
@@ -245,7 +285,8 @@ async def test_checkout_prices_tax_and_shipping_from_configuration(client: Clien
     assert session["shipping_method_name"].startswith("Express")
     fetched = await client.get(f"/api/checkout/{session['id']}", headers=headers)
     assert fetched.status_code == 200 and fetched.json() == session
-    assert (await client.get(f"/api/checkout/{session['id']}")).status_code == 403
+    async with AsyncTestClient(app=create_app()) as guest:  # no bearer token: staff's reads need no guest token
+        assert (await guest.get(f"/api/checkout/{session['id']}")).status_code == 403
     assert (await client.get(f"/api/checkout/{uuid.uuid4()}")).status_code == 404
 
 

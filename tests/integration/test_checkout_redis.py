@@ -32,6 +32,13 @@ async def client() -> AsyncIterator[Client]:
 
 
 @pytest.fixture
+async def guest() -> AsyncIterator[Client]:
+    """A caller without a bearer token: staff and admin read a guest's cart without its token."""
+    async with AsyncTestClient(app=create_app()) as test_client:
+        yield test_client
+
+
+@pytest.fixture
 async def redis() -> AsyncIterator[RedisStore]:
     store = RedisStore(create_redis_client(timeout_s=2.0), cooldown_s=0)
     yield store
@@ -94,9 +101,13 @@ async def test_a_guest_session_slides_in_redis(client: Client, redis: RedisStore
     await redis.client.expire(key, 60)
     assert (await client.get(f"/api/carts/{cart['id']}", headers=headers)).status_code == 200
     assert await redis.client.ttl(key) > 6 * 24 * 3600, "every use pushes the session's expiry out"
+    await redis.client.expire(key, 60)
+    async with authorized(AsyncTestClient(app=create_app()), "staff") as support:
+        assert (await support.get(f"/api/carts/{cart['id']}")).status_code == 200
+    assert await redis.client.ttl(key) <= 60, "support's read (no token) is not the guest's use"
 
 
-async def test_flushall_mid_session_loses_nothing(client: Client, redis: RedisStore) -> None:
+async def test_flushall_mid_session_loses_nothing(client: Client, guest: Client, redis: RedisStore) -> None:
     cart, headers = await guest_cart(client)
     shirt, mug = await create_product("9.00"), await create_product("2.00")
     await add(client, cart, headers, shirt, 2)
@@ -109,10 +120,12 @@ async def test_flushall_mid_session_loses_nothing(client: Client, redis: RedisSt
     await add(client, cart, headers, mug, 1)
     session = await client.post("/api/checkout", json=checkout_body(cart["id"]), headers=headers)
     assert session.status_code == 201 and session.json()["subtotal"] == "20.00"
-    assert (await client.get(url)).status_code == 403, "a flushed cache opens no guest cart"
+    assert (await guest.get(url)).status_code == 403, "a flushed cache opens no guest cart"
 
 
-async def test_with_redis_stopped_carts_work_from_postgres_and_ready_says_degraded(client: Client) -> None:
+async def test_with_redis_stopped_carts_work_from_postgres_and_ready_says_degraded(
+    client: Client, guest: Client
+) -> None:
     product = await create_product("6.00")
     stack_command("stop", "redis")
     try:
@@ -125,7 +138,7 @@ async def test_with_redis_stopped_carts_work_from_postgres_and_ready_says_degrad
         url = f"/api/carts/{cart['id']}"
         view = await client.get(url, headers=headers)
         assert view.status_code == 200 and view.json()["subtotal"] == "12.00"
-        assert (await client.get(url)).status_code == 403, "the token is still checked, against PostgreSQL"
+        assert (await guest.get(url)).status_code == 403, "the token is still checked, against PostgreSQL"
         session = await client.post("/api/checkout", json=checkout_body(cart["id"]), headers=headers)
         assert session.status_code == 201, session.text
     finally:
