@@ -48,6 +48,8 @@
 -- timeout (the service sends ORDER_SAGA_RESERVATION_TIMEOUT_S as a parameter; 120 s here), and the statement
 -- returns it for the order API's answer. Before, the service sent its own clock + 120 s as a value (this script
 -- wrote now() + 120 s there) and the statement returned no deadline.
+-- Since session 34 the event carries the request's id (correlation_id, a uuid: the order API's X-Request-ID),
+-- here a random one per order (rid), as the API makes one when none is sent.
 SELECT encode(overlay(uuid_send(gen_random_uuid())
                       placing substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
                       FROM 1 FOR 6), 'hex')::uuid AS oid,
@@ -57,6 +59,7 @@ SELECT encode(overlay(uuid_send(gen_random_uuid())
        encode(overlay(uuid_send(gen_random_uuid())
                       placing substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
                       FROM 1 FOR 6), 'hex')::uuid AS eid,
+       gen_random_uuid() AS rid,
        CAST(CAST(md5('pgbench-' || floor(random() * :customers)::int) AS uuid) AS text) AS cid,
        'PGB-' || to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYYMMDD') || '-'
          || lpad(upper(to_hex(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint % 86400000)), 7, '0')
@@ -115,9 +118,9 @@ WITH known AS (
   RETURNING version
 ), e AS (
   INSERT INTO event_store (id, aggregate_id, aggregate_type, event_type, event_data, event_version, schema_version,
-                           min_reader_version)
+                           min_reader_version, correlation_id)
   SELECT CAST(:eid AS uuid), CAST(:oid AS uuid), 'order', 'order.benchmarked', CAST(:event_data AS jsonb), v.version, 1,
-         1
+         1, CAST(:rid AS uuid)
   FROM v
 ), a AS (
   INSERT INTO data_access_log (id, user_id, table_name, operation, record_id, customer_id, accessed_at)

@@ -51,6 +51,8 @@ class EventContext:
     previous_version: int | None = None
     # Sent back from this group's dead-letter topic by an operator (python -m outbox.dlq redrive).
     redriven: bool = False
+    # The request (X-Request-ID) whose work wrote the event, or None (outbox/correlation.py).
+    correlation_id: str | None = None
 
     @property
     def is_gap(self) -> bool:

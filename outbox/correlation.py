@@ -8,6 +8,12 @@ written with every event the request causes (event_store.correlation_id, a uuid 
 event where the same id as text costs 37; outbox.migrations.event_store_correlation_id). The id is answered
 in the response's ``X-Request-ID`` and kept in ``correlation_id``, a context variable, for the request's
 task: every log record emitted meanwhile carries it (``apps/common/logs.py``), the access log line too.
+
+Every event written meanwhile records it (outbox/writer.py), the connector sends it as the Kafka record's
+``correlation_id`` header, and a consumer sets it again while a handler applies that record
+(outbox/transaction.py): the handler's log lines carry it and the events it writes inherit it, so one id
+runs from POST /api/orders to the order's confirmation. A batch handler's events take each consumed
+event's own (``EventContext.correlation_id``, passed to ``events_parameters``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Final
 
 import uuid_utils
 
-__all__ = ["HEADER", "correlation_id", "sane_or_new", "sent_or_new"]
+__all__ = ["HEADER", "carried", "correlation_id", "sane_or_new", "sent_or_new"]
 
 HEADER: Final = "x-request-id"
 _HEADER_BYTES: Final = HEADER.encode()
@@ -43,3 +49,10 @@ def sent_or_new(headers: Iterable[tuple[bytes, bytes]]) -> str:
         if name == _HEADER_BYTES:
             return sane_or_new(value)
     return sane_or_new(None)
+
+
+def carried(header: str | None) -> str | None:
+    """A consumed record's ``correlation_id`` header when it is a UUID (in lower case), else None."""
+    if header is not None and _SANE.fullmatch(header.encode()):
+        return header.lower()
+    return None

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, NamedTuple, cast
 import msgspec
 
 from outbox.consumer import EventContext
+from outbox.correlation import carried
 from outbox.dead_letters import REDRIVE_HEADER, DeadLetterOrigin
 from outbox.errors import PoisonMessage
 from outbox.events import Event, EventRegistry, decode_payload
@@ -216,6 +217,7 @@ def decode(group: ConsumerGroup, message: Message, headers: dict[str, str], iden
         offset=offset,
         timestamp=timestamp(message),
         redriven=headers.get(REDRIVE_HEADER) == group.name,
+        correlation_id=carried(headers.get("correlation_id")),
     )
     return Parsed(message, event, ctx)
 

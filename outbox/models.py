@@ -35,6 +35,7 @@ class OutboxEventMixin:
     event_version: Mapped[int] = mapped_column(Integer)
     schema_version: Mapped[int] = mapped_column(SmallInteger, default=1)
     min_reader_version: Mapped[int] = mapped_column(SmallInteger, default=1)
+    correlation_id: Mapped[UUID | None] = mapped_column(PG_UUID(as_uuid=True), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

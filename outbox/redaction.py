@@ -20,6 +20,8 @@ import threading
 from types import TracebackType
 from typing import Final
 
+from outbox.correlation import correlation_id
+
 __all__ = ["REDACTED", "RedactingFormatter", "configure_logging", "redact"]
 
 REDACTED: Final = "<redacted>"
@@ -78,10 +80,17 @@ def redact(text: str) -> str:
 
 
 class RedactingFormatter(logging.Formatter):
-    """A plain-text formatter whose whole output (message, arguments, traceback) is redacted."""
+    """A plain-text formatter whose whole output (message, arguments, traceback) is redacted; a line written
+    while a request or a consumed event is handled ends with its ``request_id=`` (outbox/correlation.py;
+    a record's own ``request_id`` extra first: a batch handler's line about one of its events)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        line = redact(super().format(record))
+        request_id = record.__dict__.get("request_id") or correlation_id.get()
+        if request_id is None:
+            return line
+        first, newline, rest = line.partition("\n")  # on the message's line, before a traceback
+        return f"{first} request_id={request_id}{newline}{rest}"
 
 
 def configure_logging(level: int | str = logging.INFO, fmt: str = PLAIN_FORMAT) -> None:

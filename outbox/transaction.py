@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from outbox import inbox, metrics
 from outbox.connection import PinnedSession
+from outbox.correlation import correlation_id
 from outbox.dead_letters import REDRIVE_HEADER
 from outbox.decoding import Parsed, Poison, event_type_of, raw_headers
 from outbox.retry import is_retryable
@@ -153,10 +154,19 @@ class BatchTransaction:
         return event_type, event_type in self.group.batch_handlers
 
     async def _invoke(self, session: AsyncSession, items: list[Parsed], batch_of: str | None) -> None:
-        if batch_of is not None:
-            await self.group.batch_handlers[batch_of](session, [(p.event, p.ctx) for p in items])
-        else:
-            await self.group.handlers[items[0].ctx.event_type](session, items[0].event, items[0].ctx)
+        # The consumed event's correlation id while its handler runs: its log lines carry it and the events it
+        # writes inherit it (outbox/correlation.py). A batch's events may each have their own: it is set
+        # only when they share one, and a batch handler passes each event's to the writer (events_parameters).
+        first = items[0].ctx.correlation_id
+        shared = first if all(p.ctx.correlation_id == first for p in items) else None
+        token = correlation_id.set(shared)
+        try:
+            if batch_of is not None:
+                await self.group.batch_handlers[batch_of](session, [(p.event, p.ctx) for p in items])
+            else:
+                await self.group.handlers[items[0].ctx.event_type](session, items[0].event, items[0].ctx)
+        finally:
+            correlation_id.reset(token)
 
     async def _call(
         self, session: AsyncSession, chunk: list[Parsed], isolate: bool, batch_of: str | None = None
@@ -182,7 +192,14 @@ class BatchTransaction:
                     rejected += await self._call(session, [item], True, batch_of)
                 return rejected
             item = chunk[0]
-            log.error("group %s: %s %s rejected: %r", self.group.name, item.ctx.event_type, item.ctx.event_id, exc)
+            log.error(
+                "group %s: %s %s rejected: %r",
+                self.group.name,
+                item.ctx.event_type,
+                item.ctx.event_id,
+                exc,
+                extra={"request_id": item.ctx.correlation_id},
+            )
             return [Poison.of(item.message, exc, item.ctx.event_id)]
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
+from outbox.correlation import correlation_id
 from outbox.events import Event, encode_payload
 
 if TYPE_CHECKING:
@@ -33,9 +34,9 @@ _INSERT_EVENT = text(
     )
     INSERT INTO event_store
         (id, aggregate_id, aggregate_type, event_type, event_data, event_version, schema_version,
-         min_reader_version)
+         min_reader_version, correlation_id)
     SELECT :id, :aggregate_id, :aggregate_type, :event_type, CAST(:event_data AS jsonb), next.version,
-           :schema_version, :min_reader_version
+           :schema_version, :min_reader_version, CAST(:correlation_id AS uuid)
     FROM next
     RETURNING event_version, created_at
     """
@@ -59,22 +60,30 @@ def events_ctes(when: str = "TRUE") -> str:
         RETURNING v.aggregate_id, v.version
     ), outbox_events AS (
         INSERT INTO event_store (id, aggregate_id, aggregate_type, event_type, event_data, event_version,
-                                 schema_version, min_reader_version)
+                                 schema_version, min_reader_version, correlation_id)
         SELECT x.id, x.aggregate_id, x.aggregate_type, x.event_type, CAST(x.data AS jsonb), v.version,
-               x.schema_version, x.min_reader_version
+               x.schema_version, x.min_reader_version, x.correlation_id
         FROM unnest(CAST(:event_ids AS uuid[]), CAST(:event_aggregate_ids AS uuid[]),
                     CAST(:event_aggregate_types AS text[]), CAST(:event_types AS text[]),
                     CAST(:event_data AS text[]), CAST(:event_schema_versions AS int[]),
-                    CAST(:event_min_reader_versions AS int[]))
+                    CAST(:event_min_reader_versions AS int[]), CAST(:event_correlation_ids AS uuid[]))
              WITH ORDINALITY AS x(id, aggregate_id, aggregate_type, event_type, data, schema_version,
-                                  min_reader_version, n)
+                                  min_reader_version, correlation_id, n)
         JOIN outbox_versions AS v ON v.aggregate_id = x.aggregate_id
         ORDER BY x.n
     )"""
 
 
-def events_parameters(events: Sequence[tuple[uuid.UUID, Event]]) -> dict[str, list[Any]]:
-    """The parameters of ``events_ctes``: each (aggregate id, event), in the order they are written."""
+def events_parameters(
+    events: Sequence[tuple[uuid.UUID, Event]], correlation_ids: Sequence[str | None] | None = None
+) -> dict[str, list[Any]]:
+    """The parameters of ``events_ctes``: each (aggregate id, event), in the order they are written.
+    ``correlation_ids``: each event's (outbox/correlation.py), for a batch that writes events caused by
+    different consumed events; without them every event gets the current one."""
+    if correlation_ids is None:
+        correlation_ids = [correlation_id.get()] * len(events)
+    elif len(correlation_ids) != len(events):
+        raise ValueError(f"{len(correlation_ids)} correlation ids for {len(events)} events")
     return {
         "event_ids": [new_event_id() for _ in events],
         "event_aggregate_ids": [aggregate_id for aggregate_id, _ in events],
@@ -83,6 +92,7 @@ def events_parameters(events: Sequence[tuple[uuid.UUID, Event]]) -> dict[str, li
         "event_data": [encode_payload(event).decode() for _, event in events],
         "event_schema_versions": [event.schema_version for _, event in events],
         "event_min_reader_versions": [event.min_reader_version for _, event in events],
+        "event_correlation_ids": list(correlation_ids),
     }
 
 
@@ -130,6 +140,8 @@ async def add_event(
                 "schema_version": event.schema_version,
                 # The oldest version a reader must know (its header tells an older consumer to dead-letter it).
                 "min_reader_version": event.min_reader_version,
+                # The request's (or the consumed event's) id, so every hop of one order shares it.
+                "correlation_id": correlation_id.get(),
             },
         )
     ).one()

@@ -52,7 +52,7 @@ group.prepare("checkout.completed")(ask_buyers_keys)  # the buyers' keys, before
 
 @group.batch_handler("inventory.reserved")
 async def stock_reserved(session: AsyncSession, items: Sequence[tuple[InventoryReserved, EventContext]]) -> None:
-    await saga_rows.reserved(session, [event for event, _ in items])
+    await saga_rows.reserved(session, [event for event, _ in items], [ctx.correlation_id for _, ctx in items])
 
 
 @group.handler("inventory.reservation_failed")

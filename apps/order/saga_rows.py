@@ -105,30 +105,33 @@ _WRITE = Statement(
 )
 
 
-async def reserved(session: AsyncSession, answers: Sequence[InventoryReserved]) -> None:
+async def reserved(
+    session: AsyncSession, answers: Sequence[InventoryReserved], correlation_ids: Sequence[str | None] | None = None
+) -> None:
     """inventory.reserved, a batch: fill each order's lines with its reservation; where the saga waits on
     it, confirm the order (no payment to take) or ask for the payment. An order cancelled meanwhile only
     gets its lines filled: its order.cancelled (after order.created, on the same partition) makes the
-    warehouse release the stock. A second answer for one order applies after the first, in a later round."""
-    remaining = list(answers)
+    warehouse release the stock. A second answer for one order applies after the first, in a later round.
+    ``correlation_ids``: each answer's (EventContext.correlation_id), carried by the event it causes."""
+    remaining = list(zip(answers, correlation_ids or [None] * len(answers), strict=True))
     while remaining:
         seen: set[uuid.UUID] = set()
-        now_round: list[InventoryReserved] = []
-        later: list[InventoryReserved] = []
+        now_round: list[tuple[InventoryReserved, str | None]] = []
+        later: list[tuple[InventoryReserved, str | None]] = []
         for answer in remaining:
-            (later if answer.order_id in seen else now_round).append(answer)
-            seen.add(answer.order_id)
+            (later if answer[0].order_id in seen else now_round).append(answer)
+            seen.add(answer[0].order_id)
         await _apply(session, now_round)
         remaining = later
 
 
-async def _apply(session: AsyncSession, answers: Sequence[InventoryReserved]) -> None:
+async def _apply(session: AsyncSession, answers: Sequence[tuple[InventoryReserved, str | None]]) -> None:
     """One answer per order."""
-    found = await _HOLD.rows(session, {"order_ids": sorted(a.order_id for a in answers)})
+    found = await _HOLD.rows(session, {"order_ids": sorted(a.order_id for a, _ in answers)})
     held = {row.id: row for row in found}
     writes = _Writes()
     now = dt.datetime.now(dt.UTC)
-    for answer in answers:
+    for answer, correlation in answers:
         row = held.get(answer.order_id)
         if row is None:
             continue  # not an order of this service (another deployment's, or a test's)
@@ -137,9 +140,9 @@ async def _apply(session: AsyncSession, answers: Sequence[InventoryReserved]) ->
             continue
         if row.payment_token is None:
             check_transition(row.status, CONFIRMED, by_saga=True)
-            writes.confirm(row, now)
+            writes.confirm(row, now, correlation)
         else:
-            writes.ask_payment(row, now)
+            writes.ask_payment(row, now, correlation)
     if writes.item_ids or writes.events:
         await _WRITE.execute(session, writes.params())
 
@@ -157,18 +160,20 @@ class _Writes:
     pay_attempts: list[int] = field(default_factory=list)
     pay_times: list[dt.datetime] = field(default_factory=list)
     events: list[tuple[uuid.UUID, Event]] = field(default_factory=list)  # (order id, event)
+    correlation_ids: list[str | None] = field(default_factory=list)  # each event's (outbox/correlation.py)
 
     def fill(self, held: Row[Any], answer: InventoryReserved) -> None:
         self.item_ids += held.item_ids
         self.item_reservations += [answer.reservation_id] * len(held.item_ids)
         self.item_warehouses += line_warehouses(held.product_ids, answer.items)
 
-    def confirm(self, held: Row[Any], now: dt.datetime) -> None:
+    def confirm(self, held: Row[Any], now: dt.datetime, correlation: str | None) -> None:
         self.confirm_ids.append(held.id)
         self.confirm_times.append(now)
         self.events.append((held.id, _confirmed(held, now)))
+        self.correlation_ids.append(correlation)
 
-    def ask_payment(self, held: Row[Any], now: dt.datetime) -> None:
+    def ask_payment(self, held: Row[Any], now: dt.datetime, correlation: str | None) -> None:
         attempts = held.payment_attempts + 1
         self.pay_ids.append(held.id)
         self.pay_attempts.append(attempts)
@@ -183,9 +188,10 @@ class _Writes:
             requested_at=now,
         )
         self.events.append((held.id, asked))
+        self.correlation_ids.append(correlation)
 
     def params(self) -> dict[str, Any]:
-        columns = {name: value for name, value in vars(self).items() if name != "events"}
+        columns = {name: value for name, value in vars(self).items() if name not in ("events", "correlation_ids")}
         constants = {
             "pending": PENDING,
             "confirmed": CONFIRMED,
@@ -194,7 +200,7 @@ class _Writes:
             "payment_timeout": step_timeout(PAYMENT),
         }
         history = {"changed_by": SAGA, "reason": "stock reserved"}
-        return columns | constants | history | events_parameters(self.events)
+        return columns | constants | history | events_parameters(self.events, self.correlation_ids)
 
 
 def line_warehouses(product_ids: Sequence[uuid.UUID], lines: Sequence[ReservedItem]) -> list[uuid.UUID | None]:

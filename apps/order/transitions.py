@@ -23,6 +23,7 @@ from apps.order.placed import PlacedItem, PlacedOrder, PlacedSaga
 from apps.order.rules import CANCELLED, CONFIRMED, DELIVERED, PENDING, SAGA, SHIPPED, check_transition
 from apps.order.saga_state import DONE, RESERVATION, OrderSaga, enter, step_timeout
 from apps.payment.events import OrderPaymentCancelRequested, OrderPaymentCaptureRequested
+from outbox.correlation import correlation_id
 from outbox.events import encode_payload
 from outbox.writer import add_event, new_event_id
 
@@ -105,9 +106,9 @@ def placement_ctes(ready: str) -> str:
         RETURNING version
     ), e AS (
         INSERT INTO event_store (id, aggregate_id, aggregate_type, event_type, event_data, event_version,
-                                 schema_version, min_reader_version)
+                                 schema_version, min_reader_version, correlation_id)
         SELECT :event_id, :id, :aggregate_type, :event_type, CAST(:event_data AS jsonb), v.version,
-               :schema_version, :min_reader_version
+               :schema_version, :min_reader_version, CAST(:correlation_id AS uuid)
         FROM v
     ), a AS (
         INSERT INTO data_access_log (id, user_id, table_name, operation, record_id, customer_id, accessed_at)
@@ -212,6 +213,7 @@ def placement_params(
         "event_data": encode_payload(created).decode(),
         "schema_version": created.schema_version,
         "min_reader_version": created.min_reader_version,
+        "correlation_id": correlation_id.get(),  # the request's (X-Request-ID)
         **{f"log_{name}": access_log[name] if access_log else None for name in _LOG_COLUMNS},
     }
 

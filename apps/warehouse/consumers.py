@@ -33,8 +33,10 @@ projection_tables: tuple[str, ...] = ()
 @group.batch_handler("order.created")
 async def reserve_stock(session: AsyncSession, items: Sequence[tuple[OrderCreated, EventContext]]) -> None:
     requests = [
-        ReservationRequest(event.order_id, [Line(line.product_id, line.quantity) for line in event.items])
-        for event, _ in items
+        ReservationRequest(
+            event.order_id, [Line(line.product_id, line.quantity) for line in event.items], ctx.correlation_id
+        )
+        for event, ctx in items
     ]
     await ReservationService(session).reserve(requests)
 

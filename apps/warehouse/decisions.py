@@ -106,10 +106,11 @@ async def write_decisions(
     changes: dict[tuple[uuid.UUID, uuid.UUID], int],
     events: Sequence[tuple[uuid.UUID, Event]],
     now: dt.datetime,
+    correlation_ids: Sequence[str | None] | None = None,
 ) -> int:
     """Insert the reservations (an order decided already is skipped), their items, add ``changes`` to the
-    stock's reserved units, and publish ``events`` (aggregate id, event; one per aggregate); the number of
-    reservations inserted."""
+    stock's reserved units, and publish ``events`` (aggregate id, event; one per aggregate; with each one's
+    correlation id, outbox.writer.events_parameters); the number of reservations inserted."""
     stock = list(changes)
     params = {
         "now": now,
@@ -125,7 +126,7 @@ async def write_decisions(
         "stock_products": [product for product, _ in stock],
         "stock_warehouses": [warehouse for _, warehouse in stock],
         "deltas": [changes[key] for key in stock],
-        **events_parameters(events),
+        **events_parameters(events, correlation_ids),
     }
     (row,) = await _WRITE.fetch(session, params)
     return int(row[0])

@@ -14,6 +14,7 @@ the transaction ends. The CHECK constraints (reserved >= 0, on_hand >= reserved)
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ReservationRequest", "ReservationService", "StockService"]
 
+log = logging.getLogger("apps.warehouse.reservations")
+
 
 @dataclass(frozen=True, slots=True)
 class ReservationRequest:
@@ -69,6 +72,7 @@ class ReservationRequest:
 
     order_id: uuid.UUID
     lines: Sequence[Line]
+    correlation_id: str | None = None  # the order.created's (outbox/correlation.py): its decision carries it
 
 
 async def _lock_stock(session: AsyncSession, product_ids: Iterable[uuid.UUID]) -> list[Stock]:
@@ -191,6 +195,7 @@ class ReservationService:
         reservations: list[dict[str, Any]] = []
         items: list[dict[str, Any]] = []
         events: list[InventoryReserved | InventoryReservationFailed] = []
+        correlation_ids: list[str | None] = []
         for request in requests:
             if request.order_id in decided:
                 continue
@@ -199,15 +204,22 @@ class ReservationService:
             reservations.append(row)
             items += held
             events.append(event)
+            correlation_ids.append(request.correlation_id)
         if not reservations:
             return 0
         decided_now = [(event.order_id, event) for event in events]
-        inserted = await write_decisions(self.session, reservations, items, ledger.changes(), decided_now, now)
+        inserted = await write_decisions(
+            self.session, reservations, items, ledger.changes(), decided_now, now, correlation_ids
+        )
         if inserted != len(reservations):
             # Only possible when a second consumer decided one of these orders at the same moment;
             # the retried batch sees its decision and leaves that order alone. Contention, as a deadlock:
             # the retry is expected to pass at once, so /ready stays 200 through it (it was 503 at once).
             raise ContentionError("an order of this batch was decided concurrently")
+        for (order_id, event), correlation in zip(decided_now, correlation_ids, strict=True):
+            # One line per decision, with the request that placed the order (its id: the event's header), so
+            # `just logs | grep <id>` follows an order through the warehouse too.
+            log.info("order %s: %s", order_id, event.event_type, extra={"request_id": correlation})
         return len(reservations)
 
     async def release(self, order_ids: Sequence[uuid.UUID]) -> int:
