@@ -17,9 +17,10 @@ What a restore does not bring back by itself, and what the steps below do about 
 5. Each connector's offsets are deleted (they point past the new timeline's WAL, so Debezium would skip
    new changes until the WAL caught up), and it resumes with snapshot.mode=no_data: no 100k-row snapshot,
    a new replication slot (slots are not in a backup) from now on.
-6. Outbox rows created since --resend-since (default: 15 minutes before the target) are re-inserted in
-   the same transaction that deletes them, so Debezium publishes them again: the consumers' inboxes drop
-   what they had applied, and apply what was in flight at the target.
+6. Outbox rows created since --resend-since (default: 15 minutes before the target) are deleted and
+   re-inserted, each aggregate's in event_version order, RESEND_CHUNK rows per transaction (infra/resync.py),
+   so Debezium publishes them again: the consumers' inboxes drop what they had applied, and apply what was in
+   flight at the target.
 7. The connectors get their own config back, the replica is made again, the consumers start.
 """
 

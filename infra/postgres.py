@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from apps.common.topology import CDC_ROLE, SERVICES, ServiceSpec, cdc_password, pg_port
@@ -267,8 +267,12 @@ def stop() -> bool:
     return True
 
 
-def psql_admin(sql: str, database: str = "postgres", *, socket: Path = SOCKET_DIR, port: int | None = None) -> str:
-    """Run SQL as the superuser over the private socket (another cluster's: ``socket`` and ``port``)."""
+def psql_admin(
+    sql: str | Sequence[str], database: str = "postgres", *, socket: Path = SOCKET_DIR, port: int | None = None
+) -> str:
+    """Run SQL as the superuser over the private socket (another cluster's: ``socket`` and ``port``). A sequence:
+    each its own transaction, in order, in one session (psql's -c each), so temporary tables carry over."""
+    statements = [sql] if isinstance(sql, str) else list(sql)
     result = as_pg(
         [
             str(BIN / "psql"),
@@ -285,12 +289,11 @@ def psql_admin(sql: str, database: str = "postgres", *, socket: Path = SOCKET_DI
             "postgres",
             "-d",
             database,
-            "-c",
-            sql,
+            *(arg for statement in statements for arg in ("-c", statement)),
         ]
     )
     if result.returncode != 0:
-        raise RuntimeError(f"psql failed: {result.stderr.strip()}\nSQL: {sql}")
+        raise RuntimeError(f"psql failed: {result.stderr.strip()}\nSQL: {'; '.join(statements)}")
     return result.stdout
 
 

@@ -37,7 +37,9 @@ started as one until `just rebuild-replica --yes` makes it a copy of the new pri
 The stack's connectors (PostgreSQL 15 copies no logical slot to a standby, so none exists on the promoted
 cluster): before step 2 every connector is stopped, so none makes a slot on the promoted cluster and streams
 on from there past what it had not read, and, per database, the moment from which its connector may not have
-read (its offsets' last commit time less infra/resync.py's window) is recorded (RESEND_RECORD); right after
+read (its offsets' last commit time less infra/resync.py's window) is recorded (RESEND_RECORD), with the
+promotion it belongs to (the cluster's system identifier, the standby's data directory, the timeline it is
+promoted to): only a run of that promotion reuses it, and it is removed once its re-sync is done; right after
 the take-over the outbox re-sync (infra/resync.py, as `just pitr` does it) gives each connector a new slot and
 publishes again the rows created since that moment: the events committed on the old primary that reached the
 replica but not Kafka. The connectors come first, before the checkpoint and the backup, because every event
@@ -47,6 +49,7 @@ waits for them; a re-sync that fails does not stop the backup, and `just promote
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -63,7 +66,8 @@ from infra.backup_physical import Site
 
 # How long pg_ctl promote, and then the first write, may take (0.26 s in the rehearsal).
 PROMOTE_TIMEOUT_S = 60
-# Per database, the outbox rows the promotion owes Kafka: re-sent from then on (JSON, ISO moments; null: all).
+# Per database, the outbox rows the promotion owes Kafka: re-sent from then on (JSON: "promotion", the one it
+# belongs to, and "since", ISO moments by database).
 RESEND_RECORD = postgres.PG_DIR / "resend-since.json"
 
 
@@ -72,8 +76,40 @@ class Refused(Exception):
     and running it again goes on from there."""
 
 
+class NoOffsets(Refused):
+    """A connector has no offsets, so nothing says from when its outbox is owed: --resend-since T says it."""
+
+
 class ResyncOwed(Refused):
     """The promotion and its backup are done, the outbox re-sync is not: `just promote --resync` finishes it."""
+
+
+@dataclass(frozen=True)
+class PromotionId:
+    """Which promotion a re-sync record belongs to: the cluster (a promoted standby keeps its system identifier),
+    the standby's data directory, and the timeline it is promoted to (each promotion makes a new one)."""
+
+    system_identifier: str
+    data_directory: str
+    timeline: int
+
+    def __str__(self) -> str:
+        return f"{self.data_directory} onto timeline {self.timeline} (system {self.system_identifier})"
+
+
+def promotion_id(sql: Callable[[str], str]) -> PromotionId:
+    """The promotion of the server ``sql`` runs on: a standby's to come, or a promoted one's (its timeline).
+    A standby's timeline is its control file's (the last restartpoint's, or the minimum recovery point's if
+    later): it replays no more once its primary is gone."""
+    system, data, standby = sql(
+        "SELECT system_identifier, current_setting('data_directory'), pg_is_in_recovery() FROM pg_control_system()"
+    ).split("|")
+    if standby == "t":
+        last = "SELECT greatest(c.timeline_id, r.min_recovery_end_timeline) FROM pg_control_checkpoint() AS c, "
+        timeline = int(sql(last + "pg_control_recovery() AS r")) + 1
+    else:
+        timeline = int(sql("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"), 16)
+    return PromotionId(system, data, timeline)
 
 
 @dataclass(frozen=True)
@@ -273,24 +309,69 @@ def connect_refusal() -> str | None:
     return None
 
 
-def hold_connectors(say: Callable[[str], None], since: dt.datetime | None = None) -> resync.Since:
+def record_refusal(promotion: PromotionId, since: dt.datetime | None) -> str | None:
+    """Why the re-sync record there cannot be this promotion's (None: it is, there is none, or ``since`` is
+    given, which replaces it). A record left by another promotion cut short holds that one's moments."""
+    if since is not None or not RESEND_RECORD.exists():
+        return None
+    recorded, _ = read_record()
+    if recorded == promotion:
+        return None
+    return (
+        f"{RESEND_RECORD} is "
+        + (f"the re-sync record of another promotion ({recorded})" if recorded else "a re-sync record of no promotion")
+        + f", not of this one ({promotion}): its moments are not what this promotion's connectors missed. Was its "
+        "re-sync finished (`just promote --resync` on its primary), remove it; else --resend-since T (replaces it)"
+    )
+
+
+def hold_connectors(
+    say: Callable[[str], None], promotion: PromotionId, since: dt.datetime | None = None
+) -> resync.Since:
     """Every connector stopped, and per database the moment from which its rows are re-sent: ``since`` if
-    given, else the one recorded (RESEND_RECORD) by a promotion cut short (whatever the connectors did since),
-    else its connector's last read less the window, recorded."""
+    given, else the one recorded (RESEND_RECORD) by this promotion cut short (whatever the connectors did since;
+    record_refusal has refused another's), else its connector's last read less the window, recorded. Refused
+    (NoOffsets, the connectors resumed) for a connector without offsets, unless ``since`` is given."""
+    refusal = record_refusal(promotion, since)
+    if refusal:
+        raise Refused(refusal)
     names = resync.connector_names()
     resync.stop_connectors(names, say)
     if since is None and RESEND_RECORD.exists():
-        return owed_since()
-    owed = dict.fromkeys(resync.connector_databases().values(), since) if since else resync.since_last_read(names)
-    RESEND_RECORD.write_text(json.dumps({db: m and m.isoformat() for db, m in owed.items()}, indent=1) + "\n")
-    wanted = [f"{db} since {'its first' if m is None else m.isoformat(timespec='seconds')}" for db, m in owed.items()]
-    say(f"connectors held; outbox rows to re-send once promoted: {', '.join(wanted)}")
+        return read_record()[1]
+    if since is not None:
+        owed: resync.Since = dict.fromkeys(resync.connector_databases().values(), since)
+    else:
+        read = resync.since_last_read(names)
+        unread = sorted(db for db, moment in read.items() if moment is None)
+        if unread:
+            resync.resume_connectors(names)
+            raise NoOffsets(
+                f"no offsets in Kafka Connect for the connector of {', '.join(unread)}, so nothing says what it read "
+                "(one that never committed a read, or whose offsets were lost): re-sending its whole outbox (kept "
+                "a year) would queue every consumer behind it. --resend-since T, T no later than when it may have "
+                "stopped reading (an early T re-sends all since, in chunks); the connectors are resumed"
+            )
+        owed = {db: moment for db, moment in read.items() if moment is not None}
+    RESEND_RECORD.write_text(
+        json.dumps(
+            {"promotion": dataclasses.asdict(promotion), "since": {db: m.isoformat() for db, m in owed.items()}},
+            indent=1,
+        )
+        + "\n"
+    )
+    wanted = [f"{db} since {m.isoformat(timespec='seconds')}" for db, m in owed.items()]
+    say(f"connectors held for the promotion of {promotion}; outbox rows to re-send once promoted: {', '.join(wanted)}")
     return owed
 
 
-def owed_since() -> resync.Since:
+def read_record() -> tuple[PromotionId | None, resync.Since]:
+    """RESEND_RECORD: the promotion it belongs to (None: a record written before it named one) and its moments."""
     recorded = json.loads(RESEND_RECORD.read_text())
-    return {db: m and dt.datetime.fromisoformat(m) for db, m in recorded.items()}
+    if "promotion" not in recorded:
+        return None, {}
+    since = {db: dt.datetime.fromisoformat(m) for db, m in recorded["since"].items()}
+    return PromotionId(**recorded["promotion"]), since
 
 
 def resync_outbox(since: resync.Since, say: Callable[[str], None]) -> None:
@@ -308,12 +389,30 @@ def primary_refusal() -> str | None:
     return None if writable else f"the server on port {pg_port()} is a standby: `just promote --yes` first"
 
 
+def primary_record_refusal() -> str | None:
+    """Why the re-sync record is not the primary's on its port (None: it is the promotion's, or the primary that
+    promotion left is back: its connectors were held, and its own slots still hold what they had not read)."""
+    recorded, _ = read_record()
+    primary = promotion_id(lambda sql: postgres.psql_admin(sql).strip())
+    if recorded is not None and (
+        recorded == primary
+        or (recorded.system_identifier, recorded.timeline - 1) == (primary.system_identifier, primary.timeline)
+    ):
+        return None
+    return (
+        f"{RESEND_RECORD} belongs to "
+        + (f"the promotion of {recorded}" if recorded else "no promotion")
+        + f", not to the primary on port {pg_port()} ({primary.data_directory}, timeline {primary.timeline}): "
+        "--resend-since T, or remove the record if its re-sync was done"
+    )
+
+
 def finish_resync(since: dt.datetime | None) -> int:
     """`just promote --resync`: a re-sync cut short (or Connect down during the promotion) done now."""
     if since is not None:
         owed: resync.Since = dict.fromkeys(resync.connector_databases().values(), since)
     elif RESEND_RECORD.exists():
-        owed = owed_since()
+        owed = read_record()[1]
     else:
         print(
             f"refusing: no record of what the connectors had read ({RESEND_RECORD}): --resend-since T, T no later "
@@ -322,6 +421,8 @@ def finish_resync(since: dt.datetime | None) -> int:
         )
         return 2
     problems = [problem for problem in (primary_refusal(), connect_refusal()) if problem]
+    if not problems and since is None:
+        problems += filter(None, [primary_record_refusal()])
     for problem in problems:
         print(f"refusing: {problem}", file=sys.stderr)
     if problems:
@@ -348,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     p = stack_promotion()
     done_already = taken_over_already()
     problems = [done_already] if done_already else [*refusals(p), *filter(None, [connect_refusal()])]
+    if not problems and connectors.connector_files():
+        problems += filter(None, [record_refusal(promotion_id(p.sql), since)])
     if not args.yes or problems:
         for problem in problems:
             print(f"refusing: {problem}", file=sys.stderr)
@@ -361,8 +464,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         # A stack without connectors (none in connectors/) has nothing to hold or re-sync.
-        outbox = functools.partial(resync_outbox, hold_connectors(say, since)) if connectors.connector_files() else None
+        outbox = (
+            functools.partial(resync_outbox, hold_connectors(say, promotion_id(p.sql), since))
+            if connectors.connector_files()
+            else None
+        )
         promote(p, backup=not args.no_backup, say=say, outbox=outbox)
+    except NoOffsets as exc:  # nothing changed: the connectors are resumed
+        print(f"refusing: {exc}", file=sys.stderr)
+        return 2
     except ResyncOwed as exc:
         print(f"stopped: {exc}\nthe promotion is done; `just promote --resync` finishes the re-sync", file=sys.stderr)
         return 1

@@ -6,8 +6,9 @@ does not exist, with offsets from WAL it can no longer read. Outbox rows committ
 not read would never reach Kafka: a new slot streams only what is committed after it is made. So each
 connector is stopped, its offsets deleted, and it resumes with snapshot.mode=no_data (a new slot, no re-read
 of whole outbox tables); then each database's outbox rows created since a moment (``Since``: the caller's
-choice) are deleted and re-inserted in one statement, so Debezium publishes them again. What a consumer had
-applied already its inbox drops; what was in flight is applied. Then the connectors get their own config back.
+choice) are deleted and re-inserted, in chunks of RESEND_CHUNK rows each committed on its own and in the
+outbox's order, so Debezium publishes them again. What a consumer had applied already its inbox drops; what
+was in flight is applied. Then the connectors get their own config back.
 
 What to re-send is decided by ``created_at``: rows created since the moment each database's connector may
 have stopped reading, less RESEND_WINDOW (a transaction's rows carry its start time, ``now()``, and commit
@@ -26,10 +27,12 @@ from infra import connectors, postgres
 from outbox.models import OUTBOX_TABLE
 
 RESEND_WINDOW = dt.timedelta(minutes=15)
+# Rows deleted and re-inserted per transaction: a year of outbox rows in one transaction would hold its locks,
+# its WAL and Debezium's decoding of it (one transaction is published only once it is all decoded) together.
+RESEND_CHUNK = 10_000
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-# Per database: re-send its outbox rows created since then (None: every row, for a connector that has no
-# offsets, so no record of what it read).
-Since = Mapping[str, dt.datetime | None]
+# Per database: re-send its outbox rows created since then.
+Since = Mapping[str, dt.datetime]
 Say = Callable[[str], None]
 
 
@@ -114,21 +117,55 @@ def resume_connectors_without_offsets(names: list[str], say: Say) -> None:
     say(f"{len(names)} connectors streaming from new slots")
 
 
-def resend_outbox(since: Since, say: Say) -> int:
-    """Delete and re-insert each database's outbox rows created since its moment in one statement, so Debezium
-    publishes them again (its EventRouter ignores the deletes)."""
+def resend_outbox(since: Since, say: Say, chunk: int = RESEND_CHUNK) -> int:
+    """Delete and re-insert each database's outbox rows created since its moment, so Debezium publishes them
+    again (its EventRouter ignores the deletes); ``chunk`` rows per transaction. Returns the rows re-sent."""
     total = 0
     for database, moment in since.items():
-        start = "-infinity" if moment is None else moment.isoformat()
-        count = postgres.psql_admin(
-            f"WITH moved AS (DELETE FROM {OUTBOX_TABLE} WHERE created_at >= '{start}' RETURNING *), "
-            f"again AS (INSERT INTO {OUTBOX_TABLE} SELECT * FROM moved ORDER BY created_at, id RETURNING 1) "
-            "SELECT count(*) FROM again",
-            database=database,
-        ).strip()
-        total += int(count or 0)
-        say(f"{database}: {int(count or 0)} outbox rows since {start} published again")
+        count = int(postgres.psql_admin(resend_statements(moment, chunk), database=database).strip() or 0)
+        total += count
+        say(f"{database}: {count} outbox rows since {moment.isoformat()} published again")
     return total
+
+
+def resend_statements(since: dt.datetime, chunk: int = RESEND_CHUNK) -> list[str]:
+    """One database's rows created since ``since``, as they are when it starts, deleted and re-inserted ``chunk``
+    at a time, each chunk a transaction, one after the other; the last statement counts them (one session).
+
+    Debezium publishes in commit order, so each aggregate's events must be re-inserted in event_version order.
+    created_at alone does not give it: it is the transaction's start, and a writer that started first may take
+    the aggregate's next version after another commits (the version row's lock). So the plan (a temporary table,
+    one pass over the rows) orders each row by the latest created_at among its aggregate's versions up to its own,
+    then aggregate and version: an aggregate's rows in version order, the rest in time order; each chunk then
+    reads its rows by plan position (no re-scan of the rows since ``since`` per chunk). Rows committed after the
+    plan is made are not in it: the new slot publishes those."""
+    plan = (
+        f"CREATE TEMP TABLE {_PLAN} AS SELECT id, row_number() OVER (ORDER BY at, aggregate_id, event_version) AS n "
+        "FROM (SELECT id, aggregate_id, event_version, "
+        "max(created_at) OVER (PARTITION BY aggregate_id ORDER BY event_version) AS at "
+        f"FROM {OUTBOX_TABLE} WHERE created_at >= '{since.isoformat()}') AS rows"
+    )
+    chunks = f"""DO $$
+DECLARE
+    planned bigint := (SELECT count(*) FROM {_PLAN});
+    done bigint := 0;
+BEGIN
+    WHILE done < planned LOOP
+        WITH moved AS (
+            DELETE FROM {OUTBOX_TABLE} AS e USING {_PLAN} AS p
+            WHERE e.id = p.id AND p.n > done AND p.n <= done + {chunk} RETURNING e.*
+        )
+        INSERT INTO {OUTBOX_TABLE}
+        SELECT moved.* FROM moved JOIN {_PLAN} AS p ON p.id = moved.id AND p.n > done AND p.n <= done + {chunk}
+        ORDER BY p.n;
+        COMMIT;
+        done := done + {chunk};
+    END LOOP;
+END $$"""
+    return [plan, f"CREATE INDEX ON {_PLAN} (n)", f"ANALYZE {_PLAN}", chunks, f"SELECT count(*) FROM {_PLAN}"]
+
+
+_PLAN = "resend_plan"
 
 
 def resync(names: list[str], since: Since, say: Say) -> int:

@@ -366,6 +366,7 @@ async def test_an_event_the_connector_had_not_read_reaches_kafka_after_the_promo
                 )
                 print(f"\n{said}")
                 assert "connectors streaming from new slots" in said and "order_db: 2 outbox rows" in said, said
+                assert "connectors held for the promotion of " in said and " onto timeline 2 (system " in said, said
                 assert not (s.pg / "resend-since.json").exists(), "the re-sync done, nothing is owed"
                 await eventually(_applied_once(groups, [read, unread]), within=60, what="the unread event applied")
                 after, _ = _outbox_row(s)  # the new primary's own, through the new slot

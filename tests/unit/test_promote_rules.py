@@ -5,6 +5,7 @@ stack: tests/integration/test_replica_promotion.py.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -157,26 +158,38 @@ def test_it_refuses_while_kafka_connect_does_not_answer(
     assert promote.connect_refusal() is None
 
 
+THIS = promote.PromotionId("7713075405492864662", "/stack/pg/replica", 2)
+
+
+@pytest.fixture
+def two_connectors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Two connectors, order_db's and x_db's, whose stops and resumes are listed in the returned list."""
+    monkeypatch.setattr(promote, "RESEND_RECORD", tmp_path / "resend-since.json")
+    done: list[str] = []
+    monkeypatch.setattr(resync, "connector_names", lambda: ["order-outbox", "catalog-outbox"])
+    monkeypatch.setattr(resync, "connector_databases", lambda: {"order-outbox": "order_db", "catalog-outbox": "x_db"})
+    monkeypatch.setattr(resync, "stop_connectors", lambda names, say: done.append(f"stop {' '.join(names)}"))
+    monkeypatch.setattr(resync, "resume_connectors", lambda names: done.append(f"resume {' '.join(names)}"))
+    return done
+
+
 def test_what_is_owed_is_recorded_once_and_kept_until_the_resync(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    two_connectors: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A promotion cut short and run again re-sends from the moments of the first run: by then a connector may
     have streamed on the promoted cluster, and its offsets no longer say what it had missed."""
-    monkeypatch.setattr(promote, "RESEND_RECORD", tmp_path / "resend-since.json")
-    stopped: list[list[str]] = []
-    monkeypatch.setattr(resync, "connector_names", lambda: ["order-outbox", "catalog-outbox"])
-    monkeypatch.setattr(resync, "connector_databases", lambda: {"order-outbox": "order_db", "catalog-outbox": "x_db"})
-    monkeypatch.setattr(resync, "stop_connectors", lambda names, say: stopped.append(names))
     read = dt.datetime(2026, 11, 28, 3, 40, tzinfo=dt.UTC)
-    monkeypatch.setattr(resync, "last_read", lambda name: read if name == "order-outbox" else None)
+    lag = {"order-outbox": dt.timedelta(0), "catalog-outbox": dt.timedelta(minutes=5)}
+    monkeypatch.setattr(resync, "last_read", lambda name: read - lag[name])
 
-    first = promote.hold_connectors(lambda _: None)
-    assert first == {"order_db": read - resync.RESEND_WINDOW, "x_db": None}  # no offsets: every row
-    assert stopped == [["order-outbox", "catalog-outbox"]]
+    first = promote.hold_connectors(lambda _: None, THIS)
+    owed = {"order_db": read - resync.RESEND_WINDOW, "x_db": read - lag["catalog-outbox"] - resync.RESEND_WINDOW}
+    assert first == owed and two_connectors == ["stop order-outbox catalog-outbox"]
+    assert promote.read_record() == (THIS, owed)
     monkeypatch.setattr(resync, "last_read", lambda name: read + dt.timedelta(hours=1))  # streamed on since
-    assert promote.hold_connectors(lambda _: None) == first and len(stopped) == 2  # stopped again, same moments
+    assert promote.hold_connectors(lambda _: None, THIS) == first and len(two_connectors) == 2  # same moments
     given = dt.datetime(2026, 11, 28, 1, 0, tzinfo=dt.UTC)
-    assert promote.hold_connectors(lambda _: None, given) == {"order_db": given, "x_db": given}  # --resend-since
+    assert promote.hold_connectors(lambda _: None, THIS, given) == {"order_db": given, "x_db": given}  # --resend-since
 
     resent: list[resync.Since] = []
 
@@ -185,7 +198,7 @@ def test_what_is_owed_is_recorded_once_and_kept_until_the_resync(
         return 0
 
     monkeypatch.setattr(resync, "resync", resend)
-    promote.resync_outbox(promote.owed_since(), lambda _: None)
+    promote.resync_outbox(promote.read_record()[1], lambda _: None)
     assert resent == [{"order_db": given, "x_db": given}] and not promote.RESEND_RECORD.exists()
     assert promote.finish_resync(None) == 2  # nothing recorded, no --resend-since: refused
     monkeypatch.setattr(promote, "connect_refusal", lambda: None)
@@ -194,6 +207,90 @@ def test_what_is_owed_is_recorded_once_and_kept_until_the_resync(
     assert promote.finish_resync(given) == 2 and not resent[1:]  # a standby on the primary's port: not promoted yet
     answer[0] = "f"
     assert promote.finish_resync(given) == 0 and resent[1:] == [{"order_db": given, "x_db": given}]
+
+
+def test_a_record_left_by_another_promotion_is_not_reused(
+    two_connectors: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """V's finding: a record left by a promotion cut short was taken by the next one, whose connectors had
+    missed other rows. Only the promotion it names reuses it; --resend-since replaces it."""
+    read = dt.datetime(2026, 11, 28, 3, 40, tzinfo=dt.UTC)
+    monkeypatch.setattr(resync, "last_read", lambda name: read)
+    promote.hold_connectors(lambda _: None, THIS)
+    later = promote.PromotionId(THIS.system_identifier, "/stack/pg/data", 3)  # after rebuild-replica
+    for other in (later, dataclasses.replace(THIS, system_identifier="7713075405492864663")):
+        assert "another promotion" in (promote.record_refusal(other, None) or "")
+        with pytest.raises(promote.Refused, match="another promotion"):
+            promote.hold_connectors(lambda _: None, other)
+    assert two_connectors == ["stop order-outbox catalog-outbox"]  # refused before stopping anything
+    assert promote.record_refusal(THIS, None) is None
+
+    # `just promote --yes` says so before it changes anything (with --yes or without).
+    monkeypatch.setattr(promote, "answers", lambda port: port == replica_port())
+    monkeypatch.setattr(promote, "connect_refusal", lambda: None)
+    monkeypatch.setattr(promote, "promotion_id", lambda sql: later)
+    monkeypatch.setattr(connectors, "connector_files", lambda: [Path("order.json")])
+    monkeypatch.setattr(promote, "promote", lambda *_, **__: pytest.fail("promoted with another's record"))
+    assert promote.main(["--yes"]) == 2
+    assert "the re-sync record of another promotion" in capsys.readouterr().err
+
+    given = dt.datetime(2026, 11, 28, 1, 0, tzinfo=dt.UTC)
+    assert promote.record_refusal(later, given) is None
+    assert promote.hold_connectors(lambda _: None, later, given) == {"order_db": given, "x_db": given}
+    assert promote.read_record() == (later, {"order_db": given, "x_db": given})
+
+    promote.RESEND_RECORD.write_text('{"order_db": "2026-11-28T03:25:00+00:00", "x_db": null}\n')  # session 34's
+    assert "a re-sync record of no promotion" in (promote.record_refusal(THIS, None) or "")
+
+
+def test_resync_takes_the_record_only_on_its_promotions_primary_or_the_one_it_left(
+    two_connectors: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resync, "last_read", lambda name: dt.datetime(2026, 11, 28, 3, 40, tzinfo=dt.UTC))
+    promote.hold_connectors(lambda _: None, THIS)
+    primary = [THIS]
+    monkeypatch.setattr(promote, "promotion_id", lambda sql: primary[0])
+    assert promote.primary_record_refusal() is None  # the promoted one on 5432
+    primary[0] = promote.PromotionId(THIS.system_identifier, "/stack/pg/data", 1)  # the old primary came back
+    assert promote.primary_record_refusal() is None
+    for other in (
+        promote.PromotionId(THIS.system_identifier, "/stack/pg/data", 3),  # promoted again since
+        promote.PromotionId("1", THIS.data_directory, 2),  # another cluster
+    ):
+        primary[0] = other
+        assert "not to the primary on port" in (promote.primary_record_refusal() or "")
+
+
+def test_a_connector_without_offsets_refuses_the_promotion_unless_a_moment_is_given(
+    two_connectors: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No offsets says nothing about what it read; re-sending its whole outbox (a year) is not a default."""
+    read = dt.datetime(2026, 11, 28, 3, 40, tzinfo=dt.UTC)
+    monkeypatch.setattr(resync, "last_read", lambda name: read if name == "order-outbox" else None)
+    with pytest.raises(promote.NoOffsets, match="connector of x_db"):
+        promote.hold_connectors(lambda _: None, THIS)
+    assert two_connectors[-1] == "resume order-outbox catalog-outbox" and not promote.RESEND_RECORD.exists()
+    given = dt.datetime(2026, 11, 28, 1, 0, tzinfo=dt.UTC)
+    assert promote.hold_connectors(lambda _: None, THIS, given) == {"order_db": given, "x_db": given}
+
+
+def test_the_resend_runs_each_databases_chunks_in_one_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunks' order and size on PostgreSQL: tests/integration/test_outbox_resend.py."""
+    sessions: list[tuple[str, list[str]]] = []
+
+    def psql_admin(sql: list[str], database: str) -> str:
+        sessions.append((database, sql))
+        return {"order_db": "3\n", "x_db": "0\n"}[database]
+
+    monkeypatch.setattr(postgres, "psql_admin", psql_admin)
+    said: list[str] = []
+    since = dt.datetime(2026, 11, 28, 3, 25, tzinfo=dt.UTC)
+    assert resync.resend_outbox({"order_db": since, "x_db": since}, said.append, chunk=500) == 3
+    assert [db for db, _ in sessions] == ["order_db", "x_db"]
+    plan, *_, loop, count = sessions[0][1]
+    assert "created_at >= '2026-11-28T03:25:00+00:00'" in plan and "PARTITION BY aggregate_id" in plan
+    assert "p.n <= done + 500" in loop and "COMMIT" in loop and count == "SELECT count(*) FROM resend_plan"
+    assert said[0] == "order_db: 3 outbox rows since 2026-11-28T03:25:00+00:00 published again"
 
 
 def test_the_connectors_last_read_is_their_offsets_commit_time(monkeypatch: pytest.MonkeyPatch) -> None:
