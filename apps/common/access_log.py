@@ -145,7 +145,7 @@ PURGE_SQL: Final = sa.text(
 
 @dataclass(frozen=True, slots=True)
 class AccessLogSettings(Settings):
-    retention_days: int = env("ACCESS_LOG_RETENTION_DAYS", 730)
+    retention_days: int = env("ACCESS_LOG_RETENTION_DAYS", 730, minimum=1)
 
 
 access_log_settings = once(AccessLogSettings)

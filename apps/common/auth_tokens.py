@@ -79,7 +79,7 @@ class AuthVariables(Settings):
     audience: str = env("AUTH_AUDIENCE", DEFAULT_AUDIENCE)
     jwks_url: str | None = env("AUTH_JWKS_URL", None)  # empty: unset
     algorithms: str = env("AUTH_ALGORITHMS", "EdDSA,RS256,ES256")
-    refresh_s: float = env("AUTH_JWKS_REFRESH_S", 60.0)
+    refresh_s: float = env("AUTH_JWKS_REFRESH_S", 60.0, above=0)
 
     def __post_init__(self) -> None:
         if not self.algorithm_set or not self.algorithm_set <= ASYMMETRIC:

@@ -53,11 +53,11 @@ class PoolSettings(Settings):
     (``per_worker``), so a service's workers (``<NAME>_WORKERS``) open at most 25 between them, as the seed says.
     """
 
-    size: int = env("DB_POOL_SIZE", 25)
-    max_overflow: int = env("DB_POOL_MAX_OVERFLOW", 0)
-    recycle_s: int = env("DB_POOL_RECYCLE_S", 300)
-    timeout_s: float = env("DB_POOL_TIMEOUT_S", 10.0)
-    idle_timeout_s: float = env("DB_POOL_IDLE_TIMEOUT_S", 60.0)
+    size: int = env("DB_POOL_SIZE", 25, minimum=1)
+    max_overflow: int = env("DB_POOL_MAX_OVERFLOW", 0, minimum=0)
+    recycle_s: int = env("DB_POOL_RECYCLE_S", 300, minimum=1)
+    timeout_s: float = env("DB_POOL_TIMEOUT_S", 10.0, above=0)
+    idle_timeout_s: float = env("DB_POOL_IDLE_TIMEOUT_S", 60.0, above=0)
 
     def per_worker(self, workers: int) -> PoolSettings:
         """This service's limits split between ``workers`` processes (never more in total)."""

@@ -31,7 +31,7 @@ SLOW_COLLECTION_MS = 20.0
 
 @dataclass(frozen=True, slots=True)
 class HeapSettings(Settings):
-    slow_collection_ms: float = env("GC_SLOW_MS", SLOW_COLLECTION_MS)
+    slow_collection_ms: float = env("GC_SLOW_MS", SLOW_COLLECTION_MS, minimum=0)  # 0: every collection
 
 
 heap_settings = once(HeapSettings)

@@ -69,9 +69,9 @@ class LogSettings(Settings):
     """What an API's logs read from the environment (see the module docstring)."""
 
     level: str = env("LOG_LEVEL", "INFO")
-    flush_ms: float = env("LOG_FLUSH_MS", 50.0)
-    access_log_sample: float = env("ACCESS_LOG_SAMPLE", 1.0)  # kept within 0 to 1
-    access_log_slow_ms: float = env("ACCESS_LOG_SLOW_MS", 500.0)
+    flush_ms: float = env("LOG_FLUSH_MS", 50.0, minimum=0)  # 0: written without waiting for a batch
+    access_log_sample: float = env("ACCESS_LOG_SAMPLE", 1.0, minimum=0, maximum=1)
+    access_log_slow_ms: float = env("ACCESS_LOG_SLOW_MS", 500.0, minimum=0)  # 0: every request
 
     def __post_init__(self) -> None:
         if self.level.upper() not in logging.getLevelNamesMapping():
@@ -241,7 +241,7 @@ class AccessLog:
 
     def __init__(self) -> None:
         settings = log_settings()
-        self.sample = min(max(settings.access_log_sample, 0.0), 1.0)
+        self.sample = settings.access_log_sample
         self.slow_ms = settings.access_log_slow_ms
 
     def write(self, scope: Scope, status: int, duration_ms: float) -> None:

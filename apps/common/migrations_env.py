@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 
 # A duration as PostgreSQL's lock_timeout takes it: a number, in milliseconds unless a unit follows.
-_DURATION: Final = re.compile(r"\s*\d+(\.\d+)?\s*(us|ms|s|min|h|d)?\s*")
+_DURATION: Final = re.compile(r"\s*(?P<number>\d+(\.\d+)?)\s*(?P<unit>us|ms|s|min|h|d)?\s*")
+_UNIT_S: Final = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,14 @@ class MigrationSettings(Settings):
         # Checked here, not left to PostgreSQL: the value is written into the SET statement.
         if not _DURATION.fullmatch(self.lock_timeout):
             raise self.invalid("lock_timeout", "not a duration such as 5s, 500ms or 1min (0: no limit)")
+
+
+def duration_s(duration: str) -> float:
+    """A duration as ``MIGRATION_LOCK_TIMEOUT`` takes it (``5s``, ``500ms``, ``1min``, ``250``: milliseconds),
+    in seconds; ``0`` is 0.0, which PostgreSQL's lock_timeout reads as no limit. ValueError for anything else."""
+    if (match := _DURATION.fullmatch(duration)) is None:
+        raise ValueError(f"{duration!r}: not a duration such as 5s, 500ms or 1min")
+    return float(match["number"]) * _UNIT_S[match["unit"] or "ms"]
 
 
 def lock_timeout() -> str:

@@ -46,9 +46,9 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class RedisSettings(Settings):
     # A cache read that takes longer than a database read is worse than no cache.
-    timeout_s: float = env("REDIS_TIMEOUT_S", 0.25)
-    cooldown_s: float = env("REDIS_COOLDOWN_S", 1.0)
-    pool_size: int = env("REDIS_POOL_SIZE", 64)
+    timeout_s: float = env("REDIS_TIMEOUT_S", 0.25, above=0)
+    cooldown_s: float = env("REDIS_COOLDOWN_S", 1.0, minimum=0)  # 0: tried again at once
+    pool_size: int = env("REDIS_POOL_SIZE", 64, minimum=1)
 
 
 # Read when the module is imported, as these defaults always were (a bad value: SettingError naming it).

@@ -56,11 +56,7 @@ def security_headers(hsts_max_age: int | None = None) -> tuple[tuple[bytes, byte
 
 @dataclass(frozen=True, slots=True)
 class SecurityHeaderSettings(Settings):
-    hsts_max_age: int | None = env("SECURITY_HSTS_MAX_AGE", None)
-
-    def __post_init__(self) -> None:
-        if self.hsts_max_age is not None and self.hsts_max_age < 0:
-            raise self.invalid("hsts_max_age", "not a number of seconds (0: no header)")
+    hsts_max_age: int | None = env("SECURITY_HSTS_MAX_AGE", None, minimum=0)  # seconds; 0: no header
 
 
 class SecurityHeadersPlugin(InitPluginProtocol):

@@ -15,15 +15,19 @@ db.py, ``RedisSettings`` in redis_store.py)::
 parse stops the start with a SettingError naming the variable (``ORDER_PRICE_MAX_AGE_S='abc': not a
 number``), not a ValueError from deep inside the first request. A field's type says how its variable is
 read: ``int``, ``float``, ``str`` or ``X | None`` of one of them (unset: the default); a field keeps its
-variable's unit (``_s``, ``_days``), and a property may give it as a timedelta. A value of the right type
-that is still wrong (a level logging does not know, a negative age) is refused by the class's own
-``__post_init__`` with :meth:`Settings.invalid`, worded the same way. A test that sets a variable calls
+variable's unit (``_s``, ``_days``), and a property may give it as a timedelta. A number is finite (``nan``
+and ``inf`` are refused) and within the bounds its field declares: ``env("DB_POOL_SIZE", 25, minimum=1)``,
+``above=0`` for a duration that must be more than none, ``maximum=`` (``ORDER_SWEEPER_PORT='70000': not an
+integer from 0 to 65535``). A value of the right type that is still wrong in another way (a level logging
+does not know) is refused by the class's own ``__post_init__`` with :meth:`Settings.invalid`, worded the
+same way. A test that sets a variable calls
 :func:`forget_settings` so that the next call reads it. A variable whose name is built at run time
 (``<SERVICE>_PORT``: no field can name it) is read by :func:`read_env`, parsed and refused the same way.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import types
 from collections.abc import Callable, Mapping
@@ -31,23 +35,55 @@ from dataclasses import dataclass, field, fields
 from functools import cache
 from typing import Any, Final, Self, TypeVar, Union, get_args, get_origin, get_type_hints
 
-__all__ = ["SettingError", "Settings", "env", "forget_settings", "once", "read_env"]
+__all__ = ["Bounds", "SettingError", "Settings", "env", "forget_settings", "once", "read_env"]
 
 T = TypeVar("T")
 S = TypeVar("S", bound="Settings")
 
 _VARIABLE: Final = "environment variable"
+_BOUNDS: Final = "bounds"
 _KINDS: Final[dict[type, str]] = {int: "an integer", float: "a number"}
 _LOADED: list[Callable[[], None]] = []
 
 
 class SettingError(ValueError):
-    """A variable's value that is not of its setting's type; the message names the variable."""
+    """A variable's value that is not of its setting's type or not within its bounds; the message names the
+    variable."""
 
 
-def env(name: str, default: T) -> T:
-    """A settings field read from the variable ``name``, ``default`` when it is unset."""
-    return field(default=default, metadata={_VARIABLE: name})
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """What a number read from a variable may be: ``minimum`` and ``maximum`` are allowed, ``above`` is not."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None
+
+    def refusal(self, value: float) -> str | None:
+        """Why ``value`` is out of these bounds (``None``: it is within them): ``from 0 to 65535``."""
+        if self.minimum is not None and self.maximum is not None:
+            return None if self.minimum <= value <= self.maximum else f"from {self.minimum:g} to {self.maximum:g}"
+        wanted = []
+        if self.minimum is not None and value < self.minimum:
+            wanted.append(f"of at least {self.minimum:g}")
+        if self.above is not None and value <= self.above:
+            wanted.append(f"above {self.above:g}")
+        if self.maximum is not None and value > self.maximum:
+            wanted.append(f"of at most {self.maximum:g}")
+        return " and ".join(wanted) or None
+
+
+def env(
+    name: str,
+    default: T,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+) -> T:
+    """A settings field read from the variable ``name``, ``default`` when it is unset; a number is refused
+    below ``minimum``, above ``maximum``, or at or below ``above``."""
+    return field(default=default, metadata={_VARIABLE: name, _BOUNDS: Bounds(minimum, maximum, above)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +102,18 @@ class Settings:
             name = each.metadata[_VARIABLE]
             kind = _kind(name, hints[each.name])
             if (raw := source.get(name)) is not None:
-                values[each.name] = parse(name, raw, kind)
+                values[each.name] = parse(name, raw, kind, each.metadata[_BOUNDS])
         return cls(**values)
 
     @classmethod
     def variables(cls) -> dict[str, object]:
         """Each variable these settings read, with its default."""
         return {each.metadata[_VARIABLE]: each.default for each in fields(cls) if _VARIABLE in each.metadata}
+
+    @classmethod
+    def bounds(cls) -> dict[str, Bounds]:
+        """Each variable these settings read, with the bounds its number is held to."""
+        return {each.metadata[_VARIABLE]: each.metadata[_BOUNDS] for each in fields(cls) if _VARIABLE in each.metadata}
 
     @classmethod
     def variable(cls, field_name: str) -> str:
@@ -95,14 +136,20 @@ def _kind(name: str, hint: Any) -> type:
     return hint  # type: ignore[no-any-return]
 
 
-def parse(name: str, raw: str, kind: type) -> Any:
-    """``raw``, the value of ``name``, as ``kind``; SettingError naming ``name`` when it is not one."""
+def parse(name: str, raw: str, kind: type, bounds: Bounds | None = None) -> Any:
+    """``raw``, the value of ``name``, as ``kind``; SettingError naming ``name`` when it is not one, when it
+    is not finite (``nan``, ``inf``), or when it is out of ``bounds``."""
     if kind is str:
         return raw
     try:
-        return int(raw) if kind is int else float(raw)
+        value = int(raw) if kind is int else float(raw)
     except ValueError:
         raise SettingError(f"{name}={raw!r}: not {_KINDS[kind]}") from None
+    if not math.isfinite(value):
+        raise SettingError(f"{name}={raw!r}: not a finite number")
+    if bounds is not None and (refusal := bounds.refusal(value)) is not None:
+        raise SettingError(f"{name}={raw!r}: not {_KINDS[kind]} {refusal}")
+    return value
 
 
 def read_env(name: str, default: T) -> T:

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 from apps.common.settings import Settings, env, once
 
-__all__ = ["PaymentSettings", "settings"]
+__all__ = ["MIN_REFUND_STATUS_AFTER_S", "PaymentSettings", "settings"]
+
+# A refund unanswered for PAYMENT_REFUND_STATUS_AFTER_S is asked about instead of sent again: at least this, far
+# above one call's attempts (PAYMENT_PROVIDER_TIMEOUT_S x PAYMENT_PROVIDER_ATTEMPTS, ~15 s): a "no such
+# refund" must not race a request of ours still on its way to the provider.
+MIN_REFUND_STATUS_AFTER_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,16 +22,16 @@ class PaymentSettings(Settings):
     provider_url: str | None = env("PAYMENT_PROVIDER_URL", None)
     provider_api_key: str | None = env("PAYMENT_PROVIDER_API_KEY", None)
     provider_name: str = env("PAYMENT_PROVIDER_NAME", "sandbox")
-    provider_timeout_s: float = env("PAYMENT_PROVIDER_TIMEOUT_S", 3.0)
-    provider_attempts: int = env("PAYMENT_PROVIDER_ATTEMPTS", 4)
+    provider_timeout_s: float = env("PAYMENT_PROVIDER_TIMEOUT_S", 3.0, above=0)
+    provider_attempts: int = env("PAYMENT_PROVIDER_ATTEMPTS", 4, minimum=1)
     # A refund unanswered this long is asked about instead of sent again (apps/payment/operations.py
-    # refund_status_after: at least 60 s).
-    refund_status_after_s: float = env("PAYMENT_REFUND_STATUS_AFTER_S", 900.0)
+    # refund_status_after): at least MIN_REFUND_STATUS_AFTER_S.
+    refund_status_after_s: float = env("PAYMENT_REFUND_STATUS_AFTER_S", 900.0, minimum=MIN_REFUND_STATUS_AFTER_S)
     # The payment worker (apps/payment/worker.py): its pause after a partial round, how long a claimed
     # operation is its own (`just refunds fail` waits one lease too), and its /metrics port (0: none).
-    worker_poll_s: float = env("PAYMENT_WORKER_POLL_S", 0.2)
-    worker_lease_s: float = env("PAYMENT_WORKER_LEASE_S", 30.0)
-    worker_port: int = env("PAYMENT_WORKER_PORT", 0)
+    worker_poll_s: float = env("PAYMENT_WORKER_POLL_S", 0.2, above=0)
+    worker_lease_s: float = env("PAYMENT_WORKER_LEASE_S", 30.0, above=0)
+    worker_port: int = env("PAYMENT_WORKER_PORT", 0, minimum=0, maximum=65535)
 
 
 settings = once(PaymentSettings)

@@ -12,7 +12,7 @@ __all__ = ["WarehouseSettings", "settings"]
 @dataclass(frozen=True, slots=True)
 class WarehouseSettings(Settings):
     # The call to the catalog (does a product exist before it is stocked): past this, a 503 naming it.
-    dependency_timeout_s: float = env("WAREHOUSE_DEPENDENCY_TIMEOUT_S", 2.0)
+    dependency_timeout_s: float = env("WAREHOUSE_DEPENDENCY_TIMEOUT_S", 2.0, above=0)
 
 
 settings = once(WarehouseSettings)

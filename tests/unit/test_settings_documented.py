@@ -10,13 +10,14 @@ operations' table itself.
 from __future__ import annotations
 
 import ast
-import importlib
 import re
 from pathlib import Path
 
 import pytest
 
-from apps.common.settings import Settings
+from apps.common.security_headers import SecurityHeaderSettings
+from apps.common.settings import Bounds
+from tests.support.settings import settings_classes
 
 pytestmark = pytest.mark.unit
 
@@ -68,17 +69,8 @@ def test_every_variable_the_code_reads_is_documented() -> None:
 
 
 def settings_variables() -> dict[str, str]:
-    """Each variable a Settings class under apps/ reads (a service's settings.py, the pool's, Redis'), with
-    the module that declares it."""
-    found: dict[str, str] = {}
-    for path in sorted((ROOT / "apps").rglob("*.py")):
-        if "(Settings):" not in path.read_text():
-            continue
-        module = importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
-        for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, Settings) and value.__module__ == module.__name__:
-                found.update(dict.fromkeys(value.variables(), module.__name__))
-    return found
+    """Each variable a Settings class under apps/ reads, with the module that declares it."""
+    return {name: cls.__module__ for cls in settings_classes() for name in cls.variables()}
 
 
 def test_the_settings_modules_are_found() -> None:
@@ -94,3 +86,20 @@ def test_every_variable_of_the_settings_modules_is_in_the_operations_table() -> 
     rows = "\n".join(line for line in table.splitlines() if line.startswith("|"))
     missing = sorted(f"{name} ({module})" for name, module in settings_variables().items() if f"`{name}`" not in rows)
     assert missing == []
+
+
+def test_every_number_a_settings_class_reads_is_bounded_and_its_default_within() -> None:
+    """A number with no bound takes a negative or a zero its use does not mean (a TTL of -1 s deletes the
+    cache's key at once, a pool of -4): each declares the bound its meaning needs (apps/common/settings.py)."""
+    unbounded, outside = [], []
+    for cls in settings_classes():
+        for name, bounds in cls.bounds().items():
+            default = cls.variables()[name]
+            if not isinstance(default, int | float):
+                continue  # a string, or a number whose default is None (SECURITY_HSTS_MAX_AGE: checked below)
+            if bounds == Bounds():
+                unbounded.append(name)
+            elif bounds.refusal(default) is not None:
+                outside.append(f"{name}={default}")
+    assert (unbounded, outside) == ([], [])
+    assert SecurityHeaderSettings.bounds()["SECURITY_HSTS_MAX_AGE"] == Bounds(minimum=0)

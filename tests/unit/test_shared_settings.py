@@ -10,7 +10,7 @@ from apps.common import access_log
 from apps.common.auth_tokens import ASYMMETRIC, AuthSettings
 from apps.common.heap import HeapSettings
 from apps.common.logs import AccessLog, BatchingHandler, LogSettings
-from apps.common.migrations_env import MigrationSettings
+from apps.common.migrations_env import MigrationSettings, duration_s
 from apps.common.rate_limit import RateLimitSettings
 from apps.common.read_routing import ReplicaSettings
 from apps.common.security_headers import SecurityHeaderSettings, SecurityHeadersPlugin
@@ -31,12 +31,12 @@ def test_the_logs_settings_read_their_variables() -> None:
 
 
 def test_the_access_log_and_the_writer_take_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ACCESS_LOG_SAMPLE", "3")  # kept within 0 to 1, as before
+    monkeypatch.setenv("ACCESS_LOG_SAMPLE", "0.5")
     monkeypatch.setenv("ACCESS_LOG_SLOW_MS", "250")
     monkeypatch.setenv("LOG_FLUSH_MS", "20")
     forget_settings()
     access = AccessLog()
-    assert (access.sample, access.slow_ms) == (1.0, 250.0)
+    assert (access.sample, access.slow_ms) == (0.5, 250.0)
     handler = BatchingHandler()
     try:
         assert handler.interval_s == 0.02
@@ -55,7 +55,17 @@ def test_the_access_log_and_the_writer_take_the_settings(monkeypatch: pytest.Mon
         ("GC_SLOW_MS", "20ms", "GC_SLOW_MS='20ms': not a number"),
         # Until session 34 these two meant "no header" and "on", silently.
         ("SECURITY_HSTS_MAX_AGE", "1y", "SECURITY_HSTS_MAX_AGE='1y': not an integer"),
-        ("SECURITY_HSTS_MAX_AGE", "-1", "SECURITY_HSTS_MAX_AGE=-1: not a number of seconds (0: no header)"),
+        ("SECURITY_HSTS_MAX_AGE", "-1", "SECURITY_HSTS_MAX_AGE='-1': not an integer of at least 0"),
+        # Until session 34 a share above 1 was taken as 1, below 0 as 0, silently; nan and inf were taken.
+        ("ACCESS_LOG_SAMPLE", "3", "ACCESS_LOG_SAMPLE='3': not a number from 0 to 1"),
+        ("ACCESS_LOG_SAMPLE", "-0.1", "ACCESS_LOG_SAMPLE='-0.1': not a number from 0 to 1"),
+        ("ACCESS_LOG_SAMPLE", "nan", "ACCESS_LOG_SAMPLE='nan': not a finite number"),
+        ("LOG_FLUSH_MS", "-5", "LOG_FLUSH_MS='-5': not a number of at least 0"),
+        ("GC_SLOW_MS", "inf", "GC_SLOW_MS='inf': not a finite number"),
+        ("DB_POOL_SIZE", "-4", "DB_POOL_SIZE='-4': not an integer of at least 1"),
+        ("DB_POOL_TIMEOUT_S", "nan", "DB_POOL_TIMEOUT_S='nan': not a finite number"),
+        ("DB_POOL_IDLE_TIMEOUT_S", "0", "DB_POOL_IDLE_TIMEOUT_S='0': not a number above 0"),
+        ("AUTH_JWKS_REFRESH_S", "0", "AUTH_JWKS_REFRESH_S='0': not a number above 0"),
         ("READ_REPLICA", "of", "READ_REPLICA='of': neither on nor off"),
         ("RATE_LIMIT_WRITES", "lots", "RATE_LIMIT_WRITES='lots': not a limit such as '50/5s' or '120/minute'"),
         ("RATE_LIMIT_READS", "600/0s", "RATE_LIMIT_READS='600/0s': the window is at least one second"),
@@ -111,6 +121,16 @@ def test_a_migration_lock_timeout_postgresql_takes_is_read(value: str) -> None:
 def test_a_migration_lock_timeout_postgresql_would_not_take_is_refused(value: str) -> None:
     with pytest.raises(SettingError, match=r"^MIGRATION_LOCK_TIMEOUT=.*: not a duration such as 5s"):
         MigrationSettings.from_env({"MIGRATION_LOCK_TIMEOUT": value})
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("5s", 5.0), ("500ms", 0.5), ("1min", 60.0), ("0", 0.0), ("2 s", 2.0), ("1.5h", 5400.0), ("250", 0.25)],
+)
+def test_a_migration_lock_timeout_reads_as_seconds_as_postgresql_reads_it(value: str, seconds: float) -> None:
+    """The bound a test holds a migration's locks to (tests/integration/test_order_migrations.py); ``0`` is no
+    limit, a number without a unit milliseconds."""
+    assert duration_s(MigrationSettings.from_env({"MIGRATION_LOCK_TIMEOUT": value}).lock_timeout) == seconds
 
 
 def test_the_access_log_retention_is_read_once_and_refused_when_not_a_number(monkeypatch: pytest.MonkeyPatch) -> None:
