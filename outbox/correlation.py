@@ -31,6 +31,8 @@ HEADER: Final = "x-request-id"
 _HEADER_BYTES: Final = HEADER.encode()
 _SANE: Final = re.compile(rb"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 
+_CARRIED: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
+
 # The current request's (or, in a consumer, the applied event's) id; None outside either.
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
@@ -53,6 +55,7 @@ def sent_or_new(headers: Iterable[tuple[bytes, bytes]]) -> str:
 
 def carried(header: str | None) -> str | None:
     """A consumed record's ``correlation_id`` header when it is a UUID (in lower case), else None."""
-    if header is not None and _SANE.fullmatch(header.encode()):
-        return header.lower()
-    return None
+    if header is None or _CARRIED(header):  # PostgreSQL's text of a uuid: the one regex, on the str (0.3 us)
+        return header
+    lowered = header.lower()
+    return lowered if _CARRIED(lowered) else None

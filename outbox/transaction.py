@@ -158,7 +158,7 @@ class BatchTransaction:
         # writes inherit it (outbox/correlation.py). A batch's events may each have their own: it is set
         # only when they share one, and a batch handler passes each event's to the writer (events_parameters).
         first = items[0].ctx.correlation_id
-        shared = first if all(p.ctx.correlation_id == first for p in items) else None
+        shared = first if len(items) == 1 or all(p.ctx.correlation_id == first for p in items) else None
         token = correlation_id.set(shared)
         try:
             if batch_of is not None:
