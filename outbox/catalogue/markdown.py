@@ -106,6 +106,13 @@ def render_markdown(catalogue: dict[str, Any]) -> str:
         "Fields marked **required** have no default. `string(decimal)` is an exact decimal (money)",
         "carried as a JSON string; `string(uuid)` is a UUID; `string(datetime)` an ISO 8601 date and time.",
         "",
+        "Headers: every record carries `id` (the event id: the consumers' inbox key), `event_type`,",
+        "`event_version` (per aggregate), `schema_version`, `aggregate_type` and `min_reader_version`, and",
+        "`correlation_id`: a UUID, the X-Request-ID of the request that started the work, or the",
+        "`correlation_id` of the event whose handler wrote this one, so one order's events share its placing",
+        "request's id (outbox/correlation.py); without a value for what a sweeper or a job starts, and for",
+        "events written before session 34. `just logs | grep <id>` follows it (README, Reliability).",
+        "",
         "",
     ]
     return "\n".join(lines) + VERSIONING_RULES
