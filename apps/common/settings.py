@@ -152,11 +152,20 @@ def parse(name: str, raw: str, kind: type, bounds: Bounds | None = None) -> Any:
     return value
 
 
-def read_env(name: str, default: T) -> T:
-    """One variable read now, as its default's type (int, float or str), and refused as a field's would be:
-    for a name built at run time (``f"{service}_PORT"``), which no settings field can name."""
+def read_env(
+    name: str,
+    default: T,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+) -> T:
+    """One variable read now, as its default's type (int, float or str), and refused as a field's would be
+    (the bounds as :func:`env`'s): for a name built at run time (``f"{service}_PORT"``), which no settings
+    field can name."""
     raw = os.environ.get(name)
-    return default if raw is None else parse(name, raw, _kind(name, type(default)))
+    bounds = Bounds(minimum, maximum, above)
+    return default if raw is None else parse(name, raw, _kind(name, type(default)), bounds)
 
 
 def once(cls: type[S]) -> Callable[[], S]:

@@ -3,8 +3,8 @@
 Its variables are read when asked, not once at start: infra's commands and the tests point them elsewhere
 within one process (a scratch cluster's ``PG_PORT``), and most names are built per service or process
 (``<SERVICE>_PORT``, ``_WORKERS``, ``_DB_PASSWORD``, ``_DATABASE_URL``), which no settings field can name. The
-numbers go through apps/common/settings.py's ``read_env``: a value that is not one is refused naming the
-variable (``PG_PORT='5432x': not an integer``).
+numbers go through apps/common/settings.py's ``read_env``: a value that is not one, or a port outside 1 to
+65535, is refused naming the variable (``PG_PORT='5432x': not an integer``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class ServiceSpec:
     def local_port(self) -> int:
         """The port the local stack serves this API on (``<NAME>_PORT`` overrides ``port``): the stack starts it
         there and the other services call it there, so both read it here."""
-        return read_env(self.port_env, self.port)
+        return read_env(self.port_env, self.port, minimum=1, maximum=65535)
 
     @property
     def role(self) -> str:
@@ -92,12 +92,12 @@ def pg_host() -> str:
 
 
 def pg_port() -> int:
-    return read_env("PG_PORT", 5432)
+    return read_env("PG_PORT", 5432, minimum=1, maximum=65535)
 
 
 def replica_port() -> int:
     """The streaming read replica's port (infra/replica.py; apps/common/read_routing.py reads from it)."""
-    return read_env("PG_REPLICA_PORT", 5433)
+    return read_env("PG_REPLICA_PORT", 5433, minimum=1, maximum=65535)
 
 
 def connect_url() -> str:
@@ -135,7 +135,7 @@ class ProcessSpec:
 
     def local_port(self) -> int:
         """The port the local stack runs it on (``port_env`` overrides ``port``), as ``ServiceSpec.local_port``."""
-        return read_env(self.port_env, self.port)
+        return read_env(self.port_env, self.port, minimum=1, maximum=65535)
 
 
 PROCESSES: tuple[ProcessSpec, ...] = (

@@ -181,6 +181,31 @@ def test_a_variable_named_at_run_time_is_read_as_its_defaults_type(monkeypatch: 
     monkeypatch.setenv("EXAMPLE_PORT", "90o1")
     with pytest.raises(SettingError, match=r"^EXAMPLE_PORT='90o1': not an integer$"):
         read_env("EXAMPLE_PORT", 8001)
+    monkeypatch.setenv("EXAMPLE_PORT", "nan")
+    with pytest.raises(SettingError, match=r"^EXAMPLE_PORT='nan': not a finite number$"):
+        read_env("EXAMPLE_PORT", 1.5)
+    monkeypatch.setenv("EXAMPLE_PORT", "0")
+    with pytest.raises(SettingError, match=r"^EXAMPLE_PORT='0': not an integer from 1 to 65535$"):
+        read_env("EXAMPLE_PORT", 8001, minimum=1, maximum=65535)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "65536"])
+def test_a_port_of_the_topology_outside_1_to_65535_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    sandbox = next(p for p in PROCESSES if p.name == "payment-sandbox")
+    readers = {
+        "PG_PORT": pg_port,
+        "PG_REPLICA_PORT": replica_port,
+        "ORDER_PORT": BY_NAME["order"].local_port,
+        "PAYMENT_SANDBOX_PORT": sandbox.local_port,
+    }
+    for name, read in readers.items():
+        monkeypatch.setenv(name, value)
+        with pytest.raises(SettingError, match=rf"^{name}='{value}': not an integer from 1 to 65535$"):
+            read()
+        monkeypatch.setenv(name, "65535")
+        assert read() == 65535
 
 
 def test_the_topologys_numbers_are_read_when_asked_and_refused_naming_their_variable(
