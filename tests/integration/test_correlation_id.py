@@ -14,6 +14,7 @@ import pytest
 from tests.support import log_files
 from tests.support.http import api_client, create_customer, create_product, service_url, set_stock
 from tests.support.kafka import Received, TopicTail
+from tests.support.orders import order_created, order_engine, write_events
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -66,3 +67,16 @@ async def test_a_request_id_is_on_every_event_and_log_line_of_the_order_it_place
     assert ours == [("POST", "/api/orders", 201)]  # its access log line, the only one it wrote
     warehouse = written[log_files.LOGS / "warehouse-consumer.log"].decode()
     assert f"order {order_id}: inventory.reserved request_id={request_id}" in warehouse
+
+
+async def test_an_event_written_outside_any_request_carries_no_id() -> None:
+    """A sweeper's or a job's event: NULL in the column, no value on the wire, and no id a consumer would set."""
+    created = order_created(f"no-request-{uuid.uuid4().hex[:8]}", "1.00")
+    orders = TopicTail("commerce.order")
+    try:
+        await write_events(order_engine(), [created])
+        seen = orders.read_until(_of(str(created.order_id), "order.created"), timeout=60)
+    finally:
+        orders.close()
+    (record,) = [r for r in seen if r.key == str(created.order_id)]
+    assert record.headers["correlation_id"] == ""  # sent with a null value (tests.support.kafka reads it as "")

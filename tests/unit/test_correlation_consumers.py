@@ -40,6 +40,13 @@ def test_a_records_correlation_id_is_read_when_it_is_a_uuid(header: bytes | None
     assert parsed.ctx.correlation_id == read
 
 
+def test_a_header_with_a_null_value_as_the_connector_sends_for_null_is_no_id() -> None:
+    message = _message(uuid.uuid4())
+    message._headers.append(("correlation_id", None))
+    (parsed,) = parse(customer_stats, [message]).parsed
+    assert parsed.ctx.correlation_id is None
+
+
 def test_carried_refuses_what_is_not_a_uuid() -> None:
     assert [carried(v) for v in (R1, "x", None, R1 + "\n")] == [R1, None, None, None]
 
