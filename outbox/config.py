@@ -15,21 +15,99 @@ The file is found by walking up from the working directory (OUTBOX_CONFIG may na
 first use, never at import. OUTBOX_TOPIC_PREFIX and KAFKA_BOOTSTRAP override from the environment, and the
 CLIs take flags. Without any configuration nothing is discovered and topics are Debezium's own default,
 ``outbox.event.<aggregate>``.
+
+The library's numbers and durations from the environment (OUTBOX_BATCH_SIZE, OUTBOX_MAX_BACKOFF_S, ...) go
+through :func:`read_number` and :func:`read_duration`: a value that is not one, not finite, or out of its
+bounds stops the start with a ConfigError naming the variable (``OUTBOX_BATCH_SIZE='0': not an integer from 1
+to 1000000``), the rules a project's own settings follow (apps/common/settings.py, which this library does not
+import).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, TypeVar
 
-__all__ = ["OutboxSettings", "kafka_bootstrap", "load_settings", "settings", "topic_for", "topic_prefix"]
+__all__ = [
+    "DAY_S",
+    "ConfigError",
+    "OutboxSettings",
+    "duration_s",
+    "kafka_bootstrap",
+    "load_settings",
+    "read_duration",
+    "read_number",
+    "settings",
+    "topic_for",
+    "topic_prefix",
+]
 
 DEBEZIUM_DEFAULT_PREFIX = "outbox.event"
+# The longest a wait (a timeout, interval, lease, delay, backoff or threshold) may be: longer means nothing to a
+# consumer or a service (a call, a poll or a cache entry waited on for more than a day), and it keeps a value
+# far inside what its use converts it to (a timedelta, Redis' milliseconds, asyncio's timers; librdkafka's and
+# lock_timeout's 32-bit milliseconds, ~24.8 days), where 1e300 hours was an OverflowError naming nothing.
+DAY_S: Final = 86_400
+# A duration as PostgreSQL's lock_timeout takes it: a number, in milliseconds unless a unit follows.
+_DURATION: Final = re.compile(r"\s*(?P<number>\d+(\.\d+)?)\s*(?P<unit>us|ms|s|min|h|d)?\s*")
+_UNIT_S: Final = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+N = TypeVar("N", int, float)
+
+
+class ConfigError(ValueError):
+    """A variable's value the library cannot take; the message names the variable."""
+
+
+def read_number(
+    name: str, default: N, *, minimum: float | None = None, above: float | None = None, maximum: float
+) -> N:
+    """The variable ``name`` read now as ``default``'s type (int or float), ``default`` when unset; ConfigError
+    naming it unless it is one, finite, and from ``minimum`` (or more than ``above``) to ``maximum``."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    kind = type(default)
+    word = "an integer" if kind is int else "a number"
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: not {word}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name}={raw!r}: not a finite number")
+    low = f"from {minimum} to" if minimum is not None else f"above {above} and of at most"
+    if (minimum is not None and value < minimum) or (above is not None and value <= above) or value > maximum:
+        raise ConfigError(f"{name}={raw!r}: not {word} {low} {maximum}")
+    return value
+
+
+def duration_s(duration: str) -> float:
+    """A duration as PostgreSQL's lock_timeout takes it (``5s``, ``500ms``, ``1min``, ``250``: milliseconds), in
+    seconds; ``0`` is 0.0, which lock_timeout reads as no limit. ValueError for anything else."""
+    if (match := _DURATION.fullmatch(duration)) is None:
+        raise ValueError(f"{duration!r}: not a duration such as 5s, 500ms or 1min")
+    return float(match["number"]) * _UNIT_S[match["unit"] or "ms"]
+
+
+def read_duration(name: str, default: str, *, maximum_s: float = DAY_S) -> str:
+    """The variable ``name`` read now as a PostgreSQL duration (:func:`duration_s`), ``default`` when unset;
+    ConfigError naming it unless it is one of at most ``maximum_s`` (0: no limit)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        seconds = duration_s(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: not a duration such as 5s, 500ms or 1min (0: no limit)") from None
+    if seconds > maximum_s:
+        raise ConfigError(f"{name}={raw!r}: not a duration of at most {maximum_s:g} s")
+    return raw
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from outbox import groups
+from outbox.config import DAY_S, read_duration, read_number
 from outbox.consumer import ConsumerGroup
 from outbox.probes import run_until_signalled
 from outbox.redaction import configure_logging
@@ -64,6 +65,8 @@ def settle_heap() -> None:
 # (milliseconds, a large batch's second or two), a third of max.poll.interval (30 s), and above
 # LongRunningQuery's 5 s, so the waiting statement still raises that alert for the on-call.
 LOCK_TIMEOUT = "10s"
+# librdkafka's consume() takes at most a million messages a call (confluent-kafka refuses more).
+MAX_BATCH_SIZE = 1_000_000
 CONSUMER_SESSION: dict[str, str] = {"plan_cache_mode": "force_generic_plan", "lock_timeout": LOCK_TIMEOUT}
 
 
@@ -109,11 +112,17 @@ async def serve(
     )
 
 
+def batch_size() -> int:
+    """OUTBOX_BATCH_SIZE: the most records a batch takes (1000; from 1 to MAX_BATCH_SIZE)."""
+    return read_number("OUTBOX_BATCH_SIZE", 1000, minimum=1, maximum=MAX_BATCH_SIZE)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("module", help="module defining `group` and `database_url`, e.g. apps.customer.consumers")
-    parser.add_argument("--batch-size", type=int, default=int(os.environ.get("OUTBOX_BATCH_SIZE", "1000")))
-    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("OUTBOX_METRICS_PORT", "0")) or None)
+    parser.add_argument("--batch-size", type=int, default=batch_size())
+    port = read_number("OUTBOX_METRICS_PORT", 0, minimum=0, maximum=65535)  # 0: no metrics server
+    parser.add_argument("--metrics-port", type=int, default=port or None)
     parser.add_argument(
         "--instance-id",
         default=os.environ.get("OUTBOX_INSTANCE_ID"),
@@ -122,12 +131,12 @@ def main() -> None:
     parser.add_argument(
         "--max-backoff",
         type=float,
-        default=float(os.environ.get("OUTBOX_MAX_BACKOFF_S", "30")),
+        default=read_number("OUTBOX_MAX_BACKOFF_S", 30.0, above=0, maximum=DAY_S),
         help="the longest wait between retries of a batch or of Kafka (seconds); tests shorten it",
     )
     parser.add_argument(
         "--lock-timeout",
-        default=os.environ.get("OUTBOX_LOCK_TIMEOUT", LOCK_TIMEOUT),
+        default=read_duration("OUTBOX_LOCK_TIMEOUT", LOCK_TIMEOUT),
         help="the longest a batch's statement waits for a lock before the batch is retried (PostgreSQL units, "
         "e.g. 10s; 0: no limit)",
     )

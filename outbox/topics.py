@@ -3,10 +3,11 @@ the ones a test or a benchmark made for itself."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from outbox.config import DAY_S, read_number
 
 # Event and dead-letter topics keep their records for the replay window: one year, delete policy.
 REPLAY_WINDOW_MS = 365 * 24 * 3600 * 1000
@@ -15,7 +16,7 @@ PARTITIONS = 3
 # How long the topic check waits for the cluster's metadata; no broker answering by then is a KafkaException
 # the runtime waits out with backoff (a consumer started or rejoining while Kafka restarts). Tests that prove
 # a consumer outlives that failure shorten it, to see it several times in seconds instead of 10 s each.
-METADATA_TIMEOUT_S = float(os.environ.get("OUTBOX_KAFKA_METADATA_TIMEOUT_S", "10"))
+METADATA_TIMEOUT_S = read_number("OUTBOX_KAFKA_METADATA_TIMEOUT_S", 10.0, above=0, maximum=DAY_S)
 
 
 def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = PARTITIONS) -> list[str]:

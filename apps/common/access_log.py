@@ -145,7 +145,8 @@ PURGE_SQL: Final = sa.text(
 
 @dataclass(frozen=True, slots=True)
 class AccessLogSettings(Settings):
-    retention_days: int = env("ACCESS_LOG_RETENTION_DAYS", 730, minimum=1)
+    # At most ten years: the longest a law asks such records kept (bookkeeping); more is not retention.
+    retention_days: int = env("ACCESS_LOG_RETENTION_DAYS", 730, minimum=1, maximum=3650)
 
 
 access_log_settings = once(AccessLogSettings)

@@ -52,7 +52,7 @@ from litestar.middleware.base import DefineMiddleware
 from apps.common.auth import ROLES, Principal, Role, scopes_of, unauthorized
 from apps.common.auth_issuer import DEFAULT_AUDIENCE, DEFAULT_ISSUER, ensure_keys, jwks_path
 from apps.common.ed25519 import sodium_verifier
-from apps.common.settings import Settings, env
+from apps.common.settings import DAY_S, Settings, env
 
 __all__ = ["AuthSettings", "AuthVariables", "InvalidToken", "KeySet", "TokenVerifier", "auth_middleware"]
 
@@ -79,7 +79,7 @@ class AuthVariables(Settings):
     audience: str = env("AUTH_AUDIENCE", DEFAULT_AUDIENCE)
     jwks_url: str | None = env("AUTH_JWKS_URL", None)  # empty: unset
     algorithms: str = env("AUTH_ALGORITHMS", "EdDSA,RS256,ES256")
-    refresh_s: float = env("AUTH_JWKS_REFRESH_S", 60.0, above=0)
+    refresh_s: float = env("AUTH_JWKS_REFRESH_S", 60.0, above=0, maximum=DAY_S)
 
     def __post_init__(self) -> None:
         if not self.algorithm_set or not self.algorithm_set <= ASYMMETRIC:

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sqlalchemy.util import await_only
 
 from apps.common.pool_metrics import instrument_pool
-from apps.common.settings import Settings, env
+from apps.common.settings import DAY_S, Settings, env
 from apps.common.topology import ServiceSpec, database_url
 
 if TYPE_CHECKING:
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 APPS = Path(__file__).resolve().parent.parent
 log = logging.getLogger("apps.db")
+# PostgreSQL's MAX_BACKENDS (2**18 - 1): the ceiling of max_connections, so no pool means more connections.
+MAX_BACKENDS = 262_143
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,11 @@ class PoolSettings(Settings):
     (``per_worker``), so a service's workers (``<NAME>_WORKERS``) open at most 25 between them, as the seed says.
     """
 
-    size: int = env("DB_POOL_SIZE", 25, minimum=1)
-    max_overflow: int = env("DB_POOL_MAX_OVERFLOW", 0, minimum=0)
-    recycle_s: int = env("DB_POOL_RECYCLE_S", 300, minimum=1)
-    timeout_s: float = env("DB_POOL_TIMEOUT_S", 10.0, above=0)
-    idle_timeout_s: float = env("DB_POOL_IDLE_TIMEOUT_S", 60.0, above=0)
+    size: int = env("DB_POOL_SIZE", 25, minimum=1, maximum=MAX_BACKENDS)
+    max_overflow: int = env("DB_POOL_MAX_OVERFLOW", 0, minimum=0, maximum=MAX_BACKENDS)
+    recycle_s: int = env("DB_POOL_RECYCLE_S", 300, minimum=1, maximum=DAY_S)
+    timeout_s: float = env("DB_POOL_TIMEOUT_S", 10.0, above=0, maximum=DAY_S)
+    idle_timeout_s: float = env("DB_POOL_IDLE_TIMEOUT_S", 60.0, above=0, maximum=DAY_S)
 
     def per_worker(self, workers: int) -> PoolSettings:
         """This service's limits split between ``workers`` processes (never more in total)."""

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from apps.common.settings import Settings, env, once
+from apps.common.settings import DAY_S, Settings, env, once
 
 log = logging.getLogger("apps.heap")
 
@@ -31,7 +31,9 @@ SLOW_COLLECTION_MS = 20.0
 
 @dataclass(frozen=True, slots=True)
 class HeapSettings(Settings):
-    slow_collection_ms: float = env("GC_SLOW_MS", SLOW_COLLECTION_MS, minimum=0)  # 0: every collection
+    slow_collection_ms: float = env(
+        "GC_SLOW_MS", SLOW_COLLECTION_MS, minimum=0, maximum=DAY_S * 1000
+    )  # 0: every collection
 
 
 heap_settings = once(HeapSettings)

@@ -45,7 +45,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusMiddleware
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from apps.common.settings import Settings, env, once
+from apps.common.settings import DAY_S, Settings, env, once
 from apps.common.topology import ServiceSpec
 from outbox.correlation import HEADER, correlation_id, sent_or_new
 from outbox.redaction import redact
@@ -69,9 +69,11 @@ class LogSettings(Settings):
     """What an API's logs read from the environment (see the module docstring)."""
 
     level: str = env("LOG_LEVEL", "INFO")
-    flush_ms: float = env("LOG_FLUSH_MS", 50.0, minimum=0)  # 0: written without waiting for a batch
+    flush_ms: float = env(
+        "LOG_FLUSH_MS", 50.0, minimum=0, maximum=DAY_S * 1000
+    )  # 0: written without waiting for a batch
     access_log_sample: float = env("ACCESS_LOG_SAMPLE", 1.0, minimum=0, maximum=1)
-    access_log_slow_ms: float = env("ACCESS_LOG_SLOW_MS", 500.0, minimum=0)  # 0: every request
+    access_log_slow_ms: float = env("ACCESS_LOG_SLOW_MS", 500.0, minimum=0, maximum=DAY_S * 1000)  # 0: every request
 
     def __post_init__(self) -> None:
         if self.level.upper() not in logging.getLevelNamesMapping():

@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from advanced_alchemy.base import AdvancedDeclarativeBase
 from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config, create_async_engine
 
-from apps.common.settings import Settings, env
+from apps.common.settings import DAY_S, Settings, env
+from outbox.config import duration_s as duration_s  # read here too (test_order_migrations)
 
 if TYPE_CHECKING:
     from advanced_alchemy.alembic.commands import AlembicCommandConfig
     from sqlalchemy.engine import Connection
-
-
-# A duration as PostgreSQL's lock_timeout takes it: a number, in milliseconds unless a unit follows.
-_DURATION: Final = re.compile(r"\s*(?P<number>\d+(\.\d+)?)\s*(?P<unit>us|ms|s|min|h|d)?\s*")
-_UNIT_S: Final = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,17 +24,14 @@ class MigrationSettings(Settings):
     lock_timeout: str = env("MIGRATION_LOCK_TIMEOUT", "5s")
 
     def __post_init__(self) -> None:
-        # Checked here, not left to PostgreSQL: the value is written into the SET statement.
-        if not _DURATION.fullmatch(self.lock_timeout):
-            raise self.invalid("lock_timeout", "not a duration such as 5s, 500ms or 1min (0: no limit)")
-
-
-def duration_s(duration: str) -> float:
-    """A duration as ``MIGRATION_LOCK_TIMEOUT`` takes it (``5s``, ``500ms``, ``1min``, ``250``: milliseconds),
-    in seconds; ``0`` is 0.0, which PostgreSQL's lock_timeout reads as no limit. ValueError for anything else."""
-    if (match := _DURATION.fullmatch(duration)) is None:
-        raise ValueError(f"{duration!r}: not a duration such as 5s, 500ms or 1min")
-    return float(match["number"]) * _UNIT_S[match["unit"] or "ms"]
+        # Checked here, not left to PostgreSQL: the value is written into the SET statement. At most a day
+        # (DAY_S), as every duration the services read; PostgreSQL's own limit is ~24.8 days.
+        try:
+            seconds = duration_s(self.lock_timeout)
+        except ValueError:
+            raise self.invalid("lock_timeout", "not a duration such as 5s, 500ms or 1min (0: no limit)") from None
+        if seconds > DAY_S:
+            raise self.invalid("lock_timeout", f"not a duration of at most {DAY_S} s (a day)")
 
 
 def lock_timeout() -> str:

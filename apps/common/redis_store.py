@@ -31,7 +31,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
 from apps.common.redis_protocol import RedisReplies, encode_command, handshake
-from apps.common.settings import Settings, env
+from apps.common.settings import DAY_S, Settings, env
 from apps.common.topology import redis_url
 
 if TYPE_CHECKING:
@@ -46,9 +46,9 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class RedisSettings(Settings):
     # A cache read that takes longer than a database read is worse than no cache.
-    timeout_s: float = env("REDIS_TIMEOUT_S", 0.25, above=0)
-    cooldown_s: float = env("REDIS_COOLDOWN_S", 1.0, minimum=0)  # 0: tried again at once
-    pool_size: int = env("REDIS_POOL_SIZE", 64, minimum=1)
+    timeout_s: float = env("REDIS_TIMEOUT_S", 0.25, above=0, maximum=DAY_S)
+    cooldown_s: float = env("REDIS_COOLDOWN_S", 1.0, minimum=0, maximum=DAY_S)  # 0: tried again at once
+    pool_size: int = env("REDIS_POOL_SIZE", 64, minimum=1, maximum=65535)  # one client address's ports
 
 
 # Read when the module is imported, as these defaults always were (a bad value: SettingError naming it).

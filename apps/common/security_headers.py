@@ -54,9 +54,15 @@ def security_headers(hsts_max_age: int | None = None) -> tuple[tuple[bytes, byte
     return (*_ALWAYS, (b"strict-transport-security", f"max-age={hsts_max_age}; includeSubDomains".encode()))
 
 
+# The longest max-age means anything: a cache takes delta-seconds past what it can hold as 2**31 (RFC 9111,
+# 1.2.2, which HSTS' max-age follows, RFC 6797 6.1.1); about 68 years.
+HSTS_MAX_AGE_LIMIT = 2**31
+
+
 @dataclass(frozen=True, slots=True)
 class SecurityHeaderSettings(Settings):
-    hsts_max_age: int | None = env("SECURITY_HSTS_MAX_AGE", None, minimum=0)  # seconds; 0: no header
+    # seconds; 0: no header
+    hsts_max_age: int | None = env("SECURITY_HSTS_MAX_AGE", None, minimum=0, maximum=HSTS_MAX_AGE_LIMIT)
 
 
 class SecurityHeadersPlugin(InitPluginProtocol):

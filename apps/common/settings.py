@@ -18,10 +18,10 @@ read: ``int``, ``float``, ``str`` or ``X | None`` of one of them (unset: the def
 variable's unit (``_s``, ``_days``), and a property may give it as a timedelta. A number is finite (``nan``
 and ``inf`` are refused) and within the bounds its field declares: ``env("DB_POOL_SIZE", 25, minimum=1)``,
 ``above=0`` for a duration that must be more than none, ``maximum=`` (``ORDER_SWEEPER_PORT='70000': not an
-integer from 0 to 65535``). A value of the right type that is still wrong in another way (a level logging
-does not know) is refused by the class's own ``__post_init__`` with :meth:`Settings.invalid`, worded the
-same way. A test that sets a variable calls
-:func:`forget_settings` so that the next call reads it. A variable whose name is built at run time
+integer from 0 to 65535``); every number has a maximum, a wait's at most a day (``maximum=DAY_S``). A value
+of the right type that is still wrong in another way (a level logging does not know) is refused by the
+class's own ``__post_init__`` with :meth:`Settings.invalid`, worded the same way. A test that sets a variable
+calls :func:`forget_settings` so that the next call reads it. A variable whose name is built at run time
 (``<SERVICE>_PORT``: no field can name it) is read by :func:`read_env`, parsed and refused the same way.
 """
 
@@ -35,7 +35,10 @@ from dataclasses import dataclass, field, fields
 from functools import cache
 from typing import Any, Final, Self, TypeVar, Union, get_args, get_origin, get_type_hints
 
-__all__ = ["Bounds", "SettingError", "Settings", "env", "forget_settings", "once", "read_env"]
+# The longest a timeout, interval, lease, delay or threshold may be (``maximum=DAY_S``, in its field's unit).
+from outbox.config import DAY_S
+
+__all__ = ["DAY_S", "Bounds", "SettingError", "Settings", "env", "forget_settings", "once", "read_env"]
 
 T = TypeVar("T")
 S = TypeVar("S", bound="Settings")
@@ -60,17 +63,24 @@ class Bounds:
     above: float | None = None
 
     def refusal(self, value: float) -> str | None:
-        """Why ``value`` is out of these bounds (``None``: it is within them): ``from 0 to 65535``."""
+        """Why ``value`` is out of these bounds, all of them said (``from 0 to 65535``, ``above 0 and of at most
+        86400``); ``None`` when it is within them."""
+        low = (self.minimum is None or value >= self.minimum) and (self.above is None or value > self.above)
+        if low and (self.maximum is None or value <= self.maximum):
+            return None
         if self.minimum is not None and self.maximum is not None:
-            return None if self.minimum <= value <= self.maximum else f"from {self.minimum:g} to {self.maximum:g}"
-        wanted = []
-        if self.minimum is not None and value < self.minimum:
-            wanted.append(f"of at least {self.minimum:g}")
-        if self.above is not None and value <= self.above:
-            wanted.append(f"above {self.above:g}")
-        if self.maximum is not None and value > self.maximum:
-            wanted.append(f"of at most {self.maximum:g}")
-        return " and ".join(wanted) or None
+            return f"from {_shown(self.minimum)} to {_shown(self.maximum)}"
+        wanted = [
+            f"{words} {_shown(limit)}"
+            for words, limit in (("of at least", self.minimum), ("above", self.above), ("of at most", self.maximum))
+            if limit is not None
+        ]
+        return " and ".join(wanted)
+
+
+def _shown(limit: float) -> str:
+    """A bound as a message gives it: a whole number in full (2147483648, not 2.14748e+09), else 6 digits."""
+    return str(int(limit)) if limit == int(limit) else f"{limit:g}"
 
 
 def env(
@@ -145,7 +155,7 @@ def parse(name: str, raw: str, kind: type, bounds: Bounds | None = None) -> Any:
         value = int(raw) if kind is int else float(raw)
     except ValueError:
         raise SettingError(f"{name}={raw!r}: not {_KINDS[kind]}") from None
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):  # an int is; a long one overflows isfinite
         raise SettingError(f"{name}={raw!r}: not a finite number")
     if bounds is not None and (refusal := bounds.refusal(value)) is not None:
         raise SettingError(f"{name}={raw!r}: not {_KINDS[kind]} {refusal}")

@@ -3,8 +3,8 @@
 Its variables are read when asked, not once at start: infra's commands and the tests point them elsewhere
 within one process (a scratch cluster's ``PG_PORT``), and most names are built per service or process
 (``<SERVICE>_PORT``, ``_WORKERS``, ``_DB_PASSWORD``, ``_DATABASE_URL``), which no settings field can name. The
-numbers go through apps/common/settings.py's ``read_env``: a value that is not one, or a port outside 1 to
-65535, is refused naming the variable (``PG_PORT='5432x': not an integer``).
+numbers go through apps/common/settings.py's ``read_env``: a value that is not one, a port outside 1 to
+65535, or fewer than one worker, is refused naming the variable (``PG_PORT='5432x': not an integer``).
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ class ServiceSpec:
     workers: int = 1
 
     def worker_count(self) -> int:
-        """How many uvicorn workers serve this API (``<NAME>_WORKERS`` overrides): stack and pool agree."""
-        return max(1, read_env(f"{self.name.upper()}_WORKERS", self.workers))
+        """How many uvicorn workers serve this API (``<NAME>_WORKERS`` overrides): stack and pool agree. At least
+        one: 0 means nothing here (it was taken as 1, silently, until session 34)."""
+        return read_env(f"{self.name.upper()}_WORKERS", self.workers, minimum=1)
 
     @property
     def port_env(self) -> str:

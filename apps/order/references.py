@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 from typing import TYPE_CHECKING
 
 from sqlalchemy import text
@@ -81,11 +80,11 @@ async def customer_known(session: AsyncSession, event: CustomerRegistered | Cust
 
 def main() -> None:
     """Run this group as the stack's process `order-references` (its /health, /ready, /metrics on --port)."""
-    from outbox.runner import serve
+    from outbox.runner import batch_size, serve
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True, help="/health, /ready and /metrics")
-    parser.add_argument("--batch-size", type=int, default=int(os.environ.get("OUTBOX_BATCH_SIZE", "1000")))
+    parser.add_argument("--batch-size", type=int, default=batch_size())
     args = parser.parse_args()
     configure_logging()  # plain text, every line through redact (issue 14)
     asyncio.run(serve("apps.order.references", batch_size=args.batch_size, metrics_port=args.port))

@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
-from apps.common.settings import Settings, env
+from apps.common.settings import DAY_S, Settings, env
 from apps.payment_sandbox.ledger import Answer, Ledger
 
 __all__ = ["Outage", "Provider", "SandboxSettings"]
@@ -78,8 +78,8 @@ FLAKY_FAILURES: Final = 2
 @dataclass(frozen=True, slots=True)
 class SandboxSettings(Settings):
     ledger_file: str | None = env("PAYMENT_SANDBOX_DB", None)  # None: .stack/payment-sandbox/ledger.sqlite3
-    slow_delay_s: float = env("SANDBOX_SLOW_DELAY_S", 20.0, minimum=0)
-    delayed_s: float = env("SANDBOX_DELAYED_S", 5.0, minimum=0)
+    slow_delay_s: float = env("SANDBOX_SLOW_DELAY_S", 20.0, minimum=0, maximum=DAY_S)
+    delayed_s: float = env("SANDBOX_DELAYED_S", 5.0, minimum=0, maximum=DAY_S)
 
     def answer_delay_s(self, token: str) -> float:
         """How long the answer to an authorization with this token is held back (0: at once)."""

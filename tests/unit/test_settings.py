@@ -145,15 +145,41 @@ def test_a_service_app_does_not_start_with_a_bad_value(monkeypatch: pytest.Monke
         # view cache delete each view as it filled it, -1 hours a Redis error on every guest's cart read.
         ("CHECKOUT_CART_VIEW_TTL_S", "nan", "CHECKOUT_CART_VIEW_TTL_S='nan': not a finite number"),
         ("CHECKOUT_CART_VIEW_TTL_S", "inf", "CHECKOUT_CART_VIEW_TTL_S='inf': not a finite number"),
-        ("CHECKOUT_CART_VIEW_TTL_S", "-1", "CHECKOUT_CART_VIEW_TTL_S='-1': not a number of at least 0.001"),
-        ("CHECKOUT_CART_IDLE_HOURS", "-1", "CHECKOUT_CART_IDLE_HOURS='-1': not a number of at least 0.000277778"),
-        ("DB_POOL_SIZE", "-4", "DB_POOL_SIZE='-4': not an integer of at least 1"),
+        ("CHECKOUT_CART_VIEW_TTL_S", "-1", "CHECKOUT_CART_VIEW_TTL_S='-1': not a number from 0.001 to 86400"),
+        ("CHECKOUT_CART_IDLE_HOURS", "-1", "CHECKOUT_CART_IDLE_HOURS='-1': not a number from 0.000277778 to 8760"),
+        ("DB_POOL_SIZE", "-4", "DB_POOL_SIZE='-4': not an integer from 1 to 262143"),
         ("ORDER_SWEEPER_PORT", "70000", "ORDER_SWEEPER_PORT='70000': not an integer from 0 to 65535"),
-        ("PAYMENT_PROVIDER_ATTEMPTS", "0", "PAYMENT_PROVIDER_ATTEMPTS='0': not an integer of at least 1"),
-        ("RETURNS_SWEEPER_POLL_S", "0", "RETURNS_SWEEPER_POLL_S='0': not a number above 0"),
-        ("REDIS_POOL_SIZE", "0", "REDIS_POOL_SIZE='0': not an integer of at least 1"),
-        ("SANDBOX_DELAYED_S", "-5", "SANDBOX_DELAYED_S='-5': not a number of at least 0"),
-        ("ACCESS_LOG_RETENTION_DAYS", "0", "ACCESS_LOG_RETENTION_DAYS='0': not an integer of at least 1"),
+        ("PAYMENT_PROVIDER_ATTEMPTS", "0", "PAYMENT_PROVIDER_ATTEMPTS='0': not an integer from 1 to 100"),
+        ("RETURNS_SWEEPER_POLL_S", "0", "RETURNS_SWEEPER_POLL_S='0': not a number above 0 and of at most 86400"),
+        ("REDIS_POOL_SIZE", "0", "REDIS_POOL_SIZE='0': not an integer from 1 to 65535"),
+        ("SANDBOX_DELAYED_S", "-5", "SANDBOX_DELAYED_S='-5': not a number from 0 to 86400"),
+        ("ACCESS_LOG_RETENTION_DAYS", "0", "ACCESS_LOG_RETENTION_DAYS='0': not an integer from 1 to 3650"),
+        # Y2's note (session 34): no duration had a maximum; 1e300 hours built the app, and timedelta(hours=1e300)
+        # raised an OverflowError naming nothing when a cart first used it.
+        (
+            "CHECKOUT_CART_IDLE_HOURS",
+            "1e300",
+            "CHECKOUT_CART_IDLE_HOURS='1e300': not a number from 0.000277778 to 8760",
+        ),
+        (
+            "CHECKOUT_SESSION_MINUTES",
+            "1441",
+            "CHECKOUT_SESSION_MINUTES='1441': not a number above 0 and of at most 1440",
+        ),
+        ("RETURNS_WINDOW_DAYS", "366", "RETURNS_WINDOW_DAYS='366': not a number above 0 and of at most 365"),
+        ("RETURNS_WINDOW_DAYS", "0", "RETURNS_WINDOW_DAYS='0': not a number above 0 and of at most 365"),
+        ("ACCESS_LOG_RETENTION_DAYS", "3651", "ACCESS_LOG_RETENTION_DAYS='3651': not an integer from 1 to 3650"),
+        (
+            "PAYMENT_PROVIDER_ATTEMPTS",
+            "1000000000",
+            "PAYMENT_PROVIDER_ATTEMPTS='1000000000': not an integer from 1 to 100",
+        ),
+        (
+            "ORDER_SAGA_PAYMENT_TIMEOUT_S",
+            "86401",
+            "ORDER_SAGA_PAYMENT_TIMEOUT_S='86401': not a number above 0 and of at most 86400",
+        ),
+        ("GC_SLOW_MS", "1e12", "GC_SLOW_MS='1e12': not a number from 0 to 86400000"),
     ],
 )
 def test_each_service_refuses_a_number_its_setting_cannot_mean(variable: str, value: str, message: str) -> None:
@@ -182,6 +208,14 @@ def test_each_service_refuses_a_number_its_setting_cannot_mean(variable: str, va
         ("LOG_FLUSH_MS", "0"),  # written without waiting for a batch
         ("GC_SLOW_MS", "0"),  # every collection logged
         ("SANDBOX_SLOW_DELAY_S", "0"),  # answered at once
+        # The maxima: a day for a wait, a year for a cart or a return, ten years for the access log, 2**31 s of HSTS.
+        ("CHECKOUT_CART_IDLE_HOURS", "8760"),
+        ("CHECKOUT_SESSION_MINUTES", "1440"),
+        ("ORDER_SAGA_RESERVATION_TIMEOUT_S", "86400"),
+        ("RETURNS_WINDOW_DAYS", "365"),
+        ("ACCESS_LOG_RETENTION_DAYS", "3650"),
+        ("SECURITY_HSTS_MAX_AGE", "2147483648"),
+        ("LOG_FLUSH_MS", "86400000"),
     ],
 )
 def test_each_services_documented_edge_values_are_taken(variable: str, value: str) -> None:

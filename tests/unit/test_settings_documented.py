@@ -10,13 +10,16 @@ operations' table itself.
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import re
 from pathlib import Path
 
 import pytest
 
 from apps.common.security_headers import SecurityHeaderSettings
-from apps.common.settings import Bounds
+from apps.common.settings import DAY_S, Bounds
+from outbox.config import read_duration
 from tests.support.settings import settings_classes
 
 pytestmark = pytest.mark.unit
@@ -25,8 +28,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CODE = ("apps", "outbox", "infra", "bench")
 DOCS = ("README.md", "docs/operations.md", "docs/decisions.md")
 # apps/common/settings.py's readers take the variable's name first too: a settings field,
-# env("ORDER_PRICE_MAX_AGE_S", 10.0), and read_env("PG_PORT", 5432).
-READERS = {"getenv", "env", "read_env"}
+# env("ORDER_PRICE_MAX_AGE_S", 10.0), and read_env("PG_PORT", 5432); so do outbox/config.py's own,
+# read_number("OUTBOX_BATCH_SIZE", 1000, ...) and read_duration("OUTBOX_LOCK_TIMEOUT", "10s").
+READERS = {"getenv", "env", "read_env", "read_number", "read_duration"}
+OUTBOX_READERS = {"read_number", "read_duration"}
 
 
 def environment_name(node: ast.AST) -> ast.expr | None:
@@ -42,9 +47,9 @@ def environment_name(node: ast.AST) -> ast.expr | None:
     return node.args[0] if name in READERS else None
 
 
-def variables_read() -> dict[str, str]:
+def variables_read(folders: tuple[str, ...] = CODE) -> dict[str, str]:
     found: dict[str, str] = {}
-    for folder in CODE:
+    for folder in folders:
         for path in sorted((ROOT / folder).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 name = environment_name(node)
@@ -80,26 +85,95 @@ def test_the_settings_modules_are_found() -> None:
     assert {"ORDER_PRICE_MAX_AGE_S", "PAYMENT_WORKER_LEASE_S", "RETURNS_WINDOW_DAYS", "DB_POOL_SIZE"} <= found.keys()
 
 
-def test_every_variable_of_the_settings_modules_is_in_the_operations_table() -> None:
+def settings_rows() -> str:
+    """The rows of docs/operations.md's Settings table."""
     page = (ROOT / "docs/operations.md").read_text()
     table = page.split("## Settings (environment variables)", 1)[1].split("\n## ", 1)[0]
-    rows = "\n".join(line for line in table.splitlines() if line.startswith("|"))
+    return "\n".join(line for line in table.splitlines() if line.startswith("|"))
+
+
+def test_every_variable_of_the_settings_modules_is_in_the_operations_table() -> None:
+    rows = settings_rows()
     missing = sorted(f"{name} ({module})" for name, module in settings_variables().items() if f"`{name}`" not in rows)
     assert missing == []
 
 
-def test_every_number_a_settings_class_reads_is_bounded_and_its_default_within() -> None:
+def test_every_number_a_settings_class_reads_is_bounded_both_ways_and_its_default_within() -> None:
     """A number with no bound takes a negative or a zero its use does not mean (a TTL of -1 s deletes the
-    cache's key at once, a pool of -4): each declares the bound its meaning needs (apps/common/settings.py)."""
-    unbounded, outside = [], []
+    cache's key at once, a pool of -4), and one with no maximum a size its use cannot hold (1e300 hours: an
+    OverflowError at the first timedelta): each declares the bounds its meaning needs (apps/common/settings.py)."""
+    no_lower, no_maximum, outside = [], [], []
     for cls in settings_classes():
         for name, bounds in cls.bounds().items():
             default = cls.variables()[name]
             if not isinstance(default, int | float):
                 continue  # a string, or a number whose default is None (SECURITY_HSTS_MAX_AGE: checked below)
-            if bounds == Bounds():
-                unbounded.append(name)
-            elif bounds.refusal(default) is not None:
+            if bounds.minimum is None and bounds.above is None:
+                no_lower.append(name)
+            if bounds.maximum is None:
+                no_maximum.append(name)
+            if bounds.refusal(default) is not None:
                 outside.append(f"{name}={default}")
-    assert (unbounded, outside) == ([], [])
-    assert SecurityHeaderSettings.bounds()["SECURITY_HSTS_MAX_AGE"] == Bounds(minimum=0)
+    assert (no_lower, no_maximum, outside) == ([], [], [])
+    assert SecurityHeaderSettings.bounds()["SECURITY_HSTS_MAX_AGE"] == Bounds(minimum=0, maximum=2**31)
+
+
+# A variable's unit, from the end of its name, in seconds.
+UNIT_S = {"_MS": 0.001, "_S": 1.0, "_MINUTES": 60.0, "_HOURS": 3600.0, "_DAYS": 86400.0}
+
+
+def test_a_wait_is_at_most_a_day_and_a_lifetime_at_most_ten_years() -> None:
+    """A timeout, interval, lease, delay or threshold (``_MS``, ``_S``, ``_MINUTES``) means nothing past a day
+    (DAY_S); what is kept (``_HOURS``, ``_DAYS``: a cart, a return, the access log) past ten years."""
+    longer = []
+    for cls in settings_classes():
+        for name, bounds in cls.bounds().items():
+            unit = next((suffix for suffix in UNIT_S if name.endswith(suffix)), None)
+            if unit is None or bounds.maximum is None:
+                continue  # no unit in its name (a size, a port, a share), or a string
+            longest = DAY_S if unit in ("_MS", "_S", "_MINUTES") else 3650 * DAY_S
+            if bounds.maximum * UNIT_S[unit] > longest:
+                longer.append(f"{name} <= {bounds.maximum:g}")
+    assert longer == []
+
+
+def outbox_maxima() -> dict[str, str]:
+    """Each number or duration outbox/ reads with its own readers (outbox/config.py), with its maximum as the
+    docs give it: a literal, a module's constant (``maximum=DAY_S``), or read_duration's default."""
+    found: dict[str, str] = {}
+    for path in sorted((ROOT / "outbox").rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in OUTBOX_READERS):
+                continue
+            limit = next((each.value for each in node.keywords if each.arg in ("maximum", "maximum_s")), None)
+            if limit is None:  # read_duration's default
+                value = inspect.signature(read_duration).parameters["maximum_s"].default
+            elif isinstance(limit, ast.Name):  # a module's constant: maximum=DAY_S
+                value = getattr(importlib.import_module(module), limit.id)
+            else:
+                value = ast.literal_eval(limit)
+            found[ast.literal_eval(node.args[0])] = str(value)
+    return found
+
+
+def test_every_outbox_variable_is_in_the_operations_table_with_its_maximum() -> None:
+    """The library's own variables (outbox/, which reads no apps/ settings class) are listed as theirs are;
+    each number or duration with its maximum, in the row's words after its name (up to the next variable)."""
+    rows = settings_rows()
+    read = variables_read(("outbox",))
+    assert {
+        "OUTBOX_BATCH_SIZE",
+        "OUTBOX_LOCK_TIMEOUT",
+        "OUTBOX_KAFKA_METADATA_TIMEOUT_S",
+        "OUTBOX_CONFIG",
+    } <= read.keys()
+    missing = sorted(name for name in read if name.startswith("OUTBOX_") and f"`{name}`" not in rows)
+    maxima = outbox_maxima()
+    assert {"OUTBOX_BATCH_SIZE", "OUTBOX_METRICS_PORT", "OUTBOX_MAX_BACKOFF_S", "OUTBOX_LOCK_TIMEOUT"} <= maxima.keys()
+    undocumented = sorted(
+        f"{name} <= {maximum}"
+        for name, maximum in maxima.items()
+        if maximum not in rows.split(f"`{name}`", 1)[-1].split("`OUTBOX_", 1)[0]
+    )
+    assert (missing, undocumented) == ([], [])

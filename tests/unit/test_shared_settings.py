@@ -55,17 +55,29 @@ def test_the_access_log_and_the_writer_take_the_settings(monkeypatch: pytest.Mon
         ("GC_SLOW_MS", "20ms", "GC_SLOW_MS='20ms': not a number"),
         # Until session 34 these two meant "no header" and "on", silently.
         ("SECURITY_HSTS_MAX_AGE", "1y", "SECURITY_HSTS_MAX_AGE='1y': not an integer"),
-        ("SECURITY_HSTS_MAX_AGE", "-1", "SECURITY_HSTS_MAX_AGE='-1': not an integer of at least 0"),
+        ("SECURITY_HSTS_MAX_AGE", "-1", "SECURITY_HSTS_MAX_AGE='-1': not an integer from 0 to 2147483648"),
         # Until session 34 a share above 1 was taken as 1, below 0 as 0, silently; nan and inf were taken.
         ("ACCESS_LOG_SAMPLE", "3", "ACCESS_LOG_SAMPLE='3': not a number from 0 to 1"),
         ("ACCESS_LOG_SAMPLE", "-0.1", "ACCESS_LOG_SAMPLE='-0.1': not a number from 0 to 1"),
         ("ACCESS_LOG_SAMPLE", "nan", "ACCESS_LOG_SAMPLE='nan': not a finite number"),
-        ("LOG_FLUSH_MS", "-5", "LOG_FLUSH_MS='-5': not a number of at least 0"),
+        ("LOG_FLUSH_MS", "-5", "LOG_FLUSH_MS='-5': not a number from 0 to 86400000"),
         ("GC_SLOW_MS", "inf", "GC_SLOW_MS='inf': not a finite number"),
-        ("DB_POOL_SIZE", "-4", "DB_POOL_SIZE='-4': not an integer of at least 1"),
+        ("DB_POOL_SIZE", "-4", "DB_POOL_SIZE='-4': not an integer from 1 to 262143"),
         ("DB_POOL_TIMEOUT_S", "nan", "DB_POOL_TIMEOUT_S='nan': not a finite number"),
-        ("DB_POOL_IDLE_TIMEOUT_S", "0", "DB_POOL_IDLE_TIMEOUT_S='0': not a number above 0"),
-        ("AUTH_JWKS_REFRESH_S", "0", "AUTH_JWKS_REFRESH_S='0': not a number above 0"),
+        ("DB_POOL_IDLE_TIMEOUT_S", "0", "DB_POOL_IDLE_TIMEOUT_S='0': not a number above 0 and of at most 86400"),
+        ("AUTH_JWKS_REFRESH_S", "0", "AUTH_JWKS_REFRESH_S='0': not a number above 0 and of at most 86400"),
+        # Until session 34 no duration had a maximum: 1e300 was taken, and overflowed where it was used.
+        (
+            "DB_POOL_IDLE_TIMEOUT_S",
+            "1e300",
+            "DB_POOL_IDLE_TIMEOUT_S='1e300': not a number above 0 and of at most 86400",
+        ),
+        (
+            "SECURITY_HSTS_MAX_AGE",
+            "2147483649",
+            "SECURITY_HSTS_MAX_AGE='2147483649': not an integer from 0 to 2147483648",
+        ),
+        ("DB_POOL_SIZE", "9" * 400, f"DB_POOL_SIZE='{'9' * 400}': not an integer from 1 to 262143"),
         ("READ_REPLICA", "of", "READ_REPLICA='of': neither on nor off"),
         ("RATE_LIMIT_WRITES", "lots", "RATE_LIMIT_WRITES='lots': not a limit such as '50/5s' or '120/minute'"),
         ("RATE_LIMIT_READS", "600/0s", "RATE_LIMIT_READS='600/0s': the window is at least one second"),
@@ -222,9 +234,14 @@ def test_the_topologys_numbers_are_read_when_asked_and_refused_naming_their_vari
     )
     assert sandbox.local_port() == 8009
     monkeypatch.setenv("PG_PORT", "15432")  # a scratch cluster's, within one process (infra's commands, tests)
-    monkeypatch.setenv("ORDER_WORKERS", "0")  # at least one, as before
+    monkeypatch.setenv("ORDER_WORKERS", "2")
     monkeypatch.setenv("PAYMENT_SANDBOX_PORT", "18009")
-    assert (pg_port(), BY_NAME["order"].worker_count(), sandbox.local_port()) == (15432, 1, 18009)
+    assert (pg_port(), BY_NAME["order"].worker_count(), sandbox.local_port()) == (15432, 2, 18009)
+    for workers in ("0", "-1"):  # 0 was taken as 1, silently, until session 34
+        monkeypatch.setenv("ORDER_WORKERS", workers)
+        with pytest.raises(SettingError) as refused:
+            BY_NAME["order"].worker_count()
+        assert str(refused.value) == f"ORDER_WORKERS='{workers}': not an integer of at least 1"
     for name, value, read in [
         ("PG_PORT", "5432x", pg_port),
         ("PG_REPLICA_PORT", "", replica_port),
