@@ -14,18 +14,24 @@ Every event written meanwhile records it (outbox/writer.py), the connector sends
 (outbox/transaction.py): the handler's log lines carry it and the events it writes inherit it, so one id
 runs from POST /api/orders to the order's confirmation. A batch handler's events take each consumed
 event's own (``EventContext.correlation_id``, passed to ``events_parameters``).
+
+A poller that carries out later what a request or an event asked for keeps the id with that work and
+``resumed`` it while it runs: the payment worker a pending operation's (payment_operations.correlation_id,
+written by the consumer or API that asked), the order sweeper a timed-out saga's (its order.created's).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Final
 
 import uuid_utils
 
-__all__ = ["HEADER", "carried", "correlation_id", "sane_or_new", "sent_or_new"]
+__all__ = ["HEADER", "carried", "correlation_id", "current_uuid", "resumed", "sane_or_new", "sent_or_new"]
 
 HEADER: Final = "x-request-id"
 _HEADER_BYTES: Final = HEADER.encode()
@@ -59,3 +65,23 @@ def carried(header: str | None) -> str | None:
         return header
     lowered = header.lower()
     return lowered if _CARRIED(lowered) else None
+
+
+def current_uuid() -> uuid.UUID | None:
+    """The current id as a uuid column takes it (kept with work a poller does later), or None."""
+    current = correlation_id.get()
+    return None if current is None else uuid.UUID(current)
+
+
+@contextmanager
+def resumed(kept: uuid.UUID | str | None) -> Iterator[None]:
+    """The id kept with work asked for earlier, current while a poller carries that work out; an id already
+    current stays (an API request doing the work inline: its lines and events keep the request's)."""
+    if kept is None or correlation_id.get() is not None:
+        yield
+        return
+    token = correlation_id.set(str(kept))
+    try:
+        yield
+    finally:
+        correlation_id.reset(token)

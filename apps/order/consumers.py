@@ -9,6 +9,7 @@ Run: ``python -m outbox.runner apps.order.consumers``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,7 @@ from outbox.consumer import ConsumerGroup, EventContext
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+log = logging.getLogger("apps.order.saga")
 # The database holding this group's inbox and the sagas (outbox.runner and outbox.replay read it).
 database_url = consumer_database_url("order")
 group = ConsumerGroup("order-saga")
@@ -44,7 +46,8 @@ projection_tables: tuple[str, ...] = ()
 
 @group.handler("checkout.completed")
 async def order_from_checkout(session: AsyncSession, event: CheckoutCompleted, ctx: EventContext) -> None:
-    await create_from_checkout(session, event)
+    if await create_from_checkout(session, event):
+        log.info("order %s: order.created from checkout %s", event.order_id, event.checkout_id)
 
 
 group.prepare("checkout.completed")(ask_buyers_keys)  # the buyers' keys, before the batch's transaction

@@ -71,6 +71,7 @@ class Saga:
             return
         why = OUT_OF_STOCK if reason == "insufficient_stock" else reason
         await cancel(self.session, held.order, held.items, held.saga, why, SAGA)
+        _stepped(order_id, f"order.cancelled ({why})")
 
     # -- the payment service's answers ---------------------------------------------------------------
 
@@ -83,11 +84,13 @@ class Saga:
         if _waits_on(held, PAYMENT):
             assert held.saga is not None
             await confirm(self.session, held.order, held.items, held.saga, "payment authorized")
+            _stepped(order_id, "order.confirmed")
         elif held.order.status == CANCELLED and held.saga is not None:
             # A late authorization (after a timeout or a cancel): give it back (no-op if already asked).
             await request_payment_cancel(
                 self.session, held.order, held.saga, held.saga.reason or "cancelled", dt.datetime.now(dt.UTC)
             )
+            _stepped(order_id, "late authorization given back")
 
     async def refused(self, order_id: uuid.UUID, payment_status: str) -> None:
         """payment.declined or payment.failed: release the stock and cancel (payment_declined)."""
@@ -97,6 +100,7 @@ class Saga:
         held.order.payment_status = payment_status
         if _waits_on(held, PAYMENT):
             await cancel(self.session, held.order, held.items, held.saga, PAYMENT_DECLINED, SAGA)
+            _stepped(order_id, f"order.cancelled ({PAYMENT_DECLINED})")
 
     async def payment_moved(self, order_id: uuid.UUID, payment_status: str) -> None:
         """captured, voided, refunded...: the order's payment_status follows the payment."""
@@ -132,6 +136,13 @@ class Saga:
             await cancel(self.session, held.order, held.items, held.saga, TIMEOUT, SAGA)
         elif held.saga is not None:
             enter(held.saga, "done", dt.datetime.now(dt.UTC))
+
+
+def _stepped(order_id: uuid.UUID, step: str) -> None:
+    """One line per step the saga takes on one answer (a handler of one event: milliseconds each, so the
+    line's ~20 us is ~1 %), ending with the request_id of the event that caused it (outbox/redaction.py);
+    the batch of inventory.reserved logs its own (saga_rows.log_steps)."""
+    log.info("order %s: %s", order_id, step)
 
 
 def _waits_on(held: Held, step: str) -> bool:

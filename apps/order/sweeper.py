@@ -29,6 +29,7 @@ from apps.common.poller import DueCheck, Poller, Sessions, poller_engine, poller
 from apps.common.table_writes import TableWrites
 from apps.order.saga import Saga
 from apps.order.settings import settings
+from outbox.correlation import resumed
 
 log = logging.getLogger("apps.order.sweeper")
 
@@ -49,8 +50,12 @@ WRITER_CLOCK_OFFSET = Gauge(
 REASONS = ("out_of_stock", "payment_declined", "timeout", "requested")
 FAILED_PAYMENT_STATUSES = ("capture_failed", "void_failed", "refund_failed")
 
+# With the id its order was placed under (its order.created's, outbox/correlation.py; the unique
+# (aggregate_id, event_version) index, one lookup per due saga): the cancellation and what it asks for
+# carry it, as the answers that did come would have. No column on the saga: that event keeps it already.
 _DUE = text(
-    "SELECT s.order_id, s.step FROM order_sagas s JOIN orders o ON o.id = s.order_id "
+    "SELECT s.order_id, s.step, e.correlation_id FROM order_sagas s JOIN orders o ON o.id = s.order_id "
+    "LEFT JOIN event_store e ON e.aggregate_id = s.order_id AND e.event_version = 1 "
     "WHERE s.deadline_at <= now() ORDER BY s.deadline_at LIMIT :limit FOR UPDATE OF o, s SKIP LOCKED"
 )
 # Seconds until _DUE finds a row (the first deadline, unlocked; idx_order_sagas_deadline).
@@ -135,11 +140,13 @@ class Sweeper(Poller):
         async with self.sessions() as session, session.begin():
             due = (await session.execute(_DUE, {"limit": self.batch})).tuples().all()
             saga = Saga(session)
-            for order_id, step in due:
-                held = await saga.hold(order_id)
-                if held is not None:
-                    await saga.time_out(held)
-                    TIMED_OUT.labels(step).inc()
+            for order_id, step, correlation in due:
+                with resumed(correlation):
+                    held = await saga.hold(order_id)
+                    if held is not None:
+                        await saga.time_out(held)
+                        TIMED_OUT.labels(step).inc()
+                        log.info("order %s: timed out waiting on %s", order_id, step)
         if due:
             log.info("compensated %d sagas past their deadline", len(due))
         return len(due)

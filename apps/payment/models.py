@@ -114,5 +114,8 @@ class PaymentOperation(Base):
     next_attempt_at: Mapped[dt.datetime] = timestamp()
     created_at: Mapped[dt.datetime] = timestamp()
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The id of the request or event that asked for it (outbox/correlation.py): the worker carries it out
+    # under this id, so its payment.* event carries it too (payment_0010; NULL before, or asked by nobody's).
+    correlation_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
 
     payment: Mapped[Payment] = relationship(back_populates="operations", lazy="raise")

@@ -66,6 +66,7 @@ from apps.payment.rules import (
 )
 from apps.payment.services import PaymentService
 from apps.payment.settings import settings
+from outbox.correlation import resumed
 from outbox.events import Event
 from outbox.writer import add_event
 
@@ -136,6 +137,7 @@ class Call:
     authorization: str | None
     request: dict[str, Any]
     asked_at: dt.datetime
+    correlation_id: uuid.UUID | None = None  # the asker's (outbox/correlation.py)
 
 
 async def execute(
@@ -147,12 +149,14 @@ async def execute(
     await session.commit()  # nothing is held while the provider is called
     if call is None:
         return SUCCEEDED
-    if status_after is not None and asks_refund_status(call.kind, call.asked_at, utc_now(), status_after):
-        log.info("refund %s unanswered since %s: asking the provider what became of it", op_id, call.asked_at)
-        result = await provider.refund_status(key=call.key)
-    else:
-        result = await _call_provider(provider, call)
-    await apply_result(session, op_id, result)
+    # Under the id of whoever asked for it (the worker has none of its own): its lines and its payment.* event.
+    with resumed(call.correlation_id):
+        if status_after is not None and asks_refund_status(call.kind, call.asked_at, utc_now(), status_after):
+            log.info("refund %s unanswered since %s: asking the provider what became of it", op_id, call.asked_at)
+            result = await provider.refund_status(key=call.key)
+        else:
+            result = await _call_provider(provider, call)
+        await apply_result(session, op_id, result)
     return result.outcome
 
 
@@ -219,6 +223,7 @@ async def _load_call(session: AsyncSession, op_id: uuid.UUID) -> Call | None:
         payment.provider_reference,
         op.request,
         op.created_at,
+        op.correlation_id,
     )
 
 

@@ -64,6 +64,7 @@ from apps.payment.rules import (
     return_refund_refusal,
 )
 from apps.returns.events import RefundOrder, ReturnApprovedV1, ReturnReceivedV1, ReturnRefundRetryRequestedV1
+from outbox.correlation import current_uuid
 from outbox.errors import RejectedEvent
 from outbox.writer import add_event
 
@@ -355,6 +356,7 @@ async def _add_refund(
             next_attempt_at=now,
             created_at=now,
             completed_at=now if answered else None,
+            correlation_id=current_uuid(),
         )
         .on_conflict_do_nothing(index_elements=[PaymentOperation.idempotency_key])
         .returning(PaymentOperation.id)

@@ -43,6 +43,7 @@ from apps.payment.rules import (
     compensation,
     to_minor,
 )
+from outbox.correlation import current_uuid
 from outbox.writer import add_event
 
 if TYPE_CHECKING:
@@ -314,6 +315,7 @@ class PaymentService:
                 attempts=1 if leased_until else 0,
                 next_attempt_at=leased_until or now,
                 created_at=now,
+                correlation_id=current_uuid(),
             )
             .on_conflict_do_nothing(index_elements=[PaymentOperation.idempotency_key])
             .returning(PaymentOperation.id)
