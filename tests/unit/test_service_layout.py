@@ -44,3 +44,13 @@ def test_readme_layout_names_every_file_of_a_service(name: str) -> None:
     text = layout()
     unnamed = [file for file in service_files(name) if not re.search(rf"(?<![\w.]){re.escape(file)}", text)]
     assert unnamed == [], f"apps/{name}/: add these to README's Layout with what they are for"
+
+
+def test_no_two_test_modules_share_a_file_name() -> None:
+    """tests/ has no __init__.py per folder, so pytest imports each test module by its bare name: two files
+    of one name (tests/unit/x.py, tests/integration/x.py) pass when run alone and stop the whole suite at
+    collection ("import file mismatch")."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
