@@ -40,6 +40,7 @@ from apps.common.auth import (
     read_owner,
 )
 from apps.common.errors import InvalidField, NotFound, UnknownReference
+from apps.common.fields import MAX_INT_ID
 from apps.common.headers import REPLAYED, replayed_header
 from apps.common.openapi import error_response
 from apps.common.providers import create_service_provider
@@ -138,8 +139,8 @@ def _cart_create(body: bytes) -> CartCreate:
         raise InvalidField("body", "is not UTF-8") from None
 
 
-# A cart line's id (cart_items.id, a BIGINT): past that a 400 naming it, not the database's refusal.
-ItemId = Annotated[int, PathParameter(le=2**63 - 1, description="the line's id (the cart's items[].id)")]
+# A cart line's id (cart_items.id, a BIGINT): past MAX_INT_ID a 400 naming it, not the database's refusal.
+ItemId = Annotated[int, PathParameter(le=MAX_INT_ID, description="the line's id (the cart's items[].id)")]
 
 # CartCreate as POST /api/carts takes it: the body is optional and read by hand (_cart_create), so Litestar
 # sees no `data` parameter and documented no body at all; Swagger and the fuzzer never learnt customer_id.

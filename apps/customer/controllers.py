@@ -12,6 +12,7 @@ from litestar.params import FromPath, JSONBody, PathParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from apps.common.auth import allow, public
+from apps.common.fields import MAX_INT_ID
 from apps.common.providers import create_service_provider
 from apps.customer.erasure import CustomerErasure, ErasureOut
 from apps.customer.schemas import (
@@ -34,8 +35,8 @@ OWN = allow("customer", own="customer_id")
 OWN_OR_STAFF = allow("customer", "staff", own="customer_id")
 READ = allow("customer", "staff", service="customer:read", own="customer_id")
 
-# An address's id (customer_addresses.id, a BIGINT): past that a 400 naming it, not the database's refusal.
-AddressId = Annotated[int, PathParameter(le=2**63 - 1, description="the address's id (its `id` in the listing)")]
+# An address's id (customer_addresses.id, a BIGINT): past MAX_INT_ID a 400 naming it, not the database's refusal.
+AddressId = Annotated[int, PathParameter(le=MAX_INT_ID, description="the address's id (its `id` in the listing)")]
 
 # The request's CustomerService, injected by parameter name.
 Customers: TypeAlias = NamedDependency[CustomerService]

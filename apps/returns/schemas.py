@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from apps.common.fields import FREE_TEXT_PATTERN, LINE_PATTERN
+from apps.common.fields import FREE_TEXT_PATTERN, LINE_PATTERN, MAX_INT_ID
 from apps.common.responses import from_row
 from apps.returns.models import ReturnRequest
 from apps.returns.rules import (
@@ -39,9 +39,8 @@ __all__ = [
 ]
 
 MAX_LINES = 100
-# order_items.id is a BIGINT identity; capped where a JSON number is still exact (a schema's 2**63 - 1
-# becomes a float that clients round).
-OrderItemId = Annotated[int, Meta(ge=1, le=2**53 - 1, description="the order line's id (GET /api/orders/{id})")]
+# order_items.id is a BIGINT identity; capped where a JSON number is still exact (MAX_INT_ID).
+OrderItemId = Annotated[int, Meta(ge=1, le=MAX_INT_ID, description="the order line's id (GET /api/orders/{id})")]
 Quantity = Annotated[int, Meta(ge=1, le=1000, description="units, 1..1000")]
 Received = Annotated[int, Meta(ge=0, le=1000, description="units that arrived, 0..the units asked back")]
 Reason = Literal[

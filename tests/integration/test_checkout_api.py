@@ -14,6 +14,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from apps.checkout.app import create_app
+from apps.common.fields import MAX_INT_ID
 from apps.common.personal import ADDRESS_FIELDS
 from tests.support.checkout import (
     US_ADDRESS,
@@ -131,7 +132,7 @@ async def test_a_line_id_past_what_the_column_holds_is_a_400_naming_item_id(clie
     """cart_items.id is a BIGINT: a larger id reached the database, whose refusal answered a 400 naming no
     field ("A value is invalid or out of range"); the id is a path parameter with its bound now."""
     cart, mine = await guest_cart(client)
-    for item_id in (2**63, 10**20):
+    for item_id in (MAX_INT_ID + 1, 2**63, 10**20):
         url = f"/api/carts/{cart['id']}/items/{item_id}"
         for answer in (
             await client.patch(url, json={"quantity": 1}, headers=mine),
@@ -139,7 +140,7 @@ async def test_a_line_id_past_what_the_column_holds_is_a_400_naming_item_id(clie
         ):
             assert answer.status_code == 400, answer.text
             assert answer.json()["extra"][0]["key"] == "item_id" and answer.json()["extra"][0]["source"] == "path"
-    largest = f"/api/carts/{cart['id']}/items/{2**63 - 1}"  # a line id that may exist: looked up, not found
+    largest = f"/api/carts/{cart['id']}/items/{MAX_INT_ID}"  # a line id that may exist: looked up, not found
     assert (await client.delete(largest, headers=mine)).status_code == 404
 
 

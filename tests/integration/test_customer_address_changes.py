@@ -16,6 +16,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from apps.checkout.app import create_app as create_checkout_app
+from apps.common.fields import MAX_INT_ID
 from apps.customer.erasure import anonymised_address_lines
 from apps.customer.sealed import ADDRESS_COLUMNS, open_value
 from tests.support.checkout import Client, add, checkout_body
@@ -174,10 +175,10 @@ async def test_another_customers_or_an_unknown_address_is_a_404_and_deletes_noth
             response = await http.delete(url)
             assert response.status_code == 404, response.text
     async with as_customer(owner) as http:
-        for address_id in (0, -1, 9_999_999_999, 2**63 - 1):
+        for address_id in (0, -1, 9_999_999_999, MAX_INT_ID):
             response = await http.delete(f"/api/customers/{owner['id']}/addresses/{address_id}")
             assert response.status_code == 404, (address_id, response.text)
-        past = await http.delete(f"/api/customers/{owner['id']}/addresses/{2**63}")
+        past = await http.delete(f"/api/customers/{owner['id']}/addresses/{MAX_INT_ID + 1}")
         assert past.status_code == 400, past.text
         assert [e.get("key") for e in past.json()["extra"]] == ["address_id"]
         unknown_customer = await http.delete(f"/api/customers/{uuid.uuid4()}/addresses/{address['id']}")
