@@ -37,12 +37,14 @@ async def write_operations(http: httpx.AsyncClient, service: str) -> list[tuple[
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             if method in _WRITES and "requestBody" in operation:
-                found.append((method.upper(), _PATH_PARAMETER.sub(lambda m: _value_for(m["name"]), path)))
+                found.append((method.upper(), _filled(path, operation)))
     return found
 
 
-def _value_for(name: str) -> str:
-    return "1" if name == "item_id" else str(uuid.uuid4())
+def _filled(path: str, operation: dict[str, Any]) -> str:
+    """The path with a value each parameter takes (an integer id, else a uuid), so the body is what is judged."""
+    kinds = {p["name"]: p.get("schema", {}).get("type") for p in operation.get("parameters", [])}
+    return _PATH_PARAMETER.sub(lambda m: "1" if kinds.get(m["name"]) == "integer" else str(uuid.uuid4()), path)
 
 
 async def answers_to(http: httpx.AsyncClient, service: str, body: bytes) -> dict[str, tuple[int, Any]]:

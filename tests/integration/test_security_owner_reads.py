@@ -34,7 +34,8 @@ pytestmark = pytest.mark.usefixtures("stack")
 
 Client = AsyncTestClient[Any]
 # Differ between any two answers, whatever they name: when, and a write's place in the caller's rate limit.
-_VOLATILE_HEADERS = frozenset({"date", "ratelimit-remaining", "ratelimit-reset"})
+# x-request-id is a fresh UUID per answer (05e38cf): it names the request, never the resource asked for.
+_VOLATILE_HEADERS = frozenset({"date", "ratelimit-remaining", "ratelimit-reset", "x-request-id"})
 
 
 # The apps' own background task (apps/common/read_routing.py) reads both ends every 2 s: not a request's.
